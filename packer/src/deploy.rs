@@ -1,0 +1,700 @@
+//! A deployment, planned first and then carried out: load, resolve hosts, pack, and
+//! (for local hosts) run.
+//!
+//! [`prepare`] computes everything a deploy will do (host -> triple -> payload digest)
+//! without touching any host; `--dry-run` prints it. [`compile`] turns it into packed
+//! runners, and [`run_local`] runs them on this machine.
+
+use crate::inventory::{Host, Inventory, InventoryError};
+use crate::keys::{self, KeyError, KeyPair};
+use crate::pack::{self, PackError, PayloadSettings};
+use crate::plan::{self, PlanError};
+use crate::runners::{self, Runner, RunnerError};
+use crate::target::Triple;
+use ed25519_dalek::SigningKey;
+use rustle_runner::events::{Event, Recap, Status};
+use rustle_runner::payload::Digest;
+use rustle_runner::plan::HostPlan;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// rustle-deploy's exit codes (documented in `docs/exit-codes.md`).
+pub mod exit {
+    /// Every host ran every task without failure.
+    pub const OK: i32 = 0;
+    /// Internal error (I/O on this machine).
+    pub const INTERNAL: i32 = 1;
+    /// At least one host had a failed task.
+    pub const HOST_FAILED: i32 = 2;
+    /// At least one host was unreachable or refused its runner.
+    pub const UNREACHABLE: i32 = 3;
+    /// Bad input: plan, inventory, key or command line. No host was touched.
+    pub const BAD_INPUT: i32 = 4;
+    /// A runner could not be found, built or packed. No host was touched.
+    pub const PACK_FAILED: i32 = 5;
+}
+
+/// Everything that can stop a deploy before or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The plan.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The inventory.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The signing key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Making a payload.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// Finding or building a runner.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// Something this build cannot do yet, said plainly.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A file on this machine.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl DeployError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DeployError::Plan(_) | DeployError::Inventory(_) | DeployError::Key(_) => {
+                exit::BAD_INPUT
+            }
+            DeployError::Unsupported(_) => exit::BAD_INPUT,
+            DeployError::Pack(_) | DeployError::Runner(_) => exit::PACK_FAILED,
+            DeployError::Io { .. } => exit::INTERNAL,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
+    move |source| DeployError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What to deploy and how.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The plan file, or `-` for stdin.
+    pub plan: PathBuf,
+    /// The inventory; `None` means just localhost, run locally.
+    pub inventory: Option<PathBuf>,
+    /// Where `src` files of a rustle-plan input are found (default: the plan's directory).
+    pub files_dir: Option<PathBuf>,
+    /// Force one target triple for every host.
+    pub target: Option<Triple>,
+    /// The signing key (default `~/.rustle/keys/deploy.key`).
+    pub key: Option<PathBuf>,
+    /// Where prebuilt runners are.
+    pub runner_dir: Option<PathBuf>,
+    /// Force check mode.
+    pub check_mode: bool,
+    /// Force diff mode.
+    pub diff_mode: bool,
+}
+
+/// One host's share of a deployment.
+#[derive(Debug)]
+pub struct Job {
+    /// The inventory host.
+    pub host: Host,
+    /// Its runner platform.
+    pub triple: Triple,
+    /// The sealed payload.
+    pub sealed: Vec<u8>,
+    /// The payload digest (the runner's `--expect`).
+    pub digest: Digest,
+    /// Tasks in its plan (blocks count their tasks), for display.
+    pub tasks: usize,
+    /// Whether its plan asks for privilege anywhere.
+    pub needs_become: bool,
+}
+
+/// A deployment computed but not carried out.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The deployment id.
+    pub id: String,
+    /// One job per participating host, in inventory order.
+    pub jobs: Vec<Job>,
+    /// Things worth saying with `--verbose`.
+    pub notes: Vec<String>,
+    /// The signing key (`None` for a dry run without a key yet).
+    pub key: Option<KeyPair>,
+}
+
+/// A new deployment id: UTC time plus randomness, sortable and unique.
+pub fn new_deployment_id() -> String {
+    let now = SystemTime::now();
+    let t = rustle_runner::facts::date_time(now);
+    let field = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("00").to_string();
+    let mut rnd = [0u8; 3];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut rnd);
+    format!(
+        "{}{}{}T{}{}{}Z-{}",
+        field("year"),
+        field("month"),
+        field("day"),
+        field("hour"),
+        field("minute"),
+        field("second"),
+        rustle_runner::hex::encode(&rnd)
+    )
+}
+
+fn count_tasks(hp: &HostPlan) -> usize {
+    let mut all = Vec::new();
+    for p in &hp.plays {
+        for t in p.tasks.iter().chain(&p.handlers) {
+            t.walk(&mut all);
+        }
+    }
+    all.iter().filter(|t| t.block.is_none()).count()
+}
+
+fn needs_become(hp: &HostPlan) -> bool {
+    hp.plays.iter().any(|p| {
+        let mut all = Vec::new();
+        for t in p.tasks.iter().chain(&p.handlers) {
+            t.walk(&mut all);
+        }
+        p.become_ == Some(true) || all.iter().any(|t| t.become_ == Some(true))
+    })
+}
+
+/// Loads the inputs and computes every host's payload. Touches no host. With
+/// `create_key` false (dry runs), a missing key is replaced by a throwaway one.
+pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError> {
+    let loaded = plan::load_plan(&opts.plan)?;
+    let mut notes = loaded.notes;
+    let mut the_plan = loaded.plan;
+    let base = match &opts.files_dir {
+        Some(d) => d.clone(),
+        None if opts.plan.as_os_str() == "-" => PathBuf::from("."),
+        None => opts
+            .plan
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    plan::attach_files(&mut the_plan, &base)?;
+    let inventory = match &opts.inventory {
+        Some(p) => Inventory::load(p)?,
+        None => Inventory::localhost(),
+    };
+    pack::check_modules(&the_plan)?;
+
+    let key_path = match &opts.key {
+        Some(k) => k.clone(),
+        None => keys::default_key_path()?,
+    };
+    let key = if create_key {
+        let (pair, made) = keys::load_or_create(&key_path)?;
+        if made {
+            eprintln!(
+                "rustle-deploy: created a signing key at {} (public key: {}); hosts trust it from their first deploy",
+                pair.path.display(),
+                pair.public_path.display()
+            );
+        }
+        Some(pair)
+    } else if key_path.exists() {
+        Some(keys::load(&key_path)?)
+    } else {
+        notes.push(format!(
+            "no signing key at {} yet: sizes below use a throwaway key",
+            key_path.display()
+        ));
+        None
+    };
+    let signing = match &key {
+        Some(k) => k.signing.clone(),
+        None => SigningKey::generate(&mut rand_core::OsRng),
+    };
+
+    let settings = PayloadSettings {
+        deployment_id: new_deployment_id(),
+        created_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        check_mode: opts.check_mode,
+        diff_mode: opts.diff_mode,
+    };
+    let jobs = pack_jobs(
+        &the_plan,
+        &inventory,
+        &settings,
+        &signing,
+        opts.target,
+        &mut notes,
+    )?;
+    if jobs.is_empty() {
+        notes.push("no host of the inventory matches any play".into());
+    }
+    Ok(Prepared {
+        id: settings.deployment_id,
+        jobs,
+        notes,
+        key,
+    })
+}
+
+/// Computes every participating host's sealed payload. This is the per-host hot path
+/// the pack benchmark measures.
+pub fn pack_jobs(
+    the_plan: &rustle_runner::plan::DeployPlan,
+    inventory: &Inventory,
+    settings: &PayloadSettings,
+    signing: &SigningKey,
+    target: Option<Triple>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Job>, DeployError> {
+    let files = pack::decode_files(the_plan)?;
+    let per_play = pack::play_hosts(the_plan, inventory);
+    let mut jobs = Vec::new();
+    for host in pack::participating_hosts(the_plan, inventory) {
+        let (triple, note) = pack::target_for(host, target)?;
+        notes.extend(note);
+        let hp = pack::host_plan(the_plan, &per_play, &files, host, settings)?;
+        let (sealed, digest) = pack::seal(&hp, signing)?;
+        jobs.push(Job {
+            host: host.clone(),
+            triple,
+            sealed,
+            digest,
+            tasks: count_tasks(&hp),
+            needs_become: needs_become(&hp),
+        });
+    }
+    Ok(jobs)
+}
+
+/// The `--dry-run` table: which host gets which triple, runner and payload size.
+pub fn dry_run_table(p: &Prepared, runner_dir: Option<&Path>) -> String {
+    let mut out = format!("deployment {} ({} hosts)\n", p.id, p.jobs.len());
+    out.push_str("HOST\tCONNECTION\tTARGET\tRUNNER\tTASKS\tPAYLOAD BYTES\tPAYLOAD DIGEST\n");
+    let mut found: BTreeMap<Triple, String> = BTreeMap::new();
+    for j in &p.jobs {
+        let runner = found
+            .entry(j.triple)
+            .or_insert_with(|| match runners::find(j.triple, runner_dir) {
+                Ok(r) => format!("{} ({} bytes)", r.path.display(), r.bytes.len()),
+                Err(_) => format!("missing: {}", runners::build_command(j.triple)),
+            })
+            .clone();
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            j.host.name,
+            j.host.connection(),
+            j.triple,
+            runner,
+            j.tasks,
+            j.sealed.len(),
+            j.digest
+        ));
+    }
+    out
+}
+
+/// Finds (or, for this machine's own platform, builds) the runner of every triple the
+/// jobs need.
+pub fn runners_for(
+    jobs: &[Job],
+    runner_dir: Option<&Path>,
+) -> Result<BTreeMap<Triple, Runner>, DeployError> {
+    let mut out = BTreeMap::new();
+    for j in jobs {
+        if out.contains_key(&j.triple) {
+            continue;
+        }
+        let runner = match runners::find(j.triple, runner_dir) {
+            Ok(r) => r,
+            Err(RunnerError::Missing { .. })
+                if Some(j.triple) == Triple::native() && runners::can_build() =>
+            {
+                eprintln!(
+                    "rustle-deploy: no {} runner yet; building it once with `{}`",
+                    j.triple,
+                    runners::build_command(j.triple)
+                );
+                runners::build(j.triple)?;
+                runners::find(j.triple, runner_dir)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        out.insert(j.triple, runner);
+    }
+    Ok(out)
+}
+
+/// Packs one job into its runner.
+pub fn packed(job: &Job, runners: &BTreeMap<Triple, Runner>) -> Result<Vec<u8>, DeployError> {
+    let runner = runners
+        .get(&job.triple)
+        .ok_or_else(|| DeployError::Unsupported(format!("no runner loaded for {}", job.triple)))?;
+    Ok(pack::pack(
+        &job.host.name,
+        job.triple,
+        &runner.bytes,
+        &job.sealed,
+    )?)
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename),
+/// with `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// One packed runner written by `--compile-only`.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The host.
+    pub host: String,
+    /// The file written.
+    pub path: PathBuf,
+    /// Payload digest.
+    pub digest: Digest,
+    /// File size.
+    pub size: u64,
+}
+
+/// Writes one packed runner per host into `out_dir` as `<host><suffix>`.
+pub fn compile(
+    p: &Prepared,
+    runners: &BTreeMap<Triple, Runner>,
+    out_dir: &Path,
+    suffix: &str,
+) -> Result<Vec<Compiled>, DeployError> {
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let mut out = Vec::new();
+    for job in &p.jobs {
+        let bytes = packed(job, runners)?;
+        let name = format!("{}{}", job.host.name, suffix);
+        if name.contains('/') || name.starts_with('.') {
+            return Err(DeployError::Unsupported(format!(
+                "host name '{}' cannot be used as a file name",
+                job.host.name
+            )));
+        }
+        let path = out_dir.join(name);
+        write_atomic(&path, &bytes, 0o755)?;
+        out.push(Compiled {
+            host: job.host.name.clone(),
+            path,
+            digest: job.digest,
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// How a host's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostStatus {
+    /// Every task succeeded.
+    Ok,
+    /// A task failed.
+    Failed,
+    /// The runner could not be started or refused its payload.
+    Unreachable,
+}
+
+/// One host's result.
+#[derive(Debug, Clone)]
+pub struct HostResult {
+    /// The host.
+    pub host: String,
+    /// The outcome.
+    pub status: HostStatus,
+    /// Counts.
+    pub recap: Recap,
+    /// Every task event.
+    pub tasks: Vec<Event>,
+    /// Why it failed, when the runner did not say.
+    pub error: Option<String>,
+    /// Milliseconds spent running.
+    pub run_ms: f64,
+    /// Where the host keeps this release.
+    pub release_dir: PathBuf,
+}
+
+/// The state root on this machine: `$RUSTLE_ROOT`, `/var/lib/rustle` for root,
+/// `~/.rustle` otherwise.
+pub fn local_root() -> PathBuf {
+    if let Some(r) = std::env::var_os("RUSTLE_ROOT") {
+        return PathBuf::from(r);
+    }
+    if rustle_runner::facts::current_uid() == Some(0) {
+        return PathBuf::from("/var/lib/rustle");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => Path::new(&h).join(".rustle"),
+        None => PathBuf::from("/var/lib/rustle"),
+    }
+}
+
+/// Runs a packed runner on this machine: installs it into `<root>/releases/<id>/`,
+/// runs it, streams its events to `on_event`, and points `current` at it on success.
+pub fn run_local(
+    job: &Job,
+    packed: &[u8],
+    deployment_id: &str,
+    trusted_key: &Path,
+    root: &Path,
+    on_event: &mut dyn FnMut(&str, &Event),
+) -> Result<HostResult, DeployError> {
+    let release = root.join("releases").join(deployment_id);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&release)
+        .map_err(io(&release))?;
+    let exe = release.join("rustle-runner");
+    write_atomic(&exe, packed, 0o700)?;
+    let report = release.join("report.json");
+
+    let mut cmd = if job.needs_become && rustle_runner::facts::current_uid() != Some(0) {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.arg("--expect")
+        .arg(job.digest.to_hex())
+        .arg("--trusted-key")
+        .arg(trusted_key)
+        .arg("--report")
+        .arg(&report)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut result = HostResult {
+        host: job.host.name.clone(),
+        status: HostStatus::Unreachable,
+        recap: Recap::default(),
+        tasks: Vec::new(),
+        error: None,
+        run_ms: 0.0,
+        release_dir: release.clone(),
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            result.error = Some(format!("cannot start {}: {e}", exe.display()));
+            result.recap.unreachable = 1;
+            return Ok(result);
+        }
+    };
+    // stderr is drained on its own thread so a chatty runner cannot block on a full pipe
+    // while we read its stdout.
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+            s
+        })
+    });
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<Event>(&line) {
+                Ok(ev) => {
+                    if let Event::Recap { recap, .. } = &ev {
+                        result.recap = *recap;
+                    }
+                    if matches!(ev, Event::Task { .. }) {
+                        result.tasks.push(ev.clone());
+                    }
+                    on_event(&job.host.name, &ev);
+                }
+                // A line that is not an event (a runner from another version, or stray
+                // output) is kept for the error message rather than dropped silently.
+                Err(_) => {
+                    let e = result.error.get_or_insert_with(String::new);
+                    e.push_str(&line);
+                    e.push('\n');
+                }
+            }
+        }
+    }
+    let status = child.wait().map_err(io(&exe))?;
+    let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    result.run_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match status.code() {
+        Some(rustle_runner::exit::OK) => result.status = HostStatus::Ok,
+        Some(rustle_runner::exit::TASKS_FAILED) => result.status = HostStatus::Failed,
+        code => {
+            result.recap.unreachable = 1;
+            let why = stderr.trim().lines().last().unwrap_or("").to_string();
+            result.error = Some(match code {
+                Some(c) => format!("runner exited with code {c}: {why}"),
+                None => format!("runner was killed by a signal: {why}"),
+            });
+        }
+    }
+    if result.status == HostStatus::Ok {
+        point_current(root, deployment_id)?;
+    }
+    record_state(root, deployment_id, job, &result)?;
+    Ok(result)
+}
+
+/// Points `<root>/current` at the release, atomically (a new link renamed over the old).
+fn point_current(root: &Path, deployment_id: &str) -> Result<(), DeployError> {
+    let target = Path::new("releases").join(deployment_id);
+    let tmp = root.join(format!(".current.tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp).map_err(io(&tmp))?;
+    let current = root.join("current");
+    std::fs::rename(&tmp, &current).map_err(io(&current))
+}
+
+/// Appends this deployment to `<root>/state.json`, which `--list-deployments` reads.
+fn record_state(
+    root: &Path,
+    deployment_id: &str,
+    job: &Job,
+    result: &HostResult,
+) -> Result<(), DeployError> {
+    let path = root.join("state.json");
+    let mut state: Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| json!({"v": 1, "deployments": []}));
+    let entry = json!({
+        "id": deployment_id,
+        "host": job.host.name,
+        "digest": job.digest.to_hex(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "status": match result.status {
+            HostStatus::Ok => "ok",
+            HostStatus::Failed => "failed",
+            HostStatus::Unreachable => "refused",
+        },
+    });
+    if let Some(list) = state.get_mut("deployments").and_then(Value::as_array_mut) {
+        list.push(entry);
+    } else {
+        state = json!({"v": 1, "deployments": [entry]});
+    }
+    let bytes = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    write_atomic(&path, &bytes, 0o600)
+}
+
+/// The JSON report of a whole deployment.
+pub fn report_json(id: &str, results: &[HostResult]) -> Value {
+    let hosts: serde_json::Map<String, Value> = results
+        .iter()
+        .map(|r| {
+            (
+                r.host.clone(),
+                json!({
+                    "status": match r.status {
+                        HostStatus::Ok => "ok",
+                        HostStatus::Failed => "failed",
+                        HostStatus::Unreachable => "unreachable",
+                    },
+                    "recap": r.recap,
+                    "error": r.error,
+                    "run_ms": r.run_ms,
+                    "release_dir": r.release_dir,
+                    "tasks": r.tasks,
+                }),
+            )
+        })
+        .collect();
+    json!({"v": 1, "deployment": id, "hosts": hosts})
+}
+
+/// The exit code for a finished deployment.
+pub fn exit_code(results: &[HostResult]) -> i32 {
+    if results.iter().any(|r| r.status == HostStatus::Unreachable) {
+        exit::UNREACHABLE
+    } else if results.iter().any(|r| r.status == HostStatus::Failed) {
+        exit::HOST_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// One line per finished task, Ansible-style: `changed: [web1] => make dir`.
+pub fn task_line(host: &str, ev: &Event) -> Option<String> {
+    match ev {
+        Event::Play { name, .. } => Some(format!("PLAY [{name}] [{host}]")),
+        Event::Task {
+            name,
+            status,
+            ignored,
+            result,
+            module,
+            ..
+        } => {
+            let mut line = format!("{}: [{host}] => {name}", status.as_str());
+            let msg = result.get("msg").and_then(Value::as_str);
+            if *status == Status::Failed {
+                line.push_str(&format!(" | {}", msg.unwrap_or("failed")));
+                if *ignored {
+                    line.push_str(" (ignored)");
+                }
+            } else if module == "debug"
+                && let Some(m) = msg
+            {
+                line.push_str(&format!(" | {m}"));
+            }
+            Some(line)
+        }
+        _ => None,
+    }
+}
+
+/// The recap block.
+pub fn recap_text(results: &[HostResult]) -> String {
+    let mut out = String::from("PLAY RECAP\n");
+    for r in results {
+        let c = r.recap;
+        out.push_str(&format!(
+            "{:<20} : ok={} changed={} unreachable={} failed={} skipped={} rescued={} ignored={}\n",
+            r.host, c.ok, c.changed, c.unreachable, c.failed, c.skipped, c.rescued, c.ignored
+        ));
+        if let Some(e) = &r.error {
+            out.push_str(&format!("{:<20}   {}\n", "", e.trim()));
+        }
+    }
+    out
+}

@@ -1,0 +1,750 @@
+//! Ansible inventories (INI, YAML, JSON): hosts, groups, merged variables and host patterns.
+//!
+//! The packer needs, for every host named in a plan, where to connect (address, port, user,
+//! key, connection type) and which variables apply. This module loads the three inventory
+//! formats Ansible reads from a file, merges variables with Ansible's precedence and resolves
+//! Ansible host patterns (`webservers:&prod:!web2`), all without running Ansible.
+//!
+//! Deliberate differences from Ansible, each chosen to refuse mistakes rather than guess:
+//! - INI values are typed the same way in host lines and in `[g:vars]` sections (Ansible's
+//!   code does the same, though its documentation says `:vars` values stay strings): integers
+//!   without leading zeros, floats, `true`/`false`/`True`/`False`, `None`, and unquoted JSON
+//!   lists or objects. A quoted value always stays a string (`port="22"` is `"22"`), so a
+//!   quote is the way to force a string.
+//! - `[g:vars]` for a group that has no other section creates the group (Ansible refuses);
+//!   a `[g:children]` entry naming a group that has no section anywhere is refused, as in
+//!   Ansible, because it is almost always a typo.
+//! - Unknown keys in a YAML/JSON group (anything but `hosts`, `vars`, `children`) are
+//!   refused, where Ansible only warns: a forgotten `hosts:` level would otherwise silently
+//!   leave a group empty.
+//! - Hosts that appear only in a JSON `_meta.hostvars` are kept (as ungrouped hosts).
+//! - `~regex` host patterns are not supported and match nothing.
+//! - `group_vars/` and `host_vars/` directories next to the inventory are not read.
+
+mod ini;
+mod pattern;
+mod structured;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// Variables of a host or group, as JSON values.
+pub type Vars = serde_json::Map<String, Value>;
+
+/// Host names Ansible answers for with an implicit local host when the inventory lacks them.
+const IMPLICIT_LOCALHOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Connection variables that must be strings (numbers are accepted and converted, since a
+/// YAML user name `1000` or host `10` is plausible; anything else is refused).
+const STRING_CONNECTION_VARS: [&str; 7] = [
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_connection",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+];
+
+/// Why an inventory could not be loaded. Every variant names the file (or the name given
+/// to a `parse_*` function) and, where the format allows, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The inventory file could not be read.
+    #[error("cannot read inventory {}: {source}", path.display())]
+    Io {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The text is not a valid inventory (syntax or structure).
+    #[error("{}: {msg}", at(source_name, *line))]
+    Parse {
+        /// The file (or name given to a `parse_*` function).
+        source_name: String,
+        /// 1-based line, when the format reports one.
+        line: Option<usize>,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A host name range like `web[05:01]` cannot be expanded.
+    #[error("{}: invalid host range in '{pattern}': {reason}", at(source_name, *line))]
+    HostRange {
+        /// The file (or name given to a `parse_*` function).
+        source_name: String,
+        /// 1-based line, when the format reports one.
+        line: Option<usize>,
+        /// The host name as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A variable name is not an identifier (letters, digits, `_`, not starting with a digit).
+    #[error("{}: invalid variable name '{name}' (must be letters, digits and '_', not starting with a digit)", at(source_name, *line))]
+    InvalidVarName {
+        /// The file (or name given to a `parse_*` function).
+        source_name: String,
+        /// 1-based line, when the format reports one.
+        line: Option<usize>,
+        /// The offending name.
+        name: String,
+    },
+    /// Groups are their own ancestors through `children`.
+    #[error("{}: cycle in group children: {}", at(source_name, *line), cycle.join(" -> "))]
+    Cycle {
+        /// The file (or name given to a `parse_*` function).
+        source_name: String,
+        /// The line of the `children` entry that closes the cycle, when known.
+        line: Option<usize>,
+        /// The groups on the cycle, parent first, the first group repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// A connection variable of a host has a value that cannot be used.
+    #[error("{source_name}: host '{host}': variable {var}: {msg}")]
+    HostVar {
+        /// The file (or name given to a `parse_*` function).
+        source_name: String,
+        /// The host whose merged variables are wrong.
+        host: String,
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+}
+
+/// Formats "file:line" or "file" for error messages.
+fn at(source_name: &str, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{source_name}:{line}"),
+        None => source_name.to_owned(),
+    }
+}
+
+/// One inventory host with its variables merged by Ansible's precedence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// The inventory name (also the address unless `ansible_host` is set).
+    pub name: String,
+    /// Variables merged from `all`, its groups (by depth, priority, name) and the host itself.
+    pub vars: Vars,
+    /// Every group the host is in, ancestors included, sorted, without `all`. A host in no
+    /// other group is in `ungrouped`, as in Ansible's `group_names`.
+    pub groups: Vec<String>,
+}
+
+impl Host {
+    fn str_var(&self, names: &[&str]) -> Option<&str> {
+        names
+            .iter()
+            .find_map(|name| self.vars.get(*name).and_then(Value::as_str))
+    }
+
+    /// The address to connect to: `ansible_host` (or the older `ansible_ssh_host`), else the name.
+    pub fn address(&self) -> &str {
+        self.str_var(&["ansible_host", "ansible_ssh_host"])
+            .unwrap_or(&self.name)
+    }
+
+    /// The SSH port from `ansible_port` (or `ansible_ssh_port`), an integer or numeric string.
+    pub fn port(&self) -> Option<u16> {
+        ["ansible_port", "ansible_ssh_port"]
+            .iter()
+            .find_map(|name| self.vars.get(*name).and_then(port_value))
+    }
+
+    /// The remote user from `ansible_user` (or the older `ansible_ssh_user`).
+    pub fn user(&self) -> Option<&str> {
+        self.str_var(&["ansible_user", "ansible_ssh_user"])
+    }
+
+    /// The connection type from `ansible_connection`; `ssh` when unset.
+    pub fn connection(&self) -> &str {
+        self.str_var(&["ansible_connection"]).unwrap_or("ssh")
+    }
+
+    /// The private key from `ansible_ssh_private_key_file` or `ansible_private_key_file`.
+    pub fn private_key_file(&self) -> Option<&str> {
+        self.str_var(&["ansible_ssh_private_key_file", "ansible_private_key_file"])
+    }
+
+    /// Whether the host is reached without SSH (`ansible_connection=local`).
+    pub fn is_local(&self) -> bool {
+        self.connection() == "local"
+    }
+}
+
+/// A port as Ansible accepts it: an integer or a numeric string, 1 to 65535.
+fn port_value(value: &Value) -> Option<u16> {
+    let port = match value {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.trim().parse::<u16>().ok(),
+        _ => None,
+    };
+    port.filter(|p| *p != 0)
+}
+
+/// A loaded inventory: hosts in file order, groups with their own variables.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    hosts: Vec<Host>,
+    index: HashMap<String, usize>,
+    /// Every group (including `all` and `ungrouped`) with its own, unmerged variables.
+    groups: BTreeMap<String, Vars>,
+    /// Hosts Ansible creates on demand for `localhost`, `127.0.0.1` and `::1` patterns when
+    /// the inventory does not define them; they are never part of `all`.
+    implicit: Vec<Host>,
+}
+
+impl Inventory {
+    /// Loads an inventory file. The format comes from the extension (`.json`, `.yml`,
+    /// `.yaml`, `.ini`), else from the content: a JSON object, a YAML mapping whose groups
+    /// have `hosts`, `children` or `vars`, otherwise INI.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let source = path.display().to_string();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("json") => Self::parse_json(&text, &source),
+            Some("yml" | "yaml") => Self::parse_yaml(&text, &source),
+            Some("ini") => Self::parse_ini(&text, &source),
+            _ if text.trim_start().starts_with('{') => Self::parse_json(&text, &source),
+            _ if structured::looks_like_yaml_inventory(&text) => Self::parse_yaml(&text, &source),
+            _ => Self::parse_ini(&text, &source),
+        }
+    }
+
+    /// Parses an Ansible INI inventory; `source` names it in errors.
+    pub fn parse_ini(text: &str, source: &str) -> Result<Inventory, InventoryError> {
+        ini::parse(text, source)
+    }
+
+    /// Parses an Ansible YAML inventory (`all: {hosts, vars, children}`).
+    pub fn parse_yaml(text: &str, source: &str) -> Result<Inventory, InventoryError> {
+        structured::parse_yaml(text, source)
+    }
+
+    /// Parses a JSON inventory: the `ansible-inventory --list` / inventory script format
+    /// (`_meta.hostvars`, groups with `hosts` and `children` lists), or the YAML structure
+    /// written as JSON.
+    pub fn parse_json(text: &str, source: &str) -> Result<Inventory, InventoryError> {
+        structured::parse_json(text, source)
+    }
+
+    /// The implicit default inventory: one host `localhost` with `ansible_connection=local`.
+    /// Unlike Ansible's implicit localhost it is a real (ungrouped) host, so `all` selects it:
+    /// running without an inventory means running here.
+    pub fn localhost() -> Inventory {
+        let mut vars = Vars::new();
+        vars.insert("ansible_connection".into(), Value::from("local"));
+        let host = Host {
+            name: "localhost".into(),
+            vars,
+            groups: vec!["ungrouped".into()],
+        };
+        let groups = ["all", "ungrouped"]
+            .into_iter()
+            .map(|g| (g.to_owned(), Vars::new()))
+            .collect();
+        Inventory {
+            index: HashMap::from([(host.name.clone(), 0)]),
+            hosts: vec![host],
+            groups,
+            implicit: Vec::new(),
+        }
+    }
+
+    /// Hosts in the order they first appear in the file.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter()
+    }
+
+    /// The host with exactly this inventory name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.index.get(name).and_then(|i| self.hosts.get(*i))
+    }
+
+    /// Every group name, sorted; `all` and `ungrouped` are always present.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
+    }
+
+    /// A group's own variables (not merged with its parents), if the group exists.
+    pub fn group_vars(&self, name: &str) -> Option<&Vars> {
+        self.groups.get(name)
+    }
+
+    /// Ansible host patterns: "all", "*", a host name, a group name, globs with * (fnmatch-style),
+    /// "a:b" / "a,b" unions, "!x" exclusion, "&x" intersection. Result in inventory order, no duplicates.
+    /// A pattern that matches nothing is not an error (Ansible warns); return an empty list.
+    ///
+    /// As in Ansible, unions are applied first, then intersections, then exclusions; a
+    /// pattern with only `&`/`!` terms starts from `all`; `group[0]`, `group[1:3]` and
+    /// `group[-1]` pick hosts of a term by position; `localhost`, `127.0.0.1` and `::1`
+    /// yield an implicit local host when the inventory has no such host.
+    pub fn select(&self, pattern: &str) -> Vec<&Host> {
+        let terms = pattern::split_host_pattern(pattern);
+        let (mut regular, mut intersect, mut exclude) = (Vec::new(), Vec::new(), Vec::new());
+        for term in &terms {
+            if let Some(t) = term.strip_prefix('!') {
+                exclude.push(t);
+            } else if let Some(t) = term.strip_prefix('&') {
+                intersect.push(t);
+            } else {
+                regular.push(term.as_str());
+            }
+        }
+        if regular.is_empty() && !terms.is_empty() {
+            regular.push("all");
+        }
+        let total = self.hosts.len() + self.implicit.len();
+        let mut selected = vec![false; total];
+        for term in regular {
+            for i in self.match_term(term) {
+                if let Some(slot) = selected.get_mut(i) {
+                    *slot = true;
+                }
+            }
+        }
+        for term in intersect {
+            let matched: BTreeSet<usize> = self.match_term(term).into_iter().collect();
+            for (i, slot) in selected.iter_mut().enumerate() {
+                *slot &= matched.contains(&i);
+            }
+        }
+        for term in exclude {
+            for i in self.match_term(term) {
+                if let Some(slot) = selected.get_mut(i) {
+                    *slot = false;
+                }
+            }
+        }
+        self.hosts
+            .iter()
+            .chain(self.implicit.iter())
+            .zip(selected)
+            .filter_map(|(host, keep)| keep.then_some(host))
+            .collect()
+    }
+
+    /// Indices (into hosts, then implicit hosts) matched by one pattern term, in order.
+    fn match_term(&self, term: &str) -> Vec<usize> {
+        let (base, subscript) = pattern::split_subscript(term);
+        if base.starts_with('~') {
+            return Vec::new();
+        }
+        let glob: Vec<char> = base.chars().collect();
+        let groups: Vec<&str> = self
+            .group_names()
+            .filter(|g| pattern::glob_match(&glob, g))
+            .collect();
+        let mut mask = vec![false; self.hosts.len()];
+        for (host, slot) in self.hosts.iter().zip(mask.iter_mut()) {
+            *slot = groups.iter().any(|g| {
+                *g == "all" || host.groups.binary_search_by(|h| h.as_str().cmp(g)).is_ok()
+            });
+        }
+        // As in Ansible, names are tried as hosts when no group matched, or always when the
+        // term looks like a glob or a dotted host name.
+        if groups.is_empty() || base.contains(['.', '?', '*', '[']) {
+            for (host, slot) in self.hosts.iter().zip(mask.iter_mut()) {
+                *slot |= pattern::glob_match(&glob, &host.name);
+            }
+        }
+        let mut found: Vec<usize> = mask
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.then_some(i))
+            .collect();
+        if found.is_empty()
+            && let Some(pos) = self.implicit.iter().position(|h| h.name == base)
+        {
+            found.push(self.hosts.len() + pos);
+        }
+        match subscript {
+            Some(sub) => sub.apply(found),
+            None => found,
+        }
+    }
+}
+
+/// A group as read from the file, before inheritance is resolved.
+#[derive(Debug, Default)]
+struct RawGroup {
+    vars: Vars,
+    /// Direct children with the line that declared each edge.
+    children: Vec<(String, Option<usize>)>,
+}
+
+/// A host as read from the file: its own variables and the groups it is listed in.
+#[derive(Debug, Default)]
+struct RawHost {
+    vars: Vars,
+    groups: Vec<String>,
+}
+
+/// Collects hosts, groups and variables from any format, then resolves inheritance.
+#[derive(Debug)]
+struct Builder {
+    source: String,
+    host_order: Vec<String>,
+    hosts: HashMap<String, RawHost>,
+    groups: BTreeMap<String, RawGroup>,
+}
+
+impl Builder {
+    fn new(source: &str) -> Builder {
+        let mut groups = BTreeMap::new();
+        groups.insert("all".to_owned(), RawGroup::default());
+        groups.insert("ungrouped".to_owned(), RawGroup::default());
+        Builder {
+            source: source.to_owned(),
+            host_order: Vec::new(),
+            hosts: HashMap::new(),
+            groups,
+        }
+    }
+
+    fn parse_error(&self, line: Option<usize>, msg: impl fmt::Display) -> InventoryError {
+        InventoryError::Parse {
+            source_name: self.source.clone(),
+            line,
+            msg: msg.to_string(),
+        }
+    }
+
+    fn check_var_name(&self, name: &str, line: Option<usize>) -> Result<(), InventoryError> {
+        if is_identifier(name) {
+            Ok(())
+        } else {
+            Err(InventoryError::InvalidVarName {
+                source_name: self.source.clone(),
+                line,
+                name: name.to_owned(),
+            })
+        }
+    }
+
+    fn add_group(&mut self, name: &str) {
+        if !self.groups.contains_key(name) {
+            self.groups.insert(name.to_owned(), RawGroup::default());
+        }
+    }
+
+    /// Adds (or extends) a host; `group` is None when only variables are given.
+    fn add_host(&mut self, name: &str, group: Option<&str>, vars: Vars) {
+        if let Some(group) = group {
+            self.add_group(group);
+        }
+        let host = match self.hosts.entry(name.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.host_order.push(name.to_owned());
+                e.insert(RawHost::default())
+            }
+        };
+        if let Some(group) = group
+            && !host.groups.iter().any(|g| g == group)
+        {
+            host.groups.push(group.to_owned());
+        }
+        // A host listed twice keeps one entry; the later line's values win.
+        host.vars.extend(vars);
+    }
+
+    fn set_group_var(&mut self, group: &str, key: String, value: Value) {
+        self.add_group(group);
+        if let Some(g) = self.groups.get_mut(group) {
+            g.vars.insert(key, value);
+        }
+    }
+
+    fn add_child(
+        &mut self,
+        parent: &str,
+        child: &str,
+        line: Option<usize>,
+    ) -> Result<(), InventoryError> {
+        if child == "all" {
+            return Err(
+                self.parse_error(line, format!("group 'all' cannot be a child of '{parent}'"))
+            );
+        }
+        if parent == child {
+            return Err(InventoryError::Cycle {
+                source_name: self.source.clone(),
+                line,
+                cycle: vec![parent.to_owned(), child.to_owned()],
+            });
+        }
+        self.add_group(parent);
+        self.add_group(child);
+        if let Some(g) = self.groups.get_mut(parent)
+            && !g.children.iter().any(|(c, _)| c == child)
+        {
+            g.children.push((child.to_owned(), line));
+        }
+        Ok(())
+    }
+
+    /// Resolves inheritance and merges variables into the final inventory.
+    fn finish(self) -> Result<Inventory, InventoryError> {
+        let order = self.topological_order()?;
+        // Depth is the longest path from `all` (depth 0); groups without a parent hang off
+        // `all` at depth 1. Ancestors exclude `all`, which every host is in anyway.
+        let mut depth: HashMap<&str, usize> = self
+            .groups
+            .keys()
+            .map(|g| (g.as_str(), usize::from(g != "all")))
+            .collect();
+        let mut ancestors: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        for parent in &order {
+            let parent_depth = depth.get(parent.as_str()).copied().unwrap_or(0);
+            let mut inherited = ancestors.get(parent.as_str()).cloned().unwrap_or_default();
+            if parent != "all" {
+                inherited.insert(parent.as_str());
+            }
+            let children = self.groups.get(parent).map(|g| g.children.as_slice());
+            for (child, _) in children.unwrap_or_default() {
+                let d = depth.entry(child.as_str()).or_insert(1);
+                *d = (*d).max(parent_depth + 1);
+                ancestors
+                    .entry(child.as_str())
+                    .or_default()
+                    .extend(inherited.iter().copied());
+            }
+        }
+        let priority = |group: &str| -> i64 {
+            self.groups
+                .get(group)
+                .and_then(|g| g.vars.get("ansible_group_priority"))
+                .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
+                .unwrap_or(1)
+        };
+
+        let mut hosts = Vec::with_capacity(self.host_order.len());
+        for name in &self.host_order {
+            let Some(raw) = self.hosts.get(name) else {
+                continue;
+            };
+            let mut direct: BTreeSet<&str> = raw
+                .groups
+                .iter()
+                .map(String::as_str)
+                .filter(|g| *g != "all" && *g != "ungrouped")
+                .collect();
+            // Ansible puts a host into `ungrouped` exactly when it is in no other group.
+            if direct.is_empty() {
+                direct.insert("ungrouped");
+            }
+            let mut all_groups = direct.clone();
+            for g in &direct {
+                if let Some(anc) = ancestors.get(g) {
+                    all_groups.extend(anc.iter().copied());
+                }
+            }
+            let mut by_precedence: Vec<&str> = all_groups.iter().copied().collect();
+            by_precedence.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), priority(g), *g));
+            let mut vars = self.group_vars("all");
+            for g in by_precedence {
+                vars.extend(self.group_vars(g));
+            }
+            vars.extend(raw.vars.clone());
+            let mut host = Host {
+                name: name.clone(),
+                vars,
+                groups: all_groups.into_iter().map(str::to_owned).collect(),
+            };
+            self.check_connection_vars(&mut host)?;
+            hosts.push(host);
+        }
+
+        let mut implicit = Vec::new();
+        for name in IMPLICIT_LOCALHOSTS {
+            let mut vars = self.group_vars("all");
+            vars.insert("ansible_connection".into(), Value::from("local"));
+            let mut host = Host {
+                name: name.to_owned(),
+                vars,
+                groups: Vec::new(),
+            };
+            self.check_connection_vars(&mut host)?;
+            implicit.push(host);
+        }
+
+        let index = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.clone(), i))
+            .collect();
+        let groups = self
+            .groups
+            .into_iter()
+            .map(|(name, g)| (name, g.vars))
+            .collect();
+        Ok(Inventory {
+            hosts,
+            index,
+            groups,
+            implicit,
+        })
+    }
+
+    fn group_vars(&self, group: &str) -> Vars {
+        self.groups
+            .get(group)
+            .map(|g| g.vars.clone())
+            .unwrap_or_default()
+    }
+
+    /// Groups ordered parents before children (Kahn's algorithm, ties by name), or the
+    /// cycle that prevents such an order.
+    fn topological_order(&self) -> Result<Vec<String>, InventoryError> {
+        let mut indegree: BTreeMap<&str, usize> =
+            self.groups.keys().map(|g| (g.as_str(), 0)).collect();
+        for group in self.groups.values() {
+            for (child, _) in &group.children {
+                *indegree.entry(child.as_str()).or_insert(0) += 1;
+            }
+        }
+        let mut ready: VecDeque<&str> = indegree
+            .iter()
+            .filter_map(|(g, d)| (*d == 0).then_some(*g))
+            .collect();
+        let mut order = Vec::with_capacity(indegree.len());
+        while let Some(group) = ready.pop_front() {
+            order.push(group.to_owned());
+            let children = self.groups.get(group).map(|g| g.children.as_slice());
+            for (child, _) in children.unwrap_or_default() {
+                if let Some(d) = indegree.get_mut(child.as_str()) {
+                    *d = d.saturating_sub(1);
+                    if *d == 0 {
+                        ready.push_back(child.as_str());
+                    }
+                }
+            }
+        }
+        if order.len() == indegree.len() {
+            return Ok(order);
+        }
+        Err(self.find_cycle(&order))
+    }
+
+    /// Builds the error for a cycle among the groups left out of the topological order.
+    fn find_cycle(&self, ordered: &[String]) -> InventoryError {
+        let done: BTreeSet<&str> = ordered.iter().map(String::as_str).collect();
+        let remaining: BTreeSet<&str> = self
+            .groups
+            .keys()
+            .map(String::as_str)
+            .filter(|g| !done.contains(g))
+            .collect();
+        // Every remaining group still has a remaining parent, so walking up parents must
+        // come back to a group already on the path.
+        let parent_of = |child: &str| {
+            self.groups.iter().find_map(|(p, g)| {
+                (remaining.contains(p.as_str()) && g.children.iter().any(|(c, _)| c == child))
+                    .then_some(p.as_str())
+            })
+        };
+        let mut path: Vec<&str> = Vec::new();
+        let mut current = remaining.first().copied();
+        while let Some(group) = current {
+            if let Some(start) = path.iter().position(|g| *g == group) {
+                // The path walked parents, so reverse it to read parent -> child.
+                let mut nodes: Vec<&str> = path.get(start..).unwrap_or_default().to_vec();
+                nodes.reverse();
+                let edge_line = |i: usize| {
+                    let parent = nodes.get(i)?;
+                    let child = nodes.get((i + 1) % nodes.len())?;
+                    self.edge_line(parent, child)
+                };
+                // Report the edge written last in the file, and end the cycle with it: that
+                // is the line that closed the loop.
+                let closing = (0..nodes.len()).max_by_key(|i| edge_line(*i));
+                let line = closing.and_then(edge_line);
+                if let Some(k) = closing {
+                    let shift = (k + 1) % nodes.len().max(1);
+                    nodes.rotate_left(shift);
+                }
+                let mut cycle: Vec<String> = nodes.iter().map(|g| (*g).to_owned()).collect();
+                if let Some(first) = cycle.first().cloned() {
+                    cycle.push(first);
+                }
+                return InventoryError::Cycle {
+                    source_name: self.source.clone(),
+                    line,
+                    cycle,
+                };
+            }
+            path.push(group);
+            current = parent_of(group);
+        }
+        InventoryError::Cycle {
+            source_name: self.source.clone(),
+            line: None,
+            cycle: remaining.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+
+    fn edge_line(&self, parent: &str, child: &str) -> Option<usize> {
+        self.groups
+            .get(parent)?
+            .children
+            .iter()
+            .find(|(c, _)| c == child)
+            .and_then(|(_, line)| *line)
+    }
+
+    /// Makes sure the variables the deployer connects with have usable types.
+    fn check_connection_vars(&self, host: &mut Host) -> Result<(), InventoryError> {
+        let name = host.name.clone();
+        let error = |var: &str, msg: String| InventoryError::HostVar {
+            source_name: self.source.clone(),
+            host: name.clone(),
+            var: var.to_owned(),
+            msg,
+        };
+        for var in STRING_CONNECTION_VARS {
+            match host.vars.get(var) {
+                None | Some(Value::String(_) | Value::Null) => {}
+                Some(Value::Number(n)) => {
+                    let text = n.to_string();
+                    host.vars.insert(var.to_owned(), Value::String(text));
+                }
+                Some(other) => return Err(error(var, format!("expected a string, got {other}"))),
+            }
+        }
+        for var in ["ansible_port", "ansible_ssh_port"] {
+            match host.vars.get(var) {
+                None | Some(Value::Null) => {}
+                Some(value) if port_value(value).is_some() => {}
+                Some(other) => {
+                    return Err(error(var, format!("expected a port 1-65535, got {other}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` can be a variable: ASCII letters, digits and `_`, not starting with a digit.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

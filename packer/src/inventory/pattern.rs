@@ -1,0 +1,341 @@
+//! Name patterns: host ranges in inventory names (`web[01:03]`), fnmatch-style globs and
+//! the splitting of Ansible host patterns (`web:&prod:!web2`, `group[0:2]`).
+
+/// Most hosts one written name may expand to; a typo like `h[0:99999999]` must not
+/// exhaust memory.
+const MAX_EXPANSION: usize = 100_000;
+
+/// ASCII letters in the order Ansible's alphabetic ranges use (`[x:B]` runs through `z`, `A`).
+const LETTERS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// Splits `name:port` into the name and the port, leaving IPv6 addresses (several colons
+/// outside brackets) and range brackets (`web[1:3]`) alone.
+pub(super) fn split_port(name: &str) -> Result<(&str, Option<u16>), String> {
+    let mut depth = 0usize;
+    let mut colons = Vec::new();
+    for (i, c) in name.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => colons.push(i),
+            _ => {}
+        }
+    }
+    let [colon] = colons.as_slice() else {
+        return Ok((name, None));
+    };
+    let (host, port) = (
+        name.get(..*colon).unwrap_or(name),
+        name.get(colon + 1..).unwrap_or(""),
+    );
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port '{port}' after ':' is not a number"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok((host, Some(p))),
+        _ => Err(format!("port {port} is not between 1 and 65535")),
+    }
+}
+
+/// Expands every `[...]` range in a host name: `a:b` or `a:b:step` over numbers (zero
+/// padding kept when `a` has a leading zero) or single letters, or a comma list
+/// `[red,blue]`. Several ranges expand as a product, leftmost varying slowest.
+pub(super) fn expand_host_range(name: &str) -> Result<Vec<String>, String> {
+    let mut results = vec![String::new()];
+    let mut rest = name;
+    while let Some(open) = rest.find('[') {
+        let literal = rest.get(..open).unwrap_or_default();
+        let after = rest.get(open + 1..).unwrap_or_default();
+        let close = after.find(']').ok_or("'[' without a closing ']'")?;
+        let inner = after.get(..close).unwrap_or_default();
+        if inner.contains('[') {
+            return Err("nested '[' inside a range".into());
+        }
+        let choices = expand_one(inner)?;
+        let total = results.len().saturating_mul(choices.len());
+        if total > MAX_EXPANSION {
+            return Err(format!("expands to more than {MAX_EXPANSION} hosts"));
+        }
+        let mut next = Vec::with_capacity(total);
+        for prefix in &results {
+            for choice in &choices {
+                next.push(format!("{prefix}{literal}{choice}"));
+            }
+        }
+        results = next;
+        rest = after.get(close + 1..).unwrap_or_default();
+    }
+    if rest.contains(']') {
+        return Err("']' without an opening '['".into());
+    }
+    for r in &mut results {
+        r.push_str(rest);
+    }
+    Ok(results)
+}
+
+/// The values of one bracket: `[01:03]`, `[a:c]`, `[1:10:2]`, `[1,3,5]`.
+fn expand_one(inner: &str) -> Result<Vec<String>, String> {
+    if inner.contains(',') {
+        let items: Vec<String> = inner.split(',').map(|s| s.trim().to_owned()).collect();
+        if items.iter().any(String::is_empty) {
+            return Err(format!("empty item in list [{inner}]"));
+        }
+        return Ok(items);
+    }
+    let bounds: Vec<&str> = inner.split(':').collect();
+    let (begin, end, step) = match bounds.as_slice() {
+        [b, e] => (*b, *e, "1"),
+        [b, e, s] => (*b, *e, *s),
+        _ => {
+            return Err(format!(
+                "[{inner}] must be begin:end, begin:end:step or a,b,c"
+            ));
+        }
+    };
+    // Ansible reads an empty begin as 0, as in `[:3]`.
+    let begin = if begin.is_empty() { "0" } else { begin };
+    if end.is_empty() {
+        return Err(format!("[{inner}] has no end value"));
+    }
+    let step: usize = match step.parse() {
+        Ok(s) if s > 0 => s,
+        _ => return Err(format!("step '{step}' must be a positive integer")),
+    };
+    let letter_index = |s: &str| -> Option<usize> {
+        let mut chars = s.chars();
+        let c = chars.next()?;
+        if chars.next().is_some() {
+            return None;
+        }
+        LETTERS.find(c)
+    };
+    if let (Some(b), Some(e)) = (letter_index(begin), letter_index(end)) {
+        if b > e {
+            return Err(format!("end '{end}' comes before start '{begin}'"));
+        }
+        let letters = LETTERS.get(b..=e).unwrap_or_default();
+        return Ok(letters.chars().step_by(step).map(String::from).collect());
+    }
+    let number = |s: &str| -> Result<u64, String> {
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().map_err(|_| format!("'{s}' is too large"))
+        } else {
+            Err(format!("'{s}' is neither a number nor a single letter"))
+        }
+    };
+    let (b, e) = (number(begin)?, number(end)?);
+    if b > e {
+        return Err(format!("end {end} comes before start {begin}"));
+    }
+    let width = if begin.len() > 1 && begin.starts_with('0') {
+        if begin.len() != end.len() {
+            return Err(format!(
+                "zero-padded start '{begin}' and end '{end}' must have the same width"
+            ));
+        }
+        begin.len()
+    } else {
+        0
+    };
+    let count = (e - b) / step as u64 + 1;
+    if count > MAX_EXPANSION as u64 {
+        return Err(format!("expands to more than {MAX_EXPANSION} hosts"));
+    }
+    Ok((b..=e)
+        .step_by(step)
+        .map(|n| format!("{n:0width$}"))
+        .collect())
+}
+
+/// Splits an Ansible host pattern into terms: on commas if there are any, else on colons
+/// outside brackets (so `web[1:3]` stays one term). A whole IPv6 address stays one term.
+pub(super) fn split_host_pattern(pattern: &str) -> Vec<String> {
+    let pattern = pattern.trim();
+    let terms: Vec<&str> = if pattern.contains(',') {
+        pattern.split(',').collect()
+    } else if pattern.parse::<std::net::Ipv6Addr>().is_ok() {
+        vec![pattern]
+    } else {
+        let mut terms = Vec::new();
+        let (mut depth, mut start) = (0usize, 0usize);
+        for (i, c) in pattern.char_indices() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth = depth.saturating_sub(1),
+                ':' if depth == 0 => {
+                    terms.push(pattern.get(start..i).unwrap_or_default());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        terms.push(pattern.get(start..).unwrap_or_default());
+        terms
+    };
+    terms
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Positional selection of a term's hosts: `[i]`, `[-i]`, `[a:b]`, `[a:]` (`-` also
+/// separates), inclusive of both ends as in Ansible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Subscript {
+    /// One host; negative counts from the end.
+    Index(i64),
+    /// Hosts from `start` to `end` inclusive; `None` means to the last.
+    Range(usize, Option<usize>),
+}
+
+impl Subscript {
+    /// Keeps the matched items this subscript selects; out of range selects nothing.
+    pub(super) fn apply(self, items: Vec<usize>) -> Vec<usize> {
+        match self {
+            Subscript::Index(i) => {
+                let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
+                let pos = if i < 0 { len + i } else { i };
+                usize::try_from(pos)
+                    .ok()
+                    .and_then(|p| items.get(p).copied())
+                    .into_iter()
+                    .collect()
+            }
+            Subscript::Range(start, end) => {
+                let end = end.unwrap_or(usize::MAX);
+                items
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| (start <= i && i <= end).then_some(item))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Splits `name[subscript]` as Ansible does (`~regex` terms are never split).
+pub(super) fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
+    let not_split = (term, None);
+    if term.starts_with('~') || !term.ends_with(']') {
+        return not_split;
+    }
+    let Some(open) = term.rfind('[') else {
+        return not_split;
+    };
+    let (base, inner) = (
+        term.get(..open).unwrap_or_default(),
+        term.get(open + 1..term.len() - 1).unwrap_or_default(),
+    );
+    if base.is_empty() {
+        return not_split;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let signed = inner.strip_prefix('-').unwrap_or(inner);
+    if digits(signed) {
+        return match inner.parse() {
+            Ok(i) => (base, Some(Subscript::Index(i))),
+            Err(_) => not_split,
+        };
+    }
+    let Some(sep) = inner.find([':', '-']) else {
+        return not_split;
+    };
+    let (start, end) = (
+        inner.get(..sep).unwrap_or_default(),
+        inner.get(sep + 1..).unwrap_or_default(),
+    );
+    if !digits(start) || !(end.is_empty() || digits(end)) {
+        return not_split;
+    }
+    match (start.parse(), end.parse().ok()) {
+        (Ok(s), e) if end.is_empty() || e.is_some() => (base, Some(Subscript::Range(s, e))),
+        _ => not_split,
+    }
+}
+
+/// fnmatch-style matching: `*` any run, `?` one character, `[abc]`, `[a-z]`, `[!x]`; a `[`
+/// without a closing `]` is literal. Case-sensitive, like Ansible's patterns.
+pub(super) fn glob_match(pattern: &[char], name: &str) -> bool {
+    let name: Vec<char> = name.chars().collect();
+    let (mut p, mut n) = (0usize, 0usize);
+    // Where to resume after the last `*`: (pattern index after it, name index it covers up to).
+    let mut backtrack: Option<(usize, usize)> = None;
+    loop {
+        match pattern.get(p) {
+            Some('*') => {
+                backtrack = Some((p + 1, n));
+                p += 1;
+                continue;
+            }
+            Some(_) => {
+                if let Some(&c) = name.get(n)
+                    && let Some(next) = match_one(pattern, p, c)
+                {
+                    p = next;
+                    n += 1;
+                    continue;
+                }
+            }
+            None if n == name.len() => return true,
+            None => {}
+        }
+        match backtrack {
+            Some((bp, bn)) if bn < name.len() => {
+                backtrack = Some((bp, bn + 1));
+                p = bp;
+                n = bn + 1;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Matches one pattern element at `p` against `c`; returns the index after the element.
+fn match_one(pattern: &[char], p: usize, c: char) -> Option<usize> {
+    match pattern.get(p)? {
+        '?' => Some(p + 1),
+        '[' => match class_end(pattern, p) {
+            Some(end) => {
+                let body = pattern.get(p + 1..end)?;
+                class_matches(body, c).then_some(end + 1)
+            }
+            None => (c == '[').then_some(p + 1),
+        },
+        lit => (*lit == c).then_some(p + 1),
+    }
+}
+
+/// Index of the `]` closing the class opened at `open`; a `]` right after `[` or `[!` is
+/// a member, as in fnmatch.
+fn class_end(pattern: &[char], open: usize) -> Option<usize> {
+    let mut i = open + 1;
+    if pattern.get(i) == Some(&'!') {
+        i += 1;
+    }
+    if pattern.get(i) == Some(&']') {
+        i += 1;
+    }
+    (i..pattern.len()).find(|&j| pattern.get(j) == Some(&']'))
+}
+
+fn class_matches(body: &[char], c: char) -> bool {
+    let (negate, body) = match body.split_first() {
+        Some(('!', rest)) => (true, rest),
+        _ => (false, body),
+    };
+    let mut i = 0;
+    let mut found = false;
+    while let Some(&lo) = body.get(i) {
+        if let (Some('-'), Some(&hi)) = (body.get(i + 1), body.get(i + 2)) {
+            found |= lo <= c && c <= hi;
+            i += 3;
+        } else {
+            found |= lo == c;
+            i += 1;
+        }
+    }
+    found != negate
+}

@@ -1,0 +1,15 @@
+//! rustle-deploy: turns a plan and an inventory into packed, signed runners and runs them.
+//!
+//! The flow is plan first, then act: [`plan`] and [`inventory`] load the inputs,
+//! [`pack`] cuts and seals one payload per host, [`elf`] embeds it in a prebuilt
+//! runner found by [`runners`], and [`deploy`] carries the deployment out.
+
+pub mod cli;
+pub mod deploy;
+pub mod elf;
+pub mod inventory;
+pub mod keys;
+pub mod pack;
+pub mod plan;
+pub mod runners;
+pub mod target;

@@ -1,0 +1,357 @@
+//! Per-host payloads: cut the plan down to one host, seal it, and put it in a runner.
+//!
+//! This is the hot path of a large deploy (once per host), so it does no I/O: the
+//! runner bytes are read once per triple by the caller, and everything here works on
+//! memory. Only that host's plays, variables and files go into its payload.
+
+use crate::elf;
+use crate::inventory::{Host, Inventory};
+use crate::target::Triple;
+use ed25519_dalek::SigningKey;
+use rustle_runner::modules;
+use rustle_runner::payload::{self, Digest};
+use rustle_runner::plan::{DeployPlan, HostFile, HostPlan, Play, Task, Vars};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// zstd level for payloads: plans are small and compress well at a fast level.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Why a payload could not be made. Nothing has been sent anywhere when this happens.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// A task uses a module the runner does not have.
+    #[error(
+        "play '{play}', task '{task}': module '{module}' is not supported by the runner (supported: {supported})"
+    )]
+    UnsupportedModule {
+        /// The play.
+        play: String,
+        /// The task.
+        task: String,
+        /// The module.
+        module: String,
+        /// What the runner has.
+        supported: String,
+    },
+    /// A task names neither a module nor a block.
+    #[error("play '{play}', task '{task}': no module and no block")]
+    NoModule {
+        /// The play.
+        play: String,
+        /// The task.
+        task: String,
+    },
+    /// A file a task needs is not in the plan.
+    #[error(
+        "play '{play}', task '{task}': file '{src}' is not in the plan's files (pass --files-dir, or embed it in the plan)"
+    )]
+    MissingFile {
+        /// The play.
+        play: String,
+        /// The task.
+        task: String,
+        /// The file name the task uses.
+        src: String,
+    },
+    /// A plan file's base64 content does not decode.
+    #[error("plan file '{name}': {reason}")]
+    BadFile {
+        /// The file name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// No runner platform can be chosen for the host.
+    #[error("host '{host}': {reason}")]
+    Target {
+        /// The host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// Encoding or compressing failed.
+    #[error("host '{host}': cannot encode payload: {reason}")]
+    Encode {
+        /// The host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// Embedding into the runner failed.
+    #[error("host '{host}': cannot pack into runner: {source}")]
+    Embed {
+        /// The host.
+        host: String,
+        /// Why.
+        source: elf::ElfError,
+    },
+}
+
+/// Settings that apply to every host's payload.
+#[derive(Debug, Clone)]
+pub struct PayloadSettings {
+    /// The deployment id.
+    pub deployment_id: String,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+    /// Force check mode.
+    pub check_mode: bool,
+    /// Force diff mode.
+    pub diff_mode: bool,
+}
+
+/// Which hosts each play runs on, resolved against the inventory, in inventory order.
+pub fn play_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> Vec<Vec<&'i Host>> {
+    plan.plays
+        .iter()
+        .map(|p| inventory.select(&p.hosts.join(":")))
+        .collect()
+}
+
+/// Every host that takes part in the plan, in inventory order.
+pub fn participating_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> Vec<&'i Host> {
+    let per_play = play_hosts(plan, inventory);
+    inventory
+        .hosts()
+        .filter(|h| {
+            per_play
+                .iter()
+                .any(|hosts| hosts.iter().any(|x| x.name == h.name))
+        })
+        .collect()
+}
+
+/// Refuses plans that use modules the runner lacks, naming play and task, before any
+/// host is touched.
+pub fn check_modules(plan: &DeployPlan) -> Result<(), PackError> {
+    for play in &plan.plays {
+        let mut all = Vec::new();
+        for t in play.tasks.iter().chain(&play.handlers) {
+            t.walk(&mut all);
+        }
+        for t in all {
+            if t.block.is_some() {
+                continue;
+            }
+            let m = t.module_name();
+            if m.is_empty() {
+                return Err(PackError::NoModule {
+                    play: play.name.clone(),
+                    task: t.display_name(),
+                });
+            }
+            if !modules::is_supported(m) {
+                return Err(PackError::UnsupportedModule {
+                    play: play.name.clone(),
+                    task: t.display_name(),
+                    module: m.to_string(),
+                    supported: modules::SUPPORTED.join(", "),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the plan's files once, for all hosts.
+pub fn decode_files(plan: &DeployPlan) -> Result<BTreeMap<String, HostFile>, PackError> {
+    use base64::Engine as _;
+    let mut out = BTreeMap::new();
+    for (name, f) in &plan.files {
+        let content = match (&f.content, &f.base64) {
+            (Some(text), None) => text.as_bytes().to_vec(),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| PackError::BadFile {
+                    name: name.clone(),
+                    reason: format!("base64: {e}"),
+                })?,
+            _ => {
+                return Err(PackError::BadFile {
+                    name: name.clone(),
+                    reason: "give exactly one of 'content' and 'base64'".into(),
+                });
+            }
+        };
+        let mode =
+            match &f.mode {
+                None => None,
+                Some(m) => Some(u32::from_str_radix(m.trim_start_matches("0o"), 8).map_err(
+                    |_| PackError::BadFile {
+                        name: name.clone(),
+                        reason: format!("mode '{m}' is not octal"),
+                    },
+                )?),
+            };
+        out.insert(name.clone(), HostFile { content, mode });
+    }
+    Ok(out)
+}
+
+/// The names of the embedded files a play's tasks use (`src` of copy and template).
+fn used_files(play: &Play, out: &mut Vec<(String, String)>) {
+    let mut all = Vec::new();
+    for t in play.tasks.iter().chain(&play.handlers) {
+        t.walk(&mut all);
+    }
+    for t in all {
+        if matches!(t.module_name(), "copy" | "template")
+            && let Some(Value::String(src)) = t.args.get("src")
+        {
+            out.push((t.display_name(), src.clone()));
+        }
+    }
+}
+
+/// The variables the runner gets for a host: its inventory variables plus Ansible's
+/// magic variables about itself (never any other host's).
+fn host_vars(host: &Host) -> Vars {
+    let mut vars = host.vars.clone();
+    vars.insert("inventory_hostname".into(), host.name.clone().into());
+    let short = host
+        .name
+        .split('.')
+        .next()
+        .unwrap_or(&host.name)
+        .to_string();
+    vars.insert("inventory_hostname_short".into(), short.into());
+    vars.insert("group_names".into(), host.groups.clone().into());
+    vars
+}
+
+/// Cuts the plan down to what `host` runs.
+pub fn host_plan(
+    plan: &DeployPlan,
+    plays_hosts: &[Vec<&Host>],
+    files: &BTreeMap<String, HostFile>,
+    host: &Host,
+    settings: &PayloadSettings,
+) -> Result<HostPlan, PackError> {
+    let plays: Vec<Play> = plan
+        .plays
+        .iter()
+        .zip(plays_hosts)
+        .filter(|(_, hosts)| hosts.iter().any(|h| h.name == host.name))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut wanted = Vec::new();
+    for p in &plays {
+        used_files(p, &mut wanted);
+    }
+    let mut host_files = BTreeMap::new();
+    for (task, src) in wanted {
+        let Some(f) = files.get(&src) else {
+            let play = plays
+                .iter()
+                .find(|p| {
+                    let mut all: Vec<&Task> = Vec::new();
+                    p.tasks
+                        .iter()
+                        .chain(&p.handlers)
+                        .for_each(|t| t.walk(&mut all));
+                    all.iter().any(|t| t.display_name() == task)
+                })
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            return Err(PackError::MissingFile { play, task, src });
+        };
+        host_files.insert(src, f.clone());
+    }
+    Ok(HostPlan {
+        deployment_id: settings.deployment_id.clone(),
+        host: host.name.clone(),
+        created_at: settings.created_at,
+        packer_version: env!("CARGO_PKG_VERSION").to_string(),
+        check_mode: plan.check_mode || settings.check_mode,
+        diff_mode: plan.diff_mode || settings.diff_mode,
+        host_vars: host_vars(host),
+        plays,
+        files: host_files,
+    })
+}
+
+/// Encodes, compresses and signs a host plan.
+pub fn seal(plan: &HostPlan, key: &SigningKey) -> Result<(Vec<u8>, Digest), PackError> {
+    let encode_err = |reason: String| PackError::Encode {
+        host: plan.host.clone(),
+        reason,
+    };
+    let raw = payload::encode_plan(plan).map_err(|e| encode_err(e.to_string()))?;
+    let compressed =
+        zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| encode_err(e.to_string()))?;
+    let sealed = payload::seal(&compressed, key);
+    Ok((sealed, Digest::of(&compressed)))
+}
+
+/// Puts a sealed payload into a copy of the runner for the host's platform.
+pub fn pack(
+    host: &str,
+    triple: Triple,
+    runner: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, PackError> {
+    if !triple.is_elf() {
+        return Err(PackError::Target {
+            host: host.to_string(),
+            reason: format!("packing for {triple} (Mach-O) is not supported yet"),
+        });
+    }
+    elf::embed(runner, sealed).map_err(|source| PackError::Embed {
+        host: host.to_string(),
+        source,
+    })
+}
+
+/// The platform a host's runner is built for: `--target`, else the `rustle_target`
+/// variable, else `ansible_system` + `ansible_architecture`, else (for local hosts)
+/// this machine's, else x86_64 Linux with a note that it was assumed.
+pub fn target_for(
+    host: &Host,
+    forced: Option<Triple>,
+) -> Result<(Triple, Option<String>), PackError> {
+    let bad = |reason: String| PackError::Target {
+        host: host.name.clone(),
+        reason,
+    };
+    if let Some(t) = forced {
+        return Ok((t, None));
+    }
+    if let Some(v) = host.vars.get("rustle_target") {
+        let s = v
+            .as_str()
+            .ok_or_else(|| bad(format!("rustle_target must be a string, got {v}")))?;
+        return s
+            .parse()
+            .map(|t| (t, None))
+            .map_err(|e| bad(format!("rustle_target: {e}")));
+    }
+    let arch = host
+        .vars
+        .get("ansible_architecture")
+        .and_then(Value::as_str);
+    let system = host.vars.get("ansible_system").and_then(Value::as_str);
+    if let Some(arch) = arch {
+        let system = system.unwrap_or("Linux");
+        return Triple::from_system(system, arch)
+            .map(|t| (t, None))
+            .ok_or_else(|| {
+                bad(format!(
+                    "no runner for ansible_system={system} ansible_architecture={arch}"
+                ))
+            });
+    }
+    if host.is_local() {
+        return Triple::native()
+            .map(|t| (t, None))
+            .ok_or_else(|| bad("no runner for this machine's platform".into()));
+    }
+    Ok((
+        Triple::X86_64LinuxMusl,
+        Some(format!(
+            "host '{}': platform unknown, assuming {} (set rustle_target or ansible_architecture)",
+            host.name,
+            Triple::X86_64LinuxMusl
+        )),
+    ))
+}

@@ -1,0 +1,224 @@
+//! Embeds the files that `copy` and `template` tasks read from the control machine.
+//!
+//! The runner executes on the target host, where the playbook directory does not exist, so
+//! every local `src` must travel inside the plan. Files are looked up the way Ansible does
+//! for a playbook (no roles): `templates/` or `files/` next to the playbook first, then the
+//! playbook directory itself.
+
+use super::PlanError;
+use base64::Engine as _;
+use rustle_runner::plan::{DeployPlan, PlanFile, Task};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Fills `plan.files` for every `copy`/`template` task `src` (through block/rescue/always,
+/// and in handlers) that is not already there, reading it from disk.
+///
+/// Search order, as Ansible's: for `template`, `base/templates/<src>` then `base/<src>`; for
+/// `copy`, `base/files/<src>` then `base/<src>`; an absolute `src` as it is. `base` is the
+/// directory the playbook was parsed in (by default, the plan file's directory). A `copy`
+/// with `remote_src` or without `src` reads nothing here. A templated `src` (with `{{` or
+/// `{%`) is refused: the file to embed must be known before the run.
+///
+/// Text files are stored in `content`, anything else base64-encoded; the permission bits
+/// are recorded as an octal string such as `"0644"`.
+pub fn attach_files(plan: &mut DeployPlan, base: &Path) -> Result<(), PlanError> {
+    let mut found: Vec<Found> = Vec::new();
+    for (p, play) in plan.plays.iter().enumerate() {
+        for (key, list) in [("tasks", &play.tasks), ("handlers", &play.handlers)] {
+            for (i, task) in list.iter().enumerate() {
+                let path = format!("plays[{p}].{key}[{i}]");
+                collect(task, &path, &play.name, base, &plan.files, &mut found)?;
+            }
+        }
+    }
+
+    // The plan keys files by the name tasks use; two different files under one name would
+    // silently give one task the other's content.
+    let mut resolved: HashMap<&str, &Path> = HashMap::new();
+    for f in &found {
+        if plan.files.contains_key(&f.src) {
+            continue;
+        }
+        match resolved.get(f.src.as_str()) {
+            Some(first) if *first != f.path.as_path() => {
+                return Err(PlanError::FileConflict {
+                    task: f.task.clone(),
+                    src: f.src.clone(),
+                    first: first.to_path_buf(),
+                    second: f.path.clone(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                resolved.insert(&f.src, &f.path);
+            }
+        }
+    }
+    for f in &found {
+        if !plan.files.contains_key(&f.src) {
+            plan.files.insert(f.src.clone(), read_file(&f.path)?);
+        }
+    }
+    Ok(())
+}
+
+/// A `src` a task refers to and the file it resolved to.
+struct Found {
+    task: String,
+    src: String,
+    path: PathBuf,
+}
+
+/// Looks at one task and everything below it.
+fn collect(
+    task: &Task,
+    path: &str,
+    play: &str,
+    base: &Path,
+    embedded: &BTreeMap<String, PlanFile>,
+    found: &mut Vec<Found>,
+) -> Result<(), PlanError> {
+    if let Some(f) = resolve(task, path, play, base, embedded)? {
+        found.push(f);
+    }
+    let children = [
+        ("block", task.block.as_deref().unwrap_or(&[])),
+        ("rescue", task.rescue.as_slice()),
+        ("always", task.always.as_slice()),
+    ];
+    for (key, list) in children {
+        for (i, child) in list.iter().enumerate() {
+            collect(child, &format!("{path}.{key}[{i}]"), play, base, embedded, found)?;
+        }
+    }
+    Ok(())
+}
+
+/// The local file a task reads, if it reads one.
+fn resolve(
+    task: &Task,
+    path: &str,
+    play: &str,
+    base: &Path,
+    embedded: &BTreeMap<String, PlanFile>,
+) -> Result<Option<Found>, PlanError> {
+    let module = task.module_name();
+    if module != "copy" && module != "template" {
+        return Ok(None);
+    }
+    // `remote_src` means the source is already on the target host.
+    if module == "copy" && task.args.get("remote_src").is_some_and(is_truthy) {
+        return Ok(None);
+    }
+    let src = match task.args.get("src") {
+        // A `copy` with `content` has nothing to read; a `template` without `src` is the
+        // runner's to report, with the task's other errors.
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => s,
+        Some(other) => {
+            return Err(PlanError::Field {
+                source_name: "(plan)".to_string(),
+                path: format!("{path}.args.src"),
+                reason: format!(
+                    "task '{}': expected a non-empty path, found {}",
+                    task.display_name(),
+                    super::describe(other)
+                ),
+            });
+        }
+    };
+    // The plan already carries this file's content: nothing to find on disk.
+    if embedded.contains_key(src.as_str()) {
+        return Ok(None);
+    }
+    let task_name = task.display_name();
+    if src.contains("{{") || src.contains("{%") {
+        return Err(PlanError::TemplatedSrc {
+            play: play.to_string(),
+            task: task_name,
+            src: src.clone(),
+        });
+    }
+    let given = Path::new(src);
+    let searched: Vec<PathBuf> = if given.is_absolute() {
+        vec![given.to_path_buf()]
+    } else {
+        let dir = if module == "template" {
+            "templates"
+        } else {
+            "files"
+        };
+        vec![base.join(dir).join(given), base.join(given)]
+    };
+    let Some(hit) = searched.iter().find(|p| p.exists()) else {
+        return Err(PlanError::MissingFile {
+            play: play.to_string(),
+            task: task_name,
+            src: src.clone(),
+            searched,
+        });
+    };
+    if !hit.is_file() {
+        return Err(PlanError::NotAFile {
+            play: play.to_string(),
+            task: task_name,
+            src: src.clone(),
+            path: hit.clone(),
+        });
+    }
+    Ok(Some(Found {
+        task: task_name,
+        src: src.clone(),
+        path: hit.clone(),
+    }))
+}
+
+/// Ansible's booleans as they appear in arguments: `true`, `yes`, `1`, ...
+fn is_truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_u64() == Some(1),
+        Value::String(s) => matches!(
+            s.to_ascii_lowercase().as_str(),
+            "yes" | "true" | "on" | "1" | "y"
+        ),
+        _ => false,
+    }
+}
+
+/// Reads a file into its plan form.
+fn read_file(path: &Path) -> Result<PlanFile, PlanError> {
+    let io = |source| PlanError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    let mode = file_mode(&std::fs::metadata(path).map_err(io)?);
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => PlanFile {
+            content: Some(text),
+            base64: None,
+            mode,
+        },
+        Err(e) => PlanFile {
+            content: None,
+            base64: Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+            mode,
+        },
+    })
+}
+
+/// The permission bits as Ansible writes them, e.g. `"0644"`.
+#[cfg(unix)]
+fn file_mode(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    Some(format!("{:04o}", meta.permissions().mode() & 0o7777))
+}
+
+/// Other systems have no Unix permission bits to record.
+#[cfg(not(unix))]
+fn file_mode(_meta: &std::fs::Metadata) -> Option<String> {
+    None
+}

@@ -1,0 +1,211 @@
+//! The runner's command line: find the payload, verify it, run it, report.
+//!
+//! ```text
+//! rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE]
+//! rustle-runner info        # show the embedded payload's header, verifying nothing
+//! ```
+//! Arguments are parsed by hand: the runner stays small and needs only these few.
+
+use crate::events::{Event, JsonLines, Sink};
+use crate::exec::{Executor, RunOptions};
+use crate::payload::{self, Digest, PayloadError};
+use crate::{exit, locate, trust};
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE]
+       rustle-runner info
+       rustle-runner --version
+
+Runs the plan embedded in this executable after checking its digest and signature.
+Trusted keys: --trusted-key files, /etc/rustle/trusted_keys, ~/.rustle/trusted_keys.
+Events go to stdout as JSON lines; a recap goes to stderr.
+Exit codes: 0 ok, 2 a task failed, 64 usage, 65 payload missing or corrupt,
+66 payload is not the expected one, 67 payload signature not trusted.";
+
+#[derive(Debug, Default)]
+struct Args {
+    info: bool,
+    expect: Option<Digest>,
+    trusted_keys: Vec<PathBuf>,
+    report: Option<PathBuf>,
+    opts: RunOptions,
+}
+
+enum Parsed {
+    Run(Args),
+    Help,
+    Version,
+}
+
+fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
+    let mut out = Args::default();
+    let mut it = args.into_iter();
+    let mut first = true;
+    while let Some(arg) = it.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| format!("argument is not UTF-8: {a:?}"))?;
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "run" if first => {}
+            "info" if first => out.info = true,
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
+            "--expect" => {
+                let v = value("--expect")?;
+                let s = v.to_string_lossy();
+                out.expect = Some(
+                    Digest::from_hex(&s)
+                        .ok_or_else(|| format!("--expect: not a 64-digit hex digest: {s}"))?,
+                );
+            }
+            "--trusted-key" => out.trusted_keys.push(value("--trusted-key")?.into()),
+            "--report" => out.report = Some(value("--report")?.into()),
+            "--check" => out.opts.check_mode = true,
+            "--diff" => out.opts.diff_mode = true,
+            other => return Err(format!("unknown argument: {other}")),
+        }
+        first = false;
+    }
+    Ok(Parsed::Run(out))
+}
+
+/// Runs the runner; returns the process exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args = match parse(args) {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help) => {
+            println!("{USAGE}");
+            return exit::OK;
+        }
+        Ok(Parsed::Version) => {
+            println!("rustle-runner {}", env!("CARGO_PKG_VERSION"));
+            return exit::OK;
+        }
+        Err(e) => {
+            eprintln!("rustle-runner: {e}\n\n{USAGE}");
+            return exit::USAGE;
+        }
+    };
+    let bytes = match locate::read_own_payload() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("rustle-runner: refusing to run: {e}");
+            return exit::PAYLOAD_INVALID;
+        }
+    };
+    if args.info {
+        return info(&bytes);
+    }
+    let mut keys = Vec::new();
+    for path in &args.trusted_keys {
+        match trust::read_key_file(path) {
+            Ok(k) => keys.extend(k),
+            Err(e) => {
+                eprintln!("rustle-runner: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    match trust::store_keys() {
+        Ok(k) => keys.extend(k),
+        Err(e) => {
+            eprintln!("rustle-runner: refusing to run: {e}");
+            return exit::PAYLOAD_UNTRUSTED;
+        }
+    }
+    let (digest, plan) = match payload::open(&bytes, args.expect.as_ref(), &keys) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rustle-runner: refusing to run: {e}; no task was run");
+            return payload_exit_code(&e);
+        }
+    };
+    drop(bytes);
+
+    let mut sink = Tee {
+        out: JsonLines::new(std::io::stdout().lock()),
+        tasks: Vec::new(),
+    };
+    sink.emit(&Event::Start {
+        v: crate::events::EVENTS_VERSION,
+        host: plan.host.clone(),
+        deployment: plan.deployment_id.clone(),
+        digest: digest.to_hex(),
+        runner_version: env!("CARGO_PKG_VERSION").to_string(),
+        check_mode: plan.check_mode || args.opts.check_mode,
+    });
+    let summary = Executor::new(&plan, &mut sink, args.opts).run();
+    let r = summary.recap;
+    eprintln!(
+        "{}: ok={} changed={} unreachable=0 failed={} skipped={} rescued={} ignored={}",
+        plan.host, r.ok, r.changed, r.failed, r.skipped, r.rescued, r.ignored
+    );
+    if let Some(path) = &args.report {
+        let report = json!({
+            "v": crate::events::EVENTS_VERSION,
+            "host": plan.host,
+            "deployment": plan.deployment_id,
+            "digest": digest.to_hex(),
+            "recap": r,
+            "events": sink.tasks,
+        });
+        let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("rustle-runner: cannot write report {}: {e}", path.display());
+            return exit::INTERNAL;
+        }
+    }
+    if summary.host_failed {
+        exit::TASKS_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// The exit code for a refused payload: shape, identity and trust failures differ so
+/// the deployer (or a person at the console) can tell them apart.
+pub fn payload_exit_code(e: &PayloadError) -> i32 {
+    match e {
+        PayloadError::UnexpectedDigest { .. } => exit::PAYLOAD_UNEXPECTED,
+        e if e.is_trust_failure() => exit::PAYLOAD_UNTRUSTED,
+        _ => exit::PAYLOAD_INVALID,
+    }
+}
+
+fn info(bytes: &[u8]) -> i32 {
+    match payload::parse(bytes) {
+        Ok((h, _)) => {
+            let v = json!({
+                "format_version": h.version,
+                "digest": h.digest.to_hex(),
+                "signer": crate::hex::encode(&h.signer),
+                "body_bytes": h.body_len,
+                "payload_bytes": bytes.len(),
+            });
+            println!("{v}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("rustle-runner: {e}");
+            exit::PAYLOAD_INVALID
+        }
+    }
+}
+
+/// Streams events and keeps the task events for the report.
+struct Tee<W: std::io::Write> {
+    out: JsonLines<W>,
+    tasks: Vec<Event>,
+}
+
+impl<W: std::io::Write> Sink for Tee<W> {
+    fn emit(&mut self, event: &Event) {
+        self.out.emit(event);
+        if matches!(event, Event::Task { .. } | Event::Play { .. }) {
+            self.tasks.push(event.clone());
+        }
+    }
+}

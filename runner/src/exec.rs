@@ -1,0 +1,611 @@
+//! The executor: runs a host's plays with Ansible's semantics.
+//!
+//! Tasks run in order; a task's `when` is evaluated (per item for loops); the module
+//! runs with arguments rendered against the variables in scope; `changed_when` and
+//! `failed_when` may rewrite the outcome; `register` stores it; a change notifies
+//! handlers, which run once each at the end of the play in the order they are defined.
+//! A failure that is not ignored or rescued stops the host: no further task or play
+//! runs for it, and notified handlers do not run (Ansible's default without
+//! `force_handlers`).
+//!
+//! Variable precedence, lowest first: inventory (group then host), gathered facts, play
+//! vars, block vars, task vars, registered results and `set_fact`, the loop variable.
+
+use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
+use crate::facts;
+use crate::modules::{self, Ctx, ModuleError, Outcome};
+use crate::plan::{Condition, HostPlan, Play, Task, Vars};
+use crate::template::Engine;
+use minijinja::value::Value as JValue;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Options given on the runner's command line that override the plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Force check mode on.
+    pub check_mode: bool,
+    /// Force diff mode on.
+    pub diff_mode: bool,
+}
+
+/// The host stopped: a task failed and nothing rescued it.
+#[derive(Debug)]
+struct HostFailed;
+
+/// Keywords a block hands down to the tasks inside it.
+#[derive(Debug, Clone, Default)]
+struct Inherited<'a> {
+    vars: Vec<&'a Vars>,
+    when: Vec<&'a Condition>,
+    become_: Option<bool>,
+    become_user: Option<&'a str>,
+    ignore_errors: bool,
+    check_mode: Option<bool>,
+}
+
+/// Runs one host's plan, reporting through a [`Sink`].
+pub struct Executor<'a> {
+    plan: &'a HostPlan,
+    engine: Engine,
+    sink: &'a mut dyn Sink,
+    opts: RunOptions,
+    facts: Vars,
+    /// Registered results and `set_fact` values: they outlive plays, as in Ansible.
+    host_facts: Vars,
+    recap: Recap,
+    play_name: String,
+    notified: BTreeSet<String>,
+}
+
+/// What a finished run amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The counts.
+    pub recap: Recap,
+    /// Whether the host stopped on a failure.
+    pub host_failed: bool,
+}
+
+impl<'a> Executor<'a> {
+    /// Prepares to run `plan`.
+    pub fn new(plan: &'a HostPlan, sink: &'a mut dyn Sink, opts: RunOptions) -> Self {
+        Executor {
+            plan,
+            engine: Engine::new(),
+            sink,
+            opts,
+            facts: Vars::new(),
+            host_facts: Vars::new(),
+            recap: Recap::default(),
+            play_name: String::new(),
+            notified: BTreeSet::new(),
+        }
+    }
+
+    /// Runs every play and emits the recap.
+    pub fn run(mut self) -> RunSummary {
+        let started = Instant::now();
+        let mut host_failed = false;
+        for play in &self.plan.plays {
+            if self.run_play(play).is_err() {
+                host_failed = true;
+                break;
+            }
+        }
+        self.sink.emit(&Event::Recap {
+            v: EVENTS_VERSION,
+            host: self.plan.host.clone(),
+            recap: self.recap,
+            duration_ms: ms(started.elapsed()),
+        });
+        RunSummary {
+            recap: self.recap,
+            host_failed,
+        }
+    }
+
+    fn run_play(&mut self, play: &'a Play) -> Result<(), HostFailed> {
+        self.play_name = play.name.clone();
+        self.notified.clear();
+        self.sink.emit(&Event::Play {
+            v: EVENTS_VERSION,
+            name: play.name.clone(),
+        });
+        if play.gather_facts && self.facts.is_empty() {
+            let started = Instant::now();
+            self.facts = facts::gather();
+            let mut result = Vars::new();
+            result.insert("changed".into(), false.into());
+            result.insert("failed".into(), false.into());
+            result.insert(
+                "ansible_facts".into(),
+                facts::unprefixed(&self.facts).into(),
+            );
+            self.record(
+                "Gathering Facts",
+                "setup",
+                Status::Ok,
+                false,
+                false,
+                started,
+                Value::Object(result),
+            );
+        }
+        let inherited = Inherited {
+            vars: vec![&play.vars],
+            become_: play.become_,
+            become_user: play.become_user.as_deref(),
+            ..Inherited::default()
+        };
+        self.run_list(&play.tasks, &inherited, false)?;
+        // Handlers run in the order they are defined, each at most once, and a handler
+        // may notify a later one.
+        for handler in &play.handlers {
+            let name = handler.name.clone().unwrap_or_default();
+            let wanted = self.notified.contains(&name)
+                || handler.listen.iter().any(|l| self.notified.contains(l));
+            if wanted {
+                self.run_task(handler, &inherited, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_list(
+        &mut self,
+        tasks: &'a [Task],
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), HostFailed> {
+        for task in tasks {
+            self.run_task(task, inherited, handler)?;
+        }
+        Ok(())
+    }
+
+    fn child_inherited(task: &'a Task, parent: &Inherited<'a>) -> Inherited<'a> {
+        let mut inh = parent.clone();
+        inh.vars.push(&task.vars);
+        if let Some(w) = &task.when {
+            inh.when.push(w);
+        }
+        inh.become_ = task.become_.or(parent.become_);
+        inh.become_user = task.become_user.as_deref().or(parent.become_user);
+        inh.ignore_errors = parent.ignore_errors || task.ignore_errors;
+        inh.check_mode = task.check_mode.or(parent.check_mode);
+        inh
+    }
+
+    fn run_block(
+        &mut self,
+        task: &'a Task,
+        block: &'a [Task],
+        parent: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), HostFailed> {
+        let inh = Self::child_inherited(task, parent);
+        let mut result = self.run_list(block, &inh, handler);
+        if result.is_err() && !task.rescue.is_empty() {
+            self.recap.rescued += 1;
+            // The failure that rescue handled no longer counts against the host.
+            self.recap.failed = self.recap.failed.saturating_sub(1);
+            result = self.run_list(&task.rescue, &inh, handler);
+        }
+        let always = self.run_list(&task.always, &inh, handler);
+        result.and(always)
+    }
+
+    /// The variables visible to a task, lowest precedence first.
+    fn context(&self, inherited: &Inherited<'_>, task: &Task, extra: &[(&str, &Value)]) -> Vars {
+        let mut vars = self.plan.host_vars.clone();
+        vars.extend(self.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if !self.facts.is_empty() {
+            vars.insert(
+                "ansible_facts".into(),
+                facts::unprefixed(&self.facts).into(),
+            );
+        }
+        for scope in &inherited.vars {
+            vars.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        vars.extend(task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.insert(
+            "ansible_check_mode".into(),
+            self.check_mode(inherited, task).into(),
+        );
+        for (k, v) in extra {
+            vars.insert((*k).to_string(), (*v).clone());
+        }
+        vars
+    }
+
+    fn check_mode(&self, inherited: &Inherited<'_>, task: &Task) -> bool {
+        task.check_mode
+            .or(inherited.check_mode)
+            .unwrap_or(self.plan.check_mode || self.opts.check_mode)
+    }
+
+    fn run_task(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), HostFailed> {
+        if let Some(block) = &task.block {
+            return self.run_block(task, block, inherited, handler);
+        }
+        let started = Instant::now();
+        let base = self.context(inherited, task, &[]);
+        let ctx = JValue::from_serialize(&base);
+        let name = self.task_name(task, &ctx);
+        let module = task.module_name().to_string();
+        let ignore_errors = inherited.ignore_errors || task.ignore_errors;
+
+        let result = match &task.loop_ {
+            None => self.run_once(task, inherited, &[]),
+            Some(spec) => match self.loop_items(spec, &ctx) {
+                Ok(items) => self.run_loop(task, inherited, &items),
+                Err(msg) => failed_result(msg),
+            },
+        };
+        let status = status_of(&result);
+        if let Some(reg) = &task.register {
+            self.host_facts
+                .insert(reg.clone(), Value::Object(result.clone()));
+        }
+        if status == Status::Changed {
+            for n in &task.notify {
+                self.notified.insert(n.clone());
+            }
+        }
+        let ignored = status == Status::Failed && ignore_errors;
+        self.record(
+            &name,
+            &module,
+            status,
+            ignored,
+            handler,
+            started,
+            Value::Object(result),
+        );
+        if status == Status::Failed && !ignored {
+            return Err(HostFailed);
+        }
+        Ok(())
+    }
+
+    fn task_name(&self, task: &Task, ctx: &JValue) -> String {
+        let raw = task.display_name();
+        // Ansible templates names where it can; a name that refers to a loop item or
+        // a variable not yet defined is shown as written.
+        if crate::template::is_template(&raw) {
+            self.engine.render_str(&raw, ctx).unwrap_or(raw)
+        } else {
+            raw
+        }
+    }
+
+    fn loop_items(&self, spec: &Value, ctx: &JValue) -> Result<Vec<Value>, String> {
+        match self.engine.render_value(spec, ctx) {
+            Ok(Value::Array(items)) => Ok(items),
+            Ok(other) => Err(format!(
+                "Invalid data passed to 'loop', it requires a list, got this instead: {other}"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn run_loop(&mut self, task: &'a Task, inherited: &Inherited<'a>, items: &[Value]) -> Vars {
+        let loop_var = task
+            .loop_control
+            .as_ref()
+            .and_then(|c| c.loop_var.clone())
+            .unwrap_or_else(|| "item".to_string());
+        let mut results = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let idx = json!({"index": index + 1, "index0": index, "first": index == 0,
+                             "last": index + 1 == items.len(), "length": items.len()});
+            let mut r = self.run_once(
+                task,
+                inherited,
+                &[(&loop_var, item), ("ansible_loop", &idx)],
+            );
+            r.insert(loop_var.clone(), item.clone());
+            r.insert("ansible_loop_var".into(), loop_var.clone().into());
+            results.push(Value::Object(r));
+        }
+        let any = |k: &str| results.iter().any(|r| r.get(k) == Some(&Value::Bool(true)));
+        let all_skipped = !results.is_empty()
+            && results
+                .iter()
+                .all(|r| r.get("skipped") == Some(&Value::Bool(true)));
+        let mut out = Vars::new();
+        out.insert("changed".into(), any("changed").into());
+        let failed = any("failed");
+        out.insert("failed".into(), failed.into());
+        if all_skipped || results.is_empty() {
+            out.insert("skipped".into(), true.into());
+            if results.is_empty() {
+                out.insert("skipped_reason".into(), "No items in the list".into());
+            }
+        }
+        out.insert(
+            "msg".into(),
+            if failed {
+                "One or more items failed"
+            } else {
+                "All items completed"
+            }
+            .into(),
+        );
+        out.insert("results".into(), Value::Array(results));
+        out
+    }
+
+    /// Runs the task once (or once for one loop item): condition, module, retries,
+    /// changed_when / failed_when.
+    fn run_once(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        extra: &[(&str, &Value)],
+    ) -> Vars {
+        let vars = self.context(inherited, task, extra);
+        let ctx = JValue::from_serialize(&vars);
+        let conditions = inherited.when.iter().copied().chain(task.when.as_ref());
+        for cond in conditions {
+            match self.eval_condition(cond, &ctx) {
+                Ok((true, _)) => {}
+                Ok((false, expr)) => {
+                    let mut r = Vars::new();
+                    r.insert("changed".into(), false.into());
+                    r.insert("skipped".into(), true.into());
+                    r.insert("skip_reason".into(), "Conditional result was False".into());
+                    r.insert("false_condition".into(), expr.into());
+                    return r;
+                }
+                Err(e) => {
+                    return failed_result(format!(
+                        "The conditional check '{}' failed. The error was: {}",
+                        e.source_text, e.detail
+                    ));
+                }
+            }
+        }
+        let retries = task.until.as_ref().map(|_| task.retries.unwrap_or(3));
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let mut result = self.invoke(task, inherited, &ctx);
+            self.apply_overrides(task, &vars, &mut result);
+            let Some(until) = &task.until else {
+                return result;
+            };
+            let mut with_result = vars.clone();
+            if let Some(reg) = &task.register {
+                with_result.insert(reg.clone(), Value::Object(result.clone()));
+            }
+            let done = self
+                .eval_condition(until, &JValue::from_serialize(&with_result))
+                .map(|(b, _)| b)
+                .unwrap_or(false);
+            if done || attempts > retries.unwrap_or(0) {
+                result.insert("attempts".into(), attempts.into());
+                if !done {
+                    result.insert("failed".into(), true.into());
+                    result
+                        .entry("msg")
+                        .or_insert_with(|| "Retries exhausted".into());
+                }
+                return result;
+            }
+            std::thread::sleep(Duration::from_secs(task.delay.unwrap_or(5)));
+        }
+    }
+
+    /// Evaluates a condition; on false, also returns the expression that was false.
+    fn eval_condition(
+        &self,
+        cond: &Condition,
+        ctx: &JValue,
+    ) -> Result<(bool, String), crate::template::TemplateError> {
+        match cond.expressions() {
+            Err(b) => Ok((b, b.to_string())),
+            Ok(exprs) => {
+                for e in exprs {
+                    if !self.engine.eval_bool(e, ctx)? {
+                        return Ok((false, e.to_string()));
+                    }
+                }
+                Ok((true, String::new()))
+            }
+        }
+    }
+
+    /// Applies `changed_when` and `failed_when`, which see the result under the
+    /// registered name (Ansible evaluates them after registering).
+    fn apply_overrides(&self, task: &Task, vars: &Vars, result: &mut Vars) {
+        if task.changed_when.is_none() && task.failed_when.is_none() {
+            return;
+        }
+        let mut scope = vars.clone();
+        scope.extend(result.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(reg) = &task.register {
+            scope.insert(reg.clone(), Value::Object(result.clone()));
+        }
+        let ctx = JValue::from_serialize(&scope);
+        if let Some(cond) = &task.changed_when {
+            match self.eval_condition(cond, &ctx) {
+                Ok((b, _)) => {
+                    result.insert("changed".into(), b.into());
+                }
+                Err(e) => {
+                    result.insert("failed".into(), true.into());
+                    result.insert("msg".into(), format!("changed_when: {e}").into());
+                    return;
+                }
+            }
+        }
+        if let Some(cond) = &task.failed_when {
+            match self.eval_condition(cond, &ctx) {
+                Ok((b, _)) => {
+                    result.insert("failed_when_result".into(), b.into());
+                    result.insert("failed".into(), b.into());
+                }
+                Err(e) => {
+                    result.insert("failed".into(), true.into());
+                    result.insert("msg".into(), format!("failed_when: {e}").into());
+                }
+            }
+        }
+    }
+
+    /// Renders the arguments and runs the module.
+    fn invoke(&mut self, task: &Task, inherited: &Inherited<'_>, ctx: &JValue) -> Vars {
+        let module = task.module_name();
+        let args = match self
+            .engine
+            .render_value(&Value::Object(task.args.clone()), ctx)
+        {
+            Ok(Value::Object(a)) => a,
+            Ok(_) => Vars::new(),
+            Err(e) => return failed_result(format!("{e}")),
+        };
+        if let Err(msg) = self.check_become(task, inherited, ctx) {
+            return failed_result(msg);
+        }
+        let check_mode = self.check_mode(inherited, task);
+        let mctx = Ctx {
+            check_mode,
+            diff_mode: self.plan.diff_mode || self.opts.diff_mode,
+            files: &self.plan.files,
+            engine: &self.engine,
+            vars: ctx,
+        };
+        match modules::run(module, &args, &mctx) {
+            Ok(outcome) => {
+                if let Some(Value::Object(f)) = outcome.data.get("ansible_facts") {
+                    self.host_facts
+                        .extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                outcome_to_result(outcome)
+            }
+            Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
+            Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
+        }
+    }
+
+    /// Privilege: the deployer starts the runner as the user the plan needs (through
+    /// sudo when it asks for root), so here we only check that we are that user.
+    fn check_become(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<(), String> {
+        let become_ = task.become_.or(inherited.become_).unwrap_or(false);
+        if !become_ {
+            return Ok(());
+        }
+        let wanted = task
+            .become_user
+            .as_deref()
+            .or(inherited.become_user)
+            .unwrap_or("root");
+        let wanted = self
+            .engine
+            .render_str(wanted, ctx)
+            .unwrap_or_else(|_| wanted.to_string());
+        let me = facts::current_user();
+        if me.as_deref() == Some(wanted.as_str()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "become_user '{wanted}' requested but the runner runs as '{}'; run the runner as that user (the deployer uses sudo -n for root)",
+                me.unwrap_or_else(|| "unknown".into())
+            ))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        name: &str,
+        module: &str,
+        status: Status,
+        ignored: bool,
+        handler: bool,
+        started: Instant,
+        result: Value,
+    ) {
+        match status {
+            Status::Ok => self.recap.ok += 1,
+            Status::Changed => {
+                self.recap.ok += 1;
+                self.recap.changed += 1;
+            }
+            Status::Skipped => self.recap.skipped += 1,
+            Status::Failed if ignored => self.recap.ignored += 1,
+            Status::Failed => self.recap.failed += 1,
+            Status::Unreachable => self.recap.unreachable += 1,
+        }
+        self.sink.emit(&Event::Task {
+            v: EVENTS_VERSION,
+            play: self.play_name.clone(),
+            name: name.to_string(),
+            module: module.to_string(),
+            status,
+            ignored,
+            handler,
+            duration_ms: ms(started.elapsed()),
+            result,
+        });
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+fn failed_result(msg: String) -> Vars {
+    let mut r = Vars::new();
+    r.insert("changed".into(), false.into());
+    r.insert("failed".into(), true.into());
+    r.insert("msg".into(), msg.into());
+    r
+}
+
+fn outcome_to_result(o: Outcome) -> Vars {
+    let mut r = o.data;
+    r.insert("changed".into(), o.changed.into());
+    r.insert("failed".into(), o.failed.into());
+    if o.skipped {
+        r.insert("skipped".into(), true.into());
+    }
+    if let Some(m) = o.msg {
+        r.insert("msg".into(), m.into());
+    }
+    if !o.diff.is_empty() {
+        r.insert(
+            "diff".into(),
+            serde_json::to_value(&o.diff).unwrap_or(Value::Null),
+        );
+    }
+    r
+}
+
+fn status_of(r: &Vars) -> Status {
+    let flag = |k: &str| r.get(k) == Some(&Value::Bool(true));
+    if flag("failed") {
+        Status::Failed
+    } else if flag("skipped") {
+        Status::Skipped
+    } else if flag("changed") {
+        Status::Changed
+    } else {
+        Status::Ok
+    }
+}

@@ -1,0 +1,22 @@
+//! rustle-runner: the generic runner that carries a host's signed plan inside itself.
+//!
+//! A runner binary is built once per target triple; the packer writes each host's
+//! payload into a copy of it. At start-up the runner finds that payload in its own
+//! executable ([`locate`]), checks it ([`payload`], [`trust`]) and runs the plan
+//! ([`exec`]) with the [`modules`], streaming [`events`] on stdout.
+//!
+//! The runner makes no network connection and links no async runtime or SSH code: it
+//! must stay small, static and pure Rust so it links for any musl target with rustup alone.
+
+pub mod cli;
+pub mod events;
+pub mod exec;
+pub mod exit;
+pub mod facts;
+pub mod hex;
+pub mod locate;
+pub mod modules;
+pub mod payload;
+pub mod plan;
+pub mod template;
+pub mod trust;

@@ -1,0 +1,390 @@
+//! command and shell: run a process, register rc, stdout and stderr as Ansible does.
+
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::plan::Vars;
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+const COMMON: &[&str] = &[
+    "_raw_params",
+    "cmd",
+    "argv",
+    "chdir",
+    "creates",
+    "removes",
+    "stdin",
+    "stdin_add_newline",
+    "strip_empty_ends",
+    "executable",
+    "warn",
+];
+
+/// The `command` module: no shell, so no pipes, redirections or variable expansion.
+pub(super) fn command(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, COMMON)?;
+    let argv: Vec<String> = match (a.get("argv"), free_form(a)?) {
+        (Some(Value::Array(_)), None) => args::str_list(a, "argv")?,
+        (Some(_), Some(_)) => {
+            return Err(ModuleError::BadArgs(
+                "give either 'argv' or a command string, not both".into(),
+            ));
+        }
+        (Some(other), None) => {
+            return Err(ModuleError::BadArgs(format!(
+                "argument 'argv' must be a list, got {other}"
+            )));
+        }
+        (None, Some(line)) => split(&line)
+            .map_err(|e| ModuleError::BadArgs(format!("cannot parse command line: {e}")))?,
+        (None, None) => {
+            return Err(ModuleError::BadArgs(
+                "no command given: use the free-form text, 'cmd' or 'argv'".into(),
+            ));
+        }
+    };
+    let Some((program, rest)) = argv.split_first() else {
+        return Err(ModuleError::BadArgs("the command is empty".into()));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    run(a, ctx, cmd, Value::from(argv.clone()))
+}
+
+/// The `shell` module: the text runs under `/bin/sh -c` (or `executable`).
+pub(super) fn shell(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, COMMON)?;
+    let Some(line) = free_form(a)? else {
+        return Err(ModuleError::BadArgs(
+            "no command given: use the free-form text or 'cmd'".into(),
+        ));
+    };
+    let shell = args::opt_str(a, "executable")?.unwrap_or_else(|| "/bin/sh".into());
+    let mut cmd = Command::new(shell);
+    cmd.arg("-c").arg(&line);
+    run(a, ctx, cmd, Value::from(line))
+}
+
+fn free_form(a: &Vars) -> Result<Option<String>, ModuleError> {
+    Ok(match args::opt_str(a, "cmd")? {
+        Some(c) => Some(c),
+        None => args::opt_str(a, "_raw_params")?,
+    })
+}
+
+fn run(a: &Vars, ctx: &Ctx<'_>, mut cmd: Command, shown: Value) -> Result<Outcome, ModuleError> {
+    let chdir = args::opt_str(a, "chdir")?;
+    let creates = args::opt_str(a, "creates")?;
+    let removes = args::opt_str(a, "removes")?;
+    let stdin = args::opt_str(a, "stdin")?;
+    let add_newline = args::bool_or(a, "stdin_add_newline", true)?;
+    let strip = args::bool_or(a, "strip_empty_ends", true)?;
+
+    let resolve = |p: &str| match &chdir {
+        Some(dir) if !p.starts_with('/') => Path::new(dir).join(p),
+        _ => Path::new(p).to_path_buf(),
+    };
+    if let Some(c) = &creates
+        && resolve(c).exists()
+    {
+        return Ok(not_run(shown, format!("{c} exists")));
+    }
+    if let Some(r) = &removes
+        && !resolve(r).exists()
+    {
+        return Ok(not_run(shown, format!("{r} does not exist")));
+    }
+    if ctx.check_mode {
+        let mut o = Outcome::ok()
+            .with("rc", 0)
+            .with("cmd", shown)
+            .msg("Command would have run if not in check mode");
+        // Ansible marks it skipped only when creates/removes could not decide.
+        o.skipped = creates.is_none() && removes.is_none();
+        return Ok(o);
+    }
+
+    if let Some(dir) = &chdir {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let start = SystemTime::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(
+                Outcome::fail(format!("[Errno {}] {e}", e.raw_os_error().unwrap_or(0)))
+                    .with("rc", 2)
+                    .with("cmd", shown),
+            );
+        }
+    };
+    // Feed stdin from a thread so a child that writes a lot before reading cannot
+    // deadlock against us.
+    let feeder = match (stdin, child.stdin.take()) {
+        (Some(mut text), Some(mut pipe)) => {
+            if add_newline {
+                text.push('\n');
+            }
+            Some(std::thread::spawn(move || {
+                let _ = pipe.write_all(text.as_bytes());
+            }))
+        }
+        _ => None,
+    };
+    let output = child.wait_with_output();
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let end = SystemTime::now();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            return Ok(Outcome::fail(format!("waiting for the command: {e}")).with("cmd", shown));
+        }
+    };
+    let rc = output.status.code().unwrap_or(-1);
+    let text = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b).into_owned();
+        if strip {
+            s.trim_end_matches(['\n', '\r']).to_string()
+        } else {
+            s
+        }
+    };
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    let lines = |s: &str| Value::from(s.lines().map(str::to_string).collect::<Vec<_>>());
+    let mut o = Outcome::changed(true)
+        .with("cmd", shown)
+        .with("rc", rc)
+        .with("stdout_lines", lines(&stdout))
+        .with("stderr_lines", lines(&stderr))
+        .with("stdout", stdout)
+        .with("stderr", stderr)
+        .with("start", crate::facts::format_time(start))
+        .with("end", crate::facts::format_time(end))
+        .with("delta", delta(start, end));
+    if rc != 0 {
+        o.failed = true;
+        o.msg = Some("non-zero return code".into());
+    } else {
+        o.msg = Some(String::new());
+    }
+    Ok(o)
+}
+
+fn not_run(shown: Value, why: String) -> Outcome {
+    Outcome::ok()
+        .with("cmd", shown)
+        .with("rc", 0)
+        .with("stdout", format!("skipped, since {why}"))
+        .with("stderr", "")
+        .msg(format!("Did not run command since {why}"))
+}
+
+fn delta(start: SystemTime, end: SystemTime) -> String {
+    let d = end.duration_since(start).unwrap_or_default();
+    let s = d.as_secs();
+    format!(
+        "{}:{:02}:{:02}.{:06}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_micros()
+    )
+}
+
+/// Splits a command line as a POSIX shell would split words (quotes and backslashes),
+/// without any expansion: what Ansible's command module does with shlex.
+pub fn split(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(ch) => cur.push(ch),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
+                            Some('\n') => {}
+                            Some(ch) => {
+                                cur.push('\\');
+                                cur.push(ch);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(ch) => cur.push(ch),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some('\n') | None => {}
+                    Some(ch) => cur.push(ch),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Engine;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn check(module: &str, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
+        let engine = Engine::new();
+        let files = BTreeMap::new();
+        let vars = minijinja::Value::from_serialize(json!({}));
+        let ctx = Ctx {
+            check_mode,
+            diff_mode: false,
+            files: &files,
+            engine: &engine,
+            vars: &vars,
+        };
+        super::super::run(module, args.as_object().unwrap(), &ctx)
+    }
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(
+            split(r#"echo 'a b' "c \"d\"" e\ f"#).unwrap(),
+            vec!["echo", "a b", "c \"d\"", "e f"]
+        );
+        assert!(split("echo 'open").is_err());
+        assert_eq!(split("  ").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn command_registers_output() {
+        let o = check("command", json!({"_raw_params": "echo 'hi there'"}), false).unwrap();
+        assert!(o.changed && !o.failed);
+        assert_eq!(o.data["stdout"], "hi there");
+        assert_eq!(o.data["rc"], 0);
+        assert_eq!(o.data["cmd"], json!(["echo", "hi there"]));
+    }
+
+    #[test]
+    fn command_does_not_use_a_shell() {
+        let o = check("command", json!({"_raw_params": "echo $HOME > x"}), false).unwrap();
+        assert_eq!(o.data["stdout"], "$HOME > x");
+    }
+
+    #[test]
+    fn shell_uses_a_shell_and_fails_on_nonzero() {
+        let o = check(
+            "shell",
+            json!({"_raw_params": "echo out; echo err >&2; exit 3"}),
+            false,
+        )
+        .unwrap();
+        assert!(o.failed);
+        assert_eq!(o.data["rc"], 3);
+        assert_eq!(o.data["stdout"], "out");
+        assert_eq!(o.data["stderr"], "err");
+        assert_eq!(o.msg.as_deref(), Some("non-zero return code"));
+    }
+
+    #[test]
+    fn creates_and_removes_decide_without_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("m");
+        let a = json!({"_raw_params": format!("touch {}", marker.display()), "creates": marker.to_str()});
+        let first = check("shell", a.clone(), false).unwrap();
+        assert!(first.changed && marker.exists());
+        let second = check("shell", a, false).unwrap();
+        assert!(!second.changed && !second.failed);
+        assert_eq!(second.data["rc"], 0);
+        let r = check(
+            "command",
+            json!({"cmd": "false", "removes": "/nonexistent/x"}),
+            false,
+        )
+        .unwrap();
+        assert!(!r.changed && !r.failed);
+    }
+
+    #[test]
+    fn check_mode_does_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("m");
+        let o = check(
+            "shell",
+            json!({"cmd": format!("touch {}", marker.display())}),
+            true,
+        )
+        .unwrap();
+        assert!(o.skipped && !o.changed);
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn stdin_and_chdir_and_argv() {
+        let o = check("command", json!({"argv": ["cat"], "stdin": "fed"}), false).unwrap();
+        assert_eq!(o.data["stdout"], "fed");
+        let o = check(
+            "command",
+            json!({"_raw_params": "pwd", "chdir": "/tmp"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(o.data["stdout"], "/tmp");
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let e = check("command", json!({"cmdd": "x"}), false).unwrap_err();
+        assert!(e.to_string().contains("cmdd"));
+        let e = check("command", json!({}), false).unwrap_err();
+        assert!(e.to_string().contains("no command"));
+        let o = check(
+            "command",
+            json!({"_raw_params": "/nonexistent/prog"}),
+            false,
+        )
+        .unwrap();
+        assert!(o.failed && o.data["rc"] == 2);
+    }
+}

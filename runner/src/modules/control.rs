@@ -1,0 +1,177 @@
+//! debug, set_fact, assert and fail: modules that touch nothing on the host.
+
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::plan::Vars;
+use serde_json::Value;
+
+/// `debug`: shows `msg`, or the value of the variable named by `var`.
+pub(super) fn debug(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, &["msg", "var", "verbosity"])?;
+    if a.contains_key("msg") && a.contains_key("var") {
+        return Err(ModuleError::BadArgs(
+            "'msg' and 'var' are mutually exclusive".into(),
+        ));
+    }
+    if let Some(var) = args::opt_str(a, "var")? {
+        // `var` names an expression, not a template: evaluate it.
+        let value = match ctx.engine.eval(&var, ctx.vars) {
+            Ok(v) if !v.is_undefined() => serde_json::to_value(&v).unwrap_or(Value::Null),
+            _ => Value::String("VARIABLE IS NOT DEFINED!".into()),
+        };
+        return Ok(Outcome::ok().with(&var, value));
+    }
+    let msg = a
+        .get("msg")
+        .cloned()
+        .unwrap_or_else(|| "Hello world!".into());
+    Ok(Outcome::ok().with("msg", msg))
+}
+
+/// `set_fact`: the arguments become host variables (returned as `ansible_facts`, which
+/// the executor merges, as Ansible does).
+pub(super) fn set_fact(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    let mut facts = a.clone();
+    facts.remove("cacheable");
+    if facts.is_empty() {
+        return Err(ModuleError::BadArgs(
+            "set_fact needs at least one variable".into(),
+        ));
+    }
+    if let Some(bad) = facts.keys().find(|k| !is_identifier(k)) {
+        return Err(ModuleError::BadArgs(format!(
+            "'{bad}' is not a valid variable name"
+        )));
+    }
+    Ok(Outcome::ok().with("ansible_facts", Value::Object(facts)))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `assert`: every expression in `that` must hold.
+pub(super) fn assert(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, &["that", "fail_msg", "msg", "success_msg", "quiet"])?;
+    let that = args::str_list(a, "that")?;
+    if that.is_empty() {
+        return Err(ModuleError::BadArgs(
+            "missing required argument 'that'".into(),
+        ));
+    }
+    let fail_msg = a.get("fail_msg").or_else(|| a.get("msg")).cloned();
+    for expr in &that {
+        let ok = match ctx.engine.eval_bool(expr, ctx.vars) {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(Outcome::fail(format!(
+                    "The conditional check '{expr}' failed. The error was: {}",
+                    e.detail
+                ))
+                .with("assertion", expr.as_str()));
+            }
+        };
+        if !ok {
+            let mut o = Outcome::fail("Assertion failed")
+                .with("assertion", expr.as_str())
+                .with("evaluated_to", false);
+            if let Some(m) = &fail_msg {
+                o = o.with("msg", m.clone());
+                o.msg = None;
+            }
+            return Ok(o);
+        }
+    }
+    let msg = a
+        .get("success_msg")
+        .cloned()
+        .unwrap_or_else(|| "All assertions passed".into());
+    let mut o = Outcome::ok();
+    o.data.insert("msg".into(), msg);
+    Ok(o)
+}
+
+/// `fail`: fails the task with `msg`.
+pub(super) fn fail(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, &["msg"])?;
+    let mut o = Outcome::fail("Failed as requested from task");
+    if let Some(m) = a.get("msg") {
+        o.msg = None;
+        o.data.insert("msg".into(), m.clone());
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Engine;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn check(module: &str, args: Value, vars: Value) -> Result<Outcome, ModuleError> {
+        let engine = Engine::new();
+        let files = BTreeMap::new();
+        let vars = minijinja::Value::from_serialize(vars);
+        let ctx = Ctx {
+            check_mode: false,
+            diff_mode: false,
+            files: &files,
+            engine: &engine,
+            vars: &vars,
+        };
+        super::super::run(module, args.as_object().unwrap(), &ctx)
+    }
+
+    #[test]
+    fn debug_msg_and_var() {
+        let o = check("debug", json!({"msg": "hi"}), json!({})).unwrap();
+        assert_eq!(o.data["msg"], "hi");
+        let o = check("debug", json!({"var": "r.rc"}), json!({"r": {"rc": 4}})).unwrap();
+        assert_eq!(o.data["r.rc"], 4);
+        let o = check("debug", json!({"var": "nope"}), json!({})).unwrap();
+        assert_eq!(o.data["nope"], "VARIABLE IS NOT DEFINED!");
+        let o = check("debug", json!({}), json!({})).unwrap();
+        assert_eq!(o.data["msg"], "Hello world!");
+    }
+
+    #[test]
+    fn set_fact_returns_facts() {
+        let o = check("set_fact", json!({"a": 1, "cacheable": true}), json!({})).unwrap();
+        assert_eq!(o.data["ansible_facts"], json!({"a": 1}));
+        assert!(check("set_fact", json!({"1x": 1}), json!({})).is_err());
+    }
+
+    #[test]
+    fn assert_passes_and_fails() {
+        let vars = json!({"x": 3});
+        let o = check(
+            "assert",
+            json!({"that": ["x > 1", "x is defined"]}),
+            vars.clone(),
+        )
+        .unwrap();
+        assert!(!o.failed);
+        assert_eq!(o.data["msg"], "All assertions passed");
+        let o = check(
+            "assert",
+            json!({"that": "x > 5", "fail_msg": "too small"}),
+            vars,
+        )
+        .unwrap();
+        assert!(o.failed);
+        assert_eq!(o.data["msg"], "too small");
+        assert_eq!(o.data["assertion"], "x > 5");
+        let o = check("assert", json!({"that": "y == 1"}), json!({})).unwrap();
+        assert!(o.failed, "an undefined name fails the assertion");
+    }
+
+    #[test]
+    fn fail_fails() {
+        let o = check("fail", json!({"msg": "stop"}), json!({})).unwrap();
+        assert!(o.failed);
+        assert_eq!(o.data["msg"], "stop");
+        assert!(check("fail", json!({"mgs": "x"}), json!({})).is_err());
+    }
+}

@@ -1,0 +1,669 @@
+//! The file module: make a path a file, directory, symlink or hard link, touch it or
+//! remove it, and set its mode/owner/group, with ansible.builtin.file's semantics.
+//!
+//! Differences from Ansible, on purpose or for now: symbolic modes are refused (see
+//! `args::opt_mode`); a relative `src` of a hard link is taken relative to the link's
+//! directory (as for symlinks) rather than the process's working directory; `recurse`
+//! does not descend into symlinked directories and sets no mode on symlinks; and when
+//! `state=directory` creates missing parents, mode/owner/group go on the leaf only.
+
+use super::fsutil::{self, Attrs, Changes, Step, fail, failed, io_fail, lstat};
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::plan::Vars;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+const KNOWN: &[&str] = &[
+    "path", "dest", "name", "state", "mode", "owner", "group", "recurse", "src", "force", "follow",
+];
+
+/// What the task asks the path to be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    File,
+    Directory,
+    Link,
+    Hard,
+    Absent,
+    Touch,
+}
+
+impl State {
+    fn parse(s: &str) -> Result<State, ModuleError> {
+        Ok(match s {
+            "file" => State::File,
+            "directory" => State::Directory,
+            "link" => State::Link,
+            "hard" => State::Hard,
+            "absent" => State::Absent,
+            "touch" => State::Touch,
+            other => {
+                return Err(ModuleError::BadArgs(format!(
+                    "argument 'state' must be one of file, directory, link, hard, absent, touch; got '{other}'"
+                )));
+            }
+        })
+    }
+}
+
+/// Everything the task said, checked.
+struct Req {
+    path: PathBuf,
+    state: State,
+    attrs: Attrs,
+    recurse: bool,
+    src: Option<String>,
+    force: bool,
+    follow: bool,
+}
+
+pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    fsutil::finish(run_inner(a, ctx))
+}
+
+fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+    args::only(a, KNOWN)?;
+    let path = match ["path", "dest", "name"]
+        .iter()
+        .find_map(|k| args::opt_str(a, k).transpose())
+    {
+        Some(p) => p?,
+        None => {
+            return Err(ModuleError::BadArgs("missing required argument 'path'".into()).into());
+        }
+    };
+    if path.is_empty() {
+        return Err(ModuleError::BadArgs("argument 'path' must not be empty".into()).into());
+    }
+    let path = PathBuf::from(path);
+    let recurse = args::bool_or(a, "recurse", false)?;
+    let follow = args::bool_or(a, "follow", true)?;
+    let force = args::bool_or(a, "force", false)?;
+    let src = args::opt_str(a, "src")?;
+    let prev = lstat(&path)?;
+    let state = match args::opt_str(a, "state")? {
+        Some(s) => State::parse(&s)?,
+        // Ansible keeps what is there, and makes a plain file the default otherwise.
+        None => match prev.as_ref().map(fsutil::state_name) {
+            Some("directory") => State::Directory,
+            Some("link") => State::Link,
+            _ if recurse && prev.is_none() => State::Directory,
+            _ => State::File,
+        },
+    };
+    if recurse && state != State::Directory {
+        return Err(
+            ModuleError::BadArgs("argument 'recurse' requires state=directory".into()).into(),
+        );
+    }
+    if src.is_some() && !matches!(state, State::Link | State::Hard) {
+        return Err(ModuleError::BadArgs(
+            "argument 'src' requires state=link or state=hard".into(),
+        )
+        .into());
+    }
+    let req = Req {
+        path,
+        state,
+        attrs: Attrs::from_args(a)?,
+        recurse,
+        src,
+        force,
+        follow,
+    };
+    let prev_state = prev.as_ref().map_or("absent", fsutil::state_name);
+    let mut changes = Changes::default();
+    let mut out = match req.state {
+        State::Absent => absent(&req, prev.as_ref(), ctx, &mut changes)?,
+        State::File => file(&req, prev_state, ctx, &mut changes)?,
+        State::Directory => directory(&req, prev_state, ctx, &mut changes)?,
+        State::Touch => touch(&req, prev_state, ctx, &mut changes)?,
+        State::Link => link(&req, prev.as_ref(), ctx, &mut changes)?,
+        State::Hard => hard(&req, prev.as_ref(), ctx, &mut changes)?,
+    };
+    out.changed = out.changed || !changes.is_empty();
+    if ctx.diff_mode && out.changed {
+        out.diff.push(changes.to_diff(&req.path));
+    }
+    Ok(out)
+}
+
+/// Registers the path's fields after the change; in check mode, for a path that does
+/// not exist yet, the state it would have.
+fn describe(req: &Req, out: Outcome, would_be: &str, ctx: &Ctx<'_>) -> Outcome {
+    let key = if matches!(req.state, State::Link | State::Hard) {
+        "dest"
+    } else {
+        "path"
+    };
+    let mut out = out.with(key, req.path.display().to_string());
+    if let Some(src) = &req.src {
+        out = out.with("src", src.as_str());
+    }
+    if ctx.check_mode && fs::symlink_metadata(&req.path).is_err() {
+        out = out.with("state", would_be);
+        if let Some(m) = req.attrs.mode {
+            out = out.with("mode", args::mode_string(m));
+        }
+        return out;
+    }
+    // Symlinks report their own state, with the target's attributes when followed.
+    fsutil::add_path_info(out, &req.path, req.follow)
+}
+
+fn absent(
+    req: &Req,
+    prev: Option<&fs::Metadata>,
+    ctx: &Ctx<'_>,
+    changes: &mut Changes,
+) -> Step<Outcome> {
+    let out = Outcome::ok().with("path", req.path.display().to_string());
+    let Some(m) = prev else {
+        return Ok(out.with("state", "absent"));
+    };
+    changes.push("state", fsutil::state_name(m).into(), "absent".into());
+    if !ctx.check_mode {
+        let r = if m.is_dir() {
+            fs::remove_dir_all(&req.path)
+        } else {
+            fs::remove_file(&req.path)
+        };
+        r.map_err(|e| io_fail("remove", &req.path, &e))?;
+    }
+    Ok(out.with("state", "absent"))
+}
+
+fn file(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> Step<Outcome> {
+    // Through a symlink (follow), the target must be the file.
+    let effective = if prev_state == "link" && req.follow {
+        fs::metadata(&req.path).map_or("absent", |m| if m.is_dir() { "directory" } else { "file" })
+    } else {
+        prev_state
+    };
+    if !matches!(effective, "file" | "hard") {
+        return Err(failed(
+            Outcome::fail(format!(
+                "file ({}) is {effective}, cannot continue",
+                req.path.display()
+            ))
+            .with("path", req.path.display().to_string())
+            .with("state", effective),
+        ));
+    }
+    changes.extend(fsutil::apply_attrs(
+        &req.path,
+        req.attrs,
+        req.follow,
+        ctx.check_mode,
+    )?);
+    Ok(describe(req, Outcome::ok(), "file", ctx))
+}
+
+fn directory(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> Step<Outcome> {
+    let is_dir = match prev_state {
+        "directory" => true,
+        "link" if req.follow => req.path.is_dir(),
+        _ => false,
+    };
+    if prev_state == "absent" {
+        changes.push("state", "absent".into(), "directory".into());
+        if ctx.check_mode {
+            return Ok(describe(req, Outcome::changed(true), "directory", ctx));
+        }
+        fs::create_dir_all(&req.path).map_err(|e| io_fail("create directory", &req.path, &e))?;
+    } else if !is_dir {
+        return Err(failed(
+            Outcome::fail(format!(
+                "{} already exists as a {prev_state}",
+                req.path.display()
+            ))
+            .with("path", req.path.display().to_string())
+            .with("state", prev_state),
+        ));
+    }
+    let leaf = fsutil::apply_attrs(&req.path, req.attrs, req.follow, ctx.check_mode)?;
+    if prev_state != "absent" {
+        changes.extend(leaf);
+    }
+    let mut out = Outcome::ok();
+    if req.recurse && recurse_attrs(&req.path, req.attrs, ctx.check_mode)? {
+        out.changed = true;
+    }
+    Ok(describe(req, out, "directory", ctx))
+}
+
+/// Applies attributes to everything below `dir`, without following symlinks (a link
+/// gets owner/group only). True when anything changed or would change.
+fn recurse_attrs(dir: &Path, attrs: Attrs, check: bool) -> Step<bool> {
+    let mut changed = false;
+    let entries = fs::read_dir(dir).map_err(|e| io_fail("list", dir, &e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_fail("list", dir, &e))?;
+        let p = entry.path();
+        let ft = entry.file_type().map_err(|e| io_fail("inspect", &p, &e))?;
+        changed |= !fsutil::apply_attrs(&p, attrs, false, check)?.is_empty();
+        if ft.is_dir() {
+            changed |= recurse_attrs(&p, attrs, check)?;
+        }
+    }
+    Ok(changed)
+}
+
+fn touch(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> Step<Outcome> {
+    // Ansible reports a touch as a change every time: the times move.
+    changes.push("state", prev_state.into(), "touch".into());
+    if ctx.check_mode {
+        return Ok(describe(req, Outcome::changed(true), "file", ctx));
+    }
+    if prev_state == "absent" {
+        fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&req.path)
+            .map_err(|e| io_fail("create", &req.path, &e))?;
+    } else if req.follow || prev_state != "link" {
+        // Opening read-only works for directories too; set_times needs only ownership.
+        let now = std::time::SystemTime::now();
+        fs::File::open(&req.path)
+            .and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(now).set_modified(now)))
+            .map_err(|e| io_fail("update the times of", &req.path, &e))?;
+    }
+    fsutil::apply_attrs(&req.path, req.attrs, req.follow, false)?;
+    Ok(describe(req, Outcome::changed(true), "file", ctx))
+}
+
+/// `src` as seen from the link's directory (how the kernel resolves a relative link).
+fn resolve_src(path: &Path, src: &str) -> PathBuf {
+    let src = Path::new(src);
+    if src.is_absolute() {
+        return src.to_path_buf();
+    }
+    path.parent()
+        .map_or_else(|| src.to_path_buf(), |p| p.join(src))
+}
+
+fn link(
+    req: &Req,
+    prev: Option<&fs::Metadata>,
+    ctx: &Ctx<'_>,
+    changes: &mut Changes,
+) -> Step<Outcome> {
+    let prev_state = prev.map_or("absent", fsutil::state_name);
+    let Some(src) = req.src.as_deref() else {
+        // An existing link without src: keep it and just set attributes.
+        if prev_state == "link" {
+            changes.extend(fsutil::apply_attrs(
+                &req.path,
+                req.attrs,
+                req.follow,
+                ctx.check_mode,
+            )?);
+            return Ok(describe(req, Outcome::ok(), "link", ctx));
+        }
+        return Err(
+            ModuleError::BadArgs("argument 'src' is required for state=link".into()).into(),
+        );
+    };
+    let abs_src = resolve_src(&req.path, src);
+    if !req.force && fs::symlink_metadata(&abs_src).is_err() {
+        return fail(format!(
+            "src file does not exist, use \"force=yes\" if you really want to create the link: {}",
+            abs_src.display()
+        ));
+    }
+    let replace = match prev_state {
+        "absent" => false,
+        "link" => {
+            let current = fs::read_link(&req.path).map_err(|e| io_fail("read", &req.path, &e))?;
+            if current == Path::new(src) {
+                changes.extend(fsutil::apply_attrs(
+                    &req.path,
+                    req.attrs,
+                    req.follow,
+                    ctx.check_mode,
+                )?);
+                return Ok(describe(req, Outcome::ok(), "link", ctx));
+            }
+            changes.push("src", current.display().to_string(), src.into());
+            true
+        }
+        other => {
+            if !req.force {
+                return fail(format!(
+                    "refusing to convert from {other} to symlink for {}",
+                    req.path.display()
+                ));
+            }
+            if other == "directory" && fs::read_dir(&req.path).is_ok_and(|mut d| d.next().is_some())
+            {
+                return fail(format!(
+                    "the directory {} is not empty, refusing to convert it",
+                    req.path.display()
+                ));
+            }
+            true
+        }
+    };
+    if prev_state != "link" {
+        changes.push("state", prev_state.into(), "link".into());
+    }
+    if !ctx.check_mode {
+        if prev_state == "directory" {
+            fs::remove_dir(&req.path).map_err(|e| io_fail("remove", &req.path, &e))?;
+        }
+        place(&req.path, replace && prev_state != "directory", |p| {
+            std::os::unix::fs::symlink(src, p)
+        })?;
+        fsutil::apply_attrs(&req.path, req.attrs, req.follow, false)?;
+    }
+    Ok(describe(req, Outcome::changed(true), "link", ctx))
+}
+
+/// Creates a link at `path` with `make`; when replacing something, makes it under a
+/// temp name first and renames it over, so the path never goes missing.
+fn place(path: &Path, replace: bool, make: impl Fn(&Path) -> std::io::Result<()>) -> Step<()> {
+    if !replace {
+        return make(path).map_err(|e| io_fail("create link", path, &e));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let base = path
+        .file_name()
+        .map_or_else(String::new, |b| b.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{base}.{}.{nanos}.rustle-link",
+        std::process::id()
+    ));
+    make(&tmp).map_err(|e| io_fail("create link", &tmp, &e))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_fail("replace", path, &e)
+    })
+}
+
+fn hard(
+    req: &Req,
+    prev: Option<&fs::Metadata>,
+    ctx: &Ctx<'_>,
+    changes: &mut Changes,
+) -> Step<Outcome> {
+    let Some(src) = req.src.as_deref() else {
+        return Err(
+            ModuleError::BadArgs("argument 'src' is required for state=hard".into()).into(),
+        );
+    };
+    let abs_src = resolve_src(&req.path, src);
+    let Ok(src_meta) = fs::metadata(&abs_src) else {
+        return fail(format!("src does not exist: {}", abs_src.display()));
+    };
+    let prev_state = prev.map_or("absent", fsutil::state_name);
+    let replace = match prev {
+        None => false,
+        Some(m) if m.dev() == src_meta.dev() && m.ino() == src_meta.ino() => {
+            changes.extend(fsutil::apply_attrs(
+                &req.path,
+                req.attrs,
+                true,
+                ctx.check_mode,
+            )?);
+            return Ok(describe(req, Outcome::ok(), "hard", ctx));
+        }
+        Some(_) => match prev_state {
+            "link" | "hard" => true,
+            "file" if req.force => true,
+            other => {
+                return fail(format!(
+                    "Cannot link, {other} exists at destination: {}",
+                    req.path.display()
+                ));
+            }
+        },
+    };
+    changes.push("state", prev_state.into(), "hard".into());
+    if !ctx.check_mode {
+        place(&req.path, replace, |p| fs::hard_link(&abs_src, p))?;
+        fsutil::apply_attrs(&req.path, req.attrs, true, false)?;
+    }
+    Ok(describe(req, Outcome::changed(true), "hard", ctx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Ctx, ModuleError, Outcome};
+    use crate::plan::{HostFile, Vars};
+    use crate::template::Engine;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    /// Runs the file module with `args` (`{p}` in strings replaced by the temp dir).
+    fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
+        let text = args.to_string().replace("{p}", &dir.display().to_string());
+        let args: Vars = serde_json::from_str(&text).unwrap();
+        let files = BTreeMap::<String, HostFile>::new();
+        let engine = Engine::new();
+        let vars = minijinja::Value::from_serialize(json!({}));
+        let ctx = Ctx {
+            check_mode,
+            diff_mode: true,
+            files: &files,
+            engine: &engine,
+            vars: &vars,
+        };
+        super::run(&args, &ctx)
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn directory_creates_parents_sets_leaf_mode_and_is_idempotent() {
+        let t = tempfile::tempdir().unwrap();
+        let args = json!({"path": "{p}/a/b/c", "state": "directory", "mode": "0750"});
+        let dry = check(t.path(), args.clone(), true).unwrap();
+        assert!(dry.changed && !dry.failed);
+        assert!(!t.path().join("a").exists(), "check mode created something");
+        assert!(dry.diff[0].before.contains("state: absent"));
+        assert!(dry.diff[0].after.contains("state: directory"));
+
+        let first = check(t.path(), args.clone(), false).unwrap();
+        assert!(first.changed, "{first:?}");
+        assert_eq!(mode_of(&t.path().join("a/b/c")), 0o750);
+        assert_eq!(first.data["mode"], "0750");
+        assert_eq!(first.data["state"], "directory");
+        let second = check(t.path(), args, false).unwrap();
+        assert!(!second.changed && second.diff.is_empty(), "{second:?}");
+    }
+
+    #[test]
+    fn mode_changes_are_reported_in_diff_and_check_mode_leaves_them() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        fs::write(&f, "x").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        let args = json!({"path": "{p}/f", "mode": "0644"});
+        let dry = check(t.path(), args.clone(), true).unwrap();
+        assert!(dry.changed);
+        assert_eq!(mode_of(&f), 0o600);
+        assert!(dry.diff[0].before.contains("mode: 0600"));
+        assert!(dry.diff[0].after.contains("mode: 0644"));
+        assert!(check(t.path(), args.clone(), false).unwrap().changed);
+        assert_eq!(mode_of(&f), 0o644);
+        assert!(!check(t.path(), args, false).unwrap().changed);
+    }
+
+    #[test]
+    fn state_file_on_missing_path_fails_like_ansible() {
+        let t = tempfile::tempdir().unwrap();
+        let out = check(
+            t.path(),
+            json!({"path": "{p}/nope", "state": "file"}),
+            false,
+        )
+        .unwrap();
+        assert!(out.failed);
+        let msg = out.msg.unwrap();
+        assert_eq!(
+            msg,
+            format!(
+                "file ({}/nope) is absent, cannot continue",
+                t.path().display()
+            )
+        );
+        let dir = check(t.path(), json!({"path": "{p}", "state": "file"}), false).unwrap();
+        assert!(dir.failed && dir.msg.unwrap().contains("is directory"));
+    }
+
+    #[test]
+    fn absent_removes_trees_once() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("d/e")).unwrap();
+        fs::write(t.path().join("d/e/f"), "x").unwrap();
+        let args = json!({"path": "{p}/d", "state": "absent"});
+        assert!(check(t.path(), args.clone(), true).unwrap().changed);
+        assert!(t.path().join("d/e/f").exists());
+        let out = check(t.path(), args.clone(), false).unwrap();
+        assert!(out.changed && out.diff[0].after.contains("state: absent"));
+        assert!(!t.path().join("d").exists());
+        assert!(!check(t.path(), args, false).unwrap().changed);
+    }
+
+    #[test]
+    fn touch_creates_then_changes_every_time() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("t");
+        let args = json!({"path": "{p}/t", "state": "touch", "mode": "0640"});
+        assert!(check(t.path(), args.clone(), true).unwrap().changed);
+        assert!(!f.exists());
+        assert!(check(t.path(), args.clone(), false).unwrap().changed);
+        assert_eq!(mode_of(&f), 0o640);
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(check(t.path(), args, false).unwrap().changed);
+        assert!(fs::metadata(&f).unwrap().modified().unwrap() > old);
+    }
+
+    #[test]
+    fn symlinks_are_created_retargeted_and_guarded() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("target"), "x").unwrap();
+        fs::write(t.path().join("other"), "y").unwrap();
+        let l = t.path().join("l");
+        let args = json!({"path": "{p}/l", "state": "link", "src": "target"});
+        assert!(check(t.path(), args.clone(), true).unwrap().changed);
+        assert!(fs::symlink_metadata(&l).is_err());
+        let out = check(t.path(), args.clone(), false).unwrap();
+        assert!(out.changed);
+        assert_eq!(out.data["state"], "link");
+        assert_eq!(fs::read_link(&l).unwrap(), Path::new("target"));
+        assert!(!check(t.path(), args, false).unwrap().changed);
+
+        let retarget = json!({"path": "{p}/l", "state": "link", "src": "other"});
+        assert!(check(t.path(), retarget, false).unwrap().changed);
+        assert_eq!(fs::read_to_string(&l).unwrap(), "y");
+
+        // A missing target needs force; a regular file is not replaced without it.
+        let dangling = json!({"path": "{p}/d", "state": "link", "src": "missing"});
+        let out = check(t.path(), dangling, false).unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("src file does not exist"));
+        let over_file = json!({"path": "{p}/other", "state": "link", "src": "target"});
+        let out = check(t.path(), over_file.clone(), false).unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("refusing to convert from file"));
+        let mut forced = over_file;
+        forced["force"] = json!(true);
+        assert!(check(t.path(), forced, false).unwrap().changed);
+        assert!(
+            fs::symlink_metadata(t.path().join("other"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn hard_links_share_the_inode() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("src"), "x").unwrap();
+        let args = json!({"path": "{p}/h", "state": "hard", "src": "{p}/src"});
+        assert!(check(t.path(), args.clone(), false).unwrap().changed);
+        let a = fs::metadata(t.path().join("src")).unwrap();
+        let b = fs::metadata(t.path().join("h")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert!(!check(t.path(), args, false).unwrap().changed);
+        let missing = json!({"path": "{p}/h2", "state": "hard", "src": "{p}/none"});
+        assert!(
+            check(t.path(), missing, false)
+                .unwrap()
+                .msg
+                .unwrap()
+                .contains("src does not exist")
+        );
+    }
+
+    #[test]
+    fn recurse_sets_mode_below() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("r/s")).unwrap();
+        fs::write(t.path().join("r/s/f"), "x").unwrap();
+        let args = json!({"path": "{p}/r", "state": "directory", "mode": "0700", "recurse": true});
+        assert!(check(t.path(), args.clone(), false).unwrap().changed);
+        assert_eq!(mode_of(&t.path().join("r/s/f")), 0o700);
+        assert!(!check(t.path(), args, false).unwrap().changed);
+    }
+
+    #[test]
+    fn owner_and_group_by_name_or_number() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("o");
+        fs::write(&f, "x").unwrap();
+        let me = fs::metadata(&f).unwrap();
+        // Our own ids never need a change.
+        let same =
+            json!({"path": "{p}/o", "owner": me.uid().to_string(), "group": me.gid().to_string()});
+        assert!(!check(t.path(), same, false).unwrap().changed);
+        let unknown = json!({"path": "{p}/o", "owner": "no-such-user-xyz"});
+        let out = check(t.path(), unknown, false).unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("no-such-user-xyz"));
+        if me.uid() == 0 {
+            let other = json!({"path": "{p}/o", "owner": "65534", "group": "65534"});
+            assert!(check(t.path(), other.clone(), false).unwrap().changed);
+            let m = fs::metadata(&f).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534));
+            assert!(!check(t.path(), other, false).unwrap().changed);
+        }
+    }
+
+    #[test]
+    fn bad_arguments_name_the_argument() {
+        let t = tempfile::tempdir().unwrap();
+        let cases = [
+            (json!({"state": "file"}), "path"),
+            (json!({"path": "{p}/x", "state": "dir"}), "state"),
+            (json!({"path": "{p}/x", "mode": "u+x"}), "mode"),
+            (
+                json!({"path": "{p}/x", "recurse": true, "state": "file"}),
+                "recurse",
+            ),
+            (json!({"path": "{p}/x", "state": "link"}), "src"),
+            (json!({"path": "{p}/x", "colour": "red"}), "colour"),
+            (json!({"path": "{p}/x", "force": "maybe"}), "force"),
+        ];
+        for (args, name) in cases {
+            match check(t.path(), args.clone(), false) {
+                Err(ModuleError::BadArgs(m)) => assert!(m.contains(name), "{args}: {m}"),
+                other => panic!("{args}: expected BadArgs, got {other:?}"),
+            }
+        }
+    }
+}

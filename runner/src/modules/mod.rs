@@ -1,0 +1,138 @@
+//! The modules a plan's tasks call, and the interface every module implements.
+//!
+//! A module gets its arguments already rendered (templates resolved by the executor)
+//! and a [`Ctx`] with check/diff mode and the embedded files, and answers with an
+//! [`Outcome`] whose `data` holds the fields Ansible registers (rc, stdout, path, ...).
+//! A module never exits the process or panics: argument problems are
+//! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
+
+pub mod args;
+mod command;
+mod control;
+mod copy;
+mod file;
+mod fsutil;
+mod stat;
+mod template;
+
+use crate::plan::{HostFile, Vars};
+use crate::template::Engine;
+use std::collections::BTreeMap;
+
+/// What a module may use besides its arguments.
+pub struct Ctx<'a> {
+    /// Report what would change, change nothing.
+    pub check_mode: bool,
+    /// Fill [`Outcome::diff`] for files that change.
+    pub diff_mode: bool,
+    /// Files embedded in the payload, by the name tasks use for them.
+    pub files: &'a BTreeMap<String, HostFile>,
+    /// The templating engine (for the template module).
+    pub engine: &'a Engine,
+    /// The task's variables as a template context (for the template module).
+    pub vars: &'a minijinja::Value,
+}
+
+/// A before/after pair for diff mode.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Diff {
+    /// What the "before" side is, e.g. the path.
+    pub before_header: String,
+    /// What the "after" side is.
+    pub after_header: String,
+    /// Content or state before.
+    pub before: String,
+    /// Content or state after.
+    pub after: String,
+}
+
+/// What a module did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Something changed (or would have, in check mode).
+    pub changed: bool,
+    /// The module failed.
+    pub failed: bool,
+    /// The module decided not to act (e.g. command in check mode).
+    pub skipped: bool,
+    /// A human message (`msg`).
+    pub msg: Option<String>,
+    /// Fields registered with the result (rc, stdout, path, stat, ansible_facts, ...).
+    pub data: Vars,
+    /// Diffs, in diff mode.
+    pub diff: Vec<Diff>,
+}
+
+impl Outcome {
+    /// An unchanged, successful outcome.
+    pub fn ok() -> Outcome {
+        Outcome::default()
+    }
+
+    /// A successful outcome that changed something when `changed`.
+    pub fn changed(changed: bool) -> Outcome {
+        Outcome {
+            changed,
+            ..Outcome::default()
+        }
+    }
+
+    /// A failed outcome with a message.
+    pub fn fail(msg: impl Into<String>) -> Outcome {
+        Outcome {
+            failed: true,
+            msg: Some(msg.into()),
+            ..Outcome::default()
+        }
+    }
+
+    /// Adds a registered field.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Outcome {
+        self.data.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Sets the message.
+    pub fn msg(mut self, msg: impl Into<String>) -> Outcome {
+        self.msg = Some(msg.into());
+        self
+    }
+}
+
+/// A task the module could not even attempt.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ModuleError {
+    /// A missing, unknown or ill-typed argument; the message names it.
+    #[error("{0}")]
+    BadArgs(String),
+    /// The module does not exist in this runner.
+    #[error("module '{0}' is not supported by this runner")]
+    Unsupported(String),
+}
+
+/// The modules this runner implements. The packer refuses plans that use others.
+pub const SUPPORTED: &[&str] = &[
+    "assert", "command", "copy", "debug", "fail", "file", "set_fact", "shell", "stat", "template",
+];
+
+/// True when `module` (without `ansible.builtin.`) is implemented here.
+pub fn is_supported(module: &str) -> bool {
+    SUPPORTED.contains(&module)
+}
+
+/// Runs a module.
+pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    match module {
+        "command" => command::command(args, ctx),
+        "shell" => command::shell(args, ctx),
+        "copy" => copy::run(args, ctx),
+        "file" => file::run(args, ctx),
+        "template" => template::run(args, ctx),
+        "stat" => stat::run(args, ctx),
+        "debug" => control::debug(args, ctx),
+        "set_fact" => control::set_fact(args, ctx),
+        "assert" => control::assert(args, ctx),
+        "fail" => control::fail(args, ctx),
+        other => Err(ModuleError::Unsupported(other.to_string())),
+    }
+}

@@ -1,0 +1,196 @@
+//! The template module: render an embedded Jinja template with the task's variables
+//! and write the result like copy does (same comparison, backup, atomic write, modes).
+//!
+//! Ansible-specific template variables (`ansible_managed`, `template_path`, ...) and
+//! the `newline_sequence`/`trim_blocks` options are not supported yet.
+
+use super::fsutil::{self, Attrs, Step, WriteReq, fail};
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::plan::Vars;
+
+const KNOWN: &[&str] = &[
+    "src", "dest", "mode", "owner", "group", "force", "backup", "follow",
+];
+
+pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    fsutil::finish(run_inner(a, ctx))
+}
+
+fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+    args::only(a, KNOWN)?;
+    let src = args::req_str(a, "src")?;
+    let dest = args::req_str(a, "dest")?;
+    if dest.is_empty() {
+        return Err(ModuleError::BadArgs("argument 'dest' must not be empty".into()).into());
+    }
+    let force = args::bool_or(a, "force", true)?;
+    let backup = args::bool_or(a, "backup", false)?;
+    let follow = args::bool_or(a, "follow", false)?;
+    let attrs = Attrs::from_args(a)?;
+    let file = fsutil::embedded(ctx, &src)?;
+    let Ok(text) = std::str::from_utf8(&file.content) else {
+        return fail(format!("template {src} is not valid UTF-8"));
+    };
+    let rendered = match ctx.engine.render_str(text, ctx.vars) {
+        Ok(r) => r,
+        // The error's detail, not its Display: that would repeat the whole template.
+        Err(e) => return fail(format!("error templating {src}: {}", e.detail)),
+    };
+    let dest = fsutil::resolve_dest(&dest, Some(&src))?;
+    let req = WriteReq {
+        dest: &dest,
+        content: rendered.as_bytes(),
+        attrs,
+        force,
+        backup,
+        follow,
+        src: Some(&src),
+        new_mode: None,
+    };
+    fsutil::write_file(&req, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Ctx, ModuleError, Outcome};
+    use crate::plan::{HostFile, Vars};
+    use crate::template::Engine;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// Runs template with `args` (`{p}` replaced by the temp dir), a few embedded
+    /// templates and the variables `vars`.
+    fn check(
+        dir: &Path,
+        args: Value,
+        vars: Value,
+        check_mode: bool,
+    ) -> Result<Outcome, ModuleError> {
+        let text = args.to_string().replace("{p}", &dir.display().to_string());
+        let args: Vars = serde_json::from_str(&text).unwrap();
+        let mut files = BTreeMap::new();
+        for (name, body) in [
+            (
+                "templates/motd.j2",
+                "Welcome to {{ host }}\n{% for u in users %}- {{ u }}\n{% endfor %}",
+            ),
+            ("templates/broken.j2", "{{ nope }}"),
+            ("templates/syntax.j2", "{% if %}"),
+        ] {
+            let f = HostFile {
+                content: body.as_bytes().to_vec(),
+                mode: None,
+            };
+            files.insert(name.to_string(), f);
+        }
+        let engine = Engine::new();
+        let vars = minijinja::Value::from_serialize(&vars);
+        let ctx = Ctx {
+            check_mode,
+            diff_mode: true,
+            files: &files,
+            engine: &engine,
+            vars: &vars,
+        };
+        super::run(&args, &ctx)
+    }
+
+    #[test]
+    fn renders_writes_once_and_rewrites_when_vars_change() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("motd");
+        let args = json!({"src": "templates/motd.j2", "dest": "{p}/motd", "mode": "0644"});
+        let vars = json!({"host": "web1", "users": ["ann", "bob"]});
+        let dry = check(t.path(), args.clone(), vars.clone(), true).unwrap();
+        assert!(dry.changed && !f.exists());
+        let out = check(t.path(), args.clone(), vars.clone(), false).unwrap();
+        assert!(out.changed, "{out:?}");
+        let want = "Welcome to web1\n- ann\n- bob\n";
+        assert_eq!(fs::read_to_string(&f).unwrap(), want);
+        assert_eq!(out.diff[0].after, want);
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+            0o644
+        );
+        assert!(!check(t.path(), args.clone(), vars, false).unwrap().changed);
+
+        let vars2 = json!({"host": "web2", "users": []});
+        let dry = check(t.path(), args.clone(), vars2.clone(), true).unwrap();
+        assert!(dry.changed);
+        assert_eq!(fs::read_to_string(&f).unwrap(), want, "check mode wrote");
+        assert_eq!(dry.diff[0].before, want);
+        assert_eq!(dry.diff[0].after, "Welcome to web2\n");
+        assert!(check(t.path(), args, vars2, false).unwrap().changed);
+        assert_eq!(fs::read_to_string(&f).unwrap(), "Welcome to web2\n");
+    }
+
+    #[test]
+    fn a_directory_dest_takes_the_template_name() {
+        let t = tempfile::tempdir().unwrap();
+        let vars = json!({"host": "h", "users": []});
+        let out = check(
+            t.path(),
+            json!({"src": "templates/motd.j2", "dest": "{p}"}),
+            vars,
+            false,
+        )
+        .unwrap();
+        assert!(out.changed);
+        assert!(t.path().join("motd.j2").is_file());
+    }
+
+    #[test]
+    fn template_errors_fail_naming_the_src() {
+        let t = tempfile::tempdir().unwrap();
+        for src in ["templates/broken.j2", "templates/syntax.j2"] {
+            let args = json!({"src": src, "dest": "{p}/x"});
+            let out = check(t.path(), args, json!({}), false).unwrap();
+            assert!(out.failed);
+            assert!(out.msg.unwrap().contains(src));
+            assert!(!t.path().join("x").exists());
+        }
+        let out = check(
+            t.path(),
+            json!({"src": "missing.j2", "dest": "{p}/x"}),
+            json!({}),
+            false,
+        )
+        .unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("missing.j2"));
+        let vars = json!({"host": "h", "users": []});
+        let out = check(
+            t.path(),
+            json!({"src": "templates/motd.j2", "dest": "{p}/none/x"}),
+            vars,
+            false,
+        )
+        .unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("does not exist"));
+    }
+
+    #[test]
+    fn bad_arguments_name_the_argument() {
+        let t = tempfile::tempdir().unwrap();
+        let cases = [
+            (json!({"dest": "{p}/x"}), "src"),
+            (json!({"src": "templates/motd.j2"}), "dest"),
+            (
+                json!({"src": "templates/motd.j2", "dest": "{p}/x", "content": "y"}),
+                "content",
+            ),
+            (
+                json!({"src": "templates/motd.j2", "dest": "{p}/x", "force": "perhaps"}),
+                "force",
+            ),
+        ];
+        for (args, name) in cases {
+            match check(t.path(), args.clone(), json!({}), false) {
+                Err(ModuleError::BadArgs(m)) => assert!(m.contains(name), "{args}: {m}"),
+                other => panic!("{args}: expected BadArgs, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The payload format: the one contract between the packer and the runner.
+//!
+//! A payload is a fixed 152-byte header followed by the body, a zstd frame holding the
+//! MessagePack encoding of a [`HostPlan`]:
+//!
+//! | offset | size | field                                                        |
+//! |-------:|-----:|--------------------------------------------------------------|
+//! |      0 |    8 | magic `RUSTLEPL`                                             |
+//! |      8 |    2 | format version, little endian ([`FORMAT_VERSION`])           |
+//! |     10 |    2 | flags, must be zero in version 1                             |
+//! |     12 |    4 | reserved, must be zero                                       |
+//! |     16 |    8 | body length in bytes, little endian                          |
+//! |     24 |   32 | blake3 digest of the body: the payload's identity            |
+//! |     56 |   32 | ed25519 public key of the signer                             |
+//! |     88 |   64 | ed25519 signature of [`SIGNING_DOMAIN`] followed by bytes 0..88 |
+//! |    152 |    n | body                                                         |
+//!
+//! The signature covers every header byte before it, so a changed version, length,
+//! digest or key is caught as surely as a changed body. Nothing here refers to file
+//! offsets: the payload is the same bytes wherever a packed binary carries it, and
+//! survives `strip` re-laying the file out. The reader checks, in order: size, magic,
+//! version, reserved bits, length, body digest, the digest the deployer expects, the
+//! signer against the trusted keys, the signature, and only then decompresses.
+#![deny(missing_docs)]
+
+use crate::plan::HostPlan;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use std::fmt;
+use std::io::Read;
+
+/// Magic bytes at the start of every payload.
+pub const MAGIC: [u8; 8] = *b"RUSTLEPL";
+/// The payload format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 152;
+/// Prefix of every signed message, so a payload signature can never be mistaken for a
+/// signature over anything else made with the same key.
+pub const SIGNING_DOMAIN: &[u8] = b"rustle-deploy payload v1\0";
+/// Upper bound on a decompressed body, so a hostile frame cannot exhaust memory.
+pub const MAX_BODY_DECOMPRESSED: u64 = 1 << 30;
+
+const SIGNED_LEN: usize = 88;
+
+/// A blake3 digest, shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Digest> {
+        let bytes = crate::hex::decode(s.trim())?;
+        Some(Digest(bytes.try_into().ok()?))
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        crate::hex::encode(&self.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+/// Why a payload was refused. Each variant is a distinct failure a test can name.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PayloadError {
+    /// Fewer bytes than a header, or than the header says the body has.
+    #[error("payload is truncated: {have} bytes, expected {want}")]
+    Truncated {
+        /// Bytes present.
+        have: u64,
+        /// Bytes the header requires.
+        want: u64,
+    },
+    /// More bytes than the header accounts for.
+    #[error("payload has {extra} unexpected trailing bytes")]
+    TrailingData {
+        /// Bytes beyond the body.
+        extra: u64,
+    },
+    /// The magic bytes are wrong: this is not a payload.
+    #[error("not a rustle payload (bad magic bytes)")]
+    BadMagic,
+    /// A payload from a newer (or corrupted) packer.
+    #[error(
+        "unsupported payload format version {found} (this runner reads version {FORMAT_VERSION})"
+    )]
+    UnsupportedVersion {
+        /// The version in the header.
+        found: u16,
+    },
+    /// Flags or reserved bytes are not zero.
+    #[error("payload header has reserved bits set (corrupt, or made by a newer packer)")]
+    ReservedBits,
+    /// The body does not hash to the digest in the header: it was altered or damaged.
+    #[error("payload body is corrupt: digest {actual} does not match header digest {header}")]
+    CorruptBody {
+        /// The digest the header records.
+        header: Digest,
+        /// The digest of the body present.
+        actual: Digest,
+    },
+    /// The payload is intact but is not the one the deployer meant to run.
+    #[error("payload digest {actual} is not the expected {expected}")]
+    UnexpectedDigest {
+        /// What the deployer asked for (`--expect`).
+        expected: Digest,
+        /// What this payload is.
+        actual: Digest,
+    },
+    /// Signed by a key that is not in the trust store.
+    #[error("payload is signed by key {key}, which is not trusted here")]
+    UntrustedKey {
+        /// Hex of the signer's public key.
+        key: String,
+    },
+    /// The signature does not verify.
+    #[error("payload signature is invalid")]
+    BadSignature,
+    /// The signer's public key bytes are not a valid ed25519 point.
+    #[error("payload signer key is malformed")]
+    BadKey,
+    /// The body does not decompress.
+    #[error("payload body does not decompress: {0}")]
+    Decompress(String),
+    /// The decompressed body is not a plan this runner understands.
+    #[error("payload body does not decode: {0}")]
+    Decode(String),
+}
+
+impl PayloadError {
+    /// True when the failure is about authenticity (digest or signature) rather than shape.
+    pub fn is_trust_failure(&self) -> bool {
+        matches!(
+            self,
+            PayloadError::UnexpectedDigest { .. }
+                | PayloadError::UntrustedKey { .. }
+                | PayloadError::BadSignature
+                | PayloadError::BadKey
+        )
+    }
+}
+
+/// The parsed, not yet verified, header of a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// Format version.
+    pub version: u16,
+    /// Body length.
+    pub body_len: u64,
+    /// Digest of the body.
+    pub digest: Digest,
+    /// The signer's public key.
+    pub signer: [u8; 32],
+    /// The signature.
+    pub signature: [u8; 64],
+}
+
+fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = bytes.get(at..at + N) {
+        out.copy_from_slice(src);
+    }
+    out
+}
+
+/// Encodes a host plan as the (uncompressed) body content.
+pub fn encode_plan(plan: &HostPlan) -> Result<Vec<u8>, PayloadError> {
+    rmp_serde::to_vec_named(plan).map_err(|e| PayloadError::Decode(e.to_string()))
+}
+
+/// Builds a signed payload around an already compressed body (a zstd frame of
+/// [`encode_plan`]'s output). Compression is the caller's so that the packer can use a
+/// fast native compressor while the runner only ever decompresses.
+pub fn seal(compressed_body: &[u8], key: &SigningKey) -> Vec<u8> {
+    let digest = Digest::of(compressed_body);
+    let mut out = Vec::with_capacity(HEADER_LEN + compressed_body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(compressed_body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&digest.0);
+    out.extend_from_slice(key.verifying_key().as_bytes());
+    let signature = key.sign(&signed_message(&out));
+    out.extend_from_slice(&signature.to_bytes());
+    out.extend_from_slice(compressed_body);
+    out
+}
+
+fn signed_message(header_prefix: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(SIGNING_DOMAIN.len() + SIGNED_LEN);
+    msg.extend_from_slice(SIGNING_DOMAIN);
+    msg.extend_from_slice(header_prefix.get(..SIGNED_LEN).unwrap_or(header_prefix));
+    msg
+}
+
+/// Parses and checks the header's shape and the body's integrity (size, magic,
+/// version, reserved bits, length, digest). Authenticity is [`verify`]'s job.
+pub fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), PayloadError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(PayloadError::Truncated {
+            have: bytes.len() as u64,
+            want: HEADER_LEN as u64,
+        });
+    }
+    if array::<8>(bytes, 0) != MAGIC {
+        return Err(PayloadError::BadMagic);
+    }
+    let version = u16::from_le_bytes(array(bytes, 8));
+    if version != FORMAT_VERSION {
+        return Err(PayloadError::UnsupportedVersion { found: version });
+    }
+    if u16::from_le_bytes(array(bytes, 10)) != 0 || u32::from_le_bytes(array(bytes, 12)) != 0 {
+        return Err(PayloadError::ReservedBits);
+    }
+    let body_len = u64::from_le_bytes(array(bytes, 16));
+    let have = (bytes.len() - HEADER_LEN) as u64;
+    if have < body_len {
+        return Err(PayloadError::Truncated {
+            have: bytes.len() as u64,
+            want: body_len.saturating_add(HEADER_LEN as u64),
+        });
+    }
+    if have > body_len {
+        return Err(PayloadError::TrailingData {
+            extra: have - body_len,
+        });
+    }
+    let header = Header {
+        version,
+        body_len,
+        digest: Digest(array(bytes, 24)),
+        signer: array(bytes, 56),
+        signature: array(bytes, 88),
+    };
+    let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+    let actual = Digest::of(body);
+    if actual != header.digest {
+        return Err(PayloadError::CorruptBody {
+            header: header.digest,
+            actual,
+        });
+    }
+    Ok((header, body))
+}
+
+/// Checks authenticity: the digest the deployer expects (when given) and the signature
+/// by one of the trusted keys.
+pub fn verify(
+    bytes: &[u8],
+    header: &Header,
+    expect: Option<&Digest>,
+    trusted: &[VerifyingKey],
+) -> Result<(), PayloadError> {
+    if let Some(expected) = expect
+        && *expected != header.digest
+    {
+        return Err(PayloadError::UnexpectedDigest {
+            expected: *expected,
+            actual: header.digest,
+        });
+    }
+    let Some(key) = trusted.iter().find(|k| k.as_bytes() == &header.signer) else {
+        return Err(PayloadError::UntrustedKey {
+            key: crate::hex::encode(&header.signer),
+        });
+    };
+    let signature = Signature::from_bytes(&header.signature);
+    key.verify(&signed_message(bytes), &signature)
+        .map_err(|_| PayloadError::BadSignature)
+}
+
+/// Decompresses and decodes a verified body.
+pub fn decode_body(body: &[u8]) -> Result<HostPlan, PayloadError> {
+    let decoder = ruzstd::decoding::StreamingDecoder::new(body)
+        .map_err(|e| PayloadError::Decompress(e.to_string()))?;
+    let mut plain = Vec::new();
+    decoder
+        .take(MAX_BODY_DECOMPRESSED + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| PayloadError::Decompress(e.to_string()))?;
+    if plain.len() as u64 > MAX_BODY_DECOMPRESSED {
+        return Err(PayloadError::Decompress(format!(
+            "larger than the {MAX_BODY_DECOMPRESSED}-byte limit"
+        )));
+    }
+    rmp_serde::from_slice(&plain).map_err(|e| PayloadError::Decode(e.to_string()))
+}
+
+/// Everything a runner does with a payload before running it: parse, verify, decode.
+pub fn open(
+    bytes: &[u8],
+    expect: Option<&Digest>,
+    trusted: &[VerifyingKey],
+) -> Result<(Digest, HostPlan), PayloadError> {
+    let (header, body) = parse(bytes)?;
+    verify(bytes, &header, expect, trusted)?;
+    let plan = decode_body(body)?;
+    Ok((header.digest, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{HostPlan, Play, Task};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn sample_plan() -> HostPlan {
+        let mut args = serde_json::Map::new();
+        args.insert("msg".into(), "hello {{ inventory_hostname }}".into());
+        HostPlan {
+            deployment_id: "d1".into(),
+            host: "web1".into(),
+            created_at: 1,
+            packer_version: "0.1.0".into(),
+            check_mode: false,
+            diff_mode: false,
+            host_vars: serde_json::Map::new(),
+            plays: vec![Play {
+                name: "p".into(),
+                tasks: vec![Task {
+                    module: "debug".into(),
+                    args,
+                    ..Task::default()
+                }],
+                ..Play::default()
+            }],
+            files: Default::default(),
+        }
+    }
+
+    fn sealed(plan: &HostPlan, k: &SigningKey) -> Vec<u8> {
+        let raw = encode_plan(plan).unwrap();
+        seal(&zstd::encode_all(&raw[..], 3).unwrap(), k)
+    }
+
+    /// One `check(bytes, expected error)` helper so every rejection test reads alike.
+    fn check(bytes: &[u8], expect: Option<&Digest>, want: fn(&PayloadError) -> bool) {
+        let err = open(bytes, expect, &[key(1).verifying_key()]).unwrap_err();
+        assert!(want(&err), "unexpected error: {err:?}");
+    }
+
+    #[test]
+    fn round_trip() {
+        let plan = sample_plan();
+        let bytes = sealed(&plan, &key(1));
+        let (digest, back) = open(&bytes, None, &[key(1).verifying_key()]).unwrap();
+        assert_eq!(back, plan);
+        let (_, again) = open(&bytes, Some(&digest), &[key(1).verifying_key()]).unwrap();
+        assert_eq!(again, plan);
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let bytes = sealed(&sample_plan(), &key(1));
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(
+                    open(&b, None, &[key(1).verifying_key()]).is_err(),
+                    "flip of bit {bit} at byte {i} was accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_body_byte_is_corrupt_body() {
+        let mut b = sealed(&sample_plan(), &key(1));
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        check(&b, None, |e| matches!(e, PayloadError::CorruptBody { .. }));
+    }
+
+    #[test]
+    fn flipped_signature_byte_is_bad_signature() {
+        let mut b = sealed(&sample_plan(), &key(1));
+        b[100] ^= 1;
+        check(&b, None, |e| *e == PayloadError::BadSignature);
+    }
+
+    #[test]
+    fn flipped_digest_byte_is_corrupt_body() {
+        let mut b = sealed(&sample_plan(), &key(1));
+        b[30] ^= 1;
+        check(&b, None, |e| matches!(e, PayloadError::CorruptBody { .. }));
+    }
+
+    #[test]
+    fn truncated_is_refused() {
+        let b = sealed(&sample_plan(), &key(1));
+        check(&b[..b.len() - 1], None, |e| {
+            matches!(e, PayloadError::Truncated { .. })
+        });
+        check(&b[..20], None, |e| {
+            matches!(e, PayloadError::Truncated { .. })
+        });
+        check(&[], None, |e| matches!(e, PayloadError::Truncated { .. }));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut b = sealed(&sample_plan(), &key(1));
+        b.push(0);
+        check(&b, None, |e| *e == PayloadError::TrailingData { extra: 1 });
+    }
+
+    #[test]
+    fn wrong_key_is_untrusted() {
+        let b = sealed(&sample_plan(), &key(2));
+        check(&b, None, |e| matches!(e, PayloadError::UntrustedKey { .. }));
+    }
+
+    #[test]
+    fn swapped_signer_key_is_refused() {
+        // An attacker who re-labels the payload with a trusted key's bytes but cannot
+        // sign with it must fail the signature check.
+        let mut b = sealed(&sample_plan(), &key(2));
+        let trusted = key(1).verifying_key();
+        b[56..88].copy_from_slice(trusted.as_bytes());
+        check(&b, None, |e| *e == PayloadError::BadSignature);
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let mut b = sealed(&sample_plan(), &key(1));
+        b[8..10].copy_from_slice(&2u16.to_le_bytes());
+        check(&b, None, |e| {
+            *e == PayloadError::UnsupportedVersion { found: 2 }
+        });
+    }
+
+    #[test]
+    fn bad_magic_is_refused() {
+        let mut b = sealed(&sample_plan(), &key(1));
+        b[0] = b'X';
+        check(&b, None, |e| *e == PayloadError::BadMagic);
+    }
+
+    #[test]
+    fn reserved_bits_are_refused() {
+        let mut b = sealed(&sample_plan(), &key(1));
+        b[12] = 1;
+        check(&b, None, |e| *e == PayloadError::ReservedBits);
+    }
+
+    #[test]
+    fn unexpected_digest_is_refused() {
+        let b = sealed(&sample_plan(), &key(1));
+        let other = Digest::of(b"something else");
+        check(&b, Some(&other), |e| {
+            matches!(e, PayloadError::UnexpectedDigest { .. })
+        });
+    }
+
+    #[test]
+    fn signed_garbage_body_is_a_decode_error_not_a_panic() {
+        let b = seal(&zstd::encode_all(&b"not msgpack"[..], 1).unwrap(), &key(1));
+        check(&b, None, |e| matches!(e, PayloadError::Decode(_)));
+        let b = seal(b"not zstd", &key(1));
+        check(&b, None, |e| matches!(e, PayloadError::Decompress(_)));
+    }
+}

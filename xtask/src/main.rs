@@ -1,0 +1,305 @@
+//! `cargo xtask`: project automation in Rust instead of shell scripts.
+//!
+//! - `cargo xtask runners [--target TRIPLE]...`  build the runner matrix (prebuilt-targets.toml)
+//! - `cargo xtask test`                          build the native runner, then run every test
+//! - `cargo xtask ci`                            what CI runs: fmt, clippy, test
+//! - `cargo xtask bench`                         the benchmarks (they print figures)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("runners") => runners(args.get(1..).unwrap_or_default()),
+        Some("test") => test(),
+        Some("ci") => ci(),
+        Some("bench") => bench(),
+        _ => Err("usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench>".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
+}
+
+/// One `[[target]]` of prebuilt-targets.toml.
+#[derive(Debug, Default, Clone)]
+struct Target {
+    triple: String,
+    build: String,
+    linker: Option<String>,
+    status: String,
+}
+
+/// Reads the flat subset of TOML the matrix file uses (documented at its top).
+fn read_matrix(path: &Path) -> Result<Vec<Target>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut targets: Vec<Target> = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "[[target]]" {
+            targets.push(Target::default());
+            continue;
+        }
+        let bad = |why: &str| format!("{}:{}: {why}: {raw}", path.display(), n + 1);
+        let (key, value) = line.split_once('=').ok_or_else(|| bad("expected key = \"value\""))?;
+        let value = value
+            .trim()
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or_else(|| bad("values must be quoted strings"))?
+            .to_string();
+        let t = targets
+            .last_mut()
+            .ok_or_else(|| bad("key outside a [[target]] table"))?;
+        match key.trim() {
+            "triple" => t.triple = value,
+            "build" => t.build = value,
+            "linker" => t.linker = Some(value),
+            "status" => t.status = value,
+            other => return Err(bad(&format!("unknown key '{other}'"))),
+        }
+    }
+    for t in &targets {
+        if t.triple.is_empty() || !matches!(t.build.as_str(), "cargo" | "zigbuild") {
+            return Err(format!(
+                "{}: every target needs a triple and build = \"cargo\" or \"zigbuild\" ({t:?})",
+                path.display()
+            ));
+        }
+    }
+    Ok(targets)
+}
+
+fn native_triple() -> Result<&'static str> {
+    match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => Ok("x86_64-unknown-linux-musl"),
+        ("linux", "aarch64") => Ok("aarch64-unknown-linux-musl"),
+        ("macos", "x86_64") => Ok("x86_64-apple-darwin"),
+        ("macos", "aarch64") => Ok("aarch64-apple-darwin"),
+        (os, arch) => Err(format!("no runner target for this machine ({os}/{arch})")),
+    }
+}
+
+fn ensure_rustup_target(triple: &str) -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup is needed to add the {triple} standard library: {e}"))?;
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == triple)
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", triple]))
+}
+
+fn runners(args: &[String]) -> Result<()> {
+    let root = root();
+    let matrix = read_matrix(&root.join("prebuilt-targets.toml"))?;
+    let mut wanted: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" => wanted.push(it.next().ok_or("--target needs a triple")?.clone()),
+            "--native" => wanted.push(native_triple()?.to_string()),
+            other => return Err(format!("unknown argument: {other}")),
+        }
+    }
+    let selected: Vec<Target> = if wanted.is_empty() {
+        matrix
+            .iter()
+            .filter(|t| t.status == "supported")
+            .cloned()
+            .collect()
+    } else {
+        wanted
+            .iter()
+            .map(|w| {
+                matrix
+                    .iter()
+                    .find(|t| &t.triple == w)
+                    .cloned()
+                    .ok_or_else(|| format!("{w} is not in prebuilt-targets.toml"))
+            })
+            .collect::<Result<_>>()?
+    };
+    let out_dir = root.join("target/runners");
+    for t in &selected {
+        build_runner(&root, t, &out_dir)?;
+    }
+    write_manifest(&out_dir)
+}
+
+fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
+    ensure_rustup_target(&t.triple)?;
+    let mut cmd = cargo();
+    match t.build.as_str() {
+        "zigbuild" => {
+            cmd.arg("zigbuild");
+        }
+        _ => {
+            cmd.arg("build");
+        }
+    }
+    cmd.args([
+        "--package",
+        "rustle-runner",
+        "--bin",
+        "rustle-runner",
+        "--profile",
+        "runner",
+        "--locked",
+        "--target",
+        &t.triple,
+    ]);
+    let env_triple = t.triple.to_uppercase().replace('-', "_");
+    if let Some(linker) = &t.linker {
+        cmd.env(format!("CARGO_TARGET_{env_triple}_LINKER"), linker);
+    }
+    // Reproducible output: no build-machine paths in the binary (panic locations and
+    // the like name /rustle and /cargo instead of this checkout and this home).
+    let mut flags = format!("--remap-path-prefix={}=/rustle", root.display());
+    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| {
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string())
+    }) {
+        flags.push_str(&format!(
+            " --remap-path-prefix={}=/cargo",
+            Path::new(&home).display()
+        ));
+    }
+    cmd.env(format!("CARGO_TARGET_{env_triple}_RUSTFLAGS"), flags);
+    if t.build == "zigbuild" && Command::new("cargo-zigbuild").arg("--version").output().is_err() {
+        return Err(format!(
+            "{} needs cargo-zigbuild and zig: pip install ziglang cargo-zigbuild (in a virtualenv on PATH)",
+            t.triple
+        ));
+    }
+    run(&mut cmd)?;
+    let built = root
+        .join("target")
+        .join(&t.triple)
+        .join("runner/rustle-runner");
+    let bytes = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+    let dir = out_dir.join(&t.triple);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dest = dir.join("rustle-runner");
+    let tmp = dir.join("rustle-runner.tmp");
+    std::fs::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    set_executable(&tmp)?;
+    std::fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    // One entry file per triple; the manifest is rebuilt from all of them, so building
+    // one triple never forgets the others.
+    let entry = format!(
+        "{{\"triple\":\"{}\",\"file\":\"{}/rustle-runner\",\"blake3\":\"{digest}\",\"size\":{},\"payload_format\":{},\"runner_version\":\"{}\"}}",
+        t.triple,
+        t.triple,
+        bytes.len(),
+        payload_format(root)?,
+        env!("CARGO_PKG_VERSION")
+    );
+    std::fs::write(dir.join("entry.json"), entry)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    eprintln!(
+        "xtask: {} runner: {} bytes, blake3 {digest}",
+        t.triple,
+        bytes.len()
+    );
+    Ok(())
+}
+
+/// The payload format version, read from the one place that defines it.
+fn payload_format(root: &Path) -> Result<u16> {
+    let src = root.join("runner/src/payload.rs");
+    let text = std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("pub const FORMAT_VERSION: u16 = "))
+        .and_then(|v| v.trim_end_matches(';').parse().ok())
+        .ok_or_else(|| format!("cannot find FORMAT_VERSION in {}", src.display()))
+}
+
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_manifest(out_dir: &Path) -> Result<()> {
+    let mut entries = Vec::new();
+    let list = std::fs::read_dir(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let mut dirs: Vec<PathBuf> = list.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    for d in dirs {
+        if let Ok(e) = std::fs::read_to_string(d.join("entry.json")) {
+            entries.push(e);
+        }
+    }
+    let manifest = format!(
+        "{{\"format\":\"rustle-runner-manifest\",\"version\":1,\"runners\":[\n{}\n]}}\n",
+        entries.join(",\n")
+    );
+    let path = out_dir.join("manifest.json");
+    std::fs::write(&path, manifest).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    runners(&["--native".to_string()])?;
+    run(cargo().args(["test", "--workspace", "--locked"]))
+}
+
+fn ci() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    test()
+}
+
+fn bench() -> Result<()> {
+    runners(&["--native".to_string()])?;
+    run(cargo().args(["bench", "--package", "rustle-tests", "--locked"]))
+}
