@@ -78,6 +78,14 @@ impl DeployError {
                 exit::BAD_INPUT
             }
             DeployError::Unsupported(_) => exit::BAD_INPUT,
+            // A plan the runner cannot run is bad input; a runner that cannot be packed is not.
+            DeployError::Pack(
+                PackError::UnsupportedModule { .. }
+                | PackError::NoModule { .. }
+                | PackError::MissingFile { .. }
+                | PackError::BadFile { .. }
+                | PackError::Target { .. },
+            ) => exit::BAD_INPUT,
             DeployError::Pack(_) | DeployError::Runner(_) => exit::PACK_FAILED,
             DeployError::Io { .. } => exit::INTERNAL,
         }

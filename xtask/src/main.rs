@@ -76,7 +76,9 @@ fn read_matrix(path: &Path) -> Result<Vec<Target>> {
             continue;
         }
         let bad = |why: &str| format!("{}:{}: {why}: {raw}", path.display(), n + 1);
-        let (key, value) = line.split_once('=').ok_or_else(|| bad("expected key = \"value\""))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| bad("expected key = \"value\""))?;
         let value = value
             .trim()
             .strip_prefix('"')
@@ -195,16 +197,21 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
     // Reproducible output: no build-machine paths in the binary (panic locations and
     // the like name /rustle and /cargo instead of this checkout and this home).
     let mut flags = format!("--remap-path-prefix={}=/rustle", root.display());
-    if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| {
-        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string())
-    }) {
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string()))
+    {
         flags.push_str(&format!(
             " --remap-path-prefix={}=/cargo",
             Path::new(&home).display()
         ));
     }
     cmd.env(format!("CARGO_TARGET_{env_triple}_RUSTFLAGS"), flags);
-    if t.build == "zigbuild" && Command::new("cargo-zigbuild").arg("--version").output().is_err() {
+    if t.build == "zigbuild"
+        && Command::new("cargo-zigbuild")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
         return Err(format!(
             "{} needs cargo-zigbuild and zig: pip install ziglang cargo-zigbuild (in a virtualenv on PATH)",
             t.triple
@@ -234,8 +241,7 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
         payload_format(root)?,
         env!("CARGO_PKG_VERSION")
     );
-    std::fs::write(dir.join("entry.json"), entry)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(dir.join("entry.json"), entry).map_err(|e| format!("{}: {e}", dir.display()))?;
     eprintln!(
         "xtask: {} runner: {} bytes, blake3 {digest}",
         t.triple,

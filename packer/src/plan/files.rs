@@ -90,7 +90,14 @@ fn collect(
     ];
     for (key, list) in children {
         for (i, child) in list.iter().enumerate() {
-            collect(child, &format!("{path}.{key}[{i}]"), play, base, embedded, found)?;
+            collect(
+                child,
+                &format!("{path}.{key}[{i}]"),
+                play,
+                base,
+                embedded,
+                found,
+            )?;
         }
     }
     Ok(())
