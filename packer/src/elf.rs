@@ -15,9 +15,12 @@
 //!   that a loadable segment maps, and drop everything else (non-alloc sections, trailers).
 //!   So the payload gets a `PT_LOAD` (read-only) and an `SHF_ALLOC` section header.
 //! - Adding a program header would grow the table, which sits at the front of the first
-//!   segment and cannot grow in place. Instead the `PT_GNU_STACK` entry, present in every
-//!   binary a current Rust toolchain links, is reused. What losing it costs (checked on
-//!   Linux 6.18 by packing `/bin/sleep` and `python3`):
+//!   segment and cannot grow in place. Instead an existing entry is reused: the first
+//!   `PT_NOTE` when there is one (our runners have one, for `.note.gnu.build-id`; the note
+//!   stays mapped by the first `PT_LOAD`, only its pointer goes, and the kernel reads no
+//!   `PT_NOTE` of a static binary), else `PT_GNU_STACK`, present in every binary a current
+//!   Rust toolchain links. Losing `PT_GNU_STACK` costs this (checked on Linux 6.18 by packing
+//!   `/bin/sleep` and `python3`), which is why a note is preferred:
 //!   - Since Linux 5.8 the kernel's default for a 64-bit binary without `PT_GNU_STACK` is
 //!     a non-executable stack and no `READ_IMPLIES_EXEC` (personality stays 0). Older
 //!     x86_64/aarch64 kernels set `READ_IMPLIES_EXEC`, making every readable mapping
@@ -63,9 +66,9 @@ pub enum ElfError {
     Malformed(String),
     /// No `PT_GNU_STACK` program header to turn into the payload's segment.
     #[error(
-        "the runner has no PT_GNU_STACK program header, which packing reuses to map the payload"
+        "the runner has neither a PT_NOTE nor a PT_GNU_STACK program header, one of which packing reuses to map the payload"
     )]
-    NoGnuStack,
+    NoSpareHeader,
     /// The runner already carries a payload.
     #[error("the runner already has a {SECTION_NAME} section (already packed)")]
     AlreadyPacked,
@@ -89,6 +92,7 @@ const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
 const PT_LOAD: u32 = 1;
 const PT_GNU_STACK: u32 = 0x6474_e551;
+const PT_NOTE: u32 = 4;
 const PF_R: u32 = 4;
 const PN_XNUM: u16 = 0xffff;
 const SHN_LORESERVE: usize = 0xff00;
@@ -246,7 +250,9 @@ struct Parsed<'a> {
     phoff: u64,
     /// Raw program header entries, in table order.
     phdrs: Vec<[u8; PHDR_SIZE]>,
-    gnu_stack: usize,
+    /// The program header turned into the payload's `PT_LOAD`: a `PT_NOTE` when there
+    /// is one, else `PT_GNU_STACK`.
+    reused: usize,
     /// End of the highest `PT_LOAD` in memory (`p_vaddr + p_memsz`).
     load_end: u64,
     shdr_table: &'a [u8],
@@ -319,10 +325,12 @@ impl<'a> Parsed<'a> {
             .filter_map(|c| c.try_into().ok())
             .collect();
         let mut gnu_stack = None;
+        let mut note = None;
         let mut load_end: Option<u64> = None;
         for (i, ph) in phdrs.iter().enumerate() {
             match u32_at(ph, 0)? {
                 PT_GNU_STACK if gnu_stack.is_none() => gnu_stack = Some(i),
+                PT_NOTE if note.is_none() => note = Some(i),
                 PT_LOAD => {
                     let (offset, vaddr) = (u64_at(ph, 8)?, u64_at(ph, 16)?);
                     let (filesz, memsz) = (u64_at(ph, 32)?, u64_at(ph, 40)?);
@@ -377,7 +385,7 @@ impl<'a> Parsed<'a> {
             file_len,
             phoff,
             phdrs,
-            gnu_stack: 0,
+            reused: 0,
             load_end,
             shdr_table,
             shnum,
@@ -419,8 +427,8 @@ impl<'a> Parsed<'a> {
                 )?;
             }
         }
-        // Checked last so a packed runner (whose PT_GNU_STACK is gone) reports that.
-        parsed.gnu_stack = gnu_stack.ok_or(ElfError::NoGnuStack)?;
+        // Checked last so a packed runner (whose reused header is gone) reports that.
+        parsed.reused = note.or(gnu_stack).ok_or(ElfError::NoSpareHeader)?;
         Ok(parsed)
     }
 
@@ -453,11 +461,11 @@ impl<'a> Parsed<'a> {
         let is_load = |ph: &[u8; PHDR_SIZE]| u32_at(ph, 0).ok() == Some(PT_LOAD);
         let last_load = self.phdrs.iter().rposition(is_load).unwrap_or(0);
         let mut phdrs = self.phdrs.clone();
-        if self.gnu_stack < last_load {
-            phdrs.remove(self.gnu_stack);
+        if self.reused < last_load {
+            phdrs.remove(self.reused);
             // After the removal the last PT_LOAD sits at `last_load - 1`.
             phdrs.insert(last_load, load);
-        } else if let Some(slot) = phdrs.get_mut(self.gnu_stack) {
+        } else if let Some(slot) = phdrs.get_mut(self.reused) {
             *slot = load;
         }
         phdrs
@@ -631,6 +639,18 @@ mod tests {
     }
 
     #[test]
+    fn a_note_is_reused_before_gnu_stack_so_the_stack_stays_non_executable() {
+        let runner = build_with(&[PT_PHDR, PT_LOAD, PT_NOTE, PT_LOAD, PT_GNU_STACK]);
+        let packed = embed(&runner, b"abc").unwrap();
+        assert_eq!(
+            phdr_types(&packed),
+            [PT_PHDR, PT_LOAD, PT_LOAD, PT_LOAD, PT_GNU_STACK]
+        );
+        assert_eq!(phdr(&packed, 4), phdr(&runner, 4), "PT_GNU_STACK untouched");
+        assert_eq!(find_payload(&packed).unwrap(), b"abc");
+    }
+
+    #[test]
     fn empty_payload_round_trips() {
         let packed = embed(&build(), b"").unwrap();
         assert_eq!(find_payload(&packed).unwrap(), b"");
@@ -657,7 +677,7 @@ mod tests {
         check(b"", "NotElf");
         check(b"#!/bin/sh\necho hi\n", "NotElf");
         check(&good[..40], "Malformed");
-        check(&build_with(&[PT_PHDR, PT_LOAD, PT_LOAD]), "NoGnuStack");
+        check(&build_with(&[PT_PHDR, PT_LOAD, PT_LOAD]), "NoSpareHeader");
         check(&build_with(&[PT_GNU_STACK]), "Malformed");
 
         let patched = |at: usize, bytes: &[u8]| {
