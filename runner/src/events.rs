@@ -46,7 +46,7 @@ impl Status {
 /// Per-host counts, as in Ansible's recap (`ok` includes changed tasks).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recap {
-    /// Tasks that succeeded, changed or not.
+    /// Tasks that succeeded, changed or not, and ignored failures (as Ansible counts them).
     pub ok: u32,
     /// Tasks that changed something.
     pub changed: u32,

@@ -57,6 +57,9 @@ pub struct Executor<'a> {
     recap: Recap,
     play_name: String,
     notified: BTreeSet<String>,
+    /// The last failure that stopped the host (task name, module, result): a rescue
+    /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
+    failure: Option<(String, String, Value)>,
 }
 
 /// What a finished run amounts to.
@@ -81,6 +84,7 @@ impl<'a> Executor<'a> {
             recap: Recap::default(),
             play_name: String::new(),
             notified: BTreeSet::new(),
+            failure: None,
         }
     }
 
@@ -191,6 +195,15 @@ impl<'a> Executor<'a> {
             self.recap.rescued += 1;
             // The failure that rescue handled no longer counts against the host.
             self.recap.failed = self.recap.failed.saturating_sub(1);
+            // As Ansible does, the rescue section sees what failed.
+            if let Some((name, action, result)) = self.failure.take() {
+                self.host_facts.insert(
+                    "ansible_failed_task".into(),
+                    json!({"name": name, "action": action}),
+                );
+                self.host_facts
+                    .insert("ansible_failed_result".into(), result);
+            }
             result = self.run_list(&task.rescue, &inh, handler);
         }
         let always = self.run_list(&task.always, &inh, handler);
@@ -248,7 +261,13 @@ impl<'a> Executor<'a> {
             None => self.run_once(task, inherited, &[]),
             Some(spec) => match self.loop_items(spec, &ctx) {
                 Ok(items) => self.run_loop(task, inherited, &items),
-                Err(msg) => failed_result(msg),
+                // Ansible defers a loop that fails to render (an undefined variable)
+                // until after `when`: `loop: "{{ x }}"` with `when: x is defined` skips.
+                Err((msg, true)) => self
+                    .conditions(task, inherited, &ctx)
+                    .filter(|r| r.get("skipped") == Some(&Value::Bool(true)))
+                    .unwrap_or_else(|| failed_result(msg)),
+                Err((msg, false)) => failed_result(msg),
             },
         };
         let status = status_of(&result);
@@ -262,6 +281,9 @@ impl<'a> Executor<'a> {
             }
         }
         let ignored = status == Status::Failed && ignore_errors;
+        if status == Status::Failed && !ignored {
+            self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
+        }
         self.record(
             &name,
             &module,
@@ -288,13 +310,18 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn loop_items(&self, spec: &Value, ctx: &JValue) -> Result<Vec<Value>, String> {
+    /// The loop's items; on error the message and whether it came from templating
+    /// (which Ansible reports only if `when` holds).
+    fn loop_items(&self, spec: &Value, ctx: &JValue) -> Result<Vec<Value>, (String, bool)> {
         match self.engine.render_value(spec, ctx) {
             Ok(Value::Array(items)) => Ok(items),
-            Ok(other) => Err(format!(
-                "Invalid data passed to 'loop', it requires a list, got this instead: {other}"
+            Ok(other) => Err((
+                format!(
+                    "Invalid data passed to 'loop', it requires a list, got this instead: {other}"
+                ),
+                false,
             )),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err((e.to_string(), true)),
         }
     }
 
@@ -332,15 +359,19 @@ impl<'a> Executor<'a> {
                 out.insert("skipped_reason".into(), "No items in the list".into());
             }
         }
-        out.insert(
-            "msg".into(),
-            if failed {
-                "One or more items failed"
-            } else {
-                "All items completed"
-            }
-            .into(),
-        );
+        // Ansible's messages; an empty loop carries none.
+        let msg = if failed {
+            Some("One or more items failed")
+        } else if results.is_empty() {
+            None
+        } else if all_skipped {
+            Some("All items skipped")
+        } else {
+            Some("All items completed")
+        };
+        if let Some(m) = msg {
+            out.insert("msg".into(), m.into());
+        }
         out.insert("results".into(), Value::Array(results));
         out
     }
@@ -355,25 +386,8 @@ impl<'a> Executor<'a> {
     ) -> Vars {
         let vars = self.context(inherited, task, extra);
         let ctx = JValue::from_serialize(&vars);
-        let conditions = inherited.when.iter().copied().chain(task.when.as_ref());
-        for cond in conditions {
-            match self.eval_condition(cond, &ctx) {
-                Ok((true, _)) => {}
-                Ok((false, expr)) => {
-                    let mut r = Vars::new();
-                    r.insert("changed".into(), false.into());
-                    r.insert("skipped".into(), true.into());
-                    r.insert("skip_reason".into(), "Conditional result was False".into());
-                    r.insert("false_condition".into(), expr.into());
-                    return r;
-                }
-                Err(e) => {
-                    return failed_result(format!(
-                        "The conditional check '{}' failed. The error was: {}",
-                        e.source_text, e.detail
-                    ));
-                }
-            }
+        if let Some(not_run) = self.conditions(task, inherited, &ctx) {
+            return not_run;
         }
         let retries = task.until.as_ref().map(|_| task.retries.unwrap_or(3));
         let mut attempts = 0u32;
@@ -406,6 +420,32 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// Evaluates the inherited and own `when`: `None` when the task is to run, else
+    /// its skipped (or, for a bad expression, failed) result.
+    fn conditions(&self, task: &Task, inherited: &Inherited<'_>, ctx: &JValue) -> Option<Vars> {
+        let conditions = inherited.when.iter().copied().chain(task.when.as_ref());
+        for cond in conditions {
+            match self.eval_condition(cond, ctx) {
+                Ok((true, _)) => {}
+                Ok((false, expr)) => {
+                    let mut r = Vars::new();
+                    r.insert("changed".into(), false.into());
+                    r.insert("skipped".into(), true.into());
+                    r.insert("skip_reason".into(), "Conditional result was False".into());
+                    r.insert("false_condition".into(), expr.into());
+                    return Some(r);
+                }
+                Err(e) => {
+                    return Some(failed_result(format!(
+                        "The conditional check '{}' failed. The error was: {}",
+                        e.source_text, e.detail
+                    )));
+                }
+            }
+        }
+        None
+    }
+
     /// Evaluates a condition; on false, also returns the expression that was false.
     fn eval_condition(
         &self,
@@ -428,11 +468,14 @@ impl<'a> Executor<'a> {
     /// Applies `changed_when` and `failed_when`, which see the result under the
     /// registered name (Ansible evaluates them after registering).
     fn apply_overrides(&self, task: &Task, vars: &Vars, result: &mut Vars) {
-        if task.changed_when.is_none() && task.failed_when.is_none() {
+        // Ansible evaluates them only when the module did not skip (e.g. a command in
+        // check mode), so they may refer to fields only a real run registers.
+        if (task.changed_when.is_none() && task.failed_when.is_none())
+            || result.get("skipped") == Some(&Value::Bool(true))
+        {
             return;
         }
         let mut scope = vars.clone();
-        scope.extend(result.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(reg) = &task.register {
             scope.insert(reg.clone(), Value::Object(result.clone()));
         }
@@ -548,7 +591,14 @@ impl<'a> Executor<'a> {
                 self.recap.changed += 1;
             }
             Status::Skipped => self.recap.skipped += 1,
-            Status::Failed if ignored => self.recap.ignored += 1,
+            // Ansible counts an ignored failure as ok and ignored, and changed if it changed.
+            Status::Failed if ignored => {
+                self.recap.ok += 1;
+                self.recap.ignored += 1;
+                if result.get("changed") == Some(&Value::Bool(true)) {
+                    self.recap.changed += 1;
+                }
+            }
             Status::Failed => self.recap.failed += 1,
             Status::Unreachable => self.recap.unreachable += 1,
         }

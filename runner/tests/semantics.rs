@@ -1,0 +1,817 @@
+//! Data-driven tests of the executor against the results Ansible gives for the same plays.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use rustle_runner::events::{Collect, Event, Recap};
+use rustle_runner::exec::{Executor, RunOptions, RunSummary};
+use rustle_runner::plan::HostPlan;
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// One finished run: the events it emitted and its summary.
+struct Run {
+    events: Vec<Event>,
+    summary: RunSummary,
+}
+
+impl Run {
+    /// The registered result of the task (or handler) shown as `name`; the last one
+    /// when several share the name.
+    fn result(&self, name: &str) -> &Value {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Task {
+                    name: n, result, ..
+                } if n == name => Some(result),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no task named {name:?} ran: {:#?}", self.statuses()))
+    }
+
+    /// `(name, status)` for every task event, in order. The status is Ansible's word,
+    /// with `,ignored` for a failure ignore_errors let pass and `,handler` for handlers.
+    fn statuses(&self) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Task {
+                    name,
+                    status,
+                    ignored,
+                    handler,
+                    ..
+                } => {
+                    let mut s = status.as_str().to_string();
+                    if *ignored {
+                        s.push_str(",ignored");
+                    }
+                    if *handler {
+                        s.push_str(",handler");
+                    }
+                    Some((name.clone(), s))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The recap in the words of Ansible's PLAY RECAP line, so tests read like its output.
+    fn recap(&self) -> String {
+        let r: Recap = self.summary.recap;
+        // The recap event must agree with the summary the caller gets.
+        let last = self.events.last().expect("no events");
+        assert!(
+            matches!(last, Event::Recap { recap, .. } if *recap == r),
+            "the last event must be the recap"
+        );
+        format!(
+            "ok={} changed={} unreachable={} failed={} skipped={} rescued={} ignored={}",
+            r.ok, r.changed, r.unreachable, r.failed, r.skipped, r.rescued, r.ignored
+        )
+    }
+}
+
+/// Builds a HostPlan from the fields a test cares about (`plays`, and optionally
+/// `host_vars`, `check_mode`, `files`), with the rest defaulted.
+fn host_plan(v: Value) -> HostPlan {
+    let mut plan = json!({
+        "deployment_id": "test",
+        "host": "web1",
+        "created_at": 0,
+        "packer_version": "0",
+        "check_mode": false,
+        "diff_mode": false,
+        "host_vars": {"inventory_hostname": "web1"},
+        "plays": [],
+        "files": {},
+    });
+    for (k, val) in v.as_object().expect("plan must be an object") {
+        plan[k] = val.clone();
+    }
+    serde_json::from_value(plan).expect("plan deserializes")
+}
+
+/// Runs a plan with options and checks the `(task name, status)` sequence exactly: a task
+/// missing, extra or out of order fails the test. Returns the run for finer assertions.
+fn check_run(plan_json: Value, opts: RunOptions, expect: &[(&str, &str)]) -> Run {
+    let plan = host_plan(plan_json);
+    let mut sink = Collect::default();
+    let summary = Executor::new(&plan, &mut sink, opts).run();
+    let run = Run {
+        events: sink.0,
+        summary,
+    };
+    let got = run.statuses();
+    let want: Vec<(String, String)> = expect
+        .iter()
+        .map(|(n, s)| ((*n).to_string(), (*s).to_string()))
+        .collect();
+    assert_eq!(got, want, "task statuses differ; events: {:#?}", run.events);
+    run
+}
+
+/// [`check_run`] with default options.
+fn check(plan_json: Value, expect: &[(&str, &str)]) -> Run {
+    check_run(plan_json, RunOptions::default(), expect)
+}
+
+/// A plan of one play with these tasks (and optional play-level fields merged in).
+fn play(tasks: Value, extra: Value) -> Value {
+    let mut p = json!({"name": "p", "hosts": ["all"], "tasks": tasks});
+    if let Some(o) = extra.as_object() {
+        for (k, v) in o {
+            p[k] = v.clone();
+        }
+    }
+    json!({"plays": [p]})
+}
+
+fn dbg(name: &str, msg: &str) -> Value {
+    json!({"name": name, "module": "debug", "args": {"msg": msg}})
+}
+
+fn sh(name: &str, cmd: &str) -> Value {
+    json!({"name": name, "module": "shell", "args": {"_raw_params": cmd}})
+}
+
+fn with(mut task: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().expect("object") {
+        task[k] = v.clone();
+    }
+    task
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn p(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn tasks_run_in_order_and_a_failure_stops_the_host() {
+    let d = tmp();
+    let plan = json!({"plays": [
+        {"name": "one", "tasks": [
+            dbg("a", "first"),
+            with(
+                json!({"name": "write", "module": "copy",
+                       "args": {"content": "x\n", "dest": p(d.path(), "f")}}),
+                json!({"notify": ["restart"]}),
+            ),
+            json!({"name": "boom", "module": "command", "args": {"_raw_params": "false"}}),
+            dbg("after", "never"),
+        ], "handlers": [dbg("restart", "never: the host failed")]},
+        {"name": "two", "tasks": [dbg("later play", "never")]},
+    ]});
+    let run = check(
+        plan,
+        &[("a", "ok"), ("write", "changed"), ("boom", "failed")],
+    );
+    assert!(run.summary.host_failed);
+    assert_eq!(run.result("boom")["rc"], 1);
+    assert_eq!(
+        run.recap(),
+        "ok=2 changed=1 unreachable=0 failed=1 skipped=0 rescued=0 ignored=0"
+    );
+}
+
+#[test]
+fn when_in_every_form() {
+    let plan = json!({
+        "host_vars": {"env": "prod", "inventory_hostname": "web1"},
+        "plays": [{"name": "p", "vars": {"n": 3}, "tasks": [
+            with(dbg("host var true", "x"), json!({"when": "env == 'prod'"})),
+            with(dbg("host var false", "x"), json!({"when": "env == 'dev'"})),
+            with(dbg("play var list true", "x"), json!({"when": ["n > 1", "n == 3"]})),
+            with(dbg("list one false", "x"), json!({"when": ["n > 1", "n < 3"]})),
+            with(dbg("bool true", "x"), json!({"when": true})),
+            with(dbg("bool false", "x"), json!({"when": false})),
+            with(dbg("defined", "x"), json!({"when": "env is defined"})),
+            with(dbg("undefined", "x"), json!({"when": "nope is defined"})),
+            with(dbg("braces accepted", "x"), json!({"when": "{{ n == 3 }}"})),
+            with(sh("register", "true"), json!({"register": "r"})),
+            with(dbg("rc is 0", "x"), json!({"when": "r.rc == 0"})),
+            with(dbg("is changed", "x"), json!({"when": "r is changed"})),
+            with(dbg("is not changed", "x"), json!({"when": "r is not changed"})),
+            with(dbg("bad expression", "x"), json!({"when": "n =="})),
+            dbg("not reached", "x"),
+        ]}],
+    });
+    let run = check(
+        plan,
+        &[
+            ("host var true", "ok"),
+            ("host var false", "skipped"),
+            ("play var list true", "ok"),
+            ("list one false", "skipped"),
+            ("bool true", "ok"),
+            ("bool false", "skipped"),
+            ("defined", "ok"),
+            ("undefined", "skipped"),
+            ("braces accepted", "ok"),
+            ("register", "changed"),
+            ("rc is 0", "ok"),
+            ("is changed", "ok"),
+            ("is not changed", "skipped"),
+            ("bad expression", "failed"),
+        ],
+    );
+    let skipped = run.result("list one false");
+    assert_eq!(skipped["skip_reason"], "Conditional result was False");
+    // Ansible names the first expression of the list that was false.
+    assert_eq!(skipped["false_condition"], "n < 3");
+    assert_eq!(skipped["changed"], false);
+    assert_eq!(
+        run.result("host var false")["false_condition"],
+        "env == 'dev'"
+    );
+    let msg = run.result("bad expression")["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("The conditional check 'n ==' failed"),
+        "{msg}"
+    );
+    assert!(run.summary.host_failed);
+    assert_eq!(
+        run.recap(),
+        "ok=8 changed=1 unreachable=0 failed=1 skipped=5 rescued=0 ignored=0"
+    );
+}
+
+#[test]
+fn loops() {
+    let plan = play(
+        json!([
+            with(
+                dbg("literal", "{{ item }}"),
+                json!({"loop": [1, 2, 3], "register": "lit"}),
+            ),
+            with(
+                dbg("templated with loop_var and per-item when", "{{ pkg }}"),
+                json!({"loop": "{{ pkgs }}", "loop_control": {"loop_var": "pkg"},
+                       "when": "pkg != 'b'", "register": "tl"}),
+            ),
+            with(
+                sh("aggregate", "exit {{ item }}"),
+                json!({"loop": [0, 1, 0], "ignore_errors": true, "register": "agg"}),
+            ),
+            with(dbg("empty", "x"), json!({"loop": []})),
+            with(
+                dbg("all items skipped", "x"),
+                json!({"loop": [1, 2], "when": "item > 5"}),
+            ),
+            with(
+                dbg(
+                    "loop index",
+                    "{{ ansible_loop.index }}/{{ ansible_loop.length }}"
+                ),
+                json!({"loop": ["x", "y"], "register": "idx"})
+            ),
+            with(dbg("not a list", "x"), json!({"loop": "{{ n }}"})),
+        ]),
+        json!({"vars": {"pkgs": ["a", "b", "c"], "n": 3}}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("literal", "ok"),
+            ("templated with loop_var and per-item when", "ok"),
+            ("aggregate", "failed,ignored"),
+            ("empty", "skipped"),
+            ("all items skipped", "skipped"),
+            ("loop index", "ok"),
+            ("not a list", "failed"),
+        ],
+    );
+    let lit = run.result("literal");
+    let msgs: Vec<&Value> = lit["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["msg"])
+        .collect();
+    assert_eq!(msgs, [&json!(1), &json!(2), &json!(3)]);
+    assert_eq!(lit["results"][2]["item"], 3);
+    assert_eq!(lit["results"][0]["ansible_loop_var"], "item");
+    assert_eq!(lit["msg"], "All items completed");
+    assert_eq!(lit["changed"], false);
+
+    let tl = &run.result("templated with loop_var and per-item when")["results"];
+    assert_eq!(tl[0]["pkg"], "a");
+    assert_eq!(tl[0]["msg"], "a");
+    assert_eq!(tl[1]["skipped"], true);
+    assert_eq!(tl[1]["pkg"], "b", "a skipped item still records its item");
+    assert_eq!(tl[1]["false_condition"], "pkg != 'b'");
+    assert_eq!(tl[2]["ansible_loop_var"], "pkg");
+
+    let agg = run.result("aggregate");
+    assert_eq!(agg["changed"], true);
+    assert_eq!(agg["failed"], true);
+    assert_eq!(agg["msg"], "One or more items failed");
+    let rcs: Vec<i64> = agg["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rc"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rcs, [0, 1, 0], "a failed item does not stop the loop");
+
+    let empty = run.result("empty");
+    assert_eq!(empty["skipped_reason"], "No items in the list");
+    assert_eq!(empty["results"], json!([]));
+    assert_eq!(run.result("all items skipped")["msg"], "All items skipped");
+    assert_eq!(run.result("loop index")["results"][1]["msg"], "2/2");
+
+    let msg = run.result("not a list")["msg"].as_str().unwrap();
+    assert!(msg.contains("requires a list"), "{msg}");
+    assert!(run.summary.host_failed);
+}
+
+/// Ansible defers an undefined loop variable until after `when`: the common
+/// `loop: "{{ extra }}"` + `when: extra is defined` skips instead of failing.
+#[test]
+fn loop_over_undefined_var_is_skipped_when_condition_false() {
+    let plan = play(
+        json!([
+            with(
+                dbg("guarded", "{{ item }}"),
+                json!({"loop": "{{ extra_pkgs }}", "when": "extra_pkgs is defined"}),
+            ),
+            with(
+                dbg("unguarded", "{{ item }}"),
+                json!({"loop": "{{ extra_pkgs }}"})
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("guarded", "skipped"), ("unguarded", "failed")]);
+    assert_eq!(
+        run.result("guarded")["false_condition"],
+        "extra_pkgs is defined"
+    );
+}
+
+#[test]
+fn register_changed_when_failed_when() {
+    let plan = play(
+        json!([
+            with(
+                sh("changed_when false", "echo hi"),
+                json!({"changed_when": false})
+            ),
+            with(
+                sh("changed_when on registered", "echo hi"),
+                json!({"register": "r1", "changed_when": "'hi' in r1.stdout"}),
+            ),
+            with(
+                sh("changed_when false expr", "echo hi"),
+                json!({"register": "r2", "changed_when": "r2.rc != 0"}),
+            ),
+            with(
+                sh("rc 1 tolerated", "exit 1"),
+                json!({"register": "r3", "failed_when": "r3.rc > 1", "changed_when": false}),
+            ),
+            with(
+                sh("boom in stdout", "echo boom"),
+                json!({"register": "r4", "failed_when": "'boom' in r4.stdout",
+                       "ignore_errors": true}),
+            ),
+            with(
+                dbg("sees registered", "{{ r3.rc }} {{ r1.stdout }}"),
+                json!({})
+            ),
+            with(
+                sh("failed_when list", "echo ok"),
+                json!({"register": "r5", "failed_when": ["r5.rc == 0", "'nope' in r5.stdout"]}),
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("changed_when false", "ok"),
+            ("changed_when on registered", "changed"),
+            ("changed_when false expr", "ok"),
+            ("rc 1 tolerated", "ok"),
+            ("boom in stdout", "failed,ignored"),
+            ("sees registered", "ok"),
+            ("failed_when list", "changed"),
+        ],
+    );
+    let r3 = run.result("rc 1 tolerated");
+    assert_eq!(r3["rc"], 1);
+    assert_eq!(r3["failed"], false);
+    assert_eq!(r3["failed_when_result"], false);
+    assert_eq!(run.result("boom in stdout")["failed_when_result"], true);
+    assert_eq!(run.result("sees registered")["msg"], "1 hi");
+    assert!(!run.summary.host_failed);
+    // An ignored failure counts as ok and ignored (and as changed when it changed),
+    // as in Ansible's strategy: a shell result is changed.
+    assert_eq!(
+        run.recap(),
+        "ok=7 changed=3 unreachable=0 failed=0 skipped=0 rescued=0 ignored=1"
+    );
+}
+
+/// Ansible's recap counts a failure that ignore_errors let pass under `ok` and
+/// `ignored` (and `changed` when the result changed), not only `ignored`.
+#[test]
+fn ignored_failure_counts_as_ok_and_ignored() {
+    let plan = play(
+        json!([
+            with(
+                json!({"name": "fail", "module": "fail", "args": {"msg": "nope"}}),
+                json!({"ignore_errors": true, "register": "f"}),
+            ),
+            with(
+                dbg("goes on", "{{ f.msg }}"),
+                json!({"when": "f is failed"})
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("fail", "failed,ignored"), ("goes on", "ok")]);
+    assert_eq!(run.result("goes on")["msg"], "nope");
+    assert!(!run.summary.host_failed);
+    assert_eq!(
+        run.recap(),
+        "ok=2 changed=0 unreachable=0 failed=0 skipped=0 rescued=0 ignored=1"
+    );
+}
+
+#[test]
+fn set_fact_and_variable_precedence() {
+    let assert_task = |name: &str, that: Value, extra: Value| {
+        with(
+            json!({"name": name, "module": "assert", "args": {"that": that}}),
+            extra,
+        )
+    };
+    let plan = json!({
+        "host_vars": {"a": "host", "b": "host", "c": "host", "d": "host", "e": "host"},
+        "plays": [
+            {"name": "one", "vars": {"b": "play", "c": "play", "d": "play", "e": "play"}, "tasks": [
+                {"name": "block", "vars": {"c": "block", "d": "block", "e": "block"}, "block": [
+                    assert_task(
+                        "levels",
+                        json!(["a == 'host'", "b == 'play'", "c == 'block'", "d == 'task'"]),
+                        json!({"vars": {"d": "task"}}),
+                    ),
+                ]},
+                json!({"name": "set", "module": "set_fact", "args": {"e": "fact", "f": "{{ b }}-x"}}),
+                assert_task(
+                    "fact beats task vars",
+                    json!(["e == 'fact'", "f == 'play-x'"]),
+                    json!({"vars": {"e": "task"}}),
+                ),
+                with(sh("reg", "echo one"), json!({"register": "reg"})),
+            ]},
+            {"name": "two", "vars": {"e": "play2"}, "tasks": [
+                assert_task(
+                    "facts and registered outlive the play",
+                    json!(["e == 'fact'", "reg.stdout == 'one'", "b == 'host'"]),
+                    json!({}),
+                ),
+            ]},
+        ],
+    });
+    let run = check(
+        plan,
+        &[
+            ("levels", "ok"),
+            ("set", "ok"),
+            ("fact beats task vars", "ok"),
+            ("reg", "changed"),
+            ("facts and registered outlive the play", "ok"),
+        ],
+    );
+    assert_eq!(
+        run.result("set")["ansible_facts"],
+        json!({"e": "fact", "f": "play-x"})
+    );
+}
+
+#[test]
+fn handlers_run_once_in_definition_order_when_notified_by_a_change() {
+    let d = tmp();
+    let f = p(d.path(), "conf");
+    let copy = |name: &str, content: &str, notify: Value| {
+        json!({"name": name, "module": "copy", "args": {"content": content, "dest": f},
+               "notify": notify})
+    };
+    let plan = json!({"plays": [
+        {"name": "one", "tasks": [
+            copy("first write", "1\n", json!(["h3", "h1"])),
+            copy("same again", "1\n", json!(["h2"])),
+            with(dbg("ok task", "x"), json!({"notify": ["h2"]})),
+            with(sh("changes", "true"), json!({"notify": ["a topic"]})),
+            copy("second write", "2\n", json!(["h1"])),
+        ], "handlers": [
+            dbg("h1", "one"),
+            dbg("h2", "never: only ok tasks notified it"),
+            dbg("h3", "three"),
+            with(dbg("h4", "four"), json!({"listen": ["a topic"]})),
+        ]},
+        {"name": "two", "tasks": [dbg("quiet", "x")], "handlers": [dbg("h1", "not notified here")]},
+    ]});
+    let run = check(
+        plan,
+        &[
+            ("first write", "changed"),
+            ("same again", "ok"),
+            ("ok task", "ok"),
+            ("changes", "changed"),
+            ("second write", "changed"),
+            ("h1", "ok,handler"),
+            ("h3", "ok,handler"),
+            ("h4", "ok,handler"),
+            ("quiet", "ok"),
+        ],
+    );
+    assert_eq!(
+        run.recap(),
+        "ok=9 changed=3 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0"
+    );
+}
+
+#[test]
+fn block_rescue_always() {
+    let fail = |name: &str| json!({"name": name, "module": "fail", "args": {"msg": "boom"}});
+    let plan = play(
+        json!([
+            {"name": "rescued block", "block": [dbg("b1", "x"), fail("b2"), dbg("b3", "never")],
+             "rescue": [dbg("r1", "{{ ansible_failed_result.msg }} in {{ ansible_failed_task.name }}")],
+             "always": [dbg("a1", "x")]},
+            {"name": "fine block", "block": [dbg("b4", "x")],
+             "rescue": [dbg("r2", "never")], "always": [dbg("a2", "x")]},
+            {"name": "skipped block", "when": "false_var", "block": [dbg("b5", "x")],
+             "rescue": [dbg("r3", "never")], "always": [dbg("a3", "x")]},
+            dbg("after blocks", "x"),
+        ]),
+        json!({"vars": {"false_var": false}}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("b1", "ok"),
+            ("b2", "failed"),
+            ("r1", "ok"),
+            ("a1", "ok"),
+            ("b4", "ok"),
+            ("a2", "ok"),
+            ("b5", "skipped"),
+            ("a3", "skipped"),
+            ("after blocks", "ok"),
+        ],
+    );
+    assert!(!run.summary.host_failed);
+    assert_eq!(
+        run.recap(),
+        "ok=6 changed=0 unreachable=0 failed=0 skipped=2 rescued=1 ignored=0"
+    );
+    assert_eq!(run.result("r1")["msg"], "boom in b2");
+}
+
+/// Ansible sets `ansible_failed_task` and `ansible_failed_result` for the rescue section.
+#[test]
+fn rescue_sees_ansible_failed_result() {
+    let plan = play(
+        json!([
+            {"block": [with(sh("cmd", "echo out; exit 3"), json!({}))],
+             "rescue": [dbg("why", "{{ ansible_failed_task.name }} rc={{ ansible_failed_result.rc }} {{ ansible_failed_result.stdout }}")]},
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("cmd", "failed"), ("why", "ok")]);
+    assert_eq!(run.result("why")["msg"], "cmd rc=3 out");
+}
+
+#[test]
+fn failure_in_rescue_fails_the_host_after_always() {
+    let fail = |name: &str| json!({"name": name, "module": "fail", "args": {"msg": name}});
+    let plan = json!({"plays": [
+        {"name": "one", "tasks": [
+            {"block": [fail("b")], "rescue": [fail("r")], "always": [dbg("a", "x")]},
+            dbg("after", "never"),
+        ]},
+        {"name": "two", "tasks": [dbg("later play", "never")]},
+    ]});
+    let run = check(plan, &[("b", "failed"), ("r", "failed"), ("a", "ok")]);
+    assert!(run.summary.host_failed);
+    assert_eq!(
+        run.recap(),
+        "ok=1 changed=0 unreachable=0 failed=1 skipped=0 rescued=1 ignored=0"
+    );
+}
+
+#[test]
+fn block_without_rescue_runs_always_then_fails_the_host() {
+    let plan = play(
+        json!([
+            {"block": [json!({"name": "b", "module": "fail", "args": {}})],
+             "always": [dbg("a", "x")]},
+            dbg("after", "never"),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("b", "failed"), ("a", "ok")]);
+    assert!(run.summary.host_failed);
+    assert_eq!(run.result("b")["msg"], "Failed as requested from task");
+}
+
+fn check_mode_plan(dir: &Path, plan_check_mode: bool) -> Value {
+    json!({
+        "check_mode": plan_check_mode,
+        "plays": [{"name": "p", "tasks": [
+            {"name": "copy", "module": "copy",
+             "args": {"content": "x\n", "dest": p(dir, "copied")}},
+            {"name": "dir", "module": "file",
+             "args": {"path": p(dir, "d"), "state": "directory"}},
+            sh("command", &format!("touch {}", p(dir, "touched"))),
+            {"name": "real copy", "module": "copy", "check_mode": false,
+             "args": {"content": "y\n", "dest": p(dir, "real")}},
+            with(dbg("sees check mode", "{{ ansible_check_mode }}"), json!({})),
+        ]}],
+    })
+}
+
+#[test]
+fn check_mode_from_plan_or_options_changes_nothing() {
+    for (plan_flag, opt_flag) in [(true, false), (false, true)] {
+        let d = tmp();
+        let run = check_run(
+            check_mode_plan(d.path(), plan_flag),
+            RunOptions {
+                check_mode: opt_flag,
+                diff_mode: false,
+            },
+            &[
+                ("copy", "changed"),
+                ("dir", "changed"),
+                ("command", "skipped"),
+                ("real copy", "changed"),
+                ("sees check mode", "ok"),
+            ],
+        );
+        for f in ["copied", "d", "touched"] {
+            assert!(!d.path().join(f).exists(), "{f} was created in check mode");
+        }
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("real")).unwrap(),
+            "y\n"
+        );
+        assert_eq!(run.result("sees check mode")["msg"], true);
+    }
+}
+
+/// Ansible evaluates changed_when/failed_when only when the result is not skipped, so a
+/// command skipped in check mode does not fail on `r.stdout` being undefined.
+#[test]
+fn changed_when_not_evaluated_on_skipped_result() {
+    let plan = json!({"check_mode": true, "plays": [{"name": "p", "tasks": [
+        with(sh("probe", "echo hi"), json!({"register": "r",
+            "changed_when": "'hi' in r.stdout", "failed_when": "r.stderr != ''"})),
+    ]}]});
+    let run = check(plan, &[("probe", "skipped")]);
+    assert!(run.result("probe").get("failed_when_result").is_none());
+}
+
+#[test]
+fn retries_until() {
+    let d = tmp();
+    let counter = p(d.path(), "count");
+    // Fails on the first attempt, succeeds from the second.
+    let script = format!(
+        "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; [ $n -ge 2 ]"
+    );
+    let plan = play(
+        json!([
+            with(
+                sh("second time lucky", &script),
+                json!({"register": "r", "until": "r.rc == 0", "retries": 5, "delay": 0}),
+            ),
+            with(
+                sh("never", "exit 7"),
+                json!({"register": "n", "until": "n.rc == 0", "retries": 2, "delay": 0,
+                       "ignore_errors": true}),
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("second time lucky", "changed"),
+            ("never", "failed,ignored"),
+        ],
+    );
+    assert_eq!(run.result("second time lucky")["attempts"], 2);
+    assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "2");
+    // retries: 2 means one try and two retries.
+    assert_eq!(run.result("never")["attempts"], 3);
+    assert_eq!(run.result("never")["rc"], 7);
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    let d = tmp();
+    let plan = json!({
+        "files": {"app.conf.j2": {"content": b"port={{ port }}\n".to_vec(), "mode": null}},
+        "plays": [{"name": "p", "vars": {"port": 8080}, "tasks": [
+            {"name": "dir", "module": "file", "args": {"path": p(d.path(), "etc"), "state": "directory", "mode": "0755"}},
+            {"name": "copy", "module": "copy", "args": {"content": "a\n", "dest": p(d.path(), "etc/a"), "mode": "0640"}},
+            {"name": "template", "module": "template", "args": {"src": "app.conf.j2", "dest": p(d.path(), "etc/app.conf")}},
+            {"name": "guarded command", "module": "command",
+             "args": {"_raw_params": format!("touch {}", p(d.path(), "once")), "creates": p(d.path(), "once")}},
+        ]}],
+    });
+    let first = check(
+        plan.clone(),
+        &[
+            ("dir", "changed"),
+            ("copy", "changed"),
+            ("template", "changed"),
+            ("guarded command", "changed"),
+        ],
+    );
+    assert_eq!(first.summary.recap.changed, 4);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("etc/app.conf")).unwrap(),
+        "port=8080\n"
+    );
+    let second = check(
+        plan,
+        &[
+            ("dir", "ok"),
+            ("copy", "ok"),
+            ("template", "ok"),
+            ("guarded command", "ok"),
+        ],
+    );
+    assert_eq!(
+        second.recap(),
+        "ok=4 changed=0 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0"
+    );
+}
+
+#[test]
+fn gathered_facts_are_visible_to_when() {
+    let plan = play(
+        json!([
+            with(
+                dbg("family", "{{ ansible_os_family }}"),
+                json!({"when": ["ansible_os_family is defined",
+                                "ansible_facts.os_family == ansible_os_family",
+                                "ansible_system == 'Linux' or ansible_system == 'Darwin'"]}),
+            ),
+            with(
+                dbg("other family", "x"),
+                json!({"when": "ansible_os_family == 'NoSuchFamily'"})
+            ),
+        ]),
+        json!({"gather_facts": true}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("Gathering Facts", "ok"),
+            ("family", "ok"),
+            ("other family", "skipped"),
+        ],
+    );
+    let family = run.result("family")["msg"].as_str().unwrap();
+    assert!(!family.is_empty());
+    assert_eq!(
+        run.result("Gathering Facts")["ansible_facts"]["os_family"],
+        family
+    );
+}
+
+#[test]
+fn templated_task_names() {
+    let plan = play(
+        json!([
+            dbg("set {{ x }}", "x"),
+            with(dbg("item {{ item }}", "x"), json!({"loop": [1]})),
+            dbg("missing {{ nope }}", "x"),
+        ]),
+        json!({"vars": {"x": "foo"}}),
+    );
+    // A name referring to the loop item or an undefined variable is shown as written.
+    check(
+        plan,
+        &[
+            ("set foo", "ok"),
+            ("item {{ item }}", "ok"),
+            ("missing {{ nope }}", "ok"),
+        ],
+    );
+}
