@@ -280,11 +280,12 @@ pub fn pack_jobs(
     let files = pack::decode_files(the_plan)?;
     let per_play = pack::play_hosts(the_plan, inventory);
     let mut jobs = Vec::new();
+    let mut sealer = pack::Sealer::new(signing)?;
     for host in pack::participating_hosts(the_plan, inventory) {
         let (triple, note) = pack::target_for(host, target)?;
         notes.extend(note);
         let hp = pack::host_plan(the_plan, &per_play, &files, host, settings)?;
-        let (sealed, digest) = pack::seal(&hp, signing)?;
+        let (sealed, digest) = sealer.seal(&hp)?;
         jobs.push(Job {
             host: host.clone(),
             triple,

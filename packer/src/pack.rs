@@ -271,17 +271,45 @@ pub fn host_plan(
     })
 }
 
-/// Encodes, compresses and signs a host plan.
-pub fn seal(plan: &HostPlan, key: &SigningKey) -> Result<(Vec<u8>, Digest), PackError> {
-    let encode_err = |reason: String| PackError::Encode {
-        host: plan.host.clone(),
-        reason,
-    };
-    let raw = payload::encode_plan(plan).map_err(|e| encode_err(e.to_string()))?;
-    let compressed =
-        zstd::bulk::compress(&raw, ZSTD_LEVEL).map_err(|e| encode_err(e.to_string()))?;
-    let sealed = payload::seal(&compressed, key);
-    Ok((sealed, Digest::of(&compressed)))
+/// Seals host plans: encode, compress, sign. One sealer serves every host of a deploy so
+/// the compressor's tables are set up once, not per host (that set-up costs more than
+/// compressing a typical plan).
+pub struct Sealer<'k> {
+    key: &'k SigningKey,
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
+impl std::fmt::Debug for Sealer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
+impl<'k> Sealer<'k> {
+    /// A sealer signing with `key`.
+    pub fn new(key: &'k SigningKey) -> Result<Sealer<'k>, PackError> {
+        let compressor =
+            zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|e| PackError::Encode {
+                host: String::new(),
+                reason: format!("zstd: {e}"),
+            })?;
+        Ok(Sealer { key, compressor })
+    }
+
+    /// Encodes, compresses and signs a host plan; returns the payload and its digest.
+    pub fn seal(&mut self, plan: &HostPlan) -> Result<(Vec<u8>, Digest), PackError> {
+        let encode_err = |reason: String| PackError::Encode {
+            host: plan.host.clone(),
+            reason,
+        };
+        let raw = payload::encode_plan(plan).map_err(|e| encode_err(e.to_string()))?;
+        let compressed = self
+            .compressor
+            .compress(&raw)
+            .map_err(|e| encode_err(e.to_string()))?;
+        let sealed = payload::seal(&compressed, self.key);
+        Ok((sealed, Digest::of(&compressed)))
+    }
 }
 
 /// Puts a sealed payload into a copy of the runner for the host's platform.
