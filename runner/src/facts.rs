@@ -163,7 +163,7 @@ pub fn current_user() -> Option<String> {
 
 /// Days since 1970-01-01 to a civil (year, month, day), after Howard Hinnant's
 /// public-domain algorithm.
-fn civil(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

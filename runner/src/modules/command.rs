@@ -269,22 +269,12 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::Engine;
     use serde_json::json;
     use std::collections::BTreeMap;
 
     fn check(module: &str, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
-        let engine = Engine::new();
-        let files = BTreeMap::new();
-        let vars = minijinja::Value::from_serialize(json!({}));
-        let ctx = Ctx {
-            check_mode,
-            diff_mode: false,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-        };
-        super::super::run(module, args.as_object().unwrap(), &ctx)
+        let args = args.as_object().unwrap();
+        crate::modules::run_for_test(module, args, &BTreeMap::new(), &json!({}), check_mode)
     }
 
     #[test]

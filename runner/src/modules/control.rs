@@ -106,22 +106,12 @@ pub(super) fn fail(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::Engine;
     use serde_json::json;
     use std::collections::BTreeMap;
 
     fn check(module: &str, args: Value, vars: Value) -> Result<Outcome, ModuleError> {
-        let engine = Engine::new();
-        let files = BTreeMap::new();
-        let vars = minijinja::Value::from_serialize(vars);
-        let ctx = Ctx {
-            check_mode: false,
-            diff_mode: false,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-        };
-        super::super::run(module, args.as_object().unwrap(), &ctx)
+        let args = args.as_object().unwrap();
+        crate::modules::run_for_test(module, args, &BTreeMap::new(), &vars, false)
     }
 
     #[test]

@@ -120,9 +120,8 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Ctx, ModuleError, Outcome};
+    use super::super::{ModuleError, Outcome};
     use crate::plan::{HostFile, Vars};
-    use crate::template::Engine;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::fs;
@@ -148,16 +147,7 @@ mod tests {
                 mode: None,
             },
         );
-        let engine = Engine::new();
-        let vars = minijinja::Value::from_serialize(json!({}));
-        let ctx = Ctx {
-            check_mode,
-            diff_mode: true,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-        };
-        super::run(&args, &ctx)
+        crate::modules::run_for_test("copy", &args, &files, &json!({}), check_mode)
     }
 
     fn mode_of(p: &Path) -> u32 {

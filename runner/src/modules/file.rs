@@ -432,9 +432,8 @@ fn hard(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Ctx, ModuleError, Outcome};
+    use super::super::{ModuleError, Outcome};
     use crate::plan::{HostFile, Vars};
-    use crate::template::Engine;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::fs;
@@ -446,16 +445,7 @@ mod tests {
         let text = args.to_string().replace("{p}", &dir.display().to_string());
         let args: Vars = serde_json::from_str(&text).unwrap();
         let files = BTreeMap::<String, HostFile>::new();
-        let engine = Engine::new();
-        let vars = minijinja::Value::from_serialize(json!({}));
-        let ctx = Ctx {
-            check_mode,
-            diff_mode: true,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-        };
-        super::run(&args, &ctx)
+        crate::modules::run_for_test("file", &args, &files, &json!({}), check_mode)
     }
 
     fn mode_of(p: &Path) -> u32 {

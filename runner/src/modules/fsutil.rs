@@ -612,18 +612,8 @@ fn backup(dest: &Path) -> Step<PathBuf> {
 
 /// `YYYY-MM-DD@HH:MM:SS` for seconds since the epoch, in UTC.
 fn utc_stamp(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, m, d) = crate::facts::civil(i64::try_from(secs / 86_400).unwrap_or(0));
     let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
         "{y:04}-{m:02}-{d:02}@{:02}:{:02}:{:02}",
         rem / 3600,

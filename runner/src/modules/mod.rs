@@ -136,3 +136,24 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
+
+/// Runs a module as the executor would (diff mode on), for the module tests.
+#[cfg(test)]
+pub(crate) fn run_for_test(
+    module: &str,
+    args: &Vars,
+    files: &BTreeMap<String, HostFile>,
+    vars: &serde_json::Value,
+    check_mode: bool,
+) -> Result<Outcome, ModuleError> {
+    let engine = Engine::new();
+    let vars = minijinja::Value::from_serialize(vars);
+    let ctx = Ctx {
+        check_mode,
+        diff_mode: true,
+        files,
+        engine: &engine,
+        vars: &vars,
+    };
+    run(module, args, &ctx)
+}

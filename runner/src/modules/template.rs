@@ -52,9 +52,8 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Ctx, ModuleError, Outcome};
+    use super::super::{ModuleError, Outcome};
     use crate::plan::{HostFile, Vars};
-    use crate::template::Engine;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::fs;
@@ -86,16 +85,7 @@ mod tests {
             };
             files.insert(name.to_string(), f);
         }
-        let engine = Engine::new();
-        let vars = minijinja::Value::from_serialize(&vars);
-        let ctx = Ctx {
-            check_mode,
-            diff_mode: true,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-        };
-        super::run(&args, &ctx)
+        crate::modules::run_for_test("template", &args, &files, &vars, check_mode)
     }
 
     #[test]
