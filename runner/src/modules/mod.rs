@@ -14,6 +14,7 @@ mod file;
 mod fsutil;
 mod stat;
 mod template;
+mod text;
 
 use crate::plan::{HostFile, Vars};
 use crate::template::Engine;
@@ -133,6 +134,9 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "set_fact" => control::set_fact(args, ctx),
         "assert" => control::assert(args, ctx),
         "fail" => control::fail(args, ctx),
+        "lineinfile" => text::lineinfile(args, ctx),
+        "blockinfile" => text::blockinfile(args, ctx),
+        "replace" => text::replace(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }

@@ -1,0 +1,1 @@
+//! Ansible playbooks in, plans out (in progress).
