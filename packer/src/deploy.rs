@@ -460,23 +460,96 @@ pub struct HostResult {
     pub release_dir: PathBuf,
 }
 
-/// The state root on this machine: `$RUSTLE_ROOT`, `/var/lib/rustle` for root,
-/// `~/.rustle` otherwise.
+/// The state root on this machine (the runner's own default, so both sides agree).
 pub fn local_root() -> PathBuf {
-    if let Some(r) = std::env::var_os("RUSTLE_ROOT") {
-        return PathBuf::from(r);
+    rustle_runner::install::default_root()
+}
+
+/// A private, unpredictably named directory for handing a runner to a local process.
+fn private_temp_dir() -> Result<PathBuf, DeployError> {
+    let base = std::env::temp_dir();
+    for _ in 0..16 {
+        let mut rnd = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut rnd);
+        let dir = base.join(format!("rustle-{}", rustle_runner::hex::encode(&rnd)));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        }
     }
-    if rustle_runner::facts::current_uid() == Some(0) {
-        return PathBuf::from("/var/lib/rustle");
+    Err(DeployError::Unsupported(format!(
+        "cannot create a private directory in {}",
+        base.display()
+    )))
+}
+
+/// The runner's arguments for a deployment: what it must verify, where it installs.
+pub fn runner_args(job: &Job, trusted_key: Option<&Path>, root: Option<&Path>) -> Vec<String> {
+    let mut args = vec!["--expect".to_string(), job.digest.to_hex()];
+    if let Some(k) = trusted_key {
+        args.push("--trusted-key".into());
+        args.push(k.display().to_string());
     }
-    match std::env::var_os("HOME") {
-        Some(h) => Path::new(&h).join(".rustle"),
-        None => PathBuf::from("/var/lib/rustle"),
+    match root {
+        Some(r) => {
+            args.push("--root".into());
+            args.push(r.display().to_string());
+        }
+        None => args.push("--install".into()),
+    }
+    args
+}
+
+/// Reads a runner's event stream, line by line, into `result`.
+pub fn read_events(
+    host: &str,
+    out: impl BufRead,
+    result: &mut HostResult,
+    on_event: &mut dyn FnMut(&str, &Event),
+) {
+    for line in out.lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Event>(&line) {
+            Ok(ev) => {
+                if let Event::Recap { recap, .. } = &ev {
+                    result.recap = *recap;
+                }
+                if matches!(ev, Event::Task { .. }) {
+                    result.tasks.push(ev.clone());
+                }
+                on_event(host, &ev);
+            }
+            // A line that is not an event (a runner from another version, or stray
+            // output) is kept for the error message rather than dropped silently.
+            Err(_) => {
+                let e = result.error.get_or_insert_with(String::new);
+                e.push_str(&line);
+                e.push('\n');
+            }
+        }
     }
 }
 
-/// Runs a packed runner on this machine: installs it into `<root>/releases/<id>/`,
-/// runs it, streams its events to `on_event`, and points `current` at it on success.
+/// Sets the outcome from the runner's exit code and stderr.
+pub fn finish(result: &mut HostResult, code: Option<i32>, stderr: &str) {
+    match code {
+        Some(rustle_runner::exit::OK) => result.status = HostStatus::Ok,
+        Some(rustle_runner::exit::TASKS_FAILED) => result.status = HostStatus::Failed,
+        code => {
+            result.status = HostStatus::Unreachable;
+            result.recap.unreachable = 1;
+            let why = stderr.trim().lines().last().unwrap_or("").to_string();
+            result.error = Some(match code {
+                Some(c) => format!("runner exited with code {c}: {why}"),
+                None => format!("runner was killed by a signal: {why}"),
+            });
+        }
+    }
+}
+
+/// Runs a packed runner on this machine. It installs itself under `root`
+/// (`releases/<deployment>/`), runs, reports there, and moves `current` on success.
 pub fn run_local(
     job: &Job,
     packed: &[u8],
@@ -485,32 +558,33 @@ pub fn run_local(
     root: &Path,
     on_event: &mut dyn FnMut(&str, &Event),
 ) -> Result<HostResult, DeployError> {
-    let release = root.join("releases").join(deployment_id);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&release)
-        .map_err(io(&release))?;
-    let exe = release.join("rustle-runner");
-    write_atomic(&exe, packed, 0o700)?;
-    let report = release.join("report.json");
+    let tmp = private_temp_dir()?;
+    let exe = tmp.join("rustle-runner");
+    let outcome = write_atomic(&exe, packed, 0o700).and_then(|()| {
+        let mut cmd = if job.needs_become && rustle_runner::facts::current_uid() != Some(0) {
+            let mut c = Command::new("sudo");
+            c.arg("-n").arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(runner_args(job, Some(trusted_key), Some(root)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_child(job, cmd, deployment_id, root, on_event)
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    outcome
+}
 
-    let mut cmd = if job.needs_become && rustle_runner::facts::current_uid() != Some(0) {
-        let mut c = Command::new("sudo");
-        c.arg("-n").arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    cmd.arg("--expect")
-        .arg(job.digest.to_hex())
-        .arg("--trusted-key")
-        .arg(trusted_key)
-        .arg("--report")
-        .arg(&report)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+fn run_child(
+    job: &Job,
+    mut cmd: Command,
+    deployment_id: &str,
+    root: &Path,
+    on_event: &mut dyn FnMut(&str, &Event),
+) -> Result<HostResult, DeployError> {
     let started = Instant::now();
     let mut result = HostResult {
         host: job.host.name.clone(),
@@ -519,12 +593,12 @@ pub fn run_local(
         tasks: Vec::new(),
         error: None,
         run_ms: 0.0,
-        release_dir: release.clone(),
+        release_dir: root.join("releases").join(deployment_id),
     };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            result.error = Some(format!("cannot start {}: {e}", exe.display()));
+            result.error = Some(format!("cannot start the runner: {e}"));
             result.recap.unreachable = 1;
             return Ok(result);
         }
@@ -539,91 +613,16 @@ pub fn run_local(
         })
     });
     if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            match serde_json::from_str::<Event>(&line) {
-                Ok(ev) => {
-                    if let Event::Recap { recap, .. } = &ev {
-                        result.recap = *recap;
-                    }
-                    if matches!(ev, Event::Task { .. }) {
-                        result.tasks.push(ev.clone());
-                    }
-                    on_event(&job.host.name, &ev);
-                }
-                // A line that is not an event (a runner from another version, or stray
-                // output) is kept for the error message rather than dropped silently.
-                Err(_) => {
-                    let e = result.error.get_or_insert_with(String::new);
-                    e.push_str(&line);
-                    e.push('\n');
-                }
-            }
-        }
+        read_events(&job.host.name, BufReader::new(out), &mut result, on_event);
     }
-    let status = child.wait().map_err(io(&exe))?;
+    let status = child.wait().map_err(|e| DeployError::Io {
+        path: PathBuf::from("rustle-runner"),
+        source: e,
+    })?;
     let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
     result.run_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match status.code() {
-        Some(rustle_runner::exit::OK) => result.status = HostStatus::Ok,
-        Some(rustle_runner::exit::TASKS_FAILED) => result.status = HostStatus::Failed,
-        code => {
-            result.recap.unreachable = 1;
-            let why = stderr.trim().lines().last().unwrap_or("").to_string();
-            result.error = Some(match code {
-                Some(c) => format!("runner exited with code {c}: {why}"),
-                None => format!("runner was killed by a signal: {why}"),
-            });
-        }
-    }
-    if result.status == HostStatus::Ok {
-        point_current(root, deployment_id)?;
-    }
-    record_state(root, deployment_id, job, &result)?;
+    finish(&mut result, status.code(), &stderr);
     Ok(result)
-}
-
-/// Points `<root>/current` at the release, atomically (a new link renamed over the old).
-fn point_current(root: &Path, deployment_id: &str) -> Result<(), DeployError> {
-    let target = Path::new("releases").join(deployment_id);
-    let tmp = root.join(format!(".current.tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&target, &tmp).map_err(io(&tmp))?;
-    let current = root.join("current");
-    std::fs::rename(&tmp, &current).map_err(io(&current))
-}
-
-/// Appends this deployment to `<root>/state.json`, which `--list-deployments` reads.
-fn record_state(
-    root: &Path,
-    deployment_id: &str,
-    job: &Job,
-    result: &HostResult,
-) -> Result<(), DeployError> {
-    let path = root.join("state.json");
-    let mut state: Value = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(|| json!({"v": 1, "deployments": []}));
-    let entry = json!({
-        "id": deployment_id,
-        "host": job.host.name,
-        "digest": job.digest.to_hex(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        "status": match result.status {
-            HostStatus::Ok => "ok",
-            HostStatus::Failed => "failed",
-            HostStatus::Unreachable => "refused",
-        },
-    });
-    if let Some(list) = state.get_mut("deployments").and_then(Value::as_array_mut) {
-        list.push(entry);
-    } else {
-        state = json!({"v": 1, "deployments": [entry]});
-    }
-    let bytes = serde_json::to_vec_pretty(&state).unwrap_or_default();
-    write_atomic(&path, &bytes, 0o600)
 }
 
 /// The JSON report of a whole deployment.

@@ -9,17 +9,20 @@
 use crate::events::{Event, JsonLines, Sink};
 use crate::exec::{Executor, RunOptions};
 use crate::payload::{self, Digest, PayloadError};
-use crate::{exit, locate, trust};
+use crate::{exit, install, locate, trust};
 use serde_json::json;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE]
+const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR]
        rustle-runner info
        rustle-runner --version
 
 Runs the plan embedded in this executable after checking its digest and signature.
 Trusted keys: --trusted-key files, /etc/rustle/trusted_keys, ~/.rustle/trusted_keys.
+With --install (or --root DIR) the runner first copies itself into DIR/releases/<deployment>/
+(DIR defaults to ~/.rustle, /var/lib/rustle for root), reports there, and records the run in
+DIR/state.json; DIR/current then points at the last release that ran without failure.
 Events go to stdout as JSON lines; a recap goes to stderr.
 Exit codes: 0 ok, 2 a task failed, 64 usage, 65 payload missing or corrupt,
 66 payload is not the expected one, 67 payload signature not trusted.";
@@ -30,6 +33,7 @@ struct Args {
     expect: Option<Digest>,
     trusted_keys: Vec<PathBuf>,
     report: Option<PathBuf>,
+    install_root: Option<PathBuf>,
     opts: RunOptions,
 }
 
@@ -63,6 +67,8 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             }
             "--trusted-key" => out.trusted_keys.push(value("--trusted-key")?.into()),
             "--report" => out.report = Some(value("--report")?.into()),
+            "--install" => out.install_root = Some(install::default_root()),
+            "--root" => out.install_root = Some(value("--root")?.into()),
             "--check" => out.opts.check_mode = true,
             "--diff" => out.opts.diff_mode = true,
             other => return Err(format!("unknown argument: {other}")),
@@ -124,6 +130,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     drop(bytes);
+    // Installing comes after verification (an unverified payload is never kept) and
+    // before the first task (a host that ran a release always has it on disk).
+    let release = match &args.install_root {
+        Some(root) => match install::install_self(root, &plan.deployment_id) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("rustle-runner: cannot install the release: {e}; no task was run");
+                return exit::INTERNAL;
+            }
+        },
+        None => None,
+    };
+    let report_path = args
+        .report
+        .clone()
+        .or_else(|| release.as_ref().map(install::Release::report));
 
     let mut sink = Tee {
         out: JsonLines::new(std::io::stdout().lock()),
@@ -143,7 +165,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         "{}: ok={} changed={} unreachable=0 failed={} skipped={} rescued={} ignored={}",
         plan.host, r.ok, r.changed, r.failed, r.skipped, r.rescued, r.ignored
     );
-    if let Some(path) = &args.report {
+    if let Some(path) = &report_path {
         let report = json!({
             "v": crate::events::EVENTS_VERSION,
             "host": plan.host,
@@ -155,6 +177,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
         let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("rustle-runner: cannot write report {}: {e}", path.display());
+            return exit::INTERNAL;
+        }
+    }
+    if let Some(release) = &release {
+        let outcome = if summary.host_failed {
+            install::Outcome::Failed
+        } else {
+            install::Outcome::Ok
+        };
+        if let Err(e) = install::record(release, &plan.host, &digest.to_hex(), outcome) {
+            eprintln!("rustle-runner: cannot record the run: {e}");
             return exit::INTERNAL;
         }
     }

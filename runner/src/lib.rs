@@ -14,6 +14,7 @@ pub mod exec;
 pub mod exit;
 pub mod facts;
 pub mod hex;
+pub mod install;
 pub mod locate;
 pub mod modules;
 pub mod payload;
