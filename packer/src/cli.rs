@@ -2,6 +2,7 @@
 
 use crate::deploy::{self, DeployError, Options, exit};
 use crate::keys;
+use crate::remote;
 use crate::target::Triple;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -82,6 +83,27 @@ struct DeployArgs {
     /// Write a JSON report of every host and task.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// known_hosts file SSH host keys are checked against [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Trust and record the keys of hosts not yet in known_hosts (a changed key is
+    /// always refused).
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// Per-host limit in seconds for connecting, uploading and running.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 120,
+        env = "RUSTLE_DEPLOYMENT_TIMEOUT"
+    )]
+    timeout: u64,
+    /// Seconds to wait for an SSH connection.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    connect_timeout: u64,
+    /// Hosts deployed at once.
+    #[arg(long, value_name = "NUM", default_value_t = 64)]
+    parallel: usize,
     /// Say more (notes made while reading the plan).
     #[arg(short, long)]
     verbose: bool,
@@ -151,18 +173,6 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         );
         return Ok(exit::OK);
     }
-    let remote: Vec<&str> = prepared
-        .jobs
-        .iter()
-        .filter(|j| !j.host.is_local())
-        .map(|j| j.host.name.as_str())
-        .collect();
-    if !args.compile_only && !remote.is_empty() {
-        return Err(DeployError::Unsupported(format!(
-            "hosts {} use SSH, which this build does not deploy to yet; use --compile-only and run the binaries by hand, or ansible_connection=local",
-            remote.join(", ")
-        )));
-    }
     let runners = deploy::runners_for(&prepared.jobs, args.runner_dir.as_deref())?;
     let Some(key) = &prepared.key else {
         return Err(DeployError::Unsupported("no signing key".into()));
@@ -187,27 +197,59 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         return Ok(exit::OK);
     }
     let root = deploy::local_root();
+    let print = |host: &str, ev: &rustle_runner::events::Event| {
+        if let Some(line) = deploy::task_line(host, ev) {
+            println!("{line}");
+        }
+    };
+    let (local, remote): (Vec<deploy::Job>, Vec<deploy::Job>) =
+        prepared.jobs.into_iter().partition(|j| j.host.is_local());
     let mut results = Vec::new();
-    for job in &prepared.jobs {
+    let mut timings = std::collections::BTreeMap::new();
+    for job in &local {
         let bytes = deploy::packed(job, &runners)?;
-        let mut print = |host: &str, ev: &rustle_runner::events::Event| {
-            if let Some(line) = deploy::task_line(host, ev) {
-                println!("{line}");
-            }
-        };
         results.push(deploy::run_local(
             job,
             &bytes,
             &prepared.id,
             &key.public_path,
             &root,
-            &mut print,
+            &mut |h, ev| print(h, ev),
         )?);
+    }
+    if !remote.is_empty() {
+        let opts = remote::RemoteOptions {
+            known_hosts: match &args.known_hosts {
+                Some(k) => k.clone(),
+                None => std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
+                    .unwrap_or_else(|| PathBuf::from("known_hosts")),
+            },
+            accept_new_host_keys: args.accept_new_host_keys,
+            connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
+            timeout: std::time::Duration::from_secs(args.timeout),
+            parallel: args.parallel,
+        };
+        let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
+        let done = remote::deploy_all(remote, runners, key_line, opts, std::sync::Arc::new(print))
+            .map_err(|source| DeployError::Io {
+                path: PathBuf::from("tokio runtime"),
+                source,
+            })?;
+        for (r, t) in done {
+            timings.insert(r.host.clone(), t);
+            results.push(r);
+        }
     }
     print!("{}", deploy::recap_text(&results));
     if let Some(path) = &args.report {
-        let text = serde_json::to_vec_pretty(&deploy::report_json(&prepared.id, &results))
-            .unwrap_or_default();
+        let mut report = deploy::report_json(&prepared.id, &results);
+        for (host, t) in &timings {
+            if let Some(h) = report.pointer_mut(&format!("/hosts/{host}")) {
+                h["timings"] = serde_json::json!(t);
+            }
+        }
+        let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
         std::fs::write(path, text).map_err(|source| DeployError::Io {
             path: path.clone(),
             source,

@@ -460,6 +460,29 @@ pub struct HostResult {
     pub release_dir: PathBuf,
 }
 
+impl HostResult {
+    /// A result for a host that has not answered yet.
+    pub fn new(host: &str, release_dir: PathBuf) -> HostResult {
+        HostResult {
+            host: host.to_string(),
+            status: HostStatus::Unreachable,
+            recap: Recap::default(),
+            tasks: Vec::new(),
+            error: None,
+            run_ms: 0.0,
+            release_dir,
+        }
+    }
+
+    /// A host that could not be reached at all.
+    pub fn unreachable(host: &str, error: String) -> HostResult {
+        let mut r = HostResult::new(host, PathBuf::new());
+        r.recap.unreachable = 1;
+        r.error = Some(error);
+        r
+    }
+}
+
 /// The state root on this machine (the runner's own default, so both sides agree).
 pub fn local_root() -> PathBuf {
     rustle_runner::install::default_root()
@@ -510,23 +533,33 @@ pub fn read_events(
 ) {
     for line in out.lines() {
         let Ok(line) = line else { break };
-        match serde_json::from_str::<Event>(&line) {
-            Ok(ev) => {
-                if let Event::Recap { recap, .. } = &ev {
-                    result.recap = *recap;
-                }
-                if matches!(ev, Event::Task { .. }) {
-                    result.tasks.push(ev.clone());
-                }
-                on_event(host, &ev);
+        handle_line(host, &line, result, on_event);
+    }
+}
+
+/// Takes one line of a runner's stdout: an event, or stray output kept for the error.
+pub fn handle_line(
+    host: &str,
+    line: &str,
+    result: &mut HostResult,
+    on_event: &mut dyn FnMut(&str, &Event),
+) {
+    match serde_json::from_str::<Event>(line) {
+        Ok(ev) => {
+            if let Event::Recap { recap, .. } = &ev {
+                result.recap = *recap;
             }
-            // A line that is not an event (a runner from another version, or stray
-            // output) is kept for the error message rather than dropped silently.
-            Err(_) => {
-                let e = result.error.get_or_insert_with(String::new);
-                e.push_str(&line);
-                e.push('\n');
+            if matches!(ev, Event::Task { .. }) {
+                result.tasks.push(ev.clone());
             }
+            on_event(host, &ev);
+        }
+        // A line that is not an event (a runner from another version, or stray output)
+        // is kept for the error message rather than dropped silently.
+        Err(_) => {
+            let e = result.error.get_or_insert_with(String::new);
+            e.push_str(line);
+            e.push('\n');
         }
     }
 }
@@ -586,15 +619,7 @@ fn run_child(
     on_event: &mut dyn FnMut(&str, &Event),
 ) -> Result<HostResult, DeployError> {
     let started = Instant::now();
-    let mut result = HostResult {
-        host: job.host.name.clone(),
-        status: HostStatus::Unreachable,
-        recap: Recap::default(),
-        tasks: Vec::new(),
-        error: None,
-        run_ms: 0.0,
-        release_dir: root.join("releases").join(deployment_id),
-    };
+    let mut result = HostResult::new(&job.host.name, root.join("releases").join(deployment_id));
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

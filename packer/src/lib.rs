@@ -13,5 +13,7 @@ pub mod macho;
 pub mod pack;
 pub mod plan;
 pub mod playbook;
+pub mod remote;
 pub mod runners;
+pub mod ssh;
 pub mod target;

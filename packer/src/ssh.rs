@@ -1,0 +1,431 @@
+//! SSH transport (russh): connect with host key verification, authenticate, run one
+//! command with stdin, and stream its stdout lines back.
+//!
+//! A deploy uses one TCP connection and one channel per host: the packed runner goes
+//! up on the channel's stdin, a small POSIX shell script (built by [`remote_script`]
+//! from our own values only, every one single-quoted) saves it to a private temporary
+//! directory and runs it, and the runner's events come back on stdout.
+
+use russh::client;
+use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where and how to reach one host.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The inventory name (used in messages).
+    pub name: String,
+    /// Address to connect to.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private keys to try, in order (after the agent's).
+    pub identity_files: Vec<PathBuf>,
+    /// The known_hosts file host keys are checked against.
+    pub known_hosts: PathBuf,
+    /// Record keys of hosts not yet in known_hosts instead of refusing them.
+    pub accept_new: bool,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+}
+
+/// Why a host could not be reached or did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// TCP or protocol failure.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// `address:port`.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection did not complete in time.
+    #[error("connecting to {addr} timed out after {secs} s")]
+    Timeout {
+        /// `address:port`.
+        addr: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The host's key is not in known_hosts (and accepting new keys was not asked for).
+    #[error(
+        "host key of {addr} is not in {known_hosts} ({fingerprint}); pass --accept-new-host-keys to trust it on first use"
+    )]
+    UnknownHostKey {
+        /// `address:port`.
+        addr: String,
+        /// The file.
+        known_hosts: String,
+        /// The key's SHA-256 fingerprint.
+        fingerprint: String,
+    },
+    /// The host's key differs from the one recorded: refused, always.
+    #[error(
+        "HOST KEY CHANGED for {addr}: it does not match {known_hosts} line {line} ({fingerprint}); refusing to connect"
+    )]
+    ChangedHostKey {
+        /// `address:port`.
+        addr: String,
+        /// The file.
+        known_hosts: String,
+        /// The line of the recorded key.
+        line: usize,
+        /// The new key's fingerprint.
+        fingerprint: String,
+    },
+    /// No key was accepted.
+    #[error("authentication as {user} failed (tried: {tried})")]
+    Auth {
+        /// The login user.
+        user: String,
+        /// What was tried.
+        tried: String,
+    },
+    /// The remote command could not be run.
+    #[error("remote command failed: {0}")]
+    Channel(String),
+}
+
+/// What a host key check concluded, kept by the handler for the error message.
+#[derive(Debug, Clone)]
+enum KeyVerdict {
+    Unknown(String),
+    Changed(usize, String),
+    Unreadable(String),
+}
+
+struct Verifier {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+    verdict: Arc<Mutex<Option<KeyVerdict>>>,
+}
+
+impl Verifier {
+    fn refuse(&self, v: KeyVerdict) -> Result<bool, russh::Error> {
+        if let Ok(mut slot) = self.verdict.lock() {
+            *slot = Some(v);
+        }
+        Ok(false)
+    }
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
+            return self.refuse(KeyVerdict::Unreadable(
+                "host certificates are not supported".into(),
+            ));
+        };
+        let fingerprint = key.fingerprint(Default::default()).to_string();
+        let known = if self.known_hosts.exists() {
+            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
+        } else {
+            Ok(false)
+        };
+        match known {
+            Ok(true) => Ok(true),
+            Ok(false) if self.accept_new => {
+                if let Some(dir) = self.known_hosts.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                match keys::known_hosts::learn_known_hosts_path(
+                    &self.host,
+                    self.port,
+                    key,
+                    &self.known_hosts,
+                ) {
+                    Ok(()) => Ok(true),
+                    Err(e) => self.refuse(KeyVerdict::Unreadable(format!(
+                        "cannot record the new key: {e}"
+                    ))),
+                }
+            }
+            Ok(false) => self.refuse(KeyVerdict::Unknown(fingerprint)),
+            Err(keys::Error::KeyChanged { line }) => {
+                self.refuse(KeyVerdict::Changed(line, fingerprint))
+            }
+            Err(e) => self.refuse(KeyVerdict::Unreadable(e.to_string())),
+        }
+    }
+}
+
+/// An authenticated connection to one host.
+pub struct Connection {
+    handle: client::Handle<Verifier>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connection")
+    }
+}
+
+/// The default identity files, as OpenSSH tries them.
+pub fn default_identities() -> Vec<PathBuf> {
+    let Some(home) = std::env::var_os("HOME") else {
+        return Vec::new();
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|n| Path::new(&home).join(".ssh").join(n))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// Connects, verifies the host key, and authenticates (agent keys first, then files).
+pub async fn connect(t: &Target) -> Result<Connection, SshError> {
+    let addr = format!("{}:{}", t.address, t.port);
+    let config = Arc::new(client::Config {
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 3,
+        nodelay: true,
+        ..Default::default()
+    });
+    let verdict = Arc::new(Mutex::new(None));
+    let verifier = Verifier {
+        host: t.address.clone(),
+        port: t.port,
+        known_hosts: t.known_hosts.clone(),
+        accept_new: t.accept_new,
+        verdict: verdict.clone(),
+    };
+    let connecting = client::connect(config, (t.address.as_str(), t.port), verifier);
+    let handle = match tokio::time::timeout(t.connect_timeout, connecting).await {
+        Err(_) => {
+            return Err(SshError::Timeout {
+                addr,
+                secs: t.connect_timeout.as_secs(),
+            });
+        }
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            let known_hosts = t.known_hosts.display().to_string();
+            let v = verdict.lock().ok().and_then(|v| v.clone());
+            return Err(match v {
+                Some(KeyVerdict::Unknown(fingerprint)) => SshError::UnknownHostKey {
+                    addr,
+                    known_hosts,
+                    fingerprint,
+                },
+                Some(KeyVerdict::Changed(line, fingerprint)) => SshError::ChangedHostKey {
+                    addr,
+                    known_hosts,
+                    line,
+                    fingerprint,
+                },
+                Some(KeyVerdict::Unreadable(reason)) => SshError::Connect {
+                    addr,
+                    reason: format!("host key check: {reason}"),
+                },
+                None => SshError::Connect {
+                    addr,
+                    reason: e.to_string(),
+                },
+            });
+        }
+    };
+    let mut conn = Connection { handle };
+    conn.authenticate(t).await?;
+    Ok(conn)
+}
+
+impl Connection {
+    async fn authenticate(&mut self, t: &Target) -> Result<(), SshError> {
+        let mut tried = Vec::new();
+        if std::env::var_os("SSH_AUTH_SOCK").is_some()
+            && let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await
+            && let Ok(identities) = agent.request_identities().await
+        {
+            for id in identities {
+                let keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
+                    continue;
+                };
+                tried.push(format!("agent key {}", key.fingerprint(Default::default())));
+                let hash = self.rsa_hash().await;
+                if let Ok(r) = self
+                    .handle
+                    .authenticate_publickey_with(&t.user, key, hash, &mut agent)
+                    .await
+                    && r.success()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        let files = if t.identity_files.is_empty() {
+            default_identities()
+        } else {
+            t.identity_files.clone()
+        };
+        for path in files {
+            let key = match keys::load_secret_key(&path, None) {
+                Ok(k) => k,
+                Err(e) => {
+                    tried.push(format!("{} (unreadable: {e})", path.display()));
+                    continue;
+                }
+            };
+            tried.push(path.display().to_string());
+            let hash = self.rsa_hash().await;
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            match self.handle.authenticate_publickey(&t.user, key).await {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(SshError::Channel(e.to_string())),
+            }
+        }
+        Err(SshError::Auth {
+            user: t.user.clone(),
+            tried: if tried.is_empty() {
+                "no keys found".into()
+            } else {
+                tried.join(", ")
+            },
+        })
+    }
+
+    async fn rsa_hash(&self) -> Option<keys::HashAlg> {
+        self.handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+    }
+
+    /// Runs `command`, sends `stdin` then end-of-file, and calls `on_line` for every
+    /// line of stdout as it arrives. Returns the exit code (`None` when the command was
+    /// killed by a signal) and stderr.
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(Option<u32>, String), SshError> {
+        let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
+        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
+        channel.exec(true, command).await.map_err(ch_err)?;
+        channel.data(stdin).await.map_err(ch_err)?;
+        channel.eof().await.map_err(ch_err)?;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut stderr: Vec<u8> = Vec::new();
+        let mut code = None;
+        // Keep reading after the exit status until the channel closes: output may
+        // still be in flight.
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                russh::ChannelMsg::Data { data } => {
+                    pending.extend_from_slice(&data);
+                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=pos).collect();
+                        on_line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
+                    }
+                }
+                russh::ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                _ => {}
+            }
+        }
+        if !pending.is_empty() {
+            on_line(String::from_utf8_lossy(&pending).trim_end());
+        }
+        Ok((code, String::from_utf8_lossy(&stderr).into_owned()))
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+/// Quotes a value for a POSIX shell: single quotes, with embedded ones spliced in.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r#"'\''"#))
+}
+
+/// What the remote script needs to know.
+#[derive(Debug, Clone)]
+pub struct RemoteRun<'a> {
+    /// Size of the packed runner that follows on stdin.
+    pub size: usize,
+    /// The runner's arguments.
+    pub args: &'a [String],
+    /// The deployer's public key line, added to the login user's trust store and
+    /// passed with --trusted-key.
+    pub key_line: &'a str,
+    /// Run the runner through `sudo -n`.
+    pub sudo: bool,
+}
+
+/// The shell script a host runs: store exactly `size` bytes of stdin as a private
+/// executable, check the size, trust the deployer's key, run it, clean up. Every value
+/// in it is ours and single-quoted; nothing comes from the plan.
+pub fn remote_script(r: &RemoteRun<'_>) -> String {
+    let args: Vec<String> = r.args.iter().map(|a| sh_quote(a)).collect();
+    let key = sh_quote(r.key_line);
+    let sudo = if r.sudo { "sudo -n " } else { "" };
+    format!(
+        r#"set -e
+umask 077
+d=$(mktemp -d "${{TMPDIR:-/tmp}}/rustle.XXXXXXXXXX")
+trap 'rm -rf "$d"' EXIT
+head -c {size} > "$d/rustle-runner"
+got=$(wc -c < "$d/rustle-runner")
+if [ "$got" -ne {size} ]; then echo "rustle: upload truncated: $got of {size} bytes" >&2; exit 70; fi
+chmod 700 "$d/rustle-runner"
+printf '%s\n' {key} > "$d/deployer.pub"
+mkdir -p "$HOME/.rustle"
+if ! grep -qxF {key} "$HOME/.rustle/trusted_keys" 2>/dev/null; then printf '%s\n' {key} >> "$HOME/.rustle/trusted_keys"; fi
+set +e
+{sudo}"$d/rustle-runner" --trusted-key "$d/deployer.pub" {args}
+exit $?
+"#,
+        size = r.size,
+        args = args.join(" "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_hostile_values() {
+        assert_eq!(sh_quote("plain"), "'plain'");
+        assert_eq!(sh_quote("it's; rm -rf /"), r#"'it'\''s; rm -rf /'"#);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", sh_quote("a'b $(x) `y` \"z\"")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a'b $(x) `y` \"z\"");
+    }
+
+    #[test]
+    fn remote_script_quotes_every_argument() {
+        let args = vec!["--expect".to_string(), "ab'cd".to_string()];
+        let s = remote_script(&RemoteRun {
+            size: 10,
+            args: &args,
+            key_line: "rustle-ed25519 00",
+            sudo: true,
+        });
+        assert!(s.contains(r#"sudo -n "$d/rustle-runner" --trusted-key "$d/deployer.pub" '--expect' 'ab'\''cd'"#), "{s}");
+        assert!(s.contains("head -c 10 >"));
+    }
+}
