@@ -113,7 +113,19 @@ pub enum ModuleError {
 
 /// The modules this runner implements. The packer refuses plans that use others.
 pub const SUPPORTED: &[&str] = &[
-    "assert", "command", "copy", "debug", "fail", "file", "set_fact", "shell", "stat", "template",
+    "assert",
+    "blockinfile",
+    "command",
+    "copy",
+    "debug",
+    "fail",
+    "file",
+    "lineinfile",
+    "replace",
+    "set_fact",
+    "shell",
+    "stat",
+    "template",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
