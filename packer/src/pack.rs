@@ -319,16 +319,17 @@ pub fn pack(
     runner: &[u8],
     sealed: &[u8],
 ) -> Result<Vec<u8>, PackError> {
-    if !triple.is_elf() {
-        return Err(PackError::Target {
+    if triple.is_elf() {
+        elf::embed(runner, sealed).map_err(|source| PackError::Embed {
             host: host.to_string(),
-            reason: format!("packing for {triple} (Mach-O) is not supported yet"),
-        });
+            source,
+        })
+    } else {
+        crate::macho::embed(runner, sealed).map_err(|e| PackError::Target {
+            host: host.to_string(),
+            reason: format!("cannot pack the {triple} runner: {e}"),
+        })
     }
-    elf::embed(runner, sealed).map_err(|source| PackError::Embed {
-        host: host.to_string(),
-        source,
-    })
 }
 
 /// The platform a host's runner is built for: `--target`, else the `rustle_target`

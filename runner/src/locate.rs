@@ -10,6 +10,10 @@
 //! The ELF header is read from the file, not guessed from `AT_PHDR - 64`: nothing obliges
 //! the program header table to follow the ELF header, and `strip` may move it.
 //!
+//! On macOS the packer (`rustle_deploy::macho`) puts the payload in the `__payload`
+//! section of a `__RUSTLE` segment instead; that is found by walking the Mach-O load
+//! commands, with the same checks. Only thin 64-bit little-endian files are read.
+//!
 //! This module depends on nothing but `std` and `thiserror` on purpose: the packer's
 //! end-to-end test compiles it on its own into tiny static programs to check real packed
 //! binaries, stripped or not.
@@ -20,6 +24,12 @@ use std::path::{Path, PathBuf};
 
 /// Name of the section that holds the payload. The packer writes it, the runner looks it up.
 pub const SECTION_NAME: &str = ".rustle";
+
+/// Mach-O segment that holds the payload (`rustle_deploy::macho` writes it).
+pub const MACHO_SEGMENT: &str = "__RUSTLE";
+
+/// Section of [`MACHO_SEGMENT`] that holds the payload.
+pub const MACHO_SECTION: &str = "__payload";
 
 /// Why the payload could not be found in an executable.
 #[derive(Debug, thiserror::Error)]
@@ -199,10 +209,14 @@ enum Format {
 fn sniff(head: &[u8]) -> Result<Format, LocateError> {
     match head.get(..4) {
         Some(b"\x7fELF") => Ok(Format::Elf),
-        // MH_MAGIC_64 and MH_MAGIC as stored little-endian, and FAT_MAGIC (big-endian).
-        Some([0xcf, 0xfa, 0xed, 0xfe] | [0xce, 0xfa, 0xed, 0xfe] | [0xca, 0xfe, 0xba, 0xbe]) => {
-            Ok(Format::MachO)
-        }
+        // MH_MAGIC_64 and MH_MAGIC as stored little-endian, and FAT_MAGIC / FAT_MAGIC_64
+        // (big-endian).
+        Some(
+            [0xcf, 0xfa, 0xed, 0xfe]
+            | [0xce, 0xfa, 0xed, 0xfe]
+            | [0xca, 0xfe, 0xba, 0xbe]
+            | [0xca, 0xfe, 0xba, 0xbf],
+        ) => Ok(Format::MachO),
         _ => Err(LocateError::NotElf),
     }
 }
@@ -212,10 +226,7 @@ fn locate(image: &impl Image) -> Result<Range, LocateError> {
     let head = image.read(0, image.len().min(EHDR_SIZE), "file header")?;
     match sniff(&head)? {
         Format::Elf => locate_elf(image, &head),
-        // A Mach-O reader slots in here (a `__RUSTLE,__payload` section).
-        Format::MachO => Err(LocateError::Unsupported(
-            "Mach-O executables are not supported yet".into(),
-        )),
+        Format::MachO => locate_macho(image, &head),
     }
 }
 
@@ -371,6 +382,122 @@ fn locate_elf(image: &impl Image, ehdr: &[u8]) -> Result<Range, LocateError> {
     found.ok_or(LocateError::NoPayload)
 }
 
+const MACHO_HEADER_SIZE: u64 = 32;
+const MACHO_SEGMENT_CMD_SIZE: usize = 72;
+const MACHO_SECTION_SIZE: usize = 80;
+const LC_SEGMENT_64: u32 = 0x19;
+/// Section types that have no contents in the file (S_ZEROFILL, S_GB_ZEROFILL,
+/// S_THREAD_LOCAL_ZEROFILL).
+const MACHO_ZEROFILL_TYPES: [u32; 3] = [0x1, 0xc, 0x12];
+
+/// Finds the `__RUSTLE,__payload` section of a thin 64-bit little-endian Mach-O file by
+/// walking its load commands. A universal (fat) file is refused: the packer only writes
+/// thin ones, and picking a slice would need to know which one the kernel ran.
+fn locate_macho(image: &impl Image, head: &[u8]) -> Result<Range, LocateError> {
+    const WHAT: &str = "Mach-O header";
+    match head.get(..4) {
+        Some([0xcf, 0xfa, 0xed, 0xfe]) => {}
+        Some([0xce, 0xfa, 0xed, 0xfe]) => {
+            return Err(LocateError::Unsupported("32-bit Mach-O".into()));
+        }
+        _ => {
+            return Err(LocateError::Unsupported(
+                "universal (fat) Mach-O: packed runners are thin, one per architecture".into(),
+            ));
+        }
+    }
+    if (head.len() as u64) < MACHO_HEADER_SIZE {
+        return Err(LocateError::Malformed(
+            "file is shorter than a Mach-O header".into(),
+        ));
+    }
+    let ncmds = u32_at(head, 16, WHAT)?;
+    let sizeofcmds = u32_at(head, 20, WHAT)?;
+    // Bounded by the file length inside `read`.
+    let cmds = image.read(MACHO_HEADER_SIZE, u64::from(sizeofcmds), "load commands")?;
+
+    let mut found: Option<Range> = None;
+    let mut at = 0usize;
+    for index in 0..ncmds {
+        const CMD: &str = "load command";
+        let kind = u32_at(&cmds, at, CMD)?;
+        let size = usize::try_from(u32_at(&cmds, at.saturating_add(4), CMD)?).unwrap_or(0);
+        let raw = at
+            .checked_add(size)
+            .and_then(|end| cmds.get(at..end))
+            .filter(|raw| raw.len() >= 8)
+            .ok_or_else(|| {
+                LocateError::Malformed(format!(
+                    "load command {index} (size {size}) does not fit the load command area"
+                ))
+            })?;
+        at = at.saturating_add(size);
+        if kind != LC_SEGMENT_64 || !fixed_name_is(raw, 8, MACHO_SEGMENT) {
+            continue;
+        }
+        const SEG: &str = "segment command";
+        let fileoff = u64_at(raw, 40, SEG)?;
+        let filesize = u64_at(raw, 48, SEG)?;
+        let nsects = usize::try_from(u32_at(raw, 64, SEG)?).unwrap_or(usize::MAX);
+        let fits = nsects
+            .checked_mul(MACHO_SECTION_SIZE)
+            .and_then(|s| s.checked_add(MACHO_SEGMENT_CMD_SIZE))
+            .is_some_and(|end| end <= raw.len());
+        if !fits {
+            return Err(LocateError::Malformed(format!(
+                "the {MACHO_SEGMENT} segment command is too small for its {nsects} sections"
+            )));
+        }
+        for s in 0..nsects {
+            const SECT: &str = "section header";
+            let base = MACHO_SEGMENT_CMD_SIZE + s * MACHO_SECTION_SIZE;
+            if !fixed_name_is(raw, base, MACHO_SECTION) {
+                continue;
+            }
+            if found.is_some() {
+                return Err(LocateError::Malformed(format!(
+                    "more than one {MACHO_SEGMENT},{MACHO_SECTION} section"
+                )));
+            }
+            let size = u64_at(raw, base + 40, SECT)?;
+            let offset = u64::from(u32_at(raw, base + 48, SECT)?);
+            let flags = u32_at(raw, base + 64, SECT)?;
+            if MACHO_ZEROFILL_TYPES.contains(&(flags & 0xff)) {
+                return Err(LocateError::Malformed(format!(
+                    "the {MACHO_SEGMENT},{MACHO_SECTION} section has no contents in the file (zerofill)"
+                )));
+            }
+            // The section must lie inside its segment's file range, itself inside the file.
+            let in_segment = offset >= fileoff
+                && offset.checked_add(size).is_some_and(|end| {
+                    fileoff
+                        .checked_add(filesize)
+                        .is_some_and(|seg_end| end <= seg_end)
+                });
+            if !in_segment {
+                return Err(LocateError::Malformed(format!(
+                    "the {MACHO_SECTION} section lies outside its {MACHO_SEGMENT} segment"
+                )));
+            }
+            check_fits(image.len(), offset, size, "payload section")?;
+            found = Some(Range { offset, size });
+        }
+    }
+    found.ok_or(LocateError::NoPayload)
+}
+
+/// Whether the 16-byte, NUL-padded name at `at` in `raw` is `want`.
+fn fixed_name_is(raw: &[u8], at: usize, want: &str) -> bool {
+    let Some(name) = at.checked_add(16).and_then(|end| raw.get(at..end)) else {
+        return false;
+    };
+    let want = want.as_bytes();
+    name.get(..want.len()) == Some(want)
+        && name
+            .get(want.len()..)
+            .is_none_or(|rest| rest.iter().all(|&b| b == 0))
+}
+
 /// Whether the NUL-terminated string at `offset` in a string table is `want`. A name that
 /// runs off the table is simply not a match: only the payload section's name matters here.
 fn name_is(table: &[u8], offset: u32, want: &str) -> bool {
@@ -492,7 +619,12 @@ mod tests {
         check_err(b"\x7fEL", "NotElf");
         check_err(b"MZ\x90\x00 not an elf at all", "NotElf");
         check_err(b"\x7fELF\x02\x01\x01", "Malformed");
-        check_err(&[0xcf, 0xfa, 0xed, 0xfe, 0, 0, 0, 0], "Unsupported");
+        // Mach-O: a truncated thin header is malformed; fat and 32-bit files are refused.
+        // (Packed Mach-O files are tested in the packer's `macho_pack` test.)
+        check_err(&[0xcf, 0xfa, 0xed, 0xfe, 0, 0, 0, 0], "Malformed");
+        check_err(&[0xca, 0xfe, 0xba, 0xbe, 0, 0, 0, 2], "Unsupported");
+        check_err(&[0xca, 0xfe, 0xba, 0xbf, 0, 0, 0, 2], "Unsupported");
+        check_err(&[0xce, 0xfa, 0xed, 0xfe, 7, 0, 0, 1], "Unsupported");
 
         let good = build(&[(".rustle", 1, b"payload")]);
         let mut bad = good.clone();
