@@ -1,0 +1,431 @@
+//! Playbooks and plays: the list of plays, `import_playbook`, play keywords, and the
+//! assembly of a play's sections once tags are applied.
+
+use super::tasks::{self, Cx};
+use super::yaml::{self, scalar_str};
+use super::{Loader, PlayState, PlaybookError, Where, canonical, override_vars, render_static};
+use crate::playbook::tags::{self as tagsel, Selection};
+use rustle_runner::plan::{Condition, Play, Task, Vars};
+use serde_json::Value;
+use serde_norway::{Mapping, Value as Yaml};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Play keywords read here.
+const PLAY_KEYWORDS: [&str; 14] = [
+    "name",
+    "hosts",
+    "vars",
+    "vars_files",
+    "gather_facts",
+    "become",
+    "become_user",
+    "become_method",
+    "tags",
+    "pre_tasks",
+    "roles",
+    "tasks",
+    "post_tasks",
+    "handlers",
+];
+
+/// Keywords of an `import_playbook` entry.
+const IMPORT_KEYWORDS: [&str; 4] = ["name", "vars", "tags", "when"];
+
+/// True for `import_playbook` and its long names.
+pub(crate) fn is_import_playbook(key: &str) -> bool {
+    tasks::short_name(key) == "import_playbook"
+}
+
+/// What an `import_playbook` hands down to the plays it imports.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Imported {
+    /// Variables, over each play's own `vars`.
+    vars: Vars,
+    /// Tags added to every play.
+    tags: Vec<String>,
+    /// Conditions on every task of every play.
+    when: Vec<String>,
+}
+
+/// A play read, before tag selection and extra vars.
+pub(crate) struct LoadedPlay {
+    /// The play, `tasks` still empty.
+    play: Play,
+    /// `pre_tasks`; roles then `tasks`; `post_tasks`.
+    sections: [Vec<Task>; 3],
+    /// The play's tags (with those of the imports it came through).
+    tags: Vec<String>,
+    /// Conditions from `import_playbook ... when:`.
+    when: Vec<String>,
+}
+
+impl LoadedPlay {
+    /// Applies tag selection and extra vars and joins the sections, with the handler
+    /// flushes Ansible runs between them.
+    pub(crate) fn finish(self, selection: &Selection, extra: &Vars) -> Play {
+        let LoadedPlay {
+            mut play,
+            sections,
+            tags,
+            when,
+        } = self;
+        let inherited: BTreeSet<String> = tags.into_iter().collect();
+        let mut parts: Vec<Vec<Task>> = sections
+            .into_iter()
+            .map(|s| tagsel::filter(s, &inherited, selection))
+            .collect();
+        if !when.is_empty() {
+            for part in parts.iter_mut().filter(|p| !p.is_empty()) {
+                let condition = match when.as_slice() {
+                    [one] => Condition::One(one.clone()),
+                    _ => Condition::All(when.clone()),
+                };
+                *part = vec![Task {
+                    block: Some(std::mem::take(part)),
+                    when: Some(condition),
+                    ..Task::default()
+                }];
+            }
+        }
+        let mut out = Vec::new();
+        for i in 0..parts.len() {
+            let Some(part) = parts.get_mut(i) else {
+                continue;
+            };
+            let part = std::mem::take(part);
+            let notifies = notifies(&part);
+            out.extend(part);
+            // Ansible flushes handlers after each section; after the last one that is
+            // the runner's own end-of-play handler run.
+            let more = parts.iter().skip(i + 1).any(|p| !p.is_empty());
+            if notifies && more {
+                out.push(flush_handlers());
+            }
+        }
+        override_vars(&mut out, extra);
+        override_vars(&mut play.handlers, extra);
+        play.vars
+            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        play.tasks = out;
+        play
+    }
+}
+
+/// True when a task of the list (or below it) notifies a handler.
+fn notifies(list: &[Task]) -> bool {
+    let mut all = Vec::new();
+    for t in list {
+        t.walk(&mut all);
+    }
+    all.iter().any(|t| !t.notify.is_empty())
+}
+
+/// The `meta: flush_handlers` task Ansible runs between a play's sections.
+fn flush_handlers() -> Task {
+    let mut args = Vars::new();
+    args.insert(
+        "_raw_params".to_string(),
+        Value::String("flush_handlers".to_string()),
+    );
+    Task {
+        module: "meta".to_string(),
+        args,
+        tags: vec!["always".to_string()],
+        ..Task::default()
+    }
+}
+
+impl Loader<'_> {
+    /// Reads a playbook file: its plays and those it imports, in order.
+    pub(crate) fn playbook(
+        &mut self,
+        path: &Path,
+        inherit: &Imported,
+    ) -> Result<Vec<LoadedPlay>, PlaybookError> {
+        let canon = canonical(path);
+        let here = Where::new(path, "");
+        if self.playbooks.contains(&canon) {
+            return Err(here.invalid(
+                "import_playbook",
+                "the playbook imports itself (directly or through other playbooks)",
+            ));
+        }
+        let doc = yaml::read(path)?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => Path::new(".").to_path_buf(),
+        };
+        let entries = match &doc {
+            Yaml::Sequence(entries) if !entries.is_empty() => entries,
+            other => {
+                return Err(here.invalid(
+                    "",
+                    format!(
+                        "a playbook is a non-empty list of plays, found {}",
+                        yaml::describe(other)
+                    ),
+                ));
+            }
+        };
+        self.playbooks.push(canon);
+        let mut plays = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let at = here.child(&format!("plays[{i}]"));
+            let Yaml::Mapping(map) = entry else {
+                return Err(at.invalid(
+                    "",
+                    format!("a play is a mapping, found {}", yaml::describe(entry)),
+                ));
+            };
+            let import = map
+                .iter()
+                .find_map(|(k, v)| k.as_str().filter(|k| is_import_playbook(k)).map(|_| v));
+            match import {
+                Some(target) => plays.extend(self.import(map, target, &dir, inherit, &at)?),
+                None => plays.push(self.play(map, &dir, inherit, &at)?),
+            }
+        }
+        self.playbooks.pop();
+        Ok(plays)
+    }
+
+    /// An `import_playbook` entry.
+    fn import(
+        &mut self,
+        map: &Mapping,
+        target: &Yaml,
+        dir: &Path,
+        inherit: &Imported,
+        at: &Where,
+    ) -> Result<Vec<LoadedPlay>, PlaybookError> {
+        let mut next = inherit.clone();
+        for (k, v) in map {
+            let key = tasks::key_of(k, at)?;
+            match key.as_str() {
+                k if is_import_playbook(k) => {}
+                "name" => {}
+                "vars" => next.vars.extend(tasks::vars(v, &at.child("vars"))?),
+                "tags" => next.tags.extend(tasks::tag_list(v, at)?),
+                "when" => next.when.extend(tasks::condition_strings(v, at, "when")?),
+                other => return Err(tasks::bad_keyword(other, &IMPORT_KEYWORDS, at)),
+            }
+        }
+        let Some(name) = scalar_str(target) else {
+            return Err(at.invalid("import_playbook", "expected a file name"));
+        };
+        let Some(name) = render_static(&name, &self.opts.extra_vars) else {
+            return Err(at.unsupported(
+                "import_playbook",
+                format!("'{name}' is templated with something only known on the host"),
+            ));
+        };
+        let path = dir.join(&name);
+        if !path.is_file() {
+            return Err(PlaybookError::NotFound(Box::new(super::NotFound {
+                at: at.clone(),
+                keyword: "import_playbook".to_string(),
+                name,
+                searched: vec![path],
+            })));
+        }
+        self.playbook(&path, &next)
+    }
+
+    /// One play.
+    fn play(
+        &mut self,
+        map: &Mapping,
+        dir: &Path,
+        inherit: &Imported,
+        at: &Where,
+    ) -> Result<LoadedPlay, PlaybookError> {
+        let mut entries = Vec::new();
+        for (k, v) in map {
+            let key = tasks::key_of(k, at)?;
+            if !PLAY_KEYWORDS.contains(&key.as_str()) {
+                return Err(tasks::bad_keyword(&key, &PLAY_KEYWORDS, at));
+            }
+            entries.push((key, v));
+        }
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| *v)
+                .filter(|v| !v.is_null())
+        };
+        let name = match get("name") {
+            None => String::new(),
+            Some(v) => scalar_str(v).ok_or_else(|| at.invalid("name", "expected a string"))?,
+        };
+        let at = at.named(Some(&name));
+
+        // Variables first: static names below may refer to them.
+        // Variables given on `import_playbook` override the play's own, as in Ansible.
+        let mut play_vars = match get("vars") {
+            Some(v) => tasks::vars(v, &at.child("vars"))?,
+            None => Vars::new(),
+        };
+        play_vars.extend(inherit.vars.clone());
+        let mut lookup = play_vars.clone();
+        lookup.extend(self.opts.extra_vars.clone());
+        if let Some(v) = get("vars_files") {
+            for file_vars in self.vars_files(v, dir, &lookup, &at)? {
+                play_vars.extend(file_vars);
+            }
+        }
+        let mut lookup = play_vars.clone();
+        lookup.extend(self.opts.extra_vars.clone());
+        let fixed = lookup.keys().cloned().collect();
+        self.play = PlayState {
+            lookup,
+            fixed,
+            ..PlayState::default()
+        };
+
+        let hosts = match get("hosts") {
+            None => return Err(at.invalid("hosts", "a play needs `hosts`")),
+            Some(v) => self.hosts(v, &at)?,
+        };
+        let gather_facts = match get("gather_facts") {
+            None => true,
+            Some(v) => tasks::boolean(v, &at, "gather_facts")?,
+        };
+        let become_ = get("become")
+            .map(|v| tasks::boolean(v, &at, "become"))
+            .transpose()?;
+        let become_user = get("become_user")
+            .map(|v| scalar_str(v).ok_or_else(|| at.invalid("become_user", "expected a string")))
+            .transpose()?;
+        if let Some(v) = get("become_method") {
+            tasks::become_method(v, &at)?;
+        }
+        let mut tags = inherit.tags.clone();
+        if let Some(v) = get("tags") {
+            tags.extend(tasks::tag_list(v, &at)?);
+        }
+
+        let cx = Cx {
+            dir: dir.to_path_buf(),
+            playbook_dir: dir.to_path_buf(),
+            role: None,
+            handler: false,
+        };
+        let pre = self.task_list(get("pre_tasks"), &cx, &at, "pre_tasks")?;
+        let mut main = self.roles_section(get("roles"), &cx, &at)?;
+        main.extend(self.task_list(get("tasks"), &cx, &at, "tasks")?);
+        let post = self.task_list(get("post_tasks"), &cx, &at, "post_tasks")?;
+        let handler_cx = Cx {
+            handler: true,
+            ..cx.clone()
+        };
+        let own_handlers = self.task_list(get("handlers"), &handler_cx, &at, "handlers")?;
+
+        let state = std::mem::take(&mut self.play);
+        let mut vars = state.role_defaults;
+        vars.extend(play_vars);
+        vars.extend(state.role_vars);
+        let mut handlers = state.handlers;
+        handlers.extend(own_handlers);
+        Ok(LoadedPlay {
+            play: Play {
+                name,
+                hosts,
+                vars,
+                gather_facts,
+                become_,
+                become_user,
+                tasks: Vec::new(),
+                handlers,
+            },
+            sections: [pre, main, post],
+            tags,
+            when: inherit.when.clone(),
+        })
+    }
+
+    /// `hosts`: a pattern, a comma-separated list of them, or a YAML list.
+    fn hosts(&self, value: &Yaml, at: &Where) -> Result<Vec<String>, PlaybookError> {
+        let items: Vec<String> = match value {
+            Yaml::Sequence(list) => list
+                .iter()
+                .map(|v| scalar_str(v).ok_or_else(|| at.invalid("hosts", "expected strings")))
+                .collect::<Result<_, _>>()?,
+            other => vec![
+                scalar_str(other)
+                    .ok_or_else(|| at.invalid("hosts", "expected a host pattern or a list"))?,
+            ],
+        };
+        let mut hosts = Vec::new();
+        for item in items {
+            let Some(pattern) = render_static(&item, &self.play.lookup) else {
+                return Err(at.unsupported(
+                    "hosts",
+                    format!(
+                        "'{item}' is templated with something not given in extra vars or play \
+                         vars; the hosts must be known when the payloads are made"
+                    ),
+                ));
+            };
+            // The packer joins patterns with ':'; a comma inside one would change how
+            // the whole joined pattern is split.
+            hosts.extend(
+                pattern
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        if hosts.is_empty() {
+            return Err(at.invalid("hosts", "no host pattern given"));
+        }
+        Ok(hosts)
+    }
+
+    /// `vars_files`: each file's variables, in order.
+    fn vars_files(
+        &self,
+        value: &Yaml,
+        dir: &Path,
+        lookup: &Vars,
+        at: &Where,
+    ) -> Result<Vec<Vars>, PlaybookError> {
+        let names: Vec<&Yaml> = match value {
+            Yaml::Sequence(list) => list.iter().collect(),
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        for (i, name) in names.into_iter().enumerate() {
+            let here = at.child(&format!("vars_files[{i}]"));
+            let Some(name) = scalar_str(name) else {
+                return Err(here.unsupported(
+                    "vars_files",
+                    format!(
+                        "found {}; a list of candidates (the first found is read) is not \
+                         supported, give one file name",
+                        yaml::describe(name)
+                    ),
+                ));
+            };
+            let Some(rendered) = render_static(&name, lookup) else {
+                return Err(here.unsupported(
+                    "vars_files",
+                    format!("'{name}' is templated with something not in extra vars or play vars"),
+                ));
+            };
+            let path = dir.join(&rendered);
+            if !path.is_file() {
+                return Err(PlaybookError::NotFound(Box::new(super::NotFound {
+                    at: here,
+                    keyword: "vars_files".to_string(),
+                    name: rendered,
+                    searched: vec![path],
+                })));
+            }
+            out.push(tasks::vars_file(&path)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,489 @@
+//! Roles: finding them, their defaults, vars, meta dependencies, tasks and handlers, and
+//! the files their `copy`/`template` tasks read.
+
+use super::tasks::{self, Cx};
+use super::yaml::{self, scalar_str, to_json};
+use super::{Loader, NotFound, PlaybookError, Where, canonical};
+use base64::Engine as _;
+use rustle_runner::plan::{PlanFile, Task, Vars};
+use serde_json::Value;
+use serde_norway::Value as Yaml;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// A role being read: its name and directory.
+#[derive(Debug)]
+pub(crate) struct RoleInfo {
+    /// The name it was asked for by.
+    pub(crate) name: String,
+    /// `roles/<name>`.
+    pub(crate) dir: PathBuf,
+}
+
+/// A use of a role: from `roles:`, a meta dependency, or `import_role`/`include_role`.
+#[derive(Debug, Clone)]
+pub(crate) struct RoleEntry {
+    /// The role's name.
+    pub(crate) name: String,
+    /// Role parameters (`vars:` of the entry and its other keys).
+    pub(crate) params: Vars,
+    /// Keywords of the entry (`when`, `tags`, `become`, ...), for a block around the role.
+    pub(crate) wrapper: Task,
+    /// `tasks_from`: a task file other than `main`.
+    pub(crate) tasks_from: Option<String>,
+}
+
+/// The file names Ansible tries for `main` in a role directory.
+const MAIN: [&str; 3] = ["main.yml", "main.yaml", "main"];
+
+impl Loader<'_> {
+    /// The play's `roles:` section.
+    pub(crate) fn roles_section(
+        &mut self,
+        value: Option<&Yaml>,
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<Vec<Task>, PlaybookError> {
+        let list = match value {
+            None | Some(Yaml::Null) => return Ok(Vec::new()),
+            Some(Yaml::Sequence(list)) => list,
+            Some(other) => {
+                return Err(at.invalid(
+                    "roles",
+                    format!("expected a list of roles, found {}", yaml::describe(other)),
+                ));
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let here = at.child(&format!("roles[{i}]"));
+            let entry = self.role_entry(item, &here)?;
+            out.extend(self.role(entry, cx, &here, true, true)?);
+        }
+        Ok(out)
+    }
+
+    /// A role entry: `name`, or `{role: name, vars: {...}, when: ..., <param>: ...}`.
+    fn role_entry(&self, item: &Yaml, at: &Where) -> Result<RoleEntry, PlaybookError> {
+        let mut entry = RoleEntry {
+            name: String::new(),
+            params: Vars::new(),
+            wrapper: Task::default(),
+            tasks_from: None,
+        };
+        match item {
+            Yaml::Mapping(map) => {
+                for (k, v) in map {
+                    let key = tasks::key_of(k, at)?;
+                    match key.as_str() {
+                        "role" | "name" => {
+                            entry.name = scalar_str(v)
+                                .ok_or_else(|| at.invalid(&key, "expected a role name"))?;
+                        }
+                        "vars" => entry.params.extend(tasks::vars(v, &at.child("vars"))?),
+                        k if tasks::common(&mut entry.wrapper, k, v, at)? => {}
+                        k if tasks::unsupported_reason(k).is_some() => {
+                            return Err(tasks::bad_keyword(k, &[], at));
+                        }
+                        // Anything else is a role parameter, as in Ansible.
+                        _ => {
+                            entry
+                                .params
+                                .insert(key.clone(), to_json(v, &at.child(&key))?);
+                        }
+                    }
+                }
+            }
+            other => {
+                entry.name = scalar_str(other).ok_or_else(|| {
+                    at.invalid(
+                        "roles",
+                        format!(
+                            "expected a role name or mapping, found {}",
+                            yaml::describe(other)
+                        ),
+                    )
+                })?;
+            }
+        }
+        if entry.name.is_empty() {
+            return Err(at.invalid("role", "a role entry needs `role:` (the role's name)"));
+        }
+        entry.name = self.static_name("role", &entry.name, at)?;
+        Ok(entry)
+    }
+
+    /// Expands a role: its dependencies first, then its tasks in a block carrying its
+    /// variables; registers its handlers with the play. `play_level` roles (from `roles:`)
+    /// also expose their defaults and vars to the whole play, as Ansible does; `dedupe`
+    /// runs a role (with the same parameters) once per play.
+    pub(crate) fn role(
+        &mut self,
+        entry: RoleEntry,
+        cx: &Cx,
+        at: &Where,
+        play_level: bool,
+        dedupe: bool,
+    ) -> Result<Vec<Task>, PlaybookError> {
+        let name = entry.name.clone();
+        let at = at.named(Some(&name));
+        let searched = vec![
+            cx.playbook_dir.join("roles").join(&name),
+            cx.playbook_dir.join(&name),
+        ];
+        let Some(dir) = searched.iter().find(|p| p.is_dir()).cloned() else {
+            return Err(PlaybookError::NotFound(Box::new(NotFound {
+                at,
+                keyword: "role".to_string(),
+                name,
+                searched,
+            })));
+        };
+        let canon = canonical(&dir);
+        let params_key = serde_json::to_string(&entry.params).unwrap_or_default();
+        let key = format!(
+            "{}|{}|{params_key}",
+            canon.display(),
+            entry.tasks_from.as_deref().unwrap_or("main")
+        );
+        if dedupe && self.play.seen_roles.contains(&key) {
+            return Ok(Vec::new());
+        }
+        if self.play.role_stack.contains(&canon) {
+            return Err(at.invalid(
+                "dependencies",
+                format!("role '{name}' depends on itself (through meta dependencies)"),
+            ));
+        }
+        let (meta_path, deps, allow_duplicates) = self.role_meta(&dir)?;
+        if dedupe && !allow_duplicates {
+            self.play.seen_roles.insert(key);
+        }
+        self.play.role_stack.push(canon.clone());
+        let result = self.role_body(entry, &dir, &canon, &meta_path, &deps, cx, &at, play_level);
+        self.play.role_stack.pop();
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn role_body(
+        &mut self,
+        entry: RoleEntry,
+        dir: &Path,
+        canon: &Path,
+        meta_path: &Path,
+        deps: &[Yaml],
+        cx: &Cx,
+        at: &Where,
+        play_level: bool,
+    ) -> Result<Vec<Task>, PlaybookError> {
+        let defaults = role_vars_file(dir, "defaults", at)?;
+        let own_vars = role_vars_file(dir, "vars", at)?;
+        if play_level {
+            self.play.role_defaults.extend(defaults.clone());
+            self.play.role_vars.extend(own_vars.clone());
+            self.play.fixed.extend(own_vars.keys().cloned());
+        }
+        let mut out = Vec::new();
+        for (i, dep) in deps.iter().enumerate() {
+            let dep_at = Where::new(meta_path, &format!("dependencies[{i}]"));
+            let dep_entry = self.role_entry(dep, &dep_at)?;
+            out.extend(self.role(dep_entry, cx, &dep_at, play_level, true)?);
+        }
+
+        // Defaults rank below play-level variables: leave out the names those set.
+        let mut block_vars: Vars = defaults
+            .into_iter()
+            .filter(|(k, _)| !self.play.fixed.contains(k))
+            .collect();
+        block_vars.extend(own_vars);
+        block_vars.extend(entry.params.clone());
+
+        let info = Rc::new(RoleInfo {
+            name: entry.name.clone(),
+            dir: dir.to_path_buf(),
+        });
+        let tasks_dir = dir.join("tasks");
+        let tasks_file = match &entry.tasks_from {
+            None => MAIN.iter().map(|m| tasks_dir.join(m)).find(|p| p.is_file()),
+            Some(from) => {
+                let searched: Vec<PathBuf> =
+                    [from.clone(), format!("{from}.yml"), format!("{from}.yaml")]
+                        .iter()
+                        .map(|f| tasks_dir.join(f))
+                        .collect();
+                match searched.iter().find(|p| p.is_file()) {
+                    Some(p) => Some(p.clone()),
+                    None => {
+                        return Err(PlaybookError::NotFound(Box::new(NotFound {
+                            at: at.clone(),
+                            keyword: "tasks_from".to_string(),
+                            name: from.clone(),
+                            searched,
+                        })));
+                    }
+                }
+            }
+        };
+        let tasks = match tasks_file {
+            Some(path) => {
+                let role_cx = Cx {
+                    dir: tasks_dir.clone(),
+                    playbook_dir: cx.playbook_dir.clone(),
+                    role: Some(Rc::clone(&info)),
+                    handler: false,
+                };
+                self.task_file(&path, &role_cx)?
+            }
+            None => Vec::new(),
+        };
+
+        if self.play.roles_with_handlers.insert(canon.to_path_buf()) {
+            let handlers_dir = dir.join("handlers");
+            if let Some(path) = MAIN
+                .iter()
+                .map(|m| handlers_dir.join(m))
+                .find(|p| p.is_file())
+            {
+                let handler_cx = Cx {
+                    dir: handlers_dir.clone(),
+                    playbook_dir: cx.playbook_dir.clone(),
+                    role: Some(Rc::clone(&info)),
+                    handler: true,
+                };
+                for mut h in self.task_file(&path, &handler_cx)? {
+                    // Handlers run outside the role's block: they carry its variables
+                    // themselves, below their own.
+                    let mut vars = block_vars.clone();
+                    vars.extend(std::mem::take(&mut h.vars));
+                    h.vars = vars;
+                    if let Some(n) = &h.name {
+                        h.listen.push(format!("{} : {n}", info.name));
+                    }
+                    self.play.handlers.push(h);
+                }
+            }
+        }
+
+        if !tasks.is_empty() {
+            out.push(Task {
+                block: Some(tasks),
+                vars: block_vars,
+                ..Task::default()
+            });
+        }
+        if out.is_empty() || entry.wrapper == Task::default() {
+            return Ok(out);
+        }
+        let mut wrapper = entry.wrapper;
+        wrapper.block = Some(out);
+        Ok(vec![wrapper])
+    }
+
+    /// `meta/main.yml`: its path, `dependencies` and `allow_duplicates`.
+    fn role_meta(&self, dir: &Path) -> Result<(PathBuf, Vec<Yaml>, bool), PlaybookError> {
+        let meta_dir = dir.join("meta");
+        let Some(path) = MAIN.iter().map(|m| meta_dir.join(m)).find(|p| p.is_file()) else {
+            return Ok((meta_dir.join("main.yml"), Vec::new(), false));
+        };
+        let at = Where::new(&path, "");
+        let mut deps = Vec::new();
+        let mut allow_duplicates = false;
+        match yaml::read(&path)? {
+            Yaml::Null => {}
+            Yaml::Mapping(map) => {
+                for (k, v) in &map {
+                    let key = tasks::key_of(k, &at)?;
+                    match key.as_str() {
+                        "dependencies" => match v {
+                            Yaml::Null => {}
+                            Yaml::Sequence(list) => deps.extend(list.iter().cloned()),
+                            other => {
+                                return Err(at.invalid(
+                                    "dependencies",
+                                    format!(
+                                        "expected a list of roles, found {}",
+                                        yaml::describe(other)
+                                    ),
+                                ));
+                            }
+                        },
+                        "allow_duplicates" => {
+                            allow_duplicates = tasks::boolean(v, &at, "allow_duplicates")?;
+                        }
+                        // Descriptions for Galaxy and argument checks: nothing to run.
+                        "galaxy_info" | "argument_specs" => {}
+                        other => {
+                            return Err(tasks::bad_keyword(
+                                other,
+                                &[
+                                    "dependencies",
+                                    "allow_duplicates",
+                                    "galaxy_info",
+                                    "argument_specs",
+                                ],
+                                &at,
+                            ));
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(at.invalid(
+                    "",
+                    format!("role meta is a mapping, found {}", yaml::describe(&other)),
+                ));
+            }
+        }
+        Ok((path, deps, allow_duplicates))
+    }
+
+    /// Resolves a role's (or another directory's playbook's) `copy`/`template` `src` the
+    /// way Ansible searches, embeds the file under its path relative to the top
+    /// playbook's directory, and rewrites `src` to that key. A file only found beside the
+    /// top playbook is left to [`crate::plan::attach_files`], which finds it the same way.
+    pub(crate) fn embed_src(
+        &mut self,
+        task: &mut Task,
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<(), PlaybookError> {
+        let module = task.module_name();
+        let sub = match module {
+            "template" => "templates",
+            "copy" => "files",
+            _ => return Ok(()),
+        };
+        if module == "copy" && task.args.get("remote_src").is_some_and(truthy) {
+            return Ok(());
+        }
+        let Some(Value::String(src)) = task.args.get("src") else {
+            return Ok(());
+        };
+        if src.is_empty() || Path::new(src).is_absolute() {
+            return Ok(());
+        }
+        if src.contains("{{") || src.contains("{%") {
+            return Err(at.unsupported(
+                "src",
+                format!(
+                    "'{src}' is templated; the file to embed must be known when the payload is made"
+                ),
+            ));
+        }
+        let mut searched = Vec::new();
+        if let Some(role) = &cx.role {
+            for d in [role.dir.clone(), role.dir.join("tasks")] {
+                searched.push(d.join(sub).join(src));
+                searched.push(d.join(src));
+            }
+        }
+        let role_hits = searched.len();
+        searched.push(cx.playbook_dir.join(sub).join(src));
+        searched.push(cx.playbook_dir.join(src));
+        let Some((i, hit)) = searched.iter().enumerate().find(|(_, p)| p.exists()) else {
+            return Err(PlaybookError::NotFound(Box::new(NotFound {
+                at: at.clone(),
+                keyword: "src".to_string(),
+                name: src.clone(),
+                searched,
+            })));
+        };
+        if i >= role_hits && canonical(&cx.playbook_dir) == canonical(&self.base) {
+            return Ok(());
+        }
+        if !hit.is_file() {
+            return Err(at.unsupported(
+                "src",
+                format!(
+                    "'{src}' is the directory {}; directories are not supported yet",
+                    hit.display()
+                ),
+            ));
+        }
+        let key = match hit.strip_prefix(&self.base) {
+            Ok(rel) => rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/"),
+            Err(_) => hit.display().to_string(),
+        };
+        if !self.files.contains_key(&key) {
+            let file = read_plan_file(hit)?;
+            self.files.insert(key.clone(), file);
+        }
+        task.args.insert("src".to_string(), Value::String(key));
+        Ok(())
+    }
+}
+
+/// A role's `defaults/main.yml` or `vars/main.yml` (empty when there is none).
+fn role_vars_file(dir: &Path, sub: &str, at: &Where) -> Result<Vars, PlaybookError> {
+    let sub_dir = dir.join(sub);
+    for m in MAIN {
+        let path = sub_dir.join(m);
+        if path.is_dir() {
+            return Err(at.unsupported(
+                sub,
+                format!(
+                    "{} is a directory; split variable files are not supported yet",
+                    path.display()
+                ),
+            ));
+        }
+        if path.is_file() {
+            return tasks::vars_file(&path);
+        }
+    }
+    Ok(Vars::new())
+}
+
+/// Ansible's truthy argument values.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_u64() == Some(1),
+        Value::String(s) => matches!(
+            s.to_ascii_lowercase().as_str(),
+            "yes" | "true" | "on" | "1" | "y"
+        ),
+        _ => false,
+    }
+}
+
+/// Reads a file into its plan form: text as `content`, anything else base64, with its
+/// permission bits (the same form as [`crate::plan::attach_files`] writes).
+fn read_plan_file(path: &Path) -> Result<PlanFile, PlaybookError> {
+    let io = |source| PlaybookError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    let mode = file_mode(&std::fs::metadata(path).map_err(io)?);
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => PlanFile {
+            content: Some(text),
+            base64: None,
+            mode,
+        },
+        Err(e) => PlanFile {
+            content: None,
+            base64: Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+            mode,
+        },
+    })
+}
+
+/// The permission bits as Ansible writes them, e.g. `"0644"`.
+#[cfg(unix)]
+fn file_mode(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    Some(format!("{:04o}", meta.permissions().mode() & 0o7777))
+}
+
+/// Other systems have no Unix permission bits to record.
+#[cfg(not(unix))]
+fn file_mode(_meta: &std::fs::Metadata) -> Option<String> {
+    None
+}

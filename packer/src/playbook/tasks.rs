@@ -1,0 +1,1091 @@
+//! Tasks, handlers and blocks: keywords, the module and its arguments, and the static
+//! `import_tasks`/`include_tasks` that are inlined.
+
+use super::freeform;
+use super::roles::{RoleEntry, RoleInfo};
+use super::yaml::{self, key_str, mapping_to_json, scalar_str, to_json};
+use super::{Loader, NotFound, PlaybookError, Where, canonical, render_static};
+use rustle_runner::plan::{Condition, LoopControl, Task, Vars};
+use serde_json::Value;
+use serde_norway::{Mapping, Value as Yaml};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Keywords valid on tasks, blocks and includes alike.
+const COMMON: [&str; 9] = [
+    "name",
+    "when",
+    "tags",
+    "vars",
+    "become",
+    "become_user",
+    "become_method",
+    "ignore_errors",
+    "check_mode",
+];
+
+/// Keywords valid on tasks (and handlers) only.
+const TASK_ONLY: [&str; 15] = [
+    "loop",
+    "with_items",
+    "with_list",
+    "with_dict",
+    "loop_control",
+    "register",
+    "changed_when",
+    "failed_when",
+    "until",
+    "retries",
+    "delay",
+    "notify",
+    "args",
+    "action",
+    "listen",
+];
+
+/// Keywords of a block.
+const BLOCK_ONLY: [&str; 3] = ["block", "rescue", "always"];
+
+/// Loop keywords: a task takes at most one.
+const LOOPS: [&str; 4] = ["loop", "with_items", "with_list", "with_dict"];
+
+/// Modules the loader does not know must be checked for typos of keywords; these are
+/// taken as modules without a second thought (the runner says later which it runs).
+const KNOWN_MODULES: &[&str] = &[
+    "add_host",
+    "apk",
+    "apt",
+    "apt_key",
+    "apt_repository",
+    "archive",
+    "assemble",
+    "assert",
+    "async_status",
+    "authorized_key",
+    "blockinfile",
+    "command",
+    "copy",
+    "cron",
+    "debconf",
+    "debug",
+    "dnf",
+    "dpkg_selections",
+    "expect",
+    "fail",
+    "fetch",
+    "file",
+    "find",
+    "gem",
+    "get_url",
+    "getent",
+    "git",
+    "group",
+    "group_by",
+    "hostname",
+    "include_vars",
+    "iptables",
+    "known_hosts",
+    "lineinfile",
+    "locale_gen",
+    "make",
+    "meta",
+    "mount",
+    "npm",
+    "package",
+    "package_facts",
+    "pacman",
+    "pause",
+    "ping",
+    "pip",
+    "raw",
+    "reboot",
+    "replace",
+    "rpm_key",
+    "script",
+    "seboolean",
+    "selinux",
+    "service",
+    "service_facts",
+    "set_fact",
+    "set_stats",
+    "setup",
+    "shell",
+    "slurp",
+    "stat",
+    "synchronize",
+    "sysctl",
+    "systemd",
+    "systemd_service",
+    "tempfile",
+    "template",
+    "timezone",
+    "ufw",
+    "unarchive",
+    "uri",
+    "user",
+    "validate_argument_spec",
+    "wait_for",
+    "wait_for_connection",
+    "yum",
+    "yum_repository",
+    "zypper",
+    "import_tasks",
+    "include_tasks",
+    "import_role",
+    "include_role",
+    "include",
+    "import_playbook",
+];
+
+/// Ansible keywords (task or play) the plan cannot carry yet, and why.
+pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "delegate_to" | "delegate_facts" | "local_action" => {
+            "delegation runs a task on another host; each runner acts on its own host only"
+        }
+        "async" | "poll" => "background tasks are not implemented by the runner",
+        "environment" => "per-task environment variables are not carried by the plan",
+        "run_once" => "running once for all hosts needs coordination between hosts",
+        "no_log" => {
+            "hiding a task's output is not implemented; refusing rather than showing secrets"
+        }
+        "diff" => "per-task diff mode is not carried by the plan (use --diff for all)",
+        "connection" | "port" | "remote_user" => {
+            "connection settings come from the inventory, not the playbook"
+        }
+        "module_defaults" | "collections" => {
+            "module defaults and collection search paths are not implemented"
+        }
+        "any_errors_fatal" | "max_fail_percentage" => {
+            "failing other hosts on one host's failure needs coordination between hosts"
+        }
+        "throttle" | "serial" | "strategy" | "order" => {
+            "every host runs its own plan in full; batches and ordering across hosts are not implemented"
+        }
+        "timeout" => "task time limits are not implemented",
+        "debugger" => "the interactive debugger is not available on the runner",
+        "ignore_unreachable" => "unreachable hosts are handled by the deployer, not per task",
+        "become_flags" | "become_exe" => {
+            "become is done by the deployer (sudo -n); its options are fixed"
+        }
+        "force_handlers" => "handlers of a failed host are never run",
+        "gather_subset" | "gather_timeout" | "fact_path" => "fact gathering options are fixed",
+        "vars_prompt" => "there is no terminal on the hosts to prompt at",
+        "check_mode" | "ignore_errors" => {
+            "on a play these are not carried by the plan; set them on the tasks or a block"
+        }
+        "include" => "`include` was removed from Ansible (2.16); use import_tasks or include_tasks",
+        "apply" => "`apply` on includes is not implemented; put the keywords on the include itself",
+        "vars_from" | "defaults_from" | "handlers_from" | "public" | "allow_duplicates"
+        | "rolespec_validate" => {
+            "of include_role/import_role only `name` and `tasks_from` are implemented"
+        }
+        _ => return None,
+    })
+}
+
+/// The module name without `ansible.builtin.` / `ansible.legacy.`.
+pub(crate) fn short_name(module: &str) -> &str {
+    module
+        .strip_prefix("ansible.builtin.")
+        .or_else(|| module.strip_prefix("ansible.legacy."))
+        .unwrap_or(module)
+}
+
+/// What a task file being read is, and where.
+#[derive(Debug, Clone)]
+pub(crate) struct Cx {
+    /// The directory includes are relative to.
+    pub(crate) dir: PathBuf,
+    /// The directory of the playbook being read (roles and `src` files are found there).
+    pub(crate) playbook_dir: PathBuf,
+    /// The role the tasks belong to.
+    pub(crate) role: Option<Rc<RoleInfo>>,
+    /// Reading handlers (`listen` is allowed).
+    pub(crate) handler: bool,
+}
+
+/// A mapping key as a string, or an error naming where.
+pub(crate) fn key_of(key: &Yaml, at: &Where) -> Result<String, PlaybookError> {
+    key_str(key).ok_or_else(|| {
+        at.invalid(
+            "",
+            format!(
+                "keys must be strings, found {} as a key",
+                yaml::describe(key)
+            ),
+        )
+    })
+}
+
+/// The error for a keyword that is not in `allowed`: not supported yet, or unknown (with
+/// the nearest allowed keyword when it looks like a typo).
+pub(crate) fn bad_keyword(key: &str, allowed: &[&str], at: &Where) -> PlaybookError {
+    if let Some(reason) = unsupported_reason(key) {
+        return at.unsupported(key, reason);
+    }
+    if key.starts_with("with_") {
+        return at.unsupported(key, with_reason());
+    }
+    match nearest(key, allowed.iter().copied()) {
+        Some(near) => at.unknown(key, format!("; did you mean `{near}`?")),
+        None => at.unknown(key, format!("; expected one of: {}", allowed.join(", "))),
+    }
+}
+
+fn with_reason() -> &'static str {
+    "only with_items, with_list and with_dict are read; write the lookup as `loop:`"
+}
+
+/// The keyword closest to `key` when it is close enough to be a typo.
+fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = if key.chars().count() <= 5 { 1 } else { 2 };
+    candidates
+        .map(|c| (distance(key, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance with transpositions (optimal string alignment).
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    let at = |i: usize, j: usize| i * width + j;
+    let get = |d: &[usize], i: usize, j: usize| d.get(at(i, j)).copied().unwrap_or(usize::MAX / 2);
+    for i in 0..=a.len() {
+        if let Some(x) = d.get_mut(at(i, 0)) {
+            *x = i;
+        }
+    }
+    for j in 0..=b.len() {
+        if let Some(x) = d.get_mut(at(0, j)) {
+            *x = j;
+        }
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let (ai, bj) = (a.get(i - 1), b.get(j - 1));
+            let cost = usize::from(ai != bj);
+            let mut best = (get(&d, i - 1, j) + 1)
+                .min(get(&d, i, j - 1) + 1)
+                .min(get(&d, i - 1, j - 1) + cost);
+            if i > 1 && j > 1 && ai == b.get(j - 2) && a.get(i - 2) == bj {
+                best = best.min(get(&d, i - 2, j - 2) + 1);
+            }
+            if let Some(x) = d.get_mut(at(i, j)) {
+                *x = best;
+            }
+        }
+    }
+    get(&d, a.len(), b.len())
+}
+
+/// Every keyword a task may have, for "did you mean".
+fn all_task_keywords() -> impl Iterator<Item = &'static str> {
+    COMMON
+        .iter()
+        .chain(TASK_ONLY.iter())
+        .chain(BLOCK_ONLY.iter())
+        .copied()
+}
+
+/// An optional string keyword.
+fn opt_string(v: &Yaml, at: &Where, key: &str) -> Result<Option<String>, PlaybookError> {
+    match v {
+        Yaml::Null => Ok(None),
+        other => scalar_str(other).map(Some).ok_or_else(|| {
+            at.invalid(
+                key,
+                format!("expected a string, found {}", yaml::describe(other)),
+            )
+        }),
+    }
+}
+
+/// A boolean keyword, with Ansible's spellings (`yes`, `no`, `on`, ...).
+pub(crate) fn boolean(v: &Yaml, at: &Where, key: &str) -> Result<bool, PlaybookError> {
+    match v {
+        Yaml::Bool(b) => Ok(*b),
+        Yaml::Number(n) if n.as_u64() == Some(0) => Ok(false),
+        Yaml::Number(n) if n.as_u64() == Some(1) => Ok(true),
+        Yaml::String(s) if s.contains("{{") || s.contains("{%") => Err(at.unsupported(
+            key,
+            format!("'{s}' is templated; the plan needs a literal true or false here"),
+        )),
+        Yaml::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "yes" | "true" | "on" | "y" | "t" | "1" => Ok(true),
+            "no" | "false" | "off" | "n" | "f" | "0" => Ok(false),
+            _ => Err(at.invalid(key, format!("expected a boolean, found '{s}'"))),
+        },
+        other => Err(at.invalid(
+            key,
+            format!("expected a boolean, found {}", yaml::describe(other)),
+        )),
+    }
+}
+
+/// A non-negative integer keyword (`retries`, `delay`).
+fn integer(v: &Yaml, at: &Where, key: &str) -> Result<u64, PlaybookError> {
+    match v {
+        Yaml::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
+        Yaml::String(s) if s.contains("{{") || s.contains("{%") => Err(at.unsupported(
+            key,
+            format!("'{s}' is templated; the plan needs a literal number here"),
+        )),
+        Yaml::String(s) if s.trim().parse::<u64>().is_ok() => {
+            Ok(s.trim().parse::<u64>().unwrap_or_default())
+        }
+        other => Err(at.invalid(
+            key,
+            format!(
+                "expected a non-negative integer, found {}",
+                yaml::describe(other)
+            ),
+        )),
+    }
+}
+
+/// `become_method`: the runner becomes the way the deployer starts it (sudo).
+pub(crate) fn become_method(v: &Yaml, at: &Where) -> Result<(), PlaybookError> {
+    match scalar_str(v).as_deref() {
+        Some("sudo") => Ok(()),
+        _ => Err(at.unsupported(
+            "become_method",
+            "only `sudo`, the way the deployer starts the runner, is supported",
+        )),
+    }
+}
+
+/// `tags`: a list, or a comma-separated string.
+pub(crate) fn tag_list(v: &Yaml, at: &Where) -> Result<Vec<String>, PlaybookError> {
+    let bad = || at.invalid("tags", "expected a tag or a list of tags");
+    match v {
+        Yaml::Null => Ok(Vec::new()),
+        Yaml::Sequence(list) => list.iter().map(|t| scalar_str(t).ok_or_else(bad)).collect(),
+        other => Ok(scalar_str(other)
+            .ok_or_else(bad)?
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()),
+    }
+}
+
+/// `when`, `changed_when`, `failed_when`, `until`.
+fn condition(v: &Yaml, at: &Where, key: &str) -> Result<Option<Condition>, PlaybookError> {
+    Ok(match v {
+        Yaml::Null => None,
+        Yaml::Bool(b) => Some(Condition::Bool(*b)),
+        Yaml::Sequence(_) => Some(Condition::All(condition_strings(v, at, key)?)),
+        other => Some(Condition::One(scalar_str(other).ok_or_else(|| {
+            at.invalid(
+                key,
+                format!("expected an expression, found {}", yaml::describe(other)),
+            )
+        })?)),
+    })
+}
+
+/// A condition as a list of expressions (booleans as `True`/`False`).
+pub(crate) fn condition_strings(
+    v: &Yaml,
+    at: &Where,
+    key: &str,
+) -> Result<Vec<String>, PlaybookError> {
+    let one = |x: &Yaml| {
+        scalar_str(x).ok_or_else(|| {
+            at.invalid(
+                key,
+                format!("expected an expression, found {}", yaml::describe(x)),
+            )
+        })
+    };
+    match v {
+        Yaml::Null => Ok(Vec::new()),
+        Yaml::Sequence(list) => list.iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+/// A `vars` mapping (Ansible also takes a list of mappings, merged in order).
+pub(crate) fn vars(v: &Yaml, at: &Where) -> Result<Vars, PlaybookError> {
+    match v {
+        Yaml::Null => Ok(Vars::new()),
+        Yaml::Mapping(m) => mapping_to_json(m, at),
+        Yaml::Sequence(list) => {
+            let mut out = Vars::new();
+            for item in list {
+                match item {
+                    Yaml::Mapping(m) => out.extend(mapping_to_json(m, at)?),
+                    other => {
+                        return Err(at.invalid(
+                            "vars",
+                            format!("expected a mapping, found {}", yaml::describe(other)),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        other => Err(at.invalid(
+            "vars",
+            format!("expected a mapping, found {}", yaml::describe(other)),
+        )),
+    }
+}
+
+/// A file of variables (vars_files, role defaults and vars): a mapping, or empty.
+pub(crate) fn vars_file(path: &Path) -> Result<Vars, PlaybookError> {
+    let at = Where::new(path, "");
+    match yaml::read(path)? {
+        Yaml::Null => Ok(Vars::new()),
+        Yaml::Mapping(m) => mapping_to_json(&m, &at),
+        other => Err(at.invalid(
+            "",
+            format!(
+                "a variables file is a mapping, found {}",
+                yaml::describe(&other)
+            ),
+        )),
+    }
+}
+
+/// Applies a keyword valid on tasks, blocks and includes; false when `key` is not one.
+pub(crate) fn common(
+    task: &mut Task,
+    key: &str,
+    v: &Yaml,
+    at: &Where,
+) -> Result<bool, PlaybookError> {
+    match key {
+        "name" => task.name = opt_string(v, at, key)?,
+        "when" => task.when = condition(v, at, key)?,
+        "tags" => task.tags = tag_list(v, at)?,
+        "vars" => task.vars = vars(v, &at.child("vars"))?,
+        "become" => task.become_ = Some(boolean(v, at, key)?),
+        "become_user" => task.become_user = opt_string(v, at, key)?,
+        "become_method" => become_method(v, at)?,
+        "ignore_errors" => task.ignore_errors = boolean(v, at, key)?,
+        "check_mode" => task.check_mode = Some(boolean(v, at, key)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// What kind of entry a task mapping is, once its module key is known.
+enum Include {
+    Tasks,
+    Role,
+}
+
+impl Loader<'_> {
+    /// A list of tasks under `key` (`tasks`, `block`, ...); null is an empty list.
+    pub(crate) fn task_list(
+        &mut self,
+        value: Option<&Yaml>,
+        cx: &Cx,
+        at: &Where,
+        key: &str,
+    ) -> Result<Vec<Task>, PlaybookError> {
+        let list = match value {
+            None | Some(Yaml::Null) => return Ok(Vec::new()),
+            Some(Yaml::Sequence(list)) => list,
+            Some(other) => {
+                return Err(at.invalid(
+                    key,
+                    format!("expected a list of tasks, found {}", yaml::describe(other)),
+                ));
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let here = at.child(&format!("{key}[{i}]"));
+            let Yaml::Mapping(map) = item else {
+                return Err(here.invalid(
+                    "",
+                    format!("a task is a mapping, found {}", yaml::describe(item)),
+                ));
+            };
+            out.extend(self.task(map, cx, &here)?);
+        }
+        Ok(out)
+    }
+
+    /// The tasks of a file (an included task file, a role's tasks or handlers).
+    pub(crate) fn task_file(&mut self, path: &Path, cx: &Cx) -> Result<Vec<Task>, PlaybookError> {
+        let canon = canonical(path);
+        let here = Where::new(path, "");
+        if self.includes.contains(&canon) {
+            return Err(here.invalid(
+                "include_tasks",
+                "the file includes itself (directly or through other files)",
+            ));
+        }
+        let doc = yaml::read(path)?;
+        if !matches!(doc, Yaml::Null | Yaml::Sequence(_)) {
+            return Err(here.invalid(
+                "",
+                format!(
+                    "a task file is a list of tasks, found {}",
+                    yaml::describe(&doc)
+                ),
+            ));
+        }
+        self.includes.push(canon);
+        let key = if cx.handler { "handlers" } else { "tasks" };
+        let tasks = self.task_list(Some(&doc), cx, &here, key);
+        self.includes.pop();
+        tasks
+    }
+
+    /// One task entry: a task, a block, or an include (which may expand to several).
+    fn task(&mut self, map: &Mapping, cx: &Cx, at: &Where) -> Result<Vec<Task>, PlaybookError> {
+        let mut entries: Vec<(String, &Yaml)> = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            entries.push((key_of(k, at)?, v));
+        }
+        let name = entries
+            .iter()
+            .find(|(k, _)| k == "name")
+            .and_then(|(_, v)| scalar_str(v));
+        let at = at.named(name.as_deref());
+        if entries.iter().any(|(k, _)| k == "block") {
+            // The runner notifies handlers by name; a block has none to match.
+            if cx.handler {
+                return Err(at.unsupported("block", "blocks among handlers are not supported yet"));
+            }
+            return Ok(vec![self.block(&entries, cx, &at)?]);
+        }
+
+        let mut candidates = Vec::new();
+        let mut action = None;
+        for (k, v) in &entries {
+            let key = k.as_str();
+            if key == "action" {
+                action = Some(*v);
+            } else if COMMON.contains(&key) || TASK_ONLY.contains(&key) {
+            } else if BLOCK_ONLY.contains(&key) {
+                return Err(at.invalid(key, "only valid on a block (with `block:`)"));
+            } else if unsupported_reason(key).is_some() || key.starts_with("with_") {
+                return Err(bad_keyword(key, &[], &at));
+            } else {
+                candidates.push((key, *v));
+            }
+        }
+        let (module, value) = module_of(&candidates, action, &at)?;
+        match short_name(&module) {
+            "import_tasks" | "include_tasks" => {
+                self.include(Include::Tasks, &module, &value, &entries, cx, &at)
+            }
+            "import_role" | "include_role" => {
+                self.include(Include::Role, &module, &value, &entries, cx, &at)
+            }
+            "include" => Err(bad_keyword("include", &[], &at)),
+            "import_playbook" => Err(at.invalid(
+                &module,
+                "only valid as a playbook entry, next to plays, not as a task",
+            )),
+            _ => Ok(vec![self.leaf(&module, &value, &entries, cx, &at)?]),
+        }
+    }
+
+    /// A block with its `rescue` and `always`.
+    fn block(
+        &mut self,
+        entries: &[(String, &Yaml)],
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<Task, PlaybookError> {
+        let mut task = Task::default();
+        let (mut block, mut rescue, mut always) = (None, None, None);
+        for (k, v) in entries {
+            let key = k.as_str();
+            match key {
+                "block" => block = Some(*v),
+                "rescue" => rescue = Some(*v),
+                "always" => always = Some(*v),
+                _ if common(&mut task, key, v, at)? => {}
+                _ if TASK_ONLY.contains(&key) => {
+                    return Err(at.invalid(key, "not valid on a block; put it on the tasks inside"));
+                }
+                _ => {
+                    let allowed: Vec<&str> =
+                        COMMON.iter().chain(BLOCK_ONLY.iter()).copied().collect();
+                    return Err(bad_keyword(key, &allowed, at));
+                }
+            }
+        }
+        task.block = Some(self.task_list(block, cx, at, "block")?);
+        task.rescue = self.task_list(rescue, cx, at, "rescue")?;
+        task.always = self.task_list(always, cx, at, "always")?;
+        Ok(task)
+    }
+
+    /// A task that runs a module.
+    fn leaf(
+        &mut self,
+        module: &str,
+        value: &ModuleValue,
+        entries: &[(String, &Yaml)],
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<Task, PlaybookError> {
+        let mut task = Task {
+            module: module.to_string(),
+            ..Task::default()
+        };
+        let mut args = Vars::new();
+        let mut loop_key: Option<&str> = None;
+        for (k, v) in entries {
+            let key = k.as_str();
+            if common(&mut task, key, v, at)? {
+                continue;
+            }
+            if LOOPS.contains(&key) {
+                if let Some(first) = loop_key {
+                    return Err(at.invalid(
+                        key,
+                        format!("a task takes one loop, `{first}` is already given"),
+                    ));
+                }
+                loop_key = Some(key);
+                task.loop_ = Some(loop_items(key, v, at)?);
+                continue;
+            }
+            match key {
+                "loop_control" => task.loop_control = Some(loop_control(v, at)?),
+                "register" => task.register = opt_string(v, at, key)?,
+                "changed_when" => task.changed_when = condition(v, at, key)?,
+                "failed_when" => task.failed_when = condition(v, at, key)?,
+                "until" => task.until = condition(v, at, key)?,
+                "retries" => {
+                    let n = integer(v, at, key)?;
+                    task.retries = Some(
+                        u32::try_from(n)
+                            .map_err(|_| at.invalid(key, format!("{n} is too large")))?,
+                    );
+                }
+                "delay" => task.delay = Some(integer(v, at, key)?),
+                "notify" => task.notify = string_list(v, at, key)?,
+                "listen" if cx.handler => task.listen = string_list(v, at, key)?,
+                "listen" => return Err(at.invalid(key, "only valid on handlers")),
+                "args" => match v {
+                    Yaml::Null => {}
+                    Yaml::Mapping(m) => args = mapping_to_json(m, &at.child("args"))?,
+                    other => {
+                        return Err(at.invalid(
+                            key,
+                            format!("expected a mapping, found {}", yaml::describe(other)),
+                        ));
+                    }
+                },
+                // The module key itself and `action`, handled by the caller.
+                _ => {}
+            }
+        }
+        // The module's own arguments win over `args:`, as in Ansible.
+        args.extend(module_args(module, value, at)?);
+        task.args = args;
+        if task.loop_control.is_some() && task.loop_.is_none() {
+            return Err(at.invalid("loop_control", "given without a loop"));
+        }
+        if cx.role.is_some() || cx.playbook_dir != self.base {
+            self.embed_src(&mut task, cx, at)?;
+        }
+        Ok(task)
+    }
+
+    /// `import_tasks`/`include_tasks`/`import_role`/`include_role`, inlined.
+    fn include(
+        &mut self,
+        kind: Include,
+        module: &str,
+        value: &ModuleValue,
+        entries: &[(String, &Yaml)],
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<Vec<Task>, PlaybookError> {
+        let mut wrapper = Task::default();
+        for (k, v) in entries {
+            let key = k.as_str();
+            if key == module || key == "action" || common(&mut wrapper, key, v, at)? {
+                continue;
+            }
+            if LOOPS.contains(&key) {
+                return Err(at.unsupported(
+                    key,
+                    format!(
+                        "a loop over `{module}` is a dynamic include; only static includes are read"
+                    ),
+                ));
+            }
+            return Err(at.invalid(key, format!("not valid on `{module}`")));
+        }
+        let args = module_args(module, value, at)?;
+        let tasks = match kind {
+            Include::Tasks => {
+                let name = include_arg(module, &args, &["file"], at)?;
+                let path = self.find_task_file(module, &name, cx, at)?;
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                let child = Cx { dir, ..cx.clone() };
+                self.task_file(&path, &child)?
+            }
+            Include::Role => {
+                let name = include_arg(module, &args, &["name", "tasks_from"], at)?;
+                let tasks_from = match args.get("tasks_from") {
+                    None => None,
+                    Some(Value::String(s)) => Some(self.static_name(module, s, at)?),
+                    Some(_) => return Err(at.invalid("tasks_from", "expected a file name")),
+                };
+                let entry = RoleEntry {
+                    name,
+                    params: Vars::new(),
+                    wrapper: Task::default(),
+                    tasks_from,
+                };
+                self.role(entry, cx, at, false, false)?
+            }
+        };
+        // Keywords on the include apply to every included task: a block carries them.
+        let only_named = Task {
+            name: wrapper.name.clone(),
+            ..Task::default()
+        };
+        if wrapper == only_named {
+            return Ok(tasks);
+        }
+        // Handlers are notified by name: a block around them would hide them.
+        if cx.handler {
+            return Err(at.unsupported(
+                module,
+                "keywords on an include among handlers are not supported yet; put them on the \
+                 included handlers",
+            ));
+        }
+        wrapper.block = Some(tasks);
+        Ok(vec![wrapper])
+    }
+
+    /// A name that must be known now: `{{ var }}` from extra or play vars, nothing else.
+    pub(crate) fn static_name(
+        &self,
+        keyword: &str,
+        name: &str,
+        at: &Where,
+    ) -> Result<String, PlaybookError> {
+        render_static(name, &self.play.lookup).ok_or_else(|| {
+            at.unsupported(
+                keyword,
+                format!(
+                    "'{name}' is templated with something not in extra vars or play vars; \
+                     only static includes are read"
+                ),
+            )
+        })
+    }
+
+    /// Finds an included task file: next to the including file, in its `tasks/`, then in
+    /// the role's `tasks/`.
+    fn find_task_file(
+        &self,
+        module: &str,
+        name: &str,
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<PathBuf, PlaybookError> {
+        let name = self.static_name(module, name, at)?;
+        let mut searched = vec![cx.dir.join(&name), cx.dir.join("tasks").join(&name)];
+        if let Some(role) = &cx.role {
+            searched.push(role.dir.join("tasks").join(&name));
+        }
+        searched.dedup();
+        match searched.iter().find(|p| p.is_file()) {
+            Some(p) => Ok(p.clone()),
+            None => Err(PlaybookError::NotFound(Box::new(NotFound {
+                at: at.clone(),
+                keyword: module.to_string(),
+                name,
+                searched,
+            }))),
+        }
+    }
+}
+
+/// The value under a module key (or `action:`), kept until the module is known.
+#[derive(Debug, Clone)]
+enum ModuleValue {
+    /// From YAML as written.
+    Yaml(Yaml),
+    /// From `action: module k=v` (free-form text after the module name).
+    Text(String),
+}
+
+/// Picks the module among the keys that are not keywords.
+fn module_of(
+    candidates: &[(&str, &Yaml)],
+    action: Option<&Yaml>,
+    at: &Where,
+) -> Result<(String, ModuleValue), PlaybookError> {
+    let is_known = |k: &str| k.contains('.') || KNOWN_MODULES.contains(&k);
+    let typo = |k: &str| nearest(k, all_task_keywords()).filter(|_| !is_known(k));
+    if let Some(action) = action {
+        if let Some((k, _)) = candidates.first() {
+            return Err(match typo(k) {
+                Some(near) => at.unknown(k, format!("; did you mean `{near}`?")),
+                None => at.invalid(
+                    "action",
+                    format!(
+                        "`action` and the module key `{k}` are both given; a task runs one module"
+                    ),
+                ),
+            });
+        }
+        return action_module(action, at);
+    }
+    match candidates {
+        [] => Err(at.invalid(
+            "",
+            "no module: a task needs exactly one module key (such as `command:`), `action:` or `block:`",
+        )),
+        [(k, v)] => match typo(k) {
+            Some(near) => Err(at.unknown(
+                k,
+                format!("; did you mean `{near}`? (if `{k}` is a module, the task has no other)"),
+            )),
+            None => Ok(((*k).to_string(), ModuleValue::Yaml((*v).clone()))),
+        },
+        many => {
+            let known: Vec<&(&str, &Yaml)> = many.iter().filter(|(k, _)| is_known(k)).collect();
+            if let [(module, value)] = known.as_slice() {
+                if let Some((other, _)) = many.iter().find(|(k, _)| k != module) {
+                    let hint = match nearest(other, all_task_keywords()) {
+                        Some(near) => format!("; did you mean `{near}`?"),
+                        None => format!(" (the task's module is `{module}`)"),
+                    };
+                    return Err(at.unknown(other, hint));
+                }
+                return Ok(((*module).to_string(), ModuleValue::Yaml((*value).clone())));
+            }
+            let names: Vec<String> = many.iter().map(|(k, _)| format!("`{k}`")).collect();
+            Err(at.invalid(
+                "",
+                format!(
+                    "more than one module key ({}); a task runs exactly one module",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// `action: copy src=a dest=b` or `action: {module: copy, src: a}`.
+fn action_module(action: &Yaml, at: &Where) -> Result<(String, ModuleValue), PlaybookError> {
+    match action {
+        Yaml::String(s) => {
+            let s = s.trim_start();
+            let (module, rest) = s.split_once(char::is_whitespace).unwrap_or((s, ""));
+            if module.is_empty() {
+                return Err(at.invalid("action", "no module named"));
+            }
+            Ok((module.to_string(), ModuleValue::Text(rest.to_string())))
+        }
+        Yaml::Mapping(m) => {
+            let mut rest = m.clone();
+            let module = rest
+                .remove("module")
+                .and_then(|v| scalar_str(&v))
+                .ok_or_else(|| at.invalid("action", "a mapping needs `module`"))?;
+            Ok((module, ModuleValue::Yaml(Yaml::Mapping(rest))))
+        }
+        other => Err(at.invalid(
+            "action",
+            format!(
+                "expected a string or a mapping, found {}",
+                yaml::describe(other)
+            ),
+        )),
+    }
+}
+
+/// The module's arguments: a mapping, or free-form text split like Ansible.
+fn module_args(module: &str, value: &ModuleValue, at: &Where) -> Result<Vars, PlaybookError> {
+    let raw = freeform::is_raw_module(short_name(module));
+    match value {
+        ModuleValue::Text(t) => Ok(freeform::parse_kv(t, raw)),
+        ModuleValue::Yaml(Yaml::Null) => Ok(Vars::new()),
+        ModuleValue::Yaml(Yaml::Mapping(m)) => mapping_to_json(m, &at.child(module)),
+        ModuleValue::Yaml(other) => match scalar_str(other) {
+            Some(text) => Ok(freeform::parse_kv(&text, raw)),
+            None => {
+                // Surfaces `!vault` and other tags with their own message.
+                to_json(other, &at.child(module))?;
+                Err(at.invalid(
+                    module,
+                    format!(
+                        "module arguments are a mapping or free-form text, found {}",
+                        yaml::describe(other)
+                    ),
+                ))
+            }
+        },
+    }
+}
+
+/// The file or role name of an include: free form, `file=`/`name=`, or a mapping.
+fn include_arg(
+    module: &str,
+    args: &Vars,
+    allowed: &[&str],
+    at: &Where,
+) -> Result<String, PlaybookError> {
+    for key in args.keys() {
+        if key != "_raw_params" && !allowed.contains(&key.as_str()) {
+            return Err(bad_keyword(key, allowed, &at.child(module)));
+        }
+    }
+    let Some(main) = allowed.first() else {
+        return Err(at.invalid(module, "no argument expected"));
+    };
+    match (args.get("_raw_params"), args.get(*main)) {
+        (Some(Value::String(s)), None) | (None, Some(Value::String(s))) if !s.trim().is_empty() => {
+            Ok(s.trim().to_string())
+        }
+        _ => Err(at.invalid(module, format!("expected a `{main}` (a file or role name)"))),
+    }
+}
+
+/// `notify`, `listen`: one string or a list.
+fn string_list(v: &Yaml, at: &Where, key: &str) -> Result<Vec<String>, PlaybookError> {
+    let bad = |x: &Yaml| {
+        at.invalid(
+            key,
+            format!(
+                "expected a string or a list of strings, found {}",
+                yaml::describe(x)
+            ),
+        )
+    };
+    match v {
+        Yaml::Null => Ok(Vec::new()),
+        Yaml::Sequence(list) => list
+            .iter()
+            .map(|x| scalar_str(x).ok_or_else(|| bad(x)))
+            .collect(),
+        other => Ok(vec![scalar_str(other).ok_or_else(|| bad(other))?]),
+    }
+}
+
+/// The items of `loop`, `with_items`, `with_list` or `with_dict`.
+fn loop_items(key: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    let here = at.child(key);
+    match (key, v) {
+        ("loop" | "with_list", Yaml::Sequence(_) | Yaml::String(_)) => to_json(v, &here),
+        // The legacy `with_items: ["{{ list }}"]`: Ansible renders the item to a list and
+        // flattens it, which is looping over the rendered list.
+        ("with_items", Yaml::Sequence(list))
+            if list.len() == 1 && list.first().is_some_and(is_whole_expression) =>
+        {
+            to_json(list.first().unwrap_or(&Yaml::Null), &here)
+        }
+        ("with_items", Yaml::Sequence(list))
+            if list.len() > 1 && list.iter().any(is_whole_expression) =>
+        {
+            Err(at.unsupported(
+                key,
+                "a list mixing `{{ expression }}` items with others: Ansible flattens what each \
+                 renders to, and the runner has no flatten filter yet; build the list in a \
+                 variable and use `loop:`",
+            ))
+        }
+        // Ansible flattens `with_items` one level: `[a, [b, c]]` loops over a, b, c.
+        ("with_items", Yaml::Sequence(list)) => {
+            let mut items = Vec::new();
+            for item in list {
+                match to_json(item, &here)? {
+                    Value::Array(inner) => items.extend(inner),
+                    other => items.push(other),
+                }
+            }
+            Ok(Value::Array(items))
+        }
+        // A template: the runner renders the list; nested lists in it are not flattened
+        // (the runner has no `flatten` filter yet).
+        ("with_items", Yaml::String(_)) => to_json(v, &here),
+        ("with_dict", Yaml::Mapping(m)) => {
+            let mut items = Vec::new();
+            for (k, val) in m {
+                let key = key_str(k).ok_or_else(|| at.invalid(key, "keys must be strings"))?;
+                let mut item = serde_json::Map::new();
+                item.insert("key".to_string(), Value::String(key));
+                item.insert("value".to_string(), to_json(val, &here)?);
+                items.push(Value::Object(item));
+            }
+            Ok(Value::Array(items))
+        }
+        ("with_dict", Yaml::String(s)) => Err(at.unsupported(
+            key,
+            format!(
+                "over the template '{s}': the runner has no dict2items filter yet; give the \
+                 mapping literally or loop over a list of {{key, value}} items"
+            ),
+        )),
+        (_, other) => Err(at.invalid(
+            key,
+            format!(
+                "expected a list or a template, found {}",
+                yaml::describe(other)
+            ),
+        )),
+    }
+}
+
+/// A string that is one `{{ expression }}` and nothing else: it may render to a list.
+fn is_whole_expression(v: &Yaml) -> bool {
+    v.as_str().is_some_and(|s| {
+        let s = s.trim();
+        s.starts_with("{{") && s.ends_with("}}") && s.matches("{{").count() == 1
+    })
+}
+
+/// `loop_control`: `loop_var` and `label`.
+fn loop_control(v: &Yaml, at: &Where) -> Result<LoopControl, PlaybookError> {
+    let Yaml::Mapping(m) = v else {
+        return Err(at.invalid(
+            "loop_control",
+            format!("expected a mapping, found {}", yaml::describe(v)),
+        ));
+    };
+    let here = at.child("loop_control");
+    let mut lc = LoopControl::default();
+    for (k, val) in m {
+        let key = key_of(k, &here)?;
+        match key.as_str() {
+            "loop_var" => lc.loop_var = opt_string(val, &here, &key)?,
+            "label" => lc.label = opt_string(val, &here, &key)?,
+            "index_var" | "pause" | "extended" | "extended_allitems" | "break_when" => {
+                return Err(here.unsupported(&key, "only `loop_var` and `label` are implemented"));
+            }
+            other => return Err(bad_keyword(other, &["loop_var", "label"], &here)),
+        }
+    }
+    Ok(lc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("whne", "when"), 1);
+        assert_eq!(distance("regster", "register"), 1);
+        assert_eq!(distance("abc", "abc"), 0);
+        assert_eq!(distance("", "ab"), 2);
+        assert_eq!(nearest("tgas", all_task_keywords()), Some("tags"));
+        assert_eq!(nearest("debug", all_task_keywords()), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! Reading Ansible YAML files: syntax errors with their line, vault content refused, and
+//! the conversion of YAML values into the JSON values the plan carries.
+//!
+//! The loader walks `serde_norway::Value`s rather than JSON because YAML mappings keep
+//! their order (a `with_dict` loop runs in the order the mapping is written) while the
+//! workspace's `serde_json::Map` sorts its keys.
+
+use super::{PlaybookError, Where};
+use serde_json::Value;
+use serde_norway::{Mapping, Value as Yaml};
+use std::path::Path;
+
+/// The first bytes of an Ansible Vault encrypted file.
+const VAULT_HEADER: &str = "$ANSIBLE_VAULT";
+
+/// True when the text is an Ansible Vault encrypted file.
+pub(crate) fn is_vault(text: &str) -> bool {
+    text.trim_start().starts_with(VAULT_HEADER)
+}
+
+/// Reads and parses one YAML file.
+pub(crate) fn read(path: &Path) -> Result<Yaml, PlaybookError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses YAML text read from `path` (used in errors), applying `<<` merge keys as
+/// Ansible's YAML loader does.
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Yaml, PlaybookError> {
+    if is_vault(text) {
+        return Err(PlaybookError::Vault(Box::new(Where::new(
+            path,
+            "the whole file",
+        ))));
+    }
+    let yaml_error = |e: serde_norway::Error| {
+        let loc = e.location();
+        PlaybookError::Yaml {
+            file: path.to_path_buf(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            msg: e.to_string(),
+        }
+    };
+    let mut value: Yaml = serde_norway::from_str(text).map_err(yaml_error)?;
+    value.apply_merge().map_err(yaml_error)?;
+    Ok(value)
+}
+
+/// A mapping key as a string; Ansible keys are strings, numbers and booleans are
+/// accepted as their text.
+pub(crate) fn key_str(key: &Yaml) -> Option<String> {
+    match key {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A scalar as text (strings, numbers, booleans), `None` for anything else.
+pub(crate) fn scalar_str(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        // Jinja's spelling, so that `when: [true]` stays an expression that holds.
+        Yaml::Bool(true) => Some("True".to_string()),
+        Yaml::Bool(false) => Some("False".to_string()),
+        _ => None,
+    }
+}
+
+/// A short description of a YAML value's type, for errors.
+pub(crate) fn describe(value: &Yaml) -> &'static str {
+    match value {
+        Yaml::Null => "null",
+        Yaml::Bool(_) => "a boolean",
+        Yaml::Number(_) => "a number",
+        Yaml::String(_) => "a string",
+        Yaml::Sequence(_) => "a list",
+        Yaml::Mapping(_) => "a mapping",
+        Yaml::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Converts a YAML value to JSON. `at` says where the value is, for errors: vault-encrypted
+/// values (`!vault`) and other YAML tags are refused rather than passed on as plain text.
+pub(crate) fn to_json(value: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    Ok(match value {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(b) => Value::Bool(*b),
+        Yaml::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                match serde_json::Number::from_f64(f) {
+                    Some(num) => Value::Number(num),
+                    // JSON has no NaN or infinity; Ansible would carry them, the plan cannot.
+                    None => {
+                        return Err(at.invalid(
+                            "",
+                            format!("the number {n} cannot be carried in a plan (JSON has no NaN or infinity)"),
+                        ));
+                    }
+                }
+            }
+        }
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| to_json(v, at))
+                .collect::<Result<_, _>>()?,
+        ),
+        Yaml::Mapping(map) => Value::Object(mapping_to_json(map, at)?),
+        Yaml::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            if tag.trim_start_matches('!') == "vault" {
+                return Err(PlaybookError::Vault(Box::new(at.clone())));
+            }
+            return Err(at.unsupported(&tag, "YAML tags (such as `!unsafe`) are not supported yet"));
+        }
+    })
+}
+
+/// Converts a YAML mapping to a JSON object.
+pub(crate) fn mapping_to_json(
+    map: &Mapping,
+    at: &Where,
+) -> Result<serde_json::Map<String, Value>, PlaybookError> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in map {
+        let Some(key) = key_str(k) else {
+            return Err(at.invalid(
+                "",
+                format!(
+                    "mapping keys must be strings, found {} as a key",
+                    describe(k)
+                ),
+            ));
+        };
+        out.insert(key, to_json(v, at)?);
+    }
+    Ok(out)
+}

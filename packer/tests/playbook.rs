@@ -1,0 +1,842 @@
+//! The playbook front end: Ansible playbooks (fixtures, a role-based project, free-form
+//! arguments) into plans, and the errors for what it refuses.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+/// Named so that `cargo test playbook` selects these tests.
+mod playbook {
+
+    use rustle_deploy::playbook::{
+        PlaybookError, PlaybookOptions, load_playbook, looks_like_playbook,
+    };
+    use rustle_runner::plan::{Condition, DeployPlan, Play, Task};
+    use serde_json::{Value, json};
+    use std::path::{Path, PathBuf};
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+    }
+
+    fn load(path: &Path) -> DeployPlan {
+        load_playbook(path, &PlaybookOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn load_err(path: &Path) -> PlaybookError {
+        match load_playbook(path, &PlaybookOptions::default()) {
+            Ok(plan) => panic!("{} loaded: {plan:#?}", path.display()),
+            Err(e) => e,
+        }
+    }
+
+    /// Writes files (path, content) into a new temporary directory.
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    /// Loads a one-file playbook written into a temporary directory.
+    fn load_text(text: &str) -> Result<DeployPlan, PlaybookError> {
+        let dir = project(&[("play.yml", text)]);
+        load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+    }
+
+    fn err_text(text: &str) -> String {
+        match load_text(text) {
+            Ok(plan) => panic!("loaded: {plan:#?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn args(t: &Task) -> Value {
+        Value::Object(t.args.clone())
+    }
+
+    fn block(t: &Task) -> &[Task] {
+        t.block.as_deref().expect("a block")
+    }
+
+    fn names(tasks: &[Task]) -> Vec<String> {
+        let mut all = Vec::new();
+        for t in tasks {
+            t.walk(&mut all);
+        }
+        all.iter()
+            .filter(|t| t.block.is_none())
+            .map(|t| t.display_name())
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- fixture playbooks
+
+    #[test]
+    fn simple_fixture() {
+        let plan = load(&fixtures().join("playbooks/simple.yml"));
+        assert_eq!(plan.format, "rustle-deploy-plan");
+        let [play] = plan.plays.as_slice() else {
+            panic!("one play")
+        };
+        assert_eq!(play.name, "Simple test playbook");
+        assert_eq!(play.hosts, ["all"]);
+        assert!(play.gather_facts, "Ansible's default");
+        assert_eq!(play.vars["test_var"], json!("hello world"));
+        assert_eq!(play.vars["number_var"], json!(42));
+        let [print, install, notify] = play.tasks.as_slice() else {
+            panic!("three tasks")
+        };
+        assert_eq!(print.module, "debug");
+        assert_eq!(args(print), json!({"msg": "{{ test_var }}"}));
+        assert_eq!(print.tags, ["debug", "test"]);
+        assert_eq!(install.become_, Some(true));
+        assert_eq!(args(install), json!({"name": "git", "state": "present"}));
+        assert_eq!(notify.module, "command");
+        assert_eq!(args(notify), json!({"_raw_params": "/bin/true"}));
+        assert_eq!(notify.notify, ["restart service"]);
+        assert_eq!(
+            notify.when,
+            Some(Condition::One("test_var is defined".into()))
+        );
+        assert_eq!(play.handlers.len(), 1);
+        assert_eq!(play.handlers[0].name.as_deref(), Some("restart service"));
+        assert_eq!(
+            args(&play.handlers[0]),
+            json!({"name": "example", "state": "restarted"})
+        );
+    }
+
+    #[test]
+    fn package_and_service_fixtures() {
+        let plan = load(&fixtures().join("playbooks/package_management.yml"));
+        let play = &plan.plays[0];
+        assert_eq!(play.hosts, ["test_hosts"]);
+        assert_eq!(play.become_, Some(true), "`become: yes`");
+        let t = &play.tasks;
+        assert_eq!(t.len(), 5);
+        assert_eq!(t[0].module, "apt");
+        assert_eq!(args(&t[0]), json!({"update_cache": "yes"}));
+        assert_eq!(
+            t[0].when,
+            Some(Condition::One("ansible_os_family == \"Debian\"".into()))
+        );
+        assert_eq!(args(&t[3]), json!({"_raw_params": "which curl"}));
+        assert_eq!(t[3].register.as_deref(), Some("curl_check"));
+        assert_eq!(t[3].changed_when, Some(Condition::Bool(false)));
+
+        let plan = load(&fixtures().join("playbooks/service_management.yml"));
+        let t = &plan.plays[0].tasks;
+        assert_eq!(t.len(), 5);
+        assert_eq!(t[1].module, "service");
+        assert_eq!(
+            args(&t[1]),
+            json!({"name": "nginx", "state": "started", "enabled": "yes"})
+        );
+        assert_eq!(t[4].module, "wait_for");
+        assert_eq!(
+            args(&t[4]),
+            json!({"port": 80, "host": "localhost", "delay": 2, "timeout": 30})
+        );
+    }
+
+    #[test]
+    fn system_facts_fixture() {
+        let plan = load(&fixtures().join("playbooks/system_facts_playbook.yml"));
+        let play = &plan.plays[0];
+        assert!(play.gather_facts);
+        assert_eq!(play.tasks[0].module, "setup");
+        assert_eq!(
+            args(&play.tasks[0]),
+            json!({"gather_subset": "all", "gather_timeout": 10})
+        );
+        assert_eq!(play.tasks[0].tags, ["facts", "setup", "system"]);
+        assert_eq!(
+            play.tasks[2].when,
+            Some(Condition::One("ansible_system == \"Linux\"".into()))
+        );
+    }
+
+    #[test]
+    fn probe_fixture_needs_its_template() {
+        // The template is not beside the fixture: refused, naming the file and where it looked.
+        let path = fixtures().join("playbooks/probe_playbook.yml");
+        let msg = load_err(&path).to_string();
+        assert!(msg.contains("templates/app.conf.j2"), "{msg}");
+        assert!(msg.contains("not found"), "{msg}");
+
+        // With the template where Ansible looks for it, everything the playbook says is kept.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dir = project(&[
+            ("probe.yml", &text),
+            ("templates/app.conf.j2", "dir={{ app_dir }}\n"),
+        ]);
+        let plan = load(&dir.path().join("probe.yml"));
+        let play = &plan.plays[0];
+        assert_eq!(play.hosts, ["webservers"]);
+        assert_eq!(play.vars["pkgs"], json!(["curl", "git"]));
+        let t = &play.tasks;
+        assert_eq!(t[1].loop_, Some(json!(["a", "b"])));
+        assert_eq!(t[2].module, "shell");
+        assert_eq!(
+            args(&t[2]),
+            json!({"_raw_params": "echo hello > {{ app_dir }}/hello.txt",
+               "creates": "{{ app_dir }}/hello.txt"})
+        );
+        assert_eq!(t[2].register.as_deref(), Some("out"));
+        assert_eq!(t[2].notify, ["restart app"]);
+        assert_eq!(t[4].become_user.as_deref(), Some("root"));
+        assert_eq!(t[4].failed_when, Some(Condition::One("out.rc != 0".into())));
+        assert!(t[4].ignore_errors);
+        assert_eq!(
+            plan.files["templates/app.conf.j2"].content.as_deref(),
+            Some("dir={{ app_dir }}\n")
+        );
+    }
+
+    #[test]
+    fn file_operations_fixture() {
+        // Its copy src is relative to the repository root, not to the playbook as Ansible
+        // resolves it: refused with the paths searched.
+        let path = fixtures().join("playbooks/file_operations_playbook.yml");
+        let msg = load_err(&path).to_string();
+        assert!(
+            msg.contains("tests/fixtures/files/test_files/sample.conf"),
+            "{msg}"
+        );
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dir = project(&[
+            ("ops.yml", &text),
+            ("tests/fixtures/files/test_files/sample.conf", "x=1\n"),
+        ]);
+        let plan = load(&dir.path().join("ops.yml"));
+        let t = &plan.plays[0].tasks;
+        assert_eq!(t.len(), 5);
+        assert_eq!(t[0].args["recurse"], json!(true));
+        assert_eq!(t[0].args["mode"], json!("0755"));
+        assert_eq!(
+            t[1].loop_,
+            Some(json!(["config", "data", "logs", "backups"]))
+        );
+        assert_eq!(t[2].args["backup"], json!("yes"));
+        assert!(
+            plan.files
+                .contains_key("tests/fixtures/files/test_files/sample.conf")
+        );
+    }
+
+    // ---------------------------------------------------------------- the role project
+
+    fn site() -> PathBuf {
+        fixtures().join("projects/webapp/site.yml")
+    }
+
+    fn web_play(plan: &DeployPlan) -> &Play {
+        plan.plays.iter().find(|p| p.name == "web tier").unwrap()
+    }
+
+    #[test]
+    fn role_project_structure() {
+        let plan = load(&site());
+        assert_eq!(plan.plays.len(), 2);
+        let db = &plan.plays[0];
+        assert_eq!(db.name, "db tier");
+        assert!(!db.gather_facts);
+        assert_eq!(db.tasks[0].args["src"], json!("motd.j2"));
+
+        let web = web_play(&plan);
+        assert_eq!(web.hosts, ["webservers"]);
+        assert_eq!(web.become_, Some(true));
+        // pre_tasks, a handler flush, the common role, the web role, the import, a flush,
+        // post_tasks.
+        let t = &web.tasks;
+        assert_eq!(t.len(), 7, "{:#?}", t);
+        assert_eq!(t[0].name.as_deref(), Some("announce"));
+        assert_eq!(t[0].module, "ansible.builtin.debug");
+        assert_eq!(args(&t[0]), json!({"msg": "deploying {{ app_name }}"}));
+        assert_eq!(t[1].module, "meta");
+        assert_eq!(args(&t[1]), json!({"_raw_params": "flush_handlers"}));
+        assert_eq!(t[5].module, "meta");
+        assert_eq!(t[6].name.as_deref(), Some("done"));
+
+        // common: once, although `web` depends on it too.
+        let common = block(&t[2]);
+        assert_eq!(names(common), ["common packages", "tools"]);
+        assert_eq!(common[0].loop_, Some(json!("{{ common_pkgs }}")));
+        assert_eq!(common[1].loop_, Some(json!(["jq", "vim", "tmux"])));
+        assert_eq!(args(&common[1]), json!({"name": "{{ item }}"}));
+
+        // web: the entry's tags on a wrapping block, the role's variables on the inner one.
+        assert_eq!(t[3].tags, ["web"]);
+        let [inner] = block(&t[3]) else {
+            panic!("one role block")
+        };
+        let web_tasks = block(inner);
+        assert_eq!(
+            names(web_tasks),
+            ["install web server", "site config", "index page", "users"],
+            "the `never` task is left out without --tags"
+        );
+        assert_eq!(
+            web_tasks[1].args["src"],
+            json!("roles/web/templates/app.conf.j2")
+        );
+        assert_eq!(web_tasks[1].notify, ["restart web"]);
+        assert_eq!(
+            args(&web_tasks[2]),
+            json!({"src": "roles/web/files/index.html", "dest": "{{ web_root }}/index.html"})
+        );
+        assert_eq!(
+            web_tasks[3].loop_,
+            Some(json!([{"key": "zed", "value": "admin"}, {"key": "amy", "value": "dev"}]))
+        );
+
+        // import_tasks with keywords: a block carrying them.
+        assert_eq!(
+            t[4].when,
+            Some(Condition::One("extra_enabled | bool".into()))
+        );
+        assert_eq!(t[4].tags, ["extra"]);
+        let extra = block(&t[4]);
+        assert_eq!(
+            args(&extra[0]),
+            json!({"_raw_params": "echo extra > /tmp/extra", "chdir": "/tmp", "creates": "/tmp/extra"})
+        );
+        assert_eq!(
+            args(&extra[1]),
+            json!({"path": "/tmp/extra-dir", "state": "directory", "mode": "0755"})
+        );
+
+        // Role files are embedded under their path; playbook files by attach_files.
+        assert_eq!(
+            plan.files["roles/web/templates/app.conf.j2"]
+                .content
+                .as_deref(),
+            Some("listen {{ app_port }};\nroot {{ web_root }};\n")
+        );
+        assert!(plan.files.contains_key("roles/web/files/index.html"));
+        assert!(plan.files.contains_key("motd.j2"));
+        assert_eq!(plan.files.len(), 3);
+    }
+
+    #[test]
+    fn role_project_variables_and_handlers() {
+        let plan = load(&site());
+        let web = web_play(&plan);
+        // Play vars beat role defaults; vars_files and role vars are visible play-wide.
+        assert_eq!(web.vars["app_port"], json!(8080));
+        assert_eq!(web.vars["app_name"], json!("shop"));
+        assert_eq!(web.vars["web_pkg"], json!("nginx"));
+        assert_eq!(web.vars["common_pkgs"], json!(["curl", "git"]));
+        assert_eq!(web.vars["web_user"], json!("nobody"));
+
+        let common = &web.tasks[2];
+        assert_eq!(
+            Value::Object(common.vars.clone()),
+            json!({"common_pkgs": ["curl", "git"]})
+        );
+        let web_block = &block(&web.tasks[3])[0];
+        // Own defaults the play does not set, role vars, then the entry's parameters.
+        assert_eq!(
+            Value::Object(web_block.vars.clone()),
+            json!({"web_root": "/srv/www", "web_user": "www", "web_pkg": "nginx"})
+        );
+
+        let handler_names: Vec<_> = web.handlers.iter().map(|h| h.display_name()).collect();
+        assert_eq!(
+            handler_names,
+            ["reload common", "restart web", "pre handler"]
+        );
+        assert_eq!(web.handlers[1].listen, ["web : restart web"]);
+        assert_eq!(web.handlers[1].vars["web_pkg"], json!("nginx"));
+        assert_eq!(web.handlers[1].vars["web_user"], json!("www"));
+    }
+
+    #[test]
+    fn role_project_tags() {
+        let opts = PlaybookOptions {
+            tags: vec!["web".into()],
+            ..PlaybookOptions::default()
+        };
+        let plan = load_playbook(&site(), &opts).unwrap();
+        assert!(plan.plays[0].tasks.is_empty(), "the db play is tagged db");
+        let web = web_play(&plan);
+        // Inherited `web` selects every task of the role, `never` included (as in Ansible);
+        // no flush: nothing after the section that notifies.
+        assert_eq!(
+            names(&web.tasks),
+            [
+                "install web server",
+                "site config",
+                "index page",
+                "users",
+                "never unless asked"
+            ]
+        );
+
+        let opts = PlaybookOptions {
+            skip_tags: vec!["install,extra".into()],
+            ..PlaybookOptions::default()
+        };
+        let plan = load_playbook(&site(), &opts).unwrap();
+        let all = names(&web_play(&plan).tasks);
+        assert!(!all.contains(&"install web server".to_string()), "{all:?}");
+        assert!(!all.contains(&"extra one".to_string()), "{all:?}");
+        assert!(all.contains(&"site config".to_string()), "{all:?}");
+
+        let opts = PlaybookOptions {
+            tags: vec!["debug".into()],
+            ..PlaybookOptions::default()
+        };
+        let plan = load_playbook(&site(), &opts).unwrap();
+        assert_eq!(names(&web_play(&plan).tasks), ["never unless asked"]);
+    }
+
+    #[test]
+    fn extra_vars_win_everywhere() {
+        let mut extra = serde_json::Map::new();
+        extra.insert("web_user".into(), json!("root"));
+        extra.insert("app_port".into(), json!(9));
+        let opts = PlaybookOptions {
+            extra_vars: extra,
+            check: true,
+            diff: true,
+            ..PlaybookOptions::default()
+        };
+        let plan = load_playbook(&site(), &opts).unwrap();
+        assert!(plan.check_mode && plan.diff_mode);
+        let web = web_play(&plan);
+        assert_eq!(web.vars["web_user"], json!("root"));
+        assert_eq!(web.vars["app_port"], json!(9));
+        assert_eq!(plan.plays[0].vars["app_port"], json!(9));
+        let web_block = &block(&web.tasks[3])[0];
+        assert_eq!(
+            web_block.vars["web_user"],
+            json!("root"),
+            "beats the role parameter"
+        );
+        assert_eq!(web.handlers[1].vars["web_user"], json!("root"));
+    }
+
+    #[test]
+    fn looks_like_playbook_by_content() {
+        let site_text = std::fs::read_to_string(site()).unwrap();
+        assert!(looks_like_playbook(&site_text));
+        assert!(looks_like_playbook("- hosts: all\n  tasks: []\n"));
+        assert!(looks_like_playbook("- import_playbook: x.yml\n"));
+        assert!(looks_like_playbook("$ANSIBLE_VAULT;1.1;AES256\n6162\n"));
+        assert!(
+            looks_like_playbook("---\n- hosts: all\n  tasks: [\n"),
+            "broken YAML list"
+        );
+        assert!(!looks_like_playbook("{\"format\": \"rustle-deploy-plan\"}"));
+        assert!(!looks_like_playbook("- name: a task\n  debug: msg=x\n"));
+        let plan =
+            std::fs::read_to_string(fixtures().join("rustle-plan/simple.plan.json")).unwrap();
+        assert!(!looks_like_playbook(&plan));
+    }
+
+    // ---------------------------------------------------------------- task forms
+
+    #[test]
+    fn task_forms() {
+        let plan = load_text(
+            r#"
+- hosts: web,db
+  gather_facts: no
+  tasks:
+    - name: merged args
+      ansible.legacy.command: ls -l chdir=/tmp
+      args:
+        chdir: /ignored
+        creates: /x
+    - action: file path=/a state=touch
+    - action:
+        module: copy
+        content: hi
+        dest: /b
+    - name: conditions
+      debug: var=x
+      when: [a is defined, "b == 1"]
+      until: x is succeeded
+      retries: "4"
+      delay: 1
+      failed_when: false
+      check_mode: yes
+      loop: "{{ things }}"
+      loop_control: {loop_var: thing, label: "{{ thing.name }}"}
+      vars: {x: 1}
+      tags: "a, b"
+    - name: free text with quotes
+      debug: msg="a b=c" extra words
+    - name: block
+      block:
+        - command: /bin/false
+      rescue:
+        - debug: msg=rescued
+      always:
+        - debug: msg=always
+      become: true
+      become_user: app
+      ignore_errors: true
+      when: true
+  handlers:
+    - name: h
+      debug: msg=h
+      listen: [topic]
+"#,
+        )
+        .unwrap();
+        let play = &plan.plays[0];
+        assert_eq!(play.hosts, ["web", "db"]);
+        assert!(!play.gather_facts);
+        let t = &play.tasks;
+        assert_eq!(
+            args(&t[0]),
+            json!({"_raw_params": "ls -l", "chdir": "/tmp", "creates": "/x"})
+        );
+        assert_eq!(t[0].module_name(), "command");
+        assert_eq!(t[1].module, "file");
+        assert_eq!(args(&t[1]), json!({"path": "/a", "state": "touch"}));
+        assert_eq!(t[2].module, "copy");
+        assert_eq!(args(&t[2]), json!({"content": "hi", "dest": "/b"}));
+        let c = &t[3];
+        assert_eq!(
+            c.when,
+            Some(Condition::All(vec!["a is defined".into(), "b == 1".into()]))
+        );
+        assert_eq!(c.until, Some(Condition::One("x is succeeded".into())));
+        assert_eq!((c.retries, c.delay), (Some(4), Some(1)));
+        assert_eq!(c.failed_when, Some(Condition::Bool(false)));
+        assert_eq!(c.check_mode, Some(true));
+        assert_eq!(c.loop_, Some(json!("{{ things }}")));
+        let lc = c.loop_control.as_ref().unwrap();
+        assert_eq!(lc.loop_var.as_deref(), Some("thing"));
+        assert_eq!(lc.label.as_deref(), Some("{{ thing.name }}"));
+        assert_eq!(c.vars["x"], json!(1));
+        assert_eq!(c.tags, ["a", "b"]);
+        assert_eq!(
+            args(&t[4]),
+            json!({"msg": "a b=c", "_raw_params": "extra words"})
+        );
+        let b = &t[5];
+        assert_eq!(b.module, "");
+        assert_eq!(block(b)[0].module, "command");
+        assert_eq!(b.rescue.len(), 1);
+        assert_eq!(b.always.len(), 1);
+        assert_eq!(b.become_, Some(true));
+        assert_eq!(b.become_user.as_deref(), Some("app"));
+        assert!(b.ignore_errors);
+        assert_eq!(b.when, Some(Condition::Bool(true)));
+        assert_eq!(play.handlers[0].listen, ["topic"]);
+    }
+
+    #[test]
+    fn shell_script_keeps_its_lines() {
+        let plan = load_text(
+        "- hosts: all\n  tasks:\n    - shell: |\n        set -e\n        if [ -f /x ]; then\n          echo  'a  b'\n        fi\n",
+    )
+    .unwrap();
+        assert_eq!(
+            plan.plays[0].tasks[0].args["_raw_params"],
+            json!("set -e\nif [ -f /x ]; then\n  echo  'a  b'\nfi")
+        );
+    }
+
+    #[test]
+    fn templated_names_from_extra_vars() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: \"{{ target }}\"\n  vars_files: [\"vars/{{ env }}.yml\"]\n  tasks:\n    - import_tasks: \"{{ env }}.yml\"\n",
+            ),
+            ("vars/prod.yml", "level: 3\n"),
+            ("prod.yml", "- debug: msg=prod\n"),
+        ]);
+        let mut extra = serde_json::Map::new();
+        extra.insert("target".into(), json!("web:&prod"));
+        extra.insert("env".into(), json!("prod"));
+        let opts = PlaybookOptions {
+            extra_vars: extra,
+            ..PlaybookOptions::default()
+        };
+        let plan = load_playbook(&dir.path().join("play.yml"), &opts).unwrap();
+        assert_eq!(plan.plays[0].hosts, ["web:&prod"]);
+        assert_eq!(plan.plays[0].vars["level"], json!(3));
+        assert_eq!(plan.plays[0].tasks[0].args["msg"], json!("prod"));
+    }
+
+    // ---------------------------------------------------------------- refusals
+
+    #[test]
+    fn two_module_keys() {
+        let msg = err_text(
+            "- hosts: all\n  tasks:\n    - name: both\n      command: ls\n      shell: ls\n",
+        );
+        assert!(msg.contains("play.yml"), "{msg}");
+        assert!(msg.contains("tasks[0] 'both'"), "{msg}");
+        assert!(
+            msg.contains("more than one module key (`command`, `shell`)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn no_module() {
+        let msg = err_text("- hosts: all\n  tasks:\n    - name: nothing\n      register: x\n");
+        assert!(msg.contains("no module"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keywords() {
+        let msg = err_text(
+            "- hosts: all\n  tasks:\n    - name: typo\n      debug: msg=x\n      whne: x\n",
+        );
+        assert!(msg.contains("tasks[0] 'typo'"), "{msg}");
+        assert!(
+            msg.contains("unknown keyword `whne`; did you mean `when`?"),
+            "{msg}"
+        );
+
+        // A lone typo would otherwise be taken for the module.
+        let msg = err_text("- hosts: all\n  tasks:\n    - regster: x\n");
+        assert!(
+            msg.contains("unknown keyword `regster`; did you mean `register`?"),
+            "{msg}"
+        );
+
+        let msg = err_text("- hosts: all\n  tsks: []\n");
+        assert!(
+            msg.contains("unknown keyword `tsks`; did you mean `tasks`?"),
+            "{msg}"
+        );
+
+        let msg = err_text(
+            "- hosts: all\n  tasks:\n    - debug: msg=x\n      loop: [1]\n      loop_control: {index_var: i}\n",
+        );
+        assert!(msg.contains("`index_var` is not supported yet"), "{msg}");
+    }
+
+    #[test]
+    fn unsupported_keywords() {
+        for (keyword, text) in [
+            (
+                "delegate_to",
+                "- hosts: all\n  tasks:\n    - command: ls\n      delegate_to: localhost\n",
+            ),
+            (
+                "async",
+                "- hosts: all\n  tasks:\n    - command: ls\n      async: 10\n",
+            ),
+            (
+                "environment",
+                "- hosts: all\n  tasks:\n    - command: ls\n      environment: {A: b}\n",
+            ),
+            ("serial", "- hosts: all\n  serial: 2\n  tasks: []\n"),
+            (
+                "with_fileglob",
+                "- hosts: all\n  tasks:\n    - debug: var=item\n      with_fileglob: ['*']\n",
+            ),
+            ("include", "- hosts: all\n  tasks:\n    - include: x.yml\n"),
+            (
+                "become",
+                "- hosts: all\n  tasks:\n    - command: ls\n      become: \"{{ b }}\"\n",
+            ),
+            (
+                "with_dict",
+                "- hosts: all\n  tasks:\n    - debug: var=item\n      with_dict: \"{{ d }}\"\n",
+            ),
+        ] {
+            let msg = err_text(text);
+            assert!(
+                msg.contains(&format!("`{keyword}` is not supported yet")),
+                "{keyword}: {msg}"
+            );
+            assert!(msg.contains("play.yml: plays[0]"), "{keyword}: {msg}");
+        }
+    }
+
+    #[test]
+    fn bad_yaml_names_the_line() {
+        let dir = project(&[(
+            "play.yml",
+            "- hosts: all\n  tasks:\n    - debug: msg=x\n   bad: [\n",
+        )]);
+        let err =
+            load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default()).unwrap_err();
+        match &err {
+            PlaybookError::Yaml { file, line, .. } => {
+                assert!(file.ends_with("play.yml"));
+                assert_eq!(*line, Some(4), "{err}");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("play.yml:4:"), "{err}");
+    }
+
+    #[test]
+    fn missing_role() {
+        let msg = err_text("- hosts: all\n  roles:\n    - nosuchrole\n");
+        assert!(msg.contains("plays[0] > roles[0] 'nosuchrole'"), "{msg}");
+        assert!(msg.contains("'nosuchrole' not found"), "{msg}");
+        assert!(msg.contains("roles/nosuchrole"), "{msg}");
+    }
+
+    #[test]
+    fn missing_and_cyclic_includes() {
+        let msg = err_text("- hosts: all\n  tasks:\n    - import_tasks: nope.yml\n");
+        assert!(
+            msg.contains("`import_tasks`: 'nope.yml' not found"),
+            "{msg}"
+        );
+
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  tasks:\n    - include_tasks: a.yml\n",
+            ),
+            ("a.yml", "- import_tasks: b.yml\n"),
+            ("b.yml", "- import_tasks: a.yml\n"),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("includes itself"), "{msg}");
+
+        let msg = err_text("- import_playbook: other.yml\n");
+        assert!(
+            msg.contains("`import_playbook`: 'other.yml' not found"),
+            "{msg}"
+        );
+
+        let msg = err_text("- hosts: all\n  tasks:\n    - include_tasks: \"{{ dynamic }}.yml\"\n");
+        assert!(
+            msg.contains("`include_tasks` is not supported yet"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn vault_is_refused() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  vars_files: [secret.yml]\n  tasks: []\n",
+            ),
+            ("secret.yml", "$ANSIBLE_VAULT;1.1;AES256\n3132333435\n"),
+        ]);
+        let err =
+            load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default()).unwrap_err();
+        assert!(matches!(err, PlaybookError::Vault(_)), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("secret.yml") && msg.contains("vault is not supported yet"),
+            "{msg}"
+        );
+
+        let msg = err_text(
+            "- hosts: all\n  vars:\n    password: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n      3132\n  tasks: []\n",
+        );
+        assert!(
+            msg.contains("plays[0] > vars") && msg.contains("vault is not supported yet"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn role_files_missing_and_templated() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            (
+                "roles/r/tasks/main.yml",
+                "- template: src=gone.j2 dest=/x\n",
+            ),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`src`: 'gone.j2' not found"), "{msg}");
+        assert!(msg.contains("roles/r/templates/gone.j2"), "{msg}");
+
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            ("roles/r/tasks/main.yml", "- copy: src={{ f }} dest=/x\n"),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`src` is not supported yet"), "{msg}");
+        assert!(msg.contains("roles/r/tasks/main.yml"), "{msg}");
+    }
+
+    #[test]
+    fn include_role_and_role_keywords() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  roles:\n    - role: r\n      when: go\n      http_port: 81\n  tasks:\n    - include_role:\n        name: r\n        tasks_from: other\n      become: true\n",
+            ),
+            ("roles/r/tasks/main.yml", "- debug: msg=main\n"),
+            ("roles/r/tasks/other.yml", "- debug: msg=other\n"),
+            ("roles/r/defaults/main.yml", "http_port: 80\n"),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let t = &plan.plays[0].tasks;
+        assert_eq!(t[0].when, Some(Condition::One("go".into())));
+        let inner = &block(&t[0])[0];
+        assert_eq!(
+            inner.vars["http_port"],
+            json!(81),
+            "a role parameter beats the default"
+        );
+        assert_eq!(t[1].become_, Some(true));
+        assert_eq!(names(&t[1..]), ["debug"]);
+        assert_eq!(block(&block(&t[1])[0])[0].args["msg"], json!("other"));
+    }
+    #[test]
+    fn import_playbook_from_another_directory() {
+        let dir = project(&[
+            (
+                "site.yml",
+                "- import_playbook: sub/inner.yml\n  vars: {x: outer}\n  when: flag\n",
+            ),
+            (
+                "sub/inner.yml",
+                "- hosts: all\n  vars: {x: inner, y: 1}\n  tasks:\n    - template: src=t.j2 dest=/t\n",
+            ),
+            ("sub/templates/t.j2", "{{ x }}\n"),
+        ]);
+        let plan = load(&dir.path().join("site.yml"));
+        let play = &plan.plays[0];
+        assert_eq!(
+            play.vars["x"],
+            json!("outer"),
+            "import vars override the play's"
+        );
+        assert_eq!(play.vars["y"], json!(1));
+        assert_eq!(play.tasks[0].when, Some(Condition::One("flag".into())));
+        let inner = &block(&play.tasks[0])[0];
+        // Found beside the imported playbook, keyed by its path from the top one.
+        assert_eq!(inner.args["src"], json!("sub/templates/t.j2"));
+        assert_eq!(
+            plan.files["sub/templates/t.j2"].content.as_deref(),
+            Some("{{ x }}\n")
+        );
+    }
+
+    #[test]
+    fn handler_blocks_are_refused() {
+        let msg = err_text(
+            "- hosts: all\n  handlers:\n    - name: hb\n      block:\n        - debug: msg=x\n",
+        );
+        assert!(msg.contains("handlers[0] 'hb'"), "{msg}");
+        assert!(msg.contains("`block` is not supported yet"), "{msg}");
+    }
+}
