@@ -1,11 +1,13 @@
 //! The `rustle-deploy` command line: argument definitions and the top-level flow.
 
 use crate::deploy::{self, DeployError, Options, exit};
+use crate::inventory::Inventory;
 use crate::keys;
-use crate::remote;
+use crate::remote::{self, Op, RemoteOptions, Strategy};
 use crate::target::Triple;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Pack each host's plan into a signed runner and run it on the host.
 #[derive(Debug, Parser)]
@@ -15,8 +17,14 @@ use std::path::PathBuf;
     args_conflicts_with_subcommands = true,
     after_help = "EXAMPLES:
     rustle-deploy examples/hello.plan.json               # run a plan on this machine
+    rustle-deploy -i hosts.ini site.yml                  # an Ansible playbook, over SSH
     rustle-deploy -i hosts.ini plan.json --dry-run       # show what each host would get
     rustle-deploy -i hosts.ini plan.json --compile-only -o out/   # one packed runner per host
+    rustle-deploy -i hosts.ini plan.json --strategy rolling --batch-size 10
+    rustle-deploy -i hosts.ini --rollback                # previous release, run again
+    rustle-deploy -i hosts.ini --list-deployments
+    rustle-deploy -i hosts.ini --cleanup                 # remove what rustle-deploy put there
+    rustle-deploy plan site.yml -i hosts.ini -o plan.json   # playbook -> plan
     rustle-deploy keygen                                 # make a signing key
 
 EXIT CODES: 0 ok, 2 a task failed on some host, 3 a host was unreachable or refused its
@@ -40,11 +48,43 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Turn an Ansible playbook into a plan in the project's format.
+    Plan {
+        /// The playbook.
+        playbook: PathBuf,
+        /// Apply only tasks with these tags.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Leave out tasks with these tags.
+        #[arg(long, value_delimiter = ',')]
+        skip_tags: Vec<String>,
+        /// Mark the plan for check mode.
+        #[arg(long)]
+        check: bool,
+        /// Mark the plan for diff mode.
+        #[arg(long)]
+        diff: bool,
+        /// Extra variables, `key=value` (highest precedence).
+        #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
+        extra_vars: Vec<String>,
+        /// Write the plan here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    Parallel,
+    Rolling,
+    Canary,
+    BlueGreen,
 }
 
 #[derive(Debug, clap::Args)]
 struct DeployArgs {
-    /// Execution plan: the project's format or rustle-plan output; `-` reads stdin.
+    /// Execution plan (the project's format or rustle-plan output) or an Ansible
+    /// playbook; `-` reads a plan from stdin.
     #[arg(value_name = "EXECUTION_PLAN")]
     plan: Option<PathBuf>,
     /// Inventory (Ansible INI, YAML or JSON). Without one: localhost, run locally.
@@ -83,6 +123,30 @@ struct DeployArgs {
     /// Write a JSON report of every host and task.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// How hosts are rolled through.
+    #[arg(long, value_enum, default_value = "parallel")]
+    strategy: StrategyArg,
+    /// Hosts per batch (rolling).
+    #[arg(long, value_name = "NUM", default_value_t = 5)]
+    batch_size: usize,
+    /// Failed hosts a rolling batch may have before the deploy stops.
+    #[arg(long, value_name = "NUM", default_value_t = 0)]
+    max_failures: usize,
+    /// Share of hosts deployed first (canary).
+    #[arg(long, value_name = "PERCENT", default_value_t = 10)]
+    canary_percent: u32,
+    /// Have each host check the blake3 of the runner file it received before running it.
+    #[arg(long)]
+    verify: bool,
+    /// On every host: make the previous release current again and run it.
+    #[arg(long, conflicts_with_all = ["list_deployments", "cleanup", "compile_only"])]
+    rollback: bool,
+    /// On every host: list the deployments it has.
+    #[arg(long, conflicts_with_all = ["cleanup", "compile_only"])]
+    list_deployments: bool,
+    /// On every host: remove everything rustle-deploy put there.
+    #[arg(long, conflicts_with = "compile_only")]
+    cleanup: bool,
     /// known_hosts file SSH host keys are checked against [default: ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE")]
     known_hosts: Option<PathBuf>,
@@ -101,7 +165,7 @@ struct DeployArgs {
     /// Seconds to wait for an SSH connection.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     connect_timeout: u64,
-    /// Hosts deployed at once.
+    /// Hosts worked on at once.
     #[arg(long, value_name = "NUM", default_value_t = 64)]
     parallel: usize,
     /// Say more (notes made while reading the plan).
@@ -114,6 +178,15 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Cmd::Keygen { out, force }) => keygen(out, force),
+        Some(Cmd::Plan {
+            playbook,
+            tags,
+            skip_tags,
+            check,
+            diff,
+            extra_vars,
+            output,
+        }) => plan_cmd(playbook, tags, skip_tags, check, diff, extra_vars, output),
         None => run(cli.deploy),
     };
     match result {
@@ -137,7 +210,146 @@ fn keygen(out: Option<PathBuf>, force: bool) -> Result<i32, DeployError> {
     Ok(exit::OK)
 }
 
+/// `key=value` pairs, values typed as YAML would type them.
+fn parse_extra_vars(
+    pairs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, DeployError> {
+    let mut out = serde_json::Map::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(DeployError::Unsupported(format!(
+                "-e {p}: expected key=value"
+            )));
+        };
+        let value = serde_norway::from_str::<serde_json::Value>(v)
+            .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+        out.insert(k.trim().to_string(), value);
+    }
+    Ok(out)
+}
+
+fn plan_cmd(
+    playbook: PathBuf,
+    tags: Vec<String>,
+    skip_tags: Vec<String>,
+    check: bool,
+    diff: bool,
+    extra_vars: Vec<String>,
+    output: Option<PathBuf>,
+) -> Result<i32, DeployError> {
+    let opts = crate::playbook::PlaybookOptions {
+        extra_vars: parse_extra_vars(&extra_vars)?,
+        tags,
+        skip_tags,
+        check,
+        diff,
+    };
+    let plan = crate::playbook::load_playbook(&playbook, &opts)?;
+    let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
+    match output {
+        Some(p) => std::fs::write(&p, text + "\n").map_err(|source| DeployError::Io {
+            path: p.clone(),
+            source,
+        })?,
+        None => println!("{text}"),
+    }
+    Ok(exit::OK)
+}
+
+fn remote_options(args: &DeployArgs, key_line: String) -> RemoteOptions {
+    RemoteOptions {
+        known_hosts: match &args.known_hosts {
+            Some(k) => k.clone(),
+            None => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
+                .unwrap_or_else(|| PathBuf::from("known_hosts")),
+        },
+        accept_new_host_keys: args.accept_new_host_keys,
+        connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
+        timeout: std::time::Duration::from_secs(args.timeout),
+        parallel: args.parallel,
+        verify: args.verify,
+        key_line,
+        local_root: deploy::local_root(),
+    }
+}
+
+fn printer() -> remote::OnEvent {
+    Arc::new(|host: &str, ev: &rustle_runner::events::Event| {
+        if let Some(line) = deploy::task_line(host, ev) {
+            println!("{line}");
+        }
+    })
+}
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
+    move |source| DeployError::Io {
+        path: PathBuf::from(what),
+        source,
+    }
+}
+
+/// `--rollback`, `--list-deployments`, `--cleanup`: work on every inventory host.
+fn host_op(args: &DeployArgs, op: Op) -> Result<i32, DeployError> {
+    let inventory = match &args.inventory {
+        Some(p) => Inventory::load(p)?,
+        None => Inventory::localhost(),
+    };
+    let key_path = match &args.key {
+        Some(k) => k.clone(),
+        None => keys::default_key_path()?,
+    };
+    let key_line = if key_path.exists() {
+        rustle_runner::trust::format_key(&keys::load(&key_path)?.public(), "rustle-deploy")
+    } else {
+        String::new()
+    };
+    let hosts: Vec<_> = inventory.hosts().cloned().collect();
+    let results = remote::run_op(hosts, op, remote_options(args, key_line), printer())
+        .map_err(io_err("tokio runtime"))?;
+    let mut code = exit::OK;
+    for r in &results {
+        let host = &r.result.host;
+        match op {
+            Op::List => {
+                if r.result.status == deploy::HostStatus::Unreachable {
+                    println!(
+                        "{host}: unreachable: {}",
+                        r.result.error.as_deref().unwrap_or("")
+                    );
+                    code = exit::UNREACHABLE;
+                    continue;
+                }
+                print!("{}", deploy::deployments_text(host, &r.output));
+            }
+            Op::Cleanup => match r.result.status {
+                deploy::HostStatus::Ok => println!("{host}: cleaned"),
+                _ => {
+                    println!("{host}: {}", r.result.error.as_deref().unwrap_or("failed"));
+                    code = exit::UNREACHABLE;
+                }
+            },
+            Op::Rollback => {}
+        }
+    }
+    if op == Op::Rollback {
+        let hr: Vec<_> = results.into_iter().map(|r| r.result).collect();
+        print!("{}", deploy::recap_text(&hr));
+        return Ok(deploy::exit_code(&hr));
+    }
+    Ok(code)
+}
+
 fn run(args: DeployArgs) -> Result<i32, DeployError> {
+    if args.rollback {
+        return host_op(&args, Op::Rollback);
+    }
+    if args.list_deployments {
+        return host_op(&args, Op::List);
+    }
+    if args.cleanup {
+        return host_op(&args, Op::Cleanup);
+    }
     let target = match &args.target {
         Some(t) => Some(
             t.parse::<Triple>()
@@ -196,56 +408,34 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         );
         return Ok(exit::OK);
     }
-    let root = deploy::local_root();
-    let print = |host: &str, ev: &rustle_runner::events::Event| {
-        if let Some(line) = deploy::task_line(host, ev) {
-            println!("{line}");
-        }
+    let strategy = match args.strategy {
+        StrategyArg::Parallel => Strategy::Parallel,
+        StrategyArg::Rolling => Strategy::Rolling {
+            batch: args.batch_size,
+            max_failures: args.max_failures,
+        },
+        StrategyArg::Canary => Strategy::Canary {
+            percent: args.canary_percent,
+        },
+        StrategyArg::BlueGreen => Strategy::BlueGreen,
     };
-    let (local, remote): (Vec<deploy::Job>, Vec<deploy::Job>) =
-        prepared.jobs.into_iter().partition(|j| j.host.is_local());
-    let mut results = Vec::new();
-    let mut timings = std::collections::BTreeMap::new();
-    for job in &local {
-        let bytes = deploy::packed(job, &runners)?;
-        results.push(deploy::run_local(
-            job,
-            &bytes,
-            &prepared.id,
-            &key.public_path,
-            &root,
-            &mut |h, ev| print(h, ev),
-        )?);
-    }
-    if !remote.is_empty() {
-        let opts = remote::RemoteOptions {
-            known_hosts: match &args.known_hosts {
-                Some(k) => k.clone(),
-                None => std::env::var_os("HOME")
-                    .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
-                    .unwrap_or_else(|| PathBuf::from("known_hosts")),
-            },
-            accept_new_host_keys: args.accept_new_host_keys,
-            connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
-            timeout: std::time::Duration::from_secs(args.timeout),
-            parallel: args.parallel,
-        };
-        let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
-        let done = remote::deploy_all(remote, runners, key_line, opts, std::sync::Arc::new(print))
-            .map_err(|source| DeployError::Io {
-                path: PathBuf::from("tokio runtime"),
-                source,
-            })?;
-        for (r, t) in done {
-            timings.insert(r.host.clone(), t);
-            results.push(r);
-        }
-    }
+    let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
+    let id = prepared.id.clone();
+    let done = remote::deploy_all(
+        prepared.jobs,
+        &id,
+        strategy,
+        runners,
+        remote_options(&args, key_line),
+        printer(),
+    )
+    .map_err(io_err("tokio runtime"))?;
+    let (results, timings): (Vec<_>, Vec<_>) = done.into_iter().unzip();
     print!("{}", deploy::recap_text(&results));
     if let Some(path) = &args.report {
-        let mut report = deploy::report_json(&prepared.id, &results);
-        for (host, t) in &timings {
-            if let Some(h) = report.pointer_mut(&format!("/hosts/{host}")) {
+        let mut report = deploy::report_json(&id, &results);
+        for (r, t) in results.iter().zip(&timings) {
+            if let Some(h) = report.pointer_mut(&format!("/hosts/{}", r.host)) {
                 h["timings"] = serde_json::json!(t);
             }
         }

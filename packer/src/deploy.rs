@@ -17,11 +17,10 @@ use rustle_runner::payload::Digest;
 use rustle_runner::plan::HostPlan;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// rustle-deploy's exit codes (documented in `docs/exit-codes.md`).
 pub mod exit {
@@ -54,6 +53,9 @@ pub enum DeployError {
     /// Making a payload.
     #[error(transparent)]
     Pack(#[from] PackError),
+    /// Reading an Ansible playbook.
+    #[error(transparent)]
+    Playbook(#[from] crate::playbook::PlaybookError),
     /// Finding or building a runner.
     #[error(transparent)]
     Runner(#[from] RunnerError),
@@ -74,9 +76,10 @@ impl DeployError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            DeployError::Plan(_) | DeployError::Inventory(_) | DeployError::Key(_) => {
-                exit::BAD_INPUT
-            }
+            DeployError::Plan(_)
+            | DeployError::Inventory(_)
+            | DeployError::Key(_)
+            | DeployError::Playbook(_) => exit::BAD_INPUT,
             DeployError::Unsupported(_) => exit::BAD_INPUT,
             // A plan the runner cannot run is bad input; a runner that cannot be packed is not.
             DeployError::Pack(
@@ -192,9 +195,21 @@ fn needs_become(hp: &HostPlan) -> bool {
 /// Loads the inputs and computes every host's payload. Touches no host. With
 /// `create_key` false (dry runs), a missing key is replaced by a throwaway one.
 pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError> {
-    let loaded = plan::load_plan(&opts.plan)?;
-    let mut notes = loaded.notes;
-    let mut the_plan = loaded.plan;
+    let is_playbook = opts.plan.as_os_str() != "-"
+        && std::fs::read_to_string(&opts.plan)
+            .map(|t| crate::playbook::looks_like_playbook(&t))
+            .unwrap_or(false);
+    let (mut the_plan, mut notes) = if is_playbook {
+        let pb = crate::playbook::PlaybookOptions {
+            check: opts.check_mode,
+            diff: opts.diff_mode,
+            ..Default::default()
+        };
+        (crate::playbook::load_playbook(&opts.plan, &pb)?, Vec::new())
+    } else {
+        let loaded = plan::load_plan(&opts.plan)?;
+        (loaded.plan, loaded.notes)
+    };
     let base = match &opts.files_dir {
         Some(d) => d.clone(),
         None if opts.plan.as_os_str() == "-" => PathBuf::from("."),
@@ -439,6 +454,8 @@ pub enum HostStatus {
     Failed,
     /// The runner could not be started or refused its payload.
     Unreachable,
+    /// Not attempted, or staged but not switched: the strategy stopped before this host.
+    NotRun,
 }
 
 /// One host's result.
@@ -488,55 +505,6 @@ pub fn local_root() -> PathBuf {
     rustle_runner::install::default_root()
 }
 
-/// A private, unpredictably named directory for handing a runner to a local process.
-fn private_temp_dir() -> Result<PathBuf, DeployError> {
-    let base = std::env::temp_dir();
-    for _ in 0..16 {
-        let mut rnd = [0u8; 8];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut rnd);
-        let dir = base.join(format!("rustle-{}", rustle_runner::hex::encode(&rnd)));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(&dir)(e)),
-        }
-    }
-    Err(DeployError::Unsupported(format!(
-        "cannot create a private directory in {}",
-        base.display()
-    )))
-}
-
-/// The runner's arguments for a deployment: what it must verify, where it installs.
-pub fn runner_args(job: &Job, trusted_key: Option<&Path>, root: Option<&Path>) -> Vec<String> {
-    let mut args = vec!["--expect".to_string(), job.digest.to_hex()];
-    if let Some(k) = trusted_key {
-        args.push("--trusted-key".into());
-        args.push(k.display().to_string());
-    }
-    match root {
-        Some(r) => {
-            args.push("--root".into());
-            args.push(r.display().to_string());
-        }
-        None => args.push("--install".into()),
-    }
-    args
-}
-
-/// Reads a runner's event stream, line by line, into `result`.
-pub fn read_events(
-    host: &str,
-    out: impl BufRead,
-    result: &mut HostResult,
-    on_event: &mut dyn FnMut(&str, &Event),
-) {
-    for line in out.lines() {
-        let Ok(line) = line else { break };
-        handle_line(host, &line, result, on_event);
-    }
-}
-
 /// Takes one line of a runner's stdout: an event, or stray output kept for the error.
 pub fn handle_line(
     host: &str,
@@ -581,73 +549,54 @@ pub fn finish(result: &mut HostResult, code: Option<i32>, stderr: &str) {
     }
 }
 
-/// Runs a packed runner on this machine. It installs itself under `root`
-/// (`releases/<deployment>/`), runs, reports there, and moves `current` on success.
-pub fn run_local(
-    job: &Job,
-    packed: &[u8],
-    deployment_id: &str,
-    trusted_key: &Path,
-    root: &Path,
-    on_event: &mut dyn FnMut(&str, &Event),
-) -> Result<HostResult, DeployError> {
-    let tmp = private_temp_dir()?;
-    let exe = tmp.join("rustle-runner");
-    let outcome = write_atomic(&exe, packed, 0o700).and_then(|()| {
-        let mut cmd = if job.needs_become && rustle_runner::facts::current_uid() != Some(0) {
-            let mut c = Command::new("sudo");
-            c.arg("-n").arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        cmd.args(runner_args(job, Some(trusted_key), Some(root)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        run_child(job, cmd, deployment_id, root, on_event)
-    });
-    let _ = std::fs::remove_dir_all(&tmp);
-    outcome
-}
-
-fn run_child(
-    job: &Job,
-    mut cmd: Command,
-    deployment_id: &str,
-    root: &Path,
-    on_event: &mut dyn FnMut(&str, &Event),
-) -> Result<HostResult, DeployError> {
-    let started = Instant::now();
-    let mut result = HostResult::new(&job.host.name, root.join("releases").join(deployment_id));
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            result.error = Some(format!("cannot start the runner: {e}"));
-            result.recap.unreachable = 1;
-            return Ok(result);
-        }
-    };
-    // stderr is drained on its own thread so a chatty runner cannot block on a full pipe
-    // while we read its stdout.
-    let stderr = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
-            s
-        })
-    });
-    if let Some(out) = child.stdout.take() {
-        read_events(&job.host.name, BufReader::new(out), &mut result, on_event);
+/// `--list-deployments` output for one host, from the List script's lines (the
+/// state.json text, then `current=<link>`).
+pub fn deployments_text(host: &str, lines: &[String]) -> String {
+    let current = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("current="))
+        .map(|c| c.rsplit('/').next().unwrap_or(c).to_string())
+        .unwrap_or_default();
+    let json: String = lines
+        .iter()
+        .filter(|l| !l.starts_with("current="))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let state: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+    let list = state
+        .get("deployments")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = format!("{host}:\n");
+    if list.is_empty() {
+        out.push_str("  (no deployments)\n");
     }
-    let status = child.wait().map_err(|e| DeployError::Io {
-        path: PathBuf::from("rustle-runner"),
-        source: e,
-    })?;
-    let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    result.run_ms = started.elapsed().as_secs_f64() * 1000.0;
-    finish(&mut result, status.code(), &stderr);
-    Ok(result)
+    for d in list {
+        let field = |k: &str| match d.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        let id = field("id");
+        let at = d
+            .get("at")
+            .and_then(Value::as_u64)
+            .map(|s| {
+                rustle_runner::facts::format_time(UNIX_EPOCH + std::time::Duration::from_secs(s))
+            })
+            .unwrap_or_default();
+        let at = at.split('.').next().unwrap_or_default().to_string();
+        let mark = if id == current { "*" } else { " " };
+        out.push_str(&format!(
+            "{mark} {id}  version {}  {at} UTC  {}  digest {}\n",
+            field("version"),
+            field("status"),
+            field("digest").get(..16).unwrap_or_default()
+        ));
+    }
+    out
 }
 
 /// The JSON report of a whole deployment.
@@ -662,6 +611,7 @@ pub fn report_json(id: &str, results: &[HostResult]) -> Value {
                         HostStatus::Ok => "ok",
                         HostStatus::Failed => "failed",
                         HostStatus::Unreachable => "unreachable",
+                        HostStatus::NotRun => "not deployed",
                     },
                     "recap": r.recap,
                     "error": r.error,

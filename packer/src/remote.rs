@@ -1,22 +1,49 @@
-//! Deploying to SSH hosts: for each host, pack, connect, upload-and-run on one channel,
-//! stream its events, under a per-host timeout, many hosts at a time.
+//! Carrying a deployment out on hosts, local or over SSH, with a fleet strategy.
 //!
-//! Each host is independent: a host that is down, slow, or refuses its runner is
-//! reported and the others go on. Packing happens inside each host's task, so at most
-//! `parallel` packed runners are in memory at once.
+//! Every host is reached through a [`Shell`]: an SSH connection (one TCP connection,
+//! one channel per step) or, for `ansible_connection=local`, `sh` on this machine. Both
+//! run the same scripts ([`ssh::script`]), so a local host and a remote one behave
+//! the same. Hosts are independent: a host that is down, slow, or refuses its runner is
+//! reported and the others go on, unless the strategy says to stop.
 
 use crate::deploy::{self, HostResult, HostStatus, Job};
 use crate::inventory::Host;
 use crate::runners::Runner;
-use crate::ssh::{self, RemoteRun, Target};
+use crate::ssh::{self, Script, Target};
 use crate::target::Triple;
 use rustle_runner::events::Event;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-/// How to reach and treat SSH hosts.
+/// Called with (host, event) for every event a host's runner sends, as it arrives.
+pub type OnEvent = Arc<dyn Fn(&str, &Event) + Send + Sync>;
+
+/// How hosts are rolled through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Every host at once (up to `--parallel`).
+    Parallel,
+    /// Batches of `batch` hosts; stop after a batch with more than `max_failures` failed hosts.
+    Rolling {
+        /// Hosts per batch.
+        batch: usize,
+        /// Failed hosts tolerated per batch.
+        max_failures: usize,
+    },
+    /// `percent`% of hosts first (at least one); the rest only if all of those succeeded.
+    Canary {
+        /// Share of hosts in the canary batch.
+        percent: u32,
+    },
+    /// Stage the release on every host; switch every host to it only if all staged.
+    BlueGreen,
+}
+
+/// How to reach and treat hosts.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
     /// known_hosts file for host key checks.
@@ -27,19 +54,27 @@ pub struct RemoteOptions {
     pub connect_timeout: Duration,
     /// Limit for a whole host (connect, upload, run).
     pub timeout: Duration,
-    /// Hosts deployed at once.
+    /// Hosts worked on at once.
     pub parallel: usize,
+    /// Have the runner check the blake3 of the file that arrived (`--verify`).
+    pub verify: bool,
+    /// The deployer's public key line.
+    pub key_line: String,
+    /// The local state root (for local hosts).
+    pub local_root: PathBuf,
 }
 
 /// Figures for one host, for the report.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Timings {
-    /// Milliseconds to connect and authenticate.
+    /// Milliseconds to connect and authenticate (0 for local hosts).
     pub connect_ms: f64,
     /// Milliseconds from the first byte sent to the runner's exit.
     pub upload_and_run_ms: f64,
-    /// Bytes sent on the channel (the packed runner).
+    /// Bytes sent to the host (the packed runner).
     pub bytes_sent: u64,
+    /// SSH channels (or local shells) opened.
+    pub channels: u32,
 }
 
 /// The SSH target for an inventory host: `ansible_host`/`ansible_port`/`ansible_user`/
@@ -73,124 +108,541 @@ fn expand_home(p: &str) -> PathBuf {
     }
 }
 
-/// Deploys one host: pack, connect, upload and run, read events.
-async fn deploy_one(
-    job: Arc<Job>,
-    runners: Arc<BTreeMap<Triple, Runner>>,
-    key_line: Arc<String>,
-    opts: Arc<RemoteOptions>,
-    on_event: Arc<dyn Fn(&str, &Event) + Send + Sync>,
-) -> (HostResult, Timings) {
-    let name = job.host.name.clone();
-    let mut timings = Timings::default();
-    let packed = match deploy::packed(&job, &runners) {
-        Ok(p) => p,
-        Err(e) => return (HostResult::unreachable(&name, e.to_string()), timings),
-    };
-    let t = target(&job.host, &opts);
-    let started = Instant::now();
-    let conn = match ssh::connect(&t).await {
-        Ok(c) => c,
-        Err(e) => return (HostResult::unreachable(&name, e.to_string()), timings),
-    };
-    timings.connect_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let root = job
-        .host
-        .vars
-        .get("rustle_root")
-        .and_then(|v| v.as_str())
-        .map(PathBuf::from);
-    let args = deploy::runner_args(&job, None, root.as_deref());
-    let sudo = job.needs_become && t.user != "root";
-    let script = ssh::remote_script(&RemoteRun {
-        size: packed.len(),
-        args: &args,
-        key_line: &key_line,
-        sudo,
+/// A way to run scripts on a host.
+enum Shell {
+    Ssh(ssh::Connection, String),
+    Local,
+}
+
+impl Shell {
+    async fn open(host: &Host, opts: &RemoteOptions) -> Result<(Shell, f64), String> {
+        if host.is_local() {
+            return Ok((Shell::Local, 0.0));
+        }
+        let t = target(host, opts);
+        let started = Instant::now();
+        let user = t.user.clone();
+        match ssh::connect(&t).await {
+            Ok(c) => Ok((
+                Shell::Ssh(c, user),
+                started.elapsed().as_secs_f64() * 1000.0,
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// True when the login user is root.
+    fn is_root(&self) -> bool {
+        match self {
+            Shell::Ssh(_, user) => user == "root",
+            Shell::Local => rustle_runner::facts::current_uid() == Some(0),
+        }
+    }
+
+    async fn exec(
+        &self,
+        script: &str,
+        stdin: &[u8],
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(Option<i32>, String), String> {
+        match self {
+            Shell::Ssh(c, _) => c
+                .exec(script, stdin, on_line)
+                .await
+                .map(|(code, err)| (code.and_then(|c| i32::try_from(c).ok()), err))
+                .map_err(|e| e.to_string()),
+            Shell::Local => local_exec(script, stdin, on_line).await,
+        }
+    }
+
+    async fn close(self) {
+        if let Shell::Ssh(c, _) = self {
+            c.close().await;
+        }
+    }
+}
+
+async fn local_exec(
+    script: &str,
+    stdin: &[u8],
+    on_line: &mut (dyn FnMut(&str) + Send),
+) -> Result<(Option<i32>, String), String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start sh: {e}"))?;
+    let mut input = child.stdin.take().ok_or("no stdin")?;
+    let data = stdin.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = input.write_all(&data).await;
+        let _ = input.shutdown().await;
     });
-    let mut result = HostResult::new(&name, PathBuf::new());
-    let run_started = Instant::now();
-    timings.bytes_sent = packed.len() as u64;
+    let mut err = child.stderr.take().ok_or("no stderr")?;
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s).await;
+        s
+    });
+    let out = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        on_line(&line);
+    }
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    let _ = writer.await;
+    let stderr = reader.await.unwrap_or_default();
+    Ok((status.code(), stderr))
+}
+
+/// Shared, read-only context for every host task.
+struct Ctx {
+    runners: BTreeMap<Triple, Runner>,
+    opts: RemoteOptions,
+    on_event: OnEvent,
+}
+
+/// Where the host keeps its state: `rustle_root` if set, else decided on the host.
+fn host_root(host: &Host, opts: &RemoteOptions) -> Option<String> {
+    match host.vars.get("rustle_root").and_then(Value::as_str) {
+        Some(r) => Some(r.to_string()),
+        None if host.is_local() => Some(opts.local_root.display().to_string()),
+        None => None,
+    }
+}
+
+fn become_var(host: &Host) -> bool {
+    ["rustle_become", "ansible_become"]
+        .iter()
+        .any(|k| match host.vars.get(*k) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => rustle_runner::modules::args::truthy_str(s) == Some(true),
+            _ => false,
+        })
+}
+
+/// Runs one script step on a host, reading runner events from its stdout.
+async fn step(
+    shell: &Shell,
+    name: &str,
+    script: &str,
+    stdin: &[u8],
+    ctx: &Ctx,
+    result: &mut HostResult,
+    timings: &mut Timings,
+) {
+    let started = Instant::now();
+    timings.channels += 1;
+    timings.bytes_sent += stdin.len() as u64;
     let exec = {
+        let on_event = ctx.on_event.clone();
         let mut on_line = |line: &str| {
-            deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
+            deploy::handle_line(name, line, result, &mut |h, ev| on_event(h, ev));
         };
-        conn.exec(&script, &packed, &mut on_line).await
+        shell.exec(script, stdin, &mut on_line).await
     };
-    timings.upload_and_run_ms = run_started.elapsed().as_secs_f64() * 1000.0;
+    timings.upload_and_run_ms += started.elapsed().as_secs_f64() * 1000.0;
     result.run_ms = timings.upload_and_run_ms;
     match exec {
-        Ok((code, stderr)) => {
-            let code = code.and_then(|c| i32::try_from(c).ok());
-            deploy::finish(&mut result, code, &stderr);
-        }
+        Ok((code, stderr)) => deploy::finish(result, code, &stderr),
         Err(e) => {
             result.status = HostStatus::Unreachable;
             result.recap.unreachable = 1;
-            result.error = Some(e.to_string());
+            result.error = Some(e);
         }
     }
-    conn.close().await;
+}
+
+/// What a host task waits for between blue-green's two phases.
+type Switch = tokio::sync::watch::Receiver<Option<bool>>;
+
+/// One host through a whole deploy: pack, connect, (stage, wait for the switch,) run.
+async fn deploy_host(
+    job: Arc<Job>,
+    deployment: Arc<String>,
+    ctx: Arc<Ctx>,
+    staged: Option<(tokio::sync::mpsc::Sender<bool>, Switch)>,
+) -> (HostResult, Timings) {
+    let name = job.host.name.clone();
+    let mut timings = Timings::default();
+    let packed = match deploy::packed(&job, &ctx.runners) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some((tx, _)) = &staged {
+                let _ = tx.send(false).await;
+            }
+            return (HostResult::unreachable(&name, e.to_string()), timings);
+        }
+    };
+    let (shell, connect_ms) = match Shell::open(&job.host, &ctx.opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some((tx, _)) = &staged {
+                let _ = tx.send(false).await;
+            }
+            return (HostResult::unreachable(&name, e), timings);
+        }
+    };
+    timings.connect_ms = connect_ms;
+    let root = host_root(&job.host, &ctx.opts);
+    let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
+    let mut args = vec!["--expect".to_string(), job.digest.to_hex()];
+    if ctx.opts.verify {
+        args.push("--expect-file".into());
+        args.push(rustle_runner::payload::Digest::of(&packed).to_hex());
+    }
+    let release_dir = PathBuf::from(root.clone().unwrap_or_else(|| "~/.rustle".into()))
+        .join("releases")
+        .join(deployment.as_str());
+    let mut result = HostResult::new(&name, release_dir);
+    match staged {
+        None => {
+            let s = ssh::script(
+                &Script::Deploy {
+                    size: packed.len(),
+                    args: &args,
+                },
+                &ctx.opts.key_line,
+                sudo,
+                root.as_deref(),
+            );
+            step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
+        }
+        Some((tx, mut switch)) => {
+            let mut stage_args = args.clone();
+            stage_args.push("--stage".into());
+            let s = ssh::script(
+                &Script::Deploy {
+                    size: packed.len(),
+                    args: &stage_args,
+                },
+                &ctx.opts.key_line,
+                sudo,
+                root.as_deref(),
+            );
+            step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
+            let ok = result.status == HostStatus::Ok;
+            let _ = tx.send(ok).await;
+            drop(tx);
+            // Wait for the coordinator: every host staged (switch) or not (stay).
+            let go = loop {
+                if let Some(go) = *switch.borrow() {
+                    break go;
+                }
+                if switch.changed().await.is_err() {
+                    break false;
+                }
+            };
+            if !go {
+                if ok {
+                    result.status = HostStatus::NotRun;
+                    result.error = Some(
+                        "staged, not switched: another host failed to stage (blue-green)".into(),
+                    );
+                }
+            } else {
+                let mut run = HostResult::new(&name, result.release_dir.clone());
+                let s = ssh::script(
+                    &Script::RunInstalled {
+                        id: &deployment,
+                        args: &args,
+                    },
+                    &ctx.opts.key_line,
+                    sudo,
+                    root.as_deref(),
+                );
+                step(&shell, &name, &s, &[], &ctx, &mut run, &mut timings).await;
+                result = run;
+            }
+        }
+    }
+    shell.close().await;
     (result, timings)
 }
 
-/// Deploys every job over SSH, `opts.parallel` at a time, each under `opts.timeout`.
-/// Results come back in the jobs' order.
-pub fn deploy_all(
-    jobs: Vec<Job>,
-    runners: BTreeMap<Triple, Runner>,
-    key_line: String,
-    opts: RemoteOptions,
-    on_event: Arc<dyn Fn(&str, &Event) + Send + Sync>,
-) -> Result<Vec<(HostResult, Timings)>, std::io::Error> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn not_run(job: &Job, why: &str) -> (HostResult, Timings) {
+    let mut r = HostResult::new(&job.host.name, PathBuf::new());
+    r.status = HostStatus::NotRun;
+    r.error = Some(why.to_string());
+    (r, Timings::default())
+}
+
+async fn run_batch(
+    jobs: Vec<Arc<Job>>,
+    deployment: &Arc<String>,
+    ctx: &Arc<Ctx>,
+    limit: &Arc<tokio::sync::Semaphore>,
+) -> Vec<(HostResult, Timings)> {
+    let timeout = ctx.opts.timeout;
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let (deployment, ctx, limit) = (deployment.clone(), ctx.clone(), limit.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let name = job.host.name.clone();
+            match tokio::time::timeout(timeout, deploy_host(job, deployment, ctx, None)).await {
+                Ok(r) => r,
+                Err(_) => timed_out(&name, timeout),
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap_or_else(|e| {
+            (
+                HostResult::unreachable("?", format!("internal error: {e}")),
+                Timings::default(),
+            )
+        }));
+    }
+    out
+}
+
+fn timed_out(name: &str, timeout: Duration) -> (HostResult, Timings) {
+    (
+        HostResult::unreachable(
+            name,
+            format!(
+                "timed out after {} s; the host was cut off",
+                timeout.as_secs()
+            ),
+        ),
+        Timings::default(),
+    )
+}
+
+fn failed(r: &HostResult) -> bool {
+    matches!(r.status, HostStatus::Failed | HostStatus::Unreachable)
+}
+
+async fn blue_green(
+    jobs: Vec<Arc<Job>>,
+    deployment: Arc<String>,
+    ctx: Arc<Ctx>,
+    limit: Arc<tokio::sync::Semaphore>,
+) -> Vec<(HostResult, Timings)> {
+    // Every host holds its connection between the phases, so a blue-green deploy still
+    // uses one TCP connection per host. That needs every host in flight at once.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bool>(jobs.len().max(1));
+    let (switch_tx, switch_rx) = tokio::sync::watch::channel(None);
+    let timeout = ctx.opts.timeout;
+    let count = jobs.len();
+    let _ = limit;
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let (deployment, ctx) = (deployment.clone(), ctx.clone());
+        let staged = Some((tx.clone(), switch_rx.clone()));
+        tasks.push(tokio::spawn(async move {
+            let name = job.host.name.clone();
+            match tokio::time::timeout(timeout, deploy_host(job, deployment, ctx, staged)).await {
+                Ok(r) => r,
+                Err(_) => timed_out(&name, timeout),
+            }
+        }));
+    }
+    drop(tx);
+    let mut all_staged = true;
+    for _ in 0..count {
+        match rx.recv().await {
+            Some(ok) => all_staged &= ok,
+            None => {
+                all_staged = false;
+                break;
+            }
+        }
+    }
+    let _ = switch_tx.send(Some(all_staged));
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap_or_else(|e| {
+            (
+                HostResult::unreachable("?", format!("internal error: {e}")),
+                Timings::default(),
+            )
+        }));
+    }
+    out
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(8)))
         .enable_all()
-        .build()?;
-    let runners = Arc::new(runners);
-    let key_line = Arc::new(key_line);
-    let timeout = opts.timeout;
-    let opts = Arc::new(opts);
+        .build()
+}
+
+/// Deploys every job with `strategy`. Results come back in the jobs' order.
+pub fn deploy_all(
+    jobs: Vec<Job>,
+    deployment: &str,
+    strategy: Strategy,
+    runners: BTreeMap<Triple, Runner>,
+    opts: RemoteOptions,
+    on_event: OnEvent,
+) -> Result<Vec<(HostResult, Timings)>, std::io::Error> {
+    let rt = runtime()?;
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let ctx = Arc::new(Ctx {
+        runners,
+        opts,
+        on_event,
+    });
+    let deployment = Arc::new(deployment.to_string());
+    let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
+    let batches: Vec<Vec<Arc<Job>>> = match strategy {
+        Strategy::BlueGreen => {
+            return Ok(rt.block_on(blue_green(jobs, deployment, ctx, limit)));
+        }
+        Strategy::Parallel => vec![jobs],
+        Strategy::Rolling { batch, .. } => jobs.chunks(batch.max(1)).map(<[_]>::to_vec).collect(),
+        Strategy::Canary { percent } => {
+            let n = (jobs.len() * percent.min(100) as usize)
+                .div_ceil(100)
+                .max(1);
+            let (first, rest) = jobs.split_at(n.min(jobs.len()));
+            vec![first.to_vec(), rest.to_vec()]
+        }
+    };
+    let max_failures = match strategy {
+        Strategy::Rolling { max_failures, .. } => max_failures,
+        _ => 0,
+    };
+    Ok(rt.block_on(async move {
+        let mut out = Vec::new();
+        let mut stopped: Option<String> = None;
+        for (i, batch) in batches.into_iter().enumerate() {
+            if let Some(why) = &stopped {
+                out.extend(batch.iter().map(|j| not_run(j, why)));
+                continue;
+            }
+            let results = run_batch(batch, &deployment, &ctx, &limit).await;
+            let failures = results.iter().filter(|(r, _)| failed(r)).count();
+            out.extend(results);
+            if !matches!(strategy, Strategy::Parallel) && failures > max_failures {
+                stopped = Some(match strategy {
+                    Strategy::Canary { .. } => {
+                        "not deployed: the canary hosts did not all succeed".to_string()
+                    }
+                    _ => format!(
+                        "not deployed: batch {} had {failures} failed host(s), more than the {max_failures} allowed",
+                        i + 1
+                    ),
+                });
+            }
+        }
+        out
+    }))
+}
+
+/// A host-level operation that ships no new runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `--rollback`.
+    Rollback,
+    /// `--list-deployments`.
+    List,
+    /// `--cleanup`.
+    Cleanup,
+}
+
+/// What an [`Op`] produced on one host.
+#[derive(Debug, Clone)]
+pub struct OpResult {
+    /// The host's result (for rollback, the re-run's events and recap).
+    pub result: HostResult,
+    /// stdout lines that were not events (list output).
+    pub output: Vec<String>,
+}
+
+/// Runs `op` on every host, `parallel` at a time.
+pub fn run_op(
+    hosts: Vec<Host>,
+    op: Op,
+    opts: RemoteOptions,
+    on_event: OnEvent,
+) -> Result<Vec<OpResult>, std::io::Error> {
+    let rt = runtime()?;
+    let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let opts = Arc::new(opts);
     Ok(rt.block_on(async move {
         let mut tasks = Vec::new();
-        for job in jobs {
-            let job = Arc::new(job);
-            let (runners, key_line, opts, on_event, limit) = (
-                runners.clone(),
-                key_line.clone(),
-                opts.clone(),
-                on_event.clone(),
-                limit.clone(),
-            );
+        for host in hosts {
+            let (opts, limit, on_event) = (opts.clone(), limit.clone(), on_event.clone());
             tasks.push(tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let name = job.host.name.clone();
-                let work = deploy_one(job, runners, key_line, opts, on_event);
-                match tokio::time::timeout(timeout, work).await {
+                let name = host.name.clone();
+                let work = op_host(host, op, opts, on_event);
+                match tokio::time::timeout(Duration::from_secs(600), work).await {
                     Ok(r) => r,
-                    Err(_) => (
-                        HostResult::unreachable(
-                            &name,
-                            format!(
-                                "timed out after {} s; the host was cut off",
-                                timeout.as_secs()
-                            ),
-                        ),
-                        Timings::default(),
-                    ),
+                    Err(_) => OpResult {
+                        result: timed_out(&name, Duration::from_secs(600)).0,
+                        output: Vec::new(),
+                    },
                 }
             }));
         }
         let mut out = Vec::new();
         for t in tasks {
-            out.push(t.await.unwrap_or_else(|e| {
-                (
-                    HostResult::unreachable("?", format!("internal error: {e}")),
-                    Timings::default(),
-                )
-            }));
+            if let Ok(r) = t.await {
+                out.push(r);
+            }
         }
         out
     }))
+}
+
+async fn op_host(
+    host: Host,
+    op: Op,
+    opts: Arc<RemoteOptions>,
+    on_event: OnEvent,
+) -> OpResult {
+    let name = host.name.clone();
+    let (shell, _) = match Shell::open(&host, &opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            return OpResult {
+                result: HostResult::unreachable(&name, e),
+                output: Vec::new(),
+            };
+        }
+    };
+    let root = host_root(&host, &opts);
+    let sudo = become_var(&host) && !shell.is_root();
+    let script = ssh::script(
+        &match op {
+            Op::Rollback => Script::Rollback,
+            Op::List => Script::List,
+            Op::Cleanup => Script::Cleanup,
+        },
+        &opts.key_line,
+        sudo,
+        root.as_deref(),
+    );
+    let mut result = HostResult::new(&name, PathBuf::new());
+    let mut output = Vec::new();
+    let exec = {
+        let mut on_line = |line: &str| {
+            if op == Op::Rollback && line.starts_with('{') {
+                deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
+            } else {
+                output.push(line.to_string());
+            }
+        };
+        shell.exec(&script, &[], &mut on_line).await
+    };
+    match exec {
+        Ok((code, stderr)) => deploy::finish(&mut result, code, &stderr),
+        Err(e) => {
+            result.status = HostStatus::Unreachable;
+            result.recap.unreachable = 1;
+            result.error = Some(e);
+        }
+    }
+    shell.close().await;
+    OpResult { result, output }
 }

@@ -2,7 +2,7 @@
 //! command with stdin, and stream its stdout lines back.
 //!
 //! A deploy uses one TCP connection and one channel per host: the packed runner goes
-//! up on the channel's stdin, a small POSIX shell script (built by [`remote_script`]
+//! up on the channel's stdin, a small POSIX shell script (built by [`script`]
 //! from our own values only, every one single-quoted) saves it to a private temporary
 //! directory and runs it, and the runner's events come back on stdout.
 
@@ -358,46 +358,110 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r#"'\''"#))
 }
 
-/// What the remote script needs to know.
-#[derive(Debug, Clone)]
-pub struct RemoteRun<'a> {
-    /// Size of the packed runner that follows on stdin.
-    pub size: usize,
-    /// The runner's arguments.
-    pub args: &'a [String],
-    /// The deployer's public key line, added to the login user's trust store and
-    /// passed with --trusted-key.
-    pub key_line: &'a str,
-    /// Run the runner through `sudo -n`.
-    pub sudo: bool,
+/// Where a host keeps its state, as a shell preamble setting `$R`: the `rustle_root`
+/// variable when given, else `/var/lib/rustle` when the runner runs as root (through
+/// sudo, or logging in as root), else `~/.rustle` of the login user. The runner gets it
+/// with `--root "$R"`, so both sides always agree.
+fn root_preamble(root: Option<&str>, sudo: bool) -> String {
+    match (root, sudo) {
+        (Some(r), _) => format!("R={}\n", sh_quote(r)),
+        (None, true) => "R=/var/lib/rustle\n".to_string(),
+        (None, false) => {
+            "if [ \"$(id -u)\" = 0 ]; then R=/var/lib/rustle; else R=\"$HOME/.rustle\"; fi\n"
+                .to_string()
+        }
+    }
 }
 
-/// The shell script a host runs: store exactly `size` bytes of stdin as a private
-/// executable, check the size, trust the deployer's key, run it, clean up. Every value
-/// in it is ours and single-quoted; nothing comes from the plan.
-pub fn remote_script(r: &RemoteRun<'_>) -> String {
-    let args: Vec<String> = r.args.iter().map(|a| sh_quote(a)).collect();
-    let key = sh_quote(r.key_line);
-    let sudo = if r.sudo { "sudo -n " } else { "" };
+/// Shell lines that write the deployer's public key to `$d/deployer.pub` and add it
+/// to the login user's trust store (`~/.rustle/trusted_keys`) for later runs by hand.
+fn trust_lines(key_line: &str) -> String {
+    let key = sh_quote(key_line);
     format!(
-        r#"set -e
-umask 077
-d=$(mktemp -d "${{TMPDIR:-/tmp}}/rustle.XXXXXXXXXX")
-trap 'rm -rf "$d"' EXIT
-head -c {size} > "$d/rustle-runner"
-got=$(wc -c < "$d/rustle-runner")
-if [ "$got" -ne {size} ]; then echo "rustle: upload truncated: $got of {size} bytes" >&2; exit 70; fi
-chmod 700 "$d/rustle-runner"
-printf '%s\n' {key} > "$d/deployer.pub"
-mkdir -p "$HOME/.rustle"
-if ! grep -qxF {key} "$HOME/.rustle/trusted_keys" 2>/dev/null; then printf '%s\n' {key} >> "$HOME/.rustle/trusted_keys"; fi
-set +e
-{sudo}"$d/rustle-runner" --trusted-key "$d/deployer.pub" {args}
-exit $?
-"#,
-        size = r.size,
-        args = args.join(" "),
+        "printf '%s\\n' {key} > \"$d/deployer.pub\"\n\
+         mkdir -p \"$HOME/.rustle\"\n\
+         if ! grep -qxF {key} \"$HOME/.rustle/trusted_keys\" 2>/dev/null; then printf '%s\\n' {key} >> \"$HOME/.rustle/trusted_keys\"; fi\n"
     )
+}
+
+const TEMP_DIR: &str = "set -e\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
+
+/// What a host is asked to do.
+#[derive(Debug, Clone)]
+pub enum Script<'a> {
+    /// Receive `size` bytes of packed runner on stdin and run it with `args`.
+    Deploy {
+        /// Bytes that follow on stdin.
+        size: usize,
+        /// Runner arguments (`--root` is added).
+        args: &'a [String],
+    },
+    /// Run the release `id` already installed on the host (blue-green switch).
+    RunInstalled {
+        /// The deployment id.
+        id: &'a str,
+        /// Runner arguments (`--root` is added).
+        args: &'a [String],
+    },
+    /// Make the previous release current and run it.
+    Rollback,
+    /// Print state.json and the current release.
+    List,
+    /// Remove everything rustle-deploy put on the host.
+    Cleanup,
+}
+
+/// The POSIX shell script for a [`Script`]. Every value in it is ours and
+/// single-quoted; nothing comes from the plan.
+pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) -> String {
+    let pre = root_preamble(root, sudo);
+    let sudo = if sudo { "sudo -n " } else { "" };
+    let quoted = |args: &[String]| {
+        args.iter()
+            .map(|a| sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match s {
+        Script::Deploy { size, args } => format!(
+            "{TEMP_DIR}{pre}head -c {size} > \"$d/rustle-runner\"\n\
+             got=$(wc -c < \"$d/rustle-runner\")\n\
+             if [ \"$got\" -ne {size} ]; then echo \"rustle: upload truncated: $got of {size} bytes\" >&2; exit 70; fi\n\
+             chmod 700 \"$d/rustle-runner\"\n{trust}set +e\n\
+             {sudo}\"$d/rustle-runner\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
+            trust = trust_lines(key_line),
+            args = quoted(args),
+        ),
+        Script::RunInstalled { id, args } => format!(
+            "{TEMP_DIR}{pre}{trust}set +e\n\
+             {sudo}\"$R/releases/\"{id}/rustle-runner --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
+            trust = trust_lines(key_line),
+            id = sh_quote(id),
+            args = quoted(args),
+        ),
+        Script::Rollback => format!(
+            "{TEMP_DIR}{pre}{trust}\
+             if [ ! -x \"$R/current/rustle-runner\" ]; then echo \"rustle: no current release in $R\" >&2; exit 68; fi\n\
+             set +e\n{sudo}\"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\"\nexit $?\n",
+            trust = trust_lines(key_line),
+        ),
+        Script::List => format!(
+            "{pre}if [ -f \"$R/state.json\" ]; then {sudo}cat \"$R/state.json\"; else echo '{{\"v\":1,\"deployments\":[]}}'; fi\n\
+             echo\necho \"current=$({sudo}readlink \"$R/current\" 2>/dev/null || true)\"\n"
+        ),
+        Script::Cleanup => {
+            let key = sh_quote(key_line);
+            format!(
+                "set -e\n{pre}if [ -d \"$R\" ]; then\n\
+                 {sudo}rm -rf \"$R/releases\" \"$R/current\" \"$R/state.json\" \"$R\"/.current.tmp* \"$R\"/state.json.tmp*\n\
+                 if [ -f \"$R/trusted_keys\" ]; then {sudo}sh -c 'grep -vxF \"$1\" \"$2\" > \"$2.new\" || true; if [ -s \"$2.new\" ]; then mv \"$2.new\" \"$2\"; else rm -f \"$2.new\" \"$2\"; fi' sh {key} \"$R/trusted_keys\"; fi\n\
+                 {sudo}rmdir \"$R\" 2>/dev/null || true\nfi\n\
+                 if [ -f \"$HOME/.rustle/trusted_keys\" ]; then grep -vxF {key} \"$HOME/.rustle/trusted_keys\" > \"$HOME/.rustle/trusted_keys.new\" || true; if [ -s \"$HOME/.rustle/trusted_keys.new\" ]; then mv \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; else rm -f \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; fi; rmdir \"$HOME/.rustle\" 2>/dev/null || true; fi\n\
+                 find \"${{TMPDIR:-/tmp}}\" -maxdepth 1 -name 'rustle.??????????' -user \"$(id -u)\" -exec rm -rf {{}} + 2>/dev/null || true\n\
+                 echo cleaned\n"
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -417,15 +481,42 @@ mod tests {
     }
 
     #[test]
-    fn remote_script_quotes_every_argument() {
+    fn scripts_quote_every_value_and_run_in_sh() {
         let args = vec!["--expect".to_string(), "ab'cd".to_string()];
-        let s = remote_script(&RemoteRun {
-            size: 10,
-            args: &args,
-            key_line: "rustle-ed25519 00",
-            sudo: true,
-        });
-        assert!(s.contains(r#"sudo -n "$d/rustle-runner" --trusted-key "$d/deployer.pub" '--expect' 'ab'\''cd'"#), "{s}");
-        assert!(s.contains("head -c 10 >"));
+        let s = script(
+            &Script::Deploy {
+                size: 10,
+                args: &args,
+            },
+            "rustle-ed25519 00",
+            true,
+            Some("/srv/it's"),
+        );
+        assert!(s.contains(r#"sudo -n "$d/rustle-runner" --trusted-key "$d/deployer.pub" --root "$R" '--expect' 'ab'\''cd'"#), "{s}");
+        assert!(s.contains("R='/srv/it'\\''s'"), "{s}");
+        for sc in [
+            Script::Deploy {
+                size: 1,
+                args: &args,
+            },
+            Script::RunInstalled {
+                id: "x",
+                args: &args,
+            },
+            Script::Rollback,
+            Script::List,
+            Script::Cleanup,
+        ] {
+            let text = script(&sc, "k", false, None);
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &text])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{sc:?}: {}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR]
        rustle-runner info
+       rustle-runner rollback [--root DIR] [--trusted-key FILE]...
        rustle-runner --version
 
 Runs the plan embedded in this executable after checking its digest and signature.
@@ -24,12 +25,19 @@ With --install (or --root DIR) the runner first copies itself into DIR/releases/
 (DIR defaults to ~/.rustle, /var/lib/rustle for root), reports there, and records the run in
 DIR/state.json; DIR/current then points at the last release that ran without failure.
 Events go to stdout as JSON lines; a recap goes to stderr.
+--stage verifies and installs the release without running it; --expect-file DIGEST first
+checks the blake3 of this file. `rollback` makes the latest earlier good release current
+and runs it again.
 Exit codes: 0 ok, 2 a task failed, 64 usage, 65 payload missing or corrupt,
-66 payload is not the expected one, 67 payload signature not trusted.";
+66 payload (or file) is not the expected one, 67 payload signature not trusted,
+68 nothing to roll back to.";
 
 #[derive(Debug, Default)]
 struct Args {
     info: bool,
+    rollback: bool,
+    stage: bool,
+    expect_file: Option<Digest>,
     expect: Option<Digest>,
     trusted_keys: Vec<PathBuf>,
     report: Option<PathBuf>,
@@ -55,6 +63,16 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         match arg.as_str() {
             "run" if first => {}
             "info" if first => out.info = true,
+            "rollback" if first => out.rollback = true,
+            "--stage" => out.stage = true,
+            "--expect-file" => {
+                let v = value("--expect-file")?;
+                let s = v.to_string_lossy();
+                out.expect_file = Some(
+                    Digest::from_hex(&s)
+                        .ok_or_else(|| format!("--expect-file: not a 64-digit hex digest: {s}"))?,
+                );
+            }
             "-h" | "--help" => return Ok(Parsed::Help),
             "-V" | "--version" => return Ok(Parsed::Version),
             "--expect" => {
@@ -95,6 +113,26 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return exit::USAGE;
         }
     };
+    if args.rollback {
+        return rollback(&args);
+    }
+    if let Some(want) = &args.expect_file {
+        // --verify: the file that arrived is, byte for byte, the one the deployer sent.
+        match std::fs::read("/proc/self/exe") {
+            Ok(me) if Digest::of(&me) == *want => {}
+            Ok(me) => {
+                eprintln!(
+                    "rustle-runner: refusing to run: this file's blake3 is {}, the deployer sent {want}; no task was run",
+                    Digest::of(&me)
+                );
+                return exit::PAYLOAD_UNEXPECTED;
+            }
+            Err(e) => {
+                eprintln!("rustle-runner: cannot read its own file: {e}");
+                return exit::INTERNAL;
+            }
+        }
+    }
     let bytes = match locate::read_own_payload() {
         Ok(b) => b,
         Err(e) => {
@@ -142,6 +180,26 @@ pub fn main(args: Vec<OsString>) -> i32 {
         },
         None => None,
     };
+    if let (true, Some(release)) = (args.stage, &release) {
+        // Blue-green: the release is on disk and verified; switching to it is a
+        // separate run of the installed runner.
+        if let Err(e) = install::record(
+            release,
+            &plan.host,
+            &digest.to_hex(),
+            install::Outcome::Staged,
+        ) {
+            eprintln!("rustle-runner: cannot record the staged release: {e}");
+            return exit::INTERNAL;
+        }
+        JsonLines::new(std::io::stdout().lock()).emit(&Event::Staged {
+            v: crate::events::EVENTS_VERSION,
+            host: plan.host.clone(),
+            deployment: plan.deployment_id.clone(),
+            digest: digest.to_hex(),
+        });
+        return exit::OK;
+    }
     let report_path = args
         .report
         .clone()
@@ -205,6 +263,68 @@ pub fn payload_exit_code(e: &PayloadError) -> i32 {
         PayloadError::UnexpectedDigest { .. } => exit::PAYLOAD_UNEXPECTED,
         e if e.is_trust_failure() => exit::PAYLOAD_UNTRUSTED,
         _ => exit::PAYLOAD_INVALID,
+    }
+}
+
+/// `rollback`: make the most recent earlier release that ran without failure current
+/// again, and run it (its payload checked as on any run).
+fn rollback(args: &Args) -> i32 {
+    let root = args
+        .install_root
+        .clone()
+        .unwrap_or_else(install::default_root);
+    let current = std::fs::read_link(root.join("current"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let state = install::read_state(&root);
+    let previous = state
+        .get("deployments")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .rev()
+        .filter(|d| d.get("status").and_then(serde_json::Value::as_str) == Some("ok"))
+        .filter_map(|d| {
+            let field = |k: &str| {
+                d.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            };
+            Some((field("id")?, field("digest")?))
+        })
+        .find(|(id, _)| {
+            Some(id) != current.as_ref()
+                && install::check_id(id).is_ok()
+                && root
+                    .join("releases")
+                    .join(id)
+                    .join("rustle-runner")
+                    .exists()
+        });
+    let Some((id, digest)) = previous else {
+        eprintln!(
+            "rustle-runner: no earlier release to roll back to in {} (current: {})",
+            root.display(),
+            current.as_deref().unwrap_or("none")
+        );
+        return exit::NOTHING_TO_ROLL_BACK;
+    };
+    if let Err(e) = install::point_current(&root, &id) {
+        eprintln!("rustle-runner: {e}");
+        return exit::INTERNAL;
+    }
+    let exe = root.join("releases").join(&id).join("rustle-runner");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--root").arg(&root).arg("--expect").arg(&digest);
+    for k in &args.trusted_keys {
+        cmd.arg("--trusted-key").arg(k);
+    }
+    match cmd.status() {
+        Ok(s) => s.code().unwrap_or(exit::INTERNAL),
+        Err(e) => {
+            eprintln!("rustle-runner: cannot run {}: {e}", exe.display());
+            exit::INTERNAL
+        }
     }
 }
 

@@ -111,6 +111,17 @@ pub enum Event {
         /// The registered result (rc, stdout, msg, results for loops, ...).
         result: Value,
     },
+    /// The release was verified and installed but not run (`--stage`, blue-green).
+    Staged {
+        /// Format version.
+        v: u32,
+        /// Inventory name.
+        host: String,
+        /// Deployment id.
+        deployment: String,
+        /// Payload digest.
+        digest: String,
+    },
     /// The run is over.
     Recap {
         /// Format version.

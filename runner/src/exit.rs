@@ -14,3 +14,5 @@ pub const PAYLOAD_INVALID: i32 = 65;
 pub const PAYLOAD_UNEXPECTED: i32 = 66;
 /// The payload's signature is invalid or its signer is not trusted. No task ran.
 pub const PAYLOAD_UNTRUSTED: i32 = 67;
+/// `rollback` found no earlier good release.
+pub const NOTHING_TO_ROLL_BACK: i32 = 68;

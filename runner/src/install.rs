@@ -148,6 +148,8 @@ pub enum Outcome {
     Ok,
     /// A task failed: `current` is unchanged.
     Failed,
+    /// Verified and installed, not run yet (blue-green): `current` is unchanged.
+    Staged,
 }
 
 /// Records a finished run in `state.json` and, when it succeeded, points `current` at
@@ -169,7 +171,11 @@ pub fn record(
         "digest": digest,
         "version": env!("CARGO_PKG_VERSION"),
         "at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        "status": match outcome { Outcome::Ok => "ok", Outcome::Failed => "failed" },
+        "status": match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Staged => "staged",
+        },
     });
     match state.get_mut("deployments").and_then(Value::as_array_mut) {
         Some(list) => list.push(entry),
