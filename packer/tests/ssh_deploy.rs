@@ -282,3 +282,397 @@ fn a_failing_task_fails_that_host_only_and_keeps_its_previous_release_current() 
         before
     );
 }
+
+/// A plan that writes `version` into each host's app/version file.
+fn versioned(version: &str) -> Value {
+    json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "tasks": [
+            {"name": "dir", "module": "file", "args": {"path": "{{ ansible_env_home }}/app", "state": "directory"}},
+            {"name": "version", "module": "copy", "args": {"content": version, "dest": "{{ ansible_env_home }}/app/version"}}
+        ]}]
+    })
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn rollback_makes_the_previous_release_current_and_runs_it_again() {
+    let lab = Lab::new();
+    let h = lab.start("rb", "rustle-t13");
+    lab.trust(&[&h]);
+    let inv = inventory(&lab, &[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    assert_eq!(
+        d.run(&lab, &["-i", inv, v1.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let first = std::fs::read_link(h.root().join("current")).unwrap();
+    let v2 = d.home.path().join("v2.json");
+    std::fs::write(&v2, serde_json::to_vec(&versioned("v2")).unwrap()).unwrap();
+    assert_eq!(
+        d.run(&lab, &["-i", inv, v2.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(read(h.home.join("app/version")), "v2");
+
+    let out = d.run(&lab, &["-i", inv, "--rollback"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        read(h.home.join("app/version")),
+        "v1",
+        "the previous release ran again"
+    );
+    assert_eq!(std::fs::read_link(h.root().join("current")).unwrap(), first);
+    assert!(text(&out.stdout).contains("changed: [rb] => version"));
+
+    let list = d.run(&lab, &["-i", inv, "--list-deployments"]);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
+    let listing = text(&list.stdout);
+    let first_id = first.file_name().unwrap().to_str().unwrap();
+    let current_line = listing.lines().find(|l| l.starts_with('*')).unwrap();
+    assert!(current_line.contains(first_id), "{listing}");
+    assert_eq!(
+        listing
+            .lines()
+            .filter(|l| l.contains("version 0.1.0"))
+            .count(),
+        3,
+        "{listing}"
+    );
+
+    // With only one good release left before it, a second rollback has somewhere to go
+    // (v2), and a host with no release at all says so.
+    let empty = lab.start("empty", "rustle-t14");
+    lab.trust(&[&empty]);
+    let inv2 = inventory(&lab, &[&empty]);
+    let out = d.run(&lab, &["-i", inv2.to_str().unwrap(), "--rollback"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("no current release"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn cleanup_removes_everything_of_ours_and_nothing_else() {
+    let lab = Lab::new();
+    let h = lab.start("clean", "rustle-t15");
+    lab.trust(&[&h]);
+    let inv = inventory(&lab, &[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let plan = d.plan(&versioned("v1"));
+    assert_eq!(
+        d.run(&lab, &["-i", inv, plan.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Something of the user's own in the same directory must survive.
+    std::fs::write(h.root().join("notes.txt"), "mine").unwrap();
+    assert!(h.root().join("current").exists());
+
+    let out = d.run(&lab, &["-i", inv, "--cleanup"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("clean: cleaned"));
+    let left: Vec<String> = std::fs::read_dir(h.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["notes.txt".to_string()], "left behind: {left:?}");
+    assert_eq!(
+        read(h.home.join("app/version")),
+        "v1",
+        "the plan's own results stay"
+    );
+    let temps = std::fs::read_dir("/tmp")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rustle."))
+        .filter(|e| {
+            use std::os::unix::fs::MetadataExt;
+            let uid = Command::new("id").args(["-u", &h.user]).output().unwrap();
+            e.metadata().unwrap().uid().to_string() == text(&uid.stdout).trim()
+        })
+        .count();
+    assert_eq!(temps, 0, "temporary upload directories left behind");
+
+    // Without the user's file, the state root itself goes.
+    std::fs::remove_file(h.root().join("notes.txt")).unwrap();
+    assert_eq!(
+        d.run(&lab, &["-i", inv, plan.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        d.run(&lab, &["-i", inv, "--cleanup"]).status.code(),
+        Some(0)
+    );
+    assert!(!h.root().exists());
+}
+
+#[test]
+fn blue_green_switches_no_host_when_one_cannot_stage() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (16..19)
+        .map(|i| lab.start(&format!("bg{i}"), &format!("rustle-t{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = inventory(&lab, &refs);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    let out = d.run(
+        &lab,
+        &["-i", inv, v1.to_str().unwrap(), "--strategy", "blue-green"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for h in &hosts {
+        assert_eq!(read(h.home.join("app/version")), "v1");
+    }
+    let before: Vec<PathBuf> = hosts
+        .iter()
+        .map(|h| std::fs::read_link(h.root().join("current")).unwrap())
+        .collect();
+
+    // One host cannot stage: its release directory cannot be created.
+    let broken = &hosts[1];
+    std::fs::remove_dir_all(broken.root().join("releases")).unwrap();
+    std::fs::write(broken.root().join("releases"), "not a directory").unwrap();
+    let v2 = d.home.path().join("v2.json");
+    std::fs::write(&v2, serde_json::to_vec(&versioned("v2")).unwrap()).unwrap();
+    let (report_path, report_arg) = report(&d);
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv,
+            v2.to_str().unwrap(),
+            "--strategy",
+            "blue-green",
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    for (h, was) in hosts.iter().zip(&before) {
+        assert_eq!(
+            read(h.home.join("app/version")),
+            "v1",
+            "{} switched",
+            h.name
+        );
+        assert_eq!(&std::fs::read_link(h.root().join("current")).unwrap(), was);
+    }
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(r["hosts"]["bg16"]["status"], "not deployed");
+    assert!(
+        r["hosts"]["bg16"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("staged, not switched")
+    );
+    assert_ne!(r["hosts"]["bg17"]["status"], "ok");
+}
+
+#[test]
+fn a_failed_canary_stops_the_rest_and_a_failed_rolling_batch_stops_later_batches() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (19..23)
+        .map(|i| lab.start(&format!("c{i}"), &format!("rustle-t{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = inventory(&lab, &refs);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let mut failing = versioned("v1");
+    failing["plays"][0]["tasks"].as_array_mut().unwrap().push(
+        json!({"name": "boom", "module": "fail", "args": {"msg": "canary broke"}, "when": "inventory_hostname == 'c19'"}),
+    );
+    let plan = d.plan(&failing);
+    let (report_path, report_arg) = report(&d);
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv,
+            plan.to_str().unwrap(),
+            "--strategy",
+            "canary",
+            "--canary-percent",
+            "25",
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(r["hosts"]["c19"]["status"], "failed");
+    for h in &hosts[1..] {
+        assert_eq!(r["hosts"][&h.name]["status"], "not deployed", "{}", h.name);
+        assert!(
+            !h.home.join("app").exists(),
+            "{} was deployed after the canary failed",
+            h.name
+        );
+    }
+
+    // Rolling, batches of two: the first batch holds the failing host, so the second
+    // batch never starts.
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv,
+            plan.to_str().unwrap(),
+            "--strategy",
+            "rolling",
+            "--batch-size",
+            "2",
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(r["hosts"]["c20"]["status"], "ok");
+    assert_eq!(r["hosts"]["c21"]["status"], "not deployed");
+    assert_eq!(r["hosts"]["c22"]["status"], "not deployed");
+    assert!(
+        r["hosts"]["c21"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("batch 1")
+    );
+}
+
+/// Forwards one TCP connection to `to` and cuts it after `limit` bytes from the client:
+/// a network that dies in the middle of an upload.
+fn cutting_proxy(to: u16, limit: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut client, _)) = listener.accept() else {
+            return;
+        };
+        let mut server = std::net::TcpStream::connect(("127.0.0.1", to)).unwrap();
+        let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut s2, &mut c2);
+        });
+        let mut sent = 0;
+        let mut buf = [0u8; 16384];
+        while sent < limit {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+            }
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    port
+}
+
+#[test]
+fn a_connection_cut_during_the_upload_leaves_the_previous_release_current() {
+    let lab = Lab::new();
+    let h = lab.start("cut", "rustle-t23");
+    lab.trust(&[&h]);
+    let inv = inventory(&lab, &[&h]);
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    let out = d.run(&lab, &["-i", inv.to_str().unwrap(), v1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let before = std::fs::read_link(h.root().join("current")).unwrap();
+
+    // The same host behind a proxy that dies after 600 kB of a ~2 MB upload.
+    let port = cutting_proxy(h.port, 600_000);
+    let text_inv = std::fs::read_to_string(&inv).unwrap().replace(
+        &format!("ansible_port={}", h.port),
+        &format!("ansible_port={port}"),
+    );
+    std::fs::write(&inv, text_inv).unwrap();
+    let known = std::fs::read_to_string(&lab.known_hosts).unwrap();
+    std::fs::write(
+        &lab.known_hosts,
+        format!("{known}[127.0.0.1]:{port} {}\n", h.host_key_pub),
+    )
+    .unwrap();
+    let v2 = d.home.path().join("v2.json");
+    std::fs::write(&v2, serde_json::to_vec(&versioned("v2")).unwrap()).unwrap();
+    let (report_path, report_arg) = report(&d);
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            v2.to_str().unwrap(),
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(r["hosts"]["cut"]["status"], "unreachable");
+    // Give the host's shell a moment to notice the cut and clean up.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        std::fs::read_link(h.root().join("current")).unwrap(),
+        before
+    );
+    assert_eq!(read(h.home.join("app/version")), "v1");
+    let releases = std::fs::read_dir(h.root().join("releases"))
+        .unwrap()
+        .count();
+    assert_eq!(releases, 1, "a half-uploaded release was installed");
+}
