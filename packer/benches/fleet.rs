@@ -1,0 +1,162 @@
+//! Fleet benchmark: a 25-step plan deployed over SSH to 20 and 100 real sshd hosts on
+//! loopback. Prints wall time, the deployer's CPU time, bytes and channels per host.
+//! A benchmark prints figures; it asserts nothing about them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+#[path = "../tests/support/sshd.rs"]
+mod sshd;
+
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::Instant;
+
+/// The issue's 25 steps: directories, copies, a template, lineinfile, stat, assert,
+/// command, shell, a 10-item loop, a link, debug.
+fn plan() -> Value {
+    let base = "{{ ansible_env_home }}/bench";
+    let mut tasks = vec![
+        json!({"name": "base", "module": "file", "args": {"path": base, "state": "directory"}}),
+        json!({"name": "etc", "module": "file", "args": {"path": format!("{base}/etc"), "state": "directory", "mode": "0750"}}),
+        json!({"name": "var", "module": "file", "args": {"path": format!("{base}/var"), "state": "directory"}}),
+        json!({"name": "log", "module": "file", "args": {"path": format!("{base}/var/log"), "state": "directory"}}),
+    ];
+    for i in 0..5 {
+        tasks.push(json!({"name": format!("copy {i}"), "module": "copy",
+            "args": {"content": format!("file {i} on {{{{ inventory_hostname }}}}\n"), "dest": format!("{base}/etc/f{i}.conf"), "mode": "0644"}}));
+    }
+    tasks.extend([
+        json!({"name": "template", "module": "template", "args": {"src": "app.conf.j2", "dest": format!("{base}/etc/app.conf")}}),
+        json!({"name": "lineinfile", "module": "lineinfile", "args": {"path": format!("{base}/etc/tuning.conf"), "line": "tuned = yes", "regexp": "^tuned", "create": true}}),
+        json!({"name": "stat", "module": "stat", "args": {"path": format!("{base}/etc/app.conf")}, "register": "st"}),
+        json!({"name": "assert", "module": "assert", "args": {"that": ["st.stat.exists", "st.stat.size > 10"]}}),
+        json!({"name": "command", "module": "command", "args": {"_raw_params": "uname -r"}, "register": "k", "changed_when": false}),
+        json!({"name": "shell", "module": "shell", "args": {"_raw_params": format!("echo ok > {base}/var/shell.out"), "creates": format!("{base}/var/shell.out")}}),
+        json!({"name": "loop", "module": "copy", "args": {"content": "{{ item }}\n", "dest": format!("{base}/var/item-{{{{ item }}}}")}, "loop": (1..=10).collect::<Vec<_>>()}),
+        json!({"name": "link", "module": "file", "args": {"src": format!("{base}/etc/app.conf"), "dest": format!("{base}/app.conf"), "state": "link"}}),
+        json!({"name": "debug", "module": "debug", "args": {"msg": "kernel {{ k.stdout }}"}}),
+        json!({"name": "no stale file", "module": "file", "args": {"path": format!("{base}/var/stale"), "state": "absent"}}),
+    ]);
+    for i in 0..6 {
+        tasks.push(json!({"name": format!("fact {i}"), "module": "set_fact", "args": {format!("f{i}"): i}}));
+    }
+    assert_eq!(tasks.len(), 25);
+    json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "bench", "hosts": ["all"], "vars": {"port": 8080}, "tasks": tasks}],
+        "files": {"app.conf.j2": {"content": "host = {{ inventory_hostname }}\nport = {{ port }}\n"}}
+    })
+}
+
+/// CPU seconds the whole machine spent busy so far (all cores, from /proc/stat), to see
+/// what the hosts' sshd, shell and runner cost next to the deployer.
+fn busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    let busy: f64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy / 100.0
+}
+
+fn main() {
+    let lab = sshd::Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec(&plan()).unwrap()).unwrap();
+    let mut hosts = Vec::new();
+    for n in [1usize, 20, 100] {
+        while hosts.len() < n {
+            let i = hosts.len();
+            hosts.push(lab.start(&format!("b{i}"), &format!("rustle-b{i}")));
+        }
+        let refs: Vec<&sshd::Sshd> = hosts.iter().collect();
+        std::fs::write(&lab.known_hosts, "").unwrap();
+        lab.trust(&refs);
+        let inv = lab.inventory(&refs, "");
+        let mut text = std::fs::read_to_string(&inv).unwrap();
+        for h in &hosts {
+            text = text.replace(
+                &format!("{} ansible_host", h.name),
+                &format!(
+                    "{} ansible_env_home={} ansible_host",
+                    h.name,
+                    h.home.display()
+                ),
+            );
+        }
+        std::fs::write(&inv, text).unwrap();
+        println!("{n} hosts, 25-step plan:");
+        for run in ["first run", "second run"] {
+            let report = dir.path().join("report.json");
+            // bash's `times` reports the CPU the deployer (its child) used.
+            let script = format!(
+                "'{}' -i '{}' '{}' --known-hosts '{}' --report '{}' >/dev/null 2>&1; echo rc=$?; times",
+                env!("CARGO_BIN_EXE_rustle-deploy"),
+                inv.display(),
+                plan_path.display(),
+                lab.known_hosts.display(),
+                report.display()
+            );
+            let busy_before = busy_seconds();
+            let started = Instant::now();
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .env("HOME", dir.path())
+                .output()
+                .unwrap();
+            let wall = started.elapsed();
+            let machine_cpu = busy_seconds() - busy_before;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let rc = stdout.lines().next().unwrap_or("");
+            let cpu = stdout.lines().nth(2).unwrap_or("").trim().to_string();
+            let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+            let hosts_r = r["hosts"].as_object().unwrap();
+            let ok = hosts_r.values().filter(|h| h["status"] == "ok").count();
+            let bytes: u64 = hosts_r
+                .values()
+                .map(|h| h["timings"]["bytes_sent"].as_u64().unwrap_or(0))
+                .sum();
+            let channels: u64 = hosts_r
+                .values()
+                .map(|h| h["timings"]["channels"].as_u64().unwrap_or(0))
+                .sum();
+            let changed: u64 = hosts_r
+                .values()
+                .map(|h| h["recap"]["changed"].as_u64().unwrap_or(0))
+                .sum();
+            let avg = |k: &str| {
+                hosts_r
+                    .values()
+                    .map(|h| h["timings"][k].as_f64().unwrap_or(0.0))
+                    .sum::<f64>()
+                    / n as f64
+            };
+            println!(
+                "  {run:<10} wall {:>7.3} s  deployer cpu (user sys) {cpu}  {rc}  ok hosts {ok}/{n}  changed tasks {changed}  bytes/host {}  channels/host {:.1}  mean connect {:.0} ms  mean upload+run {:.0} ms  machine cpu (all processes, hosts included) {:.2} s",
+                wall.as_secs_f64(),
+                bytes / n as u64,
+                channels as f64 / n as f64,
+                avg("connect_ms"),
+                avg("upload_and_run_ms"),
+                machine_cpu
+            );
+        }
+    }
+}
