@@ -8,6 +8,8 @@
     clippy::panic
 )]
 
+// The SSH tests' host helpers; the benchmark uses only some of them.
+#[allow(dead_code)]
 #[path = "../tests/support/sshd.rs"]
 mod sshd;
 
