@@ -155,6 +155,31 @@ impl Shell {
         }
     }
 
+    /// Runs a [`Script::DeployCached`] script: after its first line says whether the
+    /// host has the runner cached, sends the payload, and the runner when it is needed.
+    /// Returns the exit code, stderr and the bytes sent.
+    async fn exec_cached(
+        &self,
+        script: &str,
+        payload: &[u8],
+        runner: &[u8],
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(Option<i32>, String, u64), String> {
+        let mut answer = |first: &str| match first {
+            "rustle:have-runner" => Some(payload.to_vec()),
+            "rustle:need-runner" => Some([payload, runner].concat()),
+            _ => None,
+        };
+        match self {
+            Shell::Ssh(c, _) => c
+                .exec_after_first_line(script, &mut answer, on_line)
+                .await
+                .map(|(code, err, sent)| (code.and_then(|c| i32::try_from(c).ok()), err, sent))
+                .map_err(|e| e.to_string()),
+            Shell::Local => local_exec_after_first_line(script, &mut answer, on_line).await,
+        }
+    }
+
     async fn close(self) {
         if let Shell::Ssh(c, _) = self {
             c.close().await;
@@ -197,6 +222,51 @@ async fn local_exec(
     let _ = writer.await;
     let stderr = reader.await.unwrap_or_default();
     Ok((status.code(), stderr))
+}
+
+async fn local_exec_after_first_line(
+    script: &str,
+    answer: &mut (dyn FnMut(&str) -> Option<Vec<u8>> + Send),
+    on_line: &mut (dyn FnMut(&str) + Send),
+) -> Result<(Option<i32>, String, u64), String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start sh: {e}"))?;
+    let mut input = child.stdin.take().ok_or("no stdin")?;
+    let mut err = child.stderr.take().ok_or("no stderr")?;
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s).await;
+        s
+    });
+    let out = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    let mut sent = 0u64;
+    let mut writer = None;
+    if let Ok(Some(first)) = lines.next_line().await
+        && let Some(bytes) = answer(&first)
+    {
+        sent = bytes.len() as u64;
+        writer = Some(tokio::spawn(async move {
+            let _ = input.write_all(&bytes).await;
+            let _ = input.shutdown().await;
+        }));
+    }
+    while let Ok(Some(line)) = lines.next_line().await {
+        on_line(&line);
+    }
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    if let Some(w) = writer {
+        let _ = w.await;
+    }
+    let stderr = reader.await.unwrap_or_default();
+    Ok((status.code(), stderr, sent))
 }
 
 /// Shared, read-only context for every host task.
@@ -269,15 +339,6 @@ async fn deploy_host(
 ) -> (HostResult, Timings) {
     let name = job.host.name.clone();
     let mut timings = Timings::default();
-    let packed = match deploy::packed(&job, &ctx.runners) {
-        Ok(p) => p,
-        Err(e) => {
-            if let Some((tx, _)) = &staged {
-                let _ = tx.send(false).await;
-            }
-            return (HostResult::unreachable(&name, e.to_string()), timings);
-        }
-    };
     let (shell, connect_ms) = match Shell::open(&job.host, &ctx.opts).await {
         Ok(s) => s,
         Err(e) => {
@@ -290,8 +351,26 @@ async fn deploy_host(
     timings.connect_ms = connect_ms;
     let root = host_root(&job.host, &ctx.opts);
     let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
+    // Over SSH without sudo, the host's runner cache lets a repeat deploy ship only the
+    // payload; otherwise the packed runner goes up whole.
+    let cached = staged.is_none() && !sudo && matches!(shell, Shell::Ssh(..));
+    let packed = if cached {
+        Vec::new()
+    } else {
+        match deploy::packed(&job, &ctx.runners) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some((tx, _)) = &staged {
+                    let _ = tx.send(false).await;
+                }
+                shell.close().await;
+                return (HostResult::unreachable(&name, e.to_string()), timings);
+            }
+        }
+    };
     let mut args = vec!["--expect".to_string(), job.digest.to_hex()];
-    if ctx.opts.verify {
+    // The cached path always has the runner check its own file against the cache key.
+    if ctx.opts.verify && !cached {
         args.push("--expect-file".into());
         args.push(rustle_runner::payload::Digest::of(&packed).to_hex());
     }
@@ -300,6 +379,48 @@ async fn deploy_host(
         .join(deployment.as_str());
     let mut result = HostResult::new(&name, release_dir);
     match staged {
+        // Over SSH without sudo, ship only the payload when the host's runner cache has
+        // the bare runner (a repeat deploy sends a few kilobytes instead of megabytes).
+        None if cached => {
+            let Some(runner) = ctx.runners.get(&job.triple) else {
+                return (HostResult::unreachable(&name, "no runner".into()), timings);
+            };
+            let s = ssh::script(
+                &Script::DeployCached {
+                    runner_digest: &runner.digest.to_hex(),
+                    payload_size: job.sealed.len(),
+                    runner_size: runner.bytes.len(),
+                    args: &args,
+                },
+                &ctx.opts.key_line,
+                sudo,
+                root.as_deref(),
+            );
+            let started = Instant::now();
+            timings.channels += 1;
+            let exec = {
+                let on_event = ctx.on_event.clone();
+                let mut on_line = |line: &str| {
+                    deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
+                };
+                shell
+                    .exec_cached(&s, &job.sealed, &runner.bytes, &mut on_line)
+                    .await
+            };
+            timings.upload_and_run_ms += started.elapsed().as_secs_f64() * 1000.0;
+            result.run_ms = timings.upload_and_run_ms;
+            match exec {
+                Ok((code, stderr, sent)) => {
+                    timings.bytes_sent += sent;
+                    deploy::finish(&mut result, code, &stderr);
+                }
+                Err(e) => {
+                    result.status = HostStatus::Unreachable;
+                    result.recap.unreachable = 1;
+                    result.error = Some(e);
+                }
+            }
+        }
         None => {
             let s = ssh::script(
                 &Script::Deploy {
@@ -595,12 +716,7 @@ pub fn run_op(
     }))
 }
 
-async fn op_host(
-    host: Host,
-    op: Op,
-    opts: Arc<RemoteOptions>,
-    on_event: OnEvent,
-) -> OpResult {
+async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent) -> OpResult {
     let name = host.name.clone();
     let (shell, _) = match Shell::open(&host, &opts).await {
         Ok(s) => s,

@@ -344,6 +344,54 @@ impl Connection {
         Ok((code, String::from_utf8_lossy(&stderr).into_owned()))
     }
 
+    /// Like [`Connection::exec`], but the data to send is chosen from the command's
+    /// first line of output (`answer` maps it to the bytes to send, `None` to send
+    /// nothing and end stdin). The first line is not passed to `on_line`.
+    pub async fn exec_after_first_line(
+        &self,
+        command: &str,
+        answer: &mut (dyn FnMut(&str) -> Option<Vec<u8>> + Send),
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(Option<u32>, String, u64), SshError> {
+        let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
+        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
+        channel.exec(true, command).await.map_err(ch_err)?;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut stderr: Vec<u8> = Vec::new();
+        let mut code = None;
+        let mut answered = false;
+        let mut sent = 0u64;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                russh::ChannelMsg::Data { data } => {
+                    pending.extend_from_slice(&data);
+                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                        let raw: Vec<u8> = pending.drain(..=pos).collect();
+                        let line = String::from_utf8_lossy(&raw);
+                        let line = line.trim_end_matches(['\n', '\r']);
+                        if answered {
+                            on_line(line);
+                        } else {
+                            answered = true;
+                            if let Some(bytes) = answer(line) {
+                                sent = bytes.len() as u64;
+                                channel.data(&bytes[..]).await.map_err(ch_err)?;
+                            }
+                            channel.eof().await.map_err(ch_err)?;
+                        }
+                    }
+                }
+                russh::ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                _ => {}
+            }
+        }
+        if !pending.is_empty() && answered {
+            on_line(String::from_utf8_lossy(&pending).trim_end());
+        }
+        Ok((code, String::from_utf8_lossy(&stderr).into_owned(), sent))
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         let _ = self
@@ -396,6 +444,20 @@ pub enum Script<'a> {
         /// Runner arguments (`--root` is added).
         args: &'a [String],
     },
+    /// Ship only the payload when the host's runner cache holds the bare runner
+    /// (`runner_digest`), else the bare runner too: the script first prints
+    /// `rustle:have-runner` or `rustle:need-runner`, and the deployer sends accordingly
+    /// (payload, then the runner when needed).
+    DeployCached {
+        /// blake3 of the bare runner: its cache key, and checked by the runner itself.
+        runner_digest: &'a str,
+        /// Payload bytes that follow on stdin.
+        payload_size: usize,
+        /// Runner bytes that follow the payload when the host needs them.
+        runner_size: usize,
+        /// Runner arguments (`--root`, `--payload` and `--expect-file` are added).
+        args: &'a [String],
+    },
     /// Run the release `id` already installed on the host (blue-green switch).
     RunInstalled {
         /// The deployment id.
@@ -432,9 +494,35 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             trust = trust_lines(key_line),
             args = quoted(args),
         ),
+        Script::DeployCached {
+            runner_digest,
+            payload_size,
+            runner_size,
+            args,
+        } => format!(
+            "{TEMP_DIR}{pre}c=\"$R/cache/\"{dig}\n\
+             if [ -x \"$c/rustle-runner\" ]; then echo rustle:have-runner; else echo rustle:need-runner; fi\n\
+             head -c {payload_size} > \"$d/payload\"\n\
+             got=$(wc -c < \"$d/payload\")\n\
+             if [ \"$got\" -ne {payload_size} ]; then echo \"rustle: upload truncated: $got of {payload_size} bytes\" >&2; exit 70; fi\n\
+             if [ ! -x \"$c/rustle-runner\" ]; then\n\
+             mkdir -p \"$c\"\n\
+             find \"$c\" -maxdepth 1 -name '.incoming.*' -mmin +10 -exec rm -f {{}} + 2>/dev/null || true\n\
+             head -c {runner_size} > \"$c/.incoming.$$\"\n\
+             got=$(wc -c < \"$c/.incoming.$$\")\n\
+             if [ \"$got\" -ne {runner_size} ]; then rm -f \"$c/.incoming.$$\"; echo \"rustle: upload truncated: $got of {runner_size} bytes\" >&2; exit 70; fi\n\
+             chmod 700 \"$c/.incoming.$$\"\n\
+             mv \"$c/.incoming.$$\" \"$c/rustle-runner\"\n\
+             fi\n{trust}set +e\n\
+             \"$c/rustle-runner\" --expect-file {dig} --payload \"$d/payload\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
+            dig = sh_quote(runner_digest),
+            trust = trust_lines(key_line),
+            args = quoted(args),
+        ),
         Script::RunInstalled { id, args } => format!(
-            "{TEMP_DIR}{pre}{trust}set +e\n\
-             {sudo}\"$R/releases/\"{id}/rustle-runner --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
+            "{TEMP_DIR}{pre}{trust}rel=\"$R/releases/\"{id}\n\
+             if [ -f \"$rel/payload.bin\" ]; then set -- --payload \"$rel/payload.bin\"; else set --; fi\nset +e\n\
+             {sudo}\"$rel/rustle-runner\" \"$@\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
             trust = trust_lines(key_line),
             id = sh_quote(id),
             args = quoted(args),
@@ -453,7 +541,7 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             let key = sh_quote(key_line);
             format!(
                 "set -e\n{pre}if [ -d \"$R\" ]; then\n\
-                 {sudo}rm -rf \"$R/releases\" \"$R/current\" \"$R/state.json\" \"$R\"/.current.tmp* \"$R\"/state.json.tmp*\n\
+                 {sudo}rm -rf \"$R/releases\" \"$R/cache\" \"$R/current\" \"$R/state.json\" \"$R\"/.current.tmp* \"$R\"/state.json.tmp*\n\
                  if [ -f \"$R/trusted_keys\" ]; then {sudo}sh -c 'grep -vxF \"$1\" \"$2\" > \"$2.new\" || true; if [ -s \"$2.new\" ]; then mv \"$2.new\" \"$2\"; else rm -f \"$2.new\" \"$2\"; fi' sh {key} \"$R/trusted_keys\"; fi\n\
                  {sudo}rmdir \"$R\" 2>/dev/null || true\nfi\n\
                  if [ -f \"$HOME/.rustle/trusted_keys\" ]; then grep -vxF {key} \"$HOME/.rustle/trusted_keys\" > \"$HOME/.rustle/trusted_keys.new\" || true; if [ -s \"$HOME/.rustle/trusted_keys.new\" ]; then mv \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; else rm -f \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; fi; rmdir \"$HOME/.rustle\" 2>/dev/null || true; fi\n\

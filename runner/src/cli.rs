@@ -14,7 +14,7 @@ use serde_json::json;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR]
+const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR] [--payload FILE]
        rustle-runner info
        rustle-runner rollback [--root DIR] [--trusted-key FILE]...
        rustle-runner --version
@@ -25,6 +25,7 @@ With --install (or --root DIR) the runner first copies itself into DIR/releases/
 (DIR defaults to ~/.rustle, /var/lib/rustle for root), reports there, and records the run in
 DIR/state.json; DIR/current then points at the last release that ran without failure.
 Events go to stdout as JSON lines; a recap goes to stderr.
+--payload FILE reads the payload from FILE instead of this executable (same checks).
 --stage verifies and installs the release without running it; --expect-file DIGEST first
 checks the blake3 of this file. `rollback` makes the latest earlier good release current
 and runs it again.
@@ -38,6 +39,7 @@ struct Args {
     rollback: bool,
     stage: bool,
     expect_file: Option<Digest>,
+    payload_file: Option<PathBuf>,
     expect: Option<Digest>,
     trusted_keys: Vec<PathBuf>,
     report: Option<PathBuf>,
@@ -65,6 +67,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "info" if first => out.info = true,
             "rollback" if first => out.rollback = true,
             "--stage" => out.stage = true,
+            "--payload" => out.payload_file = Some(value("--payload")?.into()),
             "--expect-file" => {
                 let v = value("--expect-file")?;
                 let s = v.to_string_lossy();
@@ -133,12 +136,26 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
         }
     }
-    let bytes = match locate::read_own_payload() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("rustle-runner: refusing to run: {e}");
-            return exit::PAYLOAD_INVALID;
-        }
+    // A payload given as a file (a cached bare runner shipped only the new payload)
+    // goes through exactly the same checks as an embedded one.
+    let bytes = match &args.payload_file {
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!(
+                    "rustle-runner: refusing to run: cannot read payload {}: {e}",
+                    p.display()
+                );
+                return exit::PAYLOAD_INVALID;
+            }
+        },
+        None => match locate::read_own_payload() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("rustle-runner: refusing to run: {e}");
+                return exit::PAYLOAD_INVALID;
+            }
+        },
     };
     if args.info {
         return info(&bytes);
@@ -167,11 +184,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return payload_exit_code(&e);
         }
     };
-    drop(bytes);
     // Installing comes after verification (an unverified payload is never kept) and
     // before the first task (a host that ran a release always has it on disk).
     let release = match &args.install_root {
-        Some(root) => match install::install_self(root, &plan.deployment_id) {
+        Some(root) => match install::install_self(
+            root,
+            &plan.deployment_id,
+            args.payload_file.as_ref().map(|_| bytes.as_slice()),
+        ) {
             Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("rustle-runner: cannot install the release: {e}; no task was run");
@@ -200,6 +220,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         });
         return exit::OK;
     }
+    drop(bytes);
     let report_path = args
         .report
         .clone()
@@ -316,6 +337,10 @@ fn rollback(args: &Args) -> i32 {
     let exe = root.join("releases").join(&id).join("rustle-runner");
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg("--root").arg(&root).arg("--expect").arg(&digest);
+    let payload = root.join("releases").join(&id).join("payload.bin");
+    if payload.exists() {
+        cmd.arg("--payload").arg(payload);
+    }
     for k in &args.trusted_keys {
         cmd.arg("--trusted-key").arg(k);
     }

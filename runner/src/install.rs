@@ -117,11 +117,21 @@ impl Release {
     pub fn report(&self) -> PathBuf {
         self.dir.join("report.json")
     }
+
+    /// The payload, for a release shipped as a bare runner plus its payload.
+    pub fn payload(&self) -> PathBuf {
+        self.dir.join("payload.bin")
+    }
 }
 
 /// Copies the running executable into `<root>/releases/<id>/rustle-runner` (unless it
-/// already runs from there) and returns the release.
-pub fn install_self(root: &Path, id: &str) -> Result<Release, InstallError> {
+/// already runs from there; a hard link when it runs from the runner cache) and, for a
+/// runner given its payload as a file, the payload beside it. Returns the release.
+pub fn install_self(
+    root: &Path,
+    id: &str,
+    payload: Option<&[u8]>,
+) -> Result<Release, InstallError> {
     check_id(id)?;
     let dir = root.join("releases").join(id);
     private_dir(&dir)?;
@@ -135,8 +145,16 @@ pub fn install_self(root: &Path, id: &str) -> Result<Release, InstallError> {
     let target = release.exe();
     let same = std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&me).ok();
     if !same {
-        let bytes = std::fs::read(&me).map_err(io(&me))?;
-        write_atomic(&target, &bytes, 0o700)?;
+        // A cached bare runner is shared by its releases through hard links; a packed
+        // one (or one on another filesystem) is copied.
+        let _ = std::fs::remove_file(&target);
+        if std::fs::hard_link(&me, &target).is_err() {
+            let bytes = std::fs::read(&me).map_err(io(&me))?;
+            write_atomic(&target, &bytes, 0o700)?;
+        }
+    }
+    if let Some(p) = payload {
+        write_atomic(&release.payload(), p, 0o600)?;
     }
     Ok(release)
 }
