@@ -99,6 +99,9 @@ struct DeployArgs {
     /// Write one packed runner per host and run nothing.
     #[arg(long)]
     compile_only: bool,
+    /// Ship the runners a previous --compile-only wrote to --output-dir, as they are.
+    #[arg(long, conflicts_with_all = ["compile_only", "dry_run"])]
+    deploy_only: bool,
     /// Show what would be packed and deployed; write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -340,6 +343,77 @@ fn host_op(args: &DeployArgs, op: Op) -> Result<i32, DeployError> {
     Ok(code)
 }
 
+fn strategy(args: &DeployArgs) -> Strategy {
+    match args.strategy {
+        StrategyArg::Parallel => Strategy::Parallel,
+        StrategyArg::Rolling => Strategy::Rolling {
+            batch: args.batch_size,
+            max_failures: args.max_failures,
+        },
+        StrategyArg::Canary => Strategy::Canary {
+            percent: args.canary_percent,
+        },
+        StrategyArg::BlueGreen => Strategy::BlueGreen,
+    }
+}
+
+/// Deploys and reports: the part a fresh deploy and `--deploy-only` share.
+fn carry_out(
+    args: &DeployArgs,
+    id: &str,
+    jobs: Vec<deploy::Job>,
+    runners: std::collections::BTreeMap<Triple, crate::runners::Runner>,
+    key_line: String,
+) -> Result<i32, DeployError> {
+    let done = remote::deploy_all(
+        jobs,
+        id,
+        strategy(args),
+        runners,
+        remote_options(args, key_line),
+        printer(),
+    )
+    .map_err(io_err("tokio runtime"))?;
+    let (results, timings): (Vec<_>, Vec<_>) = done.into_iter().unzip();
+    print!("{}", deploy::recap_text(&results));
+    if let Some(path) = &args.report {
+        let mut report = deploy::report_json(id, &results);
+        for (r, t) in results.iter().zip(&timings) {
+            if let Some(h) = report.pointer_mut(&format!("/hosts/{}", r.host)) {
+                h["timings"] = serde_json::json!(t);
+            }
+        }
+        let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        std::fs::write(path, text).map_err(|source| DeployError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(deploy::exit_code(&results))
+}
+
+/// `--deploy-only`: ship what `--compile-only` wrote, to the inventory's hosts.
+fn deploy_only(args: &DeployArgs) -> Result<i32, DeployError> {
+    let inventory = match &args.inventory {
+        Some(p) => Inventory::load(p)?,
+        None => Inventory::localhost(),
+    };
+    let key_path = match &args.key {
+        Some(k) => k.clone(),
+        None => keys::default_key_path()?,
+    };
+    let key = keys::load(&key_path)?;
+    let (id, jobs) = deploy::load_compiled(&args.output_dir, &inventory)?;
+    if jobs.is_empty() {
+        return Err(DeployError::Unsupported(format!(
+            "no host of the inventory has a packed runner in {}",
+            args.output_dir.display()
+        )));
+    }
+    let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
+    carry_out(args, &id, jobs, Default::default(), key_line)
+}
+
 fn run(args: DeployArgs) -> Result<i32, DeployError> {
     if args.rollback {
         return host_op(&args, Op::Rollback);
@@ -349,6 +423,9 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
     }
     if args.cleanup {
         return host_op(&args, Op::Cleanup);
+    }
+    if args.deploy_only {
+        return deploy_only(&args);
     }
     let target = match &args.target {
         Some(t) => Some(
@@ -408,42 +485,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         );
         return Ok(exit::OK);
     }
-    let strategy = match args.strategy {
-        StrategyArg::Parallel => Strategy::Parallel,
-        StrategyArg::Rolling => Strategy::Rolling {
-            batch: args.batch_size,
-            max_failures: args.max_failures,
-        },
-        StrategyArg::Canary => Strategy::Canary {
-            percent: args.canary_percent,
-        },
-        StrategyArg::BlueGreen => Strategy::BlueGreen,
-    };
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
     let id = prepared.id.clone();
-    let done = remote::deploy_all(
-        prepared.jobs,
-        &id,
-        strategy,
-        runners,
-        remote_options(&args, key_line),
-        printer(),
-    )
-    .map_err(io_err("tokio runtime"))?;
-    let (results, timings): (Vec<_>, Vec<_>) = done.into_iter().unzip();
-    print!("{}", deploy::recap_text(&results));
-    if let Some(path) = &args.report {
-        let mut report = deploy::report_json(&id, &results);
-        for (r, t) in results.iter().zip(&timings) {
-            if let Some(h) = report.pointer_mut(&format!("/hosts/{}", r.host)) {
-                h["timings"] = serde_json::json!(t);
-            }
-        }
-        let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        std::fs::write(path, text).map_err(|source| DeployError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(deploy::exit_code(&results))
+    carry_out(&args, &id, prepared.jobs, runners, key_line)
 }

@@ -138,6 +138,8 @@ pub struct Job {
     pub tasks: usize,
     /// Whether its plan asks for privilege anywhere.
     pub needs_become: bool,
+    /// A runner packed earlier (`--deploy-only`): shipped as it is.
+    pub prepacked: Option<Vec<u8>>,
 }
 
 /// A deployment computed but not carried out.
@@ -308,6 +310,7 @@ pub fn pack_jobs(
             digest,
             tasks: count_tasks(&hp),
             needs_become: needs_become(&hp),
+            prepacked: None,
         });
     }
     Ok(jobs)
@@ -373,6 +376,9 @@ pub fn runners_for(
 
 /// Packs one job into its runner.
 pub fn packed(job: &Job, runners: &BTreeMap<Triple, Runner>) -> Result<Vec<u8>, DeployError> {
+    if let Some(p) = &job.prepacked {
+        return Ok(p.clone());
+    }
     let runner = runners
         .get(&job.triple)
         .ok_or_else(|| DeployError::Unsupported(format!("no runner loaded for {}", job.triple)))?;
@@ -424,6 +430,7 @@ pub fn compile(
 ) -> Result<Vec<Compiled>, DeployError> {
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let mut out = Vec::new();
+    let mut manifest = serde_json::Map::new();
     for job in &p.jobs {
         let bytes = packed(job, runners)?;
         let name = format!("{}{}", job.host.name, suffix);
@@ -433,8 +440,17 @@ pub fn compile(
                 job.host.name
             )));
         }
-        let path = out_dir.join(name);
+        let path = out_dir.join(&name);
         write_atomic(&path, &bytes, 0o755)?;
+        manifest.insert(
+            job.host.name.clone(),
+            json!({
+                "file": name,
+                "triple": job.triple.as_str(),
+                "digest": job.digest.to_hex(),
+                "needs_become": job.needs_become,
+            }),
+        );
         out.push(Compiled {
             host: job.host.name.clone(),
             path,
@@ -442,7 +458,94 @@ pub fn compile(
             size: bytes.len() as u64,
         });
     }
+    // What --deploy-only ships later: which file is whose, and what each must verify as.
+    let text = serde_json::to_vec_pretty(&json!({
+        "format": DEPLOYMENT_MANIFEST_FORMAT,
+        "version": 1,
+        "deployment": p.id,
+        "hosts": manifest,
+    }))
+    .unwrap_or_default();
+    write_atomic(&out_dir.join(DEPLOYMENT_MANIFEST), &text, 0o644)?;
     Ok(out)
+}
+
+/// The file `--compile-only` writes beside the packed runners.
+pub const DEPLOYMENT_MANIFEST: &str = "deployment.json";
+const DEPLOYMENT_MANIFEST_FORMAT: &str = "rustle-deployment";
+
+/// Jobs for `--deploy-only`: the packed runners `--compile-only` wrote in `out_dir`, for
+/// the inventory's hosts. Each file's payload is checked against the manifest first, so
+/// a damaged or swapped file is refused here, not shipped.
+pub fn load_compiled(
+    out_dir: &Path,
+    inventory: &Inventory,
+) -> Result<(String, Vec<Job>), DeployError> {
+    let path = out_dir.join(DEPLOYMENT_MANIFEST);
+    let bad = |why: String| DeployError::Unsupported(format!("{}: {why}", path.display()));
+    let text = std::fs::read(&path).map_err(io(&path))?;
+    let m: Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    if m.get("format").and_then(Value::as_str) != Some(DEPLOYMENT_MANIFEST_FORMAT) {
+        return Err(bad("not a rustle-deploy --compile-only manifest".into()));
+    }
+    let id = m
+        .get("deployment")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no deployment id".into()))?
+        .to_string();
+    let hosts = m
+        .get("hosts")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("no hosts".into()))?;
+    let mut jobs = Vec::new();
+    for host in inventory.hosts() {
+        let Some(entry) = hosts.get(&host.name) else {
+            continue;
+        };
+        let field = |k: &str| {
+            entry
+                .get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("host {}: no {k}", host.name)))
+        };
+        let file = field("file")?;
+        if file.contains('/') || file.starts_with('.') {
+            return Err(bad(format!("host {}: bad file name {file:?}", host.name)));
+        }
+        let triple: Triple = field("triple")?
+            .parse()
+            .map_err(|e: crate::target::UnknownTriple| bad(e.to_string()))?;
+        let digest = Digest::from_hex(field("digest")?)
+            .ok_or_else(|| bad(format!("host {}: bad digest", host.name)))?;
+        let file_path = out_dir.join(file);
+        let bytes = std::fs::read(&file_path).map_err(io(&file_path))?;
+        let payload = rustle_runner::locate::find_payload(&bytes)
+            .map_err(|e| bad(format!("{}: {e}", file_path.display())))?;
+        match rustle_runner::payload::parse(payload) {
+            Ok((h, _)) if h.digest == digest => {}
+            Ok((h, _)) => {
+                return Err(bad(format!(
+                    "{}: payload {} is not the {digest} the manifest records",
+                    file_path.display(),
+                    h.digest
+                )));
+            }
+            Err(e) => return Err(bad(format!("{}: {e}", file_path.display()))),
+        }
+        jobs.push(Job {
+            host: host.clone(),
+            triple,
+            sealed: Vec::new(),
+            digest,
+            tasks: 0,
+            needs_become: entry
+                .get("needs_become")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            prepacked: Some(bytes),
+        });
+    }
+    Ok((id, jobs))
 }
 
 /// How a host's run ended.

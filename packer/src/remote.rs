@@ -353,7 +353,8 @@ async fn deploy_host(
     let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
     // Over SSH without sudo, the host's runner cache lets a repeat deploy ship only the
     // payload; otherwise the packed runner goes up whole.
-    let cached = staged.is_none() && !sudo && matches!(shell, Shell::Ssh(..));
+    let cached =
+        staged.is_none() && !sudo && job.prepacked.is_none() && matches!(shell, Shell::Ssh(..));
     let packed = if cached {
         Vec::new()
     } else {

@@ -687,3 +687,147 @@ fn a_connection_cut_during_the_upload_leaves_the_previous_release_current() {
         .count();
     assert_eq!(releases, 1, "a half-uploaded release was installed");
 }
+
+#[test]
+fn deploy_only_ships_what_compile_only_wrote_and_refuses_a_swapped_file() {
+    let lab = Lab::new();
+    let a = lab.start("pre-a", "rustle-t24");
+    let b = lab.start("pre-b", "rustle-t25");
+    lab.trust(&[&a, &b]);
+    let inv = inventory(&lab, &[&a, &b]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let plan = d.plan(&versioned("packed"));
+    let out_dir = d.home.path().join("out");
+    let out_arg = out_dir.to_str().unwrap();
+    let out = d.run(
+        &lab,
+        &[
+            "--compile-only",
+            "-i",
+            inv,
+            plan.to_str().unwrap(),
+            "-o",
+            out_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!a.home.join("app").exists(), "--compile-only ran something");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("deployment.json")).unwrap()).unwrap();
+    let id = manifest["deployment"].as_str().unwrap().to_string();
+
+    // Swap the two hosts' files: each payload no longer matches its manifest entry.
+    let (fa, fb) = (out_dir.join("pre-a"), out_dir.join("pre-b"));
+    let (ba, bb) = (std::fs::read(&fa).unwrap(), std::fs::read(&fb).unwrap());
+    std::fs::write(&fa, &bb).unwrap();
+    std::fs::write(&fb, &ba).unwrap();
+    let out = d.run(&lab, &["--deploy-only", "-i", inv, "-o", out_arg]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not the"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!a.home.join("app").exists() && !b.home.join("app").exists());
+
+    std::fs::write(&fa, &ba).unwrap();
+    std::fs::write(&fb, &bb).unwrap();
+    let out = d.run(&lab, &["--deploy-only", "-i", inv, "-o", out_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for h in [&a, &b] {
+        assert_eq!(read(h.home.join("app/version")), "packed");
+        let current = std::fs::read_link(h.root().join("current")).unwrap();
+        assert!(current.ends_with(&id), "{current:?} is not release {id}");
+    }
+}
+
+#[test]
+fn a_hung_host_is_cut_off_at_the_timeout_and_the_others_finish() {
+    let lab = Lab::new();
+    let slow = lab.start("slow", "rustle-t26");
+    let fast = lab.start("fast", "rustle-t27");
+    lab.trust(&[&slow, &fast]);
+    let inv = inventory(&lab, &[&slow, &fast]);
+    let d = Deployer::new();
+    let mut hang = versioned("v1");
+    hang["plays"][0]["tasks"].as_array_mut().unwrap().push(
+        json!({"name": "hang", "module": "command", "args": {"_raw_params": "sleep 60"}, "when": "inventory_hostname == 'slow'"}),
+    );
+    let plan = d.plan(&hang);
+    let (report_path, report_arg) = report(&d);
+    let started = std::time::Instant::now();
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--timeout",
+            "4",
+            "--report",
+            &report_arg,
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        took.as_secs() < 30,
+        "the hung host held the deploy for {took:?}"
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(r["hosts"]["fast"]["status"], "ok");
+    assert_eq!(r["hosts"]["slow"]["status"], "unreachable");
+    assert!(
+        r["hosts"]["slow"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 4 s")
+    );
+}
+
+#[test]
+fn become_without_passwordless_sudo_is_a_clear_error_for_that_host() {
+    let lab = Lab::new();
+    let h = lab.start("nosudo", "rustle-t28");
+    lab.trust(&[&h]);
+    let inv = inventory(&lab, &[&h]);
+    let d = Deployer::new();
+    let mut plan = versioned("v1");
+    plan["plays"][0]["become"] = json!(true);
+    let plan = d.plan(&plan);
+    let (report_path, report_arg) = report(&d);
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let err = r["hosts"]["nosudo"]["error"].as_str().unwrap();
+    assert!(err.contains("sudo"), "{err}");
+    assert!(!h.home.join("app").exists());
+}
