@@ -285,6 +285,33 @@ fn printer() -> remote::OnEvent {
     })
 }
 
+/// Task lines, plus a bar of finished hosts when stdout is a terminal (a log or a pipe
+/// gets the plain lines only).
+fn progress(hosts: usize) -> (remote::OnEvent, Option<indicatif::ProgressBar>) {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || hosts == 0 {
+        return (printer(), None);
+    }
+    let bar = indicatif::ProgressBar::new(hosts as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} hosts done  {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let b = bar.clone();
+    let on_event: remote::OnEvent = Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
+        if let Some(line) = deploy::task_line(host, ev) {
+            b.println(line);
+        }
+        if let rustle_runner::events::Event::Recap { .. } = ev {
+            b.inc(1);
+            b.set_message(format!("last: {host}"));
+        }
+    });
+    (on_event, Some(bar))
+}
+
 fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
     move |source| DeployError::Io {
         path: PathBuf::from(what),
@@ -365,15 +392,19 @@ fn carry_out(
     runners: std::collections::BTreeMap<Triple, crate::runners::Runner>,
     key_line: String,
 ) -> Result<i32, DeployError> {
+    let (on_event, bar) = progress(jobs.len());
     let done = remote::deploy_all(
         jobs,
         id,
         strategy(args),
         runners,
         remote_options(args, key_line),
-        printer(),
+        on_event,
     )
     .map_err(io_err("tokio runtime"))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let (results, timings): (Vec<_>, Vec<_>) = done.into_iter().unzip();
     print!("{}", deploy::recap_text(&results));
     if let Some(path) = &args.report {
