@@ -300,15 +300,16 @@ fn progress(hosts: usize) -> (remote::OnEvent, Option<indicatif::ProgressBar>) {
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let b = bar.clone();
-    let on_event: remote::OnEvent = Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
-        if let Some(line) = deploy::task_line(host, ev) {
-            b.println(line);
-        }
-        if let rustle_runner::events::Event::Recap { .. } = ev {
-            b.inc(1);
-            b.set_message(format!("last: {host}"));
-        }
-    });
+    let on_event: remote::OnEvent =
+        Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
+            if let Some(line) = deploy::task_line(host, ev) {
+                b.println(line);
+            }
+            if let rustle_runner::events::Event::Recap { .. } = ev {
+                b.inc(1);
+                b.set_message(format!("last: {host}"));
+            }
+        });
     (on_event, Some(bar))
 }
 
