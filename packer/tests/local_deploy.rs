@@ -255,7 +255,9 @@ fn compile_only_writes_one_runner_per_host_that_runs_by_hand() {
     let (rows, out_dir) = compile_only(&env, &work);
     let hosts: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(hosts, ["web1", "web2", "db1"]);
-    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 3);
+    // One runner per host, plus the manifest --deploy-only reads.
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 4);
+    assert!(out_dir.join("deployment.json").exists());
     assert!(
         !work.join("web1").exists(),
         "--compile-only must run nothing"
