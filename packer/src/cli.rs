@@ -1,9 +1,10 @@
 //! The `rustle-deploy` command line: argument definitions and the top-level flow.
 
+use crate::config::{self, Settings, StrategyKind};
 use crate::deploy::{self, DeployError, Options, exit};
 use crate::inventory::Inventory;
 use crate::keys;
-use crate::remote::{self, Op, RemoteOptions, Strategy};
+use crate::remote::{self, Op, RemoteOptions};
 use crate::target::Triple;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -90,9 +91,12 @@ struct DeployArgs {
     /// Inventory (Ansible INI, YAML or JSON). Without one: localhost, run locally.
     #[arg(short, long, value_name = "FILE")]
     inventory: Option<PathBuf>,
-    /// Directory for packed runners (--compile-only).
-    #[arg(short, long, value_name = "DIR", default_value = "./target/deploy")]
-    output_dir: PathBuf,
+    /// Directory for packed runners (--compile-only, --deploy-only) [default: ./target/deploy].
+    #[arg(short, long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Config file [default: ./rustle-deploy.toml, else ~/.rustle/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Target triple for every host (default: from inventory, else this machine's).
     #[arg(short, long, value_name = "TRIPLE")]
     target: Option<String>,
@@ -126,18 +130,18 @@ struct DeployArgs {
     /// Write a JSON report of every host and task.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
-    /// How hosts are rolled through.
-    #[arg(long, value_enum, default_value = "parallel")]
-    strategy: StrategyArg,
-    /// Hosts per batch (rolling).
-    #[arg(long, value_name = "NUM", default_value_t = 5)]
-    batch_size: usize,
-    /// Failed hosts a rolling batch may have before the deploy stops.
-    #[arg(long, value_name = "NUM", default_value_t = 0)]
-    max_failures: usize,
-    /// Share of hosts deployed first (canary).
-    #[arg(long, value_name = "PERCENT", default_value_t = 10)]
-    canary_percent: u32,
+    /// How hosts are rolled through [default: parallel].
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    /// Hosts per batch (rolling) [default: 5].
+    #[arg(long, value_name = "NUM")]
+    batch_size: Option<usize>,
+    /// Failed hosts a rolling batch may have before the deploy stops [default: 0].
+    #[arg(long, value_name = "NUM")]
+    max_failures: Option<usize>,
+    /// Share of hosts deployed first (canary) [default: 10].
+    #[arg(long, value_name = "PERCENT")]
+    canary_percent: Option<u32>,
     /// Have each host check the blake3 of the runner file it received before running it.
     #[arg(long)]
     verify: bool,
@@ -157,20 +161,16 @@ struct DeployArgs {
     /// always refused).
     #[arg(long)]
     accept_new_host_keys: bool,
-    /// Per-host limit in seconds for connecting, uploading and running.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 120,
-        env = "RUSTLE_DEPLOYMENT_TIMEOUT"
-    )]
-    timeout: u64,
-    /// Seconds to wait for an SSH connection.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    connect_timeout: u64,
-    /// Hosts worked on at once.
-    #[arg(long, value_name = "NUM", default_value_t = 64)]
-    parallel: usize,
+    /// Per-host limit in seconds for connecting, uploading and running [default: 120,
+    /// or $RUSTLE_DEPLOYMENT_TIMEOUT].
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Seconds to wait for an SSH connection [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    connect_timeout: Option<u64>,
+    /// Hosts worked on at once [default: 64].
+    #[arg(long, value_name = "NUM")]
+    parallel: Option<usize>,
     /// Say more (notes made while reading the plan).
     #[arg(short, long)]
     verbose: bool,
@@ -259,19 +259,59 @@ fn plan_cmd(
     Ok(exit::OK)
 }
 
-fn remote_options(args: &DeployArgs, key_line: String) -> RemoteOptions {
+/// The settings in force: command line over environment over config file over defaults.
+fn settings(args: &DeployArgs) -> Result<Settings, DeployError> {
+    let mut s = config::load(args.config.as_deref(), &|k| std::env::var(k).ok())?;
+    if let Some(v) = &args.output_dir {
+        s.output_dir = v.clone();
+    }
+    if let Some(v) = args.parallel {
+        s.parallel = v;
+    }
+    if let Some(v) = args.timeout {
+        s.timeout_secs = v;
+    }
+    if let Some(v) = args.connect_timeout {
+        s.connect_timeout_secs = v;
+    }
+    if let Some(v) = args.batch_size {
+        s.batch_size = v;
+    }
+    if let Some(v) = args.max_failures {
+        s.max_failures = v;
+    }
+    if let Some(v) = args.canary_percent {
+        s.canary_percent = v;
+    }
+    if let Some(v) = &args.known_hosts {
+        s.known_hosts = Some(v.clone());
+    }
+    if let Some(k) = args.strategy {
+        s.strategy = match k {
+            StrategyArg::Parallel => StrategyKind::Parallel,
+            StrategyArg::Rolling => StrategyKind::Rolling,
+            StrategyArg::Canary => StrategyKind::Canary,
+            StrategyArg::BlueGreen => StrategyKind::BlueGreen,
+        };
+    }
+    s.verify |= args.verify;
+    s.accept_new_host_keys |= args.accept_new_host_keys;
+    Ok(s)
+}
+
+fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
     RemoteOptions {
-        known_hosts: match &args.known_hosts {
+        known_hosts: match &s.known_hosts {
             Some(k) => k.clone(),
             None => std::env::var_os("HOME")
                 .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
                 .unwrap_or_else(|| PathBuf::from("known_hosts")),
         },
-        accept_new_host_keys: args.accept_new_host_keys,
-        connect_timeout: std::time::Duration::from_secs(args.connect_timeout),
-        timeout: std::time::Duration::from_secs(args.timeout),
-        parallel: args.parallel,
-        verify: args.verify,
+        accept_new_host_keys: s.accept_new_host_keys,
+        connect_timeout: std::time::Duration::from_secs(s.connect_timeout_secs),
+        timeout: std::time::Duration::from_secs(s.timeout_secs),
+        parallel: s.parallel,
+        verify: s.verify,
         key_line,
         local_root: deploy::local_root(),
     }
@@ -321,7 +361,7 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
 }
 
 /// `--rollback`, `--list-deployments`, `--cleanup`: work on every inventory host.
-fn host_op(args: &DeployArgs, op: Op) -> Result<i32, DeployError> {
+fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError> {
     let inventory = match &args.inventory {
         Some(p) => Inventory::load(p)?,
         None => Inventory::localhost(),
@@ -336,7 +376,7 @@ fn host_op(args: &DeployArgs, op: Op) -> Result<i32, DeployError> {
         String::new()
     };
     let hosts: Vec<_> = inventory.hosts().cloned().collect();
-    let results = remote::run_op(hosts, op, remote_options(args, key_line), printer())
+    let results = remote::run_op(hosts, op, remote_options(set, key_line), printer())
         .map_err(io_err("tokio runtime"))?;
     let mut code = exit::OK;
     for r in &results {
@@ -371,35 +411,25 @@ fn host_op(args: &DeployArgs, op: Op) -> Result<i32, DeployError> {
     Ok(code)
 }
 
-fn strategy(args: &DeployArgs) -> Strategy {
-    match args.strategy {
-        StrategyArg::Parallel => Strategy::Parallel,
-        StrategyArg::Rolling => Strategy::Rolling {
-            batch: args.batch_size,
-            max_failures: args.max_failures,
-        },
-        StrategyArg::Canary => Strategy::Canary {
-            percent: args.canary_percent,
-        },
-        StrategyArg::BlueGreen => Strategy::BlueGreen,
-    }
-}
-
 /// Deploys and reports: the part a fresh deploy and `--deploy-only` share.
 fn carry_out(
     args: &DeployArgs,
+    set: &Settings,
     id: &str,
     jobs: Vec<deploy::Job>,
     runners: std::collections::BTreeMap<Triple, crate::runners::Runner>,
     key_line: String,
 ) -> Result<i32, DeployError> {
+    if let Some(limit) = set.binary_size_limit {
+        check_size_limit(&jobs, &runners, limit)?;
+    }
     let (on_event, bar) = progress(jobs.len());
     let done = remote::deploy_all(
         jobs,
         id,
-        strategy(args),
+        set.remote_strategy(),
         runners,
-        remote_options(args, key_line),
+        remote_options(set, key_line),
         on_event,
     )
     .map_err(io_err("tokio runtime"))?;
@@ -424,8 +454,32 @@ fn carry_out(
     Ok(deploy::exit_code(&results))
 }
 
+/// Refuses a deploy whose packed runners would exceed the size limit
+/// (`binary_size_limit_mb`, `$RUSTLE_BINARY_SIZE_LIMIT`), before any host is touched.
+fn check_size_limit(
+    jobs: &[deploy::Job],
+    runners: &std::collections::BTreeMap<Triple, crate::runners::Runner>,
+    limit: u64,
+) -> Result<(), DeployError> {
+    for j in jobs {
+        let size = match &j.prepacked {
+            Some(p) => p.len() as u64,
+            None => runners
+                .get(&j.triple)
+                .map_or(0, |r| r.bytes.len() as u64 + j.sealed.len() as u64),
+        };
+        if size > limit {
+            return Err(DeployError::Unsupported(format!(
+                "host {}: the packed runner is about {size} bytes, over the {limit}-byte limit (binary_size_limit_mb, RUSTLE_BINARY_SIZE_LIMIT)",
+                j.host.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `--deploy-only`: ship what `--compile-only` wrote, to the inventory's hosts.
-fn deploy_only(args: &DeployArgs) -> Result<i32, DeployError> {
+fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
     let inventory = match &args.inventory {
         Some(p) => Inventory::load(p)?,
         None => Inventory::localhost(),
@@ -435,30 +489,38 @@ fn deploy_only(args: &DeployArgs) -> Result<i32, DeployError> {
         None => keys::default_key_path()?,
     };
     let key = keys::load(&key_path)?;
-    let (id, jobs) = deploy::load_compiled(&args.output_dir, &inventory)?;
+    let (id, jobs) = deploy::load_compiled(&set.output_dir, &inventory)?;
     if jobs.is_empty() {
         return Err(DeployError::Unsupported(format!(
             "no host of the inventory has a packed runner in {}",
-            args.output_dir.display()
+            set.output_dir.display()
         )));
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
-    carry_out(args, &id, jobs, Default::default(), key_line)
+    carry_out(args, set, &id, jobs, Default::default(), key_line)
 }
 
 fn run(args: DeployArgs) -> Result<i32, DeployError> {
+    let set = settings(&args)?;
     if args.rollback {
-        return host_op(&args, Op::Rollback);
+        return host_op(&args, &set, Op::Rollback);
     }
     if args.list_deployments {
-        return host_op(&args, Op::List);
+        return host_op(&args, &set, Op::List);
     }
     if args.cleanup {
-        return host_op(&args, Op::Cleanup);
+        return host_op(&args, &set, Op::Cleanup);
     }
     if args.deploy_only {
-        return deploy_only(&args);
+        return deploy_only(&args, &set);
     }
+    let default_target = match &set.default_target {
+        Some(t) => Some(
+            t.parse::<Triple>()
+                .map_err(|e| DeployError::Unsupported(e.to_string()))?,
+        ),
+        None => None,
+    };
     let target = match &args.target {
         Some(t) => Some(
             t.parse::<Triple>()
@@ -480,6 +542,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         runner_dir: args.runner_dir.clone(),
         check_mode: args.check,
         diff_mode: args.diff,
+        default_target,
     };
     let prepared = deploy::prepare(&opts, !args.dry_run)?;
     if args.verbose || args.dry_run {
@@ -499,7 +562,10 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         return Err(DeployError::Unsupported("no signing key".into()));
     };
     if args.compile_only {
-        let written = deploy::compile(&prepared, &runners, &args.output_dir, &args.binary_suffix)?;
+        if let Some(limit) = set.binary_size_limit {
+            check_size_limit(&prepared.jobs, &runners, limit)?;
+        }
+        let written = deploy::compile(&prepared, &runners, &set.output_dir, &args.binary_suffix)?;
         for c in &written {
             println!(
                 "{}\t{}\t{}\t{} bytes",
@@ -519,5 +585,5 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
     let id = prepared.id.clone();
-    carry_out(&args, &id, prepared.jobs, runners, key_line)
+    carry_out(&args, &set, &id, prepared.jobs, runners, key_line)
 }

@@ -53,6 +53,9 @@ pub enum DeployError {
     /// Making a payload.
     #[error(transparent)]
     Pack(#[from] PackError),
+    /// The config file or environment.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Reading an Ansible playbook.
     #[error(transparent)]
     Playbook(#[from] crate::playbook::PlaybookError),
@@ -79,7 +82,8 @@ impl DeployError {
             DeployError::Plan(_)
             | DeployError::Inventory(_)
             | DeployError::Key(_)
-            | DeployError::Playbook(_) => exit::BAD_INPUT,
+            | DeployError::Playbook(_)
+            | DeployError::Config(_) => exit::BAD_INPUT,
             DeployError::Unsupported(_) => exit::BAD_INPUT,
             // A plan the runner cannot run is bad input; a runner that cannot be packed is not.
             DeployError::Pack(
@@ -121,6 +125,8 @@ pub struct Options {
     pub check_mode: bool,
     /// Force diff mode.
     pub diff_mode: bool,
+    /// Platform for hosts that say nothing about theirs (`[targets] default_arch`).
+    pub default_target: Option<Triple>,
 }
 
 /// One host's share of a deployment.
@@ -271,6 +277,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         &settings,
         &signing,
         opts.target,
+        opts.default_target,
         &mut notes,
     )?;
     if jobs.is_empty() {
@@ -292,6 +299,7 @@ pub fn pack_jobs(
     settings: &PayloadSettings,
     signing: &SigningKey,
     target: Option<Triple>,
+    default_target: Option<Triple>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Job>, DeployError> {
     let files = pack::decode_files(the_plan)?;
@@ -299,7 +307,7 @@ pub fn pack_jobs(
     let mut jobs = Vec::new();
     let mut sealer = pack::Sealer::new(signing)?;
     for host in pack::participating_hosts(the_plan, inventory) {
-        let (triple, note) = pack::target_for(host, target)?;
+        let (triple, note) = pack::target_for(host, target, default_target)?;
         notes.extend(note);
         let hp = pack::host_plan(the_plan, &per_play, &files, host, settings)?;
         let (sealed, digest) = sealer.seal(&hp)?;

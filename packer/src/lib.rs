@@ -5,6 +5,7 @@
 //! runner found by [`runners`], and [`deploy`] carries the deployment out.
 
 pub mod cli;
+pub mod config;
 pub mod deploy;
 pub mod elf;
 pub mod inventory;
@@ -16,4 +17,5 @@ pub mod playbook;
 pub mod remote;
 pub mod runners;
 pub mod ssh;
+pub mod sshconfig;
 pub mod target;

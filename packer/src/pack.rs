@@ -334,10 +334,12 @@ pub fn pack(
 
 /// The platform a host's runner is built for: `--target`, else the `rustle_target`
 /// variable, else `ansible_system` + `ansible_architecture`, else (for local hosts)
-/// this machine's, else x86_64 Linux with a note that it was assumed.
+/// this machine's, else the configured default (`[targets] default_arch`), else x86_64
+/// Linux with a note that it was assumed.
 pub fn target_for(
     host: &Host,
     forced: Option<Triple>,
+    default: Option<Triple>,
 ) -> Result<(Triple, Option<String>), PackError> {
     let bad = |reason: String| PackError::Target {
         host: host.name.clone(),
@@ -374,6 +376,9 @@ pub fn target_for(
         return Triple::native()
             .map(|t| (t, None))
             .ok_or_else(|| bad("no runner for this machine's platform".into()));
+    }
+    if let Some(t) = default {
+        return Ok((t, None));
     }
     Ok((
         Triple::X86_64LinuxMusl,

@@ -77,20 +77,18 @@ pub struct Timings {
     pub channels: u32,
 }
 
-/// The SSH target for an inventory host: `ansible_host`/`ansible_port`/`ansible_user`/
-/// `ansible_ssh_private_key_file`, falling back to the name, port 22 and `$USER`.
-pub fn target(host: &Host, opts: &RemoteOptions) -> Target {
-    let user = host
-        .user()
-        .map(str::to_string)
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(rustle_runner::facts::current_user)
-        .unwrap_or_else(|| "root".into());
-    Target {
+/// The SSH target (and jump hosts) for an inventory host: `ansible_host`/`ansible_port`/
+/// `ansible_user`/`ansible_ssh_private_key_file`, then `~/.ssh/config`, then the name,
+/// port 22 and the local user.
+pub fn target(host: &Host, opts: &RemoteOptions) -> (Target, Vec<Target>) {
+    let mut t = Target {
         name: host.name.clone(),
         address: host.address().to_string(),
         port: host.port().unwrap_or(22),
-        user,
+        user: host
+            .user()
+            .map(str::to_string)
+            .unwrap_or_else(crate::sshconfig::local_user),
         identity_files: host
             .private_key_file()
             .map(|p| vec![expand_home(p)])
@@ -98,7 +96,20 @@ pub fn target(host: &Host, opts: &RemoteOptions) -> Target {
         known_hosts: opts.known_hosts.clone(),
         accept_new: opts.accept_new_host_keys,
         connect_timeout: opts.connect_timeout,
-    }
+    };
+    // ~/.ssh/config fills in what the inventory leaves open (HostName, Port, User,
+    // IdentityFile, ProxyJump), as Ansible's OpenSSH connection would.
+    let jump = crate::sshconfig::SshConfig::shared().apply(
+        &mut t,
+        crate::sshconfig::Explicit {
+            port: host.port().is_some(),
+            user: host.user().is_some(),
+            identity: host.private_key_file().is_some(),
+            known_hosts: true,
+            connect_timeout: true,
+        },
+    );
+    (t, jump)
 }
 
 fn expand_home(p: &str) -> PathBuf {
@@ -119,10 +130,10 @@ impl Shell {
         if host.is_local() {
             return Ok((Shell::Local, 0.0));
         }
-        let t = target(host, opts);
+        let (t, jump) = target(host, opts);
         let started = Instant::now();
         let user = t.user.clone();
-        match ssh::connect(&t).await {
+        match ssh::connect_via(&t, &jump).await {
             Ok(c) => Ok((
                 Shell::Ssh(c, user),
                 started.elapsed().as_secs_f64() * 1000.0,

@@ -5,6 +5,11 @@
 //! up on the channel's stdin, a small POSIX shell script (built by [`script`]
 //! from our own values only, every one single-quoted) saves it to a private temporary
 //! directory and runs it, and the runner's events come back on stdout.
+//!
+//! A host behind jump hosts (OpenSSH's `ProxyJump`, [`connect_via`]) is reached over
+//! a `direct-tcpip` channel of the last jump connection, each hop's host key checked
+//! and each hop authenticated like the host itself; the jump connections are kept in
+//! the [`Connection`], since dropping one would cut the tunnel.
 
 use russh::client;
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -89,6 +94,16 @@ pub enum SshError {
     /// The remote command could not be run.
     #[error("remote command failed: {0}")]
     Channel(String),
+    /// A jump host would not open a tunnel to the next hop.
+    #[error("jump host {jump} cannot reach {addr}: {reason}")]
+    Tunnel {
+        /// The jump host's `address:port`.
+        jump: String,
+        /// The next hop's `address:port`.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What a host key check concluded, kept by the handler for the error message.
@@ -164,6 +179,9 @@ impl client::Handler for Verifier {
 /// An authenticated connection to one host.
 pub struct Connection {
     handle: client::Handle<Verifier>,
+    /// The jump host connections `handle` is tunnelled through, first hop first: they
+    /// carry its traffic, so they live as long as it does.
+    jumps: Vec<client::Handle<Verifier>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -186,7 +204,98 @@ pub fn default_identities() -> Vec<PathBuf> {
 
 /// Connects, verifies the host key, and authenticates (agent keys first, then files).
 pub async fn connect(t: &Target) -> Result<Connection, SshError> {
-    let addr = format!("{}:{}", t.address, t.port);
+    connect_via(t, &[]).await
+}
+
+/// Like [`connect`], but through `jump` (OpenSSH's `ProxyJump`, first hop first): each
+/// hop is reached over a `direct-tcpip` channel of the previous one, and checked and
+/// authenticated like `t`.
+pub async fn connect_via(t: &Target, jump: &[Target]) -> Result<Connection, SshError> {
+    let mut jumps: Vec<client::Handle<Verifier>> = Vec::with_capacity(jump.len());
+    let mut via: Option<String> = None;
+    for hop in jump {
+        let handle = handshake(hop, jumps.last().zip(via.as_deref())).await?;
+        via = Some(format!("{}:{}", hop.address, hop.port));
+        jumps.push(handle);
+    }
+    let handle = handshake(t, jumps.last().zip(via.as_deref())).await?;
+    Ok(Connection { handle, jumps })
+}
+
+/// Logs in as `t.user` with the agent's keys, then `t.identity_files` (or the defaults).
+async fn authenticate(handle: &mut client::Handle<Verifier>, t: &Target) -> Result<(), SshError> {
+    let mut tried = Vec::new();
+    if std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await
+        && let Ok(identities) = agent.request_identities().await
+    {
+        for id in identities {
+            let keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
+                continue;
+            };
+            tried.push(format!("agent key {}", key.fingerprint(Default::default())));
+            let hash = rsa_hash(handle).await;
+            if let Ok(r) = handle
+                .authenticate_publickey_with(&t.user, key, hash, &mut agent)
+                .await
+                && r.success()
+            {
+                return Ok(());
+            }
+        }
+    }
+    let files = if t.identity_files.is_empty() {
+        default_identities()
+    } else {
+        t.identity_files.clone()
+    };
+    for path in files {
+        let key = match keys::load_secret_key(&path, None) {
+            Ok(k) => k,
+            Err(e) => {
+                tried.push(format!("{} (unreadable: {e})", path.display()));
+                continue;
+            }
+        };
+        tried.push(path.display().to_string());
+        let hash = rsa_hash(handle).await;
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        match handle.authenticate_publickey(&t.user, key).await {
+            Ok(r) if r.success() => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(SshError::Channel(e.to_string())),
+        }
+    }
+    Err(SshError::Auth {
+        user: t.user.clone(),
+        tried: if tried.is_empty() {
+            "no keys found".into()
+        } else {
+            tried.join(", ")
+        },
+    })
+}
+
+/// The RSA signature hash the server prefers, if it says.
+async fn rsa_hash(handle: &client::Handle<Verifier>) -> Option<keys::HashAlg> {
+    handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+/// Opens an SSH session to `t`, directly or through `via` (an authenticated jump host
+/// and its `address:port`), checks its host key, and authenticates.
+async fn handshake(
+    t: &Target,
+    via: Option<(&client::Handle<Verifier>, &str)>,
+) -> Result<client::Handle<Verifier>, SshError> {
+    let addr = match via {
+        None => format!("{}:{}", t.address, t.port),
+        Some((_, jump)) => format!("{}:{} (via {jump})", t.address, t.port),
+    };
     let config = Arc::new(client::Config {
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
@@ -201,110 +310,70 @@ pub async fn connect(t: &Target) -> Result<Connection, SshError> {
         accept_new: t.accept_new,
         verdict: verdict.clone(),
     };
-    let connecting = client::connect(config, (t.address.as_str(), t.port), verifier);
-    let handle = match tokio::time::timeout(t.connect_timeout, connecting).await {
-        Err(_) => {
-            return Err(SshError::Timeout {
+    // What a failed handshake means, the host key check's verdict first.
+    let failed = |e: russh::Error| {
+        let known_hosts = t.known_hosts.display().to_string();
+        let v = verdict.lock().ok().and_then(|v| v.clone());
+        let addr = addr.clone();
+        match v {
+            Some(KeyVerdict::Unknown(fingerprint)) => SshError::UnknownHostKey {
                 addr,
-                secs: t.connect_timeout.as_secs(),
-            });
-        }
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            let known_hosts = t.known_hosts.display().to_string();
-            let v = verdict.lock().ok().and_then(|v| v.clone());
-            return Err(match v {
-                Some(KeyVerdict::Unknown(fingerprint)) => SshError::UnknownHostKey {
-                    addr,
-                    known_hosts,
-                    fingerprint,
-                },
-                Some(KeyVerdict::Changed(line, fingerprint)) => SshError::ChangedHostKey {
-                    addr,
-                    known_hosts,
-                    line,
-                    fingerprint,
-                },
-                Some(KeyVerdict::Unreadable(reason)) => SshError::Connect {
-                    addr,
-                    reason: format!("host key check: {reason}"),
-                },
-                None => SshError::Connect {
-                    addr,
-                    reason: e.to_string(),
-                },
-            });
+                known_hosts,
+                fingerprint,
+            },
+            Some(KeyVerdict::Changed(line, fingerprint)) => SshError::ChangedHostKey {
+                addr,
+                known_hosts,
+                line,
+                fingerprint,
+            },
+            Some(KeyVerdict::Unreadable(reason)) => SshError::Connect {
+                addr,
+                reason: format!("host key check: {reason}"),
+            },
+            None => SshError::Connect {
+                addr,
+                reason: e.to_string(),
+            },
         }
     };
-    let mut conn = Connection { handle };
-    conn.authenticate(t).await?;
-    Ok(conn)
+    let connecting = async {
+        match via {
+            None => client::connect(config, (t.address.as_str(), t.port), verifier)
+                .await
+                .map_err(failed),
+            Some((jump, jump_addr)) => {
+                // The jump host resolves and dials the next hop, as with `ssh -J`.
+                let channel = jump
+                    .channel_open_direct_tcpip(
+                        t.address.as_str(),
+                        u32::from(t.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|e| SshError::Tunnel {
+                        jump: jump_addr.to_string(),
+                        addr: format!("{}:{}", t.address, t.port),
+                        reason: e.to_string(),
+                    })?;
+                client::connect_stream(config, channel.into_stream(), verifier)
+                    .await
+                    .map_err(failed)
+            }
+        }
+    };
+    let mut handle = tokio::time::timeout(t.connect_timeout, connecting)
+        .await
+        .map_err(|_| SshError::Timeout {
+            addr: addr.clone(),
+            secs: t.connect_timeout.as_secs(),
+        })??;
+    authenticate(&mut handle, t).await?;
+    Ok(handle)
 }
 
 impl Connection {
-    async fn authenticate(&mut self, t: &Target) -> Result<(), SshError> {
-        let mut tried = Vec::new();
-        if std::env::var_os("SSH_AUTH_SOCK").is_some()
-            && let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await
-            && let Ok(identities) = agent.request_identities().await
-        {
-            for id in identities {
-                let keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
-                    continue;
-                };
-                tried.push(format!("agent key {}", key.fingerprint(Default::default())));
-                let hash = self.rsa_hash().await;
-                if let Ok(r) = self
-                    .handle
-                    .authenticate_publickey_with(&t.user, key, hash, &mut agent)
-                    .await
-                    && r.success()
-                {
-                    return Ok(());
-                }
-            }
-        }
-        let files = if t.identity_files.is_empty() {
-            default_identities()
-        } else {
-            t.identity_files.clone()
-        };
-        for path in files {
-            let key = match keys::load_secret_key(&path, None) {
-                Ok(k) => k,
-                Err(e) => {
-                    tried.push(format!("{} (unreadable: {e})", path.display()));
-                    continue;
-                }
-            };
-            tried.push(path.display().to_string());
-            let hash = self.rsa_hash().await;
-            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
-            match self.handle.authenticate_publickey(&t.user, key).await {
-                Ok(r) if r.success() => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(SshError::Channel(e.to_string())),
-            }
-        }
-        Err(SshError::Auth {
-            user: t.user.clone(),
-            tried: if tried.is_empty() {
-                "no keys found".into()
-            } else {
-                tried.join(", ")
-            },
-        })
-    }
-
-    async fn rsa_hash(&self) -> Option<keys::HashAlg> {
-        self.handle
-            .best_supported_rsa_hash()
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-    }
-
     /// Runs `command`, sends `stdin` then end-of-file, and calls `on_line` for every
     /// line of stdout as it arrives. Returns the exit code (`None` when the command was
     /// killed by a signal) and stderr.
@@ -392,12 +461,17 @@ impl Connection {
         Ok((code, String::from_utf8_lossy(&stderr).into_owned(), sent))
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely, then the jump hosts' (last hop first).
     pub async fn close(self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+        for jump in self.jumps.iter().rev() {
+            let _ = jump
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        }
     }
 }
 

@@ -56,8 +56,10 @@ fn main() {
         let seal_times = repeat(REPEATS, || {
             let mut notes = Vec::new();
             let start = Instant::now();
-            jobs = deploy::pack_jobs(&plan, &inventory, &settings, &signing, None, &mut notes)
-                .unwrap();
+            jobs = deploy::pack_jobs(
+                &plan, &inventory, &settings, &signing, None, None, &mut notes,
+            )
+            .unwrap();
             start.elapsed()
         });
         assert_eq!(jobs.len(), n, "every host takes part in the play on `all`");

@@ -157,6 +157,7 @@ fn packed_runner(
         &settings,
         signing,
         None,
+        None,
         &mut notes,
     )
     .unwrap();

@@ -1,0 +1,1123 @@
+//! Settings from the config file and the environment, resolved before the command line.
+//!
+//! Precedence, highest first: command line > environment > config file > built-in
+//! defaults. [`load`] applies the last three; the CLI then overwrites the fields the user
+//! gave flags for, which is why those fields are plain values rather than `Option`s.
+//!
+//! # Config file
+//!
+//! The first of `./rustle-deploy.toml` and `~/.rustle/config.toml` that exists is read,
+//! alone: files are not merged, so the file named in [`Settings::source`] is the whole
+//! story. An explicit path (`--config FILE`) replaces both and must exist. Unknown
+//! sections and keys are errors, so a misspelt key never silently does nothing.
+//!
+//! | key                                | setting                                   |
+//! |------------------------------------|-------------------------------------------|
+//! | `deployment.cache_dir`             | [`Settings::cache_dir`]                   |
+//! | `deployment.output_dir`            | [`Settings::output_dir`]                  |
+//! | `deployment.parallel_jobs`         | [`Settings::parallel`] (at least 1)       |
+//! | `deployment.default_timeout_secs`  | [`Settings::timeout_secs`] (at least 1)   |
+//! | `deployment.verify_deployments`    | [`Settings::verify`]                      |
+//! | `deployment.strategy`              | `parallel`, `rolling`, `canary`, `blue-green` |
+//! | `deployment.batch_size`            | [`Settings::batch_size`] (at least 1)     |
+//! | `deployment.max_failures`          | [`Settings::max_failures`]                |
+//! | `deployment.canary_percentage`     | [`Settings::canary_percent`] (0 to 100)   |
+//! | `deployment.known_hosts`           | [`Settings::known_hosts`]                 |
+//! | `deployment.accept_new_host_keys`  | [`Settings::accept_new_host_keys`]        |
+//! | `deployment.connect_timeout_secs`  | [`Settings::connect_timeout_secs`] (at least 1) |
+//! | `compilation.binary_size_limit_mb` | [`Settings::binary_size_limit`], in MiB (1 MB = 1,048,576 bytes) |
+//! | `targets.default_arch`             | [`Settings::default_target`] (a supported triple) |
+//!
+//! Accepted and type-checked, but without effect yet (runners are prebuilt, so there is
+//! nothing to compile with these): `compilation.optimization_level` (string),
+//! `compilation.strip_symbols`, `compilation.static_linking`, `compilation.compression`
+//! (booleans), `targets.supported_targets` (array of strings),
+//! `cross_compilation.toolchain_auto_install` (boolean), and
+//! `cross_compilation.use_zigbuild` (boolean, kept in [`Settings::use_zigbuild`]).
+//!
+//! Paths may start with `~/`, expanded with `HOME`; relative paths are relative to the
+//! working directory, not to the config file, so `./target/deploy` means the same in
+//! either file.
+//!
+//! # Environment
+//!
+//! | variable                    | setting                                         |
+//! |-----------------------------|-------------------------------------------------|
+//! | `RUSTLE_DEPLOY_CACHE_DIR`   | [`Settings::cache_dir`]                         |
+//! | `RUSTLE_BINARY_SIZE_LIMIT`  | [`Settings::binary_size_limit`], see [`parse_size`] |
+//! | `RUSTLE_DEPLOYMENT_TIMEOUT` | [`Settings::timeout_secs`], whole seconds, at least 1 |
+//! | `RUSTLE_CROSS_COMPILE_ZIG`  | [`Settings::use_zigbuild`]: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` |
+//!
+//! A variable set to the empty string counts as unset (as clap treats `env` values), so
+//! `VAR= rustle-deploy ...` switches a variable off for one run. Any other bad value is
+//! an error naming the variable.
+
+use crate::remote::Strategy;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use toml::Spanned;
+
+/// The config file looked for in the working directory.
+pub const LOCAL_FILE: &str = "rustle-deploy.toml";
+/// The config file looked for under `HOME` when there is no local one.
+pub const HOME_FILE: &str = ".rustle/config.toml";
+
+/// Overrides `deployment.cache_dir`.
+pub const ENV_CACHE_DIR: &str = "RUSTLE_DEPLOY_CACHE_DIR";
+/// Overrides `compilation.binary_size_limit_mb`; bytes, or with a suffix (see [`parse_size`]).
+pub const ENV_BINARY_SIZE_LIMIT: &str = "RUSTLE_BINARY_SIZE_LIMIT";
+/// Overrides `deployment.default_timeout_secs`; whole seconds.
+pub const ENV_TIMEOUT: &str = "RUSTLE_DEPLOYMENT_TIMEOUT";
+/// Overrides `cross_compilation.use_zigbuild`; a boolean.
+pub const ENV_ZIG: &str = "RUSTLE_CROSS_COMPILE_ZIG";
+
+const MIB: u64 = 1024 * 1024;
+
+const DEPLOYMENT_KEYS: &[&str] = &[
+    "cache_dir",
+    "output_dir",
+    "parallel_jobs",
+    "default_timeout_secs",
+    "verify_deployments",
+    "strategy",
+    "batch_size",
+    "max_failures",
+    "canary_percentage",
+    "known_hosts",
+    "accept_new_host_keys",
+    "connect_timeout_secs",
+];
+const COMPILATION_KEYS: &[&str] = &[
+    "optimization_level",
+    "strip_symbols",
+    "static_linking",
+    "compression",
+    "binary_size_limit_mb",
+];
+const TARGETS_KEYS: &[&str] = &["default_arch", "supported_targets"];
+const CROSS_KEYS: &[&str] = &["use_zigbuild", "toolchain_auto_install"];
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("deployment", DEPLOYMENT_KEYS),
+    ("compilation", COMPILATION_KEYS),
+    ("targets", TARGETS_KEYS),
+    ("cross_compilation", CROSS_KEYS),
+];
+
+/// How hosts are rolled through, by name; [`Settings::remote_strategy`] adds the numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrategyKind {
+    /// Every host at once.
+    #[default]
+    Parallel,
+    /// Batches of `batch_size` hosts.
+    Rolling,
+    /// `canary_percent`% of hosts first.
+    Canary,
+    /// Stage everywhere, then switch everywhere.
+    BlueGreen,
+}
+
+impl StrategyKind {
+    /// Every strategy, in the order the help text lists them.
+    pub const ALL: [StrategyKind; 4] = [
+        StrategyKind::Parallel,
+        StrategyKind::Rolling,
+        StrategyKind::Canary,
+        StrategyKind::BlueGreen,
+    ];
+
+    /// The name used in config files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::Parallel => "parallel",
+            StrategyKind::Rolling => "rolling",
+            StrategyKind::Canary => "canary",
+            StrategyKind::BlueGreen => "blue-green",
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown strategy {s:?} (expected parallel, rolling, canary or blue-green)")
+            })
+    }
+}
+
+/// Everything the config file and environment decide, with built-in defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Where `--compile-only` writes packed runners. Default `./target/deploy`.
+    pub output_dir: PathBuf,
+    /// Compilation cache directory (no effect yet: runners are prebuilt).
+    pub cache_dir: Option<PathBuf>,
+    /// Hosts worked on at once. Default 64.
+    pub parallel: usize,
+    /// Per-host limit for connecting, uploading and running. Default 120.
+    pub timeout_secs: u64,
+    /// Have hosts check the digest of the runner they received. Default off.
+    pub verify: bool,
+    /// How hosts are rolled through. Default parallel.
+    pub strategy: StrategyKind,
+    /// Hosts per batch (rolling). Default 5.
+    pub batch_size: usize,
+    /// Failed hosts a rolling batch may have. Default 0.
+    pub max_failures: usize,
+    /// Share of hosts deployed first (canary). Default 10.
+    pub canary_percent: u32,
+    /// known_hosts file; `None` means the CLI's default, `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// Trust and record keys of hosts not yet in known_hosts. Default off.
+    pub accept_new_host_keys: bool,
+    /// Seconds to wait for an SSH connection. Default 10.
+    pub connect_timeout_secs: u64,
+    /// Largest packed runner allowed, in bytes; `None` means no limit.
+    pub binary_size_limit: Option<u64>,
+    /// Target triple for hosts that name none (`targets.default_arch`).
+    pub default_target: Option<String>,
+    /// Use cargo-zigbuild for cross-compilation (no effect yet: runners are prebuilt).
+    pub use_zigbuild: bool,
+    /// The config file that was read, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            output_dir: PathBuf::from("./target/deploy"),
+            cache_dir: None,
+            parallel: 64,
+            timeout_secs: 120,
+            verify: false,
+            strategy: StrategyKind::Parallel,
+            batch_size: 5,
+            max_failures: 0,
+            canary_percent: 10,
+            known_hosts: None,
+            accept_new_host_keys: false,
+            connect_timeout_secs: 10,
+            binary_size_limit: None,
+            default_target: None,
+            use_zigbuild: false,
+            source: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The strategy with its parameters, as [`crate::remote`] runs it.
+    pub fn remote_strategy(&self) -> Strategy {
+        match self.strategy {
+            StrategyKind::Parallel => Strategy::Parallel,
+            StrategyKind::Rolling => Strategy::Rolling {
+                batch: self.batch_size,
+                max_failures: self.max_failures,
+            },
+            StrategyKind::Canary => Strategy::Canary {
+                percent: self.canary_percent,
+            },
+            StrategyKind::BlueGreen => Strategy::BlueGreen,
+        }
+    }
+}
+
+/// Why the config file or environment could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file given explicitly (`--config`) is not there.
+    #[error("config file {} does not exist", .path.display())]
+    NotFound {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A config file exists but could not be read.
+    #[error("cannot read config file {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("{}:{line}: not valid TOML: {reason}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A section or key this version does not know.
+    #[error("{}:{line}: unknown key `{key}` (known here: {known})", .path.display())]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the key.
+        line: usize,
+        /// Dotted key, e.g. `deployment.paralel_jobs`.
+        key: String,
+        /// The keys that would have been accepted in its place.
+        known: String,
+    },
+    /// A known key with a value of the wrong type or out of range.
+    #[error("{}:{line}: bad value for `{key}`: {reason}", .path.display())]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the value.
+        line: usize,
+        /// Dotted key, e.g. `deployment.parallel_jobs`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An environment variable with a value that cannot be used.
+    #[error("environment variable {var}={value:?}: {reason}")]
+    BadEnv {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Reads the config file and environment over the built-in defaults.
+///
+/// `explicit` (from `--config`) replaces the file search and must exist. `env` looks a
+/// variable up; the CLI passes `&|k| std::env::var(k).ok()`, tests pass a fixed map.
+/// `HOME` is taken from `env` too, for `~/.rustle/config.toml` and `~/` in paths.
+pub fn load(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    load_in(Path::new("."), explicit, env)
+}
+
+/// [`load`] with `dir` standing for the working directory, so tests need not `cd`.
+fn load_in(
+    dir: &Path,
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let home = env("HOME").filter(|h| !h.is_empty());
+    let mut settings = Settings::default();
+    if let Some((path, text)) = find_file(dir, explicit, home.as_deref())? {
+        apply_file(&mut settings, &path, &text, home.as_deref())?;
+        settings.source = Some(path);
+    }
+    apply_env(&mut settings, env, home.as_deref())?;
+    Ok(settings)
+}
+
+/// The first config file that exists, with its text.
+fn find_file(
+    dir: &Path,
+    explicit: Option<&Path>,
+    home: Option<&str>,
+) -> Result<Option<(PathBuf, String)>, ConfigError> {
+    let read = |path: PathBuf| match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some((path, text))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::Read { path, source }),
+    };
+    if let Some(path) = explicit {
+        // Asked for by name: its absence is a mistake, not a reason to use defaults.
+        return match read(path.to_path_buf())? {
+            Some(found) => Ok(Some(found)),
+            None => Err(ConfigError::NotFound {
+                path: path.to_path_buf(),
+            }),
+        };
+    }
+    let candidates = [
+        Some(dir.join(LOCAL_FILE)),
+        home.map(|h| Path::new(h).join(HOME_FILE)),
+    ];
+    for path in candidates.into_iter().flatten() {
+        // A file that exists but cannot be read is an error rather than skipped, so a
+        // permissions problem never silently swaps in another file's settings.
+        if let Some(found) = read(path)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// A key's value with where it was, so errors can give the line.
+type Entries = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// One config file's text, for turning spans into lines in errors.
+struct File<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl File<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        let newlines = self
+            .text
+            .bytes()
+            .take(span.start)
+            .filter(|&b| b == b'\n')
+            .count();
+        newlines + 1
+    }
+
+    fn syntax(&self, e: &toml::de::Error) -> ConfigError {
+        let line = e.span().map_or(1, |s| self.line(&s));
+        // Parser messages such as "duplicate key" do not say which key; the line does.
+        let text = self.text.lines().nth(line.saturating_sub(1)).map(str::trim);
+        let reason = match text {
+            Some(t) if !t.is_empty() => format!("{} in `{t}`", e.message()),
+            _ => e.message().to_string(),
+        };
+        ConfigError::Syntax {
+            path: self.path.to_path_buf(),
+            line,
+            reason,
+        }
+    }
+
+    fn bad(&self, key: &str, span: &Range<usize>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::BadValue {
+            path: self.path.to_path_buf(),
+            line: self.line(span),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn unknown(&self, key: &str, span: &Range<usize>, known: &[&str]) -> ConfigError {
+        ConfigError::UnknownKey {
+            path: self.path.to_path_buf(),
+            line: self.line(span),
+            key: key.to_string(),
+            known: known.join(", "),
+        }
+    }
+}
+
+/// The keys of one section, taken out one at a time with their types checked.
+struct Section<'a> {
+    file: &'a File<'a>,
+    name: &'static str,
+    entries: Entries,
+}
+
+impl<'a> Section<'a> {
+    /// Checks for unknown keys first, so a misspelt key is reported as such even when
+    /// another key's value is also wrong.
+    fn new(
+        file: &'a File<'a>,
+        name: &'static str,
+        known: &[&str],
+        entries: Entries,
+    ) -> Result<Self, ConfigError> {
+        let first_unknown = entries
+            .keys()
+            .filter(|k| !known.contains(&k.get_ref().as_str()))
+            .min_by_key(|k| k.span().start);
+        if let Some(k) = first_unknown {
+            return Err(file.unknown(&format!("{name}.{}", k.get_ref()), &k.span(), known));
+        }
+        Ok(Section {
+            file,
+            name,
+            entries,
+        })
+    }
+
+    /// The value of `key` as a `T`, if present.
+    fn get<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ConfigError> {
+        self.get_with(key, Ok)
+    }
+
+    /// The value of `key` as a `T`, then checked and converted by `check`.
+    fn get_with<T: DeserializeOwned, U>(
+        &mut self,
+        key: &str,
+        check: impl FnOnce(T) -> Result<U, String>,
+    ) -> Result<Option<U>, ConfigError> {
+        let Some(value) = self.entries.remove(key) else {
+            return Ok(None);
+        };
+        let span = value.span();
+        let full = format!("{}.{key}", self.name);
+        let typed = value
+            .into_inner()
+            .try_into::<T>()
+            .map_err(|e| self.file.bad(&full, &span, e.message()))?;
+        check(typed)
+            .map(Some)
+            .map_err(|reason| self.file.bad(&full, &span, reason))
+    }
+}
+
+fn at_least_one<T: PartialOrd + From<u8>>(n: T) -> Result<T, String> {
+    if n < T::from(1) {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+/// `~` and `~/...` expanded with `home`; anything else as written.
+fn expand_path(s: &str, home: Option<&str>) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let rest = match s.strip_prefix('~') {
+        Some("") => "",
+        Some(r) if r.starts_with('/') => r.trim_start_matches('/'),
+        // `~user/...` is not expanded: we would need the password database for it.
+        _ => return Ok(PathBuf::from(s)),
+    };
+    match home {
+        Some(h) => Ok(Path::new(h).join(rest)),
+        None => Err(format!("{s:?} starts with ~ but HOME is not set")),
+    }
+}
+
+/// Parses one config file's text into `s`.
+fn apply_file(
+    s: &mut Settings,
+    path: &Path,
+    text: &str,
+    home: Option<&str>,
+) -> Result<(), ConfigError> {
+    let file = File { path, text };
+    // First pass: every top-level key must be a known section holding a table. Done on
+    // spanned values so the error can name the key and its line.
+    let top: Entries = toml::from_str(text).map_err(|e| file.syntax(&e))?;
+    let mut top: Vec<_> = top.into_iter().collect();
+    top.sort_by_key(|(k, _)| k.span().start);
+    for (name, value) in &top {
+        if !SECTIONS.iter().any(|(n, _)| *n == name.get_ref().as_str()) {
+            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+            return Err(file.unknown(name.get_ref(), &name.span(), &names));
+        }
+        if !value.get_ref().is_table() {
+            return Err(file.bad(
+                name.get_ref(),
+                &value.span(),
+                format!("must be a table ([{}])", name.get_ref()),
+            ));
+        }
+    }
+    // Second pass: now that every section is known to be a table, read the keys inside
+    // with their own spans.
+    let mut sections: BTreeMap<String, Entries> =
+        toml::from_str(text).map_err(|e| file.syntax(&e))?;
+    let mut section = |name: &'static str, known: &[&str]| {
+        Section::new(
+            &file,
+            name,
+            known,
+            sections.remove(name).unwrap_or_default(),
+        )
+    };
+
+    let mut d = section("deployment", DEPLOYMENT_KEYS)?;
+    if let Some(v) = d.get_with("cache_dir", |p: String| expand_path(&p, home))? {
+        s.cache_dir = Some(v);
+    }
+    if let Some(v) = d.get_with("output_dir", |p: String| expand_path(&p, home))? {
+        s.output_dir = v;
+    }
+    if let Some(v) = d.get_with("parallel_jobs", at_least_one::<usize>)? {
+        s.parallel = v;
+    }
+    if let Some(v) = d.get_with("default_timeout_secs", at_least_one::<u64>)? {
+        s.timeout_secs = v;
+    }
+    if let Some(v) = d.get("verify_deployments")? {
+        s.verify = v;
+    }
+    if let Some(v) = d.get_with("strategy", |n: String| n.parse::<StrategyKind>())? {
+        s.strategy = v;
+    }
+    if let Some(v) = d.get_with("batch_size", at_least_one::<usize>)? {
+        s.batch_size = v;
+    }
+    if let Some(v) = d.get("max_failures")? {
+        s.max_failures = v;
+    }
+    let percent = |p: u32| {
+        if p > 100 {
+            return Err("must be between 0 and 100".to_string());
+        }
+        Ok(p)
+    };
+    if let Some(v) = d.get_with("canary_percentage", percent)? {
+        s.canary_percent = v;
+    }
+    if let Some(v) = d.get_with("known_hosts", |p: String| expand_path(&p, home))? {
+        s.known_hosts = Some(v);
+    }
+    if let Some(v) = d.get("accept_new_host_keys")? {
+        s.accept_new_host_keys = v;
+    }
+    if let Some(v) = d.get_with("connect_timeout_secs", at_least_one::<u64>)? {
+        s.connect_timeout_secs = v;
+    }
+
+    let mut c = section("compilation", COMPILATION_KEYS)?;
+    c.get::<String>("optimization_level")?;
+    c.get::<bool>("strip_symbols")?;
+    c.get::<bool>("static_linking")?;
+    c.get::<bool>("compression")?;
+    let mib = |mb: u64| {
+        at_least_one(mb)?
+            .checked_mul(MIB)
+            .ok_or_else(|| "too large".to_string())
+    };
+    if let Some(v) = c.get_with("binary_size_limit_mb", mib)? {
+        s.binary_size_limit = Some(v);
+    }
+
+    let mut t = section("targets", TARGETS_KEYS)?;
+    // Checked against the runner matrix now, so a typo is reported with its file and
+    // line instead of later as a bare "unsupported target".
+    let triple = |name: String| {
+        name.parse::<crate::target::Triple>()
+            .map(|_| name)
+            .map_err(|e| e.to_string())
+    };
+    if let Some(v) = t.get_with("default_arch", triple)? {
+        s.default_target = Some(v);
+    }
+    t.get::<Vec<String>>("supported_targets")?;
+
+    let mut x = section("cross_compilation", CROSS_KEYS)?;
+    if let Some(v) = x.get("use_zigbuild")? {
+        s.use_zigbuild = v;
+    }
+    x.get::<bool>("toolchain_auto_install")?;
+    Ok(())
+}
+
+/// Applies the environment variables over the file's settings.
+fn apply_env(
+    s: &mut Settings,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&str>,
+) -> Result<(), ConfigError> {
+    // Empty counts as unset, as clap treats `env` values.
+    let get = |var: &str| env(var).filter(|v| !v.is_empty());
+    let bad = |var: &str, value: &str| {
+        let (var, value) = (var.to_string(), value.to_string());
+        move |reason: String| ConfigError::BadEnv { var, value, reason }
+    };
+    if let Some(v) = get(ENV_CACHE_DIR) {
+        s.cache_dir = Some(expand_path(&v, home).map_err(bad(ENV_CACHE_DIR, &v))?);
+    }
+    if let Some(v) = get(ENV_BINARY_SIZE_LIMIT) {
+        s.binary_size_limit = Some(parse_size(&v).map_err(bad(ENV_BINARY_SIZE_LIMIT, &v))?);
+    }
+    if let Some(v) = get(ENV_TIMEOUT) {
+        let secs = v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| "expected a whole number of seconds".to_string())
+            .and_then(at_least_one);
+        s.timeout_secs = secs.map_err(bad(ENV_TIMEOUT, &v))?;
+    }
+    if let Some(v) = get(ENV_ZIG) {
+        s.use_zigbuild = parse_bool(&v).map_err(bad(ENV_ZIG, &v))?;
+    }
+    Ok(())
+}
+
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false (also 1/0, yes/no, on/off)".into()),
+    }
+}
+
+/// A size in bytes: a whole number, optionally followed by a unit.
+///
+/// Units are binary, any case, with optional space before them: `B` = 1, `K`/`KB`/`KiB`
+/// = 1024, `M`/`MB`/`MiB` = 1024², `G`/`GB`/`GiB` = 1024³. So `50M`, `50MB` and
+/// `50 MiB` are all 52,428,800 bytes, the same as `binary_size_limit_mb = 50`. Zero is
+/// refused: a limit no runner can meet is a mistake, and "no limit" is leaving it unset.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(digits_end);
+    let expected = || "expected bytes, or a number with K, M or G (e.g. 50M)".to_string();
+    if digits.is_empty() {
+        return Err(expected());
+    }
+    let n: u64 = digits.parse().map_err(|_| "too large".to_string())?;
+    let scale: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => 1024 * MIB,
+        _ => return Err(expected()),
+    };
+    if n == 0 {
+        return Err("must be greater than 0 (leave unset for no limit)".into());
+    }
+    n.checked_mul(scale).ok_or_else(|| "too large".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A working directory and a HOME, both empty temporary directories.
+    struct Env {
+        dir: tempfile::TempDir,
+        home: tempfile::TempDir,
+        vars: HashMap<String, String>,
+    }
+
+    impl Env {
+        fn new() -> Env {
+            let home = tempfile::tempdir().unwrap();
+            let mut vars = HashMap::new();
+            vars.insert("HOME".into(), home.path().display().to_string());
+            Env {
+                dir: tempfile::tempdir().unwrap(),
+                home,
+                vars,
+            }
+        }
+        fn var(mut self, k: &str, v: &str) -> Env {
+            self.vars.insert(k.into(), v.into());
+            self
+        }
+        fn local(self, text: &str) -> Env {
+            std::fs::write(self.dir.path().join(LOCAL_FILE), text).unwrap();
+            self
+        }
+        fn home_file(self, text: &str) -> Env {
+            let p = self.home.path().join(HOME_FILE);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+            self
+        }
+        fn load(&self, explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+            load_in(self.dir.path(), explicit, &|k| self.vars.get(k).cloned())
+        }
+    }
+
+    /// Loads `toml` as `./rustle-deploy.toml` with the environment `vars`.
+    fn check(toml: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut env = Env::new().local(toml);
+        for (k, v) in vars {
+            env = env.var(k, v);
+        }
+        env.load(None)
+    }
+
+    /// The settings `toml` gives, with `source` cleared for comparison.
+    fn ok(toml: &str) -> Settings {
+        let s = check(toml, &[]).unwrap();
+        assert!(s.source.unwrap().ends_with(LOCAL_FILE));
+        Settings { source: None, ..s }
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let s = Env::new().load(None).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.output_dir, PathBuf::from("./target/deploy"));
+        assert_eq!(
+            (s.parallel, s.timeout_secs, s.connect_timeout_secs),
+            (64, 120, 10)
+        );
+        assert_eq!((s.batch_size, s.max_failures, s.canary_percent), (5, 0, 10));
+        assert_eq!(s.strategy, StrategyKind::Parallel);
+        assert_eq!(s.remote_strategy(), Strategy::Parallel);
+        // An empty file is allowed and changes nothing.
+        assert_eq!(ok(""), Settings::default());
+    }
+
+    #[test]
+    fn deployment_section() {
+        let s = ok(r#"
+[deployment]
+cache_dir = "/var/cache/rustle"
+output_dir = "out"
+parallel_jobs = 8
+default_timeout_secs = 300
+verify_deployments = true
+strategy = "rolling"
+batch_size = 10
+max_failures = 2
+canary_percentage = 25
+known_hosts = "/etc/ssh/known"
+accept_new_host_keys = true
+connect_timeout_secs = 3
+"#);
+        let want = Settings {
+            output_dir: "out".into(),
+            cache_dir: Some("/var/cache/rustle".into()),
+            parallel: 8,
+            timeout_secs: 300,
+            verify: true,
+            strategy: StrategyKind::Rolling,
+            batch_size: 10,
+            max_failures: 2,
+            canary_percent: 25,
+            known_hosts: Some("/etc/ssh/known".into()),
+            accept_new_host_keys: true,
+            connect_timeout_secs: 3,
+            ..Settings::default()
+        };
+        assert_eq!(s, want);
+        assert_eq!(
+            s.remote_strategy(),
+            Strategy::Rolling {
+                batch: 10,
+                max_failures: 2
+            }
+        );
+    }
+
+    #[test]
+    fn every_strategy_name() {
+        for k in StrategyKind::ALL {
+            let s = ok(&format!("[deployment]\nstrategy = \"{k}\"\n"));
+            assert_eq!(s.strategy, k);
+        }
+        let canary = ok("[deployment]\nstrategy = \"canary\"\ncanary_percentage = 30\n");
+        assert_eq!(canary.remote_strategy(), Strategy::Canary { percent: 30 });
+        let e = check("[deployment]\nstrategy = \"bluegreen\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("deployment.strategy"), "{e}");
+        assert!(e.to_string().contains("blue-green"), "{e}");
+    }
+
+    #[test]
+    fn compilation_section_only_size_limit_has_effect() {
+        let s = ok(r#"
+[compilation]
+optimization_level = "release"
+strip_symbols = true
+static_linking = true
+compression = true
+binary_size_limit_mb = 50
+"#);
+        assert_eq!(
+            s,
+            Settings {
+                binary_size_limit: Some(50 * 1024 * 1024),
+                ..Settings::default()
+            }
+        );
+        // Accepted keys are still type-checked.
+        let e = check("[compilation]\nstrip_symbols = \"yes\"\n", &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::BadValue { key, .. } if key == "compilation.strip_symbols"),
+            "{e}"
+        );
+        let e = check("[compilation]\nbinary_size_limit_mb = 0\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn targets_and_cross_compilation_sections() {
+        let s = ok(r#"
+[targets]
+default_arch = "aarch64-unknown-linux-gnu"
+supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-apple-darwin"]
+
+[cross_compilation]
+use_zigbuild = true
+toolchain_auto_install = false
+"#);
+        assert_eq!(
+            s.default_target.as_deref(),
+            Some("aarch64-unknown-linux-gnu")
+        );
+        assert!(s.use_zigbuild);
+        let e = check("[targets]\ndefault_arch = \"riscv64\"\n", &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::BadValue { key, line: 2, .. } if key == "targets.default_arch"),
+            "{e}"
+        );
+        let e = check("[targets]\nsupported_targets = [1, 2]\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("targets.supported_targets"), "{e}");
+    }
+
+    #[test]
+    fn spec_example_is_accepted() {
+        let s = ok(r#"
+[deployment]
+cache_dir = "~/.rustle/cache"
+output_dir = "./target/deploy"
+parallel_jobs = 8
+default_timeout_secs = 120
+verify_deployments = true
+
+[compilation]
+optimization_level = "release"
+strip_symbols = true
+static_linking = true
+compression = true
+binary_size_limit_mb = 50
+
+[targets]
+default_arch = "x86_64-unknown-linux-gnu"
+supported_targets = [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "x86_64-apple-darwin",
+    "aarch64-apple-darwin"
+]
+
+[cross_compilation]
+use_zigbuild = true
+toolchain_auto_install = true
+"#);
+        assert_eq!(s.parallel, 8);
+        assert!(s.verify && s.use_zigbuild);
+        assert!(s.cache_dir.unwrap().ends_with(".rustle/cache"));
+    }
+
+    #[test]
+    fn tilde_is_home() {
+        let env = Env::new().local("[deployment]\nknown_hosts = \"~/kh\"\ncache_dir = \"~\"\n");
+        let s = env.load(None).unwrap();
+        assert_eq!(s.known_hosts, Some(env.home.path().join("kh")));
+        assert_eq!(s.cache_dir, Some(env.home.path().to_path_buf()));
+        // Without HOME, `~` cannot be expanded: an error, not a directory named "~".
+        let mut env = env;
+        env.vars.remove("HOME");
+        let e = env.load(None).unwrap_err();
+        assert!(e.to_string().contains("HOME is not set"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let file = "[deployment]\ndefault_timeout_secs = 30\ncache_dir = \"/file\"\n\
+                    [compilation]\nbinary_size_limit_mb = 50\n\
+                    [cross_compilation]\nuse_zigbuild = true\n";
+        let s = check(file, &[]).unwrap();
+        assert_eq!(s.timeout_secs, 30);
+        let s = check(
+            file,
+            &[
+                (ENV_TIMEOUT, "45"),
+                (ENV_CACHE_DIR, "/env"),
+                (ENV_BINARY_SIZE_LIMIT, "1M"),
+                (ENV_ZIG, "off"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.timeout_secs, 45);
+        assert_eq!(s.cache_dir, Some(PathBuf::from("/env")));
+        assert_eq!(s.binary_size_limit, Some(1024 * 1024));
+        assert!(!s.use_zigbuild);
+        // Empty means unset: the file's value stands.
+        let s = check(file, &[(ENV_TIMEOUT, "")]).unwrap();
+        assert_eq!(s.timeout_secs, 30);
+    }
+
+    #[test]
+    fn bad_type_names_key_file_and_line() {
+        let e = check("\n[deployment]\nparallel_jobs = \"many\"\n", &[]).unwrap_err();
+        let ConfigError::BadValue {
+            path,
+            line,
+            key,
+            reason,
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert!(path.ends_with(LOCAL_FILE));
+        assert_eq!((*line, key.as_str()), (3, "deployment.parallel_jobs"));
+        assert!(reason.contains("invalid type"), "{reason}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(LOCAL_FILE) && msg.contains("deployment.parallel_jobs"),
+            "{msg}"
+        );
+
+        for (text, key) in [
+            (
+                "[deployment]\nparallel_jobs = 0\n",
+                "deployment.parallel_jobs",
+            ),
+            (
+                "[deployment]\nmax_failures = -1\n",
+                "deployment.max_failures",
+            ),
+            (
+                "[deployment]\ncanary_percentage = 101\n",
+                "deployment.canary_percentage",
+            ),
+            (
+                "[deployment]\nverify_deployments = 1\n",
+                "deployment.verify_deployments",
+            ),
+            ("[deployment]\noutput_dir = \"\"\n", "deployment.output_dir"),
+            ("deployment = 3\n", "deployment"),
+            (
+                "[cross_compilation]\nuse_zigbuild = \"yes\"\n",
+                "cross_compilation.use_zigbuild",
+            ),
+        ] {
+            let e = check(text, &[]).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::BadValue { key: k, .. } if k == key),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_sections() {
+        let e = check("[deployment]\nparallel_jobs = 2\nparalel_jobs = 3\n", &[]).unwrap_err();
+        let ConfigError::UnknownKey {
+            line, key, known, ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!((*line, key.as_str()), (3, "deployment.paralel_jobs"));
+        assert!(known.contains("parallel_jobs"));
+        // Reported before a bad value elsewhere in the section.
+        let e = check("[deployment]\nparallel_jobs = \"x\"\nzzz = 1\n", &[]).unwrap_err();
+        assert!(matches!(&e, ConfigError::UnknownKey { key, .. } if key == "deployment.zzz"));
+
+        let e = check("[deploy]\nparallel_jobs = 2\n", &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::UnknownKey { key, line: 1, .. } if key == "deploy"),
+            "{e}"
+        );
+        let e = check("[targets.extra]\nx = 1\n", &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::UnknownKey { key, .. } if key == "targets.extra"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_gives_line() {
+        let e = check("[deployment]\n\nparallel_jobs = = 3\n", &[]).unwrap_err();
+        assert!(matches!(&e, ConfigError::Syntax { line: 3, .. }), "{e:?}");
+        assert!(e.to_string().contains(LOCAL_FILE), "{e}");
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        for (var, value) in [
+            (ENV_TIMEOUT, "soon"),
+            (ENV_TIMEOUT, "0"),
+            (ENV_TIMEOUT, "-5"),
+            (ENV_BINARY_SIZE_LIMIT, "50X"),
+            (ENV_ZIG, "maybe"),
+        ] {
+            let e = check("", &[(var, value)]).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::BadEnv { var: v, value: val, .. } if v == var && val == value),
+                "{var}={value}: {e:?}"
+            );
+            assert!(e.to_string().contains(var), "{e}");
+        }
+        // An env error is reported even with no config file at all.
+        let e = Env::new().var(ENV_ZIG, "2").load(None).unwrap_err();
+        assert!(matches!(e, ConfigError::BadEnv { .. }));
+    }
+
+    #[test]
+    fn size_limit_parsing() {
+        const M: u64 = 1024 * 1024;
+        for (text, want) in [
+            ("1", 1),
+            ("52428800", 50 * M),
+            ("50M", 50 * M),
+            ("50MB", 50 * M),
+            ("50mb", 50 * M),
+            ("50 MiB", 50 * M),
+            (" 7b ", 7),
+            ("2K", 2048),
+            ("2kb", 2048),
+            ("1G", 1024 * M),
+            ("3GiB", 3 * 1024 * M),
+        ] {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "",
+            "M",
+            "0",
+            "0M",
+            "-5",
+            "1.5M",
+            "50X",
+            "50 M B",
+            "99999999999G",
+            "1e6",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        let s = check("", &[(ENV_BINARY_SIZE_LIMIT, "50MB")]).unwrap();
+        assert_eq!(s.binary_size_limit, Some(50 * M));
+    }
+
+    #[test]
+    fn first_file_found_wins_without_merging() {
+        let home = "[deployment]\nparallel_jobs = 3\n";
+        let local = "[deployment]\ndefault_timeout_secs = 9\n";
+        // Only the home file: it is used.
+        let env = Env::new().home_file(home);
+        let s = env.load(None).unwrap();
+        assert_eq!(s.parallel, 3);
+        assert_eq!(s.source, Some(env.home.path().join(HOME_FILE)));
+        // Both: the local file alone, so parallel is the default, not the home file's 3.
+        let env = env.local(local);
+        let s = env.load(None).unwrap();
+        assert_eq!((s.parallel, s.timeout_secs), (64, 9));
+        assert_eq!(s.source, Some(env.dir.path().join(LOCAL_FILE)));
+        // An explicit file replaces both.
+        let explicit = env.dir.path().join("other.toml");
+        std::fs::write(&explicit, "[deployment]\nbatch_size = 7\n").unwrap();
+        let s = env.load(Some(&explicit)).unwrap();
+        assert_eq!((s.parallel, s.timeout_secs, s.batch_size), (64, 120, 7));
+        assert_eq!(s.source.as_deref(), Some(explicit.as_path()));
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let env = Env::new().local("");
+        let missing = env.dir.path().join("nope.toml");
+        let e = env.load(Some(&missing)).unwrap_err();
+        assert!(matches!(&e, ConfigError::NotFound { path } if *path == missing));
+        assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_not_skipped() {
+        // A directory where the local file should be cannot be read.
+        let env = Env::new().home_file("[deployment]\nparallel_jobs = 3\n");
+        std::fs::create_dir(env.dir.path().join(LOCAL_FILE)).unwrap();
+        let e = env.load(None).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    }
+}
