@@ -600,3 +600,47 @@ fn plan_from_stdin_and_rustle_plan_input() {
     assert_eq!(code(&out), 4, "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("'package'"));
 }
+
+#[test]
+fn config_file_and_environment_are_read_and_checked() {
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let plan = env.write_json("plan.json", &plan_in(&work));
+    let plan = plan.to_str().unwrap();
+    // A misspelt key is refused, naming the file, line and key.
+    std::fs::write(
+        env.path("rustle-deploy.toml"),
+        "[deployment]\nparalel_jobs = 4\n",
+    )
+    .unwrap();
+    let out = env.deploy(&[plan]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("rustle-deploy.toml:2"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("paralel_jobs"));
+    // The size limit from the file stops the deploy before anything runs ...
+    std::fs::write(
+        env.path("rustle-deploy.toml"),
+        "[compilation]\nbinary_size_limit_mb = 1\n",
+    )
+    .unwrap();
+    let out = env.deploy(&[plan]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("limit"), "{}", text(&out.stderr));
+    assert!(!work.join("localhost").exists());
+    // ... and the environment overrides the file.
+    let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .arg(plan)
+        .env("HOME", env.path("home"))
+        .env("RUSTLE_ROOT", env.path("root"))
+        .env("RUSTLE_BINARY_SIZE_LIMIT", "50M")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(work.join("localhost/ran").exists());
+}
