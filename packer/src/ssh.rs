@@ -520,8 +520,10 @@ pub enum Script<'a> {
     },
     /// Ship only the payload when the host's runner cache holds the bare runner
     /// (`runner_digest`), else the bare runner too: the script first prints
-    /// `rustle:have-runner` or `rustle:need-runner`, and the deployer sends accordingly
-    /// (payload, then the runner when needed).
+    /// `rustle:have-runner`, `rustle:need-runner-gz` (the host has gzip: the runner comes
+    /// gzip-compressed, after a line with its compressed size) or `rustle:need-runner`,
+    /// and the deployer sends accordingly (payload, then the runner when needed). The
+    /// runner checks its own file against `runner_digest` before anything else.
     DeployCached {
         /// blake3 of the bare runner: its cache key, and checked by the runner itself.
         runner_digest: &'a str,
@@ -575,14 +577,20 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             args,
         } => format!(
             "{TEMP_DIR}{pre}c=\"$R/cache/\"{dig}\n\
-             if [ -x \"$c/rustle-runner\" ]; then echo rustle:have-runner; else echo rustle:need-runner; fi\n\
+             if [ -x \"$c/rustle-runner\" ]; then echo rustle:have-runner; elif command -v gzip >/dev/null 2>&1; then echo rustle:need-runner-gz; else echo rustle:need-runner; fi\n\
              head -c {payload_size} > \"$d/payload\"\n\
              got=$(wc -c < \"$d/payload\")\n\
              if [ \"$got\" -ne {payload_size} ]; then echo \"rustle: upload truncated: $got of {payload_size} bytes\" >&2; exit 70; fi\n\
              if [ ! -x \"$c/rustle-runner\" ]; then\n\
              mkdir -p \"$c\"\n\
              find \"$c\" -maxdepth 1 -name '.incoming.*' -mmin +10 -exec rm -f {{}} + 2>/dev/null || true\n\
+             if command -v gzip >/dev/null 2>&1; then\n\
+             read gz\n\
+             case \"$gz\" in ''|*[!0-9]*) echo \"rustle: bad compressed size\" >&2; exit 70;; esac\n\
+             head -c \"$gz\" | gzip -dc > \"$c/.incoming.$$\" || true\n\
+             else\n\
              head -c {runner_size} > \"$c/.incoming.$$\"\n\
+             fi\n\
              got=$(wc -c < \"$c/.incoming.$$\")\n\
              if [ \"$got\" -ne {runner_size} ]; then rm -f \"$c/.incoming.$$\"; echo \"rustle: upload truncated: $got of {runner_size} bytes\" >&2; exit 70; fi\n\
              chmod 700 \"$c/.incoming.$$\"\n\
