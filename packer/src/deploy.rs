@@ -17,8 +17,6 @@ use rustle_runner::payload::Digest;
 use rustle_runner::plan::HostPlan;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -399,21 +397,14 @@ pub fn packed(job: &Job, runners: &BTreeMap<Triple, Runner>) -> Result<Vec<u8>, 
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename),
-/// with `mode`.
+/// with `mode`: the runner's own writer, so both sides write files the same way.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    rustle_runner::install::write_atomic(path, bytes, mode).map_err(|e| match e {
+        rustle_runner::install::InstallError::Io { path, source } => {
+            DeployError::Io { path, source }
+        }
+        other => DeployError::Unsupported(other.to_string()),
+    })
 }
 
 /// One packed runner written by `--compile-only`.

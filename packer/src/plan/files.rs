@@ -183,7 +183,7 @@ fn resolve(
 }
 
 /// Ansible's booleans as they appear in arguments: `true`, `yes`, `1`, ...
-fn is_truthy(v: &Value) -> bool {
+pub(crate) fn is_truthy(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_u64() == Some(1),
@@ -197,12 +197,17 @@ fn is_truthy(v: &Value) -> bool {
 
 /// Reads a file into its plan form.
 fn read_file(path: &Path) -> Result<PlanFile, PlanError> {
-    let io = |source| PlanError::Io {
+    plan_file(path).map_err(|source| PlanError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let bytes = std::fs::read(path).map_err(io)?;
-    let mode = file_mode(&std::fs::metadata(path).map_err(io)?);
+    })
+}
+
+/// A file in its plan form: text as `content`, anything else base64, with its
+/// permission bits. Shared with the playbook loader, which embeds role files.
+pub(crate) fn plan_file(path: &Path) -> std::io::Result<PlanFile> {
+    let bytes = std::fs::read(path)?;
+    let mode = file_mode(&std::fs::metadata(path)?);
     Ok(match String::from_utf8(bytes) {
         Ok(text) => PlanFile {
             content: Some(text),

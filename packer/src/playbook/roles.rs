@@ -4,8 +4,7 @@
 use super::tasks::{self, Cx};
 use super::yaml::{self, scalar_str, to_json};
 use super::{Loader, NotFound, PlaybookError, Where, canonical};
-use base64::Engine as _;
-use rustle_runner::plan::{PlanFile, Task, Vars};
+use rustle_runner::plan::{Task, Vars};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 use std::path::{Path, PathBuf};
@@ -354,7 +353,12 @@ impl Loader<'_> {
             "copy" => "files",
             _ => return Ok(()),
         };
-        if module == "copy" && task.args.get("remote_src").is_some_and(truthy) {
+        if module == "copy"
+            && task
+                .args
+                .get("remote_src")
+                .is_some_and(crate::plan::is_truthy)
+        {
             return Ok(());
         }
         let Some(Value::String(src)) = task.args.get("src") else {
@@ -410,7 +414,10 @@ impl Loader<'_> {
             Err(_) => hit.display().to_string(),
         };
         if !self.files.contains_key(&key) {
-            let file = read_plan_file(hit)?;
+            let file = crate::plan::plan_file(hit).map_err(|source| PlaybookError::Io {
+                path: hit.to_path_buf(),
+                source,
+            })?;
             self.files.insert(key.clone(), file);
         }
         task.args.insert("src".to_string(), Value::String(key));
@@ -437,53 +444,4 @@ fn role_vars_file(dir: &Path, sub: &str, at: &Where) -> Result<Vars, PlaybookErr
         }
     }
     Ok(Vars::new())
-}
-
-/// Ansible's truthy argument values.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_u64() == Some(1),
-        Value::String(s) => matches!(
-            s.to_ascii_lowercase().as_str(),
-            "yes" | "true" | "on" | "1" | "y"
-        ),
-        _ => false,
-    }
-}
-
-/// Reads a file into its plan form: text as `content`, anything else base64, with its
-/// permission bits (the same form as [`crate::plan::attach_files`] writes).
-fn read_plan_file(path: &Path) -> Result<PlanFile, PlaybookError> {
-    let io = |source| PlaybookError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bytes = std::fs::read(path).map_err(io)?;
-    let mode = file_mode(&std::fs::metadata(path).map_err(io)?);
-    Ok(match String::from_utf8(bytes) {
-        Ok(text) => PlanFile {
-            content: Some(text),
-            base64: None,
-            mode,
-        },
-        Err(e) => PlanFile {
-            content: None,
-            base64: Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
-            mode,
-        },
-    })
-}
-
-/// The permission bits as Ansible writes them, e.g. `"0644"`.
-#[cfg(unix)]
-fn file_mode(meta: &std::fs::Metadata) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    Some(format!("{:04o}", meta.permissions().mode() & 0o7777))
-}
-
-/// Other systems have no Unix permission bits to record.
-#[cfg(not(unix))]
-fn file_mode(_meta: &std::fs::Metadata) -> Option<String> {
-    None
 }
