@@ -71,6 +71,11 @@ pub struct Timings {
     pub connect_ms: f64,
     /// Milliseconds from the first byte sent to the runner's exit.
     pub upload_and_run_ms: f64,
+    /// Of that, milliseconds until the runner announced its verified payload (upload,
+    /// unpacking and checks); the rest is the run itself.
+    pub upload_ms: f64,
+    /// Milliseconds from the runner's start event to its exit.
+    pub run_ms: f64,
     /// Bytes sent to the host (the packed runner).
     pub bytes_sent: u64,
     /// SSH channels (or local shells) opened.
@@ -351,14 +356,16 @@ async fn step(
     let started = Instant::now();
     timings.channels += 1;
     timings.bytes_sent += stdin.len() as u64;
+    let mut first_event: Option<Instant> = None;
     let exec = {
         let on_event = ctx.on_event.clone();
         let mut on_line = |line: &str| {
+            first_event.get_or_insert_with(Instant::now);
             deploy::handle_line(name, line, result, &mut |h, ev| on_event(h, ev));
         };
         shell.exec(script, stdin, &mut on_line).await
     };
-    timings.upload_and_run_ms += started.elapsed().as_secs_f64() * 1000.0;
+    split_timings(timings, started, first_event);
     result.run_ms = timings.upload_and_run_ms;
     match exec {
         Ok((code, stderr)) => deploy::finish(result, code, &stderr),
@@ -368,6 +375,15 @@ async fn step(
             result.error = Some(e);
         }
     }
+}
+
+/// Adds a step's time to the host's figures, split at the runner's first event.
+fn split_timings(t: &mut Timings, started: Instant, first_event: Option<Instant>) {
+    let total = started.elapsed().as_secs_f64() * 1000.0;
+    let upload = first_event.map_or(total, |f| (f - started).as_secs_f64() * 1000.0);
+    t.upload_and_run_ms += total;
+    t.upload_ms += upload;
+    t.run_ms += total - upload;
 }
 
 /// What a host task waits for between blue-green's two phases.
@@ -442,16 +458,18 @@ async fn deploy_host(
             );
             let started = Instant::now();
             timings.channels += 1;
+            let mut first_event: Option<Instant> = None;
             let exec = {
                 let on_event = ctx.on_event.clone();
                 let mut on_line = |line: &str| {
+                    first_event.get_or_insert_with(Instant::now);
                     deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
                 };
                 shell
                     .exec_cached(&s, &job.sealed, &runner.bytes, &mut on_line)
                     .await
             };
-            timings.upload_and_run_ms += started.elapsed().as_secs_f64() * 1000.0;
+            split_timings(&mut timings, started, first_event);
             result.run_ms = timings.upload_and_run_ms;
             match exec {
                 Ok((code, stderr, sent)) => {

@@ -831,3 +831,110 @@ fn become_without_passwordless_sudo_is_a_clear_error_for_that_host() {
     assert!(err.contains("sudo"), "{err}");
     assert!(!h.home.join("app").exists());
 }
+
+#[test]
+fn ssh_config_aliases_and_agent_keys_are_used() {
+    let lab = Lab::new();
+    let h = lab.start("aliased", "rustle-t29");
+    lab.trust(&[&h]);
+    let d = Deployer::new();
+    let plan = d.plan(&versioned("via-config"));
+    // The inventory names only an alias; ~/.ssh/config says where it is and who logs in.
+    let ssh_dir = d.home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    std::fs::write(
+        ssh_dir.join("config"),
+        format!(
+            "Host web-alias\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            h.port,
+            h.user,
+            lab.client_key.display()
+        ),
+    )
+    .unwrap();
+    let inv = d.home.path().join("alias.ini");
+    std::fs::write(
+        &inv,
+        format!("[x]\nweb-alias ansible_env_home={}\n", h.home.display()),
+    )
+    .unwrap();
+    let out = d.run(&lab, &["-i", inv.to_str().unwrap(), plan.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(read(h.home.join("app/version")), "via-config");
+
+    // No key file anywhere: the only key is in an ssh-agent.
+    std::fs::write(
+        ssh_dir.join("config"),
+        format!(
+            "Host web-alias\n  HostName 127.0.0.1\n  Port {}\n  User {}\n",
+            h.port, h.user
+        ),
+    )
+    .unwrap();
+    let sock = d.home.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(&lab.client_key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let v2 = d.home.path().join("v2.json");
+    std::fs::write(&v2, serde_json::to_vec(&versioned("via-agent")).unwrap()).unwrap();
+    let run = |with_agent: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"));
+        c.args([
+            "-i",
+            inv.to_str().unwrap(),
+            v2.to_str().unwrap(),
+            "--known-hosts",
+        ])
+        .arg(&lab.known_hosts)
+        .env("HOME", d.home.path())
+        .env_remove("SSH_AUTH_SOCK");
+        if with_agent {
+            c.env("SSH_AUTH_SOCK", &sock);
+        }
+        c.output().unwrap()
+    };
+    let without = run(false);
+    assert_eq!(
+        without.status.code(),
+        Some(3),
+        "no key at all must fail: {}",
+        text(&without.stdout)
+    );
+    assert!(
+        text(&without.stdout).contains("authentication"),
+        "{}",
+        text(&without.stdout)
+    );
+    let with = run(true);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}{}",
+        text(&with.stdout),
+        text(&with.stderr)
+    );
+    assert_eq!(read(h.home.join("app/version")), "via-agent");
+}
