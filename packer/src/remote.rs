@@ -606,7 +606,6 @@ async fn blue_green(
     jobs: Vec<Arc<Job>>,
     deployment: Arc<String>,
     ctx: Arc<Ctx>,
-    limit: Arc<tokio::sync::Semaphore>,
 ) -> Vec<(HostResult, Timings)> {
     // Every host holds its connection between the phases, so a blue-green deploy still
     // uses one TCP connection per host. That needs every host in flight at once.
@@ -614,7 +613,6 @@ async fn blue_green(
     let (switch_tx, switch_rx) = tokio::sync::watch::channel(None);
     let timeout = ctx.opts.timeout;
     let count = jobs.len();
-    let _ = limit;
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx) = (deployment.clone(), ctx.clone());
@@ -678,7 +676,7 @@ pub fn deploy_all(
     let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
     let batches: Vec<Vec<Arc<Job>>> = match strategy {
         Strategy::BlueGreen => {
-            return Ok(rt.block_on(blue_green(jobs, deployment, ctx, limit)));
+            return Ok(rt.block_on(blue_green(jobs, deployment, ctx)));
         }
         Strategy::Parallel => vec![jobs],
         Strategy::Rolling { batch, .. } => jobs.chunks(batch.max(1)).map(<[_]>::to_vec).collect(),
