@@ -202,7 +202,9 @@ impl Shell {
                 .await
                 .map(|(code, err, sent)| (code.and_then(|c| i32::try_from(c).ok()), err, sent))
                 .map_err(|e| e.to_string()),
-            Shell::Local => local_exec_after_first_line(script, &mut answer, on_line).await,
+            // Local hosts get the packed runner directly (see `deploy_host`): there is no
+            // network to save.
+            Shell::Local => Err("the runner cache is only used over SSH".to_string()),
         }
     }
 
@@ -270,51 +272,6 @@ fn gzip(runner: &[u8]) -> Arc<Vec<u8>> {
         cache.push((key, gz.clone()));
     }
     gz
-}
-
-async fn local_exec_after_first_line(
-    script: &str,
-    answer: &mut (dyn FnMut(&str) -> Option<Vec<u8>> + Send),
-    on_line: &mut (dyn FnMut(&str) + Send),
-) -> Result<(Option<i32>, String, u64), String> {
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start sh: {e}"))?;
-    let mut input = child.stdin.take().ok_or("no stdin")?;
-    let mut err = child.stderr.take().ok_or("no stderr")?;
-    let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s).await;
-        s
-    });
-    let out = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = tokio::io::BufReader::new(out).lines();
-    let mut sent = 0u64;
-    let mut writer = None;
-    if let Ok(Some(first)) = lines.next_line().await
-        && let Some(bytes) = answer(&first)
-    {
-        sent = bytes.len() as u64;
-        writer = Some(tokio::spawn(async move {
-            let _ = input.write_all(&bytes).await;
-            let _ = input.shutdown().await;
-        }));
-    }
-    while let Ok(Some(line)) = lines.next_line().await {
-        on_line(&line);
-    }
-    let status = child.wait().await.map_err(|e| e.to_string())?;
-    if let Some(w) = writer {
-        let _ = w.await;
-    }
-    let stderr = reader.await.unwrap_or_default();
-    Ok((status.code(), stderr, sent))
 }
 
 /// Shared, read-only context for every host task.
