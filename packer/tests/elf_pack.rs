@@ -155,10 +155,20 @@ fn write_executable(path: &Path, bytes: &[u8]) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Runs a file this test process just wrote. While another test thread forks, the
+/// child briefly holds our write descriptor (until its exec closes it), and exec of the
+/// file then fails with ETXTBSY: retry that, it passes in milliseconds.
 fn run(path: &Path) -> Output {
-    Command::new(path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()))
+    for _ in 0..100 {
+        match Command::new(path).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(out) => return out,
+            Err(e) => panic!("cannot run {}: {e}", path.display()),
+        }
+    }
+    panic!("{} stayed busy", path.display())
 }
 
 /// Asserts that running `path` prints exactly `payload`.

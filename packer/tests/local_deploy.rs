@@ -58,15 +58,24 @@ impl Env {
     }
 
     /// Runs a binary by hand, as an operator on an air-gapped host would.
+    /// A file this process just wrote can be briefly busy (ETXTBSY) while another test
+    /// thread forks a child that still holds our write descriptor: retry that.
     fn run_by_hand(&self, bin: &Path, args: &[&str]) -> Output {
-        Command::new(bin)
-            .args(args)
-            .env("HOME", self.path("home"))
-            .env_clear()
-            .env("HOME", self.path("home"))
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap()
+        for _ in 0..100 {
+            let out = Command::new(bin)
+                .args(args)
+                .env_clear()
+                .env("HOME", self.path("home"))
+                .env("PATH", "/usr/bin:/bin")
+                .output();
+            match out {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("{} stayed busy", bin.display())
     }
 
     fn write_json(&self, name: &str, v: &Value) -> PathBuf {
