@@ -176,7 +176,12 @@ impl Default for Lab {
     }
 }
 
+/// useradd and usermod lock /etc/passwd and fail rather than wait when another holds
+/// it, so the test threads of one binary take turns (a fresh machine creates every user).
+static ACCOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn ensure_user(user: &str, home: &Path) {
+    let _turn = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
     let exists = Command::new("id")
         .arg(user)
         .stdout(Stdio::null())
