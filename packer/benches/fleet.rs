@@ -90,19 +90,7 @@ fn main() {
         let refs: Vec<&sshd::Sshd> = hosts.iter().collect();
         std::fs::write(&lab.known_hosts, "").unwrap();
         lab.trust(&refs);
-        let inv = lab.inventory(&refs, "");
-        let mut text = std::fs::read_to_string(&inv).unwrap();
-        for h in &hosts {
-            text = text.replace(
-                &format!("{} ansible_host", h.name),
-                &format!(
-                    "{} ansible_env_home={} ansible_host",
-                    h.name,
-                    h.home.display()
-                ),
-            );
-        }
-        std::fs::write(&inv, text).unwrap();
+        let inv = lab.inventory(&refs);
         println!("{n} hosts, 25-step plan:");
         for run in ["first run", "second run"] {
             let report = dir.path().join("report.json");

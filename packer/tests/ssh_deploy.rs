@@ -63,24 +63,6 @@ fn plan() -> Value {
     })
 }
 
-/// Inventory lines give each host its home as a variable the plan uses.
-fn inventory(lab: &Lab, hosts: &[&Sshd]) -> PathBuf {
-    let path = lab.inventory(hosts, "");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for h in hosts {
-        text = text.replace(
-            &format!("{} ansible_host", h.name),
-            &format!(
-                "{} ansible_env_home={} ansible_host",
-                h.name,
-                h.home.display()
-            ),
-        );
-    }
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn report(d: &Deployer) -> (PathBuf, String) {
     let p = d.home.path().join("report.json");
     let s = p.to_str().unwrap().to_string();
@@ -95,7 +77,7 @@ fn deploys_to_five_hosts_and_a_second_run_changes_nothing() {
         .collect();
     let refs: Vec<&Sshd> = hosts.iter().collect();
     lab.trust(&refs);
-    let inv = inventory(&lab, &refs);
+    let inv = lab.inventory(&refs);
     let d = Deployer::new();
     let plan = d.plan(&plan());
     let (report_path, report_arg) = report(&d);
@@ -163,7 +145,7 @@ fn unknown_and_changed_host_keys_are_refused() {
     let a = lab.start("known", "rustle-t5");
     let b = lab.start("stranger", "rustle-t6");
     lab.trust(&[&a]);
-    let inv = inventory(&lab, &[&a, &b]);
+    let inv = lab.inventory(&[&a, &b]);
     let d = Deployer::new();
     let plan = d.plan(&plan());
     let out = d.run(&lab, &["-i", inv.to_str().unwrap(), plan.to_str().unwrap()]);
@@ -229,7 +211,7 @@ fn a_host_that_is_down_is_unreachable_and_the_others_finish() {
     let mut down = lab.start("down", "rustle-t9");
     lab.trust(&[&up, &down]);
     down.stop();
-    let inv = inventory(&lab, &[&up, &down]);
+    let inv = lab.inventory(&[&up, &down]);
     let d = Deployer::new();
     let plan = d.plan(&plan());
     let (report_path, report_arg) = report(&d);
@@ -263,7 +245,7 @@ fn a_failing_task_fails_that_host_only_and_keeps_its_previous_release_current() 
     let a = lab.start("ok-host", "rustle-t10");
     let b = lab.start("bad-host", "rustle-t11");
     lab.trust(&[&a, &b]);
-    let inv = inventory(&lab, &[&a, &b]);
+    let inv = lab.inventory(&[&a, &b]);
     let d = Deployer::new();
     let good = d.plan(&plan());
     let out = d.run(&lab, &["-i", inv.to_str().unwrap(), good.to_str().unwrap()]);
@@ -312,7 +294,7 @@ fn rollback_makes_the_previous_release_current_and_runs_it_again() {
     let lab = Lab::new();
     let h = lab.start("rb", "rustle-t13");
     lab.trust(&[&h]);
-    let inv = inventory(&lab, &[&h]);
+    let inv = lab.inventory(&[&h]);
     let inv = inv.to_str().unwrap();
     let d = Deployer::new();
     let v1 = d.plan(&versioned("v1"));
@@ -368,7 +350,7 @@ fn rollback_makes_the_previous_release_current_and_runs_it_again() {
     // (v2), and a host with no release at all says so.
     let empty = lab.start("empty", "rustle-t14");
     lab.trust(&[&empty]);
-    let inv2 = inventory(&lab, &[&empty]);
+    let inv2 = lab.inventory(&[&empty]);
     let out = d.run(&lab, &["-i", inv2.to_str().unwrap(), "--rollback"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
@@ -383,7 +365,7 @@ fn cleanup_removes_everything_of_ours_and_nothing_else() {
     let lab = Lab::new();
     let h = lab.start("clean", "rustle-t15");
     lab.trust(&[&h]);
-    let inv = inventory(&lab, &[&h]);
+    let inv = lab.inventory(&[&h]);
     let inv = inv.to_str().unwrap();
     let d = Deployer::new();
     let plan = d.plan(&versioned("v1"));
@@ -451,7 +433,7 @@ fn blue_green_switches_no_host_when_one_cannot_stage() {
         .collect();
     let refs: Vec<&Sshd> = hosts.iter().collect();
     lab.trust(&refs);
-    let inv = inventory(&lab, &refs);
+    let inv = lab.inventory(&refs);
     let inv = inv.to_str().unwrap();
     let d = Deployer::new();
     let v1 = d.plan(&versioned("v1"));
@@ -522,7 +504,7 @@ fn a_failed_canary_stops_the_rest_and_a_failed_rolling_batch_stops_later_batches
         .collect();
     let refs: Vec<&Sshd> = hosts.iter().collect();
     lab.trust(&refs);
-    let inv = inventory(&lab, &refs);
+    let inv = lab.inventory(&refs);
     let inv = inv.to_str().unwrap();
     let d = Deployer::new();
     let mut failing = versioned("v1");
@@ -631,7 +613,7 @@ fn a_connection_cut_during_the_upload_leaves_the_previous_release_current() {
     let lab = Lab::new();
     let h = lab.start("cut", "rustle-t23");
     lab.trust(&[&h]);
-    let inv = inventory(&lab, &[&h]);
+    let inv = lab.inventory(&[&h]);
     let d = Deployer::new();
     let v1 = d.plan(&versioned("v1"));
     let out = d.run(&lab, &["-i", inv.to_str().unwrap(), v1.to_str().unwrap()]);
@@ -694,7 +676,7 @@ fn deploy_only_ships_what_compile_only_wrote_and_refuses_a_swapped_file() {
     let a = lab.start("pre-a", "rustle-t24");
     let b = lab.start("pre-b", "rustle-t25");
     lab.trust(&[&a, &b]);
-    let inv = inventory(&lab, &[&a, &b]);
+    let inv = lab.inventory(&[&a, &b]);
     let inv = inv.to_str().unwrap();
     let d = Deployer::new();
     let plan = d.plan(&versioned("packed"));
@@ -754,7 +736,7 @@ fn a_hung_host_is_cut_off_at_the_timeout_and_the_others_finish() {
     let slow = lab.start("slow", "rustle-t26");
     let fast = lab.start("fast", "rustle-t27");
     lab.trust(&[&slow, &fast]);
-    let inv = inventory(&lab, &[&slow, &fast]);
+    let inv = lab.inventory(&[&slow, &fast]);
     let d = Deployer::new();
     let mut hang = versioned("v1");
     hang["plays"][0]["tasks"].as_array_mut().unwrap().push(
@@ -803,7 +785,7 @@ fn become_without_passwordless_sudo_is_a_clear_error_for_that_host() {
     let lab = Lab::new();
     let h = lab.start("nosudo", "rustle-t28");
     lab.trust(&[&h]);
-    let inv = inventory(&lab, &[&h]);
+    let inv = lab.inventory(&[&h]);
     let d = Deployer::new();
     let mut plan = versioned("v1");
     plan["plays"][0]["become"] = json!(true);

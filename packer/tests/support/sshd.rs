@@ -151,19 +151,20 @@ impl Lab {
         std::fs::write(&self.known_hosts, text).unwrap();
     }
 
-    /// An INI inventory for the given hosts.
-    pub fn inventory(&self, hosts: &[&Sshd], extra: &str) -> PathBuf {
+    /// An INI inventory for the given hosts. Each host also gets `ansible_env_home`, its
+    /// login user's home, so plans can write under it and hosts never collide.
+    pub fn inventory(&self, hosts: &[&Sshd]) -> PathBuf {
         let mut text = String::from("[lab]\n");
         for h in hosts {
             text.push_str(&format!(
-                "{} ansible_host=127.0.0.1 ansible_port={} ansible_user={} ansible_ssh_private_key_file={}\n",
+                "{} ansible_env_home={} ansible_host=127.0.0.1 ansible_port={} ansible_user={} ansible_ssh_private_key_file={}\n",
                 h.name,
+                h.home.display(),
                 h.port,
                 h.user,
                 self.client_key.display()
             ));
         }
-        text.push_str(extra);
         let path = self.dir.path().join("hosts.ini");
         std::fs::write(&path, text).unwrap();
         path
