@@ -30,9 +30,16 @@ pub struct RunOptions {
     pub diff_mode: bool,
 }
 
-/// The host stopped: a task failed and nothing rescued it.
-#[derive(Debug)]
-struct HostFailed;
+/// Why a host stops going through its task list early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    /// A task failed and nothing rescued it: no further task or play runs.
+    Failed,
+    /// `meta: end_play` (or `end_batch`): the rest of this play is skipped.
+    EndPlay,
+    /// `meta: end_host`: the rest of the run is skipped, without failing.
+    EndHost,
+}
 
 /// Keywords a block hands down to the tasks inside it.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +67,10 @@ pub struct Executor<'a> {
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
     failure: Option<(String, String, Value)>,
+    /// The current play, whose handlers `meta: flush_handlers` runs.
+    play: Option<&'a Play>,
+    /// Whether anything in the plan refers to a gathered fact (decided once).
+    facts_used: Option<bool>,
 }
 
 /// What a finished run amounts to.
@@ -85,6 +96,8 @@ impl<'a> Executor<'a> {
             play_name: String::new(),
             notified: BTreeSet::new(),
             failure: None,
+            play: None,
+            facts_used: None,
         }
     }
 
@@ -93,9 +106,13 @@ impl<'a> Executor<'a> {
         let started = Instant::now();
         let mut host_failed = false;
         for play in &self.plan.plays {
-            if self.run_play(play).is_err() {
-                host_failed = true;
-                break;
+            match self.run_play(play) {
+                Ok(()) | Err(Halt::EndPlay) => {}
+                Err(Halt::EndHost) => break,
+                Err(Halt::Failed) => {
+                    host_failed = true;
+                    break;
+                }
             }
         }
         self.sink.emit(&Event::Recap {
@@ -110,7 +127,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn run_play(&mut self, play: &'a Play) -> Result<(), HostFailed> {
+    fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
         self.sink.emit(&Event::Play {
@@ -119,7 +136,15 @@ impl<'a> Executor<'a> {
         });
         if play.gather_facts && self.facts.is_empty() {
             let started = Instant::now();
-            self.facts = facts::gather();
+            // Gathering reads /proc, /etc and runs a few syscalls per interface; a plan
+            // that never refers to a fact does not pay for it (the task is still
+            // reported, so the counts match Ansible's).
+            if *self
+                .facts_used
+                .get_or_insert_with(|| facts_referenced(self.plan))
+            {
+                self.facts = facts::gather();
+            }
             let mut result = Vars::new();
             result.insert("changed".into(), false.into());
             result.insert("failed".into(), false.into());
@@ -137,19 +162,26 @@ impl<'a> Executor<'a> {
                 Value::Object(result),
             );
         }
-        let inherited = Inherited {
-            vars: vec![&play.vars],
-            become_: play.become_,
-            become_user: play.become_user.as_deref(),
-            ..Inherited::default()
+        self.play = Some(play);
+        self.run_list(&play.tasks, &play_scope(play), false)?;
+        self.flush_handlers()
+    }
+
+    /// Runs the notified handlers, in the order they are defined, each once; a handler
+    /// may notify a later one. Called at the end of a play and by `meta: flush_handlers`.
+    fn flush_handlers(&mut self) -> Result<(), Halt> {
+        let Some(play) = self.play else {
+            return Ok(());
         };
-        self.run_list(&play.tasks, &inherited, false)?;
-        // Handlers run in the order they are defined, each at most once, and a handler
-        // may notify a later one.
+        // Handlers see the play's keywords, not those of the task that flushed them.
+        let inherited = play_scope(play);
         for handler in &play.handlers {
             let name = handler.name.clone().unwrap_or_default();
-            let wanted = self.notified.contains(&name)
-                || handler.listen.iter().any(|l| self.notified.contains(l));
+            let wanted = self.notified.remove(&name)
+                | handler
+                    .listen
+                    .iter()
+                    .fold(false, |any, l| self.notified.remove(l) | any);
             if wanted {
                 self.run_task(handler, &inherited, true)?;
             }
@@ -157,12 +189,76 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// `meta`: executor directives rather than modules. Like Ansible, they are not
+    /// reported as tasks unless they go wrong.
+    fn run_meta(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let started = Instant::now();
+        let action = match task
+            .args
+            .get("_raw_params")
+            .or_else(|| task.args.get("action"))
+        {
+            Some(Value::String(a)) => a.trim().to_string(),
+            _ => String::new(),
+        };
+        let ctx = JValue::from_serialize(self.context(inherited, task, &[]));
+        if let Some(not_run) = self.conditions(task, inherited, &ctx) {
+            if not_run.get("failed") != Some(&Value::Bool(true)) {
+                return Ok(());
+            }
+            let name = self.task_name(task, &ctx);
+            self.record(
+                &name,
+                "meta",
+                Status::Failed,
+                false,
+                handler,
+                started,
+                Value::Object(not_run),
+            );
+            return Err(Halt::Failed);
+        }
+        match action.as_str() {
+            "flush_handlers" => self.flush_handlers(),
+            "end_play" | "end_batch" => Err(Halt::EndPlay),
+            "end_host" => Err(Halt::EndHost),
+            "clear_facts" => {
+                self.facts.clear();
+                Ok(())
+            }
+            // Nothing to do on a host that runs its own plan: there is no connection to
+            // reset, no inventory to reload and no other host's error to clear.
+            "noop" | "refresh_inventory" | "reset_connection" | "clear_host_errors" => Ok(()),
+            other => {
+                let name = self.task_name(task, &ctx);
+                let msg = format!(
+                    "meta: unsupported action '{other}' (supported: flush_handlers, end_play, end_batch, end_host, clear_facts, noop, refresh_inventory, reset_connection, clear_host_errors)"
+                );
+                self.record(
+                    &name,
+                    "meta",
+                    Status::Failed,
+                    false,
+                    handler,
+                    started,
+                    Value::Object(failed_result(msg)),
+                );
+                Err(Halt::Failed)
+            }
+        }
+    }
+
     fn run_list(
         &mut self,
         tasks: &'a [Task],
         inherited: &Inherited<'a>,
         handler: bool,
-    ) -> Result<(), HostFailed> {
+    ) -> Result<(), Halt> {
         for task in tasks {
             self.run_task(task, inherited, handler)?;
         }
@@ -188,10 +284,10 @@ impl<'a> Executor<'a> {
         block: &'a [Task],
         parent: &Inherited<'a>,
         handler: bool,
-    ) -> Result<(), HostFailed> {
+    ) -> Result<(), Halt> {
         let inh = Self::child_inherited(task, parent);
         let mut result = self.run_list(block, &inh, handler);
-        if result.is_err() && !task.rescue.is_empty() {
+        if result == Err(Halt::Failed) && !task.rescue.is_empty() {
             self.recap.rescued += 1;
             // The failure that rescue handled no longer counts against the host.
             self.recap.failed = self.recap.failed.saturating_sub(1);
@@ -205,6 +301,10 @@ impl<'a> Executor<'a> {
                     .insert("ansible_failed_result".into(), result);
             }
             result = self.run_list(&task.rescue, &inh, handler);
+        }
+        // `end_play` / `end_host` leave at once; `always` is for failures.
+        if matches!(result, Err(Halt::EndPlay | Halt::EndHost)) {
+            return result;
         }
         let always = self.run_list(&task.always, &inh, handler);
         result.and(always)
@@ -246,9 +346,12 @@ impl<'a> Executor<'a> {
         task: &'a Task,
         inherited: &Inherited<'a>,
         handler: bool,
-    ) -> Result<(), HostFailed> {
+    ) -> Result<(), Halt> {
         if let Some(block) = &task.block {
             return self.run_block(task, block, inherited, handler);
+        }
+        if task.module_name() == "meta" {
+            return self.run_meta(task, inherited, handler);
         }
         let started = Instant::now();
         let base = self.context(inherited, task, &[]);
@@ -294,7 +397,7 @@ impl<'a> Executor<'a> {
             Value::Object(result),
         );
         if status == Status::Failed && !ignored {
-            return Err(HostFailed);
+            return Err(Halt::Failed);
         }
         Ok(())
     }
@@ -614,6 +717,94 @@ impl<'a> Executor<'a> {
             result,
         });
     }
+}
+
+/// What a play hands down to its tasks and handlers.
+fn play_scope(play: &Play) -> Inherited<'_> {
+    Inherited {
+        vars: vec![&play.vars],
+        become_: play.become_,
+        become_user: play.become_user.as_deref(),
+        ..Inherited::default()
+    }
+}
+
+/// Whether the plan (its tasks, variables or embedded templates) may use a gathered
+/// fact. Conservative: dynamic lookups (`vars[...]`, `hostvars`, `lookup(`) count as
+/// a use, since what they name cannot be known before the run.
+fn facts_referenced(plan: &HostPlan) -> bool {
+    const MARKERS: &[&str] = &["ansible_facts", "hostvars", "vars[", "lookup(", "setup"];
+    let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
+    let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
+    let texts = plan
+        .files
+        .values()
+        .filter_map(|f| std::str::from_utf8(&f.content).ok());
+    [plays.as_str(), vars.as_str()]
+        .into_iter()
+        .chain(texts)
+        .any(|t| MARKERS.iter().any(|m| t.contains(m)) || mentions_fact(t))
+}
+
+/// True when `text` has `ansible_<name>` for a name gathering provides (facts and
+/// interfaces), as opposed to connection and magic variables such as `ansible_host`
+/// or `ansible_check_mode`.
+fn mentions_fact(text: &str) -> bool {
+    const NOT_FACTS: &[&str] = &[
+        "check_mode",
+        "diff_mode",
+        "loop",
+        "loop_var",
+        "failed_task",
+        "failed_result",
+        "host",
+        "port",
+        "user",
+        "connection",
+        "become",
+        "become_user",
+        "become_method",
+        "become_pass",
+        "password",
+        "ssh_private_key_file",
+        "python_interpreter",
+        "shell_type",
+        "play_hosts",
+        "play_batch",
+        "run_tags",
+        "skip_tags",
+        "version",
+        "index_var",
+        "parent_role_names",
+        "role_names",
+        "play_role_names",
+        "play_name",
+        "verbosity",
+        "search_path",
+        "included_var_files",
+        "limit",
+        "forks",
+        "inventory_sources",
+        "config_file",
+        "dependent_role_names",
+        "collection_name",
+        "playbook_python",
+    ];
+    let mut rest = text;
+    while let Some(at) = rest.find("ansible_") {
+        let tail = rest.get(at + "ansible_".len()..).unwrap_or("");
+        let name: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // Registered results and loop fields are spelled `ansible_` too, but only
+        // the names above; anything else may be a fact (including `ansible_eth0`).
+        if !name.is_empty() && !NOT_FACTS.contains(&name.as_str()) {
+            return true;
+        }
+        rest = tail;
+    }
+    false
 }
 
 fn ms(d: Duration) -> f64 {

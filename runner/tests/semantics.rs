@@ -815,3 +815,93 @@ fn templated_task_names() {
         ],
     );
 }
+
+fn meta(action: &str) -> Value {
+    json!({"module": "meta", "args": {"_raw_params": action}})
+}
+
+#[test]
+fn flush_handlers_runs_notified_handlers_mid_play_and_again_if_notified_again() {
+    let plan = play(
+        json!([
+            with(sh("change 1", "true"), json!({"notify": ["h"]})),
+            meta("flush_handlers"),
+            dbg("after flush", "x"),
+            with(sh("change 2", "true"), json!({"notify": ["h"]})),
+            with(dbg("not notified again", "x"), json!({"notify": ["h"]})),
+        ]),
+        json!({"handlers": [dbg("h", "handled")]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("change 1", "changed"),
+            ("h", "ok,handler"),
+            ("after flush", "ok"),
+            ("change 2", "changed"),
+            ("not notified again", "ok"),
+            ("h", "ok,handler"),
+        ],
+    );
+    // meta tasks are directives, not counted, as in Ansible's recap.
+    assert_eq!(
+        run.recap(),
+        "ok=6 changed=2 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0"
+    );
+}
+
+#[test]
+fn end_play_skips_the_rest_of_the_play_and_end_host_the_rest_of_the_run() {
+    let second = json!({"name": "second", "tasks": [dbg("in second play", "x")]});
+    let plan = json!({"plays": [
+        {"name": "first", "tasks": [
+            dbg("before", "x"),
+            with(meta("end_play"), json!({"when": "false"})),
+            dbg("still running", "x"),
+            meta("end_play"),
+            dbg("never", "x"),
+        ]},
+        second.clone(),
+    ]});
+    check(
+        plan,
+        &[
+            ("before", "ok"),
+            ("still running", "ok"),
+            ("in second play", "ok"),
+        ],
+    );
+    let plan = json!({"plays": [
+        {"name": "first", "tasks": [
+            {"block": [meta("end_host"), dbg("never", "x")], "always": [dbg("nor this", "x")]},
+        ]},
+        second,
+    ]});
+    let run = check(plan, &[]);
+    assert!(!run.summary.host_failed, "end_host is not a failure");
+}
+
+#[test]
+fn unknown_meta_action_fails_naming_it() {
+    let run = check(
+        play(
+            json!([with(meta("end_everything"), json!({"name": "m"}))]),
+            json!({}),
+        ),
+        &[("m", "failed")],
+    );
+    let msg = run.result("m")["msg"].as_str().unwrap();
+    assert!(msg.contains("'end_everything'"), "{msg}");
+}
+
+#[test]
+fn facts_are_gathered_only_when_the_plan_refers_to_them() {
+    let unused = play(json!([dbg("plain", "x")]), json!({"gather_facts": true}));
+    let run = check(unused, &[("Gathering Facts", "ok"), ("plain", "ok")]);
+    assert_eq!(run.result("Gathering Facts")["ansible_facts"], json!({}));
+    // A reference inside an embedded template counts too.
+    let mut used = play(json!([dbg("plain", "x")]), json!({"gather_facts": true}));
+    used["files"] = json!({"t.j2": {"content": b"{{ ansible_hostname }}".to_vec(), "mode": null}});
+    let run = check(used, &[("Gathering Facts", "ok"), ("plain", "ok")]);
+    assert!(run.result("Gathering Facts")["ansible_facts"]["hostname"].is_string());
+}

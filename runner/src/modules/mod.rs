@@ -121,6 +121,8 @@ pub const SUPPORTED: &[&str] = &[
     "fail",
     "file",
     "lineinfile",
+    // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
+    "meta",
     "replace",
     "set_fact",
     "shell",
