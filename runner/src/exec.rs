@@ -429,23 +429,56 @@ impl<'a> Executor<'a> {
     }
 
     fn run_loop(&mut self, task: &'a Task, inherited: &Inherited<'a>, items: &[Value]) -> Vars {
-        let loop_var = task
-            .loop_control
-            .as_ref()
-            .and_then(|c| c.loop_var.clone())
+        let control = task.loop_control.clone().unwrap_or_default();
+        let loop_var = control
+            .loop_var
+            .clone()
             .unwrap_or_else(|| "item".to_string());
         let mut results = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let idx = json!({"index": index + 1, "index0": index, "first": index == 0,
-                             "last": index + 1 == items.len(), "length": items.len()});
-            let mut r = self.run_once(
-                task,
-                inherited,
-                &[(&loop_var, item), ("ansible_loop", &idx)],
-            );
+            if index > 0
+                && let Some(secs) = control.pause.filter(|s| s.is_finite() && *s > 0.0)
+            {
+                std::thread::sleep(Duration::from_secs_f64(secs));
+            }
+            let index_value = Value::from(index);
+            let mut extra: Vec<(&str, &Value)> = vec![(&loop_var, item)];
+            if let Some(name) = &control.index_var {
+                extra.push((name, &index_value));
+            }
+            let loop_info = control
+                .extended
+                .then(|| loop_info(items, index, control.extended_allitems != Some(false)));
+            if let Some(info) = &loop_info {
+                extra.push(("ansible_loop", info));
+            }
+            let mut r = self.run_once(task, inherited, &extra);
             r.insert(loop_var.clone(), item.clone());
             r.insert("ansible_loop_var".into(), loop_var.clone().into());
+            if let Some(name) = &control.index_var {
+                r.insert("ansible_index_var".into(), name.clone().into());
+                r.insert(name.clone(), index_value.clone());
+            }
+            if let Some(label) = &control.label {
+                let scope = JValue::from_serialize(self.context(inherited, task, &extra));
+                let shown = self
+                    .engine
+                    .render_str(label, &scope)
+                    .unwrap_or_else(|_| label.clone());
+                r.insert("_ansible_item_label".into(), shown.into());
+            }
+            let stop = control.break_when.as_ref().is_some_and(|cond| {
+                let mut scope = self.context(inherited, task, &extra);
+                if let Some(reg) = &task.register {
+                    scope.insert(reg.clone(), Value::Object(r.clone()));
+                }
+                self.eval_condition(cond, &JValue::from_serialize(&scope))
+                    .is_ok_and(|(b, _)| b)
+            });
             results.push(Value::Object(r));
+            if stop {
+                break;
+            }
         }
         let any = |k: &str| results.iter().any(|r| r.get(k) == Some(&Value::Bool(true)));
         let all_skipped = !results.is_empty()
@@ -717,6 +750,28 @@ impl<'a> Executor<'a> {
             result,
         });
     }
+}
+
+/// `ansible_loop` for item `index` with `loop_control: {extended: true}`.
+fn loop_info(items: &[Value], index: usize, allitems: bool) -> Value {
+    let len = items.len();
+    let mut info = json!({
+        "index": index + 1, "index0": index,
+        "revindex": len - index, "revindex0": len - index - 1,
+        "first": index == 0, "last": index + 1 == len, "length": len,
+    });
+    if let Some(map) = info.as_object_mut() {
+        if let Some(prev) = index.checked_sub(1).and_then(|i| items.get(i)) {
+            map.insert("previtem".into(), prev.clone());
+        }
+        if let Some(next) = items.get(index + 1) {
+            map.insert("nextitem".into(), next.clone());
+        }
+        if allitems {
+            map.insert("allitems".into(), Value::Array(items.to_vec()));
+        }
+    }
+    info
 }
 
 /// What a play hands down to its tasks and handlers.

@@ -118,6 +118,21 @@ pub struct LoopControl {
     /// A template shown instead of the whole item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// A variable that holds the item's 0-based index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_var: Option<String>,
+    /// Seconds to wait between items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<f64>,
+    /// Provide `ansible_loop` (index, first, last, length, revindex, previtem, ...).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extended: bool,
+    /// With `extended`, leave `ansible_loop.allitems` out (false), as Ansible allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_allitems: Option<bool>,
+    /// Stop looping after the first item for which this holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_when: Option<Condition>,
 }
 
 /// A task, a handler, or a block (when `block` is set, `module` is empty).

@@ -272,7 +272,8 @@ fn loops() {
                     "loop index",
                     "{{ ansible_loop.index }}/{{ ansible_loop.length }}"
                 ),
-                json!({"loop": ["x", "y"], "register": "idx"})
+                json!({"loop": ["x", "y"], "register": "idx",
+                       "loop_control": {"extended": true}})
             ),
             with(dbg("not a list", "x"), json!({"loop": "{{ n }}"})),
         ]),
@@ -904,4 +905,59 @@ fn facts_are_gathered_only_when_the_plan_refers_to_them() {
     used["files"] = json!({"t.j2": {"content": b"{{ ansible_hostname }}".to_vec(), "mode": null}});
     let run = check(used, &[("Gathering Facts", "ok"), ("plain", "ok")]);
     assert!(run.result("Gathering Facts")["ansible_facts"]["hostname"].is_string());
+}
+
+#[test]
+fn loop_control_index_var_label_extended_and_break_when() {
+    let plan = play(
+        json!([
+            with(
+                dbg("indexed", "{{ i }}:{{ item.name }}"),
+                json!({"loop": [{"name": "a", "big": 1}, {"name": "b", "big": 2}],
+                       "loop_control": {"index_var": "i", "label": "{{ item.name }}"},
+                       "register": "indexed"}),
+            ),
+            with(
+                dbg(
+                    "extended",
+                    "{{ ansible_loop.revindex }} {{ ansible_loop.previtem | default('-') }} {{ ansible_loop.allitems | default('none') }}"
+                ),
+                json!({"loop": ["x", "y"], "loop_control": {"extended": true, "extended_allitems": false}}),
+            ),
+            with(
+                dbg("not extended", "{{ ansible_loop is defined }}"),
+                json!({"loop": ["x"]}),
+            ),
+            with(
+                dbg("breaks", "{{ item }}"),
+                json!({"loop": [1, 2, 3, 4], "loop_control": {"break_when": "item >= 2"}}),
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("indexed", "ok"),
+            ("extended", "ok"),
+            ("not extended", "ok"),
+            ("breaks", "ok"),
+        ],
+    );
+    let r = &run.result("indexed")["results"];
+    assert_eq!(r[1]["msg"], "1:b");
+    assert_eq!(r[1]["i"], 1);
+    assert_eq!(r[1]["ansible_index_var"], "i");
+    assert_eq!(r[0]["_ansible_item_label"], "a");
+    let r = &run.result("extended")["results"];
+    assert_eq!(r[0]["msg"], "2 - none");
+    assert_eq!(r[1]["msg"], "1 x none");
+    assert_eq!(run.result("not extended")["results"][0]["msg"], false);
+    let msgs: Vec<&Value> = run.result("breaks")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["msg"])
+        .collect();
+    assert_eq!(msgs, [&json!(1), &json!(2)]);
 }
