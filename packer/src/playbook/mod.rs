@@ -21,7 +21,7 @@
 //!   `file: path=/x state=directory`) is split like Ansible's `parse_kv` and merged over
 //!   `args:`. Keywords: `name`, `when`, `loop`, `with_items` (flattened one level),
 //!   `with_list`, `with_dict` (a literal mapping, into `{key, value}` items in written
-//!   order), `loop_control` (`loop_var`, `label`), `register`, `changed_when`,
+//!   order), `loop_control` (all of its keys), `register`, `changed_when`,
 //!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
 //!   `become_user`, `become_method: sudo`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `block`/`rescue`/`always`.
@@ -96,8 +96,8 @@
 //! `collections`, `any_errors_fatal`, `max_fail_percentage`, `throttle`, `timeout`,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial`, `strategy`, `order`, `force_handlers`, `gather_subset`,
-//! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`;
-//! `loop_control` `index_var`, `pause`, `extended`, `break_when`. Any other unknown
+//! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`.
+//! Any other unknown
 //! keyword is an error (with a "did you mean" for near misses), never silently dropped.
 //!
 //! YAML is read as YAML 1.2 (`serde_norway`): unquoted `yes`/`no` are strings, which
