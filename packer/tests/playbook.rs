@@ -568,6 +568,33 @@ mod playbook {
     }
 
     #[test]
+    fn environment_and_no_log_are_carried() {
+        let plan = load_text(
+            r#"
+- hosts: all
+  environment: {PATH: "/opt/bin:{{ ansible_env.PATH }}"}
+  tasks:
+    - command: env
+      environment: {A: "1"}
+      no_log: yes
+    - command: env
+      environment: "{{ proxy_env }}"
+"#,
+        )
+        .unwrap();
+        let play = &plan.plays[0];
+        assert_eq!(
+            play.environment,
+            Some(json!({"PATH": "/opt/bin:{{ ansible_env.PATH }}"}))
+        );
+        assert_eq!(play.tasks[0].environment, Some(json!({"A": "1"})));
+        assert!(play.tasks[0].no_log);
+        assert_eq!(play.tasks[1].environment, Some(json!("{{ proxy_env }}")));
+        let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      environment: [A]\n");
+        assert!(msg.contains("expected a mapping"), "{msg}");
+    }
+
+    #[test]
     fn shell_script_keeps_its_lines() {
         let plan = load_text(
         "- hosts: all\n  tasks:\n    - shell: |\n        set -e\n        if [ -f /x ]; then\n          echo  'a  b'\n        fi\n",
@@ -668,8 +695,8 @@ mod playbook {
                 "- hosts: all\n  tasks:\n    - command: ls\n      async: 10\n",
             ),
             (
-                "environment",
-                "- hosts: all\n  tasks:\n    - command: ls\n      environment: {A: b}\n",
+                "run_once",
+                "- hosts: all\n  tasks:\n    - command: ls\n      run_once: true\n",
             ),
             ("serial", "- hosts: all\n  serial: 2\n  tasks: []\n"),
             (

@@ -15,11 +15,16 @@ use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
 use crate::facts;
 use crate::modules::{self, Ctx, ModuleError, Outcome};
 use crate::plan::{Condition, HostPlan, Play, Task, Vars};
+use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+/// What a `no_log` task's reported result says instead of the result (Ansible's words).
+const NO_LOG_CENSORED: &str =
+    "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
 
 /// Options given on the runner's command line that override the plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,6 +53,7 @@ struct Inherited<'a> {
     when: Vec<&'a Condition>,
     become_: Option<bool>,
     become_user: Option<&'a str>,
+    environment: Vec<&'a Value>,
     ignore_errors: bool,
     check_mode: Option<bool>,
 }
@@ -273,6 +279,7 @@ impl<'a> Executor<'a> {
         }
         inh.become_ = task.become_.or(parent.become_);
         inh.become_user = task.become_user.as_deref().or(parent.become_user);
+        inh.environment.extend(task.environment.as_ref());
         inh.ignore_errors = parent.ignore_errors || task.ignore_errors;
         inh.check_mode = task.check_mode.or(parent.check_mode);
         inh
@@ -387,15 +394,15 @@ impl<'a> Executor<'a> {
         if status == Status::Failed && !ignored {
             self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
         }
-        self.record(
-            &name,
-            &module,
-            status,
-            ignored,
-            handler,
-            started,
-            Value::Object(result),
-        );
+        // no_log hides what a task saw and said, as Ansible's output does; the
+        // registered variable keeps the real result.
+        let shown = if task.no_log {
+            json!({"censored": NO_LOG_CENSORED, "changed": status == Status::Changed,
+                   "failed": status == Status::Failed})
+        } else {
+            Value::Object(result)
+        };
+        self.record(&name, &module, status, ignored, handler, started, shown);
         if status == Status::Failed && !ignored {
             return Err(Halt::Failed);
         }
@@ -653,9 +660,14 @@ impl<'a> Executor<'a> {
             Ok(_) => Vars::new(),
             Err(e) => return failed_result(format!("{e}")),
         };
-        if let Err(msg) = self.check_become(task, inherited, ctx) {
-            return failed_result(msg);
-        }
+        let run_as = match self.check_become(task, inherited, ctx) {
+            Ok(r) => r,
+            Err(msg) => return failed_result(msg),
+        };
+        let env = match self.environment(task, inherited, ctx) {
+            Ok(e) => e,
+            Err(msg) => return failed_result(msg),
+        };
         let check_mode = self.check_mode(inherited, task);
         let mctx = Ctx {
             check_mode,
@@ -663,6 +675,8 @@ impl<'a> Executor<'a> {
             files: &self.plan.files,
             engine: &self.engine,
             vars: ctx,
+            env: &env,
+            run_as: run_as.as_ref(),
         };
         match modules::run(module, &args, &mctx) {
             Ok(outcome) => {
@@ -677,17 +691,56 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// The task's `environment`: the play's, then each enclosing block's, then its own,
+    /// later names winning. Values are rendered; a mapping is required.
+    fn environment(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        for scope in inherited
+            .environment
+            .iter()
+            .copied()
+            .chain(task.environment.as_ref())
+        {
+            let rendered = self
+                .engine
+                .render_value(scope, ctx)
+                .map_err(|e| format!("environment: {e}"))?;
+            let Value::Object(map) = rendered else {
+                return Err(format!(
+                    "environment must be a mapping of names to values, got: {rendered}"
+                ));
+            };
+            for (k, v) in map {
+                let v = match v {
+                    Value::String(s) => s,
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                env.retain(|(name, _)| *name != k);
+                env.push((k, v));
+            }
+        }
+        Ok(env)
+    }
+
     /// Privilege: the deployer starts the runner as the user the plan needs (through
-    /// sudo when it asks for root), so here we only check that we are that user.
+    /// sudo when it asks for root). Becoming that same user needs nothing; becoming
+    /// another one works when the runner is root: the task's processes then start as
+    /// that user (see [`crate::privilege`]).
     fn check_become(
         &self,
         task: &Task,
         inherited: &Inherited<'_>,
         ctx: &JValue,
-    ) -> Result<(), String> {
+    ) -> Result<Option<RunAs>, String> {
         let become_ = task.become_.or(inherited.become_).unwrap_or(false);
         if !become_ {
-            return Ok(());
+            return Ok(None);
         }
         let wanted = task
             .become_user
@@ -700,13 +753,17 @@ impl<'a> Executor<'a> {
             .unwrap_or_else(|_| wanted.to_string());
         let me = facts::current_user();
         if me.as_deref() == Some(wanted.as_str()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "become_user '{wanted}' requested but the runner runs as '{}'; run the runner as that user (the deployer uses sudo -n for root)",
-                me.unwrap_or_else(|| "unknown".into())
-            ))
+            return Ok(None);
         }
+        if facts::current_uid() != Some(0) {
+            return Err(format!(
+                "become_user '{wanted}' requested but the runner runs as '{}', which cannot switch users; set become: true on the play so the deployer starts the runner as root",
+                me.unwrap_or_else(|| "unknown".into())
+            ));
+        }
+        RunAs::lookup(&wanted)
+            .map(Some)
+            .ok_or_else(|| format!("become_user '{wanted}': no such user on this host"))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -780,6 +837,7 @@ fn play_scope(play: &Play) -> Inherited<'_> {
         vars: vec![&play.vars],
         become_: play.become_,
         become_user: play.become_user.as_deref(),
+        environment: play.environment.iter().collect(),
         ..Inherited::default()
     }
 }

@@ -21,5 +21,6 @@ pub mod locate;
 pub mod modules;
 pub mod payload;
 pub mod plan;
+pub mod privilege;
 pub mod template;
 pub mod trust;

@@ -77,6 +77,10 @@ pub struct Play {
     /// The user to become (default root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_user: Option<String>,
+    /// Environment variables for every task's processes (a mapping, or a template that
+    /// renders to one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
     /// The tasks, in order.
     #[serde(default)]
     pub tasks: Vec<Task>,
@@ -184,6 +188,13 @@ pub struct Task {
     /// The user to become.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_user: Option<String>,
+    /// Environment variables for the processes this task (or block) starts, over the
+    /// play's and enclosing blocks' (a mapping, or a template that renders to one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
+    /// Hide the task's result (arguments, output) from events and reports.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_log: bool,
     /// Tags, for `--tags` / `--skip-tags` selection when the plan is made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,

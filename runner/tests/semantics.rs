@@ -961,3 +961,79 @@ fn loop_control_index_var_label_extended_and_break_when() {
         .collect();
     assert_eq!(msgs, [&json!(1), &json!(2)]);
 }
+
+#[test]
+fn environment_from_play_block_and_task_reaches_processes() {
+    let plan = play(
+        json!([
+            {"block": [
+                with(sh("env", "echo $A-$B-$C"), json!({"environment": {"C": "{{ c }}", "B": "task"}, "register": "e"})),
+                with(sh("plain", "echo ${C:-none}"), json!({"register": "p"})),
+            ], "environment": {"B": "block"}},
+            with(sh("bad", "true"), json!({"environment": "not a mapping"})),
+        ]),
+        json!({"environment": {"A": "play", "B": "play"}, "vars": {"c": "templated"}}),
+    );
+    let run = check(
+        plan,
+        &[("env", "changed"), ("plain", "changed"), ("bad", "failed")],
+    );
+    assert_eq!(run.result("env")["stdout"], "play-task-templated");
+    assert_eq!(run.result("plain")["stdout"], "none");
+    let msg = run.result("bad")["msg"].as_str().unwrap();
+    assert!(msg.contains("environment must be a mapping"), "{msg}");
+}
+
+#[test]
+fn become_user_runs_the_task_as_that_user_when_the_runner_is_root() {
+    let plan = play(
+        json!([
+            with(
+                sh("as nobody", "id -un; echo $HOME"),
+                json!({"become": true, "become_user": "nobody"})
+            ),
+            with(
+                sh("no such user", "true"),
+                json!({"become": true, "become_user": "rustle-nobody-here"})
+            ),
+        ]),
+        json!({}),
+    );
+    if rustle_runner::facts::current_uid() == Some(0) {
+        let run = check(
+            plan,
+            &[("as nobody", "changed"), ("no such user", "failed")],
+        );
+        let out = run.result("as nobody")["stdout_lines"].clone();
+        let home = rustle_runner::privilege::RunAs::lookup("nobody")
+            .unwrap()
+            .home;
+        assert_eq!(out, json!(["nobody", home]));
+        let msg = run.result("no such user")["msg"].as_str().unwrap();
+        assert!(msg.contains("no such user on this host"), "{msg}");
+    } else {
+        // Not root: switching users is impossible, and the task says how to get there.
+        let run = check(plan, &[("as nobody", "failed")]);
+        let msg = run.result("as nobody")["msg"].as_str().unwrap();
+        assert!(msg.contains("cannot switch users"), "{msg}");
+    }
+}
+
+#[test]
+fn no_log_hides_the_reported_result_but_register_keeps_it() {
+    let plan = play(
+        json!([
+            with(
+                sh("secret", "echo s3cret"),
+                json!({"no_log": true, "register": "out"})
+            ),
+            dbg("uses it", "{{ out.stdout }}"),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("secret", "changed"), ("uses it", "ok")]);
+    let shown = run.result("secret");
+    assert!(!shown.to_string().contains("s3cret"), "{shown}");
+    assert!(shown["censored"].as_str().unwrap().contains("no_log: true"));
+    assert_eq!(run.result("uses it")["msg"], "s3cret");
+}

@@ -14,7 +14,7 @@
 //! - Play: `hosts` (string, list, comma-separated; `{{ var }}` from extra vars or play vars
 //!   is substituted), `name`, `vars`, `vars_files` (relative to the playbook's directory;
 //!   `{{ var }}` substituted as for `hosts`), `gather_facts` (default true), `become`,
-//!   `become_user`, `become_method: sudo`, `tags`, `pre_tasks`, `roles`, `tasks`,
+//!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `pre_tasks`, `roles`, `tasks`,
 //!   `post_tasks` (concatenated in that order), `handlers`.
 //! - Task: one module key (short, `ansible.builtin.x`, `ansible.legacy.x` or any
 //!   collection name), or `action:`; free-form text (`shell: echo hi`,
@@ -23,7 +23,7 @@
 //!   `with_list`, `with_dict` (a literal mapping, into `{key, value}` items in written
 //!   order), `loop_control` (all of its keys), `register`, `changed_when`,
 //!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
-//!   `become_user`, `become_method: sudo`, `tags`, `until`, `retries`, `delay`,
+//!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `block`/`rescue`/`always`.
 //! - `import_tasks`/`include_tasks` with a static file name (relative to the including
 //!   file, then its `tasks/` directory, then the role's `tasks/`): the file's tasks are
@@ -88,11 +88,10 @@
 //! blocks among handlers and keywords on includes among handlers (the runner notifies
 //! handlers by name); `with_items` lists mixing `{{ expression }}` items with others;
 //! dynamic includes (templated file or role names, loops on includes, `apply`), the old
-//! `include:`; lookups other than `with_items`/`with_list`/`with_dict` and `with_dict`
-//! over a template; templated values where the plan needs a literal (`become`,
+//! `include:`; lookups other than `with_items`/`with_list`/`with_dict`; templated values where the plan needs a literal (`become`,
 //! `retries`, ...); and these Ansible keywords, not supported yet: `delegate_to`,
-//! `delegate_facts`, `local_action`, `async`, `poll`, `environment`, `run_once`,
-//! `no_log`, `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
+//! `delegate_facts`, `local_action`, `async`, `poll`, `run_once`,
+//! `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
 //! `collections`, `any_errors_fatal`, `max_fail_percentage`, `throttle`, `timeout`,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial`, `strategy`, `order`, `force_handlers`, `gather_subset`,

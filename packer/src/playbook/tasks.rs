@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Keywords valid on tasks, blocks and includes alike.
-const COMMON: [&str; 9] = [
+const COMMON: [&str; 11] = [
     "name",
+    "environment",
+    "no_log",
     "when",
     "tags",
     "vars",
@@ -144,11 +146,7 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
             "delegation runs a task on another host; each runner acts on its own host only"
         }
         "async" | "poll" => "background tasks are not implemented by the runner",
-        "environment" => "per-task environment variables are not carried by the plan",
         "run_once" => "running once for all hosts needs coordination between hosts",
-        "no_log" => {
-            "hiding a task's output is not implemented; refusing rather than showing secrets"
-        }
         "diff" => "per-task diff mode is not carried by the plan (use --diff for all)",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
@@ -302,6 +300,22 @@ fn opt_string(v: &Yaml, at: &Where, key: &str) -> Result<Option<String>, Playboo
                 format!("expected a string, found {}", yaml::describe(other)),
             )
         }),
+    }
+}
+
+/// `environment`: a mapping (values rendered by the runner) or one template that
+/// renders to a mapping.
+pub(crate) fn environment(v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    match v {
+        Yaml::Mapping(_) => to_json(v, &at.child("environment")),
+        Yaml::String(s) if is_whole_expression_str(s) => Ok(Value::String(s.clone())),
+        other => Err(at.invalid(
+            "environment",
+            format!(
+                "expected a mapping or a `{{{{ expression }}}}`, found {}",
+                yaml::describe(other)
+            ),
+        )),
     }
 }
 
@@ -486,6 +500,8 @@ pub(crate) fn common(
         "become_method" => become_method(v, at)?,
         "ignore_errors" => task.ignore_errors = boolean(v, at, key)?,
         "check_mode" => task.check_mode = Some(boolean(v, at, key)?),
+        "environment" => task.environment = Some(environment(v, at)?),
+        "no_log" => task.no_log = boolean(v, at, key)?,
         _ => return Ok(false),
     }
     Ok(true)

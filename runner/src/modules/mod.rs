@@ -17,6 +17,7 @@ mod template;
 mod text;
 
 use crate::plan::{HostFile, Vars};
+use crate::privilege::RunAs;
 use crate::template::Engine;
 use std::collections::BTreeMap;
 
@@ -32,6 +33,28 @@ pub struct Ctx<'a> {
     pub engine: &'a Engine,
     /// The task's variables as a template context (for the template module).
     pub vars: &'a minijinja::Value,
+    /// The task's `environment`, for every process a module starts.
+    pub env: &'a [(String, String)],
+    /// The user the task's processes run as (`become_user`), when not the runner's.
+    pub run_as: Option<&'a RunAs>,
+}
+
+impl Ctx<'_> {
+    /// A process to start for this task: with the task's `environment` and, under
+    /// `become_user`, that user's identity. Modules start every process through this.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        if let Some(who) = self.run_as {
+            use std::os::unix::process::CommandExt as _;
+            cmd.uid(who.uid)
+                .gid(who.gid)
+                .env("HOME", &who.home)
+                .env("USER", &who.user)
+                .env("LOGNAME", &who.user);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
 }
 
 /// A before/after pair for diff mode.
@@ -172,6 +195,8 @@ pub(crate) fn run_for_test(
         files,
         engine: &engine,
         vars: &vars,
+        env: &[],
+        run_as: None,
     };
     run(module, args, &ctx)
 }
