@@ -143,6 +143,7 @@ pub const SUPPORTED: &[&str] = &[
     "debug",
     "fail",
     "file",
+    "include_vars",
     "lineinfile",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
@@ -171,6 +172,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "set_fact" => control::set_fact(args, ctx),
         "assert" => control::assert(args, ctx),
         "fail" => control::fail(args, ctx),
+        "include_vars" => control::include_vars(args, ctx),
         "lineinfile" => text::lineinfile(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
