@@ -12,6 +12,8 @@ mod control;
 mod copy;
 mod file;
 mod fsutil;
+mod package;
+mod proc;
 mod stat;
 mod template;
 mod text;
@@ -113,19 +115,24 @@ pub enum ModuleError {
 
 /// The modules this runner implements. The packer refuses plans that use others.
 pub const SUPPORTED: &[&str] = &[
+    "apk",
+    "apt",
     "assert",
     "blockinfile",
     "command",
     "copy",
     "debug",
+    "dnf",
     "fail",
     "file",
     "lineinfile",
+    "package",
     "replace",
     "set_fact",
     "shell",
     "stat",
     "template",
+    "yum",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
@@ -149,6 +156,11 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "lineinfile" => text::lineinfile(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
+        "package" => package::package(args, ctx),
+        "apt" => package::apt(args, ctx),
+        "dnf" => package::dnf(args, ctx),
+        "yum" => package::yum(args, ctx),
+        "apk" => package::apk(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
