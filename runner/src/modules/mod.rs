@@ -14,6 +14,7 @@ mod file;
 mod fsutil;
 mod package;
 mod proc;
+mod service;
 mod stat;
 mod template;
 mod text;
@@ -128,9 +129,12 @@ pub const SUPPORTED: &[&str] = &[
     "lineinfile",
     "package",
     "replace",
+    "service",
     "set_fact",
     "shell",
     "stat",
+    "systemd",
+    "systemd_service",
     "template",
     "yum",
 ];
@@ -161,6 +165,8 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "dnf" => package::dnf(args, ctx),
         "yum" => package::yum(args, ctx),
         "apk" => package::apk(args, ctx),
+        "service" => service::service(args, ctx),
+        "systemd" | "systemd_service" => service::systemd(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
