@@ -16,6 +16,7 @@ mod package;
 mod proc;
 mod service;
 mod stat;
+mod sysctl;
 mod template;
 mod text;
 
@@ -133,6 +134,7 @@ pub const SUPPORTED: &[&str] = &[
     "set_fact",
     "shell",
     "stat",
+    "sysctl",
     "systemd",
     "systemd_service",
     "template",
@@ -167,6 +169,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "apk" => package::apk(args, ctx),
         "service" => service::service(args, ctx),
         "systemd" | "systemd_service" => service::systemd(args, ctx),
+        "sysctl" => sysctl::run(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
