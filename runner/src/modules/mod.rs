@@ -12,6 +12,7 @@ mod control;
 mod copy;
 mod file;
 mod fsutil;
+mod hostname;
 mod package;
 mod proc;
 mod service;
@@ -127,6 +128,7 @@ pub const SUPPORTED: &[&str] = &[
     "dnf",
     "fail",
     "file",
+    "hostname",
     "lineinfile",
     "package",
     "replace",
@@ -170,6 +172,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "service" => service::service(args, ctx),
         "systemd" | "systemd_service" => service::systemd(args, ctx),
         "sysctl" => sysctl::run(args, ctx),
+        "hostname" => hostname::run(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
