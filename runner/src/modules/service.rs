@@ -413,22 +413,23 @@ impl Sysv {
         let script = Path::new("/etc/init.d").join(name);
         let service_cmd = proc::find("service");
         if !script.is_file() {
-            let booted = if systemd_booted() {
+            let systemd = if systemd_booted() {
                 "systemd runs but systemctl was not found"
             } else {
                 "systemd is not PID 1"
             };
-            let msg = if service_cmd.is_none() && !Path::new("/etc/init.d").is_dir() {
-                format!(
-                    "no init system answered for service {name}: {booted}, there is no 'service' command and no /etc/init.d"
-                )
+            let service = if service_cmd.is_some() {
+                ""
             } else {
-                format!(
-                    "Could not find the requested service {name}: tried systemctl ({booted}) and {} (does not exist)",
-                    script.display()
-                )
+                ", and there is no 'service' command"
             };
-            return Err(failed(Outcome::fail(msg).with("name", name)));
+            return Err(failed(
+                Outcome::fail(format!(
+                    "Could not find the requested service {name}: no init system answered (systemctl: {systemd}; SysV: {} does not exist{service})",
+                    script.display()
+                ))
+                .with("name", name),
+            ));
         }
         let invoke = |action: &str| -> Step<Ran> {
             let (program, mut argv) = match &service_cmd {
@@ -756,7 +757,9 @@ mod tests {
         let msg = o.msg.unwrap();
         assert!(
             msg.contains("Could not find the requested service rustle-no-such-svc")
-                && msg.contains("/etc/init.d/rustle-no-such-svc"),
+                && msg.contains("no init system answered")
+                && msg.contains("systemd is not PID 1")
+                && msg.contains("/etc/init.d/rustle-no-such-svc does not exist"),
             "{msg}"
         );
         let o = run(

@@ -35,7 +35,10 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     }
     .trim()
     .to_string();
-    if name.is_empty() || name.contains(char::is_whitespace) || name.contains("..") {
+    if name.is_empty()
+        || name.contains(|c: char| c.is_whitespace() || c == '=')
+        || name.contains("..")
+    {
         return Err(
             ModuleError::BadArgs(format!("argument 'name' is not a sysctl key: '{name}'")).into(),
         );
@@ -55,6 +58,9 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         None => args::opt_str(a, "val")?,
     }
     .map(|v| normalize_value(&v));
+    if value.as_deref().is_some_and(|v| v.contains(['\n', '\r'])) {
+        return Err(ModuleError::BadArgs("argument 'value' must be a single line".into()).into());
+    }
     let value = match (present, value) {
         (true, None) => {
             return Err(ModuleError::BadArgs(
@@ -409,6 +415,10 @@ mod tests {
         assert!(e.to_string().contains("'state'"));
         let e = run(json!({"name": "a b", "value": 1}), false).unwrap_err();
         assert!(e.to_string().contains("'name'"));
+        let e = run(json!({"name": "a=b", "value": 1}), false).unwrap_err();
+        assert!(e.to_string().contains("'name'"));
+        let e = run(json!({"name": "a", "value": "1\nb=2"}), false).unwrap_err();
+        assert!(e.to_string().contains("single line"));
         let e = run(json!({"name": "a.b", "value": 1, "reloads": true}), false).unwrap_err();
         assert!(e.to_string().contains("'reloads'"));
     }
