@@ -1013,6 +1013,20 @@ mod tests {
         let o = run("apt", json!({"name": format!("{PKG}=1.0*")}), false).unwrap();
         assert!(!o.changed && !o.failed, "{o:?}");
 
+        // The installed version is the only candidate: latest is ok too.
+        let o = run("apt", json!({"name": PKG, "state": "latest"}), false).unwrap();
+        assert!(!o.changed && !o.failed, "{o:?}");
+        // A version no source has: apt-get's own words, the command line, the rc.
+        let o = run("apt", json!({"name": format!("{PKG}=9.9")}), false).unwrap();
+        assert!(o.failed, "{o:?}");
+        let msg = o.msg.unwrap();
+        assert!(
+            msg.contains("install rustle-test-pkg=9.9' failed: ") && msg.contains("9.9"),
+            "{msg}"
+        );
+        assert_ne!(o.data["rc"], 0);
+        assert!(installed());
+
         // Check mode for absent: would remove, removes nothing.
         let o = run("apt", json!({"name": PKG, "state": "absent"}), true).unwrap();
         assert!(o.changed && !o.failed, "{o:?}");
@@ -1063,6 +1077,34 @@ mod tests {
         std::fs::write(&junk, "not a package").unwrap();
         let o = run("apt", json!({"deb": junk.to_str()}), false).unwrap();
         assert!(o.failed && o.msg.unwrap().contains("cannot read"));
+    }
+
+    #[test]
+    fn a_fresh_cache_is_not_updated_and_check_mode_updates_nothing() {
+        // No network in tests: a cache younger than ten years is fresh, so apt-get
+        // update never runs; check mode reports the update it would do.
+        let before = cache_mtime();
+        assert!(before.is_some(), "this host has no /var/lib/apt/lists");
+        let o = run(
+            "apt",
+            json!({"update_cache": true, "cache_valid_time": 315_360_000}),
+            false,
+        )
+        .unwrap();
+        assert!(!o.changed && !o.failed, "{o:?}");
+        assert_eq!(o.data["cache_updated"], false);
+        assert_eq!(o.data["cache_update_time"], before.unwrap());
+        let o = run("apt", json!({"update_cache": "yes"}), true).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_eq!(o.data["cache_updated"], false);
+        assert_eq!(cache_mtime(), before);
+        let e = run(
+            "apt",
+            json!({"update_cache": true, "cache_valid_time": "soon"}),
+            true,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("'cache_valid_time'"));
     }
 
     #[test]
