@@ -8,7 +8,7 @@
 //! Not supported: apt `state: build-dep`/`fixed`, `clean`/`autoclean`, `policy_rc_d`,
 //! URLs in `deb` (the runner makes no downloads); dnf/yum package groups (`@group`).
 
-use super::fsutil::{self, Step, fail, failed};
+use super::fsutil::{self, Step, Stop, fail, failed};
 use super::proc::{self, Ran};
 use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
@@ -152,8 +152,6 @@ fn cmd_failed(program: &Path, argv: &[String], r: &Ran) -> Stop {
         .with("cmd", proc::shown(program, argv)),
     )
 }
-
-use super::fsutil::Stop;
 
 /// Collects the output of the commands a task ran, for `stdout`/`stderr`.
 #[derive(Default)]
