@@ -1106,6 +1106,23 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_and_autoremove_in_check_mode_only_simulate() {
+        let _lock = DPKG.lock().unwrap_or_else(|e| e.into_inner());
+        let status = || std::fs::read("/var/lib/dpkg/status").unwrap();
+        let before = status();
+        // apt-get's simulations are slow (seconds each): one upgrade kind is enough.
+        for args in [json!({"upgrade": "dist"}), json!({"autoremove": true})] {
+            let o = run("apt", args.clone(), true).unwrap();
+            assert!(!o.failed, "{args}: {o:?}");
+            // changed only when apt-get's simulation listed something to do.
+            assert_eq!(o.changed, o.msg.is_some(), "{args}: {o:?}");
+        }
+        assert!(status() == before, "check mode changed dpkg's database");
+        let e = run("apt", json!({"upgrade": "sideways"}), true).unwrap_err();
+        assert!(e.to_string().contains("'upgrade'"));
+    }
+
+    #[test]
     fn absent_managers_fail_naming_the_tool() {
         // dnf, yum and apk cannot exist as working managers on this Debian host.
         for m in ["dnf", "yum", "apk"] {
