@@ -12,7 +12,12 @@ mod control;
 mod copy;
 mod file;
 mod fsutil;
+mod hostname;
+mod package;
+mod proc;
+mod service;
 mod stat;
+mod sysctl;
 mod template;
 mod text;
 
@@ -136,22 +141,32 @@ pub enum ModuleError {
 
 /// The modules this runner implements. The packer refuses plans that use others.
 pub const SUPPORTED: &[&str] = &[
+    "apk",
+    "apt",
     "assert",
     "blockinfile",
     "command",
     "copy",
     "debug",
+    "dnf",
     "fail",
     "file",
+    "hostname",
     "include_vars",
     "lineinfile",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
+    "package",
     "replace",
+    "service",
     "set_fact",
     "shell",
     "stat",
+    "sysctl",
+    "systemd",
+    "systemd_service",
     "template",
+    "yum",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
@@ -176,6 +191,15 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "lineinfile" => text::lineinfile(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
+        "package" => package::package(args, ctx),
+        "apt" => package::apt(args, ctx),
+        "dnf" => package::dnf(args, ctx),
+        "yum" => package::yum(args, ctx),
+        "apk" => package::apk(args, ctx),
+        "service" => service::service(args, ctx),
+        "systemd" | "systemd_service" => service::systemd(args, ctx),
+        "sysctl" => sysctl::run(args, ctx),
+        "hostname" => hostname::run(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
