@@ -10,11 +10,14 @@ pub mod args;
 mod command;
 mod control;
 mod copy;
+mod cron;
 mod file;
 mod fsutil;
 mod stat;
 mod template;
 mod text;
+mod tools;
+mod user;
 
 use crate::plan::{HostFile, Vars};
 use crate::template::Engine;
@@ -117,15 +120,18 @@ pub const SUPPORTED: &[&str] = &[
     "blockinfile",
     "command",
     "copy",
+    "cron",
     "debug",
     "fail",
     "file",
+    "group",
     "lineinfile",
     "replace",
     "set_fact",
     "shell",
     "stat",
     "template",
+    "user",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
@@ -139,6 +145,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "command" => command::command(args, ctx),
         "shell" => command::shell(args, ctx),
         "copy" => copy::run(args, ctx),
+        "cron" => cron::run(args, ctx),
         "file" => file::run(args, ctx),
         "template" => template::run(args, ctx),
         "stat" => stat::run(args, ctx),
@@ -149,6 +156,8 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "lineinfile" => text::lineinfile(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
+        "user" => user::user(args, ctx),
+        "group" => user::group_module(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
