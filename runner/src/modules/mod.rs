@@ -18,6 +18,7 @@ mod template;
 mod text;
 mod tools;
 mod user;
+mod wait_for;
 
 use crate::plan::{HostFile, Vars};
 use crate::template::Engine;
@@ -132,6 +133,7 @@ pub const SUPPORTED: &[&str] = &[
     "stat",
     "template",
     "user",
+    "wait_for",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
@@ -158,6 +160,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "replace" => text::replace(args, ctx),
         "user" => user::user(args, ctx),
         "group" => user::group_module(args, ctx),
+        "wait_for" => wait_for::run(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
