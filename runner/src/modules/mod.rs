@@ -13,6 +13,7 @@ mod copy;
 mod cron;
 mod file;
 mod fsutil;
+mod misc;
 mod stat;
 mod template;
 mod text;
@@ -127,8 +128,11 @@ pub const SUPPORTED: &[&str] = &[
     "file",
     "group",
     "lineinfile",
+    "pause",
+    "ping",
     "replace",
     "set_fact",
+    "setup",
     "shell",
     "stat",
     "template",
@@ -161,6 +165,9 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "user" => user::user(args, ctx),
         "group" => user::group_module(args, ctx),
         "wait_for" => wait_for::run(args, ctx),
+        "ping" => misc::ping(args, ctx),
+        "pause" => misc::pause(args, ctx),
+        "setup" => misc::setup(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
