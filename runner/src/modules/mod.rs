@@ -14,6 +14,7 @@ mod cron;
 mod file;
 mod fsutil;
 mod misc;
+mod script;
 mod stat;
 mod template;
 mod text;
@@ -130,7 +131,9 @@ pub const SUPPORTED: &[&str] = &[
     "lineinfile",
     "pause",
     "ping",
+    "raw",
     "replace",
+    "script",
     "set_fact",
     "setup",
     "shell",
@@ -168,6 +171,8 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "ping" => misc::ping(args, ctx),
         "pause" => misc::pause(args, ctx),
         "setup" => misc::setup(args, ctx),
+        "script" => script::script(args, ctx),
+        "raw" => script::raw(args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
