@@ -11,6 +11,7 @@ mod command;
 mod control;
 mod copy;
 mod cron;
+mod custom;
 mod file;
 mod fsutil;
 mod misc;
@@ -21,6 +22,8 @@ mod text;
 mod tools;
 mod user;
 mod wait_for;
+
+pub use custom::{LIBRARY_PREFIX, is_custom};
 
 use crate::plan::{HostFile, Vars};
 use crate::template::Engine;
@@ -173,6 +176,8 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "setup" => misc::setup(args, ctx),
         "script" => script::script(args, ctx),
         "raw" => script::raw(args, ctx),
+        // Not built in: a custom module shipped in the payload's library/, if any.
+        other if custom::is_custom(other, ctx.files) => custom::run(other, args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }
