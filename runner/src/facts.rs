@@ -3,6 +3,7 @@
 
 use crate::plan::Vars;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -119,8 +120,16 @@ pub fn gather_subset(subset: Subset) -> Vars {
     put("env", Value::Object(env));
     put("date_time", date_time(SystemTime::now()));
     put("local", json!({}));
+    put("selinux", selinux());
+    if let Some(v) = python_version() {
+        put("python_version", v.into());
+    }
     if subset.hardware {
         hardware(&mut put);
+        let (kind, role) = virtualization();
+        put("virtualization_type", kind.into());
+        put("virtualization_role", role.into());
+        put("mounts", mounts());
     }
     if subset.network {
         network(&mut put);
@@ -410,6 +419,32 @@ fn network(put: &mut impl FnMut(&str, Value)) {
             Some(v)
         });
     put("default_ipv4", default.unwrap_or_else(|| json!({})));
+    let text6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    let default6 = default_route6(&text6).and_then(|(iface, gateway)| {
+        let i = ifaces.iter().find(|i| i.name == iface)?;
+        let mut m = serde_json::Map::new();
+        if let Some((a, p, sc)) = i
+            .ipv6
+            .iter()
+            .find(|(_, _, sc)| *sc == "global")
+            .or(i.ipv6.first())
+        {
+            m.insert("address".into(), a.to_string().into());
+            m.insert("prefix".into(), p.to_string().into());
+            m.insert("scope".into(), (*sc).into());
+        }
+        m.insert("interface".into(), iface.clone().into());
+        m.insert("gateway".into(), gateway.to_string().into());
+        m.insert("type".into(), i.kind.into());
+        if let Some(mac) = &i.mac {
+            m.insert("macaddress".into(), mac.clone().into());
+        }
+        if let Some(mtu) = i.mtu {
+            m.insert("mtu".into(), mtu.into());
+        }
+        Some(Value::Object(m))
+    });
+    put("default_ipv6", default6.unwrap_or_else(|| json!({})));
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     put("dns", dns(&resolv));
 }
@@ -622,6 +657,233 @@ fn if_inet6(text: &str) -> Vec<(String, std::net::Ipv6Addr, u8, &'static str)> {
                 _ => "unknown",
             };
             Some(((*f.get(5)?).to_string(), addr, prefix, scope))
+        })
+        .collect()
+}
+
+/// The IPv6 default route from /proc/net/ipv6_route: destination ::/0 with a next
+/// hop (the kernel's catch-all "unreachable" row on lo has none).
+fn default_route6(text: &str) -> Option<(String, std::net::Ipv6Addr)> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let zero = "00000000000000000000000000000000";
+        if f.first() != Some(&zero) || f.get(1) != Some(&"00") {
+            return None;
+        }
+        let hop = hex_ipv6(f.get(4)?)?;
+        if hop.is_unspecified() {
+            return None;
+        }
+        Some(((*f.get(9)?).to_string(), hop))
+    })
+}
+
+fn hex_ipv6(hex: &str) -> Option<std::net::Ipv6Addr> {
+    let bytes: Vec<u8> = (0..16)
+        .map(|i| {
+            hex.get(i * 2..i * 2 + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<_>>()?;
+    Some(std::net::Ipv6Addr::from(
+        <[u8; 16]>::try_from(bytes.as_slice()).ok()?,
+    ))
+}
+
+/// `ansible_selinux`: from the kernel's selinuxfs, not a Python binding.
+fn selinux() -> Value {
+    match read_trim("/sys/fs/selinux/enforce") {
+        None => json!({"status": "disabled"}),
+        Some(e) => {
+            let mode = if e == "1" { "enforcing" } else { "permissive" };
+            json!({"status": "enabled", "mode": mode})
+        }
+    }
+}
+
+/// The system Python's version, which Ansible would run its modules with; absent
+/// when there is no python3 (this runner needs none).
+fn python_version() -> Option<String> {
+    let py = ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"]
+        .iter()
+        .find(|p| std::path::Path::new(p).is_file())?;
+    let out = std::process::Command::new(py)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    // Python 2 printed the version on stderr.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim().strip_prefix("Python ").map(str::to_string)
+}
+
+/// Container or hypervisor, as Ansible names them; "NA" when nothing says so.
+fn virtualization() -> (String, String) {
+    let guest = |t: &str| (t.to_string(), "guest".to_string());
+    if std::path::Path::new("/.dockerenv").exists() {
+        return guest("docker");
+    }
+    if std::path::Path::new("/run/.containerenv").exists() {
+        return guest("podman");
+    }
+    let environ = std::fs::read("/proc/1/environ").unwrap_or_default();
+    for var in environ.split(|b| *b == 0) {
+        if let Some(v) = var.strip_prefix(b"container=") {
+            return guest(&String::from_utf8_lossy(v));
+        }
+    }
+    let cgroup = std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default();
+    for (needle, kind) in [
+        ("docker", "docker"),
+        ("lxc", "lxc"),
+        ("kubepods", "container"),
+    ] {
+        if cgroup.contains(needle) {
+            return guest(kind);
+        }
+    }
+    let vendor = read_trim("/sys/class/dmi/id/sys_vendor").unwrap_or_default();
+    let product = read_trim("/sys/class/dmi/id/product_name").unwrap_or_default();
+    for (needle, kind) in [
+        ("KVM", "kvm"),
+        ("QEMU", "kvm"),
+        ("VMware", "VMware"),
+        ("VirtualBox", "virtualbox"),
+        ("Xen", "xen"),
+        ("Microsoft Corporation", "hyperv"),
+        ("Amazon EC2", "kvm"),
+        ("Google", "kvm"),
+    ] {
+        if vendor.contains(needle) || product.contains(needle) {
+            return guest(kind);
+        }
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if cpuinfo
+        .lines()
+        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+    {
+        return guest("kvm");
+    }
+    ("NA".into(), "NA".into())
+}
+
+/// `ansible_mounts`: block-device and network mounts from /proc/mounts (Ansible
+/// skips pseudo filesystems the same way), with sizes from `df` (std has no
+/// statvfs), which is given a few seconds so a dead network mount cannot hang facts.
+fn mounts() -> Value {
+    let text = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let sizes = df_sizes();
+    let mut seen = std::collections::BTreeSet::new();
+    let list: Vec<Value> = parse_mounts(&text)
+        .into_iter()
+        .filter(|(_, mount, _, _)| seen.insert(mount.clone()))
+        .map(|(device, mount, fstype, options)| {
+            let mut m = serde_json::Map::new();
+            m.insert("device".into(), device.into());
+            m.insert("fstype".into(), fstype.into());
+            m.insert("options".into(), options.into());
+            if let Some((total, avail)) = sizes.get(&mount) {
+                m.insert("size_total".into(), (*total).into());
+                m.insert("size_available".into(), (*avail).into());
+            }
+            m.insert("mount".into(), mount.into());
+            Value::Object(m)
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// (device, mount point, fstype, options) of real mounts; `\040` and friends in
+/// /proc/mounts are octal escapes.
+fn parse_mounts(text: &str) -> Vec<(String, String, String, String)> {
+    let unescape = |s: &str| {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('\\') {
+            out.push_str(rest.get(..i).unwrap_or_default());
+            let code = rest
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok());
+            match code {
+                Some(c) => {
+                    out.push(char::from(c));
+                    rest = rest.get(i + 4..).unwrap_or_default();
+                }
+                None => {
+                    out.push('\\');
+                    rest = rest.get(i + 1..).unwrap_or_default();
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let device = unescape(f.next()?);
+            let mount = unescape(f.next()?);
+            let fstype = f.next()?.to_string();
+            let options = f.next().unwrap_or_default().to_string();
+            let real = device.starts_with('/') || device.contains(":/");
+            (real && fstype != "none").then_some((device, mount, fstype, options))
+        })
+        .collect()
+}
+
+/// Mount point -> (total, available) bytes from `df -P -k`, or nothing after 5 s.
+fn df_sizes() -> BTreeMap<String, (u64, u64)> {
+    let Some(df) = ["/bin/df", "/usr/bin/df"]
+        .iter()
+        .find(|p| std::path::Path::new(p).is_file())
+    else {
+        return BTreeMap::new();
+    };
+    let child = std::process::Command::new(df)
+        .args(["-P", "-k"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return BTreeMap::new();
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return BTreeMap::new();
+            }
+        }
+    }
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use std::io::Read;
+        let _ = out.read_to_string(&mut text);
+    }
+    parse_df(&text)
+}
+
+fn parse_df(text: &str) -> BTreeMap<String, (u64, u64)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let total: u64 = f.get(1)?.parse().ok()?;
+            let avail: u64 = f.get(3)?.parse().ok()?;
+            let mount = f.get(5..)?.join(" ");
+            (!mount.is_empty()).then_some((mount, (total * 1024, avail * 1024)))
         })
         .collect()
 }
@@ -978,6 +1240,13 @@ mod tests {
             assert_eq!(f["ansible_os_family"], "Debian");
             assert_eq!(f["ansible_pkg_mgr"], "apt");
         }
+        // The root filesystem is a mount with a size.
+        let mounts = f["ansible_mounts"].as_array().unwrap();
+        if let Some(root) = mounts.iter().find(|m| m["mount"] == "/") {
+            assert!(root["size_total"].as_u64().unwrap() > 0, "{root}");
+        }
+        assert!(f["ansible_virtualization_type"].is_string());
+        assert!(f["ansible_selinux"]["status"].is_string());
         assert_eq!(unprefixed(&f)["system"], f["ansible_system"]);
         let min = gather_subset(Subset {
             hardware: false,
@@ -1033,6 +1302,28 @@ eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         assert_eq!(v6.len(), 1);
         assert_eq!(v6[0].1.to_string(), "fe80::fc:ff:fe00:1");
         assert_eq!((v6[0].2, v6[0].3), (64, "link"));
+    }
+
+    #[test]
+    fn ipv6_default_mounts_and_df() {
+        let route6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n\
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+        let (iface, gw) = default_route6(route6).unwrap();
+        assert_eq!(
+            (iface.as_str(), gw.to_string().as_str()),
+            ("eth0", "fd00::1")
+        );
+        assert!(default_route6(route6.lines().nth(1).unwrap()).is_none());
+        let m = parse_mounts(
+            "proc /proc proc rw 0 0\n/dev/vda / ext4 rw,relatime 0 0\n/dev/sdb1 /mnt/my\\040disk xfs ro 0 0\nsrv:/export /nfs nfs4 rw 0 0\n",
+        );
+        let mounts: Vec<&str> = m.iter().map(|(_, p, _, _)| p.as_str()).collect();
+        assert_eq!(mounts, vec!["/", "/mnt/my disk", "/nfs"]);
+        let df = parse_df(
+            "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/vda 100 40 60 40% /\n/dev/sdb1 10 1 9 10% /mnt/my disk\nbad line\n",
+        );
+        assert_eq!(df["/"], (102_400, 61_440));
+        assert_eq!(df["/mnt/my disk"], (10_240, 9_216));
     }
 
     #[test]
