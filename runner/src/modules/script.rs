@@ -109,11 +109,28 @@ pub(super) fn script(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     if !rest.is_empty() {
         text = format!("{text} {rest}");
     }
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(&text);
-    let o = run_process(a, ctx, cmd, Value::from(line.clone()), false)?;
-    drop(dir);
-    Ok(o)
+    // The shell execs the script we just wrote; if another thread of this process
+    // forked meanwhile, the child may briefly hold our write descriptor and the exec
+    // fails with "Text file busy" before the script ran at all, so running it again
+    // is safe.
+    let mut attempt = 0;
+    loop {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(&text);
+        let o = run_process(a, ctx, cmd, Value::from(line.clone()), false)?;
+        let busy = o.data.get("rc") == Some(&Value::from(126))
+            && o.data
+                .get("stderr")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.contains("Text file busy"));
+        if busy && attempt < 100 {
+            attempt += 1;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
+        drop(dir);
+        return Ok(o);
+    }
 }
 
 /// The `raw` module: the line runs under `/bin/sh -c` (or `executable -c`); not at

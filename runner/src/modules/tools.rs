@@ -53,7 +53,7 @@ pub(super) fn run(program: &Path, args: &[String], input: Option<&[u8]>) -> io::
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
+    let mut child = spawn_retrying(&mut cmd)?;
     // Feed stdin from a thread so a tool that writes before reading cannot deadlock us.
     let feeder = match (input, child.stdin.take()) {
         (Some(bytes), Some(mut pipe)) => {
@@ -74,6 +74,22 @@ pub(super) fn run(program: &Path, args: &[String], input: Option<&[u8]>) -> io::
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// Spawns `cmd`, retrying while the program is "busy" (ETXTBSY): a file this process
+/// has just written can still be open for writing in a child another thread forked
+/// and has not yet exec'd; that lasts microseconds.
+pub(super) fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
+    let mut attempt = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && attempt < 100 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The command line as one string, for messages.
