@@ -681,8 +681,14 @@ impl<'a> Executor<'a> {
         match modules::run(module, &args, &mctx) {
             Ok(outcome) => {
                 if let Some(Value::Object(f)) = outcome.data.get("ansible_facts") {
-                    self.host_facts
-                        .extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
+                    // Facts from `setup` are gathered facts (also seen as
+                    // `ansible_facts.<name>`); other modules' are host variables.
+                    if module == "setup" {
+                        self.facts.extend(facts);
+                    } else {
+                        self.host_facts.extend(facts);
+                    }
                 }
                 outcome_to_result(outcome)
             }

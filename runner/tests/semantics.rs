@@ -1037,3 +1037,18 @@ fn no_log_hides_the_reported_result_but_register_keeps_it() {
     assert!(shown["censored"].as_str().unwrap().contains("no_log: true"));
     assert_eq!(run.result("uses it")["msg"], "s3cret");
 }
+
+#[test]
+fn a_setup_task_fills_ansible_facts_as_gathering_does() {
+    let plan = play(
+        json!([
+            {"name": "facts", "module": "setup", "args": {"gather_subset": ["!all"]}},
+            dbg("both spellings", "{{ ansible_facts.system }}={{ ansible_system }}"),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("facts", "ok"), ("both spellings", "ok")]);
+    let msg = run.result("both spellings")["msg"].as_str().unwrap();
+    let (a, b) = msg.split_once('=').unwrap();
+    assert!(!a.is_empty() && a == b, "{msg}");
+}

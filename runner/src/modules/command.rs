@@ -1,4 +1,5 @@
 //! command and shell: run a process, register rc, stdout and stderr as Ansible does.
+//! The process runner here is shared with script and raw.
 
 use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
@@ -19,6 +20,7 @@ const COMMON: &[&str] = &[
     "stdin_add_newline",
     "strip_empty_ends",
     "executable",
+    "expand_argument_vars",
     "warn",
 ];
 
@@ -45,12 +47,98 @@ pub(super) fn command(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
             ));
         }
     };
+    // Ansible expands $VAR, ${VAR} and a leading ~ in each word (not a shell: no
+    // globbing, no word splitting) unless expand_argument_vars is off.
+    let argv: Vec<String> = if args::bool_or(a, "expand_argument_vars", true)? {
+        argv.iter().map(|w| expand_user(&expand_vars(w))).collect()
+    } else {
+        argv
+    };
     let Some((program, rest)) = argv.split_first() else {
         return Err(ModuleError::BadArgs("the command is empty".into()));
     };
     let mut cmd = ctx.command(program);
     cmd.args(rest);
     run(a, ctx, cmd, Value::from(argv.clone()))
+}
+
+/// Python's `os.path.expandvars`: `$name` and `${name}` of set variables are
+/// replaced, anything else (unset names, a lone `$`) is left as written.
+fn expand_vars(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(i) = rest.find('$') {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let after = rest.get(i + 1..).unwrap_or_default();
+        let (name, consumed) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (inner.get(..end).unwrap_or_default(), end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (after.get(..end).unwrap_or_default(), end)
+            }
+        };
+        match std::env::var(name) {
+            Ok(v) if !name.is_empty() => {
+                out.push_str(&v);
+                rest = after.get(consumed..).unwrap_or_default();
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Python's `os.path.expanduser`: a leading `~` is $HOME (or the passwd home), a
+/// leading `~user` that user's home; unknown users are left as written.
+fn expand_user(word: &str) -> String {
+    let Some(after) = word.strip_prefix('~') else {
+        return word.to_string();
+    };
+    let (user, tail) = match after.find('/') {
+        Some(i) => (
+            after.get(..i).unwrap_or_default(),
+            after.get(i..).unwrap_or_default(),
+        ),
+        None => (after, ""),
+    };
+    let home = if user.is_empty() {
+        std::env::var("HOME").ok().or_else(|| passwd_home(None))
+    } else {
+        passwd_home(Some(user))
+    };
+    match home {
+        Some(h) => format!(
+            "{}{tail}",
+            if h == "/" && !tail.is_empty() {
+                ""
+            } else {
+                h.as_str()
+            }
+        ),
+        None => word.to_string(),
+    }
+}
+
+/// A home directory from /etc/passwd: of `user`, or of the user this process runs as.
+fn passwd_home(user: Option<&str>) -> Option<String> {
+    let name = match user {
+        Some(u) => u.to_string(),
+        None => crate::facts::current_user()?,
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name.as_str())).then(|| f.get(5).map(|h| h.to_string()))?
+    })
 }
 
 /// The `shell` module: the text runs under `/bin/sh -c` (or `executable`).
@@ -74,13 +162,27 @@ fn free_form(a: &Vars) -> Result<Option<String>, ModuleError> {
     })
 }
 
-fn run(a: &Vars, ctx: &Ctx<'_>, mut cmd: Command, shown: Value) -> Result<Outcome, ModuleError> {
+fn run(a: &Vars, ctx: &Ctx<'_>, cmd: Command, shown: Value) -> Result<Outcome, ModuleError> {
+    let strip = args::bool_or(a, "strip_empty_ends", true)?;
+    run_process(a, ctx, cmd, shown, strip)
+}
+
+/// Runs `cmd` as command/shell/script/raw do: `creates`/`removes` (relative to
+/// `chdir`) may decide it needs no run, check mode only reports, `stdin` is fed;
+/// registers cmd, rc, stdout(_lines), stderr(_lines), start, end and delta, and fails
+/// on a non-zero rc. `strip` removes trailing newlines from the output.
+pub(super) fn run_process(
+    a: &Vars,
+    ctx: &Ctx<'_>,
+    mut cmd: Command,
+    shown: Value,
+    strip: bool,
+) -> Result<Outcome, ModuleError> {
     let chdir = args::opt_str(a, "chdir")?;
     let creates = args::opt_str(a, "creates")?;
     let removes = args::opt_str(a, "removes")?;
     let stdin = args::opt_str(a, "stdin")?;
     let add_newline = args::bool_or(a, "stdin_add_newline", true)?;
-    let strip = args::bool_or(a, "strip_empty_ends", true)?;
 
     let resolve = |p: &str| match &chdir {
         Some(dir) if !p.starts_with('/') => Path::new(dir).join(p),
@@ -297,9 +399,82 @@ mod tests {
     }
 
     #[test]
-    fn command_does_not_use_a_shell() {
-        let o = check("command", json!({"_raw_params": "echo $HOME > x"}), false).unwrap();
-        assert_eq!(o.data["stdout"], "$HOME > x");
+    fn command_does_not_use_a_shell_but_expands_variables_like_ansible() {
+        let home = std::env::var("HOME").unwrap();
+        let o = check("command", json!({"_raw_params": "echo $HOME > x *"}), false).unwrap();
+        assert_eq!(o.data["stdout"], format!("{home} > x *"));
+        let o = check(
+            "command",
+            json!({"argv": ["echo", "${HOME}/a", "~", "$RUSTLE_UNSET_VAR", "$"]}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            o.data["stdout"],
+            format!("{home}/a {home} $RUSTLE_UNSET_VAR $")
+        );
+        let o = check(
+            "command",
+            json!({"_raw_params": "echo $HOME ~", "expand_argument_vars": false}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(o.data["stdout"], "$HOME ~");
+        assert_eq!(expand_user("~root/x"), "/root/x");
+        assert_eq!(
+            expand_user("~no-such-user-rustle/x"),
+            "~no-such-user-rustle/x"
+        );
+        assert_eq!(expand_user("a~"), "a~");
+        assert_eq!(expand_vars("${unterminated"), "${unterminated");
+    }
+
+    #[test]
+    fn output_endings_and_stdin_newline() {
+        let o = check("command", json!({"argv": ["printf", "a\\n\\n"]}), false).unwrap();
+        assert_eq!(o.data["stdout"], "a");
+        let o = check(
+            "command",
+            json!({"argv": ["printf", "a\\n\\n"], "strip_empty_ends": false}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(o.data["stdout"], "a\n\n");
+        assert_eq!(o.data["stdout_lines"], json!(["a", ""]));
+        let o = check(
+            "command",
+            json!({"argv": ["od", "-c"], "stdin": "x", "stdin_add_newline": false}),
+            false,
+        )
+        .unwrap();
+        assert!(!o.data["stdout"].as_str().unwrap().contains("\\n"));
+        let o = check(
+            "command",
+            json!({"argv": ["od", "-c"], "stdin": "x"}),
+            false,
+        )
+        .unwrap();
+        assert!(o.data["stdout"].as_str().unwrap().contains("\\n"));
+    }
+
+    #[test]
+    fn creates_is_relative_to_chdir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("done"), "").unwrap();
+        let o = check(
+            "command",
+            json!({"cmd": "false", "chdir": dir.path().to_str(), "creates": "done"}),
+            false,
+        )
+        .unwrap();
+        assert!(!o.changed && !o.failed);
+        let o = check(
+            "command",
+            json!({"cmd": "true", "chdir": dir.path().to_str(), "removes": "done"}),
+            false,
+        )
+        .unwrap();
+        assert!(o.changed && !o.failed);
     }
 
     #[test]

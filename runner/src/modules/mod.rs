@@ -10,16 +10,25 @@ pub mod args;
 mod command;
 mod control;
 mod copy;
+mod cron;
+mod custom;
 mod file;
 mod fsutil;
 mod hostname;
+mod misc;
 mod package;
 mod proc;
+mod script;
 mod service;
 mod stat;
 mod sysctl;
 mod template;
 mod text;
+mod tools;
+mod user;
+mod wait_for;
+
+pub use custom::{LIBRARY_PREFIX, is_custom};
 
 use crate::plan::{HostFile, Vars};
 use crate::privilege::RunAs;
@@ -147,25 +156,34 @@ pub const SUPPORTED: &[&str] = &[
     "blockinfile",
     "command",
     "copy",
+    "cron",
     "debug",
     "dnf",
     "fail",
     "file",
+    "group",
     "hostname",
     "include_vars",
     "lineinfile",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
     "package",
+    "pause",
+    "ping",
+    "raw",
     "replace",
+    "script",
     "service",
     "set_fact",
+    "setup",
     "shell",
     "stat",
     "sysctl",
     "systemd",
     "systemd_service",
     "template",
+    "user",
+    "wait_for",
     "yum",
 ];
 
@@ -180,6 +198,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "command" => command::command(args, ctx),
         "shell" => command::shell(args, ctx),
         "copy" => copy::run(args, ctx),
+        "cron" => cron::run(args, ctx),
         "file" => file::run(args, ctx),
         "template" => template::run(args, ctx),
         "stat" => stat::run(args, ctx),
@@ -200,6 +219,16 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "systemd" | "systemd_service" => service::systemd(args, ctx),
         "sysctl" => sysctl::run(args, ctx),
         "hostname" => hostname::run(args, ctx),
+        "user" => user::user(args, ctx),
+        "group" => user::group_module(args, ctx),
+        "wait_for" => wait_for::run(args, ctx),
+        "ping" => misc::ping(args, ctx),
+        "pause" => misc::pause(args, ctx),
+        "setup" => misc::setup(args, ctx),
+        "script" => script::script(args, ctx),
+        "raw" => script::raw(args, ctx),
+        // Not built in: a custom module shipped in the payload's library/, if any.
+        other if custom::is_custom(other, ctx.files) => custom::run(other, args, ctx),
         other => Err(ModuleError::Unsupported(other.to_string())),
     }
 }

@@ -1,0 +1,333 @@
+//! ping, pause and setup: small modules that change nothing on the host.
+
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::facts::{self, Subset};
+use crate::plan::Vars;
+use serde_json::Value;
+use std::time::{Duration, Instant, SystemTime};
+
+/// `ping`: answers `ping: <data>` ("pong" by default); `data: crash` fails, which is
+/// how Ansible's ping is used to test failure handling.
+pub(super) fn ping(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, &["data"])?;
+    let data = a.get("data").cloned().unwrap_or_else(|| "pong".into());
+    if data == "crash" {
+        return Ok(Outcome::fail("boom").with("exception", "Exception: boom"));
+    }
+    Ok(Outcome::ok().with("ping", data))
+}
+
+/// `pause`: waits `seconds` or `minutes`. The runner is unattended (no terminal), so
+/// a pause that would wait for someone to press a key fails instead of hanging, and
+/// a prompt with a duration is shown in the result and simply waited out.
+pub(super) fn pause(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, &["seconds", "minutes", "prompt", "echo"])?;
+    let num = |name: &str| -> Result<Option<f64>, ModuleError> {
+        match args::opt_str(a, name)? {
+            None => Ok(None),
+            Some(s) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(Some)
+                .ok_or_else(|| {
+                    ModuleError::BadArgs(format!(
+                        "argument '{name}' must be a non-negative number, got '{s}'"
+                    ))
+                }),
+        }
+    };
+    let seconds = num("seconds")?;
+    let minutes = num("minutes")?;
+    let echo = args::bool_or(a, "echo", true)?;
+    let prompt = args::opt_str(a, "prompt")?;
+    let (secs, stdout) = match (seconds, minutes) {
+        (Some(_), Some(_)) => {
+            return Err(ModuleError::BadArgs(
+                "'seconds' and 'minutes' are mutually exclusive".into(),
+            ));
+        }
+        (Some(s), None) => (s, format!("Paused for {} seconds", py_float(s))),
+        (None, Some(m)) => (m * 60.0, format!("Paused for {} minutes", py_float(m))),
+        (None, None) => {
+            return Ok(Outcome::fail(match &prompt {
+                Some(p) => format!(
+                    "pause with prompt '{p}' waits for input, but the runner runs unattended (no terminal); give 'seconds' or 'minutes'"
+                ),
+                None => "pause without 'seconds' or 'minutes' waits for input, but the runner runs unattended (no terminal); give 'seconds' or 'minutes'".into(),
+            }));
+        }
+    };
+    let start = SystemTime::now();
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs.min(1e9)));
+    let stop = SystemTime::now();
+    let mut o = Outcome::ok()
+        .with("start", facts::format_time(start))
+        .with("stop", facts::format_time(stop))
+        .with("delta", began.elapsed().as_secs())
+        .with("user_input", "")
+        .with("echo", echo)
+        .with("rc", 0)
+        .with("stderr", "")
+        .with("stdout", stdout);
+    if let Some(p) = prompt {
+        o = o.with("prompt", p);
+    }
+    Ok(o)
+}
+
+/// A number as Python prints a float (`5.0`, `0.5`).
+fn py_float(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.1}")
+    } else {
+        v.to_string()
+    }
+}
+
+const SUBSETS: &[&str] = &[
+    "all", "min", "hardware", "network", "virtual", "ohai", "facter",
+];
+
+/// `setup`: gathers facts now and returns them as `ansible_facts` (`ansible_`
+/// names, as Ansible's setup returns them), limited by `gather_subset` and `filter`.
+pub(super) fn setup(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(
+        a,
+        &["gather_subset", "filter", "gather_timeout", "fact_path"],
+    )?;
+    let subset = subset(&split_list(a, "gather_subset")?)?;
+    let patterns = split_list(a, "filter")?;
+    let mut facts = facts::gather_subset(subset);
+    if !patterns.is_empty() {
+        facts.retain(|k, _| {
+            let bare = k.strip_prefix("ansible_").unwrap_or(k);
+            patterns.iter().any(|p| glob(p, k) || glob(p, bare))
+        });
+    }
+    Ok(Outcome::ok().with("ansible_facts", Value::Object(facts)))
+}
+
+/// A list argument whose items may also be comma-separated, as Ansible's are.
+fn split_list(a: &Vars, name: &str) -> Result<Vec<String>, ModuleError> {
+    Ok(args::str_list(a, name)?
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Ansible's subset rules, for the groups this runner has: everything unless
+/// excluded; `!all` keeps only the minimal facts plus what is named explicitly.
+fn subset(items: &[String]) -> Result<Subset, ModuleError> {
+    let mut all = true;
+    let (mut hw, mut net) = (None, None);
+    for item in items {
+        let (neg, name) = match item.strip_prefix('!') {
+            Some(n) => (true, n),
+            None => (false, item.as_str()),
+        };
+        if !SUBSETS.contains(&name) {
+            return Err(ModuleError::BadArgs(format!(
+                "argument 'gather_subset' has an unknown subset '{item}' (known: {})",
+                SUBSETS.join(", ")
+            )));
+        }
+        match name {
+            "all" => all = !neg,
+            "hardware" => hw = Some(!neg),
+            "network" => net = Some(!neg),
+            _ => {}
+        }
+    }
+    if items.iter().any(|i| i == "min") && !items.iter().any(|i| i == "all") {
+        all = false;
+    }
+    Ok(Subset {
+        hardware: hw.unwrap_or(all),
+        network: net.unwrap_or(all),
+    })
+}
+
+/// Shell-style matching as Python's fnmatch: `*`, `?`, `[seq]` and `[!seq]`.
+pub(super) fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    // Where the last `*` was and which text position it is trying to absorb up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let tc = t.get(ti).copied();
+        match p.get(pi).copied() {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            Some('?') => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            Some('[') => match class(&p, pi + 1, tc) {
+                Some((true, next)) => {
+                    pi = next;
+                    ti += 1;
+                    continue;
+                }
+                // An unterminated class is a literal '['.
+                None if tc == Some('[') => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            },
+            Some(c) if Some(c) == tc => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p.iter().skip(pi).all(|c| *c == '*')
+}
+
+/// Matches `c` against the class starting after `[` at `start`; returns whether it
+/// matched and where the pattern continues, or `None` for an unterminated class.
+fn class(p: &[char], start: usize, c: Option<char>) -> Option<(bool, usize)> {
+    let c = c?;
+    let mut i = start;
+    let negate = matches!(p.get(i), Some('!'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let cur = *p.get(i)?;
+        if cur == ']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|e| *e != ']') {
+            let end = *p.get(i + 2)?;
+            if cur <= c && c <= end {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if cur == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn run(module: &str, args: Value) -> Result<Outcome, ModuleError> {
+        let args = args.as_object().unwrap();
+        crate::modules::run_for_test(module, args, &BTreeMap::new(), &json!({}), false)
+    }
+
+    #[test]
+    fn ping_pongs_and_crashes_on_request() {
+        let o = run("ping", json!({})).unwrap();
+        assert!(!o.changed && !o.failed);
+        assert_eq!(o.data["ping"], "pong");
+        assert_eq!(
+            run("ping", json!({"data": "hi"})).unwrap().data["ping"],
+            "hi"
+        );
+        let o = run("ping", json!({"data": "crash"})).unwrap();
+        assert!(o.failed);
+        assert_eq!(o.msg.as_deref(), Some("boom"));
+        assert!(run("ping", json!({"date": "x"})).is_err());
+    }
+
+    #[test]
+    fn pause_waits_and_reports() {
+        let began = Instant::now();
+        let o = run("pause", json!({"seconds": 1, "prompt": "wait"})).unwrap();
+        assert!(began.elapsed() >= Duration::from_secs(1));
+        assert!(!o.failed && !o.changed);
+        assert_eq!(o.data["user_input"], "");
+        assert!(o.data["delta"].as_u64().unwrap() >= 1);
+        assert_eq!(o.data["stdout"], "Paused for 1.0 seconds");
+        assert!(o.data["start"].as_str().unwrap() <= o.data["stop"].as_str().unwrap());
+        let o = run("pause", json!({"minutes": "0"})).unwrap();
+        assert_eq!(o.data["stdout"], "Paused for 0.0 minutes");
+    }
+
+    #[test]
+    fn pause_without_a_duration_fails_unattended() {
+        let o = run("pause", json!({"prompt": "Continue?"})).unwrap();
+        assert!(o.failed);
+        assert!(o.msg.unwrap().contains("unattended"));
+        assert!(run("pause", json!({})).unwrap().failed);
+        assert!(run("pause", json!({"seconds": 1, "minutes": 1})).is_err());
+        assert!(run("pause", json!({"seconds": "-1"})).is_err());
+    }
+
+    #[test]
+    fn setup_returns_filtered_facts() {
+        let o = run("setup", json!({})).unwrap();
+        let f = o.data["ansible_facts"].as_object().unwrap();
+        assert_eq!(f["ansible_system"], "Linux");
+        assert!(f.contains_key("ansible_memtotal_mb"));
+        let o = run("setup", json!({"filter": ["ansible_*_mb", "distribution"]})).unwrap();
+        let f = o.data["ansible_facts"].as_object().unwrap();
+        assert!(f.contains_key("ansible_memtotal_mb") && f.contains_key("ansible_distribution"));
+        assert!(
+            f.keys()
+                .all(|k| k.ends_with("_mb") || k == "ansible_distribution"),
+            "{f:?}"
+        );
+        let o = run("setup", json!({"gather_subset": "!all"})).unwrap();
+        let f = o.data["ansible_facts"].as_object().unwrap();
+        assert!(f.contains_key("ansible_hostname") && !f.contains_key("ansible_interfaces"));
+        let o = run("setup", json!({"gather_subset": ["!all", "network"]})).unwrap();
+        let f = o.data["ansible_facts"].as_object().unwrap();
+        assert!(f.contains_key("ansible_interfaces") && !f.contains_key("ansible_memtotal_mb"));
+        assert!(run("setup", json!({"gather_subset": "gpu"})).is_err());
+    }
+
+    #[test]
+    fn globs_match_like_fnmatch() {
+        for (p, t, want) in [
+            ("ansible_*", "ansible_eth0", true),
+            ("*_mb", "ansible_memtotal_mb", true),
+            ("*_mb", "ansible_mb_x", false),
+            ("eth?", "eth0", true),
+            ("eth?", "eth10", false),
+            ("eth[0-9]", "eth3", true),
+            ("eth[!0-9]", "eth3", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("[", "[", true),
+            ("", "", true),
+            ("*", "", true),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} vs {t}");
+        }
+    }
+}

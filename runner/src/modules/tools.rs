@@ -1,0 +1,227 @@
+//! Helpers for modules that drive the host's own tools (useradd, crontab, scripts):
+//! finding a program where sudo's or cron's short PATH would miss it, running it with an
+//! argument vector (never through a shell) and capturing its output, and private
+//! temporary directories for files handed to those tools.
+
+use crate::privilege::RunAs;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where system tools live besides `$PATH`: the runner may be started with a PATH
+/// without the sbin directories (a non-login ssh session, sudo without secure_path).
+const SYSTEM_DIRS: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// The full path of an executable named `name`, searched in `$PATH` then the system
+/// directories, as Ansible's `get_bin_path` does.
+pub(super) fn find_bin(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// What a finished tool printed.
+#[derive(Debug, Clone)]
+pub(super) struct Output {
+    /// Exit status; -1 when killed by a signal.
+    pub rc: i32,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+/// Runs `program` with `args` (no shell), stdin from `input` (or nothing), and
+/// collects its output.
+pub(super) fn run(program: &Path, args: &[String], input: Option<&[u8]>) -> io::Result<Output> {
+    run_command(Command::new(program), args, input)
+}
+
+/// [`run`] for a prepared command, e.g. from `Ctx::command` (the task's environment and
+/// `become_user`).
+pub(super) fn run_command(
+    mut cmd: Command,
+    args: &[String],
+    input: Option<&[u8]>,
+) -> io::Result<Output> {
+    cmd.args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn_retrying(&mut cmd)?;
+    // Feed stdin from a thread so a tool that writes before reading cannot deadlock us.
+    let feeder = match (input, child.stdin.take()) {
+        (Some(bytes), Some(mut pipe)) => {
+            let bytes = bytes.to_vec();
+            Some(std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            }))
+        }
+        _ => None,
+    };
+    let out = child.wait_with_output();
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let out = out?;
+    Ok(Output {
+        rc: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Spawns `cmd`, retrying while the program is "busy" (ETXTBSY): a file this process
+/// has just written can still be open for writing in a child another thread forked
+/// and has not yet exec'd; that lasts microseconds.
+pub(super) fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
+    let mut attempt = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && attempt < 100 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The command line as one string, for messages.
+pub(super) fn shown(program: &Path, args: &[String]) -> String {
+    std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh 0700 directory under the system temp directory that only this user can
+/// enter, removed (with what is inside) when dropped.
+pub(super) struct PrivateDir {
+    path: PathBuf,
+    /// Who gets the directory and its files (uid, gid): the task's `become_user`.
+    owner: Option<(u32, u32)>,
+}
+
+impl PrivateDir {
+    /// Creates the directory with an unpredictable name (pid, time and a counter
+    /// hashed), refusing to reuse anything that already exists.
+    pub(super) fn new(prefix: &str) -> io::Result<PrivateDir> {
+        let base = std::env::temp_dir();
+        let mut attempt = 0;
+        loop {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let seed = format!("{}:{nanos}:{n}", std::process::id());
+            let tag = blake3::hash(seed.as_bytes()).to_hex();
+            let path = base.join(format!(
+                "rustle-{prefix}-{}",
+                tag.get(..16).unwrap_or_default()
+            ));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(PrivateDir { path, owner: None }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Like [`PrivateDir::new`], owned by the task's `become_user` when it has one, so
+    /// the process that runs as that user can read what is written here.
+    pub(super) fn for_task(prefix: &str, run_as: Option<&RunAs>) -> io::Result<PrivateDir> {
+        let mut dir = PrivateDir::new(prefix)?;
+        if let Some(who) = run_as {
+            std::os::unix::fs::chown(&dir.path, Some(who.uid), Some(who.gid))?;
+            dir.owner = Some((who.uid, who.gid));
+        }
+        Ok(dir)
+    }
+
+    /// Writes a new file `name` in the directory with `mode`, returning its path.
+    pub(super) fn write(&self, name: &str, content: &[u8], mode: u32) -> io::Result<PathBuf> {
+        let p = self.path.join(name);
+        let mut f = fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&p)?;
+        f.write_all(content)?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid))?;
+        }
+        Ok(p)
+    }
+
+    /// The directory.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn finds_tools_and_runs_them_with_input() {
+        let sh = find_bin("sh").unwrap();
+        assert!(sh.is_absolute());
+        assert!(find_bin("no-such-tool-rustle").is_none());
+        let out = run(
+            &sh,
+            &["-c".into(), "cat; echo e >&2; exit 4".into()],
+            Some(b"in"),
+        )
+        .unwrap();
+        assert_eq!(
+            (out.rc, out.stdout.as_str(), out.stderr.as_str()),
+            (4, "in", "e\n")
+        );
+    }
+
+    #[test]
+    fn private_dirs_are_private_and_removed() {
+        let d = PrivateDir::new("t").unwrap();
+        let p = d.path().to_path_buf();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let f = d.write("x", b"hi", 0o700).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"hi");
+        assert!(
+            d.write("x", b"again", 0o600).is_err(),
+            "never reuses a file"
+        );
+        drop(d);
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,862 @@
+//! user and group: local accounts with ansible.builtin.user's and group's arguments and
+//! registered results, through the shadow tools (useradd/usermod/userdel,
+//! groupadd/groupmod/groupdel) run with argument vectors, never a shell.
+//!
+//! Accounts are read with `getent` (so NSS sources count, as Ansible's pwd/grp lookups
+//! do), or from /etc/passwd, /etc/group and /etc/shadow when getent is missing. The
+//! tools take the passwd lock; another process holding it makes them fail with
+//! "cannot lock", so those failures are retried a few times before being reported.
+//!
+//! Not supported (refused as unknown arguments): ssh keys, expiry, password locking,
+//! login classes and other platform-specific options.
+
+use super::fsutil::{self, Step, fail, failed};
+use super::tools;
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::plan::Vars;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const USER_ARGS: &[&str] = &[
+    "name",
+    "state",
+    "uid",
+    "group",
+    "groups",
+    "append",
+    "shell",
+    "home",
+    "create_home",
+    "createhome",
+    "skeleton",
+    "system",
+    "comment",
+    "password",
+    "update_password",
+    "remove",
+    "force",
+    "move_home",
+    "non_unique",
+];
+
+const GROUP_ARGS: &[&str] = &["name", "gid", "state", "system", "non_unique", "force"];
+
+/// A passwd entry.
+#[derive(Debug, Clone, PartialEq)]
+struct Account {
+    name: String,
+    uid: u32,
+    gid: u32,
+    comment: String,
+    home: String,
+    shell: String,
+}
+
+/// A group entry.
+#[derive(Debug, Clone, PartialEq)]
+struct GroupEnt {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+fn parse_account(line: &str) -> Option<Account> {
+    let f: Vec<&str> = line.split(':').collect();
+    match f.as_slice() {
+        [name, _pw, uid, gid, comment, home, shell, ..] => Some(Account {
+            name: (*name).to_string(),
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+            comment: (*comment).to_string(),
+            home: (*home).to_string(),
+            shell: (*shell).to_string(),
+        }),
+        _ => None,
+    }
+}
+
+fn parse_group(line: &str) -> Option<GroupEnt> {
+    let f: Vec<&str> = line.split(':').collect();
+    match f.as_slice() {
+        [name, _pw, gid, members, ..] => Some(GroupEnt {
+            name: (*name).to_string(),
+            gid: gid.parse().ok()?,
+            members: members
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }),
+        _ => None,
+    }
+}
+
+/// The lines of database `db` (passwd, group, shadow), all of them or those for
+/// `key` (a name, or an id for passwd/group). getent when present; the /etc file
+/// otherwise, or when getent itself fails for another reason than "not found".
+fn entries(db: &str, key: Option<&str>) -> Vec<String> {
+    if let Some(getent) = tools::find_bin("getent") {
+        let mut argv = vec![db.to_string()];
+        argv.extend(key.map(str::to_string));
+        if let Ok(out) = tools::run(&getent, &argv, None) {
+            // 0: found; 2: no such key. Anything else (1: bad database, 3: no
+            // enumeration) falls through to the file.
+            if out.rc == 0 || out.rc == 2 {
+                return out.stdout.lines().map(str::to_string).collect();
+            }
+        }
+    }
+    let text = std::fs::read_to_string(format!("/etc/{db}")).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter(|l| match key {
+            None => true,
+            Some(k) => {
+                let mut f = l.split(':');
+                let name = f.next();
+                let id = f.nth(1);
+                name == Some(k) || (db != "shadow" && id == Some(k))
+            }
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The account named `name` (by name only: a numeric name is not read as a uid).
+fn account(name: &str) -> Option<Account> {
+    entries("passwd", Some(name))
+        .iter()
+        .filter_map(|l| parse_account(l))
+        .find(|a| a.name == name)
+}
+
+/// The group named `name`, or with gid `name` when it is a number and no group has
+/// that name (Ansible accepts either for `group`/`groups`).
+fn group(name_or_gid: &str) -> Option<GroupEnt> {
+    let found: Vec<GroupEnt> = entries("group", Some(name_or_gid))
+        .iter()
+        .filter_map(|l| parse_group(l))
+        .collect();
+    let by_name = found.iter().find(|g| g.name == name_or_gid).cloned();
+    by_name.or_else(|| {
+        let gid: u32 = name_or_gid.parse().ok()?;
+        found.into_iter().find(|g| g.gid == gid)
+    })
+}
+
+fn all_groups() -> Vec<GroupEnt> {
+    entries("group", None)
+        .iter()
+        .filter_map(|l| parse_group(l))
+        .collect()
+}
+
+/// The password hash in the shadow database; `None` when unreadable (not root).
+fn shadow_hash(name: &str) -> Option<String> {
+    entries("shadow", Some(name)).iter().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name)).then(|| f.next().unwrap_or_default().to_string())
+    })
+}
+
+/// Refuses names the tools would misread (an option) or that cannot be in the
+/// colon-separated databases.
+fn check_name(arg: &str, name: &str) -> Result<(), ModuleError> {
+    if name.is_empty()
+        || name.starts_with('-')
+        || name
+            .chars()
+            .any(|c| c == ':' || c == ',' || c.is_whitespace() || c.is_control())
+    {
+        return Err(ModuleError::BadArgs(format!(
+            "argument '{arg}' is not a valid user or group name: '{name}'"
+        )));
+    }
+    Ok(())
+}
+
+fn opt_id(a: &Vars, name: &str) -> Result<Option<u32>, ModuleError> {
+    match args::opt_str(a, name)? {
+        None => Ok(None),
+        Some(s) => s.trim().parse().map(Some).map_err(|_| {
+            ModuleError::BadArgs(format!("argument '{name}' must be a number, got '{s}'"))
+        }),
+    }
+}
+
+fn state_arg(a: &Vars) -> Result<bool, ModuleError> {
+    match args::opt_str(a, "state")?.as_deref() {
+        None | Some("present") => Ok(true),
+        Some("absent") => Ok(false),
+        Some(other) => Err(ModuleError::BadArgs(format!(
+            "argument 'state' must be one of: present, absent; got '{other}'"
+        ))),
+    }
+}
+
+/// Runs an account tool, retrying while another process holds the passwd/group lock.
+/// A failure is a failed outcome with the tool's message, rc and command, as Ansible's.
+fn change(tool: &str, argv: &[String], name: &str) -> Step<tools::Output> {
+    let Some(bin) = tools::find_bin(tool) else {
+        return fail(format!(
+            "Failed to find required executable \"{tool}\" in paths: $PATH, /usr/sbin, /sbin"
+        ));
+    };
+    let mut attempt = 0u32;
+    loop {
+        let out = tools::run(&bin, argv, None)
+            .map_err(|e| failed(Outcome::fail(format!("could not run {tool}: {e}"))))?;
+        if out.rc == 0 {
+            return Ok(out);
+        }
+        // Exit 10 is "can't update group file"; both it and "cannot lock" are what a
+        // concurrent holder of the lock causes, and go away when it is released.
+        let locked = out.rc == 10 || out.stderr.to_ascii_lowercase().contains("lock");
+        if locked && attempt < 6 {
+            attempt += 1;
+            std::thread::sleep(std::time::Duration::from_millis(150 * u64::from(attempt)));
+            continue;
+        }
+        let msg = match out.stderr.trim() {
+            "" => format!("{tool} failed with return code {}", out.rc),
+            e => e.to_string(),
+        };
+        return Err(failed(
+            Outcome::fail(msg)
+                .with("name", name)
+                .with("rc", out.rc)
+                .with("cmd", tools::shown(&bin, argv))
+                .with("stdout", out.stdout.clone())
+                .with("stderr", out.stderr.clone()),
+        ));
+    }
+}
+
+/// The `user` module.
+pub(super) fn user(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    fsutil::finish(user_inner(a, ctx))
+}
+
+/// The user's arguments, decoded.
+struct UserArgs {
+    name: String,
+    uid: Option<u32>,
+    group: Option<String>,
+    /// `None` when not given; an empty list for `groups: ""` (leave all groups).
+    groups: Option<Vec<String>>,
+    append: bool,
+    shell: Option<String>,
+    home: Option<String>,
+    create_home: bool,
+    skeleton: Option<String>,
+    system: bool,
+    comment: Option<String>,
+    password: Option<String>,
+    update_always: bool,
+    move_home: bool,
+    non_unique: bool,
+}
+
+fn user_args(a: &Vars) -> Result<UserArgs, ModuleError> {
+    let name = args::req_str(a, "name")?;
+    check_name("name", &name)?;
+    let group = args::opt_str(a, "group")?;
+    if let Some(g) = &group {
+        check_name("group", g)?;
+    }
+    let groups = match a.get("groups") {
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            let mut out = Vec::new();
+            for item in args::str_list(a, "groups")? {
+                for g in item.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+                    check_name("groups", g)?;
+                    out.push(g.to_string());
+                }
+            }
+            Some(out)
+        }
+    };
+    let create_home = match args::opt_bool(a, "create_home")? {
+        Some(b) => b,
+        None => args::bool_or(a, "createhome", true)?,
+    };
+    let update_always = match args::opt_str(a, "update_password")?.as_deref() {
+        None | Some("always") => true,
+        Some("on_create") => false,
+        Some(other) => {
+            return Err(ModuleError::BadArgs(format!(
+                "argument 'update_password' must be one of: always, on_create; got '{other}'"
+            )));
+        }
+    };
+    let no_newline = |arg: &str, v: Option<String>| match v {
+        Some(s) if s.contains(['\n', ':']) => Err(ModuleError::BadArgs(format!(
+            "argument '{arg}' must not contain ':' or a newline"
+        ))),
+        v => Ok(v),
+    };
+    Ok(UserArgs {
+        name,
+        uid: opt_id(a, "uid")?,
+        group,
+        groups,
+        append: args::bool_or(a, "append", false)?,
+        shell: no_newline("shell", args::opt_str(a, "shell")?)?,
+        home: no_newline("home", args::opt_str(a, "home")?)?,
+        create_home,
+        skeleton: args::opt_str(a, "skeleton")?,
+        system: args::bool_or(a, "system", false)?,
+        comment: no_newline("comment", args::opt_str(a, "comment")?)?,
+        password: no_newline("password", args::opt_str(a, "password")?)?,
+        update_always,
+        move_home: args::bool_or(a, "move_home", false)?,
+        non_unique: args::bool_or(a, "non_unique", false)?,
+    })
+}
+
+fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+    args::only(a, USER_ARGS)?;
+    let present = state_arg(a)?;
+    let remove = args::bool_or(a, "remove", false)?;
+    let force = args::bool_or(a, "force", false)?;
+    let u = user_args(a)?;
+    let existing = account(&u.name);
+    if !present {
+        let base = Outcome::ok()
+            .with("name", u.name.clone())
+            .with("state", "absent");
+        if existing.is_none() {
+            return Ok(base);
+        }
+        let mut o = base.with("force", force).with("remove", remove);
+        o.changed = true;
+        if ctx.check_mode {
+            return Ok(o);
+        }
+        let mut argv = Vec::new();
+        if force {
+            argv.push("-f".to_string());
+        }
+        if remove {
+            argv.push("-r".to_string());
+        }
+        argv.push(u.name.clone());
+        let out = change("userdel", &argv, &u.name)?;
+        return Ok(o
+            .with("stdout", out.stdout)
+            .with("stderr", out.stderr.trim_end().to_string()));
+    }
+
+    // Every named group must exist, as useradd would refuse otherwise.
+    let primary = match &u.group {
+        Some(g) => match group(g) {
+            Some(ent) => Some(ent),
+            None => return fail(format!("Group {g} does not exist")),
+        },
+        None => None,
+    };
+    let mut wanted = Vec::new();
+    for g in u.groups.iter().flatten() {
+        match group(g) {
+            Some(ent) => wanted.push(ent),
+            None => return fail(format!("Group {g} does not exist")),
+        }
+    }
+    let mut o = match &existing {
+        None => create_user(&u, primary.as_ref(), &wanted, ctx)?,
+        Some(acct) => modify_user(&u, acct, primary.as_ref(), &wanted, ctx)?,
+    };
+    // Report the account as it now is (in check mode: as it was, or what was asked).
+    let now = if ctx.check_mode {
+        existing
+    } else {
+        account(&u.name)
+    };
+    o = o.with("name", u.name.clone()).with("state", "present");
+    match now {
+        Some(acct) => {
+            o = o
+                .with("uid", acct.uid)
+                .with("group", acct.gid)
+                .with("comment", acct.comment)
+                .with("home", acct.home)
+                .with("shell", acct.shell);
+        }
+        None => {
+            // Check mode, new user: what was asked for.
+            for (k, v) in [
+                ("comment", &u.comment),
+                ("home", &u.home),
+                ("shell", &u.shell),
+            ] {
+                if let Some(v) = v {
+                    o = o.with(k, v.clone());
+                }
+            }
+            if let Some(uid) = u.uid {
+                o = o.with("uid", uid);
+            }
+            if let Some(g) = &primary {
+                o = o.with("group", g.gid);
+            }
+        }
+    }
+    if let Some(groups) = &u.groups {
+        o = o.with("groups", groups.join(","));
+    }
+    if u.password.is_some() {
+        o = o.with("password", "NOT_LOGGING_PASSWORD");
+    }
+    Ok(o)
+}
+
+fn create_user(
+    u: &UserArgs,
+    primary: Option<&GroupEnt>,
+    wanted: &[GroupEnt],
+    ctx: &Ctx<'_>,
+) -> Step<Outcome> {
+    let mut argv: Vec<String> = Vec::new();
+    let mut opt = |flag: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            argv.push(flag.to_string());
+            argv.push(v.clone());
+        }
+    };
+    opt("-c", &u.comment);
+    opt("-d", &u.home);
+    opt("-s", &u.shell);
+    opt("-p", &u.password);
+    if let Some(uid) = u.uid {
+        argv.extend(["-u".to_string(), uid.to_string()]);
+        if u.non_unique {
+            argv.push("-o".into());
+        }
+    }
+    match primary {
+        Some(g) => argv.extend(["-g".to_string(), g.name.clone()]),
+        // A group already named like the user would make useradd (with
+        // USERGROUPS_ENAB) fail creating it; -N leaves it alone, as Ansible does.
+        None if group(&u.name).is_some() => argv.push("-N".into()),
+        None => {}
+    }
+    if !wanted.is_empty() {
+        let names: Vec<&str> = wanted.iter().map(|g| g.name.as_str()).collect();
+        argv.extend(["-G".to_string(), names.join(",")]);
+    }
+    if u.system {
+        argv.push("-r".into());
+    }
+    if u.create_home {
+        argv.push("-m".into());
+        if let Some(skel) = &u.skeleton {
+            argv.extend(["-k".to_string(), skel.clone()]);
+        }
+    } else {
+        argv.push("-M".into());
+    }
+    argv.push(u.name.clone());
+    let o = Outcome::changed(true)
+        .with("create_home", u.create_home)
+        .with("system", u.system);
+    if ctx.check_mode {
+        return Ok(o);
+    }
+    let out = change("useradd", &argv, &u.name)?;
+    Ok(o.with("stderr", out.stderr.trim_end().to_string()))
+}
+
+fn modify_user(
+    u: &UserArgs,
+    acct: &Account,
+    primary: Option<&GroupEnt>,
+    wanted: &[GroupEnt],
+    ctx: &Ctx<'_>,
+) -> Step<Outcome> {
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(uid) = u.uid
+        && uid != acct.uid
+    {
+        argv.extend(["-u".to_string(), uid.to_string()]);
+        if u.non_unique {
+            argv.push("-o".into());
+        }
+    }
+    let target_gid = primary.map_or(acct.gid, |g| g.gid);
+    if let Some(g) = primary
+        && g.gid != acct.gid
+    {
+        argv.extend(["-g".to_string(), g.name.clone()]);
+    }
+    if u.groups.is_some() {
+        // Supplementary groups only: the primary group is membership by gid.
+        let current = all_groups_of(&acct.name, target_gid);
+        let want: BTreeSet<String> = wanted
+            .iter()
+            .filter(|g| g.gid != target_gid)
+            .map(|g| g.name.clone())
+            .collect();
+        let names: Vec<&str> = want.iter().map(String::as_str).collect();
+        if u.append {
+            if !want.is_subset(&current) {
+                argv.extend(["-a".to_string(), "-G".to_string(), names.join(",")]);
+            }
+        } else if want != current {
+            argv.extend(["-G".to_string(), names.join(",")]);
+        }
+    }
+    for (flag, want, have) in [
+        ("-c", &u.comment, &acct.comment),
+        ("-s", &u.shell, &acct.shell),
+    ] {
+        if let Some(w) = want
+            && w != have
+        {
+            argv.extend([flag.to_string(), w.clone()]);
+        }
+    }
+    if let Some(home) = &u.home
+        && *home != acct.home
+    {
+        argv.extend(["-d".to_string(), home.clone()]);
+        if u.move_home {
+            argv.push("-m".into());
+        }
+    }
+    if let Some(pw) = &u.password
+        && u.update_always
+        && shadow_hash(&acct.name).as_deref() != Some(pw.as_str())
+    {
+        argv.extend(["-p".to_string(), pw.clone()]);
+    }
+    let mut o = Outcome::ok()
+        .with("append", u.append)
+        .with("move_home", u.move_home);
+    if argv.is_empty() {
+        return Ok(o);
+    }
+    o.changed = true;
+    if ctx.check_mode {
+        return Ok(o);
+    }
+    argv.push(acct.name.clone());
+    let out = change("usermod", &argv, &acct.name)?;
+    Ok(o.with("stderr", out.stderr.trim_end().to_string()))
+}
+
+/// The names of the groups that list `user` as a member, other than the one with
+/// `primary_gid`.
+fn all_groups_of(user: &str, primary_gid: u32) -> BTreeSet<String> {
+    all_groups()
+        .into_iter()
+        .filter(|g| g.gid != primary_gid && g.members.iter().any(|m| m == user))
+        .map(|g| g.name)
+        .collect()
+}
+
+/// The `group` module.
+pub(super) fn group_module(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    fsutil::finish(group_inner(a, ctx))
+}
+
+fn group_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+    args::only(a, GROUP_ARGS)?;
+    let name = args::req_str(a, "name")?;
+    check_name("name", &name)?;
+    let present = state_arg(a)?;
+    let gid = opt_id(a, "gid")?;
+    let system = args::bool_or(a, "system", false)?;
+    let non_unique = args::bool_or(a, "non_unique", false)?;
+    let force = args::bool_or(a, "force", false)?;
+    let existing = group(&name).filter(|g| g.name == name);
+    let base = Outcome::ok().with("name", name.clone());
+    if !present {
+        let mut o = base.with("state", "absent");
+        if existing.is_none() {
+            return Ok(o);
+        }
+        o.changed = true;
+        if !ctx.check_mode {
+            let mut argv = Vec::new();
+            if force {
+                argv.push("-f".to_string());
+            }
+            argv.push(name.clone());
+            change("groupdel", &argv, &name)?;
+        }
+        return Ok(o);
+    }
+    let mut o = base.with("state", "present").with("system", system);
+    let mut argv: Vec<String> = Vec::new();
+    let tool = match &existing {
+        None => {
+            if let Some(g) = gid {
+                argv.extend(["-g".to_string(), g.to_string()]);
+                if non_unique {
+                    argv.push("-o".into());
+                }
+            }
+            if system {
+                argv.push("-r".into());
+            }
+            "groupadd"
+        }
+        Some(g) => {
+            if let Some(want) = gid
+                && want != g.gid
+            {
+                argv.extend(["-g".to_string(), want.to_string()]);
+                if non_unique {
+                    argv.push("-o".into());
+                }
+            }
+            "groupmod"
+        }
+    };
+    if existing.is_none() || !argv.is_empty() {
+        o.changed = true;
+        if !ctx.check_mode {
+            argv.push(name.clone());
+            change(tool, &argv, &name)?;
+        }
+    }
+    let now = if ctx.check_mode {
+        existing.map(|g| g.gid).or(gid).map(|g| gid.unwrap_or(g))
+    } else {
+        group(&name).filter(|g| g.name == name).map(|g| g.gid)
+    };
+    if let Some(g) = now {
+        o = o.with("gid", g);
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// Account tests change the one passwd database: one at a time.
+    static LOCK: Mutex<()> = Mutex::new(());
+
+    fn run(module: &str, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
+        let args = args.as_object().unwrap();
+        crate::modules::run_for_test(module, args, &BTreeMap::new(), &json!({}), check_mode)
+    }
+
+    /// Removes the test's users and groups even when an assertion fails.
+    struct Cleanup {
+        users: Vec<String>,
+        groups: Vec<String>,
+    }
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for u in &self.users {
+                if account(u).is_some() {
+                    let _ = change("userdel", &["-r".into(), u.clone()], u);
+                }
+            }
+            for g in &self.groups {
+                if group(g).is_some_and(|e| &e.name == g) {
+                    let _ = change("groupdel", std::slice::from_ref(g), g);
+                }
+            }
+        }
+    }
+
+    fn cleanup(users: &[&str], groups: &[&str]) -> Cleanup {
+        let c = Cleanup {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        };
+        // Leftovers of an earlier, killed run would make the first step "ok".
+        drop(Cleanup {
+            users: c.users.clone(),
+            groups: c.groups.clone(),
+        });
+        c
+    }
+
+    fn members_of(g: &str) -> Vec<String> {
+        group(g).unwrap().members
+    }
+
+    #[test]
+    fn parses_database_lines() {
+        let a = parse_account("bob:x:1001:1002:Bob B,,,:/home/bob:/bin/bash").unwrap();
+        assert_eq!((a.uid, a.gid, a.comment.as_str()), (1001, 1002, "Bob B,,,"));
+        assert!(parse_account("short:x:1").is_none());
+        assert!(parse_account("bad:x:one:2:::").is_none());
+        let g = parse_group("adm:x:4:syslog,bob").unwrap();
+        assert_eq!(g.members, vec!["syslog", "bob"]);
+        assert_eq!(
+            parse_group("empty:x:5:").unwrap().members,
+            Vec::<String>::new()
+        );
+        assert_eq!(account("root").unwrap().uid, 0);
+        assert_eq!(group("0").unwrap().name, "root");
+    }
+
+    #[test]
+    fn group_lifecycle() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&[], &["rustletestg1"]);
+        let check = run("group", json!({"name": "rustletestg1", "gid": 47311}), true).unwrap();
+        assert!(check.changed);
+        assert!(
+            group("rustletestg1").is_none(),
+            "check mode created nothing"
+        );
+
+        let o = run(
+            "group",
+            json!({"name": "rustletestg1", "gid": 47311}),
+            false,
+        )
+        .unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_eq!(o.data["gid"], 47311);
+        assert_eq!(o.data["state"], "present");
+        assert_eq!(group("rustletestg1").unwrap().gid, 47311);
+
+        let again = run(
+            "group",
+            json!({"name": "rustletestg1", "gid": 47311}),
+            false,
+        )
+        .unwrap();
+        assert!(!again.changed);
+
+        let moved = run(
+            "group",
+            json!({"name": "rustletestg1", "gid": 47312}),
+            false,
+        )
+        .unwrap();
+        assert!(moved.changed);
+        assert_eq!(group("rustletestg1").unwrap().gid, 47312);
+
+        let gone = run(
+            "group",
+            json!({"name": "rustletestg1", "state": "absent"}),
+            false,
+        )
+        .unwrap();
+        assert!(gone.changed);
+        assert!(group("rustletestg1").is_none());
+        let again = run(
+            "group",
+            json!({"name": "rustletestg1", "state": "absent"}),
+            false,
+        )
+        .unwrap();
+        assert!(!again.changed);
+    }
+
+    #[test]
+    fn user_lifecycle() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu1"], &["rustletestg2", "rustletestg3"]);
+        for g in ["rustletestg2", "rustletestg3"] {
+            assert!(run("group", json!({"name": g}), false).unwrap().changed);
+        }
+        let home = "/tmp/rustletestu1-home";
+        let want = json!({
+            "name": "rustletestu1", "uid": 47321, "shell": "/bin/sh", "home": home,
+            "comment": "Rustle Test", "groups": "rustletestg2",
+            "password": "$6$salt$abcdefghijklmnop",
+        });
+        let check = run("user", want.clone(), true).unwrap();
+        assert!(check.changed);
+        assert!(
+            account("rustletestu1").is_none(),
+            "check mode created nothing"
+        );
+
+        let o = run("user", want.clone(), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_eq!(o.data["uid"], 47321);
+        assert_eq!(o.data["home"], home);
+        assert_eq!(o.data["shell"], "/bin/sh");
+        assert_eq!(o.data["state"], "present");
+        assert_eq!(o.data["password"], "NOT_LOGGING_PASSWORD");
+        assert!(o.data["group"].is_u64());
+        assert!(
+            std::path::Path::new(home).is_dir(),
+            "create_home made the home"
+        );
+        assert_eq!(
+            shadow_hash("rustletestu1").unwrap(),
+            "$6$salt$abcdefghijklmnop"
+        );
+        assert!(members_of("rustletestg2").contains(&"rustletestu1".to_string()));
+
+        let again = run("user", want.clone(), false).unwrap();
+        assert!(!again.changed, "second run is ok: {again:?}");
+
+        // Append a group: the other stays.
+        let add = json!({"name": "rustletestu1", "groups": ["rustletestg3"], "append": true});
+        let check = run("user", add.clone(), true).unwrap();
+        assert!(check.changed);
+        assert!(!members_of("rustletestg3").contains(&"rustletestu1".to_string()));
+        assert!(run("user", add.clone(), false).unwrap().changed);
+        assert!(members_of("rustletestg2").contains(&"rustletestu1".to_string()));
+        assert!(members_of("rustletestg3").contains(&"rustletestu1".to_string()));
+        assert!(!run("user", add, false).unwrap().changed);
+
+        // Without append, the list is exact.
+        let exact = json!({"name": "rustletestu1", "groups": "rustletestg3", "shell": "/bin/bash"});
+        let o = run("user", exact.clone(), false).unwrap();
+        assert!(o.changed);
+        assert_eq!(o.data["shell"], "/bin/bash");
+        assert!(!members_of("rustletestg2").contains(&"rustletestu1".to_string()));
+        assert!(!run("user", exact, false).unwrap().changed);
+
+        let bad = run(
+            "user",
+            json!({"name": "rustletestu1", "group": "rustletest-nogroup"}),
+            false,
+        )
+        .unwrap();
+        assert!(bad.failed);
+        assert_eq!(
+            bad.msg.as_deref(),
+            Some("Group rustletest-nogroup does not exist")
+        );
+
+        let absent = json!({"name": "rustletestu1", "state": "absent", "remove": true});
+        assert!(run("user", absent.clone(), true).unwrap().changed);
+        assert!(
+            account("rustletestu1").is_some(),
+            "check mode removed nothing"
+        );
+        let o = run("user", absent.clone(), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert!(account("rustletestu1").is_none());
+        assert!(!std::path::Path::new(home).exists(), "remove took the home");
+        assert!(!run("user", absent, false).unwrap().changed);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (args, word) in [
+            (json!({"name": "-o"}), "name"),
+            (json!({"name": "a:b"}), "name"),
+            (json!({"name": "x", "uid": "abc"}), "uid"),
+            (json!({"name": "x", "state": "gone"}), "state"),
+            (json!({"name": "x", "shel": "/bin/sh"}), "shel"),
+            (
+                json!({"name": "x", "update_password": "never"}),
+                "update_password",
+            ),
+        ] {
+            let e = run("user", args, false).unwrap_err();
+            assert!(e.to_string().contains(word), "{e}");
+        }
+        assert!(run("group", json!({"name": "g", "gid": "x"}), false).is_err());
+    }
+}
