@@ -11,8 +11,11 @@ mod command;
 mod control;
 mod copy;
 mod file;
+mod find;
 mod fsutil;
+mod slurp;
 mod stat;
+mod tempfile;
 mod template;
 mod text;
 
@@ -120,12 +123,15 @@ pub const SUPPORTED: &[&str] = &[
     "debug",
     "fail",
     "file",
+    "find",
     "lineinfile",
     "replace",
     "set_fact",
     "shell",
+    "slurp",
     "stat",
     "template",
+    "tempfile",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
@@ -142,6 +148,9 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "file" => file::run(args, ctx),
         "template" => template::run(args, ctx),
         "stat" => stat::run(args, ctx),
+        "find" => find::run(args, ctx),
+        "slurp" => slurp::run(args, ctx),
+        "tempfile" => tempfile::run(args, ctx),
         "debug" => control::debug(args, ctx),
         "set_fact" => control::set_fact(args, ctx),
         "assert" => control::assert(args, ctx),
