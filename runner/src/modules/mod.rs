@@ -6,6 +6,8 @@
 //! A module never exits the process or panics: argument problems are
 //! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
 
+mod archive;
+mod archive_fmt;
 pub mod args;
 mod command;
 mod control;
@@ -116,6 +118,7 @@ pub enum ModuleError {
 
 /// The modules this runner implements. The packer refuses plans that use others.
 pub const SUPPORTED: &[&str] = &[
+    "archive",
     "assert",
     "blockinfile",
     "command",
@@ -132,6 +135,7 @@ pub const SUPPORTED: &[&str] = &[
     "stat",
     "template",
     "tempfile",
+    "unarchive",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
@@ -151,6 +155,8 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "find" => find::run(args, ctx),
         "slurp" => slurp::run(args, ctx),
         "tempfile" => tempfile::run(args, ctx),
+        "archive" => archive::archive(args, ctx),
+        "unarchive" => archive::unarchive(args, ctx),
         "debug" => control::debug(args, ctx),
         "set_fact" => control::set_fact(args, ctx),
         "assert" => control::assert(args, ctx),
