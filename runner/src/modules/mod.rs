@@ -15,6 +15,7 @@ mod copy;
 mod file;
 mod find;
 mod fsutil;
+mod get_url;
 mod slurp;
 mod stat;
 mod tempfile;
@@ -127,6 +128,7 @@ pub const SUPPORTED: &[&str] = &[
     "fail",
     "file",
     "find",
+    "get_url",
     "lineinfile",
     "replace",
     "set_fact",
@@ -154,6 +156,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "stat" => stat::run(args, ctx),
         "find" => find::run(args, ctx),
         "slurp" => slurp::run(args, ctx),
+        "get_url" => get_url::run(args, ctx),
         "tempfile" => tempfile::run(args, ctx),
         "archive" => archive::archive(args, ctx),
         "unarchive" => archive::unarchive(args, ctx),
