@@ -10,8 +10,8 @@
 //!
 //! Idempotent as Ansible's `force: no`: an existing `dest` is left alone without
 //! downloading when no checksum is given or it matches (a mismatch downloads again). As in Ansible, check mode still downloads (to a temp file it removes) to
-//! tell whether `dest` would change. Checksums: sha1, sha224, sha256, sha384, sha512
-//! (md5 and checksum URLs are refused).
+//! tell whether `dest` would change. Checksums: md5, sha1, sha224, sha256, sha384,
+//! sha512 (checksum file URLs are refused).
 
 use super::fsutil::{self, Attrs, Step, fail};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
@@ -39,7 +39,7 @@ const KNOWN: &[&str] = &[
     "validate_certs",
 ];
 
-const ALGOS: &[&str] = &["sha1", "sha224", "sha256", "sha384", "sha512"];
+const ALGOS: &[&str] = &["md5", "sha1", "sha224", "sha256", "sha384", "sha512"];
 
 /// Distinguishes temp names made by one process.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -92,8 +92,65 @@ fn digest_file(path: &Path, algo: &str) -> io::Result<String> {
         "sha256" => feed(sha2::Sha256::new(), &mut f),
         "sha384" => feed(sha2::Sha384::new(), &mut f),
         "sha512" => feed(sha2::Sha512::new(), &mut f),
+        "md5" => {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            Ok(md5_hex(&bytes))
+        }
         _ => fsutil::sha1_file(path),
     }
+}
+
+/// MD5 (RFC 1321), only to compare with checksums that plans give as `md5:`; never
+/// relied on for security, which is why it is a few lines here and not a dependency.
+fn md5_hex(data: &[u8]) -> String {
+    const S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+    let k: Vec<u32> = (0..64u32)
+        .map(|i| (f64::from(i + 1).sin().abs() * 4_294_967_296.0) as u32)
+        .collect();
+    let mut h: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend((data.len() as u64).wrapping_mul(8).to_le_bytes());
+    for block in msg.chunks_exact(64) {
+        let m: Vec<u32> = block
+            .chunks_exact(4)
+            .map(|w| {
+                u32::from_le_bytes([
+                    w.first().copied().unwrap_or(0),
+                    w.get(1).copied().unwrap_or(0),
+                    w.get(2).copied().unwrap_or(0),
+                    w.get(3).copied().unwrap_or(0),
+                ])
+            })
+            .collect();
+        let [mut a, mut b, mut c, mut d] = h;
+        for i in 0..64usize {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let rot = S.get((i / 16) * 4 + i % 4).copied().unwrap_or(0);
+            let sum = a
+                .wrapping_add(f)
+                .wrapping_add(k.get(i).copied().unwrap_or(0))
+                .wrapping_add(m.get(g).copied().unwrap_or(0));
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(sum.rotate_left(rot));
+        }
+        for (hv, v) in h.iter_mut().zip([a, b, c, d]) {
+            *hv = hv.wrapping_add(v);
+        }
+    }
+    let out: Vec<u8> = h.iter().flat_map(|w| w.to_le_bytes()).collect();
+    crate::hex::encode(&out)
 }
 
 /// The HTTP client found on the host.
@@ -545,6 +602,27 @@ mod tests {
     }
 
     #[test]
+    fn md5_matches_md5sum() {
+        assert_eq!(super::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        let t = tempfile::tempdir().unwrap();
+        for len in [3usize, 55, 56, 64, 1000] {
+            let f = t.path().join("m");
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            fs::write(&f, &data).unwrap();
+            let out = std::process::Command::new("md5sum")
+                .arg(&f)
+                .output()
+                .unwrap();
+            let want = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(
+                super::digest_file(&f, "md5").unwrap(),
+                want.split_whitespace().next().unwrap(),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
     fn http_download_with_checksum_is_done_once() {
         let (base, hits) = server();
         let t = tempfile::tempdir().unwrap();
@@ -724,7 +802,7 @@ mod tests {
             (json!({"url": "http://h/x"}), "dest"),
             (json!({"url": "gopher://h/x", "dest": "{p}/x"}), "url"),
             (
-                json!({"url": "http://h/x", "dest": "{p}/x", "checksum": "md5:abc"}),
+                json!({"url": "http://h/x", "dest": "{p}/x", "checksum": "crc32:abc"}),
                 "checksum",
             ),
             (
