@@ -139,6 +139,8 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
         // A `copy` with `content` has nothing to read; a `template` without `src` is the
         // runner's to report, with the task's other errors.
         None | Some(Value::Null) => Ok(None),
+        // unarchive fetches a URL src on the host itself: nothing to embed.
+        Some(Value::String(s)) if module == "unarchive" && s.contains("://") => Ok(None),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some((s.as_str(), dir))),
         Some(other) => Err(PlanError::Field {
             source_name: "(plan)".to_string(),

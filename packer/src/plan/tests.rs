@@ -691,7 +691,8 @@ fn unarchive_and_script_sources_are_embedded_like_copy() {
             {"module": "ansible.builtin.script", "args": {"_raw_params": "setup.sh --now 1"}},
             {"module": "script", "args": {"cmd": "other.sh"}},
             {"module": "unarchive", "args": {"src": "/srv/on-host.tgz", "dest": "/opt", "remote_src": true}},
-            {"module": "unarchive", "args": {"src": "/srv/old-style.tgz", "dest": "/opt", "copy": false}}
+            {"module": "unarchive", "args": {"src": "/srv/old-style.tgz", "dest": "/opt", "copy": false}},
+            {"module": "unarchive", "args": {"src": "https://example.invalid/a.tgz", "dest": "/opt"}}
         ]),
         json!([]),
         base,

@@ -661,12 +661,13 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         Ok(d) if d.is_dir() => d,
         _ => return fail(format!("dest '{dest_arg}' must be an existing dir")),
     };
+    // Ansible downloads a URL src on the host; this runner leaves that to get_url.
+    if src.contains("://") {
+        return fail(format!(
+            "src '{src}' is a URL, which unarchive does not download here; fetch it with get_url first"
+        ));
+    }
     let bytes = if remote_src {
-        if src.contains("://") {
-            return fail(format!(
-                "src '{src}' is a URL; download it with get_url first"
-            ));
-        }
         match fs::read(&src) {
             Ok(b) => b,
             Err(e) => return fail(format!("Source '{src}' failed to read: {e}")),
@@ -1064,6 +1065,15 @@ mod tests {
         )
         .unwrap();
         assert!(missing_dest.failed && missing_dest.msg.unwrap().contains("existing dir"));
+        let url = run(
+            "unarchive",
+            p,
+            json!({"src": "https://example.invalid/a.tgz", "dest": "{p}/out"}),
+            &none(),
+            false,
+        )
+        .unwrap();
+        assert!(url.failed && url.msg.unwrap().contains("get_url"));
         let not_archive = run(
             "unarchive",
             p,
