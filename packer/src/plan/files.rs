@@ -154,6 +154,13 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
     }
 }
 
+/// The name under which a task's local file (or, for a `copy` of a directory, files
+/// under `<name>/`) is embedded, if the task reads one; what the packer puts in each
+/// host's payload.
+pub(crate) fn embedded_name(task: &Task) -> Option<&str> {
+    local_src(task, "").ok().flatten().map(|(src, _)| src)
+}
+
 /// The local files a task reads: none, one, or (a `copy` of a directory) every file
 /// below the directory.
 fn resolve(
