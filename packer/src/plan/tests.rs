@@ -709,3 +709,45 @@ fn unarchive_and_script_sources_are_embedded_like_copy() {
     );
     assert!(matches!(err, PlanError::MissingFile { .. }));
 }
+
+#[test]
+fn each_payload_carries_directory_copies_unarchive_sources_and_scripts() {
+    use crate::inventory::Host;
+    use crate::pack::{PayloadSettings, decode_files, host_plan};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    std::fs::create_dir_all(base.join("files/conf/sub")).unwrap();
+    std::fs::write(base.join("files/conf/a.conf"), "a").unwrap();
+    std::fs::write(base.join("files/conf/sub/b.conf"), "b").unwrap();
+    std::fs::write(base.join("files/app.tgz"), [0x1fu8, 0x8b]).unwrap();
+    std::fs::write(base.join("files/run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::write(base.join("files/unused.txt"), "not used").unwrap();
+    let mut plan = plan_with(
+        json!([
+            {"module": "copy", "args": {"src": "conf/", "dest": "/etc/app"}},
+            {"module": "unarchive", "args": {"src": "app.tgz", "dest": "/opt"}},
+            {"module": "script", "args": {"_raw_params": "run.sh --fast"}},
+            {"module": "copy", "args": {"src": "/etc/hostname", "dest": "/tmp/h", "remote_src": true}}
+        ]),
+        json!([]),
+    );
+    attach_files(&mut plan, base).unwrap();
+    let files = decode_files(&plan).unwrap();
+    let host = Host {
+        name: "web1".into(),
+        vars: Default::default(),
+        groups: vec![],
+    };
+    let settings = PayloadSettings {
+        deployment_id: "d".into(),
+        created_at: 0,
+        check_mode: false,
+        diff_mode: false,
+    };
+    let hp = host_plan(&plan, &[vec![&host]], &files, &host, &settings).unwrap();
+    let names: Vec<&str> = hp.files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        vec!["app.tgz", "conf/a.conf", "conf/sub/b.conf", "run.sh"]
+    );
+}
