@@ -135,8 +135,8 @@ pub const SUPPORTED: &[&str] = &[
     "shell",
     "slurp",
     "stat",
-    "template",
     "tempfile",
+    "template",
     "unarchive",
 ];
 
