@@ -189,17 +189,16 @@ pub fn decode_files(plan: &DeployPlan) -> Result<BTreeMap<String, HostFile>, Pac
     Ok(out)
 }
 
-/// The names of the embedded files a play's tasks use (`src` of copy and template).
+/// The names of the embedded files a play's tasks use (`src` of copy, template and
+/// unarchive, the script of script; see `plan::embedded_name`).
 fn used_files(play: &Play, out: &mut Vec<(String, String)>) {
     let mut all = Vec::new();
     for t in play.tasks.iter().chain(&play.handlers) {
         t.walk(&mut all);
     }
     for t in all {
-        if matches!(t.module_name(), "copy" | "template")
-            && let Some(Value::String(src)) = t.args.get("src")
-        {
-            out.push((t.display_name(), src.clone()));
+        if let Some(src) = crate::plan::embedded_name(t) {
+            out.push((t.display_name(), src.to_string()));
         }
     }
 }
@@ -241,6 +240,18 @@ pub fn host_plan(
     }
     let mut host_files = BTreeMap::new();
     for (task, src) in wanted {
+        // A copied directory travels as its files, `<src>/<sub path>`.
+        let prefix = format!("{}/", src.trim_end_matches('/'));
+        let under: Vec<(&String, &HostFile)> = files
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .collect();
+        if !files.contains_key(&src) && !under.is_empty() {
+            for (k, f) in under {
+                host_files.insert(k.clone(), f.clone());
+            }
+            continue;
+        }
         let Some(f) = files.get(&src) else {
             let play = plays
                 .iter()

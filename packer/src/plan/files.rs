@@ -1,9 +1,11 @@
-//! Embeds the files that `copy` and `template` tasks read from the control machine.
+//! Embeds the files that `copy`, `template`, `unarchive` and `script` tasks read from the
+//! control machine.
 //!
 //! The runner executes on the target host, where the playbook directory does not exist, so
 //! every local `src` must travel inside the plan. Files are looked up the way Ansible does
 //! for a playbook (no roles): `templates/` or `files/` next to the playbook first, then the
-//! playbook directory itself.
+//! playbook directory itself. A `copy` whose `src` is a directory embeds every file below
+//! it as `<src>/<sub path>`, which the runner's copy finds by that prefix.
 
 use super::PlanError;
 use base64::Engine as _;
@@ -12,14 +14,18 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// Fills `plan.files` for every `copy`/`template` task `src` (through block/rescue/always,
-/// and in handlers) that is not already there, reading it from disk.
+/// Fills `plan.files` for every `copy`/`template`/`unarchive` task `src` and `script` file
+/// (through block/rescue/always, and in handlers) that is not already there, reading it
+/// from disk.
 ///
 /// Search order, as Ansible's: for `template`, `base/templates/<src>` then `base/<src>`; for
-/// `copy`, `base/files/<src>` then `base/<src>`; an absolute `src` as it is. `base` is the
-/// directory the playbook was parsed in (by default, the plan file's directory). A `copy`
-/// with `remote_src` or without `src` reads nothing here. A templated `src` (with `{{` or
-/// `{%`) is refused: the file to embed must be known before the run.
+/// `copy`, `unarchive` and `script`, `base/files/<src>` then `base/<src>`; an absolute `src`
+/// as it is. `base` is the directory the playbook was parsed in (by default, the plan file's
+/// directory). A `copy`/`unarchive` with `remote_src` (or `copy: false` for unarchive) or
+/// without `src` reads nothing here. The script is the first word of the free-form text
+/// (`_raw_params`) or of `cmd`. A templated `src` (with `{{` or `{%`) is refused: the file
+/// to embed must be known before the run. A `copy` `src` that is a directory embeds each
+/// file below it (symlinks followed) as `<src without trailing />/<relative path>`.
 ///
 /// Text files are stored in `content`, anything else base64-encoded; the permission bits
 /// are recorded as an octal string such as `"0644"`.
@@ -80,9 +86,7 @@ fn collect(
     embedded: &BTreeMap<String, PlanFile>,
     found: &mut Vec<Found>,
 ) -> Result<(), PlanError> {
-    if let Some(f) = resolve(task, path, play, base, embedded)? {
-        found.push(f);
-    }
+    found.extend(resolve(task, path, play, base, embedded)?);
     let children = [
         ("block", task.block.as_deref().unwrap_or(&[])),
         ("rescue", task.rescue.as_slice()),
@@ -103,83 +107,146 @@ fn collect(
     Ok(())
 }
 
-/// The local file a task reads, if it reads one.
+/// The `src` a task reads from the control machine, if any, and where Ansible looks for
+/// it first (`templates` or `files`).
+fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static str)>, PlanError> {
+    let module = task.module_name();
+    let remote = |key: &str| task.args.get(key).is_some_and(is_truthy);
+    let key = match module {
+        "template" => "src",
+        // `remote_src` means the source is already on the target host.
+        "copy" if !remote("remote_src") => "src",
+        // unarchive's old `copy: false` means the same as `remote_src: true`.
+        "unarchive" if !remote("remote_src") && task.args.get("copy").is_none_or(is_truthy) => {
+            "src"
+        }
+        "script" => {
+            // The script is the first word of the command line; the rest are its arguments.
+            let line = match (task.args.get("cmd"), task.args.get("_raw_params")) {
+                (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.as_str(),
+                _ => return Ok(None),
+            };
+            return Ok(line.split_whitespace().next().map(|first| (first, "files")));
+        }
+        _ => return Ok(None),
+    };
+    let dir = if module == "template" {
+        "templates"
+    } else {
+        "files"
+    };
+    match task.args.get(key) {
+        // A `copy` with `content` has nothing to read; a `template` without `src` is the
+        // runner's to report, with the task's other errors.
+        None | Some(Value::Null) => Ok(None),
+        // unarchive fetches a URL src on the host itself: nothing to embed.
+        Some(Value::String(s)) if module == "unarchive" && s.contains("://") => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some((s.as_str(), dir))),
+        Some(other) => Err(PlanError::Field {
+            source_name: "(plan)".to_string(),
+            path: format!("{path}.args.{key}"),
+            reason: format!(
+                "task '{}': expected a non-empty path, found {}",
+                task.display_name(),
+                super::describe(other)
+            ),
+        }),
+    }
+}
+
+/// The name under which a task's local file (or, for a `copy` of a directory, files
+/// under `<name>/`) is embedded, if the task reads one; what the packer puts in each
+/// host's payload.
+pub(crate) fn embedded_name(task: &Task) -> Option<&str> {
+    local_src(task, "").ok().flatten().map(|(src, _)| src)
+}
+
+/// The local files a task reads: none, one, or (a `copy` of a directory) every file
+/// below the directory.
 fn resolve(
     task: &Task,
     path: &str,
     play: &str,
     base: &Path,
     embedded: &BTreeMap<String, PlanFile>,
-) -> Result<Option<Found>, PlanError> {
-    let module = task.module_name();
-    if module != "copy" && module != "template" {
-        return Ok(None);
-    }
-    // `remote_src` means the source is already on the target host.
-    if module == "copy" && task.args.get("remote_src").is_some_and(is_truthy) {
-        return Ok(None);
-    }
-    let src = match task.args.get("src") {
-        // A `copy` with `content` has nothing to read; a `template` without `src` is the
-        // runner's to report, with the task's other errors.
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => s,
-        Some(other) => {
-            return Err(PlanError::Field {
-                source_name: "(plan)".to_string(),
-                path: format!("{path}.args.src"),
-                reason: format!(
-                    "task '{}': expected a non-empty path, found {}",
-                    task.display_name(),
-                    super::describe(other)
-                ),
-            });
-        }
+) -> Result<Vec<Found>, PlanError> {
+    let Some((src, dir)) = local_src(task, path)? else {
+        return Ok(Vec::new());
     };
-    // The plan already carries this file's content: nothing to find on disk.
-    if embedded.contains_key(src.as_str()) {
-        return Ok(None);
+    // The plan already carries this file (or this directory's files): nothing to find.
+    let prefix = format!("{}/", src.trim_end_matches('/'));
+    if embedded.contains_key(src) || embedded.keys().any(|k| k.starts_with(&prefix)) {
+        return Ok(Vec::new());
     }
     let task_name = task.display_name();
     if src.contains("{{") || src.contains("{%") {
         return Err(PlanError::TemplatedSrc {
             play: play.to_string(),
             task: task_name,
-            src: src.clone(),
+            src: src.to_string(),
         });
     }
     let given = Path::new(src);
     let searched: Vec<PathBuf> = if given.is_absolute() {
         vec![given.to_path_buf()]
     } else {
-        let dir = if module == "template" {
-            "templates"
-        } else {
-            "files"
-        };
         vec![base.join(dir).join(given), base.join(given)]
     };
     let Some(hit) = searched.iter().find(|p| p.exists()) else {
         return Err(PlanError::MissingFile {
             play: play.to_string(),
             task: task_name,
-            src: src.clone(),
+            src: src.to_string(),
             searched,
         });
     };
+    if hit.is_dir() && task.module_name() == "copy" {
+        let mut files = Vec::new();
+        walk_dir(hit, Path::new(""), &mut files).map_err(|source| PlanError::Io {
+            path: hit.clone(),
+            source,
+        })?;
+        return Ok(files
+            .into_iter()
+            .map(|rel| Found {
+                task: task_name.clone(),
+                src: format!("{prefix}{}", rel.to_string_lossy()),
+                path: hit.join(rel),
+            })
+            .collect());
+    }
     if !hit.is_file() {
         return Err(PlanError::NotAFile {
             play: play.to_string(),
             task: task_name,
-            src: src.clone(),
+            src: src.to_string(),
             path: hit.clone(),
         });
     }
-    Ok(Some(Found {
+    Ok(vec![Found {
         task: task_name,
-        src: src.clone(),
+        src: src.to_string(),
         path: hit.clone(),
-    }))
+    }])
+}
+
+/// Every regular file below `root/rel` (symlinks followed, as Ansible's copy does by
+/// default), as paths relative to `root`, sorted.
+fn walk_dir(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let sub = rel.join(&name);
+        let full = root.join(&sub);
+        if full.is_dir() {
+            walk_dir(root, &sub, out)?;
+        } else if full.is_file() {
+            out.push(sub);
+        }
+    }
+    Ok(())
 }
 
 /// Ansible's booleans as they appear in arguments: `true`, `yes`, `1`, ...

@@ -588,7 +588,7 @@ fn unusable_src_values_are_refused() {
     );
     assert!(matches!(err, PlanError::TemplatedSrc { .. }));
     check_attach_refused(
-        json!([{"name": "dir", "module": "copy", "args": {"src": "test_files", "dest": "/x"}}]),
+        json!([{"name": "dir", "module": "template", "args": {"src": "test_files", "dest": "/x"}}]),
         &base,
         &["task 'dir'", "not a regular file"],
     );
@@ -634,5 +634,120 @@ fn the_documented_example_is_a_valid_plan() {
     assert_eq!(
         loaded.plan.files["app.conf.j2"].content.as_deref(),
         Some("listen {{ port }}\n")
+    );
+}
+
+#[test]
+fn a_copied_directory_is_embedded_file_by_file_with_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    std::fs::create_dir_all(base.join("files/conf/sub/deeper")).unwrap();
+    std::fs::write(base.join("files/conf/a.conf"), "a").unwrap();
+    std::fs::write(base.join("files/conf/sub/b.bin"), [0u8, 255]).unwrap();
+    std::fs::write(base.join("files/conf/sub/deeper/c.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        base.join("files/conf/sub/deeper/c.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    let f = |rel: &str| base.join("files/conf").join(rel);
+    let want = [
+        ("conf/a.conf", f("a.conf")),
+        ("conf/sub/b.bin", f("sub/b.bin")),
+        ("conf/sub/deeper/c.sh", f("sub/deeper/c.sh")),
+    ];
+    // With and without the trailing slash the names are the same.
+    for src in ["conf", "conf/"] {
+        check_attach(
+            json!([{"module": "copy", "args": {"src": src, "dest": "/etc/app/"}}]),
+            json!([]),
+            base,
+            &want,
+        );
+    }
+    let mut plan = plan_with(
+        json!([{"module": "copy", "args": {"src": "conf", "dest": "/etc"}}]),
+        json!([]),
+    );
+    attach_files(&mut plan, base).unwrap();
+    assert_eq!(
+        plan.files["conf/sub/deeper/c.sh"].mode.as_deref(),
+        Some("0750")
+    );
+    assert!(plan.files["conf/sub/b.bin"].base64.is_some());
+}
+
+#[test]
+fn unarchive_and_script_sources_are_embedded_like_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    std::fs::create_dir_all(base.join("files")).unwrap();
+    std::fs::write(base.join("files/app.tar.gz"), [0x1fu8, 0x8b, 8]).unwrap();
+    std::fs::write(base.join("files/setup.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::write(base.join("other.sh"), "#!/bin/sh\n").unwrap();
+    check_attach(
+        json!([
+            {"module": "unarchive", "args": {"src": "app.tar.gz", "dest": "/opt"}},
+            {"module": "ansible.builtin.script", "args": {"_raw_params": "setup.sh --now 1"}},
+            {"module": "script", "args": {"cmd": "other.sh"}},
+            {"module": "unarchive", "args": {"src": "/srv/on-host.tgz", "dest": "/opt", "remote_src": true}},
+            {"module": "unarchive", "args": {"src": "/srv/old-style.tgz", "dest": "/opt", "copy": false}},
+            {"module": "unarchive", "args": {"src": "https://example.invalid/a.tgz", "dest": "/opt"}}
+        ]),
+        json!([]),
+        base,
+        &[
+            ("app.tar.gz", base.join("files/app.tar.gz")),
+            ("other.sh", base.join("other.sh")),
+            ("setup.sh", base.join("files/setup.sh")),
+        ],
+    );
+    let err = check_attach_refused(
+        json!([{"name": "gone", "module": "script", "args": {"_raw_params": "missing.sh arg"}}]),
+        base,
+        &["task 'gone'", "missing.sh"],
+    );
+    assert!(matches!(err, PlanError::MissingFile { .. }));
+}
+
+#[test]
+fn each_payload_carries_directory_copies_unarchive_sources_and_scripts() {
+    use crate::inventory::Host;
+    use crate::pack::{PayloadSettings, decode_files, host_plan};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    std::fs::create_dir_all(base.join("files/conf/sub")).unwrap();
+    std::fs::write(base.join("files/conf/a.conf"), "a").unwrap();
+    std::fs::write(base.join("files/conf/sub/b.conf"), "b").unwrap();
+    std::fs::write(base.join("files/app.tgz"), [0x1fu8, 0x8b]).unwrap();
+    std::fs::write(base.join("files/run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::write(base.join("files/unused.txt"), "not used").unwrap();
+    let mut plan = plan_with(
+        json!([
+            {"module": "copy", "args": {"src": "conf/", "dest": "/etc/app"}},
+            {"module": "unarchive", "args": {"src": "app.tgz", "dest": "/opt"}},
+            {"module": "script", "args": {"_raw_params": "run.sh --fast"}},
+            {"module": "copy", "args": {"src": "/etc/hostname", "dest": "/tmp/h", "remote_src": true}}
+        ]),
+        json!([]),
+    );
+    attach_files(&mut plan, base).unwrap();
+    let files = decode_files(&plan).unwrap();
+    let host = Host {
+        name: "web1".into(),
+        vars: Default::default(),
+        groups: vec![],
+    };
+    let settings = PayloadSettings {
+        deployment_id: "d".into(),
+        created_at: 0,
+        check_mode: false,
+        diff_mode: false,
+    };
+    let hp = host_plan(&plan, &[vec![&host]], &files, &host, &settings).unwrap();
+    let names: Vec<&str> = hp.files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        vec!["app.tgz", "conf/a.conf", "conf/sub/b.conf", "run.sh"]
     );
 }

@@ -1,14 +1,24 @@
-//! The copy module: write given content, an embedded file, or (remote_src) a file on
-//! the host to a destination, with ansible.builtin.copy's semantics.
+//! The copy module: write given content, an embedded file or directory, or
+//! (remote_src) a file on the host to a destination, with ansible.builtin.copy's
+//! semantics.
 //!
-//! Not supported (refused as unknown arguments): `validate`, `directory_mode`,
-//! `checksum`, `decrypt`; copying whole directories (a `src` ending in `/`) is not
-//! supported either: the packer embeds files one by one, by name.
+//! `validate` runs its command (`%s` standing for a temp file holding the new content)
+//! before a changed file replaces `dest`; a failing check leaves `dest` untouched.
+//! An embedded directory (the packer embeds it file by file as `dir/sub/file`) is
+//! copied recursively: `src: dir` creates `dest/dir`, `src: dir/` copies its contents
+//! into `dest`, as Ansible does; empty directories do not travel in the payload.
+//!
+//! Not supported (refused as unknown arguments): `checksum`, `decrypt`,
+//! `local_follow`; directories with `remote_src` are refused too.
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
-use super::{Ctx, ModuleError, Outcome, args};
+use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::plan::Vars;
 use serde_json::Value;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 const KNOWN: &[&str] = &[
     "content",
@@ -21,6 +31,8 @@ const KNOWN: &[&str] = &[
     "backup",
     "follow",
     "remote_src",
+    "validate",
+    "directory_mode",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
@@ -54,6 +66,16 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let force = args::bool_or(a, "force", true)?;
     let backup = args::bool_or(a, "backup", false)?;
     let follow = args::bool_or(a, "follow", false)?;
+    let validate = args::opt_str(a, "validate")?;
+    if let Some(v) = &validate
+        && !v.contains("%s")
+    {
+        return Err(ModuleError::BadArgs(format!(
+            "argument 'validate' must contain %s (the file to check), got '{v}'"
+        ))
+        .into());
+    }
+    let directory_mode = args::opt_mode(a, "directory_mode")?;
     // `mode: preserve` gives the destination the source's mode.
     let preserve = args::opt_str(a, "mode")?.is_some_and(|m| m == "preserve");
     let attrs = if preserve {
@@ -91,6 +113,19 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
             (bytes, mode, Some(s))
         }
+        (None, Some(s)) if !ctx.files.contains_key(&s) && has_embedded_dir(ctx, &s) => {
+            let dir = DirCopy {
+                src: &s,
+                dest: &dest,
+                attrs,
+                preserve,
+                force,
+                backup,
+                validate: validate.as_deref(),
+                directory_mode,
+            };
+            return copy_dir(&dir, ctx);
+        }
         (None, Some(s)) => {
             let f = fsutil::embedded(ctx, &s)?;
             (f.content.clone(), f.mode, Some(s))
@@ -105,6 +140,9 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         attrs
     };
     let dest = fsutil::resolve_dest(&dest, src_name.as_deref())?;
+    if let Some(v) = &validate {
+        validate_content(v, &dest, &bytes, follow, ctx)?;
+    }
     let req = WriteReq {
         dest: &dest,
         content: &bytes,
@@ -116,6 +154,210 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         new_mode: if preserve { src_mode } else { None },
     };
     fsutil::write_file(&req, ctx)
+}
+
+/// True when the payload holds files under `src/` (a directory copied by name).
+fn has_embedded_dir(ctx: &Ctx<'_>, src: &str) -> bool {
+    let prefix = format!("{}/", src.trim_end_matches('/'));
+    ctx.files
+        .range(prefix.clone()..)
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(&prefix))
+}
+
+/// Runs `validate` on a temp file holding the new content, when the content is about
+/// to replace dest (not in check mode, not when nothing changes: Ansible does the same).
+fn validate_content(
+    cmd: &str,
+    dest: &Path,
+    content: &[u8],
+    follow: bool,
+    ctx: &Ctx<'_>,
+) -> Step<()> {
+    if ctx.check_mode {
+        return Ok(());
+    }
+    let current = if follow {
+        fs::read(dest).ok()
+    } else {
+        fsutil::lstat(dest)?
+            .filter(|m| m.is_file())
+            .and_then(|_| fs::read(dest).ok())
+    };
+    if current.as_deref() == Some(content) {
+        return Ok(());
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        // write_file reports the missing directory.
+        return Ok(());
+    }
+    let base = dest
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{base}.{}.rustle-validate", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let written = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(content));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(fsutil::io_fail(
+            "write a temp file for validate beside",
+            dest,
+            &e,
+        ));
+    }
+    let line = cmd.replace("%s", &tmp.display().to_string());
+    let result = super::command::split(&line)
+        .map_err(|e| format!("cannot parse validate command: {e}"))
+        .and_then(|argv| {
+            let (program, rest) = argv
+                .split_first()
+                .ok_or_else(|| "validate command is empty".to_string())?;
+            std::process::Command::new(program)
+                .args(rest)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| format!("could not run validate command {program}: {e}"))
+        });
+    let _ = fs::remove_file(&tmp);
+    match result {
+        Err(msg) => fail(format!("failed to validate: {msg}")),
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(fsutil::failed(
+            Outcome::fail("failed to validate")
+                .with("exit_status", out.status.code().unwrap_or(-1))
+                .with("stdout", String::from_utf8_lossy(&out.stdout).into_owned())
+                .with("stderr", String::from_utf8_lossy(&out.stderr).into_owned())
+                .with("validate", line),
+        )),
+    }
+}
+
+/// A recursive copy of an embedded directory.
+struct DirCopy<'a> {
+    src: &'a str,
+    dest: &'a str,
+    attrs: Attrs,
+    preserve: bool,
+    force: bool,
+    backup: bool,
+    validate: Option<&'a str>,
+    directory_mode: Option<u32>,
+}
+
+/// Copies every embedded `src/...` file below dest (`dest/<basename of src>` unless
+/// src ends with `/`), creating directories as needed; changed when any file is.
+fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
+    let trimmed = d.src.trim_end_matches('/');
+    let prefix = format!("{trimmed}/");
+    let root = if d.src.ends_with('/') {
+        PathBuf::from(d.dest)
+    } else {
+        let base = Path::new(trimmed).file_name().ok_or_else(|| {
+            fsutil::failed(Outcome::fail(format!(
+                "cannot tell a directory name from src '{}'",
+                d.src
+            )))
+        })?;
+        Path::new(d.dest).join(base)
+    };
+    let mut out = Outcome::ok();
+    let mut created_dirs = Vec::new();
+    for (key, file) in ctx.files.range(prefix.clone()..) {
+        let Some(rel) = key.strip_prefix(&prefix) else {
+            break;
+        };
+        // Names come from the packer; still, never let one climb out of dest.
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return fail(format!("refusing embedded file name '{key}'"));
+        }
+        let target = root.join(rel);
+        let parent = target
+            .parent()
+            .map_or_else(|| root.clone(), Path::to_path_buf);
+        let mut missing = Vec::new();
+        let mut p = parent.as_path();
+        while !p.exists() {
+            missing.push(p.to_path_buf());
+            match p.parent() {
+                Some(up) if !up.as_os_str().is_empty() => p = up,
+                _ => break,
+            }
+        }
+        for m in missing.iter().rev() {
+            if !created_dirs.contains(m) {
+                created_dirs.push(m.clone());
+                if !ctx.check_mode {
+                    fs::DirBuilder::new()
+                        .mode(d.directory_mode.unwrap_or(0o755))
+                        .create(m)
+                        .map_err(|e| fsutil::io_fail("create", m, &e))?;
+                    if let Some(dm) = d.directory_mode {
+                        // The umask must not narrow an explicit directory_mode.
+                        fsutil::apply_attrs(
+                            m,
+                            Attrs {
+                                mode: Some(dm),
+                                ..d.attrs
+                            },
+                            true,
+                            false,
+                        )?;
+                    }
+                }
+            }
+        }
+        let attrs = if d.preserve {
+            Attrs {
+                mode: file.mode,
+                ..d.attrs
+            }
+        } else {
+            d.attrs
+        };
+        let one = if ctx.check_mode && !parent.is_dir() {
+            // The directory would be created first: the file is new.
+            let mut o = Outcome::changed(true);
+            if ctx.diff_mode {
+                o.diff.push(Diff {
+                    before_header: target.display().to_string(),
+                    after_header: key.clone(),
+                    before: String::new(),
+                    after: fsutil::diff_text(&file.content),
+                });
+            }
+            o
+        } else {
+            if let Some(v) = d.validate {
+                validate_content(v, &target, &file.content, false, ctx)?;
+            }
+            let req = WriteReq {
+                dest: &target,
+                content: &file.content,
+                attrs,
+                force: d.force,
+                backup: d.backup,
+                follow: false,
+                src: Some(key),
+                new_mode: if d.preserve { file.mode } else { None },
+            };
+            fsutil::write_file(&req, ctx)?
+        };
+        out.changed |= one.changed;
+        out.diff.extend(one.diff);
+    }
+    out.changed |= !created_dirs.is_empty();
+    Ok(out
+        .with("dest", root.display().to_string())
+        .with("src", d.src))
 }
 
 #[cfg(test)]
@@ -284,6 +526,118 @@ mod tests {
         );
         let out = check(t.path(), json!({"content": "x", "dest": "{p}"}), false).unwrap();
         assert!(out.failed && out.msg.unwrap().contains("content"));
+    }
+
+    /// Runs copy with an embedded directory `conf/` (a.conf 0640, sub/b.conf).
+    fn check_dir(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
+        let text = args.to_string().replace("{p}", &dir.display().to_string());
+        let args: Vars = serde_json::from_str(&text).unwrap();
+        let mut files = BTreeMap::new();
+        for (name, body, mode) in [
+            ("conf/a.conf", "a=1\n", Some(0o640)),
+            ("conf/sub/b.conf", "b=2\n", Some(0o600)),
+            ("confx.txt", "not in the directory\n", None),
+        ] {
+            files.insert(
+                name.to_string(),
+                HostFile {
+                    content: body.as_bytes().to_vec(),
+                    mode,
+                },
+            );
+        }
+        crate::modules::run_for_test("copy", &args, &files, &json!({}), check_mode)
+    }
+
+    #[test]
+    fn an_embedded_directory_is_copied_with_or_without_its_name() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        let args = json!({"src": "conf", "dest": "{p}/etc", "mode": "preserve"});
+        let dry = check_dir(p, args.clone(), true).unwrap();
+        assert!(dry.changed && !dry.failed, "{dry:?}");
+        assert_eq!(dry.diff.len(), 2);
+        assert!(!p.join("etc").exists(), "check mode created something");
+        let out = check_dir(p, args.clone(), false).unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        assert_eq!(
+            fs::read_to_string(p.join("etc/conf/a.conf")).unwrap(),
+            "a=1\n"
+        );
+        assert_eq!(
+            fs::read_to_string(p.join("etc/conf/sub/b.conf")).unwrap(),
+            "b=2\n"
+        );
+        assert_eq!(mode_of(&p.join("etc/conf/a.conf")), 0o640);
+        assert_eq!(mode_of(&p.join("etc/conf/sub/b.conf")), 0o600);
+        assert!(!p.join("etc/conf/confx.txt").exists() && !p.join("etc/confx.txt").exists());
+        assert_eq!(out.data["dest"], p.join("etc/conf").display().to_string());
+        let again = check_dir(p, args, false).unwrap();
+        assert!(!again.changed && again.diff.is_empty(), "{again:?}");
+        // A trailing slash copies the contents; a changed file shows in the diff.
+        fs::create_dir(p.join("flat")).unwrap();
+        fs::write(p.join("flat/a.conf"), "old\n").unwrap();
+        let flat = check_dir(
+            p,
+            json!({"src": "conf/", "dest": "{p}/flat", "directory_mode": "0750"}),
+            false,
+        )
+        .unwrap();
+        assert!(flat.changed);
+        assert_eq!(fs::read_to_string(p.join("flat/a.conf")).unwrap(), "a=1\n");
+        assert_eq!(
+            fs::read_to_string(p.join("flat/sub/b.conf")).unwrap(),
+            "b=2\n"
+        );
+        assert_eq!(mode_of(&p.join("flat/sub")), 0o750);
+        assert!(
+            flat.diff
+                .iter()
+                .any(|d| d.before == "old\n" && d.after == "a=1\n")
+        );
+    }
+
+    #[test]
+    fn validate_runs_on_the_new_content_and_a_failure_keeps_dest() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("v.conf");
+        fs::write(&f, "good old\n").unwrap();
+        // grep succeeds only when the candidate file holds "good".
+        let bad = check(
+            t.path(),
+            json!({"content": "broken\n", "dest": "{p}/v.conf", "validate": "grep -q good %s"}),
+            false,
+        )
+        .unwrap();
+        assert!(
+            bad.failed && bad.msg.as_deref() == Some("failed to validate"),
+            "{bad:?}"
+        );
+        assert_eq!(bad.data["exit_status"], 1);
+        assert_eq!(fs::read_to_string(&f).unwrap(), "good old\n");
+        let names: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "validate temp file left behind: {names:?}");
+        let ok = check(
+            t.path(),
+            json!({"content": "good new\n", "dest": "{p}/v.conf", "validate": "grep -q good %s"}),
+            false,
+        )
+        .unwrap();
+        assert!(ok.changed && !ok.failed, "{ok:?}");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "good new\n");
+        // Unchanged content and check mode do not run the validator (it would fail).
+        for (content, check_mode) in [("good new\n", false), ("broken\n", true)] {
+            let out = check(
+                t.path(),
+                json!({"content": content, "dest": "{p}/v.conf", "validate": "false %s"}),
+                check_mode,
+            )
+            .unwrap();
+            assert!(!out.failed, "{out:?}");
+        }
     }
 
     #[test]

@@ -314,7 +314,7 @@ pub(super) fn diff_text(bytes: &[u8]) -> String {
 /// The permission bits a newly created file gets when no mode is asked for:
 /// 0666 less the process umask, as Ansible's atomic move leaves them. The umask is read
 /// from /proc (no libc); elsewhere the usual 022 is assumed.
-fn default_file_mode() -> u32 {
+pub(super) fn default_file_mode() -> u32 {
     let umask = fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -6,6 +6,8 @@
 //! A module never exits the process or panics: argument problems are
 //! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
 
+mod archive;
+mod archive_fmt;
 pub mod args;
 mod command;
 mod control;
@@ -13,6 +15,7 @@ mod copy;
 mod cron;
 mod custom;
 mod file;
+mod find;
 mod fsutil;
 mod hostname;
 mod misc;
@@ -22,6 +25,9 @@ mod script;
 mod service;
 mod stat;
 mod sysctl;
+mod get_url;
+mod slurp;
+mod tempfile;
 mod template;
 mod text;
 mod tools;
@@ -152,6 +158,7 @@ pub enum ModuleError {
 pub const SUPPORTED: &[&str] = &[
     "apk",
     "apt",
+    "archive",
     "assert",
     "blockinfile",
     "command",
@@ -161,6 +168,8 @@ pub const SUPPORTED: &[&str] = &[
     "dnf",
     "fail",
     "file",
+    "find",
+    "get_url",
     "group",
     "hostname",
     "include_vars",
@@ -177,11 +186,14 @@ pub const SUPPORTED: &[&str] = &[
     "set_fact",
     "setup",
     "shell",
+    "slurp",
     "stat",
     "sysctl",
     "systemd",
     "systemd_service",
+    "tempfile",
     "template",
+    "unarchive",
     "user",
     "wait_for",
     "yum",
@@ -202,6 +214,12 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "file" => file::run(args, ctx),
         "template" => template::run(args, ctx),
         "stat" => stat::run(args, ctx),
+        "find" => find::run(args, ctx),
+        "slurp" => slurp::run(args, ctx),
+        "get_url" => get_url::run(args, ctx),
+        "tempfile" => tempfile::run(args, ctx),
+        "archive" => archive::archive(args, ctx),
+        "unarchive" => archive::unarchive(args, ctx),
         "debug" => control::debug(args, ctx),
         "set_fact" => control::set_fact(args, ctx),
         "assert" => control::assert(args, ctx),

@@ -71,7 +71,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
 }
 
 /// The fields every existing path gets.
-fn describe(path: &str, m: &fs::Metadata) -> Map<String, Value> {
+pub(super) fn describe(path: &str, m: &fs::Metadata) -> Map<String, Value> {
     let t = m.file_type();
     let mode = m.mode();
     let bit = |b: u32| mode & b != 0;

@@ -1,0 +1,667 @@
+//! The find module: lists files under given directories that match name patterns, age,
+//! size, type and content, with ansible.builtin.find's arguments and result (`files`,
+//! `matched`, `examined`, `skipped_paths`). It only reads, so it is always ok and
+//! behaves the same in check mode.
+//!
+//! Also home of the shell-style glob matcher (Python's `fnmatch`) that archive uses.
+//! Not supported (refused as unknown arguments): `mode`/`exact_mode`, `encoding`,
+//! `checksum_algorithm`.
+
+use super::fsutil::{self, Step};
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::plan::Vars;
+use serde_json::{Map, Value};
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const KNOWN: &[&str] = &[
+    "paths",
+    "path",
+    "name",
+    "patterns",
+    "pattern",
+    "excludes",
+    "exclude",
+    "contains",
+    "read_whole_file",
+    "file_type",
+    "recurse",
+    "depth",
+    "hidden",
+    "age",
+    "age_stamp",
+    "size",
+    "follow",
+    "get_checksum",
+    "use_regex",
+    "limit",
+];
+
+pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    fsutil::finish(run_inner(a, ctx))
+}
+
+/// Ansible's list arguments also take one comma-separated string.
+fn list_arg(a: &Vars, names: &[&str]) -> Result<Vec<String>, ModuleError> {
+    for name in names {
+        if a.contains_key(*name) {
+            let items = args::str_list(a, name)?;
+            return Ok(match a.get(*name) {
+                Some(Value::String(_)) => items
+                    .iter()
+                    .flat_map(|s| s.split(','))
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                _ => items,
+            });
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// How names are matched: shell globs, or regexes anchored at the start (`re.match`).
+enum Matcher {
+    Glob(Vec<String>),
+    Regex(Vec<regex::Regex>),
+}
+
+impl Matcher {
+    fn new(pats: Vec<String>, use_regex: bool, name: &str) -> Result<Matcher, ModuleError> {
+        if !use_regex {
+            return Ok(Matcher::Glob(pats));
+        }
+        pats.iter()
+            .map(|p| {
+                regex::Regex::new(&format!("^(?:{p})")).map_err(|e| {
+                    ModuleError::BadArgs(format!(
+                        "argument '{name}' has an invalid regex '{p}': {e}"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Matcher::Regex)
+    }
+
+    fn any(&self, name: &str) -> bool {
+        match self {
+            Matcher::Glob(g) => g.iter().any(|p| glob_match(p, name)),
+            Matcher::Regex(r) => r.iter().any(|r| r.is_match(name)),
+        }
+    }
+}
+
+/// `age`/`size` thresholds: at least the value, or (negative) at most it.
+fn threshold(
+    a: &Vars,
+    name: &str,
+    units: &[(char, u64)],
+    default_unit: u64,
+) -> Result<Option<i128>, ModuleError> {
+    let Some(s) = args::opt_str(a, name)? else {
+        return Ok(None);
+    };
+    let bad = || {
+        ModuleError::BadArgs(format!(
+            "argument '{name}' must be a number with an optional unit ({}), got '{s}'",
+            units
+                .iter()
+                .map(|(c, _)| c.to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        ))
+    };
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last() {
+        Some(c) if c.is_ascii_alphabetic() => {
+            let m = units.iter().find(|(u, _)| *u == c).ok_or_else(bad)?.1;
+            (t.get(..t.len() - 1).unwrap_or_default(), m)
+        }
+        _ => (t.as_str(), default_unit),
+    };
+    let n: i128 = num.parse().map_err(|_| bad())?;
+    Ok(Some(n * i128::from(mult)))
+}
+
+/// Passes the "at least |t|" (t >= 0) or "at most |t|" (t < 0) test.
+fn within(value: i128, t: Option<i128>) -> bool {
+    match t {
+        None => true,
+        Some(t) if t >= 0 => value >= t,
+        Some(t) => value <= -t,
+    }
+}
+
+struct Query {
+    patterns: Matcher,
+    excludes: Option<Matcher>,
+    contains: Option<regex::Regex>,
+    whole_file: bool,
+    file_type: String,
+    recurse: bool,
+    depth: Option<u64>,
+    hidden: bool,
+    age: Option<i128>,
+    age_stamp: String,
+    size: Option<i128>,
+    follow: bool,
+    checksum: bool,
+    limit: Option<usize>,
+}
+
+fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
+    args::only(a, KNOWN)?;
+    let paths = list_arg(a, &["paths", "path", "name"])?;
+    if paths.is_empty() {
+        return Err(ModuleError::BadArgs("missing required argument 'paths'".into()).into());
+    }
+    let use_regex = args::bool_or(a, "use_regex", false)?;
+    let mut patterns = list_arg(a, &["patterns", "pattern"])?;
+    if patterns.is_empty() {
+        patterns.push(if use_regex { ".*" } else { "*" }.to_string());
+    }
+    let excludes = list_arg(a, &["excludes", "exclude"])?;
+    let file_type = args::opt_str(a, "file_type")?.unwrap_or_else(|| "file".into());
+    if !["file", "directory", "link", "any"].contains(&file_type.as_str()) {
+        return Err(ModuleError::BadArgs(format!(
+            "argument 'file_type' must be one of file, directory, link, any; got '{file_type}'"
+        ))
+        .into());
+    }
+    let age_stamp = args::opt_str(a, "age_stamp")?.unwrap_or_else(|| "mtime".into());
+    if !["atime", "ctime", "mtime"].contains(&age_stamp.as_str()) {
+        return Err(ModuleError::BadArgs(format!(
+            "argument 'age_stamp' must be one of atime, ctime, mtime; got '{age_stamp}'"
+        ))
+        .into());
+    }
+    let depth = match a.get("depth") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| {
+                    ModuleError::BadArgs(format!("argument 'depth' must be an integer, got {v}"))
+                })?,
+        ),
+    };
+    let limit = match a.get("limit") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| {
+                    ModuleError::BadArgs(format!("argument 'limit' must be an integer, got {v}"))
+                })?,
+        ),
+    };
+    let contains = args::opt_str(a, "contains")?
+        .map(|c| {
+            regex::Regex::new(&c).map_err(|e| {
+                ModuleError::BadArgs(format!("argument 'contains' is not a valid regex: {e}"))
+            })
+        })
+        .transpose()?;
+    let q = Query {
+        patterns: Matcher::new(patterns, use_regex, "patterns")?,
+        excludes: if excludes.is_empty() {
+            None
+        } else {
+            Some(Matcher::new(excludes, use_regex, "excludes")?)
+        },
+        contains,
+        whole_file: args::bool_or(a, "read_whole_file", false)?,
+        file_type,
+        recurse: args::bool_or(a, "recurse", false)?,
+        depth,
+        hidden: args::bool_or(a, "hidden", false)?,
+        age: threshold(
+            a,
+            "age",
+            &[
+                ('s', 1),
+                ('m', 60),
+                ('h', 3600),
+                ('d', 86_400),
+                ('w', 604_800),
+            ],
+            1,
+        )?,
+        age_stamp,
+        size: threshold(
+            a,
+            "size",
+            &[
+                ('b', 1),
+                ('k', 1 << 10),
+                ('m', 1 << 20),
+                ('g', 1 << 30),
+                ('t', 1 << 40),
+            ],
+            1,
+        )?,
+        follow: args::bool_or(a, "follow", false)?,
+        checksum: args::bool_or(a, "get_checksum", false)?,
+        limit,
+    };
+
+    let mut files = Vec::new();
+    let mut examined: u64 = 0;
+    let mut skipped = Map::new();
+    for p in &paths {
+        let root = expand_home(p);
+        if !root.is_dir() {
+            skipped.insert(p.clone(), format!("'{p}' is not a directory").into());
+            continue;
+        }
+        walk(&q, &root, 1, &mut files, &mut examined, &mut skipped);
+    }
+    let msg = if skipped.is_empty() {
+        "All paths examined"
+    } else {
+        "Not all paths examined, check warnings for details"
+    };
+    Ok(Outcome::ok()
+        .msg(msg)
+        .with("matched", files.len())
+        .with("examined", examined)
+        .with("files", Value::Array(files))
+        .with("skipped_paths", Value::Object(skipped)))
+}
+
+/// `~` and `~/...` as the invoking user's home, as Ansible's expanduser.
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix('~'), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
+            PathBuf::from(home).join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(p),
+    }
+}
+
+/// One directory level of an `os.walk`: every entry is examined; directories are
+/// entered when recursing (symlinked ones only with `follow`) within `depth`.
+fn walk(
+    q: &Query,
+    dir: &Path,
+    level: u64,
+    files: &mut Vec<Value>,
+    examined: &mut u64,
+    skipped: &mut Map<String, Value>,
+) {
+    let entries = match fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<_> = rd.filter_map(Result::ok).map(|e| e.file_name()).collect();
+            // Sorted, so results do not depend on directory order.
+            v.sort();
+            v
+        }
+        Err(e) => {
+            skipped.insert(dir.display().to_string(), e.to_string().into());
+            return;
+        }
+    };
+    *examined += entries.len() as u64;
+    let mut subdirs = Vec::new();
+    for name in entries {
+        let path = dir.join(&name);
+        let name = name.to_string_lossy();
+        if q.depth.is_some_and(|d| level > d) {
+            continue;
+        }
+        let Ok(st) = fs::symlink_metadata(&path) else {
+            skipped.insert(path.display().to_string(), "could not stat".into());
+            continue;
+        };
+        let is_dir = st.is_dir() || (q.follow && st.file_type().is_symlink() && path.is_dir());
+        if is_dir {
+            subdirs.push(path.clone());
+        }
+        if name.starts_with('.') && !q.hidden {
+            continue;
+        }
+        if q.limit.is_some_and(|l| files.len() >= l) {
+            continue;
+        }
+        if matches(q, &name, &path, &st) {
+            let mut info = super::stat::describe(&path.display().to_string(), &st);
+            info.remove("exists");
+            if st.is_file()
+                && q.checksum
+                && let Ok(sum) = fsutil::sha1_file(&path)
+            {
+                info.insert("checksum".into(), sum.into());
+            }
+            files.push(Value::Object(info));
+        }
+    }
+    if q.recurse {
+        for sub in subdirs {
+            walk(q, &sub, level + 1, files, examined, skipped);
+        }
+    }
+}
+
+/// Ansible's filters for one entry: type, name patterns, age, size, content.
+fn matches(q: &Query, name: &str, path: &Path, st: &fs::Metadata) -> bool {
+    let t = st.file_type();
+    let type_ok = match q.file_type.as_str() {
+        "file" => t.is_file(),
+        "directory" => t.is_dir(),
+        "link" => t.is_symlink(),
+        _ => true,
+    };
+    if !type_ok || !q.patterns.any(name) || q.excludes.as_ref().is_some_and(|e| e.any(name)) {
+        return false;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i128::from(d.as_secs()));
+    let stamp = match q.age_stamp.as_str() {
+        "atime" => st.atime(),
+        "ctime" => st.ctime(),
+        _ => st.mtime(),
+    };
+    if !within(now - i128::from(stamp), q.age) {
+        return false;
+    }
+    // Size and content only filter regular files (with `any`, others pass).
+    if t.is_file() {
+        if !within(i128::from(st.size()), q.size) {
+            return false;
+        }
+        if let Some(re) = &q.contains
+            && q.file_type == "file"
+            && !content_matches(re, path, q.whole_file)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// `contains`: a line that matches from its start, or anywhere in the whole file.
+fn content_matches(re: &regex::Regex, path: &Path, whole: bool) -> bool {
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    if whole {
+        let mut bytes = Vec::new();
+        if BufReader::new(f).read_to_end(&mut bytes).is_err() {
+            return false;
+        }
+        return re.is_match(&String::from_utf8_lossy(&bytes));
+    }
+    BufReader::new(f).split(b'\n').any(|line| {
+        line.is_ok_and(|l| {
+            re.find(&String::from_utf8_lossy(&l))
+                .is_some_and(|m| m.start() == 0)
+        })
+    })
+}
+
+/// Python's `fnmatch.fnmatchcase`: `*` any run (slashes too), `?` one character,
+/// `[abc]`, `[a-z]`, `[!x]` sets; a `[` without its `]` is literal.
+pub(super) fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    glob_at(&p, &n)
+}
+
+fn glob_at(p: &[char], n: &[char]) -> bool {
+    match p.split_first() {
+        None => n.is_empty(),
+        Some(('*', rest)) => {
+            (0..=n.len()).any(|i| n.get(i..).is_some_and(|tail| glob_at(rest, tail)))
+        }
+        Some(('?', rest)) => n.split_first().is_some_and(|(_, nt)| glob_at(rest, nt)),
+        Some(('[', rest)) => match (class(rest), n.split_first()) {
+            (Some((ok, after)), Some((c, nt))) => ok(*c) && glob_at(after, nt),
+            (Some(_), None) => false,
+            (None, Some(('[', nt))) => glob_at(rest, nt),
+            (None, _) => false,
+        },
+        Some((c, rest)) => n
+            .split_first()
+            .is_some_and(|(nc, nt)| nc == c && glob_at(rest, nt)),
+    }
+}
+
+/// A `[...]` set after its `[`: a test and the pattern after the `]`, or `None`
+/// when there is no closing `]`.
+#[allow(clippy::type_complexity)]
+fn class(p: &[char]) -> Option<(Box<dyn Fn(char) -> bool + '_>, &[char])> {
+    let (negate, body_start) = match p.first() {
+        Some('!') => (true, 1),
+        _ => (false, 0),
+    };
+    // A `]` right after `[` or `[!` is a member, not the end.
+    let close = p
+        .iter()
+        .enumerate()
+        .skip(body_start + 1)
+        .find(|(_, c)| **c == ']')
+        .map(|(i, _)| i)?;
+    let body = p.get(body_start..close)?;
+    let after = p.get(close + 1..)?;
+    let test = move |c: char| {
+        let mut i = 0;
+        let mut hit = false;
+        while let Some(&lo) = body.get(i) {
+            if body.get(i + 1) == Some(&'-')
+                && let Some(&hi) = body.get(i + 2)
+            {
+                hit |= lo <= c && c <= hi;
+                i += 3;
+            } else {
+                hit |= lo == c;
+                i += 1;
+            }
+        }
+        hit != negate
+    };
+    Some((Box::new(test), after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ModuleError, Outcome};
+    use super::glob_match;
+    use crate::plan::{HostFile, Vars};
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::path::Path;
+
+    fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
+        let text = args.to_string().replace("{p}", &dir.display().to_string());
+        let args: Vars = serde_json::from_str(&text).unwrap();
+        let files = BTreeMap::<String, HostFile>::new();
+        crate::modules::run_for_test("find", &args, &files, &json!({}), check_mode)
+    }
+
+    fn names(o: &Outcome, root: &Path) -> Vec<String> {
+        let mut v: Vec<String> = o.data["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                f["path"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix(&format!("{}/", root.display()))
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// a.txt, b.log, .hidden.txt, big.bin (5000 bytes), sub/c.txt, sub/deep/d.txt,
+    /// link.txt -> a.txt
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        fs::write(p.join("a.txt"), "alpha\nneedle here\n").unwrap();
+        fs::write(p.join("b.log"), "log\n").unwrap();
+        fs::write(p.join(".hidden.txt"), "h").unwrap();
+        fs::write(p.join("big.bin"), vec![0u8; 5000]).unwrap();
+        fs::create_dir_all(p.join("sub/deep")).unwrap();
+        fs::write(p.join("sub/c.txt"), "no needle at start\n").unwrap();
+        fs::write(p.join("sub/deep/d.txt"), "d").unwrap();
+        std::os::unix::fs::symlink("a.txt", p.join("link.txt")).unwrap();
+        t
+    }
+
+    #[test]
+    fn globs_like_fnmatch() {
+        assert!(glob_match("*.txt", "a.txt"));
+        assert!(!glob_match("*.txt", "a.txt.bak"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("[a-c]x", "bx"));
+        assert!(!glob_match("[!a-c]x", "bx"));
+        assert!(glob_match("[]]", "]"));
+        assert!(glob_match("[x", "[x"));
+        assert!(glob_match("*/d/*", "x/y/d/z"));
+        assert!(!glob_match("", "a"));
+    }
+
+    #[test]
+    fn patterns_recurse_depth_and_hidden() {
+        let t = tree();
+        let p = t.path();
+        let top = check(p, json!({"paths": "{p}", "patterns": "*.txt"}), false).unwrap();
+        assert!(!top.changed && !top.failed);
+        assert_eq!(names(&top, p), vec!["a.txt"]);
+        assert_eq!(top.data["matched"], 1);
+        // a.txt b.log .hidden.txt big.bin sub link.txt
+        assert_eq!(top.data["examined"], 6);
+        let f = &top.data["files"][0];
+        assert_eq!(f["isreg"], true);
+        assert_eq!(f["size"], 18);
+        assert!(f["mtime"].as_f64().unwrap() > 1e9);
+        assert!(f.get("mode").is_some() && f.get("islnk").is_some());
+
+        let all = check(
+            p,
+            json!({"paths": ["{p}"], "patterns": ["*.txt"], "recurse": true, "hidden": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            names(&all, p),
+            vec![".hidden.txt", "a.txt", "sub/c.txt", "sub/deep/d.txt"]
+        );
+        let shallow = check(
+            p,
+            json!({"paths": "{p}", "patterns": "*.txt,*.log", "recurse": true, "depth": 2}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(names(&shallow, p), vec!["a.txt", "b.log", "sub/c.txt"]);
+        let excl = check(
+            p,
+            json!({"paths": "{p}", "recurse": true, "excludes": "c.*"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            names(&excl, p),
+            vec!["a.txt", "b.log", "big.bin", "sub/deep/d.txt"]
+        );
+    }
+
+    #[test]
+    fn regex_types_size_contains_and_age() {
+        let t = tree();
+        let p = t.path();
+        let re = check(
+            p,
+            json!({"paths": "{p}", "patterns": "^[ab]\\..*", "use_regex": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(names(&re, p), vec!["a.txt", "b.log"]);
+        let dirs = check(
+            p,
+            json!({"paths": "{p}", "file_type": "directory", "recurse": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(names(&dirs, p), vec!["sub", "sub/deep"]);
+        assert_eq!(dirs.data["files"][0]["isdir"], true);
+        let links = check(p, json!({"paths": "{p}", "file_type": "link"}), false).unwrap();
+        assert_eq!(names(&links, p), vec!["link.txt"]);
+        assert_eq!(links.data["files"][0]["islnk"], true);
+        let big = check(p, json!({"paths": "{p}", "size": "4k"}), false).unwrap();
+        assert_eq!(names(&big, p), vec!["big.bin"]);
+        let small = check(p, json!({"paths": "{p}", "size": "-1k"}), true).unwrap();
+        assert_eq!(names(&small, p), vec!["a.txt", "b.log"]);
+        let needle = check(
+            p,
+            json!({"paths": "{p}", "recurse": true, "contains": "needle"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(names(&needle, p), vec!["a.txt"]);
+        let whole = check(
+            p,
+            json!({"paths": "{p}", "recurse": true, "contains": "needle", "read_whole_file": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(names(&whole, p), vec!["a.txt", "sub/c.txt"]);
+        // Just written: nothing is a day old, everything is younger than a day.
+        let old = check(p, json!({"paths": "{p}", "age": "1d"}), false).unwrap();
+        assert_eq!(old.data["matched"], 0);
+        let young = check(p, json!({"paths": "{p}", "age": "-1d"}), false).unwrap();
+        assert_eq!(young.data["matched"], 3);
+        let any = check(
+            p,
+            json!({"paths": "{p}", "file_type": "any", "limit": 2}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(any.data["matched"], 2);
+    }
+
+    #[test]
+    fn missing_paths_are_skipped_not_fatal() {
+        let t = tree();
+        let out = check(t.path(), json!({"paths": ["{p}/nope", "{p}/sub"]}), false).unwrap();
+        assert!(!out.failed);
+        assert_eq!(names(&out, t.path()), vec!["sub/c.txt"]);
+        let skipped = out.data["skipped_paths"].as_object().unwrap();
+        assert!(skipped.keys().any(|k| k.ends_with("/nope")));
+        assert!(out.msg.unwrap().contains("Not all paths"));
+    }
+
+    #[test]
+    fn bad_arguments_name_the_argument() {
+        let t = tree();
+        let cases = [
+            (json!({}), "paths"),
+            (json!({"paths": "{p}", "file_type": "fifo"}), "file_type"),
+            (json!({"paths": "{p}", "age": "3y"}), "age"),
+            (json!({"paths": "{p}", "size": "big"}), "size"),
+            (json!({"paths": "{p}", "depth": "deep"}), "depth"),
+            (
+                json!({"paths": "{p}", "patterns": "(", "use_regex": true}),
+                "patterns",
+            ),
+            (json!({"paths": "{p}", "contains": "("}), "contains"),
+            (json!({"paths": "{p}", "recursive": true}), "recursive"),
+        ];
+        for (args, name) in cases {
+            match check(t.path(), args.clone(), false) {
+                Err(ModuleError::BadArgs(m)) => assert!(m.contains(name), "{args}: {m}"),
+                other => panic!("{args}: expected BadArgs, got {other:?}"),
+            }
+        }
+    }
+}

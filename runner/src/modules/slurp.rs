@@ -1,0 +1,123 @@
+//! The slurp module: registers a file's content base64-encoded (`content`, `encoding`,
+//! `source`), as ansible.builtin.slurp. Only reads, so it is always ok, also in check mode.
+
+use super::fsutil::{self, Step, fail};
+use super::{Ctx, ModuleError, Outcome, args};
+use crate::plan::Vars;
+use std::path::Path;
+
+const KNOWN: &[&str] = &["src", "path"];
+
+pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    fsutil::finish(run_inner(a, ctx))
+}
+
+fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
+    args::only(a, KNOWN)?;
+    let src = match args::opt_str(a, "src")? {
+        Some(s) => s,
+        None => args::req_str(a, "path")
+            .map_err(|_| ModuleError::BadArgs("missing required argument 'src'".to_string()))?,
+    };
+    let p = Path::new(&src);
+    if p.is_dir() {
+        return fail(format!("source is a directory and must be a file: {src}"));
+    }
+    let bytes = match std::fs::read(p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail(format!("file not found: {src}"));
+        }
+        Err(e) => return Err(fsutil::io_fail("read", p, &e)),
+    };
+    Ok(Outcome::ok()
+        .with("content", base64(&bytes))
+        .with("encoding", "base64")
+        .with("source", src))
+}
+
+/// Standard base64 with padding (what Python's `base64.b64encode` gives).
+pub(super) fn base64(bytes: &[u8]) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (b(0) << 16) | (b(1) << 8) | b(2);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                let idx = ((n >> (18 - 6 * k)) & 63) as usize;
+                out.push(char::from(B64.get(idx).copied().unwrap_or(b'=')));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ModuleError, Outcome};
+    use crate::plan::{HostFile, Vars};
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::path::Path;
+
+    fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
+        let text = args.to_string().replace("{p}", &dir.display().to_string());
+        let args: Vars = serde_json::from_str(&text).unwrap();
+        let files = BTreeMap::<String, HostFile>::new();
+        crate::modules::run_for_test("slurp", &args, &files, &json!({}), check_mode)
+    }
+
+    #[test]
+    fn content_is_base64_and_matches_a_real_encoder() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("blob");
+        let bytes: Vec<u8> = (0..=255u8).chain([7, 8]).collect();
+        fs::write(&f, &bytes).unwrap();
+        for check_mode in [false, true] {
+            let out = check(t.path(), json!({"src": "{p}/blob"}), check_mode).unwrap();
+            assert!(!out.changed && !out.failed);
+            assert_eq!(out.data["encoding"], "base64");
+            assert_eq!(out.data["source"], f.display().to_string());
+            // base64(1) from coreutils is the reference.
+            let want = std::process::Command::new("base64")
+                .args(["-w0", f.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.data["content"].as_str().unwrap(),
+                String::from_utf8(want.stdout).unwrap()
+            );
+        }
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b""), "");
+        let alias = check(t.path(), json!({"path": "{p}/blob"}), false).unwrap();
+        assert!(!alias.failed);
+    }
+
+    #[test]
+    fn missing_files_and_directories_fail() {
+        let t = tempfile::tempdir().unwrap();
+        let out = check(t.path(), json!({"src": "{p}/none"}), false).unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("file not found"));
+        let out = check(t.path(), json!({"src": "{p}"}), false).unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("directory"));
+    }
+
+    #[test]
+    fn bad_arguments_name_the_argument() {
+        let t = tempfile::tempdir().unwrap();
+        for (args, name) in [
+            (json!({}), "src"),
+            (json!({"src": "{p}", "encoding": "x"}), "encoding"),
+        ] {
+            match check(t.path(), args.clone(), false) {
+                Err(ModuleError::BadArgs(m)) => assert!(m.contains(name), "{args}: {m}"),
+                other => panic!("{args}: expected BadArgs, got {other:?}"),
+            }
+        }
+    }
+}
