@@ -125,6 +125,12 @@ pub struct Options {
     pub diff_mode: bool,
     /// Platform for hosts that say nothing about theirs (`[targets] default_arch`).
     pub default_target: Option<Triple>,
+    /// `--vault-password-file`, read: opens vaulted playbook, vars and inventory files.
+    pub vault: Option<crate::vault::Vault>,
+    /// `-e` arguments, as given (for playbooks).
+    pub extra_vars: Vec<String>,
+    /// `--limit`: an Ansible host pattern the participating hosts must match.
+    pub limit: Option<String>,
 }
 
 /// One host's share of a deployment.
@@ -209,10 +215,19 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         let pb = crate::playbook::PlaybookOptions {
             check: opts.check_mode,
             diff: opts.diff_mode,
+            extra_vars: crate::playbook::parse_extra_vars(&opts.extra_vars, opts.vault.as_ref())?,
+            vault: opts.vault.clone(),
             ..Default::default()
         };
         (crate::playbook::load_playbook(&opts.plan, &pb)?, Vec::new())
     } else {
+        if !opts.extra_vars.is_empty() {
+            return Err(DeployError::Unsupported(
+                "-e applies to playbooks; a plan's variables are fixed when it is made \
+                 (give -e to `rustle-deploy plan`)"
+                    .into(),
+            ));
+        }
         let loaded = plan::load_plan(&opts.plan)?;
         (loaded.plan, loaded.notes)
     };
@@ -226,10 +241,18 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
             .unwrap_or_else(|| PathBuf::from(".")),
     };
     plan::attach_files(&mut the_plan, &base)?;
-    let inventory = match &opts.inventory {
-        Some(p) => Inventory::load(p)?,
+    // Inventory-side group_vars/host_vars, then what the plan carries from beside the
+    // playbook (its group_vars/host_vars and a --limit given to `plan`), then --limit.
+    let mut inventory = match &opts.inventory {
+        Some(p) => Inventory::load_with_vault(p, opts.vault.as_ref())?,
         None => Inventory::localhost(),
     };
+    if let Some(carried) = crate::playbook::Carried::take(&mut the_plan)? {
+        carried.apply(&mut inventory)?;
+    }
+    if let Some(limit) = &opts.limit {
+        inventory.set_limit(limit)?;
+    }
     pack::check_modules(&the_plan)?;
 
     let key_path = match &opts.key {

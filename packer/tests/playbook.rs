@@ -724,7 +724,7 @@ mod playbook {
     }
 
     #[test]
-    fn vault_is_refused() {
+    fn vault_needs_the_password() {
         let dir = project(&[
             (
                 "play.yml",
@@ -737,7 +737,8 @@ mod playbook {
         assert!(matches!(err, PlaybookError::Vault(_)), "{err}");
         let msg = err.to_string();
         assert!(
-            msg.contains("secret.yml") && msg.contains("vault is not supported yet"),
+            msg.contains("secret.yml is encrypted with Ansible Vault")
+                && msg.contains("--vault-password-file"),
             "{msg}"
         );
 
@@ -745,7 +746,53 @@ mod playbook {
             "- hosts: all\n  vars:\n    password: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n      3132\n  tasks: []\n",
         );
         assert!(
-            msg.contains("plays[0] > vars") && msg.contains("vault is not supported yet"),
+            msg.contains("play.yml:3 is encrypted with Ansible Vault"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn vaulted_vars_files_and_inline_values_are_opened() {
+        let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ansible_project");
+        let secrets = std::fs::read_to_string(fx.join("vars/secrets.yml")).unwrap();
+        let inline = std::fs::read_to_string(fx.join("host_vars/web1.yml")).unwrap();
+        // An inline value moved into play vars, indented under `vars:`.
+        let inline_play: String = inline
+            .lines()
+            .filter(|l| !l.starts_with("app_port"))
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        let dir = project(&[
+            (
+                "play.yml",
+                &format!(
+                    "- hosts: all\n  vars_files: [secret.yml]\n  vars:\n{inline_play}  tasks:\n    - debug: msg={{{{ db_password }}}}\n"
+                ),
+            ),
+            ("secret.yml", &secrets),
+        ]);
+        let vault =
+            rustle_deploy::vault::Vault::from_password_file(&fx.join("vault-password")).unwrap();
+        let opts = PlaybookOptions {
+            vault: Some(vault),
+            ..Default::default()
+        };
+        let plan = load_playbook(&dir.path().join("play.yml"), &opts).unwrap();
+        let vars = &plan.plays[0].vars;
+        assert_eq!(vars["db_password"], json!("s3cret-db"));
+        assert_eq!(vars["api_token"], json!("tok-42"));
+        assert_eq!(vars["host_secret"], json!("inline-pass-web1"));
+
+        let opts = PlaybookOptions {
+            vault: Some(rustle_deploy::vault::Vault::from_password(b"wrong")),
+            ..Default::default()
+        };
+        let msg = load_playbook(&dir.path().join("play.yml"), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("HMAC mismatch: wrong vault password for ")
+                && msg.ends_with("play.yml:4"),
             "{msg}"
         );
     }

@@ -132,6 +132,57 @@ pub struct PlaybookOptions {
     pub check: bool,
     /// `--diff`: the plan reports differences.
     pub diff: bool,
+    /// `--vault-password-file`: opens vaulted files and `!vault` values.
+    pub vault: Option<crate::vault::Vault>,
+    /// `--limit`: carried in the plan, applied against the inventory at deploy time.
+    pub limit: Option<String>,
+}
+
+/// The plan file entry carrying what the inventory needs from the playbook's side:
+/// `group_vars/`/`host_vars/` beside the playbook and `--limit`. A plan is made before any
+/// inventory is read, so these travel with it and the deployer layers them onto the
+/// inventory it is given (see [`Carried::take`]); no task can name this file.
+pub const CARRIED_KEY: &str = ".rustle/inventory.json";
+
+/// What [`CARRIED_KEY`] holds.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Carried {
+    /// `--limit` given when the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// The variables of `group_vars/` and `host_vars/` beside the playbook.
+    #[serde(flatten)]
+    pub vars: crate::inventory::VarsDir,
+}
+
+impl Carried {
+    /// Removes the carried entry from a plan and returns it.
+    pub fn take(plan: &mut DeployPlan) -> Result<Option<Carried>, PlanError> {
+        let Some(file) = plan.files.remove(CARRIED_KEY) else {
+            return Ok(None);
+        };
+        let text = file.content.unwrap_or_default();
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| PlanError::Field {
+                source_name: "plan".into(),
+                path: format!("files.{CARRIED_KEY}"),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Layers the variables onto the inventory and applies the limit.
+    pub fn apply(
+        self,
+        inventory: &mut crate::inventory::Inventory,
+    ) -> Result<(), crate::inventory::InventoryError> {
+        inventory.add_vars(self.vars)?;
+        if let Some(limit) = &self.limit {
+            inventory.set_limit(limit)?;
+        }
+        Ok(())
+    }
 }
 
 /// Where in the input something is: the file, and the path to the culprit inside it
@@ -284,12 +335,9 @@ pub enum PlaybookError {
         /// What the parser said.
         msg: String,
     },
-    /// Ansible Vault encrypted content.
-    #[error(
-        "{0}: Ansible Vault encrypted content: vault is not supported yet (decrypt it with \
-         `ansible-vault decrypt` or pass the secrets with -e)"
-    )]
-    Vault(Box<Where>),
+    /// Ansible Vault encrypted content without the password, or with a wrong one.
+    #[error(transparent)]
+    Vault(Box<crate::vault::VaultError>),
     /// A keyword this loader does not know (a typo, or something Ansible does not have).
     #[error("{}: unknown keyword `{}`{}", .0.at, .0.keyword, .0.detail)]
     UnknownKeyword(Box<KeywordError>),
@@ -302,6 +350,9 @@ pub enum PlaybookError {
     /// A role, an included file or a `src` that does not exist.
     #[error("{0}")]
     NotFound(Box<NotFound>),
+    /// `group_vars/`/`host_vars/` beside the playbook could not be read.
+    #[error(transparent)]
+    Inventory(Box<crate::inventory::InventoryError>),
     /// Embedding the playbook's own `copy`/`template` files failed.
     #[error(transparent)]
     Files(Box<PlanError>),
@@ -376,7 +427,67 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         files: loader.files,
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
+    let carried = Carried {
+        limit: opts.limit.clone(),
+        vars: crate::inventory::VarsDir::load_all(&base, opts.vault.as_ref())
+            .map_err(|e| PlaybookError::Inventory(Box::new(e)))?,
+    };
+    if carried.limit.is_some() || !carried.vars.is_empty() {
+        let text = serde_json::to_string_pretty(&carried).unwrap_or_default();
+        plan.files.insert(
+            CARRIED_KEY.to_string(),
+            PlanFile {
+                content: Some(text),
+                base64: None,
+                mode: None,
+            },
+        );
+    }
     Ok(plan)
+}
+
+/// `-e` arguments, later ones winning: `@file` (YAML or JSON, vault allowed), a YAML/JSON
+/// mapping (`'{"a": 1}'`), or `key=value` pairs (several per argument, split as Ansible's
+/// `parse_kv` does; values typed as YAML would type them).
+pub fn parse_extra_vars(
+    args: &[String],
+    vault: Option<&crate::vault::Vault>,
+) -> Result<Vars, PlaybookError> {
+    let cli = Path::new("-e");
+    let mut out = Vars::new();
+    for arg in args {
+        let arg_trim = arg.trim();
+        let mapping = |doc: serde_norway::Value, file: &Path| match doc {
+            serde_norway::Value::Null => Ok(Vars::new()),
+            serde_norway::Value::Mapping(m) => yaml::mapping_to_json(&m, &Where::new(file, "")),
+            other => Err(Where::new(file, "").invalid(
+                "",
+                format!("extra vars are a mapping, found {}", yaml::describe(&other)),
+            )),
+        };
+        if let Some(file) = arg_trim.strip_prefix('@') {
+            let path = Path::new(file);
+            out.extend(mapping(yaml::read(path, vault)?, path)?);
+        } else if arg_trim.starts_with('{') {
+            out.extend(mapping(yaml::parse(arg_trim, cli, vault)?, cli)?);
+        } else {
+            let pairs = freeform::parse_kv(arg_trim, false);
+            if pairs.is_empty() || pairs.contains_key("_raw_params") {
+                return Err(Where::new(cli, "").invalid(
+                    "",
+                    format!("-e {arg}: expected key=value, @file or a JSON/YAML mapping"),
+                ));
+            }
+            for (k, v) in pairs {
+                let value = match &v {
+                    Value::String(s) => serde_norway::from_str::<Value>(s).unwrap_or(v),
+                    _ => v,
+                };
+                out.insert(k, value);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Gives extra vars the last word: every vars scope that sets one of their names gets

@@ -151,7 +151,7 @@ impl Loader<'_> {
                 "the playbook imports itself (directly or through other playbooks)",
             ));
         }
-        let doc = yaml::read(path)?;
+        let doc = yaml::read(path, self.opts.vault.as_ref())?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => Path::new(".").to_path_buf(),
@@ -424,7 +424,7 @@ impl Loader<'_> {
                     searched: vec![path],
                 })));
             }
-            out.push(tasks::vars_file(&path)?);
+            out.push(tasks::vars_file(&path, self.opts.vault.as_ref())?);
         }
         Ok(out)
     }

@@ -176,8 +176,8 @@ impl Loader<'_> {
         at: &Where,
         play_level: bool,
     ) -> Result<Vec<Task>, PlaybookError> {
-        let defaults = role_vars_file(dir, "defaults", at)?;
-        let own_vars = role_vars_file(dir, "vars", at)?;
+        let defaults = role_vars_file(dir, "defaults", at, self.opts.vault.as_ref())?;
+        let own_vars = role_vars_file(dir, "vars", at, self.opts.vault.as_ref())?;
         if play_level {
             self.play.role_defaults.extend(defaults.clone());
             self.play.role_vars.extend(own_vars.clone());
@@ -288,7 +288,7 @@ impl Loader<'_> {
         let at = Where::new(&path, "");
         let mut deps = Vec::new();
         let mut allow_duplicates = false;
-        match yaml::read(&path)? {
+        match yaml::read(&path, self.opts.vault.as_ref())? {
             Yaml::Null => {}
             Yaml::Mapping(map) => {
                 for (k, v) in &map {
@@ -426,7 +426,12 @@ impl Loader<'_> {
 }
 
 /// A role's `defaults/main.yml` or `vars/main.yml` (empty when there is none).
-fn role_vars_file(dir: &Path, sub: &str, at: &Where) -> Result<Vars, PlaybookError> {
+fn role_vars_file(
+    dir: &Path,
+    sub: &str,
+    at: &Where,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<Vars, PlaybookError> {
     let sub_dir = dir.join(sub);
     for m in MAIN {
         let path = sub_dir.join(m);
@@ -440,7 +445,7 @@ fn role_vars_file(dir: &Path, sub: &str, at: &Where) -> Result<Vars, PlaybookErr
             ));
         }
         if path.is_file() {
-            return tasks::vars_file(&path);
+            return tasks::vars_file(&path, vault);
         }
     }
     Ok(Vars::new())
