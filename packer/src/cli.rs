@@ -637,5 +637,12 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
     let id = prepared.id.clone();
+    let mut set = set;
+    // The playbook's `serial` picks the rolling strategy unless --strategy says otherwise.
+    if let (Some((batch, tolerated)), None) = (prepared.rolling, args.strategy) {
+        set.strategy = StrategyKind::Rolling;
+        set.batch_size = batch;
+        set.max_failures = tolerated;
+    }
     carry_out(&args, &set, &id, prepared.jobs, runners, key_line)
 }

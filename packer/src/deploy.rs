@@ -163,6 +163,9 @@ pub struct Prepared {
     pub notes: Vec<String>,
     /// The signing key (`None` for a dry run without a key yet).
     pub key: Option<KeyPair>,
+    /// From the playbook's `serial`/`max_fail_percentage`: hosts per batch and failed
+    /// hosts tolerated per batch, for the rolling strategy.
+    pub rolling: Option<(usize, usize)>,
 }
 
 /// A new deployment id: UTC time plus randomness, sortable and unique.
@@ -247,7 +250,9 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         Some(p) => Inventory::load_with_vault(p, opts.vault.as_ref())?,
         None => Inventory::localhost(),
     };
+    let mut rolling = None;
     if let Some(carried) = crate::playbook::Carried::take(&mut the_plan)? {
+        rolling = carried.rolling.clone();
         carried.apply(&mut inventory)?;
     }
     if let Some(limit) = &opts.limit {
@@ -304,11 +309,19 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
     if jobs.is_empty() {
         notes.push("no host of the inventory matches any play".into());
     }
+    let rolling = rolling.map(|r| r.batches(jobs.len()));
+    if let Some((batch, tolerated)) = rolling {
+        notes.push(format!(
+            "serial: rolling through the hosts {batch} at a time, stopping after a batch \
+             with more than {tolerated} failed hosts (unless --strategy is given)"
+        ));
+    }
     Ok(Prepared {
         id: settings.deployment_id,
         jobs,
         notes,
         key,
+        rolling,
     })
 }
 

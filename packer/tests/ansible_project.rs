@@ -329,3 +329,40 @@ fn refusals_name_the_problem() {
     );
     assert!(!p.path("out").exists());
 }
+
+#[test]
+fn serial_rolls_and_stops_after_a_failed_batch() {
+    let p = Project::new();
+    std::fs::write(
+        p.path("rolling.yml"),
+        "- hosts: all\n  serial: 1\n  max_fail_percentage: 0\n  gather_facts: false\n  tasks:\n    - file: path={{ out_dir }}/{{ inventory_hostname }} state=directory\n    - fail: msg=boom\n      when: inventory_hostname == 'web1'\n",
+    )
+    .unwrap();
+    let out = p.run(&[
+        "rolling.yml",
+        "-i",
+        "hosts.ini",
+        "--vault-password-file",
+        "vault-password",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // web1 is the first batch; it failed, so no other host was touched.
+    assert!(p.path("out/web1").is_dir(), "{}", text(&out));
+    assert!(!p.path("out/web2").exists(), "{}", text(&out));
+    assert!(!p.path("out/db1").exists(), "{}", text(&out));
+
+    // Without the failure every host is deployed, one at a time.
+    let out = p.run(&[
+        "rolling.yml",
+        "-i",
+        "hosts.ini",
+        "--vault-password-file",
+        "vault-password",
+        "-e",
+        "{\"unused\": 1}",
+        "--limit",
+        "all:!web1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(p.path("out/web2").is_dir() && p.path("out/db1").is_dir());
+}

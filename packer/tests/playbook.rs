@@ -639,7 +639,11 @@ mod playbook {
                 "environment",
                 "- hosts: all\n  tasks:\n    - command: ls\n      environment: {A: b}\n",
             ),
-            ("serial", "- hosts: all\n  serial: 2\n  tasks: []\n"),
+            ("serial", "- hosts: all\n  serial: [1, 5]\n  tasks: []\n"),
+            (
+                "max_fail_percentage",
+                "- hosts: all\n  max_fail_percentage: 10\n  tasks: []\n",
+            ),
             (
                 "with_fileglob",
                 "- hosts: all\n  tasks:\n    - debug: var=item\n      with_fileglob: ['*']\n",
@@ -885,5 +889,55 @@ mod playbook {
         );
         assert!(msg.contains("handlers[0] 'hb'"), "{msg}");
         assert!(msg.contains("`block` is not supported yet"), "{msg}");
+    }
+
+    #[test]
+    fn serial_goes_with_the_plan_when_plays_agree() {
+        let carried = |text: &str| -> Value {
+            let plan = load_text(text).unwrap();
+            let f = &plan.files[rustle_deploy::playbook::CARRIED_KEY];
+            serde_json::from_str(f.content.as_deref().unwrap()).unwrap()
+        };
+        let c = carried(
+            "- hosts: all\n  serial: 2\n  max_fail_percentage: 50\n  tasks: []\n- hosts: web\n  serial: '2'\n  max_fail_percentage: 50\n  tasks: []\n",
+        );
+        assert_eq!(
+            c["rolling"],
+            json!({"serial": 2, "max_fail_percentage": 50})
+        );
+        let c = carried("- hosts: all\n  serial: 30%\n  tasks: []\n");
+        assert_eq!(c["rolling"], json!({"serial": "30%"}));
+        let r: rustle_deploy::playbook::Rolling =
+            serde_json::from_value(c["rolling"].clone()).unwrap();
+        // Ansible: 30% of 10 hosts is 3; without max_fail_percentage only a batch where
+        // every host failed stops the deploy.
+        assert_eq!(r.batches(10), (3, 2));
+        assert_eq!(r.batches(2), (1, 0));
+        let r = rustle_deploy::playbook::Rolling {
+            serial: json!(4),
+            max_fail_percentage: Some(25),
+        };
+        assert_eq!(r.batches(100), (4, 1));
+
+        // No serial: nothing carried.
+        let plan = load_text("- hosts: all\n  tasks: []\n").unwrap();
+        assert!(plan.files.is_empty());
+
+        let msg = err_text(
+            "- hosts: all\n  serial: 2\n  tasks: []\n- name: second\n  hosts: all\n  tasks: []\n",
+        );
+        assert!(
+            msg.contains("plays[1] 'second': `serial` is not supported yet"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("this play has no serial but") && msg.contains("has serial 2"),
+            "{msg}"
+        );
+        let msg = err_text("- hosts: all\n  serial: 0\n  tasks: []\n");
+        assert!(
+            msg.contains("`serial`: expected a number of hosts"),
+            "{msg}"
+        );
     }
 }

@@ -112,6 +112,8 @@ mod tags;
 mod tasks;
 mod yaml;
 
+pub use play::Rolling;
+
 use crate::plan::PlanError;
 use rustle_runner::plan::{DeployPlan, PLAN_FORMAT, PLAN_VERSION, PlanFile, Task, Vars};
 use serde_json::Value;
@@ -148,6 +150,9 @@ pub const CARRIED_KEY: &str = ".rustle/inventory.json";
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Carried {
+    /// `serial`/`max_fail_percentage` the plays agree on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<play::Rolling>,
     /// `--limit` given when the plan was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
@@ -413,6 +418,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         play: PlayState::default(),
     };
     let loaded = loader.playbook(path, &play::Imported::default())?;
+    let rolling = agreed_rolling(&loaded)?;
     let selection = tags::Selection::new(&opts.tags, &opts.skip_tags);
     let mut plays = Vec::with_capacity(loaded.len());
     for lp in loaded {
@@ -428,11 +434,12 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
     let carried = Carried {
+        rolling,
         limit: opts.limit.clone(),
         vars: crate::inventory::VarsDir::load_all(&base, opts.vault.as_ref())
             .map_err(|e| PlaybookError::Inventory(Box::new(e)))?,
     };
-    if carried.limit.is_some() || !carried.vars.is_empty() {
+    if carried.limit.is_some() || carried.rolling.is_some() || !carried.vars.is_empty() {
         let text = serde_json::to_string_pretty(&carried).unwrap_or_default();
         plan.files.insert(
             CARRIED_KEY.to_string(),
@@ -488,6 +495,41 @@ pub fn parse_extra_vars(
         }
     }
     Ok(out)
+}
+
+/// The `serial`/`max_fail_percentage` of the plays, when they all agree: the deployer
+/// rolls through the hosts once for the whole plan, so plays cannot batch differently.
+fn agreed_rolling(plays: &[play::LoadedPlay]) -> Result<Option<play::Rolling>, PlaybookError> {
+    let Some((first, first_at)) = plays.first().map(|p| &p.rolling) else {
+        return Ok(None);
+    };
+    for p in plays.iter().skip(1) {
+        let (r, at) = &p.rolling;
+        if r != first {
+            let show = |r: &Option<play::Rolling>| match r {
+                None => "no serial".to_string(),
+                Some(r) => format!(
+                    "serial {}{}",
+                    r.serial,
+                    r.max_fail_percentage
+                        .map(|m| format!(", max_fail_percentage {m}"))
+                        .unwrap_or_default()
+                ),
+            };
+            return Err(at.unsupported(
+                "serial",
+                format!(
+                    "this play has {} but {} has {}; the deployer rolls through the hosts \
+                     once for all plays, so every play must have the same serial and \
+                     max_fail_percentage",
+                    show(r),
+                    first_at,
+                    show(first)
+                ),
+            ));
+        }
+    }
+    Ok(first.clone())
 }
 
 /// Gives extra vars the last word: every vars scope that sets one of their names gets

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 14] = [
+const PLAY_KEYWORDS: [&str; 16] = [
     "name",
     "hosts",
     "vars",
@@ -27,6 +27,8 @@ const PLAY_KEYWORDS: [&str; 14] = [
     "tasks",
     "post_tasks",
     "handlers",
+    "serial",
+    "max_fail_percentage",
 ];
 
 /// Keywords of an `import_playbook` entry.
@@ -58,6 +60,86 @@ pub(crate) struct LoadedPlay {
     tags: Vec<String>,
     /// Conditions from `import_playbook ... when:`.
     when: Vec<String>,
+    /// `serial` and `max_fail_percentage`, and where the play is.
+    pub(crate) rolling: (Option<Rolling>, Where),
+}
+
+/// A play's `serial` and `max_fail_percentage`: the deployer's rolling strategy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rolling {
+    /// Hosts per batch: a number, or `"N%"` of the participating hosts.
+    pub serial: Value,
+    /// Abort after a batch where more than this share of hosts failed; `None` stops
+    /// only when every host of a batch failed, as Ansible does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fail_percentage: Option<u32>,
+}
+
+impl Rolling {
+    /// Batch size and failed hosts tolerated per batch, for `hosts` participating hosts.
+    pub fn batches(&self, hosts: usize) -> (usize, usize) {
+        let batch = match &self.serial {
+            Value::String(s) => {
+                let pct = s
+                    .trim_end_matches('%')
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap_or(100);
+                // Ansible's pct_to_int: the share rounded down, at least one host.
+                (pct.saturating_mul(hosts) / 100).max(1)
+            }
+            other => other
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(1)
+                .max(1),
+        };
+        let tolerated = match self.max_fail_percentage {
+            // Ansible aborts when failed * 100 / batch > percentage.
+            Some(p) => (p as usize).saturating_mul(batch) / 100,
+            None => batch.saturating_sub(1),
+        };
+        (batch, tolerated)
+    }
+}
+
+/// `serial`: a positive number or `"N%"`; a list of one such value.
+fn serial_value(v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    let bad = || {
+        at.invalid(
+            "serial",
+            "expected a number of hosts or a percentage like \"30%\"",
+        )
+    };
+    match v {
+        Yaml::Sequence(items) => match items.as_slice() {
+            [one] => serial_value(one, at),
+            _ => Err(at.unsupported(
+                "serial",
+                "a list of batch sizes is not supported: the deployer's rolling strategy \
+                 uses one batch size (give one value)",
+            )),
+        },
+        Yaml::Number(n) => match n.as_u64() {
+            Some(n) if n > 0 => Ok(Value::from(n)),
+            _ => Err(bad()),
+        },
+        Yaml::String(s) => {
+            let t = s.trim();
+            if let Some(p) = t.strip_suffix('%') {
+                match p.trim().parse::<u32>() {
+                    Ok(p) if (1..=100).contains(&p) => Ok(Value::from(format!("{p}%"))),
+                    _ => Err(bad()),
+                }
+            } else {
+                match t.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Value::from(n)),
+                    _ => Err(bad()),
+                }
+            }
+        }
+        _ => Err(bad()),
+    }
 }
 
 impl LoadedPlay {
@@ -69,6 +151,7 @@ impl LoadedPlay {
             sections,
             tags,
             when,
+            rolling: _,
         } = self;
         let inherited: BTreeSet<String> = tags.into_iter().collect();
         let mut parts: Vec<Vec<Task>> = sections
@@ -292,6 +375,31 @@ impl Loader<'_> {
             None => true,
             Some(v) => tasks::boolean(v, &at, "gather_facts")?,
         };
+        let max_fail_percentage = match get("max_fail_percentage") {
+            None => None,
+            Some(v) => {
+                let p = scalar_str(v)
+                    .and_then(|s| s.trim().trim_end_matches('%').parse::<u32>().ok())
+                    .filter(|p| *p <= 100);
+                Some(p.ok_or_else(|| {
+                    at.invalid("max_fail_percentage", "expected a number from 0 to 100")
+                })?)
+            }
+        };
+        let rolling = match get("serial") {
+            Some(v) => Some(Rolling {
+                serial: serial_value(v, &at)?,
+                max_fail_percentage,
+            }),
+            None if max_fail_percentage.is_some() => {
+                return Err(at.unsupported(
+                    "max_fail_percentage",
+                    "without `serial` it would stop the other hosts in the middle of the \
+                     play, which needs coordination between hosts; add `serial`",
+                ));
+            }
+            None => None,
+        };
         let become_ = get("become")
             .map(|v| tasks::boolean(v, &at, "become"))
             .transpose()?;
@@ -342,6 +450,7 @@ impl Loader<'_> {
             sections: [pre, main, post],
             tags,
             when: inherit.when.clone(),
+            rolling: (rolling, at.clone()),
         })
     }
 
