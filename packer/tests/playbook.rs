@@ -663,8 +663,53 @@ mod playbook {
                 msg.contains(&format!("`{keyword}` is not supported yet")),
                 "{keyword}: {msg}"
             );
-            assert!(msg.contains("play.yml: plays[0]"), "{keyword}: {msg}");
+            // The file, the line of the keyword, the path to it.
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().trim_start_matches("- ").starts_with(keyword))
+                .unwrap()
+                + 1;
+            assert!(
+                msg.contains(&format!("play.yml:{line}: plays[0]")),
+                "{keyword}: {msg}"
+            );
         }
+    }
+
+    #[test]
+    fn errors_in_included_files_and_roles_name_the_line() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "---\n- name: p\n  hosts: all\n  roles: [r]\n  tasks:\n  - name: ok\n    debug: msg=x\n  - import_tasks: inc.yml\n",
+            ),
+            ("roles/r/tasks/main.yml", "- debug: msg=x\n"),
+            (
+                "inc.yml",
+                "# included\n- name: fine\n  debug: msg=y\n\n- name: bad\n  command: ls\n  run_once: true\n",
+            ),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("inc.yml:7: tasks[1] 'bad': `run_once` is not supported yet"),
+            "{msg}"
+        );
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            (
+                "roles/r/tasks/main.yml",
+                "- debug: msg=x\n- block:\n    - command: ls\n      whne: x\n",
+            ),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("main.yml:4: tasks[1] > block[0]: unknown keyword `whne`"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -106,6 +106,7 @@
 //! the inventory's business and not read here.
 
 mod freeform;
+mod lines;
 mod play;
 mod roles;
 mod tags;
@@ -198,6 +199,8 @@ pub struct Where {
     pub file: PathBuf,
     /// The path inside it; empty for the whole file.
     pub at: String,
+    /// The 1-based line of the keyword (or entry), found when an error is reported.
+    pub line: Option<usize>,
 }
 
 impl Where {
@@ -205,6 +208,7 @@ impl Where {
         Where {
             file: file.to_path_buf(),
             at: at.to_string(),
+            line: None,
         }
     }
 
@@ -218,6 +222,7 @@ impl Where {
         Where {
             file: self.file.clone(),
             at,
+            line: None,
         }
     }
 
@@ -227,6 +232,7 @@ impl Where {
             Some(n) if !n.is_empty() => Where {
                 file: self.file.clone(),
                 at: format!("{} '{n}'", self.at),
+                line: None,
             },
             _ => self.clone(),
         }
@@ -255,11 +261,40 @@ impl Where {
 
 impl fmt::Display for Where {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.at.is_empty() {
-            write!(f, "{}", self.file.display())
-        } else {
-            write!(f, "{}: {}", self.file.display(), self.at)
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
         }
+        if !self.at.is_empty() {
+            write!(f, ": {}", self.at)?;
+        }
+        Ok(())
+    }
+}
+
+impl Where {
+    /// Finds the line of `keyword` (or of the entry) in the file, once.
+    fn find_line(&mut self, keyword: &str) {
+        if self.line.is_some() || self.at.is_empty() {
+            return;
+        }
+        if let Ok(text) = std::fs::read_to_string(&self.file) {
+            self.line = lines::locate(&text, &self.at, keyword);
+        }
+    }
+}
+
+impl PlaybookError {
+    /// Adds the line of the keyword to errors that name a place in a file.
+    fn with_line(mut self) -> Self {
+        match &mut self {
+            PlaybookError::UnknownKeyword(k)
+            | PlaybookError::Unsupported(k)
+            | PlaybookError::Invalid(k) => k.at.find_line(&k.keyword),
+            PlaybookError::NotFound(n) => n.at.find_line(&n.keyword),
+            _ => {}
+        }
+        self
     }
 }
 
@@ -417,8 +452,10 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         includes: Vec::new(),
         play: PlayState::default(),
     };
-    let loaded = loader.playbook(path, &play::Imported::default())?;
-    let rolling = agreed_rolling(&loaded)?;
+    let loaded = loader
+        .playbook(path, &play::Imported::default())
+        .map_err(PlaybookError::with_line)?;
+    let rolling = agreed_rolling(&loaded).map_err(PlaybookError::with_line)?;
     let selection = tags::Selection::new(&opts.tags, &opts.skip_tags);
     let mut plays = Vec::with_capacity(loaded.len());
     for lp in loaded {
