@@ -1,6 +1,6 @@
 //! End to end: an existing-Ansible-style project (inventory with groups and children,
 //! group_vars/ file and directory, host_vars/ with an inline `!vault` value, a vaulted
-//! vars file and group_vars file, a role with defaults, templates and handlers) deployed
+//! vars file, group_vars file and role file, a role with defaults, templates and handlers) deployed
 //! to local hosts with `--limit`, first and second run, directly and through
 //! `plan | rustle-deploy -`.
 //!
@@ -182,6 +182,8 @@ fn expected() -> BTreeMap<String, (u32, String)> {
         ("web1/", 0o755, ""),
         ("web1/app.conf", 0o600, APP_CONF),
         ("web1/restarted", 0o644, "restarted\n"),
+        // A vault-encrypted role file, decrypted as Ansible's copy does.
+        ("web1/secret.txt", 0o400, "api-key=abc123\n"),
         (
             "web1/summary.txt",
             0o640,
@@ -211,7 +213,7 @@ fn deploys_like_ansible_playbook_first_and_second_run() {
     expect_recap(
         &first,
         &[
-            ("web1", "ok=5 changed=4 failed=0"),
+            ("web1", "ok=6 changed=5 failed=0"),
             ("db1", "ok=2 changed=2 failed=0"),
         ],
     );
@@ -226,7 +228,7 @@ fn deploys_like_ansible_playbook_first_and_second_run() {
     expect_recap(
         &second,
         &[
-            ("web1", "ok=4 changed=0 failed=0"),
+            ("web1", "ok=5 changed=0 failed=0"),
             ("db1", "ok=2 changed=0 failed=0"),
         ],
     );
@@ -259,7 +261,7 @@ fn plan_piped_to_deploy_gives_the_same_files() {
     expect_recap(
         &out,
         &[
-            ("web1", "ok=5 changed=4 failed=0"),
+            ("web1", "ok=6 changed=5 failed=0"),
             ("db1", "ok=2 changed=2 failed=0"),
         ],
     );

@@ -470,6 +470,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         files: loader.files,
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
+    open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;
     let carried = Carried {
         rolling,
         limit: opts.limit.clone(),
@@ -532,6 +533,38 @@ pub fn parse_extra_vars(
         }
     }
     Ok(out)
+}
+
+/// Decrypts embedded `copy`/`template` sources that are vault-encrypted, as Ansible does
+/// before sending them (binary plaintext is carried as base64).
+fn open_vaulted_files(
+    files: &mut BTreeMap<String, PlanFile>,
+    base: &Path,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<(), PlaybookError> {
+    use base64::Engine as _;
+    for (key, file) in files.iter_mut() {
+        let Some(text) = file.content.as_deref() else {
+            continue;
+        };
+        if !yaml::is_vault(text) {
+            continue;
+        }
+        let what = base.join(key).display().to_string();
+        let plain = match vault {
+            Some(v) => v.decrypt(text, &what),
+            None => crate::vault::open(None, text, &what).map(String::into_bytes),
+        }
+        .map_err(|e| PlaybookError::Vault(Box::new(e)))?;
+        match String::from_utf8(plain) {
+            Ok(s) => file.content = Some(s),
+            Err(e) => {
+                file.content = None;
+                file.base64 = Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `serial`/`max_fail_percentage` of the plays, when they all agree: the deployer
