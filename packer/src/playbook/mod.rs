@@ -82,9 +82,17 @@
 //! what Ansible does; a runner without `meta` refuses it when packing instead of silently
 //! running those handlers late.
 //!
-//! # Refused, with the file, the task path and the keyword
+//! # Around the playbook
 //!
-//! Vault content (`$ANSIBLE_VAULT` files and `!vault` values) and other YAML tags;
+//! `group_vars/`/`host_vars/` beside the playbook, `--limit` and the plays' agreed
+//! `serial`/`max_fail_percentage` are carried in the plan's [`CARRIED_KEY`] entry for the
+//! deployer to apply to the inventory; vaulted files and `!vault` values are opened with
+//! [`PlaybookOptions::vault`]; see `docs/playbooks.md`.
+//!
+//! # Refused, with the file, the line, the task path and the keyword
+//!
+//! Vault content without `--vault-password-file` (or with a wrong password); YAML tags
+//! other than `!vault`;
 //! blocks among handlers and keywords on includes among handlers (the runner notifies
 //! handlers by name); `with_items` lists mixing `{{ expression }}` items with others;
 //! dynamic includes (templated file or role names, loops on includes, `apply`), the old
@@ -93,17 +101,17 @@
 //! `retries`, ...); and these Ansible keywords, not supported yet: `delegate_to`,
 //! `delegate_facts`, `local_action`, `async`, `poll`, `environment`, `run_once`,
 //! `no_log`, `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
-//! `collections`, `any_errors_fatal`, `max_fail_percentage`, `throttle`, `timeout`,
+//! `collections`, `any_errors_fatal`, task `max_fail_percentage`, `throttle`, `timeout`,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
-//! than `sudo`; play `serial`, `strategy`, `order`, `force_handlers`, `gather_subset`,
+//! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
+//! plays, `strategy`, `order`, `force_handlers`, `gather_subset`,
 //! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`;
 //! `loop_control` `index_var`, `pause`, `extended`, `break_when`. Any other unknown
 //! keyword is an error (with a "did you mean" for near misses), never silently dropped.
 //!
 //! YAML is read as YAML 1.2 (`serde_norway`): unquoted `yes`/`no` are strings, which
 //! keywords and the runner's modules accept as booleans, and `0755` stays the string
-//! `"0755"`, which modules read as octal as Ansible does. `group_vars/`/`host_vars/` are
-//! the inventory's business and not read here.
+//! `"0755"`, which modules read as octal as Ansible does.
 
 mod freeform;
 mod lines;
