@@ -360,11 +360,36 @@ fn serial_rolls_and_stops_after_a_failed_batch() {
         "hosts.ini",
         "--vault-password-file",
         "vault-password",
-        "-e",
-        "{\"unused\": 1}",
         "--limit",
         "all:!web1",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(p.path("out/web2").is_dir() && p.path("out/db1").is_dir());
+}
+
+#[test]
+fn extra_vars_on_a_direct_deploy() {
+    let p = Project::new();
+    std::fs::write(p.path("prod.yml"), "env_name: from-file\n").unwrap();
+    let out = p.run(&[
+        "site.yml",
+        "-i",
+        "hosts.ini",
+        "--vault-password-file",
+        "vault-password",
+        "--limit",
+        "~db",
+        "-e",
+        "greeting=from-cli tier=x",
+        "-e",
+        "@prod.yml",
+        "-e",
+        r#"{"tier": "json"}"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(p.path("out/db1/summary.txt")).unwrap(),
+        "tier=json env=from-file greeting=from-cli groups=db,prod\n"
+    );
+    assert!(!p.path("out/web1").exists());
 }

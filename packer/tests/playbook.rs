@@ -985,4 +985,37 @@ mod playbook {
             "{msg}"
         );
     }
+
+    #[test]
+    fn extra_vars_forms() {
+        use rustle_deploy::playbook::parse_extra_vars;
+        let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ansible_project");
+        let vault =
+            rustle_deploy::vault::Vault::from_password_file(&fx.join("vault-password")).unwrap();
+        let dir = project(&[("more.yml", "b: from-file\nlist: [1, 2]\n")]);
+        let args = vec![
+            "a=1 b='two words' c=yes".to_string(),
+            format!("@{}", dir.path().join("more.yml").display()),
+            r#"{"d": {"e": true}, "a": 5}"#.to_string(),
+            format!("@{}", fx.join("vars/secrets.yml").display()),
+        ];
+        let vars = parse_extra_vars(&args, Some(&vault)).unwrap();
+        assert_eq!(vars["a"], json!(5), "later arguments win");
+        assert_eq!(vars["b"], json!("from-file"));
+        assert_eq!(vars["c"], json!("yes"), "YAML 1.2: yes is a string");
+        assert_eq!(vars["list"], json!([1, 2]));
+        assert_eq!(vars["d"], json!({"e": true}));
+        assert_eq!(vars["db_password"], json!("s3cret-db"));
+        let msg = parse_extra_vars(&["novalue".to_string()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("expected key=value"), "{msg}");
+        let msg = parse_extra_vars(
+            &[format!("@{}", fx.join("vars/secrets.yml").display())],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("--vault-password-file"), "{msg}");
+    }
 }

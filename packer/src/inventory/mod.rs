@@ -402,9 +402,27 @@ impl Inventory {
 
     /// `--limit`: from now on only hosts matching `pattern` (Ansible pattern syntax) are
     /// selected by any play; a limit that matches nothing is an error naming it.
+    /// `@file` reads host names, one a line (an Ansible retry file), as the pattern.
     pub fn set_limit(&mut self, pattern: &str) -> Result<(), InventoryError> {
+        let from_file;
+        let terms = match pattern.strip_prefix('@') {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|source| InventoryError::Io {
+                    path: PathBuf::from(file),
+                    source,
+                })?;
+                from_file = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                from_file.as_str()
+            }
+            None => pattern,
+        };
         let names: BTreeSet<String> = self
-            .select(pattern)
+            .select(terms)
             .into_iter()
             .map(|h| h.name.clone())
             .collect();

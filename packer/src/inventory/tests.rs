@@ -743,4 +743,13 @@ fn limit_and_regex_patterns() {
     check_select(&inv, "all", &["web1"]);
     let err = inv.set_limit("db1").unwrap_err().to_string();
     assert_eq!(err, "--limit 'db1' matches no host of the inventory");
+
+    // A retry file: one host a line.
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let retry = d.path().join("site.retry");
+    std::fs::write(&retry, "db1\n\nweb2\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut inv = project_inventory(true).unwrap_or_else(|e| panic!("{e}"));
+    inv.set_limit(&format!("@{}", retry.display()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    check_select(&inv, "all", &["web2", "db1"]);
 }
