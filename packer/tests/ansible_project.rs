@@ -393,3 +393,37 @@ fn extra_vars_on_a_direct_deploy() {
     );
     assert!(!p.path("out/web1").exists());
 }
+
+#[test]
+fn inventory_side_vars_apply_to_a_plan_file() {
+    // group_vars/ and host_vars/ beside the inventory only: the plan carries none of them,
+    // the deployer reads them with the inventory.
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("inventory")).unwrap();
+    for f in ["hosts.ini", "group_vars", "host_vars"] {
+        std::fs::rename(p.path(f), p.path(&format!("inventory/{f}"))).unwrap();
+    }
+    let plan = p.run(&[
+        "plan",
+        "site.yml",
+        "--vault-password-file",
+        "vault-password",
+        "-o",
+        "plan.json",
+    ]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let written = std::fs::read_to_string(p.path("plan.json")).unwrap();
+    assert!(!written.contains(".rustle/inventory.json"), "{written}");
+    assert!(!written.contains("from-group-vars-all"), "{written}");
+    let out = p.run(&[
+        "plan.json",
+        "-i",
+        "inventory/hosts.ini",
+        "--vault-password-file",
+        "vault-password",
+        "--limit",
+        "web1,db1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(p.outputs(), expected());
+}
