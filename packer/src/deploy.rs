@@ -258,6 +258,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
     if let Some(limit) = &opts.limit {
         inventory.set_limit(limit)?;
     }
+    crate::playbook::apply_role_defaults(&mut the_plan, &inventory);
     pack::check_modules(&the_plan)?;
 
     let key_path = match &opts.key {

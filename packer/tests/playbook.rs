@@ -338,15 +338,17 @@ mod playbook {
         assert_eq!(web.vars["web_user"], json!("nobody"));
 
         let common = &web.tasks[2];
+        // Marked as a role default, for the deployer to drop where the inventory sets it.
         assert_eq!(
             Value::Object(common.vars.clone()),
-            json!({"common_pkgs": ["curl", "git"]})
+            json!({"common_pkgs": ["curl", "git"], "__rustle_role_defaults": ["common_pkgs"]})
         );
         let web_block = &block(&web.tasks[3])[0];
         // Own defaults the play does not set, role vars, then the entry's parameters.
         assert_eq!(
             Value::Object(web_block.vars.clone()),
-            json!({"web_root": "/srv/www", "web_user": "www", "web_pkg": "nginx"})
+            json!({"web_root": "/srv/www", "web_user": "www", "web_pkg": "nginx",
+                   "__rustle_role_defaults": ["web_root"]})
         );
 
         let handler_names: Vec<_> = web.handlers.iter().map(|h| h.display_name()).collect();
@@ -1017,5 +1019,53 @@ mod playbook {
         .unwrap_err()
         .to_string();
         assert!(msg.contains("--vault-password-file"), "{msg}");
+    }
+
+    #[test]
+    fn inventory_variables_beat_role_defaults() {
+        use rustle_deploy::inventory::Inventory;
+        use rustle_deploy::playbook::apply_role_defaults;
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  vars: {c: play}\n  roles: [r]\n  tasks:\n    - debug: msg={{ a }}\n",
+            ),
+            ("roles/r/defaults/main.yml", "a: def\nb: def\nc: def\n"),
+            ("roles/r/tasks/main.yml", "- debug: msg={{ b }}\n"),
+            (
+                "roles/r/handlers/main.yml",
+                "- name: h\n  debug: msg=x\n  vars: {b: own}\n",
+            ),
+        ]);
+        let mut plan = load(&dir.path().join("play.yml"));
+        let inv =
+            Inventory::parse_ini("h1 a=inv\nh2 a=inv b=inv\nh3 a=inv c=inv\nh4\n", "inv").unwrap();
+        apply_role_defaults(&mut plan, &inv);
+        let by_hosts: Vec<(Vec<String>, &Play)> =
+            plan.plays.iter().map(|p| (p.hosts.clone(), p)).collect();
+        assert_eq!(by_hosts.len(), 3, "{:#?}", plan.plays);
+        for (hosts, play) in by_hosts {
+            let role_block = &play.tasks[0].vars;
+            let text = serde_json::to_string(&plan.plays).unwrap();
+            assert!(!text.contains("__rustle_role_defaults"), "{text}");
+            // Play vars beat inventory; `c` stays everywhere.
+            assert_eq!(play.vars["c"], json!("play"));
+            assert_eq!(play.handlers[0].vars["b"], json!("own"));
+            match hosts.as_slice() {
+                // h3 sets `c`, but play vars outrank the inventory: same as h1.
+                [a, b] if a == "h1" && b == "h3" => {
+                    assert!(!play.vars.contains_key("a") && !role_block.contains_key("a"));
+                    assert_eq!(role_block["b"], json!("def"));
+                }
+                [h] if h == "h2" => {
+                    assert!(!role_block.contains_key("a") && !role_block.contains_key("b"));
+                }
+                [h] if h == "h4" => {
+                    assert_eq!(play.vars["a"], json!("def"));
+                    assert_eq!(role_block["b"], json!("def"));
+                }
+                other => panic!("unexpected split {other:?}"),
+            }
+        }
     }
 }

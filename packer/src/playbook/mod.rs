@@ -60,8 +60,10 @@
 //!
 //! Known differences: `with_items: "{{ x }}"` (or `["{{ x }}"]`) loops over the rendered
 //! list without flattening nested lists in it (the runner has no `flatten` filter yet);
-//! role defaults (and any play variable) rank above inventory
-//! variables, where Ansible puts role defaults below them; `register`/`set_fact` of a
+//! role defaults sit in play and block `vars`, above the inventory, but are marked
+//! (`__rustle_role_defaults`) and the deployer drops them for each host whose inventory
+//! variables set them (`defaults.rs`), so inventory wins as in Ansible;
+//! `register`/`set_fact` of a
 //! name given with `-e` wins over the extra var in the runner, while Ansible keeps the
 //! extra var. A role included with `include_role`/`import_role` exposes its variables to
 //! its own tasks only.
@@ -113,6 +115,7 @@
 //! keywords and the runner's modules accept as booleans, and `0755` stays the string
 //! `"0755"`, which modules read as octal as Ansible does.
 
+mod defaults;
 mod freeform;
 mod lines;
 mod play;
@@ -121,6 +124,7 @@ mod tags;
 mod tasks;
 mod yaml;
 
+pub use defaults::apply_role_defaults;
 pub use play::Rolling;
 
 use crate::plan::PlanError;

@@ -188,6 +188,7 @@ impl LoadedPlay {
         }
         override_vars(&mut out, extra);
         override_vars(&mut play.handlers, extra);
+        super::defaults::unmark_all(&mut play, extra.keys());
         play.vars
             .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         play.tasks = out;
@@ -431,9 +432,16 @@ impl Loader<'_> {
         let own_handlers = self.task_list(get("handlers"), &handler_cx, &at, "handlers")?;
 
         let state = std::mem::take(&mut self.play);
+        let from_defaults: Vec<String> = state
+            .role_defaults
+            .keys()
+            .filter(|k| !play_vars.contains_key(*k) && !state.role_vars.contains_key(*k))
+            .cloned()
+            .collect();
         let mut vars = state.role_defaults;
         vars.extend(play_vars);
         vars.extend(state.role_vars);
+        super::defaults::mark(&mut vars, from_defaults);
         let mut handlers = state.handlers;
         handlers.extend(own_handlers);
         Ok(LoadedPlay {

@@ -195,8 +195,14 @@ impl Loader<'_> {
             .into_iter()
             .filter(|(k, _)| !self.play.fixed.contains(k))
             .collect();
+        let from_defaults: Vec<String> = block_vars
+            .keys()
+            .filter(|k| !own_vars.contains_key(*k) && !entry.params.contains_key(*k))
+            .cloned()
+            .collect();
         block_vars.extend(own_vars);
         block_vars.extend(entry.params.clone());
+        super::defaults::mark(&mut block_vars, from_defaults);
 
         let info = Rc::new(RoleInfo {
             name: entry.name.clone(),
@@ -254,7 +260,9 @@ impl Loader<'_> {
                     // Handlers run outside the role's block: they carry its variables
                     // themselves, below their own.
                     let mut vars = block_vars.clone();
-                    vars.extend(std::mem::take(&mut h.vars));
+                    let own = std::mem::take(&mut h.vars);
+                    super::defaults::unmark(&mut vars, own.keys());
+                    vars.extend(own);
                     h.vars = vars;
                     if let Some(n) = &h.name {
                         h.listen.push(format!("{} : {n}", info.name));
