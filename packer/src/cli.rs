@@ -65,13 +65,43 @@ enum Cmd {
         /// Mark the plan for diff mode.
         #[arg(long)]
         diff: bool,
-        /// Extra variables, `key=value` (highest precedence).
-        #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
-        extra_vars: Vec<String>,
+        /// Inventory: checks that --limit matches a host (the plan itself stays
+        /// host-independent; give the inventory again when deploying it).
+        #[arg(short, long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
         /// Write the plan here instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+}
+
+/// What a playbook deploy and `plan` share: variables, host limit, vault.
+#[derive(Debug, Clone, clap::Args)]
+struct InputArgs {
+    /// Extra variables (highest precedence): `key=value ...`, `@file.yml` or a JSON/YAML
+    /// mapping; repeatable.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    extra_vars: Vec<String>,
+    /// Only these hosts (an Ansible pattern: `web:db`, `all:!web2`, `web:&prod`, `web*`,
+    /// `~regex`); a limit that matches no host is an error.
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    limit: Option<String>,
+    /// File with the Ansible Vault password (an executable file is run for it).
+    #[arg(long, value_name = "FILE")]
+    vault_password_file: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The vault, when a password file is given.
+    fn vault(&self) -> Result<Option<crate::vault::Vault>, DeployError> {
+        self.vault_password_file
+            .as_deref()
+            .map(crate::vault::Vault::from_password_file)
+            .transpose()
+            .map_err(|e| DeployError::Unsupported(e.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -174,6 +204,8 @@ struct DeployArgs {
     /// Say more (notes made while reading the plan).
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 /// Parses arguments and runs; returns the exit code.
@@ -187,9 +219,19 @@ pub fn main() -> i32 {
             skip_tags,
             check,
             diff,
-            extra_vars,
+            inventory,
+            input,
             output,
-        }) => plan_cmd(playbook, tags, skip_tags, check, diff, extra_vars, output),
+        }) => plan_cmd(PlanCmd {
+            playbook,
+            tags,
+            skip_tags,
+            check,
+            diff,
+            inventory,
+            input,
+            output,
+        }),
         None => run(cli.deploy),
     };
     match result {
@@ -213,43 +255,36 @@ fn keygen(out: Option<PathBuf>, force: bool) -> Result<i32, DeployError> {
     Ok(exit::OK)
 }
 
-/// `key=value` pairs, values typed as YAML would type them.
-fn parse_extra_vars(
-    pairs: &[String],
-) -> Result<serde_json::Map<String, serde_json::Value>, DeployError> {
-    let mut out = serde_json::Map::new();
-    for p in pairs {
-        let Some((k, v)) = p.split_once('=') else {
-            return Err(DeployError::Unsupported(format!(
-                "-e {p}: expected key=value"
-            )));
-        };
-        let value = serde_norway::from_str::<serde_json::Value>(v)
-            .unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
-        out.insert(k.trim().to_string(), value);
-    }
-    Ok(out)
-}
-
-fn plan_cmd(
+/// `rustle-deploy plan`'s arguments.
+struct PlanCmd {
     playbook: PathBuf,
     tags: Vec<String>,
     skip_tags: Vec<String>,
     check: bool,
     diff: bool,
-    extra_vars: Vec<String>,
+    inventory: Option<PathBuf>,
+    input: InputArgs,
     output: Option<PathBuf>,
-) -> Result<i32, DeployError> {
+}
+
+fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
+    let vault = c.input.vault()?;
+    if let (Some(inv), Some(limit)) = (&c.inventory, &c.input.limit) {
+        let mut inventory = Inventory::load_with_vault(inv, vault.as_ref())?;
+        inventory.set_limit(limit)?;
+    }
     let opts = crate::playbook::PlaybookOptions {
-        extra_vars: parse_extra_vars(&extra_vars)?,
-        tags,
-        skip_tags,
-        check,
-        diff,
+        extra_vars: crate::playbook::parse_extra_vars(&c.input.extra_vars, vault.as_ref())?,
+        tags: c.tags,
+        skip_tags: c.skip_tags,
+        check: c.check,
+        diff: c.diff,
+        vault,
+        limit: c.input.limit.clone(),
     };
-    let plan = crate::playbook::load_playbook(&playbook, &opts)?;
+    let plan = crate::playbook::load_playbook(&c.playbook, &opts)?;
     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
-    match output {
+    match c.output {
         Some(p) => std::fs::write(&p, text + "\n").map_err(|source| DeployError::Io {
             path: p.clone(),
             source,
@@ -360,12 +395,23 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
     }
 }
 
-/// `--rollback`, `--list-deployments`, `--cleanup`: work on every inventory host.
-fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError> {
-    let inventory = match &args.inventory {
-        Some(p) => Inventory::load(p)?,
+/// The inventory of `-i` (or localhost) with its `group_vars`/`host_vars` and `--limit`.
+fn limited_inventory(args: &DeployArgs) -> Result<Inventory, DeployError> {
+    let vault = args.input.vault()?;
+    let mut inventory = match &args.inventory {
+        Some(p) => Inventory::load_with_vault(p, vault.as_ref())?,
         None => Inventory::localhost(),
     };
+    if let Some(limit) = &args.input.limit {
+        inventory.set_limit(limit)?;
+    }
+    Ok(inventory)
+}
+
+/// `--rollback`, `--list-deployments`, `--cleanup`: work on every inventory host (within
+/// `--limit`).
+fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError> {
+    let inventory = limited_inventory(args)?;
     let key_path = match &args.key {
         Some(k) => k.clone(),
         None => keys::default_key_path()?,
@@ -375,7 +421,7 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
     } else {
         String::new()
     };
-    let hosts: Vec<_> = inventory.hosts().cloned().collect();
+    let hosts: Vec<_> = inventory.select("all").into_iter().cloned().collect();
     let results = remote::run_op(hosts, op, remote_options(set, key_line), printer())
         .map_err(io_err("tokio runtime"))?;
     let mut code = exit::OK;
@@ -480,16 +526,19 @@ fn check_size_limit(
 
 /// `--deploy-only`: ship what `--compile-only` wrote, to the inventory's hosts.
 fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
-    let inventory = match &args.inventory {
-        Some(p) => Inventory::load(p)?,
-        None => Inventory::localhost(),
-    };
+    let inventory = limited_inventory(args)?;
     let key_path = match &args.key {
         Some(k) => k.clone(),
         None => keys::default_key_path()?,
     };
     let key = keys::load(&key_path)?;
-    let (id, jobs) = deploy::load_compiled(&set.output_dir, &inventory)?;
+    let (id, mut jobs) = deploy::load_compiled(&set.output_dir, &inventory)?;
+    let selected: Vec<String> = inventory
+        .select("all")
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect();
+    jobs.retain(|j| selected.contains(&j.host.name));
     if jobs.is_empty() {
         return Err(DeployError::Unsupported(format!(
             "no host of the inventory has a packed runner in {}",
@@ -543,6 +592,9 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         check_mode: args.check,
         diff_mode: args.diff,
         default_target,
+        vault: args.input.vault()?,
+        extra_vars: args.input.extra_vars.clone(),
+        limit: args.input.limit.clone(),
     };
     let prepared = deploy::prepare(&opts, !args.dry_run)?;
     if args.verbose || args.dry_run {
@@ -585,5 +637,12 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
     let id = prepared.id.clone();
+    let mut set = set;
+    // The playbook's `serial` picks the rolling strategy unless --strategy says otherwise.
+    if let (Some((batch, tolerated)), None) = (prepared.rolling, args.strategy) {
+        set.strategy = StrategyKind::Rolling;
+        set.batch_size = batch;
+        set.max_failures = tolerated;
+    }
     carry_out(&args, &set, &id, prepared.jobs, runners, key_line)
 }

@@ -125,6 +125,12 @@ pub struct Options {
     pub diff_mode: bool,
     /// Platform for hosts that say nothing about theirs (`[targets] default_arch`).
     pub default_target: Option<Triple>,
+    /// `--vault-password-file`, read: opens vaulted playbook, vars and inventory files.
+    pub vault: Option<crate::vault::Vault>,
+    /// `-e` arguments, as given (for playbooks).
+    pub extra_vars: Vec<String>,
+    /// `--limit`: an Ansible host pattern the participating hosts must match.
+    pub limit: Option<String>,
 }
 
 /// One host's share of a deployment.
@@ -157,6 +163,9 @@ pub struct Prepared {
     pub notes: Vec<String>,
     /// The signing key (`None` for a dry run without a key yet).
     pub key: Option<KeyPair>,
+    /// From the playbook's `serial`/`max_fail_percentage`: hosts per batch and failed
+    /// hosts tolerated per batch, for the rolling strategy.
+    pub rolling: Option<(usize, usize)>,
 }
 
 /// A new deployment id: UTC time plus randomness, sortable and unique.
@@ -209,10 +218,19 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         let pb = crate::playbook::PlaybookOptions {
             check: opts.check_mode,
             diff: opts.diff_mode,
+            extra_vars: crate::playbook::parse_extra_vars(&opts.extra_vars, opts.vault.as_ref())?,
+            vault: opts.vault.clone(),
             ..Default::default()
         };
         (crate::playbook::load_playbook(&opts.plan, &pb)?, Vec::new())
     } else {
+        if !opts.extra_vars.is_empty() {
+            return Err(DeployError::Unsupported(
+                "-e applies to playbooks; a plan's variables are fixed when it is made \
+                 (give -e to `rustle-deploy plan`)"
+                    .into(),
+            ));
+        }
         let loaded = plan::load_plan(&opts.plan)?;
         (loaded.plan, loaded.notes)
     };
@@ -226,10 +244,21 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
             .unwrap_or_else(|| PathBuf::from(".")),
     };
     plan::attach_files(&mut the_plan, &base)?;
-    let inventory = match &opts.inventory {
-        Some(p) => Inventory::load(p)?,
+    // Inventory-side group_vars/host_vars, then what the plan carries from beside the
+    // playbook (its group_vars/host_vars and a --limit given to `plan`), then --limit.
+    let mut inventory = match &opts.inventory {
+        Some(p) => Inventory::load_with_vault(p, opts.vault.as_ref())?,
         None => Inventory::localhost(),
     };
+    let mut rolling = None;
+    if let Some(carried) = crate::playbook::Carried::take(&mut the_plan)? {
+        rolling = carried.rolling.clone();
+        carried.apply(&mut inventory)?;
+    }
+    if let Some(limit) = &opts.limit {
+        inventory.set_limit(limit)?;
+    }
+    crate::playbook::apply_role_defaults(&mut the_plan, &inventory);
     pack::check_modules(&the_plan)?;
 
     let key_path = match &opts.key {
@@ -281,11 +310,19 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
     if jobs.is_empty() {
         notes.push("no host of the inventory matches any play".into());
     }
+    let rolling = rolling.map(|r| r.batches(jobs.len()));
+    if let Some((batch, tolerated)) = rolling {
+        notes.push(format!(
+            "serial: rolling through the hosts {batch} at a time, stopping after a batch \
+             with more than {tolerated} failed hosts (unless --strategy is given)"
+        ));
+    }
     Ok(Prepared {
         id: settings.deployment_id,
         jobs,
         notes,
         key,
+        rolling,
     })
 }
 

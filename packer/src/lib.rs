@@ -19,3 +19,4 @@ pub mod runners;
 pub mod ssh;
 pub mod sshconfig;
 pub mod target;
+pub mod vault;

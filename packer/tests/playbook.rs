@@ -338,15 +338,17 @@ mod playbook {
         assert_eq!(web.vars["web_user"], json!("nobody"));
 
         let common = &web.tasks[2];
+        // Marked as a role default, for the deployer to drop where the inventory sets it.
         assert_eq!(
             Value::Object(common.vars.clone()),
-            json!({"common_pkgs": ["curl", "git"]})
+            json!({"common_pkgs": ["curl", "git"], "__rustle_role_defaults": ["common_pkgs"]})
         );
         let web_block = &block(&web.tasks[3])[0];
         // Own defaults the play does not set, role vars, then the entry's parameters.
         assert_eq!(
             Value::Object(web_block.vars.clone()),
-            json!({"web_root": "/srv/www", "web_user": "www", "web_pkg": "nginx"})
+            json!({"web_root": "/srv/www", "web_user": "www", "web_pkg": "nginx",
+                   "__rustle_role_defaults": ["web_root"]})
         );
 
         let handler_names: Vec<_> = web.handlers.iter().map(|h| h.display_name()).collect();
@@ -698,7 +700,11 @@ mod playbook {
                 "run_once",
                 "- hosts: all\n  tasks:\n    - command: ls\n      run_once: true\n",
             ),
-            ("serial", "- hosts: all\n  serial: 2\n  tasks: []\n"),
+            ("serial", "- hosts: all\n  serial: [1, 5]\n  tasks: []\n"),
+            (
+                "max_fail_percentage",
+                "- hosts: all\n  max_fail_percentage: 10\n  tasks: []\n",
+            ),
             (
                 "with_fileglob",
                 "- hosts: all\n  tasks:\n    - debug: var=item\n      with_fileglob: ['*']\n",
@@ -714,8 +720,53 @@ mod playbook {
                 msg.contains(&format!("`{keyword}` is not supported yet")),
                 "{keyword}: {msg}"
             );
-            assert!(msg.contains("play.yml: plays[0]"), "{keyword}: {msg}");
+            // The file, the line of the keyword, the path to it.
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().trim_start_matches("- ").starts_with(keyword))
+                .unwrap()
+                + 1;
+            assert!(
+                msg.contains(&format!("play.yml:{line}: plays[0]")),
+                "{keyword}: {msg}"
+            );
         }
+    }
+
+    #[test]
+    fn errors_in_included_files_and_roles_name_the_line() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "---\n- name: p\n  hosts: all\n  roles: [r]\n  tasks:\n  - name: ok\n    debug: msg=x\n  - import_tasks: inc.yml\n",
+            ),
+            ("roles/r/tasks/main.yml", "- debug: msg=x\n"),
+            (
+                "inc.yml",
+                "# included\n- name: fine\n  debug: msg=y\n\n- name: bad\n  command: ls\n  run_once: true\n",
+            ),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("inc.yml:7: tasks[1] 'bad': `run_once` is not supported yet"),
+            "{msg}"
+        );
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            (
+                "roles/r/tasks/main.yml",
+                "- debug: msg=x\n- block:\n    - command: ls\n      whne: x\n",
+            ),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("main.yml:4: tasks[1] > block[0]: unknown keyword `whne`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -779,7 +830,7 @@ mod playbook {
     }
 
     #[test]
-    fn vault_is_refused() {
+    fn vault_needs_the_password() {
         let dir = project(&[
             (
                 "play.yml",
@@ -792,7 +843,8 @@ mod playbook {
         assert!(matches!(err, PlaybookError::Vault(_)), "{err}");
         let msg = err.to_string();
         assert!(
-            msg.contains("secret.yml") && msg.contains("vault is not supported yet"),
+            msg.contains("secret.yml is encrypted with Ansible Vault")
+                && msg.contains("--vault-password-file"),
             "{msg}"
         );
 
@@ -800,7 +852,53 @@ mod playbook {
             "- hosts: all\n  vars:\n    password: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n      3132\n  tasks: []\n",
         );
         assert!(
-            msg.contains("plays[0] > vars") && msg.contains("vault is not supported yet"),
+            msg.contains("play.yml:3 is encrypted with Ansible Vault"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn vaulted_vars_files_and_inline_values_are_opened() {
+        let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ansible_project");
+        let secrets = std::fs::read_to_string(fx.join("vars/secrets.yml")).unwrap();
+        let inline = std::fs::read_to_string(fx.join("host_vars/web1.yml")).unwrap();
+        // An inline value moved into play vars, indented under `vars:`.
+        let inline_play: String = inline
+            .lines()
+            .filter(|l| !l.starts_with("app_port"))
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        let dir = project(&[
+            (
+                "play.yml",
+                &format!(
+                    "- hosts: all\n  vars_files: [secret.yml]\n  vars:\n{inline_play}  tasks:\n    - debug: msg={{{{ db_password }}}}\n"
+                ),
+            ),
+            ("secret.yml", &secrets),
+        ]);
+        let vault =
+            rustle_deploy::vault::Vault::from_password_file(&fx.join("vault-password")).unwrap();
+        let opts = PlaybookOptions {
+            vault: Some(vault),
+            ..Default::default()
+        };
+        let plan = load_playbook(&dir.path().join("play.yml"), &opts).unwrap();
+        let vars = &plan.plays[0].vars;
+        assert_eq!(vars["db_password"], json!("s3cret-db"));
+        assert_eq!(vars["api_token"], json!("tok-42"));
+        assert_eq!(vars["host_secret"], json!("inline-pass-web1"));
+
+        let opts = PlaybookOptions {
+            vault: Some(rustle_deploy::vault::Vault::from_password(b"wrong")),
+            ..Default::default()
+        };
+        let msg = load_playbook(&dir.path().join("play.yml"), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("HMAC mismatch: wrong vault password for ")
+                && msg.ends_with("play.yml:4"),
             "{msg}"
         );
     }
@@ -893,5 +991,136 @@ mod playbook {
         );
         assert!(msg.contains("handlers[0] 'hb'"), "{msg}");
         assert!(msg.contains("`block` is not supported yet"), "{msg}");
+    }
+
+    #[test]
+    fn serial_goes_with_the_plan_when_plays_agree() {
+        let carried = |text: &str| -> Value {
+            let plan = load_text(text).unwrap();
+            let f = &plan.files[rustle_deploy::playbook::CARRIED_KEY];
+            serde_json::from_str(f.content.as_deref().unwrap()).unwrap()
+        };
+        let c = carried(
+            "- hosts: all\n  serial: 2\n  max_fail_percentage: 50\n  tasks: []\n- hosts: web\n  serial: '2'\n  max_fail_percentage: 50\n  tasks: []\n",
+        );
+        assert_eq!(
+            c["rolling"],
+            json!({"serial": 2, "max_fail_percentage": 50})
+        );
+        let c = carried("- hosts: all\n  serial: 30%\n  tasks: []\n");
+        assert_eq!(c["rolling"], json!({"serial": "30%"}));
+        let r: rustle_deploy::playbook::Rolling =
+            serde_json::from_value(c["rolling"].clone()).unwrap();
+        // Ansible: 30% of 10 hosts is 3; without max_fail_percentage only a batch where
+        // every host failed stops the deploy.
+        assert_eq!(r.batches(10), (3, 2));
+        assert_eq!(r.batches(2), (1, 0));
+        let r = rustle_deploy::playbook::Rolling {
+            serial: json!(4),
+            max_fail_percentage: Some(25),
+        };
+        assert_eq!(r.batches(100), (4, 1));
+
+        // No serial: nothing carried.
+        let plan = load_text("- hosts: all\n  tasks: []\n").unwrap();
+        assert!(plan.files.is_empty());
+
+        let msg = err_text(
+            "- hosts: all\n  serial: 2\n  tasks: []\n- name: second\n  hosts: all\n  tasks: []\n",
+        );
+        assert!(
+            msg.contains("plays[1] 'second': `serial` is not supported yet"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("this play has no serial but") && msg.contains("has serial 2"),
+            "{msg}"
+        );
+        let msg = err_text("- hosts: all\n  serial: 0\n  tasks: []\n");
+        assert!(
+            msg.contains("`serial`: expected a number of hosts"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn extra_vars_forms() {
+        use rustle_deploy::playbook::parse_extra_vars;
+        let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ansible_project");
+        let vault =
+            rustle_deploy::vault::Vault::from_password_file(&fx.join("vault-password")).unwrap();
+        let dir = project(&[("more.yml", "b: from-file\nlist: [1, 2]\n")]);
+        let args = vec![
+            "a=1 b='two words' c=yes".to_string(),
+            format!("@{}", dir.path().join("more.yml").display()),
+            r#"{"d": {"e": true}, "a": 5}"#.to_string(),
+            format!("@{}", fx.join("vars/secrets.yml").display()),
+        ];
+        let vars = parse_extra_vars(&args, Some(&vault)).unwrap();
+        assert_eq!(vars["a"], json!(5), "later arguments win");
+        assert_eq!(vars["b"], json!("from-file"));
+        assert_eq!(vars["c"], json!("yes"), "YAML 1.2: yes is a string");
+        assert_eq!(vars["list"], json!([1, 2]));
+        assert_eq!(vars["d"], json!({"e": true}));
+        assert_eq!(vars["db_password"], json!("s3cret-db"));
+        let msg = parse_extra_vars(&["novalue".to_string()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("expected key=value"), "{msg}");
+        let msg = parse_extra_vars(
+            &[format!("@{}", fx.join("vars/secrets.yml").display())],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("--vault-password-file"), "{msg}");
+    }
+
+    #[test]
+    fn inventory_variables_beat_role_defaults() {
+        use rustle_deploy::inventory::Inventory;
+        use rustle_deploy::playbook::apply_role_defaults;
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  vars: {c: play}\n  roles: [r]\n  tasks:\n    - debug: msg={{ a }}\n",
+            ),
+            ("roles/r/defaults/main.yml", "a: def\nb: def\nc: def\n"),
+            ("roles/r/tasks/main.yml", "- debug: msg={{ b }}\n"),
+            (
+                "roles/r/handlers/main.yml",
+                "- name: h\n  debug: msg=x\n  vars: {b: own}\n",
+            ),
+        ]);
+        let mut plan = load(&dir.path().join("play.yml"));
+        let inv =
+            Inventory::parse_ini("h1 a=inv\nh2 a=inv b=inv\nh3 a=inv c=inv\nh4\n", "inv").unwrap();
+        apply_role_defaults(&mut plan, &inv);
+        let by_hosts: Vec<(Vec<String>, &Play)> =
+            plan.plays.iter().map(|p| (p.hosts.clone(), p)).collect();
+        assert_eq!(by_hosts.len(), 3, "{:#?}", plan.plays);
+        for (hosts, play) in by_hosts {
+            let role_block = &play.tasks[0].vars;
+            let text = serde_json::to_string(&plan.plays).unwrap();
+            assert!(!text.contains("__rustle_role_defaults"), "{text}");
+            // Play vars beat inventory; `c` stays everywhere.
+            assert_eq!(play.vars["c"], json!("play"));
+            assert_eq!(play.handlers[0].vars["b"], json!("own"));
+            match hosts.as_slice() {
+                // h3 sets `c`, but play vars outrank the inventory: same as h1.
+                [a, b] if a == "h1" && b == "h3" => {
+                    assert!(!play.vars.contains_key("a") && !role_block.contains_key("a"));
+                    assert_eq!(role_block["b"], json!("def"));
+                }
+                [h] if h == "h2" => {
+                    assert!(!role_block.contains_key("a") && !role_block.contains_key("b"));
+                }
+                [h] if h == "h4" => {
+                    assert_eq!(play.vars["a"], json!("def"));
+                    assert_eq!(role_block["b"], json!("def"));
+                }
+                other => panic!("unexpected split {other:?}"),
+            }
+        }
     }
 }

@@ -18,12 +18,19 @@
 //!   refused, where Ansible only warns: a forgotten `hosts:` level would otherwise silently
 //!   leave a group empty.
 //! - Hosts that appear only in a JSON `_meta.hostvars` are kept (as ungrouped hosts).
-//! - `~regex` host patterns are not supported and match nothing.
-//! - `group_vars/` and `host_vars/` directories next to the inventory are not read.
+//! - `~regex` host patterns match host and group names with a regular expression
+//!   subset (see `pattern.rs`).
+//!
+//! `group_vars/` and `host_vars/` beside the inventory file are read by [`Inventory::load`]
+//! (and beside the playbook with [`Inventory::add_vars_dir`]), merged with Ansible's
+//! precedence; see `vars_dirs.rs`. `--limit` is [`Inventory::set_limit`].
 
 mod ini;
 mod pattern;
 mod structured;
+mod vars_dirs;
+
+pub use vars_dirs::VarsDir;
 #[cfg(test)]
 mod tests;
 
@@ -105,6 +112,22 @@ pub enum InventoryError {
         /// The groups on the cycle, parent first, the first group repeated at the end.
         cycle: Vec<String>,
     },
+    /// A `group_vars`/`host_vars` file could not be read.
+    #[error("{}: {msg}", at(&path.display().to_string(), *line))]
+    VarsFile {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Vaulted content that could not be opened.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    /// `--limit` selects no host.
+    #[error("--limit '{0}' matches no host of the inventory")]
+    LimitMatchesNothing(String),
     /// A connection variable of a host has a value that cannot be used.
     #[error("{source_name}: host '{host}': variable {var}: {msg}")]
     HostVar {
@@ -200,6 +223,15 @@ pub struct Inventory {
     /// Hosts Ansible creates on demand for `localhost`, `127.0.0.1` and `::1` patterns when
     /// the inventory does not define them; they are never part of `all`.
     implicit: Vec<Host>,
+    /// What each host's variables are merged from (hosts, then implicit hosts), kept so
+    /// that `group_vars`/`host_vars` directories can be layered in later.
+    layers: Vec<vars_dirs::Layers>,
+    /// `group_vars`/`host_vars` directories read, lowest precedence first.
+    dirs: Vec<vars_dirs::VarsDir>,
+    /// `--limit`: the names of the hosts that may take part; `None` for all.
+    limit: Option<BTreeSet<String>>,
+    /// The inventory file, for errors.
+    source: String,
 }
 
 impl Inventory {
@@ -207,6 +239,25 @@ impl Inventory {
     /// `.yaml`, `.ini`), else from the content: a JSON object, a YAML mapping whose groups
     /// have `hosts`, `children` or `vars`, otherwise INI.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        Self::load_with_vault(path, None)
+    }
+
+    /// [`Inventory::load`], opening vaulted `group_vars`/`host_vars` with `vault`.
+    pub fn load_with_vault(
+        path: &Path,
+        vault: Option<&crate::vault::Vault>,
+    ) -> Result<Inventory, InventoryError> {
+        let mut inv = Self::load_file(path)?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        inv.add_vars_dir(&dir, vault)?;
+        Ok(inv)
+    }
+
+    /// Reads the inventory file alone.
+    fn load_file(path: &Path) -> Result<Inventory, InventoryError> {
         let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
             path: path.to_path_buf(),
             source,
@@ -258,11 +309,20 @@ impl Inventory {
             .into_iter()
             .map(|g| (g.to_owned(), Vars::new()))
             .collect();
+        let layers = vec![vars_dirs::Layers {
+            groups: host.vars.clone(),
+            own: Vars::new(),
+            order: host.groups.clone(),
+        }];
         Inventory {
             index: HashMap::from([(host.name.clone(), 0)]),
             hosts: vec![host],
             groups,
             implicit: Vec::new(),
+            layers,
+            dirs: Vec::new(),
+            limit: None,
+            source: "localhost".into(),
         }
     }
 
@@ -336,20 +396,103 @@ impl Inventory {
             .chain(self.implicit.iter())
             .zip(selected)
             .filter_map(|(host, keep)| keep.then_some(host))
+            .filter(|host| self.limit.as_ref().is_none_or(|l| l.contains(&host.name)))
             .collect()
+    }
+
+    /// `--limit`: from now on only hosts matching `pattern` (Ansible pattern syntax) are
+    /// selected by any play; a limit that matches nothing is an error naming it.
+    /// `@file` reads host names, one a line (an Ansible retry file), as the pattern.
+    pub fn set_limit(&mut self, pattern: &str) -> Result<(), InventoryError> {
+        let from_file;
+        let terms = match pattern.strip_prefix('@') {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|source| InventoryError::Io {
+                    path: PathBuf::from(file),
+                    source,
+                })?;
+                from_file = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                from_file.as_str()
+            }
+            None => pattern,
+        };
+        let names: BTreeSet<String> = self
+            .select(terms)
+            .into_iter()
+            .map(|h| h.name.clone())
+            .collect();
+        if names.is_empty() {
+            return Err(InventoryError::LimitMatchesNothing(pattern.to_owned()));
+        }
+        self.limit = Some(names);
+        Ok(())
+    }
+
+    /// Reads `group_vars/` and `host_vars/` in `dir` (if there) above those read before,
+    /// and merges every host's variables again. A directory already read is skipped, so
+    /// an inventory beside its playbook is read once.
+    pub fn add_vars_dir(
+        &mut self,
+        dir: &Path,
+        vault: Option<&crate::vault::Vault>,
+    ) -> Result<(), InventoryError> {
+        let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if self.dirs.iter().any(|d| d.dir == canon) {
+            return Ok(());
+        }
+        let groups: Vec<String> = self.groups.keys().cloned().collect();
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .chain(&self.implicit)
+            .map(|h| h.name.clone())
+            .collect();
+        let loaded = vars_dirs::VarsDir::load(&canon, &groups, &hosts, vault)?;
+        self.add_vars(loaded)
+    }
+
+    /// Layers variables from a `group_vars`/`host_vars` pair above those read before.
+    pub fn add_vars(&mut self, dir: vars_dirs::VarsDir) -> Result<(), InventoryError> {
+        if dir.is_empty() {
+            return Ok(());
+        }
+        self.dirs.push(dir);
+        let source = self.source.clone();
+        for (host, layers) in self
+            .hosts
+            .iter_mut()
+            .chain(self.implicit.iter_mut())
+            .zip(&self.layers)
+        {
+            host.vars = layers.merge(&host.name, &self.dirs);
+            check_connection_vars(&source, host)?;
+        }
+        Ok(())
     }
 
     /// Indices (into hosts, then implicit hosts) matched by one pattern term, in order.
     fn match_term(&self, term: &str) -> Vec<usize> {
         let (base, subscript) = pattern::split_subscript(term);
-        if base.starts_with('~') {
-            return Vec::new();
-        }
+        // `~regex` is matched from the start of the name, as Python's `re.match` does; an
+        // invalid expression matches nothing, like a name that is not there.
+        let regex = match base.strip_prefix('~') {
+            Some(re) => match regex::Regex::new(&format!("^(?:{re})")) {
+                Ok(r) => Some(r),
+                Err(_) => return Vec::new(),
+            },
+            None => None,
+        };
         let glob: Vec<char> = base.chars().collect();
-        let groups: Vec<&str> = self
-            .group_names()
-            .filter(|g| pattern::glob_match(&glob, g))
-            .collect();
+        let matches = |name: &str| match &regex {
+            Some(r) => r.is_match(name),
+            None => pattern::glob_match(&glob, name),
+        };
+        let groups: Vec<&str> = self.group_names().filter(|g| matches(g)).collect();
         let mut mask = vec![false; self.hosts.len()];
         for (host, slot) in self.hosts.iter().zip(mask.iter_mut()) {
             *slot = groups.iter().any(|g| {
@@ -358,9 +501,9 @@ impl Inventory {
         }
         // As in Ansible, names are tried as hosts when no group matched, or always when the
         // term looks like a glob or a dotted host name.
-        if groups.is_empty() || base.contains(['.', '?', '*', '[']) {
+        if groups.is_empty() || regex.is_some() || base.contains(['.', '?', '*', '[']) {
             for (host, slot) in self.hosts.iter().zip(mask.iter_mut()) {
-                *slot |= pattern::glob_match(&glob, &host.name);
+                *slot |= matches(&host.name);
             }
         }
         let mut found: Vec<usize> = mask
@@ -535,6 +678,7 @@ impl Builder {
         };
 
         let mut hosts = Vec::with_capacity(self.host_order.len());
+        let mut layers = Vec::with_capacity(self.host_order.len() + IMPLICIT_LOCALHOSTS.len());
         for name in &self.host_order {
             let Some(raw) = self.hosts.get(name) else {
                 continue;
@@ -558,9 +702,14 @@ impl Builder {
             let mut by_precedence: Vec<&str> = all_groups.iter().copied().collect();
             by_precedence.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), priority(g), *g));
             let mut vars = self.group_vars("all");
-            for g in by_precedence {
+            for g in &by_precedence {
                 vars.extend(self.group_vars(g));
             }
+            layers.push(vars_dirs::Layers {
+                groups: vars.clone(),
+                own: raw.vars.clone(),
+                order: by_precedence.iter().map(|g| (*g).to_owned()).collect(),
+            });
             vars.extend(raw.vars.clone());
             let mut host = Host {
                 name: name.clone(),
@@ -574,7 +723,14 @@ impl Builder {
         let mut implicit = Vec::new();
         for name in IMPLICIT_LOCALHOSTS {
             let mut vars = self.group_vars("all");
-            vars.insert("ansible_connection".into(), Value::from("local"));
+            let mut own = Vars::new();
+            own.insert("ansible_connection".into(), Value::from("local"));
+            layers.push(vars_dirs::Layers {
+                groups: vars.clone(),
+                own: own.clone(),
+                order: Vec::new(),
+            });
+            vars.extend(own);
             let mut host = Host {
                 name: name.to_owned(),
                 vars,
@@ -599,6 +755,10 @@ impl Builder {
             index,
             groups,
             implicit,
+            layers,
+            dirs: Vec::new(),
+            limit: None,
+            source: self.source,
         })
     }
 
@@ -710,9 +870,16 @@ impl Builder {
 
     /// Makes sure the variables the deployer connects with have usable types.
     fn check_connection_vars(&self, host: &mut Host) -> Result<(), InventoryError> {
+        check_connection_vars(&self.source, host)
+    }
+}
+
+/// Makes sure the variables the deployer connects with have usable types.
+fn check_connection_vars(source: &str, host: &mut Host) -> Result<(), InventoryError> {
+    {
         let name = host.name.clone();
         let error = |var: &str, msg: String| InventoryError::HostVar {
-            source_name: self.source.clone(),
+            source_name: source.to_owned(),
             host: name.clone(),
             var: var.to_owned(),
             msg,

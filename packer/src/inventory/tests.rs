@@ -624,3 +624,132 @@ fn truncated_fixtures_never_panic() {
     }
     assert!(checked > 1000, "only {checked} prefixes checked");
 }
+
+/// The project fixture's inventory, beside its `group_vars/` and `host_vars/`.
+fn project_inventory(vault: bool) -> Result<Inventory, InventoryError> {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ansible_project"
+    ));
+    let v = crate::vault::Vault::from_password_file(&dir.join("vault-password"));
+    let v = v.unwrap_or_else(|e| panic!("{e}"));
+    Inventory::load_with_vault(&dir.join("hosts.ini"), vault.then_some(&v))
+}
+
+#[test]
+fn group_and_host_vars_directories() {
+    // Expected values are what `ansible-inventory --host` prints for this fixture.
+    let inv = project_inventory(true).unwrap_or_else(|e| panic!("{e}"));
+    check_vars(
+        &inv,
+        "web1",
+        &[
+            // group_vars/web/ beats group_vars/prod.yml beats group_vars/all.yml beats
+            // the inventory file's [web:vars].
+            ("tier", json!("web")),
+            ("greeting", json!("from-group-vars-all")),
+            ("listen", json!("ini-web")),
+            ("env_name", json!("production")),
+            // host_vars beat group_vars; the inline !vault value is opened.
+            ("app_port", json!(9001)),
+            ("host_secret", json!("inline-pass-web1")),
+            // A vaulted file inside group_vars/web/.
+            ("web_secret", json!("web-only-secret")),
+            ("ansible_connection", json!("local")),
+        ],
+    );
+    check_vars(
+        &inv,
+        "web2",
+        &[("app_port", json!(8081)), ("host_secret", Value::Null)],
+    );
+    check_vars(
+        &inv,
+        "db1",
+        &[
+            ("tier", json!("prod")),
+            ("web_secret", Value::Null),
+            ("greeting", json!("from-group-vars-all")),
+        ],
+    );
+    // The implicit localhost gets group_vars/all too.
+    let local = inv.select("localhost");
+    assert_eq!(local[0].vars["greeting"], json!("from-group-vars-all"));
+
+    let err = project_inventory(false).unwrap_err().to_string();
+    assert!(
+        err.contains("group_vars/web/20-vault.yml is encrypted with Ansible Vault"),
+        "{err}"
+    );
+    assert!(err.contains("--vault-password-file"), "{err}");
+}
+
+#[test]
+fn playbook_dir_layers_above_inventory_dir() {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let write = |rel: &str, text: &str| {
+        let p = d.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap_or(d.path())).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    write("inv/hosts", "[web]\nw1 a=file b=file\n[web:vars]\nc=file\n");
+    write("inv/group_vars/all.yml", "c: inv-all\nd: inv-all\n");
+    write("inv/group_vars/web.yml", "d: inv-web\ne: inv-web\n");
+    write("inv/host_vars/w1.yml", "b: inv-host\nf: inv-host\n");
+    write("pb/group_vars/all.yml", "d: pb-all\n");
+    write("pb/group_vars/web.yml", "e: pb-web\n");
+    write("pb/host_vars/w1", "f: pb-host\n");
+    let mut inv = Inventory::load(&d.path().join("inv/hosts")).unwrap_or_else(|e| panic!("{e}"));
+    check_vars(
+        &inv,
+        "w1",
+        &[
+            ("a", json!("file")),
+            ("b", json!("inv-host")),
+            ("c", json!("inv-all")),
+            ("d", json!("inv-web")),
+            ("f", json!("inv-host")),
+        ],
+    );
+    inv.add_vars_dir(&d.path().join("pb"), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    check_vars(
+        &inv,
+        "w1",
+        &[
+            ("a", json!("file")),
+            ("b", json!("inv-host")),
+            ("c", json!("inv-all")),
+            // Any group's group_vars file beats every group_vars/all.
+            ("d", json!("inv-web")),
+            ("e", json!("pb-web")),
+            ("f", json!("pb-host")),
+        ],
+    );
+}
+
+#[test]
+fn limit_and_regex_patterns() {
+    let mut inv = project_inventory(true).unwrap_or_else(|e| panic!("{e}"));
+    check_select(&inv, "~web[12]", &["web1", "web2"]);
+    check_select(&inv, "~(db|web2)", &["web2", "db1"]);
+    check_select(&inv, "~eb", &[]);
+    inv.set_limit("prod:!web2")
+        .unwrap_or_else(|e| panic!("{e}"));
+    check_select(&inv, "all", &["web1", "db1"]);
+    check_select(&inv, "web", &["web1"]);
+    // A second limit narrows the first.
+    inv.set_limit("web*").unwrap_or_else(|e| panic!("{e}"));
+    check_select(&inv, "all", &["web1"]);
+    let err = inv.set_limit("db1").unwrap_err().to_string();
+    assert_eq!(err, "--limit 'db1' matches no host of the inventory");
+
+    // A retry file: one host a line.
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let retry = d.path().join("site.retry");
+    std::fs::write(&retry, "db1\n\nweb2\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut inv = project_inventory(true).unwrap_or_else(|e| panic!("{e}"));
+    inv.set_limit(&format!("@{}", retry.display()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    check_select(&inv, "all", &["web2", "db1"]);
+}

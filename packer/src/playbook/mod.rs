@@ -60,8 +60,10 @@
 //!
 //! Known differences: `with_items: "{{ x }}"` (or `["{{ x }}"]`) loops over the rendered
 //! list without flattening nested lists in it (the runner has no `flatten` filter yet);
-//! role defaults (and any play variable) rank above inventory
-//! variables, where Ansible puts role defaults below them; `register`/`set_fact` of a
+//! role defaults sit in play and block `vars`, above the inventory, but are marked
+//! (`__rustle_role_defaults`) and the deployer drops them for each host whose inventory
+//! variables set them (`defaults.rs`), so inventory wins as in Ansible;
+//! `register`/`set_fact` of a
 //! name given with `-e` wins over the extra var in the runner, while Ansible keeps the
 //! extra var. A role included with `include_role`/`import_role` exposes its variables to
 //! its own tasks only.
@@ -82,9 +84,17 @@
 //! what Ansible does; a runner without `meta` refuses it when packing instead of silently
 //! running those handlers late.
 //!
-//! # Refused, with the file, the task path and the keyword
+//! # Around the playbook
 //!
-//! Vault content (`$ANSIBLE_VAULT` files and `!vault` values) and other YAML tags;
+//! `group_vars/`/`host_vars/` beside the playbook, `--limit` and the plays' agreed
+//! `serial`/`max_fail_percentage` are carried in the plan's [`CARRIED_KEY`] entry for the
+//! deployer to apply to the inventory; vaulted files and `!vault` values are opened with
+//! [`PlaybookOptions::vault`]; see `docs/playbooks.md`.
+//!
+//! # Refused, with the file, the line, the task path and the keyword
+//!
+//! Vault content without `--vault-password-file` (or with a wrong password); YAML tags
+//! other than `!vault`;
 //! blocks among handlers and keywords on includes among handlers (the runner notifies
 //! handlers by name); `with_items` lists mixing `{{ expression }}` items with others;
 //! dynamic includes (templated file or role names, loops on includes, `apply`), the old
@@ -92,24 +102,28 @@
 //! `retries`, ...); and these Ansible keywords, not supported yet: `delegate_to`,
 //! `delegate_facts`, `local_action`, `async`, `poll`, `run_once`,
 //! `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
-//! `collections`, `any_errors_fatal`, `max_fail_percentage`, `throttle`, `timeout`,
+//! `collections`, `any_errors_fatal`, task `max_fail_percentage`, `throttle`, `timeout`,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
-//! than `sudo`; play `serial`, `strategy`, `order`, `force_handlers`, `gather_subset`,
-//! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`.
-//! Any other unknown
+//! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
+//! plays, `strategy`, `order`, `force_handlers`, `gather_subset`,
+//! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`. Any other unknown
 //! keyword is an error (with a "did you mean" for near misses), never silently dropped.
 //!
 //! YAML is read as YAML 1.2 (`serde_norway`): unquoted `yes`/`no` are strings, which
 //! keywords and the runner's modules accept as booleans, and `0755` stays the string
-//! `"0755"`, which modules read as octal as Ansible does. `group_vars/`/`host_vars/` are
-//! the inventory's business and not read here.
+//! `"0755"`, which modules read as octal as Ansible does.
 
+mod defaults;
 mod freeform;
+mod lines;
 mod play;
 mod roles;
 mod tags;
 mod tasks;
 mod yaml;
+
+pub use defaults::apply_role_defaults;
+pub use play::Rolling;
 
 use crate::plan::PlanError;
 use rustle_runner::plan::{DeployPlan, PLAN_FORMAT, PLAN_VERSION, PlanFile, Task, Vars};
@@ -131,6 +145,60 @@ pub struct PlaybookOptions {
     pub check: bool,
     /// `--diff`: the plan reports differences.
     pub diff: bool,
+    /// `--vault-password-file`: opens vaulted files and `!vault` values.
+    pub vault: Option<crate::vault::Vault>,
+    /// `--limit`: carried in the plan, applied against the inventory at deploy time.
+    pub limit: Option<String>,
+}
+
+/// The plan file entry carrying what the inventory needs from the playbook's side:
+/// `group_vars/`/`host_vars/` beside the playbook and `--limit`. A plan is made before any
+/// inventory is read, so these travel with it and the deployer layers them onto the
+/// inventory it is given (see [`Carried::take`]); no task can name this file.
+pub const CARRIED_KEY: &str = ".rustle/inventory.json";
+
+/// What [`CARRIED_KEY`] holds.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Carried {
+    /// `serial`/`max_fail_percentage` the plays agree on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<play::Rolling>,
+    /// `--limit` given when the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// The variables of `group_vars/` and `host_vars/` beside the playbook.
+    #[serde(flatten)]
+    pub vars: crate::inventory::VarsDir,
+}
+
+impl Carried {
+    /// Removes the carried entry from a plan and returns it.
+    pub fn take(plan: &mut DeployPlan) -> Result<Option<Carried>, PlanError> {
+        let Some(file) = plan.files.remove(CARRIED_KEY) else {
+            return Ok(None);
+        };
+        let text = file.content.unwrap_or_default();
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| PlanError::Field {
+                source_name: "plan".into(),
+                path: format!("files.{CARRIED_KEY}"),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Layers the variables onto the inventory and applies the limit.
+    pub fn apply(
+        self,
+        inventory: &mut crate::inventory::Inventory,
+    ) -> Result<(), crate::inventory::InventoryError> {
+        inventory.add_vars(self.vars)?;
+        if let Some(limit) = &self.limit {
+            inventory.set_limit(limit)?;
+        }
+        Ok(())
+    }
 }
 
 /// Where in the input something is: the file, and the path to the culprit inside it
@@ -141,6 +209,8 @@ pub struct Where {
     pub file: PathBuf,
     /// The path inside it; empty for the whole file.
     pub at: String,
+    /// The 1-based line of the keyword (or entry), found when an error is reported.
+    pub line: Option<usize>,
 }
 
 impl Where {
@@ -148,6 +218,7 @@ impl Where {
         Where {
             file: file.to_path_buf(),
             at: at.to_string(),
+            line: None,
         }
     }
 
@@ -161,6 +232,7 @@ impl Where {
         Where {
             file: self.file.clone(),
             at,
+            line: None,
         }
     }
 
@@ -170,6 +242,7 @@ impl Where {
             Some(n) if !n.is_empty() => Where {
                 file: self.file.clone(),
                 at: format!("{} '{n}'", self.at),
+                line: None,
             },
             _ => self.clone(),
         }
@@ -198,11 +271,40 @@ impl Where {
 
 impl fmt::Display for Where {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.at.is_empty() {
-            write!(f, "{}", self.file.display())
-        } else {
-            write!(f, "{}: {}", self.file.display(), self.at)
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
         }
+        if !self.at.is_empty() {
+            write!(f, ": {}", self.at)?;
+        }
+        Ok(())
+    }
+}
+
+impl Where {
+    /// Finds the line of `keyword` (or of the entry) in the file, once.
+    fn find_line(&mut self, keyword: &str) {
+        if self.line.is_some() || self.at.is_empty() {
+            return;
+        }
+        if let Ok(text) = std::fs::read_to_string(&self.file) {
+            self.line = lines::locate(&text, &self.at, keyword);
+        }
+    }
+}
+
+impl PlaybookError {
+    /// Adds the line of the keyword to errors that name a place in a file.
+    fn with_line(mut self) -> Self {
+        match &mut self {
+            PlaybookError::UnknownKeyword(k)
+            | PlaybookError::Unsupported(k)
+            | PlaybookError::Invalid(k) => k.at.find_line(&k.keyword),
+            PlaybookError::NotFound(n) => n.at.find_line(&n.keyword),
+            _ => {}
+        }
+        self
     }
 }
 
@@ -283,12 +385,9 @@ pub enum PlaybookError {
         /// What the parser said.
         msg: String,
     },
-    /// Ansible Vault encrypted content.
-    #[error(
-        "{0}: Ansible Vault encrypted content: vault is not supported yet (decrypt it with \
-         `ansible-vault decrypt` or pass the secrets with -e)"
-    )]
-    Vault(Box<Where>),
+    /// Ansible Vault encrypted content without the password, or with a wrong one.
+    #[error(transparent)]
+    Vault(Box<crate::vault::VaultError>),
     /// A keyword this loader does not know (a typo, or something Ansible does not have).
     #[error("{}: unknown keyword `{}`{}", .0.at, .0.keyword, .0.detail)]
     UnknownKeyword(Box<KeywordError>),
@@ -301,6 +400,9 @@ pub enum PlaybookError {
     /// A role, an included file or a `src` that does not exist.
     #[error("{0}")]
     NotFound(Box<NotFound>),
+    /// `group_vars/`/`host_vars/` beside the playbook could not be read.
+    #[error(transparent)]
+    Inventory(Box<crate::inventory::InventoryError>),
     /// Embedding the playbook's own `copy`/`template` files failed.
     #[error(transparent)]
     Files(Box<PlanError>),
@@ -360,7 +462,10 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         includes: Vec::new(),
         play: PlayState::default(),
     };
-    let loaded = loader.playbook(path, &play::Imported::default())?;
+    let loaded = loader
+        .playbook(path, &play::Imported::default())
+        .map_err(PlaybookError::with_line)?;
+    let rolling = agreed_rolling(&loaded).map_err(PlaybookError::with_line)?;
     let selection = tags::Selection::new(&opts.tags, &opts.skip_tags);
     let mut plays = Vec::with_capacity(loaded.len());
     for lp in loaded {
@@ -375,7 +480,136 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         files: loader.files,
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
+    open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;
+    let carried = Carried {
+        rolling,
+        limit: opts.limit.clone(),
+        vars: crate::inventory::VarsDir::load_all(&base, opts.vault.as_ref())
+            .map_err(|e| PlaybookError::Inventory(Box::new(e)))?,
+    };
+    if carried.limit.is_some() || carried.rolling.is_some() || !carried.vars.is_empty() {
+        let text = serde_json::to_string_pretty(&carried).unwrap_or_default();
+        plan.files.insert(
+            CARRIED_KEY.to_string(),
+            PlanFile {
+                content: Some(text),
+                base64: None,
+                mode: None,
+            },
+        );
+    }
     Ok(plan)
+}
+
+/// `-e` arguments, later ones winning: `@file` (YAML or JSON, vault allowed), a YAML/JSON
+/// mapping (`'{"a": 1}'`), or `key=value` pairs (several per argument, split as Ansible's
+/// `parse_kv` does; values typed as YAML would type them).
+pub fn parse_extra_vars(
+    args: &[String],
+    vault: Option<&crate::vault::Vault>,
+) -> Result<Vars, PlaybookError> {
+    let cli = Path::new("-e");
+    let mut out = Vars::new();
+    for arg in args {
+        let arg_trim = arg.trim();
+        let mapping = |doc: serde_norway::Value, file: &Path| match doc {
+            serde_norway::Value::Null => Ok(Vars::new()),
+            serde_norway::Value::Mapping(m) => yaml::mapping_to_json(&m, &Where::new(file, "")),
+            other => Err(Where::new(file, "").invalid(
+                "",
+                format!("extra vars are a mapping, found {}", yaml::describe(&other)),
+            )),
+        };
+        if let Some(file) = arg_trim.strip_prefix('@') {
+            let path = Path::new(file);
+            out.extend(mapping(yaml::read(path, vault)?, path)?);
+        } else if arg_trim.starts_with('{') {
+            out.extend(mapping(yaml::parse(arg_trim, cli, vault)?, cli)?);
+        } else {
+            let pairs = freeform::parse_kv(arg_trim, false);
+            if pairs.is_empty() || pairs.contains_key("_raw_params") {
+                return Err(Where::new(cli, "").invalid(
+                    "",
+                    format!("-e {arg}: expected key=value, @file or a JSON/YAML mapping"),
+                ));
+            }
+            for (k, v) in pairs {
+                let value = match &v {
+                    Value::String(s) => serde_norway::from_str::<Value>(s).unwrap_or(v),
+                    _ => v,
+                };
+                out.insert(k, value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decrypts embedded `copy`/`template` sources that are vault-encrypted, as Ansible does
+/// before sending them (binary plaintext is carried as base64).
+fn open_vaulted_files(
+    files: &mut BTreeMap<String, PlanFile>,
+    base: &Path,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<(), PlaybookError> {
+    use base64::Engine as _;
+    for (key, file) in files.iter_mut() {
+        let Some(text) = file.content.as_deref() else {
+            continue;
+        };
+        if !yaml::is_vault(text) {
+            continue;
+        }
+        let what = base.join(key).display().to_string();
+        let plain = match vault {
+            Some(v) => v.decrypt(text, &what),
+            None => crate::vault::open(None, text, &what).map(String::into_bytes),
+        }
+        .map_err(|e| PlaybookError::Vault(Box::new(e)))?;
+        match String::from_utf8(plain) {
+            Ok(s) => file.content = Some(s),
+            Err(e) => {
+                file.content = None;
+                file.base64 = Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `serial`/`max_fail_percentage` of the plays, when they all agree: the deployer
+/// rolls through the hosts once for the whole plan, so plays cannot batch differently.
+fn agreed_rolling(plays: &[play::LoadedPlay]) -> Result<Option<play::Rolling>, PlaybookError> {
+    let Some((first, first_at)) = plays.first().map(|p| &p.rolling) else {
+        return Ok(None);
+    };
+    for p in plays.iter().skip(1) {
+        let (r, at) = &p.rolling;
+        if r != first {
+            let show = |r: &Option<play::Rolling>| match r {
+                None => "no serial".to_string(),
+                Some(r) => format!(
+                    "serial {}{}",
+                    r.serial,
+                    r.max_fail_percentage
+                        .map(|m| format!(", max_fail_percentage {m}"))
+                        .unwrap_or_default()
+                ),
+            };
+            return Err(at.unsupported(
+                "serial",
+                format!(
+                    "this play has {} but {} has {}; the deployer rolls through the hosts \
+                     once for all plays, so every play must have the same serial and \
+                     max_fail_percentage",
+                    show(r),
+                    first_at,
+                    show(first)
+                ),
+            ));
+        }
+    }
+    Ok(first.clone())
 }
 
 /// Gives extra vars the last word: every vars scope that sets one of their names gets

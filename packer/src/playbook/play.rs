@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 15] = [
+const PLAY_KEYWORDS: [&str; 17] = [
     "name",
     "environment",
     "hosts",
@@ -28,6 +28,8 @@ const PLAY_KEYWORDS: [&str; 15] = [
     "tasks",
     "post_tasks",
     "handlers",
+    "serial",
+    "max_fail_percentage",
 ];
 
 /// Keywords of an `import_playbook` entry.
@@ -59,6 +61,86 @@ pub(crate) struct LoadedPlay {
     tags: Vec<String>,
     /// Conditions from `import_playbook ... when:`.
     when: Vec<String>,
+    /// `serial` and `max_fail_percentage`, and where the play is.
+    pub(crate) rolling: (Option<Rolling>, Where),
+}
+
+/// A play's `serial` and `max_fail_percentage`: the deployer's rolling strategy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rolling {
+    /// Hosts per batch: a number, or `"N%"` of the participating hosts.
+    pub serial: Value,
+    /// Abort after a batch where more than this share of hosts failed; `None` stops
+    /// only when every host of a batch failed, as Ansible does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fail_percentage: Option<u32>,
+}
+
+impl Rolling {
+    /// Batch size and failed hosts tolerated per batch, for `hosts` participating hosts.
+    pub fn batches(&self, hosts: usize) -> (usize, usize) {
+        let batch = match &self.serial {
+            Value::String(s) => {
+                let pct = s
+                    .trim_end_matches('%')
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap_or(100);
+                // Ansible's pct_to_int: the share rounded down, at least one host.
+                (pct.saturating_mul(hosts) / 100).max(1)
+            }
+            other => other
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(1)
+                .max(1),
+        };
+        let tolerated = match self.max_fail_percentage {
+            // Ansible aborts when failed * 100 / batch > percentage.
+            Some(p) => (p as usize).saturating_mul(batch) / 100,
+            None => batch.saturating_sub(1),
+        };
+        (batch, tolerated)
+    }
+}
+
+/// `serial`: a positive number or `"N%"`; a list of one such value.
+fn serial_value(v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    let bad = || {
+        at.invalid(
+            "serial",
+            "expected a number of hosts or a percentage like \"30%\"",
+        )
+    };
+    match v {
+        Yaml::Sequence(items) => match items.as_slice() {
+            [one] => serial_value(one, at),
+            _ => Err(at.unsupported(
+                "serial",
+                "a list of batch sizes is not supported: the deployer's rolling strategy \
+                 uses one batch size (give one value)",
+            )),
+        },
+        Yaml::Number(n) => match n.as_u64() {
+            Some(n) if n > 0 => Ok(Value::from(n)),
+            _ => Err(bad()),
+        },
+        Yaml::String(s) => {
+            let t = s.trim();
+            if let Some(p) = t.strip_suffix('%') {
+                match p.trim().parse::<u32>() {
+                    Ok(p) if (1..=100).contains(&p) => Ok(Value::from(format!("{p}%"))),
+                    _ => Err(bad()),
+                }
+            } else {
+                match t.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Value::from(n)),
+                    _ => Err(bad()),
+                }
+            }
+        }
+        _ => Err(bad()),
+    }
 }
 
 impl LoadedPlay {
@@ -70,6 +152,7 @@ impl LoadedPlay {
             sections,
             tags,
             when,
+            rolling: _,
         } = self;
         let inherited: BTreeSet<String> = tags.into_iter().collect();
         let mut parts: Vec<Vec<Task>> = sections
@@ -106,6 +189,7 @@ impl LoadedPlay {
         }
         override_vars(&mut out, extra);
         override_vars(&mut play.handlers, extra);
+        super::defaults::unmark_all(&mut play, extra.keys());
         play.vars
             .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         play.tasks = out;
@@ -152,7 +236,7 @@ impl Loader<'_> {
                 "the playbook imports itself (directly or through other playbooks)",
             ));
         }
-        let doc = yaml::read(path)?;
+        let doc = yaml::read(path, self.opts.vault.as_ref())?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => Path::new(".").to_path_buf(),
@@ -293,6 +377,31 @@ impl Loader<'_> {
             None => true,
             Some(v) => tasks::boolean(v, &at, "gather_facts")?,
         };
+        let max_fail_percentage = match get("max_fail_percentage") {
+            None => None,
+            Some(v) => {
+                let p = scalar_str(v)
+                    .and_then(|s| s.trim().trim_end_matches('%').parse::<u32>().ok())
+                    .filter(|p| *p <= 100);
+                Some(p.ok_or_else(|| {
+                    at.invalid("max_fail_percentage", "expected a number from 0 to 100")
+                })?)
+            }
+        };
+        let rolling = match get("serial") {
+            Some(v) => Some(Rolling {
+                serial: serial_value(v, &at)?,
+                max_fail_percentage,
+            }),
+            None if max_fail_percentage.is_some() => {
+                return Err(at.unsupported(
+                    "max_fail_percentage",
+                    "without `serial` it would stop the other hosts in the middle of the \
+                     play, which needs coordination between hosts; add `serial`",
+                ));
+            }
+            None => None,
+        };
         let become_ = get("become")
             .map(|v| tasks::boolean(v, &at, "become"))
             .transpose()?;
@@ -327,9 +436,16 @@ impl Loader<'_> {
         let own_handlers = self.task_list(get("handlers"), &handler_cx, &at, "handlers")?;
 
         let state = std::mem::take(&mut self.play);
+        let from_defaults: Vec<String> = state
+            .role_defaults
+            .keys()
+            .filter(|k| !play_vars.contains_key(*k) && !state.role_vars.contains_key(*k))
+            .cloned()
+            .collect();
         let mut vars = state.role_defaults;
         vars.extend(play_vars);
         vars.extend(state.role_vars);
+        super::defaults::mark(&mut vars, from_defaults);
         let mut handlers = state.handlers;
         handlers.extend(own_handlers);
         Ok(LoadedPlay {
@@ -347,6 +463,7 @@ impl Loader<'_> {
             sections: [pre, main, post],
             tags,
             when: inherit.when.clone(),
+            rolling: (rolling, at.clone()),
         })
     }
 
@@ -429,7 +546,7 @@ impl Loader<'_> {
                     searched: vec![path],
                 })));
             }
-            out.push(tasks::vars_file(&path)?);
+            out.push(tasks::vars_file(&path, self.opts.vault.as_ref())?);
         }
         Ok(out)
     }

@@ -176,8 +176,8 @@ impl Loader<'_> {
         at: &Where,
         play_level: bool,
     ) -> Result<Vec<Task>, PlaybookError> {
-        let defaults = role_vars_file(dir, "defaults", at)?;
-        let own_vars = role_vars_file(dir, "vars", at)?;
+        let defaults = role_vars_file(dir, "defaults", at, self.opts.vault.as_ref())?;
+        let own_vars = role_vars_file(dir, "vars", at, self.opts.vault.as_ref())?;
         if play_level {
             self.play.role_defaults.extend(defaults.clone());
             self.play.role_vars.extend(own_vars.clone());
@@ -195,8 +195,14 @@ impl Loader<'_> {
             .into_iter()
             .filter(|(k, _)| !self.play.fixed.contains(k))
             .collect();
+        let from_defaults: Vec<String> = block_vars
+            .keys()
+            .filter(|k| !own_vars.contains_key(*k) && !entry.params.contains_key(*k))
+            .cloned()
+            .collect();
         block_vars.extend(own_vars);
         block_vars.extend(entry.params.clone());
+        super::defaults::mark(&mut block_vars, from_defaults);
 
         let info = Rc::new(RoleInfo {
             name: entry.name.clone(),
@@ -254,7 +260,9 @@ impl Loader<'_> {
                     // Handlers run outside the role's block: they carry its variables
                     // themselves, below their own.
                     let mut vars = block_vars.clone();
-                    vars.extend(std::mem::take(&mut h.vars));
+                    let own = std::mem::take(&mut h.vars);
+                    super::defaults::unmark(&mut vars, own.keys());
+                    vars.extend(own);
                     h.vars = vars;
                     if let Some(n) = &h.name {
                         h.listen.push(format!("{} : {n}", info.name));
@@ -288,7 +296,7 @@ impl Loader<'_> {
         let at = Where::new(&path, "");
         let mut deps = Vec::new();
         let mut allow_duplicates = false;
-        match yaml::read(&path)? {
+        match yaml::read(&path, self.opts.vault.as_ref())? {
             Yaml::Null => {}
             Yaml::Mapping(map) => {
                 for (k, v) in &map {
@@ -426,7 +434,12 @@ impl Loader<'_> {
 }
 
 /// A role's `defaults/main.yml` or `vars/main.yml` (empty when there is none).
-fn role_vars_file(dir: &Path, sub: &str, at: &Where) -> Result<Vars, PlaybookError> {
+fn role_vars_file(
+    dir: &Path,
+    sub: &str,
+    at: &Where,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<Vars, PlaybookError> {
     let sub_dir = dir.join(sub);
     for m in MAIN {
         let path = sub_dir.join(m);
@@ -440,7 +453,7 @@ fn role_vars_file(dir: &Path, sub: &str, at: &Where) -> Result<Vars, PlaybookErr
             ));
         }
         if path.is_file() {
-            return tasks::vars_file(&path);
+            return tasks::vars_file(&path, vault);
         }
     }
     Ok(Vars::new())

@@ -468,9 +468,12 @@ pub(crate) fn vars(v: &Yaml, at: &Where) -> Result<Vars, PlaybookError> {
 }
 
 /// A file of variables (vars_files, role defaults and vars): a mapping, or empty.
-pub(crate) fn vars_file(path: &Path) -> Result<Vars, PlaybookError> {
+pub(crate) fn vars_file(
+    path: &Path,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<Vars, PlaybookError> {
     let at = Where::new(path, "");
-    match yaml::read(path)? {
+    match yaml::read(path, vault)? {
         Yaml::Null => Ok(Vars::new()),
         Yaml::Mapping(m) => mapping_to_json(&m, &at),
         other => Err(at.invalid(
@@ -556,7 +559,7 @@ impl Loader<'_> {
                 "the file includes itself (directly or through other files)",
             ));
         }
-        let doc = yaml::read(path)?;
+        let doc = yaml::read(path, self.opts.vault.as_ref())?;
         if !matches!(doc, Yaml::Null | Yaml::Sequence(_)) {
             return Err(here.invalid(
                 "",

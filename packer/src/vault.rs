@@ -1,0 +1,417 @@
+//! Ansible Vault: decrypts `$ANSIBLE_VAULT;1.1;AES256` (and `1.2` with a label) content
+//! with the password from `--vault-password-file`, on the control machine only.
+//!
+//! The format (Ansible's `VaultAES256`): after the header line, hex text whose decoded
+//! form is three hex lines `salt`, `hmac`, `ciphertext`. PBKDF2-HMAC-SHA256 with 10000
+//! iterations turns password and salt into 80 bytes: a 32-byte AES-256-CTR key, a 32-byte
+//! HMAC-SHA256 key (the HMAC covers the ciphertext) and a 16-byte initial counter. The
+//! plaintext carries PKCS#7 padding.
+//!
+//! Secrets never reach a host in encrypted form: the loaders decrypt what they read and the
+//! plan carries plain values, as `ansible-playbook` sends plain values to its modules.
+
+use aes::cipher::{KeyIvInit, StreamCipher};
+use hmac::{KeyInit, Mac};
+use std::path::{Path, PathBuf};
+
+/// The first bytes of vault-encrypted content.
+pub const HEADER: &str = "$ANSIBLE_VAULT";
+
+type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
+type HmacSha256 = hmac::Hmac<sha2_vault::Sha256>;
+
+/// Why vaulted content could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// Vaulted content and no password to open it.
+    #[error(
+        "{what} is encrypted with Ansible Vault: give the password with --vault-password-file FILE"
+    )]
+    NoPassword {
+        /// The file (and where in it).
+        what: String,
+    },
+    /// The password is not the one the content was encrypted with.
+    #[error("HMAC mismatch: wrong vault password for {what}")]
+    WrongPassword {
+        /// The file (and where in it).
+        what: String,
+    },
+    /// The content is not a well-formed vault.
+    #[error("{what}: malformed Ansible Vault content: {detail}")]
+    Malformed {
+        /// The file (and where in it).
+        what: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The password file could not be read or run.
+    #[error("vault password file {}: {detail}", path.display())]
+    PasswordFile {
+        /// The password file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// The vault password, read once.
+#[derive(Clone)]
+pub struct Vault {
+    password: Vec<u8>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault(<password>)")
+    }
+}
+
+/// True when the text is (or starts with) vault-encrypted content.
+pub fn is_vaulted(text: &[u8]) -> bool {
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    text.get(start..)
+        .is_some_and(|t| t.starts_with(HEADER.as_bytes()))
+}
+
+impl Vault {
+    /// A vault opened with this password.
+    pub fn from_password(password: &[u8]) -> Vault {
+        Vault {
+            password: password.to_vec(),
+        }
+    }
+
+    /// Reads the password file as Ansible does: an executable file is run and its output
+    /// is the password; either way surrounding whitespace (the final newline) is dropped.
+    pub fn from_password_file(path: &Path) -> Result<Vault, VaultError> {
+        let err = |detail: String| VaultError::PasswordFile {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let executable = {
+            use std::os::unix::fs::PermissionsExt;
+            meta.permissions().mode() & 0o111 != 0
+        };
+        let raw = if executable {
+            let out = std::process::Command::new(path)
+                .output()
+                .map_err(|e| err(format!("cannot run it: {e}")))?;
+            if !out.status.success() {
+                return Err(err(format!("the script failed ({})", out.status)));
+            }
+            out.stdout
+        } else {
+            std::fs::read(path).map_err(|e| err(e.to_string()))?
+        };
+        let password = raw.trim_ascii().to_vec();
+        if password.is_empty() {
+            return Err(err("the password is empty".into()));
+        }
+        Ok(Vault { password })
+    }
+
+    /// Decrypts vault text; `what` names the file (and place) in errors.
+    pub fn decrypt(&self, text: &str, what: &str) -> Result<Vec<u8>, VaultError> {
+        let malformed = |detail: &str| VaultError::Malformed {
+            what: what.to_string(),
+            detail: detail.to_string(),
+        };
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let header = lines.next().ok_or_else(|| malformed("empty"))?;
+        let fields: Vec<&str> = header.split(';').collect();
+        match fields.as_slice() {
+            [HEADER, "1.1" | "1.2", "AES256", ..] => {}
+            [HEADER, version, cipher, ..] => {
+                return Err(malformed(&format!(
+                    "version {version} with cipher {cipher} is not supported (1.1 and 1.2 with AES256 are)"
+                )));
+            }
+            _ => return Err(malformed("the first line is not a vault header")),
+        }
+        let body: String = lines.collect();
+        let inner = unhex(&body).ok_or_else(|| malformed("the body is not hex"))?;
+        let inner = String::from_utf8(inner).map_err(|_| malformed("the body is not text"))?;
+        let mut parts = inner.split('\n');
+        let (Some(salt), Some(mac), Some(cipher), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("expected salt, HMAC and ciphertext"));
+        };
+        let (Some(salt), Some(mac), Some(mut data)) = (unhex(salt), unhex(mac), unhex(cipher))
+        else {
+            return Err(malformed("salt, HMAC or ciphertext is not hex"));
+        };
+        let mut keys = [0u8; 80];
+        pbkdf2::pbkdf2::<HmacSha256>(&self.password, &salt, 10_000, &mut keys)
+            .map_err(|_| malformed("key derivation failed"))?;
+        let (key1, rest) = keys.split_at(32);
+        let (key2, iv) = rest.split_at(32);
+        let mut check =
+            HmacSha256::new_from_slice(key2).map_err(|_| malformed("bad HMAC key length"))?;
+        check.update(&data);
+        if check.verify_slice(&mac).is_err() {
+            return Err(VaultError::WrongPassword {
+                what: what.to_string(),
+            });
+        }
+        let mut ctr =
+            Aes256Ctr::new_from_slices(key1, iv).map_err(|_| malformed("bad key or IV length"))?;
+        ctr.apply_keystream(&mut data);
+        // PKCS#7: the last byte says how many padding bytes there are, each of that value.
+        let pad = usize::from(*data.last().ok_or_else(|| malformed("empty ciphertext"))?);
+        if pad == 0 || pad > 16 || pad > data.len() {
+            return Err(malformed("bad padding"));
+        }
+        let keep = data.len() - pad;
+        if data
+            .get(keep..)
+            .is_none_or(|p| p.iter().any(|b| usize::from(*b) != pad))
+        {
+            return Err(malformed("bad padding"));
+        }
+        data.truncate(keep);
+        Ok(data)
+    }
+
+    /// Decrypts vault text into UTF-8 text.
+    pub fn decrypt_text(&self, text: &str, what: &str) -> Result<String, VaultError> {
+        String::from_utf8(self.decrypt(text, what)?).map_err(|_| VaultError::Malformed {
+            what: what.to_string(),
+            detail: "the decrypted content is not UTF-8 text".into(),
+        })
+    }
+}
+
+/// Opens vault text with `vault`, or says which flag is missing.
+pub fn open(vault: Option<&Vault>, text: &str, what: &str) -> Result<String, VaultError> {
+    match vault {
+        Some(v) => v.decrypt_text(text, what),
+        None => Err(VaultError::NoPassword {
+            what: what.to_string(),
+        }),
+    }
+}
+
+/// Reads a YAML file of the project (vars files, group_vars, host_vars, playbooks): a
+/// vaulted whole file is decrypted first, then every inline `!vault` value is replaced by
+/// its plaintext. Errors name the file, and the line for inline values.
+pub fn parse_yaml(
+    text: &str,
+    file: &Path,
+    vault: Option<&Vault>,
+) -> Result<serde_norway::Value, YamlError> {
+    let plain;
+    let text = if is_vaulted(text.as_bytes()) {
+        plain = open(vault, text, &file.display().to_string())?;
+        plain.as_str()
+    } else {
+        text
+    };
+    let mut value: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| YamlError::Syntax {
+            line: e.location().map(|l| l.line()),
+            column: e.location().map(|l| l.column()),
+            msg: e.to_string(),
+        })?;
+    if text.contains("!vault") {
+        // Tagged values come in document order, as do the `!vault` marks in the text:
+        // the n-th tagged value is on the line of the n-th mark.
+        let lines: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .flat_map(|(i, l)| std::iter::repeat_n(i + 1, l.matches("!vault").count()))
+            .collect();
+        let mut seen = 0;
+        open_inline(&mut value, vault, file, &lines, &mut seen)?;
+    }
+    Ok(value)
+}
+
+/// Why a YAML file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    /// Not valid YAML.
+    #[error("{msg}")]
+    Syntax {
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// What the parser said.
+        msg: String,
+    },
+    /// Vaulted content that could not be opened.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// Replaces `!vault` tagged scalars with their plaintext, depth first in document order.
+fn open_inline(
+    value: &mut serde_norway::Value,
+    vault: Option<&Vault>,
+    file: &Path,
+    lines: &[usize],
+    seen: &mut usize,
+) -> Result<(), VaultError> {
+    use serde_norway::Value as Yaml;
+    match value {
+        Yaml::Sequence(items) => {
+            for v in items {
+                open_inline(v, vault, file, lines, seen)?;
+            }
+        }
+        Yaml::Mapping(map) => {
+            for (_, v) in map.iter_mut() {
+                open_inline(v, vault, file, lines, seen)?;
+            }
+        }
+        Yaml::Tagged(tagged) if tagged.tag == "vault" => {
+            let what = match lines.get(*seen) {
+                Some(line) => format!("{}:{line}", file.display()),
+                None => file.display().to_string(),
+            };
+            *seen += 1;
+            let Yaml::String(cipher) = &tagged.value else {
+                return Err(VaultError::Malformed {
+                    what,
+                    detail: "a !vault value is a string".into(),
+                });
+            };
+            *value = Yaml::String(open(vault, cipher, &what)?);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Hex text to bytes; `None` for odd lengths or non-hex characters.
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = text.trim().bytes().collect();
+    if !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(s, 16).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhex_rejects_bad_input() {
+        assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn detects_vault_text() {
+        assert!(is_vaulted(b"\n  $ANSIBLE_VAULT;1.1;AES256\n"));
+        assert!(!is_vaulted(b"key: value"));
+    }
+
+    /// The project fixture, encrypted by the real `ansible-vault` (ansible-core 2.x).
+    fn fixture(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ansible_project")
+            .join(rel)
+    }
+
+    fn vault() -> Vault {
+        Vault::from_password_file(&fixture("vault-password")).unwrap()
+    }
+
+    #[test]
+    fn opens_what_ansible_vault_encrypted() {
+        // 1.1 whole file.
+        let text = std::fs::read_to_string(fixture("vars/secrets.yml")).unwrap();
+        assert!(text.starts_with("$ANSIBLE_VAULT;1.1;AES256"));
+        let plain = vault().decrypt_text(&text, "secrets.yml").unwrap();
+        assert_eq!(plain, "db_password: s3cret-db\napi_token: tok-42\n");
+        // 1.2 with a vault id label.
+        let text = std::fs::read_to_string(fixture("group_vars/web/20-vault.yml")).unwrap();
+        assert!(text.starts_with("$ANSIBLE_VAULT;1.2;AES256;prod"));
+        let plain = vault().decrypt_text(&text, "web").unwrap();
+        assert_eq!(plain, "web_secret: web-only-secret\n");
+        // Inline `!vault` in YAML, beside plain values.
+        let path = fixture("host_vars/web1.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let value = parse_yaml(&text, &path, Some(&vault())).unwrap();
+        assert_eq!(value["host_secret"].as_str(), Some("inline-pass-web1"));
+        assert_eq!(value["app_port"].as_u64(), Some(9001));
+    }
+
+    #[test]
+    fn wrong_or_missing_password_names_the_file() {
+        let path = fixture("host_vars/web1.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let wrong = Vault::from_password(b"not it");
+        let e = parse_yaml(&text, &path, Some(&wrong))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("HMAC mismatch: wrong vault password for "),
+            "{e}"
+        );
+        // The line of the `!vault` mark.
+        assert!(e.ends_with("host_vars/web1.yml:1"), "{e}");
+        let e = parse_yaml(&text, &path, None).unwrap_err().to_string();
+        assert!(
+            e.contains("host_vars/web1.yml:1 is encrypted with Ansible Vault"),
+            "{e}"
+        );
+        assert!(e.contains("--vault-password-file"), "{e}");
+        let whole = std::fs::read_to_string(fixture("vars/secrets.yml")).unwrap();
+        let e = parse_yaml(&whole, Path::new("vars/secrets.yml"), Some(&wrong))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "HMAC mismatch: wrong vault password for vars/secrets.yml"
+        );
+    }
+
+    #[test]
+    fn password_file_script_and_whitespace() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("pw.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho '  correct horse battery staple  '\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = std::fs::read_to_string(fixture("vars/secrets.yml")).unwrap();
+        let v = Vault::from_password_file(&script).unwrap();
+        assert!(v.decrypt_text(&text, "s").unwrap().contains("s3cret-db"));
+        let empty = d.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = Vault::from_password_file(&empty).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn refuses_malformed_content() {
+        let v = Vault::from_password(b"pw");
+        let e = v
+            .decrypt("$ANSIBLE_VAULT;1.1;AES256\nxyz\n", "f.yml")
+            .unwrap_err();
+        assert!(e.to_string().contains("f.yml"), "{e}");
+        let e = v
+            .decrypt("$ANSIBLE_VAULT;1.0;DES\n00\n", "f.yml")
+            .unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+    }
+}
