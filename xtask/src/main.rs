@@ -222,10 +222,15 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
     if let Some(linker) = &t.linker {
         cmd.env(format!("CARGO_TARGET_{env_triple}_LINKER"), linker);
     }
-    cmd.env(
-        format!("CARGO_TARGET_{env_triple}_RUSTFLAGS"),
-        reproducible_flags(root),
-    );
+    let mut flags = reproducible_flags(root);
+    if t.build == "zigbuild" {
+        // rustc strips Mach-O output after linking, but zig's linker has by then
+        // computed LC_UUID over the unstripped file, whose debug map names every object
+        // file by path and modification time: the same sources gave a new UUID on every
+        // build. Stripping in the linker (-s) keeps those out of the UUID.
+        flags.push_str(" -C link-arg=-s");
+    }
+    cmd.env(format!("CARGO_TARGET_{env_triple}_RUSTFLAGS"), flags);
     run(&mut cmd)?;
     let built = root
         .join("target")
