@@ -127,7 +127,9 @@ struct DeployArgs {
     /// Config file [default: ./rustle-deploy.toml, else ~/.rustle/config.toml].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Target triple for every host (default: from inventory, else this machine's).
+    /// Target triple for every host (default: the inventory's rustle_target or
+    /// ansible_system + ansible_architecture, else the host's `uname -sm`, probed once
+    /// and cached in ~/.rustle/targets.json; local hosts: this machine's).
     #[arg(short, long, value_name = "TRIPLE")]
     target: Option<String>,
     /// Write one packed runner per host and run nothing.
@@ -206,6 +208,9 @@ struct DeployArgs {
     verbose: bool,
     #[command(flatten)]
     input: InputArgs,
+    /// Ignore cached answers: probe every host's platform again.
+    #[arg(long)]
+    rebuild: bool,
 }
 
 /// Parses arguments and runs; returns the exit code.
@@ -465,6 +470,7 @@ fn carry_out(
     jobs: Vec<deploy::Job>,
     runners: std::collections::BTreeMap<Triple, crate::runners::Runner>,
     key_line: String,
+    skipped: Vec<deploy::Skipped>,
 ) -> Result<i32, DeployError> {
     if let Some(limit) = set.binary_size_limit {
         check_size_limit(&jobs, &runners, limit)?;
@@ -482,7 +488,13 @@ fn carry_out(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let (results, timings): (Vec<_>, Vec<_>) = done.into_iter().unzip();
+    let (mut results, mut timings): (Vec<_>, Vec<_>) = done.into_iter().unzip();
+    // Hosts no runner fits got nothing; they are reported with the others.
+    for s in skipped {
+        eprintln!("rustle-deploy: host '{}': {}", s.host, s.reason);
+        results.push(deploy::HostResult::unreachable(&s.host, s.reason));
+        timings.push(remote::Timings::default());
+    }
     print!("{}", deploy::recap_text(&results));
     if let Some(path) = &args.report {
         let mut report = deploy::report_json(id, &results);
@@ -546,7 +558,15 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         )));
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
-    carry_out(args, set, &id, jobs, Default::default(), key_line)
+    carry_out(
+        args,
+        set,
+        &id,
+        jobs,
+        Default::default(),
+        key_line,
+        Vec::new(),
+    )
 }
 
 fn run(args: DeployArgs) -> Result<i32, DeployError> {
@@ -595,8 +615,15 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         vault: args.input.vault()?,
         extra_vars: args.input.extra_vars.clone(),
         limit: args.input.limit.clone(),
+        // Dry runs touch no host, so they do not probe either.
+        probe: (!args.dry_run).then(|| deploy::Probe {
+            remote: remote_options(&set, String::new()),
+            cache: crate::target::TargetCache::default_path()
+                .unwrap_or_else(|| PathBuf::from(".rustle/targets.json")),
+            refresh: args.rebuild,
+        }),
     };
-    let prepared = deploy::prepare(&opts, !args.dry_run)?;
+    let mut prepared = deploy::prepare(&opts, !args.dry_run)?;
     if args.verbose || args.dry_run {
         for n in &prepared.notes {
             eprintln!("note: {n}");
@@ -609,7 +636,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         );
         return Ok(exit::OK);
     }
-    let runners = deploy::runners_for(&prepared.jobs, args.runner_dir.as_deref())?;
+    let runners = deploy::runners_or_skip(&mut prepared, args.runner_dir.as_deref())?;
     let Some(key) = &prepared.key else {
         return Err(DeployError::Unsupported("no signing key".into()));
     };
@@ -633,7 +660,14 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
             prepared.id,
             key.public_path.display()
         );
-        return Ok(exit::OK);
+        for s in &prepared.skipped {
+            eprintln!("rustle-deploy: host '{}' not packed: {}", s.host, s.reason);
+        }
+        return Ok(if prepared.skipped.is_empty() {
+            exit::OK
+        } else {
+            exit::UNREACHABLE
+        });
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
     let id = prepared.id.clone();
@@ -644,5 +678,13 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         set.batch_size = batch;
         set.max_failures = tolerated;
     }
-    carry_out(&args, &set, &id, prepared.jobs, runners, key_line)
+    carry_out(
+        &args,
+        &set,
+        &id,
+        prepared.jobs,
+        runners,
+        key_line,
+        prepared.skipped,
+    )
 }

@@ -131,6 +131,30 @@ pub struct Options {
     pub extra_vars: Vec<String>,
     /// `--limit`: an Ansible host pattern the participating hosts must match.
     pub limit: Option<String>,
+    /// Ask SSH hosts that say nothing about their platform (`uname -sm`); without this
+    /// they get `default_target` (dry runs touch no host).
+    pub probe: Option<Probe>,
+}
+
+/// How SSH hosts are probed for their platform.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// How to reach them.
+    pub remote: crate::remote::RemoteOptions,
+    /// The cache of earlier answers (`~/.rustle/targets.json`).
+    pub cache: PathBuf,
+    /// Probe again even when the cache has an answer (`--rebuild`).
+    pub refresh: bool,
+}
+
+/// A host that gets nothing, and why (its platform has no runner, or it could not be
+/// asked for its platform). Reported with the other hosts' results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// The host.
+    pub host: String,
+    /// Why, naming the platform.
+    pub reason: String,
 }
 
 /// One host's share of a deployment.
@@ -166,6 +190,8 @@ pub struct Prepared {
     /// From the playbook's `serial`/`max_fail_percentage`: hosts per batch and failed
     /// hosts tolerated per batch, for the rolling strategy.
     pub rolling: Option<(usize, usize)>,
+    /// Hosts that get nothing because no runner fits them, in inventory order.
+    pub skipped: Vec<Skipped>,
 }
 
 /// A new deployment id: UTC time plus randomness, sortable and unique.
@@ -298,16 +324,10 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         check_mode: opts.check_mode,
         diff_mode: opts.diff_mode,
     };
-    let jobs = pack_jobs(
-        &the_plan,
-        &inventory,
-        &settings,
-        &signing,
-        opts.target,
-        opts.default_target,
-        &mut notes,
-    )?;
-    if jobs.is_empty() {
+    let hosts = pack::participating_hosts(&the_plan, &inventory);
+    let platforms = detect_platforms(&hosts, opts, &mut notes)?;
+    let (jobs, skipped) = pack_hosts(&the_plan, &inventory, &settings, &signing, &platforms)?;
+    if jobs.is_empty() && skipped.is_empty() {
         notes.push("no host of the inventory matches any play".into());
     }
     let rolling = rolling.map(|r| r.batches(jobs.len()));
@@ -323,7 +343,140 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         notes,
         key,
         rolling,
+        skipped,
     })
+}
+
+/// Each host's platform, or why it has none: `--target`, else the inventory's
+/// `rustle_target` or `ansible_system`/`ansible_architecture`, else this machine's for
+/// local hosts, else `default_target` (`[targets] default_arch`), else for SSH hosts the
+/// cached or freshly probed `uname -sm` (with [`Options::probe`]), else x86_64 Linux
+/// with a note.
+pub fn detect_platforms(
+    hosts: &[&Host],
+    opts: &Options,
+    notes: &mut Vec<String>,
+) -> Result<BTreeMap<String, Result<Triple, String>>, DeployError> {
+    use crate::target::{Declared, TargetCache};
+    let mut out = BTreeMap::new();
+    let mut to_probe: Vec<(Host, String)> = Vec::new();
+    let mut cache = opts.probe.as_ref().map(|p| TargetCache::load(&p.cache));
+    for host in hosts {
+        let found = match crate::target::declared(host, opts.target) {
+            Declared::Triple(t) => Ok(t),
+            Declared::Unsupported(why) => Err(why),
+            Declared::Unknown if host.is_local() => {
+                Triple::native().ok_or_else(|| "this machine's platform has no runner".to_string())
+            }
+            // A configured default is the user's word for hosts that say nothing.
+            Declared::Unknown if opts.default_target.is_some() => {
+                Ok(assumed(host, opts.default_target, notes))
+            }
+            Declared::Unknown => match (&opts.probe, &cache) {
+                (Some(probe), Some(cache)) => {
+                    let (t, _) = crate::remote::target(host, &probe.remote);
+                    let key = TargetCache::key(&t.address, t.port);
+                    match cache.get(&key) {
+                        Some(triple) if !probe.refresh => {
+                            notes.push(format!(
+                                "host '{}': platform {triple} (cached in {})",
+                                host.name,
+                                cache.path().display()
+                            ));
+                            Ok(triple)
+                        }
+                        _ => {
+                            to_probe.push(((*host).clone(), key));
+                            continue;
+                        }
+                    }
+                }
+                _ => Ok(assumed(host, opts.default_target, notes)),
+            },
+        };
+        out.insert(host.name.clone(), found);
+    }
+    if let (Some(probe), Some(cache), false) = (&opts.probe, &mut cache, to_probe.is_empty()) {
+        let hosts: Vec<Host> = to_probe.iter().map(|(h, _)| h.clone()).collect();
+        let answers = crate::remote::probe_platforms(&hosts, &probe.remote).map_err(|source| {
+            DeployError::Io {
+                path: PathBuf::from("tokio runtime"),
+                source,
+            }
+        })?;
+        for ((host, key), answer) in to_probe.iter().zip(answers) {
+            let found = match answer {
+                Ok(uname) => {
+                    let t = crate::target::from_uname(&uname);
+                    notes.push(format!("host '{}': probed `uname -sm`: {uname}", host.name));
+                    match &t {
+                        Ok(triple) => cache.set(key, &uname, *triple),
+                        Err(_) => cache.remove(key),
+                    }
+                    t
+                }
+                Err(e) => Err(format!("cannot ask it for its platform: {e}")),
+            };
+            out.insert(host.name.clone(), found);
+        }
+        // A cache that cannot be written costs a probe next time, nothing more.
+        if let Err(e) = cache.save() {
+            notes.push(format!("cannot write {}: {e}", cache.path().display()));
+        }
+    }
+    Ok(out)
+}
+
+fn assumed(host: &Host, default: Option<Triple>, notes: &mut Vec<String>) -> Triple {
+    default.unwrap_or_else(|| {
+        notes.push(format!(
+            "host '{}': platform unknown, assuming {} (set rustle_target or ansible_architecture)",
+            host.name,
+            Triple::X86_64LinuxMusl
+        ));
+        Triple::X86_64LinuxMusl
+    })
+}
+
+/// Packs every participating host whose platform is known; the others are returned as
+/// skipped, with the reason naming the platform.
+fn pack_hosts(
+    the_plan: &rustle_runner::plan::DeployPlan,
+    inventory: &Inventory,
+    settings: &PayloadSettings,
+    signing: &SigningKey,
+    platforms: &BTreeMap<String, Result<Triple, String>>,
+) -> Result<(Vec<Job>, Vec<Skipped>), DeployError> {
+    let files = pack::decode_files(the_plan)?;
+    let per_play = pack::play_hosts(the_plan, inventory);
+    let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut sealer = pack::Sealer::new(signing)?;
+    for host in pack::participating_hosts(the_plan, inventory) {
+        let triple = match platforms.get(&host.name) {
+            Some(Ok(t)) => *t,
+            Some(Err(why)) => {
+                skipped.push(Skipped {
+                    host: host.name.clone(),
+                    reason: format!("no runner for this host: {why}"),
+                });
+                continue;
+            }
+            None => continue,
+        };
+        let hp = pack::host_plan(the_plan, &per_play, &files, host, settings)?;
+        let (sealed, digest) = sealer.seal(&hp)?;
+        jobs.push(Job {
+            host: host.clone(),
+            triple,
+            sealed,
+            digest,
+            tasks: count_tasks(&hp),
+            needs_become: needs_become(&hp),
+            prepacked: None,
+        });
+    }
+    Ok((jobs, skipped))
 }
 
 /// Computes every participating host's sealed payload. This is the per-host hot path
@@ -337,24 +490,21 @@ pub fn pack_jobs(
     default_target: Option<Triple>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Job>, DeployError> {
-    let files = pack::decode_files(the_plan)?;
-    let per_play = pack::play_hosts(the_plan, inventory);
-    let mut jobs = Vec::new();
-    let mut sealer = pack::Sealer::new(signing)?;
-    for host in pack::participating_hosts(the_plan, inventory) {
-        let (triple, note) = pack::target_for(host, target, default_target)?;
-        notes.extend(note);
-        let hp = pack::host_plan(the_plan, &per_play, &files, host, settings)?;
-        let (sealed, digest) = sealer.seal(&hp)?;
-        jobs.push(Job {
-            host: host.clone(),
-            triple,
-            sealed,
-            digest,
-            tasks: count_tasks(&hp),
-            needs_become: needs_become(&hp),
-            prepacked: None,
-        });
+    let hosts = pack::participating_hosts(the_plan, inventory);
+    let opts = Options {
+        target,
+        default_target,
+        ..Options::default()
+    };
+    let platforms = detect_platforms(&hosts, &opts, notes)?;
+    let (jobs, skipped) = pack_hosts(the_plan, inventory, settings, signing, &platforms)?;
+    // Callers of this function (benchmarks) want every host packed or an error.
+    if let Some(s) = skipped.into_iter().next() {
+        return Err(PackError::Target {
+            host: s.host,
+            reason: s.reason,
+        }
+        .into());
     }
     Ok(jobs)
 }
@@ -381,6 +531,12 @@ pub fn dry_run_table(p: &Prepared, runner_dir: Option<&Path>) -> String {
             j.tasks,
             j.sealed.len(),
             j.digest
+        ));
+    }
+    for s in &p.skipped {
+        out.push_str(&format!(
+            "{}\t-\tnone\tskipped: {}\t-\t-\t-\n",
+            s.host, s.reason
         ));
     }
     out
@@ -413,6 +569,49 @@ pub fn runners_for(
             Err(e) => return Err(e.into()),
         };
         out.insert(j.triple, runner);
+    }
+    Ok(out)
+}
+
+/// Like [`runners_for`], but a platform whose runner is missing costs only its hosts:
+/// they move to `p.skipped` (the message says how to build the runner) and the other
+/// hosts go on. When no host has a runner at all, the error is returned as it is.
+pub fn runners_or_skip(
+    p: &mut Prepared,
+    runner_dir: Option<&Path>,
+) -> Result<BTreeMap<Triple, Runner>, DeployError> {
+    let mut out = BTreeMap::new();
+    let mut missing: BTreeMap<Triple, DeployError> = BTreeMap::new();
+    for j in &p.jobs {
+        if out.contains_key(&j.triple) || missing.contains_key(&j.triple) {
+            continue;
+        }
+        match runners_for(std::slice::from_ref(j), runner_dir) {
+            Ok(found) => out.extend(found),
+            Err(e @ DeployError::Runner(RunnerError::Missing { .. })) => {
+                missing.insert(j.triple, e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if out.is_empty() && p.jobs.iter().all(|j| j.prepacked.is_none()) {
+        if let Some((_, e)) = missing.into_iter().next() {
+            return Err(e);
+        }
+        return Ok(out);
+    }
+    let (keep, drop): (Vec<Job>, Vec<Job>) = std::mem::take(&mut p.jobs)
+        .into_iter()
+        .partition(|j| out.contains_key(&j.triple) || j.prepacked.is_some());
+    p.jobs = keep;
+    for j in drop {
+        let why = missing
+            .get(&j.triple)
+            .map_or_else(String::new, ToString::to_string);
+        p.skipped.push(Skipped {
+            host: j.host.name.clone(),
+            reason: format!("no runner for this host's platform {}: {why}", j.triple),
+        });
     }
     Ok(out)
 }

@@ -11,7 +11,6 @@ use ed25519_dalek::SigningKey;
 use rustle_runner::modules;
 use rustle_runner::payload::{self, Digest};
 use rustle_runner::plan::{DeployPlan, HostFile, HostPlan, Play, Task, Vars};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// zstd level for payloads: plans are small and compress well at a fast level.
@@ -341,62 +340,4 @@ pub fn pack(
             reason: format!("cannot pack the {triple} runner: {e}"),
         })
     }
-}
-
-/// The platform a host's runner is built for: `--target`, else the `rustle_target`
-/// variable, else `ansible_system` + `ansible_architecture`, else (for local hosts)
-/// this machine's, else the configured default (`[targets] default_arch`), else x86_64
-/// Linux with a note that it was assumed.
-pub fn target_for(
-    host: &Host,
-    forced: Option<Triple>,
-    default: Option<Triple>,
-) -> Result<(Triple, Option<String>), PackError> {
-    let bad = |reason: String| PackError::Target {
-        host: host.name.clone(),
-        reason,
-    };
-    if let Some(t) = forced {
-        return Ok((t, None));
-    }
-    if let Some(v) = host.vars.get("rustle_target") {
-        let s = v
-            .as_str()
-            .ok_or_else(|| bad(format!("rustle_target must be a string, got {v}")))?;
-        return s
-            .parse()
-            .map(|t| (t, None))
-            .map_err(|e| bad(format!("rustle_target: {e}")));
-    }
-    let arch = host
-        .vars
-        .get("ansible_architecture")
-        .and_then(Value::as_str);
-    let system = host.vars.get("ansible_system").and_then(Value::as_str);
-    if let Some(arch) = arch {
-        let system = system.unwrap_or("Linux");
-        return Triple::from_system(system, arch)
-            .map(|t| (t, None))
-            .ok_or_else(|| {
-                bad(format!(
-                    "no runner for ansible_system={system} ansible_architecture={arch}"
-                ))
-            });
-    }
-    if host.is_local() {
-        return Triple::native()
-            .map(|t| (t, None))
-            .ok_or_else(|| bad("no runner for this machine's platform".into()));
-    }
-    if let Some(t) = default {
-        return Ok((t, None));
-    }
-    Ok((
-        Triple::X86_64LinuxMusl,
-        Some(format!(
-            "host '{}': platform unknown, assuming {} (set rustle_target or ansible_architecture)",
-            host.name,
-            Triple::X86_64LinuxMusl
-        )),
-    ))
 }

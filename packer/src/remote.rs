@@ -676,6 +676,66 @@ pub fn deploy_all(
     }))
 }
 
+/// Asks each host for its platform with `uname -sm` (one connection and one short exec
+/// channel per host, up to `parallel` at once), before anything is packed for it.
+/// Answers come back in `hosts`' order: the first line of output, or why there is none.
+pub fn probe_platforms(
+    hosts: &[Host],
+    opts: &RemoteOptions,
+) -> Result<Vec<Result<String, String>>, std::io::Error> {
+    let rt = runtime()?;
+    let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    // Connecting has its own limit inside; this bounds a host that connects but hangs.
+    let timeout = opts.connect_timeout + Duration::from_secs(30);
+    Ok(rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for host in hosts {
+            let (t, jump) = target(host, opts);
+            let limit = limit.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                tokio::time::timeout(timeout, probe_one(t, jump))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "no answer to `uname -sm` within {} s",
+                            timeout.as_secs()
+                        ))
+                    })
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(
+                t.await
+                    .unwrap_or_else(|e| Err(format!("internal error: {e}"))),
+            );
+        }
+        out
+    }))
+}
+
+async fn probe_one(t: Target, jump: Vec<Target>) -> Result<String, String> {
+    let conn = ssh::connect_via(&t, &jump)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer: Option<String> = None;
+    let ran = conn
+        .exec("uname -sm", &[], &mut |line| {
+            answer.get_or_insert_with(|| line.to_string());
+        })
+        .await;
+    conn.close().await;
+    let (code, stderr) = ran.map_err(|e| e.to_string())?;
+    match (code, answer) {
+        (Some(0), Some(a)) => Ok(a),
+        (code, _) => Err(format!(
+            "`uname -sm` failed (exit {code:?}): {}",
+            stderr.trim()
+        )),
+    }
+}
+
 /// A host-level operation that ships no new runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

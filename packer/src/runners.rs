@@ -137,8 +137,12 @@ pub fn build_command(triple: Triple) -> String {
 /// Finds the runner for `triple` in the first directory whose manifest lists it, and
 /// checks its digest and payload format.
 pub fn find(triple: Triple, explicit: Option<&Path>) -> Result<Runner, RunnerError> {
-    let dirs = search_dirs(explicit);
-    for dir in &dirs {
+    find_in(triple, &search_dirs(explicit))
+}
+
+/// [`find`] over exactly `dirs`, in order.
+fn find_in(triple: Triple, dirs: &[PathBuf]) -> Result<Runner, RunnerError> {
+    for dir in dirs {
         let manifest_path = dir.join(MANIFEST);
         if !manifest_path.exists() {
             continue;
@@ -268,9 +272,9 @@ mod tests {
     #[test]
     fn missing_runner_names_the_command() {
         let dir = tempfile::tempdir().unwrap();
-        // Only an empty explicit dir and whatever else exists: ask for a triple no
-        // test machine has built.
-        let e = find(Triple::Aarch64Darwin, Some(dir.path())).unwrap_err();
+        // Only an empty directory: the source tree's target/runners may well have
+        // every runner of the matrix.
+        let e = find_in(Triple::Aarch64Darwin, &[dir.path().to_path_buf()]).unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains("cargo xtask runners --target aarch64-apple-darwin"),

@@ -53,6 +53,9 @@ fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
+/// The most a runner may weigh (5 MB).
+const MAX_RUNNER_BYTES: usize = 5 * 1000 * 1000;
+
 /// One `[[target]]` of prebuilt-targets.toml.
 #[derive(Debug, Default, Clone)]
 struct Target {
@@ -162,10 +165,26 @@ fn runners(args: &[String]) -> Result<()> {
             .collect::<Result<_>>()?
     };
     let out_dir = root.join("target/runners");
+    // One target that cannot be built (a tool missing, no network for pip) must not
+    // stop the others: build what can be built, then say what could not and why.
+    let mut failed: Vec<String> = Vec::new();
     for t in &selected {
-        build_runner(&root, t, &out_dir)?;
+        if let Err(e) = build_runner(&root, t, &out_dir) {
+            eprintln!("xtask: {} runner NOT built: {e}", t.triple);
+            failed.push(format!("{}: {e}", t.triple));
+        }
     }
-    write_manifest(&out_dir)
+    write_manifest(&out_dir)?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} runners not built:\n  {}",
+            failed.len(),
+            selected.len(),
+            failed.join("\n  ")
+        ))
+    }
 }
 
 fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
@@ -173,6 +192,15 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
     let mut cmd = cargo();
     match t.build.as_str() {
         "zigbuild" => {
+            let bin = zig_tools(root)?;
+            // The venv's bin first: `cargo zigbuild` is found there, and so is the
+            // venv's python3, through which cargo-zigbuild runs zig (`python3 -m ziglang`).
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![bin];
+            dirs.extend(std::env::split_paths(&path));
+            let joined =
+                std::env::join_paths(dirs).map_err(|e| format!("cannot build PATH: {e}"))?;
+            cmd.env("PATH", joined);
             cmd.arg("zigbuild");
         }
         _ => {
@@ -194,35 +222,29 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
     if let Some(linker) = &t.linker {
         cmd.env(format!("CARGO_TARGET_{env_triple}_LINKER"), linker);
     }
-    // Reproducible output: no build-machine paths in the binary (panic locations and
-    // the like name /rustle and /cargo instead of this checkout and this home).
-    let mut flags = format!("--remap-path-prefix={}=/rustle", root.display());
-    if let Some(home) = std::env::var_os("CARGO_HOME")
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string()))
-    {
-        flags.push_str(&format!(
-            " --remap-path-prefix={}=/cargo",
-            Path::new(&home).display()
-        ));
+    let mut flags = reproducible_flags(root);
+    if t.build == "zigbuild" {
+        // rustc strips Mach-O output after linking, but zig's linker has by then
+        // computed LC_UUID over the unstripped file, whose debug map names every object
+        // file by path and modification time: the same sources gave a new UUID on every
+        // build. Stripping in the linker (-s) keeps those out of the UUID.
+        flags.push_str(" -C link-arg=-s");
     }
     cmd.env(format!("CARGO_TARGET_{env_triple}_RUSTFLAGS"), flags);
-    if t.build == "zigbuild"
-        && Command::new("cargo-zigbuild")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        return Err(format!(
-            "{} needs cargo-zigbuild and zig: pip install ziglang cargo-zigbuild (in a virtualenv on PATH)",
-            t.triple
-        ));
-    }
     run(&mut cmd)?;
     let built = root
         .join("target")
         .join(&t.triple)
         .join("runner/rustle-runner");
     let bytes = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+    // The runner is uploaded to every host on every deploy: its size is a budget.
+    if bytes.len() > MAX_RUNNER_BYTES {
+        return Err(format!(
+            "{} is {} bytes, over the {MAX_RUNNER_BYTES}-byte budget for a runner",
+            built.display(),
+            bytes.len()
+        ));
+    }
     let dir = out_dir.join(&t.triple);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let dest = dir.join("rustle-runner");
@@ -248,6 +270,99 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
         bytes.len()
     );
     Ok(())
+}
+
+/// rustc flags that make a runner's bytes depend on its sources only: the checkout's
+/// path and cargo's home (where dependency sources live) are renamed to fixed names, so
+/// panic locations and the like are the same from any clone on any machine. (Cargo's
+/// `trim-paths` does this too but is not stable on the toolchain we support.) The rest
+/// of what reproducibility needs is in `[profile.runner]`: one codegen unit, stripped,
+/// no debug info. Nothing in the runner embeds the build time.
+fn reproducible_flags(root: &Path) -> String {
+    let mut flags = format!("--remap-path-prefix={}=/rustle", root.display());
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(home) = home {
+        flags.push_str(&format!(" --remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags
+}
+
+/// Versions of the zig toolchain pieces, pinned so that a build next year links with
+/// the same zig as today (same inputs, same runner digest).
+const ZIGLANG_VERSION: &str = "0.17.1";
+const CARGO_ZIGBUILD_VERSION: &str = "0.24.1";
+
+/// Makes sure zig and cargo-zigbuild are installed in xtask's own virtualenv
+/// (`target/xtask-venv`, created on first use) and returns its `bin` directory. Both
+/// come as Python packages, so nothing is needed beyond python3 with venv and pip.
+fn zig_tools(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/xtask-venv");
+    let bin = venv.join("bin");
+    let python = bin.join("python3");
+    let stamp = venv.join("rustle-zig-tools");
+    let wanted = format!("{ZIGLANG_VERSION} {CARGO_ZIGBUILD_VERSION}\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+        && tools_work(&python, &bin)
+    {
+        return Ok(bin);
+    }
+    let system_python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+    let created = Command::new(&system_python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .map_err(|e| {
+            format!(
+                "python3 is missing ({e}); the macOS runners need it to install zig and cargo-zigbuild. \
+                 Install it (Debian/Ubuntu: apt-get install python3 python3-venv), or build only the \
+                 Linux runners: cargo xtask runners --target x86_64-unknown-linux-musl"
+            )
+        })?;
+    if !created.status.success() {
+        return Err(format!(
+            "`python3 -m venv {}` failed: {}\n  the venv module is missing (Debian/Ubuntu: apt-get install python3-venv)",
+            venv.display(),
+            String::from_utf8_lossy(&created.stderr).trim()
+        ));
+    }
+    eprintln!(
+        "xtask: installing zig {ZIGLANG_VERSION} and cargo-zigbuild {CARGO_ZIGBUILD_VERSION} into {}",
+        venv.display()
+    );
+    let pip = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg(format!("ziglang=={ZIGLANG_VERSION}"))
+        .arg(format!("cargo-zigbuild=={CARGO_ZIGBUILD_VERSION}"))
+        .status()
+        .map_err(|e| format!("cannot run pip in {}: {e}", venv.display()))?;
+    if !pip.success() || !tools_work(&python, &bin) {
+        return Err(format!(
+            "pip could not install ziglang=={ZIGLANG_VERSION} and cargo-zigbuild=={CARGO_ZIGBUILD_VERSION} \
+             (no network, or no access to the Python package index?). Install them into {} yourself \
+             ({} -m pip install ziglang=={ZIGLANG_VERSION} cargo-zigbuild=={CARGO_ZIGBUILD_VERSION}) and run again",
+            venv.display(),
+            python.display()
+        ));
+    }
+    std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(bin)
+}
+
+/// True when the venv has cargo-zigbuild and a python that can run zig.
+fn tools_work(python: &Path, bin: &Path) -> bool {
+    bin.join("cargo-zigbuild").exists()
+        && Command::new(python)
+            .args(["-c", "import ziglang"])
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 /// The payload format version, read from the one place that defines it.
@@ -287,7 +402,9 @@ fn write_manifest(out_dir: &Path) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    runners(&["--native".to_string()])?;
+    // Every supported runner, not just this machine's: the aarch64 (qemu) and Mach-O
+    // tests need theirs and fail, rather than skip, when one is missing.
+    runners(&[])?;
     run(cargo().args(["test", "--workspace", "--locked"]))
 }
 
