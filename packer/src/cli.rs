@@ -326,6 +326,7 @@ fn build_options(args: &DeployArgs, s: &Settings) -> crate::custom::BuildOptions
         rebuild: args.rebuild,
         incremental: args.incremental,
         jobs: s.parallel.clamp(1, cpus),
+        profile: crate::custom::profile(s.optimization_level, s.strip_symbols),
     }
 }
 
@@ -585,6 +586,18 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
             "{}",
             deploy::dry_run_table(&prepared, args.runner_dir.as_deref())
         );
+        if !prepared.custom.is_empty() {
+            let mut triples: Vec<Triple> = prepared.jobs.iter().map(|j| j.triple).collect();
+            triples.sort();
+            triples.dedup();
+            let opts = build_options(&args, &set);
+            for t in triples {
+                println!(
+                    "{}",
+                    crate::custom::dry_run_line(&prepared.custom, t, &opts)?
+                );
+            }
+        }
         return Ok(exit::OK);
     }
     let runners = if prepared.custom.is_empty() {

@@ -21,6 +21,7 @@
 //! back to the module (and to its file, when it came from one). Nothing here touches a
 //! host: the caller builds every runner before the first connection.
 
+use crate::config::OptimizationLevel;
 use crate::runners::Runner;
 use crate::target::Triple;
 use rustle_runner::payload::{Digest, FORMAT_VERSION};
@@ -46,7 +47,7 @@ const BIN: &str = "rustle-custom-runner";
 const MODULE_DIR: &str = "custom/src/modules";
 /// Custom runners unwind on panic (the prebuilt ones abort), so a module that panics
 /// fails its task instead of killing the run: see `rustle_runner::modules::custom::call`.
-const PROFILE_OVERRIDES: &[&str] = &["profile.runner.panic=\"unwind\""];
+const PANIC_UNWIND: &str = "profile.runner.panic=\"unwind\"";
 /// The runner file inside a cache entry.
 const RUNNER_FILE: &str = "rustle-runner";
 
@@ -139,6 +140,44 @@ pub struct BuildOptions {
     pub incremental: bool,
     /// Compile jobs cargo may run at once (`--parallel`, capped at this machine's CPUs).
     pub jobs: usize,
+    /// Changes to the `runner` profile, as cargo `--config` values (see [`profile`]).
+    pub profile: Vec<String>,
+}
+
+/// The `runner` profile changes for `[compilation]` `optimization_level` and
+/// `strip_symbols`; none when both are unset (the prebuilt runners' settings: size,
+/// fat LTO, stripped). Panics always unwind in custom runners.
+pub fn profile(level: Option<OptimizationLevel>, strip: Option<bool>) -> Vec<String> {
+    let mut out = vec![PANIC_UNWIND.to_string()];
+    let set = |out: &mut Vec<String>, key: &str, value: &str| {
+        out.push(format!("profile.runner.{key}={value}"));
+    };
+    let keeps_debug_info = matches!(
+        level,
+        Some(OptimizationLevel::Debug | OptimizationLevel::ReleaseWithDebugInfo)
+    );
+    match level {
+        None => {}
+        Some(OptimizationLevel::Debug) => {
+            set(&mut out, "opt-level", "0");
+            set(&mut out, "lto", "false");
+            set(&mut out, "codegen-units", "16");
+        }
+        Some(OptimizationLevel::Release | OptimizationLevel::ReleaseWithDebugInfo) => {
+            set(&mut out, "opt-level", "3");
+        }
+        Some(OptimizationLevel::MinSize) => set(&mut out, "opt-level", "\"s\""),
+    }
+    if keeps_debug_info {
+        set(&mut out, "debug", "true");
+    }
+    match strip {
+        Some(s) => set(&mut out, "strip", if s { "true" } else { "false" }),
+        // Debug info that is stripped straight away would be asked for in vain.
+        None if keeps_debug_info => set(&mut out, "strip", "false"),
+        None => {}
+    }
+    out
 }
 
 impl BuildOptions {
@@ -279,7 +318,13 @@ fn rustc_version(triple: Triple) -> Result<String, CustomError> {
 
 /// The cache key: blake3 over everything that decides the runner's bytes. Each part is
 /// length-prefixed so no two different inputs hash the same stream.
-fn digest(modules: &[Module], triple: Triple, recipe: &Recipe, rustc: &str) -> Digest {
+fn digest(
+    modules: &[Module],
+    triple: Triple,
+    recipe: &Recipe,
+    profile: &[String],
+    rustc: &str,
+) -> Digest {
     let mut h = blake3::Hasher::new();
     let mut part = |bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_le_bytes());
@@ -299,7 +344,7 @@ fn digest(modules: &[Module], triple: Triple, recipe: &Recipe, rustc: &str) -> D
     part(triple.as_str().as_bytes());
     part(recipe.build.as_bytes());
     part(recipe.linker.as_deref().unwrap_or("").as_bytes());
-    for o in PROFILE_OVERRIDES {
+    for o in profile {
         part(o.as_bytes());
     }
     part(rustc.as_bytes());
@@ -362,6 +407,29 @@ pub fn runners_for(
     Ok(out)
 }
 
+/// What `--dry-run` says about one triple's custom runner: cached, or to be built (the
+/// digest needs `rustc -vV`, nothing more; nothing is built or written).
+pub fn dry_run_line(
+    modules: &[Module],
+    triple: Triple,
+    opts: &BuildOptions,
+) -> Result<String, CustomError> {
+    let recipe = recipe(triple)?;
+    let rustc = rustc_version(triple)?;
+    let key = digest(modules, triple, &recipe, &opts.profile, &rustc).to_hex();
+    let entry = opts.cache_dir.join("runners").join(&key);
+    let names: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
+    let state = match load_entry(&entry, triple) {
+        Ok(Some(r)) if !opts.rebuild => format!("cached, {} bytes", r.bytes.len()),
+        _ => "not built yet: the deploy builds it first".to_string(),
+    };
+    Ok(format!(
+        "custom runner for {triple} (modules: {}) replaces the prebuilt one: {} ({state})",
+        names.join(", "),
+        entry.display()
+    ))
+}
+
 /// The custom runner for one triple, from the cache unless `opts.rebuild`.
 pub fn runner(
     modules: &[Module],
@@ -370,7 +438,7 @@ pub fn runner(
 ) -> Result<CustomRunner, CustomError> {
     let recipe = recipe(triple)?;
     let rustc = rustc_version(triple)?;
-    let key = digest(modules, triple, &recipe, &rustc).to_hex();
+    let key = digest(modules, triple, &recipe, &opts.profile, &rustc).to_hex();
     let entry = opts.cache_dir.join("runners").join(&key);
     if !opts.rebuild {
         match load_entry(&entry, triple) {
@@ -625,7 +693,7 @@ fn build(
     ])
     .arg("--target-dir")
     .arg(&target_dir);
-    for o in PROFILE_OVERRIDES {
+    for o in &opts.profile {
         cmd.args(["--config", o]);
     }
     let env_triple = triple.as_str().to_uppercase().replace('-', "_");
@@ -845,31 +913,48 @@ mod tests {
     #[test]
     fn the_digest_covers_modules_and_triple() {
         let r = recipe(Triple::X86_64LinuxMusl).unwrap();
+        let p = profile(None, None);
+        let x86 = Triple::X86_64LinuxMusl;
         let a = [module("a", "fn x() {}")];
-        let d = digest(&a, Triple::X86_64LinuxMusl, &r, "rustc 1");
-        assert_eq!(d, digest(&a, Triple::X86_64LinuxMusl, &r, "rustc 1"));
+        let d = digest(&a, x86, &r, &p, "rustc 1");
+        assert_eq!(d, digest(&a, x86, &r, &p, "rustc 1"));
         assert_ne!(
             d,
-            digest(
-                &[module("a", "fn y() {}")],
-                Triple::X86_64LinuxMusl,
-                &r,
-                "rustc 1"
-            )
+            digest(&[module("a", "fn y() {}")], x86, &r, &p, "rustc 1")
         );
         assert_ne!(
             d,
-            digest(
-                &[module("b", "fn x() {}")],
-                Triple::X86_64LinuxMusl,
-                &r,
-                "rustc 1"
-            )
+            digest(&[module("b", "fn x() {}")], x86, &r, &p, "rustc 1")
         );
-        assert_ne!(d, digest(&a, Triple::X86_64LinuxMusl, &r, "rustc 2"));
+        assert_ne!(d, digest(&a, x86, &r, &p, "rustc 2"));
+        let release = profile(Some(OptimizationLevel::Release), None);
+        assert_ne!(d, digest(&a, x86, &r, &release, "rustc 1"));
         let arm = recipe(Triple::Aarch64LinuxMusl).unwrap();
         assert_eq!(arm.linker.as_deref(), Some("rust-lld"));
-        assert_ne!(d, digest(&a, Triple::Aarch64LinuxMusl, &arm, "rustc 1"));
+        assert_ne!(d, digest(&a, Triple::Aarch64LinuxMusl, &arm, &p, "rustc 1"));
+    }
+
+    #[test]
+    fn compilation_settings_become_profile_changes() {
+        let unwind = "profile.runner.panic=\"unwind\"".to_string();
+        assert_eq!(profile(None, None), vec![unwind.clone()]);
+        assert_eq!(
+            profile(Some(OptimizationLevel::ReleaseWithDebugInfo), None),
+            vec![
+                unwind.clone(),
+                "profile.runner.opt-level=3".into(),
+                "profile.runner.debug=true".into(),
+                "profile.runner.strip=false".into()
+            ]
+        );
+        assert_eq!(
+            profile(Some(OptimizationLevel::MinSize), Some(false)),
+            vec![
+                unwind,
+                "profile.runner.opt-level=\"s\"".into(),
+                "profile.runner.strip=false".into()
+            ]
+        );
     }
 
     #[test]

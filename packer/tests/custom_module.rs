@@ -154,6 +154,17 @@ fn a_custom_module_is_built_once_then_taken_from_the_cache() {
     let plan_file = env.write_json("plan.json", &plan("hello {{ inventory_hostname }}"));
     let plan_arg = plan_file.to_str().unwrap();
 
+    // A dry run says what will be built, and builds nothing.
+    let out = env.deploy(&[plan_arg, "--dry-run"], true);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("(modules: explode, uppercase) replaces the prebuilt one"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains("not built yet"));
+    assert!(!env.path("cargo-ran").exists());
+
     let started = Instant::now();
     let out = env.deploy(&[plan_arg, "--report", "r1.json"], false);
     let first = started.elapsed();
@@ -187,6 +198,12 @@ fn a_custom_module_is_built_once_then_taken_from_the_cache() {
     assert!(
         err.contains("runner (modules: explode, uppercase) from cache"),
         "{err}"
+    );
+    let out = env.deploy(&[plan_arg, "--dry-run"], true);
+    assert!(
+        text(&out.stdout).contains("(cached, "),
+        "{}",
+        text(&out.stdout)
     );
     let t = tasks(&env.path("r2.json"));
     assert_eq!((t[0].0.as_str(), t[0].1.as_str()), ("shout", "ok"), "{t:?}");
