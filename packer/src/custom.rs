@@ -15,7 +15,8 @@
 //! 4. A miss writes a cargo workspace into `<cache>/build/<digest>/` (the runner crate
 //!    and a `custom` crate whose `main.rs` registers each module through
 //!    `rustle_runner::cli::main_with`, each module in its own `src/modules/<name>.rs`),
-//!    builds it with the `runner` profile for the triple, and records the result.
+//!    builds it with the `runner` profile for the triple, records the result and removes
+//!    the project (a failed one is kept for inspection).
 //!
 //! A module that does not compile is reported with the compiler's own diagnostic, mapped
 //! back to the module (and to its file, when it came from one). Nothing here touches a
@@ -777,10 +778,9 @@ fn build(
     }
     let binary = target_dir.join(triple.as_str()).join("runner").join(BIN);
     let bytes = std::fs::read(&binary).map_err(io(&binary))?;
-    if !opts.incremental && target_dir == dir.join("target") {
-        // A clean build's target directory is hundreds of MB that nothing will reuse.
-        let _ = std::fs::remove_dir_all(&target_dir);
-    }
+    // The runner is recorded in the cache now; the project (with a clean build's target
+    // directory: hundreds of MB) is of no further use. A failed build's stays for a look.
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(bytes)
 }
 

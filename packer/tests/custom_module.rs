@@ -186,6 +186,11 @@ fn a_custom_module_is_built_once_then_taken_from_the_cache() {
         "the run went on"
     );
     assert_eq!(cached_runners(&env), 1);
+    assert_eq!(
+        std::fs::read_dir(env.path("cache/build")).unwrap().count(),
+        0,
+        "the project is removed once its runner is cached"
+    );
 
     // Same modules: the cache answers and cargo is never started (the fake one would
     // leave a mark and fail the deploy). The module is idempotent: ok, not changed.
@@ -267,6 +272,16 @@ fn a_module_that_does_not_compile_is_named_with_its_line_and_nothing_runs() {
     assert!(!marker.exists(), "no task may run");
     assert!(!env.path("root").exists(), "no host may be touched");
     assert_eq!(cached_runners(&env), 0, "nothing is cached");
+    let kept = std::fs::read_dir(env.path("cache/build"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(kept.path().join("custom/src/modules/broken.rs")).unwrap(),
+        broken,
+        "a failed project is kept for a look"
+    );
 }
 
 #[test]
