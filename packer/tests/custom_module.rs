@@ -318,7 +318,7 @@ fn module_names_and_uses_are_checked_before_any_build() {
         (
             json!({"mine": {"source": ""}}),
             "theirs",
-            "module 'theirs' is not supported by the runner (supported: assert,",
+            "module 'theirs' is not supported by the runner (supported: ",
         ),
     ] {
         let out = deploy(plan(modules, module));

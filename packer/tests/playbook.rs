@@ -539,6 +539,62 @@ mod playbook {
     }
 
     #[test]
+    fn templated_with_dict_and_with_items_become_loops_over_filters() {
+        let plan = load_text(
+            r#"
+- hosts: all
+  tasks:
+    - debug: msg="{{ item.key }}={{ item.value }}"
+      with_dict: "{{ users }}"
+    - debug: var=item
+      with_items: "{{ nested }}"
+    - debug: var=item
+      loop: [1]
+      loop_control: {index_var: i, pause: 0.5, extended: yes, break_when: "i > 3"}
+"#,
+        )
+        .unwrap();
+        let t = &plan.plays[0].tasks;
+        assert_eq!(t[0].loop_, Some(json!("{{ (users) | dict2items }}")));
+        assert_eq!(
+            t[1].loop_,
+            Some(json!("{{ (nested) | flatten(levels=1) }}"))
+        );
+        let lc = t[2].loop_control.as_ref().unwrap();
+        assert_eq!(lc.index_var.as_deref(), Some("i"));
+        assert_eq!(lc.pause, Some(0.5));
+        assert!(lc.extended);
+        assert_eq!(lc.break_when, Some(Condition::One("i > 3".into())));
+    }
+
+    #[test]
+    fn environment_and_no_log_are_carried() {
+        let plan = load_text(
+            r#"
+- hosts: all
+  environment: {PATH: "/opt/bin:{{ ansible_env.PATH }}"}
+  tasks:
+    - command: env
+      environment: {A: "1"}
+      no_log: yes
+    - command: env
+      environment: "{{ proxy_env }}"
+"#,
+        )
+        .unwrap();
+        let play = &plan.plays[0];
+        assert_eq!(
+            play.environment,
+            Some(json!({"PATH": "/opt/bin:{{ ansible_env.PATH }}"}))
+        );
+        assert_eq!(play.tasks[0].environment, Some(json!({"A": "1"})));
+        assert!(play.tasks[0].no_log);
+        assert_eq!(play.tasks[1].environment, Some(json!("{{ proxy_env }}")));
+        let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      environment: [A]\n");
+        assert!(msg.contains("expected a mapping"), "{msg}");
+    }
+
+    #[test]
     fn shell_script_keeps_its_lines() {
         let plan = load_text(
         "- hosts: all\n  tasks:\n    - shell: |\n        set -e\n        if [ -f /x ]; then\n          echo  'a  b'\n        fi\n",
@@ -619,9 +675,12 @@ mod playbook {
         );
 
         let msg = err_text(
-            "- hosts: all\n  tasks:\n    - debug: msg=x\n      loop: [1]\n      loop_control: {index_var: i}\n",
+            "- hosts: all\n  tasks:\n    - debug: msg=x\n      loop: [1]\n      loop_control: {index_vr: i}\n",
         );
-        assert!(msg.contains("`index_var` is not supported yet"), "{msg}");
+        assert!(
+            msg.contains("unknown keyword `index_vr`; did you mean `index_var`?"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -636,8 +695,8 @@ mod playbook {
                 "- hosts: all\n  tasks:\n    - command: ls\n      async: 10\n",
             ),
             (
-                "environment",
-                "- hosts: all\n  tasks:\n    - command: ls\n      environment: {A: b}\n",
+                "run_once",
+                "- hosts: all\n  tasks:\n    - command: ls\n      run_once: true\n",
             ),
             ("serial", "- hosts: all\n  serial: 2\n  tasks: []\n"),
             (
@@ -648,10 +707,6 @@ mod playbook {
             (
                 "become",
                 "- hosts: all\n  tasks:\n    - command: ls\n      become: \"{{ b }}\"\n",
-            ),
-            (
-                "with_dict",
-                "- hosts: all\n  tasks:\n    - debug: var=item\n      with_dict: \"{{ d }}\"\n",
             ),
         ] {
             let msg = err_text(text);

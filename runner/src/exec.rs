@@ -15,11 +15,16 @@ use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
 use crate::facts;
 use crate::modules::{self, Ctx, ModuleError, Outcome};
 use crate::plan::{Condition, HostPlan, Play, Task, Vars};
+use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+/// What a `no_log` task's reported result says instead of the result (Ansible's words).
+const NO_LOG_CENSORED: &str =
+    "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
 
 /// Options given on the runner's command line that override the plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,9 +35,16 @@ pub struct RunOptions {
     pub diff_mode: bool,
 }
 
-/// The host stopped: a task failed and nothing rescued it.
-#[derive(Debug)]
-struct HostFailed;
+/// Why a host stops going through its task list early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    /// A task failed and nothing rescued it: no further task or play runs.
+    Failed,
+    /// `meta: end_play` (or `end_batch`): the rest of this play is skipped.
+    EndPlay,
+    /// `meta: end_host`: the rest of the run is skipped, without failing.
+    EndHost,
+}
 
 /// Keywords a block hands down to the tasks inside it.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +53,7 @@ struct Inherited<'a> {
     when: Vec<&'a Condition>,
     become_: Option<bool>,
     become_user: Option<&'a str>,
+    environment: Vec<&'a Value>,
     ignore_errors: bool,
     check_mode: Option<bool>,
 }
@@ -60,6 +73,10 @@ pub struct Executor<'a> {
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
     failure: Option<(String, String, Value)>,
+    /// The current play, whose handlers `meta: flush_handlers` runs.
+    play: Option<&'a Play>,
+    /// Whether anything in the plan refers to a gathered fact (decided once).
+    facts_used: Option<bool>,
 }
 
 /// What a finished run amounts to.
@@ -85,6 +102,8 @@ impl<'a> Executor<'a> {
             play_name: String::new(),
             notified: BTreeSet::new(),
             failure: None,
+            play: None,
+            facts_used: None,
         }
     }
 
@@ -93,9 +112,13 @@ impl<'a> Executor<'a> {
         let started = Instant::now();
         let mut host_failed = false;
         for play in &self.plan.plays {
-            if self.run_play(play).is_err() {
-                host_failed = true;
-                break;
+            match self.run_play(play) {
+                Ok(()) | Err(Halt::EndPlay) => {}
+                Err(Halt::EndHost) => break,
+                Err(Halt::Failed) => {
+                    host_failed = true;
+                    break;
+                }
             }
         }
         self.sink.emit(&Event::Recap {
@@ -110,7 +133,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn run_play(&mut self, play: &'a Play) -> Result<(), HostFailed> {
+    fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
         self.sink.emit(&Event::Play {
@@ -119,7 +142,15 @@ impl<'a> Executor<'a> {
         });
         if play.gather_facts && self.facts.is_empty() {
             let started = Instant::now();
-            self.facts = facts::gather();
+            // Gathering reads /proc, /etc and runs a few syscalls per interface; a plan
+            // that never refers to a fact does not pay for it (the task is still
+            // reported, so the counts match Ansible's).
+            if *self
+                .facts_used
+                .get_or_insert_with(|| facts_referenced(self.plan))
+            {
+                self.facts = facts::gather();
+            }
             let mut result = Vars::new();
             result.insert("changed".into(), false.into());
             result.insert("failed".into(), false.into());
@@ -137,19 +168,26 @@ impl<'a> Executor<'a> {
                 Value::Object(result),
             );
         }
-        let inherited = Inherited {
-            vars: vec![&play.vars],
-            become_: play.become_,
-            become_user: play.become_user.as_deref(),
-            ..Inherited::default()
+        self.play = Some(play);
+        self.run_list(&play.tasks, &play_scope(play), false)?;
+        self.flush_handlers()
+    }
+
+    /// Runs the notified handlers, in the order they are defined, each once; a handler
+    /// may notify a later one. Called at the end of a play and by `meta: flush_handlers`.
+    fn flush_handlers(&mut self) -> Result<(), Halt> {
+        let Some(play) = self.play else {
+            return Ok(());
         };
-        self.run_list(&play.tasks, &inherited, false)?;
-        // Handlers run in the order they are defined, each at most once, and a handler
-        // may notify a later one.
+        // Handlers see the play's keywords, not those of the task that flushed them.
+        let inherited = play_scope(play);
         for handler in &play.handlers {
             let name = handler.name.clone().unwrap_or_default();
-            let wanted = self.notified.contains(&name)
-                || handler.listen.iter().any(|l| self.notified.contains(l));
+            let wanted = self.notified.remove(&name)
+                | handler
+                    .listen
+                    .iter()
+                    .fold(false, |any, l| self.notified.remove(l) | any);
             if wanted {
                 self.run_task(handler, &inherited, true)?;
             }
@@ -157,12 +195,76 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// `meta`: executor directives rather than modules. Like Ansible, they are not
+    /// reported as tasks unless they go wrong.
+    fn run_meta(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let started = Instant::now();
+        let action = match task
+            .args
+            .get("_raw_params")
+            .or_else(|| task.args.get("action"))
+        {
+            Some(Value::String(a)) => a.trim().to_string(),
+            _ => String::new(),
+        };
+        let ctx = JValue::from_serialize(self.context(inherited, task, &[]));
+        if let Some(not_run) = self.conditions(task, inherited, &ctx) {
+            if not_run.get("failed") != Some(&Value::Bool(true)) {
+                return Ok(());
+            }
+            let name = self.task_name(task, &ctx);
+            self.record(
+                &name,
+                "meta",
+                Status::Failed,
+                false,
+                handler,
+                started,
+                Value::Object(not_run),
+            );
+            return Err(Halt::Failed);
+        }
+        match action.as_str() {
+            "flush_handlers" => self.flush_handlers(),
+            "end_play" | "end_batch" => Err(Halt::EndPlay),
+            "end_host" => Err(Halt::EndHost),
+            "clear_facts" => {
+                self.facts.clear();
+                Ok(())
+            }
+            // Nothing to do on a host that runs its own plan: there is no connection to
+            // reset, no inventory to reload and no other host's error to clear.
+            "noop" | "refresh_inventory" | "reset_connection" | "clear_host_errors" => Ok(()),
+            other => {
+                let name = self.task_name(task, &ctx);
+                let msg = format!(
+                    "meta: unsupported action '{other}' (supported: flush_handlers, end_play, end_batch, end_host, clear_facts, noop, refresh_inventory, reset_connection, clear_host_errors)"
+                );
+                self.record(
+                    &name,
+                    "meta",
+                    Status::Failed,
+                    false,
+                    handler,
+                    started,
+                    Value::Object(failed_result(msg)),
+                );
+                Err(Halt::Failed)
+            }
+        }
+    }
+
     fn run_list(
         &mut self,
         tasks: &'a [Task],
         inherited: &Inherited<'a>,
         handler: bool,
-    ) -> Result<(), HostFailed> {
+    ) -> Result<(), Halt> {
         for task in tasks {
             self.run_task(task, inherited, handler)?;
         }
@@ -177,6 +279,7 @@ impl<'a> Executor<'a> {
         }
         inh.become_ = task.become_.or(parent.become_);
         inh.become_user = task.become_user.as_deref().or(parent.become_user);
+        inh.environment.extend(task.environment.as_ref());
         inh.ignore_errors = parent.ignore_errors || task.ignore_errors;
         inh.check_mode = task.check_mode.or(parent.check_mode);
         inh
@@ -188,10 +291,10 @@ impl<'a> Executor<'a> {
         block: &'a [Task],
         parent: &Inherited<'a>,
         handler: bool,
-    ) -> Result<(), HostFailed> {
+    ) -> Result<(), Halt> {
         let inh = Self::child_inherited(task, parent);
         let mut result = self.run_list(block, &inh, handler);
-        if result.is_err() && !task.rescue.is_empty() {
+        if result == Err(Halt::Failed) && !task.rescue.is_empty() {
             self.recap.rescued += 1;
             // The failure that rescue handled no longer counts against the host.
             self.recap.failed = self.recap.failed.saturating_sub(1);
@@ -205,6 +308,10 @@ impl<'a> Executor<'a> {
                     .insert("ansible_failed_result".into(), result);
             }
             result = self.run_list(&task.rescue, &inh, handler);
+        }
+        // `end_play` / `end_host` leave at once; `always` is for failures.
+        if matches!(result, Err(Halt::EndPlay | Halt::EndHost)) {
+            return result;
         }
         let always = self.run_list(&task.always, &inh, handler);
         result.and(always)
@@ -246,9 +353,12 @@ impl<'a> Executor<'a> {
         task: &'a Task,
         inherited: &Inherited<'a>,
         handler: bool,
-    ) -> Result<(), HostFailed> {
+    ) -> Result<(), Halt> {
         if let Some(block) = &task.block {
             return self.run_block(task, block, inherited, handler);
+        }
+        if task.module_name() == "meta" {
+            return self.run_meta(task, inherited, handler);
         }
         let started = Instant::now();
         let base = self.context(inherited, task, &[]);
@@ -284,17 +394,17 @@ impl<'a> Executor<'a> {
         if status == Status::Failed && !ignored {
             self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
         }
-        self.record(
-            &name,
-            &module,
-            status,
-            ignored,
-            handler,
-            started,
-            Value::Object(result),
-        );
+        // no_log hides what a task saw and said, as Ansible's output does; the
+        // registered variable keeps the real result.
+        let shown = if task.no_log {
+            json!({"censored": NO_LOG_CENSORED, "changed": status == Status::Changed,
+                   "failed": status == Status::Failed})
+        } else {
+            Value::Object(result)
+        };
+        self.record(&name, &module, status, ignored, handler, started, shown);
         if status == Status::Failed && !ignored {
-            return Err(HostFailed);
+            return Err(Halt::Failed);
         }
         Ok(())
     }
@@ -326,23 +436,56 @@ impl<'a> Executor<'a> {
     }
 
     fn run_loop(&mut self, task: &'a Task, inherited: &Inherited<'a>, items: &[Value]) -> Vars {
-        let loop_var = task
-            .loop_control
-            .as_ref()
-            .and_then(|c| c.loop_var.clone())
+        let control = task.loop_control.clone().unwrap_or_default();
+        let loop_var = control
+            .loop_var
+            .clone()
             .unwrap_or_else(|| "item".to_string());
         let mut results = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let idx = json!({"index": index + 1, "index0": index, "first": index == 0,
-                             "last": index + 1 == items.len(), "length": items.len()});
-            let mut r = self.run_once(
-                task,
-                inherited,
-                &[(&loop_var, item), ("ansible_loop", &idx)],
-            );
+            if index > 0
+                && let Some(secs) = control.pause.filter(|s| s.is_finite() && *s > 0.0)
+            {
+                std::thread::sleep(Duration::from_secs_f64(secs));
+            }
+            let index_value = Value::from(index);
+            let mut extra: Vec<(&str, &Value)> = vec![(&loop_var, item)];
+            if let Some(name) = &control.index_var {
+                extra.push((name, &index_value));
+            }
+            let loop_info = control
+                .extended
+                .then(|| loop_info(items, index, control.extended_allitems != Some(false)));
+            if let Some(info) = &loop_info {
+                extra.push(("ansible_loop", info));
+            }
+            let mut r = self.run_once(task, inherited, &extra);
             r.insert(loop_var.clone(), item.clone());
             r.insert("ansible_loop_var".into(), loop_var.clone().into());
+            if let Some(name) = &control.index_var {
+                r.insert("ansible_index_var".into(), name.clone().into());
+                r.insert(name.clone(), index_value.clone());
+            }
+            if let Some(label) = &control.label {
+                let scope = JValue::from_serialize(self.context(inherited, task, &extra));
+                let shown = self
+                    .engine
+                    .render_str(label, &scope)
+                    .unwrap_or_else(|_| label.clone());
+                r.insert("_ansible_item_label".into(), shown.into());
+            }
+            let stop = control.break_when.as_ref().is_some_and(|cond| {
+                let mut scope = self.context(inherited, task, &extra);
+                if let Some(reg) = &task.register {
+                    scope.insert(reg.clone(), Value::Object(r.clone()));
+                }
+                self.eval_condition(cond, &JValue::from_serialize(&scope))
+                    .is_ok_and(|(b, _)| b)
+            });
             results.push(Value::Object(r));
+            if stop {
+                break;
+            }
         }
         let any = |k: &str| results.iter().any(|r| r.get(k) == Some(&Value::Bool(true)));
         let all_skipped = !results.is_empty()
@@ -517,9 +660,14 @@ impl<'a> Executor<'a> {
             Ok(_) => Vars::new(),
             Err(e) => return failed_result(format!("{e}")),
         };
-        if let Err(msg) = self.check_become(task, inherited, ctx) {
-            return failed_result(msg);
-        }
+        let run_as = match self.check_become(task, inherited, ctx) {
+            Ok(r) => r,
+            Err(msg) => return failed_result(msg),
+        };
+        let env = match self.environment(task, inherited, ctx) {
+            Ok(e) => e,
+            Err(msg) => return failed_result(msg),
+        };
         let check_mode = self.check_mode(inherited, task);
         let mctx = Ctx {
             check_mode,
@@ -527,6 +675,8 @@ impl<'a> Executor<'a> {
             files: &self.plan.files,
             engine: &self.engine,
             vars: ctx,
+            env: &env,
+            run_as: run_as.as_ref(),
         };
         match modules::run(module, &args, &mctx) {
             Ok(outcome) => {
@@ -541,17 +691,56 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// The task's `environment`: the play's, then each enclosing block's, then its own,
+    /// later names winning. Values are rendered; a mapping is required.
+    fn environment(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        for scope in inherited
+            .environment
+            .iter()
+            .copied()
+            .chain(task.environment.as_ref())
+        {
+            let rendered = self
+                .engine
+                .render_value(scope, ctx)
+                .map_err(|e| format!("environment: {e}"))?;
+            let Value::Object(map) = rendered else {
+                return Err(format!(
+                    "environment must be a mapping of names to values, got: {rendered}"
+                ));
+            };
+            for (k, v) in map {
+                let v = match v {
+                    Value::String(s) => s,
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                env.retain(|(name, _)| *name != k);
+                env.push((k, v));
+            }
+        }
+        Ok(env)
+    }
+
     /// Privilege: the deployer starts the runner as the user the plan needs (through
-    /// sudo when it asks for root), so here we only check that we are that user.
+    /// sudo when it asks for root). Becoming that same user needs nothing; becoming
+    /// another one works when the runner is root: the task's processes then start as
+    /// that user (see [`crate::privilege`]).
     fn check_become(
         &self,
         task: &Task,
         inherited: &Inherited<'_>,
         ctx: &JValue,
-    ) -> Result<(), String> {
+    ) -> Result<Option<RunAs>, String> {
         let become_ = task.become_.or(inherited.become_).unwrap_or(false);
         if !become_ {
-            return Ok(());
+            return Ok(None);
         }
         let wanted = task
             .become_user
@@ -564,13 +753,17 @@ impl<'a> Executor<'a> {
             .unwrap_or_else(|_| wanted.to_string());
         let me = facts::current_user();
         if me.as_deref() == Some(wanted.as_str()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "become_user '{wanted}' requested but the runner runs as '{}'; run the runner as that user (the deployer uses sudo -n for root)",
-                me.unwrap_or_else(|| "unknown".into())
-            ))
+            return Ok(None);
         }
+        if facts::current_uid() != Some(0) {
+            return Err(format!(
+                "become_user '{wanted}' requested but the runner runs as '{}', which cannot switch users; set become: true on the play so the deployer starts the runner as root",
+                me.unwrap_or_else(|| "unknown".into())
+            ));
+        }
+        RunAs::lookup(&wanted)
+            .map(Some)
+            .ok_or_else(|| format!("become_user '{wanted}': no such user on this host"))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -614,6 +807,117 @@ impl<'a> Executor<'a> {
             result,
         });
     }
+}
+
+/// `ansible_loop` for item `index` with `loop_control: {extended: true}`.
+fn loop_info(items: &[Value], index: usize, allitems: bool) -> Value {
+    let len = items.len();
+    let mut info = json!({
+        "index": index + 1, "index0": index,
+        "revindex": len - index, "revindex0": len - index - 1,
+        "first": index == 0, "last": index + 1 == len, "length": len,
+    });
+    if let Some(map) = info.as_object_mut() {
+        if let Some(prev) = index.checked_sub(1).and_then(|i| items.get(i)) {
+            map.insert("previtem".into(), prev.clone());
+        }
+        if let Some(next) = items.get(index + 1) {
+            map.insert("nextitem".into(), next.clone());
+        }
+        if allitems {
+            map.insert("allitems".into(), Value::Array(items.to_vec()));
+        }
+    }
+    info
+}
+
+/// What a play hands down to its tasks and handlers.
+fn play_scope(play: &Play) -> Inherited<'_> {
+    Inherited {
+        vars: vec![&play.vars],
+        become_: play.become_,
+        become_user: play.become_user.as_deref(),
+        environment: play.environment.iter().collect(),
+        ..Inherited::default()
+    }
+}
+
+/// Whether the plan (its tasks, variables or embedded templates) may use a gathered
+/// fact. Conservative: dynamic lookups (`vars[...]`, `hostvars`, `lookup(`) count as
+/// a use, since what they name cannot be known before the run.
+fn facts_referenced(plan: &HostPlan) -> bool {
+    const MARKERS: &[&str] = &["ansible_facts", "hostvars", "vars[", "lookup(", "setup"];
+    let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
+    let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
+    let texts = plan
+        .files
+        .values()
+        .filter_map(|f| std::str::from_utf8(&f.content).ok());
+    [plays.as_str(), vars.as_str()]
+        .into_iter()
+        .chain(texts)
+        .any(|t| MARKERS.iter().any(|m| t.contains(m)) || mentions_fact(t))
+}
+
+/// True when `text` has `ansible_<name>` for a name gathering provides (facts and
+/// interfaces), as opposed to connection and magic variables such as `ansible_host`
+/// or `ansible_check_mode`.
+fn mentions_fact(text: &str) -> bool {
+    const NOT_FACTS: &[&str] = &[
+        "check_mode",
+        "diff_mode",
+        "loop",
+        "loop_var",
+        "failed_task",
+        "failed_result",
+        "host",
+        "port",
+        "user",
+        "connection",
+        "become",
+        "become_user",
+        "become_method",
+        "become_pass",
+        "password",
+        "ssh_private_key_file",
+        "python_interpreter",
+        "shell_type",
+        "play_hosts",
+        "play_batch",
+        "run_tags",
+        "skip_tags",
+        "version",
+        "index_var",
+        "parent_role_names",
+        "role_names",
+        "play_role_names",
+        "play_name",
+        "verbosity",
+        "search_path",
+        "included_var_files",
+        "limit",
+        "forks",
+        "inventory_sources",
+        "config_file",
+        "dependent_role_names",
+        "collection_name",
+        "playbook_python",
+    ];
+    let mut rest = text;
+    while let Some(at) = rest.find("ansible_") {
+        let tail = rest.get(at + "ansible_".len()..).unwrap_or("");
+        let name: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // Registered results and loop fields are spelled `ansible_` too, but only
+        // the names above; anything else may be a fact (including `ansible_eth0`).
+        if !name.is_empty() && !NOT_FACTS.contains(&name.as_str()) {
+            return true;
+        }
+        rest = tail;
+    }
+    false
 }
 
 fn ms(d: Duration) -> f64 {

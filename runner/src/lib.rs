@@ -9,15 +9,18 @@
 //! must stay small, static and pure Rust so it links for any musl target with rustup alone.
 
 pub mod cli;
+pub mod digest;
 pub mod events;
 pub mod exec;
 pub mod exit;
 pub mod facts;
+mod filters;
 pub mod hex;
 pub mod install;
 pub mod locate;
 pub mod modules;
 pub mod payload;
 pub mod plan;
+pub mod privilege;
 pub mod template;
 pub mod trust;

@@ -94,6 +94,10 @@ pub struct Play {
     /// The user to become (default root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_user: Option<String>,
+    /// Environment variables for every task's processes (a mapping, or a template that
+    /// renders to one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
     /// The tasks, in order.
     #[serde(default)]
     pub tasks: Vec<Task>,
@@ -135,6 +139,21 @@ pub struct LoopControl {
     /// A template shown instead of the whole item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// A variable that holds the item's 0-based index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_var: Option<String>,
+    /// Seconds to wait between items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<f64>,
+    /// Provide `ansible_loop` (index, first, last, length, revindex, previtem, ...).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extended: bool,
+    /// With `extended`, leave `ansible_loop.allitems` out (false), as Ansible allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_allitems: Option<bool>,
+    /// Stop looping after the first item for which this holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_when: Option<Condition>,
 }
 
 /// A task, a handler, or a block (when `block` is set, `module` is empty).
@@ -186,6 +205,13 @@ pub struct Task {
     /// The user to become.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_user: Option<String>,
+    /// Environment variables for the processes this task (or block) starts, over the
+    /// play's and enclosing blocks' (a mapping, or a template that renders to one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
+    /// Hide the task's result (arguments, output) from events and reports.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_log: bool,
     /// Tags, for `--tags` / `--skip-tags` selection when the plan is made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,

@@ -74,6 +74,7 @@ impl Engine {
         // Ansible renders with trim_blocks on: a line holding only a block tag leaves no blank line.
         env.set_trim_blocks(true);
         register_filters(&mut env);
+        crate::filters::register(&mut env);
         Engine { env }
     }
 
@@ -143,6 +144,25 @@ pub fn to_json(v: &JValue, source: &str) -> Result<Value, TemplateError> {
         source_text: source.to_string(),
         detail: e.to_string(),
     })
+}
+
+/// Compiles a pattern written in Python's `re` syntax (as Ansible's regex filters and
+/// tests take it), or says why it cannot be.
+pub(crate) fn python_regex(
+    pattern: &str,
+    ignorecase: bool,
+    multiline: bool,
+) -> Result<regex::Regex, Error> {
+    regex::RegexBuilder::new(&py_pattern(pattern))
+        .case_insensitive(ignorecase)
+        .multi_line(multiline)
+        .build()
+        .map_err(|e| {
+            invalid(format!(
+                "cannot compile the regular expression '{pattern}' (no look-around or backreferences): {}",
+                e.to_string().replace('\n', " ")
+            ))
+        })
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -226,16 +246,7 @@ fn register_filters(env: &mut Environment<'static>) {
         }
     }
     fn build(pattern: &str, ignorecase: bool, multiline: bool) -> Result<regex::Regex, Error> {
-        regex::RegexBuilder::new(&py_pattern(pattern))
-            .case_insensitive(ignorecase)
-            .multi_line(multiline)
-            .build()
-            .map_err(|e| {
-                invalid(format!(
-                    "cannot compile the regular expression '{pattern}' (no look-around or backreferences): {}",
-                    e.to_string().replace('\n', " ")
-                ))
-            })
+        python_regex(pattern, ignorecase, multiline)
     }
     env.add_filter(
         "regex_replace",

@@ -272,7 +272,8 @@ fn loops() {
                     "loop index",
                     "{{ ansible_loop.index }}/{{ ansible_loop.length }}"
                 ),
-                json!({"loop": ["x", "y"], "register": "idx"})
+                json!({"loop": ["x", "y"], "register": "idx",
+                       "loop_control": {"extended": true}})
             ),
             with(dbg("not a list", "x"), json!({"loop": "{{ n }}"})),
         ]),
@@ -814,4 +815,225 @@ fn templated_task_names() {
             ("missing {{ nope }}", "ok"),
         ],
     );
+}
+
+fn meta(action: &str) -> Value {
+    json!({"module": "meta", "args": {"_raw_params": action}})
+}
+
+#[test]
+fn flush_handlers_runs_notified_handlers_mid_play_and_again_if_notified_again() {
+    let plan = play(
+        json!([
+            with(sh("change 1", "true"), json!({"notify": ["h"]})),
+            meta("flush_handlers"),
+            dbg("after flush", "x"),
+            with(sh("change 2", "true"), json!({"notify": ["h"]})),
+            with(dbg("not notified again", "x"), json!({"notify": ["h"]})),
+        ]),
+        json!({"handlers": [dbg("h", "handled")]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("change 1", "changed"),
+            ("h", "ok,handler"),
+            ("after flush", "ok"),
+            ("change 2", "changed"),
+            ("not notified again", "ok"),
+            ("h", "ok,handler"),
+        ],
+    );
+    // meta tasks are directives, not counted, as in Ansible's recap.
+    assert_eq!(
+        run.recap(),
+        "ok=6 changed=2 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0"
+    );
+}
+
+#[test]
+fn end_play_skips_the_rest_of_the_play_and_end_host_the_rest_of_the_run() {
+    let second = json!({"name": "second", "tasks": [dbg("in second play", "x")]});
+    let plan = json!({"plays": [
+        {"name": "first", "tasks": [
+            dbg("before", "x"),
+            with(meta("end_play"), json!({"when": "false"})),
+            dbg("still running", "x"),
+            meta("end_play"),
+            dbg("never", "x"),
+        ]},
+        second.clone(),
+    ]});
+    check(
+        plan,
+        &[
+            ("before", "ok"),
+            ("still running", "ok"),
+            ("in second play", "ok"),
+        ],
+    );
+    let plan = json!({"plays": [
+        {"name": "first", "tasks": [
+            {"block": [meta("end_host"), dbg("never", "x")], "always": [dbg("nor this", "x")]},
+        ]},
+        second,
+    ]});
+    let run = check(plan, &[]);
+    assert!(!run.summary.host_failed, "end_host is not a failure");
+}
+
+#[test]
+fn unknown_meta_action_fails_naming_it() {
+    let run = check(
+        play(
+            json!([with(meta("end_everything"), json!({"name": "m"}))]),
+            json!({}),
+        ),
+        &[("m", "failed")],
+    );
+    let msg = run.result("m")["msg"].as_str().unwrap();
+    assert!(msg.contains("'end_everything'"), "{msg}");
+}
+
+#[test]
+fn facts_are_gathered_only_when_the_plan_refers_to_them() {
+    let unused = play(json!([dbg("plain", "x")]), json!({"gather_facts": true}));
+    let run = check(unused, &[("Gathering Facts", "ok"), ("plain", "ok")]);
+    assert_eq!(run.result("Gathering Facts")["ansible_facts"], json!({}));
+    // A reference inside an embedded template counts too.
+    let mut used = play(json!([dbg("plain", "x")]), json!({"gather_facts": true}));
+    used["files"] = json!({"t.j2": {"content": b"{{ ansible_hostname }}".to_vec(), "mode": null}});
+    let run = check(used, &[("Gathering Facts", "ok"), ("plain", "ok")]);
+    assert!(run.result("Gathering Facts")["ansible_facts"]["hostname"].is_string());
+}
+
+#[test]
+fn loop_control_index_var_label_extended_and_break_when() {
+    let plan = play(
+        json!([
+            with(
+                dbg("indexed", "{{ i }}:{{ item.name }}"),
+                json!({"loop": [{"name": "a", "big": 1}, {"name": "b", "big": 2}],
+                       "loop_control": {"index_var": "i", "label": "{{ item.name }}"},
+                       "register": "indexed"}),
+            ),
+            with(
+                dbg(
+                    "extended",
+                    "{{ ansible_loop.revindex }} {{ ansible_loop.previtem | default('-') }} {{ ansible_loop.allitems | default('none') }}"
+                ),
+                json!({"loop": ["x", "y"], "loop_control": {"extended": true, "extended_allitems": false}}),
+            ),
+            with(
+                dbg("not extended", "{{ ansible_loop is defined }}"),
+                json!({"loop": ["x"]}),
+            ),
+            with(
+                dbg("breaks", "{{ item }}"),
+                json!({"loop": [1, 2, 3, 4], "loop_control": {"break_when": "item >= 2"}}),
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("indexed", "ok"),
+            ("extended", "ok"),
+            ("not extended", "ok"),
+            ("breaks", "ok"),
+        ],
+    );
+    let r = &run.result("indexed")["results"];
+    assert_eq!(r[1]["msg"], "1:b");
+    assert_eq!(r[1]["i"], 1);
+    assert_eq!(r[1]["ansible_index_var"], "i");
+    assert_eq!(r[0]["_ansible_item_label"], "a");
+    let r = &run.result("extended")["results"];
+    assert_eq!(r[0]["msg"], "2 - none");
+    assert_eq!(r[1]["msg"], "1 x none");
+    assert_eq!(run.result("not extended")["results"][0]["msg"], false);
+    let msgs: Vec<&Value> = run.result("breaks")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["msg"])
+        .collect();
+    assert_eq!(msgs, [&json!(1), &json!(2)]);
+}
+
+#[test]
+fn environment_from_play_block_and_task_reaches_processes() {
+    let plan = play(
+        json!([
+            {"block": [
+                with(sh("env", "echo $A-$B-$C"), json!({"environment": {"C": "{{ c }}", "B": "task"}, "register": "e"})),
+                with(sh("plain", "echo ${C:-none}"), json!({"register": "p"})),
+            ], "environment": {"B": "block"}},
+            with(sh("bad", "true"), json!({"environment": "not a mapping"})),
+        ]),
+        json!({"environment": {"A": "play", "B": "play"}, "vars": {"c": "templated"}}),
+    );
+    let run = check(
+        plan,
+        &[("env", "changed"), ("plain", "changed"), ("bad", "failed")],
+    );
+    assert_eq!(run.result("env")["stdout"], "play-task-templated");
+    assert_eq!(run.result("plain")["stdout"], "none");
+    let msg = run.result("bad")["msg"].as_str().unwrap();
+    assert!(msg.contains("environment must be a mapping"), "{msg}");
+}
+
+#[test]
+fn become_user_runs_the_task_as_that_user_when_the_runner_is_root() {
+    let plan = play(
+        json!([
+            with(
+                sh("as nobody", "id -un; echo $HOME"),
+                json!({"become": true, "become_user": "nobody"})
+            ),
+            with(
+                sh("no such user", "true"),
+                json!({"become": true, "become_user": "rustle-nobody-here"})
+            ),
+        ]),
+        json!({}),
+    );
+    if rustle_runner::facts::current_uid() == Some(0) {
+        let run = check(
+            plan,
+            &[("as nobody", "changed"), ("no such user", "failed")],
+        );
+        let out = run.result("as nobody")["stdout_lines"].clone();
+        let home = rustle_runner::privilege::RunAs::lookup("nobody")
+            .unwrap()
+            .home;
+        assert_eq!(out, json!(["nobody", home]));
+        let msg = run.result("no such user")["msg"].as_str().unwrap();
+        assert!(msg.contains("no such user on this host"), "{msg}");
+    } else {
+        // Not root: switching users is impossible, and the task says how to get there.
+        let run = check(plan, &[("as nobody", "failed")]);
+        let msg = run.result("as nobody")["msg"].as_str().unwrap();
+        assert!(msg.contains("cannot switch users"), "{msg}");
+    }
+}
+
+#[test]
+fn no_log_hides_the_reported_result_but_register_keeps_it() {
+    let plan = play(
+        json!([
+            with(
+                sh("secret", "echo s3cret"),
+                json!({"no_log": true, "register": "out"})
+            ),
+            dbg("uses it", "{{ out.stdout }}"),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("secret", "changed"), ("uses it", "ok")]);
+    let shown = run.result("secret");
+    assert!(!shown.to_string().contains("s3cret"), "{shown}");
+    assert!(shown["censored"].as_str().unwrap().contains("no_log: true"));
+    assert_eq!(run.result("uses it")["msg"], "s3cret");
 }

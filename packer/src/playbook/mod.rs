@@ -14,16 +14,16 @@
 //! - Play: `hosts` (string, list, comma-separated; `{{ var }}` from extra vars or play vars
 //!   is substituted), `name`, `vars`, `vars_files` (relative to the playbook's directory;
 //!   `{{ var }}` substituted as for `hosts`), `gather_facts` (default true), `become`,
-//!   `become_user`, `become_method: sudo`, `tags`, `pre_tasks`, `roles`, `tasks`,
+//!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `pre_tasks`, `roles`, `tasks`,
 //!   `post_tasks` (concatenated in that order), `handlers`.
 //! - Task: one module key (short, `ansible.builtin.x`, `ansible.legacy.x` or any
 //!   collection name), or `action:`; free-form text (`shell: echo hi`,
 //!   `file: path=/x state=directory`) is split like Ansible's `parse_kv` and merged over
 //!   `args:`. Keywords: `name`, `when`, `loop`, `with_items` (flattened one level),
 //!   `with_list`, `with_dict` (a literal mapping, into `{key, value}` items in written
-//!   order), `loop_control` (`loop_var`, `label`), `register`, `changed_when`,
+//!   order), `loop_control` (all of its keys), `register`, `changed_when`,
 //!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
-//!   `become_user`, `become_method: sudo`, `tags`, `until`, `retries`, `delay`,
+//!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `block`/`rescue`/`always`.
 //! - `import_tasks`/`include_tasks` with a static file name (relative to the including
 //!   file, then its `tasks/` directory, then the role's `tasks/`): the file's tasks are
@@ -88,16 +88,15 @@
 //! blocks among handlers and keywords on includes among handlers (the runner notifies
 //! handlers by name); `with_items` lists mixing `{{ expression }}` items with others;
 //! dynamic includes (templated file or role names, loops on includes, `apply`), the old
-//! `include:`; lookups other than `with_items`/`with_list`/`with_dict` and `with_dict`
-//! over a template; templated values where the plan needs a literal (`become`,
+//! `include:`; lookups other than `with_items`/`with_list`/`with_dict`; templated values where the plan needs a literal (`become`,
 //! `retries`, ...); and these Ansible keywords, not supported yet: `delegate_to`,
-//! `delegate_facts`, `local_action`, `async`, `poll`, `environment`, `run_once`,
-//! `no_log`, `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
+//! `delegate_facts`, `local_action`, `async`, `poll`, `run_once`,
+//! `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
 //! `collections`, `any_errors_fatal`, `max_fail_percentage`, `throttle`, `timeout`,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial`, `strategy`, `order`, `force_handlers`, `gather_subset`,
-//! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`;
-//! `loop_control` `index_var`, `pause`, `extended`, `break_when`. Any other unknown
+//! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`.
+//! Any other unknown
 //! keyword is an error (with a "did you mean" for near misses), never silently dropped.
 //!
 //! YAML is read as YAML 1.2 (`serde_norway`): unquoted `yes`/`no` are strings, which

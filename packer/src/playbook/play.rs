@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 14] = [
+const PLAY_KEYWORDS: [&str; 15] = [
     "name",
+    "environment",
     "hosts",
     "vars",
     "vars_files",
@@ -301,6 +302,9 @@ impl Loader<'_> {
         if let Some(v) = get("become_method") {
             tasks::become_method(v, &at)?;
         }
+        let environment = get("environment")
+            .map(|v| tasks::environment(v, &at))
+            .transpose()?;
         let mut tags = inherit.tags.clone();
         if let Some(v) = get("tags") {
             tags.extend(tasks::tag_list(v, &at)?);
@@ -336,6 +340,7 @@ impl Loader<'_> {
                 gather_facts,
                 become_,
                 become_user,
+                environment,
                 tasks: Vec::new(),
                 handlers,
             },

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Keywords valid on tasks, blocks and includes alike.
-const COMMON: [&str; 9] = [
+const COMMON: [&str; 11] = [
     "name",
+    "environment",
+    "no_log",
     "when",
     "tags",
     "vars",
@@ -144,11 +146,7 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
             "delegation runs a task on another host; each runner acts on its own host only"
         }
         "async" | "poll" => "background tasks are not implemented by the runner",
-        "environment" => "per-task environment variables are not carried by the plan",
         "run_once" => "running once for all hosts needs coordination between hosts",
-        "no_log" => {
-            "hiding a task's output is not implemented; refusing rather than showing secrets"
-        }
         "diff" => "per-task diff mode is not carried by the plan (use --diff for all)",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
@@ -305,6 +303,22 @@ fn opt_string(v: &Yaml, at: &Where, key: &str) -> Result<Option<String>, Playboo
     }
 }
 
+/// `environment`: a mapping (values rendered by the runner) or one template that
+/// renders to a mapping.
+pub(crate) fn environment(v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    match v {
+        Yaml::Mapping(_) => to_json(v, &at.child("environment")),
+        Yaml::String(s) if is_whole_expression_str(s) => Ok(Value::String(s.clone())),
+        other => Err(at.invalid(
+            "environment",
+            format!(
+                "expected a mapping or a `{{{{ expression }}}}`, found {}",
+                yaml::describe(other)
+            ),
+        )),
+    }
+}
+
 /// A boolean keyword, with Ansible's spellings (`yes`, `no`, `on`, ...).
 pub(crate) fn boolean(v: &Yaml, at: &Where, key: &str) -> Result<bool, PlaybookError> {
     match v {
@@ -325,6 +339,21 @@ pub(crate) fn boolean(v: &Yaml, at: &Where, key: &str) -> Result<bool, PlaybookE
             format!("expected a boolean, found {}", yaml::describe(other)),
         )),
     }
+}
+
+/// A non-negative number of seconds, possibly fractional (`loop_control.pause`).
+fn seconds(v: &Yaml, at: &Where, key: &str) -> Result<f64, PlaybookError> {
+    let n = match v {
+        Yaml::Number(n) => n.as_f64(),
+        Yaml::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    n.filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| {
+        at.invalid(
+            key,
+            format!("expected a number of seconds, found {}", yaml::describe(v)),
+        )
+    })
 }
 
 /// A non-negative integer keyword (`retries`, `delay`).
@@ -471,6 +500,8 @@ pub(crate) fn common(
         "become_method" => become_method(v, at)?,
         "ignore_errors" => task.ignore_errors = boolean(v, at, key)?,
         "check_mode" => task.check_mode = Some(boolean(v, at, key)?),
+        "environment" => task.environment = Some(environment(v, at)?),
+        "no_log" => task.no_log = boolean(v, at, key)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -997,8 +1028,8 @@ fn loop_items(key: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
             Err(at.unsupported(
                 key,
                 "a list mixing `{{ expression }}` items with others: Ansible flattens what each \
-                 renders to, and the runner has no flatten filter yet; build the list in a \
-                 variable and use `loop:`",
+                 renders to; build the list in a variable (e.g. `{{ [a, b] | flatten(levels=1) }}`) \
+                 and use `loop:`",
             ))
         }
         // Ansible flattens `with_items` one level: `[a, [b, c]]` loops over a, b, c.
@@ -1012,8 +1043,10 @@ fn loop_items(key: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
             }
             Ok(Value::Array(items))
         }
-        // A template: the runner renders the list; nested lists in it are not flattened
-        // (the runner has no `flatten` filter yet).
+        // A template: Ansible flattens what it renders to one level, as above.
+        ("with_items", Yaml::String(s)) if is_whole_expression_str(s) => {
+            Ok(Value::String(piped(s, "flatten(levels=1)")))
+        }
         ("with_items", Yaml::String(_)) => to_json(v, &here),
         ("with_dict", Yaml::Mapping(m)) => {
             let mut items = Vec::new();
@@ -1026,12 +1059,14 @@ fn loop_items(key: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
             }
             Ok(Value::Array(items))
         }
-        ("with_dict", Yaml::String(s)) => Err(at.unsupported(
+        // `with_dict: "{{ users }}"` loops over the same `{key, value}` items as
+        // `users | dict2items`.
+        ("with_dict", Yaml::String(s)) if is_whole_expression_str(s) => {
+            Ok(Value::String(piped(s, "dict2items")))
+        }
+        ("with_dict", Yaml::String(s)) => Err(at.invalid(
             key,
-            format!(
-                "over the template '{s}': the runner has no dict2items filter yet; give the \
-                 mapping literally or loop over a list of {{key, value}} items"
-            ),
+            format!("expected a mapping or a single `{{{{ expression }}}}`, found '{s}'"),
         )),
         (_, other) => Err(at.invalid(
             key,
@@ -1045,13 +1080,27 @@ fn loop_items(key: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
 
 /// A string that is one `{{ expression }}` and nothing else: it may render to a list.
 fn is_whole_expression(v: &Yaml) -> bool {
-    v.as_str().is_some_and(|s| {
-        let s = s.trim();
-        s.starts_with("{{") && s.ends_with("}}") && s.matches("{{").count() == 1
-    })
+    v.as_str().is_some_and(is_whole_expression_str)
 }
 
-/// `loop_control`: `loop_var` and `label`.
+/// True when `s` is one `{{ expression }}` and nothing else.
+fn is_whole_expression_str(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("{{") && s.ends_with("}}") && s.matches("{{").count() == 1
+}
+
+/// `{{ x }}` with a filter applied to the whole expression: `{{ (x) | filter }}`.
+fn piped(s: &str, filter: &str) -> String {
+    let inner = s
+        .trim()
+        .trim_start_matches("{{")
+        .trim_end_matches("}}")
+        .trim();
+    format!("{{{{ ({inner}) | {filter} }}}}")
+}
+
+/// `loop_control`: `loop_var`, `label`, `index_var`, `pause`, `extended`,
+/// `extended_allitems` and `break_when`.
 fn loop_control(v: &Yaml, at: &Where) -> Result<LoopControl, PlaybookError> {
     let Yaml::Mapping(m) = v else {
         return Err(at.invalid(
@@ -1066,10 +1115,26 @@ fn loop_control(v: &Yaml, at: &Where) -> Result<LoopControl, PlaybookError> {
         match key.as_str() {
             "loop_var" => lc.loop_var = opt_string(val, &here, &key)?,
             "label" => lc.label = opt_string(val, &here, &key)?,
-            "index_var" | "pause" | "extended" | "extended_allitems" | "break_when" => {
-                return Err(here.unsupported(&key, "only `loop_var` and `label` are implemented"));
+            "index_var" => lc.index_var = opt_string(val, &here, &key)?,
+            "pause" => lc.pause = Some(seconds(val, &here, &key)?),
+            "extended" => lc.extended = boolean(val, &here, &key)?,
+            "extended_allitems" => lc.extended_allitems = Some(boolean(val, &here, &key)?),
+            "break_when" => lc.break_when = condition(val, &here, &key)?,
+            other => {
+                return Err(bad_keyword(
+                    other,
+                    &[
+                        "loop_var",
+                        "label",
+                        "index_var",
+                        "pause",
+                        "extended",
+                        "extended_allitems",
+                        "break_when",
+                    ],
+                    &here,
+                ));
             }
-            other => return Err(bad_keyword(other, &["loop_var", "label"], &here)),
         }
     }
     Ok(lc)

@@ -48,7 +48,7 @@ pub(super) fn command(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let Some((program, rest)) = argv.split_first() else {
         return Err(ModuleError::BadArgs("the command is empty".into()));
     };
-    let mut cmd = Command::new(program);
+    let mut cmd = ctx.command(program);
     cmd.args(rest);
     run(a, ctx, cmd, Value::from(argv.clone()))
 }
@@ -62,7 +62,7 @@ pub(super) fn shell(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         ));
     };
     let shell = args::opt_str(a, "executable")?.unwrap_or_else(|| "/bin/sh".into());
-    let mut cmd = Command::new(shell);
+    let mut cmd = ctx.command(shell);
     cmd.arg("-c").arg(&line);
     run(a, ctx, cmd, Value::from(line))
 }

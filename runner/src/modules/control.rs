@@ -1,4 +1,4 @@
-//! debug, set_fact, assert and fail: modules that touch nothing on the host.
+//! debug, set_fact, assert, fail and include_vars: modules that touch nothing on the host.
 
 use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
@@ -103,6 +103,70 @@ pub(super) fn fail(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     Ok(o)
 }
 
+/// `include_vars`: variables from a file the packer embedded (it converts YAML to JSON
+/// when packing, so the runner needs no YAML parser). They become host variables, as
+/// `set_fact`'s do; with `name`, under that one variable.
+pub(super) fn include_vars(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(
+        a,
+        &[
+            "file",
+            "_raw_params",
+            "name",
+            "hash_behaviour",
+            "dir",
+            "files_matching",
+        ],
+    )?;
+    if a.contains_key("dir") || a.contains_key("files_matching") {
+        return Err(ModuleError::BadArgs(
+            "'dir' is not supported: name each file (the packer embeds files by name)".into(),
+        ));
+    }
+    if let Some(h) = args::opt_str(a, "hash_behaviour")?
+        && h != "replace"
+    {
+        return Err(ModuleError::BadArgs(format!(
+            "hash_behaviour '{h}' is not supported (only 'replace')"
+        )));
+    }
+    let file = match args::opt_str(a, "file")? {
+        Some(f) => f,
+        None => args::req_str(a, "_raw_params")
+            .map_err(|_| ModuleError::BadArgs("missing required argument 'file'".into()))?,
+    };
+    let Some(embedded) = ctx.files.get(&file) else {
+        return Ok(Outcome::fail(format!(
+            "Could not find or access '{file}': it was not embedded in the payload (the packer embeds include_vars files named literally or found beside the playbook or role)"
+        )));
+    };
+    let vars: Value = match serde_json::from_slice(&embedded.content) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(Value::Null) => Value::Object(Vars::new()),
+        Ok(other) => {
+            return Ok(Outcome::fail(format!(
+                "{file} must hold a mapping of variables, not {other}"
+            )));
+        }
+        Err(e) => {
+            return Ok(Outcome::fail(format!(
+                "{file} is not a variables file the packer converted: {e}"
+            )));
+        }
+    };
+    let facts = match args::opt_str(a, "name")? {
+        Some(name) => {
+            let mut m = Vars::new();
+            m.insert(name, vars);
+            Value::Object(m)
+        }
+        None => vars,
+    };
+    Ok(Outcome::ok()
+        .with("ansible_facts", facts)
+        .with("ansible_included_var_files", vec![Value::from(file)]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +219,38 @@ mod tests {
         assert_eq!(o.data["assertion"], "x > 5");
         let o = check("assert", json!({"that": "y == 1"}), json!({})).unwrap();
         assert!(o.failed, "an undefined name fails the assertion");
+    }
+
+    #[test]
+    fn include_vars_reads_embedded_json_and_nests_under_name() {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "vars/app.yml".to_string(),
+            crate::plan::HostFile {
+                content: br#"{"port": 80, "tags": ["a"]}"#.to_vec(),
+                mode: None,
+            },
+        );
+        let run = |args: Value| {
+            crate::modules::run_for_test(
+                "include_vars",
+                args.as_object().unwrap(),
+                &files,
+                &json!({}),
+                false,
+            )
+        };
+        let o = run(json!({"_raw_params": "vars/app.yml"})).unwrap();
+        assert_eq!(o.data["ansible_facts"], json!({"port": 80, "tags": ["a"]}));
+        assert_eq!(
+            o.data["ansible_included_var_files"],
+            json!(["vars/app.yml"])
+        );
+        let o = run(json!({"file": "vars/app.yml", "name": "app"})).unwrap();
+        assert_eq!(o.data["ansible_facts"]["app"]["port"], 80);
+        let o = run(json!({"file": "vars/other.yml"})).unwrap();
+        assert!(o.failed && o.msg.unwrap().contains("vars/other.yml"));
+        assert!(run(json!({"dir": "vars"})).is_err());
     }
 
     #[test]

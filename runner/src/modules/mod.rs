@@ -13,11 +13,17 @@ mod copy;
 pub mod custom;
 mod file;
 mod fsutil;
+mod hostname;
+mod package;
+mod proc;
+mod service;
 mod stat;
+mod sysctl;
 mod template;
 mod text;
 
 use crate::plan::{HostFile, Vars};
+use crate::privilege::RunAs;
 use crate::template::Engine;
 use std::collections::BTreeMap;
 
@@ -33,6 +39,28 @@ pub struct Ctx<'a> {
     pub engine: &'a Engine,
     /// The task's variables as a template context (for the template module).
     pub vars: &'a minijinja::Value,
+    /// The task's `environment`, for every process a module starts.
+    pub env: &'a [(String, String)],
+    /// The user the task's processes run as (`become_user`), when not the runner's.
+    pub run_as: Option<&'a RunAs>,
+}
+
+impl Ctx<'_> {
+    /// A process to start for this task: with the task's `environment` and, under
+    /// `become_user`, that user's identity. Modules start every process through this.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        if let Some(who) = self.run_as {
+            use std::os::unix::process::CommandExt as _;
+            cmd.uid(who.uid)
+                .gid(who.gid)
+                .env("HOME", &who.home)
+                .env("USER", &who.user)
+                .env("LOGNAME", &who.user);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
 }
 
 /// A before/after pair for diff mode.
@@ -114,19 +142,32 @@ pub enum ModuleError {
 
 /// The modules this runner implements. The packer refuses plans that use others.
 pub const SUPPORTED: &[&str] = &[
+    "apk",
+    "apt",
     "assert",
     "blockinfile",
     "command",
     "copy",
     "debug",
+    "dnf",
     "fail",
     "file",
+    "hostname",
+    "include_vars",
     "lineinfile",
+    // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
+    "meta",
+    "package",
     "replace",
+    "service",
     "set_fact",
     "shell",
     "stat",
+    "sysctl",
+    "systemd",
+    "systemd_service",
     "template",
+    "yum",
 ];
 
 /// True when `module` (without `ansible.builtin.`) is implemented here.
@@ -147,9 +188,19 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "set_fact" => control::set_fact(args, ctx),
         "assert" => control::assert(args, ctx),
         "fail" => control::fail(args, ctx),
+        "include_vars" => control::include_vars(args, ctx),
         "lineinfile" => text::lineinfile(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
+        "package" => package::package(args, ctx),
+        "apt" => package::apt(args, ctx),
+        "dnf" => package::dnf(args, ctx),
+        "yum" => package::yum(args, ctx),
+        "apk" => package::apk(args, ctx),
+        "service" => service::service(args, ctx),
+        "systemd" | "systemd_service" => service::systemd(args, ctx),
+        "sysctl" => sysctl::run(args, ctx),
+        "hostname" => hostname::run(args, ctx),
         // Modules compiled into a custom runner; the generic runner has none.
         other => match custom::find(other) {
             Some(f) => Ok(custom::call(other, f, args, ctx.check_mode)),
@@ -175,6 +226,8 @@ pub(crate) fn run_for_test(
         files,
         engine: &engine,
         vars: &vars,
+        env: &[],
+        run_as: None,
     };
     run(module, args, &ctx)
 }

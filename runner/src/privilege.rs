@@ -1,0 +1,62 @@
+//! `become_user`: the user a task's processes run as, when that is not the runner's own.
+//!
+//! The deployer starts the runner as root (through `sudo -n`) when the plan asks for
+//! privilege. A task that then asks to become another user gets its processes started
+//! with that user's uid, gid and home, as `sudo -u` would give them; std drops root's
+//! supplementary groups when a root process sets a child's uid.
+
+use std::fs;
+
+/// The identity a task's processes take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user name (for USER / LOGNAME).
+    pub user: String,
+    /// Numeric user id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory (for HOME and as the working directory default).
+    pub home: String,
+}
+
+impl RunAs {
+    /// Looks `user` (a name, or a number) up in the password database.
+    pub fn lookup(user: &str) -> Option<RunAs> {
+        let text = fs::read_to_string("/etc/passwd").ok()?;
+        text.lines().find_map(|line| {
+            let mut f = line.split(':');
+            let (name, _pw, uid, gid, _gecos, home) = (
+                f.next()?,
+                f.next()?,
+                f.next()?,
+                f.next()?,
+                f.next()?,
+                f.next()?,
+            );
+            let uid: u32 = uid.parse().ok()?;
+            if name != user && user.parse::<u32>().ok() != Some(uid) {
+                return None;
+            }
+            Some(RunAs {
+                user: name.to_string(),
+                uid,
+                gid: gid.parse().ok()?,
+                home: home.to_string(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_found_by_name_and_number_and_strangers_are_not() {
+        let root = RunAs::lookup("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(RunAs::lookup("0").unwrap().user, "root");
+        assert!(RunAs::lookup("no-such-user-here").is_none());
+    }
+}
