@@ -200,17 +200,27 @@ struct DeployArgs {
     /// Seconds to wait for an SSH connection [default: 10].
     #[arg(long, value_name = "SECONDS")]
     connect_timeout: Option<u64>,
-    /// Hosts worked on at once [default: 64].
+    /// Hosts worked on at once, and at most this many compile jobs when building a
+    /// custom runner (capped at the CPU count) [default: 64].
     #[arg(long, value_name = "NUM")]
     parallel: Option<usize>,
+    /// Where runners built for plans with custom Rust modules are cached [default:
+    /// $RUSTLE_DEPLOY_CACHE_DIR, else deployment.cache_dir, else ~/.rustle/cache].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Ignore caches: build the custom runner even if the cache has it, and probe
+    /// every host's platform again.
+    #[arg(long)]
+    rebuild: bool,
+    /// Keep one cargo target directory in the cache for every custom runner build, so
+    /// changed modules recompile only what changed (not the dependencies).
+    #[arg(long)]
+    incremental: bool,
     /// Say more (notes made while reading the plan).
     #[arg(short, long)]
     verbose: bool,
     #[command(flatten)]
     input: InputArgs,
-    /// Ignore cached answers: probe every host's platform again.
-    #[arg(long)]
-    rebuild: bool,
 }
 
 /// Parses arguments and runs; returns the exit code.
@@ -308,6 +318,9 @@ fn settings(args: &DeployArgs) -> Result<Settings, DeployError> {
     if let Some(v) = args.parallel {
         s.parallel = v;
     }
+    if let Some(v) = &args.cache_dir {
+        s.cache_dir = Some(v.clone());
+    }
     if let Some(v) = args.timeout {
         s.timeout_secs = v;
     }
@@ -337,6 +350,22 @@ fn settings(args: &DeployArgs) -> Result<Settings, DeployError> {
     s.verify |= args.verify;
     s.accept_new_host_keys |= args.accept_new_host_keys;
     Ok(s)
+}
+
+/// How custom runners are built: the cache from the settings, compile jobs capped at
+/// this machine's CPUs (`--parallel` also counts hosts, where 64 is a sane default).
+fn build_options(args: &DeployArgs, s: &Settings) -> crate::custom::BuildOptions {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    crate::custom::BuildOptions {
+        cache_dir: s
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::custom::BuildOptions::default_cache_dir),
+        rebuild: args.rebuild,
+        incremental: args.incremental,
+        jobs: s.parallel.clamp(1, cpus),
+        profile: crate::custom::profile(s.optimization_level, s.strip_symbols),
+    }
 }
 
 fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
@@ -634,9 +663,26 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
             "{}",
             deploy::dry_run_table(&prepared, args.runner_dir.as_deref())
         );
+        if !prepared.custom.is_empty() {
+            let mut triples: Vec<Triple> = prepared.jobs.iter().map(|j| j.triple).collect();
+            triples.sort();
+            triples.dedup();
+            let opts = build_options(&args, &set);
+            for t in triples {
+                println!(
+                    "{}",
+                    crate::custom::dry_run_line(&prepared.custom, t, &opts)?
+                );
+            }
+        }
         return Ok(exit::OK);
     }
-    let runners = deploy::runners_or_skip(&mut prepared, args.runner_dir.as_deref())?;
+    let runners = if prepared.custom.is_empty() {
+        deploy::runners_or_skip(&mut prepared, args.runner_dir.as_deref())?
+    } else {
+        let triples: Vec<Triple> = prepared.jobs.iter().map(|j| j.triple).collect();
+        crate::custom::runners_for(&prepared.custom, &triples, &build_options(&args, &set))?
+    };
     let Some(key) = &prepared.key else {
         return Err(DeployError::Unsupported("no signing key".into()));
     };

@@ -26,12 +26,14 @@
 //! | `deployment.accept_new_host_keys`  | [`Settings::accept_new_host_keys`]        |
 //! | `deployment.connect_timeout_secs`  | [`Settings::connect_timeout_secs`] (at least 1) |
 //! | `compilation.binary_size_limit_mb` | [`Settings::binary_size_limit`], in MiB (1 MB = 1,048,576 bytes) |
+//! | `compilation.optimization_level`   | [`Settings::optimization_level`] (custom runners only) |
+//! | `compilation.strip_symbols`        | [`Settings::strip_symbols`] (custom runners only) |
 //! | `targets.default_arch`             | [`Settings::default_target`] (a supported triple) |
 //!
-//! Accepted and type-checked, but without effect yet (runners are prebuilt, so there is
-//! nothing to compile with these): `compilation.optimization_level` (string),
-//! `compilation.strip_symbols`, `compilation.static_linking`, `compilation.compression`
-//! (booleans), `targets.supported_targets` (array of strings),
+//! The two compilation keys above apply to runners built for plans with custom Rust
+//! modules; prebuilt runners are as `cargo xtask runners` made them. Accepted and
+//! type-checked, but without effect yet: `compilation.static_linking`,
+//! `compilation.compression` (booleans), `targets.supported_targets` (array of strings),
 //! `cross_compilation.toolchain_auto_install` (boolean), and
 //! `cross_compilation.use_zigbuild` (boolean, kept in [`Settings::use_zigbuild`]).
 //!
@@ -159,12 +161,42 @@ impl FromStr for StrategyKind {
     }
 }
 
+/// `compilation.optimization_level`: how custom runners are optimised (the spec's names,
+/// lower-case, `-` or `_` between words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizationLevel {
+    /// No optimisation, with debug info.
+    Debug,
+    /// Optimised for speed.
+    Release,
+    /// Optimised for speed, with debug info.
+    ReleaseWithDebugInfo,
+    /// Optimised for size: the prebuilt runners' setting.
+    MinSize,
+}
+
+impl FromStr for OptimizationLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.replace('_', "-").as_str() {
+            "debug" => Ok(OptimizationLevel::Debug),
+            "release" => Ok(OptimizationLevel::Release),
+            "release-with-debug-info" => Ok(OptimizationLevel::ReleaseWithDebugInfo),
+            "min-size" => Ok(OptimizationLevel::MinSize),
+            _ => Err(format!(
+                "unknown optimization level {s:?} (expected debug, release, release-with-debug-info or min-size)"
+            )),
+        }
+    }
+}
+
 /// Everything the config file and environment decide, with built-in defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Where `--compile-only` writes packed runners. Default `./target/deploy`.
     pub output_dir: PathBuf,
-    /// Compilation cache directory (no effect yet: runners are prebuilt).
+    /// Where runners built for plans with custom modules are cached; `None`: the
+    /// default, `~/.rustle/cache`.
     pub cache_dir: Option<PathBuf>,
     /// Hosts worked on at once. Default 64.
     pub parallel: usize,
@@ -192,6 +224,10 @@ pub struct Settings {
     pub default_target: Option<String>,
     /// Use cargo-zigbuild for cross-compilation (no effect yet: runners are prebuilt).
     pub use_zigbuild: bool,
+    /// Optimisation of custom runners; `None`: the prebuilt runners' (min-size).
+    pub optimization_level: Option<OptimizationLevel>,
+    /// Strip custom runners; `None`: strip unless the level keeps debug info.
+    pub strip_symbols: Option<bool>,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
 }
@@ -214,6 +250,8 @@ impl Default for Settings {
             binary_size_limit: None,
             default_target: None,
             use_zigbuild: false,
+            optimization_level: None,
+            strip_symbols: None,
             source: None,
         }
     }
@@ -579,8 +617,12 @@ fn apply_file(
     }
 
     let mut c = section("compilation", COMPILATION_KEYS)?;
-    c.get::<String>("optimization_level")?;
-    c.get::<bool>("strip_symbols")?;
+    if let Some(v) = c.get_with("optimization_level", |n: String| n.parse())? {
+        s.optimization_level = Some(v);
+    }
+    if let Some(v) = c.get("strip_symbols")? {
+        s.strip_symbols = Some(v);
+    }
     c.get::<bool>("static_linking")?;
     c.get::<bool>("compression")?;
     let mib = |mb: u64| {
@@ -812,7 +854,7 @@ connect_timeout_secs = 3
     }
 
     #[test]
-    fn compilation_section_only_size_limit_has_effect() {
+    fn compilation_section() {
         let s = ok(r#"
 [compilation]
 optimization_level = "release"
@@ -825,9 +867,18 @@ binary_size_limit_mb = 50
             s,
             Settings {
                 binary_size_limit: Some(50 * 1024 * 1024),
+                optimization_level: Some(OptimizationLevel::Release),
+                strip_symbols: Some(true),
                 ..Settings::default()
             }
         );
+        let s = ok("[compilation]\noptimization_level = \"release_with_debug_info\"\n");
+        assert_eq!(
+            s.optimization_level,
+            Some(OptimizationLevel::ReleaseWithDebugInfo)
+        );
+        let e = check("[compilation]\noptimization_level = \"fast\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown optimization level"), "{e}");
         // Accepted keys are still type-checked.
         let e = check("[compilation]\nstrip_symbols = \"yes\"\n", &[]).unwrap_err();
         assert!(

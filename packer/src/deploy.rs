@@ -60,6 +60,9 @@ pub enum DeployError {
     /// Finding or building a runner.
     #[error(transparent)]
     Runner(#[from] RunnerError),
+    /// Building a runner with the plan's custom modules.
+    #[error(transparent)]
+    Custom(#[from] crate::custom::CustomError),
     /// Something this build cannot do yet, said plainly.
     #[error("{0}")]
     Unsupported(String),
@@ -91,7 +94,11 @@ impl DeployError {
                 | PackError::BadFile { .. }
                 | PackError::Target { .. },
             ) => exit::BAD_INPUT,
-            DeployError::Pack(_) | DeployError::Runner(_) => exit::PACK_FAILED,
+            // A module that does not compile is the plan's fault; a missing toolchain is not.
+            DeployError::Custom(e) if e.is_bad_input() => exit::BAD_INPUT,
+            DeployError::Pack(_) | DeployError::Runner(_) | DeployError::Custom(_) => {
+                exit::PACK_FAILED
+            }
             DeployError::Io { .. } => exit::INTERNAL,
         }
     }
@@ -192,6 +199,9 @@ pub struct Prepared {
     pub rolling: Option<(usize, usize)>,
     /// Hosts that get nothing because no runner fits them, in inventory order.
     pub skipped: Vec<Skipped>,
+    /// The plan's custom Rust modules, sources read: when there are any, every host's
+    /// runner is built with them ([`crate::custom`]) instead of taken prebuilt.
+    pub custom: Vec<crate::custom::Module>,
 }
 
 /// A new deployment id: UTC time plus randomness, sortable and unique.
@@ -270,6 +280,11 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
             .unwrap_or_else(|| PathBuf::from(".")),
     };
     plan::attach_files(&mut the_plan, &base)?;
+    let plan_dir = match opts.plan.parent() {
+        Some(d) if opts.plan.as_os_str() != "-" => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let custom = crate::custom::resolve(&the_plan, &plan_dir)?;
     // Inventory-side group_vars/host_vars, then what the plan carries from beside the
     // playbook (its group_vars/host_vars and a --limit given to `plan`), then --limit.
     let mut inventory = match &opts.inventory {
@@ -344,6 +359,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         key,
         rolling,
         skipped,
+        custom,
     })
 }
 

@@ -2,10 +2,12 @@
 //!
 //! The flow is plan first, then act: [`plan`] and [`inventory`] load the inputs,
 //! [`pack`] cuts and seals one payload per host, [`elf`] embeds it in a prebuilt
-//! runner found by [`runners`], and [`deploy`] carries the deployment out.
+//! runner found by [`runners`] (or built by [`custom`] for plans with Rust modules), and
+//! [`deploy`] carries the deployment out.
 
 pub mod cli;
 pub mod config;
+pub mod custom;
 pub mod deploy;
 pub mod elf;
 pub mod inventory;

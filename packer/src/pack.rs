@@ -121,8 +121,8 @@ pub fn participating_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> V
         .collect()
 }
 
-/// Refuses plans that use modules the runner lacks, naming play and task, before any
-/// host is touched.
+/// Refuses plans that use modules the runner lacks (neither built in nor among the plan's
+/// own `modules`), naming play and task, before any host is touched.
 pub fn check_modules(plan: &DeployPlan) -> Result<(), PackError> {
     for play in &plan.plays {
         let mut all = Vec::new();
@@ -140,12 +140,15 @@ pub fn check_modules(plan: &DeployPlan) -> Result<(), PackError> {
                     task: t.display_name(),
                 });
             }
-            if !modules::is_supported(m) {
+            // A plan's own Rust modules are built into its runner (crate::custom).
+            if !modules::is_supported(m) && !plan.modules.contains_key(m) {
+                let mut supported: Vec<&str> = modules::SUPPORTED.to_vec();
+                supported.extend(plan.modules.keys().map(String::as_str));
                 return Err(PackError::UnsupportedModule {
                     play: play.name.clone(),
                     task: t.display_name(),
                     module: m.to_string(),
-                    supported: modules::SUPPORTED.join(", "),
+                    supported: supported.join(", "),
                 });
             }
         }

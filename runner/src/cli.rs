@@ -8,6 +8,7 @@
 
 use crate::events::{Event, JsonLines, Sink};
 use crate::exec::{Executor, RunOptions};
+use crate::modules::custom::CustomFn;
 use crate::payload::{self, Digest, PayloadError};
 use crate::{exit, install, locate, trust};
 use serde_json::json;
@@ -99,6 +100,13 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     Ok(Parsed::Run(out))
 }
 
+/// [`main`] for a custom runner: registers the modules compiled into it first (see
+/// [`crate::modules::custom`]). The packer generates the `main.rs` that calls this.
+pub fn main_with(args: Vec<OsString>, modules: &[(&'static str, CustomFn)]) -> i32 {
+    crate::modules::custom::register(modules);
+    main(args)
+}
+
 /// Runs the runner; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     let args = match parse(args) {
@@ -108,7 +116,16 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return exit::OK;
         }
         Ok(Parsed::Version) => {
-            println!("rustle-runner {}", env!("CARGO_PKG_VERSION"));
+            let custom = crate::modules::custom::names();
+            if custom.is_empty() {
+                println!("rustle-runner {}", env!("CARGO_PKG_VERSION"));
+            } else {
+                println!(
+                    "rustle-runner {} (custom modules: {})",
+                    env!("CARGO_PKG_VERSION"),
+                    custom.join(", ")
+                );
+            }
             return exit::OK;
         }
         Err(e) => {

@@ -38,6 +38,23 @@ pub struct DeployPlan {
     /// the name the task uses.
     #[serde(default)]
     pub files: BTreeMap<String, PlanFile>,
+    /// Custom modules written in Rust, by the name tasks call them with. A plan that has
+    /// any is run by a runner built for it (the generic runner plus these modules); the
+    /// contract a module's source fulfils is in `docs/plan-format.md`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, ModuleImplementation>,
+}
+
+/// A custom module's Rust source: given inline, or as a file the packer reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleImplementation {
+    /// The module's Rust source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// A `.rs` file holding the source, relative to the plan file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// A file carried in the plan, with its content.

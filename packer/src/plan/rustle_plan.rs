@@ -128,6 +128,7 @@ pub(super) fn convert(
         diff_mode: top.metadata.planning_options.diff_mode,
         plays,
         files: BTreeMap::new(),
+        modules: BTreeMap::new(),
     };
     Ok(LoadedPlan {
         plan,

@@ -478,6 +478,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         diff_mode: opts.diff,
         plays,
         files: loader.files,
+        modules: BTreeMap::new(),
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
     open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;

@@ -13,11 +13,12 @@ mod command;
 mod control;
 mod copy;
 mod cron;
-mod custom;
+pub mod custom;
 mod file;
 mod find;
 mod fsutil;
 mod hostname;
+mod library;
 mod misc;
 mod package;
 mod proc;
@@ -34,7 +35,7 @@ mod tools;
 mod user;
 mod wait_for;
 
-pub use custom::{LIBRARY_PREFIX, is_custom};
+pub use library::{LIBRARY_PREFIX, is_custom};
 
 use crate::plan::{HostFile, Vars};
 use crate::privilege::RunAs;
@@ -245,9 +246,13 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "setup" => misc::setup(args, ctx),
         "script" => script::script(args, ctx),
         "raw" => script::raw(args, ctx),
-        // Not built in: a custom module shipped in the payload's library/, if any.
-        other if custom::is_custom(other, ctx.files) => custom::run(other, args, ctx),
-        other => Err(ModuleError::Unsupported(other.to_string())),
+        // Not built in: a script module shipped in the payload's library/, if any,
+        // else a Rust module compiled into a custom runner (the generic runner has none).
+        other if library::is_custom(other, ctx.files) => library::run(other, args, ctx),
+        other => match custom::find(other) {
+            Some(f) => Ok(custom::call(other, f, args, ctx.check_mode)),
+            None => Err(ModuleError::Unsupported(other.to_string())),
+        },
     }
 }
 
