@@ -9,33 +9,80 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Gathers the facts. Cheap (a few small file reads), and never fails: an unreadable
 /// source just leaves its facts out.
 pub fn gather() -> Vars {
+    from_sources(&Sources {
+        hostname: read_trim("/proc/sys/kernel/hostname"),
+        system: system().to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        kernel: read_trim("/proc/sys/kernel/osrelease"),
+        os_release: std::fs::read_to_string("/etc/os-release")
+            .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+            .unwrap_or_default(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        meminfo: std::fs::read_to_string("/proc/meminfo").unwrap_or_default(),
+        user: current_user(),
+        env: std::env::vars().collect(),
+    })
+}
+
+/// What the facts are made from, read on the host itself or (for the deployer's SSH
+/// mode) fetched from it with a few shell commands.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `/proc/sys/kernel/hostname`.
+    pub hostname: Option<String>,
+    /// `uname -s` (Linux, Darwin, ...).
+    pub system: String,
+    /// `uname -m` (x86_64, aarch64, ...).
+    pub arch: String,
+    /// `uname -r`.
+    pub kernel: Option<String>,
+    /// The text of `/etc/os-release`.
+    pub os_release: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// The text of `/proc/meminfo`.
+    pub meminfo: String,
+    /// The user tasks run as.
+    pub user: Option<String>,
+    /// The environment tasks run with.
+    pub env: Vec<(String, String)>,
+}
+
+/// The facts from their sources.
+pub fn from_sources(s: &Sources) -> Vars {
     let mut f = Vars::new();
-    let hostname = read_trim("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".into());
+    let hostname = s.hostname.clone().unwrap_or_else(|| "localhost".into());
     let short = hostname.split('.').next().unwrap_or(&hostname).to_string();
     f.insert("ansible_hostname".into(), short.clone().into());
     f.insert("ansible_nodename".into(), hostname.clone().into());
     f.insert("ansible_fqdn".into(), hostname.into());
-    f.insert("ansible_system".into(), system().into());
-    f.insert("ansible_architecture".into(), std::env::consts::ARCH.into());
-    f.insert("ansible_machine".into(), std::env::consts::ARCH.into());
-    if let Some(k) = read_trim("/proc/sys/kernel/osrelease") {
-        f.insert("ansible_kernel".into(), k.into());
+    f.insert("ansible_system".into(), s.system.clone().into());
+    f.insert("ansible_architecture".into(), s.arch.clone().into());
+    f.insert("ansible_machine".into(), s.arch.clone().into());
+    if let Some(k) = &s.kernel {
+        f.insert("ansible_kernel".into(), k.clone().into());
     }
-    let os = os_release();
-    let id = os.iter().find(|(k, _)| k == "ID").map(|(_, v)| v.clone());
-    let like = os
-        .iter()
-        .find(|(k, _)| k == "ID_LIKE")
-        .map(|(_, v)| v.clone());
+    let os: Vec<(String, String)> = s
+        .os_release
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect();
     let get = |key: &str| os.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let id = get("ID");
+    let like = get("ID_LIKE");
     let distribution = id
         .as_deref()
         .map(distribution_name)
-        .unwrap_or_else(|| system().into());
-    f.insert(
-        "ansible_os_family".into(),
-        os_family(id.as_deref(), like.as_deref()).into(),
-    );
+        .unwrap_or_else(|| s.system.clone());
+    let family = if id.is_none() && like.is_none() && s.system == "Darwin" {
+        "Darwin".to_string()
+    } else {
+        os_family(id.as_deref(), like.as_deref())
+    };
+    f.insert("ansible_os_family".into(), family.into());
     f.insert("ansible_distribution".into(), distribution.into());
     if let Some(v) = get("VERSION_ID") {
         let major = v.split('.').next().unwrap_or(&v).to_string();
@@ -45,18 +92,19 @@ pub fn gather() -> Vars {
     if let Some(c) = get("VERSION_CODENAME") {
         f.insert("ansible_distribution_release".into(), c.into());
     }
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    f.insert("ansible_processor_vcpus".into(), cpus.into());
-    f.insert("ansible_processor_nproc".into(), cpus.into());
-    if let Some(kb) = meminfo_kb("MemTotal:") {
+    f.insert("ansible_processor_vcpus".into(), s.cpus.into());
+    f.insert("ansible_processor_nproc".into(), s.cpus.into());
+    if let Some(kb) = meminfo_kb(&s.meminfo, "MemTotal:") {
         f.insert("ansible_memtotal_mb".into(), (kb / 1024).into());
     }
-    if let Some(user) = current_user() {
-        f.insert("ansible_user_id".into(), user.into());
+    if let Some(user) = &s.user {
+        f.insert("ansible_user_id".into(), user.clone().into());
     }
-    let env: Vars = std::env::vars().map(|(k, v)| (k, Value::from(v))).collect();
+    let env: Vars = s
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .collect();
     f.insert("ansible_env".into(), Value::Object(env));
     f.insert("ansible_date_time".into(), date_time(SystemTime::now()));
     f
@@ -87,16 +135,6 @@ fn read_trim(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
         .map(|s| s.trim().to_string())
-}
-
-fn os_release() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string("/etc/os-release")
-        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
-        .unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        .collect()
 }
 
 fn distribution_name(id: &str) -> String {
@@ -132,14 +170,10 @@ fn os_family(id: Option<&str>, like: Option<&str>) -> String {
         };
         return family.into();
     }
-    if std::env::consts::OS == "macos" {
-        return "Darwin".into();
-    }
     id.map(distribution_name).unwrap_or_else(|| system().into())
 }
 
-fn meminfo_kb(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+fn meminfo_kb(text: &str, key: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
