@@ -80,6 +80,8 @@ enum StrategyArg {
     Rolling,
     Canary,
     BlueGreen,
+    /// No runner: run every task over SSH from here (the baseline for binary mode).
+    Ssh,
 }
 
 #[derive(Debug, clap::Args)]
@@ -292,6 +294,7 @@ fn settings(args: &DeployArgs) -> Result<Settings, DeployError> {
             StrategyArg::Rolling => StrategyKind::Rolling,
             StrategyArg::Canary => StrategyKind::Canary,
             StrategyArg::BlueGreen => StrategyKind::BlueGreen,
+            StrategyArg::Ssh => StrategyKind::Ssh,
         };
     }
     s.verify |= args.verify;

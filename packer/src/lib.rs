@@ -18,4 +18,5 @@ pub mod remote;
 pub mod runners;
 pub mod ssh;
 pub mod sshconfig;
+pub mod sshexec;
 pub mod target;

@@ -21,6 +21,8 @@ mod sysctl;
 mod template;
 mod text;
 
+pub use command::split as split_command_line;
+
 use crate::plan::{HostFile, Vars};
 use crate::privilege::RunAs;
 use crate::template::Engine;
