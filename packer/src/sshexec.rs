@@ -471,11 +471,16 @@ fn attr_diff(path: &str, changes: &[(&'static str, String, String)]) -> Diff {
     }
 }
 
-/// Text for a diff side (fsutil::diff_text's rule: binary content is not shown).
+/// A diff side, as the runner's fsutil::diff_text writes it (Ansible's max_diff_size,
+/// and a note for binary content).
 fn diff_text(bytes: &[u8]) -> String {
+    const MAX_DIFF_SIZE: usize = 104_448;
+    if bytes.len() > MAX_DIFF_SIZE {
+        return format!("(diff skipped: file size exceeds {MAX_DIFF_SIZE} bytes)\n");
+    }
     match std::str::from_utf8(bytes) {
-        Ok(s) if !bytes.contains(&0) => s.to_string(),
-        _ => "[binary content]".to_string(),
+        Ok(s) if !s.contains('\0') => s.to_string(),
+        _ => format!("(binary content, {} bytes)\n", bytes.len()),
     }
 }
 
@@ -1548,21 +1553,17 @@ impl SshHost {
 
 impl SshHost {
     fn text(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
-        let names: &[&str] = match module {
-            "replace" => &["path", "dest", "destfile", "name"],
-            _ => &["path", "dest", "destfile", "name"],
-        };
-        let Some((key, path)) = names.iter().find_map(|k| {
-            a.get(*k)
-                .and_then(Value::as_str)
-                .map(|p| (*k, p.to_string()))
-        }) else {
-            // Let the module itself name the missing argument.
-            return Ok(modules::run(module, a, ctx)?);
-        };
-        if args::bool_or(a, "unsafe_writes", false).is_err() || a.contains_key("validate") {
-            return Ok(modules::run(module, a, ctx)?);
+        // The path argument and its aliases, read as the module reads them.
+        let mut found = None;
+        for k in ["path", "dest", "destfile", "name"] {
+            if let Some(p) = args::opt_str(a, k)? {
+                found = Some((k, p));
+                break;
+            }
         }
+        let Some((key, path)) = found.filter(|(_, p)| !p.is_empty()) else {
+            return Err(ModuleError::BadArgs("missing required argument 'path'".into()).into());
+        };
         let q = sh_quote(&path);
         // The real file (through symlinks), its metadata, then its bytes.
         let probe = format!(

@@ -204,7 +204,8 @@ fn ssh_mode_matches_binary_mode_and_a_second_run_changes_nothing() {
     let d = Deployer::new();
     let plan = d.plan(&plan());
 
-    let (out, rb) = d.deploy(&lab, &[&bin], &plan, &[]);
+    // Diff mode on: the diffs must agree too.
+    let (out, rb) = d.deploy(&lab, &[&bin], &plan, &["--diff"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -212,7 +213,7 @@ fn ssh_mode_matches_binary_mode_and_a_second_run_changes_nothing() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let (out, rs) = d.deploy(&lab, &[&ssh], &plan, &["--strategy", "ssh"]);
+    let (out, rs) = d.deploy(&lab, &[&ssh], &plan, &["--strategy", "ssh", "--diff"]);
     assert_eq!(
         out.status.code(),
         Some(0),
