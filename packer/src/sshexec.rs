@@ -1824,6 +1824,18 @@ pub async fn run_host(
             );
         }
     };
+    if sudo {
+        // As in binary mode, a sudo that wants a password stops the host before any
+        // task, with sudo's own words.
+        match link.exec("sudo -n true", b"").await {
+            Ok(o) if o.ok() => {}
+            Ok(o) => {
+                let why = format!("sudo -n failed: {}", o.err_text());
+                return (HostResult::unreachable(&name, why), 1, 0);
+            }
+            Err(e) => return (HostResult::unreachable(&name, e), 1, 0),
+        }
+    }
     let host = SshHost::new(link, tokio::runtime::Handle::current(), sudo);
     let stats = host.stats();
     let _cancel = CancelOnDrop(host.cancel_flag());

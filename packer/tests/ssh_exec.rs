@@ -360,3 +360,28 @@ fn check_mode_changes_nothing_and_unsupported_modules_fail_clearly() {
         "the host went on after a failure"
     );
 }
+
+#[test]
+fn become_without_passwordless_sudo_stops_the_host_before_any_task() {
+    let lab = Lab::new();
+    let h = lab.start("ynosudo", "rustle-y1");
+    lab.trust(&[&h]);
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "become": true, "tasks": [
+            {"name": "dir", "module": "file", "args": {"path": "{{ ansible_env_home }}/app", "state": "directory"}}
+        ]}]
+    }));
+    let (out, r) = d.deploy(&lab, &[&h], &plan, &["--strategy", "ssh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let err = r["hosts"][&h.name]["error"].as_str().unwrap();
+    assert!(err.contains("sudo"), "{err}");
+    assert!(!h.home.join("app").exists());
+}
