@@ -120,6 +120,11 @@ fn plan() -> Value {
 
 /// Everything under `dir`, relative: (path, kind, mode, content or link target).
 fn tree(dir: &Path, h: &Sshd) -> Vec<(String, String, u32, Vec<u8>)> {
+    tree_with(dir, &[(&h.user, "USER"), (&h.name, "HOST")])
+}
+
+/// [`tree`], with the given (text, placeholder) substitutions in file contents.
+fn tree_with(dir: &Path, subs: &[(&str, &str)]) -> Vec<(String, String, u32, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -141,7 +146,10 @@ fn tree(dir: &Path, h: &Sshd) -> Vec<(String, String, u32, Vec<u8>)> {
     }
     out.sort();
     for e in &mut out {
-        let t = text(&e.3).replace(&h.user, "USER").replace(&h.name, "HOST");
+        let mut t = text(&e.3);
+        for (from, to) in subs {
+            t = t.replace(from, to);
+        }
         e.3 = t.into_bytes();
     }
     out
@@ -384,4 +392,61 @@ fn become_without_passwordless_sudo_stops_the_host_before_any_task() {
     let err = r["hosts"][&h.name]["error"].as_str().unwrap();
     assert!(err.contains("sudo"), "{err}");
     assert!(!h.home.join("app").exists());
+}
+
+#[test]
+fn local_hosts_run_in_ssh_mode_through_sh_with_binary_modes_results() {
+    let d = Deployer::new();
+    let plan = d.plan(&plan());
+    let work = tempfile::tempdir().unwrap();
+    let mut recaps = Vec::new();
+    for (mode, extra) in [("bin", &[][..]), ("ssh", &["--strategy", "ssh"][..])] {
+        let home = work.path().join(mode);
+        std::fs::create_dir_all(&home).unwrap();
+        let inv = work.path().join(format!("{mode}.ini"));
+        std::fs::write(
+            &inv,
+            format!(
+                "loc ansible_connection=local ansible_env_home={} rustle_root={}\n",
+                home.display(),
+                work.path().join(format!("{mode}-root")).display()
+            ),
+        )
+        .unwrap();
+        let report = work.path().join(format!("{mode}.json"));
+        let mut args = vec![
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+            .args(&args)
+            .env("HOME", d.home.path())
+            .env_remove("RUSTLE_DEPLOY_KEY")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{mode}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        recaps.push(r["hosts"]["loc"]["recap"].clone());
+    }
+    assert_eq!(recaps[0], recaps[1]);
+    assert_eq!(recaps[1]["rescued"], 1);
+    let bin = work.path().join("bin");
+    let ssh = work.path().join("ssh");
+    let (b, s) = (bin.display().to_string(), ssh.display().to_string());
+    assert_eq!(
+        tree_with(&bin.join("app"), &[(&b, "HOME")]),
+        tree_with(&ssh.join("app"), &[(&s, "HOME")])
+    );
+    // SSH mode installed nothing.
+    assert!(!work.path().join("ssh-root").exists());
 }
