@@ -1535,7 +1535,8 @@ impl SshHost {
             "roth": bit(0o004), "woth": bit(0o002), "xoth": bit(0o001),
         });
         if let Value::Object(m) = &mut s {
-            if let Some(t) = get(&kv, "target") {
+            // Followed, the path describes its target, which is no link.
+            if let Some(t) = get(&kv, "target").filter(|_| !follow) {
                 m.insert("lnk_target".into(), t.into());
                 let src = get(&kv, "source").filter(|x| !x.is_empty());
                 m.insert("lnk_source".into(), src.map_or(Value::Null, Value::from));
@@ -1693,7 +1694,8 @@ impl SshHost {
                 return fail(format!("cannot write {real}: {}", w.err_text()));
             }
             if let Some(b) = get(&lines_of(&w), "backup") {
-                out = out.with("backup_file", b);
+                // These modules register it under both names (text.rs with_backup_key).
+                out = out.with("backup_file", b).with("backup", b);
             }
         }
         if !owner_changes.is_empty() {

@@ -186,6 +186,15 @@ fn normalized(report: &Value, h: &Sshd) -> Vec<Value> {
                 ] {
                     m.remove(k);
                 }
+                // Backup names carry a process id and a time.
+                for k in ["backup", "backup_file"] {
+                    if m.get(k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|b| !b.is_empty())
+                    {
+                        m.insert(k.into(), "BACKUP".into());
+                    }
+                }
                 m.values_mut().for_each(|x| clean(x, h));
             }
             _ => {}
@@ -449,4 +458,107 @@ fn local_hosts_run_in_ssh_mode_through_sh_with_binary_modes_results() {
     );
     // SSH mode installed nothing.
     assert!(!work.path().join("ssh-root").exists());
+}
+
+/// Edge cases of each module, twice: SSH mode's results must be binary mode's.
+fn edge_plan() -> Value {
+    let b = "{{ ansible_env_home }}/edge";
+    json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "edge", "hosts": ["all"], "tasks": [
+            {"name": "base", "module": "file", "args": {"path": b, "state": "directory"}},
+            {"name": "old dir", "module": "file", "args": {"path": format!("{b}/old/sub"), "state": "directory"}},
+            {"name": "remove dir", "module": "file", "args": {"path": format!("{b}/old"), "state": "absent"}},
+            {"name": "touch", "module": "file", "args": {"path": format!("{b}/touched"), "state": "touch", "mode": "0600"}},
+            {"name": "f", "module": "copy", "args": {"content": "one\n", "dest": format!("{b}/f"), "backup": true}},
+            {"name": "f mode", "module": "copy", "args": {"content": "one\n", "dest": format!("{b}/f"), "mode": "0604"}},
+            {"name": "f keep", "module": "copy", "args": {"content": "other\n", "dest": format!("{b}/f"), "force": false}},
+            {"name": "f as file", "module": "file", "args": {"path": format!("{b}/f"), "mode": "0644"}},
+            {"name": "missing file", "module": "file", "args": {"path": format!("{b}/nope"), "state": "file"}, "ignore_errors": true},
+            {"name": "no parent", "module": "copy", "args": {"content": "x", "dest": format!("{b}/no/such/dir/f")}, "ignore_errors": true},
+            {"name": "into dir", "module": "copy", "args": {"content": "x", "dest": format!("{b}/")}, "ignore_errors": true},
+            {"name": "link a", "module": "file", "args": {"src": "f", "dest": format!("{b}/ln"), "state": "link"}},
+            {"name": "link b", "module": "file", "args": {"src": "touched", "dest": format!("{b}/ln"), "state": "link"}},
+            {"name": "dangling", "module": "file", "args": {"src": "nowhere", "dest": format!("{b}/dangling"), "state": "link"}, "ignore_errors": true},
+            {"name": "stat dir", "module": "stat", "args": {"path": b}},
+            {"name": "stat link", "module": "stat", "args": {"path": format!("{b}/ln")}},
+            {"name": "stat link followed", "module": "stat", "args": {"path": format!("{b}/ln"), "follow": true, "get_checksum": false}},
+            {"name": "stat missing", "module": "stat", "args": {"path": format!("{b}/nope")}},
+            {"name": "lines", "module": "lineinfile", "args": {"path": format!("{b}/lines"), "line": "a=1", "create": true, "mode": "0640"}},
+            {"name": "lines again", "module": "lineinfile", "args": {"path": format!("{b}/lines"), "regexp": "^a=", "line": "a=2", "backup": true}},
+            {"name": "lines absent", "module": "lineinfile", "args": {"path": format!("{b}/lines"), "regexp": "^zzz", "state": "absent"}},
+            {"name": "lines no file", "module": "lineinfile", "args": {"path": format!("{b}/none"), "line": "x"}, "ignore_errors": true},
+            {"name": "block", "module": "blockinfile", "args": {"path": format!("{b}/lines"), "block": "k=v", "marker": "# {mark} X"}},
+            {"name": "no match", "module": "replace", "args": {"path": format!("{b}/lines"), "regexp": "^nothing$", "replace": "x"}},
+            {"name": "argv", "module": "command", "args": {"argv": ["printf", "%s|", "a b", "$HOME"]}, "changed_when": false},
+            {"name": "stdin", "module": "command", "args": {"_raw_params": "cat", "stdin": "fed"}, "changed_when": false},
+            {"name": "bash", "module": "shell", "args": {"cmd": "echo ${BASH_VERSION:+bash}; echo err >&2; exit 3", "executable": "/bin/bash"}, "ignore_errors": true},
+            {"name": "removes", "module": "command", "args": {"_raw_params": "true", "removes": format!("{b}/nope")}},
+            {"name": "bad arg", "module": "copy", "args": {"content": "x", "dest": format!("{b}/g"), "colour": "red"}, "ignore_errors": true}
+        ]}]
+    })
+}
+
+#[test]
+fn edge_cases_give_binary_modes_results_on_both_runs() {
+    let lab = Lab::new();
+    let bin = lab.start("zbin", "rustle-z0");
+    let ssh = lab.start("zssh", "rustle-z1");
+    lab.trust(&[&bin, &ssh]);
+    let d = Deployer::new();
+    let plan = d.plan(&edge_plan());
+    for run in ["first", "second"] {
+        let (out, rb) = d.deploy(&lab, &[&bin], &plan, &["--diff"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let (out, rs) = d.deploy(&lab, &[&ssh], &plan, &["--strategy", "ssh", "--diff"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let (nb, ns) = (normalized(&rb, &bin), normalized(&rs, &ssh));
+        assert_eq!(nb.len(), ns.len());
+        for (x, y) in nb.iter().zip(&ns) {
+            assert_eq!(
+                x, y,
+                "{run} run: results differ between binary and SSH mode"
+            );
+        }
+        assert_eq!(
+            rb["hosts"][&bin.name]["recap"],
+            rs["hosts"][&ssh.name]["recap"]
+        );
+    }
+    // Backups carry a process id and a time: compare everything else.
+    let strip = |t: Vec<(String, String, u32, Vec<u8>)>| {
+        t.into_iter()
+            .filter(|e| !e.0.ends_with('~'))
+            .collect::<Vec<_>>()
+    };
+    let edge = |h: &Sshd| h.home.join("edge");
+    assert_eq!(
+        strip(tree(&edge(&bin), &bin)),
+        strip(tree(&edge(&ssh), &ssh))
+    );
+    let backups = |h: &Sshd| {
+        std::fs::read_dir(edge(h))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with('~')
+            })
+            .count()
+    };
+    assert_eq!(backups(&bin), backups(&ssh));
 }
