@@ -1779,10 +1779,15 @@ fn rewrite(mut o: Outcome, scratch: &str, real: &str) -> Outcome {
 struct Forward {
     result: HostResult,
     on_event: OnEvent,
+    /// Set when the host was cut off: what the thread still reports is not shown.
+    cancel: Arc<AtomicBool>,
 }
 
 impl Sink for Forward {
     fn emit(&mut self, ev: &Event) {
+        if self.cancel.load(Ordering::Relaxed) {
+            return;
+        }
         if let Event::Recap { recap, .. } = ev {
             self.result.recap = *recap;
         }
@@ -1844,6 +1849,7 @@ pub async fn run_host(
     let mut sink = Forward {
         result: HostResult::new(&name, std::path::PathBuf::new()),
         on_event,
+        cancel: host.cancel_flag(),
     };
     let digest = job.digest.to_hex();
     let deployment = deployment.to_string();

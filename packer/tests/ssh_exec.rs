@@ -562,3 +562,57 @@ fn edge_cases_give_binary_modes_results_on_both_runs() {
     };
     assert_eq!(backups(&bin), backups(&ssh));
 }
+
+#[test]
+fn a_host_cut_off_at_the_timeout_runs_no_further_task() {
+    let d = Deployer::new();
+    let work = tempfile::tempdir().unwrap();
+    let after = work.path().join("after");
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "tasks": [
+            {"name": "hang", "module": "command", "args": {"_raw_params": "sleep 60"}},
+            {"name": "after", "module": "command", "args": {"argv": ["touch", after.to_str().unwrap()]}}
+        ]}]
+    }));
+    let inv = work.path().join("hosts.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "loc ansible_connection=local rustle_root={}\n",
+            work.path().join("root").display()
+        ),
+    )
+    .unwrap();
+    let report = work.path().join("r.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+        .args(["--strategy", "ssh", "--timeout", "1", "--report"])
+        .arg(&report)
+        .env("HOME", d.home.path())
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let host = &r["hosts"]["loc"];
+    assert!(
+        host["error"].as_str().unwrap().contains("timed out"),
+        "{host}"
+    );
+    // What the cut-off host still reported is not shown as a task result.
+    assert!(
+        !text(&out.stdout).contains("=> hang"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The deployer is gone; the host's thread must not start the next task either.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!after.exists(), "a task ran after the host was cut off");
+}
