@@ -560,7 +560,12 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         );
         return Ok(exit::OK);
     }
-    let runners = deploy::runners_for(&prepared.jobs, args.runner_dir.as_deref())?;
+    // SSH mode ships no runner, so it works where none is built.
+    let runners = if set.strategy == StrategyKind::Ssh && !args.compile_only {
+        std::collections::BTreeMap::new()
+    } else {
+        deploy::runners_for(&prepared.jobs, args.runner_dir.as_deref())?
+    };
     let Some(key) = &prepared.key else {
         return Err(DeployError::Unsupported("no signing key".into()));
     };

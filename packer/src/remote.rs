@@ -372,7 +372,7 @@ async fn deploy_host(
     timings.connect_ms = connect_ms;
     let root = host_root(&job.host, &ctx.opts);
     let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
-    if ctx.ssh_mode && staged.is_none() {
+    if staged.is_none() && use_ssh_mode(&job, &ctx) {
         return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings).await;
     }
     // Over SSH without sudo, the host's runner cache lets a repeat deploy ship only the
@@ -510,6 +510,13 @@ async fn deploy_host(
     }
     shell.close().await;
     (result, timings)
+}
+
+/// Whether a host runs in SSH mode: `--strategy ssh`, or no runner for its platform was
+/// loaded (a host that target detection finds unsupported can be left out of the runner
+/// map to fall back here).
+fn use_ssh_mode(job: &Job, ctx: &Ctx) -> bool {
+    ctx.ssh_mode || (job.prepacked.is_none() && !ctx.runners.contains_key(&job.triple))
 }
 
 /// One host in SSH mode: its tasks run from here, one command at a time, over the

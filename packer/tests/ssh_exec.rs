@@ -616,3 +616,41 @@ fn a_host_cut_off_at_the_timeout_runs_no_further_task() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(!after.exists(), "a task ran after the host was cut off");
 }
+
+#[test]
+fn ssh_mode_ships_no_runner_so_a_platform_without_one_deploys() {
+    let d = Deployer::new();
+    let work = tempfile::tempdir().unwrap();
+    let out_file = work.path().join("out");
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "tasks": [
+            {"name": "mk", "module": "copy", "args": {"content": "hi\n", "dest": out_file.to_str().unwrap()}}
+        ]}]
+    }));
+    let inv = work.path().join("hosts.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "loc ansible_connection=local rustle_root={}\n",
+            work.path().join("root").display()
+        ),
+    )
+    .unwrap();
+    // No macOS runner is built here (the tests never build one); SSH mode needs none.
+    let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+        .args(["--target", "x86_64-apple-darwin", "--strategy", "ssh"])
+        .env("HOME", d.home.path())
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "hi\n");
+}
