@@ -320,6 +320,21 @@ struct Meta {
 }
 
 impl Meta {
+    /// A path about to be created: every requested attribute differs from it, so
+    /// [`Attrs::changes`] gives the lines that set them all.
+    fn new_path(kind: &str) -> Meta {
+        Meta {
+            kind: kind.to_string(),
+            mode: u32::MAX,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            owner: String::new(),
+            group: String::new(),
+            size: 0,
+            nlink: 1,
+        }
+    }
+
     /// Ansible's state name (fsutil::state_name's rules).
     fn state(&self) -> &'static str {
         match self.kind.as_str() {
@@ -1181,21 +1196,7 @@ impl SshHost {
                 if prev.is_none() {
                     changes.push(("state", "absent".into(), "directory".into()));
                     script.push_str(&format!("mkdir -p -- {q}\n"));
-                    let fresh = Attrs { ..attrs.clone() };
-                    let (_, fix) = fresh.changes(
-                        &Meta {
-                            kind: "directory".into(),
-                            mode: u32::MAX,
-                            uid: u32::MAX,
-                            gid: u32::MAX,
-                            owner: String::new(),
-                            group: String::new(),
-                            size: 0,
-                            nlink: 1,
-                        },
-                        &path,
-                        follow,
-                    );
+                    let (_, fix) = attrs.changes(&Meta::new_path("directory"), &path, follow);
                     script.push_str(&fix);
                 } else if !is_dir {
                     return Err(Stop::Fail(
@@ -1251,16 +1252,7 @@ impl SshHost {
                 } else if follow || prev_state != "link" {
                     script.push_str(&format!("touch -c -- {q}\n"));
                 }
-                let fresh = prev.clone().unwrap_or(Meta {
-                    kind: "regular file".into(),
-                    mode: u32::MAX,
-                    uid: u32::MAX,
-                    gid: u32::MAX,
-                    owner: String::new(),
-                    group: String::new(),
-                    size: 0,
-                    nlink: 1,
-                });
+                let fresh = prev.clone().unwrap_or(Meta::new_path("regular file"));
                 let m = if prev_state == "link" && follow {
                     target.clone().unwrap_or(fresh)
                 } else {
@@ -1334,8 +1326,7 @@ impl SshHost {
                     if prev_state == "directory" {
                         // rmdir refuses a non-empty directory, as binary mode does.
                         script.push_str(&format!(
-                            "rmdir -- {q} 2>/dev/null || {{ echo \"the directory {} is not empty, refusing to convert it\" >&2; exit 1; }}\n",
-                            path.replace(['"', '$', '`', '\\', '\''], "?")
+                            "rmdir -- {q} 2>/dev/null || {{ printf 'the directory %s is not empty, refusing to convert it\\n' {q} >&2; exit 1; }}\n"
                         ));
                     }
                     let t = format!("{q}.$$.rustle-link");
@@ -1343,16 +1334,7 @@ impl SshHost {
                         "ln -s -- {s} {t}\nmv -f -T {t} {q} 2>/dev/null || mv -f {t} {q}\n",
                         s = sh_quote(src)
                     ));
-                    let fresh = Meta {
-                        kind: "symbolic link".into(),
-                        mode: u32::MAX,
-                        uid: u32::MAX,
-                        gid: u32::MAX,
-                        owner: String::new(),
-                        group: String::new(),
-                        size: 0,
-                        nlink: 1,
-                    };
+                    let fresh = Meta::new_path("symbolic link");
                     script.push_str(&attrs.changes(&fresh, &path, false).1);
                 }
                 return self.file_finish(
@@ -1669,20 +1651,7 @@ impl SshHost {
             if before.is_none() {
                 script.push_str(
                     &attrs
-                        .changes(
-                            &Meta {
-                                kind: "regular file".into(),
-                                mode: u32::MAX,
-                                uid: u32::MAX,
-                                gid: u32::MAX,
-                                owner: String::new(),
-                                group: String::new(),
-                                size: 0,
-                                nlink: 1,
-                            },
-                            &real,
-                            true,
-                        )
+                        .changes(&Meta::new_path("regular file"), &real, true)
                         .1,
                 );
             }

@@ -11,6 +11,8 @@
     clippy::indexing_slicing,
     clippy::panic
 )]
+// The edge-case plan is one large json! literal.
+#![recursion_limit = "256"]
 
 #[path = "support/sshd.rs"]
 mod sshd;
@@ -465,7 +467,7 @@ fn edge_plan() -> Value {
     let b = "{{ ansible_env_home }}/edge";
     json!({
         "format": "rustle-deploy-plan", "version": 1,
-        "plays": [{"name": "edge", "hosts": ["all"], "tasks": [
+        "plays": [{"name": "edge", "hosts": ["all"], "gather_facts": true, "tasks": [
             {"name": "base", "module": "file", "args": {"path": b, "state": "directory"}},
             {"name": "old dir", "module": "file", "args": {"path": format!("{b}/old/sub"), "state": "directory"}},
             {"name": "remove dir", "module": "file", "args": {"path": format!("{b}/old"), "state": "absent"}},
@@ -494,6 +496,13 @@ fn edge_plan() -> Value {
             {"name": "stdin", "module": "command", "args": {"_raw_params": "cat", "stdin": "fed"}, "changed_when": false},
             {"name": "bash", "module": "shell", "args": {"cmd": "echo ${BASH_VERSION:+bash}; echo err >&2; exit 3", "executable": "/bin/bash"}, "ignore_errors": true},
             {"name": "removes", "module": "command", "args": {"_raw_params": "true", "removes": format!("{b}/nope")}},
+            {"name": "full dir", "module": "copy", "args": {"content": "x", "dest": format!("{b}/full/")}, "ignore_errors": true},
+            {"name": "full dir file", "module": "copy", "args": {"content": "x", "dest": format!("{b}/full/x")}, "ignore_errors": true},
+            {"name": "tree", "module": "file", "args": {"path": format!("{b}/r/sub"), "state": "directory"}},
+            {"name": "tree file", "module": "copy", "args": {"content": "t", "dest": format!("{b}/r/sub/t")}},
+            {"name": "recurse", "module": "file", "args": {"path": format!("{b}/r"), "state": "directory", "recurse": true, "mode": "0750", "group": "{{ ansible_user_id }}"}},
+            {"name": "own group", "module": "file", "args": {"path": format!("{b}/f"), "group": "{{ ansible_user_id }}", "owner": "{{ ansible_user_id }}"}},
+            {"name": "link over full dir", "module": "file", "args": {"src": "f", "dest": format!("{b}/r"), "state": "link", "force": true}, "ignore_errors": true},
             {"name": "bad arg", "module": "copy", "args": {"content": "x", "dest": format!("{b}/g"), "colour": "red"}, "ignore_errors": true}
         ]}]
     })
