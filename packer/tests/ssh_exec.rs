@@ -663,3 +663,57 @@ fn ssh_mode_ships_no_runner_so_a_platform_without_one_deploys() {
     );
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "hi\n");
 }
+
+#[test]
+fn check_mode_results_match_binary_mode() {
+    let lab = Lab::new();
+    let bin = lab.start("cbin", "rustle-c0");
+    let ssh = lab.start("cssh", "rustle-c1");
+    lab.trust(&[&bin, &ssh]);
+    let d = Deployer::new();
+    let plan = d.plan(&plan());
+    // A first real run makes the plan's directories; then change some files so
+    // check mode has something to report, and check in both modes.
+    for (h, extra) in [(&bin, &[][..]), (&ssh, &["--strategy", "ssh"][..])] {
+        let (out, _) = d.deploy(&lab, &[h], &plan, extra);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let app = h.home.join("app");
+        std::fs::write(app.join("conf/hello"), "tampered\n").unwrap();
+        std::fs::remove_file(app.join("conf/app.conf")).unwrap();
+        std::fs::write(app.join("conf/edit.conf"), "port=80\n").unwrap();
+        std::fs::remove_file(app.join("current")).unwrap();
+        std::fs::remove_dir(app.join("d/b")).unwrap();
+    }
+    // In check mode the command that reads a file does not run, so the task that
+    // shows its output fails (as in Ansible): both modes stop there alike.
+    let (out, rb) = d.deploy(&lab, &[&bin], &plan, &["--check", "--diff"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let (out, rs) = d.deploy(
+        &lab,
+        &[&ssh],
+        &plan,
+        &["--strategy", "ssh", "--check", "--diff"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        rb["hosts"][&bin.name]["recap"],
+        rs["hosts"][&ssh.name]["recap"]
+    );
+    assert!(rs["hosts"][&ssh.name]["recap"]["changed"].as_u64().unwrap() >= 5);
+    let (nb, ns) = (normalized(&rb, &bin), normalized(&rs, &ssh));
+    for (x, y) in nb.iter().zip(&ns) {
+        assert_eq!(
+            x, y,
+            "check-mode results differ between binary and SSH mode"
+        );
+    }
+    // Nothing changed on the host.
+    let app = ssh.home.join("app");
+    assert_eq!(
+        std::fs::read_to_string(app.join("conf/hello")).unwrap(),
+        "tampered\n"
+    );
+    assert!(!app.join("conf/app.conf").exists());
+    assert!(!app.join("current").exists());
+    assert!(!app.join("d/b").exists());
+}
