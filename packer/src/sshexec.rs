@@ -199,7 +199,9 @@ impl SshHost {
 
     fn dispatch(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         match module {
-            "debug" | "set_fact" | "assert" | "fail" => Ok(modules::run(module, a, ctx)?),
+            "debug" | "set_fact" | "assert" | "fail" | "include_vars" => {
+                Ok(modules::run(module, a, ctx)?)
+            }
             "command" => self.command(a, ctx, false),
             "shell" => self.command(a, ctx, true),
             "copy" => self.copy(a, ctx),
@@ -233,6 +235,35 @@ impl ModuleHost for SshHost {
             }
             Err(_) => Vars::new(),
         }
+    }
+
+    fn is_root(&mut self) -> bool {
+        self.user().as_deref() == Some("root")
+    }
+
+    fn lookup_user(&mut self, user: &str) -> Option<rustle_runner::privilege::RunAs> {
+        // The host's own password database, not this machine's.
+        let q = sh_quote(user);
+        let o = self
+            .sh(
+                &format!("getent passwd {q} 2>/dev/null || grep \"^\"{q}\":\" /etc/passwd"),
+                b"",
+            )
+            .ok()?;
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()?
+            .to_string();
+        let f: Vec<&str> = line.split(':').collect();
+        let [name, _, uid, gid, _, home, ..] = f.as_slice() else {
+            return None;
+        };
+        Some(rustle_runner::privilege::RunAs {
+            user: (*name).to_string(),
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+            home: (*home).to_string(),
+        })
     }
 
     fn user(&mut self) -> Option<String> {
@@ -682,9 +713,33 @@ impl SshHost {
             return Ok(o);
         }
         let mut script = String::new();
+        // The task's `environment`, and its `become_user` (binary mode starts the
+        // process as that user; here sudo does, with that user's HOME).
+        for (k, v) in ctx.env {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return fail(format!("environment: '{k}' is not a variable name"));
+            }
+            script.push_str(&format!("export {k}={}\n", sh_quote(v)));
+        }
         if let Some(dir) = &chdir {
             script.push_str(&format!("cd {} || exit 2\n", sh_quote(dir)));
         }
+        let line = match ctx.run_as {
+            Some(who) => {
+                let vars: Vec<String> = ctx
+                    .env
+                    .iter()
+                    .map(|(k, v)| sh_quote(&format!("{k}={v}")))
+                    .collect();
+                format!(
+                    "exec sudo -n -u {} -H env {} sh -c {}",
+                    sh_quote(&who.user),
+                    vars.join(" "),
+                    sh_quote(&line)
+                )
+            }
+            None => line,
+        };
         script.push_str(&line);
         let input = match stdin {
             Some(mut s) => {

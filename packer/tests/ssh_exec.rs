@@ -717,3 +717,40 @@ fn check_mode_results_match_binary_mode() {
     assert!(!app.join("current").exists());
     assert!(!app.join("d/b").exists());
 }
+
+#[test]
+fn the_tasks_environment_reaches_commands() {
+    let d = Deployer::new();
+    let work = tempfile::tempdir().unwrap();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "environment": {"PLAY_VAR": "from play"}, "tasks": [
+            {"name": "env", "module": "shell", "args": {"cmd": "echo \"$PLAY_VAR|$GREETING\""},
+             "environment": {"GREETING": "it's {{ 1 + 1 }}"}, "register": "out"},
+            {"name": "check", "module": "assert", "args": {"that": ["out.stdout == \"from play|it's 2\""]}}
+        ]}]
+    }));
+    let inv = work.path().join("hosts.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "loc ansible_connection=local rustle_root={}\n",
+            work.path().join("root").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+        .args(["--strategy", "ssh"])
+        .env("HOME", d.home.path())
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
