@@ -110,6 +110,8 @@ enum StrategyArg {
     Rolling,
     Canary,
     BlueGreen,
+    /// No runner: run every task over SSH from here (the baseline for binary mode).
+    Ssh,
 }
 
 #[derive(Debug, clap::Args)]
@@ -345,6 +347,7 @@ fn settings(args: &DeployArgs) -> Result<Settings, DeployError> {
             StrategyArg::Rolling => StrategyKind::Rolling,
             StrategyArg::Canary => StrategyKind::Canary,
             StrategyArg::BlueGreen => StrategyKind::BlueGreen,
+            StrategyArg::Ssh => StrategyKind::Ssh,
         };
     }
     s.verify |= args.verify;
@@ -677,7 +680,10 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         }
         return Ok(exit::OK);
     }
-    let runners = if prepared.custom.is_empty() {
+    // SSH mode ships no runner, so it works where none is built.
+    let runners = if set.strategy == StrategyKind::Ssh && !args.compile_only {
+        std::collections::BTreeMap::new()
+    } else if prepared.custom.is_empty() {
         deploy::runners_or_skip(&mut prepared, args.runner_dir.as_deref())?
     } else {
         let triples: Vec<Triple> = prepared.jobs.iter().map(|j| j.triple).collect();

@@ -18,7 +18,7 @@
 //! | `deployment.parallel_jobs`         | [`Settings::parallel`] (at least 1)       |
 //! | `deployment.default_timeout_secs`  | [`Settings::timeout_secs`] (at least 1)   |
 //! | `deployment.verify_deployments`    | [`Settings::verify`]                      |
-//! | `deployment.strategy`              | `parallel`, `rolling`, `canary`, `blue-green` |
+//! | `deployment.strategy`              | `parallel`, `rolling`, `canary`, `blue-green`, `ssh` |
 //! | `deployment.batch_size`            | [`Settings::batch_size`] (at least 1)     |
 //! | `deployment.max_failures`          | [`Settings::max_failures`]                |
 //! | `deployment.canary_percentage`     | [`Settings::canary_percent`] (0 to 100)   |
@@ -121,15 +121,18 @@ pub enum StrategyKind {
     Canary,
     /// Stage everywhere, then switch everywhere.
     BlueGreen,
+    /// No runner: every task run over SSH from the controller.
+    Ssh,
 }
 
 impl StrategyKind {
     /// Every strategy, in the order the help text lists them.
-    pub const ALL: [StrategyKind; 4] = [
+    pub const ALL: [StrategyKind; 5] = [
         StrategyKind::Parallel,
         StrategyKind::Rolling,
         StrategyKind::Canary,
         StrategyKind::BlueGreen,
+        StrategyKind::Ssh,
     ];
 
     /// The name used in config files and on the command line.
@@ -139,6 +142,7 @@ impl StrategyKind {
             StrategyKind::Rolling => "rolling",
             StrategyKind::Canary => "canary",
             StrategyKind::BlueGreen => "blue-green",
+            StrategyKind::Ssh => "ssh",
         }
     }
 }
@@ -156,7 +160,9 @@ impl FromStr for StrategyKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown strategy {s:?} (expected parallel, rolling, canary or blue-green)")
+                format!(
+                    "unknown strategy {s:?} (expected parallel, rolling, canary, blue-green or ssh)"
+                )
             })
     }
 }
@@ -270,6 +276,7 @@ impl Settings {
                 percent: self.canary_percent,
             },
             StrategyKind::BlueGreen => Strategy::BlueGreen,
+            StrategyKind::Ssh => Strategy::Ssh,
         }
     }
 }

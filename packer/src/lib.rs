@@ -20,5 +20,6 @@ pub mod remote;
 pub mod runners;
 pub mod ssh;
 pub mod sshconfig;
+pub mod sshexec;
 pub mod target;
 pub mod vault;

@@ -41,6 +41,9 @@ pub enum Strategy {
     },
     /// Stage the release on every host; switch every host to it only if all staged.
     BlueGreen,
+    /// Every host at once (up to `--parallel`), with no runner: each task is run from
+    /// here over SSH ([`crate::sshexec`]), the baseline binary mode is measured against.
+    Ssh,
 }
 
 /// How to reach and treat hosts.
@@ -277,6 +280,8 @@ fn gzip(runner: &[u8]) -> Arc<Vec<u8>> {
 /// Shared, read-only context for every host task.
 struct Ctx {
     runners: BTreeMap<Triple, Runner>,
+    /// Run every host in SSH mode (`--strategy ssh`).
+    ssh_mode: bool,
     opts: RemoteOptions,
     on_event: OnEvent,
 }
@@ -367,6 +372,9 @@ async fn deploy_host(
     timings.connect_ms = connect_ms;
     let root = host_root(&job.host, &ctx.opts);
     let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
+    if staged.is_none() && use_ssh_mode(&job, &ctx) {
+        return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings).await;
+    }
     // Over SSH without sudo, the host's runner cache lets a repeat deploy ship only the
     // payload; otherwise the packed runner goes up whole.
     let cached =
@@ -504,6 +512,41 @@ async fn deploy_host(
     (result, timings)
 }
 
+/// Whether a host runs in SSH mode: `--strategy ssh`, or no runner for its platform was
+/// loaded (a host that target detection finds unsupported can be left out of the runner
+/// map to fall back here).
+fn use_ssh_mode(job: &Job, ctx: &Ctx) -> bool {
+    ctx.ssh_mode || (job.prepacked.is_none() && !ctx.runners.contains_key(&job.triple))
+}
+
+/// One host in SSH mode: its tasks run from here, one command at a time, over the
+/// connection already open (no runner is uploaded).
+async fn ssh_mode_host(
+    job: &Job,
+    deployment: &str,
+    shell: Shell,
+    sudo: bool,
+    ctx: &Ctx,
+    mut timings: Timings,
+) -> (HostResult, Timings) {
+    let link = match shell {
+        Shell::Ssh(c, _) => crate::sshexec::Link::Ssh(Arc::new(c)),
+        Shell::Local => crate::sshexec::Link::Local,
+    };
+    let (result, channels, bytes) =
+        crate::sshexec::run_host(job, deployment, link.clone(), sudo, ctx.on_event.clone()).await;
+    timings.upload_and_run_ms = result.run_ms;
+    timings.run_ms = result.run_ms;
+    timings.channels = channels;
+    timings.bytes_sent = bytes;
+    if let crate::sshexec::Link::Ssh(c) = link
+        && let Ok(c) = Arc::try_unwrap(c)
+    {
+        c.close().await;
+    }
+    (result, timings)
+}
+
 fn not_run(job: &Job, why: &str) -> (HostResult, Timings) {
     let mut r = HostResult::new(&job.host.name, PathBuf::new());
     r.status = HostStatus::NotRun;
@@ -626,6 +669,7 @@ pub fn deploy_all(
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let ctx = Arc::new(Ctx {
         runners,
+        ssh_mode: strategy == Strategy::Ssh,
         opts,
         on_event,
     });
@@ -635,7 +679,7 @@ pub fn deploy_all(
         Strategy::BlueGreen => {
             return Ok(rt.block_on(blue_green(jobs, deployment, ctx)));
         }
-        Strategy::Parallel => vec![jobs],
+        Strategy::Parallel | Strategy::Ssh => vec![jobs],
         Strategy::Rolling { batch, .. } => jobs.chunks(batch.max(1)).map(<[_]>::to_vec).collect(),
         Strategy::Canary { percent } => {
             let n = (jobs.len() * percent.min(100) as usize)
@@ -660,7 +704,7 @@ pub fn deploy_all(
             let results = run_batch(batch, &deployment, &ctx, &limit).await;
             let failures = results.iter().filter(|(r, _)| failed(r)).count();
             out.extend(results);
-            if !matches!(strategy, Strategy::Parallel) && failures > max_failures {
+            if !matches!(strategy, Strategy::Parallel | Strategy::Ssh) && failures > max_failures {
                 stopped = Some(match strategy {
                     Strategy::Canary { .. } => {
                         "not deployed: the canary hosts did not all succeed".to_string()

@@ -413,6 +413,30 @@ impl Connection {
         Ok((code, String::from_utf8_lossy(&stderr).into_owned()))
     }
 
+    /// Runs `command` with `stdin`, and returns its exit code (`None` when killed by a
+    /// signal), stdout and stderr as bytes (the SSH execution mode reads files with it).
+    pub async fn exec_raw(
+        &self,
+        command: &str,
+        stdin: &[u8],
+    ) -> Result<(Option<u32>, Vec<u8>, Vec<u8>), SshError> {
+        let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
+        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
+        channel.exec(true, command).await.map_err(ch_err)?;
+        channel.data(stdin).await.map_err(ch_err)?;
+        channel.eof().await.map_err(ch_err)?;
+        let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                _ => {}
+            }
+        }
+        Ok((code, out, err))
+    }
+
     /// Like [`Connection::exec`], but the data to send is chosen from the command's
     /// first line of output (`answer` maps it to the bytes to send, `None` to send
     /// nothing and end stdin). The first line is not passed to `on_line`.
@@ -496,17 +520,22 @@ fn root_preamble(root: Option<&str>, sudo: bool) -> String {
 }
 
 /// Shell lines that write the deployer's public key to `$d/deployer.pub` and add it
-/// to the login user's trust store (`~/.rustle/trusted_keys`) for later runs by hand.
+/// to the login user's trust store (`~/.rustle/trusted_keys`) for later runs by hand,
+/// then gives back the login umask: the runner's tasks create files with the host's
+/// usual modes (as Ansible's do), not the upload's private 077.
 fn trust_lines(key_line: &str) -> String {
     let key = sh_quote(key_line);
     format!(
         "printf '%s\\n' {key} > \"$d/deployer.pub\"\n\
          mkdir -p \"$HOME/.rustle\"\n\
-         if ! grep -qxF {key} \"$HOME/.rustle/trusted_keys\" 2>/dev/null; then printf '%s\\n' {key} >> \"$HOME/.rustle/trusted_keys\"; fi\n"
+         if ! grep -qxF {key} \"$HOME/.rustle/trusted_keys\" 2>/dev/null; then printf '%s\\n' {key} >> \"$HOME/.rustle/trusted_keys\"; fi\n\
+         umask \"$u0\"\n"
     )
 }
 
-const TEMP_DIR: &str = "set -e\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
+/// Opens every script that receives files: a private temp directory, with the login
+/// umask kept in `$u0` so the runner's tasks get it back ([`trust_lines`] restores it).
+const TEMP_DIR: &str = "set -e\nu0=$(umask)\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
 
 /// What a host is asked to do.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@
 
 use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
 use crate::facts;
-use crate::modules::{self, Ctx, ModuleError, Outcome};
+use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
 use crate::plan::{Condition, HostPlan, Play, Task, Vars};
 use crate::privilege::RunAs;
 use crate::template::Engine;
@@ -77,6 +77,8 @@ pub struct Executor<'a> {
     play: Option<&'a Play>,
     /// Whether anything in the plan refers to a gathered fact (decided once).
     facts_used: Option<bool>,
+    /// Where modules run: here, or (the deployer's SSH mode) on a remote host.
+    host: Box<dyn ModuleHost + 'a>,
 }
 
 /// What a finished run amounts to.
@@ -91,6 +93,16 @@ pub struct RunSummary {
 impl<'a> Executor<'a> {
     /// Prepares to run `plan`.
     pub fn new(plan: &'a HostPlan, sink: &'a mut dyn Sink, opts: RunOptions) -> Self {
+        Self::with_host(plan, sink, opts, Box::new(Local))
+    }
+
+    /// Prepares to run `plan` with its modules run (and facts gathered) by `host`.
+    pub fn with_host(
+        plan: &'a HostPlan,
+        sink: &'a mut dyn Sink,
+        opts: RunOptions,
+        host: Box<dyn ModuleHost + 'a>,
+    ) -> Self {
         Executor {
             plan,
             engine: Engine::new(),
@@ -104,6 +116,7 @@ impl<'a> Executor<'a> {
             failure: None,
             play: None,
             facts_used: None,
+            host,
         }
     }
 
@@ -149,7 +162,7 @@ impl<'a> Executor<'a> {
                 .facts_used
                 .get_or_insert_with(|| facts_referenced(self.plan))
             {
-                self.facts = facts::gather();
+                self.facts = self.host.facts();
             }
             let mut result = Vars::new();
             result.insert("changed".into(), false.into());
@@ -678,7 +691,7 @@ impl<'a> Executor<'a> {
             env: &env,
             run_as: run_as.as_ref(),
         };
-        match modules::run(module, &args, &mctx) {
+        match self.host.run(module, &args, &mctx) {
             Ok(outcome) => {
                 if let Some(Value::Object(f)) = outcome.data.get("ansible_facts") {
                     let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
@@ -739,7 +752,7 @@ impl<'a> Executor<'a> {
     /// another one works when the runner is root: the task's processes then start as
     /// that user (see [`crate::privilege`]).
     fn check_become(
-        &self,
+        &mut self,
         task: &Task,
         inherited: &Inherited<'_>,
         ctx: &JValue,
@@ -757,17 +770,18 @@ impl<'a> Executor<'a> {
             .engine
             .render_str(wanted, ctx)
             .unwrap_or_else(|_| wanted.to_string());
-        let me = facts::current_user();
+        let me = self.host.user();
         if me.as_deref() == Some(wanted.as_str()) {
             return Ok(None);
         }
-        if facts::current_uid() != Some(0) {
+        if !self.host.is_root() {
             return Err(format!(
                 "become_user '{wanted}' requested but the runner runs as '{}', which cannot switch users; set become: true on the play so the deployer starts the runner as root",
                 me.unwrap_or_else(|| "unknown".into())
             ));
         }
-        RunAs::lookup(&wanted)
+        self.host
+            .lookup_user(&wanted)
             .map(Some)
             .ok_or_else(|| format!("become_user '{wanted}': no such user on this host"))
     }

@@ -137,6 +137,91 @@ pub fn gather_subset(subset: Subset) -> Vars {
     f
 }
 
+/// What the deployer's SSH mode fetches from a host with a few shell commands, for
+/// [`from_sources`]. The runner itself gathers with [`gather`], which reads more.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `/proc/sys/kernel/hostname`.
+    pub hostname: Option<String>,
+    /// `uname -s` (Linux, Darwin, ...).
+    pub system: String,
+    /// `uname -m` (x86_64, aarch64, ...).
+    pub arch: String,
+    /// `uname -r`.
+    pub kernel: Option<String>,
+    /// The text of `/etc/os-release`.
+    pub os_release: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// The text of `/proc/meminfo`.
+    pub meminfo: String,
+    /// The user tasks run as.
+    pub user: Option<String>,
+    /// The environment tasks run with.
+    pub env: Vec<(String, String)>,
+}
+
+/// The facts from their sources.
+pub fn from_sources(s: &Sources) -> Vars {
+    let mut f = Vars::new();
+    let hostname = s.hostname.clone().unwrap_or_else(|| "localhost".into());
+    let short = hostname.split('.').next().unwrap_or(&hostname).to_string();
+    f.insert("ansible_hostname".into(), short.clone().into());
+    f.insert("ansible_nodename".into(), hostname.clone().into());
+    f.insert("ansible_fqdn".into(), hostname.into());
+    f.insert("ansible_system".into(), s.system.clone().into());
+    f.insert("ansible_architecture".into(), s.arch.clone().into());
+    f.insert("ansible_machine".into(), s.arch.clone().into());
+    if let Some(k) = &s.kernel {
+        f.insert("ansible_kernel".into(), k.clone().into());
+    }
+    let os: Vec<(String, String)> = s
+        .os_release
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect();
+    let get = |key: &str| os.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let id = get("ID");
+    let like = get("ID_LIKE");
+    let distribution = id
+        .as_deref()
+        .map(distribution_name)
+        .unwrap_or_else(|| s.system.clone());
+    let family = if id.is_none() && like.is_none() && s.system == "Darwin" {
+        "Darwin".to_string()
+    } else {
+        os_family(id.as_deref(), like.as_deref())
+    };
+    f.insert("ansible_os_family".into(), family.into());
+    f.insert("ansible_distribution".into(), distribution.into());
+    if let Some(v) = get("VERSION_ID") {
+        let major = v.split('.').next().unwrap_or(&v).to_string();
+        f.insert("ansible_distribution_version".into(), v.into());
+        f.insert("ansible_distribution_major_version".into(), major.into());
+    }
+    if let Some(c) = get("VERSION_CODENAME") {
+        f.insert("ansible_distribution_release".into(), c.into());
+    }
+    f.insert("ansible_processor_vcpus".into(), s.cpus.into());
+    f.insert("ansible_processor_nproc".into(), s.cpus.into());
+    if let Some(kb) = meminfo_kb(&s.meminfo, "MemTotal:") {
+        f.insert("ansible_memtotal_mb".into(), (kb / 1024).into());
+    }
+    if let Some(user) = &s.user {
+        f.insert("ansible_user_id".into(), user.clone().into());
+    }
+    let env: Vars = s
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .collect();
+    f.insert("ansible_env".into(), Value::Object(env));
+    f.insert("ansible_date_time".into(), date_time(SystemTime::now()));
+    f
+}
+
+
 /// Python's `socket.getfqdn()` as answered by /etc/hosts: the first name with a dot
 /// among the names of the line that lists the host name, else the host name.
 fn fqdn(hostname: &str, hosts: &str) -> String {

@@ -37,6 +37,8 @@ mod wait_for;
 
 pub use library::{LIBRARY_PREFIX, is_custom};
 
+pub use command::split as split_command_line;
+
 use crate::plan::{HostFile, Vars};
 use crate::privilege::RunAs;
 use crate::template::Engine;
@@ -253,6 +255,44 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
             Some(f) => Ok(custom::call(other, f, args, ctx.check_mode)),
             None => Err(ModuleError::Unsupported(other.to_string())),
         },
+    }
+}
+
+/// Where the executor's modules run and its facts come from: this machine ([`Local`],
+/// the runner), or a host the deployer drives over SSH one module at a time (its SSH
+/// mode), so both share one executor and the same semantics.
+pub trait ModuleHost {
+    /// Runs one module with its rendered arguments.
+    fn run(&mut self, module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError>;
+
+    /// The host's facts, for `gather_facts`.
+    fn facts(&mut self) -> Vars {
+        crate::facts::gather()
+    }
+
+    /// The user tasks run as, for the `become` check.
+    fn user(&mut self) -> Option<String> {
+        crate::facts::current_user()
+    }
+
+    /// Whether tasks run as root (and so may switch to a `become_user`).
+    fn is_root(&mut self) -> bool {
+        crate::facts::current_uid() == Some(0)
+    }
+
+    /// A `become_user` looked up in the host's password database.
+    fn lookup_user(&mut self, user: &str) -> Option<RunAs> {
+        RunAs::lookup(user)
+    }
+}
+
+/// Modules run right here, in this process.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Local;
+
+impl ModuleHost for Local {
+    fn run(&mut self, module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+        run(module, args, ctx)
     }
 }
 

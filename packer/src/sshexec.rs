@@ -1,0 +1,1942 @@
+//! SSH execution mode: a host's plan run from the controller, one module at a time
+//! over the host's SSH connection, for hosts without a usable runner and as the
+//! baseline (`--strategy ssh`) binary mode is measured against.
+//!
+//! The controller runs the runner's own executor ([`rustle_runner::exec::Executor`])
+//! with a [`ModuleHost`] that carries each module call to the host, so `when`, loops,
+//! register, handlers, blocks, changed_when/failed_when, events and the recap are
+//! exactly binary mode's. Each module becomes a few POSIX shell commands, one exec
+//! channel each, with every value single-quoted ([`sh_quote`]); only command and shell
+//! run plan text as a command line, as they do in binary mode. Modules that need no
+//! host (debug, set_fact, assert, fail) run on the controller as they are; template
+//! renders on the controller; lineinfile, blockinfile and replace fetch the file, run
+//! the runner's own module on a scratch copy and send the result back, so their
+//! semantics come for free. Any other module fails with "cannot run in SSH mode".
+//!
+//! The host needs `sh`, `stat -c`, `sha1sum`, `cat`, `mkdir`, `chmod`, `chown`, `ln`,
+//! `rm` and `mv`: GNU coreutils or busybox.
+
+use crate::deploy::{HostResult, HostStatus, Job};
+use crate::remote::OnEvent;
+use crate::ssh::{self, sh_quote};
+use rustle_runner::events::{EVENTS_VERSION, Event, Sink};
+use rustle_runner::exec::{Executor, RunOptions};
+use rustle_runner::modules::{self, Ctx, Diff, ModuleError, ModuleHost, Outcome, args};
+use rustle_runner::plan::{HostPlan, Vars};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+/// How commands reach the host.
+#[derive(Clone)]
+pub enum Link {
+    /// An authenticated SSH connection: one exec channel per command.
+    Ssh(Arc<ssh::Connection>),
+    /// `sh` on this machine (`ansible_connection=local`).
+    Local,
+}
+
+/// What one command returned.
+struct Output {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Output {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn err_text(&self) -> String {
+        let e = String::from_utf8_lossy(&self.stderr).trim().to_string();
+        if e.is_empty() {
+            format!("exit code {:?}", self.code)
+        } else {
+            e
+        }
+    }
+}
+
+impl Link {
+    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<Output, String> {
+        match self {
+            Link::Ssh(c) => c
+                .exec_raw(script, stdin)
+                .await
+                .map(|(code, stdout, stderr)| Output {
+                    code: code.and_then(|c| i32::try_from(c).ok()),
+                    stdout,
+                    stderr,
+                })
+                .map_err(|e| e.to_string()),
+            Link::Local => {
+                use tokio::io::AsyncWriteExt;
+                let mut child = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(script)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| format!("cannot start sh: {e}"))?;
+                if let Some(mut input) = child.stdin.take() {
+                    let data = stdin.to_vec();
+                    tokio::spawn(async move {
+                        let _ = input.write_all(&data).await;
+                        let _ = input.shutdown().await;
+                    });
+                }
+                let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+                Ok(Output {
+                    code: out.status.code(),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                })
+            }
+        }
+    }
+}
+
+/// Figures and state shared between the module host (on its blocking thread) and the
+/// async side.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Commands run on the host (one SSH channel each).
+    pub channels: u32,
+    /// Bytes sent on stdin.
+    pub bytes_sent: u64,
+    /// The connection failed: the host is unreachable from then on.
+    pub lost: Option<String>,
+}
+
+/// The [`ModuleHost`] that runs modules on a host over a [`Link`].
+pub struct SshHost {
+    link: Link,
+    rt: tokio::runtime::Handle,
+    sudo: bool,
+    user: Option<Option<String>>,
+    stats: Arc<Mutex<Stats>>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// A failed module call: the module's failure, or the connection's.
+enum Stop {
+    Fail(Outcome),
+    Bad(ModuleError),
+}
+
+impl From<ModuleError> for Stop {
+    fn from(e: ModuleError) -> Stop {
+        Stop::Bad(e)
+    }
+}
+
+type Step<T> = Result<T, Stop>;
+
+fn fail<T>(msg: impl Into<String>) -> Step<T> {
+    Err(Stop::Fail(Outcome::fail(msg)))
+}
+
+impl SshHost {
+    /// A module host for `link`; with `sudo`, every command runs under `sudo -n`.
+    pub fn new(link: Link, rt: tokio::runtime::Handle, sudo: bool) -> SshHost {
+        SshHost {
+            link,
+            rt,
+            sudo,
+            user: None,
+            stats: Arc::default(),
+            cancel: Arc::default(),
+        }
+    }
+
+    /// The shared figures.
+    pub fn stats(&self) -> Arc<Mutex<Stats>> {
+        self.stats.clone()
+    }
+
+    /// Set to stop running commands (the host timed out).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Runs `script` on the host with `stdin`. Blocks this (non-async) thread.
+    fn sh(&mut self, script: &str, stdin: &[u8]) -> Step<Output> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return fail("cancelled: the host timed out");
+        }
+        if let Ok(s) = self.stats.lock()
+            && let Some(why) = &s.lost
+        {
+            return fail(format!("host unreachable: {why}"));
+        }
+        let wrapped;
+        let script = if self.sudo {
+            wrapped = format!("sudo -n sh -c {}", sh_quote(script));
+            &wrapped
+        } else {
+            script
+        };
+        let r = self.rt.block_on(self.link.exec(script, stdin));
+        let mut s = self
+            .stats
+            .lock()
+            .map_err(|_| Stop::Fail(Outcome::fail("internal")))?;
+        s.channels += 1;
+        s.bytes_sent += stdin.len() as u64;
+        match r {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                s.lost = Some(e.clone());
+                fail(format!("host unreachable: {e}"))
+            }
+        }
+    }
+
+    fn dispatch(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+        match module {
+            "debug" | "set_fact" | "assert" | "fail" | "include_vars" => {
+                Ok(modules::run(module, a, ctx)?)
+            }
+            "command" => self.command(a, ctx, false),
+            "shell" => self.command(a, ctx, true),
+            "copy" => self.copy(a, ctx),
+            "template" => self.template(a, ctx),
+            "file" => self.file(a, ctx),
+            "stat" => self.stat(a),
+            "lineinfile" | "blockinfile" | "replace" => self.text(module, a, ctx),
+            other => fail(format!(
+                "module {other} cannot run in SSH mode (it needs the runner on the host)"
+            )),
+        }
+    }
+}
+
+impl ModuleHost for SshHost {
+    fn run(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+        match self.dispatch(module, a, ctx) {
+            Ok(o) | Err(Stop::Fail(o)) => Ok(o),
+            Err(Stop::Bad(e)) => Err(e),
+        }
+    }
+
+    fn facts(&mut self) -> Vars {
+        match self.sh(FACTS, b"") {
+            Ok(out) => {
+                let f = parse_facts(&String::from_utf8_lossy(&out.stdout));
+                if self.user.is_none() {
+                    self.user = Some(f.user.clone());
+                }
+                rustle_runner::facts::from_sources(&f)
+            }
+            Err(_) => Vars::new(),
+        }
+    }
+
+    fn is_root(&mut self) -> bool {
+        self.user().as_deref() == Some("root")
+    }
+
+    fn lookup_user(&mut self, user: &str) -> Option<rustle_runner::privilege::RunAs> {
+        // The host's own password database, not this machine's.
+        let q = sh_quote(user);
+        let o = self
+            .sh(
+                &format!("getent passwd {q} 2>/dev/null || grep \"^\"{q}\":\" /etc/passwd"),
+                b"",
+            )
+            .ok()?;
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()?
+            .to_string();
+        let f: Vec<&str> = line.split(':').collect();
+        let [name, _, uid, gid, _, home, ..] = f.as_slice() else {
+            return None;
+        };
+        Some(rustle_runner::privilege::RunAs {
+            user: (*name).to_string(),
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+            home: (*home).to_string(),
+        })
+    }
+
+    fn user(&mut self) -> Option<String> {
+        if let Some(u) = &self.user {
+            return u.clone();
+        }
+        let u = self.sh("id -un", b"").ok().and_then(|o| {
+            o.ok()
+                .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        });
+        self.user = Some(u.clone());
+        u
+    }
+}
+
+const FACTS: &str = "echo \"h=$(cat /proc/sys/kernel/hostname 2>/dev/null || hostname)\"\n\
+echo \"s=$(uname -s)\"\necho \"m=$(uname -m)\"\necho \"r=$(uname -r)\"\n\
+echo \"n=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)\"\necho \"u=$(id -un)\"\n\
+echo '--rustle:os'\ncat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null\n\
+echo '--rustle:mem'\ncat /proc/meminfo 2>/dev/null\necho '--rustle:env'\nenv\n";
+
+fn parse_facts(text: &str) -> rustle_runner::facts::Sources {
+    let mut s = rustle_runner::facts::Sources::default();
+    let mut section = "";
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("--rustle:") {
+            section = match name {
+                "os" => "os",
+                "mem" => "mem",
+                _ => "env",
+            };
+            continue;
+        }
+        match section {
+            "os" => {
+                s.os_release.push_str(line);
+                s.os_release.push('\n');
+            }
+            "mem" => {
+                s.meminfo.push_str(line);
+                s.meminfo.push('\n');
+            }
+            "env" => {
+                if let Some((k, v)) = line.split_once('=')
+                    && !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    s.env.push((k.to_string(), v.to_string()));
+                }
+            }
+            _ => {
+                let Some((k, v)) = line.split_once('=') else {
+                    continue;
+                };
+                let v = v.trim().to_string();
+                match k {
+                    "h" => s.hostname = Some(v),
+                    "s" => s.system = v,
+                    "m" => s.arch = v,
+                    "r" => s.kernel = Some(v),
+                    "n" => s.cpus = v.parse().unwrap_or(1),
+                    "u" => s.user = Some(v).filter(|u| !u.is_empty()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Paths on the host
+
+/// A path's metadata on the host, from `stat -c`.
+#[derive(Debug, Clone, PartialEq)]
+struct Meta {
+    kind: String,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    owner: String,
+    group: String,
+    size: u64,
+    nlink: u64,
+}
+
+impl Meta {
+    /// A path about to be created: every requested attribute differs from it, so
+    /// [`Attrs::changes`] gives the lines that set them all.
+    fn new_path(kind: &str) -> Meta {
+        Meta {
+            kind: kind.to_string(),
+            mode: u32::MAX,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            owner: String::new(),
+            group: String::new(),
+            size: 0,
+            nlink: 1,
+        }
+    }
+
+    /// Ansible's state name (fsutil::state_name's rules).
+    fn state(&self) -> &'static str {
+        match self.kind.as_str() {
+            "symbolic link" => "link",
+            "directory" => "directory",
+            _ if self.nlink > 1 => "hard",
+            _ => "file",
+        }
+    }
+
+    fn is_file(&self) -> bool {
+        self.kind.starts_with("regular")
+    }
+}
+
+/// Shell function: `desc PATH` prints `stat:<fields>` for the path itself, or `stat:-`.
+const DESC: &str = "desc() { if [ -L \"$1\" ] || [ -e \"$1\" ]; then stat -c 'stat:%F|%a|%u|%g|%U|%G|%s|%h' -- \"$1\"; else echo 'stat:-'; fi; }\n";
+
+fn parse_meta(line: &str) -> Option<Meta> {
+    let f: Vec<&str> = line.strip_prefix("stat:")?.split('|').collect();
+    let [kind, mode, uid, gid, owner, group, size, nlink] = f.as_slice() else {
+        return None;
+    };
+    Some(Meta {
+        kind: (*kind).to_string(),
+        mode: u32::from_str_radix(mode, 8).ok()?,
+        uid: uid.parse().ok()?,
+        gid: gid.parse().ok()?,
+        owner: (*owner).to_string(),
+        group: (*group).to_string(),
+        size: size.parse().ok()?,
+        nlink: nlink.parse().ok()?,
+    })
+}
+
+/// The `key=value` lines of a probe's output (`stat:` lines under the key "stat", in
+/// order).
+fn lines_of(out: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            if l.starts_with("stat:") {
+                Some(("stat".to_string(), l.to_string()))
+            } else {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            }
+        })
+        .collect()
+}
+
+fn get<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn stats_of(kv: &[(String, String)]) -> Vec<Option<Meta>> {
+    kv.iter()
+        .filter(|(k, _)| k == "stat")
+        .map(|(_, v)| parse_meta(v))
+        .collect()
+}
+
+/// Registers a path's fields as fsutil::add_path_info does.
+fn with_path_info(mut o: Outcome, lstate: &str, m: Option<&Meta>) -> Outcome {
+    let Some(m) = m else {
+        return o.with("state", "absent");
+    };
+    o = o
+        .with("state", lstate)
+        .with("mode", args::mode_string(m.mode))
+        .with("uid", m.uid)
+        .with("gid", m.gid)
+        .with("owner", m.owner.clone())
+        .with("group", m.group.clone())
+        .with("size", m.size);
+    o
+}
+
+/// The mode/owner/group a task asks for; owner and group stay names (or numbers) and
+/// are resolved by the host's own chown.
+#[derive(Debug, Clone, Default)]
+struct Attrs {
+    mode: Option<u32>,
+    owner: Option<String>,
+    group: Option<String>,
+}
+
+impl Attrs {
+    fn from_args(a: &Vars) -> Step<Attrs> {
+        Ok(Attrs {
+            mode: args::opt_mode(a, "mode")?,
+            owner: args::opt_str(a, "owner")?,
+            group: args::opt_str(a, "group")?,
+        })
+    }
+
+    /// What differs from `m`, as (key, before, after), and the shell lines that fix
+    /// it for `path` (owner first: chown clears set-id bits).
+    fn changes(
+        &self,
+        m: &Meta,
+        path: &str,
+        follow_link: bool,
+    ) -> (Vec<(&'static str, String, String)>, String) {
+        let mut ch = Vec::new();
+        let mut fix = String::new();
+        let p = sh_quote(path);
+        let is_link = m.kind == "symbolic link";
+        let h = if is_link && !follow_link { "-h " } else { "" };
+        if let Some(o) = self
+            .owner
+            .as_ref()
+            .filter(|o| **o != m.owner && **o != m.uid.to_string())
+        {
+            ch.push(("owner", m.owner.clone(), o.clone()));
+            fix.push_str(&format!("chown {h}{} {p}\n", sh_quote(o)));
+        }
+        if let Some(g) = self
+            .group
+            .as_ref()
+            .filter(|g| **g != m.group && **g != m.gid.to_string())
+        {
+            ch.push(("group", m.group.clone(), g.clone()));
+            fix.push_str(&format!("chgrp {h}{} {p}\n", sh_quote(g)));
+        }
+        if let Some(md) = self
+            .mode
+            .filter(|md| (!is_link || follow_link) && *md != m.mode & 0o7777)
+        {
+            ch.push(("mode", args::mode_string(m.mode), args::mode_string(md)));
+            fix.push_str(&format!("chmod {:o} {p}\n", md));
+        }
+        (ch, fix)
+    }
+}
+
+fn attr_diff(path: &str, changes: &[(&'static str, String, String)]) -> Diff {
+    let mut before = format!("path: {path}\n");
+    let mut after = before.clone();
+    for (k, b, a) in changes {
+        before.push_str(&format!("{k}: {b}\n"));
+        after.push_str(&format!("{k}: {a}\n"));
+    }
+    Diff {
+        before_header: path.to_string(),
+        after_header: path.to_string(),
+        before,
+        after,
+    }
+}
+
+/// A diff side, as the runner's fsutil::diff_text writes it (Ansible's max_diff_size,
+/// and a note for binary content).
+fn diff_text(bytes: &[u8]) -> String {
+    const MAX_DIFF_SIZE: usize = 104_448;
+    if bytes.len() > MAX_DIFF_SIZE {
+        return format!("(diff skipped: file size exceeds {MAX_DIFF_SIZE} bytes)\n");
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('\0') => s.to_string(),
+        _ => format!("(binary content, {} bytes)\n", bytes.len()),
+    }
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    rustle_runner::hex::encode(&sha1(bytes))
+}
+
+/// SHA-1 (the checksum Ansible registers; identification only, never security).
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for chunk in msg.chunks_exact(64) {
+        let mut w = [0u32; 80];
+        for (i, word) in chunk.chunks_exact(4).enumerate() {
+            if let (Some(slot), [a, b, c, d]) = (w.get_mut(i), word) {
+                *slot = u32::from_be_bytes([*a, *b, *c, *d]);
+            }
+        }
+        for i in 16..80 {
+            let v = w.get(i - 3).copied().unwrap_or(0)
+                ^ w.get(i - 8).copied().unwrap_or(0)
+                ^ w.get(i - 14).copied().unwrap_or(0)
+                ^ w.get(i - 16).copied().unwrap_or(0);
+            if let Some(slot) = w.get_mut(i) {
+                *slot = v.rotate_left(1);
+            }
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (chunk, v) in out.chunks_exact_mut(4).zip(h) {
+        chunk.copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// command, shell
+
+impl SshHost {
+    fn command(&mut self, a: &Vars, ctx: &Ctx<'_>, shell: bool) -> Step<Outcome> {
+        args::only(
+            a,
+            &[
+                "_raw_params",
+                "cmd",
+                "argv",
+                "chdir",
+                "creates",
+                "removes",
+                "stdin",
+                "stdin_add_newline",
+                "strip_empty_ends",
+                "executable",
+                "warn",
+            ],
+        )?;
+        let free = match args::opt_str(a, "cmd")? {
+            Some(c) => Some(c),
+            None => args::opt_str(a, "_raw_params")?,
+        };
+        let (line, shown) = if shell {
+            let Some(line) = free else {
+                return Err(ModuleError::BadArgs(
+                    "no command given: use the free-form text or 'cmd'".into(),
+                )
+                .into());
+            };
+            let exe = args::opt_str(a, "executable")?.unwrap_or_else(|| "/bin/sh".into());
+            (
+                format!("exec {} -c {}", sh_quote(&exe), sh_quote(&line)),
+                Value::from(line),
+            )
+        } else {
+            let argv: Vec<String> = match (a.get("argv"), free) {
+                (Some(Value::Array(_)), None) => args::str_list(a, "argv")?,
+                (Some(_), Some(_)) => {
+                    return Err(ModuleError::BadArgs(
+                        "give either 'argv' or a command string, not both".into(),
+                    )
+                    .into());
+                }
+                (Some(other), None) => {
+                    return Err(ModuleError::BadArgs(format!(
+                        "argument 'argv' must be a list, got {other}"
+                    ))
+                    .into());
+                }
+                (None, Some(line)) => modules::split_command_line(&line)
+                    .map_err(|e| ModuleError::BadArgs(format!("cannot parse command line: {e}")))?,
+                (None, None) => {
+                    return Err(ModuleError::BadArgs(
+                        "no command given: use the free-form text, 'cmd' or 'argv'".into(),
+                    )
+                    .into());
+                }
+            };
+            if argv.is_empty() {
+                return Err(ModuleError::BadArgs("the command is empty".into()).into());
+            }
+            let words: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
+            (format!("exec {}", words.join(" ")), Value::from(argv))
+        };
+        let chdir = args::opt_str(a, "chdir")?;
+        let creates = args::opt_str(a, "creates")?;
+        let removes = args::opt_str(a, "removes")?;
+        let stdin = args::opt_str(a, "stdin")?;
+        let add_newline = args::bool_or(a, "stdin_add_newline", true)?;
+        let strip = args::bool_or(a, "strip_empty_ends", true)?;
+        let resolve = |p: &str| match &chdir {
+            Some(dir) if !p.starts_with('/') => format!("{}/{p}", dir.trim_end_matches('/')),
+            _ => p.to_string(),
+        };
+        if creates.is_some() || removes.is_some() {
+            let mut probe = String::new();
+            if let Some(c) = &creates {
+                probe.push_str(&format!(
+                    "if [ -e {} ]; then echo creates=1; fi\n",
+                    sh_quote(&resolve(c))
+                ));
+            }
+            if let Some(r) = &removes {
+                probe.push_str(&format!(
+                    "if [ ! -e {} ]; then echo removes=1; fi\n",
+                    sh_quote(&resolve(r))
+                ));
+            }
+            let kv = lines_of(&self.sh(&probe, b"")?);
+            let not_run = |why: String| {
+                Outcome::ok()
+                    .with("cmd", shown.clone())
+                    .with("rc", 0)
+                    .with("stdout", format!("skipped, since {why}"))
+                    .with("stderr", "")
+                    .msg(format!("Did not run command since {why}"))
+            };
+            if let (Some(c), Some(_)) = (&creates, get(&kv, "creates")) {
+                return Ok(not_run(format!("{c} exists")));
+            }
+            if let (Some(r), Some(_)) = (&removes, get(&kv, "removes")) {
+                return Ok(not_run(format!("{r} does not exist")));
+            }
+        }
+        if ctx.check_mode {
+            let mut o = Outcome::ok()
+                .with("rc", 0)
+                .with("cmd", shown)
+                .msg("Command would have run if not in check mode");
+            o.skipped = creates.is_none() && removes.is_none();
+            return Ok(o);
+        }
+        let mut script = String::new();
+        // The task's `environment`, and its `become_user` (binary mode starts the
+        // process as that user; here sudo does, with that user's HOME).
+        for (k, v) in ctx.env {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return fail(format!("environment: '{k}' is not a variable name"));
+            }
+            script.push_str(&format!("export {k}={}\n", sh_quote(v)));
+        }
+        if let Some(dir) = &chdir {
+            script.push_str(&format!("cd {} || exit 2\n", sh_quote(dir)));
+        }
+        let line = match ctx.run_as {
+            Some(who) => {
+                let vars: Vec<String> = ctx
+                    .env
+                    .iter()
+                    .map(|(k, v)| sh_quote(&format!("{k}={v}")))
+                    .collect();
+                format!(
+                    "exec sudo -n -u {} -H env {} sh -c {}",
+                    sh_quote(&who.user),
+                    vars.join(" "),
+                    sh_quote(&line)
+                )
+            }
+            None => line,
+        };
+        script.push_str(&line);
+        let input = match stdin {
+            Some(mut s) => {
+                if add_newline {
+                    s.push('\n');
+                }
+                s.into_bytes()
+            }
+            // Binary mode gives the command /dev/null; here an empty stdin does the same.
+            None => Vec::new(),
+        };
+        let start = SystemTime::now();
+        let out = self.sh(&script, &input)?;
+        let end = SystemTime::now();
+        let rc = out.code.unwrap_or(-1);
+        let text = |b: &[u8]| {
+            let s = String::from_utf8_lossy(b).into_owned();
+            if strip {
+                s.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                s
+            }
+        };
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
+        let lines = |s: &str| Value::from(s.lines().map(str::to_string).collect::<Vec<_>>());
+        let d = end.duration_since(start).unwrap_or_default();
+        let secs = d.as_secs();
+        let mut o = Outcome::changed(true)
+            .with("cmd", shown)
+            .with("rc", rc)
+            .with("stdout_lines", lines(&stdout))
+            .with("stderr_lines", lines(&stderr))
+            .with("stdout", stdout)
+            .with("stderr", stderr)
+            .with("start", rustle_runner::facts::format_time(start))
+            .with("end", rustle_runner::facts::format_time(end))
+            .with(
+                "delta",
+                format!(
+                    "{}:{:02}:{:02}.{:06}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60,
+                    d.subsec_micros()
+                ),
+            );
+        if rc != 0 {
+            o.failed = true;
+            o.msg = Some("non-zero return code".into());
+        } else {
+            o.msg = Some(String::new());
+        }
+        Ok(o)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// copy, template: the content is known on the controller; only the write is remote
+
+/// What copy and template write, and how (fsutil::WriteReq's fields).
+struct WriteReq<'a> {
+    dest: &'a str,
+    content: &'a [u8],
+    attrs: Attrs,
+    force: bool,
+    backup: bool,
+    follow: bool,
+    src: Option<&'a str>,
+    new_mode: Option<u32>,
+}
+
+impl SshHost {
+    fn copy(&mut self, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+        args::only(
+            a,
+            &[
+                "content",
+                "src",
+                "dest",
+                "mode",
+                "owner",
+                "group",
+                "force",
+                "backup",
+                "follow",
+                "remote_src",
+            ],
+        )?;
+        let dest = args::req_str(a, "dest")?;
+        if dest.is_empty() {
+            return Err(ModuleError::BadArgs("argument 'dest' must not be empty".into()).into());
+        }
+        let content: Option<Vec<u8>> = match a.get("content") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone().into_bytes()),
+            Some(v @ (Value::Array(_) | Value::Object(_))) => {
+                Some(serde_json::to_vec(v).map_err(|e| {
+                    ModuleError::BadArgs(format!("argument 'content' cannot be written: {e}"))
+                })?)
+            }
+            Some(other) => Some(other.to_string().into_bytes()),
+        };
+        let src = args::opt_str(a, "src")?;
+        if args::bool_or(a, "remote_src", false)? {
+            return fail(
+                "copy with remote_src cannot run in SSH mode (it needs the runner on the host)",
+            );
+        }
+        let force = args::bool_or(a, "force", true)?;
+        let backup = args::bool_or(a, "backup", false)?;
+        let follow = args::bool_or(a, "follow", false)?;
+        let preserve = args::opt_str(a, "mode")?.is_some_and(|m| m == "preserve");
+        let mut rest = a.clone();
+        if preserve {
+            rest.remove("mode");
+        }
+        let attrs = Attrs::from_args(&rest)?;
+        let (bytes, src_mode) = match (content, &src) {
+            (Some(_), Some(_)) => {
+                return Err(ModuleError::BadArgs(
+                    "arguments 'src' and 'content' are mutually exclusive".into(),
+                )
+                .into());
+            }
+            (None, None) => {
+                return Err(ModuleError::BadArgs(
+                    "missing required argument 'src' or 'content'".into(),
+                )
+                .into());
+            }
+            (Some(c), None) => (c, None),
+            (None, Some(s)) => {
+                let f = embedded(ctx, s)?;
+                (f.content.clone(), f.mode)
+            }
+        };
+        let attrs = if preserve {
+            Attrs {
+                mode: src_mode,
+                ..attrs
+            }
+        } else {
+            attrs
+        };
+        self.write(
+            &WriteReq {
+                dest: &dest,
+                content: &bytes,
+                attrs,
+                force,
+                backup,
+                follow,
+                src: src.as_deref(),
+                new_mode: if preserve { src_mode } else { None },
+            },
+            ctx,
+        )
+    }
+
+    fn template(&mut self, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+        args::only(
+            a,
+            &[
+                "src", "dest", "mode", "owner", "group", "force", "backup", "follow",
+            ],
+        )?;
+        let src = args::req_str(a, "src")?;
+        let dest = args::req_str(a, "dest")?;
+        if dest.is_empty() {
+            return Err(ModuleError::BadArgs("argument 'dest' must not be empty".into()).into());
+        }
+        let force = args::bool_or(a, "force", true)?;
+        let backup = args::bool_or(a, "backup", false)?;
+        let follow = args::bool_or(a, "follow", false)?;
+        let attrs = Attrs::from_args(a)?;
+        let file = embedded(ctx, &src)?;
+        let Ok(text) = std::str::from_utf8(&file.content) else {
+            return fail(format!("template {src} is not valid UTF-8"));
+        };
+        let rendered = match ctx.engine.render_str(text, ctx.vars) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("error templating {src}: {}", e.detail)),
+        };
+        self.write(
+            &WriteReq {
+                dest: &dest,
+                content: rendered.as_bytes(),
+                attrs,
+                force,
+                backup,
+                follow,
+                src: Some(&src),
+                new_mode: None,
+            },
+            ctx,
+        )
+    }
+
+    /// fsutil::write_file over SSH: one probe (where, what is there, its sha1), then
+    /// at most one command that writes (content on stdin, to a private temp file
+    /// renamed over the destination) or fixes attributes, and describes the result.
+    fn write(&mut self, req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
+        let base = req
+            .src
+            .and_then(|s| Path::new(s.trim_end_matches('/')).file_name())
+            .map(|b| b.to_string_lossy().into_owned());
+        let probe = format!(
+            "{DESC}d={dest}\nif [ \"${{d%/}}\" != \"$d\" ] || [ -d \"$d\" ]; then\n\
+             if [ -z {base} ]; then echo intodir=1; exit 0; fi\nd=\"${{d%/}}/\"{base}\nfi\n\
+             if [ {follow} = 1 ] && [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n\
+             echo \"path=$d\"\np=$(dirname -- \"$d\")\n\
+             if [ ! -d \"$p\" ]; then echo \"noparent=$p\"; exit 0; fi\n\
+             desc \"$d\"\nif [ -f \"$d\" ] && [ ! -L \"$d\" ]; then echo \"sum=$(sha1sum < \"$d\" | cut -d' ' -f1)\"; fi\n\
+             echo \"umask=$(umask)\"\n",
+            dest = sh_quote(req.dest),
+            base = sh_quote(base.as_deref().unwrap_or("")),
+            follow = u8::from(req.follow),
+        );
+        let out = self.sh(&probe, b"")?;
+        if !out.ok() {
+            return fail(format!("cannot inspect {}: {}", req.dest, out.err_text()));
+        }
+        let kv = lines_of(&out);
+        if get(&kv, "intodir").is_some() {
+            return fail(format!(
+                "can not use content with a dir as dest ({}); give a file path",
+                req.dest
+            ));
+        }
+        let dest = get(&kv, "path").unwrap_or(req.dest).to_string();
+        if let Some(p) = get(&kv, "noparent") {
+            return Err(Stop::Fail(
+                Outcome::fail(format!("Destination directory {p} does not exist"))
+                    .with("dest", dest),
+            ));
+        }
+        let existing = stats_of(&kv).into_iter().next().flatten();
+        let sum = get(&kv, "sum").map(str::to_string);
+        let old_is_file = existing.as_ref().is_some_and(Meta::is_file);
+        if let Some(m) = &existing {
+            if m.kind == "directory" {
+                return fail(format!("{dest} is a directory, cannot write a file there"));
+            }
+            if !req.force {
+                return Ok(Outcome::ok().msg("file already exists").with("dest", dest));
+            }
+        }
+        let checksum = sha1_hex(req.content);
+        let content_changed = !(old_is_file && sum.as_deref() == Some(checksum.as_str()));
+        let mut out = Outcome::ok();
+        let mut attr_changes = Vec::new();
+        let mut after: Option<Meta> = existing.clone();
+        // The old content, for the diff only (one more read, in diff mode only).
+        let old_text = if ctx.diff_mode && content_changed && old_is_file {
+            let o = self.sh(&format!("cat -- {}", sh_quote(&dest)), b"")?;
+            Some(diff_text(&o.stdout))
+        } else {
+            None
+        };
+        if content_changed {
+            if !ctx.check_mode {
+                let umask = get(&kv, "umask")
+                    .and_then(|u| u32::from_str_radix(u.trim(), 8).ok())
+                    .unwrap_or(0o022);
+                let mode = req.attrs.mode.unwrap_or_else(|| match &existing {
+                    Some(m) if old_is_file => m.mode & 0o7777,
+                    _ => req.new_mode.unwrap_or(0o666 & !umask),
+                });
+                let d = sh_quote(&dest);
+                let mut s = format!(
+                    "{DESC}set -e\nd={d}\nt=\"$(dirname -- \"$d\")/.$(basename -- \"$d\").$$.rustle-tmp\"\n\
+                     trap 'rm -f \"$t\"' EXIT\n"
+                );
+                if req.backup && old_is_file {
+                    let stamp = backup_stamp();
+                    s.push_str(&format!(
+                        "b=\"$d.$$.{stamp}~\"\ncp -p -- \"$d\" \"$b\"\necho \"backup=$b\"\n"
+                    ));
+                }
+                s.push_str(&format!(
+                    "(umask 077; cat > \"$t\")\nchmod {mode:o} \"$t\"\n"
+                ));
+                if let (Some(m), true) = (&existing, old_is_file) {
+                    // A replaced file keeps its owner (as binary mode's atomic write does).
+                    s.push_str(&format!(
+                        "chown {}:{} \"$t\" 2>/dev/null || true\n",
+                        m.uid, m.gid
+                    ));
+                }
+                if let Some(o) = &req.attrs.owner {
+                    s.push_str(&format!("chown {} \"$t\"\n", sh_quote(o)));
+                }
+                if let Some(g) = &req.attrs.group {
+                    s.push_str(&format!("chgrp {} \"$t\"\n", sh_quote(g)));
+                }
+                s.push_str("mv -f \"$t\" \"$d\"\ntrap - EXIT\ndesc \"$d\"\n");
+                let w = self.sh(&s, req.content)?;
+                if !w.ok() {
+                    return fail(format!("cannot write {dest}: {}", w.err_text()));
+                }
+                let wkv = lines_of(&w);
+                if let Some(b) = get(&wkv, "backup") {
+                    out = out.with("backup_file", b);
+                }
+                after = stats_of(&wkv).into_iter().next().flatten();
+            }
+        } else if let Some(m) = &existing {
+            let (ch, fix) = req.attrs.changes(m, &dest, true);
+            if !ch.is_empty() && !ctx.check_mode {
+                let w = self.sh(
+                    &format!("{DESC}set -e\n{fix}desc {}\n", sh_quote(&dest)),
+                    b"",
+                )?;
+                if !w.ok() {
+                    return fail(format!(
+                        "cannot set the attributes of {dest}: {}",
+                        w.err_text()
+                    ));
+                }
+                after = stats_of(&lines_of(&w)).into_iter().next().flatten();
+            }
+            attr_changes = ch;
+        }
+        out.changed = content_changed || !attr_changes.is_empty();
+        if ctx.diff_mode {
+            if content_changed {
+                out.diff.push(Diff {
+                    before_header: dest.clone(),
+                    after_header: req
+                        .src
+                        .map_or_else(|| "dynamically generated".to_string(), str::to_string),
+                    before: old_text.unwrap_or_default(),
+                    after: diff_text(req.content),
+                });
+            } else if !attr_changes.is_empty() {
+                out.diff.push(attr_diff(&dest, &attr_changes));
+            }
+        }
+        out = out.with("dest", dest.clone()).with("checksum", checksum);
+        if let Some(src) = req.src {
+            out = out.with("src", src);
+        }
+        if ctx.check_mode && existing.is_none() {
+            out = out
+                .with("state", "file")
+                .with("size", req.content.len() as u64);
+            if let Some(m) = req.attrs.mode {
+                out = out.with("mode", args::mode_string(m));
+            }
+            return Ok(out);
+        }
+        let state = after.as_ref().map_or("absent", Meta::state);
+        Ok(with_path_info(out, state, after.as_ref()))
+    }
+}
+
+fn embedded<'c>(ctx: &'c Ctx<'_>, src: &str) -> Step<&'c rustle_runner::plan::HostFile> {
+    ctx.files.get(src).ok_or_else(|| {
+        Stop::Fail(Outcome::fail(format!(
+            "could not find src={src} among the files embedded for this host ({} embedded file{})",
+            ctx.files.len(),
+            if ctx.files.len() == 1 { "" } else { "s" }
+        )))
+    })
+}
+
+/// Ansible's backup suffix time, in UTC: `YYYY-MM-DD@HH:MM:SS`.
+fn backup_stamp() -> String {
+    let t = rustle_runner::facts::format_time(SystemTime::now());
+    // "2026-11-27 06:02:32.123456" -> "2026-11-27@06:02:32"
+    let (date, time) = t.split_once(' ').unwrap_or((&t, ""));
+    format!("{date}@{}", time.split('.').next().unwrap_or(time))
+}
+
+// ---------------------------------------------------------------------------
+// file
+
+impl SshHost {
+    fn file(&mut self, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+        args::only(
+            a,
+            &[
+                "path",
+                "dest",
+                "name",
+                "state",
+                "mode",
+                "owner",
+                "group",
+                "recurse",
+                "src",
+                "force",
+                "follow",
+                "access_time",
+                "modification_time",
+            ],
+        )?;
+        let path = match ["path", "dest", "name"]
+            .iter()
+            .find_map(|k| args::opt_str(a, k).transpose())
+        {
+            Some(p) => p?,
+            None => {
+                return Err(ModuleError::BadArgs("missing required argument 'path'".into()).into());
+            }
+        };
+        if path.is_empty() {
+            return Err(ModuleError::BadArgs("argument 'path' must not be empty".into()).into());
+        }
+        if a.contains_key("access_time") || a.contains_key("modification_time") {
+            return fail("file with access_time/modification_time cannot run in SSH mode");
+        }
+        let recurse = args::bool_or(a, "recurse", false)?;
+        let follow = args::bool_or(a, "follow", true)?;
+        let force = args::bool_or(a, "force", false)?;
+        let src = args::opt_str(a, "src")?;
+        let attrs = Attrs::from_args(a)?;
+        let q = sh_quote(&path);
+        // One probe: the path itself, what a link points to and its target's metadata.
+        let probe = format!(
+            "{DESC}desc {q}\nif [ -L {q} ]; then echo \"target=$(readlink -- {q})\"; if [ -e {q} ]; then desc \"$(readlink -f -- {q})\"; fi; fi\n"
+        );
+        let kv = lines_of(&self.sh(&probe, b"")?);
+        let stats = stats_of(&kv);
+        let prev = stats.first().cloned().flatten();
+        let target = stats.get(1).cloned().flatten();
+        let prev_state = prev.as_ref().map_or("absent", Meta::state);
+        let state = match args::opt_str(a, "state")? {
+            Some(s) => {
+                if !["file", "directory", "link", "hard", "absent", "touch"].contains(&s.as_str()) {
+                    return Err(ModuleError::BadArgs(format!(
+                        "argument 'state' must be one of file, directory, link, hard, absent, touch; got '{s}'"
+                    ))
+                    .into());
+                }
+                s
+            }
+            None => match prev_state {
+                "directory" => "directory".into(),
+                "link" => "link".into(),
+                _ if recurse && prev.is_none() => "directory".into(),
+                _ => "file".into(),
+            },
+        };
+        if recurse && state != "directory" {
+            return Err(
+                ModuleError::BadArgs("argument 'recurse' requires state=directory".into()).into(),
+            );
+        }
+        if src.is_some() && !matches!(state.as_str(), "link" | "hard") {
+            return Err(ModuleError::BadArgs(
+                "argument 'src' requires state=link or state=hard".into(),
+            )
+            .into());
+        }
+        // The metadata attributes are judged against: a followed link's target.
+        let eff = if prev_state == "link" && follow {
+            target.clone()
+        } else {
+            prev.clone()
+        };
+        let mut changes: Vec<(&'static str, String, String)> = Vec::new();
+        let mut script = String::new();
+        let mut out = Outcome::ok();
+        let key = if matches!(state.as_str(), "link" | "hard") {
+            "dest"
+        } else {
+            "path"
+        };
+        match state.as_str() {
+            "absent" => {
+                if prev.is_some() {
+                    changes.push(("state", prev_state.into(), "absent".into()));
+                    script.push_str(&format!("rm -rf -- {q}\n"));
+                }
+            }
+            "file" => {
+                let effective = if prev_state == "link" && follow {
+                    target.as_ref().map_or("absent", |m| {
+                        if m.kind == "directory" {
+                            "directory"
+                        } else {
+                            "file"
+                        }
+                    })
+                } else {
+                    prev_state
+                };
+                if !matches!(effective, "file" | "hard") {
+                    return Err(Stop::Fail(
+                        Outcome::fail(format!("file ({path}) is {effective}, cannot continue"))
+                            .with("path", path.clone())
+                            .with("state", effective),
+                    ));
+                }
+                if let Some(m) = &eff {
+                    let (ch, fix) = attrs.changes(m, &path, follow);
+                    changes.extend(ch);
+                    script.push_str(&fix);
+                }
+            }
+            "directory" => {
+                let is_dir = match prev_state {
+                    "directory" => true,
+                    "link" if follow => target.as_ref().is_some_and(|t| t.kind == "directory"),
+                    _ => false,
+                };
+                if prev.is_none() {
+                    changes.push(("state", "absent".into(), "directory".into()));
+                    script.push_str(&format!("mkdir -p -- {q}\n"));
+                    let (_, fix) = attrs.changes(&Meta::new_path("directory"), &path, follow);
+                    script.push_str(&fix);
+                } else if !is_dir {
+                    return Err(Stop::Fail(
+                        Outcome::fail(format!("{path} already exists as a {prev_state}"))
+                            .with("path", path.clone())
+                            .with("state", prev_state),
+                    ));
+                } else if let Some(m) = &eff {
+                    let (ch, fix) = attrs.changes(m, &path, follow);
+                    changes.extend(ch);
+                    script.push_str(&fix);
+                }
+                if recurse
+                    && (attrs.mode.is_some() || attrs.owner.is_some() || attrs.group.is_some())
+                {
+                    let mut test = Vec::new();
+                    if let Some(m) = attrs.mode {
+                        test.push(format!("\\( ! -type l ! -perm {m:o} \\)"));
+                    }
+                    if let Some(o) = &attrs.owner {
+                        test.push(format!("! -user {}", sh_quote(o)));
+                    }
+                    if let Some(g) = &attrs.group {
+                        test.push(format!("! -group {}", sh_quote(g)));
+                    }
+                    let find = format!(
+                        "find {q} -mindepth 1 \\( {} \\) -print | head -n 1",
+                        test.join(" -o ")
+                    );
+                    if prev.is_some() {
+                        let o = self.sh(&find, b"")?;
+                        if !o.stdout.is_empty() {
+                            out.changed = true;
+                        }
+                    }
+                    if let Some(o) = &attrs.owner {
+                        script.push_str(&format!("chown -R -h {} {q}\n", sh_quote(o)));
+                    }
+                    if let Some(g) = &attrs.group {
+                        script.push_str(&format!("chgrp -R -h {} {q}\n", sh_quote(g)));
+                    }
+                    if let Some(m) = attrs.mode {
+                        script.push_str(&format!(
+                            "find {q} -mindepth 1 ! -type l -exec chmod {m:o} {{}} +\n"
+                        ));
+                    }
+                }
+            }
+            "touch" => {
+                changes.push(("state", prev_state.into(), "touch".into()));
+                if prev.is_none() {
+                    script.push_str(&format!(": >> {q}\n"));
+                } else if follow || prev_state != "link" {
+                    script.push_str(&format!("touch -c -- {q}\n"));
+                }
+                let fresh = prev.clone().unwrap_or(Meta::new_path("regular file"));
+                let m = if prev_state == "link" && follow {
+                    target.clone().unwrap_or(fresh)
+                } else {
+                    fresh
+                };
+                script.push_str(&attrs.changes(&m, &path, follow).1);
+            }
+            "link" => {
+                let Some(src) = src.as_deref() else {
+                    if prev_state == "link" {
+                        if let Some(m) = &eff {
+                            let (ch, fix) = attrs.changes(m, &path, follow);
+                            changes.extend(ch);
+                            script.push_str(&fix);
+                        }
+                        return self.file_finish(
+                            &path, key, None, changes, script, out, ctx, "link", follow, &attrs,
+                        );
+                    }
+                    return Err(ModuleError::BadArgs(
+                        "argument 'src' is required for state=link".into(),
+                    )
+                    .into());
+                };
+                let abs_src = if src.starts_with('/') {
+                    src.to_string()
+                } else {
+                    match Path::new(&path).parent() {
+                        Some(p) => p.join(src).display().to_string(),
+                        None => src.to_string(),
+                    }
+                };
+                if !force {
+                    let o = self.sh(
+                        &format!(
+                            "if [ -L {s} ] || [ -e {s} ]; then echo y; fi",
+                            s = sh_quote(&abs_src)
+                        ),
+                        b"",
+                    )?;
+                    if o.stdout.is_empty() {
+                        return fail(format!(
+                            "src file does not exist, use \"force=yes\" if you really want to create the link: {abs_src}"
+                        ));
+                    }
+                }
+                let current = get(&kv, "target");
+                if prev_state == "link" && current == Some(src) {
+                    if let Some(m) = &eff {
+                        let (ch, fix) = attrs.changes(m, &path, follow);
+                        changes.extend(ch);
+                        script.push_str(&fix);
+                    }
+                } else {
+                    match prev_state {
+                        "absent" => {}
+                        "link" => {
+                            changes.push(("src", current.unwrap_or("").to_string(), src.into()))
+                        }
+                        other => {
+                            if !force {
+                                return fail(format!(
+                                    "refusing to convert from {other} to symlink for {path}"
+                                ));
+                            }
+                        }
+                    }
+                    if prev_state != "link" {
+                        changes.push(("state", prev_state.into(), "link".into()));
+                    }
+                    if prev_state == "directory" {
+                        // rmdir refuses a non-empty directory, as binary mode does.
+                        script.push_str(&format!(
+                            "rmdir -- {q} 2>/dev/null || {{ printf 'the directory %s is not empty, refusing to convert it\\n' {q} >&2; exit 1; }}\n"
+                        ));
+                    }
+                    let t = format!("{q}.$$.rustle-link");
+                    script.push_str(&format!(
+                        "ln -s -- {s} {t}\nmv -f -T {t} {q} 2>/dev/null || mv -f {t} {q}\n",
+                        s = sh_quote(src)
+                    ));
+                    let fresh = Meta::new_path("symbolic link");
+                    script.push_str(&attrs.changes(&fresh, &path, false).1);
+                }
+                return self.file_finish(
+                    &path,
+                    key,
+                    Some(src),
+                    changes,
+                    script,
+                    out,
+                    ctx,
+                    "link",
+                    follow,
+                    &attrs,
+                );
+            }
+            _ => {
+                return fail(
+                    "file with state=hard cannot run in SSH mode (it needs the runner on the host)",
+                );
+            }
+        }
+        let would_be = if state == "touch" {
+            "file".to_string()
+        } else {
+            state.clone()
+        };
+        self.file_finish(
+            &path, key, None, changes, script, out, ctx, &would_be, follow, &attrs,
+        )
+    }
+
+    /// Runs the file module's change script (unless check mode), then registers what
+    /// the path is now, as file.rs's `describe` does.
+    #[allow(clippy::too_many_arguments)]
+    fn file_finish(
+        &mut self,
+        path: &str,
+        key: &str,
+        src: Option<&str>,
+        changes: Vec<(&'static str, String, String)>,
+        script: String,
+        mut out: Outcome,
+        ctx: &Ctx<'_>,
+        would_be: &str,
+        follow: bool,
+        attrs: &Attrs,
+    ) -> Step<Outcome> {
+        let q = sh_quote(path);
+        let describe = format!(
+            "desc {q}\nif [ -L {q} ] && [ {f} = 1 ] && [ -e {q} ]; then desc \"$(readlink -f -- {q})\"; fi\n",
+            f = u8::from(follow)
+        );
+        let run = if ctx.check_mode || script.is_empty() {
+            format!("{DESC}{describe}")
+        } else {
+            format!("{DESC}set -e\n{script}{describe}")
+        };
+        let o = self.sh(&run, b"")?;
+        if !o.ok() {
+            return fail(o.err_text());
+        }
+        let stats = stats_of(&lines_of(&o));
+        let lmeta = stats.first().cloned().flatten();
+        let meta = stats.get(1).cloned().flatten().or_else(|| lmeta.clone());
+        out.changed = out.changed || !changes.is_empty();
+        if ctx.diff_mode && out.changed {
+            out.diff.push(attr_diff(path, &changes));
+        }
+        out = out.with(key, path);
+        if let Some(s) = src {
+            out = out.with("src", s);
+        }
+        if ctx.check_mode && lmeta.is_none() {
+            out = out.with("state", would_be);
+            if let Some(m) = attrs.mode {
+                out = out.with("mode", args::mode_string(m));
+            }
+            return Ok(out);
+        }
+        let lstate = lmeta.as_ref().map_or("absent", Meta::state);
+        Ok(with_path_info(out, lstate, meta.as_ref()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// stat
+
+impl SshHost {
+    fn stat(&mut self, a: &Vars) -> Step<Outcome> {
+        args::only(
+            a,
+            &[
+                "path",
+                "follow",
+                "get_checksum",
+                "get_mime",
+                "get_attributes",
+                "checksum_algorithm",
+            ],
+        )?;
+        let path = args::req_str(a, "path")?;
+        let follow = args::bool_or(a, "follow", false)?;
+        let get_checksum = args::bool_or(a, "get_checksum", true)?;
+        args::bool_or(a, "get_mime", true)?;
+        args::bool_or(a, "get_attributes", true)?;
+        if let Some(alg) = args::opt_str(a, "checksum_algorithm")?
+            && !alg.eq_ignore_ascii_case("sha1")
+        {
+            return Err(ModuleError::BadArgs(format!(
+                "argument 'checksum_algorithm' supports only sha1 here, got '{alg}'"
+            ))
+            .into());
+        }
+        let q = sh_quote(&path);
+        let l = if follow { "-L " } else { "" };
+        let script = format!(
+            "if [ -L {q} ] || [ -e {q} ]; then\n\
+             stat {l}-c 'f=%f|%u|%g|%U|%G|%s|%i|%d|%h|%Y|%X|%Z' -- {q} || exit 1\n\
+             if [ -L {q} ]; then echo \"target=$(readlink -- {q})\"; echo \"source=$(readlink -f -- {q})\"; fi\n\
+             if [ {c} = 1 ] && [ -f {q} ] && [ -r {q} ]; then echo \"sum=$(sha1sum < {q} | cut -d' ' -f1)\"; fi\n\
+             else echo missing=1; fi\n",
+            c = u8::from(get_checksum)
+        );
+        let o = self.sh(&script, b"")?;
+        let kv = lines_of(&o);
+        if get(&kv, "missing").is_some() {
+            return Ok(Outcome::ok().with("stat", serde_json::json!({"exists": false})));
+        }
+        let Some(fields) = get(&kv, "f") else {
+            return fail(format!("cannot stat {path}: {}", o.err_text()));
+        };
+        let f: Vec<&str> = fields.split('|').collect();
+        let [
+            raw,
+            uid,
+            gid,
+            owner,
+            group,
+            size,
+            ino,
+            dev,
+            nlink,
+            mtime,
+            atime,
+            ctime,
+        ] = f.as_slice()
+        else {
+            return fail(format!("cannot stat {path}: unexpected output {fields}"));
+        };
+        let raw = u32::from_str_radix(raw, 16).unwrap_or(0);
+        let fmt = raw & 0o170_000;
+        let num = |s: &str| s.parse::<u64>().unwrap_or(0);
+        let bit = |b: u32| raw & b != 0;
+        let mut s = serde_json::json!({
+            "exists": true,
+            "path": path,
+            "isdir": fmt == 0o040_000,
+            "isreg": fmt == 0o100_000,
+            "islnk": fmt == 0o120_000,
+            "isblk": fmt == 0o060_000,
+            "ischr": fmt == 0o020_000,
+            "isfifo": fmt == 0o010_000,
+            "issock": fmt == 0o140_000,
+            "mode": args::mode_string(raw),
+            "uid": num(uid),
+            "gid": num(gid),
+            "pw_name": owner,
+            "gr_name": group,
+            "size": num(size),
+            "inode": num(ino),
+            "dev": num(dev),
+            "nlink": num(nlink),
+            "mtime": num(mtime) as f64,
+            "atime": num(atime) as f64,
+            "ctime": num(ctime) as f64,
+            "isuid": bit(0o4000),
+            "isgid": bit(0o2000),
+            "rusr": bit(0o400), "wusr": bit(0o200), "xusr": bit(0o100),
+            "rgrp": bit(0o040), "wgrp": bit(0o020), "xgrp": bit(0o010),
+            "roth": bit(0o004), "woth": bit(0o002), "xoth": bit(0o001),
+        });
+        if let Value::Object(m) = &mut s {
+            // Followed, the path describes its target, which is no link.
+            if let Some(t) = get(&kv, "target").filter(|_| !follow) {
+                m.insert("lnk_target".into(), t.into());
+                let src = get(&kv, "source").filter(|x| !x.is_empty());
+                m.insert("lnk_source".into(), src.map_or(Value::Null, Value::from));
+            }
+            if let Some(sum) = get(&kv, "sum") {
+                m.insert("checksum".into(), sum.into());
+            }
+        }
+        Ok(Outcome::ok().with("stat", s))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// lineinfile, blockinfile, replace: the runner's module on a scratch copy
+
+impl SshHost {
+    fn text(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+        // The path argument and its aliases, read as the module reads them.
+        let mut found = None;
+        for k in ["path", "dest", "destfile", "name"] {
+            if let Some(p) = args::opt_str(a, k)? {
+                found = Some((k, p));
+                break;
+            }
+        }
+        let Some((key, path)) = found.filter(|(_, p)| !p.is_empty()) else {
+            return Err(ModuleError::BadArgs("missing required argument 'path'".into()).into());
+        };
+        let q = sh_quote(&path);
+        // The real file (through symlinks), its metadata, then its bytes.
+        let probe = format!(
+            "{DESC}p={q}\nif [ -L \"$p\" ] && [ -e \"$p\" ]; then p=$(readlink -f -- \"$p\"); fi\n\
+             echo \"path=$p\"\ndesc \"$p\"\nif [ -d \"$p\" ]; then echo isdir=1; fi\necho \"umask=$(umask)\"\necho --rustle:content\n\
+             if [ -f \"$p\" ]; then cat -- \"$p\"; fi\n"
+        );
+        let o = self.sh(&probe, b"")?;
+        let marker = b"--rustle:content\n";
+        let Some(pos) = o.stdout.windows(marker.len()).position(|w| w == marker) else {
+            return fail(format!("cannot read {path}: {}", o.err_text()));
+        };
+        let (head, rest) = o.stdout.split_at(pos);
+        let content = rest.get(marker.len()..).unwrap_or_default();
+        let kv = lines_of(&Output {
+            code: Some(0),
+            stdout: head.to_vec(),
+            stderr: Vec::new(),
+        });
+        let real = get(&kv, "path").unwrap_or(&path).to_string();
+        let before = stats_of(&kv).into_iter().next().flatten();
+        if get(&kv, "isdir").is_some() {
+            // The module's own message for a directory.
+            let scratch = Scratch::new()?;
+            let mut local = a.clone();
+            local.insert(key.into(), scratch.path().display().to_string().into());
+            let out = modules::run(module, &local, ctx)?;
+            return Ok(rewrite(out, &scratch.path().display().to_string(), &path));
+        }
+        let scratch = Scratch::new()?;
+        let name = Path::new(&real)
+            .file_name()
+            .map_or_else(|| "file".to_string(), |n| n.to_string_lossy().into_owned());
+        let copy = scratch.path().join(&name);
+        if let Some(m) = &before {
+            std::fs::write(&copy, content).map_err(|e| Stop::Fail(Outcome::fail(e.to_string())))?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(m.mode & 0o7777));
+        }
+        // Owner, group and backups are the host's business; the module sees the rest.
+        let mut local = a.clone();
+        local.insert(key.into(), copy.display().to_string().into());
+        let backup = args::bool_or(a, "backup", false)?;
+        let attrs = Attrs {
+            mode: None,
+            owner: args::opt_str(a, "owner")?,
+            group: args::opt_str(a, "group")?,
+        };
+        local.remove("owner");
+        local.remove("group");
+        local.remove("backup");
+        let mut out = modules::run(module, &local, ctx)?;
+        let scratch_path = copy.display().to_string();
+        if out.failed {
+            return Ok(rewrite(out, &scratch_path, &real));
+        }
+        let new_bytes = std::fs::read(&copy).ok();
+        let new_mode = std::fs::metadata(&copy).ok().map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o7777
+        });
+        let content_changed = new_bytes.as_deref() != before.as_ref().map(|_| content);
+        let mut script = String::new();
+        let mut owner_changes = Vec::new();
+        let d = sh_quote(&real);
+        if let Some(m) = &before {
+            let (ch, fix) = attrs.changes(m, &real, true);
+            owner_changes = ch;
+            script.push_str(&fix);
+            if let Some(nm) = new_mode.filter(|nm| *nm != m.mode & 0o7777) {
+                script.push_str(&format!("chmod {nm:o} {d}\n"));
+            }
+        }
+        let mut stdin = Vec::new();
+        if content_changed
+            && !ctx.check_mode
+            && let Some(bytes) = &new_bytes
+        {
+            let mode = new_mode.unwrap_or(0o644);
+            let mut w = format!(
+                "d={d}\nmkdir -p -- \"$(dirname -- \"$d\")\"\nt=\"$(dirname -- \"$d\")/.$(basename -- \"$d\").$$.rustle-tmp\"\ntrap 'rm -f \"$t\"' EXIT\n"
+            );
+            if backup && before.is_some() {
+                w.push_str(&format!(
+                    "b=\"$d.$$.{}~\"\ncp -p -- \"$d\" \"$b\"\necho \"backup=$b\"\n",
+                    backup_stamp()
+                ));
+            }
+            w.push_str(&format!(
+                "(umask 077; cat > \"$t\")\nchmod {mode:o} \"$t\"\n"
+            ));
+            if let Some(m) = &before {
+                w.push_str(&format!(
+                    "chown {}:{} \"$t\" 2>/dev/null || true\n",
+                    m.uid, m.gid
+                ));
+            }
+            w.push_str("mv -f \"$t\" \"$d\"\ntrap - EXIT\n");
+            // The content goes first; then owner/group/mode on the new file.
+            script = w + &script;
+            if before.is_none() {
+                script.push_str(
+                    &attrs
+                        .changes(&Meta::new_path("regular file"), &real, true)
+                        .1,
+                );
+            }
+            stdin = bytes.clone();
+        }
+        if !script.is_empty() && !ctx.check_mode {
+            let w = self.sh(&format!("set -e\n{script}"), &stdin)?;
+            if !w.ok() {
+                return fail(format!("cannot write {real}: {}", w.err_text()));
+            }
+            if let Some(b) = get(&lines_of(&w), "backup") {
+                // These modules register it under both names (text.rs with_backup_key).
+                out = out.with("backup_file", b).with("backup", b);
+            }
+        }
+        if !owner_changes.is_empty() {
+            let msg = out.msg.take().unwrap_or_default();
+            out.msg = Some(if out.changed && !msg.is_empty() {
+                format!("{msg} and ownership, perms or SE linux context changed")
+            } else {
+                "ownership, perms or SE linux context changed".to_string()
+            });
+            out.changed = true;
+            if ctx.diff_mode {
+                out.diff.push(attr_diff(&real, &owner_changes));
+            }
+        }
+        Ok(rewrite(out, &scratch_path, &real))
+    }
+}
+
+/// A private directory on the controller for one module call, removed afterwards.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Step<Scratch> {
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "rustle-sshexec.{}.{n}.{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        ));
+        let mut b = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir).map_err(|e| {
+            Stop::Fail(Outcome::fail(format!(
+                "cannot make a scratch directory: {e}"
+            )))
+        })?;
+        Ok(Scratch(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Puts the host's path back where the module saw the scratch copy's.
+fn rewrite(mut o: Outcome, scratch: &str, real: &str) -> Outcome {
+    fn walk(v: &mut Value, from: &str, to: &str) {
+        match v {
+            Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, from, to)),
+            Value::Object(m) => m.values_mut().for_each(|x| walk(x, from, to)),
+            _ => {}
+        }
+    }
+    for v in o.data.values_mut() {
+        walk(v, scratch, real);
+    }
+    if let Some(m) = &mut o.msg {
+        *m = m.replace(scratch, real);
+    }
+    for d in &mut o.diff {
+        d.before_header = d.before_header.replace(scratch, real);
+        d.after_header = d.after_header.replace(scratch, real);
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------
+// Driving a host
+
+/// Forwards the executor's events to the deployer and keeps them in the host's result.
+struct Forward {
+    result: HostResult,
+    on_event: OnEvent,
+    /// Set when the host was cut off: what the thread still reports is not shown.
+    cancel: Arc<AtomicBool>,
+}
+
+impl Sink for Forward {
+    fn emit(&mut self, ev: &Event) {
+        if self.cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Event::Recap { recap, .. } = ev {
+            self.result.recap = *recap;
+        }
+        if matches!(ev, Event::Task { .. }) {
+            self.result.tasks.push(ev.clone());
+        }
+        (self.on_event)(&self.result.host, ev);
+    }
+}
+
+/// Sets the cancel flag when the host's future is dropped (a `--timeout` cut it off),
+/// so the blocking thread runs no further command.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs a host's plan in SSH mode over `link`: the same events, recap and result as a
+/// runner would produce. The plan comes from the job's sealed payload (the exact plan
+/// binary mode would ship). Returns the result and the (channels, bytes sent) figures.
+pub async fn run_host(
+    job: &Job,
+    deployment: &str,
+    link: Link,
+    sudo: bool,
+    on_event: OnEvent,
+) -> (HostResult, u32, u64) {
+    let name = job.host.name.clone();
+    let plan: HostPlan = match rustle_runner::payload::parse(&job.sealed)
+        .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                HostResult::unreachable(&name, format!("cannot read the plan: {e}")),
+                0,
+                0,
+            );
+        }
+    };
+    if sudo {
+        // As in binary mode, a sudo that wants a password stops the host before any
+        // task, with sudo's own words.
+        match link.exec("sudo -n true", b"").await {
+            Ok(o) if o.ok() => {}
+            Ok(o) => {
+                let why = format!("sudo -n failed: {}", o.err_text());
+                return (HostResult::unreachable(&name, why), 1, 0);
+            }
+            Err(e) => return (HostResult::unreachable(&name, e), 1, 0),
+        }
+    }
+    let host = SshHost::new(link, tokio::runtime::Handle::current(), sudo);
+    let stats = host.stats();
+    let _cancel = CancelOnDrop(host.cancel_flag());
+    let mut sink = Forward {
+        result: HostResult::new(&name, std::path::PathBuf::new()),
+        on_event,
+        cancel: host.cancel_flag(),
+    };
+    let digest = job.digest.to_hex();
+    let deployment = deployment.to_string();
+    let started = Instant::now();
+    let work = tokio::task::spawn_blocking(move || {
+        sink.emit(&Event::Start {
+            v: EVENTS_VERSION,
+            host: plan.host.clone(),
+            deployment,
+            digest,
+            runner_version: format!("ssh-mode {}", env!("CARGO_PKG_VERSION")),
+            check_mode: plan.check_mode,
+        });
+        let summary =
+            Executor::with_host(&plan, &mut sink, RunOptions::default(), Box::new(host)).run();
+        (sink.result, summary)
+    })
+    .await;
+    let (channels, bytes, lost) = match stats.lock() {
+        Ok(s) => (s.channels, s.bytes_sent, s.lost.clone()),
+        Err(_) => (0, 0, None),
+    };
+    let mut result = match work {
+        Ok((mut result, summary)) => {
+            result.status = if summary.host_failed {
+                HostStatus::Failed
+            } else {
+                HostStatus::Ok
+            };
+            result
+        }
+        Err(e) => HostResult::unreachable(&name, format!("internal error: {e}")),
+    };
+    if let Some(why) = lost {
+        result.status = HostStatus::Unreachable;
+        result.recap.unreachable = 1;
+        result.error = Some(why);
+    }
+    result.run_ms = started.elapsed().as_secs_f64() * 1000.0;
+    (result, channels, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_matches_known_vectors() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let long = vec![b'a'; 1000];
+        let out = std::process::Command::new("sh")
+            .args(["-c", "head -c 1000 /dev/zero | tr '\\0' a | sha1sum"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with(&sha1_hex(&long)));
+    }
+
+    #[test]
+    fn meta_lines_parse() {
+        let m = parse_meta("stat:regular file|644|0|0|root|root|12|1").unwrap();
+        assert_eq!(m.state(), "file");
+        assert_eq!(m.mode, 0o644);
+        assert_eq!(parse_meta("stat:-"), None);
+    }
+}
