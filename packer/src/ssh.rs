@@ -506,7 +506,14 @@ fn trust_lines(key_line: &str) -> String {
     )
 }
 
-const TEMP_DIR: &str = "set -e\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
+/// Opens every script that uploads: a private temporary directory, made under umask 077.
+/// The login umask is kept in `$u` for [`RUN_UMASK`].
+const TEMP_DIR: &str = "set -e\nu=$(umask)\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
+
+/// Put back the login umask just before the runner starts: the files its tasks create
+/// (copy without `mode`, a shell's `>`) get the modes Ansible's modules would give them
+/// under that user. The runner makes its own state private with explicit modes.
+const RUN_UMASK: &str = "umask \"$u\"\n";
 
 /// What a host is asked to do.
 #[derive(Debug, Clone)]
@@ -565,7 +572,7 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             "{TEMP_DIR}{pre}head -c {size} > \"$d/rustle-runner\"\n\
              got=$(wc -c < \"$d/rustle-runner\")\n\
              if [ \"$got\" -ne {size} ]; then echo \"rustle: upload truncated: $got of {size} bytes\" >&2; exit 70; fi\n\
-             chmod 700 \"$d/rustle-runner\"\n{trust}set +e\n\
+             chmod 700 \"$d/rustle-runner\"\n{trust}set +e\n{RUN_UMASK}\
              {sudo}\"$d/rustle-runner\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
             trust = trust_lines(key_line),
             args = quoted(args),
@@ -595,7 +602,7 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
              if [ \"$got\" -ne {runner_size} ]; then rm -f \"$c/.incoming.$$\"; echo \"rustle: upload truncated: $got of {runner_size} bytes\" >&2; exit 70; fi\n\
              chmod 700 \"$c/.incoming.$$\"\n\
              mv \"$c/.incoming.$$\" \"$c/rustle-runner\"\n\
-             fi\n{trust}set +e\n\
+             fi\n{trust}set +e\n{RUN_UMASK}\
              \"$c/rustle-runner\" --expect-file {dig} --payload \"$d/payload\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
             dig = sh_quote(runner_digest),
             trust = trust_lines(key_line),
@@ -603,7 +610,7 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
         ),
         Script::RunInstalled { id, args } => format!(
             "{TEMP_DIR}{pre}{trust}rel=\"$R/releases/\"{id}\n\
-             if [ -f \"$rel/payload.bin\" ]; then set -- --payload \"$rel/payload.bin\"; else set --; fi\nset +e\n\
+             if [ -f \"$rel/payload.bin\" ]; then set -- --payload \"$rel/payload.bin\"; else set --; fi\nset +e\n{RUN_UMASK}\
              {sudo}\"$rel/rustle-runner\" \"$@\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
             trust = trust_lines(key_line),
             id = sh_quote(id),
@@ -612,7 +619,7 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
         Script::Rollback => format!(
             "{TEMP_DIR}{pre}{trust}\
              if [ ! -x \"$R/current/rustle-runner\" ]; then echo \"rustle: no current release in $R\" >&2; exit 68; fi\n\
-             set +e\n{sudo}\"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\"\nexit $?\n",
+             set +e\n{RUN_UMASK}{sudo}\"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\"\nexit $?\n",
             trust = trust_lines(key_line),
         ),
         Script::List => format!(
