@@ -73,18 +73,30 @@ fn ansible_playbook() -> Result<PathBuf, String> {
     }
 }
 
-/// The Python that runs `ansible-playbook` (its `#!` line), for the local connection's
-/// `ansible_python_interpreter`: it has Ansible's own dependencies.
+/// The Python that runs `ansible-playbook`, for the local connection's
+/// `ansible_python_interpreter`: it has Ansible's own dependencies. Read from the script's
+/// `#!` line, or from the `'''exec' "python"` line pip writes instead when the path is too
+/// long for `#!`; else the `python3` beside the script.
 fn python_of(playbook: &Path) -> PathBuf {
-    let text = std::fs::read(playbook).unwrap();
-    let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
-    let first = String::from_utf8_lossy(first);
-    match first.strip_prefix("#!") {
-        Some(interp) if !interp.trim().starts_with("/usr/bin/env") => {
-            PathBuf::from(interp.split_whitespace().next().unwrap())
-        }
-        _ => playbook.with_file_name("python3"),
-    }
+    let script = text(&std::fs::read(playbook).unwrap());
+    let mut lines = script.lines();
+    let direct = lines
+        .next()
+        .and_then(|l| l.strip_prefix("#!"))
+        .and_then(|s| s.split_whitespace().next())
+        .map(PathBuf::from)
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("python"))
+        });
+    let via_exec = lines
+        .next()
+        .and_then(|l| l.strip_prefix("'''exec' \""))
+        .and_then(|l| l.split('"').next())
+        .map(PathBuf::from);
+    direct
+        .or(via_exec)
+        .unwrap_or_else(|| playbook.with_file_name("python3"))
 }
 
 fn text(b: &[u8]) -> String {
@@ -480,6 +492,28 @@ fn tree_comparison_sees_every_difference() {
             diff[0].starts_with(&format!("{path}:")),
             "change {i}: {diff:?}"
         );
+    }
+}
+
+#[test]
+fn the_python_of_a_pip_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ansible-playbook");
+    let beside = script.with_file_name("python3");
+    let cases = [
+        (
+            "#!/v/bin/python3.11\nimport x\n",
+            PathBuf::from("/v/bin/python3.11"),
+        ),
+        (
+            "#!/bin/sh\n'''exec' \"/long/v/bin/python3\" \"$0\" \"$@\"\n' '''\n",
+            PathBuf::from("/long/v/bin/python3"),
+        ),
+        ("#!/usr/bin/env python3\n", beside),
+    ];
+    for (text, want) in cases {
+        std::fs::write(&script, text).unwrap();
+        assert_eq!(python_of(&script), want, "{text}");
     }
 }
 
