@@ -653,3 +653,54 @@ fn config_file_and_environment_are_read_and_checked() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(work.join("localhost/ran").exists());
 }
+
+/// The upload script makes its temporary directory under umask 077, but the runner's
+/// tasks must see the caller's umask, as Ansible's modules do: a copy without `mode` and
+/// a file a shell redirect creates come out 0644 under umask 022, not 0600.
+#[test]
+fn tasks_run_with_the_callers_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let w = work.to_str().unwrap();
+    let plan = env.write_json(
+        "plan.json",
+        &json!({"format": "rustle-deploy-plan", "version": 1, "plays": [{"name": "p", "hosts": ["all"], "tasks": [
+            {"name": "copy", "module": "copy", "args": {"content": "x\n", "dest": format!("{w}/copied")}},
+            {"name": "shell", "module": "shell", "args": {"_raw_params": format!("echo x > {w}/redirected && mkdir {w}/made")}},
+            {"name": "dir", "module": "file", "args": {"path": format!("{w}/dir"), "state": "directory"}}
+        ]}]}),
+    );
+    let out = Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .arg(&plan)
+        .env("HOME", env.path("home"))
+        .env("RUSTLE_ROOT", env.path("root"))
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .env_remove("RUSTLE_RUNNER_DIR")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    let mode = |name: &str| {
+        std::fs::metadata(work.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("copied"), 0o644);
+    assert_eq!(mode("redirected"), 0o644);
+    assert_eq!(mode("made"), 0o755);
+    assert_eq!(mode("dir"), 0o755);
+    // The state the runner keeps stays private whatever the umask.
+    let release = env
+        .path("root")
+        .join(std::fs::read_link(env.path("root/current")).unwrap());
+    assert_eq!(
+        std::fs::metadata(&release).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}

@@ -298,26 +298,59 @@ const CARGO_ZIGBUILD_VERSION: &str = "0.24.1";
 /// (`target/xtask-venv`, created on first use) and returns its `bin` directory. Both
 /// come as Python packages, so nothing is needed beyond python3 with venv and pip.
 fn zig_tools(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/xtask-venv");
+    let packages = [
+        format!("ziglang=={ZIGLANG_VERSION}"),
+        format!("cargo-zigbuild=={CARGO_ZIGBUILD_VERSION}"),
+    ];
+    venv_with(
+        &root.join("target/xtask-venv"),
+        &packages,
+        "the macOS runners (zig links them); or build only the Linux runners: cargo xtask runners --target x86_64-unknown-linux-musl",
+        |python, bin| tools_work(python, bin),
+    )
+}
+
+/// The ansible-core release series the differential test compares against, held so a
+/// new Ansible release cannot change what the test expects unannounced.
+const ANSIBLE_CORE: &str = "ansible-core~=2.19.0";
+
+/// Makes sure ansible-core is installed in `target/ansible-venv`, where
+/// packer/tests/ansible_diff.rs looks for `ansible-playbook`.
+fn ansible_tools(root: &Path) -> Result<PathBuf> {
+    venv_with(
+        &root.join("target/ansible-venv"),
+        &[ANSIBLE_CORE.to_string()],
+        "the differential test against Ansible (packer/tests/ansible_diff.rs)",
+        |_, bin| bin.join("ansible-playbook").exists(),
+    )
+}
+
+/// A virtualenv at `venv` with `packages` installed (a stamp file records which), created
+/// on first use; returns its `bin` directory. `purpose` says in errors what needs it.
+fn venv_with(
+    venv: &Path,
+    packages: &[String],
+    purpose: &str,
+    works: impl Fn(&Path, &Path) -> bool,
+) -> Result<PathBuf> {
     let bin = venv.join("bin");
     let python = bin.join("python3");
-    let stamp = venv.join("rustle-zig-tools");
-    let wanted = format!("{ZIGLANG_VERSION} {CARGO_ZIGBUILD_VERSION}\n");
+    let stamp = venv.join("rustle-packages");
+    let wanted = format!("{}\n", packages.join(" "));
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
-        && tools_work(&python, &bin)
+        && works(&python, &bin)
     {
         return Ok(bin);
     }
     let system_python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
     let created = Command::new(&system_python)
         .args(["-m", "venv"])
-        .arg(&venv)
+        .arg(venv)
         .output()
         .map_err(|e| {
             format!(
-                "python3 is missing ({e}); the macOS runners need it to install zig and cargo-zigbuild. \
-                 Install it (Debian/Ubuntu: apt-get install python3 python3-venv), or build only the \
-                 Linux runners: cargo xtask runners --target x86_64-unknown-linux-musl"
+                "python3 is missing ({e}); it is needed for {purpose}. \
+                 Install it (Debian/Ubuntu: apt-get install python3 python3-venv)"
             )
         })?;
     if !created.status.success() {
@@ -327,10 +360,7 @@ fn zig_tools(root: &Path) -> Result<PathBuf> {
             String::from_utf8_lossy(&created.stderr).trim()
         ));
     }
-    eprintln!(
-        "xtask: installing zig {ZIGLANG_VERSION} and cargo-zigbuild {CARGO_ZIGBUILD_VERSION} into {}",
-        venv.display()
-    );
+    eprintln!("xtask: installing {} into {}", packages.join(", "), venv.display());
     let pip = Command::new(&python)
         .args([
             "-m",
@@ -339,17 +369,17 @@ fn zig_tools(root: &Path) -> Result<PathBuf> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .arg(format!("ziglang=={ZIGLANG_VERSION}"))
-        .arg(format!("cargo-zigbuild=={CARGO_ZIGBUILD_VERSION}"))
+        .args(packages)
         .status()
         .map_err(|e| format!("cannot run pip in {}: {e}", venv.display()))?;
-    if !pip.success() || !tools_work(&python, &bin) {
+    if !pip.success() || !works(&python, &bin) {
         return Err(format!(
-            "pip could not install ziglang=={ZIGLANG_VERSION} and cargo-zigbuild=={CARGO_ZIGBUILD_VERSION} \
-             (no network, or no access to the Python package index?). Install them into {} yourself \
-             ({} -m pip install ziglang=={ZIGLANG_VERSION} cargo-zigbuild=={CARGO_ZIGBUILD_VERSION}) and run again",
+            "pip could not install {} (no network, or no access to the Python package index?), \
+             needed for {purpose}. Install them into {} yourself ({} -m pip install {}) and run again",
+            packages.join(" "),
             venv.display(),
-            python.display()
+            python.display(),
+            packages.join(" ")
         ));
     }
     std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
@@ -405,6 +435,7 @@ fn test() -> Result<()> {
     // Every supported runner, not just this machine's: the aarch64 (qemu) and Mach-O
     // tests need theirs and fail, rather than skip, when one is missing.
     runners(&[])?;
+    ansible_tools(&root())?;
     run(cargo().args(["test", "--workspace", "--locked"]))
 }
 

@@ -47,7 +47,8 @@ pub(crate) fn parse_kv(text: &str, raw_module: bool) -> Map<String, Value> {
         if let Some((key, value)) = key_value(token)
             && (!raw_module || RAW_KEYS.contains(&key))
         {
-            args.insert(key.to_string(), Value::String(unquote(value).to_string()));
+            let value = decode_escapes(value);
+            args.insert(key.to_string(), Value::String(unquote(&value).to_string()));
             prev_raw_end = None;
             continue;
         }
@@ -74,6 +75,58 @@ fn key_value(token: &str) -> Option<(&str, &str)> {
     let ident = (first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     ident.then_some((key, value))
+}
+
+/// Decodes the backslash escapes Ansible's `parse_kv` decodes in a `key=value` option
+/// (`content="a\\nb"` is two lines): `\\ \' \" \a \b \f \n \r \t \v`, `\xHH`, `\uHHHH`,
+/// `\UHHHHHHHH`. Anything else (`\N{...}` too) is kept as written. Raw command text is not
+/// decoded, as in Ansible.
+fn decode_escapes(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(pos) = rest.find('\\') {
+        out.push_str(rest.get(..pos).unwrap_or_default());
+        let after = rest.get(pos + 1..).unwrap_or_default();
+        let simple = match after.chars().next() {
+            Some(c @ ('\\' | '\'' | '"')) => Some(c),
+            Some('a') => Some('\u{7}'),
+            Some('b') => Some('\u{8}'),
+            Some('f') => Some('\u{c}'),
+            Some('n') => Some('\n'),
+            Some('r') => Some('\r'),
+            Some('t') => Some('\t'),
+            Some('v') => Some('\u{b}'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            rest = after.get(1..).unwrap_or_default();
+            continue;
+        }
+        let hex_len = match after.chars().next() {
+            Some('x') => 2,
+            Some('u') => 4,
+            Some('U') => 8,
+            _ => 0,
+        };
+        let decoded = after
+            .get(1..1 + hex_len)
+            .filter(|h| hex_len > 0 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32);
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = after.get(1 + hex_len..).unwrap_or_default();
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Removes one pair of matching quotes around a value, as Ansible's `unquote`.
@@ -163,9 +216,29 @@ mod tests {
             json!({"_raw_params": "echo \"x y\" {{ a | default('p q') }}"})
         );
         let script = "set -e\nif [ -f x ]; then\n  echo y\nfi\n";
+        // Not decoded: raw command text stays as written.
+        assert_eq!(
+            Value::Object(parse_kv(r"printf 'a\n' creates=/x\ty", true)),
+            json!({"_raw_params": r"printf 'a\n'", "creates": "/x\ty"})
+        );
         assert_eq!(
             Value::Object(parse_kv(script, true)),
             json!({"_raw_params": script.trim_end()})
+        );
+    }
+
+    /// Ansible decodes escapes in `key=value` options (found by the Ansible differential
+    /// test: `copy: content="{{ s }}\n" dest=...` writes a newline, not a backslash and n).
+    #[test]
+    fn options_have_their_escapes_decoded() {
+        let args = parse_kv(
+            r#"content="{{ s }}\n" a=x\ty b='it\'s' c=\\n d=\x41\u00e9\U0001F600 e=\q\x4 f=\N{DASH}"#,
+            false,
+        );
+        assert_eq!(
+            Value::Object(args),
+            json!({"content": "{{ s }}\n", "a": "x\ty", "b": "it's", "c": "\\n",
+                   "d": "Aé😀", "e": "\\q\\x4", "f": "\\N{DASH}"})
         );
     }
 }
