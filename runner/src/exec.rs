@@ -20,6 +20,7 @@ use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a `no_log` task's reported result says instead of the result (Ansible's words).
@@ -61,7 +62,7 @@ struct Inherited<'a> {
 /// Runs one host's plan, reporting through a [`Sink`].
 pub struct Executor<'a> {
     plan: &'a HostPlan,
-    engine: Engine,
+    engine: Arc<Engine>,
     sink: &'a mut dyn Sink,
     opts: RunOptions,
     facts: Vars,
@@ -105,7 +106,7 @@ impl<'a> Executor<'a> {
     ) -> Self {
         Executor {
             plan,
-            engine: Engine::new(),
+            engine: Arc::new(Engine::new()),
             sink,
             opts,
             facts: Vars::new(),
@@ -225,7 +226,7 @@ impl<'a> Executor<'a> {
             Some(Value::String(a)) => a.trim().to_string(),
             _ => String::new(),
         };
-        let ctx = JValue::from_serialize(self.context(inherited, task, &[]));
+        let ctx = self.jctx(&self.context(inherited, task, &[]));
         if let Some(not_run) = self.conditions(task, inherited, &ctx) {
             if not_run.get("failed") != Some(&Value::Bool(true)) {
                 return Ok(());
@@ -330,6 +331,12 @@ impl<'a> Executor<'a> {
         result.and(always)
     }
 
+    /// A template context over `vars`: variables whose values are templates render
+    /// where they are used, as Ansible's do (see [`crate::lazyvars`]).
+    fn jctx(&self, vars: &Vars) -> JValue {
+        crate::lazyvars::context(vars, &self.engine)
+    }
+
     /// The variables visible to a task, lowest precedence first.
     fn context(&self, inherited: &Inherited<'_>, task: &Task, extra: &[(&str, &Value)]) -> Vars {
         let mut vars = self.plan.host_vars.clone();
@@ -375,7 +382,7 @@ impl<'a> Executor<'a> {
         }
         let started = Instant::now();
         let base = self.context(inherited, task, &[]);
-        let ctx = JValue::from_serialize(&base);
+        let ctx = self.jctx(&base);
         let name = self.task_name(task, &ctx);
         let module = task.module_name().to_string();
         let ignore_errors = inherited.ignore_errors || task.ignore_errors;
@@ -480,7 +487,7 @@ impl<'a> Executor<'a> {
                 r.insert(name.clone(), index_value.clone());
             }
             if let Some(label) = &control.label {
-                let scope = JValue::from_serialize(self.context(inherited, task, &extra));
+                let scope = self.jctx(&self.context(inherited, task, &extra));
                 let shown = self
                     .engine
                     .render_str(label, &scope)
@@ -492,7 +499,7 @@ impl<'a> Executor<'a> {
                 if let Some(reg) = &task.register {
                     scope.insert(reg.clone(), Value::Object(r.clone()));
                 }
-                self.eval_condition(cond, &JValue::from_serialize(&scope))
+                self.eval_condition(cond, &self.jctx(&scope))
                     .is_ok_and(|(b, _)| b)
             });
             results.push(Value::Object(r));
@@ -541,7 +548,7 @@ impl<'a> Executor<'a> {
         extra: &[(&str, &Value)],
     ) -> Vars {
         let vars = self.context(inherited, task, extra);
-        let ctx = JValue::from_serialize(&vars);
+        let ctx = self.jctx(&vars);
         if let Some(not_run) = self.conditions(task, inherited, &ctx) {
             return not_run;
         }
@@ -559,7 +566,7 @@ impl<'a> Executor<'a> {
                 with_result.insert(reg.clone(), Value::Object(result.clone()));
             }
             let done = self
-                .eval_condition(until, &JValue::from_serialize(&with_result))
+                .eval_condition(until, &self.jctx(&with_result))
                 .map(|(b, _)| b)
                 .unwrap_or(false);
             if done || attempts > retries.unwrap_or(0) {
@@ -635,7 +642,7 @@ impl<'a> Executor<'a> {
         if let Some(reg) = &task.register {
             scope.insert(reg.clone(), Value::Object(result.clone()));
         }
-        let ctx = JValue::from_serialize(&scope);
+        let ctx = self.jctx(&scope);
         if let Some(cond) = &task.changed_when {
             match self.eval_condition(cond, &ctx) {
                 Ok((b, _)) => {

@@ -221,7 +221,6 @@ pub fn from_sources(s: &Sources) -> Vars {
     f
 }
 
-
 /// Python's `socket.getfqdn()` as answered by /etc/hosts: the first name with a dot
 /// among the names of the line that lists the host name, else the host name.
 fn fqdn(hostname: &str, hosts: &str) -> String {

@@ -1052,3 +1052,36 @@ fn a_setup_task_fills_ansible_facts_as_gathering_does() {
     let (a, b) = msg.split_once('=').unwrap();
     assert!(!a.is_empty() && a == b, "{msg}");
 }
+
+#[test]
+fn variables_defined_with_other_variables_render_where_they_are_used() {
+    let d = tmp();
+    let mut plan = play(
+        json!([
+            {"name": "dir", "module": "file", "args": {"path": "{{ app_dir }}", "state": "directory"}},
+            {"name": "conf", "module": "template", "args": {"src": "t.j2", "dest": "{{ app_dir }}/app.conf"}},
+            with(dbg("later scope wins", "{{ app_dir }}"), json!({"vars": {"base": "/elsewhere"}})),
+        ]),
+        json!({"vars": {"app_dir": "{{ base }}/app", "greeting": "hi {{ inventory_hostname }}"}}),
+    );
+    plan["host_vars"] = json!({"inventory_hostname": "web1", "base": p(d.path(), "root")});
+    plan["files"] =
+        json!({"t.j2": {"content": b"{{ greeting }} in {{ app_dir }}\n".to_vec(), "mode": null}});
+    std::fs::create_dir(d.path().join("root")).unwrap();
+    let run = check(
+        plan,
+        &[
+            ("dir", "changed"),
+            ("conf", "changed"),
+            ("later scope wins", "ok"),
+        ],
+    );
+    // Rendered with the variables in scope where it is used, as Ansible does.
+    assert_eq!(run.result("later scope wins")["msg"], "/elsewhere/app");
+    let app = d.path().join("root/app");
+    assert!(app.is_dir(), "the directory is the rendered path");
+    assert_eq!(
+        std::fs::read_to_string(app.join("app.conf")).unwrap(),
+        format!("hi web1 in {}\n", app.display())
+    );
+}

@@ -529,7 +529,10 @@ mod tests {
 
     #[test]
     fn md5_matches_md5sum() {
-        assert_eq!(crate::digest::hex("md5", b"").unwrap(), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            crate::digest::hex("md5", b"").unwrap(),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
         let t = tempfile::tempdir().unwrap();
         for len in [3usize, 55, 56, 64, 1000] {
             let f = t.path().join("m");

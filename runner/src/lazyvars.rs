@@ -1,0 +1,147 @@
+//! Variables whose values are templates themselves, rendered when a task uses them.
+//!
+//! Ansible templates variables lazily: `app_dir: "{{ base }}/app"` in role vars, or
+//! `root="{{ out_root }}/web1"` in an inventory, means the rendered text wherever
+//! `app_dir` or `root` is used, with whatever `base` is in scope there. The executor hands
+//! templates a [`LazyVars`] context instead of a plain map when any variable holds
+//! template syntax; a plan without such variables keeps the plain (faster) map.
+
+use crate::plan::Vars;
+use crate::template::{Engine, is_template};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value as JValue};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// How deep variables may refer to variables that refer to variables; Ansible stops
+/// recursive templating too. Deeper (or circular) references stay unrendered.
+const MAX_DEPTH: usize = 32;
+
+thread_local! {
+    /// The variables being rendered on this thread, innermost last: a variable that
+    /// refers back to itself (directly or in a cycle) is given unrendered.
+    static RESOLVING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A task's variables as a template context that renders template-valued variables on
+/// first use (and remembers the result for the task).
+#[derive(Debug)]
+pub struct LazyVars {
+    vars: Vars,
+    engine: Arc<Engine>,
+    rendered: Mutex<BTreeMap<String, Option<JValue>>>,
+}
+
+/// True when any string inside `v` holds template syntax.
+fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => is_template(s),
+        Value::Array(items) => items.iter().any(has_template),
+        Value::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// The template context for `vars`: lazy when some value is a template, else the plain map.
+pub fn context(vars: &Vars, engine: &Arc<Engine>) -> JValue {
+    if vars.values().any(has_template) {
+        JValue::from_object(LazyVars {
+            vars: vars.clone(),
+            engine: Arc::clone(engine),
+            rendered: Mutex::new(BTreeMap::new()),
+        })
+    } else {
+        JValue::from_serialize(vars)
+    }
+}
+
+impl LazyVars {
+    fn render(self: &Arc<Self>, name: &str, raw: &Value) -> Option<JValue> {
+        let cycle = RESOLVING.with(|r| {
+            let r = r.borrow();
+            r.len() >= MAX_DEPTH || r.iter().any(|n| n == name)
+        });
+        if cycle {
+            return Some(JValue::from_serialize(raw));
+        }
+        RESOLVING.with(|r| r.borrow_mut().push(name.to_string()));
+        let ctx = JValue::from_dyn_object(Arc::clone(self));
+        let out = self.engine.render_value(raw, &ctx);
+        RESOLVING.with(|r| r.borrow_mut().pop());
+        // A variable whose template fails (it names something undefined) is itself
+        // undefined where it is used, so `x is defined` and `default()` see through it.
+        out.ok().map(|v| JValue::from_serialize(&v))
+    }
+}
+
+impl Object for LazyVars {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        let name = key.as_str()?;
+        let raw = self.vars.get(name)?;
+        if !has_template(raw) {
+            return Some(JValue::from_serialize(raw));
+        }
+        if let Ok(cache) = self.rendered.lock()
+            && let Some(done) = cache.get(name)
+        {
+            return done.clone();
+        }
+        let value = self.render(name, raw);
+        if let Ok(mut cache) = self.rendered.lock() {
+            cache.insert(name.to_string(), value.clone());
+        }
+        value
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<JValue> = self.vars.keys().map(|k| JValue::from(k.as_str())).collect();
+        Enumerator::Values(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(vars: Value, template: &str) -> Result<String, crate::template::TemplateError> {
+        let engine = Arc::new(Engine::new());
+        let ctx = context(vars.as_object().unwrap(), &engine);
+        engine.render_str(template, &ctx)
+    }
+
+    #[test]
+    fn variables_made_of_variables_render_where_used() {
+        let vars = json!({
+            "out_root": "/srv",
+            "root": "{{ out_root }}/web1",
+            "conf": "{{ root }}/app.conf",
+            "ports": ["{{ base_port }}", "{{ base_port + 1 }}"],
+            "base_port": 8000,
+        });
+        assert_eq!(
+            render(vars.clone(), "{{ conf }}").unwrap(),
+            "/srv/web1/app.conf"
+        );
+        // A lone expression keeps its type inside lists too.
+        assert_eq!(render(vars, "{{ ports | sum }}").unwrap(), "16001");
+    }
+
+    #[test]
+    fn cycles_and_undefined_references_do_not_hang_or_leak_templates() {
+        let vars = json!({"a": "{{ b }}", "b": "{{ a }}", "c": "{{ nope }}/x"});
+        // The cycle stops: whatever comes out, it terminates.
+        let _ = render(vars.clone(), "{{ a }}");
+        assert_eq!(render(vars.clone(), "{{ c is defined }}").unwrap(), "False");
+        assert_eq!(
+            render(vars.clone(), "{{ c | default('dflt') }}").unwrap(),
+            "dflt"
+        );
+        assert!(render(vars, "{{ c }}").is_err());
+    }
+}
