@@ -140,8 +140,13 @@ pub fn check_modules(plan: &DeployPlan) -> Result<(), PackError> {
                     task: t.display_name(),
                 });
             }
-            // A plan's own Rust modules are built into its runner (crate::custom).
-            if !modules::is_supported(m) && !plan.modules.contains_key(m) {
+            // A plan's own Rust modules are built into its runner (crate::custom); its
+            // library/ script modules travel as files.
+            let library = format!("{}{m}", modules::LIBRARY_PREFIX);
+            if !modules::is_supported(m)
+                && !plan.modules.contains_key(m)
+                && !plan.files.contains_key(&library)
+            {
                 let mut supported: Vec<&str> = modules::SUPPORTED.to_vec();
                 supported.extend(plan.modules.keys().map(String::as_str));
                 return Err(PackError::UnsupportedModule {
@@ -201,6 +206,11 @@ fn used_files(play: &Play, out: &mut Vec<(String, String)>) {
     for t in all {
         if let Some(src) = crate::plan::embedded_name(t) {
             out.push((t.display_name(), src.to_string()));
+        } else if t.block.is_none() && !modules::is_supported(t.module_name()) {
+            // A library/ script module (check_modules made sure the plan carries it,
+            // unless it is a Rust module built into the runner).
+            let library = format!("{}{}", modules::LIBRARY_PREFIX, t.module_name());
+            out.push((t.display_name(), library));
         }
     }
 }
@@ -252,6 +262,11 @@ pub fn host_plan(
             for (k, f) in under {
                 host_files.insert(k.clone(), f.clone());
             }
+            continue;
+        }
+        // A module that is neither built in nor a library/ script is one of the plan's
+        // Rust modules, built into the runner: no file to carry.
+        if src.starts_with(modules::LIBRARY_PREFIX) && !files.contains_key(&src) {
             continue;
         }
         let Some(f) = files.get(&src) else {

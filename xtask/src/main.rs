@@ -360,7 +360,11 @@ fn venv_with(
             String::from_utf8_lossy(&created.stderr).trim()
         ));
     }
-    eprintln!("xtask: installing {} into {}", packages.join(", "), venv.display());
+    eprintln!(
+        "xtask: installing {} into {}",
+        packages.join(", "),
+        venv.display()
+    );
     let pip = Command::new(&python)
         .args([
             "-m",

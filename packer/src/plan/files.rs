@@ -64,14 +64,102 @@ pub fn attach_files(plan: &mut DeployPlan, base: &Path) -> Result<(), PlanError>
     }
     for f in &found {
         if !plan.files.contains_key(&f.src) {
-            plan.files.insert(f.src.clone(), read_file(&f.path)?);
+            let file = if f.vars_file {
+                vars_as_json(&f.path)?
+            } else {
+                read_file(&f.path)?
+            };
+            plan.files.insert(f.src.clone(), file);
+        }
+    }
+    attach_library_modules(plan, base)
+}
+
+/// Embeds `library/<module>` for every task whose module is not built into the runner
+/// and has a file of that name (with any extension, as `mymod.py`) in `base/library/`,
+/// Ansible's place for a playbook's own modules. The runner runs it by Ansible's
+/// WANT_JSON convention.
+fn attach_library_modules(plan: &mut DeployPlan, base: &Path) -> Result<(), PlanError> {
+    let dir = base.join("library");
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let mut wanted = Vec::new();
+    for play in &plan.plays {
+        let mut all = Vec::new();
+        for t in play.tasks.iter().chain(&play.handlers) {
+            t.walk(&mut all);
+        }
+        for t in all {
+            let m = t.module_name();
+            if !m.is_empty()
+                && t.block.is_none()
+                && !rustle_runner::modules::is_supported(m)
+                && !plan.modules.contains_key(m)
+            {
+                wanted.push(m.to_string());
+            }
+        }
+    }
+    wanted.sort();
+    wanted.dedup();
+    for module in wanted {
+        let key = format!("{}{module}", rustle_runner::modules::LIBRARY_PREFIX);
+        if plan.files.contains_key(&key) {
+            continue;
+        }
+        let exact = dir.join(&module);
+        let found = if exact.is_file() {
+            Some(exact)
+        } else {
+            let mut candidates: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|source| PlanError::Io {
+                    path: dir.clone(),
+                    source,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.file_stem().is_some_and(|s| s == module.as_str()))
+                .collect();
+            candidates.sort();
+            candidates.into_iter().next()
+        };
+        if let Some(path) = found {
+            plan.files.insert(key, read_file(&path)?);
         }
     }
     Ok(())
 }
 
+/// A variables file (YAML or JSON) as the JSON the runner's include_vars reads: the
+/// runner carries no YAML parser, so the conversion happens here.
+fn vars_as_json(path: &Path) -> Result<PlanFile, PlanError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value: Value = serde_norway::from_str(&text).map_err(|e| PlanError::Field {
+        source_name: path.display().to_string(),
+        path: "include_vars".to_string(),
+        reason: format!("not a YAML or JSON variables file: {e}"),
+    })?;
+    if !(value.is_object() || value.is_null()) {
+        return Err(PlanError::Field {
+            source_name: path.display().to_string(),
+            path: "include_vars".to_string(),
+            reason: "a variables file must hold a mapping".to_string(),
+        });
+    }
+    Ok(PlanFile {
+        content: Some(value.to_string()),
+        base64: None,
+        mode: None,
+    })
+}
+
 /// A `src` a task refers to and the file it resolved to.
 struct Found {
+    /// An include_vars file: embedded as JSON.
+    vars_file: bool,
     task: String,
     src: String,
     path: PathBuf,
@@ -119,6 +207,14 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
         // unarchive's old `copy: false` means the same as `remote_src: true`.
         "unarchive" if !remote("remote_src") && task.args.get("copy").is_none_or(is_truthy) => {
             "src"
+        }
+        // include_vars names its file free-form or as `file`; found in `vars/` first.
+        "include_vars" => {
+            let name = match (task.args.get("file"), task.args.get("_raw_params")) {
+                (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.as_str(),
+                _ => return Ok(None),
+            };
+            return Ok(Some((name, "vars")));
         }
         "script" => {
             // The script is the first word of the command line; the rest are its arguments.
@@ -209,6 +305,7 @@ fn resolve(
         return Ok(files
             .into_iter()
             .map(|rel| Found {
+                vars_file: false,
                 task: task_name.clone(),
                 src: format!("{prefix}{}", rel.to_string_lossy()),
                 path: hit.join(rel),
@@ -224,6 +321,7 @@ fn resolve(
         });
     }
     Ok(vec![Found {
+        vars_file: task.module_name() == "include_vars",
         task: task_name,
         src: src.to_string(),
         path: hit.clone(),
