@@ -181,6 +181,9 @@ pub struct Job {
     pub needs_become: bool,
     /// A runner packed earlier (`--deploy-only`): shipped as it is.
     pub prepacked: Option<Vec<u8>>,
+    /// Why this host gets no runner and has its tasks run over SSH one at a time
+    /// instead (its platform has none): the deployer's SSH mode.
+    pub ssh_fallback: Option<String>,
 }
 
 /// A deployment computed but not carried out.
@@ -469,8 +472,14 @@ fn pack_hosts(
     let mut skipped = Vec::new();
     let mut sealer = pack::Sealer::new(signing)?;
     for host in pack::participating_hosts(the_plan, inventory) {
-        let triple = match platforms.get(&host.name) {
-            Some(Ok(t)) => *t,
+        let (triple, ssh_fallback) = match platforms.get(&host.name) {
+            Some(Ok(t)) => (*t, None),
+            // An SSH host whose platform has no runner still gets its tasks, run over
+            // SSH one at a time (the triple is then only a placeholder, never shipped).
+            Some(Err(why)) if !host.is_local() => (
+                Triple::X86_64LinuxMusl,
+                Some(format!("no runner for this host: {why}")),
+            ),
             Some(Err(why)) => {
                 skipped.push(Skipped {
                     host: host.name.clone(),
@@ -490,6 +499,7 @@ fn pack_hosts(
             tasks: count_tasks(&hp),
             needs_become: needs_become(&hp),
             prepacked: None,
+            ssh_fallback,
         });
     }
     Ok((jobs, skipped))
@@ -598,8 +608,12 @@ pub fn runners_or_skip(
 ) -> Result<BTreeMap<Triple, Runner>, DeployError> {
     let mut out = BTreeMap::new();
     let mut missing: BTreeMap<Triple, DeployError> = BTreeMap::new();
+    let order: Vec<String> = p.jobs.iter().map(|j| j.host.name.clone()).collect();
     for j in &p.jobs {
-        if out.contains_key(&j.triple) || missing.contains_key(&j.triple) {
+        if j.ssh_fallback.is_some()
+            || out.contains_key(&j.triple)
+            || missing.contains_key(&j.triple)
+        {
             continue;
         }
         match runners_for(std::slice::from_ref(j), runner_dir) {
@@ -610,15 +624,30 @@ pub fn runners_or_skip(
             Err(e) => return Err(e),
         }
     }
-    if out.is_empty() && p.jobs.iter().all(|j| j.prepacked.is_none()) {
+    if out.is_empty()
+        && p.jobs
+            .iter()
+            .all(|j| j.prepacked.is_none() && (j.ssh_fallback.is_none() || j.host.is_local()))
+    {
         if let Some((_, e)) = missing.into_iter().next() {
             return Err(e);
         }
         return Ok(out);
     }
-    let (keep, drop): (Vec<Job>, Vec<Job>) = std::mem::take(&mut p.jobs)
-        .into_iter()
-        .partition(|j| out.contains_key(&j.triple) || j.prepacked.is_some());
+    let (mut keep, drop): (Vec<Job>, Vec<Job>) =
+        std::mem::take(&mut p.jobs).into_iter().partition(|j| {
+            out.contains_key(&j.triple) || j.prepacked.is_some() || j.ssh_fallback.is_some()
+        });
+    // An SSH host whose runner is not built here runs its tasks over SSH instead.
+    let (fallback, drop): (Vec<Job>, Vec<Job>) = drop.into_iter().partition(|j| !j.host.is_local());
+    for mut j in fallback {
+        let why = missing
+            .get(&j.triple)
+            .map_or_else(String::new, ToString::to_string);
+        j.ssh_fallback = Some(format!("no runner for {} here: {why}", j.triple));
+        keep.push(j);
+    }
+    keep.sort_by_key(|j| order.iter().position(|n| *n == j.host.name));
     p.jobs = keep;
     for j in drop {
         let why = missing
@@ -682,7 +711,9 @@ pub fn compile(
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let mut out = Vec::new();
     let mut manifest = serde_json::Map::new();
-    for job in &p.jobs {
+    // A host whose platform has no runner has nothing to compile: its tasks can only
+    // run over SSH at deploy time.
+    for job in p.jobs.iter().filter(|j| j.ssh_fallback.is_none()) {
         let bytes = packed(job, runners)?;
         let name = format!("{}{}", job.host.name, suffix);
         if name.contains('/') || name.starts_with('.') {
@@ -794,6 +825,7 @@ pub fn load_compiled(
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             prepacked: Some(bytes),
+            ssh_fallback: None,
         });
     }
     Ok((id, jobs))

@@ -516,7 +516,9 @@ async fn deploy_host(
 /// loaded (a host that target detection finds unsupported can be left out of the runner
 /// map to fall back here).
 fn use_ssh_mode(job: &Job, ctx: &Ctx) -> bool {
-    ctx.ssh_mode || (job.prepacked.is_none() && !ctx.runners.contains_key(&job.triple))
+    ctx.ssh_mode
+        || job.ssh_fallback.is_some()
+        || (job.prepacked.is_none() && !ctx.runners.contains_key(&job.triple))
 }
 
 /// One host in SSH mode: its tasks run from here, one command at a time, over the

@@ -605,9 +605,47 @@ fn plan_from_stdin_and_rustle_plan_input() {
         &format!("{FIXTURES}/inventories/inv.ini"),
         &format!("{FIXTURES}/rustle-plan/simple.plan.json"),
     ]);
-    // simple.plan.json uses `package`, which this runner does not have yet: refused clearly.
-    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("'package'"));
+    // Every module it uses (package, template, ...) is the runner's: it packs.
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("deployment "));
+}
+
+#[test]
+fn library_script_modules_and_include_vars_files_travel_with_the_plan() {
+    let env = Env::new();
+    let dir = env.path("project");
+    std::fs::create_dir_all(dir.join("library")).unwrap();
+    std::fs::create_dir_all(dir.join("vars")).unwrap();
+    // A WANT_JSON module, as a playbook's library/ holds them: reads its args file.
+    std::fs::write(
+        dir.join("library/shout.sh"),
+        "#!/bin/sh\nword=$(sed -n 's/.*\"word\": *\"\\([^\"]*\\)\".*/\\1/p' \"$1\")\necho \"{\\\"changed\\\": false, \\\"said\\\": \\\"$word!\\\"}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("vars/app.yml"),
+        "app_port: 8080\napp_users: [ann, bob]\n",
+    )
+    .unwrap();
+    let work = env.path("work");
+    let plan = json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "tasks": [
+            {"name": "vars", "module": "include_vars", "args": {"_raw_params": "app.yml"}},
+            {"name": "shout", "module": "shout", "args": {"word": "{{ app_users | first }}"}, "register": "s"},
+            {"name": "write", "module": "copy",
+             "args": {"content": "{{ app_port }} {{ s.said }}\n", "dest": format!("{}/out", work.display())}}
+        ]}]
+    });
+    std::fs::create_dir_all(&work).unwrap();
+    let plan_file = dir.join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let out = env.deploy(&[plan_file.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(work.join("out")).unwrap(),
+        "8080 ann!\n"
+    );
 }
 
 #[test]
