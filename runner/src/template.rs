@@ -5,7 +5,7 @@
 //! evaluating conditions (`when`, `changed_when`, ...), and rendering template files.
 //! Undefined variables are errors, as in Ansible, except under `is defined` and `default`.
 
-use minijinja::value::{Kwargs, Rest, Value as JValue};
+use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 
@@ -55,7 +55,36 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
-/// If `s` is exactly one `{{ expression }}`, the expression.
+/// What Ansible returns with its native type: a value that is exactly one
+/// `{{ expression }}`, after Jinja drops one final newline (so `"{{ n }}\n"` is still the
+/// number). Any other text around it, even a space, makes the result a string.
+fn native_expression(s: &str) -> Option<&str> {
+    let body = s
+        .strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix('\n'))
+        .or_else(|| s.strip_suffix('\r'))
+        .unwrap_or(s);
+    let inner = body.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    // Whitespace control markers (`{{- x -}}`) belong to the tag, not the expression.
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    Some(inner.trim())
+}
+
+/// Ansible gives a string result back the final newlines its template had and Jinja dropped.
+fn with_trailing_newlines(source: &str, mut rendered: String) -> String {
+    let count = |t: &str| t.len() - t.trim_end_matches('\n').len();
+    let missing = count(source).saturating_sub(count(&rendered));
+    rendered.push_str(&"\n".repeat(missing));
+    rendered
+}
+
+/// If `s` is one `{{ expression }}` with only whitespace around it, the expression
+/// (a condition accepts this form; its type does not matter).
 fn single_expression(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
@@ -73,6 +102,9 @@ impl Engine {
         env.set_keep_trailing_newline(true);
         // Ansible renders with trim_blocks on: a line holding only a block tag leaves no blank line.
         env.set_trim_blocks(true);
+        env.set_formatter(ansible_formatter);
+        // Python's str and dict methods (`s.split(',')`, `d.items()`), which Ansible's Jinja has.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         register_filters(&mut env);
         crate::filters::register(&mut env);
         Engine { env }
@@ -110,8 +142,14 @@ impl Engine {
     /// becomes the expression's value with its type (list, number, ...).
     pub fn render_value(&self, v: &Value, ctx: &JValue) -> Result<Value, TemplateError> {
         Ok(match v {
-            Value::String(s) if is_template(s) => match single_expression(s) {
-                Some(expr) => to_json(&self.eval(expr, ctx)?, s)?,
+            Value::String(s) if is_template(s) => match native_expression(s) {
+                Some(expr) => {
+                    let v = self.eval(expr, ctx)?;
+                    match v.as_str() {
+                        Some(text) => Value::String(with_trailing_newlines(s, text.to_string())),
+                        None => to_json(&v, s)?,
+                    }
+                }
                 None => Value::String(self.render_str(s, ctx)?),
             },
             Value::Array(items) => Value::Array(
@@ -165,6 +203,201 @@ pub(crate) fn python_regex(
         })
 }
 
+// ---------------------------------------------------------------------------
+// Python's text forms of values, as Ansible produces them.
+
+/// Python's `repr(float)`: the shortest text that reads back, in exponent form outside
+/// 1e-4 <= |f| < 1e16, and always with a `.0` or an exponent.
+pub(crate) fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if f != 0.0 && !(-4..16).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.abs());
+    }
+    let fixed = f.to_string();
+    if fixed.contains('.') {
+        fixed
+    } else {
+        format!("{fixed}.0")
+    }
+}
+
+/// Python's `repr(str)`: single quotes unless the text holds a single quote and no double.
+fn py_str_repr(s: &str, out: &mut String) {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
+/// Python's `repr()` of a template value: what Ansible writes for a dict or list
+/// inside a larger string (`{'a': [1, True, None]}`).
+fn py_repr(v: &JValue, out: &mut String) {
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("None"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "True" } else { "False" }),
+        ValueKind::Number if !v.is_integer() => match f64::try_from(v.clone()) {
+            Ok(f) => out.push_str(&py_float(f)),
+            Err(_) => out.push_str(&v.to_string()),
+        },
+        ValueKind::String => py_str_repr(v.as_str().unwrap_or_default(), out),
+        ValueKind::Map => {
+            out.push('{');
+            for (i, k) in v.try_iter().into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(&k, out);
+                out.push_str(": ");
+                py_repr(&v.get_item(&k).unwrap_or_default(), out);
+            }
+            out.push('}');
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            out.push('[');
+            for (i, item) in v.try_iter().into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(&item, out);
+            }
+            out.push(']');
+        }
+        _ => out.push_str(&v.to_string()),
+    }
+}
+
+/// How `{{ value }}` is written into text, as Ansible's templar joins its parts: `None`
+/// writes nothing, booleans are `True`/`False`, floats and containers as Python prints them.
+fn ansible_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    v: &JValue,
+) -> Result<(), Error> {
+    let text = match v.kind() {
+        ValueKind::None => return Ok(()),
+        ValueKind::Bool => if v.is_true() { "True" } else { "False" }.to_string(),
+        ValueKind::Number if !v.is_integer() => match f64::try_from(v.clone()) {
+            Ok(f) => py_float(f),
+            Err(_) => return minijinja::escape_formatter(out, state, v),
+        },
+        ValueKind::Map | ValueKind::Seq | ValueKind::Iterable => {
+            let mut s = String::new();
+            py_repr(v, &mut s);
+            s
+        }
+        _ => return minijinja::escape_formatter(out, state, v),
+    };
+    out.write_str(&text)
+        .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
+}
+
+/// `json.dumps(v)` with Python's defaults: what Ansible writes for a dict or list given
+/// as text (copy's `content`, `to_json`).
+pub fn python_json(v: &Value) -> String {
+    let mut out = String::new();
+    py_json(v, None, 0, &mut out);
+    out
+}
+
+/// Python's `json.dumps` as Ansible's `to_json`/`to_nice_json` call it: ASCII only
+/// (`ensure_ascii`), `", "`/`": "` separators on one line, or `","` and an indent per level.
+fn py_json(v: &Value, indent: Option<usize>, level: usize, out: &mut String) {
+    let newline = |out: &mut String, level: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * level));
+        }
+    };
+    let sep = if indent.is_some() { "," } else { ", " };
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => out.push_str(&py_float(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    ' '..='~' => out.push(c),
+                    c => {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{u:04x}"));
+                        }
+                    }
+                }
+            }
+            out.push('"');
+        }
+        Value::Array(a) if a.is_empty() => out.push_str("[]"),
+        Value::Object(m) if m.is_empty() => out.push_str("{}"),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(sep);
+                }
+                newline(out, level + 1);
+                py_json(item, indent, level + 1, out);
+            }
+            newline(out, level);
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(sep);
+                }
+                newline(out, level + 1);
+                py_json(&Value::String(k.clone()), indent, level + 1, out);
+                out.push_str(": ");
+                py_json(item, indent, level + 1, out);
+            }
+            newline(out, level);
+            out.push('}');
+        }
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
@@ -177,12 +410,28 @@ fn register_filters(env: &mut Environment<'static>) {
             None => v.is_true(),
         }
     });
-    env.add_filter("to_json", |v: JValue| -> Result<String, Error> {
-        serde_json::to_string(&v).map_err(|e| invalid(e.to_string()))
-    });
-    env.add_filter("to_nice_json", |v: JValue| -> Result<String, Error> {
-        serde_json::to_string_pretty(&v).map_err(|e| invalid(e.to_string()))
-    });
+    // Keys come out sorted either way: template maps keep no insertion order here.
+    env.add_filter(
+        "to_json",
+        |v: JValue, kw: Kwargs| -> Result<String, Error> {
+            let _sort_keys: Option<bool> = kw.get("sort_keys")?;
+            kw.assert_all_used()?;
+            let json = serde_json::to_value(&v).map_err(|e| invalid(e.to_string()))?;
+            Ok(python_json(&json))
+        },
+    );
+    env.add_filter(
+        "to_nice_json",
+        |v: JValue, kw: Kwargs| -> Result<String, Error> {
+            let indent = kw.get::<Option<usize>>("indent")?.unwrap_or(4);
+            let _sort_keys: Option<bool> = kw.get("sort_keys")?;
+            kw.assert_all_used()?;
+            let json = serde_json::to_value(&v).map_err(|e| invalid(e.to_string()))?;
+            let mut out = String::new();
+            py_json(&json, Some(indent), 0, &mut out);
+            Ok(out)
+        },
+    );
     env.add_filter("from_json", |s: String| -> Result<JValue, Error> {
         let v: Value = serde_json::from_str(&s).map_err(|e| invalid(e.to_string()))?;
         Ok(JValue::from_serialize(&v))
@@ -365,109 +614,23 @@ fn register_filters(env: &mut Environment<'static>) {
         String::from_utf8(out).map_err(|_| invalid("b64decode: the decoded bytes are not UTF-8"))
     });
 
-    // --- YAML: a block-style emitter for JSON-like values, keys sorted as PyYAML does.
-    fn yaml_scalar(v: &Value) -> String {
-        match v {
-            Value::Null => "null".into(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => yaml_str(s),
-            Value::Array(a) if a.is_empty() => "[]".into(),
-            Value::Object(_) | Value::Array(_) => "{}".into(),
-        }
-    }
-    /// A string plain when YAML reads it back as the same string, else quoted.
-    fn yaml_str(s: &str) -> String {
-        let special = matches!(
-            s.to_ascii_lowercase().as_str(),
-            "" | "~" | "null" | "true" | "false" | "yes" | "no" | "on" | "off"
-        );
-        let numeric = s
-            .trim_start_matches(['+', '-', '.'])
-            .starts_with(|c: char| c.is_ascii_digit())
-            || s.parse::<f64>().is_ok();
-        let unsafe_char = s.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@` ".contains(c))
-            || s.ends_with([' ', ':'])
-            || s.contains(": ")
-            || s.contains(" #");
-        if s.chars().any(char::is_control) {
-            // JSON's double-quoted string is valid YAML and escapes newlines and controls.
-            serde_json::to_string(s).unwrap_or_default()
-        } else if special || numeric || unsafe_char {
-            format!("'{}'", s.replace('\'', "''"))
-        } else {
-            s.to_string()
-        }
-    }
-    fn yaml_block(v: &Value, indent: usize, level: usize, out: &mut String) {
-        let pad = " ".repeat(indent * level);
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                for (k, item) in m {
-                    out.push_str(&format!("{pad}{}:", yaml_str(k)));
-                    yaml_child(item, indent, level, out);
-                }
-            }
-            Value::Array(a) if !a.is_empty() => {
-                for item in a {
-                    out.push_str(&format!("{pad}-{}", " ".repeat(indent.saturating_sub(1))));
-                    match item {
-                        Value::Object(m) if !m.is_empty() => {
-                            // The first key shares the dash's line; the rest align with it.
-                            let mut inner = String::new();
-                            yaml_block(item, indent, level + 1, &mut inner);
-                            out.push_str(inner.get(indent * (level + 1)..).unwrap_or_default());
-                        }
-                        Value::Array(a) if !a.is_empty() => {
-                            out.push('\n');
-                            yaml_block(item, indent, level + 1, out);
-                        }
-                        scalar => {
-                            out.push_str(&yaml_scalar(scalar));
-                            out.push('\n');
-                        }
-                    }
-                }
-            }
-            scalar => {
-                out.push_str(&pad);
-                out.push_str(&yaml_scalar(scalar));
-                out.push('\n');
-            }
-        }
-    }
-    /// A mapping value: scalars and empty collections on the key's line, others below.
-    fn yaml_child(v: &Value, indent: usize, level: usize, out: &mut String) {
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                out.push('\n');
-                yaml_block(v, indent, level + 1, out);
-            }
-            // PyYAML does not indent a list under its key.
-            Value::Array(a) if !a.is_empty() => {
-                out.push('\n');
-                yaml_block(v, indent, level, out);
-            }
-            scalar => {
-                out.push(' ');
-                out.push_str(&yaml_scalar(scalar));
-                out.push('\n');
-            }
-        }
-    }
-    fn to_yaml(v: &JValue, kw: &Kwargs, default_indent: usize) -> Result<String, Error> {
-        let indent = kw
-            .get::<Option<usize>>("indent")?
-            .unwrap_or(default_indent)
-            .max(1);
+    // --- YAML, as PyYAML's `yaml.dump` writes it for Ansible (see `yaml`).
+    fn to_yaml(
+        v: &JValue,
+        kw: &Kwargs,
+        default_indent: usize,
+        flow_leaves: bool,
+    ) -> Result<String, Error> {
+        let indent = kw.get::<Option<usize>>("indent")?.unwrap_or(default_indent);
         kw.assert_all_used()?;
         let json = serde_json::to_value(v).map_err(|e| invalid(e.to_string()))?;
-        let mut out = String::new();
-        yaml_block(&json, indent, 0, &mut out);
-        Ok(out)
+        Ok(yaml::dump(&json, indent, flow_leaves))
     }
-    env.add_filter("to_yaml", |v: JValue, kw: Kwargs| to_yaml(&v, &kw, 2));
-    env.add_filter("to_nice_yaml", |v: JValue, kw: Kwargs| to_yaml(&v, &kw, 4));
+    // to_yaml leaves default_flow_style at None: collections of scalars are written inline.
+    env.add_filter("to_yaml", |v: JValue, kw: Kwargs| to_yaml(&v, &kw, 2, true));
+    env.add_filter("to_nice_yaml", |v: JValue, kw: Kwargs| {
+        to_yaml(&v, &kw, 4, false)
+    });
 
     // --- Dictionaries and lists.
     fn merge(
@@ -587,6 +750,415 @@ fn register_filters(env: &mut Environment<'static>) {
             format!("'{}'", v.replace('\'', "'\"'\"'"))
         }
     });
+}
+
+mod yaml {
+    //! PyYAML's emitter (`yaml.dump(v, indent=N, allow_unicode=True, width=80)`) for
+    //! JSON-like values, so `to_yaml`/`to_nice_yaml` give Ansible's text byte for byte in
+    //! the common cases: indentless lists under keys, `-   ` before nested collections,
+    //! PyYAML's choice of plain/single/double quoting and its folding of long lines.
+
+    use serde_json::Value;
+
+    const WIDTH: usize = 80;
+
+    struct Emitter {
+        out: String,
+        indent: usize,
+        flow_leaves: bool,
+    }
+
+    /// The YAML text of `v`, block style; with `flow_leaves`, collections holding only
+    /// scalars are written inline (`[1, 2]`), as PyYAML's `default_flow_style=None`.
+    pub(super) fn dump(v: &Value, indent: usize, flow_leaves: bool) -> String {
+        // PyYAML ignores an indent outside 2..=9.
+        let indent = if (2..10).contains(&indent) { indent } else { 2 };
+        let mut e = Emitter {
+            out: String::new(),
+            indent,
+            flow_leaves,
+        };
+        e.node(v, 0, false);
+        if !e.out.ends_with('\n') {
+            e.out.push('\n');
+        }
+        e.out
+    }
+
+    fn is_block(v: &Value, flow_leaves: bool) -> bool {
+        let children: Vec<&Value> = match v {
+            Value::Array(a) if !a.is_empty() => a.iter().collect(),
+            Value::Object(m) if !m.is_empty() => m.values().collect(),
+            _ => return false,
+        };
+        !flow_leaves
+            || children
+                .iter()
+                .any(|c| matches!(c, Value::Array(_) | Value::Object(_)))
+    }
+
+    impl Emitter {
+        fn column(&self) -> usize {
+            let line = self.out.rsplit('\n').next().unwrap_or_default();
+            line.chars().count()
+        }
+
+        fn pad(&mut self, col: usize) {
+            self.out.push_str(&" ".repeat(col));
+        }
+
+        /// A node whose first line starts where the text stands (`inline`) or at `col`;
+        /// `col` is also the column of a block collection's entries.
+        fn node(&mut self, v: &Value, col: usize, inline: bool) {
+            match v {
+                Value::Object(m) if is_block(v, self.flow_leaves) => {
+                    for (i, (k, item)) in m.iter().enumerate() {
+                        if i > 0 || !inline {
+                            self.pad(col);
+                        }
+                        self.scalar(k, col + self.indent, true, false);
+                        self.out.push(':');
+                        if is_block(item, self.flow_leaves) {
+                            self.out.push('\n');
+                            // PyYAML does not indent a list under its key.
+                            let child = match item {
+                                Value::Array(_) => col,
+                                _ => col + self.indent,
+                            };
+                            self.node(item, child, false);
+                        } else {
+                            self.out.push(' ');
+                            self.flow(item, col + self.indent);
+                            self.out.push('\n');
+                        }
+                    }
+                }
+                Value::Array(a) if is_block(v, self.flow_leaves) => {
+                    for (i, item) in a.iter().enumerate() {
+                        if i > 0 || !inline {
+                            self.pad(col);
+                        }
+                        if is_block(item, self.flow_leaves) {
+                            self.out.push('-');
+                            self.pad(self.indent - 1);
+                            self.node(item, col + self.indent, true);
+                        } else {
+                            self.out.push_str("- ");
+                            self.flow(item, col + self.indent);
+                            self.out.push('\n');
+                        }
+                    }
+                }
+                other => {
+                    if !inline {
+                        self.pad(col);
+                    }
+                    self.flow(other, col + self.indent);
+                    self.out.push('\n');
+                }
+            }
+        }
+
+        /// A scalar or a flow collection (`[1, 2]`, `{a: 1}`, `[]`) on the current line.
+        fn flow(&mut self, v: &Value, indent: usize) {
+            match v {
+                Value::Null => self.out.push_str("null"),
+                Value::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+                Value::Number(n) => match n.as_f64() {
+                    Some(f) if n.is_f64() => {
+                        // PyYAML: repr(f).lower(), with a `.0` before a bare exponent.
+                        let r = super::py_float(f);
+                        let r = match r.split_once('e') {
+                            Some((m, e)) if !m.contains('.') => format!("{m}.0e{e}"),
+                            _ => r,
+                        };
+                        self.out.push_str(match r.as_str() {
+                            "inf" => ".inf",
+                            "-inf" => "-.inf",
+                            "nan" => ".nan",
+                            other => other,
+                        });
+                    }
+                    _ => self.out.push_str(&n.to_string()),
+                },
+                Value::String(s) => self.scalar(s, indent, false, false),
+                Value::Array(a) => {
+                    self.out.push('[');
+                    for (i, item) in a.iter().enumerate() {
+                        if i > 0 {
+                            self.out.push_str(", ");
+                        }
+                        // Inside a flow collection, PyYAML indents continuations one step more.
+                        self.flow_item(item, indent + self.indent);
+                    }
+                    self.out.push(']');
+                }
+                Value::Object(m) => {
+                    self.out.push('{');
+                    for (i, (k, item)) in m.iter().enumerate() {
+                        if i > 0 {
+                            self.out.push_str(", ");
+                        }
+                        self.scalar(k, indent + self.indent, true, true);
+                        self.out.push_str(": ");
+                        self.flow_item(item, indent + self.indent);
+                    }
+                    self.out.push('}');
+                }
+            }
+        }
+
+        fn flow_item(&mut self, v: &Value, indent: usize) {
+            match v {
+                Value::String(s) => self.scalar(s, indent, false, true),
+                other => self.flow(other, indent),
+            }
+        }
+
+        /// A string, plain when PyYAML would leave it plain, else quoted as it would.
+        fn scalar(&mut self, s: &str, indent: usize, key: bool, in_flow: bool) {
+            let a = analyze(s);
+            let plain_ok = if in_flow { a.flow_plain } else { a.block_plain };
+            if !resolves_to_other_type(s) && !(key && (s.is_empty() || a.multiline)) && plain_ok {
+                self.folded(s, indent, false, !key);
+            } else if a.single && !(key && a.multiline) {
+                self.out.push('\'');
+                self.folded(s, indent, true, !key);
+                self.out.push('\'');
+            } else {
+                self.double_quoted(s);
+            }
+        }
+
+        /// PyYAML's write_plain / write_single_quoted: a lone space past the width
+        /// becomes a line break; in quotes a line break is written doubled.
+        fn folded(&mut self, text: &str, indent: usize, quoted: bool, split: bool) {
+            let chars: Vec<char> = text.chars().collect();
+            let mut col = self.column();
+            let (mut spaces, mut breaks) = (false, false);
+            let (mut start, mut end) = (0, 0);
+            let slice = |a: usize, b: usize| -> String {
+                chars.get(a..b).unwrap_or_default().iter().collect()
+            };
+            while end <= chars.len() {
+                let ch = chars.get(end).copied();
+                if spaces {
+                    if ch != Some(' ') {
+                        if start + 1 == end
+                            && col > WIDTH
+                            && split
+                            && (!quoted || (start != 0 && end != chars.len()))
+                        {
+                            self.out.push('\n');
+                            self.pad(indent);
+                            col = indent;
+                        } else {
+                            self.out.push_str(&slice(start, end));
+                            col += end - start;
+                        }
+                        start = end;
+                    }
+                } else if breaks {
+                    if ch != Some('\n') {
+                        if chars.get(start) == Some(&'\n') {
+                            self.out.push('\n');
+                        }
+                        for _ in start..end {
+                            self.out.push('\n');
+                        }
+                        self.pad(indent);
+                        col = indent;
+                        start = end;
+                    }
+                } else if ch.is_none_or(|c| c == ' ' || c == '\n' || (quoted && c == '\''))
+                    && start < end
+                {
+                    self.out.push_str(&slice(start, end));
+                    col += end - start;
+                    start = end;
+                }
+                if quoted && ch == Some('\'') {
+                    self.out.push_str("''");
+                    col += 2;
+                    start = end + 1;
+                }
+                if let Some(c) = ch {
+                    spaces = c == ' ';
+                    breaks = c == '\n';
+                }
+                end += 1;
+            }
+        }
+
+        fn double_quoted(&mut self, s: &str) {
+            self.out.push('"');
+            for c in s.chars() {
+                let esc = match c {
+                    '\0' => Some('0'),
+                    '\u{7}' => Some('a'),
+                    '\u{8}' => Some('b'),
+                    '\t' => Some('t'),
+                    '\n' => Some('n'),
+                    '\u{b}' => Some('v'),
+                    '\u{c}' => Some('f'),
+                    '\r' => Some('r'),
+                    '\u{1b}' => Some('e'),
+                    '"' => Some('"'),
+                    '\\' => Some('\\'),
+                    '\u{85}' => Some('N'),
+                    '\u{2028}' => Some('L'),
+                    '\u{2029}' => Some('P'),
+                    _ => None,
+                };
+                match esc {
+                    Some(e) => {
+                        self.out.push('\\');
+                        self.out.push(e);
+                    }
+                    None if printable(c) => self.out.push(c),
+                    None => {
+                        let n = c as u32;
+                        self.out.push_str(&if n <= 0xff {
+                            format!("\\x{n:02X}")
+                        } else if n <= 0xffff {
+                            format!("\\u{n:04X}")
+                        } else {
+                            format!("\\U{n:08X}")
+                        });
+                    }
+                }
+            }
+            self.out.push('"');
+        }
+    }
+
+    /// PyYAML's printable set with allow_unicode (as Ansible dumps).
+    fn printable(c: char) -> bool {
+        matches!(c, ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+            && c != '\u{feff}'
+    }
+
+    /// What PyYAML's analyze_scalar allows for a string.
+    struct Analysis {
+        multiline: bool,
+        flow_plain: bool,
+        block_plain: bool,
+        single: bool,
+    }
+
+    fn analyze(s: &str) -> Analysis {
+        let chars: Vec<char> = s.chars().collect();
+        let ws = |c: Option<&char>| {
+            c.is_none_or(|c| {
+                matches!(
+                    c,
+                    '\0' | ' ' | '\t' | '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}'
+                )
+            })
+        };
+        let brk = |c: char| matches!(c, '\n' | '\u{85}' | '\u{2028}' | '\u{2029}');
+        let (mut flow_ind, mut block_ind) = (false, false);
+        if s.starts_with("---") || s.starts_with("...") {
+            (flow_ind, block_ind) = (true, true);
+        }
+        let (mut line_breaks, mut special) = (false, false);
+        let (mut lead_space, mut lead_break, mut trail_space, mut trail_break) =
+            (false, false, false, false);
+        let (mut break_space, mut space_break) = (false, false);
+        let (mut prev_space, mut prev_break) = (false, false);
+        let mut preceded_ws = true;
+        let last = chars.len().saturating_sub(1);
+        for (i, &c) in chars.iter().enumerate() {
+            let followed_ws = ws(chars.get(i + 1));
+            if i == 0 {
+                if "#,[]{}&*!|>'\"%@`".contains(c) {
+                    (flow_ind, block_ind) = (true, true);
+                }
+                if c == '?' || c == ':' {
+                    flow_ind = true;
+                    block_ind |= followed_ws;
+                }
+                if c == '-' && followed_ws {
+                    (flow_ind, block_ind) = (true, true);
+                }
+            } else {
+                if ",?[]{}".contains(c) {
+                    flow_ind = true;
+                }
+                if c == ':' {
+                    flow_ind = true;
+                    block_ind |= followed_ws;
+                }
+                if c == '#' && preceded_ws {
+                    (flow_ind, block_ind) = (true, true);
+                }
+            }
+            if brk(c) {
+                line_breaks = true;
+            }
+            if !(c == '\n' || c == '\u{85}' || printable(c)) {
+                special = true;
+            }
+            if c == ' ' {
+                lead_space |= i == 0;
+                trail_space |= i == last;
+                break_space |= prev_break;
+                (prev_space, prev_break) = (true, false);
+            } else if brk(c) {
+                lead_break |= i == 0;
+                trail_break |= i == last;
+                space_break |= prev_space;
+                (prev_space, prev_break) = (false, true);
+            } else {
+                (prev_space, prev_break) = (false, false);
+            }
+            preceded_ws = ws(Some(&c));
+        }
+        let mut a = Analysis {
+            multiline: line_breaks,
+            flow_plain: !s.is_empty(),
+            block_plain: true,
+            single: true,
+        };
+        if lead_space || lead_break || trail_space || trail_break {
+            (a.flow_plain, a.block_plain) = (false, false);
+        }
+        if break_space {
+            (a.flow_plain, a.block_plain, a.single) = (false, false, false);
+        }
+        if space_break || special {
+            (a.flow_plain, a.block_plain, a.single) = (false, false, false);
+        }
+        if line_breaks {
+            (a.flow_plain, a.block_plain) = (false, false);
+        }
+        if flow_ind {
+            a.flow_plain = false;
+        }
+        if block_ind {
+            a.block_plain = false;
+        }
+        a
+    }
+
+    /// True when PyYAML would read the plain text back as something other than a
+    /// string (YAML 1.1 booleans, null, numbers, dates, `<<`, `=`).
+    fn resolves_to_other_type(s: &str) -> bool {
+        const IMPLICIT: &str = concat!(
+            r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
+            r"|~|null|Null|NULL|",
+            r"|[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?",
+            r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+            r"|[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+",
+            r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+",
+            r"|[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?",
+            r"|<<|=)$"
+        );
+        // Python's `$` also matches before a final newline.
+        let s = s.strip_suffix('\n').unwrap_or(s);
+        regex::Regex::new(IMPLICIT).is_ok_and(|re| re.is_match(s))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -806,6 +1378,28 @@ mod tests {
         );
     }
 
+    // Ansible 2.19: Jinja drops one final newline, a lone `{{ }}` keeps its type, and a
+    // string result gets the dropped newlines back.
+    #[test]
+    fn text_around_a_single_expression_is_kept_as_ansible_does() {
+        let e = Engine::new();
+        let c = ctx(json!({"s": "hello", "n5": 5, "n": null, "d": {"a": 1}}));
+        let r = |t: &str| e.render_value(&json!(t), &c).unwrap();
+        assert_eq!(r("{{ s }}\n"), json!("hello\n"));
+        assert_eq!(r("{{ s }}\n\n"), json!("hello\n\n"));
+        assert_eq!(r(" {{ s }}"), json!(" hello"));
+        assert_eq!(r("{{ s }} "), json!("hello "));
+        assert_eq!(r("{{ n5 }}\n"), json!(5));
+        assert_eq!(r("{{ n5 }}\n\n"), json!("5\n\n"));
+        assert_eq!(r(" {{ n5 }}"), json!(" 5"));
+        assert_eq!(r("{{ n5 }} "), json!("5 "));
+        assert_eq!(r("{{ n }}"), json!(null));
+        assert_eq!(r("{{ n }}\n"), json!(null));
+        assert_eq!(r("{{ d }}\n"), json!({"a": 1}));
+        assert_eq!(r("{{- n5 -}}"), json!(5));
+        assert_eq!(r("x {{ n }}"), json!("x "));
+    }
+
     #[test]
     fn undefined_is_an_error_but_defined_tests_and_default_work() {
         let e = Engine::new();
@@ -843,7 +1437,7 @@ mod tests {
         assert_eq!(
             e.render_str("{{ l | join(',') }} {{ l | to_json }}", &c)
                 .unwrap(),
-            "b,a [\"b\",\"a\"]"
+            "b,a [\"b\", \"a\"]"
         );
         assert_eq!(e.render_str("line\n", &c).unwrap(), "line\n");
     }
@@ -926,7 +1520,7 @@ mod tests {
         assert_eq!(
             render(r#"{{ s | regex_search('(?P<h>\\w+) port=(\\d+)', '\\g<h>', '\\2') }}"#)
                 .unwrap(),
-            r#"["web1", "80"]"#
+            r#"['web1', '80']"#
         );
         assert_eq!(
             render(r#"{{ s | regex_search('^HOST=db', ignorecase=true, multiline=true) }}"#)
@@ -935,15 +1529,15 @@ mod tests {
         );
         assert_eq!(
             render(r#"{{ s | regex_findall('port=\\d+') }}"#).unwrap(),
-            r#"["port=80", "port=5432"]"#
+            r#"['port=80', 'port=5432']"#
         );
         assert_eq!(
             render(r#"{{ s | regex_findall('port=(\\d+)') }}"#).unwrap(),
-            r#"["80", "5432"]"#
+            r#"['80', '5432']"#
         );
         assert_eq!(
             render(r#"{{ s | regex_findall('(\\w+)=(\\d+)') }}"#).unwrap(),
-            r#"[["port", "80"], ["port", "5432"]]"#
+            r#"[['port', '80'], ['port', '5432']]"#
         );
         assert_eq!(render(r#"{{ '1.2*' | regex_escape }}"#).unwrap(), r"1\.2\*");
         let e = render(r#"{{ 'x' | regex_replace('(?<=a)x', 'y') }}"#).unwrap_err();
@@ -981,17 +1575,267 @@ mod tests {
         );
     }
 
+    // Expected texts below are ansible-core 2.19.14's output (PyYAML 6.0.4) for the same input.
     #[test]
-    fn yaml_is_block_style_and_reads_back_the_same() {
+    fn yaml_matches_pyyaml_as_ansible_calls_it() {
         assert_eq!(
             render("{{ {'b': [1, 'yes', {'k': 'v', 'j': ''}], 'a': {'x': 'a: b'}, 'c': [], 'n': none} | to_nice_yaml }}").unwrap(),
-            "a:\n    x: 'a: b'\nb:\n-   1\n-   'yes'\n-   j: ''\n    k: v\nc: []\nn: null\n"
+            "a:\n    x: 'a: b'\nb:\n- 1\n- 'yes'\n-   j: ''\n    k: v\nc: []\nn: null\n"
+        );
+        let nest = json!({
+            "users": [{"name": "ann", "groups": ["a", "b"], "env": {"K": "v"}}, {"name": "bob", "groups": []}],
+            "top": [[1, 2], [3, {"k": [4]}]], "e": {}, "s": "a: b", "m": "multi\nline",
+            "y": "yes", "num": "0755", "emptys": "",
+        });
+        let e = Engine::new();
+        let c = ctx(json!({"nest": nest, "long": "x ".repeat(50)}));
+        assert_eq!(
+            e.render_str("{{ nest | to_nice_yaml }}", &c).unwrap(),
+            "e: {}\nemptys: ''\nm: 'multi\n\n    line'\nnum: '0755'\ns: 'a: b'\ntop:\n-   - 1\n    - 2\n-   - 3\n    -   k:\n        - 4\nusers:\n-   env:\n        K: v\n    groups:\n    - a\n    - b\n    name: ann\n-   groups: []\n    name: bob\ny: 'yes'\n"
         );
         assert_eq!(
-            render("{{ {'l': [[1, 2], 'x\ny'], 'v': '0755'} | to_yaml }}").unwrap(),
-            "l:\n- \n  - 1\n  - 2\n- \"x\\ny\"\nv: '0755'\n"
+            e.render_str("{{ nest | to_yaml }}", &c).unwrap(),
+            "e: {}\nemptys: ''\nm: 'multi\n\n  line'\nnum: '0755'\ns: 'a: b'\ntop:\n- [1, 2]\n- - 3\n  - k: [4]\nusers:\n- env: {K: v}\n  groups: [a, b]\n  name: ann\n- groups: []\n  name: bob\ny: 'yes'\n"
         );
-        assert_eq!(render("{{ 'plain' | to_yaml }}").unwrap(), "plain\n");
+        assert_eq!(
+            render("{{ [1, [2, 3], {'a': 1, 'b': [4]}, [], {}] | to_nice_yaml }}").unwrap(),
+            "- 1\n-   - 2\n    - 3\n-   a: 1\n    b:\n    - 4\n- []\n- {}\n"
+        );
+        assert_eq!(
+            render("{{ [[[1]]] | to_nice_yaml }}").unwrap(),
+            "-   -   - 1\n"
+        );
+        assert_eq!(
+            render("{{ {'a': {'b': [1]}} | to_nice_yaml(indent=2) }}").unwrap(),
+            "a:\n  b:\n  - 1\n"
+        );
+        assert_eq!(render("{{ 'plain' | to_nice_yaml }}").unwrap(), "plain\n");
+        assert_eq!(
+            render("{{ {'x': {'m': 'a\nb\n'}} | to_nice_yaml }}").unwrap(),
+            "x:\n    m: 'a\n\n        b\n\n        '\n"
+        );
+        assert_eq!(
+            render("{{ [{'m': 'a\nb'}] | to_nice_yaml }}").unwrap(),
+            "-   m: 'a\n\n        b'\n"
+        );
+        assert_eq!(
+            render("{{ {'m': 'a\n\nb', 'n': \"it's\nx\"} | to_nice_yaml }}").unwrap(),
+            "m: 'a\n\n\n    b'\nn: 'it''s\n\n    x'\n"
+        );
+        assert_eq!(
+            e.render_str("{{ {'m': long} | to_nice_yaml }}", &c)
+                .unwrap(),
+            format!(
+                "m: '{}\n    {}'\n",
+                "x ".repeat(39).trim_end(),
+                "x ".repeat(11)
+            )
+        );
+        // Plain or quoted, as PyYAML chooses for each string.
+        let cases = [
+            ("tab\there", "\"tab\\there\""),
+            ("é", "é"),
+            ("a\u{1}", "\"a\\x01\""),
+            (" lead", "' lead'"),
+            ("trail ", "'trail '"),
+            ("a#b", "a#b"),
+            ("a #b", "'a #b'"),
+            ("-x", "-x"),
+            ("- x", "'- x'"),
+            ("1.5", "'1.5'"),
+            ("1e3", "1e3"),
+            ("0x1F", "'0x1F'"),
+            ("null", "'null'"),
+            ("~", "'~'"),
+            ("Yes", "'Yes'"),
+            ("y", "y"),
+            ("@x", "'@x'"),
+            ("a:b", "a:b"),
+            ("key: v", "'key: v'"),
+            ("2024-01-01", "'2024-01-01'"),
+            ("1_000", "'1_000'"),
+            (":x", ":x"),
+            ("x:", "'x:'"),
+            ("!x", "'!x'"),
+            ("%x", "'%x'"),
+            ("*x", "'*x'"),
+            ("?x", "?x"),
+            ("? x", "'? x'"),
+            ("{x", "'{x'"),
+            ("x}", "x}"),
+            ("[x", "'[x'"),
+            (",x", "',x'"),
+            ("x,y", "x,y"),
+            ("'x", "'''x'"),
+            ("\"x", "'\"x'"),
+            ("=", "'='"),
+            ("<<", "'<<'"),
+            (".", "."),
+            (".5", "'.5'"),
+            ("+1", "'+1'"),
+            ("1:20", "'1:20'"),
+        ];
+        for (v, want) in cases {
+            let got = e
+                .render_str("{{ {'k': v} | to_nice_yaml }}", &ctx(json!({"v": v})))
+                .unwrap();
+            assert_eq!(got, format!("k: {want}\n"), "{v:?}");
+        }
+        // (to_nice_yaml, to_yaml) of each value.
+        let more = [
+            (
+                json!({"k": ["a\nb"]}),
+                "k:\n- 'a\n\n    b'\n",
+                "k: ['a\n\n    b']\n",
+            ),
+            (
+                json!({"k": format!("{}end", "word ".repeat(20))}),
+                "k: word word word word word word word word word word word word word word word word\n    word word word word end\n",
+                "{k: word word word word word word word word word word word word word word word word\n    word word word word end}\n",
+            ),
+            (
+                json!({"a b": 1, "k:": 2}),
+                "a b: 1\n'k:': 2\n",
+                "{a b: 1, 'k:': 2}\n",
+            ),
+            (
+                json!({"k": ["a,b", "c", ":x", "x: y", "?"]}),
+                "k:\n- a,b\n- c\n- :x\n- 'x: y'\n- '?'\n",
+                "k: ['a,b', c, ':x', 'x: y', '?']\n",
+            ),
+            (
+                json!({"k": {"a,b": "[x"}}),
+                "k:\n    a,b: '[x'\n",
+                "k: {'a,b': '[x'}\n",
+            ),
+            (json!("x: y"), "'x: y'\n", "'x: y'\n"),
+            (json!(["a b"]), "- a b\n", "[a b]\n"),
+            (
+                json!({"k": format!("a  {}", "b ".repeat(45))}),
+                "k: 'a  b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b\n    b b b b b b b '\n",
+                "{k: 'a  b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b\n    b b b b b b b b '}\n",
+            ),
+        ];
+        for (v, nice, plain) in more {
+            let c = ctx(json!({ "v": v }));
+            assert_eq!(
+                e.render_str("{{ v | to_nice_yaml }}", &c).unwrap(),
+                nice,
+                "{v}"
+            );
+            assert_eq!(e.render_str("{{ v | to_yaml }}", &c).unwrap(), plain, "{v}");
+        }
+        assert_eq!(
+            render("{{ {'k': 1.5, 'f': 1e16, '1': 'int key'} | to_nice_yaml }}").unwrap(),
+            "'1': int key\nf: 1.0e+16\nk: 1.5\n"
+        );
+    }
+
+    // Python's json.dumps output, as ansible-core 2.19 gives it for the same values.
+    #[test]
+    fn json_filters_match_python_json_dumps() {
+        let c = ctx(json!({
+            "d": {"b": 1, "a": [1, 2], "c": {"z": true, "y": null}},
+            "q": ["it's", "say \"hi\"", "both ' \"", "tab\tnl\n\\ é \u{1}"],
+            "f": [1e16, 1e-5, 0.1, 123456789012345678.0, 2.5e-3, 1e15, -0.0],
+            "u": "é€ \u{1F600}",
+        }));
+        let e = Engine::new();
+        let r = |t: &str| e.render_str(t, &c).unwrap();
+        assert_eq!(
+            r("{{ d | to_json }}"),
+            r#"{"a": [1, 2], "b": 1, "c": {"y": null, "z": true}}"#
+        );
+        assert_eq!(
+            r("{{ d | to_json(sort_keys=true) }}"),
+            r#"{"a": [1, 2], "b": 1, "c": {"y": null, "z": true}}"#
+        );
+        assert_eq!(
+            r("{{ d | to_nice_json }}"),
+            "{\n    \"a\": [\n        1,\n        2\n    ],\n    \"b\": 1,\n    \"c\": {\n        \"y\": null,\n        \"z\": true\n    }\n}"
+        );
+        assert_eq!(
+            r("{{ q | to_json }}"),
+            r#"["it's", "say \"hi\"", "both ' \"", "tab\tnl\n\\ \u00e9 \u0001"]"#
+        );
+        assert_eq!(
+            r("{{ f | to_json }}"),
+            "[1e+16, 1e-05, 0.1, 1.2345678901234568e+17, 0.0025, 1000000000000000.0, -0.0]"
+        );
+        assert_eq!(r("{{ u | to_json }}"), r#""\u00e9\u20ac \ud83d\ude00""#);
+        assert_eq!(r("{{ {} | to_nice_json }}"), "{}");
+        assert_eq!(
+            r("{{ {'a': [], 'b': {}} | to_nice_json }}"),
+            "{\n    \"a\": [],\n    \"b\": {}\n}"
+        );
+        assert_eq!(r("{{ 'x' | to_nice_json }}"), "\"x\"");
+        assert_eq!(
+            r("{{ d | to_nice_json(indent=2) }}").lines().nth(1),
+            Some("  \"a\": [")
+        );
+    }
+
+    // Ansible 2.19 joins a template's parts with Python's str(): these are its outputs.
+    #[test]
+    fn values_inside_text_are_written_as_python_prints_them() {
+        let c = ctx(json!({
+            "d": {"b": 1, "a": [1, 2], "c": {"z": true, "y": null}},
+            "l": [1, "x", true, null, 1.5],
+            "q": ["it's", "say \"hi\"", "both ' \"", "tab\tnl\n\\ é \u{1}"],
+            "f": [1e16, 1e-5, 0.1, 123456789012345678.0, 2.5e-3, 1e15, -0.0],
+            "u": "é€ \u{1F600}",
+        }));
+        let e = Engine::new();
+        let r = |t: &str| e.render_str(t, &c).unwrap();
+        // Ansible keeps the dict's insertion order; template maps here are sorted.
+        assert_eq!(
+            r("x {{ d }}"),
+            "x {'a': [1, 2], 'b': 1, 'c': {'y': None, 'z': True}}"
+        );
+        assert_eq!(r("x {{ l }}"), "x [1, 'x', True, None, 1.5]");
+        assert_eq!(r("x {{ true }} {{ false }} {{ none }}|"), "x True False |");
+        assert_eq!(r("x {{ 1.0 }} {{ 3 }}"), "x 1.0 3");
+        assert_eq!(
+            r("x{{ q }}"),
+            r#"x["it's", 'say "hi"', 'both \' "', 'tab\tnl\n\\ é \x01']"#
+        );
+        assert_eq!(
+            r("x{{ f }}"),
+            "x[1e+16, 1e-05, 0.1, 1.2345678901234568e+17, 0.0025, 1000000000000000.0, -0.0]"
+        );
+        assert_eq!(r("x{{ u }} {{ [u] }}"), "xé€ \u{1F600} ['é€ \u{1F600}']");
+        assert!(e.render_str("x {{ missing }}", &c).is_err());
+    }
+
+    #[test]
+    fn python_methods_work_in_templates() {
+        let c = ctx(json!({"s": "hello", "csv": " a,b ,c ", "d": {"b": 1, "a": [1, 2]}}));
+        let e = Engine::new();
+        let r = |t: &str| e.render_value(&json!(t), &c).unwrap();
+        assert_eq!(r("{{ csv.split(',') }}"), json!([" a", "b ", "c "]));
+        assert_eq!(r("{{ csv.strip() }}"), json!("a,b ,c"));
+        assert_eq!(r("{{ s.startswith('he') }}"), json!(true));
+        assert_eq!(r("{{ s.upper() }}"), json!("HELLO"));
+        assert_eq!(r("{{ s.replace('l', 'L') }}"), json!("heLLo"));
+        assert_eq!(r("{{ d.keys() | list }}"), json!(["a", "b"]));
+        assert_eq!(r("{{ d.keys() }}"), json!(["a", "b"]));
+        assert_eq!(r("{{ d.values() | list }}"), json!([[1, 2], 1]));
+        assert_eq!(
+            r("{{ d.items() | list }}"),
+            json!([["a", [1, 2]], ["b", 1]])
+        );
+        assert_eq!(
+            e.render_str("x {{ d.keys() }}", &c).unwrap(),
+            "x ['a', 'b']"
+        );
+        assert_eq!(
+            e.render_str(
+                "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}",
+                &c
+            )
+            .unwrap(),
+            "a=[1, 2];b=1;"
+        );
     }
 
     #[test]
@@ -1047,7 +1891,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             out,
-            r#"d|3,1,2|ABab|a+b|4|8|1.5|1213|t|ann,bob|["ann"]|bob|[3, 1, 3]|[2]|a|2|5"#
+            r#"d|3,1,2|ABab|a+b|4|8|1.5|1213|t|ann,bob|['ann']|bob|[3, 1, 3]|[2]|a|2|5"#
         );
     }
 }
