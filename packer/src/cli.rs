@@ -507,7 +507,7 @@ fn carry_out(
     if let Some(limit) = set.binary_size_limit {
         check_size_limit(&jobs, &runners, limit)?;
     }
-    for j in jobs.iter().filter(|j| set.strategy != StrategyKind::Ssh) {
+    for j in jobs.iter().filter(|_| set.strategy != StrategyKind::Ssh) {
         if let Some(why) = &j.ssh_fallback {
             eprintln!(
                 "rustle-deploy: host '{}': {why}; its tasks run over SSH one at a time",
