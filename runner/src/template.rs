@@ -104,7 +104,7 @@ impl Engine {
         env.set_trim_blocks(true);
         env.set_formatter(ansible_formatter);
         // Python's str and dict methods (`s.split(',')`, `d.items()`), which Ansible's Jinja has.
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(python_method);
         register_filters(&mut env);
         crate::filters::register(&mut env);
         Engine { env }
@@ -326,6 +326,26 @@ pub fn python_json(v: &Value) -> String {
     let mut out = String::new();
     py_json(v, None, 0, &mut out);
     out
+}
+
+/// Python methods on template values: minijinja-contrib's set, plus `list.index`.
+fn python_method(
+    state: &minijinja::State<'_, '_>,
+    v: &JValue,
+    method: &str,
+    args: &[JValue],
+) -> Result<JValue, Error> {
+    if method == "index" && v.kind() == ValueKind::Seq {
+        let [wanted] = args else {
+            return Err(invalid("list.index() takes one argument here"));
+        };
+        return v
+            .try_iter()?
+            .position(|item| &item == wanted)
+            .map(JValue::from)
+            .ok_or_else(|| invalid(format!("{wanted} is not in list")));
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, v, method, args)
 }
 
 /// Python's `json.dumps` as Ansible's `to_json`/`to_nice_json` call it: ASCII only
@@ -1828,6 +1848,9 @@ mod tests {
             e.render_str("x {{ d.keys() }}", &c).unwrap(),
             "x ['a', 'b']"
         );
+        assert_eq!(r("{{ ['a', 'b', 'c'].index('b') }}"), json!(1));
+        assert!(e.render_str("{{ ['a'].index('z') }}", &c).is_err());
+        assert!(e.render_str("{{ s.nosuchmethod() }}", &c).is_err());
         assert_eq!(
             e.render_str(
                 "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}",
