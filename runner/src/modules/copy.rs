@@ -45,10 +45,9 @@ fn content_arg(a: &Vars) -> Result<Option<Vec<u8>>, ModuleError> {
     match a.get("content") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone().into_bytes())),
+        // Python's json.dumps text (", " and ": "), as Ansible writes it.
         Some(v @ (Value::Array(_) | Value::Object(_))) => {
-            serde_json::to_vec(v).map(Some).map_err(|e| {
-                ModuleError::BadArgs(format!("argument 'content' cannot be written: {e}"))
-            })
+            Ok(Some(crate::template::python_json(v).into_bytes()))
         }
         Some(other) => Ok(Some(other.to_string().into_bytes())),
     }
