@@ -1,7 +1,8 @@
 //! The stat module: registers `stat` with what ansible.builtin.stat reports about a
 //! path. Never changes anything, so it is always ok and behaves the same in check mode.
 //!
-//! `checksum` is SHA-1 (Ansible's default `checksum_algorithm`; others are refused).
+//! `checksum` is SHA-1 by default, or md5, sha224, sha256, sha384 or sha512 as
+//! `checksum_algorithm` asks (Ansible's names).
 //! Not reported: `readable`/`writeable`/`executable` (they need access(2)), mime type
 //! and attributes (`get_mime`/`get_attributes` are accepted and ignored).
 
@@ -33,11 +34,12 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
     let get_checksum = args::bool_or(a, "get_checksum", true)?;
     args::bool_or(a, "get_mime", true)?;
     args::bool_or(a, "get_attributes", true)?;
-    if let Some(alg) = args::opt_str(a, "checksum_algorithm")?
-        && !alg.eq_ignore_ascii_case("sha1")
-    {
+    let algorithm = args::opt_str(a, "checksum_algorithm")?
+        .unwrap_or_else(|| "sha1".to_string())
+        .to_ascii_lowercase();
+    if crate::digest::Hasher::named(&algorithm).is_none() {
         return Err(ModuleError::BadArgs(format!(
-            "argument 'checksum_algorithm' supports only sha1 here, got '{alg}'"
+            "argument 'checksum_algorithm' must be one of md5, sha1, sha224, sha256, sha384, sha512, got '{algorithm}'"
         ))
         .into());
     }
@@ -63,7 +65,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
     }
     if get_checksum && m.is_file() {
         // An unreadable file has no checksum; stat still succeeds, as in Ansible.
-        if let Ok(sum) = fsutil::sha1_file(p) {
+        if let Some(Ok(sum)) = crate::digest::file_hex(&algorithm, p) {
             s.insert("checksum".into(), sum.into());
         }
     }
@@ -153,6 +155,16 @@ mod tests {
         )
         .unwrap();
         assert!(no_sum.data["stat"].get("checksum").is_none());
+        let sha256 = check(
+            t.path(),
+            json!({"path": "{p}/f", "checksum_algorithm": "sha256"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            sha256.data["stat"]["checksum"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -189,7 +201,7 @@ mod tests {
             (json!({}), "path"),
             (json!({"path": "{p}", "follow": "sometimes"}), "follow"),
             (
-                json!({"path": "{p}", "checksum_algorithm": "md5"}),
+                json!({"path": "{p}", "checksum_algorithm": "crc32"}),
                 "checksum_algorithm",
             ),
             (json!({"path": "{p}", "get_md5": true}), "get_md5"),
