@@ -12,24 +12,9 @@
 //! the plan (the deploy command itself takes no `-e` yet).
 //!
 //! Where rustle-deploy differs from Ansible today, the fixture leaves the construct out and
-//! says so where it would have been; the gaps found so far (ansible-core 2.19):
-//!
-//! - Variables whose values refer to other variables (`target_root: "{{ out_root }}/web1"`
-//!   in the inventory, `app_conf: "{{ target_root }}/app.conf"` in role vars) are used
-//!   unrendered by the runner (`{{ out_root }}/web1` becomes a literal relative path);
-//!   Ansible renders them when used. The fixture spells every path out in the tasks.
-//! - A module argument that is one expression with text around it only as whitespace,
-//!   `content: "{{ s }}\n"`, loses that whitespace in the runner (taken as the bare
-//!   expression): `hello` where Ansible writes `hello\n`.
-//! - Template filters: `to_nice_json` indents by 2 (Ansible: 4); `to_json`, and a dict
-//!   given as copy `content`, are compact JSON where Ansible's `json.dumps` writes `", "`
-//!   and `": "`; `to_nice_yaml` writes list items as `-   x` where PyYAML writes `- x`
-//!   (the runner's own unit test `yaml_is_block_style_and_reads_back_the_same` expects
-//!   `-   1`). Python methods on values are unknown to the runner's templates
-//!   (`d.values()`: "map has no method named values"; minijinja leaves them to its
-//!   pycompat callback, which the runner does not install).
-//! - Refused by the runner's modules: copy `directory_mode`; symbolic modes
-//!   (`mode: u=rwx,g=rx,o=`).
+//! says so where it would have been. Known gaps (ansible-core 2.19): dictionaries keep
+//! their keys sorted in the runner where Ansible keeps insertion order (`to_json`,
+//! `{{ d }}`, `d.keys()`); symbolic modes (`mode: u=rwx,g=rx,o=`) are refused.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

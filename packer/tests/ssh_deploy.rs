@@ -922,3 +922,93 @@ fn ssh_config_aliases_and_agent_keys_are_used() {
     );
     assert_eq!(read(h.home.join("app/version")), "via-agent");
 }
+
+/// (task name, status) for every task of `host` in a report.
+fn statuses_of(r: &Value, host: &str) -> Vec<(String, String)> {
+    r["hosts"][host]["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tasks for {host}: {r}"))
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_module_tour_gives_the_same_results_over_ssh_as_locally_and_changes_nothing_twice() {
+    let lab = Lab::new();
+    let h = lab.start("remote", "rustle-tour");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let d = Deployer::new();
+    let local_root = d.home.path().join("local-tour");
+    // The same playbook on an SSH host and on this machine, each under its own root.
+    let mut text_inv = std::fs::read_to_string(&inv).unwrap().replace(
+        "remote ansible_env_home=",
+        &format!(
+            "remote demo_root={}/tour ansible_env_home=",
+            h.home.display()
+        ),
+    );
+    text_inv.push_str(&format!(
+        "local ansible_connection=local demo_root={} rustle_root={}\n",
+        local_root.display(),
+        d.home.path().join("local-state").display()
+    ));
+    std::fs::write(&inv, text_inv).unwrap();
+    let site = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tour/site.yml");
+    let (report_path, report_arg) = report(&d);
+    let args = ["-i", inv.to_str().unwrap(), site, "--report", &report_arg];
+
+    let out = d.run(&lab, &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let remote = statuses_of(&r, "remote");
+    assert_eq!(remote, statuses_of(&r, "local"), "{r}");
+    assert!(remote.len() > 25, "{remote:?}");
+    assert!(
+        remote.contains(&("config changed".to_string(), "changed".to_string())),
+        "the handler ran: {remote:?}"
+    );
+    for host in ["remote", "local"] {
+        let recap = &r["hosts"][host]["recap"];
+        assert_eq!(recap["failed"], 0, "{host}: {recap}");
+        assert_eq!(recap["rescued"], 1, "{host}: {recap}");
+    }
+    for root in [h.home.join("tour"), local_root.clone()] {
+        let conf = std::fs::read_to_string(root.join("etc/app.conf")).unwrap();
+        assert!(
+            conf.ends_with("port = 8080\nworker = ALPHA\nworker = BETA\n"),
+            "{conf}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/extra.conf")).unwrap(),
+            "debug = false\n"
+        );
+        let unpacked = std::fs::read_to_string(root.join("unpack/etc/motd")).unwrap();
+        assert!(
+            unpacked.starts_with("Hello to the rustle-deploy tour."),
+            "{unpacked}"
+        );
+        assert!(root.join("data/script.out").exists());
+        assert!(root.join("data/reloaded").exists());
+    }
+
+    let again = d.run(&lab, &args);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(statuses_of(&r, "remote"), statuses_of(&r, "local"));
+    for host in ["remote", "local"] {
+        assert_eq!(r["hosts"][host]["recap"]["changed"], 0, "{host}: {r}");
+    }
+}
