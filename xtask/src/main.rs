@@ -306,7 +306,7 @@ fn zig_tools(root: &Path) -> Result<PathBuf> {
         &root.join("target/xtask-venv"),
         &packages,
         "the macOS runners (zig links them); or build only the Linux runners: cargo xtask runners --target x86_64-unknown-linux-musl",
-        |python, bin| tools_work(python, bin),
+        tools_work,
     )
 }
 
