@@ -50,11 +50,11 @@ pub fn gather_subset(subset: Subset) -> Vars {
     put("fqdn", fqdn.into());
     put("domain", domain.into());
     put("system", system().into());
-    // The machine as uname reports it (x86_64, aarch64, armv7l); older kernels lack
-    // /proc/sys/kernel/arch, then the build target's name is close enough.
-    let arch = read_trim("/proc/sys/kernel/arch")
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
+    // The machine the runner executes as (x86_64, aarch64), which is what uname -m says
+    // for every runner of the matrix. /proc/sys/kernel/arch would name the kernel's
+    // machine instead, which differs under emulation (an aarch64 runner under
+    // qemu-user on an x86_64 kernel is an aarch64 machine to its tasks, as to uname).
+    let arch = std::env::consts::ARCH.to_string();
     put("architecture", arch.clone().into());
     put("machine", arch.into());
     put("userspace_bits", (usize::BITS).to_string().into());
