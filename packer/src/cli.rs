@@ -723,7 +723,17 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         for s in &prepared.skipped {
             eprintln!("rustle-deploy: host '{}' not packed: {}", s.host, s.reason);
         }
-        return Ok(if prepared.skipped.is_empty() {
+        // A host that would fall back to SSH mode has no runner to write.
+        let fallback: Vec<&deploy::Job> = prepared
+            .jobs
+            .iter()
+            .filter(|j| j.ssh_fallback.is_some())
+            .collect();
+        for j in &fallback {
+            let why = j.ssh_fallback.as_deref().unwrap_or_default();
+            eprintln!("rustle-deploy: host '{}' not packed: {why}", j.host.name);
+        }
+        return Ok(if prepared.skipped.is_empty() && fallback.is_empty() {
             exit::OK
         } else {
             exit::UNREACHABLE

@@ -616,6 +616,9 @@ impl SshHost {
                 "strip_empty_ends",
                 "executable",
                 "warn",
+                // Accepted, but SSH mode passes every word quoted: `$VAR` and `~` in
+                // command words are not expanded here (binary mode expands them).
+                "expand_argument_vars",
             ],
         )?;
         let free = match args::opt_str(a, "cmd")? {
@@ -827,8 +830,19 @@ impl SshHost {
                 "backup",
                 "follow",
                 "remote_src",
+                "validate",
+                "directory_mode",
             ],
         )?;
+        // The same arguments as the runner's copy, so errors read the same; these two
+        // need the runner on the host.
+        for key in ["validate", "directory_mode"] {
+            if a.contains_key(key) {
+                return fail(format!(
+                    "copy with {key} cannot run in SSH mode (it needs the runner on the host)"
+                ));
+            }
+        }
         let dest = args::req_str(a, "dest")?;
         if dest.is_empty() {
             return Err(ModuleError::BadArgs("argument 'dest' must not be empty".into()).into());
@@ -837,9 +851,7 @@ impl SshHost {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone().into_bytes()),
             Some(v @ (Value::Array(_) | Value::Object(_))) => {
-                Some(serde_json::to_vec(v).map_err(|e| {
-                    ModuleError::BadArgs(format!("argument 'content' cannot be written: {e}"))
-                })?)
+                Some(rustle_runner::template::python_json(v).into_bytes())
             }
             Some(other) => Some(other.to_string().into_bytes()),
         };

@@ -492,7 +492,8 @@ fn edge_plan() -> Value {
             {"name": "lines no file", "module": "lineinfile", "args": {"path": format!("{b}/none"), "line": "x"}, "ignore_errors": true},
             {"name": "block", "module": "blockinfile", "args": {"path": format!("{b}/lines"), "block": "k=v", "marker": "# {mark} X"}},
             {"name": "no match", "module": "replace", "args": {"path": format!("{b}/lines"), "regexp": "^nothing$", "replace": "x"}},
-            {"name": "argv", "module": "command", "args": {"argv": ["printf", "%s|", "a b", "$HOME"]}, "changed_when": false},
+            // expand_argument_vars off: SSH mode passes every word quoted, unexpanded.
+            {"name": "argv", "module": "command", "args": {"argv": ["printf", "%s|", "a b", "$HOME"], "expand_argument_vars": false}, "changed_when": false},
             {"name": "stdin", "module": "command", "args": {"_raw_params": "cat", "stdin": "fed"}, "changed_when": false},
             {"name": "bash", "module": "shell", "args": {"cmd": "echo ${BASH_VERSION:+bash}; echo err >&2; exit 3", "executable": "/bin/bash"}, "ignore_errors": true},
             {"name": "removes", "module": "command", "args": {"_raw_params": "true", "removes": format!("{b}/nope")}},
