@@ -530,71 +530,9 @@ fn diff_text(bytes: &[u8]) -> String {
     }
 }
 
+/// SHA-1 of content as hex, as the runner's copy registers it and `sha1sum` prints it.
 fn sha1_hex(bytes: &[u8]) -> String {
-    rustle_runner::hex::encode(&sha1(bytes))
-}
-
-/// SHA-1 (the checksum Ansible registers; identification only, never security).
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
-    let mut msg = data.to_vec();
-    let bits = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bits.to_be_bytes());
-    for chunk in msg.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks_exact(4).enumerate() {
-            if let (Some(slot), [a, b, c, d]) = (w.get_mut(i), word) {
-                *slot = u32::from_be_bytes([*a, *b, *c, *d]);
-            }
-        }
-        for i in 16..80 {
-            let v = w.get(i - 3).copied().unwrap_or(0)
-                ^ w.get(i - 8).copied().unwrap_or(0)
-                ^ w.get(i - 14).copied().unwrap_or(0)
-                ^ w.get(i - 16).copied().unwrap_or(0);
-            if let Some(slot) = w.get_mut(i) {
-                *slot = v.rotate_left(1);
-            }
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (chunk, v) in out.chunks_exact_mut(4).zip(h) {
-        chunk.copy_from_slice(&v.to_be_bytes());
-    }
-    out
+    rustle_runner::digest::sha1_hex(bytes)
 }
 
 // ---------------------------------------------------------------------------
