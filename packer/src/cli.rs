@@ -386,6 +386,10 @@ fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
         verify: s.verify,
         key_line,
         local_root: deploy::local_root(),
+        cache_dir: s
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::custom::BuildOptions::default_cache_dir),
     }
 }
 

@@ -9,12 +9,12 @@
 use crate::deploy::{self, HostResult, HostStatus, Job};
 use crate::inventory::Host;
 use crate::runners::Runner;
-use crate::ssh::{self, Script, Target};
+use crate::ssh::{self, Reply, Script, Target};
 use crate::target::Triple;
 use rustle_runner::events::Event;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -65,6 +65,8 @@ pub struct RemoteOptions {
     pub key_line: String,
     /// The local state root (for local hosts).
     pub local_root: PathBuf,
+    /// The deployer's cache (compressed runners are kept in its `gz/`).
+    pub cache_dir: PathBuf,
 }
 
 /// Figures for one host, for the report.
@@ -175,33 +177,35 @@ impl Shell {
     }
 
     /// Runs a [`Script::DeployCached`] script: after its first line says whether the
-    /// host has the runner cached, sends the payload, and the runner when it is needed.
+    /// host has the runner cached, sends the payload, and the runner (gzip-compressed
+    /// when the host can expand it) once the host says its reader runs.
     /// Returns the exit code, stderr and the bytes sent.
     async fn exec_cached(
         &self,
         script: &str,
         payload: &[u8],
         runner: &[u8],
+        cache: &Path,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Option<i32>, String, u64), String> {
-        let mut answer = |first: &str| match first {
-            "rustle:have-runner" => Some(payload.to_vec()),
-            "rustle:need-runner" => Some([payload, runner].concat()),
+        let mut upload = RunnerUpload::new(payload);
+        let mut answer = |line: &str| match line {
+            "rustle:have-runner" => Reply::Last(payload.to_vec()),
+            "rustle:need-runner" => upload.start(runner.to_vec()),
             // Less than half the bytes: on a first deploy the hosts' sshd spends most of
             // its time on the data, so this is what a fleet's first deploy waits for.
+            // Compressing takes a while the first time: the runtime's other tasks move on.
             "rustle:need-runner-gz" => {
-                let gz = gzip(runner);
-                let mut v = Vec::with_capacity(payload.len() + gz.len() + 16);
-                v.extend_from_slice(payload);
-                v.extend_from_slice(format!("{}\n", gz.len()).as_bytes());
-                v.extend_from_slice(&gz);
-                Some(v)
+                upload.start(tokio::task::block_in_place(|| gzip(runner, cache)).to_vec())
             }
-            _ => None,
+            "rustle:ack" => upload.acked(),
+            // Not our script's line (a broken shell profile, say): send nothing more; the
+            // script then fails on its size check and says so.
+            _ => Reply::Last(Vec::new()),
         };
         match self {
             Shell::Ssh(c, _) => c
-                .exec_after_first_line(script, &mut answer, on_line)
+                .exec_conversation(script, &mut answer, on_line)
                 .await
                 .map(|(code, err, sent)| (code.and_then(|c| i32::try_from(c).ok()), err, sent))
                 .map_err(|e| e.to_string()),
@@ -255,25 +259,117 @@ async fn local_exec(
     Ok((status.code(), stderr))
 }
 
-/// gzip-compresses a runner once per process (every host of a deploy gets the same bytes).
-fn gzip(runner: &[u8]) -> Arc<Vec<u8>> {
-    use std::io::Write as _;
-    static CACHE: std::sync::Mutex<Vec<(rustle_runner::payload::Digest, Arc<Vec<u8>>)>> =
+/// The deployer's side of a runner upload in frames (see [`Script::DeployCached`]):
+/// which frame goes next, how many the host has taken in, and the payload that follows
+/// the last.
+struct RunnerUpload<'a> {
+    payload: &'a [u8],
+    body: Vec<u8>,
+    next: usize,
+    acked: usize,
+}
+
+impl<'a> RunnerUpload<'a> {
+    fn new(payload: &'a [u8]) -> RunnerUpload<'a> {
+        RunnerUpload {
+            payload,
+            body: Vec::new(),
+            next: 0,
+            acked: 0,
+        }
+    }
+
+    fn frames(&self) -> usize {
+        self.body.len().div_ceil(ssh::RUNNER_FRAME)
+    }
+
+    /// Frame `i`: its size line and bytes, and after the last one the `0` line.
+    fn frame(&self, i: usize) -> Vec<u8> {
+        let start = i * ssh::RUNNER_FRAME;
+        let bytes = self
+            .body
+            .get(start..(start + ssh::RUNNER_FRAME).min(self.body.len()))
+            .unwrap_or_default();
+        let mut v = format!("{}\n", bytes.len()).into_bytes();
+        v.extend_from_slice(bytes);
+        if i + 1 == self.frames() {
+            v.extend_from_slice(b"0\n");
+        }
+        v
+    }
+
+    /// The first frames of `body` (the runner, maybe compressed).
+    fn start(&mut self, body: Vec<u8>) -> Reply {
+        self.body = body;
+        if self.body.is_empty() {
+            // Nothing to send (compressing failed): the host's size check says so.
+            return Reply::Last([&b"0\n"[..], self.payload].concat());
+        }
+        let mut v = Vec::new();
+        while self.next < self.frames().min(ssh::RUNNER_FRAMES_IN_FLIGHT) {
+            v.extend(self.frame(self.next));
+            self.next += 1;
+        }
+        Reply::Send(v)
+    }
+
+    /// The next frame, if any; once the host has every frame, the payload, and stdin
+    /// closes.
+    fn acked(&mut self) -> Reply {
+        self.acked += 1;
+        if self.acked >= self.frames() {
+            return Reply::Last(self.payload.to_vec());
+        }
+        if self.next < self.frames() {
+            self.next += 1;
+            return Reply::Send(self.frame(self.next - 1));
+        }
+        Reply::Send(Vec::new())
+    }
+}
+
+/// A runner gzip-compressed, as hosts with gzip receive it, made once per process
+/// (every host of a deploy gets the same bytes) through [`gzip_on_disk`].
+fn gzip(runner: &[u8], cache: &Path) -> Arc<Vec<u8>> {
+    static MEMORY: std::sync::Mutex<Vec<(rustle_runner::payload::Digest, Arc<Vec<u8>>)>> =
         std::sync::Mutex::new(Vec::new());
     let key = rustle_runner::payload::Digest::of(runner);
-    if let Ok(cache) = CACHE.lock()
-        && let Some((_, v)) = cache.iter().find(|(k, _)| *k == key)
-    {
+    // Held while compressing: the other hosts wanting it wait, then find it made.
+    let mut memory = MEMORY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, v)) = memory.iter().find(|(k, _)| *k == key) {
         return v.clone();
     }
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let gz = match enc.write_all(runner).and_then(|()| enc.finish()) {
-        Ok(v) => Arc::new(v),
-        Err(_) => return Arc::new(Vec::new()),
-    };
-    if let Ok(mut cache) = CACHE.lock() {
-        cache.push((key, gz.clone()));
+    let gz = Arc::new(gzip_on_disk(runner, &key, cache));
+    memory.push((key, gz.clone()));
+    gz
+}
+
+/// A runner gzip-compressed at the best level, kept in `<cache>/gz/<blake3>.gz`: 10%
+/// fewer bytes than a fast level for every host of every later deploy, for half a
+/// second once. The file's own blake3 is kept beside it (`.gz.b3`); a file that does
+/// not match is remade. Empty when compressing fails (the host then refuses the upload).
+fn gzip_on_disk(runner: &[u8], key: &rustle_runner::payload::Digest, cache: &Path) -> Vec<u8> {
+    use std::io::Write as _;
+    let file = cache.join("gz").join(format!("{}.gz", key.to_hex()));
+    let sum = file.with_extension("gz.b3");
+    let cached = std::fs::read(&file).ok().filter(|gz| {
+        std::fs::read_to_string(&sum)
+            .is_ok_and(|s| s.trim() == rustle_runner::payload::Digest::of(gz).to_hex())
+    });
+    if let Some(gz) = cached {
+        return gz;
     }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let Ok(gz) = enc.write_all(runner).and_then(|()| enc.finish()) else {
+        return Vec::new();
+    };
+    // A cache that cannot be written only costs the next deploy this work again.
+    let digest = rustle_runner::payload::Digest::of(&gz).to_hex();
+    let _ = std::fs::create_dir_all(cache.join("gz"));
+    let _ = rustle_runner::install::write_atomic(&file, &gz, 0o644)
+        .and_then(|()| rustle_runner::install::write_atomic(&sum, digest.as_bytes(), 0o644));
     gz
 }
 
@@ -413,7 +509,6 @@ async fn deploy_host(
             let s = ssh::script(
                 &Script::DeployCached {
                     runner_digest: &runner.digest.to_hex(),
-                    payload_size: job.sealed.len(),
                     runner_size: runner.bytes.len(),
                     args: &args,
                 },
@@ -431,7 +526,13 @@ async fn deploy_host(
                     deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
                 };
                 shell
-                    .exec_cached(&s, &job.sealed, &runner.bytes, &mut on_line)
+                    .exec_cached(
+                        &s,
+                        &job.sealed,
+                        &runner.bytes,
+                        &ctx.opts.cache_dir,
+                        &mut on_line,
+                    )
                     .await
             };
             split_timings(&mut timings, started, first_event);
@@ -884,4 +985,258 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
     }
     shell.close().await;
     OpResult { result, output }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead as _, Write as _};
+    use std::process::{Command, Stdio};
+
+    /// A stand-in runner: a shell script that prints its arguments and its stdin (the
+    /// payload), so the upload script's whole conversation can be checked with real
+    /// processes on this machine.
+    const FAKE_RUNNER: &[u8] = b"#!/bin/sh\necho \"args: $*\"\necho \"stdin: $(cat)\"\nexit 0\n";
+
+    /// Runs a [`Script::DeployCached`] script under `sh` in `home`, with PATH limited to
+    /// `path`, answering its lines with `upload` as the deployer does over SSH. Returns
+    /// stdout's other lines, the number of acks, stderr and the exit code.
+    fn converse(
+        home: &Path,
+        path: &str,
+        body: &[u8],
+        runner_size: usize,
+        digest: &str,
+    ) -> (Vec<String>, usize, String, Option<i32>) {
+        let args = vec!["--expect".to_string(), "x".to_string()];
+        let script = ssh::script(
+            &Script::DeployCached {
+                runner_digest: digest,
+                runner_size,
+                args: &args,
+            },
+            "rustle-ed25519 0011 test",
+            false,
+            Some(home.join("root").to_str().unwrap()),
+        );
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env("HOME", home)
+            .env("PATH", path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = Some(child.stdin.take().unwrap());
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let payload = b"the payload".to_vec();
+        let mut upload = RunnerUpload::new(&payload);
+        let (mut lines, mut acks) = (Vec::new(), 0);
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            let reply = match line.as_str() {
+                "rustle:have-runner" => Reply::Last(payload.clone()),
+                "rustle:need-runner" | "rustle:need-runner-gz" => upload.start(body.to_vec()),
+                "rustle:ack" => {
+                    acks += 1;
+                    upload.acked()
+                }
+                _ => {
+                    lines.push(line);
+                    continue;
+                }
+            };
+            let (bytes, last) = match reply {
+                Reply::Send(b) => (b, false),
+                Reply::Last(b) => (b, true),
+            };
+            if let Some(s) = stdin.as_mut() {
+                s.write_all(&bytes).unwrap();
+            }
+            if last {
+                stdin = None;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            lines,
+            acks,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+        )
+    }
+
+    /// A directory of links to the tools the script uses, gzip only when asked.
+    fn tools(dir: &Path, with_gzip: bool) -> String {
+        let bin = dir.join(if with_gzip { "bin-gz" } else { "bin" });
+        std::fs::create_dir_all(&bin).unwrap();
+        let mut names = vec!["head", "wc", "mkdir", "find", "chmod", "mv", "rm", "cat"];
+        if with_gzip {
+            names.push("gzip");
+        }
+        for name in names {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.exists())
+                .unwrap();
+            let _ = std::os::unix::fs::symlink(found, bin.join(name));
+        }
+        bin.to_str().unwrap().to_string()
+    }
+
+    fn compressed(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn frames_keep_two_in_flight_and_the_payload_follows_the_last() {
+        let payload = b"P".to_vec();
+        let mut u = RunnerUpload::new(&payload);
+        let body = vec![7u8; ssh::RUNNER_FRAME * 3 + 5];
+        let mut sent = match u.start(body.clone()) {
+            Reply::Send(b) => b,
+            Reply::Last(_) => panic!("ended before the runner was sent"),
+        };
+        // Two frames go at once; each ack brings one more, the last with the end line.
+        assert_eq!(sent.len(), 2 * (ssh::RUNNER_FRAME + 7));
+        for _ in 0..2 {
+            match u.acked() {
+                Reply::Send(b) => sent.extend(b),
+                Reply::Last(_) => panic!("ended early"),
+            }
+        }
+        assert!(matches!(u.acked(), Reply::Send(b) if b.is_empty()));
+        let Reply::Last(last) = u.acked() else {
+            panic!("the fourth ack should end the upload");
+        };
+        assert_eq!(last, payload);
+        // What was sent parses back, frame by frame, into the body.
+        let mut rest = &sent[..];
+        let mut got = Vec::new();
+        loop {
+            let nl = rest.iter().position(|b| *b == b'\n').unwrap();
+            let n: usize = std::str::from_utf8(&rest[..nl]).unwrap().parse().unwrap();
+            rest = &rest[nl + 1..];
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(got, body);
+    }
+
+    #[test]
+    fn a_host_takes_the_runner_in_frames_then_reuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        // Bigger than two frames even compressed (the shell never reads past `exit`), so
+        // acks pace it.
+        let mut runner = FAKE_RUNNER.to_vec();
+        let mut x = 0x2545_f491_u32;
+        runner.extend((0..ssh::RUNNER_FRAME * 3).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        }));
+        let frames = |n: usize| n.div_ceil(ssh::RUNNER_FRAME);
+        let gz_path = tools(home, true);
+        let digest = "d1";
+        let (lines, acks, err, code) =
+            converse(home, &gz_path, &compressed(&runner), runner.len(), digest);
+        assert_eq!(code, Some(0), "{err}");
+        let gz_frames = frames(compressed(&runner).len());
+        assert!(gz_frames > ssh::RUNNER_FRAMES_IN_FLIGHT);
+        assert_eq!(acks, gz_frames, "{lines:?}");
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("stdin: the payload"),
+            "{lines:?}"
+        );
+        let args = lines.iter().find(|l| l.starts_with("args: ")).unwrap();
+        assert!(
+            args.contains("--expect-file d1 --payload - --trusted-key"),
+            "{args}"
+        );
+        let cached = home.join("root/cache/d1/rustle-runner");
+        assert_eq!(std::fs::read(&cached).unwrap(), runner);
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&cached).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        // The key went into the login user's trust store, once, however often it runs.
+        let (_, acks, err, code) = converse(home, &gz_path, b"", runner.len(), digest);
+        assert_eq!((code, acks), (Some(0), 0), "{err}");
+        let store = std::fs::read_to_string(home.join(".rustle/trusted_keys")).unwrap();
+        assert_eq!(store, "rustle-ed25519 0011 test\n");
+        // A host without gzip gets the runner as it is.
+        let (lines, acks, err, code) =
+            converse(home, &tools(home, false), &runner, runner.len(), "d2");
+        assert_eq!((code, acks), (Some(0), frames(runner.len())), "{err}");
+        assert_eq!(lines.last().map(String::as_str), Some("stdin: the payload"));
+        assert_eq!(
+            std::fs::read(home.join("root/cache/d2/rustle-runner")).unwrap(),
+            runner
+        );
+    }
+
+    #[test]
+    fn a_short_upload_is_refused_and_leaves_no_runner() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let path = tools(home, true);
+        let (lines, _, err, code) = converse(
+            home,
+            &path,
+            &compressed(FAKE_RUNNER),
+            FAKE_RUNNER.len() + 1,
+            "d3",
+        );
+        assert_eq!(code, Some(70), "{lines:?}");
+        assert!(err.contains("upload truncated"), "{err}");
+        assert!(!home.join("root/cache/d3/rustle-runner").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(home.join("root/cache/d3"))
+            .unwrap()
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn the_compressed_runner_is_cached_and_a_damaged_copy_remade() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let key = rustle_runner::payload::Digest::of(&runner);
+        let expands = |gz: &[u8]| {
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut back).unwrap();
+            back
+        };
+        let gz = gzip_on_disk(&runner, &key, dir.path());
+        assert_eq!(expands(&gz), runner);
+        let file = dir.path().join("gz").join(format!("{}.gz", key.to_hex()));
+        assert_eq!(std::fs::read(&file).unwrap(), gz);
+        // A later deploy reads it back rather than compressing again...
+        std::fs::write(&file, compressed(b"a stand-in")).unwrap();
+        let sum = rustle_runner::payload::Digest::of(&std::fs::read(&file).unwrap()).to_hex();
+        std::fs::write(file.with_extension("gz.b3"), sum).unwrap();
+        assert_eq!(
+            expands(&gzip_on_disk(&runner, &key, dir.path())),
+            b"a stand-in"
+        );
+        // ...but a damaged file is remade, never sent.
+        std::fs::write(&file, b"damaged").unwrap();
+        assert_eq!(expands(&gzip_on_disk(&runner, &key, dir.path())), runner);
+        assert_eq!(expands(&std::fs::read(&file).unwrap()), runner);
+    }
 }

@@ -373,6 +373,22 @@ async fn handshake(
     Ok(handle)
 }
 
+/// How many frames of a runner upload may be on their way to a host unacknowledged
+/// (see [`Script::DeployCached`]), and how big a frame is: together they bound what the
+/// host's sshd buffers, while keeping a long link busy.
+pub const RUNNER_FRAMES_IN_FLIGHT: usize = 2;
+/// Bytes per frame of a runner upload.
+pub const RUNNER_FRAME: usize = 128 * 1024;
+
+/// What [`Connection::exec_conversation`] sends for a line of the host's output.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send these bytes and pass the next line to the conversation too.
+    Send(Vec<u8>),
+    /// Send these bytes, close stdin, and pass later lines to `on_line`.
+    Last(Vec<u8>),
+}
+
 impl Connection {
     /// Runs `command`, sends `stdin` then end-of-file, and calls `on_line` for every
     /// line of stdout as it arrives. Returns the exit code (`None` when the command was
@@ -437,13 +453,16 @@ impl Connection {
         Ok((code, out, err))
     }
 
-    /// Like [`Connection::exec`], but the data to send is chosen from the command's
-    /// first line of output (`answer` maps it to the bytes to send, `None` to send
-    /// nothing and end stdin). The first line is not passed to `on_line`.
-    pub async fn exec_after_first_line(
+    /// Like [`Connection::exec`], but stdin is a conversation: each line of output
+    /// goes to `answer` while it asks to hear more, and what it returns is sent
+    /// ([`Reply`]); once it ends the conversation, stdin is closed and later lines go to
+    /// `on_line`. A host script uses this to say what it needs, and to say when its
+    /// reader is running before a large upload (see [`Script::DeployCached`]).
+    /// Returns the exit code (`None` when killed by a signal), stderr and the bytes sent.
+    pub async fn exec_conversation(
         &self,
         command: &str,
-        answer: &mut (dyn FnMut(&str) -> Option<Vec<u8>> + Send),
+        answer: &mut (dyn FnMut(&str) -> Reply + Send),
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Option<u32>, String, u64), SshError> {
         let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
@@ -452,7 +471,7 @@ impl Connection {
         let mut pending: Vec<u8> = Vec::new();
         let mut stderr: Vec<u8> = Vec::new();
         let mut code = None;
-        let mut answered = false;
+        let mut talking = true;
         let mut sent = 0u64;
         while let Some(msg) = channel.wait().await {
             match msg {
@@ -462,14 +481,20 @@ impl Connection {
                         let raw: Vec<u8> = pending.drain(..=pos).collect();
                         let line = String::from_utf8_lossy(&raw);
                         let line = line.trim_end_matches(['\n', '\r']);
-                        if answered {
+                        if !talking {
                             on_line(line);
-                        } else {
-                            answered = true;
-                            if let Some(bytes) = answer(line) {
-                                sent = bytes.len() as u64;
-                                channel.data(&bytes[..]).await.map_err(ch_err)?;
-                            }
+                            continue;
+                        }
+                        let (bytes, more) = match answer(line) {
+                            Reply::Send(b) => (b, true),
+                            Reply::Last(b) => (b, false),
+                        };
+                        if !bytes.is_empty() {
+                            sent += bytes.len() as u64;
+                            channel.data(&bytes[..]).await.map_err(ch_err)?;
+                        }
+                        if !more {
+                            talking = false;
                             channel.eof().await.map_err(ch_err)?;
                         }
                     }
@@ -479,7 +504,7 @@ impl Connection {
                 _ => {}
             }
         }
-        if !pending.is_empty() && answered {
+        if !pending.is_empty() && !talking {
             on_line(String::from_utf8_lossy(&pending).trim_end());
         }
         Ok((code, String::from_utf8_lossy(&stderr).into_owned(), sent))
@@ -533,6 +558,18 @@ fn trust_lines(key_line: &str) -> String {
     )
 }
 
+/// Shell lines that add the deployer's public key to the login user's trust store
+/// (`~/.rustle/trusted_keys`, for later runs by hand) unless it is there, with shell
+/// builtins only, and leave the store's path in `$t` for `--trusted-key`.
+fn remember_key(key_line: &str) -> String {
+    let key = sh_quote(key_line);
+    format!(
+        "k={key}\nt=\"$HOME/.rustle/trusted_keys\"\nknown=\n\
+         if [ -f \"$t\" ]; then while IFS= read -r l; do if [ \"$l\" = \"$k\" ]; then known=1; fi; done < \"$t\"; fi\n\
+         if [ -z \"$known\" ]; then mkdir -p -m 700 \"$HOME/.rustle\"; (umask 077; printf '%s\\n' \"$k\" >> \"$t\"); fi\n"
+    )
+}
+
 /// Opens every script that receives files: a private temp directory, with the login
 /// umask kept in `$u0` so the runner's tasks get it back ([`trust_lines`] restores it).
 const TEMP_DIR: &str = "set -e\nu0=$(umask)\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
@@ -548,19 +585,27 @@ pub enum Script<'a> {
         args: &'a [String],
     },
     /// Ship only the payload when the host's runner cache holds the bare runner
-    /// (`runner_digest`), else the bare runner too: the script first prints
-    /// `rustle:have-runner`, `rustle:need-runner-gz` (the host has gzip: the runner comes
-    /// gzip-compressed, after a line with its compressed size) or `rustle:need-runner`,
-    /// and the deployer sends accordingly (payload, then the runner when needed). The
-    /// runner checks its own file against `runner_digest` before anything else.
+    /// (`runner_digest`), else the bare runner first. The script's first line says
+    /// which: `rustle:have-runner`, `rustle:need-runner-gz` (the host has gzip, so the
+    /// runner comes gzip-compressed) or `rustle:need-runner`. A runner comes in frames
+    /// (a line with the frame's size, then its bytes; a `0` line ends them), and the
+    /// script answers `rustle:ack` as it takes in each one. The deployer keeps at most
+    /// [`RUNNER_FRAMES_IN_FLIGHT`] frames unacknowledged: what the host has not read
+    /// yet waits in its sshd, and OpenSSH grows that buffer a few kilobytes at a time,
+    /// copying it each time, so megabytes sent ahead of a gzip that reads more slowly
+    /// than loopback delivers cost more CPU than all the rest of a first deploy. Then
+    /// comes the payload, which the runner reads from stdin (`--payload -`), and stdin
+    /// closes. The runner checks its own file against `runner_digest` before anything
+    /// else. The common case, a host that has the runner, starts no process but the
+    /// shell, `id` (unless the root is known) and the runner: every process is CPU on a
+    /// host, and on a fleet sharing a machine, wall time.
     DeployCached {
         /// blake3 of the bare runner: its cache key, and checked by the runner itself.
         runner_digest: &'a str,
-        /// Payload bytes that follow on stdin.
-        payload_size: usize,
         /// Runner bytes that follow the payload when the host needs them.
         runner_size: usize,
-        /// Runner arguments (`--root`, `--payload` and `--expect-file` are added).
+        /// Runner arguments (`--root`, `--payload`, `--trusted-key` and `--expect-file`
+        /// are added).
         args: &'a [String],
     },
     /// Run the release `id` already installed on the host (blue-green switch).
@@ -601,33 +646,32 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
         ),
         Script::DeployCached {
             runner_digest,
-            payload_size,
             runner_size,
             args,
         } => format!(
-            "{TEMP_DIR}{pre}c=\"$R/cache/\"{dig}\n\
-             if [ -x \"$c/rustle-runner\" ]; then echo rustle:have-runner; elif command -v gzip >/dev/null 2>&1; then echo rustle:need-runner-gz; else echo rustle:need-runner; fi\n\
-             head -c {payload_size} > \"$d/payload\"\n\
-             got=$(wc -c < \"$d/payload\")\n\
-             if [ \"$got\" -ne {payload_size} ]; then echo \"rustle: upload truncated: $got of {payload_size} bytes\" >&2; exit 70; fi\n\
+            "set -e\n{pre}c=\"$R/cache/\"{dig}\n\
+             need=\n\
              if [ ! -x \"$c/rustle-runner\" ]; then\n\
+             mkdir -p -m 700 \"$R\"\n\
              mkdir -p \"$c\"\n\
              find \"$c\" -maxdepth 1 -name '.incoming.*' -mmin +10 -exec rm -f {{}} + 2>/dev/null || true\n\
-             if command -v gzip >/dev/null 2>&1; then\n\
-             read gz\n\
-             case \"$gz\" in ''|*[!0-9]*) echo \"rustle: bad compressed size\" >&2; exit 70;; esac\n\
-             head -c \"$gz\" | gzip -dc > \"$c/.incoming.$$\" || true\n\
-             else\n\
-             head -c {runner_size} > \"$c/.incoming.$$\"\n\
+             if command -v gzip >/dev/null 2>&1; then need=gz; else need=raw; fi\n\
              fi\n\
-             got=$(wc -c < \"$c/.incoming.$$\")\n\
-             if [ \"$got\" -ne {runner_size} ]; then rm -f \"$c/.incoming.$$\"; echo \"rustle: upload truncated: $got of {runner_size} bytes\" >&2; exit 70; fi\n\
-             chmod 700 \"$c/.incoming.$$\"\n\
-             mv \"$c/.incoming.$$\" \"$c/rustle-runner\"\n\
-             fi\n{trust}set +e\n\
-             \"$c/rustle-runner\" --expect-file {dig} --payload \"$d/payload\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
+             case \"$need\" in gz) echo rustle:need-runner-gz;; raw) echo rustle:need-runner;; *) echo rustle:have-runner;; esac\n\
+             if [ -n \"$need\" ]; then\n\
+             inc=\"$c/.incoming.$$\"\n\
+             exec 4>&1\n\
+             frames() {{ while IFS= read -r n && [ \"$n\" != 0 ]; do case \"$n\" in ''|*[!0-9]*) return 70;; esac; head -c \"$n\"; echo rustle:ack >&4; done; }}\n\
+             if [ \"$need\" = gz ]; then frames | gzip -dc > \"$inc\" || true; else frames > \"$inc\" || true; fi\n\
+             exec 4>&-\n\
+             got=$(wc -c < \"$inc\")\n\
+             if [ \"$got\" -ne {runner_size} ]; then rm -f \"$inc\"; echo \"rustle: upload truncated: $got of {runner_size} bytes\" >&2; exit 70; fi\n\
+             chmod 700 \"$inc\"\n\
+             mv \"$inc\" \"$c/rustle-runner\"\n\
+             fi\n{remember}set +e\n\
+             \"$c/rustle-runner\" --expect-file {dig} --payload - --trusted-key \"$t\" --root \"$R\" {args}\nexit $?\n",
             dig = sh_quote(runner_digest),
-            trust = trust_lines(key_line),
+            remember = remember_key(key_line),
             args = quoted(args),
         ),
         Script::RunInstalled { id, args } => format!(

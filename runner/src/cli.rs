@@ -13,7 +13,7 @@ use crate::payload::{self, Digest, PayloadError};
 use crate::{exit, install, locate, trust};
 use serde_json::json;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR] [--payload FILE]
        rustle-runner info
@@ -26,7 +26,8 @@ With --install (or --root DIR) the runner first copies itself into DIR/releases/
 (DIR defaults to ~/.rustle, /var/lib/rustle for root), reports there, and records the run in
 DIR/state.json; DIR/current then points at the last release that ran without failure.
 Events go to stdout as JSON lines; a recap goes to stderr.
---payload FILE reads the payload from FILE instead of this executable (same checks).
+--payload FILE reads the payload from FILE (- for standard input) instead of this
+executable (same checks).
 --stage verifies and installs the release without running it; --expect-file DIGEST first
 checks the blake3 of this file. `rollback` makes the latest earlier good release current
 and runs it again.
@@ -138,12 +139,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     if let Some(want) = &args.expect_file {
         // --verify: the file that arrived is, byte for byte, the one the deployer sent.
-        match std::fs::read("/proc/self/exe") {
-            Ok(me) if Digest::of(&me) == *want => {}
+        match std::fs::File::open("/proc/self/exe").and_then(Digest::of_reader) {
+            Ok(me) if me == *want => {}
             Ok(me) => {
                 eprintln!(
-                    "rustle-runner: refusing to run: this file's blake3 is {}, the deployer sent {want}; no task was run",
-                    Digest::of(&me)
+                    "rustle-runner: refusing to run: this file's blake3 is {me}, the deployer sent {want}; no task was run"
                 );
                 return exit::PAYLOAD_UNEXPECTED;
             }
@@ -156,7 +156,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     // A payload given as a file (a cached bare runner shipped only the new payload)
     // goes through exactly the same checks as an embedded one.
     let bytes = match &args.payload_file {
-        Some(p) => match std::fs::read(p) {
+        Some(p) => match read_payload_file(p) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!(
@@ -291,6 +291,18 @@ pub fn main(args: Vec<OsString>) -> i32 {
         exit::TASKS_FAILED
     } else {
         exit::OK
+    }
+}
+
+/// A payload file's bytes; `-` is standard input, read to its end (the deployer sends
+/// a cached runner's payload that way, so the host writes no temporary file for it).
+fn read_payload_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)?;
+        Ok(bytes)
+    } else {
+        std::fs::read(path)
     }
 }
 

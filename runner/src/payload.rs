@@ -52,6 +52,15 @@ impl Digest {
         Digest(*blake3::hash(bytes).as_bytes())
     }
 
+    /// The digest of everything `r` yields, read through a small reused buffer: the
+    /// runner hashes its own 3 MB file on every cached deploy, and reading it whole
+    /// into fresh memory cost more than the hashing.
+    pub fn of_reader(r: impl std::io::Read) -> std::io::Result<Digest> {
+        let mut h = blake3::Hasher::new();
+        h.update_reader(r)?;
+        Ok(Digest(*h.finalize().as_bytes()))
+    }
+
     /// Parses 64 hex digits.
     pub fn from_hex(s: &str) -> Option<Digest> {
         let bytes = crate::hex::decode(s.trim())?;
