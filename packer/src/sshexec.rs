@@ -119,9 +119,61 @@ pub struct SshHost {
     rt: tokio::runtime::Handle,
     sudo: bool,
     user: Option<Option<String>>,
+    /// The host's login environment and /etc/passwd, asked for once, the first time a
+    /// command word needs expanding.
+    expansion: Option<HostNames>,
     stats: Arc<Mutex<Stats>>,
     cancel: Arc<AtomicBool>,
 }
+
+/// What a host answers for `$NAME` and `~user` in command words.
+#[derive(Debug, Default)]
+struct HostNames {
+    env: Vec<(String, String)>,
+    passwd: String,
+    user: Option<String>,
+}
+
+impl HostNames {
+    fn parse(text: &str) -> HostNames {
+        let (head, passwd) = text.split_once("--rustle:passwd\n").unwrap_or((text, ""));
+        let (user_line, env) = head.split_once('\n').unwrap_or((head, ""));
+        HostNames {
+            env: parse_facts(&format!("--rustle:env\n{env}")).env,
+            passwd: passwd.to_string(),
+            user: user_line
+                .strip_prefix("u=")
+                .map(str::to_string)
+                .filter(|u| !u.is_empty()),
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// A home directory from the host's /etc/passwd (`None`: the login user's).
+    fn home(&self, user: Option<&str>) -> Option<String> {
+        let name = user.map(str::to_string).or_else(|| self.user.clone())?;
+        self.passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name.as_str())).then(|| f.get(5).map(|h| h.to_string()))?
+        })
+    }
+
+    /// `word` as the runner on that host would expand it.
+    fn expand(&self, word: &str) -> String {
+        modules::expand_command_word(word, &|n| self.var(n), &|u| self.home(u))
+    }
+}
+
+/// Asks a host for what [`HostNames`] holds: the login user, its environment (`env`,
+/// as the runner would inherit it), and /etc/passwd.
+const HOST_NAMES: &str =
+    "echo \"u=$(id -un)\"\nenv\necho '--rustle:passwd'\ncat /etc/passwd 2>/dev/null || true\n";
 
 /// A failed module call: the module's failure, or the connection's.
 enum Stop {
@@ -149,6 +201,7 @@ impl SshHost {
             rt,
             sudo,
             user: None,
+            expansion: None,
             stats: Arc::default(),
             cancel: Arc::default(),
         }
@@ -554,8 +607,6 @@ impl SshHost {
                 "strip_empty_ends",
                 "executable",
                 "warn",
-                // Accepted, but SSH mode passes every word quoted: `$VAR` and `~` in
-                // command words are not expanded here (binary mode expands them).
                 "expand_argument_vars",
             ],
         )?;
@@ -602,6 +653,23 @@ impl SshHost {
             if argv.is_empty() {
                 return Err(ModuleError::BadArgs("the command is empty".into()).into());
             }
+            // As the runner does: $NAME and a leading ~ expand (no globbing, no word
+            // splitting), with the host's environment and passwd.
+            let argv = if args::bool_or(a, "expand_argument_vars", true)?
+                && argv.iter().any(|w| w.contains('$') || w.starts_with('~'))
+            {
+                let names = match self.expansion.take() {
+                    Some(n) => n,
+                    None => HostNames::parse(&String::from_utf8_lossy(
+                        &self.sh(HOST_NAMES, b"")?.stdout,
+                    )),
+                };
+                let expanded = argv.iter().map(|w| names.expand(w)).collect();
+                self.expansion = Some(names);
+                expanded
+            } else {
+                argv
+            };
             let words: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
             (format!("exec {}", words.join(" ")), Value::from(argv))
         };

@@ -494,6 +494,10 @@ fn edge_plan() -> Value {
             {"name": "no match", "module": "replace", "args": {"path": format!("{b}/lines"), "regexp": "^nothing$", "replace": "x"}},
             // expand_argument_vars off: SSH mode passes every word quoted, unexpanded.
             {"name": "argv", "module": "command", "args": {"argv": ["printf", "%s|", "a b", "$HOME"], "expand_argument_vars": false}, "changed_when": false},
+            // On (the default): $NAME and a leading ~ expand with the host's environment
+            // and passwd, unset names stay, nothing is globbed or split.
+            {"name": "expand", "module": "command", "args": {"argv": ["printf", "%s|", "$HOME/x", "~", "~root/y", "$RUSTLE_NOT_SET", "${LOGNAME}", "a*b c", "x~"]}, "changed_when": false},
+            {"name": "expand free", "module": "command", "args": {"_raw_params": "printf %s| ~/z $USER"}, "changed_when": false},
             {"name": "stdin", "module": "command", "args": {"_raw_params": "cat", "stdin": "fed"}, "changed_when": false},
             {"name": "bash", "module": "shell", "args": {"cmd": "echo ${BASH_VERSION:+bash}; echo err >&2; exit 3", "executable": "/bin/bash"}, "ignore_errors": true},
             {"name": "removes", "module": "command", "args": {"_raw_params": "true", "removes": format!("{b}/nope")}},
@@ -545,6 +549,19 @@ fn edge_cases_give_binary_modes_results_on_both_runs() {
         assert_eq!(
             rb["hosts"][&bin.name]["recap"],
             rs["hosts"][&ssh.name]["recap"]
+        );
+        let expanded = ns
+            .iter()
+            .filter(|t| t["name"].as_str().is_some_and(|n| n.starts_with("expand")))
+            .map(|t| t["result"]["stdout"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            expanded,
+            [
+                "HOME/x|HOME|/root/y|$RUSTLE_NOT_SET|USER|a*b c|x~|",
+                "HOME/z|USER|"
+            ],
+            "{ns:#?}"
         );
     }
     // Backups carry a process id and a time: compare everything else.

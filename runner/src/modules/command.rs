@@ -50,7 +50,10 @@ pub(super) fn command(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     // Ansible expands $VAR, ${VAR} and a leading ~ in each word (not a shell: no
     // globbing, no word splitting) unless expand_argument_vars is off.
     let argv: Vec<String> = if args::bool_or(a, "expand_argument_vars", true)? {
-        argv.iter().map(|w| expand_user(&expand_vars(w))).collect()
+        let env = |name: &str| std::env::var(name).ok();
+        argv.iter()
+            .map(|w| expand_word(w, &env, &passwd_home))
+            .collect()
     } else {
         argv
     };
@@ -62,9 +65,20 @@ pub(super) fn command(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     run(a, ctx, cmd, Value::from(argv.clone()))
 }
 
+/// A command word as Ansible's command module expands it: `os.path.expandvars` then
+/// `os.path.expanduser`, with `env` for variables and `home` for home directories
+/// (`None`: the current user's), so SSH mode can give the host's answers.
+pub fn expand_word(
+    word: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: &dyn Fn(Option<&str>) -> Option<String>,
+) -> String {
+    expand_user(&expand_vars(word, env), env, home)
+}
+
 /// Python's `os.path.expandvars`: `$name` and `${name}` of set variables are
 /// replaced, anything else (unset names, a lone `$`) is left as written.
-fn expand_vars(word: &str) -> String {
+fn expand_vars(word: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(word.len());
     let mut rest = word;
     while let Some(i) = rest.find('$') {
@@ -82,8 +96,8 @@ fn expand_vars(word: &str) -> String {
                 (after.get(..end).unwrap_or_default(), end)
             }
         };
-        match std::env::var(name) {
-            Ok(v) if !name.is_empty() => {
+        match env(name) {
+            Some(v) if !name.is_empty() => {
                 out.push_str(&v);
                 rest = after.get(consumed..).unwrap_or_default();
             }
@@ -99,7 +113,11 @@ fn expand_vars(word: &str) -> String {
 
 /// Python's `os.path.expanduser`: a leading `~` is $HOME (or the passwd home), a
 /// leading `~user` that user's home; unknown users are left as written.
-fn expand_user(word: &str) -> String {
+fn expand_user(
+    word: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    home_of: &dyn Fn(Option<&str>) -> Option<String>,
+) -> String {
     let Some(after) = word.strip_prefix('~') else {
         return word.to_string();
     };
@@ -111,9 +129,9 @@ fn expand_user(word: &str) -> String {
         None => (after, ""),
     };
     let home = if user.is_empty() {
-        std::env::var("HOME").ok().or_else(|| passwd_home(None))
+        env("HOME").or_else(|| home_of(None))
     } else {
-        passwd_home(Some(user))
+        home_of(Some(user))
     };
     match home {
         Some(h) => format!(
@@ -420,13 +438,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.data["stdout"], "$HOME ~");
-        assert_eq!(expand_user("~root/x"), "/root/x");
-        assert_eq!(
-            expand_user("~no-such-user-rustle/x"),
-            "~no-such-user-rustle/x"
-        );
-        assert_eq!(expand_user("a~"), "a~");
-        assert_eq!(expand_vars("${unterminated"), "${unterminated");
+        let here = |w: &str| expand_word(w, &|n| std::env::var(n).ok(), &passwd_home);
+        assert_eq!(here("~root/x"), "/root/x");
+        assert_eq!(here("~no-such-user-rustle/x"), "~no-such-user-rustle/x");
+        assert_eq!(here("a~"), "a~");
+        assert_eq!(here("${unterminated"), "${unterminated");
+    }
+
+    #[test]
+    fn expansion_asks_the_given_environment_and_homes() {
+        // As SSH mode uses it: another machine's variables and passwd entries.
+        let env = |n: &str| match n {
+            "HOME" => Some("/home/op".to_string()),
+            "APP" => Some("web".to_string()),
+            _ => None,
+        };
+        let home = |u: Option<&str>| match u {
+            Some("deploy") => Some("/srv/deploy".to_string()),
+            Some(_) => None,
+            None => Some("/home/from-passwd".to_string()),
+        };
+        let x = |w: &str| expand_word(w, &env, &home);
+        assert_eq!(x("~/$APP.conf"), "/home/op/web.conf");
+        assert_eq!(x("~deploy/${APP}"), "/srv/deploy/web");
+        assert_eq!(x("~nobody-here/x"), "~nobody-here/x");
+        assert_eq!(x("$NOT_SET-$APP"), "$NOT_SET-web");
+        // HOME unset: the passwd home of the current user, as Python does.
+        let x = |w: &str| expand_word(w, &|_: &str| None, &home);
+        assert_eq!(x("~/a"), "/home/from-passwd/a");
     }
 
     #[test]

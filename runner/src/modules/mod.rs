@@ -37,6 +37,7 @@ mod wait_for;
 
 pub use library::{LIBRARY_PREFIX, is_custom};
 
+pub use command::expand_word as expand_command_word;
 pub use command::split as split_command_line;
 
 use crate::plan::{HostFile, Vars};
