@@ -1,6 +1,7 @@
 //! The `rustle-deploy` command line: argument definitions and the top-level flow.
 
 use crate::config::{self, Settings, StrategyKind};
+use crate::custom::CustomError;
 use crate::deploy::{self, DeployError, Options, exit};
 use crate::inventory::Inventory;
 use crate::keys;
@@ -195,6 +196,11 @@ struct DeployArgs {
     /// always refused).
     #[arg(long)]
     accept_new_host_keys: bool,
+    /// When a custom runner (a plan with Rust modules) cannot be built for a platform,
+    /// run its hosts' tasks over SSH instead of stopping; the custom modules' tasks
+    /// then fail, naming the module.
+    #[arg(long)]
+    fallback_ssh: bool,
     /// Per-host limit in seconds for connecting, uploading and running [default: 120,
     /// or $RUSTLE_DEPLOYMENT_TIMEOUT].
     #[arg(long, value_name = "SECONDS")]
@@ -352,6 +358,7 @@ fn settings(args: &DeployArgs) -> Result<Settings, DeployError> {
     }
     s.verify |= args.verify;
     s.accept_new_host_keys |= args.accept_new_host_keys;
+    s.fallback_ssh |= args.fallback_ssh;
     Ok(s)
 }
 
@@ -369,6 +376,47 @@ fn build_options(args: &DeployArgs, s: &Settings) -> crate::custom::BuildOptions
         jobs: s.parallel.clamp(1, cpus),
         profile: crate::custom::profile(s.optimization_level, s.strip_symbols),
     }
+}
+
+/// The custom runner for each host's platform. A platform whose build fails sends its
+/// hosts to SSH mode when the user allows it (`--fallback-ssh`), saying so; otherwise
+/// the failure stops the deploy before any host is touched, with a hint.
+fn custom_runners(
+    prepared: &mut deploy::Prepared,
+    opts: &crate::custom::BuildOptions,
+    fallback: bool,
+) -> Result<std::collections::BTreeMap<Triple, crate::runners::Runner>, DeployError> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut triples: Vec<Triple> = prepared
+        .jobs
+        .iter()
+        .filter(|j| j.ssh_fallback.is_none())
+        .map(|j| j.triple)
+        .collect();
+    triples.sort();
+    triples.dedup();
+    for triple in triples {
+        match crate::custom::runners_for(&prepared.custom, &[triple], opts) {
+            Ok(r) => out.extend(r),
+            Err(e @ (CustomError::Compile { .. } | CustomError::Build { .. })) if fallback => {
+                eprintln!("rustle-deploy: {e}");
+                // Each host then says, as it starts, that its tasks run over SSH.
+                for j in prepared.jobs.iter_mut().filter(|j| j.triple == triple) {
+                    j.ssh_fallback = Some(format!(
+                        "the custom {triple} runner could not be built (--fallback-ssh)"
+                    ));
+                }
+            }
+            Err(e @ (CustomError::Compile { .. } | CustomError::Build { .. })) => {
+                eprintln!(
+                    "rustle-deploy: no host was touched; --fallback-ssh would run these hosts' tasks over SSH instead"
+                );
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }
 
 fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
@@ -698,8 +746,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
     } else if prepared.custom.is_empty() {
         deploy::runners_or_skip(&mut prepared, args.runner_dir.as_deref())?
     } else {
-        let triples: Vec<Triple> = prepared.jobs.iter().map(|j| j.triple).collect();
-        crate::custom::runners_for(&prepared.custom, &triples, &build_options(&args, &set))?
+        custom_runners(&mut prepared, &build_options(&args, &set), set.fallback_ssh)?
     };
     let Some(key) = &prepared.key else {
         return Err(DeployError::Unsupported("no signing key".into()));

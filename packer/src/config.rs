@@ -25,6 +25,7 @@
 //! | `deployment.known_hosts`           | [`Settings::known_hosts`]                 |
 //! | `deployment.accept_new_host_keys`  | [`Settings::accept_new_host_keys`]        |
 //! | `deployment.connect_timeout_secs`  | [`Settings::connect_timeout_secs`] (at least 1) |
+//! | `deployment.fallback_ssh`          | [`Settings::fallback_ssh`]                |
 //! | `compilation.binary_size_limit_mb` | [`Settings::binary_size_limit`], in MiB (1 MB = 1,048,576 bytes) |
 //! | `compilation.optimization_level`   | [`Settings::optimization_level`] (custom runners only) |
 //! | `compilation.strip_symbols`        | [`Settings::strip_symbols`] (custom runners only) |
@@ -92,6 +93,7 @@ const DEPLOYMENT_KEYS: &[&str] = &[
     "known_hosts",
     "accept_new_host_keys",
     "connect_timeout_secs",
+    "fallback_ssh",
 ];
 const COMPILATION_KEYS: &[&str] = &[
     "optimization_level",
@@ -224,6 +226,9 @@ pub struct Settings {
     pub accept_new_host_keys: bool,
     /// Seconds to wait for an SSH connection. Default 10.
     pub connect_timeout_secs: u64,
+    /// When a custom runner cannot be built, run its hosts' tasks over SSH instead of
+    /// stopping. Default off.
+    pub fallback_ssh: bool,
     /// Largest packed runner allowed, in bytes; `None` means no limit.
     pub binary_size_limit: Option<u64>,
     /// Target triple for hosts that name none (`targets.default_arch`).
@@ -253,6 +258,7 @@ impl Default for Settings {
             known_hosts: None,
             accept_new_host_keys: false,
             connect_timeout_secs: 10,
+            fallback_ssh: false,
             binary_size_limit: None,
             default_target: None,
             use_zigbuild: false,
@@ -622,6 +628,9 @@ fn apply_file(
     if let Some(v) = d.get_with("connect_timeout_secs", at_least_one::<u64>)? {
         s.connect_timeout_secs = v;
     }
+    if let Some(v) = d.get("fallback_ssh")? {
+        s.fallback_ssh = v;
+    }
 
     let mut c = section("compilation", COMPILATION_KEYS)?;
     if let Some(v) = c.get_with("optimization_level", |n: String| n.parse())? {
@@ -821,6 +830,7 @@ canary_percentage = 25
 known_hosts = "/etc/ssh/known"
 accept_new_host_keys = true
 connect_timeout_secs = 3
+fallback_ssh = true
 "#);
         let want = Settings {
             output_dir: "out".into(),
@@ -835,6 +845,7 @@ connect_timeout_secs = 3
             known_hosts: Some("/etc/ssh/known".into()),
             accept_new_host_keys: true,
             connect_timeout_secs: 3,
+            fallback_ssh: true,
             ..Settings::default()
         };
         assert_eq!(s, want);

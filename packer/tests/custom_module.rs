@@ -285,6 +285,51 @@ fn a_module_that_does_not_compile_is_named_with_its_line_and_nothing_runs() {
 }
 
 #[test]
+fn a_failed_build_falls_back_to_ssh_mode_only_when_allowed() {
+    let env = Env::new();
+    let marker = env.path("touched");
+    let plan = env.write_json(
+        "plan.json",
+        &json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [{"hosts": ["all"], "tasks": [
+                {"name": "first", "module": "file", "args": {"path": marker.to_str().unwrap(), "state": "touch"}},
+                {"name": "custom", "module": "explode", "args": {}},
+                {"name": "after", "module": "debug", "args": {"msg": "not reached"}}
+            ]}],
+            "modules": {"explode": {"source": EXPLODE}}
+        }),
+    );
+    let report = env.path("report.json");
+    let args = [plan.to_str().unwrap(), "--report", report.to_str().unwrap()];
+    // A cargo that fails: unless fallback is allowed, nothing runs, and the way out is
+    // named.
+    let out = env.deploy(&args, true);
+    let err = text(&out.stderr);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(err.contains("building the custom"), "{err}");
+    assert!(err.contains("--fallback-ssh"), "{err}");
+    assert!(!marker.exists(), "no task may run");
+    // Allowed, the host's tasks run in SSH mode (through a local shell here): the plain
+    // ones work, the custom module's task fails naming it, and the host stops there.
+    let mut with = args.to_vec();
+    with.push("--fallback-ssh");
+    let out = env.deploy(&with, true);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 2, "a task failed: {err}{}", text(&out.stdout));
+    assert!(
+        err.contains("runner could not be built (--fallback-ssh); its tasks run over SSH"),
+        "{err}"
+    );
+    assert!(marker.exists(), "the plain task ran");
+    let t = tasks(&report);
+    assert_eq!((t[0].0.as_str(), t[0].1.as_str()), ("first", "changed"));
+    assert_eq!((t[1].0.as_str(), t[1].1.as_str()), ("custom", "failed"));
+    assert!(t[1].2.contains("explode"), "{:?}", t[1]);
+    assert_eq!(t.len(), 2, "{t:?}");
+}
+
+#[test]
 fn module_names_and_uses_are_checked_before_any_build() {
     let env = Env::new();
     let deploy = |plan: Value| {
