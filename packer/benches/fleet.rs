@@ -17,6 +17,8 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Instant;
 
+// The shared plan; this benchmark uses only its first revision.
+#[allow(dead_code)]
 #[path = "support/plan.rs"]
 mod fleet_plan;
 use fleet_plan::{busy_seconds, plan};

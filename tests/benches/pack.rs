@@ -133,6 +133,45 @@ fn main() {
             ms(max(&embed_times))
         );
     }
+    per_triple(&plan, &settings, &signing);
+}
+
+/// (b) for each triple of the matrix whose runner is built here: the same 100 payloads
+/// embedded into that runner (ELF for Linux; for macOS a new segment and an ad-hoc
+/// signature whose page hashes are recomputed, so it costs more).
+fn per_triple(plan: &DeployPlan, settings: &PayloadSettings, signing: &SigningKey) {
+    const N: usize = 100;
+    let inventory = Inventory::parse_ini(&inventory_text(N), "bench").unwrap();
+    let mut notes = Vec::new();
+    let jobs =
+        deploy::pack_jobs(plan, &inventory, settings, signing, None, None, &mut notes).unwrap();
+    println!();
+    println!("embedding per triple ({N} hosts, in memory):");
+    for triple in rustle_deploy::target::ALL {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/runners")
+            .join(triple.as_str())
+            .join("rustle-runner");
+        let Ok(runner) = std::fs::read(&path) else {
+            println!(
+                "  {:<28} not built here (cargo xtask runners)",
+                triple.as_str()
+            );
+            continue;
+        };
+        let times = repeat(REPEATS, || {
+            let start = Instant::now();
+            for job in &jobs {
+                black_box(pack::pack(&job.host.name, triple, &runner, &job.sealed).unwrap());
+            }
+            start.elapsed()
+        });
+        line(
+            &format!("{} ({} bytes)", triple.as_str(), runner.len()),
+            median(&times),
+            N,
+        );
+    }
 }
 
 /// A realistic 50-task play on `all`: files, copies, a ~2 KB template, commands, shells,
