@@ -567,6 +567,19 @@ fn carry_out(
             );
         }
     }
+    // Where each SSH host's platform would be cached, to forget it if it proves wrong.
+    let cache_keys: Vec<(String, String, Triple)> = jobs
+        .iter()
+        .filter(|j| !j.host.is_local())
+        .map(|j| {
+            let (t, _) = remote::target(&j.host, &remote_options(set, String::new()));
+            (
+                j.host.name.clone(),
+                crate::target::TargetCache::key(&t.address, t.port),
+                j.triple,
+            )
+        })
+        .collect();
     let (on_event, bar) = progress(jobs.len());
     let done = remote::deploy_all(
         jobs,
@@ -587,6 +600,7 @@ fn carry_out(
         results.push(deploy::HostResult::unreachable(&s.host, s.reason));
         timings.push(remote::Timings::default());
     }
+    forget_wrong_platforms(&results, &cache_keys);
     print!("{}", deploy::recap_text(&results));
     if let Some(path) = &args.report {
         let mut report = deploy::report_json(id, &results);
@@ -606,6 +620,45 @@ fn carry_out(
 
 /// Refuses a deploy whose packed runners would exceed the size limit
 /// (`binary_size_limit_mb`, `$RUSTLE_BINARY_SIZE_LIMIT`), before any host is touched.
+/// A host where the runner could not even start (the shell's exit code 126: "Exec
+/// format error") is not the platform it was packed for: its cached `uname -sm` answer
+/// is dropped, so the next deploy asks it again instead of failing the same way.
+fn forget_wrong_platforms(results: &[deploy::HostResult], keys: &[(String, String, Triple)]) {
+    let Some(path) = crate::target::TargetCache::default_path() else {
+        return;
+    };
+    let wrong: Vec<&(String, String, Triple)> = keys
+        .iter()
+        .filter(|(host, _, _)| {
+            results.iter().any(|r| {
+                r.host == *host
+                    && r.error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("runner exited with code 126:"))
+            })
+        })
+        .collect();
+    if wrong.is_empty() {
+        return;
+    }
+    let mut cache = crate::target::TargetCache::load(&path);
+    let mut forgotten = 0;
+    for (host, key, triple) in &wrong {
+        if cache.get(key).is_some() {
+            cache.remove(key);
+            forgotten += 1;
+            eprintln!(
+                "rustle-deploy: host '{host}': the {triple} runner cannot execute there; its cached platform is forgotten, and the next deploy asks it again"
+            );
+        }
+    }
+    if forgotten > 0
+        && let Err(e) = cache.save()
+    {
+        eprintln!("rustle-deploy: cannot write {}: {e}", path.display());
+    }
+}
+
 fn check_size_limit(
     jobs: &[deploy::Job],
     runners: &std::collections::BTreeMap<Triple, crate::runners::Runner>,

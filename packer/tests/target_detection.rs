@@ -1,10 +1,10 @@
 //! How a host's platform is found, end to end against real `sshd` test hosts: probed
 //! with `uname -sm` when the inventory says nothing, cached in the deployer's
-//! `~/.rustle/targets.json`, and hosts whose platform has no runner reported by name
-//! while the others deploy.
+//! `~/.rustle/targets.json` (and forgotten when the runner cannot execute there), and
+//! hosts whose platform has no runner reported by name while the others deploy.
 //!
-//! Needs root, `openssh-server`, and the x86_64 and aarch64 Linux runners (`cargo xtask
-//! test` builds them).
+//! Needs root, `openssh-server`, the x86_64 and aarch64 Linux runners and the x86_64
+//! macOS runner (`cargo xtask test` builds them all).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -202,4 +202,54 @@ fn hosts_without_a_runner_run_their_tasks_over_ssh_and_the_others_deploy() {
     // Only the lab's Linux host was probed; the others declared their platform.
     let c = cache(home.path());
     assert_eq!(c.as_object().unwrap().len(), 1, "{c}");
+}
+
+#[test]
+fn a_cached_platform_that_proves_wrong_is_forgotten() {
+    let lab = Lab::new();
+    let h = lab.start("moved", "rustle-tp3");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let home = tempfile::tempdir().unwrap();
+    let plan = plan(home.path());
+    let args = ["-i", inv.to_str().unwrap(), plan.to_str().unwrap()];
+    // The cache says macOS (say the machine was reinstalled since): the packed macOS
+    // runner cannot execute on this Linux host.
+    let key = format!("127.0.0.1:{}", h.port);
+    std::fs::create_dir_all(home.path().join(".rustle")).unwrap();
+    std::fs::write(
+        home.path().join(".rustle/targets.json"),
+        serde_json::to_vec(
+            &json!({&key: {"uname": "Darwin x86_64", "triple": "x86_64-apple-darwin"}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let first = deploy(home.path(), &lab, &args);
+    assert_eq!(first.status.code(), Some(3), "{}", text(&first));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("host 'moved': the x86_64-apple-darwin runner cannot execute there; its cached platform is forgotten"),
+        "{}",
+        text(&first)
+    );
+    assert!(
+        cache(home.path()).get(&key).is_none(),
+        "{}",
+        cache(home.path())
+    );
+    assert!(!h.home.join("hello").exists());
+    // The next deploy asks the host, and deploys.
+    let second = deploy(home.path(), &lab, &["-v", args[0], args[1], args[2]]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("probed `uname -sm`: Linux x86_64"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(
+        cache(home.path())[&key]["triple"],
+        "x86_64-unknown-linux-musl"
+    );
+    assert!(h.home.join("hello").exists());
 }
