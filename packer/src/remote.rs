@@ -176,10 +176,9 @@ impl Shell {
         }
     }
 
-    /// Runs a [`Script::DeployCached`] script: after its first line says whether the
-    /// host has the runner cached, sends the payload, and the runner (gzip-compressed
-    /// when the host can expand it) once the host says its reader runs.
-    /// Returns the exit code, stderr and the bytes sent.
+    /// Runs a [`Script::DeployCached`] script: its first line says whether the host has
+    /// the runner cached; if not, the runner goes first (see [`RunnerUpload`]), then the
+    /// payload, on the runner's stdin. Returns the exit code, stderr and the bytes sent.
     async fn exec_cached(
         &self,
         script: &str,
@@ -189,20 +188,7 @@ impl Shell {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Option<i32>, String, u64), String> {
         let mut upload = RunnerUpload::new(payload);
-        let mut answer = |line: &str| match line {
-            "rustle:have-runner" => Reply::Last(payload.to_vec()),
-            "rustle:need-runner" => upload.start(runner.to_vec()),
-            // Less than half the bytes: on a first deploy the hosts' sshd spends most of
-            // its time on the data, so this is what a fleet's first deploy waits for.
-            // Compressing takes a while the first time: the runtime's other tasks move on.
-            "rustle:need-runner-gz" => {
-                upload.start(tokio::task::block_in_place(|| gzip(runner, cache)).to_vec())
-            }
-            "rustle:ack" => upload.acked(),
-            // Not our script's line (a broken shell profile, say): send nothing more; the
-            // script then fails on its size check and says so.
-            _ => Reply::Last(Vec::new()),
-        };
+        let mut answer = |line: &str| upload.reply(line, runner, cache);
         match self {
             Shell::Ssh(c, _) => c
                 .exec_conversation(script, &mut answer, on_line)
@@ -259,12 +245,14 @@ async fn local_exec(
     Ok((status.code(), stderr))
 }
 
-/// The deployer's side of a runner upload in frames (see [`Script::DeployCached`]):
-/// which frame goes next, how many the host has taken in, and the payload that follows
-/// the last.
+/// The deployer's side of a [`Script::DeployCached`] conversation: which frame of the
+/// runner goes next, how many the host has taken in, how many may be unacknowledged
+/// (the host's `window`: 2 where `head -c` reads exactly, 1 where it may read ahead and
+/// would swallow the next frame), and the payload that follows the last.
 struct RunnerUpload<'a> {
     payload: &'a [u8],
     body: Vec<u8>,
+    window: usize,
     next: usize,
     acked: usize,
 }
@@ -274,8 +262,35 @@ impl<'a> RunnerUpload<'a> {
         RunnerUpload {
             payload,
             body: Vec::new(),
+            window: 1,
             next: 0,
             acked: 0,
+        }
+    }
+
+    /// What to send for a line of the script's output.
+    fn reply(&mut self, line: &str, runner: &[u8], cache: &Path) -> Reply {
+        let window = |rest: &str| {
+            rest.trim()
+                .strip_prefix("window=")
+                .and_then(|w| w.parse::<usize>().ok())
+                .unwrap_or(1)
+                .clamp(1, ssh::RUNNER_FRAMES_IN_FLIGHT)
+        };
+        if line == "rustle:have-runner" {
+            Reply::Last(self.payload.to_vec())
+        } else if let Some(rest) = line.strip_prefix("rustle:need-runner-gz") {
+            // Less than half the bytes; compressing takes a while the first time, so the
+            // runtime's other tasks move on meanwhile.
+            let gz = tokio::task::block_in_place(|| gzip(runner, cache));
+            self.start(gz.to_vec(), window(rest))
+        } else if let Some(rest) = line.strip_prefix("rustle:need-runner") {
+            self.start(runner.to_vec(), window(rest))
+        } else if line == "rustle:ack" {
+            self.acked()
+        } else {
+            // Not the script's (a shell profile's chatter, say): shown, not answered.
+            Reply::Pass
         }
     }
 
@@ -283,7 +298,8 @@ impl<'a> RunnerUpload<'a> {
         self.body.len().div_ceil(ssh::RUNNER_FRAME)
     }
 
-    /// Frame `i`: its size line and bytes, and after the last one the `0` line.
+    /// Frame `i`: its size line and bytes, and after the last one the `0` line when
+    /// the host reads exactly (else it follows the last ack).
     fn frame(&self, i: usize) -> Vec<u8> {
         let start = i * ssh::RUNNER_FRAME;
         let bytes = self
@@ -292,21 +308,22 @@ impl<'a> RunnerUpload<'a> {
             .unwrap_or_default();
         let mut v = format!("{}\n", bytes.len()).into_bytes();
         v.extend_from_slice(bytes);
-        if i + 1 == self.frames() {
+        if i + 1 == self.frames() && self.window > 1 {
             v.extend_from_slice(b"0\n");
         }
         v
     }
 
     /// The first frames of `body` (the runner, maybe compressed).
-    fn start(&mut self, body: Vec<u8>) -> Reply {
+    fn start(&mut self, body: Vec<u8>, window: usize) -> Reply {
         self.body = body;
+        self.window = window;
         if self.body.is_empty() {
             // Nothing to send (compressing failed): the host's size check says so.
             return Reply::Last([&b"0\n"[..], self.payload].concat());
         }
         let mut v = Vec::new();
-        while self.next < self.frames().min(ssh::RUNNER_FRAMES_IN_FLIGHT) {
+        while self.next < self.frames().min(self.window) {
             v.extend(self.frame(self.next));
             self.next += 1;
         }
@@ -318,7 +335,8 @@ impl<'a> RunnerUpload<'a> {
     fn acked(&mut self) -> Reply {
         self.acked += 1;
         if self.acked >= self.frames() {
-            return Reply::Last(self.payload.to_vec());
+            let end: &[u8] = if self.window > 1 { b"" } else { b"0\n" };
+            return Reply::Last([end, self.payload].concat());
         }
         if self.next < self.frames() {
             self.next += 1;
@@ -348,17 +366,20 @@ fn gzip(runner: &[u8], cache: &Path) -> Arc<Vec<u8>> {
 
 /// A runner gzip-compressed at the best level, kept in `<cache>/gz/<blake3>.gz`: 10%
 /// fewer bytes than a fast level for every host of every later deploy, for half a
-/// second once. The file's own blake3 is kept beside it (`.gz.b3`); a file that does
-/// not match is remade. Empty when compressing fails (the host then refuses the upload).
+/// second once. A cached file is used only when it expands to exactly this runner (a
+/// few milliseconds, once per process): the host runs what arrives, and only the
+/// uploaded runner itself would check it there. Anything else is remade. Empty when
+/// compressing fails (the host then refuses the upload).
 fn gzip_on_disk(runner: &[u8], key: &rustle_runner::payload::Digest, cache: &Path) -> Vec<u8> {
-    use std::io::Write as _;
+    use std::io::{Read as _, Write as _};
     let file = cache.join("gz").join(format!("{}.gz", key.to_hex()));
-    let sum = file.with_extension("gz.b3");
-    let cached = std::fs::read(&file).ok().filter(|gz| {
-        std::fs::read_to_string(&sum)
-            .is_ok_and(|s| s.trim() == rustle_runner::payload::Digest::of(gz).to_hex())
-    });
-    if let Some(gz) = cached {
+    let expands_to_runner = |gz: &[u8]| {
+        let mut out = Vec::with_capacity(runner.len());
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut out)
+            .is_ok_and(|_| rustle_runner::payload::Digest::of(&out) == *key)
+    };
+    if let Some(gz) = std::fs::read(&file).ok().filter(|gz| expands_to_runner(gz)) {
         return gz;
     }
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -366,10 +387,8 @@ fn gzip_on_disk(runner: &[u8], key: &rustle_runner::payload::Digest, cache: &Pat
         return Vec::new();
     };
     // A cache that cannot be written only costs the next deploy this work again.
-    let digest = rustle_runner::payload::Digest::of(&gz).to_hex();
     let _ = std::fs::create_dir_all(cache.join("gz"));
-    let _ = rustle_runner::install::write_atomic(&file, &gz, 0o644)
-        .and_then(|()| rustle_runner::install::write_atomic(&sum, digest.as_bytes(), 0o644));
+    let _ = rustle_runner::install::write_atomic(&file, &gz, 0o644);
     gz
 }
 
@@ -999,12 +1018,13 @@ mod tests {
     const FAKE_RUNNER: &[u8] = b"#!/bin/sh\necho \"args: $*\"\necho \"stdin: $(cat)\"\nexit 0\n";
 
     /// Runs a [`Script::DeployCached`] script under `sh` in `home`, with PATH limited to
-    /// `path`, answering its lines with `upload` as the deployer does over SSH. Returns
-    /// stdout's other lines, the number of acks, stderr and the exit code.
+    /// `path`, answered by [`RunnerUpload::reply`] as over SSH (`runner` is what the
+    /// deployer has; `runner_size` what the script is told). Returns stdout's other
+    /// lines, the number of acks, stderr and the exit code.
     fn converse(
         home: &Path,
         path: &str,
-        body: &[u8],
+        runner: &[u8],
         runner_size: usize,
         digest: &str,
     ) -> (Vec<String>, usize, String, Option<i32>) {
@@ -1033,25 +1053,19 @@ mod tests {
         let mut stdin = Some(child.stdin.take().unwrap());
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let payload = b"the payload".to_vec();
+        let cache = home.join("deployer-cache");
         let mut upload = RunnerUpload::new(&payload);
         let (mut lines, mut acks) = (Vec::new(), 0);
         for line in stdout.lines() {
             let line = line.unwrap();
-            let reply = match line.as_str() {
-                "rustle:have-runner" => Reply::Last(payload.clone()),
-                "rustle:need-runner" | "rustle:need-runner-gz" => upload.start(body.to_vec()),
-                "rustle:ack" => {
-                    acks += 1;
-                    upload.acked()
-                }
-                _ => {
+            acks += usize::from(line == "rustle:ack");
+            let (bytes, last) = match upload.reply(&line, runner, &cache) {
+                Reply::Send(b) => (b, false),
+                Reply::Last(b) => (b, true),
+                Reply::Pass => {
                     lines.push(line);
                     continue;
                 }
-            };
-            let (bytes, last) = match reply {
-                Reply::Send(b) => (b, false),
-                Reply::Last(b) => (b, true),
             };
             if let Some(s) = stdin.as_mut() {
                 s.write_all(&bytes).unwrap();
@@ -1069,21 +1083,40 @@ mod tests {
         )
     }
 
-    /// A directory of links to the tools the script uses, gzip only when asked.
-    fn tools(dir: &Path, with_gzip: bool) -> String {
-        let bin = dir.join(if with_gzip { "bin-gz" } else { "bin" });
+    /// A directory of links to the tools the script uses: gzip only when asked, and
+    /// with `exact_head` false a `head` that, like busybox's or BSD's, knows no
+    /// `--version` (so the script asks for one frame at a time).
+    fn tools(dir: &Path, with_gzip: bool, exact_head: bool) -> String {
+        let bin = dir.join(format!("bin-{with_gzip}-{exact_head}"));
         std::fs::create_dir_all(&bin).unwrap();
-        let mut names = vec!["head", "wc", "mkdir", "find", "chmod", "mv", "rm", "cat"];
+        let mut names = vec!["wc", "mkdir", "find", "chmod", "mv", "rm", "cat"];
         if with_gzip {
             names.push("gzip");
         }
-        for name in names {
-            let found = ["/usr/bin", "/bin"]
+        let real = |name: &str| {
+            ["/usr/bin", "/bin"]
                 .iter()
                 .map(|d| Path::new(d).join(name))
                 .find(|p| p.exists())
-                .unwrap();
-            let _ = std::os::unix::fs::symlink(found, bin.join(name));
+                .unwrap()
+        };
+        if exact_head {
+            names.push("head");
+        } else {
+            let head = bin.join("head");
+            std::fs::write(
+                &head,
+                format!(
+                    "#!/bin/sh\ncase \"$1\" in --version) exit 1;; esac\nexec {} \"$@\"\n",
+                    real("head").display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&head, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for name in names {
+            let _ = std::os::unix::fs::symlink(real(name), bin.join(name));
         }
         bin.to_str().unwrap().to_string()
     }
@@ -1095,42 +1128,63 @@ mod tests {
     }
 
     #[test]
-    fn frames_keep_two_in_flight_and_the_payload_follows_the_last() {
+    fn frames_stay_within_the_window_and_the_payload_follows_the_last() {
         let payload = b"P".to_vec();
-        let mut u = RunnerUpload::new(&payload);
         let body = vec![7u8; ssh::RUNNER_FRAME * 3 + 5];
-        let mut sent = match u.start(body.clone()) {
-            Reply::Send(b) => b,
-            Reply::Last(_) => panic!("ended before the runner was sent"),
-        };
-        // Two frames go at once; each ack brings one more, the last with the end line.
-        assert_eq!(sent.len(), 2 * (ssh::RUNNER_FRAME + 7));
-        for _ in 0..2 {
-            match u.acked() {
-                Reply::Send(b) => sent.extend(b),
-                Reply::Last(_) => panic!("ended early"),
+        for window in [1, 2] {
+            let mut u = RunnerUpload::new(&payload);
+            // Bytes sent, and how many frames went out before each ack.
+            let mut sent = Vec::new();
+            let mut out = 0usize;
+            let first = match u.start(body.clone(), window) {
+                Reply::Send(b) => b,
+                other => panic!("ended before the runner was sent: {other:?}"),
+            };
+            assert_eq!(
+                first.len(),
+                window * (ssh::RUNNER_FRAME + 7),
+                "window {window}"
+            );
+            out += window;
+            sent.extend(first);
+            let mut acks = 0;
+            let last = loop {
+                acks += 1;
+                assert!(
+                    out - (acks - 1) <= window,
+                    "more than {window} unacknowledged"
+                );
+                match u.acked() {
+                    Reply::Send(b) => {
+                        out += usize::from(!b.is_empty());
+                        sent.extend(b);
+                    }
+                    Reply::Last(b) => break b,
+                    Reply::Pass => panic!("an ack is answered"),
+                }
+            };
+            assert_eq!(acks, 4, "one ack per frame");
+            // The end line comes with the last frame where the host reads exactly, else
+            // after the last ack; the payload follows it.
+            let end: &[u8] = if window > 1 { b"" } else { b"0\n" };
+            assert_eq!(last, [end, &payload[..]].concat(), "window {window}");
+            sent.extend_from_slice(end);
+            // What was sent parses back, frame by frame, into the body.
+            let mut rest = &sent[..];
+            let mut got = Vec::new();
+            loop {
+                let nl = rest.iter().position(|b| *b == b'\n').unwrap();
+                let n: usize = std::str::from_utf8(&rest[..nl]).unwrap().parse().unwrap();
+                rest = &rest[nl + 1..];
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
             }
+            assert!(rest.is_empty());
+            assert_eq!(got, body);
         }
-        assert!(matches!(u.acked(), Reply::Send(b) if b.is_empty()));
-        let Reply::Last(last) = u.acked() else {
-            panic!("the fourth ack should end the upload");
-        };
-        assert_eq!(last, payload);
-        // What was sent parses back, frame by frame, into the body.
-        let mut rest = &sent[..];
-        let mut got = Vec::new();
-        loop {
-            let nl = rest.iter().position(|b| *b == b'\n').unwrap();
-            let n: usize = std::str::from_utf8(&rest[..nl]).unwrap().parse().unwrap();
-            rest = &rest[nl + 1..];
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&rest[..n]);
-            rest = &rest[n..];
-        }
-        assert!(rest.is_empty());
-        assert_eq!(got, body);
     }
 
     #[test]
@@ -1148,44 +1202,54 @@ mod tests {
             x.to_le_bytes()[0]
         }));
         let frames = |n: usize| n.div_ceil(ssh::RUNNER_FRAME);
-        let gz_path = tools(home, true);
-        let digest = "d1";
-        let (lines, acks, err, code) =
-            converse(home, &gz_path, &compressed(&runner), runner.len(), digest);
-        assert_eq!(code, Some(0), "{err}");
         let gz_frames = frames(compressed(&runner).len());
         assert!(gz_frames > ssh::RUNNER_FRAMES_IN_FLIGHT);
-        assert_eq!(acks, gz_frames, "{lines:?}");
-        assert_eq!(
-            lines.last().map(String::as_str),
-            Some("stdin: the payload"),
-            "{lines:?}"
-        );
-        let args = lines.iter().find(|l| l.starts_with("args: ")).unwrap();
-        assert!(
-            args.contains("--expect-file d1 --payload - --trusted-key"),
-            "{args}"
-        );
-        let cached = home.join("root/cache/d1/rustle-runner");
-        assert_eq!(std::fs::read(&cached).unwrap(), runner);
-        use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(
-            std::fs::metadata(&cached).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
-        // The key went into the login user's trust store, once, however often it runs.
-        let (_, acks, err, code) = converse(home, &gz_path, b"", runner.len(), digest);
+        let cached = |d: &str| home.join("root/cache").join(d).join("rustle-runner");
+        // gzip and an exact head; gzip with a head that may read ahead (one frame at a
+        // time); no gzip (the runner as it is).
+        for (digest, gz, exact) in [("d1", true, true), ("d2", true, false), ("d3", false, true)] {
+            let path = tools(home, gz, exact);
+            let (lines, acks, err, code) = converse(home, &path, &runner, runner.len(), digest);
+            assert_eq!(code, Some(0), "{digest}: {err}");
+            let want = if gz { gz_frames } else { frames(runner.len()) };
+            assert_eq!(acks, want, "{digest}: {lines:?}");
+            assert_eq!(
+                lines.last().map(String::as_str),
+                Some("stdin: the payload"),
+                "{digest}: {lines:?}"
+            );
+            let args = lines.iter().find(|l| l.starts_with("args: ")).unwrap();
+            assert!(
+                args.contains(&format!("--expect-file {digest} --payload - --trusted-key")),
+                "{args}"
+            );
+            assert_eq!(std::fs::read(cached(digest)).unwrap(), runner);
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&cached(digest)), 0o700);
+            assert_eq!(mode(&home.join("root")), 0o700, "the state root is private");
+        }
+        // A second deploy finds it and sends only the payload.
+        let (_, acks, err, code) =
+            converse(home, &tools(home, true, true), &runner, runner.len(), "d1");
         assert_eq!((code, acks), (Some(0), 0), "{err}");
-        let store = std::fs::read_to_string(home.join(".rustle/trusted_keys")).unwrap();
-        assert_eq!(store, "rustle-ed25519 0011 test\n");
-        // A host without gzip gets the runner as it is.
-        let (lines, acks, err, code) =
-            converse(home, &tools(home, false), &runner, runner.len(), "d2");
-        assert_eq!((code, acks), (Some(0), frames(runner.len())), "{err}");
-        assert_eq!(lines.last().map(String::as_str), Some("stdin: the payload"));
+    }
+
+    #[test]
+    fn the_key_is_remembered_once_even_after_an_unfinished_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let path = tools(home, true, true);
+        std::fs::create_dir_all(home.join(".rustle")).unwrap();
+        // A store whose last line has no newline, as an editor may leave it.
+        std::fs::write(home.join(".rustle/trusted_keys"), "rustle-ed25519 aa other").unwrap();
+        for _ in 0..2 {
+            let (_, _, err, code) = converse(home, &path, FAKE_RUNNER, FAKE_RUNNER.len(), "k");
+            assert_eq!(code, Some(0), "{err}");
+        }
         assert_eq!(
-            std::fs::read(home.join("root/cache/d2/rustle-runner")).unwrap(),
-            runner
+            std::fs::read_to_string(home.join(".rustle/trusted_keys")).unwrap(),
+            "rustle-ed25519 aa other\nrustle-ed25519 0011 test\n"
         );
     }
 
@@ -1193,25 +1257,54 @@ mod tests {
     fn a_short_upload_is_refused_and_leaves_no_runner() {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path();
-        let path = tools(home, true);
-        let (lines, _, err, code) = converse(
-            home,
-            &path,
-            &compressed(FAKE_RUNNER),
-            FAKE_RUNNER.len() + 1,
-            "d3",
-        );
-        assert_eq!(code, Some(70), "{lines:?}");
-        assert!(err.contains("upload truncated"), "{err}");
-        assert!(!home.join("root/cache/d3/rustle-runner").exists());
-        let leftovers: Vec<_> = std::fs::read_dir(home.join("root/cache/d3"))
-            .unwrap()
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        for (digest, gz) in [("s1", true), ("s2", false)] {
+            let path = tools(home, gz, true);
+            let (lines, _, err, code) =
+                converse(home, &path, FAKE_RUNNER, FAKE_RUNNER.len() + 1, digest);
+            assert_eq!(code, Some(70), "{lines:?}");
+            assert!(err.contains("upload truncated"), "{err}");
+            let dir = home.join("root/cache").join(digest);
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+            assert!(left.is_empty(), "{left:?}");
+        }
     }
 
     #[test]
-    fn the_compressed_runner_is_cached_and_a_damaged_copy_remade() {
+    fn a_gzip_that_fails_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let path = tools(home, false, true);
+        // A gzip that exists but cannot expand anything.
+        let gzip = Path::new(&path).join("gzip");
+        std::fs::write(&gzip, "#!/bin/sh\necho 'gzip: broken' >&2\nexit 1\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&gzip, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (_, _, err, code) = converse(home, &path, FAKE_RUNNER, FAKE_RUNNER.len(), "g");
+        assert_eq!(code, Some(70), "{err}");
+        assert!(
+            err.contains("gzip could not expand the uploaded runner"),
+            "{err}"
+        );
+        assert!(!home.join("root/cache/g/rustle-runner").exists());
+    }
+
+    #[test]
+    fn chatter_before_the_first_line_is_shown_not_answered() {
+        let payload = b"P".to_vec();
+        let mut u = RunnerUpload::new(&payload);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            u.reply("Welcome to host", b"runner", dir.path()),
+            Reply::Pass
+        ));
+        assert!(matches!(
+            u.reply("rustle:have-runner", b"runner", dir.path()),
+            Reply::Last(b) if b == payload
+        ));
+    }
+
+    #[test]
+    fn the_compressed_runner_is_cached_and_a_wrong_copy_remade() {
         let dir = tempfile::tempdir().unwrap();
         let runner: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
@@ -1226,17 +1319,17 @@ mod tests {
         assert_eq!(expands(&gz), runner);
         let file = dir.path().join("gz").join(format!("{}.gz", key.to_hex()));
         assert_eq!(std::fs::read(&file).unwrap(), gz);
-        // A later deploy reads it back rather than compressing again...
-        std::fs::write(&file, compressed(b"a stand-in")).unwrap();
-        let sum = rustle_runner::payload::Digest::of(&std::fs::read(&file).unwrap()).to_hex();
-        std::fs::write(file.with_extension("gz.b3"), sum).unwrap();
-        assert_eq!(
-            expands(&gzip_on_disk(&runner, &key, dir.path())),
-            b"a stand-in"
-        );
-        // ...but a damaged file is remade, never sent.
-        std::fs::write(&file, b"damaged").unwrap();
-        assert_eq!(expands(&gzip_on_disk(&runner, &key, dir.path())), runner);
-        assert_eq!(expands(&std::fs::read(&file).unwrap()), runner);
+        // A later deploy reads it back rather than compressing again: a copy made at
+        // another level is taken as it is...
+        let other_level = compressed(&runner);
+        assert_ne!(other_level, gz);
+        std::fs::write(&file, &other_level).unwrap();
+        assert_eq!(gzip_on_disk(&runner, &key, dir.path()), other_level);
+        // ...but a file that is damaged, or expands to something else, is never sent.
+        for wrong in [b"damaged".to_vec(), compressed(b"another runner")] {
+            std::fs::write(&file, &wrong).unwrap();
+            assert_eq!(expands(&gzip_on_disk(&runner, &key, dir.path())), runner);
+            assert_eq!(expands(&std::fs::read(&file).unwrap()), runner);
+        }
     }
 }

@@ -387,6 +387,8 @@ pub enum Reply {
     Send(Vec<u8>),
     /// Send these bytes, close stdin, and pass later lines to `on_line`.
     Last(Vec<u8>),
+    /// Not a line of the conversation: give it to `on_line`, send nothing, go on.
+    Pass,
 }
 
 impl Connection {
@@ -456,8 +458,8 @@ impl Connection {
     /// Like [`Connection::exec`], but stdin is a conversation: each line of output
     /// goes to `answer` while it asks to hear more, and what it returns is sent
     /// ([`Reply`]); once it ends the conversation, stdin is closed and later lines go to
-    /// `on_line`. A host script uses this to say what it needs, and to say when its
-    /// reader is running before a large upload (see [`Script::DeployCached`]).
+    /// `on_line`. A host script uses this to say what it needs and to acknowledge what it
+    /// has read, which paces a large upload (see [`Script::DeployCached`]).
     /// Returns the exit code (`None` when killed by a signal), stderr and the bytes sent.
     pub async fn exec_conversation(
         &self,
@@ -466,14 +468,33 @@ impl Connection {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Option<u32>, String, u64), SshError> {
         let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
-        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
+        let channel = self.handle.channel_open_session().await.map_err(ch_err)?;
         channel.exec(true, command).await.map_err(ch_err)?;
+        let (mut reader, writer) = channel.split();
+        // Sending waits for the host's window; reading must not wait with it (a host
+        // that exits without reading all of stdin would never open the window again),
+        // so a task sends what the conversation queues: bytes, then `None` for the end.
+        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<Option<Vec<u8>>>();
+        let sender = tokio::spawn(async move {
+            while let Some(item) = queued.recv().await {
+                let done = match item {
+                    Some(bytes) => writer.data(&bytes[..]).await.is_err(),
+                    None => {
+                        let _ = writer.eof().await;
+                        true
+                    }
+                };
+                if done {
+                    break;
+                }
+            }
+        });
         let mut pending: Vec<u8> = Vec::new();
         let mut stderr: Vec<u8> = Vec::new();
         let mut code = None;
         let mut talking = true;
         let mut sent = 0u64;
-        while let Some(msg) = channel.wait().await {
+        while let Some(msg) = reader.wait().await {
             match msg {
                 russh::ChannelMsg::Data { data } => {
                     pending.extend_from_slice(&data);
@@ -488,14 +509,18 @@ impl Connection {
                         let (bytes, more) = match answer(line) {
                             Reply::Send(b) => (b, true),
                             Reply::Last(b) => (b, false),
+                            Reply::Pass => {
+                                on_line(line);
+                                continue;
+                            }
                         };
                         if !bytes.is_empty() {
                             sent += bytes.len() as u64;
-                            channel.data(&bytes[..]).await.map_err(ch_err)?;
+                            let _ = queue.send(Some(bytes));
                         }
                         if !more {
                             talking = false;
-                            channel.eof().await.map_err(ch_err)?;
+                            let _ = queue.send(None);
                         }
                     }
                 }
@@ -504,7 +529,8 @@ impl Connection {
                 _ => {}
             }
         }
-        if !pending.is_empty() && !talking {
+        sender.abort();
+        if !pending.is_empty() {
             on_line(String::from_utf8_lossy(&pending).trim_end());
         }
         Ok((code, String::from_utf8_lossy(&stderr).into_owned(), sent))
@@ -564,14 +590,15 @@ fn trust_lines(key_line: &str) -> String {
 fn remember_key(key_line: &str) -> String {
     let key = sh_quote(key_line);
     format!(
-        "k={key}\nt=\"$HOME/.rustle/trusted_keys\"\nknown=\n\
-         if [ -f \"$t\" ]; then while IFS= read -r l; do if [ \"$l\" = \"$k\" ]; then known=1; fi; done < \"$t\"; fi\n\
-         if [ -z \"$known\" ]; then mkdir -p -m 700 \"$HOME/.rustle\"; (umask 077; printf '%s\\n' \"$k\" >> \"$t\"); fi\n"
+        "k={key}\nt=\"$HOME/.rustle/trusted_keys\"\nknown=\nopen=\n\
+         if [ -f \"$t\" ]; then while IFS= read -r l || {{ [ -n \"$l\" ] && open=1; }}; do if [ \"$l\" = \"$k\" ]; then known=1; fi; done < \"$t\"; fi\n\
+         if [ -z \"$known\" ]; then mkdir -p -m 700 \"$HOME/.rustle\"; (umask 077; if [ -n \"$open\" ]; then echo >> \"$t\"; fi; printf '%s\\n' \"$k\" >> \"$t\"); fi\n"
     )
 }
 
-/// Opens every script that receives files: a private temp directory, with the login
-/// umask kept in `$u0` so the runner's tasks get it back ([`trust_lines`] restores it).
+/// Opens the scripts that receive a whole runner or run an installed one: a private
+/// temp directory, with the login umask kept in `$u0` so the runner's tasks get it back
+/// ([`trust_lines`] restores it). The cached deploy needs none ([`Script::DeployCached`]).
 const TEMP_DIR: &str = "set -e\nu0=$(umask)\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
 
 /// What a host is asked to do.
@@ -587,10 +614,13 @@ pub enum Script<'a> {
     /// Ship only the payload when the host's runner cache holds the bare runner
     /// (`runner_digest`), else the bare runner first. The script's first line says
     /// which: `rustle:have-runner`, `rustle:need-runner-gz` (the host has gzip, so the
-    /// runner comes gzip-compressed) or `rustle:need-runner`. A runner comes in frames
-    /// (a line with the frame's size, then its bytes; a `0` line ends them), and the
-    /// script answers `rustle:ack` as it takes in each one. The deployer keeps at most
-    /// [`RUNNER_FRAMES_IN_FLIGHT`] frames unacknowledged: what the host has not read
+    /// runner comes gzip-compressed) or `rustle:need-runner`, the last two with
+    /// `window=N`: 2 where `head -c` is GNU's, which reads exactly what it is asked, 1
+    /// elsewhere (busybox and BSD `head` read ahead through stdio, and would swallow a
+    /// second frame). A runner comes in frames (a line with the frame's size, then its
+    /// bytes; a `0` line ends them), and the script answers `rustle:ack` as it takes in
+    /// each one. The deployer keeps at most `N` (at most
+    /// [`RUNNER_FRAMES_IN_FLIGHT`]) frames unacknowledged: what the host has not read
     /// yet waits in its sshd, and OpenSSH grows that buffer a few kilobytes at a time,
     /// copying it each time, so megabytes sent ahead of a gzip that reads more slowly
     /// than loopback delivers cost more CPU than all the rest of a first deploy. Then
@@ -602,7 +632,8 @@ pub enum Script<'a> {
     DeployCached {
         /// blake3 of the bare runner: its cache key, and checked by the runner itself.
         runner_digest: &'a str,
-        /// Runner bytes that follow the payload when the host needs them.
+        /// The bare runner's size (uncompressed), which the host checks what it
+        /// received against.
         runner_size: usize,
         /// Runner arguments (`--root`, `--payload`, `--trusted-key` and `--expect-file`
         /// are added).
@@ -652,22 +683,27 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             "set -e\n{pre}c=\"$R/cache/\"{dig}\n\
              need=\n\
              if [ ! -x \"$c/rustle-runner\" ]; then\n\
-             mkdir -p -m 700 \"$R\"\n\
+             u0=$(umask)\n\
+             umask 077\n\
              mkdir -p \"$c\"\n\
              find \"$c\" -maxdepth 1 -name '.incoming.*' -mmin +10 -exec rm -f {{}} + 2>/dev/null || true\n\
              if command -v gzip >/dev/null 2>&1; then need=gz; else need=raw; fi\n\
+             if head --version >/dev/null 2>&1; then w=2; else w=1; fi\n\
              fi\n\
-             case \"$need\" in gz) echo rustle:need-runner-gz;; raw) echo rustle:need-runner;; *) echo rustle:have-runner;; esac\n\
+             case \"$need\" in gz) echo \"rustle:need-runner-gz window=$w\";; raw) echo \"rustle:need-runner window=$w\";; *) echo rustle:have-runner;; esac\n\
              if [ -n \"$need\" ]; then\n\
              inc=\"$c/.incoming.$$\"\n\
              exec 4>&1\n\
              frames() {{ while IFS= read -r n && [ \"$n\" != 0 ]; do case \"$n\" in ''|*[!0-9]*) return 70;; esac; head -c \"$n\"; echo rustle:ack >&4; done; }}\n\
-             if [ \"$need\" = gz ]; then frames | gzip -dc > \"$inc\" || true; else frames > \"$inc\" || true; fi\n\
+             if [ \"$need\" = gz ]; then\n\
+             if ! frames | gzip -dc > \"$inc\"; then rm -f \"$inc\"; echo \"rustle: gzip could not expand the uploaded runner\" >&2; exit 70; fi\n\
+             else frames > \"$inc\" || true; fi\n\
              exec 4>&-\n\
              got=$(wc -c < \"$inc\")\n\
              if [ \"$got\" -ne {runner_size} ]; then rm -f \"$inc\"; echo \"rustle: upload truncated: $got of {runner_size} bytes\" >&2; exit 70; fi\n\
              chmod 700 \"$inc\"\n\
              mv \"$inc\" \"$c/rustle-runner\"\n\
+             umask \"$u0\"\n\
              fi\n{remember}set +e\n\
              \"$c/rustle-runner\" --expect-file {dig} --payload - --trusted-key \"$t\" --root \"$R\" {args}\nexit $?\n",
             dig = sh_quote(runner_digest),

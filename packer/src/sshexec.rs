@@ -14,7 +14,7 @@
 //! semantics come for free. Any other module fails with "cannot run in SSH mode".
 //!
 //! The host needs `sh`, `stat -c`, `sha1sum`, `cat`, `mkdir`, `chmod`, `chown`, `ln`,
-//! `rm` and `mv`: GNU coreutils or busybox.
+//! `rm`, `mv`, `id` and `env`: GNU coreutils or busybox.
 
 use crate::deploy::{HostResult, HostStatus, Job};
 use crate::remote::OnEvent;
@@ -119,8 +119,8 @@ pub struct SshHost {
     rt: tokio::runtime::Handle,
     sudo: bool,
     user: Option<Option<String>>,
-    /// The host's login environment and /etc/passwd, asked for once, the first time a
-    /// command word needs expanding.
+    /// The host's login environment and /etc/passwd, asked for the first time a command
+    /// word needs expanding (and again for each `~user`).
     expansion: Option<HostNames>,
     stats: Arc<Mutex<Stats>>,
     cancel: Arc<AtomicBool>,
@@ -658,9 +658,15 @@ impl SshHost {
             let argv = if args::bool_or(a, "expand_argument_vars", true)?
                 && argv.iter().any(|w| w.contains('$') || w.starts_with('~'))
             {
+                // The environment is the login's and does not change; passwd may (an
+                // earlier task adds a user), so `~user` asks the host again, as the
+                // runner reads passwd on each use.
+                let names_user = argv
+                    .iter()
+                    .any(|w| w.starts_with('~') && w != "~" && !w.starts_with("~/"));
                 let names = match self.expansion.take() {
-                    Some(n) => n,
-                    None => HostNames::parse(&String::from_utf8_lossy(
+                    Some(n) if !names_user => n,
+                    _ => HostNames::parse(&String::from_utf8_lossy(
                         &self.sh(HOST_NAMES, b"")?.stdout,
                     )),
                 };
