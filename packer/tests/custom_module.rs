@@ -1,7 +1,9 @@
 //! End-to-end tests of plans with custom Rust modules: the `rustle-deploy` binary builds
 //! a custom runner with real cargo, deploys it locally, takes it from the cache the
 //! second time (a `cargo` that fails loudly stands in for the real one then), and
-//! reports a module that does not compile by its name and line, touching nothing.
+//! reports a module that does not compile by its name and line, touching nothing. It
+//! also builds one for aarch64 and runs it under qemu-aarch64-static, and falls back to
+//! SSH mode after a failed build only when allowed.
 //!
 //! Builds share one cargo target directory (`target/custom-build`) so dependencies
 //! compile once per checkout; the first build on a fresh machine takes minutes.
@@ -281,6 +283,71 @@ fn a_module_that_does_not_compile_is_named_with_its_line_and_nothing_runs() {
         std::fs::read_to_string(kept.path().join("custom/src/modules/broken.rs")).unwrap(),
         broken,
         "a failed project is kept for a look"
+    );
+}
+
+#[test]
+fn a_custom_module_builds_for_aarch64_and_runs_there() {
+    // The host's triple decides what is built: here aarch64 Linux, run under
+    // qemu-aarch64-static (user-mode emulation; `.ci/run` installs qemu-user-static)
+    // as an operator would run the packed file on such a host.
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("mods")).unwrap();
+    std::fs::write(env.path("mods/uppercase.rs"), UPPERCASE).unwrap();
+    let dest = env.path("arm.txt");
+    let plan = env.write_json(
+        "plan.json",
+        &json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [{"hosts": ["all"], "tasks": [
+                {"name": "shout", "module": "uppercase",
+                 "args": {"text": "arm says {{ inventory_hostname }}", "dest": dest.to_str().unwrap()}}
+            ]}],
+            "modules": {"uppercase": {"path": "mods/uppercase.rs"}}
+        }),
+    );
+    let out_dir = env.path("out");
+    let out = env.deploy(
+        &[
+            plan.to_str().unwrap(),
+            "--target",
+            "aarch64-unknown-linux-musl",
+            "--compile-only",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        false,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains("custom aarch64-unknown-linux-musl runner (modules: uppercase)"),
+        "{err}"
+    );
+    let packed = out_dir.join("localhost");
+    let head = std::fs::read(&packed).unwrap();
+    // An ELF for the Arm64 machine (e_machine 183 at offset 18).
+    assert_eq!(&head[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([head[18], head[19]]), 183);
+    let run = Command::new("qemu-aarch64-static")
+        .arg(&packed)
+        .arg("--trusted-key")
+        .arg(env.path("home/.rustle/keys/deploy.key.pub"))
+        .env_clear()
+        .env("HOME", env.path("home"))
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("qemu-aarch64-static (apt-get install qemu-user-static)");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&dest).unwrap(),
+        "ARM SAYS LOCALHOST"
     );
 }
 
