@@ -490,10 +490,10 @@ async fn deploy_host(
     if staged.is_none() && use_ssh_mode(&job, &ctx) {
         return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings).await;
     }
-    // Over SSH without sudo, the host's runner cache lets a repeat deploy ship only the
-    // payload; otherwise the packed runner goes up whole.
-    let cached =
-        staged.is_none() && !sudo && job.prepacked.is_none() && matches!(shell, Shell::Ssh(..));
+    // Over SSH (with sudo or without), the host's runner cache lets a repeat deploy ship
+    // only the payload; blue-green, --deploy-only and local hosts get the packed runner
+    // whole.
+    let cached = staged.is_none() && job.prepacked.is_none() && matches!(shell, Shell::Ssh(..));
     let packed = if cached {
         Vec::new()
     } else {
@@ -519,7 +519,7 @@ async fn deploy_host(
         .join(deployment.as_str());
     let mut result = HostResult::new(&name, release_dir);
     match staged {
-        // Over SSH without sudo, ship only the payload when the host's runner cache has
+        // Over SSH, ship only the payload when the host's runner cache has
         // the bare runner (a repeat deploy sends a few kilobytes instead of megabytes).
         None if cached => {
             let Some(runner) = ctx.runners.get(&job.triple) else {

@@ -680,7 +680,7 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             runner_size,
             args,
         } => format!(
-            "set -e\n{pre}c=\"$R/cache/\"{dig}\n\
+            "set -e\n{pre}c={cache}/{dig}\n\
              need=\n\
              if [ ! -x \"$c/rustle-runner\" ]; then\n\
              u0=$(umask)\n\
@@ -705,7 +705,15 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
              mv \"$inc\" \"$c/rustle-runner\"\n\
              umask \"$u0\"\n\
              fi\n{remember}set +e\n\
-             \"$c/rustle-runner\" --expect-file {dig} --payload - --trusted-key \"$t\" --root \"$R\" {args}\nexit $?\n",
+             {sudo}\"$c/rustle-runner\" --expect-file {dig} --payload - --trusted-key \"$t\" --root \"$R\" {args}\nexit $?\n",
+            // Under sudo the state root is root's, so the cache is the login user's
+            // own: whoever may `sudo -n` is already root-equivalent, and no other user
+            // can write there (it is made under umask 077).
+            cache = if sudo.is_empty() {
+                "\"$R/cache\""
+            } else {
+                "\"$HOME/.rustle/cache\""
+            },
             dig = sh_quote(runner_digest),
             remember = remember_key(key_line),
             args = quoted(args),

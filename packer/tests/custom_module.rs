@@ -46,6 +46,14 @@ impl Env {
         Env { dir }
     }
 
+    /// An environment with the uppercase example module at `mods/uppercase.rs`.
+    fn with_uppercase() -> Env {
+        let env = Env::new();
+        std::fs::create_dir_all(env.path("mods")).unwrap();
+        std::fs::write(env.path("mods/uppercase.rs"), UPPERCASE).unwrap();
+        env
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -135,9 +143,7 @@ fn cached_runners(env: &Env) -> usize {
 
 #[test]
 fn a_custom_module_is_built_once_then_taken_from_the_cache() {
-    let env = Env::new();
-    std::fs::create_dir_all(env.path("mods")).unwrap();
-    std::fs::write(env.path("mods/uppercase.rs"), UPPERCASE).unwrap();
+    let env = Env::with_uppercase();
     let dest = env.path("shout.txt");
     let plan = |text: &str| {
         json!({
@@ -291,9 +297,7 @@ fn a_custom_module_builds_for_aarch64_and_runs_there() {
     // The host's triple decides what is built: here aarch64 Linux, run under
     // qemu-aarch64-static (user-mode emulation; `.ci/run` installs qemu-user-static)
     // as an operator would run the packed file on such a host.
-    let env = Env::new();
-    std::fs::create_dir_all(env.path("mods")).unwrap();
-    std::fs::write(env.path("mods/uppercase.rs"), UPPERCASE).unwrap();
+    let env = Env::with_uppercase();
     let dest = env.path("arm.txt");
     let plan = env.write_json(
         "plan.json",

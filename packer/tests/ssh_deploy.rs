@@ -817,6 +817,92 @@ fn become_without_passwordless_sudo_is_a_clear_error_for_that_host() {
 }
 
 #[test]
+fn become_with_passwordless_sudo_runs_as_root_and_caches_the_runner() {
+    assert!(
+        std::path::Path::new("/usr/bin/sudo").exists(),
+        "this test needs sudo: apt-get install sudo (.ci/run does)"
+    );
+    let lab = Lab::new();
+    let h = lab.start("sudoer", "rustle-t40");
+    lab.trust(&[&h]);
+    // This login user may run anything as root without a password, as deploy users
+    // usually may; the file goes when the test ends.
+    struct Sudoers(PathBuf);
+    impl Drop for Sudoers {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let rule = Sudoers(PathBuf::from(format!("/etc/sudoers.d/{}", h.user)));
+    std::fs::write(&rule.0, format!("{} ALL=(ALL) NOPASSWD: ALL\n", h.user)).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&rule.0, std::fs::Permissions::from_mode(0o440)).unwrap();
+    // Root's state goes under the test's own directory, not /var/lib/rustle.
+    let root = h.home.parent().unwrap().join("root-state");
+    let inv = lab.dir.path().join("sudo-hosts.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "[lab]\n{} ansible_env_home={} ansible_host=127.0.0.1 ansible_port={} ansible_user={} ansible_ssh_private_key_file={} rustle_root={}\n",
+            h.name,
+            h.home.display(),
+            h.port,
+            h.user,
+            lab.client_key.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let d = Deployer::new();
+    let mut plan = versioned("as root");
+    plan["plays"][0]["become"] = json!(true);
+    let plan = d.plan(&plan);
+    let (report_path, report_arg) = report(&d);
+    let args = [
+        "-i",
+        inv.to_str().unwrap(),
+        plan.to_str().unwrap(),
+        "--report",
+        &report_arg,
+    ];
+    let uid = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(p).unwrap().uid()
+    };
+    let sent = |r: &Value| {
+        r["hosts"]["sudoer"]["timings"]["bytes_sent"]
+            .as_u64()
+            .unwrap()
+    };
+    for run in ["first", "second"] {
+        let out = d.run(&lab, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{run} run: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+        assert_eq!(read(h.home.join("app/version")), "as root");
+        assert_eq!(uid(&h.home.join("app/version")), 0, "written by root");
+        // The runner is cached in the login user's home and run from there under sudo:
+        // the second deploy sends the payload alone.
+        let cache = h.home.join(".rustle/cache");
+        let cached = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap();
+        assert_ne!(uid(&cached.path().join("rustle-runner")), 0);
+        if run == "first" {
+            assert!(sent(&r) > 1_000_000, "{}", sent(&r));
+        } else {
+            assert!(sent(&r) < 20_000, "{} bytes on a repeat deploy", sent(&r));
+            assert_eq!(r["hosts"]["sudoer"]["recap"]["changed"], 0);
+        }
+        // Root's state (releases, current) is under rustle_root, owned by root.
+        assert_eq!(uid(&root.join("current")), 0);
+    }
+}
+
+#[test]
 fn ssh_config_aliases_and_agent_keys_are_used() {
     let lab = Lab::new();
     let h = lab.start("aliased", "rustle-t29");
