@@ -148,7 +148,18 @@ pub struct BuildOptions {
 /// The `runner` profile changes for `[compilation]` `optimization_level` and
 /// `strip_symbols`; none when both are unset (the prebuilt runners' settings: size,
 /// fat LTO, stripped). Panics always unwind in custom runners.
-pub fn profile(level: Option<OptimizationLevel>, strip: Option<bool>) -> Vec<String> {
+///
+/// `incremental` (`--incremental`) also turns on rustc's incremental compilation and
+/// trades whole-program LTO for 16 codegen units, as cargo's own dev profile does: a
+/// changed module then recompiles one small crate and relinks in seconds, where fat
+/// LTO re-optimises the whole runner (about a minute on two cores) on every change. The
+/// runner comes out larger; a build without `--incremental` is the compact one, and
+/// the two are cached apart (the profile is part of the digest).
+pub fn profile(
+    level: Option<OptimizationLevel>,
+    strip: Option<bool>,
+    incremental: bool,
+) -> Vec<String> {
     let mut out = vec![PANIC_UNWIND.to_string()];
     let set = |out: &mut Vec<String>, key: &str, value: &str| {
         out.push(format!("profile.runner.{key}={value}"));
@@ -177,6 +188,14 @@ pub fn profile(level: Option<OptimizationLevel>, strip: Option<bool>) -> Vec<Str
         // Debug info that is stripped straight away would be asked for in vain.
         None if keeps_debug_info => set(&mut out, "strip", "false"),
         None => {}
+    }
+    if incremental {
+        set(&mut out, "incremental", "true");
+        // The debug level already says so.
+        if level != Some(OptimizationLevel::Debug) {
+            set(&mut out, "lto", "false");
+            set(&mut out, "codegen-units", "16");
+        }
     }
     out
 }
@@ -627,6 +646,9 @@ serde_json.workspace = true
 ";
 
 /// Writes the cargo workspace for one build; returns main.rs's module lines.
+/// Writes the project into `dir`. A file that already holds the same bytes is left
+/// alone: cargo judges path crates by modification time, so in the incremental project
+/// (the same directory for every build) an untouched runner source is not recompiled.
 fn write_project(dir: &Path, modules: &[Module]) -> Result<BTreeMap<usize, String>, CustomError> {
     let manifest = workspace_manifest().ok_or_else(|| CustomError::Io {
         path: dir.join("Cargo.toml"),
@@ -645,8 +667,21 @@ fn write_project(dir: &Path, modules: &[Module]) -> Result<BTreeMap<usize, Strin
     for m in modules {
         files.push((format!("{MODULE_DIR}/{}.rs", m.name), m.source.as_bytes()));
     }
+    // Modules of an earlier build in the same directory go: main.rs would not name
+    // them, but a stale file there only misleads whoever looks.
+    let keep: Vec<String> = modules.iter().map(|m| format!("{}.rs", m.name)).collect();
+    if let Ok(entries) = std::fs::read_dir(dir.join(MODULE_DIR)) {
+        for e in entries.flatten() {
+            if !keep.iter().any(|k| e.file_name() == k.as_str()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     for (rel, bytes) in files {
         let path = dir.join(rel);
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            continue;
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
@@ -663,7 +698,20 @@ fn build(
     key: &str,
     opts: &BuildOptions,
 ) -> Result<Vec<u8>, CustomError> {
-    let dir = opts.cache_dir.join("build").join(key);
+    // An incremental build reuses one project directory (cargo keys compiled path crates
+    // by their path, so a directory per digest would recompile the whole runner each
+    // time), held under a lock while it is written and built: two deploys at once must
+    // not build each other's modules.
+    let (dir, _lock) = if opts.incremental {
+        let build = opts.cache_dir.join("build");
+        std::fs::create_dir_all(&build).map_err(io(&build))?;
+        let lock_path = build.join("incremental.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        (build.join("incremental"), Some(lock))
+    } else {
+        (opts.cache_dir.join("build").join(key), None)
+    };
     let main_lines = write_project(&dir, modules)?;
     let target_dir = match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         Some(d) => std::path::absolute(&d).map_err(io(Path::new(&d)))?,
@@ -779,8 +827,11 @@ fn build(
     let binary = target_dir.join(triple.as_str()).join("runner").join(BIN);
     let bytes = std::fs::read(&binary).map_err(io(&binary))?;
     // The runner is recorded in the cache now; the project (with a clean build's target
-    // directory: hundreds of MB) is of no further use. A failed build's stays for a look.
-    let _ = std::fs::remove_dir_all(&dir);
+    // directory: hundreds of MB) is of no further use, except the incremental one. A
+    // failed build's stays for a look.
+    if !opts.incremental {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(bytes)
 }
 
@@ -913,7 +964,7 @@ mod tests {
     #[test]
     fn the_digest_covers_modules_and_triple() {
         let r = recipe(Triple::X86_64LinuxMusl).unwrap();
-        let p = profile(None, None);
+        let p = profile(None, None, false);
         let x86 = Triple::X86_64LinuxMusl;
         let a = [module("a", "fn x() {}")];
         let d = digest(&a, x86, &r, &p, "rustc 1");
@@ -927,7 +978,7 @@ mod tests {
             digest(&[module("b", "fn x() {}")], x86, &r, &p, "rustc 1")
         );
         assert_ne!(d, digest(&a, x86, &r, &p, "rustc 2"));
-        let release = profile(Some(OptimizationLevel::Release), None);
+        let release = profile(Some(OptimizationLevel::Release), None, false);
         assert_ne!(d, digest(&a, x86, &r, &release, "rustc 1"));
         let arm = recipe(Triple::Aarch64LinuxMusl).unwrap();
         assert_eq!(arm.linker.as_deref(), Some("rust-lld"));
@@ -937,9 +988,9 @@ mod tests {
     #[test]
     fn compilation_settings_become_profile_changes() {
         let unwind = "profile.runner.panic=\"unwind\"".to_string();
-        assert_eq!(profile(None, None), vec![unwind.clone()]);
+        assert_eq!(profile(None, None, false), vec![unwind.clone()]);
         assert_eq!(
-            profile(Some(OptimizationLevel::ReleaseWithDebugInfo), None),
+            profile(Some(OptimizationLevel::ReleaseWithDebugInfo), None, false),
             vec![
                 unwind.clone(),
                 "profile.runner.opt-level=3".into(),
@@ -948,12 +999,28 @@ mod tests {
             ]
         );
         assert_eq!(
-            profile(Some(OptimizationLevel::MinSize), Some(false)),
+            profile(Some(OptimizationLevel::MinSize), Some(false), false),
             vec![
-                unwind,
+                unwind.clone(),
                 "profile.runner.opt-level=\"s\"".into(),
                 "profile.runner.strip=false".into()
             ]
+        );
+        // --incremental: rustc's incremental mode, no whole-program LTO.
+        assert_eq!(
+            profile(None, None, true),
+            vec![
+                unwind.clone(),
+                "profile.runner.incremental=true".into(),
+                "profile.runner.lto=false".into(),
+                "profile.runner.codegen-units=16".into()
+            ]
+        );
+        let debug = profile(Some(OptimizationLevel::Debug), None, true);
+        assert_eq!(
+            debug.iter().filter(|o| o.contains(".lto=")).count(),
+            1,
+            "{debug:?}"
         );
     }
 

@@ -293,6 +293,56 @@ fn a_module_that_does_not_compile_is_named_with_its_line_and_nothing_runs() {
 }
 
 #[test]
+fn incremental_builds_reuse_one_project_and_take_each_change() {
+    // --incremental builds every module set in one project directory, rewriting only
+    // what changed: each change must still reach its runner, and a module that left the
+    // plan must leave the project.
+    let env = Env::new();
+    let dest = env.path("inc.txt");
+    let module = |greeting: &str| {
+        format!(
+            "use serde_json::{{Map, Value}};\n\npub fn run(args: &Map<String, Value>, _check: bool) -> Result<Map<String, Value>, String> {{\n    let dest = args.get(\"dest\").and_then(Value::as_str).ok_or(\"dest\")?;\n    std::fs::write(dest, \"{greeting}\").map_err(|e| e.to_string())?;\n    let mut out = Map::new();\n    out.insert(\"changed\".into(), Value::Bool(true));\n    Ok(out)\n}}\n"
+        )
+    };
+    let plan = |greeting: &str, extra: bool| {
+        let mut modules = json!({"greet": {"source": module(greeting)}});
+        if extra {
+            modules["explode"] = json!({"source": EXPLODE});
+        }
+        json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [{"hosts": ["all"], "tasks": [
+                {"name": "greet", "module": "greet", "args": {"dest": dest.to_str().unwrap()}}
+            ]}],
+            "modules": modules
+        })
+    };
+    let project = env.path("cache/build/incremental/custom/src/modules");
+    for (greeting, extra) in [("one", true), ("two", false), ("three", false)] {
+        let p = env.write_json("plan.json", &plan(greeting, extra));
+        let out = env.deploy(&[p.to_str().unwrap(), "--incremental"], false);
+        let err = text(&out.stderr);
+        assert_eq!(code(&out), 0, "{greeting}: {err}");
+        assert!(err.contains("built custom"), "{err}");
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), greeting);
+        let mut files: Vec<String> = std::fs::read_dir(&project)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let want: &[&str] = if extra {
+            &["explode.rs", "greet.rs"]
+        } else {
+            &["greet.rs"]
+        };
+        assert_eq!(files, want, "{greeting}");
+    }
+    // Each set of modules was cached under its own digest, and the project stays.
+    assert_eq!(cached_runners(&env), 3);
+    assert!(project.exists());
+}
+
+#[test]
 fn a_custom_module_builds_for_aarch64_and_runs_there() {
     // The host's triple decides what is built: here aarch64 Linux, run under
     // qemu-aarch64-static (user-mode emulation; `.ci/run` installs qemu-user-static)
