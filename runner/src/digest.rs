@@ -14,8 +14,54 @@ use std::path::Path;
 /// identify content, never for security.
 pub struct Sha1 {
     h: [u32; 5],
+    blocks: Blocks,
+}
+
+/// The message schedule SHA-1 and MD5 share: bytes gathered into 64-byte blocks, the
+/// length counted, and the final padding (0x80, zeros, the bit length).
+struct Blocks {
     buf: Vec<u8>,
     len: u64,
+}
+
+impl Blocks {
+    fn new() -> Blocks {
+        Blocks {
+            buf: Vec::with_capacity(64),
+            len: 0,
+        }
+    }
+
+    /// Counts `data` and hands each full 64-byte block to `block`.
+    fn feed(&mut self, mut data: &[u8], block: &mut dyn FnMut(&[u8])) {
+        self.len = self.len.wrapping_add(data.len() as u64);
+        while !data.is_empty() {
+            let take = (64 - self.buf.len()).min(data.len());
+            let (head, rest) = data.split_at(take);
+            self.buf.extend_from_slice(head);
+            data = rest;
+            if self.buf.len() == 64 {
+                block(&self.buf);
+                self.buf.clear();
+            }
+        }
+    }
+
+    /// Pads the message, with its bit length big-endian (SHA-1) or little-endian (MD5),
+    /// handing the last blocks to `block`.
+    fn finish(mut self, big_endian: bool, block: &mut dyn FnMut(&[u8])) {
+        let bits = self.len.wrapping_mul(8);
+        let mut pad = vec![0x80u8];
+        let rem = (self.len % 64) as usize;
+        let zeros = if rem < 56 { 55 - rem } else { 119 - rem };
+        pad.extend(std::iter::repeat_n(0u8, zeros));
+        pad.extend_from_slice(&if big_endian {
+            bits.to_be_bytes()
+        } else {
+            bits.to_le_bytes()
+        });
+        self.feed(&pad, block);
+    }
 }
 
 impl Sha1 {
@@ -29,29 +75,17 @@ impl Sha1 {
                 0x1032_5476,
                 0xC3D2_E1F0,
             ],
-            buf: Vec::with_capacity(64),
-            len: 0,
+            blocks: Blocks::new(),
         }
     }
 
     /// Feeds bytes.
-    pub fn update(&mut self, mut data: &[u8]) {
-        self.len = self.len.wrapping_add(data.len() as u64);
-        while !data.is_empty() {
-            let take = (64 - self.buf.len()).min(data.len());
-            let (head, rest) = data.split_at(take);
-            self.buf.extend_from_slice(head);
-            data = rest;
-            if self.buf.len() == 64 {
-                let block = std::mem::take(&mut self.buf);
-                self.block(&block);
-                self.buf = block;
-                self.buf.clear();
-            }
-        }
+    pub fn update(&mut self, data: &[u8]) {
+        let h = &mut self.h;
+        self.blocks.feed(data, &mut |b| Sha1::block(h, b));
     }
 
-    fn block(&mut self, block: &[u8]) {
+    fn block(state: &mut [u32; 5], block: &[u8]) {
         let mut w = [0u32; 80];
         for (wi, chunk) in w.iter_mut().zip(block.chunks_exact(4)) {
             let mut b = [0u8; 4];
@@ -67,7 +101,7 @@ impl Sha1 {
                 *wi = v.rotate_left(1);
             }
         }
-        let [mut a, mut b, mut c, mut d, mut e] = self.h;
+        let [mut a, mut b, mut c, mut d, mut e] = *state;
         for (i, wi) in w.iter().enumerate() {
             let (f, k) = match i {
                 0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
@@ -87,24 +121,16 @@ impl Sha1 {
             b = a;
             a = t;
         }
-        for (h, v) in self.h.iter_mut().zip([a, b, c, d, e]) {
+        for (h, v) in state.iter_mut().zip([a, b, c, d, e]) {
             *h = h.wrapping_add(v);
         }
     }
 
     /// The digest as lowercase hex.
-    pub fn hex(mut self) -> String {
-        let bits = self.len.wrapping_mul(8);
-        let mut pad = vec![0x80u8];
-        let rem = (self.len % 64) as usize;
-        let zeros = if rem < 56 { 55 - rem } else { 119 - rem };
-        pad.extend(std::iter::repeat_n(0u8, zeros));
-        pad.extend_from_slice(&bits.to_be_bytes());
-        // Padding must not count towards the length; update adds it, so restore it.
-        let len = self.len;
-        self.update(&pad);
-        self.len = len;
-        let out: Vec<u8> = self.h.iter().flat_map(|w| w.to_be_bytes()).collect();
+    pub fn hex(self) -> String {
+        let Sha1 { mut h, blocks } = self;
+        blocks.finish(true, &mut |b| Sha1::block(&mut h, b));
+        let out: Vec<u8> = h.iter().flat_map(|w| w.to_be_bytes()).collect();
         crate::hex::encode(&out)
     }
 }
@@ -124,8 +150,7 @@ pub fn sha1_file(path: &Path) -> io::Result<String> {
 /// MD5, for `hash('md5')`, get_url's `md5:` checksums and stat's `checksum_algorithm`.
 pub struct Md5 {
     s: [u32; 4],
-    buf: Vec<u8>,
-    len: u64,
+    blocks: Blocks,
 }
 
 /// Per-round shift amounts of MD5 (RFC 1321).
@@ -136,36 +161,24 @@ impl Md5 {
     pub fn new() -> Md5 {
         Md5 {
             s: [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476],
-            buf: Vec::with_capacity(64),
-            len: 0,
+            blocks: Blocks::new(),
         }
     }
 
     /// Feeds bytes.
-    pub fn update(&mut self, mut data: &[u8]) {
-        self.len = self.len.wrapping_add(data.len() as u64);
-        while !data.is_empty() {
-            let take = (64 - self.buf.len()).min(data.len());
-            let (head, rest) = data.split_at(take);
-            self.buf.extend_from_slice(head);
-            data = rest;
-            if self.buf.len() == 64 {
-                let block = std::mem::take(&mut self.buf);
-                self.block(&block);
-                self.buf = block;
-                self.buf.clear();
-            }
-        }
+    pub fn update(&mut self, data: &[u8]) {
+        let st = &mut self.s;
+        self.blocks.feed(data, &mut |b| Md5::block(st, b));
     }
 
-    fn block(&mut self, block: &[u8]) {
+    fn block(state: &mut [u32; 4], block: &[u8]) {
         let mut m = [0u32; 16];
         for (mi, chunk) in m.iter_mut().zip(block.chunks_exact(4)) {
             let mut b = [0u8; 4];
             b.copy_from_slice(chunk);
             *mi = u32::from_le_bytes(b);
         }
-        let [mut a, mut b, mut c, mut d] = self.s;
+        let [mut a, mut b, mut c, mut d] = *state;
         for i in 0..64usize {
             let (f, g) = match i / 16 {
                 0 => ((b & c) | (!b & d), i),
@@ -185,23 +198,16 @@ impl Md5 {
             c = b;
             b = b.wrapping_add(sum.rotate_left(shift));
         }
-        for (s, v) in self.s.iter_mut().zip([a, b, c, d]) {
+        for (s, v) in state.iter_mut().zip([a, b, c, d]) {
             *s = s.wrapping_add(v);
         }
     }
 
     /// The digest as lowercase hex.
-    pub fn hex(mut self) -> String {
-        let bits = self.len.wrapping_mul(8);
-        let mut pad = vec![0x80u8];
-        let rem = (self.len % 64) as usize;
-        let zeros = if rem < 56 { 55 - rem } else { 119 - rem };
-        pad.extend(std::iter::repeat_n(0u8, zeros));
-        pad.extend_from_slice(&bits.to_le_bytes());
-        let len = self.len;
-        self.update(&pad);
-        self.len = len;
-        let out: Vec<u8> = self.s.iter().flat_map(|w| w.to_le_bytes()).collect();
+    pub fn hex(self) -> String {
+        let Md5 { mut s, blocks } = self;
+        blocks.finish(false, &mut |b| Md5::block(&mut s, b));
+        let out: Vec<u8> = s.iter().flat_map(|w| w.to_le_bytes()).collect();
         crate::hex::encode(&out)
     }
 }

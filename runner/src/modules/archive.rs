@@ -757,7 +757,7 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 mod tests {
     use super::super::archive_fmt::{self as fmt, Entry, Kind};
     use super::super::{ModuleError, Outcome};
-    use crate::plan::{HostFile, Vars};
+    use crate::plan::HostFile;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::fs;
@@ -772,8 +772,7 @@ mod tests {
         files: &BTreeMap<String, HostFile>,
         check_mode: bool,
     ) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
+        let args = crate::modules::args_in(dir, &args);
         crate::modules::run_for_test(module, &args, files, &json!({}), check_mode)
     }
 

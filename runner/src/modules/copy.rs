@@ -362,7 +362,7 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::super::{ModuleError, Outcome};
-    use crate::plan::{HostFile, Vars};
+    use crate::plan::HostFile;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::fs;
@@ -371,8 +371,7 @@ mod tests {
 
     /// Runs copy with `args` (`{p}` replaced by the temp dir) and two embedded files.
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
+        let args = crate::modules::args_in(dir, &args);
         let mut files = BTreeMap::new();
         files.insert(
             "files/app.conf".to_string(),
@@ -529,8 +528,7 @@ mod tests {
 
     /// Runs copy with an embedded directory `conf/` (a.conf 0640, sub/b.conf).
     fn check_dir(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
+        let args = crate::modules::args_in(dir, &args);
         let mut files = BTreeMap::new();
         for (name, body, mode) in [
             ("conf/a.conf", "a=1\n", Some(0o640)),

@@ -433,19 +433,16 @@ fn hard(
 #[cfg(test)]
 mod tests {
     use super::super::{ModuleError, Outcome};
-    use crate::plan::{HostFile, Vars};
+
     use serde_json::{Value, json};
-    use std::collections::BTreeMap;
+
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::Path;
 
     /// Runs the file module with `args` (`{p}` in strings replaced by the temp dir).
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
-        let files = BTreeMap::<String, HostFile>::new();
-        crate::modules::run_for_test("file", &args, &files, &json!({}), check_mode)
+        crate::modules::run_in_dir_for_test("file", dir, &args, check_mode)
     }
 
     fn mode_of(p: &Path) -> u32 {

@@ -447,9 +447,9 @@ fn download_and_place(
 mod tests {
     use super::super::{ModuleError, Outcome};
     use super::{Fetch, Tool, fetch_with, find_tool};
-    use crate::plan::{HostFile, Vars};
+
     use serde_json::{Value, json};
-    use std::collections::BTreeMap;
+
     use std::fs;
     use std::io::{Read, Write};
     use std::net::TcpListener;
@@ -463,10 +463,7 @@ mod tests {
         "sha256:9f63d5cc0750937493c527a28ddeac70955c8bf9e535bacacb9ef36e785e82b4";
 
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
-        let files = BTreeMap::<String, HostFile>::new();
-        crate::modules::run_for_test("get_url", &args, &files, &json!({}), check_mode)
+        crate::modules::run_in_dir_for_test("get_url", dir, &args, check_mode)
     }
 
     /// A tiny HTTP/1.0 server on 127.0.0.1: `/file.txt` is BODY, anything else 404.

@@ -297,6 +297,33 @@ impl ModuleHost for Local {
     }
 }
 
+/// Module test arguments: `args` with every `{p}` replaced by `dir` (the test's
+/// temporary directory).
+#[cfg(test)]
+#[allow(clippy::panic)]
+pub(crate) fn args_in(dir: &std::path::Path, args: &serde_json::Value) -> Vars {
+    let text = args.to_string().replace("{p}", &dir.display().to_string());
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("test arguments {text}: {e}"))
+}
+
+/// Runs `module` with `args` (see [`args_in`]), no embedded files and no variables.
+#[cfg(test)]
+pub(crate) fn run_in_dir_for_test(
+    module: &str,
+    dir: &std::path::Path,
+    args: &serde_json::Value,
+    check_mode: bool,
+) -> Result<Outcome, ModuleError> {
+    let files = BTreeMap::<String, HostFile>::new();
+    run_for_test(
+        module,
+        &args_in(dir, args),
+        &files,
+        &serde_json::json!({}),
+        check_mode,
+    )
+}
+
 /// Runs a module as the executor would (diff mode on), for the module tests.
 #[cfg(test)]
 pub(crate) fn run_for_test(

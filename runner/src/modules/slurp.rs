@@ -58,17 +58,14 @@ pub(super) fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::{ModuleError, Outcome};
-    use crate::plan::{HostFile, Vars};
+
     use serde_json::{Value, json};
-    use std::collections::BTreeMap;
+
     use std::fs;
     use std::path::Path;
 
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
-        let files = BTreeMap::<String, HostFile>::new();
-        crate::modules::run_for_test("slurp", &args, &files, &json!({}), check_mode)
+        crate::modules::run_in_dir_for_test("slurp", dir, &args, check_mode)
     }
 
     #[test]

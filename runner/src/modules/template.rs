@@ -53,7 +53,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::super::{ModuleError, Outcome};
-    use crate::plan::{HostFile, Vars};
+    use crate::plan::HostFile;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::fs;
@@ -68,8 +68,7 @@ mod tests {
         vars: Value,
         check_mode: bool,
     ) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
+        let args = crate::modules::args_in(dir, &args);
         let mut files = BTreeMap::new();
         for (name, body) in [
             (

@@ -874,7 +874,7 @@ fn fail_rc<T>(msg: String, rc: i64) -> Step<T> {
 #[cfg(test)]
 mod tests {
     use super::super::{ModuleError, Outcome};
-    use crate::plan::Vars;
+
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::fs;
@@ -888,8 +888,7 @@ mod tests {
         args: Value,
         check_mode: bool,
     ) -> Result<Outcome, ModuleError> {
-        let text = args.to_string().replace("{p}", &dir.display().to_string());
-        let args: Vars = serde_json::from_str(&text).unwrap();
+        let args = crate::modules::args_in(dir, &args);
         crate::modules::run_for_test(module, &args, &BTreeMap::new(), &json!({}), check_mode)
     }
 
