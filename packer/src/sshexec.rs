@@ -593,23 +593,7 @@ fn sha1_hex(bytes: &[u8]) -> String {
 
 impl SshHost {
     fn command(&mut self, a: &Vars, ctx: &Ctx<'_>, shell: bool) -> Step<Outcome> {
-        args::only(
-            a,
-            &[
-                "_raw_params",
-                "cmd",
-                "argv",
-                "chdir",
-                "creates",
-                "removes",
-                "stdin",
-                "stdin_add_newline",
-                "strip_empty_ends",
-                "executable",
-                "warn",
-                "expand_argument_vars",
-            ],
-        )?;
+        args::only(a, modules::COMMAND_ARGS)?;
         let free = match args::opt_str(a, "cmd")? {
             Some(c) => Some(c),
             None => args::opt_str(a, "_raw_params")?,
@@ -704,14 +688,7 @@ impl SshHost {
                 ));
             }
             let kv = lines_of(&self.sh(&probe, b"")?);
-            let not_run = |why: String| {
-                Outcome::ok()
-                    .with("cmd", shown.clone())
-                    .with("rc", 0)
-                    .with("stdout", format!("skipped, since {why}"))
-                    .with("stderr", "")
-                    .msg(format!("Did not run command since {why}"))
-            };
+            let not_run = |why: String| modules::command_not_run(shown.clone(), why);
             if let (Some(c), Some(_)) = (&creates, get(&kv, "creates")) {
                 return Ok(not_run(format!("{c} exists")));
             }
@@ -770,45 +747,15 @@ impl SshHost {
         let out = self.sh(&script, &input)?;
         let end = SystemTime::now();
         let rc = out.code.unwrap_or(-1);
-        let text = |b: &[u8]| {
-            let s = String::from_utf8_lossy(b).into_owned();
-            if strip {
-                s.trim_end_matches(['\n', '\r']).to_string()
-            } else {
-                s
-            }
-        };
-        let stdout = text(&out.stdout);
-        let stderr = text(&out.stderr);
-        let lines = |s: &str| Value::from(s.lines().map(str::to_string).collect::<Vec<_>>());
-        let d = end.duration_since(start).unwrap_or_default();
-        let secs = d.as_secs();
-        let mut o = Outcome::changed(true)
-            .with("cmd", shown)
-            .with("rc", rc)
-            .with("stdout_lines", lines(&stdout))
-            .with("stderr_lines", lines(&stderr))
-            .with("stdout", stdout)
-            .with("stderr", stderr)
-            .with("start", rustle_runner::facts::format_time(start))
-            .with("end", rustle_runner::facts::format_time(end))
-            .with(
-                "delta",
-                format!(
-                    "{}:{:02}:{:02}.{:06}",
-                    secs / 3600,
-                    secs / 60 % 60,
-                    secs % 60,
-                    d.subsec_micros()
-                ),
-            );
-        if rc != 0 {
-            o.failed = true;
-            o.msg = Some("non-zero return code".into());
-        } else {
-            o.msg = Some(String::new());
-        }
-        Ok(o)
+        Ok(modules::command_finished(
+            shown,
+            rc,
+            &out.stdout,
+            &out.stderr,
+            strip,
+            start,
+            end,
+        ))
     }
 }
 
@@ -829,23 +776,7 @@ struct WriteReq<'a> {
 
 impl SshHost {
     fn copy(&mut self, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
-        args::only(
-            a,
-            &[
-                "content",
-                "src",
-                "dest",
-                "mode",
-                "owner",
-                "group",
-                "force",
-                "backup",
-                "follow",
-                "remote_src",
-                "validate",
-                "directory_mode",
-            ],
-        )?;
+        args::only(a, modules::COPY_ARGS)?;
         // The same arguments as the runner's copy, so errors read the same; these two
         // need the runner on the host.
         for key in ["validate", "directory_mode"] {
@@ -925,12 +856,7 @@ impl SshHost {
     }
 
     fn template(&mut self, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
-        args::only(
-            a,
-            &[
-                "src", "dest", "mode", "owner", "group", "force", "backup", "follow",
-            ],
-        )?;
+        args::only(a, modules::TEMPLATE_ARGS)?;
         let src = args::req_str(a, "src")?;
         let dest = args::req_str(a, "dest")?;
         if dest.is_empty() {

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
-const COMMON: &[&str] = &[
+/// The arguments command and shell take (SSH mode checks the same).
+pub const COMMON: &[&str] = &[
     "_raw_params",
     "cmd",
     "argv",
@@ -272,6 +273,29 @@ pub(super) fn run_process(
         }
     };
     let rc = output.status.code().unwrap_or(-1);
+    Ok(finished(
+        shown,
+        rc,
+        &output.stdout,
+        &output.stderr,
+        strip,
+        start,
+        end,
+    ))
+}
+
+/// The result of a command that ran, as Ansible registers it: output (trailing
+/// newlines cut when `strip`), its lines, times, and failure on a non-zero `rc`. SSH
+/// mode builds its command results with it too.
+pub fn finished(
+    shown: Value,
+    rc: i32,
+    stdout: &[u8],
+    stderr: &[u8],
+    strip: bool,
+    start: SystemTime,
+    end: SystemTime,
+) -> Outcome {
     let text = |b: &[u8]| {
         let s = String::from_utf8_lossy(b).into_owned();
         if strip {
@@ -280,8 +304,8 @@ pub(super) fn run_process(
             s
         }
     };
-    let stdout = text(&output.stdout);
-    let stderr = text(&output.stderr);
+    let stdout = text(stdout);
+    let stderr = text(stderr);
     let lines = |s: &str| Value::from(s.lines().map(str::to_string).collect::<Vec<_>>());
     let mut o = Outcome::changed(true)
         .with("cmd", shown)
@@ -299,10 +323,11 @@ pub(super) fn run_process(
     } else {
         o.msg = Some(String::new());
     }
-    Ok(o)
+    o
 }
 
-fn not_run(shown: Value, why: String) -> Outcome {
+/// The result of a command skipped for `creates`/`removes` (`why` says which).
+pub fn not_run(shown: Value, why: String) -> Outcome {
     Outcome::ok()
         .with("cmd", shown)
         .with("rc", 0)

@@ -20,7 +20,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-const KNOWN: &[&str] = &[
+/// The arguments copy takes (SSH mode checks the same).
+pub const KNOWN: &[&str] = &[
     "content",
     "src",
     "dest",

@@ -37,8 +37,12 @@ mod wait_for;
 
 pub use library::{LIBRARY_PREFIX, is_custom};
 
+pub use command::COMMON as COMMAND_ARGS;
 pub use command::expand_word as expand_command_word;
 pub use command::split as split_command_line;
+pub use command::{finished as command_finished, not_run as command_not_run};
+pub use copy::KNOWN as COPY_ARGS;
+pub use template::KNOWN as TEMPLATE_ARGS;
 
 use crate::plan::{HostFile, Vars};
 use crate::privilege::RunAs;

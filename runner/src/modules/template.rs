@@ -8,7 +8,8 @@ use super::fsutil::{self, Attrs, Step, WriteReq, fail};
 use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
 
-const KNOWN: &[&str] = &[
+/// The arguments template takes (SSH mode checks the same).
+pub const KNOWN: &[&str] = &[
     "src", "dest", "mode", "owner", "group", "force", "backup", "follow",
 ];
 
