@@ -167,8 +167,10 @@ impl PrivateDir {
             .mode(mode)
             .open(&p)?;
         f.write_all(content)?;
+        // On the descriptor: the directory belongs to the become_user, who could have
+        // swapped the name for a symlink to a file root would then chown to them.
         if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::chown(&p, Some(uid), Some(gid))?;
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
         }
         Ok(p)
     }
