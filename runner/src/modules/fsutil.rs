@@ -875,9 +875,34 @@ impl Dir {
         self.path.join(name)
     }
 
-    /// The directory's own metadata, from its descriptor.
-    pub(super) fn metadata(&self) -> io::Result<fs::Metadata> {
-        self.file.metadata()
+    /// Another handle on the same directory.
+    pub(super) fn try_clone(&self) -> Result<Dir, WriteError> {
+        let file = self.file.try_clone().map_err(|e| WriteError::Io {
+            action: "open",
+            path: self.path.clone(),
+            source: e,
+        })?;
+        Ok(Dir {
+            via: fd_path(&file),
+            file,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Sets the directory's own mode, through its descriptor.
+    pub(super) fn set_mode(&self, mode: u32) -> Result<(), WriteError> {
+        self.file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| WriteError::Io {
+                action: "change the mode of",
+                path: self.path.clone(),
+                source: e,
+            })
+    }
+
+    /// Where the symlink `name` points.
+    pub(super) fn read_link(&self, name: &OsStr) -> Result<PathBuf, WriteError> {
+        fs::read_link(self.at(name)?).map_err(|e| self.io("read the symlink", name, e))
     }
 
     /// The path that reaches `name` in this directory. `name` must be one plain name:
@@ -1444,7 +1469,12 @@ pub(crate) mod hostile {
         /// swaps every entry whose name ends with one of `suffixes` (files or
         /// directories) for a symlink to the victim.
         pub(crate) fn swapper(&self, dir: &Path, suffixes: &[&str]) -> Swapper {
-            let mut args: Vec<&Path> = vec![dir, &self.victim, &self.stop];
+            self.swapper_to(dir, suffixes, &self.victim)
+        }
+
+        /// [`Scene::swapper`] with symlinks to `target` (e.g. the vault directory).
+        pub(crate) fn swapper_to(&self, dir: &Path, suffixes: &[&str], target: &Path) -> Swapper {
+            let mut args: Vec<&Path> = vec![dir, target, &self.stop];
             args.extend(suffixes.iter().map(Path::new));
             let mut child = self.as_user(SWAPPER, &args);
             let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -1458,8 +1488,18 @@ pub(crate) mod hostile {
             }
         }
 
-        /// Asserts the victim is as it was: content, owner and mode.
+        /// The root-only directory that holds the victim.
+        pub(crate) fn vault(&self) -> &Path {
+            self.victim.parent().unwrap()
+        }
+
+        /// Asserts the victim is as it was (content, owner and mode) and alone in the vault.
         pub(crate) fn victim_untouched(&self) {
+            let names: Vec<_> = fs::read_dir(self.vault())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["victim"], "something was written into the vault");
             let m = fs::symlink_metadata(&self.victim).unwrap();
             assert!(m.is_file(), "the victim was replaced");
             let now = fs::read(&self.victim).unwrap();
