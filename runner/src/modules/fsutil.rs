@@ -808,6 +808,23 @@ const O_NONBLOCK: i32 = if cfg!(any(
     0
 };
 
+/// Linux's `O_PATH` (the generic ABI's value, as for [`O_NONBLOCK`]); 0 elsewhere.
+const O_PATH: i32 = if cfg!(all(
+    any(target_os = "linux", target_os = "android"),
+    not(any(
+        target_arch = "mips",
+        target_arch = "mips64",
+        target_arch = "mips32r6",
+        target_arch = "mips64r6",
+        target_arch = "sparc",
+        target_arch = "sparc64"
+    ))
+)) {
+    0o10_000_000
+} else {
+    0
+};
+
 /// Opens `path` read-only (following symlinks) without blocking on a FIFO.
 fn open_nonblocking(path: &Path) -> io::Result<fs::File> {
     fs::File::options()
@@ -851,7 +868,17 @@ impl Dir {
     /// Opens the directory at `path`, following symlinks in it (the path given is the
     /// path meant).
     pub(super) fn open(path: &Path) -> io::Result<Dir> {
-        let file = open_nonblocking(path)?;
+        let file = match open_nonblocking(path) {
+            // A directory this user may search and write but not list (not root:
+            // root reads everything) can still be held open as a path (Linux).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && O_PATH != 0 => {
+                fs::File::options()
+                    .read(true)
+                    .custom_flags(O_PATH)
+                    .open(path)?
+            }
+            other => other?,
+        };
         if !file.metadata()?.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
