@@ -181,9 +181,16 @@ fn curl_config(url: &str, headers: &[(String, String)]) -> String {
 }
 
 /// The wget startup file that carries the headers: the system's own settings (a
-/// `--config` file replaces them), then one `header` command each.
+/// `--config` file replaces them; only when every user may read them anyway, as the
+/// copy may belong to the become_user), then one `header` command each.
 fn wget_config(headers: &[(String, String)]) -> String {
-    let mut conf = fs::read_to_string("/etc/wgetrc").unwrap_or_default();
+    let system = Path::new("/etc/wgetrc");
+    let mut conf = match fs::metadata(system) {
+        Ok(m) if m.is_file() && m.mode() & 0o004 != 0 => {
+            fs::read_to_string(system).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
     if !conf.is_empty() && !conf.ends_with('\n') {
         conf.push('\n');
     }
