@@ -226,4 +226,33 @@ mod tests {
         drop(d);
         assert!(!p.exists());
     }
+
+    /// With a become_user the private directory is theirs; they swap each new file for
+    /// a symlink to a root-only file while root writes it. The old chown by name then
+    /// gave them the victim.
+    #[test]
+    fn files_for_a_become_user_are_chowned_through_their_descriptor() {
+        let s = super::super::fsutil::hostile::Scene::new("rustle-ta-priv");
+        let who = RunAs {
+            user: s.user.name.clone(),
+            uid: s.user.uid,
+            gid: s.user.gid,
+            home: "/".into(),
+        };
+        let d = PrivateDir::for_task("t", Some(&who)).unwrap();
+        let swapper = s.swapper(d.path(), &[".scr"]);
+        let body = vec![b'#'; 4 << 20];
+        for i in 0..300 {
+            let name = format!("f{i}.scr");
+            let _ = d.write(&name, &body, 0o700);
+            // Whatever is under the name now (the file, or the user's symlink) goes.
+            let _ = fs::remove_file(d.path().join(name));
+        }
+        let swapped = swapper.finish();
+        assert!(
+            swapped > 0,
+            "the attacker never caught a file: nothing was tested"
+        );
+        s.victim_untouched();
+    }
 }
