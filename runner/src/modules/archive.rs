@@ -1649,7 +1649,7 @@ mod tests {
         for i in 0..30 {
             let mut entries = Vec::new();
             for f in 0..8 {
-                let body = format!("{i}:{f}\n").repeat(8 * 1024);
+                let body = format!("{i}:{f}\n").repeat(256 * 1024);
                 entries.push(entry(&format!("m{f}.txt"), Kind::File, body.as_bytes()));
                 entries.push(entry(&format!("d{i}-{f}.dirm"), Kind::Dir, b""));
             }
