@@ -461,12 +461,33 @@ impl<'a> Executor<'a> {
             .loop_var
             .clone()
             .unwrap_or_else(|| "item".to_string());
+        // The pause between items. A value a sleep cannot last (Python's time.sleep
+        // refuses more than 2^63 ns, so Ansible fails such a loop) fails the task here
+        // instead of panicking in Duration::from_secs_f64; a loop of one item never
+        // pauses, so its pause is never checked, as in Ansible.
+        let pause = match control.pause.filter(|s| s.is_finite() && *s > 0.0) {
+            Some(secs) if items.len() > 1 => {
+                match Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|d| *d <= MAX_PAUSE)
+                {
+                    Some(d) => Some(d),
+                    None => {
+                        return failed_result(format!(
+                            "loop_control.pause is {secs} seconds, more than a sleep can last ({} seconds)",
+                            MAX_PAUSE.as_secs()
+                        ));
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut results = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
             if index > 0
-                && let Some(secs) = control.pause.filter(|s| s.is_finite() && *s > 0.0)
+                && let Some(d) = pause
             {
-                std::thread::sleep(Duration::from_secs_f64(secs));
+                std::thread::sleep(d);
             }
             let index_value = Value::from(index);
             let mut extra: Vec<(&str, &Value)> = vec![(&loop_var, item)];
@@ -950,6 +971,9 @@ fn mentions_fact(text: &str) -> bool {
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
+
+/// The longest `loop_control.pause`: 2^63 - 1 nanoseconds, Python's limit for a sleep.
+const MAX_PAUSE: Duration = Duration::from_nanos(i64::MAX as u64);
 
 fn failed_result(msg: String) -> Vars {
     let mut r = Vars::new();

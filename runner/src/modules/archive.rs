@@ -1,6 +1,6 @@
 //! The archive and unarchive modules, with ansible.builtin's (community.general's for
-//! archive) arguments and results. Archives are built and read in memory by
-//! [`super::archive_fmt`].
+//! archive) arguments and results. archive builds archives in memory; unarchive reads
+//! them as streams ([`super::archive_fmt`]), so no archive is ever held whole.
 //!
 //! archive is idempotent by content: the would-be archive is built (deterministically:
 //! sorted members, gzip without a timestamp) and compared with the existing `dest`, so
@@ -11,18 +11,27 @@
 //! unarchive never lets a member land outside `dest`: absolute names, `..`, links whose
 //! target leaves `dest`, and members written through a symlink (one from the archive
 //! or one already in `dest`) are refused, all names and link targets being checked
-//! before anything is written. Member owners are not restored (`owner`/`group` apply
+//! before anything is written. It reads the archive twice: a first pass reads every
+//! header and hashes each file's content; the second extracts, walking from `dest`'s
+//! descriptor one name at a time without following symlinks (so a user who can write
+//! in `dest` cannot redirect a write by swapping a directory for a symlink midway),
+//! writing each file as a new file renamed into place with its mode set on its
+//! descriptor, and refusing any member that differs from what the first pass checked.
+//! What one archive may expand to is capped (1 GiB; the variable
+//! `rustle_unarchive_max_bytes` changes it), counting both what headers declare and
+//! what decompression yields. Member owners are not restored (`owner`/`group` apply
 //! to everything extracted, as in Ansible); `extra_opts`, `keep_newer`, `validate_certs`
 //! and URL sources are not supported.
 
-use super::archive_fmt::{self as fmt, Entry, Kind};
+use super::archive_fmt::{self as fmt, Entry, Kind, Member, Members, ReadError};
 use super::find::glob_match;
-use super::fsutil::{self, Attrs, Step, WriteReq, fail};
+use super::fsutil::{self, Attrs, Dir, Finish, Step, Stop, WriteError, WriteReq, fail};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::plan::Vars;
+use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -347,8 +356,8 @@ fn archive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         for d in &mut out.diff {
             d.before = old
                 .as_deref()
-                .and_then(|o| fmt::read_any(o).ok())
-                .map(|(_, e)| listing(&e))
+                .and_then(|o| fmt::member_names(o, DEFAULT_MAX_EXPANDED).ok())
+                .map(|names| names.iter().map(|n| format!("{n}\n")).collect())
                 .unwrap_or_default();
             d.after = listing(&c.entries);
             d.after_header = format!("{} (members)", dest.display());
@@ -394,8 +403,63 @@ const UNARCHIVE_KNOWN: &[&str] = &[
     "group",
 ];
 
+/// What one archive may expand to unless the variable [`MAX_VAR`] says otherwise.
+/// Archives are streamed to disk, so this is about the host's disk and the time spent,
+/// not memory: 1 GiB fits software releases and most data sets, and stops a
+/// decompression bomb (a few MB that inflate to terabytes) long before it fills a disk.
+pub(super) const DEFAULT_MAX_EXPANDED: u64 = 1 << 30;
+
+/// The variable that sets the limit, in bytes or with a unit (`4G`, `512MiB`). A
+/// variable rather than a module argument: it can be set once per host or group in the
+/// inventory, and playbooks stay valid for Ansible, which ignores unknown variables
+/// but refuses unknown module arguments.
+pub(super) const MAX_VAR: &str = "rustle_unarchive_max_bytes";
+
+/// How many members, and how many bytes of names, one archive may list: the list is
+/// held in memory while every member is checked before the first write.
+const MAX_MEMBERS: usize = 1_000_000;
+const MAX_NAME_BYTES: usize = 256 << 20;
+
 pub(super) fn unarchive(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(unarchive_inner(a, ctx))
+}
+
+/// `2G`, `512MiB`, `1048576`: a byte count with an optional binary unit.
+fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t.get(..digits)?.parse().ok()?;
+    let unit = t.get(digits..)?.trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
+/// The expansion limit for this task.
+fn expansion_limit(ctx: &Ctx<'_>) -> Step<u64> {
+    let v = ctx
+        .vars
+        .get_attr(MAX_VAR)
+        .unwrap_or(minijinja::Value::UNDEFINED);
+    if v.is_undefined() || v.is_none() {
+        return Ok(DEFAULT_MAX_EXPANDED);
+    }
+    let n = match v.as_str() {
+        Some(s) => parse_size(s),
+        None => v.as_i64().and_then(|n| u64::try_from(n).ok()),
+    };
+    match n {
+        Some(n) if n > 0 => Ok(n),
+        _ => fail(format!(
+            "{MAX_VAR} must be a positive number of bytes (or like 4G, 512MiB), got {v}"
+        )),
+    }
 }
 
 /// A member's name as a path below dest: `./` and empty parts dropped; absolute names
@@ -452,21 +516,28 @@ fn check_link_target(rel: &Path, target: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A member after validation: where it goes and what it is.
-struct Planned<'e> {
-    entry: &'e Entry,
+/// A member as the first pass saw it: what it is and, for a file, its content's hash.
+struct Surveyed {
+    member: Member,
+    digest: Option<blake3::Hash>,
+}
+
+/// A selected member after validation: its index in the archive and where it goes.
+struct Planned {
+    idx: usize,
     rel: PathBuf,
 }
 
 /// Checks every member before anything is written.
-fn plan_members<'e>(
-    entries: &'e [Entry],
+fn plan_members(
+    members: &[Surveyed],
     include: &[String],
     exclude: &[String],
-) -> Result<Vec<Planned<'e>>, String> {
+) -> Result<Vec<Planned>, String> {
     let mut out = Vec::new();
     let mut links: Vec<PathBuf> = Vec::new();
-    for e in entries {
+    for (idx, s) in members.iter().enumerate() {
+        let e = &s.member;
         let Some(rel) = member_path(&e.name)? else {
             continue;
         };
@@ -507,137 +578,278 @@ fn plan_members<'e>(
             }
             Kind::File | Kind::Dir => {}
         }
-        out.push(Planned { entry: e, rel });
+        out.push(Planned { idx, rel });
     }
     Ok(out)
 }
 
-/// Refuses a path whose directories below dest include a symlink (already on disk).
-fn no_symlink_parents(dest: &Path, rel: &Path) -> Step<()> {
-    let mut p = dest.to_path_buf();
-    let parts: Vec<Component<'_>> = rel.components().collect();
-    for c in parts.iter().take(parts.len().saturating_sub(1)) {
-        p.push(c);
-        if let Some(m) = fsutil::lstat(&p)?
-            && m.file_type().is_symlink()
-        {
-            return fail(format!(
-                "refusing to write {} through the symlink {}",
-                rel.display(),
-                p.display()
-            ));
+/// The archive to read, twice: a file on the host (one descriptor, rewound) or bytes
+/// embedded in the payload.
+enum Source<'b> {
+    File(fs::File),
+    Bytes(&'b [u8]),
+}
+
+impl Source<'_> {
+    fn members(&self, limit: u64) -> Result<(fmt::Format, Box<dyn Members + '_>), ReadError> {
+        match self {
+            Source::File(f) => {
+                let mut r: &fs::File = f;
+                r.rewind()?;
+                fmt::open(r, limit)
+            }
+            Source::Bytes(b) => fmt::open(io::Cursor::new(*b), limit),
         }
     }
-    Ok(())
+}
+
+/// Copies into a file and a hash at once.
+struct Tee<'a> {
+    file: &'a mut fs::File,
+    hash: &'a mut blake3::Hasher,
+}
+
+impl io::Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hash.update(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The first pass: every member's header, and each file's content hashed (streamed,
+/// never held), so that all names are checked before anything is written and the
+/// second pass can prove it extracts what was checked.
+fn survey(source: &Source<'_>, limit: u64) -> Result<(fmt::Format, Vec<Surveyed>), ReadError> {
+    let (format, mut rd) = source.members(limit)?;
+    let mut out = Vec::new();
+    let mut names = 0usize;
+    while let Some(member) = rd.next_member()? {
+        names += member.name.len();
+        if let Kind::Symlink(t) | Kind::Hardlink(t) = &member.kind {
+            names += t.len();
+        }
+        if out.len() >= MAX_MEMBERS || names > MAX_NAME_BYTES {
+            return Err(ReadError::Format(format!(
+                "it lists more than {MAX_MEMBERS} members or {} of names, more than is checked in memory",
+                fmt::human_size(MAX_NAME_BYTES as u64)
+            )));
+        }
+        let digest = if member.kind == Kind::File {
+            let mut h = blake3::Hasher::new();
+            io::copy(&mut rd, &mut h)?;
+            Some(h.finalize())
+        } else {
+            None
+        };
+        out.push(Surveyed { member, digest });
+    }
+    Ok((format, out))
+}
+
+/// A failed write below dest as a failed task, in unarchive's words.
+fn write_fail(rel: &Path, e: WriteError) -> Stop {
+    match e {
+        WriteError::Symlink { path } => fsutil::failed(Outcome::fail(format!(
+            "refusing to write {} through the symlink {}",
+            rel.display(),
+            path.display()
+        ))),
+        other => other.into(),
+    }
+}
+
+/// The directory that holds `rel` below dest, walked one name at a time from dest's
+/// descriptor without following any symlink (a symlink on the way is refused). Missing
+/// directories are created with `create` (less the umask); without it, `None` says one
+/// is missing.
+fn parent_dir(root: &Dir, rel: &Path, create: Option<u32>) -> Step<Option<Dir>> {
+    let mut cur = root.try_clone().map_err(|e| write_fail(rel, e))?;
+    for part in rel.parent().into_iter().flat_map(Path::components) {
+        let name = part.as_os_str();
+        if create.is_none() && cur.lstat(name).map_err(|e| write_fail(rel, e))?.is_none() {
+            return Ok(None);
+        }
+        cur = cur.subdir(name, create).map_err(|e| write_fail(rel, e))?;
+    }
+    Ok(Some(cur))
+}
+
+/// The last name of a member's path (always there: member paths are never empty).
+fn leaf(rel: &Path) -> &OsStr {
+    rel.file_name().unwrap_or(rel.as_os_str())
 }
 
 /// Does the member already exist as it would be extracted?
-fn up_to_date(dest: &Path, p: &Planned<'_>, mode: u32) -> bool {
-    let path = dest.join(&p.rel);
-    let Ok(m) = fs::symlink_metadata(&path) else {
-        return false;
+fn up_to_date(root: &Dir, p: &Planned, s: &Surveyed, mode: u32) -> Step<bool> {
+    let Some(dir) = parent_dir(root, &p.rel, None)? else {
+        return Ok(false);
+    };
+    let name = leaf(&p.rel);
+    let Some(m) = dir.lstat(name)? else {
+        return Ok(false);
     };
     let perms_ok = m.mode() & 0o7777 == mode;
-    match &p.entry.kind {
+    Ok(match &s.member.kind {
         Kind::Dir => m.is_dir() && perms_ok,
         Kind::File => {
-            m.is_file()
-                && perms_ok
-                && m.len() == p.entry.data.len() as u64
-                && fs::read(&path).is_ok_and(|d| d == p.entry.data)
+            m.is_file() && perms_ok && m.len() == s.member.size && {
+                let mut h = blake3::Hasher::new();
+                let mut f = dir.open_seen(name, &m)?;
+                io::copy(&mut f, &mut h).is_ok() && Some(h.finalize()) == s.digest
+            }
         }
         Kind::Symlink(t) => {
-            m.file_type().is_symlink() && fs::read_link(&path).is_ok_and(|l| l == Path::new(t))
+            m.file_type().is_symlink() && dir.read_link(name).is_ok_and(|l| l == Path::new(t))
         }
-        Kind::Hardlink(t) => member_path(t).ok().flatten().is_some_and(|trel| {
-            fs::symlink_metadata(dest.join(trel))
-                .is_ok_and(|tm| tm.ino() == m.ino() && tm.dev() == m.dev())
-        }),
+        Kind::Hardlink(t) => match member_path(t).ok().flatten() {
+            Some(trel) => match parent_dir(root, &trel, None)? {
+                Some(tdir) => tdir
+                    .lstat(leaf(&trel))?
+                    .is_some_and(|tm| fsutil::same_file(&tm, &m)),
+                None => false,
+            },
+            None => false,
+        },
         Kind::Other(_) => false,
-    }
+    })
 }
 
-/// Removes whatever non-directory is at `path` (a directory is an error).
-fn clear(path: &Path) -> Step<()> {
-    match fsutil::lstat(path)? {
+/// Removes whatever non-directory is at `name` (a directory is an error).
+fn clear(dir: &Dir, name: &OsStr) -> Step<()> {
+    match dir.lstat(name)? {
         Some(m) if m.is_dir() => fail(format!(
             "{} is a directory, cannot replace it with a non-directory",
-            path.display()
+            dir.shown(name).display()
         )),
-        Some(_) => fs::remove_file(path).map_err(|e| fsutil::io_fail("remove", path, &e)),
+        Some(_) => Ok(dir.remove(name)?),
         None => Ok(()),
     }
 }
 
-/// Writes one member (parents already checked).
-fn extract(dest: &Path, p: &Planned<'_>, mode: u32) -> Step<()> {
-    let path = dest.join(&p.rel);
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| fsutil::io_fail("create", parent, &e))?;
-    }
-    match &p.entry.kind {
+/// Writes one member, its content read from `content`. Everything goes through
+/// descriptors: the parent directories are walked from dest without following
+/// symlinks, a file is a new file renamed into place with its mode and mtime set on
+/// the descriptor, a directory's mode is set on the directory's own descriptor.
+fn extract(
+    root: &Dir,
+    rel: &Path,
+    s: &Surveyed,
+    content: &mut dyn Read,
+    mode: u32,
+    src: &str,
+) -> Step<()> {
+    let Some(dir) = parent_dir(root, rel, Some(0o777))? else {
+        return fail(format!(
+            "could not create the directories of {}",
+            rel.display()
+        ));
+    };
+    let name = leaf(rel);
+    match &s.member.kind {
         Kind::Dir => {
-            if !fsutil::lstat(&path)?.is_some_and(|m| m.is_dir()) {
-                clear(&path)?;
-                fs::create_dir(&path).map_err(|e| fsutil::io_fail("create", &path, &e))?;
+            if dir.lstat(name)?.is_some_and(|m| !m.is_dir()) {
+                dir.remove(name)?;
             }
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(|e| fsutil::io_fail("change the mode of", &path, &e))?;
+            let d = dir
+                .subdir(name, Some(mode))
+                .map_err(|e| write_fail(rel, e))?;
+            d.set_mode(mode)?;
         }
         Kind::File => {
-            if fsutil::lstat(&path)?.is_some_and(|m| m.is_dir()) {
+            if dir.lstat(name)?.is_some_and(|m| m.is_dir()) {
                 return fail(format!(
                     "{} is a directory, cannot extract a file there",
-                    path.display()
+                    dir.shown(name).display()
                 ));
             }
             // A fresh file renamed into place: an existing symlink there is replaced,
             // never written through.
-            let tmp = path.with_file_name(format!(
-                ".{}.rustle-unarchive",
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            let _ = fs::remove_file(&tmp);
-            let mut f = fs::File::options()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| fsutil::io_fail("create", &tmp, &e))?;
-            let written = f
-                .write_all(&p.entry.data)
-                .and_then(|()| f.set_modified(UNIX_EPOCH + Duration::from_secs(p.entry.mtime)))
-                .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)))
-                .and_then(|()| fs::rename(&tmp, &path));
-            if let Err(e) = written {
-                let _ = fs::remove_file(&tmp);
-                return Err(fsutil::io_fail("write", &path, &e));
-            }
-        }
-        Kind::Symlink(t) => {
-            clear(&path)?;
-            std::os::unix::fs::symlink(t, &path)
-                .map_err(|e| fsutil::io_fail("create the symlink", &path, &e))?;
-        }
-        Kind::Hardlink(t) => {
-            let trel = member_path(t).ok().flatten().unwrap_or_default();
-            no_symlink_parents(dest, &trel)?;
-            let target = dest.join(&trel);
-            if !fsutil::lstat(&target)?.is_some_and(|m| m.is_file()) {
+            let mut new = dir.new_file(name)?;
+            let mut hash = blake3::Hasher::new();
+            let copied = io::copy(
+                content,
+                &mut Tee {
+                    file: new.file(),
+                    hash: &mut hash,
+                },
+            );
+            if let Err(e) = copied {
                 return fail(format!(
-                    "hard link '{}' points to '{t}', which is not a regular file in dest",
-                    p.entry.name
+                    "could not extract {} from {src}: {}",
+                    rel.display(),
+                    ReadError::from(e)
                 ));
             }
-            clear(&path)?;
-            fs::hard_link(&target, &path)
-                .map_err(|e| fsutil::io_fail("create the hard link", &path, &e))?;
+            if Some(hash.finalize()) != s.digest {
+                return fail(format!(
+                    "refusing to extract {}: {src} changed while it was being extracted",
+                    rel.display()
+                ));
+            }
+            // An mtime past what the system can represent is left at now.
+            let mtime = UNIX_EPOCH.checked_add(Duration::from_secs(s.member.mtime));
+            new.place(
+                name,
+                &Finish {
+                    mode,
+                    mtime,
+                    ..Finish::default()
+                },
+            )?;
+        }
+        Kind::Symlink(t) => {
+            clear(&dir, name)?;
+            dir.symlink(Path::new(t), name)?;
+        }
+        Kind::Hardlink(t) => {
+            let not_file = || {
+                fail(format!(
+                    "hard link '{}' points to '{t}', which is not a regular file in dest",
+                    s.member.name
+                ))
+            };
+            let Some(trel) = member_path(t).ok().flatten() else {
+                return not_file();
+            };
+            let Some(tdir) = parent_dir(root, &trel, None)? else {
+                return not_file();
+            };
+            let tname = leaf(&trel);
+            let Some(tm) = tdir.lstat(tname)?.filter(fs::Metadata::is_file) else {
+                return not_file();
+            };
+            clear(&dir, name)?;
+            dir.hard_link(&tdir, tname, name)?;
+            // The link must be to the file just checked, not to what replaced it.
+            if !dir.lstat(name)?.is_some_and(|m| fsutil::same_file(&m, &tm)) {
+                let _ = dir.remove(name);
+                return Err(WriteError::Replaced {
+                    path: tdir.shown(tname),
+                    dir: tdir.path().to_path_buf(),
+                }
+                .into());
+            }
         }
         Kind::Other(_) => {}
     }
     Ok(())
+}
+
+/// A failed read of the archive, in unarchive's words.
+fn read_fail(src: &str, e: ReadError) -> Stop {
+    fsutil::failed(Outcome::fail(match e {
+        ReadError::TooLarge { limit } => format!(
+            "refusing to extract {src}: it expands to more than {} (the limit for one archive; set the variable {MAX_VAR} to change it)",
+            fmt::human_size(limit)
+        ),
+        ReadError::Format(m) => format!("Failed to find handler for \"{src}\": {m}"),
+        ReadError::Io(e) => format!("Source '{src}' failed to read: {e}"),
+    }))
 }
 
 fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
@@ -650,6 +862,7 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let include = args::str_list(a, "include")?;
     let exclude = args::str_list(a, "exclude")?;
     let attrs = Attrs::from_args(a)?;
+    let limit = expansion_limit(ctx)?;
     if let Some(c) = args::opt_str(a, "creates")?
         && Path::new(&c).exists()
     {
@@ -667,48 +880,77 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             "src '{src}' is a URL, which unarchive does not download here; fetch it with get_url first"
         ));
     }
-    let bytes = if remote_src {
-        match fs::read(&src) {
-            Ok(b) => b,
+    let source = if remote_src {
+        match fs::File::open(&src) {
+            Ok(f) => Source::File(f),
             Err(e) => return fail(format!("Source '{src}' failed to read: {e}")),
         }
     } else {
-        fsutil::embedded(ctx, &src)?.content.clone()
+        Source::Bytes(&fsutil::embedded(ctx, &src)?.content)
     };
-    let (format, entries) = match fmt::read_any(&bytes) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("Failed to find handler for \"{src}\": {e}")),
-    };
-    let planned = match plan_members(&entries, &include, &exclude) {
+    let (format, members) = survey(&source, limit).map_err(|e| read_fail(&src, e))?;
+    let planned = match plan_members(&members, &include, &exclude) {
         Ok(p) => p,
         Err(e) => return fail(format!("refusing to extract {src}: {e}")),
     };
-    let want_mode = |p: &Planned<'_>| attrs.mode.unwrap_or(p.entry.mode & 0o7777);
+    let root = Dir::open(&dest).map_err(|e| fsutil::io_fail("open", &dest, &e))?;
+    let want_mode = |p: &Planned| {
+        attrs
+            .mode
+            .unwrap_or(members.get(p.idx).map_or(0, |s| s.member.mode) & 0o7777)
+    };
     // Symlinks already on disk are checked for every member before the first write.
     for p in &planned {
-        no_symlink_parents(&dest, &p.rel)?;
+        parent_dir(&root, &p.rel, None)?;
     }
     let mut changed_members = Vec::new();
+    let mut todo: Vec<Option<&Planned>> = members.iter().map(|_| None).collect();
     for p in &planned {
-        if !up_to_date(&dest, p, want_mode(p)) {
+        let Some(s) = members.get(p.idx) else {
+            continue;
+        };
+        if !up_to_date(&root, p, s, want_mode(p))? {
             changed_members.push(p.rel.display().to_string());
-            if !ctx.check_mode {
-                extract(&dest, p, want_mode(p))?;
+            if let Some(slot) = todo.get_mut(p.idx) {
+                *slot = Some(p);
             }
         }
     }
-    // Belt and braces: a link that resolves (through links already in dest) outside
-    // dest is removed again.
-    if !ctx.check_mode {
-        for p in planned
-            .iter()
-            .filter(|p| matches!(p.entry.kind, Kind::Symlink(_)))
-        {
+    if !ctx.check_mode && !changed_members.is_empty() {
+        // The second pass: the same members in the same order, or the archive changed.
+        let changed = || {
+            fail(format!(
+                "refusing to extract {src}: it changed while it was being extracted"
+            ))
+        };
+        let (_, mut rd) = source.members(limit).map_err(|e| read_fail(&src, e))?;
+        let mut idx = 0usize;
+        while let Some(m) = rd.next_member().map_err(|e| read_fail(&src, e))? {
+            let Some(s) = members.get(idx).filter(|s| s.member == m) else {
+                return changed();
+            };
+            if let Some(p) = todo.get(idx).copied().flatten() {
+                extract(&root, &p.rel, s, &mut rd, want_mode(p), &src)?;
+            }
+            idx += 1;
+        }
+        if idx != members.len() {
+            return changed();
+        }
+        // Belt and braces: a link that resolves (through links already in dest)
+        // outside dest is removed again.
+        for p in planned.iter().filter(|p| {
+            members
+                .get(p.idx)
+                .is_some_and(|s| matches!(s.member.kind, Kind::Symlink(_)))
+        }) {
             let path = dest.join(&p.rel);
             if let Ok(real) = fs::canonicalize(&path)
                 && !real.starts_with(&dest)
             {
-                let _ = fs::remove_file(&path);
+                if let Some(dir) = parent_dir(&root, &p.rel, None)? {
+                    let _ = dir.remove(leaf(&p.rel));
+                }
                 return fail(format!(
                     "refusing symlink {}: it resolves to {}, outside dest",
                     p.rel.display(),
@@ -723,7 +965,10 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             ..attrs
         };
         for p in &planned {
-            let c = fsutil::apply_attrs(&dest.join(&p.rel), owners, false, ctx.check_mode)?;
+            let Some(dir) = parent_dir(&root, &p.rel, None)? else {
+                continue;
+            };
+            let c = fsutil::apply_attrs_at(&dir, leaf(&p.rel), owners, false, ctx.check_mode)?;
             if !c.is_empty() && !changed_members.contains(&p.rel.display().to_string()) {
                 changed_members.push(p.rel.display().to_string());
             }
@@ -736,7 +981,10 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     if list_files {
         out = out.with(
             "files",
-            entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+            members
+                .iter()
+                .map(|s| s.member.name.clone())
+                .collect::<Vec<_>>(),
         );
     }
     if ctx.check_mode && out.changed {
@@ -757,6 +1005,7 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 mod tests {
     use super::super::archive_fmt::{self as fmt, Entry, Kind};
     use super::super::{ModuleError, Outcome};
+    use super::{MAX_VAR, parse_size};
     use crate::plan::HostFile;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
@@ -836,8 +1085,12 @@ mod tests {
                     );
                 }
                 "zst" => {
-                    let got =
-                        fmt::read_tar(&fmt::unzstd(&fs::read(&dest).unwrap()).unwrap()).unwrap();
+                    let got = super::super::archive_fmt::tests::read_all(
+                        &fs::read(&dest).unwrap(),
+                        u64::MAX,
+                    )
+                    .unwrap()
+                    .1;
                     assert!(
                         got.iter()
                             .any(|e| e.name == "src/sub/b.txt" && e.data == b"beta\n")
@@ -1250,5 +1503,210 @@ mod tests {
                 other => panic!("{args}: expected BadArgs, got {other:?}"),
             }
         }
+    }
+
+    fn run_with_vars(
+        dir: &Path,
+        args: Value,
+        files: &BTreeMap<String, HostFile>,
+        vars: Value,
+    ) -> Outcome {
+        let args = crate::modules::args_in(dir, &args);
+        crate::modules::run_for_test("unarchive", &args, files, &vars, false).unwrap()
+    }
+
+    /// A tar header for a file of `size` bytes (only the header: the content follows).
+    fn tar_header_for(name: &str, size: u64) -> Vec<u8> {
+        let tar = fmt::write_tar(&[entry(name, Kind::File, b"")]);
+        let mut h = tar[..512].to_vec();
+        let field = format!("{size:011o}\0");
+        h[124..136].copy_from_slice(field.as_bytes());
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    /// A zstd frame that expands to `prefix` then `zeros` zero bytes, made of RLE
+    /// blocks (4 bytes per 128 KiB): a decompression bomb of a few dozen KiB.
+    fn zstd_zero_bomb(prefix: &[u8], zeros: u64) -> Vec<u8> {
+        let mut out = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x50]; // no size, 1 MiB window
+        let block = |out: &mut Vec<u8>, last: bool, kind: u32, size: u32| {
+            let h = u32::from(last) | kind << 1 | size << 3;
+            out.extend(&h.to_le_bytes()[..3]);
+        };
+        block(&mut out, false, 0, prefix.len() as u32);
+        out.extend(prefix);
+        let mut left = zeros;
+        while left > 0 {
+            let n = left.min(128 * 1024);
+            left -= n;
+            block(&mut out, left == 0, 1, n as u32);
+            out.push(0);
+        }
+        out
+    }
+
+    /// The process's peak resident memory so far, in KiB.
+    fn peak_rss_kib() -> u64 {
+        fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// A few dozen KiB of zstd that say they hold a 2 GiB file of zeros: refused at the
+    /// default limit, before anything is written, without the whole thing ever being
+    /// in memory (the old reader inflated every archive into memory, twice).
+    #[test]
+    fn a_zstd_bomb_is_refused_at_the_default_limit_without_filling_memory() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        let size = 2u64 << 30;
+        let bomb = zstd_zero_bomb(&tar_header_for("zeros.bin", size), size + 1024);
+        assert!(bomb.len() < 100_000, "{}", bomb.len());
+        let before = peak_rss_kib();
+        let out = run_with_vars(
+            p,
+            json!({"src": "files/bomb.tar.zst", "dest": "{p}"}),
+            &embedded("files/bomb.tar.zst", bomb),
+            json!({}),
+        );
+        let grew = peak_rss_kib().saturating_sub(before);
+        assert!(out.failed, "{out:?}");
+        let msg = out.msg.unwrap();
+        assert!(
+            msg.contains("files/bomb.tar.zst") && msg.contains("1 GiB") && msg.contains(MAX_VAR),
+            "{msg}"
+        );
+        assert_eq!(fs::read_dir(p).unwrap().count(), 0, "something was written");
+        assert!(grew < 256 * 1024, "peak memory grew by {grew} KiB");
+    }
+
+    /// The limit is what the variable says: a 64 MiB file in a tar.gz (64 KiB of gzip)
+    /// is refused under `rustle_unarchive_max_bytes: 1M`, and extracted under `128M`,
+    /// streamed to disk.
+    #[test]
+    fn the_expansion_limit_is_set_by_a_variable() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        let zeros = vec![0u8; 64 << 20];
+        let tgz = fmt::gzip(&fmt::write_tar(&[entry("big.bin", Kind::File, &zeros)]));
+        assert!(tgz.len() < 1 << 20);
+        let files = embedded("files/big.tgz", tgz);
+        let args = json!({"src": "files/big.tgz", "dest": "{p}"});
+        let small = run_with_vars(p, args.clone(), &files, json!({MAX_VAR: "1M"}));
+        assert!(small.failed, "{small:?}");
+        let msg = small.msg.unwrap();
+        assert!(msg.contains("1 MiB") && msg.contains(MAX_VAR), "{msg}");
+        assert!(!p.join("big.bin").exists());
+        let big = run_with_vars(p, args.clone(), &files, json!({MAX_VAR: 128 << 20}));
+        assert!(big.changed && !big.failed, "{big:?}");
+        assert_eq!(fs::metadata(p.join("big.bin")).unwrap().len(), 64 << 20);
+        let bad = run_with_vars(p, args, &files, json!({MAX_VAR: "lots"}));
+        assert!(bad.failed && bad.msg.unwrap().contains(MAX_VAR));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("7"), Some(7));
+        assert_eq!(parse_size("1 KB"), Some(1024));
+        assert_eq!(parse_size("3X"), None);
+    }
+
+    /// A tar member's mtime is taken as given; one past what the system clock can hold
+    /// (base-256 numbers go far past it) used to panic in `UNIX_EPOCH + Duration`.
+    #[test]
+    fn an_mtime_beyond_the_clock_does_not_panic() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        let mut tar = fmt::write_tar(&[entry("late.txt", Kind::File, b"late\n")]);
+        // Base-256: high bit set, then a big-endian number (here 2^63 s, past i64).
+        tar[136..148].copy_from_slice(&[0x80, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+        tar[148..156].copy_from_slice(b"        ");
+        let sum: u32 = tar[..512].iter().map(|b| u32::from(*b)).sum();
+        tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let out = run(
+            "unarchive",
+            p,
+            json!({"src": "files/late.tar", "dest": "{p}"}),
+            &embedded("files/late.tar", tar),
+            false,
+        )
+        .unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        assert_eq!(fs::read(p.join("late.txt")).unwrap(), b"late\n");
+    }
+
+    /// unarchive into a directory the test user owns, with that user swapping every
+    /// member's temp file (and every new member directory) for a symlink to a root-only
+    /// file: root used to chmod those by name (the victim became 0644).
+    #[test]
+    fn member_files_and_directories_swapped_for_symlinks_are_never_chmodded() {
+        let s = crate::modules::fsutil::hostile::Scene::new("rustle-ta-unarc");
+        let swapper = s.swapper(&s.home, &[".rustle-unarchive", ".rustle-tmp", ".dirm"]);
+        let mut failures = Vec::new();
+        for i in 0..30 {
+            let mut entries = Vec::new();
+            for f in 0..8 {
+                let body = format!("{i}:{f}\n").repeat(256 * 1024);
+                entries.push(entry(&format!("m{f}.txt"), Kind::File, body.as_bytes()));
+                entries.push(entry(&format!("d{i}-{f}.dirm"), Kind::Dir, b""));
+            }
+            let out = run(
+                "unarchive",
+                &s.home,
+                json!({"src": "files/a.tar", "dest": "{p}"}),
+                &embedded("files/a.tar", fmt::write_tar(&entries)),
+                false,
+            )
+            .unwrap();
+            if out.failed {
+                failures.push(out.msg.unwrap_or_default());
+            }
+        }
+        let swapped = swapper.finish();
+        assert!(
+            swapped > 0,
+            "the attacker never caught a name: nothing was tested"
+        );
+        s.victim_untouched();
+        for msg in &failures {
+            assert!(
+                msg.contains("was replaced while being written") || msg.contains("symlink"),
+                "{msg}"
+            );
+        }
+    }
+
+    /// The user replaces a directory the archive just created with a symlink to a root
+    /// directory; later members must not follow it (the old code checked for symlinks
+    /// once, before writing, then created parents with create_dir_all, which follows).
+    #[test]
+    fn a_parent_swapped_for_a_symlink_midway_is_not_followed() {
+        let s = crate::modules::fsutil::hostile::Scene::new("rustle-ta-parent");
+        let swapper = s.swapper_to(&s.home, &["sub"], s.vault());
+        let mut entries = Vec::new();
+        for f in 0..400 {
+            entries.push(entry(&format!("sub/f{f:03}"), Kind::File, &[b'x'; 4096]));
+        }
+        let files = embedded("files/p.tar", fmt::write_tar(&entries));
+        let out = run(
+            "unarchive",
+            &s.home,
+            json!({"src": "files/p.tar", "dest": "{p}"}),
+            &files,
+            false,
+        )
+        .unwrap();
+        let swapped = swapper.finish();
+        assert!(
+            swapped > 0,
+            "the attacker never caught the directory: nothing was tested"
+        );
+        s.victim_untouched();
+        assert!(out.failed, "{out:?}");
+        let msg = out.msg.unwrap();
+        assert!(msg.contains("symlink") || msg.contains("replaced"), "{msg}");
     }
 }

@@ -1,12 +1,20 @@
-//! Archive formats for the archive and unarchive modules, kept small and in memory:
-//! tar (ustar, reading GNU long names and pax `path`/`linkpath`, writing pax for long
-//! names), zip (central directory; stored or raw deflate), gzip and zstd wrappers.
+//! Archive formats for the archive and unarchive modules: tar (ustar, reading GNU long
+//! names and pax `path`/`linkpath`/`size`, writing pax for long names), zip (central
+//! directory; stored or raw deflate), gzip and zstd wrappers.
+//!
+//! Archives are written in memory (archive builds what it compares with `dest`) but
+//! read as streams ([`open`]): a member's content is never held whole, and everything
+//! an archive expands to is counted against a limit, both what its headers declare and
+//! what gzip or zstd decompression actually yields, so neither a large archive nor a
+//! decompression bomb can exhaust the host's memory or disk.
 //!
 //! Hand-written rather than crates: each format needs only a few dozen lines for what
 //! the modules use, and the runner must stay small. Compression itself comes from
 //! miniz_oxide (deflate) and ruzstd (zstd), both pure Rust.
 
-use std::io::Read;
+use miniz_oxide::inflate::stream::{InflateState, inflate};
+use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 
 /// What an archive member is.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +29,7 @@ pub(super) enum Kind {
     Other(u8),
 }
 
-/// One archive member, content in memory.
+/// One archive member to write, content in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Entry {
     /// The member's name as stored (slashes, maybe `./`, maybe a trailing `/`).
@@ -34,6 +42,21 @@ pub(super) struct Entry {
     pub uid: u32,
     pub gid: u32,
     pub data: Vec<u8>,
+}
+
+/// One archive member as read: what it is, without its content, which is read from
+/// the [`Members`] reader right after.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Member {
+    /// The member's name as stored.
+    pub name: String,
+    pub kind: Kind,
+    /// Permission bits (and set-id bits).
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+    /// Content size in bytes (files only; 0 for everything else).
+    pub size: u64,
 }
 
 /// Container and compression of an archive file.
@@ -56,20 +79,119 @@ impl Format {
     }
 }
 
+/// Why an archive could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    /// Not an archive of a supported format, or a damaged one.
+    #[error("{0}")]
+    Format(String),
+    /// It expands to more than the limit.
+    #[error("it expands to more than {} (the limit)", human_size(*limit))]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// Reading it failed.
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+/// The marker a reader deep in a decompression stack raises when the limit is passed;
+/// it travels as an `io::Error` and becomes [`ReadError::TooLarge`].
+#[derive(Debug, thiserror::Error)]
+#[error("expands to more than {limit} bytes")]
+struct OverLimit {
+    limit: u64,
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> ReadError {
+        if let Some(o) = e.get_ref().and_then(|i| i.downcast_ref::<OverLimit>()) {
+            return ReadError::TooLarge { limit: o.limit };
+        }
+        if e.kind() == io::ErrorKind::InvalidData {
+            return ReadError::Format(e.to_string());
+        }
+        ReadError::Io(e)
+    }
+}
+
+/// A format error as an `io::Error`, for the `Read` implementations.
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// A size as people write it: `1 GiB`, `512 MiB`, or bytes.
+pub(super) fn human_size(n: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// Longest GNU long name or link target accepted, and longest pax header: both are
+/// held in memory, and real ones are far shorter.
+const MAX_LONG_NAME: u64 = 64 * 1024;
+const MAX_PAX: u64 = 1024 * 1024;
+/// Longest zip member name and symlink target held in memory.
+const MAX_ZIP_NAME: usize = 64 * 1024;
+
 // ---------------------------------------------------------------------------
 // Checksums and compression wrappers
 
-/// CRC-32 (IEEE, reflected), as gzip and zip use it.
-pub(super) fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+/// CRC-32 (IEEE, reflected) lookup table, built at compile time (where an index out of
+/// range would fail the build, not the runner).
+#[allow(clippy::indexing_slicing)]
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
         }
+        table[i] = c;
+        i += 1;
     }
-    !crc
+    table
+};
+
+/// A running CRC-32, as gzip and zip use it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Crc32(u32);
+
+impl Crc32 {
+    pub(super) fn new() -> Crc32 {
+        Crc32(!0)
+    }
+
+    pub(super) fn update(&mut self, data: &[u8]) {
+        let mut c = self.0;
+        for &b in data {
+            let i = usize::from((c as u8) ^ b);
+            c = CRC_TABLE.get(i).copied().unwrap_or(0) ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+
+    pub(super) fn value(self) -> u32 {
+        !self.0
+    }
+}
+
+/// CRC-32 of `data`.
+pub(super) fn crc32(data: &[u8]) -> u32 {
+    let mut c = Crc32::new();
+    c.update(data);
+    c.value()
 }
 
 /// A gzip member with mtime 0 and no name, so equal input gives equal bytes (which is
@@ -82,68 +204,158 @@ pub(super) fn gzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Unpacks a gzip file (its first member), checking the CRC when the trailer is there.
-pub(super) fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = |why: &str| format!("not a valid gzip file: {why}");
-    let flags = *data.get(3).ok_or_else(|| bad("truncated header"))?;
-    if data.get(..3) != Some(&[0x1f, 0x8b, 8]) {
-        return Err(bad("bad magic"));
-    }
-    let mut pos = 10usize;
-    if flags & 4 != 0 {
-        let xlen = le16(data, pos).ok_or_else(|| bad("truncated extra field"))?;
-        pos += 2 + usize::from(xlen);
-    }
-    for bit in [8u8, 16] {
-        // FNAME and FCOMMENT: zero-terminated strings.
-        if flags & bit != 0 {
-            let rest = data.get(pos..).ok_or_else(|| bad("truncated header"))?;
-            let end = rest
-                .iter()
-                .position(|b| *b == 0)
-                .ok_or_else(|| bad("unterminated name"))?;
-            pos += end + 1;
-        }
-    }
-    if flags & 2 != 0 {
-        pos += 2;
-    }
-    let body = data.get(pos..).ok_or_else(|| bad("truncated header"))?;
-    let out = miniz_oxide::inflate::decompress_to_vec(body).map_err(|e| bad(&e.to_string()))?;
-    // Single-member files end with CRC and size; check them when they are about this data.
-    if let Some(trailer) = data.len().checked_sub(8).and_then(|t| data.get(t..)) {
-        let crc = le32(trailer, 0).unwrap_or(0);
-        let size = le32(trailer, 4).unwrap_or(0);
-        if size == out.len() as u32 && crc != crc32(&out) {
-            return Err(bad("CRC mismatch"));
-        }
-    }
-    Ok(out)
-}
-
 /// zstd at ruzstd's fastest level (roughly zstd -1).
 pub(super) fn zstd(data: &[u8]) -> Vec<u8> {
     ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
 }
 
-/// Unpacks a zstd file.
-pub(super) fn unzstd(data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut dec = ruzstd::decoding::StreamingDecoder::new(data)
-        .map_err(|e| format!("not a valid zstd file: {e}"))?;
-    let mut out = Vec::new();
-    dec.read_to_end(&mut out)
-        .map_err(|e| format!("not a valid zstd file: {e}"))?;
-    Ok(out)
-}
-
 fn le16(d: &[u8], at: usize) -> Option<u16> {
-    let b = d.get(at..at + 2)?;
-    Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+    let b: [u8; 2] = d.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_le_bytes(b))
 }
 
 fn le32(d: &[u8], at: usize) -> Option<u32> {
-    let b: [u8; 4] = d.get(at..at + 4)?.try_into().ok()?;
+    let b: [u8; 4] = d.get(at..at.checked_add(4)?)?.try_into().ok()?;
     Some(u32::from_le_bytes(b))
+}
+
+/// Reads exactly `buf.len()` bytes; `false` at a clean end of input before the first.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(buf.get_mut(got..).unwrap_or_default()) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads and drops `n` bytes.
+fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
+    let copied = io::copy(&mut r.by_ref().take(n), &mut io::sink())?;
+    if copied < n {
+        return Err(invalid("the archive ends in the middle of a member"));
+    }
+    Ok(())
+}
+
+/// Passes at most `limit` bytes through; more is an [`OverLimit`] error. Put after a
+/// decompressor, it bounds what the decompression may produce.
+struct Limited<R> {
+    r: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte more than allowed tells "exactly the limit" from "more".
+        let room = usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        let n = self.r.read(buf.get_mut(..want).unwrap_or_default())?;
+        if n as u64 > self.left {
+            return Err(io::Error::other(OverLimit { limit: self.limit }));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A gzip stream's first member, decompressed as it is read, with its CRC and size
+/// checked at its end.
+struct Gunzip<R> {
+    r: R,
+    state: Box<InflateState>,
+    crc: Crc32,
+    size: u64,
+    done: bool,
+}
+
+impl<R: BufRead> Gunzip<R> {
+    fn new(mut r: R) -> io::Result<Gunzip<R>> {
+        let bad = |why: &str| invalid(format!("not a valid gzip file: {why}"));
+        let mut head = [0u8; 10];
+        if !read_full(&mut r, &mut head)? || head.get(..3) != Some(&[0x1f, 0x8b, 8]) {
+            return Err(bad("bad magic"));
+        }
+        let flags = head.get(3).copied().unwrap_or(0);
+        if flags & 4 != 0 {
+            let mut xlen = [0u8; 2];
+            if !read_full(&mut r, &mut xlen)? {
+                return Err(bad("truncated extra field"));
+            }
+            skip(&mut r, u64::from(u16::from_le_bytes(xlen)))?;
+        }
+        for bit in [8u8, 16] {
+            // FNAME and FCOMMENT: zero-terminated strings, skipped.
+            if flags & bit != 0 {
+                let mut sink = Vec::new();
+                let n = r.by_ref().take(MAX_LONG_NAME).read_until(0, &mut sink)?;
+                if n == 0 || sink.last() != Some(&0) {
+                    return Err(bad("unterminated name"));
+                }
+            }
+        }
+        if flags & 2 != 0 {
+            skip(&mut r, 2)?;
+        }
+        Ok(Gunzip {
+            r,
+            state: InflateState::new_boxed(DataFormat::Raw),
+            crc: Crc32::new(),
+            size: 0,
+            done: false,
+        })
+    }
+
+    /// Checks the trailer (CRC-32 and size mod 2^32) after the deflate stream.
+    fn finish(&mut self) -> io::Result<()> {
+        let mut trailer = [0u8; 8];
+        // A missing trailer was tolerated before; a present one must match.
+        if read_full(&mut self.r, &mut trailer).unwrap_or(false) {
+            let crc = le32(&trailer, 0).unwrap_or(0);
+            let size = le32(&trailer, 4).unwrap_or(0);
+            if size == self.size as u32 && crc != self.crc.value() {
+                return Err(invalid("not a valid gzip file: CRC mismatch"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let input = self.r.fill_buf()?;
+            let eof = input.is_empty();
+            let res = inflate(&mut self.state, input, buf, MZFlush::None);
+            self.r.consume(res.bytes_consumed);
+            let out = buf.get(..res.bytes_written).unwrap_or_default();
+            self.crc.update(out);
+            self.size += res.bytes_written as u64;
+            match res.status {
+                Ok(MZStatus::StreamEnd) => {
+                    self.done = true;
+                    self.finish()?;
+                    return Ok(res.bytes_written);
+                }
+                Ok(_) if res.bytes_written > 0 => return Ok(res.bytes_written),
+                Ok(_) if res.bytes_consumed > 0 => {}
+                Err(MZError::Buf) | Ok(_) if eof => {
+                    return Err(invalid("not a valid gzip file: truncated"));
+                }
+                Ok(_) | Err(MZError::Buf) => {}
+                Err(e) => return Err(invalid(format!("not a valid gzip file: {e:?}"))),
+            }
+        }
+    }
 }
 
 /// Tells the format from the first bytes; bzip2 and xz are named, not guessed.
@@ -163,16 +375,74 @@ pub(super) fn sniff(data: &[u8]) -> Result<Format, String> {
     }
 }
 
-/// Reads any supported archive into its entries.
-pub(super) fn read_any(data: &[u8]) -> Result<(Format, Vec<Entry>), String> {
-    let format = sniff(data)?;
-    let entries = match format {
-        Format::Tar => read_tar(data)?,
-        Format::TarGz => read_tar(&gunzip(data)?)?,
-        Format::TarZst => read_tar(&unzstd(data)?)?,
-        Format::Zip => read_zip(data)?,
+/// An archive being read: each [`Members::next_member`] moves to the next member, whose
+/// content is then read from the reader itself (to its end, or not at all).
+pub(super) trait Members: Read {
+    /// The next member; `None` after the last.
+    fn next_member(&mut self) -> Result<Option<Member>, ReadError>;
+}
+
+/// Opens an archive for reading, whatever its format, with `limit` on what it may
+/// expand to (member sizes as declared, and what decompression yields).
+pub(super) fn open<'a, R: Read + Seek + 'a>(
+    mut r: R,
+    limit: u64,
+) -> Result<(Format, Box<dyn Members + 'a>), ReadError> {
+    let mut head = Vec::with_capacity(512);
+    r.by_ref().take(512).read_to_end(&mut head)?;
+    r.seek(SeekFrom::Start(0))?;
+    let format = sniff(&head).map_err(ReadError::Format)?;
+    let members: Box<dyn Members + 'a> = match format {
+        Format::Tar => Box::new(TarReader::new(r, limit)),
+        Format::TarGz => {
+            let z = Gunzip::new(BufReader::new(r))?;
+            Box::new(TarReader::new(
+                Limited {
+                    r: z,
+                    left: limit,
+                    limit,
+                },
+                limit,
+            ))
+        }
+        Format::TarZst => {
+            let z = ruzstd::decoding::StreamingDecoder::new(BufReader::new(r))
+                .map_err(|e| ReadError::Format(format!("not a valid zstd file: {e}")))?;
+            let z = ZstdErrors(z);
+            Box::new(TarReader::new(
+                Limited {
+                    r: z,
+                    left: limit,
+                    limit,
+                },
+                limit,
+            ))
+        }
+        Format::Zip => Box::new(ZipReader::new(r, limit)?),
     };
-    Ok((format, entries))
+    Ok((format, members))
+}
+
+/// ruzstd's errors are about the data: reported as such.
+struct ZstdErrors<R>(R);
+
+impl<R: Read> Read for ZstdErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::Other => invalid(format!("not a valid zstd file: {e}")),
+            _ => e,
+        })
+    }
+}
+
+/// The member names of an archive in memory (for archive's diffs), content skipped.
+pub(super) fn member_names(data: &[u8], limit: u64) -> Result<Vec<String>, ReadError> {
+    let (_, mut rd) = open(io::Cursor::new(data), limit)?;
+    let mut names = Vec::new();
+    while let Some(m) = rd.next_member()? {
+        names.push(m.name);
+    }
+    Ok(names)
 }
 
 // ---------------------------------------------------------------------------
@@ -185,7 +455,7 @@ fn octal(field: &[u8]) -> Option<u64> {
             .iter()
             .skip(1)
             .try_fold(u64::from(field.first()? & 0x7f), |acc, b| {
-                acc.checked_mul(256).map(|v| v + u64::from(*b))
+                acc.checked_mul(256)?.checked_add(u64::from(*b))
             });
     }
     let s: String = field
@@ -252,98 +522,479 @@ fn pax_records(data: &[u8]) -> Vec<(String, String)> {
 }
 
 /// Reads a tar stream: ustar headers, GNU `L`/`K` long names, pax `x` path/linkpath/size.
-pub(super) fn read_tar(data: &[u8]) -> Result<Vec<Entry>, String> {
-    let mut entries = Vec::new();
-    let mut pos = 0usize;
-    let mut long_name: Option<String> = None;
-    let mut long_link: Option<String> = None;
-    let mut pax: Vec<(String, String)> = Vec::new();
-    while let Some(h) = data.get(pos..pos + 512) {
-        if h.iter().all(|b| *b == 0) {
-            break;
+struct TarReader<R> {
+    r: R,
+    /// Content of the current member not yet read, then its padding to 512.
+    left: u64,
+    pad: u64,
+    /// Where the next header starts, for messages.
+    offset: u64,
+    /// All member data the headers declared so far, and its limit.
+    declared: u64,
+    limit: u64,
+    done: bool,
+}
+
+impl<R: Read> TarReader<R> {
+    fn new(r: R, limit: u64) -> TarReader<R> {
+        TarReader {
+            r,
+            left: 0,
+            pad: 0,
+            offset: 0,
+            declared: 0,
+            limit,
+            done: false,
         }
-        if !tar_checksum_ok(h) {
-            return Err(format!("tar header at offset {pos} has a bad checksum"));
+    }
+
+    /// Reads a special member's body (a long name, a pax header), refusing more than
+    /// `max` bytes.
+    fn small_body(&mut self, size: u64, max: u64, what: &str) -> Result<Vec<u8>, ReadError> {
+        if size > max {
+            return Err(ReadError::Format(format!(
+                "tar {what} at offset {} is {size} bytes, more than the {max} accepted",
+                self.offset
+            )));
         }
-        let field = |a: usize, b: usize| h.get(a..b).unwrap_or_default();
-        let mut size = octal(field(124, 136)).ok_or("tar header has a bad size")?;
-        if let Some((_, v)) = pax.iter().find(|(k, _)| k == "size") {
-            size = v.parse().map_err(|_| "pax size is not a number")?;
+        let mut body = Vec::new();
+        self.r.by_ref().take(size).read_to_end(&mut body)?;
+        if (body.len() as u64) < size {
+            return Err(ReadError::Format(format!(
+                "tar member at offset {} is truncated",
+                self.offset
+            )));
         }
-        let typeflag = h.get(156).copied().unwrap_or(0);
-        let start = pos + 512;
-        let len = usize::try_from(size).map_err(|_| "tar member too large")?;
-        let body = data
-            .get(start..start.checked_add(len).ok_or("tar member too large")?)
-            .ok_or_else(|| format!("tar member at offset {pos} is truncated"))?;
-        pos = start + len.div_ceil(512) * 512;
-        match typeflag {
-            b'L' => {
-                long_name = Some(cstr(body));
-                continue;
+        skip(&mut self.r, pad512(size))?;
+        Ok(body)
+    }
+}
+
+fn pad512(size: u64) -> u64 {
+    (512 - size % 512) % 512
+}
+
+impl<R: Read> Read for TarReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let room = usize::try_from(self.left).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.r.read(buf.get_mut(..want).unwrap_or_default())?;
+        if n == 0 {
+            return Err(invalid(format!(
+                "tar member before offset {} is truncated",
+                self.offset
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Members for TarReader<R> {
+    fn next_member(&mut self) -> Result<Option<Member>, ReadError> {
+        if self.done {
+            return Ok(None);
+        }
+        // The rest of the previous member, unread by the caller.
+        skip(&mut self.r, self.left.saturating_add(self.pad))?;
+        self.left = 0;
+        self.pad = 0;
+        let mut long_name: Option<String> = None;
+        let mut long_link: Option<String> = None;
+        let mut pax: Vec<(String, String)> = Vec::new();
+        loop {
+            let mut h = [0u8; 512];
+            // A clean end of input (or a missing end-of-archive block) ends the archive.
+            let whole = match read_full(&mut self.r, &mut h) {
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !whole || h.iter().all(|b| *b == 0) {
+                self.done = true;
+                // Read on to the end, so that a gzip trailer's CRC is checked (what
+                // follows is bounded like the rest of the stream).
+                io::copy(&mut self.r, &mut io::sink())?;
+                return Ok(None);
             }
-            b'K' => {
-                long_link = Some(cstr(body));
-                continue;
+            let at = self.offset;
+            if !tar_checksum_ok(&h) {
+                return Err(ReadError::Format(format!(
+                    "tar header at offset {at} has a bad checksum"
+                )));
             }
-            b'x' => {
-                pax = pax_records(body);
-                continue;
+            let field = |a: usize, b: usize| h.get(a..b).unwrap_or_default();
+            let mut size = octal(field(124, 136))
+                .ok_or_else(|| ReadError::Format("tar header has a bad size".into()))?;
+            if let Some((_, v)) = pax.iter().find(|(k, _)| k == "size") {
+                size = v
+                    .parse()
+                    .map_err(|_| ReadError::Format("pax size is not a number".into()))?;
             }
-            // Global pax headers and GNU volume/multivolume metadata carry no member.
-            b'g' | b'V' | b'M' => continue,
-            _ => {}
-        }
-        let mut name = cstr(field(0, 100));
-        if field(257, 262) == b"ustar" {
-            let prefix = cstr(field(345, 500));
-            if !prefix.is_empty() && field(257, 263) == b"ustar\0" {
-                name = format!("{prefix}/{name}");
+            self.declared = self.declared.saturating_add(size);
+            if self.declared > self.limit {
+                return Err(ReadError::TooLarge { limit: self.limit });
             }
-        }
-        let mut link = cstr(field(157, 257));
-        if let Some(n) = long_name.take() {
-            name = n;
-        }
-        if let Some(l) = long_link.take() {
-            link = l;
-        }
-        for (k, v) in std::mem::take(&mut pax) {
-            match k.as_str() {
-                "path" => name = v,
-                "linkpath" => link = v,
+            self.offset = at
+                .saturating_add(512)
+                .saturating_add(size)
+                .saturating_add(pad512(size));
+            let typeflag = h.get(156).copied().unwrap_or(0);
+            match typeflag {
+                b'L' => {
+                    long_name = Some(cstr(&self.small_body(size, MAX_LONG_NAME, "long name")?));
+                    continue;
+                }
+                b'K' => {
+                    long_link = Some(cstr(&self.small_body(size, MAX_LONG_NAME, "long link")?));
+                    continue;
+                }
+                b'x' => {
+                    pax = pax_records(&self.small_body(size, MAX_PAX, "pax header")?);
+                    continue;
+                }
+                // Global pax headers and GNU volume/multivolume metadata carry no member.
+                b'g' | b'V' | b'M' => {
+                    skip(&mut self.r, size.saturating_add(pad512(size)))?;
+                    continue;
+                }
                 _ => {}
             }
-        }
-        let kind = match typeflag {
-            b'0' | 0 | b'7' => {
-                if name.ends_with('/') {
-                    Kind::Dir
-                } else {
-                    Kind::File
+            let mut name = cstr(field(0, 100));
+            if field(257, 262) == b"ustar" {
+                let prefix = cstr(field(345, 500));
+                if !prefix.is_empty() && field(257, 263) == b"ustar\0" {
+                    name = format!("{prefix}/{name}");
                 }
             }
-            b'5' => Kind::Dir,
-            b'2' => Kind::Symlink(link),
-            b'1' => Kind::Hardlink(link),
-            other => Kind::Other(other),
-        };
-        let num = |a, b| octal(field(a, b)).unwrap_or(0);
-        entries.push(Entry {
-            name,
-            data: if kind == Kind::File {
-                body.to_vec()
+            let mut link = cstr(field(157, 257));
+            if let Some(n) = long_name.take() {
+                name = n;
+            }
+            if let Some(l) = long_link.take() {
+                link = l;
+            }
+            for (k, v) in std::mem::take(&mut pax) {
+                match k.as_str() {
+                    "path" => name = v,
+                    "linkpath" => link = v,
+                    _ => {}
+                }
+            }
+            let kind = match typeflag {
+                b'0' | 0 | b'7' => {
+                    if name.ends_with('/') {
+                        Kind::Dir
+                    } else {
+                        Kind::File
+                    }
+                }
+                b'5' => Kind::Dir,
+                b'2' => Kind::Symlink(link),
+                b'1' => Kind::Hardlink(link),
+                other => Kind::Other(other),
+            };
+            let num = |a, b| octal(field(a, b)).unwrap_or(0);
+            // Only a file's content is offered to the caller; anything else is skipped.
+            if kind == Kind::File {
+                self.left = size;
+                self.pad = pad512(size);
             } else {
-                Vec::new()
-            },
-            kind,
-            mode: (num(100, 108) & 0o7777) as u32,
-            mtime: num(136, 148),
-            uid: u32::try_from(num(108, 116)).unwrap_or(0),
-            gid: u32::try_from(num(116, 124)).unwrap_or(0),
+                skip(&mut self.r, size.saturating_add(pad512(size)))?;
+            }
+            return Ok(Some(Member {
+                name,
+                mode: (num(100, 108) & 0o7777) as u32,
+                mtime: num(136, 148),
+                size: if kind == Kind::File { size } else { 0 },
+                kind,
+            }));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// zip
+
+/// Unix file type bits as zip's external attributes carry them.
+const S_IFMT: u32 = 0o170_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+
+/// A member as the central directory describes it.
+struct ZipEntry {
+    name: String,
+    method: u16,
+    crc: u32,
+    csize: u64,
+    usize: u64,
+    local: u64,
+    unix_mode: u32,
+    dos_dir: bool,
+    mtime: u64,
+}
+
+/// The member whose content is being read.
+struct ZipCurrent {
+    name: String,
+    /// `None` for a stored member.
+    inflate: Option<Box<InflateState>>,
+    /// Compressed bytes not yet read.
+    compressed_left: u64,
+    /// The deflate stream has ended.
+    stream_end: bool,
+    /// What the central directory promises, and what was read so far.
+    expect_size: u64,
+    expect_crc: u32,
+    got: u64,
+    crc: Crc32,
+    checked: bool,
+}
+
+/// Total bytes of member names a zip's central directory may hold in memory.
+const MAX_ZIP_NAMES: usize = 64 * 1024 * 1024;
+
+/// Reads a zip file through its central directory (no zip64, no encryption). Each
+/// member's content is inflated as it is read; its size and CRC are checked at its
+/// end, and more content than the directory declares is an error at once.
+struct ZipReader<R> {
+    file: BufReader<R>,
+    entries: std::vec::IntoIter<ZipEntry>,
+    cur: Option<ZipCurrent>,
+    declared: u64,
+    limit: u64,
+}
+
+/// Reads the central directory.
+fn zip_directory<R: Read + Seek>(file: &mut BufReader<R>) -> Result<Vec<ZipEntry>, ReadError> {
+    let bad = |m: &str| ReadError::Format(m.to_string());
+    let len = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(len.saturating_sub(22 + 65_535)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let eocd = (0..=tail.len().saturating_sub(22))
+        .rev()
+        .find(|i| tail.get(*i..i + 4) == Some(b"PK\x05\x06"))
+        .ok_or_else(|| bad("zip file has no end of central directory record"))?;
+    let count = le16(&tail, eocd + 10).ok_or_else(|| bad("truncated zip"))?;
+    let cd_offset = le32(&tail, eocd + 16).ok_or_else(|| bad("truncated zip"))?;
+    if count == 0xffff || cd_offset == 0xffff_ffff {
+        return Err(bad("zip64 archives are not supported by this runner"));
+    }
+    file.seek(SeekFrom::Start(u64::from(cd_offset)))?;
+    let mut entries = Vec::with_capacity(usize::from(count));
+    let mut names = 0usize;
+    for _ in 0..count {
+        let mut h = [0u8; 46];
+        let at = file.stream_position()?;
+        if !read_full(file, &mut h).unwrap_or(false) || h.get(..4) != Some(b"PK\x01\x02") {
+            return Err(ReadError::Format(format!(
+                "bad zip central directory entry at offset {at}"
+            )));
+        }
+        let g16 = |o: usize| le16(&h, o).unwrap_or(0);
+        let g32 = |o: usize| le32(&h, o).unwrap_or(0);
+        let (made_by, flags, method) = (g16(4), g16(8), g16(10));
+        let (time, date) = (g16(12), g16(14));
+        let (nlen, xlen, clen) = (usize::from(g16(28)), g16(30), g16(32));
+        let ext = g32(38);
+        names += nlen;
+        if names > MAX_ZIP_NAMES {
+            return Err(bad("zip central directory holds too many names"));
+        }
+        let mut name = vec![0u8; nlen];
+        if !read_full(file, &mut name).unwrap_or(false) && nlen > 0 {
+            return Err(bad("truncated zip name"));
+        }
+        let name = String::from_utf8_lossy(&name).into_owned();
+        file.seek_relative(i64::from(xlen) + i64::from(clen))?;
+        if flags & 1 != 0 {
+            return Err(ReadError::Format(format!("zip member {name} is encrypted")));
+        }
+        // Unix-made entries carry st_mode in the high half of the external attributes.
+        let unix_mode = if made_by >> 8 == 3 { ext >> 16 } else { 0 };
+        entries.push(ZipEntry {
+            name,
+            method,
+            crc: g32(16),
+            csize: u64::from(g32(20)),
+            usize: u64::from(g32(24)),
+            local: u64::from(g32(42)),
+            unix_mode,
+            dos_dir: ext & 0x10 != 0,
+            mtime: from_dos(date, time),
         });
     }
     Ok(entries)
+}
+
+impl<R: Read + Seek> ZipReader<R> {
+    fn new(r: R, limit: u64) -> Result<ZipReader<R>, ReadError> {
+        let mut file = BufReader::new(r);
+        let entries = zip_directory(&mut file)?;
+        Ok(ZipReader {
+            file,
+            entries: entries.into_iter(),
+            cur: None,
+            declared: 0,
+            limit,
+        })
+    }
+
+    /// Moves to `e`'s content, after its local header.
+    fn start(&mut self, e: &ZipEntry) -> Result<(), ReadError> {
+        let mut h = [0u8; 30];
+        self.file.seek(SeekFrom::Start(e.local))?;
+        if !read_full(&mut self.file, &mut h).unwrap_or(false) || h.get(..4) != Some(b"PK\x03\x04")
+        {
+            return Err(ReadError::Format(format!(
+                "zip member {} has no local header",
+                e.name
+            )));
+        }
+        let skip_len = i64::from(le16(&h, 26).unwrap_or(0)) + i64::from(le16(&h, 28).unwrap_or(0));
+        self.file.seek_relative(skip_len)?;
+        let inflate = match e.method {
+            0 => None,
+            8 => Some(InflateState::new_boxed(DataFormat::Raw)),
+            m => {
+                return Err(ReadError::Format(format!(
+                    "zip member {} uses unsupported compression method {m}",
+                    e.name
+                )));
+            }
+        };
+        self.cur = Some(ZipCurrent {
+            name: e.name.clone(),
+            inflate,
+            compressed_left: e.csize,
+            stream_end: false,
+            expect_size: e.usize,
+            expect_crc: e.crc,
+            got: 0,
+            crc: Crc32::new(),
+            checked: false,
+        });
+        Ok(())
+    }
+}
+
+impl<R: Read + Seek> Read for ZipReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(c) = &mut self.cur else {
+            return Ok(0);
+        };
+        if c.checked || buf.is_empty() {
+            return Ok(0);
+        }
+        let room = usize::try_from(c.compressed_left).unwrap_or(usize::MAX);
+        let n = match &mut c.inflate {
+            None => {
+                let want = buf.len().min(room);
+                if want == 0 {
+                    0
+                } else {
+                    let n = self.file.read(buf.get_mut(..want).unwrap_or_default())?;
+                    if n == 0 {
+                        return Err(invalid(format!("zip member {} is truncated", c.name)));
+                    }
+                    c.compressed_left -= n as u64;
+                    n
+                }
+            }
+            Some(_) if c.stream_end => 0,
+            Some(state) => loop {
+                let avail = self.file.fill_buf()?;
+                let avail = avail.get(..avail.len().min(room)).unwrap_or_default();
+                let res = inflate(state, avail, buf, MZFlush::None);
+                self.file.consume(res.bytes_consumed);
+                c.compressed_left -= res.bytes_consumed as u64;
+                match res.status {
+                    Ok(MZStatus::StreamEnd) => {
+                        c.stream_end = true;
+                        break res.bytes_written;
+                    }
+                    Ok(_) if res.bytes_written > 0 => break res.bytes_written,
+                    Ok(_) if res.bytes_consumed > 0 => {}
+                    Ok(_) | Err(MZError::Buf) => {
+                        return Err(invalid(format!("zip member {} is truncated", c.name)));
+                    }
+                    Err(e) => return Err(invalid(format!("zip member {}: {e:?}", c.name))),
+                }
+            },
+        };
+        let out = buf.get(..n).unwrap_or_default();
+        c.crc.update(out);
+        c.got += n as u64;
+        if c.got > c.expect_size {
+            return Err(invalid(format!(
+                "zip member {} holds more than the {} bytes it declares",
+                c.name, c.expect_size
+            )));
+        }
+        if n == 0 {
+            c.checked = true;
+            if c.got != c.expect_size || c.crc.value() != c.expect_crc {
+                return Err(invalid(format!(
+                    "zip member {} fails its CRC or size check",
+                    c.name
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Members for ZipReader<R> {
+    fn next_member(&mut self) -> Result<Option<Member>, ReadError> {
+        self.cur = None;
+        let Some(e) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.declared = self.declared.saturating_add(e.usize);
+        if self.declared > self.limit {
+            return Err(ReadError::TooLarge { limit: self.limit });
+        }
+        self.start(&e)?;
+        let is_dir = e.name.ends_with('/') || e.unix_mode & S_IFMT == S_IFDIR || e.dos_dir;
+        let kind = if e.unix_mode & S_IFMT == S_IFLNK {
+            // A symlink's target is its content.
+            if e.usize > MAX_ZIP_NAME as u64 {
+                return Err(ReadError::Format(format!(
+                    "zip symlink {} has a target of {} bytes",
+                    e.name, e.usize
+                )));
+            }
+            let mut target = Vec::new();
+            self.read_to_end(&mut target)?;
+            Kind::Symlink(String::from_utf8_lossy(&target).into_owned())
+        } else if is_dir {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        let perms = e.unix_mode & 0o7777;
+        let mode = match (&kind, perms) {
+            (_, p) if p != 0 => p,
+            (Kind::Dir, _) => 0o755,
+            _ => 0o644,
+        };
+        let size = if kind == Kind::File { e.usize } else { 0 };
+        if kind != Kind::File {
+            self.cur = None;
+        }
+        Ok(Some(Member {
+            name: e.name,
+            kind,
+            mode,
+            mtime: e.mtime,
+            size,
+        }))
+    }
 }
 
 fn put(h: &mut [u8], at: usize, bytes: &[u8]) {
@@ -453,110 +1104,7 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
-// zip
-
-/// Unix file type bits as zip's external attributes carry them.
-const S_IFMT: u32 = 0o170_000;
-const S_IFLNK: u32 = 0o120_000;
-const S_IFDIR: u32 = 0o040_000;
-const S_IFREG: u32 = 0o100_000;
-
-/// Reads a zip file through its central directory (no zip64, no encryption).
-pub(super) fn read_zip(data: &[u8]) -> Result<Vec<Entry>, String> {
-    let min = data.len().saturating_sub(22 + 65_535);
-    let eocd = (min..=data.len().saturating_sub(22))
-        .rev()
-        .find(|i| data.get(*i..*i + 4) == Some(b"PK\x05\x06"))
-        .ok_or("zip file has no end of central directory record")?;
-    let count = le16(data, eocd + 10).ok_or("truncated zip")?;
-    let cd_offset = le32(data, eocd + 16).ok_or("truncated zip")?;
-    if count == 0xffff || cd_offset == 0xffff_ffff {
-        return Err("zip64 archives are not supported by this runner".into());
-    }
-    let mut pos = cd_offset as usize;
-    let mut entries = Vec::new();
-    for _ in 0..count {
-        if data.get(pos..pos + 4) != Some(b"PK\x01\x02") {
-            return Err(format!("bad zip central directory entry at offset {pos}"));
-        }
-        let g16 = |o: usize| le16(data, pos + o).ok_or("truncated zip central directory");
-        let g32 = |o: usize| le32(data, pos + o).ok_or("truncated zip central directory");
-        let made_by = g16(4)?;
-        let flags = g16(8)?;
-        let method = g16(10)?;
-        let (time, date) = (g16(12)?, g16(14)?);
-        let crc = g32(16)?;
-        let csize = g32(20)? as usize;
-        let usize_ = g32(24)? as usize;
-        let (nlen, xlen, clen) = (
-            usize::from(g16(28)?),
-            usize::from(g16(30)?),
-            usize::from(g16(32)?),
-        );
-        let ext = g32(38)?;
-        let local = g32(42)? as usize;
-        let name_bytes = data
-            .get(pos + 46..pos + 46 + nlen)
-            .ok_or("truncated zip name")?;
-        let name = String::from_utf8_lossy(name_bytes).into_owned();
-        pos += 46 + nlen + xlen + clen;
-        if flags & 1 != 0 {
-            return Err(format!("zip member {name} is encrypted"));
-        }
-        if data.get(local..local + 4) != Some(b"PK\x03\x04") {
-            return Err(format!("zip member {name} has no local header"));
-        }
-        let lnlen = usize::from(le16(data, local + 26).ok_or("truncated zip")?);
-        let lxlen = usize::from(le16(data, local + 28).ok_or("truncated zip")?);
-        let start = local + 30 + lnlen + lxlen;
-        let raw = data
-            .get(start..start + csize)
-            .ok_or_else(|| format!("zip member {name} is truncated"))?;
-        let content = match method {
-            0 => raw.to_vec(),
-            8 => miniz_oxide::inflate::decompress_to_vec_with_limit(raw, usize_)
-                .map_err(|e| format!("zip member {name}: {e}"))?,
-            m => {
-                return Err(format!(
-                    "zip member {name} uses unsupported compression method {m}"
-                ));
-            }
-        };
-        if content.len() != usize_ || crc32(&content) != crc {
-            return Err(format!("zip member {name} fails its CRC or size check"));
-        }
-        // Unix-made entries carry st_mode in the high half of the external attributes.
-        let unix_mode = if made_by >> 8 == 3 { ext >> 16 } else { 0 };
-        let is_dir = name.ends_with('/') || unix_mode & S_IFMT == S_IFDIR || ext & 0x10 != 0;
-        let kind = if unix_mode & S_IFMT == S_IFLNK {
-            Kind::Symlink(String::from_utf8_lossy(&content).into_owned())
-        } else if is_dir {
-            Kind::Dir
-        } else {
-            Kind::File
-        };
-        let perms = unix_mode & 0o7777;
-        let mode = match (&kind, perms) {
-            (_, p) if p != 0 => p,
-            (Kind::Dir, _) => 0o755,
-            _ => 0o644,
-        };
-        entries.push(Entry {
-            name,
-            data: if kind == Kind::File {
-                content
-            } else {
-                Vec::new()
-            },
-            kind,
-            mode,
-            mtime: from_dos(date, time),
-            uid: 0,
-            gid: 0,
-        });
-    }
-    Ok(entries)
-}
+// zip writing
 
 /// DOS date/time (taken as UTC) to seconds since the epoch.
 fn from_dos(date: u16, time: u16) -> u64 {
@@ -652,9 +1200,56 @@ pub(super) fn write_zip(entries: &[Entry]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::Command;
+
+    /// Every member of an archive in memory with its content, read as unarchive does.
+    pub(crate) fn read_all(data: &[u8], limit: u64) -> Result<(Format, Vec<Entry>), ReadError> {
+        let (format, mut rd) = open(io::Cursor::new(data), limit)?;
+        let mut out = Vec::new();
+        while let Some(m) = rd.next_member()? {
+            let mut data = Vec::new();
+            rd.read_to_end(&mut data)?;
+            out.push(Entry {
+                name: m.name,
+                kind: m.kind,
+                mode: m.mode,
+                mtime: m.mtime,
+                uid: 0,
+                gid: 0,
+                data,
+            });
+        }
+        Ok((format, out))
+    }
+
+    fn read_tar(data: &[u8]) -> Vec<Entry> {
+        read_all(data, u64::MAX).unwrap().1
+    }
+
+    fn read_zip(data: &[u8]) -> Vec<Entry> {
+        read_all(data, u64::MAX).unwrap().1
+    }
+
+    /// The content of a gzip file's single member (as a tar would be read).
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Gunzip::new(io::Cursor::new(data))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn unzstd(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        ruzstd::decoding::StreamingDecoder::new(data)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
 
     fn entry(name: &str, kind: Kind, data: &[u8]) -> Entry {
         Entry {
@@ -699,19 +1294,16 @@ mod tests {
                 .success()
         );
         let gz = std::fs::read(t.path().join("p.txt.gz")).unwrap();
-        assert_eq!(gunzip(&gz).unwrap(), b"from gzip\n");
-        assert_eq!(
-            unzstd(&zstd(b"zstd round trip")).unwrap(),
-            b"zstd round trip"
-        );
+        assert_eq!(gunzip(&gz), b"from gzip\n");
+        assert_eq!(unzstd(&zstd(b"zstd round trip")), b"zstd round trip");
     }
 
     #[test]
     fn tar_round_trips_and_gnu_tar_agrees() {
         let t = tempfile::tempdir().unwrap();
         let bytes = write_tar(&sample());
-        assert_eq!(read_tar(&bytes).unwrap().len(), 4);
-        let back = read_tar(&bytes).unwrap();
+        assert_eq!(read_tar(&bytes).len(), 4);
+        let back = read_tar(&bytes);
         assert_eq!(back[0].name, "d/");
         assert_eq!(back[0].kind, Kind::Dir);
         assert_eq!(back[1..], sample()[1..]);
@@ -739,7 +1331,7 @@ mod tests {
                 .unwrap()
                 .success()
         );
-        let got = read_tar(&std::fs::read(&gnu).unwrap()).unwrap();
+        let got = read_tar(&std::fs::read(&gnu).unwrap());
         let f = got.iter().find(|e| e.name.ends_with("/f")).unwrap();
         assert_eq!(f.name, format!("./{}/f", "x".repeat(110)));
         assert_eq!(f.data, b"gnu");
@@ -748,7 +1340,7 @@ mod tests {
     #[test]
     fn zip_round_trips_and_unzip_or_python_agrees() {
         let bytes = write_zip(&sample());
-        let back = read_zip(&bytes).unwrap();
+        let back = read_zip(&bytes);
         assert_eq!(back.len(), 4);
         assert_eq!(back[1].data, b"hello tar\n");
         assert_eq!(back[1].mode, 0o640);
@@ -783,8 +1375,65 @@ mod tests {
             .status()
             .unwrap();
         assert!(out.success());
-        let got = read_zip(&std::fs::read(&made).unwrap()).unwrap();
+        let got = read_zip(&std::fs::read(&made).unwrap());
         assert_eq!(got[0].data, "abc".repeat(100).as_bytes());
         assert_eq!(sniff(&std::fs::read(&made).unwrap()).unwrap(), Format::Zip);
+    }
+
+    /// Headers declare no content at all here, yet the decompressed stream is still
+    /// bounded: the limit counts what gzip and zstd produce, not only what tar declares.
+    #[test]
+    fn decompressed_streams_are_bounded_even_when_headers_declare_nothing() {
+        let empties: Vec<Entry> = (0..200)
+            .map(|i| entry(&format!("e{i}"), Kind::File, b""))
+            .collect();
+        let tar = write_tar(&empties);
+        for packed in [gzip(&tar), zstd(&tar)] {
+            let err = read_all(&packed, 16 * 1024).unwrap_err();
+            assert!(
+                matches!(err, ReadError::TooLarge { limit: 16384 }),
+                "{err:?}"
+            );
+            assert_eq!(read_all(&packed, 1 << 20).unwrap().1.len(), 200);
+        }
+        // Declared sizes count too, before any content is read.
+        let big = write_tar(&[entry("a", Kind::File, &[7u8; 5000])]);
+        assert!(matches!(
+            read_all(&big, 4096).unwrap_err(),
+            ReadError::TooLarge { limit: 4096 }
+        ));
+        assert_eq!(human_size(1 << 30), "1 GiB");
+        assert_eq!(human_size(1000), "1000 bytes");
+    }
+
+    /// A zip member that inflates to more than its central directory entry declares is
+    /// refused as soon as it shows, not after inflating it all.
+    #[test]
+    fn a_zip_member_larger_than_declared_is_refused() {
+        let zeros = vec![0u8; 1 << 20];
+        let mut zip = write_zip(&[entry("z.bin", Kind::File, &zeros)]);
+        let cd = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        zip[cd + 24..cd + 28].copy_from_slice(&10u32.to_le_bytes());
+        let err = read_all(&zip, u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("more than the 10 bytes it declares"), "{err}");
+    }
+
+    #[test]
+    fn damaged_gzip_and_truncated_tar_are_errors_not_panics() {
+        let tar = write_tar(&sample());
+        let mut gz = gzip(&tar);
+        let n = gz.len();
+        gz[n - 8] ^= 0xff;
+        let err = read_all(&gz, u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("CRC mismatch"), "{err}");
+        // Cut in the middle of d/a.txt's content.
+        let short = gzip(&tar[..1024 + 5]);
+        let err = read_all(&short, u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        for cut in [0usize, 3, 11, 100, 600] {
+            let g = gzip(&tar);
+            let _ = read_all(&g[..cut.min(g.len())], u64::MAX);
+            let _ = read_all(&tar[..cut], u64::MAX);
+        }
     }
 }

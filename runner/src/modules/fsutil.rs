@@ -1,6 +1,8 @@
 //! Filesystem helpers shared by the file, copy, template and stat modules: owner and
-//! group lookups, mode/owner/group reconciliation, the atomic write behind copy and
-//! template, SHA-1 checksums, and the small result/diff vocabulary they have in common.
+//! group lookups, mode/owner/group reconciliation, the one atomic write procedure every
+//! module that writes a file uses ([`Dir`] and [`NewFile`]: descriptors, never names
+//! someone else could swap), SHA-1 checksums, and the small result/diff vocabulary they
+//! have in common.
 //!
 //! Everything here is std only and `unsafe`-free: user and group names come from
 //! `/etc/passwd` and `/etc/group`, not from libc's NSS (so LDAP users are unknown by
@@ -8,9 +10,11 @@
 
 use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::plan::Vars;
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -215,52 +219,180 @@ impl Changes {
 /// would change. With `follow`, a symlink's target is changed (nothing, when the
 /// target is missing); without, the link itself: owner and group via lchown, and no
 /// mode, since Linux has no lchmod.
+///
+/// The directory part of `path` is resolved once and held open; the last name is
+/// looked up in it, and a file or directory is changed through a descriptor checked to
+/// be the very one inspected. So a user who can write in that directory cannot swap
+/// the name for a symlink between the check and the change and have root chown or
+/// chmod another file.
 pub(super) fn apply_attrs(path: &Path, want: Attrs, follow: bool, check: bool) -> Step<Changes> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // "/" and names ending in ".." have no last name to look up; a directory this user
+    // may not read cannot be held open (only as non-root, on files of its own).
+    let (Some(name), Ok(dir)) = (path.file_name(), Dir::open(parent)) else {
+        return apply_attrs_by_path(path, want, follow, check);
+    };
+    apply_attrs_at(&dir, name, want, follow, check)
+}
+
+/// What [`apply_attrs`] would change on a file described by `meta`.
+struct AttrPlan {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mode: Option<u32>,
+    changes: Changes,
+}
+
+fn plan_attrs(meta: &fs::Metadata, want: Attrs, mode_applies: bool) -> AttrPlan {
     let mut changes = Changes::default();
+    let uid = want.uid.filter(|u| *u != meta.uid());
+    let gid = want.gid.filter(|g| *g != meta.gid());
+    if let Some(u) = uid {
+        changes.push("owner", user_name(meta.uid()), user_name(u));
+    }
+    if let Some(g) = gid {
+        changes.push("group", group_name(meta.gid()), group_name(g));
+    }
+    let mode = want
+        .mode
+        .filter(|m| mode_applies && *m != meta.mode() & 0o7777);
+    if let Some(m) = mode {
+        changes.push("mode", args::mode_string(meta.mode()), args::mode_string(m));
+    }
+    AttrPlan {
+        uid,
+        gid,
+        mode,
+        changes,
+    }
+}
+
+/// [`apply_attrs`] for `name` in an open directory.
+pub(super) fn apply_attrs_at(
+    dir: &Dir,
+    name: &OsStr,
+    want: Attrs,
+    follow: bool,
+    check: bool,
+) -> Step<Changes> {
+    let shown = dir.shown(name);
+    let Some(lmeta) = dir.lstat(name)? else {
+        return Ok(Changes::default());
+    };
+    let is_link = lmeta.file_type().is_symlink();
+    let meta = if is_link && follow {
+        match fs::metadata(dir.at(name)?) {
+            Ok(m) => m,
+            // A dangling link has no target to change.
+            Err(_) => return Ok(Changes::default()),
+        }
+    } else {
+        lmeta
+    };
+    let plan = plan_attrs(&meta, want, !is_link || follow);
+    if check || plan.changes.is_empty() {
+        return Ok(plan.changes);
+    }
+    let target = dir.at(name)?;
+    if is_link && !follow {
+        // lchown never follows the last name, wherever it points now.
+        std::os::unix::fs::lchown(&target, plan.uid, plan.gid)
+            .map_err(|e| io_fail("change the owner/group of", &shown, &e))?;
+        return Ok(plan.changes);
+    }
+    if meta.is_file() || meta.is_dir() {
+        match open_nonblocking(&target) {
+            Ok(f) => {
+                let now = f.metadata().map_err(|e| io_fail("inspect", &shown, &e))?;
+                if !same_file(&now, &meta) {
+                    return Err(WriteError::Replaced {
+                        path: shown,
+                        dir: dir.path().to_path_buf(),
+                    }
+                    .into());
+                }
+                set_attrs_fd(&f, &plan, &shown)?;
+                return Ok(plan.changes);
+            }
+            // Only a non-root runner is refused a file it may not read; it can change
+            // nothing but its own files, so the path is as good as it gets there.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            Err(e) => return Err(io_fail("open", &shown, &e)),
+        }
+    }
+    // FIFOs, sockets and devices are not opened (that could block, or act on a device):
+    // the owner is changed without following a link that may have replaced the name,
+    // and the mode after checking the name is still no link.
+    if plan.uid.is_some() || plan.gid.is_some() {
+        let r = if is_link {
+            std::os::unix::fs::chown(&target, plan.uid, plan.gid)
+        } else {
+            std::os::unix::fs::lchown(&target, plan.uid, plan.gid)
+        };
+        r.map_err(|e| io_fail("change the owner/group of", &shown, &e))?;
+    }
+    if let Some(m) = plan.mode {
+        if !is_link && dir.lstat(name)?.is_none_or(|n| n.file_type().is_symlink()) {
+            return Err(WriteError::Replaced {
+                path: shown,
+                dir: dir.path().to_path_buf(),
+            }
+            .into());
+        }
+        fs::set_permissions(&target, fs::Permissions::from_mode(m))
+            .map_err(|e| io_fail("change the mode of", &shown, &e))?;
+    }
+    Ok(plan.changes)
+}
+
+/// Sets owner, group and mode on an open file. The owner comes first: chown clears
+/// set-id bits, which the mode may set again.
+fn set_attrs_fd(f: &fs::File, plan: &AttrPlan, shown: &Path) -> Step<()> {
+    if plan.uid.is_some() || plan.gid.is_some() {
+        std::os::unix::fs::fchown(f, plan.uid, plan.gid)
+            .map_err(|e| io_fail("change the owner/group of", shown, &e))?;
+    }
+    if let Some(m) = plan.mode {
+        f.set_permissions(fs::Permissions::from_mode(m))
+            .map_err(|e| io_fail("change the mode of", shown, &e))?;
+    }
+    Ok(())
+}
+
+/// [`apply_attrs`] by path, for the few paths that have no directory to hold open.
+fn apply_attrs_by_path(path: &Path, want: Attrs, follow: bool, check: bool) -> Step<Changes> {
     let Some(lmeta) = lstat(path)? else {
-        return Ok(changes);
+        return Ok(Changes::default());
     };
     let is_link = lmeta.file_type().is_symlink();
     let meta = if is_link && follow {
         match fs::metadata(path) {
             Ok(m) => m,
-            // A dangling link has no target to change.
-            Err(_) => return Ok(changes),
+            Err(_) => return Ok(Changes::default()),
         }
     } else {
         lmeta
     };
-    let uid_change = want.uid.filter(|u| *u != meta.uid());
-    let gid_change = want.gid.filter(|g| *g != meta.gid());
-    if let Some(u) = uid_change {
-        changes.push("owner", user_name(meta.uid()), user_name(u));
-    }
-    if let Some(g) = gid_change {
-        changes.push("group", group_name(meta.gid()), group_name(g));
-    }
-    let mode_change = want
-        .mode
-        .filter(|m| (!is_link || follow) && *m != meta.mode() & 0o7777);
-    if let Some(m) = mode_change {
-        changes.push("mode", args::mode_string(meta.mode()), args::mode_string(m));
-    }
+    let plan = plan_attrs(&meta, want, !is_link || follow);
     if check {
-        return Ok(changes);
+        return Ok(plan.changes);
     }
-    // Owner first: chown clears set-id bits, which the mode below may set again.
-    if uid_change.is_some() || gid_change.is_some() {
+    if plan.uid.is_some() || plan.gid.is_some() {
         let r = if is_link && !follow {
-            std::os::unix::fs::lchown(path, uid_change, gid_change)
+            std::os::unix::fs::lchown(path, plan.uid, plan.gid)
         } else {
-            std::os::unix::fs::chown(path, uid_change, gid_change)
+            std::os::unix::fs::chown(path, plan.uid, plan.gid)
         };
         r.map_err(|e| io_fail("change the owner/group of", path, &e))?;
     }
-    if let Some(m) = mode_change {
+    if let Some(m) = plan.mode {
         fs::set_permissions(path, fs::Permissions::from_mode(m))
             .map_err(|e| io_fail("change the mode of", path, &e))?;
     }
-    Ok(changes)
+    Ok(plan.changes)
 }
 
 /// Registers what Ansible registers about a path after a change: state, mode, uid,
@@ -364,10 +496,11 @@ pub(super) struct WriteReq<'a> {
     pub new_mode: Option<u32>,
 }
 
-/// The write logic of copy and template: compare, then back up, write a private temp
-/// file beside the destination and rename it over, then reconcile mode/owner/group.
-/// Unchanged content and attributes report ok; check mode decides the same way and
-/// touches nothing.
+/// The write logic of copy, template, lineinfile, blockinfile, replace, sysctl and
+/// archive: compare, then back up, write a private temp file beside the destination
+/// and rename it over (see [`NewFile`]), then reconcile mode/owner/group. Unchanged
+/// content and attributes report ok; check mode decides the same way and touches
+/// nothing.
 pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     let mut dest = req.dest.to_path_buf();
     if req.follow
@@ -389,7 +522,15 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
             .with("dest", dest.display().to_string()),
         ));
     }
-    let existing = lstat(&dest)?;
+    let Some(name) = dest.file_name().map(OsStr::to_os_string) else {
+        return fail(format!(
+            "{} does not name a file, cannot write a file there",
+            dest.display()
+        ));
+    };
+    // From here on the directory is held open and every name is used through it.
+    let dir = Dir::open(&parent).map_err(|e| io_fail("open the directory", &parent, &e))?;
+    let existing = dir.lstat(&name)?;
     if let Some(m) = &existing {
         if m.is_dir() {
             return fail(format!(
@@ -404,9 +545,22 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
         }
     }
     // A symlink left at dest (follow=no) is replaced by a regular file, as Ansible does.
-    let old: Option<Vec<u8>> = match &existing {
-        Some(m) if m.is_file() => Some(fs::read(&dest).map_err(|e| io_fail("read", &dest, &e))?),
+    // A regular file is read through a descriptor checked to be the file inspected, so
+    // a name swapped meanwhile for a link to a secret cannot be read into a diff or backup.
+    let old_file = match &existing {
+        Some(m) if m.is_file() => Some(dir.open_seen(&name, m)?),
         _ => None,
+    };
+    let old: Option<Vec<u8>> = match &old_file {
+        Some(f) => {
+            let mut buf = Vec::new();
+            let mut reader: &fs::File = f;
+            reader
+                .read_to_end(&mut buf)
+                .map_err(|e| io_fail("read", &dest, &e))?;
+            Some(buf)
+        }
+        None => None,
     };
     let content_changed = old.as_deref() != Some(req.content);
 
@@ -414,8 +568,10 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     let mut attr_changes = Changes::default();
     if content_changed {
         if !ctx.check_mode {
-            if req.backup && old.is_some() {
-                let b = backup(&dest)?;
+            if req.backup
+                && let (Some(bytes), Some(m)) = (&old, &existing)
+            {
+                let b = backup(&dir, &name, bytes, m)?;
                 out = out.with("backup_file", b.display().to_string());
             }
             // A replaced file keeps its mode unless one is asked for; a new one gets
@@ -431,10 +587,34 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                 .as_ref()
                 .filter(|_| old.is_some())
                 .map(|m| (m.uid(), m.gid()));
-            atomic_write(&dest, req.content, mode, keep_owner, req.attrs)?;
+            let mut new = dir.new_file(&name)?;
+            new.file()
+                .write_all(req.content)
+                .map_err(|e| io_fail("write", &new.shown(), &e))?;
+            new.place(
+                &name,
+                &Finish {
+                    mode,
+                    keep_owner,
+                    uid: req.attrs.uid,
+                    gid: req.attrs.gid,
+                    mtime: None,
+                    // Replacing a file: the new content must be on disk before the
+                    // rename is, or a crash could leave an empty file where the old one
+                    // was. A new file has no old content to lose, so it skips the flush
+                    // (it costs milliseconds per file on a busy disk, more than the
+                    // rest of the task).
+                    sync: existing.is_some(),
+                },
+            )?;
         }
-    } else {
-        attr_changes = apply_attrs(&dest, req.attrs, true, ctx.check_mode)?;
+    } else if let (Some(f), Some(m)) = (&old_file, &existing) {
+        // Same content: the file just read is the one whose attributes are reconciled.
+        let plan = plan_attrs(m, req.attrs, true);
+        if !ctx.check_mode {
+            set_attrs_fd(f, &plan, &dest)?;
+        }
+        attr_changes = plan.changes;
     }
     out.changed = content_changed || !attr_changes.is_empty();
 
@@ -473,23 +653,60 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     }
 }
 
-/// Keeps a copy of `dest` as `dest.<pid>.<YYYY-MM-DD@HH:MM:SS>~`, Ansible's backup
-/// name (the time in UTC: local time needs libc), with its mode and mtime.
-fn backup(dest: &Path) -> Step<PathBuf> {
+/// How many backup names are tried before giving up: Ansible's name first, then the
+/// same with a counter, then unpredictable ones (names someone planted are skipped).
+const BACKUP_ATTEMPTS: u32 = 16;
+
+/// Keeps a copy of `name` (whose content is `bytes` and whose lstat is `meta`) as
+/// `name.<pid>.<YYYY-MM-DD@HH:MM:SS>~`, Ansible's backup name (the time in UTC: local
+/// time needs libc), with its owner, mode and mtime.
+///
+/// The backup is a new file this process creates (O_CREAT|O_EXCL, which also refuses a
+/// symlink planted under the predictable name) and fills through its descriptor. Set-id
+/// bits are not copied: a backup is kept to restore from, not to run.
+fn backup(dir: &Dir, name: &OsStr, bytes: &[u8], meta: &fs::Metadata) -> Step<PathBuf> {
     let now = SystemTime::now();
     let stamp = utc_stamp(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
-    let mut name = dest.as_os_str().to_os_string();
-    name.push(format!(".{}.{stamp}~", std::process::id()));
-    let b = PathBuf::from(name);
-    fs::copy(dest, &b).map_err(|e| io_fail("back up", dest, &e))?;
-    if let Ok(mtime) = fs::metadata(dest).and_then(|m| m.modified()) {
-        // Best effort: a backup with today's mtime is still a backup.
-        let _ = fs::File::options()
-            .write(true)
-            .open(&b)
-            .and_then(|f| f.set_modified(mtime));
+    let mut base = name.to_os_string();
+    base.push(format!(".{}.{stamp}", std::process::id()));
+    let mut attempt = 0u32;
+    let (bname, mut file) = loop {
+        let mut candidate = base.clone();
+        match attempt {
+            0 => {}
+            1..=7 => candidate.push(format!(".{attempt}")),
+            _ => candidate.push(format!(".{}", random_tag(&dir.shown(name)))),
+        }
+        candidate.push("~");
+        match dir.create_new(&candidate, 0o600) {
+            Ok(f) => break (candidate, f),
+            Err(WriteError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists && attempt < BACKUP_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let shown = dir.shown(&bname);
+    let done = (|| -> io::Result<()> {
+        file.write_all(bytes)?;
+        // The owner's own copy, where we may set it (root); others get EPERM.
+        match std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid())) {
+            Err(e) if e.kind() != io::ErrorKind::PermissionDenied => return Err(e),
+            _ => {}
+        }
+        file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o777))?;
+        if let Ok(mtime) = meta.modified() {
+            file.set_modified(mtime)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = done {
+        let _ = dir.remove(&bname);
+        return Err(io_fail("write the backup", &shown, &e));
     }
-    Ok(b)
+    Ok(shown)
 }
 
 /// `YYYY-MM-DD@HH:MM:SS` for seconds since the epoch, in UTC.
@@ -504,83 +721,502 @@ fn utc_stamp(secs: u64) -> String {
     )
 }
 
-/// Distinguishes temp names made in the same process in the same nanosecond.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+// ---------------------------------------------------------------------------
+// Writing through descriptors
+//
+// Root often writes into directories others can write in: a user's home, an
+// application's tree. Anything done there by path can be redirected, because a name
+// checked a moment ago may be a symlink to /etc/shadow by the time it is used. So
+// every write goes through a file this process created itself (O_EXCL, an
+// unpredictable name), its owner and mode are set on the open descriptor, and the
+// directory is held open while names in it are used. On Linux those names are looked
+// up through the directory's descriptor (`/proc/self/fd/N/name`, the `*at` calls std
+// offers without unsafe code), so not even a directory renamed or replaced by a
+// symlink meanwhile can redirect a write. Elsewhere they are looked up by path, which
+// narrows the window (every step re-checks) but cannot close it.
 
-/// A name for a temp file beside `dest` that others cannot predict or pre-create:
-/// it mixes pid, time and a counter through blake3, and is opened with create_new.
-fn temp_name(dest: &Path) -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = format!("{}:{nanos}:{n}:{}", std::process::id(), dest.display());
-    let tag = blake3::hash(seed.as_bytes()).to_hex();
-    let base = dest
-        .file_name()
-        .map_or_else(String::new, |b| b.to_string_lossy().into_owned());
-    let name = format!(".{base}.{}.rustle-tmp", tag.get(..16).unwrap_or_default());
-    dest.with_file_name(name)
+/// Why a write through a [`Dir`] failed; each variant names the path concerned.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WriteError {
+    /// An operation failed.
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        /// What was attempted ("create", "rename a temp file onto", ...).
+        action: &'static str,
+        /// The path it was attempted on.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A name was found to be another file than the one this process made or checked.
+    #[error(
+        "refusing to use {}: it was replaced while being written (someone else can write in {}); nothing was written through it",
+        path.display(),
+        dir.display()
+    )]
+    Replaced {
+        /// The name that changed.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+    },
+    /// A directory on the way is a symlink, which is never followed.
+    #[error("refusing to write through the symlink {}", path.display())]
+    Symlink {
+        /// The symlink.
+        path: PathBuf,
+    },
+    /// A directory on the way is something else.
+    #[error("{} exists and is not a directory", path.display())]
+    NotADirectory {
+        /// What is there instead.
+        path: PathBuf,
+    },
 }
 
-/// Writes `content` to a fresh 0600 temp file beside `dest`, gives it its final mode
-/// and owner, and renames it over `dest`, so readers see the old file or the new one,
-/// never a partial one. The temp file is removed on any failure.
-fn atomic_write(
-    dest: &Path,
-    content: &[u8],
-    mode: u32,
-    keep_owner: Option<(u32, u32)>,
-    attrs: Attrs,
-) -> Step<()> {
-    let mut attempt = 0;
-    let (tmp, mut file) = loop {
-        let tmp = temp_name(dest);
-        match fs::File::options()
+impl From<WriteError> for Stop {
+    fn from(e: WriteError) -> Stop {
+        fail_stop(e.to_string())
+    }
+}
+
+/// `O_NONBLOCK`, so that opening a name someone swapped for a FIFO cannot hang the
+/// runner (it changes nothing for files and directories). std names no open flags;
+/// these are the kernels' values: Linux's generic ABI, which every architecture the
+/// runner is built for uses, and the BSDs'. Elsewhere it is 0 and such an open may block.
+const O_NONBLOCK: i32 = if cfg!(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)) {
+    0x4
+} else if cfg!(all(
+    any(target_os = "linux", target_os = "android"),
+    not(any(
+        target_arch = "mips",
+        target_arch = "mips64",
+        target_arch = "mips32r6",
+        target_arch = "mips64r6",
+        target_arch = "sparc",
+        target_arch = "sparc64"
+    ))
+)) {
+    0o4000
+} else {
+    0
+};
+
+/// Linux's `O_PATH` (the generic ABI's value, as for [`O_NONBLOCK`]); 0 elsewhere.
+const O_PATH: i32 = if cfg!(all(
+    any(target_os = "linux", target_os = "android"),
+    not(any(
+        target_arch = "mips",
+        target_arch = "mips64",
+        target_arch = "mips32r6",
+        target_arch = "mips64r6",
+        target_arch = "sparc",
+        target_arch = "sparc64"
+    ))
+)) {
+    0o10_000_000
+} else {
+    0
+};
+
+/// Opens `path` read-only (following symlinks) without blocking on a FIFO.
+fn open_nonblocking(path: &Path) -> io::Result<fs::File> {
+    fs::File::options()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+}
+
+/// Whether two metadata describe the same file (device and inode).
+pub(super) fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// The path that reaches an open directory through its descriptor, when procfs shows
+/// it (checked to lead to that very directory).
+#[cfg(target_os = "linux")]
+fn fd_path(file: &fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let p = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let (via, real) = (fs::metadata(&p).ok()?, file.metadata().ok()?);
+    same_file(&via, &real).then_some(p)
+}
+
+/// Without procfs names are looked up by the directory's path.
+#[cfg(not(target_os = "linux"))]
+fn fd_path(_file: &fs::File) -> Option<PathBuf> {
+    None
+}
+
+/// A directory held open; names in it are used through it (see above).
+#[derive(Debug)]
+pub(super) struct Dir {
+    file: fs::File,
+    /// The path it was opened by, for messages.
+    path: PathBuf,
+    /// How names in it are reached through the descriptor, when the platform allows.
+    via: Option<PathBuf>,
+}
+
+impl Dir {
+    /// Opens the directory at `path`, following symlinks in it (the path given is the
+    /// path meant).
+    pub(super) fn open(path: &Path) -> io::Result<Dir> {
+        let file = match open_nonblocking(path) {
+            // A directory this user may search and write but not list (not root:
+            // root reads everything) can still be held open as a path (Linux).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && O_PATH != 0 => {
+                fs::File::options()
+                    .read(true)
+                    .custom_flags(O_PATH)
+                    .open(path)?
+            }
+            other => other?,
+        };
+        if !file.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
+        }
+        Ok(Dir {
+            via: fd_path(&file),
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The path the directory was opened by.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How `name` in this directory is shown in messages.
+    pub(super) fn shown(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Another handle on the same directory.
+    pub(super) fn try_clone(&self) -> Result<Dir, WriteError> {
+        let file = self.file.try_clone().map_err(|e| WriteError::Io {
+            action: "open",
+            path: self.path.clone(),
+            source: e,
+        })?;
+        Ok(Dir {
+            via: fd_path(&file),
+            file,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Sets the directory's own mode, through its descriptor.
+    pub(super) fn set_mode(&self, mode: u32) -> Result<(), WriteError> {
+        self.file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| WriteError::Io {
+                action: "change the mode of",
+                path: self.path.clone(),
+                source: e,
+            })
+    }
+
+    /// Where the symlink `name` points.
+    pub(super) fn read_link(&self, name: &OsStr) -> Result<PathBuf, WriteError> {
+        fs::read_link(self.at(name)?).map_err(|e| self.io("read the symlink", name, e))
+    }
+
+    /// The path that reaches `name` in this directory. `name` must be one plain name:
+    /// anything with a slash, or `.`/`..`, could leave the directory.
+    pub(super) fn at(&self, name: &OsStr) -> Result<PathBuf, WriteError> {
+        let b = name.as_bytes();
+        if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+            return Err(WriteError::Io {
+                action: "use",
+                path: self.shown(name),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not a single file name"),
+            });
+        }
+        Ok(self.via.as_deref().unwrap_or(&self.path).join(name))
+    }
+
+    fn io(&self, action: &'static str, name: &OsStr, source: io::Error) -> WriteError {
+        WriteError::Io {
+            action,
+            path: self.shown(name),
+            source,
+        }
+    }
+
+    /// `name`'s metadata without following a symlink; `None` when nothing is there.
+    pub(super) fn lstat(&self, name: &OsStr) -> Result<Option<fs::Metadata>, WriteError> {
+        match fs::symlink_metadata(self.at(name)?) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("inspect", name, e)),
+        }
+    }
+
+    /// Opens `name` for reading, which `seen` (its lstat just before) says is a file or
+    /// directory, and checks the descriptor is that very file: a name swapped for
+    /// anything else meanwhile is refused, never followed.
+    pub(super) fn open_seen(
+        &self,
+        name: &OsStr,
+        seen: &fs::Metadata,
+    ) -> Result<fs::File, WriteError> {
+        let f = open_nonblocking(&self.at(name)?).map_err(|e| self.io("open", name, e))?;
+        let now = f.metadata().map_err(|e| self.io("inspect", name, e))?;
+        if !same_file(&now, seen) {
+            return Err(self.replaced(name));
+        }
+        Ok(f)
+    }
+
+    fn replaced(&self, name: &OsStr) -> WriteError {
+        WriteError::Replaced {
+            path: self.shown(name),
+            dir: self.path.clone(),
+        }
+    }
+
+    /// The directory `name` in this one, created with `create` (a mode, less the umask)
+    /// when missing. A symlink is never followed, and the directory opened is checked to
+    /// be the one inspected.
+    pub(super) fn subdir(&self, name: &OsStr, create: Option<u32>) -> Result<Dir, WriteError> {
+        let seen = match (self.lstat(name)?, create) {
+            (Some(m), _) => m,
+            (None, Some(mode)) => {
+                match fs::DirBuilder::new().mode(mode).create(self.at(name)?) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(self.io("create", name, e)),
+                }
+                self.lstat(name)?.ok_or_else(|| self.replaced(name))?
+            }
+            (None, None) => {
+                return Err(self.io("open", name, io::Error::from(io::ErrorKind::NotFound)));
+            }
+        };
+        if seen.file_type().is_symlink() {
+            return Err(WriteError::Symlink {
+                path: self.shown(name),
+            });
+        }
+        if !seen.is_dir() {
+            return Err(WriteError::NotADirectory {
+                path: self.shown(name),
+            });
+        }
+        let file = self.open_seen(name, &seen)?;
+        Ok(Dir {
+            via: fd_path(&file),
+            file,
+            path: self.shown(name),
+        })
+    }
+
+    /// Creates the new file `name` with `mode` (O_CREAT|O_EXCL: an existing name,
+    /// symlinks included, is refused).
+    pub(super) fn create_new(&self, name: &OsStr, mode: u32) -> Result<fs::File, WriteError> {
+        fs::File::options()
             .write(true)
             .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
-            Err(e) => return Err(io_fail("create a temp file beside", dest, &e)),
+            .mode(mode)
+            .open(self.at(name)?)
+            .map_err(|e| self.io("create", name, e))
+    }
+
+    /// A new private temp file in this directory, to become `base` (see [`NewFile`]).
+    pub(super) fn new_file(&self, base: &OsStr) -> Result<NewFile<'_>, WriteError> {
+        let mut attempt = 0;
+        loop {
+            let name = temp_name(base, &self.shown(base));
+            match self.create_new(&name, 0o600) {
+                Ok(file) => {
+                    return Ok(NewFile {
+                        dir: self,
+                        name,
+                        file,
+                        placed: false,
+                    });
+                }
+                Err(WriteError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::AlreadyExists && attempt < 8 =>
+                {
+                    attempt += 1;
+                }
+                Err(WriteError::Io { source, .. }) => {
+                    return Err(self.io("create a temp file beside", base, source));
+                }
+                Err(e) => return Err(e),
+            }
         }
-    };
-    // Replacing a file: the new content must be on disk before the rename is, or a
-    // crash could leave an empty file where the old one was. A new file has no old
-    // content to lose, so it skips the flush (it costs milliseconds per file on a busy
-    // disk, more than the rest of the task).
-    let replacing = fs::symlink_metadata(dest).is_ok();
-    let result = (|| -> Step<()> {
-        file.write_all(content)
-            .and_then(|()| if replacing { file.sync_all() } else { Ok(()) })
-            .map_err(|e| io_fail("write", &tmp, &e))?;
-        // A replaced file keeps its owner where we may set it (root); others get EPERM,
-        // which Ansible ignores too.
-        if let Some((uid, gid)) = keep_owner {
-            match std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)) {
+    }
+
+    /// Removes the non-directory `name` (a symlink itself, never its target).
+    pub(super) fn remove(&self, name: &OsStr) -> Result<(), WriteError> {
+        fs::remove_file(self.at(name)?).map_err(|e| self.io("remove", name, e))
+    }
+
+    /// Creates the symlink `name` pointing to `target`.
+    pub(super) fn symlink(&self, target: &Path, name: &OsStr) -> Result<(), WriteError> {
+        std::os::unix::fs::symlink(target, self.at(name)?)
+            .map_err(|e| self.io("create the symlink", name, e))
+    }
+
+    /// Creates `name` as a hard link to `from_name` in `from` (a link there is linked
+    /// itself, not followed).
+    pub(super) fn hard_link(
+        &self,
+        from: &Dir,
+        from_name: &OsStr,
+        name: &OsStr,
+    ) -> Result<(), WriteError> {
+        fs::hard_link(from.at(from_name)?, self.at(name)?)
+            .map_err(|e| self.io("create the hard link", name, e))
+    }
+}
+
+/// A file this process created itself in a [`Dir`], under an unpredictable name with
+/// O_EXCL and mode 0600, that becomes its destination by [`NewFile::place`]: owner,
+/// group, mode and mtime are set on the descriptor, then it is renamed over the
+/// destination, so readers see the old file or the new one, never a partial one, and
+/// no attribute is ever set by a name someone else could have swapped. Dropped before
+/// being placed, it is removed.
+#[derive(Debug)]
+pub(super) struct NewFile<'d> {
+    dir: &'d Dir,
+    name: OsString,
+    file: fs::File,
+    placed: bool,
+}
+
+/// The attributes a [`NewFile`] gets before it is renamed into place.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Finish {
+    /// Permission bits (and set-id bits).
+    pub mode: u32,
+    /// The owner and group of the file being replaced, kept where this process may
+    /// set them (root); elsewhere EPERM is ignored, as Ansible does.
+    pub keep_owner: Option<(u32, u32)>,
+    /// The owner asked for (a failure to set it is an error).
+    pub uid: Option<u32>,
+    /// The group asked for (a failure to set it is an error).
+    pub gid: Option<u32>,
+    /// The modification time to give it.
+    pub mtime: Option<SystemTime>,
+    /// Flush the content to disk before the rename.
+    pub sync: bool,
+}
+
+impl NewFile<'_> {
+    /// The open file, to write the content into.
+    pub(super) fn file(&mut self) -> &mut fs::File {
+        &mut self.file
+    }
+
+    /// The temp file's path, for messages.
+    pub(super) fn shown(&self) -> PathBuf {
+        self.dir.shown(&self.name)
+    }
+
+    /// Gives the file its attributes and renames it to `name` in its directory. The temp
+    /// name is checked to still be this file right before the rename, and `name` right
+    /// after: someone who can write in the directory may have moved the file away and
+    /// left a symlink in its place, and that is reported, never written through.
+    pub(super) fn place(mut self, name: &OsStr, fin: &Finish) -> Result<(), WriteError> {
+        let tmp = self.shown();
+        let io = |action, source| WriteError::Io {
+            action,
+            path: tmp.clone(),
+            source,
+        };
+        if fin.sync {
+            self.file.sync_all().map_err(|e| io("write", e))?;
+        }
+        if let Some((uid, gid)) = fin.keep_owner {
+            match std::os::unix::fs::fchown(&self.file, Some(uid), Some(gid)) {
                 Err(e) if e.kind() != io::ErrorKind::PermissionDenied => {
-                    return Err(io_fail("change the owner of", &tmp, &e));
+                    return Err(io("change the owner of", e));
                 }
                 _ => {}
             }
         }
-        apply_attrs(
-            &tmp,
-            Attrs {
-                mode: Some(mode),
-                ..attrs
-            },
-            false,
-            false,
-        )?;
-        fs::rename(&tmp, dest).map_err(|e| io_fail("rename a temp file onto", dest, &e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        // Owner before mode: chown clears set-id bits, which the mode may set again.
+        if fin.uid.is_some() || fin.gid.is_some() {
+            std::os::unix::fs::fchown(&self.file, fin.uid, fin.gid)
+                .map_err(|e| io("change the owner/group of", e))?;
+        }
+        self.file
+            .set_permissions(fs::Permissions::from_mode(fin.mode))
+            .map_err(|e| io("change the mode of", e))?;
+        if let Some(t) = fin.mtime {
+            self.file
+                .set_modified(t)
+                .map_err(|e| io("set the modification time of", e))?;
+        }
+        let ours = self.file.metadata().map_err(|e| io("inspect", e))?;
+        if !self
+            .dir
+            .lstat(&self.name)?
+            .is_some_and(|m| same_file(&m, &ours))
+        {
+            return Err(self.dir.replaced(&self.name));
+        }
+        match fs::rename(self.dir.at(&self.name)?, self.dir.at(name)?) {
+            Ok(()) => {}
+            // Our file was there a moment ago: someone moved it away.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(self.dir.replaced(&self.name));
+            }
+            Err(e) => return Err(self.dir.io("rename a temp file onto", name, e)),
+        }
+        self.placed = true;
+        if !self.dir.lstat(name)?.is_some_and(|m| same_file(&m, &ours)) {
+            return Err(self.dir.replaced(name));
+        }
+        Ok(())
     }
-    result
+}
+
+impl Drop for NewFile<'_> {
+    fn drop(&mut self) {
+        if !self.placed
+            && let Ok(p) = self.dir.at(&self.name)
+        {
+            // Whatever is under the temp name now goes: ours, or what replaced it.
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Distinguishes temp names made in the same process in the same nanosecond.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// 16 hex digits others cannot predict: pid, time, a counter and `seed` through blake3.
+fn random_tag(seed: &Path) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = format!("{}:{nanos}:{n}:{}", std::process::id(), seed.display());
+    let tag = blake3::hash(seed.as_bytes()).to_hex();
+    tag.get(..16).unwrap_or_default().to_string()
+}
+
+/// A temp name for a file to become `base`: `.<base>.<random>.rustle-tmp`.
+fn temp_name(base: &OsStr, seed: &Path) -> OsString {
+    let mut name = OsString::from(".");
+    name.push(base);
+    name.push(format!(".{}.rustle-tmp", random_tag(seed)));
+    name
 }
 
 /// Reads an embedded file by its exact key, or fails naming the key and how many
@@ -613,5 +1249,348 @@ mod tests {
         assert_eq!(id_by_name("/etc/passwd", "no-such-user-xyz"), None);
         assert_eq!(user_name(0), "root");
         assert_eq!(group_name(4_000_000), "4000000");
+    }
+
+    fn copy(content: &str, dest: &Path, extra: serde_json::Value) -> Outcome {
+        let mut args = serde_json::json!({"content": content, "dest": dest});
+        for (k, v) in extra.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        crate::modules::run_for_test(
+            "copy",
+            args.as_object().unwrap(),
+            &std::collections::BTreeMap::new(),
+            &serde_json::json!({}),
+            false,
+        )
+        .unwrap()
+    }
+
+    /// A user who owns the directory renames each temp file away as it appears and
+    /// leaves a symlink to a root-only file in its place: root must never chown, chmod
+    /// or write that file. (The old writer chowned the temp file by name to the
+    /// replaced file's owner, the user, so the user got the victim.)
+    #[test]
+    fn a_temp_file_swapped_for_a_symlink_gets_no_chown_chmod_or_content() {
+        let s = hostile::Scene::new("rustle-ta-race");
+        let dest = s.home.join("conf");
+        let swapper = s.swapper(&s.home, &[".rustle-tmp"]);
+        // Big enough that writing and flushing it leaves the attacker time to act.
+        let body = "x".repeat(256 * 1024);
+        let mut failures = Vec::new();
+        for i in 0..150 {
+            // Each round replaces a file of the user's, as `template: dest=~alice/...` does.
+            s.user_file(&dest, b"the user's file\n");
+            let out = copy(
+                &format!("{i}\n{body}"),
+                &dest,
+                serde_json::json!({"mode": "0640"}),
+            );
+            if out.failed {
+                failures.push(out.msg.unwrap_or_default());
+            }
+        }
+        let swapped = swapper.finish();
+        assert!(
+            swapped > 0,
+            "the attacker never caught a temp file: nothing was tested"
+        );
+        s.victim_untouched();
+        // Each swap caught is a clear failure naming what happened.
+        assert!(!failures.is_empty(), "{swapped} swaps went unnoticed");
+        for msg in &failures {
+            assert!(msg.contains("was replaced while being written"), "{msg}");
+        }
+    }
+
+    /// Backups have a predictable name (Ansible's: dest.<pid>.<time>~); a user who owns
+    /// the directory plants symlinks under the next minutes' names. The backup must be
+    /// a new file of its own, never written through them.
+    #[test]
+    fn a_backup_is_never_written_through_a_planted_symlink() {
+        let s = hostile::Scene::new("rustle-ta-bak");
+        let dest = s.home.join("profile");
+        s.user_file(&dest, b"the user's content\n");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let planted: Vec<PathBuf> = (now.saturating_sub(2)..now + 120)
+            .map(|t| {
+                let mut n = dest.as_os_str().to_os_string();
+                n.push(format!(".{}.{}~", std::process::id(), utc_stamp(t)));
+                PathBuf::from(n)
+            })
+            .collect();
+        s.plant(&planted);
+        let out = copy(
+            "root's new content\n",
+            &dest,
+            serde_json::json!({"backup": true}),
+        );
+        assert!(out.changed && !out.failed, "{out:?}");
+        s.victim_untouched();
+        let b = PathBuf::from(out.data["backup_file"].as_str().unwrap());
+        assert!(!planted.contains(&b), "{}", b.display());
+        let m = fs::symlink_metadata(&b).unwrap();
+        assert!(m.is_file(), "the backup is not a file of its own");
+        assert_eq!(fs::read(&b).unwrap(), b"the user's content\n");
+        assert_eq!((m.uid(), m.mode() & 0o7777), (s.user.uid, 0o644));
+        // Still Ansible's name, with a counter.
+        let name = b.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(&format!("profile.{}.", std::process::id())) && name.ends_with('~'),
+            "{name}"
+        );
+        assert_eq!(fs::read(&dest).unwrap(), b"root's new content\n");
+    }
+}
+
+/// Real accounts and a real attacker for the tests of symlink-safe writes: a test user
+/// who owns a directory root writes into, a root-only file for them to aim at, and a
+/// process running as that user that swaps names for symlinks as fast as it can.
+#[cfg(test)]
+pub(crate) mod hostile {
+    use std::fs;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+
+    /// Runs an account tool, retrying while a parallel test holds the passwd lock.
+    fn account_tool(tool: &str, args: &[&str]) -> std::process::Output {
+        for _ in 0..50 {
+            let out = Command::new(tool).args(args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+            if out.status.success() || !err.contains("lock") {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{tool} {args:?}: the passwd lock stayed taken");
+    }
+
+    fn id_of(flag: &str, name: &str) -> u32 {
+        let out = Command::new("id").args([flag, name]).output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// A real unprivileged account, removed when dropped.
+    pub(crate) struct TestUser {
+        pub name: String,
+        pub uid: u32,
+        pub gid: u32,
+    }
+
+    impl TestUser {
+        pub(crate) fn create(name: &str) -> TestUser {
+            let me = Command::new("id").arg("-u").output().unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&me.stdout).trim(),
+                "0",
+                "these tests play root against a local user: run them as root"
+            );
+            // Leftovers of a killed run.
+            let _ = account_tool("userdel", &[name]);
+            let out = account_tool("useradd", &["-M", "-U", "-s", "/bin/sh", name]);
+            assert!(
+                out.status.success(),
+                "useradd {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            TestUser {
+                name: name.to_string(),
+                uid: id_of("-u", name),
+                gid: id_of("-g", name),
+            }
+        }
+    }
+
+    impl Drop for TestUser {
+        fn drop(&mut self) {
+            let _ = account_tool("userdel", &[&self.name]);
+        }
+    }
+
+    /// The scene: `base` (0755) holds `home`, owned by the test user, where root will
+    /// write, and `vault` (root, 0700) with `victim`, a root-owned 0600 secret.
+    pub(crate) struct Scene {
+        pub user: TestUser,
+        _base: tempfile::TempDir,
+        pub home: PathBuf,
+        pub victim: PathBuf,
+        pub stop: PathBuf,
+    }
+
+    pub(crate) const SECRET: &[u8] = b"root's secret\n";
+
+    impl Scene {
+        pub(crate) fn new(user: &str) -> Scene {
+            let user = TestUser::create(user);
+            let base = tempfile::tempdir().unwrap();
+            fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            let home = base.path().join("home");
+            fs::create_dir(&home).unwrap();
+            fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+            std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
+            let vault = base.path().join("vault");
+            fs::create_dir(&vault).unwrap();
+            fs::set_permissions(&vault, fs::Permissions::from_mode(0o700)).unwrap();
+            let victim = vault.join("victim");
+            fs::write(&victim, SECRET).unwrap();
+            fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+            let stop = base.path().join("stop");
+            Scene {
+                user,
+                home,
+                victim,
+                stop,
+                _base: base,
+            }
+        }
+
+        /// Runs a python snippet as the test user (argv: the snippet's arguments).
+        pub(crate) fn as_user(&self, script: &str, args: &[&Path]) -> Child {
+            Command::new("python3")
+                .arg("-c")
+                .arg(script)
+                .args(args)
+                .uid(self.user.uid)
+                .gid(self.user.gid)
+                .current_dir(&self.home)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        }
+
+        /// Creates each of `paths` as the test user's symlink to the victim.
+        pub(crate) fn plant(&self, paths: &[PathBuf]) {
+            let mut args: Vec<&Path> = vec![&self.victim];
+            args.extend(paths.iter().map(PathBuf::as_path));
+            let status = self
+                .as_user(
+                    "import os,sys\nfor p in sys.argv[2:]: os.symlink(sys.argv[1], p)",
+                    &args,
+                )
+                .wait()
+                .unwrap();
+            assert!(status.success(), "planting {paths:?}");
+        }
+
+        /// Makes `path` a regular file of the test user's with `content`.
+        pub(crate) fn user_file(&self, path: &Path, content: &[u8]) {
+            if fs::symlink_metadata(path).is_ok() {
+                fs::remove_file(path).unwrap();
+            }
+            fs::write(path, content).unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::chown(path, Some(self.user.uid), Some(self.user.gid)).unwrap();
+        }
+
+        /// Starts the attacker: as the test user, it lists `dir` in a tight loop and
+        /// swaps every entry whose name ends with one of `suffixes` (files or
+        /// directories) for a symlink to the victim.
+        pub(crate) fn swapper(&self, dir: &Path, suffixes: &[&str]) -> Swapper {
+            self.swapper_to(dir, suffixes, &self.victim)
+        }
+
+        /// [`Scene::swapper`] with symlinks to `target` (e.g. the vault directory).
+        pub(crate) fn swapper_to(&self, dir: &Path, suffixes: &[&str], target: &Path) -> Swapper {
+            let mut args: Vec<&Path> = vec![dir, target, &self.stop];
+            args.extend(suffixes.iter().map(Path::new));
+            let mut child = self.as_user(SWAPPER, &args);
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "ready", "the swapper did not start");
+            Swapper {
+                child,
+                out,
+                stop: self.stop.clone(),
+            }
+        }
+
+        /// The root-only directory that holds the victim.
+        pub(crate) fn vault(&self) -> &Path {
+            self.victim.parent().unwrap()
+        }
+
+        /// Asserts the victim is as it was (content, owner and mode) and alone in the vault.
+        pub(crate) fn victim_untouched(&self) {
+            let names: Vec<_> = fs::read_dir(self.vault())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["victim"], "something was written into the vault");
+            let m = fs::symlink_metadata(&self.victim).unwrap();
+            assert!(m.is_file(), "the victim was replaced");
+            let now = fs::read(&self.victim).unwrap();
+            assert!(
+                now == SECRET,
+                "the victim was written: it now holds {} bytes",
+                now.len()
+            );
+            assert_eq!((m.uid(), m.gid()), (0, 0), "the victim was chowned");
+            assert_eq!(m.mode() & 0o7777, 0o600, "the victim was chmodded");
+        }
+    }
+
+    /// The attacker's loop; prints "ready", then at the end how many swaps it made.
+    const SWAPPER: &str = r#"
+import os, sys
+d, victim, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+suffixes = tuple(sys.argv[4:])
+swapped = 0
+print("ready", flush=True)
+while not os.path.exists(stop):
+    try:
+        names = os.listdir(d)
+    except OSError:
+        continue
+    for n in names:
+        if not n.endswith(suffixes) or n.startswith("moved-"):
+            continue
+        p = os.path.join(d, n)
+        try:
+            if os.path.islink(p):
+                continue
+            os.rename(p, os.path.join(d, "moved-%d" % swapped))
+            os.symlink(victim, p)
+            swapped += 1
+        except OSError:
+            pass
+print(swapped, flush=True)
+"#;
+
+    /// A running attacker.
+    pub(crate) struct Swapper {
+        child: Child,
+        out: BufReader<std::process::ChildStdout>,
+        stop: PathBuf,
+    }
+
+    impl Swapper {
+        /// Stops it and returns how many names it swapped.
+        pub(crate) fn finish(mut self) -> u64 {
+            fs::write(&self.stop, b"").unwrap();
+            let mut line = String::new();
+            self.out.read_line(&mut line).unwrap();
+            self.child.wait().unwrap();
+            let _ = fs::remove_file(&self.stop);
+            line.trim().parse().unwrap()
+        }
+    }
+
+    impl Drop for Swapper {
+        fn drop(&mut self) {
+            // After finish() the child is gone and this does nothing.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

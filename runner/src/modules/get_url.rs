@@ -3,27 +3,36 @@
 //! `headers`, `validate_certs`) and results.
 //!
 //! `file://` URLs are read directly. The runner has no network library by design, so
-//! http, https and ftp go through the host's `curl` (else `wget`), spawned with an
-//! argument vector, never a shell. The download lands in a private temp file beside
-//! `dest`, is checked against `checksum`, then renamed over `dest`; on any failure the
-//! temp file is removed and `dest` is untouched.
+//! http, https and ftp go through the host's `curl` (else `wget`), started like every
+//! process of the task (its `environment`, its `become_user`) with an argument vector,
+//! never a shell. Neither the URL nor the headers (often `Authorization`) appear in that
+//! argument vector, which every local user can read in /proc: curl reads them as a
+//! config on stdin, wget from 0600 files.
+//!
+//! The download lands in a private directory only the runner (or the become_user) can
+//! enter, is checked against `checksum`, then copied into a new file beside `dest`
+//! (created O_EXCL, attributes set on its descriptor) and renamed over `dest`: no
+//! program ever opens a name beside `dest` that someone else could have swapped for a
+//! symlink. On any failure `dest` is untouched.
 //!
 //! Idempotent as Ansible's `force: no`: an existing `dest` is left alone without
-//! downloading when no checksum is given or it matches (a mismatch downloads again). As in Ansible, check mode still downloads (to a temp file it removes) to
-//! tell whether `dest` would change. Checksums: md5, sha1, sha224, sha256, sha384,
-//! sha512 (checksum file URLs are refused).
+//! downloading when no checksum is given or it matches (a mismatch downloads again). As
+//! in Ansible, check mode still downloads (to the private directory) to tell whether
+//! `dest` would change. Checksums: md5, sha1, sha224, sha256, sha384, sha512 (checksum
+//! file URLs are refused).
 
-use super::fsutil::{self, Attrs, Step, fail};
+use super::fsutil::{self, Attrs, Dir, Finish, Step, fail};
+use super::tools::{self, PrivateDir};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
+use crate::digest::{Hasher, Sha1};
 use crate::plan::Vars;
 use serde_json::Value;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 const KNOWN: &[&str] = &[
@@ -41,8 +50,8 @@ const KNOWN: &[&str] = &[
 
 const ALGOS: &[&str] = &["md5", "sha1", "sha224", "sha256", "sha384", "sha512"];
 
-/// Distinguishes temp names made by one process.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The name of the downloaded file in the private directory.
+const DOWNLOAD: &str = "download";
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(run_inner(a, ctx))
@@ -73,10 +82,46 @@ fn parse_checksum(s: &str) -> Result<(String, String), ModuleError> {
     Ok((algo, hex))
 }
 
-/// A file's digest with the named algorithm, as lowercase hex.
-fn digest_file(path: &Path, algo: &str) -> io::Result<String> {
-    crate::digest::file_hex(algo, path)
-        .unwrap_or_else(|| Err(io::Error::other(format!("unknown digest '{algo}'"))))
+/// What a stream hashed to: its size, its SHA-1 (what Ansible registers) and, when
+/// asked for, the digest a `checksum` names.
+struct Hashed {
+    size: u64,
+    sha1: String,
+    other: Option<String>,
+}
+
+/// Reads `r` to the end, hashing it, and copies it into `sink` when given.
+fn hash_stream(
+    mut r: impl Read,
+    algo: Option<&str>,
+    mut sink: Option<&mut fs::File>,
+) -> io::Result<Hashed> {
+    let mut sha1 = Sha1::new();
+    let mut other = algo.and_then(Hasher::named);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = buf.get(..n).unwrap_or_default();
+        sha1.update(chunk);
+        if let Some(h) = &mut other {
+            h.update(chunk);
+        }
+        if let Some(w) = &mut sink {
+            w.write_all(chunk)?;
+        }
+        size += n as u64;
+    }
+    Ok(Hashed {
+        size,
+        sha1: sha1.hex(),
+        other: other.map(Hasher::hex),
+    })
 }
 
 /// The HTTP client found on the host.
@@ -109,79 +154,128 @@ struct Fetch<'a> {
     headers: &'a [(String, String)],
 }
 
-/// Downloads `url` into the (already created, empty) file `to` with curl or wget.
-/// Returns the HTTP status when the tool reports it; a failure carries the tool's own
-/// message.
+/// A string as a double-quoted value in a curl config file (`\` and `"` escaped;
+/// line breaks are refused before this).
+fn curl_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The curl config read on stdin: the URL and the headers, which must not be in argv.
+fn curl_config(url: &str, headers: &[(String, String)]) -> String {
+    let mut conf = format!("url = {}\n", curl_quoted(url));
+    for (k, v) in headers {
+        conf.push_str(&format!("header = {}\n", curl_quoted(&format!("{k}: {v}"))));
+    }
+    conf
+}
+
+/// The wget startup file that carries the headers: the system's own settings (a
+/// `--config` file replaces them; only when every user may read them anyway, as the
+/// copy may belong to the become_user), then one `header` command each.
+fn wget_config(headers: &[(String, String)]) -> String {
+    let system = Path::new("/etc/wgetrc");
+    let mut conf = match fs::metadata(system) {
+        Ok(m) if m.is_file() && m.mode() & 0o004 != 0 => {
+            fs::read_to_string(system).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    if !conf.is_empty() && !conf.ends_with('\n') {
+        conf.push('\n');
+    }
+    for (k, v) in headers {
+        conf.push_str(&format!("header = {k}: {v}\n"));
+    }
+    conf
+}
+
+/// Downloads `url` into `dir/download` with curl or wget, started as `cmd` (the tool,
+/// with the task's environment and user). Files the tool reads (wget's URL and
+/// headers) are written to `dir`. Returns the HTTP status when the tool reports it; a
+/// failure carries the tool's own message.
 fn fetch_with(
     tool: Tool,
-    program: &Path,
+    mut cmd: Command,
     url: &str,
-    to: &Path,
+    dir: &PrivateDir,
     f: &Fetch<'_>,
 ) -> Result<Option<u16>, String> {
-    let mut cmd = Command::new(program);
-    match tool {
+    let to = dir.path().join(DOWNLOAD);
+    let private = |name: &str, content: &str| {
+        dir.write(name, content.as_bytes(), 0o600)
+            .map_err(|e| format!("could not write {name} for wget: {e}"))
+    };
+    let stdin = match tool {
         Tool::Curl => {
             cmd.args(["--silent", "--show-error", "--fail", "--location"])
                 .arg("--connect-timeout")
                 .arg(f.timeout.to_string())
                 .args(["--write-out", "%{http_code}", "--output"])
-                .arg(to);
-            for (k, v) in f.headers {
-                cmd.arg("--header").arg(format!("{k}: {v}"));
-            }
+                .arg(&to);
             if !f.validate_certs {
                 cmd.arg("--insecure");
             }
-            // `--` so that a URL can never be read as an option.
-            cmd.arg("--").arg(url);
+            cmd.args(["--config", "-"]);
+            Some(curl_config(url, f.headers))
         }
         Tool::Wget => {
             cmd.args(["--quiet", "--server-response"])
                 .arg(format!("--timeout={}", f.timeout))
                 .arg("--tries=1")
                 .arg("--output-document")
-                .arg(to);
-            for (k, v) in f.headers {
-                cmd.arg(format!("--header={k}: {v}"));
-            }
+                .arg(&to);
             if !f.validate_certs {
                 cmd.arg("--no-check-certificate");
             }
-            cmd.arg("--").arg(url);
+            if !f.headers.is_empty() {
+                let mut opt = OsString::from("--config=");
+                opt.push(private("wgetrc", &wget_config(f.headers))?);
+                cmd.arg(opt);
+            }
+            let mut opt = OsString::from("--input-file=");
+            opt.push(private("url", &format!("{url}\n"))?);
+            cmd.arg(opt);
+            None
         }
-    }
-    cmd.stdin(std::process::Stdio::null());
-    let out = cmd
-        .output()
-        .map_err(|e| format!("could not run {}: {e}", program.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    };
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = tools::run_command(cmd, &[], stdin.as_deref().map(str::as_bytes))
+        .map_err(|e| format!("could not run {program}: {e}"))?;
     let status = match tool {
-        Tool::Curl => stdout.trim().parse::<u16>().ok().filter(|c| *c != 0),
+        Tool::Curl => out.stdout.trim().parse::<u16>().ok().filter(|c| *c != 0),
         // wget prints the response headers (last one wins after redirects) on stderr.
-        Tool::Wget => stderr
+        Tool::Wget => out
+            .stderr
             .lines()
             .rev()
             .filter_map(|l| l.trim().strip_prefix("HTTP/"))
             .find_map(|l| l.split_whitespace().nth(1)?.parse().ok()),
     };
-    if out.status.success() {
+    if out.rc == 0 {
         return Ok(status);
     }
     let msg = match tool {
-        Tool::Curl => stderr.trim().to_string(),
+        Tool::Curl => out.stderr.trim().to_string(),
         Tool::Wget => {
-            let tail: Vec<&str> = stderr
+            let tail: Vec<&str> = out
+                .stderr
                 .lines()
                 .filter(|l| !l.starts_with("  "))
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
-            let exit = out
-                .status
-                .code()
-                .map_or_else(String::new, |c| format!("wget exit {c}"));
+            let exit = format!("wget exit {}", out.rc);
             if tail.is_empty() {
                 exit
             } else {
@@ -206,6 +300,17 @@ fn url_filename(url: &str) -> String {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => "index.html".to_string(),
     }
+}
+
+/// The arguments besides the destination.
+struct Request {
+    url: String,
+    checksum: Option<(String, String)>,
+    force: bool,
+    attrs: Attrs,
+    fetch_timeout: u64,
+    validate_certs: bool,
+    headers: Vec<(String, String)>,
 }
 
 fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
@@ -257,6 +362,13 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         )
         .into());
     }
+    // The URL goes into a config or list file, one a line.
+    if url.chars().any(char::is_control) {
+        return Err(ModuleError::BadArgs(
+            "argument 'url' contains a control character (a line break?)".into(),
+        )
+        .into());
+    }
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     if !matches!(scheme.as_deref(), Some("file" | "http" | "https" | "ftp")) {
         return Err(ModuleError::BadArgs(format!(
@@ -285,124 +397,116 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             parent.display()
         )))));
     }
-    let existing = fsutil::lstat(&dest)?.filter(|m| m.is_file());
+    let Some(name) = dest.file_name().map(OsStr::to_os_string) else {
+        return fail(format!("dest {} does not name a file", dest.display()));
+    };
+    let dir = Dir::open(&parent).map_err(|e| fsutil::io_fail("open", &parent, &e))?;
+    let req = Request {
+        url: url.clone(),
+        checksum,
+        force,
+        attrs,
+        fetch_timeout: timeout,
+        validate_certs,
+        headers,
+    };
+    let started = Instant::now();
+    let result = fetch_and_place(&req, &dir, &name, &dest, ctx);
+    let mut o = base(result?);
+    o = o.with("elapsed", started.elapsed().as_secs());
+    Ok(o)
+}
+
+/// The existing regular file at `name`, opened through a descriptor checked to be the
+/// file lstat saw (a symlink there is not followed: it will be replaced).
+fn open_existing(dir: &Dir, name: &OsStr) -> Step<Option<(fs::File, fs::Metadata)>> {
+    match dir.lstat(name)? {
+        Some(m) if m.is_file() => Ok(Some((dir.open_seen(name, &m)?, m))),
+        _ => Ok(None),
+    }
+}
+
+fn fetch_and_place(
+    req: &Request,
+    dir: &Dir,
+    name: &OsStr,
+    dest: &Path,
+    ctx: &Ctx<'_>,
+) -> Step<Outcome> {
+    let existing = open_existing(dir, name)?;
+    let algo = req.checksum.as_ref().map(|(a, _)| a.as_str());
 
     // Already there and not forced: no download (a checksum must still match).
-    if existing.is_some() && !force {
-        let matches = match &checksum {
+    if let Some((file, meta)) = &existing
+        && !req.force
+    {
+        let matches = match &req.checksum {
             None => true,
-            Some((algo, want)) => digest_file(&dest, algo).is_ok_and(|got| &got == want),
+            Some((_, want)) => hash_stream(file, algo, None)
+                .is_ok_and(|h| h.other.as_deref() == Some(want.as_str())),
         };
         if matches {
-            let changes = fsutil::apply_attrs(&dest, attrs, true, ctx.check_mode)?;
+            let changes = fsutil::apply_attrs_at(dir, name, req.attrs, true, ctx.check_mode)?;
             let mut o = Outcome::changed(!changes.is_empty()).msg(if changes.is_empty() {
                 "file already exists"
             } else {
                 "file already exists but file attributes changed"
             });
             if ctx.diff_mode && !changes.is_empty() {
-                o.diff.push(changes.to_diff(&dest));
+                o.diff.push(changes.to_diff(dest));
             }
-            return Ok(fsutil::add_path_info(base(o), &dest, true));
+            let _ = meta;
+            return Ok(fsutil::add_path_info(o, dest, true));
         }
     }
 
-    let started = Instant::now();
-    let tmp = parent.join(format!(
-        ".{}.{}.{}.rustle-download",
-        dest.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_file(&tmp);
-    fs::File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| fsutil::io_fail("create a temp file beside", &dest, &e))?;
-    let result = download_and_place(
-        &url,
-        &tmp,
-        &dest,
-        existing.as_ref(),
-        checksum.as_ref(),
-        attrs,
-        timeout,
-        validate_certs,
-        &headers,
-        ctx,
-    );
-    // The temp file is gone after a rename; on every other path it is removed here.
-    let _ = fs::remove_file(&tmp);
-    let mut o = base(result?);
-    o = o.with("elapsed", started.elapsed().as_secs());
-    Ok(o)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn download_and_place(
-    url: &str,
-    tmp: &Path,
-    dest: &Path,
-    existing: Option<&fs::Metadata>,
-    checksum: Option<&(String, String)>,
-    attrs: Attrs,
-    timeout: u64,
-    validate_certs: bool,
-    headers: &[(String, String)],
-    ctx: &Ctx<'_>,
-) -> Step<Outcome> {
-    let status = if let Some(rest) = url.strip_prefix("file://") {
-        let path = rest.strip_prefix("localhost").unwrap_or(rest);
-        fs::copy(path, tmp)
-            .map_err(|e| fsutil::failed(Outcome::fail(format!("Request failed: {path}: {e}"))))?;
-        None
-    } else {
-        let Some((tool, program)) = find_tool(std::env::var_os("PATH").as_deref()) else {
+    // Everything is fetched into a directory only this process (or the become_user,
+    // who runs the tool) can enter, so no one can redirect the tool's writes.
+    let staging = PrivateDir::for_task("get_url", ctx.run_as).map_err(|e| {
+        fsutil::failed(Outcome::fail(format!(
+            "could not create a private directory for the download: {e}"
+        )))
+    })?;
+    let status = fetch(req, &staging, ctx)?;
+    let sdir =
+        Dir::open(staging.path()).map_err(|e| fsutil::io_fail("open", staging.path(), &e))?;
+    let download = OsStr::new(DOWNLOAD);
+    let shown = staging.path().join(DOWNLOAD);
+    // A regular file with one link: what the tool wrote, not something planted.
+    let staged = match sdir.lstat(download)? {
+        Some(m) if m.is_file() && m.nlink() == 1 => sdir.open_seen(download, &m)?,
+        _ => {
             return fail(format!(
-                "cannot download {url}: neither curl nor wget is installed on this host (the runner has no HTTP client of its own)"
+                "the download {} is not a regular file",
+                shown.display()
             ));
-        };
-        let f = Fetch {
-            timeout,
-            validate_certs,
-            headers,
-        };
-        match fetch_with(tool, &program, url, tmp, &f) {
-            Ok(s) => s,
-            Err(msg) => {
-                let mut o = Outcome::fail(format!("Request failed: {msg}"));
-                if let Some(code) = msg
-                    .strip_prefix("HTTP Error ")
-                    .and_then(|m| m.get(..3))
-                    .and_then(|c| c.parse::<u16>().ok())
-                {
-                    o = o.with("status_code", code);
-                }
-                return Err(fsutil::failed(o));
-            }
         }
     };
-    let size = fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
-    let checksum_src = fsutil::sha1_file(tmp).map_err(|e| fsutil::io_fail("read", tmp, &e))?;
-    if let Some((algo, want)) = checksum {
-        let got = digest_file(tmp, algo).map_err(|e| fsutil::io_fail("read", tmp, &e))?;
-        if &got != want {
-            return fail(format!(
-                "The checksum for {} did not match {want}; it was {got}.",
-                dest.display()
-            ));
-        }
+    let got = hash_stream(&staged, algo, None).map_err(|e| fsutil::io_fail("read", &shown, &e))?;
+    if let Some((_, want)) = &req.checksum
+        && got.other.as_deref() != Some(want.as_str())
+    {
+        return fail(format!(
+            "The checksum for {} did not match {want}; it was {}.",
+            dest.display(),
+            got.other.unwrap_or_default()
+        ));
     }
-    let checksum_dest = existing.and_then(|_| fsutil::sha1_file(dest).ok());
-    let same = checksum_dest.as_deref() == Some(checksum_src.as_str());
+    let checksum_dest = match &existing {
+        Some((file, _)) => {
+            let mut f = file;
+            f.rewind()
+                .ok()
+                .and_then(|()| hash_stream(f, None, None).ok())
+                .map(|h| h.sha1)
+        }
+        None => None,
+    };
+    let same = checksum_dest.as_deref() == Some(got.sha1.as_str());
     let mut o = Outcome::ok()
-        .msg(format!("OK ({size} bytes)"))
-        .with("checksum_src", checksum_src.clone())
-        .with("size", size);
+        .msg(format!("OK ({} bytes)", got.size))
+        .with("checksum_src", got.sha1.clone())
+        .with("size", got.size);
     if let Some(code) = status {
         o = o.with("status_code", code);
     }
@@ -410,43 +514,110 @@ fn download_and_place(
         o = o.with("checksum_dest", c.clone());
     }
     if same {
-        let changes = fsutil::apply_attrs(dest, attrs, true, ctx.check_mode)?;
+        let changes = fsutil::apply_attrs_at(dir, name, req.attrs, true, ctx.check_mode)?;
         o.changed = !changes.is_empty();
         if ctx.diff_mode && o.changed {
             o.diff.push(changes.to_diff(dest));
         }
-    } else {
-        o.changed = true;
-        if ctx.diff_mode {
-            o.diff.push(Diff {
-                before_header: dest.display().to_string(),
-                after_header: url.to_string(),
-                before: checksum_dest.map_or_else(String::new, |c| format!("checksum: {c}\n")),
-                after: format!("checksum: {checksum_src}\nsize: {size}\n"),
-            });
-        }
-        if ctx.check_mode {
-            return Ok(o);
-        }
-        // A replaced file keeps its mode and owner unless others are asked for.
-        let mode = attrs.mode.unwrap_or_else(|| {
-            existing.map_or_else(fsutil::default_file_mode, |m| m.mode() & 0o7777)
-        });
-        if let Some(m) = existing {
-            let _ = std::os::unix::fs::chown(tmp, Some(m.uid()), Some(m.gid()));
-        }
-        fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
-            .map_err(|e| fsutil::io_fail("change the mode of", tmp, &e))?;
-        fs::rename(tmp, dest).map_err(|e| fsutil::io_fail("rename a temp file onto", dest, &e))?;
-        fsutil::apply_attrs(dest, attrs, true, false)?;
+        return Ok(fsutil::add_path_info(o, dest, true));
     }
+    o.changed = true;
+    if ctx.diff_mode {
+        o.diff.push(Diff {
+            before_header: dest.display().to_string(),
+            after_header: req.url.clone(),
+            before: checksum_dest.map_or_else(String::new, |c| format!("checksum: {c}\n")),
+            after: format!("checksum: {}\nsize: {}\n", got.sha1, got.size),
+        });
+    }
+    if ctx.check_mode {
+        return Ok(o);
+    }
+    // A replaced file keeps its mode and owner unless others are asked for.
+    let meta = existing.as_ref().map(|(_, m)| m);
+    let mode = req
+        .attrs
+        .mode
+        .unwrap_or_else(|| meta.map_or_else(fsutil::default_file_mode, |m| m.mode() & 0o7777));
+    let mut new = dir.new_file(name)?;
+    let mut staged = staged;
+    staged
+        .rewind()
+        .map_err(|e| fsutil::io_fail("read", &shown, &e))?;
+    let copied = hash_stream(&staged, None, Some(new.file()))
+        .map_err(|e| fsutil::io_fail("write", &new.shown(), &e))?;
+    // What was checked is what is placed: the become_user owns the download and could
+    // have changed it since.
+    if copied.sha1 != got.sha1 {
+        return fail(format!(
+            "the download {} changed while it was being copied to {}",
+            shown.display(),
+            dest.display()
+        ));
+    }
+    new.place(
+        name,
+        &Finish {
+            mode,
+            keep_owner: meta.map(|m| (m.uid(), m.gid())),
+            uid: req.attrs.uid,
+            gid: req.attrs.gid,
+            mtime: None,
+            sync: meta.is_some(),
+        },
+    )?;
     Ok(fsutil::add_path_info(o, dest, true))
+}
+
+/// Gets the URL's content into the private directory's `download` file; the HTTP
+/// status when there is one.
+fn fetch(req: &Request, staging: &PrivateDir, ctx: &Ctx<'_>) -> Step<Option<u16>> {
+    if let Some(rest) = req.url.strip_prefix("file://") {
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
+        let copied = fs::File::open(path).and_then(|src| {
+            let sdir = Dir::open(staging.path())?;
+            let mut to = sdir
+                .create_new(OsStr::new(DOWNLOAD), 0o600)
+                .map_err(io::Error::other)?;
+            io::copy(&mut io::BufReader::new(src), &mut to)
+        });
+        copied
+            .map_err(|e| fsutil::failed(Outcome::fail(format!("Request failed: {path}: {e}"))))?;
+        return Ok(None);
+    }
+    let Some((tool, program)) = find_tool(std::env::var_os("PATH").as_deref()) else {
+        return fail(format!(
+            "cannot download {}: neither curl nor wget is installed on this host (the runner has no HTTP client of its own)",
+            req.url
+        ));
+    };
+    let f = Fetch {
+        timeout: req.fetch_timeout,
+        validate_certs: req.validate_certs,
+        headers: &req.headers,
+    };
+    match fetch_with(tool, ctx.command(&program), &req.url, staging, &f) {
+        Ok(s) => Ok(s),
+        Err(msg) => {
+            let mut o = Outcome::fail(format!("Request failed: {msg}"));
+            if let Some(code) = msg
+                .strip_prefix("HTTP Error ")
+                .and_then(|m| m.get(..3))
+                .and_then(|c| c.parse::<u16>().ok())
+            {
+                o = o.with("status_code", code);
+            }
+            Err(fsutil::failed(o))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tools::PrivateDir;
     use super::super::{ModuleError, Outcome};
-    use super::{Fetch, Tool, fetch_with, find_tool};
+    use super::{DOWNLOAD, Fetch, Tool, fetch_with, find_tool};
+    use std::process::Command;
 
     use serde_json::{Value, json};
 
@@ -455,8 +626,8 @@ mod tests {
     use std::net::TcpListener;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     const BODY: &str = "downloaded over http\n";
     const BODY_SHA256: &str =
@@ -466,13 +637,42 @@ mod tests {
         crate::modules::run_in_dir_for_test("get_url", dir, &args, check_mode)
     }
 
-    /// A tiny HTTP/1.0 server on 127.0.0.1: `/file.txt` is BODY, anything else 404.
-    /// Returns its base URL and a count of requests served.
-    fn server() -> (String, Arc<AtomicUsize>) {
+    /// What the test server saw.
+    #[derive(Default)]
+    struct Seen {
+        /// Requests served.
+        hits: AtomicUsize,
+        /// Command lines of processes on this host that showed the secret while an
+        /// `/auth` request was being answered (the client is alive then, waiting).
+        leaks: Mutex<Vec<String>>,
+    }
+
+    /// A header value and URL token no command line may show.
+    const SECRET: &str = "s3cr3t-t0ken-rustle";
+
+    /// Every process command line on this host that contains `needle`.
+    fn command_lines_with(needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(raw) = fs::read(e.path().join("cmdline")) {
+                let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+                if line.contains(needle) {
+                    found.push(line);
+                }
+            }
+        }
+        found
+    }
+
+    /// A tiny HTTP/1.0 server on 127.0.0.1: `/file.txt` is BODY; `/count` is 512 KiB
+    /// that differ on each request; `/auth...` answers 200 when the request carries
+    /// `Authorization: Bearer SECRET` and 401 otherwise, after looking for SECRET in
+    /// every command line; anything else is 404. Returns its base URL and what it saw.
+    fn server() -> (String, Arc<Seen>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
+        let seen = Arc::new(Seen::default());
+        let record = seen.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
@@ -484,24 +684,38 @@ mod tests {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let line = String::from_utf8_lossy(&req)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let resp = if line.starts_with("GET /file.txt ") {
+                let n = record.hits.fetch_add(1, Ordering::SeqCst);
+                let text = String::from_utf8_lossy(&req).to_string();
+                let line = text.lines().next().unwrap_or("").to_string();
+                let ok = |body: &str| {
                     format!(
-                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{BODY}",
-                        BODY.len()
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
                     )
+                };
+                let resp = if line.starts_with("GET /file.txt ") {
+                    ok(BODY)
+                } else if line.starts_with("GET /count ") {
+                    ok(&format!("{n}\n{}", "x".repeat(512 << 10)))
+                } else if line.starts_with("GET /auth") {
+                    record
+                        .leaks
+                        .lock()
+                        .unwrap()
+                        .extend(command_lines_with(SECRET));
+                    let want = format!("authorization: bearer {SECRET}");
+                    if text.to_lowercase().lines().any(|l| l.trim() == want) {
+                        ok("authorized\n")
+                    } else {
+                        "HTTP/1.0 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno".to_string()
+                    }
                 } else {
                     "HTTP/1.0 404 Not Found\r\nContent-Length: 4\r\n\r\ngone".to_string()
                 };
                 let _ = s.write_all(resp.as_bytes());
             }
         });
-        (format!("http://127.0.0.1:{port}"), hits)
+        (format!("http://127.0.0.1:{port}"), seen)
     }
 
     #[test]
@@ -519,7 +733,7 @@ mod tests {
             hex.split_whitespace().next().unwrap()
         );
         assert_eq!(
-            super::digest_file(&f, "sha256").unwrap(),
+            crate::digest::file_hex("sha256", &f).unwrap().unwrap(),
             hex.split_whitespace().next().unwrap()
         );
     }
@@ -541,7 +755,7 @@ mod tests {
                 .unwrap();
             let want = String::from_utf8(out.stdout).unwrap();
             assert_eq!(
-                super::digest_file(&f, "md5").unwrap(),
+                crate::digest::file_hex("md5", &f).unwrap().unwrap(),
                 want.split_whitespace().next().unwrap(),
                 "{len}"
             );
@@ -550,7 +764,8 @@ mod tests {
 
     #[test]
     fn http_download_with_checksum_is_done_once() {
-        let (base, hits) = server();
+        let (base, seen) = server();
+        let hits = &seen.hits;
         let t = tempfile::tempdir().unwrap();
         let args = json!({"url": format!("{base}/file.txt"), "dest": "{p}/out.txt", "checksum": BODY_SHA256, "mode": "0640"});
         let dry = check(t.path(), args.clone(), true).unwrap();
@@ -610,19 +825,103 @@ mod tests {
         // curl wins the lookup, so wget is driven directly; it is installed here.
         let wget = Path::new("/usr/bin/wget");
         assert!(wget.exists(), "wget is expected on this machine");
-        let (base, _) = server();
-        let t = tempfile::tempdir().unwrap();
-        let to = t.path().join("w");
+        let (base, seen) = server();
         let f = Fetch {
             timeout: 5,
             validate_certs: true,
-            headers: &[("X-Test".into(), "1".into())],
+            headers: &[("Authorization".into(), format!("Bearer {SECRET}"))],
         };
-        let code = fetch_with(Tool::Wget, wget, &format!("{base}/file.txt"), &to, &f).unwrap();
+        let dir = PrivateDir::new("t").unwrap();
+        let code = fetch_with(
+            Tool::Wget,
+            Command::new(wget),
+            &format!("{base}/file.txt"),
+            &dir,
+            &f,
+        )
+        .unwrap();
         assert_eq!(code, Some(200));
-        assert_eq!(fs::read_to_string(&to).unwrap(), BODY);
-        let err = fetch_with(Tool::Wget, wget, &format!("{base}/nope"), &to, &f).unwrap_err();
+        assert_eq!(fs::read_to_string(dir.path().join(DOWNLOAD)).unwrap(), BODY);
+        let dir = PrivateDir::new("t").unwrap();
+        let err = fetch_with(
+            Tool::Wget,
+            Command::new(wget),
+            &format!("{base}/nope"),
+            &dir,
+            &f,
+        )
+        .unwrap_err();
         assert!(err.contains("404"), "{err}");
+        // The header arrives; neither it nor the URL's token is in wget's argv.
+        let dir = PrivateDir::new("t").unwrap();
+        let url = format!("{base}/auth?token={SECRET}");
+        let code = fetch_with(Tool::Wget, Command::new(wget), &url, &dir, &f).unwrap();
+        assert_eq!(code, Some(200));
+        let leaks = seen.leaks.lock().unwrap().clone();
+        assert!(leaks.is_empty(), "a secret in a command line: {leaks:?}");
+    }
+
+    /// `headers:` (an `Authorization` here) and a token in the URL were passed to curl
+    /// as arguments, which any local user reads in /proc/*/cmdline while it runs. The
+    /// server looks at every command line while curl waits for its answer.
+    #[test]
+    fn headers_and_url_never_reach_a_command_line() {
+        let (base, seen) = server();
+        let t = tempfile::tempdir().unwrap();
+        let out = check(
+            t.path(),
+            json!({"url": format!("{base}/auth?token={SECRET}"), "dest": "{p}/a.txt",
+                   "headers": {"Authorization": format!("Bearer {SECRET}")}}),
+            false,
+        )
+        .unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        assert_eq!(
+            fs::read_to_string(t.path().join("a.txt")).unwrap(),
+            "authorized\n"
+        );
+        let leaks = seen.leaks.lock().unwrap().clone();
+        assert!(leaks.is_empty(), "a secret in a command line: {leaks:?}");
+        // Quotes and backslashes survive curl's config quoting.
+        let conf = super::curl_config("http://h/a\"b", &[("X".into(), "a\\b\"c\td".into())]);
+        assert_eq!(
+            conf,
+            "url = \"http://h/a\\\"b\"\nheader = \"X: a\\\\b\\\"c\\td\"\n"
+        );
+    }
+
+    /// A user who owns dest's directory swaps every temp file there for a symlink to a
+    /// root-only file. curl used to reopen the temp file by name (and root chmodded and
+    /// chowned it by name), so the download landed in the victim; now the download goes
+    /// to a private directory and is copied into a descriptor beside dest.
+    #[test]
+    fn downloads_never_land_in_a_swapped_temp_file() {
+        let s = crate::modules::fsutil::hostile::Scene::new("rustle-ta-geturl");
+        let (base, _) = server();
+        let dest = s.home.join("app.bin");
+        let swapper = s.swapper(&s.home, &[".rustle-download", ".rustle-tmp"]);
+        let mut failures = Vec::new();
+        for _ in 0..20 {
+            s.user_file(&dest, b"the user's file\n");
+            let out = check(
+                &s.home,
+                json!({"url": format!("{base}/count"), "dest": "{p}/app.bin", "mode": "0644", "force": true}),
+                false,
+            )
+            .unwrap();
+            if out.failed {
+                failures.push(out.msg.unwrap_or_default());
+            }
+        }
+        let swapped = swapper.finish();
+        assert!(
+            swapped > 0,
+            "the attacker never caught a temp file: nothing was tested"
+        );
+        s.victim_untouched();
+        for msg in &failures {
+            assert!(msg.contains("was replaced while being written"), "{msg}");
+        }
     }
 
     #[test]

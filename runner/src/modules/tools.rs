@@ -167,8 +167,10 @@ impl PrivateDir {
             .mode(mode)
             .open(&p)?;
         f.write_all(content)?;
+        // On the descriptor: the directory belongs to the become_user, who could have
+        // swapped the name for a symlink to a file root would then chown to them.
         if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::chown(&p, Some(uid), Some(gid))?;
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
         }
         Ok(p)
     }
@@ -223,5 +225,34 @@ mod tests {
         );
         drop(d);
         assert!(!p.exists());
+    }
+
+    /// With a become_user the private directory is theirs; they swap each new file for
+    /// a symlink to a root-only file while root writes it. The old chown by name then
+    /// gave them the victim.
+    #[test]
+    fn files_for_a_become_user_are_chowned_through_their_descriptor() {
+        let s = super::super::fsutil::hostile::Scene::new("rustle-ta-priv");
+        let who = RunAs {
+            user: s.user.name.clone(),
+            uid: s.user.uid,
+            gid: s.user.gid,
+            home: "/".into(),
+        };
+        let d = PrivateDir::for_task("t", Some(&who)).unwrap();
+        let swapper = s.swapper(d.path(), &[".scr"]);
+        let body = vec![b'#'; 4 << 20];
+        for i in 0..300 {
+            let name = format!("f{i}.scr");
+            let _ = d.write(&name, &body, 0o700);
+            // Whatever is under the name now (the file, or the user's symlink) goes.
+            let _ = fs::remove_file(d.path().join(name));
+        }
+        let swapped = swapper.finish();
+        assert!(
+            swapped > 0,
+            "the attacker never caught a file: nothing was tested"
+        );
+        s.victim_untouched();
     }
 }

@@ -197,14 +197,40 @@ fn state_arg(a: &Vars) -> Result<bool, ModuleError> {
 /// Runs an account tool, retrying while another process holds the passwd/group lock.
 /// A failure is a failed outcome with the tool's message, rc and command, as Ansible's.
 fn change(tool: &str, argv: &[String], name: &str) -> Step<tools::Output> {
+    change_with_input(tool, argv, None, name)
+}
+
+/// Sets `name`'s password hash with `chpasswd -e`, which reads `name:hash` on stdin:
+/// unlike `useradd -p`/`usermod -p` (what Ansible runs), the hash never appears in the
+/// command line, which every local user can read in /proc while the tool runs.
+fn set_password(name: &str, hash: &str) -> Step<tools::Output> {
+    let line = format!("{name}:{hash}\n");
+    change_with_input("chpasswd", &["-e".to_string()], Some(line.as_bytes()), name)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every command line this thread's account changes ran, for the tests to inspect.
+    static RAN: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`change`] with `input` on the tool's stdin.
+fn change_with_input(
+    tool: &str,
+    argv: &[String],
+    input: Option<&[u8]>,
+    name: &str,
+) -> Step<tools::Output> {
     let Some(bin) = tools::find_bin(tool) else {
         return fail(format!(
             "Failed to find required executable \"{tool}\" in paths: $PATH, /usr/sbin, /sbin"
         ));
     };
+    #[cfg(test)]
+    RAN.with(|r| r.borrow_mut().push(tools::shown(&bin, argv)));
     let mut attempt = 0u32;
     loop {
-        let out = tools::run(&bin, argv, None)
+        let out = tools::run(&bin, argv, input)
             .map_err(|e| failed(Outcome::fail(format!("could not run {tool}: {e}"))))?;
         if out.rc == 0 {
             return Ok(out);
@@ -427,7 +453,6 @@ fn create_user(
     opt("-c", &u.comment);
     opt("-d", &u.home);
     opt("-s", &u.shell);
-    opt("-p", &u.password);
     if let Some(uid) = u.uid {
         argv.extend(["-u".to_string(), uid.to_string()]);
         if u.non_unique {
@@ -464,6 +489,11 @@ fn create_user(
         return Ok(o);
     }
     let out = change("useradd", &argv, &u.name)?;
+    // The account exists without a password until this runs; should it fail, the
+    // next run finds the hash differs and sets it.
+    if let Some(pw) = &u.password {
+        set_password(&u.name, pw)?;
+    }
     Ok(o.with("stderr", out.stderr.trim_end().to_string()))
 }
 
@@ -524,25 +554,29 @@ fn modify_user(
             argv.push("-m".into());
         }
     }
-    if let Some(pw) = &u.password
-        && u.update_always
-        && shadow_hash(&acct.name).as_deref() != Some(pw.as_str())
-    {
-        argv.extend(["-p".to_string(), pw.clone()]);
-    }
+    let new_password = u
+        .password
+        .as_ref()
+        .filter(|pw| u.update_always && shadow_hash(&acct.name).as_deref() != Some(pw.as_str()));
     let mut o = Outcome::ok()
         .with("append", u.append)
         .with("move_home", u.move_home);
-    if argv.is_empty() {
+    if argv.is_empty() && new_password.is_none() {
         return Ok(o);
     }
     o.changed = true;
     if ctx.check_mode {
         return Ok(o);
     }
-    argv.push(acct.name.clone());
-    let out = change("usermod", &argv, &acct.name)?;
-    Ok(o.with("stderr", out.stderr.trim_end().to_string()))
+    let mut stderr = String::new();
+    if !argv.is_empty() {
+        argv.push(acct.name.clone());
+        stderr = change("usermod", &argv, &acct.name)?.stderr;
+    }
+    if let Some(pw) = new_password {
+        set_password(&acct.name, pw)?;
+    }
+    Ok(o.with("stderr", stderr.trim_end().to_string()))
 }
 
 /// The names of the groups that list `user` as a member, other than the one with
@@ -839,6 +873,47 @@ mod tests {
         assert!(account("rustletestu1").is_none());
         assert!(!std::path::Path::new(home).exists(), "remove took the home");
         assert!(!run("user", absent, false).unwrap().changed);
+    }
+
+    /// `useradd -p HASH` / `usermod -p HASH` showed the hash to every local user (in
+    /// /proc/*/cmdline) while the tool ran; it goes on chpasswd's stdin instead, on
+    /// creation and on update, and stays idempotent.
+    #[test]
+    fn password_hashes_never_reach_a_command_line() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu2"], &[]);
+        RAN.with(|r| r.borrow_mut().clear());
+        let first = "$6$rustlesalt$firsthashfirsthashfirsthash";
+        let second = "$6$rustlesalt$secondhashsecondhashsecond";
+        let create = json!({"name": "rustletestu2", "password": first, "create_home": false});
+        let o = run("user", create.clone(), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_eq!(shadow_hash("rustletestu2").unwrap(), first);
+        assert!(
+            !run("user", create, false).unwrap().changed,
+            "second run is ok"
+        );
+        // Only the password differs: a change, through chpasswd alone.
+        let update = json!({"name": "rustletestu2", "password": second});
+        assert!(run("user", update.clone(), true).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu2").unwrap(), first, "check mode");
+        let o = run("user", update.clone(), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_eq!(shadow_hash("rustletestu2").unwrap(), second);
+        assert!(!run("user", update, false).unwrap().changed);
+        // With another change at once, both happen.
+        let both = json!({"name": "rustletestu2", "password": first, "shell": "/bin/sh"});
+        assert!(run("user", both.clone(), false).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu2").unwrap(), first);
+        assert_eq!(account("rustletestu2").unwrap().shell, "/bin/sh");
+        let ran = RAN.with(|r| r.borrow().clone());
+        for cmd in &ran {
+            assert!(
+                !cmd.contains("hash") && !cmd.contains("rustlesalt"),
+                "a hash in a command line: {cmd}"
+            );
+        }
+        assert!(ran.iter().any(|c| c.contains("chpasswd")), "{ran:?}");
     }
 
     #[test]
