@@ -13,6 +13,11 @@
 //! the runner's own module on a scratch copy and send the result back, so their
 //! semantics come for free. Any other module fails with "cannot run in SSH mode".
 //!
+//! Every script travels on the command's stdin behind a fixed loader ([`BOOT`]), so a
+//! process list on the host shows no plan value, the task's `environment:` included.
+//! A task's `become_user` runs its module's commands as that user (`sudo -u`), so the
+//! files it makes are that user's and that user's permissions apply, as in Ansible.
+//!
 //! The host needs `sh`, `stat -c`, `sha1sum`, `cat`, `mkdir`, `chmod`, `chown`, `ln`,
 //! `rm`, `mv`, `id` and `env`: GNU coreutils or busybox.
 
@@ -118,6 +123,8 @@ pub struct SshHost {
     link: Link,
     rt: tokio::runtime::Handle,
     sudo: bool,
+    /// The module running now has a `become_user`: its commands run as that user.
+    run_as: Option<String>,
     user: Option<Option<String>>,
     /// The host's login environment and /etc/passwd, asked for the first time a command
     /// word needs expanding (and again for each `~user`).
@@ -175,6 +182,32 @@ impl HostNames {
 const HOST_NAMES: &str =
     "echo \"u=$(id -un)\"\nenv\necho '--rustle:passwd'\ncat /etc/passwd 2>/dev/null || true\n";
 
+/// The command line every script runs under: a POSIX `sh` that reads a line count,
+/// then that many lines of script from stdin, and evaluates them, so the rest of stdin
+/// (file content, a command's input) is the script's. Scripts travel this way so that
+/// nothing in them, the task's `environment:` values above all, is in any process's
+/// argv (`/proc/*/cmdline` is world-readable). `read` takes a pipe one byte at a time,
+/// so it never consumes what follows the script. The text holds no quote or backslash,
+/// so a login shell passes it on unchanged.
+const BOOT: &str = "IFS= read -r n || exit 125
+s=
+while [ \"$n\" -gt 0 ]; do IFS= read -r l || exit 125; s=\"$s$l
+\"; n=$((n - 1)); done
+eval \"$s\"
+";
+
+/// What goes on stdin for [`BOOT`]: the script's line count, the script, then `data`.
+fn boot_input(script: &str, data: &[u8]) -> Vec<u8> {
+    let mut text = script.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let lines = text.bytes().filter(|b| *b == b'\n').count();
+    let mut input = format!("{lines}\n{text}").into_bytes();
+    input.extend_from_slice(data);
+    input
+}
+
 /// A failed module call: the module's failure, or the connection's.
 enum Stop {
     Fail(Outcome),
@@ -200,6 +233,7 @@ impl SshHost {
             link,
             rt,
             sudo,
+            run_as: None,
             user: None,
             expansion: None,
             stats: Arc::default(),
@@ -217,8 +251,17 @@ impl SshHost {
         self.cancel.clone()
     }
 
-    /// Runs `script` on the host with `stdin`. Blocks this (non-async) thread.
+    /// Runs `script` on the host with `stdin`, as the running module's `become_user`
+    /// when it has one. Blocks this (non-async) thread.
     fn sh(&mut self, script: &str, stdin: &[u8]) -> Step<Output> {
+        let user = self.run_as.clone();
+        self.sh_as(user.as_deref(), script, stdin)
+    }
+
+    /// Runs `script` on the host as `user` (`None`: the login user, or root under
+    /// `sudo`), with `stdin` after it. The script goes on stdin behind [`BOOT`]: only
+    /// that fixed text is on any command line.
+    fn sh_as(&mut self, user: Option<&str>, script: &str, stdin: &[u8]) -> Step<Output> {
         if self.cancel.load(Ordering::Relaxed) {
             return fail("cancelled: the host timed out");
         }
@@ -227,20 +270,21 @@ impl SshHost {
         {
             return fail(format!("host unreachable: {why}"));
         }
-        let wrapped;
-        let script = if self.sudo {
-            wrapped = format!("sudo -n sh -c {}", sh_quote(script));
-            &wrapped
-        } else {
-            script
+        let command = match user {
+            // A become_user: sudo as that user, with that user's HOME as binary mode
+            // gives its processes. Root (the login, or sudo) may switch to anyone.
+            Some(u) => format!("sudo -n -u {} -H sh -c {}", sh_quote(u), sh_quote(BOOT)),
+            None if self.sudo => format!("sudo -n sh -c {}", sh_quote(BOOT)),
+            None => format!("sh -c {}", sh_quote(BOOT)),
         };
-        let r = self.rt.block_on(self.link.exec(script, stdin));
+        let input = boot_input(script, stdin);
+        let r = self.rt.block_on(self.link.exec(&command, &input));
         let mut s = self
             .stats
             .lock()
             .map_err(|_| Stop::Fail(Outcome::fail("internal")))?;
         s.channels += 1;
-        s.bytes_sent += stdin.len() as u64;
+        s.bytes_sent += input.len() as u64;
         match r {
             Ok(o) => Ok(o),
             Err(e) => {
@@ -271,7 +315,12 @@ impl SshHost {
 
 impl ModuleHost for SshHost {
     fn run(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-        match self.dispatch(module, a, ctx) {
+        // As Ansible runs the whole module as the become_user, every command of this
+        // module runs as that user: its files are that user's and its permissions apply.
+        self.run_as = ctx.run_as.map(|who| who.user.clone());
+        let r = self.dispatch(module, a, ctx);
+        self.run_as = None;
+        match r {
             Ok(o) | Err(Stop::Fail(o)) => Ok(o),
             Err(Stop::Bad(e)) => Err(e),
         }
@@ -295,14 +344,21 @@ impl ModuleHost for SshHost {
     }
 
     fn lookup_user(&mut self, user: &str) -> Option<rustle_runner::privilege::RunAs> {
-        // The host's own password database, not this machine's.
-        let q = sh_quote(user);
-        let o = self
-            .sh(
-                &format!("getent passwd {q} 2>/dev/null || grep \"^\"{q}\":\" /etc/passwd"),
-                b"",
-            )
-            .ok()?;
+        // No user name holds these; refusing them keeps the lookup from reading one as
+        // an option or a field separator.
+        if user.is_empty() || user.starts_with('-') || user.contains([':', '\n']) {
+            return None;
+        }
+        // The host's own password database, not this machine's. Without getent, the
+        // name (or uid) is compared as a whole field, never used as a pattern.
+        let script = format!(
+            "u={}\ngetent passwd \"$u\" 2>/dev/null && exit 0\n\
+             while IFS= read -r l; do r=${{l#*:}}; r=${{r#*:}}\n\
+             if [ \"${{l%%:*}}\" = \"$u\" ] || [ \"${{r%%:*}}\" = \"$u\" ]; then printf '%s\\n' \"$l\"; exit 0; fi\n\
+             done < /etc/passwd\nexit 2\n",
+            sh_quote(user)
+        );
+        let o = self.sh_as(None, &script, b"").ok()?;
         let line = String::from_utf8_lossy(&o.stdout)
             .lines()
             .next()?
@@ -311,6 +367,10 @@ impl ModuleHost for SshHost {
         let [name, _, uid, gid, _, home, ..] = f.as_slice() else {
             return None;
         };
+        // As the runner's own lookup: the name, or a uid given as a number.
+        if *name != user && *uid != user {
+            return None;
+        }
         Some(rustle_runner::privilege::RunAs {
             user: (*name).to_string(),
             uid: uid.parse().ok()?,
@@ -651,7 +711,7 @@ impl SshHost {
                 let names = match self.expansion.take() {
                     Some(n) if !names_user => n,
                     _ => HostNames::parse(&String::from_utf8_lossy(
-                        &self.sh(HOST_NAMES, b"")?.stdout,
+                        &self.sh_as(None, HOST_NAMES, b"")?.stdout,
                     )),
                 };
                 let expanded = argv.iter().map(|w| names.expand(w)).collect();
@@ -705,8 +765,10 @@ impl SshHost {
             return Ok(o);
         }
         let mut script = String::new();
-        // The task's `environment`, and its `become_user` (binary mode starts the
-        // process as that user; here sudo does, with that user's HOME).
+        // The task's `environment`: export lines in the script, which travels on stdin
+        // (never in argv, where every user could read the values). Under a
+        // `become_user` the whole script already runs as that user (sudo -u -H, with
+        // that user's HOME), so these override sudo's, as binary mode's do.
         for (k, v) in ctx.env {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return fail(format!("environment: '{k}' is not a variable name"));
@@ -714,24 +776,8 @@ impl SshHost {
             script.push_str(&format!("export {k}={}\n", sh_quote(v)));
         }
         if let Some(dir) = &chdir {
-            script.push_str(&format!("cd {} || exit 2\n", sh_quote(dir)));
+            script.push_str(&format!("cd -- {} || exit 2\n", sh_quote(dir)));
         }
-        let line = match ctx.run_as {
-            Some(who) => {
-                let vars: Vec<String> = ctx
-                    .env
-                    .iter()
-                    .map(|(k, v)| sh_quote(&format!("{k}={v}")))
-                    .collect();
-                format!(
-                    "exec sudo -n -u {} -H env {} sh -c {}",
-                    sh_quote(&who.user),
-                    vars.join(" "),
-                    sh_quote(&line)
-                )
-            }
-            None => line,
-        };
         script.push_str(&line);
         let input = match stdin {
             Some(mut s) => {
@@ -1880,6 +1926,43 @@ mod tests {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).starts_with(&sha1_hex(&long)));
+    }
+
+    /// The shells a host's `sh` is likely to be (dash on Debian, bash on RHEL).
+    const SHELLS: [&str; 2] = ["dash", "bash"];
+
+    fn run_in(shell: &str, command: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(shell)
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn the_loader_runs_the_script_exactly_and_leaves_the_rest_of_stdin_to_it() {
+        // Quotes, backslashes, blank and indented lines, a value with a newline.
+        let script = format!(
+            "export V={}\n\n  printf '%s|' \"$V\" 'a\\b'\ncat\n",
+            sh_quote("it's\n two")
+        );
+        for shell in SHELLS {
+            let out = run_in(shell, BOOT, &boot_input(&script, b"data\0 after"));
+            assert!(out.status.success(), "{shell}: {out:?}");
+            assert_eq!(out.stdout, b"it's\n two|a\\b|data\0 after", "{shell}");
+            // A script cut short runs nothing.
+            let mut cut = boot_input("echo one\necho two\n", b"");
+            cut.truncate(cut.len() - 9);
+            let out = run_in(shell, BOOT, &cut);
+            assert_eq!(out.status.code(), Some(125), "{shell}: {out:?}");
+            assert!(out.stdout.is_empty(), "{shell}");
+        }
     }
 
     #[test]

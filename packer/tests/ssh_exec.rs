@@ -772,3 +772,245 @@ fn the_tasks_environment_reaches_commands() {
         text(&out.stderr)
     );
 }
+
+/// A host whose login user may run anything as any user through `sudo -n`, as deploy
+/// users usually may; the sudoers rule goes when the value is dropped.
+struct SudoHost {
+    host: Sshd,
+    rule: PathBuf,
+}
+
+impl Drop for SudoHost {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.rule);
+    }
+}
+
+fn sudo_host(lab: &Lab, name: &str, user: &str) -> SudoHost {
+    assert!(
+        Path::new("/usr/bin/sudo").exists(),
+        "this test needs sudo: apt-get install sudo (.ci/run does)"
+    );
+    let host = lab.start(name, user);
+    let rule = PathBuf::from(format!("/etc/sudoers.d/{user}"));
+    std::fs::write(&rule, format!("{user} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
+    std::fs::set_permissions(&rule, std::fs::Permissions::from_mode(0o440)).unwrap();
+    SudoHost { host, rule }
+}
+
+fn uid_of(p: &Path) -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(p).unwrap())
+}
+
+/// The per-task results of a host in a report.
+fn tasks<'a>(r: &'a Value, host: &str) -> &'a Vec<Value> {
+    r["hosts"][host]["tasks"].as_array().unwrap()
+}
+
+/// A task's result by its name.
+fn result<'a>(r: &'a Value, host: &str, name: &str) -> &'a Value {
+    &tasks(r, host)
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no task {name} in {r}"))["result"]
+}
+
+/// Waits for `path` to appear while `child` runs; fails when the child ends first.
+fn wait_for(path: &Path, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !path.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the deploy ended ({status}) before {} appeared",
+                path.display()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Every process on this machine (the test hosts included) whose command line holds
+/// `needle`, as (pid, command line).
+fn command_lines_holding(needle: &[u8]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap() {
+        let e = e.unwrap();
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process may end while it is read.
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle) {
+            found.push((pid, text(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+#[test]
+fn environment_values_appear_in_no_command_line_on_the_host() {
+    let lab = Lab::new();
+    let s = sudo_host(&lab, "ysecret", "rustle-y4");
+    let h = &s.host;
+    lab.trust(&[h]);
+    let secret = format!(
+        "rustle-secret-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    // Where the tasks say they are running and wait to be let go: root and the login
+    // user both write here.
+    let sync = lab.dir.path().join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    std::fs::set_permissions(&sync, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let at = sync.display().to_string();
+    let task = |phase: &str| {
+        format!(
+            "printf %s \"$RUSTLE_SECRET\" > {at}/seen-{phase}; : > {at}/ready-{phase}; \
+             while [ ! -e {at}/go-{phase} ]; do sleep 0.1; done"
+        )
+    };
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "become": true, "gather_facts": false,
+          "environment": {"RUSTLE_SECRET": secret},
+          "tasks": [
+            {"name": "as root", "module": "shell", "args": {"cmd": task("root")}},
+            {"name": "as a become_user", "module": "shell", "args": {"cmd": task("user")}, "become_user": h.user},
+            {"name": "argv", "module": "command", "args": {"argv": ["sh", "-c", task("argv")]}, "become_user": h.user}
+        ]}]
+    }));
+    let inv = lab.inventory(&[h]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+        .args(["--strategy", "ssh", "--known-hosts"])
+        .arg(&lab.known_hosts)
+        .env("HOME", d.home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While each command runs (it waits for us), every command line on the machine is
+    // read: sudo's, the shells', the command's own.
+    let mut seen = Vec::new();
+    for phase in ["root", "user", "argv"] {
+        wait_for(&sync.join(format!("ready-{phase}")), &mut child);
+        seen.extend(command_lines_holding(secret.as_bytes()));
+        std::fs::write(sync.join(format!("go-{phase}")), "").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        seen.is_empty(),
+        "environment values in process command lines: {seen:#?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The commands did get the value.
+    for phase in ["root", "user", "argv"] {
+        assert_eq!(
+            std::fs::read_to_string(sync.join(format!("seen-{phase}"))).unwrap(),
+            secret
+        );
+    }
+    assert_eq!(uid_of(&sync.join("seen-root")), 0);
+    assert_eq!(uid_of(&sync.join("seen-user")), uid_of(&h.home));
+}
+
+#[test]
+fn file_modules_under_become_user_act_as_that_user() {
+    let lab = Lab::new();
+    let s = sudo_host(&lab, "ybecome", "rustle-y5");
+    let h = &s.host;
+    // Another user on the host, with a home of its own (its sshd is not used).
+    let alice = lab.start("yalice", "rustle-y6");
+    lab.trust(&[h]);
+    // Root's own directory: nobody else may create anything in it.
+    let locked = lab.dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (l, a) = (locked.display(), alice.home.display());
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "become": true, "become_user": alice.user, "gather_facts": false, "tasks": [
+            {"name": "locked copy", "module": "copy", "args": {"content": "x\n", "dest": format!("{l}/copy")}, "ignore_errors": true},
+            {"name": "locked template", "module": "template", "args": {"src": "t.j2", "dest": format!("{l}/template")}, "ignore_errors": true},
+            {"name": "locked dir", "module": "file", "args": {"path": format!("{l}/dir"), "state": "directory"}, "ignore_errors": true},
+            {"name": "locked touch", "module": "file", "args": {"path": format!("{l}/touched"), "state": "touch"}, "ignore_errors": true},
+            {"name": "locked link", "module": "file", "args": {"src": "/etc/hostname", "dest": format!("{l}/link"), "state": "link"}, "ignore_errors": true},
+            {"name": "locked lines", "module": "lineinfile", "args": {"path": format!("{l}/lines"), "line": "x", "create": true}, "ignore_errors": true},
+            {"name": "locked block", "module": "blockinfile", "args": {"path": format!("{l}/block"), "block": "x", "create": true}, "ignore_errors": true},
+            {"name": "copy", "module": "copy", "args": {"content": "x\n", "dest": format!("{a}/copy")}},
+            {"name": "template", "module": "template", "args": {"src": "t.j2", "dest": format!("{a}/template")}},
+            {"name": "dir", "module": "file", "args": {"path": format!("{a}/dir"), "state": "directory"}},
+            {"name": "touch", "module": "file", "args": {"path": format!("{a}/touched"), "state": "touch"}},
+            {"name": "link", "module": "file", "args": {"src": "copy", "dest": format!("{a}/link"), "state": "link"}},
+            {"name": "lines", "module": "lineinfile", "args": {"path": format!("{a}/lines"), "line": "x", "create": true}},
+            {"name": "stat", "module": "stat", "args": {"path": format!("{a}/copy")}, "register": "st"},
+            {"name": "whoami", "module": "command", "args": {"_raw_params": "id -un"}, "register": "who"},
+            {"name": "check", "module": "assert", "args": {"that": [format!("st.stat.pw_name == '{}'", alice.user), format!("who.stdout == '{}'", alice.user)]}}
+          ]},
+          {"name": "lookup", "hosts": ["all"], "become": true, "gather_facts": false, "tasks": [
+            // Not a user: the name's '.' must not match the '-' of the login user's.
+            {"name": "pattern user", "module": "command", "args": {"_raw_params": "id -un"}, "become_user": h.user.replace('-', "."), "ignore_errors": true}
+          ]}],
+        "files": {"t.j2": {"content": "{{ inventory_hostname }}\n"}}
+    }));
+    let (out, r) = d.deploy(&lab, &[h], &plan, &["--strategy", "ssh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // As alice, root's directory is closed: every write there fails with the host's
+    // own words, and nothing was made in it.
+    for name in [
+        "locked copy",
+        "locked template",
+        "locked dir",
+        "locked touch",
+        "locked link",
+        "locked lines",
+        "locked block",
+    ] {
+        let res = result(&r, &h.name, name);
+        assert_eq!(res["failed"], true, "{name}: {res}");
+        let msg = res["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains("Permission denied"), "{name}: {msg}");
+    }
+    assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
+    // In alice's home, what the modules make is alice's.
+    let alice_uid = uid_of(&alice.home);
+    for f in ["copy", "template", "dir", "touched", "link", "lines"] {
+        assert_eq!(uid_of(&alice.home.join(f)), alice_uid, "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(alice.home.join("template")).unwrap(),
+        format!("{}\n", h.name)
+    );
+    let res = result(&r, &h.name, "pattern user");
+    assert_eq!(res["failed"], true, "{res}");
+    let msg = res["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("no such user"), "{msg}");
+}
