@@ -802,6 +802,10 @@ fn uid_of(p: &Path) -> u32 {
     std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(p).unwrap())
 }
 
+fn gid_of(p: &Path) -> u32 {
+    std::os::unix::fs::MetadataExt::gid(&std::fs::symlink_metadata(p).unwrap())
+}
+
 /// The per-task results of a host in a report.
 fn tasks<'a>(r: &'a Value, host: &str) -> &'a Vec<Value> {
     r["hosts"][host]["tasks"].as_array().unwrap()
@@ -813,6 +817,133 @@ fn result<'a>(r: &'a Value, host: &str, name: &str) -> &'a Value {
         .iter()
         .find(|t| t["name"] == name)
         .unwrap_or_else(|| panic!("no task {name} in {r}"))["result"]
+}
+
+#[test]
+fn root_never_writes_through_names_a_user_planted_in_their_directory() {
+    let lab = Lab::new();
+    let s = sudo_host(&lab, "yplant", "rustle-y3");
+    let h = &s.host;
+    lab.trust(&[h]);
+    let (uid, gid) = (uid_of(&h.home), gid_of(&h.home));
+    // The login user's own directory, where the plan writes as root (become): a home,
+    // a ~/.ssh, an app directory owned by the app's user.
+    let dir = h.home.join("app");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("conf"), "old conf\n").unwrap();
+    std::fs::write(dir.join("lines"), "a=1\n").unwrap();
+    for p in [&dir, &dir.join("conf"), &dir.join("lines")] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    // What that user would like root to overwrite, chmod and chown.
+    let victim = lab.dir.path().join("victim");
+    std::fs::write(&victim, "ORIGINAL SECRET\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The user plants links under every name root's scripts used to write through, for
+    // the next few thousand process ids (the host's shells get ids in turn): the temp
+    // files `.<name>.<pid>.rustle-tmp` and `<name>.<pid>.rustle-link` (this one pointing
+    // at a directory of the user's, which `ln -s` would put its link into), then the
+    // backup names `<name>.<pid>.<time>~` for the next seconds.
+    let elsewhere = lab.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::chown(&elsewhere, Some(uid), Some(gid)).unwrap();
+    let read_num = |p: &str| -> u32 { std::fs::read_to_string(p).unwrap().trim().parse().unwrap() };
+    let pid_max = read_num("/proc/sys/kernel/pid_max");
+    let last = read_num("/proc/sys/kernel/ns_last_pid");
+    let pids = |n: u32| -> Vec<u32> {
+        (1..=n)
+            .map(|i| (last + i) % pid_max)
+            .filter(|p| *p > 1)
+            .collect()
+    };
+    let plant = |name: &Path, target: &Path| {
+        std::os::unix::fs::symlink(target, name).unwrap();
+        std::os::unix::fs::lchown(name, Some(uid), Some(gid)).unwrap();
+    };
+    for pid in pids(4_000) {
+        for base in ["conf", "lines"] {
+            plant(&dir.join(format!(".{base}.{pid}.rustle-tmp")), &victim);
+        }
+        plant(&dir.join(format!("current.{pid}.rustle-link")), &elsewhere);
+    }
+    let now = std::time::SystemTime::now();
+    for pid in pids(2_000) {
+        for s in 0..5u64 {
+            let t = rustle_runner::facts::format_time(now + std::time::Duration::from_secs(s));
+            let (date, time) = t.split_once(' ').unwrap();
+            let stamp = format!("{date}@{}", time.split('.').next().unwrap());
+            for base in ["conf", "lines"] {
+                plant(&dir.join(format!("{base}.{pid}.{stamp}~")), &victim);
+            }
+        }
+    }
+    let d = Deployer::new();
+    let at = dir.display().to_string();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "become": true, "gather_facts": false, "tasks": [
+            {"name": "conf", "module": "copy", "args": {"content": "new conf\n", "dest": format!("{at}/conf"), "backup": true}},
+            {"name": "lines", "module": "lineinfile", "args": {"path": format!("{at}/lines"), "line": "b=2", "backup": true}},
+            {"name": "link", "module": "file", "args": {"src": "conf", "dest": format!("{at}/current"), "state": "link"}}
+        ]}]
+    }));
+    let (out, r) = d.deploy(&lab, &[h], &plan, &["--strategy", "ssh"]);
+    let victim_meta = std::fs::metadata(&victim).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "ORIGINAL SECRET\n",
+        "root wrote through a planted link"
+    );
+    assert_eq!(
+        (
+            uid_of(&victim),
+            gid_of(&victim),
+            victim_meta.permissions().mode() & 0o7777
+        ),
+        (0, 0, 0o600),
+        "root chowned or chmodded through a planted link"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The writes themselves happened, as they would without the planted names.
+    let conf = dir.join("conf");
+    assert!(std::fs::symlink_metadata(&conf).unwrap().is_file());
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "new conf\n");
+    assert_eq!(uid_of(&conf), uid, "a replaced file keeps its owner");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("lines")).unwrap(),
+        "a=1\nb=2\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "root made a link in a directory the user chose"
+    );
+    let current = dir.join("current");
+    assert!(std::fs::symlink_metadata(&current).unwrap().is_symlink());
+    assert_eq!(std::fs::read_link(&current).unwrap(), Path::new("conf"));
+    // Backups are plain copies of the old files, under Ansible's name form.
+    for (task, name, old) in [("conf", "conf", "old conf\n"), ("lines", "lines", "a=1\n")] {
+        let b = result(&r, &h.name, task)["backup_file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{task}: no backup in {r}"))
+            .to_string();
+        let b = Path::new(&b);
+        let file = b.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            file.starts_with(&format!("{name}.")) && file.ends_with('~'),
+            "{file}"
+        );
+        assert!(std::fs::symlink_metadata(b).unwrap().is_file(), "{file}");
+        assert_eq!(std::fs::read_to_string(b).unwrap(), old);
+        assert_eq!(uid_of(b), uid, "a backup keeps the old file's owner");
+    }
 }
 
 /// Waits for `path` to appear while `child` runs; fails when the child ends first.
@@ -1013,4 +1144,44 @@ fn file_modules_under_become_user_act_as_that_user() {
     assert_eq!(res["failed"], true, "{res}");
     let msg = res["msg"].as_str().unwrap_or_default();
     assert!(msg.contains("no such user"), "{msg}");
+}
+
+#[test]
+fn paths_and_owners_that_look_like_options_are_operands() {
+    let lab = Lab::new();
+    let h = lab.start("ydash", "rustle-y7");
+    lab.trust(&[&h]);
+    let d = Deployer::new();
+    // Relative paths are the login's home's; these begin with '-'.
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "gather_facts": false, "tasks": [
+            {"name": "dir", "module": "file", "args": {"path": "-opt", "state": "directory", "mode": "0750"}},
+            {"name": "file", "module": "copy", "args": {"content": "x\n", "dest": "-opt/f", "mode": "0640", "backup": true}},
+            {"name": "again", "module": "copy", "args": {"content": "y\n", "dest": "-opt/f", "backup": true}},
+            {"name": "tree", "module": "file", "args": {"path": "-opt", "state": "directory", "recurse": true, "mode": "0700"}},
+            {"name": "lines", "module": "lineinfile", "args": {"path": "-opt/l", "line": "x", "create": true, "mode": "0600"}},
+            // GNU chown would read this owner as its --reference option.
+            {"name": "owner", "module": "copy", "args": {"content": "z\n", "dest": "g", "owner": "--reference=-opt/f"}, "ignore_errors": true}
+        ]}]
+    }));
+    let (out, r) = d.deploy(&lab, &[&h], &plan, &["--strategy", "ssh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let opt = h.home.join("-opt");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&opt), 0o700);
+    assert_eq!(std::fs::read_to_string(opt.join("f")).unwrap(), "y\n");
+    assert_eq!(mode(&opt.join("f")), 0o700);
+    assert_eq!(std::fs::read_to_string(opt.join("l")).unwrap(), "x\n");
+    let res = result(&r, &h.name, "owner");
+    assert_eq!(res["failed"], true, "{res}");
+    let msg = res["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("invalid user"), "{msg}");
+    assert!(!h.home.join("g").exists());
 }
