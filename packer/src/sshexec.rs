@@ -13,8 +13,20 @@
 //! the runner's own module on a scratch copy and send the result back, so their
 //! semantics come for free. Any other module fails with "cannot run in SSH mode".
 //!
+//! Every script travels on the command's stdin behind a fixed loader ([`BOOT`]), so a
+//! process list on the host shows no plan value, the task's `environment:` included.
+//! Files are written as binary mode writes them: into a file the script creates itself
+//! under a random name (`O_EXCL`, by the shell's noclobber redirection), whose owner and
+//! mode are set through that open descriptor (`/proc/self/fd`), then renamed over the
+//! destination; nothing is ever written, chowned or chmodded through a name someone
+//! else could have planted. A task's `become_user` runs its module's commands as that
+//! user (`sudo -u`), so the files it makes are that user's and that user's permissions
+//! apply, as in Ansible.
+//!
 //! The host needs `sh`, `stat -c`, `sha1sum`, `cat`, `mkdir`, `chmod`, `chown`, `ln`,
-//! `rm`, `mv`, `id` and `env`: GNU coreutils or busybox.
+//! `rm`, `mv`, `id` and `env`: GNU coreutils or busybox. Without `/proc/self/fd` (a
+//! Linux host without /proc) attributes are set by name after checking that the name
+//! is still the plain file the script made, the closest a shell comes.
 
 use crate::deploy::{HostResult, HostStatus, Job};
 use crate::remote::OnEvent;
@@ -118,6 +130,8 @@ pub struct SshHost {
     link: Link,
     rt: tokio::runtime::Handle,
     sudo: bool,
+    /// The module running now has a `become_user`: its commands run as that user.
+    run_as: Option<String>,
     user: Option<Option<String>>,
     /// The host's login environment and /etc/passwd, asked for the first time a command
     /// word needs expanding (and again for each `~user`).
@@ -175,6 +189,46 @@ impl HostNames {
 const HOST_NAMES: &str =
     "echo \"u=$(id -un)\"\nenv\necho '--rustle:passwd'\ncat /etc/passwd 2>/dev/null || true\n";
 
+/// The command line every script runs under: a POSIX `sh` that reads a line count,
+/// then that many lines of script from stdin, and evaluates them, so the rest of stdin
+/// (file content, a command's input) is the script's. Scripts travel this way so that
+/// nothing in them, the task's `environment:` values above all, is in any process's
+/// argv (`/proc/*/cmdline` is world-readable). `read` takes a pipe one byte at a time,
+/// so it never consumes what follows the script. The text holds no quote or backslash,
+/// so a login shell passes it on unchanged.
+const BOOT: &str = "IFS= read -r n || exit 125
+s=
+while [ \"$n\" -gt 0 ]; do IFS= read -r l || exit 125; s=\"$s$l
+\"; n=$((n - 1)); done
+eval \"$s\"
+";
+
+/// What goes on stdin for [`BOOT`]: the script's line count, the script, then `data`.
+fn boot_input(script: &str, data: &[u8]) -> Vec<u8> {
+    let mut text = script.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let lines = text.bytes().filter(|b| *b == b'\n').count();
+    let mut input = format!("{lines}\n{text}").into_bytes();
+    input.extend_from_slice(data);
+    input
+}
+
+/// Eight bytes from the OS's random source.
+fn random_bytes() -> Step<[u8; 8]> {
+    let mut b = [0u8; 8];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut b)
+        .map_err(|e| Stop::Fail(Outcome::fail(format!("no random numbers: {e}"))))?;
+    Ok(b)
+}
+
+/// A name part nobody can guess (16 hex digits), for the files and directories
+/// scripts create next to a destination.
+fn random_name() -> Step<String> {
+    Ok(random_bytes()?.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 /// A failed module call: the module's failure, or the connection's.
 enum Stop {
     Fail(Outcome),
@@ -200,6 +254,7 @@ impl SshHost {
             link,
             rt,
             sudo,
+            run_as: None,
             user: None,
             expansion: None,
             stats: Arc::default(),
@@ -217,8 +272,17 @@ impl SshHost {
         self.cancel.clone()
     }
 
-    /// Runs `script` on the host with `stdin`. Blocks this (non-async) thread.
+    /// Runs `script` on the host with `stdin`, as the running module's `become_user`
+    /// when it has one. Blocks this (non-async) thread.
     fn sh(&mut self, script: &str, stdin: &[u8]) -> Step<Output> {
+        let user = self.run_as.clone();
+        self.sh_as(user.as_deref(), script, stdin)
+    }
+
+    /// Runs `script` on the host as `user` (`None`: the login user, or root under
+    /// `sudo`), with `stdin` after it. The script goes on stdin behind [`BOOT`]: only
+    /// that fixed text is on any command line.
+    fn sh_as(&mut self, user: Option<&str>, script: &str, stdin: &[u8]) -> Step<Output> {
         if self.cancel.load(Ordering::Relaxed) {
             return fail("cancelled: the host timed out");
         }
@@ -227,20 +291,21 @@ impl SshHost {
         {
             return fail(format!("host unreachable: {why}"));
         }
-        let wrapped;
-        let script = if self.sudo {
-            wrapped = format!("sudo -n sh -c {}", sh_quote(script));
-            &wrapped
-        } else {
-            script
+        let command = match user {
+            // A become_user: sudo as that user, with that user's HOME as binary mode
+            // gives its processes. Root (the login, or sudo) may switch to anyone.
+            Some(u) => format!("sudo -n -u {} -H sh -c {}", sh_quote(u), sh_quote(BOOT)),
+            None if self.sudo => format!("sudo -n sh -c {}", sh_quote(BOOT)),
+            None => format!("sh -c {}", sh_quote(BOOT)),
         };
-        let r = self.rt.block_on(self.link.exec(script, stdin));
+        let input = boot_input(script, stdin);
+        let r = self.rt.block_on(self.link.exec(&command, &input));
         let mut s = self
             .stats
             .lock()
             .map_err(|_| Stop::Fail(Outcome::fail("internal")))?;
         s.channels += 1;
-        s.bytes_sent += stdin.len() as u64;
+        s.bytes_sent += input.len() as u64;
         match r {
             Ok(o) => Ok(o),
             Err(e) => {
@@ -271,7 +336,12 @@ impl SshHost {
 
 impl ModuleHost for SshHost {
     fn run(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-        match self.dispatch(module, a, ctx) {
+        // As Ansible runs the whole module as the become_user, every command of this
+        // module runs as that user: its files are that user's and its permissions apply.
+        self.run_as = ctx.run_as.map(|who| who.user.clone());
+        let r = self.dispatch(module, a, ctx);
+        self.run_as = None;
+        match r {
             Ok(o) | Err(Stop::Fail(o)) => Ok(o),
             Err(Stop::Bad(e)) => Err(e),
         }
@@ -295,14 +365,21 @@ impl ModuleHost for SshHost {
     }
 
     fn lookup_user(&mut self, user: &str) -> Option<rustle_runner::privilege::RunAs> {
-        // The host's own password database, not this machine's.
-        let q = sh_quote(user);
-        let o = self
-            .sh(
-                &format!("getent passwd {q} 2>/dev/null || grep \"^\"{q}\":\" /etc/passwd"),
-                b"",
-            )
-            .ok()?;
+        // No user name holds these; refusing them keeps the lookup from reading one as
+        // an option or a field separator.
+        if user.is_empty() || user.starts_with('-') || user.contains([':', '\n']) {
+            return None;
+        }
+        // The host's own password database, not this machine's. Without getent, the
+        // name (or uid) is compared as a whole field, never used as a pattern.
+        let script = format!(
+            "u={}\ngetent passwd \"$u\" 2>/dev/null && exit 0\n\
+             while IFS= read -r l; do r=${{l#*:}}; r=${{r#*:}}\n\
+             if [ \"${{l%%:*}}\" = \"$u\" ] || [ \"${{r%%:*}}\" = \"$u\" ]; then printf '%s\\n' \"$l\"; exit 0; fi\n\
+             done < /etc/passwd\nexit 2\n",
+            sh_quote(user)
+        );
+        let o = self.sh_as(None, &script, b"").ok()?;
         let line = String::from_utf8_lossy(&o.stdout)
             .lines()
             .next()?
@@ -311,6 +388,10 @@ impl ModuleHost for SshHost {
         let [name, _, uid, gid, _, home, ..] = f.as_slice() else {
             return None;
         };
+        // As the runner's own lookup: the name, or a uid given as a number.
+        if *name != user && *uid != user {
+            return None;
+        }
         Some(rustle_runner::privilege::RunAs {
             user: (*name).to_string(),
             uid: uid.parse().ok()?,
@@ -516,7 +597,9 @@ impl Attrs {
     }
 
     /// What differs from `m`, as (key, before, after), and the shell lines that fix
-    /// it for `path` (owner first: chown clears set-id bits).
+    /// it for `path` (owner first: chown clears set-id bits). With `follow_link`, the
+    /// lines act on what a symbolic link points to (the file module's `follow`);
+    /// without, they act on the name itself: `-h`, and no chmod through a link.
     fn changes(
         &self,
         m: &Meta,
@@ -527,14 +610,14 @@ impl Attrs {
         let mut fix = String::new();
         let p = sh_quote(path);
         let is_link = m.kind == "symbolic link";
-        let h = if is_link && !follow_link { "-h " } else { "" };
+        let h = if follow_link { "" } else { "-h " };
         if let Some(o) = self
             .owner
             .as_ref()
             .filter(|o| **o != m.owner && **o != m.uid.to_string())
         {
             ch.push(("owner", m.owner.clone(), o.clone()));
-            fix.push_str(&format!("chown {h}{} {p}\n", sh_quote(o)));
+            fix.push_str(&format!("chown {h}-- {} {p}\n", sh_quote(o)));
         }
         if let Some(g) = self
             .group
@@ -542,17 +625,129 @@ impl Attrs {
             .filter(|g| **g != m.group && **g != m.gid.to_string())
         {
             ch.push(("group", m.group.clone(), g.clone()));
-            fix.push_str(&format!("chgrp {h}{} {p}\n", sh_quote(g)));
+            fix.push_str(&format!("chgrp {h}-- {} {p}\n", sh_quote(g)));
         }
         if let Some(md) = self
             .mode
             .filter(|md| (!is_link || follow_link) && *md != m.mode & 0o7777)
         {
             ch.push(("mode", args::mode_string(m.mode), args::mode_string(md)));
-            fix.push_str(&format!("chmod {:o} {p}\n", md));
+            fix.push_str(&chmod_line(md, path, follow_link));
         }
         (ch, fix)
     }
+}
+
+/// `chmod` for `path`; when links are not to be followed, only while the name is no
+/// symbolic link (chmod has no `-h` on GNU or busybox).
+fn chmod_line(mode: u32, path: &str, follow_link: bool) -> String {
+    let p = sh_quote(path);
+    if follow_link {
+        format!("chmod -- {mode:o} {p}\n")
+    } else {
+        format!(
+            "if [ -L {p} ]; then printf '%s was replaced by a symbolic link\\n' {p} >&2; exit 1; fi\nchmod -- {mode:o} {p}\n"
+        )
+    }
+}
+
+/// `path` as an operand for a command that takes no `--` (find): a relative path that
+/// could read as an option gets `./` in front.
+fn operand(path: &str) -> String {
+    if path.starts_with('-') {
+        format!("./{path}")
+    } else {
+        path.to_string()
+    }
+}
+
+/// How [`put_script`] leaves the file it writes.
+struct Put<'a> {
+    mode: u32,
+    /// The owner and group of the file being replaced, which the new one keeps (as
+    /// binary mode's write does), where the script may give them away.
+    keep: Option<(u32, u32)>,
+    owner: Option<&'a str>,
+    group: Option<&'a str>,
+    /// Keep a copy of the file being replaced under Ansible's backup name, reported as
+    /// `backup=<path>`.
+    backup: bool,
+}
+
+/// Shell lines that replace the file named by `$d` with the rest of stdin, for a
+/// script under `set -e`.
+///
+/// The new content goes into a file the script creates itself, next to `$d` under a
+/// name nobody can guess, with noclobber (`set -C`: `O_CREAT|O_EXCL`, which also
+/// refuses a symbolic link); owner and mode are set through that open descriptor
+/// (`/proc/self/fd/N`), never through the name, so a name swapped for a symbolic link
+/// meanwhile redirects nothing; then the file is renamed over `$d` (`mv -T`, which
+/// never moves into a directory). A backup copies the old file, read through a
+/// descriptor checked to be the file at `$d` itself, into another such file, and links
+/// it under Ansible's name `$d.<pid>.<time>~` (`ln` never writes through an existing
+/// name; a taken name gets another number). Without /proc, attributes are set by name
+/// right after checking the name is still a plain file.
+fn put_script(p: &Put<'_>) -> Step<String> {
+    let tmp = random_name()?;
+    let mut s = format!(
+        "umask 077\n\
+         if [ -d /proc/self/fd ]; then F=/proc/self/fd; H=; else F=; H=-h; fi\n\
+         at() {{ if [ -n \"$F\" ]; then printf '%s\\n' \"$F/$1\"; elif [ -f \"$2\" ] && [ ! -L \"$2\" ]; then printf '%s\\n' \"$2\"; \
+         else printf '%s was replaced while it was being written\\n' \"$2\" >&2; return 1; fi; }}\n\
+         p=$(dirname -- \"$d\")\nt=\"$p/.rustle.{tmp}.tmp\"\nbt=\ntrap 'rm -f -- \"$t\" ${{bt:+\"$bt\"}}' EXIT\n"
+    );
+    if p.backup {
+        let bak = random_name()?;
+        // A taken backup name is tried again with random numbers in place of the
+        // process id, of the size of one.
+        let [a, b, c, d, e, f, g, h] = random_bytes()?;
+        let (n1, n2) = (
+            u32::from_le_bytes([a, b, c, d]) % 4_194_304,
+            u32::from_le_bytes([e, f, g, h]) % 4_194_304,
+        );
+        s.push_str(&format!(
+            "bt=\"$p/.rustle.{bak}.tmp\"\nexec 5<\"$d\"\n\
+             if [ -n \"$F\" ]; then o=$F/5\n\
+             if [ \"$(stat -L -c %d:%i -- \"$o\")\" != \"$(stat -c %d:%i -- \"$d\")\" ]; then printf '%s changed while it was being backed up\\n' \"$d\" >&2; exit 1; fi\n\
+             else o=$d; at 5 \"$d\" >/dev/null; fi\n\
+             set -C\nexec 4>\"$bt\"\nset +C\ncat <&5 >&4\n\
+             q=$(at 4 \"$bt\")\nchown $H -- \"$(stat -L -c %u:%g -- \"$o\")\" \"$q\" 2>/dev/null || true\n\
+             q=$(at 4 \"$bt\")\nchmod -- \"$(stat -L -c %a -- \"$o\")\" \"$q\"\n\
+             q=$(at 4 \"$bt\")\ntouch -r \"$o\" -- \"$q\" 2>/dev/null || true\n\
+             exec 4>&- 5<&-\nb=\n\
+             for n in $$ {n1} {n2}; do c=\"$d.$n.{stamp}~\"\n\
+             if [ ! -e \"$c\" ] && [ ! -L \"$c\" ] && ln -n -- \"$bt\" \"$c\"; then b=$c; break; fi\ndone\n\
+             if [ -z \"$b\" ]; then printf 'cannot keep a backup of %s\\n' \"$d\" >&2; exit 1; fi\n\
+             rm -f -- \"$bt\"\nbt=\nprintf 'backup=%s\\n' \"$b\"\n",
+            stamp = backup_stamp()
+        ));
+    }
+    s.push_str("set -C\nexec 3>\"$t\"\nset +C\ncat >&3\n");
+    if let Some((uid, gid)) = p.keep {
+        s.push_str(&format!(
+            "q=$(at 3 \"$t\")\nchown $H -- {uid}:{gid} \"$q\" 2>/dev/null || true\n"
+        ));
+    }
+    if let Some(o) = p.owner {
+        s.push_str(&format!(
+            "q=$(at 3 \"$t\")\nchown $H -- {} \"$q\"\n",
+            sh_quote(o)
+        ));
+    }
+    if let Some(g) = p.group {
+        s.push_str(&format!(
+            "q=$(at 3 \"$t\")\nchgrp $H -- {} \"$q\"\n",
+            sh_quote(g)
+        ));
+    }
+    s.push_str(&format!(
+        "q=$(at 3 \"$t\")\nchmod -- {:o} \"$q\"\nexec 3>&-\n\
+         if ! mv -f -T -- \"$t\" \"$d\" 2>/dev/null; then\n\
+         if [ -d \"$d\" ]; then printf '%s is a directory\\n' \"$d\" >&2; exit 1; fi\n\
+         mv -f -- \"$t\" \"$d\"\nfi\ntrap - EXIT\n",
+        p.mode
+    ));
+    Ok(s)
 }
 
 fn attr_diff(path: &str, changes: &[(&'static str, String, String)]) -> Diff {
@@ -651,7 +846,7 @@ impl SshHost {
                 let names = match self.expansion.take() {
                     Some(n) if !names_user => n,
                     _ => HostNames::parse(&String::from_utf8_lossy(
-                        &self.sh(HOST_NAMES, b"")?.stdout,
+                        &self.sh_as(None, HOST_NAMES, b"")?.stdout,
                     )),
                 };
                 let expanded = argv.iter().map(|w| names.expand(w)).collect();
@@ -705,8 +900,10 @@ impl SshHost {
             return Ok(o);
         }
         let mut script = String::new();
-        // The task's `environment`, and its `become_user` (binary mode starts the
-        // process as that user; here sudo does, with that user's HOME).
+        // The task's `environment`: export lines in the script, which travels on stdin
+        // (never in argv, where every user could read the values). Under a
+        // `become_user` the whole script already runs as that user (sudo -u -H, with
+        // that user's HOME), so these override sudo's, as binary mode's do.
         for (k, v) in ctx.env {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return fail(format!("environment: '{k}' is not a variable name"));
@@ -714,24 +911,8 @@ impl SshHost {
             script.push_str(&format!("export {k}={}\n", sh_quote(v)));
         }
         if let Some(dir) = &chdir {
-            script.push_str(&format!("cd {} || exit 2\n", sh_quote(dir)));
+            script.push_str(&format!("cd -- {} || exit 2\n", sh_quote(dir)));
         }
-        let line = match ctx.run_as {
-            Some(who) => {
-                let vars: Vec<String> = ctx
-                    .env
-                    .iter()
-                    .map(|(k, v)| sh_quote(&format!("{k}={v}")))
-                    .collect();
-                format!(
-                    "exec sudo -n -u {} -H env {} sh -c {}",
-                    sh_quote(&who.user),
-                    vars.join(" "),
-                    sh_quote(&line)
-                )
-            }
-            None => line,
-        };
         script.push_str(&line);
         let input = match stdin {
             Some(mut s) => {
@@ -959,34 +1140,17 @@ impl SshHost {
                     Some(m) if old_is_file => m.mode & 0o7777,
                     _ => req.new_mode.unwrap_or(0o666 & !umask),
                 });
-                let d = sh_quote(&dest);
-                let mut s = format!(
-                    "{DESC}set -e\nd={d}\nt=\"$(dirname -- \"$d\")/.$(basename -- \"$d\").$$.rustle-tmp\"\n\
-                     trap 'rm -f \"$t\"' EXIT\n"
-                );
-                if req.backup && old_is_file {
-                    let stamp = backup_stamp();
-                    s.push_str(&format!(
-                        "b=\"$d.$$.{stamp}~\"\ncp -p -- \"$d\" \"$b\"\necho \"backup=$b\"\n"
-                    ));
-                }
-                s.push_str(&format!(
-                    "(umask 077; cat > \"$t\")\nchmod {mode:o} \"$t\"\n"
-                ));
-                if let (Some(m), true) = (&existing, old_is_file) {
-                    // A replaced file keeps its owner (as binary mode's atomic write does).
-                    s.push_str(&format!(
-                        "chown {}:{} \"$t\" 2>/dev/null || true\n",
-                        m.uid, m.gid
-                    ));
-                }
-                if let Some(o) = &req.attrs.owner {
-                    s.push_str(&format!("chown {} \"$t\"\n", sh_quote(o)));
-                }
-                if let Some(g) = &req.attrs.group {
-                    s.push_str(&format!("chgrp {} \"$t\"\n", sh_quote(g)));
-                }
-                s.push_str("mv -f \"$t\" \"$d\"\ntrap - EXIT\ndesc \"$d\"\n");
+                let put = put_script(&Put {
+                    mode,
+                    keep: existing
+                        .as_ref()
+                        .filter(|_| old_is_file)
+                        .map(|m| (m.uid, m.gid)),
+                    owner: req.attrs.owner.as_deref(),
+                    group: req.attrs.group.as_deref(),
+                    backup: req.backup && old_is_file,
+                })?;
+                let s = format!("{DESC}set -e\nd={}\n{put}desc \"$d\"\n", sh_quote(&dest));
                 let w = self.sh(&s, req.content)?;
                 if !w.ok() {
                     return fail(format!("cannot write {dest}: {}", w.err_text()));
@@ -998,7 +1162,9 @@ impl SshHost {
                 after = stats_of(&wkv).into_iter().next().flatten();
             }
         } else if let Some(m) = &existing {
-            let (ch, fix) = req.attrs.changes(m, &dest, true);
+            // The destination is a plain file here (a link is always rewritten): its
+            // attributes are set on that name, never through a link swapped in for it.
+            let (ch, fix) = req.attrs.changes(m, &dest, false);
             if !ch.is_empty() && !ctx.check_mode {
                 let w = self.sh(
                     &format!("{DESC}set -e\n{fix}desc {}\n", sh_quote(&dest)),
@@ -1227,8 +1393,11 @@ impl SshHost {
                     if let Some(g) = &attrs.group {
                         test.push(format!("! -group {}", sh_quote(g)));
                     }
+                    // find takes no `--`: a path that could read as an option starts
+                    // with `./` instead.
+                    let start = sh_quote(&operand(&path));
                     let find = format!(
-                        "find {q} -mindepth 1 \\( {} \\) -print | head -n 1",
+                        "find {start} -mindepth 1 \\( {} \\) -print | head -n 1",
                         test.join(" -o ")
                     );
                     if prev.is_some() {
@@ -1238,14 +1407,14 @@ impl SshHost {
                         }
                     }
                     if let Some(o) = &attrs.owner {
-                        script.push_str(&format!("chown -R -h {} {q}\n", sh_quote(o)));
+                        script.push_str(&format!("chown -R -h -- {} {q}\n", sh_quote(o)));
                     }
                     if let Some(g) = &attrs.group {
-                        script.push_str(&format!("chgrp -R -h {} {q}\n", sh_quote(g)));
+                        script.push_str(&format!("chgrp -R -h -- {} {q}\n", sh_quote(g)));
                     }
                     if let Some(m) = attrs.mode {
                         script.push_str(&format!(
-                            "find {q} -mindepth 1 ! -type l -exec chmod {m:o} {{}} +\n"
+                            "find {start} -mindepth 1 ! -type l -exec chmod -- {m:o} {{}} +\n"
                         ));
                     }
                 }
@@ -1253,7 +1422,8 @@ impl SshHost {
             "touch" => {
                 changes.push(("state", prev_state.into(), "touch".into()));
                 if prev.is_none() {
-                    script.push_str(&format!(": >> {q}\n"));
+                    // Noclobber: a new file, never one a planted link points to.
+                    script.push_str(&format!("(set -C; : > {q})\n"));
                 } else if follow || prev_state != "link" {
                     script.push_str(&format!("touch -c -- {q}\n"));
                 }
@@ -1334,10 +1504,21 @@ impl SshHost {
                             "rmdir -- {q} 2>/dev/null || {{ printf 'the directory %s is not empty, refusing to convert it\\n' {q} >&2; exit 1; }}\n"
                         ));
                     }
-                    let t = format!("{q}.$$.rustle-link");
+                    // The link is made in a directory of the script's own, under a name
+                    // nobody can guess, then renamed over the path: nothing is created
+                    // through a name planted beside it. `mv -T` replaces a link to a
+                    // directory rather than moving into it; where mv has no -T, such a
+                    // link is removed first.
                     script.push_str(&format!(
-                        "ln -s -- {s} {t}\nmv -f -T {t} {q} 2>/dev/null || mv -f {t} {q}\n",
-                        s = sh_quote(src)
+                        "l=\"$(dirname -- {q})/.rustle.{r}.link\"\nmkdir -m 700 -- \"$l\"\n\
+                         trap 'rm -f -- \"$l/l\"; rmdir -- \"$l\" 2>/dev/null' EXIT\n\
+                         ln -s -n -- {s} \"$l/l\"\n\
+                         if ! mv -f -T -- \"$l/l\" {q} 2>/dev/null; then\n\
+                         if [ -d {q} ] && [ ! -L {q} ]; then printf '%s is a directory\\n' {q} >&2; exit 1; fi\n\
+                         if [ -L {q} ]; then rm -f -- {q}; fi\nmv -f -- \"$l/l\" {q}\nfi\n\
+                         rmdir -- \"$l\"\ntrap - EXIT\n",
+                        s = sh_quote(src),
+                        r = random_name()?,
                     ));
                     let fresh = Meta::new_path("symbolic link");
                     script.push_str(&attrs.changes(&fresh, &path, false).1);
@@ -1617,13 +1798,16 @@ impl SshHost {
         let content_changed = new_bytes.as_deref() != before.as_ref().map(|_| content);
         let mut script = String::new();
         let mut owner_changes = Vec::new();
-        let d = sh_quote(&real);
         if let Some(m) = &before {
-            let (ch, fix) = attrs.changes(m, &real, true);
+            // `real` is the file itself (links were resolved above): its attributes are
+            // set on that name, never through a link swapped in for it.
+            let (ch, fix) = attrs.changes(m, &real, false);
             owner_changes = ch;
-            script.push_str(&fix);
-            if let Some(nm) = new_mode.filter(|nm| *nm != m.mode & 0o7777) {
-                script.push_str(&format!("chmod {nm:o} {d}\n"));
+            if !content_changed {
+                script.push_str(&fix);
+                if let Some(nm) = new_mode.filter(|nm| *nm != m.mode & 0o7777) {
+                    script.push_str(&chmod_line(nm, &real, false));
+                }
             }
         }
         let mut stdin = Vec::new();
@@ -1631,35 +1815,18 @@ impl SshHost {
             && !ctx.check_mode
             && let Some(bytes) = &new_bytes
         {
-            let mode = new_mode.unwrap_or(0o644);
-            let mut w = format!(
-                "d={d}\nmkdir -p -- \"$(dirname -- \"$d\")\"\nt=\"$(dirname -- \"$d\")/.$(basename -- \"$d\").$$.rustle-tmp\"\ntrap 'rm -f \"$t\"' EXIT\n"
+            // The new file gets owner, group and mode before it takes the old one's place.
+            let put = put_script(&Put {
+                mode: new_mode.unwrap_or(0o644),
+                keep: before.as_ref().map(|m| (m.uid, m.gid)),
+                owner: attrs.owner.as_deref(),
+                group: attrs.group.as_deref(),
+                backup: backup && before.is_some(),
+            })?;
+            script = format!(
+                "d={}\nmkdir -p -- \"$(dirname -- \"$d\")\"\n{put}",
+                sh_quote(&real)
             );
-            if backup && before.is_some() {
-                w.push_str(&format!(
-                    "b=\"$d.$$.{}~\"\ncp -p -- \"$d\" \"$b\"\necho \"backup=$b\"\n",
-                    backup_stamp()
-                ));
-            }
-            w.push_str(&format!(
-                "(umask 077; cat > \"$t\")\nchmod {mode:o} \"$t\"\n"
-            ));
-            if let Some(m) = &before {
-                w.push_str(&format!(
-                    "chown {}:{} \"$t\" 2>/dev/null || true\n",
-                    m.uid, m.gid
-                ));
-            }
-            w.push_str("mv -f \"$t\" \"$d\"\ntrap - EXIT\n");
-            // The content goes first; then owner/group/mode on the new file.
-            script = w + &script;
-            if before.is_none() {
-                script.push_str(
-                    &attrs
-                        .changes(&Meta::new_path("regular file"), &real, true)
-                        .1,
-                );
-            }
             stdin = bytes.clone();
         }
         if !script.is_empty() && !ctx.check_mode {
@@ -1880,6 +2047,91 @@ mod tests {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).starts_with(&sha1_hex(&long)));
+    }
+
+    /// The shells a host's `sh` is likely to be (dash on Debian, bash on RHEL).
+    const SHELLS: [&str; 2] = ["dash", "bash"];
+
+    fn run_in(shell: &str, command: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(shell)
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn the_loader_runs_the_script_exactly_and_leaves_the_rest_of_stdin_to_it() {
+        // Quotes, backslashes, blank and indented lines, a value with a newline.
+        let script = format!(
+            "export V={}\n\n  printf '%s|' \"$V\" 'a\\b'\ncat\n",
+            sh_quote("it's\n two")
+        );
+        for shell in SHELLS {
+            let out = run_in(shell, BOOT, &boot_input(&script, b"data\0 after"));
+            assert!(out.status.success(), "{shell}: {out:?}");
+            assert_eq!(out.stdout, b"it's\n two|a\\b|data\0 after", "{shell}");
+            // A script cut short runs nothing.
+            let mut cut = boot_input("echo one\necho two\n", b"");
+            cut.truncate(cut.len() - 9);
+            let out = run_in(shell, BOOT, &cut);
+            assert_eq!(out.status.code(), Some(125), "{shell}: {out:?}");
+            assert!(out.stdout.is_empty(), "{shell}");
+        }
+    }
+
+    #[test]
+    fn the_write_script_replaces_the_file_and_keeps_a_backup_in_every_shell() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        for shell in SHELLS {
+            // With /proc (attributes through the descriptor) and without (by name).
+            for proc in [true, false] {
+                let dir = tempfile::tempdir().unwrap();
+                let dest = dir.path().join("conf");
+                std::fs::write(&dest, "old\n").unwrap();
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o640)).unwrap();
+                let Ok(put) = put_script(&Put {
+                    mode: 0o604,
+                    keep: None,
+                    owner: None,
+                    group: None,
+                    backup: true,
+                }) else {
+                    panic!("no script");
+                };
+                let put = if proc {
+                    put
+                } else {
+                    put.replace("[ -d /proc/self/fd ]", "false")
+                };
+                let script = format!("set -e\nd={}\n{put}", sh_quote(&dest.display().to_string()));
+                let out = run_in(shell, &script, b"new\n");
+                let what = format!("{shell}, /proc {proc}: {out:?}");
+                assert!(out.status.success(), "{what}");
+                assert!(std::fs::symlink_metadata(&dest).unwrap().is_file());
+                assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new\n", "{what}");
+                assert_eq!(mode(&dest), 0o604, "{what}");
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let backup = stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("backup="))
+                    .unwrap_or_else(|| panic!("no backup: {what}"));
+                let backup = Path::new(backup);
+                assert_eq!(std::fs::read_to_string(backup).unwrap(), "old\n");
+                assert_eq!(mode(backup), 0o640, "{what}");
+                let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(name.starts_with("conf.") && name.ends_with('~'), "{name}");
+                // Nothing else is left behind.
+                assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "{what}");
+            }
+        }
     }
 
     #[test]

@@ -772,3 +772,416 @@ fn the_tasks_environment_reaches_commands() {
         text(&out.stderr)
     );
 }
+
+/// A host whose login user may run anything as any user through `sudo -n`, as deploy
+/// users usually may; the sudoers rule goes when the value is dropped.
+struct SudoHost {
+    host: Sshd,
+    rule: PathBuf,
+}
+
+impl Drop for SudoHost {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.rule);
+    }
+}
+
+fn sudo_host(lab: &Lab, name: &str, user: &str) -> SudoHost {
+    assert!(
+        Path::new("/usr/bin/sudo").exists(),
+        "this test needs sudo: apt-get install sudo (.ci/run does)"
+    );
+    let host = lab.start(name, user);
+    let rule = PathBuf::from(format!("/etc/sudoers.d/{user}"));
+    std::fs::write(&rule, format!("{user} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
+    std::fs::set_permissions(&rule, std::fs::Permissions::from_mode(0o440)).unwrap();
+    SudoHost { host, rule }
+}
+
+fn uid_of(p: &Path) -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(p).unwrap())
+}
+
+fn gid_of(p: &Path) -> u32 {
+    std::os::unix::fs::MetadataExt::gid(&std::fs::symlink_metadata(p).unwrap())
+}
+
+/// The per-task results of a host in a report.
+fn tasks<'a>(r: &'a Value, host: &str) -> &'a Vec<Value> {
+    r["hosts"][host]["tasks"].as_array().unwrap()
+}
+
+/// A task's result by its name.
+fn result<'a>(r: &'a Value, host: &str, name: &str) -> &'a Value {
+    &tasks(r, host)
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no task {name} in {r}"))["result"]
+}
+
+#[test]
+fn root_never_writes_through_names_a_user_planted_in_their_directory() {
+    let lab = Lab::new();
+    let s = sudo_host(&lab, "yplant", "rustle-y3");
+    let h = &s.host;
+    lab.trust(&[h]);
+    let (uid, gid) = (uid_of(&h.home), gid_of(&h.home));
+    // The login user's own directory, where the plan writes as root (become): a home,
+    // a ~/.ssh, an app directory owned by the app's user.
+    let dir = h.home.join("app");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("conf"), "old conf\n").unwrap();
+    std::fs::write(dir.join("lines"), "a=1\n").unwrap();
+    for p in [&dir, &dir.join("conf"), &dir.join("lines")] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    }
+    // What that user would like root to overwrite, chmod and chown.
+    let victim = lab.dir.path().join("victim");
+    std::fs::write(&victim, "ORIGINAL SECRET\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The user plants links under every name root's scripts used to write through, for
+    // the next few thousand process ids (the host's shells get ids in turn): the temp
+    // files `.<name>.<pid>.rustle-tmp` and `<name>.<pid>.rustle-link` (this one pointing
+    // at a directory of the user's, which `ln -s` would put its link into), then the
+    // backup names `<name>.<pid>.<time>~` for the next seconds.
+    let elsewhere = lab.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::chown(&elsewhere, Some(uid), Some(gid)).unwrap();
+    let read_num = |p: &str| -> u32 { std::fs::read_to_string(p).unwrap().trim().parse().unwrap() };
+    let pid_max = read_num("/proc/sys/kernel/pid_max");
+    let last = read_num("/proc/sys/kernel/ns_last_pid");
+    let pids = |n: u32| -> Vec<u32> {
+        (1..=n)
+            .map(|i| (last + i) % pid_max)
+            .filter(|p| *p > 1)
+            .collect()
+    };
+    let plant = |name: &Path, target: &Path| {
+        std::os::unix::fs::symlink(target, name).unwrap();
+        std::os::unix::fs::lchown(name, Some(uid), Some(gid)).unwrap();
+    };
+    for pid in pids(4_000) {
+        for base in ["conf", "lines"] {
+            plant(&dir.join(format!(".{base}.{pid}.rustle-tmp")), &victim);
+        }
+        plant(&dir.join(format!("current.{pid}.rustle-link")), &elsewhere);
+    }
+    let now = std::time::SystemTime::now();
+    for pid in pids(2_000) {
+        for s in 0..5u64 {
+            let t = rustle_runner::facts::format_time(now + std::time::Duration::from_secs(s));
+            let (date, time) = t.split_once(' ').unwrap();
+            let stamp = format!("{date}@{}", time.split('.').next().unwrap());
+            for base in ["conf", "lines"] {
+                plant(&dir.join(format!("{base}.{pid}.{stamp}~")), &victim);
+            }
+        }
+    }
+    let d = Deployer::new();
+    let at = dir.display().to_string();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "become": true, "gather_facts": false, "tasks": [
+            {"name": "conf", "module": "copy", "args": {"content": "new conf\n", "dest": format!("{at}/conf"), "backup": true}},
+            {"name": "lines", "module": "lineinfile", "args": {"path": format!("{at}/lines"), "line": "b=2", "backup": true}},
+            {"name": "link", "module": "file", "args": {"src": "conf", "dest": format!("{at}/current"), "state": "link"}}
+        ]}]
+    }));
+    let (out, r) = d.deploy(&lab, &[h], &plan, &["--strategy", "ssh"]);
+    let victim_meta = std::fs::metadata(&victim).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "ORIGINAL SECRET\n",
+        "root wrote through a planted link"
+    );
+    assert_eq!(
+        (
+            uid_of(&victim),
+            gid_of(&victim),
+            victim_meta.permissions().mode() & 0o7777
+        ),
+        (0, 0, 0o600),
+        "root chowned or chmodded through a planted link"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The writes themselves happened, as they would without the planted names.
+    let conf = dir.join("conf");
+    assert!(std::fs::symlink_metadata(&conf).unwrap().is_file());
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "new conf\n");
+    assert_eq!(uid_of(&conf), uid, "a replaced file keeps its owner");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("lines")).unwrap(),
+        "a=1\nb=2\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "root made a link in a directory the user chose"
+    );
+    let current = dir.join("current");
+    assert!(std::fs::symlink_metadata(&current).unwrap().is_symlink());
+    assert_eq!(std::fs::read_link(&current).unwrap(), Path::new("conf"));
+    // Backups are plain copies of the old files, under Ansible's name form.
+    for (task, name, old) in [("conf", "conf", "old conf\n"), ("lines", "lines", "a=1\n")] {
+        let b = result(&r, &h.name, task)["backup_file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{task}: no backup in {r}"))
+            .to_string();
+        let b = Path::new(&b);
+        let file = b.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            file.starts_with(&format!("{name}.")) && file.ends_with('~'),
+            "{file}"
+        );
+        assert!(std::fs::symlink_metadata(b).unwrap().is_file(), "{file}");
+        assert_eq!(std::fs::read_to_string(b).unwrap(), old);
+        assert_eq!(uid_of(b), uid, "a backup keeps the old file's owner");
+    }
+}
+
+/// Waits for `path` to appear while `child` runs; fails when the child ends first.
+fn wait_for(path: &Path, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !path.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the deploy ended ({status}) before {} appeared",
+                path.display()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Every process on this machine (the test hosts included) whose command line holds
+/// `needle`, as (pid, command line).
+fn command_lines_holding(needle: &[u8]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap() {
+        let e = e.unwrap();
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process may end while it is read.
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle) {
+            found.push((pid, text(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+#[test]
+fn environment_values_appear_in_no_command_line_on_the_host() {
+    let lab = Lab::new();
+    let s = sudo_host(&lab, "ysecret", "rustle-y4");
+    let h = &s.host;
+    lab.trust(&[h]);
+    let secret = format!(
+        "rustle-secret-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    // Where the tasks say they are running and wait to be let go: root and the login
+    // user both write here.
+    let sync = lab.dir.path().join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    std::fs::set_permissions(&sync, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let at = sync.display().to_string();
+    let task = |phase: &str| {
+        format!(
+            "printf %s \"$RUSTLE_SECRET\" > {at}/seen-{phase}; : > {at}/ready-{phase}; \
+             while [ ! -e {at}/go-{phase} ]; do sleep 0.1; done"
+        )
+    };
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "become": true, "gather_facts": false,
+          "environment": {"RUSTLE_SECRET": secret},
+          "tasks": [
+            {"name": "as root", "module": "shell", "args": {"cmd": task("root")}},
+            {"name": "as a become_user", "module": "shell", "args": {"cmd": task("user")}, "become_user": h.user},
+            {"name": "argv", "module": "command", "args": {"argv": ["sh", "-c", task("argv")]}, "become_user": h.user}
+        ]}]
+    }));
+    let inv = lab.inventory(&[h]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+        .args(["--strategy", "ssh", "--known-hosts"])
+        .arg(&lab.known_hosts)
+        .env("HOME", d.home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While each command runs (it waits for us), every command line on the machine is
+    // read: sudo's, the shells', the command's own.
+    let mut seen = Vec::new();
+    for phase in ["root", "user", "argv"] {
+        wait_for(&sync.join(format!("ready-{phase}")), &mut child);
+        seen.extend(command_lines_holding(secret.as_bytes()));
+        std::fs::write(sync.join(format!("go-{phase}")), "").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        seen.is_empty(),
+        "environment values in process command lines: {seen:#?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The commands did get the value.
+    for phase in ["root", "user", "argv"] {
+        assert_eq!(
+            std::fs::read_to_string(sync.join(format!("seen-{phase}"))).unwrap(),
+            secret
+        );
+    }
+    assert_eq!(uid_of(&sync.join("seen-root")), 0);
+    assert_eq!(uid_of(&sync.join("seen-user")), uid_of(&h.home));
+}
+
+#[test]
+fn file_modules_under_become_user_act_as_that_user() {
+    let lab = Lab::new();
+    let s = sudo_host(&lab, "ybecome", "rustle-y5");
+    let h = &s.host;
+    // Another user on the host, with a home of its own (its sshd is not used).
+    let alice = lab.start("yalice", "rustle-y6");
+    lab.trust(&[h]);
+    // Root's own directory: nobody else may create anything in it.
+    let locked = lab.dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (l, a) = (locked.display(), alice.home.display());
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "become": true, "become_user": alice.user, "gather_facts": false, "tasks": [
+            {"name": "locked copy", "module": "copy", "args": {"content": "x\n", "dest": format!("{l}/copy")}, "ignore_errors": true},
+            {"name": "locked template", "module": "template", "args": {"src": "t.j2", "dest": format!("{l}/template")}, "ignore_errors": true},
+            {"name": "locked dir", "module": "file", "args": {"path": format!("{l}/dir"), "state": "directory"}, "ignore_errors": true},
+            {"name": "locked touch", "module": "file", "args": {"path": format!("{l}/touched"), "state": "touch"}, "ignore_errors": true},
+            {"name": "locked link", "module": "file", "args": {"src": "/etc/hostname", "dest": format!("{l}/link"), "state": "link"}, "ignore_errors": true},
+            {"name": "locked lines", "module": "lineinfile", "args": {"path": format!("{l}/lines"), "line": "x", "create": true}, "ignore_errors": true},
+            {"name": "locked block", "module": "blockinfile", "args": {"path": format!("{l}/block"), "block": "x", "create": true}, "ignore_errors": true},
+            {"name": "copy", "module": "copy", "args": {"content": "x\n", "dest": format!("{a}/copy")}},
+            {"name": "template", "module": "template", "args": {"src": "t.j2", "dest": format!("{a}/template")}},
+            {"name": "dir", "module": "file", "args": {"path": format!("{a}/dir"), "state": "directory"}},
+            {"name": "touch", "module": "file", "args": {"path": format!("{a}/touched"), "state": "touch"}},
+            {"name": "link", "module": "file", "args": {"src": "copy", "dest": format!("{a}/link"), "state": "link"}},
+            {"name": "lines", "module": "lineinfile", "args": {"path": format!("{a}/lines"), "line": "x", "create": true}},
+            {"name": "stat", "module": "stat", "args": {"path": format!("{a}/copy")}, "register": "st"},
+            {"name": "whoami", "module": "command", "args": {"_raw_params": "id -un"}, "register": "who"},
+            {"name": "check", "module": "assert", "args": {"that": [format!("st.stat.pw_name == '{}'", alice.user), format!("who.stdout == '{}'", alice.user)]}}
+          ]},
+          {"name": "lookup", "hosts": ["all"], "become": true, "gather_facts": false, "tasks": [
+            // Not a user: the name's '.' must not match the '-' of the login user's.
+            {"name": "pattern user", "module": "command", "args": {"_raw_params": "id -un"}, "become_user": h.user.replace('-', "."), "ignore_errors": true}
+          ]}],
+        "files": {"t.j2": {"content": "{{ inventory_hostname }}\n"}}
+    }));
+    let (out, r) = d.deploy(&lab, &[h], &plan, &["--strategy", "ssh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // As alice, root's directory is closed: every write there fails with the host's
+    // own words, and nothing was made in it.
+    for name in [
+        "locked copy",
+        "locked template",
+        "locked dir",
+        "locked touch",
+        "locked link",
+        "locked lines",
+        "locked block",
+    ] {
+        let res = result(&r, &h.name, name);
+        assert_eq!(res["failed"], true, "{name}: {res}");
+        let msg = res["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains("Permission denied"), "{name}: {msg}");
+    }
+    assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
+    // In alice's home, what the modules make is alice's.
+    let alice_uid = uid_of(&alice.home);
+    for f in ["copy", "template", "dir", "touched", "link", "lines"] {
+        assert_eq!(uid_of(&alice.home.join(f)), alice_uid, "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(alice.home.join("template")).unwrap(),
+        format!("{}\n", h.name)
+    );
+    let res = result(&r, &h.name, "pattern user");
+    assert_eq!(res["failed"], true, "{res}");
+    let msg = res["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("no such user"), "{msg}");
+}
+
+#[test]
+fn paths_and_owners_that_look_like_options_are_operands() {
+    let lab = Lab::new();
+    let h = lab.start("ydash", "rustle-y7");
+    lab.trust(&[&h]);
+    let d = Deployer::new();
+    // Relative paths are the login's home's; these begin with '-'.
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "gather_facts": false, "tasks": [
+            {"name": "dir", "module": "file", "args": {"path": "-opt", "state": "directory", "mode": "0750"}},
+            {"name": "file", "module": "copy", "args": {"content": "x\n", "dest": "-opt/f", "mode": "0640", "backup": true}},
+            {"name": "again", "module": "copy", "args": {"content": "y\n", "dest": "-opt/f", "backup": true}},
+            {"name": "tree", "module": "file", "args": {"path": "-opt", "state": "directory", "recurse": true, "mode": "0700"}},
+            {"name": "lines", "module": "lineinfile", "args": {"path": "-opt/l", "line": "x", "create": true, "mode": "0600"}},
+            // GNU chown would read this owner as its --reference option.
+            {"name": "owner", "module": "copy", "args": {"content": "z\n", "dest": "g", "owner": "--reference=-opt/f"}, "ignore_errors": true}
+        ]}]
+    }));
+    let (out, r) = d.deploy(&lab, &[&h], &plan, &["--strategy", "ssh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let opt = h.home.join("-opt");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&opt), 0o700);
+    assert_eq!(std::fs::read_to_string(opt.join("f")).unwrap(), "y\n");
+    assert_eq!(mode(&opt.join("f")), 0o700);
+    assert_eq!(std::fs::read_to_string(opt.join("l")).unwrap(), "x\n");
+    let res = result(&r, &h.name, "owner");
+    assert_eq!(res["failed"], true, "{res}");
+    let msg = res["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("invalid user"), "{msg}");
+    assert!(!h.home.join("g").exists());
+}
