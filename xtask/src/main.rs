@@ -4,6 +4,10 @@
 //! - `cargo xtask test`                          build the native runner, then run every test
 //! - `cargo xtask ci`                            what CI runs: fmt, clippy, test
 //! - `cargo xtask bench`                         the benchmarks (they print figures)
+//! - `cargo xtask conformance [--reference | --check] [TARGET...]`  ansible-core's own
+//!   integration targets with ansible-playbook and rustle-deploy (docs/conformance.md)
+
+mod conformance;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -17,7 +21,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("bench") => bench(),
-        _ => Err("usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench>".into()),
+        Some("conformance") => conformance::main(args.get(1..).unwrap_or_default()),
+        _ => Err(
+            "usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench | conformance [--reference | --check] [TARGET...]>"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
