@@ -11,6 +11,7 @@
 //! and each hop authenticated like the host itself; the jump connections are kept in
 //! the [`Connection`], since dropping one would cut the tunnel.
 
+use crate::known_hosts::Verdict;
 use russh::client;
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use std::path::{Path, PathBuf};
@@ -69,9 +70,11 @@ pub enum SshError {
         /// The key's SHA-256 fingerprint.
         fingerprint: String,
     },
-    /// The host's key differs from the one recorded: refused, always.
+    /// The host's key differs from the one recorded (another key of the same
+    /// algorithm, or a key of another algorithm for a host that has one recorded):
+    /// refused, always, `--accept-new-host-keys` or not.
     #[error(
-        "HOST KEY CHANGED for {addr}: it does not match {known_hosts} line {line} ({fingerprint}); refusing to connect"
+        "HOST KEY CHANGED for {addr}: it offers {fingerprint}, which does not match the {recorded} key recorded in {known_hosts} line {line}; refusing to connect"
     )]
     ChangedHostKey {
         /// `address:port`.
@@ -80,7 +83,23 @@ pub enum SshError {
         known_hosts: String,
         /// The line of the recorded key.
         line: usize,
-        /// The new key's fingerprint.
+        /// The recorded key's algorithm.
+        recorded: String,
+        /// The offered key's algorithm and SHA-256 fingerprint.
+        fingerprint: String,
+    },
+    /// The host's key is listed as `@revoked`: refused, even if also recorded as known.
+    #[error(
+        "HOST KEY REVOKED for {addr}: its key {fingerprint} is marked @revoked in {known_hosts} line {line}; refusing to connect"
+    )]
+    RevokedHostKey {
+        /// `address:port`.
+        addr: String,
+        /// The file.
+        known_hosts: String,
+        /// The `@revoked` line.
+        line: usize,
+        /// The key's fingerprint.
         fingerprint: String,
     },
     /// No key was accepted.
@@ -110,7 +129,12 @@ pub enum SshError {
 #[derive(Debug, Clone)]
 enum KeyVerdict {
     Unknown(String),
-    Changed(usize, String),
+    Changed {
+        line: usize,
+        recorded: String,
+        fingerprint: String,
+    },
+    Revoked(usize, String),
     Unreadable(String),
 }
 
@@ -144,14 +168,20 @@ impl client::Handler for Verifier {
             ));
         };
         let fingerprint = key.fingerprint(Default::default()).to_string();
-        let known = if self.known_hosts.exists() {
-            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
-        } else {
-            Ok(false)
+        // A missing file knows no host; an unreadable one is no reason to trust any.
+        let text = match std::fs::read_to_string(&self.known_hosts) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return self.refuse(KeyVerdict::Unreadable(format!(
+                    "cannot read {}: {e}",
+                    self.known_hosts.display()
+                )));
+            }
         };
-        match known {
-            Ok(true) => Ok(true),
-            Ok(false) if self.accept_new => {
+        match crate::known_hosts::check(&text, &self.host, self.port, key) {
+            Verdict::Known => Ok(true),
+            Verdict::New if self.accept_new => {
                 if let Some(dir) = self.known_hosts.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
@@ -167,11 +197,19 @@ impl client::Handler for Verifier {
                     ))),
                 }
             }
-            Ok(false) => self.refuse(KeyVerdict::Unknown(fingerprint)),
-            Err(keys::Error::KeyChanged { line }) => {
-                self.refuse(KeyVerdict::Changed(line, fingerprint))
+            Verdict::New => self.refuse(KeyVerdict::Unknown(fingerprint)),
+            Verdict::Changed { line, recorded } => self.refuse(KeyVerdict::Changed {
+                line,
+                recorded,
+                fingerprint: format!("{} key {fingerprint}", key.algorithm()),
+            }),
+            Verdict::Revoked { line } => self.refuse(KeyVerdict::Revoked(line, fingerprint)),
+            Verdict::CertificateExpected { line } => {
+                self.refuse(KeyVerdict::Unreadable(format!(
+                    "{} line {line} (@cert-authority) says this host presents a host certificate, which rustle-deploy does not support; its plain key {fingerprint} is not trusted in its place",
+                    self.known_hosts.display()
+                )))
             }
-            Err(e) => self.refuse(KeyVerdict::Unreadable(e.to_string())),
         }
     }
 }
@@ -321,7 +359,18 @@ async fn handshake(
                 known_hosts,
                 fingerprint,
             },
-            Some(KeyVerdict::Changed(line, fingerprint)) => SshError::ChangedHostKey {
+            Some(KeyVerdict::Changed {
+                line,
+                recorded,
+                fingerprint,
+            }) => SshError::ChangedHostKey {
+                addr,
+                known_hosts,
+                line,
+                recorded,
+                fingerprint,
+            },
+            Some(KeyVerdict::Revoked(line, fingerprint)) => SshError::RevokedHostKey {
                 addr,
                 known_hosts,
                 line,
