@@ -1,6 +1,7 @@
 //! What the deployer trusts a host for, against real OpenSSH `sshd` test hosts on
 //! loopback: host keys (another algorithm for a known host, `@revoked`,
-//! `@cert-authority`, hashed known_hosts entries).
+//! `@cert-authority`, hashed known_hosts entries), a command that exits without reading
+//! its stdin, and hosts that send more than the deployer takes.
 //!
 //! Needs root (test users) and `openssh-server`, like `ssh_deploy.rs`.
 #![allow(
@@ -311,4 +312,106 @@ fn a_changed_host_key_stops_the_deploy_before_anything_reaches_the_host() {
             "{kind}: a key was recorded"
         );
     }
+}
+
+#[tokio::test]
+async fn a_command_that_exits_without_reading_its_stdin_returns_its_stderr_at_once() {
+    let lab = Lab::new();
+    let h = lab.start("early", "rustle-d6");
+    lab.trust(&[&h]);
+    let conn = ssh::connect(&target(&lab, &h, false)).await.unwrap();
+    // Far more than OpenSSH's 2 MB window: the host stops reading after none of it.
+    let stdin = vec![b'x'; 8 << 20];
+    // The bound only keeps a regression from hanging the test run; the call must
+    // return as soon as the host closes the channel.
+    let guard = Duration::from_secs(60);
+    let mut lines = Vec::new();
+    let (code, stderr) = tokio::time::timeout(
+        guard,
+        conn.exec("echo 'disk full' >&2; exit 5", &stdin, &mut |l| {
+            lines.push(l.to_string())
+        }),
+    )
+    .await
+    .expect("exec waited for window space after the host had exited")
+    .unwrap();
+    assert_eq!(code, Some(5));
+    assert_eq!(stderr.trim(), "disk full");
+
+    let (code, out, err) = tokio::time::timeout(
+        guard,
+        conn.exec_raw("echo partial; echo 'no space left' >&2; exit 6", &stdin),
+    )
+    .await
+    .expect("exec_raw waited for window space after the host had exited")
+    .unwrap();
+    assert_eq!(code, Some(6));
+    assert_eq!(text(&out), "partial\n");
+    assert_eq!(text(&err).trim(), "no space left");
+
+    // A command that does read everything still gets all of it.
+    let (code, out, _) = conn.exec_raw("wc -c", &stdin).await.unwrap();
+    assert_eq!(code, Some(0));
+    assert_eq!(text(&out).trim(), (8 << 20).to_string());
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn a_host_flooding_the_deployer_gets_a_clear_error_not_its_memory() {
+    let lab = Lab::new();
+    let h = lab.start("flood", "rustle-d7");
+    lab.trust(&[&h]);
+    let conn = ssh::connect(&target(&lab, &h, false)).await.unwrap();
+    let guard = Duration::from_secs(120);
+
+    // One line of 100 MB.
+    let mut seen = 0usize;
+    let r = tokio::time::timeout(
+        guard,
+        conn.exec("head -c 100000000 /dev/zero", b"", &mut |_| seen += 1),
+    )
+    .await
+    .expect("no answer");
+    match r {
+        Err(e @ SshError::TooMuchOutput(_)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("line") && msg.contains(&format!("{} MiB", ssh::MAX_LINE_BYTES >> 20)),
+                "{msg}"
+            );
+        }
+        other => panic!("expected the line limit, got {other:?}"),
+    }
+    assert_eq!(seen, 0);
+
+    // Endless output in ordinary lines (of 4 kB, so the test does not spend its time
+    // counting tiny ones), on stdout and on stderr, for each way of running a command.
+    let endless = "yes \"$(head -c 4000 /dev/zero | tr '\\0' y)\"";
+    for script in [endless.to_string(), format!("{endless} >&2")] {
+        let r = tokio::time::timeout(guard, conn.exec(&script, b"", &mut |_| {}))
+            .await
+            .expect("no answer");
+        match r {
+            Err(e @ SshError::TooMuchOutput(_)) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("{} MiB", ssh::MAX_OUTPUT_BYTES >> 20)),
+                    "{msg}"
+                );
+            }
+            other => panic!("{script}: expected the output limit, got {other:?}"),
+        }
+    }
+    let r = tokio::time::timeout(guard, conn.exec_raw(endless, b""))
+        .await
+        .expect("no answer");
+    assert!(
+        matches!(r, Err(SshError::TooMuchOutput(_))),
+        "{:?}",
+        r.map(|(c, o, e)| (c, o.len(), e.len()))
+    );
+    // The connection is still good for the next command.
+    let (code, out, _) = conn.exec_raw("echo fine", b"").await.unwrap();
+    assert_eq!((code, text(&out)), (Some(0), "fine\n".to_string()));
+    conn.close().await;
 }
