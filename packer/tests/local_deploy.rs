@@ -742,3 +742,95 @@ fn tasks_run_with_the_callers_umask() {
         0o700
     );
 }
+
+/// The host plan inside a packed runner, opened with the runner's own payload API.
+fn payload_plan(env: &Env, bin: &Path) -> (rustle_runner::plan::HostPlan, Vec<u8>) {
+    let bytes = std::fs::read(bin).unwrap();
+    let payload = rustle_runner::locate::find_payload(&bytes).unwrap();
+    let key = rustle_deploy::keys::load(&env.key()).unwrap().public();
+    let (_, plan) = rustle_runner::payload::open(payload, None, &[key]).unwrap();
+    let (_, body) = rustle_runner::payload::parse(payload).unwrap();
+    let raw = zstd::decode_all(body).unwrap();
+    (plan, raw)
+}
+
+#[test]
+fn connection_secrets_never_enter_a_payload() {
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let w = work.to_str().unwrap();
+    let secrets = [
+        ("ansible_password", "login-pw-1"),
+        ("ansible_ssh_pass", "login-pw-2"),
+        ("ansible_become_password", "become-pw-3"),
+        ("ansible_become_pass", "become-pw-4"),
+        ("ansible_sudo_pass", "sudo-pw-5"),
+    ];
+    let mut inv_text = String::from("[web]\nweb1 ansible_connection=local ansible_user=deployer");
+    for (k, v) in &secrets {
+        inv_text.push_str(&format!(" {k}={v}"));
+    }
+    inv_text.push_str("\n[web:vars]\nansible_ssh_private_key_passphrase=key-pw-6\n");
+    let inv = env.path("hosts.ini");
+    std::fs::write(&inv, inv_text).unwrap();
+    let plan = env.write_json(
+        "plan.json",
+        &json!({"format": "rustle-deploy-plan", "version": 1, "plays": [{
+            "name": "p", "hosts": ["all"],
+            "vars": {"ansible_become_password": "play-pw-7", "kept": "play-var"},
+            "tasks": [
+                {"name": "user", "module": "copy", "args": {"content": "{{ ansible_user }} {{ kept }}", "dest": format!("{w}/user")}},
+                {"name": "block", "block": [
+                    {"name": "leak", "module": "copy", "vars": {"ansible_sudo_pass": "task-pw-8"},
+                     "args": {"content": "{{ ansible_become_password }}", "dest": format!("{w}/leak")}}
+                ]}
+            ]
+        }]}),
+    );
+    let out_dir = env.path("out");
+    let out = env.deploy(&[
+        "--compile-only",
+        "-i",
+        inv.to_str().unwrap(),
+        plan.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let bin = out_dir.join("web1");
+    let (host_plan, raw) = payload_plan(&env, &bin);
+    let all_secrets = secrets
+        .iter()
+        .map(|(_, v)| *v)
+        .chain(["key-pw-6", "play-pw-7", "task-pw-8"]);
+    for v in all_secrets {
+        assert!(
+            !raw.windows(v.len()).any(|w| w == v.as_bytes()),
+            "{v} is in the payload"
+        );
+    }
+    for (k, _) in &secrets {
+        assert!(!host_plan.host_vars.contains_key(*k), "{k}");
+    }
+    // What is not a secret stays: tasks use it.
+    assert_eq!(host_plan.host_vars["ansible_user"], "deployer");
+    assert_eq!(host_plan.plays[0].vars["kept"], "play-var");
+
+    // A task that uses one fails, naming the variable, and shows no value.
+    let pubkey = format!("{}.pub", env.key().display());
+    let run = env.run_by_hand(&bin, &["--trusted-key", &pubkey]);
+    assert_eq!(code(&run), 2, "{}", text(&run.stderr));
+    assert_eq!(
+        std::fs::read_to_string(work.join("user")).unwrap(),
+        "deployer play-var"
+    );
+    assert!(!work.join("leak").exists());
+    let events = text(&run.stdout);
+    let leak = events
+        .lines()
+        .find(|l| l.contains("\"name\":\"leak\""))
+        .unwrap();
+    assert!(leak.contains("ansible_become_password"), "{leak}");
+    assert!(!leak.contains("pw-"), "{leak}");
+}
