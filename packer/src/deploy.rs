@@ -677,15 +677,116 @@ pub fn packed(job: &Job, runners: &BTreeMap<Triple, Runner>) -> Result<Vec<u8>, 
     )?)
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename),
-/// with `mode`: the runner's own writer, so both sides write files the same way.
+/// Writes `bytes` to `path` atomically with `mode` (see [`write_file`]), naming `path`
+/// in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError> {
-    rustle_runner::install::write_atomic(path, bytes, mode).map_err(|e| match e {
-        rustle_runner::install::InstallError::Io { path, source } => {
-            DeployError::Io { path, source }
+    write_file(path, bytes, mode).map_err(io(path))
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename, so a reader sees
+/// the old file or the new one, never half of one. The temporary file is one this call
+/// creates itself (`O_CREAT|O_EXCL` under a random name, private to its owner while it
+/// is written), so nothing another user planted in a shared directory, a file or a
+/// symlink, is ever written through or keeps its owner; `mode` is then set on the
+/// descriptor, whatever the umask.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    for _ in 0..16 {
+        let mut rnd = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut rnd);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", rustle_runner::hex::encode(&rnd)));
+        let tmp = dir.join(tmp_name);
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                drop(file);
+                std::fs::rename(&tmp, path)
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        other => DeployError::Unsupported(other.to_string()),
-    })
+        return written;
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "no free temporary file name beside it",
+    ))
+}
+
+/// Makes `dir` fit to hold packed runners, which carry decrypted vault values: a new
+/// directory is created 0700. An existing one must be this user's and writable by no
+/// one else: another user who can write there could swap a packed runner between
+/// `--compile-only` and the moment it is run (`--deploy-only` would notice, through the
+/// signed manifest; a file run by hand would not). One that others may only list is
+/// used with a warning: every file in it is 0700 or 0600, so only the names show.
+/// Existing directories are never chmodded behind the user's back (`-o .` would change
+/// the whole project's).
+fn private_output_dir(dir: &Path) -> Result<(), DeployError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let refuse = |why: String| {
+        DeployError::Unsupported(format!(
+            "{}: {why}; packed runners hold the plan's secrets, so they are written only to a directory no other user can write to",
+            dir.display()
+        ))
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+            // The umask may have taken bits away, never added any; set it exactly.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+        }
+        Err(e) => Err(io(dir)(e)),
+        Ok(m) if !m.is_dir() => Err(refuse("not a directory".into())),
+        Ok(m) => {
+            if let Some(me) = rustle_runner::facts::current_uid()
+                && m.uid() != me
+            {
+                return Err(refuse(format!(
+                    "owned by uid {}, not by this user (uid {me})",
+                    m.uid()
+                )));
+            }
+            let mode = m.mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(refuse(format!(
+                    "other users can write to it (mode {mode:04o}; `chmod go-w` it, or choose another --output-dir)"
+                )));
+            }
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "rustle-deploy: warning: {} can be listed by other users (mode {mode:04o}): the packed runners in it are private (0700), but their names show; `chmod 700` it to hide them",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 /// One packed runner written by `--compile-only`.
@@ -701,14 +802,20 @@ pub struct Compiled {
     pub size: u64,
 }
 
-/// Writes one packed runner per host into `out_dir` as `<host><suffix>`.
+/// Writes one packed runner per host into `out_dir` as `<host><suffix>` (0700, in a
+/// private directory: see [`private_output_dir`]), and the manifest `--deploy-only`
+/// reads, signed with the deploy key.
 pub fn compile(
     p: &Prepared,
     runners: &BTreeMap<Triple, Runner>,
     out_dir: &Path,
     suffix: &str,
 ) -> Result<Vec<Compiled>, DeployError> {
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let key = p
+        .key
+        .as_ref()
+        .ok_or_else(|| DeployError::Unsupported("no signing key".into()))?;
+    private_output_dir(out_dir)?;
     let mut out = Vec::new();
     let mut manifest = serde_json::Map::new();
     // A host whose platform has no runner has nothing to compile: its tasks can only
@@ -723,13 +830,15 @@ pub fn compile(
             )));
         }
         let path = out_dir.join(&name);
-        write_atomic(&path, &bytes, 0o755)?;
+        write_atomic(&path, &bytes, 0o700)?;
         manifest.insert(
             job.host.name.clone(),
             json!({
                 "file": name,
                 "triple": job.triple.as_str(),
                 "digest": job.digest.to_hex(),
+                "runner_digest": runners.get(&job.triple).map(|r| r.digest.to_hex()),
+                "file_digest": Digest::of(&bytes).to_hex(),
                 "needs_become": job.needs_become,
             }),
         );
@@ -740,35 +849,115 @@ pub fn compile(
             size: bytes.len() as u64,
         });
     }
-    // What --deploy-only ships later: which file is whose, and what each must verify as.
+    // What --deploy-only ships later: which file is whose, and what each must verify
+    // as, the whole file included (its runner part is code that may run as root).
     let text = serde_json::to_vec_pretty(&json!({
         "format": DEPLOYMENT_MANIFEST_FORMAT,
-        "version": 1,
+        "version": DEPLOYMENT_MANIFEST_VERSION,
         "deployment": p.id,
         "hosts": manifest,
     }))
     .unwrap_or_default();
-    write_atomic(&out_dir.join(DEPLOYMENT_MANIFEST), &text, 0o644)?;
+    let signature = ed25519_dalek::Signer::sign(&key.signing, &manifest_message(&text));
+    let sig_line = format!(
+        "{} {}\n",
+        rustle_runner::hex::encode(key.public().as_bytes()),
+        rustle_runner::hex::encode(&signature.to_bytes())
+    );
+    write_atomic(&out_dir.join(DEPLOYMENT_MANIFEST), &text, 0o600)?;
+    write_atomic(
+        &out_dir.join(DEPLOYMENT_MANIFEST_SIGNATURE),
+        sig_line.as_bytes(),
+        0o600,
+    )?;
     Ok(out)
 }
 
 /// The file `--compile-only` writes beside the packed runners.
 pub const DEPLOYMENT_MANIFEST: &str = "deployment.json";
+/// The deploy key's signature of [`DEPLOYMENT_MANIFEST`]: `<public key hex> <signature
+/// hex>`, over [`MANIFEST_SIGNING_DOMAIN`] followed by the manifest's bytes.
+pub const DEPLOYMENT_MANIFEST_SIGNATURE: &str = "deployment.json.sig";
+/// Prefix of the signed message, so a manifest signature can never pass for a payload
+/// signature made with the same key, or the other way round.
+pub const MANIFEST_SIGNING_DOMAIN: &[u8] = b"rustle-deploy manifest v2\0";
 const DEPLOYMENT_MANIFEST_FORMAT: &str = "rustle-deployment";
+/// Version 2 is signed and records each file's whole digest; version 1 was neither,
+/// and is refused.
+const DEPLOYMENT_MANIFEST_VERSION: u64 = 2;
+
+fn manifest_message(text: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(MANIFEST_SIGNING_DOMAIN.len() + text.len());
+    msg.extend_from_slice(MANIFEST_SIGNING_DOMAIN);
+    msg.extend_from_slice(text);
+    msg
+}
+
+/// Checks the manifest's signature by `trusted` (the deploy key).
+fn check_manifest_signature(
+    out_dir: &Path,
+    text: &[u8],
+    trusted: &ed25519_dalek::VerifyingKey,
+) -> Result<(), DeployError> {
+    let path = out_dir.join(DEPLOYMENT_MANIFEST_SIGNATURE);
+    let bad = |why: String| DeployError::Unsupported(format!("{}: {why}", path.display()));
+    let line = match std::fs::read_to_string(&path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad(
+                "missing, so the manifest is unsigned (written by an older rustle-deploy, or tampered with); run --compile-only again".into(),
+            ));
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let mut fields = line.split_whitespace();
+    let (Some(signer), Some(sig), None) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(bad("not `<public key> <signature>`".into()));
+    };
+    if rustle_runner::hex::decode(signer).as_deref() != Some(trusted.as_bytes().as_slice()) {
+        return Err(bad(format!(
+            "signed by key {signer}, not by this deploy key ({}); deploy with the key that compiled it (--key)",
+            rustle_runner::hex::encode(trusted.as_bytes())
+        )));
+    }
+    let sig: [u8; 64] = rustle_runner::hex::decode(sig)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("the signature is not 64 bytes of hex".into()))?;
+    trusted
+        .verify_strict(
+            &manifest_message(text),
+            &ed25519_dalek::Signature::from_bytes(&sig),
+        )
+        .map_err(|_| {
+            bad(format!(
+                "the signature does not match {DEPLOYMENT_MANIFEST}: it was changed after --compile-only wrote it"
+            ))
+        })
+}
 
 /// Jobs for `--deploy-only`: the packed runners `--compile-only` wrote in `out_dir`, for
-/// the inventory's hosts. Each file's payload is checked against the manifest first, so
-/// a damaged or swapped file is refused here, not shipped.
+/// the inventory's hosts. Before any host is touched, the manifest's signature is
+/// checked against `trusted` (the deploy key), then each whole file against the digest
+/// the manifest records for it (so a runner part swapped under a genuine payload is
+/// refused, not shipped), then its payload's digest and signature.
 pub fn load_compiled(
     out_dir: &Path,
     inventory: &Inventory,
+    trusted: &ed25519_dalek::VerifyingKey,
 ) -> Result<(String, Vec<Job>), DeployError> {
     let path = out_dir.join(DEPLOYMENT_MANIFEST);
     let bad = |why: String| DeployError::Unsupported(format!("{}: {why}", path.display()));
     let text = std::fs::read(&path).map_err(io(&path))?;
+    check_manifest_signature(out_dir, &text, trusted)?;
     let m: Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
     if m.get("format").and_then(Value::as_str) != Some(DEPLOYMENT_MANIFEST_FORMAT) {
         return Err(bad("not a rustle-deploy --compile-only manifest".into()));
+    }
+    if m.get("version").and_then(Value::as_u64) != Some(DEPLOYMENT_MANIFEST_VERSION) {
+        return Err(bad(format!(
+            "manifest version {}, but this rustle-deploy reads version {DEPLOYMENT_MANIFEST_VERSION}; run --compile-only again",
+            m.get("version").unwrap_or(&Value::Null)
+        )));
     }
     let id = m
         .get("deployment")
@@ -799,20 +988,30 @@ pub fn load_compiled(
             .map_err(|e: crate::target::UnknownTriple| bad(e.to_string()))?;
         let digest = Digest::from_hex(field("digest")?)
             .ok_or_else(|| bad(format!("host {}: bad digest", host.name)))?;
+        let file_digest = Digest::from_hex(field("file_digest")?)
+            .ok_or_else(|| bad(format!("host {}: bad file_digest", host.name)))?;
         let file_path = out_dir.join(file);
         let bytes = std::fs::read(&file_path).map_err(io(&file_path))?;
+        let actual = Digest::of(&bytes);
+        if actual != file_digest {
+            return Err(bad(format!(
+                "{}: the file's digest {actual} is not the {file_digest} the signed manifest records for host {} (its runner or its payload was changed or swapped)",
+                file_path.display(),
+                host.name
+            )));
+        }
         let payload = rustle_runner::locate::find_payload(&bytes)
             .map_err(|e| bad(format!("{}: {e}", file_path.display())))?;
-        match rustle_runner::payload::parse(payload) {
-            Ok((h, _)) if h.digest == digest => {}
-            Ok((h, _)) => {
-                return Err(bad(format!(
-                    "{}: payload {} is not the {digest} the manifest records",
-                    file_path.display(),
-                    h.digest
-                )));
-            }
-            Err(e) => return Err(bad(format!("{}: {e}", file_path.display()))),
+        let checked = rustle_runner::payload::parse(payload).and_then(|(h, _)| {
+            rustle_runner::payload::verify(
+                payload,
+                &h,
+                Some(&digest),
+                std::slice::from_ref(trusted),
+            )
+        });
+        if let Err(e) = checked {
+            return Err(bad(format!("{}: {e}", file_path.display())));
         }
         jobs.push(Job {
             host: host.clone(),
@@ -1066,4 +1265,33 @@ pub fn recap_text(results: &[HostResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_written_through_a_new_file_never_through_what_was_there() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Someone made the destination a symlink to a file they want overwritten.
+        let dest = dir.path().join("plan.json");
+        std::os::unix::fs::symlink(&victim, &dest).unwrap();
+        write_file(&dest, b"secret plan", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let m = std::fs::symlink_metadata(&dest).unwrap();
+        assert!(m.is_file());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "secret plan");
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }
