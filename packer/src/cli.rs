@@ -521,7 +521,7 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
                 if r.result.status == deploy::HostStatus::Unreachable {
                     println!(
                         "{host}: unreachable: {}",
-                        r.result.error.as_deref().unwrap_or("")
+                        deploy::printable(r.result.error.as_deref().unwrap_or(""))
                     );
                     code = exit::UNREACHABLE;
                     continue;
@@ -531,7 +531,10 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
             Op::Cleanup => match r.result.status {
                 deploy::HostStatus::Ok => println!("{host}: cleaned"),
                 _ => {
-                    println!("{host}: {}", r.result.error.as_deref().unwrap_or("failed"));
+                    println!(
+                        "{host}: {}",
+                        deploy::printable(r.result.error.as_deref().unwrap_or("failed"))
+                    );
                     code = exit::UNREACHABLE;
                 }
             },

@@ -427,14 +427,21 @@ pub fn detect_platforms(
             let found = match answer {
                 Ok(uname) => {
                     let t = crate::target::from_uname(&uname);
-                    notes.push(format!("host '{}': probed `uname -sm`: {uname}", host.name));
+                    notes.push(format!(
+                        "host '{}': probed `uname -sm`: {}",
+                        host.name,
+                        printable(&uname)
+                    ));
                     match &t {
                         Ok(triple) => cache.set(key, &uname, *triple),
                         Err(_) => cache.remove(key),
                     }
                     t
                 }
-                Err(e) => Err(format!("cannot ask it for its platform: {e}")),
+                Err(e) => Err(format!(
+                    "cannot ask it for its platform: {}",
+                    printable(&e.to_string())
+                )),
             };
             out.insert(host.name.clone(), found);
         }
@@ -1060,6 +1067,8 @@ pub struct HostResult {
     pub run_ms: f64,
     /// Where the host keeps this release.
     pub release_dir: PathBuf,
+    /// The host sent more than the deployer keeps ([`MAX_TASK_EVENTS`]); `error` says so.
+    pub overflowed: bool,
 }
 
 impl HostResult {
@@ -1073,6 +1082,7 @@ impl HostResult {
             error: None,
             run_ms: 0.0,
             release_dir,
+            overflowed: false,
         }
     }
 
@@ -1090,7 +1100,18 @@ pub fn local_root() -> PathBuf {
     rustle_runner::install::default_root()
 }
 
+/// The most task events kept for one host: far more than any plan has tasks (a loop's
+/// items travel inside their task's event), and a bound on what a host that floods the
+/// deployer with events can make it hold. What the SSH layer lets through per command
+/// ([`crate::ssh::MAX_OUTPUT_BYTES`]) bounds the bytes; this bounds the parsed events,
+/// which take more memory than their text.
+pub const MAX_TASK_EVENTS: usize = 100_000;
+/// The most stray (non-event) output kept for one host's error message.
+pub const MAX_STRAY_BYTES: usize = 64 << 10;
+
 /// Takes one line of a runner's stdout: an event, or stray output kept for the error.
+/// What is kept is bounded ([`MAX_TASK_EVENTS`], [`MAX_STRAY_BYTES`]); a host that
+/// sends more is marked failed with an error saying which limit it reached.
 pub fn handle_line(
     host: &str,
     line: &str,
@@ -1103,6 +1124,15 @@ pub fn handle_line(
                 result.recap = *recap;
             }
             if matches!(ev, Event::Task { .. }) {
+                if result.tasks.len() >= MAX_TASK_EVENTS {
+                    over_limit(
+                        result,
+                        &format!(
+                            "the host sent more than {MAX_TASK_EVENTS} task events (the limit per host); later ones were dropped"
+                        ),
+                    );
+                    return;
+                }
                 result.tasks.push(ev.clone());
             }
             on_event(host, &ev);
@@ -1111,14 +1141,42 @@ pub fn handle_line(
         // is kept for the error message rather than dropped silently.
         Err(_) => {
             let e = result.error.get_or_insert_with(String::new);
-            e.push_str(line);
+            if e.len() >= MAX_STRAY_BYTES {
+                return;
+            }
+            let room = MAX_STRAY_BYTES - e.len();
+            let mut cut = line.len().min(room);
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            e.push_str(line.get(..cut).unwrap_or_default());
+            if cut < line.len() || e.len() >= MAX_STRAY_BYTES {
+                e.push_str(" [more output cut]");
+            }
             e.push('\n');
         }
     }
 }
 
+/// Marks a host failed because it sent more than the deployer keeps, once.
+fn over_limit(result: &mut HostResult, why: &str) {
+    if result.overflowed {
+        return;
+    }
+    result.overflowed = true;
+    let e = result.error.get_or_insert_with(String::new);
+    e.push_str(why);
+    e.push('\n');
+}
+
 /// Sets the outcome from the runner's exit code and stderr.
 pub fn finish(result: &mut HostResult, code: Option<i32>, stderr: &str) {
+    // A host that flooded the deployer did not give an account of itself to trust,
+    // whatever its exit code says.
+    if result.overflowed {
+        result.status = HostStatus::Failed;
+        return;
+    }
     match code {
         Some(rustle_runner::exit::OK) => result.status = HostStatus::Ok,
         Some(rustle_runner::exit::TASKS_FAILED) => result.status = HostStatus::Failed,
@@ -1175,10 +1233,11 @@ pub fn deployments_text(host: &str, lines: &[String]) -> String {
         let at = at.split('.').next().unwrap_or_default().to_string();
         let mark = if id == current { "*" } else { " " };
         out.push_str(&format!(
-            "{mark} {id}  version {}  {at} UTC  {}  digest {}\n",
-            field("version"),
-            field("status"),
-            field("digest").get(..16).unwrap_or_default()
+            "{mark} {}  version {}  {at} UTC  {}  digest {}\n",
+            printable(&id),
+            printable(&field("version")),
+            printable(&field("status")),
+            printable(field("digest").get(..16).unwrap_or_default())
         ));
     }
     out
@@ -1223,8 +1282,10 @@ pub fn exit_code(results: &[HostResult]) -> i32 {
 
 /// One line per finished task, Ansible-style: `changed: [web1] => make dir`.
 pub fn task_line(host: &str, ev: &Event) -> Option<String> {
+    // Names, messages and results come from the host: printed escaped, so a host (or a
+    // command's output) cannot move the cursor, retitle the terminal or fake a line.
     match ev {
-        Event::Play { name, .. } => Some(format!("PLAY [{name}] [{host}]")),
+        Event::Play { name, .. } => Some(format!("PLAY [{}] [{host}]", printable(name))),
         Event::Task {
             name,
             status,
@@ -1233,22 +1294,50 @@ pub fn task_line(host: &str, ev: &Event) -> Option<String> {
             module,
             ..
         } => {
-            let mut line = format!("{}: [{host}] => {name}", status.as_str());
+            let mut line = format!("{}: [{host}] => {}", status.as_str(), printable(name));
             let msg = result.get("msg").and_then(Value::as_str);
             if *status == Status::Failed {
-                line.push_str(&format!(" | {}", msg.unwrap_or("failed")));
+                line.push_str(&format!(" | {}", printable(msg.unwrap_or("failed"))));
                 if *ignored {
                     line.push_str(" (ignored)");
                 }
             } else if module == "debug"
                 && let Some(m) = msg
             {
-                line.push_str(&format!(" | {m}"));
+                line.push_str(&format!(" | {}", printable(m)));
             }
             Some(line)
         }
         _ => None,
     }
+}
+
+/// `text` fit for a terminal: control characters (C0, DEL, C1: escape sequences, carriage
+/// returns, line feeds) and invisible formatting characters (bidirectional overrides,
+/// zero-width characters) are written as escapes (`\x1b`, `\n`, `\u{202e}`), the rest as
+/// it is. Everything a host sends goes through this before it is printed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) && u32::from(c) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The recap block.
@@ -1261,7 +1350,9 @@ pub fn recap_text(results: &[HostResult]) -> String {
             r.host, c.ok, c.changed, c.unreachable, c.failed, c.skipped, c.rescued, c.ignored
         ));
         if let Some(e) = &r.error {
-            out.push_str(&format!("{:<20}   {}\n", "", e.trim()));
+            for line in e.trim().lines() {
+                out.push_str(&format!("{:<20}   {}\n", "", printable(line)));
+            }
         }
     }
     out
@@ -1270,6 +1361,73 @@ pub fn recap_text(results: &[HostResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task_event(name: &str, status: &str, msg: &str) -> String {
+        json!({"type": "task", "v": 1, "play": "p", "name": name, "module": "debug",
+               "status": status, "duration_ms": 1.0, "result": {"msg": msg}})
+        .to_string()
+    }
+
+    #[test]
+    fn what_a_host_sends_is_kept_within_bounds() {
+        let mut r = HostResult::new("h", PathBuf::new());
+        let mut printed = 0usize;
+        let line = task_event("t", "ok", "m");
+        for _ in 0..MAX_TASK_EVENTS + 10 {
+            handle_line("h", &line, &mut r, &mut |_, _| printed += 1);
+        }
+        assert_eq!(r.tasks.len(), MAX_TASK_EVENTS);
+        assert_eq!(printed, MAX_TASK_EVENTS, "events past the limit were shown");
+        let error = r.error.clone().unwrap();
+        assert!(
+            error.contains(&format!("more than {MAX_TASK_EVENTS} task events")),
+            "{error}"
+        );
+        assert_eq!(error.matches("task events").count(), 1, "{error}");
+        // A host that flooded the deployer is not reported as fine, whatever it exits with.
+        finish(&mut r, Some(rustle_runner::exit::OK), "");
+        assert_eq!(r.status, HostStatus::Failed);
+        assert_eq!(exit_code(&[r]), exit::HOST_FAILED);
+
+        // Stray output is kept up to a bound, and says it was cut.
+        let mut r = HostResult::new("h", PathBuf::new());
+        let junk = "é".repeat(10_000);
+        for _ in 0..100 {
+            handle_line("h", &junk, &mut r, &mut |_, _| {});
+        }
+        let error = r.error.unwrap();
+        assert!(error.len() <= MAX_STRAY_BYTES + 64, "{}", error.len());
+        assert!(error.contains("[more output cut]"));
+    }
+
+    #[test]
+    fn host_strings_are_escaped_before_they_are_printed() {
+        assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\r\nc\td\u{7}\u{7f}\u{9b}"),
+            "a\\x1b[2Jb\\r\\nc\\td\\x07\\x7f\\x9b"
+        );
+        assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
+        let ev: Event = serde_json::from_str(&task_event(
+            "evil \u{1b}]0;owned\u{7}",
+            "failed",
+            "boom\r\nok: [web9] => fake",
+        ))
+        .unwrap();
+        let line = task_line("h", &ev).unwrap();
+        assert_eq!(
+            line,
+            "failed: [h] => evil \\x1b]0;owned\\x07 | boom\\r\\nok: [web9] => fake"
+        );
+        let mut r = HostResult::new("h", PathBuf::new());
+        r.error = Some("first\u{1b}[31m\nsecond".into());
+        let recap = recap_text(&[r]);
+        assert!(!recap.contains('\u{1b}'), "{recap}");
+        assert!(
+            recap.contains("first\\x1b[31m\n") && recap.contains("   second\n"),
+            "{recap}"
+        );
+    }
 
     #[test]
     fn files_are_written_through_a_new_file_never_through_what_was_there() {

@@ -157,8 +157,13 @@ fn is_known_system(system: &str) -> bool {
 pub fn from_uname(answer: &str) -> Result<Triple, String> {
     let mut words = answer.split_whitespace();
     match (words.next(), words.next()) {
+        // The answer comes from the host, and ends up on the terminal: escaped.
         (Some(system), Some(machine)) => Triple::from_system(system, machine).ok_or_else(|| {
-            format!("`uname -sm` says {system} {machine}, a platform with no runner")
+            format!(
+                "`uname -sm` says {} {}, a platform with no runner",
+                crate::deploy::printable(system),
+                crate::deploy::printable(machine)
+            )
         }),
         _ => Err(format!(
             "`uname -sm` answered {answer:?}, not \"<system> <machine>\""

@@ -1030,3 +1030,34 @@ fn deploy_only_refuses_a_swapped_runner_or_a_changed_manifest_before_any_host() 
         );
     }
 }
+
+#[test]
+fn what_hosts_send_reaches_the_terminal_escaped() {
+    let env = Env::new();
+    let plan = env.write_json(
+        "plan.json",
+        &json!({"format": "rustle-deploy-plan", "version": 1, "plays": [{
+            "name": "p\u{1b}]0;retitled\u{7}", "hosts": ["all"], "tasks": [
+                {"name": "say \u{1b}[2J", "module": "debug", "args": {"msg": "cleared\r\nok: [elsewhere] => forged"}},
+                {"name": "fail", "module": "command", "args": {"_raw_params": "sh -c \"printf '\\\\033[31mred' >&2; exit 3\""}, "ignore_errors": true}
+            ]
+        }]}),
+    );
+    let out = env.deploy(&[plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert!(stdout.contains("PLAY [p\\x1b]0;retitled\\x07]"), "{stdout}");
+    assert!(
+        stdout.contains("ok: [localhost] => say \\x1b[2J | cleared\\r\\nok: [elsewhere] => forged"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("ok: [elsewhere]")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed: [localhost] => fail"), "{stdout}");
+}
