@@ -309,10 +309,9 @@ fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
     let plan = crate::playbook::load_playbook(&c.playbook, &opts)?;
     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
     match c.output {
-        Some(p) => std::fs::write(&p, text + "\n").map_err(|source| DeployError::Io {
-            path: p.clone(),
-            source,
-        })?,
+        // The plan holds the playbook's decrypted vault values: 0600, through a file
+        // this process creates itself.
+        Some(p) => deploy::write_atomic(&p, (text + "\n").as_bytes(), 0o600)?,
         None => println!("{text}"),
     }
     Ok(exit::OK)
@@ -522,7 +521,7 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
                 if r.result.status == deploy::HostStatus::Unreachable {
                     println!(
                         "{host}: unreachable: {}",
-                        r.result.error.as_deref().unwrap_or("")
+                        deploy::printable(r.result.error.as_deref().unwrap_or(""))
                     );
                     code = exit::UNREACHABLE;
                     continue;
@@ -532,7 +531,10 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
             Op::Cleanup => match r.result.status {
                 deploy::HostStatus::Ok => println!("{host}: cleaned"),
                 _ => {
-                    println!("{host}: {}", r.result.error.as_deref().unwrap_or("failed"));
+                    println!(
+                        "{host}: {}",
+                        deploy::printable(r.result.error.as_deref().unwrap_or("failed"))
+                    );
                     code = exit::UNREACHABLE;
                 }
             },
@@ -690,7 +692,7 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         None => keys::default_key_path()?,
     };
     let key = keys::load(&key_path)?;
-    let (id, mut jobs) = deploy::load_compiled(&set.output_dir, &inventory)?;
+    let (id, mut jobs) = deploy::load_compiled(&set.output_dir, &inventory, &key.public())?;
     let selected: Vec<String> = inventory
         .select("all")
         .into_iter()
@@ -704,9 +706,13 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         )));
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
+    // The host checks the whole file it received too (`--expect-file`), against the
+    // digest of the bytes checked above: the file is code, and runs as root with become.
+    let mut set = set.clone();
+    set.verify = true;
     carry_out(
         args,
-        set,
+        &set,
         &id,
         jobs,
         Default::default(),

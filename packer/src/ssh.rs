@@ -11,6 +11,7 @@
 //! and each hop authenticated like the host itself; the jump connections are kept in
 //! the [`Connection`], since dropping one would cut the tunnel.
 
+use crate::known_hosts::Verdict;
 use russh::client;
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use std::path::{Path, PathBuf};
@@ -69,9 +70,11 @@ pub enum SshError {
         /// The key's SHA-256 fingerprint.
         fingerprint: String,
     },
-    /// The host's key differs from the one recorded: refused, always.
+    /// The host's key differs from the one recorded (another key of the same
+    /// algorithm, or a key of another algorithm for a host that has one recorded):
+    /// refused, always, `--accept-new-host-keys` or not.
     #[error(
-        "HOST KEY CHANGED for {addr}: it does not match {known_hosts} line {line} ({fingerprint}); refusing to connect"
+        "HOST KEY CHANGED for {addr}: it offers {fingerprint}, which does not match the {recorded} key recorded in {known_hosts} line {line}; refusing to connect"
     )]
     ChangedHostKey {
         /// `address:port`.
@@ -80,7 +83,23 @@ pub enum SshError {
         known_hosts: String,
         /// The line of the recorded key.
         line: usize,
-        /// The new key's fingerprint.
+        /// The recorded key's algorithm.
+        recorded: String,
+        /// The offered key's algorithm and SHA-256 fingerprint.
+        fingerprint: String,
+    },
+    /// The host's key is listed as `@revoked`: refused, even if also recorded as known.
+    #[error(
+        "HOST KEY REVOKED for {addr}: its key {fingerprint} is marked @revoked in {known_hosts} line {line}; refusing to connect"
+    )]
+    RevokedHostKey {
+        /// `address:port`.
+        addr: String,
+        /// The file.
+        known_hosts: String,
+        /// The `@revoked` line.
+        line: usize,
+        /// The key's fingerprint.
         fingerprint: String,
     },
     /// No key was accepted.
@@ -94,6 +113,10 @@ pub enum SshError {
     /// The remote command could not be run.
     #[error("remote command failed: {0}")]
     Channel(String),
+    /// The host sent more than the deployer takes ([`MAX_LINE_BYTES`],
+    /// [`MAX_OUTPUT_BYTES`]): what it sent, and the limit.
+    #[error("{0}; the deployer stopped reading and closed the channel")]
+    TooMuchOutput(String),
     /// A jump host would not open a tunnel to the next hop.
     #[error("jump host {jump} cannot reach {addr}: {reason}")]
     Tunnel {
@@ -110,7 +133,12 @@ pub enum SshError {
 #[derive(Debug, Clone)]
 enum KeyVerdict {
     Unknown(String),
-    Changed(usize, String),
+    Changed {
+        line: usize,
+        recorded: String,
+        fingerprint: String,
+    },
+    Revoked(usize, String),
     Unreadable(String),
 }
 
@@ -144,14 +172,20 @@ impl client::Handler for Verifier {
             ));
         };
         let fingerprint = key.fingerprint(Default::default()).to_string();
-        let known = if self.known_hosts.exists() {
-            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
-        } else {
-            Ok(false)
+        // A missing file knows no host; an unreadable one is no reason to trust any.
+        let text = match std::fs::read_to_string(&self.known_hosts) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return self.refuse(KeyVerdict::Unreadable(format!(
+                    "cannot read {}: {e}",
+                    self.known_hosts.display()
+                )));
+            }
         };
-        match known {
-            Ok(true) => Ok(true),
-            Ok(false) if self.accept_new => {
+        match crate::known_hosts::check(&text, &self.host, self.port, key) {
+            Verdict::Known => Ok(true),
+            Verdict::New if self.accept_new => {
                 if let Some(dir) = self.known_hosts.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
@@ -167,11 +201,19 @@ impl client::Handler for Verifier {
                     ))),
                 }
             }
-            Ok(false) => self.refuse(KeyVerdict::Unknown(fingerprint)),
-            Err(keys::Error::KeyChanged { line }) => {
-                self.refuse(KeyVerdict::Changed(line, fingerprint))
+            Verdict::New => self.refuse(KeyVerdict::Unknown(fingerprint)),
+            Verdict::Changed { line, recorded } => self.refuse(KeyVerdict::Changed {
+                line,
+                recorded,
+                fingerprint: format!("{} key {fingerprint}", key.algorithm()),
+            }),
+            Verdict::Revoked { line } => self.refuse(KeyVerdict::Revoked(line, fingerprint)),
+            Verdict::CertificateExpected { line } => {
+                self.refuse(KeyVerdict::Unreadable(format!(
+                    "{} line {line} (@cert-authority) says this host presents a host certificate, which rustle-deploy does not support; its plain key {fingerprint} is not trusted in its place",
+                    self.known_hosts.display()
+                )))
             }
-            Err(e) => self.refuse(KeyVerdict::Unreadable(e.to_string())),
         }
     }
 }
@@ -321,7 +363,18 @@ async fn handshake(
                 known_hosts,
                 fingerprint,
             },
-            Some(KeyVerdict::Changed(line, fingerprint)) => SshError::ChangedHostKey {
+            Some(KeyVerdict::Changed {
+                line,
+                recorded,
+                fingerprint,
+            }) => SshError::ChangedHostKey {
+                addr,
+                known_hosts,
+                line,
+                recorded,
+                fingerprint,
+            },
+            Some(KeyVerdict::Revoked(line, fingerprint)) => SshError::RevokedHostKey {
                 addr,
                 known_hosts,
                 line,
@@ -391,68 +444,209 @@ pub enum Reply {
     Pass,
 }
 
+/// The longest line of stdout the deployer takes from a host. A runner event is one
+/// line, and even a task that registers a large command output stays far below this.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// The most a host may send back, stdout and stderr together, for one command. It bounds
+/// what one host can make the deployer hold (a fleet's deploys share its memory), and
+/// is far above what a plan's events or a file read in SSH mode amount to.
+pub const MAX_OUTPUT_BYTES: u64 = 128 << 20;
+/// How much of a command's stderr is kept: its end, where the reason for a failure is.
+pub const STDERR_KEPT_BYTES: usize = 64 << 10;
+
+/// What one command has sent back so far, within [`MAX_OUTPUT_BYTES`] in all and
+/// [`MAX_LINE_BYTES`] per line of stdout, and the last [`STDERR_KEPT_BYTES`] of stderr.
+#[derive(Debug, Default)]
+struct Received {
+    total: u64,
+    /// Stdout not yet handed out as lines (or all of it, for [`Connection::exec_raw`]).
+    stdout: Vec<u8>,
+    /// Where the next line starts in `stdout`.
+    head: usize,
+    /// How far `stdout` is known to hold no newline.
+    scanned: usize,
+    stderr: Vec<u8>,
+}
+
+impl Received {
+    fn count(&mut self, n: usize) -> Result<(), SshError> {
+        self.total = self.total.saturating_add(n as u64);
+        if self.total > MAX_OUTPUT_BYTES {
+            return Err(SshError::TooMuchOutput(format!(
+                "the host sent more than {} MiB of output for one command (the limit per command)",
+                MAX_OUTPUT_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    fn push_stdout(&mut self, data: &[u8]) -> Result<(), SshError> {
+        self.count(data.len())?;
+        // Lines already handed out are dropped once per arrival, not once per line, so
+        // many short lines after a long one cost no more than reading them.
+        if self.head > 0 {
+            self.stdout.drain(..self.head.min(self.stdout.len()));
+            self.scanned = self.scanned.saturating_sub(self.head);
+            self.head = 0;
+        }
+        self.stdout.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn push_stderr(&mut self, data: &[u8]) -> Result<(), SshError> {
+        self.count(data.len())?;
+        self.stderr.extend_from_slice(data);
+        if self.stderr.len() > 2 * STDERR_KEPT_BYTES {
+            let cut = self.stderr.len() - STDERR_KEPT_BYTES;
+            self.stderr.drain(..cut);
+        }
+        Ok(())
+    }
+
+    /// The next complete line of stdout, without its line end.
+    fn next_line(&mut self) -> Option<String> {
+        let rest = self.stdout.get(self.scanned..)?;
+        let Some(at) = rest.iter().position(|b| *b == b'\n') else {
+            self.scanned = self.stdout.len();
+            return None;
+        };
+        let end = self.scanned + at;
+        let line = self.stdout.get(self.head..end)?;
+        let text = String::from_utf8_lossy(line)
+            .trim_end_matches('\r')
+            .to_string();
+        self.head = end + 1;
+        self.scanned = end + 1;
+        Some(text)
+    }
+
+    /// Refuses a line that grows past [`MAX_LINE_BYTES`] without ending.
+    fn check_line(&self) -> Result<(), SshError> {
+        if self.stdout.len().saturating_sub(self.head) > MAX_LINE_BYTES {
+            return Err(SshError::TooMuchOutput(format!(
+                "the host sent a line of output longer than {} MiB (the limit for one line)",
+                MAX_LINE_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stdout after the last line end, if any (a last line without one).
+    fn rest(&self) -> Option<String> {
+        let rest = self.stdout.get(self.head..).unwrap_or_default();
+        (!rest.is_empty()).then(|| String::from_utf8_lossy(rest).trim_end().to_string())
+    }
+
+    fn stderr_text(&self) -> String {
+        let start = self.stderr.len().saturating_sub(STDERR_KEPT_BYTES);
+        String::from_utf8_lossy(self.stderr.get(start..).unwrap_or_default()).into_owned()
+    }
+}
+
+/// Where [`Connection::run`] puts a command's stdout.
+enum Stdout<'a> {
+    /// Line by line, as it arrives.
+    Lines(&'a mut (dyn FnMut(&str) + Send)),
+    /// Kept whole.
+    Raw,
+}
+
 impl Connection {
     /// Runs `command`, sends `stdin` then end-of-file, and calls `on_line` for every
     /// line of stdout as it arrives. Returns the exit code (`None` when the command was
-    /// killed by a signal) and stderr.
+    /// killed by a signal) and stderr (its last [`STDERR_KEPT_BYTES`]). A host that sends
+    /// more than [`MAX_OUTPUT_BYTES`], or a line longer than [`MAX_LINE_BYTES`], gets its
+    /// channel closed and the call fails with [`SshError::TooMuchOutput`].
     pub async fn exec(
         &self,
         command: &str,
         stdin: &[u8],
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Option<u32>, String), SshError> {
-        let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
-        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
-        channel.exec(true, command).await.map_err(ch_err)?;
-        channel.data(stdin).await.map_err(ch_err)?;
-        channel.eof().await.map_err(ch_err)?;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut stderr: Vec<u8> = Vec::new();
-        let mut code = None;
-        // Keep reading after the exit status until the channel closes: output may
-        // still be in flight.
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                russh::ChannelMsg::Data { data } => {
-                    pending.extend_from_slice(&data);
-                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=pos).collect();
-                        on_line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
-                    }
-                }
-                russh::ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                _ => {}
-            }
+        let (code, got) = self
+            .run(command, stdin, Stdout::Lines(&mut *on_line))
+            .await?;
+        if let Some(last) = got.rest() {
+            on_line(&last);
         }
-        if !pending.is_empty() {
-            on_line(String::from_utf8_lossy(&pending).trim_end());
-        }
-        Ok((code, String::from_utf8_lossy(&stderr).into_owned()))
+        Ok((code, got.stderr_text()))
     }
 
     /// Runs `command` with `stdin`, and returns its exit code (`None` when killed by a
-    /// signal), stdout and stderr as bytes (the SSH execution mode reads files with it).
+    /// signal), stdout and stderr as bytes (the SSH execution mode reads files with it),
+    /// within the same limits as [`Connection::exec`].
     pub async fn exec_raw(
         &self,
         command: &str,
         stdin: &[u8],
     ) -> Result<(Option<u32>, Vec<u8>, Vec<u8>), SshError> {
+        let (code, got) = self.run(command, stdin, Stdout::Raw).await?;
+        let stderr = got.stderr_text().into_bytes();
+        Ok((code, got.stdout, stderr))
+    }
+
+    /// Runs `command` on a new channel, sending `stdin` and then end-of-file while
+    /// reading what comes back. Sending and reading are two futures polled together: a
+    /// command that exits without reading all of its input (a full disk, a refused
+    /// argument) closes the channel, and the call returns at once with its exit code and
+    /// stderr. Sending first, as this once did, waited for window space that a host
+    /// which has stopped reading never grants (russh does not wake that wait when the
+    /// channel closes), until the deploy's timeout, and lost the stderr.
+    async fn run(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        mut stdout: Stdout<'_>,
+    ) -> Result<(Option<u32>, Received), SshError> {
         let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
-        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
+        let channel = self.handle.channel_open_session().await.map_err(ch_err)?;
         channel.exec(true, command).await.map_err(ch_err)?;
-        channel.data(stdin).await.map_err(ch_err)?;
-        channel.eof().await.map_err(ch_err)?;
-        let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
-                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                _ => {}
+        let (mut reader, writer) = channel.split();
+        let send = async {
+            // A failed send means the host closed its end: what it says on stderr and
+            // its exit code tell why, so the error itself adds nothing.
+            if writer.data(stdin).await.is_ok() {
+                let _ = writer.eof().await;
+            }
+        };
+        tokio::pin!(send);
+        let mut sending = true;
+        let mut got = Received::default();
+        let mut code = None;
+        // Keep reading after the exit status until the channel closes: output may
+        // still be in flight.
+        loop {
+            let msg = tokio::select! {
+                () = &mut send, if sending => {
+                    sending = false;
+                    continue;
+                }
+                msg = reader.wait() => msg,
+            };
+            let Some(msg) = msg else { break };
+            let step = match msg {
+                russh::ChannelMsg::Data { data } => match &mut stdout {
+                    Stdout::Lines(on_line) => got.push_stdout(&data).and_then(|()| {
+                        while let Some(line) = got.next_line() {
+                            on_line(&line);
+                        }
+                        got.check_line()
+                    }),
+                    Stdout::Raw => got.push_stdout(&data),
+                },
+                russh::ChannelMsg::ExtendedData { data, .. } => got.push_stderr(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => {
+                    code = Some(exit_status);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = step {
+                let _ = writer.close().await;
+                return Err(e);
             }
         }
-        Ok((code, out, err))
+        Ok((code, got))
     }
 
     /// Like [`Connection::exec`], but stdin is a conversation: each line of output
@@ -461,6 +655,7 @@ impl Connection {
     /// `on_line`. A host script uses this to say what it needs and to acknowledge what it
     /// has read, which paces a large upload (see [`Script::DeployCached`]).
     /// Returns the exit code (`None` when killed by a signal), stderr and the bytes sent.
+    /// The same limits as [`Connection::exec`] apply to what the host sends.
     pub async fn exec_conversation(
         &self,
         command: &str,
@@ -473,44 +668,51 @@ impl Connection {
         let (mut reader, writer) = channel.split();
         // Sending waits for the host's window; reading must not wait with it (a host
         // that exits without reading all of stdin would never open the window again),
-        // so a task sends what the conversation queues: bytes, then `None` for the end.
+        // so sending is a future of its own, polled with the reads, that sends what the
+        // conversation queues: bytes, then `None` for the end.
         let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<Option<Vec<u8>>>();
-        let sender = tokio::spawn(async move {
+        let send = async {
             while let Some(item) = queued.recv().await {
-                let done = match item {
-                    Some(bytes) => writer.data(&bytes[..]).await.is_err(),
+                match item {
+                    Some(bytes) => {
+                        if writer.data(&bytes[..]).await.is_err() {
+                            break;
+                        }
+                    }
                     None => {
                         let _ = writer.eof().await;
-                        true
+                        break;
                     }
-                };
-                if done {
-                    break;
                 }
             }
-        });
-        let mut pending: Vec<u8> = Vec::new();
-        let mut stderr: Vec<u8> = Vec::new();
+        };
+        tokio::pin!(send);
+        let mut sending = true;
+        let mut got = Received::default();
         let mut code = None;
         let mut talking = true;
         let mut sent = 0u64;
-        while let Some(msg) = reader.wait().await {
-            match msg {
-                russh::ChannelMsg::Data { data } => {
-                    pending.extend_from_slice(&data);
-                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                        let raw: Vec<u8> = pending.drain(..=pos).collect();
-                        let line = String::from_utf8_lossy(&raw);
-                        let line = line.trim_end_matches(['\n', '\r']);
+        loop {
+            let msg = tokio::select! {
+                () = &mut send, if sending => {
+                    sending = false;
+                    continue;
+                }
+                msg = reader.wait() => msg,
+            };
+            let Some(msg) = msg else { break };
+            let step = match msg {
+                russh::ChannelMsg::Data { data } => got.push_stdout(&data).and_then(|()| {
+                    while let Some(line) = got.next_line() {
                         if !talking {
-                            on_line(line);
+                            on_line(&line);
                             continue;
                         }
-                        let (bytes, more) = match answer(line) {
+                        let (bytes, more) = match answer(&line) {
                             Reply::Send(b) => (b, true),
                             Reply::Last(b) => (b, false),
                             Reply::Pass => {
-                                on_line(line);
+                                on_line(&line);
                                 continue;
                             }
                         };
@@ -523,17 +725,24 @@ impl Connection {
                             let _ = queue.send(None);
                         }
                     }
+                    got.check_line()
+                }),
+                russh::ChannelMsg::ExtendedData { data, .. } => got.push_stderr(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => {
+                    code = Some(exit_status);
+                    Ok(())
                 }
-                russh::ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                _ => {}
+                _ => Ok(()),
+            };
+            if let Err(e) = step {
+                let _ = writer.close().await;
+                return Err(e);
             }
         }
-        sender.abort();
-        if !pending.is_empty() {
-            on_line(String::from_utf8_lossy(&pending).trim_end());
+        if let Some(last) = got.rest() {
+            on_line(&last);
         }
-        Ok((code, String::from_utf8_lossy(&stderr).into_owned(), sent))
+        Ok((code, got.stderr_text(), sent))
     }
 
     /// Closes the connection politely, then the jump hosts' (last hop first).
