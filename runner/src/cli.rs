@@ -193,7 +193,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     if let Some(want) = &args.expect_file {
         // --verify: the file that arrived is, byte for byte, the one the deployer sent.
-        match std::fs::File::open("/proc/self/exe").and_then(Digest::of_reader) {
+        let mine = locate::own_executable()
+            .map_err(|e| e.to_string())
+            .and_then(|me| {
+                std::fs::File::open(&me)
+                    .and_then(Digest::of_reader)
+                    .map_err(|e| format!("{}: {e}", me.display()))
+            });
+        match mine {
             Ok(me) if me == *want => {}
             Ok(me) => {
                 eprintln!(

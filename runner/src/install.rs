@@ -180,11 +180,15 @@ pub fn install_self(
 
 /// Puts the runner (and payload) into a release directory; returns the runner's digest.
 fn fill_release(dir: &Path, payload: Option<&[u8]>) -> Result<String, InstallError> {
-    let me = PathBuf::from("/proc/self/exe");
-    let me = std::fs::read_link(&me).unwrap_or(me);
+    // `me` opens the running file; its canonical name (none if it was deleted, or if
+    // the platform cannot say) is what "already installed" compares.
+    let me = crate::locate::own_executable().map_err(|e| InstallError::Io {
+        path: PathBuf::from("<own executable>"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let me_name = std::fs::canonicalize(&me).ok();
     let target = dir.join("rustle-runner");
-    let same = std::fs::canonicalize(&target).ok() == std::fs::canonicalize(&me).ok();
-    let digest = if same {
+    let digest = if already_installed(&target, me_name.as_deref()) {
         // Run from the release itself (blue-green's switch, a rollback).
         std::fs::File::open(&target)
             .and_then(crate::payload::Digest::of_reader)
@@ -200,6 +204,16 @@ fn fill_release(dir: &Path, payload: Option<&[u8]>) -> Result<String, InstallErr
         write_atomic(&dir.join("payload.bin"), p, 0o600)?;
     }
     Ok(digest.to_hex())
+}
+
+/// Whether the runner already runs from `target`: `me` (its canonical name) is the
+/// file `target` resolves to. A runner whose own name could not be resolved is never
+/// "already installed": it copies itself rather than leave the release without one.
+fn already_installed(target: &Path, me: Option<&Path>) -> bool {
+    match (std::fs::canonicalize(target), me) {
+        (Ok(target), Some(me)) => target == me,
+        _ => false,
+    }
 }
 
 /// How a deployment ended on this host, as `state.json` records it.
@@ -533,6 +547,42 @@ pub fn cleanup(root: &Path, lock: Lock) -> Result<Vec<PathBuf>, InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unresolvable_own_executable_is_not_already_installed() {
+        // On macOS `/proc/self/exe` does not exist: its name resolved to nothing, as did
+        // the release's not-yet-copied runner, and "nothing == nothing" skipped the copy.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("releases/one/rustle-runner");
+        let unresolvable = std::fs::canonicalize(dir.path().join("no-such-executable")).ok();
+        assert!(!already_installed(&target, unresolvable.as_deref()));
+
+        // The same file, reached through a symlink, is already installed; another is not.
+        let runner = dir.path().join("rustle-runner");
+        std::fs::write(&runner, b"runner").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&runner, &link).unwrap();
+        let name = std::fs::canonicalize(&runner).unwrap();
+        assert!(already_installed(&link, Some(&name)));
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"runner").unwrap();
+        assert!(!already_installed(&other, Some(&name)));
+        assert!(!already_installed(&target, Some(&name)));
+    }
+
+    #[test]
+    fn install_self_copies_the_running_executable() {
+        // The test binary stands in for the runner: it must end up in the release,
+        // byte for byte, through whichever means this platform names its own file.
+        let dir = tempfile::tempdir().unwrap();
+        let release = install_self(dir.path(), "one", Some(b"payload")).unwrap();
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(
+            std::fs::read(release.exe()).unwrap(),
+            std::fs::read(&me).unwrap()
+        );
+        assert_eq!(std::fs::read(release.payload()).unwrap(), b"payload");
+    }
 
     #[test]
     fn ids_must_be_plain_names() {
