@@ -105,7 +105,8 @@ fn every_rust_file_opens_with_a_doc_line() {
 // Shell text the packer sends to hosts is not controller code: it runs on the host,
 // whatever its OS, so it may read `/proc`, but only with its errors silenced
 // (`2>/dev/null`) so that a host without procfs gets an empty answer or the command's
-// `||` fallback instead of an error. Those texts are listed in `HOST_SHELL_TEXT`.
+// `||` fallback instead of an error, or behind a test that it exists (`[ -d /proc/...`).
+// Those texts are listed in `HOST_SHELL_TEXT`.
 //
 // The scan is lexical but honest about Rust: comments, char literals, lifetimes and raw
 // strings are told apart from string literals; an attribute's gate covers the item it
@@ -121,6 +122,9 @@ const HOST_SHELL_TEXT: &[(&str, &str)] = &[
     // `sh -c` facts script of SSH mode: `cat /proc/sys/kernel/hostname 2>/dev/null ||
     // hostname`, and /proc/meminfo read as "maybe empty".
     ("packer/src/sshexec.rs", "FACTS"),
+    // SSH mode's writes set attributes through `/proc/self/fd/N` when
+    // `[ -d /proc/self/fd ]`, else by name with `-h`.
+    ("packer/src/sshexec.rs", "PROC_FD"),
 ];
 
 /// One lexical token of Rust source, as far as the scan needs to tell them apart.
@@ -548,7 +552,12 @@ fn scan(src: &str, file_gated: bool, host_items: &[&str]) -> Scan {
                 } else if host {
                     let unguarded = text
                         .lines()
-                        .filter(|l| linux_path(l) && !l.contains("2>/dev/null"))
+                        .filter(|l| {
+                            linux_path(l)
+                                && !l.contains("2>/dev/null")
+                                && !l.contains("[ -d /proc")
+                                && !l.contains("[ -e /proc")
+                        })
                         .collect::<Vec<_>>();
                     if unguarded.is_empty() {
                         out.gated += 1;
