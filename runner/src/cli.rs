@@ -158,6 +158,15 @@ pub fn main_with(args: Vec<OsString>, modules: &[(&'static str, CustomFn)]) -> i
 
 /// Runs the runner; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    // The hidden mode in which a runner serves one module for a task's `become_user`
+    // (see `modules::asuser`). It sits before everything else so custom runners, whose
+    // `main_with` ends here, have it too; it runs with its caller's own identity and
+    // trusts nothing else, so it gives no one anything (see `child_main`).
+    if let Some((first, rest)) = args.split_first()
+        && first == crate::modules::CHILD_FLAG
+    {
+        return crate::modules::child_main(rest);
+    }
     let args = match parse(args) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Help) => {

@@ -97,7 +97,7 @@ pub struct RunSummary {
 impl<'a> Executor<'a> {
     /// Prepares to run `plan`.
     pub fn new(plan: &'a HostPlan, sink: &'a mut dyn Sink, opts: RunOptions) -> Self {
-        Self::with_host(plan, sink, opts, Box::new(Local))
+        Self::with_host(plan, sink, opts, Box::new(Local::default()))
     }
 
     /// Prepares to run `plan` with its modules run (and facts gathered) by `host`.
@@ -783,8 +783,9 @@ impl<'a> Executor<'a> {
 
     /// Privilege: the deployer starts the runner as the user the plan needs (through
     /// sudo when it asks for root). Becoming that same user needs nothing; becoming
-    /// another one works when the runner is root: the task's processes then start as
-    /// that user (see [`crate::privilege`]).
+    /// another one works when the runner is root: the task's module then runs as that
+    /// user, in a child runner or through the processes it starts (see
+    /// [`crate::privilege`]).
     fn check_become(
         &mut self,
         task: &Task,
