@@ -160,10 +160,10 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn file_modules_with_become_user_create_that_users_files() {
-    if !is_root() {
-        eprintln!("skipped: switching users needs root");
-        return;
-    }
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
     let alice = user(ALICE);
     let d = UserDir::new(&alice, "file-modules");
     let me = as_user(ALICE);
@@ -278,10 +278,10 @@ fn file_modules_with_become_user_create_that_users_files() {
 
 #[test]
 fn become_user_is_refused_what_that_user_may_not_do() {
-    if !is_root() {
-        eprintln!("skipped: switching users needs root");
-        return;
-    }
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
     let alice = user(ALICE);
     let bob = user(BOB);
     let bobs = UserDir::new(&bob, "refused");
@@ -359,11 +359,59 @@ fn become_user_is_refused_what_that_user_may_not_do() {
 }
 
 #[test]
+fn settings_variables_reach_a_module_run_as_another_user() {
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
+    let alice = user(ALICE);
+    let dir = UserDir::new(&alice, "settings");
+    let src = dir.join("big");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("data"), vec![b'x'; 64 * 1024]).unwrap();
+    let archive = dir.at("big.tar");
+    let made = std::process::Command::new("tar")
+        .args(["-cf", &archive, "-C", &dir.at("."), "big"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = UserDir::new(&alice, "settings-out");
+    let unarchive = |name: &str, limit: &str| {
+        task(
+            name,
+            "unarchive",
+            json!({"src": archive, "dest": out.at("."), "remote_src": true}),
+            json!({"become_user": ALICE, "ignore_errors": true,
+                   "vars": {"rustle_unarchive_max_bytes": limit}}),
+        )
+    };
+    let plan = host_plan(
+        play(json!([
+            unarchive("under a small limit", "1K"),
+            unarchive("under a large limit", "1M")
+        ])),
+        json!({}),
+    );
+    let results = run(&plan, RunOptions::default());
+    let (status, result) = &results["under a small limit"];
+    assert_eq!(status, "failed", "{result:#}");
+    assert!(
+        result["msg"]
+            .as_str()
+            .unwrap()
+            .contains("rustle_unarchive_max_bytes"),
+        "{result:#}"
+    );
+    assert_eq!(results["under a large limit"].0, "changed");
+    assert_eq!(owner(&out.join("big/data")).0, alice.uid);
+}
+
+#[test]
 fn check_and_diff_modes_work_for_another_user() {
-    if !is_root() {
-        eprintln!("skipped: switching users needs root");
-        return;
-    }
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
     let alice = user(ALICE);
     let d = UserDir::new(&alice, "check-diff");
     std::fs::write(d.join("conf"), "a=1\n").unwrap();
@@ -425,10 +473,10 @@ fn check_and_diff_modes_work_for_another_user() {
 
 #[test]
 fn only_tasks_for_another_user_start_a_module_process() {
-    if !is_root() {
-        eprintln!("skipped: switching users needs root");
-        return;
-    }
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
     user(ALICE);
     // No runner to start: a task that needed a child process would fail.
     let missing = "/nonexistent/rustle-runner";
@@ -489,10 +537,10 @@ fn fake_runner(dir: &Path, name: &str, body: &str) -> String {
 
 #[test]
 fn a_module_process_that_cannot_start_dies_or_babbles_fails_only_its_task() {
-    if !is_root() {
-        eprintln!("skipped: switching users needs root");
-        return;
-    }
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
     let alice = user(ALICE);
     let d = UserDir::new(&alice, "bad-child");
     let scripts = tempfile::tempdir().unwrap();

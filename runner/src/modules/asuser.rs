@@ -64,6 +64,27 @@ struct Request {
     files: BTreeMap<String, HostFile>,
     /// For `template`: the rendered text, written instead of rendering again.
     rendered: Option<String>,
+    /// The few variables modules read as settings (see [`SETTINGS`]), when the task has them.
+    #[serde(default)]
+    settings: Vars,
+}
+
+/// Variables a module itself reads from the task's variables (not from its arguments):
+/// only these cross to the child, never the task's other variables.
+const SETTINGS: &[&str] = &[super::archive::MAX_VAR];
+
+/// The task's values of [`SETTINGS`].
+fn settings(ctx: &Ctx<'_>) -> Vars {
+    SETTINGS
+        .iter()
+        .filter_map(|name| {
+            let v = ctx.vars.get_attr(name).ok()?;
+            if v.is_undefined() {
+                return None;
+            }
+            Some((name.to_string(), serde_json::to_value(&v).ok()?))
+        })
+        .collect()
 }
 
 /// What the module answered.
@@ -144,6 +165,7 @@ impl Children {
                 files_named(args, ctx.files)
             },
             rendered,
+            settings: settings(ctx),
         };
         let failed = |what: String| {
             Ok(Outcome::fail(format!(
@@ -387,8 +409,8 @@ pub fn child_main(extra: &[OsString]) -> i32 {
 /// Runs the request's module here, as whoever this process is.
 fn serve(request: &Request) -> Reply {
     let engine = Engine::new();
-    // No module run here reads variables: a template arrives rendered.
-    let vars = minijinja::Value::from_serialize(Vars::new());
+    // A template arrives rendered; modules read only their settings from variables.
+    let vars = minijinja::Value::from_serialize(&request.settings);
     let ctx = Ctx {
         check_mode: request.check_mode,
         diff_mode: request.diff_mode,
@@ -466,6 +488,7 @@ mod tests {
             env: vec![("A".into(), "b c".into())],
             files: [("f".to_string(), file("\u{1}bytes"))].into(),
             rendered: None,
+            settings: Vars::new(),
         };
         let bytes = rmp_serde::to_vec_named(&request).unwrap();
         let back: Request = rmp_serde::from_slice(&bytes).unwrap();
