@@ -122,7 +122,8 @@ mod playbook {
         let t = &play.tasks;
         assert_eq!(t.len(), 5);
         assert_eq!(t[0].module, "apt");
-        assert_eq!(args(&t[0]), json!({"update_cache": "yes"}));
+        // YAML 1.1, as Ansible reads it: a plain `yes` is a boolean.
+        assert_eq!(args(&t[0]), json!({"update_cache": true}));
         assert_eq!(
             t[0].when,
             Some(Condition::One("ansible_os_family == \"Debian\"".into()))
@@ -137,7 +138,7 @@ mod playbook {
         assert_eq!(t[1].module, "service");
         assert_eq!(
             args(&t[1]),
-            json!({"name": "nginx", "state": "started", "enabled": "yes"})
+            json!({"name": "nginx", "state": "started", "enabled": true})
         );
         assert_eq!(t[4].module, "wait_for");
         assert_eq!(
@@ -225,7 +226,7 @@ mod playbook {
             t[1].loop_,
             Some(json!(["config", "data", "logs", "backups"]))
         );
-        assert_eq!(t[2].args["backup"], json!("yes"));
+        assert_eq!(t[2].args["backup"], json!(true), "a plain `yes` is a boolean");
         assert!(
             plan.files
                 .contains_key("tests/fixtures/files/test_files/sample.conf")
@@ -1059,7 +1060,7 @@ mod playbook {
         let vars = parse_extra_vars(&args, Some(&vault)).unwrap();
         assert_eq!(vars["a"], json!(5), "later arguments win");
         assert_eq!(vars["b"], json!("from-file"));
-        assert_eq!(vars["c"], json!("yes"), "YAML 1.2: yes is a string");
+        assert_eq!(vars["c"], json!("yes"), "key=value values are strings");
         assert_eq!(vars["list"], json!([1, 2]));
         assert_eq!(vars["d"], json!({"e": true}));
         assert_eq!(vars["db_password"], json!("s3cret-db"));
@@ -1122,5 +1123,79 @@ mod playbook {
                 other => panic!("unexpected split {other:?}"),
             }
         }
+    }
+    /// YAML as Ansible reads it, in a role's vars file (where `key: ""` used to be
+    /// refused) and in a playbook. The expected values are what ansible-core 2.18.19
+    /// gives for the same files (`{{ {...} | to_json }}` in a debug task); `!unsafe`
+    /// text is carried as the plan's `{"__ansible_unsafe": ...}` marker.
+    #[test]
+    fn yaml_as_ansible_reads_it() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  gather_facts: false\n  roles: [r]\n  tasks:\n    - command: !unsafe echo {{ x }}\n    - debug: !unsafe msg={{ x }}\n      vars:\n        d: !unsafe {a: '{{ x }}', b: yes}\n",
+            ),
+            ("roles/r/tasks/main.yml", "- debug: msg=hi\n"),
+            (
+                "roles/r/vars/main.yml",
+                r#"empty: ""
+nul:
+tilde: ~
+flags: [yes, no, on, off, y, n, True, "yes"]
+mode: 0755
+quoted_mode: "0755"
+nine: 09
+ratio: 1.0e+3
+not_float: 1e3
+minutes: 1:30
+day: 2024-01-31
+base: &base {port: 80, host: a}
+site:
+  <<: *base
+  host: b
+raw: !unsafe '{{ not_templated }}'
+raw_list: !unsafe ['{{ a }}', 3]
+"#,
+            ),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let play = &plan.plays[0];
+        let unsafe_ = |s: &str| json!({ "__ansible_unsafe": s });
+        let want = json!({
+            "empty": "", "nul": null, "tilde": null,
+            "flags": [true, false, true, false, "y", "n", true, "yes"],
+            "mode": 493, "quoted_mode": "0755", "nine": "09", "ratio": 1000.0,
+            "not_float": "1e3", "minutes": 90, "day": "2024-01-31",
+            "base": {"port": 80, "host": "a"},
+            "site": {"port": 80, "host": "b"},
+            "raw": unsafe_("{{ not_templated }}"),
+            "raw_list": [unsafe_("{{ a }}"), 3],
+        });
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&play.vars[k], v, "{k}");
+        }
+        // A raw module's command line stays untemplated; `k=v` text is split into new,
+        // templated strings, as Ansible does.
+        let t = &play.tasks;
+        assert_eq!(t[1].args["_raw_params"], unsafe_("echo {{ x }}"));
+        assert_eq!(t[2].args["msg"], json!("{{ x }}"));
+        assert_eq!(t[2].vars["d"], json!({"a": unsafe_("{{ x }}"), "b": true}));
+
+        // Tags Ansible's loader has no constructor for are refused with the line.
+        let msg =
+            err_text("- hosts: all\n  tasks:\n    - debug: msg=x\n      vars: {a: !custom 1}\n");
+        assert!(msg.contains("play.yml:4"), "{msg}");
+        assert!(msg.contains("'!custom'"), "{msg}");
+    }
+
+    /// `-e key=value` values are strings in Ansible (`x is string` holds for `-e x=1`).
+    #[test]
+    fn extra_vars_key_value_are_strings() {
+        let vars =
+            rustle_deploy::playbook::parse_extra_vars(&["n=1 b=yes z=null".into()], None).unwrap();
+        assert_eq!(
+            Value::Object(vars),
+            json!({"n": "1", "b": "yes", "z": "null"})
+        );
     }
 }

@@ -15,6 +15,11 @@ pub const PLAN_FORMAT: &str = "rustle-deploy-plan";
 /// The plan file version this build writes and reads.
 pub const PLAN_VERSION: u32 = 1;
 
+/// The key of the marker for text that is never templated, Ansible's `!unsafe`:
+/// `{"__ansible_unsafe": "text"}` anywhere a value is carried (variables, arguments,
+/// loop items) stands for the string `text`, used as it is.
+pub const UNSAFE_KEY: &str = "__ansible_unsafe";
+
 /// Variables: a JSON object, names to values.
 pub type Vars = Map<String, Value>;
 

@@ -425,7 +425,7 @@ pub fn looks_like_playbook(text: &str) -> bool {
     if yaml::is_vault(text) {
         return true;
     }
-    match serde_norway::from_str::<serde_norway::Value>(text) {
+    match crate::ansible_yaml::load(text) {
         Ok(serde_norway::Value::Sequence(items)) => {
             !items.is_empty()
                 && items.iter().all(|item| {
@@ -504,7 +504,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
 
 /// `-e` arguments, later ones winning: `@file` (YAML or JSON, vault allowed), a YAML/JSON
 /// mapping (`'{"a": 1}'`), or `key=value` pairs (several per argument, split as Ansible's
-/// `parse_kv` does; values typed as YAML would type them).
+/// `parse_kv` does; the values are strings, as in Ansible: `-e n=1` is the text `1`).
 pub fn parse_extra_vars(
     args: &[String],
     vault: Option<&crate::vault::Vault>,
@@ -534,13 +534,7 @@ pub fn parse_extra_vars(
                     format!("-e {arg}: expected key=value, @file or a JSON/YAML mapping"),
                 ));
             }
-            for (k, v) in pairs {
-                let value = match &v {
-                    Value::String(s) => serde_norway::from_str::<Value>(s).unwrap_or(v),
-                    _ => v,
-                };
-                out.insert(k, value);
-            }
+            out.extend(pairs);
         }
     }
     Ok(out)

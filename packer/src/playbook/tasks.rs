@@ -952,6 +952,20 @@ fn module_args(module: &str, value: &ModuleValue, at: &Where) -> Result<Vars, Pl
         ModuleValue::Text(t) => Ok(freeform::parse_kv(t, raw)),
         ModuleValue::Yaml(Yaml::Null) => Ok(Vars::new()),
         ModuleValue::Yaml(Yaml::Mapping(m)) => mapping_to_json(m, &at.child(module)),
+        // `command: !unsafe echo {{ x }}`: Ansible runs the command line untemplated; for
+        // other modules its `k=v` splitting makes new, templated strings.
+        ModuleValue::Yaml(other) if yaml::unsafe_text(other).is_some() => {
+            let text = yaml::unsafe_text(other).unwrap_or_default();
+            let mut args = freeform::parse_kv(text, raw);
+            if raw {
+                for v in args.values_mut() {
+                    if let Value::String(s) = v {
+                        *v = crate::ansible_yaml::unsafe_marker(s);
+                    }
+                }
+            }
+            Ok(args)
+        }
         ModuleValue::Yaml(other) => match scalar_str(other) {
             Some(text) => Ok(freeform::parse_kv(&text, raw)),
             None => {
