@@ -96,7 +96,7 @@ mod playbook {
         assert_eq!(print.module, "debug");
         assert_eq!(args(print), json!({"msg": "{{ test_var }}"}));
         assert_eq!(print.tags, ["debug", "test"]);
-        assert_eq!(install.become_, Some(true));
+        assert_eq!(install.become_, Some(true.into()));
         assert_eq!(args(install), json!({"name": "git", "state": "present"}));
         assert_eq!(notify.module, "command");
         assert_eq!(args(notify), json!({"_raw_params": "/bin/true"}));
@@ -118,7 +118,7 @@ mod playbook {
         let plan = load(&fixtures().join("playbooks/package_management.yml"));
         let play = &plan.plays[0];
         assert_eq!(play.hosts, ["test_hosts"]);
-        assert_eq!(play.become_, Some(true), "`become: yes`");
+        assert_eq!(play.become_, Some(true.into()), "`become: yes`");
         let t = &play.tasks;
         assert_eq!(t.len(), 5);
         assert_eq!(t[0].module, "apt");
@@ -194,7 +194,7 @@ mod playbook {
         assert_eq!(t[2].notify, ["restart app"]);
         assert_eq!(t[4].become_user.as_deref(), Some("root"));
         assert_eq!(t[4].failed_when, Some(Condition::One("out.rc != 0".into())));
-        assert!(t[4].ignore_errors);
+        assert_eq!(t[4].ignore_errors, Some(true.into()));
         assert_eq!(
             plan.files["templates/app.conf.j2"].content.as_deref(),
             Some("dir={{ app_dir }}\n")
@@ -226,7 +226,11 @@ mod playbook {
             t[1].loop_,
             Some(json!(["config", "data", "logs", "backups"]))
         );
-        assert_eq!(t[2].args["backup"], json!(true), "a plain `yes` is a boolean");
+        assert_eq!(
+            t[2].args["backup"],
+            json!(true),
+            "a plain `yes` is a boolean"
+        );
         assert!(
             plan.files
                 .contains_key("tests/fixtures/files/test_files/sample.conf")
@@ -254,7 +258,7 @@ mod playbook {
 
         let web = web_play(&plan);
         assert_eq!(web.hosts, ["webservers"]);
-        assert_eq!(web.become_, Some(true));
+        assert_eq!(web.become_, Some(true.into()));
         // pre_tasks, a handler flush, the common role, the web role, the import, a flush,
         // post_tasks.
         let t = &web.tasks;
@@ -516,9 +520,9 @@ mod playbook {
             Some(Condition::All(vec!["a is defined".into(), "b == 1".into()]))
         );
         assert_eq!(c.until, Some(Condition::One("x is succeeded".into())));
-        assert_eq!((c.retries, c.delay), (Some(4), Some(1)));
+        assert_eq!((&c.retries, &c.delay), (&Some(4.into()), &Some(1.0.into())));
         assert_eq!(c.failed_when, Some(Condition::Bool(false)));
-        assert_eq!(c.check_mode, Some(true));
+        assert_eq!(c.check_mode, Some(true.into()));
         assert_eq!(c.loop_, Some(json!("{{ things }}")));
         let lc = c.loop_control.as_ref().unwrap();
         assert_eq!(lc.loop_var.as_deref(), Some("thing"));
@@ -534,9 +538,9 @@ mod playbook {
         assert_eq!(block(b)[0].module, "command");
         assert_eq!(b.rescue.len(), 1);
         assert_eq!(b.always.len(), 1);
-        assert_eq!(b.become_, Some(true));
+        assert_eq!(b.become_, Some(true.into()));
         assert_eq!(b.become_user.as_deref(), Some("app"));
-        assert!(b.ignore_errors);
+        assert_eq!(b.ignore_errors, Some(true.into()));
         assert_eq!(b.when, Some(Condition::Bool(true)));
         assert_eq!(play.handlers[0].listen, ["topic"]);
     }
@@ -565,8 +569,8 @@ mod playbook {
         );
         let lc = t[2].loop_control.as_ref().unwrap();
         assert_eq!(lc.index_var.as_deref(), Some("i"));
-        assert_eq!(lc.pause, Some(0.5));
-        assert!(lc.extended);
+        assert_eq!(lc.pause, Some(0.5.into()));
+        assert_eq!(lc.extended, Some(true.into()));
         assert_eq!(lc.break_when, Some(Condition::One("i > 3".into())));
     }
 
@@ -591,7 +595,7 @@ mod playbook {
             Some(json!({"PATH": "/opt/bin:{{ ansible_env.PATH }}"}))
         );
         assert_eq!(play.tasks[0].environment, Some(json!({"A": "1"})));
-        assert!(play.tasks[0].no_log);
+        assert_eq!(play.tasks[0].no_log, Some(true.into()));
         assert_eq!(play.tasks[1].environment, Some(json!("{{ proxy_env }}")));
         let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      environment: [A]\n");
         assert!(msg.contains("expected a mapping"), "{msg}");
@@ -711,10 +715,6 @@ mod playbook {
                 "- hosts: all\n  tasks:\n    - debug: var=item\n      with_fileglob: ['*']\n",
             ),
             ("include", "- hosts: all\n  tasks:\n    - include: x.yml\n"),
-            (
-                "become",
-                "- hosts: all\n  tasks:\n    - command: ls\n      become: \"{{ b }}\"\n",
-            ),
         ] {
             let msg = err_text(text);
             assert!(
@@ -950,7 +950,7 @@ mod playbook {
             json!(81),
             "a role parameter beats the default"
         );
-        assert_eq!(t[1].become_, Some(true));
+        assert_eq!(t[1].become_, Some(true.into()));
         assert_eq!(names(&t[1..]), ["debug"]);
         assert_eq!(block(&block(&t[1])[0])[0].args["msg"], json!("other"));
     }
@@ -1124,6 +1124,7 @@ mod playbook {
             }
         }
     }
+
     /// YAML as Ansible reads it, in a role's vars file (where `key: ""` used to be
     /// refused) and in a playbook. The expected values are what ansible-core 2.18.19
     /// gives for the same files (`{{ {...} | to_json }}` in a debug task); `!unsafe`
@@ -1197,5 +1198,65 @@ raw_list: !unsafe ['{{ a }}', 3]
             Value::Object(vars),
             json!({"n": "1", "b": "yes", "z": "null"})
         );
+    }
+
+    /// Keywords Ansible templates are carried as written, for the runner to evaluate on
+    /// the host (they used to be refused: "the plan needs a literal"), and literals get
+    /// Ansible's types (`delay` is a float).
+    #[test]
+    fn templated_keywords_are_carried_for_the_host() {
+        use rustle_runner::plan::Templated;
+        let plan = load_text(
+            r#"
+- hosts: all
+  ignore_errors: "{{ lenient }}"
+  check_mode: no
+  no_log: "{{ quiet }}"
+  become: "{{ want_root }}"
+  tasks:
+    - command: ls
+      ignore_errors: "{{ ansible_check_mode }}"
+      delay: 0.5
+      retries: "{{ n + 2 }}"
+      until: r is success
+      register: r
+      become: "{{ b }}"
+      check_mode: "{{ dry }}"
+      no_log:
+    - debug: var=item
+      loop: [1, 2]
+      loop_control:
+        pause: "{{ p }}"
+        extended: "{{ ext }}"
+        loop_var: "{{ lv }}"
+"#,
+        )
+        .unwrap();
+        let tpl = |s: &str| Some(Templated::Template(s.to_string()));
+        let play = &plan.plays[0];
+        assert_eq!(play.ignore_errors, tpl("{{ lenient }}"));
+        assert_eq!(play.check_mode, Some(false.into()));
+        assert_eq!(play.no_log, tpl("{{ quiet }}"));
+        assert_eq!(play.become_, tpl("{{ want_root }}"));
+        let t = &play.tasks[0];
+        assert_eq!(t.ignore_errors, tpl("{{ ansible_check_mode }}"));
+        assert_eq!(t.delay, Some(0.5.into()));
+        assert_eq!(t.retries, Some(Templated::Template("{{ n + 2 }}".into())));
+        assert_eq!(t.become_, tpl("{{ b }}"));
+        assert_eq!(t.check_mode, tpl("{{ dry }}"));
+        assert_eq!(t.no_log, None, "a null keyword is unset, as in Ansible");
+        let lc = play.tasks[1].loop_control.as_ref().unwrap();
+        assert_eq!(lc.pause, Some(Templated::Template("{{ p }}".into())));
+        assert_eq!(lc.extended, tpl("{{ ext }}"));
+        assert_eq!(lc.loop_var.as_deref(), Some("{{ lv }}"));
+
+        let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      retries: many\n");
+        assert!(
+            msg.contains("`retries`: expected an integer or a template"),
+            "{msg}"
+        );
+        let msg =
+            err_text("- hosts: all\n  tasks:\n    - command: ls\n      ignore_errors: perhaps\n");
+        assert!(msg.contains("expected a boolean, found 'perhaps'"), "{msg}");
     }
 }

@@ -716,8 +716,9 @@ fn retries_until() {
     );
     assert_eq!(run.result("second time lucky")["attempts"], 2);
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "2");
-    // retries: 2 means one try and two retries.
-    assert_eq!(run.result("never")["attempts"], 3);
+    // retries: 2 means one try and two retries; giving up, Ansible (2.18) reports
+    // `attempts` as the retries made, 2, not the 3 runs.
+    assert_eq!(run.result("never")["attempts"], 2);
     assert_eq!(run.result("never")["rc"], 7);
 }
 
@@ -1083,5 +1084,121 @@ fn variables_defined_with_other_variables_render_where_they_are_used() {
     assert_eq!(
         std::fs::read_to_string(app.join("app.conf")).unwrap(),
         format!("hi web1 in {}\n", app.display())
+    );
+}
+
+/// Keywords given as templates are evaluated on the host when the task runs, per loop
+/// item, with Ansible's types. Expected statuses and values are ansible-core 2.18.19's
+/// for the same play (written as a playbook; `yes_` stands for a variable "yes").
+#[test]
+fn templated_keywords_evaluate_when_the_task_runs() {
+    let d = tmp();
+    let counter = p(d.path(), "counter");
+    let touched = p(d.path(), "touched");
+    let tpl = |s: &str| Value::String(s.to_string());
+    let plan = play(
+        json!([
+            with(
+                sh("ignored by template", "false"),
+                json!({"ignore_errors": tpl("{{ yes_ }}")}),
+            ),
+            {"name": "block", "ignore_errors": tpl("{{ yes_ }}"), "block": [
+                sh("inherits block ignore", "false"),
+                with(sh("own false beats block", "true"), json!({"ignore_errors": tpl("{{ no_ }}")})),
+            ]},
+            with(
+                sh("retries template", "false"),
+                json!({"register": "r", "until": "r.rc == 0", "retries": tpl("{{ n }}"),
+                       "delay": tpl("{{ d }}"), "ignore_errors": true}),
+            ),
+            dbg("show attempts", "attempts {{ r.attempts }}"),
+            json!({"name": "reset counter", "module": "copy",
+                   "args": {"content": "", "dest": counter}}),
+            with(
+                sh("retries per item", &format!("echo x >> {counter}; false")),
+                json!({"register": "per", "until": false, "retries": tpl("{{ idx + 1 }}"),
+                       "delay": 0.01, "loop": ["a", "b"], "loop_control": {"index_var": "idx"},
+                       "ignore_errors": true}),
+            ),
+            with(
+                sh("count runs", &format!("wc -l < {counter}")),
+                json!({"register": "runs"}),
+            ),
+            dbg("show runs", "{{ runs.stdout | trim }} {{ per.results | map(attribute='attempts') | list }}"),
+            with(
+                json!({"name": "retries without until", "module": "fail", "args": {"msg": "no"}}),
+                json!({"retries": 2, "delay": 0.01, "register": "nu", "ignore_errors": true}),
+            ),
+            dbg("show nu", "attempts {{ nu.attempts }}"),
+            with(
+                json!({"name": "check mode template", "module": "command",
+                       "args": {"_raw_params": format!("touch {touched}")}}),
+                json!({"check_mode": tpl("{{ yes_ }}")}),
+            ),
+            with(dbg("no_log template", "secret"), json!({"no_log": tpl("{{ yes_ }}")})),
+            with(
+                dbg("loop control templated", "{{ x }} {{ ansible_loop.index }} {{ i }}"),
+                json!({"loop": ["p", "q"], "register": "lc",
+                       "loop_control": {"loop_var": tpl("{{ 'x' }}"), "index_var": tpl("{{ 'i' }}"),
+                                        "extended": tpl("{{ yes_ }}"), "pause": tpl("{{ d }}")}}),
+            ),
+            with(
+                dbg("bad flag", "x"),
+                json!({"no_log": tpl("{{ 'perhaps' }}"), "ignore_errors": true}),
+            ),
+            with(
+                dbg("bad retries", "x"),
+                json!({"retries": tpl("{{ 'lots' }}"), "ignore_errors": true}),
+            ),
+        ]),
+        json!({"vars": {"yes_": "yes", "no_": "no", "n": 2, "d": "0.01"}}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("ignored by template", "failed,ignored"),
+            ("inherits block ignore", "failed,ignored"),
+            ("own false beats block", "changed"),
+            ("retries template", "failed,ignored"),
+            ("show attempts", "ok"),
+            ("reset counter", "changed"),
+            ("retries per item", "failed,ignored"),
+            ("count runs", "changed"),
+            ("show runs", "ok"),
+            ("retries without until", "failed,ignored"),
+            ("show nu", "ok"),
+            ("check mode template", "skipped"),
+            ("no_log template", "ok"),
+            ("loop control templated", "ok"),
+            ("bad flag", "failed,ignored"),
+            ("bad retries", "failed,ignored"),
+        ],
+    );
+    assert_eq!(run.result("show attempts")["msg"], "attempts 2");
+    // Item a: retries 1 (two runs, reported 1); item b: retries 2 (three runs).
+    assert_eq!(run.result("show runs")["msg"], "5 [1, 2]");
+    assert_eq!(run.result("show nu")["msg"], "attempts 2");
+    assert!(!d.path().join("touched").exists());
+    assert!(run.result("no_log template")["censored"].is_string());
+    let msgs: Vec<&Value> = run.result("loop control templated")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["msg"])
+        .collect();
+    assert_eq!(msgs, [&json!("p 1 0"), &json!("q 2 1")]);
+    // A keyword that cannot be converted: no_log hides the result (its text is true to
+    // Ansible), retries fails the task with Ansible's message.
+    assert!(run.result("bad flag")["censored"].is_string());
+    let msg = run.result("bad retries")["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "the field 'retries' has an invalid value (\"{{ 'lots' }}\"), and could not be converted to int."
+        ),
+        "{msg}"
+    );
+    assert_eq!(
+        run.recap(),
+        "ok=15 changed=7 unreachable=0 failed=0 skipped=1 rescued=0 ignored=7"
     );
 }
