@@ -324,7 +324,7 @@ impl<'a> Executor<'a> {
                     json!({"name": name, "action": action}),
                 );
                 self.host_facts
-                    .insert("ansible_failed_result".into(), result);
+                    .insert("ansible_failed_result".into(), unsafe_data(result));
             }
             result = self.run_list(&task.rescue, &inh, handler);
         }
@@ -345,11 +345,17 @@ impl<'a> Executor<'a> {
     /// The variables visible to a task, lowest precedence first.
     fn context(&self, inherited: &Inherited<'_>, task: &Task, extra: &[(&str, &Value)]) -> Vars {
         let mut vars = self.plan.host_vars.clone();
-        vars.extend(self.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Facts, module results and loop items are data, never templated (Ansible
+        // marks them unsafe): they enter templates marked so.
+        vars.extend(
+            self.facts
+                .iter()
+                .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
+        );
         if !self.facts.is_empty() {
             vars.insert(
                 "ansible_facts".into(),
-                facts::unprefixed(&self.facts).into(),
+                unsafe_data(facts::unprefixed(&self.facts).into()),
             );
         }
         for scope in &inherited.vars {
@@ -363,7 +369,7 @@ impl<'a> Executor<'a> {
             (self.plan.check_mode || self.opts.check_mode).into(),
         );
         for (k, v) in extra {
-            vars.insert((*k).to_string(), (*v).clone());
+            vars.insert((*k).to_string(), unsafe_data((*v).clone()));
         }
         vars
     }
@@ -459,7 +465,7 @@ impl<'a> Executor<'a> {
         let status = status_of(&result);
         if let Some(reg) = &task.register {
             self.host_facts
-                .insert(reg.clone(), Value::Object(result.clone()));
+                .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
         }
         if status == Status::Changed {
             for n in &task.notify {
@@ -589,7 +595,7 @@ impl<'a> Executor<'a> {
             let stop = control.break_when.as_ref().is_some_and(|cond| {
                 let mut scope = self.context(inherited, task, &extra);
                 if let Some(reg) = &task.register {
-                    scope.insert(reg.clone(), Value::Object(r.clone()));
+                    scope.insert(reg.clone(), unsafe_data(Value::Object(r.clone())));
                 }
                 self.eval_condition(cond, &self.jctx(&scope))
                     .is_ok_and(|(b, _)| b)
@@ -725,7 +731,7 @@ impl<'a> Executor<'a> {
             }
             let mut with_result = vars.clone();
             if let Some(reg) = &task.register {
-                with_result.insert(reg.clone(), Value::Object(result.clone()));
+                with_result.insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
             }
             let done = match &task.until {
                 Some(until) => self
@@ -815,7 +821,7 @@ impl<'a> Executor<'a> {
         }
         let mut scope = vars.clone();
         if let Some(reg) = &task.register {
-            scope.insert(reg.clone(), Value::Object(result.clone()));
+            scope.insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
         }
         let ctx = self.jctx(&scope);
         if let Some(cond) = &task.changed_when {
@@ -847,10 +853,17 @@ impl<'a> Executor<'a> {
     /// Renders the arguments and runs the module.
     fn invoke(&mut self, task: &Task, inherited: &Inherited<'_>, ctx: &JValue) -> Vars {
         let module = task.module_name();
-        let args = match self
-            .engine
-            .render_value(&Value::Object(task.args.clone()), ctx)
-        {
+        // `set_fact` keeps what it is given unsafe where it was (`!unsafe`, a result's
+        // text), since the variables it sets are rendered again where they are used.
+        let keeps_vars = module == "set_fact";
+        let rendered = if keeps_vars {
+            self.engine
+                .render_value_keeping_unsafe(&Value::Object(task.args.clone()), ctx)
+        } else {
+            self.engine
+                .render_value(&Value::Object(task.args.clone()), ctx)
+        };
+        let args = match rendered {
             Ok(Value::Object(a)) => a,
             Ok(_) => Vars::new(),
             Err(e) => return failed_result(format!("{e}")),
@@ -882,13 +895,26 @@ impl<'a> Executor<'a> {
                     let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
                     // Facts from `setup` are gathered facts (also seen as
                     // `ansible_facts.<name>`); other modules' are host variables.
+                    // `set_fact` and `include_vars` set variables, others report data.
                     if module == "setup" {
                         self.facts.extend(facts);
-                    } else {
+                    } else if keeps_vars || module == "include_vars" {
                         self.host_facts.extend(facts);
+                    } else {
+                        self.host_facts
+                            .extend(facts.map(|(k, v)| (k, unsafe_data(v))));
                     }
                 }
-                outcome_to_result(outcome)
+                let result = outcome_to_result(outcome);
+                if keeps_vars {
+                    // The markers are for the variables; the result shows the text.
+                    match crate::template::strip_unsafe(&Value::Object(result)) {
+                        Value::Object(r) => r,
+                        _ => Vars::new(),
+                    }
+                } else {
+                    result
+                }
             }
             Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
             Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
@@ -1146,6 +1172,13 @@ fn ms(d: Duration) -> f64 {
 
 /// The longest `loop_control.pause`: 2^63 - 1 nanoseconds, Python's limit for a sleep.
 const MAX_PAUSE: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// A value that is data, never templated: a module's result, a fact, a loop item.
+fn unsafe_data(v: Value) -> Value {
+    let mut m = serde_json::Map::with_capacity(1);
+    m.insert(crate::plan::UNSAFE_KEY.to_string(), v);
+    Value::Object(m)
+}
 
 fn failed_result(msg: String) -> Vars {
     let mut r = Vars::new();

@@ -1202,3 +1202,84 @@ fn templated_keywords_evaluate_when_the_task_runs() {
         "ok=15 changed=7 unreachable=0 failed=0 skipped=1 rescued=0 ignored=7"
     );
 }
+
+/// `!unsafe` text (the plan's `{"__ansible_unsafe": ...}` marker) and module results are
+/// never templated: not as variables, not inside lists and mappings, not when another
+/// variable or `set_fact` passes them on, not as loop items. The play is ansible-core's
+/// `yaml_parsing/tasks/unsafe.yml` and `templating` checks, with the results 2.18.19
+/// gives for it (written as a playbook with `!unsafe`).
+#[test]
+fn unsafe_text_is_never_templated() {
+    let u = |s: &str| json!({ "__ansible_unsafe": s });
+    let plan = play(
+        json!([
+            {"name": "check unsafe values", "module": "assert", "args": {"that": [
+                "regstr != resolved",
+                "'Fail' not in regstr",
+                "'{' in regstr",
+                "ulist[0] != resolved",
+                "'}' in ulist[0]",
+                "udict['a'] != resolved",
+                "via == regstr",
+            ]}},
+            with(
+                json!({"name": "echo braces", "module": "command",
+                       "args": {"_raw_params": "echo {% raw %}{{ foo }}{% endraw %}"}}),
+                json!({"register": "result"}),
+            ),
+            {"name": "registered text is not templated", "module": "assert",
+             "args": {"that": ["result.stdout_lines|first == expected"]}},
+            {"name": "keep through set_fact", "module": "set_fact",
+             "args": {"sf": "{{ regstr }}", "out": "{{ result.stdout }}"}},
+            dbg("show set facts", "{{ [sf, out] }}"),
+            with(dbg("loop over registered lines", "{{ item }}"),
+                 json!({"loop": "{{ result.stdout_lines }}"})),
+            with(
+                json!({"name": "unsafe argument", "module": "command",
+                       "args": {"_raw_params": u("echo {{ nottemplate }}")}}),
+                json!({"register": "raw"}),
+            ),
+            dbg("show raw", "{{ raw.stdout }}"),
+        ]),
+        json!({"vars": {
+            "nottemplate": "FAIL",
+            "resolved": "b{{nottemplate}}",
+            "regstr": u("b{{nottemplate}}"),
+            "ulist": [u("b{{nottemplate}}"), u("c"), u("d")],
+            "udict": {"a": u("b{{nottemplate}}"), "c": u("d")},
+            "via": "{{ regstr }}",
+            "expected": u("{{ foo }}"),
+        }}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("check unsafe values", "ok"),
+            ("echo braces", "changed"),
+            ("registered text is not templated", "ok"),
+            ("keep through set_fact", "ok"),
+            ("show set facts", "ok"),
+            ("loop over registered lines", "ok"),
+            ("unsafe argument", "changed"),
+            ("show raw", "ok"),
+        ],
+    );
+    assert_eq!(
+        run.result("show set facts")["msg"],
+        json!(["b{{nottemplate}}", "{{ foo }}"])
+    );
+    assert_eq!(
+        run.result("loop over registered lines")["results"][0]["msg"],
+        "{{ foo }}"
+    );
+    assert_eq!(run.result("show raw")["msg"], "{{ nottemplate }}");
+    // set_fact's own result shows the text, not the markers.
+    assert_eq!(
+        run.result("keep through set_fact")["ansible_facts"]["sf"],
+        "b{{nottemplate}}"
+    );
+    assert_eq!(
+        run.recap(),
+        "ok=8 changed=2 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0"
+    );
+}
