@@ -946,9 +946,14 @@ impl<'a> Executor<'a> {
                 ));
             };
             for (k, v) in map {
+                // Python's str() of the value, as Ansible exports it.
                 let v = match v {
                     Value::String(s) => s,
-                    Value::Null => String::new(),
+                    Value::Null => "None".to_string(),
+                    Value::Bool(b) => if b { "True" } else { "False" }.to_string(),
+                    Value::Number(n) if n.is_f64() => {
+                        crate::template::py_float(n.as_f64().unwrap_or_default())
+                    }
                     other => other.to_string(),
                 };
                 env.retain(|(name, _)| *name != k);

@@ -985,6 +985,22 @@ fn environment_from_play_block_and_task_reaches_processes() {
     assert!(msg.contains("environment must be a mapping"), "{msg}");
 }
 
+/// Non-text environment values are exported as Python's str() gives them, as Ansible
+/// does: with YAML 1.1, `B: yes` is a boolean and reaches the process as `True`
+/// (ansible-core 2.18.19 prints `A=[None] B=[True] C=[1.5]` for this task).
+#[test]
+fn environment_values_are_exported_as_python_text() {
+    let plan = play(
+        json!([with(
+            sh("env", "echo \"A=[$A] B=[$B] C=[$C]\""),
+            json!({"environment": {"A": null, "B": true, "C": 1.5}}),
+        )]),
+        json!({}),
+    );
+    let run = check(plan, &[("env", "changed")]);
+    assert_eq!(run.result("env")["stdout"], "A=[None] B=[True] C=[1.5]");
+}
+
 #[test]
 fn become_user_runs_the_task_as_that_user_when_the_runner_is_root() {
     let plan = play(
