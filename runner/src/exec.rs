@@ -824,14 +824,27 @@ impl<'a> Executor<'a> {
             scope.insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
         }
         let ctx = self.jctx(&scope);
+        // A condition that cannot be evaluated fails the task; as Ansible does, the
+        // error goes in `changed_when_result`/`failed_when_result` and the module's
+        // own result (its `msg`, `stdout`, ...) stays.
+        let failed = |result: &mut Vars, key: &str, e: crate::template::TemplateError| {
+            result.insert("failed".into(), true.into());
+            result.insert(
+                key.into(),
+                format!(
+                    "The conditional check '{}' failed. The error was: {}",
+                    e.source_text, e.detail
+                )
+                .into(),
+            );
+        };
         if let Some(cond) = &task.changed_when {
             match self.eval_condition(cond, &ctx) {
                 Ok((b, _)) => {
                     result.insert("changed".into(), b.into());
                 }
                 Err(e) => {
-                    result.insert("failed".into(), true.into());
-                    result.insert("msg".into(), format!("changed_when: {e}").into());
+                    failed(result, "changed_when_result", e);
                     return;
                 }
             }
@@ -842,10 +855,7 @@ impl<'a> Executor<'a> {
                     result.insert("failed_when_result".into(), b.into());
                     result.insert("failed".into(), b.into());
                 }
-                Err(e) => {
-                    result.insert("failed".into(), true.into());
-                    result.insert("msg".into(), format!("failed_when: {e}").into());
-                }
+                Err(e) => failed(result, "failed_when_result", e),
             }
         }
     }

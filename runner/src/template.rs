@@ -131,6 +131,16 @@ impl Engine {
     pub fn eval_bool(&self, expr: &str, ctx: &JValue) -> Result<bool, TemplateError> {
         let expr = single_expression(expr).unwrap_or(expr);
         let v = self.eval(expr, ctx)?;
+        // Ansible fails a condition that names something undefined (`when: nope`)
+        // rather than taking it as false.
+        if v.is_undefined() {
+            return Err(TemplateError {
+                source_text: expr.to_string(),
+                detail: format!(
+                    "error while evaluating conditional ({expr}): '{expr}' is undefined"
+                ),
+            });
+        }
         // Ansible evaluates the strings "false"/"no" from variables as false too.
         if let Some(s) = v.as_str() {
             return Ok(crate::modules::args::truthy_str(s).unwrap_or(!s.is_empty()));

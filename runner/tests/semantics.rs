@@ -1299,3 +1299,53 @@ fn unsafe_text_is_never_templated() {
         "ok=8 changed=2 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0"
     );
 }
+
+/// A condition naming something undefined fails the task instead of counting as false;
+/// for changed_when/failed_when the error goes in `changed_when_result` /
+/// `failed_when_result` beside the module's own result (ansible-core 2.18.19's
+/// `changed_when` and `failed_when` targets, "invalid conditional").
+#[test]
+fn conditions_naming_undefined_variables_fail() {
+    let echo = |name: &str| {
+        json!({"name": name, "module": "command", "args": {"_raw_params": "echo foo"},
+               "register": name, "ignore_errors": true})
+    };
+    let plan = play(
+        json!([
+            with(echo("fw"), json!({"failed_when": "boomboomboom"})),
+            with(echo("cw"), json!({"changed_when": "boomboomboom"})),
+            with(
+                dbg("when", "x"),
+                json!({"when": "nope", "ignore_errors": true})
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("fw", "failed,ignored"),
+            ("cw", "failed,ignored"),
+            ("when", "failed,ignored"),
+        ],
+    );
+    let fw = run.result("fw");
+    assert_eq!(fw["stdout"], "foo");
+    let text = fw["failed_when_result"].as_str().unwrap();
+    assert!(
+        text.starts_with("The conditional check 'boomboomboom' failed. The error was: error while evaluating conditional (boomboomboom): 'boomboomboom' is undefined"),
+        "{text}"
+    );
+    assert!(
+        run.result("cw")["changed_when_result"]
+            .as_str()
+            .unwrap()
+            .contains("'boomboomboom' is undefined")
+    );
+    assert!(
+        run.result("when")["msg"]
+            .as_str()
+            .unwrap()
+            .contains("'nope' is undefined")
+    );
+}
