@@ -242,7 +242,10 @@ fn needs_become(hp: &HostPlan) -> bool {
         for t in p.tasks.iter().chain(&p.handlers) {
             t.walk(&mut all);
         }
-        p.become_ == Some(true) || all.iter().any(|t| t.become_ == Some(true))
+        // A templated `become` is known only on the host: it may need root.
+        let may =
+            |f: &Option<rustle_runner::plan::Flag>| f.as_ref().is_some_and(|f| f.may_be_true());
+        may(&p.become_) || all.iter().any(|t| may(&t.become_))
     })
 }
 

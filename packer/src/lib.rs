@@ -5,6 +5,7 @@
 //! runner found by [`runners`] (or built by [`custom`] for plans with Rust modules), and
 //! [`deploy`] carries the deployment out.
 
+pub mod ansible_yaml;
 pub mod cli;
 pub mod config;
 pub mod custom;

@@ -212,12 +212,12 @@ pub fn parse_yaml(
     } else {
         text
     };
-    let mut value: serde_norway::Value =
-        serde_norway::from_str(text).map_err(|e| YamlError::Syntax {
-            line: e.location().map(|l| l.line()),
-            column: e.location().map(|l| l.column()),
-            msg: e.to_string(),
-        })?;
+    // Ansible's YAML 1.1 reading (booleans, octal, merge keys, `!unsafe`), not YAML 1.2.
+    let mut value = crate::ansible_yaml::load(text).map_err(|e| YamlError::Syntax {
+        line: e.line,
+        column: e.column,
+        msg: e.msg,
+    })?;
     if text.contains("!vault") {
         // Tagged values come in document order, as do the `!vault` marks in the text:
         // the n-th tagged value is on the line of the n-th mark.

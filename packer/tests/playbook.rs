@@ -96,7 +96,7 @@ mod playbook {
         assert_eq!(print.module, "debug");
         assert_eq!(args(print), json!({"msg": "{{ test_var }}"}));
         assert_eq!(print.tags, ["debug", "test"]);
-        assert_eq!(install.become_, Some(true));
+        assert_eq!(install.become_, Some(true.into()));
         assert_eq!(args(install), json!({"name": "git", "state": "present"}));
         assert_eq!(notify.module, "command");
         assert_eq!(args(notify), json!({"_raw_params": "/bin/true"}));
@@ -118,11 +118,12 @@ mod playbook {
         let plan = load(&fixtures().join("playbooks/package_management.yml"));
         let play = &plan.plays[0];
         assert_eq!(play.hosts, ["test_hosts"]);
-        assert_eq!(play.become_, Some(true), "`become: yes`");
+        assert_eq!(play.become_, Some(true.into()), "`become: yes`");
         let t = &play.tasks;
         assert_eq!(t.len(), 5);
         assert_eq!(t[0].module, "apt");
-        assert_eq!(args(&t[0]), json!({"update_cache": "yes"}));
+        // YAML 1.1, as Ansible reads it: a plain `yes` is a boolean.
+        assert_eq!(args(&t[0]), json!({"update_cache": true}));
         assert_eq!(
             t[0].when,
             Some(Condition::One("ansible_os_family == \"Debian\"".into()))
@@ -137,7 +138,7 @@ mod playbook {
         assert_eq!(t[1].module, "service");
         assert_eq!(
             args(&t[1]),
-            json!({"name": "nginx", "state": "started", "enabled": "yes"})
+            json!({"name": "nginx", "state": "started", "enabled": true})
         );
         assert_eq!(t[4].module, "wait_for");
         assert_eq!(
@@ -193,7 +194,7 @@ mod playbook {
         assert_eq!(t[2].notify, ["restart app"]);
         assert_eq!(t[4].become_user.as_deref(), Some("root"));
         assert_eq!(t[4].failed_when, Some(Condition::One("out.rc != 0".into())));
-        assert!(t[4].ignore_errors);
+        assert_eq!(t[4].ignore_errors, Some(true.into()));
         assert_eq!(
             plan.files["templates/app.conf.j2"].content.as_deref(),
             Some("dir={{ app_dir }}\n")
@@ -225,7 +226,11 @@ mod playbook {
             t[1].loop_,
             Some(json!(["config", "data", "logs", "backups"]))
         );
-        assert_eq!(t[2].args["backup"], json!("yes"));
+        assert_eq!(
+            t[2].args["backup"],
+            json!(true),
+            "a plain `yes` is a boolean"
+        );
         assert!(
             plan.files
                 .contains_key("tests/fixtures/files/test_files/sample.conf")
@@ -253,7 +258,7 @@ mod playbook {
 
         let web = web_play(&plan);
         assert_eq!(web.hosts, ["webservers"]);
-        assert_eq!(web.become_, Some(true));
+        assert_eq!(web.become_, Some(true.into()));
         // pre_tasks, a handler flush, the common role, the web role, the import, a flush,
         // post_tasks.
         let t = &web.tasks;
@@ -515,9 +520,9 @@ mod playbook {
             Some(Condition::All(vec!["a is defined".into(), "b == 1".into()]))
         );
         assert_eq!(c.until, Some(Condition::One("x is succeeded".into())));
-        assert_eq!((c.retries, c.delay), (Some(4), Some(1)));
+        assert_eq!((&c.retries, &c.delay), (&Some(4.into()), &Some(1.0.into())));
         assert_eq!(c.failed_when, Some(Condition::Bool(false)));
-        assert_eq!(c.check_mode, Some(true));
+        assert_eq!(c.check_mode, Some(true.into()));
         assert_eq!(c.loop_, Some(json!("{{ things }}")));
         let lc = c.loop_control.as_ref().unwrap();
         assert_eq!(lc.loop_var.as_deref(), Some("thing"));
@@ -533,9 +538,9 @@ mod playbook {
         assert_eq!(block(b)[0].module, "command");
         assert_eq!(b.rescue.len(), 1);
         assert_eq!(b.always.len(), 1);
-        assert_eq!(b.become_, Some(true));
+        assert_eq!(b.become_, Some(true.into()));
         assert_eq!(b.become_user.as_deref(), Some("app"));
-        assert!(b.ignore_errors);
+        assert_eq!(b.ignore_errors, Some(true.into()));
         assert_eq!(b.when, Some(Condition::Bool(true)));
         assert_eq!(play.handlers[0].listen, ["topic"]);
     }
@@ -564,8 +569,8 @@ mod playbook {
         );
         let lc = t[2].loop_control.as_ref().unwrap();
         assert_eq!(lc.index_var.as_deref(), Some("i"));
-        assert_eq!(lc.pause, Some(0.5));
-        assert!(lc.extended);
+        assert_eq!(lc.pause, Some(0.5.into()));
+        assert_eq!(lc.extended, Some(true.into()));
         assert_eq!(lc.break_when, Some(Condition::One("i > 3".into())));
     }
 
@@ -590,7 +595,7 @@ mod playbook {
             Some(json!({"PATH": "/opt/bin:{{ ansible_env.PATH }}"}))
         );
         assert_eq!(play.tasks[0].environment, Some(json!({"A": "1"})));
-        assert!(play.tasks[0].no_log);
+        assert_eq!(play.tasks[0].no_log, Some(true.into()));
         assert_eq!(play.tasks[1].environment, Some(json!("{{ proxy_env }}")));
         let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      environment: [A]\n");
         assert!(msg.contains("expected a mapping"), "{msg}");
@@ -710,10 +715,6 @@ mod playbook {
                 "- hosts: all\n  tasks:\n    - debug: var=item\n      with_fileglob: ['*']\n",
             ),
             ("include", "- hosts: all\n  tasks:\n    - include: x.yml\n"),
-            (
-                "become",
-                "- hosts: all\n  tasks:\n    - command: ls\n      become: \"{{ b }}\"\n",
-            ),
         ] {
             let msg = err_text(text);
             assert!(
@@ -949,7 +950,7 @@ mod playbook {
             json!(81),
             "a role parameter beats the default"
         );
-        assert_eq!(t[1].become_, Some(true));
+        assert_eq!(t[1].become_, Some(true.into()));
         assert_eq!(names(&t[1..]), ["debug"]);
         assert_eq!(block(&block(&t[1])[0])[0].args["msg"], json!("other"));
     }
@@ -1059,7 +1060,7 @@ mod playbook {
         let vars = parse_extra_vars(&args, Some(&vault)).unwrap();
         assert_eq!(vars["a"], json!(5), "later arguments win");
         assert_eq!(vars["b"], json!("from-file"));
-        assert_eq!(vars["c"], json!("yes"), "YAML 1.2: yes is a string");
+        assert_eq!(vars["c"], json!("yes"), "key=value values are strings");
         assert_eq!(vars["list"], json!([1, 2]));
         assert_eq!(vars["d"], json!({"e": true}));
         assert_eq!(vars["db_password"], json!("s3cret-db"));
@@ -1122,5 +1123,140 @@ mod playbook {
                 other => panic!("unexpected split {other:?}"),
             }
         }
+    }
+
+    /// YAML as Ansible reads it, in a role's vars file (where `key: ""` used to be
+    /// refused) and in a playbook. The expected values are what ansible-core 2.18.19
+    /// gives for the same files (`{{ {...} | to_json }}` in a debug task); `!unsafe`
+    /// text is carried as the plan's `{"__ansible_unsafe": ...}` marker.
+    #[test]
+    fn yaml_as_ansible_reads_it() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  gather_facts: false\n  roles: [r]\n  tasks:\n    - command: !unsafe echo {{ x }}\n    - debug: !unsafe msg={{ x }}\n      vars:\n        d: !unsafe {a: '{{ x }}', b: yes}\n",
+            ),
+            ("roles/r/tasks/main.yml", "- debug: msg=hi\n"),
+            (
+                "roles/r/vars/main.yml",
+                r#"empty: ""
+nul:
+tilde: ~
+flags: [yes, no, on, off, y, n, True, "yes"]
+mode: 0755
+quoted_mode: "0755"
+nine: 09
+ratio: 1.0e+3
+not_float: 1e3
+minutes: 1:30
+day: 2024-01-31
+base: &base {port: 80, host: a}
+site:
+  <<: *base
+  host: b
+raw: !unsafe '{{ not_templated }}'
+raw_list: !unsafe ['{{ a }}', 3]
+"#,
+            ),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let play = &plan.plays[0];
+        let unsafe_ = |s: &str| json!({ "__ansible_unsafe": s });
+        let want = json!({
+            "empty": "", "nul": null, "tilde": null,
+            "flags": [true, false, true, false, "y", "n", true, "yes"],
+            "mode": 493, "quoted_mode": "0755", "nine": "09", "ratio": 1000.0,
+            "not_float": "1e3", "minutes": 90, "day": "2024-01-31",
+            "base": {"port": 80, "host": "a"},
+            "site": {"port": 80, "host": "b"},
+            "raw": unsafe_("{{ not_templated }}"),
+            "raw_list": [unsafe_("{{ a }}"), 3],
+        });
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&play.vars[k], v, "{k}");
+        }
+        // A raw module's command line stays untemplated; `k=v` text is split into new,
+        // templated strings, as Ansible does.
+        let t = &play.tasks;
+        assert_eq!(t[1].args["_raw_params"], unsafe_("echo {{ x }}"));
+        assert_eq!(t[2].args["msg"], json!("{{ x }}"));
+        assert_eq!(t[2].vars["d"], json!({"a": unsafe_("{{ x }}"), "b": true}));
+
+        // Tags Ansible's loader has no constructor for are refused with the line.
+        let msg =
+            err_text("- hosts: all\n  tasks:\n    - debug: msg=x\n      vars: {a: !custom 1}\n");
+        assert!(msg.contains("play.yml:4"), "{msg}");
+        assert!(msg.contains("'!custom'"), "{msg}");
+    }
+
+    /// `-e key=value` values are strings in Ansible (`x is string` holds for `-e x=1`).
+    #[test]
+    fn extra_vars_key_value_are_strings() {
+        let vars =
+            rustle_deploy::playbook::parse_extra_vars(&["n=1 b=yes z=null".into()], None).unwrap();
+        assert_eq!(
+            Value::Object(vars),
+            json!({"n": "1", "b": "yes", "z": "null"})
+        );
+    }
+
+    /// Keywords Ansible templates are carried as written, for the runner to evaluate on
+    /// the host (they used to be refused: "the plan needs a literal"), and literals get
+    /// Ansible's types (`delay` is a float).
+    #[test]
+    fn templated_keywords_are_carried_for_the_host() {
+        use rustle_runner::plan::Templated;
+        let plan = load_text(
+            r#"
+- hosts: all
+  ignore_errors: "{{ lenient }}"
+  check_mode: no
+  no_log: "{{ quiet }}"
+  become: "{{ want_root }}"
+  tasks:
+    - command: ls
+      ignore_errors: "{{ ansible_check_mode }}"
+      delay: 0.5
+      retries: "{{ n + 2 }}"
+      until: r is success
+      register: r
+      become: "{{ b }}"
+      check_mode: "{{ dry }}"
+      no_log:
+    - debug: var=item
+      loop: [1, 2]
+      loop_control:
+        pause: "{{ p }}"
+        extended: "{{ ext }}"
+        loop_var: "{{ lv }}"
+"#,
+        )
+        .unwrap();
+        let tpl = |s: &str| Some(Templated::Template(s.to_string()));
+        let play = &plan.plays[0];
+        assert_eq!(play.ignore_errors, tpl("{{ lenient }}"));
+        assert_eq!(play.check_mode, Some(false.into()));
+        assert_eq!(play.no_log, tpl("{{ quiet }}"));
+        assert_eq!(play.become_, tpl("{{ want_root }}"));
+        let t = &play.tasks[0];
+        assert_eq!(t.ignore_errors, tpl("{{ ansible_check_mode }}"));
+        assert_eq!(t.delay, Some(0.5.into()));
+        assert_eq!(t.retries, Some(Templated::Template("{{ n + 2 }}".into())));
+        assert_eq!(t.become_, tpl("{{ b }}"));
+        assert_eq!(t.check_mode, tpl("{{ dry }}"));
+        assert_eq!(t.no_log, None, "a null keyword is unset, as in Ansible");
+        let lc = play.tasks[1].loop_control.as_ref().unwrap();
+        assert_eq!(lc.pause, Some(Templated::Template("{{ p }}".into())));
+        assert_eq!(lc.extended, tpl("{{ ext }}"));
+        assert_eq!(lc.loop_var.as_deref(), Some("{{ lv }}"));
+
+        let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      retries: many\n");
+        assert!(
+            msg.contains("`retries`: expected an integer or a template"),
+            "{msg}"
+        );
+        let msg =
+            err_text("- hosts: all\n  tasks:\n    - command: ls\n      ignore_errors: perhaps\n");
+        assert!(msg.contains("expected a boolean, found 'perhaps'"), "{msg}");
     }
 }

@@ -13,8 +13,9 @@
 
 use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
 use crate::facts;
+use crate::keywords;
 use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
-use crate::plan::{Condition, HostPlan, Play, Task, Vars};
+use crate::plan::{Condition, Flag, HostPlan, Play, Task, Vars};
 use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
@@ -50,16 +51,18 @@ enum Halt {
     Stopped,
 }
 
-/// Keywords a block hands down to the tasks inside it.
+/// Keywords a block hands down to the tasks inside it. Templated keywords are handed
+/// down as written and evaluated at each task, with its variables, as Ansible does.
 #[derive(Debug, Clone, Default)]
 struct Inherited<'a> {
     vars: Vec<&'a Vars>,
     when: Vec<&'a Condition>,
-    become_: Option<bool>,
+    become_: Option<&'a Flag>,
     become_user: Option<&'a str>,
     environment: Vec<&'a Value>,
-    ignore_errors: bool,
-    check_mode: Option<bool>,
+    ignore_errors: Option<&'a Flag>,
+    check_mode: Option<&'a Flag>,
+    no_log: Option<&'a Flag>,
 }
 
 /// Runs one host's plan, reporting through a [`Sink`].
@@ -294,11 +297,13 @@ impl<'a> Executor<'a> {
         if let Some(w) = &task.when {
             inh.when.push(w);
         }
-        inh.become_ = task.become_.or(parent.become_);
+        // A keyword set on the block replaces what the enclosing one says.
+        inh.become_ = task.become_.as_ref().or(parent.become_);
         inh.become_user = task.become_user.as_deref().or(parent.become_user);
         inh.environment.extend(task.environment.as_ref());
-        inh.ignore_errors = parent.ignore_errors || task.ignore_errors;
-        inh.check_mode = task.check_mode.or(parent.check_mode);
+        inh.ignore_errors = task.ignore_errors.as_ref().or(parent.ignore_errors);
+        inh.check_mode = task.check_mode.as_ref().or(parent.check_mode);
+        inh.no_log = task.no_log.as_ref().or(parent.no_log);
         inh
     }
 
@@ -322,7 +327,7 @@ impl<'a> Executor<'a> {
                     json!({"name": name, "action": action}),
                 );
                 self.host_facts
-                    .insert("ansible_failed_result".into(), result);
+                    .insert("ansible_failed_result".into(), unsafe_data(result));
             }
             result = self.run_list(&task.rescue, &inh, handler);
         }
@@ -343,11 +348,17 @@ impl<'a> Executor<'a> {
     /// The variables visible to a task, lowest precedence first.
     fn context(&self, inherited: &Inherited<'_>, task: &Task, extra: &[(&str, &Value)]) -> Vars {
         let mut vars = self.plan.host_vars.clone();
-        vars.extend(self.facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Facts, module results and loop items are data, never templated (Ansible
+        // marks them unsafe): they enter templates marked so.
+        vars.extend(
+            self.facts
+                .iter()
+                .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
+        );
         if !self.facts.is_empty() {
             vars.insert(
                 "ansible_facts".into(),
-                facts::unprefixed(&self.facts).into(),
+                unsafe_data(facts::unprefixed(&self.facts).into()),
             );
         }
         for scope in &inherited.vars {
@@ -355,20 +366,72 @@ impl<'a> Executor<'a> {
         }
         vars.extend(task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Ansible's `ansible_check_mode` is the run's `--check`, not a task's `check_mode`.
         vars.insert(
             "ansible_check_mode".into(),
-            self.check_mode(inherited, task).into(),
+            (self.plan.check_mode || self.opts.check_mode).into(),
         );
         for (k, v) in extra {
-            vars.insert((*k).to_string(), (*v).clone());
+            vars.insert((*k).to_string(), unsafe_data((*v).clone()));
         }
         vars
     }
 
-    fn check_mode(&self, inherited: &Inherited<'_>, task: &Task) -> bool {
-        task.check_mode
-            .or(inherited.check_mode)
-            .unwrap_or(self.plan.check_mode || self.opts.check_mode)
+    /// Whether the task runs in check mode: its own `check_mode` (or the enclosing
+    /// block's or play's), evaluated with `ctx`, else the run's.
+    fn check_mode(
+        &self,
+        inherited: &Inherited<'_>,
+        task: &Task,
+        ctx: &JValue,
+    ) -> Result<bool, String> {
+        let run = self.plan.check_mode || self.opts.check_mode;
+        match task.check_mode.as_ref().or(inherited.check_mode) {
+            None => Ok(run),
+            Some(f) => Ok(keywords::flag(&self.engine, f, ctx, "check_mode")?.unwrap_or(run)),
+        }
+    }
+
+    /// A boolean keyword of the task (or inherited) evaluated with `ctx`; `unset` when
+    /// neither says anything or it renders to null, `on_error` when it cannot be
+    /// evaluated (the error is reported by [`Self::keyword_error`] before the module runs).
+    fn task_flag(
+        &self,
+        own: Option<&Flag>,
+        inherited: Option<&Flag>,
+        ctx: &JValue,
+        name: &str,
+        on_error: bool,
+    ) -> bool {
+        match own.or(inherited) {
+            None => false,
+            Some(f) => {
+                keywords::flag(&self.engine, f, ctx, name).map_or(on_error, |v| v.unwrap_or(false))
+            }
+        }
+    }
+
+    /// The first templated keyword of the task that cannot be evaluated, as Ansible's
+    /// message: the task then fails without running its module.
+    fn keyword_error(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Option<String> {
+        let flags = [
+            (
+                "ignore_errors",
+                task.ignore_errors.as_ref().or(inherited.ignore_errors),
+            ),
+            ("no_log", task.no_log.as_ref().or(inherited.no_log)),
+        ];
+        for (name, f) in flags {
+            if let Some(Err(e)) = f.map(|f| keywords::flag(&self.engine, f, ctx, name)) {
+                return Some(e);
+            }
+        }
+        None
     }
 
     fn run_task(
@@ -391,7 +454,6 @@ impl<'a> Executor<'a> {
         let ctx = self.jctx(&base);
         let name = self.task_name(task, &ctx);
         let module = task.module_name().to_string();
-        let ignore_errors = inherited.ignore_errors || task.ignore_errors;
 
         let result = match &task.loop_ {
             None => self.run_once(task, inherited, &[]),
@@ -409,20 +471,31 @@ impl<'a> Executor<'a> {
         let status = status_of(&result);
         if let Some(reg) = &task.register {
             self.host_facts
-                .insert(reg.clone(), Value::Object(result.clone()));
+                .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
         }
         if status == Status::Changed {
             for n in &task.notify {
                 self.notified.insert(n.clone());
             }
         }
-        let ignored = status == Status::Failed && ignore_errors;
+        // Ansible decides on a keyword it could not template as written: a template's
+        // text is a true value there.
+        let ignored = status == Status::Failed
+            && self.task_flag(
+                task.ignore_errors.as_ref(),
+                inherited.ignore_errors,
+                &ctx,
+                "ignore_errors",
+                true,
+            );
         if status == Status::Failed && !ignored {
             self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
         }
         // no_log hides what a task saw and said, as Ansible's output does; the
         // registered variable keeps the real result.
-        let shown = if task.no_log {
+        // A no_log that cannot be evaluated hides the result: the safe side.
+        let no_log = self.task_flag(task.no_log.as_ref(), inherited.no_log, &ctx, "no_log", true);
+        let shown = if no_log {
             json!({"censored": NO_LOG_CENSORED, "changed": status == Status::Changed,
                    "failed": status == Status::Failed})
         } else {
@@ -463,15 +536,21 @@ impl<'a> Executor<'a> {
 
     fn run_loop(&mut self, task: &'a Task, inherited: &Inherited<'a>, items: &[Value]) -> Vars {
         let control = task.loop_control.clone().unwrap_or_default();
-        let loop_var = control
-            .loop_var
-            .clone()
-            .unwrap_or_else(|| "item".to_string());
+        let LoopSettings {
+            loop_var,
+            index_var,
+            pause,
+            extended,
+            allitems,
+        } = match self.loop_settings(&control, task, inherited) {
+            Ok(s) => s,
+            Err(msg) => return failed_result(msg),
+        };
         // The pause between items. A value a sleep cannot last (Python's time.sleep
         // refuses more than 2^63 ns, so Ansible fails such a loop) fails the task here
         // instead of panicking in Duration::from_secs_f64; a loop of one item never
         // pauses, so its pause is never checked, as in Ansible.
-        let pause = match control.pause.filter(|s| s.is_finite() && *s > 0.0) {
+        let pause = match pause.filter(|s| s.is_finite() && *s > 0.0) {
             Some(secs) if items.len() > 1 => {
                 match Duration::try_from_secs_f64(secs)
                     .ok()
@@ -497,19 +576,17 @@ impl<'a> Executor<'a> {
             }
             let index_value = Value::from(index);
             let mut extra: Vec<(&str, &Value)> = vec![(&loop_var, item)];
-            if let Some(name) = &control.index_var {
+            if let Some(name) = &index_var {
                 extra.push((name, &index_value));
             }
-            let loop_info = control
-                .extended
-                .then(|| loop_info(items, index, control.extended_allitems != Some(false)));
+            let loop_info = extended.then(|| loop_info(items, index, allitems));
             if let Some(info) = &loop_info {
                 extra.push(("ansible_loop", info));
             }
             let mut r = self.run_once(task, inherited, &extra);
             r.insert(loop_var.clone(), item.clone());
             r.insert("ansible_loop_var".into(), loop_var.clone().into());
-            if let Some(name) = &control.index_var {
+            if let Some(name) = &index_var {
                 r.insert("ansible_index_var".into(), name.clone().into());
                 r.insert(name.clone(), index_value.clone());
             }
@@ -524,7 +601,7 @@ impl<'a> Executor<'a> {
             let stop = control.break_when.as_ref().is_some_and(|cond| {
                 let mut scope = self.context(inherited, task, &extra);
                 if let Some(reg) = &task.register {
-                    scope.insert(reg.clone(), Value::Object(r.clone()));
+                    scope.insert(reg.clone(), unsafe_data(Value::Object(r.clone())));
                 }
                 self.eval_condition(cond, &self.jctx(&scope))
                     .is_ok_and(|(b, _)| b)
@@ -566,6 +643,50 @@ impl<'a> Executor<'a> {
         out
     }
 
+    /// `loop_control`'s settings, templates evaluated once before the first item with the
+    /// task's variables, as Ansible does (`label` is rendered per item).
+    fn loop_settings(
+        &self,
+        control: &crate::plan::LoopControl,
+        task: &Task,
+        inherited: &Inherited<'_>,
+    ) -> Result<LoopSettings, String> {
+        let templated = |s: &Option<String>| s.as_deref().is_some_and(crate::template::is_template);
+        let any_template = templated(&control.loop_var)
+            || templated(&control.index_var)
+            || [&control.extended, &control.extended_allitems]
+                .iter()
+                .any(|f| matches!(f, Some(crate::plan::Templated::Template(_))))
+            || matches!(control.pause, Some(crate::plan::Templated::Template(_)));
+        // Plain values need no context; building one costs a copy of the variables.
+        let ctx = if any_template {
+            self.jctx(&self.context(inherited, task, &[]))
+        } else {
+            JValue::UNDEFINED
+        };
+        let text = |s: &Option<String>, name: &str| -> Result<Option<String>, String> {
+            s.as_deref()
+                .map(|s| keywords::text(&self.engine, s, &ctx, name))
+                .transpose()
+        };
+        let flag = |f: &Option<Flag>, name: &str| -> Result<Option<bool>, String> {
+            Ok(match f {
+                None => None,
+                Some(f) => keywords::flag(&self.engine, f, &ctx, name)?,
+            })
+        };
+        Ok(LoopSettings {
+            loop_var: text(&control.loop_var, "loop_var")?.unwrap_or_else(|| "item".into()),
+            index_var: text(&control.index_var, "index_var")?,
+            pause: match &control.pause {
+                None => None,
+                Some(p) => keywords::float(&self.engine, p, &ctx, "pause")?,
+            },
+            extended: flag(&control.extended, "extended")?.unwrap_or(false),
+            allitems: flag(&control.extended_allitems, "extended_allitems")?.unwrap_or(true),
+        })
+    }
+
     /// Runs the task once (or once for one loop item): condition, module, retries,
     /// changed_when / failed_when.
     fn run_once(
@@ -579,34 +700,73 @@ impl<'a> Executor<'a> {
         if let Some(not_run) = self.conditions(task, inherited, &ctx) {
             return not_run;
         }
-        let retries = task.until.as_ref().map(|_| task.retries.unwrap_or(3));
-        let mut attempts = 0u32;
+        // Ansible templates the task's keywords after `when`, before the module runs.
+        if let Some(msg) = self.keyword_error(task, inherited, &ctx) {
+            return failed_result(msg);
+        }
+        // Ansible's attempt loop: one run plus `retries` (3 by default with `until`;
+        // without `until`, retries repeat the task until it succeeds).
+        let retries = match &task.retries {
+            Some(r) => match keywords::int(&self.engine, r, &ctx, "retries") {
+                Ok(n) => n.map(|n| n.max(0)),
+                Err(msg) => return failed_result(msg),
+            },
+            None => None,
+        };
+        let attempts_allowed = 1 + retries.unwrap_or(if task.until.is_some() { 3 } else { 0 });
+        let delay = match &task.delay {
+            None => 5.0,
+            Some(d) => match keywords::float(&self.engine, d, &ctx, "delay") {
+                Ok(d) => d.unwrap_or(5.0),
+                Err(msg) => return failed_result(msg),
+            },
+        };
+        // A negative delay is one second, as in Ansible.
+        let delay = if delay < 0.0 { 1.0 } else { delay };
+        let mut attempt = 0i64;
         loop {
-            attempts += 1;
+            attempt += 1;
             let mut result = self.invoke(task, inherited, &ctx);
+            if attempts_allowed > 1 {
+                // Before changed_when/failed_when, which may look at it.
+                result.insert("attempts".into(), attempt.into());
+            }
             self.apply_overrides(task, &vars, &mut result);
-            let Some(until) = &task.until else {
+            if attempts_allowed <= 1 {
                 return result;
-            };
+            }
             let mut with_result = vars.clone();
             if let Some(reg) = &task.register {
-                with_result.insert(reg.clone(), Value::Object(result.clone()));
+                with_result.insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
             }
-            let done = self
-                .eval_condition(until, &self.jctx(&with_result))
-                .map(|(b, _)| b)
-                .unwrap_or(false);
-            if done || attempts > retries.unwrap_or(0) {
-                result.insert("attempts".into(), attempts.into());
-                if !done {
-                    result.insert("failed".into(), true.into());
-                    result
-                        .entry("msg")
-                        .or_insert_with(|| "Retries exhausted".into());
-                }
+            let done = match &task.until {
+                Some(until) => self
+                    .eval_condition(until, &self.jctx(&with_result))
+                    .map(|(b, _)| b)
+                    .unwrap_or(false),
+                None => result.get("failed") != Some(&Value::Bool(true)),
+            };
+            if done {
                 return result;
             }
-            std::thread::sleep(Duration::from_secs(task.delay.unwrap_or(5)));
+            if attempt >= attempts_allowed {
+                // Ansible reports the retries made, not the runs, when it gives up.
+                result.insert("attempts".into(), (attempts_allowed - 1).into());
+                result.insert("failed".into(), true.into());
+                return result;
+            }
+            match Duration::try_from_secs_f64(delay)
+                .ok()
+                .filter(|d| *d <= MAX_PAUSE)
+            {
+                Some(d) => std::thread::sleep(d),
+                None => {
+                    return failed_result(format!(
+                        "delay is {delay} seconds, more than a sleep can last ({} seconds)",
+                        MAX_PAUSE.as_secs()
+                    ));
+                }
+            }
         }
     }
 
@@ -667,17 +827,30 @@ impl<'a> Executor<'a> {
         }
         let mut scope = vars.clone();
         if let Some(reg) = &task.register {
-            scope.insert(reg.clone(), Value::Object(result.clone()));
+            scope.insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
         }
         let ctx = self.jctx(&scope);
+        // A condition that cannot be evaluated fails the task; as Ansible does, the
+        // error goes in `changed_when_result`/`failed_when_result` and the module's
+        // own result (its `msg`, `stdout`, ...) stays.
+        let failed = |result: &mut Vars, key: &str, e: crate::template::TemplateError| {
+            result.insert("failed".into(), true.into());
+            result.insert(
+                key.into(),
+                format!(
+                    "The conditional check '{}' failed. The error was: {}",
+                    e.source_text, e.detail
+                )
+                .into(),
+            );
+        };
         if let Some(cond) = &task.changed_when {
             match self.eval_condition(cond, &ctx) {
                 Ok((b, _)) => {
                     result.insert("changed".into(), b.into());
                 }
                 Err(e) => {
-                    result.insert("failed".into(), true.into());
-                    result.insert("msg".into(), format!("changed_when: {e}").into());
+                    failed(result, "changed_when_result", e);
                     return;
                 }
             }
@@ -688,10 +861,7 @@ impl<'a> Executor<'a> {
                     result.insert("failed_when_result".into(), b.into());
                     result.insert("failed".into(), b.into());
                 }
-                Err(e) => {
-                    result.insert("failed".into(), true.into());
-                    result.insert("msg".into(), format!("failed_when: {e}").into());
-                }
+                Err(e) => failed(result, "failed_when_result", e),
             }
         }
     }
@@ -699,10 +869,17 @@ impl<'a> Executor<'a> {
     /// Renders the arguments and runs the module.
     fn invoke(&mut self, task: &Task, inherited: &Inherited<'_>, ctx: &JValue) -> Vars {
         let module = task.module_name();
-        let args = match self
-            .engine
-            .render_value(&Value::Object(task.args.clone()), ctx)
-        {
+        // `set_fact` keeps what it is given unsafe where it was (`!unsafe`, a result's
+        // text), since the variables it sets are rendered again where they are used.
+        let keeps_vars = module == "set_fact";
+        let rendered = if keeps_vars {
+            self.engine
+                .render_value_keeping_unsafe(&Value::Object(task.args.clone()), ctx)
+        } else {
+            self.engine
+                .render_value(&Value::Object(task.args.clone()), ctx)
+        };
+        let args = match rendered {
             Ok(Value::Object(a)) => a,
             Ok(_) => Vars::new(),
             Err(e) => return failed_result(format!("{e}")),
@@ -715,7 +892,10 @@ impl<'a> Executor<'a> {
             Ok(e) => e,
             Err(msg) => return failed_result(msg),
         };
-        let check_mode = self.check_mode(inherited, task);
+        let check_mode = match self.check_mode(inherited, task, ctx) {
+            Ok(c) => c,
+            Err(msg) => return failed_result(msg),
+        };
         let mctx = Ctx {
             check_mode,
             diff_mode: self.plan.diff_mode || self.opts.diff_mode,
@@ -731,13 +911,26 @@ impl<'a> Executor<'a> {
                     let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
                     // Facts from `setup` are gathered facts (also seen as
                     // `ansible_facts.<name>`); other modules' are host variables.
+                    // `set_fact` and `include_vars` set variables, others report data.
                     if module == "setup" {
                         self.facts.extend(facts);
-                    } else {
+                    } else if keeps_vars || module == "include_vars" {
                         self.host_facts.extend(facts);
+                    } else {
+                        self.host_facts
+                            .extend(facts.map(|(k, v)| (k, unsafe_data(v))));
                     }
                 }
-                outcome_to_result(outcome)
+                let result = outcome_to_result(outcome);
+                if keeps_vars {
+                    // The markers are for the variables; the result shows the text.
+                    match crate::template::strip_unsafe(&Value::Object(result)) {
+                        Value::Object(r) => r,
+                        _ => Vars::new(),
+                    }
+                } else {
+                    result
+                }
             }
             Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
             Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
@@ -769,9 +962,14 @@ impl<'a> Executor<'a> {
                 ));
             };
             for (k, v) in map {
+                // Python's str() of the value, as Ansible exports it.
                 let v = match v {
                     Value::String(s) => s,
-                    Value::Null => String::new(),
+                    Value::Null => "None".to_string(),
+                    Value::Bool(b) => if b { "True" } else { "False" }.to_string(),
+                    Value::Number(n) if n.is_f64() => {
+                        crate::template::py_float(n.as_f64().unwrap_or_default())
+                    }
                     other => other.to_string(),
                 };
                 env.retain(|(name, _)| *name != k);
@@ -792,7 +990,10 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'_>,
         ctx: &JValue,
     ) -> Result<Option<RunAs>, String> {
-        let become_ = task.become_.or(inherited.become_).unwrap_or(false);
+        let become_ = match task.become_.as_ref().or(inherited.become_) {
+            None => false,
+            Some(f) => keywords::flag(&self.engine, f, ctx, "become")?.unwrap_or(false),
+        };
         if !become_ {
             return Ok(None);
         }
@@ -864,6 +1065,15 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// `loop_control` once its templates are evaluated.
+struct LoopSettings {
+    loop_var: String,
+    index_var: Option<String>,
+    pause: Option<f64>,
+    extended: bool,
+    allitems: bool,
+}
+
 /// `ansible_loop` for item `index` with `loop_control: {extended: true}`.
 fn loop_info(items: &[Value], index: usize, allitems: bool) -> Value {
     let len = items.len();
@@ -890,9 +1100,12 @@ fn loop_info(items: &[Value], index: usize, allitems: bool) -> Value {
 fn play_scope(play: &Play) -> Inherited<'_> {
     Inherited {
         vars: vec![&play.vars],
-        become_: play.become_,
+        become_: play.become_.as_ref(),
         become_user: play.become_user.as_deref(),
         environment: play.environment.iter().collect(),
+        ignore_errors: play.ignore_errors.as_ref(),
+        check_mode: play.check_mode.as_ref(),
+        no_log: play.no_log.as_ref(),
         ..Inherited::default()
     }
 }
@@ -981,6 +1194,13 @@ fn ms(d: Duration) -> f64 {
 
 /// The longest `loop_control.pause`: 2^63 - 1 nanoseconds, Python's limit for a sleep.
 const MAX_PAUSE: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// A value that is data, never templated: a module's result, a fact, a loop item.
+fn unsafe_data(v: Value) -> Value {
+    let mut m = serde_json::Map::with_capacity(1);
+    m.insert(crate::plan::UNSAFE_KEY.to_string(), v);
+    Value::Object(m)
+}
 
 fn failed_result(msg: String) -> Vars {
     let mut r = Vars::new();

@@ -5,9 +5,13 @@
 //! `app_dir` or `root` is used, with whatever `base` is in scope there. The executor hands
 //! templates a [`LazyVars`] context instead of a plain map when any variable holds
 //! template syntax; a plan without such variables keeps the plain (faster) map.
+//!
+//! Unsafe text (`{"__ansible_unsafe": ...}`: Ansible's `!unsafe`, and the results and
+//! facts the executor marks so) is never rendered: it reaches templates as the text it
+//! is, and a variable rendered from it stays unsafe.
 
 use crate::plan::Vars;
-use crate::template::{Engine, is_template};
+use crate::template::{Engine, is_template, to_jvalue, unsafe_inner};
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value as JValue};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -33,8 +37,11 @@ pub struct LazyVars {
     rendered: Mutex<BTreeMap<String, Option<JValue>>>,
 }
 
-/// True when any string inside `v` holds template syntax.
+/// True when any string inside `v` holds template syntax (unsafe text does not count).
 fn has_template(v: &Value) -> bool {
+    if unsafe_inner(v).is_some() {
+        return false;
+    }
     match v {
         Value::String(s) => is_template(s),
         Value::Array(items) => items.iter().any(has_template),
@@ -52,7 +59,7 @@ pub fn context(vars: &Vars, engine: &Arc<Engine>) -> JValue {
             rendered: Mutex::new(BTreeMap::new()),
         })
     } else {
-        JValue::from_serialize(vars)
+        JValue::from_iter(vars.iter().map(|(k, v)| (k.as_str(), to_jvalue(v))))
     }
 }
 
@@ -63,15 +70,16 @@ impl LazyVars {
             r.len() >= MAX_DEPTH || r.iter().any(|n| n == name)
         });
         if cycle {
-            return Some(JValue::from_serialize(raw));
+            return Some(to_jvalue(raw));
         }
         RESOLVING.with(|r| r.borrow_mut().push(name.to_string()));
         let ctx = JValue::from_dyn_object(Arc::clone(self));
-        let out = self.engine.render_value(raw, &ctx);
+        // Unsafe text the value refers to stays unsafe in what it renders to.
+        let out = self.engine.render_value_keeping_unsafe(raw, &ctx);
         RESOLVING.with(|r| r.borrow_mut().pop());
         // A variable whose template fails (it names something undefined) is itself
         // undefined where it is used, so `x is defined` and `default()` see through it.
-        out.ok().map(|v| JValue::from_serialize(&v))
+        out.ok().map(|v| to_jvalue(&v))
     }
 }
 
@@ -84,7 +92,7 @@ impl Object for LazyVars {
         let name = key.as_str()?;
         let raw = self.vars.get(name)?;
         if !has_template(raw) {
-            return Some(JValue::from_serialize(raw));
+            return Some(to_jvalue(raw));
         }
         if let Ok(cache) = self.rendered.lock()
             && let Some(done) = cache.get(name)

@@ -17,6 +17,7 @@ pub mod facts;
 mod filters;
 pub mod hex;
 pub mod install;
+pub mod keywords;
 pub mod lazyvars;
 pub mod locate;
 pub mod modules;

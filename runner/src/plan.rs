@@ -15,8 +15,49 @@ pub const PLAN_FORMAT: &str = "rustle-deploy-plan";
 /// The plan file version this build writes and reads.
 pub const PLAN_VERSION: u32 = 1;
 
+/// The key of the marker for text that is never templated, Ansible's `!unsafe`:
+/// `{"__ansible_unsafe": "text"}` anywhere a value is carried (variables, arguments,
+/// loop items) stands for the string `text`, used as it is.
+pub const UNSAFE_KEY: &str = "__ansible_unsafe";
+
 /// Variables: a JSON object, names to values.
 pub type Vars = Map<String, Value>;
+
+/// A keyword given as a literal or as a template that the runner evaluates on the host
+/// where Ansible does (`ignore_errors: "{{ ansible_check_mode }}"`, `delay: "{{ d }}"`,
+/// `retries: "{{ n + 2 }}"`), with the task's variables, loop item included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Templated<T> {
+    /// A literal value.
+    Value(T),
+    /// A template, rendered and then converted to the keyword's type as Ansible converts
+    /// it (`"yes"` is true, `"0.5"` is 0.5).
+    Template(String),
+}
+
+/// A boolean keyword: a literal, or a template that renders to one of Ansible's booleans.
+pub type Flag = Templated<bool>;
+
+impl<T> From<T> for Templated<T> {
+    fn from(value: T) -> Self {
+        Templated::Value(value)
+    }
+}
+
+impl<T: PartialEq> Templated<T> {
+    /// True when this is the literal `value`.
+    pub fn is(&self, value: &T) -> bool {
+        matches!(self, Templated::Value(v) if v == value)
+    }
+}
+
+impl Flag {
+    /// True unless this is the literal `false`: a template may turn out true.
+    pub fn may_be_true(&self) -> bool {
+        !self.is(&false)
+    }
+}
 
 /// A whole plan file, for every host: what `rustle-deploy` reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +131,7 @@ pub struct Play {
     pub gather_facts: bool,
     /// Run the play's tasks with privilege.
     #[serde(default, rename = "become", skip_serializing_if = "Option::is_none")]
-    pub become_: Option<bool>,
+    pub become_: Option<Flag>,
     /// The user to become (default root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_user: Option<String>,
@@ -98,6 +139,16 @@ pub struct Play {
     /// renders to one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Value>,
+    /// A failure of any task or handler of the play is reported but the host goes on
+    /// (unless a block or task says otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_errors: Option<Flag>,
+    /// Run the play's tasks in check mode (true) or for real (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_mode: Option<Flag>,
+    /// Hide the results of the play's tasks and handlers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_log: Option<Flag>,
     /// The tasks, in order.
     #[serde(default)]
     pub tasks: Vec<Task>,
@@ -144,13 +195,13 @@ pub struct LoopControl {
     pub index_var: Option<String>,
     /// Seconds to wait between items.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pause: Option<f64>,
+    pub pause: Option<Templated<f64>>,
     /// Provide `ansible_loop` (index, first, last, length, revindex, previtem, ...).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub extended: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended: Option<Flag>,
     /// With `extended`, leave `ansible_loop.allitems` out (false), as Ansible allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extended_allitems: Option<bool>,
+    pub extended_allitems: Option<Flag>,
     /// Stop looping after the first item for which this holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_when: Option<Condition>,
@@ -187,9 +238,10 @@ pub struct Task {
     /// Overrides whether the result counts as failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_when: Option<Condition>,
-    /// A failure is reported but the host goes on.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ignore_errors: bool,
+    /// A failure is reported but the host goes on. Unset, the enclosing block's or
+    /// play's value applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_errors: Option<Flag>,
     /// Handlers (by name or `listen` topic) to notify when this task changes something.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,
@@ -201,7 +253,7 @@ pub struct Task {
     pub vars: Vars,
     /// Run with privilege.
     #[serde(default, rename = "become", skip_serializing_if = "Option::is_none")]
-    pub become_: Option<bool>,
+    pub become_: Option<Flag>,
     /// The user to become.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_user: Option<String>,
@@ -209,24 +261,26 @@ pub struct Task {
     /// play's and enclosing blocks' (a mapping, or a template that renders to one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Value>,
-    /// Hide the task's result (arguments, output) from events and reports.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_log: bool,
+    /// Hide the task's result (arguments, output) from events and reports. Unset, the
+    /// enclosing block's or play's value applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_log: Option<Flag>,
     /// Tags, for `--tags` / `--skip-tags` selection when the plan is made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Repeat until this holds (with `retries` and `delay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Condition>,
-    /// How many times to retry with `until` (Ansible's default is 3).
+    /// How many times to retry (Ansible's default is 3 with `until`; without `until`,
+    /// the task is retried until it succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retries: Option<u32>,
-    /// Seconds between retries (default 5).
+    pub retries: Option<Templated<i64>>,
+    /// Seconds between retries (default 5; fractions allowed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<u64>,
+    pub delay: Option<Templated<f64>>,
     /// Run this task in check mode (true) or for real (false) whatever the plan says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check_mode: Option<bool>,
+    pub check_mode: Option<Flag>,
     /// The tasks of a block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<Vec<Task>>,

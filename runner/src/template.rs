@@ -131,6 +131,16 @@ impl Engine {
     pub fn eval_bool(&self, expr: &str, ctx: &JValue) -> Result<bool, TemplateError> {
         let expr = single_expression(expr).unwrap_or(expr);
         let v = self.eval(expr, ctx)?;
+        // Ansible fails a condition that names something undefined (`when: nope`)
+        // rather than taking it as false.
+        if v.is_undefined() {
+            return Err(TemplateError {
+                source_text: expr.to_string(),
+                detail: format!(
+                    "error while evaluating conditional ({expr}): '{expr}' is undefined"
+                ),
+            });
+        }
         // Ansible evaluates the strings "false"/"no" from variables as false too.
         if let Some(s) = v.as_str() {
             return Ok(crate::modules::args::truthy_str(s).unwrap_or(!s.is_empty()));
@@ -139,14 +149,42 @@ impl Engine {
     }
 
     /// Renders every string inside a JSON value. A string that is one `{{ expr }}`
-    /// becomes the expression's value with its type (list, number, ...).
+    /// becomes the expression's value with its type (list, number, ...). Unsafe text
+    /// (the plan's `{"__ansible_unsafe": ...}` marker) is given as it is, never rendered.
     pub fn render_value(&self, v: &Value, ctx: &JValue) -> Result<Value, TemplateError> {
+        self.render(v, ctx, false)
+    }
+
+    /// [`Self::render_value`] for a value that is kept and may be rendered again
+    /// (`set_fact`, a variable made of variables): unsafe text stays marked, and so
+    /// does what a lone `{{ expression }}` gives when it is unsafe text (a registered
+    /// result's `stdout`, an `!unsafe` variable), as Ansible keeps it unsafe.
+    pub fn render_value_keeping_unsafe(
+        &self,
+        v: &Value,
+        ctx: &JValue,
+    ) -> Result<Value, TemplateError> {
+        self.render(v, ctx, true)
+    }
+
+    fn render(&self, v: &Value, ctx: &JValue, keep: bool) -> Result<Value, TemplateError> {
+        if let Some(inner) = unsafe_inner(v) {
+            return Ok(if keep { v.clone() } else { strip_unsafe(inner) });
+        }
         Ok(match v {
             Value::String(s) if is_template(s) => match native_expression(s) {
                 Some(expr) => {
                     let v = self.eval(expr, ctx)?;
                     match v.as_str() {
-                        Some(text) => Value::String(with_trailing_newlines(s, text.to_string())),
+                        Some(text) => {
+                            let text = with_trailing_newlines(s, text.to_string());
+                            if keep && v.is_safe() {
+                                unsafe_marker(text)
+                            } else {
+                                Value::String(text)
+                            }
+                        }
+                        None if keep => to_json_keeping_unsafe(&v, s)?,
                         None => to_json(&v, s)?,
                     }
                 }
@@ -155,18 +193,114 @@ impl Engine {
             Value::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|i| self.render_value(i, ctx))
+                    .map(|i| self.render(i, ctx, keep))
                     .collect::<Result<_, _>>()?,
             ),
             Value::Object(map) => {
                 let mut out = serde_json::Map::with_capacity(map.len());
                 for (k, v) in map {
-                    out.insert(k.clone(), self.render_value(v, ctx)?);
+                    out.insert(k.clone(), self.render(v, ctx, keep)?);
                 }
                 Value::Object(out)
             }
             other => other.clone(),
         })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Unsafe text: Ansible's `!unsafe` and module results, never templated.
+//
+// The plan carries it as `{"__ansible_unsafe": value}`: a string, or a list or mapping
+// all of whose strings are unsafe. In templates it is a "safe" minijinja string (a flag
+// that only matters for HTML auto-escaping, which Ansible's templates never use): the
+// flag survives a plain `{{ var }}` or `{{ var.attr }}`, so what such an expression
+// gives can be kept unsafe too.
+
+/// The value inside an unsafe marker, when `v` is one.
+pub fn unsafe_inner(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get(crate::plan::UNSAFE_KEY),
+        _ => None,
+    }
+}
+
+/// `text` marked unsafe.
+pub fn unsafe_marker(text: String) -> Value {
+    let mut m = serde_json::Map::with_capacity(1);
+    m.insert(crate::plan::UNSAFE_KEY.to_string(), Value::String(text));
+    Value::Object(m)
+}
+
+/// `v` with every unsafe marker replaced by what it holds (for modules and output).
+pub fn strip_unsafe(v: &Value) -> Value {
+    if let Some(inner) = unsafe_inner(v) {
+        return strip_unsafe(inner);
+    }
+    match v {
+        Value::Array(items) => Value::Array(items.iter().map(strip_unsafe).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), strip_unsafe(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A JSON value as a template value: unsafe text becomes a safe string.
+pub fn to_jvalue(v: &Value) -> JValue {
+    jvalue(v, false)
+}
+
+fn jvalue(v: &Value, all_unsafe: bool) -> JValue {
+    if let Some(inner) = unsafe_inner(v) {
+        return jvalue(inner, true);
+    }
+    match v {
+        Value::Null => JValue::from(()),
+        Value::Bool(b) => JValue::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => JValue::from(i),
+            (None, Some(u)) => JValue::from(u),
+            _ => JValue::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) if all_unsafe => JValue::from_safe_string(s.clone()),
+        Value::String(s) => JValue::from(s.as_str()),
+        Value::Array(items) => items.iter().map(|i| jvalue(i, all_unsafe)).collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (JValue::from(k.as_str()), jvalue(v, all_unsafe)))
+            .collect(),
+    }
+}
+
+/// [`to_json`], with safe (unsafe-text) strings given as markers.
+fn to_json_keeping_unsafe(v: &JValue, source: &str) -> Result<Value, TemplateError> {
+    match v.kind() {
+        ValueKind::String if v.is_safe() => {
+            Ok(unsafe_marker(v.as_str().unwrap_or_default().to_string()))
+        }
+        ValueKind::Seq => {
+            let mut out = Vec::new();
+            for item in v.try_iter().into_iter().flatten() {
+                out.push(to_json_keeping_unsafe(&item, source)?);
+            }
+            Ok(Value::Array(out))
+        }
+        ValueKind::Map => {
+            let mut out = serde_json::Map::new();
+            for k in v.try_iter().into_iter().flatten() {
+                let item = v.get_item(&k).unwrap_or_default();
+                let key = match k.as_str() {
+                    Some(s) => s.to_string(),
+                    None => k.to_string(),
+                };
+                out.insert(key, to_json_keeping_unsafe(&item, source)?);
+            }
+            Ok(Value::Object(out))
+        }
+        _ => to_json(v, source),
     }
 }
 

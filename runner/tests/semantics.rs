@@ -716,8 +716,9 @@ fn retries_until() {
     );
     assert_eq!(run.result("second time lucky")["attempts"], 2);
     assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "2");
-    // retries: 2 means one try and two retries.
-    assert_eq!(run.result("never")["attempts"], 3);
+    // retries: 2 means one try and two retries; giving up, Ansible (2.18) reports
+    // `attempts` as the retries made, 2, not the 3 runs.
+    assert_eq!(run.result("never")["attempts"], 2);
     assert_eq!(run.result("never")["rc"], 7);
 }
 
@@ -984,6 +985,22 @@ fn environment_from_play_block_and_task_reaches_processes() {
     assert!(msg.contains("environment must be a mapping"), "{msg}");
 }
 
+/// Non-text environment values are exported as Python's str() gives them, as Ansible
+/// does: with YAML 1.1, `B: yes` is a boolean and reaches the process as `True`
+/// (ansible-core 2.18.19 prints `A=[None] B=[True] C=[1.5]` for this task).
+#[test]
+fn environment_values_are_exported_as_python_text() {
+    let plan = play(
+        json!([with(
+            sh("env", "echo \"A=[$A] B=[$B] C=[$C]\""),
+            json!({"environment": {"A": null, "B": true, "C": 1.5}}),
+        )]),
+        json!({}),
+    );
+    let run = check(plan, &[("env", "changed")]);
+    assert_eq!(run.result("env")["stdout"], "A=[None] B=[True] C=[1.5]");
+}
+
 #[test]
 fn become_user_runs_the_task_as_that_user_when_the_runner_is_root() {
     let plan = play(
@@ -1083,5 +1100,252 @@ fn variables_defined_with_other_variables_render_where_they_are_used() {
     assert_eq!(
         std::fs::read_to_string(app.join("app.conf")).unwrap(),
         format!("hi web1 in {}\n", app.display())
+    );
+}
+
+/// Keywords given as templates are evaluated on the host when the task runs, per loop
+/// item, with Ansible's types. Expected statuses and values are ansible-core 2.18.19's
+/// for the same play (written as a playbook; `yes_` stands for a variable "yes").
+#[test]
+fn templated_keywords_evaluate_when_the_task_runs() {
+    let d = tmp();
+    let counter = p(d.path(), "counter");
+    let touched = p(d.path(), "touched");
+    let tpl = |s: &str| Value::String(s.to_string());
+    let plan = play(
+        json!([
+            with(
+                sh("ignored by template", "false"),
+                json!({"ignore_errors": tpl("{{ yes_ }}")}),
+            ),
+            {"name": "block", "ignore_errors": tpl("{{ yes_ }}"), "block": [
+                sh("inherits block ignore", "false"),
+                with(sh("own false beats block", "true"), json!({"ignore_errors": tpl("{{ no_ }}")})),
+            ]},
+            with(
+                sh("retries template", "false"),
+                json!({"register": "r", "until": "r.rc == 0", "retries": tpl("{{ n }}"),
+                       "delay": tpl("{{ d }}"), "ignore_errors": true}),
+            ),
+            dbg("show attempts", "attempts {{ r.attempts }}"),
+            json!({"name": "reset counter", "module": "copy",
+                   "args": {"content": "", "dest": counter}}),
+            with(
+                sh("retries per item", &format!("echo x >> {counter}; false")),
+                json!({"register": "per", "until": false, "retries": tpl("{{ idx + 1 }}"),
+                       "delay": 0.01, "loop": ["a", "b"], "loop_control": {"index_var": "idx"},
+                       "ignore_errors": true}),
+            ),
+            with(
+                sh("count runs", &format!("wc -l < {counter}")),
+                json!({"register": "runs"}),
+            ),
+            dbg("show runs", "{{ runs.stdout | trim }} {{ per.results | map(attribute='attempts') | list }}"),
+            with(
+                json!({"name": "retries without until", "module": "fail", "args": {"msg": "no"}}),
+                json!({"retries": 2, "delay": 0.01, "register": "nu", "ignore_errors": true}),
+            ),
+            dbg("show nu", "attempts {{ nu.attempts }}"),
+            with(
+                json!({"name": "check mode template", "module": "command",
+                       "args": {"_raw_params": format!("touch {touched}")}}),
+                json!({"check_mode": tpl("{{ yes_ }}")}),
+            ),
+            with(dbg("no_log template", "secret"), json!({"no_log": tpl("{{ yes_ }}")})),
+            with(
+                dbg("loop control templated", "{{ x }} {{ ansible_loop.index }} {{ i }}"),
+                json!({"loop": ["p", "q"], "register": "lc",
+                       "loop_control": {"loop_var": tpl("{{ 'x' }}"), "index_var": tpl("{{ 'i' }}"),
+                                        "extended": tpl("{{ yes_ }}"), "pause": tpl("{{ d }}")}}),
+            ),
+            with(
+                dbg("bad flag", "x"),
+                json!({"no_log": tpl("{{ 'perhaps' }}"), "ignore_errors": true}),
+            ),
+            with(
+                dbg("bad retries", "x"),
+                json!({"retries": tpl("{{ 'lots' }}"), "ignore_errors": true}),
+            ),
+        ]),
+        json!({"vars": {"yes_": "yes", "no_": "no", "n": 2, "d": "0.01"}}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("ignored by template", "failed,ignored"),
+            ("inherits block ignore", "failed,ignored"),
+            ("own false beats block", "changed"),
+            ("retries template", "failed,ignored"),
+            ("show attempts", "ok"),
+            ("reset counter", "changed"),
+            ("retries per item", "failed,ignored"),
+            ("count runs", "changed"),
+            ("show runs", "ok"),
+            ("retries without until", "failed,ignored"),
+            ("show nu", "ok"),
+            ("check mode template", "skipped"),
+            ("no_log template", "ok"),
+            ("loop control templated", "ok"),
+            ("bad flag", "failed,ignored"),
+            ("bad retries", "failed,ignored"),
+        ],
+    );
+    assert_eq!(run.result("show attempts")["msg"], "attempts 2");
+    // Item a: retries 1 (two runs, reported 1); item b: retries 2 (three runs).
+    assert_eq!(run.result("show runs")["msg"], "5 [1, 2]");
+    assert_eq!(run.result("show nu")["msg"], "attempts 2");
+    assert!(!d.path().join("touched").exists());
+    assert!(run.result("no_log template")["censored"].is_string());
+    let msgs: Vec<&Value> = run.result("loop control templated")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["msg"])
+        .collect();
+    assert_eq!(msgs, [&json!("p 1 0"), &json!("q 2 1")]);
+    // A keyword that cannot be converted: no_log hides the result (its text is true to
+    // Ansible), retries fails the task with Ansible's message.
+    assert!(run.result("bad flag")["censored"].is_string());
+    let msg = run.result("bad retries")["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "the field 'retries' has an invalid value (\"{{ 'lots' }}\"), and could not be converted to int."
+        ),
+        "{msg}"
+    );
+    assert_eq!(
+        run.recap(),
+        "ok=15 changed=7 unreachable=0 failed=0 skipped=1 rescued=0 ignored=7"
+    );
+}
+
+/// `!unsafe` text (the plan's `{"__ansible_unsafe": ...}` marker) and module results are
+/// never templated: not as variables, not inside lists and mappings, not when another
+/// variable or `set_fact` passes them on, not as loop items. The play is ansible-core's
+/// `yaml_parsing/tasks/unsafe.yml` and `templating` checks, with the results 2.18.19
+/// gives for it (written as a playbook with `!unsafe`).
+#[test]
+fn unsafe_text_is_never_templated() {
+    let u = |s: &str| json!({ "__ansible_unsafe": s });
+    let plan = play(
+        json!([
+            {"name": "check unsafe values", "module": "assert", "args": {"that": [
+                "regstr != resolved",
+                "'Fail' not in regstr",
+                "'{' in regstr",
+                "ulist[0] != resolved",
+                "'}' in ulist[0]",
+                "udict['a'] != resolved",
+                "via == regstr",
+            ]}},
+            with(
+                json!({"name": "echo braces", "module": "command",
+                       "args": {"_raw_params": "echo {% raw %}{{ foo }}{% endraw %}"}}),
+                json!({"register": "result"}),
+            ),
+            {"name": "registered text is not templated", "module": "assert",
+             "args": {"that": ["result.stdout_lines|first == expected"]}},
+            {"name": "keep through set_fact", "module": "set_fact",
+             "args": {"sf": "{{ regstr }}", "out": "{{ result.stdout }}"}},
+            dbg("show set facts", "{{ [sf, out] }}"),
+            with(dbg("loop over registered lines", "{{ item }}"),
+                 json!({"loop": "{{ result.stdout_lines }}"})),
+            with(
+                json!({"name": "unsafe argument", "module": "command",
+                       "args": {"_raw_params": u("echo {{ nottemplate }}")}}),
+                json!({"register": "raw"}),
+            ),
+            dbg("show raw", "{{ raw.stdout }}"),
+        ]),
+        json!({"vars": {
+            "nottemplate": "FAIL",
+            "resolved": "b{{nottemplate}}",
+            "regstr": u("b{{nottemplate}}"),
+            "ulist": [u("b{{nottemplate}}"), u("c"), u("d")],
+            "udict": {"a": u("b{{nottemplate}}"), "c": u("d")},
+            "via": "{{ regstr }}",
+            "expected": u("{{ foo }}"),
+        }}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("check unsafe values", "ok"),
+            ("echo braces", "changed"),
+            ("registered text is not templated", "ok"),
+            ("keep through set_fact", "ok"),
+            ("show set facts", "ok"),
+            ("loop over registered lines", "ok"),
+            ("unsafe argument", "changed"),
+            ("show raw", "ok"),
+        ],
+    );
+    assert_eq!(
+        run.result("show set facts")["msg"],
+        json!(["b{{nottemplate}}", "{{ foo }}"])
+    );
+    assert_eq!(
+        run.result("loop over registered lines")["results"][0]["msg"],
+        "{{ foo }}"
+    );
+    assert_eq!(run.result("show raw")["msg"], "{{ nottemplate }}");
+    // set_fact's own result shows the text, not the markers.
+    assert_eq!(
+        run.result("keep through set_fact")["ansible_facts"]["sf"],
+        "b{{nottemplate}}"
+    );
+    assert_eq!(
+        run.recap(),
+        "ok=8 changed=2 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0"
+    );
+}
+
+/// A condition naming something undefined fails the task instead of counting as false;
+/// for changed_when/failed_when the error goes in `changed_when_result` /
+/// `failed_when_result` beside the module's own result (ansible-core 2.18.19's
+/// `changed_when` and `failed_when` targets, "invalid conditional").
+#[test]
+fn conditions_naming_undefined_variables_fail() {
+    let echo = |name: &str| {
+        json!({"name": name, "module": "command", "args": {"_raw_params": "echo foo"},
+               "register": name, "ignore_errors": true})
+    };
+    let plan = play(
+        json!([
+            with(echo("fw"), json!({"failed_when": "boomboomboom"})),
+            with(echo("cw"), json!({"changed_when": "boomboomboom"})),
+            with(
+                dbg("when", "x"),
+                json!({"when": "nope", "ignore_errors": true})
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("fw", "failed,ignored"),
+            ("cw", "failed,ignored"),
+            ("when", "failed,ignored"),
+        ],
+    );
+    let fw = run.result("fw");
+    assert_eq!(fw["stdout"], "foo");
+    let text = fw["failed_when_result"].as_str().unwrap();
+    assert!(
+        text.starts_with("The conditional check 'boomboomboom' failed. The error was: error while evaluating conditional (boomboomboom): 'boomboomboom' is undefined"),
+        "{text}"
+    );
+    assert!(
+        run.result("cw")["changed_when_result"]
+            .as_str()
+            .unwrap()
+            .contains("'boomboomboom' is undefined")
+    );
+    assert!(
+        run.result("when")["msg"]
+            .as_str()
+            .unwrap()
+            .contains("'nope' is undefined")
     );
 }

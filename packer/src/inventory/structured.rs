@@ -22,6 +22,8 @@ enum Node {
     Str(String),
     Seq(Vec<Node>),
     Map(Vec<(String, Node)>),
+    /// A value already in the plan's JSON form: `!unsafe` text as its marker.
+    Json(Value),
 }
 
 impl Node {
@@ -33,7 +35,7 @@ impl Node {
             Node::Int(n) => Some(n.to_string()),
             Node::UInt(n) => Some(n.to_string()),
             Node::Float(f) => Some(f.to_string()),
-            Node::Null | Node::Seq(_) | Node::Map(_) => None,
+            Node::Null | Node::Seq(_) | Node::Map(_) | Node::Json(_) => None,
         }
     }
 
@@ -45,6 +47,7 @@ impl Node {
             Node::Str(_) => "a string",
             Node::Seq(_) => "a list",
             Node::Map(_) => "a mapping",
+            Node::Json(_) => "an !unsafe value",
         }
     }
 
@@ -65,8 +68,51 @@ impl Node {
                     .map(|(k, v)| (k, v.into_value()))
                     .collect(),
             ),
+            Node::Json(v) => v,
         }
     }
+
+    /// A value read by [`crate::ansible_yaml`] (YAML as Ansible reads it), in file order.
+    fn from_yaml(value: serde_norway::Value) -> Result<Node, String> {
+        use serde_norway::Value as Yaml;
+        Ok(match value {
+            Yaml::Null => Node::Null,
+            Yaml::Bool(b) => Node::Bool(b),
+            Yaml::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Node::Int(i)
+                } else if let Some(u) = n.as_u64() {
+                    Node::UInt(u)
+                } else {
+                    Node::Float(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Yaml::String(s) => Node::Str(s),
+            Yaml::Sequence(items) => Node::Seq(
+                items
+                    .into_iter()
+                    .map(Node::from_yaml)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Yaml::Mapping(map) => {
+                let mut entries = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let key = crate::ansible_yaml::key_text(&k).ok_or_else(|| {
+                        "mapping keys must be scalars, got a null, list or mapping".to_string()
+                    })?;
+                    entries.push((key, Node::from_yaml(v)?));
+                }
+                Node::Map(entries)
+            }
+            tagged @ Yaml::Tagged(_) => Node::Json(crate::ansible_yaml::to_json(&tagged)?),
+        })
+    }
+}
+
+/// Reads YAML text as Ansible's inventory plugin does (its YAML 1.1 loader).
+fn load_yaml(text: &str) -> Result<Node, (Option<usize>, String)> {
+    let value = crate::ansible_yaml::load(text).map_err(|e| (e.line, e.msg))?;
+    Node::from_yaml(value).map_err(|e| (None, e))
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -131,7 +177,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
 /// Whether `text` is a YAML mapping of groups that have `hosts`, `children` or `vars`.
 pub(super) fn looks_like_yaml_inventory(text: &str) -> bool {
-    let Ok(Node::Map(groups)) = serde_norway::from_str::<Node>(text) else {
+    let Ok(Node::Map(groups)) = load_yaml(text) else {
         return false;
     };
     groups.iter().any(|(_, group)| match group {
@@ -144,10 +190,10 @@ pub(super) fn looks_like_yaml_inventory(text: &str) -> bool {
 
 /// Parses a YAML inventory.
 pub(super) fn parse_yaml(text: &str, source: &str) -> Result<Inventory, InventoryError> {
-    let root = serde_norway::from_str::<Node>(text).map_err(|e| InventoryError::Parse {
+    let root = load_yaml(text).map_err(|(line, msg)| InventoryError::Parse {
         source_name: source.to_owned(),
-        line: e.location().map(|l| l.line()),
-        msg: format!("invalid YAML: {e}"),
+        line,
+        msg: format!("invalid YAML: {msg}"),
     })?;
     build(root, source)
 }

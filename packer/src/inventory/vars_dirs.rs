@@ -214,7 +214,7 @@ fn read_vars_file(path: &Path, vault: Option<&Vault>) -> Result<Vars, InventoryE
     })?;
     match value {
         serde_norway::Value::Null => Ok(Vars::new()),
-        serde_norway::Value::Mapping(_) => match serde_json::to_value(&value) {
+        serde_norway::Value::Mapping(_) => match crate::ansible_yaml::to_json(&value) {
             Ok(serde_json::Value::Object(map)) => Ok(map),
             Ok(_) => Err(err(None, "expected a mapping of variables".into())),
             Err(e) => Err(err(None, format!("cannot use these values: {e}"))),

@@ -137,11 +137,18 @@ fn vars_as_json(path: &Path) -> Result<PlanFile, PlanError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let value: Value = serde_norway::from_str(&text).map_err(|e| PlanError::Field {
-        source_name: path.display().to_string(),
-        path: "include_vars".to_string(),
-        reason: format!("not a YAML or JSON variables file: {e}"),
-    })?;
+    // Read as Ansible reads it (YAML 1.1 booleans and numbers, `!unsafe` as the plan's marker).
+    let value = crate::ansible_yaml::load(&text)
+        .map_err(|e| match e.line {
+            Some(line) => format!("line {line}: {}", e.msg),
+            None => e.msg,
+        })
+        .and_then(|v| crate::ansible_yaml::to_json(&v))
+        .map_err(|e| PlanError::Field {
+            source_name: path.display().to_string(),
+            path: "include_vars".to_string(),
+            reason: format!("not a YAML or JSON variables file: {e}"),
+        })?;
     if !(value.is_object() || value.is_null()) {
         return Err(PlanError::Field {
             source_name: path.display().to_string(),

@@ -416,7 +416,7 @@ impl Converter<'_> {
                 }
                 "CheckMode" => {
                     let c: CheckModeBody = self.decode(body, &vpath)?;
-                    task.check_mode = Some(c.enabled);
+                    task.check_mode = Some(c.enabled.into());
                 }
                 "Host" => {
                     let c: HostBody = self.decode(body, &vpath)?;

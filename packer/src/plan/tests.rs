@@ -129,7 +129,7 @@ fn check_mode_comes_from_planning_options_and_conditions() {
     assert!(checked.plan.check_mode);
     assert!(!checked.plan.diff_mode);
     for task in &checked.plan.plays[0].tasks {
-        assert_eq!(task.check_mode, Some(true), "{:?}", task.name);
+        assert_eq!(task.check_mode, Some(true.into()), "{:?}", task.name);
     }
     // CheckMode and Tag conditions are not `when` expressions.
     assert_eq!(checked.plan.plays[0].tasks[0].when, None);

@@ -14,7 +14,8 @@
 //! - Play: `hosts` (string, list, comma-separated; `{{ var }}` from extra vars or play vars
 //!   is substituted), `name`, `vars`, `vars_files` (relative to the playbook's directory;
 //!   `{{ var }}` substituted as for `hosts`), `gather_facts` (default true), `become`,
-//!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `pre_tasks`, `roles`, `tasks`,
+//!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `ignore_errors`,
+//!   `check_mode`, `tags`, `pre_tasks`, `roles`, `tasks`,
 //!   `post_tasks` (concatenated in that order), `handlers`.
 //! - Task: one module key (short, `ansible.builtin.x`, `ansible.legacy.x` or any
 //!   collection name), or `action:`; free-form text (`shell: echo hi`,
@@ -25,6 +26,12 @@
 //!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
 //!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `block`/`rescue`/`always`.
+//! - Keywords Ansible templates (`ignore_errors`, `become`, `become_user`, `check_mode`,
+//!   `no_log`, `retries`, `delay`, `loop_control`'s `loop_var`, `index_var`, `label`,
+//!   `pause`, `extended`, `extended_allitems`; `when`, `changed_when`, `failed_when`,
+//!   `until` always) may be templates: the plan carries them as written and the runner
+//!   evaluates them on the host when the task runs, per loop item, converting the result
+//!   as Ansible does (`delay` and `pause` are floats, `retries` an integer).
 //! - `import_tasks`/`include_tasks` with a static file name (relative to the including
 //!   file, then its `tasks/` directory, then the role's `tasks/`): the file's tasks are
 //!   inlined; keywords on the include (`when`, `tags`, `vars`, `become`, ...) go on a block
@@ -94,24 +101,27 @@
 //! # Refused, with the file, the line, the task path and the keyword
 //!
 //! Vault content without `--vault-password-file` (or with a wrong password); YAML tags
-//! other than `!vault`;
+//! Ansible's loader has no constructor for (anything but `!unsafe`, `!vault` and the
+//! standard `!!str`-style tags), and `!!binary`/`!!set`/`!!omap`, whose Python objects a
+//! plan cannot carry;
 //! blocks among handlers and keywords on includes among handlers (the runner notifies
 //! handlers by name); `with_items` lists mixing `{{ expression }}` items with others;
 //! dynamic includes (templated file or role names, loops on includes, `apply`), the old
-//! `include:`; lookups other than `with_items`/`with_list`/`with_dict`; templated values where the plan needs a literal (`become`,
-//! `retries`, ...); and these Ansible keywords, not supported yet: `delegate_to`,
+//! `include:`; lookups other than `with_items`/`with_list`/`with_dict`; a templated
+//! `gather_facts`; and these Ansible keywords, not supported yet: `delegate_to`,
 //! `delegate_facts`, `local_action`, `async`, `poll`, `run_once`,
 //! `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
 //! `collections`, `any_errors_fatal`, task `max_fail_percentage`, `throttle`, `timeout`,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
 //! plays, `strategy`, `order`, `force_handlers`, `gather_subset`,
-//! `gather_timeout`, `fact_path`, `vars_prompt`, `check_mode`, `ignore_errors`. Any other unknown
+//! `gather_timeout`, `fact_path`, `vars_prompt`. Any other unknown
 //! keyword is an error (with a "did you mean" for near misses), never silently dropped.
 //!
-//! YAML is read as YAML 1.2 (`serde_norway`): unquoted `yes`/`no` are strings, which
-//! keywords and the runner's modules accept as booleans, and `0755` stays the string
-//! `"0755"`, which modules read as octal as Ansible does.
+//! YAML is read as Ansible reads it ([`crate::ansible_yaml`]): YAML 1.1 booleans
+//! (`yes`/`no`/`on`/`off`), `0755` as the octal integer 493, `<<` merge keys, every null
+//! form; `!unsafe` values are carried as `{"__ansible_unsafe": "..."}`, which the runner
+//! never templates.
 
 mod defaults;
 mod freeform;
@@ -425,7 +435,7 @@ pub fn looks_like_playbook(text: &str) -> bool {
     if yaml::is_vault(text) {
         return true;
     }
-    match serde_norway::from_str::<serde_norway::Value>(text) {
+    match crate::ansible_yaml::load(text) {
         Ok(serde_norway::Value::Sequence(items)) => {
             !items.is_empty()
                 && items.iter().all(|item| {
@@ -504,7 +514,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
 
 /// `-e` arguments, later ones winning: `@file` (YAML or JSON, vault allowed), a YAML/JSON
 /// mapping (`'{"a": 1}'`), or `key=value` pairs (several per argument, split as Ansible's
-/// `parse_kv` does; values typed as YAML would type them).
+/// `parse_kv` does; the values are strings, as in Ansible: `-e n=1` is the text `1`).
 pub fn parse_extra_vars(
     args: &[String],
     vault: Option<&crate::vault::Vault>,
@@ -534,13 +544,7 @@ pub fn parse_extra_vars(
                     format!("-e {arg}: expected key=value, @file or a JSON/YAML mapping"),
                 ));
             }
-            for (k, v) in pairs {
-                let value = match &v {
-                    Value::String(s) => serde_norway::from_str::<Value>(s).unwrap_or(v),
-                    _ => v,
-                };
-                out.insert(k, value);
-            }
+            out.extend(pairs);
         }
     }
     Ok(out)

@@ -12,8 +12,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 17] = [
+const PLAY_KEYWORDS: [&str; 20] = [
     "name",
+    "ignore_errors",
+    "check_mode",
+    "no_log",
     "environment",
     "hosts",
     "vars",
@@ -402,9 +405,16 @@ impl Loader<'_> {
             }
             None => None,
         };
-        let become_ = get("become")
-            .map(|v| tasks::boolean(v, &at, "become"))
-            .transpose()?;
+        let flag = |key: &str| -> Result<Option<rustle_runner::plan::Flag>, PlaybookError> {
+            Ok(match get(key) {
+                None => None,
+                Some(v) => tasks::flag(v, &at, key)?,
+            })
+        };
+        let become_ = flag("become")?;
+        let ignore_errors = flag("ignore_errors")?;
+        let check_mode = flag("check_mode")?;
+        let no_log = flag("no_log")?;
         let become_user = get("become_user")
             .map(|v| scalar_str(v).ok_or_else(|| at.invalid("become_user", "expected a string")))
             .transpose()?;
@@ -457,6 +467,9 @@ impl Loader<'_> {
                 become_,
                 become_user,
                 environment,
+                ignore_errors,
+                check_mode,
+                no_log,
                 tasks: Vec::new(),
                 handlers,
             },

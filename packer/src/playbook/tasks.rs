@@ -5,7 +5,7 @@ use super::freeform;
 use super::roles::{RoleEntry, RoleInfo};
 use super::yaml::{self, key_str, mapping_to_json, scalar_str, to_json};
 use super::{Loader, NotFound, PlaybookError, Where, canonical, render_static};
-use rustle_runner::plan::{Condition, LoopControl, Task, Vars};
+use rustle_runner::plan::{Condition, Flag, LoopControl, Task, Templated, Vars};
 use serde_json::Value;
 use serde_norway::{Mapping, Value as Yaml};
 use std::path::{Path, PathBuf};
@@ -169,9 +169,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "force_handlers" => "handlers of a failed host are never run",
         "gather_subset" | "gather_timeout" | "fact_path" => "fact gathering options are fixed",
         "vars_prompt" => "there is no terminal on the hosts to prompt at",
-        "check_mode" | "ignore_errors" => {
-            "on a play these are not carried by the plan; set them on the tasks or a block"
-        }
         "include" => "`include` was removed from Ansible (2.16); use import_tasks or include_tasks",
         "apply" => "`apply` on includes is not implemented; put the keywords on the include itself",
         "vars_from" | "defaults_from" | "handlers_from" | "public" | "allow_duplicates"
@@ -341,39 +338,72 @@ pub(crate) fn boolean(v: &Yaml, at: &Where, key: &str) -> Result<bool, PlaybookE
     }
 }
 
-/// A non-negative number of seconds, possibly fractional (`loop_control.pause`).
-fn seconds(v: &Yaml, at: &Where, key: &str) -> Result<f64, PlaybookError> {
+/// True when a keyword's text is a template the runner evaluates on the host.
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// A boolean keyword Ansible templates (`ignore_errors`, `become`, `check_mode`,
+/// `no_log`, ...): a literal with Ansible's spellings, or a template the runner
+/// evaluates when the task runs. `None` for a null value (unset, as in Ansible).
+pub(crate) fn flag(v: &Yaml, at: &Where, key: &str) -> Result<Option<Flag>, PlaybookError> {
+    match v {
+        Yaml::Null => Ok(None),
+        Yaml::String(s) if is_template(s) => Ok(Some(Templated::Template(s.clone()))),
+        other => boolean(other, at, key).map(|b| Some(Templated::Value(b))),
+    }
+}
+
+/// A number of seconds Ansible takes as a float (`delay`, `loop_control.pause`): a
+/// literal (`0.5`, `"2"`) or a template. Literals must be finite and not negative.
+fn seconds(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<f64>>, PlaybookError> {
     let n = match v {
+        Yaml::Null => return Ok(None),
+        Yaml::String(s) if is_template(s) => return Ok(Some(Templated::Template(s.clone()))),
         Yaml::Number(n) => n.as_f64(),
         Yaml::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
-    n.filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| {
+    n.filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| Some(Templated::Value(n)))
+        .ok_or_else(|| {
+            at.invalid(
+                key,
+                format!(
+                    "expected a number of seconds or a template, found {}",
+                    show(v)
+                ),
+            )
+        })
+}
+
+/// An integer keyword Ansible templates (`retries`): a literal (a float with nothing
+/// after the point is accepted, as Ansible accepts it) or a template.
+fn integer(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<i64>>, PlaybookError> {
+    let n = match v {
+        Yaml::Null => return Ok(None),
+        Yaml::String(s) if is_template(s) => return Ok(Some(Templated::Template(s.clone()))),
+        Yaml::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        }),
+        Yaml::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    n.map(|n| Some(Templated::Value(n))).ok_or_else(|| {
         at.invalid(
             key,
-            format!("expected a number of seconds, found {}", yaml::describe(v)),
+            format!("expected an integer or a template, found {}", show(v)),
         )
     })
 }
 
-/// A non-negative integer keyword (`retries`, `delay`).
-fn integer(v: &Yaml, at: &Where, key: &str) -> Result<u64, PlaybookError> {
-    match v {
-        Yaml::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
-        Yaml::String(s) if s.contains("{{") || s.contains("{%") => Err(at.unsupported(
-            key,
-            format!("'{s}' is templated; the plan needs a literal number here"),
-        )),
-        Yaml::String(s) if s.trim().parse::<u64>().is_ok() => {
-            Ok(s.trim().parse::<u64>().unwrap_or_default())
-        }
-        other => Err(at.invalid(
-            key,
-            format!(
-                "expected a non-negative integer, found {}",
-                yaml::describe(other)
-            ),
-        )),
+/// A value as an error shows it: scalars as written, others by their kind.
+fn show(v: &Yaml) -> String {
+    match scalar_str(v) {
+        Some(s) => format!("'{s}'"),
+        None => yaml::describe(v).to_string(),
     }
 }
 
@@ -498,13 +528,13 @@ pub(crate) fn common(
         "when" => task.when = condition(v, at, key)?,
         "tags" => task.tags = tag_list(v, at)?,
         "vars" => task.vars = vars(v, &at.child("vars"))?,
-        "become" => task.become_ = Some(boolean(v, at, key)?),
+        "become" => task.become_ = flag(v, at, key)?,
         "become_user" => task.become_user = opt_string(v, at, key)?,
         "become_method" => become_method(v, at)?,
-        "ignore_errors" => task.ignore_errors = boolean(v, at, key)?,
-        "check_mode" => task.check_mode = Some(boolean(v, at, key)?),
+        "ignore_errors" => task.ignore_errors = flag(v, at, key)?,
+        "check_mode" => task.check_mode = flag(v, at, key)?,
         "environment" => task.environment = Some(environment(v, at)?),
-        "no_log" => task.no_log = boolean(v, at, key)?,
+        "no_log" => task.no_log = flag(v, at, key)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -696,14 +726,8 @@ impl Loader<'_> {
                 "changed_when" => task.changed_when = condition(v, at, key)?,
                 "failed_when" => task.failed_when = condition(v, at, key)?,
                 "until" => task.until = condition(v, at, key)?,
-                "retries" => {
-                    let n = integer(v, at, key)?;
-                    task.retries = Some(
-                        u32::try_from(n)
-                            .map_err(|_| at.invalid(key, format!("{n} is too large")))?,
-                    );
-                }
-                "delay" => task.delay = Some(integer(v, at, key)?),
+                "retries" => task.retries = integer(v, at, key)?,
+                "delay" => task.delay = seconds(v, at, key)?,
                 "notify" => task.notify = string_list(v, at, key)?,
                 "listen" if cx.handler => task.listen = string_list(v, at, key)?,
                 "listen" => return Err(at.invalid(key, "only valid on handlers")),
@@ -952,6 +976,20 @@ fn module_args(module: &str, value: &ModuleValue, at: &Where) -> Result<Vars, Pl
         ModuleValue::Text(t) => Ok(freeform::parse_kv(t, raw)),
         ModuleValue::Yaml(Yaml::Null) => Ok(Vars::new()),
         ModuleValue::Yaml(Yaml::Mapping(m)) => mapping_to_json(m, &at.child(module)),
+        // `command: !unsafe echo {{ x }}`: Ansible runs the command line untemplated; for
+        // other modules its `k=v` splitting makes new, templated strings.
+        ModuleValue::Yaml(other) if yaml::unsafe_text(other).is_some() => {
+            let text = yaml::unsafe_text(other).unwrap_or_default();
+            let mut args = freeform::parse_kv(text, raw);
+            if raw {
+                for v in args.values_mut() {
+                    if let Value::String(s) = v {
+                        *v = crate::ansible_yaml::unsafe_marker(s);
+                    }
+                }
+            }
+            Ok(args)
+        }
         ModuleValue::Yaml(other) => match scalar_str(other) {
             Some(text) => Ok(freeform::parse_kv(&text, raw)),
             None => {
@@ -1119,9 +1157,9 @@ fn loop_control(v: &Yaml, at: &Where) -> Result<LoopControl, PlaybookError> {
             "loop_var" => lc.loop_var = opt_string(val, &here, &key)?,
             "label" => lc.label = opt_string(val, &here, &key)?,
             "index_var" => lc.index_var = opt_string(val, &here, &key)?,
-            "pause" => lc.pause = Some(seconds(val, &here, &key)?),
-            "extended" => lc.extended = boolean(val, &here, &key)?,
-            "extended_allitems" => lc.extended_allitems = Some(boolean(val, &here, &key)?),
+            "pause" => lc.pause = seconds(val, &here, &key)?,
+            "extended" => lc.extended = flag(val, &here, &key)?,
+            "extended_allitems" => lc.extended_allitems = flag(val, &here, &key)?,
             "break_when" => lc.break_when = condition(val, &here, &key)?,
             other => {
                 return Err(bad_keyword(

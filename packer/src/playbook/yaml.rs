@@ -25,11 +25,11 @@ pub(crate) fn read(path: &Path, vault: Option<&Vault>) -> Result<Yaml, PlaybookE
     parse(&text, path, vault)
 }
 
-/// Parses YAML text read from `path` (used in errors): vaulted content is decrypted
-/// (the whole file, or inline `!vault` values), and `<<` merge keys are applied as
-/// Ansible's YAML loader does.
+/// Parses YAML text read from `path` (used in errors) as Ansible's loader reads it
+/// ([`crate::ansible_yaml`]: YAML 1.1 scalars, `<<` merge keys, `!unsafe`); vaulted
+/// content is decrypted (the whole file, or inline `!vault` values).
 pub(crate) fn parse(text: &str, path: &Path, vault: Option<&Vault>) -> Result<Yaml, PlaybookError> {
-    let mut value = crate::vault::parse_yaml(text, path, vault).map_err(|e| match e {
+    crate::vault::parse_yaml(text, path, vault).map_err(|e| match e {
         YamlError::Syntax { line, column, msg } => PlaybookError::Yaml {
             file: path.to_path_buf(),
             line,
@@ -37,28 +37,13 @@ pub(crate) fn parse(text: &str, path: &Path, vault: Option<&Vault>) -> Result<Ya
             msg,
         },
         YamlError::Vault(v) => PlaybookError::Vault(Box::new(v)),
-    })?;
-    value.apply_merge().map_err(|e| {
-        let loc = e.location();
-        PlaybookError::Yaml {
-            file: path.to_path_buf(),
-            line: loc.as_ref().map(|l| l.line()),
-            column: loc.as_ref().map(|l| l.column()),
-            msg: e.to_string(),
-        }
-    })?;
-    Ok(value)
+    })
 }
 
 /// A mapping key as a string; Ansible keys are strings, numbers and booleans are
 /// accepted as their text.
 pub(crate) fn key_str(key: &Yaml) -> Option<String> {
-    match key {
-        Yaml::String(s) => Some(s.clone()),
-        Yaml::Number(n) => Some(n.to_string()),
-        Yaml::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
+    crate::ansible_yaml::key_text(key)
 }
 
 /// A scalar as text (strings, numbers, booleans), `None` for anything else.
@@ -82,52 +67,24 @@ pub(crate) fn describe(value: &Yaml) -> &'static str {
         Yaml::String(_) => "a string",
         Yaml::Sequence(_) => "a list",
         Yaml::Mapping(_) => "a mapping",
+        Yaml::Tagged(t) if t.tag == "unsafe" => "an !unsafe value",
         Yaml::Tagged(_) => "a tagged value",
     }
 }
 
-/// Converts a YAML value to JSON. `at` says where the value is, for errors: vault-encrypted
-/// values (`!vault`) and other YAML tags are refused rather than passed on as plain text.
+/// The text of an `!unsafe` scalar (`!unsafe '{{ x }}'`).
+pub(crate) fn unsafe_text(value: &Yaml) -> Option<&str> {
+    match value {
+        Yaml::Tagged(t) if t.tag == "unsafe" => t.value.as_str(),
+        _ => None,
+    }
+}
+
+/// Converts a YAML value to JSON. `at` says where the value is, for errors: `!unsafe`
+/// values become the plan's unsafe marker, other tags and numbers JSON cannot hold are
+/// refused.
 pub(crate) fn to_json(value: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
-    Ok(match value {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(b) => Value::Bool(*b),
-        Yaml::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                match serde_json::Number::from_f64(f) {
-                    Some(num) => Value::Number(num),
-                    // JSON has no NaN or infinity; Ansible would carry them, the plan cannot.
-                    None => {
-                        return Err(at.invalid(
-                            "",
-                            format!("the number {n} cannot be carried in a plan (JSON has no NaN or infinity)"),
-                        ));
-                    }
-                }
-            }
-        }
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Sequence(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| to_json(v, at))
-                .collect::<Result<_, _>>()?,
-        ),
-        Yaml::Mapping(map) => Value::Object(mapping_to_json(map, at)?),
-        Yaml::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            if tag.trim_start_matches('!') == "vault" {
-                // Parsing opens every `!vault` value; one left here is a bug, said so.
-                return Err(at.invalid(&tag, "a !vault value was left unopened"));
-            }
-            return Err(at.unsupported(&tag, "YAML tags (such as `!unsafe`) are not supported yet"));
-        }
-    })
+    crate::ansible_yaml::to_json(value).map_err(|e| at.invalid("", e))
 }
 
 /// Converts a YAML mapping to a JSON object.
