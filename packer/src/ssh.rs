@@ -820,13 +820,19 @@ const TEMP_DIR: &str = "set -e\nu0=$(umask)\numask 077\nd=$(mktemp -d \"${TMPDIR
 /// `user <root>` per root, the latest last. `--rollback`, `--list-deployments` and
 /// `--cleanup` read it to find root's state with the same sudo as the deploy that made
 /// it ([`ROOTS_FILE`]); on the host, so any controller finds it. A repeat deploy only
-/// reads it (shell builtins, no process).
+/// reads it (shell builtins, no process). Deploys that share a login (local hosts share
+/// the controller's `$HOME`) may write it at once: a `mkdir` lock beside it orders the
+/// writers (one left by a killed deploy is taken over after five seconds), and each
+/// writes its own `mktemp` file and renames it over the record.
 fn note_root(sudo: bool) -> String {
     let how = if sudo { "sudo" } else { "user" };
     format!(
         "rl=\"{how} $R\"\nrf={ROOTS_FILE}\nlast=\n\
          if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do last=$l; done < \"$rf\"; fi\n\
-         if [ \"$last\" != \"$rl\" ]; then mkdir -p -m 700 \"$HOME/.rustle\"; (umask 077; {{ if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do if [ -n \"$l\" ] && [ \"$l\" != \"$rl\" ]; then printf '%s\\n' \"$l\"; fi; done < \"$rf\"; fi; printf '%s\\n' \"$rl\"; }} > \"$rf.new\" && mv -f \"$rf.new\" \"$rf\"); fi\n"
+         if [ \"$last\" != \"$rl\" ]; then mkdir -p -m 700 \"$HOME/.rustle\"; \
+         n=0; while ! mkdir \"$rf.lock\" 2>/dev/null && [ $n -lt 50 ]; do n=$((n+1)); sleep 0.1 2>/dev/null || sleep 1; done; \
+         (umask 077; rt=$(mktemp \"$HOME/.rustle/roots.XXXXXXXXXX\") && {{ if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do if [ -n \"$l\" ] && [ \"$l\" != \"$rl\" ]; then printf '%s\\n' \"$l\"; fi; done < \"$rf\"; fi; printf '%s\\n' \"$rl\"; }} > \"$rt\" && mv -f \"$rt\" \"$rf\"); \
+         rmdir \"$rf.lock\" 2>/dev/null || :; fi\n"
     )
 }
 
@@ -1202,6 +1208,46 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn deploys_sharing_a_login_record_every_root_at_once() {
+        // Local hosts share the controller's $HOME: their deploys write the record
+        // together, and none may lose another's line or fail on its temp file.
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let children: Vec<_> = (0..12)
+            .map(|i| {
+                std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("set -e\nR='/srv/r{i}'\n{}", note_root(false)))
+                    .env("HOME", home)
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let record = std::fs::read_to_string(home.join(".rustle/roots")).unwrap();
+        for i in 0..12 {
+            assert!(
+                record.contains(&format!("user /srv/r{i}\n")),
+                "r{i} lost: {record}"
+            );
+        }
+        let stray: Vec<_> = std::fs::read_dir(home.join(".rustle"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "roots")
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
     }
 
     #[test]
