@@ -33,6 +33,9 @@ pub enum InstallError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file could not be written (see [`crate::atomic`]); the error names it.
+    #[error(transparent)]
+    Write(#[from] crate::atomic::WriteError),
     /// A deployment id that is not a plain file name.
     #[error("deployment id {0:?} is not a safe directory name")]
     BadId(String),
@@ -99,26 +102,11 @@ pub fn private_dir(path: &Path) -> Result<(), InstallError> {
         .map_err(io(path))
 }
 
-/// Writes a file through a temporary sibling and a rename.
+/// Writes a file of the layout: a new file of this process's own, flushed, given `mode`
+/// and renamed over `path` ([`crate::atomic::write`]), so an interrupted write leaves the
+/// previous file, and nothing planted at `path` is written through.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
-        // A full disk must not leave a partial file behind.
-        drop(f);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(&tmp)(e));
-    }
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    Ok(crate::atomic::write(path, bytes, mode)?)
 }
 
 /// A release directory on this host.
@@ -520,7 +508,12 @@ pub fn cleanup(root: &Path, lock: Lock) -> Result<Vec<PathBuf>, InstallError> {
             removed.push(p);
         }
     }
-    let temporary = |n: &str| n.starts_with(".current.tmp") || n.starts_with("state.json.tmp");
+    // Today's temp names, and those of older runners.
+    let temporary = |n: &str| {
+        n.starts_with(".current.tmp")
+            || n.starts_with("state.json.tmp")
+            || (n.starts_with(".state.json.") && n.ends_with(".rustle-tmp"))
+    };
     let mut files = vec![root.join("current"), root.join("state.json")];
     if let Ok(entries) = std::fs::read_dir(root) {
         files.extend(
@@ -697,6 +690,86 @@ mod tests {
         let third = Lock::acquire(root, Duration::ZERO, &|| false).unwrap();
         assert!(Lock::acquire(root, Duration::ZERO, &|| false).is_err());
         drop(third);
+    }
+
+    /// `write_atomic` opened `<path>.tmp<pid>` with create+truncate, following a
+    /// symlink: a user who can write in the directory planted that name (and the
+    /// destination itself) as symlinks to a root-only file, and root wrote over it. Now
+    /// the temp file is a new one of the writer's own and the destination is replaced,
+    /// never written through.
+    #[test]
+    fn writes_go_to_a_new_file_whatever_names_are_planted() {
+        use crate::modules::fsutil::hostile::{SECRET, Scene};
+        let s = Scene::new("rustle-ta-inst");
+        let dest = s.home.join("state.json");
+        let mut planted = vec![dest.clone()];
+        // The old temp name for this process, and for the pids around it.
+        let me = std::process::id();
+        for pid in me.saturating_sub(50)..me + 50 {
+            planted.push(s.home.join(format!("state.json.tmp{pid}")));
+        }
+        s.plant(&planted);
+        write_atomic(&dest, b"{\"v\": 1}", 0o600).unwrap();
+        s.victim_untouched();
+        assert_ne!(std::fs::read(&s.victim).unwrap(), b"{\"v\": 1}");
+        assert_eq!(std::fs::read(&s.victim).unwrap(), SECRET);
+        let m = std::fs::symlink_metadata(&dest).unwrap();
+        assert!(m.is_file(), "the destination is a file of its own");
+        assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o600));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"v\": 1}");
+        // The planted names are left alone (the user's), and nothing else appears.
+        let names = std::fs::read_dir(&s.home).unwrap().count();
+        assert_eq!(names, planted.len());
+    }
+
+    /// Writers in one process shared one temp name (`<path>.tmp<pid>`): two threads
+    /// writing the same file truncated each other's temp file, readers could see half of
+    /// one, and a rename could find the temp file already gone. Every writer now has a
+    /// file of its own, and every reader sees one whole version.
+    #[test]
+    fn parallel_writers_to_one_path_never_show_half_a_file() {
+        const SIZE: usize = 256 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, &vec![b'0'; SIZE], 0o600).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let bytes = std::fs::read(&path).unwrap();
+                    let first = bytes.first().copied();
+                    assert!(
+                        bytes.len() == SIZE && bytes.iter().all(|b| Some(*b) == first),
+                        "a reader saw {} bytes of mixed or partial content",
+                        bytes.len()
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let writers: Vec<_> = (0..4u8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write_atomic(&path, &vec![b'a' + i; SIZE], 0o600).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("a writer failed");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().expect("a reader saw a broken file") > 0);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"], "temp files were left behind");
     }
 
     #[test]

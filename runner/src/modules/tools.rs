@@ -3,14 +3,14 @@
 //! argument vector (never through a shell) and capturing its output, and private
 //! temporary directories for files handed to those tools.
 
+use crate::atomic::{Dir, Finish};
 use crate::privilege::RunAs;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where system tools live besides `$PATH`: the runner may be started with a PATH
 /// without the sbin directories (a non-login ssh session, sudo without secure_path).
@@ -110,35 +110,40 @@ pub(super) fn shown(program: &Path, args: &[String]) -> String {
         .join(" ")
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// A fresh 0700 directory under the system temp directory that only this user can
-/// enter, removed (with what is inside) when dropped.
+/// enter, removed (with what is inside) when dropped. It is held open from its creation
+/// on, and files are written into it through that descriptor ([`crate::atomic`]), so a
+/// `become_user` who owns it and renames it away, leaving a symlink at its name, does
+/// not redirect root's next write.
 pub(super) struct PrivateDir {
     path: PathBuf,
+    dir: Dir,
     /// Who gets the directory and its files (uid, gid): the task's `become_user`.
     owner: Option<(u32, u32)>,
 }
 
 impl PrivateDir {
-    /// Creates the directory with an unpredictable name (pid, time and a counter
-    /// hashed), refusing to reuse anything that already exists.
+    /// Creates the directory in the system temp directory with an unpredictable name.
     pub(super) fn new(prefix: &str) -> io::Result<PrivateDir> {
-        let base = std::env::temp_dir();
+        PrivateDir::new_in(&std::env::temp_dir(), prefix, 0o700)
+    }
+
+    /// Creates `base/rustle-<prefix>-<random>` with `mode` (set on its descriptor, so the
+    /// umask does not apply), refusing to reuse anything that already exists.
+    pub(super) fn new_in(base: &Path, prefix: &str, mode: u32) -> io::Result<PrivateDir> {
         let mut attempt = 0;
         loop {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let seed = format!("{}:{nanos}:{n}", std::process::id());
-            let tag = blake3::hash(seed.as_bytes()).to_hex();
-            let path = base.join(format!(
-                "rustle-{prefix}-{}",
-                tag.get(..16).unwrap_or_default()
-            ));
+            let path = base.join(format!("rustle-{prefix}-{}", crate::random::tag()));
             match fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(PrivateDir { path, owner: None }),
+                Ok(()) => {
+                    let made = PrivateDir {
+                        dir: Dir::open(&path)?,
+                        path,
+                        owner: None,
+                    };
+                    made.dir.set_mode(mode).map_err(io::Error::from)?;
+                    return Ok(made);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
                     attempt += 1;
                 }
@@ -152,32 +157,39 @@ impl PrivateDir {
     pub(super) fn for_task(prefix: &str, run_as: Option<&RunAs>) -> io::Result<PrivateDir> {
         let mut dir = PrivateDir::new(prefix)?;
         if let Some(who) = run_as {
-            std::os::unix::fs::chown(&dir.path, Some(who.uid), Some(who.gid))?;
+            // Through the descriptor: the name is only ours until the chown.
+            std::os::unix::fs::fchown(dir.dir.file(), Some(who.uid), Some(who.gid))?;
             dir.owner = Some((who.uid, who.gid));
         }
         Ok(dir)
     }
 
-    /// Writes a new file `name` in the directory with `mode`, returning its path.
+    /// Writes the file `name` in the directory with `mode` (owned by the directory's
+    /// owner), replacing what is there, and returns its path.
     pub(super) fn write(&self, name: &str, content: &[u8], mode: u32) -> io::Result<PathBuf> {
-        let p = self.path.join(name);
-        let mut f = fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&p)?;
-        f.write_all(content)?;
-        // On the descriptor: the directory belongs to the become_user, who could have
-        // swapped the name for a symlink to a file root would then chown to them.
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-        }
-        Ok(p)
+        let name = OsStr::new(name);
+        let mut new = self.dir.new_file(name)?;
+        new.file().write_all(content)?;
+        new.place(
+            name,
+            &Finish {
+                mode,
+                uid: self.owner.map(|(u, _)| u),
+                gid: self.owner.map(|(_, g)| g),
+                ..Finish::default()
+            },
+        )?;
+        Ok(self.path.join(name))
     }
 
     /// The directory.
     pub(super) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory, held open.
+    pub(super) fn dir(&self) -> &Dir {
+        &self.dir
     }
 }
 
@@ -219,10 +231,16 @@ mod tests {
         );
         let f = d.write("x", b"hi", 0o700).unwrap();
         assert_eq!(fs::read(&f).unwrap(), b"hi");
-        assert!(
-            d.write("x", b"again", 0o600).is_err(),
-            "never reuses a file"
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+            0o700
         );
+        // A name written again is a new file, never the old one written through.
+        let hard = d.path().join("hard");
+        fs::hard_link(&f, &hard).unwrap();
+        d.write("x", b"again", 0o600).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"again");
+        assert_eq!(fs::read(&hard).unwrap(), b"hi");
         drop(d);
         assert!(!p.exists());
     }
@@ -240,7 +258,7 @@ mod tests {
             home: "/".into(),
         };
         let d = PrivateDir::for_task("t", Some(&who)).unwrap();
-        let swapper = s.swapper(d.path(), &[".scr"]);
+        let swapper = s.swapper(d.path(), &[".scr", ".rustle-tmp"]);
         let body = vec![b'#'; 4 << 20];
         for i in 0..300 {
             let name = format!("f{i}.scr");
