@@ -557,6 +557,16 @@ fn a_module_process_that_cannot_start_dies_or_babbles_fails_only_its_task() {
             fake_runner(scripts.path(), "dies", "kill -9 $$"),
             "was killed by signal 9",
         ),
+        // It runs as the other user, who may make it say anything: the root runner reads
+        // no more than a bounded answer.
+        (
+            fake_runner(
+                scripts.path(),
+                "floods",
+                "cat >/dev/null; head -c 80000000 /dev/zero",
+            ),
+            "said more than 64 MiB",
+        ),
         (
             fake_runner(scripts.path(), "fails", "echo 'it broke' >&2; exit 3"),
             "exited with code 3: it broke",

@@ -15,6 +15,11 @@
 //! the copy root-owned and 0555 with the payload section zeroed (the copy carries no plan,
 //! no secrets). The directory is removed when the run ends.
 //!
+//! The child runs in a process group of its own, ended with whatever it started when
+//! the deployer goes away or this runner dies, and at most [`REPLY_LIMIT`] bytes of what
+//! it says are read into memory: it runs as the other user, who may make it do anything
+//! (ptrace it), and must not be able to stall or exhaust the root runner.
+//!
 //! What the child is given is what Ansible gives a module it runs as that user: the
 //! rendered arguments, the task's environment and the embedded files the arguments name.
 //! A template is rendered here, by the runner that holds the variables (Ansible renders it
@@ -39,13 +44,17 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The hidden first argument that makes a runner serve one module request.
 pub const CHILD_FLAG: &str = "--module-child";
 
 /// The most of a failed child's standard error a task's message quotes.
 const STDERR_SHOWN: usize = 2000;
+
+/// The most bytes of a child's answer (and of its standard error) read into memory.
+/// A module's result is small; a `find` over a large tree registers a few MiB.
+const REPLY_LIMIT: usize = 64 << 20;
 
 /// One module to run, as the parent sends it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,7 +195,13 @@ impl Children {
             Err(e) => return failed(format!("cannot encode the module request: {e}")),
         };
         let output = match exchange(&exe, who, bytes) {
-            Ok(o) => o,
+            Ok(tools::Ran::Done(o)) => o,
+            Ok(tools::Ran::Stopped) => {
+                return failed(
+                    "stopped: the deployer went away, so the runner ended the module process"
+                        .to_string(),
+                );
+            }
             Err(e) => {
                 return failed(format!(
                     "the module process ({}) could not start: {e}",
@@ -194,6 +209,12 @@ impl Children {
                 ));
             }
         };
+        if output.dropped > 0 {
+            return failed(format!(
+                "the module process said more than {} MiB; it was not read further, and nothing it said is used",
+                REPLY_LIMIT >> 20
+            ));
+        }
         if !output.status.success() {
             let how = match (output.status.code(), output.status.signal()) {
                 (Some(code), _) => format!("exited with code {code}"),
@@ -322,32 +343,17 @@ fn files_named(args: &Vars, files: &BTreeMap<String, HostFile>) -> BTreeMap<Stri
         .collect()
 }
 
-/// Starts `exe` as `who` in child mode, sends it `request` and collects what it says.
-fn exchange(exe: &Path, who: &RunAs, request: Vec<u8>) -> io::Result<std::process::Output> {
+/// Starts `exe` as `who` in child mode, sends it `request` and collects what it says
+/// (see [`REPLY_LIMIT`]), unless the deployer goes away first.
+fn exchange(exe: &Path, who: &RunAs, request: Vec<u8>) -> io::Result<tools::Ran> {
     let mut cmd = Command::new(exe);
     cmd.arg(CHILD_FLAG)
         .uid(who.uid)
         .gid(who.gid)
         .env("HOME", &who.home)
         .env("USER", &who.user)
-        .env("LOGNAME", &who.user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = tools::spawn_retrying(&mut cmd)?;
-    // Fed from a thread, so a child that fails and writes to stderr first cannot
-    // deadlock against a request larger than the pipe.
-    let feeder = child.stdin.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            // A child that died early closes the pipe: its exit status tells why.
-            let _ = pipe.write_all(&request);
-        })
-    });
-    let output = child.wait_with_output();
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    output
+        .env("LOGNAME", &who.user);
+    tools::collect(&mut cmd, Some(request), REPLY_LIMIT, true)
 }
 
 /// `: <stderr>` for a message, the last part of it when long, or nothing.
