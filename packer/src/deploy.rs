@@ -1176,14 +1176,13 @@ pub fn deployments_text(host: &str, lines: &[String]) -> String {
             None => String::new(),
         };
         let id = field("id");
+        // A host's record may say any number: formatted as is, never added to a
+        // SystemTime (which panics past its range).
         let at = d
             .get("at")
             .and_then(Value::as_u64)
-            .map(|s| {
-                rustle_runner::facts::format_time(UNIX_EPOCH + std::time::Duration::from_secs(s))
-            })
+            .map(|s| rustle_runner::facts::utc_seconds(s, ' '))
             .unwrap_or_default();
-        let at = at.split('.').next().unwrap_or_default().to_string();
         let mark = if id == current { "*" } else { " " };
         out.push_str(&format!(
             "{mark} {}  version {}  {at} UTC  {}  digest {}\n",
@@ -1404,5 +1403,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// A host's state.json is the host's to write: a record whose time was past what
+    /// `SystemTime` holds panicked the deployer listing it.
+    #[test]
+    fn a_recorded_time_out_of_range_is_listed_without_a_panic() {
+        let lines = vec![
+            format!(
+                r#"{{"v": 1, "deployments": [{{"id": "a", "at": {}, "status": "ok"}}, {{"id": "b", "at": 0, "status": "ok"}}]}}"#,
+                u64::MAX
+            ),
+            "current=releases/b".to_string(),
+        ];
+        let text = deployments_text("h", &lines);
+        assert!(text.contains(" 07:00:15 UTC"), "{text}");
+        assert!(text.contains("1970-01-01 00:00:00 UTC"), "{text}");
     }
 }
