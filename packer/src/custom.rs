@@ -566,15 +566,12 @@ fn store_entry(
     })
 }
 
+/// Writes a file of the build cache through the one atomic writer
+/// ([`rustle_runner::atomic::write`]): a runner another deploy is reading stays whole.
 fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CustomError> {
-    rustle_runner::install::write_atomic(path, bytes, mode).map_err(|e| match e {
-        rustle_runner::install::InstallError::Io { path, source } => {
-            CustomError::Io { path, source }
-        }
-        other => CustomError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(other.to_string()),
-        },
+    rustle_runner::atomic::write(path, bytes, mode).map_err(|e| CustomError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
     })
 }
 

@@ -687,62 +687,12 @@ pub fn packed(job: &Job, runners: &BTreeMap<Triple, Runner>) -> Result<Vec<u8>, 
     )?)
 }
 
-/// Writes `bytes` to `path` atomically with `mode` (see [`write_file`]), naming `path`
-/// in the error.
+/// Writes `bytes` to `path` atomically with `mode`, naming `path` in the error: through
+/// the one writer of runner and deployer ([`rustle_runner::atomic::write`]), a new file of
+/// its own renamed over `path`, so nothing another user planted in a shared directory is
+/// written through, and a reader sees the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError> {
-    write_file(path, bytes, mode).map_err(io(path))
-}
-
-/// Writes `bytes` to `path` through a temporary sibling and a rename, so a reader sees
-/// the old file or the new one, never half of one. The temporary file is one this call
-/// creates itself (`O_CREAT|O_EXCL` under a random name, private to its owner while it
-/// is written), so nothing another user planted in a shared directory, a file or a
-/// symlink, is ever written through or keeps its owner; `mode` is then set on the
-/// descriptor, whatever the umask.
-pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    for _ in 0..16 {
-        let mut rnd = [0u8; 8];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut rnd);
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".{}.tmp", rustle_runner::hex::encode(&rnd)));
-        let tmp = dir.join(tmp_name);
-        let mut file = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        };
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
-            .and_then(|()| file.sync_all())
-            .and_then(|()| {
-                drop(file);
-                std::fs::rename(&tmp, path)
-            });
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        return written;
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AlreadyExists,
-        "no free temporary file name beside it",
-    ))
+    rustle_runner::atomic::write(path, bytes, mode).map_err(|e| io(path)(e.into()))
 }
 
 /// Makes `dir` fit to hold packed runners, which carry decrypted vault values: a new
@@ -1226,14 +1176,13 @@ pub fn deployments_text(host: &str, lines: &[String]) -> String {
             None => String::new(),
         };
         let id = field("id");
+        // A host's record may say any number: formatted as is, never added to a
+        // SystemTime (which panics past its range).
         let at = d
             .get("at")
             .and_then(Value::as_u64)
-            .map(|s| {
-                rustle_runner::facts::format_time(UNIX_EPOCH + std::time::Duration::from_secs(s))
-            })
+            .map(|s| rustle_runner::facts::utc_seconds(s, ' '))
             .unwrap_or_default();
-        let at = at.split('.').next().unwrap_or_default().to_string();
         let mark = if id == current { "*" } else { " " };
         out.push_str(&format!(
             "{mark} {}  version {}  {at} UTC  {}  digest {}\n",
@@ -1442,7 +1391,7 @@ mod tests {
         // Someone made the destination a symlink to a file they want overwritten.
         let dest = dir.path().join("plan.json");
         std::os::unix::fs::symlink(&victim, &dest).unwrap();
-        write_file(&dest, b"secret plan", 0o600).unwrap();
+        write_atomic(&dest, b"secret plan", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         let m = std::fs::symlink_metadata(&dest).unwrap();
         assert!(m.is_file());
@@ -1454,5 +1403,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// A host's state.json is the host's to write: a record whose time was past what
+    /// `SystemTime` holds panicked the deployer listing it.
+    #[test]
+    fn a_recorded_time_out_of_range_is_listed_without_a_panic() {
+        let lines = vec![
+            format!(
+                r#"{{"v": 1, "deployments": [{{"id": "a", "at": {}, "status": "ok"}}, {{"id": "b", "at": 0, "status": "ok"}}]}}"#,
+                u64::MAX
+            ),
+            "current=releases/b".to_string(),
+        ];
+        let text = deployments_text("h", &lines);
+        assert!(text.contains(" 07:00:15 UTC"), "{text}");
+        assert!(text.contains("1970-01-01 00:00:00 UTC"), "{text}");
     }
 }

@@ -7,8 +7,7 @@
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rustle_runner::{hex, trust};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 const SECRET_PREFIX: &str = "rustle-ed25519-secret";
@@ -108,29 +107,18 @@ pub fn generate(path: &Path, force: bool) -> Result<KeyPair, KeyError> {
             .map_err(io(dir))?;
     }
     let signing = SigningKey::generate(&mut rand_core::OsRng);
-    // Write to a fresh private temp file and rename, so the key is never briefly
-    // world-readable and a crash never leaves half a key.
-    let tmp = sibling_temp(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    writeln!(f, "{SECRET_PREFIX} {}", hex::encode(&signing.to_bytes()))
-        .and_then(|_| f.sync_all())
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
+    // A new private file of our own, renamed into place: the key is never readable by
+    // others, a crash never leaves half a key, and nothing planted at the name (a
+    // symlink in a shared directory) is written through.
+    let line = format!("{SECRET_PREFIX} {}\n", hex::encode(&signing.to_bytes()));
+    write(path, line.as_bytes(), 0o600)?;
     let public = public_path(path);
     let comment = format!("rustle-deploy@{}", hostname());
-    std::fs::write(
-        &public,
-        format!(
-            "{}\n",
-            trust::format_key(&signing.verifying_key(), &comment)
-        ),
-    )
-    .map_err(io(&public))?;
+    let line = format!(
+        "{}\n",
+        trust::format_key(&signing.verifying_key(), &comment)
+    );
+    write(&public, line.as_bytes(), 0o644)?;
     Ok(KeyPair {
         signing,
         path: path.to_path_buf(),
@@ -138,10 +126,12 @@ pub fn generate(path: &Path, force: bool) -> Result<KeyPair, KeyError> {
     })
 }
 
-fn sibling_temp(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".tmp{}", std::process::id()));
-    PathBuf::from(s)
+/// Writes a key file through the one atomic writer ([`rustle_runner::atomic::write`]).
+fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    rustle_runner::atomic::write(path, bytes, mode).map_err(|e| KeyError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// The controller's host name, for the public key's comment.
@@ -199,7 +189,7 @@ pub fn load(path: &Path) -> Result<KeyPair, KeyError> {
     let public = public_path(path);
     if !public.exists() {
         let line = trust::format_key(&signing.verifying_key(), "rustle-deploy");
-        std::fs::write(&public, format!("{line}\n")).map_err(io(&public))?;
+        write(&public, format!("{line}\n").as_bytes(), 0o644)?;
     }
     Ok(KeyPair {
         signing,
@@ -246,6 +236,32 @@ mod tests {
             e.contains("deploy.key") && e.contains("not a rustle private key"),
             "{e}"
         );
+    }
+
+    /// The public key was written with `std::fs::write`, which follows a symlink left at
+    /// its name, and the private key through `<key>.tmp<pid>`, which a planted name made
+    /// fail: both now go through new files of their own.
+    #[test]
+    fn keys_are_written_to_new_files_never_through_planted_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let p = dir.path().join("deploy.key");
+        std::os::unix::fs::symlink(&victim, public_path(&p)).unwrap();
+        std::os::unix::fs::symlink(
+            &victim,
+            format!("{}.tmp{}", p.display(), std::process::id()),
+        )
+        .unwrap();
+        let made = generate(&p, false).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let public = std::fs::symlink_metadata(public_path(&p)).unwrap();
+        assert!(public.is_file());
+        assert_eq!(
+            trust::read_key_file(&public_path(&p)).unwrap(),
+            vec![made.public()]
+        );
+        assert_eq!(load(&p).unwrap().public(), made.public());
     }
 
     #[test]

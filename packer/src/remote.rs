@@ -428,7 +428,7 @@ fn gzip_on_disk(runner: &[u8], key: &rustle_runner::payload::Digest, cache: &Pat
     };
     // A cache that cannot be written only costs the next deploy this work again.
     let _ = std::fs::create_dir_all(cache.join("gz"));
-    let _ = rustle_runner::install::write_atomic(&file, &gz, 0o644);
+    let _ = rustle_runner::atomic::write(&file, &gz, 0o644);
     gz
 }
 

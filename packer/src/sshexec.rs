@@ -215,18 +215,15 @@ fn boot_input(script: &str, data: &[u8]) -> Vec<u8> {
     input
 }
 
-/// Eight bytes from the OS's random source.
+/// Eight random bytes ([`rustle_runner::random`], the runner's one source of names).
 fn random_bytes() -> Step<[u8; 8]> {
-    let mut b = [0u8; 8];
-    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut b)
-        .map_err(|e| Stop::Fail(Outcome::fail(format!("no random numbers: {e}"))))?;
-    Ok(b)
+    Ok(rustle_runner::random::bytes())
 }
 
 /// A name part nobody can guess (16 hex digits), for the files and directories
 /// scripts create next to a destination.
 fn random_name() -> Step<String> {
-    Ok(random_bytes()?.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(rustle_runner::random::tag())
 }
 
 /// A failed module call: the module's failure, or the connection's.
@@ -1229,10 +1226,10 @@ fn embedded<'c>(ctx: &'c Ctx<'_>, src: &str) -> Step<&'c rustle_runner::plan::Ho
 
 /// Ansible's backup suffix time, in UTC: `YYYY-MM-DD@HH:MM:SS`.
 fn backup_stamp() -> String {
-    let t = rustle_runner::facts::format_time(SystemTime::now());
-    // "2026-11-27 06:02:32.123456" -> "2026-11-27@06:02:32"
-    let (date, time) = t.split_once(' ').unwrap_or((&t, ""));
-    format!("{date}@{}", time.split('.').next().unwrap_or(time))
+    let secs = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rustle_runner::facts::utc_seconds(secs, '@')
 }
 
 // ---------------------------------------------------------------------------

@@ -224,7 +224,7 @@ impl TargetCache {
 
     /// Writes the cache (atomically: a deploy running at the same time reads the old
     /// file or the new one, never half of one), 0600, through a temporary file it
-    /// creates itself ([`crate::deploy::write_file`]): a name another user planted in a
+    /// creates itself ([`rustle_runner::atomic::write`]): a name another user planted in a
     /// shared directory is never written through. A missing directory is made 0700.
     pub fn save(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt as _;
@@ -237,7 +237,7 @@ impl TargetCache {
                 .create(dir)?;
         }
         let text = serde_json::to_vec_pretty(&self.entries).map_err(std::io::Error::other)?;
-        crate::deploy::write_file(&self.path, &text, 0o600)
+        Ok(rustle_runner::atomic::write(&self.path, &text, 0o600)?)
     }
 
     /// Where the cache lives.

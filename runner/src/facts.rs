@@ -532,6 +532,21 @@ pub fn format_time(t: SystemTime) -> String {
     )
 }
 
+/// Seconds since the epoch as `YYYY-MM-DD<between>HH:MM:SS` in UTC: `@` between for
+/// backup names (Ansible's), a space for messages. Any `u64` is fine: nothing is added
+/// to a `SystemTime`, which panics past its range (a damaged lock or state file may say
+/// anything).
+pub fn utc_seconds(secs: u64, between: char) -> String {
+    let (y, m, d) = civil(i64::try_from(secs / 86_400).unwrap_or(0));
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}{between}{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// `ansible_date_time`, in UTC.
 pub fn date_time(t: SystemTime) -> Value {
     let p = parts(t);
@@ -577,6 +592,15 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_micros(1_795_759_352_000_123);
         assert_eq!(format_time(t), "2026-11-27 06:02:32.000123");
         assert_eq!(date_time(t)["weekday"], "Friday");
+    }
+
+    #[test]
+    fn utc_seconds_cover_every_u64() {
+        assert_eq!(utc_seconds(0, '@'), "1970-01-01@00:00:00");
+        assert_eq!(utc_seconds(951_782_400 + 3661, '@'), "2000-02-29@01:01:01");
+        assert_eq!(utc_seconds(1_700_000_000, ' '), "2023-11-14 22:13:20");
+        // Far past SystemTime's range: a date, not a panic.
+        assert!(utc_seconds(u64::MAX, ' ').ends_with(" 07:00:15"));
     }
 
     #[test]

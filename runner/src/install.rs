@@ -33,6 +33,9 @@ pub enum InstallError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file could not be written (see [`crate::atomic`]); the error names it.
+    #[error(transparent)]
+    Write(#[from] crate::atomic::WriteError),
     /// A deployment id that is not a plain file name.
     #[error("deployment id {0:?} is not a safe directory name")]
     BadId(String),
@@ -99,26 +102,11 @@ pub fn private_dir(path: &Path) -> Result<(), InstallError> {
         .map_err(io(path))
 }
 
-/// Writes a file through a temporary sibling and a rename.
+/// Writes a file of the layout: a new file of this process's own, flushed, given `mode`
+/// and renamed over `path` ([`crate::atomic::write`]), so an interrupted write leaves the
+/// previous file, and nothing planted at `path` is written through.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
-        // A full disk must not leave a partial file behind.
-        drop(f);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(&tmp)(e));
-    }
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    Ok(crate::atomic::write(path, bytes, mode)?)
 }
 
 /// A release directory on this host.
@@ -237,9 +225,6 @@ pub fn record(
     outcome: Outcome,
 ) -> Result<(), InstallError> {
     let mut state = read_state(&release.root)?;
-    if outcome == Outcome::Ok {
-        point_current(&release.root, &release.id)?;
-    }
     let mut entry = json!({
         "id": release.id,
         "host": host,
@@ -259,7 +244,26 @@ pub fn record(
         Some(list) => list.push(entry),
         None => state = json!({"v": 1, "deployments": [entry]}),
     }
-    write_state(&release.root, &state)
+    // The record first, `current` after: a host whose disk fills up between the two
+    // keeps `current` on a release its history knows (the new one is recorded, not
+    // current), never on one it does not (which `rollback` could not find).
+    write_state(&release.root, &state)?;
+    if outcome == Outcome::Ok
+        && let Err(e) = point_current(&release.root, &release.id)
+    {
+        // Say what happened where it is kept, if the disk lets us.
+        if let Some(last) = state
+            .get_mut("deployments")
+            .and_then(Value::as_array_mut)
+            .and_then(|l| l.last_mut())
+            .and_then(Value::as_object_mut)
+        {
+            last.insert("status".into(), json!("failed"));
+            let _ = write_state(&release.root, &state);
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn write_state(root: &Path, state: &Value) -> Result<(), InstallError> {
@@ -399,8 +403,9 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Takes the lock of `root` (which must exist), waiting up to `wait` for another
-    /// holder to finish, or less if `give_up` says so (the deployer went away).
+    /// Takes the lock of `root`, waiting up to `wait` for another holder to finish, or
+    /// less if `give_up` says so (the deployer went away). A root removed meanwhile (by
+    /// `cleanup`) is made again.
     pub fn acquire(
         root: &Path,
         wait: Duration,
@@ -411,15 +416,26 @@ impl Lock {
             return Ok(Lock { file: None, path });
         }
         let deadline = Instant::now() + wait;
+        let mut recreated = 0u32;
         loop {
-            let mut file = std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
-                .open(&path)
-                .map_err(io(&path))?;
+                .open(&path);
+            let mut file = match opened {
+                // `cleanup` (or the deployer's script after it) removed the root while
+                // this runner waited for its lock: the root is made again, as a first
+                // deploy would, instead of failing a deploy that only had to wait.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && recreated < 10 => {
+                    recreated += 1;
+                    private_dir(root)?;
+                    continue;
+                }
+                other => other.map_err(io(&path))?,
+            };
             match file.try_lock() {
                 Ok(()) => {
                     // `cleanup` removes the file while it holds it: a lock on a file no
@@ -498,8 +514,7 @@ fn describe_holder(text: &str) -> String {
     };
     match (field("pid="), field("since=")) {
         (Some(pid), Some(since)) => {
-            let at = crate::facts::format_time(UNIX_EPOCH + Duration::from_secs(since));
-            let at = at.split('.').next().unwrap_or_default().to_string();
+            let at = crate::facts::utc_seconds(since, ' ');
             format!(" since {at} UTC, pid {pid}")
         }
         (Some(pid), None) => format!(", pid {pid}"),
@@ -520,7 +535,12 @@ pub fn cleanup(root: &Path, lock: Lock) -> Result<Vec<PathBuf>, InstallError> {
             removed.push(p);
         }
     }
-    let temporary = |n: &str| n.starts_with(".current.tmp") || n.starts_with("state.json.tmp");
+    // Today's temp names, and those of older runners.
+    let temporary = |n: &str| {
+        n.starts_with(".current.tmp")
+            || n.starts_with("state.json.tmp")
+            || (n.starts_with(".state.json.") && n.ends_with(".rustle-tmp"))
+    };
     let mut files = vec![root.join("current"), root.join("state.json")];
     if let Ok(entries) = std::fs::read_dir(root) {
         files.extend(
@@ -697,6 +717,190 @@ mod tests {
         let third = Lock::acquire(root, Duration::ZERO, &|| false).unwrap();
         assert!(Lock::acquire(root, Duration::ZERO, &|| false).is_err());
         drop(third);
+    }
+
+    /// `write_atomic` opened `<path>.tmp<pid>` with create+truncate, following a
+    /// symlink: a user who can write in the directory planted that name (and the
+    /// destination itself) as symlinks to a root-only file, and root wrote over it. Now
+    /// the temp file is a new one of the writer's own and the destination is replaced,
+    /// never written through.
+    #[test]
+    fn writes_go_to_a_new_file_whatever_names_are_planted() {
+        use crate::modules::fsutil::hostile::{SECRET, Scene};
+        let s = Scene::new("rustle-ta-inst");
+        let dest = s.home.join("state.json");
+        let mut planted = vec![dest.clone()];
+        // The old temp name for this process, and for the pids around it.
+        let me = std::process::id();
+        for pid in me.saturating_sub(50)..me + 50 {
+            planted.push(s.home.join(format!("state.json.tmp{pid}")));
+        }
+        s.plant(&planted);
+        write_atomic(&dest, b"{\"v\": 1}", 0o600).unwrap();
+        s.victim_untouched();
+        assert_ne!(std::fs::read(&s.victim).unwrap(), b"{\"v\": 1}");
+        assert_eq!(std::fs::read(&s.victim).unwrap(), SECRET);
+        let m = std::fs::symlink_metadata(&dest).unwrap();
+        assert!(m.is_file(), "the destination is a file of its own");
+        assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o600));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{\"v\": 1}");
+        // The planted names are left alone (the user's), and nothing else appears.
+        let names = std::fs::read_dir(&s.home).unwrap().count();
+        assert_eq!(names, planted.len());
+    }
+
+    /// Writers in one process shared one temp name (`<path>.tmp<pid>`): two threads
+    /// writing the same file truncated each other's temp file, readers could see half of
+    /// one, and a rename could find the temp file already gone. Every writer now has a
+    /// file of its own, and every reader sees one whole version.
+    #[test]
+    fn parallel_writers_to_one_path_never_show_half_a_file() {
+        const SIZE: usize = 256 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, &vec![b'0'; SIZE], 0o600).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let bytes = std::fs::read(&path).unwrap();
+                    let first = bytes.first().copied();
+                    assert!(
+                        bytes.len() == SIZE && bytes.iter().all(|b| Some(*b) == first),
+                        "a reader saw {} bytes of mixed or partial content",
+                        bytes.len()
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let writers: Vec<_> = (0..4u8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write_atomic(&path, &vec![b'a' + i; SIZE], 0o600).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("a writer failed");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().expect("a reader saw a broken file") > 0);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"], "temp files were left behind");
+    }
+
+    /// A lock file is the host's to write: a damaged one named a start time past what
+    /// `SystemTime` can hold, and the message about it panicked the runner.
+    #[test]
+    fn a_lock_file_with_an_impossible_time_is_described_without_a_panic() {
+        let said = describe_holder(&format!("pid=42 since={}", u64::MAX));
+        assert!(
+            said.starts_with(" since ") && said.ends_with(" UTC, pid 42"),
+            "{said}"
+        );
+        assert_eq!(
+            describe_holder("pid=7 since=0"),
+            " since 1970-01-01 00:00:00 UTC, pid 7"
+        );
+        assert_eq!(describe_holder("garbage"), "");
+    }
+
+    /// `cleanup` removes the lock file while it holds it, and the deployer's script then
+    /// removes the (empty) root: a deploy that was waiting for the lock must go on in a
+    /// fresh root, not fail because the directory went away under it.
+    #[test]
+    fn a_runner_waiting_for_the_lock_remakes_a_root_that_cleanup_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        private_dir(&root).unwrap();
+        let holder = Lock::acquire(&root, Duration::ZERO, &|| false).unwrap();
+        let waiter = {
+            let root = root.clone();
+            std::thread::spawn(move || Lock::acquire(&root, Duration::from_secs(60), &|| false))
+        };
+        // What `cleanup` and the script's `rmdir` do, with the root gone before the
+        // waiter gets its turn (the order that failed).
+        std::fs::remove_file(root.join(".lock")).unwrap();
+        std::fs::remove_dir(&root).unwrap();
+        drop(holder);
+        let lock = waiter.join().unwrap().expect("the waiting runner gave up");
+        assert!(!lock.by_parent());
+        let m = std::fs::metadata(&root).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.mode() & 0o777, 0o700);
+        // It holds the lock of the new root: nobody else gets it.
+        assert!(Lock::acquire(&root, Duration::ZERO, &|| false).is_err());
+    }
+
+    /// A small tmpfs, unmounted when dropped (the tests run as root).
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn new(size: &str) -> Tmpfs {
+            let dir = tempfile::tempdir().unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "mount a tmpfs (these tests run as root)");
+            Tmpfs(dir)
+        }
+
+        /// Writes into `name` until the filesystem is full.
+        fn fill(&self, name: &str) {
+            let mut f = std::fs::File::create(self.0.path().join(name)).unwrap();
+            let block = vec![0u8; 4096];
+            while f.write_all(&block).is_ok() {}
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    /// `record` moved `current` and then wrote `state.json`: a disk that filled up in
+    /// between left `current` on a release the history had no entry for. The record
+    /// comes first now; a full disk leaves both as they were.
+    #[test]
+    fn a_full_disk_while_recording_leaves_current_on_a_recorded_release() {
+        let disk = Tmpfs::new("256k");
+        let root = disk.0.path().join("root");
+        private_dir(&root).unwrap();
+        record(&release(&root, "one"), "h", "d1", Outcome::Ok).unwrap();
+        disk.fill("filler");
+        let e = record(&release(&root, "two"), "h", "d2", Outcome::Ok).unwrap_err();
+        assert!(e.to_string().contains("state.json"), "{e}");
+        assert_eq!(current_id(&root).as_deref(), Some("one"));
+        let state = read_state(&root).unwrap();
+        let ids: Vec<&str> = state["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["one"]);
+        // Nothing half-written is left beside it.
+        let mut names: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["current", "state.json"]);
     }
 
     #[test]

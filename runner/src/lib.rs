@@ -8,6 +8,7 @@
 //! The runner makes no network connection and links no async runtime or SSH code: it
 //! must stay small, static and pure Rust so it links for any musl target with rustup alone.
 
+pub mod atomic;
 pub mod cli;
 pub mod digest;
 pub mod events;
@@ -24,5 +25,6 @@ pub mod modules;
 pub mod payload;
 pub mod plan;
 pub mod privilege;
+pub mod random;
 pub mod template;
 pub mod trust;

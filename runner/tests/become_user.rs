@@ -557,6 +557,16 @@ fn a_module_process_that_cannot_start_dies_or_babbles_fails_only_its_task() {
             fake_runner(scripts.path(), "dies", "kill -9 $$"),
             "was killed by signal 9",
         ),
+        // It runs as the other user, who may make it say anything: the root runner reads
+        // no more than a bounded answer.
+        (
+            fake_runner(
+                scripts.path(),
+                "floods",
+                "cat >/dev/null; head -c 80000000 /dev/zero",
+            ),
+            "said more than 64 MiB",
+        ),
         (
             fake_runner(scripts.path(), "fails", "echo 'it broke' >&2; exit 3"),
             "exited with code 3: it broke",
@@ -632,4 +642,80 @@ fn module_child_mode_refuses_what_is_not_a_request() {
     let out = run(&["run", "--module-child"], b"");
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument"));
+}
+
+/// The copy of the runner that tasks for another user start was made in the temp
+/// directory, whatever it was: with `TMPDIR` private to root, or the temp directory on a
+/// `noexec` mount, that user could not start it and every such task failed "could not
+/// start". The copy now goes where the user can start it (checked by starting it).
+#[test]
+fn a_private_or_noexec_temp_directory_does_not_stop_tasks_for_another_user() {
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
+    user(ALICE);
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let noexec = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,mode=1777,size=64m", "tmpfs"])
+        .arg(noexec.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs (the tests run as root)");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(noexec.path());
+    for tmpdir in [private.path(), noexec.path()] {
+        // This test binary again, running only the task below with that temp directory
+        // (the environment is per process, and not to be changed under other tests).
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "copy_for_another_user_with_this_temp_directory",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("TMPDIR", tmpdir)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.contains("1 passed"),
+            "TMPDIR={}: {said}",
+            tmpdir.display()
+        );
+        // Nothing is left in it.
+        assert_eq!(std::fs::read_dir(tmpdir).unwrap().count(), 0);
+    }
+}
+
+/// Run by the test above, with its `TMPDIR`.
+#[test]
+#[ignore = "run by a_private_or_noexec_temp_directory_does_not_stop_tasks_for_another_user"]
+fn copy_for_another_user_with_this_temp_directory() {
+    let alice = user(ALICE);
+    let d = UserDir::new(&alice, "tmpdir");
+    let plan = host_plan(
+        play(json!([task(
+            "copy",
+            "copy",
+            json!({"content": "x\n", "dest": d.at("f")}),
+            as_user(ALICE)
+        )])),
+        json!({}),
+    );
+    let results = run(&plan, RunOptions::default());
+    let (status, result) = &results["copy"];
+    assert_eq!(status, "changed", "{result}");
+    assert_eq!(owner(&d.join("f")), (alice.uid, alice.gid));
 }

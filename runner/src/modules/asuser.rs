@@ -10,10 +10,24 @@
 //! [`Ctx`] built from the request.
 //!
 //! The runner usually lives in a 0700 release directory the other user cannot enter, so
-//! the first such task of a run copies the executable, once, into a fresh directory of
-//! the temp directory: root-owned, mode 0711 (others may enter it, not list or change it),
-//! the copy root-owned and 0555 with the payload section zeroed (the copy carries no plan,
-//! no secrets). The directory is removed when the run ends.
+//! the first such task of a run copies the executable, once, into a fresh directory:
+//! root-owned, mode 0711 (others may enter it, not list or change it), the copy
+//! root-owned and 0555 with the payload section zeroed (the copy carries no plan, no
+//! secrets). The directory is removed when the run ends. Where it goes is checked by
+//! starting the copy as the task's user: the temp directory first, then `/tmp` and
+//! `/var/tmp`, then the deepest root-owned directory every user may pass through on the
+//! way to the runner itself (`/var/lib` for a release under `/var/lib/rustle`), which is
+//! on a filesystem that runs programs: the runner runs from it. So a host whose temp
+//! directories are mounted `noexec`, or whose `TMPDIR` is private to root, still runs
+//! these tasks.
+//!
+//! On macOS the payload of a Mach-O runner cannot be zeroed (the code signature covers
+//! it): that copy keeps its payload and is 0511, which others may run but not read.
+//!
+//! The child runs in a process group of its own, ended with whatever it started when
+//! the deployer goes away or this runner dies, and at most [`REPLY_LIMIT`] bytes of what
+//! it says are read into memory: it runs as the other user, who may make it do anything
+//! (ptrace it), and must not be able to stall or exhaust the root runner.
 //!
 //! What the child is given is what Ansible gives a module it runs as that user: the
 //! rendered arguments, the task's environment and the embedded files the arguments name.
@@ -36,7 +50,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,6 +59,10 @@ pub const CHILD_FLAG: &str = "--module-child";
 
 /// The most of a failed child's standard error a task's message quotes.
 const STDERR_SHOWN: usize = 2000;
+
+/// The most bytes of a child's answer (and of its standard error) read into memory.
+/// A module's result is small; a `find` over a large tree registers a few MiB.
+const REPLY_LIMIT: usize = 64 << 20;
 
 /// One module to run, as the parent sends it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,15 +120,18 @@ enum Reply {
 pub(super) struct Children {
     /// The executable to copy; `None` for this process's own.
     source: Option<PathBuf>,
-    /// The copy, once made.
-    copy: Option<RunnerCopy>,
+    /// The copies made, and the users known to be able to start each.
+    copies: Vec<(RunnerCopy, Vec<u32>)>,
 }
 
 impl std::fmt::Debug for Children {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Children")
             .field("source", &self.source)
-            .field("copy", &self.copy.as_ref().map(|c| &c.exe))
+            .field(
+                "copies",
+                &self.copies.iter().map(|(c, _)| &c.exe).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -128,7 +148,7 @@ impl Children {
     pub(super) fn from(runner: PathBuf) -> Children {
         Children {
             source: Some(runner),
-            copy: None,
+            copies: Vec::new(),
         }
     }
 
@@ -173,7 +193,7 @@ impl Children {
                 who.user
             )))
         };
-        let exe = match self.executable() {
+        let exe = match self.executable(who) {
             Ok(p) => p.to_path_buf(),
             Err(e) => {
                 return failed(format!(
@@ -186,7 +206,13 @@ impl Children {
             Err(e) => return failed(format!("cannot encode the module request: {e}")),
         };
         let output = match exchange(&exe, who, bytes) {
-            Ok(o) => o,
+            Ok(tools::Ran::Done(o)) => o,
+            Ok(tools::Ran::Stopped) => {
+                return failed(
+                    "stopped: the deployer went away, so the runner ended the module process"
+                        .to_string(),
+                );
+            }
             Err(e) => {
                 return failed(format!(
                     "the module process ({}) could not start: {e}",
@@ -194,6 +220,12 @@ impl Children {
                 ));
             }
         };
+        if output.dropped > 0 {
+            return failed(format!(
+                "the module process said more than {} MiB; it was not read further, and nothing it said is used",
+                REPLY_LIMIT >> 20
+            ));
+        }
         if !output.status.success() {
             let how = match (output.status.code(), output.status.signal()) {
                 (Some(code), _) => format!("exited with code {code}"),
@@ -216,13 +248,31 @@ impl Children {
         }
     }
 
-    /// The copied runner, made on first use.
-    fn executable(&mut self) -> io::Result<&Path> {
-        if self.copy.is_none() {
-            self.copy = Some(RunnerCopy::make(self.source.as_deref())?);
+    /// A copy of the runner `who` can start, made on first use (and again, elsewhere,
+    /// for a user who cannot start the first one).
+    fn executable(&mut self, who: &RunAs) -> io::Result<&Path> {
+        let mut usable = None;
+        for (i, (copy, users)) in self.copies.iter_mut().enumerate() {
+            if users.contains(&who.uid) {
+                usable = Some(i);
+                break;
+            }
+            if can_start(&copy.exe, who).is_ok() {
+                users.push(who.uid);
+                usable = Some(i);
+                break;
+            }
         }
-        match &self.copy {
-            Some(c) => Ok(&c.exe),
+        let i = match usable {
+            Some(i) => i,
+            None => {
+                let copy = RunnerCopy::make(self.source.as_deref(), who)?;
+                self.copies.push((copy, vec![who.uid]));
+                self.copies.len().saturating_sub(1)
+            }
+        };
+        match self.copies.get(i) {
+            Some((c, _)) => Ok(&c.exe),
             None => Err(io::Error::other("no runner copy")),
         }
     }
@@ -230,15 +280,19 @@ impl Children {
 
 impl RunnerCopy {
     /// Copies `source` (or this process's executable) into a fresh directory that other
-    /// users may enter but not list, as an executable they may start but not change.
-    fn make(source: Option<&Path>) -> io::Result<RunnerCopy> {
+    /// users may enter but not list, as an executable they may start but not change, in
+    /// the first of [`places`] where `who` can start it.
+    fn make(source: Option<&Path>, who: &RunAs) -> io::Result<RunnerCopy> {
+        let own;
+        let from = match source {
+            Some(p) => p,
+            None => {
+                own = crate::locate::own_executable().map_err(io::Error::other)?;
+                own.as_path()
+            }
+        };
         let mut bytes = Vec::new();
-        let read = match source {
-            Some(p) => File::open(p),
-            None => open_own_executable(),
-        }
-        .and_then(|mut f| f.read_to_end(&mut bytes));
-        if let Err(e) = read {
+        if let Err(e) = File::open(from).and_then(|mut f| f.read_to_end(&mut bytes)) {
             let what = source.map_or_else(
                 || "its own executable".to_string(),
                 |p| p.display().to_string(),
@@ -246,20 +300,98 @@ impl RunnerCopy {
             return Err(io::Error::new(e.kind(), format!("cannot read {what}: {e}")));
         }
         let mode = blank_payload(&mut bytes);
-        let dir = PrivateDir::new("become")?;
-        // Set on the descriptor: the name is ours, but nothing is looked up twice.
-        File::open(dir.path())?.set_permissions(fs::Permissions::from_mode(0o711))?;
-        let exe = dir.path().join("rustle-runner");
-        let mut f = fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o700)
-            .open(&exe)?;
-        f.write_all(&bytes)?;
-        // fchmod: the umask does not apply, and the file is still only ours until now.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        drop(f);
-        Ok(RunnerCopy { _dir: dir, exe })
+        let mut refused = Vec::new();
+        for base in places(from) {
+            let made = PrivateDir::new_in(&base, "become", 0o711).and_then(|dir| {
+                let exe = dir.write("rustle-runner", &bytes, mode)?;
+                Ok(RunnerCopy { _dir: dir, exe })
+            });
+            let copy = match made {
+                Ok(c) => c,
+                Err(e) => {
+                    refused.push(format!("{}: {e}", base.display()));
+                    continue;
+                }
+            };
+            match can_start(&copy.exe, who) {
+                Ok(()) => return Ok(copy),
+                // Dropping the copy removes its directory.
+                Err(e) => refused.push(format!("{}: {e}", base.display())),
+            }
+        }
+        Err(io::Error::other(format!(
+            "found no directory from which user '{}' can start a copy of the runner ({})",
+            who.user,
+            refused.join("; ")
+        )))
+    }
+}
+
+/// Where a runner copy may go, in order: the temp directory, `/tmp`, `/var/tmp`, and the
+/// deepest directory on the way to `exe` that is root's, changed by no one else and
+/// passable by everyone (see the module's documentation).
+fn places(exe: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let beside = passable_ancestor(exe);
+    for p in [
+        Some(std::env::temp_dir()),
+        Some(PathBuf::from("/tmp")),
+        Some(PathBuf::from("/var/tmp")),
+        beside,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The deepest directory (other than `/`) on the real path to `exe` such that it and
+/// every directory above it are root's, writable by no one else, and passable by all.
+fn passable_ancestor(exe: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let real = fs::canonicalize(exe).ok()?;
+    let mut at = PathBuf::new();
+    let mut best = None;
+    for part in real.parent()?.components() {
+        at.push(part);
+        let ok = fs::metadata(&at).is_ok_and(|m| {
+            m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0 && m.mode() & 0o001 != 0
+        });
+        if !ok {
+            break;
+        }
+        if at.parent().is_some() {
+            best = Some(at.clone());
+        }
+    }
+    best
+}
+
+/// Whether `who` can start `exe` where it is: it is started, and ended at once (std
+/// reports a failed exec from `spawn` itself, so a started process has shown what was
+/// to be shown). Only a refusal to start it counts against the place: a `noexec` mount
+/// or a directory on the way that `who` may not pass (both "permission denied").
+/// Anything else is for the real exchange to report.
+fn can_start(exe: &Path, who: &RunAs) -> io::Result<()> {
+    let mut cmd = Command::new(exe);
+    cmd.arg(CHILD_FLAG)
+        .uid(who.uid)
+        .gid(who.gid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match tools::spawn_retrying(&mut cmd) {
+        Ok(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(e),
+        Err(_) => Ok(()),
     }
 }
 
@@ -297,17 +429,6 @@ fn blank_payload(bytes: &mut [u8]) -> u32 {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn open_own_executable() -> io::Result<File> {
-    // The file that was executed, even if it has since been renamed or replaced.
-    File::open("/proc/self/exe")
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_own_executable() -> io::Result<File> {
-    File::open(std::env::current_exe()?)
-}
-
 /// The embedded files a module's arguments name: `src` itself, or the files of the
 /// directory `src` (copy of an embedded tree).
 fn files_named(args: &Vars, files: &BTreeMap<String, HostFile>) -> BTreeMap<String, HostFile> {
@@ -322,32 +443,17 @@ fn files_named(args: &Vars, files: &BTreeMap<String, HostFile>) -> BTreeMap<Stri
         .collect()
 }
 
-/// Starts `exe` as `who` in child mode, sends it `request` and collects what it says.
-fn exchange(exe: &Path, who: &RunAs, request: Vec<u8>) -> io::Result<std::process::Output> {
+/// Starts `exe` as `who` in child mode, sends it `request` and collects what it says
+/// (see [`REPLY_LIMIT`]), unless the deployer goes away first.
+fn exchange(exe: &Path, who: &RunAs, request: Vec<u8>) -> io::Result<tools::Ran> {
     let mut cmd = Command::new(exe);
     cmd.arg(CHILD_FLAG)
         .uid(who.uid)
         .gid(who.gid)
         .env("HOME", &who.home)
         .env("USER", &who.user)
-        .env("LOGNAME", &who.user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = tools::spawn_retrying(&mut cmd)?;
-    // Fed from a thread, so a child that fails and writes to stderr first cannot
-    // deadlock against a request larger than the pipe.
-    let feeder = child.stdin.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            // A child that died early closes the pipe: its exit status tells why.
-            let _ = pipe.write_all(&request);
-        })
-    });
-    let output = child.wait_with_output();
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    output
+        .env("LOGNAME", &who.user);
+    tools::collect(&mut cmd, Some(request), REPLY_LIMIT, true)
 }
 
 /// `: <stderr>` for a message, the last part of it when long, or nothing.

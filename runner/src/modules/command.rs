@@ -1,12 +1,12 @@
 //! command and shell: run a process, register rc, stdout and stderr as Ansible does.
-//! The process runner here is shared with script and raw.
+//! The process runner here ([`run_process`], on [`tools::collect`]) is shared with
+//! script and raw.
 
-use super::{Ctx, ModuleError, Outcome, args};
+use super::{Ctx, ModuleError, Outcome, args, tools};
 use crate::plan::Vars;
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::SystemTime;
 
 /// The arguments command and shell take (SSH mode checks the same).
@@ -233,16 +233,18 @@ pub(super) fn run_process(
     if let Some(dir) = &chdir {
         cmd.current_dir(dir);
     }
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let input = stdin.map(|mut text| {
+        if add_newline {
+            text.push('\n');
+        }
+        text.into_bytes()
+    });
     let start = SystemTime::now();
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let ran = tools::collect(&mut cmd, input, tools::OUTPUT_LIMIT, true);
+    let end = SystemTime::now();
+    let output = match ran {
+        Ok(tools::Ran::Done(o)) => o,
+        Ok(tools::Ran::Stopped) => return Ok(Outcome::fail(STOPPED).with("cmd", shown)),
         Err(e) => {
             return Ok(
                 Outcome::fail(format!("[Errno {}] {e}", e.raw_os_error().unwrap_or(0)))
@@ -251,107 +253,24 @@ pub(super) fn run_process(
             );
         }
     };
-    // Feed stdin from a thread so a child that writes a lot before reading cannot
-    // deadlock against us.
-    let feeder = match (stdin, child.stdin.take()) {
-        (Some(mut text), Some(mut pipe)) => {
-            if add_newline {
-                text.push('\n');
-            }
-            Some(std::thread::spawn(move || {
-                let _ = pipe.write_all(text.as_bytes());
-            }))
-        }
-        _ => None,
-    };
-    let output = wait_unless_stopped(child);
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    let end = SystemTime::now();
-    let output = match output {
-        Ok(Some(o)) => o,
-        Ok(None) => return Ok(Outcome::fail(STOPPED).with("cmd", shown)),
-        Err(e) => {
-            return Ok(Outcome::fail(format!("waiting for the command: {e}")).with("cmd", shown));
-        }
-    };
     let rc = output.status.code().unwrap_or(-1);
-    Ok(finished(
-        shown,
-        rc,
-        &output.stdout,
-        &output.stderr,
-        strip,
-        start,
-        end,
-    ))
+    let mut o = finished(shown, rc, &output.stdout, &output.stderr, strip, start, end);
+    if output.dropped > 0 {
+        o = o.with(
+            "warnings",
+            Value::from(vec![format!(
+                "the command printed {} bytes beyond the {} MiB of standard output and of standard error a task keeps; they were dropped",
+                output.dropped,
+                tools::OUTPUT_LIMIT >> 20
+            )]),
+        );
+    }
+    Ok(o)
 }
 
 /// Why a command did not run to its end: the deployer that started the runner went away
 /// (see [`crate::events::deployer_gone`]).
-const STOPPED: &str =
-    "stopped: the deployer went away, so the runner ended this command and runs no further task";
-
-/// Waits for `child` and collects its output as `wait_with_output` does, except that a
-/// runner whose deployer has gone away kills the command (`None`): the plan's own
-/// commands can run for any time, and nobody is waiting for them any more. The output
-/// readers wake the wait as soon as the command closes its output, so a short command
-/// costs no polling delay; only a long one is looked at four times a second.
-fn wait_unless_stopped(
-    mut child: std::process::Child,
-) -> std::io::Result<Option<std::process::Output>> {
-    use std::sync::mpsc;
-    let (done, finished) = mpsc::channel::<()>();
-    let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut bytes);
-            }
-            let _ = done.send(());
-            bytes
-        })
-    };
-    let out = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    );
-    let err = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    );
-    drop(done);
-    let mut open = 2;
-    while open > 0 {
-        match finished.recv_timeout(std::time::Duration::from_millis(250)) {
-            Ok(()) => open -= 1,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if crate::events::deployer_gone() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    // The readers end when whatever still holds the pipes does; they
-                    // are not waited for.
-                    return Ok(None);
-                }
-            }
-        }
-    }
-    let status = child.wait()?;
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    Ok(Some(std::process::Output {
-        status,
-        stdout,
-        stderr,
-    }))
-}
+const STOPPED: &str = "stopped: the deployer went away, so the runner ended this command (and what it started) and runs no further task";
 
 /// The result of a command that ran, as Ansible registers it: output (trailing
 /// newlines cut when `strip`), its lines, times, and failure on a non-zero `rc`. SSH
@@ -623,6 +542,54 @@ mod tests {
         assert_eq!(o.data["stdout"], "out");
         assert_eq!(o.data["stderr"], "err");
         assert_eq!(o.msg.as_deref(), Some("non-zero return code"));
+    }
+
+    /// A command's output was read into memory without bound: a runaway command took
+    /// the runner, and the run's record, with it. What is kept is bounded and the rest
+    /// said to be dropped.
+    #[test]
+    fn output_beyond_the_limit_is_dropped_and_said_to_be() {
+        let over = tools::OUTPUT_LIMIT + 100_000;
+        let o = check(
+            "shell",
+            json!({"_raw_params": format!("head -c {over} /dev/zero | tr '\\0' x; echo err >&2")}),
+            false,
+        )
+        .unwrap();
+        assert!(o.changed && !o.failed, "{:?}", o.msg);
+        assert_eq!(
+            o.data["stdout"].as_str().unwrap().len(),
+            tools::OUTPUT_LIMIT
+        );
+        assert_eq!(o.data["stderr"], "err");
+        let warning = o.data["warnings"][0].as_str().unwrap();
+        assert!(
+            warning.contains("100000 bytes beyond the 64 MiB"),
+            "{warning}"
+        );
+        // A command that stays within it says nothing of the kind.
+        let o = check("shell", json!({"_raw_params": "echo fine"}), false).unwrap();
+        assert!(o.data.get("warnings").is_none());
+    }
+
+    /// A command that leaves work in the background (a service it starts) keeps it after
+    /// the task, as under Ansible: only a stopped command's process group is ended.
+    #[test]
+    fn commands_still_start_background_work_that_outlives_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let o = check(
+            "shell",
+            json!({"_raw_params": format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pid_file.display())}),
+            false,
+        )
+        .unwrap();
+        assert!(o.changed && !o.failed, "{:?}", o.msg);
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert!(!stat.contains(") Z "), "{stat}");
+        let _ = std::process::Command::new("kill").arg(pid).status();
     }
 
     #[test]

@@ -13,8 +13,7 @@ use super::tools;
 use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::plan::Vars;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 const KNOWN: &[&str] = &[
@@ -407,29 +406,11 @@ fn write(target: &Target, content: &str) -> Step<()> {
     }
 }
 
-/// Writes a cron.d file through a temp file and a rename, so cron never reads half a
-/// file. The temp name has a dot, which cron's file name rules make it ignore.
+/// Writes a cron.d file through a new temp file and a rename ([`crate::atomic::write`]),
+/// so cron never reads half a file. The temp name starts with a dot, which cron's file
+/// name rules make it ignore.
 fn write_cron_file(path: &Path, content: &str) -> Step<()> {
-    let base = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{base}.{}.rustle-tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = fs::File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(content.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(fsutil::io_fail("write", path, &e));
-    }
-    Ok(())
+    Ok(crate::atomic::write(path, content.as_bytes(), 0o644)?)
 }
 
 fn remove_file(path: &Path, ctx: &Ctx<'_>) -> Step<Outcome> {

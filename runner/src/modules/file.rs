@@ -367,16 +367,10 @@ fn place(path: &Path, replace: bool, make: impl Fn(&Path) -> std::io::Result<()>
     if !replace {
         return make(path).map_err(|e| io_fail("create link", path, &e));
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
     let base = path
         .file_name()
         .map_or_else(String::new, |b| b.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{base}.{}.{nanos}.rustle-link",
-        std::process::id()
-    ));
+    let tmp = path.with_file_name(format!(".{base}.{}.rustle-link", crate::random::tag()));
     make(&tmp).map_err(|e| io_fail("create link", &tmp, &e))?;
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);

@@ -1,22 +1,22 @@
 //! Filesystem helpers shared by the file, copy, template and stat modules: owner and
-//! group lookups, mode/owner/group reconciliation, the one atomic write procedure every
-//! module that writes a file uses ([`Dir`] and [`NewFile`]: descriptors, never names
-//! someone else could swap), SHA-1 checksums, and the small result/diff vocabulary they
-//! have in common.
+//! group lookups, mode/owner/group reconciliation, the write procedure of the modules
+//! that write a file (compare, back up, then write through [`crate::atomic`]: descriptors,
+//! never names someone else could swap), SHA-1 checksums, and the small result/diff
+//! vocabulary they have in common.
 //!
 //! Everything here is std only and `unsafe`-free: user and group names come from
 //! `/etc/passwd` and `/etc/group`, not from libc's NSS (so LDAP users are unknown by
 //! name; numeric ids always work).
 
 use super::{Ctx, Diff, ModuleError, Outcome, args};
+use crate::atomic::open_nonblocking;
+pub(super) use crate::atomic::{Dir, Finish, WriteError, same_file};
 use crate::plan::Vars;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why a module stopped early: bad arguments (an error for the executor) or a failed
@@ -170,6 +170,12 @@ impl Attrs {
 
 fn fail_stop(msg: String) -> Stop {
     failed(Outcome::fail(msg))
+}
+
+impl From<WriteError> for Stop {
+    fn from(e: WriteError) -> Stop {
+        fail_stop(e.to_string())
+    }
 }
 
 /// Before/after key-value pairs describing a state change, for diff mode.
@@ -510,9 +516,9 @@ pub(super) struct WriteReq<'a> {
 
 /// The write logic of copy, template, lineinfile, blockinfile, replace, sysctl and
 /// archive: compare, then back up, write a private temp file beside the destination
-/// and rename it over (see [`NewFile`]), then reconcile mode/owner/group. Unchanged
-/// content and attributes report ok; check mode decides the same way and touches
-/// nothing.
+/// and rename it over (see [`crate::atomic::NewFile`]), then reconcile mode/owner/group.
+/// Unchanged content and attributes report ok; check mode decides the same way and
+/// touches nothing.
 pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     let mut dest = req.dest.to_path_buf();
     if req.follow
@@ -678,7 +684,10 @@ const BACKUP_ATTEMPTS: u32 = 16;
 /// bits are not copied: a backup is kept to restore from, not to run.
 fn backup(dir: &Dir, name: &OsStr, bytes: &[u8], meta: &fs::Metadata) -> Step<PathBuf> {
     let now = SystemTime::now();
-    let stamp = utc_stamp(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let stamp = crate::facts::utc_seconds(
+        now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        '@',
+    );
     let mut base = name.to_os_string();
     base.push(format!(".{}.{stamp}", std::process::id()));
     let mut attempt = 0u32;
@@ -687,7 +696,7 @@ fn backup(dir: &Dir, name: &OsStr, bytes: &[u8], meta: &fs::Metadata) -> Step<Pa
         match attempt {
             0 => {}
             1..=7 => candidate.push(format!(".{attempt}")),
-            _ => candidate.push(format!(".{}", random_tag(&dir.shown(name)))),
+            _ => candidate.push(format!(".{}", crate::random::tag())),
         }
         candidate.push("~");
         match dir.create_new(&candidate, 0o600) {
@@ -721,516 +730,6 @@ fn backup(dir: &Dir, name: &OsStr, bytes: &[u8], meta: &fs::Metadata) -> Step<Pa
     Ok(shown)
 }
 
-/// `YYYY-MM-DD@HH:MM:SS` for seconds since the epoch, in UTC.
-fn utc_stamp(secs: u64) -> String {
-    let (y, m, d) = crate::facts::civil(i64::try_from(secs / 86_400).unwrap_or(0));
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}@{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-// ---------------------------------------------------------------------------
-// Writing through descriptors
-//
-// Root often writes into directories others can write in: a user's home, an
-// application's tree. Anything done there by path can be redirected, because a name
-// checked a moment ago may be a symlink to /etc/shadow by the time it is used. So
-// every write goes through a file this process created itself (O_EXCL, an
-// unpredictable name), its owner and mode are set on the open descriptor, and the
-// directory is held open while names in it are used. On Linux those names are looked
-// up through the directory's descriptor (`/proc/self/fd/N/name`, the `*at` calls std
-// offers without unsafe code), so not even a directory renamed or replaced by a
-// symlink meanwhile can redirect a write. Elsewhere they are looked up by path, which
-// narrows the window (every step re-checks) but cannot close it.
-
-/// Why a write through a [`Dir`] failed; each variant names the path concerned.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum WriteError {
-    /// An operation failed.
-    #[error("could not {action} {}: {source}", path.display())]
-    Io {
-        /// What was attempted ("create", "rename a temp file onto", ...).
-        action: &'static str,
-        /// The path it was attempted on.
-        path: PathBuf,
-        /// The system's error.
-        #[source]
-        source: io::Error,
-    },
-    /// A name was found to be another file than the one this process made or checked.
-    #[error(
-        "refusing to use {}: it was replaced while being written (someone else can write in {}); nothing was written through it",
-        path.display(),
-        dir.display()
-    )]
-    Replaced {
-        /// The name that changed.
-        path: PathBuf,
-        /// Its directory.
-        dir: PathBuf,
-    },
-    /// A directory on the way is a symlink, which is never followed.
-    #[error("refusing to write through the symlink {}", path.display())]
-    Symlink {
-        /// The symlink.
-        path: PathBuf,
-    },
-    /// A directory on the way is something else.
-    #[error("{} exists and is not a directory", path.display())]
-    NotADirectory {
-        /// What is there instead.
-        path: PathBuf,
-    },
-}
-
-impl From<WriteError> for Stop {
-    fn from(e: WriteError) -> Stop {
-        fail_stop(e.to_string())
-    }
-}
-
-/// `O_NONBLOCK`, so that opening a name someone swapped for a FIFO cannot hang the
-/// runner (it changes nothing for files and directories). std names no open flags;
-/// these are the kernels' values: Linux's generic ABI, which every architecture the
-/// runner is built for uses, and the BSDs'. Elsewhere it is 0 and such an open may block.
-const O_NONBLOCK: i32 = if cfg!(any(
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd"
-)) {
-    0x4
-} else if cfg!(all(
-    any(target_os = "linux", target_os = "android"),
-    not(any(
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "mips32r6",
-        target_arch = "mips64r6",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    ))
-)) {
-    0o4000
-} else {
-    0
-};
-
-/// Linux's `O_PATH` (the generic ABI's value, as for [`O_NONBLOCK`]); 0 elsewhere.
-const O_PATH: i32 = if cfg!(all(
-    any(target_os = "linux", target_os = "android"),
-    not(any(
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "mips32r6",
-        target_arch = "mips64r6",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    ))
-)) {
-    0o10_000_000
-} else {
-    0
-};
-
-/// Opens `path` read-only (following symlinks) without blocking on a FIFO.
-fn open_nonblocking(path: &Path) -> io::Result<fs::File> {
-    fs::File::options()
-        .read(true)
-        .custom_flags(O_NONBLOCK)
-        .open(path)
-}
-
-/// Whether two metadata describe the same file (device and inode).
-pub(super) fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-/// The path that reaches an open directory through its descriptor, when procfs shows
-/// it (checked to lead to that very directory).
-#[cfg(target_os = "linux")]
-fn fd_path(file: &fs::File) -> Option<PathBuf> {
-    use std::os::fd::AsRawFd;
-    let p = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    let (via, real) = (fs::metadata(&p).ok()?, file.metadata().ok()?);
-    same_file(&via, &real).then_some(p)
-}
-
-/// Without procfs names are looked up by the directory's path.
-#[cfg(not(target_os = "linux"))]
-fn fd_path(_file: &fs::File) -> Option<PathBuf> {
-    None
-}
-
-/// A directory held open; names in it are used through it (see above).
-#[derive(Debug)]
-pub(super) struct Dir {
-    file: fs::File,
-    /// The path it was opened by, for messages.
-    path: PathBuf,
-    /// How names in it are reached through the descriptor, when the platform allows.
-    via: Option<PathBuf>,
-}
-
-impl Dir {
-    /// Opens the directory at `path`, following symlinks in it (the path given is the
-    /// path meant).
-    pub(super) fn open(path: &Path) -> io::Result<Dir> {
-        let file = match open_nonblocking(path) {
-            // A directory this user may search and write but not list (not root:
-            // root reads everything) can still be held open as a path (Linux).
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && O_PATH != 0 => {
-                fs::File::options()
-                    .read(true)
-                    .custom_flags(O_PATH)
-                    .open(path)?
-            }
-            other => other?,
-        };
-        if !file.metadata()?.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            ));
-        }
-        Ok(Dir {
-            via: fd_path(&file),
-            file,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The path the directory was opened by.
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// How `name` in this directory is shown in messages.
-    pub(super) fn shown(&self, name: &OsStr) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// Another handle on the same directory.
-    pub(super) fn try_clone(&self) -> Result<Dir, WriteError> {
-        let file = self.file.try_clone().map_err(|e| WriteError::Io {
-            action: "open",
-            path: self.path.clone(),
-            source: e,
-        })?;
-        Ok(Dir {
-            via: fd_path(&file),
-            file,
-            path: self.path.clone(),
-        })
-    }
-
-    /// Sets the directory's own mode, through its descriptor.
-    pub(super) fn set_mode(&self, mode: u32) -> Result<(), WriteError> {
-        self.file
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| WriteError::Io {
-                action: "change the mode of",
-                path: self.path.clone(),
-                source: e,
-            })
-    }
-
-    /// Where the symlink `name` points.
-    pub(super) fn read_link(&self, name: &OsStr) -> Result<PathBuf, WriteError> {
-        fs::read_link(self.at(name)?).map_err(|e| self.io("read the symlink", name, e))
-    }
-
-    /// The path that reaches `name` in this directory. `name` must be one plain name:
-    /// anything with a slash, or `.`/`..`, could leave the directory.
-    pub(super) fn at(&self, name: &OsStr) -> Result<PathBuf, WriteError> {
-        let b = name.as_bytes();
-        if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
-            return Err(WriteError::Io {
-                action: "use",
-                path: self.shown(name),
-                source: io::Error::new(io::ErrorKind::InvalidInput, "not a single file name"),
-            });
-        }
-        Ok(self.via.as_deref().unwrap_or(&self.path).join(name))
-    }
-
-    fn io(&self, action: &'static str, name: &OsStr, source: io::Error) -> WriteError {
-        WriteError::Io {
-            action,
-            path: self.shown(name),
-            source,
-        }
-    }
-
-    /// `name`'s metadata without following a symlink; `None` when nothing is there.
-    pub(super) fn lstat(&self, name: &OsStr) -> Result<Option<fs::Metadata>, WriteError> {
-        match fs::symlink_metadata(self.at(name)?) {
-            Ok(m) => Ok(Some(m)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io("inspect", name, e)),
-        }
-    }
-
-    /// Opens `name` for reading, which `seen` (its lstat just before) says is a file or
-    /// directory, and checks the descriptor is that very file: a name swapped for
-    /// anything else meanwhile is refused, never followed.
-    pub(super) fn open_seen(
-        &self,
-        name: &OsStr,
-        seen: &fs::Metadata,
-    ) -> Result<fs::File, WriteError> {
-        let f = open_nonblocking(&self.at(name)?).map_err(|e| self.io("open", name, e))?;
-        let now = f.metadata().map_err(|e| self.io("inspect", name, e))?;
-        if !same_file(&now, seen) {
-            return Err(self.replaced(name));
-        }
-        Ok(f)
-    }
-
-    fn replaced(&self, name: &OsStr) -> WriteError {
-        WriteError::Replaced {
-            path: self.shown(name),
-            dir: self.path.clone(),
-        }
-    }
-
-    /// The directory `name` in this one, created with `create` (a mode, less the umask)
-    /// when missing. A symlink is never followed, and the directory opened is checked to
-    /// be the one inspected.
-    pub(super) fn subdir(&self, name: &OsStr, create: Option<u32>) -> Result<Dir, WriteError> {
-        let seen = match (self.lstat(name)?, create) {
-            (Some(m), _) => m,
-            (None, Some(mode)) => {
-                match fs::DirBuilder::new().mode(mode).create(self.at(name)?) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(self.io("create", name, e)),
-                }
-                self.lstat(name)?.ok_or_else(|| self.replaced(name))?
-            }
-            (None, None) => {
-                return Err(self.io("open", name, io::Error::from(io::ErrorKind::NotFound)));
-            }
-        };
-        if seen.file_type().is_symlink() {
-            return Err(WriteError::Symlink {
-                path: self.shown(name),
-            });
-        }
-        if !seen.is_dir() {
-            return Err(WriteError::NotADirectory {
-                path: self.shown(name),
-            });
-        }
-        let file = self.open_seen(name, &seen)?;
-        Ok(Dir {
-            via: fd_path(&file),
-            file,
-            path: self.shown(name),
-        })
-    }
-
-    /// Creates the new file `name` with `mode` (O_CREAT|O_EXCL: an existing name,
-    /// symlinks included, is refused).
-    pub(super) fn create_new(&self, name: &OsStr, mode: u32) -> Result<fs::File, WriteError> {
-        fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(self.at(name)?)
-            .map_err(|e| self.io("create", name, e))
-    }
-
-    /// A new private temp file in this directory, to become `base` (see [`NewFile`]).
-    pub(super) fn new_file(&self, base: &OsStr) -> Result<NewFile<'_>, WriteError> {
-        let mut attempt = 0;
-        loop {
-            let name = temp_name(base, &self.shown(base));
-            match self.create_new(&name, 0o600) {
-                Ok(file) => {
-                    return Ok(NewFile {
-                        dir: self,
-                        name,
-                        file,
-                        placed: false,
-                    });
-                }
-                Err(WriteError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::AlreadyExists && attempt < 8 =>
-                {
-                    attempt += 1;
-                }
-                Err(WriteError::Io { source, .. }) => {
-                    return Err(self.io("create a temp file beside", base, source));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Removes the non-directory `name` (a symlink itself, never its target).
-    pub(super) fn remove(&self, name: &OsStr) -> Result<(), WriteError> {
-        fs::remove_file(self.at(name)?).map_err(|e| self.io("remove", name, e))
-    }
-
-    /// Creates the symlink `name` pointing to `target`.
-    pub(super) fn symlink(&self, target: &Path, name: &OsStr) -> Result<(), WriteError> {
-        std::os::unix::fs::symlink(target, self.at(name)?)
-            .map_err(|e| self.io("create the symlink", name, e))
-    }
-
-    /// Creates `name` as a hard link to `from_name` in `from` (a link there is linked
-    /// itself, not followed).
-    pub(super) fn hard_link(
-        &self,
-        from: &Dir,
-        from_name: &OsStr,
-        name: &OsStr,
-    ) -> Result<(), WriteError> {
-        fs::hard_link(from.at(from_name)?, self.at(name)?)
-            .map_err(|e| self.io("create the hard link", name, e))
-    }
-}
-
-/// A file this process created itself in a [`Dir`], under an unpredictable name with
-/// O_EXCL and mode 0600, that becomes its destination by [`NewFile::place`]: owner,
-/// group, mode and mtime are set on the descriptor, then it is renamed over the
-/// destination, so readers see the old file or the new one, never a partial one, and
-/// no attribute is ever set by a name someone else could have swapped. Dropped before
-/// being placed, it is removed.
-#[derive(Debug)]
-pub(super) struct NewFile<'d> {
-    dir: &'d Dir,
-    name: OsString,
-    file: fs::File,
-    placed: bool,
-}
-
-/// The attributes a [`NewFile`] gets before it is renamed into place.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Finish {
-    /// Permission bits (and set-id bits).
-    pub mode: u32,
-    /// The owner and group of the file being replaced, kept where this process may
-    /// set them (root); elsewhere EPERM is ignored, as Ansible does.
-    pub keep_owner: Option<(u32, u32)>,
-    /// The owner asked for (a failure to set it is an error).
-    pub uid: Option<u32>,
-    /// The group asked for (a failure to set it is an error).
-    pub gid: Option<u32>,
-    /// The modification time to give it.
-    pub mtime: Option<SystemTime>,
-    /// Flush the content to disk before the rename.
-    pub sync: bool,
-}
-
-impl NewFile<'_> {
-    /// The open file, to write the content into.
-    pub(super) fn file(&mut self) -> &mut fs::File {
-        &mut self.file
-    }
-
-    /// The temp file's path, for messages.
-    pub(super) fn shown(&self) -> PathBuf {
-        self.dir.shown(&self.name)
-    }
-
-    /// Gives the file its attributes and renames it to `name` in its directory. The temp
-    /// name is checked to still be this file right before the rename, and `name` right
-    /// after: someone who can write in the directory may have moved the file away and
-    /// left a symlink in its place, and that is reported, never written through.
-    pub(super) fn place(mut self, name: &OsStr, fin: &Finish) -> Result<(), WriteError> {
-        let tmp = self.shown();
-        let io = |action, source| WriteError::Io {
-            action,
-            path: tmp.clone(),
-            source,
-        };
-        if fin.sync {
-            self.file.sync_all().map_err(|e| io("write", e))?;
-        }
-        if let Some((uid, gid)) = fin.keep_owner {
-            match std::os::unix::fs::fchown(&self.file, Some(uid), Some(gid)) {
-                Err(e) if e.kind() != io::ErrorKind::PermissionDenied => {
-                    return Err(io("change the owner of", e));
-                }
-                _ => {}
-            }
-        }
-        // Owner before mode: chown clears set-id bits, which the mode may set again.
-        if fin.uid.is_some() || fin.gid.is_some() {
-            std::os::unix::fs::fchown(&self.file, fin.uid, fin.gid)
-                .map_err(|e| io("change the owner/group of", e))?;
-        }
-        self.file
-            .set_permissions(fs::Permissions::from_mode(fin.mode))
-            .map_err(|e| io("change the mode of", e))?;
-        if let Some(t) = fin.mtime {
-            self.file
-                .set_modified(t)
-                .map_err(|e| io("set the modification time of", e))?;
-        }
-        let ours = self.file.metadata().map_err(|e| io("inspect", e))?;
-        if !self
-            .dir
-            .lstat(&self.name)?
-            .is_some_and(|m| same_file(&m, &ours))
-        {
-            return Err(self.dir.replaced(&self.name));
-        }
-        match fs::rename(self.dir.at(&self.name)?, self.dir.at(name)?) {
-            Ok(()) => {}
-            // Our file was there a moment ago: someone moved it away.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(self.dir.replaced(&self.name));
-            }
-            Err(e) => return Err(self.dir.io("rename a temp file onto", name, e)),
-        }
-        self.placed = true;
-        if !self.dir.lstat(name)?.is_some_and(|m| same_file(&m, &ours)) {
-            return Err(self.dir.replaced(name));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for NewFile<'_> {
-    fn drop(&mut self) {
-        if !self.placed
-            && let Ok(p) = self.dir.at(&self.name)
-        {
-            // Whatever is under the temp name now goes: ours, or what replaced it.
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-/// Distinguishes temp names made in the same process in the same nanosecond.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// 16 hex digits others cannot predict: pid, time, a counter and `seed` through blake3.
-fn random_tag(seed: &Path) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = format!("{}:{nanos}:{n}:{}", std::process::id(), seed.display());
-    let tag = blake3::hash(seed.as_bytes()).to_hex();
-    tag.get(..16).unwrap_or_default().to_string()
-}
-
-/// A temp name for a file to become `base`: `.<base>.<random>.rustle-tmp`.
-fn temp_name(base: &OsStr, seed: &Path) -> OsString {
-    let mut name = OsString::from(".");
-    name.push(base);
-    name.push(format!(".{}.rustle-tmp", random_tag(seed)));
-    name
-}
-
 /// Reads an embedded file by its exact key, or fails naming the key and how many
 /// files the payload holds.
 pub(super) fn embedded<'c>(ctx: &'c Ctx<'_>, src: &str) -> Step<&'c crate::plan::HostFile> {
@@ -1246,13 +745,6 @@ pub(super) fn embedded<'c>(ctx: &'c Ctx<'_>, src: &str) -> Step<&'c crate::plan:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backup_stamps_are_utc_calendar_dates() {
-        assert_eq!(utc_stamp(0), "1970-01-01@00:00:00");
-        assert_eq!(utc_stamp(951_782_400 + 3661), "2000-02-29@01:01:01");
-        assert_eq!(utc_stamp(1_700_000_000), "2023-11-14@22:13:20");
-    }
 
     #[test]
     fn ids_resolve_by_name_or_number() {
@@ -1330,7 +822,11 @@ mod tests {
         let planted: Vec<PathBuf> = (now.saturating_sub(2)..now + 120)
             .map(|t| {
                 let mut n = dest.as_os_str().to_os_string();
-                n.push(format!(".{}.{}~", std::process::id(), utc_stamp(t)));
+                n.push(format!(
+                    ".{}.{}~",
+                    std::process::id(),
+                    crate::facts::utc_seconds(t, '@')
+                ));
                 PathBuf::from(n)
             })
             .collect();

@@ -575,8 +575,8 @@ fn fetch(req: &Request, staging: &PrivateDir, ctx: &Ctx<'_>) -> Step<Option<u16>
     if let Some(rest) = req.url.strip_prefix("file://") {
         let path = rest.strip_prefix("localhost").unwrap_or(rest);
         let copied = fs::File::open(path).and_then(|src| {
-            let sdir = Dir::open(staging.path())?;
-            let mut to = sdir
+            let mut to = staging
+                .dir()
                 .create_new(OsStr::new(DOWNLOAD), 0o600)
                 .map_err(io::Error::other)?;
             io::copy(&mut io::BufReader::new(src), &mut to)

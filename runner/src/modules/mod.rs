@@ -17,7 +17,7 @@ mod cron;
 pub mod custom;
 mod file;
 mod find;
-mod fsutil;
+pub(crate) mod fsutil;
 mod get_url;
 mod hostname;
 mod library;

@@ -5,7 +5,7 @@
 use super::Outcome;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Directories searched after `$PATH`: a runner started over a non-login SSH session
 /// often has a PATH without the sbin directories where system tools live.
@@ -64,16 +64,15 @@ impl Ran {
 /// is the process not starting at all, as a message naming the program.
 pub(super) fn run(program: &Path, args: &[String], env: &[(&str, &str)]) -> Result<Ran, String> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("could not run {}: {e}", program.display()))?;
+    let out = match super::tools::collect(&mut cmd, None, super::tools::OUTPUT_LIMIT, false) {
+        Ok(super::tools::Ran::Done(out)) => out,
+        Ok(super::tools::Ran::Stopped) => return Err(format!("{} was stopped", program.display())),
+        Err(e) => return Err(format!("could not run {}: {e}", program.display())),
+    };
     let text = |b: &[u8]| {
         String::from_utf8_lossy(b)
             .trim_end_matches(['\n', '\r'])

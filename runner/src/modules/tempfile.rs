@@ -11,13 +11,8 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const KNOWN: &[&str] = &["state", "path", "prefix", "suffix"];
-
-/// Distinguishes names made in the same process in the same nanosecond.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(run_inner(a, ctx))
@@ -25,25 +20,7 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
 
 /// Eight unpredictable name characters, as Python's tempfile uses.
 fn random_part() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = format!("{}:{nanos}:{n}", std::process::id());
-    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_";
-    blake3::hash(seed.as_bytes())
-        .as_bytes()
-        .iter()
-        .take(8)
-        .map(|b| {
-            char::from(
-                CHARS
-                    .get(usize::from(*b) % CHARS.len())
-                    .copied()
-                    .unwrap_or(b'x'),
-            )
-        })
-        .collect()
+    crate::random::chars(8, b"abcdefghijklmnopqrstuvwxyz0123456789_")
 }
 
 fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {

@@ -1,16 +1,17 @@
-//! Helpers for modules that drive the host's own tools (useradd, crontab, scripts):
-//! finding a program where sudo's or cron's short PATH would miss it, running it with an
-//! argument vector (never through a shell) and capturing its output, and private
-//! temporary directories for files handed to those tools.
+//! Helpers for modules that start processes (the host's tools, a plan's commands, child
+//! runners): finding a program where sudo's or cron's short PATH would miss it, the one
+//! procedure that starts a process, feeds its input and collects its output, bounded and
+//! (for a plan's commands and child runners) stoppable with everything they started
+//! ([`collect`]), and private temporary directories for files handed to those tools.
 
+use crate::atomic::{Dir, Finish};
 use crate::privilege::RunAs;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where system tools live besides `$PATH`: the runner may be started with a PATH
 /// without the sbin directories (a non-login ssh session, sudo without secure_path).
@@ -48,42 +49,253 @@ pub(super) fn run(program: &Path, args: &[String], input: Option<&[u8]>) -> io::
     run_command(Command::new(program), args, input)
 }
 
+/// The most bytes kept of each of a process's standard output and error. A host's tool
+/// or a plan's command that prints more (a runaway loop, a file cat'ed by mistake)
+/// would otherwise take the runner's memory with it, and the run's record with that.
+pub(super) const OUTPUT_LIMIT: usize = 64 << 20;
+
 /// [`run`] for a prepared command, e.g. from `Ctx::command` (the task's environment and
-/// `become_user`).
+/// `become_user`). The host's tools run to their end even when the deployer goes away:
+/// a package manager stopped halfway leaves worse than one that finishes.
 pub(super) fn run_command(
     mut cmd: Command,
     args: &[String],
     input: Option<&[u8]>,
 ) -> io::Result<Output> {
-    cmd.args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = spawn_retrying(&mut cmd)?;
-    // Feed stdin from a thread so a tool that writes before reading cannot deadlock us.
-    let feeder = match (input, child.stdin.take()) {
-        (Some(bytes), Some(mut pipe)) => {
-            let bytes = bytes.to_vec();
-            Some(std::thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-            }))
-        }
-        _ => None,
+    cmd.args(args);
+    let out = match collect(&mut cmd, input.map(<[u8]>::to_vec), OUTPUT_LIMIT, false)? {
+        Ran::Done(out) => out,
+        Ran::Stopped => return Err(io::Error::other("stopped")),
     };
-    let out = child.wait_with_output();
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    let out = out?;
     Ok(Output {
         rc: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// What a process that ran to its end said.
+#[derive(Debug)]
+pub(super) struct Collected {
+    /// How it ended.
+    pub status: std::process::ExitStatus,
+    /// Its standard output, up to the limit.
+    pub stdout: Vec<u8>,
+    /// Its standard error, up to the limit.
+    pub stderr: Vec<u8>,
+    /// How many bytes of standard output and error (together) were read past the limit
+    /// and dropped.
+    pub dropped: u64,
+}
+
+/// How [`collect`] ended.
+#[derive(Debug)]
+pub(super) enum Ran {
+    /// The process ended by itself.
+    Done(Collected),
+    /// The deployer went away, and the process was ended with its process group.
+    Stopped,
+}
+
+/// Starts `cmd` with `input` on its standard input (fed from a thread, so a process that
+/// writes before it reads cannot deadlock against us; `None`: no standard input),
+/// collects its standard output and error (at most `limit` bytes of each kept, the rest
+/// read and dropped, so it never blocks on a full pipe) and waits for it.
+///
+/// A `stoppable` process (a plan's command, a `become_user` child runner) runs in a
+/// process group of its own, watched by a small `sh` that ends the whole group (the
+/// process and whatever it started that stayed in the group) when told to or when this
+/// runner dies, however it dies; it is told to when the deployer that started this runner
+/// goes away ([`crate::events::deployer_gone`]): nobody waits for the output any more.
+/// A process that ends by itself leaves what it started running (a service a command
+/// launched in the background), as under Ansible.
+pub(super) fn collect(
+    cmd: &mut Command,
+    input: Option<Vec<u8>>,
+    limit: usize,
+    stoppable: bool,
+) -> io::Result<Ran> {
+    use std::os::unix::process::CommandExt as _;
+    use std::sync::mpsc;
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut watchdog = if stoppable { Watchdog::start() } else { None };
+    if let Some(w) = &watchdog {
+        cmd.process_group(w.pgid);
+    }
+    let mut child = match spawn_retrying(cmd) {
+        Ok(c) => c,
+        Err(e) => match watchdog.take() {
+            // The group may be what failed (its watchdog gone): a group of its own then,
+            // which the runner still ends when it stops (not when it dies).
+            Some(w) => {
+                w.release();
+                cmd.process_group(0);
+                spawn_retrying(cmd)?
+            }
+            None => return Err(e),
+        },
+    };
+    let feeder = match (input, child.stdin.take()) {
+        (Some(bytes), Some(mut pipe)) => Some(std::thread::spawn(move || {
+            // A process that exits without reading closes the pipe: its status says why.
+            let _ = pipe.write_all(&bytes);
+        })),
+        _ => None,
+    };
+    let (done, finished) = mpsc::channel::<()>();
+    let reader = |pipe: Option<Box<dyn io::Read + Send>>| {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let kept = pipe.map(|p| read_capped(p, limit)).unwrap_or_default();
+            let _ = done.send(());
+            kept
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn io::Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn io::Read + Send>),
+    );
+    drop(done);
+    // The readers wake this wait as soon as the process closes its output, so a short
+    // process costs no polling delay; only a long one is looked at four times a second.
+    let mut open = 2;
+    while open > 0 {
+        match finished.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(()) => open -= 1,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if stoppable && crate::events::deployer_gone() {
+                    match watchdog.take() {
+                        Some(w) => w.end_group(),
+                        None => {
+                            let _ = child.kill();
+                        }
+                    }
+                    let _ = child.wait();
+                    // The readers and the feeder end when whatever still holds the
+                    // pipes does; they are not waited for.
+                    return Ok(Ran::Stopped);
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if let Some(w) = watchdog {
+        w.release();
+    }
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let (stdout, out_dropped) = out.join().unwrap_or_default();
+    let (stderr, err_dropped) = err.join().unwrap_or_default();
+    Ok(Ran::Done(Collected {
+        status,
+        stdout,
+        stderr,
+        dropped: out_dropped.saturating_add(err_dropped),
+    }))
+}
+
+/// Reads `pipe` to its end, keeping the first `limit` bytes; returns them and how many
+/// more were read and dropped.
+fn read_capped(mut pipe: impl io::Read, limit: usize) -> (Vec<u8>, u64) {
+    let mut kept = Vec::new();
+    let mut dropped = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let take = n.min(limit.saturating_sub(kept.len()));
+                kept.extend_from_slice(buf.get(..take).unwrap_or_default());
+                dropped = dropped.saturating_add((n - take) as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (kept, dropped)
+}
+
+/// What the watchdog of a stoppable process runs: it waits for one line on its standard
+/// input, and unless that line is `done`, kills its whole process group, itself and the
+/// watched process included. The runner's end of that pipe closes when the runner ends,
+/// however it ends (a kill, the deployer's own timeout ending its process group), so the
+/// watched process never outlives a runner that did not see it finish. std cannot
+/// signal a process group (that needs unsafe code or a C library binding); the shell's
+/// `kill` builtin can.
+const WATCHDOG: &str = "read -r w; [ \"$w\" = done ] || kill -s KILL 0";
+
+/// The process-group leader that ends a stoppable process's group (see [`collect`]).
+struct Watchdog {
+    child: std::process::Child,
+    /// Closing it without writing `done` ends the group.
+    order: Option<std::process::ChildStdin>,
+    pgid: i32,
+}
+
+impl Watchdog {
+    /// Starts one, in a new process group; `None` when it cannot be started (the
+    /// process then gets a group of its own, ended by the runner when it stops).
+    fn start() -> Option<Watchdog> {
+        use std::os::unix::process::CommandExt as _;
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let order = child.stdin.take();
+        match i32::try_from(child.id()) {
+            Ok(pgid) if order.is_some() => Some(Watchdog { child, order, pgid }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+
+    /// The watched process ended by itself: the watchdog leaves the group alone.
+    fn release(mut self) {
+        if let Some(mut order) = self.order.take() {
+            let _ = order.write_all(b"done\n");
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Kills the whole group.
+    fn end_group(mut self) {
+        self.order = None;
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Dropped without a word (an early return): the group goes, as when the runner
+        // dies. After release or end_group the watchdog is gone already, and std keeps
+        // its exit status, so this waits for nothing.
+        self.order = None;
+        let _ = self.child.wait();
+    }
 }
 
 /// Spawns `cmd`, retrying while the program is "busy" (ETXTBSY): a file this process
@@ -110,35 +322,40 @@ pub(super) fn shown(program: &Path, args: &[String]) -> String {
         .join(" ")
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// A fresh 0700 directory under the system temp directory that only this user can
-/// enter, removed (with what is inside) when dropped.
+/// enter, removed (with what is inside) when dropped. It is held open from its creation
+/// on, and files are written into it through that descriptor ([`crate::atomic`]), so a
+/// `become_user` who owns it and renames it away, leaving a symlink at its name, does
+/// not redirect root's next write.
 pub(super) struct PrivateDir {
     path: PathBuf,
+    dir: Dir,
     /// Who gets the directory and its files (uid, gid): the task's `become_user`.
     owner: Option<(u32, u32)>,
 }
 
 impl PrivateDir {
-    /// Creates the directory with an unpredictable name (pid, time and a counter
-    /// hashed), refusing to reuse anything that already exists.
+    /// Creates the directory in the system temp directory with an unpredictable name.
     pub(super) fn new(prefix: &str) -> io::Result<PrivateDir> {
-        let base = std::env::temp_dir();
+        PrivateDir::new_in(&std::env::temp_dir(), prefix, 0o700)
+    }
+
+    /// Creates `base/rustle-<prefix>-<random>` with `mode` (set on its descriptor, so the
+    /// umask does not apply), refusing to reuse anything that already exists.
+    pub(super) fn new_in(base: &Path, prefix: &str, mode: u32) -> io::Result<PrivateDir> {
         let mut attempt = 0;
         loop {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let seed = format!("{}:{nanos}:{n}", std::process::id());
-            let tag = blake3::hash(seed.as_bytes()).to_hex();
-            let path = base.join(format!(
-                "rustle-{prefix}-{}",
-                tag.get(..16).unwrap_or_default()
-            ));
+            let path = base.join(format!("rustle-{prefix}-{}", crate::random::tag()));
             match fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(PrivateDir { path, owner: None }),
+                Ok(()) => {
+                    let made = PrivateDir {
+                        dir: Dir::open(&path)?,
+                        path,
+                        owner: None,
+                    };
+                    made.dir.set_mode(mode).map_err(io::Error::from)?;
+                    return Ok(made);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
                     attempt += 1;
                 }
@@ -152,32 +369,39 @@ impl PrivateDir {
     pub(super) fn for_task(prefix: &str, run_as: Option<&RunAs>) -> io::Result<PrivateDir> {
         let mut dir = PrivateDir::new(prefix)?;
         if let Some(who) = run_as {
-            std::os::unix::fs::chown(&dir.path, Some(who.uid), Some(who.gid))?;
+            // Through the descriptor: the name is only ours until the chown.
+            std::os::unix::fs::fchown(dir.dir.file(), Some(who.uid), Some(who.gid))?;
             dir.owner = Some((who.uid, who.gid));
         }
         Ok(dir)
     }
 
-    /// Writes a new file `name` in the directory with `mode`, returning its path.
+    /// Writes the file `name` in the directory with `mode` (owned by the directory's
+    /// owner), replacing what is there, and returns its path.
     pub(super) fn write(&self, name: &str, content: &[u8], mode: u32) -> io::Result<PathBuf> {
-        let p = self.path.join(name);
-        let mut f = fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&p)?;
-        f.write_all(content)?;
-        // On the descriptor: the directory belongs to the become_user, who could have
-        // swapped the name for a symlink to a file root would then chown to them.
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-        }
-        Ok(p)
+        let name = OsStr::new(name);
+        let mut new = self.dir.new_file(name)?;
+        new.file().write_all(content)?;
+        new.place(
+            name,
+            &Finish {
+                mode,
+                uid: self.owner.map(|(u, _)| u),
+                gid: self.owner.map(|(_, g)| g),
+                ..Finish::default()
+            },
+        )?;
+        Ok(self.path.join(name))
     }
 
     /// The directory.
     pub(super) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory, held open.
+    pub(super) fn dir(&self) -> &Dir {
+        &self.dir
     }
 }
 
@@ -219,10 +443,16 @@ mod tests {
         );
         let f = d.write("x", b"hi", 0o700).unwrap();
         assert_eq!(fs::read(&f).unwrap(), b"hi");
-        assert!(
-            d.write("x", b"again", 0o600).is_err(),
-            "never reuses a file"
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+            0o700
         );
+        // A name written again is a new file, never the old one written through.
+        let hard = d.path().join("hard");
+        fs::hard_link(&f, &hard).unwrap();
+        d.write("x", b"again", 0o600).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"again");
+        assert_eq!(fs::read(&hard).unwrap(), b"hi");
         drop(d);
         assert!(!p.exists());
     }
@@ -240,7 +470,7 @@ mod tests {
             home: "/".into(),
         };
         let d = PrivateDir::for_task("t", Some(&who)).unwrap();
-        let swapper = s.swapper(d.path(), &[".scr"]);
+        let swapper = s.swapper(d.path(), &[".scr", ".rustle-tmp"]);
         let body = vec![b'#'; 4 << 20];
         for i in 0..300 {
             let name = format!("f{i}.scr");

@@ -10,7 +10,7 @@
 //! Not supported (refused as unknown arguments): ssh keys, expiry, password locking,
 //! login classes and other platform-specific options.
 
-use super::fsutil::{self, Step, fail, failed};
+use super::fsutil::{self, Step, Stop, fail, failed};
 use super::tools;
 use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
@@ -488,13 +488,64 @@ fn create_user(
     if ctx.check_mode {
         return Ok(o);
     }
+    // Whether useradd makes the home directory, or finds it there (and must then leave
+    // it, should the account be taken back below).
+    let home = u
+        .home
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", useradd_home_base(), u.name));
+    let home_was_there = std::path::Path::new(&home).exists();
     let out = change("useradd", &argv, &u.name)?;
-    // The account exists without a password until this runs; should it fail, the
-    // next run finds the hash differs and sets it.
-    if let Some(pw) = &u.password {
-        set_password(&u.name, pw)?;
+    if let Some(pw) = &u.password
+        && let Err(stop) = set_password(&u.name, pw)
+    {
+        return Err(take_back(u, &home, home_was_there, stop));
     }
     Ok(o.with("stderr", out.stderr.trim_end().to_string()))
+}
+
+/// The account `u` was just created and its password could not be set (`stop` says
+/// why). Left so, it would stay without a password for good under
+/// `update_password: on_create` (a later run does not set the password of an account
+/// that exists), so it is removed again, with the home directory useradd made for it,
+/// and the task fails saying so: the next run creates it again, password included.
+fn take_back(u: &UserArgs, home: &str, home_was_there: bool, stop: Stop) -> Stop {
+    let Stop::Failed(mut failed_outcome) = stop else {
+        return stop;
+    };
+    let why = failed_outcome.msg.take().unwrap_or_default();
+    let made_home =
+        u.create_home && !home_was_there && account(&u.name).is_some_and(|a| a.home == home);
+    let mut argv = Vec::new();
+    if made_home {
+        argv.push("-r".to_string());
+    }
+    argv.push(u.name.clone());
+    let msg = match change("userdel", &argv, &u.name) {
+        Ok(_) => format!(
+            "{why}: the account {} was created but its password could not be set, so it was removed again; the next run creates it with its password",
+            u.name
+        ),
+        Err(_) => format!(
+            "{why}: the account {} was created but its password could not be set, and removing it again failed too: set its password or remove it by hand",
+            u.name
+        ),
+    };
+    failed_outcome.msg = Some(msg);
+    Stop::Failed(failed_outcome)
+}
+
+/// The directory useradd puts new homes in (`HOME=` in /etc/default/useradd, else /home).
+fn useradd_home_base() -> String {
+    std::fs::read_to_string("/etc/default/useradd")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix("HOME="))
+                .map(|v| v.trim().trim_matches('"').to_string())
+        })
+        .filter(|h| h.starts_with('/'))
+        .unwrap_or_else(|| "/home".to_string())
 }
 
 fn modify_user(
@@ -914,6 +965,63 @@ mod tests {
             );
         }
         assert!(ran.iter().any(|c| c.contains("chpasswd")), "{ran:?}");
+    }
+
+    /// useradd and then chpasswd: when chpasswd failed, the account stayed without its
+    /// password, and with `update_password: on_create` no later run would ever set it.
+    /// The account is taken back, the task fails saying so, and the next run creates it
+    /// with its password. (chpasswd refuses a line longer than its buffer.)
+    #[test]
+    fn an_account_whose_password_cannot_be_set_is_not_left_without_one() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu3"], &[]);
+        let home = "/tmp/rustletestu3-home";
+        let _ = std::fs::remove_dir_all(home);
+        let refused = format!("$6$rustlesalt${}", "x".repeat(9000));
+        let create = |pw: &str| {
+            json!({"name": "rustletestu3", "password": pw, "home": home,
+                   "update_password": "on_create"})
+        };
+        let o = run("user", create(&refused), false).unwrap();
+        assert!(o.failed, "{o:?}");
+        let msg = o.msg.as_deref().unwrap();
+        assert!(
+            msg.contains("line too long") && msg.contains("removed again"),
+            "{msg}"
+        );
+        assert!(account("rustletestu3").is_none(), "the account was left");
+        assert!(
+            !std::path::Path::new(home).exists(),
+            "its new home was left"
+        );
+
+        let good = "$6$rustlesalt$goodhashgoodhashgoodhash";
+        let o = run("user", create(good), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_eq!(shadow_hash("rustletestu3").unwrap(), good);
+    }
+
+    /// A home that was there before the account is not the account's to take back.
+    #[test]
+    fn taking_an_account_back_leaves_a_home_that_was_already_there() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu4"], &[]);
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("keep"), "mine").unwrap();
+        let refused = format!("$6$rustlesalt${}", "x".repeat(9000));
+        let o = run(
+            "user",
+            json!({"name": "rustletestu4", "password": refused,
+                   "home": home.path().display().to_string()}),
+            false,
+        )
+        .unwrap();
+        assert!(o.failed, "{o:?}");
+        assert!(account("rustletestu4").is_none());
+        assert_eq!(
+            std::fs::read_to_string(home.path().join("keep")).unwrap(),
+            "mine"
+        );
     }
 
     #[test]
