@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Called with (host, event) for every event a host's runner sends, as it arrives.
 pub type OnEvent = Arc<dyn Fn(&str, &Event) + Send + Sync>;
@@ -178,7 +178,7 @@ impl Shell {
         &self,
         script: &str,
         stdin: &[u8],
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
     ) -> Result<(Option<i32>, String), String> {
         match self {
             Shell::Ssh(c, _) => c
@@ -199,7 +199,7 @@ impl Shell {
         payload: &[u8],
         runner: &[u8],
         cache: &Path,
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
     ) -> Result<(Option<i32>, String, u64), String> {
         let mut upload = RunnerUpload::new(payload);
         let mut answer = |line: &str| upload.reply(line, runner, cache);
@@ -247,7 +247,7 @@ impl Drop for GroupGuard {
 async fn local_exec(
     script: &str,
     stdin: &[u8],
-    on_line: &mut (dyn FnMut(&str) + Send),
+    on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
 ) -> Result<(Option<i32>, String), String> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
@@ -268,16 +268,29 @@ async fn local_exec(
         let _ = input.shutdown().await;
     });
     let mut err = child.stderr.take().ok_or("no stderr")?;
+    // Stderr's end is kept, as over SSH (the runner's recap and last words are there).
     let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s).await;
-        s
+        let mut tail = ssh::StderrTail::default();
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(n) = err.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            tail.push(chunk.get(..n).unwrap_or_default());
+        }
+        tail.text()
     });
-    let out = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = tokio::io::BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        on_line(&line);
+    // The same bounds as over SSH: at most a line is held, a longer one cut.
+    let mut out = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = ssh::LineSplitter::default();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match out.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => lines.push(chunk.get(..n).unwrap_or_default(), &mut |l| on_line(l)),
+        }
     }
+    lines.finish(&mut |l| on_line(l));
     let status = child.wait().await.map_err(|e| e.to_string())?;
     group.done();
     let _ = writer.await;
@@ -500,9 +513,9 @@ async fn step(
     let mut first_event: Option<Instant> = None;
     let exec = {
         let on_event = ctx.on_event.clone();
-        let mut on_line = |line: &str| {
+        let mut on_line = |line: ssh::Line<'_>| {
             // Empty lines are the runner's signs of life (`--attached`), not events.
-            if line.trim().is_empty() {
+            if line.text.trim().is_empty() {
                 return;
             }
             first_event.get_or_insert_with(Instant::now);
@@ -631,9 +644,9 @@ async fn deploy_host(
                 let mut ran = false;
                 let exec = {
                     let on_event = ctx.on_event.clone();
-                    let mut on_line = |line: &str| {
+                    let mut on_line = |line: ssh::Line<'_>| {
                         // Empty lines are the runner's signs of life, not events.
-                        if line.trim().is_empty() {
+                        if line.text.trim().is_empty() {
                             return;
                         }
                         first_event.get_or_insert_with(Instant::now);
@@ -1019,7 +1032,7 @@ async fn probe_one(t: Target, jump: Vec<Target>) -> Result<String, String> {
     let mut answer: Option<String> = None;
     let ran = conn
         .exec("uname -sm", &[], &mut |line| {
-            answer.get_or_insert_with(|| line.to_string());
+            answer.get_or_insert_with(|| line.text.to_string());
         })
         .await;
     conn.close().await;
@@ -1032,6 +1045,10 @@ async fn probe_one(t: Target, jump: Vec<Target>) -> Result<String, String> {
         )),
     }
 }
+
+/// The most lines of a host-level operation's output kept (a listing of every root's
+/// `state.json`, pretty-printed, is a few lines per release).
+const MAX_OP_LINES: usize = 100_000;
 
 /// A host-level operation that ships no new runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1141,14 +1158,14 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
     let mut result = HostResult::new(&name, PathBuf::new());
     let mut output = Vec::new();
     let exec = {
-        let mut on_line = |line: &str| {
-            if line.trim().is_empty() {
+        let mut on_line = |line: ssh::Line<'_>| {
+            if line.text.trim().is_empty() {
                 return;
             }
-            if op == Op::Rollback && line.starts_with('{') {
+            if op == Op::Rollback && line.text.starts_with('{') {
                 deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
-            } else {
-                output.push(line.to_string());
+            } else if output.len() < MAX_OP_LINES {
+                output.push(line.text.to_string());
             }
         };
         shell.exec(&script, &[], &mut on_line).await

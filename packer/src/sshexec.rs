@@ -72,8 +72,26 @@ impl Output {
     }
 }
 
+/// Why a command gave no [`Output`].
+#[derive(Debug)]
+enum LinkError {
+    /// The connection failed: the host is unreachable from then on.
+    Lost(String),
+    /// The command sent more than the deployer keeps of one command
+    /// ([`ssh::MAX_OUTPUT_BYTES`]): that command fails, the host goes on.
+    TooMuch(String),
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Lost(e) | LinkError::TooMuch(e) => f.write_str(e),
+        }
+    }
+}
+
 impl Link {
-    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<Output, String> {
+    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<Output, LinkError> {
         match self {
             Link::Ssh(c) => c
                 .exec_raw(script, stdin)
@@ -83,34 +101,62 @@ impl Link {
                     stdout,
                     stderr,
                 })
-                .map_err(|e| e.to_string()),
-            Link::Local => {
-                use tokio::io::AsyncWriteExt;
-                let mut child = tokio::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(script)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| format!("cannot start sh: {e}"))?;
-                if let Some(mut input) = child.stdin.take() {
-                    let data = stdin.to_vec();
-                    tokio::spawn(async move {
-                        let _ = input.write_all(&data).await;
-                        let _ = input.shutdown().await;
-                    });
-                }
-                let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-                Ok(Output {
-                    code: out.status.code(),
-                    stdout: out.stdout,
-                    stderr: out.stderr,
-                })
-            }
+                .map_err(|e| match e {
+                    ssh::SshError::TooMuchOutput(_) => LinkError::TooMuch(e.to_string()),
+                    e => LinkError::Lost(e.to_string()),
+                }),
+            Link::Local => local_exec(script, stdin).await,
         }
     }
+}
+
+/// `sh -c script` on this machine, with `stdin`, within the same bound as over SSH
+/// ([`ssh::MAX_OUTPUT_BYTES`] of stdout and stderr together).
+async fn local_exec(script: &str, stdin: &[u8]) -> Result<Output, LinkError> {
+    use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| LinkError::Lost(format!("cannot start sh: {e}")))?;
+    if let Some(mut input) = child.stdin.take() {
+        let data = stdin.to_vec();
+        tokio::spawn(async move {
+            let _ = input.write_all(&data).await;
+            let _ = input.shutdown().await;
+        });
+    }
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(LinkError::Lost("sh has no output pipes".into()));
+    };
+    // Each stream reads one byte past the limit at most, so either alone going over it
+    // is seen; both together are checked after.
+    async fn bounded(r: impl AsyncRead + Unpin) -> Vec<u8> {
+        let mut v = Vec::new();
+        let _ = r.take(ssh::MAX_OUTPUT_BYTES + 1).read_to_end(&mut v).await;
+        v
+    }
+    let (stdout, stderr) = tokio::join!(bounded(out), bounded(err));
+    if (stdout.len() + stderr.len()) as u64 > ssh::MAX_OUTPUT_BYTES {
+        let _ = child.kill().await;
+        return Err(LinkError::TooMuch(format!(
+            "the command sent more than {} MiB of output (the limit for a command whose output is kept whole)",
+            ssh::MAX_OUTPUT_BYTES >> 20
+        )));
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    Ok(Output {
+        code: status.code(),
+        stdout,
+        stderr,
+    })
 }
 
 /// Figures and state shared between the module host (on its blocking thread) and the
@@ -308,7 +354,9 @@ impl SshHost {
         s.bytes_sent += input.len() as u64;
         match r {
             Ok(o) => Ok(o),
-            Err(e) => {
+            // Too much output fails this module call only; the connection is fine.
+            Err(LinkError::TooMuch(e)) => fail(e),
+            Err(LinkError::Lost(e)) => {
                 s.lost = Some(e.clone());
                 fail(format!("host unreachable: {e}"))
             }
@@ -1936,10 +1984,12 @@ impl Sink for Forward {
         if let Event::Recap { recap, .. } = ev {
             self.result.recap = *recap;
         }
-        if matches!(ev, Event::Task { .. }) {
-            self.result.tasks.push(ev.clone());
-        }
         (self.on_event)(&self.result.host, ev);
+        if matches!(ev, Event::Task { .. }) {
+            // Kept within the same bounds as a runner's events.
+            let size = crate::deploy::json_size(ev);
+            self.result.keep_task(ev.clone(), size);
+        }
     }
 }
 
@@ -1985,7 +2035,7 @@ pub async fn run_host(
                 let why = format!("sudo -n failed: {}", o.err_text());
                 return (HostResult::unreachable(&name, why), 1, 0);
             }
-            Err(e) => return (HostResult::unreachable(&name, e), 1, 0),
+            Err(e) => return (HostResult::unreachable(&name, e.to_string()), 1, 0),
         }
     }
     let host = SshHost::new(link, tokio::runtime::Handle::current(), sudo);

@@ -1185,3 +1185,94 @@ fn paths_and_owners_that_look_like_options_are_operands() {
     assert!(msg.contains("invalid user"), "{msg}");
     assert!(!h.home.join("g").exists());
 }
+
+/// A plan whose first task prints 20 MiB (registered, so its event carries it twice:
+/// `stdout` and `stdout_lines`), then tasks that use it and go on.
+fn big_output_plan() -> Value {
+    json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "big", "hosts": ["all"], "tasks": [
+            {"name": "big", "module": "shell", "args": {"cmd": "head -c 20971520 /dev/zero | tr '\\0' x"},
+             "register": "big", "changed_when": false},
+            {"name": "size", "module": "debug", "args": {"msg": "{{ big.stdout | length }}"}},
+            {"name": "after", "module": "copy", "args": {"content": "after\n", "dest": "{{ ansible_env_home }}/after"}}
+        ]}]
+    })
+}
+
+#[test]
+fn a_task_printing_20_mib_still_deploys_in_binary_and_ssh_mode() {
+    let lab = Lab::new();
+    let bin = lab.start("pbig", "rustle-p0");
+    let ssh = lab.start("pbigssh", "rustle-p1");
+    lab.trust(&[&bin, &ssh]);
+    let d = Deployer::new();
+    let plan = d.plan(&big_output_plan());
+    for (h, extra) in [(&bin, &[][..]), (&ssh, &["--strategy", "ssh"][..])] {
+        let (out, r) = d.deploy(&lab, &[h], &plan, extra);
+        let what = format!("{extra:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{what}");
+        assert_eq!(r["hosts"][&h.name]["status"], "ok", "{what}");
+        // The host saw all of it; the next tasks ran.
+        assert_eq!(result(&r, &h.name, "size")["msg"], 20971520, "{what}");
+        assert_eq!(
+            std::fs::read_to_string(h.home.join("after")).unwrap(),
+            "after\n"
+        );
+        let big = &tasks(&r, &h.name)
+            .iter()
+            .find(|t| t["name"] == "big")
+            .unwrap();
+        assert_eq!(big["status"], "ok", "{what}");
+        // The report keeps it whole where it fits, or its small fields and a note.
+        let res = &big["result"];
+        match res["stdout"].as_str() {
+            Some(s) => assert_eq!(s.len(), 20 << 20),
+            None => {
+                assert_eq!(res["rc"], 0, "{res}");
+                assert!(
+                    res["rustle_truncated"].as_str().unwrap().contains("stdout"),
+                    "{res}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ssh_mode_keeps_a_commands_whole_stderr_and_fails_only_the_task_that_sends_too_much() {
+    let lab = Lab::new();
+    let h = lab.start("pnoisy", "rustle-p2");
+    lab.trust(&[&h]);
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "noisy", "hosts": ["all"], "tasks": [
+            {"name": "noisy", "module": "shell", "args": {"cmd": "head -c 100000 /dev/zero | tr '\\0' e >&2"},
+             "register": "noisy", "changed_when": false},
+            {"name": "whole", "module": "debug", "args": {"msg": "{{ noisy.stderr | length }}"}},
+            {"name": "flood", "module": "command", "args": {"_raw_params": "head -c 140000000 /dev/zero"},
+             "ignore_errors": true},
+            {"name": "after", "module": "copy", "args": {"content": "after\n", "dest": "{{ ansible_env_home }}/after"}}
+        ]}]
+    }));
+    let (out, r) = d.deploy(&lab, &[&h], &plan, &["--strategy", "ssh"]);
+    let what = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{what}");
+    assert_eq!(r["hosts"][&h.name]["status"], "ok", "{what}");
+    assert_eq!(result(&r, &h.name, "whole")["msg"], 100000, "{what}");
+    let flood = tasks(&r, &h.name)
+        .iter()
+        .find(|t| t["name"] == "flood")
+        .unwrap();
+    assert_eq!(flood["status"], "failed", "{flood}");
+    assert!(
+        flood["result"]["msg"].as_str().unwrap().contains("128 MiB"),
+        "{flood}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.home.join("after")).unwrap(),
+        "after\n",
+        "the host was given up after one command sent too much"
+    );
+}

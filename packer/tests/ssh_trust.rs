@@ -41,7 +41,7 @@ async fn login(t: &Target) -> Result<String, SshError> {
     let conn = ssh::connect(t).await?;
     let mut lines = Vec::new();
     let (code, stderr) = conn
-        .exec("id -un", b"", &mut |l| lines.push(l.to_string()))
+        .exec("id -un", b"", &mut |l| lines.push(l.text.to_string()))
         .await?;
     assert_eq!(code, Some(0), "{stderr}");
     conn.close().await;
@@ -329,7 +329,7 @@ async fn a_command_that_exits_without_reading_its_stdin_returns_its_stderr_at_on
     let (code, stderr) = tokio::time::timeout(
         guard,
         conn.exec("echo 'disk full' >&2; exit 5", &stdin, &mut |l| {
-            lines.push(l.to_string())
+            lines.push(l.text.to_string())
         }),
     )
     .await
@@ -357,38 +357,61 @@ async fn a_command_that_exits_without_reading_its_stdin_returns_its_stderr_at_on
 }
 
 #[tokio::test]
-async fn a_host_flooding_the_deployer_gets_a_clear_error_not_its_memory() {
+async fn a_host_flooding_the_deployer_costs_it_a_line_not_its_memory_or_the_run() {
     let lab = Lab::new();
     let h = lab.start("flood", "rustle-d7");
     lab.trust(&[&h]);
     let conn = ssh::connect(&target(&lab, &h, false)).await.unwrap();
     let guard = Duration::from_secs(120);
 
-    // One line of 100 MB.
-    let mut seen = 0usize;
-    let r = tokio::time::timeout(
+    // One line of 100 MB, then an ordinary one: the long one arrives cut to its head,
+    // with its length, and the command runs to its end.
+    let mut seen: Vec<(usize, Option<u64>, String)> = Vec::new();
+    let (code, _) = tokio::time::timeout(
         guard,
-        conn.exec("head -c 100000000 /dev/zero", b"", &mut |_| seen += 1),
+        conn.exec(
+            "head -c 100000000 /dev/zero | tr '\\0' z; echo; echo after; exit 3",
+            b"",
+            &mut |l| {
+                seen.push((
+                    l.text.len(),
+                    l.cut,
+                    l.text.get(..8).unwrap_or(l.text).to_string(),
+                ))
+            },
+        ),
     )
     .await
-    .expect("no answer");
-    match r {
-        Err(e @ SshError::TooMuchOutput(_)) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("line") && msg.contains(&format!("{} MiB", ssh::MAX_LINE_BYTES >> 20)),
-                "{msg}"
-            );
-        }
-        other => panic!("expected the line limit, got {other:?}"),
-    }
-    assert_eq!(seen, 0);
+    .expect("no answer")
+    .unwrap();
+    assert_eq!(code, Some(3));
+    assert_eq!(
+        seen,
+        vec![
+            (ssh::CUT_LINE_HEAD, Some(100_000_000), "zzzzzzzz".to_string()),
+            (5, None, "after".to_string())
+        ]
+    );
 
-    // Endless output in ordinary lines (of 4 kB, so the test does not spend its time
-    // counting tiny ones), on stdout and on stderr, for each way of running a command.
+    // Megabytes on stderr: its end is kept, and says how much was not.
+    let (code, stderr) = conn
+        .exec(
+            "head -c 3000000 /dev/zero | tr '\\0' e >&2; echo last words >&2",
+            b"",
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(stderr.len() <= ssh::STDERR_KEPT_BYTES + 100, "{}", stderr.len());
+    assert!(stderr.starts_with("[the first "), "{}", &stderr[..80]);
+    assert!(stderr.ends_with("last words\n"));
+
+    // A command whose output is kept whole (SSH mode's) stops at the limit, on stdout
+    // or stderr.
     let endless = "yes \"$(head -c 4000 /dev/zero | tr '\\0' y)\"";
     for script in [endless.to_string(), format!("{endless} >&2")] {
-        let r = tokio::time::timeout(guard, conn.exec(&script, b"", &mut |_| {}))
+        let r = tokio::time::timeout(guard, conn.exec_raw(&script, b""))
             .await
             .expect("no answer");
         match r {
@@ -399,17 +422,12 @@ async fn a_host_flooding_the_deployer_gets_a_clear_error_not_its_memory() {
                     "{msg}"
                 );
             }
-            other => panic!("{script}: expected the output limit, got {other:?}"),
+            other => panic!(
+                "{script}: expected the output limit, got {:?}",
+                other.map(|(c, o, e)| (c, o.len(), e.len()))
+            ),
         }
     }
-    let r = tokio::time::timeout(guard, conn.exec_raw(endless, b""))
-        .await
-        .expect("no answer");
-    assert!(
-        matches!(r, Err(SshError::TooMuchOutput(_))),
-        "{:?}",
-        r.map(|(c, o, e)| (c, o.len(), e.len()))
-    );
     // The connection is still good for the next command.
     let (code, out, _) = conn.exec_raw("echo fine", b"").await.unwrap();
     assert_eq!((code, text(&out)), (Some(0), "fine\n".to_string()));
