@@ -976,7 +976,12 @@ pub enum Script<'a> {
         args: &'a [String],
     },
     /// Run the previous good release again, in the most recently deployed root (see
-    /// [`roots_lines`]); it becomes current if it succeeds.
+    /// [`roots_lines`]); it becomes current if it succeeds. The current release's runner
+    /// does it; one from before the rollback options (`--attached`, `--keep-releases`,
+    /// `--no-wait`) refuses them as unknown (exit 64), and is then asked again without
+    /// them, `RUSTLE_ATTACHED=1` in the environment instead, which the release runner
+    /// it starts reads if it is newer (a runner that old takes no lock and prunes
+    /// nothing itself).
     Rollback {
         /// Arguments for `rustle-runner rollback` (`--root` and `--trusted-key` are
         /// added).
@@ -1080,7 +1085,10 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
         Script::Rollback { args } => format!(
             "{TEMP_DIR}{trust}{roots}sel=${{roots##*\"$nl\"}}\nl=$sel\n{ROOT_OF_LINE}\
              if ! $S test -x \"$R/current/rustle-runner\" </dev/null; then echo \"rustle: no current release in $R\" >&2; exit 68; fi\n\
-             set +e\n$S \"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\" {args}\nexit $?\n",
+             set +e\n$S \"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\" {args} 2>\"$d/err\"\nrc=$?\n\
+             if [ \"$rc\" = 64 ] && grep -q 'unknown argument' \"$d/err\"; then\n\
+             $S env RUSTLE_ATTACHED=1 \"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\"\nrc=$?\n\
+             else cat \"$d/err\" >&2; fi\nexit \"$rc\"\n",
             trust = trust_lines(key_line),
             roots = roots_lines(root, how),
             args = quoted(args),
@@ -1244,6 +1252,64 @@ mod tests {
             String::from_utf8_lossy(&out.stderr).into_owned(),
             out.status.code(),
         )
+    }
+
+    /// A state root in `home/.rustle` whose current release's runner is `runner`.
+    fn root_with_runner(home: &Path, runner: &str) -> PathBuf {
+        let root = home.join(".rustle");
+        let rel = root.join("releases").join("r1");
+        std::fs::create_dir_all(&rel).unwrap();
+        let _ = std::fs::remove_file(root.join("current"));
+        std::os::unix::fs::symlink("releases/r1", root.join("current")).unwrap();
+        std::fs::write(rel.join("rustle-runner"), runner).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            rel.join("rustle-runner"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        root
+    }
+
+    #[test]
+    fn rollback_works_through_a_current_runner_from_before_its_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        // As a runner from before `--attached`, `--keep-releases` and `--no-wait` was:
+        // any of them is an unknown argument (exit 64).
+        let root = root_with_runner(
+            home,
+            "#!/bin/sh
+for a; do case \"$a\" in --attached|--keep-releases|--no-wait) echo \"rustle-runner: unknown argument: $a\" >&2; exit 64;; esac; done
+\
+             echo \"old runner: $* attached=${RUSTLE_ATTACHED:-}\"\necho 'old runner: rolled back' >&2\n",
+        );
+        let args: Vec<String> = ["--attached", "--keep-releases", "3", "--no-wait"]
+            .map(String::from)
+            .to_vec();
+        let rollback = script(&Script::Rollback { args: &args }, "k", false, None);
+        let (out, err, code) = with_fake_sudo(home, &rollback);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(
+            out.contains(&format!(
+                "old runner: rollback --root {} --trusted-key",
+                root.display()
+            )) && out.trim_end().ends_with("attached=1"),
+            "{out}"
+        );
+        assert!(!err.contains("unknown argument"), "{err}");
+        assert!(err.contains("rolled back"), "{err}");
+
+        // Exit 64 for another reason is the runner's answer: said, not retried.
+        root_with_runner(
+            home,
+            "#!/bin/sh
+echo ran >> \"$HOME/ran\"\necho 'rustle-runner: cannot read key' >&2\nexit 64\n",
+        );
+        let (_, err, code) = with_fake_sudo(home, &rollback);
+        assert_eq!(code, Some(64), "{err}");
+        assert!(err.contains("cannot read key"), "{err}");
+        assert_eq!(std::fs::read_to_string(home.join("ran")).unwrap(), "ran\n");
     }
 
     #[test]
