@@ -875,22 +875,34 @@ const ROOTS_FILE: &str = "\"$HOME/.rustle/roots\"";
 /// Shell lines that set `$roots` to the state roots a host-level operation acts on, one
 /// `sudo <root>` / `user <root>` line each, the most recently deployed last, and `$nl`
 /// to a newline. With `rustle_root` (`root`) that root alone, through sudo when a deploy
-/// recorded it so or the inventory asks for become (`sudo`); otherwise every root the
-/// host's record lists, after the default one (`/var/lib/rustle` with sudo or for root,
-/// else `~/.rustle`) when the record does not list it.
+/// recorded it so, the inventory asks for become (`sudo`), or the login user cannot
+/// read it and may `sudo -n`. Otherwise every root the host's record lists (in its
+/// order, the latest last), after those of these it does not list: the default root
+/// (`/var/lib/rustle` with sudo or for root, else `~/.rustle`), and `/var/lib/rustle`
+/// through sudo when it exists and the login user may `sudo -n`. The record is the
+/// login user's, so another login (an operator, a CI job) that deployed nothing still
+/// finds what a deploy through sudo left there.
 fn roots_lines(root: Option<&str>, sudo: bool) -> String {
     let head = format!("nl='\n'\nrf={ROOTS_FILE}\n");
+    // Whether the login user is not root and may use sudo without a password.
+    let may_sudo = "[ \"$(id -u)\" != 0 ] && sudo -n true </dev/null 2>/dev/null";
     match root {
         Some(r) => format!(
             "{head}F={r}\nhow={how}\n\
              if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do if [ \"$l\" = \"sudo $F\" ]; then how=sudo; fi; done < \"$rf\"; fi\n\
+             if [ \"$how\" = user ] && [ -d \"$F\" ] && {{ [ ! -r \"$F\" ] || [ ! -x \"$F\" ]; }} && {may_sudo}; then how=sudo; fi\n\
              roots=\"$how $F\"\n",
             r = sh_quote(r),
             how = if sudo { "sudo" } else { "user" },
         ),
         None => format!(
-            "{head}{default}roots=$dl\n\
-             if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do case \"$l\" in \"$dl\") ;; 'sudo /'*|'user /'*) roots=\"$roots$nl$l\";; esac; done < \"$rf\"; fi\n",
+            "{head}{default}rec=\n\
+             if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do case \"$l\" in 'sudo /'*|'user /'*) rec=\"$rec$nl$l\";; esac; done < \"$rf\"; fi\n\
+             roots=\n\
+             add() {{ case \"$nl$roots$rec$nl\" in *\"$nl$1$nl\"*) ;; *) roots=\"$roots$nl$1\";; esac; }}\n\
+             add \"$dl\"\n\
+             if [ \"$dl\" != 'sudo /var/lib/rustle' ] && [ -d /var/lib/rustle ] && {may_sudo}; then add 'sudo /var/lib/rustle'; fi\n\
+             roots=\"${{roots#\"$nl\"}}$rec\"\nroots=\"${{roots#\"$nl\"}}\"\n",
             default = if sudo {
                 "dl='sudo /var/lib/rustle'\n"
             } else {
@@ -1222,8 +1234,13 @@ mod tests {
     /// Runs `text` under `sh` with `home` as HOME and a `sudo` on PATH that notes each
     /// command it is given in `home/sudo.log` and runs it (as the same user), and an `id`
     /// that says uid 1000: the tests run as root, and must never take this machine's
-    /// `/var/lib/rustle` for the default root. Returns (stdout, stderr, exit code).
+    /// `/var/lib/rustle` for the default root, so `home/var-lib-rustle` stands for it.
+    /// Returns (stdout, stderr, exit code).
     fn with_fake_sudo(home: &Path, text: &str) -> (String, String, Option<i32>) {
+        let text = &text.replace(
+            "/var/lib/rustle",
+            &home.join("var-lib-rustle").display().to_string(),
+        );
         let bin = home.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let id = bin.join("id");
@@ -1310,6 +1327,73 @@ echo ran >> \"$HOME/ran\"\necho 'rustle-runner: cannot read key' >&2\nexit 64\n"
         assert_eq!(code, Some(64), "{err}");
         assert!(err.contains("cannot read key"), "{err}");
         assert_eq!(std::fs::read_to_string(home.join("ran")).unwrap(), "ran\n");
+    }
+
+    #[test]
+    fn another_login_finds_the_root_deploys_made_through_sudo() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        // What a deploy through sudo left in /var/lib/rustle (here home/var-lib-rustle),
+        // seen from a login that deployed nothing (no record) and whose inventory says
+        // nothing of become.
+        let system = home.join("var-lib-rustle");
+        let rel = system.join("releases/sys");
+        std::fs::create_dir_all(&rel).unwrap();
+        std::fs::write(
+            system.join("state.json"),
+            r#"{"v":1,"deployments":[{"id":"sys"}]}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("releases/sys", system.join("current")).unwrap();
+        std::fs::write(
+            rel.join("rustle-runner"),
+            "#!/bin/sh\necho \"sys runner: $*\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            rel.join("rustle-runner"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let log = || std::fs::read_to_string(home.join("sudo.log")).unwrap_or_default();
+
+        let (out, err, code) = with_fake_sudo(home, &script(&Script::List, "k", false, None));
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains(&format!("rustle:root sudo {}\n", system.display())),
+            "{out}"
+        );
+        assert!(out.contains("\"id\":\"sys\""), "{out}");
+        assert!(log().contains("state.json"), "read through sudo: {}", log());
+
+        // Rollback goes there: the only root that exists.
+        let (out, err, code) = with_fake_sudo(
+            home,
+            &script(&Script::Rollback { args: &[] }, "k", false, None),
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("sys runner: rollback --root"), "{out}");
+
+        // A login that may not sudo is not asked to.
+        let nosudo = home.join("nosudo");
+        std::fs::create_dir_all(&nosudo).unwrap();
+        std::fs::write(nosudo.join("sudo"), "#!/bin/sh\nexit 1\n").unwrap();
+        std::fs::copy(home.join("bin/id"), nosudo.join("id")).unwrap();
+        std::fs::set_permissions(nosudo.join("sudo"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let text = script(&Script::List, "k", false, None)
+            .replace("/var/lib/rustle", &system.display().to_string());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&text)
+            .env("HOME", home)
+            .env("PATH", format!("{}:/usr/bin:/bin", nosudo.display()))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("rustle:root user"), "{out}");
+        assert!(!out.contains("rustle:root sudo"), "{out}");
     }
 
     #[test]

@@ -1965,3 +1965,36 @@ fn a_damaged_state_file_is_named_and_never_replaced() {
     assert!(text(&out.stdout).contains(&name), "{}", text(&out.stdout));
     assert_eq!(std::fs::read_to_string(&state).unwrap(), "{ not json");
 }
+
+#[test]
+fn a_login_with_no_record_of_the_deploys_still_finds_the_root_they_made_through_sudo() {
+    let lab = Lab::new();
+    let h = lab.start("sudo-other", "rustle-p5");
+    lab.trust(&[&h]);
+    let _rule = SudoRule::for_user(&h.user);
+    let root = h.home.parent().unwrap().join("root-state");
+    let inv = inventory_with_root(&lab, &h, &root);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    for v in ["v1", "v2"] {
+        let mut plan = versioned(v);
+        plan["plays"][0]["become"] = json!(true);
+        let plan = d.plan_named(&format!("{v}.json"), &plan);
+        ok(&d.run(&lab, &["-i", inv, plan.to_str().unwrap()]));
+    }
+    let ids: Vec<String> = recorded(&root).into_iter().map(|(id, _)| id).collect();
+    // Another operator, or a CI job, logging in as a user whose record says nothing:
+    // the inventory does not say become either.
+    std::fs::remove_file(h.home.join(".rustle/roots")).unwrap();
+
+    let list = d.run(&lab, &["-i", inv, "--list-deployments"]);
+    ok(&list);
+    let listing = text(&list.stdout);
+    assert!(listing.contains("through sudo"), "{listing}");
+    for id in &ids {
+        assert!(listing.contains(id.as_str()), "{id}: {listing}");
+    }
+    ok(&d.run(&lab, &["-i", inv, "--rollback"]));
+    assert_eq!(read(h.home.join("app/version")), "v1");
+    assert_eq!(current_in(&root), ids[0]);
+}
