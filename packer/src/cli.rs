@@ -200,6 +200,11 @@ struct DeployArgs {
     /// known_hosts file SSH host keys are checked against [default: ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE")]
     known_hosts: Option<PathBuf>,
+    /// The system-wide known_hosts files, read as well and never written, as OpenSSH's
+    /// GlobalKnownHostsFile (repeat for more than one) [default:
+    /// /etc/ssh/ssh_known_hosts and /etc/ssh/ssh_known_hosts2].
+    #[arg(long, value_name = "FILE")]
+    global_known_hosts: Vec<PathBuf>,
     /// Trust and record the keys of hosts not yet in known_hosts (a changed key is
     /// always refused).
     #[arg(long)]
@@ -429,19 +434,27 @@ fn custom_runners(
 
 /// [`remote_options`] with the host-state flags of the command line.
 fn host_options(args: &DeployArgs, s: &Settings, key_line: String) -> RemoteOptions {
-    let mut o = remote_options(s, key_line);
+    let mut o = remote_options(args, s, key_line);
     o.keep_releases = args.keep_releases as usize;
     o.no_wait = args.no_wait;
     o
 }
 
-fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
+fn remote_options(args: &DeployArgs, s: &Settings, key_line: String) -> RemoteOptions {
     RemoteOptions {
         known_hosts: match &s.known_hosts {
             Some(k) => k.clone(),
             None => std::env::var_os("HOME")
                 .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
                 .unwrap_or_else(|| PathBuf::from("known_hosts")),
+        },
+        global_known_hosts: if args.global_known_hosts.is_empty() {
+            crate::ssh::GLOBAL_KNOWN_HOSTS
+                .iter()
+                .map(PathBuf::from)
+                .collect()
+        } else {
+            args.global_known_hosts.clone()
         },
         accept_new_host_keys: s.accept_new_host_keys,
         connect_timeout: std::time::Duration::from_secs(s.connect_timeout_secs),
@@ -621,7 +634,7 @@ fn carry_out(
         .iter()
         .filter(|j| !j.host.is_local())
         .map(|j| {
-            let (t, _) = remote::target(&j.host, &remote_options(set, String::new()));
+            let (t, _) = remote::target(&j.host, &remote_options(args, set, String::new()));
             (
                 j.host.name.clone(),
                 crate::target::TargetCache::key(&t.address, t.port),
@@ -815,7 +828,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         limit: args.input.limit.clone(),
         // Dry runs touch no host, so they do not probe either.
         probe: (!args.dry_run).then(|| deploy::Probe {
-            remote: remote_options(&set, String::new()),
+            remote: remote_options(&args, &set, String::new()),
             cache: crate::target::TargetCache::default_path()
                 .unwrap_or_else(|| PathBuf::from(".rustle/targets.json")),
             refresh: args.rebuild,

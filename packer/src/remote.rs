@@ -49,8 +49,10 @@ pub enum Strategy {
 /// How to reach and treat hosts.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
-    /// known_hosts file for host key checks.
+    /// known_hosts file for host key checks (and where new keys are recorded).
     pub known_hosts: PathBuf,
+    /// The system-wide known_hosts files, read as well (OpenSSH's GlobalKnownHostsFile).
+    pub global_known_hosts: Vec<PathBuf>,
     /// Trust and record keys of hosts not yet known.
     pub accept_new_host_keys: bool,
     /// Limit for establishing a connection.
@@ -109,6 +111,7 @@ pub fn target(host: &Host, opts: &RemoteOptions) -> (Target, Vec<Target>) {
             .map(|p| vec![expand_home(p)])
             .unwrap_or_default(),
         known_hosts: opts.known_hosts.clone(),
+        global_known_hosts: opts.global_known_hosts.clone(),
         accept_new: opts.accept_new_host_keys,
         connect_timeout: opts.connect_timeout,
     };

@@ -31,8 +31,11 @@ pub struct Target {
     pub user: String,
     /// Private keys to try, in order (after the agent's).
     pub identity_files: Vec<PathBuf>,
-    /// The known_hosts file host keys are checked against.
+    /// The known_hosts file host keys are checked against, and new ones recorded in.
     pub known_hosts: PathBuf,
+    /// System-wide known_hosts files, checked as well and never written (OpenSSH's
+    /// GlobalKnownHostsFile; [`GLOBAL_KNOWN_HOSTS`] by default).
+    pub global_known_hosts: Vec<PathBuf>,
     /// Record keys of hosts not yet in known_hosts instead of refusing them.
     pub accept_new: bool,
     /// Give up connecting after this long.
@@ -129,16 +132,22 @@ pub enum SshError {
     },
 }
 
-/// What a host key check concluded, kept by the handler for the error message.
+/// OpenSSH's default GlobalKnownHostsFile: what the system's administrator recorded
+/// for every user, `@revoked` lines included.
+pub const GLOBAL_KNOWN_HOSTS: [&str; 2] = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
+/// What a host key check concluded, kept by the handler for the error message (with the
+/// file a line number refers to).
 #[derive(Debug, Clone)]
 enum KeyVerdict {
     Unknown(String),
     Changed {
+        file: PathBuf,
         line: usize,
         recorded: String,
         fingerprint: String,
     },
-    Revoked(usize, String),
+    Revoked(PathBuf, usize, String),
     Unreadable(String),
 }
 
@@ -146,6 +155,7 @@ struct Verifier {
     host: String,
     port: u16,
     known_hosts: PathBuf,
+    global_known_hosts: Vec<PathBuf>,
     accept_new: bool,
     verdict: Arc<Mutex<Option<KeyVerdict>>>,
 }
@@ -172,48 +182,72 @@ impl client::Handler for Verifier {
             ));
         };
         let fingerprint = key.fingerprint(Default::default()).to_string();
-        // A missing file knows no host; an unreadable one is no reason to trust any.
-        let text = match std::fs::read_to_string(&self.known_hosts) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return self.refuse(KeyVerdict::Unreadable(format!(
-                    "cannot read {}: {e}",
-                    self.known_hosts.display()
-                )));
-            }
-        };
-        match crate::known_hosts::check(&text, &self.host, self.port, key) {
-            Verdict::Known => Ok(true),
-            Verdict::New if self.accept_new => {
-                if let Some(dir) = self.known_hosts.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                match keys::known_hosts::learn_known_hosts_path(
-                    &self.host,
-                    self.port,
-                    key,
-                    &self.known_hosts,
-                ) {
-                    Ok(()) => Ok(true),
-                    Err(e) => self.refuse(KeyVerdict::Unreadable(format!(
-                        "cannot record the new key: {e}"
-                    ))),
+        // The user's file, then the system's, as OpenSSH reads them. A missing file
+        // knows no host; an unreadable one is no reason to trust any.
+        let mut verdicts = Vec::new();
+        for file in std::iter::once(&self.known_hosts).chain(&self.global_known_hosts) {
+            match std::fs::read_to_string(file) {
+                Ok(text) => verdicts.push((
+                    file.clone(),
+                    crate::known_hosts::check(&text, &self.host, self.port, key),
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return self.refuse(KeyVerdict::Unreadable(format!(
+                        "cannot read {}: {e}",
+                        file.display()
+                    )));
                 }
             }
-            Verdict::New => self.refuse(KeyVerdict::Unknown(fingerprint)),
-            Verdict::Changed { line, recorded } => self.refuse(KeyVerdict::Changed {
+        }
+        // A revoked key is refused wherever it is listed; a key recorded in any file is
+        // known; a host recorded in any file with other keys only has changed its key;
+        // a host is new only when no file records it.
+        if let Some((file, line)) = verdicts.iter().find_map(|(f, v)| match v {
+            Verdict::Revoked { line } => Some((f.clone(), *line)),
+            _ => None,
+        }) {
+            return self.refuse(KeyVerdict::Revoked(file, line, fingerprint));
+        }
+        if verdicts.iter().any(|(_, v)| *v == Verdict::Known) {
+            return Ok(true);
+        }
+        if let Some((file, line, recorded)) = verdicts.iter().find_map(|(f, v)| match v {
+            Verdict::Changed { line, recorded } => Some((f.clone(), *line, recorded.clone())),
+            _ => None,
+        }) {
+            return self.refuse(KeyVerdict::Changed {
+                file,
                 line,
                 recorded,
                 fingerprint: format!("{} key {fingerprint}", key.algorithm()),
-            }),
-            Verdict::Revoked { line } => self.refuse(KeyVerdict::Revoked(line, fingerprint)),
-            Verdict::CertificateExpected { line } => {
-                self.refuse(KeyVerdict::Unreadable(format!(
-                    "{} line {line} (@cert-authority) says this host presents a host certificate, which rustle-deploy does not support; its plain key {fingerprint} is not trusted in its place",
-                    self.known_hosts.display()
-                )))
-            }
+            });
+        }
+        if let Some((file, line)) = verdicts.iter().find_map(|(f, v)| match v {
+            Verdict::CertificateExpected { line } => Some((f.clone(), *line)),
+            _ => None,
+        }) {
+            return self.refuse(KeyVerdict::Unreadable(format!(
+                "{} line {line} (@cert-authority) says this host presents a host certificate, which rustle-deploy does not support; its plain key {fingerprint} is not trusted in its place",
+                file.display()
+            )));
+        }
+        if !self.accept_new {
+            return self.refuse(KeyVerdict::Unknown(fingerprint));
+        }
+        if let Some(dir) = self.known_hosts.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match keys::known_hosts::learn_known_hosts_path(
+            &self.host,
+            self.port,
+            key,
+            &self.known_hosts,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) => self.refuse(KeyVerdict::Unreadable(format!(
+                "cannot record the new key: {e}"
+            ))),
         }
     }
 }
@@ -349,6 +383,7 @@ async fn handshake(
         host: t.address.clone(),
         port: t.port,
         known_hosts: t.known_hosts.clone(),
+        global_known_hosts: t.global_known_hosts.clone(),
         accept_new: t.accept_new,
         verdict: verdict.clone(),
     };
@@ -364,19 +399,20 @@ async fn handshake(
                 fingerprint,
             },
             Some(KeyVerdict::Changed {
+                file,
                 line,
                 recorded,
                 fingerprint,
             }) => SshError::ChangedHostKey {
                 addr,
-                known_hosts,
+                known_hosts: file.display().to_string(),
                 line,
                 recorded,
                 fingerprint,
             },
-            Some(KeyVerdict::Revoked(line, fingerprint)) => SshError::RevokedHostKey {
+            Some(KeyVerdict::Revoked(file, line, fingerprint)) => SshError::RevokedHostKey {
                 addr,
-                known_hosts,
+                known_hosts: file.display().to_string(),
                 line,
                 fingerprint,
             },
@@ -733,7 +769,9 @@ impl Connection {
             let Some(msg) = msg else { break };
             let step = match msg {
                 russh::ChannelMsg::Data { data } => match &mut stdout {
-                    Stdout::Raw => got.count(data.len()).map(|()| got.stdout.extend_from_slice(&data)),
+                    Stdout::Raw => got
+                        .count(data.len())
+                        .map(|()| got.stdout.extend_from_slice(&data)),
                     Stdout::Lines(on_line) => {
                         let mut sent = 0u64;
                         lines.push(&data, &mut |line| {
@@ -1170,14 +1208,22 @@ mod tests {
             split.push(chunk, &mut |l| got.push((l.text.to_string(), l.cut)));
         }
         split.finish(&mut |l| got.push((l.text.to_string(), l.cut)));
-        assert_eq!(got.len(), 5, "{:?}", got.iter().map(|(t, c)| (t.len(), c)).collect::<Vec<_>>());
+        assert_eq!(
+            got.len(),
+            5,
+            "{:?}",
+            got.iter().map(|(t, c)| (t.len(), c)).collect::<Vec<_>>()
+        );
         assert_eq!(got[0], ("first".to_string(), None));
         assert_eq!(got[1], ("second".to_string(), None));
         assert_eq!(got[2].0, "z".repeat(CUT_LINE_HEAD));
         assert_eq!(got[2].1, Some(long as u64));
         assert_eq!(got[3], ("after".to_string(), None));
         assert_eq!(got[4], ("last, unended".to_string(), None));
-        assert!(split.buf.capacity() <= 1 << 20, "the long line's buffer was kept");
+        assert!(
+            split.buf.capacity() <= 1 << 20,
+            "the long line's buffer was kept"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn target(lab: &Lab, h: &Sshd, accept_new: bool) -> Target {
         user: h.user.clone(),
         identity_files: vec![lab.client_key.clone()],
         known_hosts: lab.known_hosts.clone(),
+        global_known_hosts: Vec::new(),
         accept_new,
         connect_timeout: Duration::from_secs(10),
     }
@@ -388,7 +389,11 @@ async fn a_host_flooding_the_deployer_costs_it_a_line_not_its_memory_or_the_run(
     assert_eq!(
         seen,
         vec![
-            (ssh::CUT_LINE_HEAD, Some(100_000_000), "zzzzzzzz".to_string()),
+            (
+                ssh::CUT_LINE_HEAD,
+                Some(100_000_000),
+                "zzzzzzzz".to_string()
+            ),
             (5, None, "after".to_string())
         ]
     );
@@ -403,7 +408,11 @@ async fn a_host_flooding_the_deployer_costs_it_a_line_not_its_memory_or_the_run(
         .await
         .unwrap();
     assert_eq!(code, Some(0));
-    assert!(stderr.len() <= ssh::STDERR_KEPT_BYTES + 100, "{}", stderr.len());
+    assert!(
+        stderr.len() <= ssh::STDERR_KEPT_BYTES + 100,
+        "{}",
+        stderr.len()
+    );
     assert!(stderr.starts_with("[the first "), "{}", &stderr[..80]);
     assert!(stderr.ends_with("last words\n"));
 
@@ -432,4 +441,113 @@ async fn a_host_flooding_the_deployer_costs_it_a_line_not_its_memory_or_the_run(
     let (code, out, _) = conn.exec_raw("echo fine", b"").await.unwrap();
     assert_eq!((code, text(&out)), (Some(0), "fine\n".to_string()));
     conn.close().await;
+}
+
+/// Runs the deployer with `etc_ssh` in place of /etc/ssh (a bind mount in a mount
+/// namespace of its own: this machine's /etc/ssh is not touched), `user_known_hosts`
+/// as the user's file, and a private home.
+fn with_system_files(
+    etc_ssh: &Path,
+    user_known_hosts: &Path,
+    home: &Path,
+    args: &[&str],
+) -> Output {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/ssh && exec \"$@\"")
+        .arg(etc_ssh)
+        .arg(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(args)
+        .arg("--known-hosts")
+        .arg(user_known_hosts)
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_system_known_hosts_files_count_as_openssh_reads_them() {
+    let lab = Lab::new();
+    let h = lab.start("system-kh", "rustle-p6");
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let etc = tempfile::tempdir().unwrap();
+    let user_file = home.path().join("known_hosts");
+    let name = format!("[127.0.0.1]:{}", h.port);
+    let all = |o: &Output| format!("{}{}", text(&o.stdout), text(&o.stderr));
+
+    // Recorded only by the administrator: known, with no question.
+    std::fs::write(
+        etc.path().join("ssh_known_hosts"),
+        format!("{name} {}\n", h.host_key_pub),
+    )
+    .unwrap();
+    let out = with_system_files(
+        etc.path(),
+        &user_file,
+        home.path(),
+        &["-i", inv, "--list-deployments"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(
+        !user_file.exists(),
+        "the key was recorded again in the user's file"
+    );
+
+    // Revoked there: refused, even though the user's file knows the key.
+    std::fs::write(&user_file, format!("{name} {}\n", h.host_key_pub)).unwrap();
+    std::fs::write(
+        etc.path().join("ssh_known_hosts"),
+        format!("# compromised\n@revoked {name} {}\n", h.host_key_pub),
+    )
+    .unwrap();
+    let out = with_system_files(
+        etc.path(),
+        &user_file,
+        home.path(),
+        &["-i", inv, "--list-deployments"],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(
+        all(&out).contains("HOST KEY REVOKED")
+            && all(&out).contains("/etc/ssh/ssh_known_hosts line 2"),
+        "{}",
+        all(&out)
+    );
+
+    // Another key recorded for the host in the second file: the host is not new, so
+    // --accept-new-host-keys does not take the key it offers.
+    std::fs::remove_file(&user_file).unwrap();
+    std::fs::remove_file(etc.path().join("ssh_known_hosts")).unwrap();
+    let other = etc.path().join("other");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_pub: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    std::fs::write(
+        etc.path().join("ssh_known_hosts2"),
+        format!("{name} {}\n", other_pub.join(" ")),
+    )
+    .unwrap();
+    let out = with_system_files(
+        etc.path(),
+        &user_file,
+        home.path(),
+        &["-i", inv, "--list-deployments", "--accept-new-host-keys"],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(
+        all(&out).contains("HOST KEY CHANGED")
+            && all(&out).contains("/etc/ssh/ssh_known_hosts2 line 1"),
+        "{}",
+        all(&out)
+    );
+    assert!(!user_file.exists(), "the offered key was recorded as new");
 }
