@@ -2266,8 +2266,7 @@ mod tests {
                 let q = |n: &str| sh_quote(&at(n).display().to_string());
                 let victim = at("victim");
                 std::fs::write(&victim, "secret").unwrap();
-                std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600))
-                    .unwrap();
+                std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
                 std::fs::write(at("file"), "x").unwrap();
                 std::fs::create_dir(at("dir")).unwrap();
                 std::os::unix::fs::symlink(&victim, at("planted")).unwrap();
@@ -2301,7 +2300,11 @@ mod tests {
                     );
                 }
                 let v = std::fs::metadata(&victim).unwrap();
-                assert_eq!((v.uid(), mode(&victim), v.mtime()), (0, 0o600, before), "{what}");
+                assert_eq!(
+                    (v.uid(), mode(&victim), v.mtime()),
+                    (0, 0o600, before),
+                    "{what}"
+                );
                 // Following a link is asked for: its target is the file.
                 let out = run(&format!("sa 1 '' '' 640 0 {}\n", q("planted")));
                 assert!(out.status.success(), "{what}: {out:?}");
@@ -2323,8 +2326,7 @@ mod tests {
             "#!/bin/sh\ncase \"$*\" in *-L*) exec /usr/bin/stat \"$@\";; *) echo 0:0;; esac\n",
         )
         .unwrap();
-        std::fs::set_permissions(bin.join("stat"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(bin.join("stat"), std::fs::Permissions::from_mode(0o755)).unwrap();
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();

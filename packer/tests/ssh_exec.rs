@@ -1315,7 +1315,10 @@ fn attribute_changes_never_follow_a_link_swapped_in_while_they_run() {
         .add_watch(&tree, AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_ONLYDIR)
         .unwrap();
     let listed = inotify
-        .add_watch(&sub, AddWatchFlags::IN_CLOSE_NOWRITE | AddWatchFlags::IN_ONLYDIR)
+        .add_watch(
+            &sub,
+            AddWatchFlags::IN_CLOSE_NOWRITE | AddWatchFlags::IN_ONLYDIR,
+        )
         .unwrap();
     let (f, tmp, target) = (sub.join("f"), sub.join(".swap"), victim.clone());
     let racer = std::thread::spawn(move || {
@@ -1345,7 +1348,10 @@ fn attribute_changes_never_follow_a_link_swapped_in_while_they_run() {
     let (out, _) = d.deploy(&lab, &[h], &plan, &["--strategy", "ssh"]);
     let what = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
-        racer.is_finished() && std::fs::symlink_metadata(sub.join("f")).unwrap().is_symlink(),
+        racer.is_finished()
+            && std::fs::symlink_metadata(sub.join("f"))
+                .unwrap()
+                .is_symlink(),
         "the race did not run: {what}"
     );
     racer.join().unwrap();
@@ -1357,7 +1363,11 @@ fn attribute_changes_never_follow_a_link_swapped_in_while_they_run() {
     );
     // The rest of the tree was done; the swapped name is the task's error.
     assert_eq!(
-        std::fs::metadata(bulk.join("file-0000")).unwrap().permissions().mode() & 0o7777,
+        std::fs::metadata(bulk.join("file-0000"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
         0o755
     );
     assert!(what.contains("symbolic link"), "{what}");
