@@ -550,19 +550,55 @@ fn split_timings(t: &mut Timings, started: Instant, first_event: Option<Instant>
 /// What a host task waits for between blue-green's two phases.
 type Switch = tokio::sync::watch::Receiver<Option<bool>>;
 
+/// A host's time limit, which blue-green sets afresh for each of its phases (staging,
+/// waiting for the other hosts to stage, switching), with what the host is doing then:
+/// a host that staged early must not spend its own switch's time waiting for the
+/// slowest one.
+#[derive(Clone)]
+struct Deadline(Arc<tokio::sync::watch::Sender<(Instant, &'static str)>>);
+
+impl Deadline {
+    fn new(limit: Duration, phase: &'static str) -> Deadline {
+        Deadline(Arc::new(tokio::sync::watch::Sender::new((
+            Instant::now() + limit,
+            phase,
+        ))))
+    }
+
+    /// A fresh `limit` from now, for `phase`.
+    fn restart(&self, limit: Duration, phase: &'static str) {
+        self.0.send_replace((Instant::now() + limit, phase));
+    }
+
+    /// Runs `work` until it ends or the deadline (as it is moved meanwhile) passes; the
+    /// phase it passed in when it does.
+    async fn run<F: std::future::Future>(&self, work: F) -> Result<F::Output, &'static str> {
+        let mut moved = self.0.subscribe();
+        tokio::pin!(work);
+        loop {
+            let (at, phase) = *moved.borrow_and_update();
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                () = tokio::time::sleep_until(at.into()) => return Err(phase),
+                _ = moved.changed() => {}
+            }
+        }
+    }
+}
+
 /// One host through a whole deploy: pack, connect, (stage, wait for the switch,) run.
 async fn deploy_host(
     job: Arc<Job>,
     deployment: Arc<String>,
     ctx: Arc<Ctx>,
-    staged: Option<(tokio::sync::mpsc::Sender<bool>, Switch)>,
+    staged: Option<(tokio::sync::mpsc::Sender<bool>, Switch, Deadline)>,
 ) -> (HostResult, Timings) {
     let name = job.host.name.clone();
     let mut timings = Timings::default();
     let (shell, connect_ms) = match Shell::open(&job.host, &ctx.opts).await {
         Ok(s) => s,
         Err(e) => {
-            if let Some((tx, _)) = &staged {
+            if let Some((tx, _, _)) = &staged {
                 let _ = tx.send(false).await;
             }
             return (HostResult::unreachable(&name, e), timings);
@@ -571,7 +607,7 @@ async fn deploy_host(
     timings.connect_ms = connect_ms;
     let root = host_root(&job.host, &ctx.opts);
     if let Some(e) = bad_root(root.as_deref()) {
-        if let Some((tx, _)) = &staged {
+        if let Some((tx, _, _)) = &staged {
             let _ = tx.send(false).await;
         }
         shell.close().await;
@@ -591,7 +627,7 @@ async fn deploy_host(
         match deploy::packed(&job, &ctx.runners) {
             Ok(p) => p,
             Err(e) => {
-                if let Some((tx, _)) = &staged {
+                if let Some((tx, _, _)) = &staged {
                     let _ = tx.send(false).await;
                 }
                 shell.close().await;
@@ -711,7 +747,7 @@ async fn deploy_host(
             );
             step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
         }
-        Some((tx, mut switch)) => {
+        Some((tx, mut switch, deadline)) => {
             let mut stage_args = args.clone();
             stage_args.push("--stage".into());
             let s = ssh::script(
@@ -725,6 +761,8 @@ async fn deploy_host(
             );
             step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
             let ok = result.status == HostStatus::Ok;
+            // The others stage within their own limit, so this wait has one too.
+            deadline.restart(ctx.opts.timeout, "waiting for the other hosts to stage");
             let _ = tx.send(ok).await;
             drop(tx);
             // Wait for the coordinator: every host staged (switch) or not (stay).
@@ -744,6 +782,8 @@ async fn deploy_host(
                     );
                 }
             } else {
+                // The switch (the release's run) has a whole limit of its own.
+                deadline.restart(ctx.opts.timeout, "switching to the staged release");
                 let mut run = HostResult::new(&name, result.release_dir.clone());
                 let s = ssh::script(
                     &Script::RunInstalled {
@@ -884,13 +924,21 @@ async fn blue_green(
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx) = (deployment.clone(), ctx.clone());
-        let staged = Some((tx.clone(), switch_rx.clone()));
+        let deadline = Deadline::new(timeout, "staging");
+        let staged = Some((tx.clone(), switch_rx.clone(), deadline.clone()));
         tasks.push(tokio::spawn(async move {
             let name = job.host.name.clone();
             let left = given_up(&job, &ctx);
-            match tokio::time::timeout(timeout, deploy_host(job, deployment, ctx, staged)).await {
+            match deadline
+                .run(deploy_host(job, deployment, ctx, staged))
+                .await
+            {
                 Ok(r) => r,
-                Err(_) => timed_out(&name, timeout, left),
+                Err(phase) => {
+                    let (mut r, t) = timed_out(&name, timeout, left);
+                    r.error = r.error.map(|e| format!("{e} (while {phase})"));
+                    (r, t)
+                }
             }
         }));
     }
