@@ -841,10 +841,9 @@ impl Connection {
     }
 }
 
-/// Quotes a value for a POSIX shell: single quotes, with embedded ones spliced in.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r#"'\''"#))
-}
+/// Quotes a value for a POSIX shell: the runner's quoter, so the deployer's host
+/// scripts and the runner's modules quote alike.
+pub use rustle_runner::modules::sh_quote;
 
 /// Where a host keeps its state, as a shell preamble setting `$R`: the `rustle_root`
 /// variable when given, else `/var/lib/rustle` when the runner runs as root (through
