@@ -42,9 +42,9 @@ pub use library::{LIBRARY_PREFIX, is_custom};
 pub use command::COMMON as COMMAND_ARGS;
 pub use command::expand_word as expand_command_word;
 pub use command::split as split_command_line;
-pub use script::quote as sh_quote;
 pub use command::{finished as command_finished, not_run as command_not_run};
 pub use copy::KNOWN as COPY_ARGS;
+pub use script::quote as sh_quote;
 pub use template::KNOWN as TEMPLATE_ARGS;
 
 use crate::plan::{HostFile, Vars};
