@@ -725,9 +725,8 @@ impl Attrs {
 /// shell (dash).
 const SETATTR: &str = "sa() { sa_a=$6\n\
 if [ \"$1\" = 1 ] && [ -L \"$sa_a\" ]; then sa_a=$(readlink -f -- \"$sa_a\"); fi\n\
-if [ -d /proc/self/fd ] && [ ! -L \"$sa_a\" ] && [ -r \"$sa_a\" ] && { [ -f \"$sa_a\" ] || [ -d \"$sa_a\" ]; } && command exec 5<\"$sa_a\"; then\n\
-if [ \"$(stat -L -c %d:%i /proc/self/fd/5)\" != \"$(stat -c %d:%i -- \"$sa_a\")\" ]; then exec 5<&-; printf '%s changed while its attributes were being set\\n' \"$sa_a\" >&2; return 1; fi\n\
-sa_q=/proc/self/fd/5\n\
+if [ -d /proc/self/fd ] && [ ! -L \"$sa_a\" ] && [ -r \"$sa_a\" ] && { [ -f \"$sa_a\" ] || [ -d \"$sa_a\" ]; } && command exec 5<\"$sa_a\"; then sa_q=/proc/self/fd/5\n\
+if [ \"$(stat -L -c %d:%i \"$sa_q\")\" != \"$(stat -c %d:%i -- \"$sa_a\")\" ]; then exec 5<&-; printf '%s changed while its attributes were being set\\n' \"$sa_a\" >&2; return 1; fi\n\
 elif [ -L \"$sa_a\" ]; then printf '%s was replaced by a symbolic link\\n' \"$sa_a\" >&2; return 1\n\
 else sa_q=$sa_a; fi\n\
 sa_r=0\n\
@@ -735,7 +734,7 @@ if [ -n \"$2\" ]; then chown -- \"$2\" \"$sa_q\" || sa_r=1; fi\n\
 if [ -n \"$3\" ]; then chgrp -- \"$3\" \"$sa_q\" || sa_r=1; fi\n\
 if [ -n \"$4\" ]; then chmod -- \"$4\" \"$sa_q\" || sa_r=1; fi\n\
 if [ \"$5\" = 1 ]; then touch -c -- \"$sa_q\" || sa_r=1; fi\n\
-if [ \"$sa_q\" = /proc/self/fd/5 ]; then exec 5<&-; fi\n\
+if [ \"$sa_q\" != \"$sa_a\" ]; then exec 5<&-; fi\n\
 return \"$sa_r\"; }\n";
 
 /// A call of [`SETATTR`]'s `sa` for `path`.
