@@ -116,8 +116,8 @@ pub enum SshError {
     /// The remote command could not be run.
     #[error("remote command failed: {0}")]
     Channel(String),
-    /// The host sent more than the deployer takes ([`MAX_LINE_BYTES`],
-    /// [`MAX_OUTPUT_BYTES`]): what it sent, and the limit.
+    /// A command whose output is kept whole ([`Connection::exec_raw`]) sent more than
+    /// [`MAX_OUTPUT_BYTES`]: what it sent, and the limit.
     #[error("{0}; the deployer stopped reading and closed the channel")]
     TooMuchOutput(String),
     /// A jump host would not open a tunnel to the next hop.
