@@ -8,7 +8,7 @@ use crate::keys;
 use crate::remote::{self, Op, RemoteOptions};
 use crate::target::Triple;
 use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Pack each host's plan into a signed runner and run it on the host.
@@ -200,6 +200,11 @@ struct DeployArgs {
     /// known_hosts file SSH host keys are checked against [default: ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE")]
     known_hosts: Option<PathBuf>,
+    /// The system-wide known_hosts files, read as well and never written, as OpenSSH's
+    /// GlobalKnownHostsFile (repeat for more than one) [default:
+    /// /etc/ssh/ssh_known_hosts and /etc/ssh/ssh_known_hosts2].
+    #[arg(long, value_name = "FILE")]
+    global_known_hosts: Vec<PathBuf>,
     /// Trust and record the keys of hosts not yet in known_hosts (a changed key is
     /// always refused).
     #[arg(long)]
@@ -319,10 +324,68 @@ fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
     match c.output {
         // The plan holds the playbook's decrypted vault values: 0600, through a file
         // this process creates itself.
-        Some(p) => deploy::write_atomic(&p, (text + "\n").as_bytes(), 0o600)?,
+        Some(p) => write_private(&p, (text + "\n").as_bytes())?,
         None => println!("{text}"),
     }
     Ok(exit::OK)
+}
+
+/// Writes a file the command line names that may hold secrets (`plan -o`, `--report`).
+///
+/// A regular file, or none, is replaced through a new file of this process's own, 0600
+/// ([`deploy::write_atomic`]); so is a symbolic link to one (the link is replaced, never
+/// followed), or one that another user made (planted). A pipe, terminal or device
+/// (`-o /dev/stdout`, a FIFO) cannot be replaced by a file, and renaming over it, as
+/// root, would replace `/dev/stdout` itself: it is written to as it is, through a link
+/// of this user's or root's, when it is this user's or root's; another user's is
+/// refused, as is a directory.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DeployError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let failed = |source: std::io::Error| DeployError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let refuse = |why: &str| {
+        DeployError::Unsupported(format!("{}: {why}; it was not written", path.display()))
+    };
+    let me = rustle_runner::facts::current_uid();
+    let trusted = |m: &std::fs::Metadata| m.uid() == 0 || Some(m.uid()) == me;
+    let here = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return deploy::write_atomic(path, bytes, 0o600);
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    let target = if here.file_type().is_symlink() {
+        match std::fs::metadata(path) {
+            Ok(t) if trusted(&here) => t,
+            // Dangling, or another user's: replaced, never followed.
+            _ => return deploy::write_atomic(path, bytes, 0o600),
+        }
+    } else {
+        here
+    };
+    if target.is_file() {
+        return deploy::write_atomic(path, bytes, 0o600);
+    }
+    if target.is_dir() {
+        return Err(refuse("is a directory"));
+    }
+    if !trusted(&target) {
+        return Err(refuse(
+            "is another user's pipe or device, which would receive the secrets in it",
+        ));
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(failed)?;
+    match std::io::Write::write_all(&mut out, bytes) {
+        // A reader that has seen enough (`| head`) is no error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(failed),
+    }
 }
 
 /// The settings in force: command line over environment over config file over defaults.
@@ -429,19 +492,27 @@ fn custom_runners(
 
 /// [`remote_options`] with the host-state flags of the command line.
 fn host_options(args: &DeployArgs, s: &Settings, key_line: String) -> RemoteOptions {
-    let mut o = remote_options(s, key_line);
+    let mut o = remote_options(args, s, key_line);
     o.keep_releases = args.keep_releases as usize;
     o.no_wait = args.no_wait;
     o
 }
 
-fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
+fn remote_options(args: &DeployArgs, s: &Settings, key_line: String) -> RemoteOptions {
     RemoteOptions {
         known_hosts: match &s.known_hosts {
             Some(k) => k.clone(),
             None => std::env::var_os("HOME")
                 .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
                 .unwrap_or_else(|| PathBuf::from("known_hosts")),
+        },
+        global_known_hosts: if args.global_known_hosts.is_empty() {
+            crate::ssh::GLOBAL_KNOWN_HOSTS
+                .iter()
+                .map(PathBuf::from)
+                .collect()
+        } else {
+            args.global_known_hosts.clone()
         },
         accept_new_host_keys: s.accept_new_host_keys,
         connect_timeout: std::time::Duration::from_secs(s.connect_timeout_secs),
@@ -621,7 +692,7 @@ fn carry_out(
         .iter()
         .filter(|j| !j.host.is_local())
         .map(|j| {
-            let (t, _) = remote::target(&j.host, &remote_options(set, String::new()));
+            let (t, _) = remote::target(&j.host, &remote_options(args, set, String::new()));
             (
                 j.host.name.clone(),
                 crate::target::TargetCache::key(&t.address, t.port),
@@ -658,11 +729,9 @@ fn carry_out(
                 h["timings"] = serde_json::json!(t);
             }
         }
+        // Task results can hold what the plan's secrets made: 0600, as plan files.
         let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        std::fs::write(path, text).map_err(|source| DeployError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        write_private(path, &text)?;
     }
     Ok(deploy::exit_code(&results))
 }
@@ -815,7 +884,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         limit: args.input.limit.clone(),
         // Dry runs touch no host, so they do not probe either.
         probe: (!args.dry_run).then(|| deploy::Probe {
-            remote: remote_options(&set, String::new()),
+            remote: remote_options(&args, &set, String::new()),
             cache: crate::target::TargetCache::default_path()
                 .unwrap_or_else(|| PathBuf::from(".rustle/targets.json")),
             refresh: args.rebuild,

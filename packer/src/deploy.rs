@@ -1022,6 +1022,8 @@ pub struct HostResult {
     pub release_dir: PathBuf,
     /// The host sent more than the deployer keeps ([`MAX_TASK_EVENTS`]); `error` says so.
     pub overflowed: bool,
+    /// Bytes of task results held in `tasks` (as JSON), bounded by [`MAX_KEPT_BYTES`].
+    pub kept_bytes: u64,
 }
 
 impl HostResult {
@@ -1036,7 +1038,41 @@ impl HostResult {
             run_ms: 0.0,
             release_dir,
             overflowed: false,
+            kept_bytes: 0,
         }
+    }
+
+    /// Keeps a task event, `size` bytes as JSON. Past [`MAX_KEPT_BYTES`] of results for
+    /// this host, its large result fields are replaced by a note saying so ([`trimmed`]):
+    /// the deployer's memory is bounded, the run is not disturbed, and the task's name,
+    /// status and small fields (rc, changed, msg) stay in the report.
+    pub fn keep_task(&mut self, ev: Event, size: u64) {
+        if self.tasks.len() >= MAX_TASK_EVENTS {
+            over_limit(
+                self,
+                &format!(
+                    "the host sent more than {MAX_TASK_EVENTS} task events (the limit per host); later ones were dropped"
+                ),
+            );
+            return;
+        }
+        let ev = if self.kept_bytes.saturating_add(size) > MAX_KEPT_BYTES {
+            trimmed(
+                ev,
+                &format!(
+                    "the deployer keeps at most {} MiB of task results per host, and this host's reached it",
+                    MAX_KEPT_BYTES >> 20
+                ),
+            )
+        } else {
+            ev
+        };
+        let size = match &ev {
+            Event::Task { result, .. } => json_size(result),
+            _ => 0,
+        };
+        self.kept_bytes = self.kept_bytes.saturating_add(size);
+        self.tasks.push(ev);
     }
 
     /// A host that could not be reached at all.
@@ -1055,55 +1091,205 @@ pub fn local_root() -> PathBuf {
 
 /// The most task events kept for one host: far more than any plan has tasks (a loop's
 /// items travel inside their task's event), and a bound on what a host that floods the
-/// deployer with events can make it hold. What the SSH layer lets through per command
-/// ([`crate::ssh::MAX_OUTPUT_BYTES`]) bounds the bytes; this bounds the parsed events,
-/// which take more memory than their text.
+/// deployer with events can make it hold; [`MAX_KEPT_BYTES`] bounds their size.
 pub const MAX_TASK_EVENTS: usize = 100_000;
+/// The most bytes of task results (as JSON) kept for one host's report. A result that
+/// would go past it is kept without its large fields ([`trimmed`]); the host's run and
+/// status are not affected.
+pub const MAX_KEPT_BYTES: u64 = 64 << 20;
+/// Result fields kept in a [`trimmed`] result: those whose JSON is at most this long.
+const SMALL_FIELD_BYTES: u64 = 4 << 10;
 /// The most stray (non-event) output kept for one host's error message.
 pub const MAX_STRAY_BYTES: usize = 64 << 10;
 
+/// The length of `v` as compact JSON, counted without making the text.
+pub fn json_size<T: serde::Serialize + ?Sized>(v: &T) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(b.len() as u64);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// A task event with its result cut down to its small fields (rc, changed, failed,
+/// msg, ...), and `rustle_truncated` saying which fields were dropped and `why`.
+pub fn trimmed(ev: Event, why: &str) -> Event {
+    let Event::Task {
+        v,
+        play,
+        name,
+        module,
+        status,
+        ignored,
+        handler,
+        duration_ms,
+        result,
+    } = ev
+    else {
+        return ev;
+    };
+    let mut kept = serde_json::Map::new();
+    let mut dropped = Vec::new();
+    if let Value::Object(fields) = result {
+        for (k, val) in fields {
+            if json_size(&val) <= SMALL_FIELD_BYTES {
+                kept.insert(k, val);
+            } else {
+                dropped.push(k);
+            }
+        }
+    }
+    let note = if dropped.is_empty() {
+        format!("the result was not kept: {why}")
+    } else {
+        format!("{} not kept: {why}", dropped.join(", "))
+    };
+    kept.insert("rustle_truncated".into(), Value::String(note));
+    Event::Task {
+        v,
+        play,
+        name,
+        module,
+        status,
+        ignored,
+        handler,
+        duration_ms,
+        result: Value::Object(kept),
+    }
+}
+
+/// The event a line cut by the SSH layer ([`crate::ssh::Line::cut`], `len` bytes in
+/// all) began, from its head: a runner writes a task event's name, module and status
+/// before its result, and the result's fields in name order, so those and the result's
+/// fields before the first long one (`changed`, `cmd`, `rc`, `stderr`, ... before
+/// `stdout`) survive; a note says what was not kept. In JSON text a quote inside a
+/// string is always escaped, so the first `,"result":` is the field itself.
+fn cut_event(head: &str, len: u64) -> Option<Event> {
+    let at = head.find(",\"result\":")?;
+    let ev: Event = serde_json::from_str(&format!("{},\"result\":{{}}}}", head.get(..at)?)).ok()?;
+    let Event::Task {
+        v,
+        play,
+        name,
+        module,
+        status,
+        ignored,
+        handler,
+        duration_ms,
+        ..
+    } = ev
+    else {
+        return None;
+    };
+    let (fields, unfinished) = object_prefix(head.get(at + ",\"result\":".len()..)?);
+    let limit = format!(
+        "the task's event was {len} bytes long, more than the {} MiB the deployer takes for one line",
+        crate::ssh::MAX_LINE_BYTES >> 20
+    );
+    let mut result = fields;
+    result.insert(
+        "rustle_truncated".into(),
+        Value::String(match unfinished {
+            Some(k) => format!("{k} and the fields after it were not kept: {limit}"),
+            None => format!("the result was not kept whole: {limit}"),
+        }),
+    );
+    Some(Event::Task {
+        v,
+        play,
+        name,
+        module,
+        status,
+        ignored,
+        handler,
+        duration_ms,
+        result: Value::Object(result),
+    })
+}
+
+/// The complete fields at the start of the JSON object `text` begins (which may be
+/// cut anywhere), and the name of the field it was cut in, if one had begun.
+fn object_prefix(text: &str) -> (serde_json::Map<String, Value>, Option<String>) {
+    let mut fields = serde_json::Map::new();
+    // One JSON value at the start of `s`, and the rest after it.
+    fn value(s: &str) -> Option<(Value, &str)> {
+        let mut it = serde_json::Deserializer::from_str(s).into_iter::<Value>();
+        let v = it.next()?.ok()?;
+        Some((v, s.get(it.byte_offset()..)?))
+    }
+    let Some(mut rest) = text.trim_start().strip_prefix('{') else {
+        return (fields, None);
+    };
+    loop {
+        let Some((Value::String(key), after)) = value(rest) else {
+            return (fields, None);
+        };
+        let Some(after) = after.trim_start().strip_prefix(':') else {
+            return (fields, Some(key));
+        };
+        let Some((val, after)) = value(after) else {
+            return (fields, Some(key));
+        };
+        fields.insert(key, val);
+        match after.trim_start().strip_prefix(',') {
+            Some(next) => rest = next,
+            None => return (fields, None),
+        }
+    }
+}
+
 /// Takes one line of a runner's stdout: an event, or stray output kept for the error.
-/// What is kept is bounded ([`MAX_TASK_EVENTS`], [`MAX_STRAY_BYTES`]); a host that
-/// sends more is marked failed with an error saying which limit it reached.
+/// What is kept is bounded ([`MAX_TASK_EVENTS`], [`MAX_KEPT_BYTES`],
+/// [`MAX_STRAY_BYTES`]); a task event too long to take whole (a line the SSH layer cut)
+/// is kept and shown with its name and status, and a note for its result.
 pub fn handle_line(
     host: &str,
-    line: &str,
+    line: crate::ssh::Line<'_>,
     result: &mut HostResult,
     on_event: &mut dyn FnMut(&str, &Event),
 ) {
-    match serde_json::from_str::<Event>(line) {
-        Ok(ev) => {
+    let parsed = match line.cut {
+        None => serde_json::from_str::<Event>(line.text).ok(),
+        Some(len) => cut_event(line.text, len),
+    };
+    match parsed {
+        Some(ev) => {
             if let Event::Recap { recap, .. } = &ev {
                 result.recap = *recap;
             }
-            if matches!(ev, Event::Task { .. }) {
-                if result.tasks.len() >= MAX_TASK_EVENTS {
-                    over_limit(
-                        result,
-                        &format!(
-                            "the host sent more than {MAX_TASK_EVENTS} task events (the limit per host); later ones were dropped"
-                        ),
-                    );
-                    return;
-                }
-                result.tasks.push(ev.clone());
+            if !matches!(ev, Event::Task { .. }) {
+                on_event(host, &ev);
+            } else if result.tasks.len() < MAX_TASK_EVENTS {
+                on_event(host, &ev);
+                result.keep_task(ev, line.text.len() as u64);
+            } else {
+                // Past the count limit: neither shown nor kept, and the host is failed.
+                result.keep_task(ev, 0);
             }
-            on_event(host, &ev);
         }
         // A line that is not an event (a runner from another version, or stray output)
         // is kept for the error message rather than dropped silently.
-        Err(_) => {
+        None => {
             let e = result.error.get_or_insert_with(String::new);
             if e.len() >= MAX_STRAY_BYTES {
                 return;
             }
+            let text = line.text;
             let room = MAX_STRAY_BYTES - e.len();
-            let mut cut = line.len().min(room);
-            while !line.is_char_boundary(cut) {
+            let mut cut = text.len().min(room);
+            while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            e.push_str(line.get(..cut).unwrap_or_default());
-            if cut < line.len() || e.len() >= MAX_STRAY_BYTES {
+            e.push_str(text.get(..cut).unwrap_or_default());
+            if cut < text.len() || line.cut.is_some() || e.len() >= MAX_STRAY_BYTES {
                 e.push_str(" [more output cut]");
             }
             e.push('\n');
@@ -1320,13 +1506,117 @@ mod tests {
         .to_string()
     }
 
+    fn whole(text: &str) -> crate::ssh::Line<'_> {
+        crate::ssh::Line { text, cut: None }
+    }
+
+    #[test]
+    fn a_task_event_too_long_for_a_line_is_kept_by_name_and_status() {
+        // A runner's event for a task that registered ~20 MiB: the SSH layer hands on
+        // its head only.
+        let big = "x".repeat(20 << 20);
+        // Written as the runner writes it: the runner's own event type.
+        let line = serde_json::to_string(&Event::Task {
+            v: 1,
+            play: "p".into(),
+            name: "big \",\"result\": out".into(),
+            module: "command".into(),
+            status: Status::Changed,
+            ignored: false,
+            handler: false,
+            duration_ms: 2.0,
+            result: json!({"rc": 0, "stdout": big, "changed": true}),
+        })
+        .unwrap();
+        let head = &line[..crate::ssh::CUT_LINE_HEAD];
+        let mut r = HostResult::new("h", PathBuf::new());
+        let mut shown = Vec::new();
+        handle_line(
+            "h",
+            crate::ssh::Line {
+                text: head,
+                cut: Some(line.len() as u64),
+            },
+            &mut r,
+            &mut |_, ev| shown.push(ev.clone()),
+        );
+        assert_eq!(shown.len(), 1, "{:?}", r.error);
+        let Event::Task {
+            name,
+            status,
+            result,
+            ..
+        } = &r.tasks[0]
+        else {
+            panic!("{:?}", r.tasks);
+        };
+        assert_eq!(name, "big \",\"result\": out");
+        assert_eq!(*status, Status::Changed);
+        let note = result["rustle_truncated"].as_str().unwrap();
+        assert!(note.contains(&line.len().to_string()), "{note}");
+        assert!(note.starts_with("stdout and the fields after it"), "{note}");
+        // The fields before the long one are whole.
+        assert_eq!(result["rc"], 0);
+        assert_eq!(result["changed"], true);
+        assert!(r.error.is_none() && !r.overflowed);
+        finish(&mut r, Some(rustle_runner::exit::OK), "");
+        assert_eq!(r.status, HostStatus::Ok);
+
+        // A cut line that is no task event is stray output, said to be cut.
+        let mut r = HostResult::new("h", PathBuf::new());
+        handle_line(
+            "h",
+            crate::ssh::Line {
+                text: "not an event",
+                cut: Some(1 << 30),
+            },
+            &mut r,
+            &mut |_, _| {},
+        );
+        assert!(r.error.unwrap().contains("[more output cut]"));
+    }
+
+    #[test]
+    fn task_results_past_the_kept_bytes_lose_their_large_fields_not_the_run() {
+        let mut r = HostResult::new("h", PathBuf::new());
+        let chunk = "y".repeat(8 << 20);
+        let n = (MAX_KEPT_BYTES / (8 << 20)) as usize + 3;
+        for i in 0..n {
+            let line = json!({"type": "task", "v": 1, "play": "p", "name": format!("t{i}"),
+                              "module": "command", "status": "ok", "duration_ms": 1.0,
+                              "result": {"rc": 3, "stdout": chunk}})
+            .to_string();
+            handle_line("h", whole(&line), &mut r, &mut |_, _| {});
+        }
+        assert_eq!(r.tasks.len(), n);
+        assert!(r.kept_bytes <= MAX_KEPT_BYTES, "{}", r.kept_bytes);
+        let Event::Task { result, .. } = &r.tasks[n - 1] else {
+            panic!()
+        };
+        assert_eq!(result["rc"], 3, "small fields stay");
+        assert!(result.get("stdout").is_none());
+        assert!(
+            result["rustle_truncated"]
+                .as_str()
+                .unwrap()
+                .starts_with("stdout not kept"),
+            "{result}"
+        );
+        let Event::Task { result, .. } = &r.tasks[0] else {
+            panic!()
+        };
+        assert_eq!(result["stdout"].as_str().unwrap().len(), 8 << 20);
+        finish(&mut r, Some(rustle_runner::exit::OK), "");
+        assert_eq!(r.status, HostStatus::Ok);
+    }
+
     #[test]
     fn what_a_host_sends_is_kept_within_bounds() {
         let mut r = HostResult::new("h", PathBuf::new());
         let mut printed = 0usize;
         let line = task_event("t", "ok", "m");
         for _ in 0..MAX_TASK_EVENTS + 10 {
-            handle_line("h", &line, &mut r, &mut |_, _| printed += 1);
+            handle_line("h", whole(&line), &mut r, &mut |_, _| printed += 1);
         }
         assert_eq!(r.tasks.len(), MAX_TASK_EVENTS);
         assert_eq!(printed, MAX_TASK_EVENTS, "events past the limit were shown");
@@ -1345,7 +1635,7 @@ mod tests {
         let mut r = HostResult::new("h", PathBuf::new());
         let junk = "é".repeat(10_000);
         for _ in 0..100 {
-            handle_line("h", &junk, &mut r, &mut |_, _| {});
+            handle_line("h", whole(&junk), &mut r, &mut |_, _| {});
         }
         let error = r.error.unwrap();
         assert!(error.len() <= MAX_STRAY_BYTES + 64, "{}", error.len());

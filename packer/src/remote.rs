@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Called with (host, event) for every event a host's runner sends, as it arrives.
 pub type OnEvent = Arc<dyn Fn(&str, &Event) + Send + Sync>;
@@ -49,8 +49,10 @@ pub enum Strategy {
 /// How to reach and treat hosts.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
-    /// known_hosts file for host key checks.
+    /// known_hosts file for host key checks (and where new keys are recorded).
     pub known_hosts: PathBuf,
+    /// The system-wide known_hosts files, read as well (OpenSSH's GlobalKnownHostsFile).
+    pub global_known_hosts: Vec<PathBuf>,
     /// Trust and record keys of hosts not yet known.
     pub accept_new_host_keys: bool,
     /// Limit for establishing a connection.
@@ -109,6 +111,7 @@ pub fn target(host: &Host, opts: &RemoteOptions) -> (Target, Vec<Target>) {
             .map(|p| vec![expand_home(p)])
             .unwrap_or_default(),
         known_hosts: opts.known_hosts.clone(),
+        global_known_hosts: opts.global_known_hosts.clone(),
         accept_new: opts.accept_new_host_keys,
         connect_timeout: opts.connect_timeout,
     };
@@ -178,7 +181,7 @@ impl Shell {
         &self,
         script: &str,
         stdin: &[u8],
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
     ) -> Result<(Option<i32>, String), String> {
         match self {
             Shell::Ssh(c, _) => c
@@ -199,7 +202,7 @@ impl Shell {
         payload: &[u8],
         runner: &[u8],
         cache: &Path,
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
     ) -> Result<(Option<i32>, String, u64), String> {
         let mut upload = RunnerUpload::new(payload);
         let mut answer = |line: &str| upload.reply(line, runner, cache);
@@ -247,7 +250,7 @@ impl Drop for GroupGuard {
 async fn local_exec(
     script: &str,
     stdin: &[u8],
-    on_line: &mut (dyn FnMut(&str) + Send),
+    on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
 ) -> Result<(Option<i32>, String), String> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
@@ -268,16 +271,29 @@ async fn local_exec(
         let _ = input.shutdown().await;
     });
     let mut err = child.stderr.take().ok_or("no stderr")?;
+    // Stderr's end is kept, as over SSH (the runner's recap and last words are there).
     let reader = tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s).await;
-        s
+        let mut tail = ssh::StderrTail::default();
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(n) = err.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            tail.push(chunk.get(..n).unwrap_or_default());
+        }
+        tail.text()
     });
-    let out = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = tokio::io::BufReader::new(out).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        on_line(&line);
+    // The same bounds as over SSH: at most a line is held, a longer one cut.
+    let mut out = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = ssh::LineSplitter::default();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match out.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => lines.push(chunk.get(..n).unwrap_or_default(), &mut |l| on_line(l)),
+        }
     }
+    lines.finish(&mut |l| on_line(l));
     let status = child.wait().await.map_err(|e| e.to_string())?;
     group.done();
     let _ = writer.await;
@@ -500,9 +516,9 @@ async fn step(
     let mut first_event: Option<Instant> = None;
     let exec = {
         let on_event = ctx.on_event.clone();
-        let mut on_line = |line: &str| {
+        let mut on_line = |line: ssh::Line<'_>| {
             // Empty lines are the runner's signs of life (`--attached`), not events.
-            if line.trim().is_empty() {
+            if line.text.trim().is_empty() {
                 return;
             }
             first_event.get_or_insert_with(Instant::now);
@@ -534,19 +550,55 @@ fn split_timings(t: &mut Timings, started: Instant, first_event: Option<Instant>
 /// What a host task waits for between blue-green's two phases.
 type Switch = tokio::sync::watch::Receiver<Option<bool>>;
 
+/// A host's time limit, which blue-green sets afresh for each of its phases (staging,
+/// waiting for the other hosts to stage, switching), with what the host is doing then:
+/// a host that staged early must not spend its own switch's time waiting for the
+/// slowest one.
+#[derive(Clone)]
+struct Deadline(Arc<tokio::sync::watch::Sender<(Instant, &'static str)>>);
+
+impl Deadline {
+    fn new(limit: Duration, phase: &'static str) -> Deadline {
+        Deadline(Arc::new(tokio::sync::watch::Sender::new((
+            Instant::now() + limit,
+            phase,
+        ))))
+    }
+
+    /// A fresh `limit` from now, for `phase`.
+    fn restart(&self, limit: Duration, phase: &'static str) {
+        self.0.send_replace((Instant::now() + limit, phase));
+    }
+
+    /// Runs `work` until it ends or the deadline (as it is moved meanwhile) passes; the
+    /// phase it passed in when it does.
+    async fn run<F: std::future::Future>(&self, work: F) -> Result<F::Output, &'static str> {
+        let mut moved = self.0.subscribe();
+        tokio::pin!(work);
+        loop {
+            let (at, phase) = *moved.borrow_and_update();
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                () = tokio::time::sleep_until(at.into()) => return Err(phase),
+                _ = moved.changed() => {}
+            }
+        }
+    }
+}
+
 /// One host through a whole deploy: pack, connect, (stage, wait for the switch,) run.
 async fn deploy_host(
     job: Arc<Job>,
     deployment: Arc<String>,
     ctx: Arc<Ctx>,
-    staged: Option<(tokio::sync::mpsc::Sender<bool>, Switch)>,
+    staged: Option<(tokio::sync::mpsc::Sender<bool>, Switch, Deadline)>,
 ) -> (HostResult, Timings) {
     let name = job.host.name.clone();
     let mut timings = Timings::default();
     let (shell, connect_ms) = match Shell::open(&job.host, &ctx.opts).await {
         Ok(s) => s,
         Err(e) => {
-            if let Some((tx, _)) = &staged {
+            if let Some((tx, _, _)) = &staged {
                 let _ = tx.send(false).await;
             }
             return (HostResult::unreachable(&name, e), timings);
@@ -555,7 +607,7 @@ async fn deploy_host(
     timings.connect_ms = connect_ms;
     let root = host_root(&job.host, &ctx.opts);
     if let Some(e) = bad_root(root.as_deref()) {
-        if let Some((tx, _)) = &staged {
+        if let Some((tx, _, _)) = &staged {
             let _ = tx.send(false).await;
         }
         shell.close().await;
@@ -575,7 +627,7 @@ async fn deploy_host(
         match deploy::packed(&job, &ctx.runners) {
             Ok(p) => p,
             Err(e) => {
-                if let Some((tx, _)) = &staged {
+                if let Some((tx, _, _)) = &staged {
                     let _ = tx.send(false).await;
                 }
                 shell.close().await;
@@ -631,9 +683,9 @@ async fn deploy_host(
                 let mut ran = false;
                 let exec = {
                     let on_event = ctx.on_event.clone();
-                    let mut on_line = |line: &str| {
+                    let mut on_line = |line: ssh::Line<'_>| {
                         // Empty lines are the runner's signs of life, not events.
-                        if line.trim().is_empty() {
+                        if line.text.trim().is_empty() {
                             return;
                         }
                         first_event.get_or_insert_with(Instant::now);
@@ -695,7 +747,7 @@ async fn deploy_host(
             );
             step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
         }
-        Some((tx, mut switch)) => {
+        Some((tx, mut switch, deadline)) => {
             let mut stage_args = args.clone();
             stage_args.push("--stage".into());
             let s = ssh::script(
@@ -709,6 +761,8 @@ async fn deploy_host(
             );
             step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
             let ok = result.status == HostStatus::Ok;
+            // The others stage within their own limit, so this wait has one too.
+            deadline.restart(ctx.opts.timeout, "waiting for the other hosts to stage");
             let _ = tx.send(ok).await;
             drop(tx);
             // Wait for the coordinator: every host staged (switch) or not (stay).
@@ -728,6 +782,8 @@ async fn deploy_host(
                     );
                 }
             } else {
+                // The switch (the release's run) has a whole limit of its own.
+                deadline.restart(ctx.opts.timeout, "switching to the staged release");
                 let mut run = HostResult::new(&name, result.release_dir.clone());
                 let s = ssh::script(
                     &Script::RunInstalled {
@@ -868,13 +924,21 @@ async fn blue_green(
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx) = (deployment.clone(), ctx.clone());
-        let staged = Some((tx.clone(), switch_rx.clone()));
+        let deadline = Deadline::new(timeout, "staging");
+        let staged = Some((tx.clone(), switch_rx.clone(), deadline.clone()));
         tasks.push(tokio::spawn(async move {
             let name = job.host.name.clone();
             let left = given_up(&job, &ctx);
-            match tokio::time::timeout(timeout, deploy_host(job, deployment, ctx, staged)).await {
+            match deadline
+                .run(deploy_host(job, deployment, ctx, staged))
+                .await
+            {
                 Ok(r) => r,
-                Err(_) => timed_out(&name, timeout, left),
+                Err(phase) => {
+                    let (mut r, t) = timed_out(&name, timeout, left);
+                    r.error = r.error.map(|e| format!("{e} (while {phase})"));
+                    (r, t)
+                }
             }
         }));
     }
@@ -1019,7 +1083,7 @@ async fn probe_one(t: Target, jump: Vec<Target>) -> Result<String, String> {
     let mut answer: Option<String> = None;
     let ran = conn
         .exec("uname -sm", &[], &mut |line| {
-            answer.get_or_insert_with(|| line.to_string());
+            answer.get_or_insert_with(|| line.text.to_string());
         })
         .await;
     conn.close().await;
@@ -1032,6 +1096,10 @@ async fn probe_one(t: Target, jump: Vec<Target>) -> Result<String, String> {
         )),
     }
 }
+
+/// The most lines of a host-level operation's output kept (a listing of every root's
+/// `state.json`, pretty-printed, is a few lines per release).
+const MAX_OP_LINES: usize = 100_000;
 
 /// A host-level operation that ships no new runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1141,14 +1209,14 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
     let mut result = HostResult::new(&name, PathBuf::new());
     let mut output = Vec::new();
     let exec = {
-        let mut on_line = |line: &str| {
-            if line.trim().is_empty() {
+        let mut on_line = |line: ssh::Line<'_>| {
+            if line.text.trim().is_empty() {
                 return;
             }
-            if op == Op::Rollback && line.starts_with('{') {
+            if op == Op::Rollback && line.text.starts_with('{') {
                 deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
-            } else {
-                output.push(line.to_string());
+            } else if output.len() < MAX_OP_LINES {
+                output.push(line.text.to_string());
             }
         };
         shell.exec(&script, &[], &mut on_line).await

@@ -31,8 +31,11 @@ pub struct Target {
     pub user: String,
     /// Private keys to try, in order (after the agent's).
     pub identity_files: Vec<PathBuf>,
-    /// The known_hosts file host keys are checked against.
+    /// The known_hosts file host keys are checked against, and new ones recorded in.
     pub known_hosts: PathBuf,
+    /// System-wide known_hosts files, checked as well and never written (OpenSSH's
+    /// GlobalKnownHostsFile; [`GLOBAL_KNOWN_HOSTS`] by default).
+    pub global_known_hosts: Vec<PathBuf>,
     /// Record keys of hosts not yet in known_hosts instead of refusing them.
     pub accept_new: bool,
     /// Give up connecting after this long.
@@ -113,8 +116,8 @@ pub enum SshError {
     /// The remote command could not be run.
     #[error("remote command failed: {0}")]
     Channel(String),
-    /// The host sent more than the deployer takes ([`MAX_LINE_BYTES`],
-    /// [`MAX_OUTPUT_BYTES`]): what it sent, and the limit.
+    /// A command whose output is kept whole ([`Connection::exec_raw`]) sent more than
+    /// [`MAX_OUTPUT_BYTES`]: what it sent, and the limit.
     #[error("{0}; the deployer stopped reading and closed the channel")]
     TooMuchOutput(String),
     /// A jump host would not open a tunnel to the next hop.
@@ -129,16 +132,22 @@ pub enum SshError {
     },
 }
 
-/// What a host key check concluded, kept by the handler for the error message.
+/// OpenSSH's default GlobalKnownHostsFile: what the system's administrator recorded
+/// for every user, `@revoked` lines included.
+pub const GLOBAL_KNOWN_HOSTS: [&str; 2] = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
+/// What a host key check concluded, kept by the handler for the error message (with the
+/// file a line number refers to).
 #[derive(Debug, Clone)]
 enum KeyVerdict {
     Unknown(String),
     Changed {
+        file: PathBuf,
         line: usize,
         recorded: String,
         fingerprint: String,
     },
-    Revoked(usize, String),
+    Revoked(PathBuf, usize, String),
     Unreadable(String),
 }
 
@@ -146,6 +155,7 @@ struct Verifier {
     host: String,
     port: u16,
     known_hosts: PathBuf,
+    global_known_hosts: Vec<PathBuf>,
     accept_new: bool,
     verdict: Arc<Mutex<Option<KeyVerdict>>>,
 }
@@ -172,48 +182,72 @@ impl client::Handler for Verifier {
             ));
         };
         let fingerprint = key.fingerprint(Default::default()).to_string();
-        // A missing file knows no host; an unreadable one is no reason to trust any.
-        let text = match std::fs::read_to_string(&self.known_hosts) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return self.refuse(KeyVerdict::Unreadable(format!(
-                    "cannot read {}: {e}",
-                    self.known_hosts.display()
-                )));
-            }
-        };
-        match crate::known_hosts::check(&text, &self.host, self.port, key) {
-            Verdict::Known => Ok(true),
-            Verdict::New if self.accept_new => {
-                if let Some(dir) = self.known_hosts.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                match keys::known_hosts::learn_known_hosts_path(
-                    &self.host,
-                    self.port,
-                    key,
-                    &self.known_hosts,
-                ) {
-                    Ok(()) => Ok(true),
-                    Err(e) => self.refuse(KeyVerdict::Unreadable(format!(
-                        "cannot record the new key: {e}"
-                    ))),
+        // The user's file, then the system's, as OpenSSH reads them. A missing file
+        // knows no host; an unreadable one is no reason to trust any.
+        let mut verdicts = Vec::new();
+        for file in std::iter::once(&self.known_hosts).chain(&self.global_known_hosts) {
+            match std::fs::read_to_string(file) {
+                Ok(text) => verdicts.push((
+                    file.clone(),
+                    crate::known_hosts::check(&text, &self.host, self.port, key),
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return self.refuse(KeyVerdict::Unreadable(format!(
+                        "cannot read {}: {e}",
+                        file.display()
+                    )));
                 }
             }
-            Verdict::New => self.refuse(KeyVerdict::Unknown(fingerprint)),
-            Verdict::Changed { line, recorded } => self.refuse(KeyVerdict::Changed {
+        }
+        // A revoked key is refused wherever it is listed; a key recorded in any file is
+        // known; a host recorded in any file with other keys only has changed its key;
+        // a host is new only when no file records it.
+        if let Some((file, line)) = verdicts.iter().find_map(|(f, v)| match v {
+            Verdict::Revoked { line } => Some((f.clone(), *line)),
+            _ => None,
+        }) {
+            return self.refuse(KeyVerdict::Revoked(file, line, fingerprint));
+        }
+        if verdicts.iter().any(|(_, v)| *v == Verdict::Known) {
+            return Ok(true);
+        }
+        if let Some((file, line, recorded)) = verdicts.iter().find_map(|(f, v)| match v {
+            Verdict::Changed { line, recorded } => Some((f.clone(), *line, recorded.clone())),
+            _ => None,
+        }) {
+            return self.refuse(KeyVerdict::Changed {
+                file,
                 line,
                 recorded,
                 fingerprint: format!("{} key {fingerprint}", key.algorithm()),
-            }),
-            Verdict::Revoked { line } => self.refuse(KeyVerdict::Revoked(line, fingerprint)),
-            Verdict::CertificateExpected { line } => {
-                self.refuse(KeyVerdict::Unreadable(format!(
-                    "{} line {line} (@cert-authority) says this host presents a host certificate, which rustle-deploy does not support; its plain key {fingerprint} is not trusted in its place",
-                    self.known_hosts.display()
-                )))
-            }
+            });
+        }
+        if let Some((file, line)) = verdicts.iter().find_map(|(f, v)| match v {
+            Verdict::CertificateExpected { line } => Some((f.clone(), *line)),
+            _ => None,
+        }) {
+            return self.refuse(KeyVerdict::Unreadable(format!(
+                "{} line {line} (@cert-authority) says this host presents a host certificate, which rustle-deploy does not support; its plain key {fingerprint} is not trusted in its place",
+                file.display()
+            )));
+        }
+        if !self.accept_new {
+            return self.refuse(KeyVerdict::Unknown(fingerprint));
+        }
+        if let Some(dir) = self.known_hosts.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match keys::known_hosts::learn_known_hosts_path(
+            &self.host,
+            self.port,
+            key,
+            &self.known_hosts,
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) => self.refuse(KeyVerdict::Unreadable(format!(
+                "cannot record the new key: {e}"
+            ))),
         }
     }
 }
@@ -349,6 +383,7 @@ async fn handshake(
         host: t.address.clone(),
         port: t.port,
         known_hosts: t.known_hosts.clone(),
+        global_known_hosts: t.global_known_hosts.clone(),
         accept_new: t.accept_new,
         verdict: verdict.clone(),
     };
@@ -364,19 +399,20 @@ async fn handshake(
                 fingerprint,
             },
             Some(KeyVerdict::Changed {
+                file,
                 line,
                 recorded,
                 fingerprint,
             }) => SshError::ChangedHostKey {
                 addr,
-                known_hosts,
+                known_hosts: file.display().to_string(),
                 line,
                 recorded,
                 fingerprint,
             },
-            Some(KeyVerdict::Revoked(line, fingerprint)) => SshError::RevokedHostKey {
+            Some(KeyVerdict::Revoked(file, line, fingerprint)) => SshError::RevokedHostKey {
                 addr,
-                known_hosts,
+                known_hosts: file.display().to_string(),
                 line,
                 fingerprint,
             },
@@ -444,28 +480,159 @@ pub enum Reply {
     Pass,
 }
 
-/// The longest line of stdout the deployer takes from a host. A runner event is one
-/// line, and even a task that registers a large command output stays far below this.
+/// The longest line of stdout the deployer holds. A runner event is one line; a longer
+/// one (a task that registered tens of megabytes of output: its event carries both
+/// `stdout` and `stdout_lines`) is not refused but cut: its first [`CUT_LINE_HEAD`]
+/// bytes are handed on with its length ([`Line::cut`]), the rest is read and dropped,
+/// and the run goes on.
 pub const MAX_LINE_BYTES: usize = 16 << 20;
-/// The most a host may send back, stdout and stderr together, for one command. It bounds
-/// what one host can make the deployer hold (a fleet's deploys share its memory), and
-/// is far above what a plan's events or a file read in SSH mode amount to.
+/// How much of a cut line is kept: enough for an event's name, task and status, which
+/// come before its result.
+pub const CUT_LINE_HEAD: usize = 64 << 10;
+/// The most one command may send back, stdout and stderr together, when the deployer
+/// keeps all of it ([`Connection::exec_raw`], SSH mode's file reads and command
+/// output). Past it the channel is closed and the call fails with
+/// [`SshError::TooMuchOutput`]: SSH mode fails that task, and the host goes on. Commands
+/// read line by line ([`Connection::exec`]) have no such limit: what is kept of them is
+/// bounded instead, and `--timeout` bounds the time.
 pub const MAX_OUTPUT_BYTES: u64 = 128 << 20;
-/// How much of a command's stderr is kept: its end, where the reason for a failure is.
+/// How much of a line-by-line command's stderr is kept: its end, where the reason for
+/// a failure is (a runner's stderr is its recap and its last words).
 pub const STDERR_KEPT_BYTES: usize = 64 << 10;
 
-/// What one command has sent back so far, within [`MAX_OUTPUT_BYTES`] in all and
-/// [`MAX_LINE_BYTES`] per line of stdout, and the last [`STDERR_KEPT_BYTES`] of stderr.
+/// One line of a host's stdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    /// The line, without its line end; for a cut line, its first [`CUT_LINE_HEAD`] bytes.
+    pub text: &'a str,
+    /// The whole line's length in bytes when it was longer than [`MAX_LINE_BYTES`] and
+    /// only its head was kept.
+    pub cut: Option<u64>,
+}
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text)
+    }
+}
+
+/// Splits a stream of bytes into [`Line`]s, holding at most [`MAX_LINE_BYTES`] of a line
+/// (the head of a longer one), whatever arrives. Local hosts and SSH channels use the
+/// same one.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    /// The line being received (its head only, once it is longer than the limit).
+    buf: Vec<u8>,
+    /// The line's length so far.
+    len: u64,
+}
+
+impl LineSplitter {
+    /// Takes `data`, handing every line it completes to `emit`.
+    pub fn push(&mut self, mut data: &[u8], emit: &mut dyn FnMut(Line<'_>)) {
+        while let Some(at) = data.iter().position(|b| *b == b'\n') {
+            let (segment, rest) = data.split_at(at);
+            self.take(segment);
+            self.emit(emit);
+            data = rest.get(1..).unwrap_or_default();
+        }
+        self.take(data);
+    }
+
+    /// Hands on a last line that had no line end, if any.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Line<'_>)) {
+        if self.len > 0 {
+            self.emit(emit);
+        }
+    }
+
+    fn take(&mut self, segment: &[u8]) {
+        self.len = self.len.saturating_add(segment.len() as u64);
+        if self.len <= MAX_LINE_BYTES as u64 {
+            self.buf.extend_from_slice(segment);
+            return;
+        }
+        // Too long to hold: keep its head, drop the rest as it comes.
+        if self.buf.len() > CUT_LINE_HEAD {
+            self.buf.truncate(CUT_LINE_HEAD);
+            self.buf.shrink_to_fit();
+        }
+        let room = CUT_LINE_HEAD.saturating_sub(self.buf.len());
+        self.buf
+            .extend_from_slice(segment.get(..room.min(segment.len())).unwrap_or_default());
+    }
+
+    fn emit(&mut self, emit: &mut dyn FnMut(Line<'_>)) {
+        let cut = (self.len > MAX_LINE_BYTES as u64).then_some(self.len);
+        let text = String::from_utf8_lossy(&self.buf);
+        let text = match cut {
+            Some(_) => &text,
+            None => text.trim_end_matches('\r'),
+        };
+        emit(Line { text, cut });
+        self.buf.clear();
+        self.len = 0;
+        // A long line's buffer is not kept for the short ones after it.
+        if self.buf.capacity() > 1 << 20 {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+/// Where a command's stdout goes.
+enum Stdout<'a> {
+    /// Line by line, as it arrives (after the conversation, if any).
+    Lines(&'a mut (dyn FnMut(Line<'_>) + Send)),
+    /// Kept whole, within [`MAX_OUTPUT_BYTES`] with stderr.
+    Raw,
+}
+
+/// The end of a stream (a command's stderr): its last [`STDERR_KEPT_BYTES`], and how
+/// much came before them.
+#[derive(Debug, Default)]
+pub struct StderrTail {
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl StderrTail {
+    /// Takes `data`, dropping what falls out of the kept end.
+    pub fn push(&mut self, data: &[u8]) {
+        self.kept.extend_from_slice(data);
+        // Dropped in batches, so a stream of small writes costs no more than reading it.
+        if self.kept.len() > 2 * STDERR_KEPT_BYTES {
+            let cut = self.kept.len() - STDERR_KEPT_BYTES;
+            self.kept.drain(..cut);
+            self.dropped = self.dropped.saturating_add(cut as u64);
+        }
+    }
+
+    /// The kept end as text, saying how much was not kept, if anything.
+    pub fn text(&self) -> String {
+        let start = self.kept.len().saturating_sub(STDERR_KEPT_BYTES);
+        let dropped = self.dropped.saturating_add(start as u64);
+        let tail = String::from_utf8_lossy(self.kept.get(start..).unwrap_or_default());
+        if dropped == 0 {
+            tail.into_owned()
+        } else {
+            format!("[the first {dropped} bytes of stderr were not kept]\n{tail}")
+        }
+    }
+}
+
+/// What one command sent back.
 #[derive(Debug, Default)]
 struct Received {
+    /// Bytes counted against [`MAX_OUTPUT_BYTES`] (raw commands only).
     total: u64,
-    /// Stdout not yet handed out as lines (or all of it, for [`Connection::exec_raw`]).
+    /// All of stdout (raw commands only).
     stdout: Vec<u8>,
-    /// Where the next line starts in `stdout`.
-    head: usize,
-    /// How far `stdout` is known to hold no newline.
-    scanned: usize,
+    /// All of stderr (raw commands only).
     stderr: Vec<u8>,
+    /// The end of stderr (line-by-line commands).
+    tail: StderrTail,
+    /// Bytes sent to the host.
+    sent: u64,
 }
 
 impl Received {
@@ -473,180 +640,54 @@ impl Received {
         self.total = self.total.saturating_add(n as u64);
         if self.total > MAX_OUTPUT_BYTES {
             return Err(SshError::TooMuchOutput(format!(
-                "the host sent more than {} MiB of output for one command (the limit per command)",
+                "the host sent more than {} MiB of output for one command (the limit for a command whose output is kept whole)",
                 MAX_OUTPUT_BYTES >> 20
             )));
         }
         Ok(())
     }
 
-    fn push_stdout(&mut self, data: &[u8]) -> Result<(), SshError> {
-        self.count(data.len())?;
-        // Lines already handed out are dropped once per arrival, not once per line, so
-        // many short lines after a long one cost no more than reading them.
-        if self.head > 0 {
-            self.stdout.drain(..self.head.min(self.stdout.len()));
-            self.scanned = self.scanned.saturating_sub(self.head);
-            self.head = 0;
-        }
-        self.stdout.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn push_stderr(&mut self, data: &[u8]) -> Result<(), SshError> {
-        self.count(data.len())?;
-        self.stderr.extend_from_slice(data);
-        if self.stderr.len() > 2 * STDERR_KEPT_BYTES {
-            let cut = self.stderr.len() - STDERR_KEPT_BYTES;
-            self.stderr.drain(..cut);
+    fn push_stderr(&mut self, data: &[u8], whole: bool) -> Result<(), SshError> {
+        if whole {
+            self.count(data.len())?;
+            self.stderr.extend_from_slice(data);
+        } else {
+            self.tail.push(data);
         }
         Ok(())
     }
-
-    /// The next complete line of stdout, without its line end.
-    fn next_line(&mut self) -> Option<String> {
-        let rest = self.stdout.get(self.scanned..)?;
-        let Some(at) = rest.iter().position(|b| *b == b'\n') else {
-            self.scanned = self.stdout.len();
-            return None;
-        };
-        let end = self.scanned + at;
-        let line = self.stdout.get(self.head..end)?;
-        let text = String::from_utf8_lossy(line)
-            .trim_end_matches('\r')
-            .to_string();
-        self.head = end + 1;
-        self.scanned = end + 1;
-        Some(text)
-    }
-
-    /// Refuses a line that grows past [`MAX_LINE_BYTES`] without ending.
-    fn check_line(&self) -> Result<(), SshError> {
-        if self.stdout.len().saturating_sub(self.head) > MAX_LINE_BYTES {
-            return Err(SshError::TooMuchOutput(format!(
-                "the host sent a line of output longer than {} MiB (the limit for one line)",
-                MAX_LINE_BYTES >> 20
-            )));
-        }
-        Ok(())
-    }
-
-    /// Stdout after the last line end, if any (a last line without one).
-    fn rest(&self) -> Option<String> {
-        let rest = self.stdout.get(self.head..).unwrap_or_default();
-        (!rest.is_empty()).then(|| String::from_utf8_lossy(rest).trim_end().to_string())
-    }
-
-    fn stderr_text(&self) -> String {
-        let start = self.stderr.len().saturating_sub(STDERR_KEPT_BYTES);
-        String::from_utf8_lossy(self.stderr.get(start..).unwrap_or_default()).into_owned()
-    }
-}
-
-/// Where [`Connection::run`] puts a command's stdout.
-enum Stdout<'a> {
-    /// Line by line, as it arrives.
-    Lines(&'a mut (dyn FnMut(&str) + Send)),
-    /// Kept whole.
-    Raw,
 }
 
 impl Connection {
     /// Runs `command`, sends `stdin` then end-of-file, and calls `on_line` for every
-    /// line of stdout as it arrives. Returns the exit code (`None` when the command was
-    /// killed by a signal) and stderr (its last [`STDERR_KEPT_BYTES`]). A host that sends
-    /// more than [`MAX_OUTPUT_BYTES`], or a line longer than [`MAX_LINE_BYTES`], gets its
-    /// channel closed and the call fails with [`SshError::TooMuchOutput`].
+    /// line of stdout as it arrives (a line longer than [`MAX_LINE_BYTES`] cut to its
+    /// head, [`Line::cut`]). Returns the exit code (`None` when the command was killed by
+    /// a signal) and stderr (its last [`STDERR_KEPT_BYTES`], marked when more came).
+    /// However much the host sends, the deployer holds at most a line and that much
+    /// stderr of it.
     pub async fn exec(
         &self,
         command: &str,
         stdin: &[u8],
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(Line<'_>) + Send),
     ) -> Result<(Option<u32>, String), SshError> {
         let (code, got) = self
-            .run(command, stdin, Stdout::Lines(&mut *on_line))
+            .drive(command, Some(stdin), None, Stdout::Lines(on_line))
             .await?;
-        if let Some(last) = got.rest() {
-            on_line(&last);
-        }
-        Ok((code, got.stderr_text()))
+        Ok((code, got.tail.text()))
     }
 
     /// Runs `command` with `stdin`, and returns its exit code (`None` when killed by a
-    /// signal), stdout and stderr as bytes (the SSH execution mode reads files with it),
-    /// within the same limits as [`Connection::exec`].
+    /// signal), stdout and stderr, whole (the SSH execution mode reads files and command
+    /// output with it). A host that sends more than [`MAX_OUTPUT_BYTES`] in all gets its
+    /// channel closed and the call fails with [`SshError::TooMuchOutput`].
     pub async fn exec_raw(
         &self,
         command: &str,
         stdin: &[u8],
     ) -> Result<(Option<u32>, Vec<u8>, Vec<u8>), SshError> {
-        let (code, got) = self.run(command, stdin, Stdout::Raw).await?;
-        let stderr = got.stderr_text().into_bytes();
-        Ok((code, got.stdout, stderr))
-    }
-
-    /// Runs `command` on a new channel, sending `stdin` and then end-of-file while
-    /// reading what comes back. Sending and reading are two futures polled together: a
-    /// command that exits without reading all of its input (a full disk, a refused
-    /// argument) closes the channel, and the call returns at once with its exit code and
-    /// stderr. Sending first, as this once did, waited for window space that a host
-    /// which has stopped reading never grants (russh does not wake that wait when the
-    /// channel closes), until the deploy's timeout, and lost the stderr.
-    async fn run(
-        &self,
-        command: &str,
-        stdin: &[u8],
-        mut stdout: Stdout<'_>,
-    ) -> Result<(Option<u32>, Received), SshError> {
-        let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
-        let channel = self.handle.channel_open_session().await.map_err(ch_err)?;
-        channel.exec(true, command).await.map_err(ch_err)?;
-        let (mut reader, writer) = channel.split();
-        let send = async {
-            // A failed send means the host closed its end: what it says on stderr and
-            // its exit code tell why, so the error itself adds nothing.
-            if writer.data(stdin).await.is_ok() {
-                let _ = writer.eof().await;
-            }
-        };
-        tokio::pin!(send);
-        let mut sending = true;
-        let mut got = Received::default();
-        let mut code = None;
-        // Keep reading after the exit status until the channel closes: output may
-        // still be in flight.
-        loop {
-            let msg = tokio::select! {
-                () = &mut send, if sending => {
-                    sending = false;
-                    continue;
-                }
-                msg = reader.wait() => msg,
-            };
-            let Some(msg) = msg else { break };
-            let step = match msg {
-                russh::ChannelMsg::Data { data } => match &mut stdout {
-                    Stdout::Lines(on_line) => got.push_stdout(&data).and_then(|()| {
-                        while let Some(line) = got.next_line() {
-                            on_line(&line);
-                        }
-                        got.check_line()
-                    }),
-                    Stdout::Raw => got.push_stdout(&data),
-                },
-                russh::ChannelMsg::ExtendedData { data, .. } => got.push_stderr(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => {
-                    code = Some(exit_status);
-                    Ok(())
-                }
-                _ => Ok(()),
-            };
-            if let Err(e) = step {
-                let _ = writer.close().await;
-                return Err(e);
-            }
-        }
-        Ok((code, got))
+        let (code, got) = self.drive(command, Some(stdin), None, Stdout::Raw).await?;
+        Ok((code, got.stdout, got.stderr))
     }
 
     /// Like [`Connection::exec`], but stdin is a conversation: each line of output
@@ -655,23 +696,49 @@ impl Connection {
     /// `on_line`. A host script uses this to say what it needs and to acknowledge what it
     /// has read, which paces a large upload (see [`Script::DeployCached`]).
     /// Returns the exit code (`None` when killed by a signal), stderr and the bytes sent.
-    /// The same limits as [`Connection::exec`] apply to what the host sends.
     pub async fn exec_conversation(
         &self,
         command: &str,
         answer: &mut (dyn FnMut(&str) -> Reply + Send),
-        on_line: &mut (dyn FnMut(&str) + Send),
+        on_line: &mut (dyn FnMut(Line<'_>) + Send),
     ) -> Result<(Option<u32>, String, u64), SshError> {
+        let (code, got) = self
+            .drive(command, None, Some(answer), Stdout::Lines(on_line))
+            .await?;
+        Ok((code, got.tail.text(), got.sent))
+    }
+
+    /// Runs `command` on a new channel and reads what comes back until the channel
+    /// closes (output may still be in flight after the exit status). Stdin is `stdin`
+    /// then end-of-file, or, with `answer`, what the conversation replies to each line.
+    ///
+    /// Sending and reading are two futures polled together: sending waits for the
+    /// host's window, and a command that exits without reading all of its input (a full
+    /// disk, a refused argument) never opens it again (russh does not wake that wait when
+    /// the channel closes), so reading must not wait with it. The call returns as soon as
+    /// the channel closes, with the exit code and stderr.
+    async fn drive(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        mut answer: Option<&mut (dyn FnMut(&str) -> Reply + Send)>,
+        mut stdout: Stdout<'_>,
+    ) -> Result<(Option<u32>, Received), SshError> {
         let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
         let channel = self.handle.channel_open_session().await.map_err(ch_err)?;
         channel.exec(true, command).await.map_err(ch_err)?;
         let (mut reader, writer) = channel.split();
-        // Sending waits for the host's window; reading must not wait with it (a host
-        // that exits without reading all of stdin would never open the window again),
-        // so sending is a future of its own, polled with the reads, that sends what the
-        // conversation queues: bytes, then `None` for the end.
+        // What to send: bytes, then `None` for the end of stdin.
         let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<Option<Vec<u8>>>();
+        let mut got = Received::default();
+        if let Some(bytes) = stdin {
+            got.sent = bytes.len() as u64;
+            let _ = queue.send(Some(bytes.to_vec()));
+            let _ = queue.send(None);
+        }
         let send = async {
+            // A failed send means the host closed its end: what it says on stderr and
+            // its exit code tell why, so the error itself adds nothing.
             while let Some(item) = queued.recv().await {
                 match item {
                     Some(bytes) => {
@@ -688,10 +755,9 @@ impl Connection {
         };
         tokio::pin!(send);
         let mut sending = true;
-        let mut got = Received::default();
+        let mut talking = answer.is_some();
+        let mut lines = LineSplitter::default();
         let mut code = None;
-        let mut talking = true;
-        let mut sent = 0u64;
         loop {
             let msg = tokio::select! {
                 () = &mut send, if sending => {
@@ -702,32 +768,43 @@ impl Connection {
             };
             let Some(msg) = msg else { break };
             let step = match msg {
-                russh::ChannelMsg::Data { data } => got.push_stdout(&data).and_then(|()| {
-                    while let Some(line) = got.next_line() {
-                        if !talking {
-                            on_line(&line);
-                            continue;
-                        }
-                        let (bytes, more) = match answer(&line) {
-                            Reply::Send(b) => (b, true),
-                            Reply::Last(b) => (b, false),
-                            Reply::Pass => {
-                                on_line(&line);
-                                continue;
+                russh::ChannelMsg::Data { data } => match &mut stdout {
+                    Stdout::Raw => got
+                        .count(data.len())
+                        .map(|()| got.stdout.extend_from_slice(&data)),
+                    Stdout::Lines(on_line) => {
+                        let mut sent = 0u64;
+                        lines.push(&data, &mut |line| {
+                            if let (true, Some(answer)) = (talking, answer.as_mut())
+                                && line.cut.is_none()
+                            {
+                                let (bytes, more) = match answer(line.text) {
+                                    Reply::Send(b) => (b, true),
+                                    Reply::Last(b) => (b, false),
+                                    Reply::Pass => {
+                                        on_line(line);
+                                        return;
+                                    }
+                                };
+                                if !bytes.is_empty() {
+                                    sent += bytes.len() as u64;
+                                    let _ = queue.send(Some(bytes));
+                                }
+                                if !more {
+                                    talking = false;
+                                    let _ = queue.send(None);
+                                }
+                                return;
                             }
-                        };
-                        if !bytes.is_empty() {
-                            sent += bytes.len() as u64;
-                            let _ = queue.send(Some(bytes));
-                        }
-                        if !more {
-                            talking = false;
-                            let _ = queue.send(None);
-                        }
+                            on_line(line);
+                        });
+                        got.sent += sent;
+                        Ok(())
                     }
-                    got.check_line()
-                }),
-                russh::ChannelMsg::ExtendedData { data, .. } => got.push_stderr(&data),
+                },
+                russh::ChannelMsg::ExtendedData { data, .. } => {
+                    got.push_stderr(&data, matches!(stdout, Stdout::Raw))
+                }
                 russh::ChannelMsg::ExitStatus { exit_status } => {
                     code = Some(exit_status);
                     Ok(())
@@ -739,10 +816,10 @@ impl Connection {
                 return Err(e);
             }
         }
-        if let Some(last) = got.rest() {
-            on_line(&last);
+        if let Stdout::Lines(on_line) = &mut stdout {
+            lines.finish(&mut |line| on_line(line));
         }
-        Ok((code, got.stderr_text(), sent))
+        Ok((code, got))
     }
 
     /// Whether the connection has ended (the host, its sshd or the network went away).
@@ -764,10 +841,9 @@ impl Connection {
     }
 }
 
-/// Quotes a value for a POSIX shell: single quotes, with embedded ones spliced in.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r#"'\''"#))
-}
+/// Quotes a value for a POSIX shell: the runner's quoter, so the deployer's host
+/// scripts and the runner's modules quote alike.
+pub use rustle_runner::modules::sh_quote;
 
 /// Where a host keeps its state, as a shell preamble setting `$R`: the `rustle_root`
 /// variable when given, else `/var/lib/rustle` when the runner runs as root (through
@@ -842,22 +918,34 @@ const ROOTS_FILE: &str = "\"$HOME/.rustle/roots\"";
 /// Shell lines that set `$roots` to the state roots a host-level operation acts on, one
 /// `sudo <root>` / `user <root>` line each, the most recently deployed last, and `$nl`
 /// to a newline. With `rustle_root` (`root`) that root alone, through sudo when a deploy
-/// recorded it so or the inventory asks for become (`sudo`); otherwise every root the
-/// host's record lists, after the default one (`/var/lib/rustle` with sudo or for root,
-/// else `~/.rustle`) when the record does not list it.
+/// recorded it so, the inventory asks for become (`sudo`), or the login user cannot
+/// read it and may `sudo -n`. Otherwise every root the host's record lists (in its
+/// order, the latest last), after those of these it does not list: the default root
+/// (`/var/lib/rustle` with sudo or for root, else `~/.rustle`), and `/var/lib/rustle`
+/// through sudo when it exists and the login user may `sudo -n`. The record is the
+/// login user's, so another login (an operator, a CI job) that deployed nothing still
+/// finds what a deploy through sudo left there.
 fn roots_lines(root: Option<&str>, sudo: bool) -> String {
     let head = format!("nl='\n'\nrf={ROOTS_FILE}\n");
+    // Whether the login user is not root and may use sudo without a password.
+    let may_sudo = "[ \"$(id -u)\" != 0 ] && sudo -n true </dev/null 2>/dev/null";
     match root {
         Some(r) => format!(
             "{head}F={r}\nhow={how}\n\
              if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do if [ \"$l\" = \"sudo $F\" ]; then how=sudo; fi; done < \"$rf\"; fi\n\
+             if [ \"$how\" = user ] && [ -d \"$F\" ] && {{ [ ! -r \"$F\" ] || [ ! -x \"$F\" ]; }} && {may_sudo}; then how=sudo; fi\n\
              roots=\"$how $F\"\n",
             r = sh_quote(r),
             how = if sudo { "sudo" } else { "user" },
         ),
         None => format!(
-            "{head}{default}roots=$dl\n\
-             if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do case \"$l\" in \"$dl\") ;; 'sudo /'*|'user /'*) roots=\"$roots$nl$l\";; esac; done < \"$rf\"; fi\n",
+            "{head}{default}rec=\n\
+             if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do case \"$l\" in 'sudo /'*|'user /'*) rec=\"$rec$nl$l\";; esac; done < \"$rf\"; fi\n\
+             roots=\n\
+             add() {{ case \"$nl$roots$rec$nl\" in *\"$nl$1$nl\"*) ;; *) roots=\"$roots$nl$1\";; esac; }}\n\
+             add \"$dl\"\n\
+             if [ \"$dl\" != 'sudo /var/lib/rustle' ] && [ -d /var/lib/rustle ] && {may_sudo}; then add 'sudo /var/lib/rustle'; fi\n\
+             roots=\"${{roots#\"$nl\"}}$rec\"\nroots=\"${{roots#\"$nl\"}}\"\n",
             default = if sudo {
                 "dl='sudo /var/lib/rustle'\n"
             } else {
@@ -943,7 +1031,12 @@ pub enum Script<'a> {
         args: &'a [String],
     },
     /// Run the previous good release again, in the most recently deployed root (see
-    /// [`roots_lines`]); it becomes current if it succeeds.
+    /// [`roots_lines`]); it becomes current if it succeeds. The current release's runner
+    /// does it; one from before the rollback options (`--attached`, `--keep-releases`,
+    /// `--no-wait`) refuses them as unknown (exit 64), and is then asked again without
+    /// them, `RUSTLE_ATTACHED=1` in the environment instead, which the release runner
+    /// it starts reads if it is newer (a runner that old takes no lock and prunes
+    /// nothing itself).
     Rollback {
         /// Arguments for `rustle-runner rollback` (`--root` and `--trusted-key` are
         /// added).
@@ -1047,7 +1140,10 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
         Script::Rollback { args } => format!(
             "{TEMP_DIR}{trust}{roots}sel=${{roots##*\"$nl\"}}\nl=$sel\n{ROOT_OF_LINE}\
              if ! $S test -x \"$R/current/rustle-runner\" </dev/null; then echo \"rustle: no current release in $R\" >&2; exit 68; fi\n\
-             set +e\n$S \"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\" {args}\nexit $?\n",
+             set +e\n$S \"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\" {args} 2>\"$d/err\"\nrc=$?\n\
+             if [ \"$rc\" = 64 ] && grep -q 'unknown argument' \"$d/err\"; then\n\
+             $S env RUSTLE_ATTACHED=1 \"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\"\nrc=$?\n\
+             else cat \"$d/err\" >&2; fi\nexit \"$rc\"\n",
             trust = trust_lines(key_line),
             roots = roots_lines(root, how),
             args = quoted(args),
@@ -1104,6 +1200,38 @@ mod tests {
     }
 
     #[test]
+    fn a_line_too_long_to_hold_is_cut_to_its_head_and_the_stream_goes_on() {
+        let mut split = LineSplitter::default();
+        let mut got: Vec<(String, Option<u64>)> = Vec::new();
+        let long = MAX_LINE_BYTES + 5;
+        let mut stream = b"first\r\nsec".to_vec();
+        stream.extend(b"ond\n");
+        stream.extend(std::iter::repeat_n(b'z', long));
+        stream.extend(b"\nafter\nlast, unended");
+        // In uneven chunks, as a channel delivers them.
+        for chunk in stream.chunks(32 * 1024 + 7) {
+            split.push(chunk, &mut |l| got.push((l.text.to_string(), l.cut)));
+        }
+        split.finish(&mut |l| got.push((l.text.to_string(), l.cut)));
+        assert_eq!(
+            got.len(),
+            5,
+            "{:?}",
+            got.iter().map(|(t, c)| (t.len(), c)).collect::<Vec<_>>()
+        );
+        assert_eq!(got[0], ("first".to_string(), None));
+        assert_eq!(got[1], ("second".to_string(), None));
+        assert_eq!(got[2].0, "z".repeat(CUT_LINE_HEAD));
+        assert_eq!(got[2].1, Some(long as u64));
+        assert_eq!(got[3], ("after".to_string(), None));
+        assert_eq!(got[4], ("last, unended".to_string(), None));
+        assert!(
+            split.buf.capacity() <= 1 << 20,
+            "the long line's buffer was kept"
+        );
+    }
+
+    #[test]
     fn scripts_quote_every_value_and_run_in_sh() {
         let args = vec!["--expect".to_string(), "ab'cd".to_string()];
         let s = script(
@@ -1157,8 +1285,13 @@ mod tests {
     /// Runs `text` under `sh` with `home` as HOME and a `sudo` on PATH that notes each
     /// command it is given in `home/sudo.log` and runs it (as the same user), and an `id`
     /// that says uid 1000: the tests run as root, and must never take this machine's
-    /// `/var/lib/rustle` for the default root. Returns (stdout, stderr, exit code).
+    /// `/var/lib/rustle` for the default root, so `home/var-lib-rustle` stands for it.
+    /// Returns (stdout, stderr, exit code).
     fn with_fake_sudo(home: &Path, text: &str) -> (String, String, Option<i32>) {
+        let text = &text.replace(
+            "/var/lib/rustle",
+            &home.join("var-lib-rustle").display().to_string(),
+        );
         let bin = home.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let id = bin.join("id");
@@ -1187,6 +1320,131 @@ mod tests {
             String::from_utf8_lossy(&out.stderr).into_owned(),
             out.status.code(),
         )
+    }
+
+    /// A state root in `home/.rustle` whose current release's runner is `runner`.
+    fn root_with_runner(home: &Path, runner: &str) -> PathBuf {
+        let root = home.join(".rustle");
+        let rel = root.join("releases").join("r1");
+        std::fs::create_dir_all(&rel).unwrap();
+        let _ = std::fs::remove_file(root.join("current"));
+        std::os::unix::fs::symlink("releases/r1", root.join("current")).unwrap();
+        std::fs::write(rel.join("rustle-runner"), runner).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            rel.join("rustle-runner"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        root
+    }
+
+    #[test]
+    fn rollback_works_through_a_current_runner_from_before_its_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        // As a runner from before `--attached`, `--keep-releases` and `--no-wait` was:
+        // any of them is an unknown argument (exit 64).
+        let root = root_with_runner(
+            home,
+            "#!/bin/sh
+for a; do case \"$a\" in --attached|--keep-releases|--no-wait) echo \"rustle-runner: unknown argument: $a\" >&2; exit 64;; esac; done
+\
+             echo \"old runner: $* attached=${RUSTLE_ATTACHED:-}\"\necho 'old runner: rolled back' >&2\n",
+        );
+        let args: Vec<String> = ["--attached", "--keep-releases", "3", "--no-wait"]
+            .map(String::from)
+            .to_vec();
+        let rollback = script(&Script::Rollback { args: &args }, "k", false, None);
+        let (out, err, code) = with_fake_sudo(home, &rollback);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(
+            out.contains(&format!(
+                "old runner: rollback --root {} --trusted-key",
+                root.display()
+            )) && out.trim_end().ends_with("attached=1"),
+            "{out}"
+        );
+        assert!(!err.contains("unknown argument"), "{err}");
+        assert!(err.contains("rolled back"), "{err}");
+
+        // Exit 64 for another reason is the runner's answer: said, not retried.
+        root_with_runner(
+            home,
+            "#!/bin/sh
+echo ran >> \"$HOME/ran\"\necho 'rustle-runner: cannot read key' >&2\nexit 64\n",
+        );
+        let (_, err, code) = with_fake_sudo(home, &rollback);
+        assert_eq!(code, Some(64), "{err}");
+        assert!(err.contains("cannot read key"), "{err}");
+        assert_eq!(std::fs::read_to_string(home.join("ran")).unwrap(), "ran\n");
+    }
+
+    #[test]
+    fn another_login_finds_the_root_deploys_made_through_sudo() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        // What a deploy through sudo left in /var/lib/rustle (here home/var-lib-rustle),
+        // seen from a login that deployed nothing (no record) and whose inventory says
+        // nothing of become.
+        let system = home.join("var-lib-rustle");
+        let rel = system.join("releases/sys");
+        std::fs::create_dir_all(&rel).unwrap();
+        std::fs::write(
+            system.join("state.json"),
+            r#"{"v":1,"deployments":[{"id":"sys"}]}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("releases/sys", system.join("current")).unwrap();
+        std::fs::write(
+            rel.join("rustle-runner"),
+            "#!/bin/sh\necho \"sys runner: $*\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            rel.join("rustle-runner"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let log = || std::fs::read_to_string(home.join("sudo.log")).unwrap_or_default();
+
+        let (out, err, code) = with_fake_sudo(home, &script(&Script::List, "k", false, None));
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains(&format!("rustle:root sudo {}\n", system.display())),
+            "{out}"
+        );
+        assert!(out.contains("\"id\":\"sys\""), "{out}");
+        assert!(log().contains("state.json"), "read through sudo: {}", log());
+
+        // Rollback goes there: the only root that exists.
+        let (out, err, code) = with_fake_sudo(
+            home,
+            &script(&Script::Rollback { args: &[] }, "k", false, None),
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("sys runner: rollback --root"), "{out}");
+
+        // A login that may not sudo is not asked to.
+        let nosudo = home.join("nosudo");
+        std::fs::create_dir_all(&nosudo).unwrap();
+        std::fs::write(nosudo.join("sudo"), "#!/bin/sh\nexit 1\n").unwrap();
+        std::fs::copy(home.join("bin/id"), nosudo.join("id")).unwrap();
+        std::fs::set_permissions(nosudo.join("sudo"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let text = script(&Script::List, "k", false, None)
+            .replace("/var/lib/rustle", &system.display().to_string());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&text)
+            .env("HOME", home)
+            .env("PATH", format!("{}:/usr/bin:/bin", nosudo.display()))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("rustle:root user"), "{out}");
+        assert!(!out.contains("rustle:root sudo"), "{out}");
     }
 
     #[test]

@@ -490,6 +490,7 @@ impl SshConfig {
                         s.identity_files
                     },
                     known_hosts: to.known_hosts.clone(),
+                    global_known_hosts: to.global_known_hosts.clone(),
                     accept_new: to.accept_new,
                     connect_timeout: s.connect_timeout.unwrap_or(to.connect_timeout),
                 }
@@ -1008,6 +1009,7 @@ Host *
             user: "me".into(),
             identity_files: vec!["/k/inventory".into()],
             known_hosts: "/kh".into(),
+            global_known_hosts: Vec::new(),
             accept_new: false,
             connect_timeout: Duration::from_secs(5),
         };

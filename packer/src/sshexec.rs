@@ -19,12 +19,16 @@
 //! under a random name (`O_EXCL`, by the shell's noclobber redirection), whose owner and
 //! mode are set through that open descriptor (`/proc/self/fd`), then renamed over the
 //! destination; nothing is ever written, chowned or chmodded through a name someone
-//! else could have planted. A task's `become_user` runs its module's commands as that
+//! else could have planted. Changing only a file's attributes (mode, owner, times, a
+//! recursive mode) goes through a descriptor too, opened on the name and checked to be
+//! the file the name holds ([`SETATTR`]). A task's `become_user` runs its module's commands as that
 //! user (`sudo -u`), so the files it makes are that user's and that user's permissions
 //! apply, as in Ansible.
 //!
 //! The host needs `sh`, `stat -c`, `sha1sum`, `cat`, `mkdir`, `chmod`, `chown`, `ln`,
-//! `rm`, `mv`, `id` and `env`: GNU coreutils or busybox. Without `/proc/self/fd` (a
+//! `rm`, `mv` (with `-T`), `touch` (with `-r`), `readlink -f`, `dirname`, `find`, `id`
+//! and `env` (GNU coreutils or busybox), `/proc/self/fd` for descriptor-safe attribute
+//! changes, and `sudo` for `become`/`become_user`. Without `/proc/self/fd` (a
 //! Linux host without /proc) attributes are set by name after checking that the name
 //! is still the plain file the script made, the closest a shell comes.
 
@@ -72,8 +76,26 @@ impl Output {
     }
 }
 
+/// Why a command gave no [`Output`].
+#[derive(Debug)]
+enum LinkError {
+    /// The connection failed: the host is unreachable from then on.
+    Lost(String),
+    /// The command sent more than the deployer keeps of one command
+    /// ([`ssh::MAX_OUTPUT_BYTES`]): that command fails, the host goes on.
+    TooMuch(String),
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Lost(e) | LinkError::TooMuch(e) => f.write_str(e),
+        }
+    }
+}
+
 impl Link {
-    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<Output, String> {
+    async fn exec(&self, script: &str, stdin: &[u8]) -> Result<Output, LinkError> {
         match self {
             Link::Ssh(c) => c
                 .exec_raw(script, stdin)
@@ -83,34 +105,62 @@ impl Link {
                     stdout,
                     stderr,
                 })
-                .map_err(|e| e.to_string()),
-            Link::Local => {
-                use tokio::io::AsyncWriteExt;
-                let mut child = tokio::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(script)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| format!("cannot start sh: {e}"))?;
-                if let Some(mut input) = child.stdin.take() {
-                    let data = stdin.to_vec();
-                    tokio::spawn(async move {
-                        let _ = input.write_all(&data).await;
-                        let _ = input.shutdown().await;
-                    });
-                }
-                let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-                Ok(Output {
-                    code: out.status.code(),
-                    stdout: out.stdout,
-                    stderr: out.stderr,
-                })
-            }
+                .map_err(|e| match e {
+                    ssh::SshError::TooMuchOutput(_) => LinkError::TooMuch(e.to_string()),
+                    e => LinkError::Lost(e.to_string()),
+                }),
+            Link::Local => local_exec(script, stdin).await,
         }
     }
+}
+
+/// `sh -c script` on this machine, with `stdin`, within the same bound as over SSH
+/// ([`ssh::MAX_OUTPUT_BYTES`] of stdout and stderr together).
+async fn local_exec(script: &str, stdin: &[u8]) -> Result<Output, LinkError> {
+    use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| LinkError::Lost(format!("cannot start sh: {e}")))?;
+    if let Some(mut input) = child.stdin.take() {
+        let data = stdin.to_vec();
+        tokio::spawn(async move {
+            let _ = input.write_all(&data).await;
+            let _ = input.shutdown().await;
+        });
+    }
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(LinkError::Lost("sh has no output pipes".into()));
+    };
+    // Each stream reads one byte past the limit at most, so either alone going over it
+    // is seen; both together are checked after.
+    async fn bounded(r: impl AsyncRead + Unpin) -> Vec<u8> {
+        let mut v = Vec::new();
+        let _ = r.take(ssh::MAX_OUTPUT_BYTES + 1).read_to_end(&mut v).await;
+        v
+    }
+    let (stdout, stderr) = tokio::join!(bounded(out), bounded(err));
+    if (stdout.len() + stderr.len()) as u64 > ssh::MAX_OUTPUT_BYTES {
+        let _ = child.kill().await;
+        return Err(LinkError::TooMuch(format!(
+            "the command sent more than {} MiB of output (the limit for a command whose output is kept whole)",
+            ssh::MAX_OUTPUT_BYTES >> 20
+        )));
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    Ok(Output {
+        code: status.code(),
+        stdout,
+        stderr,
+    })
 }
 
 /// Figures and state shared between the module host (on its blocking thread) and the
@@ -305,7 +355,9 @@ impl SshHost {
         s.bytes_sent += input.len() as u64;
         match r {
             Ok(o) => Ok(o),
-            Err(e) => {
+            // Too much output fails this module call only; the connection is fine.
+            Err(LinkError::TooMuch(e)) => fail(e),
+            Err(LinkError::Lost(e)) => {
                 s.lost = Some(e.clone());
                 fail(format!("host unreachable: {e}"))
             }
@@ -596,7 +648,9 @@ impl Attrs {
     /// What differs from `m`, as (key, before, after), and the shell lines that fix
     /// it for `path` (owner first: chown clears set-id bits). With `follow_link`, the
     /// lines act on what a symbolic link points to (the file module's `follow`);
-    /// without, they act on the name itself: `-h`, and no chmod through a link.
+    /// without, on the name itself: a link's owner and group with `-h` (and never its
+    /// mode), anything else through [`SETATTR`], which refuses a name that has become a
+    /// link. The script must define [`SETATTR`].
     fn changes(
         &self,
         m: &Meta,
@@ -604,48 +658,100 @@ impl Attrs {
         follow_link: bool,
     ) -> (Vec<(&'static str, String, String)>, String) {
         let mut ch = Vec::new();
-        let mut fix = String::new();
-        let p = sh_quote(path);
         let is_link = m.kind == "symbolic link";
-        let h = if follow_link { "" } else { "-h " };
-        if let Some(o) = self
+        let owner = self
             .owner
             .as_ref()
-            .filter(|o| **o != m.owner && **o != m.uid.to_string())
-        {
+            .filter(|o| **o != m.owner && **o != m.uid.to_string());
+        if let Some(o) = owner {
             ch.push(("owner", m.owner.clone(), o.clone()));
-            fix.push_str(&format!("chown {h}-- {} {p}\n", sh_quote(o)));
         }
-        if let Some(g) = self
+        let group = self
             .group
             .as_ref()
-            .filter(|g| **g != m.group && **g != m.gid.to_string())
-        {
+            .filter(|g| **g != m.group && **g != m.gid.to_string());
+        if let Some(g) = group {
             ch.push(("group", m.group.clone(), g.clone()));
-            fix.push_str(&format!("chgrp {h}-- {} {p}\n", sh_quote(g)));
         }
-        if let Some(md) = self
+        let mode = self
             .mode
-            .filter(|md| (!is_link || follow_link) && *md != m.mode & 0o7777)
-        {
+            .filter(|md| (!is_link || follow_link) && *md != m.mode & 0o7777);
+        if let Some(md) = mode {
             ch.push(("mode", args::mode_string(m.mode), args::mode_string(md)));
-            fix.push_str(&chmod_line(md, path, follow_link));
         }
+        if ch.is_empty() {
+            return (ch, String::new());
+        }
+        let fix = if is_link && !follow_link {
+            let p = sh_quote(path);
+            let mut fix = String::new();
+            if let Some(o) = owner {
+                fix.push_str(&format!("chown -h -- {} {p}\n", sh_quote(o)));
+            }
+            if let Some(g) = group {
+                fix.push_str(&format!("chgrp -h -- {} {p}\n", sh_quote(g)));
+            }
+            fix
+        } else {
+            set_attrs(
+                path,
+                follow_link,
+                owner.map(String::as_str),
+                group.map(String::as_str),
+                mode,
+                false,
+            )
+        };
         (ch, fix)
     }
 }
 
-/// `chmod` for `path`; when links are not to be followed, only while the name is no
-/// symbolic link (chmod has no `-h` on GNU or busybox).
-fn chmod_line(mode: u32, path: &str, follow_link: bool) -> String {
-    let p = sh_quote(path);
-    if follow_link {
-        format!("chmod -- {mode:o} {p}\n")
-    } else {
-        format!(
-            "if [ -L {p} ]; then printf '%s was replaced by a symbolic link\\n' {p} >&2; exit 1; fi\nchmod -- {mode:o} {p}\n"
-        )
-    }
+/// Shell function `sa FOLLOW OWNER GROUP MODE TOUCH PATH`: sets PATH's owner, group
+/// and mode (each when not empty) and with TOUCH=1 its times, on the file or directory
+/// itself, never through a symbolic link put in its place. With FOLLOW=1 a link at
+/// PATH is resolved first (the file module's `follow`).
+///
+/// A name in a directory someone else can write to may be swapped for a symbolic link
+/// between any check and a `chmod` by name, which would follow it. So the file is
+/// opened (fd 5), the descriptor's device and inode compared with the name's own
+/// (`stat` without `-L`: a link there now has its own inode), and the attributes set
+/// through `/proc/self/fd/5`, which stays that file whatever the name becomes. Where
+/// that cannot be done (no /proc, a file the user cannot read, a special file, which
+/// opening could block on or disturb) the name is used right after checking it is no
+/// link, the closest a shell comes. `command exec` keeps a failed open from ending the
+/// shell (dash).
+const SETATTR: &str = "sa() { sa_a=$6\n\
+if [ \"$1\" = 1 ] && [ -L \"$sa_a\" ]; then sa_a=$(readlink -f -- \"$sa_a\"); fi\n\
+if [ -d /proc/self/fd ] && [ ! -L \"$sa_a\" ] && [ -r \"$sa_a\" ] && { [ -f \"$sa_a\" ] || [ -d \"$sa_a\" ]; } && command exec 5<\"$sa_a\"; then sa_q=/proc/self/fd/5\n\
+if [ \"$(stat -L -c %d:%i \"$sa_q\")\" != \"$(stat -c %d:%i -- \"$sa_a\")\" ]; then exec 5<&-; printf '%s changed while its attributes were being set\\n' \"$sa_a\" >&2; return 1; fi\n\
+elif [ -L \"$sa_a\" ]; then printf '%s was replaced by a symbolic link\\n' \"$sa_a\" >&2; return 1\n\
+else sa_q=$sa_a; fi\n\
+sa_r=0\n\
+if [ -n \"$2\" ]; then chown -- \"$2\" \"$sa_q\" || sa_r=1; fi\n\
+if [ -n \"$3\" ]; then chgrp -- \"$3\" \"$sa_q\" || sa_r=1; fi\n\
+if [ -n \"$4\" ]; then chmod -- \"$4\" \"$sa_q\" || sa_r=1; fi\n\
+if [ \"$5\" = 1 ]; then touch -c -- \"$sa_q\" || sa_r=1; fi\n\
+if [ \"$sa_q\" != \"$sa_a\" ]; then exec 5<&-; fi\n\
+return \"$sa_r\"; }\n";
+
+/// A call of [`SETATTR`]'s `sa` for `path`.
+fn set_attrs(
+    path: &str,
+    follow_link: bool,
+    owner: Option<&str>,
+    group: Option<&str>,
+    mode: Option<u32>,
+    touch: bool,
+) -> String {
+    format!(
+        "sa {} {} {} {} {} {}\n",
+        u8::from(follow_link),
+        sh_quote(owner.unwrap_or("")),
+        sh_quote(group.unwrap_or("")),
+        mode.map_or_else(|| "''".to_string(), |m| format!("{m:o}")),
+        u8::from(touch),
+        sh_quote(path)
+    )
 }
 
 /// `path` as an operand for a command that takes no `--` (find): a relative path that
@@ -1168,7 +1274,7 @@ impl SshHost {
             let (ch, fix) = req.attrs.changes(m, &dest, false);
             if !ch.is_empty() && !ctx.check_mode {
                 let w = self.sh(
-                    &format!("{DESC}set -e\n{fix}desc {}\n", sh_quote(&dest)),
+                    &format!("{DESC}{SETATTR}set -e\n{fix}desc {}\n", sh_quote(&dest)),
                     b"",
                 )?;
                 if !w.ok() {
@@ -1414,8 +1520,14 @@ impl SshHost {
                         script.push_str(&format!("chgrp -R -h -- {} {q}\n", sh_quote(g)));
                     }
                     if let Some(m) = attrs.mode {
+                        // Each entry through `sa`, which refuses one swapped for a link
+                        // after find looked at it.
+                        let each = format!(
+                            "{SETATTR}r=0; for f; do sa 0 '' '' {m:o} 0 \"$f\" || r=1; done; exit $r"
+                        );
                         script.push_str(&format!(
-                            "find {start} -mindepth 1 ! -type l -exec chmod -- {m:o} {{}} +\n"
+                            "find {start} -mindepth 1 ! -type l -exec sh -c {} sh {{}} +\n",
+                            sh_quote(&each)
                         ));
                     }
                 }
@@ -1426,7 +1538,8 @@ impl SshHost {
                     // Noclobber: a new file, never one a planted link points to.
                     script.push_str(&format!("(set -C; : > {q})\n"));
                 } else if follow || prev_state != "link" {
-                    script.push_str(&format!("touch -c -- {q}\n"));
+                    // Its times, through the file itself (never a link put in its place).
+                    script.push_str(&set_attrs(&path, follow, None, None, None, true));
                 }
                 let fresh = prev.clone().unwrap_or(Meta::new_path("regular file"));
                 let m = if prev_state == "link" && follow {
@@ -1577,7 +1690,7 @@ impl SshHost {
         let run = if ctx.check_mode || script.is_empty() {
             format!("{DESC}{describe}")
         } else {
-            format!("{DESC}set -e\n{script}{describe}")
+            format!("{DESC}{SETATTR}set -e\n{script}{describe}")
         };
         let o = self.sh(&run, b"")?;
         if !o.ok() {
@@ -1807,7 +1920,7 @@ impl SshHost {
             if !content_changed {
                 script.push_str(&fix);
                 if let Some(nm) = new_mode.filter(|nm| *nm != m.mode & 0o7777) {
-                    script.push_str(&chmod_line(nm, &real, false));
+                    script.push_str(&set_attrs(&real, false, None, None, Some(nm), false));
                 }
             }
         }
@@ -1831,7 +1944,7 @@ impl SshHost {
             stdin = bytes.clone();
         }
         if !script.is_empty() && !ctx.check_mode {
-            let w = self.sh(&format!("set -e\n{script}"), &stdin)?;
+            let w = self.sh(&format!("{SETATTR}set -e\n{script}"), &stdin)?;
             if !w.ok() {
                 return fail(format!("cannot write {real}: {}", w.err_text()));
             }
@@ -1933,10 +2046,12 @@ impl Sink for Forward {
         if let Event::Recap { recap, .. } = ev {
             self.result.recap = *recap;
         }
-        if matches!(ev, Event::Task { .. }) {
-            self.result.tasks.push(ev.clone());
-        }
         (self.on_event)(&self.result.host, ev);
+        if matches!(ev, Event::Task { .. }) {
+            // Kept within the same bounds as a runner's events.
+            let size = crate::deploy::json_size(ev);
+            self.result.keep_task(ev.clone(), size);
+        }
     }
 }
 
@@ -1982,7 +2097,7 @@ pub async fn run_host(
                 let why = format!("sudo -n failed: {}", o.err_text());
                 return (HostResult::unreachable(&name, why), 1, 0);
             }
-            Err(e) => return (HostResult::unreachable(&name, e), 1, 0),
+            Err(e) => return (HostResult::unreachable(&name, e.to_string()), 1, 0),
         }
     }
     let host = SshHost::new(link, tokio::runtime::Handle::current(), sudo);
@@ -2132,6 +2247,99 @@ mod tests {
                 // Nothing else is left behind.
                 assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "{what}");
             }
+        }
+    }
+
+    #[test]
+    fn attributes_are_set_on_the_file_itself_never_through_a_link_in_its_place() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        for shell in SHELLS {
+            for proc in [true, false] {
+                let what = format!("{shell}, /proc {proc}");
+                let dir = tempfile::tempdir().unwrap();
+                let at = |n: &str| dir.path().join(n);
+                let q = |n: &str| sh_quote(&at(n).display().to_string());
+                let victim = at("victim");
+                std::fs::write(&victim, "secret").unwrap();
+                std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+                std::fs::write(at("file"), "x").unwrap();
+                std::fs::create_dir(at("dir")).unwrap();
+                std::os::unix::fs::symlink(&victim, at("planted")).unwrap();
+                let run = |lines: &str| {
+                    let text = format!("{SETATTR}set -e\n{lines}");
+                    let text = if proc {
+                        text
+                    } else {
+                        text.replace("[ -d /proc/self/fd ]", "false")
+                    };
+                    run_in(shell, &text, b"")
+                };
+                let file = run(&format!(
+                    "sa 0 4321 4322 604 0 {}\nsa 0 '' '' 711 0 {}\n",
+                    q("file"),
+                    q("dir")
+                ));
+                assert!(file.status.success(), "{what}: {file:?}");
+                assert_eq!(mode(&at("file")), 0o604, "{what}");
+                let m = std::fs::metadata(at("file")).unwrap();
+                assert_eq!((m.uid(), m.gid()), (4321, 4322), "{what}");
+                assert_eq!(mode(&at("dir")), 0o711, "{what}");
+                // A link where a file was: refused, its target untouched.
+                let before = std::fs::metadata(&victim).unwrap().mtime();
+                for flags in ["0 4321 '' 644 0", "0 '' '' '' 1"] {
+                    let out = run(&format!("sa {flags} {}\n", q("planted")));
+                    assert!(!out.status.success(), "{what}: {flags}: {out:?}");
+                    assert!(
+                        String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+                        "{what}: {out:?}"
+                    );
+                }
+                let v = std::fs::metadata(&victim).unwrap();
+                assert_eq!(
+                    (v.uid(), mode(&victim), v.mtime()),
+                    (0, 0o600, before),
+                    "{what}"
+                );
+                // Following a link is asked for: its target is the file.
+                let out = run(&format!("sa 1 '' '' 640 0 {}\n", q("planted")));
+                assert!(out.status.success(), "{what}: {out:?}");
+                assert_eq!(mode(&victim), 0o640, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_name_that_is_no_longer_the_opened_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        // A `stat` that reports another inode for the name than for the descriptor, as
+        // after a swap between the open and the check.
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(
+            bin.join("stat"),
+            "#!/bin/sh\ncase \"$*\" in *-L*) exec /usr/bin/stat \"$@\";; *) echo 0:0;; esac\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(bin.join("stat"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        for shell in SHELLS {
+            let text = format!(
+                "PATH={}:$PATH\n{SETATTR}sa 0 '' '' 666 0 {}\n",
+                bin.display(),
+                sh_quote(&file.display().to_string())
+            );
+            let out = run_in(shell, &text, b"");
+            assert!(!out.status.success(), "{shell}: {out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("changed while"),
+                "{shell}: {out:?}"
+            );
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o600, "{shell}");
         }
     }
 

@@ -1061,3 +1061,84 @@ fn what_hosts_send_reaches_the_terminal_escaped() {
     );
     assert!(stdout.contains("failed: [localhost] => fail"), "{stdout}");
 }
+
+#[test]
+fn plan_output_to_a_pipe_or_a_fifo_is_written_through_it_never_replaced() {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let env = Env::new();
+    let playbook = env.path("site.yml");
+    std::fs::write(
+        &playbook,
+        "- hosts: all\n  vars:\n    secret: from-a-vault\n  tasks:\n    - debug:\n        msg: \"{{ secret }}\"\n",
+    )
+    .unwrap();
+    let plan = |to: &Path| {
+        env.deploy(&[
+            "plan",
+            playbook.to_str().unwrap(),
+            "-o",
+            to.to_str().unwrap(),
+        ])
+    };
+
+    // Standard output, a pipe here, through a link as /dev/stdout is one (this
+    // process's own /proc link: renaming a file over /dev/stdout, as the deployer once
+    // did as root, is not something a test may try).
+    let out = plan(Path::new("/proc/self/fd/1"));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let planned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(planned.to_string().contains("from-a-vault"));
+
+    // A FIFO of the user's: the reader gets the plan, and the FIFO stays one. (Its read
+    // end is opened first without waiting, so the writer finds a reader; the plan fits
+    // in the pipe's buffer, so the deployer finishes before it is read.)
+    let fifo = env.path("plan.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&fifo)
+        .unwrap();
+    let out = plan(&fifo);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO was replaced by a file"
+    );
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut got).unwrap();
+    assert!(text(&got).contains("from-a-vault"), "{}", text(&got));
+
+    // Another user's FIFO would hand them the secrets: refused.
+    std::os::unix::fs::chown(&fifo, Some(65534), Some(65534)).unwrap();
+    let out = plan(&fifo);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("another user's"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_report_is_private_to_its_owner_and_replaces_no_planted_link() {
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let plan = env.write_json("plan.json", &plan_in(&work));
+    // Someone's link where the report goes: replaced, not written through.
+    let victim = env.path("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let report = env.path("report.json");
+    std::os::unix::fs::symlink(&victim, &report).unwrap();
+    let out = env.deploy(&[plan.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    // Task results can carry what secrets made: 0600, whatever the umask.
+    assert_eq!(mode(&report), 0o600);
+    assert!(!statuses(&report, "localhost").is_empty());
+}

@@ -1965,3 +1965,95 @@ fn a_damaged_state_file_is_named_and_never_replaced() {
     assert!(text(&out.stdout).contains(&name), "{}", text(&out.stdout));
     assert_eq!(std::fs::read_to_string(&state).unwrap(), "{ not json");
 }
+
+#[test]
+fn a_login_with_no_record_of_the_deploys_still_finds_the_root_they_made_through_sudo() {
+    let lab = Lab::new();
+    let h = lab.start("sudo-other", "rustle-p5");
+    lab.trust(&[&h]);
+    let _rule = SudoRule::for_user(&h.user);
+    let root = h.home.parent().unwrap().join("root-state");
+    let inv = inventory_with_root(&lab, &h, &root);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    for v in ["v1", "v2"] {
+        let mut plan = versioned(v);
+        plan["plays"][0]["become"] = json!(true);
+        let plan = d.plan_named(&format!("{v}.json"), &plan);
+        ok(&d.run(&lab, &["-i", inv, plan.to_str().unwrap()]));
+    }
+    let ids: Vec<String> = recorded(&root).into_iter().map(|(id, _)| id).collect();
+    // Another operator, or a CI job, logging in as a user whose record says nothing:
+    // the inventory does not say become either.
+    std::fs::remove_file(h.home.join(".rustle/roots")).unwrap();
+
+    let list = d.run(&lab, &["-i", inv, "--list-deployments"]);
+    ok(&list);
+    let listing = text(&list.stdout);
+    assert!(listing.contains("through sudo"), "{listing}");
+    for id in &ids {
+        assert!(listing.contains(id.as_str()), "{id}: {listing}");
+    }
+    ok(&d.run(&lab, &["-i", inv, "--rollback"]));
+    assert_eq!(read(h.home.join("app/version")), "v1");
+    assert_eq!(current_in(&root), ids[0]);
+}
+
+#[test]
+fn blue_green_gives_each_host_a_whole_time_limit_for_its_switch() {
+    let lab = Lab::new();
+    let early = lab.start("bg-early", "rustle-p7");
+    let late = lab.start("bg-late", "rustle-p8");
+    lab.trust(&[&early, &late]);
+    let inv = lab.inventory(&[&early, &late]);
+    // Another deploy (this test) holds the late host's state root for 12 s, so it
+    // stages that much later; the early host waits for it. Then each host's switch
+    // runs a 10 s task: in all, the early host needs more than --timeout 20, though no
+    // phase of it does.
+    let root = late.root();
+    std::fs::create_dir_all(&root).unwrap();
+    let lock_path = root.join(".lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    let owner = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:", late.user))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(owner.success());
+    lock.lock().unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(12));
+        drop(lock);
+    });
+    let d = Deployer::new();
+    let mut plan = versioned("switched");
+    plan["plays"][0]["tasks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "slow", "module": "command", "args": {"_raw_params": "sleep 10"}}));
+    let plan = d.plan(&plan);
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--strategy",
+            "blue-green",
+            "--timeout",
+            "20",
+        ],
+    );
+    holder.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for h in [&early, &late] {
+        assert_eq!(read(h.home.join("app/version")), "switched", "{}", h.name);
+    }
+}

@@ -1185,3 +1185,190 @@ fn paths_and_owners_that_look_like_options_are_operands() {
     assert!(msg.contains("invalid user"), "{msg}");
     assert!(!h.home.join("g").exists());
 }
+
+/// A plan whose first task prints 20 MiB (registered, so its event carries it twice:
+/// `stdout` and `stdout_lines`), then tasks that use it and go on.
+fn big_output_plan() -> Value {
+    json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "big", "hosts": ["all"], "tasks": [
+            {"name": "big", "module": "shell", "args": {"cmd": "head -c 20971520 /dev/zero | tr '\\0' x"},
+             "register": "big", "changed_when": false},
+            {"name": "size", "module": "debug", "args": {"msg": "{{ big.stdout | length }}"}},
+            {"name": "after", "module": "copy", "args": {"content": "after\n", "dest": "{{ ansible_env_home }}/after"}}
+        ]}]
+    })
+}
+
+#[test]
+fn a_task_printing_20_mib_still_deploys_in_binary_and_ssh_mode() {
+    let lab = Lab::new();
+    let bin = lab.start("pbig", "rustle-p0");
+    let ssh = lab.start("pbigssh", "rustle-p1");
+    lab.trust(&[&bin, &ssh]);
+    let d = Deployer::new();
+    let plan = d.plan(&big_output_plan());
+    for (h, extra) in [(&bin, &[][..]), (&ssh, &["--strategy", "ssh"][..])] {
+        let (out, r) = d.deploy(&lab, &[h], &plan, extra);
+        let what = format!("{extra:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{what}");
+        assert_eq!(r["hosts"][&h.name]["status"], "ok", "{what}");
+        // The host saw all of it; the next tasks ran.
+        assert_eq!(result(&r, &h.name, "size")["msg"], 20971520, "{what}");
+        assert_eq!(
+            std::fs::read_to_string(h.home.join("after")).unwrap(),
+            "after\n"
+        );
+        let big = &tasks(&r, &h.name)
+            .iter()
+            .find(|t| t["name"] == "big")
+            .unwrap();
+        assert_eq!(big["status"], "ok", "{what}");
+        // The report keeps it whole where it fits, or its small fields and a note.
+        let res = &big["result"];
+        match res["stdout"].as_str() {
+            Some(s) => assert_eq!(s.len(), 20 << 20),
+            None => {
+                assert_eq!(res["rc"], 0, "{res}");
+                assert!(
+                    res["rustle_truncated"].as_str().unwrap().contains("stdout"),
+                    "{res}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ssh_mode_keeps_a_commands_whole_stderr_and_fails_only_the_task_that_sends_too_much() {
+    let lab = Lab::new();
+    let h = lab.start("pnoisy", "rustle-p2");
+    lab.trust(&[&h]);
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "noisy", "hosts": ["all"], "tasks": [
+            {"name": "noisy", "module": "shell", "args": {"cmd": "head -c 100000 /dev/zero | tr '\\0' e >&2"},
+             "register": "noisy", "changed_when": false},
+            {"name": "whole", "module": "debug", "args": {"msg": "{{ noisy.stderr | length }}"}},
+            {"name": "flood", "module": "command", "args": {"_raw_params": "head -c 140000000 /dev/zero"},
+             "ignore_errors": true},
+            {"name": "after", "module": "copy", "args": {"content": "after\n", "dest": "{{ ansible_env_home }}/after"}}
+        ]}]
+    }));
+    let (out, r) = d.deploy(&lab, &[&h], &plan, &["--strategy", "ssh"]);
+    let what = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{what}");
+    assert_eq!(r["hosts"][&h.name]["status"], "ok", "{what}");
+    assert_eq!(result(&r, &h.name, "whole")["msg"], 100000, "{what}");
+    let flood = tasks(&r, &h.name)
+        .iter()
+        .find(|t| t["name"] == "flood")
+        .unwrap();
+    assert_eq!(flood["status"], "failed", "{flood}");
+    assert!(
+        flood["result"]["msg"].as_str().unwrap().contains("128 MiB"),
+        "{flood}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.home.join("after")).unwrap(),
+        "after\n",
+        "the host was given up after one command sent too much"
+    );
+}
+
+#[test]
+fn attribute_changes_never_follow_a_link_swapped_in_while_they_run() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let lab = Lab::new();
+    let s = sudo_host(&lab, "pattr", "rustle-p4");
+    let h = &s.host;
+    lab.trust(&[h]);
+    let (uid, gid) = (uid_of(&h.home), gid_of(&h.home));
+    // A tree of the login user's, which the plan makes 0755 all through, as root.
+    let tree = h.home.join("tree");
+    let sub = tree.join("sub");
+    let bulk = tree.join("bulk");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(&bulk).unwrap();
+    std::fs::write(sub.join("f"), "mine").unwrap();
+    for i in 0..300 {
+        std::fs::write(bulk.join(format!("file-{i:04}")), "x").unwrap();
+    }
+    for entry in [&tree, &sub, &bulk] {
+        std::fs::set_permissions(entry, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(&tree)
+        .status()
+        .unwrap();
+    let victim = lab.dir.path().join("victim");
+    std::fs::write(&victim, "ROOT ONLY\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The user waits for root to start changing the tree (its top directory's mode
+    // changes), then for the next read of `sub` (root listing what to chmod), and
+    // swaps `sub/f` for a link to the victim at once.
+    let inotify = Inotify::init(InitFlags::empty()).unwrap();
+    let top = inotify
+        .add_watch(&tree, AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_ONLYDIR)
+        .unwrap();
+    let listed = inotify
+        .add_watch(
+            &sub,
+            AddWatchFlags::IN_CLOSE_NOWRITE | AddWatchFlags::IN_ONLYDIR,
+        )
+        .unwrap();
+    let (f, tmp, target) = (sub.join("f"), sub.join(".swap"), victim.clone());
+    let racer = std::thread::spawn(move || {
+        let mut armed = false;
+        loop {
+            for ev in inotify.read_events().unwrap() {
+                if ev.wd == top && ev.name.is_none() {
+                    armed = true;
+                } else if armed && ev.wd == listed && ev.name.is_none() {
+                    std::os::unix::fs::symlink(&target, &tmp).unwrap();
+                    std::os::unix::fs::lchown(&tmp, Some(uid), Some(gid)).unwrap();
+                    std::fs::rename(&tmp, &f).unwrap();
+                    return;
+                }
+            }
+        }
+    });
+
+    let d = Deployer::new();
+    let plan = d.plan(&json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "p", "hosts": ["all"], "become": true, "gather_facts": false, "tasks": [
+            {"name": "tree", "module": "file", "args": {"path": tree.to_str().unwrap(), "state": "directory",
+             "recurse": true, "mode": "0755"}}
+        ]}]
+    }));
+    let (out, _) = d.deploy(&lab, &[h], &plan, &["--strategy", "ssh"]);
+    let what = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        racer.is_finished()
+            && std::fs::symlink_metadata(sub.join("f"))
+                .unwrap()
+                .is_symlink(),
+        "the race did not run: {what}"
+    );
+    racer.join().unwrap();
+    let v = std::fs::metadata(&victim).unwrap();
+    assert_eq!(
+        (v.permissions().mode() & 0o7777, uid_of(&victim)),
+        (0o600, 0),
+        "root chmodded through a link swapped in while it ran: {what}"
+    );
+    // The rest of the tree was done; the swapped name is the task's error.
+    assert_eq!(
+        std::fs::metadata(bulk.join("file-0000"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    assert!(what.contains("symbolic link"), "{what}");
+}

@@ -27,6 +27,7 @@ fn target(lab: &Lab, h: &Sshd) -> Target {
         user: h.user.clone(),
         identity_files: vec![lab.client_key.clone()],
         known_hosts: lab.known_hosts.clone(),
+        global_known_hosts: Vec::new(),
         accept_new: false,
         connect_timeout: Duration::from_secs(10),
     }

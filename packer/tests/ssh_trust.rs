@@ -31,6 +31,7 @@ fn target(lab: &Lab, h: &Sshd, accept_new: bool) -> Target {
         user: h.user.clone(),
         identity_files: vec![lab.client_key.clone()],
         known_hosts: lab.known_hosts.clone(),
+        global_known_hosts: Vec::new(),
         accept_new,
         connect_timeout: Duration::from_secs(10),
     }
@@ -41,7 +42,7 @@ async fn login(t: &Target) -> Result<String, SshError> {
     let conn = ssh::connect(t).await?;
     let mut lines = Vec::new();
     let (code, stderr) = conn
-        .exec("id -un", b"", &mut |l| lines.push(l.to_string()))
+        .exec("id -un", b"", &mut |l| lines.push(l.text.to_string()))
         .await?;
     assert_eq!(code, Some(0), "{stderr}");
     conn.close().await;
@@ -329,7 +330,7 @@ async fn a_command_that_exits_without_reading_its_stdin_returns_its_stderr_at_on
     let (code, stderr) = tokio::time::timeout(
         guard,
         conn.exec("echo 'disk full' >&2; exit 5", &stdin, &mut |l| {
-            lines.push(l.to_string())
+            lines.push(l.text.to_string())
         }),
     )
     .await
@@ -357,38 +358,69 @@ async fn a_command_that_exits_without_reading_its_stdin_returns_its_stderr_at_on
 }
 
 #[tokio::test]
-async fn a_host_flooding_the_deployer_gets_a_clear_error_not_its_memory() {
+async fn a_host_flooding_the_deployer_costs_it_a_line_not_its_memory_or_the_run() {
     let lab = Lab::new();
     let h = lab.start("flood", "rustle-d7");
     lab.trust(&[&h]);
     let conn = ssh::connect(&target(&lab, &h, false)).await.unwrap();
     let guard = Duration::from_secs(120);
 
-    // One line of 100 MB.
-    let mut seen = 0usize;
-    let r = tokio::time::timeout(
+    // One line of 100 MB, then an ordinary one: the long one arrives cut to its head,
+    // with its length, and the command runs to its end.
+    let mut seen: Vec<(usize, Option<u64>, String)> = Vec::new();
+    let (code, _) = tokio::time::timeout(
         guard,
-        conn.exec("head -c 100000000 /dev/zero", b"", &mut |_| seen += 1),
+        conn.exec(
+            "head -c 100000000 /dev/zero | tr '\\0' z; echo; echo after; exit 3",
+            b"",
+            &mut |l| {
+                seen.push((
+                    l.text.len(),
+                    l.cut,
+                    l.text.get(..8).unwrap_or(l.text).to_string(),
+                ))
+            },
+        ),
     )
     .await
-    .expect("no answer");
-    match r {
-        Err(e @ SshError::TooMuchOutput(_)) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("line") && msg.contains(&format!("{} MiB", ssh::MAX_LINE_BYTES >> 20)),
-                "{msg}"
-            );
-        }
-        other => panic!("expected the line limit, got {other:?}"),
-    }
-    assert_eq!(seen, 0);
+    .expect("no answer")
+    .unwrap();
+    assert_eq!(code, Some(3));
+    assert_eq!(
+        seen,
+        vec![
+            (
+                ssh::CUT_LINE_HEAD,
+                Some(100_000_000),
+                "zzzzzzzz".to_string()
+            ),
+            (5, None, "after".to_string())
+        ]
+    );
 
-    // Endless output in ordinary lines (of 4 kB, so the test does not spend its time
-    // counting tiny ones), on stdout and on stderr, for each way of running a command.
+    // Megabytes on stderr: its end is kept, and says how much was not.
+    let (code, stderr) = conn
+        .exec(
+            "head -c 3000000 /dev/zero | tr '\\0' e >&2; echo last words >&2",
+            b"",
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.len() <= ssh::STDERR_KEPT_BYTES + 100,
+        "{}",
+        stderr.len()
+    );
+    assert!(stderr.starts_with("[the first "), "{}", &stderr[..80]);
+    assert!(stderr.ends_with("last words\n"));
+
+    // A command whose output is kept whole (SSH mode's) stops at the limit, on stdout
+    // or stderr.
     let endless = "yes \"$(head -c 4000 /dev/zero | tr '\\0' y)\"";
     for script in [endless.to_string(), format!("{endless} >&2")] {
-        let r = tokio::time::timeout(guard, conn.exec(&script, b"", &mut |_| {}))
+        let r = tokio::time::timeout(guard, conn.exec_raw(&script, b""))
             .await
             .expect("no answer");
         match r {
@@ -399,19 +431,123 @@ async fn a_host_flooding_the_deployer_gets_a_clear_error_not_its_memory() {
                     "{msg}"
                 );
             }
-            other => panic!("{script}: expected the output limit, got {other:?}"),
+            other => panic!(
+                "{script}: expected the output limit, got {:?}",
+                other.map(|(c, o, e)| (c, o.len(), e.len()))
+            ),
         }
     }
-    let r = tokio::time::timeout(guard, conn.exec_raw(endless, b""))
-        .await
-        .expect("no answer");
-    assert!(
-        matches!(r, Err(SshError::TooMuchOutput(_))),
-        "{:?}",
-        r.map(|(c, o, e)| (c, o.len(), e.len()))
-    );
     // The connection is still good for the next command.
     let (code, out, _) = conn.exec_raw("echo fine", b"").await.unwrap();
     assert_eq!((code, text(&out)), (Some(0), "fine\n".to_string()));
     conn.close().await;
+}
+
+/// Runs the deployer with `etc_ssh` in place of /etc/ssh (a bind mount in a mount
+/// namespace of its own: this machine's /etc/ssh is not touched), `user_known_hosts`
+/// as the user's file, and a private home.
+fn with_system_files(
+    etc_ssh: &Path,
+    user_known_hosts: &Path,
+    home: &Path,
+    args: &[&str],
+) -> Output {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/ssh && exec \"$@\"")
+        .arg(etc_ssh)
+        .arg(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(args)
+        .arg("--known-hosts")
+        .arg(user_known_hosts)
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_system_known_hosts_files_count_as_openssh_reads_them() {
+    let lab = Lab::new();
+    let h = lab.start("system-kh", "rustle-p6");
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let etc = tempfile::tempdir().unwrap();
+    let user_file = home.path().join("known_hosts");
+    let name = format!("[127.0.0.1]:{}", h.port);
+    let all = |o: &Output| format!("{}{}", text(&o.stdout), text(&o.stderr));
+
+    // Recorded only by the administrator: known, with no question.
+    std::fs::write(
+        etc.path().join("ssh_known_hosts"),
+        format!("{name} {}\n", h.host_key_pub),
+    )
+    .unwrap();
+    let out = with_system_files(
+        etc.path(),
+        &user_file,
+        home.path(),
+        &["-i", inv, "--list-deployments"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(
+        !user_file.exists(),
+        "the key was recorded again in the user's file"
+    );
+
+    // Revoked there: refused, even though the user's file knows the key.
+    std::fs::write(&user_file, format!("{name} {}\n", h.host_key_pub)).unwrap();
+    std::fs::write(
+        etc.path().join("ssh_known_hosts"),
+        format!("# compromised\n@revoked {name} {}\n", h.host_key_pub),
+    )
+    .unwrap();
+    let out = with_system_files(
+        etc.path(),
+        &user_file,
+        home.path(),
+        &["-i", inv, "--list-deployments"],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(
+        all(&out).contains("HOST KEY REVOKED")
+            && all(&out).contains("/etc/ssh/ssh_known_hosts line 2"),
+        "{}",
+        all(&out)
+    );
+
+    // Another key recorded for the host in the second file: the host is not new, so
+    // --accept-new-host-keys does not take the key it offers.
+    std::fs::remove_file(&user_file).unwrap();
+    std::fs::remove_file(etc.path().join("ssh_known_hosts")).unwrap();
+    let other = etc.path().join("other");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_pub: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    std::fs::write(
+        etc.path().join("ssh_known_hosts2"),
+        format!("{name} {}\n", other_pub.join(" ")),
+    )
+    .unwrap();
+    let out = with_system_files(
+        etc.path(),
+        &user_file,
+        home.path(),
+        &["-i", inv, "--list-deployments", "--accept-new-host-keys"],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", all(&out));
+    assert!(
+        all(&out).contains("HOST KEY CHANGED")
+            && all(&out).contains("/etc/ssh/ssh_known_hosts2 line 1"),
+        "{}",
+        all(&out)
+    );
+    assert!(!user_file.exists(), "the offered key was recorded as new");
 }

@@ -125,6 +125,9 @@ const HOST_SHELL_TEXT: &[(&str, &str)] = &[
     // SSH mode's writes set attributes through `/proc/self/fd/N` when
     // `[ -d /proc/self/fd ]`, else by name with `-h`.
     ("packer/src/sshexec.rs", "PROC_FD"),
+    // SSH mode's attribute changes go through `/proc/self/fd/5` when
+    // `[ -d /proc/self/fd ]`, else by name after refusing a link.
+    ("packer/src/sshexec.rs", "SETATTR"),
 ];
 
 /// One lexical token of Rust source, as far as the scan needs to tell them apart.

@@ -44,6 +44,7 @@ pub use command::expand_word as expand_command_word;
 pub use command::split as split_command_line;
 pub use command::{finished as command_finished, not_run as command_not_run};
 pub use copy::KNOWN as COPY_ARGS;
+pub use script::quote as sh_quote;
 pub use template::KNOWN as TEMPLATE_ARGS;
 
 use crate::plan::{HostFile, Vars};

@@ -24,8 +24,10 @@ const SCRIPT_ARGS: &[&str] = &[
     "decrypt",
 ];
 
-/// Single-quotes a word for the shell.
-fn quote(s: &str) -> String {
+/// Single-quotes a word for a POSIX shell, embedded single quotes spliced in as `'\''`:
+/// the shell reads it back as exactly `s`, whatever it holds. The one quoter of the
+/// project (the deployer's host scripts use it too, as `modules::sh_quote`).
+pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
