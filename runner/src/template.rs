@@ -110,6 +110,14 @@ impl Engine {
         Engine { env }
     }
 
+    /// Bounds the instructions one template may run (minijinja's fuel), for the fuzz
+    /// harness only: templates come from the controller, so a runner does not limit them.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn set_fuel(&mut self, fuel: Option<u64>) {
+        self.env.set_fuel(fuel);
+    }
+
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
         self.env

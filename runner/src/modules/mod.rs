@@ -17,6 +17,10 @@ pub mod custom;
 mod file;
 mod find;
 mod fsutil;
+// Entry points for the fuzz targets (fuzz/); absent from every normal build.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod get_url;
 mod hostname;
 mod library;
