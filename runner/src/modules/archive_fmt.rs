@@ -159,6 +159,14 @@ pub(super) fn sniff(data: &[u8]) -> Result<Format, String> {
         _ if data.len() >= 512 && tar_checksum_ok(data.get(..512).unwrap_or_default()) => {
             Ok(Format::Tar)
         }
+        // A tar with no members is only its end marker, zero blocks (what `write_tar` and
+        // `tar -cf x.tar -T /dev/null` write); GNU tar reads it as an empty archive.
+        _ if data.len() >= 1024
+            && data.len().is_multiple_of(512)
+            && data.iter().all(|b| *b == 0) =>
+        {
+            Ok(Format::Tar)
+        }
         _ => Err("unrecognised archive format (expected tar, tar.gz, tar.zst or zip)".into()),
     }
 }
@@ -676,6 +684,25 @@ mod tests {
             entry(&long, Kind::File, b"long name\n"),
             entry("d/l", Kind::Symlink("a.txt".into()), b""),
         ]
+    }
+
+    #[test]
+    fn empty_tar_written_by_archive_reads_back() {
+        // Found by the archive_round_trip fuzz target: an archive of nothing could be
+        // written but not read (its zero end blocks were not recognised as tar).
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("empty.tar");
+        let made = Command::new("tar")
+            .arg("-cf")
+            .arg(&real)
+            .args(["-T", "/dev/null"])
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for bytes in [write_tar(&[]), std::fs::read(&real).unwrap()] {
+            assert_eq!(read_any(&bytes).unwrap(), (Format::Tar, Vec::new()));
+        }
+        assert!(read_any(&[0u8; 100]).is_err());
     }
 
     #[test]
