@@ -297,6 +297,23 @@ fn fuzz_engine() -> Engine {
 /// needs (the fixtures use under a thousand), and well under libFuzzer's timeout.
 const FUEL: u64 = 200_000;
 
+/// A harness: takes the fuzzer's input, panics when an invariant does not hold.
+pub type Harness = fn(&[u8]);
+
+/// Every target, by name, with its harness.
+pub const TARGETS: [(&str, Harness); 10] = [
+    ("payload", payload),
+    ("locate", locate),
+    ("embed", embed),
+    ("archive", archive),
+    ("archive_round_trip", archive_round_trip),
+    ("inventory", inventory),
+    ("playbook", playbook),
+    ("ssh_config", ssh_config),
+    ("vault", vault),
+    ("template", template),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,17 +333,3 @@ mod tests {
         assert!(ran > 50, "only {ran} seeds found");
     }
 }
-
-/// Every target, by name, with its harness.
-pub const TARGETS: [(&str, fn(&[u8])); 10] = [
-    ("payload", payload),
-    ("locate", locate),
-    ("embed", embed),
-    ("archive", archive),
-    ("archive_round_trip", archive_round_trip),
-    ("inventory", inventory),
-    ("playbook", playbook),
-    ("ssh_config", ssh_config),
-    ("vault", vault),
-    ("template", template),
-];

@@ -32,9 +32,7 @@ fn files(dir: &Path, suffixes: &[&str]) -> Vec<PathBuf> {
             if path.is_dir() {
                 stack.push(path);
             } else if suffixes.is_empty()
-                || suffixes
-                    .iter()
-                    .any(|s| path.to_string_lossy().ends_with(s))
+                || suffixes.iter().any(|s| path.to_string_lossy().ends_with(s))
             {
                 out.push(path);
             }
@@ -124,8 +122,14 @@ fn payloads() -> Vec<(String, Vec<u8>)> {
 /// Small real executables to pack: a Linux ELF from this machine and the Mach-O fixtures.
 fn executables() -> Vec<(String, Vec<u8>)> {
     let mut paths = vec![PathBuf::from("/bin/true")];
-    paths.extend(files(&root().join("tests/fixtures/macho"), &["hello-x86_64"]));
-    paths.extend(files(&root().join("tests/fixtures/macho"), &["hello-aarch64"]));
+    paths.extend(files(
+        &root().join("tests/fixtures/macho"),
+        &["hello-x86_64"],
+    ));
+    paths.extend(files(
+        &root().join("tests/fixtures/macho"),
+        &["hello-aarch64"],
+    ));
     paths
         .into_iter()
         .filter_map(|p| Some((p.display().to_string(), std::fs::read(&p).ok()?)))
@@ -233,9 +237,7 @@ pub fn all(target: &str) -> Vec<(String, Vec<u8>)> {
         "vault" => out.extend(read_all(
             fixtures(&[".yml"])
                 .into_iter()
-                .filter(|p| {
-                    std::fs::read_to_string(p).is_ok_and(|t| t.contains("$ANSIBLE_VAULT"))
-                })
+                .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("$ANSIBLE_VAULT")))
                 .collect(),
         )),
         "template" => out.extend(read_all(fixtures(&[".j2"]))),

@@ -1441,7 +1441,13 @@ mod tests {
         // `}}` followed by anything ("empty lexer stack"), e.g. a `when:` with a typo.
         let e = Engine::new();
         let c = ctx(json!({"x": 1, "d": {"a": {"b": 2}}}));
-        for bad in ["x }} ", "x }}\ny", "x -}} y", "(x) }}+", "Wetname }}\nport = y }}\n"] {
+        for bad in [
+            "x }} ",
+            "x }}\ny",
+            "x -}} y",
+            "(x) }}+",
+            "Wetname }}\nport = y }}\n",
+        ] {
             let err = e.eval_bool(bad, &c).unwrap_err();
             assert!(err.detail.contains("`}}`"), "{bad:?}: {err}");
         }

@@ -19,7 +19,13 @@ fn main() -> ExitCode {
             // One flat name per seed, stable across runs so that a rerun overwrites.
             let file: String = name
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let path = out.join(format!("seed-{file}"));
             if let Err(e) = std::fs::write(&path, data) {
