@@ -93,6 +93,46 @@ fn single_expression(s: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
+/// Where a `}}` (or `-}}`, `+}}`) that minijinja's lexer would take for the end of a
+/// `{{ }}` block stands in an expression: outside string literals, with no bracket open.
+///
+/// minijinja 2.24's expression lexer pops its only state on such a token and then panics
+/// ("empty lexer stack") if anything, even a space, follows; the runner aborts on a panic.
+/// Such an expression is an error in any case (Jinja has no `}}` in expressions), so it is
+/// refused before minijinja sees it. This mirrors the lexer's rules: strings are `'...'`
+/// or `"..."` with backslash escapes, and `(`, `[`, `{` open what `)`, `]`, `}` close.
+fn stray_variable_end(expr: &str) -> Option<usize> {
+    let bytes = expr.as_bytes();
+    let mut balance: isize = 0;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if let Some(q) = quote {
+            if b == b'\\' {
+                i += 1;
+            } else if b == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        let rest = bytes.get(i..).unwrap_or_default();
+        if balance == 0
+            && (rest.starts_with(b"}}") || rest.starts_with(b"-}}") || rest.starts_with(b"+}}"))
+        {
+            return Some(i);
+        }
+        match b {
+            b'\'' | b'"' => quote = Some(b),
+            b'(' | b'[' | b'{' => balance += 1,
+            b')' | b']' | b'}' => balance -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 impl Engine {
     /// An engine with Ansible's settings and filters.
     pub fn new() -> Engine {
@@ -110,6 +150,14 @@ impl Engine {
         Engine { env }
     }
 
+    /// Bounds the instructions one template may run (minijinja's fuel), for the fuzz
+    /// harness only: templates come from the controller, so a runner does not limit them.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn set_fuel(&mut self, fuel: Option<u64>) {
+        self.env.set_fuel(fuel);
+    }
+
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
         self.env
@@ -119,6 +167,14 @@ impl Engine {
 
     /// Evaluates an expression to a value.
     pub fn eval(&self, expr: &str, ctx: &JValue) -> Result<JValue, TemplateError> {
+        if let Some(at) = stray_variable_end(expr) {
+            return Err(TemplateError {
+                source_text: expr.to_string(),
+                detail: format!(
+                    "syntax error: unexpected `}}}}` at byte {at} of the expression (only a template, not an expression, has `}}}}`)"
+                ),
+            });
+        }
         let e = self
             .env
             .compile_expression(expr)
@@ -1511,6 +1567,29 @@ mod tests {
 
     fn ctx(v: Value) -> JValue {
         JValue::from_serialize(&v)
+    }
+
+    #[test]
+    fn expression_with_a_stray_closing_brace_pair_is_an_error_not_a_panic() {
+        // Found by the template fuzz target: minijinja's expression lexer panicked on a
+        // `}}` followed by anything ("empty lexer stack"), e.g. a `when:` with a typo.
+        let e = Engine::new();
+        let c = ctx(json!({"x": 1, "d": {"a": {"b": 2}}}));
+        for bad in [
+            "x }} ",
+            "x }}\ny",
+            "x -}} y",
+            "(x) }}+",
+            "Wetname }}\nport = y }}\n",
+        ] {
+            let err = e.eval_bool(bad, &c).unwrap_err();
+            assert!(err.detail.contains("`}}`"), "{bad:?}: {err}");
+        }
+        // Not stray: inside a string, or closing nested braces.
+        assert!(e.eval_bool("'}} ' == '}} '", &c).unwrap());
+        assert!(e.eval_bool("\"a\\\"}}\" != x", &c).unwrap());
+        assert_eq!(e.eval("d['a']", &c).unwrap().to_string(), r#"{"b": 2}"#);
+        assert!(e.eval_bool("{'k': {'v': 1}}['k']['v'] == 1", &c).is_ok());
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //!
 //! - `cargo xtask runners [--target TRIPLE]...`  build the runner matrix (prebuilt-targets.toml)
 //! - `cargo xtask test`                          build the native runner, then run every test
-//! - `cargo xtask ci`                            what CI runs: fmt, clippy (also for macOS), test, conformance --check
+//! - `cargo xtask ci`                            what CI runs: fmt, clippy (also for macOS), test,
+//!                                               conformance --check, fuzz 15 s a target
 //! - `cargo xtask bench`                         the benchmarks (they print figures)
 //! - `cargo xtask conformance [--reference | --check] [TARGET...]`  ansible-core's own
 //!   integration targets with ansible-playbook and rustle-deploy (docs/conformance.md)
+//! - `cargo xtask fuzz [--seconds N] [--jobs J] [TARGET]...`  build the fuzz targets
+//!   (fuzz/) with coverage instrumentation and run each for N seconds, J at a time
 
 mod conformance;
 
@@ -22,8 +25,9 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(),
         Some("conformance") => conformance::main(args.get(1..).unwrap_or_default()),
+        Some("fuzz") => fuzz(args.get(1..).unwrap_or_default()),
         _ => Err(
-            "usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench | conformance [--reference | --check] [TARGET...]>"
+            "usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench | conformance [--reference | --check] [TARGET...] | fuzz [--seconds N] [--jobs J] [TARGET]...>"
                 .into(),
         ),
     };
@@ -483,7 +487,10 @@ fn ci() -> Result<()> {
     test()?;
     // ansible-core's own integration targets: no target may do worse than the
     // checked-in record (xtask/conformance/expected.json).
-    conformance::main(&["--check".to_string()])
+    conformance::main(&["--check".to_string()])?;
+    // Each fuzz target briefly, from its seeds: a regression in any parser that the seeds
+    // or a few seconds of mutation reach fails CI. The long runs are done locally.
+    fuzz(&["--seconds".to_string(), CI_FUZZ_SECONDS.to_string()])
 }
 
 /// The macOS triples of the runner matrix, checked by `ci` with clippy.
@@ -492,4 +499,209 @@ const MACOS_RUNNER_TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-apple-d
 fn bench() -> Result<()> {
     runners(&["--native".to_string()])?;
     run(cargo().args(["bench", "--package", "rustle-tests", "--locked"]))
+}
+
+/// How long CI runs each fuzz target (ten targets, so about two and a half minutes).
+const CI_FUZZ_SECONDS: u64 = 15;
+
+/// The fuzz targets, as named in fuzz/Cargo.toml.
+const FUZZ_TARGETS: [&str; 10] = [
+    "payload",
+    "locate",
+    "embed",
+    "archive",
+    "archive_round_trip",
+    "inventory",
+    "playbook",
+    "ssh_config",
+    "vault",
+    "template",
+];
+
+/// rustc flags for coverage-guided fuzzing with libFuzzer, all stable: LLVM's
+/// SanitizerCoverage pass with the counters, PC table and comparison hooks libFuzzer
+/// reads (the same instrumentation `cargo fuzz` asks for), and debug assertions with
+/// overflow checks, so an arithmetic overflow is a crash instead of a wrong value. No
+/// AddressSanitizer: it needs a nightly compiler, and the project's code forbids `unsafe`.
+const FUZZ_RUSTFLAGS: &str = "-Cpasses=sancov-module \
+    -Cllvm-args=-sanitizer-coverage-level=4 \
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+    -Cllvm-args=-sanitizer-coverage-pc-table \
+    -Cllvm-args=-sanitizer-coverage-trace-compares \
+    -Cdebug-assertions -Coverflow-checks -Cforce-frame-pointers=yes";
+
+/// libFuzzer's limits for every run: a process over 2 GiB of memory, or an input taking
+/// over 10 seconds, is a failure (a bomb or a hang), as a panic is.
+const FUZZ_LIMITS: [&str; 2] = ["-rss_limit_mb=2048", "-timeout=10"];
+
+/// The triple this machine's rustc builds for by default (the fuzz build names it so that
+/// RUSTFLAGS reach the target's code only, not build scripts and proc macros).
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_string())
+        .ok_or_else(|| "rustc -vV names no host triple".into())
+}
+
+/// `cargo xtask fuzz`: builds the fuzz targets with coverage instrumentation (in
+/// `target/fuzz`, apart from normal builds), writes the fixtures' seeds into each target's
+/// corpus (`target/fuzz/corpus/<target>`), runs each target for the given time, and fails
+/// on the first target that finds a crash, a leak of memory past the limit or a hang,
+/// naming the input it saved (`target/fuzz/artifacts/<target>/`). Each run is logged in
+/// `target/fuzz/logs/` and summed up in `target/fuzz/runs.tsv`.
+fn fuzz(args: &[String]) -> Result<()> {
+    let mut seconds: u64 = 60;
+    let mut jobs: usize = 1;
+    let mut targets: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |what: &str| -> Result<u64> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{what} needs a positive number"))
+        };
+        match a.as_str() {
+            "--seconds" => seconds = number("--seconds")?,
+            "--jobs" => jobs = usize::try_from(number("--jobs")?).unwrap_or(1),
+            t if FUZZ_TARGETS.contains(&t) => targets.push(t.to_string()),
+            other => {
+                return Err(format!(
+                    "unknown fuzz argument or target: {other} (targets: {})",
+                    FUZZ_TARGETS.join(", ")
+                ));
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.iter().map(|t| t.to_string()).collect();
+    }
+    let root = root();
+    let dir = root.join("target/fuzz");
+    let triple = host_triple()?;
+    let mut build = cargo();
+    build
+        .env("CARGO_TARGET_DIR", &dir)
+        .env("RUSTFLAGS", FUZZ_RUSTFLAGS)
+        .args(["build", "--package", "rustle-fuzz", "--release", "--locked"])
+        .args(["--target", &triple]);
+    for t in &targets {
+        build.args(["--bin", t]);
+    }
+    run(&mut build)?;
+    let bin = dir.join(&triple).join("release");
+    // The seed writer is a plain program: built without instrumentation (which only
+    // libFuzzer's runtime can link), in the normal target directory.
+    let corpus = dir.join("corpus");
+    run(cargo()
+        .args(["run", "--quiet", "--package", "rustle-fuzz", "--locked"])
+        .args(["--bin", "seeds", "--"])
+        .arg(&corpus))?;
+
+    // Targets run `jobs` at a time; the first failure is reported after the running ones end.
+    let mut failures = Vec::new();
+    for group in targets.chunks(jobs.max(1)) {
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = group
+                .iter()
+                .map(|t| s.spawn(|| fuzz_one(&bin, &dir, t, seconds)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a fuzz runner thread died".into()))
+                })
+                .collect()
+        });
+        failures.extend(results.into_iter().filter_map(|r| r.err()));
+        if !failures.is_empty() {
+            break;
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
+    }
+}
+
+/// Runs one fuzz target for `seconds` and says how it went.
+fn fuzz_one(bin: &Path, dir: &Path, target: &str, seconds: u64) -> Result<()> {
+    let corpus = dir.join("corpus").join(target);
+    let artifacts = dir.join("artifacts").join(target);
+    let logs = dir.join("logs");
+    // Harnesses that need files write them under their own TMPDIR, which is also their
+    // HOME, so that nothing they read by a relative or `~` name comes from the real one.
+    let scratch = dir.join("tmp").join(target);
+    let _ = std::fs::remove_dir_all(&scratch);
+    for d in [&corpus, &artifacts, &logs, &scratch] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let log = logs.join(format!("{target}.log"));
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let log_err = log_file
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    eprintln!(
+        "xtask: fuzzing {target} for {seconds} s (log: {})",
+        log.display()
+    );
+    let mut artifact_prefix = artifacts.into_os_string();
+    artifact_prefix.push("/");
+    let mut prefix_arg = std::ffi::OsString::from("-artifact_prefix=");
+    prefix_arg.push(&artifact_prefix);
+    let started = std::time::Instant::now();
+    let status = Command::new(bin.join(target))
+        .arg(format!("-max_total_time={seconds}"))
+        .args(FUZZ_LIMITS)
+        .arg("-print_final_stats=1")
+        .arg(prefix_arg)
+        .arg(&corpus)
+        .env("TMPDIR", &scratch)
+        .env("HOME", &scratch)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(log_file)
+        .stderr(log_err)
+        .status()
+        .map_err(|e| format!("cannot run the {target} fuzz target: {e}"))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let stat = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("stat::{name}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let execs = stat("number_of_executed_units");
+    let summary = format!(
+        "{target}\t{}\t{execs}\t{}",
+        started.elapsed().as_secs(),
+        if status.success() { "ok" } else { "FAILED" }
+    );
+    let runs = dir.join("runs.tsv");
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&runs)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{summary}\n").as_bytes()));
+    if status.success() {
+        eprintln!("xtask: {target}: {execs} inputs in {seconds} s, nothing found");
+        return Ok(());
+    }
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "fuzz target {target} failed ({status}); its log ends:\n{}\n\
+         the input is saved under {}; run it again with {} <that file>",
+        tail.join("\n"),
+        dir.join("artifacts").join(target).display(),
+        bin.join(target).display()
+    ))
 }

@@ -1085,8 +1085,9 @@ mod tests {
                     );
                 }
                 "zst" => {
-                    let got = super::super::archive_fmt::tests::read_all(
+                    let got = super::super::archive_fmt::read_all(
                         &fs::read(&dest).unwrap(),
+                        None,
                         u64::MAX,
                     )
                     .unwrap()

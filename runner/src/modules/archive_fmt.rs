@@ -371,6 +371,10 @@ pub(super) fn sniff(data: &[u8]) -> Result<Format, String> {
         _ if data.len() >= 512 && tar_checksum_ok(data.get(..512).unwrap_or_default()) => {
             Ok(Format::Tar)
         }
+        // A tar with no members is only its end marker, zero blocks (what `write_tar` and
+        // `tar -cf x.tar -T /dev/null` write); GNU tar reads it as an empty archive. Only
+        // the first block is looked at: the tar reader checks the rest.
+        _ if data.len() >= 512 && data.iter().take(512).all(|b| *b == 0) => Ok(Format::Tar),
         _ => Err("unrecognised archive format (expected tar, tar.gz, tar.zst or zip)".into()),
     }
 }
@@ -392,7 +396,16 @@ pub(super) fn open<'a, R: Read + Seek + 'a>(
     r.by_ref().take(512).read_to_end(&mut head)?;
     r.seek(SeekFrom::Start(0))?;
     let format = sniff(&head).map_err(ReadError::Format)?;
-    let members: Box<dyn Members + 'a> = match format {
+    Ok((format, open_as(format, r, limit)?))
+}
+
+/// Opens an archive as the given format, whatever its first bytes say.
+pub(super) fn open_as<'a, R: Read + Seek + 'a>(
+    format: Format,
+    r: R,
+    limit: u64,
+) -> Result<Box<dyn Members + 'a>, ReadError> {
+    Ok(match format {
         Format::Tar => Box::new(TarReader::new(r, limit)),
         Format::TarGz => {
             let z = Gunzip::new(BufReader::new(r))?;
@@ -419,8 +432,57 @@ pub(super) fn open<'a, R: Read + Seek + 'a>(
             ))
         }
         Format::Zip => Box::new(ZipReader::new(r, limit)?),
+    })
+}
+
+/// Decompresses a single gzip (`zstd == false`) or zstd stream in memory, as `archive`
+/// of one file writes it, up to `limit` bytes.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(super) fn decompress(data: &[u8], zstd: bool, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let r: Box<dyn Read + '_> = if zstd {
+        let z = ruzstd::decoding::StreamingDecoder::new(data)
+            .map_err(|e| ReadError::Format(format!("not a valid zstd file: {e}")))?;
+        Box::new(ZstdErrors(z))
+    } else {
+        Box::new(Gunzip::new(data)?)
     };
-    Ok((format, members))
+    let mut out = Vec::new();
+    Limited {
+        r,
+        left: limit,
+        limit,
+    }
+    .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Every member of an archive read as `format` (or as sniffed, with `None`), content in
+/// memory, up to `limit` bytes.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(super) fn read_all(
+    data: &[u8],
+    format: Option<Format>,
+    limit: u64,
+) -> Result<(Format, Vec<Entry>), ReadError> {
+    let (format, mut rd) = match format {
+        Some(f) => (f, open_as(f, io::Cursor::new(data), limit)?),
+        None => open(io::Cursor::new(data), limit)?,
+    };
+    let mut out = Vec::new();
+    while let Some(m) = rd.next_member()? {
+        let mut data = Vec::new();
+        rd.read_to_end(&mut data)?;
+        out.push(Entry {
+            name: m.name,
+            kind: m.kind,
+            mode: m.mode,
+            mtime: m.mtime,
+            uid: 0,
+            gid: 0,
+            data,
+        });
+    }
+    Ok((format, out))
 }
 
 /// ruzstd's errors are about the data: reported as such.
@@ -1204,32 +1266,12 @@ pub(crate) mod tests {
     use super::*;
     use std::process::Command;
 
-    /// Every member of an archive in memory with its content, read as unarchive does.
-    pub(crate) fn read_all(data: &[u8], limit: u64) -> Result<(Format, Vec<Entry>), ReadError> {
-        let (format, mut rd) = open(io::Cursor::new(data), limit)?;
-        let mut out = Vec::new();
-        while let Some(m) = rd.next_member()? {
-            let mut data = Vec::new();
-            rd.read_to_end(&mut data)?;
-            out.push(Entry {
-                name: m.name,
-                kind: m.kind,
-                mode: m.mode,
-                mtime: m.mtime,
-                uid: 0,
-                gid: 0,
-                data,
-            });
-        }
-        Ok((format, out))
-    }
-
     fn read_tar(data: &[u8]) -> Vec<Entry> {
-        read_all(data, u64::MAX).unwrap().1
+        read_all(data, None, u64::MAX).unwrap().1
     }
 
     fn read_zip(data: &[u8]) -> Vec<Entry> {
-        read_all(data, u64::MAX).unwrap().1
+        read_all(data, None, u64::MAX).unwrap().1
     }
 
     /// The content of a gzip file's single member (as a tar would be read).
@@ -1271,6 +1313,28 @@ pub(crate) mod tests {
             entry(&long, Kind::File, b"long name\n"),
             entry("d/l", Kind::Symlink("a.txt".into()), b""),
         ]
+    }
+
+    #[test]
+    fn empty_tar_written_by_archive_reads_back() {
+        // Found by the archive_round_trip fuzz target: an archive of nothing could be
+        // written but not read (its zero end blocks were not recognised as tar).
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("empty.tar");
+        let made = Command::new("tar")
+            .arg("-cf")
+            .arg(&real)
+            .args(["-T", "/dev/null"])
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for bytes in [write_tar(&[]), std::fs::read(&real).unwrap()] {
+            assert_eq!(
+                read_all(&bytes, None, u64::MAX).unwrap(),
+                (Format::Tar, Vec::new())
+            );
+        }
+        assert!(read_all(&[0u8; 100], None, u64::MAX).is_err());
     }
 
     #[test]
@@ -1389,17 +1453,17 @@ pub(crate) mod tests {
             .collect();
         let tar = write_tar(&empties);
         for packed in [gzip(&tar), zstd(&tar)] {
-            let err = read_all(&packed, 16 * 1024).unwrap_err();
+            let err = read_all(&packed, None, 16 * 1024).unwrap_err();
             assert!(
                 matches!(err, ReadError::TooLarge { limit: 16384 }),
                 "{err:?}"
             );
-            assert_eq!(read_all(&packed, 1 << 20).unwrap().1.len(), 200);
+            assert_eq!(read_all(&packed, None, 1 << 20).unwrap().1.len(), 200);
         }
         // Declared sizes count too, before any content is read.
         let big = write_tar(&[entry("a", Kind::File, &[7u8; 5000])]);
         assert!(matches!(
-            read_all(&big, 4096).unwrap_err(),
+            read_all(&big, None, 4096).unwrap_err(),
             ReadError::TooLarge { limit: 4096 }
         ));
         assert_eq!(human_size(1 << 30), "1 GiB");
@@ -1414,7 +1478,7 @@ pub(crate) mod tests {
         let mut zip = write_zip(&[entry("z.bin", Kind::File, &zeros)]);
         let cd = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
         zip[cd + 24..cd + 28].copy_from_slice(&10u32.to_le_bytes());
-        let err = read_all(&zip, u64::MAX).unwrap_err().to_string();
+        let err = read_all(&zip, None, u64::MAX).unwrap_err().to_string();
         assert!(err.contains("more than the 10 bytes it declares"), "{err}");
     }
 
@@ -1424,16 +1488,16 @@ pub(crate) mod tests {
         let mut gz = gzip(&tar);
         let n = gz.len();
         gz[n - 8] ^= 0xff;
-        let err = read_all(&gz, u64::MAX).unwrap_err().to_string();
+        let err = read_all(&gz, None, u64::MAX).unwrap_err().to_string();
         assert!(err.contains("CRC mismatch"), "{err}");
         // Cut in the middle of d/a.txt's content.
         let short = gzip(&tar[..1024 + 5]);
-        let err = read_all(&short, u64::MAX).unwrap_err().to_string();
+        let err = read_all(&short, None, u64::MAX).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
         for cut in [0usize, 3, 11, 100, 600] {
             let g = gzip(&tar);
-            let _ = read_all(&g[..cut.min(g.len())], u64::MAX);
-            let _ = read_all(&tar[..cut], u64::MAX);
+            let _ = read_all(&g[..cut.min(g.len())], None, u64::MAX);
+            let _ = read_all(&tar[..cut], None, u64::MAX);
         }
     }
 }

@@ -18,6 +18,10 @@ pub mod custom;
 mod file;
 mod find;
 pub(crate) mod fsutil;
+// Entry points for the fuzz targets (fuzz/); absent from every normal build.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod get_url;
 mod hostname;
 mod library;
