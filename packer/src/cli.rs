@@ -189,6 +189,14 @@ struct DeployArgs {
     /// On every host: remove everything rustle-deploy put there.
     #[arg(long, conflicts_with = "compile_only")]
     cleanup: bool,
+    /// Releases each host keeps: after a deploy (or rollback) older ones, with their
+    /// payloads, are removed; the current release always stays.
+    #[arg(long, value_name = "NUM", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    keep_releases: u32,
+    /// On a host where another deploy, rollback or cleanup is running, fail at once
+    /// instead of waiting for it (up to a minute).
+    #[arg(long)]
+    no_wait: bool,
     /// known_hosts file SSH host keys are checked against [default: ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE")]
     known_hosts: Option<PathBuf>,
@@ -309,10 +317,9 @@ fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
     let plan = crate::playbook::load_playbook(&c.playbook, &opts)?;
     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
     match c.output {
-        Some(p) => std::fs::write(&p, text + "\n").map_err(|source| DeployError::Io {
-            path: p.clone(),
-            source,
-        })?,
+        // The plan holds the playbook's decrypted vault values: 0600, through a file
+        // this process creates itself.
+        Some(p) => deploy::write_atomic(&p, (text + "\n").as_bytes(), 0o600)?,
         None => println!("{text}"),
     }
     Ok(exit::OK)
@@ -420,6 +427,14 @@ fn custom_runners(
     Ok(out)
 }
 
+/// [`remote_options`] with the host-state flags of the command line.
+fn host_options(args: &DeployArgs, s: &Settings, key_line: String) -> RemoteOptions {
+    let mut o = remote_options(s, key_line);
+    o.keep_releases = args.keep_releases as usize;
+    o.no_wait = args.no_wait;
+    o
+}
+
 fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
     RemoteOptions {
         known_hosts: match &s.known_hosts {
@@ -439,6 +454,8 @@ fn remote_options(s: &Settings, key_line: String) -> RemoteOptions {
             .cache_dir
             .clone()
             .unwrap_or_else(crate::custom::BuildOptions::default_cache_dir),
+        keep_releases: 5,
+        no_wait: false,
     }
 }
 
@@ -512,7 +529,7 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
         String::new()
     };
     let hosts: Vec<_> = inventory.select("all").into_iter().cloned().collect();
-    let results = remote::run_op(hosts, op, remote_options(set, key_line), printer())
+    let results = remote::run_op(hosts, op, host_options(args, set, key_line), printer())
         .map_err(io_err("tokio runtime"))?;
     let mut code = exit::OK;
     for r in &results {
@@ -522,20 +539,51 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
                 if r.result.status == deploy::HostStatus::Unreachable {
                     println!(
                         "{host}: unreachable: {}",
-                        r.result.error.as_deref().unwrap_or("")
+                        deploy::printable(r.result.error.as_deref().unwrap_or(""))
                     );
                     code = exit::UNREACHABLE;
                     continue;
                 }
-                print!("{}", deploy::deployments_text(host, &r.output));
-            }
-            Op::Cleanup => match r.result.status {
-                deploy::HostStatus::Ok => println!("{host}: cleaned"),
-                _ => {
-                    println!("{host}: {}", r.result.error.as_deref().unwrap_or("failed"));
-                    code = exit::UNREACHABLE;
+                // One listing per state root the host has (its own `~/.rustle`, root's
+                // under sudo, a `rustle_root`).
+                for l in remote::listings(&r.output) {
+                    let label = format!(
+                        "{host} [{}{}]",
+                        deploy::printable(&l.root),
+                        if l.sudo { ", through sudo" } else { "" }
+                    );
+                    match l.problem() {
+                        Some(e) => {
+                            println!("{label}: {}", deploy::printable(&e));
+                            code = exit::UNREACHABLE;
+                        }
+                        None => print!("{}", deploy::deployments_text(&label, &l.lines)),
+                    }
                 }
-            },
+            }
+            Op::Cleanup => {
+                let roots = remote::cleaned_roots(&r.output);
+                let cleaned = if roots.is_empty() {
+                    String::new()
+                } else {
+                    format!("cleaned {}", roots.join(", "))
+                };
+                match r.result.status {
+                    deploy::HostStatus::Ok if roots.is_empty() => {
+                        println!("{host}: nothing to clean")
+                    }
+                    deploy::HostStatus::Ok => println!("{host}: {cleaned}"),
+                    _ => {
+                        let why = deploy::printable(r.result.error.as_deref().unwrap_or("failed"));
+                        if roots.is_empty() {
+                            println!("{host}: {why}");
+                        } else {
+                            println!("{host}: {cleaned}; then: {why}");
+                        }
+                        code = exit::UNREACHABLE;
+                    }
+                }
+            }
             Op::Rollback => {}
         }
     }
@@ -587,7 +635,7 @@ fn carry_out(
         id,
         set.remote_strategy(),
         runners,
-        remote_options(set, key_line),
+        host_options(args, set, key_line),
         on_event,
     )
     .map_err(io_err("tokio runtime"))?;
@@ -690,7 +738,7 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         None => keys::default_key_path()?,
     };
     let key = keys::load(&key_path)?;
-    let (id, mut jobs) = deploy::load_compiled(&set.output_dir, &inventory)?;
+    let (id, mut jobs) = deploy::load_compiled(&set.output_dir, &inventory, &key.public())?;
     let selected: Vec<String> = inventory
         .select("all")
         .into_iter()
@@ -704,9 +752,13 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         )));
     }
     let key_line = rustle_runner::trust::format_key(&key.public(), "rustle-deploy");
+    // The host checks the whole file it received too (`--expect-file`), against the
+    // digest of the bytes checked above: the file is code, and runs as root with become.
+    let mut set = set.clone();
+    set.verify = true;
     carry_out(
         args,
-        set,
+        &set,
         &id,
         jobs,
         Default::default(),

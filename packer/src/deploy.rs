@@ -427,14 +427,21 @@ pub fn detect_platforms(
             let found = match answer {
                 Ok(uname) => {
                     let t = crate::target::from_uname(&uname);
-                    notes.push(format!("host '{}': probed `uname -sm`: {uname}", host.name));
+                    notes.push(format!(
+                        "host '{}': probed `uname -sm`: {}",
+                        host.name,
+                        printable(&uname)
+                    ));
                     match &t {
                         Ok(triple) => cache.set(key, &uname, *triple),
                         Err(_) => cache.remove(key),
                     }
                     t
                 }
-                Err(e) => Err(format!("cannot ask it for its platform: {e}")),
+                Err(e) => Err(format!(
+                    "cannot ask it for its platform: {}",
+                    printable(&e.to_string())
+                )),
             };
             out.insert(host.name.clone(), found);
         }
@@ -677,15 +684,116 @@ pub fn packed(job: &Job, runners: &BTreeMap<Triple, Runner>) -> Result<Vec<u8>, 
     )?)
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename),
-/// with `mode`: the runner's own writer, so both sides write files the same way.
+/// Writes `bytes` to `path` atomically with `mode` (see [`write_file`]), naming `path`
+/// in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError> {
-    rustle_runner::install::write_atomic(path, bytes, mode).map_err(|e| match e {
-        rustle_runner::install::InstallError::Io { path, source } => {
-            DeployError::Io { path, source }
+    write_file(path, bytes, mode).map_err(io(path))
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename, so a reader sees
+/// the old file or the new one, never half of one. The temporary file is one this call
+/// creates itself (`O_CREAT|O_EXCL` under a random name, private to its owner while it
+/// is written), so nothing another user planted in a shared directory, a file or a
+/// symlink, is ever written through or keeps its owner; `mode` is then set on the
+/// descriptor, whatever the umask.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    for _ in 0..16 {
+        let mut rnd = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut rnd);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", rustle_runner::hex::encode(&rnd)));
+        let tmp = dir.join(tmp_name);
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                drop(file);
+                std::fs::rename(&tmp, path)
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        other => DeployError::Unsupported(other.to_string()),
-    })
+        return written;
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "no free temporary file name beside it",
+    ))
+}
+
+/// Makes `dir` fit to hold packed runners, which carry decrypted vault values: a new
+/// directory is created 0700. An existing one must be this user's and writable by no
+/// one else: another user who can write there could swap a packed runner between
+/// `--compile-only` and the moment it is run (`--deploy-only` would notice, through the
+/// signed manifest; a file run by hand would not). One that others may only list is
+/// used with a warning: every file in it is 0700 or 0600, so only the names show.
+/// Existing directories are never chmodded behind the user's back (`-o .` would change
+/// the whole project's).
+fn private_output_dir(dir: &Path) -> Result<(), DeployError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let refuse = |why: String| {
+        DeployError::Unsupported(format!(
+            "{}: {why}; packed runners hold the plan's secrets, so they are written only to a directory no other user can write to",
+            dir.display()
+        ))
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+            // The umask may have taken bits away, never added any; set it exactly.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+        }
+        Err(e) => Err(io(dir)(e)),
+        Ok(m) if !m.is_dir() => Err(refuse("not a directory".into())),
+        Ok(m) => {
+            if let Some(me) = rustle_runner::facts::current_uid()
+                && m.uid() != me
+            {
+                return Err(refuse(format!(
+                    "owned by uid {}, not by this user (uid {me})",
+                    m.uid()
+                )));
+            }
+            let mode = m.mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(refuse(format!(
+                    "other users can write to it (mode {mode:04o}; `chmod go-w` it, or choose another --output-dir)"
+                )));
+            }
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "rustle-deploy: warning: {} can be listed by other users (mode {mode:04o}): the packed runners in it are private (0700), but their names show; `chmod 700` it to hide them",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 /// One packed runner written by `--compile-only`.
@@ -701,14 +809,20 @@ pub struct Compiled {
     pub size: u64,
 }
 
-/// Writes one packed runner per host into `out_dir` as `<host><suffix>`.
+/// Writes one packed runner per host into `out_dir` as `<host><suffix>` (0700, in a
+/// private directory: see [`private_output_dir`]), and the manifest `--deploy-only`
+/// reads, signed with the deploy key.
 pub fn compile(
     p: &Prepared,
     runners: &BTreeMap<Triple, Runner>,
     out_dir: &Path,
     suffix: &str,
 ) -> Result<Vec<Compiled>, DeployError> {
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let key = p
+        .key
+        .as_ref()
+        .ok_or_else(|| DeployError::Unsupported("no signing key".into()))?;
+    private_output_dir(out_dir)?;
     let mut out = Vec::new();
     let mut manifest = serde_json::Map::new();
     // A host whose platform has no runner has nothing to compile: its tasks can only
@@ -723,13 +837,15 @@ pub fn compile(
             )));
         }
         let path = out_dir.join(&name);
-        write_atomic(&path, &bytes, 0o755)?;
+        write_atomic(&path, &bytes, 0o700)?;
         manifest.insert(
             job.host.name.clone(),
             json!({
                 "file": name,
                 "triple": job.triple.as_str(),
                 "digest": job.digest.to_hex(),
+                "runner_digest": runners.get(&job.triple).map(|r| r.digest.to_hex()),
+                "file_digest": Digest::of(&bytes).to_hex(),
                 "needs_become": job.needs_become,
             }),
         );
@@ -740,35 +856,115 @@ pub fn compile(
             size: bytes.len() as u64,
         });
     }
-    // What --deploy-only ships later: which file is whose, and what each must verify as.
+    // What --deploy-only ships later: which file is whose, and what each must verify
+    // as, the whole file included (its runner part is code that may run as root).
     let text = serde_json::to_vec_pretty(&json!({
         "format": DEPLOYMENT_MANIFEST_FORMAT,
-        "version": 1,
+        "version": DEPLOYMENT_MANIFEST_VERSION,
         "deployment": p.id,
         "hosts": manifest,
     }))
     .unwrap_or_default();
-    write_atomic(&out_dir.join(DEPLOYMENT_MANIFEST), &text, 0o644)?;
+    let signature = ed25519_dalek::Signer::sign(&key.signing, &manifest_message(&text));
+    let sig_line = format!(
+        "{} {}\n",
+        rustle_runner::hex::encode(key.public().as_bytes()),
+        rustle_runner::hex::encode(&signature.to_bytes())
+    );
+    write_atomic(&out_dir.join(DEPLOYMENT_MANIFEST), &text, 0o600)?;
+    write_atomic(
+        &out_dir.join(DEPLOYMENT_MANIFEST_SIGNATURE),
+        sig_line.as_bytes(),
+        0o600,
+    )?;
     Ok(out)
 }
 
 /// The file `--compile-only` writes beside the packed runners.
 pub const DEPLOYMENT_MANIFEST: &str = "deployment.json";
+/// The deploy key's signature of [`DEPLOYMENT_MANIFEST`]: `<public key hex> <signature
+/// hex>`, over [`MANIFEST_SIGNING_DOMAIN`] followed by the manifest's bytes.
+pub const DEPLOYMENT_MANIFEST_SIGNATURE: &str = "deployment.json.sig";
+/// Prefix of the signed message, so a manifest signature can never pass for a payload
+/// signature made with the same key, or the other way round.
+pub const MANIFEST_SIGNING_DOMAIN: &[u8] = b"rustle-deploy manifest v2\0";
 const DEPLOYMENT_MANIFEST_FORMAT: &str = "rustle-deployment";
+/// Version 2 is signed and records each file's whole digest; version 1 was neither,
+/// and is refused.
+const DEPLOYMENT_MANIFEST_VERSION: u64 = 2;
+
+fn manifest_message(text: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(MANIFEST_SIGNING_DOMAIN.len() + text.len());
+    msg.extend_from_slice(MANIFEST_SIGNING_DOMAIN);
+    msg.extend_from_slice(text);
+    msg
+}
+
+/// Checks the manifest's signature by `trusted` (the deploy key).
+fn check_manifest_signature(
+    out_dir: &Path,
+    text: &[u8],
+    trusted: &ed25519_dalek::VerifyingKey,
+) -> Result<(), DeployError> {
+    let path = out_dir.join(DEPLOYMENT_MANIFEST_SIGNATURE);
+    let bad = |why: String| DeployError::Unsupported(format!("{}: {why}", path.display()));
+    let line = match std::fs::read_to_string(&path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad(
+                "missing, so the manifest is unsigned (written by an older rustle-deploy, or tampered with); run --compile-only again".into(),
+            ));
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let mut fields = line.split_whitespace();
+    let (Some(signer), Some(sig), None) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(bad("not `<public key> <signature>`".into()));
+    };
+    if rustle_runner::hex::decode(signer).as_deref() != Some(trusted.as_bytes().as_slice()) {
+        return Err(bad(format!(
+            "signed by key {signer}, not by this deploy key ({}); deploy with the key that compiled it (--key)",
+            rustle_runner::hex::encode(trusted.as_bytes())
+        )));
+    }
+    let sig: [u8; 64] = rustle_runner::hex::decode(sig)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("the signature is not 64 bytes of hex".into()))?;
+    trusted
+        .verify_strict(
+            &manifest_message(text),
+            &ed25519_dalek::Signature::from_bytes(&sig),
+        )
+        .map_err(|_| {
+            bad(format!(
+                "the signature does not match {DEPLOYMENT_MANIFEST}: it was changed after --compile-only wrote it"
+            ))
+        })
+}
 
 /// Jobs for `--deploy-only`: the packed runners `--compile-only` wrote in `out_dir`, for
-/// the inventory's hosts. Each file's payload is checked against the manifest first, so
-/// a damaged or swapped file is refused here, not shipped.
+/// the inventory's hosts. Before any host is touched, the manifest's signature is
+/// checked against `trusted` (the deploy key), then each whole file against the digest
+/// the manifest records for it (so a runner part swapped under a genuine payload is
+/// refused, not shipped), then its payload's digest and signature.
 pub fn load_compiled(
     out_dir: &Path,
     inventory: &Inventory,
+    trusted: &ed25519_dalek::VerifyingKey,
 ) -> Result<(String, Vec<Job>), DeployError> {
     let path = out_dir.join(DEPLOYMENT_MANIFEST);
     let bad = |why: String| DeployError::Unsupported(format!("{}: {why}", path.display()));
     let text = std::fs::read(&path).map_err(io(&path))?;
+    check_manifest_signature(out_dir, &text, trusted)?;
     let m: Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
     if m.get("format").and_then(Value::as_str) != Some(DEPLOYMENT_MANIFEST_FORMAT) {
         return Err(bad("not a rustle-deploy --compile-only manifest".into()));
+    }
+    if m.get("version").and_then(Value::as_u64) != Some(DEPLOYMENT_MANIFEST_VERSION) {
+        return Err(bad(format!(
+            "manifest version {}, but this rustle-deploy reads version {DEPLOYMENT_MANIFEST_VERSION}; run --compile-only again",
+            m.get("version").unwrap_or(&Value::Null)
+        )));
     }
     let id = m
         .get("deployment")
@@ -799,20 +995,30 @@ pub fn load_compiled(
             .map_err(|e: crate::target::UnknownTriple| bad(e.to_string()))?;
         let digest = Digest::from_hex(field("digest")?)
             .ok_or_else(|| bad(format!("host {}: bad digest", host.name)))?;
+        let file_digest = Digest::from_hex(field("file_digest")?)
+            .ok_or_else(|| bad(format!("host {}: bad file_digest", host.name)))?;
         let file_path = out_dir.join(file);
         let bytes = std::fs::read(&file_path).map_err(io(&file_path))?;
+        let actual = Digest::of(&bytes);
+        if actual != file_digest {
+            return Err(bad(format!(
+                "{}: the file's digest {actual} is not the {file_digest} the signed manifest records for host {} (its runner or its payload was changed or swapped)",
+                file_path.display(),
+                host.name
+            )));
+        }
         let payload = rustle_runner::locate::find_payload(&bytes)
             .map_err(|e| bad(format!("{}: {e}", file_path.display())))?;
-        match rustle_runner::payload::parse(payload) {
-            Ok((h, _)) if h.digest == digest => {}
-            Ok((h, _)) => {
-                return Err(bad(format!(
-                    "{}: payload {} is not the {digest} the manifest records",
-                    file_path.display(),
-                    h.digest
-                )));
-            }
-            Err(e) => return Err(bad(format!("{}: {e}", file_path.display()))),
+        let checked = rustle_runner::payload::parse(payload).and_then(|(h, _)| {
+            rustle_runner::payload::verify(
+                payload,
+                &h,
+                Some(&digest),
+                std::slice::from_ref(trusted),
+            )
+        });
+        if let Err(e) = checked {
+            return Err(bad(format!("{}: {e}", file_path.display())));
         }
         jobs.push(Job {
             host: host.clone(),
@@ -861,6 +1067,8 @@ pub struct HostResult {
     pub run_ms: f64,
     /// Where the host keeps this release.
     pub release_dir: PathBuf,
+    /// The host sent more than the deployer keeps ([`MAX_TASK_EVENTS`]); `error` says so.
+    pub overflowed: bool,
 }
 
 impl HostResult {
@@ -874,6 +1082,7 @@ impl HostResult {
             error: None,
             run_ms: 0.0,
             release_dir,
+            overflowed: false,
         }
     }
 
@@ -891,7 +1100,18 @@ pub fn local_root() -> PathBuf {
     rustle_runner::install::default_root()
 }
 
+/// The most task events kept for one host: far more than any plan has tasks (a loop's
+/// items travel inside their task's event), and a bound on what a host that floods the
+/// deployer with events can make it hold. What the SSH layer lets through per command
+/// ([`crate::ssh::MAX_OUTPUT_BYTES`]) bounds the bytes; this bounds the parsed events,
+/// which take more memory than their text.
+pub const MAX_TASK_EVENTS: usize = 100_000;
+/// The most stray (non-event) output kept for one host's error message.
+pub const MAX_STRAY_BYTES: usize = 64 << 10;
+
 /// Takes one line of a runner's stdout: an event, or stray output kept for the error.
+/// What is kept is bounded ([`MAX_TASK_EVENTS`], [`MAX_STRAY_BYTES`]); a host that
+/// sends more is marked failed with an error saying which limit it reached.
 pub fn handle_line(
     host: &str,
     line: &str,
@@ -904,6 +1124,15 @@ pub fn handle_line(
                 result.recap = *recap;
             }
             if matches!(ev, Event::Task { .. }) {
+                if result.tasks.len() >= MAX_TASK_EVENTS {
+                    over_limit(
+                        result,
+                        &format!(
+                            "the host sent more than {MAX_TASK_EVENTS} task events (the limit per host); later ones were dropped"
+                        ),
+                    );
+                    return;
+                }
                 result.tasks.push(ev.clone());
             }
             on_event(host, &ev);
@@ -912,14 +1141,42 @@ pub fn handle_line(
         // is kept for the error message rather than dropped silently.
         Err(_) => {
             let e = result.error.get_or_insert_with(String::new);
-            e.push_str(line);
+            if e.len() >= MAX_STRAY_BYTES {
+                return;
+            }
+            let room = MAX_STRAY_BYTES - e.len();
+            let mut cut = line.len().min(room);
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            e.push_str(line.get(..cut).unwrap_or_default());
+            if cut < line.len() || e.len() >= MAX_STRAY_BYTES {
+                e.push_str(" [more output cut]");
+            }
             e.push('\n');
         }
     }
 }
 
+/// Marks a host failed because it sent more than the deployer keeps, once.
+fn over_limit(result: &mut HostResult, why: &str) {
+    if result.overflowed {
+        return;
+    }
+    result.overflowed = true;
+    let e = result.error.get_or_insert_with(String::new);
+    e.push_str(why);
+    e.push('\n');
+}
+
 /// Sets the outcome from the runner's exit code and stderr.
 pub fn finish(result: &mut HostResult, code: Option<i32>, stderr: &str) {
+    // A host that flooded the deployer did not give an account of itself to trust,
+    // whatever its exit code says.
+    if result.overflowed {
+        result.status = HostStatus::Failed;
+        return;
+    }
     match code {
         Some(rustle_runner::exit::OK) => result.status = HostStatus::Ok,
         Some(rustle_runner::exit::TASKS_FAILED) => result.status = HostStatus::Failed,
@@ -976,10 +1233,11 @@ pub fn deployments_text(host: &str, lines: &[String]) -> String {
         let at = at.split('.').next().unwrap_or_default().to_string();
         let mark = if id == current { "*" } else { " " };
         out.push_str(&format!(
-            "{mark} {id}  version {}  {at} UTC  {}  digest {}\n",
-            field("version"),
-            field("status"),
-            field("digest").get(..16).unwrap_or_default()
+            "{mark} {}  version {}  {at} UTC  {}  digest {}\n",
+            printable(&id),
+            printable(&field("version")),
+            printable(&field("status")),
+            printable(field("digest").get(..16).unwrap_or_default())
         ));
     }
     out
@@ -1024,8 +1282,10 @@ pub fn exit_code(results: &[HostResult]) -> i32 {
 
 /// One line per finished task, Ansible-style: `changed: [web1] => make dir`.
 pub fn task_line(host: &str, ev: &Event) -> Option<String> {
+    // Names, messages and results come from the host: printed escaped, so a host (or a
+    // command's output) cannot move the cursor, retitle the terminal or fake a line.
     match ev {
-        Event::Play { name, .. } => Some(format!("PLAY [{name}] [{host}]")),
+        Event::Play { name, .. } => Some(format!("PLAY [{}] [{host}]", printable(name))),
         Event::Task {
             name,
             status,
@@ -1034,22 +1294,50 @@ pub fn task_line(host: &str, ev: &Event) -> Option<String> {
             module,
             ..
         } => {
-            let mut line = format!("{}: [{host}] => {name}", status.as_str());
+            let mut line = format!("{}: [{host}] => {}", status.as_str(), printable(name));
             let msg = result.get("msg").and_then(Value::as_str);
             if *status == Status::Failed {
-                line.push_str(&format!(" | {}", msg.unwrap_or("failed")));
+                line.push_str(&format!(" | {}", printable(msg.unwrap_or("failed"))));
                 if *ignored {
                     line.push_str(" (ignored)");
                 }
             } else if module == "debug"
                 && let Some(m) = msg
             {
-                line.push_str(&format!(" | {m}"));
+                line.push_str(&format!(" | {}", printable(m)));
             }
             Some(line)
         }
         _ => None,
     }
+}
+
+/// `text` fit for a terminal: control characters (C0, DEL, C1: escape sequences, carriage
+/// returns, line feeds) and invisible formatting characters (bidirectional overrides,
+/// zero-width characters) are written as escapes (`\x1b`, `\n`, `\u{202e}`), the rest as
+/// it is. Everything a host sends goes through this before it is printed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) && u32::from(c) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The recap block.
@@ -1062,8 +1350,106 @@ pub fn recap_text(results: &[HostResult]) -> String {
             r.host, c.ok, c.changed, c.unreachable, c.failed, c.skipped, c.rescued, c.ignored
         ));
         if let Some(e) = &r.error {
-            out.push_str(&format!("{:<20}   {}\n", "", e.trim()));
+            for line in e.trim().lines() {
+                out.push_str(&format!("{:<20}   {}\n", "", printable(line)));
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task_event(name: &str, status: &str, msg: &str) -> String {
+        json!({"type": "task", "v": 1, "play": "p", "name": name, "module": "debug",
+               "status": status, "duration_ms": 1.0, "result": {"msg": msg}})
+        .to_string()
+    }
+
+    #[test]
+    fn what_a_host_sends_is_kept_within_bounds() {
+        let mut r = HostResult::new("h", PathBuf::new());
+        let mut printed = 0usize;
+        let line = task_event("t", "ok", "m");
+        for _ in 0..MAX_TASK_EVENTS + 10 {
+            handle_line("h", &line, &mut r, &mut |_, _| printed += 1);
+        }
+        assert_eq!(r.tasks.len(), MAX_TASK_EVENTS);
+        assert_eq!(printed, MAX_TASK_EVENTS, "events past the limit were shown");
+        let error = r.error.clone().unwrap();
+        assert!(
+            error.contains(&format!("more than {MAX_TASK_EVENTS} task events")),
+            "{error}"
+        );
+        assert_eq!(error.matches("task events").count(), 1, "{error}");
+        // A host that flooded the deployer is not reported as fine, whatever it exits with.
+        finish(&mut r, Some(rustle_runner::exit::OK), "");
+        assert_eq!(r.status, HostStatus::Failed);
+        assert_eq!(exit_code(&[r]), exit::HOST_FAILED);
+
+        // Stray output is kept up to a bound, and says it was cut.
+        let mut r = HostResult::new("h", PathBuf::new());
+        let junk = "é".repeat(10_000);
+        for _ in 0..100 {
+            handle_line("h", &junk, &mut r, &mut |_, _| {});
+        }
+        let error = r.error.unwrap();
+        assert!(error.len() <= MAX_STRAY_BYTES + 64, "{}", error.len());
+        assert!(error.contains("[more output cut]"));
+    }
+
+    #[test]
+    fn host_strings_are_escaped_before_they_are_printed() {
+        assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\r\nc\td\u{7}\u{7f}\u{9b}"),
+            "a\\x1b[2Jb\\r\\nc\\td\\x07\\x7f\\x9b"
+        );
+        assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
+        let ev: Event = serde_json::from_str(&task_event(
+            "evil \u{1b}]0;owned\u{7}",
+            "failed",
+            "boom\r\nok: [web9] => fake",
+        ))
+        .unwrap();
+        let line = task_line("h", &ev).unwrap();
+        assert_eq!(
+            line,
+            "failed: [h] => evil \\x1b]0;owned\\x07 | boom\\r\\nok: [web9] => fake"
+        );
+        let mut r = HostResult::new("h", PathBuf::new());
+        r.error = Some("first\u{1b}[31m\nsecond".into());
+        let recap = recap_text(&[r]);
+        assert!(!recap.contains('\u{1b}'), "{recap}");
+        assert!(
+            recap.contains("first\\x1b[31m\n") && recap.contains("   second\n"),
+            "{recap}"
+        );
+    }
+
+    #[test]
+    fn files_are_written_through_a_new_file_never_through_what_was_there() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Someone made the destination a symlink to a file they want overwritten.
+        let dest = dir.path().join("plan.json");
+        std::os::unix::fs::symlink(&victim, &dest).unwrap();
+        write_file(&dest, b"secret plan", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let m = std::fs::symlink_metadata(&dest).unwrap();
+        assert!(m.is_file());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "secret plan");
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }

@@ -144,10 +144,28 @@ fn sibling_temp(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The controller's host name, for the public key's comment.
+#[cfg(target_os = "linux")]
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The controller's host name where there is no procfs (a macOS controller): what
+/// `uname -n` says (std has no gethostname).
+#[cfg(not(target_os = "linux"))]
+fn hostname() -> String {
+    std::process::Command::new("uname")
+        .arg("-n")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Reads a private key file, refusing one other users can read.

@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod elf;
 pub mod inventory;
 pub mod keys;
+pub mod known_hosts;
 pub mod macho;
 pub mod pack;
 pub mod plan;

@@ -215,10 +215,53 @@ fn used_files(play: &Play, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// The variables the runner gets for a host: its inventory variables plus Ansible's
-/// magic variables about itself (never any other host's).
+/// Whether `name` is one of Ansible's connection variables that hold a secret: the
+/// login password (`ansible_password`, `ansible_ssh_pass`), the privilege escalation
+/// password (`ansible_become_password`, `ansible_become_pass`, `ansible_sudo_pass`,
+/// `ansible_su_pass`, ...), a key passphrase, or any other `ansible_*_pass`,
+/// `ansible_*_password` or `ansible_*_passphrase`. Ansible needs them on the control
+/// machine to log in and to become; rustle-deploy logs in with keys and becomes with
+/// `sudo -n`, and no host needs them, so they never enter a payload (a payload sits in
+/// the host's release directory for as long as the release is kept). A task that uses
+/// one fails with the variable named as undefined. Connection variables that are not
+/// secrets (`ansible_host`, `ansible_user`, `ansible_port`,
+/// `ansible_ssh_private_key_file`, a path on the control machine) stay: tasks use them.
+pub fn is_connection_secret(name: &str) -> bool {
+    name.strip_prefix("ansible_").is_some_and(|rest| {
+        rest == "password"
+            || rest.ends_with("_pass")
+            || rest.ends_with("_password")
+            || rest.ends_with("_passphrase")
+    })
+}
+
+/// Removes connection secrets ([`is_connection_secret`]) from a play's variables and
+/// from every task's below it.
+fn strip_secrets(play: &mut Play) {
+    fn task(t: &mut Task) {
+        t.vars.retain(|k, _| !is_connection_secret(k));
+        for t in t
+            .block
+            .iter_mut()
+            .flatten()
+            .chain(t.rescue.iter_mut())
+            .chain(t.always.iter_mut())
+        {
+            task(t);
+        }
+    }
+    play.vars.retain(|k, _| !is_connection_secret(k));
+    for t in play.tasks.iter_mut().chain(play.handlers.iter_mut()) {
+        task(t);
+    }
+}
+
+/// The variables the runner gets for a host: its inventory variables, less connection
+/// secrets ([`is_connection_secret`]), plus Ansible's magic variables about itself
+/// (never any other host's).
 fn host_vars(host: &Host) -> Vars {
     let mut vars = host.vars.clone();
+    vars.retain(|k, _| !is_connection_secret(k));
     vars.insert("inventory_hostname".into(), host.name.clone().into());
     let short = host
         .name
@@ -244,7 +287,11 @@ pub fn host_plan(
         .iter()
         .zip(plays_hosts)
         .filter(|(_, hosts)| hosts.iter().any(|h| h.name == host.name))
-        .map(|(p, _)| p.clone())
+        .map(|(p, _)| {
+            let mut p = p.clone();
+            strip_secrets(&mut p);
+            p
+        })
         .collect();
     let mut wanted = Vec::new();
     for p in &plays {

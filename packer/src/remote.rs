@@ -67,6 +67,11 @@ pub struct RemoteOptions {
     pub local_root: PathBuf,
     /// The deployer's cache (compressed runners are kept in its `gz/`).
     pub cache_dir: PathBuf,
+    /// Releases each host keeps (`--keep-releases`); its runner cache keeps as many runners.
+    pub keep_releases: usize,
+    /// Fail at once on a host where another deploy holds the state root (`--no-wait`),
+    /// instead of waiting for it up to the runner's limit.
+    pub no_wait: bool,
 }
 
 /// Figures for one host, for the report.
@@ -152,6 +157,15 @@ impl Shell {
         }
     }
 
+    /// True when the SSH connection has gone (a command that ended with no exit status
+    /// then did not end on the host's terms: the host or the network went away).
+    fn lost(&self) -> bool {
+        match self {
+            Shell::Ssh(c, _) => c.is_closed(),
+            Shell::Local => false,
+        }
+    }
+
     /// True when the login user is root.
     fn is_root(&self) -> bool {
         match self {
@@ -208,6 +222,28 @@ impl Shell {
     }
 }
 
+/// Ends a local host's whole process group (the script's `sh`, the runner and what its
+/// tasks started) when dropped before [`GroupGuard::done`]: the deploy of that host was
+/// given up (its timeout), and killing `sh` alone would leave the runner going.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
 async fn local_exec(
     script: &str,
     stdin: &[u8],
@@ -219,9 +255,12 @@ async fn local_exec(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        // Its own process group, so that giving up on the host ends all of it.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start sh: {e}"))?;
+    let group = GroupGuard(child.id());
     let mut input = child.stdin.take().ok_or("no stdin")?;
     let data = stdin.to_vec();
     let writer = tokio::spawn(async move {
@@ -240,6 +279,7 @@ async fn local_exec(
         on_line(&line);
     }
     let status = child.wait().await.map_err(|e| e.to_string())?;
+    group.done();
     let _ = writer.await;
     let stderr = reader.await.unwrap_or_default();
     Ok((status.code(), stderr))
@@ -420,6 +460,30 @@ fn become_var(host: &Host) -> bool {
         })
 }
 
+/// A `rustle_root` the host scripts cannot carry: they keep roots one per line.
+fn bad_root(root: Option<&str>) -> Option<String> {
+    root.filter(|r| r.contains(['\n', '\r']) || r.is_empty())
+        .map(|r| {
+            format!("rustle_root {r:?} is not usable: it must be a non-empty path on one line")
+        })
+}
+
+/// Sets a host's outcome from its runner's exit. A command that ended with no exit
+/// status because the SSH connection went (the host, its sshd or the network died) is
+/// said to be that, not a runner killed by a signal.
+fn ended(result: &mut HostResult, code: Option<i32>, stderr: &str, lost: bool) {
+    if code.is_none() && lost {
+        result.status = HostStatus::Unreachable;
+        result.recap.unreachable = 1;
+        result.error = Some(
+            "the connection to the host was lost before its runner finished: a runner that was running stops before its next task (ending a running command) and records this release as failed; the host's current release stays"
+                .into(),
+        );
+        return;
+    }
+    deploy::finish(result, code, stderr);
+}
+
 /// Runs one script step on a host, reading runner events from its stdout.
 async fn step(
     shell: &Shell,
@@ -437,6 +501,10 @@ async fn step(
     let exec = {
         let on_event = ctx.on_event.clone();
         let mut on_line = |line: &str| {
+            // Empty lines are the runner's signs of life (`--attached`), not events.
+            if line.trim().is_empty() {
+                return;
+            }
             first_event.get_or_insert_with(Instant::now);
             deploy::handle_line(name, line, result, &mut |h, ev| on_event(h, ev));
         };
@@ -445,7 +513,7 @@ async fn step(
     split_timings(timings, started, first_event);
     result.run_ms = timings.upload_and_run_ms;
     match exec {
-        Ok((code, stderr)) => deploy::finish(result, code, &stderr),
+        Ok((code, stderr)) => ended(result, code, &stderr, shell.lost()),
         Err(e) => {
             result.status = HostStatus::Unreachable;
             result.recap.unreachable = 1;
@@ -486,6 +554,13 @@ async fn deploy_host(
     };
     timings.connect_ms = connect_ms;
     let root = host_root(&job.host, &ctx.opts);
+    if let Some(e) = bad_root(root.as_deref()) {
+        if let Some((tx, _)) = &staged {
+            let _ = tx.send(false).await;
+        }
+        shell.close().await;
+        return (HostResult::unreachable(&name, e), timings);
+    }
     let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
     if staged.is_none() && use_ssh_mode(&job, &ctx) {
         return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings).await;
@@ -508,7 +583,17 @@ async fn deploy_host(
             }
         }
     };
-    let mut args = vec!["--expect".to_string(), job.digest.to_hex()];
+    let mut args = vec![
+        "--expect".to_string(),
+        job.digest.to_hex(),
+        // The runner stops if this deployer goes away (a timeout, a lost connection).
+        "--attached".to_string(),
+        "--keep-releases".to_string(),
+        ctx.opts.keep_releases.to_string(),
+    ];
+    if ctx.opts.no_wait {
+        args.push("--no-wait".into());
+    }
     // The cached path always has the runner check its own file against the cache key.
     if ctx.opts.verify && !cached {
         args.push("--expect-file".into());
@@ -525,47 +610,77 @@ async fn deploy_host(
             let Some(runner) = ctx.runners.get(&job.triple) else {
                 return (HostResult::unreachable(&name, "no runner".into()), timings);
             };
-            let s = ssh::script(
-                &Script::DeployCached {
-                    runner_digest: &runner.digest.to_hex(),
-                    runner_size: runner.bytes.len(),
-                    args: &args,
-                },
-                &ctx.opts.key_line,
-                sudo,
-                root.as_deref(),
-            );
-            let started = Instant::now();
-            timings.channels += 1;
-            let mut first_event: Option<Instant> = None;
-            let exec = {
-                let on_event = ctx.on_event.clone();
-                let mut on_line = |line: &str| {
-                    first_event.get_or_insert_with(Instant::now);
-                    deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
+            let runner_digest = runner.digest.to_hex();
+            let mut refresh = false;
+            loop {
+                let s = ssh::script(
+                    &Script::DeployCached {
+                        runner_digest: &runner_digest,
+                        runner_size: runner.bytes.len(),
+                        args: &args,
+                        refresh,
+                        keep_runners: ctx.opts.keep_releases,
+                    },
+                    &ctx.opts.key_line,
+                    sudo,
+                    root.as_deref(),
+                );
+                let started = Instant::now();
+                timings.channels += 1;
+                let mut first_event: Option<Instant> = None;
+                let mut ran = false;
+                let exec = {
+                    let on_event = ctx.on_event.clone();
+                    let mut on_line = |line: &str| {
+                        // Empty lines are the runner's signs of life, not events.
+                        if line.trim().is_empty() {
+                            return;
+                        }
+                        first_event.get_or_insert_with(Instant::now);
+                        deploy::handle_line(&name, line, &mut result, &mut |h, ev| {
+                            ran |= matches!(ev, Event::Start { .. });
+                            on_event(h, ev)
+                        });
+                    };
+                    shell
+                        .exec_cached(
+                            &s,
+                            &job.sealed,
+                            &runner.bytes,
+                            &ctx.opts.cache_dir,
+                            &mut on_line,
+                        )
+                        .await
                 };
-                shell
-                    .exec_cached(
-                        &s,
-                        &job.sealed,
-                        &runner.bytes,
-                        &ctx.opts.cache_dir,
-                        &mut on_line,
-                    )
-                    .await
-            };
-            split_timings(&mut timings, started, first_event);
-            result.run_ms = timings.upload_and_run_ms;
-            match exec {
-                Ok((code, stderr, sent)) => {
-                    timings.bytes_sent += sent;
-                    deploy::finish(&mut result, code, &stderr);
+                split_timings(&mut timings, started, first_event);
+                result.run_ms = timings.upload_and_run_ms;
+                match exec {
+                    Ok((code, stderr, sent)) => {
+                        timings.bytes_sent += sent;
+                        // The cached runner is not the file it should be (its own
+                        // `--expect-file` check refused it, or it could not even start):
+                        // damaged on the host's disk. It ran nothing; send it again, once.
+                        let damaged = !ran
+                            && (code == Some(rustle_runner::exit::PAYLOAD_UNEXPECTED)
+                                || (code.is_none() && !shell.lost()));
+                        if damaged && !refresh {
+                            eprintln!(
+                                "rustle-deploy: host '{name}': the runner in its cache failed its own check ({}); sending it again",
+                                stderr.trim().lines().last().unwrap_or("no exit status")
+                            );
+                            refresh = true;
+                            result = HostResult::new(&name, result.release_dir.clone());
+                            continue;
+                        }
+                        ended(&mut result, code, &stderr, shell.lost());
+                    }
+                    Err(e) => {
+                        result.status = HostStatus::Unreachable;
+                        result.recap.unreachable = 1;
+                        result.error = Some(e);
+                    }
                 }
-                Err(e) => {
-                    result.status = HostStatus::Unreachable;
-                    result.recap.unreachable = 1;
-                    result.error = Some(e);
-                }
+                break;
             }
         }
         None => {
@@ -689,9 +804,10 @@ async fn run_batch(
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
             let name = job.host.name.clone();
+            let left = given_up(&job, &ctx);
             match tokio::time::timeout(timeout, deploy_host(job, deployment, ctx, None)).await {
                 Ok(r) => r,
-                Err(_) => timed_out(&name, timeout),
+                Err(_) => timed_out(&name, timeout, left),
             }
         }));
     }
@@ -707,12 +823,26 @@ async fn run_batch(
     out
 }
 
-fn timed_out(name: &str, timeout: Duration) -> (HostResult, Timings) {
+/// What giving up on a host at its timeout leaves there, as the recap says it: a local
+/// runner is ended with its process group; an SSH host's runner learns it only when its
+/// next write to the closed connection fails (within a second), so it may still be
+/// running when the recap is printed; SSH mode starts no further command.
+fn given_up(job: &Job, ctx: &Ctx) -> &'static str {
+    if use_ssh_mode(job, ctx) {
+        "the connection was closed, and no further task was started"
+    } else if job.host.is_local() {
+        "its runner was stopped (its whole process group was ended); the current release stays"
+    } else {
+        "the connection was closed, so the host's runner may still be running: it stops before its next task (ending a running command) and records this release as failed; the host's current release stays"
+    }
+}
+
+fn timed_out(name: &str, timeout: Duration, left: &str) -> (HostResult, Timings) {
     (
         HostResult::unreachable(
             name,
             format!(
-                "timed out after {} s; the host was cut off",
+                "timed out: no answer within {} s; {left}",
                 timeout.as_secs()
             ),
         ),
@@ -741,9 +871,10 @@ async fn blue_green(
         let staged = Some((tx.clone(), switch_rx.clone()));
         tasks.push(tokio::spawn(async move {
             let name = job.host.name.clone();
+            let left = given_up(&job, &ctx);
             match tokio::time::timeout(timeout, deploy_host(job, deployment, ctx, staged)).await {
                 Ok(r) => r,
-                Err(_) => timed_out(&name, timeout),
+                Err(_) => timed_out(&name, timeout, left),
             }
         }));
     }
@@ -943,7 +1074,12 @@ pub fn run_op(
                 match tokio::time::timeout(Duration::from_secs(600), work).await {
                     Ok(r) => r,
                     Err(_) => OpResult {
-                        result: timed_out(&name, Duration::from_secs(600)).0,
+                        result: timed_out(
+                            &name,
+                            Duration::from_secs(600),
+                            "the connection was closed",
+                        )
+                        .0,
                         output: Vec::new(),
                     },
                 }
@@ -971,12 +1107,32 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
         }
     };
     let root = host_root(&host, &opts);
+    if let Some(e) = bad_root(root.as_deref()) {
+        shell.close().await;
+        return OpResult {
+            result: HostResult::unreachable(&name, e),
+            output: Vec::new(),
+        };
+    }
+    // The inventory's word on sudo; the host's record of its deploys (`~/.rustle/roots`,
+    // see `ssh::script`) says which roots a plan's `become` put under sudo.
     let sudo = become_var(&host) && !shell.is_root();
+    let mut args: Vec<String> = Vec::new();
+    if op == Op::Rollback {
+        args.extend([
+            "--attached".to_string(),
+            "--keep-releases".to_string(),
+            opts.keep_releases.to_string(),
+        ]);
+    }
+    if opts.no_wait {
+        args.push("--no-wait".into());
+    }
     let script = ssh::script(
         &match op {
-            Op::Rollback => Script::Rollback,
+            Op::Rollback => Script::Rollback { args: &args },
             Op::List => Script::List,
-            Op::Cleanup => Script::Cleanup,
+            Op::Cleanup => Script::Cleanup { args: &args },
         },
         &opts.key_line,
         sudo,
@@ -986,6 +1142,9 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
     let mut output = Vec::new();
     let exec = {
         let mut on_line = |line: &str| {
+            if line.trim().is_empty() {
+                return;
+            }
             if op == Op::Rollback && line.starts_with('{') {
                 deploy::handle_line(&name, line, &mut result, &mut |h, ev| on_event(h, ev));
             } else {
@@ -995,7 +1154,18 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
         shell.exec(&script, &[], &mut on_line).await
     };
     match exec {
-        Ok((code, stderr)) => deploy::finish(&mut result, code, &stderr),
+        Ok((code, stderr)) => {
+            ended(&mut result, code, &stderr, shell.lost());
+            // A rollback that did not succeed says where `current` stays, even when
+            // only a task failed (which has no error line of its own).
+            if let Some(line) = stderr
+                .lines()
+                .rev()
+                .find(|l| l.contains("current is still"))
+            {
+                result.error = Some(line.trim().to_string());
+            }
+        }
         Err(e) => {
             result.status = HostStatus::Unreachable;
             result.recap.unreachable = 1;
@@ -1004,6 +1174,75 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
     }
     shell.close().await;
     OpResult { result, output }
+}
+
+/// One state root of a host, as `--list-deployments` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootListing {
+    /// The root's path on the host.
+    pub root: String,
+    /// Whether it is reached through sudo.
+    pub sudo: bool,
+    /// Its `state.json` text, then the `current=<link>` line.
+    pub lines: Vec<String>,
+}
+
+/// Splits a host's [`Op::List`] output by state root (each begins with a
+/// `rustle:root <how> <root>` line).
+pub fn listings(output: &[String]) -> Vec<RootListing> {
+    let mut out: Vec<RootListing> = Vec::new();
+    for line in output {
+        if let Some(rest) = line.strip_prefix("rustle:root ") {
+            let (how, root) = rest.split_once(' ').unwrap_or(("user", rest));
+            out.push(RootListing {
+                root: root.to_string(),
+                sudo: how == "sudo",
+                lines: Vec::new(),
+            });
+        } else if let Some(last) = out.last_mut() {
+            last.lines.push(line.clone());
+        }
+    }
+    out
+}
+
+impl RootListing {
+    /// Why its `state.json` is not a deployment record, if it is not (the listing must
+    /// not show a damaged history as an empty one).
+    pub fn problem(&self) -> Option<String> {
+        let json: String = self
+            .lines
+            .iter()
+            .filter(|l| !l.starts_with("current="))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
+        match serde_json::from_str::<Value>(&json) {
+            Ok(v) if v.get("deployments").is_some_and(Value::is_array) => None,
+            Ok(_) => Some(format!(
+                "{}/state.json is not a deployment record: it has no \"deployments\" list",
+                self.root
+            )),
+            Err(e) => Some(format!(
+                "{}/state.json is not a readable deployment record ({e})",
+                self.root
+            )),
+        }
+    }
+}
+
+/// The roots a [`Op::Cleanup`] emptied, from its `rustle:cleaned <how> <root>` lines:
+/// `<root>`, with " (through sudo)" where it was root's.
+pub fn cleaned_roots(output: &[String]) -> Vec<String> {
+    output
+        .iter()
+        .filter_map(|l| l.strip_prefix("rustle:cleaned "))
+        .map(|rest| match rest.split_once(' ') {
+            Some(("sudo", root)) => format!("{root} (through sudo)"),
+            Some((_, root)) => root.to_string(),
+            None => rest.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1034,6 +1273,8 @@ mod tests {
                 runner_digest: digest,
                 runner_size,
                 args: &args,
+                refresh: false,
+                keep_runners: 5,
             },
             "rustle-ed25519 0011 test",
             false,
@@ -1091,7 +1332,7 @@ mod tests {
     fn tools(dir: &Path, with_gzip: bool, exact_head: bool) -> String {
         let bin = dir.join(format!("bin-{with_gzip}-{exact_head}"));
         std::fs::create_dir_all(&bin).unwrap();
-        let mut names = vec!["wc", "mkdir", "find", "chmod", "mv", "rm", "cat"];
+        let mut names = vec!["wc", "mkdir", "find", "chmod", "mv", "rm", "cat", "ls"];
         if with_gzip {
             names.push("gzip");
         }

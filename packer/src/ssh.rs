@@ -11,6 +11,7 @@
 //! and each hop authenticated like the host itself; the jump connections are kept in
 //! the [`Connection`], since dropping one would cut the tunnel.
 
+use crate::known_hosts::Verdict;
 use russh::client;
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use std::path::{Path, PathBuf};
@@ -69,9 +70,11 @@ pub enum SshError {
         /// The key's SHA-256 fingerprint.
         fingerprint: String,
     },
-    /// The host's key differs from the one recorded: refused, always.
+    /// The host's key differs from the one recorded (another key of the same
+    /// algorithm, or a key of another algorithm for a host that has one recorded):
+    /// refused, always, `--accept-new-host-keys` or not.
     #[error(
-        "HOST KEY CHANGED for {addr}: it does not match {known_hosts} line {line} ({fingerprint}); refusing to connect"
+        "HOST KEY CHANGED for {addr}: it offers {fingerprint}, which does not match the {recorded} key recorded in {known_hosts} line {line}; refusing to connect"
     )]
     ChangedHostKey {
         /// `address:port`.
@@ -80,7 +83,23 @@ pub enum SshError {
         known_hosts: String,
         /// The line of the recorded key.
         line: usize,
-        /// The new key's fingerprint.
+        /// The recorded key's algorithm.
+        recorded: String,
+        /// The offered key's algorithm and SHA-256 fingerprint.
+        fingerprint: String,
+    },
+    /// The host's key is listed as `@revoked`: refused, even if also recorded as known.
+    #[error(
+        "HOST KEY REVOKED for {addr}: its key {fingerprint} is marked @revoked in {known_hosts} line {line}; refusing to connect"
+    )]
+    RevokedHostKey {
+        /// `address:port`.
+        addr: String,
+        /// The file.
+        known_hosts: String,
+        /// The `@revoked` line.
+        line: usize,
+        /// The key's fingerprint.
         fingerprint: String,
     },
     /// No key was accepted.
@@ -94,6 +113,10 @@ pub enum SshError {
     /// The remote command could not be run.
     #[error("remote command failed: {0}")]
     Channel(String),
+    /// The host sent more than the deployer takes ([`MAX_LINE_BYTES`],
+    /// [`MAX_OUTPUT_BYTES`]): what it sent, and the limit.
+    #[error("{0}; the deployer stopped reading and closed the channel")]
+    TooMuchOutput(String),
     /// A jump host would not open a tunnel to the next hop.
     #[error("jump host {jump} cannot reach {addr}: {reason}")]
     Tunnel {
@@ -110,7 +133,12 @@ pub enum SshError {
 #[derive(Debug, Clone)]
 enum KeyVerdict {
     Unknown(String),
-    Changed(usize, String),
+    Changed {
+        line: usize,
+        recorded: String,
+        fingerprint: String,
+    },
+    Revoked(usize, String),
     Unreadable(String),
 }
 
@@ -144,14 +172,20 @@ impl client::Handler for Verifier {
             ));
         };
         let fingerprint = key.fingerprint(Default::default()).to_string();
-        let known = if self.known_hosts.exists() {
-            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
-        } else {
-            Ok(false)
+        // A missing file knows no host; an unreadable one is no reason to trust any.
+        let text = match std::fs::read_to_string(&self.known_hosts) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return self.refuse(KeyVerdict::Unreadable(format!(
+                    "cannot read {}: {e}",
+                    self.known_hosts.display()
+                )));
+            }
         };
-        match known {
-            Ok(true) => Ok(true),
-            Ok(false) if self.accept_new => {
+        match crate::known_hosts::check(&text, &self.host, self.port, key) {
+            Verdict::Known => Ok(true),
+            Verdict::New if self.accept_new => {
                 if let Some(dir) = self.known_hosts.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
@@ -167,11 +201,19 @@ impl client::Handler for Verifier {
                     ))),
                 }
             }
-            Ok(false) => self.refuse(KeyVerdict::Unknown(fingerprint)),
-            Err(keys::Error::KeyChanged { line }) => {
-                self.refuse(KeyVerdict::Changed(line, fingerprint))
+            Verdict::New => self.refuse(KeyVerdict::Unknown(fingerprint)),
+            Verdict::Changed { line, recorded } => self.refuse(KeyVerdict::Changed {
+                line,
+                recorded,
+                fingerprint: format!("{} key {fingerprint}", key.algorithm()),
+            }),
+            Verdict::Revoked { line } => self.refuse(KeyVerdict::Revoked(line, fingerprint)),
+            Verdict::CertificateExpected { line } => {
+                self.refuse(KeyVerdict::Unreadable(format!(
+                    "{} line {line} (@cert-authority) says this host presents a host certificate, which rustle-deploy does not support; its plain key {fingerprint} is not trusted in its place",
+                    self.known_hosts.display()
+                )))
             }
-            Err(e) => self.refuse(KeyVerdict::Unreadable(e.to_string())),
         }
     }
 }
@@ -321,7 +363,18 @@ async fn handshake(
                 known_hosts,
                 fingerprint,
             },
-            Some(KeyVerdict::Changed(line, fingerprint)) => SshError::ChangedHostKey {
+            Some(KeyVerdict::Changed {
+                line,
+                recorded,
+                fingerprint,
+            }) => SshError::ChangedHostKey {
+                addr,
+                known_hosts,
+                line,
+                recorded,
+                fingerprint,
+            },
+            Some(KeyVerdict::Revoked(line, fingerprint)) => SshError::RevokedHostKey {
                 addr,
                 known_hosts,
                 line,
@@ -391,68 +444,209 @@ pub enum Reply {
     Pass,
 }
 
+/// The longest line of stdout the deployer takes from a host. A runner event is one
+/// line, and even a task that registers a large command output stays far below this.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// The most a host may send back, stdout and stderr together, for one command. It bounds
+/// what one host can make the deployer hold (a fleet's deploys share its memory), and
+/// is far above what a plan's events or a file read in SSH mode amount to.
+pub const MAX_OUTPUT_BYTES: u64 = 128 << 20;
+/// How much of a command's stderr is kept: its end, where the reason for a failure is.
+pub const STDERR_KEPT_BYTES: usize = 64 << 10;
+
+/// What one command has sent back so far, within [`MAX_OUTPUT_BYTES`] in all and
+/// [`MAX_LINE_BYTES`] per line of stdout, and the last [`STDERR_KEPT_BYTES`] of stderr.
+#[derive(Debug, Default)]
+struct Received {
+    total: u64,
+    /// Stdout not yet handed out as lines (or all of it, for [`Connection::exec_raw`]).
+    stdout: Vec<u8>,
+    /// Where the next line starts in `stdout`.
+    head: usize,
+    /// How far `stdout` is known to hold no newline.
+    scanned: usize,
+    stderr: Vec<u8>,
+}
+
+impl Received {
+    fn count(&mut self, n: usize) -> Result<(), SshError> {
+        self.total = self.total.saturating_add(n as u64);
+        if self.total > MAX_OUTPUT_BYTES {
+            return Err(SshError::TooMuchOutput(format!(
+                "the host sent more than {} MiB of output for one command (the limit per command)",
+                MAX_OUTPUT_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    fn push_stdout(&mut self, data: &[u8]) -> Result<(), SshError> {
+        self.count(data.len())?;
+        // Lines already handed out are dropped once per arrival, not once per line, so
+        // many short lines after a long one cost no more than reading them.
+        if self.head > 0 {
+            self.stdout.drain(..self.head.min(self.stdout.len()));
+            self.scanned = self.scanned.saturating_sub(self.head);
+            self.head = 0;
+        }
+        self.stdout.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn push_stderr(&mut self, data: &[u8]) -> Result<(), SshError> {
+        self.count(data.len())?;
+        self.stderr.extend_from_slice(data);
+        if self.stderr.len() > 2 * STDERR_KEPT_BYTES {
+            let cut = self.stderr.len() - STDERR_KEPT_BYTES;
+            self.stderr.drain(..cut);
+        }
+        Ok(())
+    }
+
+    /// The next complete line of stdout, without its line end.
+    fn next_line(&mut self) -> Option<String> {
+        let rest = self.stdout.get(self.scanned..)?;
+        let Some(at) = rest.iter().position(|b| *b == b'\n') else {
+            self.scanned = self.stdout.len();
+            return None;
+        };
+        let end = self.scanned + at;
+        let line = self.stdout.get(self.head..end)?;
+        let text = String::from_utf8_lossy(line)
+            .trim_end_matches('\r')
+            .to_string();
+        self.head = end + 1;
+        self.scanned = end + 1;
+        Some(text)
+    }
+
+    /// Refuses a line that grows past [`MAX_LINE_BYTES`] without ending.
+    fn check_line(&self) -> Result<(), SshError> {
+        if self.stdout.len().saturating_sub(self.head) > MAX_LINE_BYTES {
+            return Err(SshError::TooMuchOutput(format!(
+                "the host sent a line of output longer than {} MiB (the limit for one line)",
+                MAX_LINE_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stdout after the last line end, if any (a last line without one).
+    fn rest(&self) -> Option<String> {
+        let rest = self.stdout.get(self.head..).unwrap_or_default();
+        (!rest.is_empty()).then(|| String::from_utf8_lossy(rest).trim_end().to_string())
+    }
+
+    fn stderr_text(&self) -> String {
+        let start = self.stderr.len().saturating_sub(STDERR_KEPT_BYTES);
+        String::from_utf8_lossy(self.stderr.get(start..).unwrap_or_default()).into_owned()
+    }
+}
+
+/// Where [`Connection::run`] puts a command's stdout.
+enum Stdout<'a> {
+    /// Line by line, as it arrives.
+    Lines(&'a mut (dyn FnMut(&str) + Send)),
+    /// Kept whole.
+    Raw,
+}
+
 impl Connection {
     /// Runs `command`, sends `stdin` then end-of-file, and calls `on_line` for every
     /// line of stdout as it arrives. Returns the exit code (`None` when the command was
-    /// killed by a signal) and stderr.
+    /// killed by a signal) and stderr (its last [`STDERR_KEPT_BYTES`]). A host that sends
+    /// more than [`MAX_OUTPUT_BYTES`], or a line longer than [`MAX_LINE_BYTES`], gets its
+    /// channel closed and the call fails with [`SshError::TooMuchOutput`].
     pub async fn exec(
         &self,
         command: &str,
         stdin: &[u8],
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(Option<u32>, String), SshError> {
-        let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
-        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
-        channel.exec(true, command).await.map_err(ch_err)?;
-        channel.data(stdin).await.map_err(ch_err)?;
-        channel.eof().await.map_err(ch_err)?;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut stderr: Vec<u8> = Vec::new();
-        let mut code = None;
-        // Keep reading after the exit status until the channel closes: output may
-        // still be in flight.
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                russh::ChannelMsg::Data { data } => {
-                    pending.extend_from_slice(&data);
-                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=pos).collect();
-                        on_line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
-                    }
-                }
-                russh::ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                _ => {}
-            }
+        let (code, got) = self
+            .run(command, stdin, Stdout::Lines(&mut *on_line))
+            .await?;
+        if let Some(last) = got.rest() {
+            on_line(&last);
         }
-        if !pending.is_empty() {
-            on_line(String::from_utf8_lossy(&pending).trim_end());
-        }
-        Ok((code, String::from_utf8_lossy(&stderr).into_owned()))
+        Ok((code, got.stderr_text()))
     }
 
     /// Runs `command` with `stdin`, and returns its exit code (`None` when killed by a
-    /// signal), stdout and stderr as bytes (the SSH execution mode reads files with it).
+    /// signal), stdout and stderr as bytes (the SSH execution mode reads files with it),
+    /// within the same limits as [`Connection::exec`].
     pub async fn exec_raw(
         &self,
         command: &str,
         stdin: &[u8],
     ) -> Result<(Option<u32>, Vec<u8>, Vec<u8>), SshError> {
+        let (code, got) = self.run(command, stdin, Stdout::Raw).await?;
+        let stderr = got.stderr_text().into_bytes();
+        Ok((code, got.stdout, stderr))
+    }
+
+    /// Runs `command` on a new channel, sending `stdin` and then end-of-file while
+    /// reading what comes back. Sending and reading are two futures polled together: a
+    /// command that exits without reading all of its input (a full disk, a refused
+    /// argument) closes the channel, and the call returns at once with its exit code and
+    /// stderr. Sending first, as this once did, waited for window space that a host
+    /// which has stopped reading never grants (russh does not wake that wait when the
+    /// channel closes), until the deploy's timeout, and lost the stderr.
+    async fn run(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        mut stdout: Stdout<'_>,
+    ) -> Result<(Option<u32>, Received), SshError> {
         let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
-        let mut channel = self.handle.channel_open_session().await.map_err(ch_err)?;
+        let channel = self.handle.channel_open_session().await.map_err(ch_err)?;
         channel.exec(true, command).await.map_err(ch_err)?;
-        channel.data(stdin).await.map_err(ch_err)?;
-        channel.eof().await.map_err(ch_err)?;
-        let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
-                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                _ => {}
+        let (mut reader, writer) = channel.split();
+        let send = async {
+            // A failed send means the host closed its end: what it says on stderr and
+            // its exit code tell why, so the error itself adds nothing.
+            if writer.data(stdin).await.is_ok() {
+                let _ = writer.eof().await;
+            }
+        };
+        tokio::pin!(send);
+        let mut sending = true;
+        let mut got = Received::default();
+        let mut code = None;
+        // Keep reading after the exit status until the channel closes: output may
+        // still be in flight.
+        loop {
+            let msg = tokio::select! {
+                () = &mut send, if sending => {
+                    sending = false;
+                    continue;
+                }
+                msg = reader.wait() => msg,
+            };
+            let Some(msg) = msg else { break };
+            let step = match msg {
+                russh::ChannelMsg::Data { data } => match &mut stdout {
+                    Stdout::Lines(on_line) => got.push_stdout(&data).and_then(|()| {
+                        while let Some(line) = got.next_line() {
+                            on_line(&line);
+                        }
+                        got.check_line()
+                    }),
+                    Stdout::Raw => got.push_stdout(&data),
+                },
+                russh::ChannelMsg::ExtendedData { data, .. } => got.push_stderr(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => {
+                    code = Some(exit_status);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = step {
+                let _ = writer.close().await;
+                return Err(e);
             }
         }
-        Ok((code, out, err))
+        Ok((code, got))
     }
 
     /// Like [`Connection::exec`], but stdin is a conversation: each line of output
@@ -461,6 +655,7 @@ impl Connection {
     /// `on_line`. A host script uses this to say what it needs and to acknowledge what it
     /// has read, which paces a large upload (see [`Script::DeployCached`]).
     /// Returns the exit code (`None` when killed by a signal), stderr and the bytes sent.
+    /// The same limits as [`Connection::exec`] apply to what the host sends.
     pub async fn exec_conversation(
         &self,
         command: &str,
@@ -473,44 +668,51 @@ impl Connection {
         let (mut reader, writer) = channel.split();
         // Sending waits for the host's window; reading must not wait with it (a host
         // that exits without reading all of stdin would never open the window again),
-        // so a task sends what the conversation queues: bytes, then `None` for the end.
+        // so sending is a future of its own, polled with the reads, that sends what the
+        // conversation queues: bytes, then `None` for the end.
         let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<Option<Vec<u8>>>();
-        let sender = tokio::spawn(async move {
+        let send = async {
             while let Some(item) = queued.recv().await {
-                let done = match item {
-                    Some(bytes) => writer.data(&bytes[..]).await.is_err(),
+                match item {
+                    Some(bytes) => {
+                        if writer.data(&bytes[..]).await.is_err() {
+                            break;
+                        }
+                    }
                     None => {
                         let _ = writer.eof().await;
-                        true
+                        break;
                     }
-                };
-                if done {
-                    break;
                 }
             }
-        });
-        let mut pending: Vec<u8> = Vec::new();
-        let mut stderr: Vec<u8> = Vec::new();
+        };
+        tokio::pin!(send);
+        let mut sending = true;
+        let mut got = Received::default();
         let mut code = None;
         let mut talking = true;
         let mut sent = 0u64;
-        while let Some(msg) = reader.wait().await {
-            match msg {
-                russh::ChannelMsg::Data { data } => {
-                    pending.extend_from_slice(&data);
-                    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                        let raw: Vec<u8> = pending.drain(..=pos).collect();
-                        let line = String::from_utf8_lossy(&raw);
-                        let line = line.trim_end_matches(['\n', '\r']);
+        loop {
+            let msg = tokio::select! {
+                () = &mut send, if sending => {
+                    sending = false;
+                    continue;
+                }
+                msg = reader.wait() => msg,
+            };
+            let Some(msg) = msg else { break };
+            let step = match msg {
+                russh::ChannelMsg::Data { data } => got.push_stdout(&data).and_then(|()| {
+                    while let Some(line) = got.next_line() {
                         if !talking {
-                            on_line(line);
+                            on_line(&line);
                             continue;
                         }
-                        let (bytes, more) = match answer(line) {
+                        let (bytes, more) = match answer(&line) {
                             Reply::Send(b) => (b, true),
                             Reply::Last(b) => (b, false),
                             Reply::Pass => {
-                                on_line(line);
+                                on_line(&line);
                                 continue;
                             }
                         };
@@ -523,17 +725,29 @@ impl Connection {
                             let _ = queue.send(None);
                         }
                     }
+                    got.check_line()
+                }),
+                russh::ChannelMsg::ExtendedData { data, .. } => got.push_stderr(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => {
+                    code = Some(exit_status);
+                    Ok(())
                 }
-                russh::ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
-                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                _ => {}
+                _ => Ok(()),
+            };
+            if let Err(e) = step {
+                let _ = writer.close().await;
+                return Err(e);
             }
         }
-        sender.abort();
-        if !pending.is_empty() {
-            on_line(String::from_utf8_lossy(&pending).trim_end());
+        if let Some(last) = got.rest() {
+            on_line(&last);
         }
-        Ok((code, String::from_utf8_lossy(&stderr).into_owned(), sent))
+        Ok((code, got.stderr_text(), sent))
+    }
+
+    /// Whether the connection has ended (the host, its sshd or the network went away).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
     }
 
     /// Closes the connection politely, then the jump hosts' (last hop first).
@@ -601,6 +815,74 @@ fn remember_key(key_line: &str) -> String {
 /// ([`trust_lines`] restores it). The cached deploy needs none ([`Script::DeployCached`]).
 const TEMP_DIR: &str = "set -e\nu0=$(umask)\numask 077\nd=$(mktemp -d \"${TMPDIR:-/tmp}/rustle.XXXXXXXXXX\")\ntrap 'rm -rf \"$d\"' EXIT\n";
 
+/// Shell lines that record, in the login user's `~/.rustle/roots`, the state root `$R`
+/// this deploy uses and whether it goes through sudo: one line `sudo <root>` or
+/// `user <root>` per root, the latest last. `--rollback`, `--list-deployments` and
+/// `--cleanup` read it to find root's state with the same sudo as the deploy that made
+/// it ([`ROOTS_FILE`]); on the host, so any controller finds it. A repeat deploy only
+/// reads it (shell builtins, no process).
+fn note_root(sudo: bool) -> String {
+    let how = if sudo { "sudo" } else { "user" };
+    format!(
+        "rl=\"{how} $R\"\nrf={ROOTS_FILE}\nlast=\n\
+         if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do last=$l; done < \"$rf\"; fi\n\
+         if [ \"$last\" != \"$rl\" ]; then mkdir -p -m 700 \"$HOME/.rustle\"; (umask 077; {{ if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do if [ -n \"$l\" ] && [ \"$l\" != \"$rl\" ]; then printf '%s\\n' \"$l\"; fi; done < \"$rf\"; fi; printf '%s\\n' \"$rl\"; }} > \"$rf.new\" && mv -f \"$rf.new\" \"$rf\"); fi\n"
+    )
+}
+
+/// Where a host records the state roots deploys used ([`note_root`]).
+const ROOTS_FILE: &str = "\"$HOME/.rustle/roots\"";
+
+/// Shell lines that set `$roots` to the state roots a host-level operation acts on, one
+/// `sudo <root>` / `user <root>` line each, the most recently deployed last, and `$nl`
+/// to a newline. With `rustle_root` (`root`) that root alone, through sudo when a deploy
+/// recorded it so or the inventory asks for become (`sudo`); otherwise every root the
+/// host's record lists, after the default one (`/var/lib/rustle` with sudo or for root,
+/// else `~/.rustle`) when the record does not list it.
+fn roots_lines(root: Option<&str>, sudo: bool) -> String {
+    let head = format!("nl='\n'\nrf={ROOTS_FILE}\n");
+    match root {
+        Some(r) => format!(
+            "{head}F={r}\nhow={how}\n\
+             if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do if [ \"$l\" = \"sudo $F\" ]; then how=sudo; fi; done < \"$rf\"; fi\n\
+             roots=\"$how $F\"\n",
+            r = sh_quote(r),
+            how = if sudo { "sudo" } else { "user" },
+        ),
+        None => format!(
+            "{head}{default}roots=$dl\n\
+             if [ -f \"$rf\" ]; then while IFS= read -r l || [ -n \"$l\" ]; do case \"$l\" in \"$dl\") ;; 'sudo /'*|'user /'*) roots=\"$roots$nl$l\";; esac; done < \"$rf\"; fi\n",
+            default = if sudo {
+                "dl='sudo /var/lib/rustle'\n"
+            } else {
+                "if [ \"$(id -u)\" = 0 ]; then dl='user /var/lib/rustle'; else dl=\"user $HOME/.rustle\"; fi\n"
+            },
+        ),
+    }
+}
+
+/// Shell lines, inside a loop over [`roots_lines`]' `$roots`, that take a line `$l` apart
+/// into `$R` and `$S` (`sudo -n` or nothing), and `$how`; a sudo that would ask for a
+/// password is an error naming the root, never taken for an empty root.
+const ROOT_OF_LINE: &str = "how=${l%% *}; R=${l#* }; S=\n\
+     if [ \"$how\" = sudo ]; then S=\"sudo -n\"; if ! sudo -n true </dev/null; then echo \"rustle: sudo -n would not run without a password, so $R (made through sudo) cannot be reached\" >&2; exit 1; fi; fi\n";
+
+/// Run for one state root by the cleanup script, as `sh -c` (under sudo for root's):
+/// `$1` the root, `$2` the deployer's key line, `$3` `sudo` or `user`, then the runner's
+/// arguments. A runner found there removes the root's releases, cache and state under
+/// the root's lock, so a deploy running meanwhile is waited for; a root with no runner
+/// left (or one from before `cleanup` existed, exit 64) is cleaned here. The deployer's
+/// key leaves the root's trust store; the root itself goes if nothing else is in it.
+const CLEAN_ROOT: &str = "R=$1; k=$2; how=$3; shift 3\n\
+     run=\n\
+     for x in \"$R/current/rustle-runner\" \"$R\"/releases/*/rustle-runner; do if [ -f \"$x\" ] && [ -x \"$x\" ]; then run=$x; break; fi; done\n\
+     if [ -z \"$run\" ] && [ \"$how\" = user ]; then for x in \"$R\"/cache/*/rustle-runner; do if [ -f \"$x\" ] && [ -x \"$x\" ] && [ -O \"$x\" ]; then run=$x; break; fi; done; fi\n\
+     rc=64\n\
+     if [ -n \"$run\" ]; then \"$run\" cleanup --root \"$R\" \"$@\" >/dev/null; rc=$?; fi\n\
+     if [ \"$rc\" = 64 ]; then rm -rf \"$R/releases\" \"$R/cache\" \"$R/current\" \"$R/state.json\" \"$R/.lock\" \"$R\"/.current.tmp* \"$R\"/state.json.tmp* || exit 1; elif [ \"$rc\" != 0 ]; then exit \"$rc\"; fi\n\
+     if [ -f \"$R/trusted_keys\" ]; then grep -vxF -- \"$k\" \"$R/trusted_keys\" > \"$R/trusted_keys.new\" || true; if [ -s \"$R/trusted_keys.new\" ]; then mv \"$R/trusted_keys.new\" \"$R/trusted_keys\"; else rm -f \"$R/trusted_keys.new\" \"$R/trusted_keys\"; fi; fi\n\
+     rmdir \"$R\" 2>/dev/null || true\n";
+
 /// What a host is asked to do.
 #[derive(Debug, Clone)]
 pub enum Script<'a> {
@@ -626,8 +908,11 @@ pub enum Script<'a> {
     /// than loopback delivers cost more CPU than all the rest of a first deploy. Then
     /// comes the payload, which the runner reads from stdin (`--payload -`), and stdin
     /// closes. The runner checks its own file against `runner_digest` before anything
-    /// else. The common case, a host that has the runner, starts no process but the
-    /// shell, `id` (unless the root is known) and the runner: every process is CPU on a
+    /// else. A cached runner is run only if the login user owns it and its directories
+    /// and neither is writable by group or others; after a new runner arrives, only the
+    /// `keep_runners` most recently received stay in the cache. The common case, a host
+    /// that has the runner, starts no process but the shell, `id` (unless the root is
+    /// known), one `find` (the cache's modes) and the runner: every process is CPU on a
     /// host, and on a fleet sharing a machine, wall time.
     DeployCached {
         /// blake3 of the bare runner: its cache key, and checked by the runner itself.
@@ -638,6 +923,11 @@ pub enum Script<'a> {
         /// Runner arguments (`--root`, `--payload`, `--trusted-key` and `--expect-file`
         /// are added).
         args: &'a [String],
+        /// Drop the cached runner first and take a fresh copy (the cached one failed
+        /// its own `--expect-file` check).
+        refresh: bool,
+        /// Runners the cache keeps (the newest received).
+        keep_runners: usize,
     },
     /// Run the release `id` already installed on the host (blue-green switch).
     RunInstalled {
@@ -646,18 +936,31 @@ pub enum Script<'a> {
         /// Runner arguments (`--root` is added).
         args: &'a [String],
     },
-    /// Make the previous release current and run it.
-    Rollback,
-    /// Print state.json and the current release.
+    /// Run the previous good release again, in the most recently deployed root (see
+    /// [`roots_lines`]); it becomes current if it succeeds.
+    Rollback {
+        /// Arguments for `rustle-runner rollback` (`--root` and `--trusted-key` are
+        /// added).
+        args: &'a [String],
+    },
+    /// Print, for every root ([`roots_lines`]) that exists, a `rustle:root <how> <root>`
+    /// line, its state.json and `current=<link>`.
     List,
-    /// Remove everything rustle-deploy put on the host.
-    Cleanup,
+    /// Remove everything rustle-deploy put on the host, in every root ([`CLEAN_ROOT`]),
+    /// saying `rustle:cleaned <how> <root>` for each, then the login user's runner
+    /// cache (which deploys through sudo use) and record of roots.
+    Cleanup {
+        /// Arguments for `rustle-runner cleanup` (`--root` is added).
+        args: &'a [String],
+    },
 }
 
 /// The POSIX shell script for a [`Script`]. Every value in it is ours and
 /// single-quoted; nothing comes from the plan.
 pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) -> String {
     let pre = root_preamble(root, sudo);
+    let note = note_root(sudo);
+    let how = sudo;
     let sudo = if sudo { "sudo -n " } else { "" };
     let quoted = |args: &[String]| {
         args.iter()
@@ -670,7 +973,7 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             "{TEMP_DIR}{pre}head -c {size} > \"$d/rustle-runner\"\n\
              got=$(wc -c < \"$d/rustle-runner\")\n\
              if [ \"$got\" -ne {size} ]; then echo \"rustle: upload truncated: $got of {size} bytes\" >&2; exit 70; fi\n\
-             chmod 700 \"$d/rustle-runner\"\n{trust}set +e\n\
+             chmod 700 \"$d/rustle-runner\"\n{trust}{note}set +e\n\
              {sudo}\"$d/rustle-runner\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
             trust = trust_lines(key_line),
             args = quoted(args),
@@ -679,8 +982,10 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
             runner_digest,
             runner_size,
             args,
+            refresh,
+            keep_runners,
         } => format!(
-            "set -e\n{pre}c={cache}/{dig}\n\
+            "set -e\n{pre}c={cache}/{dig}\n{refresh}\
              need=\n\
              if [ ! -x \"$c/rustle-runner\" ]; then\n\
              u0=$(umask)\n\
@@ -695,57 +1000,82 @@ pub fn script(s: &Script<'_>, key_line: &str, sudo: bool, root: Option<&str>) ->
              inc=\"$c/.incoming.$$\"\n\
              exec 4>&1\n\
              frames() {{ while IFS= read -r n && [ \"$n\" != 0 ]; do case \"$n\" in ''|*[!0-9]*) return 70;; esac; head -c \"$n\"; echo rustle:ack >&4; done; }}\n\
+             oneline() {{ o=; while IFS= read -r l; do o=\"$o${{o:+; }}$l\"; done <<EOF\n$1\nEOF\nprintf '%s' \"$o\"; }}\n\
              if [ \"$need\" = gz ]; then\n\
-             if ! frames | gzip -dc > \"$inc\"; then rm -f \"$inc\"; echo \"rustle: gzip could not expand the uploaded runner\" >&2; exit 70; fi\n\
-             else frames > \"$inc\" || true; fi\n\
+             if ! err=$( {{ frames | gzip -dc > \"$inc\"; }} 2>&1 ); then rm -f \"$inc\"; echo \"rustle: gzip could not expand the uploaded runner into $c: $(oneline \"$err\")\" >&2; exit 70; fi\n\
+             else err=$( {{ frames > \"$inc\"; }} 2>&1 ) || true; fi\n\
              exec 4>&-\n\
              got=$(wc -c < \"$inc\")\n\
-             if [ \"$got\" -ne {runner_size} ]; then rm -f \"$inc\"; echo \"rustle: upload truncated: $got of {runner_size} bytes\" >&2; exit 70; fi\n\
+             if [ \"$got\" -ne {runner_size} ]; then rm -f \"$inc\"; echo \"rustle: upload truncated: $got of {runner_size} bytes${{err:+: }}$(oneline \"$err\")\" >&2; exit 70; fi\n\
              chmod 700 \"$inc\"\n\
              mv \"$inc\" \"$c/rustle-runner\"\n\
+             n=0\n\
+             for e in $(ls -t {cache}); do case \"$e\" in *[!0-9a-f]*) continue;; esac; n=$((n+1)); if [ \"$n\" -gt {keep} ]; then rm -rf {cache}/\"$e\"; fi; done\n\
              umask \"$u0\"\n\
-             fi\n{remember}set +e\n\
+             fi\n\
+             if [ ! -O \"$c/rustle-runner\" ] || [ ! -O \"$c\" ] || [ ! -O {cache} ] || [ -n \"$(find {cache} \"$c\" -prune \\( -perm -020 -o -perm -002 \\) -print)\" ]; then echo \"rustle: the runner cache $c is not private to this user (owned by another, or writable by group or others); refusing to run its runner\" >&2; exit 70; fi\n\
+             {remember}{note}set +e\n\
              {sudo}\"$c/rustle-runner\" --expect-file {dig} --payload - --trusted-key \"$t\" --root \"$R\" {args}\nexit $?\n",
             // Under sudo the state root is root's, so the cache is the login user's
             // own: whoever may `sudo -n` is already root-equivalent, and no other user
-            // can write there (it is made under umask 077).
+            // can write there (it is made under umask 077, and checked before each run).
             cache = if sudo.is_empty() {
                 "\"$R/cache\""
             } else {
                 "\"$HOME/.rustle/cache\""
             },
             dig = sh_quote(runner_digest),
+            refresh = if *refresh { "rm -rf \"$c\"\n" } else { "" },
+            keep = (*keep_runners).max(1),
             remember = remember_key(key_line),
             args = quoted(args),
         ),
         Script::RunInstalled { id, args } => format!(
-            "{TEMP_DIR}{pre}{trust}rel=\"$R/releases/\"{id}\n\
+            "{TEMP_DIR}{pre}{trust}{note}rel=\"$R/releases/\"{id}\n\
              if [ -f \"$rel/payload.bin\" ]; then set -- --payload \"$rel/payload.bin\"; else set --; fi\nset +e\n\
              {sudo}\"$rel/rustle-runner\" \"$@\" --trusted-key \"$d/deployer.pub\" --root \"$R\" {args}\nexit $?\n",
             trust = trust_lines(key_line),
             id = sh_quote(id),
             args = quoted(args),
         ),
-        Script::Rollback => format!(
-            "{TEMP_DIR}{pre}{trust}\
-             if [ ! -x \"$R/current/rustle-runner\" ]; then echo \"rustle: no current release in $R\" >&2; exit 68; fi\n\
-             set +e\n{sudo}\"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\"\nexit $?\n",
+        Script::Rollback { args } => format!(
+            "{TEMP_DIR}{trust}{roots}sel=${{roots##*\"$nl\"}}\nl=$sel\n{ROOT_OF_LINE}\
+             if ! $S test -x \"$R/current/rustle-runner\" </dev/null; then echo \"rustle: no current release in $R\" >&2; exit 68; fi\n\
+             set +e\n$S \"$R/current/rustle-runner\" rollback --root \"$R\" --trusted-key \"$d/deployer.pub\" {args}\nexit $?\n",
             trust = trust_lines(key_line),
+            roots = roots_lines(root, how),
+            args = quoted(args),
         ),
         Script::List => format!(
-            "{pre}if [ -f \"$R/state.json\" ]; then {sudo}cat \"$R/state.json\"; else echo '{{\"v\":1,\"deployments\":[]}}'; fi\n\
-             echo\necho \"current=$({sudo}readlink \"$R/current\" 2>/dev/null || true)\"\n"
+            "{roots}any=\n\
+             while IFS= read -r l; do\n\
+             if [ -z \"$l\" ]; then continue; fi\n{ROOT_OF_LINE}\
+             if ! $S test -d \"$R\" </dev/null; then continue; fi\n\
+             any=1\n\
+             echo \"rustle:root $l\"\n\
+             if $S test -f \"$R/state.json\" </dev/null; then $S cat \"$R/state.json\" </dev/null; else echo '{{\"v\":1,\"deployments\":[]}}'; fi\n\
+             echo\necho \"current=$($S readlink \"$R/current\" </dev/null 2>/dev/null || true)\"\n\
+             done <<EOF\n$roots\nEOF\n\
+             if [ -z \"$any\" ]; then echo \"rustle:root ${{roots%%\"$nl\"*}}\"; echo '{{\"v\":1,\"deployments\":[]}}'; echo current=; fi\n",
+            roots = roots_lines(root, how),
         ),
-        Script::Cleanup => {
+        Script::Cleanup { args } => {
             let key = sh_quote(key_line);
             format!(
-                "set -e\n{pre}if [ -d \"$R\" ]; then\n\
-                 {sudo}rm -rf \"$R/releases\" \"$R/cache\" \"$R/current\" \"$R/state.json\" \"$R\"/.current.tmp* \"$R\"/state.json.tmp*\n\
-                 if [ -f \"$R/trusted_keys\" ]; then {sudo}sh -c 'grep -vxF \"$1\" \"$2\" > \"$2.new\" || true; if [ -s \"$2.new\" ]; then mv \"$2.new\" \"$2\"; else rm -f \"$2.new\" \"$2\"; fi' sh {key} \"$R/trusted_keys\"; fi\n\
-                 {sudo}rmdir \"$R\" 2>/dev/null || true\nfi\n\
-                 if [ -f \"$HOME/.rustle/trusted_keys\" ]; then grep -vxF {key} \"$HOME/.rustle/trusted_keys\" > \"$HOME/.rustle/trusted_keys.new\" || true; if [ -s \"$HOME/.rustle/trusted_keys.new\" ]; then mv \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; else rm -f \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; fi; rmdir \"$HOME/.rustle\" 2>/dev/null || true; fi\n\
+                "{roots}fail=0\nclean={clean}\n\
+                 while IFS= read -r l; do\n\
+                 if [ -z \"$l\" ]; then continue; fi\n{ROOT_OF_LINE}\
+                 if ! $S test -d \"$R\" </dev/null; then continue; fi\n\
+                 if $S sh -c \"$clean\" sh \"$R\" {key} \"$how\" {args} </dev/null; then echo \"rustle:cleaned $l\"; else echo \"rustle: could not clean $R\" >&2; fail=1; fi\n\
+                 done <<EOF\n$roots\nEOF\n\
+                 if [ \"$fail\" = 0 ]; then rm -f \"$rf\"; rm -rf \"$HOME/.rustle/cache\"; fi\n\
+                 if [ -f \"$HOME/.rustle/trusted_keys\" ]; then grep -vxF -- {key} \"$HOME/.rustle/trusted_keys\" > \"$HOME/.rustle/trusted_keys.new\" || true; if [ -s \"$HOME/.rustle/trusted_keys.new\" ]; then mv \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; else rm -f \"$HOME/.rustle/trusted_keys.new\" \"$HOME/.rustle/trusted_keys\"; fi; fi\n\
+                 rmdir \"$HOME/.rustle\" 2>/dev/null || true\n\
                  find \"${{TMPDIR:-/tmp}}\" -maxdepth 1 -name 'rustle.??????????' -user \"$(id -u)\" -exec rm -rf {{}} + 2>/dev/null || true\n\
-                 echo cleaned\n"
+                 exit \"$fail\"\n",
+                roots = roots_lines(root, how),
+                clean = sh_quote(CLEAN_ROOT),
+                args = quoted(args),
             )
         }
     }
@@ -790,20 +1120,181 @@ mod tests {
                 id: "x",
                 args: &args,
             },
-            Script::Rollback,
+            Script::DeployCached {
+                runner_digest: "d",
+                runner_size: 1,
+                args: &args,
+                refresh: true,
+                keep_runners: 2,
+            },
+            Script::Rollback { args: &args },
             Script::List,
-            Script::Cleanup,
+            Script::Cleanup { args: &args },
         ] {
-            let text = script(&sc, "k", false, None);
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", &text])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{sc:?}: {}\n{text}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            for (sudo, root) in [(false, None), (true, Some("/srv/it's"))] {
+                let text = script(&sc, "k", sudo, root);
+                for shell in ["sh", "dash", "bash"] {
+                    let out = std::process::Command::new(shell)
+                        .args(["-n", "-c", &text])
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{shell}: {sc:?}: {}\n{text}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
         }
+    }
+
+    /// Runs `text` under `sh` with `home` as HOME and a `sudo` on PATH that notes each
+    /// command it is given in `home/sudo.log` and runs it (as the same user), and an `id`
+    /// that says uid 1000: the tests run as root, and must never take this machine's
+    /// `/var/lib/rustle` for the default root. Returns (stdout, stderr, exit code).
+    fn with_fake_sudo(home: &Path, text: &str) -> (String, String, Option<i32>) {
+        let bin = home.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let id = bin.join("id");
+        std::fs::write(&id, "#!/bin/sh\necho 1000\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sudo = bin.join("sudo");
+        std::fs::write(
+            &sudo,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = -n ] && shift\necho \"$*\" >> '{}'\nexec \"$@\"\n",
+                home.join("sudo.log").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(text)
+            .env("HOME", home)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+        )
+    }
+
+    #[test]
+    fn deploys_record_their_root_and_sudo_latest_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        for (sudo, root) in [(true, "/srv/a b"), (false, "/srv/c"), (true, "/srv/a b")] {
+            let text = format!("set -e\nR='{root}'\n{}", note_root(sudo));
+            let (_, err, code) = with_fake_sudo(home, &text);
+            assert_eq!(code, Some(0), "{err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(home.join(".rustle/roots")).unwrap(),
+            "user /srv/c\nsudo /srv/a b\n"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(home.join(".rustle/roots"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn host_operations_use_the_roots_and_sudo_the_deploys_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let mine = home.join(".rustle");
+        let roots_dir = home.join("srv");
+        let theirs = roots_dir.join("root state");
+        for (root, id) in [(&mine, "mine"), (&theirs, "theirs")] {
+            std::fs::create_dir_all(root.join("releases").join(id)).unwrap();
+            std::fs::write(
+                root.join("state.json"),
+                format!("{{\"v\":1,\"deployments\":[{{\"id\":\"{id}\"}}]}}"),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(format!("releases/{id}"), root.join("current")).unwrap();
+            let runner = root.join("releases").join(id).join("rustle-runner");
+            // A runner from before `cleanup` (exit 64): the script cleans by itself.
+            std::fs::write(
+                &runner,
+                format!("#!/bin/sh\n[ \"$1\" = cleanup ] && exit 64\necho \"{id} runner: $*\"\n"),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(
+            mine.join("roots"),
+            format!("user {}\nsudo {}\n", mine.display(), theirs.display()),
+        )
+        .unwrap();
+        let log = || std::fs::read_to_string(home.join("sudo.log")).unwrap_or_default();
+
+        // The inventory says nothing of become: both roots are listed, the one a deploy
+        // made through sudo read through sudo.
+        let (out, err, code) = with_fake_sudo(home, &script(&Script::List, "k", false, None));
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains(&format!("rustle:root user {}\n", mine.display())),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("rustle:root sudo {}\n", theirs.display())),
+            "{out}"
+        );
+        assert!(out.contains("current=releases/theirs"), "{out}");
+        assert!(
+            log().contains(&format!("cat {}/state.json", theirs.display())),
+            "{}",
+            log()
+        );
+        assert!(!log().contains(&mine.display().to_string()), "{}", log());
+
+        // Rollback works in the latest root, through sudo.
+        let args = vec!["--no-wait".to_string()];
+        let (out, err, code) = with_fake_sudo(
+            home,
+            &script(&Script::Rollback { args: &args }, "k", false, None),
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains(&format!(
+                "theirs runner: rollback --root {} --trusted-key",
+                theirs.display()
+            )) && out.trim_end().ends_with("--no-wait"),
+            "{out}"
+        );
+
+        // With rustle_root, only that root, through sudo because a deploy recorded it so.
+        let fixed = theirs.display().to_string();
+        std::fs::remove_file(home.join("sudo.log")).unwrap();
+        let (out, err, code) =
+            with_fake_sudo(home, &script(&Script::List, "k", false, Some(&fixed)));
+        assert_eq!(code, Some(0), "{err}");
+        assert!(!out.contains("rustle:root user"), "{out}");
+        assert!(log().contains("state.json"), "{}", log());
+
+        // Cleanup empties both, says which, and forgets the record.
+        let (out, err, code) = with_fake_sudo(
+            home,
+            &script(&Script::Cleanup { args: &[] }, "k", false, None),
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            out.contains(&format!("rustle:cleaned sudo {}", theirs.display())),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("rustle:cleaned user {}", mine.display())),
+            "{out}"
+        );
+        assert!(!out.contains("/var/lib/rustle"), "{out}");
+        assert!(!theirs.exists() && !mine.exists(), "{out}");
     }
 }

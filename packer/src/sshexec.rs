@@ -687,11 +687,15 @@ struct Put<'a> {
 /// it under Ansible's name `$d.<pid>.<time>~` (`ln` never writes through an existing
 /// name; a taken name gets another number). Without /proc, attributes are set by name
 /// right after checking the name is still a plain file.
+/// Host shell text: descriptors are reached through `/proc/self/fd` where the host has
+/// it (`$F`), else names are used with `-h` (`$H`); see [`put_script`].
+const PROC_FD: &str = "if [ -d /proc/self/fd ]; then F=/proc/self/fd; H=; else F=; H=-h; fi\n";
+
 fn put_script(p: &Put<'_>) -> Step<String> {
     let tmp = random_name()?;
     let mut s = format!(
         "umask 077\n\
-         if [ -d /proc/self/fd ]; then F=/proc/self/fd; H=; else F=; H=-h; fi\n\
+         {PROC_FD}\
          at() {{ if [ -n \"$F\" ]; then printf '%s\\n' \"$F/$1\"; elif [ -f \"$2\" ] && [ ! -L \"$2\" ]; then printf '%s\\n' \"$2\"; \
          else printf '%s was replaced while it was being written\\n' \"$2\" >&2; return 1; fi; }}\n\
          p=$(dirname -- \"$d\")\nt=\"$p/.rustle.{tmp}.tmp\"\nbt=\ntrap 'rm -f -- \"$t\" ${{bt:+\"$bt\"}}' EXIT\n"

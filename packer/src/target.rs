@@ -157,8 +157,13 @@ fn is_known_system(system: &str) -> bool {
 pub fn from_uname(answer: &str) -> Result<Triple, String> {
     let mut words = answer.split_whitespace();
     match (words.next(), words.next()) {
+        // The answer comes from the host, and ends up on the terminal: escaped.
         (Some(system), Some(machine)) => Triple::from_system(system, machine).ok_or_else(|| {
-            format!("`uname -sm` says {system} {machine}, a platform with no runner")
+            format!(
+                "`uname -sm` says {} {}, a platform with no runner",
+                crate::deploy::printable(system),
+                crate::deploy::printable(machine)
+            )
         }),
         _ => Err(format!(
             "`uname -sm` answered {answer:?}, not \"<system> <machine>\""
@@ -218,17 +223,21 @@ impl TargetCache {
     }
 
     /// Writes the cache (atomically: a deploy running at the same time reads the old
-    /// file or the new one, never half of one).
+    /// file or the new one, never half of one), 0600, through a temporary file it
+    /// creates itself ([`crate::deploy::write_file`]): a name another user planted in a
+    /// shared directory is never written through. A missing directory is made 0700.
     pub fn save(&self) -> std::io::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+        use std::os::unix::fs::DirBuilderExt as _;
+        if let Some(dir) = self.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         let text = serde_json::to_vec_pretty(&self.entries).map_err(std::io::Error::other)?;
-        let tmp = self
-            .path
-            .with_extension(format!("json.{}", std::process::id()));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)
+        crate::deploy::write_file(&self.path, &text, 0o600)
     }
 
     /// Where the cache lives.
@@ -349,6 +358,11 @@ mod tests {
         let again = TargetCache::load(&path);
         assert_eq!(again.get(&key), Some(Triple::Aarch64LinuxMusl));
         assert_eq!(again.get(&TargetCache::key("10.0.0.1", 2222)), None);
+        // Private: 0600 in a directory made 0700, whatever the umask.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("state")), 0o700);
         // A damaged cache is an empty one, not an error.
         std::fs::write(&path, "{not json").unwrap();
         assert_eq!(TargetCache::load(&path).get(&key), None);

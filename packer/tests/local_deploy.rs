@@ -264,9 +264,10 @@ fn compile_only_writes_one_runner_per_host_that_runs_by_hand() {
     let (rows, out_dir) = compile_only(&env, &work);
     let hosts: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(hosts, ["web1", "web2", "db1"]);
-    // One runner per host, plus the manifest --deploy-only reads.
-    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 4);
+    // One runner per host, plus the manifest --deploy-only reads and its signature.
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 5);
     assert!(out_dir.join("deployment.json").exists());
+    assert!(out_dir.join("deployment.json.sig").exists());
     assert!(
         !work.join("web1").exists(),
         "--compile-only must run nothing"
@@ -741,4 +742,322 @@ fn tasks_run_with_the_callers_umask() {
         std::fs::metadata(&release).unwrap().permissions().mode() & 0o777,
         0o700
     );
+}
+
+/// The host plan inside a packed runner, opened with the runner's own payload API.
+fn payload_plan(env: &Env, bin: &Path) -> (rustle_runner::plan::HostPlan, Vec<u8>) {
+    let bytes = std::fs::read(bin).unwrap();
+    let payload = rustle_runner::locate::find_payload(&bytes).unwrap();
+    let key = rustle_deploy::keys::load(&env.key()).unwrap().public();
+    let (_, plan) = rustle_runner::payload::open(payload, None, &[key]).unwrap();
+    let (_, body) = rustle_runner::payload::parse(payload).unwrap();
+    let raw = zstd::decode_all(body).unwrap();
+    (plan, raw)
+}
+
+#[test]
+fn connection_secrets_never_enter_a_payload() {
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let w = work.to_str().unwrap();
+    let secrets = [
+        ("ansible_password", "login-pw-1"),
+        ("ansible_ssh_pass", "login-pw-2"),
+        ("ansible_become_password", "become-pw-3"),
+        ("ansible_become_pass", "become-pw-4"),
+        ("ansible_sudo_pass", "sudo-pw-5"),
+    ];
+    let mut inv_text = String::from("[web]\nweb1 ansible_connection=local ansible_user=deployer");
+    for (k, v) in &secrets {
+        inv_text.push_str(&format!(" {k}={v}"));
+    }
+    inv_text.push_str("\n[web:vars]\nansible_ssh_private_key_passphrase=key-pw-6\n");
+    let inv = env.path("hosts.ini");
+    std::fs::write(&inv, inv_text).unwrap();
+    let plan = env.write_json(
+        "plan.json",
+        &json!({"format": "rustle-deploy-plan", "version": 1, "plays": [{
+            "name": "p", "hosts": ["all"],
+            "vars": {"ansible_become_password": "play-pw-7", "kept": "play-var"},
+            "tasks": [
+                {"name": "user", "module": "copy", "args": {"content": "{{ ansible_user }} {{ kept }}", "dest": format!("{w}/user")}},
+                {"name": "block", "block": [
+                    {"name": "leak", "module": "copy", "vars": {"ansible_sudo_pass": "task-pw-8"},
+                     "args": {"content": "{{ ansible_become_password }}", "dest": format!("{w}/leak")}}
+                ]}
+            ]
+        }]}),
+    );
+    let out_dir = env.path("out");
+    let out = env.deploy(&[
+        "--compile-only",
+        "-i",
+        inv.to_str().unwrap(),
+        plan.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let bin = out_dir.join("web1");
+    let (host_plan, raw) = payload_plan(&env, &bin);
+    let all_secrets = secrets
+        .iter()
+        .map(|(_, v)| *v)
+        .chain(["key-pw-6", "play-pw-7", "task-pw-8"]);
+    for v in all_secrets {
+        assert!(
+            !raw.windows(v.len()).any(|w| w == v.as_bytes()),
+            "{v} is in the payload"
+        );
+    }
+    for (k, _) in &secrets {
+        assert!(!host_plan.host_vars.contains_key(*k), "{k}");
+    }
+    // What is not a secret stays: tasks use it.
+    assert_eq!(host_plan.host_vars["ansible_user"], "deployer");
+    assert_eq!(host_plan.plays[0].vars["kept"], "play-var");
+
+    // A task that uses one fails, naming the variable, and shows no value.
+    let pubkey = format!("{}.pub", env.key().display());
+    let run = env.run_by_hand(&bin, &["--trusted-key", &pubkey]);
+    assert_eq!(code(&run), 2, "{}", text(&run.stderr));
+    assert_eq!(
+        std::fs::read_to_string(work.join("user")).unwrap(),
+        "deployer play-var"
+    );
+    assert!(!work.join("leak").exists());
+    let events = text(&run.stdout);
+    let leak = events
+        .lines()
+        .find(|l| l.contains("\"name\":\"leak\""))
+        .unwrap();
+    assert!(leak.contains("ansible_become_password"), "{leak}");
+    assert!(!leak.contains("pw-"), "{leak}");
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(p: &Path, m: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+#[test]
+fn compile_only_output_and_plans_are_private_to_their_owner() {
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // Packed runners carry the plan's secrets: 0700 in a directory made 0700, the
+    // manifest and its signature 0600, whatever the umask (here the usual 022).
+    let (rows, out_dir) = compile_only(&env, &work);
+    assert_eq!(mode(&out_dir), 0o700);
+    for (host, _, path) in &rows {
+        assert_eq!(mode(path), 0o700, "{host}");
+    }
+    assert_eq!(mode(&out_dir.join("deployment.json")), 0o600);
+    assert_eq!(mode(&out_dir.join("deployment.json.sig")), 0o600);
+
+    let plan = env.path("plan.json");
+    let inv = three_host_inventory(&env);
+    let compile = |dir: &Path| {
+        env.deploy(&[
+            "--compile-only",
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "-o",
+            dir.to_str().unwrap(),
+        ])
+    };
+    // A directory other users can write to is refused, and nothing is written there.
+    let shared = env.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    set_mode(&shared, 0o777);
+    let out = compile(&shared);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("other users can write to it (mode 0777"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    // One they can only list is used, with a warning; the files are private still.
+    let listed = env.path("listed");
+    std::fs::create_dir(&listed).unwrap();
+    set_mode(&listed, 0o755);
+    let out = compile(&listed);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("can be listed by other users"));
+    assert_eq!(mode(&listed), 0o755, "the user's directory was chmodded");
+    assert_eq!(mode(&listed.join("web1")), 0o700);
+
+    // `plan -o`: 0600, written through a file of its own, never through a symlink
+    // someone planted at the destination.
+    let playbook = env.path("site.yml");
+    std::fs::write(
+        &playbook,
+        "- hosts: all\n  vars:\n    secret: from-a-vault\n  tasks:\n    - debug:\n        msg: \"{{ secret }}\"\n",
+    )
+    .unwrap();
+    let victim = env.path("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    set_mode(&victim, 0o644);
+    let planned = env.path("planned.json");
+    std::os::unix::fs::symlink(&victim, &planned).unwrap();
+    let out = env.deploy(&[
+        "plan",
+        playbook.to_str().unwrap(),
+        "-o",
+        planned.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    assert_eq!(mode(&victim), 0o644);
+    assert_eq!(mode(&planned), 0o600);
+    assert!(
+        std::fs::read_to_string(&planned)
+            .unwrap()
+            .contains("from-a-vault")
+    );
+}
+
+#[test]
+fn deploy_only_refuses_a_swapped_runner_or_a_changed_manifest_before_any_host() {
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (_, out_dir) = compile_only(&env, &work);
+    let inv = three_host_inventory(&env);
+    let deploy_only = || {
+        env.deploy(&[
+            "--deploy-only",
+            "-i",
+            inv.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ])
+    };
+    let untouched = |what: &str| {
+        assert_eq!(
+            std::fs::read_dir(&work).unwrap().count(),
+            0,
+            "{what}: a host ran something"
+        );
+        assert!(
+            !env.path("root").exists(),
+            "{what}: a host installed something"
+        );
+    };
+    let web1 = out_dir.join("web1");
+    let original = std::fs::read(&web1).unwrap();
+
+    // Another runner under web1's genuine payload: the bare runner with one byte of its
+    // text changed (the kind of edit that plants code), packed the way rustle-deploy
+    // packs, so the payload is found and verifies as before.
+    let payload = rustle_runner::locate::find_payload(&original)
+        .unwrap()
+        .to_vec();
+    let mut runner = std::fs::read(RUNNER).unwrap();
+    let at = runner
+        .windows(13)
+        .position(|w| w == b"rustle-runner")
+        .unwrap();
+    runner[at] = b'R';
+    let swapped = rustle_deploy::elf::embed(&runner, &payload).unwrap();
+    assert_eq!(
+        rustle_runner::locate::find_payload(&swapped).unwrap(),
+        &payload[..]
+    );
+    std::fs::write(&web1, &swapped).unwrap();
+    let out = deploy_only();
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the signed manifest records for host web1"),
+        "{}",
+        text(&out.stderr)
+    );
+    untouched("swapped runner");
+    std::fs::write(&web1, &original).unwrap();
+
+    // A manifest rewritten to send web2's file (and its digests) to web1, and web1's to
+    // web2: consistent in itself, but no longer what the deploy key signed.
+    let manifest_path = out_dir.join("deployment.json");
+    let genuine = std::fs::read(&manifest_path).unwrap();
+    let mut m: Value = serde_json::from_slice(&genuine).unwrap();
+    let hosts = m["hosts"].as_object_mut().unwrap();
+    let (a, b) = (hosts["web1"].clone(), hosts["web2"].clone());
+    hosts.insert("web1".into(), b);
+    hosts.insert("web2".into(), a);
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let out = deploy_only();
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("signature does not match"),
+        "{}",
+        text(&out.stderr)
+    );
+    untouched("rewritten manifest");
+
+    // An unsigned manifest is refused too.
+    std::fs::write(&manifest_path, &genuine).unwrap();
+    let sig = out_dir.join("deployment.json.sig");
+    let sig_text = std::fs::read(&sig).unwrap();
+    std::fs::remove_file(&sig).unwrap();
+    let out = deploy_only();
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unsigned"),
+        "{}",
+        text(&out.stderr)
+    );
+    untouched("unsigned manifest");
+
+    // The genuine files deploy, each host checking the whole file it received.
+    std::fs::write(&sig, &sig_text).unwrap();
+    let out = deploy_only();
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    for host in ["web1", "web2", "db1"] {
+        assert_eq!(
+            std::fs::read_to_string(work.join(host).join("greeting")).unwrap(),
+            format!(
+                "hi {host} {}\n",
+                if host == "db1" { "none" } else { "blue" }
+            )
+        );
+    }
+}
+
+#[test]
+fn what_hosts_send_reaches_the_terminal_escaped() {
+    let env = Env::new();
+    let plan = env.write_json(
+        "plan.json",
+        &json!({"format": "rustle-deploy-plan", "version": 1, "plays": [{
+            "name": "p\u{1b}]0;retitled\u{7}", "hosts": ["all"], "tasks": [
+                {"name": "say \u{1b}[2J", "module": "debug", "args": {"msg": "cleared\r\nok: [elsewhere] => forged"}},
+                {"name": "fail", "module": "command", "args": {"_raw_params": "sh -c \"printf '\\\\033[31mred' >&2; exit 3\""}, "ignore_errors": true}
+            ]
+        }]}),
+    );
+    let out = env.deploy(&[plan.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert!(stdout.contains("PLAY [p\\x1b]0;retitled\\x07]"), "{stdout}");
+    assert!(
+        stdout.contains("ok: [localhost] => say \\x1b[2J | cleared\\r\\nok: [elsewhere] => forged"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("ok: [elsewhere]")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed: [localhost] => fail"), "{stdout}");
 }

@@ -39,6 +39,28 @@ impl Deployer {
             .unwrap()
     }
 
+    /// Like [`Deployer::run`], but started in the background (output piped).
+    fn spawn(&self, lab: &Lab, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+            .args(args)
+            .arg("--known-hosts")
+            .arg(&lab.known_hosts)
+            .env("HOME", self.home.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUSTLE_DEPLOY_KEY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Writes a plan under its own name (several plans in one test).
+    fn plan_named(&self, name: &str, v: &Value) -> PathBuf {
+        let p = self.home.path().join(name);
+        std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+        p
+    }
+
     fn plan(&self, v: &Value) -> PathBuf {
         let p = self.home.path().join("plan.json");
         std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
@@ -774,12 +796,8 @@ fn a_hung_host_is_cut_off_at_the_timeout_and_the_others_finish() {
     let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     assert_eq!(r["hosts"]["fast"]["status"], "ok");
     assert_eq!(r["hosts"]["slow"]["status"], "unreachable");
-    assert!(
-        r["hosts"]["slow"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out after 4 s")
-    );
+    let err = r["hosts"]["slow"]["error"].as_str().unwrap();
+    assert!(err.contains("timed out: no answer within 4 s"), "{err}");
 }
 
 #[test]
@@ -1097,4 +1115,853 @@ fn the_module_tour_gives_the_same_results_over_ssh_as_locally_and_changes_nothin
     for host in ["remote", "local"] {
         assert_eq!(r["hosts"][host]["recap"]["changed"], 0, "{host}: {r}");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// The host lifecycle: sudo hosts, one deploy at a time, timeouts, pruning, rollback,
+// and failures on the host (lost connection, full disk, permissions, damaged files).
+// ---------------------------------------------------------------------------------
+
+/// A login user may run anything as root without a password while this lives.
+struct SudoRule(PathBuf);
+
+impl SudoRule {
+    fn for_user(user: &str) -> SudoRule {
+        assert!(
+            std::path::Path::new("/usr/bin/sudo").exists(),
+            "this test needs sudo: apt-get install sudo (.ci/run does)"
+        );
+        let rule = SudoRule(PathBuf::from(format!("/etc/sudoers.d/{user}")));
+        std::fs::write(&rule.0, format!("{user} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&rule.0, std::fs::Permissions::from_mode(0o440)).unwrap();
+        rule
+    }
+}
+
+impl Drop for SudoRule {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A tmpfs of `size` (e.g. `8m`) owned by `user`, mounted at `dir` while this lives: a
+/// small disk that fills up.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str, user: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let uid = text(
+            &Command::new("id")
+                .args(["-u", user])
+                .output()
+                .unwrap()
+                .stdout,
+        );
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},uid={},mode=0700", uid.trim()))
+            .arg("tmpfs")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs (root, CAP_SYS_ADMIN): {}",
+            text(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Bytes still free.
+    fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Fills it up to `leave` free bytes with a file owned by root.
+    fn fill(&self, leave: u64) -> PathBuf {
+        let filler = self.0.join("filler");
+        let size = std::fs::metadata(&filler).map_or(0, |m| m.len());
+        let want = (size + self.free()).saturating_sub(leave);
+        std::fs::write(&filler, vec![0u8; usize::try_from(want).unwrap()]).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The host's state.json (under `root`).
+fn state_in(root: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(root.join("state.json")).unwrap()).unwrap()
+}
+
+/// The ids state.json records under `root`, in order.
+fn recorded(root: &std::path::Path) -> Vec<(String, String)> {
+    state_in(root)["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The release `current` points at under `root`.
+fn current_in(root: &std::path::Path) -> String {
+    std::fs::read_link(root.join("current"))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The release directories under `root`.
+fn releases_in(root: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root.join("releases"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Pids of the processes whose command line contains `needle` (a runner's `--root`,
+/// which is unique to its test host).
+fn processes_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+/// Waits (up to 15 s) until no process mentions `needle`; false if some still do.
+fn gone_soon(needle: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if processes_with(needle).is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Waits (up to 60 s) until `path` exists.
+fn appears(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Changes one byte of a runner file inside its usage text: it still starts, and is
+/// no longer the file its digest names.
+fn damage(runner: &std::path::Path) {
+    let mut bytes = std::fs::read(runner).unwrap();
+    let at = bytes
+        .windows(20)
+        .position(|w| w == b"usage: rustle-runner")
+        .unwrap();
+    bytes[at] = b'U';
+    std::fs::write(runner, bytes).unwrap();
+}
+
+/// A plan that notes it started (app/started), runs `sleep secs`, then writes app/after.
+fn slow(secs: u32) -> Value {
+    json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "tasks": [
+            {"name": "dir", "module": "file", "args": {"path": "{{ ansible_env_home }}/app", "state": "directory"}},
+            {"name": "started", "module": "copy", "args": {"content": "yes", "dest": "{{ ansible_env_home }}/app/started"}},
+            {"name": "wait", "module": "command", "args": {"_raw_params": format!("sleep {secs}")}},
+            {"name": "after", "module": "copy", "args": {"content": "late", "dest": "{{ ansible_env_home }}/app/after"}}
+        ]}]
+    })
+}
+
+/// An inventory for `h` with `rustle_root` set, for a login user who may sudo.
+fn inventory_with_root(lab: &Lab, h: &Sshd, root: &std::path::Path) -> PathBuf {
+    let inv = lab.dir.path().join(format!("{}-hosts.ini", h.name));
+    std::fs::write(
+        &inv,
+        format!(
+            "[lab]\n{} ansible_env_home={} ansible_host=127.0.0.1 ansible_port={} ansible_user={} ansible_ssh_private_key_file={} rustle_root={}\n",
+            h.name,
+            h.home.display(),
+            h.port,
+            h.user,
+            lab.client_key.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    inv
+}
+
+fn ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn become_hosts_list_roll_back_and_clean_the_state_their_deploys_made_through_sudo() {
+    let lab = Lab::new();
+    let h = lab.start("sudo-ops", "rustle-t41");
+    lab.trust(&[&h]);
+    let _rule = SudoRule::for_user(&h.user);
+    // Root's state goes under the test's own directory, not /var/lib/rustle. Only the
+    // plan asks for become: the inventory does not say the host needs sudo.
+    let root = h.home.parent().unwrap().join("root-state");
+    let inv = inventory_with_root(&lab, &h, &root);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    for v in ["v1", "v2"] {
+        let mut plan = versioned(v);
+        plan["plays"][0]["become"] = json!(true);
+        let plan = d.plan_named(&format!("{v}.json"), &plan);
+        ok(&d.run(&lab, &["-i", inv, plan.to_str().unwrap()]));
+    }
+    let ids: Vec<String> = recorded(&root).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(current_in(&root), ids[1]);
+    // Root's release is a copy of the runner, not a link to the login user's cache.
+    use std::os::unix::fs::MetadataExt as _;
+    let release =
+        std::fs::metadata(root.join("releases").join(&ids[1]).join("rustle-runner")).unwrap();
+    let cache = h.home.join(".rustle/cache");
+    let cached = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let cached = std::fs::metadata(cached.join("rustle-runner")).unwrap();
+    assert_eq!(release.uid(), 0);
+    assert_ne!(
+        release.ino(),
+        cached.ino(),
+        "root's release shares the cache's inode"
+    );
+
+    let list = d.run(&lab, &["-i", inv, "--list-deployments"]);
+    ok(&list);
+    let listing = text(&list.stdout);
+    assert!(listing.contains("through sudo"), "{listing}");
+    assert_eq!(
+        listing
+            .lines()
+            .filter(|l| l.contains("version 0.1.0"))
+            .count(),
+        2,
+        "{listing}"
+    );
+    let marked = listing.lines().find(|l| l.starts_with('*')).unwrap();
+    assert!(marked.contains(&ids[1]), "{listing}");
+
+    let out = d.run(&lab, &["-i", inv, "--rollback"]);
+    ok(&out);
+    assert_eq!(
+        read(h.home.join("app/version")),
+        "v1",
+        "the previous release ran again"
+    );
+    assert_eq!(current_in(&root), ids[0]);
+
+    let out = d.run(&lab, &["-i", inv, "--cleanup"]);
+    ok(&out);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "sudo-ops: cleaned {} (through sudo)",
+            root.display()
+        )),
+        "{said}"
+    );
+    assert!(
+        !root.join("releases").exists(),
+        "root's releases were left behind"
+    );
+    assert!(!root.join("state.json").exists());
+    assert!(!h.home.join(".rustle/cache").exists());
+}
+
+#[test]
+fn two_deploys_to_one_host_take_turns_and_no_wait_refuses_clearly() {
+    let lab = Lab::new();
+    let h = lab.start("busy", "rustle-t42");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    // A first deploy makes the deployer's key and fills the host's runner cache.
+    let v1 = d.plan(&versioned("v1"));
+    ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
+    let log = h.home.join("app/log");
+    let tagged = |tag: &str| {
+        json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [{"name": "lab", "hosts": ["all"], "tasks": [
+                {"name": "slow", "module": "shell", "args": {"_raw_params":
+                    format!("echo start {tag} >> {0}; sleep 3; echo end {tag} >> {0}", log.display())}}
+            ]}]
+        })
+    };
+    let a = d.plan_named("a.json", &tagged("A"));
+    let b = d.plan_named("b.json", &tagged("B"));
+    let first = d.spawn(&lab, &["-i", inv, a.to_str().unwrap()]);
+    appears(&log);
+    let second = d.spawn(&lab, &["-i", inv, b.to_str().unwrap()]);
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    ok(&first);
+    ok(&second);
+    // The second waited for the first: the runs did not overlap, and both are recorded.
+    assert_eq!(
+        read(log.clone()),
+        "start A\nend A\nstart B\nend B\n",
+        "the two deploys ran at the same time"
+    );
+    let entries = recorded(&h.root());
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(entries.iter().all(|(_, s)| s == "ok"), "{entries:?}");
+
+    // With --no-wait the second is refused at once, saying who holds the host.
+    let first = d.spawn(&lab, &["-i", inv, a.to_str().unwrap()]);
+    while !read(log.clone()).ends_with("start A\n") {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let refused = d.run(&lab, &["-i", inv, b.to_str().unwrap(), "--no-wait"]);
+    let first = first.wait_with_output().unwrap();
+    ok(&first);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stdout));
+    let said = text(&refused.stdout);
+    assert!(
+        said.contains("another deploy is running on this host since "),
+        "{said}"
+    );
+    assert!(said.contains(", pid "), "{said}");
+    assert!(
+        !read(log.clone()).ends_with("end B\n"),
+        "the refused deploy ran"
+    );
+    assert_eq!(recorded(&h.root()).len(), 4, "{:?}", recorded(&h.root()));
+}
+
+#[test]
+fn a_host_given_up_at_the_timeout_has_its_runner_stopped_and_the_release_failed() {
+    let lab = Lab::new();
+    let h = lab.start("given-up", "rustle-t43");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
+    let before = current_in(&h.root());
+    let plan = d.plan_named("slow.json", &slow(30));
+    let (report_path, report_arg) = report(&d);
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv,
+            plan.to_str().unwrap(),
+            "--timeout",
+            "3",
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let err = r["hosts"]["given-up"]["error"].as_str().unwrap();
+    assert!(err.contains("no answer within 3 s"), "{err}");
+    assert!(err.contains("may still be running"), "{err}");
+    // The runner notices the closed connection, ends its `sleep` and stops.
+    let root = h.root().display().to_string();
+    assert!(
+        gone_soon(&root),
+        "the runner still runs: {:?}",
+        processes_with(&root)
+    );
+    assert!(gone_soon("sleep\u{0}30"), "the task's command still runs");
+    assert!(
+        !h.home.join("app/after").exists(),
+        "a task ran after the deployer left"
+    );
+    assert_eq!(current_in(&h.root()), before);
+    let last = recorded(&h.root()).pop().unwrap();
+    assert_eq!(last.1, "failed", "{last:?}");
+    assert_ne!(last.0, before);
+}
+
+#[test]
+fn a_local_host_given_up_at_the_timeout_has_its_whole_process_group_ended() {
+    let lab = Lab::new();
+    let d = Deployer::new();
+    let state = d.home.path().join("local-state");
+    let out_dir = d.home.path().join("out");
+    let inv = d.home.path().join("local.ini");
+    std::fs::write(
+        &inv,
+        format!(
+            "local ansible_connection=local rustle_root={} ansible_env_home={}\n",
+            state.display(),
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let plan = d.plan(&slow(31));
+    let (report_path, report_arg) = report(&d);
+    let out = d.run(
+        &lab,
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--timeout",
+            "3",
+            "--report",
+            &report_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let err = r["hosts"]["local"]["error"].as_str().unwrap();
+    assert!(
+        err.contains("no answer within 3 s; its runner was stopped"),
+        "{err}"
+    );
+    let root = state.display().to_string();
+    assert!(
+        gone_soon(&root),
+        "the runner still runs: {:?}",
+        processes_with(&root)
+    );
+    assert!(gone_soon("sleep\u{0}31"), "the task's command still runs");
+    assert!(out_dir.join("app/started").exists());
+    assert!(
+        !out_dir.join("app/after").exists(),
+        "a task ran after the deployer left"
+    );
+    assert!(!state.join("current").exists());
+}
+
+/// Kills the sshd processes serving `user`'s sessions (not the listening daemon): the
+/// host is lost to the deployer as if it had died.
+fn kill_sessions_of(user: &str) -> usize {
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.starts_with(&format!("sshd: {user} ")) || c.starts_with(&format!("sshd: {user}@"))
+            })
+        })
+        .collect();
+    for pid in &pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    pids.len()
+}
+
+#[test]
+fn a_host_lost_while_its_runner_runs_is_reported_keeps_its_release_and_deploys_again() {
+    let lab = Lab::new();
+    let h = lab.start("lost", "rustle-t44");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
+    let before = current_in(&h.root());
+    let plan = d.plan_named("slow.json", &slow(30));
+    let (report_path, report_arg) = report(&d);
+    let running = d.spawn(
+        &lab,
+        &["-i", inv, plan.to_str().unwrap(), "--report", &report_arg],
+    );
+    appears(&h.home.join("app/started"));
+    assert!(kill_sessions_of(&h.user) > 0, "no sshd session found");
+    let out = running.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(r["hosts"]["lost"]["status"], "unreachable");
+    let err = r["hosts"]["lost"]["error"].as_str().unwrap();
+    assert!(err.contains("connection to the host was lost"), "{err}");
+    let root = h.root().display().to_string();
+    assert!(
+        gone_soon(&root),
+        "the runner still runs: {:?}",
+        processes_with(&root)
+    );
+    assert!(
+        !h.home.join("app/after").exists(),
+        "a task ran after the host was lost"
+    );
+    assert_eq!(current_in(&h.root()), before);
+    assert_eq!(recorded(&h.root()).pop().unwrap().1, "failed");
+
+    let v2 = d.plan_named("v2.json", &versioned("v2"));
+    ok(&d.run(&lab, &["-i", inv, v2.to_str().unwrap()]));
+    assert_eq!(read(h.home.join("app/version")), "v2");
+    assert_ne!(current_in(&h.root()), before);
+}
+
+#[test]
+fn a_full_disk_on_the_host_is_a_clear_error_and_the_previous_release_stays() {
+    let lab = Lab::new();
+    let h = lab.start("full", "rustle-t45");
+    lab.trust(&[&h]);
+    let root = h.home.parent().unwrap().join("small-root");
+    let disk = Tmpfs::mount(&root, "20m", &h.user);
+    let inv = inventory_with_root(&lab, &h, &root);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
+    let before = current_in(&root);
+    let v2 = d.plan_named("v2.json", &versioned("v2"));
+    let (report_path, report_arg) = report(&d);
+    let error = || {
+        let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+        r["hosts"]["full"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // The runner is cached, but its copy into the new release does not fit.
+    let filler = disk.fill(200_000);
+    let out = d.run(
+        &lab,
+        &["-i", inv, v2.to_str().unwrap(), "--report", &report_arg],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(error().contains("No space left on device"), "{}", error());
+    assert!(error().contains("no task was run"), "{}", error());
+    assert_eq!(current_in(&root), before);
+    assert_eq!(
+        releases_in(&root),
+        std::slice::from_ref(&before),
+        "a half-installed release stayed"
+    );
+
+    // The runner is not cached, and the upload itself does not fit.
+    std::fs::remove_dir_all(root.join("cache")).unwrap();
+    disk.fill(1_000_000);
+    let out = d.run(
+        &lab,
+        &["-i", inv, v2.to_str().unwrap(), "--report", &report_arg],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(error().contains("No space left on device"), "{}", error());
+    assert_eq!(current_in(&root), before);
+    assert_eq!(read(h.home.join("app/version")), "v1");
+
+    // Room again: the deploy goes through.
+    std::fs::remove_file(&filler).unwrap();
+    ok(&d.run(&lab, &["-i", inv, v2.to_str().unwrap()]));
+    assert_eq!(read(h.home.join("app/version")), "v2");
+    let now = current_in(&root);
+    assert_ne!(now, before);
+
+    // A task whose target directory is full fails that host; `current` stays.
+    let target = h.home.join("small-target");
+    let _target_disk = Tmpfs::mount(&target, "64k", &h.user);
+    let big = json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "tasks": [
+            {"name": "big", "module": "copy", "args": {"content": "x".repeat(300_000), "dest": format!("{}/big", target.display())}}
+        ]}]
+    });
+    let big = d.plan_named("big.json", &big);
+    let out = d.run(&lab, &["-i", inv, big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("No space left on device"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(current_in(&root), now);
+}
+
+#[test]
+fn permission_denied_on_a_target_path_fails_the_task_and_keeps_the_release() {
+    let lab = Lab::new();
+    let h = lab.start("denied", "rustle-t46");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
+    let before = current_in(&h.root());
+    // A directory of root's that the login user may read but not write.
+    let closed = h.home.join("roots-own");
+    std::fs::create_dir_all(&closed).unwrap();
+    let dest = closed.join("conf");
+    let plan = json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "tasks": [
+            {"name": "write", "module": "copy", "args": {"content": "x", "dest": dest.to_str().unwrap()}},
+            {"name": "after", "module": "copy", "args": {"content": "late", "dest": "{{ ansible_env_home }}/app/after"}}
+        ]}]
+    });
+    let plan = d.plan_named("denied.json", &plan);
+    let out = d.run(&lab, &["-i", inv, plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let said = text(&out.stdout);
+    assert!(said.contains("failed: [denied] => write"), "{said}");
+    assert!(said.contains("Permission denied"), "{said}");
+    assert!(!dest.exists() && !h.home.join("app/after").exists());
+    assert_eq!(current_in(&h.root()), before);
+}
+
+#[test]
+fn rollback_after_a_failed_release_checks_the_runner_and_keeps_current_when_the_rerun_fails() {
+    let lab = Lab::new();
+    let h = lab.start("rb2", "rustle-t47");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    for v in ["v1", "v2"] {
+        let plan = d.plan_named(&format!("{v}.json"), &versioned(v));
+        ok(&d.run(&lab, &["-i", inv, plan.to_str().unwrap()]));
+    }
+    let ids: Vec<String> = recorded(&h.root()).into_iter().map(|(id, _)| id).collect();
+    let mut v3 = versioned("v3");
+    v3["plays"][0]["tasks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "boom", "module": "fail", "args": {"msg": "no"}}));
+    let v3 = d.plan_named("v3.json", &v3);
+    assert_eq!(
+        d.run(&lab, &["-i", inv, v3.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(current_in(&h.root()), ids[1]);
+    assert_eq!(read(h.home.join("app/version")), "v3", "v3 got half way");
+
+    // After a failed release, rollback runs the last good one (still current) again.
+    let out = d.run(&lab, &["-i", inv, "--rollback"]);
+    ok(&out);
+    assert_eq!(read(h.home.join("app/version")), "v2");
+    assert_eq!(current_in(&h.root()), ids[1]);
+
+    // The next rollback goes to v1, whose runner must still be the file installed.
+    let runner = h
+        .root()
+        .join("releases")
+        .join(&ids[0])
+        .join("rustle-runner");
+    let good = std::fs::read(&runner).unwrap();
+    damage(&runner);
+    let out = d.run(&lab, &["-i", inv, "--rollback"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a changed release runner was run"
+    );
+    assert!(
+        text(&out.stdout).contains("is not the file installed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(read(h.home.join("app/version")), "v2");
+    assert_eq!(current_in(&h.root()), ids[1]);
+
+    // A rollback whose run fails leaves `current` where it was, and says so.
+    std::fs::write(&runner, &good).unwrap();
+    let app = h.home.join("app");
+    let chown = |owner: &str| {
+        let st = Command::new("chown").arg(owner).arg(&app).status().unwrap();
+        assert!(st.success());
+    };
+    chown("root:");
+    let out = d.run(&lab, &["-i", inv, "--rollback"]);
+    chown(&format!("{}:", h.user));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("current is still {}", ids[1])),
+        "{said}"
+    );
+    assert_eq!(current_in(&h.root()), ids[1]);
+    assert_eq!(read(h.home.join("app/version")), "v2");
+}
+
+#[test]
+fn releases_beyond_the_last_five_are_pruned_and_current_always_stays() {
+    let lab = Lab::new();
+    let h = lab.start("prune", "rustle-t48");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    for i in 1..=7 {
+        let plan = d.plan_named(&format!("v{i}.json"), &versioned(&format!("v{i}")));
+        ok(&d.run(&lab, &["-i", inv, plan.to_str().unwrap()]));
+    }
+    let releases = releases_in(&h.root());
+    assert_eq!(releases.len(), 5, "{releases:?}");
+    assert!(releases.contains(&current_in(&h.root())));
+    let entries = recorded(&h.root());
+    assert_eq!(entries.len(), 5, "{entries:?}");
+    assert!(
+        entries.iter().all(|(id, _)| releases.contains(id)),
+        "{entries:?}"
+    );
+    let cached = std::fs::read_dir(h.root().join("cache")).unwrap().count();
+    assert!(cached <= 5, "{cached} runners cached");
+
+    let plan = d.plan_named("v8.json", &versioned("v8"));
+    ok(&d.run(
+        &lab,
+        &["-i", inv, plan.to_str().unwrap(), "--keep-releases", "2"],
+    ));
+    let releases = releases_in(&h.root());
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    assert!(releases.contains(&current_in(&h.root())));
+}
+
+#[test]
+fn a_damaged_runner_in_the_host_cache_is_sent_again_and_a_loose_cache_refused() {
+    let lab = Lab::new();
+    let h = lab.start("cache", "rustle-t49");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
+    let dir = std::fs::read_dir(h.root().join("cache"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let cached = dir.join("rustle-runner");
+    damage(&cached);
+
+    let v2 = d.plan_named("v2.json", &versioned("v2"));
+    let (report_path, report_arg) = report(&d);
+    let out = d.run(
+        &lab,
+        &["-i", inv, v2.to_str().unwrap(), "--report", &report_arg],
+    );
+    ok(&out);
+    assert_eq!(read(h.home.join("app/version")), "v2");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let sent = r["hosts"]["cache"]["timings"]["bytes_sent"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        sent > 1_000_000,
+        "the runner was not sent again: {sent} bytes"
+    );
+    let digest = blake3::hash(&std::fs::read(&cached).unwrap())
+        .to_hex()
+        .to_string();
+    assert_eq!(
+        digest,
+        dir.file_name().unwrap().to_str().unwrap(),
+        "the cache still holds the damaged runner"
+    );
+
+    // A cache directory others may write to is never run from.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let v3 = d.plan_named("v3.json", &versioned("v3"));
+    let out = d.run(&lab, &["-i", inv, v3.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("is not private"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(read(h.home.join("app/version")), "v2");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    ok(&d.run(&lab, &["-i", inv, v3.to_str().unwrap()]));
+    assert_eq!(read(h.home.join("app/version")), "v3");
+}
+
+#[test]
+fn a_damaged_state_file_is_named_and_never_replaced() {
+    let lab = Lab::new();
+    let h = lab.start("damaged", "rustle-t50");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let inv = inv.to_str().unwrap();
+    let d = Deployer::new();
+    let v1 = d.plan(&versioned("v1"));
+    ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
+    let before = current_in(&h.root());
+    let state = h.root().join("state.json");
+    std::fs::write(&state, "{ not json").unwrap();
+    let name = state.display().to_string();
+
+    let v2 = d.plan_named("v2.json", &versioned("v2"));
+    let out = d.run(&lab, &["-i", inv, v2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains(&name), "{}", text(&out.stdout));
+    assert_eq!(read(h.home.join("app/version")), "v1", "a task ran");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "{ not json");
+    assert_eq!(current_in(&h.root()), before);
+
+    let list = d.run(&lab, &["-i", inv, "--list-deployments"]);
+    assert_eq!(list.status.code(), Some(3), "{}", text(&list.stdout));
+    assert!(text(&list.stdout).contains(&name), "{}", text(&list.stdout));
+    let out = d.run(&lab, &["-i", inv, "--rollback"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains(&name), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "{ not json");
 }

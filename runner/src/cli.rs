@@ -3,6 +3,8 @@
 //! ```text
 //! rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE]
 //! rustle-runner info        # show the embedded payload's header, verifying nothing
+//! rustle-runner rollback    # run the previous good release again
+//! rustle-runner cleanup     # remove releases, cache and state from a root
 //! ```
 //! Arguments are parsed by hand: the runner stays small and needs only these few.
 
@@ -13,11 +15,36 @@ use crate::payload::{self, Digest, PayloadError};
 use crate::{exit, install, locate, trust};
 use serde_json::json;
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR] [--payload FILE]
+/// `eprintln!` that cannot panic. A runner whose deployer went away has lost its stderr
+/// too, and std's `eprintln!` panics when the write fails (the runner aborts on a
+/// panic): it would die before recording its run.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// How long a runner waits for another one to release the state root's lock
+/// (`--no-wait`: not at all).
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Releases kept on a host unless `--keep-releases` says otherwise.
+const KEEP_RELEASES: usize = 5;
+
+/// Set (to `1`) by `rollback` for the release runner it starts when the deployer follows
+/// the run: the child then watches for the deployer going away, as `--attached` does
+/// (a runner from before that flag ignores the variable instead of refusing an argument).
+const ATTACHED_ENV: &str = "RUSTLE_ATTACHED";
+
+const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR] [--payload FILE] [--keep-releases N] [--no-wait] [--attached]
        rustle-runner info
-       rustle-runner rollback [--root DIR] [--trusted-key FILE]...
+       rustle-runner rollback [--root DIR] [--trusted-key FILE]... [--keep-releases N] [--no-wait]
+       rustle-runner cleanup [--root DIR] [--no-wait]
        rustle-runner --version
 
 Runs the plan embedded in this executable after checking its digest and signature.
@@ -29,17 +56,27 @@ Events go to stdout as JSON lines; a recap goes to stderr.
 --payload FILE reads the payload from FILE (- for standard input) instead of this
 executable (same checks).
 --stage verifies and installs the release without running it; --expect-file DIGEST first
-checks the blake3 of this file. `rollback` makes the latest earlier good release current
-and runs it again.
+checks the blake3 of this file. `rollback` runs the latest earlier good release again
+(the last good one, after a failed deploy); it becomes current if it succeeds.
+`cleanup` removes the releases, runner cache and state.json of DIR.
+One runner at a time works on a DIR: the others wait up to a minute for its lock
+(DIR/.lock), or not at all with --no-wait. After each run only the last N releases
+(--keep-releases, default 5, 0 for all) and the current one stay.
+--attached (used by the deployer): if whoever reads stdout goes away, end a running
+command, run no further task, and record the release as failed.
 Exit codes: 0 ok, 2 a task failed, 64 usage, 65 payload missing or corrupt,
 66 payload (or file) is not the expected one, 67 payload signature not trusted,
-68 nothing to roll back to.";
+68 nothing to roll back to, 74 DIR/state.json unreadable, 75 another runner holds DIR.";
 
 #[derive(Debug, Default)]
 struct Args {
     info: bool,
     rollback: bool,
+    cleanup: bool,
     stage: bool,
+    attached: bool,
+    no_wait: bool,
+    keep_releases: Option<usize>,
     expect_file: Option<Digest>,
     payload_file: Option<PathBuf>,
     expect: Option<Digest>,
@@ -68,7 +105,18 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "run" if first => {}
             "info" if first => out.info = true,
             "rollback" if first => out.rollback = true,
+            "cleanup" if first => out.cleanup = true,
             "--stage" => out.stage = true,
+            "--attached" => out.attached = true,
+            "--no-wait" => out.no_wait = true,
+            "--keep-releases" => {
+                let v = value("--keep-releases")?;
+                let s = v.to_string_lossy();
+                out.keep_releases = Some(
+                    s.parse()
+                        .map_err(|_| format!("--keep-releases: not a number of releases: {s}"))?,
+                );
+            }
             "--payload" => out.payload_file = Some(value("--payload")?.into()),
             "--expect-file" => {
                 let v = value("--expect-file")?;
@@ -110,6 +158,15 @@ pub fn main_with(args: Vec<OsString>, modules: &[(&'static str, CustomFn)]) -> i
 
 /// Runs the runner; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    // The hidden mode in which a runner serves one module for a task's `become_user`
+    // (see `modules::asuser`). It sits before everything else so custom runners, whose
+    // `main_with` ends here, have it too; it runs with its caller's own identity and
+    // trusts nothing else, so it gives no one anything (see `child_main`).
+    if let Some((first, rest)) = args.split_first()
+        && first == crate::modules::CHILD_FLAG
+    {
+        return crate::modules::child_main(rest);
+    }
     let args = match parse(args) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Help) => {
@@ -137,9 +194,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if args.rollback {
         return rollback(&args);
     }
+    if args.cleanup {
+        return cleanup(&args);
+    }
+    if attached(&args) {
+        crate::events::watch_deployer(Duration::from_secs(1));
+    }
     if let Some(want) = &args.expect_file {
         // --verify: the file that arrived is, byte for byte, the one the deployer sent.
-        match std::fs::File::open("/proc/self/exe").and_then(Digest::of_reader) {
+        let mine = locate::own_executable()
+            .map_err(|e| e.to_string())
+            .and_then(|me| {
+                std::fs::File::open(&me)
+                    .and_then(Digest::of_reader)
+                    .map_err(|e| format!("{}: {e}", me.display()))
+            });
+        match mine {
             Ok(me) if me == *want => {}
             Ok(me) => {
                 eprintln!(
@@ -202,19 +272,32 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     // Installing comes after verification (an unverified payload is never kept) and
-    // before the first task (a host that ran a release always has it on disk).
+    // before the first task (a host that ran a release always has it on disk); all of
+    // it, to the record and `current`, under the root's lock.
+    let mut lock = None;
     let release = match &args.install_root {
-        Some(root) => match install::install_self(
-            root,
-            &plan.deployment_id,
-            args.payload_file.as_ref().map(|_| bytes.as_slice()),
-        ) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                eprintln!("rustle-runner: cannot install the release: {e}; no task was run");
-                return exit::INTERNAL;
+        Some(root) => {
+            let l = match lock_root(root, &args) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            lock = Some(l);
+            if let Err(e) = install::read_state(root) {
+                say!("rustle-runner: {e}; no task was run");
+                return exit::STATE_UNREADABLE;
             }
-        },
+            match install::install_self(
+                root,
+                &plan.deployment_id,
+                args.payload_file.as_ref().map(|_| bytes.as_slice()),
+            ) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    say!("rustle-runner: cannot install the release: {e}; no task was run");
+                    return exit::INTERNAL;
+                }
+            }
+        }
         None => None,
     };
     if let (true, Some(release)) = (args.stage, &release) {
@@ -226,9 +309,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
             &digest.to_hex(),
             install::Outcome::Staged,
         ) {
-            eprintln!("rustle-runner: cannot record the staged release: {e}");
+            say!("rustle-runner: cannot record the staged release: {e}");
             return exit::INTERNAL;
         }
+        prune(release, lock.as_ref(), &args);
         JsonLines::new(std::io::stdout().lock()).emit(&Event::Staged {
             v: crate::events::EVENTS_VERSION,
             host: plan.host.clone(),
@@ -243,9 +327,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .clone()
         .or_else(|| release.as_ref().map(install::Release::report));
 
+    // Not locked for the whole run: the thread watching for the deployer writes to it too.
     let mut sink = Tee {
-        out: JsonLines::new(std::io::stdout().lock()),
+        out: JsonLines::new(std::io::stdout()),
         tasks: Vec::new(),
+        attached: attached(&args),
     };
     sink.emit(&Event::Start {
         v: crate::events::EVENTS_VERSION,
@@ -257,9 +343,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
     });
     let summary = Executor::new(&plan, &mut sink, args.opts).run();
     let r = summary.recap;
-    eprintln!(
+    say!(
         "{}: ok={} changed={} unreachable=0 failed={} skipped={} rescued={} ignored={}",
-        plan.host, r.ok, r.changed, r.failed, r.skipped, r.rescued, r.ignored
+        plan.host,
+        r.ok,
+        r.changed,
+        r.failed,
+        r.skipped,
+        r.rescued,
+        r.ignored
     );
     if let Some(path) = &report_path {
         let report = json!({
@@ -272,7 +364,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         });
         let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!("rustle-runner: cannot write report {}: {e}", path.display());
+            say!("rustle-runner: cannot write report {}: {e}", path.display());
             return exit::INTERNAL;
         }
     }
@@ -283,9 +375,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
             install::Outcome::Ok
         };
         if let Err(e) = install::record(release, &plan.host, &digest.to_hex(), outcome) {
-            eprintln!("rustle-runner: cannot record the run: {e}");
+            say!("rustle-runner: cannot record the run: {e}");
             return exit::INTERNAL;
         }
+        prune(release, lock.as_ref(), &args);
+    }
+    if crate::events::deployer_gone() {
+        say!(
+            "rustle-runner: the deployer went away: stopped before the next task; the release is recorded as failed"
+        );
     }
     if summary.host_failed {
         exit::TASKS_FAILED
@@ -316,67 +414,200 @@ pub fn payload_exit_code(e: &PayloadError) -> i32 {
     }
 }
 
-/// `rollback`: make the most recent earlier release that ran without failure current
-/// again, and run it (its payload checked as on any run).
+/// Whether this run reports to a deployer that may go away (`--attached`, or the
+/// variable `rollback` sets for the release runner it starts).
+fn attached(args: &Args) -> bool {
+    args.attached || std::env::var_os(ATTACHED_ENV).is_some_and(|v| v == "1")
+}
+
+/// Creates `root` if needed and takes its lock; the exit code when that fails.
+fn lock_root(root: &Path, args: &Args) -> Result<install::Lock, i32> {
+    if let Err(e) = install::private_dir(root) {
+        say!("rustle-runner: cannot create the state root: {e}; no task was run");
+        return Err(exit::INTERNAL);
+    }
+    let wait = if args.no_wait {
+        Duration::ZERO
+    } else {
+        LOCK_WAIT
+    };
+    install::Lock::acquire(root, wait, &crate::events::deployer_gone).map_err(|e| {
+        say!("rustle-runner: {e}; no task was run");
+        match e {
+            install::InstallError::Busy { .. } => exit::BUSY,
+            _ => exit::INTERNAL,
+        }
+    })
+}
+
+/// Keeps the last `--keep-releases` releases (and `current`, and `release`); a failure
+/// to prune is said, not fatal: the run itself is recorded.
+fn prune(release: &install::Release, lock: Option<&install::Lock>, args: &Args) {
+    // A release run by `rollback` leaves pruning to it.
+    if lock.is_some_and(install::Lock::by_parent) {
+        return;
+    }
+    let keep = args.keep_releases.unwrap_or(KEEP_RELEASES);
+    if let Err(e) = install::prune(&release.root, keep, &release.id) {
+        say!("rustle-runner: cannot remove old releases: {e}");
+    }
+}
+
+/// One deployment of `state.json`, as `rollback` needs it.
+struct Recorded {
+    id: String,
+    digest: String,
+    runner: Option<String>,
+}
+
+/// `rollback`: run again the most recent good release that is not the latest one run:
+/// the one before it, or after a failed deploy the last good one (still current). Its
+/// runner is first checked against the digest recorded when it was installed. It
+/// becomes current only if the run succeeds; otherwise `current` stays where it was.
 fn rollback(args: &Args) -> i32 {
     let root = args
         .install_root
         .clone()
         .unwrap_or_else(install::default_root);
-    let current = std::fs::read_link(root.join("current"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    let state = install::read_state(&root);
-    let previous = state
+    if !root.is_dir() {
+        say!(
+            "rustle-runner: no earlier release to roll back to in {} (current: none)",
+            root.display()
+        );
+        return exit::NOTHING_TO_ROLL_BACK;
+    }
+    let lock = match lock_root(&root, args) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let state = match install::read_state(&root) {
+        Ok(s) => s,
+        Err(e) => {
+            say!("rustle-runner: {e}; nothing was rolled back");
+            return exit::STATE_UNREADABLE;
+        }
+    };
+    let current = install::current_id(&root);
+    let list = state
         .get("deployments")
         .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
+        .cloned()
+        .unwrap_or_default();
+    let field = |d: &serde_json::Value, k: &str| {
+        d.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let status = |d: &serde_json::Value| field(d, "status").unwrap_or_default();
+    let latest = list
+        .iter()
         .rev()
-        .filter(|d| d.get("status").and_then(serde_json::Value::as_str) == Some("ok"))
+        .filter(|d| matches!(status(d).as_str(), "ok" | "failed"))
+        .find_map(|d| field(d, "id"));
+    let previous = list
+        .iter()
+        .rev()
+        .filter(|d| status(d) == "ok")
         .filter_map(|d| {
-            let field = |k: &str| {
-                d.get(k)
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_string)
-            };
-            Some((field("id")?, field("digest")?))
+            Some(Recorded {
+                id: field(d, "id")?,
+                digest: field(d, "digest")?,
+                runner: field(d, "runner"),
+            })
         })
-        .find(|(id, _)| {
-            Some(id) != current.as_ref()
-                && install::check_id(id).is_ok()
+        .find(|r| {
+            Some(&r.id) != latest.as_ref()
+                && install::check_id(&r.id).is_ok()
                 && root
                     .join("releases")
-                    .join(id)
+                    .join(&r.id)
                     .join("rustle-runner")
                     .exists()
         });
-    let Some((id, digest)) = previous else {
-        eprintln!(
+    let Some(target) = previous else {
+        say!(
             "rustle-runner: no earlier release to roll back to in {} (current: {})",
             root.display(),
             current.as_deref().unwrap_or("none")
         );
         return exit::NOTHING_TO_ROLL_BACK;
     };
-    if let Err(e) = install::point_current(&root, &id) {
-        eprintln!("rustle-runner: {e}");
-        return exit::INTERNAL;
-    }
-    let exe = root.join("releases").join(&id).join("rustle-runner");
+    let dir = root.join("releases").join(&target.id);
+    let exe = dir.join("rustle-runner");
     let mut cmd = std::process::Command::new(&exe);
-    cmd.arg("--root").arg(&root).arg("--expect").arg(&digest);
-    let payload = root.join("releases").join(&id).join("payload.bin");
+    cmd.arg("--root")
+        .arg(&root)
+        .arg("--expect")
+        .arg(&target.digest);
+    // The runner file must still be the one installed (a release recorded before runner
+    // digests were kept is run without this check).
+    if let Some(runner) = &target.runner {
+        cmd.arg("--expect-file").arg(runner);
+    }
+    let payload = dir.join("payload.bin");
     if payload.exists() {
         cmd.arg("--payload").arg(payload);
     }
     for k in &args.trusted_keys {
         cmd.arg("--trusted-key").arg(k);
     }
-    match cmd.status() {
+    let (name, value) = lock.env_for_child(&root);
+    cmd.env(name, value);
+    if attached(args) {
+        cmd.env(ATTACHED_ENV, "1");
+    }
+    let code = match cmd.status() {
         Ok(s) => s.code().unwrap_or(exit::INTERNAL),
         Err(e) => {
-            eprintln!("rustle-runner: cannot run {}: {e}", exe.display());
+            say!("rustle-runner: cannot run {}: {e}", exe.display());
+            exit::INTERNAL
+        }
+    };
+    let release = install::Release {
+        root: root.clone(),
+        dir,
+        id: target.id.clone(),
+        runner_digest: target.runner.unwrap_or_default(),
+    };
+    prune(&release, None, args);
+    if code != exit::OK {
+        let why = match code {
+            exit::PAYLOAD_UNEXPECTED => "its runner (or payload) is not the file installed",
+            exit::TASKS_FAILED => "a task failed",
+            _ => "it did not run",
+        };
+        say!(
+            "rustle-runner: rolling back to {} did not succeed ({why}, exit code {code}); current is still {}",
+            target.id,
+            install::current_id(&root).as_deref().unwrap_or("none")
+        );
+    }
+    drop(lock);
+    code
+}
+
+/// `cleanup`: remove what runners keep under the root (releases, runner cache,
+/// `state.json`, `current`), under the root's lock, so no run is cut short by it.
+fn cleanup(args: &Args) -> i32 {
+    let root = args
+        .install_root
+        .clone()
+        .unwrap_or_else(install::default_root);
+    if !root.is_dir() {
+        let _ = writeln!(std::io::stdout(), "nothing to clean in {}", root.display());
+        return exit::OK;
+    }
+    let lock = match lock_root(&root, args) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match install::cleanup(&root, lock) {
+        Ok(_) => {
+            let _ = writeln!(std::io::stdout(), "cleaned {}", root.display());
+            exit::OK
+        }
+        Err(e) => {
+            say!("rustle-runner: cannot clean {}: {e}", root.display());
             exit::INTERNAL
         }
     }
@@ -406,13 +637,22 @@ fn info(bytes: &[u8]) -> i32 {
 struct Tee<W: std::io::Write> {
     out: JsonLines<W>,
     tasks: Vec<Event>,
+    /// Stop when the reader of the events goes away (`--attached`).
+    attached: bool,
 }
 
 impl<W: std::io::Write> Sink for Tee<W> {
     fn emit(&mut self, event: &Event) {
         self.out.emit(event);
+        if self.attached && self.out.is_broken() {
+            crate::events::mark_deployer_gone();
+        }
         if matches!(event, Event::Task { .. } | Event::Play { .. }) {
             self.tasks.push(event.clone());
         }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.attached && crate::events::deployer_gone()
     }
 }

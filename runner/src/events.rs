@@ -5,11 +5,18 @@
 //! `start` (host, deployment, digest, runner version, check mode), `play` (name),
 //! `task` (one finished task or handler, with its status and registered result) and
 //! `recap` (the per-host counts). `docs/events.md` documents each field.
+//!
+//! A runner started by the deployer (`--attached`) also writes an empty line every
+//! second ([`watch_deployer`]): the only way a process can tell, with std alone, that
+//! whoever read its stdout has gone (a write fails with `EPIPE`). sshd does not signal
+//! a session's processes when the connection drops, so without it a runner the
+//! deployer gave up on would run its whole plan on its own.
 #![deny(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The event format version.
 pub const EVENTS_VERSION: u32 = 1;
@@ -139,6 +146,53 @@ pub enum Event {
 pub trait Sink {
     /// Records one event.
     fn emit(&mut self, event: &Event);
+
+    /// Whether the run should stop before its next task: whoever asked for it (the
+    /// deployer) is gone. The executor asks before every task.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+/// Set once the deployer reading this runner's stdout has gone away.
+static DEPLOYER_GONE: AtomicBool = AtomicBool::new(false);
+
+/// True once the deployer that started this runner (`--attached`) has gone away: its
+/// end of stdout is closed. The run then stops before its next task, a command
+/// running meanwhile is ended, and the release is recorded as failed.
+pub fn deployer_gone() -> bool {
+    DEPLOYER_GONE.load(Ordering::Relaxed)
+}
+
+/// Records that the deployer has gone away (a write to stdout failed).
+pub fn mark_deployer_gone() {
+    DEPLOYER_GONE.store(true, Ordering::Relaxed);
+}
+
+/// Starts a thread that writes an empty line to stdout every `every`, and marks the
+/// deployer gone ([`deployer_gone`]) when that fails. Readers of the stream skip empty
+/// lines (`docs/events.md`).
+pub fn watch_deployer(every: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("deployer-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let mut out = std::io::stdout().lock();
+                if out.write_all(b"\n").and_then(|()| out.flush()).is_err() {
+                    mark_deployer_gone();
+                    return;
+                }
+            }
+        });
+    if spawned.is_err() {
+        // Without the thread the run still works; it only notices a lost deployer at
+        // its next event.
+        let _ = writeln!(
+            std::io::stderr(),
+            "rustle-runner: cannot start the thread that watches the deployer"
+        );
+    }
 }
 
 /// Writes each event as one JSON line and flushes it, so the deployer sees progress live.
@@ -152,12 +206,18 @@ impl<W: Write> JsonLines<W> {
     pub fn new(out: W) -> Self {
         JsonLines { out, broken: false }
     }
+
+    /// Whether a write has failed (the reader went away).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
 }
 
 impl<W: Write> Sink for JsonLines<W> {
     fn emit(&mut self, event: &Event) {
-        // A closed stdout (the deployer went away) must not stop the run half way: the
-        // host keeps going and the report file still records everything.
+        // A closed stdout must not stop a run half way: a runner run by hand keeps going
+        // and its report file still records everything. (One started by the deployer
+        // stops at the next task instead: see `watch_deployer`.)
         if self.broken {
             return;
         }

@@ -45,6 +45,9 @@ enum Halt {
     EndPlay,
     /// `meta: end_host`: the rest of the run is skipped, without failing.
     EndHost,
+    /// The sink asked to stop (the deployer went away): no further task runs, and no
+    /// rescue or always section either; the host counts as failed.
+    Stopped,
 }
 
 /// Keywords a block hands down to the tasks inside it.
@@ -94,7 +97,7 @@ pub struct RunSummary {
 impl<'a> Executor<'a> {
     /// Prepares to run `plan`.
     pub fn new(plan: &'a HostPlan, sink: &'a mut dyn Sink, opts: RunOptions) -> Self {
-        Self::with_host(plan, sink, opts, Box::new(Local))
+        Self::with_host(plan, sink, opts, Box::new(Local::default()))
     }
 
     /// Prepares to run `plan` with its modules run (and facts gathered) by `host`.
@@ -129,7 +132,7 @@ impl<'a> Executor<'a> {
             match self.run_play(play) {
                 Ok(()) | Err(Halt::EndPlay) => {}
                 Err(Halt::EndHost) => break,
-                Err(Halt::Failed) => {
+                Err(Halt::Failed | Halt::Stopped) => {
                     host_failed = true;
                     break;
                 }
@@ -324,7 +327,7 @@ impl<'a> Executor<'a> {
             result = self.run_list(&task.rescue, &inh, handler);
         }
         // `end_play` / `end_host` leave at once; `always` is for failures.
-        if matches!(result, Err(Halt::EndPlay | Halt::EndHost)) {
+        if matches!(result, Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped)) {
             return result;
         }
         let always = self.run_list(&task.always, &inh, handler);
@@ -374,6 +377,9 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'a>,
         handler: bool,
     ) -> Result<(), Halt> {
+        if self.sink.stop_requested() {
+            return Err(Halt::Stopped);
+        }
         if let Some(block) = &task.block {
             return self.run_block(task, block, inherited, handler);
         }
@@ -777,8 +783,9 @@ impl<'a> Executor<'a> {
 
     /// Privilege: the deployer starts the runner as the user the plan needs (through
     /// sudo when it asks for root). Becoming that same user needs nothing; becoming
-    /// another one works when the runner is root: the task's processes then start as
-    /// that user (see [`crate::privilege`]).
+    /// another one works when the runner is root: the task's module then runs as that
+    /// user, in a child runner or through the processes it starts (see
+    /// [`crate::privilege`]).
     fn check_become(
         &mut self,
         task: &Task,

@@ -16,3 +16,7 @@ pub const PAYLOAD_UNEXPECTED: i32 = 66;
 pub const PAYLOAD_UNTRUSTED: i32 = 67;
 /// `rollback` found no earlier good release.
 pub const NOTHING_TO_ROLL_BACK: i32 = 68;
+/// The state root's `state.json` cannot be read as a deployment record. No task ran.
+pub const STATE_UNREADABLE: i32 = 74;
+/// Another deploy (or rollback, or cleanup) holds the state root's lock. No task ran.
+pub const BUSY: i32 = 75;

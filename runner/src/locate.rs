@@ -69,9 +69,8 @@ pub fn find_payload(image: &[u8]) -> Result<&[u8], LocateError> {
 
 /// Reads the running executable and returns its payload bytes.
 ///
-/// On Linux this opens `/proc/self/exe`, which names the file that was executed even if
-/// it has since been renamed or deleted; elsewhere it uses [`std::env::current_exe`]. Only
-/// the headers, the section name table and the payload itself are read.
+/// The executable is the one [`own_executable`] names. Only the headers, the section
+/// name table and the payload itself are read.
 pub fn read_own_payload() -> Result<Vec<u8>, LocateError> {
     read_payload_from(&own_executable()?)
 }
@@ -95,13 +94,21 @@ pub fn read_payload_from(path: &Path) -> Result<Vec<u8>, LocateError> {
         .into_owned())
 }
 
+/// The running executable, as a path that opens it: the one place the runner asks
+/// "which file am I", for its payload, its `--expect-file` check and its install.
+///
+/// On Linux this is `/proc/self/exe`, which opens the file that was executed even if it
+/// has since been renamed or deleted (`std::fs::canonicalize` of it gives its current
+/// name). Elsewhere (macOS has no procfs) it is [`std::env::current_exe`], the
+/// platform's own answer (`_NSGetExecutablePath` on macOS).
 #[cfg(target_os = "linux")]
-fn own_executable() -> Result<PathBuf, LocateError> {
+pub fn own_executable() -> Result<PathBuf, LocateError> {
     Ok(PathBuf::from("/proc/self/exe"))
 }
 
+/// The running executable, as a path that opens it (see the Linux variant).
 #[cfg(not(target_os = "linux"))]
-fn own_executable() -> Result<PathBuf, LocateError> {
+pub fn own_executable() -> Result<PathBuf, LocateError> {
     std::env::current_exe().map_err(|source| LocateError::Io {
         path: PathBuf::from("<current executable>"),
         source,

@@ -24,7 +24,7 @@
 #![deny(missing_docs)]
 
 use crate::plan::HostPlan;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use std::fmt;
 use std::io::Read;
 
@@ -291,7 +291,10 @@ pub fn verify(
         });
     };
     let signature = Signature::from_bytes(&header.signature);
-    key.verify(&signed_message(bytes), &signature)
+    // Strict verification refuses small-order (weak) keys and signature points, which
+    // plain `verify` accepts: with a weak key in a trust store, a forged signature
+    // would otherwise verify for any payload.
+    key.verify_strict(&signed_message(bytes), &signature)
         .map_err(|_| PayloadError::BadSignature)
 }
 
@@ -448,6 +451,25 @@ mod tests {
         let trusted = key(1).verifying_key();
         b[56..88].copy_from_slice(trusted.as_bytes());
         check(&b, None, |e| *e == PayloadError::BadSignature);
+    }
+
+    #[test]
+    fn a_weak_key_in_the_trust_store_verifies_no_forgery() {
+        // The identity point is a valid encoding of a small-order public key. Against
+        // it, the "signature" R = identity, s = 0 satisfies the cofactorless equation
+        // [s]B = R + [k]A for every message, so plain `verify` accepts it for any
+        // payload: a trust store holding such a key (by mistake or by an attacker's
+        // hand) would let anyone sign. Strict verification refuses it.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        let mut b = sealed(&sample_plan(), &key(1));
+        b[56..88].copy_from_slice(&identity);
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(&identity);
+        b[88..152].copy_from_slice(&forged);
+        let err = open(&b, None, &[weak]).unwrap_err();
+        assert_eq!(err, PayloadError::BadSignature);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `become_user`: the user a task's processes run as, when that is not the runner's own.
+//! `become_user`: the user a task runs as, when that is not the runner's own.
 //!
 //! The deployer starts the runner as root (through `sudo -n`) when the plan asks for
-//! privilege. A task that then asks to become another user gets its processes started
-//! with that user's uid, gid and home, as `sudo -u` would give them; std drops root's
-//! supplementary groups when a root process sets a child's uid.
+//! privilege. A task that then asks to become another user runs as that user, with that
+//! user's uid, primary gid and home, as `sudo -u` would give them: a module that starts
+//! processes starts them so, and any other module (copy, file, template, ...) runs in a
+//! child runner process started so (see `modules::asuser`). std drops root's
+//! supplementary groups when a root process sets a child's uid, and cannot set the
+//! user's own without `unsafe`: the user's primary group is the only one.
 
 use std::fs;
 

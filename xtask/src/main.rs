@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask runners [--target TRIPLE]...`  build the runner matrix (prebuilt-targets.toml)
 //! - `cargo xtask test`                          build the native runner, then run every test
-//! - `cargo xtask ci`                            what CI runs: fmt, clippy, test
+//! - `cargo xtask ci`                            what CI runs: fmt, clippy (also for macOS), test, conformance --check
 //! - `cargo xtask bench`                         the benchmarks (they print figures)
 //! - `cargo xtask conformance [--reference | --check] [TARGET...]`  ansible-core's own
 //!   integration targets with ansible-playbook and rustle-deploy (docs/conformance.md)
@@ -462,8 +462,32 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    test()
+    // The runner also ships to macOS: check it compiles there without warnings, so a
+    // Linux-only call (a /proc path outside cfg(target_os = "linux")) cannot creep back
+    // unnoticed. A check needs no linker or C compiler for the target, only rustup's
+    // standard library for it.
+    for triple in MACOS_RUNNER_TARGETS {
+        ensure_rustup_target(triple)?;
+        run(cargo().args([
+            "clippy",
+            "--package",
+            "rustle-runner",
+            "--target",
+            triple,
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    test()?;
+    // ansible-core's own integration targets: no target may do worse than the
+    // checked-in record (xtask/conformance/expected.json).
+    conformance::main(&["--check".to_string()])
 }
+
+/// The macOS triples of the runner matrix, checked by `ci` with clippy.
+const MACOS_RUNNER_TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-apple-darwin"];
 
 fn bench() -> Result<()> {
     runners(&["--native".to_string()])?;

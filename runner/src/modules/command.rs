@@ -227,6 +227,9 @@ pub(super) fn run_process(
         return Ok(o);
     }
 
+    if crate::events::deployer_gone() {
+        return Ok(Outcome::fail(STOPPED).with("cmd", shown));
+    }
     if let Some(dir) = &chdir {
         cmd.current_dir(dir);
     }
@@ -261,13 +264,14 @@ pub(super) fn run_process(
         }
         _ => None,
     };
-    let output = child.wait_with_output();
+    let output = wait_unless_stopped(child);
     if let Some(f) = feeder {
         let _ = f.join();
     }
     let end = SystemTime::now();
     let output = match output {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(Outcome::fail(STOPPED).with("cmd", shown)),
         Err(e) => {
             return Ok(Outcome::fail(format!("waiting for the command: {e}")).with("cmd", shown));
         }
@@ -282,6 +286,71 @@ pub(super) fn run_process(
         start,
         end,
     ))
+}
+
+/// Why a command did not run to its end: the deployer that started the runner went away
+/// (see [`crate::events::deployer_gone`]).
+const STOPPED: &str =
+    "stopped: the deployer went away, so the runner ended this command and runs no further task";
+
+/// Waits for `child` and collects its output as `wait_with_output` does, except that a
+/// runner whose deployer has gone away kills the command (`None`): the plan's own
+/// commands can run for any time, and nobody is waiting for them any more. The output
+/// readers wake the wait as soon as the command closes its output, so a short command
+/// costs no polling delay; only a long one is looked at four times a second.
+fn wait_unless_stopped(
+    mut child: std::process::Child,
+) -> std::io::Result<Option<std::process::Output>> {
+    use std::sync::mpsc;
+    let (done, finished) = mpsc::channel::<()>();
+    let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            let _ = done.send(());
+            bytes
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    drop(done);
+    let mut open = 2;
+    while open > 0 {
+        match finished.recv_timeout(std::time::Duration::from_millis(250)) {
+            Ok(()) => open -= 1,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if crate::events::deployer_gone() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    // The readers end when whatever still holds the pipes does; they
+                    // are not waited for.
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    Ok(Some(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }))
 }
 
 /// The result of a command that ran, as Ansible registers it: output (trailing

@@ -444,18 +444,30 @@ pub(super) fn diff_text(bytes: &[u8]) -> String {
 }
 
 /// The permission bits a newly created file gets when no mode is asked for:
-/// 0666 less the process umask, as Ansible's atomic move leaves them. The umask is read
-/// from /proc (no libc); elsewhere the usual 022 is assumed.
+/// 0666 less the process umask, as Ansible's atomic move leaves them.
 pub(super) fn default_file_mode() -> u32 {
-    let umask = fs::read_to_string("/proc/self/status")
+    0o666 & !process_umask()
+}
+
+/// The umask, from /proc/self/status: std has no call that reads it, and umask(2)
+/// would need unsafe code (and sets it while reading it). 022 if it cannot be read.
+#[cfg(target_os = "linux")]
+fn process_umask() -> u32 {
+    fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("Umask:"))
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
-        .unwrap_or(0o022);
-    0o666 & !umask
+        .unwrap_or(0o022)
+}
+
+/// Without procfs (macOS) the umask cannot be read without unsafe code: the usual 022
+/// is assumed, which is also what a runner started over SSH normally has there.
+#[cfg(not(target_os = "linux"))]
+fn process_umask() -> u32 {
+    0o022
 }
 
 /// Where copy and template write: `dest`, or `dest/<basename of src>` when `dest`

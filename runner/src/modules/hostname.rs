@@ -2,9 +2,10 @@
 //! /etc/hostname, or through `hostnamectl` where systemd runs (`use: systemd`, the
 //! default there). Ok when both already match; registers the hostname facts.
 //!
-//! The running name is set first, by writing /proc/sys/kernel/hostname (what
-//! `hostname NAME` does through sethostname), so a kernel that refuses (a container
-//! without CAP_SYS_ADMIN) fails the task before /etc/hostname is touched.
+//! The running name is set first, so a kernel that refuses (a container without
+//! CAP_SYS_ADMIN) fails the task before /etc/hostname is touched: on Linux by writing
+//! /proc/sys/kernel/hostname (what `hostname NAME` does through sethostname), elsewhere
+//! (macOS has no procfs) through the `hostname` command itself.
 
 use super::fsutil::{self, Step, failed};
 use super::{Ctx, Diff, ModuleError, Outcome, args, proc};
@@ -14,7 +15,6 @@ use std::path::Path;
 
 const KNOWN: &[&str] = &["name", "use"];
 
-const RUNTIME: &str = "/proc/sys/kernel/hostname";
 const PERMANENT: &str = "/etc/hostname";
 
 /// How the name is set.
@@ -22,7 +22,7 @@ const PERMANENT: &str = "/etc/hostname";
 enum Strategy {
     /// `hostnamectl set-hostname`.
     Systemd,
-    /// /proc/sys/kernel/hostname and /etc/hostname.
+    /// The running name (see [`running`]) and /etc/hostname.
     File,
 }
 
@@ -54,10 +54,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         }
     };
 
-    let current = std::fs::read_to_string(RUNTIME)
-        .map_err(|e| fsutil::io_fail("read", Path::new(RUNTIME), &e))?
-        .trim()
-        .to_string();
+    let current = running::get()?;
     let permanent = match std::fs::read_to_string(PERMANENT) {
         Ok(s) => s.lines().next().unwrap_or_default().trim().to_string(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -85,8 +82,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             }
             Strategy::File => {
                 if current != name {
-                    std::fs::write(RUNTIME, &name)
-                        .map_err(|e| failed(Outcome::fail(refused(&name, &e))))?;
+                    running::set(&name)?;
                 }
                 if permanent != name {
                     // Written in place, not renamed over: container engines bind-mount
@@ -112,15 +108,78 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     Ok(o)
 }
 
-/// The kernel refused the name: say so, and the usual reason.
-fn refused(name: &str, e: &std::io::Error) -> String {
-    let mut msg = format!("the kernel refused to set the hostname to {name}: {e}");
-    if matches!(e.kind(), std::io::ErrorKind::PermissionDenied) || e.raw_os_error() == Some(30) {
-        msg.push_str(
-            " (changing it needs CAP_SYS_ADMIN in the host's UTS namespace, which containers usually lack)",
-        );
+/// The kernel's running host name on Linux: the procfs file sethostname(2) backs.
+#[cfg(target_os = "linux")]
+mod running {
+    use super::super::Outcome;
+    use super::super::fsutil::{self, Step, failed};
+    use std::path::Path;
+
+    pub(super) const PATH: &str = "/proc/sys/kernel/hostname";
+
+    pub(super) fn get() -> Step<String> {
+        Ok(std::fs::read_to_string(PATH)
+            .map_err(|e| fsutil::io_fail("read", Path::new(PATH), &e))?
+            .trim()
+            .to_string())
     }
-    msg
+
+    pub(super) fn set(name: &str) -> Step<()> {
+        std::fs::write(PATH, name).map_err(|e| failed(Outcome::fail(refused(name, &e))))
+    }
+
+    /// The kernel refused the name: say so, and the usual reason.
+    pub(super) fn refused(name: &str, e: &std::io::Error) -> String {
+        let mut msg = format!("the kernel refused to set the hostname to {name}: {e}");
+        if matches!(e.kind(), std::io::ErrorKind::PermissionDenied) || e.raw_os_error() == Some(30)
+        {
+            msg.push_str(
+                " (changing it needs CAP_SYS_ADMIN in the host's UTS namespace, which containers usually lack)",
+            );
+        }
+        msg
+    }
+}
+
+/// The running host name without procfs (macOS): the `hostname` command reads it and
+/// sets it (sethostname(2), which std cannot call without unsafe code). On macOS the
+/// name a reboot restores lives in the System Configuration (`scutil --set HostName`),
+/// which this module does not manage.
+#[cfg(not(target_os = "linux"))]
+mod running {
+    use super::super::fsutil::{self, Step};
+    use super::super::proc;
+
+    fn hostname(args: &[String]) -> Step<String> {
+        let Some(tool) = proc::find("hostname") else {
+            return fsutil::fail("'hostname' was not found on this host");
+        };
+        let r = proc::run(&tool, args, &[("LC_ALL", "C")]).or_else(fsutil::fail)?;
+        if !r.ok() {
+            return fsutil::fail(format!(
+                "hostname {} failed (rc={}): {}",
+                args.join(" "),
+                r.rc,
+                r.why()
+            ));
+        }
+        Ok(r.stdout.trim().to_string())
+    }
+
+    pub(super) fn get() -> Step<String> {
+        hostname(&[])
+    }
+
+    pub(super) fn set(name: &str) -> Step<()> {
+        // `hostname -x` would be an option, not a name (and no valid host name starts
+        // with a dash).
+        if name.starts_with('-') {
+            return fsutil::fail(format!(
+                "cannot set the hostname to {name}: it starts with '-'"
+            ));
+        }
+        hostname(&proc::argv([name])).map(drop)
+    }
 }
 
 /// A name the kernel accepts: 1 to 64 bytes, no whitespace, no slash.
@@ -159,7 +218,10 @@ mod tests {
     }
 
     fn names() -> (String, String) {
-        let runtime = std::fs::read_to_string(RUNTIME).unwrap().trim().to_string();
+        let runtime = std::fs::read_to_string(running::PATH)
+            .unwrap()
+            .trim()
+            .to_string();
         let permanent = std::fs::read_to_string(PERMANENT).unwrap_or_default();
         (runtime, permanent)
     }
@@ -210,7 +272,7 @@ mod tests {
     #[test]
     fn refusals_name_the_capability() {
         let e = std::io::Error::from_raw_os_error(1);
-        let msg = refused("web1", &e);
+        let msg = running::refused("web1", &e);
         assert!(msg.starts_with("the kernel refused to set the hostname to web1"));
         assert!(msg.contains("CAP_SYS_ADMIN"), "{msg}");
     }

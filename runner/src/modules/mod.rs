@@ -9,6 +9,7 @@
 mod archive;
 mod archive_fmt;
 pub mod args;
+mod asuser;
 mod command;
 mod control;
 mod copy;
@@ -35,6 +36,7 @@ mod tools;
 mod user;
 mod wait_for;
 
+pub use asuser::{CHILD_FLAG, child_main};
 pub use library::{LIBRARY_PREFIX, is_custom};
 
 pub use command::COMMON as COMMAND_ARGS;
@@ -86,7 +88,7 @@ impl Ctx<'_> {
 }
 
 /// A before/after pair for diff mode.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Diff {
     /// What the "before" side is, e.g. the path.
     pub before_header: String,
@@ -98,8 +100,9 @@ pub struct Diff {
     pub after: String,
 }
 
-/// What a module did.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a module did. It crosses a pipe (MessagePack) when the module ran as another
+/// user (see `asuser`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// Something changed (or would have, in check mode).
     pub changed: bool,
@@ -291,13 +294,57 @@ pub trait ModuleHost {
     }
 }
 
-/// Modules run right here, in this process.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Local;
+/// Modules that run in this process even for a task whose `become_user` is not the
+/// runner's user: those that touch nothing on the host themselves, and those that do all
+/// their work in processes they start through [`Ctx::command`], which takes the task's
+/// identity. Every other module runs as that user in a child runner (see `asuser`).
+const IN_PROCESS: &[&str] = &[
+    "assert",
+    "command",
+    "debug",
+    "fail",
+    "include_vars",
+    "pause",
+    "ping",
+    "raw",
+    "script",
+    "set_fact",
+    "shell",
+];
+
+/// True when `module` runs in the runner's own process whatever the task's user; a
+/// playbook's `library/` script module also starts its process through [`Ctx::command`].
+pub fn runs_in_process(module: &str, files: &BTreeMap<String, HostFile>) -> bool {
+    IN_PROCESS.contains(&module) || library::is_custom(module, files)
+}
+
+/// Modules run right here, in this process; for a task whose `become_user` is not the
+/// runner's own user, in a child runner process with that user's identity (made only
+/// when such a task runs).
+#[derive(Debug, Default)]
+pub struct Local {
+    as_user: asuser::Children,
+}
+
+impl Local {
+    /// Modules for another user run in a copy of `runner` (a `rustle-runner` executable)
+    /// instead of a copy of this process's executable: for tests, whose executable is a
+    /// test harness.
+    pub fn with_runner(runner: impl Into<std::path::PathBuf>) -> Local {
+        Local {
+            as_user: asuser::Children::from(runner.into()),
+        }
+    }
+}
 
 impl ModuleHost for Local {
     fn run(&mut self, module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-        run(module, args, ctx)
+        match ctx.run_as {
+            Some(who) if !runs_in_process(module, ctx.files) => {
+                self.as_user.run(module, args, ctx, who)
+            }
+            _ => run(module, args, ctx),
+        }
     }
 }
 

@@ -511,6 +511,7 @@ impl Sysv {
 /// Whether any running process's command line contains `pattern` (what Ansible's
 /// `pattern` does with ps), read from /proc. Our own process is skipped: its
 /// arguments may contain the pattern.
+#[cfg(target_os = "linux")]
 fn process_matches(pattern: &str) -> bool {
     let me = std::process::id().to_string();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -526,6 +527,25 @@ fn process_matches(pattern: &str) -> bool {
         .any(|raw| {
             let line = String::from_utf8_lossy(&raw).replace('\0', " ");
             line.contains(pattern)
+        })
+}
+
+/// Whether any running process's command line contains `pattern`, from `ps` where
+/// there is no procfs (macOS and the BSDs: `-ww` for whole command lines). Our own
+/// process is skipped: its arguments may contain the pattern.
+#[cfg(not(target_os = "linux"))]
+fn process_matches(pattern: &str) -> bool {
+    let me = std::process::id().to_string();
+    let Some(ps) = proc::find("ps") else {
+        return false;
+    };
+    let Ok(r) = proc::run(&ps, &proc::argv(["-axww", "-o", "pid=,command="]), &[]) else {
+        return false;
+    };
+    r.ok()
+        && r.stdout.lines().any(|l| {
+            let (pid, command) = l.trim_start().split_once(' ').unwrap_or((l, ""));
+            pid != me && command.contains(pattern)
         })
 }
 

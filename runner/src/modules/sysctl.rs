@@ -5,11 +5,15 @@
 //! later duplicates are dropped, everything else stays byte for byte. Values compare
 //! word by word, as Ansible compares them (`4096 87380` equals `4096\t87380`).
 //! `reload` (on by default) runs `sysctl -p <file>` after the file changed.
+//!
+//! `sysctl_set` is Linux's: the live values are files under /proc/sys. Elsewhere (macOS
+//! has no procfs) a task asking for it fails naming the platform, before the file is
+//! touched.
 
 use super::fsutil::{self, Attrs, Step, WriteReq, failed};
 use super::{Ctx, ModuleError, Outcome, args, proc};
 use crate::plan::Vars;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const KNOWN: &[&str] = &[
     "name",
@@ -77,6 +81,14 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let sysctl_set = args::bool_or(a, "sysctl_set", false)?;
     let ignoreerrors = args::bool_or(a, "ignoreerrors", false)?;
 
+    // Where the live value is, found first: a platform without one fails the task
+    // before the file changes.
+    let live = if present && sysctl_set {
+        Some(live_path(&name).or_else(fsutil::fail)?)
+    } else {
+        None
+    };
+
     // The file.
     let old = match std::fs::read(&file) {
         Ok(b) => String::from_utf8(b).map_err(|_| {
@@ -117,8 +129,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     }
 
     // The kernel's live value.
-    if present && sysctl_set {
-        let proc_path = proc_path(&name);
+    if let Some(proc_path) = live {
         match std::fs::read_to_string(&proc_path) {
             Ok(current) if same_value(&current, &value) => {}
             Ok(_) => {
@@ -167,13 +178,23 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 }
 
 /// A key's file under /proc/sys: dots are separators unless the key uses slashes.
-fn proc_path(name: &str) -> PathBuf {
+#[cfg(target_os = "linux")]
+fn live_path(name: &str) -> Result<PathBuf, String> {
     let rel = if name.contains('/') {
         name.trim_start_matches('/').to_string()
     } else {
         name.replace('.', "/")
     };
-    Path::new("/proc/sys").join(rel)
+    Ok(std::path::Path::new("/proc/sys").join(rel))
+}
+
+/// Live values are procfs files, which only Linux has.
+#[cfg(not(target_os = "linux"))]
+fn live_path(name: &str) -> Result<PathBuf, String> {
+    Err(format!(
+        "setting {name} failed: sysctl_set changes live values through procfs, which only Linux has (this host runs {}); use sysctl_set: false to only edit the file",
+        std::env::consts::OS
+    ))
 }
 
 /// Ansible's value conversions: booleans become 1 and 0, surrounding space goes.
@@ -239,6 +260,7 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
+    use std::path::Path;
 
     fn run(args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         let args = args.as_object().unwrap();
@@ -398,11 +420,11 @@ mod tests {
         assert_eq!(edit("", "d", Some("1")), "d=1\n");
         assert!(same_value("4096\t87380  6291456\n", "4096 87380 6291456"));
         assert_eq!(
-            proc_path("net.ipv4.ip_forward"),
+            live_path("net.ipv4.ip_forward").unwrap(),
             Path::new("/proc/sys/net/ipv4/ip_forward")
         );
         assert_eq!(
-            proc_path("net/ipv4/conf/eth0.1/rp_filter"),
+            live_path("net/ipv4/conf/eth0.1/rp_filter").unwrap(),
             Path::new("/proc/sys/net/ipv4/conf/eth0.1/rp_filter")
         );
     }

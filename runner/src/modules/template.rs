@@ -14,10 +14,37 @@ pub const KNOWN: &[&str] = &[
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-    fsutil::finish(run_inner(a, ctx))
+    fsutil::finish(parse(a).and_then(|t| {
+        let rendered = render(&t.src, ctx)?;
+        write(&t, &rendered, ctx)
+    }))
 }
 
-fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+/// The template module with its text already rendered: what a runner process running as
+/// another `become_user` does (see `asuser`), since rendering happens in the runner that
+/// holds the variables, as Ansible renders on the controller and runs only the write as
+/// that user. The arguments are checked exactly as [`run`] checks them.
+pub(super) fn run_rendered(
+    a: &Vars,
+    rendered: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Outcome, ModuleError> {
+    fsutil::finish(parse(a).and_then(|t| write(&t, rendered, ctx)))
+}
+
+/// Template's checked arguments.
+pub(super) struct Args {
+    /// The embedded template's name.
+    pub src: String,
+    dest: String,
+    force: bool,
+    backup: bool,
+    follow: bool,
+    attrs: Attrs,
+}
+
+/// Checks the arguments, in the order (and with the messages) the module always had.
+pub(super) fn parse(a: &Vars) -> Step<Args> {
     args::only(a, KNOWN)?;
     let src = args::req_str(a, "src")?;
     let dest = args::req_str(a, "dest")?;
@@ -28,24 +55,40 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let backup = args::bool_or(a, "backup", false)?;
     let follow = args::bool_or(a, "follow", false)?;
     let attrs = Attrs::from_args(a)?;
-    let file = fsutil::embedded(ctx, &src)?;
-    let Ok(text) = std::str::from_utf8(&file.content) else {
-        return fail(format!("template {src} is not valid UTF-8"));
-    };
-    let rendered = match ctx.engine.render_str(text, ctx.vars) {
-        Ok(r) => r,
-        // The error's detail, not its Display: that would repeat the whole template.
-        Err(e) => return fail(format!("error templating {src}: {}", e.detail)),
-    };
-    let dest = fsutil::resolve_dest(&dest, Some(&src))?;
-    let req = WriteReq {
-        dest: &dest,
-        content: rendered.as_bytes(),
-        attrs,
+    Ok(Args {
+        src,
+        dest,
         force,
         backup,
         follow,
-        src: Some(&src),
+        attrs,
+    })
+}
+
+/// Renders the embedded template `src` with the task's variables.
+pub(super) fn render(src: &str, ctx: &Ctx<'_>) -> Step<String> {
+    let file = fsutil::embedded(ctx, src)?;
+    let Ok(text) = std::str::from_utf8(&file.content) else {
+        return fail(format!("template {src} is not valid UTF-8"));
+    };
+    match ctx.engine.render_str(text, ctx.vars) {
+        Ok(r) => Ok(r),
+        // The error's detail, not its Display: that would repeat the whole template.
+        Err(e) => fail(format!("error templating {src}: {}", e.detail)),
+    }
+}
+
+/// Writes the rendered text to dest like copy does.
+fn write(t: &Args, rendered: &str, ctx: &Ctx<'_>) -> Step<Outcome> {
+    let dest = fsutil::resolve_dest(&t.dest, Some(&t.src))?;
+    let req = WriteReq {
+        dest: &dest,
+        content: rendered.as_bytes(),
+        attrs: t.attrs,
+        force: t.force,
+        backup: t.backup,
+        follow: t.follow,
+        src: Some(&t.src),
         new_mode: None,
     };
     fsutil::write_file(&req, ctx)

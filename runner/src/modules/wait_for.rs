@@ -2,8 +2,10 @@
 //! drain, for a file to appear (optionally containing a pattern) or go away, or just
 //! for some time, with ansible.builtin.wait_for's arguments, timing and messages.
 //!
-//! Drained connections are counted from /proc/net/tcp and /proc/net/tcp6 (Linux), by
-//! local port; `exclude_hosts` is accepted and matched against the remote address.
+//! Drained connections are counted from /proc/net/tcp and /proc/net/tcp6, by local
+//! port; `exclude_hosts` is accepted and matched against the remote address. Those are
+//! Linux's: elsewhere (macOS) state=drained fails naming the platform, as Ansible's
+//! does there without psutil.
 //! Changes nothing, so check mode runs it the same.
 
 use super::{Ctx, ModuleError, Outcome, args};
@@ -120,6 +122,12 @@ pub(super) fn run(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
             ));
         }
         _ => {}
+    }
+
+    if state == State::Drained
+        && let Err(e) = tcp_tables()
+    {
+        return Ok(Outcome::fail(e));
     }
 
     let start = Instant::now();
@@ -398,6 +406,24 @@ fn proc_addr(s: &str) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
+/// The kernel's TCP connection tables (IPv4, IPv6), as text in /proc/net/tcp's format.
+#[cfg(target_os = "linux")]
+fn tcp_tables() -> Result<Vec<String>, String> {
+    Ok(["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect())
+}
+
+/// Without procfs there is no table this runner can read without a C library.
+#[cfg(not(target_os = "linux"))]
+fn tcp_tables() -> Result<Vec<String>, String> {
+    Err(format!(
+        "state=drained counts connections in procfs, which only Linux has (this host runs {})",
+        std::env::consts::OS
+    ))
+}
+
 /// Active connections on local `port`, not from an excluded host.
 fn active_connections(port: u16, exclude: &[String], active: &[String]) -> usize {
     let excluded: Vec<IpAddr> = exclude
@@ -405,9 +431,9 @@ fn active_connections(port: u16, exclude: &[String], active: &[String]) -> usize
         .flat_map(|h| addresses(h, 0))
         .map(|a| a.ip())
         .collect();
-    ["/proc/net/tcp", "/proc/net/tcp6"]
+    tcp_tables()
+        .unwrap_or_default()
         .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
         .map(|text| {
             text.lines()
                 .skip(1)
