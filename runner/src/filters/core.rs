@@ -5,7 +5,7 @@
 //! Where Python relies on dict insertion order, the output here follows the template
 //! maps' (sorted) order; set results keep the order of first appearance.
 
-use super::{Opts, invalid, py_str, py_type, to_json};
+use super::{Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split, to_json};
 use crate::digest;
 use crate::template::{JsonStyle, py_json_styled, python_regex};
 use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};
@@ -254,10 +254,7 @@ fn extract(item: JValue, container: JValue, morekeys: Option<JValue>) -> Result<
     Ok(value)
 }
 
-fn subelements(obj: JValue, subs: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
-    let o = Opts::new(rest.0)?;
-    let skip_missing = o.flag(0, "skip_missing")?;
-    o.done("subelements", 1)?;
+fn subelements(obj: JValue, subs: JValue, skip_missing: bool) -> Result<JValue, Error> {
     let elements: Vec<JValue> = match obj.kind() {
         ValueKind::Map => obj
             .try_iter()?
@@ -322,19 +319,21 @@ fn subelements(obj: JValue, subs: JValue, rest: Rest<JValue>) -> Result<JValue, 
     Ok(JValue::from(out))
 }
 
-fn item_names(kw: &Kwargs) -> Result<(String, String), Error> {
-    let k = kw
-        .get::<Option<String>>("key_name")?
+fn item_names(o: &Opts, filter: &str) -> Result<(String, String), Error> {
+    let k = o
+        .arg(0, "key_name")?
+        .map(|k| py_str(&k))
         .unwrap_or_else(|| "key".into());
-    let v = kw
-        .get::<Option<String>>("value_name")?
+    let v = o
+        .arg(1, "value_name")?
+        .map(|v| py_str(&v))
         .unwrap_or_else(|| "value".into());
-    kw.assert_all_used()?;
+    o.done(filter, 2)?;
     Ok((k, v))
 }
 
-fn dict2items(v: JValue, kw: Kwargs) -> Result<JValue, Error> {
-    let (kn, vn) = item_names(&kw)?;
+fn dict2items(v: JValue, o: Opts) -> Result<JValue, Error> {
+    let (kn, vn) = item_names(&o, "dict2items")?;
     if v.kind() != ValueKind::Map {
         return Err(invalid(format!(
             "dict2items requires a dictionary, got <class '{}'> instead.",
@@ -349,8 +348,8 @@ fn dict2items(v: JValue, kw: Kwargs) -> Result<JValue, Error> {
     Ok(JValue::from(out))
 }
 
-fn items2dict(v: JValue, kw: Kwargs) -> Result<JValue, Error> {
-    let (kn, vn) = item_names(&kw)?;
+fn items2dict(v: JValue, o: Opts) -> Result<JValue, Error> {
+    let (kn, vn) = item_names(&o, "items2dict")?;
     if !is_sequence(&v) {
         return Err(invalid(format!(
             "items2dict requires a list, got <class '{}'> instead.",
@@ -384,15 +383,15 @@ fn items2dict(v: JValue, kw: Kwargs) -> Result<JValue, Error> {
 // Paths (Python's posixpath and ntpath).
 
 /// `path_join`, like Python's `os.path.join`: an absolute part restarts the path.
-fn path_join(v: JValue) -> Result<String, Error> {
+fn path_join(v: &JValue) -> Result<String, Error> {
     let parts: Vec<String> = if let Some(s) = v.as_str() {
         vec![s.to_string()]
-    } else if is_sequence(&v) {
+    } else if is_sequence(v) {
         v.try_iter()?.map(|p| py_str(&p)).collect()
     } else {
         return Err(invalid(format!(
             "|path_join expects string or sequence, got <class '{}'> instead.",
-            py_type(&v)
+            py_type(v)
         )));
     };
     let mut out = String::new();
@@ -626,11 +625,11 @@ fn win_split(p: &str) -> (String, String) {
 }
 
 /// Python's `os.path.commonpath`.
-fn commonpath(v: JValue) -> Result<String, Error> {
-    if !is_sequence(&v) {
+fn commonpath(v: &JValue) -> Result<String, Error> {
+    if !is_sequence(v) {
         return Err(invalid(format!(
             "|commonpath expects sequence, got <class '{}'> instead.",
-            py_type(&v)
+            py_type(v)
         )));
     }
     let paths: Vec<String> = v.try_iter()?.map(|p| py_str(&p)).collect();
@@ -1010,8 +1009,11 @@ fn json_style(kw: &Kwargs, default_indent: Option<usize>, nice: bool) -> Result<
     Ok(style)
 }
 
-fn to_json_filter(v: JValue, kw: Kwargs) -> Result<String, Error> {
-    let style = json_style(&kw, None, false)?;
+fn to_json_filter(v: JValue, o: Opts) -> Result<String, Error> {
+    if !o.pos.is_empty() {
+        return Err(invalid("to_json() takes json.dumps' arguments by name"));
+    }
+    let style = json_style(&o.kw, None, false)?;
     let json = to_json(&v, "to_json")?;
     let mut out = String::new();
     py_json_styled(&json, &style, 0, &mut out);
@@ -1338,129 +1340,221 @@ fn comment(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
     Ok(out)
 }
 
-fn type_debug(v: JValue) -> &'static str {
-    py_type(&v)
+/// Python's `posixpath.dirname`: up to the last slash, trailing slashes removed unless
+/// the head is all slashes.
+fn dirname(s: &str) -> String {
+    let head = match s.rfind('/') {
+        Some(i) => s.get(..=i).unwrap_or_default(),
+        None => "",
+    };
+    let trimmed = head.trim_end_matches('/');
+    if trimmed.is_empty() {
+        head.to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn pair(a: String, b: String) -> JValue {
+    JValue::from(vec![JValue::from(a), JValue::from(b)])
+}
+
+/// An optional `encoding` argument (UTF-8 by default) and the value's text.
+fn encoding_arg(args: &[JValue], filter: &str) -> Result<(String, String), Error> {
+    let (v, o) = opts(args)?;
+    let enc = o
+        .arg(0, "encoding")?
+        .map(|e| py_str(&e))
+        .unwrap_or_else(|| "utf-8".into());
+    o.done(filter, 1)?;
+    Ok((py_str(&v), enc))
 }
 
 /// Registers the filters of core.py.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("flatten", flatten);
-    env.add_filter("combine", combine);
-    env.add_filter("extract", extract);
-    env.add_filter("subelements", subelements);
-    env.add_filter("dict2items", dict2items);
-    env.add_filter("items2dict", items2dict);
-
-    env.add_filter("path_join", path_join);
-    env.add_filter("basename", |v: JValue| -> String {
-        let s = py_str(&v);
-        s.rsplit('/').next().unwrap_or_default().to_string()
-    });
-    env.add_filter("dirname", |v: JValue| -> String {
-        // Python's posixpath.dirname: up to the last slash, trailing slashes removed
-        // unless the head is all slashes.
-        let s = py_str(&v);
-        let head = match s.rfind('/') {
-            Some(i) => s.get(..=i).unwrap_or_default(),
-            None => "",
-        };
-        let trimmed = head.trim_end_matches('/');
-        if trimmed.is_empty() {
-            head.to_string()
-        } else {
-            trimmed.to_string()
-        }
-    });
-    env.add_filter("expanduser", |v: JValue| expanduser(&py_str(&v)));
-    env.add_filter("expandvars", |v: JValue| expandvars(&py_str(&v)));
-    env.add_filter("realpath", |v: JValue| realpath(&py_str(&v)));
-    env.add_filter("normpath", |v: JValue| normpath(&py_str(&v)));
-    env.add_filter("relpath", |v: JValue, start: Option<JValue>| {
-        relpath(&py_str(&v), start.as_ref().map(py_str).as_deref())
-    });
-    env.add_filter("splitext", |v: JValue| -> JValue {
-        let (stem, ext) = splitext(&py_str(&v));
-        JValue::from(vec![JValue::from(stem), JValue::from(ext)])
-    });
-    env.add_filter("win_splitdrive", |v: JValue| -> JValue {
-        let (d, p) = win_splitdrive(&py_str(&v));
-        JValue::from(vec![JValue::from(d), JValue::from(p)])
-    });
-    env.add_filter("win_basename", |v: JValue| win_split(&py_str(&v)).1);
-    env.add_filter("win_dirname", |v: JValue| win_split(&py_str(&v)).0);
-    env.add_filter("commonpath", commonpath);
-    env.add_filter("fileglob", |v: JValue| fileglob(&py_str(&v)));
-
-    env.add_filter(
-        "b64encode",
-        |v: JValue, rest: Rest<JValue>| -> Result<String, Error> {
-            let o = Opts::new(rest.0)?;
-            let enc = o
-                .arg(0, "encoding")?
-                .map(|e| py_str(&e))
-                .unwrap_or_else(|| "utf-8".into());
-            o.done("b64encode", 1)?;
-            Ok(b64_encode(&encode(&py_str(&v), &enc)?))
-        },
+    add_filters(
+        env,
+        &[
+            ("flatten", |a| split(a).and_then(|(v, r)| flatten(v, r))),
+            ("combine", |a| split(a).and_then(|(v, r)| combine(v, r))),
+            ("extract", |a| {
+                let (v, o) = opts(a)?;
+                let container = o.req(0, "container", "extract")?;
+                let more = o.arg(1, "morekeys")?;
+                o.done("extract", 2)?;
+                extract(v, container, more)
+            }),
+            ("subelements", |a| {
+                let (v, o) = opts(a)?;
+                let subs = o.req(0, "subelements", "subelements")?;
+                let skip = o.flag(1, "skip_missing")?;
+                o.done("subelements", 2)?;
+                subelements(v, subs, skip)
+            }),
+            ("dict2items", |a| {
+                opts(a).and_then(|(v, o)| dict2items(v, o))
+            }),
+            ("items2dict", |a| {
+                opts(a).and_then(|(v, o)| items2dict(v, o))
+            }),
+            ("path_join", |a| {
+                path_join(only(a, "path_join")?).map(JValue::from)
+            }),
+            ("basename", |a| {
+                let s = only_str(a, "basename")?;
+                Ok(JValue::from(s.rsplit('/').next().unwrap_or_default()))
+            }),
+            ("dirname", |a| {
+                Ok(JValue::from(dirname(&only_str(a, "dirname")?)))
+            }),
+            ("expanduser", |a| {
+                Ok(JValue::from(expanduser(&only_str(a, "expanduser")?)))
+            }),
+            ("expandvars", |a| {
+                Ok(JValue::from(expandvars(&only_str(a, "expandvars")?)))
+            }),
+            ("realpath", |a| {
+                Ok(JValue::from(realpath(&only_str(a, "realpath")?)))
+            }),
+            ("normpath", |a| {
+                Ok(JValue::from(normpath(&only_str(a, "normpath")?)))
+            }),
+            ("relpath", |a| {
+                let (v, o) = opts(a)?;
+                let start = o.arg(0, "start")?.map(|s| py_str(&s));
+                o.done("relpath", 1)?;
+                relpath(&py_str(&v), start.as_deref()).map(JValue::from)
+            }),
+            ("splitext", |a| {
+                let (stem, ext) = splitext(&only_str(a, "splitext")?);
+                Ok(pair(stem, ext))
+            }),
+            ("win_splitdrive", |a| {
+                let (d, p) = win_splitdrive(&only_str(a, "win_splitdrive")?);
+                Ok(pair(d, p))
+            }),
+            ("win_basename", |a| {
+                Ok(JValue::from(win_split(&only_str(a, "win_basename")?).1))
+            }),
+            ("win_dirname", |a| {
+                Ok(JValue::from(win_split(&only_str(a, "win_dirname")?).0))
+            }),
+            ("commonpath", |a| {
+                commonpath(only(a, "commonpath")?).map(JValue::from)
+            }),
+            ("fileglob", |a| {
+                Ok(JValue::from(fileglob(&only_str(a, "fileglob")?)))
+            }),
+            ("b64encode", |a| {
+                let (text, enc) = encoding_arg(a, "b64encode")?;
+                Ok(JValue::from(b64_encode(&encode(&text, &enc)?)))
+            }),
+            ("b64decode", |a| {
+                let (text, enc) = encoding_arg(a, "b64decode")?;
+                decode(&b64_decode(&text)?, &enc).map(JValue::from)
+            }),
+            ("to_uuid", |a| {
+                split(a).and_then(|(v, r)| to_uuid(v, r)).map(JValue::from)
+            }),
+            ("to_json", |a| {
+                opts(a)
+                    .and_then(|(v, o)| to_json_filter(v, o))
+                    .map(JValue::from)
+            }),
+            ("to_nice_json", |a| {
+                split(a)
+                    .and_then(|(v, r)| to_nice_json(v, r))
+                    .map(JValue::from)
+            }),
+            ("from_json", |a| from_json(only(a, "from_json")?.clone())),
+            ("to_yaml", |a| {
+                split(a)
+                    .and_then(|(v, r)| to_yaml(v, r, false))
+                    .map(JValue::from)
+            }),
+            ("to_nice_yaml", |a| {
+                split(a)
+                    .and_then(|(v, r)| to_yaml(v, r, true))
+                    .map(JValue::from)
+            }),
+            ("hash", |a| {
+                let (v, o) = opts(a)?;
+                let algo = o
+                    .arg(0, "hashtype")?
+                    .map(|h| py_str(&h))
+                    .unwrap_or_else(|| "sha1".to_string());
+                o.done("hash", 1)?;
+                digest::hex(&algo, py_str(&v).as_bytes())
+                    .map(JValue::from)
+                    .ok_or_else(|| invalid(format!("unsupported hash type {algo}")))
+            }),
+            ("checksum", |a| {
+                Ok(JValue::from(digest::sha1_hex(
+                    only_str(a, "checksum")?.as_bytes(),
+                )))
+            }),
+            ("sha1", |a| {
+                Ok(JValue::from(digest::sha1_hex(
+                    only_str(a, "sha1")?.as_bytes(),
+                )))
+            }),
+            ("md5", |a| {
+                Ok(JValue::from(
+                    digest::hex("md5", only_str(a, "md5")?.as_bytes()).unwrap_or_default(),
+                ))
+            }),
+            ("regex_replace", |a| {
+                split(a)
+                    .and_then(|(v, r)| regex_replace(v, r))
+                    .map(JValue::from)
+            }),
+            ("regex_search", |a| {
+                let (v, mut r) = split(a)?;
+                let pattern = super::first_positional(&mut r, "regex", "regex_search")?;
+                regex_search(v, pattern, r)
+            }),
+            ("regex_findall", |a| {
+                let (v, mut r) = split(a)?;
+                let pattern = super::first_positional(&mut r, "regex", "regex_findall")?;
+                regex_findall(v, pattern, r)
+            }),
+            ("regex_escape", |a| {
+                split(a)
+                    .and_then(|(v, r)| regex_escape(v, r))
+                    .map(JValue::from)
+            }),
+            ("bool", |a| Ok(to_bool(only(a, "bool")?.clone()))),
+            ("ternary", |a| {
+                let (v, o) = opts(a)?;
+                let yes = o.req(0, "true_val", "ternary")?;
+                let no = o.req(1, "false_val", "ternary")?;
+                let none_val = o.arg(2, "none_val")?;
+                o.done("ternary", 3)?;
+                Ok(ternary(v, yes, no, none_val))
+            }),
+            ("mandatory", |a| split(a).and_then(|(v, r)| mandatory(v, r))),
+            ("quote", |a| {
+                let v = only(a, "quote")?;
+                Ok(JValue::from(if v.is_none() {
+                    "''".to_string()
+                } else {
+                    shell_quote(&py_str(v))
+                }))
+            }),
+            ("comment", |a| {
+                split(a).and_then(|(v, r)| comment(v, r)).map(JValue::from)
+            }),
+            ("type_debug", |a| {
+                Ok(JValue::from(py_type(only(a, "type_debug")?)))
+            }),
+            ("random", |a| {
+                split(a).and_then(|(v, r)| super::math::random(v, r))
+            }),
+            ("shuffle", |a| {
+                split(a).and_then(|(v, r)| super::math::shuffle(v, r))
+            }),
+        ],
     );
-    env.add_filter(
-        "b64decode",
-        |v: JValue, rest: Rest<JValue>| -> Result<String, Error> {
-            let o = Opts::new(rest.0)?;
-            let enc = o
-                .arg(0, "encoding")?
-                .map(|e| py_str(&e))
-                .unwrap_or_else(|| "utf-8".into());
-            o.done("b64decode", 1)?;
-            decode(&b64_decode(&py_str(&v))?, &enc)
-        },
-    );
-    env.add_filter("to_uuid", to_uuid);
-    env.add_filter("to_json", to_json_filter);
-    env.add_filter("to_nice_json", to_nice_json);
-    env.add_filter("from_json", from_json);
-    env.add_filter("to_yaml", |v: JValue, rest: Rest<JValue>| {
-        to_yaml(v, rest, false)
-    });
-    env.add_filter("to_nice_yaml", |v: JValue, rest: Rest<JValue>| {
-        to_yaml(v, rest, true)
-    });
-
-    env.add_filter(
-        "hash",
-        |v: JValue, algo: Option<String>| -> Result<String, Error> {
-            let algo = algo.unwrap_or_else(|| "sha1".to_string());
-            digest::hex(&algo, py_str(&v).as_bytes())
-                .ok_or_else(|| invalid(format!("unsupported hash type {algo}")))
-        },
-    );
-    env.add_filter("checksum", |v: JValue| {
-        digest::sha1_hex(py_str(&v).as_bytes())
-    });
-    env.add_filter("sha1", |v: JValue| digest::sha1_hex(py_str(&v).as_bytes()));
-    env.add_filter("md5", |v: JValue| {
-        digest::hex("md5", py_str(&v).as_bytes()).unwrap_or_default()
-    });
-
-    env.add_filter("regex_replace", regex_replace);
-    env.add_filter("regex_search", regex_search);
-    env.add_filter("regex_findall", regex_findall);
-    env.add_filter("regex_escape", regex_escape);
-
-    env.add_filter("bool", to_bool);
-    env.add_filter("ternary", ternary);
-    env.add_filter("mandatory", mandatory);
-    env.add_filter("quote", |v: JValue| -> String {
-        if v.is_none() {
-            "''".into()
-        } else {
-            shell_quote(&py_str(&v))
-        }
-    });
-    env.add_filter("comment", comment);
-    env.add_filter("type_debug", type_debug);
-    env.add_filter("random", super::math::random);
-    env.add_filter("shuffle", super::math::shuffle);
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! `isoformat()` and `timestamp()`. Subtracting two of them (Python's timedelta) is not
 //! available in the template engine.
 
-use super::{Opts, invalid, py_str};
+use super::{Opts, add_filters, invalid, py_str, split};
 use minijinja::value::{Object, ObjectRepr, Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error, State};
 use std::fmt;
@@ -635,8 +635,17 @@ fn strftime(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
 
 /// Registers `to_datetime` and `strftime`.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("to_datetime", to_datetime);
-    env.add_filter("strftime", strftime);
+    add_filters(
+        env,
+        &[
+            ("to_datetime", |a| {
+                split(a).and_then(|(v, r)| to_datetime(v, r))
+            }),
+            ("strftime", |a| {
+                split(a).and_then(|(v, r)| strftime(v, r)).map(JValue::from)
+            }),
+        ],
+    );
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! RustCrypto's `aes`, driven in counter mode by `ctr`.
 
 use super::math::os_random;
-use super::{Opts, invalid, py_str, py_type};
+use super::{Opts, add_filters, first_positional, invalid, py_str, py_type, split};
 use aes::cipher::{KeyIvInit, StreamCipher};
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
@@ -220,8 +220,21 @@ use super::defined;
 
 /// Registers `vault` and `unvault`.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("vault", vault);
-    env.add_filter("unvault", unvault);
+    add_filters(
+        env,
+        &[
+            ("vault", |a| {
+                let (v, mut r) = split(a)?;
+                let secret = first_positional(&mut r, "secret", "vault")?;
+                vault(v, secret, r).map(JValue::from)
+            }),
+            ("unvault", |a| {
+                let (v, mut r) = split(a)?;
+                let secret = first_positional(&mut r, "secret", "unvault")?;
+                unvault(v, secret, r).map(JValue::from)
+            }),
+        ],
+    );
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! Each filter answers to `ansible.utils.X`, to the short name ansible-core routes to it,
 //! and to the deprecated `ansible.netcommon.X`.
 
-use super::{Opts, alias_filter, invalid, py_str};
+use super::{FilterFn, Opts, add_filters, alias_filter, invalid, opts, py_str, split};
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -809,23 +809,6 @@ fn revdns(v: &Net) -> String {
     }
 }
 
-/// `value | ipaddr(query)` as a filter (version 0: any).
-fn ipaddr_filter(
-    version: u8,
-    alias: &'static str,
-) -> impl Fn(JValue, Rest<JValue>) -> Result<JValue, Error> + Clone {
-    move |value: JValue, rest: Rest<JValue>| {
-        let o = Opts::new(rest.0)?;
-        let query = o.arg(0, "query")?.unwrap_or(JValue::from(""));
-        if version == 0 {
-            let _ = o.arg(1, "version")?;
-        }
-        let _ = o.arg(2, "alias")?;
-        o.kw.assert_all_used()?;
-        ipaddr(&value, &query, version, alias)
-    }
-}
-
 /// The value's address in CIDR form, for the filters built on `ipaddr(value, 'type')`.
 fn normalized(value: &JValue) -> Result<Option<Net>, Error> {
     let t = ipaddr(value, &JValue::from("type"), 0, "ipaddr")?;
@@ -1316,51 +1299,103 @@ fn hwaddr(value: JValue, query: Option<JValue>, alias: &str) -> Result<JValue, E
     })
 }
 
-/// Registers a filter as `ansible.utils.NAME`, the deprecated `ansible.netcommon.NAME`,
+/// Registers filters as `ansible.utils.NAME`, the deprecated `ansible.netcommon.NAME`,
 /// and the short name ansible-core routes (when `short`).
-fn add<F, Rv, Args>(env: &mut Environment<'static>, name: &'static str, short: bool, f: F)
-where
-    F: minijinja::functions::Function<Rv, Args> + Clone,
-    Rv: minijinja::value::FunctionResult,
-    Args: for<'a> minijinja::value::FunctionArgs<'a>,
-{
-    let fqcn: &'static str = Box::leak(format!("ansible.utils.{name}").into_boxed_str());
-    env.add_filter(fqcn, f);
-    alias_filter(env, format!("ansible.netcommon.{name}"), fqcn);
-    if short {
-        alias_filter(env, name.to_string(), fqcn);
+fn add(env: &mut Environment<'static>, table: &[(&'static str, bool, FilterFn)]) {
+    for &(name, short, f) in table {
+        let fqcn: &'static str = Box::leak(format!("ansible.utils.{name}").into_boxed_str());
+        add_filters(env, &[(fqcn, f)]);
+        alias_filter(env, format!("ansible.netcommon.{name}"), fqcn);
+        if short {
+            alias_filter(env, name.to_string(), fqcn);
+        }
     }
+}
+
+/// `value | ipaddr(query)` with a version (0: any).
+fn ipaddr_call(a: &[JValue], version: u8, alias: &str) -> Result<JValue, Error> {
+    let (value, o) = opts(a)?;
+    let query = o.arg(0, "query")?.unwrap_or(JValue::from(""));
+    // ipaddr's own `version` and `alias` parameters; the wrappers fix the version.
+    let _ = o.arg(1, "version")?;
+    let _ = o.arg(2, "alias")?;
+    o.done(alias, 3)?;
+    ipaddr(&value, &query, version, alias)
+}
+
+/// A filter's value and its one optional argument.
+fn with_opt(a: &[JValue], name: &str, filter: &str) -> Result<(JValue, Option<JValue>), Error> {
+    let (v, o) = opts(a)?;
+    let x = o.arg(0, name)?;
+    o.done(filter, 1)?;
+    Ok((v, x))
+}
+
+/// A filter's value and its one required argument.
+fn with_req(a: &[JValue], name: &str, filter: &str) -> Result<(JValue, JValue), Error> {
+    let (v, o) = opts(a)?;
+    let x = o.req(0, name, filter)?;
+    o.done(filter, 1)?;
+    Ok((v, x))
 }
 
 /// Registers the network filters.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    add(env, "ipaddr", true, ipaddr_filter(0, "ipaddr"));
-    add(env, "ipv4", true, ipaddr_filter(4, "ipv4"));
-    add(env, "ipv6", true, ipaddr_filter(6, "ipv6"));
-    add(env, "ipwrap", true, ipwrap);
-    add(env, "ipmath", true, ipmath);
-    add(env, "ipsubnet", true, ipsubnet);
-    add(env, "nthhost", true, nthhost);
-    add(env, "next_nth_usable", true, |v: JValue, o: JValue| {
-        nth_usable(v, o, true)
-    });
-    add(env, "previous_nth_usable", true, |v: JValue, o: JValue| {
-        nth_usable(v, o, false)
-    });
-    add(env, "network_in_usable", true, |v: JValue, t: JValue| {
-        network_in(v, t, true)
-    });
-    add(env, "network_in_network", true, |v: JValue, t: JValue| {
-        network_in(v, t, false)
-    });
-    add(env, "cidr_merge", true, cidr_merge);
-    add(env, "ip4_hex", false, ip4_hex);
-    add(env, "hwaddr", true, |v: JValue, q: Option<JValue>| {
-        hwaddr(v, q, "hwaddr")
-    });
-    add(env, "macaddr", false, |v: JValue, q: Option<JValue>| {
-        hwaddr(v, q, "macaddr")
-    });
+    add(
+        env,
+        &[
+            ("ipaddr", true, |a| ipaddr_call(a, 0, "ipaddr")),
+            ("ipv4", true, |a| ipaddr_call(a, 4, "ipv4")),
+            ("ipv6", true, |a| ipaddr_call(a, 6, "ipv6")),
+            ("ipwrap", true, |a| {
+                let (v, q) = with_opt(a, "query", "ipwrap")?;
+                ipwrap(v, q)
+            }),
+            ("ipmath", true, |a| {
+                let (v, n) = with_req(a, "amount", "ipmath")?;
+                ipmath(v, n).map(JValue::from)
+            }),
+            ("ipsubnet", true, |a| {
+                split(a).and_then(|(v, r)| ipsubnet(v, r))
+            }),
+            ("nthhost", true, |a| {
+                let (v, q) = with_opt(a, "query", "nthhost")?;
+                nthhost(v, q)
+            }),
+            ("next_nth_usable", true, |a| {
+                let (v, n) = with_req(a, "offset", "next_nth_usable")?;
+                nth_usable(v, n, true)
+            }),
+            ("previous_nth_usable", true, |a| {
+                let (v, n) = with_req(a, "offset", "previous_nth_usable")?;
+                nth_usable(v, n, false)
+            }),
+            ("network_in_usable", true, |a| {
+                let (v, t) = with_req(a, "test", "network_in_usable")?;
+                network_in(v, t, true).map(JValue::from)
+            }),
+            ("network_in_network", true, |a| {
+                let (v, t) = with_req(a, "test", "network_in_network")?;
+                network_in(v, t, false).map(JValue::from)
+            }),
+            ("cidr_merge", true, |a| {
+                let (v, action) = with_opt(a, "action", "cidr_merge")?;
+                cidr_merge(v, action.map(|x| py_str(&x)))
+            }),
+            ("ip4_hex", false, |a| {
+                let (v, d) = with_opt(a, "delimiter", "ip4_hex")?;
+                ip4_hex(v, d.map(|x| py_str(&x))).map(JValue::from)
+            }),
+            ("hwaddr", true, |a| {
+                let (v, q) = with_opt(a, "query", "hwaddr")?;
+                hwaddr(v, q, "hwaddr")
+            }),
+            ("macaddr", false, |a| {
+                let (v, q) = with_opt(a, "query", "macaddr")?;
+                hwaddr(v, q, "macaddr")
+            }),
+        ],
+    );
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! the text filters minijinja has not (`center`, `truncate`, `wordwrap`, ...).
 
 use super::core::items;
-use super::{Opts, invalid, py_str, py_type};
+use super::{Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split};
 use crate::template::py_display;
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
@@ -776,33 +776,79 @@ fn sort(v: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
 
 /// Registers the Jinja2 built-ins that differ from minijinja's, and those it lacks.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("int", int);
-    env.add_filter("float", float);
-    env.add_filter("round", round);
-    env.add_filter("min", |v: JValue, rest: Rest<JValue>| {
-        min_max(v, rest, false)
-    });
-    env.add_filter("max", |v: JValue, rest: Rest<JValue>| {
-        min_max(v, rest, true)
-    });
-    env.add_filter("sum", sum);
-    env.add_filter("join", join);
-    env.add_filter("unique", unique);
-    env.add_filter("string", string);
-    env.add_filter("title", title);
-    env.add_filter("replace", replace);
-    env.add_filter("center", center);
-    env.add_filter("filesizeformat", filesizeformat);
-    env.add_filter("truncate", truncate);
-    env.add_filter("wordwrap", wordwrap);
-    env.add_filter("striptags", striptags);
-    env.add_filter("wordcount", wordcount);
-    env.add_filter("xmlattr", xmlattr);
-    env.add_filter("urlize", urlize);
-    env.add_filter("forceescape", |v: JValue| html_escape(&py_str(&v)));
-    env.add_filter("pprint", pprint);
-    env.add_filter("tojson", tojson);
-    env.add_filter("sort", sort);
+    add_filters(
+        env,
+        &[
+            ("int", |a| split(a).and_then(|(v, r)| int(v, r))),
+            ("float", |a| split(a).and_then(|(v, r)| float(v, r))),
+            ("round", |a| split(a).and_then(|(v, r)| round(v, r))),
+            ("min", |a| split(a).and_then(|(v, r)| min_max(v, r, false))),
+            ("max", |a| split(a).and_then(|(v, r)| min_max(v, r, true))),
+            ("sum", |a| split(a).and_then(|(v, r)| sum(v, r))),
+            ("join", |a| {
+                split(a).and_then(|(v, r)| join(v, r)).map(JValue::from)
+            }),
+            ("unique", |a| split(a).and_then(|(v, r)| unique(v, r))),
+            ("string", |a| string(only(a, "string")?.clone())),
+            ("title", |a| {
+                Ok(JValue::from(title(only(a, "title")?.clone())))
+            }),
+            ("replace", |a| {
+                let (v, o) = opts(a)?;
+                let old = o.req(0, "old", "replace")?;
+                let new = o.req(1, "new", "replace")?;
+                let count = o.arg(2, "count")?.and_then(|c| c.as_i64());
+                o.done("replace", 3)?;
+                Ok(JValue::from(replace(v, old, new, count)))
+            }),
+            ("center", |a| {
+                let (v, o) = opts(a)?;
+                let width = o.arg(0, "width")?.and_then(|w| w.as_usize());
+                o.done("center", 1)?;
+                Ok(JValue::from(center(v, width)))
+            }),
+            ("filesizeformat", |a| {
+                let (v, o) = opts(a)?;
+                let binary = o.flag(0, "binary")?;
+                o.done("filesizeformat", 1)?;
+                filesizeformat(v, Some(binary)).map(JValue::from)
+            }),
+            ("truncate", |a| {
+                split(a).and_then(|(v, r)| truncate(v, r)).map(JValue::from)
+            }),
+            ("wordwrap", |a| {
+                split(a).and_then(|(v, r)| wordwrap(v, r)).map(JValue::from)
+            }),
+            ("striptags", |a| {
+                Ok(JValue::from(striptags(only(a, "striptags")?.clone())))
+            }),
+            ("wordcount", |a| {
+                Ok(JValue::from(wordcount(only(a, "wordcount")?.clone())))
+            }),
+            ("xmlattr", |a| {
+                let (v, o) = opts(a)?;
+                let autospace = o.arg(0, "autospace")?.map(|x| x.is_true());
+                o.done("xmlattr", 1)?;
+                xmlattr(v, autospace).map(JValue::from)
+            }),
+            ("urlize", |a| {
+                split(a).and_then(|(v, r)| urlize(v, r)).map(JValue::from)
+            }),
+            ("forceescape", |a| {
+                Ok(JValue::from(html_escape(&only_str(a, "forceescape")?)))
+            }),
+            ("pprint", |a| {
+                Ok(JValue::from(pprint(only(a, "pprint")?.clone())))
+            }),
+            ("tojson", |a| {
+                let (v, o) = opts(a)?;
+                let indent = o.arg(0, "indent")?.and_then(|i| i.as_usize());
+                o.done("tojson", 1)?;
+                tojson(v, indent).map(JValue::from)
+            }),
+            ("sort", |a| split(a).and_then(|(v, r)| sort(v, r))),
+        ],
+    );
 }
 
 #[cfg(test)]

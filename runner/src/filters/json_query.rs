@@ -1,7 +1,7 @@
 //! `community.general.json_query` (also `json_query`, as ansible-core routes the short
 //! name): a JMESPath expression evaluated over the value, with the `jmespath` crate.
 
-use super::{alias_filter, invalid, to_json};
+use super::{add_filters, alias_filter, invalid, to_json};
 use minijinja::value::Value as JValue;
 use minijinja::{Environment, Error};
 
@@ -23,7 +23,15 @@ fn json_query(data: JValue, expr: JValue) -> Result<JValue, Error> {
 
 /// Registers `community.general.json_query` and its short name.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("community.general.json_query", json_query);
+    add_filters(
+        env,
+        &[("community.general.json_query", |a| {
+            let (v, o) = super::opts(a)?;
+            let expr = o.req(0, "expr", "json_query")?;
+            o.done("json_query", 1)?;
+            json_query(v, expr)
+        })],
+    );
     alias_filter(
         env,
         "json_query".to_string(),

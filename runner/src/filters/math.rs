@@ -4,7 +4,7 @@
 //! Ansible gives (`{{ 59 | random(seed=inventory_hostname) }}` keeps a host's cron minute).
 
 use super::core::{distinct, is_sequence, items};
-use super::{Opts, invalid, py_str, py_type};
+use super::{Opts, add_filters, invalid, opts, py_str, py_type, split};
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 
@@ -324,11 +324,9 @@ fn human_to_bytes(v: JValue, rest: Rest<JValue>) -> Result<i64, Error> {
         .map(|c| c.to_ascii_uppercase())
         .unwrap_or('B');
     let Some((_, shift)) = SIZE_RANGES.iter().find(|(k, _)| *k == range_key) else {
-        return Err(invalid(format!(
-            "human_to_bytes() failed to convert {text} (unit = {unit}). The suffix must be one of Y, Z, E, P, T, G, M, K, B"
-        )));
+        return Err(cant());
     };
-    let (class, class_name) = if isbits { ('b', "bit") } else { ('B', "byte") };
+    let class = if isbits { 'b' } else { 'B' };
     if unit.chars().count() > 1 {
         let names = [
             ('B', "byte", "bit"),
@@ -347,23 +345,13 @@ fn human_to_bytes(v: JValue, rest: Rest<JValue>) -> Result<i64, Error> {
             .map(|(_, b, bit)| if isbits { *bit } else { *b })
             .unwrap_or("");
         let short = if range_key == 'B' {
-            if isbits {
-                "bit".to_string()
-            } else {
-                "B".to_string()
-            }
+            class.to_string()
         } else {
             format!("{range_key}{class}")
         };
+        // Ansible's filter reports every conversion failure with the same message.
         if unit.to_lowercase() != long && unit != short {
-            let expect = if range_key == 'B' {
-                format!("expect {class} or {class_name}")
-            } else {
-                format!("expect {range_key}{class} or {range_key}")
-            };
-            return Err(invalid(format!(
-                "human_to_bytes() failed to convert {text}. Value is not a valid string ({expect})"
-            )));
+            return Err(cant());
         }
     }
     Ok((num * 2f64.powi(*shift as i32)).round_ties_even() as i64)
@@ -660,25 +648,88 @@ pub(crate) fn shuffle(v: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     Ok(JValue::from(all))
 }
 
+/// A filter's value and its one optional positional argument (by position or `name`).
+fn one_opt(args: &[JValue], name: &str, filter: &str) -> Result<(JValue, Option<JValue>), Error> {
+    let (v, o) = opts(args)?;
+    let x = o.arg(0, name)?;
+    o.done(filter, 1)?;
+    Ok((v, x))
+}
+
+/// A filter's value and its one required positional argument.
+fn one_req(args: &[JValue], name: &str, filter: &str) -> Result<(JValue, JValue), Error> {
+    let (v, o) = opts(args)?;
+    let x = o.req(0, name, filter)?;
+    o.done(filter, 1)?;
+    Ok((v, x))
+}
+
 /// Registers the filters of mathstuff.py.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("log", log);
-    env.add_filter("pow", pow);
-    env.add_filter("root", root);
-    env.add_filter("intersect", intersect);
-    env.add_filter("difference", difference);
-    env.add_filter("symmetric_difference", symmetric_difference);
-    env.add_filter("union", union);
-    env.add_filter("product", product);
-    env.add_filter("permutations", permutations);
-    env.add_filter("combinations", combinations);
-    env.add_filter("human_readable", human_readable);
-    env.add_filter("human_to_bytes", human_to_bytes);
-    env.add_filter("rekey_on_member", rekey_on_member);
-    env.add_filter("zip", |a: JValue, rest: Rest<JValue>| zip(a, rest, false));
-    env.add_filter("zip_longest", |a: JValue, rest: Rest<JValue>| {
-        zip(a, rest, true)
-    });
+    add_filters(
+        env,
+        &[
+            ("log", |a| {
+                let (x, base) = one_opt(a, "base", "log")?;
+                log(x, base).map(JValue::from)
+            }),
+            ("pow", |a| {
+                let (x, y) = one_req(a, "y", "pow")?;
+                pow(x, y).map(JValue::from)
+            }),
+            ("root", |a| {
+                let (x, base) = one_opt(a, "base", "root")?;
+                root(x, base).map(JValue::from)
+            }),
+            ("intersect", |a| {
+                let (x, y) = one_req(a, "b", "intersect")?;
+                intersect(x, y)
+            }),
+            ("difference", |a| {
+                let (x, y) = one_req(a, "b", "difference")?;
+                difference(x, y)
+            }),
+            ("symmetric_difference", |a| {
+                let (x, y) = one_req(a, "b", "symmetric_difference")?;
+                symmetric_difference(x, y)
+            }),
+            ("union", |a| {
+                let (x, y) = one_req(a, "b", "union")?;
+                union(x, y)
+            }),
+            ("product", |a| split(a).and_then(|(v, r)| product(v, r))),
+            ("permutations", |a| {
+                let (v, r) = one_opt(a, "r", "permutations")?;
+                permutations(v, r.and_then(|r| r.as_usize()))
+            }),
+            ("combinations", |a| {
+                let (v, r) = one_req(a, "r", "combinations")?;
+                let r = r
+                    .as_usize()
+                    .ok_or_else(|| invalid("combinations: r must be a non-negative integer"))?;
+                combinations(v, r)
+            }),
+            ("human_readable", |a| {
+                split(a)
+                    .and_then(|(v, r)| human_readable(v, r))
+                    .map(JValue::from)
+            }),
+            ("human_to_bytes", |a| {
+                split(a)
+                    .and_then(|(v, r)| human_to_bytes(v, r))
+                    .map(JValue::from)
+            }),
+            ("rekey_on_member", |a| {
+                let (v, mut r) = split(a)?;
+                let key = super::first_positional(&mut r, "key", "rekey_on_member")?;
+                rekey_on_member(v, key, r)
+            }),
+            ("zip", |a| split(a).and_then(|(v, r)| zip(v, r, false))),
+            ("zip_longest", |a| {
+                split(a).and_then(|(v, r)| zip(v, r, true))
+            }),
+        ],
+    );
 }
 
 #[cfg(test)]

@@ -80,6 +80,16 @@ impl Opts {
         Ok(Opts { pos, kw })
     }
 
+    /// A parameter Python requires: by name or at `index`, else an error naming it.
+    pub(crate) fn req(&self, index: usize, name: &str, filter: &str) -> Result<JValue, Error> {
+        self.arg(index, name)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::MissingArgument,
+                format!("{filter}() missing required argument: '{name}'"),
+            )
+        })
+    }
+
     /// A Python-style parameter: given by name, else at `index` among the positional
     /// arguments (counted after the fixed ones), else None.
     pub(crate) fn arg(&self, index: usize, name: &str) -> Result<Option<JValue>, Error> {
@@ -113,6 +123,84 @@ pub(crate) fn py_str(v: &JValue) -> String {
         ValueKind::String => v.as_str().unwrap_or_default().to_string(),
         _ => crate::template::py_display(v),
     }
+}
+
+/// A filter as the registry holds it: the call's arguments as given, the filtered value
+/// first and a keyword-arguments value last.
+pub(crate) type FilterFn = fn(&[JValue]) -> Result<JValue, Error>;
+
+/// A test as the registry holds it (see [`FilterFn`]).
+pub(crate) type TestFn = fn(&[JValue]) -> Result<bool, Error>;
+
+/// Registers filters through one closure type, so minijinja's argument conversion is
+/// compiled once for all of them instead of once per filter: with some two hundred
+/// filters and tests that is a good part of the runner's size.
+pub(crate) fn add_filters(env: &mut Environment<'static>, table: &[(&'static str, FilterFn)]) {
+    for &(name, f) in table {
+        env.add_filter(name, move |args: Rest<JValue>| f(&args.0));
+    }
+}
+
+/// Registers tests as [`add_filters`] registers filters.
+pub(crate) fn add_tests(env: &mut Environment<'static>, table: &[(&'static str, TestFn)]) {
+    for &(name, f) in table {
+        env.add_test(name, move |args: Rest<JValue>| f(&args.0));
+    }
+}
+
+/// A call's filtered (or tested) value and its other arguments.
+pub(crate) fn split(args: &[JValue]) -> Result<(JValue, Rest<JValue>), Error> {
+    match args.split_first() {
+        Some((v, rest)) => Ok((v.clone(), Rest(rest.to_vec()))),
+        None => Err(invalid("no value to filter")),
+    }
+}
+
+/// A call's value and its other arguments as [`Opts`].
+pub(crate) fn opts(args: &[JValue]) -> Result<(JValue, Opts), Error> {
+    let (v, rest) = split(args)?;
+    Ok((v, Opts::new(rest.0)?))
+}
+
+/// Takes the first positional argument after the value (or the keyword `name`).
+pub(crate) fn first_positional(
+    r: &mut Rest<JValue>,
+    name: &str,
+    filter: &str,
+) -> Result<JValue, Error> {
+    let is_kw = r.0.first().is_some_and(JValue::is_kwargs);
+    if !r.0.is_empty() && !is_kw {
+        return Ok(r.0.remove(0));
+    }
+    // Given by name: take it out of the keyword arguments the filter will read.
+    let o = Opts::new(std::mem::take(&mut r.0))?;
+    let v = o.req(usize::MAX, name, filter)?;
+    let rest: Vec<(String, JValue)> =
+        o.kw.args()
+            .filter(|k| *k != name)
+            .map(|k| (k.to_string(), o.kw.peek::<JValue>(k).unwrap_or_default()))
+            .collect();
+    if !rest.is_empty() {
+        r.0.push(JValue::from(Kwargs::from_iter(rest)));
+    }
+    Ok(v)
+}
+
+/// The value of a call that takes no other argument.
+pub(crate) fn only<'a>(args: &'a [JValue], name: &str) -> Result<&'a JValue, Error> {
+    match args {
+        [v] => Ok(v),
+        [] => Err(invalid(format!("{name}: no value to filter"))),
+        _ => Err(Error::new(
+            ErrorKind::TooManyArguments,
+            format!("{name}() takes no arguments"),
+        )),
+    }
+}
+
+/// The value of a call that takes no other argument, as Python's `str()`.
+pub(crate) fn only_str(args: &[JValue], name: &str) -> Result<String, Error> {
+    only(args, name).map(py_str)
 }
 
 /// A template value as JSON (undefined is an error, naming the filter).

@@ -8,7 +8,7 @@
 //! bcrypt's expensive key schedule comes from RustCrypto's `blowfish`.
 
 use super::math::os_random;
-use super::{Opts, invalid, py_str, py_type};
+use super::{Opts, add_filters, invalid, py_str, py_type, split};
 use crate::digest::Md5;
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
@@ -400,7 +400,14 @@ use super::defined;
 
 /// Registers `password_hash`.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("password_hash", password_hash);
+    add_filters(
+        env,
+        &[("password_hash", |a| {
+            split(a)
+                .and_then(|(v, r)| password_hash(v, r))
+                .map(JValue::from)
+        })],
+    );
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! host, where Ansible's tests look at the controller's files.
 
 use super::core::{is_sequence, items};
-use super::{Opts, invalid, py_str, py_type};
+use super::{Opts, add_tests, invalid, only, opts, py_str, py_type, split};
 use crate::template::python_regex;
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
@@ -491,128 +491,183 @@ fn is_uri(v: &JValue, schemes: Option<JValue>) -> bool {
     }
 }
 
+/// A test's value and its one optional argument.
+fn with_opt(a: &[JValue], name: &str, test: &str) -> Result<(JValue, Option<JValue>), Error> {
+    let (v, o) = opts(a)?;
+    let x = o.arg(0, name)?;
+    o.done(test, 1)?;
+    Ok((v, x))
+}
+
+/// A test's value and its one required argument.
+fn with_req(a: &[JValue], name: &str, test: &str) -> Result<(JValue, JValue), Error> {
+    let (v, o) = opts(a)?;
+    let x = o.req(0, name, test)?;
+    o.done(test, 1)?;
+    Ok((v, x))
+}
+
+fn path_test(a: &[JValue], test: &str, check: fn(&Path) -> bool) -> Result<bool, Error> {
+    Ok(check(Path::new(&exists_on_disk(only(a, test)?, test)?)))
+}
+
+fn subset(a: &[JValue]) -> Result<bool, Error> {
+    let (small, big) = with_req(a, "b", "subset")?;
+    let big = items(&big, "subset")?;
+    Ok(items(&small, "subset")?.iter().all(|x| big.contains(x)))
+}
+
+fn superset(a: &[JValue]) -> Result<bool, Error> {
+    let (big, small) = with_req(a, "b", "superset")?;
+    let big = items(&big, "superset")?;
+    Ok(items(&small, "superset")?.iter().all(|x| big.contains(x)))
+}
+
+fn failed(a: &[JValue]) -> Result<bool, Error> {
+    flag(only(a, "failed")?, "failed", "failed")
+}
+
+fn skipped(a: &[JValue]) -> Result<bool, Error> {
+    flag(only(a, "skipped")?, "skipped", "skipped")
+}
+
+fn version(a: &[JValue]) -> Result<bool, Error> {
+    let (v, mut r) = split(a)?;
+    let version = super::first_positional(&mut r, "version", "version")?;
+    version_test(v, version, r)
+}
+
+fn directory(a: &[JValue]) -> Result<bool, Error> {
+    path_test(a, "directory", Path::is_dir)
+}
+
+fn file(a: &[JValue]) -> Result<bool, Error> {
+    path_test(a, "file", Path::is_file)
+}
+
+fn link(a: &[JValue]) -> Result<bool, Error> {
+    path_test(a, "link", Path::is_symlink)
+}
+
+fn is_abs(a: &[JValue]) -> Result<bool, Error> {
+    Ok(py_str(only(a, "abs")?).starts_with('/'))
+}
+
+fn same(a: &[JValue]) -> Result<bool, Error> {
+    let (x, y) = with_req(a, "other", "same_file")?;
+    same_file(x, y)
+}
+
+fn mount(a: &[JValue]) -> Result<bool, Error> {
+    Ok(is_mount(&py_str(only(a, "mount")?)))
+}
+
+fn nan(a: &[JValue]) -> Result<bool, Error> {
+    let v = only(a, "nan")?;
+    Ok(v.kind() == ValueKind::Number && f64::try_from(v.clone()).is_ok_and(f64::is_nan))
+}
+
 /// Registers Ansible's tests.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    for name in ["failed", "failure"] {
-        env.add_test(name, |v: JValue| flag(&v, "failed", "failed"));
-    }
-    for name in ["succeeded", "success", "successful"] {
-        env.add_test(name, |v: JValue| flag(&v, "failed", "failed").map(|f| !f));
-    }
-    env.add_test("unreachable", |v: JValue| {
-        flag(&v, "unreachable", "unreachable")
-    });
-    env.add_test("reachable", |v: JValue| {
-        flag(&v, "unreachable", "unreachable").map(|f| !f)
-    });
-    env.add_test("timedout", timedout);
-    env.add_test("changed", changed);
-    env.add_test("change", changed);
-    for name in ["skipped", "skip"] {
-        env.add_test(name, |v: JValue| flag(&v, "skipped", "skipped"));
-    }
-    env.add_test("finished", |v: JValue| async_state(v, "finished"));
-    env.add_test("started", |v: JValue| async_state(v, "started"));
-    env.add_test("match", |v: JValue, r: Rest<JValue>| {
-        regex_test(v, r, "match")
-    });
-    env.add_test("search", |v: JValue, r: Rest<JValue>| {
-        regex_test(v, r, "search")
-    });
-    env.add_test("regex", |v: JValue, r: Rest<JValue>| {
-        regex_test(v, r, "regex")
-    });
-    env.add_test("version", version_test);
-    env.add_test("version_compare", version_test);
-    env.add_test("any", |v: JValue| -> Result<bool, Error> {
-        Ok(items(&v, "any")?.iter().any(JValue::is_true))
-    });
-    env.add_test("all", |v: JValue| -> Result<bool, Error> {
-        Ok(items(&v, "all")?.iter().all(JValue::is_true))
-    });
-    env.add_test("truthy", truthy);
-    env.add_test("falsy", |v: JValue, r: Rest<JValue>| {
-        truthy(v, r).map(|t| !t)
-    });
-    // A vaulted value reaches the runner as the vault text itself.
-    env.add_test("vault_encrypted", |v: JValue| {
-        v.as_str()
-            .is_some_and(|s| s.trim_start().starts_with("$ANSIBLE_VAULT;"))
-    });
-    env.add_test("vaulted_file", vaulted_file);
-
-    for name in ["directory", "is_dir"] {
-        env.add_test(name, |v: JValue| {
-            Ok::<_, Error>(Path::new(&exists_on_disk(&v, "directory")?).is_dir())
-        });
-    }
-    for name in ["file", "is_file"] {
-        env.add_test(name, |v: JValue| {
-            Ok::<_, Error>(Path::new(&exists_on_disk(&v, "file")?).is_file())
-        });
-    }
-    for name in ["link", "is_link"] {
-        env.add_test(name, |v: JValue| {
-            Ok::<_, Error>(Path::new(&exists_on_disk(&v, "link")?).is_symlink())
-        });
-    }
-    env.add_test("exists", |v: JValue| {
-        Ok::<_, Error>(Path::new(&exists_on_disk(&v, "exists")?).exists())
-    });
-    env.add_test("link_exists", |v: JValue| {
-        Ok::<_, Error>(
-            Path::new(&exists_on_disk(&v, "link_exists")?)
-                .symlink_metadata()
-                .is_ok(),
-        )
-    });
-    for name in ["abs", "is_abs"] {
-        env.add_test(name, |v: JValue| py_str(&v).starts_with('/'));
-    }
-    for name in ["same_file", "is_same_file"] {
-        env.add_test(name, same_file);
-    }
-    for name in ["mount", "is_mount"] {
-        env.add_test(name, |v: JValue| is_mount(&py_str(&v)));
-    }
-
-    for name in ["subset", "issubset"] {
-        env.add_test(name, |a: JValue, b: JValue| -> Result<bool, Error> {
-            let big = items(&b, "subset")?;
-            Ok(items(&a, "subset")?.iter().all(|x| big.contains(x)))
-        });
-    }
-    for name in ["superset", "issuperset"] {
-        env.add_test(name, |a: JValue, b: JValue| -> Result<bool, Error> {
-            let big = items(&a, "superset")?;
-            Ok(items(&b, "superset")?.iter().all(|x| big.contains(x)))
-        });
-    }
-    env.add_test(
-        "contains",
-        |seq: JValue, x: JValue| -> Result<bool, Error> {
-            match (seq.as_str(), x.as_str()) {
-                (Some(s), Some(sub)) if seq.kind() == ValueKind::String => Ok(s.contains(sub)),
-                _ => Ok(items(&seq, "contains")?.contains(&x)),
-            }
-        },
+    add_tests(
+        env,
+        &[
+            ("failed", failed),
+            ("failure", failed),
+            ("succeeded", |a| failed(a).map(|f| !f)),
+            ("success", |a| failed(a).map(|f| !f)),
+            ("successful", |a| failed(a).map(|f| !f)),
+            ("unreachable", |a| {
+                flag(only(a, "unreachable")?, "unreachable", "unreachable")
+            }),
+            ("reachable", |a| {
+                flag(only(a, "reachable")?, "unreachable", "unreachable").map(|f| !f)
+            }),
+            ("timedout", |a| timedout(only(a, "timedout")?.clone())),
+            ("changed", |a| changed(only(a, "changed")?.clone())),
+            ("change", |a| changed(only(a, "change")?.clone())),
+            ("skipped", skipped),
+            ("skip", skipped),
+            ("finished", |a| {
+                async_state(only(a, "finished")?.clone(), "finished")
+            }),
+            ("started", |a| {
+                async_state(only(a, "started")?.clone(), "started")
+            }),
+            ("match", |a| {
+                split(a).and_then(|(v, r)| regex_test(v, r, "match"))
+            }),
+            ("search", |a| {
+                split(a).and_then(|(v, r)| regex_test(v, r, "search"))
+            }),
+            ("regex", |a| {
+                split(a).and_then(|(v, r)| regex_test(v, r, "regex"))
+            }),
+            ("version", version),
+            ("version_compare", version),
+            ("any", |a| {
+                Ok(items(only(a, "any")?, "any")?.iter().any(JValue::is_true))
+            }),
+            ("all", |a| {
+                Ok(items(only(a, "all")?, "all")?.iter().all(JValue::is_true))
+            }),
+            ("truthy", |a| split(a).and_then(|(v, r)| truthy(v, r))),
+            ("falsy", |a| {
+                split(a).and_then(|(v, r)| truthy(v, r)).map(|t| !t)
+            }),
+            // A vaulted value reaches the runner as the vault text itself.
+            ("vault_encrypted", |a| {
+                let v = only(a, "vault_encrypted")?;
+                Ok(v.as_str()
+                    .is_some_and(|s| s.trim_start().starts_with("$ANSIBLE_VAULT;")))
+            }),
+            ("vaulted_file", |a| {
+                vaulted_file(only(a, "vaulted_file")?.clone())
+            }),
+            ("directory", directory),
+            ("is_dir", directory),
+            ("file", file),
+            ("is_file", file),
+            ("link", link),
+            ("is_link", link),
+            ("exists", |a| path_test(a, "exists", Path::exists)),
+            ("link_exists", |a| {
+                path_test(a, "link_exists", |p| p.symlink_metadata().is_ok())
+            }),
+            ("abs", is_abs),
+            ("is_abs", is_abs),
+            ("same_file", same),
+            ("is_same_file", same),
+            ("mount", mount),
+            ("is_mount", mount),
+            ("subset", subset),
+            ("issubset", subset),
+            ("superset", superset),
+            ("issuperset", superset),
+            ("contains", |a| {
+                let (seq, x) = with_req(a, "value", "contains")?;
+                match (seq.as_str(), x.as_str()) {
+                    (Some(s), Some(sub)) if seq.kind() == ValueKind::String => Ok(s.contains(sub)),
+                    _ => Ok(items(&seq, "contains")?.contains(&x)),
+                }
+            }),
+            ("nan", nan),
+            ("isnan", nan),
+            ("uri", |a| {
+                let (v, schemes) = with_opt(a, "schemes", "uri")?;
+                Ok(is_uri(&v, schemes))
+            }),
+            ("url", |a| {
+                let (v, schemes) = with_opt(a, "schemes", "url")?;
+                let (scheme, netloc) = super::urls::scheme_and_netloc(&py_str(&v));
+                Ok(is_uri(&v, schemes) && (netloc || scheme == "file"))
+            }),
+            ("urn", |a| {
+                let v = only(a, "urn")?;
+                Ok(is_uri(v, Some(JValue::from(vec![JValue::from("urn")]))))
+            }),
+        ],
     );
-    for name in ["nan", "isnan"] {
-        env.add_test(name, |v: JValue| {
-            v.kind() == ValueKind::Number && f64::try_from(v).is_ok_and(f64::is_nan)
-        });
-    }
-
-    env.add_test("uri", |v: JValue, schemes: Option<JValue>| {
-        is_uri(&v, schemes)
-    });
-    env.add_test("url", |v: JValue, schemes: Option<JValue>| {
-        let (scheme, netloc) = super::urls::scheme_and_netloc(&py_str(&v));
-        is_uri(&v, schemes) && (netloc || scheme == "file")
-    });
-    env.add_test("urn", |v: JValue| {
-        is_uri(&v, Some(JValue::from(vec![JValue::from("urn")])))
-    });
 }
 
 #[cfg(test)]

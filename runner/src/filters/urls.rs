@@ -2,7 +2,7 @@
 //! `urlencode`, all as Python's `urllib.parse` does them.
 
 use super::core::is_sequence;
-use super::{invalid, py_str};
+use super::{add_filters, invalid, only, opts, py_str};
 use minijinja::value::{Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 
@@ -201,9 +201,23 @@ fn urlsplit(v: JValue, query: Option<String>) -> Result<JValue, Error> {
 
 /// Registers `urldecode`, `urlencode` and `urlsplit`.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("urldecode", urldecode);
-    env.add_filter("urlencode", urlencode);
-    env.add_filter("urlsplit", urlsplit);
+    add_filters(
+        env,
+        &[
+            ("urldecode", |a| {
+                Ok(JValue::from(urldecode(only(a, "urldecode")?.clone())))
+            }),
+            ("urlencode", |a| {
+                urlencode(only(a, "urlencode")?.clone()).map(JValue::from)
+            }),
+            ("urlsplit", |a| {
+                let (v, o) = opts(a)?;
+                let query = o.arg(0, "query")?.map(|q| py_str(&q));
+                o.done("urlsplit", 2)?;
+                urlsplit(v, query)
+            }),
+        ],
+    );
 }
 
 /// `urlparse` as the `uri`/`url`/`urn` tests use it: the scheme and whether there is a

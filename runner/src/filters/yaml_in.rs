@@ -7,7 +7,7 @@
 //! The syntax is parsed by `yaml-rust2`'s event parser; the scalar resolution and the
 //! value building are here, so they follow PyYAML rather than YAML 1.2.
 
-use super::{invalid, py_type};
+use super::{add_filters, invalid, only, py_type};
 use minijinja::value::{Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 use std::collections::HashMap;
@@ -319,8 +319,15 @@ fn from_yaml_all(v: JValue) -> Result<JValue, Error> {
 
 /// Registers `from_yaml` and `from_yaml_all`.
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("from_yaml", from_yaml);
-    env.add_filter("from_yaml_all", from_yaml_all);
+    add_filters(
+        env,
+        &[
+            ("from_yaml", |a| from_yaml(only(a, "from_yaml")?.clone())),
+            ("from_yaml_all", |a| {
+                from_yaml_all(only(a, "from_yaml_all")?.clone())
+            }),
+        ],
+    );
 }
 
 #[cfg(test)]
