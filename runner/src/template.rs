@@ -11,12 +11,25 @@ use serde_json::Value;
 
 /// A template or expression that failed, with the text that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("template error in {source_text:?}: {detail}")]
+#[error("{}", self.message())]
 pub struct TemplateError {
     /// The template or expression text.
     pub source_text: String,
     /// What went wrong (minijinja's message, with line information where it has one).
     pub detail: String,
+    /// A filter or test failed with a message of its own (Ansible's): `detail` is that
+    /// message alone, and it is the whole error, as in an Ansible task's `msg`.
+    pub from_filter: bool,
+}
+
+impl TemplateError {
+    fn message(&self) -> String {
+        if self.from_filter {
+            self.detail.clone()
+        } else {
+            format!("template error in {:?}: {}", self.source_text, self.detail)
+        }
+    }
 }
 
 /// The templating engine: one per runner, shared by every task.
@@ -37,6 +50,17 @@ impl Default for Engine {
 }
 
 fn err(source: &str, e: &Error) -> TemplateError {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(f) = c.downcast_ref::<crate::filters::FilterFailure>() {
+            return TemplateError {
+                source_text: source.to_string(),
+                detail: f.to_string(),
+                from_filter: true,
+            };
+        }
+        cause = c.source();
+    }
     let mut detail = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -47,6 +71,7 @@ fn err(source: &str, e: &Error) -> TemplateError {
     TemplateError {
         source_text: source.to_string(),
         detail,
+        from_filter: false,
     }
 }
 
@@ -175,11 +200,13 @@ pub fn to_json(v: &JValue, source: &str) -> Result<Value, TemplateError> {
         return Err(TemplateError {
             source_text: source.to_string(),
             detail: "undefined value".to_string(),
+            from_filter: false,
         });
     }
     serde_json::to_value(v).map_err(|e| TemplateError {
         source_text: source.to_string(),
         detail: e.to_string(),
+        from_filter: false,
     })
 }
 
@@ -1562,6 +1589,33 @@ mod tests {
             .unwrap(),
             "a=[1, 2];b=1;"
         );
+    }
+
+    // The msg ansible-core 2.18.19 registers for these failing tasks (set_fact/debug with
+    // ignore_errors, then `debug: var=r.msg`): the filter's message alone.
+    #[test]
+    fn a_failing_filter_gives_ansibles_message_as_the_whole_error() {
+        let e = Engine::new();
+        let c = ctx(json!({}));
+        for (template, msg) in [
+            (
+                "{{[1] | combine(foo='bar')}}",
+                "'recursive' and 'list_merge' are the only valid keyword arguments",
+            ),
+            (
+                "{{ 'x' | regex_escape(re_type='haha') }}",
+                "Invalid regex type (haha)",
+            ),
+        ] {
+            let err = e.render_value(&json!(template), &c).unwrap_err();
+            assert_eq!(err.to_string(), msg);
+            assert!(err.from_filter);
+        }
+        // Errors of the template itself keep naming the template.
+        let err = e
+            .render_value(&json!("{{ [1] | nosuchfilter }}"), &c)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("template error in"), "{err}");
     }
 
     #[test]

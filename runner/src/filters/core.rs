@@ -275,7 +275,8 @@ fn subelements(obj: JValue, subs: JValue, skip_missing: bool) -> Result<JValue, 
         let mut values = element.clone();
         let mut missing = false;
         for key in &path {
-            if values.kind() != ValueKind::Map && !is_sequence(&values) {
+            // Python: a key of anything but a dict is a TypeError.
+            if values.kind() != ValueKind::Map {
                 return Err(invalid(format!(
                     "the key {} should point to a dictionary, got '{}'",
                     py_str(key),
@@ -1847,7 +1848,7 @@ mod tests {
                 ),
                 (
                     r#"True|path_join"#,
-                    ": |path_join expects string or sequence, got <class 'bool'> instead.",
+                    "|path_join expects string or sequence, got <class 'bool'> instead",
                 ),
                 (
                     r#"'hash'|hash('unsupported_hash_type')"#,
@@ -1871,31 +1872,31 @@ mod tests {
                 ),
                 (
                     r#"True|dict2items"#,
-                    ": dict2items requires a dictionary, got <class 'bool'> instead.",
+                    "dict2items requires a dictionary, got <class 'bool'> instead",
                 ),
                 (
                     r#"True|items2dict"#,
-                    ": items2dict requires a list, got <class 'bool'> instead.",
+                    "items2dict requires a list, got <class 'bool'> instead",
                 ),
                 (
                     r#"[True]|items2dict"#,
-                    ": items2dict requires a list of dictionaries, got [True] instead.",
+                    "items2dict requires a list of dictionaries, got [True] instead",
                 ),
                 (
                     r#"[{"key": "foo", "value": "bar"}, {"notkey": "banana", "value": "fruit"}]|items2dict"#,
-                    "\"}]|items2dict",
+                    "items2dict requires each dictionary in the list to contain the keys 'key' and 'value', got [{'key': 'foo', 'value': 'bar'}, {'notkey': 'banana', 'value': 'fruit'}] instead",
                 ),
                 (
                     r#"[{"name": "alice", "groups": ["wheel"]}]|subelements("does not compute")"#,
-                    "",
+                    "could not find 'does not compute' key in iterated item {'",
                 ),
                 (
                     r#"[{"name": "alice", "groups": ["wheel"]}]|subelements("name")"#,
-                    ": the key 'name' should point to a list, got",
+                    "the key 'name' should point to a list, got",
                 ),
                 (
                     r#"[{"name": "alice", "groups": ["wheel"], "authorized": ["x"]}]|subelements(["groups", "authorized"])"#,
-                    "",
+                    "the key authorized should point to a dictionary, got '['wheel']'",
                 ),
                 (
                     r#"True|subelements("foo")"#,
@@ -1903,7 +1904,7 @@ mod tests {
                 ),
                 (
                     r#"{}|subelements(17)"#,
-                    ": subelements must be a list or a string",
+                    "subelements must be a list or a string",
                 ),
                 (
                     r#"{'l': [1, 2]}|combine({'l': [2, 3]}, list_merge='bogus')"#,

@@ -998,7 +998,7 @@ mod tests {
         errors(
             &vars,
             &[
-                (r#"True|unique"#, ": 'bool' object is not iterable"),
+                (r#"True|unique"#, "'bool' object is not iterable"),
                 (
                     r#"[{"foo": "bar", "moo": "cow"}]|unique(case_sensitive=False)"#,
                     "Jinja2's unique filter failed and we cannot fall back to Ansible's version as it does not support the parameters supplied",

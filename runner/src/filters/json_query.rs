@@ -108,7 +108,7 @@ mod tests {
             &vars,
             &[(
                 r#"{'a': 1} | json_query("a[")"#,
-                "JMESPathError in json_query filter plugin:",
+                "JMESPathError in json_query filter plugin",
             )],
         );
     }

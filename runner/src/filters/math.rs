@@ -863,39 +863,48 @@ mod tests {
             &[
                 (
                     r#""yo"|log"#,
-                    ": log() can only be used on numbers: must be real number, not str",
+                    "log() can only be used on numbers: must be real number, not str",
                 ),
                 (r#"0|log"#, "math domain error"),
                 (
                     r#""yo"|pow(4)"#,
-                    ": pow() can only be used on numbers: must be real number, not str",
+                    "pow() can only be used on numbers: must be real number, not str",
                 ),
                 (
                     r#""yo"|root"#,
-                    ": root() can only be used on numbers: must be real number, not str",
+                    "root() can only be used on numbers: must be real number, not str",
                 ),
                 (
                     r#""monkeys"|human_readable"#,
-                    ": human_readable() failed on bad input: '>=' not supported between instances of 'str' and 'int'",
+                    "human_readable() failed on bad input: '>=' not supported between instances of 'str' and 'int'",
                 ),
                 (
                     r#"'1024'|human_readable"#,
-                    ": human_readable() failed on bad input: '>=' not supported between instances of 'str' and 'int'",
+                    "human_readable() failed on bad input: '>=' not supported between instances of 'str' and 'int'",
                 ),
-                (r#"'10.00 foo'|human_to_bytes"#, "human_to_bytes"),
-                (r#"'10 MB'|human_to_bytes(isbits=True)"#, "human_to_bytes()"),
-                (r#"'10 Mb'|human_to_bytes"#, "human_to_bytes()"),
+                (
+                    r#"'10.00 foo'|human_to_bytes"#,
+                    "human_to_bytes() can't interpret following string: 10.00 foo",
+                ),
+                (
+                    r#"'10 MB'|human_to_bytes(isbits=True)"#,
+                    "human_to_bytes() can't interpret following string: 10 MB",
+                ),
+                (
+                    r#"'10 Mb'|human_to_bytes"#,
+                    "human_to_bytes() can't interpret following string: 10 Mb",
+                ),
                 (
                     r#"[]|rekey_on_member("asdf", duplicates="boo")"#,
                     "duplicates parameter to rekey_on_member has unknown value: boo",
                 ),
                 (
                     r#""minkeys"|rekey_on_member("asdf")"#,
-                    ": Type is not a valid list, set, or dict",
+                    "Type is not a valid list, set, or dict",
                 ),
                 (
                     r#"[True]|rekey_on_member("asdf")"#,
-                    ": List item is not a valid dict",
+                    "List item is not a valid dict",
                 ),
                 (
                     r#"[{"foo": "bar", "baz": "buzz"}, {"hello": 8, "different": "haha"}]|rekey_on_member("foo")"#,

@@ -22,10 +22,24 @@ mod yaml_in;
 use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 
+/// The message of a filter or test that failed, carried as the engine error's source so
+/// the task's `msg` can be that message alone, as Ansible's is.
+#[derive(Debug)]
+pub(crate) struct FilterFailure(String);
+
+impl std::fmt::Display for FilterFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FilterFailure {}
+
 /// An error a filter reports: a playbook's mistake (or data the filter cannot take),
 /// with the message Ansible gives where its tests check the text.
 pub(crate) fn invalid(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::InvalidOperation, msg.into())
+    let msg = msg.into();
+    Error::new(ErrorKind::InvalidOperation, msg.clone()).with_source(FilterFailure(msg))
 }
 
 /// Fails on an undefined value, as Ansible's undefined does when a filter uses it.

@@ -834,7 +834,10 @@ mod tests {
                     r#"'nope' is started"#,
                     "The 'started' test expects a dictionary",
                 ),
-                (r#"'1.0' is version('1.0', 'equals')"#, "equals"),
+                (
+                    r#"'1.0' is version('1.0', 'equals')"#,
+                    "Invalid operator type (equals). Must be one of '==', '=', 'eq', '<', 'lt', '<=', 'le', '>', 'gt', '>=', 'ge', '!=', '<>', 'ne'",
+                ),
                 (
                     r#"'1.0' is version('nope', '==', true)"#,
                     "Version comparison failed: invalid version number 'nope'",
