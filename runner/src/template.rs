@@ -75,6 +75,58 @@ fn err(source: &str, e: &Error) -> TemplateError {
     }
 }
 
+/// Ansible's `_escape_backslashes`: inside `{{ }}`, every backslash of a string literal
+/// is doubled, so `regex_replace('(\w+)', '\1')` reaches the filter
+/// as written (Jinja would otherwise read `\1` as an octal escape and `\b` as a
+/// backspace). Ansible does this for task arguments and variables; template files and
+/// `when`-style conditions are not touched.
+pub(crate) fn escape_backslashes(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains('\\') || !s.contains("{{") {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut chars = s.chars().peekable();
+    let mut in_var = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if !in_var && chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push_str("{{");
+                in_var = true;
+            }
+            '}' if in_var && chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push_str("}}");
+                in_var = false;
+            }
+            '\'' | '"' if in_var => {
+                // A string literal as Jinja's lexer reads it: a backslash escapes the
+                // next character; each backslash of its source text is doubled.
+                out.push(c);
+                while let Some(d) = chars.next() {
+                    if d == '\\' {
+                        out.push_str("\\\\");
+                        if let Some(e) = chars.next() {
+                            if e == '\\' {
+                                out.push_str("\\\\");
+                            } else {
+                                out.push(e);
+                            }
+                        }
+                        continue;
+                    }
+                    out.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// True when `s` holds template syntax at all; plain strings skip the engine entirely.
 pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%") || s.contains("{#")
@@ -166,16 +218,21 @@ impl Engine {
     /// becomes the expression's value with its type (list, number, ...).
     pub fn render_value(&self, v: &Value, ctx: &JValue) -> Result<Value, TemplateError> {
         Ok(match v {
-            Value::String(s) if is_template(s) => match native_expression(s) {
-                Some(expr) => {
-                    let v = self.eval(expr, ctx)?;
-                    match v.as_str() {
-                        Some(text) => Value::String(with_trailing_newlines(s, text.to_string())),
-                        None => to_json(&v, s)?,
+            Value::String(raw) if is_template(raw) => {
+                let s = escape_backslashes(raw);
+                match native_expression(&s) {
+                    Some(expr) => {
+                        let v = self.eval(expr, ctx)?;
+                        match v.as_str() {
+                            Some(text) => {
+                                Value::String(with_trailing_newlines(raw, text.to_string()))
+                            }
+                            None => to_json(&v, raw)?,
+                        }
                     }
+                    None => Value::String(self.render_str(&s, ctx)?),
                 }
-                None => Value::String(self.render_str(s, ctx)?),
-            },
+            }
             Value::Array(items) => Value::Array(
                 items
                     .iter()
@@ -1589,6 +1646,40 @@ mod tests {
             .unwrap(),
             "a=[1, 2];b=1;"
         );
+    }
+
+    // ansible-core 2.18.19's set_fact results for the same task argument text (what YAML
+    // single-quoted strings deliver): backslashes in `{{ }}` string literals reach the
+    // filters as written; outside `{{ }}` they are plain text.
+    #[test]
+    fn backslashes_in_expression_strings_are_kept_as_ansible_keeps_them() {
+        let e = Engine::new();
+        let c = ctx(json!({}));
+        let cases = [
+            (
+                r"{{ 'goodbye' | regex_search('(good)(bye)', '\2', '\1') }}",
+                json!(["bye", "good"]),
+            ),
+            (
+                r#"{{ "hello world" | regex_replace('\b(\w)', '<\1>') }}"#,
+                json!("<h>ello <w>orld"),
+            ),
+            (r"{{ 'a.b' | regex_replace('\.', '\\') }}", json!(r"a\b")),
+            (
+                r"x\n{{ '1-2' | regex_replace('(\d)-(\d)', '\2\1') }}\t",
+                json!(r"x\n21\t"),
+            ),
+            ("{{ 'tab\there' }}", json!("tab\there")),
+        ];
+        for (template, want) in cases {
+            assert_eq!(
+                e.render_value(&json!(template), &c).unwrap(),
+                want,
+                "{template}"
+            );
+        }
+        // As in Ansible, a backslash-escaped quote no longer escapes it.
+        assert!(e.render_value(&json!(r"{{ 'q\'s' }}"), &c).is_err());
     }
 
     // The msg ansible-core 2.18.19 registers for these failing tasks (set_fact/debug with
