@@ -595,9 +595,6 @@ fn run_target(layout: &Layout, t: &Listed, tool: Tool, bin: &Path) -> Result<Run
             Tool::Rustle => {
                 cmd = Command::new(bin.join("ansible-playbook"));
                 cmd.arg("--report").arg(&report);
-                // rustle-deploy does not read ANSIBLE_ROLES_PATH yet: the roles are
-                // found beside the playbook instead, where Ansible looks as well.
-                symlink(&targets, &integration.join("roles"))?;
             }
         }
         cmd.arg(&play).arg("-i").arg(&inventory);
@@ -696,11 +693,6 @@ fn is_script(layout: &Layout, name: &str) -> bool {
         .join(name)
         .join("runme.sh")
         .exists()
-}
-
-fn symlink(target: &Path, link: &Path) -> Result<()> {
-    let _ = std::fs::remove_file(link);
-    std::os::unix::fs::symlink(target, link).map_err(|e| format!("{}: {e}", link.display()))
 }
 
 /// The first line of a log that says what went wrong.

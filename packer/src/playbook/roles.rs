@@ -124,12 +124,37 @@ impl Loader<'_> {
         play_level: bool,
         dedupe: bool,
     ) -> Result<Vec<Task>, PlaybookError> {
+        self.role_from(entry, cx, at, play_level, dedupe, None)
+    }
+
+    /// [`Self::role`], for a role named by another role's meta dependencies: `basedir`
+    /// is the directory holding that role, searched after the roles path as Ansible does.
+    fn role_from(
+        &mut self,
+        entry: RoleEntry,
+        cx: &Cx,
+        at: &Where,
+        play_level: bool,
+        dedupe: bool,
+        basedir: Option<&Path>,
+    ) -> Result<Vec<Task>, PlaybookError> {
         let name = entry.name.clone();
         let at = at.named(Some(&name));
-        let searched = vec![
-            cx.playbook_dir.join("roles").join(&name),
-            cx.playbook_dir.join(&name),
-        ];
+        let roles_path = std::env::var("ANSIBLE_ROLES_PATH").ok();
+        let ansible_home = std::env::var("ANSIBLE_HOME").ok();
+        let home = std::env::var("HOME").ok();
+        let searched: Vec<PathBuf> = role_search_path(
+            &cx.playbook_dir,
+            &RoleSearchEnv {
+                roles_path: roles_path.as_deref(),
+                ansible_home: ansible_home.as_deref(),
+                home: home.as_deref(),
+            },
+            basedir,
+        )
+        .into_iter()
+        .map(|d| d.join(&name))
+        .collect();
         let Some(dir) = searched.iter().find(|p| p.is_dir()).cloned() else {
             return Err(PlaybookError::NotFound(Box::new(NotFound {
                 at,
@@ -187,7 +212,7 @@ impl Loader<'_> {
         for (i, dep) in deps.iter().enumerate() {
             let dep_at = Where::new(meta_path, &format!("dependencies[{i}]"));
             let dep_entry = self.role_entry(dep, &dep_at)?;
-            out.extend(self.role(dep_entry, cx, &dep_at, play_level, true)?);
+            out.extend(self.role_from(dep_entry, cx, &dep_at, play_level, true, dir.parent())?);
         }
 
         // Defaults rank below play-level variables: leave out the names those set.
@@ -430,6 +455,121 @@ impl Loader<'_> {
         }
         task.args.insert("src".to_string(), Value::String(key));
         Ok(())
+    }
+}
+
+/// What the role search path is made of besides the playbook: the environment's
+/// `ANSIBLE_ROLES_PATH`, `ANSIBLE_HOME` and `HOME` (passed in, so tests need not set them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RoleSearchEnv<'a> {
+    pub(crate) roles_path: Option<&'a str>,
+    pub(crate) ansible_home: Option<&'a str>,
+    pub(crate) home: Option<&'a str>,
+}
+
+/// The directories a role name is looked up in, in Ansible's order
+/// (`RoleDefinition._load_role_path` in ansible-core 2.18): the playbook's `roles/`, then
+/// each entry of the roles path (`ANSIBLE_ROLES_PATH`, colon-separated, or Ansible's
+/// default `~/.ansible/roles:/usr/share/ansible/roles:/etc/ansible/roles` when it is not
+/// set), then the directory of the role whose dependency this is, then the playbook's own
+/// directory. Roles-path entries are expanded as Ansible's `unfrackpath` does: `$VAR`,
+/// then `~`, and a relative entry is relative to the current directory.
+pub(crate) fn role_search_path(
+    playbook_dir: &Path,
+    env: &RoleSearchEnv<'_>,
+    basedir: Option<&Path>,
+) -> Vec<PathBuf> {
+    let home = env.home.unwrap_or("");
+    let default_path;
+    let configured = match env.roles_path {
+        Some(p) => p,
+        None => {
+            let ansible_home = env
+                .ansible_home
+                .map(str::to_string)
+                .unwrap_or_else(|| "~/.ansible".to_string());
+            default_path =
+                format!("{ansible_home}/roles:/usr/share/ansible/roles:/etc/ansible/roles");
+            &default_path
+        }
+    };
+    let mut out = vec![playbook_dir.join("roles")];
+    for entry in configured.split(':').filter(|e| !e.is_empty()) {
+        let expanded = expand_user(&expand_vars(entry), home);
+        let path = PathBuf::from(expanded);
+        if path.is_absolute() {
+            out.push(path);
+        } else {
+            // Ansible resolves a relative entry against the current directory; when that
+            // is unknown the entry is kept relative, which the process resolves the same way.
+            out.push(std::env::current_dir().map_or(path.clone(), |cwd| cwd.join(&path)));
+        }
+    }
+    if let Some(b) = basedir {
+        out.push(b.to_path_buf());
+    }
+    out.push(playbook_dir.to_path_buf());
+    out
+}
+
+/// Python's `os.path.expandvars`: `$NAME` and `${NAME}` replaced by the environment's
+/// value; unknown names and malformed references are left as they are.
+fn expand_vars(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let after = rest.get(i + 1..).unwrap_or_default();
+        let (name, tail, braced) = match after.strip_prefix('{') {
+            Some(b) => match b.find('}') {
+                Some(end) => (
+                    b.get(..end).unwrap_or_default(),
+                    b.get(end + 1..).unwrap_or_default(),
+                    true,
+                ),
+                None => ("", after, false),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (
+                    after.get(..end).unwrap_or_default(),
+                    after.get(end..).unwrap_or_default(),
+                    false,
+                )
+            }
+        };
+        match std::env::var(name) {
+            Ok(v) if !name.is_empty() => out.push_str(&v),
+            _ => {
+                out.push('$');
+                if braced {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
+                } else {
+                    out.push_str(name);
+                }
+            }
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `~` and `~/...` with the user's home directory (other users' `~name` stays as is).
+fn expand_user(s: &str, home: &str) -> String {
+    if home.is_empty() {
+        return s.to_string();
+    }
+    if s == "~" {
+        home.to_string()
+    } else if let Some(rest) = s.strip_prefix("~/") {
+        format!("{}/{rest}", home.trim_end_matches('/'))
+    } else {
+        s.to_string()
     }
 }
 

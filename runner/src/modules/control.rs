@@ -12,10 +12,23 @@ pub(super) fn debug(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
             "'msg' and 'var' are mutually exclusive".into(),
         ));
     }
+    // The runner runs at Ansible's default verbosity (0): a debug that asks for more is
+    // skipped, as ansible-playbook without -v skips it.
+    if let Some(v) = a.get("verbosity")
+        && v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            > Some(0)
+    {
+        let mut o = Outcome::ok().with("skipped_reason", "Verbosity threshold not met.");
+        o.skipped = true;
+        return Ok(o);
+    }
     if let Some(var) = args::opt_str(a, "var")? {
-        // `var` names an expression, not a template: evaluate it.
+        // `var` names an expression, not a template: evaluate it. An undefined one is
+        // shown as such; any other error (a filter's) fails the task with its message.
         let value = match ctx.engine.eval(&var, ctx.vars) {
             Ok(v) if !v.is_undefined() => serde_json::to_value(&v).unwrap_or(Value::Null),
+            Err(e) if e.from_filter => return Ok(Outcome::fail(e.to_string())),
             _ => Value::String("VARIABLE IS NOT DEFINED!".into()),
         };
         return Ok(Outcome::ok().with(&var, value));
@@ -188,6 +201,29 @@ mod tests {
         assert_eq!(o.data["nope"], "VARIABLE IS NOT DEFINED!");
         let o = check("debug", json!({}), json!({})).unwrap();
         assert_eq!(o.data["msg"], "Hello world!");
+    }
+
+    // As ansible-core 2.18's debug action at the default verbosity: skipped with
+    // "Verbosity threshold not met."; a `var` whose filter fails fails the task with the
+    // filter's message (filter_urlsplit's integration test checks both).
+    #[test]
+    fn debug_verbosity_and_failing_var() {
+        let o = check("debug", json!({"msg": "x", "verbosity": 1}), json!({})).unwrap();
+        assert!(o.skipped);
+        assert_eq!(o.data["skipped_reason"], "Verbosity threshold not met.");
+        let o = check("debug", json!({"msg": "x", "verbosity": 0}), json!({})).unwrap();
+        assert!(!o.skipped);
+        let o = check(
+            "debug",
+            json!({"var": "'http://www.acme.com:9000/dir/index.html' | urlsplit('bad_filter')"}),
+            json!({}),
+        )
+        .unwrap();
+        assert!(o.failed);
+        assert_eq!(
+            o.msg.as_deref(),
+            Some("urlsplit: unknown URL component: bad_filter")
+        );
     }
 
     #[test]
