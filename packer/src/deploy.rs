@@ -476,8 +476,7 @@ fn pack_hosts(
     signing: &SigningKey,
     platforms: &BTreeMap<String, Result<Triple, String>>,
 ) -> Result<(Vec<Job>, Vec<Skipped>), DeployError> {
-    let files = pack::decode_files(the_plan)?;
-    let per_play = pack::play_hosts(the_plan, inventory);
+    let mut planner = pack::Planner::new(the_plan, inventory, settings)?;
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
     let mut sealer = pack::Sealer::new(signing)?;
@@ -499,7 +498,7 @@ fn pack_hosts(
             }
             None => continue,
         };
-        let hp = pack::host_plan(the_plan, &per_play, &files, host, settings)?;
+        let hp = planner.host_plan(host)?;
         let (sealed, digest) = sealer.seal(&hp)?;
         jobs.push(Job {
             host: host.clone(),

@@ -10,8 +10,9 @@ use crate::target::Triple;
 use ed25519_dalek::SigningKey;
 use rustle_runner::modules;
 use rustle_runner::payload::{self, Digest};
-use rustle_runner::plan::{DeployPlan, HostFile, HostPlan, Play, Task, Vars};
-use std::collections::BTreeMap;
+use rustle_runner::plan::{DeployPlan, HostFile, HostPlan, Play, Shared, Task, Vars};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// zstd level for payloads: plans are small and compress well at a fast level.
 const ZSTD_LEVEL: i32 = 3;
@@ -274,84 +275,136 @@ fn host_vars(host: &Host) -> Vars {
     vars
 }
 
-/// Cuts the plan down to what `host` runs.
-pub fn host_plan(
-    plan: &DeployPlan,
-    plays_hosts: &[Vec<&Host>],
-    files: &BTreeMap<String, HostFile>,
-    host: &Host,
-    settings: &PayloadSettings,
-) -> Result<HostPlan, PackError> {
-    let plays: Vec<Play> = plan
-        .plays
-        .iter()
-        .zip(plays_hosts)
-        .filter(|(_, hosts)| hosts.iter().any(|h| h.name == host.name))
-        .map(|(p, _)| {
-            let mut p = p.clone();
-            strip_secrets(&mut p);
-            p
+/// Cuts a plan down to each host: one per deploy, so that what hosts running the same
+/// plays share ([`Shared`]: files, controller data) is built once for all of them.
+#[derive(Debug)]
+pub struct Planner<'p> {
+    plan: &'p DeployPlan,
+    per_play: Vec<Vec<&'p Host>>,
+    files: BTreeMap<String, HostFile>,
+    settings: &'p PayloadSettings,
+    /// The shared part, by the indices of the plays a host takes part in.
+    shared: HashMap<Vec<usize>, Arc<Shared>>,
+}
+
+impl<'p> Planner<'p> {
+    /// Resolves the plays' hosts and decodes the plan's files, once.
+    pub fn new(
+        plan: &'p DeployPlan,
+        inventory: &'p Inventory,
+        settings: &'p PayloadSettings,
+    ) -> Result<Planner<'p>, PackError> {
+        Ok(Planner {
+            plan,
+            per_play: play_hosts(plan, inventory),
+            files: decode_files(plan)?,
+            settings,
+            shared: HashMap::new(),
         })
-        .collect();
-    let mut wanted = Vec::new();
-    for p in &plays {
-        used_files(p, &mut wanted);
     }
-    let mut host_files = BTreeMap::new();
-    for (task, src) in wanted {
-        // A copied directory travels as its files, `<src>/<sub path>`.
-        let prefix = format!("{}/", src.trim_end_matches('/'));
-        let under: Vec<(&String, &HostFile)> = files
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
+
+    /// Cuts the plan down to what `host` runs.
+    pub fn host_plan(&mut self, host: &Host) -> Result<HostPlan, PackError> {
+        let indices: Vec<usize> = self
+            .per_play
+            .iter()
+            .enumerate()
+            .filter(|(_, hosts)| hosts.iter().any(|h| h.name == host.name))
+            .map(|(i, _)| i)
             .collect();
-        if !files.contains_key(&src) && !under.is_empty() {
-            for (k, f) in under {
-                host_files.insert(k.clone(), f.clone());
+        let plays: Vec<Play> = indices
+            .iter()
+            .filter_map(|i| self.plan.plays.get(*i))
+            .map(|p| {
+                let mut p = p.clone();
+                strip_secrets(&mut p);
+                p
+            })
+            .collect();
+        let shared = match self.shared.get(&indices) {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Arc::new(self.shared_for(&plays)?);
+                self.shared.insert(indices, Arc::clone(&s));
+                s
             }
-            continue;
-        }
-        // A module that is neither built in nor a library/ script is one of the plan's
-        // Rust modules, built into the runner: no file to carry.
-        if src.starts_with(modules::LIBRARY_PREFIX) && !files.contains_key(&src) {
-            continue;
-        }
-        let Some(f) = files.get(&src) else {
-            let play = plays
-                .iter()
-                .find(|p| {
-                    let mut all: Vec<&Task> = Vec::new();
-                    p.tasks
-                        .iter()
-                        .chain(&p.handlers)
-                        .for_each(|t| t.walk(&mut all));
-                    all.iter().any(|t| t.display_name() == task)
-                })
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
-            return Err(PackError::MissingFile { play, task, src });
         };
-        host_files.insert(src, f.clone());
+        let plan = self.plan;
+        let settings = self.settings;
+        Ok(HostPlan {
+            deployment_id: settings.deployment_id.clone(),
+            host: host.name.clone(),
+            created_at: settings.created_at,
+            packer_version: env!("CARGO_PKG_VERSION").to_string(),
+            check_mode: plan.check_mode || settings.check_mode,
+            diff_mode: plan.diff_mode || settings.diff_mode,
+            host_vars: host_vars(host),
+            plays,
+            magic: Vars::new(),
+            shared,
+        })
     }
-    Ok(HostPlan {
-        deployment_id: settings.deployment_id.clone(),
-        host: host.name.clone(),
-        created_at: settings.created_at,
-        packer_version: env!("CARGO_PKG_VERSION").to_string(),
-        check_mode: plan.check_mode || settings.check_mode,
-        diff_mode: plan.diff_mode || settings.diff_mode,
-        host_vars: host_vars(host),
-        plays,
-        files: host_files,
-    })
+
+    /// What the hosts running `plays` share: the files their tasks use.
+    fn shared_for(&self, plays: &[Play]) -> Result<Shared, PackError> {
+        let files = &self.files;
+        let mut wanted = Vec::new();
+        for p in plays {
+            used_files(p, &mut wanted);
+        }
+        let mut host_files = BTreeMap::new();
+        for (task, src) in wanted {
+            // A copied directory travels as its files, `<src>/<sub path>`.
+            let prefix = format!("{}/", src.trim_end_matches('/'));
+            let under: Vec<(&String, &HostFile)> = files
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .collect();
+            if !files.contains_key(&src) && !under.is_empty() {
+                for (k, f) in under {
+                    host_files.insert(k.clone(), f.clone());
+                }
+                continue;
+            }
+            // A module that is neither built in nor a library/ script is one of the plan's
+            // Rust modules, built into the runner: no file to carry.
+            if src.starts_with(modules::LIBRARY_PREFIX) && !files.contains_key(&src) {
+                continue;
+            }
+            let Some(f) = files.get(&src) else {
+                let play = plays
+                    .iter()
+                    .find(|p| {
+                        let mut all: Vec<&Task> = Vec::new();
+                        p.tasks
+                            .iter()
+                            .chain(&p.handlers)
+                            .for_each(|t| t.walk(&mut all));
+                        all.iter().any(|t| t.display_name() == task)
+                    })
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default();
+                return Err(PackError::MissingFile { play, task, src });
+            };
+            host_files.insert(src, f.clone());
+        }
+        Ok(Shared {
+            files: host_files,
+            ..Shared::default()
+        })
+    }
 }
 
 /// Seals host plans: encode, compress, sign. One sealer serves every host of a deploy so
 /// the compressor's tables are set up once, not per host (that set-up costs more than
-/// compressing a typical plan).
+/// compressing a typical plan), and the shared part of plans is compressed once for all
+/// the hosts that share it.
 pub struct Sealer<'k> {
     key: &'k SigningKey,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Compressed shared sections, by the shared part they encode (kept alive here so
+    /// that a pointer is never reused for another one during the deploy).
+    shared: Vec<(Arc<Shared>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Sealer<'_> {
@@ -368,7 +421,11 @@ impl<'k> Sealer<'k> {
                 host: String::new(),
                 reason: format!("zstd: {e}"),
             })?;
-        Ok(Sealer { key, compressor })
+        Ok(Sealer {
+            key,
+            compressor,
+            shared: Vec::new(),
+        })
     }
 
     /// Encodes, compresses and signs a host plan; returns the payload and its digest.
@@ -377,13 +434,32 @@ impl<'k> Sealer<'k> {
             host: plan.host.clone(),
             reason,
         };
-        let raw = payload::encode_plan(plan).map_err(|e| encode_err(e.to_string()))?;
-        let compressed = self
+        let raw = payload::encode_host(plan).map_err(|e| encode_err(e.to_string()))?;
+        let host_frame = self
             .compressor
             .compress(&raw)
             .map_err(|e| encode_err(e.to_string()))?;
-        let sealed = payload::seal(&compressed, self.key);
-        Ok((sealed, Digest::of(&compressed)))
+        let cached = self
+            .shared
+            .iter()
+            .position(|(s, _)| Arc::ptr_eq(s, &plan.shared));
+        let at = match cached {
+            Some(at) => at,
+            None => {
+                let raw =
+                    payload::encode_shared(&plan.shared).map_err(|e| encode_err(e.to_string()))?;
+                let frame = self
+                    .compressor
+                    .compress(&raw)
+                    .map_err(|e| encode_err(e.to_string()))?;
+                self.shared.push((Arc::clone(&plan.shared), frame));
+                self.shared.len() - 1
+            }
+        };
+        let shared_frame = self.shared.get(at).map(|(_, f)| f.as_slice()).unwrap_or(&[]);
+        let body = payload::body(&host_frame, shared_frame);
+        let sealed = payload::seal(&body, self.key);
+        Ok((sealed, Digest::of(&body)))
     }
 }
 

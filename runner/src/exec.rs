@@ -899,7 +899,7 @@ impl<'a> Executor<'a> {
         let mctx = Ctx {
             check_mode,
             diff_mode: self.plan.diff_mode || self.opts.diff_mode,
-            files: &self.plan.files,
+            files: &self.plan.shared.files,
             engine: &self.engine,
             vars: ctx,
             env: &env,
@@ -1118,6 +1118,7 @@ fn facts_referenced(plan: &HostPlan) -> bool {
     let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
     let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
     let texts = plan
+        .shared
         .files
         .values()
         .filter_map(|f| std::str::from_utf8(&f.content).ok());

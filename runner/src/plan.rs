@@ -325,8 +325,8 @@ impl Task {
     }
 }
 
-/// What one host's payload carries: its plays (only the ones it is in), its variables
-/// and the files its tasks use. Nothing of any other host.
+/// What one host's payload carries: its plays (only the ones it is in), its variables,
+/// and what it shares with every host that runs the same plays ([`Shared`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostPlan {
     /// The deployment this plan belongs to.
@@ -346,8 +346,36 @@ pub struct HostPlan {
     pub host_vars: Vars,
     /// The plays this host takes part in.
     pub plays: Vec<Play>,
-    /// The files this host's tasks use, by the name the tasks use.
+    /// Ansible's magic variables about the run and the inventory that do not depend on
+    /// the play or task (`omit`, `ansible_version`, `inventory_file`, `ansible_run_tags`,
+    /// ...): they rank above every other variable, as in Ansible.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub magic: Vars,
+    /// The files, controller data and variables this host shares with the other hosts
+    /// that run the same plays; one copy serves them all while packing.
+    #[serde(flatten)]
+    pub shared: std::sync::Arc<Shared>,
+}
+
+/// The part of a host's payload that every host running the same plays has alike: the
+/// packer builds it once per set of plays, and the payload format compresses it once.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Shared {
+    /// The files the tasks use, by the name the tasks use (controller files by their
+    /// controller path).
+    #[serde(default)]
     pub files: BTreeMap<String, HostFile>,
+    /// Magic variables of each play, in the order of [`HostPlan::plays`]
+    /// (`ansible_play_hosts`, `ansible_play_batch`, `play_hosts`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub play_vars: Vec<Vars>,
+    /// `groups`: every inventory group with its hosts, in inventory order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Other hosts' inventory variables, for `hostvars` (connection secrets left out);
+    /// carried only when something the hosts can run refers to `hostvars`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hostvars: BTreeMap<String, Vars>,
 }
 
 /// A file embedded in a host payload.
