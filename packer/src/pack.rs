@@ -280,7 +280,12 @@ fn host_vars(host: &Host) -> Vars {
 #[derive(Debug)]
 pub struct Planner<'p> {
     plan: &'p DeployPlan,
+    inventory: &'p Inventory,
     per_play: Vec<Vec<&'p Host>>,
+    /// Magic variables every host gets (`omit`, `ansible_version`, ...).
+    magic: Vars,
+    /// `groups`, computed once.
+    groups: BTreeMap<String, Vec<String>>,
     files: BTreeMap<String, HostFile>,
     settings: &'p PayloadSettings,
     /// The shared part, by the indices of the plays a host takes part in.
@@ -296,7 +301,10 @@ impl<'p> Planner<'p> {
     ) -> Result<Planner<'p>, PackError> {
         Ok(Planner {
             plan,
+            inventory,
             per_play: play_hosts(plan, inventory),
+            magic: run_magic(plan, inventory, settings),
+            groups: inventory.groups_dict(),
             files: decode_files(plan)?,
             settings,
             shared: HashMap::new(),
@@ -324,7 +332,7 @@ impl<'p> Planner<'p> {
         let shared = match self.shared.get(&indices) {
             Some(s) => Arc::clone(s),
             None => {
-                let s = Arc::new(self.shared_for(&plays)?);
+                let s = Arc::new(self.shared_for(&indices, &plays)?);
                 self.shared.insert(indices, Arc::clone(&s));
                 s
             }
@@ -340,13 +348,15 @@ impl<'p> Planner<'p> {
             diff_mode: plan.diff_mode || settings.diff_mode,
             host_vars: host_vars(host),
             plays,
-            magic: Vars::new(),
+            magic: self.magic.clone(),
             shared,
         })
     }
 
-    /// What the hosts running `plays` share: the files their tasks use.
-    fn shared_for(&self, plays: &[Play]) -> Result<Shared, PackError> {
+    /// What the hosts running `plays` (the plan's plays at `indices`) share: the files
+    /// their tasks use, `groups`, each play's hosts, and other hosts' variables when
+    /// something refers to `hostvars`.
+    fn shared_for(&self, indices: &[usize], plays: &[Play]) -> Result<Shared, PackError> {
         let files = &self.files;
         let mut wanted = Vec::new();
         for p in plays {
@@ -388,11 +398,120 @@ impl<'p> Planner<'p> {
             };
             host_files.insert(src, f.clone());
         }
+        let play_vars = indices
+            .iter()
+            .zip(plays)
+            .map(|(i, play)| {
+                let hosts: Vec<&str> = self
+                    .per_play
+                    .get(*i)
+                    .map(|hs| hs.iter().map(|h| h.name.as_str()).collect())
+                    .unwrap_or_default();
+                play_magic(play, &hosts)
+            })
+            .collect();
+        let hostvars = if refers_to_hostvars(plays, &host_files) {
+            self.inventory
+                .hosts()
+                .map(|h| (h.name.clone(), host_vars(h)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         Ok(Shared {
             files: host_files,
-            ..Shared::default()
+            play_vars,
+            groups: self.groups.clone(),
+            hostvars,
         })
     }
+}
+
+/// The version of ansible-core whose semantics rustle-deploy follows, for
+/// `ansible_version` (playbooks compare it to decide what they may use).
+pub const ANSIBLE_VERSION: (u64, u64, u64) = (2, 18, 19);
+
+/// The magic variables about the run and the inventory every host gets: the plan's own
+/// (`ansible_run_tags`, `ansible_skip_tags`), `omit`, `ansible_version`,
+/// `inventory_file`, `inventory_dir` and `ansible_inventory_sources`.
+fn run_magic(plan: &DeployPlan, inventory: &Inventory, settings: &PayloadSettings) -> Vars {
+    let mut magic = plan.magic.clone();
+    // Ansible's token is random per run; one per deployment serves the same purpose: a
+    // value no template writes by accident.
+    let token = Digest::of(format!("omit {}", settings.deployment_id).as_bytes()).to_hex();
+    magic.insert(
+        "omit".into(),
+        format!("__omit_place_holder__{}", token.get(..40).unwrap_or(&token)).into(),
+    );
+    let (major, minor, revision) = ANSIBLE_VERSION;
+    let full = format!("{major}.{minor}.{revision}");
+    magic.insert(
+        "ansible_version".into(),
+        serde_json::json!({"string": full, "full": full, "major": major, "minor": minor,
+                           "revision": revision}),
+    );
+    let file: Option<serde_json::Value> = inventory
+        .path()
+        .map(|p| crate::playbook::controller_path(p).into());
+    let dir = inventory.path().map(|p| {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        serde_json::Value::from(crate::playbook::controller_path(parent))
+    });
+    if let Some(f) = &file {
+        magic.insert(
+            "ansible_inventory_sources".into(),
+            serde_json::Value::Array(vec![f.clone()]),
+        );
+    }
+    magic.insert(
+        "inventory_file".into(),
+        file.unwrap_or(serde_json::Value::Null),
+    );
+    magic.insert(
+        "inventory_dir".into(),
+        dir.unwrap_or(serde_json::Value::Null),
+    );
+    magic
+}
+
+/// The magic variables of a play on its hosts (`hosts`, in inventory order). Every
+/// host runs the whole play, so the batch is every host and no host is ever removed
+/// from `ansible_play_hosts` for failing (Ansible removes failed hosts from it).
+fn play_magic(play: &Play, hosts: &[&str]) -> Vars {
+    let names = serde_json::Value::Array(hosts.iter().map(|h| (*h).into()).collect());
+    let mut vars = Vars::new();
+    for key in [
+        "ansible_play_hosts_all",
+        "ansible_play_hosts",
+        "ansible_play_batch",
+        "play_hosts",
+    ] {
+        vars.insert(key.into(), names.clone());
+    }
+    // A play without a name is named after its host pattern, as in Ansible.
+    let name = if play.name.is_empty() {
+        play.hosts.join(",")
+    } else {
+        play.name.clone()
+    };
+    vars.insert("ansible_play_name".into(), name.into());
+    vars
+}
+
+/// Whether anything the hosts of these plays can run or render names `hostvars`: only
+/// then do other hosts' variables travel in their payloads.
+fn refers_to_hostvars(plays: &[Play], files: &BTreeMap<String, HostFile>) -> bool {
+    const NAME: &[u8] = b"hostvars";
+    let in_plays = serde_json::to_string(plays)
+        .map(|t| t.contains("hostvars"))
+        .unwrap_or(true);
+    in_plays
+        || files
+            .values()
+            .any(|f| f.content.windows(NAME.len()).any(|w| w == NAME))
 }
 
 /// Seals host plans: encode, compress, sign. One sealer serves every host of a deploy so
@@ -456,7 +575,11 @@ impl<'k> Sealer<'k> {
                 self.shared.len() - 1
             }
         };
-        let shared_frame = self.shared.get(at).map(|(_, f)| f.as_slice()).unwrap_or(&[]);
+        let shared_frame = self
+            .shared
+            .get(at)
+            .map(|(_, f)| f.as_slice())
+            .unwrap_or(&[]);
         let body = payload::body(&host_frame, shared_frame);
         let sealed = payload::seal(&body, self.key);
         Ok((sealed, Digest::of(&body)))

@@ -86,6 +86,14 @@ pub struct Executor<'a> {
     facts_used: Option<bool>,
     /// Where modules run: here, or (the deployer's SSH mode) on a remote host.
     host: Box<dyn ModuleHost + 'a>,
+    /// Magic variables of the current play (the plan's, the play's and its hosts'),
+    /// as template values: they rank above every other variable.
+    globals: Vec<(String, JValue)>,
+    /// Whether anything in the plan refers to `hostvars` (decided once): only then is
+    /// it built for each task.
+    hostvars_used: bool,
+    /// Ansible's `omit`: an argument that renders to it is left out.
+    omit: String,
 }
 
 /// What a finished run amounts to.
@@ -124,6 +132,9 @@ impl<'a> Executor<'a> {
             play: None,
             facts_used: None,
             host,
+            globals: Vec::new(),
+            hostvars_used: refers_to(plan, "hostvars"),
+            omit: omit_token(plan),
         }
     }
 
@@ -131,7 +142,8 @@ impl<'a> Executor<'a> {
     pub fn run(mut self) -> RunSummary {
         let started = Instant::now();
         let mut host_failed = false;
-        for play in &self.plan.plays {
+        for (index, play) in self.plan.plays.iter().enumerate() {
+            self.globals = self.play_globals(play, index);
             match self.run_play(play) {
                 Ok(()) | Err(Halt::EndPlay) => {}
                 Err(Halt::EndHost) => break,
@@ -340,9 +352,74 @@ impl<'a> Executor<'a> {
     }
 
     /// A template context over `vars`: variables whose values are templates render
-    /// where they are used, as Ansible's do (see [`crate::lazyvars`]).
+    /// where they are used, as Ansible's do (see [`crate::lazyvars`]); the magic
+    /// variables rank above them.
     fn jctx(&self, vars: &Vars) -> JValue {
-        crate::lazyvars::context(vars, &self.engine)
+        if !self.hostvars_used {
+            return crate::lazyvars::context_with(vars, &self.globals, &self.engine);
+        }
+        let mut globals = self.globals.clone();
+        let hostvars = crate::lazyvars::HostVars::new(
+            &self.plan.host,
+            self.own_vars(),
+            &self.plan.shared,
+            self.globals.clone(),
+            &self.engine,
+        );
+        globals.push(("hostvars".into(), JValue::from_object(hostvars)));
+        crate::lazyvars::context_with(vars, &globals, &self.engine)
+    }
+
+    /// What this host knows of itself outside any play, as `hostvars[inventory_hostname]`
+    /// gives it: inventory variables, facts, `set_fact`/`include_vars` and registered
+    /// values.
+    fn own_vars(&self) -> Vars {
+        let mut vars = self.plan.host_vars.clone();
+        vars.extend(
+            self.facts
+                .iter()
+                .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
+        );
+        if !self.facts.is_empty() {
+            vars.insert(
+                "ansible_facts".into(),
+                unsafe_data(facts::unprefixed(&self.facts).into()),
+            );
+        }
+        vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars
+    }
+
+    /// The magic variables of play number `index`: the run's (`omit`,
+    /// `ansible_version`, tags, inventory), the play's from its playbook
+    /// (`playbook_dir`, role names), its hosts' (`ansible_play_hosts`, ...), `groups`
+    /// and `ansible_diff_mode`.
+    fn play_globals(&self, play: &Play, index: usize) -> Vec<(String, JValue)> {
+        let mut out: Vec<(String, JValue)> = Vec::new();
+        let mut put = |k: &str, v: JValue| {
+            out.retain(|(name, _)| name != k);
+            out.push((k.to_string(), v));
+        };
+        for (k, v) in self
+            .plan
+            .magic
+            .iter()
+            .chain(play.magic.iter())
+            .chain(self.plan.shared.play_vars.get(index).into_iter().flatten())
+        {
+            put(k, crate::template::to_jvalue(v));
+        }
+        if !self.plan.shared.groups.is_empty() {
+            put("groups", JValue::from_serialize(&self.plan.shared.groups));
+        }
+        put(
+            "ansible_diff_mode",
+            JValue::from(self.plan.diff_mode || self.opts.diff_mode),
+        );
+        if !self.plan.magic.contains_key("omit") {
+            put("omit", JValue::from(self.omit.as_str()));
+        }
+        out
     }
 
     /// The variables visible to a task, lowest precedence first.
@@ -880,7 +957,7 @@ impl<'a> Executor<'a> {
                 .render_value(&Value::Object(task.args.clone()), ctx)
         };
         let args = match rendered {
-            Ok(Value::Object(a)) => a,
+            Ok(Value::Object(a)) => remove_omit(a, &self.omit),
             Ok(_) => Vars::new(),
             Err(e) => return failed_result(format!("{e}")),
         };
@@ -1108,6 +1185,56 @@ fn play_scope(play: &Play) -> Inherited<'_> {
         no_log: play.no_log.as_ref(),
         ..Inherited::default()
     }
+}
+
+/// Whether `name` appears anywhere in the plan's plays, variables or embedded files.
+fn refers_to(plan: &HostPlan, name: &str) -> bool {
+    let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
+    let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
+    plays.contains(name)
+        || vars.contains(name)
+        || plan
+            .shared
+            .files
+            .values()
+            .any(|f| f.content.windows(name.len()).any(|w| w == name.as_bytes()))
+}
+
+/// The plan's `omit` token, or (a plan made without one) one derived from the
+/// deployment, in Ansible's shape.
+fn omit_token(plan: &HostPlan) -> String {
+    match plan.magic.get("omit") {
+        Some(Value::String(t)) => t.clone(),
+        _ => {
+            let hex = crate::payload::Digest::of(plan.deployment_id.as_bytes()).to_hex();
+            format!("__omit_place_holder__{}", hex.get(..40).unwrap_or(&hex))
+        }
+    }
+}
+
+/// Module arguments without those that rendered to `omit`, as Ansible's `remove_omit`
+/// does: at every level of mappings, and in mappings inside lists (a list item that is
+/// `omit` itself stays).
+fn remove_omit(args: Vars, omit: &str) -> Vars {
+    fn clean(v: Value, omit: &str) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(remove_omit(m, omit)),
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|i| match i {
+                        Value::Object(m) => Value::Object(remove_omit(m, omit)),
+                        other => other,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    args.into_iter()
+        .filter(|(_, v)| v.as_str() != Some(omit))
+        .map(|(k, v)| (k, clean(v, omit)))
+        .collect()
 }
 
 /// Whether the plan (its tasks, variables or embedded templates) may use a gathered

@@ -303,13 +303,7 @@ pub fn encode_shared(shared: &Shared) -> Result<Vec<u8>, PayloadError> {
             blobs.push(serde_bytes::Bytes::new(&f.content));
             next
         });
-        files.insert(
-            name.as_str(),
-            WireFile {
-                blob,
-                mode: f.mode,
-            },
-        );
+        files.insert(name.as_str(), WireFile { blob, mode: f.mode });
     }
     let section = SharedSectionRef {
         blobs,
@@ -590,10 +584,12 @@ mod tests {
                     )
                 })
                 .collect(),
-                play_vars: vec![serde_json::json!({"ansible_play_hosts": ["web1"]})
-                    .as_object()
-                    .cloned()
-                    .unwrap()],
+                play_vars: vec![
+                    serde_json::json!({"ansible_play_hosts": ["web1"]})
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                ],
                 groups: [("all".to_string(), vec!["web1".to_string()])].into(),
                 hostvars: Default::default(),
             }),
@@ -795,9 +791,15 @@ mod tests {
         let raw = encode_shared(&plan.shared).unwrap();
         let needle = b"same bytes";
         let count = raw.windows(needle.len()).filter(|w| w == needle).count();
-        assert_eq!(count, 1, "two files with the same bytes must share one blob");
+        assert_eq!(
+            count, 1,
+            "two files with the same bytes must share one blob"
+        );
         let (_, back) = open(&sealed(&plan, &key(1)), None, &[key(1).verifying_key()]).unwrap();
-        assert_eq!(back.shared.files["/ctl/roles/r/files/b.txt"].content, needle);
+        assert_eq!(
+            back.shared.files["/ctl/roles/r/files/b.txt"].content,
+            needle
+        );
         assert_eq!(back.shared.files["a.txt"].content, needle);
     }
 
@@ -810,12 +812,21 @@ mod tests {
         }
         let bad = Bad {
             blobs: vec![],
-            files: [("x".to_string(), WireFile { blob: 3, mode: None })].into(),
+            files: [(
+                "x".to_string(),
+                WireFile {
+                    blob: 3,
+                    mode: None,
+                },
+            )]
+            .into(),
         };
         let shared = zstd::encode_all(&rmp_serde::to_vec_named(&bad).unwrap()[..], 1).unwrap();
         let (host, _) = frames(&sample_plan());
-        check(&seal(&body(&host, &shared), &key(1)), None, |e| {
-            matches!(e, PayloadError::Decode(m) if m.contains("blob 3"))
-        });
+        check(
+            &seal(&body(&host, &shared), &key(1)),
+            None,
+            |e| matches!(e, PayloadError::Decode(m) if m.contains("blob 3")),
+        );
     }
 }

@@ -84,6 +84,10 @@ pub struct DeployPlan {
     /// contract a module's source fulfils is in `docs/plan-format.md`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub modules: BTreeMap<String, ModuleImplementation>,
+    /// Ansible's magic variables that making the plan decided (`ansible_run_tags`,
+    /// `ansible_skip_tags`), for every play.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub magic: Vars,
 }
 
 /// A custom module's Rust source: given inline, or as a file the packer reads.
@@ -155,6 +159,12 @@ pub struct Play {
     /// Handlers, run at the end of the play when notified.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<Task>,
+    /// Ansible's magic variables that the playbook decides for this play
+    /// (`playbook_dir`, `ansible_play_role_names`, `ansible_role_names`,
+    /// `ansible_dependent_role_names`, `role_names`), set by the playbook loader. Like
+    /// every magic variable they rank above all others.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub magic: Vars,
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).

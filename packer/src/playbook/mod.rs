@@ -489,6 +489,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         plays,
         files: loader.files,
         modules: BTreeMap::new(),
+        magic: run_magic(opts),
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
     open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;
@@ -510,6 +511,30 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         );
     }
     Ok(plan)
+}
+
+/// `ansible_run_tags` and `ansible_skip_tags` as `ansible-playbook` sets them: the tags
+/// given (each comma-separated entry on its own), `['all']` when none is.
+fn run_magic(opts: &PlaybookOptions) -> Vars {
+    let split = |tags: &[String]| -> Vec<Value> {
+        tags.iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Value::String(t.to_string()))
+            .collect()
+    };
+    let mut run = split(&opts.tags);
+    if run.is_empty() {
+        run.push(Value::String("all".into()));
+    }
+    let mut magic = Vars::new();
+    magic.insert("ansible_run_tags".into(), Value::Array(run));
+    magic.insert(
+        "ansible_skip_tags".into(),
+        Value::Array(split(&opts.skip_tags)),
+    );
+    magic
 }
 
 /// `-e` arguments, later ones winning: `@file` (YAML or JSON, vault allowed), a YAML/JSON
@@ -670,6 +695,27 @@ struct PlayState {
     roles_with_handlers: HashSet<PathBuf>,
     /// Roles being expanded, to refuse a dependency cycle.
     role_stack: Vec<PathBuf>,
+    /// Names of the roles of the play's `roles:` section, in order.
+    play_roles: Vec<String>,
+    /// Names of the roles those depend on (through `meta/main.yml`, at any depth).
+    dependent_roles: BTreeSet<String>,
+}
+
+/// A path on the controller as Ansible shows it in magic variables (`playbook_dir`,
+/// `role_path`): absolute, `.` and `..` resolved, symbolic links kept.
+pub(crate) fn controller_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.to_string_lossy().into_owned()
 }
 
 /// Reads `file` relative to nothing: the canonical form, for cycle checks.

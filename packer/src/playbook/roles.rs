@@ -57,6 +57,7 @@ impl Loader<'_> {
         for (i, item) in list.iter().enumerate() {
             let here = at.child(&format!("roles[{i}]"));
             let entry = self.role_entry(item, &here)?;
+            self.play.play_roles.push(entry.name.clone());
             out.extend(self.role(entry, cx, &here, true, true)?);
         }
         Ok(out)
@@ -187,6 +188,9 @@ impl Loader<'_> {
         for (i, dep) in deps.iter().enumerate() {
             let dep_at = Where::new(meta_path, &format!("dependencies[{i}]"));
             let dep_entry = self.role_entry(dep, &dep_at)?;
+            if play_level {
+                self.play.dependent_roles.insert(dep_entry.name.clone());
+            }
             out.extend(self.role(dep_entry, cx, &dep_at, play_level, true)?);
         }
 

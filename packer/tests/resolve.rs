@@ -1,0 +1,303 @@
+//! Where Ansible decides at run time, the runner does: playbooks are loaded, cut to a host
+//! and run by the runner's executor in this process, and what they print is compared with
+//! what ansible-core 2.18 prints for the same playbook (each expected value was taken from
+//! a run of `ansible-playbook` 2.18.19, noted beside it).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+/// Named so that `cargo test resolve` selects these tests.
+mod resolve {
+    use rustle_deploy::inventory::Inventory;
+    use rustle_deploy::pack::{PayloadSettings, Planner};
+    use rustle_deploy::playbook::{PlaybookOptions, load_playbook};
+    use rustle_runner::events::{Collect, Event};
+    use rustle_runner::exec::{Executor, RunOptions};
+    use serde_json::Value;
+    use std::path::Path;
+
+    /// Writes files (path, content) into a new temporary directory.
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    /// What one host's run said.
+    struct Run {
+        events: Vec<Event>,
+    }
+
+    impl Run {
+        /// `(task name, status)` of every task, in order.
+        fn statuses(&self) -> Vec<(String, String)> {
+            self.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Task { name, status, .. } => {
+                        Some((name.clone(), status.as_str().to_string()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// The `msg` of every task that reported one, in order.
+        fn msgs(&self) -> Vec<String> {
+            self.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Task { result, .. } => result.get("msg").map(|m| match m {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    }),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// The result of the last task shown as `name`.
+        fn result(&self, name: &str) -> &Value {
+            self.events
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Event::Task {
+                        name: n, result, ..
+                    } if n == name => Some(result),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no task {name:?}: {:#?}", self.statuses()))
+        }
+
+        /// Ansible's recap line.
+        fn recap(&self) -> String {
+            match self.events.last() {
+                Some(Event::Recap { recap: r, .. }) => format!(
+                    "ok={} changed={} failed={} skipped={} rescued={} ignored={}",
+                    r.ok, r.changed, r.failed, r.skipped, r.rescued, r.ignored
+                ),
+                other => panic!("no recap: {other:?}"),
+            }
+        }
+    }
+
+    /// Loads `playbook` (a file in `dir`) with `opts`, cuts it for `host` of the
+    /// inventory file `inventory` (in `dir`) and runs it here.
+    fn run_with(
+        dir: &Path,
+        playbook: &str,
+        inventory: &str,
+        host: &str,
+        opts: &PlaybookOptions,
+    ) -> Run {
+        let mut plan = load_playbook(&dir.join(playbook), opts).unwrap_or_else(|e| panic!("{e}"));
+        let mut inv = Inventory::load(&dir.join(inventory)).unwrap();
+        if let Some(carried) = rustle_deploy::playbook::Carried::take(&mut plan).unwrap() {
+            carried.apply(&mut inv).unwrap();
+        }
+        rustle_deploy::playbook::apply_role_defaults(&mut plan, &inv);
+        let settings = PayloadSettings {
+            deployment_id: "resolve-test".into(),
+            created_at: 0,
+            check_mode: false,
+            diff_mode: false,
+        };
+        let mut planner = Planner::new(&plan, &inv, &settings).unwrap();
+        let hp = planner.host_plan(inv.host(host).unwrap()).unwrap();
+        let mut sink = Collect::default();
+        Executor::new(&hp, &mut sink, RunOptions::default()).run();
+        Run { events: sink.0 }
+    }
+
+    fn run(dir: &Path, playbook: &str, host: &str) -> Run {
+        run_with(
+            dir,
+            playbook,
+            "hosts.ini",
+            host,
+            &PlaybookOptions::default(),
+        )
+    }
+
+    const HOSTS: &str = "[web]\nweb1 ansible_connection=local color=blue\n\
+        web2 ansible_connection=local color=green\n\
+        [db]\ndb1 ansible_connection=local color=red ansible_become_password=nope\n\
+        [app:children]\nweb\n";
+
+    #[test]
+    fn magic_variables_about_the_inventory_and_the_play() {
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "site.yml",
+                r#"
+- hosts: web
+  gather_facts: false
+  tasks:
+    - debug:
+        msg: "{{ inventory_hostname }} {{ inventory_hostname_short }} {{ group_names }} {{ groups.all | sort }} {{ groups.web }} {{ groups.app }} {{ groups.db }} {{ groups.ungrouped }} {{ ansible_play_hosts }} {{ ansible_play_hosts_all }} {{ ansible_play_batch }} {{ play_hosts }} {{ ansible_play_name }}"
+    - debug:
+        msg: "{{ hostvars['db1'].color }} {{ hostvars[inventory_hostname].color }} {{ hostvars['db1'].group_names }} {{ hostvars.web2.inventory_hostname }}"
+    - set_fact:
+        mine: "x"
+    - debug:
+        msg: "{{ hostvars[inventory_hostname].mine }} {{ inventory_file | basename }} {{ ansible_version.major }}.{{ ansible_version.minor }} {{ ansible_run_tags }} {{ ansible_skip_tags }} {{ ansible_check_mode }} {{ ansible_diff_mode }}"
+    - debug:
+        msg: "{{ ansible_role_names }} {{ ansible_play_role_names }} {{ role_names }} {{ ansible_dependent_role_names }}"
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        // ansible-playbook 2.18.19 -i hosts.ini site.yml, host web1.
+        assert_eq!(
+            run.msgs(),
+            vec![
+                "web1 web1 ['app', 'web'] ['db1', 'web1', 'web2'] ['web1', 'web2'] ['web1', 'web2'] ['db1'] [] ['web1', 'web2'] ['web1', 'web2'] ['web1', 'web2'] ['web1', 'web2'] web",
+                "red blue ['db'] web2",
+                "x hosts.ini 2.18 ['all'] [] False False",
+                "[] [] [] []",
+            ]
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=5 changed=0 failed=0 skipped=0 rescued=0 ignored=0"
+        );
+    }
+
+    #[test]
+    fn playbook_and_inventory_directories_are_the_controller_paths() {
+        let dir = project(&[
+            ("inv/hosts.ini", HOSTS),
+            (
+                "pb/site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - debug:
+        msg: "{{ playbook_dir }}|{{ inventory_dir }}|{{ inventory_file }}"
+"#,
+            ),
+        ]);
+        let run = run_with(
+            dir.path(),
+            "pb/site.yml",
+            "inv/hosts.ini",
+            "web1",
+            &PlaybookOptions::default(),
+        );
+        let root = dir.path().display();
+        assert_eq!(
+            run.msgs(),
+            vec![format!("{root}/pb|{root}/inv|{root}/inv/hosts.ini")]
+        );
+    }
+
+    #[test]
+    fn other_hosts_connection_secrets_are_not_in_hostvars() {
+        // Ansible would show 'nope' here: rustle-deploy never carries a connection
+        // secret in a payload, another host's least of all.
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - debug:
+        msg: "{{ hostvars['db1'].ansible_become_password | default('absent') }}"
+"#,
+            ),
+        ]);
+        assert_eq!(run(dir.path(), "site.yml", "web1").msgs(), vec!["absent"]);
+    }
+
+    #[test]
+    fn tags_given_to_the_run_are_magic_variables() {
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - debug:
+        msg: "{{ ansible_run_tags | sort }} {{ ansible_skip_tags }}"
+      tags: x
+"#,
+            ),
+        ]);
+        let opts = PlaybookOptions {
+            tags: vec!["x,y".into()],
+            skip_tags: vec!["z".into()],
+            ..PlaybookOptions::default()
+        };
+        // ansible-playbook --tags x,y --skip-tags z: ['y', 'x'] (a set) and ['z'].
+        assert_eq!(
+            run_with(dir.path(), "site.yml", "hosts.ini", "web1", &opts).msgs(),
+            vec!["['x', 'y'] ['z']"]
+        );
+    }
+
+    #[test]
+    fn an_argument_that_renders_to_omit_is_left_out() {
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - name: omit drops the argument
+      debug:
+        msg: "{{ nope | default(omit) }}"
+    - name: omit in a nested mapping
+      set_fact:
+        d: {a: 1, b: "{{ omit }}", c: [ "{{ omit }}", {e: "{{ omit }}", f: 2} ]}
+    - debug:
+        msg: "{{ d.a }} {{ d.b | default('no b') }} {{ d.c[0] == omit }} {{ d.c[1] }}"
+    - name: set_fact with omit
+      set_fact:
+        gone: "{{ omit }}"
+        kept: 1
+    - debug:
+        msg: "{{ gone | default('undefined') }} {{ kept }}"
+    - name: a keyword that renders to omit is unset
+      command: /bin/false
+      ignore_errors: "{{ omit }}"
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        // ansible-playbook 2.18.19: "Hello world!" (debug's default message), d is
+        // {'a': 1, 'c': ['__omit_place_holder__...', {'f': 2}]}, gone is undefined, and
+        // the command fails, not ignored.
+        assert_eq!(
+            run.msgs()[..3],
+            ["Hello world!", "1 no b True {'f': 2}", "undefined 1"]
+        );
+        assert_eq!(
+            run.statuses().last().unwrap(),
+            &(
+                "a keyword that renders to omit is unset".to_string(),
+                "failed".to_string()
+            )
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=5 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
+        );
+        let _ = run.result("omit drops the argument");
+    }
+}
