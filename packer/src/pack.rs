@@ -410,6 +410,18 @@ impl<'p> Planner<'p> {
                 play_magic(play, &hosts)
             })
             .collect();
+        // The controller trees the plays reach: their files and parsed task and
+        // variables files.
+        let reach: Vec<String> = plays.iter().flat_map(|p| p.reach.iter().cloned()).collect();
+        if !reach.is_empty() {
+            for (k, f) in files
+                .iter()
+                .filter(|(k, _)| rustle_runner::plan::is_under(k, &reach))
+            {
+                host_files.entry(k.clone()).or_insert_with(|| f.clone());
+            }
+        }
+        let library = self.plan.library.under(&reach);
         let hostvars = if refers_to_hostvars(plays, &host_files) {
             self.inventory
                 .hosts()
@@ -420,6 +432,7 @@ impl<'p> Planner<'p> {
         };
         Ok(Shared {
             files: host_files,
+            library,
             play_vars,
             groups: self.groups.clone(),
             hostvars,

@@ -49,15 +49,17 @@ mod resolve {
                 .collect()
         }
 
-        /// The `msg` of every task that reported one, in order.
+        /// The `msg` of every `debug` task, in order.
         fn msgs(&self) -> Vec<String> {
             self.events
                 .iter()
                 .filter_map(|e| match e {
-                    Event::Task { result, .. } => result.get("msg").map(|m| match m {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    }),
+                    Event::Task { result, module, .. } if module == "debug" => {
+                        result.get("msg").map(|m| match m {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                    }
                     _ => None,
                 })
                 .collect()
@@ -299,5 +301,178 @@ mod resolve {
             "ok=5 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
         );
         let _ = run.result("omit drops the argument");
+    }
+
+    /// A project with a role whose tasks include a file named by a variable, a handler
+    /// that is an include, loops over includes and `apply`.
+    fn include_project() -> tempfile::TempDir {
+        project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  vars:
+    os: Debian
+  roles:
+    - r
+  tasks:
+    - include_tasks: inc.yml
+      vars: {v: 1}
+      loop: [a, b]
+      loop_control: {loop_var: lv}
+    - include_tasks: inc.yml
+      when: false
+    - name: apply keywords
+      include_tasks:
+        file: applied.yml
+        apply:
+          vars: {av: applied}
+          when: av is defined
+    - import_role:
+        name: p
+    - debug: msg="{{ ansible_parent_role_names | default('none') }}"
+"#,
+            ),
+            (
+                "inc.yml",
+                "- debug: msg=\"inc {{ lv | default('-') }} {{ v | default('-') }} {{ ansible_search_path }}\"\n",
+            ),
+            ("applied.yml", "- debug: msg=\"applied {{ av }}\"\n"),
+            (
+                "roles/r/tasks/main.yml",
+                r#"
+- debug: msg="{{ role_name }} {{ role_path == playbook_dir + '/roles/r' }} {{ ansible_search_path | map('replace', playbook_dir, '.') | list }}"
+- include_tasks: "{{ os }}.yml"
+- command: /bin/true
+  notify: cleanup
+"#,
+            ),
+            (
+                "roles/r/tasks/Debian.yml",
+                "- debug: msg=\"debian {{ ansible_search_path | map('replace', playbook_dir, '.') | list }} {{ role_name }}\"\n",
+            ),
+            // Uses what rustle-deploy refuses: only a host that includes it fails.
+            (
+                "roles/r/tasks/RedHat.yml",
+                "- debug: msg=redhat\n  delegate_to: elsewhere\n",
+            ),
+            (
+                "roles/r/tasks/cleanup.yml",
+                "- debug: msg=\"cleaning {{ role_name }}\"\n",
+            ),
+            (
+                "roles/r/handlers/main.yml",
+                "- name: cleanup\n  include_tasks: cleanup.yml\n  when: not skip_cleanup | bool\n",
+            ),
+            ("roles/r/defaults/main.yml", "skip_cleanup: no\n"),
+            (
+                "roles/p/tasks/main.yml",
+                "- debug: msg=\"p {{ ansible_parent_role_names | default('none') }} {{ role_name }}\"\n",
+            ),
+        ])
+    }
+
+    #[test]
+    fn include_tasks_is_resolved_when_it_runs() {
+        let dir = include_project();
+        let run = run(dir.path(), "site.yml", "web1");
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let msgs: Vec<String> = run
+            .msgs()
+            .into_iter()
+            .map(|m| {
+                m.replace(&root.display().to_string(), "ROOT")
+                    .replace(&dir.path().display().to_string(), "ROOT")
+            })
+            .collect();
+        // ansible-playbook 2.18.19 -i hosts.ini site.yml (the project in /tmp/jexp/inc
+        // there, shown as ROOT here).
+        assert_eq!(
+            msgs,
+            vec![
+                "r True ['./roles/r', './roles/r/tasks', '.']",
+                "debian ['./roles/r', './roles/r/tasks', '.'] r",
+                "inc a 1 ['ROOT']",
+                "inc b 1 ['ROOT']",
+                "applied applied",
+                "p none p",
+                "none",
+                "cleaning r",
+            ]
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=14 changed=1 failed=0 skipped=1 rescued=0 ignored=0"
+        );
+        let includes: Vec<(String, String)> = run
+            .statuses()
+            .into_iter()
+            .filter(|(n, _)| n == "include_tasks" || n == "cleanup" || n == "apply keywords")
+            .collect();
+        assert_eq!(includes.len(), 6, "{includes:?}");
+        let r = run.result("cleanup");
+        assert!(
+            r["include"]
+                .as_str()
+                .unwrap()
+                .ends_with("/roles/r/tasks/cleanup.yml"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_refused_candidate_fails_only_where_it_is_included() {
+        let dir = include_project();
+        let opts = PlaybookOptions {
+            extra_vars: serde_json::json!({"os": "RedHat"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..PlaybookOptions::default()
+        };
+        let run = run_with(dir.path(), "site.yml", "hosts.ini", "web1", &opts);
+        let failed = run.result("include_tasks");
+        let msg = failed["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("roles/r/tasks/RedHat.yml cannot be included")
+                && msg.contains("RedHat.yml:2")
+                && msg.contains("delegate_to"),
+            "{msg}"
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=1 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
+        );
+    }
+
+    #[test]
+    fn a_missing_include_names_where_it_looked() {
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            (
+                "site.yml",
+                "- hosts: web1\n  gather_facts: false\n  tasks:\n    - include_tasks: nope.yml\n      ignore_errors: true\n    - debug: msg=after\n",
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        // ansible-playbook: fatal, "Could not find or access '<dir>/nope.yml' on the
+        // Ansible Controller.", ok=0 failed=1: ignore_errors does not apply.
+        let msg = run.result("include_tasks")["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let pb = dir.path().display().to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "Could not find or access '{pb}/nope.yml' on the Ansible Controller."
+            )),
+            "{msg}"
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=0 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
+        );
     }
 }

@@ -15,12 +15,13 @@ use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
 use crate::facts;
 use crate::keywords;
 use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
-use crate::plan::{Condition, Flag, HostPlan, Play, Task, Vars};
+use crate::plan::{Condition, Flag, HostPlan, Origin, Parsed, Play, RoleRef, Task, Vars};
 use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,11 +52,33 @@ enum Halt {
     Stopped,
 }
 
+/// A scope of variables: one the plan holds, or one made while running (the loop
+/// variables of an `include_tasks`).
+#[derive(Debug, Clone)]
+enum Scope<'a> {
+    Plan(&'a Vars),
+    Run(Rc<Vars>),
+}
+
+impl std::ops::Deref for Scope<'_> {
+    type Target = Vars;
+    fn deref(&self) -> &Vars {
+        match self {
+            Scope::Plan(v) => v,
+            Scope::Run(v) => v,
+        }
+    }
+}
+
 /// Keywords a block hands down to the tasks inside it. Templated keywords are handed
 /// down as written and evaluated at each task, with its variables, as Ansible does.
 #[derive(Debug, Clone, Default)]
 struct Inherited<'a> {
-    vars: Vec<&'a Vars>,
+    vars: Vec<Scope<'a>>,
+    /// The roles the tasks run in, outermost first (Ansible's dependency chain).
+    roles: Vec<Rc<RoleRef>>,
+    /// The controller path of the file the tasks were read from.
+    file: Option<Rc<str>>,
     when: Vec<&'a Condition>,
     become_: Option<&'a Flag>,
     become_user: Option<&'a str>,
@@ -94,6 +117,9 @@ pub struct Executor<'a> {
     hostvars_used: bool,
     /// Ansible's `omit`: an argument that renders to it is left out.
     omit: String,
+    /// The current play's playbook directory (its `playbook_dir`, Ansible's base
+    /// directory for finding files).
+    playbook_dir: String,
 }
 
 /// What a finished run amounts to.
@@ -135,6 +161,7 @@ impl<'a> Executor<'a> {
             globals: Vec::new(),
             hostvars_used: refers_to(plan, "hostvars"),
             omit: omit_token(plan),
+            playbook_dir: String::new(),
         }
     }
 
@@ -144,6 +171,10 @@ impl<'a> Executor<'a> {
         let mut host_failed = false;
         for (index, play) in self.plan.plays.iter().enumerate() {
             self.globals = self.play_globals(play, index);
+            self.playbook_dir = match play.magic.get("playbook_dir") {
+                Some(Value::String(d)) => d.clone(),
+                _ => String::new(),
+            };
             match self.run_play(play) {
                 Ok(()) | Err(Halt::EndPlay) => {}
                 Err(Halt::EndHost) => break,
@@ -213,7 +244,20 @@ impl<'a> Executor<'a> {
         };
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
-        for handler in &play.handlers {
+        self.flush_list(&play.handlers, &inherited)
+    }
+
+    /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
+    /// or one the playbook wrote) is looked into, its keywords applying to the handlers
+    /// inside it.
+    fn flush_list(&mut self, list: &'a [Task], inherited: &Inherited<'a>) -> Result<(), Halt> {
+        for handler in list {
+            if let Some(block) = &handler.block {
+                let entered = self.enter(handler.origin.as_ref(), inherited);
+                let inner = Self::child_inherited(handler, &entered);
+                self.flush_list(block, &inner)?;
+                continue;
+            }
             let name = handler.name.clone().unwrap_or_default();
             let wanted = self.notified.remove(&name)
                 | handler
@@ -221,10 +265,37 @@ impl<'a> Executor<'a> {
                     .iter()
                     .fold(false, |any, l| self.notified.remove(l) | any);
             if wanted {
-                self.run_task(handler, &inherited, true)?;
+                self.run_task(handler, inherited, true)?;
             }
         }
         Ok(())
+    }
+
+    /// The scope inside a block or task that says where its tasks come from: its role
+    /// (entered, on top of the enclosing ones) and its file.
+    fn enter(&self, origin: Option<&Origin>, parent: &Inherited<'a>) -> Inherited<'a> {
+        let mut inh = parent.clone();
+        if let Some(o) = origin {
+            if let Some(role) = &o.role {
+                inh.roles.push(Rc::new(role.clone()));
+            }
+            if let Some(file) = &o.file {
+                inh.file = Some(Rc::from(file.as_str()));
+            }
+        }
+        inh
+    }
+
+    /// Where a task runs from, for Ansible's search path.
+    fn place<'i>(&'i self, inherited: &'i Inherited<'_>) -> crate::resolve::Place<'i> {
+        crate::resolve::Place {
+            roles: inherited.roles.iter().map(|r| r.path.as_str()).collect(),
+            task_dir: match &inherited.file {
+                Some(f) => crate::resolve::dirname(f),
+                None => &self.playbook_dir,
+            },
+            playbook_dir: &self.playbook_dir,
+        }
     }
 
     /// `meta`: executor directives rather than modules. Like Ansible, they are not
@@ -305,7 +376,7 @@ impl<'a> Executor<'a> {
 
     fn child_inherited(task: &'a Task, parent: &Inherited<'a>) -> Inherited<'a> {
         let mut inh = parent.clone();
-        inh.vars.push(&task.vars);
+        inh.vars.push(Scope::Plan(&task.vars));
         if let Some(w) = &task.when {
             inh.when.push(w);
         }
@@ -448,10 +519,51 @@ impl<'a> Executor<'a> {
             "ansible_check_mode".into(),
             (self.plan.check_mode || self.opts.check_mode).into(),
         );
+        self.place_vars(inherited, &mut vars);
         for (k, v) in extra {
             vars.insert((*k).to_string(), unsafe_data((*v).clone()));
         }
         vars
+    }
+
+    /// The magic variables of where a task runs: `ansible_search_path`, and in a role
+    /// `role_name`, `role_path`, `ansible_role_name` and, for a role a task of another
+    /// role imported or included, `ansible_parent_role_names`/`_paths` (the enclosing
+    /// roles, innermost first, as far as roles were entered by tasks).
+    fn place_vars(&self, inherited: &Inherited<'_>, vars: &mut Vars) {
+        let search: Vec<Value> = self
+            .place(inherited)
+            .search_path()
+            .into_iter()
+            .map(Value::String)
+            .collect();
+        vars.insert("ansible_search_path".into(), Value::Array(search));
+        let Some(role) = inherited.roles.last() else {
+            return;
+        };
+        vars.insert("role_name".into(), role.name.clone().into());
+        vars.insert("ansible_role_name".into(), role.name.clone().into());
+        vars.insert("role_path".into(), role.path.clone().into());
+        let mut names = Vec::new();
+        let mut paths = Vec::new();
+        let mut i = inherited.roles.len();
+        while i > 1 {
+            let Some(r) = inherited.roles.get(i - 1) else {
+                break;
+            };
+            if !r.from_task {
+                break;
+            }
+            if let Some(parent) = inherited.roles.get(i - 2) {
+                names.push(Value::String(parent.name.clone()));
+                paths.push(Value::String(parent.path.clone()));
+            }
+            i -= 1;
+        }
+        if !names.is_empty() {
+            vars.insert("ansible_parent_role_names".into(), Value::Array(names));
+            vars.insert("ansible_parent_role_paths".into(), Value::Array(paths));
+        }
     }
 
     /// Whether the task runs in check mode: its own `check_mode` (or the enclosing
@@ -520,11 +632,21 @@ impl<'a> Executor<'a> {
         if self.sink.stop_requested() {
             return Err(Halt::Stopped);
         }
+        let entered;
+        let inherited = match &task.origin {
+            Some(o) => {
+                entered = self.enter(Some(o), inherited);
+                &entered
+            }
+            None => inherited,
+        };
         if let Some(block) = &task.block {
             return self.run_block(task, block, inherited, handler);
         }
-        if task.module_name() == "meta" {
-            return self.run_meta(task, inherited, handler);
+        match task.module_name() {
+            "meta" => return self.run_meta(task, inherited, handler),
+            "include_tasks" => return self.run_include(task, inherited, handler),
+            _ => {}
         }
         let started = Instant::now();
         let base = self.context(inherited, task, &[]);
@@ -583,6 +705,243 @@ impl<'a> Executor<'a> {
             return Err(Halt::Failed);
         }
         Ok(())
+    }
+
+    /// `include_tasks`, when it is reached: for each loop item (or once), its `when`,
+    /// then the file name is templated and found in Ansible's search order among the
+    /// files the payload carries; each inclusion counts as an ok task, as in Ansible, and
+    /// the included tasks then run, in order of the items, with the include's `vars`,
+    /// the loop variables and the `apply` keywords. A file that cannot be included fails
+    /// the host, whatever `ignore_errors` says (Ansible's include is not a module).
+    fn run_include(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let started = Instant::now();
+        let base = self.context(inherited, task, &[]);
+        let ctx = self.jctx(&base);
+        let name = self.task_name(task, &ctx);
+        let module = task.module_name().to_string();
+        // Each run: the loop variables (none without a loop).
+        let runs: Vec<Vec<(String, Value)>> = match &task.loop_ {
+            None => vec![Vec::new()],
+            Some(spec) => {
+                let items = match self.loop_items(spec, &ctx) {
+                    Ok(items) => items,
+                    Err((msg, templated)) => {
+                        let result = if templated {
+                            self.conditions(task, inherited, &ctx)
+                                .filter(|r| r.get("skipped") == Some(&Value::Bool(true)))
+                                .unwrap_or_else(|| failed_result(msg))
+                        } else {
+                            failed_result(msg)
+                        };
+                        return self.finish_include(task, &name, &module, handler, started, result);
+                    }
+                };
+                let control = task.loop_control.clone().unwrap_or_default();
+                let settings = match self.loop_settings(&control, task, inherited) {
+                    Ok(s) => s,
+                    Err(msg) => {
+                        let r = failed_result(msg);
+                        return self.finish_include(task, &name, &module, handler, started, r);
+                    }
+                };
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let mut v = vec![
+                            (settings.loop_var.clone(), item.clone()),
+                            (
+                                "ansible_loop_var".to_string(),
+                                settings.loop_var.clone().into(),
+                            ),
+                        ];
+                        if let Some(ix) = &settings.index_var {
+                            v.push((ix.clone(), Value::from(i)));
+                            v.push(("ansible_index_var".to_string(), ix.clone().into()));
+                        }
+                        if settings.extended {
+                            v.push((
+                                "ansible_loop".to_string(),
+                                loop_info(&items, i, settings.allitems),
+                            ));
+                        }
+                        v
+                    })
+                    .collect()
+            }
+        };
+        if runs.is_empty() {
+            let mut r = Vars::new();
+            r.insert("changed".into(), false.into());
+            r.insert("skipped".into(), true.into());
+            r.insert("skipped_reason".into(), "No items in the list".into());
+            return self.finish_include(task, &name, &module, handler, started, r);
+        }
+        let mut included: Vec<Included<'a>> = Vec::new();
+        let mut skipped = None;
+        for extra in runs {
+            let refs: Vec<(&str, &Value)> = extra.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let vars = self.context(inherited, task, &refs);
+            let ctx = self.jctx(&vars);
+            if let Some(not_run) = self.conditions(task, inherited, &ctx) {
+                if not_run.get("failed") == Some(&Value::Bool(true)) {
+                    return self.finish_include(task, &name, &module, handler, started, not_run);
+                }
+                skipped = Some(not_run);
+                continue;
+            }
+            let (target, found) = match self.find_included(task, inherited, handler, &ctx) {
+                Ok(found) => found,
+                Err(result) => {
+                    let name = self.task_name(task, &ctx);
+                    self.record(
+                        &name,
+                        &module,
+                        Status::Failed,
+                        false,
+                        handler,
+                        started,
+                        Value::Object(result),
+                    );
+                    return Err(Halt::Failed);
+                }
+            };
+            let mut result = Vars::new();
+            result.insert("changed".into(), false.into());
+            result.insert("include".into(), target.clone().into());
+            result.insert("include_args".into(), Value::Object(Vars::new()));
+            for (k, v) in &extra {
+                result.insert(k.clone(), v.clone());
+            }
+            let shown = self.task_name(task, &ctx);
+            self.record(
+                &shown,
+                &module,
+                Status::Ok,
+                false,
+                handler,
+                started,
+                Value::Object(result),
+            );
+            included.push((found, target, extra));
+        }
+        if included.is_empty()
+            && let Some(r) = skipped
+        {
+            return self.finish_include(task, &name, &module, handler, started, r);
+        }
+        for (tasks, path, extra) in included {
+            let mut inh = inherited.clone();
+            inh.vars.push(Scope::Plan(&task.vars));
+            if !extra.is_empty() {
+                inh.vars.push(Scope::Run(Rc::new(
+                    extra
+                        .into_iter()
+                        .map(|(k, v)| (k, unsafe_data(v)))
+                        .collect(),
+                )));
+            }
+            inh.file = Some(Rc::from(path.as_str()));
+            let inh = match &task.apply {
+                Some(apply) => Self::child_inherited(apply, &inh),
+                None => inh,
+            };
+            self.run_list(tasks, &inh, handler)?;
+        }
+        Ok(())
+    }
+
+    /// Reports an include that did not include anything (skipped, or failed before
+    /// finding a file); a failure stops the host unless ignored.
+    fn finish_include(
+        &mut self,
+        task: &Task,
+        name: &str,
+        module: &str,
+        handler: bool,
+        started: Instant,
+        result: Vars,
+    ) -> Result<(), Halt> {
+        let status = status_of(&result);
+        if let Some(reg) = &task.register {
+            self.host_facts
+                .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
+        }
+        self.record(
+            name,
+            module,
+            status,
+            false,
+            handler,
+            started,
+            Value::Object(result),
+        );
+        if status == Status::Failed {
+            return Err(Halt::Failed);
+        }
+        Ok(())
+    }
+
+    /// The task file an `include_tasks` names, templated with `ctx` and found in
+    /// Ansible's order among the payload's files: its controller path and tasks; or the
+    /// failed result, naming the path and every place looked at.
+    fn find_included(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        handler: bool,
+        ctx: &JValue,
+    ) -> Result<(String, &'a [Task]), Vars> {
+        let raw = task
+            .args
+            .get("file")
+            .or_else(|| task.args.get("_raw_params"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let target = match self.engine.render_value(&raw, ctx) {
+            Ok(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Ok(other) => {
+                return Err(failed_result(format!(
+                    "include_tasks: expected a file name, got: {other}"
+                )));
+            }
+            Err(e) => return Err(failed_result(e.to_string())),
+        };
+        let fail = |reason: String| {
+            let mut r = failed_result(reason.clone());
+            r.insert("include".into(), target.clone().into());
+            r.insert("reason".into(), reason.into());
+            r
+        };
+        let shared: &'a crate::plan::Shared = &self.plan.shared;
+        let library = &shared.library;
+        let candidates = self.place(inherited).include_candidates(&target, handler);
+        for c in &candidates {
+            if let Some(parsed) = library.tasks.get(c) {
+                return match parsed {
+                    Parsed::Ok(tasks) => Ok((c.clone(), tasks.as_slice())),
+                    Parsed::Refused(why) => Err(fail(format!("{c} cannot be included: {why}"))),
+                };
+            }
+            if let Some(why) = library.unreadable.get(c) {
+                return Err(fail(format!("{c} cannot be included: {why}")));
+            }
+            if shared.files.contains_key(c) || library.vars.contains_key(c) {
+                return Err(fail(format!(
+                    "{c} cannot be included: it is not a list of tasks"
+                )));
+            }
+        }
+        let last = candidates.last().cloned().unwrap_or_else(|| target.clone());
+        Err(fail(format!(
+            "Could not find or access '{last}' on the Ansible Controller. Looked for '{target}' at: {}, among the controller files this payload carries",
+            candidates.join(", ")
+        )))
     }
 
     fn task_name(&self, task: &Task, ctx: &JValue) -> String {
@@ -1142,6 +1501,10 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// One inclusion of an `include_tasks`: the file's tasks, its controller path, and the
+/// loop variables of that item.
+type Included<'a> = (&'a [Task], String, Vec<(String, Value)>);
+
 /// `loop_control` once its templates are evaluated.
 struct LoopSettings {
     loop_var: String,
@@ -1176,7 +1539,7 @@ fn loop_info(items: &[Value], index: usize, allitems: bool) -> Value {
 /// What a play hands down to its tasks and handlers.
 fn play_scope(play: &Play) -> Inherited<'_> {
     Inherited {
-        vars: vec![&play.vars],
+        vars: vec![Scope::Plan(&play.vars)],
         become_: play.become_.as_ref(),
         become_user: play.become_user.as_deref(),
         environment: play.environment.iter().collect(),

@@ -24,5 +24,6 @@ pub mod modules;
 pub mod payload;
 pub mod plan;
 pub mod privilege;
+pub mod resolve;
 pub mod template;
 pub mod trust;

@@ -255,6 +255,7 @@ struct WireFile {
 struct SharedSectionRef<'a> {
     blobs: Vec<&'a serde_bytes::Bytes>,
     files: BTreeMap<&'a str, WireFile>,
+    library: &'a crate::plan::Library,
     play_vars: &'a [Vars],
     groups: &'a BTreeMap<String, Vec<String>>,
     hostvars: &'a BTreeMap<String, Vars>,
@@ -265,6 +266,8 @@ struct SharedSectionRef<'a> {
 struct SharedSection {
     blobs: Vec<serde_bytes::ByteBuf>,
     files: BTreeMap<String, WireFile>,
+    #[serde(default)]
+    library: crate::plan::Library,
     #[serde(default)]
     play_vars: Vec<Vars>,
     #[serde(default)]
@@ -308,6 +311,7 @@ pub fn encode_shared(shared: &Shared) -> Result<Vec<u8>, PayloadError> {
     let section = SharedSectionRef {
         blobs,
         files,
+        library: &shared.library,
         play_vars: &shared.play_vars,
         groups: &shared.groups,
         hostvars: &shared.hostvars,
@@ -517,6 +521,7 @@ pub fn decode_body(body: &[u8]) -> Result<HostPlan, PayloadError> {
         magic: host.magic,
         shared: std::sync::Arc::new(Shared {
             files,
+            library: wire.library,
             play_vars: wire.play_vars,
             groups: wire.groups,
             hostvars: wire.hostvars,
@@ -592,6 +597,22 @@ mod tests {
                 ],
                 groups: [("all".to_string(), vec!["web1".to_string()])].into(),
                 hostvars: Default::default(),
+                library: crate::plan::Library {
+                    tasks: [(
+                        "/ctl/roles/r/tasks/a.yml".to_string(),
+                        crate::plan::Parsed::Ok(vec![Task {
+                            module: "debug".into(),
+                            ..Task::default()
+                        }]),
+                    )]
+                    .into(),
+                    vars: [(
+                        "/ctl/roles/r/vars/RedHat.yml".to_string(),
+                        crate::plan::Parsed::Refused("RedHat.yml:3: `x` is not supported".into()),
+                    )]
+                    .into(),
+                    ..Default::default()
+                },
             }),
         }
     }

@@ -130,6 +130,7 @@ pub(super) fn convert(
         files: BTreeMap::new(),
         modules: BTreeMap::new(),
         magic: Default::default(),
+        library: Default::default(),
     };
     Ok(LoadedPlan {
         plan,

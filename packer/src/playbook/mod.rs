@@ -125,6 +125,7 @@
 
 mod defaults;
 mod freeform;
+mod library;
 mod lines;
 mod play;
 mod roles;
@@ -471,15 +472,20 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         playbooks: Vec::new(),
         includes: Vec::new(),
         play: PlayState::default(),
+        reach: library::Reach::default(),
+        next_play: 0,
     };
     let loaded = loader
         .playbook(path, &play::Imported::default())
         .map_err(PlaybookError::with_line)?;
     let rolling = agreed_rolling(&loaded).map_err(PlaybookError::with_line)?;
+    let (library, mut reach) = loader.build_library();
     let selection = tags::Selection::new(&opts.tags, &opts.skip_tags);
     let mut plays = Vec::with_capacity(loaded.len());
-    for lp in loaded {
-        plays.push(lp.finish(&selection, &opts.extra_vars));
+    for (i, lp) in loaded.into_iter().enumerate() {
+        let mut play = lp.finish(&selection, &opts.extra_vars);
+        play.reach = reach.remove(&i).unwrap_or_default();
+        plays.push(play);
     }
     let mut plan = DeployPlan {
         format: PLAN_FORMAT.to_string(),
@@ -490,6 +496,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         files: loader.files,
         modules: BTreeMap::new(),
         magic: run_magic(opts),
+        library,
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
     open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;
@@ -672,6 +679,10 @@ struct Loader<'o> {
     includes: Vec<PathBuf>,
     /// The play being read.
     play: PlayState,
+    /// The controller trees the plays reach, for the library.
+    reach: library::Reach,
+    /// The index of the next play read (in the plan, imports included).
+    next_play: usize,
 }
 
 /// What is gathered while reading one play.

@@ -374,6 +374,11 @@ impl Loader<'_> {
             Some(v) => scalar_str(v).ok_or_else(|| at.invalid("name", "expected a string"))?,
         };
         let at = at.named(Some(&name));
+        // What this play reaches on the controller: its playbook's directory, and (as
+        // they are read) its roles.
+        self.reach.plays = std::iter::once(self.next_play).collect();
+        self.next_play += 1;
+        self.reach_root(dir, None, dir);
 
         // Variables first: static names below may refer to them.
         // Variables given on `import_playbook` override the play's own, as in Ansible.
@@ -500,6 +505,7 @@ impl Loader<'_> {
                 tasks: Vec::new(),
                 handlers,
                 magic,
+                reach: Vec::new(),
             },
             sections: [pre, main, post],
             tags,

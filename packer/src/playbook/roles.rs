@@ -4,7 +4,7 @@
 use super::tasks::{self, Cx};
 use super::yaml::{self, scalar_str, to_json};
 use super::{Loader, NotFound, PlaybookError, Where, canonical};
-use rustle_runner::plan::{Task, Vars};
+use rustle_runner::plan::{Origin, RoleRef, Task, Vars};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,8 @@ pub(crate) struct RoleEntry {
     pub(crate) wrapper: Task,
     /// `tasks_from`: a task file other than `main`.
     pub(crate) tasks_from: Option<String>,
+    /// Named by a task (`import_role`/`include_role`), not by `roles:` or a dependency.
+    pub(crate) from_task: bool,
 }
 
 /// The file names Ansible tries for `main` in a role directory.
@@ -70,6 +72,7 @@ impl Loader<'_> {
             params: Vars::new(),
             wrapper: Task::default(),
             tasks_from: None,
+            from_task: false,
         };
         match item {
             Yaml::Mapping(map) => {
@@ -212,6 +215,12 @@ impl Loader<'_> {
             name: entry.name.clone(),
             dir: dir.to_path_buf(),
         });
+        self.reach_root(dir, Some(Rc::clone(&info)), &cx.playbook_dir);
+        let role_ref = RoleRef {
+            name: entry.name.clone(),
+            path: super::controller_path(dir),
+            from_task: entry.from_task,
+        };
         let tasks_dir = dir.join("tasks");
         let tasks_file = match &entry.tasks_from {
             None => MAIN.iter().map(|m| tasks_dir.join(m)).find(|p| p.is_file()),
@@ -234,6 +243,10 @@ impl Loader<'_> {
                 }
             }
         };
+        let tasks_origin = tasks_file.as_ref().map(|path| Origin {
+            file: Some(super::controller_path(path)),
+            role: Some(role_ref.clone()),
+        });
         let tasks = match tasks_file {
             Some(path) => {
                 let role_cx = Cx {
@@ -271,6 +284,11 @@ impl Loader<'_> {
                     if let Some(n) = &h.name {
                         h.listen.push(format!("{} : {n}", info.name));
                     }
+                    let origin = h.origin.get_or_insert_with(Origin::default);
+                    if origin.file.is_none() {
+                        origin.file = Some(super::controller_path(&path));
+                    }
+                    origin.role = Some(role_ref.clone());
                     self.play.handlers.push(h);
                 }
             }
@@ -280,6 +298,7 @@ impl Loader<'_> {
             out.push(Task {
                 block: Some(tasks),
                 vars: block_vars,
+                origin: tasks_origin,
                 ..Task::default()
             });
         }
