@@ -359,8 +359,16 @@ impl<'p> Planner<'p> {
     fn shared_for(&self, indices: &[usize], plays: &[Play]) -> Result<Shared, PackError> {
         let files = &self.files;
         let mut wanted = Vec::new();
+        let mut lenient = Vec::new();
         for p in plays {
-            used_files(p, &mut wanted);
+            // A play from a playbook names files the runner finds among its trees when
+            // the task runs; what is not embedded by name is looked for there.
+            let mut of_play = Vec::new();
+            used_files(p, &mut of_play);
+            if !p.reach.is_empty() {
+                lenient.extend(of_play.iter().map(|(_, src)| src.clone()));
+            }
+            wanted.extend(of_play);
         }
         let mut host_files = BTreeMap::new();
         for (task, src) in wanted {
@@ -379,6 +387,9 @@ impl<'p> Planner<'p> {
             // A module that is neither built in nor a library/ script is one of the plan's
             // Rust modules, built into the runner: no file to carry.
             if src.starts_with(modules::LIBRARY_PREFIX) && !files.contains_key(&src) {
+                continue;
+            }
+            if !files.contains_key(&src) && lenient.contains(&src) {
                 continue;
             }
             let Some(f) = files.get(&src) else {

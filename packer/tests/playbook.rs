@@ -26,13 +26,6 @@ mod playbook {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
-    fn load_err(path: &Path) -> PlaybookError {
-        match load_playbook(path, &PlaybookOptions::default()) {
-            Ok(plan) => panic!("{} loaded: {plan:#?}", path.display()),
-            Err(e) => e,
-        }
-    }
-
     /// Writes files (path, content) into a new temporary directory.
     fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -166,11 +159,11 @@ mod playbook {
 
     #[test]
     fn probe_fixture_needs_its_template() {
-        // The template is not beside the fixture: refused, naming the file and where it looked.
+        // The template is not beside the fixture: as in Ansible, that is the task's
+        // failure when it runs (the runner names where it looked), not the plan's.
         let path = fixtures().join("playbooks/probe_playbook.yml");
-        let msg = load_err(&path).to_string();
-        assert!(msg.contains("templates/app.conf.j2"), "{msg}");
-        assert!(msg.contains("not found"), "{msg}");
+        let plan = load(&path);
+        assert!(!plan.files.contains_key("app.conf.j2"));
 
         // With the template where Ansible looks for it, everything the playbook says is kept.
         let text = std::fs::read_to_string(&path).unwrap();
@@ -204,12 +197,13 @@ mod playbook {
     #[test]
     fn file_operations_fixture() {
         // Its copy src is relative to the repository root, not to the playbook as Ansible
-        // resolves it: refused with the paths searched.
+        // resolves it: the task fails where it runs, as in Ansible; the plan loads.
         let path = fixtures().join("playbooks/file_operations_playbook.yml");
-        let msg = load_err(&path).to_string();
+        let plan = load(&path);
         assert!(
-            msg.contains("tests/fixtures/files/test_files/sample.conf"),
-            "{msg}"
+            !plan
+                .files
+                .contains_key("tests/fixtures/files/test_files/sample.conf")
         );
 
         let text = std::fs::read_to_string(&path).unwrap();
@@ -924,21 +918,30 @@ mod playbook {
                 "- template: src=gone.j2 dest=/x\n",
             ),
         ]);
-        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("`src`: 'gone.j2' not found"), "{msg}");
-        assert!(msg.contains("roles/r/templates/gone.j2"), "{msg}");
+        // Missing, or named by a template: the runner looks for it when the task runs
+        // (and fails it naming every place it looked), as Ansible does.
+        let plan = load(&dir.path().join("play.yml"));
+        assert_eq!(
+            block(&plan.plays[0].tasks[0])[0].args["src"],
+            json!("gone.j2")
+        );
 
         let dir = project(&[
             ("play.yml", "- hosts: all\n  roles: [r]\n"),
             ("roles/r/tasks/main.yml", "- copy: src={{ f }} dest=/x\n"),
+            ("roles/r/files/a", "a\n"),
         ]);
-        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("`src` is not supported yet"), "{msg}");
-        assert!(msg.contains("roles/r/tasks/main.yml"), "{msg}");
+        let plan = load(&dir.path().join("play.yml"));
+        assert_eq!(
+            block(&plan.plays[0].tasks[0])[0].args["src"],
+            json!("{{ f }}")
+        );
+        let root = rustle_deploy::playbook::controller_path(dir.path());
+        assert!(plan.files.contains_key(&format!("{root}/roles/r/files/a")));
+        assert_eq!(
+            plan.plays[0].reach,
+            [root.clone(), format!("{root}/roles/r")]
+        );
     }
 
     #[test]

@@ -475,4 +475,68 @@ mod resolve {
             "ok=0 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
         );
     }
+
+    #[test]
+    fn template_and_copy_sources_are_found_when_the_task_runs() {
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            ("roles/w/templates/a.j2", "role {{ who }}\n"),
+            ("templates/a.j2", "play {{ who }}\n"),
+            ("templates/b.j2", "play b {{ who }}\n"),
+            ("roles/w/files/conf/one", "one\n"),
+            ("roles/w/files/conf/sub/two", "two\n"),
+            (
+                "roles/w/tasks/main.yml",
+                r#"
+- template: src="{{ name }}.j2" dest="{{ out }}/role-a"
+- template: src="{{ 'b' }}.j2" dest="{{ out }}/role-b"
+- copy: src="{{ 'conf' }}/" dest="{{ out }}/conf"
+- name: missing
+  template: src="{{ 'missing' }}.j2" dest="{{ out }}/m"
+  ignore_errors: true
+"#,
+            ),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  vars: {who: me, name: a}
+  roles: [w]
+  tasks:
+    - template: src="{{ name }}.j2" dest="{{ out }}/play-a"
+    - command: cat {{ out }}/role-a {{ out }}/role-b {{ out }}/play-a {{ out }}/conf/one {{ out }}/conf/sub/two
+      register: c
+    - debug: msg="{{ c.stdout_lines }}"
+"#,
+            ),
+        ]);
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let opts = PlaybookOptions {
+            extra_vars: serde_json::json!({"out": out.display().to_string()})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..PlaybookOptions::default()
+        };
+        let run = run_with(dir.path(), "site.yml", "hosts.ini", "web1", &opts);
+        // ansible-playbook 2.18.19: the role's a.j2, the playbook's b.j2 (the role has
+        // none), the playbook's a.j2 for the play's own task, the role's directory.
+        assert_eq!(
+            run.msgs(),
+            vec![r#"["role me","play b me","play me","one","two"]"#]
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=7 changed=5 failed=0 skipped=0 rescued=0 ignored=1"
+        );
+        let root = dir.path().display();
+        assert_eq!(
+            run.result("missing")["msg"].as_str().unwrap(),
+            format!(
+                "Could not find or access 'missing.j2'\nSearched in:\n\t{root}/roles/w/templates/missing.j2\n\t{root}/roles/w/missing.j2\n\t{root}/roles/w/tasks/templates/missing.j2\n\t{root}/roles/w/tasks/missing.j2\n\t{root}/templates/missing.j2\n\t{root}/missing.j2 on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option"
+            )
+        );
+    }
 }

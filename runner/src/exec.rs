@@ -1320,6 +1320,10 @@ impl<'a> Executor<'a> {
             Ok(_) => Vars::new(),
             Err(e) => return failed_result(format!("{e}")),
         };
+        let args = match self.resolve_src(module, args, inherited) {
+            Ok(a) => a,
+            Err(msg) => return failed_result(msg),
+        };
         let run_as = match self.check_become(task, inherited, ctx) {
             Ok(r) => r,
             Err(msg) => return failed_result(msg),
@@ -1371,6 +1375,75 @@ impl<'a> Executor<'a> {
             Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
             Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
         }
+    }
+
+    /// Finds the controller file a `template`, `copy` or `unarchive` task names in its
+    /// `src` (after templating) as Ansible's `_find_needle` does: in the search path's
+    /// `templates/` or `files/` and itself, then the playbook's; the argument becomes the
+    /// file's controller path, under which the payload carries it. A name the packer
+    /// embedded as written (a plan's own files) is used as it is. Plans not made from a
+    /// playbook carry only their named files, and are left to the module.
+    fn resolve_src(
+        &self,
+        module: &str,
+        mut args: Vars,
+        inherited: &Inherited<'_>,
+    ) -> Result<Vars, String> {
+        if self.playbook_dir.is_empty() {
+            return Ok(args);
+        }
+        let flag = |k: &str| match args.get(k) {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) => crate::modules::args::truthy_str(s),
+            _ => None,
+        };
+        let subdir = match module {
+            "template" => "templates",
+            "copy" if flag("remote_src") != Some(true) => "files",
+            "unarchive" if flag("remote_src") != Some(true) && flag("copy") != Some(false) => {
+                "files"
+            }
+            _ => return Ok(args),
+        };
+        let Some(Value::String(src)) = args.get("src") else {
+            return Ok(args);
+        };
+        if src.is_empty() || (module == "unarchive" && src.contains("://")) {
+            return Ok(args);
+        }
+        let files = &self.plan.shared.files;
+        let exists = |p: &str| {
+            let prefix = format!("{}/", p.trim_end_matches('/'));
+            files.contains_key(p)
+                || files
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+        };
+        let candidates = self.place(inherited).stack_candidates(subdir, src);
+        if let Some(found) = candidates.iter().find(|c| exists(c)) {
+            // `copy src=dir/` copies what is in the directory, `src=dir` the directory.
+            let found = if src.ends_with('/') {
+                format!("{found}/")
+            } else {
+                found.clone()
+            };
+            args.insert("src".into(), Value::String(found));
+            return Ok(args);
+        }
+        if exists(src) {
+            return Ok(args);
+        }
+        if let Some(why) = candidates
+            .iter()
+            .find_map(|c| self.plan.shared.library.unreadable.get(c))
+        {
+            return Err(format!("Could not use '{src}': {why}"));
+        }
+        Err(format!(
+            "Could not find or access '{src}'\nSearched in:\n\t{} on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option",
+            candidates.join("\n\t")
+        ))
     }
 
     /// The task's `environment`: the play's, then each enclosing block's, then its own,

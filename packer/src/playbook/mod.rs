@@ -714,7 +714,7 @@ struct PlayState {
 
 /// A path on the controller as Ansible shows it in magic variables (`playbook_dir`,
 /// `role_path`): absolute, `.` and `..` resolved, symbolic links kept.
-pub(crate) fn controller_path(path: &Path) -> String {
+pub fn controller_path(path: &Path) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut out = PathBuf::new();
     for c in abs.components() {

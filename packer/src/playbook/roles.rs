@@ -372,12 +372,7 @@ impl Loader<'_> {
     /// way Ansible searches, embeds the file under its path relative to the top
     /// playbook's directory, and rewrites `src` to that key. A file only found beside the
     /// top playbook is left to [`crate::plan::attach_files`], which finds it the same way.
-    pub(crate) fn embed_src(
-        &mut self,
-        task: &mut Task,
-        cx: &Cx,
-        at: &Where,
-    ) -> Result<(), PlaybookError> {
+    pub(crate) fn embed_src(&mut self, task: &mut Task, cx: &Cx) -> Result<(), PlaybookError> {
         let module = task.module_name();
         let sub = match module {
             "template" => "templates",
@@ -398,13 +393,9 @@ impl Loader<'_> {
         if src.is_empty() || Path::new(src).is_absolute() {
             return Ok(());
         }
+        // A templated name is the runner's to resolve, among the trees' files.
         if src.contains("{{") || src.contains("{%") {
-            return Err(at.unsupported(
-                "src",
-                format!(
-                    "'{src}' is templated; the file to embed must be known when the payload is made"
-                ),
-            ));
+            return Ok(());
         }
         let mut searched = Vec::new();
         if let Some(role) = &cx.role {
@@ -416,25 +407,17 @@ impl Loader<'_> {
         let role_hits = searched.len();
         searched.push(cx.playbook_dir.join(sub).join(src));
         searched.push(cx.playbook_dir.join(src));
+        // Not found here: the task fails where it runs, naming where it looked, as in
+        // Ansible (it may never run: a `when` may hold it back).
         let Some((i, hit)) = searched.iter().enumerate().find(|(_, p)| p.exists()) else {
-            return Err(PlaybookError::NotFound(Box::new(NotFound {
-                at: at.clone(),
-                keyword: "src".to_string(),
-                name: src.clone(),
-                searched,
-            })));
+            return Ok(());
         };
         if i >= role_hits && canonical(&cx.playbook_dir) == canonical(&self.base) {
             return Ok(());
         }
+        // A directory is carried with its tree's files; the runner finds it there.
         if !hit.is_file() {
-            return Err(at.unsupported(
-                "src",
-                format!(
-                    "'{src}' is the directory {}; directories are not supported yet",
-                    hit.display()
-                ),
-            ));
+            return Ok(());
         }
         let key = match hit.strip_prefix(&self.base) {
             Ok(rel) => rel

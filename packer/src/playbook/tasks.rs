@@ -753,7 +753,7 @@ impl Loader<'_> {
             return Err(at.invalid("loop_control", "given without a loop"));
         }
         if cx.role.is_some() || cx.playbook_dir != self.base {
-            self.embed_src(&mut task, cx, at)?;
+            self.embed_src(&mut task, cx)?;
         }
         Ok(task)
     }
