@@ -539,4 +539,115 @@ mod resolve {
             )
         );
     }
+
+    #[test]
+    fn include_vars_finds_files_and_directories_when_it_runs() {
+        // The variables files of ansible-core's own include_vars target.
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            (
+                "roles/iv/defaults/main.yml",
+                "testing: 1\nbase_dir: defaults\n",
+            ),
+            ("roles/iv/vars/all/all.yml", "testing: 123\nbase_dir: all\n"),
+            (
+                "roles/iv/vars/environments/development/all.yml",
+                "testing: 789\nbase_dir: environments/development\n",
+            ),
+            (
+                "roles/iv/vars/environments/development/services/webapp.yml",
+                "testing: 101112\nbase_dir: development/services\nwebapp_containers: 20\n",
+            ),
+            ("roles/iv/vars/no_auto_unsafe.yml", "foo: bar\n"),
+            (
+                "roles/iv/vars/services/service_vars.yml",
+                "service_name: my_custom_service\n",
+            ),
+            (
+                "roles/iv/vars/services/service_vars_fqcn.yml",
+                "service_name_fqcn: my_custom_service\nservice_name_tmpl_fqcn: '{{ service_name_fqcn }}'\n",
+            ),
+            (
+                "roles/iv/vars/services/webapp.yml",
+                "testing: 456\nbase_dir: services\nwebapp_containers: 10\n",
+            ),
+            (
+                "roles/iv/vars/webapp/file_without_extension",
+                "webapp_version: '1'\n",
+            ),
+            (
+                "roles/iv/vars2/hashes/hash1.yml",
+                "config:\n  key0: 0\n  key1: 0\n  key2: { a: 21 }\n",
+            ),
+            (
+                "roles/iv/vars2/hashes/hash2.yml",
+                "config:\n  key1: 1\n  key2: { b: 22 }\n  key3: 3\n",
+            ),
+            ("vars/pl.yml", "pv: play-level\n"),
+            (
+                "roles/iv/tasks/main.yml",
+                r#"- include_vars: "{{ env }}/all.yml"
+  register: one
+- debug: msg="{{ testing }} {{ base_dir }} {{ one.ansible_included_var_files | map('replace', role_path + '/', '') | list }}"
+- include_vars: {dir: all, depth: 1}
+- debug: msg="{{ testing }} {{ base_dir }}"
+- include_vars:
+    dir: vars
+    extensions: ['', 'yaml', 'yml', 'json']
+    ignore_files: [no_auto_unsafe.yml]
+  register: every
+- debug: msg="{{ testing }} {{ base_dir }} {{ webapp_containers }} {{ every.ansible_included_var_files | map('replace', role_path + '/', '') | list }}"
+- include_vars: {dir: environments, files_matching: webapp.yml, name: webapp}
+- debug: msg="{{ webapp }}"
+- include_vars: {dir: webapp}
+  register: bad
+  ignore_errors: true
+- debug: msg="{{ bad.message | replace(role_path + '/', '') }} {{ bad.failed }}"
+- include_vars: {file: ../vars2/hashes/hash1.yml}
+- include_vars: {file: ../vars2/hashes/hash2.yml, hash_behaviour: merge}
+- debug: msg="{{ config }}"
+- include_vars: nope.yml
+  register: nope
+  ignore_errors: true
+- debug: msg="{{ nope.message | replace(playbook_dir + '/', '') }}"
+- include_vars: {file: all/all.yml, depth: 1}
+  ignore_errors: true
+  register: mixed
+- debug: msg="{{ mixed.msg }}"
+"#,
+            ),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  vars: {env: environments/development}
+  roles: [iv]
+  tasks:
+    - include_vars: pl.yml
+    - debug: msg="{{ pv }}"
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        // ansible-playbook 2.18.19 -i hosts.ini site.yml.
+        assert_eq!(
+            run.msgs(),
+            vec![
+                "789 environments/development ['vars/environments/development/all.yml']",
+                "123 all",
+                "456 services 10 ['vars/all/all.yml', 'vars/environments/development/all.yml', 'vars/environments/development/services/webapp.yml', 'vars/services/service_vars.yml', 'vars/services/service_vars_fqcn.yml', 'vars/services/webapp.yml', 'vars/webapp/file_without_extension']",
+                r#"{"base_dir":"development/services","testing":101112,"webapp_containers":20}"#,
+                "vars/webapp/file_without_extension does not have a valid extension: yaml, yml, json True",
+                r#"{"key0":0,"key1":1,"key2":{"a":21,"b":22},"key3":3}"#,
+                "Could not find or access 'nope.yml'\nSearched in:\n\troles/iv/vars/nope.yml\n\troles/iv/nope.yml\n\troles/iv/tasks/vars/nope.yml\n\troles/iv/tasks/nope.yml\n\tvars/nope.yml\n\tnope.yml on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option",
+                "You are mixing file only and dir only arguments, these are incompatible",
+                "play-level",
+            ]
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=19 changed=0 failed=0 skipped=0 rescued=0 ignored=3"
+        );
+    }
 }

@@ -1345,7 +1345,12 @@ impl<'a> Executor<'a> {
             env: &env,
             run_as: run_as.as_ref(),
         };
-        match self.host.run(module, &args, &mctx) {
+        let ran = if module == "include_vars" && !self.playbook_dir.is_empty() {
+            self.include_vars(&args, inherited, ctx)
+        } else {
+            self.host.run(module, &args, &mctx)
+        };
+        match ran {
             Ok(outcome) => {
                 if let Some(Value::Object(f)) = outcome.data.get("ansible_facts") {
                     let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
@@ -1375,6 +1380,44 @@ impl<'a> Executor<'a> {
             Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
             Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
         }
+    }
+
+    /// `include_vars` in a play from a playbook: the file (or `dir:`) found and read among
+    /// the controller files the payload carries, as Ansible's action does on the
+    /// controller ([`crate::ctlfiles`]).
+    fn include_vars(
+        &self,
+        args: &Vars,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<Outcome, ModuleError> {
+        let place = self.place(inherited);
+        let role_path = inherited.roles.last().map(|r| r.path.as_str());
+        let current = |name: &str| {
+            ctx.get_attr(name)
+                .ok()
+                .filter(|v| !v.is_undefined())
+                .and_then(|v| serde_json::to_value(&v).ok())
+        };
+        let files = crate::ctlfiles::CtlFiles::new(&self.plan.shared);
+        let included = match crate::ctlfiles::include_vars(args, &place, role_path, files, &current)
+        {
+            Ok(i) => i,
+            // Ansible's own words, before the action runs.
+            Err(msg) => return Ok(Outcome::fail(msg)),
+        };
+        let mut outcome = Outcome::ok()
+            .with("ansible_facts", Value::Object(included.vars))
+            .with(
+                "ansible_included_var_files",
+                Value::Array(included.files.into_iter().map(Value::String).collect()),
+            );
+        if let Some(e) = included.error {
+            outcome.failed = true;
+            outcome.data.insert("message".into(), e.clone().into());
+            outcome.msg = Some(e);
+        }
+        Ok(outcome)
     }
 
     /// Finds the controller file a `template`, `copy` or `unarchive` task names in its

@@ -74,6 +74,9 @@ pub(crate) struct Reach {
     roots: BTreeMap<String, Root>,
     /// Files named literally by includes, by controller path.
     includes: BTreeMap<String, StaticInclude>,
+    /// Variables files named literally by `include_vars`, by controller path, with the
+    /// plays that name them.
+    vars_files: BTreeMap<String, BTreeSet<usize>>,
     /// The plays whatever is read now belongs to.
     pub(crate) plays: BTreeSet<usize>,
 }
@@ -135,6 +138,32 @@ impl Loader<'_> {
         entry.plays.extend(plays);
     }
 
+    /// Records an `include_vars` of the literal `name` from the file being read (`cx`):
+    /// the file it finds, in the runner's order, is parsed into the library.
+    pub(crate) fn register_static_vars(&mut self, name: &str, cx: &Cx) {
+        let dir = controller_path(&cx.dir);
+        let playbook_dir = controller_path(&cx.playbook_dir);
+        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
+        let place = rustle_runner::resolve::Place {
+            roles: role.iter().map(String::as_str).collect(),
+            task_dir: &dir,
+            playbook_dir: &playbook_dir,
+        };
+        let Some(found) = place
+            .stack_candidates("vars", name)
+            .into_iter()
+            .find(|c| Path::new(c).is_file())
+        else {
+            return;
+        };
+        let plays = self.reach.plays.clone();
+        self.reach
+            .vars_files
+            .entry(found)
+            .or_default()
+            .extend(plays);
+    }
+
     /// Reads every reached tree into `files` (by controller path) and the library, and
     /// returns the library with each play's reach (by play index). Parsing may reach
     /// more trees; they are read in turn.
@@ -168,7 +197,30 @@ impl Loader<'_> {
             let parsed = self.parse_tasks(Path::new(&path), &include.cx);
             library.tasks.insert(path, parsed);
         }
+        let named: Vec<(String, BTreeSet<usize>)> = self
+            .reach
+            .vars_files
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (path, _) in &named {
+            if library.vars.contains_key(path) {
+                continue;
+            }
+            // Named literally: a vaulted file is opened, as Ansible opens it.
+            let parsed = match super::tasks::vars_file(Path::new(path), self.opts.vault.as_ref()) {
+                Ok(vars) => Parsed::Ok(Value::Object(vars)),
+                Err(e) => Parsed::Refused(e.with_line().to_string()),
+            };
+            library.vars.insert(path.clone(), parsed);
+            library.unreadable.remove(path);
+        }
         let mut reach: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for (key, plays) in &named {
+            for p in plays {
+                reach.entry(*p).or_default().push(key.clone());
+            }
+        }
         for (key, root) in &self.reach.roots {
             for p in &root.plays {
                 reach.entry(*p).or_default().push(key.clone());

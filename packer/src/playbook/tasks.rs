@@ -755,6 +755,18 @@ impl Loader<'_> {
         if cx.role.is_some() || cx.playbook_dir != self.base {
             self.embed_src(&mut task, cx)?;
         }
+        // A variables file named literally travels parsed, wherever it is.
+        if short_name(module) == "include_vars" {
+            let name = match (task.args.get("file"), task.args.get("_raw_params")) {
+                (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => Some(s.clone()),
+                _ => None,
+            };
+            if let Some(name) = name.and_then(|n| render_static(&n, &self.play.lookup))
+                && !is_template(&name)
+            {
+                self.register_static_vars(name.trim_end_matches('\n'), cx);
+            }
+        }
         Ok(task)
     }
 
