@@ -949,7 +949,7 @@ mod playbook {
         let dir = project(&[
             (
                 "play.yml",
-                "- hosts: all\n  roles:\n    - role: r\n      when: go\n      http_port: 81\n  tasks:\n    - include_role:\n        name: r\n        tasks_from: other\n      become: true\n",
+                "- hosts: all\n  roles:\n    - role: r\n      when: go\n      http_port: 81\n  tasks:\n    - include_role:\n        name: r\n        tasks_from: other\n        apply: {become: true}\n",
             ),
             ("roles/r/tasks/main.yml", "- debug: msg=main\n"),
             ("roles/r/tasks/other.yml", "- debug: msg=other\n"),
@@ -964,9 +964,26 @@ mod playbook {
             json!(81),
             "a role parameter beats the default"
         );
-        assert_eq!(t[1].become_, Some(true.into()));
-        assert_eq!(names(&t[1..]), ["debug"]);
-        assert_eq!(block(&block(&t[1])[0])[0].args["msg"], json!("other"));
+        // include_role runs when it is reached, on the host: the plan carries it, its
+        // `apply` keywords, and the role (its meta, files and parsed tasks).
+        assert_eq!(t[1].module, "include_role");
+        assert_eq!(t[1].args["tasks_from"], json!("other"));
+        assert_eq!(t[1].apply.as_ref().unwrap().become_, Some(true.into()));
+        let root = rustle_deploy::playbook::controller_path(dir.path());
+        assert_eq!(plan.library.roles[&format!("{root}/roles/r")].name, "r");
+        assert!(
+            plan.library
+                .tasks
+                .contains_key(&format!("{root}/roles/r/tasks/other.yml"))
+        );
+        // Ansible refuses keywords for the included tasks on the include itself.
+        let msg = err_text(
+            "- hosts: all\n  tasks:\n    - include_role:\n        name: r\n      become: true\n",
+        );
+        assert!(
+            msg.contains("`become`: not valid on `include_role`"),
+            "{msg}"
+        );
     }
     #[test]
     fn import_playbook_from_another_directory() {

@@ -650,4 +650,167 @@ mod resolve {
             "ok=19 changed=0 failed=0 skipped=0 rescued=0 ignored=3"
         );
     }
+
+    #[test]
+    fn include_role_runs_the_role_when_it_is_reached() {
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            (
+                "roles/a/defaults/alt.yml",
+                r#"adef: default-alt
+"#,
+            ),
+            (
+                "roles/a/defaults/main.yml",
+                r#"adef: default-main
+"#,
+            ),
+            (
+                "roles/a/handlers/alt.yml",
+                r#"- name: a handler
+  debug: msg="handler alt"
+"#,
+            ),
+            (
+                "roles/a/handlers/main.yml",
+                r#"- name: a handler
+  debug: msg="handler main"
+"#,
+            ),
+            (
+                "roles/a/meta/main.yml",
+                r#"dependencies:
+  - role: dep
+    dv: 1
+"#,
+            ),
+            (
+                "roles/a/tasks/main.yml",
+                r#"- debug: msg="a main {{ adef }} {{ avar }} {{ p | default('-') }} {{ role_name }} {{ ansible_parent_role_names | default('none') }}"
+- command: /bin/true
+  notify: a handler
+"#,
+            ),
+            (
+                "roles/a/tasks/other.yml",
+                r#"- debug: msg="a other {{ adef }} {{ avar }} {{ item | default('-') }}"
+"#,
+            ),
+            (
+                "roles/a/vars/alt.yml",
+                r#"avar: vars-alt
+"#,
+            ),
+            (
+                "roles/a/vars/main.yml",
+                r#"avar: vars-main
+"#,
+            ),
+            (
+                "roles/dep/tasks/main.yml",
+                r#"- debug: msg="dep {{ dv }}"
+"#,
+            ),
+            (
+                "site.yml",
+                r#"- hosts: web1
+  gather_facts: false
+  tasks:
+    - include_role:
+        name: a
+      vars: {p: 1}
+    - debug: msg="after {{ adef | default('private') }}"
+    - include_role:
+        name: "{{ 'a' }}"
+        tasks_from: other
+        vars_from: alt
+        defaults_from: alt
+        public: true
+      loop: [x, y]
+    - debug: msg="after public {{ adef | default('private') }} {{ avar | default('private') }}"
+    - include_role: name=a
+      when: false
+    - include_role:
+        name: a
+        handlers_from: alt
+        allow_duplicates: false
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        // ansible-playbook 2.18.19 -i hosts.ini site.yml: the dependency once, role
+        // defaults and vars private unless public, the handlers of the last inclusion.
+        assert_eq!(
+            run.msgs(),
+            vec![
+                "dep 1",
+                "a main default-main vars-main 1 a none",
+                "after private",
+                "a other default-alt vars-alt x",
+                "a other default-alt vars-alt y",
+                "after public default-alt vars-alt",
+                "a main default-main vars-main - a none",
+                "handler alt",
+            ]
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=14 changed=2 failed=0 skipped=1 rescued=0 ignored=0"
+        );
+    }
+
+    #[test]
+    fn import_role_takes_its_files_and_exposes_its_variables_to_the_play() {
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            ("roles/a/tasks/main.yml", "- debug: msg=main\n"),
+            (
+                "roles/a/tasks/other.yml",
+                "- debug: msg=\"a other {{ adef }} {{ avar }} {{ item | default('-') }}\"\n",
+            ),
+            ("roles/a/defaults/main.yml", "adef: default-main\n"),
+            ("roles/a/defaults/alt.yml", "adef: default-alt\n"),
+            ("roles/a/vars/main.yml", "avar: vars-main\n"),
+            ("roles/a/vars/alt.yml", "avar: vars-alt\n"),
+            (
+                "roles/a/meta/main.yml",
+                "dependencies:\n  - role: dep\n    dv: 1\n",
+            ),
+            (
+                "roles/dep/tasks/main.yml",
+                "- debug: msg=\"dep {{ dv }}\"\n",
+            ),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - debug: msg="before {{ adef | default('undef') }} {{ avar | default('undef') }}"
+    - import_role:
+        name: a
+        tasks_from: other
+        vars_from: alt
+        defaults_from: alt
+    - debug: msg="after {{ adef | default('undef') }} {{ avar | default('undef') }}"
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        // ansible-playbook 2.18.19: an imported role's variables are the play's from the
+        // start.
+        assert_eq!(
+            run.msgs(),
+            vec![
+                "before default-alt vars-alt",
+                "dep 1",
+                "a other default-alt vars-alt -",
+                "after default-alt vars-alt",
+            ]
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=4 changed=0 failed=0 skipped=0 rescued=0 ignored=0"
+        );
+    }
 }

@@ -441,6 +441,7 @@ mod tests {
             )]
             .into(),
             unreadable: [("/p/v.yml".to_string(), "it is vault-encrypted".into())].into(),
+            ..Library::default()
         };
         let f = CtlFiles::new(&s);
         assert_eq!(

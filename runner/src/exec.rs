@@ -75,6 +75,8 @@ impl std::ops::Deref for Scope<'_> {
 #[derive(Debug, Clone, Default)]
 struct Inherited<'a> {
     vars: Vec<Scope<'a>>,
+    /// Role defaults of roles included at run time: below the inventory, as in Ansible.
+    defaults: Vec<Scope<'a>>,
     /// The roles the tasks run in, outermost first (Ansible's dependency chain).
     roles: Vec<Rc<RoleRef>>,
     /// The controller path of the file the tasks were read from.
@@ -120,6 +122,17 @@ pub struct Executor<'a> {
     /// The current play's playbook directory (its `playbook_dir`, Ansible's base
     /// directory for finding files).
     playbook_dir: String,
+    /// Handlers of roles included at run time, with the scope they run in; a role
+    /// included again replaces its earlier ones.
+    dyn_handlers: Vec<(String, &'a [Task], Inherited<'a>)>,
+    /// Defaults and vars of roles included with `public: true`, for the rest of the play.
+    public_defaults: Vars,
+    public_vars: Vars,
+    /// Roles run at run time in this play (directory, files and parameters), for
+    /// Ansible's once-per-play rule.
+    roles_run: BTreeSet<String>,
+    /// Roles being run at run time, to stop a dependency cycle.
+    role_stack: Vec<String>,
 }
 
 /// What a finished run amounts to.
@@ -162,6 +175,11 @@ impl<'a> Executor<'a> {
             hostvars_used: refers_to(plan, "hostvars"),
             omit: omit_token(plan),
             playbook_dir: String::new(),
+            dyn_handlers: Vec::new(),
+            public_defaults: Vars::new(),
+            public_vars: Vars::new(),
+            roles_run: BTreeSet::new(),
+            role_stack: Vec::new(),
         }
     }
 
@@ -199,6 +217,10 @@ impl<'a> Executor<'a> {
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
+        self.dyn_handlers.clear();
+        self.public_defaults.clear();
+        self.public_vars.clear();
+        self.roles_run.clear();
         self.sink.emit(&Event::Play {
             v: EVENTS_VERSION,
             name: play.name.clone(),
@@ -244,7 +266,11 @@ impl<'a> Executor<'a> {
         };
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
-        self.flush_list(&play.handlers, &inherited)
+        self.flush_list(&play.handlers, &inherited)?;
+        for (_, list, scope) in self.dyn_handlers.clone() {
+            self.flush_list(list, &scope)?;
+        }
+        Ok(())
     }
 
     /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
@@ -495,7 +521,22 @@ impl<'a> Executor<'a> {
 
     /// The variables visible to a task, lowest precedence first.
     fn context(&self, inherited: &Inherited<'_>, task: &Task, extra: &[(&str, &Value)]) -> Vars {
-        let mut vars = self.plan.host_vars.clone();
+        let mut vars = if inherited.defaults.is_empty() && self.public_defaults.is_empty() {
+            self.plan.host_vars.clone()
+        } else {
+            // Role defaults rank below everything else.
+            let mut v = self.public_defaults.clone();
+            for scope in &inherited.defaults {
+                v.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            v.extend(
+                self.plan
+                    .host_vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            v
+        };
         // Facts, module results and loop items are data, never templated (Ansible
         // marks them unsafe): they enter templates marked so.
         vars.extend(
@@ -509,8 +550,13 @@ impl<'a> Executor<'a> {
                 unsafe_data(facts::unprefixed(&self.facts).into()),
             );
         }
-        for scope in &inherited.vars {
-            vars.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some((play, rest)) = inherited.vars.split_first() {
+            vars.extend(play.iter().map(|(k, v)| (k.clone(), v.clone())));
+            // Public role vars rank with the play's role vars, above its vars.
+            vars.extend(self.public_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for scope in rest {
+                vars.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
         }
         vars.extend(task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -645,7 +691,7 @@ impl<'a> Executor<'a> {
         }
         match task.module_name() {
             "meta" => return self.run_meta(task, inherited, handler),
-            "include_tasks" => return self.run_include(task, inherited, handler),
+            "include_tasks" | "include_role" => return self.run_include(task, inherited, handler),
             _ => {}
         }
         let started = Instant::now();
@@ -795,7 +841,13 @@ impl<'a> Executor<'a> {
                 skipped = Some(not_run);
                 continue;
             }
-            let (target, found) = match self.find_included(task, inherited, handler, &ctx) {
+            let found = if module == "include_role" {
+                self.find_role_included(task, &ctx)
+            } else {
+                self.find_included(task, inherited, handler, &ctx)
+                    .map(|(path, tasks)| Inclusion::Tasks { path, tasks })
+            };
+            let found = match found {
                 Ok(found) => found,
                 Err(result) => {
                     let name = self.task_name(task, &ctx);
@@ -813,8 +865,10 @@ impl<'a> Executor<'a> {
             };
             let mut result = Vars::new();
             result.insert("changed".into(), false.into());
-            result.insert("include".into(), target.clone().into());
-            result.insert("include_args".into(), Value::Object(Vars::new()));
+            if let Inclusion::Tasks { path, .. } = &found {
+                result.insert("include".into(), path.clone().into());
+                result.insert("include_args".into(), Value::Object(Vars::new()));
+            }
             for (k, v) in &extra {
                 result.insert(k.clone(), v.clone());
             }
@@ -828,14 +882,14 @@ impl<'a> Executor<'a> {
                 started,
                 Value::Object(result),
             );
-            included.push((found, target, extra));
+            included.push((found, extra));
         }
         if included.is_empty()
             && let Some(r) = skipped
         {
             return self.finish_include(task, &name, &module, handler, started, r);
         }
-        for (tasks, path, extra) in included {
+        for (found, extra) in included {
             let mut inh = inherited.clone();
             inh.vars.push(Scope::Plan(&task.vars));
             if !extra.is_empty() {
@@ -846,12 +900,231 @@ impl<'a> Executor<'a> {
                         .collect(),
                 )));
             }
+            match found {
+                Inclusion::Tasks { path, tasks } => {
+                    inh.file = Some(Rc::from(path.as_str()));
+                    let inh = match &task.apply {
+                        Some(apply) => Self::child_inherited(apply, &inh),
+                        None => inh,
+                    };
+                    self.run_list(tasks, &inh, handler)?;
+                }
+                Inclusion::Role(run) => self.run_role(run, &inh, task.apply.as_deref(), handler)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The role an `include_role` names (templated with `ctx`), among the roles the plan
+    /// carries, with its files chosen by `tasks_from`, `vars_from`, `defaults_from` and
+    /// `handlers_from`; or the failed result.
+    fn find_role_included(&self, task: &Task, ctx: &JValue) -> Result<Inclusion<'a>, Vars> {
+        let args = match self
+            .engine
+            .render_value(&Value::Object(task.args.clone()), ctx)
+        {
+            Ok(Value::Object(a)) => remove_omit(a, &self.omit),
+            Ok(_) => Vars::new(),
+            Err(e) => return Err(failed_result(e.to_string())),
+        };
+        let text = |k: &str| match args.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let flag = |k: &str, default: bool| match args.get(k) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => crate::modules::args::truthy_str(s).unwrap_or(default),
+            _ => default,
+        };
+        let Some(name) = text("name") else {
+            return Err(failed_result("include_role: no role name".into()));
+        };
+        let library: &'a crate::plan::Library = &self.plan.shared.library;
+        let Some(spec) = library.roles.values().find(|r| r.name == name) else {
+            let known: Vec<&str> = library.roles.values().map(|r| r.name.as_str()).collect();
+            return Err(failed_result(format!(
+                "the role '{name}' was not found among the roles this payload carries ({}): a role whose name is only known on the host must be named literally elsewhere in the playbook (roles:, import_role or include_role) to travel",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let files = RoleFiles {
+            tasks: text("tasks_from"),
+            vars: text("vars_from"),
+            defaults: text("defaults_from"),
+            handlers: text("handlers_from"),
+        };
+        let mut run = self.role_run(spec, &files).map_err(failed_result)?;
+        run.public = flag("public", false);
+        // `allow_duplicates` is accepted: Ansible runs an included role each time it is
+        // included, whatever it says.
+        let _ = flag("allow_duplicates", true);
+        run.from_task = true;
+        Ok(Inclusion::Role(run))
+    }
+
+    /// A role's files: each named one (`<name>`, `.yml`, `.yaml` or `.json`) or `main`;
+    /// a named one that is missing is Ansible's error.
+    fn role_run(
+        &self,
+        spec: &'a crate::plan::RoleSpec,
+        files: &RoleFiles,
+    ) -> Result<RoleRun<'a>, String> {
+        let library: &'a crate::plan::Library = &self.plan.shared.library;
+        let ctl = crate::ctlfiles::CtlFiles::new(&self.plan.shared);
+        let pick = |sub: &str, from: &Option<String>| -> Result<Option<String>, String> {
+            let names: Vec<String> = match from {
+                Some(f) => ["", ".yml", ".yaml", ".json"]
+                    .iter()
+                    .map(|e| format!("{f}{e}"))
+                    .collect(),
+                None => ["main.yml", "main.yaml", "main"]
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect(),
+            };
+            let candidates: Vec<String> = names
+                .iter()
+                .map(|n| crate::resolve::join(&spec.path, &format!("{sub}/{n}")))
+                .collect();
+            match candidates.iter().find(|c| ctl.is_file(c)) {
+                Some(c) => Ok(Some(c.clone())),
+                None => match from {
+                    Some(f) => Err(format!(
+                        "Could not find specified file in role: {sub}/{f} (looked for {})",
+                        candidates.join(", ")
+                    )),
+                    None => Ok(None),
+                },
+            }
+        };
+        let task_list = |path: Option<String>| -> Result<Option<(String, &'a [Task])>, String> {
+            match path {
+                None => Ok(None),
+                Some(p) => match library.tasks.get(&p) {
+                    Some(Parsed::Ok(t)) => Ok(Some((p, t.as_slice()))),
+                    Some(Parsed::Refused(why)) => Err(format!("{p} cannot be included: {why}")),
+                    None => Err(format!("{p} cannot be included: it is not a list of tasks")),
+                },
+            }
+        };
+        let vars_of = |path: Option<String>| -> Result<Vars, String> {
+            match path {
+                None => Ok(Vars::new()),
+                Some(p) => ctl.vars(&p),
+            }
+        };
+        if let Some(why) = library.unreadable.get(&spec.path) {
+            return Err(why.clone());
+        }
+        Ok(RoleRun {
+            spec,
+            tasks: task_list(pick("tasks", &files.tasks)?)?,
+            handlers: task_list(pick("handlers", &files.handlers)?)?,
+            defaults: vars_of(pick("defaults", &files.defaults)?)?,
+            vars: vars_of(pick("vars", &files.vars)?)?,
+            params: Vars::new(),
+            public: false,
+            from_task: false,
+        })
+    }
+
+    /// Runs a role included at run time: its dependencies first (each once in the play
+    /// unless its meta allows duplicates), then its tasks with its defaults (below the
+    /// inventory), vars and parameters, in its role; its handlers join the play's.
+    fn run_role(
+        &mut self,
+        run: RoleRun<'a>,
+        base: &Inherited<'a>,
+        apply: Option<&'a Task>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let spec = run.spec;
+        if self.role_stack.contains(&spec.path) {
+            return Ok(());
+        }
+        self.role_stack.push(spec.path.clone());
+        let result = self.run_role_body(run, base, apply, handler);
+        self.role_stack.pop();
+        result
+    }
+
+    fn run_role_body(
+        &mut self,
+        run: RoleRun<'a>,
+        base: &Inherited<'a>,
+        apply: Option<&'a Task>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let spec = run.spec;
+        for dep in &spec.dependencies {
+            let Some(dep_spec) = self.plan.shared.library.roles.get(&dep.path) else {
+                continue;
+            };
+            let key = format!(
+                "{}|main|{}",
+                dep.path,
+                serde_json::to_string(&dep.params).unwrap_or_default()
+            );
+            if !dep_spec.allow_duplicates && !self.roles_run.insert(key) {
+                continue;
+            }
+            let mut dep_run = match self.role_run(dep_spec, &RoleFiles::default()) {
+                Ok(r) => r,
+                Err(msg) => {
+                    let started = Instant::now();
+                    self.record(
+                        &format!("{} : dependency", spec.name),
+                        "include_role",
+                        Status::Failed,
+                        false,
+                        handler,
+                        started,
+                        Value::Object(failed_result(msg)),
+                    );
+                    return Err(Halt::Failed);
+                }
+            };
+            dep_run.params = dep.params.clone();
+            let dep_base = match &dep.keywords {
+                Some(k) => Self::child_inherited(k, base),
+                None => base.clone(),
+            };
+            self.run_role(dep_run, &dep_base, None, handler)?;
+        }
+        // The role itself runs each time it is included, as in Ansible (its
+        // dependencies once per play, above).
+        let mut inh = base.clone();
+        inh.defaults.push(Scope::Run(Rc::new(run.defaults.clone())));
+        // Role vars, then its parameters; both below the task's own.
+        let mut vars = run.vars.clone();
+        vars.extend(run.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        inh.vars.push(Scope::Run(Rc::new(vars)));
+        inh.roles.push(Rc::new(RoleRef {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            from_task: run.from_task,
+        }));
+        if let Some((path, list)) = &run.handlers {
+            let mut scope = inh.clone();
+            scope.file = Some(Rc::from(path.as_str()));
+            self.dyn_handlers.retain(|(role, _, _)| *role != spec.path);
+            self.dyn_handlers.push((spec.path.clone(), list, scope));
+        }
+        if run.public {
+            self.public_defaults.extend(run.defaults.clone());
+            self.public_vars.extend(run.vars.clone());
+        }
+        if let Some((path, list)) = run.tasks {
             inh.file = Some(Rc::from(path.as_str()));
-            let inh = match &task.apply {
-                Some(apply) => Self::child_inherited(apply, &inh),
+            let inh = match apply {
+                Some(a) => Self::child_inherited(a, &inh),
                 None => inh,
             };
-            self.run_list(tasks, &inh, handler)?;
+            self.run_list(list, &inh, handler)?;
         }
         Ok(())
     }
@@ -1617,9 +1890,43 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// One inclusion of an `include_tasks`: the file's tasks, its controller path, and the
-/// loop variables of that item.
-type Included<'a> = (&'a [Task], String, Vec<(String, Value)>);
+/// One inclusion of an `include_tasks` or `include_role`, and the loop variables of that
+/// item.
+type Included<'a> = (Inclusion<'a>, Vec<(String, Value)>);
+
+/// What an include brings in.
+enum Inclusion<'a> {
+    /// A task file: its controller path and tasks.
+    Tasks { path: String, tasks: &'a [Task] },
+    /// A role.
+    Role(RoleRun<'a>),
+}
+
+/// The files an `include_role` chooses (`None`: `main`).
+#[derive(Debug, Default)]
+struct RoleFiles {
+    tasks: Option<String>,
+    vars: Option<String>,
+    defaults: Option<String>,
+    handlers: Option<String>,
+}
+
+/// A role to run, with the files chosen for it.
+struct RoleRun<'a> {
+    spec: &'a crate::plan::RoleSpec,
+    /// Its tasks file (controller path and tasks), if it has one.
+    tasks: Option<(String, &'a [Task])>,
+    /// Its handlers file's handlers.
+    handlers: Option<(String, &'a [Task])>,
+    defaults: Vars,
+    vars: Vars,
+    /// Its parameters (a dependency's entry); above its vars.
+    params: Vars,
+    /// `public`: its defaults and vars stay for the rest of the play.
+    public: bool,
+    /// Entered by a task (`include_role`), not as a dependency.
+    from_task: bool,
+}
 
 /// `loop_control` once its templates are evaluated.
 struct LoopSettings {

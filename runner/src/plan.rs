@@ -111,12 +111,50 @@ pub struct Library {
     /// vault password, an unreadable file), with the reason: naming one fails there.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unreadable: BTreeMap<String, String>,
+    /// The roles `include_role` may name, by their directory: their meta.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleSpec>,
+}
+
+/// A role as `include_role` needs it when it runs: where it is and what its
+/// `meta/main.yml` says; its task, handler, defaults and vars files are in the library
+/// under its directory.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// The name it is found by.
+    pub name: String,
+    /// Its directory, a controller path.
+    pub path: String,
+    /// Its dependencies, run before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<RoleDep>,
+    /// `allow_duplicates` from its meta: run again with the same parameters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_duplicates: bool,
+}
+
+/// One of a role's dependencies.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDep {
+    /// The dependency's directory (its [`RoleSpec`] is in the library under it).
+    pub path: String,
+    /// Its parameters (the entry's `vars:` and other keys).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub params: Vars,
+    /// The entry's keywords (`when`, `tags`, `become`, ...), for a block around it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<Box<Task>>,
 }
 
 impl Library {
     /// True when it holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty() && self.vars.is_empty() && self.unreadable.is_empty()
+        self.tasks.is_empty()
+            && self.vars.is_empty()
+            && self.unreadable.is_empty()
+            && self.roles.is_empty()
     }
 
     /// The part of the library under any of `roots` (controller directories).
@@ -131,6 +169,7 @@ impl Library {
             tasks: pick(&self.tasks, roots),
             vars: pick(&self.vars, roots),
             unreadable: pick(&self.unreadable, roots),
+            roles: pick(&self.roles, roots),
         }
     }
 }

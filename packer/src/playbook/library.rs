@@ -25,7 +25,7 @@
 use super::roles::RoleInfo;
 use super::tasks::Cx;
 use super::{Loader, controller_path, yaml};
-use rustle_runner::plan::{Library, Parsed, PlanFile};
+use rustle_runner::plan::{Library, Parsed, PlanFile, RoleDep, RoleSpec, Task};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,9 +74,13 @@ pub(crate) struct Reach {
     roots: BTreeMap<String, Root>,
     /// Files named literally by includes, by controller path.
     includes: BTreeMap<String, StaticInclude>,
+    /// Roles whose meta could not be read, by directory, with the reason.
+    unreadable: BTreeMap<String, String>,
     /// Variables files named literally by `include_vars`, by controller path, with the
     /// plays that name them.
     vars_files: BTreeMap<String, BTreeSet<usize>>,
+    /// Roles an `include_role` may name, by directory.
+    roles: BTreeMap<String, RoleSpec>,
     /// The plays whatever is read now belongs to.
     pub(crate) plays: BTreeSet<usize>,
 }
@@ -136,6 +140,69 @@ impl Loader<'_> {
                 plays: BTreeSet::new(),
             });
         entry.plays.extend(plays);
+    }
+
+    /// Records the role `name` in `dir` (and its dependencies) for `include_role`: its
+    /// tree is reached, its meta read. A role whose meta cannot be read is recorded as
+    /// unreadable, with the reason, for the host that includes it.
+    pub(crate) fn register_role(&mut self, name: &str, dir: &Path, cx: &Cx) {
+        let key = controller_path(dir);
+        let info = Rc::new(RoleInfo {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        });
+        self.reach_root(dir, Some(info), &cx.playbook_dir);
+        if self.reach.roles.contains_key(&key) {
+            return;
+        }
+        // Recorded before its dependencies are read, so a cycle ends here.
+        self.reach.roles.insert(
+            key.clone(),
+            RoleSpec {
+                name: name.to_string(),
+                path: key.clone(),
+                ..RoleSpec::default()
+            },
+        );
+        match self.role_spec(name, dir, &key, cx) {
+            Ok(spec) => {
+                self.reach.roles.insert(key, spec);
+            }
+            Err(e) => {
+                self.reach.roles.remove(&key);
+                self.reach
+                    .unreadable
+                    .insert(key, format!("role '{name}': {}", e.with_line()));
+            }
+        }
+    }
+
+    fn role_spec(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        key: &str,
+        cx: &Cx,
+    ) -> Result<RoleSpec, super::PlaybookError> {
+        let (meta_path, deps, allow_duplicates) = self.role_meta(dir)?;
+        let mut dependencies = Vec::new();
+        for (i, dep) in deps.iter().enumerate() {
+            let at = super::Where::new(&meta_path, &format!("dependencies[{i}]"));
+            let entry = self.role_entry(dep, &at)?;
+            let dep_dir = self.find_role(&entry.name, cx, &at)?;
+            self.register_role(&entry.name, &dep_dir, cx);
+            dependencies.push(RoleDep {
+                path: controller_path(&dep_dir),
+                params: entry.params,
+                keywords: (entry.wrapper != Task::default()).then(|| Box::new(entry.wrapper)),
+            });
+        }
+        Ok(RoleSpec {
+            name: name.to_string(),
+            path: key.to_string(),
+            dependencies,
+            allow_duplicates,
+        })
     }
 
     /// Records an `include_vars` of the literal `name` from the file being read (`cx`):
@@ -215,6 +282,13 @@ impl Loader<'_> {
             library.vars.insert(path.clone(), parsed);
             library.unreadable.remove(path);
         }
+        library.roles = self.reach.roles.clone();
+        library.unreadable.extend(
+            self.reach
+                .unreadable
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let mut reach: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for (key, plays) in &named {
             for p in plays {

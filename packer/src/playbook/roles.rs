@@ -30,6 +30,10 @@ pub(crate) struct RoleEntry {
     pub(crate) wrapper: Task,
     /// `tasks_from`: a task file other than `main`.
     pub(crate) tasks_from: Option<String>,
+    /// `vars_from`, `defaults_from`, `handlers_from`: other files than `main`.
+    pub(crate) vars_from: Option<String>,
+    pub(crate) defaults_from: Option<String>,
+    pub(crate) handlers_from: Option<String>,
     /// Named by a task (`import_role`/`include_role`), not by `roles:` or a dependency.
     pub(crate) from_task: bool,
 }
@@ -66,12 +70,15 @@ impl Loader<'_> {
     }
 
     /// A role entry: `name`, or `{role: name, vars: {...}, when: ..., <param>: ...}`.
-    fn role_entry(&self, item: &Yaml, at: &Where) -> Result<RoleEntry, PlaybookError> {
+    pub(crate) fn role_entry(&self, item: &Yaml, at: &Where) -> Result<RoleEntry, PlaybookError> {
         let mut entry = RoleEntry {
             name: String::new(),
             params: Vars::new(),
             wrapper: Task::default(),
             tasks_from: None,
+            vars_from: None,
+            defaults_from: None,
+            handlers_from: None,
             from_task: false,
         };
         match item {
@@ -130,18 +137,7 @@ impl Loader<'_> {
     ) -> Result<Vec<Task>, PlaybookError> {
         let name = entry.name.clone();
         let at = at.named(Some(&name));
-        let searched = vec![
-            cx.playbook_dir.join("roles").join(&name),
-            cx.playbook_dir.join(&name),
-        ];
-        let Some(dir) = searched.iter().find(|p| p.is_dir()).cloned() else {
-            return Err(PlaybookError::NotFound(Box::new(NotFound {
-                at,
-                keyword: "role".to_string(),
-                name,
-                searched,
-            })));
-        };
+        let dir = self.find_role(&name, cx, &at)?;
         let canon = canonical(&dir);
         let params_key = serde_json::to_string(&entry.params).unwrap_or_default();
         let key = format!(
@@ -168,6 +164,28 @@ impl Loader<'_> {
         result
     }
 
+    /// The directory of the role `name`, where Ansible looks for it.
+    pub(crate) fn find_role(
+        &self,
+        name: &str,
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<PathBuf, PlaybookError> {
+        let searched = vec![
+            cx.playbook_dir.join("roles").join(name),
+            cx.playbook_dir.join(name),
+        ];
+        match searched.iter().find(|p| p.is_dir()) {
+            Some(dir) => Ok(dir.clone()),
+            None => Err(PlaybookError::NotFound(Box::new(NotFound {
+                at: at.clone(),
+                keyword: "role".to_string(),
+                name: name.to_string(),
+                searched,
+            }))),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn role_body(
         &mut self,
@@ -180,8 +198,9 @@ impl Loader<'_> {
         at: &Where,
         play_level: bool,
     ) -> Result<Vec<Task>, PlaybookError> {
-        let defaults = role_vars_file(dir, "defaults", at, self.opts.vault.as_ref())?;
-        let own_vars = role_vars_file(dir, "vars", at, self.opts.vault.as_ref())?;
+        let vault = self.opts.vault.as_ref();
+        let defaults = role_vars_file(dir, "defaults", entry.defaults_from.as_deref(), at, vault)?;
+        let own_vars = role_vars_file(dir, "vars", entry.vars_from.as_deref(), at, vault)?;
         if play_level {
             self.play.role_defaults.extend(defaults.clone());
             self.play.role_vars.extend(own_vars.clone());
@@ -260,13 +279,10 @@ impl Loader<'_> {
             None => Vec::new(),
         };
 
-        if self.play.roles_with_handlers.insert(canon.to_path_buf()) {
+        let handlers_key = canon.join(entry.handlers_from.as_deref().unwrap_or("main"));
+        if self.play.roles_with_handlers.insert(handlers_key) {
             let handlers_dir = dir.join("handlers");
-            if let Some(path) = MAIN
-                .iter()
-                .map(|m| handlers_dir.join(m))
-                .find(|p| p.is_file())
-            {
+            if let Some(path) = role_file(dir, "handlers", entry.handlers_from.as_deref(), at)? {
                 let handler_cx = Cx {
                     dir: handlers_dir.clone(),
                     playbook_dir: cx.playbook_dir.clone(),
@@ -311,7 +327,10 @@ impl Loader<'_> {
     }
 
     /// `meta/main.yml`: its path, `dependencies` and `allow_duplicates`.
-    fn role_meta(&self, dir: &Path) -> Result<(PathBuf, Vec<Yaml>, bool), PlaybookError> {
+    pub(crate) fn role_meta(
+        &self,
+        dir: &Path,
+    ) -> Result<(PathBuf, Vec<Yaml>, bool), PlaybookError> {
         let meta_dir = dir.join("meta");
         let Some(path) = MAIN.iter().map(|m| meta_dir.join(m)).find(|p| p.is_file()) else {
             return Ok((meta_dir.join("main.yml"), Vec::new(), false));
@@ -439,13 +458,48 @@ impl Loader<'_> {
     }
 }
 
-/// A role's `defaults/main.yml` or `vars/main.yml` (empty when there is none).
+/// A role's file in `sub`: `from` (as given, or with `.yml`, `.yaml` or `.json`) when it
+/// is given (missing, that is an error naming where it looked), else `main`.
+fn role_file(
+    dir: &Path,
+    sub: &str,
+    from: Option<&str>,
+    at: &Where,
+) -> Result<Option<PathBuf>, PlaybookError> {
+    let sub_dir = dir.join(sub);
+    let Some(from) = from else {
+        return Ok(MAIN.iter().map(|m| sub_dir.join(m)).find(|p| p.is_file()));
+    };
+    let searched: Vec<PathBuf> = ["", ".yml", ".yaml", ".json"]
+        .iter()
+        .map(|ext| sub_dir.join(format!("{from}{ext}")))
+        .collect();
+    match searched.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(Some(p.clone())),
+        None => Err(PlaybookError::NotFound(Box::new(NotFound {
+            at: at.clone(),
+            keyword: format!("{sub}_from"),
+            name: from.to_string(),
+            searched,
+        }))),
+    }
+}
+
+/// A role's `defaults/main.yml` or `vars/main.yml`, or the file `from` names (empty when
+/// there is none).
 fn role_vars_file(
     dir: &Path,
     sub: &str,
+    from: Option<&str>,
     at: &Where,
     vault: Option<&crate::vault::Vault>,
 ) -> Result<Vars, PlaybookError> {
+    if from.is_some() {
+        return match role_file(dir, sub, from, at)? {
+            Some(path) => tasks::vars_file(&path, vault),
+            None => Ok(Vars::new()),
+        };
+    }
     let sub_dir = dir.join(sub);
     for m in MAIN {
         let path = sub_dir.join(m);

@@ -170,11 +170,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "gather_subset" | "gather_timeout" | "fact_path" => "fact gathering options are fixed",
         "vars_prompt" => "there is no terminal on the hosts to prompt at",
         "include" => "`include` was removed from Ansible (2.16); use import_tasks or include_tasks",
-        "apply" => "`apply` on includes is not implemented; put the keywords on the include itself",
-        "vars_from" | "defaults_from" | "handlers_from" | "public" | "allow_duplicates"
-        | "rolespec_validate" => {
-            "of include_role/import_role only `name` and `tasks_from` are implemented"
-        }
         _ => return None,
     })
 }
@@ -646,9 +641,10 @@ impl Loader<'_> {
                 self.dynamic_include(&module, &value, &entries, cx, &at)?,
             ]),
             "import_tasks" => self.include(Include::Tasks, &module, &value, &entries, cx, &at),
-            "import_role" | "include_role" => {
-                self.include(Include::Role, &module, &value, &entries, cx, &at)
-            }
+            "include_role" => Ok(vec![
+                self.dynamic_include(&module, &value, &entries, cx, &at)?,
+            ]),
+            "import_role" => self.include(Include::Role, &module, &value, &entries, cx, &at),
             "include" => Err(bad_keyword("include", &[], &at)),
             "import_playbook" => Err(at.invalid(
                 &module,
@@ -806,20 +802,31 @@ impl Loader<'_> {
                 (self.task_file(&path, &child)?, Some(path))
             }
             Include::Role => {
-                let name = include_arg(module, &args, &["name", "tasks_from"], at)?;
-                let tasks_from = match args.get("tasks_from") {
-                    None => None,
-                    Some(Value::String(s)) => Some(self.static_name(module, s, at)?),
-                    Some(_) => return Err(at.invalid("tasks_from", "expected a file name")),
+                let args = include_role_args(module, args, at)?;
+                let name = match args.get("name") {
+                    Some(Value::String(s)) => self.static_name(module, s, at)?,
+                    _ => return Err(at.invalid(module, "expected a `name`")),
+                };
+                let from = |key: &str| -> Result<Option<String>, PlaybookError> {
+                    match args.get(key) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(Value::String(s)) => Ok(Some(self.static_name(module, s, at)?)),
+                        Some(_) => Err(at.invalid(key, "expected a file name")),
+                    }
                 };
                 let entry = RoleEntry {
                     name,
                     params: Vars::new(),
                     wrapper: Task::default(),
-                    tasks_from,
+                    tasks_from: from("tasks_from")?,
+                    vars_from: from("vars_from")?,
+                    defaults_from: from("defaults_from")?,
+                    handlers_from: from("handlers_from")?,
                     from_task: true,
                 };
-                (self.role(entry, cx, at, false, false)?, None)
+                // An imported role's variables are the play's, as Ansible exposes them
+                // when it reads the playbook.
+                (self.role(entry, cx, at, true, false)?, None)
             }
         };
         // Keywords on the include apply to every included task: a block carries them,
@@ -932,12 +939,25 @@ impl Loader<'_> {
         };
         let mut args = extra_args;
         args.extend(module_args(module, &value, at)?);
-        let name = include_arg(module, &args, &["file"], at)?;
-        task.args = Vars::new();
-        task.args.insert("file".into(), Value::String(name.clone()));
         if let Some(a) = apply {
             task.apply = Some(Box::new(self.apply_block(&a, &at.child("apply"))?));
         }
+        if short_name(module) == "include_role" {
+            task.args = include_role_args(module, args, at)?;
+            // A role named literally is found now, and travels with its meta; one whose
+            // name is templated must be one of the roles the plan carries.
+            if let Some(Value::String(name)) = task.args.get("name") {
+                let name = render_static(name, &self.play.lookup).unwrap_or(name.clone());
+                if !is_template(&name) {
+                    let dir = self.find_role(&name, cx, at)?;
+                    self.register_role(&name, &dir, cx);
+                }
+            }
+            return Ok(task);
+        }
+        let name = include_arg(module, &args, &["file"], at)?;
+        task.args = Vars::new();
+        task.args.insert("file".into(), Value::String(name.clone()));
         // A literal name is found now (the runner finds it again the same way), so the
         // file travels parsed; a missing one fails on the host that reaches the include.
         let name = render_static(&name, &self.play.lookup).unwrap_or(name);
@@ -1164,6 +1184,40 @@ fn include_arg(
             Ok(s.trim().to_string())
         }
         _ => Err(at.invalid(module, format!("expected a `{main}` (a file or role name)"))),
+    }
+}
+
+/// `include_role`'s arguments: `name` (or `role`, or free-form `name=...`), the
+/// `*_from` files, `public`, `allow_duplicates`; the runner templates them when it runs.
+fn include_role_args(module: &str, args: Vars, at: &Where) -> Result<Vars, PlaybookError> {
+    const ALLOWED: [&str; 9] = [
+        "name",
+        "role",
+        "tasks_from",
+        "vars_from",
+        "defaults_from",
+        "handlers_from",
+        "public",
+        "allow_duplicates",
+        "rolespec_validate",
+    ];
+    let mut out = Vars::new();
+    for (k, v) in args {
+        match k.as_str() {
+            "_raw_params" | "role" => {
+                out.insert("name".into(), v);
+            }
+            // Argument specs are not checked by the runner.
+            "rolespec_validate" => {}
+            other if ALLOWED.contains(&other) => {
+                out.insert(k, v);
+            }
+            other => return Err(bad_keyword(other, &ALLOWED, &at.child(module))),
+        }
+    }
+    match out.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(out),
+        _ => Err(at.invalid(module, "expected a `name` (the role's name)")),
     }
 }
 
