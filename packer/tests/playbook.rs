@@ -1017,12 +1017,12 @@ mod playbook {
     }
 
     #[test]
-    fn handler_blocks_are_refused() {
-        let msg = err_text(
+    fn handler_blocks_are_carried() {
+        let plan = load_text(
             "- hosts: all\n  handlers:\n    - name: hb\n      block:\n        - debug: msg=x\n",
-        );
-        assert!(msg.contains("handlers[0] 'hb'"), "{msg}");
-        assert!(msg.contains("`block` is not supported yet"), "{msg}");
+        )
+        .unwrap();
+        assert_eq!(block(&plan.plays[0].handlers[0])[0].module, "debug");
     }
 
     #[test]

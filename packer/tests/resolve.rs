@@ -813,4 +813,37 @@ mod resolve {
             "ok=4 changed=0 failed=0 skipped=0 rescued=0 ignored=0"
         );
     }
+
+    #[test]
+    fn handlers_may_be_blocks() {
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - command: /bin/true
+      notify: [h1]
+  handlers:
+    - name: blockname
+      block:
+        - name: h1
+          debug: msg="h1 {{ x }}"
+        - name: h2
+          debug: msg="h2"
+      vars: {x: blockvar}
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        // ansible-playbook 2.18.19: the task inside the block is the handler, with the
+        // block's variables.
+        assert_eq!(run.msgs(), vec!["h1 blockvar"]);
+        assert_eq!(
+            run.recap(),
+            "ok=2 changed=1 failed=0 skipped=0 rescued=0 ignored=0"
+        );
+    }
 }

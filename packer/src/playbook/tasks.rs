@@ -613,10 +613,8 @@ impl Loader<'_> {
             .and_then(|(_, v)| scalar_str(v));
         let at = at.named(name.as_deref());
         if entries.iter().any(|(k, _)| k == "block") {
-            // The runner notifies handlers by name; a block has none to match.
-            if cx.handler {
-                return Err(at.unsupported("block", "blocks among handlers are not supported yet"));
-            }
+            // Among handlers, the tasks inside a block are the handlers notified by name,
+            // with the block's keywords.
             return Ok(vec![self.block(&entries, cx, &at)?]);
         }
 
