@@ -306,7 +306,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         inventory.set_limit(limit)?;
     }
     crate::playbook::apply_role_defaults(&mut the_plan, &inventory);
-    pack::check_modules(&the_plan)?;
+    pack::check_modules(&mut the_plan)?;
 
     let key_path = match &opts.key {
         Some(k) => k.clone(),

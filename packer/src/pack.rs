@@ -122,42 +122,85 @@ pub fn participating_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> V
         .collect()
 }
 
+/// The tasks the executor carries out itself rather than through a module.
+const EXECUTOR_TASKS: [&str; 2] = ["include_tasks", "include_role"];
+
+/// The first task below `tasks` whose module the runner lacks (neither built in nor
+/// among the plan's own `modules` or `library/` scripts): its name and module, or a task
+/// without a module (an empty module name).
+fn unsupported_module(plan: &DeployPlan, tasks: &[Task]) -> Option<(String, String)> {
+    let mut all = Vec::new();
+    for t in tasks {
+        t.walk(&mut all);
+    }
+    for t in all {
+        if t.block.is_some() {
+            continue;
+        }
+        let m = t.module_name();
+        if m.is_empty() {
+            return Some((t.display_name(), String::new()));
+        }
+        // A plan's own Rust modules are built into its runner (crate::custom); its
+        // library/ script modules travel as files.
+        let library = format!("{}{m}", modules::LIBRARY_PREFIX);
+        if !modules::is_supported(m)
+            && !EXECUTOR_TASKS.contains(&m)
+            && !plan.modules.contains_key(m)
+            && !plan.files.contains_key(&library)
+        {
+            return Some((t.display_name(), m.to_string()));
+        }
+    }
+    None
+}
+
 /// Refuses plans that use modules the runner lacks (neither built in nor among the plan's
-/// own `modules`), naming play and task, before any host is touched.
-pub fn check_modules(plan: &DeployPlan) -> Result<(), PackError> {
+/// own `modules`), naming play and task, before any host is touched. In a task file only
+/// an include may reach (the plan's library), such a module makes the file a refusal
+/// that fails a host only if it includes the file, as the file's other refusals do.
+pub fn check_modules(plan: &mut DeployPlan) -> Result<(), PackError> {
     for play in &plan.plays {
-        let mut all = Vec::new();
-        for t in play.tasks.iter().chain(&play.handlers) {
-            t.walk(&mut all);
-        }
-        for t in all {
-            if t.block.is_some() {
-                continue;
-            }
-            let m = t.module_name();
-            if m.is_empty() {
-                return Err(PackError::NoModule {
-                    play: play.name.clone(),
-                    task: t.display_name(),
-                });
-            }
-            // A plan's own Rust modules are built into its runner (crate::custom); its
-            // library/ script modules travel as files.
-            let library = format!("{}{m}", modules::LIBRARY_PREFIX);
-            if !modules::is_supported(m)
-                && !plan.modules.contains_key(m)
-                && !plan.files.contains_key(&library)
-            {
-                let mut supported: Vec<&str> = modules::SUPPORTED.to_vec();
-                supported.extend(plan.modules.keys().map(String::as_str));
-                return Err(PackError::UnsupportedModule {
-                    play: play.name.clone(),
-                    task: t.display_name(),
-                    module: m.to_string(),
-                    supported: supported.join(", "),
-                });
+        let lists = [&play.tasks, &play.handlers];
+        for list in lists {
+            match unsupported_module(plan, list) {
+                None => {}
+                Some((task, m)) if m.is_empty() => {
+                    return Err(PackError::NoModule {
+                        play: play.name.clone(),
+                        task,
+                    });
+                }
+                Some((task, module)) => {
+                    let mut supported: Vec<&str> = modules::SUPPORTED.to_vec();
+                    supported.extend(plan.modules.keys().map(String::as_str));
+                    return Err(PackError::UnsupportedModule {
+                        play: play.name.clone(),
+                        task,
+                        module,
+                        supported: supported.join(", "),
+                    });
+                }
             }
         }
+    }
+    let mut refusals = Vec::new();
+    for (path, parsed) in &plan.library.tasks {
+        if let rustle_runner::plan::Parsed::Ok(tasks) = parsed
+            && let Some((task, module)) = unsupported_module(plan, tasks)
+        {
+            let why = if module.is_empty() {
+                format!("{path}: task '{task}': no module and no block")
+            } else {
+                format!("{path}: task '{task}': module '{module}' is not supported by the runner")
+            };
+            refusals.push((path.clone(), why));
+        }
+    }
+    for (path, why) in refusals {
+        plan.library
+            .tasks
+            .insert(path, rustle_runner::plan::Parsed::Refused(why));
     }
     Ok(())
 }

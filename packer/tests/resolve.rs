@@ -106,6 +106,7 @@ mod resolve {
             carried.apply(&mut inv).unwrap();
         }
         rustle_deploy::playbook::apply_role_defaults(&mut plan, &inv);
+        rustle_deploy::pack::check_modules(&mut plan).unwrap();
         let settings = PayloadSettings {
             deployment_id: "resolve-test".into(),
             created_at: 0,
@@ -844,6 +845,35 @@ mod resolve {
         assert_eq!(
             run.recap(),
             "ok=2 changed=1 failed=0 skipped=0 rescued=0 ignored=0"
+        );
+    }
+
+    #[test]
+    fn a_module_the_runner_lacks_fails_only_where_its_file_is_included() {
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            ("tasks/Debian.yml", "- debug: msg=debian\n"),
+            (
+                "tasks/Suse.yml",
+                "- name: not here\n  community.general.zypper: name=x\n",
+            ),
+            (
+                "site.yml",
+                "- hosts: web1\n  gather_facts: false\n  tasks:\n    - include_tasks: \"tasks/{{ os }}.yml\"\n      loop: [Debian, Suse]\n      loop_control: {loop_var: os}\n",
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        assert_eq!(run.msgs(), Vec::<String>::new());
+        let failed = run.result("include_tasks");
+        let msg = failed["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("tasks/Suse.yml cannot be included")
+                && msg.contains("module 'community.general.zypper' is not supported by the runner"),
+            "{msg}"
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=1 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
         );
     }
 }

@@ -148,7 +148,10 @@ impl Loader<'_> {
         if dedupe && self.play.seen_roles.contains(&key) {
             return Ok(Vec::new());
         }
-        if self.play.role_stack.contains(&canon) {
+        // A dependency cycle never ends; a role whose task imports the role again (another
+        // of its task files) is not a cycle, and a file importing itself is caught as an
+        // include cycle.
+        if !entry.from_task && self.play.role_stack.contains(&canon) {
             return Err(at.invalid(
                 "dependencies",
                 format!("role '{name}' depends on itself (through meta dependencies)"),
