@@ -466,7 +466,13 @@ impl<'p> Planner<'p> {
             .collect();
         // The controller trees the plays reach: their files and parsed task and
         // variables files.
-        let reach: Vec<String> = plays.iter().flat_map(|p| p.reach.iter().cloned()).collect();
+        // Only plays that name files while they run need them: a play whose files are
+        // all named literally has them already, by name.
+        let reach: Vec<String> = if names_files_at_run_time(plays, &host_files) {
+            plays.iter().flat_map(|p| p.reach.iter().cloned()).collect()
+        } else {
+            Vec::new()
+        };
         if !reach.is_empty() {
             for (k, f) in files
                 .iter()
@@ -566,6 +572,42 @@ fn play_magic(play: &Play, hosts: &[&str]) -> Vars {
     };
     vars.insert("ansible_play_name".into(), name.into());
     vars
+}
+
+/// Whether the plays (or the templates they render) may name a controller file only
+/// when they run: an include, `include_vars`, a lookup, a `with_<lookup>` loop, or a
+/// templated `src`.
+fn names_files_at_run_time(plays: &[Play], files: &BTreeMap<String, HostFile>) -> bool {
+    const MARKERS: [&str; 7] = [
+        "include_tasks",
+        "include_role",
+        "include_vars",
+        "lookup(",
+        "query(",
+        "q(",
+        "loop_with",
+    ];
+    let mut all: Vec<&Task> = Vec::new();
+    for p in plays {
+        for t in p.tasks.iter().chain(&p.handlers) {
+            t.walk(&mut all);
+        }
+    }
+    let templated_src = all.iter().any(|t| {
+        t.args
+            .get("src")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|s| s.contains("{{") || s.contains("{%"))
+    });
+    templated_src
+        || serde_json::to_string(plays)
+            .map(|t| MARKERS.iter().any(|m| t.contains(m)))
+            .unwrap_or(true)
+        || files.values().any(|f| {
+            MARKERS
+                .iter()
+                .any(|m| f.content.windows(m.len()).any(|w| w == m.as_bytes()))
+        })
 }
 
 /// Whether anything the hosts of these plays can run or render names `hostvars`: only

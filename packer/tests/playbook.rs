@@ -938,10 +938,12 @@ mod playbook {
         );
         let root = rustle_deploy::playbook::controller_path(dir.path());
         assert!(plan.files.contains_key(&format!("{root}/roles/r/files/a")));
-        assert_eq!(
-            plan.plays[0].reach,
-            [root.clone(), format!("{root}/roles/r")]
-        );
+        let mut want: Vec<String> = ["tasks", "handlers", "vars", "files", "templates"]
+            .iter()
+            .map(|d| format!("{root}/{d}"))
+            .collect();
+        want.push(format!("{root}/roles/r"));
+        assert_eq!(plan.plays[0].reach, want);
     }
 
     #[test]

@@ -876,4 +876,54 @@ mod resolve {
             "ok=1 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
         );
     }
+
+    #[test]
+    fn trees_travel_only_with_plays_that_name_files_when_they_run() {
+        let dir = project(&[
+            (
+                "hosts.ini",
+                "[a]\nweb1 ansible_connection=local\n[b]\ndb1 ansible_connection=local\n",
+            ),
+            ("roles/r/tasks/main.yml", "- debug: msg=r\n"),
+            ("roles/r/files/big.bin", "payload bytes of a role file\n"),
+            (
+                "roles/d/tasks/main.yml",
+                "- include_tasks: \"{{ 'x' }}.yml\"\n",
+            ),
+            ("roles/d/tasks/x.yml", "- debug: msg=x\n"),
+            (
+                "site.yml",
+                "- hosts: a\n  gather_facts: false\n  roles: [r]\n- hosts: b\n  gather_facts: false\n  roles: [d]\n",
+            ),
+        ]);
+        let plan =
+            load_playbook(&dir.path().join("site.yml"), &PlaybookOptions::default()).unwrap();
+        let inv = Inventory::load(&dir.path().join("hosts.ini")).unwrap();
+        let settings = PayloadSettings {
+            deployment_id: "t".into(),
+            created_at: 0,
+            check_mode: false,
+            diff_mode: false,
+        };
+        let mut planner = Planner::new(&plan, &inv, &settings).unwrap();
+        let web = planner.host_plan(inv.host("web1").unwrap()).unwrap();
+        let db = planner.host_plan(inv.host("db1").unwrap()).unwrap();
+        // web1's play names every file literally: no tree travels with it.
+        assert!(web.shared.files.is_empty(), "{:?}", web.shared.files.keys());
+        assert!(web.shared.library.is_empty());
+        // db1's includes a templated name: its role's tree travels, and nothing of r.
+        let root = rustle_deploy::playbook::controller_path(dir.path());
+        assert!(
+            db.shared
+                .files
+                .contains_key(&format!("{root}/roles/d/tasks/x.yml"))
+        );
+        assert!(
+            db.shared
+                .library
+                .tasks
+                .contains_key(&format!("{root}/roles/d/tasks/x.yml"))
+        );
+        assert!(!db.shared.files.keys().any(|k| k.contains("/roles/r/")));
+    }
 }

@@ -296,8 +296,14 @@ impl Loader<'_> {
             }
         }
         for (key, root) in &self.reach.roots {
+            // A playbook directory reaches its search subdirectories only: the roles
+            // below it are trees of their own, reached by the plays that use them.
+            let entries: Vec<String> = match root.role {
+                Some(_) => vec![key.clone()],
+                None => PLAYBOOK_DIRS.iter().map(|d| format!("{key}/{d}")).collect(),
+            };
             for p in &root.plays {
-                reach.entry(*p).or_default().push(key.clone());
+                reach.entry(*p).or_default().extend(entries.iter().cloned());
             }
         }
         for (key, include) in &self.reach.includes {
