@@ -556,14 +556,9 @@ fn run_magic(plan: &DeployPlan, inventory: &Inventory, settings: &PayloadSetting
 fn play_magic(play: &Play, hosts: &[&str]) -> Vars {
     let names = serde_json::Value::Array(hosts.iter().map(|h| (*h).into()).collect());
     let mut vars = Vars::new();
-    for key in [
-        "ansible_play_hosts_all",
-        "ansible_play_hosts",
-        "ansible_play_batch",
-        "play_hosts",
-    ] {
-        vars.insert(key.into(), names.clone());
-    }
+    // One list travels; the runner gives it the other names (`ansible_play_hosts`,
+    // `ansible_play_batch`, `play_hosts`), which are the same list here.
+    vars.insert("ansible_play_hosts_all".into(), names);
     // A play without a name is named after its host pattern, as in Ansible.
     let name = if play.name.is_empty() {
         play.hosts.join(",")

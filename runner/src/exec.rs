@@ -492,11 +492,11 @@ impl<'a> Executor<'a> {
     /// (`playbook_dir`, role names), its hosts' (`ansible_play_hosts`, ...), `groups`
     /// and `ansible_diff_mode`.
     fn play_globals(&self, play: &Play, index: usize) -> Vec<(String, JValue)> {
-        let mut out: Vec<(String, JValue)> = Vec::new();
-        let mut put = |k: &str, v: JValue| {
+        fn put(out: &mut Vec<(String, JValue)>, k: &str, v: JValue) {
             out.retain(|(name, _)| name != k);
             out.push((k.to_string(), v));
-        };
+        }
+        let mut out: Vec<(String, JValue)> = Vec::new();
         for (k, v) in self
             .plan
             .magic
@@ -504,17 +504,32 @@ impl<'a> Executor<'a> {
             .chain(play.magic.iter())
             .chain(self.plan.shared.play_vars.get(index).into_iter().flatten())
         {
-            put(k, crate::template::to_jvalue(v));
+            put(&mut out, k, crate::template::to_jvalue(v));
+        }
+        // The packer carries the play's hosts once; every host runs the whole play, so
+        // the batch and the hosts left are the same list.
+        if let Some((_, hosts)) = out.iter().find(|(k, _)| k == "ansible_play_hosts_all") {
+            let hosts = hosts.clone();
+            for alias in ["ansible_play_hosts", "ansible_play_batch", "play_hosts"] {
+                if !out.iter().any(|(k, _)| k == alias) {
+                    out.push((alias.to_string(), hosts.clone()));
+                }
+            }
         }
         if !self.plan.shared.groups.is_empty() {
-            put("groups", JValue::from_serialize(&self.plan.shared.groups));
+            put(
+                &mut out,
+                "groups",
+                JValue::from_serialize(&self.plan.shared.groups),
+            );
         }
         put(
+            &mut out,
             "ansible_diff_mode",
             JValue::from(self.plan.diff_mode || self.opts.diff_mode),
         );
         if !self.plan.magic.contains_key("omit") {
-            put("omit", JValue::from(self.omit.as_str()));
+            put(&mut out, "omit", JValue::from(self.omit.as_str()));
         }
         out
     }
