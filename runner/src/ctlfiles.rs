@@ -1128,6 +1128,98 @@ pub fn run_file_lookup(
     })
 }
 
+// ---------------------------------------------------------------------------
+// The files of the run, for lookups called from templates.
+
+thread_local! {
+    /// The controller files of the plan being run on this thread.
+    static FILES: std::cell::RefCell<Option<std::sync::Arc<Shared>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `shared`'s files as those the file lookups read.
+pub fn with_files<R>(shared: &std::sync::Arc<Shared>, f: impl FnOnce() -> R) -> R {
+    let before = FILES.with(|c| c.replace(Some(std::sync::Arc::clone(shared))));
+    let out = f();
+    FILES.with(|c| *c.borrow_mut() = before);
+    out
+}
+
+/// Variables over a template context: what `template` renders with.
+#[derive(Debug)]
+struct Layered {
+    extra: BTreeMap<String, minijinja::value::Value>,
+    base: minijinja::value::Value,
+}
+
+impl minijinja::value::Object for Layered {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(
+        self: &std::sync::Arc<Self>,
+        key: &minijinja::value::Value,
+    ) -> Option<minijinja::value::Value> {
+        if let Some(v) = key.as_str().and_then(|k| self.extra.get(k)) {
+            return Some(v.clone());
+        }
+        self.base.get_item(key).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        let mut keys: Vec<minijinja::value::Value> = self
+            .extra
+            .keys()
+            .map(|k| minijinja::value::Value::from(k.as_str()))
+            .collect();
+        if let Ok(it) = self.base.try_iter() {
+            keys.extend(it.filter(|k| k.as_str().is_none_or(|k| !self.extra.contains_key(k))));
+        }
+        minijinja::value::Enumerator::Values(keys)
+    }
+}
+
+/// A file lookup called from a template whose variables are `vars`, on the files of the
+/// run ([`with_files`]): what the lookup registry calls for the names in
+/// [`FILE_LOOKUPS`] (`None` for another name). Outside a run (no files), every file is
+/// missing.
+pub fn lookup_in_scope(
+    name: &str,
+    terms: &Value,
+    options: &Vars,
+    subdir: &str,
+    vars: &minijinja::value::Value,
+    engine: &crate::template::Engine,
+) -> Option<Result<Vec<Value>, FileLookupError>> {
+    let shared = FILES.with(|c| c.borrow().clone()).unwrap_or_default();
+    let files = CtlFiles::new(&shared);
+    let place = LookupPlace::from_vars(vars);
+    let name_render = |t: &str| -> Option<String> {
+        if crate::template::is_template(t) {
+            engine.render_str(t, vars).ok()
+        } else {
+            Some(t.to_string())
+        }
+    };
+    let template_render = |src: &str, extra: &Vars| -> Result<String, String> {
+        let layered = Layered {
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.clone(), crate::template::to_jvalue(v)))
+                .collect(),
+            base: vars.clone(),
+        };
+        let ctx = minijinja::value::Value::from_object(layered);
+        engine.render_str(src, &ctx).map_err(|e| e.to_string())
+    };
+    let render = Render {
+        name: &name_render,
+        template: &template_render,
+    };
+    run_file_lookup(name, terms, options, subdir, &place, files, &render)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1428,5 +1520,40 @@ mod tests {
             one(csvfile(&json!(["zz"]), &dflt, &place, f)),
             json!("none")
         );
+    }
+
+    #[test]
+    fn lookups_called_from_templates_read_the_files_of_the_run() {
+        let (s, _) = lookup_project();
+        let shared = std::sync::Arc::new(s);
+        let vars = minijinja::value::Value::from_serialize(json!({
+            "ansible_search_path": ["/p/roles/r", "/p/roles/r/tasks", "/p"],
+            "playbook_dir": "/p",
+            "role_path": "/p/roles/r",
+            "who": "me",
+            "name": "foo1",
+        }));
+        let engine = crate::template::Engine::new();
+        let none = Vars::new();
+        let call = |name: &str, terms: Value| {
+            lookup_in_scope(name, &terms, &none, "files", &vars, &engine).unwrap()
+        };
+        with_files(&shared, || {
+            assert_eq!(
+                strs(&call("first_found", json!(["nope", "{{ name }}"])).unwrap()),
+                ["/p/roles/r/files/foo1"]
+            );
+            let tv = json!({"template_vars": {"extra": "x"}})
+                .as_object()
+                .cloned()
+                .unwrap();
+            let out = lookup_in_scope("template", &json!(["t.j2"]), &tv, "files", &vars, &engine)
+                .unwrap()
+                .unwrap();
+            assert_eq!(strs(&out), ["T me x\n"]);
+        });
+        // Outside a run nothing is carried.
+        assert!(call("file", json!(["foo1"])).is_err());
+        assert!(lookup_in_scope("pipe", &json!([]), &none, "files", &vars, &engine).is_none());
     }
 }

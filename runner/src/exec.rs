@@ -184,7 +184,13 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs every play and emits the recap.
-    pub fn run(mut self) -> RunSummary {
+    pub fn run(self) -> RunSummary {
+        // The file lookups read the controller files this plan carries.
+        let shared = Arc::clone(&self.plan.shared);
+        crate::ctlfiles::with_files(&shared, || self.run_plays())
+    }
+
+    fn run_plays(mut self) -> RunSummary {
         let started = Instant::now();
         let mut host_failed = false;
         for (index, play) in self.plan.plays.iter().enumerate() {
