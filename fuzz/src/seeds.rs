@@ -88,7 +88,11 @@ fn host_plans() -> Vec<(String, HostPlan)> {
             diff_mode: loaded.plan.diff_mode,
             host_vars: vars,
             plays: loaded.plan.plays.clone(),
-            files,
+            magic: serde_json::Map::new(),
+            shared: std::sync::Arc::new(rustle_runner::plan::Shared {
+                files,
+                ..Default::default()
+            }),
         };
         let name = path.file_name().unwrap_or_default().display().to_string();
         out.push((name, plan));
@@ -112,7 +116,7 @@ fn payloads() -> Vec<(String, Vec<u8>)> {
             out.push((format!("{name}.body"), body.to_vec()));
         }
         out.push((format!("{name}.payload"), sealed));
-        if let Ok(raw) = payload::encode_plan(&plan) {
+        if let Ok(raw) = rmp_serde::to_vec_named(&plan) {
             out.push((format!("{name}.msgpack"), raw));
         }
     }

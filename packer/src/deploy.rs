@@ -306,7 +306,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         inventory.set_limit(limit)?;
     }
     crate::playbook::apply_role_defaults(&mut the_plan, &inventory);
-    pack::check_modules(&the_plan)?;
+    pack::check_modules(&mut the_plan)?;
 
     let key_path = match &opts.key {
         Some(k) => k.clone(),
@@ -476,8 +476,7 @@ fn pack_hosts(
     signing: &SigningKey,
     platforms: &BTreeMap<String, Result<Triple, String>>,
 ) -> Result<(Vec<Job>, Vec<Skipped>), DeployError> {
-    let files = pack::decode_files(the_plan)?;
-    let per_play = pack::play_hosts(the_plan, inventory);
+    let mut planner = pack::Planner::new(the_plan, inventory, settings)?;
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
     let mut sealer = pack::Sealer::new(signing)?;
@@ -499,7 +498,7 @@ fn pack_hosts(
             }
             None => continue,
         };
-        let hp = pack::host_plan(the_plan, &per_play, &files, host, settings)?;
+        let hp = planner.host_plan(host)?;
         let (sealed, digest) = sealer.seal(&hp)?;
         jobs.push(Job {
             host: host.clone(),

@@ -10,8 +10,9 @@ use crate::target::Triple;
 use ed25519_dalek::SigningKey;
 use rustle_runner::modules;
 use rustle_runner::payload::{self, Digest};
-use rustle_runner::plan::{DeployPlan, HostFile, HostPlan, Play, Task, Vars};
-use std::collections::BTreeMap;
+use rustle_runner::plan::{DeployPlan, HostFile, HostPlan, Play, Shared, Task, Vars};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// zstd level for payloads: plans are small and compress well at a fast level.
 const ZSTD_LEVEL: i32 = 3;
@@ -121,42 +122,85 @@ pub fn participating_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> V
         .collect()
 }
 
+/// The tasks the executor carries out itself rather than through a module.
+const EXECUTOR_TASKS: [&str; 2] = ["include_tasks", "include_role"];
+
+/// The first task below `tasks` whose module the runner lacks (neither built in nor
+/// among the plan's own `modules` or `library/` scripts): its name and module, or a task
+/// without a module (an empty module name).
+fn unsupported_module(plan: &DeployPlan, tasks: &[Task]) -> Option<(String, String)> {
+    let mut all = Vec::new();
+    for t in tasks {
+        t.walk(&mut all);
+    }
+    for t in all {
+        if t.block.is_some() {
+            continue;
+        }
+        let m = t.module_name();
+        if m.is_empty() {
+            return Some((t.display_name(), String::new()));
+        }
+        // A plan's own Rust modules are built into its runner (crate::custom); its
+        // library/ script modules travel as files.
+        let library = format!("{}{m}", modules::LIBRARY_PREFIX);
+        if !modules::is_supported(m)
+            && !EXECUTOR_TASKS.contains(&m)
+            && !plan.modules.contains_key(m)
+            && !plan.files.contains_key(&library)
+        {
+            return Some((t.display_name(), m.to_string()));
+        }
+    }
+    None
+}
+
 /// Refuses plans that use modules the runner lacks (neither built in nor among the plan's
-/// own `modules`), naming play and task, before any host is touched.
-pub fn check_modules(plan: &DeployPlan) -> Result<(), PackError> {
+/// own `modules`), naming play and task, before any host is touched. In a task file only
+/// an include may reach (the plan's library), such a module makes the file a refusal
+/// that fails a host only if it includes the file, as the file's other refusals do.
+pub fn check_modules(plan: &mut DeployPlan) -> Result<(), PackError> {
     for play in &plan.plays {
-        let mut all = Vec::new();
-        for t in play.tasks.iter().chain(&play.handlers) {
-            t.walk(&mut all);
-        }
-        for t in all {
-            if t.block.is_some() {
-                continue;
-            }
-            let m = t.module_name();
-            if m.is_empty() {
-                return Err(PackError::NoModule {
-                    play: play.name.clone(),
-                    task: t.display_name(),
-                });
-            }
-            // A plan's own Rust modules are built into its runner (crate::custom); its
-            // library/ script modules travel as files.
-            let library = format!("{}{m}", modules::LIBRARY_PREFIX);
-            if !modules::is_supported(m)
-                && !plan.modules.contains_key(m)
-                && !plan.files.contains_key(&library)
-            {
-                let mut supported: Vec<&str> = modules::SUPPORTED.to_vec();
-                supported.extend(plan.modules.keys().map(String::as_str));
-                return Err(PackError::UnsupportedModule {
-                    play: play.name.clone(),
-                    task: t.display_name(),
-                    module: m.to_string(),
-                    supported: supported.join(", "),
-                });
+        let lists = [&play.tasks, &play.handlers];
+        for list in lists {
+            match unsupported_module(plan, list) {
+                None => {}
+                Some((task, m)) if m.is_empty() => {
+                    return Err(PackError::NoModule {
+                        play: play.name.clone(),
+                        task,
+                    });
+                }
+                Some((task, module)) => {
+                    let mut supported: Vec<&str> = modules::SUPPORTED.to_vec();
+                    supported.extend(plan.modules.keys().map(String::as_str));
+                    return Err(PackError::UnsupportedModule {
+                        play: play.name.clone(),
+                        task,
+                        module,
+                        supported: supported.join(", "),
+                    });
+                }
             }
         }
+    }
+    let mut refusals = Vec::new();
+    for (path, parsed) in &plan.library.tasks {
+        if let rustle_runner::plan::Parsed::Ok(tasks) = parsed
+            && let Some((task, module)) = unsupported_module(plan, tasks)
+        {
+            let why = if module.is_empty() {
+                format!("{path}: task '{task}': no module and no block")
+            } else {
+                format!("{path}: task '{task}': module '{module}' is not supported by the runner")
+            };
+            refusals.push((path.clone(), why));
+        }
+    }
+    for (path, why) in refusals {
+        plan.library
+            .tasks
+            .insert(path, rustle_runner::plan::Parsed::Refused(why));
     }
     Ok(())
 }
@@ -274,84 +318,316 @@ fn host_vars(host: &Host) -> Vars {
     vars
 }
 
-/// Cuts the plan down to what `host` runs.
-pub fn host_plan(
-    plan: &DeployPlan,
-    plays_hosts: &[Vec<&Host>],
-    files: &BTreeMap<String, HostFile>,
-    host: &Host,
-    settings: &PayloadSettings,
-) -> Result<HostPlan, PackError> {
-    let plays: Vec<Play> = plan
-        .plays
-        .iter()
-        .zip(plays_hosts)
-        .filter(|(_, hosts)| hosts.iter().any(|h| h.name == host.name))
-        .map(|(p, _)| {
-            let mut p = p.clone();
-            strip_secrets(&mut p);
-            p
+/// Cuts a plan down to each host: one per deploy, so that what hosts running the same
+/// plays share ([`Shared`]: files, controller data) is built once for all of them.
+#[derive(Debug)]
+pub struct Planner<'p> {
+    plan: &'p DeployPlan,
+    inventory: &'p Inventory,
+    per_play: Vec<Vec<&'p Host>>,
+    /// Magic variables every host gets (`omit`, `ansible_version`, ...).
+    magic: Vars,
+    /// `groups`, computed once.
+    groups: BTreeMap<String, Vec<String>>,
+    files: BTreeMap<String, HostFile>,
+    settings: &'p PayloadSettings,
+    /// The shared part, by the indices of the plays a host takes part in.
+    shared: HashMap<Vec<usize>, Arc<Shared>>,
+}
+
+impl<'p> Planner<'p> {
+    /// Resolves the plays' hosts and decodes the plan's files, once.
+    pub fn new(
+        plan: &'p DeployPlan,
+        inventory: &'p Inventory,
+        settings: &'p PayloadSettings,
+    ) -> Result<Planner<'p>, PackError> {
+        Ok(Planner {
+            plan,
+            inventory,
+            per_play: play_hosts(plan, inventory),
+            magic: run_magic(plan, inventory, settings),
+            groups: inventory.groups_dict(),
+            files: decode_files(plan)?,
+            settings,
+            shared: HashMap::new(),
         })
-        .collect();
-    let mut wanted = Vec::new();
-    for p in &plays {
-        used_files(p, &mut wanted);
     }
-    let mut host_files = BTreeMap::new();
-    for (task, src) in wanted {
-        // A copied directory travels as its files, `<src>/<sub path>`.
-        let prefix = format!("{}/", src.trim_end_matches('/'));
-        let under: Vec<(&String, &HostFile)> = files
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
+
+    /// Cuts the plan down to what `host` runs.
+    pub fn host_plan(&mut self, host: &Host) -> Result<HostPlan, PackError> {
+        let indices: Vec<usize> = self
+            .per_play
+            .iter()
+            .enumerate()
+            .filter(|(_, hosts)| hosts.iter().any(|h| h.name == host.name))
+            .map(|(i, _)| i)
             .collect();
-        if !files.contains_key(&src) && !under.is_empty() {
-            for (k, f) in under {
-                host_files.insert(k.clone(), f.clone());
+        let plays: Vec<Play> = indices
+            .iter()
+            .filter_map(|i| self.plan.plays.get(*i))
+            .map(|p| {
+                let mut p = p.clone();
+                strip_secrets(&mut p);
+                p
+            })
+            .collect();
+        let shared = match self.shared.get(&indices) {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Arc::new(self.shared_for(&indices, &plays)?);
+                self.shared.insert(indices, Arc::clone(&s));
+                s
             }
-            continue;
-        }
-        // A module that is neither built in nor a library/ script is one of the plan's
-        // Rust modules, built into the runner: no file to carry.
-        if src.starts_with(modules::LIBRARY_PREFIX) && !files.contains_key(&src) {
-            continue;
-        }
-        let Some(f) = files.get(&src) else {
-            let play = plays
-                .iter()
-                .find(|p| {
-                    let mut all: Vec<&Task> = Vec::new();
-                    p.tasks
-                        .iter()
-                        .chain(&p.handlers)
-                        .for_each(|t| t.walk(&mut all));
-                    all.iter().any(|t| t.display_name() == task)
-                })
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
-            return Err(PackError::MissingFile { play, task, src });
         };
-        host_files.insert(src, f.clone());
+        let plan = self.plan;
+        let settings = self.settings;
+        Ok(HostPlan {
+            deployment_id: settings.deployment_id.clone(),
+            host: host.name.clone(),
+            created_at: settings.created_at,
+            packer_version: env!("CARGO_PKG_VERSION").to_string(),
+            check_mode: plan.check_mode || settings.check_mode,
+            diff_mode: plan.diff_mode || settings.diff_mode,
+            host_vars: host_vars(host),
+            plays,
+            magic: self.magic.clone(),
+            shared,
+        })
     }
-    Ok(HostPlan {
-        deployment_id: settings.deployment_id.clone(),
-        host: host.name.clone(),
-        created_at: settings.created_at,
-        packer_version: env!("CARGO_PKG_VERSION").to_string(),
-        check_mode: plan.check_mode || settings.check_mode,
-        diff_mode: plan.diff_mode || settings.diff_mode,
-        host_vars: host_vars(host),
-        plays,
-        files: host_files,
-    })
+
+    /// What the hosts running `plays` (the plan's plays at `indices`) share: the files
+    /// their tasks use, `groups`, each play's hosts, and other hosts' variables when
+    /// something refers to `hostvars`.
+    fn shared_for(&self, indices: &[usize], plays: &[Play]) -> Result<Shared, PackError> {
+        let files = &self.files;
+        let mut wanted = Vec::new();
+        let mut lenient = Vec::new();
+        for p in plays {
+            // A play from a playbook names files the runner finds among its trees when
+            // the task runs; what is not embedded by name is looked for there.
+            let mut of_play = Vec::new();
+            used_files(p, &mut of_play);
+            if !p.reach.is_empty() {
+                lenient.extend(of_play.iter().map(|(_, src)| src.clone()));
+            }
+            wanted.extend(of_play);
+        }
+        let mut host_files = BTreeMap::new();
+        for (task, src) in wanted {
+            // A copied directory travels as its files, `<src>/<sub path>`.
+            let prefix = format!("{}/", src.trim_end_matches('/'));
+            let under: Vec<(&String, &HostFile)> = files
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .collect();
+            if !files.contains_key(&src) && !under.is_empty() {
+                for (k, f) in under {
+                    host_files.insert(k.clone(), f.clone());
+                }
+                continue;
+            }
+            // A module that is neither built in nor a library/ script is one of the plan's
+            // Rust modules, built into the runner: no file to carry.
+            if src.starts_with(modules::LIBRARY_PREFIX) && !files.contains_key(&src) {
+                continue;
+            }
+            if !files.contains_key(&src) && lenient.contains(&src) {
+                continue;
+            }
+            let Some(f) = files.get(&src) else {
+                let play = plays
+                    .iter()
+                    .find(|p| {
+                        let mut all: Vec<&Task> = Vec::new();
+                        p.tasks
+                            .iter()
+                            .chain(&p.handlers)
+                            .for_each(|t| t.walk(&mut all));
+                        all.iter().any(|t| t.display_name() == task)
+                    })
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default();
+                return Err(PackError::MissingFile { play, task, src });
+            };
+            host_files.insert(src, f.clone());
+        }
+        let play_vars = indices
+            .iter()
+            .zip(plays)
+            .map(|(i, play)| {
+                let hosts: Vec<&str> = self
+                    .per_play
+                    .get(*i)
+                    .map(|hs| hs.iter().map(|h| h.name.as_str()).collect())
+                    .unwrap_or_default();
+                play_magic(play, &hosts)
+            })
+            .collect();
+        // The controller trees the plays reach: their files and parsed task and
+        // variables files.
+        // Only plays that name files while they run need them: a play whose files are
+        // all named literally has them already, by name.
+        let reach: Vec<String> = if names_files_at_run_time(plays, &host_files) {
+            plays.iter().flat_map(|p| p.reach.iter().cloned()).collect()
+        } else {
+            Vec::new()
+        };
+        if !reach.is_empty() {
+            for (k, f) in files
+                .iter()
+                .filter(|(k, _)| rustle_runner::plan::is_under(k, &reach))
+            {
+                host_files.entry(k.clone()).or_insert_with(|| f.clone());
+            }
+        }
+        let library = self.plan.library.under(&reach);
+        let hostvars = if refers_to_hostvars(plays, &host_files) {
+            self.inventory
+                .hosts()
+                .map(|h| (h.name.clone(), host_vars(h)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Shared {
+            files: host_files,
+            library,
+            play_vars,
+            groups: self.groups.clone(),
+            hostvars,
+        })
+    }
+}
+
+/// The version of ansible-core whose semantics rustle-deploy follows, for
+/// `ansible_version` (playbooks compare it to decide what they may use).
+pub const ANSIBLE_VERSION: (u64, u64, u64) = (2, 18, 19);
+
+/// The magic variables about the run and the inventory every host gets: the plan's own
+/// (`ansible_run_tags`, `ansible_skip_tags`), `omit`, `ansible_version`,
+/// `inventory_file`, `inventory_dir` and `ansible_inventory_sources`.
+fn run_magic(plan: &DeployPlan, inventory: &Inventory, settings: &PayloadSettings) -> Vars {
+    let mut magic = plan.magic.clone();
+    // Ansible's token is random per run; one per deployment serves the same purpose: a
+    // value no template writes by accident.
+    let token = Digest::of(format!("omit {}", settings.deployment_id).as_bytes()).to_hex();
+    magic.insert(
+        "omit".into(),
+        format!("__omit_place_holder__{}", token.get(..40).unwrap_or(&token)).into(),
+    );
+    let (major, minor, revision) = ANSIBLE_VERSION;
+    let full = format!("{major}.{minor}.{revision}");
+    magic.insert(
+        "ansible_version".into(),
+        serde_json::json!({"string": full, "full": full, "major": major, "minor": minor,
+                           "revision": revision}),
+    );
+    let file: Option<serde_json::Value> = inventory
+        .path()
+        .map(|p| crate::playbook::controller_path(p).into());
+    let dir = inventory.path().map(|p| {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        serde_json::Value::from(crate::playbook::controller_path(parent))
+    });
+    if let Some(f) = &file {
+        magic.insert(
+            "ansible_inventory_sources".into(),
+            serde_json::Value::Array(vec![f.clone()]),
+        );
+    }
+    magic.insert(
+        "inventory_file".into(),
+        file.unwrap_or(serde_json::Value::Null),
+    );
+    magic.insert(
+        "inventory_dir".into(),
+        dir.unwrap_or(serde_json::Value::Null),
+    );
+    magic
+}
+
+/// The magic variables of a play on its hosts (`hosts`, in inventory order). Every
+/// host runs the whole play, so the batch is every host and no host is ever removed
+/// from `ansible_play_hosts` for failing (Ansible removes failed hosts from it).
+fn play_magic(play: &Play, hosts: &[&str]) -> Vars {
+    let names = serde_json::Value::Array(hosts.iter().map(|h| (*h).into()).collect());
+    let mut vars = Vars::new();
+    // One list travels; the runner gives it the other names (`ansible_play_hosts`,
+    // `ansible_play_batch`, `play_hosts`), which are the same list here.
+    vars.insert("ansible_play_hosts_all".into(), names);
+    // A play without a name is named after its host pattern, as in Ansible.
+    let name = if play.name.is_empty() {
+        play.hosts.join(",")
+    } else {
+        play.name.clone()
+    };
+    vars.insert("ansible_play_name".into(), name.into());
+    vars
+}
+
+/// Whether the plays (or the templates they render) may name a controller file only
+/// when they run: an include, `include_vars`, a lookup, a `with_<lookup>` loop, or a
+/// templated `src`.
+fn names_files_at_run_time(plays: &[Play], files: &BTreeMap<String, HostFile>) -> bool {
+    const MARKERS: [&str; 7] = [
+        "include_tasks",
+        "include_role",
+        "include_vars",
+        "lookup(",
+        "query(",
+        "q(",
+        "loop_with",
+    ];
+    let mut all: Vec<&Task> = Vec::new();
+    for p in plays {
+        for t in p.tasks.iter().chain(&p.handlers) {
+            t.walk(&mut all);
+        }
+    }
+    let templated_src = all.iter().any(|t| {
+        t.args
+            .get("src")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|s| s.contains("{{") || s.contains("{%"))
+    });
+    templated_src
+        || serde_json::to_string(plays)
+            .map(|t| MARKERS.iter().any(|m| t.contains(m)))
+            .unwrap_or(true)
+        || files.values().any(|f| {
+            MARKERS
+                .iter()
+                .any(|m| f.content.windows(m.len()).any(|w| w == m.as_bytes()))
+        })
+}
+
+/// Whether anything the hosts of these plays can run or render names `hostvars`: only
+/// then do other hosts' variables travel in their payloads.
+fn refers_to_hostvars(plays: &[Play], files: &BTreeMap<String, HostFile>) -> bool {
+    const NAME: &[u8] = b"hostvars";
+    let in_plays = serde_json::to_string(plays)
+        .map(|t| t.contains("hostvars"))
+        .unwrap_or(true);
+    in_plays
+        || files
+            .values()
+            .any(|f| f.content.windows(NAME.len()).any(|w| w == NAME))
 }
 
 /// Seals host plans: encode, compress, sign. One sealer serves every host of a deploy so
 /// the compressor's tables are set up once, not per host (that set-up costs more than
-/// compressing a typical plan).
+/// compressing a typical plan), and the shared part of plans is compressed once for all
+/// the hosts that share it.
 pub struct Sealer<'k> {
     key: &'k SigningKey,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Compressed shared sections, by the shared part they encode (kept alive here so
+    /// that a pointer is never reused for another one during the deploy).
+    shared: Vec<(Arc<Shared>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Sealer<'_> {
@@ -368,7 +644,11 @@ impl<'k> Sealer<'k> {
                 host: String::new(),
                 reason: format!("zstd: {e}"),
             })?;
-        Ok(Sealer { key, compressor })
+        Ok(Sealer {
+            key,
+            compressor,
+            shared: Vec::new(),
+        })
     }
 
     /// Encodes, compresses and signs a host plan; returns the payload and its digest.
@@ -377,13 +657,36 @@ impl<'k> Sealer<'k> {
             host: plan.host.clone(),
             reason,
         };
-        let raw = payload::encode_plan(plan).map_err(|e| encode_err(e.to_string()))?;
-        let compressed = self
+        let raw = payload::encode_host(plan).map_err(|e| encode_err(e.to_string()))?;
+        let host_frame = self
             .compressor
             .compress(&raw)
             .map_err(|e| encode_err(e.to_string()))?;
-        let sealed = payload::seal(&compressed, self.key);
-        Ok((sealed, Digest::of(&compressed)))
+        let cached = self
+            .shared
+            .iter()
+            .position(|(s, _)| Arc::ptr_eq(s, &plan.shared));
+        let at = match cached {
+            Some(at) => at,
+            None => {
+                let raw =
+                    payload::encode_shared(&plan.shared).map_err(|e| encode_err(e.to_string()))?;
+                let frame = self
+                    .compressor
+                    .compress(&raw)
+                    .map_err(|e| encode_err(e.to_string()))?;
+                self.shared.push((Arc::clone(&plan.shared), frame));
+                self.shared.len() - 1
+            }
+        };
+        let shared_frame = self
+            .shared
+            .get(at)
+            .map(|(_, f)| f.as_slice())
+            .unwrap_or(&[]);
+        let body = payload::body(&host_frame, shared_frame);
+        let sealed = payload::seal(&body, self.key);
+        Ok((sealed, Digest::of(&body)))
     }
 }
 

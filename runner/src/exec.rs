@@ -15,12 +15,13 @@ use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
 use crate::facts;
 use crate::keywords;
 use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
-use crate::plan::{Condition, Flag, HostPlan, Play, Task, Vars};
+use crate::plan::{Condition, Flag, HostPlan, Origin, Parsed, Play, RoleRef, Task, Vars};
 use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,11 +52,35 @@ enum Halt {
     Stopped,
 }
 
+/// A scope of variables: one the plan holds, or one made while running (the loop
+/// variables of an `include_tasks`).
+#[derive(Debug, Clone)]
+enum Scope<'a> {
+    Plan(&'a Vars),
+    Run(Rc<Vars>),
+}
+
+impl std::ops::Deref for Scope<'_> {
+    type Target = Vars;
+    fn deref(&self) -> &Vars {
+        match self {
+            Scope::Plan(v) => v,
+            Scope::Run(v) => v,
+        }
+    }
+}
+
 /// Keywords a block hands down to the tasks inside it. Templated keywords are handed
 /// down as written and evaluated at each task, with its variables, as Ansible does.
 #[derive(Debug, Clone, Default)]
 struct Inherited<'a> {
-    vars: Vec<&'a Vars>,
+    vars: Vec<Scope<'a>>,
+    /// Role defaults of roles included at run time: below the inventory, as in Ansible.
+    defaults: Vec<Scope<'a>>,
+    /// The roles the tasks run in, outermost first (Ansible's dependency chain).
+    roles: Vec<Rc<RoleRef>>,
+    /// The controller path of the file the tasks were read from.
+    file: Option<Rc<str>>,
     when: Vec<&'a Condition>,
     become_: Option<&'a Flag>,
     become_user: Option<&'a str>,
@@ -86,6 +111,28 @@ pub struct Executor<'a> {
     facts_used: Option<bool>,
     /// Where modules run: here, or (the deployer's SSH mode) on a remote host.
     host: Box<dyn ModuleHost + 'a>,
+    /// Magic variables of the current play (the plan's, the play's and its hosts'),
+    /// as template values: they rank above every other variable.
+    globals: Vec<(String, JValue)>,
+    /// Whether anything in the plan refers to `hostvars` (decided once): only then is
+    /// it built for each task.
+    hostvars_used: bool,
+    /// Ansible's `omit`: an argument that renders to it is left out.
+    omit: String,
+    /// The current play's playbook directory (its `playbook_dir`, Ansible's base
+    /// directory for finding files).
+    playbook_dir: String,
+    /// Handlers of roles included at run time, with the scope they run in; a role
+    /// included again replaces its earlier ones.
+    dyn_handlers: Vec<(String, &'a [Task], Inherited<'a>)>,
+    /// Defaults and vars of roles included with `public: true`, for the rest of the play.
+    public_defaults: Vars,
+    public_vars: Vars,
+    /// Roles run at run time in this play (directory, files and parameters), for
+    /// Ansible's once-per-play rule.
+    roles_run: BTreeSet<String>,
+    /// Roles being run at run time, to stop a dependency cycle.
+    role_stack: Vec<String>,
 }
 
 /// What a finished run amounts to.
@@ -124,14 +171,34 @@ impl<'a> Executor<'a> {
             play: None,
             facts_used: None,
             host,
+            globals: Vec::new(),
+            hostvars_used: refers_to(plan, "hostvars"),
+            omit: omit_token(plan),
+            playbook_dir: String::new(),
+            dyn_handlers: Vec::new(),
+            public_defaults: Vars::new(),
+            public_vars: Vars::new(),
+            roles_run: BTreeSet::new(),
+            role_stack: Vec::new(),
         }
     }
 
     /// Runs every play and emits the recap.
-    pub fn run(mut self) -> RunSummary {
+    pub fn run(self) -> RunSummary {
+        // The file lookups read the controller files this plan carries.
+        let shared = Arc::clone(&self.plan.shared);
+        crate::ctlfiles::with_files(&shared, || self.run_plays())
+    }
+
+    fn run_plays(mut self) -> RunSummary {
         let started = Instant::now();
         let mut host_failed = false;
-        for play in &self.plan.plays {
+        for (index, play) in self.plan.plays.iter().enumerate() {
+            self.globals = self.play_globals(play, index);
+            self.playbook_dir = match play.magic.get("playbook_dir") {
+                Some(Value::String(d)) => d.clone(),
+                _ => String::new(),
+            };
             match self.run_play(play) {
                 Ok(()) | Err(Halt::EndPlay) => {}
                 Err(Halt::EndHost) => break,
@@ -156,6 +223,10 @@ impl<'a> Executor<'a> {
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
+        self.dyn_handlers.clear();
+        self.public_defaults.clear();
+        self.public_vars.clear();
+        self.roles_run.clear();
         self.sink.emit(&Event::Play {
             v: EVENTS_VERSION,
             name: play.name.clone(),
@@ -201,7 +272,24 @@ impl<'a> Executor<'a> {
         };
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
-        for handler in &play.handlers {
+        self.flush_list(&play.handlers, &inherited)?;
+        for (_, list, scope) in self.dyn_handlers.clone() {
+            self.flush_list(list, &scope)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
+    /// or one the playbook wrote) is looked into, its keywords applying to the handlers
+    /// inside it.
+    fn flush_list(&mut self, list: &'a [Task], inherited: &Inherited<'a>) -> Result<(), Halt> {
+        for handler in list {
+            if let Some(block) = &handler.block {
+                let entered = self.enter(handler.origin.as_ref(), inherited);
+                let inner = Self::child_inherited(handler, &entered);
+                self.flush_list(block, &inner)?;
+                continue;
+            }
             let name = handler.name.clone().unwrap_or_default();
             let wanted = self.notified.remove(&name)
                 | handler
@@ -209,10 +297,37 @@ impl<'a> Executor<'a> {
                     .iter()
                     .fold(false, |any, l| self.notified.remove(l) | any);
             if wanted {
-                self.run_task(handler, &inherited, true)?;
+                self.run_task(handler, inherited, true)?;
             }
         }
         Ok(())
+    }
+
+    /// The scope inside a block or task that says where its tasks come from: its role
+    /// (entered, on top of the enclosing ones) and its file.
+    fn enter(&self, origin: Option<&Origin>, parent: &Inherited<'a>) -> Inherited<'a> {
+        let mut inh = parent.clone();
+        if let Some(o) = origin {
+            if let Some(role) = &o.role {
+                inh.roles.push(Rc::new(role.clone()));
+            }
+            if let Some(file) = &o.file {
+                inh.file = Some(Rc::from(file.as_str()));
+            }
+        }
+        inh
+    }
+
+    /// Where a task runs from, for Ansible's search path.
+    fn place<'i>(&'i self, inherited: &'i Inherited<'_>) -> crate::resolve::Place<'i> {
+        crate::resolve::Place {
+            roles: inherited.roles.iter().map(|r| r.path.as_str()).collect(),
+            task_dir: match &inherited.file {
+                Some(f) => crate::resolve::dirname(f),
+                None => &self.playbook_dir,
+            },
+            playbook_dir: &self.playbook_dir,
+        }
     }
 
     /// `meta`: executor directives rather than modules. Like Ansible, they are not
@@ -293,7 +408,7 @@ impl<'a> Executor<'a> {
 
     fn child_inherited(task: &'a Task, parent: &Inherited<'a>) -> Inherited<'a> {
         let mut inh = parent.clone();
-        inh.vars.push(&task.vars);
+        inh.vars.push(Scope::Plan(&task.vars));
         if let Some(w) = &task.when {
             inh.when.push(w);
         }
@@ -340,14 +455,109 @@ impl<'a> Executor<'a> {
     }
 
     /// A template context over `vars`: variables whose values are templates render
-    /// where they are used, as Ansible's do (see [`crate::lazyvars`]).
+    /// where they are used, as Ansible's do (see [`crate::lazyvars`]); the magic
+    /// variables rank above them.
     fn jctx(&self, vars: &Vars) -> JValue {
-        crate::lazyvars::context(vars, &self.engine)
+        if !self.hostvars_used {
+            return crate::lazyvars::context_with(vars, &self.globals, &self.engine);
+        }
+        let mut globals = self.globals.clone();
+        let hostvars = crate::lazyvars::HostVars::new(
+            &self.plan.host,
+            self.own_vars(),
+            &self.plan.shared,
+            self.globals.clone(),
+            &self.engine,
+        );
+        globals.push(("hostvars".into(), JValue::from_object(hostvars)));
+        crate::lazyvars::context_with(vars, &globals, &self.engine)
+    }
+
+    /// What this host knows of itself outside any play, as `hostvars[inventory_hostname]`
+    /// gives it: inventory variables, facts, `set_fact`/`include_vars` and registered
+    /// values.
+    fn own_vars(&self) -> Vars {
+        let mut vars = self.plan.host_vars.clone();
+        vars.extend(
+            self.facts
+                .iter()
+                .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
+        );
+        if !self.facts.is_empty() {
+            vars.insert(
+                "ansible_facts".into(),
+                unsafe_data(facts::unprefixed(&self.facts).into()),
+            );
+        }
+        vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars
+    }
+
+    /// The magic variables of play number `index`: the run's (`omit`,
+    /// `ansible_version`, tags, inventory), the play's from its playbook
+    /// (`playbook_dir`, role names), its hosts' (`ansible_play_hosts`, ...), `groups`
+    /// and `ansible_diff_mode`.
+    fn play_globals(&self, play: &Play, index: usize) -> Vec<(String, JValue)> {
+        fn put(out: &mut Vec<(String, JValue)>, k: &str, v: JValue) {
+            out.retain(|(name, _)| name != k);
+            out.push((k.to_string(), v));
+        }
+        let mut out: Vec<(String, JValue)> = Vec::new();
+        for (k, v) in self
+            .plan
+            .magic
+            .iter()
+            .chain(play.magic.iter())
+            .chain(self.plan.shared.play_vars.get(index).into_iter().flatten())
+        {
+            put(&mut out, k, crate::template::to_jvalue(v));
+        }
+        // The packer carries the play's hosts once; every host runs the whole play, so
+        // the batch and the hosts left are the same list.
+        if let Some((_, hosts)) = out.iter().find(|(k, _)| k == "ansible_play_hosts_all") {
+            let hosts = hosts.clone();
+            for alias in ["ansible_play_hosts", "ansible_play_batch", "play_hosts"] {
+                if !out.iter().any(|(k, _)| k == alias) {
+                    out.push((alias.to_string(), hosts.clone()));
+                }
+            }
+        }
+        if !self.plan.shared.groups.is_empty() {
+            put(
+                &mut out,
+                "groups",
+                JValue::from_serialize(&self.plan.shared.groups),
+            );
+        }
+        put(
+            &mut out,
+            "ansible_diff_mode",
+            JValue::from(self.plan.diff_mode || self.opts.diff_mode),
+        );
+        if !self.plan.magic.contains_key("omit") {
+            put(&mut out, "omit", JValue::from(self.omit.as_str()));
+        }
+        out
     }
 
     /// The variables visible to a task, lowest precedence first.
     fn context(&self, inherited: &Inherited<'_>, task: &Task, extra: &[(&str, &Value)]) -> Vars {
-        let mut vars = self.plan.host_vars.clone();
+        let mut vars = if inherited.defaults.is_empty() && self.public_defaults.is_empty() {
+            self.plan.host_vars.clone()
+        } else {
+            // Role defaults rank below everything else.
+            let mut v = self.public_defaults.clone();
+            for scope in &inherited.defaults {
+                v.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            v.extend(
+                self.plan
+                    .host_vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            v
+        };
         // Facts, module results and loop items are data, never templated (Ansible
         // marks them unsafe): they enter templates marked so.
         vars.extend(
@@ -361,8 +571,13 @@ impl<'a> Executor<'a> {
                 unsafe_data(facts::unprefixed(&self.facts).into()),
             );
         }
-        for scope in &inherited.vars {
-            vars.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some((play, rest)) = inherited.vars.split_first() {
+            vars.extend(play.iter().map(|(k, v)| (k.clone(), v.clone())));
+            // Public role vars rank with the play's role vars, above its vars.
+            vars.extend(self.public_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for scope in rest {
+                vars.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
         }
         vars.extend(task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -371,10 +586,51 @@ impl<'a> Executor<'a> {
             "ansible_check_mode".into(),
             (self.plan.check_mode || self.opts.check_mode).into(),
         );
+        self.place_vars(inherited, &mut vars);
         for (k, v) in extra {
             vars.insert((*k).to_string(), unsafe_data((*v).clone()));
         }
         vars
+    }
+
+    /// The magic variables of where a task runs: `ansible_search_path`, and in a role
+    /// `role_name`, `role_path`, `ansible_role_name` and, for a role a task of another
+    /// role imported or included, `ansible_parent_role_names`/`_paths` (the enclosing
+    /// roles, innermost first, as far as roles were entered by tasks).
+    fn place_vars(&self, inherited: &Inherited<'_>, vars: &mut Vars) {
+        let search: Vec<Value> = self
+            .place(inherited)
+            .search_path()
+            .into_iter()
+            .map(Value::String)
+            .collect();
+        vars.insert("ansible_search_path".into(), Value::Array(search));
+        let Some(role) = inherited.roles.last() else {
+            return;
+        };
+        vars.insert("role_name".into(), role.name.clone().into());
+        vars.insert("ansible_role_name".into(), role.name.clone().into());
+        vars.insert("role_path".into(), role.path.clone().into());
+        let mut names = Vec::new();
+        let mut paths = Vec::new();
+        let mut i = inherited.roles.len();
+        while i > 1 {
+            let Some(r) = inherited.roles.get(i - 1) else {
+                break;
+            };
+            if !r.from_task {
+                break;
+            }
+            if let Some(parent) = inherited.roles.get(i - 2) {
+                names.push(Value::String(parent.name.clone()));
+                paths.push(Value::String(parent.path.clone()));
+            }
+            i -= 1;
+        }
+        if !names.is_empty() {
+            vars.insert("ansible_parent_role_names".into(), Value::Array(names));
+            vars.insert("ansible_parent_role_paths".into(), Value::Array(paths));
+        }
     }
 
     /// Whether the task runs in check mode: its own `check_mode` (or the enclosing
@@ -443,11 +699,21 @@ impl<'a> Executor<'a> {
         if self.sink.stop_requested() {
             return Err(Halt::Stopped);
         }
+        let entered;
+        let inherited = match &task.origin {
+            Some(o) => {
+                entered = self.enter(Some(o), inherited);
+                &entered
+            }
+            None => inherited,
+        };
         if let Some(block) = &task.block {
             return self.run_block(task, block, inherited, handler);
         }
-        if task.module_name() == "meta" {
-            return self.run_meta(task, inherited, handler);
+        match task.module_name() {
+            "meta" => return self.run_meta(task, inherited, handler),
+            "include_tasks" | "include_role" => return self.run_include(task, inherited, handler),
+            _ => {}
         }
         let started = Instant::now();
         let base = self.context(inherited, task, &[]);
@@ -506,6 +772,470 @@ impl<'a> Executor<'a> {
             return Err(Halt::Failed);
         }
         Ok(())
+    }
+
+    /// `include_tasks`, when it is reached: for each loop item (or once), its `when`,
+    /// then the file name is templated and found in Ansible's search order among the
+    /// files the payload carries; each inclusion counts as an ok task, as in Ansible, and
+    /// the included tasks then run, in order of the items, with the include's `vars`,
+    /// the loop variables and the `apply` keywords. A file that cannot be included fails
+    /// the host, whatever `ignore_errors` says (Ansible's include is not a module).
+    fn run_include(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let started = Instant::now();
+        let base = self.context(inherited, task, &[]);
+        let ctx = self.jctx(&base);
+        let name = self.task_name(task, &ctx);
+        let module = task.module_name().to_string();
+        // Each run: the loop variables (none without a loop).
+        let runs: Vec<Vec<(String, Value)>> = match &task.loop_ {
+            None => vec![Vec::new()],
+            Some(spec) => {
+                let items = match self.loop_items(spec, &ctx) {
+                    Ok(items) => items,
+                    Err((msg, templated)) => {
+                        let result = if templated {
+                            self.conditions(task, inherited, &ctx)
+                                .filter(|r| r.get("skipped") == Some(&Value::Bool(true)))
+                                .unwrap_or_else(|| failed_result(msg))
+                        } else {
+                            failed_result(msg)
+                        };
+                        return self.finish_include(task, &name, &module, handler, started, result);
+                    }
+                };
+                let control = task.loop_control.clone().unwrap_or_default();
+                let settings = match self.loop_settings(&control, task, inherited) {
+                    Ok(s) => s,
+                    Err(msg) => {
+                        let r = failed_result(msg);
+                        return self.finish_include(task, &name, &module, handler, started, r);
+                    }
+                };
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let mut v = vec![
+                            (settings.loop_var.clone(), item.clone()),
+                            (
+                                "ansible_loop_var".to_string(),
+                                settings.loop_var.clone().into(),
+                            ),
+                        ];
+                        if let Some(ix) = &settings.index_var {
+                            v.push((ix.clone(), Value::from(i)));
+                            v.push(("ansible_index_var".to_string(), ix.clone().into()));
+                        }
+                        if settings.extended {
+                            v.push((
+                                "ansible_loop".to_string(),
+                                loop_info(&items, i, settings.allitems),
+                            ));
+                        }
+                        v
+                    })
+                    .collect()
+            }
+        };
+        if runs.is_empty() {
+            let mut r = Vars::new();
+            r.insert("changed".into(), false.into());
+            r.insert("skipped".into(), true.into());
+            r.insert("skipped_reason".into(), "No items in the list".into());
+            return self.finish_include(task, &name, &module, handler, started, r);
+        }
+        let mut included: Vec<Included<'a>> = Vec::new();
+        let mut skipped = None;
+        for extra in runs {
+            let refs: Vec<(&str, &Value)> = extra.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let vars = self.context(inherited, task, &refs);
+            let ctx = self.jctx(&vars);
+            if let Some(not_run) = self.conditions(task, inherited, &ctx) {
+                if not_run.get("failed") == Some(&Value::Bool(true)) {
+                    return self.finish_include(task, &name, &module, handler, started, not_run);
+                }
+                skipped = Some(not_run);
+                continue;
+            }
+            let found = if module == "include_role" {
+                self.find_role_included(task, &ctx)
+            } else {
+                self.find_included(task, inherited, handler, &ctx)
+                    .map(|(path, tasks)| Inclusion::Tasks { path, tasks })
+            };
+            let found = match found {
+                Ok(found) => found,
+                Err(result) => {
+                    let name = self.task_name(task, &ctx);
+                    self.record(
+                        &name,
+                        &module,
+                        Status::Failed,
+                        false,
+                        handler,
+                        started,
+                        Value::Object(result),
+                    );
+                    return Err(Halt::Failed);
+                }
+            };
+            let mut result = Vars::new();
+            result.insert("changed".into(), false.into());
+            if let Inclusion::Tasks { path, .. } = &found {
+                result.insert("include".into(), path.clone().into());
+                result.insert("include_args".into(), Value::Object(Vars::new()));
+            }
+            for (k, v) in &extra {
+                result.insert(k.clone(), v.clone());
+            }
+            let shown = self.task_name(task, &ctx);
+            self.record(
+                &shown,
+                &module,
+                Status::Ok,
+                false,
+                handler,
+                started,
+                Value::Object(result),
+            );
+            included.push((found, extra));
+        }
+        if included.is_empty()
+            && let Some(r) = skipped
+        {
+            return self.finish_include(task, &name, &module, handler, started, r);
+        }
+        for (found, extra) in included {
+            let mut inh = inherited.clone();
+            inh.vars.push(Scope::Plan(&task.vars));
+            if !extra.is_empty() {
+                inh.vars.push(Scope::Run(Rc::new(
+                    extra
+                        .into_iter()
+                        .map(|(k, v)| (k, unsafe_data(v)))
+                        .collect(),
+                )));
+            }
+            match found {
+                Inclusion::Tasks { path, tasks } => {
+                    inh.file = Some(Rc::from(path.as_str()));
+                    let inh = match &task.apply {
+                        Some(apply) => Self::child_inherited(apply, &inh),
+                        None => inh,
+                    };
+                    self.run_list(tasks, &inh, handler)?;
+                }
+                Inclusion::Role(run) => self.run_role(run, &inh, task.apply.as_deref(), handler)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The role an `include_role` names (templated with `ctx`), among the roles the plan
+    /// carries, with its files chosen by `tasks_from`, `vars_from`, `defaults_from` and
+    /// `handlers_from`; or the failed result.
+    fn find_role_included(&self, task: &Task, ctx: &JValue) -> Result<Inclusion<'a>, Vars> {
+        let args = match self
+            .engine
+            .render_value(&Value::Object(task.args.clone()), ctx)
+        {
+            Ok(Value::Object(a)) => remove_omit(a, &self.omit),
+            Ok(_) => Vars::new(),
+            Err(e) => return Err(failed_result(e.to_string())),
+        };
+        let text = |k: &str| match args.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let flag = |k: &str, default: bool| match args.get(k) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => crate::modules::args::truthy_str(s).unwrap_or(default),
+            _ => default,
+        };
+        let Some(name) = text("name") else {
+            return Err(failed_result("include_role: no role name".into()));
+        };
+        let library: &'a crate::plan::Library = &self.plan.shared.library;
+        let Some(spec) = library.roles.values().find(|r| r.name == name) else {
+            let known: Vec<&str> = library.roles.values().map(|r| r.name.as_str()).collect();
+            return Err(failed_result(format!(
+                "the role '{name}' was not found among the roles this payload carries ({}): a role whose name is only known on the host must be named literally elsewhere in the playbook (roles:, import_role or include_role) to travel",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let files = RoleFiles {
+            tasks: text("tasks_from"),
+            vars: text("vars_from"),
+            defaults: text("defaults_from"),
+            handlers: text("handlers_from"),
+        };
+        let mut run = self.role_run(spec, &files).map_err(failed_result)?;
+        run.public = flag("public", false);
+        // `allow_duplicates` is accepted: Ansible runs an included role each time it is
+        // included, whatever it says.
+        let _ = flag("allow_duplicates", true);
+        run.from_task = true;
+        Ok(Inclusion::Role(run))
+    }
+
+    /// A role's files: each named one (`<name>`, `.yml`, `.yaml` or `.json`) or `main`;
+    /// a named one that is missing is Ansible's error.
+    fn role_run(
+        &self,
+        spec: &'a crate::plan::RoleSpec,
+        files: &RoleFiles,
+    ) -> Result<RoleRun<'a>, String> {
+        let library: &'a crate::plan::Library = &self.plan.shared.library;
+        let ctl = crate::ctlfiles::CtlFiles::new(&self.plan.shared);
+        let pick = |sub: &str, from: &Option<String>| -> Result<Option<String>, String> {
+            let names: Vec<String> = match from {
+                Some(f) => ["", ".yml", ".yaml", ".json"]
+                    .iter()
+                    .map(|e| format!("{f}{e}"))
+                    .collect(),
+                None => ["main.yml", "main.yaml", "main"]
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect(),
+            };
+            let candidates: Vec<String> = names
+                .iter()
+                .map(|n| crate::resolve::join(&spec.path, &format!("{sub}/{n}")))
+                .collect();
+            match candidates.iter().find(|c| ctl.is_file(c)) {
+                Some(c) => Ok(Some(c.clone())),
+                None => match from {
+                    Some(f) => Err(format!(
+                        "Could not find specified file in role: {sub}/{f} (looked for {})",
+                        candidates.join(", ")
+                    )),
+                    None => Ok(None),
+                },
+            }
+        };
+        let task_list = |path: Option<String>| -> Result<Option<(String, &'a [Task])>, String> {
+            match path {
+                None => Ok(None),
+                Some(p) => match library.tasks.get(&p) {
+                    Some(Parsed::Ok(t)) => Ok(Some((p, t.as_slice()))),
+                    Some(Parsed::Refused(why)) => Err(format!("{p} cannot be included: {why}")),
+                    None => Err(format!("{p} cannot be included: it is not a list of tasks")),
+                },
+            }
+        };
+        let vars_of = |path: Option<String>| -> Result<Vars, String> {
+            match path {
+                None => Ok(Vars::new()),
+                Some(p) => ctl.vars(&p),
+            }
+        };
+        if let Some(why) = library.unreadable.get(&spec.path) {
+            return Err(why.clone());
+        }
+        Ok(RoleRun {
+            spec,
+            tasks: task_list(pick("tasks", &files.tasks)?)?,
+            handlers: task_list(pick("handlers", &files.handlers)?)?,
+            defaults: vars_of(pick("defaults", &files.defaults)?)?,
+            vars: vars_of(pick("vars", &files.vars)?)?,
+            params: Vars::new(),
+            public: false,
+            from_task: false,
+        })
+    }
+
+    /// Runs a role included at run time: its dependencies first (each once in the play
+    /// unless its meta allows duplicates), then its tasks with its defaults (below the
+    /// inventory), vars and parameters, in its role; its handlers join the play's.
+    fn run_role(
+        &mut self,
+        run: RoleRun<'a>,
+        base: &Inherited<'a>,
+        apply: Option<&'a Task>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let spec = run.spec;
+        if self.role_stack.contains(&spec.path) {
+            return Ok(());
+        }
+        self.role_stack.push(spec.path.clone());
+        let result = self.run_role_body(run, base, apply, handler);
+        self.role_stack.pop();
+        result
+    }
+
+    fn run_role_body(
+        &mut self,
+        run: RoleRun<'a>,
+        base: &Inherited<'a>,
+        apply: Option<&'a Task>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let spec = run.spec;
+        for dep in &spec.dependencies {
+            let Some(dep_spec) = self.plan.shared.library.roles.get(&dep.path) else {
+                continue;
+            };
+            let key = format!(
+                "{}|main|{}",
+                dep.path,
+                serde_json::to_string(&dep.params).unwrap_or_default()
+            );
+            if !dep_spec.allow_duplicates && !self.roles_run.insert(key) {
+                continue;
+            }
+            let mut dep_run = match self.role_run(dep_spec, &RoleFiles::default()) {
+                Ok(r) => r,
+                Err(msg) => {
+                    let started = Instant::now();
+                    self.record(
+                        &format!("{} : dependency", spec.name),
+                        "include_role",
+                        Status::Failed,
+                        false,
+                        handler,
+                        started,
+                        Value::Object(failed_result(msg)),
+                    );
+                    return Err(Halt::Failed);
+                }
+            };
+            dep_run.params = dep.params.clone();
+            let dep_base = match &dep.keywords {
+                Some(k) => Self::child_inherited(k, base),
+                None => base.clone(),
+            };
+            self.run_role(dep_run, &dep_base, None, handler)?;
+        }
+        // The role itself runs each time it is included, as in Ansible (its
+        // dependencies once per play, above).
+        let mut inh = base.clone();
+        inh.defaults.push(Scope::Run(Rc::new(run.defaults.clone())));
+        // Role vars, then its parameters; both below the task's own.
+        let mut vars = run.vars.clone();
+        vars.extend(run.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        inh.vars.push(Scope::Run(Rc::new(vars)));
+        inh.roles.push(Rc::new(RoleRef {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            from_task: run.from_task,
+        }));
+        if let Some((path, list)) = &run.handlers {
+            let mut scope = inh.clone();
+            scope.file = Some(Rc::from(path.as_str()));
+            self.dyn_handlers.retain(|(role, _, _)| *role != spec.path);
+            self.dyn_handlers.push((spec.path.clone(), list, scope));
+        }
+        if run.public {
+            self.public_defaults.extend(run.defaults.clone());
+            self.public_vars.extend(run.vars.clone());
+        }
+        if let Some((path, list)) = run.tasks {
+            inh.file = Some(Rc::from(path.as_str()));
+            let inh = match apply {
+                Some(a) => Self::child_inherited(a, &inh),
+                None => inh,
+            };
+            self.run_list(list, &inh, handler)?;
+        }
+        Ok(())
+    }
+
+    /// Reports an include that did not include anything (skipped, or failed before
+    /// finding a file); a failure stops the host unless ignored.
+    fn finish_include(
+        &mut self,
+        task: &Task,
+        name: &str,
+        module: &str,
+        handler: bool,
+        started: Instant,
+        result: Vars,
+    ) -> Result<(), Halt> {
+        let status = status_of(&result);
+        if let Some(reg) = &task.register {
+            self.host_facts
+                .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
+        }
+        self.record(
+            name,
+            module,
+            status,
+            false,
+            handler,
+            started,
+            Value::Object(result),
+        );
+        if status == Status::Failed {
+            return Err(Halt::Failed);
+        }
+        Ok(())
+    }
+
+    /// The task file an `include_tasks` names, templated with `ctx` and found in
+    /// Ansible's order among the payload's files: its controller path and tasks; or the
+    /// failed result, naming the path and every place looked at.
+    fn find_included(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        handler: bool,
+        ctx: &JValue,
+    ) -> Result<(String, &'a [Task]), Vars> {
+        let raw = task
+            .args
+            .get("file")
+            .or_else(|| task.args.get("_raw_params"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let target = match self.engine.render_value(&raw, ctx) {
+            Ok(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            Ok(other) => {
+                return Err(failed_result(format!(
+                    "include_tasks: expected a file name, got: {other}"
+                )));
+            }
+            Err(e) => return Err(failed_result(e.to_string())),
+        };
+        let fail = |reason: String| {
+            let mut r = failed_result(reason.clone());
+            r.insert("include".into(), target.clone().into());
+            r.insert("reason".into(), reason.into());
+            r
+        };
+        let shared: &'a crate::plan::Shared = &self.plan.shared;
+        let library = &shared.library;
+        let candidates = self.place(inherited).include_candidates(&target, handler);
+        for c in &candidates {
+            if let Some(parsed) = library.tasks.get(c) {
+                return match parsed {
+                    Parsed::Ok(tasks) => Ok((c.clone(), tasks.as_slice())),
+                    Parsed::Refused(why) => Err(fail(format!("{c} cannot be included: {why}"))),
+                };
+            }
+            if let Some(why) = library.unreadable.get(c) {
+                return Err(fail(format!("{c} cannot be included: {why}")));
+            }
+            if shared.files.contains_key(c) || library.vars.contains_key(c) {
+                return Err(fail(format!(
+                    "{c} cannot be included: it is not a list of tasks"
+                )));
+            }
+        }
+        let last = candidates.last().cloned().unwrap_or_else(|| target.clone());
+        Err(fail(format!(
+            "Could not find or access '{last}' on the Ansible Controller. Looked for '{target}' at: {}, among the controller files this payload carries",
+            candidates.join(", ")
+        )))
     }
 
     fn task_name(&self, task: &Task, ctx: &JValue) -> String {
@@ -880,9 +1610,13 @@ impl<'a> Executor<'a> {
                 .render_value(&Value::Object(task.args.clone()), ctx)
         };
         let args = match rendered {
-            Ok(Value::Object(a)) => a,
+            Ok(Value::Object(a)) => remove_omit(a, &self.omit),
             Ok(_) => Vars::new(),
             Err(e) => return failed_result(format!("{e}")),
+        };
+        let args = match self.resolve_src(module, args, inherited) {
+            Ok(a) => a,
+            Err(msg) => return failed_result(msg),
         };
         let run_as = match self.check_become(task, inherited, ctx) {
             Ok(r) => r,
@@ -899,13 +1633,18 @@ impl<'a> Executor<'a> {
         let mctx = Ctx {
             check_mode,
             diff_mode: self.plan.diff_mode || self.opts.diff_mode,
-            files: &self.plan.files,
+            files: &self.plan.shared.files,
             engine: &self.engine,
             vars: ctx,
             env: &env,
             run_as: run_as.as_ref(),
         };
-        match self.host.run(module, &args, &mctx) {
+        let ran = if module == "include_vars" && !self.playbook_dir.is_empty() {
+            self.include_vars(&args, inherited, ctx)
+        } else {
+            self.host.run(module, &args, &mctx)
+        };
+        match ran {
             Ok(outcome) => {
                 if let Some(Value::Object(f)) = outcome.data.get("ansible_facts") {
                     let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
@@ -935,6 +1674,113 @@ impl<'a> Executor<'a> {
             Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
             Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
         }
+    }
+
+    /// `include_vars` in a play from a playbook: the file (or `dir:`) found and read among
+    /// the controller files the payload carries, as Ansible's action does on the
+    /// controller ([`crate::ctlfiles`]).
+    fn include_vars(
+        &self,
+        args: &Vars,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<Outcome, ModuleError> {
+        let place = self.place(inherited);
+        let role_path = inherited.roles.last().map(|r| r.path.as_str());
+        let current = |name: &str| {
+            ctx.get_attr(name)
+                .ok()
+                .filter(|v| !v.is_undefined())
+                .and_then(|v| serde_json::to_value(&v).ok())
+        };
+        let files = crate::ctlfiles::CtlFiles::new(&self.plan.shared);
+        let included = match crate::ctlfiles::include_vars(args, &place, role_path, files, &current)
+        {
+            Ok(i) => i,
+            // Ansible's own words, before the action runs.
+            Err(msg) => return Ok(Outcome::fail(msg)),
+        };
+        let mut outcome = Outcome::ok()
+            .with("ansible_facts", Value::Object(included.vars))
+            .with(
+                "ansible_included_var_files",
+                Value::Array(included.files.into_iter().map(Value::String).collect()),
+            );
+        if let Some(e) = included.error {
+            outcome.failed = true;
+            outcome.data.insert("message".into(), e.clone().into());
+            outcome.msg = Some(e);
+        }
+        Ok(outcome)
+    }
+
+    /// Finds the controller file a `template`, `copy` or `unarchive` task names in its
+    /// `src` (after templating) as Ansible's `_find_needle` does: in the search path's
+    /// `templates/` or `files/` and itself, then the playbook's; the argument becomes the
+    /// file's controller path, under which the payload carries it. A name the packer
+    /// embedded as written (a plan's own files) is used as it is. Plans not made from a
+    /// playbook carry only their named files, and are left to the module.
+    fn resolve_src(
+        &self,
+        module: &str,
+        mut args: Vars,
+        inherited: &Inherited<'_>,
+    ) -> Result<Vars, String> {
+        if self.playbook_dir.is_empty() {
+            return Ok(args);
+        }
+        let flag = |k: &str| match args.get(k) {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) => crate::modules::args::truthy_str(s),
+            _ => None,
+        };
+        let subdir = match module {
+            "template" => "templates",
+            "copy" if flag("remote_src") != Some(true) => "files",
+            "unarchive" if flag("remote_src") != Some(true) && flag("copy") != Some(false) => {
+                "files"
+            }
+            _ => return Ok(args),
+        };
+        let Some(Value::String(src)) = args.get("src") else {
+            return Ok(args);
+        };
+        if src.is_empty() || (module == "unarchive" && src.contains("://")) {
+            return Ok(args);
+        }
+        let files = &self.plan.shared.files;
+        let exists = |p: &str| {
+            let prefix = format!("{}/", p.trim_end_matches('/'));
+            files.contains_key(p)
+                || files
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+        };
+        let candidates = self.place(inherited).stack_candidates(subdir, src);
+        if let Some(found) = candidates.iter().find(|c| exists(c)) {
+            // `copy src=dir/` copies what is in the directory, `src=dir` the directory.
+            let found = if src.ends_with('/') {
+                format!("{found}/")
+            } else {
+                found.clone()
+            };
+            args.insert("src".into(), Value::String(found));
+            return Ok(args);
+        }
+        if exists(src) {
+            return Ok(args);
+        }
+        if let Some(why) = candidates
+            .iter()
+            .find_map(|c| self.plan.shared.library.unreadable.get(c))
+        {
+            return Err(format!("Could not use '{src}': {why}"));
+        }
+        Err(format!(
+            "Could not find or access '{src}'\nSearched in:\n\t{} on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option",
+            candidates.join("\n\t")
+        ))
     }
 
     /// The task's `environment`: the play's, then each enclosing block's, then its own,
@@ -1065,6 +1911,44 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// One inclusion of an `include_tasks` or `include_role`, and the loop variables of that
+/// item.
+type Included<'a> = (Inclusion<'a>, Vec<(String, Value)>);
+
+/// What an include brings in.
+enum Inclusion<'a> {
+    /// A task file: its controller path and tasks.
+    Tasks { path: String, tasks: &'a [Task] },
+    /// A role.
+    Role(RoleRun<'a>),
+}
+
+/// The files an `include_role` chooses (`None`: `main`).
+#[derive(Debug, Default)]
+struct RoleFiles {
+    tasks: Option<String>,
+    vars: Option<String>,
+    defaults: Option<String>,
+    handlers: Option<String>,
+}
+
+/// A role to run, with the files chosen for it.
+struct RoleRun<'a> {
+    spec: &'a crate::plan::RoleSpec,
+    /// Its tasks file (controller path and tasks), if it has one.
+    tasks: Option<(String, &'a [Task])>,
+    /// Its handlers file's handlers.
+    handlers: Option<(String, &'a [Task])>,
+    defaults: Vars,
+    vars: Vars,
+    /// Its parameters (a dependency's entry); above its vars.
+    params: Vars,
+    /// `public`: its defaults and vars stay for the rest of the play.
+    public: bool,
+    /// Entered by a task (`include_role`), not as a dependency.
+    from_task: bool,
+}
+
 /// `loop_control` once its templates are evaluated.
 struct LoopSettings {
     loop_var: String,
@@ -1099,7 +1983,7 @@ fn loop_info(items: &[Value], index: usize, allitems: bool) -> Value {
 /// What a play hands down to its tasks and handlers.
 fn play_scope(play: &Play) -> Inherited<'_> {
     Inherited {
-        vars: vec![&play.vars],
+        vars: vec![Scope::Plan(&play.vars)],
         become_: play.become_.as_ref(),
         become_user: play.become_user.as_deref(),
         environment: play.environment.iter().collect(),
@@ -1110,6 +1994,56 @@ fn play_scope(play: &Play) -> Inherited<'_> {
     }
 }
 
+/// Whether `name` appears anywhere in the plan's plays, variables or embedded files.
+fn refers_to(plan: &HostPlan, name: &str) -> bool {
+    let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
+    let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
+    plays.contains(name)
+        || vars.contains(name)
+        || plan
+            .shared
+            .files
+            .values()
+            .any(|f| f.content.windows(name.len()).any(|w| w == name.as_bytes()))
+}
+
+/// The plan's `omit` token, or (a plan made without one) one derived from the
+/// deployment, in Ansible's shape.
+fn omit_token(plan: &HostPlan) -> String {
+    match plan.magic.get("omit") {
+        Some(Value::String(t)) => t.clone(),
+        _ => {
+            let hex = crate::payload::Digest::of(plan.deployment_id.as_bytes()).to_hex();
+            format!("__omit_place_holder__{}", hex.get(..40).unwrap_or(&hex))
+        }
+    }
+}
+
+/// Module arguments without those that rendered to `omit`, as Ansible's `remove_omit`
+/// does: at every level of mappings, and in mappings inside lists (a list item that is
+/// `omit` itself stays).
+fn remove_omit(args: Vars, omit: &str) -> Vars {
+    fn clean(v: Value, omit: &str) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(remove_omit(m, omit)),
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|i| match i {
+                        Value::Object(m) => Value::Object(remove_omit(m, omit)),
+                        other => other,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    args.into_iter()
+        .filter(|(_, v)| v.as_str() != Some(omit))
+        .map(|(k, v)| (k, clean(v, omit)))
+        .collect()
+}
+
 /// Whether the plan (its tasks, variables or embedded templates) may use a gathered
 /// fact. Conservative: dynamic lookups (`vars[...]`, `hostvars`, `lookup(`) count as
 /// a use, since what they name cannot be known before the run.
@@ -1118,6 +2052,7 @@ fn facts_referenced(plan: &HostPlan) -> bool {
     let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
     let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
     let texts = plan
+        .shared
         .files
         .values()
         .filter_map(|f| std::str::from_utf8(&f.content).ok());

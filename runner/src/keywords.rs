@@ -38,7 +38,13 @@ fn evaluate<T: Clone>(
                 format!("The field '{name}' has an invalid value: {e}")
             }
         })?;
-    if rendered.is_null() {
+    // A keyword that renders to null or to `omit` is left unset, as in Ansible.
+    let omit = ctx.get_attr("omit").ok();
+    let is_omit = matches!(
+        (omit.as_ref().and_then(JValue::as_str), rendered.as_str()),
+        (Some(o), Some(r)) if o == r
+    );
+    if rendered.is_null() || is_omit {
         return Ok(None);
     }
     convert(&rendered).map(Some).map_err(|why| {

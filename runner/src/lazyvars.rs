@@ -33,6 +33,9 @@ thread_local! {
 #[derive(Debug)]
 pub struct LazyVars {
     vars: Vars,
+    /// Values that are already template values and rank above `vars` (magic variables,
+    /// `hostvars`); templates in `vars` see them too.
+    globals: Vec<(String, JValue)>,
     engine: Arc<Engine>,
     rendered: Mutex<BTreeMap<String, Option<JValue>>>,
 }
@@ -52,14 +55,94 @@ fn has_template(v: &Value) -> bool {
 
 /// The template context for `vars`: lazy when some value is a template, else the plain map.
 pub fn context(vars: &Vars, engine: &Arc<Engine>) -> JValue {
+    context_with(vars, &[], engine)
+}
+
+/// [`context`] with `globals` over `vars`: values that are template values already
+/// (magic variables, `hostvars`), which win over a variable of the same name.
+pub fn context_with(vars: &Vars, globals: &[(String, JValue)], engine: &Arc<Engine>) -> JValue {
     if vars.values().any(has_template) {
         JValue::from_object(LazyVars {
             vars: vars.clone(),
+            globals: globals.to_vec(),
             engine: Arc::clone(engine),
             rendered: Mutex::new(BTreeMap::new()),
         })
     } else {
-        JValue::from_iter(vars.iter().map(|(k, v)| (k.as_str(), to_jvalue(v))))
+        JValue::from_iter(
+            vars.iter()
+                .map(|(k, v)| (k.as_str(), to_jvalue(v)))
+                .chain(globals.iter().map(|(k, v)| (k.as_str(), v.clone()))),
+        )
+    }
+}
+
+/// Ansible's `hostvars`: every host's variables by its inventory name, each rendered
+/// lazily in that host's own context. This host's entry is what it knows of itself
+/// (inventory variables, facts, `set_fact` and registered values); another host's is
+/// its inventory variables as the packer carried them (see `Shared::hostvars`).
+#[derive(Debug)]
+pub struct HostVars {
+    own_name: String,
+    own: Vars,
+    others: Arc<crate::plan::Shared>,
+    globals: Vec<(String, JValue)>,
+    engine: Arc<Engine>,
+    seen: Mutex<BTreeMap<String, JValue>>,
+}
+
+impl HostVars {
+    /// `hostvars` for a host named `own_name` whose variables are `own`; other hosts
+    /// come from `shared`, and every host's view has `globals` (magic variables).
+    pub fn new(
+        own_name: &str,
+        own: Vars,
+        shared: &Arc<crate::plan::Shared>,
+        globals: Vec<(String, JValue)>,
+        engine: &Arc<Engine>,
+    ) -> HostVars {
+        HostVars {
+            own_name: own_name.to_string(),
+            own,
+            others: Arc::clone(shared),
+            globals,
+            engine: Arc::clone(engine),
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Object for HostVars {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        let name = key.as_str()?;
+        if let Ok(seen) = self.seen.lock()
+            && let Some(v) = seen.get(name)
+        {
+            return Some(v.clone());
+        }
+        let vars = if name == self.own_name {
+            &self.own
+        } else {
+            self.others.hostvars.get(name)?
+        };
+        let value = context_with(vars, &self.globals, &self.engine);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(name.to_string(), value.clone());
+        }
+        Some(value)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut names: Vec<&str> = self.others.hostvars.keys().map(String::as_str).collect();
+        if !names.contains(&self.own_name.as_str()) {
+            names.push(&self.own_name);
+            names.sort_unstable();
+        }
+        Enumerator::Values(names.into_iter().map(JValue::from).collect())
     }
 }
 
@@ -90,6 +173,9 @@ impl Object for LazyVars {
 
     fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
         let name = key.as_str()?;
+        if let Some((_, v)) = self.globals.iter().rev().find(|(k, _)| k == name) {
+            return Some(v.clone());
+        }
         let raw = self.vars.get(name)?;
         if !has_template(raw) {
             return Some(to_jvalue(raw));
@@ -107,8 +193,14 @@ impl Object for LazyVars {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let keys: Vec<JValue> = self.vars.keys().map(|k| JValue::from(k.as_str())).collect();
-        Enumerator::Values(keys)
+        let mut keys: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        keys.extend(
+            self.globals
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| !self.vars.contains_key(*k)),
+        );
+        Enumerator::Values(keys.into_iter().map(JValue::from).collect())
     }
 }
 

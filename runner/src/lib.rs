@@ -10,6 +10,7 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod ctlfiles;
 pub mod digest;
 pub mod events;
 pub mod exec;
@@ -26,5 +27,6 @@ pub mod payload;
 pub mod plan;
 pub mod privilege;
 pub mod random;
+pub mod resolve;
 pub mod template;
 pub mod trust;

@@ -1,7 +1,6 @@
 //! The payload format: the one contract between the packer and the runner.
 //!
-//! A payload is a fixed 152-byte header followed by the body, a zstd frame holding the
-//! MessagePack encoding of a [`HostPlan`]:
+//! A payload is a fixed 152-byte header followed by the body:
 //!
 //! | offset | size | field                                                        |
 //! |-------:|-----:|--------------------------------------------------------------|
@@ -15,23 +14,41 @@
 //! |     88 |   64 | ed25519 signature of [`SIGNING_DOMAIN`] followed by bytes 0..88 |
 //! |    152 |    n | body                                                         |
 //!
+//! The body (format version 2) is three zstd frames, so that any zstd reader sees the two
+//! sections' content in order and skips the table:
+//!
+//! 1. a skippable frame (magic `0x184D2A52`, 16 bytes of content) holding the section
+//!    table: the host section's length and the shared section's length, each a u64,
+//!    little endian; they must add up to the rest of the body exactly;
+//! 2. the host section: a zstd frame of the MessagePack encoding (named fields) of what is
+//!    the host's own in a [`HostPlan`] (identity, modes, its variables, its plays, the
+//!    run's magic variables);
+//! 3. the shared section: a zstd frame of the MessagePack encoding of the [`Shared`] part,
+//!    which every host running the same plays has alike. File contents are stored there
+//!    content-addressed: a `blobs` list holds each distinct content once, and each file
+//!    names its blob by index. The packer compresses this section once per set of plays
+//!    and reuses the frame for every such host.
+//!
 //! The signature covers every header byte before it, so a changed version, length,
 //! digest or key is caught as surely as a changed body. Nothing here refers to file
 //! offsets: the payload is the same bytes wherever a packed binary carries it, and
 //! survives `strip` re-laying the file out. The reader checks, in order: size, magic,
 //! version, reserved bits, length, body digest, the digest the deployer expects, the
-//! signer against the trusted keys, the signature, and only then decompresses.
+//! signer against the trusted keys, the signature, and only then reads the section
+//! table and decompresses (never more than [`MAX_BODY_DECOMPRESSED`] bytes in all).
 #![deny(missing_docs)]
 
-use crate::plan::HostPlan;
+use crate::plan::{HostFile, HostPlan, Play, Shared, Vars};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 
 /// Magic bytes at the start of every payload.
 pub const MAGIC: [u8; 8] = *b"RUSTLEPL";
 /// The payload format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 152;
 /// Prefix of every signed message, so a payload signature can never be mistaken for a
@@ -41,6 +58,12 @@ pub const SIGNING_DOMAIN: &[u8] = b"rustle-deploy payload v1\0";
 pub const MAX_BODY_DECOMPRESSED: u64 = 1 << 30;
 
 const SIGNED_LEN: usize = 88;
+
+/// The magic of the skippable zstd frame that opens a body (zstd reserves
+/// `0x184D2A50..=0x184D2A5F` for frames readers skip).
+const SECTION_TABLE_MAGIC: u32 = 0x184D_2A52;
+/// Bytes of the section table frame: magic, content size, two lengths.
+const SECTION_TABLE_LEN: usize = 24;
 
 /// A blake3 digest, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,6 +173,9 @@ pub enum PayloadError {
     /// The decompressed body is not a plan this runner understands.
     #[error("payload body does not decode: {0}")]
     Decode(String),
+    /// The body's section table is missing or does not match the body.
+    #[error("payload body sections are malformed: {0}")]
+    Sections(String),
 }
 
 impl PayloadError {
@@ -188,27 +214,166 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     out
 }
 
-/// Encodes a host plan as the (uncompressed) body content.
-pub fn encode_plan(plan: &HostPlan) -> Result<Vec<u8>, PayloadError> {
-    rmp_serde::to_vec_named(plan).map_err(|e| PayloadError::Decode(e.to_string()))
+/// What a host section holds, borrowed for encoding (field names are the wire's).
+#[derive(Serialize)]
+struct HostSectionRef<'a> {
+    deployment_id: &'a str,
+    host: &'a str,
+    created_at: u64,
+    packer_version: &'a str,
+    check_mode: bool,
+    diff_mode: bool,
+    host_vars: &'a Vars,
+    plays: &'a [Play],
+    magic: &'a Vars,
 }
 
-/// Builds a signed payload around an already compressed body (a zstd frame of
-/// [`encode_plan`]'s output). Compression is the caller's so that the packer can use a
-/// fast native compressor while the runner only ever decompresses.
-pub fn seal(compressed_body: &[u8], key: &SigningKey) -> Vec<u8> {
-    let digest = Digest::of(compressed_body);
-    let mut out = Vec::with_capacity(HEADER_LEN + compressed_body.len());
+/// What a host section holds, decoded.
+#[derive(Deserialize)]
+struct HostSection {
+    deployment_id: String,
+    host: String,
+    created_at: u64,
+    packer_version: String,
+    check_mode: bool,
+    diff_mode: bool,
+    host_vars: Vars,
+    plays: Vec<Play>,
+    #[serde(default)]
+    magic: Vars,
+}
+
+/// A file in the shared section: its content is `blobs[blob]`.
+#[derive(Serialize, Deserialize)]
+struct WireFile {
+    blob: u32,
+    mode: Option<u32>,
+}
+
+/// The shared section, borrowed for encoding.
+#[derive(Serialize)]
+struct SharedSectionRef<'a> {
+    blobs: Vec<&'a serde_bytes::Bytes>,
+    files: BTreeMap<&'a str, WireFile>,
+    library: &'a crate::plan::Library,
+    play_vars: &'a [Vars],
+    groups: &'a BTreeMap<String, Vec<String>>,
+    hostvars: &'a BTreeMap<String, Vars>,
+}
+
+/// The shared section, decoded.
+#[derive(Deserialize)]
+struct SharedSection {
+    blobs: Vec<serde_bytes::ByteBuf>,
+    files: BTreeMap<String, WireFile>,
+    #[serde(default)]
+    library: crate::plan::Library,
+    #[serde(default)]
+    play_vars: Vec<Vars>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    hostvars: BTreeMap<String, Vars>,
+}
+
+/// Encodes what is the host's own in a plan: the (uncompressed) host section.
+pub fn encode_host(plan: &HostPlan) -> Result<Vec<u8>, PayloadError> {
+    let section = HostSectionRef {
+        deployment_id: &plan.deployment_id,
+        host: &plan.host,
+        created_at: plan.created_at,
+        packer_version: &plan.packer_version,
+        check_mode: plan.check_mode,
+        diff_mode: plan.diff_mode,
+        host_vars: &plan.host_vars,
+        plays: &plan.plays,
+        magic: &plan.magic,
+    };
+    rmp_serde::to_vec_named(&section).map_err(|e| PayloadError::Decode(e.to_string()))
+}
+
+/// Encodes the shared part of a plan (the uncompressed shared section), each distinct
+/// file content once.
+pub fn encode_shared(shared: &Shared) -> Result<Vec<u8>, PayloadError> {
+    let mut blobs: Vec<&serde_bytes::Bytes> = Vec::new();
+    let mut index: BTreeMap<[u8; 32], u32> = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for (name, f) in &shared.files {
+        let digest = *blake3::hash(&f.content).as_bytes();
+        let next = u32::try_from(blobs.len())
+            .map_err(|_| PayloadError::Decode("too many files".into()))?;
+        let blob = *index.entry(digest).or_insert_with(|| {
+            blobs.push(serde_bytes::Bytes::new(&f.content));
+            next
+        });
+        files.insert(name.as_str(), WireFile { blob, mode: f.mode });
+    }
+    let section = SharedSectionRef {
+        blobs,
+        files,
+        library: &shared.library,
+        play_vars: &shared.play_vars,
+        groups: &shared.groups,
+        hostvars: &shared.hostvars,
+    };
+    rmp_serde::to_vec_named(&section).map_err(|e| PayloadError::Decode(e.to_string()))
+}
+
+/// The body of a payload: the section table, then the compressed host and shared
+/// sections (zstd frames of [`encode_host`]'s and [`encode_shared`]'s output).
+pub fn body(host_frame: &[u8], shared_frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SECTION_TABLE_LEN + host_frame.len() + shared_frame.len());
+    out.extend_from_slice(&SECTION_TABLE_MAGIC.to_le_bytes());
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&(host_frame.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(shared_frame.len() as u64).to_le_bytes());
+    out.extend_from_slice(host_frame);
+    out.extend_from_slice(shared_frame);
+    out
+}
+
+/// Splits a body into its host and shared frames, checking the section table.
+pub fn sections(body: &[u8]) -> Result<(&[u8], &[u8]), PayloadError> {
+    let bad = |why: &str| PayloadError::Sections(why.to_string());
+    if body.len() < SECTION_TABLE_LEN {
+        return Err(bad("the body is shorter than its section table"));
+    }
+    if u32::from_le_bytes(array(body, 0)) != SECTION_TABLE_MAGIC
+        || u32::from_le_bytes(array(body, 4)) != 16
+    {
+        return Err(bad("the body does not start with a section table"));
+    }
+    let host_len = u64::from_le_bytes(array(body, 8));
+    let shared_len = u64::from_le_bytes(array(body, 16));
+    let rest = (body.len() - SECTION_TABLE_LEN) as u64;
+    if host_len.checked_add(shared_len) != Some(rest) {
+        return Err(bad(&format!(
+            "the table says {host_len} + {shared_len} bytes, the body has {rest}"
+        )));
+    }
+    let split = SECTION_TABLE_LEN + host_len as usize;
+    match (body.get(SECTION_TABLE_LEN..split), body.get(split..)) {
+        (Some(host), Some(shared)) => Ok((host, shared)),
+        _ => Err(bad("section lengths out of range")),
+    }
+}
+
+/// Builds a signed payload around a body ([`body`]). Compression is the caller's so
+/// that the packer can use a fast native compressor while the runner only ever
+/// decompresses.
+pub fn seal(body: &[u8], key: &SigningKey) -> Vec<u8> {
+    let digest = Digest::of(body);
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(compressed_body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&digest.0);
     out.extend_from_slice(key.verifying_key().as_bytes());
     let signature = key.sign(&signed_message(&out));
     out.extend_from_slice(&signature.to_bytes());
-    out.extend_from_slice(compressed_body);
+    out.extend_from_slice(body);
     out
 }
 
@@ -298,21 +463,70 @@ pub fn verify(
         .map_err(|_| PayloadError::BadSignature)
 }
 
-/// Decompresses and decodes a verified body.
-pub fn decode_body(body: &[u8]) -> Result<HostPlan, PayloadError> {
-    let decoder = ruzstd::decoding::StreamingDecoder::new(body)
+/// Decompresses one zstd frame, with at most `budget` bytes out.
+fn decompress(frame: &[u8], budget: u64) -> Result<Vec<u8>, PayloadError> {
+    let decoder = ruzstd::decoding::StreamingDecoder::new(frame)
         .map_err(|e| PayloadError::Decompress(e.to_string()))?;
     let mut plain = Vec::new();
     decoder
-        .take(MAX_BODY_DECOMPRESSED + 1)
+        .take(budget + 1)
         .read_to_end(&mut plain)
         .map_err(|e| PayloadError::Decompress(e.to_string()))?;
-    if plain.len() as u64 > MAX_BODY_DECOMPRESSED {
+    if plain.len() as u64 > budget {
         return Err(PayloadError::Decompress(format!(
             "larger than the {MAX_BODY_DECOMPRESSED}-byte limit"
         )));
     }
-    rmp_serde::from_slice(&plain).map_err(|e| PayloadError::Decode(e.to_string()))
+    Ok(plain)
+}
+
+/// Decompresses and decodes a verified body.
+pub fn decode_body(body: &[u8]) -> Result<HostPlan, PayloadError> {
+    let (host_frame, shared_frame) = sections(body)?;
+    let host_plain = decompress(host_frame, MAX_BODY_DECOMPRESSED)?;
+    let shared_plain = decompress(
+        shared_frame,
+        MAX_BODY_DECOMPRESSED - host_plain.len() as u64,
+    )?;
+    let host: HostSection =
+        rmp_serde::from_slice(&host_plain).map_err(|e| PayloadError::Decode(e.to_string()))?;
+    let wire: SharedSection =
+        rmp_serde::from_slice(&shared_plain).map_err(|e| PayloadError::Decode(e.to_string()))?;
+    let mut files = BTreeMap::new();
+    for (name, f) in wire.files {
+        let Some(blob) = wire.blobs.get(f.blob as usize) else {
+            return Err(PayloadError::Decode(format!(
+                "file '{name}' names blob {} of {}",
+                f.blob,
+                wire.blobs.len()
+            )));
+        };
+        files.insert(
+            name,
+            HostFile {
+                content: blob.to_vec(),
+                mode: f.mode,
+            },
+        );
+    }
+    Ok(HostPlan {
+        deployment_id: host.deployment_id,
+        host: host.host,
+        created_at: host.created_at,
+        packer_version: host.packer_version,
+        check_mode: host.check_mode,
+        diff_mode: host.diff_mode,
+        host_vars: host.host_vars,
+        plays: host.plays,
+        magic: host.magic,
+        shared: std::sync::Arc::new(Shared {
+            files,
+            library: wire.library,
+            play_vars: wire.play_vars,
+            groups: wire.groups,
+            hostvars: wire.hostvars,
+        }),
+    })
 }
 
 /// Everything a runner does with a payload before running it: parse, verify, decode.
@@ -330,7 +544,8 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{HostPlan, Play, Task};
+    use crate::plan::{HostFile, HostPlan, Play, Shared, Task};
+    use std::sync::Arc;
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
@@ -356,17 +571,65 @@ mod tests {
                 }],
                 ..Play::default()
             }],
-            files: Default::default(),
+            magic: serde_json::Map::new(),
+            shared: Arc::new(Shared {
+                files: [
+                    ("a.txt", b"same bytes".to_vec()),
+                    ("/ctl/roles/r/files/b.txt", b"same bytes".to_vec()),
+                    ("c.bin", vec![0, 159, 146, 150]),
+                ]
+                .into_iter()
+                .map(|(n, c)| {
+                    (
+                        n.to_string(),
+                        HostFile {
+                            content: c,
+                            mode: Some(0o644),
+                        },
+                    )
+                })
+                .collect(),
+                play_vars: vec![
+                    serde_json::json!({"ansible_play_hosts": ["web1"]})
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                ],
+                groups: [("all".to_string(), vec!["web1".to_string()])].into(),
+                hostvars: Default::default(),
+                library: crate::plan::Library {
+                    tasks: [(
+                        "/ctl/roles/r/tasks/a.yml".to_string(),
+                        crate::plan::Parsed::Ok(vec![Task {
+                            module: "debug".into(),
+                            ..Task::default()
+                        }]),
+                    )]
+                    .into(),
+                    vars: [(
+                        "/ctl/roles/r/vars/RedHat.yml".to_string(),
+                        crate::plan::Parsed::Refused("RedHat.yml:3: `x` is not supported".into()),
+                    )]
+                    .into(),
+                    ..Default::default()
+                },
+            }),
         }
     }
 
+    fn frames(plan: &HostPlan) -> (Vec<u8>, Vec<u8>) {
+        let host = zstd::encode_all(&encode_host(plan).unwrap()[..], 3).unwrap();
+        let shared = zstd::encode_all(&encode_shared(&plan.shared).unwrap()[..], 3).unwrap();
+        (host, shared)
+    }
+
     fn sealed(plan: &HostPlan, k: &SigningKey) -> Vec<u8> {
-        let raw = encode_plan(plan).unwrap();
-        seal(&zstd::encode_all(&raw[..], 3).unwrap(), k)
+        let (host, shared) = frames(plan);
+        seal(&body(&host, &shared), k)
     }
 
     /// One `check(bytes, expected error)` helper so every rejection test reads alike.
-    fn check(bytes: &[u8], expect: Option<&Digest>, want: fn(&PayloadError) -> bool) {
+    fn check(bytes: &[u8], expect: Option<&Digest>, want: impl Fn(&PayloadError) -> bool) {
         let err = open(bytes, expect, &[key(1).verifying_key()]).unwrap_err();
         assert!(want(&err), "unexpected error: {err:?}");
     }
@@ -475,10 +738,12 @@ mod tests {
     #[test]
     fn unknown_version_is_refused() {
         let mut b = sealed(&sample_plan(), &key(1));
-        b[8..10].copy_from_slice(&2u16.to_le_bytes());
-        check(&b, None, |e| {
-            *e == PayloadError::UnsupportedVersion { found: 2 }
-        });
+        for old_or_new in [1u16, 3] {
+            b[8..10].copy_from_slice(&old_or_new.to_le_bytes());
+            check(&b, None, |e| {
+                *e == PayloadError::UnsupportedVersion { found: old_or_new }
+            });
+        }
     }
 
     #[test]
@@ -506,9 +771,83 @@ mod tests {
 
     #[test]
     fn signed_garbage_body_is_a_decode_error_not_a_panic() {
-        let b = seal(&zstd::encode_all(&b"not msgpack"[..], 1).unwrap(), &key(1));
+        let (host, shared) = frames(&sample_plan());
+        let garbage = zstd::encode_all(&b"not msgpack"[..], 1).unwrap();
+        let b = seal(&body(&garbage, &shared), &key(1));
         check(&b, None, |e| matches!(e, PayloadError::Decode(_)));
-        let b = seal(b"not zstd", &key(1));
+        let b = seal(&body(&host, &garbage), &key(1));
+        check(&b, None, |e| matches!(e, PayloadError::Decode(_)));
+        let b = seal(&body(b"not zstd", &shared), &key(1));
         check(&b, None, |e| matches!(e, PayloadError::Decompress(_)));
+        // A version 1 body (one zstd frame, no section table), signed: refused by its shape.
+        let b = seal(&host, &key(1));
+        check(&b, None, |e| matches!(e, PayloadError::Sections(_)));
+    }
+
+    #[test]
+    fn section_table_must_match_the_body() {
+        let (host, shared) = frames(&sample_plan());
+        let good = body(&host, &shared);
+        // Lengths that do not add up to the body, either way, and lengths that overflow.
+        for (at, value) in [(8, host.len() as u64 + 1), (16, 0), (8, u64::MAX)] {
+            let mut b = good.clone();
+            b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            check(&seal(&b, &key(1)), None, |e| {
+                matches!(e, PayloadError::Sections(_))
+            });
+        }
+        check(&seal(&good[..10], &key(1)), None, |e| {
+            matches!(e, PayloadError::Sections(_))
+        });
+        // Any zstd reader sees the two sections' content in order, the table skipped.
+        let plain = zstd::decode_all(&good[..]).unwrap();
+        let mut want = encode_host(&sample_plan()).unwrap();
+        want.extend(encode_shared(&sample_plan().shared).unwrap());
+        assert_eq!(plain, want);
+    }
+
+    #[test]
+    fn identical_file_contents_are_stored_once() {
+        let plan = sample_plan();
+        let raw = encode_shared(&plan.shared).unwrap();
+        let needle = b"same bytes";
+        let count = raw.windows(needle.len()).filter(|w| w == needle).count();
+        assert_eq!(
+            count, 1,
+            "two files with the same bytes must share one blob"
+        );
+        let (_, back) = open(&sealed(&plan, &key(1)), None, &[key(1).verifying_key()]).unwrap();
+        assert_eq!(
+            back.shared.files["/ctl/roles/r/files/b.txt"].content,
+            needle
+        );
+        assert_eq!(back.shared.files["a.txt"].content, needle);
+    }
+
+    #[test]
+    fn a_file_naming_a_missing_blob_is_a_decode_error() {
+        #[derive(serde::Serialize)]
+        struct Bad {
+            blobs: Vec<serde_bytes::ByteBuf>,
+            files: BTreeMap<String, WireFile>,
+        }
+        let bad = Bad {
+            blobs: vec![],
+            files: [(
+                "x".to_string(),
+                WireFile {
+                    blob: 3,
+                    mode: None,
+                },
+            )]
+            .into(),
+        };
+        let shared = zstd::encode_all(&rmp_serde::to_vec_named(&bad).unwrap()[..], 1).unwrap();
+        let (host, _) = frames(&sample_plan());
+        check(
+            &seal(&body(&host, &shared), &key(1)),
+            None,
+            |e| matches!(e, PayloadError::Decode(m) if m.contains("blob 3")),
+        );
     }
 }

@@ -84,6 +84,113 @@ pub struct DeployPlan {
     /// contract a module's source fulfils is in `docs/plan-format.md`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub modules: BTreeMap<String, ModuleImplementation>,
+    /// Ansible's magic variables that making the plan decided (`ansible_run_tags`,
+    /// `ansible_skip_tags`), for every play.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub magic: Vars,
+    /// The controller's task and variables files that tasks may name at run time,
+    /// parsed ahead of time, by controller path (their bytes, and the other files of
+    /// the same trees, are in `files` under the same paths).
+    #[serde(default, skip_serializing_if = "Library::is_empty")]
+    pub library: Library,
+}
+
+/// What a playbook's directory and its roles hold for the runner to resolve at run time,
+/// as Ansible does: task files for `include_tasks`, variables files for `include_vars`,
+/// parsed on the controller (the runner reads no YAML), each keyed by its controller path.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Library {
+    /// Task files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, Parsed<Vec<Task>>>,
+    /// Variables files: a mapping (null for an empty file).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, Parsed<Value>>,
+    /// Files of those trees that could not be read into the plan (a vaulted file with no
+    /// vault password, an unreadable file), with the reason: naming one fails there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreadable: BTreeMap<String, String>,
+    /// The roles `include_role` may name, by their directory: their meta.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleSpec>,
+}
+
+/// A role as `include_role` needs it when it runs: where it is and what its
+/// `meta/main.yml` says; its task, handler, defaults and vars files are in the library
+/// under its directory.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// The name it is found by.
+    pub name: String,
+    /// Its directory, a controller path.
+    pub path: String,
+    /// Its dependencies, run before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<RoleDep>,
+    /// `allow_duplicates` from its meta: run again with the same parameters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_duplicates: bool,
+}
+
+/// One of a role's dependencies.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDep {
+    /// The dependency's directory (its [`RoleSpec`] is in the library under it).
+    pub path: String,
+    /// Its parameters (the entry's `vars:` and other keys).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub params: Vars,
+    /// The entry's keywords (`when`, `tags`, `become`, ...), for a block around it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<Box<Task>>,
+}
+
+impl Library {
+    /// True when it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+            && self.vars.is_empty()
+            && self.unreadable.is_empty()
+            && self.roles.is_empty()
+    }
+
+    /// The part of the library under any of `roots` (controller directories).
+    pub fn under(&self, roots: &[String]) -> Library {
+        fn pick<T: Clone>(m: &BTreeMap<String, T>, roots: &[String]) -> BTreeMap<String, T> {
+            m.iter()
+                .filter(|(k, _)| is_under(k, roots))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+        Library {
+            tasks: pick(&self.tasks, roots),
+            vars: pick(&self.vars, roots),
+            unreadable: pick(&self.unreadable, roots),
+            roles: pick(&self.roles, roots),
+        }
+    }
+}
+
+/// Whether the controller path `path` is one of `roots` or inside one of them.
+pub fn is_under(path: &str, roots: &[String]) -> bool {
+    roots.iter().any(|r| {
+        path.strip_prefix(r.trim_end_matches('/'))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// A controller file parsed ahead of time, or why it cannot run: a file that uses
+/// something unsupported is refused only where a host includes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parsed<T> {
+    /// The file's content in plan form.
+    Ok(T),
+    /// Why it cannot be used, naming file, line and keyword.
+    Refused(String),
 }
 
 /// A custom module's Rust source: given inline, or as a file the packer reads.
@@ -155,6 +262,16 @@ pub struct Play {
     /// Handlers, run at the end of the play when notified.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<Task>,
+    /// Ansible's magic variables that the playbook decides for this play
+    /// (`playbook_dir`, `ansible_play_role_names`, `ansible_role_names`,
+    /// `ansible_dependent_role_names`, `role_names`), set by the playbook loader. Like
+    /// every magic variable they rank above all others.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub magic: Vars,
+    /// The controller directories (the playbook's, its roles') whose files the play's
+    /// tasks may name at run time: what of the plan's files and library its hosts get.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<String>,
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).
@@ -290,6 +407,40 @@ pub struct Task {
     /// Run after the block whatever happened.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub always: Vec<Task>,
+    /// Where this task (or the tasks of this block) was read from: its file and role, for
+    /// Ansible's search path and `role_name`/`role_path`. Set by the playbook loader on
+    /// the block holding a role's or an imported file's tasks, and on role handlers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// `include_tasks`' `apply`: keywords for a block around the included tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<Box<Task>>,
+}
+
+/// Where tasks come from (see [`Task::origin`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The controller path of the file the tasks were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The role the tasks belong to, entered here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleRef>,
+}
+
+/// A role whose tasks run: `role_name`, `role_path`, and how it was entered.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRef {
+    /// The role's name.
+    pub name: String,
+    /// Its directory, a controller path.
+    pub path: String,
+    /// Entered by a task (`import_role`/`include_role`) rather than from `roles:` or a
+    /// dependency: the enclosing roles are then its `ansible_parent_role_names`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_task: bool,
 }
 
 impl Task {
@@ -325,8 +476,8 @@ impl Task {
     }
 }
 
-/// What one host's payload carries: its plays (only the ones it is in), its variables
-/// and the files its tasks use. Nothing of any other host.
+/// What one host's payload carries: its plays (only the ones it is in), its variables,
+/// and what it shares with every host that runs the same plays ([`Shared`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostPlan {
     /// The deployment this plan belongs to.
@@ -346,8 +497,39 @@ pub struct HostPlan {
     pub host_vars: Vars,
     /// The plays this host takes part in.
     pub plays: Vec<Play>,
-    /// The files this host's tasks use, by the name the tasks use.
+    /// Ansible's magic variables about the run and the inventory that do not depend on
+    /// the play or task (`omit`, `ansible_version`, `inventory_file`, `ansible_run_tags`,
+    /// ...): they rank above every other variable, as in Ansible.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub magic: Vars,
+    /// The files, controller data and variables this host shares with the other hosts
+    /// that run the same plays; one copy serves them all while packing.
+    #[serde(flatten)]
+    pub shared: std::sync::Arc<Shared>,
+}
+
+/// The part of a host's payload that every host running the same plays has alike: the
+/// packer builds it once per set of plays, and the payload format compresses it once.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Shared {
+    /// The files the tasks use, by the name the tasks use (controller files by their
+    /// controller path).
+    #[serde(default)]
     pub files: BTreeMap<String, HostFile>,
+    /// Magic variables of each play, in the order of [`HostPlan::plays`]
+    /// (`ansible_play_hosts`, `ansible_play_batch`, `play_hosts`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub play_vars: Vec<Vars>,
+    /// The parsed controller files the plays' tasks may include.
+    #[serde(default, skip_serializing_if = "Library::is_empty")]
+    pub library: Library,
+    /// `groups`: every inventory group with its hosts, in inventory order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Other hosts' inventory variables, for `hostvars` (connection secrets left out);
+    /// carried only when something the hosts can run refers to `hostvars`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hostvars: BTreeMap<String, Vars>,
 }
 
 /// A file embedded in a host payload.

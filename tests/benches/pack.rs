@@ -32,7 +32,7 @@ const TRIPLE: &str = "x86_64-unknown-linux-musl";
 fn main() {
     let runner_path = rustle_tests::runner_path(TRIPLE);
     let runner = std::fs::read(&runner_path).unwrap();
-    let plan = bench_plan();
+    let mut plan = bench_plan();
     let task_count = plan.plays[0].tasks.len();
     // A fixed key and settings: payloads are deterministic, so sizes are comparable runs apart.
     let signing = SigningKey::from_bytes(&[7; 32]);
@@ -42,7 +42,7 @@ fn main() {
         check_mode: false,
         diff_mode: false,
     };
-    pack::check_modules(&plan).unwrap();
+    pack::check_modules(&mut plan).unwrap();
 
     println!("pack benchmark: {task_count}-task plan, median of {REPEATS} repeats");
     println!("runner: {} ({} bytes)", runner_path.display(), runner.len());

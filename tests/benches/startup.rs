@@ -149,10 +149,11 @@ fn packed_runner(
         check_mode: false,
         diff_mode: false,
     };
-    pack::check_modules(plan).unwrap();
+    let mut plan = plan.clone();
+    pack::check_modules(&mut plan).unwrap();
     let mut notes = Vec::new();
     let jobs = deploy::pack_jobs(
-        plan,
+        &plan,
         &Inventory::localhost(),
         &settings,
         signing,

@@ -232,6 +232,8 @@ pub struct Inventory {
     limit: Option<BTreeSet<String>>,
     /// The inventory file, for errors.
     source: String,
+    /// The inventory file, when one was read (`inventory_file`, `inventory_dir`).
+    path: Option<PathBuf>,
 }
 
 impl Inventory {
@@ -263,18 +265,24 @@ impl Inventory {
             source,
         })?;
         let source = path.display().to_string();
+        let with_path = |inv: Result<Inventory, InventoryError>| {
+            inv.map(|mut i| {
+                i.path = Some(path.to_path_buf());
+                i
+            })
+        };
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        match ext.as_deref() {
+        with_path(match ext.as_deref() {
             Some("json") => Self::parse_json(&text, &source),
             Some("yml" | "yaml") => Self::parse_yaml(&text, &source),
             Some("ini") => Self::parse_ini(&text, &source),
             _ if text.trim_start().starts_with('{') => Self::parse_json(&text, &source),
             _ if structured::looks_like_yaml_inventory(&text) => Self::parse_yaml(&text, &source),
             _ => Self::parse_ini(&text, &source),
-        }
+        })
     }
 
     /// Parses an Ansible INI inventory; `source` names it in errors.
@@ -323,12 +331,37 @@ impl Inventory {
             dirs: Vec::new(),
             limit: None,
             source: "localhost".into(),
+            path: None,
         }
     }
 
     /// Hosts in the order they first appear in the file.
     pub fn hosts(&self) -> impl Iterator<Item = &Host> {
         self.hosts.iter()
+    }
+
+    /// The inventory file read, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Ansible's `groups`: every group (`all` and `ungrouped` included) with the names of
+    /// its hosts (in subgroups too), in inventory order. `--limit` does not change it.
+    pub fn groups_dict(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = self
+            .groups
+            .keys()
+            .map(|g| (g.clone(), Vec::new()))
+            .collect();
+        for host in &self.hosts {
+            if let Some(all) = out.get_mut("all") {
+                all.push(host.name.clone());
+            }
+            for g in &host.groups {
+                out.entry(g.clone()).or_default().push(host.name.clone());
+            }
+        }
+        out
     }
 
     /// The host with exactly this inventory name.
@@ -759,6 +792,7 @@ impl Builder {
             dirs: Vec::new(),
             limit: None,
             source: self.source,
+            path: None,
         })
     }
 

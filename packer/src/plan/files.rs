@@ -29,13 +29,24 @@ use std::path::{Path, PathBuf};
 ///
 /// Text files are stored in `content`, anything else base64-encoded; the permission bits
 /// are recorded as an octal string such as `"0644"`.
+///
+/// A play from a playbook (one that reaches controller trees, `Play::reach`) is resolved
+/// as Ansible resolves it, on the host when the task runs: a templated `src`, or one not
+/// found here, is left to the runner, which looks for it among the trees' files and fails
+/// the task naming every place it looked.
 pub fn attach_files(plan: &mut DeployPlan, base: &Path) -> Result<(), PlanError> {
     let mut found: Vec<Found> = Vec::new();
     for (p, play) in plan.plays.iter().enumerate() {
         for (key, list) in [("tasks", &play.tasks), ("handlers", &play.handlers)] {
             for (i, task) in list.iter().enumerate() {
                 let path = format!("plays[{p}].{key}[{i}]");
-                collect(task, &path, &play.name, base, &plan.files, &mut found)?;
+                let cx = Collect {
+                    play: &play.name,
+                    base,
+                    embedded: &plan.files,
+                    lenient: !play.reach.is_empty(),
+                };
+                collect(task, &path, &cx, &mut found)?;
             }
         }
     }
@@ -172,16 +183,28 @@ struct Found {
     path: PathBuf,
 }
 
+/// What [`collect`] looks at tasks with.
+struct Collect<'a> {
+    play: &'a str,
+    base: &'a Path,
+    embedded: &'a BTreeMap<String, PlanFile>,
+    /// A play resolved on the host: templated or missing files are the runner's.
+    lenient: bool,
+}
+
 /// Looks at one task and everything below it.
 fn collect(
     task: &Task,
     path: &str,
-    play: &str,
-    base: &Path,
-    embedded: &BTreeMap<String, PlanFile>,
+    cx: &Collect<'_>,
     found: &mut Vec<Found>,
 ) -> Result<(), PlanError> {
-    found.extend(resolve(task, path, play, base, embedded)?);
+    match resolve(task, path, cx.play, cx.base, cx.embedded) {
+        Ok(files) => found.extend(files),
+        // The runner resolves these on the host, as Ansible does when the task runs.
+        Err(PlanError::TemplatedSrc { .. } | PlanError::MissingFile { .. }) if cx.lenient => {}
+        Err(e) => return Err(e),
+    }
     let children = [
         ("block", task.block.as_deref().unwrap_or(&[])),
         ("rescue", task.rescue.as_slice()),
@@ -189,14 +212,7 @@ fn collect(
     ];
     for (key, list) in children {
         for (i, child) in list.iter().enumerate() {
-            collect(
-                child,
-                &format!("{path}.{key}[{i}]"),
-                play,
-                base,
-                embedded,
-                found,
-            )?;
+            collect(child, &format!("{path}.{key}[{i}]"), cx, found)?;
         }
     }
     Ok(())

@@ -129,6 +129,8 @@ pub(super) fn convert(
         plays,
         files: BTreeMap::new(),
         modules: BTreeMap::new(),
+        magic: Default::default(),
+        library: Default::default(),
     };
     Ok(LoadedPlan {
         plan,

@@ -712,8 +712,8 @@ fn unarchive_and_script_sources_are_embedded_like_copy() {
 
 #[test]
 fn each_payload_carries_directory_copies_unarchive_sources_and_scripts() {
-    use crate::inventory::Host;
-    use crate::pack::{PayloadSettings, decode_files, host_plan};
+    use crate::inventory::Inventory;
+    use crate::pack::{PayloadSettings, Planner};
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
     std::fs::create_dir_all(base.join("files/conf/sub")).unwrap();
@@ -732,20 +732,17 @@ fn each_payload_carries_directory_copies_unarchive_sources_and_scripts() {
         json!([]),
     );
     attach_files(&mut plan, base).unwrap();
-    let files = decode_files(&plan).unwrap();
-    let host = Host {
-        name: "web1".into(),
-        vars: Default::default(),
-        groups: vec![],
-    };
+    let inventory = Inventory::parse_ini("web1\n", "hosts").unwrap();
+    let host = inventory.host("web1").unwrap();
     let settings = PayloadSettings {
         deployment_id: "d".into(),
         created_at: 0,
         check_mode: false,
         diff_mode: false,
     };
-    let hp = host_plan(&plan, &[vec![&host]], &files, &host, &settings).unwrap();
-    let names: Vec<&str> = hp.files.keys().map(String::as_str).collect();
+    let mut planner = Planner::new(&plan, &inventory, &settings).unwrap();
+    let hp = planner.host_plan(host).unwrap();
+    let names: Vec<&str> = hp.shared.files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
         vec!["app.tgz", "conf/a.conf", "conf/sub/b.conf", "run.sh"]

@@ -5,7 +5,9 @@
 //! plan file by its content. Everything is resolved on the control machine, before any
 //! host is known: imports and roles are inlined, the files `copy`/`template` read are
 //! embedded, `--tags`/`--skip-tags` are applied. Expressions (`when`, `{{ }}` in
-//! arguments) stay unrendered: the runner evaluates them on the host.
+//! arguments) stay unrendered: the runner evaluates them on the host. What Ansible
+//! decides while the play runs (includes, templated file names) the runner decides,
+//! among the controller files the plan carries (`library.rs`).
 //!
 //! # What is read
 //!
@@ -32,20 +34,28 @@
 //!   `until` always) may be templates: the plan carries them as written and the runner
 //!   evaluates them on the host when the task runs, per loop item, converting the result
 //!   as Ansible does (`delay` and `pause` are floats, `retries` an integer).
-//! - `import_tasks`/`include_tasks` with a static file name (relative to the including
-//!   file, then its `tasks/` directory, then the role's `tasks/`): the file's tasks are
-//!   inlined; keywords on the include (`when`, `tags`, `vars`, `become`, ...) go on a block
-//!   wrapping them, so they apply to each included task as with `import_tasks`.
-//! - Roles (`roles:` entries, `import_role`/`include_role` with a static `name` and
-//!   optional `tasks_from`), from `<playbook dir>/roles/<name>`: `tasks/main.yml`,
+//! - `import_tasks` with a static file name (relative to the including file, then its
+//!   `tasks/` directory, then the role's `tasks/`): the file's tasks are inlined in a
+//!   block that says which file they come from; keywords on the import (`when`, `tags`,
+//!   `vars`, `become`, ...) go on that block, so they apply to each imported task.
+//! - `include_tasks` and `include_role` (any file or role name, templated or not, with
+//!   loops, `vars`, `apply`; `include_role`'s `tasks_from`, `vars_from`,
+//!   `defaults_from`, `handlers_from`, `public`, `allow_duplicates`): carried as tasks
+//!   the runner carries out when it reaches them, as Ansible does; the files they may
+//!   name travel parsed in the plan's `library` (see `library.rs` and
+//!   `docs/playbooks.md`).
+//! - Roles (`roles:` entries, `import_role` with a static `name` and optional
+//!   `tasks_from`, `vars_from`, `defaults_from`, `handlers_from`), from
+//!   `<playbook dir>/roles/<name>`: `tasks/main.yml`,
 //!   `handlers/main.yml`, `defaults/main.yml`, `vars/main.yml`, `meta/main.yml`
 //!   `dependencies` (depth first, before the role; each role once per play unless its
 //!   parameters differ or its meta says `allow_duplicates`). A role's `copy`/`template`
-//!   `src` is looked up as Ansible does (`roles/x/files|templates/<src>`, `roles/x/<src>`,
-//!   `roles/x/tasks/files|templates/<src>`, `roles/x/tasks/<src>`, then the playbook's
-//!   own), embedded under its path relative to the playbook directory
-//!   (`roles/x/templates/app.j2`) and the task's `src` rewritten to that key. Role
-//!   handlers come before the play's own and also answer to `"<role> : <name>"`.
+//!   `src` named literally is looked up as Ansible does (`roles/x/files|templates/<src>`,
+//!   `roles/x/<src>`, `roles/x/tasks/files|templates/<src>`, `roles/x/tasks/<src>`, then
+//!   the playbook's own), embedded under its path relative to the playbook directory
+//!   (`roles/x/templates/app.j2`) and the task's `src` rewritten to that key; a templated
+//!   or missing one is resolved by the runner when the task runs. Role handlers come
+//!   before the play's own and also answer to `"<role> : <name>"`.
 //! - Playbook-level `copy`/`template` files are embedded by [`crate::plan::attach_files`]
 //!   with the playbook's directory as base.
 //!
@@ -72,8 +82,7 @@
 //! variables set them (`defaults.rs`), so inventory wins as in Ansible;
 //! `register`/`set_fact` of a
 //! name given with `-e` wins over the extra var in the runner, while Ansible keeps the
-//! extra var. A role included with `include_role`/`import_role` exposes its variables to
-//! its own tasks only.
+//! extra var.
 //!
 //! # Tags
 //!
@@ -104,11 +113,11 @@
 //! Ansible's loader has no constructor for (anything but `!unsafe`, `!vault` and the
 //! standard `!!str`-style tags), and `!!binary`/`!!set`/`!!omap`, whose Python objects a
 //! plan cannot carry;
-//! blocks among handlers and keywords on includes among handlers (the runner notifies
-//! handlers by name); `with_items` lists mixing `{{ expression }}` items with others;
-//! dynamic includes (templated file or role names, loops on includes, `apply`), the old
-//! `include:`; lookups other than `with_items`/`with_list`/`with_dict`; a templated
-//! `gather_facts`; and these Ansible keywords, not supported yet: `delegate_to`,
+//! `with_items` lists
+//! mixing `{{ expression }}` items with others; keywords on `include_tasks`/`include_role`
+//! that Ansible refuses there too (`become`, ...: they go in `apply`); the old
+//! `include:`; a templated `import_tasks`/`import_role` name not given in extra or play
+//! vars; a templated `gather_facts`; and these Ansible keywords, not supported yet: `delegate_to`,
 //! `delegate_facts`, `local_action`, `async`, `poll`, `run_once`,
 //! `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
 //! `collections`, `any_errors_fatal`, task `max_fail_percentage`, `throttle`, `timeout`,
@@ -125,6 +134,7 @@
 
 mod defaults;
 mod freeform;
+mod library;
 mod lines;
 mod play;
 mod roles;
@@ -471,15 +481,20 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         playbooks: Vec::new(),
         includes: Vec::new(),
         play: PlayState::default(),
+        reach: library::Reach::default(),
+        next_play: 0,
     };
     let loaded = loader
         .playbook(path, &play::Imported::default())
         .map_err(PlaybookError::with_line)?;
     let rolling = agreed_rolling(&loaded).map_err(PlaybookError::with_line)?;
+    let (library, mut reach) = loader.build_library();
     let selection = tags::Selection::new(&opts.tags, &opts.skip_tags);
     let mut plays = Vec::with_capacity(loaded.len());
-    for lp in loaded {
-        plays.push(lp.finish(&selection, &opts.extra_vars));
+    for (i, lp) in loaded.into_iter().enumerate() {
+        let mut play = lp.finish(&selection, &opts.extra_vars);
+        play.reach = reach.remove(&i).unwrap_or_default();
+        plays.push(play);
     }
     let mut plan = DeployPlan {
         format: PLAN_FORMAT.to_string(),
@@ -489,6 +504,8 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         plays,
         files: loader.files,
         modules: BTreeMap::new(),
+        magic: run_magic(opts),
+        library,
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
     open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;
@@ -510,6 +527,30 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         );
     }
     Ok(plan)
+}
+
+/// `ansible_run_tags` and `ansible_skip_tags` as `ansible-playbook` sets them: the tags
+/// given (each comma-separated entry on its own), `['all']` when none is.
+fn run_magic(opts: &PlaybookOptions) -> Vars {
+    let split = |tags: &[String]| -> Vec<Value> {
+        tags.iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Value::String(t.to_string()))
+            .collect()
+    };
+    let mut run = split(&opts.tags);
+    if run.is_empty() {
+        run.push(Value::String("all".into()));
+    }
+    let mut magic = Vars::new();
+    magic.insert("ansible_run_tags".into(), Value::Array(run));
+    magic.insert(
+        "ansible_skip_tags".into(),
+        Value::Array(split(&opts.skip_tags)),
+    );
+    magic
 }
 
 /// `-e` arguments, later ones winning: `@file` (YAML or JSON, vault allowed), a YAML/JSON
@@ -647,6 +688,10 @@ struct Loader<'o> {
     includes: Vec<PathBuf>,
     /// The play being read.
     play: PlayState,
+    /// The controller trees the plays reach, for the library.
+    reach: library::Reach,
+    /// The index of the next play read (in the plan, imports included).
+    next_play: usize,
 }
 
 /// What is gathered while reading one play.
@@ -670,6 +715,27 @@ struct PlayState {
     roles_with_handlers: HashSet<PathBuf>,
     /// Roles being expanded, to refuse a dependency cycle.
     role_stack: Vec<PathBuf>,
+    /// Names of the roles of the play's `roles:` section, in order.
+    play_roles: Vec<String>,
+    /// Names of the roles those depend on (through `meta/main.yml`, at any depth).
+    dependent_roles: BTreeSet<String>,
+}
+
+/// A path on the controller as Ansible shows it in magic variables (`playbook_dir`,
+/// `role_path`): absolute, `.` and `..` resolved, symbolic links kept.
+pub fn controller_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.to_string_lossy().into_owned()
 }
 
 /// Reads `file` relative to nothing: the canonical form, for cycle checks.

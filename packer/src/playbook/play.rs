@@ -107,6 +107,32 @@ impl Rolling {
     }
 }
 
+/// The magic variables a play's playbook decides: `playbook_dir` (the directory of the
+/// playbook file, as an absolute controller path) and the role name lists, as
+/// `VariableManager._get_magic_variables` makes them (`ansible_role_names` is a set
+/// there; here it is sorted).
+fn play_magic(dir: &Path, play_roles: &[String], dependent: &BTreeSet<String>) -> Vars {
+    let names = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+    let mut all: BTreeSet<String> = dependent.clone();
+    all.extend(play_roles.iter().cloned());
+    let mut magic = Vars::new();
+    magic.insert(
+        "playbook_dir".into(),
+        Value::String(super::controller_path(dir)),
+    );
+    magic.insert("ansible_play_role_names".into(), names(play_roles.to_vec()));
+    magic.insert("role_names".into(), names(play_roles.to_vec()));
+    magic.insert(
+        "ansible_dependent_role_names".into(),
+        names(dependent.iter().cloned().collect()),
+    );
+    magic.insert(
+        "ansible_role_names".into(),
+        names(all.into_iter().collect()),
+    );
+    magic
+}
+
 /// `serial`: a positive number or `"N%"`; a list of one such value.
 fn serial_value(v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
     let bad = || {
@@ -348,6 +374,11 @@ impl Loader<'_> {
             Some(v) => scalar_str(v).ok_or_else(|| at.invalid("name", "expected a string"))?,
         };
         let at = at.named(Some(&name));
+        // What this play reaches on the controller: its playbook's directory, and (as
+        // they are read) its roles.
+        self.reach.plays = std::iter::once(self.next_play).collect();
+        self.next_play += 1;
+        self.reach_root(dir, None, dir);
 
         // Variables first: static names below may refer to them.
         // Variables given on `import_playbook` override the play's own, as in Ansible.
@@ -458,6 +489,7 @@ impl Loader<'_> {
         super::defaults::mark(&mut vars, from_defaults);
         let mut handlers = state.handlers;
         handlers.extend(own_handlers);
+        let magic = play_magic(dir, &state.play_roles, &state.dependent_roles);
         Ok(LoadedPlay {
             play: Play {
                 name,
@@ -472,6 +504,8 @@ impl Loader<'_> {
                 no_log,
                 tasks: Vec::new(),
                 handlers,
+                magic,
+                reach: Vec::new(),
             },
             sections: [pre, main, post],
             tags,

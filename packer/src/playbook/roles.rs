@@ -4,7 +4,7 @@
 use super::tasks::{self, Cx};
 use super::yaml::{self, scalar_str, to_json};
 use super::{Loader, NotFound, PlaybookError, Where, canonical};
-use rustle_runner::plan::{Task, Vars};
+use rustle_runner::plan::{Origin, RoleRef, Task, Vars};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,12 @@ pub(crate) struct RoleEntry {
     pub(crate) wrapper: Task,
     /// `tasks_from`: a task file other than `main`.
     pub(crate) tasks_from: Option<String>,
+    /// `vars_from`, `defaults_from`, `handlers_from`: other files than `main`.
+    pub(crate) vars_from: Option<String>,
+    pub(crate) defaults_from: Option<String>,
+    pub(crate) handlers_from: Option<String>,
+    /// Named by a task (`import_role`/`include_role`), not by `roles:` or a dependency.
+    pub(crate) from_task: bool,
 }
 
 /// The file names Ansible tries for `main` in a role directory.
@@ -57,18 +63,23 @@ impl Loader<'_> {
         for (i, item) in list.iter().enumerate() {
             let here = at.child(&format!("roles[{i}]"));
             let entry = self.role_entry(item, &here)?;
+            self.play.play_roles.push(entry.name.clone());
             out.extend(self.role(entry, cx, &here, true, true)?);
         }
         Ok(out)
     }
 
     /// A role entry: `name`, or `{role: name, vars: {...}, when: ..., <param>: ...}`.
-    fn role_entry(&self, item: &Yaml, at: &Where) -> Result<RoleEntry, PlaybookError> {
+    pub(crate) fn role_entry(&self, item: &Yaml, at: &Where) -> Result<RoleEntry, PlaybookError> {
         let mut entry = RoleEntry {
             name: String::new(),
             params: Vars::new(),
             wrapper: Task::default(),
             tasks_from: None,
+            vars_from: None,
+            defaults_from: None,
+            handlers_from: None,
+            from_task: false,
         };
         match item {
             Yaml::Mapping(map) => {
@@ -140,29 +151,7 @@ impl Loader<'_> {
     ) -> Result<Vec<Task>, PlaybookError> {
         let name = entry.name.clone();
         let at = at.named(Some(&name));
-        let roles_path = std::env::var("ANSIBLE_ROLES_PATH").ok();
-        let ansible_home = std::env::var("ANSIBLE_HOME").ok();
-        let home = std::env::var("HOME").ok();
-        let searched: Vec<PathBuf> = role_search_path(
-            &cx.playbook_dir,
-            &RoleSearchEnv {
-                roles_path: roles_path.as_deref(),
-                ansible_home: ansible_home.as_deref(),
-                home: home.as_deref(),
-            },
-            basedir,
-        )
-        .into_iter()
-        .map(|d| d.join(&name))
-        .collect();
-        let Some(dir) = searched.iter().find(|p| p.is_dir()).cloned() else {
-            return Err(PlaybookError::NotFound(Box::new(NotFound {
-                at,
-                keyword: "role".to_string(),
-                name,
-                searched,
-            })));
-        };
+        let dir = self.find_role(&name, cx, &at, basedir)?;
         let canon = canonical(&dir);
         let params_key = serde_json::to_string(&entry.params).unwrap_or_default();
         let key = format!(
@@ -173,7 +162,10 @@ impl Loader<'_> {
         if dedupe && self.play.seen_roles.contains(&key) {
             return Ok(Vec::new());
         }
-        if self.play.role_stack.contains(&canon) {
+        // A dependency cycle never ends; a role whose task imports the role again (another
+        // of its task files) is not a cycle, and a file importing itself is caught as an
+        // include cycle.
+        if !entry.from_task && self.play.role_stack.contains(&canon) {
             return Err(at.invalid(
                 "dependencies",
                 format!("role '{name}' depends on itself (through meta dependencies)"),
@@ -189,6 +181,40 @@ impl Loader<'_> {
         result
     }
 
+    /// The directory of the role `name`, where Ansible looks for it.
+    pub(crate) fn find_role(
+        &self,
+        name: &str,
+        cx: &Cx,
+        at: &Where,
+        basedir: Option<&Path>,
+    ) -> Result<PathBuf, PlaybookError> {
+        let roles_path = std::env::var("ANSIBLE_ROLES_PATH").ok();
+        let ansible_home = std::env::var("ANSIBLE_HOME").ok();
+        let home = std::env::var("HOME").ok();
+        let searched: Vec<PathBuf> = role_search_path(
+            &cx.playbook_dir,
+            &RoleSearchEnv {
+                roles_path: roles_path.as_deref(),
+                ansible_home: ansible_home.as_deref(),
+                home: home.as_deref(),
+            },
+            basedir,
+        )
+        .into_iter()
+        .map(|d| d.join(name))
+        .collect();
+        match searched.iter().find(|p| p.is_dir()) {
+            Some(dir) => Ok(dir.clone()),
+            None => Err(PlaybookError::NotFound(Box::new(NotFound {
+                at: at.clone(),
+                keyword: "role".to_string(),
+                name: name.to_string(),
+                searched,
+            }))),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn role_body(
         &mut self,
@@ -201,8 +227,9 @@ impl Loader<'_> {
         at: &Where,
         play_level: bool,
     ) -> Result<Vec<Task>, PlaybookError> {
-        let defaults = role_vars_file(dir, "defaults", at, self.opts.vault.as_ref())?;
-        let own_vars = role_vars_file(dir, "vars", at, self.opts.vault.as_ref())?;
+        let vault = self.opts.vault.as_ref();
+        let defaults = role_vars_file(dir, "defaults", entry.defaults_from.as_deref(), at, vault)?;
+        let own_vars = role_vars_file(dir, "vars", entry.vars_from.as_deref(), at, vault)?;
         if play_level {
             self.play.role_defaults.extend(defaults.clone());
             self.play.role_vars.extend(own_vars.clone());
@@ -212,6 +239,9 @@ impl Loader<'_> {
         for (i, dep) in deps.iter().enumerate() {
             let dep_at = Where::new(meta_path, &format!("dependencies[{i}]"));
             let dep_entry = self.role_entry(dep, &dep_at)?;
+            if play_level {
+                self.play.dependent_roles.insert(dep_entry.name.clone());
+            }
             out.extend(self.role_from(dep_entry, cx, &dep_at, play_level, true, dir.parent())?);
         }
 
@@ -233,6 +263,12 @@ impl Loader<'_> {
             name: entry.name.clone(),
             dir: dir.to_path_buf(),
         });
+        self.reach_root(dir, Some(Rc::clone(&info)), &cx.playbook_dir);
+        let role_ref = RoleRef {
+            name: entry.name.clone(),
+            path: super::controller_path(dir),
+            from_task: entry.from_task,
+        };
         let tasks_dir = dir.join("tasks");
         let tasks_file = match &entry.tasks_from {
             None => MAIN.iter().map(|m| tasks_dir.join(m)).find(|p| p.is_file()),
@@ -255,6 +291,10 @@ impl Loader<'_> {
                 }
             }
         };
+        let tasks_origin = tasks_file.as_ref().map(|path| Origin {
+            file: Some(super::controller_path(path)),
+            role: Some(role_ref.clone()),
+        });
         let tasks = match tasks_file {
             Some(path) => {
                 let role_cx = Cx {
@@ -268,13 +308,10 @@ impl Loader<'_> {
             None => Vec::new(),
         };
 
-        if self.play.roles_with_handlers.insert(canon.to_path_buf()) {
+        let handlers_key = canon.join(entry.handlers_from.as_deref().unwrap_or("main"));
+        if self.play.roles_with_handlers.insert(handlers_key) {
             let handlers_dir = dir.join("handlers");
-            if let Some(path) = MAIN
-                .iter()
-                .map(|m| handlers_dir.join(m))
-                .find(|p| p.is_file())
-            {
+            if let Some(path) = role_file(dir, "handlers", entry.handlers_from.as_deref(), at)? {
                 let handler_cx = Cx {
                     dir: handlers_dir.clone(),
                     playbook_dir: cx.playbook_dir.clone(),
@@ -292,6 +329,11 @@ impl Loader<'_> {
                     if let Some(n) = &h.name {
                         h.listen.push(format!("{} : {n}", info.name));
                     }
+                    let origin = h.origin.get_or_insert_with(Origin::default);
+                    if origin.file.is_none() {
+                        origin.file = Some(super::controller_path(&path));
+                    }
+                    origin.role = Some(role_ref.clone());
                     self.play.handlers.push(h);
                 }
             }
@@ -301,6 +343,7 @@ impl Loader<'_> {
             out.push(Task {
                 block: Some(tasks),
                 vars: block_vars,
+                origin: tasks_origin,
                 ..Task::default()
             });
         }
@@ -313,7 +356,10 @@ impl Loader<'_> {
     }
 
     /// `meta/main.yml`: its path, `dependencies` and `allow_duplicates`.
-    fn role_meta(&self, dir: &Path) -> Result<(PathBuf, Vec<Yaml>, bool), PlaybookError> {
+    pub(crate) fn role_meta(
+        &self,
+        dir: &Path,
+    ) -> Result<(PathBuf, Vec<Yaml>, bool), PlaybookError> {
         let meta_dir = dir.join("meta");
         let Some(path) = MAIN.iter().map(|m| meta_dir.join(m)).find(|p| p.is_file()) else {
             return Ok((meta_dir.join("main.yml"), Vec::new(), false));
@@ -374,12 +420,7 @@ impl Loader<'_> {
     /// way Ansible searches, embeds the file under its path relative to the top
     /// playbook's directory, and rewrites `src` to that key. A file only found beside the
     /// top playbook is left to [`crate::plan::attach_files`], which finds it the same way.
-    pub(crate) fn embed_src(
-        &mut self,
-        task: &mut Task,
-        cx: &Cx,
-        at: &Where,
-    ) -> Result<(), PlaybookError> {
+    pub(crate) fn embed_src(&mut self, task: &mut Task, cx: &Cx) -> Result<(), PlaybookError> {
         let module = task.module_name();
         let sub = match module {
             "template" => "templates",
@@ -400,13 +441,9 @@ impl Loader<'_> {
         if src.is_empty() || Path::new(src).is_absolute() {
             return Ok(());
         }
+        // A templated name is the runner's to resolve, among the trees' files.
         if src.contains("{{") || src.contains("{%") {
-            return Err(at.unsupported(
-                "src",
-                format!(
-                    "'{src}' is templated; the file to embed must be known when the payload is made"
-                ),
-            ));
+            return Ok(());
         }
         let mut searched = Vec::new();
         if let Some(role) = &cx.role {
@@ -418,25 +455,17 @@ impl Loader<'_> {
         let role_hits = searched.len();
         searched.push(cx.playbook_dir.join(sub).join(src));
         searched.push(cx.playbook_dir.join(src));
+        // Not found here: the task fails where it runs, naming where it looked, as in
+        // Ansible (it may never run: a `when` may hold it back).
         let Some((i, hit)) = searched.iter().enumerate().find(|(_, p)| p.exists()) else {
-            return Err(PlaybookError::NotFound(Box::new(NotFound {
-                at: at.clone(),
-                keyword: "src".to_string(),
-                name: src.clone(),
-                searched,
-            })));
+            return Ok(());
         };
         if i >= role_hits && canonical(&cx.playbook_dir) == canonical(&self.base) {
             return Ok(());
         }
+        // A directory is carried with its tree's files; the runner finds it there.
         if !hit.is_file() {
-            return Err(at.unsupported(
-                "src",
-                format!(
-                    "'{src}' is the directory {}; directories are not supported yet",
-                    hit.display()
-                ),
-            ));
+            return Ok(());
         }
         let key = match hit.strip_prefix(&self.base) {
             Ok(rel) => rel
@@ -573,13 +602,48 @@ fn expand_user(s: &str, home: &str) -> String {
     }
 }
 
-/// A role's `defaults/main.yml` or `vars/main.yml` (empty when there is none).
+/// A role's file in `sub`: `from` (as given, or with `.yml`, `.yaml` or `.json`) when it
+/// is given (missing, that is an error naming where it looked), else `main`.
+fn role_file(
+    dir: &Path,
+    sub: &str,
+    from: Option<&str>,
+    at: &Where,
+) -> Result<Option<PathBuf>, PlaybookError> {
+    let sub_dir = dir.join(sub);
+    let Some(from) = from else {
+        return Ok(MAIN.iter().map(|m| sub_dir.join(m)).find(|p| p.is_file()));
+    };
+    let searched: Vec<PathBuf> = ["", ".yml", ".yaml", ".json"]
+        .iter()
+        .map(|ext| sub_dir.join(format!("{from}{ext}")))
+        .collect();
+    match searched.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(Some(p.clone())),
+        None => Err(PlaybookError::NotFound(Box::new(NotFound {
+            at: at.clone(),
+            keyword: format!("{sub}_from"),
+            name: from.to_string(),
+            searched,
+        }))),
+    }
+}
+
+/// A role's `defaults/main.yml` or `vars/main.yml`, or the file `from` names (empty when
+/// there is none).
 fn role_vars_file(
     dir: &Path,
     sub: &str,
+    from: Option<&str>,
     at: &Where,
     vault: Option<&crate::vault::Vault>,
 ) -> Result<Vars, PlaybookError> {
+    if from.is_some() {
+        return match role_file(dir, sub, from, at)? {
+            Some(path) => tasks::vars_file(&path, vault),
+            None => Ok(Vars::new()),
+        };
+    }
     let sub_dir = dir.join(sub);
     for m in MAIN {
         let path = sub_dir.join(m);

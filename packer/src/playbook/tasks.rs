@@ -5,7 +5,7 @@ use super::freeform;
 use super::roles::{RoleEntry, RoleInfo};
 use super::yaml::{self, key_str, mapping_to_json, scalar_str, to_json};
 use super::{Loader, NotFound, PlaybookError, Where, canonical, render_static};
-use rustle_runner::plan::{Condition, Flag, LoopControl, Task, Templated, Vars};
+use rustle_runner::plan::{Condition, Flag, LoopControl, Origin, Task, Templated, Vars};
 use serde_json::Value;
 use serde_norway::{Mapping, Value as Yaml};
 use std::path::{Path, PathBuf};
@@ -170,11 +170,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "gather_subset" | "gather_timeout" | "fact_path" => "fact gathering options are fixed",
         "vars_prompt" => "there is no terminal on the hosts to prompt at",
         "include" => "`include` was removed from Ansible (2.16); use import_tasks or include_tasks",
-        "apply" => "`apply` on includes is not implemented; put the keywords on the include itself",
-        "vars_from" | "defaults_from" | "handlers_from" | "public" | "allow_duplicates"
-        | "rolespec_validate" => {
-            "of include_role/import_role only `name` and `tasks_from` are implemented"
-        }
         _ => return None,
     })
 }
@@ -618,10 +613,8 @@ impl Loader<'_> {
             .and_then(|(_, v)| scalar_str(v));
         let at = at.named(name.as_deref());
         if entries.iter().any(|(k, _)| k == "block") {
-            // The runner notifies handlers by name; a block has none to match.
-            if cx.handler {
-                return Err(at.unsupported("block", "blocks among handlers are not supported yet"));
-            }
+            // Among handlers, the tasks inside a block are the handlers notified by name,
+            // with the block's keywords.
             return Ok(vec![self.block(&entries, cx, &at)?]);
         }
 
@@ -642,12 +635,14 @@ impl Loader<'_> {
         }
         let (module, value) = module_of(&candidates, action, &at)?;
         match short_name(&module) {
-            "import_tasks" | "include_tasks" => {
-                self.include(Include::Tasks, &module, &value, &entries, cx, &at)
-            }
-            "import_role" | "include_role" => {
-                self.include(Include::Role, &module, &value, &entries, cx, &at)
-            }
+            "include_tasks" => Ok(vec![
+                self.dynamic_include(&module, &value, &entries, cx, &at)?,
+            ]),
+            "import_tasks" => self.include(Include::Tasks, &module, &value, &entries, cx, &at),
+            "include_role" => Ok(vec![
+                self.dynamic_include(&module, &value, &entries, cx, &at)?,
+            ]),
+            "import_role" => self.include(Include::Role, &module, &value, &entries, cx, &at),
             "include" => Err(bad_keyword("include", &[], &at)),
             "import_playbook" => Err(at.invalid(
                 &module,
@@ -752,7 +747,19 @@ impl Loader<'_> {
             return Err(at.invalid("loop_control", "given without a loop"));
         }
         if cx.role.is_some() || cx.playbook_dir != self.base {
-            self.embed_src(&mut task, cx, at)?;
+            self.embed_src(&mut task, cx)?;
+        }
+        // A variables file named literally travels parsed, wherever it is.
+        if short_name(module) == "include_vars" {
+            let name = match (task.args.get("file"), task.args.get("_raw_params")) {
+                (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => Some(s.clone()),
+                _ => None,
+            };
+            if let Some(name) = name.and_then(|n| render_static(&n, &self.play.lookup))
+                && !is_template(&name)
+            {
+                self.register_static_vars(name.trim_end_matches('\n'), cx);
+            }
         }
         Ok(task)
     }
@@ -784,48 +791,196 @@ impl Loader<'_> {
             return Err(at.invalid(key, format!("not valid on `{module}`")));
         }
         let args = module_args(module, value, at)?;
-        let tasks = match kind {
+        let (tasks, file) = match kind {
             Include::Tasks => {
                 let name = include_arg(module, &args, &["file"], at)?;
                 let path = self.find_task_file(module, &name, cx, at)?;
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 let child = Cx { dir, ..cx.clone() };
-                self.task_file(&path, &child)?
+                (self.task_file(&path, &child)?, Some(path))
             }
             Include::Role => {
-                let name = include_arg(module, &args, &["name", "tasks_from"], at)?;
-                let tasks_from = match args.get("tasks_from") {
-                    None => None,
-                    Some(Value::String(s)) => Some(self.static_name(module, s, at)?),
-                    Some(_) => return Err(at.invalid("tasks_from", "expected a file name")),
+                let args = include_role_args(module, args, at)?;
+                let name = match args.get("name") {
+                    Some(Value::String(s)) => self.static_name(module, s, at)?,
+                    _ => return Err(at.invalid(module, "expected a `name`")),
+                };
+                let from = |key: &str| -> Result<Option<String>, PlaybookError> {
+                    match args.get(key) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(Value::String(s)) => Ok(Some(self.static_name(module, s, at)?)),
+                        Some(_) => Err(at.invalid(key, "expected a file name")),
+                    }
                 };
                 let entry = RoleEntry {
                     name,
                     params: Vars::new(),
                     wrapper: Task::default(),
-                    tasks_from,
+                    tasks_from: from("tasks_from")?,
+                    vars_from: from("vars_from")?,
+                    defaults_from: from("defaults_from")?,
+                    handlers_from: from("handlers_from")?,
+                    from_task: true,
                 };
-                self.role(entry, cx, at, false, false)?
+                // An imported role's variables are the play's, as Ansible exposes them
+                // when it reads the playbook.
+                (self.role(entry, cx, at, true, false)?, None)
             }
         };
-        // Keywords on the include apply to every included task: a block carries them.
-        let only_named = Task {
-            name: wrapper.name.clone(),
-            ..Task::default()
-        };
-        if wrapper == only_named {
-            return Ok(tasks);
+        // Keywords on the include apply to every included task: a block carries them,
+        // and says which file its tasks come from (for the search path at run time).
+        if let Some(path) = file {
+            wrapper.origin = Some(Origin {
+                file: Some(super::controller_path(&path)),
+                role: None,
+            });
         }
-        // Handlers are notified by name: a block around them would hide them.
-        if cx.handler {
-            return Err(at.unsupported(
-                module,
-                "keywords on an include among handlers are not supported yet; put them on the \
-                 included handlers",
-            ));
+        if wrapper == Task::default() {
+            return Ok(tasks);
         }
         wrapper.block = Some(tasks);
         Ok(vec![wrapper])
+    }
+
+    /// `include_tasks`: a task the runner carries out when it is reached, on each host
+    /// (and for each loop item), as Ansible does: it templates the file name, finds the
+    /// file in Ansible's search order among the controller files the payload carries, and
+    /// runs its tasks with the include's `vars` and `apply` keywords. A file named
+    /// literally is found and parsed now; one whose name is templated is among the files
+    /// of the trees the play reaches, parsed when the plan is made (see `library.rs`).
+    fn dynamic_include(
+        &mut self,
+        module: &str,
+        value: &ModuleValue,
+        entries: &[(String, &Yaml)],
+        cx: &Cx,
+        at: &Where,
+    ) -> Result<Task, PlaybookError> {
+        const VALID: [&str; 14] = [
+            "name",
+            "when",
+            "tags",
+            "vars",
+            "ignore_errors",
+            "no_log",
+            "loop",
+            "with_items",
+            "with_list",
+            "with_dict",
+            "loop_control",
+            "register",
+            "args",
+            "listen",
+        ];
+        let mut task = Task {
+            module: module.to_string(),
+            ..Task::default()
+        };
+        let mut apply = None;
+        let mut extra_args = Vars::new();
+        for (k, v) in entries {
+            let key = k.as_str();
+            match key {
+                _ if key == module || key == "action" => {}
+                "name" | "when" | "tags" | "vars" | "ignore_errors" | "no_log" => {
+                    common(&mut task, key, v, at)?;
+                }
+                _ if LOOPS.contains(&key) => {
+                    if task.loop_.is_some() {
+                        return Err(at.invalid(key, "a task takes one loop"));
+                    }
+                    task.loop_ = Some(loop_items(key, v, at)?);
+                }
+                "loop_control" => task.loop_control = Some(loop_control(v, at)?),
+                "register" => task.register = opt_string(v, at, key)?,
+                "listen" if cx.handler => task.listen = string_list(v, at, key)?,
+                "args" => match v {
+                    Yaml::Null => {}
+                    Yaml::Mapping(m) => {
+                        let mut m = m.clone();
+                        if let Some(a) = m.remove("apply") {
+                            apply = Some(a);
+                        }
+                        extra_args = mapping_to_json(&m, &at.child("args"))?;
+                    }
+                    other => {
+                        return Err(at.invalid(
+                            key,
+                            format!("expected a mapping, found {}", yaml::describe(other)),
+                        ));
+                    }
+                },
+                other => {
+                    return Err(at.invalid(
+                        other,
+                        format!(
+                            "not valid on `{module}` (Ansible takes only {} there; keywords for \
+                             the included tasks go in `apply`)",
+                            VALID.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if task.loop_control.is_some() && task.loop_.is_none() {
+            return Err(at.invalid("loop_control", "given without a loop"));
+        }
+        let value = match value {
+            ModuleValue::Yaml(Yaml::Mapping(m)) => {
+                let mut m = m.clone();
+                if let Some(a) = m.remove("apply") {
+                    apply = Some(a);
+                }
+                ModuleValue::Yaml(Yaml::Mapping(m))
+            }
+            other => other.clone(),
+        };
+        let mut args = extra_args;
+        args.extend(module_args(module, &value, at)?);
+        if let Some(a) = apply {
+            task.apply = Some(Box::new(self.apply_block(&a, &at.child("apply"))?));
+        }
+        if short_name(module) == "include_role" {
+            task.args = include_role_args(module, args, at)?;
+            // A role named literally is found now, and travels with its meta; one whose
+            // name is templated must be one of the roles the plan carries.
+            if let Some(Value::String(name)) = task.args.get("name") {
+                let name = render_static(name, &self.play.lookup).unwrap_or(name.clone());
+                if !is_template(&name) {
+                    let dir = self.find_role(&name, cx, at, None)?;
+                    self.register_role(&name, &dir, cx);
+                }
+            }
+            return Ok(task);
+        }
+        let name = include_arg(module, &args, &["file"], at)?;
+        task.args = Vars::new();
+        task.args.insert("file".into(), Value::String(name.clone()));
+        // A literal name is found now (the runner finds it again the same way), so the
+        // file travels parsed; a missing one fails on the host that reaches the include.
+        let name = render_static(&name, &self.play.lookup).unwrap_or(name);
+        if !is_template(&name) {
+            self.register_static_include(&name, cx);
+        }
+        Ok(task)
+    }
+
+    /// `apply`: keywords for a block around the included tasks.
+    fn apply_block(&self, v: &Yaml, at: &Where) -> Result<Task, PlaybookError> {
+        let Yaml::Mapping(m) = v else {
+            return Err(at.invalid(
+                "apply",
+                format!("expected a mapping, found {}", yaml::describe(v)),
+            ));
+        };
+        let mut block = Task::default();
+        for (k, v) in m {
+            let key = key_of(k, at)?;
+            if key == "name" || !common(&mut block, &key, v, at)? {
+                return Err(bad_keyword(&key, &COMMON[1..], at));
+            }
+        }
+        Ok(block)
     }
 
     /// A name that must be known now: `{{ var }}` from extra or play vars, nothing else.
@@ -1027,6 +1182,40 @@ fn include_arg(
             Ok(s.trim().to_string())
         }
         _ => Err(at.invalid(module, format!("expected a `{main}` (a file or role name)"))),
+    }
+}
+
+/// `include_role`'s arguments: `name` (or `role`, or free-form `name=...`), the
+/// `*_from` files, `public`, `allow_duplicates`; the runner templates them when it runs.
+fn include_role_args(module: &str, args: Vars, at: &Where) -> Result<Vars, PlaybookError> {
+    const ALLOWED: [&str; 9] = [
+        "name",
+        "role",
+        "tasks_from",
+        "vars_from",
+        "defaults_from",
+        "handlers_from",
+        "public",
+        "allow_duplicates",
+        "rolespec_validate",
+    ];
+    let mut out = Vars::new();
+    for (k, v) in args {
+        match k.as_str() {
+            "_raw_params" | "role" => {
+                out.insert("name".into(), v);
+            }
+            // Argument specs are not checked by the runner.
+            "rolespec_validate" => {}
+            other if ALLOWED.contains(&other) => {
+                out.insert(k, v);
+            }
+            other => return Err(bad_keyword(other, &ALLOWED, &at.child(module))),
+        }
+    }
+    match out.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(out),
+        _ => Err(at.invalid(module, "expected a `name` (the role's name)")),
     }
 }
 

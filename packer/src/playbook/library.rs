@@ -1,0 +1,444 @@
+//! The controller files a play can name at run time, embedded and parsed ahead of time.
+//!
+//! Ansible finds an `include_tasks` file, an `include_vars` file, a `template`/`copy`
+//! `src` or a lookup's file while the play runs, after templating the name, on the
+//! controller. rustle-deploy's runner does the same on the host, among the files the
+//! payload carries: for every tree a play reaches (each role it uses, and the play's own
+//! playbook directory), the loader embeds the files under the directories Ansible's
+//! search path looks in (a role's `tasks/`, `handlers/`, `vars/`, `defaults/`, `meta/`,
+//! `files/` and `templates/`; a playbook directory's `tasks/`, `handlers/`, `vars/`,
+//! `files/` and `templates/`), by controller path, and parses the YAML among them: a list
+//! into tasks, a mapping into variables. A file that uses something the plan cannot carry
+//! is stored as a refusal naming file, line and keyword, raised only on a host that
+//! includes it. A file named literally by an `include_tasks` is parsed wherever it is.
+//!
+//! What is not carried, so that nothing private travels unasked: the top level of a
+//! playbook's directory (inventories, vault password files, other playbooks live there;
+//! a file there is carried when a task names it literally) and vault-encrypted files
+//! found by the walk (their plaintext would go to every host; a file a task names
+//! literally is opened as before). Naming one at run time fails, saying so.
+//!
+//! Each play records the trees it reaches (`Play::reach`); the packer gives a host only
+//! what its plays reach. Parsing a file may reach more trees (a role it imports), which
+//! are then read too, for the same plays.
+
+use super::roles::RoleInfo;
+use super::tasks::Cx;
+use super::{Loader, controller_path, yaml};
+use rustle_runner::plan::{Library, Parsed, PlanFile, RoleDep, RoleSpec, Task};
+use serde_json::Value;
+use serde_norway::Value as Yaml;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Subdirectories of a role that Ansible's search path looks in.
+const ROLE_DIRS: [&str; 7] = [
+    "tasks",
+    "handlers",
+    "vars",
+    "defaults",
+    "meta",
+    "files",
+    "templates",
+];
+
+/// Subdirectories of a playbook's directory that Ansible's search path looks in.
+const PLAYBOOK_DIRS: [&str; 5] = ["tasks", "handlers", "vars", "files", "templates"];
+
+/// How deep the walk goes below a tree's subdirectory (a symbolic link loop stops here).
+const MAX_DEPTH: usize = 16;
+
+/// A tree a play reaches: a role's directory or a playbook's.
+#[derive(Debug, Clone)]
+pub(crate) struct Root {
+    /// The role, for a role's directory.
+    role: Option<Rc<RoleInfo>>,
+    /// The directory of the playbook that reached it.
+    playbook_dir: PathBuf,
+    /// The plays (by index in the plan) that reach it.
+    plays: BTreeSet<usize>,
+}
+
+/// A task file an `include_tasks` names literally.
+#[derive(Debug, Clone)]
+pub(crate) struct StaticInclude {
+    cx: Cx,
+    plays: BTreeSet<usize>,
+}
+
+/// What the loader gathers for the library while reading plays.
+#[derive(Debug, Default)]
+pub(crate) struct Reach {
+    /// Trees reached, by controller path.
+    roots: BTreeMap<String, Root>,
+    /// Files named literally by includes, by controller path.
+    includes: BTreeMap<String, StaticInclude>,
+    /// Roles whose meta could not be read, by directory, with the reason.
+    unreadable: BTreeMap<String, String>,
+    /// Variables files named literally by `include_vars`, by controller path, with the
+    /// plays that name them.
+    vars_files: BTreeMap<String, BTreeSet<usize>>,
+    /// Roles an `include_role` may name, by directory.
+    roles: BTreeMap<String, RoleSpec>,
+    /// The plays whatever is read now belongs to.
+    pub(crate) plays: BTreeSet<usize>,
+}
+
+impl Loader<'_> {
+    /// Records that the plays being read reach the tree at `dir`.
+    pub(crate) fn reach_root(
+        &mut self,
+        dir: &Path,
+        role: Option<Rc<RoleInfo>>,
+        playbook_dir: &Path,
+    ) {
+        let plays = self.reach.plays.clone();
+        let root = self
+            .reach
+            .roots
+            .entry(controller_path(dir))
+            .or_insert_with(|| Root {
+                role,
+                playbook_dir: playbook_dir.to_path_buf(),
+                plays: BTreeSet::new(),
+            });
+        root.plays.extend(plays);
+    }
+
+    /// Records an `include_tasks` of the literal `name` from the file being read (`cx`):
+    /// the file it finds, in the runner's order, is parsed into the library.
+    pub(crate) fn register_static_include(&mut self, name: &str, cx: &Cx) {
+        let dir = controller_path(&cx.dir);
+        let playbook_dir = controller_path(&cx.playbook_dir);
+        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
+        let place = rustle_runner::resolve::Place {
+            roles: role.iter().map(String::as_str).collect(),
+            task_dir: &dir,
+            playbook_dir: &playbook_dir,
+        };
+        let Some(found) = place
+            .include_candidates(name, cx.handler)
+            .into_iter()
+            .find(|c| Path::new(c).is_file())
+        else {
+            return;
+        };
+        let plays = self.reach.plays.clone();
+        let entry = self
+            .reach
+            .includes
+            .entry(found.clone())
+            .or_insert_with(|| StaticInclude {
+                cx: Cx {
+                    dir: Path::new(&found)
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                    ..cx.clone()
+                },
+                plays: BTreeSet::new(),
+            });
+        entry.plays.extend(plays);
+    }
+
+    /// Records the role `name` in `dir` (and its dependencies) for `include_role`: its
+    /// tree is reached, its meta read. A role whose meta cannot be read is recorded as
+    /// unreadable, with the reason, for the host that includes it.
+    pub(crate) fn register_role(&mut self, name: &str, dir: &Path, cx: &Cx) {
+        let key = controller_path(dir);
+        let info = Rc::new(RoleInfo {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        });
+        self.reach_root(dir, Some(info), &cx.playbook_dir);
+        if self.reach.roles.contains_key(&key) {
+            return;
+        }
+        // Recorded before its dependencies are read, so a cycle ends here.
+        self.reach.roles.insert(
+            key.clone(),
+            RoleSpec {
+                name: name.to_string(),
+                path: key.clone(),
+                ..RoleSpec::default()
+            },
+        );
+        match self.role_spec(name, dir, &key, cx) {
+            Ok(spec) => {
+                self.reach.roles.insert(key, spec);
+            }
+            Err(e) => {
+                self.reach.roles.remove(&key);
+                self.reach
+                    .unreadable
+                    .insert(key, format!("role '{name}': {}", e.with_line()));
+            }
+        }
+    }
+
+    fn role_spec(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        key: &str,
+        cx: &Cx,
+    ) -> Result<RoleSpec, super::PlaybookError> {
+        let (meta_path, deps, allow_duplicates) = self.role_meta(dir)?;
+        let mut dependencies = Vec::new();
+        for (i, dep) in deps.iter().enumerate() {
+            let at = super::Where::new(&meta_path, &format!("dependencies[{i}]"));
+            let entry = self.role_entry(dep, &at)?;
+            let dep_dir = self.find_role(&entry.name, cx, &at, dir.parent())?;
+            self.register_role(&entry.name, &dep_dir, cx);
+            dependencies.push(RoleDep {
+                path: controller_path(&dep_dir),
+                params: entry.params,
+                keywords: (entry.wrapper != Task::default()).then(|| Box::new(entry.wrapper)),
+            });
+        }
+        Ok(RoleSpec {
+            name: name.to_string(),
+            path: key.to_string(),
+            dependencies,
+            allow_duplicates,
+        })
+    }
+
+    /// Records an `include_vars` of the literal `name` from the file being read (`cx`):
+    /// the file it finds, in the runner's order, is parsed into the library.
+    pub(crate) fn register_static_vars(&mut self, name: &str, cx: &Cx) {
+        let dir = controller_path(&cx.dir);
+        let playbook_dir = controller_path(&cx.playbook_dir);
+        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
+        let place = rustle_runner::resolve::Place {
+            roles: role.iter().map(String::as_str).collect(),
+            task_dir: &dir,
+            playbook_dir: &playbook_dir,
+        };
+        let Some(found) = place
+            .stack_candidates("vars", name)
+            .into_iter()
+            .find(|c| Path::new(c).is_file())
+        else {
+            return;
+        };
+        let plays = self.reach.plays.clone();
+        self.reach
+            .vars_files
+            .entry(found)
+            .or_default()
+            .extend(plays);
+    }
+
+    /// Reads every reached tree into `files` (by controller path) and the library, and
+    /// returns the library with each play's reach (by play index). Parsing may reach
+    /// more trees; they are read in turn.
+    pub(crate) fn build_library(&mut self) -> (Library, BTreeMap<usize, Vec<String>>) {
+        let mut library = Library::default();
+        let mut done_roots: BTreeSet<String> = BTreeSet::new();
+        let mut done_files: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let root = self
+                .reach
+                .roots
+                .iter()
+                .find(|(k, _)| !done_roots.contains(*k))
+                .map(|(k, r)| (k.clone(), r.clone()));
+            if let Some((key, root)) = root {
+                done_roots.insert(key.clone());
+                self.read_root(&key, &root, &mut library);
+                continue;
+            }
+            let include = self
+                .reach
+                .includes
+                .iter()
+                .find(|(k, _)| !done_files.contains(*k) && !library.tasks.contains_key(*k))
+                .map(|(k, i)| (k.clone(), i.clone()));
+            let Some((path, include)) = include else {
+                break;
+            };
+            done_files.insert(path.clone());
+            self.reach.plays = include.plays.clone();
+            let parsed = self.parse_tasks(Path::new(&path), &include.cx);
+            library.tasks.insert(path, parsed);
+        }
+        let named: Vec<(String, BTreeSet<usize>)> = self
+            .reach
+            .vars_files
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (path, _) in &named {
+            if library.vars.contains_key(path) {
+                continue;
+            }
+            // Named literally: a vaulted file is opened, as Ansible opens it.
+            let parsed = match super::tasks::vars_file(Path::new(path), self.opts.vault.as_ref()) {
+                Ok(vars) => Parsed::Ok(Value::Object(vars)),
+                Err(e) => Parsed::Refused(e.with_line().to_string()),
+            };
+            library.vars.insert(path.clone(), parsed);
+            library.unreadable.remove(path);
+        }
+        library.roles = self.reach.roles.clone();
+        library.unreadable.extend(
+            self.reach
+                .unreadable
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let mut reach: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for (key, plays) in &named {
+            for p in plays {
+                reach.entry(*p).or_default().push(key.clone());
+            }
+        }
+        for (key, root) in &self.reach.roots {
+            // A playbook directory reaches its search subdirectories only: the roles
+            // below it are trees of their own, reached by the plays that use them.
+            let entries: Vec<String> = match root.role {
+                Some(_) => vec![key.clone()],
+                None => PLAYBOOK_DIRS.iter().map(|d| format!("{key}/{d}")).collect(),
+            };
+            for p in &root.plays {
+                reach.entry(*p).or_default().extend(entries.iter().cloned());
+            }
+        }
+        for (key, include) in &self.reach.includes {
+            for p in &include.plays {
+                reach.entry(*p).or_default().push(key.clone());
+            }
+        }
+        (library, reach)
+    }
+
+    /// Embeds and parses the files of one tree.
+    fn read_root(&mut self, key: &str, root: &Root, library: &mut Library) {
+        let dir = PathBuf::from(key);
+        let subdirs: &[&str] = if root.role.is_some() {
+            &ROLE_DIRS
+        } else {
+            &PLAYBOOK_DIRS
+        };
+        let mut found = Vec::new();
+        for sub in subdirs {
+            walk(&dir.join(sub), 0, &mut found);
+        }
+        self.reach.plays = root.plays.clone();
+        for path in found {
+            let name = controller_path(&path);
+            if self.files.contains_key(&name) || library.unreadable.contains_key(&name) {
+                continue;
+            }
+            match read_file(&path) {
+                Ok(file) => {
+                    self.files.insert(name.clone(), file);
+                }
+                Err(why) => {
+                    library.unreadable.insert(name, why);
+                    continue;
+                }
+            }
+            if !is_yaml_name(&path, &dir) {
+                continue;
+            }
+            let in_handlers = path.starts_with(dir.join("handlers"));
+            let cx = Cx {
+                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                playbook_dir: root.playbook_dir.clone(),
+                role: root.role.clone(),
+                handler: in_handlers,
+            };
+            match yaml::read(&path, self.opts.vault.as_ref()) {
+                Ok(Yaml::Sequence(_)) => {
+                    let parsed = self.parse_tasks(&path, &cx);
+                    library.tasks.insert(name, parsed);
+                }
+                Ok(Yaml::Mapping(_) | Yaml::Null) => {
+                    let parsed = match super::tasks::vars_file(&path, self.opts.vault.as_ref()) {
+                        Ok(vars) => Parsed::Ok(Value::Object(vars)),
+                        Err(e) => Parsed::Refused(e.with_line().to_string()),
+                    };
+                    library.vars.insert(name, parsed);
+                }
+                // Neither tasks nor variables (a scalar document): nothing to parse.
+                Ok(_) => {}
+                Err(e) => {
+                    let why = e.with_line().to_string();
+                    library
+                        .tasks
+                        .insert(name.clone(), Parsed::Refused(why.clone()));
+                    library.vars.insert(name, Parsed::Refused(why));
+                }
+            }
+        }
+    }
+
+    /// A task file in plan form, or why it cannot be; the tags selected apply, and extra
+    /// vars win over the variables its tasks set, as for the plays' own tasks.
+    fn parse_tasks(&mut self, path: &Path, cx: &Cx) -> Parsed<Vec<rustle_runner::plan::Task>> {
+        // A file read for the library is read outside any play: what a play gathers
+        // (role handlers, role deduplication) does not leak into the one being read.
+        let saved = std::mem::take(&mut self.play);
+        let tasks = self.task_file(path, cx);
+        self.play = saved;
+        match tasks {
+            Ok(tasks) => {
+                let selection = super::tags::Selection::new(&self.opts.tags, &self.opts.skip_tags);
+                let mut tasks = super::tags::filter(tasks, &BTreeSet::new(), &selection);
+                super::override_vars(&mut tasks, &self.opts.extra_vars);
+                Parsed::Ok(tasks)
+            }
+            Err(e) => Parsed::Refused(e.with_line().to_string()),
+        }
+    }
+}
+
+/// Every regular file below `dir` (symbolic links followed), sorted per directory.
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            walk(&p, depth + 1, out);
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+}
+
+/// Whether a file of a tree may hold tasks or variables: `.yml`, `.yaml`, `.json`, or
+/// no extension inside `tasks/`, `handlers/`, `vars/` or `defaults/` (Ansible tries
+/// `main` without one).
+fn is_yaml_name(path: &Path, root: &Path) -> bool {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("yml" | "yaml" | "json") => true,
+        Some(_) => false,
+        None => ["tasks", "handlers", "vars", "defaults"]
+            .iter()
+            .any(|d| path.starts_with(root.join(d))),
+    }
+}
+
+/// A file's plan form. A vault-encrypted file is not carried: only files a task names
+/// literally are opened with the vault password.
+fn read_file(path: &Path) -> Result<PlanFile, String> {
+    let file = crate::plan::plan_file(path).map_err(|e| format!("cannot read it: {e}"))?;
+    if file.content.as_deref().is_some_and(yaml::is_vault) {
+        return Err(
+            "it is vault-encrypted, and such a file travels only when a task names it \
+             literally (a name templated on the host could be any file of the tree, and \
+             its plaintext would go to every host)"
+                .to_string(),
+        );
+    }
+    Ok(file)
+}
