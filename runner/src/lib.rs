@@ -19,6 +19,7 @@ pub mod hex;
 pub mod install;
 pub mod lazyvars;
 pub mod locate;
+pub mod lookups;
 pub mod modules;
 pub mod payload;
 pub mod plan;

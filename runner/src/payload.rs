@@ -357,6 +357,15 @@ mod tests {
                 ..Play::default()
             }],
             files: Default::default(),
+            // Controller answers travel in the signed payload like the rest.
+            controller_lookups: vec![crate::plan::ControllerLookup {
+                lookup: "pipe".into(),
+                terms: serde_json::json!(["git rev-parse HEAD"]),
+                options: serde_json::Map::new(),
+                values: Some(vec!["0123abc".into()]),
+                error: None,
+                error_class: None,
+            }],
         }
     }
 
