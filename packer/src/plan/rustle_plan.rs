@@ -129,6 +129,7 @@ pub(super) fn convert(
         plays,
         files: BTreeMap::new(),
         modules: BTreeMap::new(),
+        controller_answers: BTreeMap::new(),
     };
     Ok(LoadedPlan {
         plan,

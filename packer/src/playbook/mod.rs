@@ -19,9 +19,10 @@
 //! - Task: one module key (short, `ansible.builtin.x`, `ansible.legacy.x` or any
 //!   collection name), or `action:`; free-form text (`shell: echo hi`,
 //!   `file: path=/x state=directory`) is split like Ansible's `parse_kv` and merged over
-//!   `args:`. Keywords: `name`, `when`, `loop`, `with_items` (flattened one level),
-//!   `with_list`, `with_dict` (a literal mapping, into `{key, value}` items in written
-//!   order), `loop_control` (all of its keys), `register`, `changed_when`,
+//!   `args:`. Keywords: `name`, `when`, `loop`, `with_<lookup>` for every lookup of
+//!   ansible-core (kept as `loop_with` plus the terms as written, which the runner templates
+//!   and hands to the lookup; a literal `with_dict` mapping keeps its written order),
+//!   `loop_control` (all of its keys), `register`, `changed_when`,
 //!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
 //!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `block`/`rescue`/`always`.
@@ -58,9 +59,7 @@
 //! - extra vars (`-e`) are added to play vars, and every block or task that sets a
 //!   variable of the same name gets the extra value instead, so they win everywhere.
 //!
-//! Known differences: `with_items: "{{ x }}"` (or `["{{ x }}"]`) loops over the rendered
-//! list without flattening nested lists in it (the runner has no `flatten` filter yet);
-//! role defaults sit in play and block `vars`, above the inventory, but are marked
+//! Known differences: role defaults sit in play and block `vars`, above the inventory, but are marked
 //! (`__rustle_role_defaults`) and the deployer drops them for each host whose inventory
 //! variables set them (`defaults.rs`), so inventory wins as in Ansible;
 //! `register`/`set_fact` of a
@@ -96,9 +95,9 @@
 //! Vault content without `--vault-password-file` (or with a wrong password); YAML tags
 //! other than `!vault`;
 //! blocks among handlers and keywords on includes among handlers (the runner notifies
-//! handlers by name); `with_items` lists mixing `{{ expression }}` items with others;
+//! handlers by name); `with_<name>` where no lookup has that name;
 //! dynamic includes (templated file or role names, loops on includes, `apply`), the old
-//! `include:`; lookups other than `with_items`/`with_list`/`with_dict`; templated values where the plan needs a literal (`become`,
+//! `include:`; templated values where the plan needs a literal (`become`,
 //! `retries`, ...); and these Ansible keywords, not supported yet: `delegate_to`,
 //! `delegate_facts`, `local_action`, `async`, `poll`, `run_once`,
 //! `diff`, `connection`, `port`, `remote_user`, `module_defaults`,
@@ -479,6 +478,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         plays,
         files: loader.files,
         modules: BTreeMap::new(),
+        controller_answers: BTreeMap::new(),
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
     open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;
