@@ -76,7 +76,8 @@ impl LookupError {
             LookupError::Undefined(_) => UNDEFINED_ERROR,
             LookupError::Options(_) => OPTIONS_ERROR,
             LookupError::Plugin { class, .. } => class,
-            LookupError::NotFound(_) | LookupError::Unavailable(_) => ANSIBLE_ERROR,
+            LookupError::Unavailable(_) => UNAVAILABLE,
+            LookupError::NotFound(_) => ANSIBLE_ERROR,
         }
     }
 
@@ -85,6 +86,7 @@ impl LookupError {
         match class {
             UNDEFINED_ERROR => LookupError::Undefined(msg),
             OPTIONS_ERROR => LookupError::Options(msg),
+            UNAVAILABLE => LookupError::Unavailable(msg),
             _ => LookupError::Plugin {
                 class: class.to_string(),
                 msg,
@@ -97,6 +99,9 @@ impl LookupError {
 pub const ANSIBLE_ERROR: &str = "ansible.errors.AnsibleError";
 const UNDEFINED_ERROR: &str = "ansible.errors.AnsibleUndefinedVariable";
 const OPTIONS_ERROR: &str = "ansible.errors.AnsibleOptionsError";
+/// Not a Python class: what a recorded answer says when rustle-deploy could not run the
+/// lookup on the controller (an option it does not support).
+const UNAVAILABLE: &str = "rustle-deploy: unsupported";
 
 /// One call of a controller lookup: its canonical name, terms and options.
 #[derive(Debug, Clone, Copy)]
