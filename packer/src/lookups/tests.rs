@@ -117,6 +117,7 @@ fn literal_and_play_variable_arguments_are_answered_on_the_controller() {
     composed: "{{ greeting_cmd }} world"
   tasks:
     - debug: msg="{{ lookup('env', 'RUSTLE_K_VAR', 'NOPE_K', default='d') }}"
+    - debug: msg="{{ lookup('env', 'NOPE_K', default=Undefined) }}|{{ lookup('env', 'NOPE_K', default=None) }}"
     - debug: msg="{{ lookup('pipe', composed) }}|{{ lookup('pipe', 'echo ' + inventory_hostname) }}"
     - debug: msg="{{ item }}"
       with_lines: "printf 'a\\r\\nb\\rc\\n\\nd'"
@@ -137,6 +138,26 @@ fn literal_and_play_variable_arguments_are_answered_on_the_controller() {
             "{{ lookup('env', 'RUSTLE_K_VAR', 'NOPE_K', default='d') }}"
         ),
         Ok("v1,d".into())
+    );
+    // default=Undefined makes a missing variable an error (ansible-core's message).
+    let undefined = render(
+        &e,
+        vars.clone(),
+        "{{ lookup('env', 'NOPE_K', default=Undefined) }}",
+    );
+    assert!(
+        undefined
+            .as_ref()
+            .is_err_and(|e| e.contains("The \"env\" lookup, found an undefined variable: NOPE_K")),
+        "{undefined:?}"
+    );
+    assert_eq!(
+        render(
+            &e,
+            vars.clone(),
+            "{{ lookup('env', 'NOPE_K', default=None) }}"
+        ),
+        Ok(String::new())
     );
     assert_eq!(
         render(

@@ -247,7 +247,7 @@ pub(super) fn run(terms: &Value, kwargs: &Vars, _: &Scope) -> Result<Vec<Value>,
 fn generate(mut o: Options) -> Result<Vec<Value>, LookupError> {
     let too_large = || {
         LookupError::ansible(format!(
-            "a sequence of more than {MAX_ITEMS} numbers is more than rustle-deploy makes"
+            "the sequence would hold more than {MAX_ITEMS} items, rustle-deploy's limit"
         ))
     };
     let end = match (o.count, o.end) {

@@ -186,3 +186,32 @@ fn undefined_loop_terms_are_marked_undefined() {
         "{err:?}"
     );
 }
+
+/// Outside data never makes a sequence panic or exhaust memory: a huge count is refused
+/// with the limit named, and numbers past 128 bits are refused as invalid.
+#[test]
+fn huge_sequences_are_refused_not_attempted() {
+    let engine = Engine::new();
+    let ctx = JValue::from_serialize(json!({}));
+    for term in [
+        "count=100000000000",
+        "start=-170141183460469231731687303715884105727 end=170141183460469231731687303715884105727",
+        "count=170141183460469231731687303715884105727 stride=2",
+    ] {
+        let (msg, _) = loop_items(&engine, "sequence", &json!(term), &ctx).unwrap_err();
+        assert!(msg.contains("rustle-deploy's limit"), "{term}: {msg}");
+    }
+    let (msg, _) = loop_items(&engine, "sequence", &json!("end=1e40"), &ctx).unwrap_err();
+    assert!(
+        msg.starts_with("Invalid type for configuration option"),
+        "{msg}"
+    );
+    let items = loop_items(&engine, "sequence", &json!("start=1e30 count=2"), &ctx).unwrap();
+    assert_eq!(
+        items,
+        [
+            json!("1000000000000000000000000000000"),
+            json!("1000000000000000000000000000001")
+        ]
+    );
+}
