@@ -209,26 +209,41 @@ struct PyRandom {
     index: usize,
 }
 
+/// The state word at `i` (indices wrap, so the generator never indexes out of bounds).
+fn word(mt: &[u32; 624], i: usize) -> u32 {
+    mt.get(i % 624).copied().unwrap_or(0)
+}
+
+fn set_word(mt: &mut [u32; 624], i: usize, v: u32) {
+    if let Some(w) = mt.get_mut(i % 624) {
+        *w = v;
+    }
+}
+
 impl PyRandom {
+    /// CPython's `init_by_array`.
     fn from_key(key: &[u32]) -> PyRandom {
         let mut mt = [0u32; 624];
-        mt[0] = 19_650_218;
+        set_word(&mut mt, 0, 19_650_218);
         for i in 1..624 {
-            let prev = mt[i - 1];
-            mt[i] = 1_812_433_253u32
+            let prev = word(&mt, i - 1);
+            let v = 1_812_433_253u32
                 .wrapping_mul(prev ^ (prev >> 30))
                 .wrapping_add(i as u32);
+            set_word(&mut mt, i, v);
         }
         let (mut i, mut j) = (1usize, 0usize);
         for _ in 0..624.max(key.len()) {
-            let prev = mt[i - 1];
-            mt[i] = (mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_664_525))
+            let prev = word(&mt, i - 1);
+            let v = (word(&mt, i) ^ (prev ^ (prev >> 30)).wrapping_mul(1_664_525))
                 .wrapping_add(key.get(j).copied().unwrap_or(0))
                 .wrapping_add(j as u32);
+            set_word(&mut mt, i, v);
             i += 1;
             j += 1;
             if i >= 624 {
-                mt[0] = mt[623];
+                let last = word(&mt, 623);
+                set_word(&mut mt, 0, last);
                 i = 1;
             }
             if j >= key.len() {
@@ -236,16 +251,18 @@ impl PyRandom {
             }
         }
         for _ in 0..623 {
-            let prev = mt[i - 1];
-            mt[i] =
-                (mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            let prev = word(&mt, i - 1);
+            let v = (word(&mt, i) ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941))
+                .wrapping_sub(i as u32);
+            set_word(&mut mt, i, v);
             i += 1;
             if i >= 624 {
-                mt[0] = mt[623];
+                let last = word(&mt, 623);
+                set_word(&mut mt, 0, last);
                 i = 1;
             }
         }
-        mt[0] = 0x8000_0000;
+        set_word(&mut mt, 0, 0x8000_0000);
         PyRandom { mt, index: 624 }
     }
 
@@ -278,13 +295,14 @@ impl PyRandom {
     fn next_u32(&mut self) -> u32 {
         if self.index >= 624 {
             for k in 0..624 {
-                let y = (self.mt[k] & 0x8000_0000) | (self.mt[(k + 1) % 624] & 0x7fff_ffff);
+                let y = (word(&self.mt, k) & 0x8000_0000) | (word(&self.mt, k + 1) & 0x7fff_ffff);
                 let mag = if y & 1 == 1 { 0x9908_b0df } else { 0 };
-                self.mt[k] = self.mt[(k + 397) % 624] ^ (y >> 1) ^ mag;
+                let v = word(&self.mt, k + 397) ^ (y >> 1) ^ mag;
+                set_word(&mut self.mt, k, v);
             }
             self.index = 0;
         }
-        let mut y = self.mt[self.index];
+        let mut y = word(&self.mt, self.index);
         self.index += 1;
         y ^= y >> 11;
         y ^= (y << 7) & 0x9d2c_5680;

@@ -83,10 +83,9 @@ fn python_regex_error(pattern: &str, detail: &str) -> String {
     let mut prev: Option<char> = None;
     for (i, c) in pattern.char_indices() {
         let at_start = prev.is_none() || matches!(prev, Some('(' | '|'));
-        if repeat.contains(&c)
-            && at_start
-            && !(c == '{' && !pattern.get(i..).is_some_and(|r| r.contains('}')))
-        {
+        // A `{` without a closing `}` is a literal brace in Python, not a repetition.
+        let counted_brace = c != '{' || pattern.get(i..).is_some_and(|r| r.contains('}'));
+        if repeat.contains(&c) && at_start && counted_brace {
             return format!("nothing to repeat at position {i}");
         }
         prev = Some(c);
