@@ -42,8 +42,16 @@ pub struct World {
 }
 
 impl World {
-    /// The controller with the deployer's environment, for a playbook in `basedir`.
+    /// The controller with the deployer's environment, for a playbook in `basedir`
+    /// (made absolute: `site.yml` given as is lives in the current directory, which a
+    /// relative path would only name as "").
     pub fn new(basedir: PathBuf) -> World {
+        let basedir = if basedir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            basedir
+        };
+        let basedir = std::path::absolute(&basedir).unwrap_or(basedir);
         World { basedir, env: None }
     }
 
