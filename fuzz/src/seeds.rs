@@ -89,6 +89,7 @@ fn host_plans() -> Vec<(String, HostPlan)> {
             host_vars: vars,
             plays: loaded.plan.plays.clone(),
             magic: serde_json::Map::new(),
+            controller_lookups: Vec::new(),
             shared: std::sync::Arc::new(rustle_runner::plan::Shared {
                 files,
                 ..Default::default()

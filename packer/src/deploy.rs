@@ -307,6 +307,12 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
     }
     crate::playbook::apply_role_defaults(&mut the_plan, &inventory);
     pack::check_modules(&mut the_plan)?;
+    // env/pipe/lines/password read the controller: answered here, sealed into payloads.
+    crate::lookups::answer(
+        &mut the_plan,
+        &inventory,
+        &crate::lookups::World::new(plan_dir.clone()),
+    );
 
     let key_path = match &opts.key {
         Some(k) => k.clone(),

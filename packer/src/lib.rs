@@ -14,6 +14,7 @@ pub mod elf;
 pub mod inventory;
 pub mod keys;
 pub mod known_hosts;
+pub mod lookups;
 pub mod macho;
 pub mod pack;
 pub mod plan;

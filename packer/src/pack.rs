@@ -303,7 +303,7 @@ fn strip_secrets(play: &mut Play) {
 /// The variables the runner gets for a host: its inventory variables, less connection
 /// secrets ([`is_connection_secret`]), plus Ansible's magic variables about itself
 /// (never any other host's).
-fn host_vars(host: &Host) -> Vars {
+pub(crate) fn host_vars(host: &Host) -> Vars {
     let mut vars = host.vars.clone();
     vars.retain(|k, _| !is_connection_secret(k));
     vars.insert("inventory_hostname".into(), host.name.clone().into());
@@ -392,6 +392,11 @@ impl<'p> Planner<'p> {
             host_vars: host_vars(host),
             plays,
             magic: self.magic.clone(),
+            controller_lookups: plan
+                .controller_answers
+                .get(&host.name)
+                .cloned()
+                .unwrap_or_default(),
             shared,
         })
     }

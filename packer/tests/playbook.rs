@@ -268,8 +268,10 @@ mod playbook {
         // common: once, although `web` depends on it too.
         let common = block(&t[2]);
         assert_eq!(names(common), ["common packages", "tools"]);
-        assert_eq!(common[0].loop_, Some(json!("{{ common_pkgs }}")));
-        assert_eq!(common[1].loop_, Some(json!(["jq", "vim", "tmux"])));
+        // with_items: the items lookup over the terms as written (it flattens them).
+        assert_eq!(common[0].loop_, Some(json!(["{{ common_pkgs }}"])));
+        assert_eq!(common[0].loop_with.as_deref(), Some("items"));
+        assert_eq!(common[1].loop_, Some(json!(["jq", ["vim", "tmux"]])));
         assert_eq!(args(&common[1]), json!({"name": "{{ item }}"}));
 
         // web: the entry's tags on a wrapping block, the role's variables on the inner one.
@@ -292,10 +294,12 @@ mod playbook {
             args(&web_tasks[2]),
             json!({"src": "roles/web/files/index.html", "dest": "{{ web_root }}/index.html"})
         );
+        // with_dict over a written mapping keeps its order: one mapping per entry.
         assert_eq!(
             web_tasks[3].loop_,
-            Some(json!([{"key": "zed", "value": "admin"}, {"key": "amy", "value": "dev"}]))
+            Some(json!([{"zed": "admin"}, {"amy": "dev"}]))
         );
+        assert_eq!(web_tasks[3].loop_with.as_deref(), Some("dict"));
 
         // import_tasks with keywords: a block carrying them.
         assert_eq!(
@@ -543,7 +547,7 @@ mod playbook {
     }
 
     #[test]
-    fn templated_with_dict_and_with_items_become_loops_over_filters() {
+    fn with_loops_keep_their_terms_and_name_their_lookup() {
         let plan = load_text(
             r#"
 - hosts: all
@@ -559,11 +563,11 @@ mod playbook {
         )
         .unwrap();
         let t = &plan.plays[0].tasks;
-        assert_eq!(t[0].loop_, Some(json!("{{ (users) | dict2items }}")));
-        assert_eq!(
-            t[1].loop_,
-            Some(json!("{{ (nested) | flatten(levels=1) }}"))
-        );
+        assert_eq!(t[0].loop_, Some(json!("{{ users }}")));
+        assert_eq!(t[0].loop_with.as_deref(), Some("dict"));
+        assert_eq!(t[1].loop_, Some(json!("{{ nested }}")));
+        assert_eq!(t[1].loop_with.as_deref(), Some("items"));
+        assert_eq!(t[2].loop_with, None);
         let lc = t[2].loop_control.as_ref().unwrap();
         assert_eq!(lc.index_var.as_deref(), Some("i"));
         assert_eq!(lc.pause, Some(0.5.into()));
@@ -687,6 +691,39 @@ mod playbook {
         );
     }
 
+    /// Every lookup ansible-core has is a `with_` loop; anything else is named as no lookup.
+    #[test]
+    fn with_loops_are_lookups() {
+        let plan = load_text(
+            "- hosts: all\n  tasks:\n    - debug: var=item\n      with_fileglob: ['*.conf']\n    - debug: var=item\n      with_sequence: count=3\n    - debug: var=item\n      with_ansible.builtin.nested: [[1], [2]]\n",
+        )
+        .unwrap();
+        let t = &plan.plays[0].tasks;
+        assert_eq!(t[0].loop_with.as_deref(), Some("fileglob"));
+        assert_eq!(t[0].loop_, Some(json!(["*.conf"])));
+        assert_eq!(t[1].loop_with.as_deref(), Some("sequence"));
+        assert_eq!(t[1].loop_, Some(json!("count=3")));
+        assert_eq!(t[2].loop_with.as_deref(), Some("ansible.builtin.nested"));
+
+        let msg =
+            err_text("- hosts: all\n  tasks:\n    - debug: var=item\n      with_nosuch: [1]\n");
+        assert!(
+            msg.contains("`with_nosuch`") && msg.contains("there is no lookup named 'nosuch'"),
+            "{msg}"
+        );
+        let msg = err_text(
+            "- hosts: all\n  tasks:\n    - debug: var=item\n      with_items: [1]\n      loop: [2]\n",
+        );
+        assert!(
+            msg.contains("a task takes one loop, `with_items` is already given"),
+            "{msg}"
+        );
+        let msg = err_text(
+            "- hosts: all\n  tasks:\n    - block: [{debug: msg=x}]\n      with_items: [1]\n",
+        );
+        assert!(msg.contains("`with_items`"), "{msg}");
+    }
+
     #[test]
     fn unsupported_keywords() {
         for (keyword, text) in [
@@ -706,10 +743,6 @@ mod playbook {
             (
                 "max_fail_percentage",
                 "- hosts: all\n  max_fail_percentage: 10\n  tasks: []\n",
-            ),
-            (
-                "with_fileglob",
-                "- hosts: all\n  tasks:\n    - debug: var=item\n      with_fileglob: ['*']\n",
             ),
             ("include", "- hosts: all\n  tasks:\n    - include: x.yml\n"),
         ] {

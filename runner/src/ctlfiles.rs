@@ -1180,24 +1180,27 @@ impl minijinja::value::Object for Layered {
     }
 }
 
+/// A template renderer: source and variables to text.
+pub type RenderFn<'r> = &'r dyn Fn(&str, &minijinja::value::Value) -> Result<String, String>;
+
 /// A file lookup called from a template whose variables are `vars`, on the files of the
 /// run ([`with_files`]): what the lookup registry calls for the names in
-/// [`FILE_LOOKUPS`] (`None` for another name). Outside a run (no files), every file is
-/// missing.
+/// [`FILE_LOOKUPS`] (`None` for another name); `render` renders the names and templates
+/// it finds with the caller's engine. Outside a run (no files), every file is missing.
 pub fn lookup_in_scope(
     name: &str,
     terms: &Value,
     options: &Vars,
     subdir: &str,
     vars: &minijinja::value::Value,
-    engine: &crate::template::Engine,
+    render: RenderFn<'_>,
 ) -> Option<Result<Vec<Value>, FileLookupError>> {
     let shared = FILES.with(|c| c.borrow().clone()).unwrap_or_default();
     let files = CtlFiles::new(&shared);
     let place = LookupPlace::from_vars(vars);
     let name_render = |t: &str| -> Option<String> {
         if crate::template::is_template(t) {
-            engine.render_str(t, vars).ok()
+            render(t, vars).ok()
         } else {
             Some(t.to_string())
         }
@@ -1211,7 +1214,7 @@ pub fn lookup_in_scope(
             base: vars.clone(),
         };
         let ctx = minijinja::value::Value::from_object(layered);
-        engine.render_str(src, &ctx).map_err(|e| e.to_string())
+        render(src, &ctx)
     };
     let render = Render {
         name: &name_render,
@@ -1534,9 +1537,12 @@ mod tests {
             "name": "foo1",
         }));
         let engine = crate::template::Engine::new();
+        let render = |s: &str, v: &minijinja::value::Value| {
+            engine.render_str(s, v).map_err(|e| e.to_string())
+        };
         let none = Vars::new();
         let call = |name: &str, terms: Value| {
-            lookup_in_scope(name, &terms, &none, "files", &vars, &engine).unwrap()
+            lookup_in_scope(name, &terms, &none, "files", &vars, &render).unwrap()
         };
         with_files(&shared, || {
             assert_eq!(
@@ -1547,13 +1553,13 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap();
-            let out = lookup_in_scope("template", &json!(["t.j2"]), &tv, "files", &vars, &engine)
+            let out = lookup_in_scope("template", &json!(["t.j2"]), &tv, "files", &vars, &render)
                 .unwrap()
                 .unwrap();
             assert_eq!(strs(&out), ["T me x\n"]);
         });
         // Outside a run nothing is carried.
         assert!(call("file", json!(["foo1"])).is_err());
-        assert!(lookup_in_scope("pipe", &json!([]), &none, "files", &vars, &engine).is_none());
+        assert!(lookup_in_scope("pipe", &json!([]), &none, "files", &vars, &render).is_none());
     }
 }

@@ -159,7 +159,9 @@ impl<'a> Executor<'a> {
     ) -> Self {
         Executor {
             plan,
-            engine: Arc::new(Engine::new()),
+            engine: Arc::new(Engine::with_controller(Arc::new(
+                crate::lookups::Answers::new(plan.controller_lookups.clone()),
+            ))),
             sink,
             opts,
             facts: Vars::new(),
@@ -723,7 +725,7 @@ impl<'a> Executor<'a> {
 
         let result = match &task.loop_ {
             None => self.run_once(task, inherited, &[]),
-            Some(spec) => match self.loop_items(spec, &ctx) {
+            Some(spec) => match self.loop_items(task, spec, &ctx) {
                 Ok(items) => self.run_loop(task, inherited, &items),
                 // Ansible defers a loop that fails to render (an undefined variable)
                 // until after `when`: `loop: "{{ x }}"` with `when: x is defined` skips.
@@ -795,7 +797,7 @@ impl<'a> Executor<'a> {
         let runs: Vec<Vec<(String, Value)>> = match &task.loop_ {
             None => vec![Vec::new()],
             Some(spec) => {
-                let items = match self.loop_items(spec, &ctx) {
+                let items = match self.loop_items(task, spec, &ctx) {
                     Ok(items) => items,
                     Err((msg, templated)) => {
                         let result = if templated {
@@ -1251,7 +1253,16 @@ impl<'a> Executor<'a> {
 
     /// The loop's items; on error the message and whether it came from templating
     /// (which Ansible reports only if `when` holds).
-    fn loop_items(&self, spec: &Value, ctx: &JValue) -> Result<Vec<Value>, (String, bool)> {
+    fn loop_items(
+        &self,
+        task: &Task,
+        spec: &Value,
+        ctx: &JValue,
+    ) -> Result<Vec<Value>, (String, bool)> {
+        if let Some(lookup) = &task.loop_with {
+            let subdir = crate::lookups::loop_subdir(&task.module);
+            return crate::lookups::loop_items(&self.engine, subdir, lookup, spec, ctx);
+        }
         match self.engine.render_value(spec, ctx) {
             Ok(Value::Array(items)) => Ok(items),
             Ok(other) => Err((

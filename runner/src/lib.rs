@@ -22,6 +22,7 @@ pub mod install;
 pub mod keywords;
 pub mod lazyvars;
 pub mod locate;
+pub mod lookups;
 pub mod modules;
 pub mod payload;
 pub mod plan;

@@ -22,7 +22,7 @@
 //!    little endian; they must add up to the rest of the body exactly;
 //! 2. the host section: a zstd frame of the MessagePack encoding (named fields) of what is
 //!    the host's own in a [`HostPlan`] (identity, modes, its variables, its plays, the
-//!    run's magic variables);
+//!    run's magic variables, the controller's answers to its lookups);
 //! 3. the shared section: a zstd frame of the MessagePack encoding of the [`Shared`] part,
 //!    which every host running the same plays has alike. File contents are stored there
 //!    content-addressed: a `blobs` list holds each distinct content once, and each file
@@ -226,6 +226,7 @@ struct HostSectionRef<'a> {
     host_vars: &'a Vars,
     plays: &'a [Play],
     magic: &'a Vars,
+    controller_lookups: &'a [crate::plan::ControllerLookup],
 }
 
 /// What a host section holds, decoded.
@@ -241,6 +242,8 @@ struct HostSection {
     plays: Vec<Play>,
     #[serde(default)]
     magic: Vars,
+    #[serde(default)]
+    controller_lookups: Vec<crate::plan::ControllerLookup>,
 }
 
 /// A file in the shared section: its content is `blobs[blob]`.
@@ -288,6 +291,7 @@ pub fn encode_host(plan: &HostPlan) -> Result<Vec<u8>, PayloadError> {
         host_vars: &plan.host_vars,
         plays: &plan.plays,
         magic: &plan.magic,
+        controller_lookups: &plan.controller_lookups,
     };
     rmp_serde::to_vec_named(&section).map_err(|e| PayloadError::Decode(e.to_string()))
 }
@@ -519,6 +523,7 @@ pub fn decode_body(body: &[u8]) -> Result<HostPlan, PayloadError> {
         host_vars: host.host_vars,
         plays: host.plays,
         magic: host.magic,
+        controller_lookups: host.controller_lookups,
         shared: std::sync::Arc::new(Shared {
             files,
             library: wire.library,
@@ -572,6 +577,15 @@ mod tests {
                 ..Play::default()
             }],
             magic: serde_json::Map::new(),
+            // Controller answers travel in the signed payload like the rest.
+            controller_lookups: vec![crate::plan::ControllerLookup {
+                lookup: "pipe".into(),
+                terms: serde_json::json!(["git rev-parse HEAD"]),
+                options: serde_json::Map::new(),
+                values: Some(vec!["0123abc".into()]),
+                error: None,
+                error_class: None,
+            }],
             shared: Arc::new(Shared {
                 files: [
                     ("a.txt", b"same bytes".to_vec()),

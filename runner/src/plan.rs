@@ -93,6 +93,11 @@ pub struct DeployPlan {
     /// the same trees, are in `files` under the same paths).
     #[serde(default, skip_serializing_if = "Library::is_empty")]
     pub library: Library,
+    /// The controller lookups (`env`, `pipe`, `lines`, `password`) the deployer answered
+    /// on the controller for each host, by host name. Computed while deploying, never
+    /// read from or written to a plan file: a plan file cannot bring answers of its own.
+    #[serde(skip)]
+    pub controller_answers: BTreeMap<String, Vec<ControllerLookup>>,
 }
 
 /// What a playbook's directory and its roles hold for the runner to resolve at run time,
@@ -340,9 +345,14 @@ pub struct Task {
     /// Run only when every expression holds.
     #[serde(default, rename = "when", skip_serializing_if = "Option::is_none")]
     pub when: Option<Condition>,
-    /// Items to loop over: a list, or a template that renders to one.
+    /// Items to loop over: a list, or a template that renders to one. With
+    /// `loop_with`, the terms of that lookup instead.
     #[serde(default, rename = "loop", skip_serializing_if = "Option::is_none")]
     pub loop_: Option<Value>,
+    /// The lookup of a `with_<lookup>` loop (`sequence` for `with_sequence`): the items
+    /// are what that lookup returns for the terms in `loop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_with: Option<String>,
     /// Loop options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_control: Option<LoopControl>,
@@ -502,6 +512,12 @@ pub struct HostPlan {
     /// ...): they rank above every other variable, as in Ansible.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub magic: Vars,
+    /// What the controller answered, while packing, for the lookups that read the
+    /// controller's world (`env`, `pipe`, `lines`, `password`) and whose arguments were
+    /// known there, for this host. The runner answers those lookups from here and
+    /// nowhere else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controller_lookups: Vec<ControllerLookup>,
     /// The files, controller data and variables this host shares with the other hosts
     /// that run the same plays; one copy serves them all while packing.
     #[serde(flatten)]
@@ -530,6 +546,29 @@ pub struct Shared {
     /// carried only when something the hosts can run refers to `hostvars`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hostvars: BTreeMap<String, Vars>,
+}
+
+/// One controller lookup answered while packing: the call, and what it returned or why
+/// it failed (Ansible reports that failure where the lookup is used, on the host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerLookup {
+    /// The lookup's short name: `env`, `pipe`, `lines` or `password`.
+    pub lookup: String,
+    /// The terms the lookup received (a list for `lookup()`, what the loop rendered to
+    /// for `with_<lookup>`).
+    pub terms: Value,
+    /// Its keyword options, other than `wantlist`, `errors` and `allow_unsafe`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub options: Vars,
+    /// The plugin's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<Value>>,
+    /// Why the plugin failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The Python class of that failure, which decides how Ansible reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
 }
 
 /// A file embedded in a host payload.

@@ -35,6 +35,8 @@ impl TemplateError {
 /// The templating engine: one per runner, shared by every task.
 pub struct Engine {
     env: Environment<'static>,
+    /// Who answers the lookups that read the controller's world (`crate::lookups`).
+    controller: std::sync::Arc<dyn crate::lookups::Controller>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -211,8 +213,14 @@ fn stray_variable_end(expr: &str) -> Option<usize> {
 }
 
 impl Engine {
-    /// An engine with Ansible's settings and filters.
+    /// An engine with Ansible's settings and filters, whose controller lookups have no
+    /// answers.
     pub fn new() -> Engine {
+        Engine::with_controller(std::sync::Arc::new(crate::lookups::Answers::default()))
+    }
+
+    /// An engine whose `env`, `pipe`, `lines` and `password` lookups `controller` answers.
+    pub fn with_controller(controller: std::sync::Arc<dyn crate::lookups::Controller>) -> Engine {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Ansible's template module keeps a template's final newline.
@@ -223,7 +231,13 @@ impl Engine {
         // Python's str and dict methods (`s.split(',')`, `d.items()`), which Ansible's Jinja has.
         env.set_unknown_method_callback(python_method);
         crate::filters::register(&mut env);
-        Engine { env }
+        crate::lookups::register(&mut env, std::sync::Arc::clone(&controller));
+        Engine { env, controller }
+    }
+
+    /// Who answers this engine's controller lookups.
+    pub fn controller(&self) -> &dyn crate::lookups::Controller {
+        self.controller.as_ref()
     }
 
     /// Bounds the instructions one template may run (minijinja's fuel), for the fuzz
@@ -236,8 +250,7 @@ impl Engine {
 
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
-        self.env
-            .render_str(source, ctx)
+        crate::lookups::with_scope(ctx, || self.env.render_str(source, ctx))
             .map_err(|e| err(source, &e))
     }
 
@@ -256,7 +269,7 @@ impl Engine {
             .env
             .compile_expression(expr)
             .map_err(|e| err(expr, &e))?;
-        e.eval(ctx).map_err(|e| err(expr, &e))
+        crate::lookups::with_scope(ctx, || e.eval(ctx)).map_err(|e| err(expr, &e))
     }
 
     /// Evaluates a condition (`when`, `changed_when`, ...). A condition wrapped in

@@ -131,6 +131,7 @@ pub(super) fn convert(
         modules: BTreeMap::new(),
         magic: Default::default(),
         library: Default::default(),
+        controller_answers: BTreeMap::new(),
     };
     Ok(LoadedPlan {
         plan,

@@ -67,9 +67,14 @@ pub(crate) fn parse_kv(text: &str, raw_module: bool) -> Map<String, Value> {
     args
 }
 
-/// `key=value` when the token starts with an identifier followed by `=`.
+/// `key=value` when the token starts with an identifier followed by `=`, or with a name
+/// made with a template (`set_fact: "{{ item }}=on"`, `"user_{{ x }}=y"`: set_fact
+/// templates its names).
 fn key_value(token: &str) -> Option<(&str, &str)> {
     let (key, value) = token.split_once('=')?;
+    if key.contains("{{") && key.contains("}}") {
+        return Some((key, value));
+    }
     let mut chars = key.chars();
     let first = chars.next()?;
     let ident = (first.is_ascii_alphabetic() || first == '_')
@@ -210,6 +215,15 @@ mod tests {
         assert_eq!(
             Value::Object(parse_kv("msg=\"{{ a }} b\" other", false)),
             json!({"msg": "{{ a }} b", "_raw_params": "other"})
+        );
+        // A templated name, as Ansible's parse_kv splits it (for set_fact).
+        assert_eq!(
+            Value::Object(parse_kv("{{ 'x' + item }}={{ item }}", false)),
+            json!({"{{ 'x' + item }}": "{{ item }}"})
+        );
+        assert_eq!(
+            Value::Object(parse_kv("user_{{ item.0.name }}={{ item.1 }}", false)),
+            json!({"user_{{ item.0.name }}": "{{ item.1 }}"})
         );
         assert_eq!(
             Value::Object(parse_kv("echo \"x y\" {{ a | default('p q') }}", true)),

@@ -22,9 +22,10 @@
 //! - Task: one module key (short, `ansible.builtin.x`, `ansible.legacy.x` or any
 //!   collection name), or `action:`; free-form text (`shell: echo hi`,
 //!   `file: path=/x state=directory`) is split like Ansible's `parse_kv` and merged over
-//!   `args:`. Keywords: `name`, `when`, `loop`, `with_items` (flattened one level),
-//!   `with_list`, `with_dict` (a literal mapping, into `{key, value}` items in written
-//!   order), `loop_control` (all of its keys), `register`, `changed_when`,
+//!   `args:`. Keywords: `name`, `when`, `loop`, `with_<lookup>` for every lookup of
+//!   ansible-core (kept as `loop_with` plus the terms as written, which the runner templates
+//!   and hands to the lookup; a literal `with_dict` mapping keeps its written order),
+//!   `loop_control` (all of its keys), `register`, `changed_when`,
 //!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
 //!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `block`/`rescue`/`always`.
@@ -75,9 +76,7 @@
 //! - extra vars (`-e`) are added to play vars, and every block or task that sets a
 //!   variable of the same name gets the extra value instead, so they win everywhere.
 //!
-//! Known differences: `with_items: "{{ x }}"` (or `["{{ x }}"]`) loops over the rendered
-//! list without flattening nested lists in it (the runner has no `flatten` filter yet);
-//! role defaults sit in play and block `vars`, above the inventory, but are marked
+//! Known differences: role defaults sit in play and block `vars`, above the inventory, but are marked
 //! (`__rustle_role_defaults`) and the deployer drops them for each host whose inventory
 //! variables set them (`defaults.rs`), so inventory wins as in Ansible;
 //! `register`/`set_fact` of a
@@ -112,9 +111,8 @@
 //! Vault content without `--vault-password-file` (or with a wrong password); YAML tags
 //! Ansible's loader has no constructor for (anything but `!unsafe`, `!vault` and the
 //! standard `!!str`-style tags), and `!!binary`/`!!set`/`!!omap`, whose Python objects a
-//! plan cannot carry;
-//! `with_items` lists
-//! mixing `{{ expression }}` items with others; keywords on `include_tasks`/`include_role`
+//! plan cannot carry; `with_<name>` where no lookup has that name; keywords on
+//! `include_tasks`/`include_role`
 //! that Ansible refuses there too (`become`, ...: they go in `apply`); the old
 //! `include:`; a templated `import_tasks`/`import_role` name not given in extra or play
 //! vars; a templated `gather_facts`; and these Ansible keywords, not supported yet: `delegate_to`,
@@ -506,6 +504,7 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         modules: BTreeMap::new(),
         magic: run_magic(opts),
         library,
+        controller_answers: BTreeMap::new(),
     };
     crate::plan::attach_files(&mut plan, &base).map_err(|e| PlaybookError::Files(Box::new(e)))?;
     open_vaulted_files(&mut plan.files, &base, opts.vault.as_ref())?;

@@ -48,8 +48,17 @@ const TASK_ONLY: [&str; 15] = [
 /// Keywords of a block.
 const BLOCK_ONLY: [&str; 3] = ["block", "rescue", "always"];
 
-/// Loop keywords: a task takes at most one.
-const LOOPS: [&str; 4] = ["loop", "with_items", "with_list", "with_dict"];
+/// The lookup a `with_<lookup>` keyword loops over, when `key` is one: any lookup
+/// ansible-core has (the runner runs it over the keyword's terms, as Ansible does).
+fn with_lookup(key: &str) -> Option<&str> {
+    key.strip_prefix("with_")
+        .filter(|name| rustle_runner::lookups::is_known(name))
+}
+
+/// Loop keywords (`loop`, `with_<lookup>`): a task takes at most one.
+fn is_loop(key: &str) -> bool {
+    key == "loop" || with_lookup(key).is_some()
+}
 
 /// Modules the loader does not know must be checked for typos of keywords; these are
 /// taken as modules without a second thought (the runner says later which it runs).
@@ -214,17 +223,19 @@ pub(crate) fn bad_keyword(key: &str, allowed: &[&str], at: &Where) -> PlaybookEr
     if let Some(reason) = unsupported_reason(key) {
         return at.unsupported(key, reason);
     }
-    if key.starts_with("with_") {
-        return at.unsupported(key, with_reason());
+    if is_loop(key) {
+        return at.invalid(key, "a loop is only valid on a task");
+    }
+    if let Some(name) = key.strip_prefix("with_") {
+        return at.invalid(
+            key,
+            format!("there is no lookup named '{name}' (`with_<lookup>` loops over a lookup)"),
+        );
     }
     match nearest(key, allowed.iter().copied()) {
         Some(near) => at.unknown(key, format!("; did you mean `{near}`?")),
         None => at.unknown(key, format!("; expected one of: {}", allowed.join(", "))),
     }
-}
-
-fn with_reason() -> &'static str {
-    "only with_items, with_list and with_dict are read; write the lookup as `loop:`"
 }
 
 /// The keyword closest to `key` when it is close enough to be a typo.
@@ -624,7 +635,7 @@ impl Loader<'_> {
             let key = k.as_str();
             if key == "action" {
                 action = Some(*v);
-            } else if COMMON.contains(&key) || TASK_ONLY.contains(&key) {
+            } else if COMMON.contains(&key) || TASK_ONLY.contains(&key) || is_loop(key) {
             } else if BLOCK_ONLY.contains(&key) {
                 return Err(at.invalid(key, "only valid on a block (with `block:`)"));
             } else if unsupported_reason(key).is_some() || key.starts_with("with_") {
@@ -704,7 +715,7 @@ impl Loader<'_> {
             if common(&mut task, key, v, at)? {
                 continue;
             }
-            if LOOPS.contains(&key) {
+            if is_loop(key) {
                 if let Some(first) = loop_key {
                     return Err(at.invalid(
                         key,
@@ -712,7 +723,13 @@ impl Loader<'_> {
                     ));
                 }
                 loop_key = Some(key);
-                task.loop_ = Some(loop_items(key, v, at)?);
+                match with_lookup(key) {
+                    Some(lookup) => {
+                        task.loop_ = Some(with_terms(key, lookup, v, at)?);
+                        task.loop_with = Some(lookup.to_string());
+                    }
+                    None => task.loop_ = Some(loop_items(v, at)?),
+                }
                 continue;
             }
             match key {
@@ -780,7 +797,7 @@ impl Loader<'_> {
             if key == module || key == "action" || common(&mut wrapper, key, v, at)? {
                 continue;
             }
-            if LOOPS.contains(&key) {
+            if is_loop(key) {
                 return Err(at.unsupported(
                     key,
                     format!(
@@ -885,11 +902,17 @@ impl Loader<'_> {
                 "name" | "when" | "tags" | "vars" | "ignore_errors" | "no_log" => {
                     common(&mut task, key, v, at)?;
                 }
-                _ if LOOPS.contains(&key) => {
+                _ if is_loop(key) => {
                     if task.loop_.is_some() {
                         return Err(at.invalid(key, "a task takes one loop"));
                     }
-                    task.loop_ = Some(loop_items(key, v, at)?);
+                    match with_lookup(key) {
+                        Some(lookup) => {
+                            task.loop_ = Some(with_terms(key, lookup, v, at)?);
+                            task.loop_with = Some(lookup.to_string());
+                        }
+                        None => task.loop_ = Some(loop_items(v, at)?),
+                    }
                 }
                 "loop_control" => task.loop_control = Some(loop_control(v, at)?),
                 "register" => task.register = opt_string(v, at, key)?,
@@ -1240,66 +1263,12 @@ fn string_list(v: &Yaml, at: &Where, key: &str) -> Result<Vec<String>, PlaybookE
     }
 }
 
-/// The items of `loop`, `with_items`, `with_list` or `with_dict`.
-fn loop_items(key: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
-    let here = at.child(key);
-    match (key, v) {
-        ("loop" | "with_list", Yaml::Sequence(_) | Yaml::String(_)) => to_json(v, &here),
-        // The legacy `with_items: ["{{ list }}"]`: Ansible renders the item to a list and
-        // flattens it, which is looping over the rendered list.
-        ("with_items", Yaml::Sequence(list))
-            if list.len() == 1 && list.first().is_some_and(is_whole_expression) =>
-        {
-            to_json(list.first().unwrap_or(&Yaml::Null), &here)
-        }
-        ("with_items", Yaml::Sequence(list))
-            if list.len() > 1 && list.iter().any(is_whole_expression) =>
-        {
-            Err(at.unsupported(
-                key,
-                "a list mixing `{{ expression }}` items with others: Ansible flattens what each \
-                 renders to; build the list in a variable (e.g. `{{ [a, b] | flatten(levels=1) }}`) \
-                 and use `loop:`",
-            ))
-        }
-        // Ansible flattens `with_items` one level: `[a, [b, c]]` loops over a, b, c.
-        ("with_items", Yaml::Sequence(list)) => {
-            let mut items = Vec::new();
-            for item in list {
-                match to_json(item, &here)? {
-                    Value::Array(inner) => items.extend(inner),
-                    other => items.push(other),
-                }
-            }
-            Ok(Value::Array(items))
-        }
-        // A template: Ansible flattens what it renders to one level, as above.
-        ("with_items", Yaml::String(s)) if is_whole_expression_str(s) => {
-            Ok(Value::String(piped(s, "flatten(levels=1)")))
-        }
-        ("with_items", Yaml::String(_)) => to_json(v, &here),
-        ("with_dict", Yaml::Mapping(m)) => {
-            let mut items = Vec::new();
-            for (k, val) in m {
-                let key = key_str(k).ok_or_else(|| at.invalid(key, "keys must be strings"))?;
-                let mut item = serde_json::Map::new();
-                item.insert("key".to_string(), Value::String(key));
-                item.insert("value".to_string(), to_json(val, &here)?);
-                items.push(Value::Object(item));
-            }
-            Ok(Value::Array(items))
-        }
-        // `with_dict: "{{ users }}"` loops over the same `{key, value}` items as
-        // `users | dict2items`.
-        ("with_dict", Yaml::String(s)) if is_whole_expression_str(s) => {
-            Ok(Value::String(piped(s, "dict2items")))
-        }
-        ("with_dict", Yaml::String(s)) => Err(at.invalid(
-            key,
-            format!("expected a mapping or a single `{{{{ expression }}}}`, found '{s}'"),
-        )),
-        (_, other) => Err(at.invalid(
-            key,
+/// The items of `loop`: a list, or a template that renders to one.
+fn loop_items(v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    match v {
+        Yaml::Sequence(_) | Yaml::String(_) => to_json(v, &at.child("loop")),
+        other => Err(at.invalid(
+            "loop",
             format!(
                 "expected a list or a template, found {}",
                 yaml::describe(other)
@@ -1308,25 +1277,31 @@ fn loop_items(key: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
     }
 }
 
-/// A string that is one `{{ expression }}` and nothing else: it may render to a list.
-fn is_whole_expression(v: &Yaml) -> bool {
-    v.as_str().is_some_and(is_whole_expression_str)
+/// The terms of a `with_<lookup>` loop, as written: the runner templates them and runs
+/// the lookup, as Ansible's task executor does. A literal mapping for `with_dict`
+/// becomes a list of one-entry mappings, which the lookup reads the same way, so its
+/// items keep the order they are written in (the plan's mappings sort their keys).
+fn with_terms(key: &str, lookup: &str, v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
+    let here = at.child(key);
+    match (rustle_runner::lookups::canonical(lookup), v) {
+        ("dict", Yaml::Mapping(m)) => {
+            let mut entries = Vec::with_capacity(m.len());
+            for (k, val) in m {
+                let name = key_str(k).ok_or_else(|| at.invalid(key, "keys must be strings"))?;
+                let mut entry = serde_json::Map::new();
+                entry.insert(name, to_json(val, &here)?);
+                entries.push(Value::Object(entry));
+            }
+            Ok(Value::Array(entries))
+        }
+        _ => to_json(v, &here),
+    }
 }
 
 /// True when `s` is one `{{ expression }}` and nothing else.
 fn is_whole_expression_str(s: &str) -> bool {
     let s = s.trim();
     s.starts_with("{{") && s.ends_with("}}") && s.matches("{{").count() == 1
-}
-
-/// `{{ x }}` with a filter applied to the whole expression: `{{ (x) | filter }}`.
-fn piped(s: &str, filter: &str) -> String {
-    let inner = s
-        .trim()
-        .trim_start_matches("{{")
-        .trim_end_matches("}}")
-        .trim();
-    format!("{{{{ ({inner}) | {filter} }}}}")
 }
 
 /// `loop_control`: `loop_var`, `label`, `index_var`, `pause`, `extended`,

@@ -42,8 +42,19 @@ pub(super) fn debug(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
 
 /// `set_fact`: the arguments become host variables (returned as `ansible_facts`, which
 /// the executor merges, as Ansible does).
-pub(super) fn set_fact(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-    let mut facts = a.clone();
+pub(super) fn set_fact(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    // Ansible's set_fact templates the names too: `set_fact: "{{ item }}=on"`.
+    let mut facts = Vars::new();
+    for (k, v) in a {
+        let name = if crate::template::is_template(k) {
+            ctx.engine
+                .render_str(k, ctx.vars)
+                .map_err(|e| ModuleError::BadArgs(e.to_string()))?
+        } else {
+            k.clone()
+        };
+        facts.insert(name, v.clone());
+    }
     facts.remove("cacheable");
     if facts.is_empty() {
         return Err(ModuleError::BadArgs(
@@ -231,6 +242,9 @@ mod tests {
         let o = check("set_fact", json!({"a": 1, "cacheable": true}), json!({})).unwrap();
         assert_eq!(o.data["ansible_facts"], json!({"a": 1}));
         assert!(check("set_fact", json!({"1x": 1}), json!({})).is_err());
+        // Names are templated, as Ansible's set_fact does.
+        let o = check("set_fact", json!({"{{ 'x' + n }}": "v"}), json!({"n": "1"})).unwrap();
+        assert_eq!(o.data["ansible_facts"], json!({"x1": "v"}));
     }
 
     #[test]

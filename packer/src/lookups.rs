@@ -1,0 +1,668 @@
+//! The lookups that read the controller's world (`env`, `pipe`, `lines`, `password`),
+//! answered on the controller while packing.
+//!
+//! Ansible runs every lookup on the controller when a task's template uses it. A runner
+//! runs on the host, so before packing, [`answer`] finds every call of these four
+//! lookups the plan can reach (in task arguments, keywords, variables, inventory
+//! variables, `template` files and `with_env`/`with_pipe`/`with_lines`/`with_password`
+//! loops), evaluates the arguments of each with what is known of each host here (its
+//! inventory variables and the plan's variables), and runs the lookup for the calls whose
+//! arguments that fixes. The answers travel in each host's signed payload
+//! (`HostPlan::controller_lookups`); the runner answers from them and fails, naming the
+//! call, for any call whose arguments only the host knows.
+//!
+//! As in Ansible, `pipe` and `lines` run their command with `/bin/sh -c` in the
+//! playbook's directory with the deployer's environment, and `password` reads or writes
+//! its file on the controller. Unlike Ansible, a call runs once per deploy for its
+//! arguments (once per host for `password` with `/dev/null`), and whether or not the
+//! task that uses it runs: see `docs/playbooks.md`.
+
+use crate::inventory::{Host, Inventory};
+use crate::pack;
+use rustle_runner::lookups::{
+    self, ANSIBLE_ERROR, Call, Controller, LookupError, is_undefined_marker,
+};
+use rustle_runner::plan::{ControllerLookup, DeployPlan, Play, Task, Vars};
+use rustle_runner::template::Engine;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Component, PathBuf};
+use std::sync::{Arc, Mutex};
+
+mod password;
+
+/// The controller as the lookups see it.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// The playbook's directory: commands run there, relative password paths start there.
+    pub basedir: PathBuf,
+    /// The environment the `env` lookup reads and commands get; `None` is the deployer's
+    /// own.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl World {
+    /// The controller with the deployer's environment, for a playbook in `basedir`
+    /// (made absolute: `site.yml` given as is lives in the current directory, which a
+    /// relative path would only name as "").
+    pub fn new(basedir: PathBuf) -> World {
+        let basedir = if basedir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            basedir
+        };
+        let basedir = std::path::absolute(&basedir).unwrap_or(basedir);
+        World { basedir, env: None }
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        match &self.env {
+            Some(env) => env.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Finding the calls.
+
+/// Something to evaluate for each host: a lookup call's source text, or a
+/// `with_<controller lookup>` loop.
+#[derive(Debug, Clone)]
+enum Probe {
+    Expr(String),
+    Loop { lookup: String, spec: Value },
+}
+
+/// Probes that share a scope: a play, the `vars` of the blocks and task around them.
+#[derive(Debug, Clone)]
+struct Site {
+    play: usize,
+    scopes: Vec<Vars>,
+    probes: Vec<Probe>,
+}
+
+/// Whether `name` is a lookup answered here.
+fn is_controller(name: &str) -> bool {
+    lookups::CONTROLLER_LOOKUPS.contains(&lookups::canonical(name))
+}
+
+/// The source text of every `lookup(...)`, `query(...)` or `q(...)` call in Jinja
+/// expression text whose lookup (its first argument, a string literal) is a controller
+/// lookup. String literals are skipped, so a call written inside one is not a call.
+fn calls_in_expression(text: &str, out: &mut Vec<String>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'\'' || c == b'"' {
+            i = skip_string(b, i);
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while b
+                .get(i)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
+                i += 1;
+            }
+            let ident = text.get(start..i).unwrap_or_default();
+            let attribute = start > 0 && b.get(start - 1) == Some(&b'.');
+            if matches!(ident, "lookup" | "query" | "q") && !attribute {
+                let mut j = i;
+                while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+                    j += 1;
+                }
+                if b.get(j) == Some(&b'(')
+                    && let Some(end) = closing_paren(b, j)
+                    && first_arg_is_controller(text.get(j + 1..end).unwrap_or_default())
+                {
+                    out.push(text.get(start..=end).unwrap_or_default().to_string());
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
+}
+
+/// The index just past the string literal starting at `start`.
+fn skip_string(b: &[u8], start: usize) -> usize {
+    let quote = b.get(start).copied();
+    let mut i = start + 1;
+    while let Some(&c) = b.get(i) {
+        if c == b'\\' {
+            i += 2;
+            continue;
+        }
+        i += 1;
+        if Some(c) == quote {
+            break;
+        }
+    }
+    i
+}
+
+/// The index of the `)` matching the `(` at `open`.
+fn closing_paren(b: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'\'' | b'"' => {
+                i = skip_string(b, i);
+                continue;
+            }
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return (c == b')').then_some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether a call's argument text starts with a string literal naming a controller lookup.
+fn first_arg_is_controller(args: &str) -> bool {
+    let args = args.trim_start();
+    let Some(quote) = args.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+        return false;
+    };
+    let rest = args.get(1..).unwrap_or_default();
+    rest.find(quote)
+        .and_then(|end| rest.get(..end))
+        .is_some_and(is_controller)
+}
+
+/// The calls in template text: in `{{ }}` and `{% %}`, not in comments or `raw` blocks.
+fn calls_in_template(text: &str, out: &mut Vec<String>) {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = rest.get(open..).unwrap_or_default();
+        let close = if after.starts_with("{{") {
+            "}}"
+        } else if after.starts_with("{%") {
+            "%}"
+        } else if after.starts_with("{#") {
+            // A comment: nothing in it runs.
+            rest = after
+                .find("#}")
+                .and_then(|e| after.get(e + 2..))
+                .unwrap_or_default();
+            continue;
+        } else {
+            rest = after.get(1..).unwrap_or_default();
+            continue;
+        };
+        let body_start = 2;
+        let Some(end) = find_close(after, body_start, close) else {
+            return;
+        };
+        let body = after.get(body_start..end).unwrap_or_default();
+        let tag = body.trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        if close == "%}" && tag == "raw" {
+            // `{% raw %}` text is not Jinja.
+            rest = after
+                .find("endraw")
+                .and_then(|e| after.get(e..))
+                .and_then(|a| a.find("%}").and_then(|e| a.get(e + 2..)))
+                .unwrap_or_default();
+            continue;
+        }
+        calls_in_expression(body, out);
+        rest = after.get(end + 2..).unwrap_or_default();
+    }
+}
+
+/// Where `close` ends the tag whose body starts at `from`, string literals skipped.
+fn find_close(text: &str, from: usize, close: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = from;
+    while i < b.len() {
+        match b.get(i) {
+            Some(b'\'' | b'"') => i = skip_string(b, i),
+            _ if text.get(i..).is_some_and(|r| r.starts_with(close)) => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Every string inside a JSON value, templates and conditions apart.
+fn strings_in(v: &Value, bare: bool, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if bare => calls_in_expression(s, out),
+        Value::String(s) => calls_in_template(s, out),
+        Value::Array(items) => items.iter().for_each(|i| strings_in(i, bare, out)),
+        Value::Object(map) => map.values().for_each(|i| strings_in(i, bare, out)),
+        _ => {}
+    }
+}
+
+/// The probes of one task (or block), its children apart.
+fn task_probes(task: &Task, files: &BTreeMap<String, String>) -> Vec<Probe> {
+    let mut own = task.clone();
+    own.block = None;
+    own.rescue.clear();
+    own.always.clear();
+    let Ok(Value::Object(fields)) = serde_json::to_value(&own) else {
+        return Vec::new();
+    };
+    let mut exprs = Vec::new();
+    for (key, v) in &fields {
+        match key.as_str() {
+            // Conditions are expressions without `{{ }}`.
+            "when" | "changed_when" | "failed_when" | "until" => strings_in(v, true, &mut exprs),
+            "loop_control" => {
+                for (k, inner) in v.as_object().into_iter().flatten() {
+                    strings_in(inner, k == "break_when", &mut exprs);
+                }
+            }
+            "loop" if task.loop_with.is_some() => {}
+            _ => strings_in(v, false, &mut exprs),
+        }
+    }
+    // A template file's expressions run with the task's variables.
+    if task.module_name() == "template"
+        && let Some(text) = task
+            .args
+            .get("src")
+            .and_then(Value::as_str)
+            .and_then(|src| files.get(src))
+    {
+        calls_in_template(text, &mut exprs);
+    }
+    let mut probes: Vec<Probe> = exprs.into_iter().map(Probe::Expr).collect();
+    if let (Some(lookup), Some(spec)) = (&task.loop_with, &task.loop_)
+        && is_controller(lookup)
+    {
+        probes.push(Probe::Loop {
+            lookup: lookup.clone(),
+            spec: spec.clone(),
+        });
+    }
+    probes
+}
+
+fn collect_tasks(
+    tasks: &[Task],
+    play: usize,
+    scopes: &[Vars],
+    files: &BTreeMap<String, String>,
+    out: &mut Vec<Site>,
+) {
+    for task in tasks {
+        let mut inner = scopes.to_vec();
+        inner.push(task.vars.clone());
+        let probes = task_probes(task, files);
+        if !probes.is_empty() {
+            out.push(Site {
+                play,
+                scopes: inner.clone(),
+                probes,
+            });
+        }
+        for children in [
+            task.block.as_deref().unwrap_or_default(),
+            &task.rescue,
+            &task.always,
+        ] {
+            collect_tasks(children, play, &inner, files, out);
+        }
+    }
+}
+
+/// Every site of a play: its variables and environment, then its tasks and handlers.
+fn play_sites(play: &Play, index: usize, files: &BTreeMap<String, String>, out: &mut Vec<Site>) {
+    let mut exprs = Vec::new();
+    play.vars
+        .values()
+        .for_each(|v| strings_in(v, false, &mut exprs));
+    if let Some(env) = &play.environment {
+        strings_in(env, false, &mut exprs);
+    }
+    if !exprs.is_empty() {
+        out.push(Site {
+            play: index,
+            scopes: Vec::new(),
+            probes: exprs.into_iter().map(Probe::Expr).collect(),
+        });
+    }
+    collect_tasks(&play.tasks, index, &[], files, out);
+    collect_tasks(&play.handlers, index, &[], files, out);
+}
+
+// ---------------------------------------------------------------------------
+// Answering them.
+
+/// Answers controller lookups for one host, reusing what other hosts already asked.
+struct Recorder {
+    world: Arc<World>,
+    /// Answers any host may reuse (everything but fresh `/dev/null` passwords).
+    shared: Arc<Mutex<Vec<ControllerLookup>>>,
+    /// What this host's payload carries.
+    host: Mutex<Vec<ControllerLookup>>,
+}
+
+fn record(call: &Call<'_>, answer: &Result<Vec<Value>, LookupError>) -> ControllerLookup {
+    let (values, error, error_class) = match answer {
+        Ok(v) => (Some(v.clone()), None, None),
+        Err(e) => (None, Some(e.to_string()), Some(e.class().to_string())),
+    };
+    ControllerLookup {
+        lookup: call.lookup.to_string(),
+        terms: call.terms.clone(),
+        options: call.options.clone(),
+        values,
+        error,
+        error_class,
+    }
+}
+
+fn replay(a: &ControllerLookup) -> Result<Vec<Value>, LookupError> {
+    match (&a.values, &a.error) {
+        (Some(v), _) => Ok(v.clone()),
+        (None, e) => Err(LookupError::from_class(
+            a.error_class.as_deref().unwrap_or(ANSIBLE_ERROR),
+            e.clone().unwrap_or_default(),
+        )),
+    }
+}
+
+impl Controller for Recorder {
+    fn answer(&self, call: &Call<'_>) -> Result<Vec<Value>, LookupError> {
+        let lock_err = || LookupError::ansible("the deployer's lookup table is unusable");
+        if let Some(a) = self
+            .host
+            .lock()
+            .map_err(|_| lock_err())?
+            .iter()
+            .find(|a| call.matches(a))
+        {
+            return replay(a);
+        }
+        let shared = self
+            .shared
+            .lock()
+            .map_err(|_| lock_err())?
+            .iter()
+            .find(|a| call.matches(a))
+            .cloned();
+        let entry = match shared {
+            Some(a) => a,
+            None => {
+                let (answer, reusable) = run(&self.world, call);
+                let entry = record(call, &answer);
+                if reusable {
+                    self.shared
+                        .lock()
+                        .map_err(|_| lock_err())?
+                        .push(entry.clone());
+                }
+                entry
+            }
+        };
+        self.host
+            .lock()
+            .map_err(|_| lock_err())?
+            .push(entry.clone());
+        replay(&entry)
+    }
+}
+
+/// Runs a controller lookup; also says whether its answer may serve other hosts.
+fn run(world: &World, call: &Call<'_>) -> (Result<Vec<Value>, LookupError>, bool) {
+    let terms: Vec<Value> = match call.terms {
+        Value::Array(items) => items.clone(),
+        Value::Object(map) => map.keys().map(|k| Value::String(k.clone())).collect(),
+        other => vec![other.clone()],
+    };
+    match call.lookup {
+        "env" => (env(world, &terms, call.options), true),
+        "pipe" => (pipe(world, &terms, false), true),
+        "lines" => (pipe(world, &terms, true), true),
+        "password" => password::run(world, &terms, call.options),
+        other => (Err(LookupError::NotFound(other.to_string())), false),
+    }
+}
+
+/// The `env` lookup: each term's first word names a variable; a missing one is
+/// `default=` (empty text unless given).
+fn env(world: &World, terms: &[Value], options: &Vars) -> Result<Vec<Value>, LookupError> {
+    let default = options
+        .get("default")
+        .cloned()
+        .unwrap_or(Value::String(String::new()));
+    let mut out = Vec::new();
+    for term in terms {
+        let Value::String(text) = term else {
+            return Err(LookupError::Plugin {
+                class: "AttributeError".into(),
+                msg: format!("'{}' object has no attribute 'split'", json_type_name(term)),
+            });
+        };
+        let Some(name) = text.split_whitespace().next() else {
+            return Err(LookupError::Plugin {
+                class: "IndexError".into(),
+                msg: "list index out of range".into(),
+            });
+        };
+        match world.var(name) {
+            Some(v) => out.push(Value::String(v)),
+            None if is_undefined_marker(&default) => {
+                return Err(LookupError::Undefined(format!(
+                    "The \"env\" lookup, found an undefined variable: {name}"
+                )));
+            }
+            None => out.push(default.clone()),
+        }
+    }
+    Ok(out)
+}
+
+fn json_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// Python's `str()` of a term, as the command text `pipe` runs.
+fn term_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The `pipe` lookup (the command's output without trailing whitespace) and, with
+/// `lines`, the `lines` lookup (its output's lines). Each term is a shell command run
+/// with `/bin/sh -c` in the playbook's directory, as Ansible's `Popen(shell=True)`.
+fn pipe(world: &World, terms: &[Value], lines: bool) -> Result<Vec<Value>, LookupError> {
+    let name = if lines { "lines" } else { "pipe" };
+    let mut out = Vec::new();
+    for term in terms {
+        let command = term_text(term);
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(&command)
+            .current_dir(&world.basedir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        if let Some(env) = &world.env {
+            cmd.env_clear().envs(env);
+        }
+        let output = cmd.output().map_err(|e| LookupError::Plugin {
+            class: "OSError".into(),
+            msg: format!("cannot run /bin/sh in {}: {e}", world.basedir.display()),
+        })?;
+        let rc = output.status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            output.status.signal().map_or(-1, |s| -s)
+        });
+        if rc != 0 {
+            return Err(LookupError::ansible(format!(
+                "lookup_plugin.{name}({command}) returned {rc}"
+            )));
+        }
+        let text = String::from_utf8(output.stdout).map_err(|e| LookupError::Plugin {
+            class: "UnicodeDecodeError".into(),
+            msg: format!("'utf-8' codec can't decode the output of {command}: {e}"),
+        })?;
+        if lines {
+            out.extend(split_lines(&text).map(|l| Value::String(l.to_string())));
+        } else {
+            out.push(Value::String(text.trim_end().to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Python's `bytes.splitlines()`: lines ended by `\n`, `\r\n` or `\r`.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest.find(['\n', '\r']).unwrap_or(rest.len());
+        let line = rest.get(..end).unwrap_or_default();
+        let skip = if rest.get(end..).is_some_and(|r| r.starts_with("\r\n")) {
+            2
+        } else if end < rest.len() {
+            1
+        } else {
+            0
+        };
+        rest = rest.get(end + skip..).unwrap_or_default();
+        Some(line)
+    })
+}
+
+/// Ansible's `path_dwim`: an absolute or `~` path as it is, else below the playbook's
+/// directory; `~` expanded and `.`/`..` resolved without following links.
+fn path_dwim(world: &World, given: &str) -> PathBuf {
+    let given = given.trim_matches(|c| c == '"' || c == '\'');
+    let joined = if let Some(rest) = given.strip_prefix('~') {
+        let home = world.var("HOME").unwrap_or_default();
+        PathBuf::from(format!("{home}{rest}"))
+    } else if given.starts_with('/') {
+        PathBuf::from(given)
+    } else {
+        world.basedir.join(given)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Per host.
+
+/// Answers, for every host of the plan, the controller lookups its tasks can reach, and
+/// stores them in `plan.controller_answers`. A lookup that fails is recorded as failed;
+/// its task fails on the host, as in Ansible. Does nothing (and costs next to nothing)
+/// for a plan that calls none of them.
+pub fn answer(plan: &mut DeployPlan, inventory: &Inventory, world: &World) {
+    let files: BTreeMap<String, String> = plan
+        .files
+        .iter()
+        .filter_map(|(k, f)| f.content.clone().map(|c| (k.clone(), c)))
+        .collect();
+    let mut sites = Vec::new();
+    for (i, play) in plan.plays.iter().enumerate() {
+        play_sites(play, i, &files, &mut sites);
+    }
+    let plays_hosts = pack::play_hosts(plan, inventory);
+    let hosts = pack::participating_hosts(plan, inventory);
+    let inventory_calls: Vec<(&Host, Vec<String>)> = hosts
+        .iter()
+        .map(|h| {
+            let mut exprs = Vec::new();
+            h.vars
+                .values()
+                .for_each(|v| strings_in(v, false, &mut exprs));
+            (*h, exprs)
+        })
+        .collect();
+    if sites.is_empty() && inventory_calls.iter().all(|(_, e)| e.is_empty()) {
+        return;
+    }
+    let world = Arc::new(world.clone());
+    let shared = Arc::new(Mutex::new(Vec::new()));
+    let mut answers = BTreeMap::new();
+    for (host, inventory_exprs) in inventory_calls {
+        let recorder = Arc::new(Recorder {
+            world: Arc::clone(&world),
+            shared: Arc::clone(&shared),
+            host: Mutex::new(Vec::new()),
+        });
+        let engine = Arc::new(Engine::with_controller(recorder.clone()));
+        let base = pack::host_vars(host);
+        for (i, play) in plan.plays.iter().enumerate() {
+            let in_play = plays_hosts
+                .get(i)
+                .is_some_and(|hs| hs.iter().any(|h| h.name == host.name));
+            if !in_play {
+                continue;
+            }
+            let mut play_vars = base.clone();
+            play_vars.extend(play.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let ctx = rustle_runner::lazyvars::context(&play_vars, &engine);
+            for expr in &inventory_exprs {
+                let _ = engine.eval(expr, &ctx);
+            }
+            for site in sites.iter().filter(|s| s.play == i) {
+                let mut vars = play_vars.clone();
+                for scope in &site.scopes {
+                    vars.extend(scope.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                let ctx = rustle_runner::lazyvars::context(&vars, &engine);
+                for probe in &site.probes {
+                    // A call whose arguments need the host fails here; the host reports it.
+                    match probe {
+                        Probe::Expr(expr) => {
+                            let _ = engine.eval(expr, &ctx);
+                        }
+                        Probe::Loop { lookup, spec } => {
+                            // Only the controller lookups matter here; file lookups
+                            // find nothing in the packer, which is ignored like any
+                            // other failure.
+                            let _ = lookups::loop_items(&engine, "files", lookup, spec, &ctx);
+                        }
+                    }
+                }
+            }
+        }
+        let recorded = recorder.host.lock().map(|r| r.clone()).unwrap_or_default();
+        if !recorded.is_empty() {
+            answers.insert(host.name.clone(), recorded);
+        }
+    }
+    plan.controller_answers = answers;
+}
+
+#[cfg(test)]
+mod tests;
