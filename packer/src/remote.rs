@@ -1400,7 +1400,9 @@ mod tests {
     fn tools(dir: &Path, with_gzip: bool, exact_head: bool) -> String {
         let bin = dir.join(format!("bin-{with_gzip}-{exact_head}"));
         std::fs::create_dir_all(&bin).unwrap();
-        let mut names = vec!["wc", "mkdir", "find", "chmod", "mv", "rm", "cat", "ls"];
+        let mut names = vec![
+            "wc", "mkdir", "find", "chmod", "mv", "rm", "cat", "ls", "mktemp", "rmdir",
+        ];
         if with_gzip {
             names.push("gzip");
         }

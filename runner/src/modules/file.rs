@@ -257,12 +257,19 @@ fn touch(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> S
         return Ok(describe(req, Outcome::changed(true), "file", ctx));
     }
     if prev_state == "absent" {
+        // O_EXCL: a name planted after the check (a symlink to a file root must not
+        // create) makes this fail instead of being followed.
         fs::File::options()
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .open(&req.path)
-            .map_err(|e| io_fail("create", &req.path, &e))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => failed(Outcome::fail(format!(
+                    "{} appeared while it was being touched (not followed)",
+                    req.path.display()
+                ))),
+                _ => io_fail("create", &req.path, &e),
+            })?;
     } else if req.follow || prev_state != "link" {
         // Opening read-only works for directories too; set_times needs only ownership.
         let now = std::time::SystemTime::now();
@@ -533,6 +540,37 @@ mod tests {
             .unwrap();
         assert!(check(t.path(), args, false).unwrap().changed);
         assert!(fs::metadata(&f).unwrap().modified().unwrap() > old);
+    }
+
+    #[test]
+    fn touch_never_follows_a_symlink_planted_after_its_check() {
+        // Another user keeps planting `t -> victim` where root touches `t` (absent when
+        // checked): the file must be created by name or the task fail, never `victim`.
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        let path = t.path().join("t");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let planter = {
+            let (stop, victim, path) = (stop.clone(), victim.clone(), path.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::os::unix::fs::symlink(&victim, &path);
+                    let _ = fs::remove_file(&path);
+                }
+            })
+        };
+        let args = json!({"path": "{p}/t", "state": "touch"});
+        for _ in 0..3000 {
+            let _ = check(t.path(), args.clone(), false);
+            let _ = fs::remove_file(&path);
+            if victim.exists() {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        planter.join().unwrap();
+        assert!(!victim.exists(), "touch followed a planted symlink");
     }
 
     #[test]
