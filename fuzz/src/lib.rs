@@ -57,8 +57,8 @@ fn scratch_file(name: &str, data: &[u8]) -> PathBuf {
 
 /// The payload, three ways. As a packed payload: parse and verify, with the harness key
 /// trusted (and the trust store parser on the same text). As a body sealed with the
-/// trusted key: it must pass parse and verify whatever it holds, then decompression and
-/// decoding must fail cleanly or give a plan. As an encoded host plan: sealing it as the
+/// trusted key: it must pass parse and verify whatever it holds, then the section table,
+/// decompression and decoding must fail cleanly or give a plan. As an encoded host plan: sealing it as the
 /// packer does and opening it as the runner does gives the same plan back.
 pub fn payload(data: &[u8]) {
     let key = signing_key();
@@ -69,7 +69,9 @@ pub fn payload(data: &[u8]) {
 
     let sealed = payload::seal(data, &key);
     match payload::open(&sealed, None, &trusted) {
-        Ok(_) | Err(PayloadError::Decompress(_) | PayloadError::Decode(_)) => {}
+        Ok(_)
+        | Err(PayloadError::Sections(_) | PayloadError::Decompress(_) | PayloadError::Decode(_)) => {
+        }
         Err(e) => panic!("a body sealed with a trusted key was refused before decoding: {e}"),
     }
 

@@ -47,7 +47,8 @@ fn plan(cwd: &Path, playbook: &str, roles_path: Option<&str>) -> Result<Value, S
     }
 }
 
-/// The `msg` of every debug task in the plan, in order.
+/// The `msg` of every debug task the plan's plays run, in order (the plan's library of
+/// files includes may name holds the role's tasks again).
 fn messages(plan: &Value) -> Vec<String> {
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
@@ -67,7 +68,7 @@ fn messages(plan: &Value) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    walk(plan, &mut out);
+    walk(&plan["plays"], &mut out);
     out
 }
 

@@ -146,7 +146,8 @@ fn controller_lookups_answer_from_the_payload_only() {
     assert!(!undefined);
 }
 
-/// The file lookups fail naming what is missing, and unknown names as Ansible says.
+/// The file lookups fail naming what is missing (outside a run no controller file is
+/// carried), and unknown names as Ansible says.
 #[test]
 fn file_lookups_and_unknown_names_fail_clearly() {
     let engine = Engine::new();
@@ -156,7 +157,9 @@ fn file_lookups_and_unknown_names_fail_clearly() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("the 'file' lookup is not supported yet"),
+        err.contains("<class 'ansible.errors.AnsibleLookupError'>")
+            && err
+                .contains("The 'file' lookup had an issue accessing the file 'x'. file not found"),
         "{err}"
     );
     let (msg, _) = loop_items(&engine, "files", "nosuch", &json!(["a"]), &ctx).unwrap_err();
@@ -180,7 +183,8 @@ fn undefined_loop_terms_are_marked_undefined() {
     let (msg, undefined) = loop_items(&engine, "files", "vars", &json!("nope"), &ctx).unwrap_err();
     assert_eq!(msg, "No variable found with this name: nope");
     assert!(undefined);
-    // first_found keeps an undefined name as written, as Ansible's lenient templating.
+    // first_found keeps an undefined name as written, as Ansible's lenient templating:
+    // not an undefined-variable error, but no such file.
     let err = loop_items(
         &engine,
         "files",
@@ -189,9 +193,12 @@ fn undefined_loop_terms_are_marked_undefined() {
         &ctx,
     )
     .unwrap_err();
-    assert!(
-        err.0.contains("'first_found' lookup is not supported yet"),
-        "{err:?}"
+    assert_eq!(
+        err,
+        (
+            "No file was found when using first_found.".to_string(),
+            false
+        )
     );
 }
 

@@ -118,8 +118,10 @@ fn tar_expected(e: &Entry) -> Entry {
     if want.kind == Kind::Dir {
         want.name.push('/');
     }
-    want.uid = want.uid.min(0o7_777_777);
-    want.gid = want.gid.min(0o7_777_777);
+    // The streaming reader does not report owners: unarchive sets only the
+    // owner and group its task names, never the archive's.
+    want.uid = 0;
+    want.gid = 0;
     want.mtime = want.mtime.min(0o77_777_777_777);
     want
 }
