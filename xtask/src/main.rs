@@ -3,7 +3,7 @@
 //! - `cargo xtask runners [--target TRIPLE]...`  build the runner matrix (prebuilt-targets.toml)
 //! - `cargo xtask test`                          build the native runner, then run every test
 //! - `cargo xtask ci`                            what CI runs: fmt, clippy (also for macOS), test,
-//!                                               conformance --check, fuzz 15 s a target
+//!   conformance --check, fuzz 15 s a target
 //! - `cargo xtask bench`                         the benchmarks (they print figures)
 //! - `cargo xtask conformance [--reference | --check] [TARGET...]`  ansible-core's own
 //!   integration targets with ansible-playbook and rustle-deploy (docs/conformance.md)
