@@ -315,6 +315,11 @@ fn add(a: &JValue, b: &JValue) -> Result<JValue, Error> {
     }
 }
 
+/// The most text `join` builds: far past any real file or argument. Python has no such
+/// bound, but a runner that runs out of memory aborts without reporting anything, and a
+/// chain of joins with long separators multiplies a string's length at each step.
+const MAX_JOINED: usize = 256 << 20;
+
 /// Jinja's `join(value, d='', attribute=None)`: items as Python's `str()`.
 fn join(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
     let o = Opts::new(rest.0)?;
@@ -324,14 +329,35 @@ fn join(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
         .filter(|a| !a.is_none())
         .map(|a| py_str(&a));
     o.done("join", 2)?;
-    let parts: Vec<String> = items(&v, "join")?
-        .iter()
-        .map(|i| match &attribute {
-            Some(a) => py_str(&attr_path(i, a)),
-            None => py_str(i),
-        })
-        .collect();
-    Ok(parts.join(&sep))
+    let mut out = String::new();
+    let mut push = |first: bool, part: &str| -> Result<(), Error> {
+        let sep = if first { "" } else { sep.as_str() };
+        if out.len() + sep.len() + part.len() > MAX_JOINED {
+            return Err(invalid(format!(
+                "join: the result would be longer than {} MiB",
+                MAX_JOINED >> 20
+            )));
+        }
+        out.push_str(sep);
+        out.push_str(part);
+        Ok(())
+    };
+    // A string joins its characters: walked as they are, not as one value each.
+    if let (Some(text), None) = (v.as_str(), &attribute) {
+        let mut buf = [0u8; 4];
+        for (i, c) in text.chars().enumerate() {
+            push(i == 0, c.encode_utf8(&mut buf))?;
+        }
+        return Ok(out);
+    }
+    for (i, item) in items(&v, "join")?.iter().enumerate() {
+        let part = match &attribute {
+            Some(a) => py_str(&attr_path(item, a)),
+            None => py_str(item),
+        };
+        push(i == 0, &part)?;
+    }
+    Ok(out)
 }
 
 /// Jinja's `unique` as Ansible calls it: case-insensitive unless `case_sensitive`,
@@ -856,6 +882,19 @@ mod tests {
     use super::super::check::{errors, table};
     use serde_json::json;
 
+    #[test]
+    fn chained_joins_are_bounded_not_a_runner_abort() {
+        // Found by the template fuzz target: each join of a string puts the separator
+        // between its characters, so three joins with 100-character separators ask for
+        // gigabytes, and the runner aborted on the failed allocation.
+        let sep = "V".repeat(100);
+        let expr = format!("('abcdefghij' * 100) | join('{sep}') | join('{sep}') | join('{sep}')");
+        errors(
+            &json!({}),
+            &[(&expr, "join: the result would be longer than 256 MiB")],
+        );
+    }
+
     // Expected values: ansible-core 2.18.19 (ansible 11.13.0, with netaddr 1.3.0 and
     // jmespath 1.1.0 for the collections), each expression evaluated as
     //   init_plugin_loader(); Templar(loader=DataLoader(), variables={'nl': '\n'})
@@ -897,6 +936,7 @@ mod tests {
                 (r#"[{'a':3},{'a':1}]|sum(attribute='a')"#, r#"4"#),
                 (r#"[[1],[2]]|sum(start=[])"#, r#"[1, 2]"#),
                 (r#"[1,'a',none,true]|join(',')"#, r#""1,a,None,True""#),
+                (r#"'abc'|join('-')"#, r#""a-b-c""#),
                 (
                     r#"[{'n':'x'},{'n':'y'}]|join('-', attribute='n')"#,
                     r#""x-y""#,
