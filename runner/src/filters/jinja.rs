@@ -317,8 +317,9 @@ fn add(a: &JValue, b: &JValue) -> Result<JValue, Error> {
 
 /// The most text `join` builds: far past any real file or argument. Python has no such
 /// bound, but a runner that runs out of memory aborts without reporting anything, and a
-/// chain of joins with long separators multiplies a string's length at each step.
-const MAX_JOINED: usize = 256 << 20;
+/// chain of joins with long separators multiplies a string's length at each step (the
+/// result is also copied into a template value, so the bound is kept well below memory).
+const MAX_JOINED: usize = 64 << 20;
 
 /// Jinja's `join(value, d='', attribute=None)`: items as Python's `str()`.
 fn join(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
@@ -329,35 +330,41 @@ fn join(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
         .filter(|a| !a.is_none())
         .map(|a| py_str(&a));
     o.done("join", 2)?;
-    let mut out = String::new();
-    let mut push = |first: bool, part: &str| -> Result<(), Error> {
-        let sep = if first { "" } else { sep.as_str() };
-        if out.len() + sep.len() + part.len() > MAX_JOINED {
-            return Err(invalid(format!(
-                "join: the result would be longer than {} MiB",
-                MAX_JOINED >> 20
-            )));
-        }
-        out.push_str(sep);
-        out.push_str(part);
-        Ok(())
+    // The length is known before anything is built, so an oversized join allocates
+    // nothing.
+    let fits = |parts_len: usize, count: usize| -> Result<usize, Error> {
+        count
+            .saturating_sub(1)
+            .checked_mul(sep.len())
+            .and_then(|seps| seps.checked_add(parts_len))
+            .filter(|total| *total <= MAX_JOINED)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "join: the result would be longer than {} MiB",
+                    MAX_JOINED >> 20
+                ))
+            })
     };
     // A string joins its characters: walked as they are, not as one value each.
     if let (Some(text), None) = (v.as_str(), &attribute) {
-        let mut buf = [0u8; 4];
+        let mut out = String::with_capacity(fits(text.len(), text.chars().count())?);
         for (i, c) in text.chars().enumerate() {
-            push(i == 0, c.encode_utf8(&mut buf))?;
+            if i > 0 {
+                out.push_str(&sep);
+            }
+            out.push(c);
         }
         return Ok(out);
     }
-    for (i, item) in items(&v, "join")?.iter().enumerate() {
-        let part = match &attribute {
-            Some(a) => py_str(&attr_path(item, a)),
-            None => py_str(item),
-        };
-        push(i == 0, &part)?;
-    }
-    Ok(out)
+    let parts: Vec<String> = items(&v, "join")?
+        .iter()
+        .map(|i| match &attribute {
+            Some(a) => py_str(&attr_path(i, a)),
+            None => py_str(i),
+        })
+        .collect();
+    fits(parts.iter().map(String::len).sum(), parts.len())?;
+    Ok(parts.join(&sep))
 }
 
 /// Jinja's `unique` as Ansible calls it: case-insensitive unless `case_sensitive`,
@@ -891,7 +898,7 @@ mod tests {
         let expr = format!("('abcdefghij' * 100) | join('{sep}') | join('{sep}') | join('{sep}')");
         errors(
             &json!({}),
-            &[(&expr, "join: the result would be longer than 256 MiB")],
+            &[(&expr, "join: the result would be longer than 64 MiB")],
         );
     }
 
