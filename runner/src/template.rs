@@ -517,7 +517,7 @@ pub(crate) fn py_float(f: f64) -> String {
 }
 
 /// Python's `repr(str)`: single quotes unless the text holds a single quote and no double.
-fn py_str_repr(s: &str, out: &mut String) {
+pub(crate) fn py_str_repr(s: &str, out: &mut String) {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {

@@ -47,8 +47,11 @@ pub(crate) fn parse_kv(text: &str, raw_module: bool) -> Map<String, Value> {
         if let Some((key, value)) = key_value(token)
             && (!raw_module || RAW_KEYS.contains(&key))
         {
-            let value = decode_escapes(value);
-            args.insert(key.to_string(), Value::String(unquote(&value).to_string()));
+            let value = rustle_runner::lookups::decode_escapes(value);
+            args.insert(
+                key.to_string(),
+                Value::String(rustle_runner::lookups::unquote(&value).to_string()),
+            );
             prev_raw_end = None;
             continue;
         }
@@ -80,72 +83,6 @@ fn key_value(token: &str) -> Option<(&str, &str)> {
     let ident = (first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     ident.then_some((key, value))
-}
-
-/// Decodes the backslash escapes Ansible's `parse_kv` decodes in a `key=value` option
-/// (`content="a\\nb"` is two lines): `\\ \' \" \a \b \f \n \r \t \v`, `\xHH`, `\uHHHH`,
-/// `\UHHHHHHHH`. Anything else (`\N{...}` too) is kept as written. Raw command text is not
-/// decoded, as in Ansible.
-fn decode_escapes(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(pos) = rest.find('\\') {
-        out.push_str(rest.get(..pos).unwrap_or_default());
-        let after = rest.get(pos + 1..).unwrap_or_default();
-        let simple = match after.chars().next() {
-            Some(c @ ('\\' | '\'' | '"')) => Some(c),
-            Some('a') => Some('\u{7}'),
-            Some('b') => Some('\u{8}'),
-            Some('f') => Some('\u{c}'),
-            Some('n') => Some('\n'),
-            Some('r') => Some('\r'),
-            Some('t') => Some('\t'),
-            Some('v') => Some('\u{b}'),
-            _ => None,
-        };
-        if let Some(c) = simple {
-            out.push(c);
-            rest = after.get(1..).unwrap_or_default();
-            continue;
-        }
-        let hex_len = match after.chars().next() {
-            Some('x') => 2,
-            Some('u') => 4,
-            Some('U') => 8,
-            _ => 0,
-        };
-        let decoded = after
-            .get(1..1 + hex_len)
-            .filter(|h| hex_len > 0 && h.chars().all(|c| c.is_ascii_hexdigit()))
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .and_then(char::from_u32);
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = after.get(1 + hex_len..).unwrap_or_default();
-            }
-            None => {
-                out.push('\\');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Removes one pair of matching quotes around a value, as Ansible's `unquote`.
-fn unquote(value: &str) -> &str {
-    for q in ['"', '\''] {
-        if value.len() >= 2
-            && value.starts_with(q)
-            && value.ends_with(q)
-            && let Some(inner) = value.get(1..value.len() - 1)
-        {
-            return inner;
-        }
-    }
-    value
 }
 
 /// Byte ranges of the whitespace-separated tokens, where whitespace inside quotes or

@@ -42,7 +42,7 @@ pub fn parse_kv(args: &str) -> Result<Map<String, Value>, String> {
 }
 
 /// Removes one pair of matching quotes around a value, as Ansible's `unquote`.
-fn unquote(value: &str) -> &str {
+pub fn unquote(value: &str) -> &str {
     for q in ['"', '\''] {
         if value.len() >= 2
             && value.starts_with(q)
@@ -173,7 +173,7 @@ fn split_args(args: &str) -> Result<Vec<String>, String> {
 
 /// Decodes the backslash escapes Ansible's `parse_kv` decodes: `\\ \' \" \a \b \f \n \r
 /// \t \v`, `\xHH`, `\uHHHH`, `\UHHHHHHHH`; anything else stays as written.
-fn decode_escapes(value: &str) -> String {
+pub fn decode_escapes(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(pos) = rest.find('\\') {

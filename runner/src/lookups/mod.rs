@@ -21,7 +21,7 @@ mod sequence;
 mod tests;
 mod vars;
 
-pub use kv::parse_kv;
+pub use kv::{decode_escapes, parse_kv, unquote};
 
 use crate::plan::{ControllerLookup, Vars};
 use crate::template::{Engine, is_template};
@@ -593,31 +593,7 @@ fn repr_into(v: &Value, out: &mut String) {
             (true, Some(f)) => out.push_str(&crate::template::py_float(f)),
             _ => out.push_str(&n.to_string()),
         },
-        Value::String(s) => {
-            let quote = if s.contains('\'') && !s.contains('"') {
-                '"'
-            } else {
-                '\''
-            };
-            out.push(quote);
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if c == quote => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        out.push_str(&format!("\\x{:02x}", c as u32))
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push(quote);
-        }
+        Value::String(s) => crate::template::py_str_repr(s, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
