@@ -5,7 +5,9 @@
 //! Where Python relies on dict insertion order, the output here follows the template
 //! maps' (sorted) order; set results keep the order of first appearance.
 
-use super::{Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split, to_json};
+use super::{
+    Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split, text_fits, to_json,
+};
 use crate::digest;
 use crate::template::{JsonStyle, py_json_styled, python_regex};
 use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};
@@ -1099,7 +1101,27 @@ fn regex_replace(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
             "'{pattern}' should match {mandatory} times, but matches {count} times in '{value}'"
         )));
     }
-    Ok(re.replacen(&value, count, template.as_str()).into_owned())
+    // Built match by match, each expansion's size checked before it is written: a
+    // replacement that repeats a group multiplies the text at every step of a chain.
+    // The bound per match: the replacement's own text, plus the whole match for every
+    // `$` in it (each group reference is at most the match; `$$` only overcounts).
+    let refs = template.matches('$').count();
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in re.captures_iter(&value).take(subs) {
+        let Some(m) = caps.get(0) else { continue };
+        let most = refs
+            .checked_mul(m.len())
+            .and_then(|g| g.checked_add(template.len()))
+            .and_then(|e| e.checked_add(m.start() - last))
+            .and_then(|e| e.checked_add(out.len()));
+        text_fits("regex_replace", most)?;
+        out.push_str(value.get(last..m.start()).unwrap_or_default());
+        caps.expand(&template, &mut out);
+        last = m.end();
+    }
+    out.push_str(value.get(last..).unwrap_or_default());
+    Ok(out)
 }
 
 fn regex_search(v: JValue, pattern: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
@@ -1310,6 +1332,20 @@ fn comment(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
     let end = get("end")?.unwrap_or_else(|| end.to_string());
     o.done("comment", 1)?;
     let text = py_str(&v);
+    // The counts and the decoration each line gets multiply text: sized before built.
+    let lines = if newline.is_empty() {
+        text.len() + 1
+    } else {
+        text.matches(newline.as_str()).count() + 1
+    };
+    let around = |part: &str, count: usize| (part.len() + newline.len()).checked_mul(count);
+    let most = lines
+        .checked_mul(decoration.len() + newline.len())
+        .zip(around(&prefix, prefix_count))
+        .zip(around(&postfix, postfix_count))
+        .and_then(|((body, pre), post)| body.checked_add(pre)?.checked_add(post))
+        .and_then(|n| n.checked_add(text.len() + beginning.len() + end.len()));
+    text_fits("comment", most)?;
     let mut out = String::new();
     if !beginning.is_empty() {
         out.push_str(&beginning);

@@ -5,7 +5,7 @@
 //! the text filters minijinja has not (`center`, `truncate`, `wordwrap`, ...).
 
 use super::core::items;
-use super::{Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split};
+use super::{Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split, text_fits};
 use crate::template::py_display;
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
@@ -315,12 +315,6 @@ fn add(a: &JValue, b: &JValue) -> Result<JValue, Error> {
     }
 }
 
-/// The most text `join` builds: far past any real file or argument. Python has no such
-/// bound, but a runner that runs out of memory aborts without reporting anything, and a
-/// chain of joins with long separators multiplies a string's length at each step (the
-/// result is also copied into a template value, so the bound is kept well below memory).
-const MAX_JOINED: usize = 64 << 20;
-
 /// Jinja's `join(value, d='', attribute=None)`: items as Python's `str()`.
 fn join(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
     let o = Opts::new(rest.0)?;
@@ -331,19 +325,14 @@ fn join(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
         .map(|a| py_str(&a));
     o.done("join", 2)?;
     // The length is known before anything is built, so an oversized join allocates
-    // nothing.
+    // nothing (a chain of joins with long separators multiplies a string's length at
+    // each step).
     let fits = |parts_len: usize, count: usize| -> Result<usize, Error> {
-        count
+        let total = count
             .saturating_sub(1)
             .checked_mul(sep.len())
-            .and_then(|seps| seps.checked_add(parts_len))
-            .filter(|total| *total <= MAX_JOINED)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "join: the result would be longer than {} MiB",
-                    MAX_JOINED >> 20
-                ))
-            })
+            .and_then(|seps| seps.checked_add(parts_len));
+        text_fits("join", total)
     };
     // A string joins its characters: walked as they are, not as one value each.
     if let (Some(text), None) = (v.as_str(), &attribute) {
@@ -453,26 +442,44 @@ fn title(v: JValue) -> String {
 }
 
 /// Python's `str.replace(old, new, count)`.
-fn replace(v: JValue, old: JValue, new: JValue, count: Option<i64>) -> String {
+fn replace(v: JValue, old: JValue, new: JValue, count: Option<i64>) -> Result<String, Error> {
     let (s, old, new) = (py_str(&v), py_str(&old), py_str(&new));
-    match count {
-        Some(n) if n >= 0 => s.replacen(&old, &new, n as usize),
-        _ => s.replace(&old, &new),
+    let limit = match count {
+        Some(n) if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
+    // An empty `old` matches between every two characters and at both ends, as in
+    // Python; the size is known before anything is built.
+    let found = if old.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(old.as_str()).count()
     }
+    .min(limit);
+    if new.len() > old.len() {
+        let growth = found.checked_mul(new.len() - old.len());
+        text_fits("replace", growth.and_then(|g| g.checked_add(s.len())))?;
+    }
+    Ok(s.replacen(&old, &new, limit))
 }
 
 /// Python's `str.center(width)`: extra padding goes right for an odd count only when
 /// the text is odd-sized, as CPython does it.
-fn center(v: JValue, width: Option<usize>) -> String {
+fn center(v: JValue, width: Option<usize>) -> Result<String, Error> {
     let s = py_str(&v);
     let width = width.unwrap_or(80);
     let len = s.chars().count();
     if width <= len {
-        return s;
+        return Ok(s);
     }
+    text_fits("center", (width - len).checked_add(s.len()))?;
     let marg = width - len;
     let left = marg / 2 + (marg & width & 1);
-    format!("{}{s}{}", " ".repeat(left), " ".repeat(marg - left))
+    Ok(format!(
+        "{}{s}{}",
+        " ".repeat(left),
+        " ".repeat(marg - left)
+    ))
 }
 
 /// Jinja's `filesizeformat(value, binary=False)`.
@@ -832,13 +839,13 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                 let new = o.req(1, "new", "replace")?;
                 let count = o.arg(2, "count")?.and_then(|c| c.as_i64());
                 o.done("replace", 3)?;
-                Ok(JValue::from(replace(v, old, new, count)))
+                replace(v, old, new, count).map(JValue::from)
             }),
             ("center", |a| {
                 let (v, o) = opts(a)?;
                 let width = o.arg(0, "width")?.and_then(|w| w.as_usize());
                 o.done("center", 1)?;
-                Ok(JValue::from(center(v, width)))
+                center(v, width).map(JValue::from)
             }),
             ("filesizeformat", |a| {
                 let (v, o) = opts(a)?;
@@ -900,6 +907,86 @@ mod tests {
             &json!({}),
             &[(&expr, "join: the result would be longer than 64 MiB")],
         );
+    }
+
+    #[test]
+    fn text_multiplying_filters_are_bounded_before_they_build() {
+        // Each of these asks for gigabytes (or more than memory can address) from a
+        // short template; without a bound the runner aborts on the failed allocation
+        // (the template fuzz target found the regex_replace chain). Each is refused
+        // with the filter's name before anything is built.
+        let rep = |n: usize| "\\g<0>".repeat(n);
+        // 100 bytes to 100 KB (fits), then to 100 MB.
+        let chained = format!(
+            "('abcdefghij' * 10) | regex_replace('.+', '{0}') | regex_replace('.+', '{0}')",
+            rep(1000),
+        );
+        let replaced = "('x' * 10000) | replace('x', 'V' * 10000)";
+        errors(
+            &json!({}),
+            &[
+                (
+                    &chained,
+                    "regex_replace: the result would be longer than 64 MiB",
+                ),
+                (replaced, "replace: the result would be longer than 64 MiB"),
+                (
+                    "'x' | center(1000000000000)",
+                    "center: the result would be longer",
+                ),
+                (
+                    "'x' | comment(prefix_count=100000000000)",
+                    "comment: the result would be longer",
+                ),
+                (
+                    "range(30) | list | permutations",
+                    "permutations: the result would have more than",
+                ),
+                (
+                    "range(60) | list | combinations(30)",
+                    "combinations: the result would have more than",
+                ),
+                (
+                    "[1, 2] | product(repeat=64)",
+                    "product: the result would have more than",
+                ),
+            ],
+        );
+        // What fits still works, to the byte.
+        let small = json!({});
+        table(
+            &small,
+            &[
+                (r#""ab" | regex_replace("(.)", "\\1\\1-")"#, r#""aa-bb-""#),
+                (r#""abc" | replace("", "-")"#, r#""-a-b-c-""#),
+                (r#""aXbX" | replace("X", "yy", 1)"#, r#""ayybX""#),
+                (r#""x" | center(5)"#, r#""  x  ""#),
+                ("[1, 2, 3] | combinations(2) | list | length", "3"),
+                ("[1, 2, 3] | permutations | list | length", "6"),
+                ("[1, 2] | product(repeat=3) | list | length", "8"),
+            ],
+        );
+    }
+
+    #[test]
+    fn many_results_that_each_fit_cannot_add_up_past_the_render_budget() {
+        // Nine 60 MiB strings, each under the per-call bound, are more than one render
+        // may build through filters in all.
+        let one = "(('x' * 1000) | replace('x', 'y' * 60000))";
+        let expr = format!("[{}] | length", [one; 9].join(", "));
+        errors(
+            &json!({}),
+            &[(&expr, "filters have built more than 512 MiB in all")],
+        );
+    }
+
+    #[test]
+    fn each_render_has_a_budget_of_its_own() {
+        // Five 60 MiB results fit one render's budget; so they do in the next render,
+        // which does not inherit what the first spent.
+        let one = "(('x' * 1000) | replace('x', 'y' * 60000))";
+        let expr = format!("[{}] | length", [one; 5].join(", "));
+        table(&json!({}), &[(&expr, "5"), (&expr, "5")]);
     }
 
     // Expected values: ansible-core 2.18.19 (ansible 11.13.0, with netaddr 1.3.0 and

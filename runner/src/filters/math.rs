@@ -4,7 +4,7 @@
 //! Ansible gives (`{{ 59 | random(seed=inventory_hostname) }}` keeps a host's cron minute).
 
 use super::core::{distinct, is_sequence, items};
-use super::{Opts, add_filters, invalid, opts, py_str, py_type, split};
+use super::{Opts, add_filters, invalid, items_fit, opts, py_str, py_type, split};
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 
@@ -103,6 +103,11 @@ fn product(a: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     for other in &o.pos {
         pools.push(items(other, "product")?);
     }
+    // The count of tuples is the product of the pools' sizes, known before building.
+    let count = (0..repeat)
+        .flat_map(|_| pools.iter().map(Vec::len))
+        .try_fold(1usize, |acc, n| acc.checked_mul(n));
+    items_fit("product", count)?;
     let pools: Vec<Vec<JValue>> = (0..repeat).flat_map(|_| pools.clone()).collect();
     let mut acc: Vec<Vec<JValue>> = vec![Vec::new()];
     for pool in &pools {
@@ -131,6 +136,11 @@ fn permutations(a: JValue, r: Option<usize>) -> Result<JValue, Error> {
     if r > n {
         return Ok(JValue::from(out));
     }
+    // n! / (n - r)! tuples, counted before any is built.
+    items_fit(
+        "permutations",
+        (n - r + 1..=n).try_fold(1usize, |acc, k| acc.checked_mul(k)),
+    )?;
     let mut indices: Vec<usize> = (0..n).collect();
     let mut cycles: Vec<usize> = (n - r + 1..=n).rev().collect();
     let pick = |idx: &[usize]| {
@@ -172,6 +182,13 @@ fn combinations(a: JValue, r: usize) -> Result<JValue, Error> {
     if r > n {
         return Ok(JValue::from(out));
     }
+    // C(n, r) tuples, counted before any is built; each step's partial product is
+    // itself a binomial coefficient, so the division is exact.
+    let k = r.min(n - r);
+    items_fit(
+        "combinations",
+        (0..k).try_fold(1usize, |acc, i| acc.checked_mul(n - i).map(|p| p / (i + 1))),
+    )?;
     let mut idx: Vec<usize> = (0..r).collect();
     let pick = |idx: &[usize]| {
         JValue::from(

@@ -139,6 +139,89 @@ pub(crate) fn py_str(v: &JValue) -> String {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Bounds on what filters build.
+//
+// Python has none, but a runner that runs out of memory aborts without reporting
+// anything, on a production host whose other services it starves first. Filters whose
+// output grows with an argument (a separator, a replacement, a width, a count) check
+// the size before building; and all filter output of one render counts against a
+// budget, so many results that each fit cannot add up to the host's memory.
+
+/// The longest text (bytes) one filter call builds: far past any real file or argument,
+/// well below memory (the result is also copied into template values).
+pub(crate) const MAX_TEXT: usize = 64 << 20;
+
+/// The most items one filter call builds into a list.
+pub(crate) const MAX_ITEMS: usize = 4 << 20;
+
+/// What all filter calls of one render (a task's arguments, a template file) may
+/// produce together, in bytes of text and [`ITEM_WEIGHT`] per list or mapping item.
+pub(crate) const RENDER_BUDGET: usize = 512 << 20;
+
+/// What one list or mapping item counts against [`RENDER_BUDGET`] besides its text.
+const ITEM_WEIGHT: usize = 16;
+
+/// `len`, when text of that many bytes fits [`MAX_TEXT`]; `None` is an arithmetic
+/// overflow while computing it, which does not fit either. Called before building.
+pub(crate) fn text_fits(filter: &str, len: Option<usize>) -> Result<usize, Error> {
+    len.filter(|n| *n <= MAX_TEXT).ok_or_else(|| {
+        invalid(format!(
+            "{filter}: the result would be longer than {} MiB",
+            MAX_TEXT >> 20
+        ))
+    })
+}
+
+/// `count`, when a list of that many items fits [`MAX_ITEMS`] (see [`text_fits`]).
+pub(crate) fn items_fit(filter: &str, count: Option<usize>) -> Result<usize, Error> {
+    count.filter(|n| *n <= MAX_ITEMS).ok_or_else(|| {
+        invalid(format!(
+            "{filter}: the result would have more than {} items",
+            MAX_ITEMS
+        ))
+    })
+}
+
+thread_local! {
+    /// What this thread's current render has produced through filters so far.
+    static SPENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Starts a render's budget afresh; called for the outermost render only, so a lookup
+/// rendering a template inside a task's render shares the task's budget.
+pub(crate) fn reset_budget() {
+    SPENT.with(|s| s.set(0));
+}
+
+/// Counts a filter's result against the render's budget.
+fn charge(filter: &str, out: &JValue) -> Result<(), Error> {
+    let weight = match out.kind() {
+        ValueKind::String => out.as_str().map_or(0, str::len),
+        ValueKind::Seq | ValueKind::Map => {
+            let n = out.len().unwrap_or(0);
+            let text: usize = out
+                .try_iter()
+                .map(|it| it.filter_map(|i| i.as_str().map(str::len)).sum())
+                .unwrap_or(0);
+            n.saturating_mul(ITEM_WEIGHT).saturating_add(text)
+        }
+        _ => 0,
+    };
+    let spent = SPENT.with(|s| {
+        let total = s.get().saturating_add(weight);
+        s.set(total);
+        total
+    });
+    if spent > RENDER_BUDGET {
+        return Err(invalid(format!(
+            "{filter}: this template's filters have built more than {} MiB in all",
+            RENDER_BUDGET >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// A filter as the registry holds it: the call's arguments as given, the filtered value
 /// first and a keyword-arguments value last.
 pub(crate) type FilterFn = fn(&[JValue]) -> Result<JValue, Error>;
@@ -151,7 +234,11 @@ pub(crate) type TestFn = fn(&[JValue]) -> Result<bool, Error>;
 /// filters and tests that is a good part of the runner's size.
 pub(crate) fn add_filters(env: &mut Environment<'static>, table: &[(&'static str, FilterFn)]) {
     for &(name, f) in table {
-        env.add_filter(name, move |args: Rest<JValue>| f(&args.0));
+        env.add_filter(name, move |args: Rest<JValue>| {
+            let out = f(&args.0)?;
+            charge(name, &out)?;
+            Ok::<_, Error>(out)
+        });
     }
 }
 

@@ -321,7 +321,13 @@ thread_local! {
 
 /// Runs `f` with `ctx` as the variables lookups see.
 pub(crate) fn with_scope<R>(ctx: &JValue, f: impl FnOnce() -> R) -> R {
-    SCOPES.with(|s| s.borrow_mut().push(ctx.clone()));
+    SCOPES.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_empty() {
+            crate::filters::reset_budget();
+        }
+        s.push(ctx.clone());
+    });
     let out = f();
     SCOPES.with(|s| s.borrow_mut().pop());
     out

@@ -436,8 +436,8 @@ pub(super) fn open_as<'a, R: Read + Seek + 'a>(
 }
 
 /// Decompresses a single gzip (`zstd == false`) or zstd stream in memory, as `archive`
-/// of one file writes it, up to `limit` bytes.
-#[cfg(any(test, feature = "fuzzing"))]
+/// of one file writes it, up to `limit` bytes. Only the fuzz entry points use it.
+#[cfg(feature = "fuzzing")]
 pub(super) fn decompress(data: &[u8], zstd: bool, limit: u64) -> Result<Vec<u8>, ReadError> {
     let r: Box<dyn Read + '_> = if zstd {
         let z = ruzstd::decoding::StreamingDecoder::new(data)
