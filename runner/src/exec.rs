@@ -11,7 +11,7 @@
 //! Variable precedence, lowest first: inventory (group then host), gathered facts, play
 //! vars, block vars, task vars, registered results and `set_fact`, the loop variable.
 
-use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
+use crate::events::{EVENTS_VERSION, Event, Recap, Request, RequestKind, Sink, Status};
 use crate::facts;
 use crate::keywords;
 use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
@@ -21,6 +21,7 @@ use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,6 +134,21 @@ pub struct Executor<'a> {
     roles_run: BTreeSet<String>,
     /// Roles being run at run time, to stop a dependency cycle.
     role_stack: Vec<String>,
+    /// The index of the current play in the plan (requests name it).
+    play_index: usize,
+    /// The number of the last request sent to the deployer.
+    requests: u64,
+}
+
+/// The names by which a task is delegated to the controller itself.
+pub const CONTROLLER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// What a `run_once` task's host learns from the deployer.
+enum OnceTurn {
+    /// This host runs it, and reports its result after.
+    Mine,
+    /// Another host ran it: its result.
+    Done(Vars),
 }
 
 /// What a finished run amounts to.
@@ -182,6 +198,8 @@ impl<'a> Executor<'a> {
             public_vars: Vars::new(),
             roles_run: BTreeSet::new(),
             role_stack: Vec::new(),
+            play_index: 0,
+            requests: 0,
         }
     }
 
@@ -196,6 +214,7 @@ impl<'a> Executor<'a> {
         let started = Instant::now();
         let mut host_failed = false;
         for (index, play) in self.plan.plays.iter().enumerate() {
+            self.play_index = index;
             self.globals = self.play_globals(play, index);
             self.playbook_dir = match play.magic.get("playbook_dir") {
                 Some(Value::String(d)) => d.clone(),
@@ -723,19 +742,249 @@ impl<'a> Executor<'a> {
         let name = self.task_name(task, &ctx);
         let module = task.module_name().to_string();
 
-        let result = match &task.loop_ {
+        // `run_once`: the first host of the batch to get here runs the task; the others
+        // take its result, as Ansible hands it to every host of the batch.
+        let mut once_mine = false;
+        let early = if task.run_once {
+            match self.once_turn(task) {
+                Ok(OnceTurn::Mine) => {
+                    once_mine = true;
+                    None
+                }
+                Ok(OnceTurn::Done(result)) => {
+                    return self.take_once_result(task, inherited, &ctx, result);
+                }
+                Err(msg) => Some(failed_result(msg)),
+            }
+        } else {
+            None
+        };
+        let result = if let Some(r) = early {
+            r
+        } else {
+            self.task_result(task, inherited, &ctx)
+        };
+        if once_mine {
+            self.report_once(task, &result);
+        }
+        self.after_result(
+            task, inherited, handler, started, &ctx, name, module, result,
+        )
+    }
+
+    /// The result of running a task: once, or for each item of its loop.
+    fn task_result(&mut self, task: &'a Task, inherited: &Inherited<'a>, ctx: &JValue) -> Vars {
+        match &task.loop_ {
             None => self.run_once(task, inherited, &[]),
-            Some(spec) => match self.loop_items(task, spec, &ctx) {
+            Some(spec) => match self.loop_items(task, spec, ctx) {
                 Ok(items) => self.run_loop(task, inherited, &items),
                 // Ansible defers a loop that fails to render (an undefined variable)
                 // until after `when`: `loop: "{{ x }}"` with `when: x is defined` skips.
                 Err((msg, true)) => self
-                    .conditions(task, inherited, &ctx)
+                    .conditions(task, inherited, ctx)
                     .filter(|r| r.get("skipped") == Some(&Value::Bool(true)))
                     .unwrap_or_else(|| failed_result(msg)),
                 Err((msg, false)) => failed_result(msg),
             },
+        }
+    }
+
+    /// Asks the deployer whose turn a `run_once` task is.
+    fn once_turn(&mut self, task: &Task) -> Result<OnceTurn, String> {
+        let answer = self.ask(RequestKind::RunOnce, task, None, |_| {})?;
+        if answer.run {
+            return Ok(OnceTurn::Mine);
+        }
+        match answer.result {
+            Some(Value::Object(r)) => Ok(OnceTurn::Done(r)),
+            _ => Err("the deployer's answer to run_once holds no result".into()),
+        }
+    }
+
+    /// Sends the result of a `run_once` task this host ran, for the other hosts.
+    fn report_once(&mut self, task: &Task, result: &Vars) {
+        let result = Value::Object(result.clone());
+        if let Err(e) = self.ask(RequestKind::RunOnceDone, task, None, |r| {
+            r.result = Some(result)
+        }) {
+            // The others then learn from the deployer that this host never reported.
+            let _ = writeln!(
+                std::io::stderr(),
+                "rustle-runner: cannot hand the result of run_once task '{}' to the other hosts: {e}",
+                task.display_name()
+            );
+        }
+    }
+
+    /// A `run_once` task another host ran: its result is registered here and its facts
+    /// set, as Ansible does for every host of the batch; nothing is reported or counted
+    /// (the host that ran it did). A failure stops this host too, unless ignored.
+    fn take_once_result(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        ctx: &JValue,
+        result: Vars,
+    ) -> Result<(), Halt> {
+        if let Some(Value::Object(f)) = result.get("ansible_facts")
+            && !task.delegate_facts
+        {
+            let keeps = matches!(task.module_name(), "set_fact" | "include_vars");
+            for (k, v) in f {
+                let v = if keeps {
+                    v.clone()
+                } else {
+                    unsafe_data(v.clone())
+                };
+                self.host_facts.insert(k.clone(), v);
+            }
+        }
+        if let Some(reg) = &task.register {
+            self.host_facts
+                .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
+        }
+        let failed = status_of(&result) == Status::Failed
+            && !self.task_flag(
+                task.ignore_errors.as_ref(),
+                inherited.ignore_errors,
+                ctx,
+                "ignore_errors",
+                true,
+            );
+        if failed {
+            self.failure = Some((
+                task.display_name(),
+                task.module_name().to_string(),
+                Value::Object(result),
+            ));
+            return Err(Halt::Failed);
+        }
+        Ok(())
+    }
+
+    /// Sends one request to the deployer (`fill` adds what its kind carries) and waits
+    /// for the answer; an answer that refuses is an error.
+    fn ask(
+        &mut self,
+        kind: RequestKind,
+        task: &Task,
+        vars: Option<Value>,
+        fill: impl FnOnce(&mut Request),
+    ) -> Result<crate::events::Answer, String> {
+        self.requests += 1;
+        let mut request = Request {
+            v: EVENTS_VERSION,
+            id: self.requests,
+            kind,
+            task: task.channel_id(),
+            play: self.play_index,
+            vars,
+            roles: Vec::new(),
+            file: None,
+            check_mode: false,
+            result: None,
         };
+        fill(&mut request);
+        let answer = self.sink.request(request)?;
+        match answer.error {
+            Some(e) => Err(e),
+            None => Ok(answer),
+        }
+    }
+
+    /// Where a delegated task runs: `None` here (not delegated, or delegated to this
+    /// host itself), `Some(name)` on the controller; an error for another host, which
+    /// needs SSH back ends the runner has not got.
+    fn delegation(&self, task: &Task, ctx: &JValue) -> Result<Option<String>, String> {
+        let Some(to) = &task.delegate_to else {
+            return Ok(None);
+        };
+        let to = self
+            .engine
+            .render_str(to, ctx)
+            .map_err(|e| format!("delegate_to: {e}"))?;
+        let to = to.trim().to_string();
+        if to == self.plan.host {
+            return Ok(None);
+        }
+        if CONTROLLER_NAMES.contains(&to.as_str()) {
+            return Ok(Some(to));
+        }
+        Err(format!(
+            "delegate_to '{to}': running a task on another inventory host is not supported yet; only the controller (localhost) is"
+        ))
+    }
+
+    /// Has the deployer run a delegated task's module on the controller, with this
+    /// host's variables, and takes its result as if the module had run here.
+    fn delegate(
+        &mut self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        vars: &Vars,
+        ctx: &JValue,
+    ) -> Vars {
+        let check_mode = match self.check_mode(inherited, task, ctx) {
+            Ok(c) => c,
+            Err(msg) => return failed_result(msg),
+        };
+        let roles: Vec<String> = inherited.roles.iter().map(|r| r.path.clone()).collect();
+        let file = inherited.file.as_deref().map(str::to_string);
+        let asked = self.ask(
+            RequestKind::Delegate,
+            task,
+            Some(Value::Object(vars.clone())),
+            |r| {
+                r.roles = roles;
+                r.file = file;
+                r.check_mode = check_mode;
+            },
+        );
+        let result = match asked {
+            Ok(a) => match a.result {
+                Some(Value::Object(r)) => r,
+                _ => return failed_result("the deployer's answer holds no result".into()),
+            },
+            Err(e) => {
+                return failed_result(format!("{} on the controller: {e}", task.display_name()));
+            }
+        };
+        if !task.delegate_facts
+            && let Some(Value::Object(f)) = result.get("ansible_facts")
+        {
+            let f = f.clone();
+            self.absorb_facts(task.module_name(), f);
+        }
+        result
+    }
+
+    /// Facts a module returned: `setup`'s are gathered facts (also seen as
+    /// `ansible_facts.<name>`); `set_fact` and `include_vars` set variables; other
+    /// modules' are host variables, as data.
+    fn absorb_facts(&mut self, module: &str, f: Vars) {
+        if module == "setup" {
+            self.facts.extend(f);
+        } else if module == "set_fact" || module == "include_vars" {
+            self.host_facts.extend(f);
+        } else {
+            self.host_facts
+                .extend(f.into_iter().map(|(k, v)| (k, unsafe_data(v))));
+        }
+    }
+
+    /// Registers, notifies and records a finished task.
+    #[allow(clippy::too_many_arguments)]
+    fn after_result(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+        started: Instant,
+        ctx: &JValue,
+        name: String,
+        module: String,
+        result: Vars,
+    ) -> Result<(), Halt> {
         let status = status_of(&result);
         if let Some(reg) = &task.register {
             self.host_facts
@@ -752,7 +1001,7 @@ impl<'a> Executor<'a> {
             && self.task_flag(
                 task.ignore_errors.as_ref(),
                 inherited.ignore_errors,
-                &ctx,
+                ctx,
                 "ignore_errors",
                 true,
             );
@@ -762,7 +1011,7 @@ impl<'a> Executor<'a> {
         // no_log hides what a task saw and said, as Ansible's output does; the
         // registered variable keeps the real result.
         // A no_log that cannot be evaluated hides the result: the safe side.
-        let no_log = self.task_flag(task.no_log.as_ref(), inherited.no_log, &ctx, "no_log", true);
+        let no_log = self.task_flag(task.no_log.as_ref(), inherited.no_log, ctx, "no_log", true);
         let shown = if no_log {
             json!({"censored": NO_LOG_CENSORED, "changed": status == Status::Changed,
                    "failed": status == Status::Failed})
@@ -1467,7 +1716,11 @@ impl<'a> Executor<'a> {
         let mut attempt = 0i64;
         loop {
             attempt += 1;
-            let mut result = self.invoke(task, inherited, &ctx);
+            let mut result = match self.delegation(task, &ctx) {
+                Ok(None) => self.invoke(task, inherited, &ctx),
+                Ok(Some(_)) => self.delegate(task, inherited, &vars, &ctx),
+                Err(msg) => failed_result(msg),
+            };
             if attempts_allowed > 1 {
                 // Before changed_when/failed_when, which may look at it.
                 result.insert("attempts".into(), attempt.into());
@@ -1658,18 +1911,7 @@ impl<'a> Executor<'a> {
         match ran {
             Ok(outcome) => {
                 if let Some(Value::Object(f)) = outcome.data.get("ansible_facts") {
-                    let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
-                    // Facts from `setup` are gathered facts (also seen as
-                    // `ansible_facts.<name>`); other modules' are host variables.
-                    // `set_fact` and `include_vars` set variables, others report data.
-                    if module == "setup" {
-                        self.facts.extend(facts);
-                    } else if keeps_vars || module == "include_vars" {
-                        self.host_facts.extend(facts);
-                    } else {
-                        self.host_facts
-                            .extend(facts.map(|(k, v)| (k, unsafe_data(v))));
-                    }
+                    self.absorb_facts(module, f.clone());
                 }
                 let result = outcome_to_result(outcome);
                 if keeps_vars {
@@ -1920,6 +2162,56 @@ impl<'a> Executor<'a> {
             result,
         });
     }
+}
+
+/// Runs the module of a delegated task here, for the deployer (`delegate_to:
+/// localhost`), as the delegating host's runner asked in `request`: the task comes from
+/// that host's signed plan, its variables from the host. Block-level `environment` and
+/// `become` do not reach it: the controller runs it as the deploying user.
+pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
+    let Some(play) = plan.plays.get(request.play) else {
+        return failed_result(format!("the plan has no play number {}", request.play));
+    };
+    let mut task = task.clone();
+    task.become_ = None;
+    task.become_user = None;
+    let mut sink = crate::events::Collect::default();
+    let opts = RunOptions {
+        check_mode: request.check_mode,
+        diff_mode: false,
+    };
+    let mut ex = Executor::new(plan, &mut sink, opts);
+    ex.play_index = request.play;
+    ex.globals = ex.play_globals(play, request.play);
+    ex.playbook_dir = match play.magic.get("playbook_dir") {
+        Some(Value::String(d)) => d.clone(),
+        _ => String::new(),
+    };
+    ex.play = Some(play);
+    let vars = match &request.vars {
+        Some(Value::Object(v)) => v.clone(),
+        _ => Vars::new(),
+    };
+    let inherited = Inherited {
+        roles: request
+            .roles
+            .iter()
+            .map(|path| {
+                Rc::new(RoleRef {
+                    name: path.rsplit('/').next().unwrap_or(path).to_string(),
+                    path: path.clone(),
+                    from_task: false,
+                })
+            })
+            .collect(),
+        file: request.file.as_deref().map(Rc::from),
+        ..Inherited::default()
+    };
+    let shared = Arc::clone(&plan.shared);
+    crate::ctlfiles::with_files(&shared, || {
+        let ctx = ex.jctx(&vars);
+        ex.invoke(&task, &inherited, &ctx)
+    })
 }
 
 /// One inclusion of an `include_tasks` or `include_role`, and the loop variables of that

@@ -27,7 +27,11 @@ const COMMON: [&str; 11] = [
 ];
 
 /// Keywords valid on tasks (and handlers) only.
-const TASK_ONLY: [&str; 15] = [
+const TASK_ONLY: [&str; 19] = [
+    "delegate_to",
+    "delegate_facts",
+    "run_once",
+    "connection",
     "loop",
     "with_items",
     "with_list",
@@ -152,10 +156,10 @@ const KNOWN_MODULES: &[&str] = &[
 pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
     Some(match key {
         "delegate_to" | "delegate_facts" | "local_action" => {
-            "delegation runs a task on another host; each runner acts on its own host only"
+            "delegation is supported on tasks, not yet on plays, blocks and includes"
         }
         "async" | "poll" => "background tasks are not implemented by the runner",
-        "run_once" => "running once for all hosts needs coordination between hosts",
+        "run_once" => "run_once is supported on tasks, not yet on plays, blocks and includes",
         "diff" => "per-task diff mode is not carried by the plan (use --diff for all)",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
@@ -405,6 +409,24 @@ fn integer(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<i64>>, Pl
     })
 }
 
+/// `delegate_to`: a template (rendered when the task runs), or the controller by one of
+/// its names. Another inventory host needs SSH module back ends the runner has not got.
+fn delegate_target(v: &Yaml, at: &Where) -> Result<Option<String>, PlaybookError> {
+    let Some(to) = opt_string(v, at, "delegate_to")? else {
+        return Ok(None);
+    };
+    let to = to.trim().to_string();
+    if is_template(&to) || rustle_runner::exec::CONTROLLER_NAMES.contains(&to.as_str()) {
+        return Ok(Some(to));
+    }
+    Err(at.unsupported(
+        "delegate_to",
+        format!(
+            "'{to}' is another inventory host; delegating to one is not supported yet, only to the controller (localhost)"
+        ),
+    ))
+}
+
 /// A value as an error shows it: scalars as written, others by their kind.
 fn show(v: &Yaml) -> String {
     match scalar_str(v) {
@@ -633,7 +655,13 @@ impl Loader<'_> {
         let mut action = None;
         for (k, v) in &entries {
             let key = k.as_str();
-            if key == "action" {
+            if key == "action" || key == "local_action" {
+                if action.is_some() {
+                    return Err(at.invalid(
+                        key,
+                        "`action` and `local_action` are both given; a task runs one module",
+                    ));
+                }
                 action = Some(*v);
             } else if COMMON.contains(&key) || TASK_ONLY.contains(&key) || is_loop(key) {
             } else if BLOCK_ONLY.contains(&key) {
@@ -710,6 +738,8 @@ impl Loader<'_> {
         };
         let mut args = Vars::new();
         let mut loop_key: Option<&str> = None;
+        // `local_action` or `connection: local`: the task runs on the controller.
+        let mut local = false;
         for (k, v) in entries {
             let key = k.as_str();
             if common(&mut task, key, v, at)? {
@@ -741,6 +771,19 @@ impl Loader<'_> {
                 "retries" => task.retries = integer(v, at, key)?,
                 "delay" => task.delay = seconds(v, at, key)?,
                 "notify" => task.notify = string_list(v, at, key)?,
+                "delegate_to" => task.delegate_to = delegate_target(v, at)?,
+                "delegate_facts" => task.delegate_facts = boolean(v, at, key)?,
+                "run_once" => task.run_once = boolean(v, at, key)?,
+                "connection" => match scalar_str(v).as_deref() {
+                    Some("local") => local = true,
+                    _ => {
+                        return Err(at.unsupported(
+                            key,
+                            "only `connection: local` (run the task on the controller) is supported on a task; other connection settings come from the inventory",
+                        ));
+                    }
+                },
+                "local_action" => local = true,
                 "listen" if cx.handler => task.listen = string_list(v, at, key)?,
                 "listen" => return Err(at.invalid(key, "only valid on handlers")),
                 "args" => match v {
@@ -756,6 +799,9 @@ impl Loader<'_> {
                 // The module key itself and `action`, handled by the caller.
                 _ => {}
             }
+        }
+        if local && task.delegate_to.is_none() {
+            task.delegate_to = Some("localhost".into());
         }
         // The module's own arguments win over `args:`, as in Ansible.
         args.extend(module_args(module, value, at)?);
