@@ -367,3 +367,220 @@ fn answer_line(answer: &Answer) -> Vec<u8> {
 pub fn is_request(text: &str) -> bool {
     text.starts_with("{\"type\":\"request\"")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::ssh::Line;
+    use rustle_runner::events::{Event, Request};
+    use rustle_runner::plan::{Play, Shared};
+    use serde_json::json;
+
+    fn task(name: &str, module: &str, args: Value) -> Task {
+        Task {
+            name: Some(name.into()),
+            module: module.into(),
+            args: args.as_object().cloned().unwrap_or_default(),
+            ..Task::default()
+        }
+    }
+
+    /// A host's sealed payload holding a plain task, a delegated one and a run_once one.
+    fn payload() -> (Vec<u8>, Task, Task, Task) {
+        let plain = task("plain", "command", json!({"_raw_params": "id -un"}));
+        let mut delegated = task("delegated", "command", json!({"_raw_params": "echo {{ who }}"}));
+        delegated.delegate_to = Some("localhost".into());
+        let mut once = task("once", "debug", json!({"msg": "x"}));
+        once.run_once = true;
+        let plan = HostPlan {
+            deployment_id: "d1".into(),
+            host: "web1".into(),
+            created_at: 1,
+            packer_version: "0".into(),
+            check_mode: false,
+            diff_mode: false,
+            host_vars: Default::default(),
+            plays: vec![Play {
+                name: "p".into(),
+                tasks: vec![plain.clone(), delegated.clone(), once.clone()],
+                ..Play::default()
+            }],
+            magic: Default::default(),
+            controller_lookups: Vec::new(),
+            shared: Arc::new(Shared::default()),
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let (sealed, _) = crate::pack::Sealer::new(&key).unwrap().seal(&plan).unwrap();
+        (
+            sealed,
+            plain,
+            delegated,
+            once,
+        )
+    }
+
+    fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
+        with_result(id, kind, task, vars, None)
+    }
+
+    fn with_result(
+        id: u64,
+        kind: RequestKind,
+        task: &Task,
+        vars: Option<Value>,
+        result: Option<Value>,
+    ) -> String {
+        serde_json::to_string(&Event::Request(Request {
+            v: EVENTS_VERSION,
+            id,
+            kind,
+            task: task.channel_id(),
+            play: 0,
+            vars,
+            roles: Vec::new(),
+            file: None,
+            check_mode: false,
+            result,
+        }))
+        .unwrap()
+    }
+
+    fn line(text: &str) -> Line<'_> {
+        Line { text, cut: None }
+    }
+
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Answer {
+        let bytes = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+            .await
+            .expect("an answer in time")
+            .expect("an answer");
+        assert_eq!(bytes.last(), Some(&b'\n'), "one line");
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delegated_task_runs_here_with_the_hosts_variables() {
+        let (sealed, _, delegated, _) = payload();
+        let mut ch = HostChannel::new("web1", Arc::new(sealed), Arc::new(Batch::default()));
+        let mut rx = ch.open();
+        let mut result = HostResult::new("web1", Default::default());
+        let req = request(1, RequestKind::Delegate, &delegated, Some(json!({"who": "web1-var"})));
+        assert!(ch.intercept(line(&req), &mut result));
+        let answer = next(&mut rx).await;
+        assert_eq!(answer.id, 1);
+        assert_eq!(answer.error, None);
+        assert_eq!(answer.result.unwrap()["stdout"], "web1-var");
+        assert!(ch.refused.is_none() && result.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_forged_request_for_a_task_that_is_not_delegated_is_refused() {
+        let (sealed, plain, _, once) = payload();
+        // Not delegated, though in the plan; and a task the plan does not hold at all.
+        let mut foreign = plain.clone();
+        foreign.args.insert("_raw_params".into(), json!("touch /tmp/pwned"));
+        foreign.delegate_to = Some("localhost".into());
+        for (forged, why) in [
+            (plain, "not a delegated or run_once task"),
+            (once, "is not delegated"),
+            (foreign, "not a delegated or run_once task"),
+        ] {
+            let mut ch =
+                HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+            let mut rx = ch.open();
+            let mut result = HostResult::new("web1", Default::default());
+            let req = request(1, RequestKind::Delegate, &forged, Some(json!({})));
+            assert!(ch.intercept(line(&req), &mut result));
+            let answer = next(&mut rx).await;
+            let error = answer.error.expect("refused");
+            assert!(error.contains(why), "{error}");
+            assert!(answer.result.is_none());
+            assert!(result.error.unwrap().contains(why));
+            let mut r = HostResult::new("web1", Default::default());
+            r.status = crate::deploy::HostStatus::Ok;
+            ch.settle(&mut r);
+            assert_eq!(r.status, crate::deploy::HostStatus::Failed);
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_and_out_of_turn_requests_fail_the_host_not_the_deployer() {
+        let (sealed, _, delegated, _) = payload();
+        let mut ch = HostChannel::new("web1", Arc::new(sealed), Arc::new(Batch::default()));
+        let _rx = ch.open();
+        let mut result = HostResult::new("web1", Default::default());
+        assert!(ch.intercept(line("{\"type\":\"request\",\"v\":1,\"id\":"), &mut result));
+        assert!(result.error.as_deref().unwrap().contains("not a request"));
+        let mut result = HostResult::new("web1", Default::default());
+        let req = request(5, RequestKind::Delegate, &delegated, None);
+        assert!(ch.intercept(line(&req), &mut result));
+        assert!(result.error.unwrap().contains("request number 5 after 0"));
+        let mut result = HostResult::new("web1", Default::default());
+        let cut = Line {
+            text: "{\"type\":\"request\"",
+            cut: Some(40 << 20),
+        };
+        assert!(ch.intercept(cut, &mut result));
+        assert!(result.error.unwrap().contains("longer than"));
+        // Events are not requests.
+        let ev = "{\"type\":\"task\",\"v\":1,\"result\":{\"type\":\"request\"}}";
+        assert!(!ch.intercept(line(ev), &mut HostResult::new("web1", Default::default())));
+    }
+
+    #[tokio::test]
+    async fn run_once_runs_on_the_first_host_and_the_others_get_its_result() {
+        let (sealed, _, _, once) = payload();
+        let batch = Arc::new(Batch::default());
+        let sealed = Arc::new(sealed);
+        let mut first = HostChannel::new("web1", sealed.clone(), batch.clone());
+        let mut second = HostChannel::new("web2", sealed.clone(), batch.clone());
+        let (mut rx1, mut rx2) = (first.open(), second.open());
+        let mut r = HostResult::new("x", Default::default());
+        first.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        assert!(next(&mut rx1).await.run);
+        second.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        // The second waits for the first's result.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), rx2.recv())
+                .await
+                .is_err()
+        );
+        let done = with_result(
+            2,
+            RequestKind::RunOnceDone,
+            &once,
+            None,
+            Some(json!({"changed": false, "failed": false, "msg": "x"})),
+        );
+        assert!(first.intercept(line(&done), &mut r));
+        assert_eq!(next(&mut rx1).await.id, 2);
+        let got = next(&mut rx2).await;
+        assert!(!got.run);
+        assert_eq!(got.result.unwrap()["msg"], "x");
+        assert_eq!(got.host.as_deref(), Some("web1"));
+        assert!(r.error.is_none(), "{:?}", r.error);
+        // A host that reports a run it was not given is refused.
+        let mut r = HostResult::new("x", Default::default());
+        second.intercept(line(&done), &mut r);
+        assert!(r.error.unwrap().contains("was not running"));
+    }
+
+    #[tokio::test]
+    async fn hosts_waiting_on_a_run_once_host_that_ends_get_an_error() {
+        let (sealed, _, _, once) = payload();
+        let batch = Arc::new(Batch::default());
+        let sealed = Arc::new(sealed);
+        let mut first = HostChannel::new("web1", sealed.clone(), batch.clone());
+        let mut second = HostChannel::new("web2", sealed, batch);
+        let (mut rx1, mut rx2) = (first.open(), second.open());
+        let mut r = HostResult::new("x", Default::default());
+        first.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        assert!(next(&mut rx1).await.run);
+        second.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        drop(first);
+        let got = next(&mut rx2).await;
+        let error = got.error.expect("an error");
+        assert!(error.contains("web1 ran it and ended before it reported"), "{error}");
+    }
+}
