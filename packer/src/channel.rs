@@ -389,7 +389,11 @@ mod tests {
     /// A host's sealed payload holding a plain task, a delegated one and a run_once one.
     fn payload() -> (Vec<u8>, Task, Task, Task) {
         let plain = task("plain", "command", json!({"_raw_params": "id -un"}));
-        let mut delegated = task("delegated", "command", json!({"_raw_params": "echo {{ who }}"}));
+        let mut delegated = task(
+            "delegated",
+            "command",
+            json!({"_raw_params": "echo {{ who }}"}),
+        );
         delegated.delegate_to = Some("localhost".into());
         let mut once = task("once", "debug", json!({"msg": "x"}));
         once.run_once = true;
@@ -412,12 +416,7 @@ mod tests {
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let (sealed, _) = crate::pack::Sealer::new(&key).unwrap().seal(&plan).unwrap();
-        (
-            sealed,
-            plain,
-            delegated,
-            once,
-        )
+        (sealed, plain, delegated, once)
     }
 
     fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
@@ -465,7 +464,12 @@ mod tests {
         let mut ch = HostChannel::new("web1", Arc::new(sealed), Arc::new(Batch::default()));
         let mut rx = ch.open();
         let mut result = HostResult::new("web1", Default::default());
-        let req = request(1, RequestKind::Delegate, &delegated, Some(json!({"who": "web1-var"})));
+        let req = request(
+            1,
+            RequestKind::Delegate,
+            &delegated,
+            Some(json!({"who": "web1-var"})),
+        );
         assert!(ch.intercept(line(&req), &mut result));
         let answer = next(&mut rx).await;
         assert_eq!(answer.id, 1);
@@ -479,7 +483,9 @@ mod tests {
         let (sealed, plain, _, once) = payload();
         // Not delegated, though in the plan; and a task the plan does not hold at all.
         let mut foreign = plain.clone();
-        foreign.args.insert("_raw_params".into(), json!("touch /tmp/pwned"));
+        foreign
+            .args
+            .insert("_raw_params".into(), json!("touch /tmp/pwned"));
         foreign.delegate_to = Some("localhost".into());
         for (forged, why) in [
             (plain, "not a delegated or run_once task"),
@@ -581,6 +587,9 @@ mod tests {
         drop(first);
         let got = next(&mut rx2).await;
         let error = got.error.expect("an error");
-        assert!(error.contains("web1 ran it and ended before it reported"), "{error}");
+        assert!(
+            error.contains("web1 ran it and ended before it reported"),
+            "{error}"
+        );
     }
 }

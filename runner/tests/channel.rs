@@ -59,7 +59,9 @@ fn run_delegated(plan: &HostPlan, r: &Request) -> Answer {
     Answer {
         v: 1,
         id: r.id,
-        result: Some(Value::Object(rustle_runner::exec::run_delegated(plan, task, r))),
+        result: Some(Value::Object(rustle_runner::exec::run_delegated(
+            plan, task, r,
+        ))),
         ..Answer::default()
     }
 }
@@ -229,7 +231,10 @@ fn the_host_whose_turn_it_is_runs_a_run_once_task_and_hands_over_its_result() {
             RequestKind::RunOnceDone
         ]
     );
-    assert_eq!(requests[1].result.as_ref().unwrap()["stdout"], "ran on web1");
+    assert_eq!(
+        requests[1].result.as_ref().unwrap()["stdout"],
+        "ran on web1"
+    );
 }
 
 #[test]
