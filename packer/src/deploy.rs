@@ -784,6 +784,35 @@ pub struct Compiled {
 /// Writes one packed runner per host into `out_dir` as `<host><suffix>` (0700, in a
 /// private directory: see [`private_output_dir`]), and the manifest `--deploy-only`
 /// reads, signed with the deploy key.
+/// The tasks of the prepared hosts' plans that need the controller channel, each once
+/// (by its identity in the plan): its name, what it needs, and the hosts that have it.
+/// A packed runner run by hand has no channel, so `--compile-only` lists them.
+pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
+    let mut out: Vec<(String, String, &'static str, Vec<String>)> = Vec::new();
+    for job in p.jobs.iter().filter(|j| j.channel) {
+        let Ok(plan) = rustle_runner::payload::parse(job.payload())
+            .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
+        else {
+            continue;
+        };
+        for task in plan.channel_tasks() {
+            let id = task.channel_id();
+            let what = match (task.delegate_to.is_some(), task.run_once) {
+                (true, true) => "run_once, delegated to the controller",
+                (true, false) => "delegated to the controller",
+                _ => "run_once",
+            };
+            match out.iter_mut().find(|(i, ..)| *i == id) {
+                Some((.., hosts)) => hosts.push(job.host.name.clone()),
+                None => out.push((id, task.display_name(), what, vec![job.host.name.clone()])),
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(_, name, what, hosts)| (name, what, hosts))
+        .collect()
+}
+
 pub fn compile(
     p: &Prepared,
     runners: &BTreeMap<Triple, Runner>,
