@@ -754,7 +754,10 @@ impl<'a> Executor<'a> {
                 Ok(OnceTurn::Done(result)) => {
                     return self.take_once_result(task, inherited, &ctx, result);
                 }
-                Err(msg) => Some(failed_result(msg)),
+                Err(msg) => Some(failed_result(format!(
+                    "task '{}': {msg}",
+                    task.display_name()
+                ))),
             }
         } else {
             None
@@ -946,7 +949,7 @@ impl<'a> Executor<'a> {
                 _ => return failed_result("the deployer's answer holds no result".into()),
             },
             Err(e) => {
-                return failed_result(format!("{} on the controller: {e}", task.display_name()));
+                return failed_result(format!("task '{}': {e}", task.display_name()));
             }
         };
         if !task.delegate_facts
