@@ -651,7 +651,7 @@ async fn deploy_host(
     }
     let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
     if staged.is_none() && use_ssh_mode(&job, &ctx) {
-        return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings).await;
+        return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings, batch).await;
     }
     // Over SSH (with sudo or without), the host's runner cache lets a repeat deploy ship
     // only the payload; blue-green, --deploy-only and local hosts get the packed runner
@@ -907,13 +907,21 @@ async fn ssh_mode_host(
     sudo: bool,
     ctx: &Ctx,
     mut timings: Timings,
+    batch: Arc<Batch>,
 ) -> (HostResult, Timings) {
     let link = match shell {
         Shell::Ssh(c, _) => crate::sshexec::Link::Ssh(Arc::new(c)),
         Shell::Local => crate::sshexec::Link::Local,
     };
-    let (result, channels, bytes) =
-        crate::sshexec::run_host(job, deployment, link.clone(), sudo, ctx.on_event.clone()).await;
+    let (result, channels, bytes) = crate::sshexec::run_host(
+        job,
+        deployment,
+        link.clone(),
+        sudo,
+        ctx.on_event.clone(),
+        batch,
+    )
+    .await;
     timings.upload_and_run_ms = result.run_ms;
     timings.run_ms = result.run_ms;
     timings.channels = channels;

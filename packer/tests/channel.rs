@@ -334,3 +334,52 @@ fn when_the_controller_dies_during_a_delegated_task_the_runner_stops_and_the_rel
         );
     }
 }
+
+/// Local hosts (run through `sh` on the controller), in binary mode and in SSH mode: the
+/// same channel, the same answers.
+#[test]
+fn local_hosts_use_the_channel_in_binary_and_ssh_mode() {
+    for strategy in ["parallel", "ssh"] {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("hosts.ini");
+        let mut ini = String::from("[all]\n");
+        for h in ["l1", "l2", "l3"] {
+            ini.push_str(&format!(
+                "{h} ansible_connection=local rustle_root={}\n",
+                dir.path().join(h).display()
+            ));
+        }
+        std::fs::write(&inv, ini).unwrap();
+        let log = dir.path().join("once.log");
+        let plan = write_plan(
+            dir.path(),
+            json!([
+                {"name": "once", "module": "shell", "args": {"_raw_params": format!("echo {{{{ inventory_hostname }}}} >> {}; echo {{{{ inventory_hostname }}}}", log.display())}, "run_once": true, "register": "o"},
+                {"name": "delegated", "module": "command", "args": {"_raw_params": "echo {{ o.stdout }} seen by {{ inventory_hostname }}"}, "delegate_to": "localhost", "register": "d"},
+                {"name": "check", "module": "assert", "args": {"that": ["d.stdout == o.stdout + ' seen by ' + inventory_hostname"]}}
+            ]),
+        );
+        let report = dir.path().join("report.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+            .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+            .args(["--strategy", strategy, "--report", report.to_str().unwrap()])
+            .env("HOME", dir.path())
+            .env_remove("RUSTLE_DEPLOY_KEY")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{strategy}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let ran = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(ran.lines().count(), 1, "{strategy}: {ran}");
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        for h in ["l1", "l2", "l3"] {
+            assert_eq!(r["hosts"][h]["status"], "ok", "{strategy}: {r}");
+            assert!(task_names(&r, h).contains(&"check".to_string()));
+        }
+    }
+}
