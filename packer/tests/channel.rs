@@ -383,3 +383,57 @@ fn local_hosts_use_the_channel_in_binary_and_ssh_mode() {
         }
     }
 }
+
+/// The playbook keywords that use the channel become plan fields; what is not
+/// supported yet is refused when the plan is made, naming the keyword.
+#[test]
+fn playbook_keywords_for_the_channel() {
+    use rustle_deploy::playbook::{PlaybookOptions, load_playbook};
+    let load = |yaml: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("play.yml");
+        std::fs::write(&p, yaml).unwrap();
+        load_playbook(&p, &PlaybookOptions::default()).map_err(|e| e.to_string())
+    };
+    let plan = load(
+        "- hosts: all\n  tasks:\n\
+         \x20   - local_action: command echo hi\n\
+         \x20   - command: echo there\n      connection: local\n\
+         \x20   - command: echo t\n      delegate_to: \"{{ groups.all[0] }}\"\n      delegate_facts: true\n      run_once: yes\n\
+         \x20   - command: echo plain\n",
+    )
+    .unwrap();
+    let tasks = &plan.plays[0].tasks;
+    assert_eq!(tasks[0].module, "command");
+    assert_eq!(tasks[0].args["_raw_params"], "echo hi");
+    assert_eq!(tasks[0].delegate_to.as_deref(), Some("localhost"));
+    assert_eq!(tasks[1].delegate_to.as_deref(), Some("localhost"));
+    assert_eq!(tasks[2].delegate_to.as_deref(), Some("{{ groups.all[0] }}"));
+    assert!(tasks[2].delegate_facts && tasks[2].run_once);
+    assert!(tasks[3].delegate_to.is_none() && !tasks[3].run_once);
+    for (yaml, keyword, why) in [
+        (
+            "- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n",
+            "delegate_to",
+            "another inventory host",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - command: x\n      connection: ssh\n",
+            "connection",
+            "only `connection: local`",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - block:\n        - command: x\n      run_once: true\n",
+            "run_once",
+            "not valid on a block",
+        ),
+        (
+            "- hosts: all\n  run_once: true\n  tasks:\n    - command: x\n",
+            "run_once",
+            "not yet on plays",
+        ),
+    ] {
+        let err = load(yaml).unwrap_err();
+        assert!(err.contains(keyword) && err.contains(why), "{err}");
+    }
+}
