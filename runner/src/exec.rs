@@ -138,6 +138,8 @@ pub struct Executor<'a> {
     play_index: usize,
     /// The number of the last request sent to the deployer.
     requests: u64,
+    /// `groups` as `group_by` and `add_host` changed it (from the plan's when `None`).
+    groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// The names by which a task is delegated to the controller itself.
@@ -200,6 +202,7 @@ impl<'a> Executor<'a> {
             role_stack: Vec::new(),
             play_index: 0,
             requests: 0,
+            groups: None,
         }
     }
 
@@ -543,11 +546,15 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        if !self.plan.shared.groups.is_empty() {
+        let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
+        if !groups.is_empty() {
+            put(&mut out, "groups", JValue::from_serialize(groups));
+        }
+        if self.groups.is_some() {
             put(
                 &mut out,
-                "groups",
-                JValue::from_serialize(&self.plan.shared.groups),
+                "group_names",
+                JValue::from_serialize(self.group_names()),
             );
         }
         put(
@@ -842,6 +849,27 @@ impl<'a> Executor<'a> {
                 self.host_facts.insert(k.clone(), v);
             }
         }
+        // `add_host` runs once for the batch (Ansible bypasses the host loop); every
+        // host's `groups` then has the new host.
+        let added: Vec<Vars> = match (task.module_name(), &task.loop_) {
+            ("add_host", None) => result
+                .get("add_host")
+                .and_then(Value::as_object)
+                .cloned()
+                .into_iter()
+                .collect(),
+            ("add_host", Some(_)) => match result.get("results") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|r| r.get("add_host").and_then(Value::as_object).cloned())
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for info in &added {
+            self.apply_add_host(info);
+        }
         if let Some(reg) = &task.register {
             self.host_facts
                 .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
@@ -959,6 +987,186 @@ impl<'a> Executor<'a> {
             self.absorb_facts(task.module_name(), f);
         }
         result
+    }
+
+    /// `group_by`: puts this host in the group `key` (spaces become dashes), under
+    /// `parents` (default `all`), for the rest of the run's `groups` and `group_names`;
+    /// changed when that is new, as Ansible's strategy decides.
+    fn group_by(&mut self, args: &Vars) -> Result<Outcome, ModuleError> {
+        let key = match args.get("key") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            _ => {
+                return Err(ModuleError::BadArgs(
+                    "the 'key' param is required when using group_by".into(),
+                ));
+            }
+        };
+        let parents: Vec<String> = match args.get("parents") {
+            None | Some(Value::Null) => vec!["all".into()],
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(l)) => l
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            Some(other) => vec![other.to_string()],
+        };
+        let group = key.replace(' ', "-");
+        let parents: Vec<String> = parents.iter().map(|p| p.replace(' ', "-")).collect();
+        let host = self.plan.host.clone();
+        let groups = self.groups_mut();
+        let mut changed = !groups.contains_key(&group);
+        for name in parents.iter().chain(std::iter::once(&group)) {
+            let members = groups.entry(name.clone()).or_default();
+            if !members.contains(&host) {
+                members.push(host.clone());
+                changed |= name == &group;
+            }
+        }
+        self.refresh_groups();
+        let mut data = Vars::new();
+        data.insert("add_group".into(), group.into());
+        data.insert(
+            "parent_groups".into(),
+            Value::Array(parents.into_iter().map(Value::String).collect()),
+        );
+        Ok(Outcome {
+            changed,
+            data,
+            ..Outcome::default()
+        })
+    }
+
+    /// `add_host`: adds a host (`name`, `host` or `hostname`) to `all` and to `groups`
+    /// for the rest of the run's `groups`; changed when that is new. Its other arguments
+    /// are its variables, reported in the result (`hostvars` does not get them).
+    fn add_host(&mut self, args: &Vars) -> Result<Outcome, ModuleError> {
+        let name = ["name", "hostname", "host"]
+            .iter()
+            .find_map(|k| args.get(*k))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .ok_or_else(|| {
+                ModuleError::BadArgs("name, host or hostname needs to be provided".into())
+            })?;
+        let wanted: Vec<String> = match ["groupname", "groups", "group"]
+            .iter()
+            .find_map(|k| args.get(*k))
+        {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .collect(),
+            Some(Value::Array(l)) => l
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.trim().to_string(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            Some(_) => {
+                return Err(ModuleError::BadArgs(
+                    "Groups must be specified as a list.".into(),
+                ));
+            }
+        };
+        let host_vars: Vars = args
+            .iter()
+            .filter(|(k, _)| !["name", "hostname", "groupname", "groups"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut info = Vars::new();
+        info.insert("host_name".into(), name.clone().into());
+        info.insert(
+            "groups".into(),
+            Value::Array(wanted.iter().cloned().map(Value::String).collect()),
+        );
+        info.insert("host_vars".into(), Value::Object(host_vars));
+        let changed = self.apply_add_host(&info);
+        let mut data = Vars::new();
+        data.insert("add_host".into(), Value::Object(info));
+        Ok(Outcome {
+            changed,
+            data,
+            ..Outcome::default()
+        })
+    }
+
+    /// Applies an `add_host` result (`host_name`, `groups`) to this run's `groups`;
+    /// true when it changed them.
+    fn apply_add_host(&mut self, info: &Vars) -> bool {
+        let Some(Value::String(name)) = info.get("host_name") else {
+            return false;
+        };
+        let name = name.clone();
+        let wanted: Vec<String> = match info.get("groups") {
+            Some(Value::Array(l)) => l
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let groups = self.groups_mut();
+        let mut changed = false;
+        let known = groups.values().any(|m| m.contains(&name));
+        let join = |groups: &mut std::collections::BTreeMap<String, Vec<String>>, g: &str| {
+            let members = groups.entry(g.to_string()).or_default();
+            if !members.contains(&name) {
+                members.push(name.clone());
+                true
+            } else {
+                false
+            }
+        };
+        if !known {
+            changed |= join(groups, "all");
+            if wanted.is_empty() {
+                join(groups, "ungrouped");
+            }
+        }
+        for g in &wanted {
+            changed |= join(groups, g);
+        }
+        self.refresh_groups();
+        changed
+    }
+
+    fn groups_mut(&mut self) -> &mut std::collections::BTreeMap<String, Vec<String>> {
+        let plan = self.plan;
+        self.groups
+            .get_or_insert_with(|| plan.shared.groups.clone())
+    }
+
+    /// This host's groups, as `group_names` lists them (without `all`), sorted.
+    fn group_names(&self) -> Vec<String> {
+        let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
+        let mut names: Vec<String> = groups
+            .iter()
+            .filter(|(g, m)| g.as_str() != "all" && m.contains(&self.plan.host))
+            .map(|(g, _)| g.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Puts the changed `groups` and `group_names` in the magic variables.
+    fn refresh_groups(&mut self) {
+        let Some(groups) = &self.groups else {
+            return;
+        };
+        let groups = JValue::from_serialize(groups);
+        let names = JValue::from_serialize(self.group_names());
+        self.globals
+            .retain(|(k, _)| k != "groups" && k != "group_names");
+        self.globals.push(("groups".into(), groups));
+        self.globals.push(("group_names".into(), names));
     }
 
     /// Facts a module returned: `setup`'s are gathered facts (also seen as
@@ -1908,6 +2116,10 @@ impl<'a> Executor<'a> {
         };
         let ran = if module == "include_vars" && !self.playbook_dir.is_empty() {
             self.include_vars(&args, inherited, ctx)
+        } else if module == "group_by" {
+            self.group_by(&args)
+        } else if module == "add_host" {
+            self.add_host(&args)
         } else {
             self.host.run(module, &args, &mctx)
         };

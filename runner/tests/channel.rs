@@ -258,3 +258,58 @@ fn a_failed_run_once_result_stops_this_host_too_and_a_refusal_fails_the_task() {
     let msg = result_of(&events, "once")["msg"].as_str().unwrap();
     assert!(msg.contains("web0 ran it and ended"), "{msg}");
 }
+
+#[test]
+fn group_by_and_add_host_change_groups_for_the_rest_of_the_run() {
+    let mut plan = host_plan(json!([
+        {"name": "by", "module": "group_by", "args": {"key": "os {{ 'x' }}", "parents": "linux"}},
+        {"name": "again", "module": "group_by", "args": {"key": "os x", "parents": "linux"}},
+        {"name": "quiet", "module": "group_by", "args": {"key": "other"}, "changed_when": false, "register": "g"},
+        {"name": "add", "module": "add_host", "args": {"name": "new1", "groups": "web,db", "color": "blue"}, "register": "a"},
+        {"name": "see", "module": "assert", "args": {"that": [
+            "groups['os-x'] == ['web1']",
+            "'web1' in groups['linux']",
+            "group_names == ['linux', 'os-x', 'other']",
+            "g.add_group == 'other' and g.parent_groups == ['all']",
+            "groups['web'] == ['new1'] and 'new1' in groups['all']",
+            "a.add_host.host_vars.color == 'blue'"
+        ]}},
+        {"name": "missing", "module": "group_by", "args": {}, "ignore_errors": true}
+    ]));
+    plan.plays[0].tasks[3].run_once = false;
+    let mut sink = Collect::default();
+    let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    assert_eq!(
+        statuses(&sink.0),
+        [
+            ("by".into(), "changed".into()),
+            ("again".into(), "ok".into()),
+            ("quiet".into(), "ok".into()),
+            ("add".into(), "changed".into()),
+            ("see".into(), "ok".into()),
+            ("missing".into(), "failed".into()),
+        ],
+        "{:#?}",
+        sink.0
+    );
+    assert!(!summary.host_failed);
+    let msg = result_of(&sink.0, "missing")["msg"].as_str().unwrap();
+    assert!(msg.contains("the 'key' param is required"), "{msg}");
+}
+
+#[test]
+fn an_add_host_another_host_ran_adds_the_host_here_too() {
+    let plan = host_plan(json!([
+        {"name": "add", "module": "add_host", "args": {"name": "new1"}, "run_once": true},
+        {"name": "see", "module": "assert", "args": {"that": ["'new1' in groups['all']", "'new1' in groups['ungrouped']"]}}
+    ]));
+    let (events, _, summary) = run_with(&plan, |_, r| Answer {
+        v: 1,
+        id: r.id,
+        result: Some(json!({"changed": true, "failed": false,
+            "add_host": {"host_name": "new1", "groups": [], "host_vars": {}}})),
+        ..Answer::default()
+    });
+    assert!(!summary.host_failed, "{:#?}", events);
+    assert_eq!(statuses(&events), [("see".into(), "ok".into())]);
+}

@@ -803,6 +803,11 @@ impl Loader<'_> {
         if local && task.delegate_to.is_none() {
             task.delegate_to = Some("localhost".into());
         }
+        // Ansible runs `add_host` once for the batch (its action bypasses the host
+        // loop); the others take its result, and the new host, from the one that ran it.
+        if short_name(module) == "add_host" {
+            task.run_once = true;
+        }
         // The module's own arguments win over `args:`, as in Ansible.
         args.extend(module_args(module, value, at)?);
         task.args = args;
