@@ -411,6 +411,20 @@ fn playbook_keywords_for_the_channel() {
     assert_eq!(tasks[2].delegate_to.as_deref(), Some("{{ groups.all[0] }}"));
     assert!(tasks[2].delegate_facts && tasks[2].run_once);
     assert!(tasks[3].delegate_to.is_none() && !tasks[3].run_once);
+    // On a block, for each task inside that says nothing else.
+    let plan = load(
+        "- hosts: all\n  tasks:\n    - delegate_to: localhost\n      run_once: true\n      block:\n\
+         \x20       - command: a\n\
+         \x20       - command: b\n          delegate_to: \"{{ inventory_hostname }}\"\n",
+    )
+    .unwrap();
+    let inner = plan.plays[0].tasks[0].block.as_ref().unwrap();
+    assert_eq!(inner[0].delegate_to.as_deref(), Some("localhost"));
+    assert_eq!(
+        inner[1].delegate_to.as_deref(),
+        Some("{{ inventory_hostname }}")
+    );
+    assert!(inner[0].run_once && inner[1].run_once);
     for (yaml, keyword, why) in [
         (
             "- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n",
@@ -423,9 +437,9 @@ fn playbook_keywords_for_the_channel() {
             "only `connection: local`",
         ),
         (
-            "- hosts: all\n  tasks:\n    - block:\n        - command: x\n      run_once: true\n",
+            "- hosts: all\n  tasks:\n    - block:\n        - include_tasks: x.yml\n      run_once: true\n",
             "run_once",
-            "not valid on a block",
+            "holding include_tasks",
         ),
         (
             "- hosts: all\n  run_once: true\n  tasks:\n    - command: x\n",

@@ -156,10 +156,10 @@ const KNOWN_MODULES: &[&str] = &[
 pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
     Some(match key {
         "delegate_to" | "delegate_facts" | "local_action" => {
-            "delegation is supported on tasks, not yet on plays, blocks and includes"
+            "delegation is supported on tasks and blocks, not yet on plays and includes"
         }
         "async" | "poll" => "background tasks are not implemented by the runner",
-        "run_once" => "run_once is supported on tasks, not yet on plays, blocks and includes",
+        "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
         "diff" => "per-task diff mode is not carried by the plan (use --diff for all)",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
@@ -407,6 +407,41 @@ fn integer(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<i64>>, Pl
             format!("expected an integer or a template, found {}", show(v)),
         )
     })
+}
+
+/// Gives the tasks inside `block` the block's `delegate_to`, `delegate_facts` and
+/// `run_once` where they set none. An include inside cannot take them (its tasks are
+/// known only when it runs): refused, naming the keyword.
+fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookError> {
+    let inner = block
+        .block
+        .iter_mut()
+        .flatten()
+        .chain(block.rescue.iter_mut())
+        .chain(block.always.iter_mut());
+    for t in inner {
+        if t.block.is_some() {
+            push_down(t, from, at)?;
+            continue;
+        }
+        if matches!(t.module_name(), "include_tasks" | "include_role") {
+            let key = if from.delegate_to.is_some() {
+                "delegate_to"
+            } else {
+                "run_once"
+            };
+            return Err(at.unsupported(
+                key,
+                "on a block holding include_tasks or include_role is not supported yet; put it on the tasks",
+            ));
+        }
+        if t.delegate_to.is_none() {
+            t.delegate_to.clone_from(&from.delegate_to);
+        }
+        t.delegate_facts |= from.delegate_facts;
+        t.run_once |= from.run_once;
+    }
+    Ok(())
 }
 
 /// `delegate_to`: a template (rendered when the task runs), or the controller by one of
@@ -700,12 +735,18 @@ impl Loader<'_> {
     ) -> Result<Task, PlaybookError> {
         let mut task = Task::default();
         let (mut block, mut rescue, mut always) = (None, None, None);
+        // Delegation and run_once given on a block apply to each task inside it that
+        // does not say otherwise, as Ansible's inheritance does.
+        let mut channel = Task::default();
         for (k, v) in entries {
             let key = k.as_str();
             match key {
                 "block" => block = Some(*v),
                 "rescue" => rescue = Some(*v),
                 "always" => always = Some(*v),
+                "delegate_to" => channel.delegate_to = delegate_target(v, at)?,
+                "delegate_facts" => channel.delegate_facts = boolean(v, at, key)?,
+                "run_once" => channel.run_once = boolean(v, at, key)?,
                 _ if common(&mut task, key, v, at)? => {}
                 _ if TASK_ONLY.contains(&key) => {
                     return Err(at.invalid(key, "not valid on a block; put it on the tasks inside"));
@@ -720,6 +761,9 @@ impl Loader<'_> {
         task.block = Some(self.task_list(block, cx, at, "block")?);
         task.rescue = self.task_list(rescue, cx, at, "rescue")?;
         task.always = self.task_list(always, cx, at, "always")?;
+        if channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts {
+            push_down(&mut task, &channel, at)?;
+        }
         Ok(task)
     }
 
