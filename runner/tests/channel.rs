@@ -313,3 +313,48 @@ fn an_add_host_another_host_ran_adds_the_host_here_too() {
     assert!(!summary.host_failed, "{:#?}", events);
     assert_eq!(statuses(&events), [("see".into(), "ok".into())]);
 }
+
+/// Only a plan with delegated or run_once tasks (anywhere: blocks, handlers, files it
+/// may include) gets a channel; the others make no round trip.
+#[test]
+fn which_plans_need_the_channel() {
+    let plain = host_plan(json!([
+        {"name": "a", "module": "command", "args": {"_raw_params": "true"}},
+        {"block": [{"name": "b", "module": "debug", "args": {}}]}
+    ]));
+    assert!(plain.channel_tasks().is_empty());
+    let nested = host_plan(json!([
+        {"block": [{"name": "b", "module": "debug", "args": {}}],
+         "rescue": [{"name": "r", "module": "debug", "args": {}, "run_once": true}]}
+    ]));
+    assert_eq!(nested.channel_tasks().len(), 1);
+    let mut in_handler = host_plan(json!([]));
+    in_handler.plays[0].handlers = vec![
+        serde_json::from_value(
+            json!({"name": "h", "module": "debug", "args": {}, "delegate_to": "localhost"}),
+        )
+        .unwrap(),
+    ];
+    assert_eq!(in_handler.channel_tasks().len(), 1);
+    let mut included = host_plan(json!([]));
+    std::sync::Arc::make_mut(&mut included.shared)
+        .library
+        .tasks
+        .insert(
+            "/p/tasks/x.yml".into(),
+            rustle_runner::plan::Parsed::Ok(vec![
+                serde_json::from_value(
+                    json!({"name": "i", "module": "debug", "args": {}, "run_once": true}),
+                )
+                .unwrap(),
+            ]),
+        );
+    assert_eq!(included.channel_tasks().len(), 1);
+    // A task's identity is its plan form: the same task, the same id; any change, another.
+    let t = &included.channel_tasks()[0].clone();
+    let mut other = t.clone();
+    other.args.insert("msg".into(), json!("x"));
+    assert_eq!(t.channel_id(), t.clone().channel_id());
+    assert_ne!(t.channel_id(), other.channel_id());
+    assert_eq!(t.channel_id().len(), 32);
+}
