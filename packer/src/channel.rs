@@ -51,14 +51,20 @@ impl Default for Batch {
 
 impl Batch {
     fn set(&self, key: (String, u32), state: Once) {
-        if let Ok(mut once) = self.once.lock() {
-            once.insert(key, state);
-        }
+        self.lock().insert(key, state);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn get(&self, key: &(String, u32)) -> Option<Once> {
-        self.once.lock().ok().and_then(|o| o.get(key).cloned())
+        self.lock().get(key).cloned()
+    }
+
+    /// The states; nothing panics while holding them, so a poisoned lock still holds
+    /// whole states.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Once>> {
+        self.once
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -229,16 +235,14 @@ impl HostChannel {
                 let n = self.reached.entry(request.task.clone()).or_insert(0);
                 *n += 1;
                 let key = (request.task.clone(), *n);
-                let first = match self.batch.once.lock() {
-                    Ok(mut once) => {
-                        if once.contains_key(&key) {
-                            false
-                        } else {
-                            once.insert(key.clone(), Once::Running);
-                            true
-                        }
+                let first = {
+                    let mut once = self.batch.lock();
+                    if once.contains_key(&key) {
+                        false
+                    } else {
+                        once.insert(key.clone(), Once::Running);
+                        true
                     }
-                    Err(_) => false,
                 };
                 if first {
                     self.running.push(key);
