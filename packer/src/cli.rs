@@ -930,6 +930,17 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         if let Some(limit) = set.binary_size_limit {
             check_size_limit(&prepared.jobs, &runners, limit)?;
         }
+        // Run by hand, a packed runner has no deployer to ask: say up front which tasks
+        // will fail for it.
+        let needs = deploy::channel_tasks(&prepared);
+        if !needs.is_empty() {
+            eprintln!(
+                "rustle-deploy: these tasks need the controller channel: a packed runner run by hand fails them (the deployer runs them with --deploy-only):"
+            );
+            for (name, what, hosts) in &needs {
+                eprintln!("  {name}: {what} (hosts: {})", hosts.join(", "));
+            }
+        }
         let written = deploy::compile(&prepared, &runners, &set.output_dir, &args.binary_suffix)?;
         for c in &written {
             println!(

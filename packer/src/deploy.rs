@@ -184,6 +184,19 @@ pub struct Job {
     /// Why this host gets no runner and has its tasks run over SSH one at a time
     /// instead (its platform has none): the deployer's SSH mode.
     pub ssh_fallback: Option<String>,
+    /// Its plan has tasks that need the controller channel (delegated, `run_once`):
+    /// its runner is started with `--channel` and its stdin stays open for answers.
+    pub channel: bool,
+}
+
+impl Job {
+    /// The signed payload (the one inside a runner packed earlier, for those).
+    pub fn payload(&self) -> &[u8] {
+        match &self.prepacked {
+            Some(packed) => rustle_runner::locate::find_payload(packed).unwrap_or_default(),
+            None => &self.sealed,
+        }
+    }
 }
 
 /// A deployment computed but not carried out.
@@ -515,6 +528,7 @@ fn pack_hosts(
             needs_become: needs_become(&hp),
             prepacked: None,
             ssh_fallback,
+            channel: !hp.channel_tasks().is_empty(),
         });
     }
     Ok((jobs, skipped))
@@ -770,6 +784,35 @@ pub struct Compiled {
 /// Writes one packed runner per host into `out_dir` as `<host><suffix>` (0700, in a
 /// private directory: see [`private_output_dir`]), and the manifest `--deploy-only`
 /// reads, signed with the deploy key.
+/// The tasks of the prepared hosts' plans that need the controller channel, each once
+/// (by its identity in the plan): its name, what it needs, and the hosts that have it.
+/// A packed runner run by hand has no channel, so `--compile-only` lists them.
+pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
+    let mut out: Vec<(String, String, &'static str, Vec<String>)> = Vec::new();
+    for job in p.jobs.iter().filter(|j| j.channel) {
+        let Ok(plan) = rustle_runner::payload::parse(job.payload())
+            .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
+        else {
+            continue;
+        };
+        for task in plan.channel_tasks() {
+            let id = task.channel_id();
+            let what = match (task.delegate_to.is_some(), task.run_once) {
+                (true, true) => "run_once, delegated to the controller",
+                (true, false) => "delegated to the controller",
+                _ => "run_once",
+            };
+            match out.iter_mut().find(|(i, ..)| *i == id) {
+                Some((.., hosts)) => hosts.push(job.host.name.clone()),
+                None => out.push((id, task.display_name(), what, vec![job.host.name.clone()])),
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(_, name, what, hosts)| (name, what, hosts))
+        .collect()
+}
+
 pub fn compile(
     p: &Prepared,
     runners: &BTreeMap<Triple, Runner>,
@@ -978,6 +1021,9 @@ pub fn load_compiled(
         if let Err(e) = checked {
             return Err(bad(format!("{}: {e}", file_path.display())));
         }
+        let channel = rustle_runner::payload::parse(payload)
+            .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
+            .is_ok_and(|plan| !plan.channel_tasks().is_empty());
         jobs.push(Job {
             host: host.clone(),
             triple,
@@ -990,6 +1036,7 @@ pub fn load_compiled(
                 .unwrap_or(false),
             prepacked: Some(bytes),
             ssh_fallback: None,
+            channel,
         });
     }
     Ok((id, jobs))
@@ -1266,6 +1313,15 @@ pub fn handle_line(
         Some(len) => cut_event(line.text, len),
     };
     match parsed {
+        // Requests are the channel's (`channel::HostChannel::intercept`); one reaching
+        // here came from a runner that has none, and is refused.
+        Some(Event::Request(r)) => {
+            result.error.get_or_insert_with(String::new).push_str(&format!(
+                "the host's runner sent request {} ({:?}) but was started without the controller channel; refused\n",
+                r.id, r.kind
+            ));
+            result.overflowed = true;
+        }
         Some(ev) => {
             if let Event::Recap { recap, .. } = &ev {
                 result.recap = *recap;

@@ -6,6 +6,7 @@
 //! [`deploy`] carries the deployment out.
 
 pub mod ansible_yaml;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod custom;

@@ -6,6 +6,7 @@
 //! the same. Hosts are independent: a host that is down, slow, or refuses its runner is
 //! reported and the others go on, unless the strategy says to stop.
 
+use crate::channel::{Batch, HostChannel};
 use crate::deploy::{self, HostResult, HostStatus, Job};
 use crate::inventory::Host;
 use crate::runners::Runner;
@@ -177,19 +178,23 @@ impl Shell {
         }
     }
 
+    /// Runs `script` with `stdin`; with `more` (the controller channel), stdin stays
+    /// open after it for what `more` brings.
     async fn exec(
         &self,
         script: &str,
         stdin: &[u8],
+        more: Option<Answers>,
         on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
     ) -> Result<(Option<i32>, String), String> {
         match self {
-            Shell::Ssh(c, _) => c
-                .exec(script, stdin, on_line)
-                .await
-                .map(|(code, err)| (code.and_then(|c| i32::try_from(c).ok()), err))
-                .map_err(|e| e.to_string()),
-            Shell::Local => local_exec(script, stdin, on_line).await,
+            Shell::Ssh(c, _) => match more {
+                None => c.exec(script, stdin, on_line).await,
+                Some(more) => c.exec_channel(script, stdin, more, on_line).await,
+            }
+            .map(|(code, err)| (code.and_then(|c| i32::try_from(c).ok()), err))
+            .map_err(|e| e.to_string()),
+            Shell::Local => local_exec(script, stdin, more, on_line).await,
         }
     }
 
@@ -202,13 +207,14 @@ impl Shell {
         payload: &[u8],
         runner: &[u8],
         cache: &Path,
+        more: Option<Answers>,
         on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
     ) -> Result<(Option<i32>, String, u64), String> {
         let mut upload = RunnerUpload::new(payload);
         let mut answer = |line: &str| upload.reply(line, runner, cache);
         match self {
             Shell::Ssh(c, _) => c
-                .exec_conversation(script, &mut answer, on_line)
+                .exec_conversation(script, &mut answer, more, on_line)
                 .await
                 .map(|(code, err, sent)| (code.and_then(|c| i32::try_from(c).ok()), err, sent))
                 .map_err(|e| e.to_string()),
@@ -247,9 +253,13 @@ impl Drop for GroupGuard {
     }
 }
 
+/// What the controller channel sends a runner after its payload: its answers.
+type Answers = tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>;
+
 async fn local_exec(
     script: &str,
     stdin: &[u8],
+    more: Option<Answers>,
     on_line: &mut (dyn FnMut(ssh::Line<'_>) + Send),
 ) -> Result<(Option<i32>, String), String> {
     let mut child = tokio::process::Command::new("sh")
@@ -266,8 +276,18 @@ async fn local_exec(
     let group = GroupGuard(child.id());
     let mut input = child.stdin.take().ok_or("no stdin")?;
     let data = stdin.to_vec();
+    let channel = more.is_some();
     let writer = tokio::spawn(async move {
-        let _ = input.write_all(&data).await;
+        if input.write_all(&data).await.is_err() {
+            return;
+        }
+        if let Some(mut more) = more {
+            while let Some(bytes) = more.recv().await {
+                if input.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
         let _ = input.shutdown().await;
     });
     let mut err = child.stderr.take().ok_or("no stderr")?;
@@ -296,6 +316,10 @@ async fn local_exec(
     lines.finish(&mut |l| on_line(l));
     let status = child.wait().await.map_err(|e| e.to_string())?;
     group.done();
+    if channel {
+        // Answers still on their way have nobody to read them.
+        writer.abort();
+    }
     let _ = writer.await;
     let stderr = reader.await.unwrap_or_default();
     Ok((status.code(), stderr))
@@ -501,11 +525,13 @@ fn ended(result: &mut HostResult, code: Option<i32>, stderr: &str, lost: bool) {
 }
 
 /// Runs one script step on a host, reading runner events from its stdout.
+#[allow(clippy::too_many_arguments)]
 async fn step(
     shell: &Shell,
     name: &str,
     script: &str,
     stdin: &[u8],
+    mut channel: Option<&mut HostChannel>,
     ctx: &Ctx,
     result: &mut HostResult,
     timings: &mut Timings,
@@ -514,6 +540,7 @@ async fn step(
     timings.channels += 1;
     timings.bytes_sent += stdin.len() as u64;
     let mut first_event: Option<Instant> = None;
+    let more = channel.as_mut().map(|c| c.open());
     let exec = {
         let on_event = ctx.on_event.clone();
         let mut on_line = |line: ssh::Line<'_>| {
@@ -522,9 +549,14 @@ async fn step(
                 return;
             }
             first_event.get_or_insert_with(Instant::now);
+            if let Some(c) = channel.as_mut()
+                && c.intercept(line, result)
+            {
+                return;
+            }
             deploy::handle_line(name, line, result, &mut |h, ev| on_event(h, ev));
         };
-        shell.exec(script, stdin, &mut on_line).await
+        shell.exec(script, stdin, more, &mut on_line).await
     };
     split_timings(timings, started, first_event);
     result.run_ms = timings.upload_and_run_ms;
@@ -535,6 +567,9 @@ async fn step(
             result.recap.unreachable = 1;
             result.error = Some(e);
         }
+    }
+    if let Some(c) = channel {
+        c.settle(result);
     }
 }
 
@@ -592,6 +627,7 @@ async fn deploy_host(
     deployment: Arc<String>,
     ctx: Arc<Ctx>,
     staged: Option<(tokio::sync::mpsc::Sender<bool>, Switch, Deadline)>,
+    batch: Arc<Batch>,
 ) -> (HostResult, Timings) {
     let name = job.host.name.clone();
     let mut timings = Timings::default();
@@ -615,7 +651,7 @@ async fn deploy_host(
     }
     let sudo = (job.needs_become || become_var(&job.host)) && !shell.is_root();
     if staged.is_none() && use_ssh_mode(&job, &ctx) {
-        return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings).await;
+        return ssh_mode_host(&job, &deployment, shell, sudo, &ctx, timings, batch).await;
     }
     // Over SSH (with sudo or without), the host's runner cache lets a repeat deploy ship
     // only the payload; blue-green, --deploy-only and local hosts get the packed runner
@@ -645,6 +681,14 @@ async fn deploy_host(
     ];
     if ctx.opts.no_wait {
         args.push("--no-wait".into());
+    }
+    // Only a plan with tasks that need the controller keeps the runner's stdin open:
+    // the others make no round trip.
+    let mut channel = job
+        .channel
+        .then(|| HostChannel::new(&name, Arc::new(job.payload().to_vec()), batch));
+    if channel.is_some() {
+        args.push("--channel".into());
     }
     // The cached path always has the runner check its own file against the cache key.
     if ctx.opts.verify && !cached {
@@ -681,6 +725,7 @@ async fn deploy_host(
                 timings.channels += 1;
                 let mut first_event: Option<Instant> = None;
                 let mut ran = false;
+                let more = channel.as_mut().map(HostChannel::open);
                 let exec = {
                     let on_event = ctx.on_event.clone();
                     let mut on_line = |line: ssh::Line<'_>| {
@@ -689,6 +734,11 @@ async fn deploy_host(
                             return;
                         }
                         first_event.get_or_insert_with(Instant::now);
+                        if let Some(c) = channel.as_mut()
+                            && c.intercept(line, &mut result)
+                        {
+                            return;
+                        }
                         deploy::handle_line(&name, line, &mut result, &mut |h, ev| {
                             ran |= matches!(ev, Event::Start { .. });
                             on_event(h, ev)
@@ -700,6 +750,7 @@ async fn deploy_host(
                             &job.sealed,
                             &runner.bytes,
                             &ctx.opts.cache_dir,
+                            more,
                             &mut on_line,
                         )
                         .await
@@ -725,6 +776,9 @@ async fn deploy_host(
                             continue;
                         }
                         ended(&mut result, code, &stderr, shell.lost());
+                        if let Some(c) = &channel {
+                            c.settle(&mut result);
+                        }
                     }
                     Err(e) => {
                         result.status = HostStatus::Unreachable;
@@ -745,10 +799,22 @@ async fn deploy_host(
                 sudo,
                 root.as_deref(),
             );
-            step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
+            step(
+                &shell,
+                &name,
+                &s,
+                &packed,
+                channel.as_mut(),
+                &ctx,
+                &mut result,
+                &mut timings,
+            )
+            .await;
         }
         Some((tx, mut switch, deadline)) => {
-            let mut stage_args = args.clone();
+            // Staging runs no task: its runner needs no channel.
+            let mut stage_args: Vec<String> =
+                args.iter().filter(|a| *a != "--channel").cloned().collect();
             stage_args.push("--stage".into());
             let s = ssh::script(
                 &Script::Deploy {
@@ -759,7 +825,17 @@ async fn deploy_host(
                 sudo,
                 root.as_deref(),
             );
-            step(&shell, &name, &s, &packed, &ctx, &mut result, &mut timings).await;
+            step(
+                &shell,
+                &name,
+                &s,
+                &packed,
+                None,
+                &ctx,
+                &mut result,
+                &mut timings,
+            )
+            .await;
             let ok = result.status == HostStatus::Ok;
             // The others stage within their own limit, so this wait has one too.
             deadline.restart(ctx.opts.timeout, "waiting for the other hosts to stage");
@@ -794,7 +870,17 @@ async fn deploy_host(
                     sudo,
                     root.as_deref(),
                 );
-                step(&shell, &name, &s, &[], &ctx, &mut run, &mut timings).await;
+                step(
+                    &shell,
+                    &name,
+                    &s,
+                    &[],
+                    channel.as_mut(),
+                    &ctx,
+                    &mut run,
+                    &mut timings,
+                )
+                .await;
                 result = run;
             }
         }
@@ -821,13 +907,21 @@ async fn ssh_mode_host(
     sudo: bool,
     ctx: &Ctx,
     mut timings: Timings,
+    batch: Arc<Batch>,
 ) -> (HostResult, Timings) {
     let link = match shell {
         Shell::Ssh(c, _) => crate::sshexec::Link::Ssh(Arc::new(c)),
         Shell::Local => crate::sshexec::Link::Local,
     };
-    let (result, channels, bytes) =
-        crate::sshexec::run_host(job, deployment, link.clone(), sudo, ctx.on_event.clone()).await;
+    let (result, channels, bytes) = crate::sshexec::run_host(
+        job,
+        deployment,
+        link.clone(),
+        sudo,
+        ctx.on_event.clone(),
+        batch,
+    )
+    .await;
     timings.upload_and_run_ms = result.run_ms;
     timings.run_ms = result.run_ms;
     timings.channels = channels;
@@ -854,14 +948,18 @@ async fn run_batch(
     limit: &Arc<tokio::sync::Semaphore>,
 ) -> Vec<(HostResult, Timings)> {
     let timeout = ctx.opts.timeout;
+    // `run_once` is once per batch, as in Ansible.
+    let batch = Arc::new(Batch::default());
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx, limit) = (deployment.clone(), ctx.clone(), limit.clone());
+        let batch = batch.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
             let name = job.host.name.clone();
             let left = given_up(&job, &ctx);
-            match tokio::time::timeout(timeout, deploy_host(job, deployment, ctx, None)).await {
+            let host = deploy_host(job, deployment, ctx, None, batch);
+            match tokio::time::timeout(timeout, host).await {
                 Ok(r) => r,
                 Err(_) => timed_out(&name, timeout, left),
             }
@@ -921,16 +1019,17 @@ async fn blue_green(
     let (switch_tx, switch_rx) = tokio::sync::watch::channel(None);
     let timeout = ctx.opts.timeout;
     let count = jobs.len();
+    let batch = Arc::new(Batch::default());
     let mut tasks = Vec::new();
     for job in jobs {
-        let (deployment, ctx) = (deployment.clone(), ctx.clone());
+        let (deployment, ctx, batch) = (deployment.clone(), ctx.clone(), batch.clone());
         let deadline = Deadline::new(timeout, "staging");
         let staged = Some((tx.clone(), switch_rx.clone(), deadline.clone()));
         tasks.push(tokio::spawn(async move {
             let name = job.host.name.clone();
             let left = given_up(&job, &ctx);
             match deadline
-                .run(deploy_host(job, deployment, ctx, staged))
+                .run(deploy_host(job, deployment, ctx, staged, batch))
                 .await
             {
                 Ok(r) => r,
@@ -1219,7 +1318,7 @@ async fn op_host(host: Host, op: Op, opts: Arc<RemoteOptions>, on_event: OnEvent
                 output.push(line.text.to_string());
             }
         };
-        shell.exec(&script, &[], &mut on_line).await
+        shell.exec(&script, &[], None, &mut on_line).await
     };
     match exec {
         Ok((code, stderr)) => {

@@ -672,7 +672,29 @@ impl Connection {
         on_line: &mut (dyn FnMut(Line<'_>) + Send),
     ) -> Result<(Option<u32>, String), SshError> {
         let (code, got) = self
-            .drive(command, Some(stdin), None, Stdout::Lines(on_line))
+            .drive(command, Some(stdin), None, None, Stdout::Lines(on_line))
+            .await?;
+        Ok((code, got.tail.text()))
+    }
+
+    /// Like [`Connection::exec`], but once `stdin` is sent, stdin stays open and what
+    /// `more` brings follows (the deployer's answers to a runner's requests, the
+    /// controller channel), until `more` closes.
+    pub async fn exec_channel(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        more: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        on_line: &mut (dyn FnMut(Line<'_>) + Send),
+    ) -> Result<(Option<u32>, String), SshError> {
+        let (code, got) = self
+            .drive(
+                command,
+                Some(stdin),
+                None,
+                Some(more),
+                Stdout::Lines(on_line),
+            )
             .await?;
         Ok((code, got.tail.text()))
     }
@@ -686,7 +708,9 @@ impl Connection {
         command: &str,
         stdin: &[u8],
     ) -> Result<(Option<u32>, Vec<u8>, Vec<u8>), SshError> {
-        let (code, got) = self.drive(command, Some(stdin), None, Stdout::Raw).await?;
+        let (code, got) = self
+            .drive(command, Some(stdin), None, None, Stdout::Raw)
+            .await?;
         Ok((code, got.stdout, got.stderr))
     }
 
@@ -695,15 +719,18 @@ impl Connection {
     /// ([`Reply`]); once it ends the conversation, stdin is closed and later lines go to
     /// `on_line`. A host script uses this to say what it needs and to acknowledge what it
     /// has read, which paces a large upload (see [`Script::DeployCached`]).
+    /// With `more`, stdin stays open after the conversation for what `more` brings (see
+    /// [`Connection::exec_channel`]).
     /// Returns the exit code (`None` when killed by a signal), stderr and the bytes sent.
     pub async fn exec_conversation(
         &self,
         command: &str,
         answer: &mut (dyn FnMut(&str) -> Reply + Send),
+        more: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>>,
         on_line: &mut (dyn FnMut(Line<'_>) + Send),
     ) -> Result<(Option<u32>, String, u64), SshError> {
         let (code, got) = self
-            .drive(command, None, Some(answer), Stdout::Lines(on_line))
+            .drive(command, None, Some(answer), more, Stdout::Lines(on_line))
             .await?;
         Ok((code, got.tail.text(), got.sent))
     }
@@ -722,6 +749,7 @@ impl Connection {
         command: &str,
         stdin: Option<&[u8]>,
         mut answer: Option<&mut (dyn FnMut(&str) -> Reply + Send)>,
+        mut more: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>>,
         mut stdout: Stdout<'_>,
     ) -> Result<(Option<u32>, Received), SshError> {
         let ch_err = |e: russh::Error| SshError::Channel(e.to_string());
@@ -747,6 +775,15 @@ impl Connection {
                         }
                     }
                     None => {
+                        // The controller channel: answers follow until nobody is left
+                        // to send one.
+                        if let Some(more) = more.as_mut() {
+                            while let Some(bytes) = more.recv().await {
+                                if writer.data(&bytes[..]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
                         let _ = writer.eof().await;
                         break;
                     }

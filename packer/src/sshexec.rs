@@ -2036,6 +2036,18 @@ struct Forward {
     on_event: OnEvent,
     /// Set when the host was cut off: what the thread still reports is not shown.
     cancel: Arc<AtomicBool>,
+    /// The controller channel, as a runner's requests reach it (the same checks and the
+    /// same `run_once` batch as binary mode), for a plan that needs it.
+    channel: Option<SshModeChannel>,
+}
+
+/// SSH mode's way into the controller channel: requests go through a
+/// [`crate::channel::HostChannel`] as a runner's lines would, and this blocking thread
+/// waits for the answer.
+struct SshModeChannel {
+    channel: crate::channel::HostChannel,
+    answers: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Sink for Forward {
@@ -2052,6 +2064,38 @@ impl Sink for Forward {
             let size = crate::deploy::json_size(ev);
             self.result.keep_task(ev.clone(), size);
         }
+    }
+
+    fn request(
+        &mut self,
+        request: rustle_runner::events::Request,
+    ) -> Result<rustle_runner::events::Answer, String> {
+        let Some(ch) = self.channel.as_mut() else {
+            return Err(format!(
+                "needs the controller channel, which this run has not got: {}",
+                rustle_runner::events::no_channel_reason(request.kind)
+            ));
+        };
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err("the host was cut off".into());
+        }
+        let id = request.id;
+        let line = serde_json::to_string(&Event::Request(request)).map_err(|e| e.to_string())?;
+        {
+            let _inside = ch.runtime.enter();
+            ch.channel.intercept(
+                crate::ssh::Line {
+                    text: &line,
+                    cut: None,
+                },
+                &mut self.result,
+            );
+        }
+        let answer = ch
+            .answers
+            .blocking_recv()
+            .ok_or("the deploy ended before the answer came")?;
+        rustle_runner::events::read_answer(&mut answer.as_slice(), id)
     }
 }
 
@@ -2074,6 +2118,7 @@ pub async fn run_host(
     link: Link,
     sudo: bool,
     on_event: OnEvent,
+    batch: Arc<crate::channel::Batch>,
 ) -> (HostResult, u32, u64) {
     let name = job.host.name.clone();
     let plan: HostPlan = match rustle_runner::payload::parse(&job.sealed)
@@ -2103,10 +2148,21 @@ pub async fn run_host(
     let host = SshHost::new(link, tokio::runtime::Handle::current(), sudo);
     let stats = host.stats();
     let _cancel = CancelOnDrop(host.cancel_flag());
+    let channel = job.channel.then(|| {
+        let mut channel =
+            crate::channel::HostChannel::new(&name, Arc::new(job.payload().to_vec()), batch);
+        let answers = channel.open();
+        SshModeChannel {
+            channel,
+            answers,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    });
     let mut sink = Forward {
         result: HostResult::new(&name, std::path::PathBuf::new()),
         on_event,
         cancel: host.cancel_flag(),
+        channel,
     };
     let digest = job.digest.to_hex();
     let deployment = deployment.to_string();

@@ -729,7 +729,7 @@ mod playbook {
         for (keyword, text) in [
             (
                 "delegate_to",
-                "- hosts: all\n  tasks:\n    - command: ls\n      delegate_to: localhost\n",
+                "- hosts: all\n  tasks:\n    - command: ls\n      delegate_to: db1\n",
             ),
             (
                 "async",
@@ -737,7 +737,7 @@ mod playbook {
             ),
             (
                 "run_once",
-                "- hosts: all\n  tasks:\n    - command: ls\n      run_once: true\n",
+                "- hosts: all\n  run_once: true\n  tasks:\n    - command: ls\n",
             ),
             ("serial", "- hosts: all\n  serial: [1, 5]\n  tasks: []\n"),
             (
@@ -774,14 +774,14 @@ mod playbook {
             ("roles/r/tasks/main.yml", "- debug: msg=x\n"),
             (
                 "inc.yml",
-                "# included\n- name: fine\n  debug: msg=y\n\n- name: bad\n  command: ls\n  run_once: true\n",
+                "# included\n- name: fine\n  debug: msg=y\n\n- name: bad\n  command: ls\n  async: 10\n",
             ),
         ]);
         let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
             .unwrap_err()
             .to_string();
         assert!(
-            msg.contains("inc.yml:7: tasks[1] 'bad': `run_once` is not supported yet"),
+            msg.contains("inc.yml:7: tasks[1] 'bad': `async` is not supported yet"),
             "{msg}"
         );
         let dir = project(&[

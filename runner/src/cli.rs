@@ -8,7 +8,7 @@
 //! ```
 //! Arguments are parsed by hand: the runner stays small and needs only these few.
 
-use crate::events::{Event, JsonLines, Sink};
+use crate::events::{Answer, Event, JsonLines, Request, Sink};
 use crate::exec::{Executor, RunOptions};
 use crate::modules::custom::CustomFn;
 use crate::payload::{self, Digest, PayloadError};
@@ -41,7 +41,7 @@ const KEEP_RELEASES: usize = 5;
 /// (a runner from before that flag ignores the variable instead of refusing an argument).
 const ATTACHED_ENV: &str = "RUSTLE_ATTACHED";
 
-const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR] [--payload FILE] [--keep-releases N] [--no-wait] [--attached]
+const USAGE: &str = "usage: rustle-runner [run] [--expect DIGEST] [--trusted-key FILE]... [--check] [--diff] [--report FILE] [--install | --root DIR] [--payload FILE] [--keep-releases N] [--no-wait] [--attached] [--channel]
        rustle-runner info
        rustle-runner rollback [--root DIR] [--trusted-key FILE]... [--keep-releases N] [--no-wait]
        rustle-runner cleanup [--root DIR] [--no-wait]
@@ -64,6 +64,9 @@ One runner at a time works on a DIR: the others wait up to a minute for its lock
 (--keep-releases, default 5, 0 for all) and the current one stay.
 --attached (used by the deployer): if whoever reads stdout goes away, end a running
 command, run no further task, and record the release as failed.
+--channel (used by the deployer): tasks that need the controller (delegate_to: localhost,
+run_once) ask it on stdout and read its answers on stdin (after a --payload - payload).
+Without it such a task fails, naming the feature.
 Exit codes: 0 ok, 2 a task failed, 64 usage, 65 payload missing or corrupt,
 66 payload (or file) is not the expected one, 67 payload signature not trusted,
 68 nothing to roll back to, 74 DIR/state.json unreadable, 75 another runner holds DIR.";
@@ -75,6 +78,7 @@ struct Args {
     cleanup: bool,
     stage: bool,
     attached: bool,
+    channel: bool,
     no_wait: bool,
     keep_releases: Option<usize>,
     expect_file: Option<Digest>,
@@ -108,6 +112,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "cleanup" if first => out.cleanup = true,
             "--stage" => out.stage = true,
             "--attached" => out.attached = true,
+            "--channel" => out.channel = true,
             "--no-wait" => out.no_wait = true,
             "--keep-releases" => {
                 let v = value("--keep-releases")?;
@@ -332,6 +337,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         out: JsonLines::new(std::io::stdout()),
         tasks: Vec::new(),
         attached: attached(&args),
+        channel: args.channel,
     };
     sink.emit(&Event::Start {
         v: crate::events::EVENTS_VERSION,
@@ -392,12 +398,25 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-/// A payload file's bytes; `-` is standard input, read to its end (the deployer sends
-/// a cached runner's payload that way, so the host writes no temporary file for it).
+/// A payload file's bytes; `-` is standard input, as long as the payload's header says
+/// (the deployer sends a cached runner's payload that way, so the host writes no
+/// temporary file for it; its answers to requests may follow).
 fn read_payload_file(path: &Path) -> std::io::Result<Vec<u8>> {
     if path == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)?;
+        // Exactly the payload, as its header counts it: what follows on stdin is the
+        // deployer's answers (`--channel`).
+        let mut input = std::io::stdin().lock();
+        let mut bytes = vec![0u8; crate::payload::HEADER_LEN];
+        std::io::Read::read_exact(&mut input, &mut bytes)?;
+        let body_len = crate::payload::parse_header_len(&bytes).map_err(std::io::Error::other)?;
+        let whole = crate::payload::HEADER_LEN.saturating_add(body_len);
+        bytes.resize(whole, 0);
+        std::io::Read::read_exact(
+            &mut input,
+            bytes
+                .get_mut(crate::payload::HEADER_LEN..)
+                .unwrap_or_default(),
+        )?;
         Ok(bytes)
     } else {
         std::fs::read(path)
@@ -639,6 +658,8 @@ struct Tee<W: std::io::Write> {
     tasks: Vec<Event>,
     /// Stop when the reader of the events goes away (`--attached`).
     attached: bool,
+    /// Requests go to the deployer, answers come on stdin (`--channel`).
+    channel: bool,
 }
 
 impl<W: std::io::Write> Sink for Tee<W> {
@@ -654,5 +675,26 @@ impl<W: std::io::Write> Sink for Tee<W> {
 
     fn stop_requested(&self) -> bool {
         self.attached && crate::events::deployer_gone()
+    }
+
+    fn request(&mut self, request: Request) -> Result<Answer, String> {
+        if !self.channel {
+            return Err(format!(
+                "needs the deployer (the controller channel), and this runner was started without one (--channel): {}",
+                crate::events::no_channel_reason(request.kind)
+            ));
+        }
+        let id = request.id;
+        self.out.emit(&Event::Request(request));
+        if self.out.is_broken() {
+            crate::events::mark_deployer_gone();
+            return Err("the deployer went away before it was asked".into());
+        }
+        let answer = crate::events::read_answer(&mut std::io::stdin().lock(), id);
+        if answer.is_err() {
+            // A deployer that cannot answer any more cannot follow the run either.
+            crate::events::mark_deployer_gone();
+        }
+        answer
     }
 }

@@ -129,6 +129,9 @@ pub enum Event {
         /// Payload digest.
         digest: String,
     },
+    /// The runner asks the deployer for something only the controller can do, and
+    /// waits for the [`Answer`] on its stdin (`--channel`; see `docs/events.md`).
+    Request(Request),
     /// The run is over.
     Recap {
         /// Format version.
@@ -142,6 +145,78 @@ pub enum Event {
     },
 }
 
+/// The longest answer line a runner reads from the deployer, and the longest request
+/// line a deployer takes from a runner (its line limit, `MAX_LINE_BYTES` there): a
+/// task's result, with `stdout` and `stdout_lines`, fits.
+pub const MAX_CHANNEL_LINE: usize = 16 << 20;
+
+/// What a runner asks the deployer for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// Run a delegated task's module on the controller (`delegate_to: localhost`,
+    /// `local_action`, `connection: local`) with the variables sent, and answer with
+    /// its result.
+    Delegate,
+    /// A `run_once` task is reached: answer `run` (this host runs it) or with the
+    /// result of the host that ran it.
+    RunOnce,
+    /// The result of a `run_once` task this host was told to run, for the others.
+    RunOnceDone,
+}
+
+/// A request on the event stream (`"type": "request"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Format version.
+    pub v: u32,
+    /// The request's number, from 1; its answer carries the same.
+    pub id: u64,
+    /// What is asked.
+    pub kind: RequestKind,
+    /// The task, by [`crate::plan::Task::channel_id`].
+    pub task: String,
+    /// The index of the play (in the host's plan) the task runs in.
+    pub play: usize,
+    /// `delegate`: the task's variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<Value>,
+    /// `delegate`: the controller paths of the roles the task runs in (outermost
+    /// first) and of its task file, where `src` files are searched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// `delegate`: the task's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// `delegate`: run the module in check mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_mode: bool,
+    /// `run_once_done`: the task's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// The deployer's answer to a [`Request`]: one JSON line on the runner's stdin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// Format version.
+    pub v: u32,
+    /// The request's number.
+    pub id: u64,
+    /// `run_once`: this host runs the task (and sends `run_once_done` after).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run: bool,
+    /// `delegate`: the module's result; `run_once`: the result of the host that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// `run_once`: the host that ran the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Why the request is refused or could not be carried out: the task fails with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Where events go.
 pub trait Sink {
     /// Records one event.
@@ -152,6 +227,58 @@ pub trait Sink {
     fn stop_requested(&self) -> bool {
         false
     }
+
+    /// Sends a request to the deployer and waits for its answer. Without a channel (a
+    /// runner run by hand, or started without `--channel`), `Err` says so.
+    fn request(&mut self, request: Request) -> Result<Answer, String> {
+        Err(format!(
+            "needs the deployer (the controller channel), and this run has none: {}",
+            no_channel_reason(request.kind)
+        ))
+    }
+}
+
+/// Why a task that needs the channel cannot run without one.
+pub fn no_channel_reason(kind: RequestKind) -> &'static str {
+    match kind {
+        RequestKind::Delegate => {
+            "a delegated task (delegate_to, local_action, connection: local) runs on the controller"
+        }
+        RequestKind::RunOnce | RequestKind::RunOnceDone => {
+            "a run_once task runs on one host and hands its result to the others"
+        }
+    }
+}
+
+/// Reads one answer line from `input` (at most [`MAX_CHANNEL_LINE`] bytes) and checks
+/// it answers request `id`.
+pub fn read_answer(input: &mut dyn std::io::BufRead, id: u64) -> Result<Answer, String> {
+    let mut line = Vec::new();
+    let mut limited = std::io::Read::take(&mut *input, MAX_CHANNEL_LINE as u64 + 1);
+    let n = std::io::BufRead::read_until(&mut limited, b'\n', &mut line)
+        .map_err(|e| format!("cannot read the deployer's answer: {e}"))?;
+    if n == 0 {
+        return Err("the deployer went away before it answered".into());
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(if line.len() > MAX_CHANNEL_LINE {
+            format!(
+                "the deployer's answer is longer than {} MiB",
+                MAX_CHANNEL_LINE >> 20
+            )
+        } else {
+            "the deployer went away in the middle of its answer".into()
+        });
+    }
+    let answer: Answer = serde_json::from_slice(&line)
+        .map_err(|e| format!("the deployer's answer is not one this runner reads: {e}"))?;
+    if answer.v != EVENTS_VERSION || answer.id != id {
+        return Err(format!(
+            "the deployer answered request {} (version {}) when request {id} (version {EVENTS_VERSION}) was asked",
+            answer.id, answer.v
+        ));
+    }
+    Ok(answer)
 }
 
 /// Set once the deployer reading this runner's stdout has gone away.

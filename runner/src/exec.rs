@@ -11,7 +11,7 @@
 //! Variable precedence, lowest first: inventory (group then host), gathered facts, play
 //! vars, block vars, task vars, registered results and `set_fact`, the loop variable.
 
-use crate::events::{EVENTS_VERSION, Event, Recap, Sink, Status};
+use crate::events::{EVENTS_VERSION, Event, Recap, Request, RequestKind, Sink, Status};
 use crate::facts;
 use crate::keywords;
 use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
@@ -21,6 +21,7 @@ use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,6 +134,23 @@ pub struct Executor<'a> {
     roles_run: BTreeSet<String>,
     /// Roles being run at run time, to stop a dependency cycle.
     role_stack: Vec<String>,
+    /// The index of the current play in the plan (requests name it).
+    play_index: usize,
+    /// The number of the last request sent to the deployer.
+    requests: u64,
+    /// `groups` as `group_by` and `add_host` changed it (from the plan's when `None`).
+    groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// The names by which a task is delegated to the controller itself.
+pub const CONTROLLER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// What a `run_once` task's host learns from the deployer.
+enum OnceTurn {
+    /// This host runs it, and reports its result after.
+    Mine,
+    /// Another host ran it: its result.
+    Done(Vars),
 }
 
 /// What a finished run amounts to.
@@ -182,6 +200,9 @@ impl<'a> Executor<'a> {
             public_vars: Vars::new(),
             roles_run: BTreeSet::new(),
             role_stack: Vec::new(),
+            play_index: 0,
+            requests: 0,
+            groups: None,
         }
     }
 
@@ -196,6 +217,7 @@ impl<'a> Executor<'a> {
         let started = Instant::now();
         let mut host_failed = false;
         for (index, play) in self.plan.plays.iter().enumerate() {
+            self.play_index = index;
             self.globals = self.play_globals(play, index);
             self.playbook_dir = match play.magic.get("playbook_dir") {
                 Some(Value::String(d)) => d.clone(),
@@ -524,11 +546,15 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        if !self.plan.shared.groups.is_empty() {
+        let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
+        if !groups.is_empty() {
+            put(&mut out, "groups", JValue::from_serialize(groups));
+        }
+        if self.groups.is_some() {
             put(
                 &mut out,
-                "groups",
-                JValue::from_serialize(&self.plan.shared.groups),
+                "group_names",
+                JValue::from_serialize(self.group_names()),
             );
         }
         put(
@@ -723,19 +749,453 @@ impl<'a> Executor<'a> {
         let name = self.task_name(task, &ctx);
         let module = task.module_name().to_string();
 
-        let result = match &task.loop_ {
+        // `run_once`: the first host of the batch to get here runs the task; the others
+        // take its result, as Ansible hands it to every host of the batch.
+        let mut once_mine = false;
+        let early = if task.run_once {
+            match self.once_turn(task) {
+                Ok(OnceTurn::Mine) => {
+                    once_mine = true;
+                    None
+                }
+                Ok(OnceTurn::Done(result)) => {
+                    return self.take_once_result(task, inherited, &ctx, result);
+                }
+                Err(msg) => Some(failed_result(format!(
+                    "task '{}': {msg}",
+                    task.display_name()
+                ))),
+            }
+        } else {
+            None
+        };
+        let result = if let Some(r) = early {
+            r
+        } else {
+            self.task_result(task, inherited, &ctx)
+        };
+        if once_mine {
+            self.report_once(task, &result);
+        }
+        self.after_result(
+            task, inherited, handler, started, &ctx, name, module, result,
+        )
+    }
+
+    /// The result of running a task: once, or for each item of its loop.
+    fn task_result(&mut self, task: &'a Task, inherited: &Inherited<'a>, ctx: &JValue) -> Vars {
+        match &task.loop_ {
             None => self.run_once(task, inherited, &[]),
-            Some(spec) => match self.loop_items(task, spec, &ctx) {
+            Some(spec) => match self.loop_items(task, spec, ctx) {
                 Ok(items) => self.run_loop(task, inherited, &items),
                 // Ansible defers a loop that fails to render (an undefined variable)
                 // until after `when`: `loop: "{{ x }}"` with `when: x is defined` skips.
                 Err((msg, true)) => self
-                    .conditions(task, inherited, &ctx)
+                    .conditions(task, inherited, ctx)
                     .filter(|r| r.get("skipped") == Some(&Value::Bool(true)))
                     .unwrap_or_else(|| failed_result(msg)),
                 Err((msg, false)) => failed_result(msg),
             },
+        }
+    }
+
+    /// Asks the deployer whose turn a `run_once` task is.
+    fn once_turn(&mut self, task: &Task) -> Result<OnceTurn, String> {
+        let answer = self.ask(RequestKind::RunOnce, task, None, |_| {})?;
+        if answer.run {
+            return Ok(OnceTurn::Mine);
+        }
+        match answer.result {
+            Some(Value::Object(r)) => Ok(OnceTurn::Done(r)),
+            _ => Err("the deployer's answer to run_once holds no result".into()),
+        }
+    }
+
+    /// Sends the result of a `run_once` task this host ran, for the other hosts.
+    fn report_once(&mut self, task: &Task, result: &Vars) {
+        let result = Value::Object(result.clone());
+        if let Err(e) = self.ask(RequestKind::RunOnceDone, task, None, |r| {
+            r.result = Some(result)
+        }) {
+            // The others then learn from the deployer that this host never reported.
+            let _ = writeln!(
+                std::io::stderr(),
+                "rustle-runner: cannot hand the result of run_once task '{}' to the other hosts: {e}",
+                task.display_name()
+            );
+        }
+    }
+
+    /// A `run_once` task another host ran: its result is registered here and its facts
+    /// set, as Ansible does for every host of the batch; nothing is reported or counted
+    /// (the host that ran it did). A failure stops this host too, unless ignored.
+    fn take_once_result(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        ctx: &JValue,
+        result: Vars,
+    ) -> Result<(), Halt> {
+        if let Some(Value::Object(f)) = result.get("ansible_facts")
+            && !task.delegate_facts
+        {
+            let keeps = matches!(task.module_name(), "set_fact" | "include_vars");
+            for (k, v) in f {
+                let v = if keeps {
+                    v.clone()
+                } else {
+                    unsafe_data(v.clone())
+                };
+                self.host_facts.insert(k.clone(), v);
+            }
+        }
+        // `add_host` runs once for the batch (Ansible bypasses the host loop); every
+        // host's `groups` then has the new host.
+        let added: Vec<Vars> = match (task.module_name(), &task.loop_) {
+            ("add_host", None) => result
+                .get("add_host")
+                .and_then(Value::as_object)
+                .cloned()
+                .into_iter()
+                .collect(),
+            ("add_host", Some(_)) => match result.get("results") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|r| r.get("add_host").and_then(Value::as_object).cloned())
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
         };
+        for info in &added {
+            self.apply_add_host(info);
+        }
+        if let Some(reg) = &task.register {
+            self.host_facts
+                .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
+        }
+        let failed = status_of(&result) == Status::Failed
+            && !self.task_flag(
+                task.ignore_errors.as_ref(),
+                inherited.ignore_errors,
+                ctx,
+                "ignore_errors",
+                true,
+            );
+        if failed {
+            self.failure = Some((
+                task.display_name(),
+                task.module_name().to_string(),
+                Value::Object(result),
+            ));
+            return Err(Halt::Failed);
+        }
+        Ok(())
+    }
+
+    /// Sends one request to the deployer (`fill` adds what its kind carries) and waits
+    /// for the answer; an answer that refuses is an error.
+    fn ask(
+        &mut self,
+        kind: RequestKind,
+        task: &Task,
+        vars: Option<Value>,
+        fill: impl FnOnce(&mut Request),
+    ) -> Result<crate::events::Answer, String> {
+        self.requests += 1;
+        let mut request = Request {
+            v: EVENTS_VERSION,
+            id: self.requests,
+            kind,
+            task: task.channel_id(),
+            play: self.play_index,
+            vars,
+            roles: Vec::new(),
+            file: None,
+            check_mode: false,
+            result: None,
+        };
+        fill(&mut request);
+        let answer = self.sink.request(request)?;
+        match answer.error {
+            Some(e) => Err(e),
+            None => Ok(answer),
+        }
+    }
+
+    /// Where a delegated task runs: `None` here (not delegated, or delegated to this
+    /// host itself), `Some(name)` on the controller; an error for another host, which
+    /// needs SSH back ends the runner has not got.
+    fn delegation(&self, task: &Task, ctx: &JValue) -> Result<Option<String>, String> {
+        let Some(to) = &task.delegate_to else {
+            return Ok(None);
+        };
+        let to = self
+            .engine
+            .render_str(to, ctx)
+            .map_err(|e| format!("delegate_to: {e}"))?;
+        let to = to.trim().to_string();
+        if to == self.plan.host {
+            return Ok(None);
+        }
+        if CONTROLLER_NAMES.contains(&to.as_str()) {
+            return Ok(Some(to));
+        }
+        Err(format!(
+            "delegate_to '{to}': running a task on another inventory host is not supported yet; only the controller (localhost) is"
+        ))
+    }
+
+    /// Has the deployer run a delegated task's module on the controller, with this
+    /// host's variables, and takes its result as if the module had run here.
+    fn delegate(
+        &mut self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        vars: &Vars,
+        ctx: &JValue,
+    ) -> Vars {
+        let check_mode = match self.check_mode(inherited, task, ctx) {
+            Ok(c) => c,
+            Err(msg) => return failed_result(msg),
+        };
+        let roles: Vec<String> = inherited.roles.iter().map(|r| r.path.clone()).collect();
+        let file = inherited.file.as_deref().map(str::to_string);
+        let asked = self.ask(
+            RequestKind::Delegate,
+            task,
+            Some(Value::Object(vars.clone())),
+            |r| {
+                r.roles = roles;
+                r.file = file;
+                r.check_mode = check_mode;
+            },
+        );
+        let result = match asked {
+            Ok(a) => match a.result {
+                Some(Value::Object(r)) => r,
+                _ => return failed_result("the deployer's answer holds no result".into()),
+            },
+            Err(e) => {
+                return failed_result(format!("task '{}': {e}", task.display_name()));
+            }
+        };
+        if !task.delegate_facts
+            && let Some(Value::Object(f)) = result.get("ansible_facts")
+        {
+            let f = f.clone();
+            self.absorb_facts(task.module_name(), f);
+        }
+        result
+    }
+
+    /// `group_by`: puts this host in the group `key` (spaces become dashes), under
+    /// `parents` (default `all`), for the rest of the run's `groups` and `group_names`;
+    /// changed when that is new, as Ansible's strategy decides.
+    fn group_by(&mut self, args: &Vars) -> Result<Outcome, ModuleError> {
+        let key = match args.get("key") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            _ => {
+                return Err(ModuleError::BadArgs(
+                    "the 'key' param is required when using group_by".into(),
+                ));
+            }
+        };
+        let parents: Vec<String> = match args.get("parents") {
+            None | Some(Value::Null) => vec!["all".into()],
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(l)) => l
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            Some(other) => vec![other.to_string()],
+        };
+        let group = key.replace(' ', "-");
+        let parents: Vec<String> = parents.iter().map(|p| p.replace(' ', "-")).collect();
+        let host = self.plan.host.clone();
+        let groups = self.groups_mut();
+        let mut changed = !groups.contains_key(&group);
+        for name in parents.iter().chain(std::iter::once(&group)) {
+            let members = groups.entry(name.clone()).or_default();
+            if !members.contains(&host) {
+                members.push(host.clone());
+                changed |= name == &group;
+            }
+        }
+        self.refresh_groups();
+        let mut data = Vars::new();
+        data.insert("add_group".into(), group.into());
+        data.insert(
+            "parent_groups".into(),
+            Value::Array(parents.into_iter().map(Value::String).collect()),
+        );
+        Ok(Outcome {
+            changed,
+            data,
+            ..Outcome::default()
+        })
+    }
+
+    /// `add_host`: adds a host (`name`, `host` or `hostname`) to `all` and to `groups`
+    /// for the rest of the run's `groups`; changed when that is new. Its other arguments
+    /// are its variables, reported in the result (`hostvars` does not get them).
+    fn add_host(&mut self, args: &Vars) -> Result<Outcome, ModuleError> {
+        let name = ["name", "hostname", "host"]
+            .iter()
+            .find_map(|k| args.get(*k))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .ok_or_else(|| {
+                ModuleError::BadArgs("name, host or hostname needs to be provided".into())
+            })?;
+        let wanted: Vec<String> = match ["groupname", "groups", "group"]
+            .iter()
+            .find_map(|k| args.get(*k))
+        {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .collect(),
+            Some(Value::Array(l)) => l
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.trim().to_string(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            Some(_) => {
+                return Err(ModuleError::BadArgs(
+                    "Groups must be specified as a list.".into(),
+                ));
+            }
+        };
+        let host_vars: Vars = args
+            .iter()
+            .filter(|(k, _)| !["name", "hostname", "groupname", "groups"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut info = Vars::new();
+        info.insert("host_name".into(), name.clone().into());
+        info.insert(
+            "groups".into(),
+            Value::Array(wanted.iter().cloned().map(Value::String).collect()),
+        );
+        info.insert("host_vars".into(), Value::Object(host_vars));
+        let changed = self.apply_add_host(&info);
+        let mut data = Vars::new();
+        data.insert("add_host".into(), Value::Object(info));
+        Ok(Outcome {
+            changed,
+            data,
+            ..Outcome::default()
+        })
+    }
+
+    /// Applies an `add_host` result (`host_name`, `groups`) to this run's `groups`;
+    /// true when it changed them.
+    fn apply_add_host(&mut self, info: &Vars) -> bool {
+        let Some(Value::String(name)) = info.get("host_name") else {
+            return false;
+        };
+        let name = name.clone();
+        let wanted: Vec<String> = match info.get("groups") {
+            Some(Value::Array(l)) => l
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let groups = self.groups_mut();
+        let mut changed = false;
+        let known = groups.values().any(|m| m.contains(&name));
+        let join = |groups: &mut std::collections::BTreeMap<String, Vec<String>>, g: &str| {
+            let members = groups.entry(g.to_string()).or_default();
+            if !members.contains(&name) {
+                members.push(name.clone());
+                true
+            } else {
+                false
+            }
+        };
+        if !known {
+            changed |= join(groups, "all");
+            if wanted.is_empty() {
+                join(groups, "ungrouped");
+            }
+        }
+        for g in &wanted {
+            changed |= join(groups, g);
+        }
+        self.refresh_groups();
+        changed
+    }
+
+    fn groups_mut(&mut self) -> &mut std::collections::BTreeMap<String, Vec<String>> {
+        let plan = self.plan;
+        self.groups
+            .get_or_insert_with(|| plan.shared.groups.clone())
+    }
+
+    /// This host's groups, as `group_names` lists them (without `all`), sorted.
+    fn group_names(&self) -> Vec<String> {
+        let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
+        let mut names: Vec<String> = groups
+            .iter()
+            .filter(|(g, m)| g.as_str() != "all" && m.contains(&self.plan.host))
+            .map(|(g, _)| g.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Puts the changed `groups` and `group_names` in the magic variables.
+    fn refresh_groups(&mut self) {
+        let Some(groups) = &self.groups else {
+            return;
+        };
+        let groups = JValue::from_serialize(groups);
+        let names = JValue::from_serialize(self.group_names());
+        self.globals
+            .retain(|(k, _)| k != "groups" && k != "group_names");
+        self.globals.push(("groups".into(), groups));
+        self.globals.push(("group_names".into(), names));
+    }
+
+    /// Facts a module returned: `setup`'s are gathered facts (also seen as
+    /// `ansible_facts.<name>`); `set_fact` and `include_vars` set variables; other
+    /// modules' are host variables, as data.
+    fn absorb_facts(&mut self, module: &str, f: Vars) {
+        if module == "setup" {
+            self.facts.extend(f);
+        } else if module == "set_fact" || module == "include_vars" {
+            self.host_facts.extend(f);
+        } else {
+            self.host_facts
+                .extend(f.into_iter().map(|(k, v)| (k, unsafe_data(v))));
+        }
+    }
+
+    /// Registers, notifies and records a finished task.
+    #[allow(clippy::too_many_arguments)]
+    fn after_result(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+        started: Instant,
+        ctx: &JValue,
+        name: String,
+        module: String,
+        result: Vars,
+    ) -> Result<(), Halt> {
         let status = status_of(&result);
         if let Some(reg) = &task.register {
             self.host_facts
@@ -752,7 +1212,7 @@ impl<'a> Executor<'a> {
             && self.task_flag(
                 task.ignore_errors.as_ref(),
                 inherited.ignore_errors,
-                &ctx,
+                ctx,
                 "ignore_errors",
                 true,
             );
@@ -762,7 +1222,7 @@ impl<'a> Executor<'a> {
         // no_log hides what a task saw and said, as Ansible's output does; the
         // registered variable keeps the real result.
         // A no_log that cannot be evaluated hides the result: the safe side.
-        let no_log = self.task_flag(task.no_log.as_ref(), inherited.no_log, &ctx, "no_log", true);
+        let no_log = self.task_flag(task.no_log.as_ref(), inherited.no_log, ctx, "no_log", true);
         let shown = if no_log {
             json!({"censored": NO_LOG_CENSORED, "changed": status == Status::Changed,
                    "failed": status == Status::Failed})
@@ -1467,7 +1927,11 @@ impl<'a> Executor<'a> {
         let mut attempt = 0i64;
         loop {
             attempt += 1;
-            let mut result = self.invoke(task, inherited, &ctx);
+            let mut result = match self.delegation(task, &ctx) {
+                Ok(None) => self.invoke(task, inherited, &ctx),
+                Ok(Some(_)) => self.delegate(task, inherited, &vars, &ctx),
+                Err(msg) => failed_result(msg),
+            };
             if attempts_allowed > 1 {
                 // Before changed_when/failed_when, which may look at it.
                 result.insert("attempts".into(), attempt.into());
@@ -1652,24 +2116,17 @@ impl<'a> Executor<'a> {
         };
         let ran = if module == "include_vars" && !self.playbook_dir.is_empty() {
             self.include_vars(&args, inherited, ctx)
+        } else if module == "group_by" {
+            self.group_by(&args)
+        } else if module == "add_host" {
+            self.add_host(&args)
         } else {
             self.host.run(module, &args, &mctx)
         };
         match ran {
             Ok(outcome) => {
                 if let Some(Value::Object(f)) = outcome.data.get("ansible_facts") {
-                    let facts = f.iter().map(|(k, v)| (k.clone(), v.clone()));
-                    // Facts from `setup` are gathered facts (also seen as
-                    // `ansible_facts.<name>`); other modules' are host variables.
-                    // `set_fact` and `include_vars` set variables, others report data.
-                    if module == "setup" {
-                        self.facts.extend(facts);
-                    } else if keeps_vars || module == "include_vars" {
-                        self.host_facts.extend(facts);
-                    } else {
-                        self.host_facts
-                            .extend(facts.map(|(k, v)| (k, unsafe_data(v))));
-                    }
+                    self.absorb_facts(module, f.clone());
                 }
                 let result = outcome_to_result(outcome);
                 if keeps_vars {
@@ -1920,6 +2377,56 @@ impl<'a> Executor<'a> {
             result,
         });
     }
+}
+
+/// Runs the module of a delegated task here, for the deployer (`delegate_to:
+/// localhost`), as the delegating host's runner asked in `request`: the task comes from
+/// that host's signed plan, its variables from the host. Block-level `environment` and
+/// `become` do not reach it: the controller runs it as the deploying user.
+pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
+    let Some(play) = plan.plays.get(request.play) else {
+        return failed_result(format!("the plan has no play number {}", request.play));
+    };
+    let mut task = task.clone();
+    task.become_ = None;
+    task.become_user = None;
+    let mut sink = crate::events::Collect::default();
+    let opts = RunOptions {
+        check_mode: request.check_mode,
+        diff_mode: false,
+    };
+    let mut ex = Executor::new(plan, &mut sink, opts);
+    ex.play_index = request.play;
+    ex.globals = ex.play_globals(play, request.play);
+    ex.playbook_dir = match play.magic.get("playbook_dir") {
+        Some(Value::String(d)) => d.clone(),
+        _ => String::new(),
+    };
+    ex.play = Some(play);
+    let vars = match &request.vars {
+        Some(Value::Object(v)) => v.clone(),
+        _ => Vars::new(),
+    };
+    let inherited = Inherited {
+        roles: request
+            .roles
+            .iter()
+            .map(|path| {
+                Rc::new(RoleRef {
+                    name: path.rsplit('/').next().unwrap_or(path).to_string(),
+                    path: path.clone(),
+                    from_task: false,
+                })
+            })
+            .collect(),
+        file: request.file.as_deref().map(Rc::from),
+        ..Inherited::default()
+    };
+    let shared = Arc::clone(&plan.shared);
+    crate::ctlfiles::with_files(&shared, || {
+        let ctx = ex.jctx(&vars);
+        ex.invoke(&task, &inherited, &ctx)
+    })
 }
 
 /// One inclusion of an `include_tasks` or `include_role`, and the loop variables of that

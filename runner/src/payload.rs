@@ -388,6 +388,36 @@ fn signed_message(header_prefix: &[u8]) -> Vec<u8> {
     msg
 }
 
+/// The body length a payload's header announces, after checking the header's shape
+/// (magic, version, reserved bits): how much more to read of a payload that arrives on
+/// a stream with more after it (`--payload -` with the controller channel). At most 4 GiB.
+pub fn parse_header_len(header: &[u8]) -> Result<usize, PayloadError> {
+    if header.len() < HEADER_LEN {
+        return Err(PayloadError::Truncated {
+            have: header.len() as u64,
+            want: HEADER_LEN as u64,
+        });
+    }
+    if array::<8>(header, 0) != MAGIC {
+        return Err(PayloadError::BadMagic);
+    }
+    let version = u16::from_le_bytes(array(header, 8));
+    if version != FORMAT_VERSION {
+        return Err(PayloadError::UnsupportedVersion { found: version });
+    }
+    if u16::from_le_bytes(array(header, 10)) != 0 || u32::from_le_bytes(array(header, 12)) != 0 {
+        return Err(PayloadError::ReservedBits);
+    }
+    let body_len = u64::from_le_bytes(array(header, 16));
+    usize::try_from(body_len)
+        .ok()
+        .filter(|n| *n as u64 <= 1 << 32)
+        .ok_or(PayloadError::Truncated {
+            have: HEADER_LEN as u64,
+            want: body_len.saturating_add(HEADER_LEN as u64),
+        })
+}
+
 /// Parses and checks the header's shape and the body's integrity (size, magic,
 /// version, reserved bits, length, digest). Authenticity is [`verify`]'s job.
 pub fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), PayloadError> {

@@ -425,6 +425,20 @@ pub struct Task {
     /// `include_tasks`' `apply`: keywords for a block around the included tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<Box<Task>>,
+    /// Ansible's `delegate_to` (also set for `local_action` and `connection: local`):
+    /// the host the task's module runs on, with this host's variables; a template is
+    /// rendered when the task runs. Only the controller (`localhost`, `127.0.0.1`) is
+    /// supported: the runner asks the deployer to run it (`docs/events.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_to: Option<String>,
+    /// `delegate_facts`: facts the delegated task returns belong to the delegated host
+    /// (the controller), not to this one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delegate_facts: bool,
+    /// `run_once`: the first host of the batch to reach the task runs it; the others
+    /// take its result (through the deployer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_once: bool,
 }
 
 /// Where tasks come from (see [`Task::origin`]).
@@ -469,6 +483,22 @@ impl Task {
             (None, Some(_)) => "block".to_string(),
             (None, None) => self.module_name().to_string(),
         }
+    }
+
+    /// Whether this task (not counting the tasks inside it) needs the controller
+    /// channel: it is delegated or runs once for all hosts.
+    pub fn needs_channel(&self) -> bool {
+        self.delegate_to.is_some() || self.run_once
+    }
+
+    /// The task's identity in the signed plan, by which a runner names it to the
+    /// deployer over the channel: the blake3 digest of its JSON form, cut to 128 bits.
+    /// Both sides compute it from the same plan, so it needs no field of its own, and a
+    /// host cannot name a task its plan does not hold.
+    pub fn channel_id(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let digest = blake3::hash(&json);
+        crate::hex::encode(digest.as_bytes().get(..16).unwrap_or_default())
     }
 
     /// Every task below this one, this one included, depth first.
@@ -522,6 +552,29 @@ pub struct HostPlan {
     /// that run the same plays; one copy serves them all while packing.
     #[serde(flatten)]
     pub shared: std::sync::Arc<Shared>,
+}
+
+impl HostPlan {
+    /// Every task of the plan that needs the controller channel (delegated, run once),
+    /// in the plays, their handlers and the task files they may include: a plan with
+    /// none runs without asking the deployer anything.
+    pub fn channel_tasks(&self) -> Vec<&Task> {
+        let mut all = Vec::new();
+        for play in &self.plays {
+            for t in play.tasks.iter().chain(play.handlers.iter()) {
+                t.walk(&mut all);
+            }
+        }
+        for parsed in self.shared.library.tasks.values() {
+            if let Parsed::Ok(list) = parsed {
+                for t in list {
+                    t.walk(&mut all);
+                }
+            }
+        }
+        all.retain(|t| t.needs_channel());
+        all
+    }
 }
 
 /// The part of a host's payload that every host running the same plays has alike: the

@@ -27,7 +27,11 @@ const COMMON: [&str; 11] = [
 ];
 
 /// Keywords valid on tasks (and handlers) only.
-const TASK_ONLY: [&str; 15] = [
+const TASK_ONLY: [&str; 19] = [
+    "delegate_to",
+    "delegate_facts",
+    "run_once",
+    "connection",
     "loop",
     "with_items",
     "with_list",
@@ -152,10 +156,10 @@ const KNOWN_MODULES: &[&str] = &[
 pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
     Some(match key {
         "delegate_to" | "delegate_facts" | "local_action" => {
-            "delegation runs a task on another host; each runner acts on its own host only"
+            "delegation is supported on tasks and blocks, not yet on plays and includes"
         }
         "async" | "poll" => "background tasks are not implemented by the runner",
-        "run_once" => "running once for all hosts needs coordination between hosts",
+        "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
         "diff" => "per-task diff mode is not carried by the plan (use --diff for all)",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
@@ -405,6 +409,59 @@ fn integer(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<i64>>, Pl
     })
 }
 
+/// Gives the tasks inside `block` the block's `delegate_to`, `delegate_facts` and
+/// `run_once` where they set none. An include inside cannot take them (its tasks are
+/// known only when it runs): refused, naming the keyword.
+fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookError> {
+    let inner = block
+        .block
+        .iter_mut()
+        .flatten()
+        .chain(block.rescue.iter_mut())
+        .chain(block.always.iter_mut());
+    for t in inner {
+        if t.block.is_some() {
+            push_down(t, from, at)?;
+            continue;
+        }
+        if matches!(t.module_name(), "include_tasks" | "include_role") {
+            let key = if from.delegate_to.is_some() {
+                "delegate_to"
+            } else {
+                "run_once"
+            };
+            return Err(at.unsupported(
+                key,
+                "on a block holding include_tasks or include_role is not supported yet; put it on the tasks",
+            ));
+        }
+        if t.delegate_to.is_none() {
+            t.delegate_to.clone_from(&from.delegate_to);
+        }
+        t.delegate_facts |= from.delegate_facts;
+        t.run_once |= from.run_once;
+    }
+    Ok(())
+}
+
+/// `delegate_to`: a template (rendered when the task runs), or the controller by one of
+/// its names. Another inventory host needs SSH module back ends the runner has not got.
+fn delegate_target(v: &Yaml, at: &Where) -> Result<Option<String>, PlaybookError> {
+    let Some(to) = opt_string(v, at, "delegate_to")? else {
+        return Ok(None);
+    };
+    let to = to.trim().to_string();
+    if is_template(&to) || rustle_runner::exec::CONTROLLER_NAMES.contains(&to.as_str()) {
+        return Ok(Some(to));
+    }
+    Err(at.unsupported(
+        "delegate_to",
+        format!(
+            "'{to}' is another inventory host; delegating to one is not supported yet, only to the controller (localhost)"
+        ),
+    ))
+}
+
 /// A value as an error shows it: scalars as written, others by their kind.
 fn show(v: &Yaml) -> String {
     match scalar_str(v) {
@@ -633,7 +690,13 @@ impl Loader<'_> {
         let mut action = None;
         for (k, v) in &entries {
             let key = k.as_str();
-            if key == "action" {
+            if key == "action" || key == "local_action" {
+                if action.is_some() {
+                    return Err(at.invalid(
+                        key,
+                        "`action` and `local_action` are both given; a task runs one module",
+                    ));
+                }
                 action = Some(*v);
             } else if COMMON.contains(&key) || TASK_ONLY.contains(&key) || is_loop(key) {
             } else if BLOCK_ONLY.contains(&key) {
@@ -672,12 +735,18 @@ impl Loader<'_> {
     ) -> Result<Task, PlaybookError> {
         let mut task = Task::default();
         let (mut block, mut rescue, mut always) = (None, None, None);
+        // Delegation and run_once given on a block apply to each task inside it that
+        // does not say otherwise, as Ansible's inheritance does.
+        let mut channel = Task::default();
         for (k, v) in entries {
             let key = k.as_str();
             match key {
                 "block" => block = Some(*v),
                 "rescue" => rescue = Some(*v),
                 "always" => always = Some(*v),
+                "delegate_to" => channel.delegate_to = delegate_target(v, at)?,
+                "delegate_facts" => channel.delegate_facts = boolean(v, at, key)?,
+                "run_once" => channel.run_once = boolean(v, at, key)?,
                 _ if common(&mut task, key, v, at)? => {}
                 _ if TASK_ONLY.contains(&key) => {
                     return Err(at.invalid(key, "not valid on a block; put it on the tasks inside"));
@@ -692,6 +761,9 @@ impl Loader<'_> {
         task.block = Some(self.task_list(block, cx, at, "block")?);
         task.rescue = self.task_list(rescue, cx, at, "rescue")?;
         task.always = self.task_list(always, cx, at, "always")?;
+        if channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts {
+            push_down(&mut task, &channel, at)?;
+        }
         Ok(task)
     }
 
@@ -710,6 +782,8 @@ impl Loader<'_> {
         };
         let mut args = Vars::new();
         let mut loop_key: Option<&str> = None;
+        // `local_action` or `connection: local`: the task runs on the controller.
+        let mut local = false;
         for (k, v) in entries {
             let key = k.as_str();
             if common(&mut task, key, v, at)? {
@@ -741,6 +815,19 @@ impl Loader<'_> {
                 "retries" => task.retries = integer(v, at, key)?,
                 "delay" => task.delay = seconds(v, at, key)?,
                 "notify" => task.notify = string_list(v, at, key)?,
+                "delegate_to" => task.delegate_to = delegate_target(v, at)?,
+                "delegate_facts" => task.delegate_facts = boolean(v, at, key)?,
+                "run_once" => task.run_once = boolean(v, at, key)?,
+                "connection" => match scalar_str(v).as_deref() {
+                    Some("local") => local = true,
+                    _ => {
+                        return Err(at.unsupported(
+                            key,
+                            "only `connection: local` (run the task on the controller) is supported on a task; other connection settings come from the inventory",
+                        ));
+                    }
+                },
+                "local_action" => local = true,
                 "listen" if cx.handler => task.listen = string_list(v, at, key)?,
                 "listen" => return Err(at.invalid(key, "only valid on handlers")),
                 "args" => match v {
@@ -756,6 +843,14 @@ impl Loader<'_> {
                 // The module key itself and `action`, handled by the caller.
                 _ => {}
             }
+        }
+        if local && task.delegate_to.is_none() {
+            task.delegate_to = Some("localhost".into());
+        }
+        // Ansible runs `add_host` once for the batch (its action bypasses the host
+        // loop); the others take its result, and the new host, from the one that ran it.
+        if short_name(module) == "add_host" {
+            task.run_once = true;
         }
         // The module's own arguments win over `args:`, as in Ansible.
         args.extend(module_args(module, value, at)?);

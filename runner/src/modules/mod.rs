@@ -172,6 +172,8 @@ pub enum ModuleError {
 
 /// The modules this runner implements. The packer refuses plans that use others.
 pub const SUPPORTED: &[&str] = &[
+    // Handled by the executor itself: they change the run's `groups`.
+    "add_host",
     "apk",
     "apt",
     "archive",
@@ -187,6 +189,8 @@ pub const SUPPORTED: &[&str] = &[
     "find",
     "get_url",
     "group",
+    // Handled by the executor itself, as `add_host`.
+    "group_by",
     "hostname",
     "include_vars",
     "lineinfile",

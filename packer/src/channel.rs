@@ -1,0 +1,599 @@
+//! The deployer's side of the controller channel: it answers the requests a runner
+//! started with `--channel` writes on its event stream (`docs/events.md`), on that
+//! runner's stdin, for the tasks only the controller can carry out: a delegated task's
+//! module run here (`delegate_to: localhost`), and `run_once` (the first host of the
+//! batch to reach the task runs it, the others get its result).
+//!
+//! It answers only what the host's signed plan holds: a request names a task by its
+//! [`Task::channel_id`], and the task must be one of the plan's delegated or `run_once`
+//! tasks, as the request's kind requires. Anything else (a malformed line, a task the
+//! plan does not hold, a request out of turn) is refused: the runner gets an error and
+//! the host is failed with it; the deployer goes on with the other hosts.
+
+use crate::deploy::HostResult;
+use crate::ssh::Line;
+use rustle_runner::events::{Answer, EVENTS_VERSION, MAX_CHANNEL_LINE, RequestKind};
+use rustle_runner::plan::{HostPlan, Task};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Where a `run_once` task of the batch stands.
+#[derive(Debug, Clone)]
+enum Once {
+    /// A host is running it.
+    Running,
+    /// A host ran it: its result.
+    Done(String, Value),
+    /// The host that was running it ended first: why the others cannot have a result.
+    Lost(String),
+}
+
+/// What the hosts of one batch share: the `run_once` tasks reached so far, keyed by
+/// task and by how many times a host has reached it (a task in a loop of includes is
+/// reached again).
+#[derive(Debug)]
+pub struct Batch {
+    once: Mutex<HashMap<(String, u32), Once>>,
+    /// Bumped at every change, so a waiting host looks again.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            once: Mutex::new(HashMap::new()),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Batch {
+    fn set(&self, key: (String, u32), state: Once) {
+        self.lock().insert(key, state);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn get(&self, key: &(String, u32)) -> Option<Once> {
+        self.lock().get(key).cloned()
+    }
+
+    /// The states; nothing panics while holding them, so a poisoned lock still holds
+    /// whole states.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Once>> {
+        self.once
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One host's channel: its plan (read from its sealed payload when first needed), the
+/// requests seen, and where answers go.
+pub struct HostChannel {
+    host: String,
+    payload: Arc<Vec<u8>>,
+    plan: Option<Result<Arc<HostPlan>, String>>,
+    /// The plan's tasks that may use the channel, by id.
+    tasks: HashMap<String, Task>,
+    batch: Arc<Batch>,
+    /// How many times this host reached each `run_once` task.
+    reached: HashMap<String, u32>,
+    /// The `run_once` runs this host was told to carry out and has not reported.
+    running: Vec<(String, u32)>,
+    last_id: u64,
+    answers: UnboundedSender<Vec<u8>>,
+    /// Why a request was refused (the host is failed with it).
+    pub refused: Option<String>,
+}
+
+impl HostChannel {
+    /// A channel for `host`, whose signed payload is `payload`; answers are sent to
+    /// the runner's stdin (see [`HostChannel::open`]).
+    pub fn new(host: &str, payload: Arc<Vec<u8>>, batch: Arc<Batch>) -> HostChannel {
+        let (answers, _) = tokio::sync::mpsc::unbounded_channel();
+        HostChannel {
+            host: host.to_string(),
+            payload,
+            plan: None,
+            tasks: HashMap::new(),
+            batch,
+            reached: HashMap::new(),
+            running: Vec::new(),
+            last_id: 0,
+            answers,
+            refused: None,
+        }
+    }
+
+    /// A fresh stream of answers for one run of the host's runner: what the returned
+    /// receiver gets follows the payload on the runner's stdin.
+    pub fn open(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.answers = tx;
+        rx
+    }
+
+    /// Fails a host whose runner made a request the deployer refused, whatever the
+    /// runner then reported.
+    pub fn settle(&self, result: &mut HostResult) {
+        if self.refused.is_some() && result.status == crate::deploy::HostStatus::Ok {
+            result.status = crate::deploy::HostStatus::Failed;
+        }
+    }
+
+    /// Takes `line` if it is a request (answering it, or refusing it and failing the
+    /// host); false for any other line, which is an event.
+    pub fn intercept(&mut self, line: Line<'_>, result: &mut HostResult) -> bool {
+        if !is_request(line.text) {
+            return false;
+        }
+        if let Err(why) = self.handle(line) {
+            let why = format!("refused a request from the host's runner: {why}");
+            result
+                .error
+                .get_or_insert_with(String::new)
+                .push_str(&format!("{why}\n"));
+            self.refused.get_or_insert(why);
+        }
+        true
+    }
+
+    fn plan(&mut self) -> Result<Arc<HostPlan>, String> {
+        if self.plan.is_none() {
+            let decoded = rustle_runner::payload::parse(&self.payload)
+                .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
+                .map(Arc::new)
+                .map_err(|e| format!("cannot read the host's plan: {e}"));
+            if let Ok(p) = &decoded {
+                self.tasks = p
+                    .channel_tasks()
+                    .into_iter()
+                    .map(|t| (t.channel_id(), t.clone()))
+                    .collect();
+            }
+            self.plan = Some(decoded);
+        }
+        self.plan.clone().unwrap_or_else(|| Err("no plan".into()))
+    }
+
+    fn handle(&mut self, line: Line<'_>) -> Result<(), String> {
+        if let Some(len) = line.cut {
+            return Err(format!(
+                "a request of {len} bytes, longer than the {} MiB a request may have",
+                MAX_CHANNEL_LINE >> 20
+            ));
+        }
+        let request = match serde_json::from_str::<rustle_runner::events::Event>(line.text) {
+            Ok(rustle_runner::events::Event::Request(r)) => r,
+            Ok(_) => return Err("not a request".into()),
+            Err(e) => return Err(format!("not a request this deployer reads: {e}")),
+        };
+        let id = request.id;
+        let refuse = |this: &Self, why: String| {
+            this.send(Answer {
+                v: EVENTS_VERSION,
+                id,
+                error: Some(format!("the deployer refused the request: {why}")),
+                ..Answer::default()
+            });
+            Err(why)
+        };
+        if request.v != EVENTS_VERSION {
+            return refuse(
+                self,
+                format!("request version {}, not {EVENTS_VERSION}", request.v),
+            );
+        }
+        if request.id != self.last_id + 1 {
+            return refuse(
+                self,
+                format!("request number {} after {}", request.id, self.last_id),
+            );
+        }
+        self.last_id = request.id;
+        let plan = match self.plan() {
+            Ok(p) => p,
+            Err(e) => return refuse(self, e),
+        };
+        let Some(task) = self.tasks.get(&request.task).cloned() else {
+            return refuse(
+                self,
+                format!(
+                    "task {} is not a delegated or run_once task of the host's plan",
+                    request.task
+                ),
+            );
+        };
+        match request.kind {
+            RequestKind::Delegate => {
+                if task.delegate_to.is_none() {
+                    return refuse(
+                        self,
+                        format!("task '{}' is not delegated", task.display_name()),
+                    );
+                }
+                let answers = self.answers.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = rustle_runner::exec::run_delegated(&plan, &task, &request);
+                    let _ = answers.send(answer_line(&Answer {
+                        v: EVENTS_VERSION,
+                        id,
+                        result: Some(Value::Object(result)),
+                        ..Answer::default()
+                    }));
+                });
+                Ok(())
+            }
+            RequestKind::RunOnce => {
+                if !task.run_once {
+                    return refuse(
+                        self,
+                        format!("task '{}' is not run_once", task.display_name()),
+                    );
+                }
+                let n = self.reached.entry(request.task.clone()).or_insert(0);
+                *n += 1;
+                let key = (request.task.clone(), *n);
+                let first = {
+                    let mut once = self.batch.lock();
+                    if once.contains_key(&key) {
+                        false
+                    } else {
+                        once.insert(key.clone(), Once::Running);
+                        true
+                    }
+                };
+                if first {
+                    self.running.push(key);
+                    self.send(Answer {
+                        v: EVENTS_VERSION,
+                        id,
+                        run: true,
+                        ..Answer::default()
+                    });
+                    return Ok(());
+                }
+                let batch = self.batch.clone();
+                let answers = self.answers.clone();
+                let name = task.display_name();
+                tokio::spawn(async move {
+                    let answer = wait_once(&batch, &key, id, &name).await;
+                    let _ = answers.send(answer_line(&answer));
+                });
+                Ok(())
+            }
+            RequestKind::RunOnceDone => {
+                let Some(at) = self.running.iter().rposition(|k| k.0 == request.task) else {
+                    return refuse(
+                        self,
+                        format!(
+                            "a result for run_once task '{}', which this host was not running",
+                            task.display_name()
+                        ),
+                    );
+                };
+                let key = self.running.remove(at);
+                let result = match request.result {
+                    Some(Value::Object(r)) => Value::Object(r),
+                    _ => {
+                        self.batch.set(
+                            key,
+                            Once::Lost(format!("{} sent no result for it", self.host)),
+                        );
+                        return refuse(self, "a run_once result that is not a mapping".into());
+                    }
+                };
+                self.batch.set(key, Once::Done(self.host.clone(), result));
+                self.send(Answer {
+                    v: EVENTS_VERSION,
+                    id,
+                    ..Answer::default()
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&self, answer: Answer) {
+        let _ = self.answers.send(answer_line(&answer));
+    }
+}
+
+impl Drop for HostChannel {
+    /// The `run_once` tasks this host was running and never reported: the hosts
+    /// waiting for them learn that it ended (whatever ended it, a timeout included).
+    fn drop(&mut self) {
+        for key in std::mem::take(&mut self.running) {
+            let why = format!("{} ran it and ended before it reported a result", self.host);
+            self.batch.set(key, Once::Lost(why));
+        }
+    }
+}
+
+/// Waits until another host has run a `run_once` task, or ended without a result.
+async fn wait_once(batch: &Batch, key: &(String, u32), id: u64, name: &str) -> Answer {
+    let mut changed = batch.changed.subscribe();
+    loop {
+        match batch.get(key) {
+            Some(Once::Done(host, result)) => {
+                return Answer {
+                    v: EVENTS_VERSION,
+                    id,
+                    result: Some(result),
+                    host: Some(host),
+                    ..Answer::default()
+                };
+            }
+            Some(Once::Lost(why)) => {
+                return Answer {
+                    v: EVENTS_VERSION,
+                    id,
+                    error: Some(format!("run_once task '{name}' has no result: {why}")),
+                    ..Answer::default()
+                };
+            }
+            Some(Once::Running) | None => {}
+        }
+        if changed.changed().await.is_err() {
+            return Answer {
+                v: EVENTS_VERSION,
+                id,
+                error: Some(format!("run_once task '{name}': the deploy ended")),
+                ..Answer::default()
+            };
+        }
+    }
+}
+
+/// An answer as the line the runner reads; one too long for it becomes an error.
+fn answer_line(answer: &Answer) -> Vec<u8> {
+    let mut line = serde_json::to_vec(answer).unwrap_or_default();
+    if line.len() >= MAX_CHANNEL_LINE {
+        line = serde_json::to_vec(&Answer {
+            v: EVENTS_VERSION,
+            id: answer.id,
+            error: Some(format!(
+                "the answer is {} bytes, more than the {} MiB the channel carries",
+                line.len(),
+                MAX_CHANNEL_LINE >> 20
+            )),
+            ..Answer::default()
+        })
+        .unwrap_or_default();
+    }
+    line.push(b'\n');
+    line
+}
+
+/// Whether a line of the event stream is a request (a cheap look before parsing: the
+/// runner writes an event's type first).
+pub fn is_request(text: &str) -> bool {
+    text.starts_with("{\"type\":\"request\"")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::ssh::Line;
+    use rustle_runner::events::{Event, Request};
+    use rustle_runner::plan::{Play, Shared};
+    use serde_json::json;
+
+    fn task(name: &str, module: &str, args: Value) -> Task {
+        Task {
+            name: Some(name.into()),
+            module: module.into(),
+            args: args.as_object().cloned().unwrap_or_default(),
+            ..Task::default()
+        }
+    }
+
+    /// A host's sealed payload holding a plain task, a delegated one and a run_once one.
+    fn payload() -> (Vec<u8>, Task, Task, Task) {
+        let plain = task("plain", "command", json!({"_raw_params": "id -un"}));
+        let mut delegated = task(
+            "delegated",
+            "command",
+            json!({"_raw_params": "echo {{ who }}"}),
+        );
+        delegated.delegate_to = Some("localhost".into());
+        let mut once = task("once", "debug", json!({"msg": "x"}));
+        once.run_once = true;
+        let plan = HostPlan {
+            deployment_id: "d1".into(),
+            host: "web1".into(),
+            created_at: 1,
+            packer_version: "0".into(),
+            check_mode: false,
+            diff_mode: false,
+            host_vars: Default::default(),
+            plays: vec![Play {
+                name: "p".into(),
+                tasks: vec![plain.clone(), delegated.clone(), once.clone()],
+                ..Play::default()
+            }],
+            magic: Default::default(),
+            controller_lookups: Vec::new(),
+            shared: Arc::new(Shared::default()),
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let (sealed, _) = crate::pack::Sealer::new(&key).unwrap().seal(&plan).unwrap();
+        (sealed, plain, delegated, once)
+    }
+
+    fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
+        with_result(id, kind, task, vars, None)
+    }
+
+    fn with_result(
+        id: u64,
+        kind: RequestKind,
+        task: &Task,
+        vars: Option<Value>,
+        result: Option<Value>,
+    ) -> String {
+        serde_json::to_string(&Event::Request(Request {
+            v: EVENTS_VERSION,
+            id,
+            kind,
+            task: task.channel_id(),
+            play: 0,
+            vars,
+            roles: Vec::new(),
+            file: None,
+            check_mode: false,
+            result,
+        }))
+        .unwrap()
+    }
+
+    fn line(text: &str) -> Line<'_> {
+        Line { text, cut: None }
+    }
+
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Answer {
+        let bytes = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+            .await
+            .expect("an answer in time")
+            .expect("an answer");
+        assert_eq!(bytes.last(), Some(&b'\n'), "one line");
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delegated_task_runs_here_with_the_hosts_variables() {
+        let (sealed, _, delegated, _) = payload();
+        let mut ch = HostChannel::new("web1", Arc::new(sealed), Arc::new(Batch::default()));
+        let mut rx = ch.open();
+        let mut result = HostResult::new("web1", Default::default());
+        let req = request(
+            1,
+            RequestKind::Delegate,
+            &delegated,
+            Some(json!({"who": "web1-var"})),
+        );
+        assert!(ch.intercept(line(&req), &mut result));
+        let answer = next(&mut rx).await;
+        assert_eq!(answer.id, 1);
+        assert_eq!(answer.error, None);
+        assert_eq!(answer.result.unwrap()["stdout"], "web1-var");
+        assert!(ch.refused.is_none() && result.error.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_forged_request_for_a_task_that_is_not_delegated_is_refused() {
+        let (sealed, plain, _, once) = payload();
+        // Not delegated, though in the plan; and a task the plan does not hold at all.
+        let mut foreign = plain.clone();
+        foreign
+            .args
+            .insert("_raw_params".into(), json!("touch /tmp/pwned"));
+        foreign.delegate_to = Some("localhost".into());
+        for (forged, why) in [
+            (plain, "not a delegated or run_once task"),
+            (once, "is not delegated"),
+            (foreign, "not a delegated or run_once task"),
+        ] {
+            let mut ch =
+                HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+            let mut rx = ch.open();
+            let mut result = HostResult::new("web1", Default::default());
+            let req = request(1, RequestKind::Delegate, &forged, Some(json!({})));
+            assert!(ch.intercept(line(&req), &mut result));
+            let answer = next(&mut rx).await;
+            let error = answer.error.expect("refused");
+            assert!(error.contains(why), "{error}");
+            assert!(answer.result.is_none());
+            assert!(result.error.unwrap().contains(why));
+            let mut r = HostResult::new("web1", Default::default());
+            r.status = crate::deploy::HostStatus::Ok;
+            ch.settle(&mut r);
+            assert_eq!(r.status, crate::deploy::HostStatus::Failed);
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_and_out_of_turn_requests_fail_the_host_not_the_deployer() {
+        let (sealed, _, delegated, _) = payload();
+        let mut ch = HostChannel::new("web1", Arc::new(sealed), Arc::new(Batch::default()));
+        let _rx = ch.open();
+        let mut result = HostResult::new("web1", Default::default());
+        assert!(ch.intercept(line("{\"type\":\"request\",\"v\":1,\"id\":"), &mut result));
+        assert!(result.error.as_deref().unwrap().contains("not a request"));
+        let mut result = HostResult::new("web1", Default::default());
+        let req = request(5, RequestKind::Delegate, &delegated, None);
+        assert!(ch.intercept(line(&req), &mut result));
+        assert!(result.error.unwrap().contains("request number 5 after 0"));
+        let mut result = HostResult::new("web1", Default::default());
+        let cut = Line {
+            text: "{\"type\":\"request\"",
+            cut: Some(40 << 20),
+        };
+        assert!(ch.intercept(cut, &mut result));
+        assert!(result.error.unwrap().contains("longer than"));
+        // Events are not requests.
+        let ev = "{\"type\":\"task\",\"v\":1,\"result\":{\"type\":\"request\"}}";
+        assert!(!ch.intercept(line(ev), &mut HostResult::new("web1", Default::default())));
+    }
+
+    #[tokio::test]
+    async fn run_once_runs_on_the_first_host_and_the_others_get_its_result() {
+        let (sealed, _, _, once) = payload();
+        let batch = Arc::new(Batch::default());
+        let sealed = Arc::new(sealed);
+        let mut first = HostChannel::new("web1", sealed.clone(), batch.clone());
+        let mut second = HostChannel::new("web2", sealed.clone(), batch.clone());
+        let (mut rx1, mut rx2) = (first.open(), second.open());
+        let mut r = HostResult::new("x", Default::default());
+        first.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        assert!(next(&mut rx1).await.run);
+        second.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        // The second waits for the first's result.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), rx2.recv())
+                .await
+                .is_err()
+        );
+        let done = with_result(
+            2,
+            RequestKind::RunOnceDone,
+            &once,
+            None,
+            Some(json!({"changed": false, "failed": false, "msg": "x"})),
+        );
+        assert!(first.intercept(line(&done), &mut r));
+        assert_eq!(next(&mut rx1).await.id, 2);
+        let got = next(&mut rx2).await;
+        assert!(!got.run);
+        assert_eq!(got.result.unwrap()["msg"], "x");
+        assert_eq!(got.host.as_deref(), Some("web1"));
+        assert!(r.error.is_none(), "{:?}", r.error);
+        // A host that reports a run it was not given is refused.
+        let mut r = HostResult::new("x", Default::default());
+        second.intercept(line(&done), &mut r);
+        assert!(r.error.unwrap().contains("was not running"));
+    }
+
+    #[tokio::test]
+    async fn hosts_waiting_on_a_run_once_host_that_ends_get_an_error() {
+        let (sealed, _, _, once) = payload();
+        let batch = Arc::new(Batch::default());
+        let sealed = Arc::new(sealed);
+        let mut first = HostChannel::new("web1", sealed.clone(), batch.clone());
+        let mut second = HostChannel::new("web2", sealed, batch);
+        let (mut rx1, mut rx2) = (first.open(), second.open());
+        let mut r = HostResult::new("x", Default::default());
+        first.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        assert!(next(&mut rx1).await.run);
+        second.intercept(line(&request(1, RequestKind::RunOnce, &once, None)), &mut r);
+        drop(first);
+        let got = next(&mut rx2).await;
+        let error = got.error.expect("an error");
+        assert!(
+            error.contains("web1 ran it and ended before it reported"),
+            "{error}"
+        );
+    }
+}

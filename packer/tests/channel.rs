@@ -1,0 +1,453 @@
+//! The controller channel end to end: real runners on real OpenSSH `sshd` test hosts
+//! asking the deployer for delegated (`delegate_to: localhost`) and `run_once` tasks.
+//!
+//! Needs root (test users), `openssh-server`, and the native runner (`cargo xtask test`
+//! builds it). Each test starts and stops its own hosts.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+#[path = "support/sshd.rs"]
+mod sshd;
+
+use serde_json::{Value, json};
+use sshd::{Lab, Sshd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn deployer(lab: &Lab, home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"));
+    c.args(args)
+        .arg("--known-hosts")
+        .arg(&lab.known_hosts)
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("RUSTLE_DEPLOY_KEY");
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_plan(dir: &Path, tasks: Value) -> PathBuf {
+    let p = dir.join("plan.json");
+    let plan = json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "tasks": tasks}]
+    });
+    std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
+    p
+}
+
+fn run(lab: &Lab, home: &Path, args: &[&str]) -> (Output, Value) {
+    let report = home.join("report.json");
+    let mut all = args.to_vec();
+    all.extend(["--report", report.to_str().unwrap()]);
+    let out = deployer(lab, home, &all).output().unwrap();
+    let r =
+        serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or(Value::Null);
+    (out, r)
+}
+
+fn task_names(r: &Value, host: &str) -> Vec<String> {
+    r["hosts"][host]["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tasks for {host}: {r}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn me() -> String {
+    text(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn delegated_tasks_run_on_the_controller_and_run_once_runs_once_across_hosts() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("c{i}"), &format!("rustle-ch{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("controller.log");
+    let plan = write_plan(
+        home.path(),
+        json!([
+            {"name": "who", "module": "command", "args": {"_raw_params": "id -un"}, "delegate_to": "localhost", "register": "d", "changed_when": false},
+            {"name": "here", "module": "command", "args": {"_raw_params": "id -un"}, "register": "h", "changed_when": false},
+            {"name": "keep", "module": "copy", "args": {"content": "{{ d.stdout }} for {{ inventory_hostname }}, {{ h.stdout }} here\n", "dest": "{{ ansible_env_home }}/delegated"}},
+            {"name": "log", "module": "shell", "args": {"_raw_params": format!("echo {{{{ inventory_hostname }}}} >> {}", log.display())}, "delegate_to": "127.0.0.1"},
+            {"name": "once", "module": "command", "args": {"_raw_params": "echo {{ inventory_hostname }}"}, "run_once": true, "register": "o"},
+            {"name": "keep once", "module": "copy", "args": {"content": "{{ o.stdout }}\n", "dest": "{{ ansible_env_home }}/once"}}
+        ]),
+    );
+    let (out, r) = run(
+        &lab,
+        home.path(),
+        &["-i", inv.to_str().unwrap(), plan.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let controller = me();
+    for h in &hosts {
+        assert_eq!(
+            std::fs::read_to_string(h.home.join("delegated")).unwrap(),
+            format!("{controller} for {}, {} here\n", h.name, h.user)
+        );
+    }
+    let mut logged: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    logged.sort();
+    assert_eq!(logged, ["c0", "c1", "c2"]);
+    // Exactly one host ran (and reported) the run_once task; every host registered
+    // that host's result.
+    let ran: Vec<&Sshd> = hosts
+        .iter()
+        .filter(|h| task_names(&r, &h.name).contains(&"once".to_string()))
+        .collect();
+    assert_eq!(ran.len(), 1, "{r}");
+    for h in &hosts {
+        assert_eq!(
+            std::fs::read_to_string(h.home.join("once")).unwrap(),
+            format!("{}\n", ran[0].name)
+        );
+    }
+}
+
+/// A deployer started in the background, ended if the test fails before it does.
+struct Reaped(Option<std::process::Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The pids of processes run by `user` whose command line mentions `needle`.
+fn processes_of(user: &str, needle: &str) -> Vec<i32> {
+    let uid: u32 = text(
+        &Command::new("id")
+            .args(["-u", user])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let owned = std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                s.lines().any(|l| {
+                    l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())
+                })
+            });
+            owned
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_the_timeout() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (3..6)
+        .map(|i| lab.start(&format!("c{i}"), &format!("rustle-ch{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    let home = tempfile::tempdir().unwrap();
+    // c3 reaches the run_once task first and hangs in it; the others wait for it.
+    let plan = write_plan(
+        home.path(),
+        json!([
+            {"name": "stagger", "module": "command", "args": {"_raw_params": "sleep {{ 0 if inventory_hostname == 'c3' else 2 }}"}},
+            {"name": "once", "module": "command", "args": {"_raw_params": "sleep 67"}, "run_once": true}
+        ]),
+    );
+    let started = Instant::now();
+    let report = home.path().join("report.json");
+    let child = deployer(
+        &lab,
+        home.path(),
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--timeout",
+            "120",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut child = Reaped(Some(child));
+    // Once c3 sleeps in the run_once task, its runner dies.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runner = loop {
+        assert!(
+            Instant::now() < deadline,
+            "c3 never reached the run_once task"
+        );
+        if !processes_of("rustle-ch3", "sleep 67").is_empty() {
+            std::thread::sleep(Duration::from_secs(3));
+            break processes_of("rustle-ch3", "rustle-runner");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!runner.is_empty());
+    for pid in runner {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the waiting hosts waited {:?}",
+        started.elapsed()
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for waiting in ["c4", "c5"] {
+        assert_eq!(r["hosts"][waiting]["status"], "failed", "{r}");
+        let once = r["hosts"][waiting]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "once")
+            .unwrap_or_else(|| panic!("{r}"));
+        let msg = once["result"]["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("c3 ran it and ended before it reported a result"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn when_the_controller_dies_during_a_delegated_task_the_runner_stops_and_the_release_stays() {
+    let lab = Lab::new();
+    let host = lab.start("c6", "rustle-ch6");
+    lab.trust(&[&host]);
+    let inv = lab.inventory(&[&host]);
+    let home = tempfile::tempdir().unwrap();
+    let root = host.root();
+    // A first release, without the channel, becomes current.
+    let first = write_plan(
+        home.path(),
+        json!([{"name": "v1", "module": "copy", "args": {"content": "v1\n", "dest": "{{ ansible_env_home }}/v"}}]),
+    );
+    let (out, _) = run(
+        &lab,
+        home.path(),
+        &["-i", inv.to_str().unwrap(), first.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let good = std::fs::read_link(root.join("current")).unwrap();
+    // The second waits on the controller, which dies meanwhile.
+    let second = write_plan(
+        home.path(),
+        json!([
+            {"name": "wait here", "module": "command", "args": {"_raw_params": "sleep 71"}, "delegate_to": "localhost"},
+            {"name": "never", "module": "copy", "args": {"content": "v2\n", "dest": "{{ ansible_env_home }}/v"}}
+        ]),
+    );
+    let child = deployer(
+        &lab,
+        home.path(),
+        &["-i", inv.to_str().unwrap(), second.to_str().unwrap()],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut child = Reaped(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes_of(&me(), "sleep 71").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the delegated task never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut deploy = child.0.take().unwrap();
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+    // The runner learns it within seconds: its answer never comes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_of("rustle-ch6", "rustle-runner").is_empty() {
+        assert!(Instant::now() < deadline, "the runner kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        std::fs::read_to_string(host.home.join("v")).unwrap(),
+        "v1\n"
+    );
+    assert_eq!(std::fs::read_link(root.join("current")).unwrap(), good);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(root.join("state.json")).unwrap()).unwrap();
+    let last = state["deployments"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["status"], "failed", "{state}");
+    for pid in processes_of(&me(), "sleep 71") {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Local hosts (run through `sh` on the controller), in binary mode and in SSH mode: the
+/// same channel, the same answers.
+#[test]
+fn local_hosts_use_the_channel_in_binary_and_ssh_mode() {
+    for strategy in ["parallel", "ssh"] {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("hosts.ini");
+        let mut ini = String::from("[all]\n");
+        for h in ["l1", "l2", "l3"] {
+            ini.push_str(&format!(
+                "{h} ansible_connection=local rustle_root={}\n",
+                dir.path().join(h).display()
+            ));
+        }
+        std::fs::write(&inv, ini).unwrap();
+        let log = dir.path().join("once.log");
+        let plan = write_plan(
+            dir.path(),
+            json!([
+                {"name": "once", "module": "shell", "args": {"_raw_params": format!("echo {{{{ inventory_hostname }}}} >> {}; echo {{{{ inventory_hostname }}}}", log.display())}, "run_once": true, "register": "o"},
+                {"name": "delegated", "module": "command", "args": {"_raw_params": "echo {{ o.stdout }} seen by {{ inventory_hostname }}"}, "delegate_to": "localhost", "register": "d"},
+                {"name": "check", "module": "assert", "args": {"that": ["d.stdout == o.stdout + ' seen by ' + inventory_hostname"]}}
+            ]),
+        );
+        let report = dir.path().join("report.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+            .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+            .args(["--strategy", strategy, "--report", report.to_str().unwrap()])
+            .env("HOME", dir.path())
+            .env_remove("RUSTLE_DEPLOY_KEY")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{strategy}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let ran = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(ran.lines().count(), 1, "{strategy}: {ran}");
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        for h in ["l1", "l2", "l3"] {
+            assert_eq!(r["hosts"][h]["status"], "ok", "{strategy}: {r}");
+            assert!(task_names(&r, h).contains(&"check".to_string()));
+        }
+    }
+}
+
+/// The playbook keywords that use the channel become plan fields; what is not
+/// supported yet is refused when the plan is made, naming the keyword.
+#[test]
+fn playbook_keywords_for_the_channel() {
+    use rustle_deploy::playbook::{PlaybookOptions, load_playbook};
+    let load = |yaml: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("play.yml");
+        std::fs::write(&p, yaml).unwrap();
+        load_playbook(&p, &PlaybookOptions::default()).map_err(|e| e.to_string())
+    };
+    let plan = load(
+        "- hosts: all\n  tasks:\n\
+         \x20   - local_action: command echo hi\n\
+         \x20   - command: echo there\n      connection: local\n\
+         \x20   - command: echo t\n      delegate_to: \"{{ groups.all[0] }}\"\n      delegate_facts: true\n      run_once: yes\n\
+         \x20   - command: echo plain\n",
+    )
+    .unwrap();
+    let tasks = &plan.plays[0].tasks;
+    assert_eq!(tasks[0].module, "command");
+    assert_eq!(tasks[0].args["_raw_params"], "echo hi");
+    assert_eq!(tasks[0].delegate_to.as_deref(), Some("localhost"));
+    assert_eq!(tasks[1].delegate_to.as_deref(), Some("localhost"));
+    assert_eq!(tasks[2].delegate_to.as_deref(), Some("{{ groups.all[0] }}"));
+    assert!(tasks[2].delegate_facts && tasks[2].run_once);
+    assert!(tasks[3].delegate_to.is_none() && !tasks[3].run_once);
+    // On a block, for each task inside that says nothing else.
+    let plan = load(
+        "- hosts: all\n  tasks:\n    - delegate_to: localhost\n      run_once: true\n      block:\n\
+         \x20       - command: a\n\
+         \x20       - command: b\n          delegate_to: \"{{ inventory_hostname }}\"\n",
+    )
+    .unwrap();
+    let inner = plan.plays[0].tasks[0].block.as_ref().unwrap();
+    assert_eq!(inner[0].delegate_to.as_deref(), Some("localhost"));
+    assert_eq!(
+        inner[1].delegate_to.as_deref(),
+        Some("{{ inventory_hostname }}")
+    );
+    assert!(inner[0].run_once && inner[1].run_once);
+    for (yaml, keyword, why) in [
+        (
+            "- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n",
+            "delegate_to",
+            "another inventory host",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - command: x\n      connection: ssh\n",
+            "connection",
+            "only `connection: local`",
+        ),
+        (
+            "- hosts: all\n  tasks:\n    - block:\n        - include_tasks: x.yml\n      run_once: true\n",
+            "run_once",
+            "holding include_tasks",
+        ),
+        (
+            "- hosts: all\n  run_once: true\n  tasks:\n    - command: x\n",
+            "run_once",
+            "not yet on plays",
+        ),
+    ] {
+        let err = load(yaml).unwrap_err();
+        assert!(err.contains(keyword) && err.contains(why), "{err}");
+    }
+}

@@ -1,0 +1,360 @@
+//! The runner's side of the controller channel: which tasks ask the deployer, what they
+//! send, and how the answers are taken (registered, facts set, failures), with a sink
+//! that plays the deployer.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use rustle_runner::events::{Answer, Collect, Event, Request, RequestKind, Sink};
+use rustle_runner::exec::{Executor, RunOptions, RunSummary};
+use rustle_runner::plan::HostPlan;
+use serde_json::{Value, json};
+
+fn host_plan(tasks: Value) -> HostPlan {
+    serde_json::from_value(json!({
+        "deployment_id": "test",
+        "host": "web1",
+        "created_at": 0,
+        "packer_version": "0",
+        "check_mode": false,
+        "diff_mode": false,
+        "host_vars": {"inventory_hostname": "web1", "greeting": "hi"},
+        "plays": [{"name": "p", "hosts": ["all"], "tasks": tasks}],
+        "files": {},
+    }))
+    .unwrap()
+}
+
+/// A deployer stand-in: answers each request with `answer`, keeps the requests.
+struct Deployer<'p, F: FnMut(&HostPlan, &Request) -> Answer> {
+    plan: &'p HostPlan,
+    events: Collect,
+    requests: Vec<Request>,
+    answer: F,
+}
+
+impl<F: FnMut(&HostPlan, &Request) -> Answer> Sink for Deployer<'_, F> {
+    fn emit(&mut self, event: &Event) {
+        self.events.emit(event);
+    }
+
+    fn request(&mut self, request: Request) -> Result<Answer, String> {
+        let answer = (self.answer)(self.plan, &request);
+        self.requests.push(request);
+        Ok(answer)
+    }
+}
+
+/// Runs the deployer's own code for a delegated task, as `channel.rs` does.
+fn run_delegated(plan: &HostPlan, r: &Request) -> Answer {
+    assert_eq!(r.kind, RequestKind::Delegate);
+    let task = plan
+        .channel_tasks()
+        .into_iter()
+        .find(|t| t.channel_id() == r.task)
+        .expect("the request names a task of the plan");
+    Answer {
+        v: 1,
+        id: r.id,
+        result: Some(Value::Object(rustle_runner::exec::run_delegated(
+            plan, task, r,
+        ))),
+        ..Answer::default()
+    }
+}
+
+fn statuses(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Task { name, status, .. } => Some((name.clone(), status.as_str().into())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn result_of<'e>(events: &'e [Event], name: &str) -> &'e Value {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Task {
+                name: n, result, ..
+            } if n == name => Some(result),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no task {name}"))
+}
+
+fn run_with<F: FnMut(&HostPlan, &Request) -> Answer>(
+    plan: &HostPlan,
+    answer: F,
+) -> (Vec<Event>, Vec<Request>, RunSummary) {
+    let mut sink = Deployer {
+        plan,
+        events: Collect::default(),
+        requests: Vec::new(),
+        answer,
+    };
+    let summary = Executor::new(plan, &mut sink, RunOptions::default()).run();
+    (sink.events.0, sink.requests, summary)
+}
+
+#[test]
+fn without_a_channel_a_delegated_or_run_once_task_fails_naming_the_feature() {
+    for (task, feature) in [
+        (
+            json!({"name": "on the controller", "module": "command", "args": {"_raw_params": "true"}, "delegate_to": "localhost"}),
+            "delegated task",
+        ),
+        (
+            json!({"name": "on the controller", "module": "command", "args": {"_raw_params": "true"}, "run_once": true}),
+            "run_once task",
+        ),
+    ] {
+        let plan = host_plan(json!([task]));
+        let mut sink = Collect::default();
+        let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+        assert!(summary.host_failed);
+        let msg = result_of(&sink.0, "on the controller")["msg"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("controller channel"), "{msg}");
+        assert!(msg.contains(feature), "{msg}");
+    }
+}
+
+#[test]
+fn a_delegated_task_runs_through_the_deployer_and_its_result_is_registered_here() {
+    let plan = host_plan(json!([
+        {"name": "delegated", "module": "command", "args": {"_raw_params": "echo {{ greeting }} from {{ inventory_hostname }} {{ item }}"},
+         "delegate_to": "localhost", "register": "d", "loop": ["a"]},
+        {"name": "facts", "module": "set_fact", "args": {"from_controller": "{{ d.results[0].stdout }}"}, "delegate_to": "127.0.0.1"},
+        {"name": "facts elsewhere", "module": "set_fact", "args": {"not_mine": 1}, "delegate_to": "localhost", "delegate_facts": true},
+        {"name": "check", "module": "assert", "args": {"that": ["from_controller == 'hi from web1 a'", "not_mine is not defined"]}},
+        {"name": "itself", "module": "command", "args": {"_raw_params": "true"}, "delegate_to": "{{ inventory_hostname }}"}
+    ]));
+    let (events, requests, summary) = run_with(&plan, run_delegated);
+    assert!(!summary.host_failed, "{:#?}", statuses(&events));
+    assert_eq!(
+        statuses(&events),
+        [
+            ("delegated".into(), "changed".into()),
+            ("facts".into(), "ok".into()),
+            ("facts elsewhere".into(), "ok".into()),
+            ("check".into(), "ok".into()),
+            ("itself".into(), "changed".into()),
+        ]
+    );
+    // One request per loop item and per delegated task; a task delegated to its own
+    // host runs here.
+    let kinds: Vec<(u64, RequestKind)> = requests.iter().map(|r| (r.id, r.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, RequestKind::Delegate),
+            (2, RequestKind::Delegate),
+            (3, RequestKind::Delegate)
+        ]
+    );
+    // The loop item travels as data, marked never to be templated, as it is here.
+    assert_eq!(
+        requests[0].vars.as_ref().unwrap()["item"],
+        json!({"__ansible_unsafe": "a"})
+    );
+}
+
+#[test]
+fn delegating_to_another_inventory_host_fails_clearly_without_asking() {
+    let plan = host_plan(json!([
+        {"name": "elsewhere", "module": "command", "args": {"_raw_params": "true"}, "delegate_to": "{{ 'db1' }}"}
+    ]));
+    let (events, requests, summary) = run_with(&plan, |_, _| panic!("nothing to ask"));
+    assert!(summary.host_failed);
+    assert!(requests.is_empty());
+    let msg = result_of(&events, "elsewhere")["msg"].as_str().unwrap();
+    assert!(msg.contains("delegate_to 'db1'"), "{msg}");
+    assert!(msg.contains("not supported yet"), "{msg}");
+}
+
+fn once_plan() -> HostPlan {
+    host_plan(json!([
+        {"name": "once", "module": "command", "args": {"_raw_params": "echo ran on {{ inventory_hostname }}"}, "run_once": true, "register": "o"},
+        {"name": "once fact", "module": "set_fact", "args": {"shared": "x"}, "run_once": true},
+        {"name": "show", "module": "debug", "args": {"msg": "{{ o.stdout }} {{ shared }}"}}
+    ]))
+}
+
+#[test]
+fn a_run_once_task_another_host_ran_is_registered_here_and_not_counted() {
+    let plan = once_plan();
+    let (events, requests, summary) = run_with(&plan, |_, r| Answer {
+        v: 1,
+        id: r.id,
+        result: Some(if r.id == 1 {
+            json!({"changed": true, "failed": false, "stdout": "ran on web0"})
+        } else {
+            json!({"changed": false, "failed": false, "ansible_facts": {"shared": "from web0"}})
+        }),
+        host: Some("web0".into()),
+        ..Answer::default()
+    });
+    assert!(!summary.host_failed);
+    assert_eq!(statuses(&events), [("show".into(), "ok".into())]);
+    assert_eq!(result_of(&events, "show")["msg"], "ran on web0 from web0");
+    assert_eq!(summary.recap.ok, 1);
+    assert_eq!(summary.recap.changed, 0);
+    assert!(requests.iter().all(|r| r.kind == RequestKind::RunOnce));
+}
+
+#[test]
+fn the_host_whose_turn_it_is_runs_a_run_once_task_and_hands_over_its_result() {
+    let plan = once_plan();
+    let (events, requests, summary) = run_with(&plan, |_, r| Answer {
+        v: 1,
+        id: r.id,
+        run: r.kind == RequestKind::RunOnce,
+        ..Answer::default()
+    });
+    assert!(!summary.host_failed, "{:#?}", statuses(&events));
+    assert_eq!(result_of(&events, "show")["msg"], "ran on web1 x");
+    let kinds: Vec<RequestKind> = requests.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RequestKind::RunOnce,
+            RequestKind::RunOnceDone,
+            RequestKind::RunOnce,
+            RequestKind::RunOnceDone
+        ]
+    );
+    assert_eq!(
+        requests[1].result.as_ref().unwrap()["stdout"],
+        "ran on web1"
+    );
+}
+
+#[test]
+fn a_failed_run_once_result_stops_this_host_too_and_a_refusal_fails_the_task() {
+    let plan = once_plan();
+    let (events, _, summary) = run_with(&plan, |_, r| Answer {
+        v: 1,
+        id: r.id,
+        result: Some(json!({"changed": false, "failed": true, "msg": "boom"})),
+        ..Answer::default()
+    });
+    assert!(summary.host_failed);
+    assert!(statuses(&events).is_empty());
+    let (events, _, summary) = run_with(&plan, |_, r| Answer {
+        v: 1,
+        id: r.id,
+        error: Some("run_once task 'once' has no result: web0 ran it and ended".into()),
+        ..Answer::default()
+    });
+    assert!(summary.host_failed);
+    let msg = result_of(&events, "once")["msg"].as_str().unwrap();
+    assert!(msg.contains("web0 ran it and ended"), "{msg}");
+}
+
+#[test]
+fn group_by_and_add_host_change_groups_for_the_rest_of_the_run() {
+    let mut plan = host_plan(json!([
+        {"name": "by", "module": "group_by", "args": {"key": "os {{ 'x' }}", "parents": "linux"}},
+        {"name": "again", "module": "group_by", "args": {"key": "os x", "parents": "linux"}},
+        {"name": "quiet", "module": "group_by", "args": {"key": "other"}, "changed_when": false, "register": "g"},
+        {"name": "add", "module": "add_host", "args": {"name": "new1", "groups": "web,db", "color": "blue"}, "register": "a"},
+        {"name": "see", "module": "assert", "args": {"that": [
+            "groups['os-x'] == ['web1']",
+            "'web1' in groups['linux']",
+            "group_names == ['linux', 'os-x', 'other']",
+            "g.add_group == 'other' and g.parent_groups == ['all']",
+            "groups['web'] == ['new1'] and 'new1' in groups['all']",
+            "a.add_host.host_vars.color == 'blue'"
+        ]}},
+        {"name": "missing", "module": "group_by", "args": {}, "ignore_errors": true}
+    ]));
+    plan.plays[0].tasks[3].run_once = false;
+    let mut sink = Collect::default();
+    let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    assert_eq!(
+        statuses(&sink.0),
+        [
+            ("by".into(), "changed".into()),
+            ("again".into(), "ok".into()),
+            ("quiet".into(), "ok".into()),
+            ("add".into(), "changed".into()),
+            ("see".into(), "ok".into()),
+            ("missing".into(), "failed".into()),
+        ],
+        "{:#?}",
+        sink.0
+    );
+    assert!(!summary.host_failed);
+    let msg = result_of(&sink.0, "missing")["msg"].as_str().unwrap();
+    assert!(msg.contains("the 'key' param is required"), "{msg}");
+}
+
+#[test]
+fn an_add_host_another_host_ran_adds_the_host_here_too() {
+    let plan = host_plan(json!([
+        {"name": "add", "module": "add_host", "args": {"name": "new1"}, "run_once": true},
+        {"name": "see", "module": "assert", "args": {"that": ["'new1' in groups['all']", "'new1' in groups['ungrouped']"]}}
+    ]));
+    let (events, _, summary) = run_with(&plan, |_, r| Answer {
+        v: 1,
+        id: r.id,
+        result: Some(json!({"changed": true, "failed": false,
+            "add_host": {"host_name": "new1", "groups": [], "host_vars": {}}})),
+        ..Answer::default()
+    });
+    assert!(!summary.host_failed, "{:#?}", events);
+    assert_eq!(statuses(&events), [("see".into(), "ok".into())]);
+}
+
+/// Only a plan with delegated or run_once tasks (anywhere: blocks, handlers, files it
+/// may include) gets a channel; the others make no round trip.
+#[test]
+fn which_plans_need_the_channel() {
+    let plain = host_plan(json!([
+        {"name": "a", "module": "command", "args": {"_raw_params": "true"}},
+        {"block": [{"name": "b", "module": "debug", "args": {}}]}
+    ]));
+    assert!(plain.channel_tasks().is_empty());
+    let nested = host_plan(json!([
+        {"block": [{"name": "b", "module": "debug", "args": {}}],
+         "rescue": [{"name": "r", "module": "debug", "args": {}, "run_once": true}]}
+    ]));
+    assert_eq!(nested.channel_tasks().len(), 1);
+    let mut in_handler = host_plan(json!([]));
+    in_handler.plays[0].handlers = vec![
+        serde_json::from_value(
+            json!({"name": "h", "module": "debug", "args": {}, "delegate_to": "localhost"}),
+        )
+        .unwrap(),
+    ];
+    assert_eq!(in_handler.channel_tasks().len(), 1);
+    let mut included = host_plan(json!([]));
+    std::sync::Arc::make_mut(&mut included.shared)
+        .library
+        .tasks
+        .insert(
+            "/p/tasks/x.yml".into(),
+            rustle_runner::plan::Parsed::Ok(vec![
+                serde_json::from_value(
+                    json!({"name": "i", "module": "debug", "args": {}, "run_once": true}),
+                )
+                .unwrap(),
+            ]),
+        );
+    assert_eq!(included.channel_tasks().len(), 1);
+    // A task's identity is its plan form: the same task, the same id; any change, another.
+    let t = &included.channel_tasks()[0].clone();
+    let mut other = t.clone();
+    other.args.insert("msg".into(), json!("x"));
+    assert_eq!(t.channel_id(), t.clone().channel_id());
+    assert_ne!(t.channel_id(), other.channel_id());
+    assert_eq!(t.channel_id().len(), 32);
+}
