@@ -23,6 +23,7 @@ pub(crate) mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod get_url;
+mod getent;
 mod hostname;
 mod library;
 mod misc;
@@ -186,6 +187,7 @@ pub const SUPPORTED: &[&str] = &[
     "file",
     "find",
     "get_url",
+    "getent",
     "group",
     "hostname",
     "include_vars",
@@ -215,9 +217,36 @@ pub const SUPPORTED: &[&str] = &[
     "yum",
 ];
 
-/// True when `module` (without `ansible.builtin.`) is implemented here.
+/// True when `module` (its [`canonical`] name) is implemented here.
 pub fn is_supported(module: &str) -> bool {
     SUPPORTED.contains(&module)
+}
+
+/// The modules of collections this runner implements, by collection. ansible-core
+/// redirects their short names (`mount`, `ansible.builtin.sysctl`) to these collections
+/// (its `ansible_builtin_runtime.yml`), so the short name, the `ansible.builtin.` name and
+/// the collection's name all reach the same module.
+const COLLECTION_MODULES: &[(&str, &[&str])] =
+    &[("ansible.posix.", &["sysctl"]), ("community.general.", &[])];
+
+/// The name a task's module is known by here: without `ansible.builtin.` /
+/// `ansible.legacy.`, and a collection's module that this runner implements by its short
+/// name. Anything else is returned as written (and is refused, or is a plan's own).
+pub fn canonical(module: &str) -> &str {
+    if let Some(short) = module
+        .strip_prefix("ansible.builtin.")
+        .or_else(|| module.strip_prefix("ansible.legacy."))
+    {
+        return short;
+    }
+    for (prefix, names) in COLLECTION_MODULES {
+        if let Some(short) = module.strip_prefix(prefix)
+            && names.contains(&short)
+        {
+            return short;
+        }
+    }
+    module
 }
 
 /// Runs a module.
@@ -233,6 +262,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "find" => find::run(args, ctx),
         "slurp" => slurp::run(args, ctx),
         "get_url" => get_url::run(args, ctx),
+        "getent" => getent::run(args, ctx),
         "tempfile" => tempfile::run(args, ctx),
         "archive" => archive::archive(args, ctx),
         "unarchive" => archive::unarchive(args, ctx),
@@ -401,4 +431,23 @@ pub(crate) fn run_for_test(
         run_as: None,
     };
     run(module, args, &ctx)
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::canonical;
+
+    #[test]
+    fn builtin_collection_and_short_names_reach_one_module() {
+        assert_eq!(canonical("ansible.builtin.getent"), "getent");
+        assert_eq!(canonical("ansible.legacy.getent"), "getent");
+        assert_eq!(canonical("ansible.builtin.sysctl"), "sysctl");
+        assert_eq!(canonical("ansible.posix.sysctl"), "sysctl");
+        // A collection's module the runner lacks keeps its name, so the refusal names it.
+        assert_eq!(
+            canonical("community.general.zypper"),
+            "community.general.zypper"
+        );
+        assert_eq!(canonical("ansible.posix.getent"), "ansible.posix.getent");
+    }
 }
