@@ -25,6 +25,7 @@ pub mod fuzzing;
 mod get_url;
 mod getent;
 mod hostname;
+mod ini_file;
 mod library;
 mod misc;
 mod package;
@@ -191,6 +192,7 @@ pub const SUPPORTED: &[&str] = &[
     "group",
     "hostname",
     "include_vars",
+    "ini_file",
     "lineinfile",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
@@ -272,6 +274,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "fail" => control::fail(args, ctx),
         "include_vars" => control::include_vars(args, ctx),
         "lineinfile" => text::lineinfile(args, ctx),
+        "ini_file" => ini_file::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
