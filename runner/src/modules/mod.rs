@@ -26,6 +26,7 @@ mod get_url;
 mod getent;
 mod hostname;
 mod ini_file;
+mod known_hosts;
 mod library;
 mod misc;
 mod package;
@@ -193,6 +194,7 @@ pub const SUPPORTED: &[&str] = &[
     "hostname",
     "include_vars",
     "ini_file",
+    "known_hosts",
     "lineinfile",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
@@ -275,6 +277,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "include_vars" => control::include_vars(args, ctx),
         "lineinfile" => text::lineinfile(args, ctx),
         "ini_file" => ini_file::run(args, ctx),
+        "known_hosts" => known_hosts::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
