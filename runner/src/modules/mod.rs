@@ -10,6 +10,7 @@ mod archive;
 mod archive_fmt;
 pub mod args;
 mod asuser;
+mod authorized_key;
 mod command;
 mod control;
 mod copy;
@@ -179,6 +180,7 @@ pub const SUPPORTED: &[&str] = &[
     "apt",
     "archive",
     "assert",
+    "authorized_key",
     "blockinfile",
     "command",
     "copy",
@@ -278,6 +280,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "lineinfile" => text::lineinfile(args, ctx),
         "ini_file" => ini_file::run(args, ctx),
         "known_hosts" => known_hosts::run(args, ctx),
+        "authorized_key" => authorized_key::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
