@@ -9,6 +9,7 @@
 mod archive;
 mod archive_fmt;
 pub mod args;
+mod assemble;
 mod asuser;
 mod authorized_key;
 mod command;
@@ -16,6 +17,7 @@ mod control;
 mod copy;
 mod cron;
 pub mod custom;
+mod debian;
 mod file;
 mod find;
 pub(crate) mod fsutil;
@@ -179,14 +181,17 @@ pub const SUPPORTED: &[&str] = &[
     "apk",
     "apt",
     "archive",
+    "assemble",
     "assert",
     "authorized_key",
     "blockinfile",
     "command",
     "copy",
     "cron",
+    "debconf",
     "debug",
     "dnf",
+    "dpkg_selections",
     "fail",
     "file",
     "find",
@@ -232,8 +237,10 @@ pub fn is_supported(module: &str) -> bool {
 /// redirects their short names (`mount`, `ansible.builtin.sysctl`) to these collections
 /// (its `ansible_builtin_runtime.yml`), so the short name, the `ansible.builtin.` name and
 /// the collection's name all reach the same module.
-const COLLECTION_MODULES: &[(&str, &[&str])] =
-    &[("ansible.posix.", &["sysctl"]), ("community.general.", &[])];
+const COLLECTION_MODULES: &[(&str, &[&str])] = &[
+    ("ansible.posix.", &["authorized_key", "sysctl"]),
+    ("community.general.", &["ini_file"]),
+];
 
 /// The name a task's module is known by here: without `ansible.builtin.` /
 /// `ansible.legacy.`, and a collection's module that this runner implements by its short
@@ -281,6 +288,9 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "ini_file" => ini_file::run(args, ctx),
         "known_hosts" => known_hosts::run(args, ctx),
         "authorized_key" => authorized_key::run(args, ctx),
+        "assemble" => assemble::run(args, ctx),
+        "debconf" => debian::debconf(args, ctx),
+        "dpkg_selections" => debian::dpkg_selections(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
@@ -452,6 +462,9 @@ mod routing_tests {
         assert_eq!(canonical("ansible.legacy.getent"), "getent");
         assert_eq!(canonical("ansible.builtin.sysctl"), "sysctl");
         assert_eq!(canonical("ansible.posix.sysctl"), "sysctl");
+        assert_eq!(canonical("community.general.ini_file"), "ini_file");
+        assert_eq!(canonical("ansible.builtin.ini_file"), "ini_file");
+        assert_eq!(canonical("ansible.posix.authorized_key"), "authorized_key");
         // A collection's module the runner lacks keeps its name, so the refusal names it.
         assert_eq!(
             canonical("community.general.zypper"),
