@@ -33,6 +33,7 @@ mod known_hosts;
 mod library;
 mod misc;
 mod package;
+mod pam_limits;
 mod proc;
 mod script;
 mod service;
@@ -206,6 +207,7 @@ pub const SUPPORTED: &[&str] = &[
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
     "package",
+    "pam_limits",
     "pause",
     "ping",
     "raw",
@@ -239,7 +241,7 @@ pub fn is_supported(module: &str) -> bool {
 /// the collection's name all reach the same module.
 const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     ("ansible.posix.", &["authorized_key", "sysctl"]),
-    ("community.general.", &["ini_file"]),
+    ("community.general.", &["ini_file", "pam_limits"]),
 ];
 
 /// The name a task's module is known by here: without `ansible.builtin.` /
@@ -291,6 +293,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "assemble" => assemble::run(args, ctx),
         "debconf" => debian::debconf(args, ctx),
         "dpkg_selections" => debian::dpkg_selections(args, ctx),
+        "pam_limits" => pam_limits::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
