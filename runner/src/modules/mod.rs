@@ -33,6 +33,7 @@ mod known_hosts;
 mod library;
 mod misc;
 mod package;
+mod package_facts;
 mod pam_limits;
 mod proc;
 mod script;
@@ -207,6 +208,7 @@ pub const SUPPORTED: &[&str] = &[
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
     "package",
+    "package_facts",
     "pam_limits",
     "pause",
     "ping",
@@ -294,6 +296,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "debconf" => debian::debconf(args, ctx),
         "dpkg_selections" => debian::dpkg_selections(args, ctx),
         "pam_limits" => pam_limits::run(args, ctx),
+        "package_facts" => package_facts::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
