@@ -38,6 +38,7 @@ mod pam_limits;
 mod proc;
 mod script;
 mod service;
+mod service_facts;
 mod slurp;
 mod stat;
 mod sysctl;
@@ -216,6 +217,7 @@ pub const SUPPORTED: &[&str] = &[
     "replace",
     "script",
     "service",
+    "service_facts",
     "set_fact",
     "setup",
     "shell",
@@ -297,6 +299,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "dpkg_selections" => debian::dpkg_selections(args, ctx),
         "pam_limits" => pam_limits::run(args, ctx),
         "package_facts" => package_facts::run(args, ctx),
+        "service_facts" => service_facts::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
