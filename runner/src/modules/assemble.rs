@@ -98,13 +98,12 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let changed = old.as_deref() != Some(content.as_slice());
     if changed {
         if let Some(v) = &validate {
-            let checked = validated(ctx, v, &content)?;
+            let (rc, checked) = validated(ctx, v, &content)?;
             out = out.with("validation", checked.clone());
-            if checked["rc"] != 0 {
+            if rc != 0 {
+                let err = checked.get("stderr").and_then(|e| e.as_str()).unwrap_or("");
                 return Err(failed(Outcome::fail(format!(
-                    "failed to validate: rc:{} error:{}",
-                    checked["rc"],
-                    checked["stderr"].as_str().unwrap_or("")
+                    "failed to validate: rc:{rc} error:{err}"
                 ))));
             }
         }
@@ -292,7 +291,7 @@ fn escape_decode(s: &str) -> Vec<u8> {
 
 /// Runs `validate` (its `%s` replaced by a private copy of the new content), split into
 /// words as Ansible's `run_command` splits a string, never through a shell.
-fn validated(ctx: &Ctx<'_>, validate: &str, content: &[u8]) -> Step<serde_json::Value> {
+fn validated(ctx: &Ctx<'_>, validate: &str, content: &[u8]) -> Step<(i32, serde_json::Value)> {
     let dir = tools::PrivateDir::for_task("assemble", ctx.run_as)
         .map_err(|e| fsutil::io_fail("create", &std::env::temp_dir(), &e))?;
     let file = dir
@@ -306,7 +305,10 @@ fn validated(ctx: &Ctx<'_>, validate: &str, content: &[u8]) -> Step<serde_json::
     };
     let out = tools::run_command(ctx.command(program), rest, None)
         .map_err(|e| failed(Outcome::fail(format!("validate: {program}: {e}"))))?;
-    Ok(json!({"rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}))
+    Ok((
+        out.rc,
+        json!({"rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}),
+    ))
 }
 
 #[cfg(test)]

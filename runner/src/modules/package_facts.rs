@@ -85,7 +85,11 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         match listed {
             Ok(entries) => {
                 for e in entries {
-                    let key = e["name"].as_str().unwrap_or("").to_string();
+                    let key = e
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     if let Value::Array(all) = packages.entry(key).or_insert_with(|| json!([])) {
                         all.push(e);
                     }

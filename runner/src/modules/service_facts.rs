@@ -28,7 +28,8 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         && no_chkconfig
         && tools::find_bin("rc-status").is_none()
         && let Some(out) = run(&service, &["--status-all"])
-        && !(out.rc == 4 && !Path::new("/etc/init.d").exists())
+        // rc 4 without /etc/init.d: `service` of a system without SysV scripts.
+        && (out.rc != 4 || Path::new("/etc/init.d").exists())
     {
         if out.rc != 0 {
             warnings.push(format!(
