@@ -32,6 +32,7 @@ mod ini_file;
 mod known_hosts;
 mod library;
 mod misc;
+mod modprobe;
 mod package;
 mod package_facts;
 mod pam_limits;
@@ -208,6 +209,7 @@ pub const SUPPORTED: &[&str] = &[
     "lineinfile",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
+    "modprobe",
     "package",
     "package_facts",
     "pam_limits",
@@ -245,7 +247,10 @@ pub fn is_supported(module: &str) -> bool {
 /// the collection's name all reach the same module.
 const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     ("ansible.posix.", &["authorized_key", "sysctl"]),
-    ("community.general.", &["ini_file", "pam_limits"]),
+    (
+        "community.general.",
+        &["ini_file", "modprobe", "pam_limits"],
+    ),
 ];
 
 /// The name a task's module is known by here: without `ansible.builtin.` /
@@ -300,6 +305,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "pam_limits" => pam_limits::run(args, ctx),
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
+        "modprobe" => modprobe::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
