@@ -273,8 +273,31 @@ pub fn canonical(module: &str) -> &str {
     module
 }
 
+/// Modules whose tools and files exist on Linux only (Debian's package configuration,
+/// Linux PAM and kernel modules, the Linux service managers).
+const LINUX_ONLY: &[&str] = &[
+    "debconf",
+    "dpkg_selections",
+    "modprobe",
+    "pam_limits",
+    "service_facts",
+];
+
+/// A module that cannot work on this host's platform fails on that host, naming the
+/// module and the platform, rather than refusing the whole deploy when it is planned.
+fn platform_refusal(module: &str, os: &str) -> Option<Outcome> {
+    (LINUX_ONLY.contains(&module) && os != "linux").then(|| {
+        Outcome::fail(format!(
+            "module '{module}' is not supported on this host's platform ({os}): it works on Linux only"
+        ))
+    })
+}
+
 /// Runs a module.
 pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    if let Some(refusal) = platform_refusal(module, std::env::consts::OS) {
+        return Ok(refusal);
+    }
     match module {
         "command" => command::command(args, ctx),
         "shell" => command::shell(args, ctx),
@@ -486,5 +509,19 @@ mod routing_tests {
             "community.general.zypper"
         );
         assert_eq!(canonical("ansible.posix.getent"), "ansible.posix.getent");
+    }
+
+    #[test]
+    fn a_linux_only_module_fails_on_another_platform_naming_both() {
+        let o = super::platform_refusal("debconf", "macos").unwrap();
+        assert!(o.failed);
+        assert_eq!(
+            o.msg.as_deref(),
+            Some(
+                "module 'debconf' is not supported on this host's platform (macos): it works on Linux only"
+            )
+        );
+        assert!(super::platform_refusal("debconf", "linux").is_none());
+        assert!(super::platform_refusal("ini_file", "macos").is_none());
     }
 }
