@@ -926,4 +926,72 @@ mod resolve {
         );
         assert!(!db.shared.files.keys().any(|k| k.contains("/roles/r/")));
     }
+
+    #[test]
+    fn collection_names_and_assemble_from_a_controller_directory() {
+        let out = tempfile::tempdir().unwrap();
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            ("files/frags/b", "two\n"),
+            ("files/frags/a", "one"),
+            (
+                "site.yml",
+                &format!(
+                    r#"
+- hosts: web1
+  gather_facts: false
+  vars:
+    out: "{}"
+  tasks:
+    - name: assemble
+      assemble:
+        src: frags
+        dest: "{{{{ out }}}}/joined"
+        remote_src: false
+    - name: ini
+      community.general.ini_file:
+        path: "{{{{ out }}}}/x.ini"
+        section: s
+        option: o
+        value: v
+    - name: ini again
+      ansible.builtin.ini_file:
+        path: "{{{{ out }}}}/x.ini"
+        section: s
+        option: o
+        value: v
+    - name: sysctl by its collection
+      ansible.posix.sysctl:
+        name: net.ipv4.ip_forward
+        value: "1"
+        sysctl_file: "{{{{ out }}}}/sysctl.conf"
+        reload: false
+      check_mode: true
+"#,
+                    out.path().display()
+                ),
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        assert_eq!(
+            run.statuses(),
+            [
+                ("assemble".to_string(), "changed".to_string()),
+                ("ini".to_string(), "changed".to_string()),
+                ("ini again".to_string(), "ok".to_string()),
+                (
+                    "sysctl by its collection".to_string(),
+                    "changed".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("joined")).unwrap(),
+            "one\ntwo\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("x.ini")).unwrap(),
+            "\n[s]\no = v\n"
+        );
+    }
 }

@@ -468,12 +468,11 @@ pub struct RoleRef {
 }
 
 impl Task {
-    /// The module name without an `ansible.builtin.` / `ansible.legacy.` prefix.
+    /// The module's name as the runner knows it ([`crate::modules::canonical`]): without
+    /// an `ansible.builtin.` / `ansible.legacy.` prefix, a collection module the runner
+    /// implements by its short name.
     pub fn module_name(&self) -> &str {
-        let m = self.module.as_str();
-        m.strip_prefix("ansible.builtin.")
-            .or_else(|| m.strip_prefix("ansible.legacy."))
-            .unwrap_or(m)
+        crate::modules::canonical(&self.module)
     }
 
     /// The name shown for this task: its own, or the module's as Ansible does.
@@ -481,7 +480,14 @@ impl Task {
         match (&self.name, &self.block) {
             (Some(n), _) => n.clone(),
             (None, Some(_)) => "block".to_string(),
-            (None, None) => self.module_name().to_string(),
+            // A collection's module keeps its collection in the name shown.
+            (None, None) => {
+                let m = self.module.as_str();
+                m.strip_prefix("ansible.builtin.")
+                    .or_else(|| m.strip_prefix("ansible.legacy."))
+                    .unwrap_or(m)
+                    .to_string()
+            }
         }
     }
 

@@ -2,7 +2,10 @@
 //! `ansible-playbook` (the reference) and with `rustle-deploy`, compared task by task.
 //!
 //! The targets come from the ansible-core source distribution on the Python package
-//! index (pinned version, checked digest), laid out as `ansible-test` lays them out: a
+//! index (pinned version, checked digest), and a collection's (`NS.COLL/TARGET` in the
+//! list) from the `ansible` source distribution of the reference's release, which
+//! carries each collection's `tests/integration/targets/`. Either is laid out as
+//! `ansible-test` lays it out: a
 //! copy of `test/integration/targets/` beside an `inventory` holding `testhost` with a
 //! local connection. A target with a `runme.sh` runs that script, with the tool's
 //! `ansible-playbook` first on `PATH` (for rustle-deploy, a two-line shim); any other
@@ -25,6 +28,11 @@ use std::time::{Duration, Instant};
 /// package index publishes it (pip checks it with `--require-hashes`).
 const CORE_VERSION: &str = "2.18.19";
 const CORE_SHA256: &str = "1b92051152c24a5bdee92ee88fccf848ba056d835b58640508328f877f0957db";
+
+/// The `ansible` release whose collections' targets are run (`NS.COLL/TARGET`), and its
+/// sdist's SHA-256 as the package index publishes it.
+const COLLECTIONS_VERSION: &str = "11.13.0";
+const COLLECTIONS_SHA256: &str = "c15a046c851c22e8430783bdbcb8f6603c35f0d7c766992ca0a6a9ed975e4a9a";
 
 /// The reference: the `ansible` package of the same release series (ansible-core plus
 /// the collections part 3 needs), and passlib, which ansible-test's container has.
@@ -274,6 +282,34 @@ impl Layout {
             .join(format!("ansible_core-{CORE_VERSION}"))
             .join("test/integration")
     }
+
+    fn collections_src(&self) -> PathBuf {
+        self.work
+            .join(format!("ansible-{COLLECTIONS_VERSION}"))
+            .join("ansible_collections")
+    }
+
+    /// The `targets/` directory a listed target comes from, and its name there:
+    /// ansible-core's for a plain name, the collection's for `NS.COLL/TARGET`.
+    fn targets_of<'n>(&self, name: &'n str) -> (PathBuf, &'n str) {
+        match collection_target(name) {
+            Some((ns, coll, target)) => (
+                self.collections_src()
+                    .join(ns)
+                    .join(coll)
+                    .join("tests/integration/targets"),
+                target,
+            ),
+            None => (self.integration_src().join("targets"), name),
+        }
+    }
+}
+
+/// `NS.COLL/TARGET` as its three parts; `None` for an ansible-core target.
+fn collection_target(name: &str) -> Option<(&str, &str, &str)> {
+    let (collection, target) = name.split_once('/')?;
+    let (ns, coll) = collection.split_once('.')?;
+    Some((ns, coll, target))
 }
 
 /// Entry point: `cargo xtask conformance [--reference | --check] [TARGET...]`.
@@ -314,6 +350,12 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     check_machine()?;
     fetch_targets(&layout)?;
+    if selected
+        .iter()
+        .any(|t| collection_target(&t.name).is_some())
+    {
+        fetch_collections(&layout)?;
+    }
     if reference {
         let bin = venv_with(
             &layout.root.join("target/conformance-venv"),
@@ -518,6 +560,53 @@ fn fetch_targets(layout: &Layout) -> Result<()> {
         .arg(format!("ansible_core-{CORE_VERSION}/test/integration")))
 }
 
+/// Downloads the pinned `ansible` sdist (pip checks its digest) and unpacks its
+/// collections' integration tests once.
+fn fetch_collections(layout: &Layout) -> Result<()> {
+    if layout.collections_src().is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&layout.work).map_err(|e| format!("{}: {e}", layout.work.display()))?;
+    let bin = venv_with(
+        &layout.root.join("target/conformance-pip"),
+        &["pip".to_string()],
+        "downloading the collections' integration targets",
+        |_, bin| bin.join("pip").exists(),
+    )?;
+    let req = layout.work.join("requirements-collections.txt");
+    std::fs::write(
+        &req,
+        format!("ansible=={COLLECTIONS_VERSION} --hash=sha256:{COLLECTIONS_SHA256}\n"),
+    )
+    .map_err(|e| format!("{}: {e}", req.display()))?;
+    run(Command::new(bin.join("pip"))
+        .args([
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--require-hashes",
+            "-r",
+        ])
+        .arg(&req)
+        .arg("-d")
+        .arg(&layout.work))?;
+    let sdist = layout
+        .work
+        .join(format!("ansible-{COLLECTIONS_VERSION}.tar.gz"));
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&sdist)
+        .arg("-C")
+        .arg(&layout.work)
+        .arg("--wildcards")
+        .arg(format!(
+            "ansible-{COLLECTIONS_VERSION}/ansible_collections/*/*/tests/integration/*"
+        )))
+}
+
 /// Builds the deployer and this machine's runner, and returns the deployer's path.
 fn build_rustle(layout: &Layout) -> Result<PathBuf> {
     crate::runners(&["--native".to_string()])?;
@@ -547,15 +636,17 @@ fn run_target(layout: &Layout, t: &Listed, tool: Tool, bin: &Path) -> Result<Run
     let integration = base.join("test/integration");
     let targets = integration.join("targets");
     std::fs::create_dir_all(&integration).map_err(|e| format!("{}: {e}", integration.display()))?;
-    run(Command::new("cp")
-        .arg("-a")
-        .arg(layout.integration_src().join("targets"))
-        .arg(&integration))?;
-    let target_dir = targets.join(&t.name);
+    let (source, name) = layout.targets_of(&t.name);
+    run(Command::new("cp").arg("-a").arg(&source).arg(&integration))?;
+    let target_dir = targets.join(name);
     if !target_dir.is_dir() {
         return Err(format!(
-            "{} is not a target of ansible-core {CORE_VERSION}",
-            t.name
+            "{} is not a target of {}",
+            t.name,
+            match collection_target(&t.name) {
+                Some(_) => format!("ansible {COLLECTIONS_VERSION}'s collections"),
+                None => format!("ansible-core {CORE_VERSION}"),
+            }
         ));
     }
     let inventory = integration.join("inventory");
@@ -564,7 +655,7 @@ fn run_target(layout: &Layout, t: &Listed, tool: Tool, bin: &Path) -> Result<Run
     std::fs::create_dir_all(&output_dir).map_err(|e| format!("{}: {e}", output_dir.display()))?;
     let logs = layout.work.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let log = logs.join(format!("{}-{}.log", t.name, tool.name()));
+    let log = logs.join(format!("{}-{}.log", t.name.replace('/', "-"), tool.name()));
     let aliases = std::fs::read_to_string(target_dir.join("aliases")).unwrap_or_default();
 
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -580,11 +671,10 @@ fn run_target(layout: &Layout, t: &Listed, tool: Tool, bin: &Path) -> Result<Run
         cmd.current_dir(&target_dir);
     } else {
         let gather = !aliases.contains("gather_facts/no/");
-        let play = integration.join(format!("{}-conformance.yml", t.name));
+        let play = integration.join(format!("{name}-conformance.yml"));
         let text = format!(
-            "- hosts: testhost\n  gather_facts: {gather}\n  vars:\n    output_dir: '{}'\n  roles:\n    - {}\n",
+            "- hosts: testhost\n  gather_facts: {gather}\n  vars:\n    output_dir: '{}'\n  roles:\n    - {name}\n",
             output_dir.display(),
-            t.name
         );
         std::fs::write(&play, text).map_err(|e| format!("{}: {e}", play.display()))?;
         match tool {
@@ -687,12 +777,8 @@ fn run_target(layout: &Layout, t: &Listed, tool: Tool, bin: &Path) -> Result<Run
 
 /// Whether ansible-test runs this target through its `runme.sh`.
 fn is_script(layout: &Layout, name: &str) -> bool {
-    layout
-        .integration_src()
-        .join("targets")
-        .join(name)
-        .join("runme.sh")
-        .exists()
+    let (targets, name) = layout.targets_of(name);
+    targets.join(name).join("runme.sh").exists()
 }
 
 /// The first line of a log that says what went wrong.
@@ -908,8 +994,9 @@ fn render(layout: &Layout, listed: &[Listed]) -> Result<()> {
         "# Conformance: ansible-core's own integration targets\n\
          \n\
          Written by `cargo xtask conformance` (never by hand). Each target of\n\
-         ansible-core {CORE_VERSION}'s `test/integration/targets/` listed in\n\
-         `xtask/conformance/targets.txt` is run as ansible-test runs it on its default\n\
+         ansible-core {CORE_VERSION}'s `test/integration/targets/`, or of a collection's\n\
+         `tests/integration/targets/` in the ansible {COLLECTIONS_VERSION} sdist (`NS.COLL/TARGET`),\n\
+         listed in `xtask/conformance/targets.txt` is run as ansible-test runs it on its default\n\
          container (`testhost`, local connection, `output_dir`; a `runme.sh` with the tool's\n\
          `ansible-playbook` first on PATH), once with ansible-playbook ({}) and once with\n\
          rustle-deploy, on a machine set up as `.ci/run` sets it up (passlib, python3-jinja2\n\
@@ -951,6 +1038,26 @@ fn at<'v>(v: &'v Value, pointer: &str) -> &'v Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collection_targets_come_from_their_collection() {
+        assert_eq!(
+            collection_target("community.general/ini_file"),
+            Some(("community", "general", "ini_file"))
+        );
+        assert_eq!(collection_target("getent"), None);
+        let layout = Layout::new();
+        let (dir, name) = layout.targets_of("ansible.posix/mount");
+        assert!(
+            dir.ends_with("ansible_collections/ansible/posix/tests/integration/targets"),
+            "{}",
+            dir.display()
+        );
+        assert_eq!(name, "mount");
+        let (dir, name) = layout.targets_of("getent");
+        assert!(dir.ends_with("test/integration/targets"));
+        assert_eq!(name, "getent");
+    }
 
     #[test]
     fn recaps_of_several_plays_are_summed_for_the_test_hosts() {

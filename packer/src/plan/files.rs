@@ -227,6 +227,9 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
         "template" => "src",
         // `remote_src` means the source is already on the target host.
         "copy" if !remote("remote_src") => "src",
+        // assemble's fragments are on the host unless `remote_src` is false; then they
+        // are a controller directory, carried as copy carries one.
+        "assemble" if task.args.get("remote_src").is_some_and(|v| !is_truthy(v)) => "src",
         // unarchive's old `copy: false` means the same as `remote_src: true`.
         "unarchive" if !remote("remote_src") && task.args.get("copy").is_none_or(is_truthy) => {
             "src"
@@ -319,7 +322,7 @@ fn resolve(
             searched,
         });
     };
-    if hit.is_dir() && task.module_name() == "copy" {
+    if hit.is_dir() && matches!(task.module_name(), "copy" | "assemble") {
         let mut files = Vec::new();
         walk_dir(hit, Path::new(""), &mut files).map_err(|source| PlanError::Io {
             path: hit.clone(),

@@ -9,12 +9,15 @@
 mod archive;
 mod archive_fmt;
 pub mod args;
+mod assemble;
 mod asuser;
+mod authorized_key;
 mod command;
 mod control;
 mod copy;
 mod cron;
 pub mod custom;
+mod debian;
 mod file;
 mod find;
 pub(crate) mod fsutil;
@@ -23,13 +26,20 @@ pub(crate) mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod get_url;
+mod getent;
 mod hostname;
+mod ini_file;
+mod known_hosts;
 mod library;
 mod misc;
+mod modprobe;
 mod package;
+mod package_facts;
+mod pam_limits;
 mod proc;
 mod script;
 mod service;
+mod service_facts;
 mod slurp;
 mod stat;
 mod sysctl;
@@ -177,32 +187,43 @@ pub const SUPPORTED: &[&str] = &[
     "apk",
     "apt",
     "archive",
+    "assemble",
     "assert",
+    "authorized_key",
     "blockinfile",
     "command",
     "copy",
     "cron",
+    "debconf",
     "debug",
     "dnf",
+    "dpkg_selections",
     "fail",
     "file",
     "find",
     "get_url",
+    "getent",
     "group",
     // Handled by the executor itself, as `add_host`.
     "group_by",
     "hostname",
     "include_vars",
+    "ini_file",
+    "known_hosts",
     "lineinfile",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
+    "modprobe",
     "package",
+    "package_facts",
+    "pam_limits",
     "pause",
     "ping",
     "raw",
     "replace",
     "script",
     "service",
+    "service_facts",
     "set_fact",
     "setup",
     "shell",
@@ -219,13 +240,68 @@ pub const SUPPORTED: &[&str] = &[
     "yum",
 ];
 
-/// True when `module` (without `ansible.builtin.`) is implemented here.
+/// True when `module` (its [`canonical`] name) is implemented here.
 pub fn is_supported(module: &str) -> bool {
     SUPPORTED.contains(&module)
 }
 
+/// The modules of collections this runner implements, by collection. ansible-core
+/// redirects their short names (`mount`, `ansible.builtin.sysctl`) to these collections
+/// (its `ansible_builtin_runtime.yml`), so the short name, the `ansible.builtin.` name and
+/// the collection's name all reach the same module.
+const COLLECTION_MODULES: &[(&str, &[&str])] = &[
+    ("ansible.posix.", &["authorized_key", "sysctl"]),
+    (
+        "community.general.",
+        &["ini_file", "modprobe", "pam_limits"],
+    ),
+];
+
+/// The name a task's module is known by here: without `ansible.builtin.` /
+/// `ansible.legacy.`, and a collection's module that this runner implements by its short
+/// name. Anything else is returned as written (and is refused, or is a plan's own).
+pub fn canonical(module: &str) -> &str {
+    if let Some(short) = module
+        .strip_prefix("ansible.builtin.")
+        .or_else(|| module.strip_prefix("ansible.legacy."))
+    {
+        return short;
+    }
+    for (prefix, names) in COLLECTION_MODULES {
+        if let Some(short) = module.strip_prefix(prefix)
+            && names.contains(&short)
+        {
+            return short;
+        }
+    }
+    module
+}
+
+/// Modules whose tools and files exist on Linux only (Debian's package configuration,
+/// Linux PAM and kernel modules, the Linux service managers).
+const LINUX_ONLY: &[&str] = &[
+    "debconf",
+    "dpkg_selections",
+    "modprobe",
+    "pam_limits",
+    "service_facts",
+];
+
+/// A module that cannot work on this host's platform fails on that host, naming the
+/// module and the platform, rather than refusing the whole deploy when it is planned.
+fn platform_refusal(module: &str, os: &str) -> Option<Outcome> {
+    (LINUX_ONLY.contains(&module) && os != "linux").then(|| {
+        Outcome::fail(format!(
+            "module '{module}' is not supported on this host's platform ({os}): it works on Linux only"
+        ))
+    })
+}
+
 /// Runs a module.
 pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    if let Some(refusal) = platform_refusal(module, std::env::consts::OS) {
+        return Ok(refusal);
+    }
     match module {
         "command" => command::command(args, ctx),
         "shell" => command::shell(args, ctx),
@@ -237,6 +313,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "find" => find::run(args, ctx),
         "slurp" => slurp::run(args, ctx),
         "get_url" => get_url::run(args, ctx),
+        "getent" => getent::run(args, ctx),
         "tempfile" => tempfile::run(args, ctx),
         "archive" => archive::archive(args, ctx),
         "unarchive" => archive::unarchive(args, ctx),
@@ -246,6 +323,16 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "fail" => control::fail(args, ctx),
         "include_vars" => control::include_vars(args, ctx),
         "lineinfile" => text::lineinfile(args, ctx),
+        "ini_file" => ini_file::run(args, ctx),
+        "known_hosts" => known_hosts::run(args, ctx),
+        "authorized_key" => authorized_key::run(args, ctx),
+        "assemble" => assemble::run(args, ctx),
+        "debconf" => debian::debconf(args, ctx),
+        "dpkg_selections" => debian::dpkg_selections(args, ctx),
+        "pam_limits" => pam_limits::run(args, ctx),
+        "package_facts" => package_facts::run(args, ctx),
+        "service_facts" => service_facts::run(args, ctx),
+        "modprobe" => modprobe::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
@@ -405,4 +492,40 @@ pub(crate) fn run_for_test(
         run_as: None,
     };
     run(module, args, &ctx)
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::canonical;
+
+    #[test]
+    fn builtin_collection_and_short_names_reach_one_module() {
+        assert_eq!(canonical("ansible.builtin.getent"), "getent");
+        assert_eq!(canonical("ansible.legacy.getent"), "getent");
+        assert_eq!(canonical("ansible.builtin.sysctl"), "sysctl");
+        assert_eq!(canonical("ansible.posix.sysctl"), "sysctl");
+        assert_eq!(canonical("community.general.ini_file"), "ini_file");
+        assert_eq!(canonical("ansible.builtin.ini_file"), "ini_file");
+        assert_eq!(canonical("ansible.posix.authorized_key"), "authorized_key");
+        // A collection's module the runner lacks keeps its name, so the refusal names it.
+        assert_eq!(
+            canonical("community.general.zypper"),
+            "community.general.zypper"
+        );
+        assert_eq!(canonical("ansible.posix.getent"), "ansible.posix.getent");
+    }
+
+    #[test]
+    fn a_linux_only_module_fails_on_another_platform_naming_both() {
+        let o = super::platform_refusal("debconf", "macos").unwrap();
+        assert!(o.failed);
+        assert_eq!(
+            o.msg.as_deref(),
+            Some(
+                "module 'debconf' is not supported on this host's platform (macos): it works on Linux only"
+            )
+        );
+        assert!(super::platform_refusal("debconf", "linux").is_none());
+        assert!(super::platform_refusal("ini_file", "macos").is_none());
+    }
 }
