@@ -27,6 +27,7 @@ pub mod modules;
 pub mod payload;
 pub mod plan;
 pub mod privilege;
+mod pyliteral;
 pub mod random;
 pub mod resolve;
 pub mod template;

@@ -337,7 +337,15 @@ impl Engine {
                             None => to_json(&v, raw)?,
                         }
                     }
-                    None => Value::String(self.render_str(&s, ctx)?),
+                    None => {
+                        // Ansible's `ansible_eval_concat`: text made of several parts
+                        // that reads as a Python list, dict or boolean becomes that value.
+                        let text = self.render_str(&s, ctx)?;
+                        match crate::pyliteral::convert_rendered(&text) {
+                            Some(v) => v,
+                            None => Value::String(text),
+                        }
+                    }
                 }
             }
             Value::Array(items) => Value::Array(
@@ -1407,6 +1415,25 @@ mod tests {
             e.render_value(&json!("n={{ n }}"), &c).unwrap(),
             json!("n=3")
         );
+    }
+
+    #[test]
+    fn text_of_several_parts_that_reads_as_a_python_literal_becomes_that_value() {
+        // ansible-core 2.18's ansible_eval_concat (the templating target's "convert JSON
+        // null, true, and false to Python").
+        let e = Engine::new();
+        let c = ctx(json!({"x": 2, "s": "a"}));
+        let r = |t: &str| e.render_value(&json!(t), &c).unwrap();
+        assert_eq!(
+            r(r#"{{ "" }}{"null": null, "true": true, "false": false}"#),
+            json!({"null": null, "true": true, "false": false})
+        );
+        assert_eq!(r("[1, {{ x }}]"), json!([1, 2]));
+        assert_eq!(r("{{ 'Tr' }}ue"), json!(true));
+        // What Python cannot read, or does not start as a literal, stays text.
+        assert_eq!(r("[{{ s }}]"), json!("[a]"));
+        assert_eq!(r("x [{{ x }}]"), json!("x [2]"));
+        assert_eq!(r("{{ 'No' }}ne"), json!("None"));
     }
 
     // Ansible 2.19: Jinja drops one final newline, a lone `{{ }}` keeps its type, and a
