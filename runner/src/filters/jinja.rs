@@ -1029,6 +1029,11 @@ mod tests {
                 ),
                 (r#""a b"|urlencode"#, r#""a%20b""#),
                 (r#"{'a': 'b c', 'd': 'é'}|urlencode"#, r#""a=b+c&d=%C3%A9""#),
+                // A dict keeps the order it was written in, as Python's does (filter_urls).
+                (
+                    r#"{'foo': 'bar', 'baz': 'buz'}|urlencode"#,
+                    r#""foo=bar&baz=buz""#,
+                ),
                 (r#"[['a','b'],['c','d']]|urlencode"#, r#""a=b&c=d""#),
                 (r#""a+b%20c%C3%A9"|urldecode"#, r#""a b cé""#),
                 (r#""  a  "|trim"#, r#""a""#),
