@@ -762,8 +762,24 @@ pub fn template(
     options: &Vars,
     place: &LookupPlace,
     files: CtlFiles<'_>,
-    render: &dyn Fn(&str, &Vars) -> Result<String, String>,
+    render: &dyn Fn(&str, &Vars, &TemplateSetup) -> Result<String, String>,
 ) -> Result<Vec<Value>, FileLookupError> {
+    let convert = match options.get("convert_data") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(t)) => crate::modules::args::truthy_str(t).unwrap_or(true),
+        Some(_) => true,
+    };
+    let delimiter = |name: &str, default: &str| match options.get(name) {
+        Some(Value::String(s)) => s.clone(),
+        _ => default.to_string(),
+    };
+    let syntax = [
+        delimiter("variable_start_string", "{{"),
+        delimiter("variable_end_string", "}}"),
+        delimiter("comment_start_string", "{#"),
+        delimiter("comment_end_string", "#}"),
+    ];
     let mut out = Vec::new();
     for term in term_strings(terms) {
         let found = place
@@ -784,11 +800,73 @@ pub fn template(
         if let Some(Value::Object(tv)) = options.get("template_vars") {
             extra.extend(tv.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        out.push(Value::String(
-            render(&source, &extra).map_err(|e| plugin(ANSIBLE_ERROR, e))?,
-        ));
+        // Jinja's search path for includes: the template's directory, then each entry
+        // of `ansible_search_path` with `templates/` and without, as the plugin sets it.
+        let mut search = vec![crate::resolve::dirname(&found).to_string()];
+        for p in &place.search {
+            search.push(crate::resolve::join(p, "templates"));
+            search.push(p.clone());
+        }
+        let setup = TemplateSetup {
+            search,
+            syntax: syntax.clone(),
+        };
+        let text = render(&source, &extra, &setup).map_err(|e| plugin(ANSIBLE_ERROR, e))?;
+        // convert_data (the default): text that reads as a Python literal becomes it.
+        out.push(
+            convert
+                .then(|| crate::pyliteral::convert_rendered(&text))
+                .flatten()
+                .unwrap_or(Value::String(text)),
+        );
     }
     Ok(out)
+}
+
+/// How a template lookup has its template rendered: where `{% include %}`,
+/// `{% import %}` and `{% extends %}` find other templates among the carried files, and
+/// the variable and comment delimiters (`{{`, `}}`, `{#`, `#}` unless the lookup's
+/// options change them).
+#[derive(Debug, Clone)]
+pub struct TemplateSetup {
+    /// Directories, in order.
+    pub search: Vec<String>,
+    /// Variable start and end, comment start and end.
+    pub syntax: [String; 4],
+}
+
+/// Renders `source` with `env`'s filters and settings, `setup`'s delimiters, and
+/// includes read from the files of the run ([`with_files`]) along `setup.search`, as
+/// Jinja's FileSystemLoader reads them on the controller.
+pub fn render_with_setup(
+    env: &minijinja::Environment<'_>,
+    source: &str,
+    ctx: &minijinja::value::Value,
+    setup: &TemplateSetup,
+) -> Result<String, minijinja::Error> {
+    let mut env = env.clone();
+    let [vs, ve, cs, ce] = &setup.syntax;
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .variable_delimiters(vs.clone(), ve.clone())
+        .comment_delimiters(cs.clone(), ce.clone())
+        .build()?;
+    env.set_syntax(syntax);
+    let shared = FILES.with(|c| c.borrow().clone()).unwrap_or_default();
+    let search = setup.search.clone();
+    env.set_loader(move |name: &str| {
+        let files = CtlFiles::new(&shared);
+        for dir in &search {
+            let path = crate::resolve::join(dir, name);
+            if files.is_file(&path) {
+                let bytes = files.bytes(&path).map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)
+                })?;
+                return Ok(Some(text_of(bytes)));
+            }
+        }
+        Ok(None)
+    });
+    env.render_str(source, ctx)
 }
 
 /// An option's text (`what` names it in errors), or its default.
@@ -1101,7 +1179,7 @@ pub struct Render<'r> {
     /// Templates a file name.
     pub name: &'r dyn Fn(&str) -> Option<String>,
     /// Renders a template's text with extra variables over those in scope.
-    pub template: &'r dyn Fn(&str, &Vars) -> Result<String, String>,
+    pub template: &'r dyn Fn(&str, &Vars, &TemplateSetup) -> Result<String, String>,
 }
 
 /// Runs the file lookup `name` (short name, one of [`FILE_LOOKUPS`]); `subdir` is where
@@ -1180,8 +1258,22 @@ impl minijinja::value::Object for Layered {
     }
 }
 
-/// A template renderer: source and variables to text.
-pub type RenderFn<'r> = &'r dyn Fn(&str, &minijinja::value::Value) -> Result<String, String>;
+/// `base` (a template context) with `extra` over it: the variables a template renders
+/// with when Ansible adds its own (`template_path`, `ansible_managed`, ...).
+pub fn layered(base: &minijinja::value::Value, extra: &Vars) -> minijinja::value::Value {
+    minijinja::value::Value::from_object(Layered {
+        extra: extra
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::template::to_jvalue(v)))
+            .collect(),
+        base: base.clone(),
+    })
+}
+
+/// A template renderer: source and variables (and, for a template lookup, its setup)
+/// to text.
+pub type RenderFn<'r> =
+    &'r dyn Fn(&str, &minijinja::value::Value, Option<&TemplateSetup>) -> Result<String, String>;
 
 /// A file lookup called from a template whose variables are `vars`, on the files of the
 /// run ([`with_files`]): what the lookup registry calls for the names in
@@ -1200,21 +1292,13 @@ pub fn lookup_in_scope(
     let place = LookupPlace::from_vars(vars);
     let name_render = |t: &str| -> Option<String> {
         if crate::template::is_template(t) {
-            render(t, vars).ok()
+            render(t, vars, None).ok()
         } else {
             Some(t.to_string())
         }
     };
-    let template_render = |src: &str, extra: &Vars| -> Result<String, String> {
-        let layered = Layered {
-            extra: extra
-                .iter()
-                .map(|(k, v)| (k.clone(), crate::template::to_jvalue(v)))
-                .collect(),
-            base: vars.clone(),
-        };
-        let ctx = minijinja::value::Value::from_object(layered);
-        render(src, &ctx)
+    let template_render = |src: &str, extra: &Vars, setup: &TemplateSetup| {
+        render(src, &layered(vars, extra), Some(setup))
     };
     let render = Render {
         name: &name_render,
@@ -1314,6 +1398,20 @@ mod tests {
             ("/p/roles/r/files/sub/c.txt", "c\n"),
             ("/p/files/p.txt", "play\n"),
             ("/p/roles/r/templates/t.j2", "T {{ who }} {{ extra }}\n"),
+            (
+                "/p/roles/r/templates/hello.txt",
+                "Hello {% include 'world.txt' %}!\n",
+            ),
+            ("/p/templates/world.txt", "world"),
+            (
+                "/p/roles/r/templates/custom.txt",
+                "Hello [% who %][# no #] {{ x }}!\n",
+            ),
+            ("/p/roles/r/templates/dict.j2", "{'a': '{{ who }}'}\n"),
+            (
+                "/p/roles/r/templates/bad.txt",
+                "{% include 'nowhere.txt' %}",
+            ),
         ] {
             s.files.insert(
                 path.to_string(),
@@ -1404,7 +1502,7 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let render = |src: &str, extra: &Vars| -> Result<String, String> {
+        let render = |src: &str, extra: &Vars, _: &TemplateSetup| -> Result<String, String> {
             assert_eq!(extra["template_path"], json!("/p/roles/r/templates/t.j2"));
             let engine = crate::template::Engine::new();
             let mut vars = json!({"who": "me"}).as_object().cloned().unwrap();
@@ -1537,8 +1635,12 @@ mod tests {
             "name": "foo1",
         }));
         let engine = crate::template::Engine::new();
-        let render = |s: &str, v: &minijinja::value::Value| {
-            engine.render_str(s, v).map_err(|e| e.to_string())
+        let render = |s: &str, v: &minijinja::value::Value, setup: Option<&TemplateSetup>| {
+            match setup {
+                Some(setup) => engine.render_with_setup(s, v, setup),
+                None => engine.render_str(s, v),
+            }
+            .map_err(|e| e.to_string())
         };
         let none = Vars::new();
         let call = |name: &str, terms: Value| {
@@ -1557,6 +1659,44 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(strs(&out), ["T me x\n"]);
+            // lookup_template: includes are found beside the template and along the
+            // search path (with and without `templates/`), delimiters can be changed,
+            // and text that reads as a Python dict becomes one unless convert_data=False.
+            let opts = |o: Value| o.as_object().cloned().unwrap();
+            let one = |t: &str, o: Value| {
+                lookup_in_scope("template", &json!([t]), &opts(o), "files", &vars, &render)
+                    .unwrap()
+                    .unwrap()
+                    .remove(0)
+            };
+            assert_eq!(one("hello.txt", json!({})), json!("Hello world!\n"));
+            assert_eq!(
+                one(
+                    "custom.txt",
+                    json!({"variable_start_string": "[%", "variable_end_string": "%]",
+                    "comment_start_string": "[#", "comment_end_string": "#]"})
+                ),
+                json!("Hello me {{ x }}!\n")
+            );
+            assert_eq!(one("dict.j2", json!({})), json!({"a": "me"}));
+            assert_eq!(
+                one("dict.j2", json!({"convert_data": false})),
+                json!("{'a': 'me'}\n")
+            );
+            let missing = lookup_in_scope(
+                "template",
+                &json!(["bad.txt"]),
+                &none,
+                "files",
+                &vars,
+                &render,
+            )
+            .unwrap()
+            .unwrap_err();
+            assert!(
+                format!("{missing:?}").contains("nowhere.txt"),
+                "{missing:?}"
+            );
         });
         // Outside a run nothing is carried.
         assert!(call("file", json!(["foo1"])).is_err());

@@ -254,6 +254,20 @@ impl Engine {
             .map_err(|e| err(source, &e))
     }
 
+    /// Renders a template string with a template lookup's setup (include search path,
+    /// delimiters): see [`crate::ctlfiles::render_with_setup`].
+    pub fn render_with_setup(
+        &self,
+        source: &str,
+        ctx: &JValue,
+        setup: &crate::ctlfiles::TemplateSetup,
+    ) -> Result<String, TemplateError> {
+        crate::lookups::with_scope(ctx, || {
+            crate::ctlfiles::render_with_setup(&self.env, source, ctx, setup)
+        })
+        .map_err(|e| err(source, &e))
+    }
+
     /// Evaluates an expression to a value.
     pub fn eval(&self, expr: &str, ctx: &JValue) -> Result<JValue, TemplateError> {
         if let Some(at) = stray_variable_end(expr) {
@@ -323,7 +337,17 @@ impl Engine {
                 let s = escape_backslashes(raw);
                 match native_expression(&s) {
                     Some(expr) => {
-                        let v = self.eval(expr, ctx)?;
+                        let mut v = self.eval(expr, ctx)?;
+                        // ansible-core 2.18: a template that names one variable
+                        // (`SINGLE_VAR`, `{{ name }}`) gives its None as it is; any
+                        // other expression goes through `_ansible_finalize`, which
+                        // turns None into the empty string (`{{ lookup(...) }}` with
+                        // errors='ignore' is '').
+                        let bare_name =
+                            expr.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                        if v.is_none() && !bare_name {
+                            v = JValue::from("");
+                        }
                         match v.as_str() {
                             Some(text) => {
                                 let text = with_trailing_newlines(raw, text.to_string());
@@ -1453,6 +1477,10 @@ mod tests {
         assert_eq!(r("{{ n5 }} "), json!("5 "));
         assert_eq!(r("{{ n }}"), json!(null));
         assert_eq!(r("{{ n }}\n"), json!(null));
+        // Any other expression giving None is the empty string, as 2.18's finalize
+        // makes it (lookup_first_found: `lookup('first_found', ..., errors='ignore')`).
+        assert_eq!(r("{{ d.get('x') }}"), json!(""));
+        assert_eq!(r("{{ n | default(None) }}"), json!(""));
         assert_eq!(r("{{ d }}\n"), json!({"a": 1}));
         assert_eq!(r("{{- n5 -}}"), json!(5));
         assert_eq!(r("x {{ n }}"), json!("x "));
