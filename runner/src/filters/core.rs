@@ -1099,7 +1099,28 @@ fn regex_replace(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
             "'{pattern}' should match {mandatory} times, but matches {count} times in '{value}'"
         )));
     }
-    Ok(re.replacen(&value, count, template.as_str()).into_owned())
+    // Built match by match, so a replacement that multiplies the text (an empty
+    // pattern matches between every two characters) stops at the bound of every
+    // filter's result instead of growing until an allocation fails.
+    let mut out = String::new();
+    let mut last = 0;
+    for (i, caps) in re.captures_iter(&value).enumerate() {
+        if count != 0 && i >= count {
+            break;
+        }
+        let Some(m) = caps.get(0) else { continue };
+        out.push_str(value.get(last..m.start()).unwrap_or_default());
+        caps.expand(template.as_str(), &mut out);
+        last = m.end();
+        if out.len() > super::MAX_FILTER_OUTPUT {
+            return Err(invalid(format!(
+                "regex_replace: the result would hold more than {} MiB",
+                super::MAX_FILTER_OUTPUT >> 20
+            )));
+        }
+    }
+    out.push_str(value.get(last..).unwrap_or_default());
+    Ok(out)
 }
 
 fn regex_search(v: JValue, pattern: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
