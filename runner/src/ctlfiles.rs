@@ -388,6 +388,10 @@ pub struct LookupPlace {
     pub basedir: String,
     /// Whether `role_path` is defined.
     pub in_role: bool,
+    /// Whether the host is the controller (`ansible_connection: local`): then a file the
+    /// payload does not carry, named by an absolute path, is read where Ansible reads
+    /// it, from this machine (a file a task wrote during the run, say).
+    pub local: bool,
 }
 
 impl LookupPlace {
@@ -413,6 +417,7 @@ impl LookupPlace {
         LookupPlace {
             search,
             in_role: text("role_path").is_some(),
+            local: text("ansible_connection").as_deref() == Some("local"),
             basedir,
         }
     }
@@ -502,15 +507,20 @@ pub fn file(
                 format!("The 'file' lookup had an issue accessing the file '{term}'. {e}"),
             )
         };
-        let Some(found) = place
+        let found = place
             .find(files, "files", &term)
-            .filter(|f| files.is_file(f))
-        else {
-            return Err(issue(
-                "file not found, use -vvvvv to see paths searched".to_string(),
-            ));
+            .filter(|f| files.is_file(f));
+        let mut text = match found {
+            Some(found) => text_of(files.bytes(&found).map_err(issue)?),
+            None if place.local && term.starts_with('/') => {
+                text_of(&read_local(&term).map_err(issue)?)
+            }
+            None => {
+                return Err(issue(
+                    "file not found, use -vvvvv to see paths searched".to_string(),
+                ));
+            }
         };
-        let mut text = text_of(files.bytes(&found).map_err(issue)?);
         if opt_bool(options, "lstrip", false) {
             text = text.trim_start().to_string();
         }
@@ -520,6 +530,32 @@ pub fn file(
         out.push(Value::String(text));
     }
     Ok(out)
+}
+
+/// The most a file lookup reads from a local host's own files.
+const LOCAL_READ_LIMIT: u64 = 64 << 20;
+
+/// A regular file of this machine, for a local host's file lookup (bounded, so that a
+/// lookup of `/dev/zero` or a huge log fails instead of exhausting memory).
+fn read_local(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let missing = || "file not found, use -vvvvv to see paths searched".to_string();
+    let f = std::fs::File::open(path).map_err(|_| missing())?;
+    let meta = f.metadata().map_err(|_| missing())?;
+    if !meta.is_file() {
+        return Err(missing());
+    }
+    let mut buf = Vec::new();
+    f.take(LOCAL_READ_LIMIT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > LOCAL_READ_LIMIT {
+        return Err(format!(
+            "the file is larger than {} MiB, the most a lookup reads",
+            LOCAL_READ_LIMIT >> 20
+        ));
+    }
+    Ok(buf)
 }
 
 /// `lookup('unvault', ...)`: each file's content as it is (the packer carries a vaulted
@@ -1425,6 +1461,7 @@ mod tests {
             search: vec!["/p/roles/r".into(), "/p/roles/r/tasks".into(), "/p".into()],
             basedir: "/p".into(),
             in_role: true,
+            local: false,
         };
         (s, place)
     }
@@ -1459,6 +1496,29 @@ mod tests {
         // Names that cannot be templated are passed over.
         let undefined = |t: &str| (t != "foo1").then(|| t.to_string());
         assert!(first_found(&json!(["foo1"]), &opts, "files", &place, f, &undefined).is_err());
+    }
+
+    #[test]
+    fn a_local_hosts_file_lookup_reads_its_own_files_by_absolute_path() {
+        // lookup_file: a file a task wrote during the run, on a host that is the
+        // controller (ansible_connection: local).
+        let (s, mut place) = lookup_project();
+        let f = CtlFiles::new(&s);
+        let none = Vars::new();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foo.txt");
+        std::fs::write(&path, "bar\n").unwrap();
+        let term = json!([path.display().to_string()]);
+        // Not the controller: only carried files are found.
+        assert!(file(&term, &none, &place, f).is_err());
+        place.local = true;
+        assert_eq!(strs(&file(&term, &none, &place, f).unwrap()), ["bar"]);
+        // A directory or a missing file is "file not found", as in Ansible.
+        let dir_term = json!([dir.path().display().to_string()]);
+        let e = format!("{:?}", file(&dir_term, &none, &place, f).unwrap_err());
+        assert!(e.contains("file not found"), "{e}");
+        // Relative names still come from the carried trees only.
+        assert!(file(&json!(["foo.txt"]), &none, &place, f).is_err());
     }
 
     #[test]
