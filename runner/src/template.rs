@@ -268,6 +268,20 @@ impl Engine {
         .map_err(|e| err(source, &e))
     }
 
+    /// When `raw` is one `{{ expression }}` whose value is a mapping object of the
+    /// runner's own (`hostvars`, a host's variables), that object as it is: such a value
+    /// renders its members when they are used, as Ansible's hostvars do, so that
+    /// `all: "{{ hostvars[inventory_hostname] }}"` then `all.foo` renders `foo` only.
+    pub(crate) fn lone_lazy_object(&self, raw: &str, ctx: &JValue) -> Option<JValue> {
+        let s = escape_backslashes(raw);
+        let expr = native_expression(&s)?;
+        let v = self.eval(expr, ctx).ok()?;
+        let obj = v.as_object()?;
+        let lazy = obj.downcast_ref::<crate::lazyvars::LazyVars>().is_some()
+            || obj.downcast_ref::<crate::lazyvars::HostVars>().is_some();
+        lazy.then_some(v)
+    }
+
     /// Evaluates an expression to a value.
     pub fn eval(&self, expr: &str, ctx: &JValue) -> Result<JValue, TemplateError> {
         if let Some(at) = stray_variable_end(expr) {
