@@ -887,6 +887,9 @@ pub fn render_with_setup(
         .comment_delimiters(cs.clone(), ce.clone())
         .build()?;
     env.set_syntax(syntax);
+    // Jinja's default, which Ansible keeps: an included template loses its final
+    // newline; the template itself gets its own back (`preserve_trailing_newlines`).
+    env.set_keep_trailing_newline(false);
     let shared = FILES.with(|c| c.borrow().clone()).unwrap_or_default();
     let search = setup.search.clone();
     env.set_loader(move |name: &str| {
@@ -902,7 +905,8 @@ pub fn render_with_setup(
         }
         Ok(None)
     });
-    env.render_str(source, ctx)
+    let out = env.render_str(source, ctx)?;
+    Ok(crate::template::with_trailing_newlines(source, out))
 }
 
 /// An option's text (`what` names it in errors), or its default.
@@ -1438,7 +1442,7 @@ mod tests {
                 "/p/roles/r/templates/hello.txt",
                 "Hello {% include 'world.txt' %}!\n",
             ),
-            ("/p/templates/world.txt", "world"),
+            ("/p/templates/world.txt", "world\n"),
             (
                 "/p/roles/r/templates/custom.txt",
                 "Hello [% who %][# no #] {{ x }}!\n",

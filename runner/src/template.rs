@@ -155,7 +155,7 @@ fn native_expression(s: &str) -> Option<&str> {
 }
 
 /// Ansible gives a string result back the final newlines its template had and Jinja dropped.
-fn with_trailing_newlines(source: &str, mut rendered: String) -> String {
+pub(crate) fn with_trailing_newlines(source: &str, mut rendered: String) -> String {
     let count = |t: &str| t.len() - t.trim_end_matches('\n').len();
     let missing = count(source).saturating_sub(count(&rendered));
     rendered.push_str(&"\n".repeat(missing));
