@@ -162,6 +162,7 @@ pub fn include_vars(
     place: &Place<'_>,
     role_path: Option<&str>,
     files: CtlFiles<'_>,
+    local: bool,
     current: &dyn Fn(&str) -> Option<Value>,
 ) -> Result<Included, String> {
     const DIR_ARGS: [&str; 6] = [
@@ -211,6 +212,17 @@ pub fn include_vars(
                 None if files.shared.files.contains_key(&source) => files
                     .embedded_json(&source)
                     .inspect(|_| out.files.push(source.clone())),
+                // A local host is the controller: a file a task wrote during the run,
+                // named by its absolute path, is read from the machine (as `file`).
+                None if local
+                    && source.starts_with('/')
+                    && std::path::Path::new(&source).is_file() =>
+                {
+                    read_local(&source)
+                        .and_then(|b| local_vars(&b))
+                        .map_err(|e| format!("{source}: {e}"))
+                        .inspect(|_| out.files.push(source.clone()))
+                }
                 None => Err(format!(
                     "Could not find or access '{source}'\nSearched in:\n\t{} on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option",
                     candidates.join("\n\t")
@@ -530,6 +542,21 @@ pub fn file(
         out.push(Value::String(text));
     }
     Ok(out)
+}
+
+/// A variables file of a local host's own, read as Ansible's loader reads YAML (JSON is
+/// YAML): one mapping.
+fn local_vars(bytes: &[u8]) -> Result<Vars, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_string())?;
+    let docs = crate::filters::yaml_in::load_all(text)?;
+    match docs.into_iter().next() {
+        None => Ok(Vars::new()),
+        Some(v) if v.is_none() => Ok(Vars::new()),
+        Some(v) => match serde_json::to_value(&v).map_err(|e| e.to_string())? {
+            Value::Object(m) => Ok(m),
+            _ => Err("a variables file must hold a mapping".into()),
+        },
+    }
 }
 
 /// The most a file lookup reads from a local host's own files.
@@ -1500,6 +1527,37 @@ mod tests {
         // Names that cannot be templated are passed over.
         let undefined = |t: &str| (t != "foo1").then(|| t.to_string());
         assert!(first_found(&json!(["foo1"]), &opts, "files", &place, f, &undefined).is_err());
+    }
+
+    #[test]
+    fn a_local_hosts_include_vars_reads_its_own_file_by_absolute_path() {
+        // special_vars: a template task writes a YAML file into output_dir, then
+        // include_vars reads it back on a host that is the controller.
+        let s = Shared::default();
+        let f = CtlFiles::new(&s);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.yaml");
+        std::fs::write(&path, "a: 1\nb: \"x\"\nc: yes\n").unwrap();
+        let args = json!({"file": path.display().to_string()})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let place = crate::resolve::Place {
+            roles: Vec::new(),
+            task_dir: "/p",
+            playbook_dir: "/p",
+        };
+        let none = |_: &str| None;
+        let got = include_vars(&args, &place, None, f, true, &none).unwrap();
+        assert_eq!(got.error, None);
+        assert_eq!(
+            Value::Object(got.vars),
+            json!({"a": 1, "b": "x", "c": true})
+        );
+        assert_eq!(got.files, [path.display().to_string()]);
+        // Not the controller: only carried files.
+        let got = include_vars(&args, &place, None, f, false, &none).unwrap();
+        assert!(got.error.unwrap().contains("Could not find or access"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod events;
 pub mod exec;
 pub mod exit;
 pub mod facts;
-mod filters;
+pub(crate) mod filters;
 pub mod hex;
 pub mod install;
 pub mod keywords;

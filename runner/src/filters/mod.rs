@@ -17,7 +17,7 @@ mod math;
 mod password;
 mod testplugins;
 mod urls;
-mod yaml_in;
+pub(crate) mod yaml_in;
 
 use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
