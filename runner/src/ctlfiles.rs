@@ -654,6 +654,10 @@ pub fn first_found(
         if let Some(found) = place.find(files, subdir, &name) {
             return Ok(vec![Value::String(crate::resolve::normalize(&found))]);
         }
+        // A local host is the controller: an absolute name is looked for on it too.
+        if place.local && name.starts_with('/') && std::path::Path::new(&name).exists() {
+            return Ok(vec![Value::String(crate::resolve::normalize(&name))]);
+        }
     }
     if skip {
         return Ok(Vec::new());
@@ -1581,6 +1585,21 @@ mod tests {
         assert!(e.contains("file not found"), "{e}");
         // Relative names still come from the carried trees only.
         assert!(file(&json!(["foo.txt"]), &none, &place, f).is_err());
+        // first_found looks for an absolute name on the machine too (lookup_first_found:
+        // `paths: /etc` finds /etc/hosts).
+        let name = |t: &str| Some(t.to_string());
+        let found = first_found(
+            &json!(["/nope/x", path.display().to_string()]),
+            &none,
+            "files",
+            &place,
+            f,
+            &name,
+        )
+        .unwrap();
+        assert_eq!(strs(&found), [path.display().to_string()]);
+        place.local = false;
+        assert!(first_found(&term, &none, "files", &place, f, &name).is_err());
     }
 
     #[test]
