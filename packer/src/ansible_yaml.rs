@@ -141,6 +141,45 @@ struct Builder {
 /// Reads one YAML document as Ansible's loader does. An empty text (or only comments)
 /// is null; more than one document is refused, as `AnsibleLoader.get_single_data` does.
 pub fn load(text: &str) -> Result<Yaml, LoadError> {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    let mut first_error = None;
+    for _ in 0..=MAX_FLOW_REINDENTS {
+        match load_once(&text) {
+            Ok(v) => return Ok(v),
+            Err(Reading::Stop(e)) => return Err(first_error.unwrap_or(e)),
+            Err(Reading::FlowIndent(e, index)) => {
+                // PyYAML does not check indentation inside `{...}` and `[...]` (its
+                // scanner's `unwind_indent` returns at once in flow context); saphyr
+                // wants flow content indented past the enclosing block, so a closing
+                // `}` in the key's column is an error to it. Indentation means nothing
+                // inside a flow collection (line breaks fold, leading spaces go), so the
+                // offending line is moved one column right and the text read again.
+                let at = line_start(&text, index);
+                let mut shifted = text.into_owned();
+                shifted.insert(at, ' ');
+                text = std::borrow::Cow::Owned(shifted);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| LoadError {
+        line: None,
+        column: None,
+        msg: "invalid indentation".into(),
+    }))
+}
+
+/// How many columns, in all, flow content may be moved right to read as PyYAML reads it.
+const MAX_FLOW_REINDENTS: usize = 256;
+
+/// Why one reading stopped: an error, or saphyr's indentation check inside a flow
+/// collection (with the character index of the offending token), which PyYAML skips.
+enum Reading {
+    Stop(LoadError),
+    FlowIndent(LoadError, usize),
+}
+
+fn load_once(text: &str) -> Result<Yaml, Reading> {
     let mut b = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
@@ -149,10 +188,37 @@ pub fn load(text: &str) -> Result<Yaml, LoadError> {
         documents: 0,
     };
     for event in saphyr_parser::Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| LoadError::at(*e.marker(), e.info()))?;
-        b.event(event, span.start)?;
+        let (event, span) = match event {
+            Ok(ev) => ev,
+            Err(e) => {
+                let err = LoadError::at(*e.marker(), e.info());
+                let in_flow = b.stack.last().is_some_and(|f| {
+                    let start = match f {
+                        Frame::Seq { start, .. } | Frame::Map { start, .. } => start.index(),
+                    };
+                    matches!(text.chars().nth(start), Some('{' | '['))
+                });
+                return Err(if in_flow && e.info().starts_with("invalid indentation") {
+                    Reading::FlowIndent(err, e.marker().index())
+                } else {
+                    Reading::Stop(err)
+                });
+            }
+        };
+        b.event(event, span.start).map_err(Reading::Stop)?;
     }
     Ok(b.root.unwrap_or(Yaml::Null))
+}
+
+/// The byte offset where the line holding character `index` starts.
+fn line_start(text: &str, index: usize) -> usize {
+    let byte = text
+        .char_indices()
+        .nth(index)
+        .map_or(text.len(), |(b, _)| b);
+    text.get(..byte)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |nl| nl + 1)
 }
 
 impl Builder {
@@ -933,6 +999,20 @@ mod tests {
             .collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(to_json(&v).unwrap(), json!({"a": 3, "b": 2}));
+    }
+
+    #[test]
+    fn flow_collections_ignore_indentation_as_pyyaml_does() {
+        // filter_core's vars/main.yml: a JSON object as a value, closed in the key's column.
+        let text = "a: 1\nexample: {\n    \"k\": [\n        1,\n  2\n],\n    \"s\": \"x\n  y\"\n}\nb:\n  c: [1,\n2]\n";
+        let v = to_json(&load(text).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"a": 1, "example": {"k": [1, 2], "s": "x y"}, "b": {"c": [1, 2]}})
+        );
+        // Block structure keeps its rules: a badly indented block line is still refused.
+        let err = load("a:\n  b: 1\n c: 2\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err:?}");
     }
 
     #[test]

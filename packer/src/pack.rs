@@ -315,7 +315,24 @@ pub(crate) fn host_vars(host: &Host) -> Vars {
         .to_string();
     vars.insert("inventory_hostname_short".into(), short.into());
     vars.insert("group_names".into(), host.groups.clone().into());
+    connection_vars(&mut vars, &host.name);
     vars
+}
+
+/// The connection settings Ansible's `PlayContext.update_vars` gives every task under
+/// their variable names when no variable sets them: the address (`ansible_host`,
+/// `ansible_ssh_host`: the inventory name unless one of them is set) and the connection
+/// type (`ssh` unless set).
+fn connection_vars(vars: &mut Vars, name: &str) {
+    let addr = ["ansible_host", "ansible_ssh_host"]
+        .iter()
+        .find_map(|k| vars.get(*k).cloned())
+        .unwrap_or_else(|| name.into());
+    for k in ["ansible_host", "ansible_ssh_host"] {
+        vars.entry(k).or_insert_with(|| addr.clone());
+    }
+    vars.entry("ansible_connection")
+        .or_insert_with(|| "ssh".into());
 }
 
 /// Cuts a plan down to each host: one per deploy, so that what hosts running the same
@@ -521,6 +538,8 @@ fn run_magic(plan: &DeployPlan, inventory: &Inventory, settings: &PayloadSetting
         "omit".into(),
         format!("__omit_place_holder__{}", token.get(..40).unwrap_or(&token)).into(),
     );
+    // The deployer has no verbosity levels; Ansible's default run is 0.
+    magic.entry("ansible_verbosity").or_insert_with(|| 0.into());
     let (major, minor, revision) = ANSIBLE_VERSION;
     let full = format!("{major}.{minor}.{revision}");
     magic.insert(

@@ -176,6 +176,32 @@ mod resolve {
     }
 
     #[test]
+    fn connection_settings_and_verbosity_are_variables_as_in_ansible() {
+        // PlayContext.update_vars: the address and connection type are variables even
+        // when the inventory does not set them (lookup_vars reads `ansible_host`).
+        let dir = project(&[
+            (
+                "hosts.ini",
+                "[web]\nweb1 ansible_connection=local\nweb2 ansible_ssh_host=10.0.0.2 ansible_connection=local\nweb3 ansible_host=10.0.0.3\n",
+            ),
+            (
+                "site.yml",
+                r#"
+- hosts: web
+  gather_facts: false
+  tasks:
+    - debug:
+        msg: "{{ ansible_host }} {{ ansible_ssh_host }} {{ ansible_connection }} {{ lookup('vars', 'ansible_host') }} {{ ansible_verbosity }}"
+"#,
+            ),
+        ]);
+        let msgs = |h| run(dir.path(), "site.yml", h).msgs();
+        assert_eq!(msgs("web1"), vec!["web1 web1 local web1 0"]);
+        assert_eq!(msgs("web2"), vec!["10.0.0.2 10.0.0.2 local 10.0.0.2 0"]);
+        assert_eq!(msgs("web3"), vec!["10.0.0.3 10.0.0.3 ssh 10.0.0.3 0"]);
+    }
+
+    #[test]
     fn playbook_and_inventory_directories_are_the_controller_paths() {
         let dir = project(&[
             ("inv/hosts.ini", HOSTS),

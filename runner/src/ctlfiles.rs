@@ -162,6 +162,7 @@ pub fn include_vars(
     place: &Place<'_>,
     role_path: Option<&str>,
     files: CtlFiles<'_>,
+    local: bool,
     current: &dyn Fn(&str) -> Option<Value>,
 ) -> Result<Included, String> {
     const DIR_ARGS: [&str; 6] = [
@@ -211,6 +212,17 @@ pub fn include_vars(
                 None if files.shared.files.contains_key(&source) => files
                     .embedded_json(&source)
                     .inspect(|_| out.files.push(source.clone())),
+                // A local host is the controller: a file a task wrote during the run,
+                // named by its absolute path, is read from the machine (as `file`).
+                None if local
+                    && source.starts_with('/')
+                    && std::path::Path::new(&source).is_file() =>
+                {
+                    read_local(&source)
+                        .and_then(|b| local_vars(&b))
+                        .map_err(|e| format!("{source}: {e}"))
+                        .inspect(|_| out.files.push(source.clone()))
+                }
                 None => Err(format!(
                     "Could not find or access '{source}'\nSearched in:\n\t{} on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option",
                     candidates.join("\n\t")
@@ -388,6 +400,10 @@ pub struct LookupPlace {
     pub basedir: String,
     /// Whether `role_path` is defined.
     pub in_role: bool,
+    /// Whether the host is the controller (`ansible_connection: local`): then a file the
+    /// payload does not carry, named by an absolute path, is read where Ansible reads
+    /// it, from this machine (a file a task wrote during the run, say).
+    pub local: bool,
 }
 
 impl LookupPlace {
@@ -413,6 +429,7 @@ impl LookupPlace {
         LookupPlace {
             search,
             in_role: text("role_path").is_some(),
+            local: text("ansible_connection").as_deref() == Some("local"),
             basedir,
         }
     }
@@ -502,15 +519,20 @@ pub fn file(
                 format!("The 'file' lookup had an issue accessing the file '{term}'. {e}"),
             )
         };
-        let Some(found) = place
+        let found = place
             .find(files, "files", &term)
-            .filter(|f| files.is_file(f))
-        else {
-            return Err(issue(
-                "file not found, use -vvvvv to see paths searched".to_string(),
-            ));
+            .filter(|f| files.is_file(f));
+        let mut text = match found {
+            Some(found) => text_of(files.bytes(&found).map_err(issue)?),
+            None if place.local && term.starts_with('/') => {
+                text_of(&read_local(&term).map_err(issue)?)
+            }
+            None => {
+                return Err(issue(
+                    "file not found, use -vvvvv to see paths searched".to_string(),
+                ));
+            }
         };
-        let mut text = text_of(files.bytes(&found).map_err(issue)?);
         if opt_bool(options, "lstrip", false) {
             text = text.trim_start().to_string();
         }
@@ -520,6 +542,47 @@ pub fn file(
         out.push(Value::String(text));
     }
     Ok(out)
+}
+
+/// A variables file of a local host's own, read as Ansible's loader reads YAML (JSON is
+/// YAML): one mapping.
+fn local_vars(bytes: &[u8]) -> Result<Vars, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_string())?;
+    let docs = crate::filters::yaml_in::load_all(text)?;
+    match docs.into_iter().next() {
+        None => Ok(Vars::new()),
+        Some(v) if v.is_none() => Ok(Vars::new()),
+        Some(v) => match serde_json::to_value(&v).map_err(|e| e.to_string())? {
+            Value::Object(m) => Ok(m),
+            _ => Err("a variables file must hold a mapping".into()),
+        },
+    }
+}
+
+/// The most a file lookup reads from a local host's own files.
+const LOCAL_READ_LIMIT: u64 = 64 << 20;
+
+/// A regular file of this machine, for a local host's file lookup (bounded, so that a
+/// lookup of `/dev/zero` or a huge log fails instead of exhausting memory).
+fn read_local(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let missing = || "file not found, use -vvvvv to see paths searched".to_string();
+    let f = std::fs::File::open(path).map_err(|_| missing())?;
+    let meta = f.metadata().map_err(|_| missing())?;
+    if !meta.is_file() {
+        return Err(missing());
+    }
+    let mut buf = Vec::new();
+    f.take(LOCAL_READ_LIMIT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > LOCAL_READ_LIMIT {
+        return Err(format!(
+            "the file is larger than {} MiB, the most a lookup reads",
+            LOCAL_READ_LIMIT >> 20
+        ));
+    }
+    Ok(buf)
 }
 
 /// `lookup('unvault', ...)`: each file's content as it is (the packer carries a vaulted
@@ -590,6 +653,10 @@ pub fn first_found(
         };
         if let Some(found) = place.find(files, subdir, &name) {
             return Ok(vec![Value::String(crate::resolve::normalize(&found))]);
+        }
+        // A local host is the controller: an absolute name is looked for on it too.
+        if place.local && name.starts_with('/') && std::path::Path::new(&name).exists() {
+            return Ok(vec![Value::String(crate::resolve::normalize(&name))]);
         }
     }
     if skip {
@@ -762,8 +829,24 @@ pub fn template(
     options: &Vars,
     place: &LookupPlace,
     files: CtlFiles<'_>,
-    render: &dyn Fn(&str, &Vars) -> Result<String, String>,
+    render: &dyn Fn(&str, &Vars, &TemplateSetup) -> Result<String, String>,
 ) -> Result<Vec<Value>, FileLookupError> {
+    let convert = match options.get("convert_data") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(t)) => crate::modules::args::truthy_str(t).unwrap_or(true),
+        Some(_) => true,
+    };
+    let delimiter = |name: &str, default: &str| match options.get(name) {
+        Some(Value::String(s)) => s.clone(),
+        _ => default.to_string(),
+    };
+    let syntax = [
+        delimiter("variable_start_string", "{{"),
+        delimiter("variable_end_string", "}}"),
+        delimiter("comment_start_string", "{#"),
+        delimiter("comment_end_string", "#}"),
+    ];
     let mut out = Vec::new();
     for term in term_strings(terms) {
         let found = place
@@ -784,11 +867,77 @@ pub fn template(
         if let Some(Value::Object(tv)) = options.get("template_vars") {
             extra.extend(tv.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        out.push(Value::String(
-            render(&source, &extra).map_err(|e| plugin(ANSIBLE_ERROR, e))?,
-        ));
+        // Jinja's search path for includes: the template's directory, then each entry
+        // of `ansible_search_path` with `templates/` and without, as the plugin sets it.
+        let mut search = vec![crate::resolve::dirname(&found).to_string()];
+        for p in &place.search {
+            search.push(crate::resolve::join(p, "templates"));
+            search.push(p.clone());
+        }
+        let setup = TemplateSetup {
+            search,
+            syntax: syntax.clone(),
+        };
+        let text = render(&source, &extra, &setup).map_err(|e| plugin(ANSIBLE_ERROR, e))?;
+        // convert_data (the default): text that reads as a Python literal becomes it.
+        out.push(
+            convert
+                .then(|| crate::pyliteral::convert_rendered(&text))
+                .flatten()
+                .unwrap_or(Value::String(text)),
+        );
     }
     Ok(out)
+}
+
+/// How a template lookup has its template rendered: where `{% include %}`,
+/// `{% import %}` and `{% extends %}` find other templates among the carried files, and
+/// the variable and comment delimiters (`{{`, `}}`, `{#`, `#}` unless the lookup's
+/// options change them).
+#[derive(Debug, Clone)]
+pub struct TemplateSetup {
+    /// Directories, in order.
+    pub search: Vec<String>,
+    /// Variable start and end, comment start and end.
+    pub syntax: [String; 4],
+}
+
+/// Renders `source` with `env`'s filters and settings, `setup`'s delimiters, and
+/// includes read from the files of the run ([`with_files`]) along `setup.search`, as
+/// Jinja's FileSystemLoader reads them on the controller.
+pub fn render_with_setup(
+    env: &minijinja::Environment<'_>,
+    source: &str,
+    ctx: &minijinja::value::Value,
+    setup: &TemplateSetup,
+) -> Result<String, minijinja::Error> {
+    let mut env = env.clone();
+    let [vs, ve, cs, ce] = &setup.syntax;
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .variable_delimiters(vs.clone(), ve.clone())
+        .comment_delimiters(cs.clone(), ce.clone())
+        .build()?;
+    env.set_syntax(syntax);
+    // Jinja's default, which Ansible keeps: an included template loses its final
+    // newline; the template itself gets its own back (`preserve_trailing_newlines`).
+    env.set_keep_trailing_newline(false);
+    let shared = FILES.with(|c| c.borrow().clone()).unwrap_or_default();
+    let search = setup.search.clone();
+    env.set_loader(move |name: &str| {
+        let files = CtlFiles::new(&shared);
+        for dir in &search {
+            let path = crate::resolve::join(dir, name);
+            if files.is_file(&path) {
+                let bytes = files.bytes(&path).map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)
+                })?;
+                return Ok(Some(text_of(bytes)));
+            }
+        }
+        Ok(None)
+    });
+    let out = env.render_str(source, ctx)?;
+    Ok(crate::template::with_trailing_newlines(source, out))
 }
 
 /// An option's text (`what` names it in errors), or its default.
@@ -1101,7 +1250,7 @@ pub struct Render<'r> {
     /// Templates a file name.
     pub name: &'r dyn Fn(&str) -> Option<String>,
     /// Renders a template's text with extra variables over those in scope.
-    pub template: &'r dyn Fn(&str, &Vars) -> Result<String, String>,
+    pub template: &'r dyn Fn(&str, &Vars, &TemplateSetup) -> Result<String, String>,
 }
 
 /// Runs the file lookup `name` (short name, one of [`FILE_LOOKUPS`]); `subdir` is where
@@ -1180,8 +1329,22 @@ impl minijinja::value::Object for Layered {
     }
 }
 
-/// A template renderer: source and variables to text.
-pub type RenderFn<'r> = &'r dyn Fn(&str, &minijinja::value::Value) -> Result<String, String>;
+/// `base` (a template context) with `extra` over it: the variables a template renders
+/// with when Ansible adds its own (`template_path`, `ansible_managed`, ...).
+pub fn layered(base: &minijinja::value::Value, extra: &Vars) -> minijinja::value::Value {
+    minijinja::value::Value::from_object(Layered {
+        extra: extra
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::template::to_jvalue(v)))
+            .collect(),
+        base: base.clone(),
+    })
+}
+
+/// A template renderer: source and variables (and, for a template lookup, its setup)
+/// to text.
+pub type RenderFn<'r> =
+    &'r dyn Fn(&str, &minijinja::value::Value, Option<&TemplateSetup>) -> Result<String, String>;
 
 /// A file lookup called from a template whose variables are `vars`, on the files of the
 /// run ([`with_files`]): what the lookup registry calls for the names in
@@ -1200,21 +1363,13 @@ pub fn lookup_in_scope(
     let place = LookupPlace::from_vars(vars);
     let name_render = |t: &str| -> Option<String> {
         if crate::template::is_template(t) {
-            render(t, vars).ok()
+            render(t, vars, None).ok()
         } else {
             Some(t.to_string())
         }
     };
-    let template_render = |src: &str, extra: &Vars| -> Result<String, String> {
-        let layered = Layered {
-            extra: extra
-                .iter()
-                .map(|(k, v)| (k.clone(), crate::template::to_jvalue(v)))
-                .collect(),
-            base: vars.clone(),
-        };
-        let ctx = minijinja::value::Value::from_object(layered);
-        render(src, &ctx)
+    let template_render = |src: &str, extra: &Vars, setup: &TemplateSetup| {
+        render(src, &layered(vars, extra), Some(setup))
     };
     let render = Render {
         name: &name_render,
@@ -1314,6 +1469,20 @@ mod tests {
             ("/p/roles/r/files/sub/c.txt", "c\n"),
             ("/p/files/p.txt", "play\n"),
             ("/p/roles/r/templates/t.j2", "T {{ who }} {{ extra }}\n"),
+            (
+                "/p/roles/r/templates/hello.txt",
+                "Hello {% include 'world.txt' %}!\n",
+            ),
+            ("/p/templates/world.txt", "world\n"),
+            (
+                "/p/roles/r/templates/custom.txt",
+                "Hello [% who %][# no #] {{ x }}!\n",
+            ),
+            ("/p/roles/r/templates/dict.j2", "{'a': '{{ who }}'}\n"),
+            (
+                "/p/roles/r/templates/bad.txt",
+                "{% include 'nowhere.txt' %}",
+            ),
         ] {
             s.files.insert(
                 path.to_string(),
@@ -1327,6 +1496,7 @@ mod tests {
             search: vec!["/p/roles/r".into(), "/p/roles/r/tasks".into(), "/p".into()],
             basedir: "/p".into(),
             in_role: true,
+            local: false,
         };
         (s, place)
     }
@@ -1361,6 +1531,75 @@ mod tests {
         // Names that cannot be templated are passed over.
         let undefined = |t: &str| (t != "foo1").then(|| t.to_string());
         assert!(first_found(&json!(["foo1"]), &opts, "files", &place, f, &undefined).is_err());
+    }
+
+    #[test]
+    fn a_local_hosts_include_vars_reads_its_own_file_by_absolute_path() {
+        // special_vars: a template task writes a YAML file into output_dir, then
+        // include_vars reads it back on a host that is the controller.
+        let s = Shared::default();
+        let f = CtlFiles::new(&s);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.yaml");
+        std::fs::write(&path, "a: 1\nb: \"x\"\nc: yes\n").unwrap();
+        let args = json!({"file": path.display().to_string()})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let place = crate::resolve::Place {
+            roles: Vec::new(),
+            task_dir: "/p",
+            playbook_dir: "/p",
+        };
+        let none = |_: &str| None;
+        let got = include_vars(&args, &place, None, f, true, &none).unwrap();
+        assert_eq!(got.error, None);
+        assert_eq!(
+            Value::Object(got.vars),
+            json!({"a": 1, "b": "x", "c": true})
+        );
+        assert_eq!(got.files, [path.display().to_string()]);
+        // Not the controller: only carried files.
+        let got = include_vars(&args, &place, None, f, false, &none).unwrap();
+        assert!(got.error.unwrap().contains("Could not find or access"));
+    }
+
+    #[test]
+    fn a_local_hosts_file_lookup_reads_its_own_files_by_absolute_path() {
+        // lookup_file: a file a task wrote during the run, on a host that is the
+        // controller (ansible_connection: local).
+        let (s, mut place) = lookup_project();
+        let f = CtlFiles::new(&s);
+        let none = Vars::new();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foo.txt");
+        std::fs::write(&path, "bar\n").unwrap();
+        let term = json!([path.display().to_string()]);
+        // Not the controller: only carried files are found.
+        assert!(file(&term, &none, &place, f).is_err());
+        place.local = true;
+        assert_eq!(strs(&file(&term, &none, &place, f).unwrap()), ["bar"]);
+        // A directory or a missing file is "file not found", as in Ansible.
+        let dir_term = json!([dir.path().display().to_string()]);
+        let e = format!("{:?}", file(&dir_term, &none, &place, f).unwrap_err());
+        assert!(e.contains("file not found"), "{e}");
+        // Relative names still come from the carried trees only.
+        assert!(file(&json!(["foo.txt"]), &none, &place, f).is_err());
+        // first_found looks for an absolute name on the machine too (lookup_first_found:
+        // `paths: /etc` finds /etc/hosts).
+        let name = |t: &str| Some(t.to_string());
+        let found = first_found(
+            &json!(["/nope/x", path.display().to_string()]),
+            &none,
+            "files",
+            &place,
+            f,
+            &name,
+        )
+        .unwrap();
+        assert_eq!(strs(&found), [path.display().to_string()]);
+        place.local = false;
+        assert!(first_found(&term, &none, "files", &place, f, &name).is_err());
     }
 
     #[test]
@@ -1404,7 +1643,7 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let render = |src: &str, extra: &Vars| -> Result<String, String> {
+        let render = |src: &str, extra: &Vars, _: &TemplateSetup| -> Result<String, String> {
             assert_eq!(extra["template_path"], json!("/p/roles/r/templates/t.j2"));
             let engine = crate::template::Engine::new();
             let mut vars = json!({"who": "me"}).as_object().cloned().unwrap();
@@ -1537,8 +1776,12 @@ mod tests {
             "name": "foo1",
         }));
         let engine = crate::template::Engine::new();
-        let render = |s: &str, v: &minijinja::value::Value| {
-            engine.render_str(s, v).map_err(|e| e.to_string())
+        let render = |s: &str, v: &minijinja::value::Value, setup: Option<&TemplateSetup>| {
+            match setup {
+                Some(setup) => engine.render_with_setup(s, v, setup),
+                None => engine.render_str(s, v),
+            }
+            .map_err(|e| e.to_string())
         };
         let none = Vars::new();
         let call = |name: &str, terms: Value| {
@@ -1557,6 +1800,44 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(strs(&out), ["T me x\n"]);
+            // lookup_template: includes are found beside the template and along the
+            // search path (with and without `templates/`), delimiters can be changed,
+            // and text that reads as a Python dict becomes one unless convert_data=False.
+            let opts = |o: Value| o.as_object().cloned().unwrap();
+            let one = |t: &str, o: Value| {
+                lookup_in_scope("template", &json!([t]), &opts(o), "files", &vars, &render)
+                    .unwrap()
+                    .unwrap()
+                    .remove(0)
+            };
+            assert_eq!(one("hello.txt", json!({})), json!("Hello world!\n"));
+            assert_eq!(
+                one(
+                    "custom.txt",
+                    json!({"variable_start_string": "[%", "variable_end_string": "%]",
+                    "comment_start_string": "[#", "comment_end_string": "#]"})
+                ),
+                json!("Hello me {{ x }}!\n")
+            );
+            assert_eq!(one("dict.j2", json!({})), json!({"a": "me"}));
+            assert_eq!(
+                one("dict.j2", json!({"convert_data": false})),
+                json!("{'a': 'me'}\n")
+            );
+            let missing = lookup_in_scope(
+                "template",
+                &json!(["bad.txt"]),
+                &none,
+                "files",
+                &vars,
+                &render,
+            )
+            .unwrap()
+            .unwrap_err();
+            assert!(
+                format!("{missing:?}").contains("nowhere.txt"),
+                "{missing:?}"
+            );
         });
         // Outside a run nothing is carried.
         assert!(call("file", json!(["foo1"])).is_err());

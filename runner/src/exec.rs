@@ -2162,12 +2162,16 @@ impl<'a> Executor<'a> {
                 .and_then(|v| serde_json::to_value(&v).ok())
         };
         let files = crate::ctlfiles::CtlFiles::new(&self.plan.shared);
-        let included = match crate::ctlfiles::include_vars(args, &place, role_path, files, &current)
-        {
-            Ok(i) => i,
-            // Ansible's own words, before the action runs.
-            Err(msg) => return Ok(Outcome::fail(msg)),
-        };
+        let local = ctx
+            .get_attr("ansible_connection")
+            .ok()
+            .is_some_and(|v| v.as_str() == Some("local"));
+        let included =
+            match crate::ctlfiles::include_vars(args, &place, role_path, files, local, &current) {
+                Ok(i) => i,
+                // Ansible's own words, before the action runs.
+                Err(msg) => return Ok(Outcome::fail(msg)),
+            };
         let mut outcome = Outcome::ok()
             .with("ansible_facts", Value::Object(included.vars))
             .with(

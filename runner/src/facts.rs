@@ -443,6 +443,11 @@ pub fn current_uid() -> Option<u32> {
     sys::current_uid()
 }
 
+/// This machine's host name, as `uname -n` gives it.
+pub fn host_name() -> Option<String> {
+    sys::hostname()
+}
+
 /// The name of the user this process runs as.
 pub fn current_user() -> Option<String> {
     current_user_entry().map(|u| u.name)

@@ -157,6 +157,15 @@ impl LazyVars {
         }
         RESOLVING.with(|r| r.borrow_mut().push(name.to_string()));
         let ctx = JValue::from_dyn_object(Arc::clone(self));
+        // A variable that is a host's variables (`{{ hostvars[inventory_hostname] }}`)
+        // stays lazy: turning it into plain data would render every member, including
+        // ones that refer back to the variable being rendered.
+        if let Value::String(text) = raw
+            && let Some(obj) = self.engine.lone_lazy_object(text, &ctx)
+        {
+            RESOLVING.with(|r| r.borrow_mut().pop());
+            return Some(obj);
+        }
         // Unsafe text the value refers to stays unsafe in what it renders to.
         let out = self.engine.render_value_keeping_unsafe(raw, &ctx);
         RESOLVING.with(|r| r.borrow_mut().pop());
@@ -230,6 +239,30 @@ mod tests {
         );
         // A lone expression keeps its type inside lists too.
         assert_eq!(render(vars, "{{ ports | sum }}").unwrap(), "16001");
+    }
+
+    #[test]
+    fn a_variable_holding_a_hosts_variables_renders_only_the_members_used() {
+        // filter_mathstuff: `all_vars: "{{ hostvars[inventory_hostname] }}"`,
+        // `test_var: "{{ all_vars.foo }}"`, and a variable that fails while
+        // `test_var` is being rendered (it refers back to it).
+        let engine = Arc::new(Engine::new());
+        let own = json!({"foo": "test", "later": "{{ test_var | int + nope }}"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let shared = Arc::new(crate::plan::Shared::default());
+        let hv = JValue::from_object(HostVars::new("h", own, &shared, Vec::new(), &engine));
+        let globals = vec![
+            ("hostvars".to_string(), hv),
+            ("inventory_hostname".to_string(), JValue::from("h")),
+        ];
+        let vars = json!({
+            "all_vars": "{{ hostvars[inventory_hostname] }}",
+            "test_var": "{{ all_vars.foo }}",
+        });
+        let ctx = context_with(vars.as_object().unwrap(), &globals, &engine);
+        assert_eq!(engine.render_str("{{ test_var }}", &ctx).unwrap(), "test");
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn native_expression(s: &str) -> Option<&str> {
 }
 
 /// Ansible gives a string result back the final newlines its template had and Jinja dropped.
-fn with_trailing_newlines(source: &str, mut rendered: String) -> String {
+pub(crate) fn with_trailing_newlines(source: &str, mut rendered: String) -> String {
     let count = |t: &str| t.len() - t.trim_end_matches('\n').len();
     let missing = count(source).saturating_sub(count(&rendered));
     rendered.push_str(&"\n".repeat(missing));
@@ -254,6 +254,34 @@ impl Engine {
             .map_err(|e| err(source, &e))
     }
 
+    /// Renders a template string with a template lookup's setup (include search path,
+    /// delimiters): see [`crate::ctlfiles::render_with_setup`].
+    pub fn render_with_setup(
+        &self,
+        source: &str,
+        ctx: &JValue,
+        setup: &crate::ctlfiles::TemplateSetup,
+    ) -> Result<String, TemplateError> {
+        crate::lookups::with_scope(ctx, || {
+            crate::ctlfiles::render_with_setup(&self.env, source, ctx, setup)
+        })
+        .map_err(|e| err(source, &e))
+    }
+
+    /// When `raw` is one `{{ expression }}` whose value is a mapping object of the
+    /// runner's own (`hostvars`, a host's variables), that object as it is: such a value
+    /// renders its members when they are used, as Ansible's hostvars do, so that
+    /// `all: "{{ hostvars[inventory_hostname] }}"` then `all.foo` renders `foo` only.
+    pub(crate) fn lone_lazy_object(&self, raw: &str, ctx: &JValue) -> Option<JValue> {
+        let s = escape_backslashes(raw);
+        let expr = native_expression(&s)?;
+        let v = self.eval(expr, ctx).ok()?;
+        let obj = v.as_object()?;
+        let lazy = obj.downcast_ref::<crate::lazyvars::LazyVars>().is_some()
+            || obj.downcast_ref::<crate::lazyvars::HostVars>().is_some();
+        lazy.then_some(v)
+    }
+
     /// Evaluates an expression to a value.
     pub fn eval(&self, expr: &str, ctx: &JValue) -> Result<JValue, TemplateError> {
         if let Some(at) = stray_variable_end(expr) {
@@ -323,7 +351,17 @@ impl Engine {
                 let s = escape_backslashes(raw);
                 match native_expression(&s) {
                     Some(expr) => {
-                        let v = self.eval(expr, ctx)?;
+                        let mut v = self.eval(expr, ctx)?;
+                        // ansible-core 2.18: a template that names one variable
+                        // (`SINGLE_VAR`, `{{ name }}`) gives its None as it is; any
+                        // other expression goes through `_ansible_finalize`, which
+                        // turns None into the empty string (`{{ lookup(...) }}` with
+                        // errors='ignore' is '').
+                        let bare_name =
+                            expr.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                        if v.is_none() && !bare_name {
+                            v = JValue::from("");
+                        }
                         match v.as_str() {
                             Some(text) => {
                                 let text = with_trailing_newlines(raw, text.to_string());
@@ -337,7 +375,15 @@ impl Engine {
                             None => to_json(&v, raw)?,
                         }
                     }
-                    None => Value::String(self.render_str(&s, ctx)?),
+                    None => {
+                        // Ansible's `ansible_eval_concat`: text made of several parts
+                        // that reads as a Python list, dict or boolean becomes that value.
+                        let text = self.render_str(&s, ctx)?;
+                        match crate::pyliteral::convert_rendered(&text) {
+                            Some(v) => v,
+                            None => Value::String(text),
+                        }
+                    }
                 }
             }
             Value::Array(items) => Value::Array(
@@ -1409,6 +1455,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn text_of_several_parts_that_reads_as_a_python_literal_becomes_that_value() {
+        // ansible-core 2.18's ansible_eval_concat (the templating target's "convert JSON
+        // null, true, and false to Python").
+        let e = Engine::new();
+        let c = ctx(json!({"x": 2, "s": "a"}));
+        let r = |t: &str| e.render_value(&json!(t), &c).unwrap();
+        assert_eq!(
+            r(r#"{{ "" }}{"null": null, "true": true, "false": false}"#),
+            json!({"null": null, "true": true, "false": false})
+        );
+        assert_eq!(r("[1, {{ x }}]"), json!([1, 2]));
+        assert_eq!(r("{{ 'Tr' }}ue"), json!(true));
+        // What Python cannot read, or does not start as a literal, stays text.
+        assert_eq!(r("[{{ s }}]"), json!("[a]"));
+        assert_eq!(r("x [{{ x }}]"), json!("x [2]"));
+        assert_eq!(r("{{ 'No' }}ne"), json!("None"));
+    }
+
     // Ansible 2.19: Jinja drops one final newline, a lone `{{ }}` keeps its type, and a
     // string result gets the dropped newlines back.
     #[test]
@@ -1426,6 +1491,10 @@ mod tests {
         assert_eq!(r("{{ n5 }} "), json!("5 "));
         assert_eq!(r("{{ n }}"), json!(null));
         assert_eq!(r("{{ n }}\n"), json!(null));
+        // Any other expression giving None is the empty string, as 2.18's finalize
+        // makes it (lookup_first_found: `lookup('first_found', ..., errors='ignore')`).
+        assert_eq!(r("{{ d.get('x') }}"), json!(""));
+        assert_eq!(r("{{ n | default(None) }}"), json!(""));
         assert_eq!(r("{{ d }}\n"), json!({"a": 1}));
         assert_eq!(r("{{- n5 -}}"), json!(5));
         assert_eq!(r("x {{ n }}"), json!("x "));

@@ -46,6 +46,24 @@ pub type Vars = serde_json::Map<String, Value>;
 /// Host names Ansible answers for with an implicit local host when the inventory lacks them.
 const IMPLICIT_LOCALHOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
+/// The Python an implicit local host gets as `ansible_python_interpreter`: Ansible gives it
+/// the interpreter running ansible-playbook; here, the first `python3` (then `python`) on
+/// the deployer's `PATH`, or `/usr/bin/python3`. A local host is the controller, so this
+/// is a path on the machine the tasks run on.
+fn controller_python() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["python3", "python"]
+        .iter()
+        .find_map(|name| {
+            std::env::split_paths(&path)
+                .filter(|d| d.is_absolute())
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/usr/bin/python3".to_string())
+}
+
 /// Connection variables that must be strings (numbers are accepted and converted, since a
 /// YAML user name `1000` or host `10` is plausible; anything else is refused).
 const STRING_CONNECTION_VARS: [&str; 7] = [
@@ -308,6 +326,10 @@ impl Inventory {
     pub fn localhost() -> Inventory {
         let mut vars = Vars::new();
         vars.insert("ansible_connection".into(), Value::from("local"));
+        vars.insert(
+            "ansible_python_interpreter".into(),
+            Value::from(controller_python()),
+        );
         let host = Host {
             name: "localhost".into(),
             vars,
@@ -758,6 +780,10 @@ impl Builder {
             let mut vars = self.group_vars("all");
             let mut own = Vars::new();
             own.insert("ansible_connection".into(), Value::from("local"));
+            own.insert(
+                "ansible_python_interpreter".into(),
+                Value::from(controller_python()),
+            );
             layers.push(vars_dirs::Layers {
                 groups: vars.clone(),
                 own: own.clone(),

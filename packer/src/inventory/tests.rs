@@ -535,6 +535,32 @@ fn localhost_default() {
 }
 
 #[test]
+fn implicit_localhost_has_the_controllers_python_as_in_ansible() {
+    // Ansible's implicit localhost sets ansible_python_interpreter (filter_mathstuff's
+    // runme.yml runs `{{ ansible_python_interpreter }} -c ...` on localhost).
+    let python = |h: &crate::inventory::Host| {
+        let p = h.vars["ansible_python_interpreter"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(std::path::Path::new(&p).is_absolute(), "{p}");
+        p
+    };
+    python(Inventory::localhost().host("localhost").unwrap());
+    let inv = Inventory::parse_ini("[web]\nweb1\n", "hosts").unwrap();
+    python(inv.select("localhost")[0]);
+    // A host the inventory names keeps what the inventory says.
+    let inv = Inventory::parse_ini("localhost ansible_connection=local\n", "hosts").unwrap();
+    assert!(
+        inv.host("localhost")
+            .unwrap()
+            .vars
+            .get("ansible_python_interpreter")
+            .is_none()
+    );
+}
+
+#[test]
 fn yaml_and_json_details() {
     let yaml = "\
 all:

@@ -989,6 +989,35 @@ mod tests {
         table(&json!({}), &[(&expr, "5"), (&expr, "5")]);
     }
 
+    #[test]
+    fn chained_regex_replace_and_join_are_bounded_not_a_runner_abort() {
+        // The second fuzzing round's open finding: regex_replace and join feeding each
+        // other multiply the text; each result is a new string until an allocation
+        // fails and the runner aborts. Now a result past the bound is an error.
+        let expr =
+            "('ab' * 50) | join('z' * 1000) | regex_replace('', 'y' * 1000) | join('z' * 1000)";
+        errors(
+            &json!({}),
+            &[(
+                expr,
+                "regex_replace: the result would be longer than 64 MiB",
+            )],
+        );
+        // Any filter's result is measured, whatever it is.
+        for (expr, want) in [
+            (
+                "[('x' * 34000000), ('y' * 34000000)] | to_json",
+                "to_json: the result would hold more than 64 MiB",
+            ),
+            (
+                "[('x' * 34000000), ('y' * 34000000)] | unique",
+                "unique: the result would hold more than 64 MiB",
+            ),
+        ] {
+            errors(&json!({}), &[(expr, want)]);
+        }
+    }
+
     // Expected values: ansible-core 2.18.19 (ansible 11.13.0, with netaddr 1.3.0 and
     // jmespath 1.1.0 for the collections), each expression evaluated as
     //   init_plugin_loader(); Templar(loader=DataLoader(), variables={'nl': '\n'})
@@ -1116,6 +1145,11 @@ mod tests {
                 ),
                 (r#""a b"|urlencode"#, r#""a%20b""#),
                 (r#"{'a': 'b c', 'd': 'é'}|urlencode"#, r#""a=b+c&d=%C3%A9""#),
+                // A dict keeps the order it was written in, as Python's does (filter_urls).
+                (
+                    r#"{'foo': 'bar', 'baz': 'buz'}|urlencode"#,
+                    r#""foo=bar&baz=buz""#,
+                ),
                 (r#"[['a','b'],['c','d']]|urlencode"#, r#""a=b&c=d""#),
                 (r#""a+b%20c%C3%A9"|urldecode"#, r#""a b cé""#),
                 (r#""  a  "|trim"#, r#""a""#),

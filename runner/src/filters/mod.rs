@@ -17,7 +17,7 @@ mod math;
 mod password;
 mod testplugins;
 mod urls;
-mod yaml_in;
+pub(crate) mod yaml_in;
 
 use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
@@ -236,9 +236,69 @@ pub(crate) fn add_filters(env: &mut Environment<'static>, table: &[(&'static str
     for &(name, f) in table {
         env.add_filter(name, move |args: Rest<JValue>| {
             let out = f(&args.0)?;
+            let out = bounded(name, out)?;
             charge(name, &out)?;
             Ok::<_, Error>(out)
         });
+    }
+}
+
+/// `out`, or an error naming the filter when it holds more than [`MAX_TEXT`]: bytes of
+/// text, counting every string (keys included) and 8 bytes for each other value inside.
+///
+/// Every filter's result is measured, so a template whose filters feed each other
+/// (each `regex_replace` or `join` multiplying the text) stops with an error at the
+/// first result past the bound instead of growing until an allocation fails, which
+/// aborts the runner with no report. Filters that can multiply their input in one step
+/// also bound what they build before building it ([`text_fits`], [`items_fit`]).
+fn bounded(name: &str, out: JValue) -> Result<JValue, Error> {
+    let mut budget = MAX_TEXT;
+    if fits(&out, &mut budget, 0) {
+        Ok(out)
+    } else {
+        Err(invalid(format!(
+            "{name}: the result would hold more than {} MiB",
+            MAX_TEXT >> 20
+        )))
+    }
+}
+
+/// Takes what `v` holds from `budget`; false once the budget runs out. Lists and
+/// mappings nested deeper than the walk goes are counted as one value each (templates
+/// do not build such values; the walk must not exhaust the stack on them).
+fn fits(v: &JValue, budget: &mut usize, depth: usize) -> bool {
+    let mut take = |n: usize| match budget.checked_sub(n) {
+        Some(left) => {
+            *budget = left;
+            true
+        }
+        None => false,
+    };
+    match v.kind() {
+        minijinja::value::ValueKind::String => take(v.as_str().map_or(0, str::len)),
+        minijinja::value::ValueKind::Bytes => take(v.as_bytes().map_or(0, <[u8]>::len)),
+        minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Map if depth < 64 => {
+            if !take(8) {
+                return false;
+            }
+            let is_map = v.kind() == minijinja::value::ValueKind::Map;
+            let Ok(items) = v.try_iter() else {
+                return true;
+            };
+            for item in items {
+                if !fits(&item, budget, depth + 1) {
+                    return false;
+                }
+                if is_map {
+                    let value = v.get_item(&item).unwrap_or_default();
+                    if !fits(&value, budget, depth + 1) {
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+        _ => take(8),
     }
 }
 

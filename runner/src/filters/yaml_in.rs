@@ -252,7 +252,7 @@ fn merge_into(entries: &mut Vec<(Node, Node)>, merged: Node) -> Result<(), Strin
 }
 
 /// Every document of a YAML stream.
-fn load_all(text: &str) -> Result<Vec<JValue>, String> {
+pub(crate) fn load_all(text: &str) -> Result<Vec<JValue>, String> {
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
         docs: Vec::new(),

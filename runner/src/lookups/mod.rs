@@ -418,8 +418,12 @@ fn lookup_function(
     // A file lookup renders what it finds with the environment of the template it is
     // called from.
     let env = state.env();
-    let render = |src: &str, ctx: &JValue| -> Result<String, String> {
-        with_scope(ctx, || env.render_str(src, ctx)).map_err(|e| e.to_string())
+    let render = |src: &str, ctx: &JValue, setup: Option<&crate::ctlfiles::TemplateSetup>| {
+        with_scope(ctx, || match setup {
+            Some(setup) => crate::ctlfiles::render_with_setup(env, src, ctx, setup),
+            None => env.render_str(src, ctx),
+        })
+        .map_err(|e| e.to_string())
     };
     let files = FileScope {
         subdir: "files",
@@ -519,8 +523,12 @@ pub fn loop_items(
         scalar => Value::Array(vec![scalar]),
     };
     let vars = Some(ctx.clone());
-    let render = |src: &str, ctx: &JValue| -> Result<String, String> {
-        engine.render_str(src, ctx).map_err(|e| e.to_string())
+    let render = |src: &str, ctx: &JValue, setup: Option<&crate::ctlfiles::TemplateSetup>| {
+        match setup {
+            Some(setup) => engine.render_with_setup(src, ctx, setup),
+            None => engine.render_str(src, ctx),
+        }
+        .map_err(|e| e.to_string())
     };
     let files = FileScope {
         subdir,

@@ -1,8 +1,8 @@
 //! The template module: render an embedded Jinja template with the task's variables
 //! and write the result like copy does (same comparison, backup, atomic write, modes).
 //!
-//! Ansible-specific template variables (`ansible_managed`, `template_path`, ...) and
-//! the `newline_sequence`/`trim_blocks` options are not supported yet.
+//! The template gets Ansible's template variables (`ansible_managed`, `template_path`,
+//! ...); the `newline_sequence`/`trim_blocks` options are not supported yet.
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
 use super::{Ctx, ModuleError, Outcome, args};
@@ -71,11 +71,58 @@ pub(super) fn render(src: &str, ctx: &Ctx<'_>) -> Step<String> {
     let Ok(text) = std::str::from_utf8(&file.content) else {
         return fail(format!("template {src} is not valid UTF-8"));
     };
-    match ctx.engine.render_str(text, ctx.vars) {
+    let vars = crate::ctlfiles::layered(ctx.vars, &template_vars(src));
+    // Only a template that can include another needs the loader (and its copy of the
+    // environment): the template action's search path, as the template lookup's.
+    let rendered = if ["include", "import", "extends"]
+        .iter()
+        .any(|w| text.contains(w))
+    {
+        let place = crate::ctlfiles::LookupPlace::from_vars(ctx.vars);
+        let mut search = vec![crate::resolve::dirname(src).to_string()];
+        for p in &place.search {
+            search.push(crate::resolve::join(p, "templates"));
+            search.push(p.clone());
+        }
+        let setup = crate::ctlfiles::TemplateSetup {
+            search,
+            syntax: ["{{", "}}", "{#", "#}"].map(String::from),
+        };
+        ctx.engine.render_with_setup(text, &vars, &setup)
+    } else {
+        ctx.engine.render_str(text, &vars)
+    };
+    match rendered {
         Ok(r) => Ok(r),
         // The error's detail, not its Display: that would repeat the whole template.
         Err(e) => fail(format!("error templating {src}: {}", e.detail)),
     }
+}
+
+/// The variables Ansible's `generate_ansible_template_vars` adds for a template. The
+/// payload carries no file times or owners, so `template_mtime` is the time of the run
+/// and `template_uid` the user the runner runs as; `template_host` is this host's name
+/// (Ansible's is the controller's); `template_path` is the controller path found for
+/// `src`, as is `template_fullpath`; `template_destpath` is not known here and is null.
+fn template_vars(src: &str) -> Vars {
+    let now = crate::facts::format_time(std::time::SystemTime::now());
+    let mut v = Vars::new();
+    v.insert(
+        "template_host".into(),
+        crate::facts::host_name().unwrap_or_default().into(),
+    );
+    v.insert("template_path".into(), src.into());
+    v.insert("template_fullpath".into(), src.into());
+    v.insert("template_destpath".into(), serde_json::Value::Null);
+    v.insert(
+        "template_uid".into(),
+        crate::facts::current_user().unwrap_or_default().into(),
+    );
+    v.insert("template_mtime".into(), now.clone().into());
+    v.insert("template_run_date".into(), now.into());
+    // DEFAULT_MANAGED_STR, which no configuration here changes.
+    v.insert("ansible_managed".into(), "Ansible managed".into());
+    v
 }
 
 /// Writes the rendered text to dest like copy does.
@@ -121,6 +168,10 @@ mod tests {
             ),
             ("templates/broken.j2", "{{ nope }}"),
             ("templates/syntax.j2", "{% if %}"),
+            (
+                "templates/managed.j2",
+                "{{ ansible_managed }}|{{ template_path }}|{{ template_fullpath }}|{{ template_destpath }}|{{ template_run_date is string }}|{{ template_uid is string }}|{{ template_host is string }}|{{ template_mtime is defined }}",
+            ),
         ] {
             let f = HostFile {
                 content: body.as_bytes().to_vec(),
@@ -158,6 +209,18 @@ mod tests {
         assert_eq!(dry.diff[0].after, "Welcome to web2\n");
         assert!(check(t.path(), args, vars2, false).unwrap().changed);
         assert_eq!(fs::read_to_string(&f).unwrap(), "Welcome to web2\n");
+    }
+
+    #[test]
+    fn ansibles_template_variables_are_defined() {
+        // special_vars renders these into a file and reads them back.
+        let t = tempfile::tempdir().unwrap();
+        let args = json!({"src": "templates/managed.j2", "dest": "{p}/out"});
+        check(t.path(), args, json!({}), false).unwrap();
+        assert_eq!(
+            fs::read_to_string(t.path().join("out")).unwrap(),
+            "Ansible managed|templates/managed.j2|templates/managed.j2||True|True|True|True"
+        );
     }
 
     #[test]
