@@ -29,5 +29,6 @@ pub mod plan;
 pub mod privilege;
 pub mod random;
 pub mod resolve;
+pub mod tags;
 pub mod template;
 pub mod trust;
