@@ -298,30 +298,46 @@ impl<'a> Executor<'a> {
         };
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
-        self.flush_list(&play.handlers, &inherited)?;
+        // Every handler named or listening to what was notified runs: a topic wakes all
+        // its listeners, so it is not used up by the first one.
+        let mut pending = std::mem::take(&mut self.notified);
+        let mut flushed = self.flush_list(&play.handlers, &inherited, &mut pending);
         for (_, list, scope) in self.dyn_handlers.clone() {
-            self.flush_list(list, &scope)?;
+            if flushed.is_ok() {
+                flushed = self.flush_list(list, &scope, &mut pending);
+            }
         }
-        Ok(())
+        flushed
     }
 
     /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
     /// or one the playbook wrote) is looked into, its keywords applying to the handlers
     /// inside it.
-    fn flush_list(&mut self, list: &'a [Task], inherited: &Inherited<'a>) -> Result<(), Halt> {
+    /// `pending` is what was notified when the flush started; what the handlers notify
+    /// meanwhile wakes the handlers after them (and the earlier ones at the next flush).
+    fn flush_list(
+        &mut self,
+        list: &'a [Task],
+        inherited: &Inherited<'a>,
+        pending: &mut BTreeSet<String>,
+    ) -> Result<(), Halt> {
         for handler in list {
             if let Some(block) = &handler.block {
                 let entered = self.enter(handler.origin.as_ref(), inherited);
                 let inner = Self::child_inherited(handler, &entered);
-                self.flush_list(block, &inner)?;
+                self.flush_list(block, &inner, pending)?;
                 continue;
             }
             let name = handler.name.clone().unwrap_or_default();
-            let wanted = self.notified.remove(&name)
-                | handler
-                    .listen
-                    .iter()
-                    .fold(false, |any, l| self.notified.remove(l) | any);
+            let mut wanted =
+                pending.contains(&name) || handler.listen.iter().any(|l| pending.contains(l));
+            // Notified by a handler of this flush: used up here.
+            for key in std::iter::once(&name).chain(&handler.listen) {
+                if self.notified.remove(key) {
+                    pending.insert(key.clone());
+                    wanted = true;
+                }
+            }
             if wanted {
                 self.run_task(handler, inherited, true)?;
             }
