@@ -653,6 +653,13 @@ fn group_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let gid = opt_id(a, "gid")?;
     let system = args::bool_or(a, "system", false)?;
     let non_unique = args::bool_or(a, "non_unique", false)?;
+    // The module's `required_if`, checked before anything is looked at.
+    if non_unique && gid.is_none() {
+        return Err(ModuleError::BadArgs(
+            "non_unique is True but all of the following are missing: gid".into(),
+        )
+        .into());
+    }
     let force = args::bool_or(a, "force", false)?;
     let existing = group(&name).filter(|g| g.name == name);
     let base = Outcome::ok().with("name", name.clone());
@@ -768,6 +775,22 @@ mod tests {
 
     fn members_of(g: &str) -> Vec<String> {
         group(g).unwrap().members
+    }
+
+    #[test]
+    fn non_unique_needs_a_gid() {
+        // group's required_if: ['non_unique', True, ['gid']].
+        let e = run(
+            "group",
+            json!({"name": "rustletestg9", "non_unique": true}),
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("non_unique is True but all of the following are missing: gid"),
+            "{e}"
+        );
     }
 
     #[test]
