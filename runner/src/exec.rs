@@ -2296,7 +2296,24 @@ fn outcome_to_result(o: Outcome) -> Vars {
 
 fn status_of(r: &Vars) -> Status {
     let flag = |k: &str| r.get(k) == Some(&Value::Bool(true));
-    if flag("failed") {
+    // Ansible's TaskResult.is_failed: where failed_when gave a verdict (the task's, or a
+    // loop item's), that verdict decides, not `failed`, which running out of retries sets
+    // as well. An error evaluating it is a (true) text.
+    let truthy = |v: Option<&Value>| match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.is_empty(),
+        _ => false,
+    };
+    let items = r.get("results").and_then(Value::as_array);
+    let by_items = items.is_some_and(|i| i.iter().any(|x| x.get("failed_when_result").is_some()));
+    let failed = if by_items {
+        items.is_some_and(|i| i.iter().any(|x| truthy(x.get("failed_when_result"))))
+    } else if r.contains_key("failed_when_result") {
+        truthy(r.get("failed_when_result"))
+    } else {
+        flag("failed")
+    };
+    if failed {
         Status::Failed
     } else if flag("skipped") {
         Status::Skipped

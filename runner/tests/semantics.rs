@@ -501,6 +501,25 @@ fn set_fact_and_variable_precedence() {
 }
 
 #[test]
+fn a_failed_when_verdict_decides_even_when_retries_run_out() {
+    // until's and loop-until's "Test access to attempts in changed_when/failed_when":
+    // Ansible marks the result failed when retries run out, but TaskResult.is_failed
+    // takes failed_when's verdict where there is one.
+    let task = json!({"name": "t", "module": "shell", "args": {"_raw_params": "true"},
+        "register": "r", "until": "1 == 0", "retries": 2, "delay": 0,
+        "failed_when": "r.attempts > 6"});
+    let mut looped = task.clone();
+    looped["name"] = json!("looped");
+    looped["loop"] = json!([1, 2]);
+    let run = check(
+        play(json!([task, looped]), json!({})),
+        &[("t", "changed"), ("looped", "changed")],
+    );
+    assert_eq!(run.result("t")["failed"], json!(true));
+    assert_eq!(run.result("t")["attempts"], json!(2));
+}
+
+#[test]
 fn every_handler_listening_to_a_topic_runs() {
     // handlers' test_listening_handlers.yml: two handlers listen to one topic, and a
     // third to another topic notified twice.
