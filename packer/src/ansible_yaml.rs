@@ -130,21 +130,63 @@ enum Frame {
 }
 
 /// Builds values from the parser's events.
-struct Builder {
+struct Builder<'s> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Yaml>,
     alias_nodes: usize,
     root: Option<Yaml>,
     documents: usize,
+    /// What to do with a key given twice, and the file named when saying so.
+    duplicates: Duplicates,
+    source: &'s str,
+}
+
+/// What Ansible does with a key given twice in one mapping (its
+/// `DUPLICATE_YAML_DICT_KEY` setting): the last value is used in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicates {
+    /// Say so on standard error (Ansible's default).
+    Warn,
+    /// Refuse the file.
+    Error,
+    /// Say nothing.
+    Ignore,
+}
+
+impl Duplicates {
+    /// `ANSIBLE_DUPLICATE_YAML_DICT_KEY` as Ansible reads it: `warn` (the default),
+    /// `error` or `ignore`; any other value is Ansible's default too.
+    pub fn from_env() -> Duplicates {
+        Duplicates::from_setting(
+            std::env::var("ANSIBLE_DUPLICATE_YAML_DICT_KEY")
+                .ok()
+                .as_deref(),
+        )
+    }
+
+    fn from_setting(value: Option<&str>) -> Duplicates {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Some("error") => Duplicates::Error,
+            Some("ignore") => Duplicates::Ignore,
+            _ => Duplicates::Warn,
+        }
+    }
 }
 
 /// Reads one YAML document as Ansible's loader does. An empty text (or only comments)
 /// is null; more than one document is refused, as `AnsibleLoader.get_single_data` does.
+/// A key given twice keeps its last value, silently.
 pub fn load(text: &str) -> Result<Yaml, LoadError> {
+    load_from(text, "<unicode string>", Duplicates::Ignore)
+}
+
+/// [`load`] of the file `source`, doing with a key given twice what `duplicates` says,
+/// in Ansible's words.
+pub fn load_from(text: &str, source: &str, duplicates: Duplicates) -> Result<Yaml, LoadError> {
     let mut text = std::borrow::Cow::Borrowed(text);
     let mut first_error = None;
     for _ in 0..=MAX_FLOW_REINDENTS {
-        match load_once(&text) {
+        match load_once(&text, source, duplicates) {
             Ok(v) => return Ok(v),
             Err(Reading::Stop(e)) => return Err(first_error.unwrap_or(e)),
             Err(Reading::FlowIndent(e, index)) => {
@@ -179,13 +221,15 @@ enum Reading {
     FlowIndent(LoadError, usize),
 }
 
-fn load_once(text: &str) -> Result<Yaml, Reading> {
+fn load_once(text: &str, source: &str, duplicates: Duplicates) -> Result<Yaml, Reading> {
     let mut b = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
         alias_nodes: 0,
         root: None,
         documents: 0,
+        duplicates,
+        source,
     };
     for event in saphyr_parser::Parser::new_from_str(text) {
         let (event, span) = match event {
@@ -221,7 +265,7 @@ fn line_start(text: &str, index: usize) -> usize {
         .map_or(0, |nl| nl + 1)
 }
 
-impl Builder {
+impl Builder<'_> {
     fn event(
         &mut self,
         event: saphyr_parser::Event<'_>,
@@ -295,7 +339,22 @@ impl Builder {
                     ..
                 }) = self.stack.pop()
                 {
-                    let map = flatten(entries, start)?;
+                    let mut twice = Vec::new();
+                    let map = flatten(entries, start, &mut twice)?;
+                    for key in twice {
+                        // AnsibleConstructor.construct_mapping's message, at the mapping.
+                        let msg = format!(
+                            "While constructing a mapping from {}, line {}, column {}, found a duplicate dict key ({key}). Using last defined value only.",
+                            self.source,
+                            start.line(),
+                            start.col() + 1
+                        );
+                        match self.duplicates {
+                            Duplicates::Warn => eprintln!("[WARNING]: {msg}"),
+                            Duplicates::Error => return Err(LoadError::at(start, msg)),
+                            Duplicates::Ignore => {}
+                        }
+                    }
                     let value = collection(Yaml::Mapping(map), &tag, "a mapping", start)?;
                     self.finish(value, anchor, start)?;
                 }
@@ -381,12 +440,22 @@ fn size(v: &Yaml) -> usize {
 /// PyYAML's `flatten_mapping` then `construct_mapping`: the pairs of merged mappings come
 /// first (of a list of them, the first wins), then the mapping's own; later pairs replace
 /// earlier ones' values, keeping the place of the first (as a Python dict does).
-fn flatten(entries: Vec<(Key, Yaml)>, start: saphyr_parser::Marker) -> Result<Mapping, LoadError> {
+/// The mapping's own keys given more than once are added to `twice` (as text).
+fn flatten(
+    entries: Vec<(Key, Yaml)>,
+    start: saphyr_parser::Marker,
+    twice: &mut Vec<String>,
+) -> Result<Mapping, LoadError> {
     let mut merged: Vec<(Yaml, Yaml)> = Vec::new();
     let mut own: Vec<(Yaml, Yaml)> = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         match key {
-            Key::Value(k) => own.push((k, value)),
+            Key::Value(k) => {
+                if own.iter().any(|(seen, _)| *seen == k) {
+                    twice.push(key_text(&k).unwrap_or_else(|| format!("{k:?}")));
+                }
+                own.push((k, value));
+            }
             Key::Merge => match value {
                 Yaml::Mapping(m) => merged.extend(m),
                 Yaml::Sequence(list) => {
@@ -1013,6 +1082,31 @@ mod tests {
         // Block structure keeps its rules: a badly indented block line is still refused.
         let err = load("a:\n  b: 1\n c: 2\n").unwrap_err();
         assert_eq!(err.line, Some(3), "{err:?}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_or_passed_as_ansible_is_told() {
+        // yaml_parsing: ANSIBLE_DUPLICATE_YAML_DICT_KEY=error makes the file an error
+        // naming the key; warn and ignore keep the last value.
+        let text = "x: 1\nvars:\n  foo: bar\n  foo: baz\n";
+        let e = load_from(text, "p.yml", Duplicates::Error).unwrap_err();
+        assert!(
+            e.msg
+                .contains("While constructing a mapping from p.yml, line 3, column 3, found a duplicate dict key (foo)"),
+            "{}",
+            e.msg
+        );
+        for d in [Duplicates::Warn, Duplicates::Ignore] {
+            let v = load_from(text, "p.yml", d).unwrap();
+            assert_eq!(
+                to_json(&v).unwrap(),
+                json!({"x": 1, "vars": {"foo": "baz"}})
+            );
+        }
+        assert!(load_from("a: {b: 1}\nc: {b: 2}\n", "p.yml", Duplicates::Error).is_ok());
+        assert_eq!(Duplicates::from_setting(None), Duplicates::Warn);
+        assert_eq!(Duplicates::from_setting(Some("ERROR")), Duplicates::Error);
+        assert_eq!(Duplicates::from_setting(Some("ignore")), Duplicates::Ignore);
     }
 
     #[test]

@@ -54,17 +54,11 @@ enum Cmd {
     Plan {
         /// The playbook.
         playbook: PathBuf,
-        /// Apply only tasks with these tags.
-        #[arg(long, value_delimiter = ',')]
-        tags: Vec<String>,
-        /// Leave out tasks with these tags.
-        #[arg(long, value_delimiter = ',')]
-        skip_tags: Vec<String>,
         /// Mark the plan for check mode.
-        #[arg(long)]
+        #[arg(short = 'C', long)]
         check: bool,
         /// Mark the plan for diff mode.
-        #[arg(long)]
+        #[arg(short = 'D', long)]
         diff: bool,
         /// Inventory: checks that --limit matches a host (the plan itself stays
         /// host-independent; give the inventory again when deploying it).
@@ -92,6 +86,14 @@ struct InputArgs {
     /// File with the Ansible Vault password (an executable file is run for it).
     #[arg(long, value_name = "FILE")]
     vault_password_file: Option<PathBuf>,
+    /// Run only the tasks with one of these tags (Ansible's rules: `always`, `never`,
+    /// `tagged`, `untagged`, `all`; inherited from blocks, roles, imports and plays).
+    /// ansible-playbook's `-t` is `--target` here.
+    #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+    tags: Vec<String>,
+    /// Leave out the tasks with one of these tags.
+    #[arg(long, value_delimiter = ',', value_name = "TAGS")]
+    skip_tags: Vec<String>,
 }
 
 impl InputArgs {
@@ -117,11 +119,13 @@ enum StrategyArg {
 
 #[derive(Debug, clap::Args)]
 struct DeployArgs {
-    /// Execution plan (the project's format or rustle-plan output) or an Ansible
-    /// playbook; `-` reads a plan from stdin.
+    /// Execution plan (the project's format or rustle-plan output) or Ansible
+    /// playbooks, run one after the other as one run, as ansible-playbook runs them;
+    /// `-` reads a plan from stdin.
     #[arg(value_name = "EXECUTION_PLAN")]
-    plan: Option<PathBuf>,
-    /// Inventory (Ansible INI, YAML or JSON). Without one: localhost, run locally.
+    plan: Vec<PathBuf>,
+    /// Inventory (Ansible INI, YAML or JSON), or a comma-separated host list
+    /// (`host1,host2,`). Without one: localhost, run locally.
     #[arg(short, long, value_name = "FILE")]
     inventory: Option<PathBuf>,
     /// Directory for packed runners (--compile-only, --deploy-only) [default: ./target/deploy].
@@ -145,10 +149,10 @@ struct DeployArgs {
     #[arg(long)]
     dry_run: bool,
     /// Run every task in check mode.
-    #[arg(long)]
+    #[arg(short = 'C', long)]
     check: bool,
     /// Show differences for changed files.
-    #[arg(long)]
+    #[arg(short = 'D', long)]
     diff: bool,
     /// Suffix for packed runner file names.
     #[arg(long, value_name = "SUFFIX", default_value = "")]
@@ -222,9 +226,14 @@ struct DeployArgs {
     #[arg(long, value_name = "SECONDS")]
     connect_timeout: Option<u64>,
     /// Hosts worked on at once, and at most this many compile jobs when building a
-    /// custom runner (capped at the CPU count) [default: 64].
-    #[arg(long, value_name = "NUM")]
+    /// custom runner (capped at the CPU count) [default: 64]. `-f`/`--forks` is
+    /// ansible-playbook's name for it.
+    #[arg(long, short = 'f', visible_alias = "forks", value_name = "NUM")]
     parallel: Option<usize>,
+    /// Accepted for ansible-playbook's sake: rustle-deploy keeps no fact cache, so there
+    /// is nothing to clear (facts are gathered on the host each run).
+    #[arg(long)]
+    flush_cache: bool,
     /// Where runners built for plans with custom Rust modules are cached [default:
     /// $RUSTLE_DEPLOY_CACHE_DIR, else deployment.cache_dir, else ~/.rustle/cache].
     #[arg(long, value_name = "DIR")]
@@ -238,9 +247,10 @@ struct DeployArgs {
     /// LTO, so a changed module rebuilds in seconds (the runner comes out larger).
     #[arg(long)]
     incremental: bool,
-    /// Say more (notes made while reading the plan).
-    #[arg(short, long)]
-    verbose: bool,
+    /// Say more (notes made while reading the plan); repeated (`-vvv`), it also sets
+    /// `ansible_verbosity` for the plays, as in Ansible.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(flatten)]
     input: InputArgs,
 }
@@ -252,8 +262,6 @@ pub fn main() -> i32 {
         Some(Cmd::Keygen { out, force }) => keygen(out, force),
         Some(Cmd::Plan {
             playbook,
-            tags,
-            skip_tags,
             check,
             diff,
             inventory,
@@ -261,8 +269,6 @@ pub fn main() -> i32 {
             output,
         }) => plan_cmd(PlanCmd {
             playbook,
-            tags,
-            skip_tags,
             check,
             diff,
             inventory,
@@ -295,8 +301,6 @@ fn keygen(out: Option<PathBuf>, force: bool) -> Result<i32, DeployError> {
 /// `rustle-deploy plan`'s arguments.
 struct PlanCmd {
     playbook: PathBuf,
-    tags: Vec<String>,
-    skip_tags: Vec<String>,
     check: bool,
     diff: bool,
     inventory: Option<PathBuf>,
@@ -312,12 +316,13 @@ fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
     }
     let opts = crate::playbook::PlaybookOptions {
         extra_vars: crate::playbook::parse_extra_vars(&c.input.extra_vars, vault.as_ref())?,
-        tags: c.tags,
-        skip_tags: c.skip_tags,
+        tags: c.input.tags.clone(),
+        skip_tags: c.input.skip_tags.clone(),
         check: c.check,
         diff: c.diff,
         vault,
         limit: c.input.limit.clone(),
+        verbosity: 0,
     };
     let plan = crate::playbook::load_playbook(&c.playbook, &opts)?;
     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
@@ -864,11 +869,12 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         ),
         None => None,
     };
-    let Some(plan) = args.plan.clone() else {
+    let Some((plan, more_plans)) = args.plan.split_first() else {
         return Err(DeployError::Unsupported(
             "no execution plan given (a file, or - for stdin); try --help".into(),
         ));
     };
+    let (plan, more_plans) = (plan.clone(), more_plans.to_vec());
     let opts = Options {
         plan,
         inventory: args.inventory.clone(),
@@ -882,6 +888,10 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         vault: args.input.vault()?,
         extra_vars: args.input.extra_vars.clone(),
         limit: args.input.limit.clone(),
+        more_plans,
+        tags: args.input.tags.clone(),
+        skip_tags: args.input.skip_tags.clone(),
+        verbosity: args.verbose,
         // Dry runs touch no host, so they do not probe either.
         probe: (!args.dry_run).then(|| deploy::Probe {
             remote: remote_options(&args, &set, String::new()),
@@ -891,7 +901,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         }),
     };
     let mut prepared = deploy::prepare(&opts, !args.dry_run)?;
-    if args.verbose || args.dry_run {
+    if args.verbose > 0 || args.dry_run {
         for n in &prepared.notes {
             eprintln!("note: {n}");
         }

@@ -138,6 +138,15 @@ pub struct Options {
     pub extra_vars: Vec<String>,
     /// `--limit`: an Ansible host pattern the participating hosts must match.
     pub limit: Option<String>,
+    /// Playbooks given after the first: their plays run after the first one's, in
+    /// the same run, as ansible-playbook runs several playbooks.
+    pub more_plans: Vec<PathBuf>,
+    /// `--tags` (for playbooks).
+    pub tags: Vec<String>,
+    /// `--skip-tags` (for playbooks).
+    pub skip_tags: Vec<String>,
+    /// How many `-v` were given: the plays' `ansible_verbosity`.
+    pub verbosity: u8,
     /// Ask SSH hosts that say nothing about their platform (`uname -sm`); without this
     /// they get `default_target` (dry runs touch no host).
     pub probe: Option<Probe>,
@@ -275,10 +284,27 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
             diff: opts.diff_mode,
             extra_vars: crate::playbook::parse_extra_vars(&opts.extra_vars, opts.vault.as_ref())?,
             vault: opts.vault.clone(),
+            tags: opts.tags.clone(),
+            skip_tags: opts.skip_tags.clone(),
+            verbosity: opts.verbosity,
             ..Default::default()
         };
-        (crate::playbook::load_playbook(&opts.plan, &pb)?, Vec::new())
+        let plan = crate::playbook::load_playbooks(&opts.plan, &opts.more_plans, &pb)?;
+        (plan, Vec::new())
     } else {
+        if !opts.more_plans.is_empty() {
+            return Err(DeployError::Unsupported(format!(
+                "{} is not a playbook: only playbooks can be given several at a time",
+                opts.plan.display()
+            )));
+        }
+        if !opts.tags.is_empty() || !opts.skip_tags.is_empty() {
+            return Err(DeployError::Unsupported(
+                "--tags and --skip-tags apply to playbooks; a plan's tasks are chosen when it \
+                 is made (give them to `rustle-deploy plan`)"
+                    .into(),
+            ));
+        }
         if !opts.extra_vars.is_empty() {
             return Err(DeployError::Unsupported(
                 "-e applies to playbooks; a plan's variables are fixed when it is made \

@@ -213,7 +213,12 @@ pub fn parse_yaml(
         text
     };
     // Ansible's YAML 1.1 reading (booleans, octal, merge keys, `!unsafe`), not YAML 1.2.
-    let mut value = crate::ansible_yaml::load(text).map_err(|e| YamlError::Syntax {
+    let mut value = crate::ansible_yaml::load_from(
+        text,
+        &file.display().to_string(),
+        crate::ansible_yaml::Duplicates::from_env(),
+    )
+    .map_err(|e| YamlError::Syntax {
         line: e.line,
         column: e.column,
         msg: e.msg,

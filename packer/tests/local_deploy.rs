@@ -1142,3 +1142,62 @@ fn the_report_is_private_to_its_owner_and_replaces_no_planted_link() {
     assert_eq!(mode(&report), 0o600);
     assert!(!statuses(&report, "localhost").is_empty());
 }
+
+#[test]
+fn ansible_playbook_arguments_run_several_playbooks_as_one() {
+    // What runme.sh targets pass: several playbooks, --tags/--skip-tags, -C, -vv, -f.
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let a = env.path("a.yml");
+    std::fs::write(
+        &a,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: first\n      set_fact: {{from_a: 1}}\n      tags: [t]\n    - name: skipped by tag\n      debug: {{msg: no}}\n      tags: [s]\n    - name: not selected\n      debug: {{msg: no}}\n    - name: write\n      copy: {{content: x, dest: '{}/f'}}\n      tags: [t]\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let b = env.path("b.yml");
+    std::fs::write(
+        &b,
+        "- hosts: localhost\n  gather_facts: false\n  tags: [t]\n  tasks:\n    - name: second\n      debug: {msg: \"{{ from_a }} {{ ansible_verbosity }} {{ ansible_check_mode }}\"}\n",
+    )
+    .unwrap();
+    let report = env.path("report.json");
+    let o = env.deploy(&[
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--tags",
+        "t,s",
+        "--skip-tags",
+        "s",
+        "-C",
+        "-vv",
+        "-f",
+        "3",
+        "--flush-cache",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        statuses(&report, "localhost"),
+        pairs(&[("first", "ok"), ("write", "changed"), ("second", "ok")])
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        r["hosts"]["localhost"]["tasks"][2]["result"]["msg"],
+        "1 2 True"
+    );
+    assert!(!out.join("f").exists(), "-C changed nothing");
+
+    // An argument ansible-playbook has and rustle-deploy does not is refused by name.
+    let o = env.deploy(&[a.to_str().unwrap(), "--start-at-task", "write"]);
+    assert_ne!(code(&o), 0);
+    assert!(
+        text(&o.stderr).contains("--start-at-task"),
+        "{}",
+        text(&o.stderr)
+    );
+}

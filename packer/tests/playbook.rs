@@ -1061,6 +1061,63 @@ mod playbook {
     }
 
     #[test]
+    fn a_roles_script_is_found_in_its_files() {
+        // group's `script: 'grouplist.sh "{{ ansible_distribution }}"'` in the role.
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            (
+                "roles/r/tasks/main.yml",
+                "- script: 'list.sh \"{{ x }}\"'\n- script:\n    cmd: list.sh\n",
+            ),
+            ("roles/r/files/list.sh", "#!/bin/sh\necho hi\n"),
+        ]);
+        let plan =
+            load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default()).unwrap();
+        let tasks = block(&plan.plays[0].tasks[0]);
+        assert_eq!(
+            tasks[0].args["_raw_params"],
+            json!("roles/r/files/list.sh \"{{ x }}\"")
+        );
+        assert_eq!(tasks[1].args["cmd"], json!("roles/r/files/list.sh"));
+        assert!(plan.files.contains_key("roles/r/files/list.sh"));
+    }
+
+    #[test]
+    fn an_action_plugin_is_refused_naming_it() {
+        // until's shell_no_failed: a role's action_plugins/ holds Python for Ansible's
+        // controller.
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            ("roles/r/tasks/main.yml", "- my_action:\n    cmd: x\n"),
+            ("roles/r/action_plugins/my_action.py", "# python\n"),
+        ]);
+        let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("'my_action' is an action plugin"), "{msg}");
+        assert!(msg.contains("roles/r/action_plugins/my_action.py"), "{msg}");
+    }
+
+    #[test]
+    fn a_templated_serial_is_rendered_and_omit_leaves_it_out() {
+        // omit's 48673.yml: `serial: "{{ testing_omitted_variable | default(omit) }}"`.
+        let plan =
+            load_text("- hosts: all\n  serial: \"{{ nope | default(omit) }}\"\n  tasks: []\n")
+                .unwrap();
+        assert!(
+            !plan
+                .files
+                .contains_key(rustle_deploy::playbook::CARRIED_KEY)
+        );
+        let plan =
+            load_text("- hosts: all\n  vars:\n    n: 3\n  serial: \"{{ n + 1 }}\"\n  tasks: []\n")
+                .unwrap();
+        let f = &plan.files[rustle_deploy::playbook::CARRIED_KEY];
+        let c: Value = serde_json::from_str(f.content.as_deref().unwrap()).unwrap();
+        assert_eq!(c["rolling"], json!({"serial": 4}));
+    }
+
+    #[test]
     fn serial_goes_with_the_plan_when_plays_agree() {
         let carried = |text: &str| -> Value {
             let plan = load_text(text).unwrap();

@@ -13,7 +13,7 @@
 mod resolve {
     use rustle_deploy::inventory::Inventory;
     use rustle_deploy::pack::{PayloadSettings, Planner};
-    use rustle_deploy::playbook::{PlaybookOptions, load_playbook};
+    use rustle_deploy::playbook::{PlaybookOptions, load_playbook, load_playbooks};
     use rustle_runner::events::{Collect, Event};
     use rustle_runner::exec::{Executor, RunOptions};
     use serde_json::Value;
@@ -1019,5 +1019,214 @@ mod resolve {
             std::fs::read_to_string(out.path().join("x.ini")).unwrap(),
             "\n[s]\no = v\n"
         );
+    }
+
+    /// Runs `site.yml` of `dir` for web1 with these tags, and says which tasks ran.
+    fn tagged_run(dir: &Path, tags: &[&str], skip: &[&str]) -> Vec<(String, String)> {
+        let opts = PlaybookOptions {
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            skip_tags: skip.iter().map(|s| s.to_string()).collect(),
+            ..PlaybookOptions::default()
+        };
+        run_with(dir, "site.yml", "hosts.ini", "web1", &opts).statuses()
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn included_tasks_inherit_the_tags_around_the_include_but_not_its_own() {
+        // Ansible 2.18 (Block._get_parent_attribute skips a dynamic include's own
+        // attributes): tasks brought in by include_tasks carry the tags of the blocks,
+        // role and play around the include and of `apply`, not those of the include.
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "inc.yml",
+                "- name: untagged\n  debug: {msg: u}\n- name: tagged x\n  debug: {msg: x}\n  tags: x\n- name: never\n  debug: {msg: n}\n  tags: never\n",
+            ),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tags: p
+  tasks:
+    - block:
+        - name: plain include
+          include_tasks: inc.yml
+          tags: inc
+        - name: applied include
+          include_tasks:
+            file: inc.yml
+            apply:
+              tags: app
+          tags: inc2
+      tags: b
+"#,
+            ),
+        ]);
+        let all = pairs(&[
+            ("plain include", "ok"),
+            ("untagged", "ok"),
+            ("tagged x", "ok"),
+            ("applied include", "ok"),
+            ("untagged", "ok"),
+            ("tagged x", "ok"),
+        ]);
+        assert_eq!(tagged_run(dir.path(), &[], &[]), all);
+        // The block's and the play's tags reach the included tasks (never among them,
+        // since a selected tag runs a `never` task).
+        let with_never = pairs(&[
+            ("plain include", "ok"),
+            ("untagged", "ok"),
+            ("tagged x", "ok"),
+            ("never", "ok"),
+            ("applied include", "ok"),
+            ("untagged", "ok"),
+            ("tagged x", "ok"),
+            ("never", "ok"),
+        ]);
+        assert_eq!(tagged_run(dir.path(), &["b"], &[]), with_never);
+        assert_eq!(tagged_run(dir.path(), &["p"], &[]), with_never);
+        // The include's own tag selects the include, not what it brings in.
+        assert_eq!(
+            tagged_run(dir.path(), &["inc"], &[]),
+            pairs(&[("plain include", "ok")])
+        );
+        // `apply`'s tags do reach them.
+        assert_eq!(
+            tagged_run(dir.path(), &["inc2,app"], &[]),
+            pairs(&[
+                ("applied include", "ok"),
+                ("untagged", "ok"),
+                ("tagged x", "ok"),
+                ("never", "ok"),
+            ])
+        );
+        assert_eq!(
+            tagged_run(dir.path(), &["inc,x"], &[]),
+            pairs(&[("plain include", "ok"), ("tagged x", "ok")])
+        );
+        assert_eq!(
+            tagged_run(dir.path(), &[], &["x"]),
+            pairs(&[
+                ("plain include", "ok"),
+                ("untagged", "ok"),
+                ("applied include", "ok"),
+                ("untagged", "ok"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_templated_action_is_rendered_when_the_task_runs() {
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  vars:
+    m: debug
+  tasks:
+    - name: templated
+      action: "{{ m }}"
+      args:
+        msg: hi
+    - name: templated and free-form
+      action: "{{ m }} msg=there"
+    - name: not run
+      action: "{{ nosuch }}"
+      when: false
+    - name: no such module
+      action: "{{ m }}_nope"
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        assert_eq!(
+            run.statuses(),
+            pairs(&[
+                ("templated", "ok"),
+                ("templated and free-form", "ok"),
+                ("not run", "skipped"),
+                ("no such module", "failed"),
+            ])
+        );
+        let msg = run.result("no such module")["msg"].as_str().unwrap();
+        assert!(msg.contains("debug_nope"), "{msg}");
+    }
+
+    #[test]
+    fn a_skipped_meta_task_is_shown_but_not_counted() {
+        // Ansible's strategy sends a skipped meta task to the callbacks without
+        // counting it in the stats.
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "site.yml",
+                r#"
+- hosts: web1
+  gather_facts: false
+  tasks:
+    - name: not the end
+      meta: end_host
+      when: false
+    - debug: {msg: after}
+"#,
+            ),
+        ]);
+        let run = run(dir.path(), "site.yml", "web1");
+        assert_eq!(
+            run.statuses(),
+            pairs(&[("not the end", "skipped"), ("debug", "ok")])
+        );
+        assert_eq!(
+            run.recap(),
+            "ok=1 changed=0 failed=0 skipped=0 rescued=0 ignored=0"
+        );
+    }
+
+    #[test]
+    fn several_playbooks_are_one_run_and_verbosity_is_a_magic_variable() {
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "a.yml",
+                "- hosts: web1\n  gather_facts: false\n  tasks:\n    - set_fact: {from_a: 1}\n",
+            ),
+            (
+                "sub/b.yml",
+                "- hosts: web1\n  gather_facts: false\n  tasks:\n    - debug: {msg: \"{{ from_a }} {{ ansible_verbosity }} {{ playbook_dir | basename }}\"}\n",
+            ),
+        ]);
+        let opts = PlaybookOptions {
+            verbosity: 2,
+            ..PlaybookOptions::default()
+        };
+        let mut plan = load_playbooks(
+            &dir.path().join("a.yml"),
+            &[dir.path().join("sub/b.yml")],
+            &opts,
+        )
+        .unwrap();
+        let inv = Inventory::load(&dir.path().join("hosts.ini")).unwrap();
+        rustle_deploy::pack::check_modules(&mut plan).unwrap();
+        let settings = PayloadSettings {
+            deployment_id: "t".into(),
+            created_at: 0,
+            check_mode: false,
+            diff_mode: false,
+        };
+        let mut planner = Planner::new(&plan, &inv, &settings).unwrap();
+        let hp = planner.host_plan(inv.host("web1").unwrap()).unwrap();
+        let mut sink = Collect::default();
+        Executor::new(&hp, &mut sink, RunOptions::default()).run();
+        assert_eq!(Run { events: sink.0 }.msgs(), vec!["1 2 sub"]);
     }
 }

@@ -27,6 +27,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a `no_log` task's reported result says instead of the result (Ansible's words).
+/// Actions the executor carries out itself: a templated action name may not become one
+/// (Ansible decides these when it reads the task, before any template is rendered).
+const EXECUTOR_ACTIONS: [&str; 6] = [
+    "meta",
+    "include_tasks",
+    "include_role",
+    "import_tasks",
+    "import_role",
+    "import_playbook",
+];
+
 const NO_LOG_CENSORED: &str =
     "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
 
@@ -89,6 +100,12 @@ struct Inherited<'a> {
     ignore_errors: Option<&'a Flag>,
     check_mode: Option<&'a Flag>,
     no_log: Option<&'a Flag>,
+    /// The tags of the blocks, roles, imports and play around the tasks (not those of
+    /// an include: Ansible's included tasks do not inherit them, only `apply`'s).
+    tags: Rc<BTreeSet<String>>,
+    /// The tasks were brought in by an include, so `--tags`/`--skip-tags` still have
+    /// to be applied to them (the packer applied them to everything else).
+    filter_tags: bool,
 }
 
 /// Runs one host's plan, reporting through a [`Sink`].
@@ -140,6 +157,9 @@ pub struct Executor<'a> {
     requests: u64,
     /// `groups` as `group_by` and `add_host` changed it (from the plan's when `None`).
     groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// `--tags`/`--skip-tags` of the run (from `ansible_run_tags`/`ansible_skip_tags`),
+    /// for the tasks includes bring in.
+    selection: crate::tags::Selection,
 }
 
 /// The names by which a task is delegated to the controller itself.
@@ -203,6 +223,10 @@ impl<'a> Executor<'a> {
             play_index: 0,
             requests: 0,
             groups: None,
+            selection: crate::tags::Selection::from_magic(
+                plan.magic.get("ansible_run_tags"),
+                plan.magic.get("ansible_skip_tags"),
+            ),
         }
     }
 
@@ -296,30 +320,46 @@ impl<'a> Executor<'a> {
         };
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
-        self.flush_list(&play.handlers, &inherited)?;
+        // Every handler named or listening to what was notified runs: a topic wakes all
+        // its listeners, so it is not used up by the first one.
+        let mut pending = std::mem::take(&mut self.notified);
+        let mut flushed = self.flush_list(&play.handlers, &inherited, &mut pending);
         for (_, list, scope) in self.dyn_handlers.clone() {
-            self.flush_list(list, &scope)?;
+            if flushed.is_ok() {
+                flushed = self.flush_list(list, &scope, &mut pending);
+            }
         }
-        Ok(())
+        flushed
     }
 
     /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
     /// or one the playbook wrote) is looked into, its keywords applying to the handlers
     /// inside it.
-    fn flush_list(&mut self, list: &'a [Task], inherited: &Inherited<'a>) -> Result<(), Halt> {
+    /// `pending` is what was notified when the flush started; what the handlers notify
+    /// meanwhile wakes the handlers after them (and the earlier ones at the next flush).
+    fn flush_list(
+        &mut self,
+        list: &'a [Task],
+        inherited: &Inherited<'a>,
+        pending: &mut BTreeSet<String>,
+    ) -> Result<(), Halt> {
         for handler in list {
             if let Some(block) = &handler.block {
                 let entered = self.enter(handler.origin.as_ref(), inherited);
                 let inner = Self::child_inherited(handler, &entered);
-                self.flush_list(block, &inner)?;
+                self.flush_list(block, &inner, pending)?;
                 continue;
             }
             let name = handler.name.clone().unwrap_or_default();
-            let wanted = self.notified.remove(&name)
-                | handler
-                    .listen
-                    .iter()
-                    .fold(false, |any, l| self.notified.remove(l) | any);
+            let mut wanted =
+                pending.contains(&name) || handler.listen.iter().any(|l| pending.contains(l));
+            // Notified by a handler of this flush: used up here.
+            for key in std::iter::once(&name).chain(&handler.listen) {
+                if self.notified.remove(key) {
+                    pending.insert(key.clone());
+                    wanted = true;
+                }
+            }
             if wanted {
                 self.run_task(handler, inherited, true)?;
             }
@@ -372,8 +412,35 @@ impl<'a> Executor<'a> {
             _ => String::new(),
         };
         let ctx = self.jctx(&self.context(inherited, task, &[]));
-        if let Some(not_run) = self.conditions(task, inherited, &ctx) {
+        // Ansible runs these whatever `when` says (it warns that they ignore it).
+        let unconditional = matches!(
+            action.as_str(),
+            "noop" | "refresh_inventory" | "reset_connection"
+        );
+        if let Some(not_run) = self
+            .conditions(task, inherited, &ctx)
+            .filter(|_| !unconditional)
+        {
             if not_run.get("failed") != Some(&Value::Bool(true)) {
+                // Ansible shows a meta task its condition skips, but counts it in no
+                // recap (its strategy sends the callback without touching the stats).
+                let name = self.task_name(task, &ctx);
+                let mut result = Vars::new();
+                result.insert("msg".into(), action.clone().into());
+                result.insert("skipped".into(), true.into());
+                result.insert(
+                    "skip_reason".into(),
+                    format!("{action} conditional evaluated to False").into(),
+                );
+                self.emit_task(
+                    &name,
+                    "meta",
+                    Status::Skipped,
+                    false,
+                    handler,
+                    started,
+                    Value::Object(result),
+                );
                 return Ok(());
             }
             let name = self.task_name(task, &ctx);
@@ -443,6 +510,11 @@ impl<'a> Executor<'a> {
         inh.ignore_errors = task.ignore_errors.as_ref().or(parent.ignore_errors);
         inh.check_mode = task.check_mode.as_ref().or(parent.check_mode);
         inh.no_log = task.no_log.as_ref().or(parent.no_log);
+        if !task.tags.is_empty() {
+            let mut tags = (*parent.tags).clone();
+            tags.extend(task.tags.iter().cloned());
+            inh.tags = Rc::new(tags);
+        }
         inh
     }
 
@@ -735,6 +807,16 @@ impl<'a> Executor<'a> {
             }
             None => inherited,
         };
+        // What an include brought in is filtered by tags as Ansible filters it when it
+        // loads the file: a block stays (its tasks are judged one by one), a task runs
+        // when its own tags and those around it are selected. Handlers are not filtered.
+        if inherited.filter_tags && !handler && task.block.is_none() {
+            let mut tags = (*inherited.tags).clone();
+            tags.extend(task.tags.iter().cloned());
+            if !self.selection.should_run(&tags) {
+                return Ok(());
+            }
+        }
         if let Some(block) = &task.block {
             return self.run_block(task, block, inherited, handler);
         }
@@ -1374,6 +1456,7 @@ impl<'a> Executor<'a> {
         }
         for (found, extra) in included {
             let mut inh = inherited.clone();
+            inh.filter_tags = true;
             inh.vars.push(Scope::Plan(&task.vars));
             if !extra.is_empty() {
                 inh.vars.push(Scope::Run(Rc::new(
@@ -2073,7 +2156,27 @@ impl<'a> Executor<'a> {
 
     /// Renders the arguments and runs the module.
     fn invoke(&mut self, task: &Task, inherited: &Inherited<'_>, ctx: &JValue) -> Vars {
-        let module = task.module_name();
+        // `action: "{{ ansible_facts.pkg_mgr }}"`: Ansible templates the action when the
+        // task runs, after `when`.
+        let templated;
+        let module = if task.module.contains("{{") {
+            templated = match self.engine.render_str(&task.module, ctx) {
+                Ok(m) => m.trim().to_string(),
+                Err(e) => return failed_result(format!("the action '{}': {e}", task.module)),
+            };
+            if EXECUTOR_ACTIONS.contains(&templated.as_str()) {
+                return failed_result(format!(
+                    "the action '{}' renders to '{templated}', which cannot be chosen by a template: name it literally",
+                    task.module
+                ));
+            }
+            templated
+                .strip_prefix("ansible.builtin.")
+                .or_else(|| templated.strip_prefix("ansible.legacy."))
+                .unwrap_or(&templated)
+        } else {
+            task.module_name()
+        };
         // `set_fact` keeps what it is given unsafe where it was (`!unsafe`, a result's
         // text), since the variables it sets are rendered again where they are used.
         let keeps_vars = module == "set_fact";
@@ -2369,6 +2472,21 @@ impl<'a> Executor<'a> {
             Status::Failed => self.recap.failed += 1,
             Status::Unreachable => self.recap.unreachable += 1,
         }
+        self.emit_task(name, module, status, ignored, handler, started, result);
+    }
+
+    /// Reports a task's result without counting it in the recap.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_task(
+        &mut self,
+        name: &str,
+        module: &str,
+        status: Status,
+        ignored: bool,
+        handler: bool,
+        started: Instant,
+        result: Value,
+    ) {
         self.sink.emit(&Event::Task {
             v: EVENTS_VERSION,
             play: self.play_name.clone(),
@@ -2512,6 +2630,7 @@ fn play_scope(play: &Play) -> Inherited<'_> {
         ignore_errors: play.ignore_errors.as_ref(),
         check_mode: play.check_mode.as_ref(),
         no_log: play.no_log.as_ref(),
+        tags: Rc::new(play.tags.iter().cloned().collect()),
         ..Inherited::default()
     }
 }
@@ -2688,7 +2807,24 @@ fn outcome_to_result(o: Outcome) -> Vars {
 
 fn status_of(r: &Vars) -> Status {
     let flag = |k: &str| r.get(k) == Some(&Value::Bool(true));
-    if flag("failed") {
+    // Ansible's TaskResult.is_failed: where failed_when gave a verdict (the task's, or a
+    // loop item's), that verdict decides, not `failed`, which running out of retries sets
+    // as well. An error evaluating it is a (true) text.
+    let truthy = |v: Option<&Value>| match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.is_empty(),
+        _ => false,
+    };
+    let items = r.get("results").and_then(Value::as_array);
+    let by_items = items.is_some_and(|i| i.iter().any(|x| x.get("failed_when_result").is_some()));
+    let failed = if by_items {
+        items.is_some_and(|i| i.iter().any(|x| truthy(x.get("failed_when_result"))))
+    } else if r.contains_key("failed_when_result") {
+        truthy(r.get("failed_when_result"))
+    } else {
+        flag("failed")
+    };
+    if failed {
         Status::Failed
     } else if flag("skipped") {
         Status::Skipped

@@ -47,6 +47,41 @@ impl Default for Subset {
     }
 }
 
+/// Where Ansible's interpreter discovery finds Python on a host, in its order (the
+/// versioned names it tries first resolve to one of these on the systems it supports).
+const PYTHONS: [&str; 4] = [
+    "/usr/bin/python3",
+    "/usr/libexec/platform-python",
+    "/usr/local/bin/python3",
+    "/usr/bin/python",
+];
+
+/// What the interpreter prints for the `python` facts: Ansible's PythonFactCollector,
+/// which describes the interpreter modules run with.
+const PYTHON_FACTS: &str = "import sys, json\n\
+try:\n    from ssl import SSLContext\n    s = True\nexcept ImportError:\n    s = False\n\
+v = list(sys.version_info)\n\
+print(json.dumps({'version': {'major': v[0], 'minor': v[1], 'micro': v[2], 'releaselevel': v[3], 'serial': v[4]}, 'version_info': v, 'executable': sys.executable, 'has_sslcontext': s, 'type': sys.implementation.name}))\n";
+
+/// `ansible_python` and `ansible_python_version`: the host's Python, the one Ansible
+/// would run modules with, as it describes itself; nothing on a host without one.
+fn python() -> Option<(Value, String)> {
+    let exe = PYTHONS.iter().find(|p| std::path::Path::new(p).is_file())?;
+    let out = std::process::Command::new(exe)
+        .args(["-c", PYTHON_FACTS])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let n = |k: &str| v.pointer(&format!("/version/{k}")).and_then(Value::as_u64);
+    let version = format!("{}.{}.{}", n("major")?, n("minor")?, n("micro")?);
+    Some((v, version))
+}
+
 /// Gathers the minimal facts and the groups `subset` asks for.
 pub fn gather_subset(subset: Subset) -> Vars {
     let mut f = Vars::new();
@@ -84,6 +119,10 @@ pub fn gather_subset(subset: Subset) -> Vars {
     }
     if let Some(up) = sys::uptime_seconds() {
         put("uptime_seconds", up.into());
+    }
+    if let Some((python, version)) = python() {
+        put("python", python);
+        put("python_version", version.into());
     }
 
     let os = os_release();
@@ -617,6 +656,25 @@ mod tests {
             "RedHat"
         );
         assert_eq!(distribution_name("ubuntu"), "Ubuntu");
+    }
+
+    #[test]
+    fn python_is_described_by_the_interpreter_itself() {
+        // loop-until: `{{ ansible_python.executable }} -c ...`.
+        let Some(exe) = PYTHONS.iter().find(|p| std::path::Path::new(p).is_file()) else {
+            assert!(python().is_none(), "no Python here, no python facts");
+            return;
+        };
+        let (p, version) = python().expect("a Python that runs");
+        assert_eq!(p["executable"], *exe);
+        assert_eq!(p["type"], "cpython");
+        let info = p["version_info"].as_array().unwrap();
+        assert_eq!(info.len(), 5);
+        assert_eq!(version, format!("{}.{}.{}", info[0], info[1], info[2]));
+        assert_eq!(p["version"]["major"], info[0]);
+        let f = gather();
+        assert_eq!(f["ansible_python"], p);
+        assert_eq!(f["ansible_python_version"], version.as_str());
     }
 
     #[test]

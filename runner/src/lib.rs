@@ -30,5 +30,6 @@ pub mod privilege;
 mod pyliteral;
 pub mod random;
 pub mod resolve;
+pub mod tags;
 pub mod template;
 pub mod trust;

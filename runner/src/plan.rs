@@ -277,6 +277,10 @@ pub struct Play {
     /// tasks may name at run time: what of the plan's files and library its hosts get.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reach: Vec<String>,
+    /// The play's tags (and those of the `import_playbook` that brought it): the tasks
+    /// includes bring in inherit them when the runner filters them by `--tags`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).

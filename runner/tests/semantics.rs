@@ -501,6 +501,53 @@ fn set_fact_and_variable_precedence() {
 }
 
 #[test]
+fn a_failed_when_verdict_decides_even_when_retries_run_out() {
+    // until's and loop-until's "Test access to attempts in changed_when/failed_when":
+    // Ansible marks the result failed when retries run out, but TaskResult.is_failed
+    // takes failed_when's verdict where there is one.
+    let task = json!({"name": "t", "module": "shell", "args": {"_raw_params": "true"},
+        "register": "r", "until": "1 == 0", "retries": 2, "delay": 0,
+        "failed_when": "r.attempts > 6"});
+    let mut looped = task.clone();
+    looped["name"] = json!("looped");
+    looped["loop"] = json!([1, 2]);
+    let run = check(
+        play(json!([task, looped]), json!({})),
+        &[("t", "changed"), ("looped", "changed")],
+    );
+    assert_eq!(run.result("t")["failed"], json!(true));
+    assert_eq!(run.result("t")["attempts"], json!(2));
+}
+
+#[test]
+fn every_handler_listening_to_a_topic_runs() {
+    // handlers' test_listening_handlers.yml: two handlers listen to one topic, and a
+    // third to another topic notified twice.
+    let plan = json!({"plays": [
+        {"name": "one", "tasks": [
+            with(sh("a", "true"), json!({"notify": ["t1"]})),
+            with(sh("b", "true"), json!({"notify": ["t2"]})),
+            with(sh("c", "true"), json!({"notify": ["t2"]})),
+        ], "handlers": [
+            with(dbg("l1", "one"), json!({"listen": ["t1"]})),
+            with(dbg("l2", "two"), json!({"listen": ["t1"]})),
+            with(dbg("l3", "three"), json!({"listen": ["t2"]})),
+        ]},
+    ]});
+    check(
+        plan,
+        &[
+            ("a", "changed"),
+            ("b", "changed"),
+            ("c", "changed"),
+            ("l1", "ok,handler"),
+            ("l2", "ok,handler"),
+            ("l3", "ok,handler"),
+        ],
+    );
+}
+
+#[test]
 fn handlers_run_once_in_definition_order_when_notified_by_a_change() {
     let d = tmp();
     let f = p(d.path(), "conf");
@@ -869,6 +916,8 @@ fn end_play_skips_the_rest_of_the_play_and_end_host_the_rest_of_the_run() {
         plan,
         &[
             ("before", "ok"),
+            // Ansible shows a meta task its `when` skips (and counts it nowhere).
+            ("meta", "skipped"),
             ("still running", "ok"),
             ("in second play", "ok"),
         ],

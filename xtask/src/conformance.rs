@@ -619,10 +619,22 @@ fn write_shims(layout: &Layout, deployer: &Path) -> Result<PathBuf> {
     let dir = layout.work.join("shims");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let shim = dir.join("ansible-playbook");
-    let quoted = deployer.display().to_string().replace('\'', "'\\''");
+    let quote = |p: &Path| p.display().to_string().replace('\'', "'\\''");
+    let quoted = quote(deployer);
+    let state = quote(&layout.work.join("state"));
+    // Every ansible-playbook run stands alone, while rustle-deploy runs one deploy per
+    // state root at a time: a run started by a task of another (yaml_parsing runs
+    // ansible-playbook from a task) gets a root of its own instead of waiting for the
+    // outer run's lock.
     std::fs::write(
         &shim,
-        format!("#!/bin/sh\n# ansible-playbook, played by rustle-deploy (cargo xtask conformance)\nexec '{quoted}' \"$@\"\n"),
+        format!(
+            "#!/bin/sh\n# ansible-playbook, played by rustle-deploy (cargo xtask conformance)\n\
+             if [ -n \"$RUSTLE_CONFORMANCE_ROOT\" ]; then RUSTLE_CONFORMANCE_ROOT=\"$RUSTLE_CONFORMANCE_ROOT/nested\"; \
+             else RUSTLE_CONFORMANCE_ROOT='{state}'; fi\n\
+             export RUSTLE_CONFORMANCE_ROOT\n\
+             RUSTLE_ROOT=\"$RUSTLE_CONFORMANCE_ROOT\" exec '{quoted}' \"$@\"\n"
+        ),
     )
     .map_err(|e| format!("{}: {e}", shim.display()))?;
     crate::set_executable(&shim)?;

@@ -267,6 +267,17 @@ impl Inventory {
         path: &Path,
         vault: Option<&crate::vault::Vault>,
     ) -> Result<Inventory, InventoryError> {
+        // Ansible's host_list source: `-i 'web1,web2,'` (a comma, and no such file).
+        let text = path.to_string_lossy();
+        if text.contains(',') && !path.exists() {
+            let hosts: String = text
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("{h}\n"))
+                .collect();
+            return Self::parse_ini(&hosts, &text);
+        }
         let mut inv = Self::load_file(path)?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

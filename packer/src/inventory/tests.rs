@@ -526,6 +526,16 @@ fn select_patterns() {
 }
 
 #[test]
+fn a_comma_separated_host_list_is_an_inventory() {
+    // ansible-playbook -i 'host1,host2' (the roles target's end_role_nested.yml).
+    let inv = Inventory::load(std::path::Path::new("rustle-h1, rustle-h2,")).unwrap();
+    check_select(&inv, "all", &["rustle-h1", "rustle-h2"]);
+    check_select(&inv, "ungrouped", &["rustle-h1", "rustle-h2"]);
+    let inv = Inventory::load(std::path::Path::new("solo,")).unwrap();
+    check_select(&inv, "all", &["solo"]);
+}
+
+#[test]
 fn localhost_default() {
     let inv = Inventory::localhost();
     check_select(&inv, "all", &["localhost"]);

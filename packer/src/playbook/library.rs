@@ -376,8 +376,8 @@ impl Loader<'_> {
         }
     }
 
-    /// A task file in plan form, or why it cannot be; the tags selected apply, and extra
-    /// vars win over the variables its tasks set, as for the plays' own tasks.
+    /// A task file in plan form, or why it cannot be; extra vars win over the variables
+    /// its tasks set, as for the plays' own tasks.
     fn parse_tasks(&mut self, path: &Path, cx: &Cx) -> Parsed<Vec<rustle_runner::plan::Task>> {
         // A file read for the library is read outside any play: what a play gathers
         // (role handlers, role deduplication) does not leak into the one being read.
@@ -385,9 +385,9 @@ impl Loader<'_> {
         let tasks = self.task_file(path, cx);
         self.play = saved;
         match tasks {
-            Ok(tasks) => {
-                let selection = super::tags::Selection::new(&self.opts.tags, &self.opts.skip_tags);
-                let mut tasks = super::tags::filter(tasks, &BTreeSet::new(), &selection);
+            Ok(mut tasks) => {
+                // Not filtered by tags here: which tags an included task inherits depends
+                // on where it is included, so the runner filters it there.
                 super::override_vars(&mut tasks, &self.opts.extra_vars);
                 Parsed::Ok(tasks)
             }

@@ -89,7 +89,10 @@
 //! own plus those of every enclosing block, include, role and play; `always` runs unless
 //! skipped by name; `never` runs only when asked for; `all`, `tagged`, `untagged` work as
 //! in Ansible. Blocks left empty are dropped; handlers are not filtered. Tasks keep their
-//! own `tags` in the plan.
+//! own `tags` in the plan, and a play's tags ride on a block around its tasks: the runner
+//! filters what `include_tasks`/`include_role` bring in (task files of the library are
+//! not filtered here) with the tags around the include and its `apply`'s, as Ansible
+//! does when it loads them (`rustle_runner::tags`).
 //!
 //! # Handlers between sections
 //!
@@ -169,6 +172,8 @@ pub struct PlaybookOptions {
     pub vault: Option<crate::vault::Vault>,
     /// `--limit`: carried in the plan, applied against the inventory at deploy time.
     pub limit: Option<String>,
+    /// How many `-v` were given: `ansible_verbosity`.
+    pub verbosity: u8,
 }
 
 /// The plan file entry carrying what the inventory needs from the playbook's side:
@@ -470,6 +475,18 @@ pub fn looks_like_playbook(text: &str) -> bool {
 /// Errors name the file and the play/task path or line; see the module documentation
 /// for what is read and what is refused.
 pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, PlaybookError> {
+    load_playbooks(path, &[], opts)
+}
+
+/// Reads several playbooks into one plan, their plays one after the other, as
+/// `ansible-playbook a.yml b.yml` runs them: one run, so facts and failed hosts carry
+/// from one playbook to the next. The first playbook's directory is the one
+/// `group_vars/`, `host_vars/` and the plan's files are taken from, as in Ansible.
+pub fn load_playbooks(
+    path: &Path,
+    more: &[PathBuf],
+    opts: &PlaybookOptions,
+) -> Result<DeployPlan, PlaybookError> {
     let base = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -484,9 +501,14 @@ pub fn load_playbook(path: &Path, opts: &PlaybookOptions) -> Result<DeployPlan, 
         reach: library::Reach::default(),
         next_play: 0,
     };
-    let loaded = loader
-        .playbook(path, &play::Imported::default())
-        .map_err(PlaybookError::with_line)?;
+    let mut loaded = Vec::new();
+    for path in std::iter::once(path).chain(more.iter().map(PathBuf::as_path)) {
+        loaded.extend(
+            loader
+                .playbook(path, &play::Imported::default())
+                .map_err(PlaybookError::with_line)?,
+        );
+    }
     let rolling = agreed_rolling(&loaded).map_err(PlaybookError::with_line)?;
     let (library, mut reach) = loader.build_library();
     let selection = tags::Selection::new(&opts.tags, &opts.skip_tags);
@@ -546,6 +568,7 @@ fn run_magic(opts: &PlaybookOptions) -> Vars {
         run.push(Value::String("all".into()));
     }
     let mut magic = Vars::new();
+    magic.insert("ansible_verbosity".into(), Value::from(opts.verbosity));
     magic.insert("ansible_run_tags".into(), Value::Array(run));
     magic.insert(
         "ansible_skip_tags".into(),

@@ -133,6 +133,21 @@ fn play_magic(dir: &Path, play_roles: &[String], dependent: &BTreeSet<String>) -
     magic
 }
 
+/// A play keyword given as a template, rendered with the play's and the extra variables
+/// (what Ansible has when it starts a play); `None` when it renders to `omit`.
+fn play_keyword(text: &str, vars: &Vars) -> Result<Option<String>, String> {
+    let engine = std::sync::Arc::new(rustle_runner::template::Engine::new());
+    // A marker no template writes by accident stands for `omit` here.
+    const OMIT: &str = "__omit_place_holder__rustle_play_keyword";
+    let mut vars = vars.clone();
+    vars.insert("omit".into(), Value::String(OMIT.into()));
+    let ctx = rustle_runner::lazyvars::context(&vars, &engine);
+    let rendered = engine
+        .render_str(text, &ctx)
+        .map_err(|e| format!("'{text}': {e}"))?;
+    Ok((rendered != OMIT).then_some(rendered))
+}
+
 /// `serial`: a positive number or `"N%"`; a list of one such value.
 fn serial_value(v: &Yaml, at: &Where) -> Result<Value, PlaybookError> {
     let bad = || {
@@ -183,11 +198,14 @@ impl LoadedPlay {
             when,
             rolling: _,
         } = self;
-        let inherited: BTreeSet<String> = tags.into_iter().collect();
+        let inherited: BTreeSet<String> = tags.iter().cloned().collect();
         let mut parts: Vec<Vec<Task>> = sections
             .into_iter()
             .map(|s| tagsel::filter(s, &inherited, selection))
             .collect();
+        // The runner filters what includes bring in with the tags around them, the
+        // play's among them.
+        play.tags = tags;
         if !when.is_empty() {
             for part in parts.iter_mut().filter(|p| !p.is_empty()) {
                 let condition = match when.as_slice() {
@@ -422,7 +440,17 @@ impl Loader<'_> {
                 })?)
             }
         };
-        let rolling = match get("serial") {
+        // A templated `serial` is rendered as Ansible renders play keywords, with play
+        // and extra vars; one that renders to `omit` is not given.
+        let serial = match get("serial") {
+            Some(Yaml::String(text)) if text.contains("{{") => {
+                play_keyword(text, &self.play.lookup)
+                    .map_err(|e| at.invalid("serial", e))?
+                    .map(Yaml::String)
+            }
+            other => other.cloned(),
+        };
+        let rolling = match &serial {
             Some(v) => Some(Rolling {
                 serial: serial_value(v, &at)?,
                 max_fail_percentage,
@@ -506,6 +534,7 @@ impl Loader<'_> {
                 handlers,
                 magic,
                 reach: Vec::new(),
+                tags: Vec::new(),
             },
             sections: [pre, main, post],
             tags,

@@ -424,9 +424,46 @@ impl Loader<'_> {
         let module = task.module_name();
         let sub = match module {
             "template" => "templates",
-            "copy" => "files",
+            "copy" | "script" => "files",
             _ => return Ok(()),
         };
+        // `script`'s file is the first word of its command line (`cmd` or free-form),
+        // found where `copy` finds its `src`, as Ansible's script action does.
+        if module == "script" {
+            let key = if task.args.contains_key("cmd") {
+                "cmd"
+            } else {
+                "_raw_params"
+            };
+            let Some(Value::String(line)) = task.args.get(key) else {
+                return Ok(());
+            };
+            let line = line.trim_start().to_string();
+            let (first, rest) = line
+                .split_once(char::is_whitespace)
+                .unwrap_or((line.as_str(), ""));
+            if first.starts_with(['"', '\'']) {
+                return Ok(());
+            }
+            let mut probe = task.clone();
+            probe
+                .args
+                .insert("src".into(), Value::String(first.to_string()));
+            probe.module = "copy".into();
+            self.embed_src(&mut probe, cx)?;
+            if let Some(Value::String(found)) = probe.args.get("src")
+                && found != first
+                && !found.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            {
+                let line = if rest.is_empty() {
+                    found.clone()
+                } else {
+                    format!("{found} {rest}")
+                };
+                task.args.insert(key.into(), Value::String(line));
+            }
+            return Ok(());
+        }
         if module == "copy"
             && task
                 .args

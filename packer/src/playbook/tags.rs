@@ -1,58 +1,10 @@
-//! `--tags` / `--skip-tags`, applied when the plan is made, with Ansible's rules
-//! (`Taggable.evaluate_tags`): special tags `always`, `never`, `all`, `tagged`, `untagged`.
+//! `--tags` / `--skip-tags`, applied when the plan is made to what Ansible reads
+//! statically (plays, roles, imports), with the runner's [`Selection`] (Ansible's rules);
+//! the runner applies it to what includes bring in.
 
 use rustle_runner::plan::Task;
+pub(crate) use rustle_runner::tags::Selection;
 use std::collections::BTreeSet;
-
-/// The tags asked for and the tags skipped.
-#[derive(Debug, Clone)]
-pub(crate) struct Selection {
-    only: BTreeSet<String>,
-    skip: BTreeSet<String>,
-}
-
-impl Selection {
-    /// From the command line; entries may be comma-separated lists. No `--tags` means
-    /// `all`, as in Ansible (which still leaves out tasks tagged `never`).
-    pub(crate) fn new(tags: &[String], skip_tags: &[String]) -> Self {
-        let split = |list: &[String]| -> BTreeSet<String> {
-            list.iter()
-                .flat_map(|t| t.split(','))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string)
-                .collect()
-        };
-        let mut only = split(tags);
-        if only.is_empty() {
-            only.insert("all".to_string());
-        }
-        Selection {
-            only,
-            skip: split(skip_tags),
-        }
-    }
-
-    /// Whether a task with these (own and inherited) tags runs.
-    fn should_run(&self, tags: &BTreeSet<String>) -> bool {
-        let untagged: BTreeSet<String> = ["untagged".to_string()].into();
-        let tags = if tags.is_empty() { &untagged } else { tags };
-        let has = |t: &str| tags.contains(t);
-        let only = |t: &str| self.only.contains(t);
-        let skip = |t: &str| self.skip.contains(t);
-        let run = has("always")
-            || (only("all") && !has("never"))
-            || !tags.is_disjoint(&self.only)
-            || (only("tagged") && *tags != untagged && !has("never"));
-        if !run {
-            return false;
-        }
-        if skip("all") {
-            return has("always") && !skip("always");
-        }
-        tags.is_disjoint(&self.skip) && !(skip("tagged") && *tags != untagged)
-    }
-}
 
 /// Keeps the tasks that run with this selection; `inherited` are the tags of everything
 /// enclosing the list. A block is kept when something in its `block` or `always` is.
@@ -90,43 +42,27 @@ fn keep(mut task: Task, inherited: &BTreeSet<String>, selection: &Selection) -> 
 mod tests {
     use super::*;
 
-    fn set(tags: &[&str]) -> BTreeSet<String> {
-        tags.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn sel(only: &[&str], skip: &[&str]) -> Selection {
-        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        Selection::new(&v(only), &v(skip))
+    fn task(name: &str, tags: &[&str]) -> Task {
+        Task {
+            name: Some(name.into()),
+            module: "debug".into(),
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            ..Task::default()
+        }
     }
 
     #[test]
-    fn ansible_rules() {
-        let default = sel(&[], &[]);
-        assert!(default.should_run(&set(&[])));
-        assert!(default.should_run(&set(&["x"])));
-        assert!(!default.should_run(&set(&["never"])));
-        assert!(default.should_run(&set(&["never", "always"])));
-
-        let web = sel(&["web"], &[]);
-        assert!(web.should_run(&set(&["web", "db"])));
-        assert!(!web.should_run(&set(&["db"])));
-        assert!(!web.should_run(&set(&[])));
-        assert!(web.should_run(&set(&["always"])));
-        assert!(web.should_run(&set(&["never", "web"])));
-
-        assert!(sel(&["untagged"], &[]).should_run(&set(&[])));
-        assert!(!sel(&["untagged"], &[]).should_run(&set(&["a"])));
-        assert!(sel(&["tagged"], &[]).should_run(&set(&["a"])));
-        assert!(!sel(&["tagged"], &[]).should_run(&set(&[])));
-
-        let skip = sel(&[], &["db"]);
-        assert!(!skip.should_run(&set(&["db"])));
-        assert!(skip.should_run(&set(&["web"])));
-        assert!(!sel(&[], &["always"]).should_run(&set(&["always"])));
-        assert!(sel(&[], &["all"]).should_run(&set(&["always"])));
-        assert!(!sel(&[], &["all"]).should_run(&set(&["x"])));
-        assert!(!sel(&[], &["untagged"]).should_run(&set(&[])));
-        assert!(!sel(&["a,b"], &[]).should_run(&set(&["c"])));
-        assert!(sel(&["a,b"], &[]).should_run(&set(&["b"])));
+    fn a_block_keeps_what_its_tags_select_and_goes_when_nothing_is_left() {
+        let inner = Task {
+            block: Some(vec![task("a", &[]), task("b", &["x"])]),
+            tags: vec!["blk".into()],
+            ..Task::default()
+        };
+        let sel = Selection::new(&["blk".into()], &[]);
+        let kept = filter(vec![inner.clone(), task("c", &[])], &BTreeSet::new(), &sel);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].block.as_ref().map(Vec::len), Some(2));
+        let none = Selection::new(&["zzz".into()], &[]);
+        assert!(filter(vec![inner], &BTreeSet::new(), &none).is_empty());
     }
 }

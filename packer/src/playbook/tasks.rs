@@ -708,6 +708,17 @@ impl Loader<'_> {
             }
         }
         let (module, value) = module_of(&candidates, action, &at)?;
+        if let Some(plugin) = action_plugin(&module, cx) {
+            return Err(at.unsupported(
+                &module,
+                format!(
+                    "'{module}' is an action plugin ({}): Ansible runs action plugins, Python \
+                     code written against its own controller API, on the controller; the \
+                     runner cannot run them",
+                    plugin.display()
+                ),
+            ));
+        }
         match short_name(&module) {
             "include_tasks" => Ok(vec![
                 self.dynamic_include(&module, &value, &entries, cx, &at)?,
@@ -1155,6 +1166,28 @@ enum ModuleValue {
     Text(String),
 }
 
+/// The action plugin `module` names, when the runner has no module of that name and
+/// Ansible would find one beside the playbook or in the task's role (`action_plugins/`).
+fn action_plugin(module: &str, cx: &Cx) -> Option<PathBuf> {
+    let short = short_name(module);
+    if short.contains("{{")
+        || short.contains('/')
+        || rustle_runner::modules::is_supported(short)
+        || KNOWN_MODULES.contains(&short)
+    {
+        return None;
+    }
+    let file = format!("{short}.py");
+    let mut dirs = Vec::new();
+    if let Some(role) = &cx.role {
+        dirs.push(role.dir.join("action_plugins"));
+    }
+    dirs.push(cx.playbook_dir.join("action_plugins"));
+    dirs.into_iter()
+        .map(|d| d.join(&file))
+        .find(|p| p.is_file())
+}
+
 /// Picks the module among the keys that are not keywords.
 fn module_of(
     candidates: &[(&str, &Yaml)],
@@ -1213,12 +1246,47 @@ fn module_of(
     }
 }
 
+/// Where a module name given as a template (`{{ x }}`, possibly glued to text, as in
+/// `{{ mgr }}_key`) ends: the first whitespace outside `{{ }}`. `None` when the text
+/// does not start with a template.
+fn templated_name(s: &str) -> Option<usize> {
+    if !s.starts_with("{{") {
+        return None;
+    }
+    let mut depth = 0usize;
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes.get(i), bytes.get(i + 1)) {
+            (Some(b'{'), Some(b'{')) => {
+                depth += 1;
+                i += 2;
+            }
+            (Some(b'}'), Some(b'}')) if depth > 0 => {
+                depth -= 1;
+                i += 2;
+            }
+            (Some(c), _) if depth == 0 && c.is_ascii_whitespace() => return Some(i),
+            _ => i += 1,
+        }
+    }
+    Some(s.len())
+}
+
 /// `action: copy src=a dest=b` or `action: {module: copy, src: a}`.
 fn action_module(action: &Yaml, at: &Where) -> Result<(String, ModuleValue), PlaybookError> {
     match action {
         Yaml::String(s) => {
             let s = s.trim_start();
-            let (module, rest) = s.split_once(char::is_whitespace).unwrap_or((s, ""));
+            // `action: "{{ ansible_facts.pkg_mgr }}"`: the name is a template the runner
+            // renders when the task runs, as Ansible does; it ends where the template does.
+            let (module, rest) = match templated_name(s) {
+                Some(end) => (
+                    s.get(..end).unwrap_or(s),
+                    s.get(end..).unwrap_or("").trim_start(),
+                ),
+                None => s.split_once(char::is_whitespace).unwrap_or((s, "")),
+            };
             if module.is_empty() {
                 return Err(at.invalid("action", "no module named"));
             }

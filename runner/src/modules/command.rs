@@ -239,19 +239,14 @@ pub(super) fn run_process(
         }
         text.into_bytes()
     });
+    let program = cmd.get_program().to_os_string();
     let start = SystemTime::now();
     let ran = tools::collect(&mut cmd, input, tools::OUTPUT_LIMIT, true);
     let end = SystemTime::now();
     let output = match ran {
         Ok(tools::Ran::Done(o)) => o,
         Ok(tools::Ran::Stopped) => return Ok(Outcome::fail(STOPPED).with("cmd", shown)),
-        Err(e) => {
-            return Ok(
-                Outcome::fail(format!("[Errno {}] {e}", e.raw_os_error().unwrap_or(0)))
-                    .with("rc", 2)
-                    .with("cmd", shown),
-            );
-        }
+        Err(e) => return Ok(not_started(&e, &program, shown)),
     };
     let rc = output.status.code().unwrap_or(-1);
     let mut o = finished(shown, rc, &output.stdout, &output.stderr, strip, start, end);
@@ -266,6 +261,49 @@ pub(super) fn run_process(
         );
     }
     Ok(o)
+}
+
+/// A command that could not be started (no such program, not executable), as
+/// Ansible's `run_command` reports it: failed, `rc` the error number, empty output (so
+/// `failed_when` and `changed_when` can look at it) and Python's text of the error.
+fn not_started(e: &std::io::Error, program: &std::ffi::OsStr, shown: Value) -> Outcome {
+    let errno = e.raw_os_error().unwrap_or(0);
+    let text = e.to_string();
+    let reason = text.split(" (os error").next().unwrap_or(&text);
+    let program = bytes_repr(program.as_encoded_bytes());
+    Outcome::fail(format!("[Errno {errno}] {reason}: {program}"))
+        .with("rc", errno)
+        .with("cmd", shown)
+        .with("stdout", "")
+        .with("stderr", "")
+        .with("stdout_lines", Value::Array(Vec::new()))
+        .with("stderr_lines", Value::Array(Vec::new()))
+}
+
+/// Python's `repr` of `bytes` (`b'prog'`), which Ansible's message shows.
+fn bytes_repr(b: &[u8]) -> String {
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
+    let mut out = format!("b{}", quote as char);
+    for &c in b {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c as char);
+            }
+            0x20..=0x7e => out.push(c as char),
+            c => out.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    out.push(quote as char);
+    out
 }
 
 /// Why a command did not run to its end: the deployer that started the runner went away
@@ -427,6 +465,28 @@ mod tests {
         assert_eq!(o.data["stdout"], "hi there");
         assert_eq!(o.data["rc"], 0);
         assert_eq!(o.data["cmd"], json!(["echo", "hi there"]));
+    }
+
+    #[test]
+    fn a_missing_program_fails_with_empty_output_for_failed_when() {
+        // command_nonexisting: `failed_when: res.stdout != '' or res.stderr != ''` must
+        // be able to read the output of a command that never started.
+        let o = check(
+            "command",
+            json!({"_raw_params": "rustle-no-such-command --flag"}),
+            false,
+        )
+        .unwrap();
+        assert!(o.failed && !o.changed);
+        assert_eq!(o.data["stdout"], "");
+        assert_eq!(o.data["stderr"], "");
+        assert_eq!(o.data["rc"], 2);
+        assert_eq!(
+            o.msg.as_deref(),
+            Some("[Errno 2] No such file or directory: b'rustle-no-such-command'")
+        );
+        assert_eq!(bytes_repr(b"it's"), "b\"it's\"");
+        assert_eq!(bytes_repr(b"a\\\xff'\""), "b'a\\\\\\xff\\'\"'");
     }
 
     #[test]

@@ -39,7 +39,17 @@ const USER_ARGS: &[&str] = &[
     "non_unique",
 ];
 
-const GROUP_ARGS: &[&str] = &["name", "gid", "state", "system", "non_unique", "force"];
+const GROUP_ARGS: &[&str] = &[
+    "name",
+    "gid",
+    "state",
+    "system",
+    "non_unique",
+    "force",
+    "local",
+    "gid_min",
+    "gid_max",
+];
 
 /// A passwd entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -653,7 +663,34 @@ fn group_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let gid = opt_id(a, "gid")?;
     let system = args::bool_or(a, "system", false)?;
     let non_unique = args::bool_or(a, "non_unique", false)?;
+    // The module's `required_if`, checked before anything is looked at.
+    if non_unique && gid.is_none() {
+        return Err(ModuleError::BadArgs(
+            "non_unique is True but all of the following are missing: gid".into(),
+        )
+        .into());
+    }
     let force = args::bool_or(a, "force", false)?;
+    let local = args::bool_or(a, "local", false)?;
+    let gid_min = opt_id(a, "gid_min")?;
+    let gid_max = opt_id(a, "gid_max")?;
+    // The module's own checks, in its order.
+    if force && local {
+        return fsutil::fail(
+            "force is not a valid option for local, force=True and local=True are mutually exclusive",
+        );
+    }
+    if local && gid_min.is_some() {
+        return fsutil::fail("'gid_min' can not be used with 'local'");
+    }
+    if local && gid_max.is_some() {
+        return fsutil::fail("'gid_max' can not be used with 'local'");
+    }
+    if local {
+        return fsutil::fail(
+            "local: groups in the local files through libuser's lgroupadd/lgroupmod/lgroupdel are not supported yet",
+        );
+    }
     let existing = group(&name).filter(|g| g.name == name);
     let base = Outcome::ok().with("name", name.clone());
     if !present {
@@ -684,6 +721,12 @@ fn group_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             }
             if system {
                 argv.push("-r".into());
+            }
+            // The range groupadd picks a new gid from (login.defs' keys).
+            for (key, v) in [("GID_MIN", gid_min), ("GID_MAX", gid_max)] {
+                if let Some(v) = v {
+                    argv.extend(["-K".to_string(), format!("{key}={v}")]);
+                }
             }
             "groupadd"
         }
@@ -768,6 +811,62 @@ mod tests {
 
     fn members_of(g: &str) -> Vec<String> {
         group(g).unwrap().members
+    }
+
+    #[test]
+    fn gid_range_and_local() {
+        // group's test_create_group_min_max.yml.
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&[], &["rustletestg7", "rustletestg8", "rustletestg6"]);
+        let o = run(
+            "group",
+            json!({"name": "rustletestg7", "gid_min": 47400, "gid_max": 47401}),
+            false,
+        )
+        .unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        let g7 = group("rustletestg7").unwrap().gid;
+        assert!((47400..=47401).contains(&g7), "{g7}");
+        let o = run(
+            "group",
+            json!({"name": "rustletestg8", "gid_min": 47400, "gid_max": 47401}),
+            false,
+        )
+        .unwrap();
+        assert!(!o.failed, "{o:?}");
+        let o = run(
+            "group",
+            json!({"name": "rustletestg6", "gid_min": 47400, "gid_max": 47401}),
+            false,
+        )
+        .unwrap();
+        assert!(o.failed, "the range is used up: {o:?}");
+        let o = run(
+            "group",
+            json!({"name": "rustletestg6", "gid_min": 1000, "local": true}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (o.failed, o.msg.as_deref()),
+            (true, Some("'gid_min' can not be used with 'local'"))
+        );
+    }
+
+    #[test]
+    fn non_unique_needs_a_gid() {
+        // group's required_if: ['non_unique', True, ['gid']].
+        let e = run(
+            "group",
+            json!({"name": "rustletestg9", "non_unique": true}),
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("non_unique is True but all of the following are missing: gid"),
+            "{e}"
+        );
     }
 
     #[test]
