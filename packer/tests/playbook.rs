@@ -1273,6 +1273,31 @@ raw_list: !unsafe ['{{ a }}', 3]
     /// Keywords Ansible templates are carried as written, for the runner to evaluate on
     /// the host (they used to be refused: "the plan needs a literal"), and literals get
     /// Ansible's types (`delay` is a float).
+    /// `diff:` on plays, blocks and tasks used to be refused ("per-task diff mode is
+    /// not carried by the plan"); it is carried, literal or template, for the runner.
+    #[test]
+    fn diff_keyword_is_carried_on_plays_blocks_and_tasks() {
+        use rustle_runner::plan::Templated;
+        let plan = load_text(
+            r#"
+- hosts: all
+  diff: yes
+  tasks:
+    - block:
+        - command: ls
+          diff: "{{ show }}"
+      diff: false
+"#,
+        )
+        .unwrap();
+        let play = &plan.plays[0];
+        assert_eq!(play.diff, Some(true.into()));
+        let block = &play.tasks[0];
+        assert_eq!(block.diff, Some(false.into()));
+        let inner = &block.block.as_ref().unwrap()[0];
+        assert_eq!(inner.diff, Some(Templated::Template("{{ show }}".into())));
+    }
+
     #[test]
     fn templated_keywords_are_carried_for_the_host() {
         use rustle_runner::plan::Templated;

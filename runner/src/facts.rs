@@ -134,9 +134,6 @@ pub fn gather_subset(subset: Subset) -> Vars {
     put("date_time", date_time(SystemTime::now()));
     put("local", json!({}));
     put("selinux", sys::selinux());
-    if let Some(v) = python_version() {
-        put("python_version", v.into());
-    }
     if subset.hardware {
         sys::hardware(&mut put);
         let (kind, role) = sys::virtualization();
@@ -305,24 +302,57 @@ fn service_mgr() -> String {
     }
 }
 
-/// The system Python's version, which Ansible would run its modules with; absent
-/// when there is no python3 (this runner needs none).
-fn python_version() -> Option<String> {
-    let py = ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"]
-        .iter()
-        .find(|p| std::path::Path::new(p).is_file())?;
+/// What the interpreter reports about itself for `ansible_python`: the fields of
+/// Ansible's python fact collector, and `platform.python_version()`.
+const PYTHON_FACTS: &str = "import json, platform, sys
+try:
+    import ssl
+    has_ctx = hasattr(ssl, 'SSLContext')
+except Exception:
+    has_ctx = False
+v = sys.version_info
+print(json.dumps({'python': {'version': {'major': v[0], 'minor': v[1], 'micro': v[2],
+    'releaselevel': v[3], 'serial': v[4]}, 'version_info': list(v),
+    'executable': sys.executable, 'has_sslcontext': has_ctx,
+    'type': getattr(getattr(sys, 'implementation', None), 'name', None)},
+    'python_version': platform.python_version()}))
+";
+
+/// `ansible_python` and `ansible_python_version`: the system Python 3, the interpreter
+/// Ansible would run its modules with here. Starting it costs tens of milliseconds,
+/// so it is asked once per run and only by those who need it (an explicit `setup`, or
+/// a play whose plan mentions it); absent when there is no python3 (this runner needs
+/// none).
+pub fn python() -> Option<Vars> {
+    static ONCE: std::sync::OnceLock<Option<Vars>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let py = ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"]
+            .iter()
+            .find(|p| std::path::Path::new(p).is_file())?;
+        python_from(py)
+    })
+    .clone()
+}
+
+/// [`python`]'s facts as `py` reports them.
+fn python_from(py: &str) -> Option<Vars> {
     let out = std::process::Command::new(py)
-        .arg("--version")
+        // Isolated: no user site, no PYTHON* variables, no current directory on the path.
+        .args(["-I", "-c", PYTHON_FACTS])
         .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .output()
-        .ok()?;
-    // Python 2 printed the version on stderr.
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.trim().strip_prefix("Python ").map(str::to_string)
+        .ok()
+        .filter(|o| o.status.success())?;
+    let Value::Object(facts) = serde_json::from_slice(&out.stdout).ok()? else {
+        return None;
+    };
+    Some(
+        facts
+            .into_iter()
+            .map(|(k, v)| (format!("ansible_{k}"), v))
+            .collect(),
+    )
 }
 
 /// `ansible_dns` from resolv.conf.

@@ -113,6 +113,9 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         follow,
     };
     let prev_state = prev.as_ref().map_or("absent", fsutil::state_name);
+    // What a directory about to be removed holds, for the diff (walked before it goes).
+    let path_content =
+        (req.state == State::Absent && prev_state == "directory").then(|| walk(&req.path));
     let mut changes = Changes::default();
     let mut out = match req.state {
         State::Absent => absent(&req, prev.as_ref(), ctx, &mut changes)?,
@@ -123,10 +126,90 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         State::Hard => hard(&req, prev.as_ref(), ctx, &mut changes)?,
     };
     out.changed = out.changed || !changes.is_empty();
+    // Ansible's file module returns its diff always (not only in diff mode), except for
+    // a path already absent.
+    if !(req.state == State::Absent && prev_state == "absent") && !out.failed {
+        let diff = ansible_diff(&req, prev_state, &changes, path_content);
+        out.data.insert("diff".into(), diff);
+    }
     if ctx.diff_mode && out.changed {
         out.diff.push(changes.to_diff(&req.path));
     }
     Ok(out)
+}
+
+/// Ansible's name for a requested state.
+fn state_str(s: State) -> &'static str {
+    match s {
+        State::File => "file",
+        State::Directory => "directory",
+        State::Link => "link",
+        State::Hard => "hard",
+        State::Absent => "absent",
+        State::Touch => "touch",
+    }
+}
+
+/// The file module's diff as Ansible shapes it (`initial_diff` and what the steps add):
+/// `before`/`after` mappings holding the path, the state when it changes (with what a
+/// removed directory held), and each attribute, link target or time that changes.
+fn ansible_diff(
+    req: &Req,
+    prev_state: &str,
+    changes: &Changes,
+    path_content: Option<serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let path = Value::from(req.path.display().to_string());
+    let mut before = Map::new();
+    let mut after = Map::new();
+    before.insert("path".into(), path.clone());
+    after.insert("path".into(), path);
+    let state = state_str(req.state);
+    if prev_state != state {
+        before.insert("state".into(), prev_state.into());
+        after.insert("state".into(), state.into());
+        if let Some(content) = path_content {
+            before.insert("path_content".into(), content);
+        }
+    }
+    for (key, b, a) in changes.pairs().filter(|(k, _, _)| *k != "state") {
+        before.insert(key.into(), b.into());
+        after.insert(key.into(), a.into());
+    }
+    let mut d = Map::new();
+    d.insert("before".into(), Value::Object(before));
+    d.insert("after".into(), Value::Object(after));
+    Value::Object(d)
+}
+
+/// The directories and files under `dir`, as Python's `os.walk` lists them (top down,
+/// a directory's subdirectories and files before theirs; links not followed).
+fn walk(dir: &Path) -> serde_json::Value {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        let mut subdirs = Vec::new();
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            // os.walk names a link to a directory among the directories, not descending.
+            if is_dir || (p.is_dir() && e.file_type().is_ok_and(|t| t.is_symlink())) {
+                dirs.push(p.display().to_string());
+                if is_dir {
+                    subdirs.push(p);
+                }
+            } else {
+                files.push(p.display().to_string());
+            }
+        }
+        pending.extend(subdirs.into_iter().rev());
+    }
+    serde_json::json!({"directories": dirs, "files": files})
 }
 
 /// Registers the path's fields after the change; in check mode, for a path that does
@@ -444,6 +527,51 @@ mod tests {
     /// Runs the file module with `args` (`{p}` in strings replaced by the temp dir).
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         crate::modules::run_in_dir_for_test("file", dir, &args, check_mode)
+    }
+
+    /// The file target reads `diff.before.path_content`, `diff.before.src` and
+    /// `diff.after | length`: the module's diff is Ansible's mappings, always there.
+    #[test]
+    fn the_diff_is_ansibles_before_and_after_mappings() {
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n).display().to_string();
+        fs::create_dir_all(t.path().join("d/sub")).unwrap();
+        fs::write(t.path().join("d/sub/f"), "x").unwrap();
+        let gone = check(t.path(), json!({"path": "{p}/d", "state": "absent"}), true).unwrap();
+        let before = &gone.data["diff"]["before"];
+        assert_eq!(before["state"], "directory");
+        assert_eq!(before["path_content"]["directories"], json!([p("d/sub")]));
+        assert_eq!(before["path_content"]["files"], json!([p("d/sub/f")]));
+        assert_eq!(
+            gone.data["diff"]["after"],
+            json!({"path": p("d"), "state": "absent"})
+        );
+        let none = check(
+            t.path(),
+            json!({"path": "{p}/none", "state": "absent"}),
+            false,
+        )
+        .unwrap();
+        assert!(none.data.get("diff").is_none());
+
+        fs::write(t.path().join("a"), "a").unwrap();
+        fs::write(t.path().join("b"), "b").unwrap();
+        check(
+            t.path(),
+            json!({"path": "{p}/l", "src": "{p}/a", "state": "link"}),
+            false,
+        )
+        .unwrap();
+        let moved = check(
+            t.path(),
+            json!({"path": "{p}/l", "src": "b", "state": "link", "force": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(moved.data["diff"]["before"]["src"], p("a"));
+        assert_eq!(moved.data["diff"]["after"]["src"], "b");
+        let same = check(t.path(), json!({"path": "{p}/a", "state": "file"}), false).unwrap();
+        assert_eq!(same.data["diff"]["after"], json!({"path": p("a")}));
     }
 
     fn mode_of(p: &Path) -> u32 {

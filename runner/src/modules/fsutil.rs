@@ -192,6 +192,14 @@ impl Changes {
         self.after.push((key, after));
     }
 
+    /// Each change as `(key, before, after)`, in the order recorded.
+    pub(super) fn pairs(&self) -> impl Iterator<Item = (&'static str, &str, &str)> {
+        self.before
+            .iter()
+            .zip(&self.after)
+            .map(|((k, b), (_, a))| (*k, b.as_str(), a.as_str()))
+    }
+
     /// Nothing changed.
     pub(super) fn is_empty(&self) -> bool {
         self.before.is_empty()

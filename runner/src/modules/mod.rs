@@ -9,6 +9,7 @@
 mod archive;
 mod archive_fmt;
 pub mod args;
+mod assemble;
 mod asuser;
 mod command;
 mod control;
@@ -175,6 +176,7 @@ pub const SUPPORTED: &[&str] = &[
     "apk",
     "apt",
     "archive",
+    "assemble",
     "assert",
     "blockinfile",
     "command",
@@ -185,6 +187,7 @@ pub const SUPPORTED: &[&str] = &[
     "fail",
     "file",
     "find",
+    "gather_facts",
     "get_url",
     "group",
     "hostname",
@@ -235,6 +238,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "get_url" => get_url::run(args, ctx),
         "tempfile" => tempfile::run(args, ctx),
         "archive" => archive::archive(args, ctx),
+        "assemble" => assemble::run(args, ctx),
         "unarchive" => archive::unarchive(args, ctx),
         "debug" => control::debug(args, ctx),
         "set_fact" => control::set_fact(args, ctx),
@@ -259,6 +263,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "ping" => misc::ping(args, ctx),
         "pause" => misc::pause(args, ctx),
         "setup" => misc::setup(args, ctx),
+        "gather_facts" => misc::gather_facts(args, ctx),
         "script" => script::script(args, ctx),
         "raw" => script::raw(args, ctx),
         // Not built in: a script module shipped in the payload's library/, if any,
@@ -281,6 +286,12 @@ pub trait ModuleHost {
     /// The host's facts, for `gather_facts`.
     fn facts(&mut self) -> Vars {
         crate::facts::gather()
+    }
+
+    /// The facts of the host's Python (`ansible_python`, `ansible_python_version`),
+    /// which gathering adds only for plans that mention them (they cost a process).
+    fn python_facts(&mut self) -> Option<Vars> {
+        crate::facts::python()
     }
 
     /// The user tasks run as, for the `become` check.
