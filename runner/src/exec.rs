@@ -498,12 +498,12 @@ impl<'a> Executor<'a> {
                 .iter()
                 .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
         );
-        if !self.facts.is_empty() {
-            vars.insert(
-                "ansible_facts".into(),
-                unsafe_data(facts::unprefixed(&self.facts).into()),
-            );
-        }
+        // Ansible defines `ansible_facts` always: `{}` before anything is gathered
+        // (`when: ansible_facts == {}` is how roles ask whether to gather).
+        vars.insert(
+            "ansible_facts".into(),
+            unsafe_data(facts::unprefixed(&self.facts).into()),
+        );
         vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars
     }
@@ -580,12 +580,12 @@ impl<'a> Executor<'a> {
                 .iter()
                 .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
         );
-        if !self.facts.is_empty() {
-            vars.insert(
-                "ansible_facts".into(),
-                unsafe_data(facts::unprefixed(&self.facts).into()),
-            );
-        }
+        // Ansible defines `ansible_facts` always: `{}` before anything is gathered
+        // (`when: ansible_facts == {}` is how roles ask whether to gather).
+        vars.insert(
+            "ansible_facts".into(),
+            unsafe_data(facts::unprefixed(&self.facts).into()),
+        );
         if let Some((play, rest)) = inherited.vars.split_first() {
             vars.extend(play.iter().map(|(k, v)| (k.clone(), v.clone())));
             // Public role vars rank with the play's role vars, above its vars.

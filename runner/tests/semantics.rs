@@ -707,6 +707,18 @@ fn diff_keyword_turns_diff_mode_on_and_off() {
     assert!(run.result("plain").get("diff").is_none());
 }
 
+/// `ansible_facts` is `{}` before anything is gathered, as in Ansible: roles test
+/// `when: ansible_facts == {}` to decide whether to gather.
+#[test]
+fn ansible_facts_is_empty_before_gathering() {
+    let plan = play(
+        json!([dbg("empty", "{{ ansible_facts == {} }}")]),
+        json!({"gather_facts": false}),
+    );
+    let run = check(plan, &[("empty", "ok")]);
+    assert_eq!(run.result("empty")["msg"], true);
+}
+
 /// `gather_facts` as a task runs `setup`: its facts become the host's facts.
 #[test]
 fn gather_facts_task_sets_facts() {
