@@ -15,7 +15,18 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const KNOWN: &[&str] = &[
-    "path", "dest", "name", "state", "mode", "owner", "group", "recurse", "src", "force", "follow",
+    "path",
+    "dest",
+    "name",
+    "state",
+    "mode",
+    "owner",
+    "group",
+    "recurse",
+    "src",
+    "force",
+    "follow",
+    "_diff_peek",
 ];
 
 /// What the task asks the path to be.
@@ -77,6 +88,13 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         return Err(ModuleError::BadArgs("argument 'path' must not be empty".into()).into());
     }
     let path = PathBuf::from(path);
+    // The action plugins' internal question (is the file binary?), answered before
+    // anything else, as Ansible's module does.
+    if a.get("_diff_peek").is_some_and(|v| !v.is_null()) {
+        return Ok(Outcome::ok()
+            .with("path", path.display().to_string())
+            .with("appears_binary", appears_binary(&path)));
+    }
     let recurse = args::bool_or(a, "recurse", false)?;
     let follow = args::bool_or(a, "follow", true)?;
     let force = args::bool_or(a, "force", false)?;
@@ -136,6 +154,15 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         out.diff.push(changes.to_diff(&req.path));
     }
     Ok(out)
+}
+
+/// Whether the first 8 KiB of `path` hold a NUL byte; an unreadable file counts as text.
+fn appears_binary(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(8192).read_to_end(&mut head))
+        .is_ok_and(|_| head.contains(&0))
 }
 
 /// Ansible's name for a requested state.
@@ -527,6 +554,28 @@ mod tests {
     /// Runs the file module with `args` (`{p}` in strings replaced by the temp dir).
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         crate::modules::run_in_dir_for_test("file", dir, &args, check_mode)
+    }
+
+    #[test]
+    fn diff_peek_says_whether_the_file_looks_binary_and_changes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("text"), "hello\n").unwrap();
+        fs::write(t.path().join("bin"), b"a\0b").unwrap();
+        let text = check(
+            t.path(),
+            json!({"path": "{p}/text", "_diff_peek": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(text.data["appears_binary"], false);
+        assert!(!text.changed && text.data.get("diff").is_none());
+        let bin = check(
+            t.path(),
+            json!({"path": "{p}/bin", "_diff_peek": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(bin.data["appears_binary"], true);
     }
 
     /// The file target reads `diff.before.path_content`, `diff.before.src` and
