@@ -27,6 +27,10 @@ const KNOWN: &[&str] = &[
     "force",
     "follow",
     "_diff_peek",
+    "modification_time",
+    "modification_time_format",
+    "access_time",
+    "access_time_format",
 ];
 
 /// What the task asks the path to be.
@@ -130,6 +134,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         force,
         follow,
     };
+    let times = Times::from_args(a, req.state)?;
     let prev_state = prev.as_ref().map_or("absent", fsutil::state_name);
     // What a directory about to be removed holds, for the diff (walked before it goes).
     let path_content =
@@ -143,17 +148,117 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         State::Link => link(&req, prev.as_ref(), ctx, &mut changes)?,
         State::Hard => hard(&req, prev.as_ref(), ctx, &mut changes)?,
     };
-    out.changed = out.changed || !changes.is_empty();
+    let mut time_changes = Vec::new();
+    if !out.failed && times.wanted() {
+        time_changes = times.apply(&req.path, ctx.check_mode)?;
+    }
+    out.changed = out.changed || !changes.is_empty() || !time_changes.is_empty();
     // Ansible's file module returns its diff always (not only in diff mode), except for
     // a path already absent.
     if !(req.state == State::Absent && prev_state == "absent") && !out.failed {
-        let diff = ansible_diff(&req, prev_state, &changes, path_content);
+        let mut diff = ansible_diff(&req, prev_state, &changes, path_content);
+        for (key, before, after) in time_changes {
+            diff["before"][key] = before.into();
+            diff["after"][key] = after.into();
+        }
         out.data.insert("diff".into(), diff);
     }
     if ctx.diff_mode && out.changed {
         out.diff.push(changes.to_diff(&req.path));
     }
     Ok(out)
+}
+
+/// A requested time: keep it, the current time, or a given instant (seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum When {
+    Preserve,
+    Now,
+    At(i64),
+}
+
+/// `modification_time` and `access_time`, as Ansible reads them.
+struct Times {
+    mtime: When,
+    atime: When,
+}
+
+impl Times {
+    /// Reads the times (`preserve`, `now`, or a time in `*_time_format`, by default
+    /// `%Y%m%d%H%M.%S`, in the host's zone). Touch sets both to now itself; the other
+    /// states keep them unless asked.
+    fn from_args(a: &Vars, state: State) -> Step<Times> {
+        let one = |key: &str, fmt_key: &str| -> Step<When> {
+            let fmt = args::opt_str(a, fmt_key)?.unwrap_or_else(|| "%Y%m%d%H%M.%S".into());
+            Ok(match args::opt_str(a, key)?.as_deref() {
+                None | Some("preserve") => When::Preserve,
+                Some("now") => When::Now,
+                Some(text) => When::At(crate::filters::datetime::local_epoch(text, &fmt).map_err(
+                    |e| {
+                        ModuleError::BadArgs(format!(
+                            "argument '{key}': '{text}' does not match the format '{fmt}': {e}"
+                        ))
+                    },
+                )?),
+            })
+        };
+        let t = Times {
+            mtime: one("modification_time", "modification_time_format")?,
+            atime: one("access_time", "access_time_format")?,
+        };
+        if t.wanted() && !matches!(state, State::File | State::Directory) {
+            return Err(ModuleError::BadArgs(
+                "modification_time and access_time are supported by this runner with state=file or directory (touch sets them to now)".into(),
+            )
+            .into());
+        }
+        Ok(t)
+    }
+
+    fn wanted(&self) -> bool {
+        self.mtime != When::Preserve || self.atime != When::Preserve
+    }
+
+    /// Sets the times that differ (not in check mode); what changed, as Ansible's
+    /// `update_timestamp_for_file` puts it in the diff: `(key, before, after)` seconds.
+    fn apply(&self, path: &Path, check: bool) -> Step<Vec<(&'static str, f64, f64)>> {
+        let m = fs::metadata(path).map_err(|e| io_fail("inspect", path, &e))?;
+        let secs = |s: i64, ns: i64| s as f64 + ns as f64 / 1e9;
+        let (prev_m, prev_a) = (
+            secs(m.mtime(), m.mtime_nsec()),
+            secs(m.atime(), m.atime_nsec()),
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let target = |w: When, prev: f64| match w {
+            When::Preserve => prev,
+            When::Now => now,
+            When::At(t) => t as f64,
+        };
+        let (new_m, new_a) = (target(self.mtime, prev_m), target(self.atime, prev_a));
+        let mut out = Vec::new();
+        if new_m != prev_m {
+            out.push(("mtime", prev_m, new_m));
+        }
+        if new_a != prev_a {
+            out.push(("atime", prev_a, new_a));
+        }
+        if !out.is_empty() && !check {
+            let at =
+                |t: f64| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+            fs::File::open(path)
+                .and_then(|f| {
+                    f.set_times(
+                        fs::FileTimes::new()
+                            .set_modified(at(new_m))
+                            .set_accessed(at(new_a)),
+                    )
+                })
+                .map_err(|e| io_fail("update the times of", path, &e))?;
+        }
+        Ok(out)
+    }
 }
 
 /// Whether the first 8 KiB of `path` hold a NUL byte; an unreadable file counts as text.
@@ -576,6 +681,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bin.data["appears_binary"], true);
+    }
+
+    /// The file target sets `modification_time` in check mode (changed, nothing
+    /// touched), for real (changed, the diff has `mtime`), and again (unchanged, the
+    /// diff holds the path only).
+    #[test]
+    fn modification_time_is_set_once_and_reported_in_the_diff() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let before = fs::metadata(&f).unwrap().mtime();
+        let args = json!({"path": "{p}/f", "modification_time": "202202081414.00"});
+        let dry = check(t.path(), args.clone(), true).unwrap();
+        assert!(dry.changed);
+        assert_eq!(fs::metadata(&f).unwrap().mtime(), before);
+        assert!(dry.data["diff"]["after"]["mtime"].is_number());
+        let real = check(t.path(), args.clone(), false).unwrap();
+        assert!(real.changed);
+        assert_ne!(fs::metadata(&f).unwrap().mtime(), before);
+        let again = check(t.path(), args, false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        assert_eq!(again.data["diff"]["after"].as_object().unwrap().len(), 1);
+        let bad = check(
+            t.path(),
+            json!({"path": "{p}/f", "access_time": "yesterday"}),
+            false,
+        );
+        assert!(matches!(bad, Err(ModuleError::BadArgs(m)) if m.contains("access_time")));
     }
 
     /// The file target reads `diff.before.path_content`, `diff.before.src` and
