@@ -1881,18 +1881,40 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'_>,
         ctx: &JValue,
     ) -> Result<Option<RunAs>, String> {
-        let become_ = match task.become_.as_ref().or(inherited.become_) {
-            None => false,
-            Some(f) => keywords::flag(&self.engine, f, ctx, "become")?.unwrap_or(false),
+        // The connection variables `ansible_become` and `ansible_become_user` (task or
+        // play vars, inventory) win over the keywords, as Ansible's play context lets
+        // them.
+        let var = |name: &str| {
+            ctx.get_attr(name)
+                .ok()
+                .filter(|v| !v.is_undefined() && !v.is_none())
+                .and_then(|v| serde_json::to_value(&v).ok())
+        };
+        let become_ = match (
+            var("ansible_become"),
+            task.become_.as_ref().or(inherited.become_),
+        ) {
+            (Some(v), _) => {
+                let f = match v {
+                    Value::String(s) => Flag::Template(s),
+                    Value::Bool(b) => Flag::Value(b),
+                    other => Flag::Template(other.to_string()),
+                };
+                keywords::flag(&self.engine, &f, ctx, "ansible_become")?.unwrap_or(false)
+            }
+            (None, None) => false,
+            (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?.unwrap_or(false),
         };
         if !become_ {
             return Ok(None);
         }
-        let wanted = task
-            .become_user
-            .as_deref()
-            .or(inherited.become_user)
-            .unwrap_or("root");
+        let from_var = var("ansible_become_user").and_then(|v| v.as_str().map(str::to_string));
+        let wanted = from_var.as_deref().unwrap_or_else(|| {
+            task.become_user
+                .as_deref()
+                .or(inherited.become_user)
+                .unwrap_or("root")
+        });
         let wanted = self
             .engine
             .render_str(wanted, ctx)
