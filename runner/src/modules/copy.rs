@@ -306,6 +306,7 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                             m,
                             Attrs {
                                 mode: Some(dm),
+                                sym: None,
                                 ..d.attrs
                             },
                             true,

@@ -358,7 +358,9 @@ fn describe(req: &Req, out: Outcome, would_be: &str, ctx: &Ctx<'_>) -> Outcome {
     }
     if ctx.check_mode && fs::symlink_metadata(&req.path).is_err() {
         out = out.with("state", would_be);
-        if let Some(m) = req.attrs.mode {
+        let is_dir = would_be == "directory";
+        let base = fsutil::default_file_mode() | if is_dir { 0o111 } else { 0 };
+        if let Some(m) = req.attrs.mode_for(base, is_dir) {
             out = out.with("mode", args::mode_string(m));
         }
         return out;
@@ -683,6 +685,20 @@ mod tests {
         assert_eq!(bin.data["appears_binary"], true);
     }
 
+    /// The file target sets `mode: o=rwXt` (it was refused: symbolic modes).
+    #[test]
+    fn symbolic_modes_change_the_current_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        fs::create_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).unwrap();
+        let out = check(t.path(), json!({"path": "{p}/d", "mode": "o=rwXt"}), false).unwrap();
+        assert!(out.changed, "{out:?}");
+        assert_eq!(mode_of(&d), 0o1757);
+        let again = check(t.path(), json!({"path": "{p}/d", "mode": "o=rwXt"}), false).unwrap();
+        assert!(!again.changed);
+    }
+
     /// The file target sets `modification_time` in check mode (changed, nothing
     /// touched), for real (changed, the diff has `mtime`), and again (unchanged, the
     /// diff holds the path only).
@@ -979,7 +995,7 @@ mod tests {
         let cases = [
             (json!({"state": "file"}), "path"),
             (json!({"path": "{p}/x", "state": "dir"}), "state"),
-            (json!({"path": "{p}/x", "mode": "u+x"}), "mode"),
+            (json!({"path": "{p}/x", "mode": "u+q"}), "mode"),
             (
                 json!({"path": "{p}/x", "recurse": true, "state": "file"}),
                 "recurse",
