@@ -155,12 +155,8 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     out.changed = out.changed || !changes.is_empty() || !time_changes.is_empty();
     // Ansible's file module returns its diff always (not only in diff mode), except for
     // a path already absent.
-    if !(req.state == State::Absent && prev_state == "absent") && !out.failed {
-        let mut diff = ansible_diff(&req, prev_state, &changes, path_content);
-        for (key, before, after) in time_changes {
-            diff["before"][key] = before.into();
-            diff["after"][key] = after.into();
-        }
+    if !(out.failed || req.state == State::Absent && prev_state == "absent") {
+        let diff = ansible_diff(&req, prev_state, &changes, &time_changes, path_content);
         out.data.insert("diff".into(), diff);
     }
     if ctx.diff_mode && out.changed {
@@ -289,6 +285,7 @@ fn ansible_diff(
     req: &Req,
     prev_state: &str,
     changes: &Changes,
+    times: &[(&'static str, f64, f64)],
     path_content: Option<serde_json::Value>,
 ) -> serde_json::Value {
     use serde_json::{Map, Value};
@@ -308,6 +305,10 @@ fn ansible_diff(
     for (key, b, a) in changes.pairs().filter(|(k, _, _)| *k != "state") {
         before.insert(key.into(), b.into());
         after.insert(key.into(), a.into());
+    }
+    for (key, b, a) in times {
+        before.insert((*key).into(), (*b).into());
+        after.insert((*key).into(), (*a).into());
     }
     let mut d = Map::new();
     d.insert("before".into(), Value::Object(before));
