@@ -203,7 +203,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let contains = args::opt_str(a, "contains")?
         .map(|c| {
-            regex::Regex::new(&c).map_err(|e| {
+            regex::Regex::new(&crate::template::py_pattern(&c)).map_err(|e| {
                 ModuleError::BadArgs(format!("argument 'contains' is not a valid regex: {e}"))
             })
         })
@@ -406,12 +406,16 @@ fn content_matches(
     let Some(text) = decode(&bytes, path, encoding)? else {
         return Ok(false);
     };
+    // Python's `$` also matches before a final newline, the crate's only at the end:
+    // the text is tried without that newline too.
+    let found = |t: &str, at_start: bool| {
+        let hit = |t: &str| re.find(t).is_some_and(|m| !at_start || m.start() == 0);
+        hit(t) || t.strip_suffix('\n').is_some_and(hit)
+    };
     if whole {
-        return Ok(re.is_match(&text));
+        return Ok(found(&text, false));
     }
-    Ok(text
-        .split_inclusive('\n')
-        .any(|l| re.find(l).is_some_and(|m| m.start() == 0)))
+    Ok(text.split_inclusive('\n').any(|l| found(l, true)))
 }
 
 /// A file's text in `encoding`: UTF-8 here, others through the host's `iconv`
@@ -655,6 +659,29 @@ mod tests {
                 "unknown encoding: idontexist"
             );
         }
+    }
+
+    /// The find target: `$` matches before a file's final newline with
+    /// `read_whole_file`, and at each line's end without it, as Python's `$` does.
+    #[test]
+    fn dollar_matches_before_a_final_newline_as_in_python() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(
+            t.path().join("a.txt"),
+            "this is a file\nthat has\na few lines KO\nand OK\n",
+        )
+        .unwrap();
+        let n = |contains: &str, whole: bool| {
+            check(t.path(), json!({"paths": "{p}", "patterns": "*.txt", "contains": contains, "read_whole_file": whole}), false)
+                .unwrap()
+                .data["matched"]
+                .clone()
+        };
+        assert_eq!(n("OK$", true), 1);
+        assert_eq!(n("KO$", true), 0);
+        assert_eq!(n(".*KO$", false), 1);
+        assert_eq!(n("has\na few", true), 1);
+        assert_eq!(n("has\na few", false), 0);
     }
 
     #[test]
