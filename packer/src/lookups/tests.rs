@@ -358,9 +358,8 @@ fn calls_in_files_only_an_include_reaches_are_answered() {
     )
     .unwrap();
     // The playbook is read again now that the included file exists.
-    p.plan =
-        crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
-            .unwrap();
+    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
+        .unwrap();
     answer(&mut p.plan, &p.inventory, &p.world);
     let e = host_engine(&p, "web1");
     assert_eq!(
