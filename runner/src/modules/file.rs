@@ -1,8 +1,10 @@
 //! The file module: make a path a file, directory, symlink or hard link, touch it or
 //! remove it, and set its mode/owner/group, with ansible.builtin.file's semantics.
 //!
-//! Differences from Ansible, on purpose or for now: symbolic modes are refused (see
-//! `args::opt_mode`); a relative `src` of a hard link is taken relative to the link's
+//! Symbolic modes (`u=rwX,o-w`) apply to the path's current mode (`args::SymbolicMode`);
+//! `modification_time`/`access_time` work with state=file and directory.
+//!
+//! Differences from Ansible, on purpose or for now: a relative `src` of a hard link is taken relative to the link's
 //! directory (as for symlinks) rather than the process's working directory; `recurse`
 //! does not descend into symlinked directories and sets no mode on symlinks; and when
 //! `state=directory` creates missing parents, mode/owner/group go on the leaf only.
