@@ -118,12 +118,13 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     if recurse && state != State::Directory {
         return Err(
-            ModuleError::BadArgs("argument 'recurse' requires state=directory".into()).into(),
+            // Ansible's words (the file target checks them).
+            ModuleError::BadArgs("recurse option requires state to be 'directory'".into()).into(),
         );
     }
     if src.is_some() && !matches!(state, State::Link | State::Hard) {
         return Err(ModuleError::BadArgs(
-            "argument 'src' requires state=link or state=hard".into(),
+            "src option requires state to be 'link' or 'hard'".into(),
         )
         .into());
     }
@@ -686,6 +687,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bin.data["appears_binary"], true);
+    }
+
+    /// The file target checks Ansible's words for `src` without a link state.
+    #[test]
+    fn src_without_a_link_state_fails_with_ansibles_message() {
+        let t = tempfile::tempdir().unwrap();
+        let r = check(t.path(), json!({"path": "{p}/l", "src": "{p}/x"}), false);
+        assert!(
+            matches!(&r, Err(ModuleError::BadArgs(m)) if m.contains("src option requires state to be 'link' or 'hard'")),
+            "{r:?}"
+        );
     }
 
     /// The file target sets `mode: o=rwXt` (it was refused: symbolic modes).
