@@ -531,7 +531,7 @@ fn link(
             return Ok(describe(req, Outcome::ok(), "link", ctx));
         }
         return Err(
-            ModuleError::BadArgs("argument 'src' is required for state=link".into()).into(),
+            ModuleError::BadArgs("src is required for creating new symlinks".into()).into(),
         );
     };
     let abs_src = resolve_src(&req.path, src);
@@ -614,7 +614,7 @@ fn hard(
 ) -> Step<Outcome> {
     let Some(src) = req.src.as_deref() else {
         return Err(
-            ModuleError::BadArgs("argument 'src' is required for state=hard".into()).into(),
+            ModuleError::BadArgs("src is required for creating new hardlinks".into()).into(),
         );
     };
     let abs_src = resolve_src(&req.path, src);
@@ -689,10 +689,16 @@ mod tests {
         assert_eq!(bin.data["appears_binary"], true);
     }
 
-    /// The file target checks Ansible's words for `src` without a link state.
+    /// The file target checks Ansible's words for `src` without a link state, and for
+    /// a link without `src`.
     #[test]
     fn src_without_a_link_state_fails_with_ansibles_message() {
         let t = tempfile::tempdir().unwrap();
+        let r = check(t.path(), json!({"path": "{p}/l", "state": "link"}), false);
+        assert!(
+            matches!(&r, Err(ModuleError::BadArgs(m)) if m.contains("src is required for creating new symlinks")),
+            "{r:?}"
+        );
         let r = check(t.path(), json!({"path": "{p}/l", "src": "{p}/x"}), false);
         assert!(
             matches!(&r, Err(ModuleError::BadArgs(m)) if m.contains("src option requires state to be 'link' or 'hard'")),
