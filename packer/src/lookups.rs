@@ -594,6 +594,15 @@ pub fn answer(plan: &mut DeployPlan, inventory: &Inventory, world: &World) {
     let mut sites = Vec::new();
     for (i, play) in plan.plays.iter().enumerate() {
         play_sites(play, i, &files, &mut sites);
+        // Task files only an include reaches (parsed ahead, run when included): their
+        // calls are answered too, with what the play knows.
+        for (path, parsed) in &plan.library.tasks {
+            if let rustle_runner::plan::Parsed::Ok(tasks) = parsed
+                && rustle_runner::plan::is_under(path, &play.reach)
+            {
+                collect_tasks(tasks, i, &[], &files, &mut sites);
+            }
+        }
     }
     let plays_hosts = pack::play_hosts(plan, inventory);
     let hosts = pack::participating_hosts(plan, inventory);

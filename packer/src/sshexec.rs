@@ -409,6 +409,12 @@ impl ModuleHost for SshHost {
         }
     }
 
+    /// SSH mode describes no interpreter: the facts it gathers come from a few shell
+    /// commands, and the host may have no Python at all.
+    fn python_facts(&mut self) -> Option<Vars> {
+        None
+    }
+
     fn is_root(&mut self) -> bool {
         self.user().as_deref() == Some("root")
     }

@@ -1330,6 +1330,55 @@ raw_list: !unsafe ['{{ a }}', 3]
     /// Keywords Ansible templates are carried as written, for the runner to evaluate on
     /// the host (they used to be refused: "the plan needs a literal"), and literals get
     /// Ansible's types (`delay` is a float).
+    /// The assemble target's role copies `src: ./` (its `files/`): that name was also
+    /// looked for beside the top playbook, which walked the whole playbook directory and
+    /// stopped at the first vaulted file there. The role's directory is named by its
+    /// controller path instead.
+    #[test]
+    fn a_role_copy_of_its_files_directory_does_not_walk_the_playbook_directory() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            ("roles/r/tasks/main.yml", "- copy: src=./ dest=/tmp/x/\n"),
+            ("roles/r/files/fragment1", "one\n"),
+            ("secret.yml", "$ANSIBLE_VAULT;1.1;AES256\n6162\n"),
+        ]);
+        let mut plan = load(&dir.path().join("play.yml"));
+        rustle_deploy::plan::attach_files(&mut plan, dir.path()).unwrap();
+        let mut all = Vec::new();
+        for t in &plan.plays[0].tasks {
+            t.walk(&mut all);
+        }
+        let copy = all.iter().find(|t| t.module == "copy").unwrap();
+        let src = copy.args["src"].as_str().unwrap();
+        assert!(src.ends_with("/roles/r/files/"), "{src}");
+        assert!(!plan.files.keys().any(|k| k.contains("secret")));
+    }
+
+    /// `diff:` on plays, blocks and tasks used to be refused ("per-task diff mode is
+    /// not carried by the plan"); it is carried, literal or template, for the runner.
+    #[test]
+    fn diff_keyword_is_carried_on_plays_blocks_and_tasks() {
+        use rustle_runner::plan::Templated;
+        let plan = load_text(
+            r#"
+- hosts: all
+  diff: yes
+  tasks:
+    - block:
+        - command: ls
+          diff: "{{ show }}"
+      diff: false
+"#,
+        )
+        .unwrap();
+        let play = &plan.plays[0];
+        assert_eq!(play.diff, Some(true.into()));
+        let block = &play.tasks[0];
+        assert_eq!(block.diff, Some(false.into()));
+        let inner = &block.block.as_ref().unwrap()[0];
+        assert_eq!(inner.diff, Some(Templated::Template("{{ show }}".into())));
+    }
+
     #[test]
     fn templated_keywords_are_carried_for_the_host() {
         use rustle_runner::plan::Templated;

@@ -99,6 +99,7 @@ struct Inherited<'a> {
     environment: Vec<&'a Value>,
     ignore_errors: Option<&'a Flag>,
     check_mode: Option<&'a Flag>,
+    diff: Option<&'a Flag>,
     no_log: Option<&'a Flag>,
     /// The tags of the blocks, roles, imports and play around the tasks (not those of
     /// an include: Ansible's included tasks do not inherit them, only `apply`'s).
@@ -127,6 +128,8 @@ pub struct Executor<'a> {
     play: Option<&'a Play>,
     /// Whether anything in the plan refers to a gathered fact (decided once).
     facts_used: Option<bool>,
+    /// Whether anything in the plan mentions Python's facts (decided once).
+    python_used: Option<bool>,
     /// Where modules run: here, or (the deployer's SSH mode) on a remote host.
     host: Box<dyn ModuleHost + 'a>,
     /// Magic variables of the current play (the plan's, the play's and its hosts'),
@@ -210,6 +213,7 @@ impl<'a> Executor<'a> {
             failure: None,
             play: None,
             facts_used: None,
+            python_used: None,
             host,
             globals: Vec::new(),
             hostvars_used: refers_to(plan, "hostvars"),
@@ -289,6 +293,14 @@ impl<'a> Executor<'a> {
                 .get_or_insert_with(|| facts_referenced(self.plan))
             {
                 self.facts = self.host.facts();
+                // Describing the interpreter starts it: only for plans that ask.
+                if *self
+                    .python_used
+                    .get_or_insert_with(|| refers_to(self.plan, "python"))
+                    && let Some(py) = self.host.python_facts()
+                {
+                    self.facts.extend(py);
+                }
             }
             let mut result = Vars::new();
             result.insert("changed".into(), false.into());
@@ -509,6 +521,7 @@ impl<'a> Executor<'a> {
         inh.environment.extend(task.environment.as_ref());
         inh.ignore_errors = task.ignore_errors.as_ref().or(parent.ignore_errors);
         inh.check_mode = task.check_mode.as_ref().or(parent.check_mode);
+        inh.diff = task.diff.as_ref().or(parent.diff);
         inh.no_log = task.no_log.as_ref().or(parent.no_log);
         if !task.tags.is_empty() {
             let mut tags = (*parent.tags).clone();
@@ -579,12 +592,12 @@ impl<'a> Executor<'a> {
                 .iter()
                 .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
         );
-        if !self.facts.is_empty() {
-            vars.insert(
-                "ansible_facts".into(),
-                unsafe_data(facts::unprefixed(&self.facts).into()),
-            );
-        }
+        // Ansible defines `ansible_facts` always: `{}` before anything is gathered
+        // (`when: ansible_facts == {}` is how roles ask whether to gather).
+        vars.insert(
+            "ansible_facts".into(),
+            unsafe_data(facts::unprefixed(&self.facts).into()),
+        );
         vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars
     }
@@ -665,12 +678,12 @@ impl<'a> Executor<'a> {
                 .iter()
                 .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
         );
-        if !self.facts.is_empty() {
-            vars.insert(
-                "ansible_facts".into(),
-                unsafe_data(facts::unprefixed(&self.facts).into()),
-            );
-        }
+        // Ansible defines `ansible_facts` always: `{}` before anything is gathered
+        // (`when: ansible_facts == {}` is how roles ask whether to gather).
+        vars.insert(
+            "ansible_facts".into(),
+            unsafe_data(facts::unprefixed(&self.facts).into()),
+        );
         if let Some((play, rest)) = inherited.vars.split_first() {
             vars.extend(play.iter().map(|(k, v)| (k.clone(), v.clone())));
             // Public role vars rank with the play's role vars, above its vars.
@@ -745,6 +758,21 @@ impl<'a> Executor<'a> {
         match task.check_mode.as_ref().or(inherited.check_mode) {
             None => Ok(run),
             Some(f) => Ok(keywords::flag(&self.engine, f, ctx, "check_mode")?.unwrap_or(run)),
+        }
+    }
+
+    /// Whether the task reports differences: its own `diff` (or the enclosing block's or
+    /// play's), evaluated with `ctx`, else the run's `--diff`.
+    fn diff_mode(
+        &self,
+        inherited: &Inherited<'_>,
+        task: &Task,
+        ctx: &JValue,
+    ) -> Result<bool, String> {
+        let run = self.plan.diff_mode || self.opts.diff_mode;
+        match task.diff.as_ref().or(inherited.diff) {
+            None => Ok(run),
+            Some(f) => Ok(keywords::flag(&self.engine, f, ctx, "diff")?.unwrap_or(run)),
         }
     }
 
@@ -1255,7 +1283,10 @@ impl<'a> Executor<'a> {
     /// `ansible_facts.<name>`); `set_fact` and `include_vars` set variables; other
     /// modules' are host variables, as data.
     fn absorb_facts(&mut self, module: &str, f: Vars) {
-        if module == "setup" {
+        // Facts from `setup` are gathered facts (also seen as `ansible_facts.<name>`);
+        // other modules' are host variables. `set_fact` and `include_vars` set
+        // variables, others report data.
+        if module == "setup" || module == "gather_facts" {
             self.facts.extend(f);
         } else if module == "set_fact" || module == "include_vars" {
             self.host_facts.extend(f);
@@ -2208,9 +2239,13 @@ impl<'a> Executor<'a> {
             Ok(c) => c,
             Err(msg) => return failed_result(msg),
         };
+        let diff_mode = match self.diff_mode(inherited, task, ctx) {
+            Ok(d) => d,
+            Err(msg) => return failed_result(msg),
+        };
         let mctx = Ctx {
             check_mode,
-            diff_mode: self.plan.diff_mode || self.opts.diff_mode,
+            diff_mode,
             files: &self.plan.shared.files,
             engine: &self.engine,
             vars: ctx,
@@ -2315,6 +2350,8 @@ impl<'a> Executor<'a> {
             "unarchive" if flag("remote_src") != Some(true) && flag("copy") != Some(false) => {
                 "files"
             }
+            // The action reads a controller directory unless told the host has it.
+            "assemble" if flag("remote_src") == Some(false) => "files",
             _ => return Ok(args),
         };
         let Some(Value::String(src)) = args.get("src") else {
@@ -2411,18 +2448,40 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'_>,
         ctx: &JValue,
     ) -> Result<Option<RunAs>, String> {
-        let become_ = match task.become_.as_ref().or(inherited.become_) {
-            None => false,
-            Some(f) => keywords::flag(&self.engine, f, ctx, "become")?.unwrap_or(false),
+        // The connection variables `ansible_become` and `ansible_become_user` (task or
+        // play vars, inventory) win over the keywords, as Ansible's play context lets
+        // them.
+        let var = |name: &str| {
+            ctx.get_attr(name)
+                .ok()
+                .filter(|v| !v.is_undefined() && !v.is_none())
+                .and_then(|v| serde_json::to_value(&v).ok())
+        };
+        let become_ = match (
+            var("ansible_become"),
+            task.become_.as_ref().or(inherited.become_),
+        ) {
+            (Some(v), _) => {
+                let f = match v {
+                    Value::String(s) => Flag::Template(s),
+                    Value::Bool(b) => Flag::Value(b),
+                    other => Flag::Template(other.to_string()),
+                };
+                keywords::flag(&self.engine, &f, ctx, "ansible_become")?.unwrap_or(false)
+            }
+            (None, None) => false,
+            (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?.unwrap_or(false),
         };
         if !become_ {
             return Ok(None);
         }
-        let wanted = task
-            .become_user
-            .as_deref()
-            .or(inherited.become_user)
-            .unwrap_or("root");
+        let from_var = var("ansible_become_user").and_then(|v| v.as_str().map(str::to_string));
+        let wanted = from_var.as_deref().unwrap_or_else(|| {
+            task.become_user
+                .as_deref()
+                .or(inherited.become_user)
+                .unwrap_or("root")
+        });
         let wanted = self
             .engine
             .render_str(wanted, ctx)
@@ -2629,18 +2688,22 @@ fn play_scope(play: &Play) -> Inherited<'_> {
         environment: play.environment.iter().collect(),
         ignore_errors: play.ignore_errors.as_ref(),
         check_mode: play.check_mode.as_ref(),
+        diff: play.diff.as_ref(),
         no_log: play.no_log.as_ref(),
         tags: Rc::new(play.tags.iter().cloned().collect()),
         ..Inherited::default()
     }
 }
 
-/// Whether `name` appears anywhere in the plan's plays, variables or embedded files.
+/// Whether `name` appears anywhere in the plan's plays, variables, embedded files or
+/// the task and vars files includes may reach.
 fn refers_to(plan: &HostPlan, name: &str) -> bool {
     let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
     let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
+    let library = serde_json::to_string(&plan.shared.library).unwrap_or_default();
     plays.contains(name)
         || vars.contains(name)
+        || library.contains(name)
         || plan
             .shared
             .files
@@ -2692,12 +2755,14 @@ fn facts_referenced(plan: &HostPlan) -> bool {
     const MARKERS: &[&str] = &["ansible_facts", "hostvars", "vars[", "lookup(", "setup"];
     let plays = serde_json::to_string(&plan.plays).unwrap_or_default();
     let vars = serde_json::to_string(&plan.host_vars).unwrap_or_default();
+    // Files an include may reach at run time count too.
+    let library = serde_json::to_string(&plan.shared.library).unwrap_or_default();
     let texts = plan
         .shared
         .files
         .values()
         .filter_map(|f| std::str::from_utf8(&f.content).ok());
-    [plays.as_str(), vars.as_str()]
+    [plays.as_str(), vars.as_str(), library.as_str()]
         .into_iter()
         .chain(texts)
         .any(|t| MARKERS.iter().any(|m| t.contains(m)) || mentions_fact(t))
@@ -2796,7 +2861,10 @@ fn outcome_to_result(o: Outcome) -> Vars {
     if let Some(m) = o.msg {
         r.insert("msg".into(), m.into());
     }
-    if !o.diff.is_empty() {
+    // A module whose Ansible counterpart shapes its `diff` otherwise (a single mapping,
+    // or state mappings as `file` gives) registers it in its data; the others register
+    // the list of before/after pairs, as copy and lineinfile do.
+    if !o.diff.is_empty() && !r.contains_key("diff") {
         r.insert(
             "diff".into(),
             serde_json::to_value(&o.diff).unwrap_or(Value::Null),

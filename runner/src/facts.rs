@@ -47,41 +47,6 @@ impl Default for Subset {
     }
 }
 
-/// Where Ansible's interpreter discovery finds Python on a host, in its order (the
-/// versioned names it tries first resolve to one of these on the systems it supports).
-const PYTHONS: [&str; 4] = [
-    "/usr/bin/python3",
-    "/usr/libexec/platform-python",
-    "/usr/local/bin/python3",
-    "/usr/bin/python",
-];
-
-/// What the interpreter prints for the `python` facts: Ansible's PythonFactCollector,
-/// which describes the interpreter modules run with.
-const PYTHON_FACTS: &str = "import sys, json\n\
-try:\n    from ssl import SSLContext\n    s = True\nexcept ImportError:\n    s = False\n\
-v = list(sys.version_info)\n\
-print(json.dumps({'version': {'major': v[0], 'minor': v[1], 'micro': v[2], 'releaselevel': v[3], 'serial': v[4]}, 'version_info': v, 'executable': sys.executable, 'has_sslcontext': s, 'type': sys.implementation.name}))\n";
-
-/// `ansible_python` and `ansible_python_version`: the host's Python, the one Ansible
-/// would run modules with, as it describes itself; nothing on a host without one.
-fn python() -> Option<(Value, String)> {
-    let exe = PYTHONS.iter().find(|p| std::path::Path::new(p).is_file())?;
-    let out = std::process::Command::new(exe)
-        .args(["-c", PYTHON_FACTS])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    let n = |k: &str| v.pointer(&format!("/version/{k}")).and_then(Value::as_u64);
-    let version = format!("{}.{}.{}", n("major")?, n("minor")?, n("micro")?);
-    Some((v, version))
-}
-
 /// Gathers the minimal facts and the groups `subset` asks for.
 pub fn gather_subset(subset: Subset) -> Vars {
     let mut f = Vars::new();
@@ -119,10 +84,6 @@ pub fn gather_subset(subset: Subset) -> Vars {
     }
     if let Some(up) = sys::uptime_seconds() {
         put("uptime_seconds", up.into());
-    }
-    if let Some((python, version)) = python() {
-        put("python", python);
-        put("python_version", version.into());
     }
 
     let os = os_release();
@@ -173,9 +134,6 @@ pub fn gather_subset(subset: Subset) -> Vars {
     put("date_time", date_time(SystemTime::now()));
     put("local", json!({}));
     put("selinux", sys::selinux());
-    if let Some(v) = python_version() {
-        put("python_version", v.into());
-    }
     if subset.hardware {
         sys::hardware(&mut put);
         let (kind, role) = sys::virtualization();
@@ -344,24 +302,57 @@ fn service_mgr() -> String {
     }
 }
 
-/// The system Python's version, which Ansible would run its modules with; absent
-/// when there is no python3 (this runner needs none).
-fn python_version() -> Option<String> {
-    let py = ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"]
-        .iter()
-        .find(|p| std::path::Path::new(p).is_file())?;
+/// What the interpreter reports about itself for `ansible_python`: the fields of
+/// Ansible's python fact collector, and `platform.python_version()`.
+const PYTHON_FACTS: &str = "import json, platform, sys
+try:
+    import ssl
+    has_ctx = hasattr(ssl, 'SSLContext')
+except Exception:
+    has_ctx = False
+v = sys.version_info
+print(json.dumps({'python': {'version': {'major': v[0], 'minor': v[1], 'micro': v[2],
+    'releaselevel': v[3], 'serial': v[4]}, 'version_info': list(v),
+    'executable': sys.executable, 'has_sslcontext': has_ctx,
+    'type': getattr(getattr(sys, 'implementation', None), 'name', None)},
+    'python_version': platform.python_version()}))
+";
+
+/// `ansible_python` and `ansible_python_version`: the system Python 3, the interpreter
+/// Ansible would run its modules with here. Starting it costs tens of milliseconds,
+/// so it is asked once per run and only by those who need it (an explicit `setup`, or
+/// a play whose plan mentions it); absent when there is no python3 (this runner needs
+/// none).
+pub fn python() -> Option<Vars> {
+    static ONCE: std::sync::OnceLock<Option<Vars>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let py = ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"]
+            .iter()
+            .find(|p| std::path::Path::new(p).is_file())?;
+        python_from(py)
+    })
+    .clone()
+}
+
+/// [`python`]'s facts as `py` reports them.
+fn python_from(py: &str) -> Option<Vars> {
     let out = std::process::Command::new(py)
-        .arg("--version")
+        // Isolated: no user site, no PYTHON* variables, no current directory on the path.
+        .args(["-I", "-c", PYTHON_FACTS])
         .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .output()
-        .ok()?;
-    // Python 2 printed the version on stderr.
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.trim().strip_prefix("Python ").map(str::to_string)
+        .ok()
+        .filter(|o| o.status.success())?;
+    let Value::Object(facts) = serde_json::from_slice(&out.stdout).ok()? else {
+        return None;
+    };
+    Some(
+        facts
+            .into_iter()
+            .map(|(k, v)| (format!("ansible_{k}"), v))
+            .collect(),
+    )
 }
 
 /// `ansible_dns` from resolv.conf.
@@ -656,25 +647,6 @@ mod tests {
             "RedHat"
         );
         assert_eq!(distribution_name("ubuntu"), "Ubuntu");
-    }
-
-    #[test]
-    fn python_is_described_by_the_interpreter_itself() {
-        // loop-until: `{{ ansible_python.executable }} -c ...`.
-        let Some(exe) = PYTHONS.iter().find(|p| std::path::Path::new(p).is_file()) else {
-            assert!(python().is_none(), "no Python here, no python facts");
-            return;
-        };
-        let (p, version) = python().expect("a Python that runs");
-        assert_eq!(p["executable"], *exe);
-        assert_eq!(p["type"], "cpython");
-        let info = p["version_info"].as_array().unwrap();
-        assert_eq!(info.len(), 5);
-        assert_eq!(version, format!("{}.{}.{}", info[0], info[1], info[2]));
-        assert_eq!(p["version"]["major"], info[0]);
-        let f = gather();
-        assert_eq!(f["ansible_python"], p);
-        assert_eq!(f["ansible_python_version"], version.as_str());
     }
 
     #[test]

@@ -258,6 +258,10 @@ pub struct Play {
     /// Run the play's tasks in check mode (true) or for real (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_mode: Option<Flag>,
+    /// Report differences (diff mode) for the play's tasks (true) or not (false),
+    /// whatever the run's `--diff` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<Flag>,
     /// Hide the results of the play's tasks and handlers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_log: Option<Flag>,
@@ -412,6 +416,10 @@ pub struct Task {
     /// Run this task in check mode (true) or for real (false) whatever the plan says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_mode: Option<Flag>,
+    /// Report differences (diff mode) for this task (true) or not (false) whatever
+    /// the plan says. Unset, the enclosing block's or play's value applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<Flag>,
     /// The tasks of a block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<Vec<Task>>,

@@ -719,3 +719,27 @@ fn copy_for_another_user_with_this_temp_directory() {
     assert_eq!(status, "changed", "{result}");
     assert_eq!(owner(&d.join("f")), (alice.uid, alice.gid));
 }
+
+/// setup_test_user (the become, find and slurp targets) runs `whoami` with the connection
+/// variables `ansible_become: yes` and `ansible_become_user` in the task's vars and no
+/// keyword: the variables decide, as in Ansible (the keywords alone did).
+#[test]
+fn ansible_become_variables_switch_the_user() {
+    assert!(
+        is_root(),
+        "switching users needs root: run the tests as root, as CI does"
+    );
+    user(ALICE);
+    let plays = json!([{"name": "p", "hosts": ["all"], "tasks": [
+        task("who", "shell", json!({"_raw_params": "whoami"}),
+             json!({"vars": {"ansible_become": true, "ansible_become_user": ALICE}})),
+        task("templated", "shell", json!({"_raw_params": "whoami"}),
+             json!({"vars": {"b": "yes", "ansible_become": "{{ b }}", "ansible_become_user": ALICE}})),
+        task("off", "shell", json!({"_raw_params": "whoami"}),
+             json!({"become": true, "become_user": ALICE, "vars": {"ansible_become": false}})),
+    ]}]);
+    let r = run(&host_plan(plays, json!({})), RunOptions::default());
+    assert_eq!(r["who"].1["stdout"], ALICE, "{:?}", r["who"]);
+    assert_eq!(r["templated"].1["stdout"], ALICE);
+    assert_eq!(r["off"].1["stdout"], "root");
+}

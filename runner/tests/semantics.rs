@@ -720,6 +720,67 @@ fn check_mode_from_plan_or_options_changes_nothing() {
     }
 }
 
+/// `diff:` on a task, block or play turns diff mode on or off for those tasks whatever
+/// the run says, templated as Ansible templates it; results carry the module's `diff`.
+#[test]
+fn diff_keyword_turns_diff_mode_on_and_off() {
+    let d = tmp();
+    let copy = |name: &str, file: &str| {
+        json!({"name": name, "module": "copy",
+               "args": {"content": "x\n", "dest": p(d.path(), file)}})
+    };
+    let plan = play(
+        json!([
+            with(copy("own", "a"), json!({"diff": "{{ show }}"})),
+            copy("inherited", "b"),
+            {"block": [copy("in block", "c")], "diff": false},
+        ]),
+        json!({"diff": true, "vars": {"show": true}}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("own", "changed"),
+            ("inherited", "changed"),
+            ("in block", "changed"),
+        ],
+    );
+    assert_eq!(run.result("own")["diff"][0]["after"], "x\n");
+    assert_eq!(run.result("inherited")["diff"][0]["before"], "");
+    assert!(run.result("in block").get("diff").is_none());
+    // Without the keyword, the run's setting (off here) applies.
+    let plain = play(json!([copy("plain", "e")]), json!({}));
+    let run = check(plain, &[("plain", "changed")]);
+    assert!(run.result("plain").get("diff").is_none());
+}
+
+/// `ansible_facts` is `{}` before anything is gathered, as in Ansible: roles test
+/// `when: ansible_facts == {}` to decide whether to gather.
+#[test]
+fn ansible_facts_is_empty_before_gathering() {
+    let plan = play(
+        json!([dbg("empty", "{{ ansible_facts == {} }}")]),
+        json!({"gather_facts": false}),
+    );
+    let run = check(plan, &[("empty", "ok")]);
+    assert_eq!(run.result("empty")["msg"], true);
+}
+
+/// `gather_facts` as a task runs `setup`: its facts become the host's facts.
+#[test]
+fn gather_facts_task_sets_facts() {
+    let plan = play(
+        json!([
+            {"name": "gather", "module": "gather_facts",
+             "args": {"gather_subset": "distribution", "parallel": true}},
+            dbg("seen", "{{ ansible_distribution is defined and ansible_facts.system is defined }}"),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("gather", "ok"), ("seen", "ok")]);
+    assert_eq!(run.result("seen")["msg"], true);
+}
+
 /// Ansible evaluates changed_when/failed_when only when the result is not skipped, so a
 /// command skipped in check mode does not fail on `r.stdout` being undefined.
 #[test]
@@ -955,6 +1016,39 @@ fn facts_are_gathered_only_when_the_plan_refers_to_them() {
     used["files"] = json!({"t.j2": {"content": b"{{ ansible_hostname }}".to_vec(), "mode": null}});
     let run = check(used, &[("Gathering Facts", "ok"), ("plain", "ok")]);
     assert!(run.result("Gathering Facts")["ansible_facts"]["hostname"].is_string());
+}
+
+/// `ansible_python` describes the host's python3 (the replace target reads
+/// `ansible_python.version.major`); starting the interpreter is paid only by plans
+/// that mention it.
+#[test]
+fn python_facts_only_for_plans_that_mention_them() {
+    if !std::path::Path::new("/usr/bin/python3").is_file() {
+        eprintln!("no /usr/bin/python3 here: nothing to describe");
+        return;
+    }
+    let used = play(
+        json!([dbg(
+            "py",
+            "{{ ansible_python.version.major }} {{ ansible_python.executable }}"
+        )]),
+        json!({"gather_facts": true}),
+    );
+    let run = check(used, &[("Gathering Facts", "ok"), ("py", "ok")]);
+    assert_eq!(run.result("py")["msg"], "3 /usr/bin/python3");
+    assert!(
+        run.result("Gathering Facts")["ansible_facts"]["python"]["has_sslcontext"].is_boolean()
+    );
+    // The name spelled so that this plan does not mention it.
+    let unused = play(
+        json!([dbg(
+            "keys",
+            "{{ ansible_facts.keys() | select('match', 'pyt' ~ 'hon') | list }}"
+        )]),
+        json!({"gather_facts": true}),
+    );
+    let run = check(unused, &[("Gathering Facts", "ok"), ("keys", "ok")]);
+    assert_eq!(run.result("keys")["msg"], json!([]));
 }
 
 #[test]

@@ -336,3 +336,34 @@ fn answers_travel_in_the_host_payload() {
     assert_eq!(hp.controller_lookups.len(), 1);
     assert_eq!(hp.controller_lookups[0].values, Some(vec![json!("v1")]));
 }
+
+/// setup_test_user's `lookup('password', '/dev/null')` sits in a task file only a
+/// templated `include_tasks` reaches: such files' calls are answered too (the runner
+/// failed them: "answered from the payload and nothing else").
+#[test]
+fn calls_in_files_only_an_include_reaches_are_answered() {
+    let mut p = project(
+        r#"
+- hosts: all
+  gather_facts: false
+  tasks:
+    - include_tasks: "{{ 'inc' }}.yml"
+"#,
+        "web1\n",
+    );
+    std::fs::create_dir(p.dir.path().join("tasks")).unwrap();
+    std::fs::write(
+        p.dir.path().join("tasks/inc.yml"),
+        "- debug: msg=\"{{ lookup('env', 'RUSTLE_K_VAR') }}\"\n",
+    )
+    .unwrap();
+    // The playbook is read again now that the included file exists.
+    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
+        .unwrap();
+    answer(&mut p.plan, &p.inventory, &p.world);
+    let e = host_engine(&p, "web1");
+    assert_eq!(
+        render(&e, json!({}), "{{ lookup('env', 'RUSTLE_K_VAR') }}").unwrap(),
+        "v1"
+    );
+}

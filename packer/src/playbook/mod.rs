@@ -17,7 +17,7 @@
 //!   is substituted), `name`, `vars`, `vars_files` (relative to the playbook's directory;
 //!   `{{ var }}` substituted as for `hosts`), `gather_facts` (default true), `become`,
 //!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `ignore_errors`,
-//!   `check_mode`, `tags`, `pre_tasks`, `roles`, `tasks`,
+//!   `check_mode`, `diff`, `tags`, `pre_tasks`, `roles`, `tasks`,
 //!   `post_tasks` (concatenated in that order), `handlers`.
 //! - Task: one module key (short, `ansible.builtin.x`, `ansible.legacy.x` or any
 //!   collection name), or `action:`; free-form text (`shell: echo hi`,
@@ -28,8 +28,9 @@
 //!   `loop_control` (all of its keys), `register`, `changed_when`,
 //!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
 //!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
-//!   `check_mode`, `block`/`rescue`/`always`.
+//!   `check_mode`, `diff`, `block`/`rescue`/`always`.
 //! - Keywords Ansible templates (`ignore_errors`, `become`, `become_user`, `check_mode`,
+//!   `diff`,
 //!   `no_log`, `retries`, `delay`, `loop_control`'s `loop_var`, `index_var`, `label`,
 //!   `pause`, `extended`, `extended_allitems`; `when`, `changed_when`, `failed_when`,
 //!   `until` always) may be templates: the plan carries them as written and the runner

@@ -12,10 +12,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 20] = [
+const PLAY_KEYWORDS: [&str; 21] = [
     "name",
     "ignore_errors",
     "check_mode",
+    "diff",
     "no_log",
     "environment",
     "hosts",
@@ -473,6 +474,7 @@ impl Loader<'_> {
         let become_ = flag("become")?;
         let ignore_errors = flag("ignore_errors")?;
         let check_mode = flag("check_mode")?;
+        let diff = flag("diff")?;
         let no_log = flag("no_log")?;
         let become_user = get("become_user")
             .map(|v| scalar_str(v).ok_or_else(|| at.invalid("become_user", "expected a string")))
@@ -529,6 +531,7 @@ impl Loader<'_> {
                 environment,
                 ignore_errors,
                 check_mode,
+                diff,
                 no_log,
                 tasks: Vec::new(),
                 handlers,

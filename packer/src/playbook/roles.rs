@@ -500,8 +500,18 @@ impl Loader<'_> {
         if i >= role_hits && canonical(&cx.playbook_dir) == canonical(&self.base) {
             return Ok(());
         }
-        // A directory is carried with its tree's files; the runner finds it there.
+        // A directory is carried with its tree's files; the runner finds it there. A
+        // role's directory is named by its controller path, so that the name is not
+        // also looked for beside the top playbook (`copy: src=./` there would be the
+        // whole playbook directory, vaulted files and all).
         if !hit.is_file() {
+            if i < role_hits && hit.is_dir() {
+                let mut name = super::controller_path(hit);
+                if src.ends_with('/') {
+                    name.push('/');
+                }
+                task.args.insert("src".to_string(), Value::String(name));
+            }
             return Ok(());
         }
         let key = match hit.strip_prefix(&self.base) {

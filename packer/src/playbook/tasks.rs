@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Keywords valid on tasks, blocks and includes alike.
-const COMMON: [&str; 11] = [
+const COMMON: [&str; 12] = [
     "name",
     "environment",
     "no_log",
@@ -24,6 +24,7 @@ const COMMON: [&str; 11] = [
     "become_method",
     "ignore_errors",
     "check_mode",
+    "diff",
 ];
 
 /// Keywords valid on tasks (and handlers) only.
@@ -160,7 +161,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         }
         "async" | "poll" => "background tasks are not implemented by the runner",
         "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
-        "diff" => "per-task diff mode is not carried by the plan (use --diff for all)",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
         }
@@ -596,6 +596,7 @@ pub(crate) fn common(
         "become_method" => become_method(v, at)?,
         "ignore_errors" => task.ignore_errors = flag(v, at, key)?,
         "check_mode" => task.check_mode = flag(v, at, key)?,
+        "diff" => task.diff = flag(v, at, key)?,
         "environment" => task.environment = Some(environment(v, at)?),
         "no_log" => task.no_log = flag(v, at, key)?,
         _ => return Ok(false),

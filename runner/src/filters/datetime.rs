@@ -485,6 +485,21 @@ fn to_datetime(v: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     Ok(JValue::from_object(dt))
 }
 
+/// Python's `time.mktime(time.strptime(text, fmt))`: `text` read with `fmt` as a local
+/// time (the host's zone), as seconds since the epoch. The file module's
+/// `modification_time` and `access_time`.
+pub(crate) fn local_epoch(text: &str, fmt: &str) -> Result<i64, String> {
+    let dt = strptime(text, fmt)?;
+    let naive = dt.days() * 86_400
+        + i64::from(dt.hour) * 3600
+        + i64::from(dt.minute) * 60
+        + i64::from(dt.second);
+    // The offset in force at the instant meant: guessed from the naive time, then
+    // corrected once (enough away from the hour a clock change skips or repeats).
+    let first = naive - local_offset(naive).0;
+    Ok(naive - local_offset(first).0)
+}
+
 // ---------------------------------------------------------------------------
 // The local time zone.
 

@@ -8,7 +8,7 @@
 //! follows; expected values in their tests come from running ansible-core 2.18.19.
 
 mod core;
-mod datetime;
+pub(crate) mod datetime;
 mod encryption;
 mod ipaddr;
 mod jinja;

@@ -962,6 +962,7 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     if attrs.uid.is_some() || attrs.gid.is_some() {
         let owners = Attrs {
             mode: None,
+            sym: None,
             ..attrs
         };
         for p in &planned {

@@ -88,7 +88,8 @@ pub fn str_list(args: &Vars, name: &str) -> Result<Vec<String>, ModuleError> {
 
 /// A file mode: an octal string ("0644", "644") or a number. Ansible reads a YAML
 /// integer as the decimal it is, so `mode: 420` is 0644 and `mode: 644` is the odd 01204;
-/// we follow that, since plans come from YAML too. Symbolic modes (`u+x`) are refused.
+/// we follow that, since plans come from YAML too. Symbolic modes (`u+x`) are read by
+/// [`SymbolicMode`] where a path's current mode is known (the file modules' `mode`).
 pub fn opt_mode(args: &Vars, name: &str) -> Result<Option<u32>, ModuleError> {
     match args.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -109,7 +110,7 @@ pub fn opt_mode(args: &Vars, name: &str) -> Result<Option<u32>, ModuleError> {
                 .map(Some)
                 .ok_or_else(|| {
                     ModuleError::BadArgs(format!(
-                        "argument '{name}' must be an octal mode like \"0644\", got '{s}' (symbolic modes are not supported yet)"
+                        "argument '{name}' must be an octal mode like \"0644\", got '{s}'"
                     ))
                 })
         }
@@ -117,6 +118,135 @@ pub fn opt_mode(args: &Vars, name: &str) -> Result<Option<u32>, ModuleError> {
             "argument '{name}' must be a mode, got {other}"
         ))),
     }
+}
+
+/// A symbolic mode (`u=rwX,g+s,o-w`), as Ansible's file arguments take it: checked when
+/// read, applied to a path's current mode with [`SymbolicMode::apply`]. Kept as its
+/// text in a fixed buffer so that the attributes it travels in stay `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SymbolicMode {
+    text: [u8; 64],
+    len: usize,
+}
+
+impl SymbolicMode {
+    /// True when `s` is meant as a symbolic mode (it has an operator).
+    pub fn looks_symbolic(s: &str) -> bool {
+        s.contains(['+', '-', '='])
+    }
+
+    /// Checks `s` as Ansible does (`[ugoa]*` then operator and `[rwxXstugo]*` pairs,
+    /// comma-separated clauses).
+    pub fn parse(s: &str) -> Result<SymbolicMode, ModuleError> {
+        let bad = || {
+            ModuleError::BadArgs(format!(
+                "mode must be in octal or symbolic form: bad symbolic permission for mode: {s}"
+            ))
+        };
+        for clause in s.split(',') {
+            let users_end = clause.find(['+', '-', '=']).ok_or_else(bad)?;
+            let (users, rest) = clause.split_at(users_end);
+            if !users.chars().all(|c| "ugoa".contains(c)) {
+                return Err(bad());
+            }
+            if !rest.chars().all(|c| "+-=rwxXstugo".contains(c)) {
+                return Err(bad());
+            }
+        }
+        let mut text = [0u8; 64];
+        let bytes = s.as_bytes();
+        text.get_mut(..bytes.len())
+            .ok_or_else(|| ModuleError::BadArgs(format!("mode is too long: {s}")))?
+            .copy_from_slice(bytes);
+        Ok(SymbolicMode {
+            text,
+            len: bytes.len(),
+        })
+    }
+
+    /// The mode this gives a path whose mode is `current` (Ansible's
+    /// `_symbolic_mode_to_octal`): clauses in order, each user in turn; no user letters
+    /// means `a` with the umask applied to r, w and x; `X` is x for a directory or a
+    /// path that has some x already.
+    pub fn apply(&self, current: u32, is_dir: bool) -> u32 {
+        let text = std::str::from_utf8(self.text.get(..self.len).unwrap_or_default()).unwrap_or("");
+        let rev_umask = !super::fsutil::process_umask() & 0o7777;
+        let mut mode = current & 0o7777;
+        for clause in text.split(',') {
+            let users_end = clause.find(['+', '-', '=']).unwrap_or(clause.len());
+            let (users, rest) = clause.split_at(users_end);
+            let use_umask = users.is_empty();
+            let users = if users.is_empty() || users.contains('a') {
+                "ugo"
+            } else {
+                users
+            };
+            // Operator and permission pairs: "+x-w" is ['+', "x"], ['-', "w"].
+            let mut pairs: Vec<(char, String)> = Vec::new();
+            for c in rest.chars() {
+                match c {
+                    '+' | '-' | '=' => pairs.push((c, String::new())),
+                    p => {
+                        if let Some(last) = pairs.last_mut() {
+                            last.1.push(p);
+                        }
+                    }
+                }
+            }
+            for (op, perms) in &pairs {
+                for user in users.chars() {
+                    let bits = perm_bits(user, perms, mode, is_dir, use_umask, rev_umask);
+                    mode = match op {
+                        '=' => {
+                            let mask = match user {
+                                'u' => 0o4700,
+                                'g' => 0o2070,
+                                _ => 0o1007,
+                            };
+                            (mode & (mask ^ 0o7777)) | bits
+                        }
+                        '+' => mode | bits,
+                        _ => mode & !bits,
+                    };
+                }
+            }
+        }
+        mode
+    }
+}
+
+/// The bits `perms` stand for, for `user`, given the mode so far.
+fn perm_bits(
+    user: char,
+    perms: &str,
+    prev: u32,
+    is_dir: bool,
+    use_umask: bool,
+    rev_umask: u32,
+) -> u32 {
+    let apply_x = is_dir || prev & 0o111 != 0;
+    let (r, w, x, s, t, shift) = match user {
+        'u' => (0o400, 0o200, 0o100, 0o4000, 0, 6),
+        'g' => (0o040, 0o020, 0o010, 0o2000, 0, 3),
+        _ => (0o004, 0o002, 0o001, 0, 0o1000, 0),
+    };
+    let masked = |b: u32| if use_umask { b & rev_umask } else { b };
+    // Copying another class's bits (`g=u`): that class's rwx moved to this one's place.
+    let class = |from: u32| ((prev >> from) & 0o7) << shift;
+    perms.chars().fold(0, |acc, p| {
+        acc | match p {
+            'r' => masked(r),
+            'w' => masked(w),
+            'x' => masked(x),
+            'X' if apply_x => x,
+            's' => s,
+            't' => t,
+            'u' => class(6),
+            'g' => class(3),
+            'o' => class(0),
+            _ => 0,
+        }
+    })
 }
 
 /// Formats a mode as Ansible registers it: "0644".
@@ -131,6 +261,24 @@ mod tests {
 
     fn a(v: Value) -> Vars {
         v.as_object().cloned().unwrap()
+    }
+
+    /// Symbolic modes as Ansible's `_symbolic_mode_to_octal` computes them (expected
+    /// values worked out from its rules; the file target sets `o=rwXt` and the like).
+    #[test]
+    fn symbolic_modes_apply_to_the_current_mode() {
+        let m = |s: &str, cur: u32, dir: bool| SymbolicMode::parse(s).unwrap().apply(cur, dir);
+        assert_eq!(m("u+x", 0o644, false), 0o744);
+        assert_eq!(m("g-r,o-r", 0o644, false), 0o600);
+        assert_eq!(m("o=rwXt", 0o640, true), 0o1647);
+        assert_eq!(m("o=rwXt", 0o640, false), 0o1646);
+        assert_eq!(m("u=rw,g=u,o=", 0o777, false), 0o660);
+        assert_eq!(m("a+X", 0o600, true), 0o711);
+        assert_eq!(m("u+s,g+s", 0o755, false), 0o6755);
+        assert_eq!(m("u=rwx-x+r", 0o000, false), 0o600);
+        for bad in ["u*x", "z+x", "u+q", "rwx"] {
+            assert!(SymbolicMode::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,16 +1,18 @@
-//! assemble: a file made of a directory's fragments (sorted by name, optionally filtered
-//! by a pattern, with a delimiter between them), as ansible.builtin.assemble's module
-//! (`remote_src: true`, fragments on the host) and action plugin (`remote_src: false`,
-//! fragments from the controller, carried in the payload) make it; written through
-//! `fsutil`'s atomic writer with the file's attributes, optional backup and `validate`.
+//! The assemble module: concatenates the fragments of a directory (on the host, or with
+//! `remote_src: false` the controller directory the payload carries) into one file,
+//! as ansible.builtin.assemble and its action do: names in sorted order, filtered by
+//! `regexp` and `ignore_hidden`, a newline added after a fragment that lacks one, the
+//! `delimiter` between fragments; the file written through the shared write procedure
+//! (backup, mode/owner/group, validate).
+//!
+//! Ansible's assemble supports no check mode: there the task is skipped.
 
-use super::fsutil::{self, Attrs, Step, WriteReq, fail, failed};
-use super::tools;
-use super::{Ctx, Diff, ModuleError, Outcome, args};
+use super::fsutil::{self, Attrs, Step, WriteReq, fail};
+use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
-use regex::Regex;
-use serde_json::json;
-use std::path::{Path, PathBuf};
+use serde_json::{Value, json};
+use std::fs;
+use std::path::Path;
 
 const KNOWN: &[&str] = &[
     "src",
@@ -26,383 +28,267 @@ const KNOWN: &[&str] = &[
     "mode",
     "owner",
     "group",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
     "unsafe_writes",
-    "attributes",
 ];
 
-/// `assemble`.
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(run_inner(a, ctx))
 }
 
 fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     args::only(a, KNOWN)?;
-    // The action plugin declines check mode as a whole.
-    if ctx.check_mode {
-        return Ok(Outcome {
-            skipped: true,
-            ..Outcome::default()
-        }
-        .msg("check mode is not supported for this operation"));
-    }
-    let (Some(src), Some(dest)) = (args::opt_str(a, "src")?, args::opt_str(a, "dest")?) else {
-        return fail("src and dest are required");
-    };
-    let remote_src = args::bool_or(a, "remote_src", true)?;
+    let src = args::req_str(a, "src")?;
+    let dest = args::req_str(a, "dest")?;
     let delimiter = args::opt_str(a, "delimiter")?;
-    let ignore_hidden = args::bool_or(a, "ignore_hidden", false)?;
     let backup = args::bool_or(a, "backup", false)?;
-    let validate = args::opt_str(a, "validate")?;
+    let remote_src = args::bool_or(a, "remote_src", true)?;
+    let ignore_hidden = args::bool_or(a, "ignore_hidden", false)?;
+    // Vaulted fragments are decrypted by the packer, never on the host.
+    args::bool_or(a, "decrypt", true)?;
+    args::bool_or(a, "unsafe_writes", false)?;
     let follow = args::bool_or(a, "follow", false)?;
-    let attrs = Attrs::from_args(a)?;
-    let regexp = match args::opt_str(a, "regexp")? {
-        Some(r) => Some(
-            Regex::new(&r)
-                .map_err(|e| failed(Outcome::fail(format!("Invalid Regexp ({e}) in \"{r}\""))))?,
-        ),
-        None => None,
-    };
+    let validate = args::opt_str(a, "validate")?;
     if let Some(v) = &validate
         && !v.contains("%s")
     {
         return fail(format!("validate must contain %s: {v}"));
     }
-    let dest = expand_user(&dest);
-
-    let fragments = if remote_src {
-        let dir = expand_user(&src);
-        if !dir.exists() {
-            return fail(format!("Source ({src}) does not exist"));
-        }
-        if !dir.is_dir() {
-            return fail(format!("Source ({src}) is not a directory"));
-        }
-        host_fragments(&dir)?
-    } else {
-        embedded_fragments(ctx, &src)?
+    let regexp = match args::opt_str(a, "regexp")? {
+        Some(p) => Some(
+            regex::bytes::Regex::new(&crate::template::py_pattern(&p)).map_err(|e| {
+                fsutil::failed(Outcome::fail(format!(
+                    "Invalid Regexp ({}) in \"{p}\"",
+                    e.to_string().replace('\n', " ")
+                )))
+            })?,
+        ),
+        None => None,
     };
-    let content = assemble(
-        &fragments,
-        delimiter.as_deref(),
-        regexp.as_ref(),
-        ignore_hidden,
-    );
-    let checksum = fsutil::sha1_hex(&content);
-
-    let old = std::fs::read(&dest).ok();
-    let mut out = Outcome::ok();
-    let changed = old.as_deref() != Some(content.as_slice());
-    if changed {
-        if let Some(v) = &validate {
-            let (rc, checked) = validated(ctx, v, &content)?;
-            out = out.with("validation", checked.clone());
-            if rc != 0 {
-                let err = checked.get("stderr").and_then(|e| e.as_str()).unwrap_or("");
-                return Err(failed(Outcome::fail(format!(
-                    "failed to validate: rc:{rc} error:{err}"
-                ))));
-            }
-        }
-        let req = WriteReq {
-            dest: &dest,
-            content: &content,
-            attrs,
-            force: true,
-            backup,
-            follow,
-            src: None,
-            new_mode: None,
-        };
-        let written = fsutil::write_file(&req, ctx)?;
-        if let Some(b) = written.data.get("backup_file") {
-            out = out.with("backup_file", b.clone());
-        }
-        if ctx.diff_mode {
-            out.diff.push(Diff {
-                before_header: dest.display().to_string(),
-                after_header: if remote_src {
-                    dest.display().to_string()
-                } else {
-                    src.clone()
-                },
-                before: old.as_deref().map(fsutil::diff_text).unwrap_or_default(),
-                after: fsutil::diff_text(&content),
-            });
-        }
-        out.changed = true;
+    let attrs = Attrs::from_args(a)?;
+    if ctx.check_mode {
+        let mut o = Outcome::ok().msg("check mode is not supported for this action");
+        o.skipped = true;
+        return Ok(o);
+    }
+    let keep = |name: &str| {
+        regexp
+            .as_ref()
+            .is_none_or(|re| re.is_match(name.as_bytes()))
+            && !(ignore_hidden && name.starts_with('.'))
+    };
+    let fragments = if remote_src {
+        host_fragments(&src, &keep)?
     } else {
-        let changes = fsutil::apply_attrs(&dest, attrs, follow, false)?;
-        if !changes.is_empty() {
-            out.changed = true;
-            if ctx.diff_mode {
-                out.diff.push(changes.to_diff(&dest));
-            }
+        embedded_fragments(ctx, &src, &keep)?
+    };
+    let content = assemble(&fragments, delimiter.as_deref());
+    let dest_path = Path::new(&dest);
+    if let Some(v) = &validate {
+        super::copy::validate_content(v, dest_path, &content, follow, ctx)?;
+    }
+    let before = fs::read(dest_path).ok();
+    let req = WriteReq {
+        dest: dest_path,
+        content: &content,
+        attrs,
+        force: true,
+        backup,
+        follow,
+        src: None,
+        new_mode: None,
+    };
+    let mut out = fsutil::write_file(&req, ctx)?;
+    // Ansible's action diffs only a file whose content it replaces, as one mapping.
+    out.diff.clear();
+    if ctx.diff_mode && before.as_deref() != Some(&content[..]) {
+        let mut d = serde_json::Map::new();
+        d.insert(
+            "before".into(),
+            before
+                .as_deref()
+                .map(fsutil::diff_text)
+                .unwrap_or_default()
+                .into(),
+        );
+        if before.is_some() {
+            d.insert("before_header".into(), dest.clone().into());
         }
+        d.insert("after_header".into(), src.clone().into());
+        d.insert("after".into(), fsutil::diff_text(&content).into());
+        out.data.insert("diff".into(), Value::Object(d));
     }
-    let md5 = crate::digest::hex("md5", &content).map_or(serde_json::Value::Null, Into::into);
-    let out = out
-        .msg("OK")
+    Ok(out
         .with("src", src)
-        .with("dest", dest.display().to_string())
-        .with("checksum", checksum)
-        .with("md5sum", md5);
-    Ok(fsutil::add_path_info(out, &dest, true))
+        .with("md5sum", json!(md5_hex(&content)))
+        .msg("OK"))
 }
 
-/// `~/...` against the home of the user the module runs as.
-fn expand_user(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
-        _ => PathBuf::from(p),
+/// MD5 of bytes as hex: the module's `md5sum`, kept by Ansible for compatibility.
+fn md5_hex(data: &[u8]) -> String {
+    let mut h = crate::digest::Md5::new();
+    h.update(data);
+    h.hex()
+}
+
+/// The fragments of a directory on the host: regular files (or links to them) directly
+/// in it, by name in sorted order.
+fn host_fragments(src: &str, keep: &dyn Fn(&str) -> bool) -> Step<Vec<Vec<u8>>> {
+    let dir = Path::new(src);
+    if !dir.exists() {
+        return fail(format!("Source ({src}) does not exist"));
     }
-}
-
-/// The regular files directly in `dir` (links followed), by name.
-fn host_fragments(dir: &Path) -> Step<Vec<(String, Vec<u8>)>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| fsutil::io_fail("read", dir, &e))?
-        .filter_map(|e| e.ok())
+    if !dir.is_dir() {
+        return fail(format!("Source ({src}) is not a directory"));
+    }
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| fsutil::io_fail("list", dir, &e))?
+        .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     let mut out = Vec::new();
-    for name in names {
-        let path = dir.join(&name);
+    for name in names.iter().filter(|n| keep(n)) {
+        let path = dir.join(name);
         if !path.is_file() {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| fsutil::io_fail("read", &path, &e))?;
-        out.push((name, bytes));
+        out.push(fs::read(&path).map_err(|e| fsutil::io_fail("read", &path, &e))?);
     }
     Ok(out)
 }
 
-/// The controller directory's files the payload carries (as `<src>/<name>`), those
-/// directly in it, by name.
-fn embedded_fragments(ctx: &Ctx<'_>, src: &str) -> Step<Vec<(String, Vec<u8>)>> {
+/// The fragments of a controller directory the payload carries (the executor found it
+/// in the search path's `files/`): the files directly in it, by name in sorted order.
+fn embedded_fragments(ctx: &Ctx<'_>, src: &str, keep: &dyn Fn(&str) -> bool) -> Step<Vec<Vec<u8>>> {
     let prefix = format!("{}/", src.trim_end_matches('/'));
-    let out: Vec<(String, Vec<u8>)> = ctx
+    let in_dir: Vec<(&str, &[u8])> = ctx
         .files
         .range(prefix.clone()..)
         .take_while(|(k, _)| k.starts_with(&prefix))
         .filter_map(|(k, f)| {
-            let name = k.strip_prefix(&prefix)?;
-            (!name.contains('/')).then(|| (name.to_string(), f.content.clone()))
+            let name = k.get(prefix.len()..)?;
+            (!name.contains('/')).then_some((name, f.content.as_slice()))
         })
         .collect();
-    if out.is_empty() && !ctx.files.keys().any(|k| k.starts_with(&prefix)) {
+    let any_under = ctx
+        .files
+        .range(prefix.clone()..)
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(&prefix));
+    if !any_under {
         return fail(format!("Source ({src}) is not a directory"));
     }
-    Ok(out)
+    Ok(in_dir
+        .into_iter()
+        .filter(|(name, _)| keep(name))
+        .map(|(_, c)| c.to_vec())
+        .collect())
 }
 
-/// The module's `assemble_from_fragments`: a newline after a fragment that lacks one,
-/// the delimiter (escapes decoded, newline-terminated) between fragments.
-fn assemble(
-    fragments: &[(String, Vec<u8>)],
-    delimiter: Option<&str>,
-    regexp: Option<&Regex>,
-    ignore_hidden: bool,
-) -> Vec<u8> {
-    let delimiter = delimiter.filter(|d| !d.is_empty()).map(escape_decode);
+/// The fragments joined as Ansible joins them: a newline after a fragment that does not
+/// end with one (before the next), the delimiter (escapes such as `\n` decoded, and
+/// followed by a newline unless it ends with one) between fragments.
+fn assemble(fragments: &[Vec<u8>], delimiter: Option<&str>) -> Vec<u8> {
+    let delimiter = delimiter
+        .filter(|d| !d.is_empty())
+        .map(|d| crate::lookups::decode_escapes(d).into_bytes());
     let mut out = Vec::new();
-    let mut first = true;
     let mut add_newline = false;
-    for (name, content) in fragments {
-        if regexp.is_some_and(|r| !r.is_match(name)) || (ignore_hidden && name.starts_with('.')) {
-            continue;
-        }
+    for (i, fragment) in fragments.iter().enumerate() {
         if add_newline {
             out.push(b'\n');
         }
-        if !first && let Some(d) = &delimiter {
+        if i > 0
+            && let Some(d) = &delimiter
+        {
             out.extend_from_slice(d);
             if d.last() != Some(&b'\n') {
                 out.push(b'\n');
             }
         }
-        out.extend_from_slice(content);
-        first = false;
-        add_newline = !content.ends_with(b"\n");
+        out.extend_from_slice(fragment);
+        add_newline = !fragment.ends_with(b"\n");
     }
     out
-}
-
-/// Python's `codecs.escape_decode`: backslash escapes of a bytes literal.
-fn escape_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        i += 1;
-        if c != b'\\' {
-            out.push(c);
-            continue;
-        }
-        let Some(&e) = b.get(i) else {
-            out.push(b'\\');
-            break;
-        };
-        i += 1;
-        match e {
-            b'n' => out.push(b'\n'),
-            b't' => out.push(b'\t'),
-            b'r' => out.push(b'\r'),
-            b'0'..=b'7' => {
-                let mut v = u32::from(e - b'0');
-                for _ in 0..2 {
-                    match b.get(i) {
-                        Some(&d @ b'0'..=b'7') => {
-                            v = v * 8 + u32::from(d - b'0');
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                out.push((v & 0xff) as u8);
-            }
-            b'x' => match b
-                .get(i..i + 2)
-                .and_then(|h| crate::hex::decode(&String::from_utf8_lossy(h)))
-            {
-                Some(v) => {
-                    out.extend(v);
-                    i += 2;
-                }
-                None => out.extend_from_slice(b"\\x"),
-            },
-            b'\\' => out.push(b'\\'),
-            b'\'' => out.push(b'\''),
-            b'"' => out.push(b'"'),
-            b'a' => out.push(7),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'v' => out.push(11),
-            b'\n' => {}
-            other => out.extend_from_slice(&[b'\\', other]),
-        }
-    }
-    out
-}
-
-/// Runs `validate` (its `%s` replaced by a private copy of the new content), split into
-/// words as Ansible's `run_command` splits a string, never through a shell.
-fn validated(ctx: &Ctx<'_>, validate: &str, content: &[u8]) -> Step<(i32, serde_json::Value)> {
-    let dir = tools::PrivateDir::for_task("assemble", ctx.run_as)
-        .map_err(|e| fsutil::io_fail("create", &std::env::temp_dir(), &e))?;
-    let file = dir
-        .write("src", content, 0o600)
-        .map_err(|e| fsutil::io_fail("write", dir.path(), &e))?;
-    let line = validate.replace("%s", &file.display().to_string());
-    let words = super::split_command_line(&line)
-        .map_err(|e| failed(Outcome::fail(format!("validate: {e}"))))?;
-    let Some((program, rest)) = words.split_first() else {
-        return fail("validate is empty");
-    };
-    let out = tools::run_command(ctx.command(program), rest, None)
-        .map_err(|e| failed(Outcome::fail(format!("validate: {program}: {e}"))))?;
-    Ok((
-        out.rc,
-        json!({"rc": out.rc, "stdout": out.stdout, "stderr": out.stderr}),
-    ))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::assemble;
     use crate::modules::run_in_dir_for_test;
-    use serde_json::Value;
+    use serde_json::json;
+    use std::fs;
 
-    fn asm(dir: &Path, args: Value, check: bool) -> Outcome {
-        run_in_dir_for_test("assemble", dir, &args, check).unwrap()
-    }
-
-    fn fragments(dir: &Path) {
-        std::fs::create_dir(dir.join("src")).unwrap();
-        std::fs::write(dir.join("src/fragment1"), "one\n").unwrap();
-        std::fs::write(dir.join("src/fragment2"), "two").unwrap();
-        std::fs::write(dir.join("src/fragment3"), "three\n").unwrap();
-        std::fs::write(dir.join("src/.hidden"), "h\n").unwrap();
+    fn frags(items: &[&str]) -> Vec<Vec<u8>> {
+        items.iter().map(|s| s.as_bytes().to_vec()).collect()
     }
 
     #[test]
-    fn fragments_are_joined_in_name_order_once() {
-        let d = tempfile::tempdir().unwrap();
-        fragments(d.path());
+    fn fragments_join_with_newlines_and_delimiters_as_ansible_joins_them() {
+        assert_eq!(assemble(&frags(&["a\n", "b", "c\n"]), None), b"a\nb\nc\n");
+        assert_eq!(
+            assemble(&frags(&["a", "b\n"]), Some("#--#")),
+            b"a\n#--#\nb\n"
+        );
+        assert_eq!(
+            assemble(&frags(&["a\n", "b\n"]), Some("--\\n")),
+            b"a\n--\nb\n"
+        );
+        assert_eq!(assemble(&frags(&[]), Some("x")), b"");
+    }
+
+    #[test]
+    fn a_directory_on_the_host_is_assembled_in_name_order_then_left_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("b"), "two\n").unwrap();
+        fs::write(src.join("a"), "one").unwrap();
+        fs::write(src.join(".hidden"), "h\n").unwrap();
+        fs::create_dir(src.join("sub")).unwrap();
+        let args = json!({"src": "{p}/src", "dest": "{p}/out", "ignore_hidden": true});
+        let first = run_in_dir_for_test("assemble", t.path(), &args, false).unwrap();
+        assert!(first.changed && !first.failed, "{first:?}");
+        assert_eq!(
+            fs::read_to_string(t.path().join("out")).unwrap(),
+            "one\ntwo\n"
+        );
+        assert_eq!(first.data["state"], "file");
+        assert_eq!(
+            first.data["checksum"],
+            crate::digest::sha1_hex(b"one\ntwo\n")
+        );
+        let again = run_in_dir_for_test("assemble", t.path(), &args, false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        let only_b = json!({"src": "{p}/src", "dest": "{p}/b_only", "regexp": "^b$"});
+        run_in_dir_for_test("assemble", t.path(), &only_b, false).unwrap();
+        assert_eq!(
+            fs::read_to_string(t.path().join("b_only")).unwrap(),
+            "two\n"
+        );
+    }
+
+    /// The assemble target asserts `result.diff.before` and `result.diff.after`: one
+    /// mapping, as Ansible's action gives it, only in diff mode.
+    #[test]
+    fn diff_mode_registers_one_mapping() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        fs::write(t.path().join("src/a"), "one\n").unwrap();
         let args = json!({"src": "{p}/src", "dest": "{p}/out"});
-        let o = asm(d.path(), args.clone(), false);
-        assert!(o.changed, "{o:?}");
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("out")).unwrap(),
-            "h\none\ntwo\nthree\n"
-        );
-        assert_eq!(
-            o.data["checksum"],
-            fsutil::sha1_hex(b"h\none\ntwo\nthree\n")
-        );
-        assert!(!asm(d.path(), args, false).changed);
+        let out = run_in_dir_for_test("assemble", t.path(), &args, false).unwrap();
+        assert_eq!(out.data["diff"]["before"], "");
+        assert_eq!(out.data["diff"]["after"], "one\n");
+        assert!(out.diff.is_empty());
     }
 
     #[test]
-    fn delimiter_regexp_and_hidden_files() {
-        let d = tempfile::tempdir().unwrap();
-        fragments(d.path());
-        let o = asm(
-            d.path(),
-            json!({"src": "{p}/src", "dest": "{p}/out", "regexp": "^fragment[1-2]$",
-                   "delimiter": "#--- delimiter ---#"}),
-            false,
-        );
-        assert!(o.changed);
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("out")).unwrap(),
-            "one\n#--- delimiter ---#\ntwo"
-        );
-        asm(
-            d.path(),
-            json!({"src": "{p}/src", "dest": "{p}/out", "ignore_hidden": true, "delimiter": "--\\n"}),
-            false,
-        );
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("out")).unwrap(),
-            "one\n--\ntwo\n--\nthree\n"
-        );
-    }
-
-    #[test]
-    fn check_mode_is_declined_and_a_missing_source_fails() {
-        let d = tempfile::tempdir().unwrap();
-        let o = asm(d.path(), json!({"src": "{p}/src", "dest": "{p}/out"}), true);
-        assert!(o.skipped);
-        let o = asm(
-            d.path(),
-            json!({"src": "{p}/nope", "dest": "{p}/out"}),
-            false,
-        );
-        assert!(o.failed);
-        assert!(o.msg.unwrap().ends_with("does not exist"));
-    }
-
-    #[test]
-    fn a_failing_validate_leaves_dest_alone() {
-        let d = tempfile::tempdir().unwrap();
-        fragments(d.path());
-        let o = asm(
-            d.path(),
-            json!({"src": "{p}/src", "dest": "{p}/out", "validate": "false %s"}),
-            false,
-        );
-        assert!(o.failed, "{o:?}");
-        assert!(!d.path().join("out").exists());
-        let o = asm(
-            d.path(),
-            json!({"src": "{p}/src", "dest": "{p}/out", "validate": "test -s %s"}),
-            false,
-        );
-        assert!(o.changed && !o.failed, "{o:?}");
+    fn a_missing_source_fails_naming_it_and_check_mode_skips() {
+        let t = tempfile::tempdir().unwrap();
+        let args = json!({"src": "{p}/none", "dest": "{p}/out"});
+        let out = run_in_dir_for_test("assemble", t.path(), &args, false).unwrap();
+        assert!(out.failed && out.msg.unwrap().contains("does not exist"));
+        let out = run_in_dir_for_test("assemble", t.path(), &args, true).unwrap();
+        assert!(out.skipped && !t.path().join("out").exists());
     }
 }

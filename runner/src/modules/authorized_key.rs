@@ -337,6 +337,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 content: content.as_bytes(),
                 attrs: Attrs {
                     mode: Some(0o600),
+                    sym: None,
                     uid: account.as_ref().map(|u| u.uid),
                     gid: account.as_ref().map(|u| u.gid),
                 },
@@ -453,6 +454,7 @@ fn keyfile_for_write(
         }
         let want = Attrs {
             mode: Some(0o700),
+            sym: None,
             uid: Some(account.uid),
             gid: Some(account.gid),
         };

@@ -167,7 +167,7 @@ fn has_embedded_dir(ctx: &Ctx<'_>, src: &str) -> bool {
 
 /// Runs `validate` on a temp file holding the new content, when the content is about
 /// to replace dest (not in check mode, not when nothing changes: Ansible does the same).
-fn validate_content(
+pub(super) fn validate_content(
     cmd: &str,
     dest: &Path,
     content: &[u8],
@@ -306,6 +306,7 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                             m,
                             Attrs {
                                 mode: Some(dm),
+                                sym: None,
                                 ..d.attrs
                             },
                             true,

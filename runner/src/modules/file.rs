@@ -1,8 +1,10 @@
 //! The file module: make a path a file, directory, symlink or hard link, touch it or
 //! remove it, and set its mode/owner/group, with ansible.builtin.file's semantics.
 //!
-//! Differences from Ansible, on purpose or for now: symbolic modes are refused (see
-//! `args::opt_mode`); a relative `src` of a hard link is taken relative to the link's
+//! Symbolic modes (`u=rwX,o-w`) apply to the path's current mode (`args::SymbolicMode`);
+//! `modification_time`/`access_time` work with state=file and directory.
+//!
+//! Differences from Ansible, on purpose or for now: a relative `src` of a hard link is taken relative to the link's
 //! directory (as for symlinks) rather than the process's working directory; `recurse`
 //! does not descend into symlinked directories and sets no mode on symlinks; and when
 //! `state=directory` creates missing parents, mode/owner/group go on the leaf only.
@@ -15,7 +17,22 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const KNOWN: &[&str] = &[
-    "path", "dest", "name", "state", "mode", "owner", "group", "recurse", "src", "force", "follow",
+    "path",
+    "dest",
+    "name",
+    "state",
+    "mode",
+    "owner",
+    "group",
+    "recurse",
+    "src",
+    "force",
+    "follow",
+    "_diff_peek",
+    "modification_time",
+    "modification_time_format",
+    "access_time",
+    "access_time_format",
 ];
 
 /// What the task asks the path to be.
@@ -77,6 +94,13 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         return Err(ModuleError::BadArgs("argument 'path' must not be empty".into()).into());
     }
     let path = PathBuf::from(path);
+    // The action plugins' internal question (is the file binary?), answered before
+    // anything else, as Ansible's module does.
+    if a.get("_diff_peek").is_some_and(|v| !v.is_null()) {
+        return Ok(Outcome::ok()
+            .with("path", path.display().to_string())
+            .with("appears_binary", appears_binary(&path)));
+    }
     let recurse = args::bool_or(a, "recurse", false)?;
     let follow = args::bool_or(a, "follow", true)?;
     let force = args::bool_or(a, "force", false)?;
@@ -94,12 +118,13 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     if recurse && state != State::Directory {
         return Err(
-            ModuleError::BadArgs("argument 'recurse' requires state=directory".into()).into(),
+            // Ansible's words (the file target checks them).
+            ModuleError::BadArgs("recurse option requires state to be 'directory'".into()).into(),
         );
     }
     if src.is_some() && !matches!(state, State::Link | State::Hard) {
         return Err(ModuleError::BadArgs(
-            "argument 'src' requires state=link or state=hard".into(),
+            "src option requires state to be 'link' or 'hard'".into(),
         )
         .into());
     }
@@ -112,7 +137,11 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         force,
         follow,
     };
+    let times = Times::from_args(a, req.state)?;
     let prev_state = prev.as_ref().map_or("absent", fsutil::state_name);
+    // What a directory about to be removed holds, for the diff (walked before it goes).
+    let path_content =
+        (req.state == State::Absent && prev_state == "directory").then(|| walk(&req.path));
     let mut changes = Changes::default();
     let mut out = match req.state {
         State::Absent => absent(&req, prev.as_ref(), ctx, &mut changes)?,
@@ -122,11 +151,201 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         State::Link => link(&req, prev.as_ref(), ctx, &mut changes)?,
         State::Hard => hard(&req, prev.as_ref(), ctx, &mut changes)?,
     };
-    out.changed = out.changed || !changes.is_empty();
+    let mut time_changes = Vec::new();
+    if !out.failed && times.wanted() {
+        time_changes = times.apply(&req.path, ctx.check_mode)?;
+    }
+    out.changed = out.changed || !changes.is_empty() || !time_changes.is_empty();
+    // Ansible's file module returns its diff always (not only in diff mode), except for
+    // a path already absent.
+    if !(out.failed || req.state == State::Absent && prev_state == "absent") {
+        let diff = ansible_diff(&req, prev_state, &changes, &time_changes, path_content);
+        out.data.insert("diff".into(), diff);
+    }
     if ctx.diff_mode && out.changed {
         out.diff.push(changes.to_diff(&req.path));
     }
     Ok(out)
+}
+
+/// A requested time: keep it, the current time, or a given instant (seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum When {
+    Preserve,
+    Now,
+    At(i64),
+}
+
+/// `modification_time` and `access_time`, as Ansible reads them.
+struct Times {
+    mtime: When,
+    atime: When,
+}
+
+impl Times {
+    /// Reads the times (`preserve`, `now`, or a time in `*_time_format`, by default
+    /// `%Y%m%d%H%M.%S`, in the host's zone). Touch sets both to now itself; the other
+    /// states keep them unless asked.
+    fn from_args(a: &Vars, state: State) -> Step<Times> {
+        let one = |key: &str, fmt_key: &str| -> Step<When> {
+            let fmt = args::opt_str(a, fmt_key)?.unwrap_or_else(|| "%Y%m%d%H%M.%S".into());
+            Ok(match args::opt_str(a, key)?.as_deref() {
+                None | Some("preserve") => When::Preserve,
+                Some("now") => When::Now,
+                Some(text) => When::At(crate::filters::datetime::local_epoch(text, &fmt).map_err(
+                    |e| {
+                        ModuleError::BadArgs(format!(
+                            "argument '{key}': '{text}' does not match the format '{fmt}': {e}"
+                        ))
+                    },
+                )?),
+            })
+        };
+        let t = Times {
+            mtime: one("modification_time", "modification_time_format")?,
+            atime: one("access_time", "access_time_format")?,
+        };
+        if t.wanted() && !matches!(state, State::File | State::Directory) {
+            return Err(ModuleError::BadArgs(
+                "modification_time and access_time are supported by this runner with state=file or directory (touch sets them to now)".into(),
+            )
+            .into());
+        }
+        Ok(t)
+    }
+
+    fn wanted(&self) -> bool {
+        self.mtime != When::Preserve || self.atime != When::Preserve
+    }
+
+    /// Sets the times that differ (not in check mode); what changed, as Ansible's
+    /// `update_timestamp_for_file` puts it in the diff: `(key, before, after)` seconds.
+    fn apply(&self, path: &Path, check: bool) -> Step<Vec<(&'static str, f64, f64)>> {
+        let m = fs::metadata(path).map_err(|e| io_fail("inspect", path, &e))?;
+        let secs = |s: i64, ns: i64| s as f64 + ns as f64 / 1e9;
+        let (prev_m, prev_a) = (
+            secs(m.mtime(), m.mtime_nsec()),
+            secs(m.atime(), m.atime_nsec()),
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let target = |w: When, prev: f64| match w {
+            When::Preserve => prev,
+            When::Now => now,
+            When::At(t) => t as f64,
+        };
+        let (new_m, new_a) = (target(self.mtime, prev_m), target(self.atime, prev_a));
+        let mut out = Vec::new();
+        if new_m != prev_m {
+            out.push(("mtime", prev_m, new_m));
+        }
+        if new_a != prev_a {
+            out.push(("atime", prev_a, new_a));
+        }
+        if !out.is_empty() && !check {
+            let at =
+                |t: f64| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+            fs::File::open(path)
+                .and_then(|f| {
+                    f.set_times(
+                        fs::FileTimes::new()
+                            .set_modified(at(new_m))
+                            .set_accessed(at(new_a)),
+                    )
+                })
+                .map_err(|e| io_fail("update the times of", path, &e))?;
+        }
+        Ok(out)
+    }
+}
+
+/// Whether the first 8 KiB of `path` hold a NUL byte; an unreadable file counts as text.
+fn appears_binary(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(8192).read_to_end(&mut head))
+        .is_ok_and(|_| head.contains(&0))
+}
+
+/// Ansible's name for a requested state.
+fn state_str(s: State) -> &'static str {
+    match s {
+        State::File => "file",
+        State::Directory => "directory",
+        State::Link => "link",
+        State::Hard => "hard",
+        State::Absent => "absent",
+        State::Touch => "touch",
+    }
+}
+
+/// The file module's diff as Ansible shapes it (`initial_diff` and what the steps add):
+/// `before`/`after` mappings holding the path, the state when it changes (with what a
+/// removed directory held), and each attribute, link target or time that changes.
+fn ansible_diff(
+    req: &Req,
+    prev_state: &str,
+    changes: &Changes,
+    times: &[(&'static str, f64, f64)],
+    path_content: Option<serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let path = Value::from(req.path.display().to_string());
+    let mut before = Map::new();
+    let mut after = Map::new();
+    before.insert("path".into(), path.clone());
+    after.insert("path".into(), path);
+    let state = state_str(req.state);
+    if prev_state != state {
+        before.insert("state".into(), prev_state.into());
+        after.insert("state".into(), state.into());
+        if let Some(content) = path_content {
+            before.insert("path_content".into(), content);
+        }
+    }
+    for (key, b, a) in changes.pairs().filter(|(k, _, _)| *k != "state") {
+        before.insert(key.into(), b.into());
+        after.insert(key.into(), a.into());
+    }
+    for (key, b, a) in times {
+        before.insert((*key).into(), (*b).into());
+        after.insert((*key).into(), (*a).into());
+    }
+    let mut d = Map::new();
+    d.insert("before".into(), Value::Object(before));
+    d.insert("after".into(), Value::Object(after));
+    Value::Object(d)
+}
+
+/// The directories and files under `dir`, as Python's `os.walk` lists them (top down,
+/// a directory's subdirectories and files before theirs; links not followed).
+fn walk(dir: &Path) -> serde_json::Value {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        let mut subdirs = Vec::new();
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            // os.walk names a link to a directory among the directories, not descending.
+            if is_dir || (p.is_dir() && e.file_type().is_ok_and(|t| t.is_symlink())) {
+                dirs.push(p.display().to_string());
+                if is_dir {
+                    subdirs.push(p);
+                }
+            } else {
+                files.push(p.display().to_string());
+            }
+        }
+        pending.extend(subdirs.into_iter().rev());
+    }
+    serde_json::json!({"directories": dirs, "files": files})
 }
 
 /// Registers the path's fields after the change; in check mode, for a path that does
@@ -143,7 +362,9 @@ fn describe(req: &Req, out: Outcome, would_be: &str, ctx: &Ctx<'_>) -> Outcome {
     }
     if ctx.check_mode && fs::symlink_metadata(&req.path).is_err() {
         out = out.with("state", would_be);
-        if let Some(m) = req.attrs.mode {
+        let is_dir = would_be == "directory";
+        let base = fsutil::default_file_mode() | if is_dir { 0o111 } else { 0 };
+        if let Some(m) = req.attrs.mode_for(base, is_dir) {
             out = out.with("mode", args::mode_string(m));
         }
         return out;
@@ -310,7 +531,7 @@ fn link(
             return Ok(describe(req, Outcome::ok(), "link", ctx));
         }
         return Err(
-            ModuleError::BadArgs("argument 'src' is required for state=link".into()).into(),
+            ModuleError::BadArgs("src is required for creating new symlinks".into()).into(),
         );
     };
     let abs_src = resolve_src(&req.path, src);
@@ -393,7 +614,7 @@ fn hard(
 ) -> Step<Outcome> {
     let Some(src) = req.src.as_deref() else {
         return Err(
-            ModuleError::BadArgs("argument 'src' is required for state=hard".into()).into(),
+            ModuleError::BadArgs("src is required for creating new hardlinks".into()).into(),
         );
     };
     let abs_src = resolve_src(&req.path, src);
@@ -444,6 +665,132 @@ mod tests {
     /// Runs the file module with `args` (`{p}` in strings replaced by the temp dir).
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         crate::modules::run_in_dir_for_test("file", dir, &args, check_mode)
+    }
+
+    #[test]
+    fn diff_peek_says_whether_the_file_looks_binary_and_changes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("text"), "hello\n").unwrap();
+        fs::write(t.path().join("bin"), b"a\0b").unwrap();
+        let text = check(
+            t.path(),
+            json!({"path": "{p}/text", "_diff_peek": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(text.data["appears_binary"], false);
+        assert!(!text.changed && text.data.get("diff").is_none());
+        let bin = check(
+            t.path(),
+            json!({"path": "{p}/bin", "_diff_peek": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(bin.data["appears_binary"], true);
+    }
+
+    /// The file target checks Ansible's words for `src` without a link state, and for
+    /// a link without `src`.
+    #[test]
+    fn src_without_a_link_state_fails_with_ansibles_message() {
+        let t = tempfile::tempdir().unwrap();
+        let r = check(t.path(), json!({"path": "{p}/l", "state": "link"}), false);
+        assert!(
+            matches!(&r, Err(ModuleError::BadArgs(m)) if m.contains("src is required for creating new symlinks")),
+            "{r:?}"
+        );
+        let r = check(t.path(), json!({"path": "{p}/l", "src": "{p}/x"}), false);
+        assert!(
+            matches!(&r, Err(ModuleError::BadArgs(m)) if m.contains("src option requires state to be 'link' or 'hard'")),
+            "{r:?}"
+        );
+    }
+
+    /// The file target sets `mode: o=rwXt` (it was refused: symbolic modes).
+    #[test]
+    fn symbolic_modes_change_the_current_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        fs::create_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).unwrap();
+        let out = check(t.path(), json!({"path": "{p}/d", "mode": "o=rwXt"}), false).unwrap();
+        assert!(out.changed, "{out:?}");
+        assert_eq!(mode_of(&d), 0o1757);
+        let again = check(t.path(), json!({"path": "{p}/d", "mode": "o=rwXt"}), false).unwrap();
+        assert!(!again.changed);
+    }
+
+    /// The file target sets `modification_time` in check mode (changed, nothing
+    /// touched), for real (changed, the diff has `mtime`), and again (unchanged, the
+    /// diff holds the path only).
+    #[test]
+    fn modification_time_is_set_once_and_reported_in_the_diff() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let before = fs::metadata(&f).unwrap().mtime();
+        let args = json!({"path": "{p}/f", "modification_time": "202202081414.00"});
+        let dry = check(t.path(), args.clone(), true).unwrap();
+        assert!(dry.changed);
+        assert_eq!(fs::metadata(&f).unwrap().mtime(), before);
+        assert!(dry.data["diff"]["after"]["mtime"].is_number());
+        let real = check(t.path(), args.clone(), false).unwrap();
+        assert!(real.changed);
+        assert_ne!(fs::metadata(&f).unwrap().mtime(), before);
+        let again = check(t.path(), args, false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        assert_eq!(again.data["diff"]["after"].as_object().unwrap().len(), 1);
+        let bad = check(
+            t.path(),
+            json!({"path": "{p}/f", "access_time": "yesterday"}),
+            false,
+        );
+        assert!(matches!(bad, Err(ModuleError::BadArgs(m)) if m.contains("access_time")));
+    }
+
+    /// The file target reads `diff.before.path_content`, `diff.before.src` and
+    /// `diff.after | length`: the module's diff is Ansible's mappings, always there.
+    #[test]
+    fn the_diff_is_ansibles_before_and_after_mappings() {
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n).display().to_string();
+        fs::create_dir_all(t.path().join("d/sub")).unwrap();
+        fs::write(t.path().join("d/sub/f"), "x").unwrap();
+        let gone = check(t.path(), json!({"path": "{p}/d", "state": "absent"}), true).unwrap();
+        let before = &gone.data["diff"]["before"];
+        assert_eq!(before["state"], "directory");
+        assert_eq!(before["path_content"]["directories"], json!([p("d/sub")]));
+        assert_eq!(before["path_content"]["files"], json!([p("d/sub/f")]));
+        assert_eq!(
+            gone.data["diff"]["after"],
+            json!({"path": p("d"), "state": "absent"})
+        );
+        let none = check(
+            t.path(),
+            json!({"path": "{p}/none", "state": "absent"}),
+            false,
+        )
+        .unwrap();
+        assert!(none.data.get("diff").is_none());
+
+        fs::write(t.path().join("a"), "a").unwrap();
+        fs::write(t.path().join("b"), "b").unwrap();
+        check(
+            t.path(),
+            json!({"path": "{p}/l", "src": "{p}/a", "state": "link"}),
+            false,
+        )
+        .unwrap();
+        let moved = check(
+            t.path(),
+            json!({"path": "{p}/l", "src": "b", "state": "link", "force": true}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(moved.data["diff"]["before"]["src"], p("a"));
+        assert_eq!(moved.data["diff"]["after"]["src"], "b");
+        let same = check(t.path(), json!({"path": "{p}/a", "state": "file"}), false).unwrap();
+        assert_eq!(same.data["diff"]["after"], json!({"path": p("a")}));
     }
 
     fn mode_of(p: &Path) -> u32 {
@@ -669,7 +1016,7 @@ mod tests {
         let cases = [
             (json!({"state": "file"}), "path"),
             (json!({"path": "{p}/x", "state": "dir"}), "state"),
-            (json!({"path": "{p}/x", "mode": "u+x"}), "mode"),
+            (json!({"path": "{p}/x", "mode": "u+q"}), "mode"),
             (
                 json!({"path": "{p}/x", "recurse": true, "state": "file"}),
                 "recurse",

@@ -12,7 +12,6 @@ use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
 use serde_json::{Map, Value};
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,6 +37,7 @@ const KNOWN: &[&str] = &[
     "get_checksum",
     "use_regex",
     "limit",
+    "encoding",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
@@ -139,6 +139,8 @@ struct Query {
     patterns: Matcher,
     excludes: Option<Matcher>,
     contains: Option<regex::Regex>,
+    /// How `contains` reads files: UTF-8 (the default), or what the host's iconv decodes.
+    encoding: Option<String>,
     whole_file: bool,
     file_type: String,
     recurse: bool,
@@ -201,7 +203,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let contains = args::opt_str(a, "contains")?
         .map(|c| {
-            regex::Regex::new(&c).map_err(|e| {
+            regex::Regex::new(&crate::template::py_pattern(&c)).map_err(|e| {
                 ModuleError::BadArgs(format!("argument 'contains' is not a valid regex: {e}"))
             })
         })
@@ -214,6 +216,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
             Some(Matcher::new(excludes, use_regex, "excludes")?)
         },
         contains,
+        encoding: args::opt_str(a, "encoding")?,
         whole_file: args::bool_or(a, "read_whole_file", false)?,
         file_type,
         recurse: args::bool_or(a, "recurse", false)?,
@@ -258,7 +261,10 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
             skipped.insert(p.clone(), format!("'{p}' is not a directory").into());
             continue;
         }
-        walk(&q, &root, 1, &mut files, &mut examined, &mut skipped);
+        // An encoding problem stops the walk of that path, as Ansible's exception does.
+        if let Err(msg) = walk(&q, &root, 1, &mut files, &mut examined, &mut skipped) {
+            skipped.insert(p.clone(), msg.into());
+        }
     }
     let msg = if skipped.is_empty() {
         "All paths examined"
@@ -292,7 +298,7 @@ fn walk(
     files: &mut Vec<Value>,
     examined: &mut u64,
     skipped: &mut Map<String, Value>,
-) {
+) -> Result<(), String> {
     let entries = match fs::read_dir(dir) {
         Ok(rd) => {
             let mut v: Vec<_> = rd.filter_map(Result::ok).map(|e| e.file_name()).collect();
@@ -302,7 +308,7 @@ fn walk(
         }
         Err(e) => {
             skipped.insert(dir.display().to_string(), e.to_string().into());
-            return;
+            return Ok(());
         }
     };
     *examined += entries.len() as u64;
@@ -327,7 +333,7 @@ fn walk(
         if q.limit.is_some_and(|l| files.len() >= l) {
             continue;
         }
-        if matches(q, &name, &path, &st) {
+        if matches(q, &name, &path, &st)? {
             let mut info = super::stat::describe(&path.display().to_string(), &st);
             info.remove("exists");
             if st.is_file()
@@ -341,13 +347,14 @@ fn walk(
     }
     if q.recurse {
         for sub in subdirs {
-            walk(q, &sub, level + 1, files, examined, skipped);
+            walk(q, &sub, level + 1, files, examined, skipped)?;
         }
     }
+    Ok(())
 }
 
 /// Ansible's filters for one entry: type, name patterns, age, size, content.
-fn matches(q: &Query, name: &str, path: &Path, st: &fs::Metadata) -> bool {
+fn matches(q: &Query, name: &str, path: &Path, st: &fs::Metadata) -> Result<bool, String> {
     let t = st.file_type();
     let type_ok = match q.file_type.as_str() {
         "file" => t.is_file(),
@@ -356,7 +363,7 @@ fn matches(q: &Query, name: &str, path: &Path, st: &fs::Metadata) -> bool {
         _ => true,
     };
     if !type_ok || !q.patterns.any(name) || q.excludes.as_ref().is_some_and(|e| e.any(name)) {
-        return false;
+        return Ok(false);
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -367,41 +374,92 @@ fn matches(q: &Query, name: &str, path: &Path, st: &fs::Metadata) -> bool {
         _ => st.mtime(),
     };
     if !within(now - i128::from(stamp), q.age) {
-        return false;
+        return Ok(false);
     }
     // Size and content only filter regular files (with `any`, others pass).
     if t.is_file() {
         if !within(i128::from(st.size()), q.size) {
-            return false;
+            return Ok(false);
         }
         if let Some(re) = &q.contains
             && q.file_type == "file"
-            && !content_matches(re, path, q.whole_file)
+            && !content_matches(re, path, q.whole_file, q.encoding.as_deref())?
         {
-            return false;
+            return Ok(false);
         }
     }
-    true
+    Ok(true)
 }
 
 /// `contains`: a line that matches from its start, or anywhere in the whole file.
-fn content_matches(re: &regex::Regex, path: &Path, whole: bool) -> bool {
-    let Ok(f) = fs::File::open(path) else {
-        return false;
+/// An unreadable file does not match; one the encoding cannot decode (or an encoding
+/// nobody knows) is an error for the whole path, with Ansible's message.
+fn content_matches(
+    re: &regex::Regex,
+    path: &Path,
+    whole: bool,
+    encoding: Option<&str>,
+) -> Result<bool, String> {
+    let Ok(bytes) = fs::read(path) else {
+        return Ok(false);
+    };
+    let Some(text) = decode(&bytes, path, encoding)? else {
+        return Ok(false);
+    };
+    // Python's `$` also matches before a final newline, the crate's only at the end:
+    // the text is tried without that newline too.
+    let found = |t: &str, at_start: bool| {
+        let hit = |t: &str| re.find(t).is_some_and(|m| !at_start || m.start() == 0);
+        hit(t) || t.strip_suffix('\n').is_some_and(hit)
     };
     if whole {
-        let mut bytes = Vec::new();
-        if BufReader::new(f).read_to_end(&mut bytes).is_err() {
-            return false;
-        }
-        return re.is_match(&String::from_utf8_lossy(&bytes));
+        return Ok(found(&text, false));
     }
-    BufReader::new(f).split(b'\n').any(|line| {
-        line.is_ok_and(|l| {
-            re.find(&String::from_utf8_lossy(&l))
-                .is_some_and(|m| m.start() == 0)
-        })
-    })
+    Ok(text.split_inclusive('\n').any(|l| found(l, true)))
+}
+
+/// A file's text in `encoding`: UTF-8 here, others through the host's `iconv`
+/// (`None` when it cannot be run: the file does not match, as an unreadable one).
+fn decode(bytes: &[u8], path: &Path, encoding: Option<&str>) -> Result<Option<String>, String> {
+    let shown =
+        encoding.unwrap_or(r#"None (default determined by the Python built-in function "open")"#);
+    let encoding_error = || {
+        format!(
+            "Failed to read the file {} due to an encoding error. current encoding: {shown}",
+            path.display()
+        )
+    };
+    let utf8 = encoding.is_none_or(|e| {
+        matches!(
+            e.to_ascii_lowercase().replace('_', "-").as_str(),
+            "utf-8" | "utf8" | "u8" | "utf"
+        )
+    });
+    if utf8 {
+        return String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| encoding_error());
+    }
+    let enc = encoding.unwrap_or_default();
+    let Some(iconv) = super::tools::find_bin("iconv") else {
+        return Ok(None);
+    };
+    let args = vec![
+        "-f".to_string(),
+        enc.to_string(),
+        "-t".to_string(),
+        "UTF-8".to_string(),
+    ];
+    match super::tools::run(&iconv, &args, Some(bytes)) {
+        Ok(out) if out.rc == 0 => Ok(Some(out.stdout)),
+        // glibc's iconv says "illegal input sequence" or "incomplete character" of
+        // bytes it cannot decode; anything else is an encoding it cannot start.
+        Ok(out) if out.stderr.contains("illegal input") || out.stderr.contains("incomplete") => {
+            Err(encoding_error())
+        }
+        Ok(_) => Err(format!("unknown encoding: {enc}")),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Python's `fnmatch.fnmatchcase`: `*` any run (slashes too), `?` one character,
@@ -571,6 +629,59 @@ mod tests {
             names(&excl, p),
             vec!["a.txt", "b.log", "big.bin", "sub/deep/d.txt"]
         );
+    }
+
+    /// The find target reads a GBK file as UTF-8 (skipped with Ansible's message), as
+    /// GBK (found), and with an encoding nobody knows (skipped: `unknown encoding`).
+    #[test]
+    fn contains_reads_files_in_their_encoding() {
+        let t = tempfile::tempdir().unwrap();
+        // 你好世界 in GBK.
+        fs::write(
+            t.path().join("hello.gbk"),
+            b"\xc4\xe3\xba\xc3\xca\xc0\xbd\xe7\n",
+        )
+        .unwrap();
+        let p = t.path().display().to_string();
+        let utf8 = check(t.path(), json!({"paths": "{p}", "patterns": "*.gbk", "contains": "你好世界", "encoding": "utf-8"}), false).unwrap();
+        assert_eq!(
+            utf8.data["skipped_paths"][&p],
+            format!(
+                "Failed to read the file {p}/hello.gbk due to an encoding error. current encoding: utf-8"
+            )
+        );
+        if super::super::tools::find_bin("iconv").is_some() {
+            let gbk = check(t.path(), json!({"paths": "{p}", "patterns": "*.gbk", "contains": "你好世界", "encoding": "gbk"}), false).unwrap();
+            assert_eq!(gbk.data["matched"], 1, "{gbk:?}");
+            let unknown = check(t.path(), json!({"paths": "{p}", "patterns": "*.gbk", "contains": "x", "encoding": "idontexist"}), false).unwrap();
+            assert_eq!(
+                unknown.data["skipped_paths"][&p],
+                "unknown encoding: idontexist"
+            );
+        }
+    }
+
+    /// The find target: `$` matches before a file's final newline with
+    /// `read_whole_file`, and at each line's end without it, as Python's `$` does.
+    #[test]
+    fn dollar_matches_before_a_final_newline_as_in_python() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(
+            t.path().join("a.txt"),
+            "this is a file\nthat has\na few lines KO\nand OK\n",
+        )
+        .unwrap();
+        let n = |contains: &str, whole: bool| {
+            check(t.path(), json!({"paths": "{p}", "patterns": "*.txt", "contains": contains, "read_whole_file": whole}), false)
+                .unwrap()
+                .data["matched"]
+                .clone()
+        };
+        assert_eq!(n("OK$", true), 1);
+        assert_eq!(n("KO$", true), 0);
+        assert_eq!(n(".*KO$", false), 1);
+        assert_eq!(n("has\na few", true), 1);
+        assert_eq!(n("has\na few", false), 0);
     }
 
     #[test]

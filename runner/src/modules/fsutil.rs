@@ -142,6 +142,8 @@ pub(super) fn group_name(gid: u32) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Attrs {
     pub mode: Option<u32>,
+    /// A symbolic mode (`u+x,g-w`), resolved against the path's mode when applied.
+    pub sym: Option<args::SymbolicMode>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
@@ -151,7 +153,12 @@ impl Attrs {
     /// unknown user or group is a failed task, as in Ansible (the name may be created
     /// by an earlier task on another run).
     pub(super) fn from_args(a: &Vars) -> Step<Attrs> {
-        let mode = args::opt_mode(a, "mode")?;
+        let (mode, sym) = match a.get("mode") {
+            Some(serde_json::Value::String(s)) if args::SymbolicMode::looks_symbolic(s) => {
+                (None, Some(args::SymbolicMode::parse(s)?))
+            }
+            _ => (args::opt_mode(a, "mode")?, None),
+        };
         let uid = match args::opt_str(a, "owner")? {
             Some(name) => Some(id_by_name("/etc/passwd", &name).ok_or_else(|| {
                 fail_stop(format!("chown failed: failed to look up user {name}"))
@@ -164,7 +171,19 @@ impl Attrs {
             })?),
             None => None,
         };
-        Ok(Attrs { mode, uid, gid })
+        Ok(Attrs {
+            mode,
+            sym,
+            uid,
+            gid,
+        })
+    }
+
+    /// The mode asked for, for a path whose mode is `current` (a symbolic mode changes
+    /// that one; `is_dir` decides `X`).
+    pub(super) fn mode_for(&self, current: u32, is_dir: bool) -> Option<u32> {
+        self.mode
+            .or_else(|| self.sym.map(|s| s.apply(current & 0o7777, is_dir)))
     }
 }
 
@@ -190,6 +209,14 @@ impl Changes {
     pub(super) fn push(&mut self, key: &'static str, before: String, after: String) {
         self.before.push((key, before));
         self.after.push((key, after));
+    }
+
+    /// Each change as `(key, before, after)`, in the order recorded.
+    pub(super) fn pairs(&self) -> impl Iterator<Item = (&'static str, &str, &str)> {
+        self.before
+            .iter()
+            .zip(&self.after)
+            .map(|((k, b), (_, a))| (*k, b.as_str(), a.as_str()))
     }
 
     /// Nothing changed.
@@ -263,7 +290,7 @@ fn plan_attrs(meta: &fs::Metadata, want: Attrs, mode_applies: bool) -> AttrPlan 
         changes.push("group", group_name(meta.gid()), group_name(g));
     }
     let mode = want
-        .mode
+        .mode_for(meta.mode(), meta.is_dir())
         .filter(|m| mode_applies && *m != meta.mode() & 0o7777);
     if let Some(m) = mode {
         changes.push("mode", args::mode_string(meta.mode()), args::mode_string(m));
@@ -458,7 +485,7 @@ pub(super) fn default_file_mode() -> u32 {
 /// The umask, from /proc/self/status: std has no call that reads it, and umask(2)
 /// would need unsafe code (and sets it while reading it). 022 if it cannot be read.
 #[cfg(target_os = "linux")]
-fn process_umask() -> u32 {
+pub(crate) fn process_umask() -> u32 {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -472,7 +499,7 @@ fn process_umask() -> u32 {
 /// Without procfs (macOS) the umask cannot be read without unsafe code: the usual 022
 /// is assumed, which is also what a runner started over SSH normally has there.
 #[cfg(not(target_os = "linux"))]
-fn process_umask() -> u32 {
+pub(crate) fn process_umask() -> u32 {
     0o022
 }
 
@@ -594,13 +621,11 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
             }
             // A replaced file keeps its mode unless one is asked for; a new one gets
             // the umask default or the preserved source mode.
-            let mode = req
-                .attrs
-                .mode
-                .unwrap_or_else(|| match (&existing, old.is_some()) {
-                    (Some(m), true) => m.mode() & 0o7777,
-                    _ => req.new_mode.unwrap_or_else(default_file_mode),
-                });
+            let base = match (&existing, old.is_some()) {
+                (Some(m), true) => m.mode() & 0o7777,
+                _ => req.new_mode.unwrap_or_else(default_file_mode),
+            };
+            let mode = req.attrs.mode_for(base, false).unwrap_or(base);
             let keep_owner = existing
                 .as_ref()
                 .filter(|_| old.is_some())
@@ -662,7 +687,7 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
         out = out
             .with("state", "file")
             .with("size", req.content.len() as u64);
-        if let Some(m) = req.attrs.mode {
+        if let Some(m) = req.attrs.mode_for(default_file_mode(), false) {
             out = out.with("mode", args::mode_string(m));
         }
         Ok(out)

@@ -87,8 +87,41 @@ fn py_float(v: f64) -> String {
     }
 }
 
+/// ansible-core's fact collector names (and the aliases `devices`, `dmi`,
+/// `interfaces`), which `gather_subset` may name.
 const SUBSETS: &[&str] = &[
-    "all", "min", "hardware", "network", "virtual", "ohai", "facter",
+    "all",
+    "min",
+    "apparmor",
+    "caps",
+    "chroot",
+    "cmdline",
+    "date_time",
+    "devices",
+    "distribution",
+    "dmi",
+    "dns",
+    "env",
+    "facter",
+    "fibre_channel_wwn",
+    "fips",
+    "hardware",
+    "interfaces",
+    "iscsi",
+    "loadavg",
+    "local",
+    "lsb",
+    "network",
+    "nvme",
+    "ohai",
+    "pkg_mgr",
+    "platform",
+    "python",
+    "selinux",
+    "service_mgr",
+    "ssh_pub_keys",
+    "user",
+    "virtual",
 ];
 
 /// `setup`: gathers facts now and returns them as `ansible_facts` (`ansible_`
@@ -101,6 +134,10 @@ pub(super) fn setup(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let subset = subset(&split_list(a, "gather_subset")?)?;
     let patterns = split_list(a, "filter")?;
     let mut facts = facts::gather_subset(subset);
+    // Asked for explicitly, the interpreter's facts are worth starting it for.
+    if let Some(py) = facts::python() {
+        facts.extend(py);
+    }
     if !patterns.is_empty() {
         facts.retain(|k, _| {
             let bare = k.strip_prefix("ansible_").unwrap_or(k);
@@ -108,6 +145,15 @@ pub(super) fn setup(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         });
     }
     Ok(Outcome::ok().with("ansible_facts", Value::Object(facts)))
+}
+
+/// `gather_facts` as a task: Ansible's action runs the `setup` module with the task's
+/// arguments (`parallel` is the action's own: with one fact module there is nothing
+/// to run side by side).
+pub(super) fn gather_facts(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    let mut a = a.clone();
+    a.remove("parallel");
+    setup(&a, ctx)
 }
 
 /// A list argument whose items may also be comma-separated, as Ansible's are.
@@ -121,11 +167,22 @@ fn split_list(a: &Vars, name: &str) -> Result<Vec<String>, ModuleError> {
         .collect())
 }
 
-/// Ansible's subset rules, for the groups this runner has: everything unless
-/// excluded; `!all` keeps only the minimal facts plus what is named explicitly.
+/// Ansible's subset rules (`get_collector_names`), for the groups this runner has:
+/// the minimal facts always; `all` (the default when nothing is named) adds every
+/// group; a named group is added even where `!all` or `!group` would remove it; with
+/// only other groups named (`gather_subset: distribution`), hardware and network are
+/// left out.
 fn subset(items: &[String]) -> Result<Subset, ModuleError> {
-    let mut all = true;
-    let (mut hw, mut net) = (None, None);
+    let all_items = [String::from("all")];
+    let items = if items.is_empty() {
+        &all_items[..]
+    } else {
+        items
+    };
+    let mut add_all = false;
+    let mut exclude_all = false;
+    let mut explicit = Vec::new();
+    let mut excluded = Vec::new();
     for item in items {
         let (neg, name) = match item.strip_prefix('!') {
             Some(n) => (true, n),
@@ -137,19 +194,21 @@ fn subset(items: &[String]) -> Result<Subset, ModuleError> {
                 SUBSETS.join(", ")
             )));
         }
-        match name {
-            "all" => all = !neg,
-            "hardware" => hw = Some(!neg),
-            "network" => net = Some(!neg),
-            _ => {}
+        match (neg, name) {
+            (_, "min") => {}
+            (false, "all") => add_all = true,
+            (true, "all") => exclude_all = true,
+            (true, n) => excluded.push(n),
+            (false, n) => explicit.push(n),
         }
     }
-    if items.iter().any(|i| i == "min") && !items.iter().any(|i| i == "all") {
-        all = false;
-    }
+    let wanted = |names: &[&str]| {
+        names.iter().any(|n| explicit.contains(n))
+            || (add_all && !exclude_all && !names.iter().any(|n| excluded.contains(n)))
+    };
     Ok(Subset {
-        hardware: hw.unwrap_or(all),
-        network: net.unwrap_or(all),
+        hardware: wanted(&["hardware", "devices", "dmi"]),
+        network: wanted(&["network", "interfaces"]),
     })
 }
 

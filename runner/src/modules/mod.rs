@@ -201,6 +201,7 @@ pub const SUPPORTED: &[&str] = &[
     "fail",
     "file",
     "find",
+    "gather_facts",
     "get_url",
     "getent",
     "group",
@@ -316,6 +317,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "getent" => getent::run(args, ctx),
         "tempfile" => tempfile::run(args, ctx),
         "archive" => archive::archive(args, ctx),
+        "assemble" => assemble::run(args, ctx),
         "unarchive" => archive::unarchive(args, ctx),
         "debug" => control::debug(args, ctx),
         "set_fact" => control::set_fact(args, ctx),
@@ -326,7 +328,6 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "ini_file" => ini_file::run(args, ctx),
         "known_hosts" => known_hosts::run(args, ctx),
         "authorized_key" => authorized_key::run(args, ctx),
-        "assemble" => assemble::run(args, ctx),
         "debconf" => debian::debconf(args, ctx),
         "dpkg_selections" => debian::dpkg_selections(args, ctx),
         "pam_limits" => pam_limits::run(args, ctx),
@@ -350,6 +351,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "ping" => misc::ping(args, ctx),
         "pause" => misc::pause(args, ctx),
         "setup" => misc::setup(args, ctx),
+        "gather_facts" => misc::gather_facts(args, ctx),
         "script" => script::script(args, ctx),
         "raw" => script::raw(args, ctx),
         // Not built in: a script module shipped in the payload's library/, if any,
@@ -372,6 +374,12 @@ pub trait ModuleHost {
     /// The host's facts, for `gather_facts`.
     fn facts(&mut self) -> Vars {
         crate::facts::gather()
+    }
+
+    /// The facts of the host's Python (`ansible_python`, `ansible_python_version`),
+    /// which gathering adds only for plans that mention them (they cost a process).
+    fn python_facts(&mut self) -> Option<Vars> {
+        crate::facts::python()
     }
 
     /// The user tasks run as, for the `become` check.

@@ -20,20 +20,39 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
             .map_err(|_| ModuleError::BadArgs("missing required argument 'src'".to_string()))?,
     };
     let p = Path::new(&src);
-    if p.is_dir() {
-        return fail(format!("source is a directory and must be a file: {src}"));
-    }
+    // Ansible's messages, by what reading says (permission is checked before a
+    // directory is noticed: an unreadable directory is "not readable").
     let bytes = match std::fs::read(p) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fail(format!("file not found: {src}"));
+        Err(e) => {
+            use std::io::ErrorKind;
+            return fail(match e.kind() {
+                ErrorKind::NotFound => format!("file not found: {src}"),
+                ErrorKind::PermissionDenied => format!("file is not readable: {src}"),
+                ErrorKind::IsADirectory => {
+                    format!("source is a directory and must be a file: {src}")
+                }
+                _ => format!(
+                    "unable to slurp file: [Errno {}] {}: '{src}'",
+                    e.raw_os_error().unwrap_or(0),
+                    python_strerror(&e)
+                ),
+            });
         }
-        Err(e) => return Err(fsutil::io_fail("read", p, &e)),
     };
     Ok(Outcome::ok()
         .with("content", base64(&bytes))
         .with("encoding", "base64")
         .with("source", src))
+}
+
+/// The error's text without Rust's " (os error N)" suffix, as Python's strerror.
+fn python_strerror(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error") {
+        Some(i) => text.get(..i).unwrap_or(&text).to_string(),
+        None => text,
+    }
 }
 
 /// Standard base64 with padding (what Python's `base64.b64encode` gives).
@@ -66,6 +85,22 @@ mod tests {
 
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         crate::modules::run_in_dir_for_test("slurp", dir, &args, check_mode)
+    }
+
+    /// The slurp target's failures, each with Ansible's message.
+    #[test]
+    fn failures_say_why_as_ansible_does() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("d")).unwrap();
+        fs::write(t.path().join("f"), "x").unwrap();
+        let msg = |src: &str| {
+            let out = check(t.path(), json!({"src": src}), false).unwrap();
+            assert!(out.failed && !out.changed);
+            out.msg.unwrap()
+        };
+        assert!(msg("{p}/none").starts_with("file not found:"));
+        assert!(msg("{p}/d").starts_with("source is a directory and must be a file:"));
+        assert!(msg("{p}/f/x").starts_with("unable to slurp file: [Errno 20] Not a directory"));
     }
 
     #[test]

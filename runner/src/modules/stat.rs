@@ -3,8 +3,10 @@
 //!
 //! `checksum` is SHA-1 by default, or md5, sha224, sha256, sha384 or sha512 as
 //! `checksum_algorithm` asks (Ansible's names).
-//! Not reported: `readable`/`writeable`/`executable` (they need access(2)), mime type
-//! and attributes (`get_mime`/`get_attributes` are accepted and ignored).
+//! `mimetype` and `charset` come from the host's `file` tool, as Ansible's do
+//! (`get_mime`, on by default; `unknown` without the tool).
+//! Not reported: `readable`/`writeable`/`executable` (they need access(2)) and
+//! attributes (`get_attributes` is accepted and ignored).
 
 use super::fsutil::{self, Step};
 use super::{Ctx, ModuleError, Outcome, args};
@@ -27,12 +29,12 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(run_inner(a, ctx))
 }
 
-fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
+fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     args::only(a, KNOWN)?;
     let path = args::req_str(a, "path")?;
     let follow = args::bool_or(a, "follow", false)?;
     let get_checksum = args::bool_or(a, "get_checksum", true)?;
-    args::bool_or(a, "get_mime", true)?;
+    let get_mime = args::bool_or(a, "get_mime", true)?;
     args::bool_or(a, "get_attributes", true)?;
     let algorithm = args::opt_str(a, "checksum_algorithm")?
         .unwrap_or_else(|| "sha1".to_string())
@@ -69,7 +71,42 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
             s.insert("checksum".into(), sum.into());
         }
     }
+    if get_mime {
+        let (mimetype, charset) = mime(p, ctx);
+        s.insert("mimetype".into(), mimetype.into());
+        s.insert("charset".into(), charset.into());
+    }
     Ok(Outcome::ok().with("stat", Value::Object(s)))
+}
+
+/// What `file --mime-type --mime-encoding` says of `path` (Ansible's way), as
+/// `(mimetype, charset)`; `unknown` for both when the tool is missing or says nothing
+/// usable.
+fn mime(path: &Path, ctx: &Ctx<'_>) -> (String, String) {
+    let unknown = || ("unknown".to_string(), "unknown".to_string());
+    let Some(file) = super::tools::find_bin("file") else {
+        return unknown();
+    };
+    let args = vec![
+        "--mime-type".to_string(),
+        "--mime-encoding".to_string(),
+        // `--` so that a path starting with a dash is a path.
+        "--".to_string(),
+        path.display().to_string(),
+    ];
+    match super::tools::run_command(ctx.command(&file), &args, None) {
+        Ok(out) if out.rc == 0 => parse_mime(&out.stdout).unwrap_or_else(unknown),
+        _ => unknown(),
+    }
+}
+
+/// `file`'s `path: type/subtype; charset=name` line, split as Ansible splits it (after
+/// the last colon, so a colon in the path does not matter).
+fn parse_mime(out: &str) -> Option<(String, String)> {
+    let (_, rest) = out.trim_end().rsplit_once(':')?;
+    let (mimetype, charset) = rest.split_once(';')?;
+    let (_, charset) = charset.split_once('=')?;
+    Some((mimetype.trim().to_string(), charset.trim().to_string()))
 }
 
 /// The fields every existing path gets.
@@ -189,6 +226,33 @@ mod tests {
         let out = check(t.path(), json!({"path": "{p}/l", "follow": true}), false).unwrap();
         assert_eq!(out.data["stat"]["islnk"], false);
         assert_eq!(out.data["stat"]["isreg"], true);
+    }
+
+    #[test]
+    fn file_tool_output_splits_as_ansible_splits_it() {
+        assert_eq!(
+            super::parse_mime("/a:b/c: text/plain; charset=us-ascii\n"),
+            Some(("text/plain".into(), "us-ascii".into()))
+        );
+        assert_eq!(super::parse_mime("cannot open"), None);
+    }
+
+    /// The stat target asserts `mimetype == 'text/plain'` and a charset: `get_mime` is
+    /// on by default, as in Ansible, and off when asked.
+    #[test]
+    fn stat_reports_mimetype_and_charset_by_default() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "hello\n").unwrap();
+        let out = check(t.path(), json!({"path": "{p}/f"}), false).unwrap();
+        let s = &out.data["stat"];
+        if super::super::tools::find_bin("file").is_some() {
+            assert_eq!(s["mimetype"], "text/plain");
+            assert_eq!(s["charset"], "us-ascii");
+        } else {
+            assert_eq!(s["mimetype"], "unknown");
+        }
+        let out = check(t.path(), json!({"path": "{p}/f", "get_mime": false}), false).unwrap();
+        assert!(out.data["stat"].get("mimetype").is_none());
     }
 
     #[test]

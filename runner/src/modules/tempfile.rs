@@ -69,7 +69,10 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         };
         match made {
             Ok(()) => {
-                return Ok(Outcome::changed(true).with("path", path.display().to_string()));
+                // Ansible's module result describes the path it returns (state,
+                // mode, owner, ...), as every module returning `path` does.
+                let o = Outcome::changed(true).with("path", path.display().to_string());
+                return Ok(fsutil::add_path_info(o, &path, false));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(fsutil::io_fail("create a temporary path in", &dir, &e)),
@@ -129,6 +132,25 @@ mod tests {
                 .unwrap()
                 .starts_with("ansible.")
         );
+    }
+
+    /// The tempfile target asserts `state == 'file'` / `'directory'`: the result
+    /// describes the path, as Ansible's module results do.
+    #[test]
+    fn the_result_describes_the_path_made() {
+        let t = tempfile::tempdir().unwrap();
+        let f = check(t.path(), json!({"path": "{p}"}), false).unwrap();
+        assert_eq!(f.data["state"], "file");
+        assert_eq!(f.data["mode"], "0600");
+        assert_eq!(f.data["size"], 0);
+        let d = check(
+            t.path(),
+            json!({"path": "{p}", "state": "directory"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(d.data["state"], "directory");
+        assert_eq!(d.data["mode"], "0700");
     }
 
     #[test]

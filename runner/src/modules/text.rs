@@ -24,10 +24,13 @@
 //! `\1`, `\g<1>`, `\g<name>`, `\n`, `\\` — translated by `crate::template::py_template`; a reference
 //! to a group the pattern lacks fails, as in Python.
 //!
-//! Not supported yet: `validate` (refused), `encoding` other than UTF-8 (replace),
+//! `validate` runs its command on a temp file holding the new content before a changed
+//! file is written, as Ansible's do.
+//!
+//! Not supported yet: `encoding` other than UTF-8 (replace),
 //! `unsafe_writes`, SELinux and `attributes` arguments.
 
-use super::fsutil::{self, Attrs, Step, Stop, WriteReq, failed, io_fail};
+use super::fsutil::{self, Attrs, Step, Stop, WriteReq, fail, failed, io_fail};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::plan::Vars;
 use crate::template::{py_pattern, py_template};
@@ -105,21 +108,24 @@ fn aliased(a: &Vars, names: &[&str]) -> Result<Option<String>, ModuleError> {
 }
 
 /// Checks the argument names and reads what all three modules share.
-fn common(a: &Vars, own: &[&str]) -> Step<(PathBuf, Attrs, bool)> {
+fn common(a: &Vars, own: &[&str]) -> Step<(PathBuf, Attrs, Backup)> {
     let known: Vec<&str> = COMMON.iter().chain(own).copied().collect();
     args::only(a, &known)?;
-    if a.get("validate").is_some_and(|v| !v.is_null()) {
-        return Err(ModuleError::BadArgs(
-            "argument 'validate' is not supported yet by this runner; check the file in a later task instead".into(),
-        )
-        .into());
-    }
+    let validate = args::opt_str(a, "validate")?;
     let path = aliased(a, &["path", "dest", "destfile", "name"])?
         .filter(|p| !p.is_empty())
         .ok_or_else(|| ModuleError::BadArgs("missing required argument 'path'".into()))?;
     let attrs = Attrs::from_args(a)?;
     let backup = args::bool_or(a, "backup", false)?;
-    Ok((PathBuf::from(path), attrs, backup))
+    Ok((PathBuf::from(path), attrs, Backup { backup, validate }))
+}
+
+/// How a changed file is committed: backed up first, checked first.
+struct Backup {
+    /// Keep a copy of the file being replaced.
+    backup: bool,
+    /// A command (`%s`: a temp file with the new content) that must succeed first.
+    validate: Option<String>,
 }
 
 /// `state`: present (the default) or absent.
@@ -175,7 +181,8 @@ struct Change<'a> {
 /// Writes the new content when changed (backing up first when asked), reconciles
 /// mode/owner/group, and builds the result: `msg`, `backup_file`, and in diff mode the
 /// content diff and the attribute diff. Check mode writes nothing and reports the same.
-fn commit(ctx: &Ctx<'_>, ch: Change<'_>, attrs: Attrs, backup: bool) -> Step<Outcome> {
+fn commit(ctx: &Ctx<'_>, ch: Change<'_>, attrs: Attrs, how: &Backup) -> Step<Outcome> {
+    let backup = how.backup;
     let Change {
         path,
         before,
@@ -192,6 +199,14 @@ fn commit(ctx: &Ctx<'_>, ch: Change<'_>, attrs: Attrs, backup: bool) -> Step<Out
         None => fsutil::Changes::default(),
     };
     if changed && !ctx.check_mode {
+        // As Ansible, the command is checked and run only when there is something to
+        // write.
+        if let Some(v) = &how.validate {
+            if !v.contains("%s") {
+                return fail(format!("validate must contain %s: {v}"));
+            }
+            super::copy::validate_content(v, path, after, true, ctx)?;
+        }
         if before.is_none()
             && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
@@ -408,7 +423,7 @@ fn lineinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             changed,
             msg,
         };
-        let out = commit(ctx, ch, attrs, backup)?;
+        let out = commit(ctx, ch, attrs, &backup)?;
         Ok(with_backup_key(out))
     } else {
         if regexp.is_none() && search.is_none() && line.is_none() {
@@ -448,7 +463,7 @@ fn lineinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             changed,
             msg,
         };
-        let out = commit(ctx, ch, attrs, backup)?;
+        let out = commit(ctx, ch, attrs, &backup)?;
         Ok(with_backup_key(out).with("found", found))
     }
 }
@@ -741,7 +756,7 @@ fn blockinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         changed,
         msg: msg.to_string(),
     };
-    commit(ctx, ch, attrs, backup)
+    commit(ctx, ch, attrs, &backup)
 }
 
 // ---------------------------------------------------------------------------
@@ -763,8 +778,12 @@ fn replace_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     }
     let re = regex::Regex::new(&format!("(?m){}", py_pattern(&regexp)))
         .map_err(|e| pattern_error("regexp", &regexp, &e))?;
-    let template = py_template(&replacement, re.capture_names())
-        .map_err(|e| template_error("replace", &replacement, &e))?;
+    // Python's re reports a bad replacement when it substitutes; Ansible's message.
+    let template = py_template(&replacement, re.capture_names()).map_err(|e| {
+        failed(Outcome::fail(format!(
+            "Unable to process replace due to error: {e}"
+        )))
+    })?;
     // Each bound alone first, so an error names the argument at fault.
     for (arg, p) in [("after", &after), ("before", &before)] {
         if let Some(p) = p {
@@ -853,7 +872,7 @@ fn replace_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         changed,
         msg,
     };
-    let mut out = commit(ctx, ch, attrs, backup)?;
+    let mut out = commit(ctx, ch, attrs, &backup)?;
     // replace's diff headers are the bare path.
     for d in out
         .diff
@@ -1166,10 +1185,6 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(
-            bad(json!({"path": "{p}/new/f", "line": "x", "validate": "true %s"}))
-                .contains("'validate' is not supported yet")
-        );
         assert!(bad(json!({"path": "{p}/new/f", "regexp": "x"})).contains("line is required"));
         assert!(
             bad(json!({"path": "{p}/new/f", "line": "x", "backrefs": true}))
@@ -1523,5 +1538,61 @@ mod tests {
             .is_err()
         );
         assert_eq!(read(&t.path().join("r")), "abc\n");
+    }
+
+    /// The lineinfile, blockinfile and replace targets validate: a command without
+    /// `%s` fails with Ansible's message, a failing command leaves the file alone, a
+    /// succeeding one lets it be written (it used to be refused).
+    #[test]
+    fn validate_runs_before_a_changed_file_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("v.txt");
+        fs::write(&f, "old\n").unwrap();
+        let no_s = check(
+            "lineinfile",
+            t.path(),
+            json!({"path": "{p}/v.txt", "line": "x", "validate": "/some/path"}),
+            false,
+        )
+        .unwrap();
+        assert!(no_s.failed);
+        assert!(
+            no_s.msg
+                .unwrap()
+                .contains("validate must contain %s: /some/path")
+        );
+        let refused = check(
+            "blockinfile",
+            t.path(),
+            json!({"path": "{p}/v.txt", "block": "line1", "validate": "grep line47 %s"}),
+            false,
+        )
+        .unwrap();
+        assert!(refused.failed, "{refused:?}");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "old\n");
+        let ok = check(
+            "blockinfile",
+            t.path(),
+            json!({"path": "{p}/v.txt", "block": "line1", "validate": "grep line1 %s"}),
+            false,
+        )
+        .unwrap();
+        assert!(ok.changed && !ok.failed, "{ok:?}");
+        assert!(fs::read_to_string(&f).unwrap().contains("line1"));
+    }
+
+    #[test]
+    fn a_bad_replacement_escape_fails_with_ansibles_message() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "a.b\n").unwrap();
+        let out = check(
+            "replace",
+            t.path(),
+            json!({"path": "{p}/f", "regexp": "\\.", "replace": "\\D"}),
+            false,
+        )
+        .unwrap();
+        assert!(out.failed);
+        assert!(out.msg.unwrap().starts_with("Unable to process replace"));
     }
 }
