@@ -65,8 +65,10 @@ fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-/// The most a runner may weigh (5 MB).
-const MAX_RUNNER_BYTES: usize = 5 * 1000 * 1000;
+/// The most a runner may weigh (5.5 MB). Raised from 5 MB when the runner gained the
+/// controller channel, tag selection, a dozen modules and Jinja's custom delimiters
+/// (x86_64 musl: 5,035,072 bytes); a raise needs such a reason, said here.
+const MAX_RUNNER_BYTES: usize = 5_500_000;
 
 /// One `[[target]]` of prebuilt-targets.toml.
 #[derive(Debug, Default, Clone)]
