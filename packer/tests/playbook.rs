@@ -1380,6 +1380,39 @@ raw_list: !unsafe ['{{ a }}', 3]
     }
 
     #[test]
+    fn a_blocks_notify_reaches_the_tasks_inside_that_notify_nothing() {
+        // geerlingguy.docker puts `notify` on a block, as Ansible allows: each task
+        // inside notifies it unless it names handlers of its own.
+        let plan = load_text(
+            r#"
+- hosts: all
+  tasks:
+    - block:
+        - command: ls
+        - command: pwd
+          notify: own
+        - block:
+            - command: id
+      rescue:
+        - command: "true"
+      notify: restart
+  handlers:
+    - name: restart
+      command: "true"
+    - name: own
+      command: "true"
+"#,
+        )
+        .unwrap();
+        let outer = &plan.plays[0].tasks[0];
+        let inner = block(outer);
+        assert_eq!(inner[0].notify, ["restart"]);
+        assert_eq!(inner[1].notify, ["own"]);
+        assert_eq!(block(&inner[2])[0].notify, ["restart"]);
+        assert_eq!(outer.rescue[0].notify, ["restart"]);
+    }
+
+    #[test]
     fn templated_keywords_are_carried_for_the_host() {
         use rustle_runner::plan::Templated;
         let plan = load_text(

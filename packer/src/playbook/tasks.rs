@@ -444,6 +444,24 @@ fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookEr
     Ok(())
 }
 
+/// A block's `notify` given to each task inside it that notifies nothing itself, as a
+/// task's `notify` in Ansible falls back to its enclosing blocks'.
+fn notify_down(block: &mut Task, notify: &[String]) {
+    let inner = block
+        .block
+        .iter_mut()
+        .flatten()
+        .chain(block.rescue.iter_mut())
+        .chain(block.always.iter_mut());
+    for t in inner {
+        if t.block.is_some() {
+            notify_down(t, notify);
+        } else if t.notify.is_empty() {
+            t.notify = notify.to_vec();
+        }
+    }
+}
+
 /// `delegate_to`: a template (rendered when the task runs), or the controller by one of
 /// its names. Another inventory host needs SSH module back ends the runner has not got.
 fn delegate_target(v: &Yaml, at: &Where) -> Result<Option<String>, PlaybookError> {
@@ -759,6 +777,7 @@ impl Loader<'_> {
                 "delegate_to" => channel.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => channel.delegate_facts = boolean(v, at, key)?,
                 "run_once" => channel.run_once = boolean(v, at, key)?,
+                "notify" => channel.notify = string_list(v, at, key)?,
                 _ if common(&mut task, key, v, at)? => {}
                 _ if TASK_ONLY.contains(&key) => {
                     return Err(at.invalid(key, "not valid on a block; put it on the tasks inside"));
@@ -775,6 +794,9 @@ impl Loader<'_> {
         task.always = self.task_list(always, cx, at, "always")?;
         if channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts {
             push_down(&mut task, &channel, at)?;
+        }
+        if !channel.notify.is_empty() {
+            notify_down(&mut task, &channel.notify);
         }
         Ok(task)
     }

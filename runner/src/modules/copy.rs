@@ -513,6 +513,16 @@ mod tests {
             "missing parent"
         );
         assert!(!t.path().join("no").exists());
+        // In check mode the directory may be one an earlier (checked) task would make:
+        // Ansible's copy action reports the file as a change, and nothing is made.
+        let out = check(
+            t.path(),
+            json!({"content": "x", "dest": "{p}/no/such/f"}),
+            true,
+        )
+        .unwrap();
+        assert!(out.changed && !out.failed, "{:?}", out.msg);
+        assert!(!t.path().join("no").exists());
         let out = check(
             t.path(),
             json!({"src": "files/nope", "dest": "{p}/f"}),

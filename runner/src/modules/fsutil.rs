@@ -559,6 +559,12 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
+        // In check mode Ansible's copy and template actions compare checksums and report
+        // a file that is not there yet as a change without asking the host anything; a
+        // directory an earlier task would have made (also only checked) is no error.
+        if ctx.check_mode && !parent.exists() {
+            return Ok(Outcome::changed(true).with("dest", dest.display().to_string()));
+        }
         return Err(failed(
             Outcome::fail(format!(
                 "Destination directory {} does not exist",
