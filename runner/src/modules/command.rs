@@ -222,8 +222,10 @@ pub(super) fn run_process(
             .with("rc", 0)
             .with("cmd", shown)
             .msg("Command would have run if not in check mode");
-        // Ansible marks it skipped only when creates/removes could not decide.
+        // Ansible marks it skipped only when creates/removes could not decide; when
+        // they decided it would run, it is a change (geerlingguy.firewall's first flush).
         o.skipped = creates.is_none() && removes.is_none();
+        o.changed = !o.skipped;
         return Ok(o);
     }
 
@@ -682,6 +684,16 @@ mod tests {
         )
         .unwrap();
         assert!(o.skipped && !o.changed);
+        assert!(!marker.exists());
+        // With `creates` naming a file that is not there, Ansible reports the run it
+        // would make as a change, not a skip.
+        let o = check(
+            "shell",
+            json!({"cmd": format!("touch {}", marker.display()), "creates": marker.display().to_string()}),
+            true,
+        )
+        .unwrap();
+        assert!(o.changed && !o.skipped && !o.failed);
         assert!(!marker.exists());
     }
 
