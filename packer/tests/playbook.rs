@@ -1354,6 +1354,31 @@ raw_list: !unsafe ['{{ a }}', 3]
         assert!(!plan.files.keys().any(|k| k.contains("secret")));
     }
 
+    /// assemble with `remote_src: false` reads a controller directory as copy does: in
+    /// a role, its `files/`, named by controller path, never the playbook's directory.
+    #[test]
+    fn a_role_assemble_from_its_files_directory_does_not_walk_the_playbook_directory() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles: [r]\n"),
+            (
+                "roles/r/tasks/main.yml",
+                "- assemble: src=./ dest=/tmp/x remote_src=no\n",
+            ),
+            ("roles/r/files/fragment1", "one\n"),
+            ("secret.yml", "$ANSIBLE_VAULT;1.1;AES256\n6162\n"),
+        ]);
+        let mut plan = load(&dir.path().join("play.yml"));
+        rustle_deploy::plan::attach_files(&mut plan, dir.path()).unwrap();
+        let mut all = Vec::new();
+        for t in &plan.plays[0].tasks {
+            t.walk(&mut all);
+        }
+        let task = all.iter().find(|t| t.module == "assemble").unwrap();
+        let src = task.args["src"].as_str().unwrap();
+        assert!(src.ends_with("/roles/r/files/"), "{src}");
+        assert!(!plan.files.keys().any(|k| k.contains("secret")));
+    }
+
     /// `diff:` on plays, blocks and tasks used to be refused ("per-task diff mode is
     /// not carried by the plan"); it is carried, literal or template, for the runner.
     #[test]

@@ -425,6 +425,16 @@ impl Loader<'_> {
         let sub = match module {
             "template" => "templates",
             "copy" | "script" => "files",
+            // assemble's fragments are a controller directory when `remote_src` is
+            // false, found as copy finds a directory.
+            "assemble"
+                if task
+                    .args
+                    .get("remote_src")
+                    .is_some_and(|v| !crate::plan::is_truthy(v)) =>
+            {
+                "files"
+            }
             _ => return Ok(()),
         };
         // `script`'s file is the first word of its command line (`cmd` or free-form),
