@@ -413,13 +413,7 @@ fn integer(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<i64>>, Pl
 /// `run_once` where they set none. An include inside cannot take them (its tasks are
 /// known only when it runs): refused, naming the keyword.
 fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookError> {
-    let inner = block
-        .block
-        .iter_mut()
-        .flatten()
-        .chain(block.rescue.iter_mut())
-        .chain(block.always.iter_mut());
-    for t in inner {
+    for t in inner_tasks(block) {
         if t.block.is_some() {
             push_down(t, from, at)?;
             continue;
@@ -444,16 +438,20 @@ fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookEr
     Ok(())
 }
 
-/// A block's `notify` given to each task inside it that notifies nothing itself, as a
-/// task's `notify` in Ansible falls back to its enclosing blocks'.
-fn notify_down(block: &mut Task, notify: &[String]) {
-    let inner = block
+/// The tasks directly inside a block: its `block`, `rescue` and `always` lists.
+fn inner_tasks(block: &mut Task) -> impl Iterator<Item = &mut Task> {
+    block
         .block
         .iter_mut()
         .flatten()
         .chain(block.rescue.iter_mut())
-        .chain(block.always.iter_mut());
-    for t in inner {
+        .chain(block.always.iter_mut())
+}
+
+/// A block's `notify` given to each task inside it that notifies nothing itself, as a
+/// task's `notify` in Ansible falls back to its enclosing blocks'.
+fn notify_down(block: &mut Task, notify: &[String]) {
+    for t in inner_tasks(block) {
         if t.block.is_some() {
             notify_down(t, notify);
         } else if t.notify.is_empty() {
