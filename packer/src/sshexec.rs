@@ -863,6 +863,26 @@ fn put_script(p: &Put<'_>) -> Step<String> {
     Ok(s)
 }
 
+/// The file module's diff as Ansible (and the runner's file module) shapes it:
+/// `before`/`after` mappings holding the path and each thing that changes.
+fn file_diff(
+    path: &str,
+    changes: &[(&'static str, String, String)],
+    path_content: Option<Value>,
+) -> Value {
+    let mut before = serde_json::Map::new();
+    before.insert("path".into(), path.into());
+    let mut after = before.clone();
+    if let Some(content) = path_content {
+        before.insert("path_content".into(), content);
+    }
+    for (k, b, a) in changes {
+        before.insert((*k).into(), b.as_str().into());
+        after.insert((*k).into(), a.as_str().into());
+    }
+    serde_json::json!({"before": before, "after": after})
+}
+
 fn attr_diff(path: &str, changes: &[(&'static str, String, String)]) -> Diff {
     let mut before = format!("path: {path}\n");
     let mut after = before.clone();
@@ -1439,8 +1459,27 @@ impl SshHost {
         } else {
             "path"
         };
+        let mut path_content = None;
         match state.as_str() {
             "absent" => {
+                if prev_state == "directory" {
+                    // What the directory held, for the diff (the runner's `walk`; `find`
+                    // lists a nested tree depth first, so deeper levels may be ordered
+                    // differently from it).
+                    let list = format!(
+                        "find {q} -mindepth 1 -type d -exec printf 'd=%s\\n' {{}} + && \
+                         find {q} -mindepth 1 ! -type d -exec printf 'f=%s\\n' {{}} +\n"
+                    );
+                    let kv = lines_of(&self.sh(&list, b"")?);
+                    let pick = |k: &str| -> Vec<String> {
+                        kv.iter()
+                            .filter(|(key, _)| key == k)
+                            .map(|(_, v)| v.clone())
+                            .collect()
+                    };
+                    path_content =
+                        Some(serde_json::json!({"directories": pick("d"), "files": pick("f")}));
+                }
                 if prev.is_some() {
                     changes.push(("state", prev_state.into(), "absent".into()));
                     script.push_str(&format!("rm -rf -- {q}\n"));
@@ -1565,6 +1604,7 @@ impl SshHost {
                         }
                         return self.file_finish(
                             &path, key, None, changes, script, out, ctx, "link", follow, &attrs,
+                            None,
                         );
                     }
                     return Err(ModuleError::BadArgs(
@@ -1654,6 +1694,7 @@ impl SshHost {
                     "link",
                     follow,
                     &attrs,
+                    None,
                 );
             }
             _ => {
@@ -1668,7 +1709,17 @@ impl SshHost {
             state.clone()
         };
         self.file_finish(
-            &path, key, None, changes, script, out, ctx, &would_be, follow, &attrs,
+            &path,
+            key,
+            None,
+            changes,
+            script,
+            out,
+            ctx,
+            &would_be,
+            follow,
+            &attrs,
+            path_content,
         )
     }
 
@@ -1687,6 +1738,7 @@ impl SshHost {
         would_be: &str,
         follow: bool,
         attrs: &Attrs,
+        path_content: Option<Value>,
     ) -> Step<Outcome> {
         let q = sh_quote(path);
         let describe = format!(
@@ -1706,8 +1758,10 @@ impl SshHost {
         let lmeta = stats.first().cloned().flatten();
         let meta = stats.get(1).cloned().flatten().or_else(|| lmeta.clone());
         out.changed = out.changed || !changes.is_empty();
-        if ctx.diff_mode && out.changed {
-            out.diff.push(attr_diff(path, &changes));
+        // The runner's file module returns Ansible's diff mappings always (not only in
+        // diff mode), except for a path that is absent and stays so: the same here.
+        if !(would_be == "absent" && changes.is_empty()) {
+            out = out.with("diff", file_diff(path, &changes, path_content));
         }
         out = out.with(key, path);
         if let Some(s) = src {
@@ -1744,7 +1798,7 @@ impl SshHost {
         let path = args::req_str(a, "path")?;
         let follow = args::bool_or(a, "follow", false)?;
         let get_checksum = args::bool_or(a, "get_checksum", true)?;
-        args::bool_or(a, "get_mime", true)?;
+        let get_mime = args::bool_or(a, "get_mime", true)?;
         args::bool_or(a, "get_attributes", true)?;
         if let Some(alg) = args::opt_str(a, "checksum_algorithm")?
             && !alg.eq_ignore_ascii_case("sha1")
@@ -1761,8 +1815,10 @@ impl SshHost {
              stat {l}-c 'f=%f|%u|%g|%U|%G|%s|%i|%d|%h|%Y|%X|%Z' -- {q} || exit 1\n\
              if [ -L {q} ]; then echo \"target=$(readlink -- {q})\"; echo \"source=$(readlink -f -- {q})\"; fi\n\
              if [ {c} = 1 ] && [ -f {q} ] && [ -r {q} ]; then echo \"sum=$(sha1sum < {q} | cut -d' ' -f1)\"; fi\n\
+             if [ {m} = 1 ]; then echo \"mime=$(file --mime-type --mime-encoding -- {q} 2>/dev/null)\"; fi\n\
              else echo missing=1; fi\n",
-            c = u8::from(get_checksum)
+            c = u8::from(get_checksum),
+            m = u8::from(get_mime)
         );
         let o = self.sh(&script, b"")?;
         let kv = lines_of(&o);
@@ -1831,6 +1887,22 @@ impl SshHost {
             }
             if let Some(sum) = get(&kv, "sum") {
                 m.insert("checksum".into(), sum.into());
+            }
+            if get_mime {
+                // As the runner's stat: `file`'s `path: type; charset=name`, split after
+                // the last colon; `unknown` without the tool or a usable answer.
+                let (mimetype, charset) = get(&kv, "mime")
+                    .and_then(|out| {
+                        let (_, rest) = out.trim_end().rsplit_once(':')?;
+                        let (t, c) = rest.split_once(';')?;
+                        Some((
+                            t.trim().to_string(),
+                            c.split_once('=')?.1.trim().to_string(),
+                        ))
+                    })
+                    .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+                m.insert("mimetype".into(), mimetype.into());
+                m.insert("charset".into(), charset.into());
             }
         }
         Ok(Outcome::ok().with("stat", s))
