@@ -23,13 +23,28 @@ struct Places {
     bin: Option<PathBuf>,
 }
 
+/// The running kernel's release and its list of loaded modules (Linux's `/proc`).
+#[cfg(target_os = "linux")]
+fn kernel_places() -> (String, PathBuf) {
+    (
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        "/proc/modules".into(),
+    )
+}
+
+/// Elsewhere there are none: modprobe is refused on other platforms before it runs.
+#[cfg(not(target_os = "linux"))]
+fn kernel_places() -> (String, PathBuf) {
+    (String::new(), PathBuf::new())
+}
+
 impl Places {
     fn system() -> Places {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let (release, proc_modules) = kernel_places();
         Places {
             modules_load: "/etc/modules-load.d".into(),
             modprobe_d: "/etc/modprobe.d".into(),
-            proc_modules: "/proc/modules".into(),
+            proc_modules,
             builtin: Path::new("/lib/modules/")
                 .join(release.trim())
                 .join("modules.builtin"),

@@ -137,8 +137,20 @@ fn systemd_managed() -> bool {
     ]
     .iter()
     .any(|p| Path::new(p).exists())
-        || std::fs::read_to_string("/proc/1/comm")
-            .is_ok_and(|c| c.lines().next().map(str::trim) == Some("systemd"))
+        || init_is_systemd()
+}
+
+/// Whether process 1 is systemd (Linux's `/proc/1/comm`).
+#[cfg(target_os = "linux")]
+fn init_is_systemd() -> bool {
+    std::fs::read_to_string("/proc/1/comm")
+        .is_ok_and(|c| c.lines().next().map(str::trim) == Some("systemd"))
+}
+
+/// systemd runs only on Linux.
+#[cfg(not(target_os = "linux"))]
+fn init_is_systemd() -> bool {
+    false
 }
 
 /// `service --status-all`: ` [ + ]  name` running, ` [ - ]  name` stopped.
