@@ -532,25 +532,26 @@ fn check_machine() -> Result<()> {
     }
 }
 
-/// Downloads the pinned ansible-core sdist (pip checks its digest) and unpacks it once.
-fn fetch_targets(layout: &Layout) -> Result<()> {
-    if layout.integration_src().join("targets").is_dir() {
-        return Ok(());
-    }
+/// Downloads one pinned sdist into the work directory with pip (which checks its
+/// digest; `requirement` is a `name==version --hash=...` line written to `req_file`) and
+/// returns the file's path. `why` names the use in an error about the venv.
+fn download_sdist(
+    layout: &Layout,
+    req_file: &str,
+    requirement: String,
+    why: &str,
+    file: String,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(&layout.work).map_err(|e| format!("{}: {e}", layout.work.display()))?;
     // pip from a bare virtualenv: Debian's python3 may have no pip of its own.
     let bin = venv_with(
         &layout.root.join("target/conformance-pip"),
         &["pip".to_string()],
-        "downloading ansible-core's integration targets",
+        why,
         |_, bin| bin.join("pip").exists(),
     )?;
-    let req = layout.work.join("requirements.txt");
-    std::fs::write(
-        &req,
-        format!("ansible-core=={CORE_VERSION} --hash=sha256:{CORE_SHA256}\n"),
-    )
-    .map_err(|e| format!("{}: {e}", req.display()))?;
+    let req = layout.work.join(req_file);
+    std::fs::write(&req, requirement).map_err(|e| format!("{}: {e}", req.display()))?;
     run(Command::new(bin.join("pip"))
         .args([
             "download",
@@ -565,9 +566,21 @@ fn fetch_targets(layout: &Layout) -> Result<()> {
         .arg(&req)
         .arg("-d")
         .arg(&layout.work))?;
-    let sdist = layout
-        .work
-        .join(format!("ansible_core-{CORE_VERSION}.tar.gz"));
+    Ok(layout.work.join(file))
+}
+
+/// Downloads the pinned ansible-core sdist and unpacks its integration tests once.
+fn fetch_targets(layout: &Layout) -> Result<()> {
+    if layout.integration_src().join("targets").is_dir() {
+        return Ok(());
+    }
+    let sdist = download_sdist(
+        layout,
+        "requirements.txt",
+        format!("ansible-core=={CORE_VERSION} --hash=sha256:{CORE_SHA256}\n"),
+        "downloading ansible-core's integration targets",
+        format!("ansible_core-{CORE_VERSION}.tar.gz"),
+    )?;
     run(Command::new("tar")
         .arg("-xzf")
         .arg(&sdist)
@@ -576,42 +589,19 @@ fn fetch_targets(layout: &Layout) -> Result<()> {
         .arg(format!("ansible_core-{CORE_VERSION}/test/integration")))
 }
 
-/// Downloads the pinned `ansible` sdist (pip checks its digest) and unpacks its
-/// collections' integration tests once.
+/// Downloads the pinned `ansible` sdist and unpacks its collections' integration tests
+/// once.
 fn fetch_collections(layout: &Layout) -> Result<()> {
     if layout.collections_src().is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(&layout.work).map_err(|e| format!("{}: {e}", layout.work.display()))?;
-    let bin = venv_with(
-        &layout.root.join("target/conformance-pip"),
-        &["pip".to_string()],
-        "downloading the collections' integration targets",
-        |_, bin| bin.join("pip").exists(),
-    )?;
-    let req = layout.work.join("requirements-collections.txt");
-    std::fs::write(
-        &req,
+    let sdist = download_sdist(
+        layout,
+        "requirements-collections.txt",
         format!("ansible=={COLLECTIONS_VERSION} --hash=sha256:{COLLECTIONS_SHA256}\n"),
-    )
-    .map_err(|e| format!("{}: {e}", req.display()))?;
-    run(Command::new(bin.join("pip"))
-        .args([
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--require-hashes",
-            "-r",
-        ])
-        .arg(&req)
-        .arg("-d")
-        .arg(&layout.work))?;
-    let sdist = layout
-        .work
-        .join(format!("ansible-{COLLECTIONS_VERSION}.tar.gz"));
+        "downloading the collections' integration targets",
+        format!("ansible-{COLLECTIONS_VERSION}.tar.gz"),
+    )?;
     run(Command::new("tar")
         .arg("-xzf")
         .arg(&sdist)
