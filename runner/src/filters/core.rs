@@ -926,10 +926,7 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 
 /// `uuid.uuid5(namespace, name)`: SHA-1 of namespace and name, version 5.
 fn uuid5(namespace: &[u8; 16], name: &str) -> String {
-    let mut h = digest::Sha1::new();
-    h.update(namespace);
-    h.update(name.as_bytes());
-    let raw = crate::hex::decode(&h.hex()).unwrap_or_default();
+    let raw = digest::sha1(&[namespace, name.as_bytes()]);
     let mut b = [0u8; 16];
     for (d, s) in b.iter_mut().zip(&raw) {
         *d = *s;

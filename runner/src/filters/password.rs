@@ -9,7 +9,7 @@
 
 use super::math::os_random;
 use super::{Opts, add_filters, invalid, py_str, py_type, split};
-use crate::digest::Md5;
+use crate::digest::md5;
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 
@@ -121,14 +121,6 @@ fn sha_crypt_text(c: &[u8]) -> String {
         b64_24(&mut out, 0, byte(c, 31), byte(c, 30), 3);
     }
     out
-}
-
-fn md5(parts: &[&[u8]]) -> Vec<u8> {
-    let mut h = Md5::new();
-    for p in parts {
-        h.update(p);
-    }
-    crate::hex::decode(&h.hex()).unwrap_or_default()
 }
 
 /// MD5-crypt (`$1$`, Poul-Henning Kamp's).

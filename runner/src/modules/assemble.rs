@@ -125,9 +125,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 
 /// MD5 of bytes as hex: the module's `md5sum`, kept by Ansible for compatibility.
 fn md5_hex(data: &[u8]) -> String {
-    let mut h = crate::digest::Md5::new();
-    h.update(data);
-    h.hex()
+    crate::digest::hex("md5", data).unwrap_or_default()
 }
 
 /// The fragments of a directory on the host: regular files (or links to them) directly

@@ -24,7 +24,7 @@
 use super::fsutil::{self, Attrs, Dir, Finish, Step, fail};
 use super::tools::{self, PrivateDir};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
-use crate::digest::{Hasher, Sha1};
+use crate::digest::Hasher;
 use crate::plan::Vars;
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
@@ -96,7 +96,7 @@ fn hash_stream(
     algo: Option<&str>,
     mut sink: Option<&mut fs::File>,
 ) -> io::Result<Hashed> {
-    let mut sha1 = Sha1::new();
+    let mut sha1 = Hasher::sha1();
     let mut other = algo.and_then(Hasher::named);
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;

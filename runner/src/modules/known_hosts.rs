@@ -227,13 +227,7 @@ fn hash_key(host: &str, key: &str) -> Step<String> {
 
 /// HMAC-SHA1 (RFC 2104), what OpenSSH hashes known host names with.
 fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let sha1 = |parts: &[&[u8]]| {
-        let mut h = crate::digest::Sha1::new();
-        for p in parts {
-            h.update(p);
-        }
-        crate::hex::decode(&h.hex()).unwrap_or_default()
-    };
+    let sha1 = crate::digest::sha1;
     let mut block = [0u8; 64];
     let short;
     let key = if key.len() > 64 {
