@@ -762,62 +762,6 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
 // ---------------------------------------------------------------------------
 // Encodings and hashes.
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub(crate) fn b64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (b(0) << 16) | (b(1) << 8) | b(2);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                let idx = ((n >> (18 - 6 * k)) & 63) as usize;
-                out.push(char::from(B64.get(idx).copied().unwrap_or(b'=')));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Python's `base64.b64decode` (non-alphabet characters are discarded, as it does by
-/// default); fails on bad padding.
-pub(crate) fn b64_decode(v: &str) -> Result<Vec<u8>, Error> {
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut count = 0usize;
-    let mut out = Vec::with_capacity(v.len() / 4 * 3);
-    for c in v.bytes() {
-        if c == b'=' {
-            break;
-        }
-        let Some(d) = B64.iter().position(|&x| x == c) else {
-            continue;
-        };
-        count += 1;
-        bits = (bits << 6) | d as u32;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((bits >> nbits) as u8);
-            bits &= (1 << nbits) - 1;
-        }
-    }
-    if count % 4 == 1 {
-        return Err(invalid(
-            "b64decode: Invalid base64-encoded string: number of data characters cannot be 1 more than a multiple of 4",
-        ));
-    }
-    if !count.is_multiple_of(4) {
-        let padded = v.trim_end().len() - v.trim_end().trim_end_matches('=').len();
-        if padded + count % 4 < 4 {
-            return Err(invalid("b64decode: Incorrect padding"));
-        }
-    }
-    Ok(out)
-}
-
 /// Text to bytes in one of the encodings playbooks name.
 fn encode(s: &str, encoding: &str) -> Result<Vec<u8>, Error> {
     let enc = encoding.to_ascii_lowercase().replace('_', "-");
@@ -1481,11 +1425,16 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             }),
             ("b64encode", |a| {
                 let (text, enc) = encoding_arg(a, "b64encode")?;
-                Ok(JValue::from(b64_encode(&encode(&text, &enc)?)))
+                Ok(JValue::from(crate::hex::base64(&encode(&text, &enc)?)))
             }),
             ("b64decode", |a| {
                 let (text, enc) = encoding_arg(a, "b64decode")?;
-                decode(&b64_decode(&text)?, &enc).map(JValue::from)
+                decode(
+                    &crate::hex::base64_decode(&text)
+                        .map_err(|e| invalid(format!("b64decode: {e}")))?,
+                    &enc,
+                )
+                .map(JValue::from)
             }),
             ("to_uuid", |a| {
                 split(a).and_then(|(v, r)| to_uuid(v, r)).map(JValue::from)

@@ -219,8 +219,8 @@ fn hash_key(host: &str, key: &str) -> Step<String> {
     };
     *field = format!(
         "|1|{}|{}",
-        super::slurp::base64(&salt),
-        super::slurp::base64(&mac)
+        crate::hex::base64(&salt),
+        crate::hex::base64(&mac)
     );
     Ok(parts.join(" "))
 }

@@ -41,7 +41,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
         }
     };
     Ok(Outcome::ok()
-        .with("content", base64(&bytes))
+        .with("content", crate::hex::base64(&bytes))
         .with("encoding", "base64")
         .with("source", src))
 }
@@ -53,25 +53,6 @@ fn python_strerror(e: &std::io::Error) -> String {
         Some(i) => text.get(..i).unwrap_or(&text).to_string(),
         None => text,
     }
-}
-
-/// Standard base64 with padding (what Python's `base64.b64encode` gives).
-pub(super) fn base64(bytes: &[u8]) -> String {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (b(0) << 16) | (b(1) << 8) | b(2);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                let idx = ((n >> (18 - 6 * k)) & 63) as usize;
-                out.push(char::from(B64.get(idx).copied().unwrap_or(b'=')));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -124,8 +105,6 @@ mod tests {
                 String::from_utf8(want.stdout).unwrap()
             );
         }
-        assert_eq!(super::base64(b"ab"), "YWI=");
-        assert_eq!(super::base64(b""), "");
         let alias = check(t.path(), json!({"path": "{p}/blob"}), false).unwrap();
         assert!(!alias.failed);
     }
