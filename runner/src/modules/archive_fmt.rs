@@ -10,11 +10,11 @@
 //!
 //! Hand-written rather than crates: each format needs only a few dozen lines for what
 //! the modules use, and the runner must stay small. Compression itself comes from
-//! miniz_oxide (deflate) and ruzstd (zstd), both pure Rust.
+//! flate2 over miniz_oxide (deflate and gzip, every member of a multi-member gzip) and
+//! ruzstd (zstd), both pure Rust; CRC-32 from crc32fast.
 
-use miniz_oxide::inflate::stream::{InflateState, inflate};
-use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use flate2::{Compression, Decompress, FlushDecompress, Status};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
 /// What an archive member is.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,67 +141,25 @@ const MAX_ZIP_NAME: usize = 64 * 1024;
 // ---------------------------------------------------------------------------
 // Checksums and compression wrappers
 
-/// CRC-32 (IEEE, reflected) lookup table, built at compile time (where an index out of
-/// range would fail the build, not the runner).
-#[allow(clippy::indexing_slicing)]
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// A running CRC-32, as gzip and zip use it.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Crc32(u32);
-
-impl Crc32 {
-    pub(super) fn new() -> Crc32 {
-        Crc32(!0)
-    }
-
-    pub(super) fn update(&mut self, data: &[u8]) {
-        let mut c = self.0;
-        for &b in data {
-            let i = usize::from((c as u8) ^ b);
-            c = CRC_TABLE.get(i).copied().unwrap_or(0) ^ (c >> 8);
-        }
-        self.0 = c;
-    }
-
-    pub(super) fn value(self) -> u32 {
-        !self.0
-    }
-}
-
-/// CRC-32 of `data`.
-pub(super) fn crc32(data: &[u8]) -> u32 {
-    let mut c = Crc32::new();
-    c.update(data);
-    c.value()
-}
-
 /// A gzip member with mtime 0 and no name, so equal input gives equal bytes (which is
-/// what makes archive idempotent).
+/// what makes archive idempotent); the OS byte says Unix, as GNU gzip writes it.
 pub(super) fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
-    out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
-    out.extend(crc32(data).to_le_bytes());
-    out.extend((data.len() as u32).to_le_bytes());
-    out
+    let mut z = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(3)
+        .write(Vec::new(), Compression::default());
+    // Writing into a Vec cannot fail.
+    z.write_all(data)
+        .and_then(|()| z.finish())
+        .unwrap_or_default()
+}
+
+/// Raw deflate (for zip members) at gzip's default level.
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+    z.write_all(data)
+        .and_then(|()| z.finish())
+        .unwrap_or_default()
 }
 
 /// zstd at ruzstd's fastest level (roughly zstd -1).
@@ -265,96 +223,26 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// A gzip stream's first member, decompressed as it is read, with its CRC and size
-/// checked at its end.
-struct Gunzip<R> {
-    r: R,
-    state: Box<InflateState>,
-    crc: Crc32,
-    size: u64,
-    done: bool,
-}
+/// A gzip stream, every member of it (`cat a.gz b.gz`, pigz, bgzip), decompressed as
+/// it is read, each member's CRC and size checked at its end; flate2's errors become
+/// format errors that name gzip.
+struct Gunzip<R>(flate2::bufread::MultiGzDecoder<R>);
 
 impl<R: BufRead> Gunzip<R> {
-    fn new(mut r: R) -> io::Result<Gunzip<R>> {
-        let bad = |why: &str| invalid(format!("not a valid gzip file: {why}"));
-        let mut head = [0u8; 10];
-        if !read_full(&mut r, &mut head)? || head.get(..3) != Some(&[0x1f, 0x8b, 8]) {
-            return Err(bad("bad magic"));
-        }
-        let flags = head.get(3).copied().unwrap_or(0);
-        if flags & 4 != 0 {
-            let mut xlen = [0u8; 2];
-            if !read_full(&mut r, &mut xlen)? {
-                return Err(bad("truncated extra field"));
-            }
-            skip(&mut r, u64::from(u16::from_le_bytes(xlen)))?;
-        }
-        for bit in [8u8, 16] {
-            // FNAME and FCOMMENT: zero-terminated strings, skipped.
-            if flags & bit != 0 {
-                let mut sink = Vec::new();
-                let n = r.by_ref().take(MAX_LONG_NAME).read_until(0, &mut sink)?;
-                if n == 0 || sink.last() != Some(&0) {
-                    return Err(bad("unterminated name"));
-                }
-            }
-        }
-        if flags & 2 != 0 {
-            skip(&mut r, 2)?;
-        }
-        Ok(Gunzip {
-            r,
-            state: InflateState::new_boxed(DataFormat::Raw),
-            crc: Crc32::new(),
-            size: 0,
-            done: false,
-        })
-    }
-
-    /// Checks the trailer (CRC-32 and size mod 2^32) after the deflate stream.
-    fn finish(&mut self) -> io::Result<()> {
-        let mut trailer = [0u8; 8];
-        // A missing trailer was tolerated before; a present one must match.
-        if read_full(&mut self.r, &mut trailer).unwrap_or(false) {
-            let crc = le32(&trailer, 0).unwrap_or(0);
-            let size = le32(&trailer, 4).unwrap_or(0);
-            if size == self.size as u32 && crc != self.crc.value() {
-                return Err(invalid("not a valid gzip file: CRC mismatch"));
-            }
-        }
-        Ok(())
+    fn new(r: R) -> Gunzip<R> {
+        Gunzip(flate2::bufread::MultiGzDecoder::new(r))
     }
 }
 
 impl<R: BufRead> Read for Gunzip<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            let input = self.r.fill_buf()?;
-            let eof = input.is_empty();
-            let res = inflate(&mut self.state, input, buf, MZFlush::None);
-            self.r.consume(res.bytes_consumed);
-            let out = buf.get(..res.bytes_written).unwrap_or_default();
-            self.crc.update(out);
-            self.size += res.bytes_written as u64;
-            match res.status {
-                Ok(MZStatus::StreamEnd) => {
-                    self.done = true;
-                    self.finish()?;
-                    return Ok(res.bytes_written);
-                }
-                Ok(_) if res.bytes_written > 0 => return Ok(res.bytes_written),
-                Ok(_) if res.bytes_consumed > 0 => {}
-                Err(MZError::Buf) | Ok(_) if eof => {
-                    return Err(invalid("not a valid gzip file: truncated"));
-                }
-                Ok(_) | Err(MZError::Buf) => {}
-                Err(e) => return Err(invalid(format!("not a valid gzip file: {e:?}"))),
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => invalid("not a valid gzip file: truncated"),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+                invalid(format!("not a valid gzip file: {e}"))
             }
-        }
+            _ => e,
+        })
     }
 }
 
@@ -408,7 +296,7 @@ pub(super) fn open_as<'a, R: Read + Seek + 'a>(
     Ok(match format {
         Format::Tar => Box::new(TarReader::new(r, limit)),
         Format::TarGz => {
-            let z = Gunzip::new(BufReader::new(r))?;
+            let z = Gunzip::new(BufReader::new(r));
             Box::new(TarReader::new(
                 Limited {
                     r: z,
@@ -444,7 +332,7 @@ pub(super) fn decompress(data: &[u8], zstd: bool, limit: u64) -> Result<Vec<u8>,
             .map_err(|e| ReadError::Format(format!("not a valid zstd file: {e}")))?;
         Box::new(ZstdErrors(z))
     } else {
-        Box::new(Gunzip::new(data)?)
+        Box::new(Gunzip::new(data))
     };
     let mut out = Vec::new();
     Limited {
@@ -804,7 +692,7 @@ struct ZipEntry {
 struct ZipCurrent {
     name: String,
     /// `None` for a stored member.
-    inflate: Option<Box<InflateState>>,
+    inflate: Option<Box<Decompress>>,
     /// Compressed bytes not yet read.
     compressed_left: u64,
     /// The deflate stream has ended.
@@ -813,7 +701,7 @@ struct ZipCurrent {
     expect_size: u64,
     expect_crc: u32,
     got: u64,
-    crc: Crc32,
+    crc: crc32fast::Hasher,
     checked: bool,
 }
 
@@ -922,7 +810,7 @@ impl<R: Read + Seek> ZipReader<R> {
         self.file.seek_relative(skip_len)?;
         let inflate = match e.method {
             0 => None,
-            8 => Some(InflateState::new_boxed(DataFormat::Raw)),
+            8 => Some(Box::new(Decompress::new(false))),
             m => {
                 return Err(ReadError::Format(format!(
                     "zip member {} uses unsupported compression method {m}",
@@ -938,7 +826,7 @@ impl<R: Read + Seek> ZipReader<R> {
             expect_size: e.usize,
             expect_crc: e.crc,
             got: 0,
-            crc: Crc32::new(),
+            crc: crc32fast::Hasher::new(),
             checked: false,
         });
         Ok(())
@@ -972,20 +860,23 @@ impl<R: Read + Seek> Read for ZipReader<R> {
             Some(state) => loop {
                 let avail = self.file.fill_buf()?;
                 let avail = avail.get(..avail.len().min(room)).unwrap_or_default();
-                let res = inflate(state, avail, buf, MZFlush::None);
-                self.file.consume(res.bytes_consumed);
-                c.compressed_left -= res.bytes_consumed as u64;
-                match res.status {
-                    Ok(MZStatus::StreamEnd) => {
+                let (in0, out0) = (state.total_in(), state.total_out());
+                let status = state
+                    .decompress(avail, buf, FlushDecompress::None)
+                    .map_err(|e| invalid(format!("zip member {}: {e}", c.name)))?;
+                let consumed = state.total_in() - in0;
+                let written = usize::try_from(state.total_out() - out0).unwrap_or(0);
+                // At most `avail.len()`, so it fits.
+                self.file.consume(usize::try_from(consumed).unwrap_or(0));
+                c.compressed_left -= consumed;
+                match status {
+                    Status::StreamEnd => {
                         c.stream_end = true;
-                        break res.bytes_written;
+                        break written;
                     }
-                    Ok(_) if res.bytes_written > 0 => break res.bytes_written,
-                    Ok(_) if res.bytes_consumed > 0 => {}
-                    Ok(_) | Err(MZError::Buf) => {
-                        return Err(invalid(format!("zip member {} is truncated", c.name)));
-                    }
-                    Err(e) => return Err(invalid(format!("zip member {}: {e:?}", c.name))),
+                    _ if written > 0 => break written,
+                    _ if consumed > 0 => {}
+                    _ => return Err(invalid(format!("zip member {} is truncated", c.name))),
                 }
             },
         };
@@ -1000,7 +891,7 @@ impl<R: Read + Seek> Read for ZipReader<R> {
         }
         if n == 0 {
             c.checked = true;
-            if c.got != c.expect_size || c.crc.value() != c.expect_crc {
+            if c.got != c.expect_size || c.crc.clone().finalize() != c.expect_crc {
                 return Err(invalid(format!(
                     "zip member {} fails its CRC or size check",
                     c.name
@@ -1212,8 +1103,8 @@ pub(super) fn write_zip(entries: &[Entry]) -> Vec<u8> {
             Kind::Symlink(t) => (e.name.clone(), t.as_bytes(), S_IFLNK),
             _ => (e.name.clone(), &e.data, S_IFREG),
         };
-        let crc = crc32(body);
-        let deflated = miniz_oxide::deflate::compress_to_vec(body, 6);
+        let crc = crc32fast::hash(body);
+        let deflated = deflate(body);
         let (method, stored): (u16, &[u8]) = if !body.is_empty() && deflated.len() < body.len() {
             (8, &deflated)
         } else {
@@ -1278,7 +1169,6 @@ pub(crate) mod tests {
     fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         Gunzip::new(io::Cursor::new(data))
-            .unwrap()
             .read_to_end(&mut out)
             .unwrap();
         out
@@ -1339,7 +1229,6 @@ pub(crate) mod tests {
 
     #[test]
     fn crc_and_gzip_match_real_tools() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("x.gz");
         std::fs::write(&f, gzip(b"gzip me\n")).unwrap();
@@ -1360,6 +1249,40 @@ pub(crate) mod tests {
         let gz = std::fs::read(t.path().join("p.txt.gz")).unwrap();
         assert_eq!(gunzip(&gz), b"from gzip\n");
         assert_eq!(unzstd(&zstd(b"zstd round trip")), b"zstd round trip");
+    }
+
+    /// Regression: only a gzip file's first member was inflated, so a `.tar.gz` made of
+    /// several members (`cat a.gz b.gz`, pigz, bgzip) came back silently cut short.
+    #[test]
+    fn multi_member_gzip_was_silently_truncated() {
+        let t = tempfile::tempdir().unwrap();
+        let sh = |script: &str| {
+            let ok = Command::new("sh")
+                .args(["-ec", script])
+                .current_dir(t.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "{script}");
+        };
+        // A real tar split in the middle of the second file's content, each half
+        // gzipped on its own, the two members concatenated.
+        sh(
+            "mkdir d && printf one > d/a.txt && head -c 5000 /dev/urandom > d/b.bin \
+            && tar cf x.tar d/a.txt d/b.bin \
+            && head -c 2000 x.tar | gzip -c > a.gz && tail -c +2001 x.tar | gzip -c > b.gz \
+            && cat a.gz b.gz > x.tar.gz && gzip -t x.tar.gz",
+        );
+        let gz = std::fs::read(t.path().join("x.tar.gz")).unwrap();
+        assert_eq!(gunzip(&gz), std::fs::read(t.path().join("x.tar")).unwrap());
+        let (format, members) = read_all(&gz, None, u64::MAX).unwrap();
+        assert_eq!(format, Format::TarGz);
+        let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["d/a.txt", "d/b.bin"]);
+        assert_eq!(
+            members[1].data,
+            std::fs::read(t.path().join("d/b.bin")).unwrap()
+        );
     }
 
     #[test]
@@ -1489,7 +1412,8 @@ pub(crate) mod tests {
         let n = gz.len();
         gz[n - 8] ^= 0xff;
         let err = read_all(&gz, None, u64::MAX).unwrap_err().to_string();
-        assert!(err.contains("CRC mismatch"), "{err}");
+        assert!(err.contains("not a valid gzip file"), "{err}");
+        assert!(err.contains("checksum"), "{err}");
         // Cut in the middle of d/a.txt's content.
         let short = gzip(&tar[..1024 + 5]);
         let err = read_all(&short, None, u64::MAX).unwrap_err().to_string();
