@@ -127,11 +127,11 @@ fn matches_host(name: &str, patterns: &str) -> bool {
         if let Some(hashed) = p.strip_prefix("|1|") {
             found |= matches_hashed(name, hashed);
         } else if let Some(negated) = p.strip_prefix('!') {
-            if glob(&negated.to_ascii_lowercase(), name) {
+            if crate::sshconfig::wildcard(&negated.to_ascii_lowercase(), name) {
                 return false;
             }
         } else {
-            found |= glob(&p.to_ascii_lowercase(), name);
+            found |= crate::sshconfig::wildcard(&p.to_ascii_lowercase(), name);
         }
     }
     found
@@ -153,41 +153,10 @@ fn matches_hashed(name: &str, salt_and_hash: &str) -> bool {
     mac.verify_slice(&hash).is_ok()
 }
 
-/// OpenSSH's wildcard match: `*` any run of characters, `?` any one character.
-fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // The classic greedy match with one backtrack point (the last `*`), linear in
-    // practice and never recursive, whatever the pattern.
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sshconfig::wildcard as glob;
     use std::process::Command;
 
     /// A fresh key pair made by OpenSSH's ssh-keygen: (algorithm, base64 blob).

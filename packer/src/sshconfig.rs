@@ -555,34 +555,10 @@ fn host_matches(patterns: &[Pattern], host: &str) -> bool {
     matched
 }
 
-/// `*` and `?` glob matching, iterative with one backtrack point.
-fn wildcard(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match (p.get(pi), t.get(ti)) {
-            (Some('*'), _) => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            (Some(pc), Some(tc)) if *pc == '?' || pc == tc => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
+/// `*` and `?` glob matching, as OpenSSH's `match_pattern` (no `[...]` sets: a `[` is
+/// written as fnmatch's `[[]`, a literal one). known_hosts patterns use it too.
+pub(crate) fn wildcard(pattern: &str, text: &str) -> bool {
+    rustle_runner::fnmatch::fnmatch(&pattern.replace('[', "[[]"), text)
 }
 
 /// Expands `*`/`?` in the file-name components of `pattern`, sorted like glob(3).
@@ -1065,6 +1041,9 @@ Host *
             ("?", "", false),
             ("h?st*", "host-1", true),
             ("*.example.com", "example.com", false),
+            // OpenSSH has no sets: `[` is an ordinary character.
+            ("h[ab]", "ha", false),
+            ("h[ab]", "h[ab]", true),
         ] {
             assert_eq!(wildcard(p, t), want, "{p} vs {t}");
         }

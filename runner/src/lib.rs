@@ -17,6 +17,7 @@ pub mod exec;
 pub mod exit;
 pub mod facts;
 pub(crate) mod filters;
+pub mod fnmatch;
 pub mod hex;
 pub mod install;
 pub mod keywords;

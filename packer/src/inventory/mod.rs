@@ -553,10 +553,10 @@ impl Inventory {
             },
             None => None,
         };
-        let glob: Vec<char> = base.chars().collect();
+        let glob = rustle_runner::fnmatch::Pattern::new(base);
         let matches = |name: &str| match &regex {
             Some(r) => r.is_match(name),
-            None => pattern::glob_match(&glob, name),
+            None => glob.matches(name),
         };
         let groups: Vec<&str> = self.group_names().filter(|g| matches(g)).collect();
         let mut mask = vec![false; self.hosts.len()];

@@ -693,7 +693,7 @@ fn fileglob(pattern: &str) -> Vec<String> {
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| !n.starts_with('.') || part.starts_with('.'))
-                .filter(|n| glob_match(part, n))
+                .filter(|n| crate::fnmatch::fnmatch(part, n))
                 .collect();
             names.sort();
             next.extend(names.iter().map(|n| join(n)));
@@ -705,58 +705,6 @@ fn fileglob(pattern: &str) -> Vec<String> {
     }
     current.retain(|p| Path::new(p).is_file());
     current
-}
-
-/// Python's `fnmatch` for one path component.
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    fn class_at(p: &[char], i: usize, c: char) -> Option<(bool, usize)> {
-        // Returns whether `c` matches the class starting at p[i] == '[', and the index
-        // after its `]`; None when the class is not closed (then `[` is literal).
-        let mut j = i + 1;
-        let negate = matches!(p.get(j), Some('!'));
-        if negate {
-            j += 1;
-        }
-        let mut matched = false;
-        let mut first = true;
-        loop {
-            let ch = *p.get(j)?;
-            if ch == ']' && !first {
-                return Some((matched != negate, j + 1));
-            }
-            first = false;
-            if p.get(j + 1) == Some(&'-') && p.get(j + 2).is_some_and(|e| *e != ']') {
-                let hi = *p.get(j + 2)?;
-                if ch <= c && c <= hi {
-                    matched = true;
-                }
-                j += 3;
-            } else {
-                if ch == c {
-                    matched = true;
-                }
-                j += 1;
-            }
-        }
-    }
-    fn go(p: &[char], pi: usize, n: &[char], ni: usize) -> bool {
-        match p.get(pi) {
-            None => ni == n.len(),
-            Some('*') => (ni..=n.len()).any(|k| go(p, pi + 1, n, k)),
-            Some('?') => ni < n.len() && go(p, pi + 1, n, ni + 1),
-            Some('[') => match n.get(ni) {
-                None => false,
-                Some(&c) => match class_at(p, pi, c) {
-                    Some((ok, next)) => ok && go(p, next, n, ni + 1),
-                    None => c == '[' && go(p, pi + 1, n, ni + 1),
-                },
-            },
-            Some(&c) => n.get(ni) == Some(&c) && go(p, pi + 1, n, ni + 1),
-        }
-    }
-    go(&p, 0, &n, 0)
 }
 
 // ---------------------------------------------------------------------------

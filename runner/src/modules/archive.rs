@@ -24,9 +24,9 @@
 //! and URL sources are not supported.
 
 use super::archive_fmt::{self as fmt, Entry, Kind, Member, Members, ReadError};
-use super::find::glob_match;
 use super::fsutil::{self, Attrs, Dir, Finish, Step, Stop, WriteError, WriteReq, fail};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
+use crate::fnmatch::fnmatch as glob_match;
 use crate::plan::Vars;
 use std::ffi::OsStr;
 use std::fs;
