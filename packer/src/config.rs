@@ -703,13 +703,11 @@ fn apply_env(
     Ok(())
 }
 
-/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case.
+/// Ansible's boolean words: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, `y`/`n`,
+/// `t`/`f`, any case.
 fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false (also 1/0, yes/no, on/off)".into()),
-    }
+    rustle_runner::modules::args::strict_bool(s)
+        .ok_or_else(|| "expected true or false (also 1/0, yes/no, on/off)".into())
 }
 
 /// A size in bytes: a whole number, optionally followed by a unit.

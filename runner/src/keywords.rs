@@ -113,11 +113,7 @@ pub fn boolean(v: &Value) -> Result<bool, String> {
             Some(0.0) => Ok(false),
             _ => Err(invalid(n.to_string())),
         },
-        Value::String(s) => match s.trim().to_lowercase().as_str() {
-            "y" | "yes" | "on" | "1" | "true" | "t" => Ok(true),
-            "n" | "no" | "off" | "0" | "false" | "f" => Ok(false),
-            _ => Err(invalid(s.clone())),
-        },
+        Value::String(s) => crate::modules::args::strict_bool(s).ok_or_else(|| invalid(s.clone())),
         other => Err(invalid(other.to_string())),
     }
 }

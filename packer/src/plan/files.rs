@@ -378,10 +378,7 @@ pub(crate) fn is_truthy(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_u64() == Some(1),
-        Value::String(s) => matches!(
-            s.to_ascii_lowercase().as_str(),
-            "yes" | "true" | "on" | "1" | "y"
-        ),
+        Value::String(s) => rustle_runner::modules::args::truthy_str(s) == Some(true),
         _ => false,
     }
 }

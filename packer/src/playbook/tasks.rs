@@ -336,11 +336,8 @@ pub(crate) fn boolean(v: &Yaml, at: &Where, key: &str) -> Result<bool, PlaybookE
             key,
             format!("'{s}' is templated; the plan needs a literal true or false here"),
         )),
-        Yaml::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "yes" | "true" | "on" | "y" | "t" | "1" => Ok(true),
-            "no" | "false" | "off" | "n" | "f" | "0" => Ok(false),
-            _ => Err(at.invalid(key, format!("expected a boolean, found '{s}'"))),
-        },
+        Yaml::String(s) => rustle_runner::modules::args::strict_bool(s)
+            .ok_or_else(|| at.invalid(key, format!("expected a boolean, found '{s}'"))),
         other => Err(at.invalid(
             key,
             format!("expected a boolean, found {}", yaml::describe(other)),

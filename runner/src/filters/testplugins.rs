@@ -412,15 +412,15 @@ fn version_test(v: JValue, version: JValue, rest: Rest<JValue>) -> Result<bool, 
 /// Ansible's `boolean()` for `truthy(convert_bool=True)`: the strings and numbers it
 /// knows; anything else keeps its own truthiness.
 fn convert_bool(v: &JValue) -> Option<bool> {
-    let text = match v.kind() {
-        ValueKind::Bool => return Some(v.is_true()),
-        ValueKind::String => v.as_str().unwrap_or_default().trim().to_lowercase(),
-        ValueKind::Number => py_str(v),
-        _ => return None,
-    };
-    match text.as_str() {
-        "y" | "yes" | "on" | "1" | "true" | "t" | "1.0" => Some(true),
-        "n" | "no" | "off" | "0" | "false" | "f" | "0.0" | "" => Some(false),
+    match v.kind() {
+        ValueKind::Bool => Some(v.is_true()),
+        // An empty string is not one of boolean()'s words, but is false anyway.
+        ValueKind::String => crate::modules::args::truthy_str(v.as_str().unwrap_or_default()),
+        ValueKind::Number => match py_str(v).as_str() {
+            "1" | "1.0" => Some(true),
+            "0" | "0.0" => Some(false),
+            _ => None,
+        },
         _ => None,
     }
 }

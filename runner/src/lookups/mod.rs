@@ -651,10 +651,7 @@ pub(crate) fn py_boolean(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_f64() == Some(1.0),
-        Value::String(s) => matches!(
-            s.trim().to_lowercase().as_str(),
-            "y" | "yes" | "on" | "1" | "true" | "t"
-        ),
+        Value::String(s) => crate::modules::args::truthy_str(s) == Some(true),
         _ => false,
     }
 }

@@ -5,13 +5,20 @@ use super::ModuleError;
 use crate::plan::Vars;
 use serde_json::Value;
 
-/// Ansible's boolean strings: yes/no, true/false, on/off, 1/0 (any case).
+/// Ansible's boolean strings (`BOOLEANS_TRUE`/`BOOLEANS_FALSE`): yes/no, y/n, true/false,
+/// t/f, on/off, 1/0, any case, around spaces; an empty string is false here. The one
+/// table of the project: strict callers refuse the empty string with [`strict_bool`].
 pub fn truthy_str(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "yes" | "true" | "on" | "1" | "y" | "t" => Some(true),
         "no" | "false" | "off" | "0" | "n" | "f" | "" => Some(false),
         _ => None,
     }
+}
+
+/// Ansible's `boolean(value, strict=True)` for a string: one of its words, not empty.
+pub fn strict_bool(s: &str) -> Option<bool> {
+    truthy_str(s).filter(|_| !s.trim().is_empty())
 }
 
 /// Refuses arguments the module does not know, so a typo is an error, not a no-op.
