@@ -6,6 +6,8 @@
 //! (`facts/other.rs`), which give fewer facts: those they cannot give are left out
 //! rather than guessed.
 
+// A passwd entry, as the facts of the user this process runs as.
+use crate::passwd::User as PasswdEntry;
 use crate::plan::Vars;
 use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -483,31 +485,9 @@ pub fn current_user() -> Option<String> {
     current_user_entry().map(|u| u.name)
 }
 
-/// The passwd entry of the user this process runs as.
-struct PasswdEntry {
-    name: String,
-    uid: u32,
-    gid: u32,
-    gecos: String,
-    home: String,
-    shell: String,
-}
-
 fn current_user_entry() -> Option<PasswdEntry> {
     let uid = current_uid()?;
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let entry = passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        let id: u32 = f.get(2)?.parse().ok()?;
-        (id == uid).then(|| PasswdEntry {
-            name: f.first().copied().unwrap_or_default().to_string(),
-            uid: id,
-            gid: f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0),
-            gecos: f.get(4).copied().unwrap_or_default().to_string(),
-            home: f.get(5).copied().unwrap_or_default().to_string(),
-            shell: f.get(6).copied().unwrap_or_default().to_string(),
-        })
-    });
+    let entry = crate::passwd::users().into_iter().find(|u| u.uid == uid);
     // macOS keeps its users in Directory Services, not /etc/passwd.
     entry.or_else(|| sys::user_without_passwd(uid))
 }

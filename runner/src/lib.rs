@@ -25,6 +25,7 @@ pub mod lazyvars;
 pub mod locate;
 pub mod lookups;
 pub mod modules;
+pub mod passwd;
 pub mod payload;
 pub mod plan;
 pub mod privilege;

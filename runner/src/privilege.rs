@@ -8,8 +8,6 @@
 //! supplementary groups when a root process sets a child's uid, and cannot set the
 //! user's own without `unsafe`: the user's primary group is the only one.
 
-use std::fs;
-
 /// The identity a task's processes take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunAs {
@@ -26,28 +24,15 @@ pub struct RunAs {
 impl RunAs {
     /// Looks `user` (a name, or a number) up in the password database.
     pub fn lookup(user: &str) -> Option<RunAs> {
-        let text = fs::read_to_string("/etc/passwd").ok()?;
-        text.lines().find_map(|line| {
-            let mut f = line.split(':');
-            let (name, _pw, uid, gid, _gecos, home) = (
-                f.next()?,
-                f.next()?,
-                f.next()?,
-                f.next()?,
-                f.next()?,
-                f.next()?,
-            );
-            let uid: u32 = uid.parse().ok()?;
-            if name != user && user.parse::<u32>().ok() != Some(uid) {
-                return None;
-            }
-            Some(RunAs {
-                user: name.to_string(),
-                uid,
-                gid: gid.parse().ok()?,
-                home: home.to_string(),
+        crate::passwd::users()
+            .into_iter()
+            .find(|u| u.name == user || user.parse::<u32>().ok() == Some(u.uid))
+            .map(|u| RunAs {
+                user: u.name,
+                uid: u.uid,
+                gid: u.gid,
+                home: u.home,
             })
-        })
     }
 }
 

@@ -153,11 +153,7 @@ fn passwd_home(user: Option<&str>) -> Option<String> {
         Some(u) => u.to_string(),
         None => crate::facts::current_user()?,
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&name.as_str())).then(|| f.get(5).map(|h| h.to_string()))?
-    })
+    crate::passwd::user(&name).map(|u| u.home)
 }
 
 /// The `shell` module: the text runs under `/bin/sh -c` (or `executable`).

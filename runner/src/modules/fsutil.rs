@@ -11,6 +11,7 @@
 use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::atomic::open_nonblocking;
 pub(super) use crate::atomic::{Dir, Finish, WriteError, same_file};
+use crate::passwd;
 use crate::plan::Vars;
 use std::ffi::OsStr;
 use std::fs;
@@ -91,48 +92,36 @@ pub(super) fn state_name(m: &fs::Metadata) -> &'static str {
 // ---------------------------------------------------------------------------
 // Users and groups
 
-/// The `name:x:id:...` databases, read fresh each time: they are small and a plan may
-/// create users between tasks.
-fn db_entries(file: &str) -> Vec<(String, u32)> {
-    let Ok(text) = fs::read_to_string(file) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut parts = l.split(':');
-            let name = parts.next()?;
-            let _password = parts.next()?;
-            let id = parts.next()?.trim().parse().ok()?;
-            Some((name.to_string(), id))
-        })
-        .collect()
-}
-
-fn id_by_name(file: &str, name: &str) -> Option<u32> {
-    db_entries(file)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, id)| id)
-        // Ansible tries the name first, then the number.
+/// A user's uid by name, or the name as a number (Ansible tries the name first).
+fn uid_of(name: &str) -> Option<u32> {
+    passwd::user(name)
+        .map(|u| u.uid)
         .or_else(|| name.trim().parse().ok())
 }
 
-fn name_by_id(file: &str, id: u32) -> String {
-    db_entries(file)
+/// A group's gid by name, or the name as a number.
+fn gid_of(name: &str) -> Option<u32> {
+    passwd::groups()
         .into_iter()
-        .find(|(_, i)| *i == id)
-        .map_or_else(|| id.to_string(), |(n, _)| n)
+        .find(|g| g.name == name)
+        .map(|g| g.gid)
+        .or_else(|| name.trim().parse().ok())
 }
 
 /// A user's name for a uid (the number as text when unknown, as Ansible does).
 pub(super) fn user_name(uid: u32) -> String {
-    name_by_id("/etc/passwd", uid)
+    passwd::users()
+        .into_iter()
+        .find(|u| u.uid == uid)
+        .map_or_else(|| uid.to_string(), |u| u.name)
 }
 
 /// A group's name for a gid (the number as text when unknown).
 pub(super) fn group_name(gid: u32) -> String {
-    name_by_id("/etc/group", gid)
+    passwd::groups()
+        .into_iter()
+        .find(|g| g.gid == gid)
+        .map_or_else(|| gid.to_string(), |g| g.name)
 }
 
 // ---------------------------------------------------------------------------
@@ -160,13 +149,13 @@ impl Attrs {
             _ => (args::opt_mode(a, "mode")?, None),
         };
         let uid = match args::opt_str(a, "owner")? {
-            Some(name) => Some(id_by_name("/etc/passwd", &name).ok_or_else(|| {
+            Some(name) => Some(uid_of(&name).ok_or_else(|| {
                 fail_stop(format!("chown failed: failed to look up user {name}"))
             })?),
             None => None,
         };
         let gid = match args::opt_str(a, "group")? {
-            Some(name) => Some(id_by_name("/etc/group", &name).ok_or_else(|| {
+            Some(name) => Some(gid_of(&name).ok_or_else(|| {
                 fail_stop(format!("chgrp failed: failed to look up group {name}"))
             })?),
             None => None,
@@ -779,9 +768,9 @@ mod tests {
 
     #[test]
     fn ids_resolve_by_name_or_number() {
-        assert_eq!(id_by_name("/etc/passwd", "root"), Some(0));
-        assert_eq!(id_by_name("/etc/passwd", "4242"), Some(4242));
-        assert_eq!(id_by_name("/etc/passwd", "no-such-user-xyz"), None);
+        assert_eq!(uid_of("root"), Some(0));
+        assert_eq!(uid_of("4242"), Some(4242));
+        assert_eq!(uid_of("no-such-user-xyz"), None);
         assert_eq!(user_name(0), "root");
         assert_eq!(group_name(4_000_000), "4000000");
     }

@@ -51,55 +51,7 @@ const GROUP_ARGS: &[&str] = &[
     "gid_max",
 ];
 
-/// A passwd entry.
-#[derive(Debug, Clone, PartialEq)]
-struct Account {
-    name: String,
-    uid: u32,
-    gid: u32,
-    comment: String,
-    home: String,
-    shell: String,
-}
-
-/// A group entry.
-#[derive(Debug, Clone, PartialEq)]
-struct GroupEnt {
-    name: String,
-    gid: u32,
-    members: Vec<String>,
-}
-
-fn parse_account(line: &str) -> Option<Account> {
-    let f: Vec<&str> = line.split(':').collect();
-    match f.as_slice() {
-        [name, _pw, uid, gid, comment, home, shell, ..] => Some(Account {
-            name: (*name).to_string(),
-            uid: uid.parse().ok()?,
-            gid: gid.parse().ok()?,
-            comment: (*comment).to_string(),
-            home: (*home).to_string(),
-            shell: (*shell).to_string(),
-        }),
-        _ => None,
-    }
-}
-
-fn parse_group(line: &str) -> Option<GroupEnt> {
-    let f: Vec<&str> = line.split(':').collect();
-    match f.as_slice() {
-        [name, _pw, gid, members, ..] => Some(GroupEnt {
-            name: (*name).to_string(),
-            gid: gid.parse().ok()?,
-            members: members
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect(),
-        }),
-        _ => None,
-    }
-}
+use crate::passwd::{Group as GroupEnt, User as Account, parse_group, parse_user as parse_account};
 
 /// The lines of database `db` (passwd, group, shadow), all of them or those for
 /// `key` (a name, or an id for passwd/group). getent when present; the /etc file
@@ -415,7 +367,7 @@ fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             o = o
                 .with("uid", acct.uid)
                 .with("group", acct.gid)
-                .with("comment", acct.comment)
+                .with("comment", acct.gecos)
                 .with("home", acct.home)
                 .with("shell", acct.shell);
         }
@@ -598,7 +550,7 @@ fn modify_user(
         }
     }
     for (flag, want, have) in [
-        ("-c", &u.comment, &acct.comment),
+        ("-c", &u.comment, &acct.gecos),
         ("-s", &u.shell, &acct.shell),
     ] {
         if let Some(w) = want
@@ -870,17 +822,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_database_lines() {
-        let a = parse_account("bob:x:1001:1002:Bob B,,,:/home/bob:/bin/bash").unwrap();
-        assert_eq!((a.uid, a.gid, a.comment.as_str()), (1001, 1002, "Bob B,,,"));
-        assert!(parse_account("short:x:1").is_none());
-        assert!(parse_account("bad:x:one:2:::").is_none());
-        let g = parse_group("adm:x:4:syslog,bob").unwrap();
-        assert_eq!(g.members, vec!["syslog", "bob"]);
-        assert_eq!(
-            parse_group("empty:x:5:").unwrap().members,
-            Vec::<String>::new()
-        );
+    fn finds_accounts_and_groups_by_name_or_gid() {
         assert_eq!(account("root").unwrap().uid, 0);
         assert_eq!(group("0").unwrap().name, "root");
     }
