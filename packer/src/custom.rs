@@ -284,16 +284,22 @@ struct Recipe {
     linker: Option<String>,
 }
 
+/// prebuilt-targets.toml, as strict as `cargo xtask runners` reads it.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Matrix {
     target: Vec<MatrixTarget>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MatrixTarget {
     triple: String,
     build: String,
     linker: Option<String>,
+    /// Whether xtask builds it by default; a custom runner is built either way.
+    #[serde(rename = "status")]
+    _status: Option<String>,
 }
 
 fn recipe(triple: Triple) -> Result<Recipe, CustomError> {

@@ -12,6 +12,7 @@
 
 mod conformance;
 
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -70,58 +71,38 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// (x86_64 musl: 5,035,072 bytes); a raise needs such a reason, said here.
 const MAX_RUNNER_BYTES: usize = 5_500_000;
 
+/// prebuilt-targets.toml: its `[[target]]` tables (keys documented at the file's top).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Matrix {
+    target: Vec<Target>,
+}
+
 /// One `[[target]]` of prebuilt-targets.toml.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Target {
     triple: String,
-    build: String,
+    build: Build,
     linker: Option<String>,
+    #[serde(default)]
     status: String,
 }
 
-/// Reads the flat subset of TOML the matrix file uses (documented at its top).
+/// How a target's runner is built.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Build {
+    /// Plain cargo with the rustup target.
+    Cargo,
+    /// cargo-zigbuild, with the zig xtask installs.
+    Zigbuild,
+}
+
 fn read_matrix(path: &Path) -> Result<Vec<Target>> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut targets: Vec<Target> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        if line == "[[target]]" {
-            targets.push(Target::default());
-            continue;
-        }
-        let bad = |why: &str| format!("{}:{}: {why}: {raw}", path.display(), n + 1);
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| bad("expected key = \"value\""))?;
-        let value = value
-            .trim()
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .ok_or_else(|| bad("values must be quoted strings"))?
-            .to_string();
-        let t = targets
-            .last_mut()
-            .ok_or_else(|| bad("key outside a [[target]] table"))?;
-        match key.trim() {
-            "triple" => t.triple = value,
-            "build" => t.build = value,
-            "linker" => t.linker = Some(value),
-            "status" => t.status = value,
-            other => return Err(bad(&format!("unknown key '{other}'"))),
-        }
-    }
-    for t in &targets {
-        if t.triple.is_empty() || !matches!(t.build.as_str(), "cargo" | "zigbuild") {
-            return Err(format!(
-                "{}: every target needs a triple and build = \"cargo\" or \"zigbuild\" ({t:?})",
-                path.display()
-            ));
-        }
-    }
-    Ok(targets)
+    let matrix: Matrix = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(matrix.target)
 }
 
 fn native_triple() -> Result<&'static str> {
@@ -204,8 +185,8 @@ fn runners(args: &[String]) -> Result<()> {
 fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
     ensure_rustup_target(&t.triple)?;
     let mut cmd = cargo();
-    match t.build.as_str() {
-        "zigbuild" => {
+    match t.build {
+        Build::Zigbuild => {
             let bin = zig_tools(root)?;
             // The venv's bin first: `cargo zigbuild` is found there, and so is the
             // venv's python3, through which cargo-zigbuild runs zig (`python3 -m ziglang`).
@@ -217,7 +198,7 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
             cmd.env("PATH", joined);
             cmd.arg("zigbuild");
         }
-        _ => {
+        Build::Cargo => {
             cmd.arg("build");
         }
     }
@@ -237,7 +218,7 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
         cmd.env(format!("CARGO_TARGET_{env_triple}_LINKER"), linker);
     }
     let mut flags = reproducible_flags(root);
-    if t.build == "zigbuild" {
+    if t.build == Build::Zigbuild {
         // rustc strips Mach-O output after linking, but zig's linker has by then
         // computed LC_UUID over the unstripped file, whose debug map names every object
         // file by path and modification time: the same sources gave a new UUID on every
@@ -269,14 +250,15 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
     let digest = blake3::hash(&bytes).to_hex().to_string();
     // One entry file per triple; the manifest is rebuilt from all of them, so building
     // one triple never forgets the others.
-    let entry = format!(
-        "{{\"triple\":\"{}\",\"file\":\"{}/rustle-runner\",\"blake3\":\"{digest}\",\"size\":{},\"payload_format\":{},\"runner_version\":\"{}\"}}",
-        t.triple,
-        t.triple,
-        bytes.len(),
-        payload_format(root)?,
-        env!("CARGO_PKG_VERSION")
-    );
+    let entry = serde_json::json!({
+        "triple": t.triple,
+        "file": format!("{}/rustle-runner", t.triple),
+        "blake3": digest,
+        "size": bytes.len(),
+        "payload_format": payload_format(root)?,
+        "runner_version": env!("CARGO_PKG_VERSION"),
+    })
+    .to_string();
     std::fs::write(dir.join("entry.json"), entry).map_err(|e| format!("{}: {e}", dir.display()))?;
     eprintln!(
         "xtask: {} runner: {} bytes, blake3 {digest}",
@@ -435,14 +417,19 @@ fn write_manifest(out_dir: &Path) -> Result<()> {
     let mut dirs: Vec<PathBuf> = list.filter_map(|e| e.ok().map(|e| e.path())).collect();
     dirs.sort();
     for d in dirs {
-        if let Ok(e) = std::fs::read_to_string(d.join("entry.json")) {
-            entries.push(e);
+        let path = d.join("entry.json");
+        if let Ok(e) = std::fs::read_to_string(&path) {
+            let entry: serde_json::Value =
+                serde_json::from_str(&e).map_err(|e| format!("{}: {e}", path.display()))?;
+            entries.push(entry);
         }
     }
-    let manifest = format!(
-        "{{\"format\":\"rustle-runner-manifest\",\"version\":1,\"runners\":[\n{}\n]}}\n",
-        entries.join(",\n")
-    );
+    let manifest = serde_json::json!({
+        "format": "rustle-runner-manifest",
+        "version": 1,
+        "runners": entries,
+    });
+    let manifest = format!("{manifest:#}\n");
     let path = out_dir.join("manifest.json");
     std::fs::write(&path, manifest).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
@@ -706,4 +693,38 @@ fn fuzz_one(bin: &Path, dir: &Path, target: &str, seconds: u64) -> Result<()> {
         dir.join("artifacts").join(target).display(),
         bin.join(target).display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_reads_and_a_misspelt_key_is_refused() {
+        let targets = read_matrix(&root().join("prebuilt-targets.toml")).unwrap();
+        let musl = targets
+            .iter()
+            .find(|t| t.triple == "x86_64-unknown-linux-musl")
+            .unwrap();
+        assert_eq!(
+            (musl.build, musl.status.as_str()),
+            (Build::Cargo, "supported")
+        );
+        let dir = std::env::temp_dir().join(format!("xtask-matrix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (text, want) in [
+            (
+                "[[target]]\ntriple = \"t\"\nbuild = \"cargo\"\nlinkr = \"x\"\n",
+                "linkr",
+            ),
+            ("[[target]]\ntriple = \"t\"\nbuild = \"make\"\n", "make"),
+            ("[[target]]\nbuild = \"cargo\"\n", "triple"),
+        ] {
+            let path = dir.join("m.toml");
+            std::fs::write(&path, text).unwrap();
+            let err = read_matrix(&path).unwrap_err();
+            assert!(err.contains("m.toml") && err.contains(want), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
