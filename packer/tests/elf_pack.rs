@@ -21,6 +21,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use object::elf::{ET_DYN, FileType, PT_GNU_STACK, PT_INTERP, PT_NOTE, ProgramType};
 use rustle_deploy::elf::{self, ElfError};
 use rustle_runner::locate::{self, LocateError};
 
@@ -196,24 +197,35 @@ fn assert_runs_with(path: &Path, payload: &[u8]) {
     );
 }
 
-/// Program header types and `e_type` of an ELF file, read independently of the code
-/// under test (only for files this test made, so plain indexing is fine).
-fn elf_kind(bytes: &[u8]) -> (u16, Vec<u32>) {
-    let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap());
-    let phoff = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
-    let types = (0..usize::from(u16_at(56)))
-        .map(|i| {
-            let at = phoff + i * 56;
-            u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
-        })
+/// Program header types and `e_type` of an ELF file, read by the `object` crate,
+/// independently of the code under test.
+fn elf_kind(bytes: &[u8]) -> (FileType, Vec<ProgramType>) {
+    use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+    let file = ElfFile64::<object::Endianness>::parse(bytes).unwrap();
+    let e = file.endian();
+    let types = file
+        .elf_program_headers()
+        .iter()
+        .map(|p| p.p_type(e))
         .collect();
-    (u16_at(16), types)
+    (file.elf_header().e_type(e), types)
 }
 
-const PT_INTERP: u32 = 3;
-const PT_GNU_STACK: u32 = 0x6474_e551;
-const PT_NOTE: u32 = 4;
-const ET_DYN: u16 = 3;
+/// The payload as the `object` crate's ELF reader finds it: the `.rustle` section's
+/// bytes, which some loadable segment must map (or strip would drop them). An oracle
+/// that shares no code with the packer or the runner's reader.
+fn payload_by_object(bytes: &[u8]) -> Vec<u8> {
+    use object::{Object, ObjectSection, ObjectSegment};
+    let file = object::File::parse(bytes).unwrap();
+    let section = file.section_by_name(".rustle").expect("a .rustle section");
+    let (start, end) = (section.address(), section.address() + section.size());
+    assert!(
+        file.segments()
+            .any(|s| s.address() <= start && end <= s.address() + s.size()),
+        "no PT_LOAD maps .rustle"
+    );
+    section.data().unwrap().to_vec()
+}
 
 /// Packs a 1 MB payload into `probe`, runs it, then runs copies stripped by GNU strip
 /// and llvm-strip (in both their default and `--strip-all` modes).
@@ -233,6 +245,10 @@ fn pack_run_and_strip(probe: &Path, name: &str) {
     assert_runs_with(&packed_path, &payload);
     assert_eq!(locate::find_payload(&packed).unwrap(), payload.as_slice());
     assert_eq!(locate::read_payload_from(&packed_path).unwrap(), payload);
+    assert!(
+        payload_by_object(&packed) == payload,
+        "{name}: object disagrees"
+    );
     // The table keeps its size; a PT_NOTE is reused when there is one, so the
     // non-executable-stack header survives.
     let (before, after) = (elf_kind(&runner).1, elf_kind(&packed).1);
@@ -276,6 +292,10 @@ fn pack_run_and_strip(probe: &Path, name: &str) {
             locate::find_payload(&bytes).unwrap(),
             payload.as_slice(),
             "{tool} {flags:?} on {name}"
+        );
+        assert!(
+            payload_by_object(&bytes) == payload,
+            "{tool} {flags:?} on {name}: object disagrees"
         );
         assert_runs_with(&stripped, &payload);
     }
@@ -322,6 +342,7 @@ fn aarch64_musl_payload_survives_llvm_strip() {
     let bytes = std::fs::read(&stripped).unwrap();
     assert!(bytes.len() < packed.len());
     assert_eq!(locate::find_payload(&bytes).unwrap(), payload.as_slice());
+    assert!(payload_by_object(&bytes) == payload, "object disagrees");
 }
 
 #[test]

@@ -381,6 +381,27 @@ fn check_packed(input: &[u8], output: &[u8], payload: &[u8]) {
     let start = sect.offset as usize;
     assert_eq!(&output[start..start + payload.len()], payload);
 
+    // The `object` crate's Mach-O reader, which shares no code with the packer, the
+    // runner's reader or `Image`, sees the same segments and payload.
+    {
+        use object::{Object, ObjectSection, ObjectSegment};
+        let file = object::File::parse(output).unwrap();
+        let names: Vec<String> = file
+            .segments()
+            .map(|s| s.name().unwrap().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(names, want, "segments as object reads them");
+        let sect = file
+            .sections()
+            .find(|s| s.segment_name().unwrap() == Some("__RUSTLE"))
+            .expect("object finds __RUSTLE's section");
+        assert_eq!(sect.name().unwrap(), "__payload");
+        assert!(
+            sect.data().unwrap() == payload,
+            "object reads another payload"
+        );
+    }
+
     // The file before __LINKEDIT is the input's, past the grown load commands.
     let old_linkedit = before.segment("__LINKEDIT");
     let kept = after.cmds_end..old_linkedit.fileoff as usize;
