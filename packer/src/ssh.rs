@@ -1227,7 +1227,7 @@ mod tests {
     #[test]
     fn quoting_survives_hostile_values() {
         assert_eq!(sh_quote("plain"), "'plain'");
-        assert_eq!(sh_quote("it's; rm -rf /"), r#"'it'\''s; rm -rf /'"#);
+        assert_eq!(sh_quote("it's; rm -rf /"), r#"'it'"'"'s; rm -rf /'"#);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("printf %s {}", sh_quote("a'b $(x) `y` \"z\"")))
@@ -1280,8 +1280,8 @@ mod tests {
             true,
             Some("/srv/it's"),
         );
-        assert!(s.contains(r#"sudo -n "$d/rustle-runner" --trusted-key "$d/deployer.pub" --root "$R" '--expect' 'ab'\''cd'"#), "{s}");
-        assert!(s.contains("R='/srv/it'\\''s'"), "{s}");
+        assert!(s.contains(r#"sudo -n "$d/rustle-runner" --trusted-key "$d/deployer.pub" --root "$R" '--expect' 'ab'"'"'cd'"#), "{s}");
+        assert!(s.contains(r#"R='/srv/it'"'"'s'"#), "{s}");
         for sc in [
             Script::Deploy {
                 size: 1,

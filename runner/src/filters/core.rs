@@ -1179,7 +1179,7 @@ pub(crate) fn shell_quote(v: &str) -> String {
     } else if v.chars().all(safe) {
         v.to_string()
     } else {
-        format!("'{}'", v.replace('\'', "'\"'\"'"))
+        crate::modules::sh_quote(v)
     }
 }
 

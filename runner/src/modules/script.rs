@@ -24,11 +24,12 @@ const SCRIPT_ARGS: &[&str] = &[
     "decrypt",
 ];
 
-/// Single-quotes a word for a POSIX shell, embedded single quotes spliced in as `'\''`:
-/// the shell reads it back as exactly `s`, whatever it holds. The one quoter of the
-/// project (the deployer's host scripts use it too, as `modules::sh_quote`).
+/// Single-quotes a word for a POSIX shell, embedded single quotes spliced in as
+/// `'"'"'` (as Python's `shlex.quote` does): the shell reads it back as exactly `s`,
+/// whatever it holds. The one quoter of the project (the deployer's host scripts use
+/// it too, as `modules::sh_quote`, and so does the `quote` filter).
 pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    format!("'{}'", s.replace('\'', r#"'"'"'"#))
 }
 
 /// Splits a script line into its first word (the script's name, unquoted) and the
@@ -284,7 +285,24 @@ mod tests {
             first_word("a\\ b.sh").unwrap(),
             ("a b.sh".into(), String::new())
         );
-        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+
+    /// Whatever a word holds, `sh` reads its quoted form back as exactly that word.
+    #[test]
+    fn quoted_words_come_back_unchanged_through_sh() {
+        for word in [
+            "it's",
+            "",
+            "''",
+            "a b\tc\n",
+            "$(id) `id` $HOME \\ \"x\" ;|&*?[]!#~",
+        ] {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {}", quote(word))])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), word);
+        }
     }
 
     #[test]
