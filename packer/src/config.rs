@@ -49,7 +49,7 @@
 //! | `RUSTLE_DEPLOY_CACHE_DIR`   | [`Settings::cache_dir`]                         |
 //! | `RUSTLE_BINARY_SIZE_LIMIT`  | [`Settings::binary_size_limit`], see [`parse_size`] |
 //! | `RUSTLE_DEPLOYMENT_TIMEOUT` | [`Settings::timeout_secs`], whole seconds, at least 1 |
-//! | `RUSTLE_CROSS_COMPILE_ZIG`  | [`Settings::use_zigbuild`]: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` |
+//! | `RUSTLE_CROSS_COMPILE_ZIG`  | [`Settings::use_zigbuild`]: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, `y`/`n`, `t`/`f` |
 //!
 //! A variable set to the empty string counts as unset (as clap treats `env` values), so
 //! `VAR= rustle-deploy ...` switches a variable off for one run. Any other bad value is
