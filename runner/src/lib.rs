@@ -9,6 +9,7 @@
 //! must stay small, static and pure Rust so it links for any musl target with rustup alone.
 
 pub mod atomic;
+mod chainable;
 pub mod cli;
 pub mod ctlfiles;
 pub mod digest;

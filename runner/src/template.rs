@@ -17,6 +17,10 @@ pub struct TemplateError {
     pub source_text: String,
     /// What went wrong (minijinja's message, with line information where it has one).
     pub detail: String,
+    /// The failure is an undefined variable or attribute (Ansible's
+    /// `AnsibleUndefinedVariable`), which Ansible reports in words of its own for a
+    /// task's arguments.
+    pub undefined: bool,
     /// A filter or test failed with a message of its own (Ansible's): `detail` is that
     /// message alone, and it is the whole error, as in an Ansible task's `msg`.
     pub from_filter: bool,
@@ -59,6 +63,7 @@ fn err(source: &str, e: &Error) -> TemplateError {
                 source_text: source.to_string(),
                 detail: f.to_string(),
                 from_filter: true,
+                undefined: false,
             };
         }
         cause = c.source();
@@ -74,6 +79,7 @@ fn err(source: &str, e: &Error) -> TemplateError {
         source_text: source.to_string(),
         detail,
         from_filter: false,
+        undefined: e.kind() == ErrorKind::UndefinedError,
     }
 }
 
@@ -231,6 +237,7 @@ impl Engine {
         // Python's str and dict methods (`s.split(',')`, `d.items()`), which Ansible's Jinja has.
         env.set_unknown_method_callback(python_method);
         crate::filters::register(&mut env);
+        crate::chainable::register(&mut env);
         crate::lookups::register(&mut env, std::sync::Arc::clone(&controller));
         Engine { env, controller }
     }
@@ -250,8 +257,10 @@ impl Engine {
 
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
-        crate::lookups::with_scope(ctx, || self.env.render_str(source, ctx))
-            .map_err(|e| err(source, &e))
+        crate::lookups::with_scope(ctx, || {
+            crate::chainable::run(source, |s| self.env.render_str(s, ctx))
+        })
+        .map_err(|e| err(source, &e))
     }
 
     /// Renders a template string with a template lookup's setup (include search path,
@@ -291,13 +300,13 @@ impl Engine {
                     "syntax error: unexpected `}}}}` at byte {at} of the expression (only a template, not an expression, has `}}}}`)"
                 ),
                 from_filter: false,
+                undefined: false,
             });
         }
-        let e = self
-            .env
-            .compile_expression(expr)
-            .map_err(|e| err(expr, &e))?;
-        crate::lookups::with_scope(ctx, || e.eval(ctx)).map_err(|e| err(expr, &e))
+        crate::lookups::with_scope(ctx, || {
+            crate::chainable::run(expr, |s| self.env.compile_expression(s)?.eval(ctx))
+        })
+        .map_err(|e| err(expr, &e))
     }
 
     /// Evaluates a condition (`when`, `changed_when`, ...). A condition wrapped in
@@ -314,6 +323,7 @@ impl Engine {
                     "error while evaluating conditional ({expr}): '{expr}' is undefined"
                 ),
                 from_filter: false,
+                undefined: true,
             });
         }
         // Ansible evaluates the strings "false"/"no" from variables as false too.
@@ -507,12 +517,14 @@ pub fn to_json(v: &JValue, source: &str) -> Result<Value, TemplateError> {
             source_text: source.to_string(),
             detail: "undefined value".to_string(),
             from_filter: false,
+            undefined: true,
         });
     }
     serde_json::to_value(v).map_err(|e| TemplateError {
         source_text: source.to_string(),
         detail: e.to_string(),
         from_filter: false,
+        undefined: false,
     })
 }
 
@@ -1509,6 +1521,41 @@ mod tests {
         assert_eq!(
             e.render_str("{{ missing | default('x') }}", &c).unwrap(),
             "x"
+        );
+    }
+
+    /// filter_core's first failure: an attribute or item of an undefined value is
+    /// undefined again (Ansible's chainable `AnsibleUndefined`), until a filter or test
+    /// consumes it; printing or iterating it still fails.
+    #[test]
+    fn undefined_attribute_chains_until_a_filter_or_test_consumes_it() {
+        let e = Engine::new();
+        let c = ctx(json!({"badcontainer": {"x": 1}, "d": {"a": {"b": 1}}}));
+        assert!(
+            e.eval_bool(
+                "('key' | extract(badcontainer)).subkey | default('a') == 'a'",
+                &c
+            )
+            .unwrap()
+        );
+        assert!(!e.eval_bool("nope.a.b is defined", &c).unwrap());
+        assert!(e.eval_bool("d.zz.yy is undefined", &c).unwrap());
+        assert!(e.eval_bool("d.a.b is defined", &c).unwrap());
+        assert_eq!(
+            e.render_str("{{ d['zz']['q'][0] | default(3) }}-{{ d.a.b }}", &c)
+                .unwrap(),
+            "3-1"
+        );
+        assert_eq!(
+            e.render_value(&json!("{{ nope.x.y | default([1]) }}"), &c)
+                .unwrap(),
+            json!([1])
+        );
+        assert!(e.render_str("{{ d.zz.yy }}", &c).is_err());
+        assert!(e.render_str("{{ nope.a }}", &c).is_err());
+        assert!(
+            e.render_str("{% for i in nope.a %}{{ i }}{% endfor %}", &c)
+                .is_err()
         );
     }
 

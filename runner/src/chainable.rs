@@ -1,0 +1,257 @@
+//! Ansible's chainable undefined on minijinja's strict undefined.
+//!
+//! ansible-core's `AnsibleUndefined` is Jinja2's `StrictUndefined` except that an
+//! attribute or item of an undefined value is that undefined value again, so
+//! `(x | extract(bad)).subkey | default('a')` and `foo.bar.baz is defined` work while
+//! printing, iterating or testing the truth of an undefined value still fails.
+//! minijinja's strict mode fails at the second level of lookup instead, and it has no
+//! hook there. So when an evaluation fails with an undefined error whose span ends at an
+//! attribute (`.name`) or item (`[key]`) access, that one access is rewritten into a call
+//! of a function that gives undefined for an undefined parent (`CHAIN_ATTR`,
+//! `CHAIN_ITEM`) and the evaluation is run again; every other strictness stays as it was.
+//! This only runs on the error path, so templates that work pay nothing.
+
+use minijinja::value::Value as JValue;
+use minijinja::{Environment, Error, ErrorKind};
+
+/// The function an undefined parent's attribute access is rewritten into.
+const CHAIN_ATTR: &str = "__rustle_chain_attr";
+/// The function an undefined parent's item access is rewritten into.
+const CHAIN_ITEM: &str = "__rustle_chain_item";
+/// How many accesses one evaluation may have rewritten (a chain `a.b.c.d` needs one each).
+const MAX_REWRITES: usize = 32;
+
+/// Registers the two functions the rewritten accesses call.
+pub(crate) fn register(env: &mut Environment<'static>) {
+    env.add_function(
+        CHAIN_ATTR,
+        |parent: &JValue, name: &str| -> Result<JValue, Error> {
+            if parent.is_undefined() {
+                return Ok(JValue::UNDEFINED);
+            }
+            parent.get_attr(name)
+        },
+    );
+    env.add_function(
+        CHAIN_ITEM,
+        |parent: &JValue, key: &JValue| -> Result<JValue, Error> {
+            if parent.is_undefined() {
+                return Ok(JValue::UNDEFINED);
+            }
+            Ok(parent.get_item(key).unwrap_or(JValue::UNDEFINED))
+        },
+    );
+}
+
+/// Runs `run` on `source`; when it fails on an attribute or item of an undefined value,
+/// runs it again with that access made chainable, until it succeeds or fails otherwise.
+/// The error returned is the last one (what Ansible, having passed the chained accesses,
+/// would have met).
+pub(crate) fn run<T>(
+    source: &str,
+    mut run: impl FnMut(&str) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut err = match run(source) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let mut current = source.to_string();
+    for _ in 0..MAX_REWRITES {
+        if err.kind() != ErrorKind::UndefinedError {
+            break;
+        }
+        let Some(end) = err.range().map(|r| r.end) else {
+            break;
+        };
+        let Some(next) = rewrite(&current, end) else {
+            break;
+        };
+        current = next;
+        match run(&current) {
+            Ok(v) => return Ok(v),
+            Err(e) => err = e,
+        }
+    }
+    Err(err)
+}
+
+/// `source` with the access that ends at byte `end` rewritten into a chainable call, or
+/// `None` when what ends there is not an attribute or item access.
+fn rewrite(source: &str, end: usize) -> Option<String> {
+    let head = source.get(..end)?;
+    let tail = source.get(end..)?;
+    let bytes = head.as_bytes();
+    let (parent_end, call) = if head.ends_with(']') {
+        let open = group_start(bytes, bytes.len() - 1)?;
+        let key = head.get(open + 1..bytes.len() - 1)?;
+        // A slice of an undefined value is left to fail: rare, and a `:` at the top
+        // level of the brackets cannot be passed on as one argument.
+        if has_top_level_colon(key) {
+            return None;
+        }
+        (open, (CHAIN_ITEM, key.to_string()))
+    } else {
+        let name_start = ident_start(bytes, bytes.len());
+        if name_start == bytes.len() || name_start == 0 {
+            return None;
+        }
+        let name = head.get(name_start..)?;
+        if name.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        let dot = name_start - 1;
+        if bytes.get(dot) != Some(&b'.') {
+            return None;
+        }
+        (dot, (CHAIN_ATTR, format!("'{name}'")))
+    };
+    let parent_start = postfix_start(bytes, parent_end)?;
+    let parent = head.get(parent_start..parent_end)?;
+    if parent.trim().is_empty() {
+        return None;
+    }
+    let before = head.get(..parent_start)?;
+    let (func, arg) = call;
+    Some(format!("{before}{func}({parent}, {arg}){tail}"))
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Where the identifier that ends at `end` starts (`end` itself when there is none).
+fn ident_start(bytes: &[u8], end: usize) -> usize {
+    let mut i = end;
+    while i > 0 && bytes.get(i - 1).copied().is_some_and(is_ident) {
+        i -= 1;
+    }
+    i
+}
+
+/// Where the bracket group whose closing bracket is at `close` opens, skipping string
+/// literals inside it.
+fn group_start(bytes: &[u8], close: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = close + 1;
+    while i > 0 {
+        i -= 1;
+        match bytes.get(i).copied()? {
+            b')' | b']' | b'}' => depth += 1,
+            b'(' | b'[' | b'{' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            q @ (b'\'' | b'"') => {
+                // Back to the opening quote (one not escaped by a backslash).
+                loop {
+                    if i == 0 {
+                        return None;
+                    }
+                    i -= 1;
+                    if bytes.get(i) == Some(&q) && (i == 0 || bytes.get(i - 1) != Some(&b'\\')) {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where the postfix expression (a name, literal or parenthesised expression followed
+/// by `.name`, `[key]` and `(args)`) that ends at `end` starts.
+fn postfix_start(bytes: &[u8], end: usize) -> Option<usize> {
+    let before = |i: usize| i.checked_sub(1).and_then(|j| bytes.get(j).copied());
+    let mut i = end;
+    loop {
+        match before(i)? {
+            b')' | b']' | b'}' => {
+                i = group_start(bytes, i - 1)?;
+                // A call's or subscript's target precedes it (`f(x)`, `a[0]`, `g()()`);
+                // otherwise the group was the primary (`(a or b)`, `[1, 2]`).
+                match before(i) {
+                    Some(b) if is_ident(b) || matches!(b, b')' | b']' | b'\'' | b'"') => {}
+                    _ => return Some(i),
+                }
+            }
+            q @ (b'\'' | b'"') => {
+                let mut j = i - 1;
+                loop {
+                    j = j.checked_sub(1)?;
+                    if bytes.get(j) == Some(&q) && (j == 0 || bytes.get(j - 1) != Some(&b'\\')) {
+                        break;
+                    }
+                }
+                return Some(j);
+            }
+            b if is_ident(b) => {
+                i = ident_start(bytes, i);
+                if before(i) == Some(b'.') {
+                    i -= 1;
+                } else {
+                    return Some(i);
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn has_top_level_colon(key: &str) -> bool {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in key.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ':' if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_the_access_that_ends_at_the_error() {
+        let s = "('key' | extract(badcontainer)).subkey | default('a') == 'a'";
+        assert_eq!(
+            rewrite(s, 38).unwrap(),
+            "__rustle_chain_attr(('key' | extract(badcontainer)), 'subkey') | default('a') == 'a'"
+        );
+        assert_eq!(
+            rewrite("d.zz.yy is defined", 7).unwrap(),
+            "__rustle_chain_attr(d.zz, 'yy') is defined"
+        );
+        assert_eq!(
+            rewrite("x and d['zz']['q'] | default(3)", 18).unwrap(),
+            "x and __rustle_chain_item(d['zz'], 'q') | default(3)"
+        );
+        assert_eq!(
+            rewrite("f(a).b[0].c", 11).unwrap(),
+            "__rustle_chain_attr(f(a).b[0], 'c')"
+        );
+        // Not an access: a bare name, a slice, a method call's end.
+        assert_eq!(rewrite("{{ nope }}", 7), None);
+        assert_eq!(rewrite("x[1:2]", 6), None);
+        assert_eq!(rewrite("x.y()", 5), None);
+    }
+}
