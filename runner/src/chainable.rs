@@ -1,4 +1,5 @@
-//! Ansible's chainable undefined on minijinja's strict undefined.
+//! Ansible's chainable undefined on minijinja's strict undefined, and Jinja2's refusal
+//! of a keyword argument given twice (both differ in minijinja).
 //!
 //! ansible-core's `AnsibleUndefined` is Jinja2's `StrictUndefined` except that an
 //! attribute or item of an undefined value is that undefined value again, so
@@ -253,5 +254,116 @@ mod tests {
         assert_eq!(rewrite("{{ nope }}", 7), None);
         assert_eq!(rewrite("x[1:2]", 6), None);
         assert_eq!(rewrite("x.y()", 5), None);
+    }
+}
+
+/// The first keyword given twice in one call (`f(a=1, a=2)`) inside the template's
+/// expressions, which Jinja2 (compiling to Python) refuses with Python's "keyword
+/// argument repeated" and minijinja would take with the last value winning. `template`
+/// tells whether `source` is a template (only what is inside `{{ }}` and `{% %}` is
+/// looked at) or an expression.
+pub(crate) fn repeated_keyword(source: &str, template: bool) -> Option<String> {
+    if !source.contains('=') || !source.contains('(') {
+        return None;
+    }
+    if !template {
+        return repeated_in_expression(source);
+    }
+    let mut rest = source;
+    while let Some(open) = rest.find("{{").or_else(|| rest.find("{%")) {
+        let open = match (rest.find("{{"), rest.find("{%")) {
+            (Some(a), Some(b)) => a.min(b),
+            _ => open,
+        };
+        let after = rest.get(open + 2..)?;
+        let close_tag = if rest.get(open..open + 2) == Some("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let close = after.find(close_tag).unwrap_or(after.len());
+        if let Some(found) = repeated_in_expression(after.get(..close)?) {
+            return Some(found);
+        }
+        rest = after.get(close..)?;
+    }
+    None
+}
+
+/// [`repeated_keyword`] for one expression.
+fn repeated_in_expression(expr: &str) -> Option<String> {
+    let bytes = expr.as_bytes();
+    // One list of keywords seen per open bracket; only parentheses hold calls.
+    let mut stack: Vec<(u8, Vec<&str>)> = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\'' | b'"' => {
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == b {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => stack.push((b, Vec::new())),
+            b')' | b']' | b'}' => {
+                stack.pop();
+            }
+            b if is_ident(b) && !b.is_ascii_digit() => {
+                let start = i;
+                while bytes.get(i + 1).copied().is_some_and(is_ident) {
+                    i += 1;
+                }
+                let name = expr.get(start..=i)?;
+                let mut j = i + 1;
+                while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+                    j += 1;
+                }
+                let keyword = bytes.get(j) == Some(&b'=') && bytes.get(j + 1) != Some(&b'=');
+                let before = start
+                    .checked_sub(1)
+                    .and_then(|k| expr.get(..=k))
+                    .map(|t| t.trim_end().chars().last());
+                let after_separator = matches!(before, Some(Some('(' | ',')));
+                if keyword
+                    && after_separator
+                    && let Some((b'(', seen)) = stack.last_mut()
+                {
+                    if seen.contains(&name) {
+                        return Some(name.to_string());
+                    }
+                    seen.push(name);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod keyword_tests {
+    use super::repeated_keyword;
+
+    #[test]
+    fn a_keyword_given_twice_in_one_call_is_found() {
+        let e = |s: &str| repeated_keyword(s, false);
+        assert_eq!(
+            e("lookup('vars', 'v1', default='', default='')").as_deref(),
+            Some("default")
+        );
+        assert_eq!(e("f(a=1, b=g(a=2))"), None);
+        assert_eq!(e("f(a=1) ~ f(a=2)"), None);
+        assert_eq!(e("f(a == 1, a == 2)"), None);
+        assert_eq!(e("f('a=1, a=2')"), None);
+        let t = |s: &str| repeated_keyword(s, true);
+        assert_eq!(t("f(a=1, a=2) {{ x }}"), None);
+        assert_eq!(t("x {{ f(k=1, k=2) }}").as_deref(), Some("k"));
+        assert_eq!(t("{% set y = f(k=1,k=2) %}").as_deref(), Some("k"));
     }
 }

@@ -68,6 +68,20 @@ fn err(source: &str, e: &Error) -> TemplateError {
         }
         cause = c.source();
     }
+    // An unknown test or filter fails as Ansible's plugin loader fails on it.
+    if let (ErrorKind::UnknownTest | ErrorKind::UnknownFilter, Some(d)) = (e.kind(), e.detail())
+        && let Some(name) = d
+            .strip_prefix("test ")
+            .or_else(|| d.strip_prefix("filter "))
+            .and_then(|n| n.strip_suffix(" is unknown"))
+    {
+        return TemplateError {
+            source_text: source.to_string(),
+            detail: crate::filters::jinja::could_not_load(name),
+            from_filter: false,
+            undefined: false,
+        };
+    }
     let mut detail = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -218,6 +232,19 @@ fn stray_variable_end(expr: &str) -> Option<usize> {
     None
 }
 
+/// Refuses a call with a keyword given twice, as Jinja2's compilation to Python does.
+fn repeated_keyword_check(source: &str, template: bool) -> Result<(), TemplateError> {
+    match crate::chainable::repeated_keyword(source, template) {
+        Some(name) => Err(TemplateError {
+            source_text: source.to_string(),
+            detail: format!("keyword argument repeated: {name}"),
+            from_filter: false,
+            undefined: false,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Engine {
     /// An engine with Ansible's settings and filters, whose controller lookups have no
     /// answers.
@@ -257,6 +284,7 @@ impl Engine {
 
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
+        repeated_keyword_check(source, true)?;
         crate::lookups::with_scope(ctx, || {
             crate::chainable::run(source, |s| self.env.render_str(s, ctx))
         })
@@ -303,6 +331,7 @@ impl Engine {
                 undefined: false,
             });
         }
+        repeated_keyword_check(expr, false)?;
         crate::lookups::with_scope(ctx, || {
             crate::chainable::run(expr, |s| self.env.compile_expression(s)?.eval(ctx))
         })
@@ -1521,6 +1550,36 @@ mod tests {
         assert_eq!(
             e.render_str("{{ missing | default('x') }}", &c).unwrap(),
             "x"
+        );
+    }
+
+    /// templating: an unknown test or filter fails with Ansible's plugin loader message,
+    /// also when `selectattr` names it.
+    #[test]
+    fn unknown_test_or_filter_fails_as_ansibles_loader_does() {
+        let e = Engine::new();
+        let c = ctx(json!({"l": [{"failed": false}]}));
+        let msg = |src: &str| e.render_str(src, &c).unwrap_err().to_string();
+        assert!(
+            msg(r#"{{ l | selectattr("failed", "asdf ", true) }}"#).contains(
+                "TemplateSyntaxError: Could not load \"asdf \": 'invalid plugin name: ansible.builtin.asdf '"
+            ),
+            "{}",
+            msg(r#"{{ l | selectattr("failed", "asdf ", true) }}"#)
+        );
+        assert!(
+            msg("{{ 1 is nonexistent }}")
+                .contains(r#"Could not load "nonexistent": 'nonexistent'"#)
+        );
+        assert!(msg("{{ 1 | nofilter }}").contains(r#"Could not load "nofilter": 'nofilter'"#));
+        assert!(msg("{{ l | reject('a.b') | list }}").contains("'invalid plugin name: a.b'"));
+        assert_eq!(
+            e.render_str(
+                r#"{{ l | selectattr("failed", "==", false) | list | length }}"#,
+                &c
+            )
+            .unwrap(),
+            "1"
         );
     }
 
