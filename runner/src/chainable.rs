@@ -22,8 +22,11 @@ const CHAIN_ITEM: &str = "__rustle_chain_item";
 /// How many accesses one evaluation may have rewritten (a chain `a.b.c.d` needs one each).
 const MAX_REWRITES: usize = 32;
 
-/// Registers the two functions the rewritten accesses call.
+/// Registers the functions the rewritten expressions call.
 pub(crate) fn register(env: &mut Environment<'static>) {
+    env.add_function(crate::pyformat::FUNCTION, |fmt: &str, args: &JValue| {
+        crate::pyformat::format(fmt, args)
+    });
     env.add_function(
         CHAIN_ATTR,
         |parent: &JValue, name: &str| -> Result<JValue, Error> {
@@ -48,8 +51,13 @@ pub(crate) fn register(env: &mut Environment<'static>) {
 /// runs it again with that access made chainable, until it succeeds or fails otherwise.
 /// The error returned is the last one (what Ansible, having passed the chained accesses,
 /// would have met).
+///
+/// An expression that fails on `'literal' % operand` (minijinja's `%` is only the
+/// remainder) is run again with Python's string formatting there (`crate::pyformat`);
+/// `template` tells whether `source` is a template or an expression.
 pub(crate) fn run<T>(
     source: &str,
+    template: bool,
     mut run: impl FnMut(&str) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let mut err = match run(source) {
@@ -57,6 +65,15 @@ pub(crate) fn run<T>(
         Err(e) => e,
     };
     let mut current = source.to_string();
+    if err.kind() == ErrorKind::InvalidOperation
+        && let Some(next) = crate::pyformat::rewrite(&current, template)
+    {
+        current = next;
+        match run(&current) {
+            Ok(v) => return Ok(v),
+            Err(e) => err = e,
+        }
+    }
     for _ in 0..MAX_REWRITES {
         if err.kind() != ErrorKind::UndefinedError {
             break;
@@ -199,6 +216,65 @@ fn postfix_start(bytes: &[u8], end: usize) -> Option<usize> {
             _ => return None,
         }
     }
+}
+
+/// `mandatory`'s message for an undefined value (`Mandatory variable  not defined.`)
+/// before the engine names the variable.
+pub(crate) const MANDATORY_UNNAMED: &str = "Mandatory variable  not defined.";
+
+/// `mandatory`'s message naming the variable as Jinja2's undefined does
+/// (`_undefined_name`: the variable, or the attribute or key that was missing), taken
+/// from the operand of the first `| mandatory` in `source` with no message argument.
+pub(crate) fn mandatory_message(source: &str) -> String {
+    let bytes = source.as_bytes();
+    let mut from = 0;
+    while let Some(at) = source.get(from..).and_then(|r| r.find("mandatory")) {
+        let at = from + at;
+        from = at + "mandatory".len();
+        let ends_name = !bytes.get(from).copied().is_some_and(is_ident);
+        let takes_message = source
+            .get(from..)
+            .is_some_and(|r| r.trim_start().starts_with('(') && !r.trim_start().starts_with("()"));
+        let head = source.get(..at).unwrap_or_default();
+        let head = head
+            .strip_suffix("ansible.builtin.")
+            .or_else(|| head.strip_suffix("ansible.legacy."))
+            .unwrap_or(head)
+            .trim_end();
+        let Some(operand_end) = head.strip_suffix('|').map(|h| h.trim_end().len()) else {
+            continue;
+        };
+        if !ends_name || takes_message {
+            continue;
+        }
+        let operand = postfix_start(bytes, operand_end)
+            .and_then(|start| source.get(start..operand_end))
+            .unwrap_or_default();
+        let name = undefined_name(operand);
+        return match name {
+            Some(n) => format!("Mandatory variable '{n}'  not defined."),
+            None => MANDATORY_UNNAMED.to_string(),
+        };
+    }
+    MANDATORY_UNNAMED.to_string()
+}
+
+/// The name Jinja2 gives an undefined value got by `operand`: the last name, attribute
+/// or string key of its chain.
+fn undefined_name(operand: &str) -> Option<String> {
+    let bytes = operand.as_bytes();
+    if let Some(inner) = operand.strip_suffix(']') {
+        let open = group_start(bytes, bytes.len() - 1)?;
+        let key = inner.get(open + 1..)?.trim();
+        let unquoted = key
+            .strip_prefix('\'')
+            .and_then(|k| k.strip_suffix('\''))
+            .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))?;
+        return Some(unquoted.to_string());
+    }
+    let start = ident_start(bytes, bytes.len());
+    let name = operand.get(start..)?;
+    (!name.is_empty() && !name.as_bytes().first()?.is_ascii_digit()).then(|| name.to_string())
 }
 
 fn has_top_level_colon(key: &str) -> bool {

@@ -28,6 +28,7 @@ pub mod modules;
 pub mod payload;
 pub mod plan;
 pub mod privilege;
+mod pyformat;
 mod pyliteral;
 pub mod random;
 pub mod resolve;

@@ -59,9 +59,13 @@ fn err(source: &str, e: &Error) -> TemplateError {
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
         if let Some(f) = c.downcast_ref::<crate::filters::FilterFailure>() {
+            let mut detail = f.to_string();
+            if detail == crate::chainable::MANDATORY_UNNAMED {
+                detail = crate::chainable::mandatory_message(source);
+            }
             return TemplateError {
                 source_text: source.to_string(),
-                detail: f.to_string(),
+                detail,
                 from_filter: true,
                 undefined: false,
             };
@@ -286,7 +290,7 @@ impl Engine {
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
         repeated_keyword_check(source, true)?;
         crate::lookups::with_scope(ctx, || {
-            crate::chainable::run(source, |s| self.env.render_str(s, ctx))
+            crate::chainable::run(source, true, |s| self.env.render_str(s, ctx))
         })
         .map_err(|e| err(source, &e))
     }
@@ -333,7 +337,7 @@ impl Engine {
         }
         repeated_keyword_check(expr, false)?;
         crate::lookups::with_scope(ctx, || {
-            crate::chainable::run(expr, |s| self.env.compile_expression(s)?.eval(ctx))
+            crate::chainable::run(expr, false, |s| self.env.compile_expression(s)?.eval(ctx))
         })
         .map_err(|e| err(expr, &e))
     }
@@ -1581,6 +1585,44 @@ mod tests {
             .unwrap(),
             "1"
         );
+    }
+
+    /// filter_core: `mandatory` names the undefined variable as Jinja2's undefined does.
+    #[test]
+    fn mandatory_names_the_undefined_variable() {
+        let e = Engine::new();
+        let c = ctx(json!({"d": {}}));
+        let msg = |src: &str| e.render_str(src, &c).unwrap_err().to_string();
+        assert_eq!(
+            msg("{{hey|mandatory}}"),
+            "Mandatory variable 'hey'  not defined."
+        );
+        assert_eq!(
+            msg("{{ d.port | ansible.builtin.mandatory }}"),
+            "Mandatory variable 'port'  not defined."
+        );
+        assert_eq!(
+            msg("{{ d['k'] | mandatory }}"),
+            "Mandatory variable 'k'  not defined."
+        );
+        assert_eq!(msg("{{ hey | mandatory('sad wolf') }}"), "sad wolf");
+    }
+
+    /// find: Python's `%` formatting of a string literal, in conditions and templates.
+    #[test]
+    fn percent_formats_a_string_literal_as_python() {
+        let e = Engine::new();
+        let c = ctx(json!({"d": "/tmp/x", "m": {"p": "/tmp/x/f.gbk"}, "n": 7}));
+        assert!(e.eval_bool(r#"m.p == ("%s/f.gbk" % (d))"#, &c).unwrap());
+        assert_eq!(
+            e.render_str(
+                "{{ 'host%02d' % n }} {{ '%s-%s' % (d, n) }} 10 % {{ n % 4 }}",
+                &c
+            )
+            .unwrap(),
+            "host07 /tmp/x-7 10 % 3"
+        );
+        assert!(e.render_str("{{ '%d' % d }}", &c).is_err());
     }
 
     /// filter_core's first failure: an attribute or item of an undefined value is
