@@ -2221,6 +2221,13 @@ impl<'a> Executor<'a> {
         let args = match rendered {
             Ok(Value::Object(a)) => remove_omit(a, &self.omit),
             Ok(_) => Vars::new(),
+            // Ansible's words for an argument that names something undefined
+            // (`Base.post_validate`), which playbooks assert on.
+            Err(e) if e.undefined => {
+                return failed_result(format!(
+                    "The task includes an option with an undefined variable. The error was: {e}"
+                ));
+            }
             Err(e) => return failed_result(format!("{e}")),
         };
         let args = match self.resolve_src(module, args, inherited) {

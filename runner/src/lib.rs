@@ -9,6 +9,7 @@
 //! must stay small, static and pure Rust so it links for any musl target with rustup alone.
 
 pub mod atomic;
+mod chainable;
 pub mod cli;
 pub mod ctlfiles;
 pub mod digest;
@@ -29,6 +30,7 @@ pub mod passwd;
 pub mod payload;
 pub mod plan;
 pub mod privilege;
+mod pyformat;
 mod pyliteral;
 pub mod random;
 pub mod resolve;

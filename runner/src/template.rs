@@ -17,6 +17,10 @@ pub struct TemplateError {
     pub source_text: String,
     /// What went wrong (minijinja's message, with line information where it has one).
     pub detail: String,
+    /// The failure is an undefined variable or attribute (Ansible's
+    /// `AnsibleUndefinedVariable`), which Ansible reports in words of its own for a
+    /// task's arguments.
+    pub undefined: bool,
     /// A filter or test failed with a message of its own (Ansible's): `detail` is that
     /// message alone, and it is the whole error, as in an Ansible task's `msg`.
     pub from_filter: bool,
@@ -55,13 +59,32 @@ fn err(source: &str, e: &Error) -> TemplateError {
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
         if let Some(f) = c.downcast_ref::<crate::filters::FilterFailure>() {
+            let mut detail = f.to_string();
+            if detail == crate::chainable::MANDATORY_UNNAMED {
+                detail = crate::chainable::mandatory_message(source);
+            }
             return TemplateError {
                 source_text: source.to_string(),
-                detail: f.to_string(),
+                detail,
                 from_filter: true,
+                undefined: false,
             };
         }
         cause = c.source();
+    }
+    // An unknown test or filter fails as Ansible's plugin loader fails on it.
+    if let (ErrorKind::UnknownTest | ErrorKind::UnknownFilter, Some(d)) = (e.kind(), e.detail())
+        && let Some(name) = d
+            .strip_prefix("test ")
+            .or_else(|| d.strip_prefix("filter "))
+            .and_then(|n| n.strip_suffix(" is unknown"))
+    {
+        return TemplateError {
+            source_text: source.to_string(),
+            detail: crate::filters::jinja::could_not_load(name),
+            from_filter: false,
+            undefined: false,
+        };
     }
     let mut detail = e.to_string();
     let mut cause = std::error::Error::source(e);
@@ -74,6 +97,7 @@ fn err(source: &str, e: &Error) -> TemplateError {
         source_text: source.to_string(),
         detail,
         from_filter: false,
+        undefined: e.kind() == ErrorKind::UndefinedError,
     }
 }
 
@@ -212,6 +236,19 @@ fn stray_variable_end(expr: &str) -> Option<usize> {
     None
 }
 
+/// Refuses a call with a keyword given twice, as Jinja2's compilation to Python does.
+fn repeated_keyword_check(source: &str, template: bool) -> Result<(), TemplateError> {
+    match crate::chainable::repeated_keyword(source, template) {
+        Some(name) => Err(TemplateError {
+            source_text: source.to_string(),
+            detail: format!("keyword argument repeated: {name}"),
+            from_filter: false,
+            undefined: false,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Engine {
     /// An engine with Ansible's settings and filters, whose controller lookups have no
     /// answers.
@@ -231,6 +268,7 @@ impl Engine {
         // Python's str and dict methods (`s.split(',')`, `d.items()`), which Ansible's Jinja has.
         env.set_unknown_method_callback(python_method);
         crate::filters::register(&mut env);
+        crate::chainable::register(&mut env);
         crate::lookups::register(&mut env, std::sync::Arc::clone(&controller));
         Engine { env, controller }
     }
@@ -250,8 +288,11 @@ impl Engine {
 
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
-        crate::lookups::with_scope(ctx, || self.env.render_str(source, ctx))
-            .map_err(|e| err(source, &e))
+        repeated_keyword_check(source, true)?;
+        crate::lookups::with_scope(ctx, || {
+            crate::chainable::run(source, true, |s| self.env.render_str(s, ctx))
+        })
+        .map_err(|e| err(source, &e))
     }
 
     /// Renders a template string with a template lookup's setup (include search path,
@@ -291,13 +332,14 @@ impl Engine {
                     "syntax error: unexpected `}}}}` at byte {at} of the expression (only a template, not an expression, has `}}}}`)"
                 ),
                 from_filter: false,
+                undefined: false,
             });
         }
-        let e = self
-            .env
-            .compile_expression(expr)
-            .map_err(|e| err(expr, &e))?;
-        crate::lookups::with_scope(ctx, || e.eval(ctx)).map_err(|e| err(expr, &e))
+        repeated_keyword_check(expr, false)?;
+        crate::lookups::with_scope(ctx, || {
+            crate::chainable::run(expr, false, |s| self.env.compile_expression(s)?.eval(ctx))
+        })
+        .map_err(|e| err(expr, &e))
     }
 
     /// Evaluates a condition (`when`, `changed_when`, ...). A condition wrapped in
@@ -314,6 +356,7 @@ impl Engine {
                     "error while evaluating conditional ({expr}): '{expr}' is undefined"
                 ),
                 from_filter: false,
+                undefined: true,
             });
         }
         // Ansible evaluates the strings "false"/"no" from variables as false too.
@@ -507,12 +550,14 @@ pub fn to_json(v: &JValue, source: &str) -> Result<Value, TemplateError> {
             source_text: source.to_string(),
             detail: "undefined value".to_string(),
             from_filter: false,
+            undefined: true,
         });
     }
     serde_json::to_value(v).map_err(|e| TemplateError {
         source_text: source.to_string(),
         detail: e.to_string(),
         from_filter: false,
+        undefined: false,
     })
 }
 
@@ -1509,6 +1554,109 @@ mod tests {
         assert_eq!(
             e.render_str("{{ missing | default('x') }}", &c).unwrap(),
             "x"
+        );
+    }
+
+    /// templating: an unknown test or filter fails with Ansible's plugin loader message,
+    /// also when `selectattr` names it.
+    #[test]
+    fn unknown_test_or_filter_fails_as_ansibles_loader_does() {
+        let e = Engine::new();
+        let c = ctx(json!({"l": [{"failed": false}]}));
+        let msg = |src: &str| e.render_str(src, &c).unwrap_err().to_string();
+        assert!(
+            msg(r#"{{ l | selectattr("failed", "asdf ", true) }}"#).contains(
+                "TemplateSyntaxError: Could not load \"asdf \": 'invalid plugin name: ansible.builtin.asdf '"
+            ),
+            "{}",
+            msg(r#"{{ l | selectattr("failed", "asdf ", true) }}"#)
+        );
+        assert!(
+            msg("{{ 1 is nonexistent }}")
+                .contains(r#"Could not load "nonexistent": 'nonexistent'"#)
+        );
+        assert!(msg("{{ 1 | nofilter }}").contains(r#"Could not load "nofilter": 'nofilter'"#));
+        assert!(msg("{{ l | reject('a.b') | list }}").contains("'invalid plugin name: a.b'"));
+        assert_eq!(
+            e.render_str(
+                r#"{{ l | selectattr("failed", "==", false) | list | length }}"#,
+                &c
+            )
+            .unwrap(),
+            "1"
+        );
+    }
+
+    /// filter_core: `mandatory` names the undefined variable as Jinja2's undefined does.
+    #[test]
+    fn mandatory_names_the_undefined_variable() {
+        let e = Engine::new();
+        let c = ctx(json!({"d": {}}));
+        let msg = |src: &str| e.render_str(src, &c).unwrap_err().to_string();
+        assert_eq!(
+            msg("{{hey|mandatory}}"),
+            "Mandatory variable 'hey'  not defined."
+        );
+        assert_eq!(
+            msg("{{ d.port | ansible.builtin.mandatory }}"),
+            "Mandatory variable 'port'  not defined."
+        );
+        assert_eq!(
+            msg("{{ d['k'] | mandatory }}"),
+            "Mandatory variable 'k'  not defined."
+        );
+        assert_eq!(msg("{{ hey | mandatory('sad wolf') }}"), "sad wolf");
+    }
+
+    /// find: Python's `%` formatting of a string literal, in conditions and templates.
+    #[test]
+    fn percent_formats_a_string_literal_as_python() {
+        let e = Engine::new();
+        let c = ctx(json!({"d": "/tmp/x", "m": {"p": "/tmp/x/f.gbk"}, "n": 7}));
+        assert!(e.eval_bool(r#"m.p == ("%s/f.gbk" % (d))"#, &c).unwrap());
+        assert_eq!(
+            e.render_str(
+                "{{ 'host%02d' % n }} {{ '%s-%s' % (d, n) }} 10 % {{ n % 4 }}",
+                &c
+            )
+            .unwrap(),
+            "host07 /tmp/x-7 10 % 3"
+        );
+        assert!(e.render_str("{{ '%d' % d }}", &c).is_err());
+    }
+
+    /// filter_core's first failure: an attribute or item of an undefined value is
+    /// undefined again (Ansible's chainable `AnsibleUndefined`), until a filter or test
+    /// consumes it; printing or iterating it still fails.
+    #[test]
+    fn undefined_attribute_chains_until_a_filter_or_test_consumes_it() {
+        let e = Engine::new();
+        let c = ctx(json!({"badcontainer": {"x": 1}, "d": {"a": {"b": 1}}}));
+        assert!(
+            e.eval_bool(
+                "('key' | extract(badcontainer)).subkey | default('a') == 'a'",
+                &c
+            )
+            .unwrap()
+        );
+        assert!(!e.eval_bool("nope.a.b is defined", &c).unwrap());
+        assert!(e.eval_bool("d.zz.yy is undefined", &c).unwrap());
+        assert!(e.eval_bool("d.a.b is defined", &c).unwrap());
+        assert_eq!(
+            e.render_str("{{ d['zz']['q'][0] | default(3) }}-{{ d.a.b }}", &c)
+                .unwrap(),
+            "3-1"
+        );
+        assert_eq!(
+            e.render_value(&json!("{{ nope.x.y | default([1]) }}"), &c)
+                .unwrap(),
+            json!([1])
+        );
+        assert!(e.render_str("{{ d.zz.yy }}", &c).is_err());
+        assert!(e.render_str("{{ nope.a }}", &c).is_err());
+        assert!(
+            e.render_str("{% for i in nope.a %}{{ i }}{% endfor %}", &c)
+                .is_err()
         );
     }
 

@@ -1492,3 +1492,31 @@ fn conditions_naming_undefined_variables_fail() {
             .contains("'nope' is undefined")
     );
 }
+
+/// filter_core: an argument that names an undefined variable fails in Ansible's words
+/// (`Base.post_validate`), which playbooks assert with `msg.startswith(...)`; a chained
+/// attribute of an undefined value under `default` is not such a failure.
+#[test]
+fn undefined_variable_in_arguments_fails_with_ansibles_message() {
+    let plan = play(
+        json!([
+            with(
+                json!({"name": "combine", "module": "set_fact",
+                       "args": {"c": "{{ {'a': 1} | combine({'key2': undef_variable}) }}"}}),
+                json!({"ignore_errors": true, "register": "r"}),
+            ),
+            dbg(
+                "chained",
+                "{{ (nope | default({})).x.y | default('a') }}-{{ nope.x.y | default('b') }}"
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(plan, &[("combine", "failed,ignored"), ("chained", "ok")]);
+    let msg = run.result("combine")["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("The task includes an option with an undefined variable"),
+        "{msg}"
+    );
+    assert_eq!(run.result("chained")["msg"], "a-b");
+}

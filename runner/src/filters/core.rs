@@ -1167,8 +1167,9 @@ fn mandatory(v: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     if let Some(m) = msg.filter(|m| !m.is_none()) {
         return Err(invalid(py_str(&m)));
     }
-    // Ansible names the variable; an undefined value here does not carry its name.
-    Err(invalid("Mandatory variable  not defined."))
+    // Ansible names the variable; an undefined value here does not carry its name, so
+    // the engine fills it in from the expression (`crate::chainable::mandatory_name`).
+    Err(invalid(crate::chainable::MANDATORY_UNNAMED))
 }
 
 /// Python's `shlex.quote`.

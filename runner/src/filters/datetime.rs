@@ -649,7 +649,33 @@ fn strftime(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
 }
 
 /// Registers `to_datetime` and `strftime`.
+/// Ansible's `now(utc=False, fmt=None)` global: the current local (or UTC) time as a
+/// naive datetime, or that time formatted with `fmt` as `strftime` does.
+fn now_global(rest: Rest<JValue>) -> Result<JValue, Error> {
+    let o = Opts::new(rest.0)?;
+    let utc = o.flag(0, "utc")?;
+    let fmt = o.arg(1, "fmt")?.filter(|f| !f.is_none());
+    o.done("now", 2)?;
+    let secs = now();
+    let (offset, zone) = if utc {
+        (0, "UTC")
+    } else {
+        local_offset(secs.floor() as i64)
+    };
+    let mut dt = DateTime::from_epoch(secs, offset, Some(zone));
+    match fmt {
+        Some(f) => Ok(JValue::from(dt.strftime(&py_str(&f)))),
+        None => {
+            // `datetime.now()` and `datetime.utcnow()` carry no zone.
+            dt.offset = None;
+            dt.zone = None;
+            Ok(JValue::from_object(dt))
+        }
+    }
+}
+
 pub(crate) fn register(env: &mut Environment<'static>) {
+    env.add_function("now", now_global);
     add_filters(
         env,
         &[
@@ -666,6 +692,24 @@ pub(crate) fn register(env: &mut Environment<'static>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// loops: `now(fmt='%s.%f')` is the epoch with microseconds, `now(utc=true)` a
+    /// datetime whose year is this one.
+    #[test]
+    fn now_global_formats_the_current_time() {
+        let e = crate::template::Engine::new();
+        let c = JValue::from_serialize(serde_json::json!({}));
+        let before = now();
+        let got = e.render_str("{{ now(fmt='%s.%f') }}", &c).unwrap();
+        let after = now();
+        let t: f64 = got.parse().unwrap();
+        assert!(t >= before.floor() && t <= after + 0.001, "{got}");
+        assert_eq!(got.split('.').nth(1).map(str::len), Some(6), "{got}");
+        let year = e.render_str("{{ now(utc=true).year }}", &c).unwrap();
+        let this_year = DateTime::from_epoch(after, 0, None).year;
+        assert!(year == this_year.to_string() || year == (this_year - 1).to_string());
+        assert_eq!(e.render_str("{{ now(True, '%Z') }}", &c).unwrap(), "UTC");
+    }
 
     #[test]
     fn civil_days_round_trip() {

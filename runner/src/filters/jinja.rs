@@ -8,7 +8,7 @@ use super::core::items;
 use super::{Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split, text_fits};
 use crate::template::py_display;
 use minijinja::value::{Rest, Value as JValue, ValueKind};
-use minijinja::{Environment, Error};
+use minijinja::{Environment, Error, ErrorKind, State};
 
 /// Python's `int(text, base)`: surrounding whitespace, a sign, `_` between digits, and
 /// for base 0 (or a matching base) a `0x`/`0o`/`0b` prefix.
@@ -814,8 +814,86 @@ fn sort(v: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     Ok(JValue::from(all))
 }
 
+/// The error Ansible gives for a test or filter name its plugin loader cannot find
+/// (`JinjaPluginIntercept.__getitem__`): the loader's `KeyError` after "Could not load".
+/// A short name is looked up as `ansible.builtin.NAME`, and one that is not a well-formed
+/// collection reference (`ns.coll.name`, word characters only) is refused as such.
+pub(crate) fn could_not_load(name: &str) -> String {
+    let key = if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("ansible.builtin.{name}")
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let well_formed = parts.len() >= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    let reason = if well_formed {
+        name.to_string()
+    } else {
+        format!("invalid plugin name: {key}")
+    };
+    format!("TemplateSyntaxError: Could not load \"{name}\": '{reason}'")
+}
+
+/// `select`/`reject`/`selectattr`/`rejectattr` name their test as text, which Jinja2
+/// looks up through Ansible's plugin loader: an unknown name fails with the loader's
+/// message (minijinja's says only "unknown test").
+fn known_test(state: &State, name: Option<&str>) -> Result<(), Error> {
+    let Some(name) = name else {
+        return Ok(());
+    };
+    match state.perform_test(name, &[]) {
+        Err(e) if e.kind() == ErrorKind::UnknownTest => Err(invalid(could_not_load(name))),
+        _ => Ok(()),
+    }
+}
+
+fn register_select_family(env: &mut Environment<'static>) {
+    use minijinja::filters as builtin;
+    use std::borrow::Cow;
+    env.add_filter(
+        "select",
+        |state: &State, v: JValue, test: Option<Cow<'_, str>>, rest: Rest<JValue>| {
+            known_test(state, test.as_deref())?;
+            builtin::select(state, v, test, rest)
+        },
+    );
+    env.add_filter(
+        "reject",
+        |state: &State, v: JValue, test: Option<Cow<'_, str>>, rest: Rest<JValue>| {
+            known_test(state, test.as_deref())?;
+            builtin::reject(state, v, test, rest)
+        },
+    );
+    env.add_filter(
+        "selectattr",
+        |state: &State,
+         v: JValue,
+         attr: Cow<'_, str>,
+         test: Option<Cow<'_, str>>,
+         rest: Rest<JValue>| {
+            known_test(state, test.as_deref())?;
+            builtin::selectattr(state, v, attr, test, rest)
+        },
+    );
+    env.add_filter(
+        "rejectattr",
+        |state: &State,
+         v: JValue,
+         attr: Cow<'_, str>,
+         test: Option<Cow<'_, str>>,
+         rest: Rest<JValue>| {
+            known_test(state, test.as_deref())?;
+            builtin::rejectattr(state, v, attr, test, rest)
+        },
+    );
+}
+
 /// Registers the Jinja2 built-ins that differ from minijinja's, and those it lacks.
 pub(crate) fn register(env: &mut Environment<'static>) {
+    register_select_family(env);
     add_filters(
         env,
         &[

@@ -11,7 +11,7 @@ mod core;
 pub(crate) mod datetime;
 mod encryption;
 mod ipaddr;
-mod jinja;
+pub(crate) mod jinja;
 mod json_query;
 mod math;
 mod password;
