@@ -2252,6 +2252,48 @@ impl<'a> Executor<'a> {
             env: &env,
             run_as: run_as.as_ref(),
         };
+        let limit = match &task.async_ {
+            Some(a) => match keywords::int(&self.engine, a, ctx, "async") {
+                Ok(n) => n.unwrap_or(0),
+                Err(msg) => return failed_result(msg),
+            },
+            None => 0,
+        };
+        if limit > 0 {
+            // Ansible's default poll interval (DEFAULT_POLL_INTERVAL).
+            let poll = match &task.poll {
+                Some(p) => match keywords::int(&self.engine, p, ctx, "poll") {
+                    Ok(n) => n.unwrap_or(15),
+                    Err(msg) => return failed_result(msg),
+                },
+                None => 15,
+            };
+            if !crate::modules::async_job::supports_async(module) {
+                return failed_result(format!(
+                    "This action ({}) does not support async.",
+                    task.module
+                ));
+            }
+            let dir = crate::modules::async_job::async_dir(ctx);
+            let limit = limit.unsigned_abs();
+            let (job, started) = match self.host.start_async(module, &args, &mctx, &dir, limit) {
+                Ok(s) => s,
+                Err(msg) => return failed_result(msg),
+            };
+            if poll <= 0 || !self.host.local_jobs() {
+                return started;
+            }
+            let result = crate::modules::async_job::wait(
+                &job,
+                limit,
+                poll.unsigned_abs(),
+                &crate::events::deployer_gone,
+            );
+            if let Some(Value::Object(f)) = result.get("ansible_facts") {
+                self.absorb_facts(module, f.clone());
+            }
+            return result;
+        }
         let ran = if module == "include_vars" && !self.playbook_dir.is_empty() {
             self.include_vars(&args, inherited, ctx)
         } else if module == "group_by" {
@@ -2851,7 +2893,8 @@ fn failed_result(msg: String) -> Vars {
     r
 }
 
-fn outcome_to_result(o: Outcome) -> Vars {
+/// A module's outcome as the result `register` stores.
+pub(crate) fn outcome_to_result(o: Outcome) -> Vars {
     let mut r = o.data;
     r.insert("changed".into(), o.changed.into());
     r.insert("failed".into(), o.failed.into());

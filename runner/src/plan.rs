@@ -451,6 +451,14 @@ pub struct Task {
     /// take its result (through the deployer).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub run_once: bool,
+    /// `async`: the module runs as a background job on the host for at most this many
+    /// seconds (`modules::async_job`); 0 or unset, in the foreground.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_: Option<Templated<i64>>,
+    /// `poll`: seconds between checks on an `async` job (Ansible's default 10); 0 starts
+    /// the job and goes on, registering its `ansible_job_id` for `async_status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Templated<i64>>,
 }
 
 /// Where tasks come from (see [`Task::origin`]).

@@ -28,7 +28,7 @@ const COMMON: [&str; 12] = [
 ];
 
 /// Keywords valid on tasks (and handlers) only.
-const TASK_ONLY: [&str; 19] = [
+const TASK_ONLY: [&str; 21] = [
     "delegate_to",
     "delegate_facts",
     "run_once",
@@ -48,6 +48,8 @@ const TASK_ONLY: [&str; 19] = [
     "args",
     "action",
     "listen",
+    "async",
+    "poll",
 ];
 
 /// Keywords of a block.
@@ -159,7 +161,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "delegate_to" | "delegate_facts" | "local_action" => {
             "delegation is supported on tasks and blocks, not yet on plays and includes"
         }
-        "async" | "poll" => "background tasks are not implemented by the runner",
         "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
@@ -850,6 +851,8 @@ impl Loader<'_> {
                 "delegate_to" => task.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => task.delegate_facts = boolean(v, at, key)?,
                 "run_once" => task.run_once = boolean(v, at, key)?,
+                "async" => task.async_ = integer(v, at, key)?,
+                "poll" => task.poll = integer(v, at, key)?,
                 "connection" => match scalar_str(v).as_deref() {
                     Some("local") => local = true,
                     _ => {
