@@ -285,6 +285,15 @@ pub struct Play {
     /// includes bring in inherit them when the runner filters them by `--tags`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// `any_errors_fatal`: a task that fails on a host (not ignored) fails every other
+    /// host of the play once they have all run it; a host in a block goes to its rescue.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_errors_fatal: bool,
+    /// The play's number in the deploy, set by the packer when its hosts must wait for
+    /// each other after every task (`any_errors_fatal` on more than one host): the
+    /// runners name it in their `barrier` requests (`docs/events.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<usize>,
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).

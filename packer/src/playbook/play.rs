@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 21] = [
+const PLAY_KEYWORDS: [&str; 22] = [
     "name",
     "ignore_errors",
     "check_mode",
@@ -34,6 +34,7 @@ const PLAY_KEYWORDS: [&str; 21] = [
     "handlers",
     "serial",
     "max_fail_percentage",
+    "any_errors_fatal",
 ];
 
 /// Keywords of an `import_playbook` entry.
@@ -476,6 +477,10 @@ impl Loader<'_> {
         let check_mode = flag("check_mode")?;
         let diff = flag("diff")?;
         let no_log = flag("no_log")?;
+        let any_errors_fatal = match get("any_errors_fatal") {
+            None => false,
+            Some(v) => tasks::boolean(v, &at, "any_errors_fatal")?,
+        };
         let become_user = get("become_user")
             .map(|v| scalar_str(v).ok_or_else(|| at.invalid("become_user", "expected a string")))
             .transpose()?;
@@ -538,6 +543,8 @@ impl Loader<'_> {
                 magic,
                 reach: Vec::new(),
                 tags: Vec::new(),
+                any_errors_fatal,
+                fleet: None,
             },
             sections: [pre, main, post],
             tags,

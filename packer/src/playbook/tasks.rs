@@ -168,8 +168,9 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "module_defaults" | "collections" => {
             "module defaults and collection search paths are not implemented"
         }
-        "any_errors_fatal" | "max_fail_percentage" => {
-            "failing other hosts on one host's failure needs coordination between hosts"
+        "any_errors_fatal" => "any_errors_fatal is supported on plays, not yet on blocks and tasks",
+        "max_fail_percentage" => {
+            "max_fail_percentage is supported on plays (with serial), not on blocks and tasks"
         }
         "throttle" | "serial" | "strategy" | "order" => {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
