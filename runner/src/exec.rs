@@ -329,7 +329,14 @@ impl<'a> Executor<'a> {
             );
         }
         self.play = Some(play);
-        self.run_list(&play.tasks, &play_scope(play), false)?;
+        let ran = self.run_list(&play.tasks, &play_scope(play), false);
+        if play.force_handlers && matches!(ran, Err(Halt::Failed | Halt::Fatal)) {
+            // The host stays failed; what it was notified of still runs, as Ansible's
+            // force_handlers does.
+            let _ = self.flush_handlers();
+            return ran;
+        }
+        ran?;
         self.flush_handlers()
     }
 

@@ -289,6 +289,9 @@ pub struct Play {
     /// host of the play once they have all run it; a host in a block goes to its rescue.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub any_errors_fatal: bool,
+    /// `force_handlers`: the handlers notified so far run even on a host that failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_handlers: bool,
     /// The play's number in the deploy, set by the packer when its hosts must wait for
     /// each other after every task (`any_errors_fatal` on more than one host): the
     /// runners name it in their `barrier` requests (`docs/events.md`).

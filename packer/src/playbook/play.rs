@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 22] = [
+const PLAY_KEYWORDS: [&str; 23] = [
     "name",
     "ignore_errors",
     "check_mode",
@@ -35,6 +35,7 @@ const PLAY_KEYWORDS: [&str; 22] = [
     "serial",
     "max_fail_percentage",
     "any_errors_fatal",
+    "force_handlers",
 ];
 
 /// Keywords of an `import_playbook` entry.
@@ -477,6 +478,10 @@ impl Loader<'_> {
         let check_mode = flag("check_mode")?;
         let diff = flag("diff")?;
         let no_log = flag("no_log")?;
+        let force_handlers = match get("force_handlers") {
+            None => false,
+            Some(v) => tasks::boolean(v, &at, "force_handlers")?,
+        };
         let any_errors_fatal = match get("any_errors_fatal") {
             None => false,
             Some(v) => tasks::boolean(v, &at, "any_errors_fatal")?,
@@ -544,6 +549,7 @@ impl Loader<'_> {
                 reach: Vec::new(),
                 tags: Vec::new(),
                 any_errors_fatal,
+                force_handlers,
                 fleet: None,
             },
             sections: [pre, main, post],

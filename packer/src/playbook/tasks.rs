@@ -181,7 +181,7 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "become_flags" | "become_exe" => {
             "become is done by the deployer (sudo -n); its options are fixed"
         }
-        "force_handlers" => "handlers of a failed host are never run",
+        "force_handlers" => "force_handlers is a play keyword",
         "gather_subset" | "gather_timeout" | "fact_path" => "fact gathering options are fixed",
         "vars_prompt" => "there is no terminal on the hosts to prompt at",
         "include" => "`include` was removed from Ansible (2.16); use import_tasks or include_tasks",
