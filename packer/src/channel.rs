@@ -15,7 +15,7 @@ use crate::ssh::Line;
 use rustle_runner::events::{Answer, EVENTS_VERSION, MAX_CHANNEL_LINE, RequestKind};
 use rustle_runner::plan::{HostPlan, Task};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -36,6 +36,8 @@ enum Once {
 #[derive(Debug)]
 pub struct Batch {
     once: Mutex<HashMap<(String, u32), Once>>,
+    /// Where the hosts of the batch's `any_errors_fatal` plays stand.
+    fleet: Mutex<Fleet>,
     /// Bumped at every change, so a waiting host looks again.
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -44,12 +46,85 @@ impl Default for Batch {
     fn default() -> Self {
         Batch {
             once: Mutex::new(HashMap::new()),
+            fleet: Mutex::new(Fleet::default()),
             changed: tokio::sync::watch::Sender::new(0),
         }
     }
 }
 
+/// The hosts of a batch's `any_errors_fatal` plays, and the barriers they reached.
+///
+/// Each host counts the barriers it reaches in a play (one after each task); barrier
+/// `k` of a play is passed once every host running that play has reached its `k`-th
+/// barrier or left the play, and stops the others when one of them failed there. A host
+/// joins when its runner starts (its connection is open), so a host that starts later
+/// (`--forks`) or is unreachable never holds the others up: it finds the barriers the
+/// others passed decided already.
+#[derive(Debug, Default)]
+struct Fleet {
+    /// Hosts running, with the plays (by number) they have not left.
+    live: HashMap<String, HashSet<usize>>,
+    /// By play and barrier number: the hosts that reached it, and whether one failed.
+    points: HashMap<(usize, u32), (HashSet<String>, bool)>,
+}
+
+impl Fleet {
+    /// Whether barrier `k` of `play` is passed, and then whether a host failed there.
+    fn decided(&self, play: usize, k: u32) -> Option<bool> {
+        let (arrived, failed) = self.points.get(&(play, k))?;
+        self.live
+            .iter()
+            .filter(|(_, plays)| plays.contains(&play))
+            .all(|(host, _)| arrived.contains(host))
+            .then_some(*failed)
+    }
+}
+
 impl Batch {
+    fn fleet(&self) -> std::sync::MutexGuard<'_, Fleet> {
+        self.fleet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `host` runs the `any_errors_fatal` plays numbered `plays`.
+    fn join(&self, host: &str, plays: HashSet<usize>) {
+        if plays.is_empty() {
+            return;
+        }
+        self.fleet().live.insert(host.to_string(), plays);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// `host` has left `play` (or, for `None`, ended).
+    fn leave(&self, host: &str, play: Option<usize>) {
+        {
+            let mut fleet = self.fleet();
+            match play {
+                Some(p) => {
+                    if let Some(plays) = fleet.live.get_mut(host) {
+                        plays.remove(&p);
+                    }
+                }
+                None => {
+                    fleet.live.remove(host);
+                }
+            }
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// `host` reached barrier `k` of `play`, having failed the task there or not.
+    fn arrive(&self, host: &str, play: usize, k: u32, failed: bool) {
+        {
+            let mut fleet = self.fleet();
+            let point = fleet.points.entry((play, k)).or_default();
+            point.0.insert(host.to_string());
+            point.1 |= failed;
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn set(&self, key: (String, u32), state: Once) {
         self.lock().insert(key, state);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -81,6 +156,8 @@ pub struct HostChannel {
     reached: HashMap<String, u32>,
     /// The `run_once` runs this host was told to carry out and has not reported.
     running: Vec<(String, u32)>,
+    /// How many barriers this host reached in each `any_errors_fatal` play.
+    barriers: HashMap<usize, u32>,
     last_id: u64,
     answers: UnboundedSender<Vec<u8>>,
     /// Why a request was refused (the host is failed with it).
@@ -92,7 +169,7 @@ impl HostChannel {
     /// the runner's stdin (see [`HostChannel::open`]).
     pub fn new(host: &str, payload: Arc<Vec<u8>>, batch: Arc<Batch>) -> HostChannel {
         let (answers, _) = tokio::sync::mpsc::unbounded_channel();
-        HostChannel {
+        let mut channel = HostChannel {
             host: host.to_string(),
             payload,
             plan: None,
@@ -100,10 +177,17 @@ impl HostChannel {
             batch,
             reached: HashMap::new(),
             running: Vec::new(),
+            barriers: HashMap::new(),
             last_id: 0,
             answers,
             refused: None,
+        };
+        // The other hosts of its any_errors_fatal plays wait for it from now on.
+        if let Ok(plan) = channel.plan() {
+            let plays = plan.plays.iter().filter_map(|p| p.fleet).collect();
+            channel.batch.join(host, plays);
         }
+        channel
     }
 
     /// A fresh stream of answers for one run of the host's runner: what the returned
@@ -196,6 +280,42 @@ impl HostChannel {
             Ok(p) => p,
             Err(e) => return refuse(self, e),
         };
+        if matches!(request.kind, RequestKind::Barrier | RequestKind::PlayDone) {
+            let Some(number) = plan.plays.get(request.play).and_then(|p| p.fleet) else {
+                return refuse(
+                    self,
+                    format!(
+                        "play {} of the host's plan is not an any_errors_fatal play of several hosts",
+                        request.play
+                    ),
+                );
+            };
+            if request.kind == RequestKind::PlayDone {
+                self.batch.leave(&self.host, Some(number));
+                self.send(Answer {
+                    v: EVENTS_VERSION,
+                    id,
+                    ..Answer::default()
+                });
+                return Ok(());
+            }
+            let k = self.barriers.entry(number).or_insert(0);
+            *k += 1;
+            let k = *k;
+            self.batch.arrive(&self.host, number, k, request.failed);
+            let batch = self.batch.clone();
+            let answers = self.answers.clone();
+            tokio::spawn(async move {
+                let stop = wait_barrier(&batch, number, k).await;
+                let _ = answers.send(answer_line(&Answer {
+                    v: EVENTS_VERSION,
+                    id,
+                    stop,
+                    ..Answer::default()
+                }));
+            });
+            return Ok(());
+        }
         let Some(task) = self.tasks.get(&request.task).cloned() else {
             return refuse(
                 self,
@@ -263,6 +383,8 @@ impl HostChannel {
                 });
                 Ok(())
             }
+            // Answered above.
+            RequestKind::Barrier | RequestKind::PlayDone => Ok(()),
             RequestKind::RunOnceDone => {
                 let Some(at) = self.running.iter().rposition(|k| k.0 == request.task) else {
                     return refuse(
@@ -304,9 +426,23 @@ impl Drop for HostChannel {
     /// The `run_once` tasks this host was running and never reported: the hosts
     /// waiting for them learn that it ended (whatever ended it, a timeout included).
     fn drop(&mut self) {
+        self.batch.leave(&self.host, None);
         for key in std::mem::take(&mut self.running) {
             let why = format!("{} ran it and ended before it reported a result", self.host);
             self.batch.set(key, Once::Lost(why));
+        }
+    }
+}
+
+/// Waits until barrier `k` of play `play` is passed; whether a host failed there.
+async fn wait_barrier(batch: &Batch, play: usize, k: u32) -> bool {
+    let mut changed = batch.changed.subscribe();
+    loop {
+        if let Some(failed) = batch.fleet().decided(play, k) {
+            return failed;
+        }
+        if changed.changed().await.is_err() {
+            return false;
         }
     }
 }
@@ -445,8 +581,30 @@ mod tests {
             file: None,
             check_mode: false,
             result,
+            failed: false,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_barrier_waits_for_every_running_host_of_the_play_and_no_host_that_left() {
+        let batch = Batch::default();
+        batch.join("a", [7].into_iter().collect());
+        batch.join("b", [7].into_iter().collect());
+        batch.join("c", [7].into_iter().collect());
+        batch.arrive("a", 7, 1, false);
+        batch.arrive("b", 7, 1, true);
+        assert_eq!(batch.fleet().decided(7, 1), None, "c has not reached it");
+        batch.leave("c", Some(7));
+        assert_eq!(batch.fleet().decided(7, 1), Some(true), "b failed there");
+        batch.arrive("a", 7, 2, false);
+        assert_eq!(batch.fleet().decided(7, 2), None, "b is still in the play");
+        batch.leave("b", None);
+        assert_eq!(batch.fleet().decided(7, 2), Some(false));
+        // A host that starts late finds the barriers the others passed decided.
+        batch.join("d", [7].into_iter().collect());
+        batch.arrive("d", 7, 1, false);
+        assert_eq!(batch.fleet().decided(7, 1), Some(true));
     }
 
     fn line(text: &str) -> Line<'_> {

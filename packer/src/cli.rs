@@ -526,6 +526,7 @@ fn remote_options(args: &DeployArgs, s: &Settings, key_line: String) -> RemoteOp
         verify: s.verify,
         key_line,
         local_root: deploy::local_root(),
+        local_apart: false,
         cache_dir: s
             .cache_dir
             .clone()

@@ -554,7 +554,7 @@ fn pack_hosts(
             needs_become: needs_become(&hp),
             prepacked: None,
             ssh_fallback,
-            channel: !hp.channel_tasks().is_empty(),
+            channel: !hp.channel_tasks().is_empty() || hp.plays.iter().any(|p| p.fleet.is_some()),
         });
     }
     Ok((jobs, skipped))

@@ -387,10 +387,14 @@ impl<'p> Planner<'p> {
             .collect();
         let plays: Vec<Play> = indices
             .iter()
-            .filter_map(|i| self.plan.plays.get(*i))
-            .map(|p| {
+            .filter_map(|i| self.plan.plays.get(*i).map(|p| (*i, p)))
+            .map(|(i, p)| {
                 let mut p = p.clone();
                 strip_secrets(&mut p);
+                // Hosts of an any_errors_fatal play wait for each other after each task,
+                // through the deployer, which knows the play by its number here.
+                p.fleet = (p.any_errors_fatal && self.per_play.get(i).is_some_and(|h| h.len() > 1))
+                    .then_some(i);
                 p
             })
             .collect();

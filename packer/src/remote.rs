@@ -68,6 +68,10 @@ pub struct RemoteOptions {
     pub key_line: String,
     /// The local state root (for local hosts).
     pub local_root: PathBuf,
+    /// Several local hosts without a `rustle_root` of their own take part: each gets
+    /// `<local_root>/hosts/<name>`, so their runners neither wait for each other's lock
+    /// nor share a `current` release (set by [`deploy_all`] and [`run_op`]).
+    pub local_apart: bool,
     /// The deployer's cache (compressed runners are kept in its `gz/`).
     pub cache_dir: PathBuf,
     /// Releases each host keeps (`--keep-releases`); its runner cache keeps as many runners.
@@ -485,9 +489,36 @@ struct Ctx {
 fn host_root(host: &Host, opts: &RemoteOptions) -> Option<String> {
     match host.vars.get("rustle_root").and_then(Value::as_str) {
         Some(r) => Some(r.to_string()),
+        None if host.is_local() && opts.local_apart => {
+            // A name that is not one path component is named by its hex instead.
+            let plain = !host.name.is_empty()
+                && !host.name.contains('/')
+                && host.name != "."
+                && host.name != "..";
+            let part = if plain {
+                host.name.clone()
+            } else {
+                rustle_runner::hex::encode(host.name.as_bytes())
+            };
+            Some(
+                opts.local_root
+                    .join("hosts")
+                    .join(part)
+                    .display()
+                    .to_string(),
+            )
+        }
         None if host.is_local() => Some(opts.local_root.display().to_string()),
         None => None,
     }
+}
+
+/// Whether more than one of `hosts` would use the local state root.
+fn local_apart<'h>(hosts: impl Iterator<Item = &'h Host>) -> bool {
+    hosts
+        .filter(|h| h.is_local() && !h.vars.contains_key("rustle_root"))
+        .nth(1)
+        .is_some()
 }
 
 fn become_var(host: &Host) -> bool {
@@ -1078,9 +1109,10 @@ pub fn deploy_all(
     deployment: &str,
     strategy: Strategy,
     runners: BTreeMap<Triple, Runner>,
-    opts: RemoteOptions,
+    mut opts: RemoteOptions,
     on_event: OnEvent,
 ) -> Result<Vec<(HostResult, Timings)>, std::io::Error> {
+    opts.local_apart = local_apart(jobs.iter().map(|j| &j.host));
     let rt = runtime()?;
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let ctx = Arc::new(Ctx {
@@ -1224,9 +1256,10 @@ pub struct OpResult {
 pub fn run_op(
     hosts: Vec<Host>,
     op: Op,
-    opts: RemoteOptions,
+    mut opts: RemoteOptions,
     on_event: OnEvent,
 ) -> Result<Vec<OpResult>, std::io::Error> {
+    opts.local_apart = local_apart(hosts.iter());
     let rt = runtime()?;
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let opts = Arc::new(opts);

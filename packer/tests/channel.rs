@@ -451,3 +451,103 @@ fn playbook_keywords_for_the_channel() {
         assert!(err.contains(keyword) && err.contains(why), "{err}");
     }
 }
+
+fn write_fatal_plan(dir: &Path, tasks: Value) -> PathBuf {
+    let p = dir.join("fatal.json");
+    let plan = json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [
+            {"name": "fatal", "hosts": ["all"], "any_errors_fatal": true, "tasks": tasks},
+            {"name": "later", "hosts": ["all"], "tasks": [
+                {"name": "later play", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/later"}}
+            ]}
+        ]
+    });
+    std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn any_errors_fatal_stops_every_host_at_the_end_of_the_task_one_host_failed() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("f{i}"), &format!("rustle-fatal{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    let home = tempfile::tempdir().unwrap();
+    // f1 fails at once; f0 and f2 finish the task (after a while), then stop: no host
+    // runs the next task or the next play.
+    let plan = write_fatal_plan(
+        home.path(),
+        json!([
+            {"name": "first", "module": "shell", "args": {"_raw_params": "if [ {{ inventory_hostname }} = f1 ]; then exit 1; fi; sleep 2; touch {{ ansible_env_home }}/first"}},
+            {"name": "second", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/second"}}
+        ]),
+    );
+    let (out, r) = run(
+        &lab,
+        home.path(),
+        &["-i", inv.to_str().unwrap(), plan.to_str().unwrap()],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for h in &hosts {
+        assert!(
+            !h.home.join("second").exists(),
+            "{} ran the next task",
+            h.name
+        );
+        assert!(
+            !h.home.join("later").exists(),
+            "{} ran the next play",
+            h.name
+        );
+        assert_eq!(task_names(&r, &h.name), ["first"], "{r}");
+    }
+    assert!(!hosts[1].home.join("first").exists());
+    assert!(hosts[0].home.join("first").exists(), "f0 was cut short");
+    assert!(hosts[2].home.join("first").exists(), "f2 was cut short");
+    // Only f1 failed a task; the others were failed by any_errors_fatal.
+    assert_eq!(r["hosts"]["f1"]["recap"]["failed"], 1, "{r}");
+    assert_eq!(r["hosts"]["f0"]["recap"]["failed"], 0, "{r}");
+    assert_ne!(r["hosts"]["f0"]["status"], "ok", "{r}");
+}
+
+#[test]
+fn any_errors_fatal_sends_every_host_to_its_rescue_and_a_rescue_recovers() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..2)
+        .map(|i| lab.start(&format!("r{i}"), &format!("rustle-rescue{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    let home = tempfile::tempdir().unwrap();
+    // Ansible's integration test 80981: r0 fails in a block; both hosts run the rescue,
+    // neither runs the rest of the block, both go on after it.
+    let plan = write_fatal_plan(
+        home.path(),
+        json!([
+            {"block": [
+                {"name": "fail", "module": "fail", "args": {}, "when": "inventory_hostname == 'r0'"},
+                {"name": "should not happen", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/not"}}
+            ], "rescue": [
+                {"name": "rescued", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/rescued"}}
+            ]},
+            {"name": "recovered", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/recovered"}}
+        ]),
+    );
+    let (out, r) = run(
+        &lab,
+        home.path(),
+        &["-i", inv.to_str().unwrap(), plan.to_str().unwrap()],
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for h in &hosts {
+        assert!(!h.home.join("not").exists(), "{}: {r}\n{said}", h.name);
+        assert!(h.home.join("rescued").exists(), "{}: {r}\n{said}", h.name);
+        assert!(h.home.join("recovered").exists(), "{}: {r}\n{said}", h.name);
+    }
+    assert_eq!(r["hosts"]["r0"]["recap"]["rescued"], 1, "{r}");
+}

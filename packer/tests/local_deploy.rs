@@ -1201,3 +1201,43 @@ fn ansible_playbook_arguments_run_several_playbooks_as_one() {
         text(&o.stderr)
     );
 }
+
+/// Several local hosts each get a state root of their own under the local one
+/// (`hosts/<name>`): sharing one, their runners would wait for each other's lock, and
+/// hosts that wait for each other (any_errors_fatal) would never finish.
+#[test]
+fn local_hosts_get_roots_of_their_own_and_any_errors_fatal_stops_them_together() {
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let w = work.to_str().unwrap();
+    let inv = env.path("hosts.ini");
+    std::fs::write(
+        &inv,
+        "testhost ansible_connection=local\ntesthost2 ansible_connection=local\n",
+    )
+    .unwrap();
+    let plan = env.write_json(
+        "plan.json",
+        &json!({"format": "rustle-deploy-plan", "version": 1, "plays": [{"name": "p", "hosts": ["all"], "any_errors_fatal": true, "tasks": [
+            {"name": "first", "module": "shell", "args": {"_raw_params": format!("[ {{{{ inventory_hostname }}}} != testhost2 ] && touch {w}/{{{{ inventory_hostname }}}}-first")}},
+            {"name": "second", "module": "shell", "args": {"_raw_params": format!("touch {w}/{{{{ inventory_hostname }}}}-second")}}
+        ]}]}),
+    );
+    let out = env.deploy(&["-i", inv.to_str().unwrap(), plan.to_str().unwrap()]);
+    assert_ne!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        work.join("testhost-first").exists(),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!work.join("testhost-second").exists());
+    assert!(!work.join("testhost2-second").exists());
+    for h in ["testhost", "testhost2"] {
+        assert!(
+            env.path(&format!("root/hosts/{h}/releases")).is_dir(),
+            "{h} has no root of its own"
+        );
+    }
+    assert!(!env.path("root/releases").exists());
+}

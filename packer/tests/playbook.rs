@@ -732,8 +732,8 @@ mod playbook {
                 "- hosts: all\n  tasks:\n    - command: ls\n      delegate_to: db1\n",
             ),
             (
-                "async",
-                "- hosts: all\n  tasks:\n    - command: ls\n      async: 10\n",
+                "debugger",
+                "- hosts: all\n  tasks:\n    - command: ls\n      debugger: always\n",
             ),
             (
                 "run_once",
@@ -774,14 +774,14 @@ mod playbook {
             ("roles/r/tasks/main.yml", "- debug: msg=x\n"),
             (
                 "inc.yml",
-                "# included\n- name: fine\n  debug: msg=y\n\n- name: bad\n  command: ls\n  async: 10\n",
+                "# included\n- name: fine\n  debug: msg=y\n\n- name: bad\n  command: ls\n  debugger: always\n",
             ),
         ]);
         let msg = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
             .unwrap_err()
             .to_string();
         assert!(
-            msg.contains("inc.yml:7: tasks[1] 'bad': `async` is not supported yet"),
+            msg.contains("inc.yml:7: tasks[1] 'bad': `debugger` is not supported yet"),
             "{msg}"
         );
         let dir = project(&[

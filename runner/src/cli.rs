@@ -172,6 +172,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
     {
         return crate::modules::child_main(rest);
     }
+    // The hidden mode in which a runner is one `async` task's background job.
+    if let Some((first, rest)) = args.split_first()
+        && first == crate::modules::JOB_FLAG
+    {
+        return crate::modules::job_main(rest);
+    }
     let args = match parse(args) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Help) => {

@@ -163,6 +163,11 @@ pub enum RequestKind {
     RunOnce,
     /// The result of a `run_once` task this host was told to run, for the others.
     RunOnceDone,
+    /// The host has run a task of an `any_errors_fatal` play (`failed`: it failed
+    /// there): answered once every host of the play has, with `stop` when one failed.
+    Barrier,
+    /// The host has left such a play (finished, ended or failed): nobody waits for it.
+    PlayDone,
 }
 
 /// A request on the event stream (`"type": "request"`).
@@ -194,6 +199,9 @@ pub struct Request {
     /// `run_once_done`: the task's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// `barrier`: the task failed on this host (and was not ignored).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 /// The deployer's answer to a [`Request`]: one JSON line on the runner's stdin.
@@ -209,6 +217,9 @@ pub struct Answer {
     /// `delegate`: the module's result; `run_once`: the result of the host that ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// `barrier`: another host of the play failed the task: this host fails too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop: bool,
     /// `run_once`: the host that ran the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -246,6 +257,9 @@ pub fn no_channel_reason(kind: RequestKind) -> &'static str {
         }
         RequestKind::RunOnce | RequestKind::RunOnceDone => {
             "a run_once task runs on one host and hands its result to the others"
+        }
+        RequestKind::Barrier | RequestKind::PlayDone => {
+            "any_errors_fatal fails the other hosts of the play, which the deployer tells them"
         }
     }
 }

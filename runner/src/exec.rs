@@ -62,6 +62,10 @@ enum Halt {
     /// The sink asked to stop (the deployer went away): no further task runs, and no
     /// rescue or always section either; the host counts as failed.
     Stopped,
+    /// Another host of an `any_errors_fatal` play failed a task this host ran too: this
+    /// host is failed as Ansible marks it (a block's rescue and always still run), with
+    /// no failed task of its own in the recap.
+    Fatal,
 }
 
 /// A scope of variables: one the plan holds, or one made while running (the loop
@@ -251,10 +255,15 @@ impl<'a> Executor<'a> {
                 Some(Value::String(d)) => d.clone(),
                 _ => String::new(),
             };
-            match self.run_play(play) {
+            let outcome = self.run_play(play);
+            if play.fleet.is_some() && outcome != Err(Halt::Stopped) {
+                // The other hosts of the play stop waiting for this one.
+                self.play_done(play);
+            }
+            match outcome {
                 Ok(()) | Err(Halt::EndPlay) => {}
                 Err(Halt::EndHost) => break,
-                Err(Halt::Failed | Halt::Stopped) => {
+                Err(Halt::Failed | Halt::Stopped | Halt::Fatal) => {
                     host_failed = true;
                     break;
                 }
@@ -320,7 +329,14 @@ impl<'a> Executor<'a> {
             );
         }
         self.play = Some(play);
-        self.run_list(&play.tasks, &play_scope(play), false)?;
+        let ran = self.run_list(&play.tasks, &play_scope(play), false);
+        if play.force_handlers && matches!(ran, Err(Halt::Failed | Halt::Fatal)) {
+            // The host stays failed; what it was notified of still runs, as Ansible's
+            // force_handlers does.
+            let _ = self.flush_handlers();
+            return ran;
+        }
+        ran?;
         self.flush_handlers()
     }
 
@@ -540,7 +556,11 @@ impl<'a> Executor<'a> {
     ) -> Result<(), Halt> {
         let inh = Self::child_inherited(task, parent);
         let mut result = self.run_list(block, &inh, handler);
-        if result == Err(Halt::Failed) && !task.rescue.is_empty() {
+        if result == Err(Halt::Fatal) && !task.rescue.is_empty() {
+            // Failed by another host's failure: the rescue runs, as Ansible's iterator
+            // sends a host marked failed there, but nothing of this host failed.
+            result = self.run_list(&task.rescue, &inh, handler);
+        } else if result == Err(Halt::Failed) && !task.rescue.is_empty() {
             self.recap.rescued += 1;
             // The failure that rescue handled no longer counts against the host.
             self.recap.failed = self.recap.failed.saturating_sub(1);
@@ -824,6 +844,48 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'a>,
         handler: bool,
     ) -> Result<(), Halt> {
+        let outcome = self.run_task_here(task, inherited, handler);
+        // In an `any_errors_fatal` play with other hosts, every host waits for the
+        // others after each task (Ansible's linear strategy), and fails when one of them
+        // failed it. A block is not a task; a host already halted does not wait.
+        let fleet = self
+            .play
+            .is_some_and(|p| p.fleet.is_some() && p.any_errors_fatal);
+        if !fleet || task.block.is_some() || !matches!(outcome, Ok(()) | Err(Halt::Failed)) {
+            return outcome;
+        }
+        let failed = outcome == Err(Halt::Failed);
+        match self.ask(RequestKind::Barrier, task, None, |r| r.failed = failed) {
+            Ok(answer) if answer.stop && !failed => Err(Halt::Fatal),
+            Ok(_) => outcome,
+            Err(e) => {
+                // Without the deployer each host runs alone, as a single host would.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "rustle-runner: any_errors_fatal: cannot learn whether another host failed task '{}': {e}",
+                    task.display_name()
+                );
+                outcome
+            }
+        }
+    }
+
+    /// Tells the deployer this host has left an `any_errors_fatal` play.
+    fn play_done(&mut self, play: &Play) {
+        let marker = Task {
+            name: Some(play.name.clone()),
+            ..Task::default()
+        };
+        let _ = self.ask(RequestKind::PlayDone, &marker, None, |_| {});
+    }
+
+    /// [`Self::run_task`] before any waiting for the other hosts.
+    fn run_task_here(
+        &mut self,
+        task: &'a Task,
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
         if self.sink.stop_requested() {
             return Err(Halt::Stopped);
         }
@@ -1024,6 +1086,7 @@ impl<'a> Executor<'a> {
             file: None,
             check_mode: false,
             result: None,
+            failed: false,
         };
         fill(&mut request);
         let answer = self.sink.request(request)?;
@@ -2259,6 +2322,48 @@ impl<'a> Executor<'a> {
             env: &env,
             run_as: run_as.as_ref(),
         };
+        let limit = match &task.async_ {
+            Some(a) => match keywords::int(&self.engine, a, ctx, "async") {
+                Ok(n) => n.unwrap_or(0),
+                Err(msg) => return failed_result(msg),
+            },
+            None => 0,
+        };
+        if limit > 0 {
+            // Ansible's default poll interval (DEFAULT_POLL_INTERVAL).
+            let poll = match &task.poll {
+                Some(p) => match keywords::int(&self.engine, p, ctx, "poll") {
+                    Ok(n) => n.unwrap_or(15),
+                    Err(msg) => return failed_result(msg),
+                },
+                None => 15,
+            };
+            if !crate::modules::async_job::supports_async(module) {
+                return failed_result(format!(
+                    "This action ({}) does not support async.",
+                    task.module
+                ));
+            }
+            let dir = crate::modules::async_job::async_dir(ctx);
+            let limit = limit.unsigned_abs();
+            let (job, started) = match self.host.start_async(module, &args, &mctx, &dir, limit) {
+                Ok(s) => s,
+                Err(msg) => return failed_result(msg),
+            };
+            if poll <= 0 || !self.host.local_jobs() {
+                return started;
+            }
+            let result = crate::modules::async_job::wait(
+                &job,
+                limit,
+                poll.unsigned_abs(),
+                &crate::events::deployer_gone,
+            );
+            if let Some(Value::Object(f)) = result.get("ansible_facts") {
+                self.absorb_facts(module, f.clone());
+            }
+            return result;
+        }
         let ran = if module == "include_vars" && !self.playbook_dir.is_empty() {
             self.include_vars(&args, inherited, ctx)
         } else if module == "group_by" {
@@ -2858,7 +2963,8 @@ fn failed_result(msg: String) -> Vars {
     r
 }
 
-fn outcome_to_result(o: Outcome) -> Vars {
+/// A module's outcome as the result `register` stores.
+pub(crate) fn outcome_to_result(o: Outcome) -> Vars {
     let mut r = o.data;
     r.insert("changed".into(), o.changed.into());
     r.insert("failed".into(), o.failed.into());

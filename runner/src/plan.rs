@@ -285,6 +285,18 @@ pub struct Play {
     /// includes bring in inherit them when the runner filters them by `--tags`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// `any_errors_fatal`: a task that fails on a host (not ignored) fails every other
+    /// host of the play once they have all run it; a host in a block goes to its rescue.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_errors_fatal: bool,
+    /// `force_handlers`: the handlers notified so far run even on a host that failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_handlers: bool,
+    /// The play's number in the deploy, set by the packer when its hosts must wait for
+    /// each other after every task (`any_errors_fatal` on more than one host): the
+    /// runners name it in their `barrier` requests (`docs/events.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<usize>,
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).
@@ -451,6 +463,14 @@ pub struct Task {
     /// take its result (through the deployer).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub run_once: bool,
+    /// `async`: the module runs as a background job on the host for at most this many
+    /// seconds (`modules::async_job`); 0 or unset, in the foreground.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_: Option<Templated<i64>>,
+    /// `poll`: seconds between checks on an `async` job (Ansible's default 10); 0 starts
+    /// the job and goes on, registering its `ansible_job_id` for `async_status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Templated<i64>>,
 }
 
 /// Where tasks come from (see [`Task::origin`]).

@@ -1520,3 +1520,28 @@ fn undefined_variable_in_arguments_fails_with_ansibles_message() {
     );
     assert_eq!(run.result("chained")["msg"], "a-b");
 }
+
+#[test]
+fn force_handlers_runs_what_a_failed_host_was_notified_of() {
+    // Ansible's any_errors_fatal/36308.yml: the handler runs once, the host stays failed.
+    let fail = json!({"name": "boom", "module": "fail", "args": {"msg": "boom"}});
+    let tasks = json!([with(sh("notify", "true"), json!({"notify": ["h1"]})), fail]);
+    let handlers = json!([dbg("h1", "handler1 ran")]);
+    let run = check(
+        play(
+            tasks.clone(),
+            json!({"force_handlers": true, "handlers": handlers}),
+        ),
+        &[
+            ("notify", "changed"),
+            ("boom", "failed"),
+            ("h1", "ok,handler"),
+        ],
+    );
+    assert!(run.summary.host_failed);
+    // Without it, a failed host runs no handler.
+    check(
+        play(tasks, json!({"handlers": handlers})),
+        &[("notify", "changed"), ("boom", "failed")],
+    );
+}

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 21] = [
+const PLAY_KEYWORDS: [&str; 23] = [
     "name",
     "ignore_errors",
     "check_mode",
@@ -34,6 +34,8 @@ const PLAY_KEYWORDS: [&str; 21] = [
     "handlers",
     "serial",
     "max_fail_percentage",
+    "any_errors_fatal",
+    "force_handlers",
 ];
 
 /// Keywords of an `import_playbook` entry.
@@ -476,6 +478,14 @@ impl Loader<'_> {
         let check_mode = flag("check_mode")?;
         let diff = flag("diff")?;
         let no_log = flag("no_log")?;
+        let force_handlers = match get("force_handlers") {
+            None => false,
+            Some(v) => tasks::boolean(v, &at, "force_handlers")?,
+        };
+        let any_errors_fatal = match get("any_errors_fatal") {
+            None => false,
+            Some(v) => tasks::boolean(v, &at, "any_errors_fatal")?,
+        };
         let become_user = get("become_user")
             .map(|v| scalar_str(v).ok_or_else(|| at.invalid("become_user", "expected a string")))
             .transpose()?;
@@ -538,6 +548,9 @@ impl Loader<'_> {
                 magic,
                 reach: Vec::new(),
                 tags: Vec::new(),
+                any_errors_fatal,
+                force_handlers,
+                fleet: None,
             },
             sections: [pre, main, post],
             tags,

@@ -28,7 +28,7 @@ const COMMON: [&str; 12] = [
 ];
 
 /// Keywords valid on tasks (and handlers) only.
-const TASK_ONLY: [&str; 19] = [
+const TASK_ONLY: [&str; 21] = [
     "delegate_to",
     "delegate_facts",
     "run_once",
@@ -48,6 +48,8 @@ const TASK_ONLY: [&str; 19] = [
     "args",
     "action",
     "listen",
+    "async",
+    "poll",
 ];
 
 /// Keywords of a block.
@@ -159,7 +161,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "delegate_to" | "delegate_facts" | "local_action" => {
             "delegation is supported on tasks and blocks, not yet on plays and includes"
         }
-        "async" | "poll" => "background tasks are not implemented by the runner",
         "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
         "connection" | "port" | "remote_user" => {
             "connection settings come from the inventory, not the playbook"
@@ -167,8 +168,9 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "module_defaults" | "collections" => {
             "module defaults and collection search paths are not implemented"
         }
-        "any_errors_fatal" | "max_fail_percentage" => {
-            "failing other hosts on one host's failure needs coordination between hosts"
+        "any_errors_fatal" => "any_errors_fatal is supported on plays, not yet on blocks and tasks",
+        "max_fail_percentage" => {
+            "max_fail_percentage is supported on plays (with serial), not on blocks and tasks"
         }
         "throttle" | "serial" | "strategy" | "order" => {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
@@ -179,7 +181,7 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "become_flags" | "become_exe" => {
             "become is done by the deployer (sudo -n); its options are fixed"
         }
-        "force_handlers" => "handlers of a failed host are never run",
+        "force_handlers" => "force_handlers is a play keyword",
         "gather_subset" | "gather_timeout" | "fact_path" => "fact gathering options are fixed",
         "vars_prompt" => "there is no terminal on the hosts to prompt at",
         "include" => "`include` was removed from Ansible (2.16); use import_tasks or include_tasks",
@@ -847,6 +849,8 @@ impl Loader<'_> {
                 "delegate_to" => task.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => task.delegate_facts = boolean(v, at, key)?,
                 "run_once" => task.run_once = boolean(v, at, key)?,
+                "async" => task.async_ = integer(v, at, key)?,
+                "poll" => task.poll = integer(v, at, key)?,
                 "connection" => match scalar_str(v).as_deref() {
                     Some("local") => local = true,
                     _ => {

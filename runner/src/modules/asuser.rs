@@ -91,7 +91,7 @@ struct Request {
 const SETTINGS: &[&str] = &[super::archive::MAX_VAR];
 
 /// The task's values of [`SETTINGS`].
-fn settings(ctx: &Ctx<'_>) -> Vars {
+pub(super) fn settings(ctx: &Ctx<'_>) -> Vars {
     SETTINGS
         .iter()
         .filter_map(|name| {
@@ -149,6 +149,14 @@ impl Children {
         Children {
             source: Some(runner),
             copies: Vec::new(),
+        }
+    }
+
+    /// The runner executable children start from: the one given, or this process's.
+    pub(super) fn source(&self) -> io::Result<PathBuf> {
+        match &self.source {
+            Some(p) => Ok(p.clone()),
+            None => crate::locate::own_executable().map_err(io::Error::other),
         }
     }
 
@@ -431,7 +439,10 @@ fn blank_payload(bytes: &mut [u8]) -> u32 {
 
 /// The embedded files a module's arguments name: `src` itself, or the files of the
 /// directory `src` (copy of an embedded tree).
-fn files_named(args: &Vars, files: &BTreeMap<String, HostFile>) -> BTreeMap<String, HostFile> {
+pub(super) fn files_named(
+    args: &Vars,
+    files: &BTreeMap<String, HostFile>,
+) -> BTreeMap<String, HostFile> {
     let Some(src) = args.get("src").and_then(serde_json::Value::as_str) else {
         return BTreeMap::new();
     };

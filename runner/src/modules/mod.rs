@@ -11,6 +11,7 @@ mod archive_fmt;
 pub mod args;
 mod assemble;
 mod asuser;
+pub mod async_job;
 mod authorized_key;
 mod command;
 mod control;
@@ -51,6 +52,7 @@ mod user;
 mod wait_for;
 
 pub use asuser::{CHILD_FLAG, child_main};
+pub use async_job::{JOB_FLAG, job_main};
 pub use library::{LIBRARY_PREFIX, is_custom};
 
 pub use command::COMMON as COMMAND_ARGS;
@@ -189,6 +191,7 @@ pub const SUPPORTED: &[&str] = &[
     "archive",
     "assemble",
     "assert",
+    "async_status",
     "authorized_key",
     "blockinfile",
     "command",
@@ -304,6 +307,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         return Ok(refusal);
     }
     match module {
+        "async_status" => async_job::run(args, ctx),
         "command" => command::command(args, ctx),
         "shell" => command::shell(args, ctx),
         "copy" => copy::run(args, ctx),
@@ -396,6 +400,28 @@ pub trait ModuleHost {
     fn lookup_user(&mut self, user: &str) -> Option<RunAs> {
         RunAs::lookup(user)
     }
+
+    /// Starts `module` as an `async` background job of at most `limit` seconds with its
+    /// status file in `dir` ([`async_job::start`]). Only a runner on the host can leave
+    /// a job running there; elsewhere (SSH mode) the task fails saying so.
+    fn start_async(
+        &mut self,
+        module: &str,
+        _args: &Vars,
+        _ctx: &Ctx<'_>,
+        _dir: &std::path::Path,
+        _limit: u64,
+    ) -> Result<(async_job::Started, Vars), String> {
+        Err(format!(
+            "async: the module '{module}' cannot run as a background job here: background jobs need the runner on the host (not SSH mode)"
+        ))
+    }
+
+    /// Whether job status files are on this machine (`async: N` with `poll` waits by
+    /// reading them).
+    fn local_jobs(&self) -> bool {
+        false
+    }
 }
 
 /// Modules that run in this process even for a task whose `become_user` is not the
@@ -404,6 +430,7 @@ pub trait ModuleHost {
 /// identity. Every other module runs as that user in a child runner (see `asuser`).
 const IN_PROCESS: &[&str] = &[
     "assert",
+    "async_status",
     "command",
     "debug",
     "fail",
@@ -449,6 +476,31 @@ impl ModuleHost for Local {
             }
             _ => run(module, args, ctx),
         }
+    }
+
+    fn start_async(
+        &mut self,
+        module: &str,
+        args: &Vars,
+        ctx: &Ctx<'_>,
+        dir: &std::path::Path,
+        limit: u64,
+    ) -> Result<(async_job::Started, Vars), String> {
+        if let Some(who) = ctx.run_as {
+            return Err(format!(
+                "async with become_user '{}' (not the runner's user) is not supported yet: the background job would run as the runner's user",
+                who.user
+            ));
+        }
+        let exe = self
+            .as_user
+            .source()
+            .map_err(|e| format!("cannot find the runner executable: {e}"))?;
+        async_job::start(&exe, module, args, ctx, dir, limit)
+    }
+
+    fn local_jobs(&self) -> bool {
+        true
     }
 }
 
