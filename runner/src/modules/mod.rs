@@ -37,6 +37,7 @@ mod package;
 mod package_facts;
 mod pam_limits;
 mod proc;
+pub(crate) mod pyre;
 mod script;
 mod service;
 mod service_facts;
