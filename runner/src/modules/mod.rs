@@ -157,6 +157,20 @@ impl Outcome {
         }
     }
 
+    /// Adds a warning to the result's `warnings` (Ansible's `module.warn`): the deployer
+    /// prints it as `[WARNING]: ...`.
+    pub fn warn(mut self, warning: impl Into<String>) -> Outcome {
+        let w = serde_json::Value::String(warning.into());
+        match self.data.get_mut("warnings") {
+            Some(serde_json::Value::Array(list)) => list.push(w),
+            _ => {
+                self.data
+                    .insert("warnings".to_string(), serde_json::Value::Array(vec![w]));
+            }
+        }
+        self
+    }
+
     /// Adds a registered field.
     pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Outcome {
         self.data.insert(key.to_string(), value.into());

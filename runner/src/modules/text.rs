@@ -74,8 +74,24 @@ const DEFAULT_MARKER: &str = "# {mark} ANSIBLE MANAGED BLOCK";
 /// `lineinfile`: ensure one line is present (added, or replacing the line a pattern
 /// finds) or that matching lines are absent.
 pub(super) fn lineinfile(a: &Vars, c: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-    fsutil::finish(lineinfile_inner(a, c))
+    // Ansible warns before it looks at the file, so the warning is in every result.
+    let empty = |k: &str| matches!(a.get(k), Some(serde_json::Value::String(s)) if s.is_empty());
+    let warning = if empty("regexp") || empty("regex") {
+        Some(format!("{EMPTY_PATTERN_WARNING} If this is desired, use '^' to match every line in the file and avoid this warning.").replace("%s", "regular expression"))
+    } else if empty("search_string") {
+        Some(EMPTY_PATTERN_WARNING.replace("%s", "search string"))
+    } else {
+        None
+    };
+    let out = fsutil::finish(lineinfile_inner(a, c))?;
+    Ok(match warning {
+        Some(w) => out.warn(w),
+        None => out,
+    })
 }
+
+/// lineinfile's warning for an empty regexp or search_string (`%s` names which).
+const EMPTY_PATTERN_WARNING: &str = "The %s is an empty string, which will match every line in the file. This may have unintended consequences, such as replacing the last line in the file rather than appending.";
 
 /// `blockinfile`: ensure a marker-delimited block is present with given content, or
 /// absent.
