@@ -36,6 +36,7 @@ mod modprobe;
 mod package;
 mod package_facts;
 mod pam_limits;
+mod paths;
 mod proc;
 pub(crate) mod pyre;
 mod script;
@@ -318,6 +319,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
     if let Some(refusal) = platform_refusal(module, std::env::consts::OS) {
         return Ok(refusal);
     }
+    let args = &*paths::expand(module, args, ctx);
     match module {
         "command" => command::command(args, ctx),
         "shell" => command::shell(args, ctx),
