@@ -48,6 +48,7 @@ mod sysctl;
 mod tempfile;
 mod template;
 mod text;
+mod timezone;
 mod tools;
 mod user;
 mod wait_for;
@@ -251,6 +252,7 @@ pub const SUPPORTED: &[&str] = &[
     "systemd_service",
     "tempfile",
     "template",
+    "timezone",
     "unarchive",
     "user",
     "wait_for",
@@ -270,7 +272,7 @@ const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     ("ansible.posix.", &["authorized_key", "sysctl"]),
     (
         "community.general.",
-        &["ini_file", "modprobe", "pam_limits"],
+        &["ini_file", "modprobe", "pam_limits", "timezone"],
     ),
 ];
 
@@ -302,6 +304,7 @@ const LINUX_ONLY: &[&str] = &[
     "modprobe",
     "pam_limits",
     "service_facts",
+    "timezone",
 ];
 
 /// A module that cannot work on this host's platform fails on that host, naming the
@@ -348,6 +351,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "debconf" => debian::debconf(args, ctx),
         "dpkg_selections" => debian::dpkg_selections(args, ctx),
         "pam_limits" => pam_limits::run(args, ctx),
+        "timezone" => timezone::run(args, ctx),
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
