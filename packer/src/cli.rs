@@ -541,6 +541,10 @@ fn printer() -> remote::OnEvent {
         if let Some(line) = deploy::task_line(host, ev) {
             println!("{line}");
         }
+        // Ansible writes warnings to stderr.
+        for w in deploy::task_warnings(ev) {
+            eprintln!("{w}");
+        }
     })
 }
 
@@ -563,6 +567,9 @@ fn progress(hosts: usize) -> (remote::OnEvent, Option<indicatif::ProgressBar>) {
         Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
             if let Some(line) = deploy::task_line(host, ev) {
                 b.println(line);
+            }
+            for w in deploy::task_warnings(ev) {
+                b.println(w);
             }
             if let rustle_runner::events::Event::Recap { .. } = ev {
                 b.inc(1);

@@ -1537,6 +1537,27 @@ pub fn task_line(host: &str, ev: &Event) -> Option<String> {
     }
 }
 
+/// The warnings a finished task's module gave (its result's `warnings`, and each loop
+/// item's), as Ansible prints them: `[WARNING]: text`, escaped like every host string.
+pub fn task_warnings(ev: &Event) -> Vec<String> {
+    let Event::Task { result, .. } = ev else {
+        return Vec::new();
+    };
+    let items = result
+        .get("results")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    std::iter::once(result.get("warnings"))
+        .chain(items.map(|r| r.get("warnings")))
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|w| format!("[WARNING]: {}", printable(w)))
+        .collect()
+}
+
 /// `text` fit for a terminal: control characters (C0, DEL, C1: escape sequences, carriage
 /// returns, line feeds) and invisible formatting characters (bidirectional overrides,
 /// zero-width characters) are written as escapes (`\x1b`, `\n`, `\u{202e}`), the rest as
@@ -1727,6 +1748,21 @@ mod tests {
         let error = r.error.unwrap();
         assert!(error.len() <= MAX_STRAY_BYTES + 64, "{}", error.len());
         assert!(error.contains("[more output cut]"));
+    }
+
+    #[test]
+    fn module_warnings_are_printed_as_ansible_prints_them() {
+        let ev: Event = serde_json::from_value(json!({"type": "task", "v": 1, "play": "p",
+            "name": "t", "module": "lineinfile", "status": "changed", "duration_ms": 1.0,
+            "result": {"warnings": ["empty \u{1b}[2J regexp"],
+                       "results": [{"warnings": ["item one"]}, {"changed": true}]}}))
+        .unwrap();
+        assert_eq!(
+            task_warnings(&ev),
+            ["[WARNING]: empty \\x1b[2J regexp", "[WARNING]: item one"]
+        );
+        let quiet: Event = serde_json::from_str(&task_event("t", "ok", "m")).unwrap();
+        assert!(task_warnings(&quiet).is_empty());
     }
 
     #[test]

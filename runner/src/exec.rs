@@ -119,7 +119,12 @@ pub struct Executor<'a> {
     engine: Arc<Engine>,
     sink: &'a mut dyn Sink,
     opts: RunOptions,
+    /// The host's facts (Ansible's fact cache): gathered ones, and what other modules
+    /// return as `ansible_facts` (package_facts' `packages`).
     facts: Vars,
+    /// Facts were gathered (by a play or `setup`) since the start or `clear_facts`:
+    /// a later play does not gather again.
+    gathered: bool,
     /// Registered results and `set_fact` values: they outlive plays, as in Ansible.
     host_facts: Vars,
     recap: Recap,
@@ -210,6 +215,7 @@ impl<'a> Executor<'a> {
             sink,
             opts,
             facts: Vars::new(),
+            gathered: false,
             host_facts: Vars::new(),
             recap: Recap::default(),
             play_name: String::new(),
@@ -292,7 +298,7 @@ impl<'a> Executor<'a> {
             v: EVENTS_VERSION,
             name: play.name.clone(),
         });
-        if play.gather_facts && self.facts.is_empty() {
+        if play.gather_facts && !self.gathered {
             let started = Instant::now();
             // Gathering reads /proc, /etc and runs a few syscalls per interface; a plan
             // that never refers to a fact does not pay for it (the task is still
@@ -301,7 +307,8 @@ impl<'a> Executor<'a> {
                 .facts_used
                 .get_or_insert_with(|| facts_referenced(self.plan))
             {
-                self.facts = self.host.facts();
+                self.facts.extend(self.host.facts());
+                self.gathered = true;
                 // Describing the interpreter starts it: only for plans that ask.
                 if *self
                     .python_used
@@ -489,6 +496,7 @@ impl<'a> Executor<'a> {
             "end_host" => Err(Halt::EndHost),
             "clear_facts" => {
                 self.facts.clear();
+                self.gathered = false;
                 Ok(())
             }
             // Nothing to do on a host that runs its own plan: there is no connection to
@@ -1011,15 +1019,7 @@ impl<'a> Executor<'a> {
         if let Some(Value::Object(f)) = result.get("ansible_facts")
             && !task.delegate_facts
         {
-            let keeps = matches!(task.module_name(), "set_fact" | "include_vars");
-            for (k, v) in f {
-                let v = if keeps {
-                    v.clone()
-                } else {
-                    unsafe_data(v.clone())
-                };
-                self.host_facts.insert(k.clone(), v);
-            }
+            self.absorb_facts(task.module_name(), f.clone());
         }
         // `add_host` runs once for the batch (Ansible bypasses the host loop); every
         // host's `groups` then has the new host.
@@ -1346,16 +1346,16 @@ impl<'a> Executor<'a> {
     /// `ansible_facts.<name>`); `set_fact` and `include_vars` set variables; other
     /// modules' are host variables, as data.
     fn absorb_facts(&mut self, module: &str, f: Vars) {
-        // Facts from `setup` are gathered facts (also seen as `ansible_facts.<name>`);
-        // other modules' are host variables. `set_fact` and `include_vars` set
-        // variables, others report data.
-        if module == "setup" || module == "gather_facts" {
-            self.facts.extend(f);
-        } else if module == "set_fact" || module == "include_vars" {
+        // `set_fact` and `include_vars` set host variables. Every other module's facts
+        // go to the fact cache, as Ansible's strategy does (`set_host_facts`): seen as
+        // `ansible_facts.<name>` and as a variable of that name, with facts' precedence.
+        if module == "set_fact" || module == "include_vars" {
             self.host_facts.extend(f);
         } else {
-            self.host_facts
-                .extend(f.into_iter().map(|(k, v)| (k, unsafe_data(v))));
+            if module == "setup" || module == "gather_facts" {
+                self.gathered = true;
+            }
+            self.facts.extend(f);
         }
     }
 

@@ -1545,3 +1545,75 @@ fn force_handlers_runs_what_a_failed_host_was_notified_of() {
         &[("notify", "changed"), ("boom", "failed")],
     );
 }
+
+#[test]
+fn a_modules_ansible_facts_become_host_facts_below_play_vars() {
+    // package_facts target: `ansible_facts.packages` after the module. Ansible's
+    // strategy puts every module's `ansible_facts` (set_fact and include_vars aside) in
+    // the fact cache: `ansible_facts.<name>` and a variable of that name, ranking below
+    // play vars. getent stands in (its passwd database has root everywhere).
+    let assert_task =
+        |name: &str, that: Value| json!({"name": name, "module": "assert", "args": {"that": that}});
+    let plan = json!({
+        "plays": [
+            {"name": "one", "gather_facts": false, "vars": {"getent_group": "play"}, "tasks": [
+                assert_task("none yet", json!(["ansible_facts.getent_passwd is undefined"])),
+                json!({"name": "passwd", "module": "getent", "args": {"database": "passwd", "key": "root"}}),
+                json!({"name": "group", "module": "getent", "args": {"database": "group", "key": "root"}}),
+                assert_task("facts", json!([
+                    "ansible_facts.getent_passwd.root[1] == '0'",
+                    "getent_passwd.root[1] == '0'",
+                    "ansible_facts.getent_group.root[1] == '0'",
+                    "getent_group == 'play'",
+                ])),
+            ]},
+            {"name": "two", "gather_facts": true, "tasks": [
+                assert_task("gathered after a module's facts", json!([
+                    "ansible_facts.os_family is defined",
+                    "ansible_facts.getent_passwd.root[1] == '0'",
+                ])),
+                json!({"name": "clear", "module": "meta", "args": {"_raw_params": "clear_facts"}}),
+                assert_task("cleared", json!(["ansible_facts.getent_passwd is undefined"])),
+            ]},
+        ],
+    });
+    check(
+        plan,
+        &[
+            ("none yet", "ok"),
+            ("passwd", "ok"),
+            ("group", "ok"),
+            ("facts", "ok"),
+            ("Gathering Facts", "ok"),
+            ("gathered after a module's facts", "ok"),
+            ("cleared", "ok"),
+        ],
+    );
+}
+
+#[test]
+fn lineinfile_warns_about_an_empty_regexp_in_its_result() {
+    // lineinfile target: `warning_message in insert_empty_regexp.warnings`.
+    let d = tmp();
+    let f = p(d.path(), "f");
+    std::fs::write(&f, "one\ntwo\n").unwrap();
+    let run = check(
+        play(
+            json!([
+                {"name": "empty", "module": "lineinfile", "args": {"path": f, "regexp": "", "line": "three"}, "register": "r"},
+                {"name": "plain", "module": "lineinfile", "args": {"path": f, "line": "four"}},
+            ]),
+            json!({}),
+        ),
+        &[("empty", "changed"), ("plain", "changed")],
+    );
+    let w = run.result("empty")["warnings"][0].as_str().unwrap();
+    assert!(
+        w.starts_with("The regular expression is an empty string, which will match every line")
+            && w.ends_with("use '^' to match every line in the file and avoid this warning."),
+        "{w}"
+    );
+    assert!(run.result("plain").get("warnings").is_none());
+    // The empty pattern matched every line: the last was replaced.
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "one\nthree\nfour\n");
+}

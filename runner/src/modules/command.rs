@@ -148,7 +148,7 @@ fn expand_user(
 }
 
 /// A home directory from /etc/passwd: of `user`, or of the user this process runs as.
-fn passwd_home(user: Option<&str>) -> Option<String> {
+pub(super) fn passwd_home(user: Option<&str>) -> Option<String> {
     let name = match user {
         Some(u) => u.to_string(),
         None => crate::facts::current_user()?,

@@ -37,7 +37,9 @@ mod modprobe;
 mod package;
 mod package_facts;
 mod pam_limits;
+mod paths;
 mod proc;
+pub(crate) mod pyre;
 mod script;
 mod service;
 mod service_facts;
@@ -47,6 +49,7 @@ mod sysctl;
 mod tempfile;
 mod template;
 mod text;
+mod timezone;
 mod tools;
 mod user;
 mod wait_for;
@@ -158,6 +161,20 @@ impl Outcome {
         }
     }
 
+    /// Adds a warning to the result's `warnings` (Ansible's `module.warn`): the deployer
+    /// prints it as `[WARNING]: ...`.
+    pub fn warn(mut self, warning: impl Into<String>) -> Outcome {
+        let w = serde_json::Value::String(warning.into());
+        match self.data.get_mut("warnings") {
+            Some(serde_json::Value::Array(list)) => list.push(w),
+            _ => {
+                self.data
+                    .insert("warnings".to_string(), serde_json::Value::Array(vec![w]));
+            }
+        }
+        self
+    }
+
     /// Adds a registered field.
     pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Outcome {
         self.data.insert(key.to_string(), value.into());
@@ -238,6 +255,7 @@ pub const SUPPORTED: &[&str] = &[
     "systemd_service",
     "tempfile",
     "template",
+    "timezone",
     "unarchive",
     "user",
     "wait_for",
@@ -257,7 +275,7 @@ const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     ("ansible.posix.", &["authorized_key", "sysctl"]),
     (
         "community.general.",
-        &["ini_file", "modprobe", "pam_limits"],
+        &["ini_file", "modprobe", "pam_limits", "timezone"],
     ),
 ];
 
@@ -289,6 +307,7 @@ const LINUX_ONLY: &[&str] = &[
     "modprobe",
     "pam_limits",
     "service_facts",
+    "timezone",
 ];
 
 /// A module that cannot work on this host's platform fails on that host, naming the
@@ -306,6 +325,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
     if let Some(refusal) = platform_refusal(module, std::env::consts::OS) {
         return Ok(refusal);
     }
+    let args = &*paths::expand(module, args, ctx);
     match module {
         "async_status" => async_job::run(args, ctx),
         "command" => command::command(args, ctx),
@@ -335,6 +355,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "debconf" => debian::debconf(args, ctx),
         "dpkg_selections" => debian::dpkg_selections(args, ctx),
         "pam_limits" => pam_limits::run(args, ctx),
+        "timezone" => timezone::run(args, ctx),
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),

@@ -100,10 +100,16 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     }
     if found == 0 {
         let shown: Vec<String> = managers.iter().map(|m| format!("'{m}'")).collect();
-        return Ok(Outcome::fail(format!(
+        // The warnings say why each requested manager was unusable: kept on the failure
+        // too, as Ansible's module.warn() puts them in every result.
+        let mut out = Outcome::fail(format!(
             "Could not detect a supported package manager from the following list: [{}], or the required Python library is not installed. Check warnings for details.",
             shown.join(", ")
-        )));
+        ));
+        if !warnings.is_empty() {
+            out = out.with("warnings", warnings);
+        }
+        return Ok(out);
     }
     let mut out = Outcome::ok().with(
         "ansible_facts",
@@ -227,6 +233,16 @@ mod tests {
         );
         let o = facts(json!({"manager": "pacman"}));
         assert!(o.failed);
+        // package_facts target (test_warning_unusable.yml): the failure keeps the warning.
+        if tools::find_bin("pacman").is_none() {
+            assert!(
+                o.data["warnings"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Requested package manager pacman was not usable by this module"),
+                "{o:?}"
+            );
+        }
         assert!(o.msg.unwrap().starts_with(
             "Could not detect a supported package manager from the following list: ['pacman']"
         ));

@@ -6,23 +6,19 @@
 //! real file behind a symlink, as Ansible writes to `realpath`), and reconcile
 //! mode/owner/group, adding Ansible's "ownership, perms or SE linux context changed".
 //!
-//! Patterns are Python `re` syntax in Ansible; here they run on the `regex` crate.
-//! `crate::template::py_pattern` translates what has a mechanical equivalent (`\Z`, a literal `{`,
-//! `{,n}`, `[` inside a class, `\<`/`\>` as literal characters); what the crate
-//! cannot do at all (look-around, backreferences inside a pattern, `(?P=name)`,
-//! conditionals, atomic groups) does not compile, and the task fails naming the
-//! argument and the crate's error. Other differences:
+//! Patterns are Python `re` syntax in Ansible; here they are compiled by
+//! [`super::pyre`]: the `regex` crate when it accepts the pattern, `fancy-regex` for
+//! what it lacks (look-around, backreferences inside a pattern, `(?P=name)`).
+//! A pattern neither accepts fails the task, naming the argument. Other differences:
 //! - lineinfile/blockinfile match each line without its final `\n`, so `$` behaves as
 //!   Python's "end or before the final newline"; a pattern that spells out `\n` never
 //!   matches a single line (in Ansible it could match the line's terminator).
 //! - `\w`, `\d`, `\s`, `\b` and `(?i)` are Unicode-aware in all three modules; Ansible's
 //!   lineinfile/blockinfile use bytes patterns, where they are ASCII-only.
-//! - `replace`: an empty match right after a previous match is skipped (`x*` on `abxd`
-//!   gives `-a-b-d-`; Python 3.7+ gives `-a-b--d-`).
 //!
 //! Replacement templates (`replace`, lineinfile `backrefs`) use Python's syntax —
-//! `\1`, `\g<1>`, `\g<name>`, `\n`, `\\` — translated by `crate::template::py_template`; a reference
-//! to a group the pattern lacks fails, as in Python.
+//! `\1`, `\g<1>`, `\g<name>`, `\n`, `\\` — expanded by [`super::pyre::Template`]; a
+//! reference to a group the pattern lacks fails, as in Python.
 //!
 //! `validate` runs its command on a temp file holding the new content before a changed
 //! file is written, as Ansible's do.
@@ -31,10 +27,9 @@
 //! `unsafe_writes`, SELinux and `attributes` arguments.
 
 use super::fsutil::{self, Attrs, Step, Stop, WriteReq, fail, failed, io_fail};
+use super::pyre::{Pattern, Template};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::plan::Vars;
-use crate::template::{py_pattern, py_template};
-use regex::bytes::Regex as BytesRegex;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -79,8 +74,24 @@ const DEFAULT_MARKER: &str = "# {mark} ANSIBLE MANAGED BLOCK";
 /// `lineinfile`: ensure one line is present (added, or replacing the line a pattern
 /// finds) or that matching lines are absent.
 pub(super) fn lineinfile(a: &Vars, c: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-    fsutil::finish(lineinfile_inner(a, c))
+    // Ansible warns before it looks at the file, so the warning is in every result.
+    let empty = |k: &str| matches!(a.get(k), Some(serde_json::Value::String(s)) if s.is_empty());
+    let warning = if empty("regexp") || empty("regex") {
+        Some(format!("{EMPTY_PATTERN_WARNING} If this is desired, use '^' to match every line in the file and avoid this warning.").replace("%s", "regular expression"))
+    } else if empty("search_string") {
+        Some(EMPTY_PATTERN_WARNING.replace("%s", "search string"))
+    } else {
+        None
+    };
+    let out = fsutil::finish(lineinfile_inner(a, c))?;
+    Ok(match warning {
+        Some(w) => out.warn(w),
+        None => out,
+    })
 }
+
+/// lineinfile's warning for an empty regexp or search_string (`%s` names which).
+const EMPTY_PATTERN_WARNING: &str = "The %s is an empty string, which will match every line in the file. This may have unintended consequences, such as replacing the last line in the file rather than appending.";
 
 /// `blockinfile`: ensure a marker-delimited block is present with given content, or
 /// absent.
@@ -268,16 +279,25 @@ fn py_multiline(p: &str) -> bool {
 }
 
 /// Why a pattern did not compile, as the failed task's message.
-fn pattern_error(arg: &str, pattern: &str, e: &regex::Error) -> Stop {
+fn pattern_error(arg: &str, pattern: &str, e: &str) -> Stop {
     failed(Outcome::fail(format!(
-        "argument '{arg}': cannot compile the regular expression '{pattern}' (the runner's regex syntax has no look-around or backreferences): {}",
-        e.to_string().replace('\n', " ")
+        "argument '{arg}': cannot compile the regular expression '{pattern}': {e}"
     )))
 }
 
-/// Compiles a Python pattern for matching lines (bytes), naming `arg` on failure.
-fn bytes_regex(arg: &str, pattern: &str) -> Step<BytesRegex> {
-    BytesRegex::new(&py_pattern(pattern)).map_err(|e| pattern_error(arg, pattern, &e))
+/// Compiles a Python pattern, naming `arg` on failure.
+fn bytes_regex(arg: &str, pattern: &str) -> Step<Pattern> {
+    Pattern::new(pattern).map_err(|e| pattern_error(arg, pattern, &e))
+}
+
+/// A match the backtracking engine gave up on, as the failed task's message.
+fn match_error(e: String) -> Stop {
+    failed(Outcome::fail(e))
+}
+
+/// Does `re` match the line `l` (seen without its final newline)?
+fn line_hit(re: &Pattern, l: &[u8]) -> Step<bool> {
+    re.is_match(match_view(l)).map_err(match_error)
 }
 
 /// A replacement template failing to translate, as the failed task's message.
@@ -351,8 +371,8 @@ fn last_unterminated(lines: &[Vec<u8>]) -> bool {
 enum Place {
     Bof,
     Eof,
-    After(BytesRegex),
-    Before(BytesRegex),
+    After(Pattern),
+    Before(Pattern),
 }
 
 fn lineinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
@@ -407,14 +427,13 @@ fn lineinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         let mut lines = split_lines(before.as_deref().unwrap_or_default());
         let Edit { msg, changed } = present_edit(
             &mut lines,
-            line.as_bytes(),
+            &line,
             regexp.as_ref(),
             search.as_deref().map(str::as_bytes),
             &place,
             backrefs,
             firstmatch,
-        )
-        .map_err(|e| template_error("line", &line, &e))?;
+        )?;
         let after = lines.concat();
         let ch = Change {
             path: &path,
@@ -436,19 +455,19 @@ fn lineinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             return Ok(Outcome::ok().msg("file not present"));
         };
         let mut found = 0u64;
-        let kept: Vec<Vec<u8>> = split_lines(&before)
-            .into_iter()
-            .filter(|l| {
-                let hit = match (&regexp, &search, &line) {
-                    (Some(re), _, _) => re.is_match(match_view(l)),
-                    (None, Some(s), _) => contains(l, s.as_bytes()),
-                    (None, None, Some(want)) => trim_eol(l) == want.as_bytes(),
-                    (None, None, None) => false,
-                };
-                found += u64::from(hit);
-                !hit
-            })
-            .collect();
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        for l in split_lines(&before) {
+            let hit = match (&regexp, &search, &line) {
+                (Some(re), _, _) => line_hit(re, &l)?,
+                (None, Some(s), _) => contains(&l, s.as_bytes()),
+                (None, None, Some(want)) => trim_eol(&l) == want.as_bytes(),
+                (None, None, None) => false,
+            };
+            found += u64::from(hit);
+            if !hit {
+                kept.push(l);
+            }
+        }
         let changed = found > 0;
         let msg = if changed {
             format!("{found} line(s) removed")
@@ -490,21 +509,22 @@ struct Edit {
 }
 
 /// Ansible's `present()`: find the line (by regexp, search_string, or exact text),
-/// replace it, or insert the line where `place` says. Only the template expansion of
-/// `backrefs` can fail.
+/// replace it, or insert the line where `place` says. The template expansion of
+/// `backrefs` and a backtracking match can fail.
 fn present_edit(
     lines: &mut Vec<Vec<u8>>,
-    line: &[u8],
-    regexp: Option<&BytesRegex>,
+    line_text: &str,
+    regexp: Option<&Pattern>,
     search: Option<&[u8]>,
     place: &Place,
     backrefs: bool,
     firstmatch: bool,
-) -> Result<Edit, String> {
+) -> Step<Edit> {
+    let line = line_text.as_bytes();
     let mut found: Option<usize> = None;
     if let Some(re) = regexp {
         for (i, l) in lines.iter().enumerate() {
-            if re.is_match(match_view(l)) {
+            if line_hit(re, l)? {
                 found = Some(i);
                 if firstmatch {
                     break;
@@ -533,7 +553,7 @@ fn present_edit(
             if trim_eol(l) == line {
                 found = Some(i);
             } else if let Some(re) = ins
-                && re.is_match(match_view(l))
+                && line_hit(re, l)?
             {
                 insert_at = Some(if matches!(place, Place::After(_)) {
                     i + 1
@@ -558,12 +578,13 @@ fn present_edit(
         if backrefs
             && pattern_hit
             && let Some(re) = regexp
-            && let Some(caps) = lines.get(i).and_then(|l| re.captures(match_view(l)))
+            && let Some(cur) = lines.get(i).map(|l| match_view(l))
+            && let Some(groups) = re.captures_at(cur, 0).map_err(match_error)?
         {
-            let text = String::from_utf8_lossy(line);
-            let template = py_template(&text, re.capture_names())?;
+            let template = Template::parse(line_text, re)
+                .map_err(|e| template_error("line", line_text, &e))?;
             replacement.clear();
-            caps.expand(template.as_bytes(), &mut replacement);
+            template.expand(cur, &groups, &mut replacement);
         }
         if !replacement.ends_with(b"\n") {
             replacement.push(b'\n');
@@ -696,8 +717,8 @@ fn blockinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 let at = if *multiline {
                     // A (?m) pattern is searched in the whole text; count the newlines
                     // before where the match ends (after) or starts (before).
-                    re.find(orig).map(|m| {
-                        let upto = if *after { m.end() } else { m.start() };
+                    re.find(orig).map_err(match_error)?.map(|m| {
+                        let upto = if *after { m.end } else { m.start };
                         orig.get(..upto)
                             .unwrap_or_default()
                             .iter()
@@ -705,7 +726,13 @@ fn blockinfile_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                             .count()
                     })
                 } else {
-                    lines.iter().rposition(|l| re.is_match(match_view(l)))
+                    let mut last = None;
+                    for (i, l) in lines.iter().enumerate() {
+                        if line_hit(re, l)? {
+                            last = Some(i);
+                        }
+                    }
+                    last
                 };
                 match at {
                     None => lines.len(),
@@ -776,10 +803,10 @@ fn replace_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         ))
         .into());
     }
-    let re = regex::Regex::new(&format!("(?m){}", py_pattern(&regexp)))
-        .map_err(|e| pattern_error("regexp", &regexp, &e))?;
+    let re =
+        Pattern::new(&format!("(?m){regexp}")).map_err(|e| pattern_error("regexp", &regexp, &e))?;
     // Python's re reports a bad replacement when it substitutes; Ansible's message.
-    let template = py_template(&replacement, re.capture_names()).map_err(|e| {
+    let template = Template::parse(&replacement, &re).map_err(|e| {
         failed(Outcome::fail(format!(
             "Unable to process replace due to error: {e}"
         )))
@@ -787,7 +814,7 @@ fn replace_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     // Each bound alone first, so an error names the argument at fault.
     for (arg, p) in [("after", &after), ("before", &before)] {
         if let Some(p) = p {
-            regex::Regex::new(&py_pattern(p)).map_err(|e| pattern_error(arg, p, &e))?;
+            bytes_regex(arg, p)?;
         }
     }
     let section_src = match (&after, &before) {
@@ -814,20 +841,14 @@ fn replace_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let range = match &section_src {
         None => 0..contents.len(),
         Some(src) => {
-            let translated = format!(
-                "(?s){}(?P<subsection>{}){}",
-                after.as_deref().map(py_pattern).unwrap_or_default(),
-                if after.is_some() && before.is_some() {
-                    ".*?"
-                } else {
-                    ".*"
-                },
-                before.as_deref().map(py_pattern).unwrap_or_default(),
-            );
-            let sre = regex::Regex::new(&translated)
+            let sre = Pattern::new(&format!("(?s){src}"))
                 .map_err(|e| pattern_error("after/before", src, &e))?;
-            match sre.captures(&contents).and_then(|c| c.name("subsection")) {
-                Some(m) => m.range(),
+            let sub = sre.names().position(|n| n == Some("subsection"));
+            let groups = sre
+                .captures_at(contents.as_bytes(), 0)
+                .map_err(match_error)?;
+            match groups.and_then(|g| g.get(sub?).cloned().flatten()) {
+                Some(m) => m,
                 None => {
                     return Ok(Outcome::ok().with("rc", 0).msg(format!(
                         "Pattern for before/after params did not match the given file: {src}"
@@ -838,17 +859,23 @@ fn replace_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let section = contents.get(range.clone()).unwrap_or_default();
 
-    let mut replaced = String::with_capacity(section.len());
+    let hay = section.as_bytes();
+    let mut replaced: Vec<u8> = Vec::with_capacity(section.len());
     let mut last = 0;
     let mut count = 0u64;
-    for caps in re.captures_iter(section) {
-        let Some(m) = caps.get(0) else { continue };
-        replaced.push_str(section.get(last..m.start()).unwrap_or_default());
-        caps.expand(&template, &mut replaced);
-        last = m.end();
+    for groups in re.all(hay).map_err(match_error)? {
+        let Some(m) = groups.first().cloned().flatten() else {
+            continue;
+        };
+        replaced.extend_from_slice(hay.get(last..m.start).unwrap_or_default());
+        template.expand(hay, &groups, &mut replaced);
+        last = m.end;
         count += 1;
     }
-    replaced.push_str(section.get(last..).unwrap_or_default());
+    replaced.extend_from_slice(hay.get(last..).unwrap_or_default());
+    // Matches start and end on character boundaries, so this is still UTF-8; a
+    // template's octal escape above 0x7f is a character too (Python's str templates).
+    let replaced = String::from_utf8_lossy(&replaced).into_owned();
 
     let changed = count > 0 && replaced != section;
     let result = if changed {
@@ -1196,20 +1223,17 @@ mod tests {
         );
         assert!(bad(json!({"path": "{p}/new/f", "state": "absent"})).contains("one of line"));
         assert!(bad(json!({"line": "x"})).contains("'path'"));
+        // Python refuses a variable-width look-behind; so does the runner.
         let out = check(
             "lineinfile",
             t.path(),
-            json!({"path": "{p}/new/f", "regexp": "(?<=a)b", "line": "x"}),
+            json!({"path": "{p}/new/f", "regexp": "(?<=a+)b", "line": "x"}),
             false,
         )
         .unwrap();
         assert!(out.failed);
         assert!(
             out.msg.as_deref().unwrap().contains("argument 'regexp'"),
-            "{out:?}"
-        );
-        assert!(
-            out.msg.as_deref().unwrap().contains("look-around"),
             "{out:?}"
         );
         let out = check(
@@ -1365,7 +1389,7 @@ mod tests {
         let out = check(
             "blockinfile",
             t.path(),
-            json!({"path": "{p}/g", "block": "x", "insertafter": "(?!x)"}),
+            json!({"path": "{p}/g", "block": "x", "insertafter": "(?<!x+)"}),
             false,
         )
         .unwrap();
@@ -1377,6 +1401,57 @@ mod tests {
                     .unwrap()
                     .contains("argument 'insertafter'")
         );
+    }
+
+    #[test]
+    fn lineinfile_replace_a_line_with_backrefs_in_the_pattern() {
+        // lineinfile target task 35: '^(REF) .* \1$' has a backreference inside the
+        // pattern, which the regex crate refuses; Ansible replaces the line.
+        let t = tempfile::tempdir().unwrap();
+        let f = write(
+            t.path(),
+            "c",
+            "REF this is a line for backrefs REF\nREF keep FER\n",
+        );
+        let args = json!({"path": "{p}/c", "regexp": r"^(REF) .* \1$", "line": r"\1 replaced \1", "backrefs": true});
+        let out = check("lineinfile", t.path(), args.clone(), false).unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        assert_eq!(read(&f), "REF replaced REF\nREF keep FER\n");
+        assert!(!check("lineinfile", t.path(), args, false).unwrap().changed);
+        // Look-ahead as insertafter, (?P=name) in state=absent.
+        let out = check(
+            "lineinfile",
+            t.path(),
+            json!({"path": "{p}/c", "line": "new", "insertafter": "^REF (?!keep)"}),
+            false,
+        )
+        .unwrap();
+        assert!(out.changed, "{out:?}");
+        assert_eq!(read(&f), "REF replaced REF\nnew\nREF keep FER\n");
+        let out = check(
+            "lineinfile",
+            t.path(),
+            json!({"path": "{p}/c", "regexp": r"^(?P<w>\w+) replaced (?P=w)$", "state": "absent"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(out.data["found"], json!(1), "{out:?}");
+        assert_eq!(read(&f), "new\nREF keep FER\n");
+    }
+
+    #[test]
+    fn replace_with_lookbehind_and_backreference() {
+        let t = tempfile::tempdir().unwrap();
+        let f = write(t.path(), "cfg", "a=1 aa=2\n#a=3\n");
+        let out = check(
+            "replace",
+            t.path(),
+            json!({"path": "{p}/cfg", "regexp": r"(?<!#)\b(a)\1?=(\d)", "replace": r"\1\1=\g<2>0"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(out.msg.as_deref(), Some("2 replacements made"), "{out:?}");
+        assert_eq!(read(&f), "aa=10 aa=20\n#a=3\n");
     }
 
     #[test]
@@ -1483,7 +1558,7 @@ mod tests {
         let out = check(
             "replace",
             t.path(),
-            json!({"path": "{p}/r", "regexp": r"(a)\1"}),
+            json!({"path": "{p}/r", "regexp": r"(a"}),
             false,
         )
         .unwrap();
@@ -1510,7 +1585,7 @@ mod tests {
         let out = check(
             "replace",
             t.path(),
-            json!({"path": "{p}/r", "regexp": "a", "before": "(?<!x)c"}),
+            json!({"path": "{p}/r", "regexp": "a", "before": "(?<!x+)c"}),
             false,
         )
         .unwrap();
