@@ -1493,4 +1493,23 @@ raw_list: !unsafe ['{{ a }}', 3]
             err_text("- hosts: all\n  tasks:\n    - command: ls\n      ignore_errors: perhaps\n");
         assert!(msg.contains("expected a boolean, found 'perhaps'"), "{msg}");
     }
+
+    #[test]
+    fn timeout_and_remote_user_are_carried_on_plays_blocks_and_tasks() {
+        use rustle_runner::plan::Templated;
+        let plan = load_text(
+            "- hosts: all\n  timeout: 30\n  remote_user: deploy\n  tasks:\n    - block:\n        - command: ls\n          timeout: \"{{ t }}\"\n          remote_user: admin\n      timeout: 5\n",
+        )
+        .unwrap();
+        let play = &plan.plays[0];
+        assert_eq!(play.timeout, Some(Templated::Value(30)));
+        assert_eq!(play.remote_user.as_deref(), Some("deploy"));
+        let b = &play.tasks[0];
+        assert_eq!(b.timeout, Some(Templated::Value(5)));
+        let t = &block(b)[0];
+        assert_eq!(t.timeout, Some(Templated::Template("{{ t }}".into())));
+        assert_eq!(t.remote_user.as_deref(), Some("admin"));
+        let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      timeout: soon\n");
+        assert!(msg.contains("timeout") && msg.contains("'soon'"), "{msg}");
+    }
 }

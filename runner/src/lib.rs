@@ -11,6 +11,7 @@
 pub mod atomic;
 pub mod cli;
 pub mod ctlfiles;
+pub mod deadline;
 pub mod digest;
 pub mod events;
 pub mod exec;

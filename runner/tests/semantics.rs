@@ -1492,3 +1492,97 @@ fn conditions_naming_undefined_variables_fail() {
             .contains("'nope' is undefined")
     );
 }
+
+#[test]
+fn timeout_ends_a_long_command_with_ansibles_timedout_result() {
+    let d = tmp();
+    let marker = p(d.path(), "after");
+    let plan = play(
+        json!([
+            with(
+                sh("slow", &format!("sleep 5; touch {marker}")),
+                json!({"timeout": 1, "register": "timed", "ignore_errors": true,
+                       "retries": 3, "until": "false", "delay": 0}),
+            ),
+            with(sh("quick", "true"), json!({"timeout": "{{ 2 + 1 }}"})),
+            with(
+                dbg(
+                    "check",
+                    "{{ timed is timedout }} {{ timed.timedout.period }}"
+                ),
+                json!({}),
+            ),
+        ]),
+        json!({}),
+    );
+    let started = std::time::Instant::now();
+    let run = check(
+        plan,
+        &[
+            ("slow", "failed,ignored"),
+            ("quick", "changed"),
+            ("check", "ok"),
+        ],
+    );
+    // One attempt, not four: Ansible's alarm ends the attempt loop.
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(
+        run.result("slow")["msg"],
+        "The shell action failed to execute in the expected time frame (1) and was terminated"
+    );
+    assert_eq!(run.result("check")["msg"], "True 1");
+    // The command was ended with its process group, not left to finish.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(!Path::new(&marker).exists());
+}
+
+#[test]
+fn a_play_timeout_applies_to_its_tasks_unless_a_block_says_otherwise() {
+    let plan = play(
+        json!([
+            with(sh("limited", "sleep 3"), json!({"ignore_errors": true})),
+            {"block": [sh("unlimited", "sleep 2")], "timeout": 0},
+        ]),
+        json!({"timeout": 1}),
+    );
+    check(
+        plan,
+        &[("limited", "failed,ignored"), ("unlimited", "changed")],
+    );
+}
+
+#[test]
+fn shell_backgrounding_a_process_that_keeps_its_output_open_does_not_hang() {
+    let started = std::time::Instant::now();
+    let run = check(
+        play(json!([sh("bg", "echo hi; sleep 30 &")]), json!({})),
+        &[("bg", "changed")],
+    );
+    // Ansible's run_command returns once the shell has exited and its output stayed
+    // quiet for a second, whatever the background process holds open.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(run.result("bg")["stdout"], "hi");
+}
+
+#[test]
+fn remote_user_is_ignored_on_a_local_connection_and_refused_over_ssh_as_another_user() {
+    let local = json!({
+        "host_vars": {"inventory_hostname": "web1", "ansible_connection": "local"},
+        "plays": [{"name": "p", "hosts": ["all"], "remote_user": "nobody-here",
+                   "tasks": [with(sh("as me", "true"), json!({"remote_user": "{{ 'x' }}"}))]}]
+    });
+    check(local, &[("as me", "changed")]);
+    let ssh = json!({
+        "host_vars": {"inventory_hostname": "web1", "ansible_connection": "ssh",
+                      "ansible_user": "deploy"},
+        "plays": [{"name": "p", "hosts": ["all"], "remote_user": "deploy",
+                   "tasks": [sh("same user", "true"),
+                             with(sh("other user", "true"), json!({"remote_user": "admin"}))]}]
+    });
+    let run = check(ssh, &[("same user", "changed"), ("other user", "failed")]);
+    let msg = run.result("other user")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("'admin'") && msg.contains("'deploy'"), "{msg}");
+}

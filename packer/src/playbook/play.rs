@@ -12,8 +12,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 21] = [
+const PLAY_KEYWORDS: [&str; 23] = [
     "name",
+    "timeout",
+    "remote_user",
     "ignore_errors",
     "check_mode",
     "diff",
@@ -476,6 +478,13 @@ impl Loader<'_> {
         let check_mode = flag("check_mode")?;
         let diff = flag("diff")?;
         let no_log = flag("no_log")?;
+        let timeout = match get("timeout") {
+            None => None,
+            Some(v) => tasks::integer(v, &at, "timeout")?,
+        };
+        let remote_user = get("remote_user")
+            .map(|v| scalar_str(v).ok_or_else(|| at.invalid("remote_user", "expected a string")))
+            .transpose()?;
         let become_user = get("become_user")
             .map(|v| scalar_str(v).ok_or_else(|| at.invalid("become_user", "expected a string")))
             .transpose()?;
@@ -533,6 +542,8 @@ impl Loader<'_> {
                 check_mode,
                 diff,
                 no_log,
+                timeout,
+                remote_user,
                 tasks: Vec::new(),
                 handlers,
                 magic,

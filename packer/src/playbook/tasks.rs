@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Keywords valid on tasks, blocks and includes alike.
-const COMMON: [&str; 12] = [
+const COMMON: [&str; 14] = [
     "name",
     "environment",
     "no_log",
@@ -25,6 +25,8 @@ const COMMON: [&str; 12] = [
     "ignore_errors",
     "check_mode",
     "diff",
+    "timeout",
+    "remote_user",
 ];
 
 /// Keywords valid on tasks (and handlers) only.
@@ -161,9 +163,7 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         }
         "async" | "poll" => "background tasks are not implemented by the runner",
         "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
-        "connection" | "port" | "remote_user" => {
-            "connection settings come from the inventory, not the playbook"
-        }
+        "connection" | "port" => "connection settings come from the inventory, not the playbook",
         "module_defaults" | "collections" => {
             "module defaults and collection search paths are not implemented"
         }
@@ -173,7 +173,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "throttle" | "serial" | "strategy" | "order" => {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
         }
-        "timeout" => "task time limits are not implemented",
         "debugger" => "the interactive debugger is not available on the runner",
         "ignore_unreachable" => "unreachable hosts are handled by the deployer, not per task",
         "become_flags" | "become_exe" => {
@@ -389,7 +388,11 @@ fn seconds(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<f64>>, Pl
 
 /// An integer keyword Ansible templates (`retries`): a literal (a float with nothing
 /// after the point is accepted, as Ansible accepts it) or a template.
-fn integer(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<i64>>, PlaybookError> {
+pub(crate) fn integer(
+    v: &Yaml,
+    at: &Where,
+    key: &str,
+) -> Result<Option<Templated<i64>>, PlaybookError> {
     let n = match v {
         Yaml::Null => return Ok(None),
         Yaml::String(s) if is_template(s) => return Ok(Some(Templated::Template(s.clone()))),
@@ -615,6 +618,8 @@ pub(crate) fn common(
         "diff" => task.diff = flag(v, at, key)?,
         "environment" => task.environment = Some(environment(v, at)?),
         "no_log" => task.no_log = flag(v, at, key)?,
+        "timeout" => task.timeout = integer(v, at, key)?,
+        "remote_user" => task.remote_user = opt_string(v, at, key)?,
         _ => return Ok(false),
     }
     Ok(true)
