@@ -1586,3 +1586,103 @@ fn remote_user_is_ignored_on_a_local_connection_and_refused_over_ssh_as_another_
         .to_string();
     assert!(msg.contains("'admin'") && msg.contains("'deploy'"), "{msg}");
 }
+
+#[test]
+fn command_module_checks_and_messages_are_ansibles() {
+    let d = tmp();
+    std::fs::write(d.path().join("made-1.txt"), "").unwrap();
+    let dir = p(d.path(), "");
+    let cmd = |name: &str, args: Value| json!({"name": name, "module": "command", "args": args});
+    let shell = |name: &str, args: Value| json!({"name": name, "module": "shell", "args": args});
+    let ignore = json!({"ignore_errors": true});
+    let plan = play(
+        json!([
+            cmd(
+                "executable",
+                json!({"_raw_params": "echo hi", "executable": "/bogus"})
+            ),
+            with(cmd("nothing", json!({"chdir": "/"})), ignore.clone()),
+            with(
+                cmd(
+                    "both",
+                    json!({"_raw_params": "echo a", "argv": ["echo", "b"]})
+                ),
+                ignore.clone(),
+            ),
+            with(
+                cmd(
+                    "no dir",
+                    json!({"_raw_params": "true", "chdir": "/no/such/dir"})
+                ),
+                ignore.clone(),
+            ),
+            cmd(
+                "glob creates",
+                json!({"_raw_params": "false", "chdir": dir, "creates": "made-*.txt"})
+            ),
+            cmd(
+                "glob removes",
+                json!({"_raw_params": "false", "removes": format!("{dir}/gone-*")})
+            ),
+            shell(
+                "bash",
+                json!({"_raw_params": "echo ${BASH_VERSION:+bash}", "executable": "/bin/bash"})
+            ),
+            with(
+                shell(
+                    "no expand",
+                    json!({"_raw_params": "true", "expand_argument_vars": false})
+                ),
+                ignore,
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("executable", "changed"),
+            ("nothing", "failed,ignored"),
+            ("both", "failed,ignored"),
+            ("no dir", "failed,ignored"),
+            ("glob creates", "ok"),
+            ("glob removes", "ok"),
+            ("bash", "changed"),
+            ("no expand", "failed,ignored"),
+        ],
+    );
+    let r = run.result("executable");
+    assert_eq!(r["stdout"], "hi");
+    assert_eq!(
+        r["warnings"][0],
+        "As of Ansible 2.4, the parameter 'executable' is no longer supported with the 'command' module. Not using '/bogus'."
+    );
+    assert_eq!(run.result("nothing")["msg"], "no command given");
+    assert_eq!(run.result("nothing")["rc"], 256);
+    assert_eq!(
+        run.result("both")["msg"],
+        "only command or argv can be given, not both"
+    );
+    assert_eq!(run.result("both")["rc"], 256);
+    assert_eq!(
+        run.result("no dir")["msg"],
+        "Unable to change directory before execution: [Errno 2] No such file or directory: b'/no/such/dir'"
+    );
+    assert_eq!(
+        run.result("glob creates")["msg"],
+        "Did not run command since 'made-*.txt' exists"
+    );
+    assert_eq!(
+        run.result("glob creates")["stdout"],
+        "skipped, since made-*.txt exists"
+    );
+    assert_eq!(
+        run.result("glob removes")["msg"],
+        format!("Did not run command since '{dir}/gone-*' does not exist")
+    );
+    assert_eq!(run.result("bash")["stdout"], "bash");
+    assert_eq!(
+        run.result("no expand")["msg"],
+        "Unsupported parameters for (shell) module: expand_argument_vars"
+    );
+}
