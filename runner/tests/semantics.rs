@@ -1686,3 +1686,20 @@ fn command_module_checks_and_messages_are_ansibles() {
         "Unsupported parameters for (shell) module: expand_argument_vars"
     );
 }
+
+#[test]
+fn command_expands_variables_from_the_tasks_environment() {
+    let cmd = json!({"name": "expand", "module": "command",
+                     "args": {"_raw_params": "/bin/sh -c 'echo \"\\$TEST\"'"},
+                     "environment": {"TEST": "z"}});
+    let kept = json!({"name": "kept", "module": "command",
+                      "args": {"_raw_params": "echo $TEST", "expand_argument_vars": false},
+                      "environment": {"TEST": "z"}});
+    let run = check(
+        play(json!([cmd, kept]), json!({})),
+        &[("expand", "changed"), ("kept", "changed")],
+    );
+    // Python's expandvars leaves the backslash; the shell then prints it.
+    assert_eq!(run.result("expand")["stdout"], "\\z");
+    assert_eq!(run.result("kept")["stdout"], "$TEST");
+}

@@ -117,7 +117,16 @@ fn command_module(a: &Vars, ctx: &Ctx<'_>, uses_shell: bool) -> Result<Outcome, 
             // run_command expands $VAR, ${VAR} and a leading ~ in each word (not a
             // shell: no globbing, no word splitting) unless expand_argument_vars is off.
             let run: Vec<String> = if args::bool_or(a, "expand_argument_vars", true)? {
-                let env = |name: &str| std::env::var(name).ok();
+                // The module's process environment: the task's `environment` over the
+                // runner's own.
+                let env = |name: &str| {
+                    ctx.env
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .or_else(|| std::env::var(name).ok())
+                };
                 words
                     .iter()
                     .map(|w| expand_word(w, &env, &passwd_home))
