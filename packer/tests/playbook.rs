@@ -610,7 +610,9 @@ mod playbook {
     .unwrap();
         assert_eq!(
             plan.plays[0].tasks[0].args["_raw_params"],
-            json!("set -e\nif [ -f /x ]; then\n  echo  'a  b'\nfi")
+            // With its last newline, as ansible-core's own command_shell target checks
+            // (`shell_result7.cmd == 'cat <<EOF\n...EOF\n'`).
+            json!("set -e\nif [ -f /x ]; then\n  echo  'a  b'\nfi\n")
         );
     }
 
