@@ -1572,7 +1572,14 @@ impl<'a> Executor<'a> {
             return Err(failed_result("include_role: no role name".into()));
         };
         let library: &'a crate::plan::Library = &self.plan.shared.library;
-        let Some(spec) = library.roles.values().find(|r| r.name == name) else {
+        // A role named by its path (`{{ role_path }}/roles/a`) is the one read there,
+        // whatever name it travelled under.
+        let Some(spec) = library
+            .roles
+            .values()
+            .find(|r| r.name == name)
+            .or_else(|| library.roles.values().find(|r| r.path == name))
+        else {
             let known: Vec<&str> = library.roles.values().map(|r| r.name.as_str()).collect();
             return Err(failed_result(format!(
                 "the role '{name}' was not found among the roles this payload carries ({}): a role whose name is only known on the host must be named literally elsewhere in the playbook (roles:, import_role or include_role) to travel",

@@ -924,10 +924,32 @@ impl Loader<'_> {
         at: &Where,
     ) -> Result<Vec<Task>, PlaybookError> {
         let mut wrapper = Task::default();
+        // Delegation, run_once and notify on an import reach each imported task that
+        // does not say otherwise, as Ansible's parent attributes do.
+        let mut channel = Task::default();
         for (k, v) in entries {
             let key = k.as_str();
             if key == module || key == "action" || common(&mut wrapper, key, v, at)? {
                 continue;
+            }
+            match key {
+                "delegate_to" => {
+                    channel.delegate_to = delegate_target(v, at)?;
+                    continue;
+                }
+                "delegate_facts" => {
+                    channel.delegate_facts = boolean(v, at, key)?;
+                    continue;
+                }
+                "run_once" => {
+                    channel.run_once = boolean(v, at, key)?;
+                    continue;
+                }
+                "notify" => {
+                    channel.notify = string_list(v, at, key)?;
+                    continue;
+                }
+                _ => {}
             }
             if is_loop(key) {
                 return Err(at.unsupported(
@@ -984,10 +1006,17 @@ impl Loader<'_> {
                 role: None,
             });
         }
-        if wrapper == Task::default() {
+        let pushed = channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts;
+        if wrapper == Task::default() && !pushed && channel.notify.is_empty() {
             return Ok(tasks);
         }
         wrapper.block = Some(tasks);
+        if pushed {
+            push_down(&mut wrapper, &channel, at)?;
+        }
+        if !channel.notify.is_empty() {
+            notify_down(&mut wrapper, &channel.notify);
+        }
         Ok(vec![wrapper])
     }
 
@@ -1100,7 +1129,18 @@ impl Loader<'_> {
             // A role named literally is found now, and travels with its meta; one whose
             // name is templated must be one of the roles the plan carries.
             if let Some(Value::String(name)) = task.args.get("name") {
-                let name = render_static(name, &self.play.lookup).unwrap_or(name.clone());
+                // `role_path` and `playbook_dir` are known here as they are on the host
+                // (`include_role: name: "{{ role_path }}/roles/a"`).
+                let mut lookup = self.play.lookup.clone();
+                if let Some(role) = &cx.role {
+                    lookup
+                        .entry("role_path")
+                        .or_insert_with(|| Value::String(super::controller_path(&role.dir)));
+                }
+                lookup
+                    .entry("playbook_dir")
+                    .or_insert_with(|| Value::String(super::controller_path(&cx.playbook_dir)));
+                let name = render_static(name, &lookup).unwrap_or(name.clone());
                 if !is_template(&name) {
                     let dir = self.find_role(&name, cx, at, None)?;
                     self.register_role(&name, &dir, cx);
