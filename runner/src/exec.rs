@@ -156,7 +156,7 @@ pub struct Executor<'a> {
     /// Roles run at run time in this play (directory, files and parameters), for
     /// Ansible's once-per-play rule.
     roles_run: BTreeSet<String>,
-    /// Roles being run at run time, to stop a dependency cycle.
+    /// Roles being run at run time (directory and task file), to stop a dependency cycle.
     role_stack: Vec<String>,
     /// The index of the current play in the plan (requests name it).
     play_index: usize,
@@ -1682,10 +1682,17 @@ impl<'a> Executor<'a> {
         handler: bool,
     ) -> Result<(), Halt> {
         let spec = run.spec;
-        if self.role_stack.contains(&spec.path) {
+        // A role may include itself for another of its task files (Ansible allows it);
+        // the same file again inside itself would never end.
+        let entry = format!(
+            "{}\n{}",
+            spec.path,
+            run.tasks.as_ref().map_or("", |(p, _)| p.as_str())
+        );
+        if self.role_stack.contains(&entry) {
             return Ok(());
         }
-        self.role_stack.push(spec.path.clone());
+        self.role_stack.push(entry);
         let result = self.run_role_body(run, base, apply, handler);
         self.role_stack.pop();
         result
