@@ -1703,3 +1703,54 @@ fn command_expands_variables_from_the_tasks_environment() {
     assert_eq!(run.result("expand")["stdout"], "\\z");
     assert_eq!(run.result("kept")["stdout"], "$TEST");
 }
+
+#[test]
+fn copy_argument_checks_are_the_copy_actions() {
+    let d = tmp();
+    let dest = p(d.path(), "out");
+    let copy = |name: &str, args: Value| json!({"name": name, "module": "copy", "args": args, "ignore_errors": true});
+    let plan = play(
+        json!([
+            copy("empty src", json!({"src": "", "dest": dest})),
+            copy("no dest", json!({"content": "x"})),
+            copy("both", json!({"content": "x", "src": "f", "dest": dest})),
+            copy(
+                "content to dir",
+                json!({"content": "x", "dest": format!("{dest}/")})
+            ),
+            copy(
+                "internal",
+                json!({"content": "x", "dest": dest, "_original_basename": "f"})
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("empty src", "failed,ignored"),
+            ("no dest", "failed,ignored"),
+            ("both", "failed,ignored"),
+            ("content to dir", "failed,ignored"),
+            ("internal", "failed,ignored"),
+        ],
+    );
+    assert_eq!(
+        run.result("empty src")["msg"],
+        "src (or content) is required"
+    );
+    assert_eq!(run.result("no dest")["msg"], "dest is required");
+    assert_eq!(
+        run.result("both")["msg"],
+        "src and content are mutually exclusive"
+    );
+    assert_eq!(
+        run.result("content to dir")["msg"],
+        "can not use content with a dir as dest"
+    );
+    assert_eq!(
+        run.result("internal")["msg"],
+        "Invalid parameter specified: \"_original_basename\""
+    );
+    assert!(!Path::new(&dest).exists());
+}
