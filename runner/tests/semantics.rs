@@ -1754,3 +1754,15 @@ fn copy_argument_checks_are_the_copy_actions() {
     );
     assert!(!Path::new(&dest).exists());
 }
+
+#[test]
+fn copy_expands_variables_and_tilde_in_remote_src_and_dest() {
+    let d = tmp();
+    std::fs::write(d.path().join("a"), "A").unwrap();
+    let task = json!({"name": "dup", "module": "copy",
+                      "args": {"src": "$SRCDIR/a", "dest": "${SRCDIR}/b", "remote_src": true},
+                      "environment": {"SRCDIR": p(d.path(), "")}});
+    let run = check(play(json!([task]), json!({})), &[("dup", "changed")]);
+    assert_eq!(std::fs::read_to_string(d.path().join("b")).unwrap(), "A");
+    assert!(run.result("dup")["dest"].as_str().unwrap().ends_with("/b"));
+}

@@ -190,6 +190,20 @@ fn python_os_error(e: &std::io::Error, path: &str) -> String {
     format!("[Errno {errno}] {reason}: {}", bytes_repr(path.as_bytes()))
 }
 
+/// A `type='path'` argument as Ansible's modules read it (`expandvars`, then
+/// `expanduser`), with the task's environment over the runner's.
+pub(super) fn expand_path(path: &str, ctx: &Ctx<'_>) -> String {
+    let env = |name: &str| {
+        ctx.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
+    expand_word(path, &env, &passwd_home)
+}
+
 /// A command word as Ansible's command module expands it: `os.path.expandvars` then
 /// `os.path.expanduser`, with `env` for variables and `home` for home directories
 /// (`None`: the current user's), so SSH mode can give the host's answers.

@@ -87,7 +87,8 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         return fail(msg);
     }
     args::only(a, KNOWN)?;
-    let dest = args::req_str(a, "dest")?;
+    // `src` and `dest` are paths to the module: `~` and `$VAR` expand on the host.
+    let dest = super::command::expand_path(&args::req_str(a, "dest")?, ctx);
     if dest.is_empty() {
         return Err(ModuleError::BadArgs("argument 'dest' must not be empty".into()).into());
     }
@@ -132,6 +133,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         }
         (Some(c), None) => (c, None, None),
         (None, Some(s)) if remote_src => {
+            let s = super::command::expand_path(&s, ctx);
             let p = std::path::Path::new(&s);
             if p.is_dir() {
                 return fail(format!(
