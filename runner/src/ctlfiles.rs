@@ -201,7 +201,9 @@ pub fn include_vars(
     let loaded = match text("dir") {
         Some(dir) => read_dir(args, &dir, place, role_path, files, &mut out.files),
         None => 'file: {
+            // An empty `file` counts as none, as the action's `_set_args` reads it.
             let Some(source) = text("file")
+                .filter(|f| !f.is_empty())
                 .or_else(|| text("_raw_params").map(|s| s.trim_end_matches('\n').to_string()))
             else {
                 // A `null` name (a lookup that failed with errors='ignore'): Ansible
@@ -1571,9 +1573,10 @@ mod tests {
     }
 
     #[test]
-    fn include_vars_of_a_null_file_name_searches_nowhere() {
+    fn include_vars_of_an_empty_or_null_file_name_searches_nowhere() {
         // include_vars target: `file: "{{ lookup('first_found', ..., errors='ignore') }}"`
-        // renders to null, and Ansible's message says "Could not find file".
+        // renders empty (or null): the action falls back to `_raw_params`, finds no
+        // name, and says "Could not find file".
         let s = Shared::default();
         let f = CtlFiles::new(&s);
         let place = crate::resolve::Place {
@@ -1581,14 +1584,16 @@ mod tests {
             task_dir: "/p",
             playbook_dir: "/p",
         };
-        let args = json!({"file": null}).as_object().cloned().unwrap();
-        let got = include_vars(&args, &place, None, f, true, &|_: &str| None).unwrap();
-        assert_eq!(
-            got.error.as_deref(),
-            Some(
-                "Could not find file on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option"
-            )
-        );
+        for name in [json!(null), json!("")] {
+            let args = json!({"file": name}).as_object().cloned().unwrap();
+            let got = include_vars(&args, &place, None, f, true, &|_: &str| None).unwrap();
+            assert_eq!(
+                got.error.as_deref(),
+                Some(
+                    "Could not find file on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option"
+                )
+            );
+        }
     }
 
     #[test]
