@@ -1766,3 +1766,20 @@ fn copy_expands_variables_and_tilde_in_remote_src_and_dest() {
     assert_eq!(std::fs::read_to_string(d.path().join("b")).unwrap(), "A");
     assert!(run.result("dup")["dest"].as_str().unwrap().ends_with("/b"));
 }
+
+#[test]
+fn copy_reports_the_legacy_md5sum_when_it_writes() {
+    let d = tmp();
+    let dest = p(d.path(), "f");
+    let task = |name: &str| json!({"name": name, "module": "copy", "args": {"content": "foo.txt\n", "dest": dest}});
+    let run = check(
+        play(json!([task("first"), task("again")]), json!({})),
+        &[("first", "changed"), ("again", "ok")],
+    );
+    // md5 of "foo.txt\n" (md5sum(1) gives the same).
+    assert_eq!(
+        run.result("first")["md5sum"],
+        "c47397529fe81ab62ba3f85e9f4c71f2"
+    );
+    assert!(run.result("again").get("md5sum").is_none());
+}

@@ -685,6 +685,13 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     out = out
         .with("dest", dest.display().to_string())
         .with("checksum", sha1_hex(req.content));
+    if content_changed {
+        // The copy module's legacy `md5sum` of the source: Ansible's action calls the
+        // module only when the content differs (the file module otherwise).
+        let mut md5 = crate::digest::Md5::new();
+        md5.update(req.content);
+        out = out.with("md5sum", md5.hex());
+    }
     if let Some(src) = req.src {
         out = out.with("src", src);
     }
