@@ -610,7 +610,9 @@ mod playbook {
     .unwrap();
         assert_eq!(
             plan.plays[0].tasks[0].args["_raw_params"],
-            json!("set -e\nif [ -f /x ]; then\n  echo  'a  b'\nfi")
+            // With its last newline, as ansible-core's own command_shell target checks
+            // (`shell_result7.cmd == 'cat <<EOF\n...EOF\n'`).
+            json!("set -e\nif [ -f /x ]; then\n  echo  'a  b'\nfi\n")
         );
     }
 
@@ -1492,5 +1494,66 @@ raw_list: !unsafe ['{{ a }}', 3]
         let msg =
             err_text("- hosts: all\n  tasks:\n    - command: ls\n      ignore_errors: perhaps\n");
         assert!(msg.contains("expected a boolean, found 'perhaps'"), "{msg}");
+    }
+
+    #[test]
+    fn timeout_and_remote_user_are_carried_on_plays_blocks_and_tasks() {
+        use rustle_runner::plan::Templated;
+        let plan = load_text(
+            "- hosts: all\n  timeout: 30\n  remote_user: deploy\n  tasks:\n    - block:\n        - command: ls\n          timeout: \"{{ t }}\"\n          remote_user: admin\n      timeout: 5\n",
+        )
+        .unwrap();
+        let play = &plan.plays[0];
+        assert_eq!(play.timeout, Some(Templated::Value(30)));
+        assert_eq!(play.remote_user.as_deref(), Some("deploy"));
+        let b = &play.tasks[0];
+        assert_eq!(b.timeout, Some(Templated::Value(5)));
+        let t = &block(b)[0];
+        assert_eq!(t.timeout, Some(Templated::Template("{{ t }}".into())));
+        assert_eq!(t.remote_user.as_deref(), Some("admin"));
+        let msg = err_text("- hosts: all\n  tasks:\n    - command: ls\n      timeout: soon\n");
+        assert!(msg.contains("timeout") && msg.contains("'soon'"), "{msg}");
+    }
+
+    #[test]
+    fn import_tasks_hands_delegate_to_run_once_and_notify_to_the_imported_tasks() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  tasks:\n    - import_tasks: inner.yml\n      delegate_to: localhost\n      run_once: true\n      notify: restart\n  handlers:\n    - name: restart\n      debug: msg=r\n",
+            ),
+            (
+                "inner.yml",
+                "- command: ls\n- command: id\n  delegate_to: 127.0.0.1\n  notify: own\n",
+            ),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let inner = block(&plan.plays[0].tasks[0]);
+        assert_eq!(inner[0].delegate_to.as_deref(), Some("localhost"));
+        assert!(inner[0].run_once && inner[1].run_once);
+        assert_eq!(inner[0].notify, ["restart"]);
+        // A task's own keyword wins over the import's.
+        assert_eq!(inner[1].delegate_to.as_deref(), Some("127.0.0.1"));
+        assert_eq!(inner[1].notify, ["own"]);
+    }
+
+    #[test]
+    fn include_role_named_by_its_path_under_role_path_travels() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles:\n    - outer\n"),
+            (
+                "roles/outer/tasks/main.yml",
+                "- include_role:\n    name: \"{{ role_path }}/roles/a\"\n",
+            ),
+            ("roles/outer/roles/a/tasks/main.yml", "- debug: msg=a\n"),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let want =
+            rustle_deploy::playbook::controller_path(&dir.path().join("roles/outer/roles/a"));
+        assert!(
+            plan.library.roles.values().any(|r| r.path == want),
+            "{:?}",
+            plan.library.roles.keys().collect::<Vec<_>>()
+        );
     }
 }

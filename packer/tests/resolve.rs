@@ -1229,4 +1229,37 @@ mod resolve {
         Executor::new(&hp, &mut sink, RunOptions::default()).run();
         assert_eq!(Run { events: sink.0 }.msgs(), vec!["1 2 sub"]);
     }
+
+    /// ansible-core's include_parent_role_vars target: a role includes itself for another
+    /// task file, and the inclusion tree shows it twice.
+    #[test]
+    fn a_role_including_itself_for_another_task_file_runs_it() {
+        let dir = project(&[
+            ("hosts.ini", HOSTS),
+            (
+                "play.yml",
+                "- hosts: web1\n  gather_facts: false\n  roles:\n    - outer\n",
+            ),
+            (
+                "roles/outer/tasks/main.yml",
+                "- include_role:\n    name: inner\n",
+            ),
+            (
+                "roles/inner/tasks/main.yml",
+                "- include_role:\n    name: inner\n    tasks_from: again.yml\n- debug:\n    msg: main {{ ansible_parent_role_names }}\n",
+            ),
+            (
+                "roles/inner/tasks/again.yml",
+                "- debug:\n    msg: again {{ ansible_parent_role_names }}\n",
+            ),
+        ]);
+        let run = run(dir.path(), "play.yml", "web1");
+        assert_eq!(
+            run.msgs(),
+            vec![
+                "again ['inner', 'outer']".to_string(),
+                "main ['outer']".to_string()
+            ]
+        );
+    }
 }

@@ -200,10 +200,18 @@ pub fn include_vars(
     };
     let loaded = match text("dir") {
         Some(dir) => read_dir(args, &dir, place, role_path, files, &mut out.files),
-        None => {
-            let source = text("file")
+        None => 'file: {
+            // An empty `file` counts as none, as the action's `_set_args` reads it.
+            let Some(source) = text("file")
+                .filter(|f| !f.is_empty())
                 .or_else(|| text("_raw_params").map(|s| s.trim_end_matches('\n').to_string()))
-                .unwrap_or_default();
+            else {
+                // A `null` name (a lookup that failed with errors='ignore'): Ansible
+                // searches nowhere and says so.
+                break 'file Err(
+                    "Could not find file on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option".to_string(),
+                );
+            };
             let candidates = place.stack_candidates("vars", &source);
             match candidates.iter().find(|c| files.is_file(c)) {
                 Some(found) => files.vars(found).inspect(|_| out.files.push(found.clone())),
@@ -1562,6 +1570,30 @@ mod tests {
         // Not the controller: only carried files.
         let got = include_vars(&args, &place, None, f, false, &none).unwrap();
         assert!(got.error.unwrap().contains("Could not find or access"));
+    }
+
+    #[test]
+    fn include_vars_of_an_empty_or_null_file_name_searches_nowhere() {
+        // include_vars target: `file: "{{ lookup('first_found', ..., errors='ignore') }}"`
+        // renders empty (or null): the action falls back to `_raw_params`, finds no
+        // name, and says "Could not find file".
+        let s = Shared::default();
+        let f = CtlFiles::new(&s);
+        let place = crate::resolve::Place {
+            roles: Vec::new(),
+            task_dir: "/p",
+            playbook_dir: "/p",
+        };
+        for name in [json!(null), json!("")] {
+            let args = json!({"file": name}).as_object().cloned().unwrap();
+            let got = include_vars(&args, &place, None, f, true, &|_: &str| None).unwrap();
+            assert_eq!(
+                got.error.as_deref(),
+                Some(
+                    "Could not find file on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option"
+                )
+            );
+        }
     }
 
     #[test]

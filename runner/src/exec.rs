@@ -15,7 +15,9 @@ use crate::events::{EVENTS_VERSION, Event, Recap, Request, RequestKind, Sink, St
 use crate::facts;
 use crate::keywords;
 use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
-use crate::plan::{Condition, Flag, HostPlan, Origin, Parsed, Play, RoleRef, Task, Vars};
+use crate::plan::{
+    Condition, Flag, HostPlan, Origin, Parsed, Play, RoleRef, Task, Templated, Vars,
+};
 use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
@@ -105,6 +107,8 @@ struct Inherited<'a> {
     check_mode: Option<&'a Flag>,
     diff: Option<&'a Flag>,
     no_log: Option<&'a Flag>,
+    timeout: Option<&'a Templated<i64>>,
+    remote_user: Option<&'a str>,
     /// The tags of the blocks, roles, imports and play around the tasks (not those of
     /// an include: Ansible's included tasks do not inherit them, only `apply`'s).
     tags: Rc<BTreeSet<String>>,
@@ -161,7 +165,7 @@ pub struct Executor<'a> {
     /// Roles run at run time in this play (directory, files and parameters), for
     /// Ansible's once-per-play rule.
     roles_run: BTreeSet<String>,
-    /// Roles being run at run time, to stop a dependency cycle.
+    /// Roles being run at run time (directory and task file), to stop a dependency cycle.
     role_stack: Vec<String>,
     /// The index of the current play in the plan (requests name it).
     play_index: usize,
@@ -547,6 +551,8 @@ impl<'a> Executor<'a> {
         inh.check_mode = task.check_mode.as_ref().or(parent.check_mode);
         inh.diff = task.diff.as_ref().or(parent.diff);
         inh.no_log = task.no_log.as_ref().or(parent.no_log);
+        inh.timeout = task.timeout.as_ref().or(parent.timeout);
+        inh.remote_user = task.remote_user.as_deref().or(parent.remote_user);
         if !task.tags.is_empty() {
             let mut tags = (*parent.tags).clone();
             tags.extend(task.tags.iter().cloned());
@@ -844,6 +850,35 @@ impl<'a> Executor<'a> {
             }
         }
         None
+    }
+
+    /// A `remote_user` the host's connection cannot honour, as the task's failure
+    /// message: a local connection ignores the keyword (Ansible's runs as whoever runs
+    /// it); any other connection logged in once, as the inventory's `ansible_user`.
+    fn remote_user_error(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        vars: &Vars,
+        ctx: &JValue,
+    ) -> Option<String> {
+        let wanted = task.remote_user.as_deref().or(inherited.remote_user)?;
+        let connection = vars.get("ansible_connection").and_then(Value::as_str);
+        if matches!(connection, Some("local")) || task.delegate_to.is_some() {
+            return None;
+        }
+        let wanted = match keywords::text(&self.engine, wanted, ctx, "remote_user") {
+            Ok(w) => w,
+            Err(e) => return Some(e),
+        };
+        let login = vars.get("ansible_user").and_then(Value::as_str);
+        if login == Some(wanted.as_str()) {
+            return None;
+        }
+        Some(format!(
+            "remote_user '{wanted}' asks for a login as another user than this host's connection ({}); the runner cannot change the user it was started as: set ansible_user in the inventory",
+            login.map_or_else(|| "the inventory's user".to_string(), |l| format!("'{l}'"))
+        ))
     }
 
     fn run_task(
@@ -1600,7 +1635,14 @@ impl<'a> Executor<'a> {
             return Err(failed_result("include_role: no role name".into()));
         };
         let library: &'a crate::plan::Library = &self.plan.shared.library;
-        let Some(spec) = library.roles.values().find(|r| r.name == name) else {
+        // A role named by its path (`{{ role_path }}/roles/a`) is the one read there,
+        // whatever name it travelled under.
+        let Some(spec) = library
+            .roles
+            .values()
+            .find(|r| r.name == name)
+            .or_else(|| library.roles.values().find(|r| r.path == name))
+        else {
             let known: Vec<&str> = library.roles.values().map(|r| r.name.as_str()).collect();
             return Err(failed_result(format!(
                 "the role '{name}' was not found among the roles this payload carries ({}): a role whose name is only known on the host must be named literally elsewhere in the playbook (roles:, import_role or include_role) to travel",
@@ -1703,10 +1745,17 @@ impl<'a> Executor<'a> {
         handler: bool,
     ) -> Result<(), Halt> {
         let spec = run.spec;
-        if self.role_stack.contains(&spec.path) {
+        // A role may include itself for another of its task files (Ansible allows it);
+        // the same file again inside itself would never end.
+        let entry = format!(
+            "{}\n{}",
+            spec.path,
+            run.tasks.as_ref().map_or("", |(p, _)| p.as_str())
+        );
+        if self.role_stack.contains(&entry) {
             return Ok(());
         }
-        self.role_stack.push(spec.path.clone());
+        self.role_stack.push(entry);
         let result = self.run_role_body(run, base, apply, handler);
         self.role_stack.pop();
         result
@@ -2101,14 +2150,34 @@ impl<'a> Executor<'a> {
         };
         // A negative delay is one second, as in Ansible.
         let delay = if delay < 0.0 { 1.0 } else { delay };
+        let timeout = match task.timeout.as_ref().or(inherited.timeout) {
+            Some(t) => match keywords::int(&self.engine, t, &ctx, "timeout") {
+                Ok(t) => t.and_then(|t| u64::try_from(t).ok()).filter(|t| *t > 0),
+                Err(msg) => return failed_result(msg),
+            },
+            None => None,
+        };
+        if let Some(msg) = self.remote_user_error(task, inherited, &vars, &ctx) {
+            return failed_result(msg);
+        }
         let mut attempt = 0i64;
         loop {
             attempt += 1;
+            let started = Instant::now();
+            let limit = crate::deadline::start(timeout);
             let mut result = match self.delegation(task, &ctx) {
                 Ok(None) => self.invoke(task, inherited, &ctx),
                 Ok(Some(_)) => self.delegate(task, inherited, &vars, &ctx),
                 Err(msg) => failed_result(msg),
             };
+            drop(limit);
+            if let Some(period) = timeout
+                && started.elapsed() >= Duration::from_secs(period)
+            {
+                // Ansible's alarm ends the attempt loop: no retry, no
+                // changed_when/failed_when.
+                return timed_out(&task.module, period);
+            }
             if attempts_allowed > 1 {
                 // Before changed_when/failed_when, which may look at it.
                 result.insert("attempts".into(), attempt.into());
@@ -2802,6 +2871,8 @@ fn play_scope(play: &Play) -> Inherited<'_> {
         check_mode: play.check_mode.as_ref(),
         diff: play.diff.as_ref(),
         no_log: play.no_log.as_ref(),
+        timeout: play.timeout.as_ref(),
+        remote_user: play.remote_user.as_deref(),
         tags: Rc::new(play.tags.iter().cloned().collect()),
         ..Inherited::default()
     }
@@ -2953,6 +3024,18 @@ fn unsafe_data(v: Value) -> Value {
     let mut m = serde_json::Map::with_capacity(1);
     m.insert(crate::plan::UNSAFE_KEY.to_string(), v);
     Value::Object(m)
+}
+
+/// Ansible's result for a task whose `timeout` ran out (`TaskTimeoutError`).
+fn timed_out(action: &str, period: u64) -> Vars {
+    let mut r = failed_result(format!(
+        "The {action} action failed to execute in the expected time frame ({period}) and was terminated"
+    ));
+    r.insert(
+        "timedout".into(),
+        json!({"frame": format!("the {action} module"), "period": period}),
+    );
+    r
 }
 
 fn failed_result(msg: String) -> Vars {

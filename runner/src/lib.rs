@@ -12,6 +12,7 @@ pub mod atomic;
 mod chainable;
 pub mod cli;
 pub mod ctlfiles;
+pub mod deadline;
 pub mod digest;
 pub mod events;
 pub mod exec;

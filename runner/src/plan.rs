@@ -265,6 +265,14 @@ pub struct Play {
     /// Hide the results of the play's tasks and handlers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_log: Option<Flag>,
+    /// Seconds each task of the play may run (`timeout`), unless a block or the task
+    /// says otherwise; 0 or unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Templated<i64>>,
+    /// `remote_user`: the user the play's connection logs in as (a template allowed).
+    /// A local connection ignores it, as Ansible's does; see [`Task::remote_user`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_user: Option<String>,
     /// The tasks, in order.
     #[serde(default)]
     pub tasks: Vec<Task>,
@@ -432,6 +440,17 @@ pub struct Task {
     /// the plan says. Unset, the enclosing block's or play's value applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<Flag>,
+    /// Seconds the task's module may run before Ansible's "failed to execute in the
+    /// expected time frame" failure (each retry has its own); 0: no limit. Unset, the
+    /// enclosing block's or play's value applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Templated<i64>>,
+    /// `remote_user`: the login user of the task's connection. A local connection
+    /// ignores it (it runs as whoever runs it, as Ansible's local connection does); an
+    /// SSH host's runner cannot change the user it was started as, so a task asking
+    /// for another user there fails, naming both. Unset, the block's or play's applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_user: Option<String>,
     /// The tasks of a block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<Vec<Task>>,

@@ -1617,3 +1617,294 @@ fn lineinfile_warns_about_an_empty_regexp_in_its_result() {
     // The empty pattern matched every line: the last was replaced.
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "one\nthree\nfour\n");
 }
+
+#[test]
+fn timeout_ends_a_long_command_with_ansibles_timedout_result() {
+    let d = tmp();
+    let marker = p(d.path(), "after");
+    let plan = play(
+        json!([
+            with(
+                sh("slow", &format!("sleep 5; touch {marker}")),
+                json!({"timeout": 1, "register": "timed", "ignore_errors": true,
+                       "retries": 3, "until": "false", "delay": 0}),
+            ),
+            with(sh("quick", "true"), json!({"timeout": "{{ 2 + 1 }}"})),
+            with(
+                dbg(
+                    "check",
+                    "{{ timed is timedout }} {{ timed.timedout.period }}"
+                ),
+                json!({}),
+            ),
+        ]),
+        json!({}),
+    );
+    let started = std::time::Instant::now();
+    let run = check(
+        plan,
+        &[
+            ("slow", "failed,ignored"),
+            ("quick", "changed"),
+            ("check", "ok"),
+        ],
+    );
+    // One attempt, not four: Ansible's alarm ends the attempt loop.
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(
+        run.result("slow")["msg"],
+        "The shell action failed to execute in the expected time frame (1) and was terminated"
+    );
+    assert_eq!(run.result("check")["msg"], "True 1");
+    // The command was ended with its process group, not left to finish.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(!Path::new(&marker).exists());
+}
+
+#[test]
+fn a_play_timeout_applies_to_its_tasks_unless_a_block_says_otherwise() {
+    let plan = play(
+        json!([
+            with(sh("limited", "sleep 3"), json!({"ignore_errors": true})),
+            {"block": [sh("unlimited", "sleep 2")], "timeout": 0},
+        ]),
+        json!({"timeout": 1}),
+    );
+    check(
+        plan,
+        &[("limited", "failed,ignored"), ("unlimited", "changed")],
+    );
+}
+
+#[test]
+fn shell_backgrounding_a_process_that_keeps_its_output_open_does_not_hang() {
+    let started = std::time::Instant::now();
+    let run = check(
+        play(json!([sh("bg", "echo hi; sleep 30 &")]), json!({})),
+        &[("bg", "changed")],
+    );
+    // Ansible's run_command returns once the shell has exited and its output stayed
+    // quiet for a second, whatever the background process holds open.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(run.result("bg")["stdout"], "hi");
+}
+
+#[test]
+fn remote_user_is_ignored_on_a_local_connection_and_refused_over_ssh_as_another_user() {
+    let local = json!({
+        "host_vars": {"inventory_hostname": "web1", "ansible_connection": "local"},
+        "plays": [{"name": "p", "hosts": ["all"], "remote_user": "nobody-here",
+                   "tasks": [with(sh("as me", "true"), json!({"remote_user": "{{ 'x' }}"}))]}]
+    });
+    check(local, &[("as me", "changed")]);
+    let ssh = json!({
+        "host_vars": {"inventory_hostname": "web1", "ansible_connection": "ssh",
+                      "ansible_user": "deploy"},
+        "plays": [{"name": "p", "hosts": ["all"], "remote_user": "deploy",
+                   "tasks": [sh("same user", "true"),
+                             with(sh("other user", "true"), json!({"remote_user": "admin"}))]}]
+    });
+    let run = check(ssh, &[("same user", "changed"), ("other user", "failed")]);
+    let msg = run.result("other user")["msg"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("'admin'") && msg.contains("'deploy'"), "{msg}");
+}
+
+#[test]
+fn command_module_checks_and_messages_are_ansibles() {
+    let d = tmp();
+    std::fs::write(d.path().join("made-1.txt"), "").unwrap();
+    let dir = p(d.path(), "");
+    let cmd = |name: &str, args: Value| json!({"name": name, "module": "command", "args": args});
+    let shell = |name: &str, args: Value| json!({"name": name, "module": "shell", "args": args});
+    let ignore = json!({"ignore_errors": true});
+    let plan = play(
+        json!([
+            cmd(
+                "executable",
+                json!({"_raw_params": "echo hi", "executable": "/bogus"})
+            ),
+            with(cmd("nothing", json!({"chdir": "/"})), ignore.clone()),
+            with(
+                cmd(
+                    "both",
+                    json!({"_raw_params": "echo a", "argv": ["echo", "b"]})
+                ),
+                ignore.clone(),
+            ),
+            with(
+                cmd(
+                    "no dir",
+                    json!({"_raw_params": "true", "chdir": "/no/such/dir"})
+                ),
+                ignore.clone(),
+            ),
+            cmd(
+                "glob creates",
+                json!({"_raw_params": "false", "chdir": dir, "creates": "made-*.txt"})
+            ),
+            cmd(
+                "glob removes",
+                json!({"_raw_params": "false", "removes": format!("{dir}/gone-*")})
+            ),
+            shell(
+                "bash",
+                json!({"_raw_params": "echo ${BASH_VERSION:+bash}", "executable": "/bin/bash"})
+            ),
+            with(
+                shell(
+                    "no expand",
+                    json!({"_raw_params": "true", "expand_argument_vars": false})
+                ),
+                ignore,
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("executable", "changed"),
+            ("nothing", "failed,ignored"),
+            ("both", "failed,ignored"),
+            ("no dir", "failed,ignored"),
+            ("glob creates", "ok"),
+            ("glob removes", "ok"),
+            ("bash", "changed"),
+            ("no expand", "failed,ignored"),
+        ],
+    );
+    let r = run.result("executable");
+    assert_eq!(r["stdout"], "hi");
+    assert_eq!(
+        r["warnings"][0],
+        "As of Ansible 2.4, the parameter 'executable' is no longer supported with the 'command' module. Not using '/bogus'."
+    );
+    assert_eq!(run.result("nothing")["msg"], "no command given");
+    assert_eq!(run.result("nothing")["rc"], 256);
+    assert_eq!(
+        run.result("both")["msg"],
+        "only command or argv can be given, not both"
+    );
+    assert_eq!(run.result("both")["rc"], 256);
+    assert_eq!(
+        run.result("no dir")["msg"],
+        "Unable to change directory before execution: [Errno 2] No such file or directory: b'/no/such/dir'"
+    );
+    assert_eq!(
+        run.result("glob creates")["msg"],
+        "Did not run command since 'made-*.txt' exists"
+    );
+    assert_eq!(
+        run.result("glob creates")["stdout"],
+        "skipped, since made-*.txt exists"
+    );
+    assert_eq!(
+        run.result("glob removes")["msg"],
+        format!("Did not run command since '{dir}/gone-*' does not exist")
+    );
+    assert_eq!(run.result("bash")["stdout"], "bash");
+    assert_eq!(
+        run.result("no expand")["msg"],
+        "Unsupported parameters for (shell) module: expand_argument_vars"
+    );
+}
+
+#[test]
+fn command_expands_variables_from_the_tasks_environment() {
+    let cmd = json!({"name": "expand", "module": "command",
+                     "args": {"_raw_params": "/bin/sh -c 'echo \"\\$TEST\"'"},
+                     "environment": {"TEST": "z"}});
+    let kept = json!({"name": "kept", "module": "command",
+                      "args": {"_raw_params": "echo $TEST", "expand_argument_vars": false},
+                      "environment": {"TEST": "z"}});
+    let run = check(
+        play(json!([cmd, kept]), json!({})),
+        &[("expand", "changed"), ("kept", "changed")],
+    );
+    // Python's expandvars leaves the backslash; the shell then prints it.
+    assert_eq!(run.result("expand")["stdout"], "\\z");
+    assert_eq!(run.result("kept")["stdout"], "$TEST");
+}
+
+#[test]
+fn copy_argument_checks_are_the_copy_actions() {
+    let d = tmp();
+    let dest = p(d.path(), "out");
+    let copy = |name: &str, args: Value| json!({"name": name, "module": "copy", "args": args, "ignore_errors": true});
+    let plan = play(
+        json!([
+            copy("empty src", json!({"src": "", "dest": dest})),
+            copy("no dest", json!({"content": "x"})),
+            copy("both", json!({"content": "x", "src": "f", "dest": dest})),
+            copy(
+                "content to dir",
+                json!({"content": "x", "dest": format!("{dest}/")})
+            ),
+            copy(
+                "internal",
+                json!({"content": "x", "dest": dest, "_original_basename": "f"})
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("empty src", "failed,ignored"),
+            ("no dest", "failed,ignored"),
+            ("both", "failed,ignored"),
+            ("content to dir", "failed,ignored"),
+            ("internal", "failed,ignored"),
+        ],
+    );
+    assert_eq!(
+        run.result("empty src")["msg"],
+        "src (or content) is required"
+    );
+    assert_eq!(run.result("no dest")["msg"], "dest is required");
+    assert_eq!(
+        run.result("both")["msg"],
+        "src and content are mutually exclusive"
+    );
+    assert_eq!(
+        run.result("content to dir")["msg"],
+        "can not use content with a dir as dest"
+    );
+    assert_eq!(
+        run.result("internal")["msg"],
+        "Invalid parameter specified: \"_original_basename\""
+    );
+    assert!(!Path::new(&dest).exists());
+}
+
+#[test]
+fn copy_expands_variables_and_tilde_in_remote_src_and_dest() {
+    let d = tmp();
+    std::fs::write(d.path().join("a"), "A").unwrap();
+    let task = json!({"name": "dup", "module": "copy",
+                      "args": {"src": "$SRCDIR/a", "dest": "${SRCDIR}/b", "remote_src": true},
+                      "environment": {"SRCDIR": p(d.path(), "")}});
+    let run = check(play(json!([task]), json!({})), &[("dup", "changed")]);
+    assert_eq!(std::fs::read_to_string(d.path().join("b")).unwrap(), "A");
+    assert!(run.result("dup")["dest"].as_str().unwrap().ends_with("/b"));
+}
+
+#[test]
+fn copy_reports_the_legacy_md5sum_when_it_writes() {
+    let d = tmp();
+    let dest = p(d.path(), "f");
+    let task = |name: &str| json!({"name": name, "module": "copy", "args": {"content": "foo.txt\n", "dest": dest}});
+    let run = check(
+        play(json!([task("first"), task("again")]), json!({})),
+        &[("first", "changed"), ("again", "ok")],
+    );
+    // md5 of "foo.txt\n" (md5sum(1) gives the same).
+    assert_eq!(
+        run.result("first")["md5sum"],
+        "c47397529fe81ab62ba3f85e9f4c71f2"
+    );
+    assert!(run.result("again").get("md5sum").is_none());
+}

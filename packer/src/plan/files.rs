@@ -260,7 +260,9 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
     match task.args.get(key) {
         // A `copy` with `content` has nothing to read; a `template` without `src` is the
         // runner's to report, with the task's other errors.
+        // An empty `src` is the runner's to report (copy's "src (or content) is required").
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() && module == "copy" => Ok(None),
         // unarchive fetches a URL src on the host itself: nothing to embed.
         Some(Value::String(s)) if module == "unarchive" && s.contains("://") => Ok(None),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some((s.as_str(), dir))),

@@ -123,8 +123,8 @@
 //! `delegate_to` another inventory host, and `delegate_to`, `delegate_facts`,
 //! `local_action` and `run_once` on plays and includes (tasks and blocks have them,
 //! through the controller channel), `async`, `poll`,
-//! `diff`, `connection` other than a task's `local`, `port`, `remote_user`, `module_defaults`,
-//! `collections`, `any_errors_fatal`, task `max_fail_percentage`, `throttle`, `timeout`,
+//! `diff`, `connection` other than a task's `local`, `port`, `module_defaults`,
+//! `collections`, `any_errors_fatal`, task `max_fail_percentage`, `throttle`,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
 //! plays, `strategy`, `order`, `force_handlers`, `gather_subset`,

@@ -12,8 +12,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 23] = [
+const PLAY_KEYWORDS: [&str; 25] = [
     "name",
+    "timeout",
+    "remote_user",
     "ignore_errors",
     "check_mode",
     "diff",
@@ -486,6 +488,13 @@ impl Loader<'_> {
             None => false,
             Some(v) => tasks::boolean(v, &at, "any_errors_fatal")?,
         };
+        let timeout = match get("timeout") {
+            None => None,
+            Some(v) => tasks::integer(v, &at, "timeout")?,
+        };
+        let remote_user = get("remote_user")
+            .map(|v| scalar_str(v).ok_or_else(|| at.invalid("remote_user", "expected a string")))
+            .transpose()?;
         let become_user = get("become_user")
             .map(|v| scalar_str(v).ok_or_else(|| at.invalid("become_user", "expected a string")))
             .transpose()?;
@@ -543,6 +552,8 @@ impl Loader<'_> {
                 check_mode,
                 diff,
                 no_log,
+                timeout,
+                remote_user,
                 tasks: Vec::new(),
                 handlers,
                 magic,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Keywords valid on tasks, blocks and includes alike.
-const COMMON: [&str; 12] = [
+const COMMON: [&str; 14] = [
     "name",
     "environment",
     "no_log",
@@ -25,6 +25,8 @@ const COMMON: [&str; 12] = [
     "ignore_errors",
     "check_mode",
     "diff",
+    "timeout",
+    "remote_user",
 ];
 
 /// Keywords valid on tasks (and handlers) only.
@@ -162,9 +164,7 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
             "delegation is supported on tasks and blocks, not yet on plays and includes"
         }
         "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
-        "connection" | "port" | "remote_user" => {
-            "connection settings come from the inventory, not the playbook"
-        }
+        "connection" | "port" => "connection settings come from the inventory, not the playbook",
         "module_defaults" | "collections" => {
             "module defaults and collection search paths are not implemented"
         }
@@ -175,7 +175,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "throttle" | "serial" | "strategy" | "order" => {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
         }
-        "timeout" => "task time limits are not implemented",
         "debugger" => "the interactive debugger is not available on the runner",
         "ignore_unreachable" => "unreachable hosts are handled by the deployer, not per task",
         "become_flags" | "become_exe" => {
@@ -388,7 +387,11 @@ fn seconds(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<f64>>, Pl
 
 /// An integer keyword Ansible templates (`retries`): a literal (a float with nothing
 /// after the point is accepted, as Ansible accepts it) or a template.
-fn integer(v: &Yaml, at: &Where, key: &str) -> Result<Option<Templated<i64>>, PlaybookError> {
+pub(crate) fn integer(
+    v: &Yaml,
+    at: &Where,
+    key: &str,
+) -> Result<Option<Templated<i64>>, PlaybookError> {
     let n = match v {
         Yaml::Null => return Ok(None),
         Yaml::String(s) if is_template(s) => return Ok(Some(Templated::Template(s.clone()))),
@@ -614,6 +617,8 @@ pub(crate) fn common(
         "diff" => task.diff = flag(v, at, key)?,
         "environment" => task.environment = Some(environment(v, at)?),
         "no_log" => task.no_log = flag(v, at, key)?,
+        "timeout" => task.timeout = integer(v, at, key)?,
+        "remote_user" => task.remote_user = opt_string(v, at, key)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -920,10 +925,32 @@ impl Loader<'_> {
         at: &Where,
     ) -> Result<Vec<Task>, PlaybookError> {
         let mut wrapper = Task::default();
+        // Delegation, run_once and notify on an import reach each imported task that
+        // does not say otherwise, as Ansible's parent attributes do.
+        let mut channel = Task::default();
         for (k, v) in entries {
             let key = k.as_str();
             if key == module || key == "action" || common(&mut wrapper, key, v, at)? {
                 continue;
+            }
+            match key {
+                "delegate_to" => {
+                    channel.delegate_to = delegate_target(v, at)?;
+                    continue;
+                }
+                "delegate_facts" => {
+                    channel.delegate_facts = boolean(v, at, key)?;
+                    continue;
+                }
+                "run_once" => {
+                    channel.run_once = boolean(v, at, key)?;
+                    continue;
+                }
+                "notify" => {
+                    channel.notify = string_list(v, at, key)?;
+                    continue;
+                }
+                _ => {}
             }
             if is_loop(key) {
                 return Err(at.unsupported(
@@ -980,10 +1007,17 @@ impl Loader<'_> {
                 role: None,
             });
         }
-        if wrapper == Task::default() {
+        let pushed = channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts;
+        if wrapper == Task::default() && !pushed && channel.notify.is_empty() {
             return Ok(tasks);
         }
         wrapper.block = Some(tasks);
+        if pushed {
+            push_down(&mut wrapper, &channel, at)?;
+        }
+        if !channel.notify.is_empty() {
+            notify_down(&mut wrapper, &channel.notify);
+        }
         Ok(vec![wrapper])
     }
 
@@ -1096,7 +1130,18 @@ impl Loader<'_> {
             // A role named literally is found now, and travels with its meta; one whose
             // name is templated must be one of the roles the plan carries.
             if let Some(Value::String(name)) = task.args.get("name") {
-                let name = render_static(name, &self.play.lookup).unwrap_or(name.clone());
+                // `role_path` and `playbook_dir` are known here as they are on the host
+                // (`include_role: name: "{{ role_path }}/roles/a"`).
+                let mut lookup = self.play.lookup.clone();
+                if let Some(role) = &cx.role {
+                    lookup
+                        .entry("role_path")
+                        .or_insert_with(|| Value::String(super::controller_path(&role.dir)));
+                }
+                lookup
+                    .entry("playbook_dir")
+                    .or_insert_with(|| Value::String(super::controller_path(&cx.playbook_dir)));
+                let name = render_static(name, &lookup).unwrap_or(name.clone());
                 if !is_template(&name) {
                     let dir = self.find_role(&name, cx, at, None)?;
                     self.register_role(&name, &dir, cx);

@@ -61,7 +61,7 @@ fn has_glob(s: &str) -> bool {
 
 /// Python's `glob.glob`: each component with wildcards is matched against a directory
 /// listing (names starting with `.` only by patterns that start with `.`); sorted.
-fn glob_paths(pattern: &str) -> Vec<PathBuf> {
+pub(super) fn glob_paths(pattern: &str) -> Vec<PathBuf> {
     let mut current = vec![if pattern.starts_with('/') {
         PathBuf::from("/")
     } else {

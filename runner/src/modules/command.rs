@@ -22,48 +22,186 @@ pub const COMMON: &[&str] = &[
     "strip_empty_ends",
     "executable",
     "expand_argument_vars",
-    "warn",
 ];
 
 /// The `command` module: no shell, so no pipes, redirections or variable expansion.
 pub(super) fn command(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    command_module(a, ctx, false)
+}
+
+/// The `shell` module: Ansible's command module with `_uses_shell`, the text run by
+/// `/bin/sh -c` (or `executable -c`).
+pub(super) fn shell(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    // The shell action refuses the command-only option before the module runs.
+    if a.contains_key("expand_argument_vars") {
+        return Ok(Outcome::fail(
+            "Unsupported parameters for (shell) module: expand_argument_vars",
+        ));
+    }
+    command_module(a, ctx, true)
+}
+
+/// Ansible's command module (`modules/command.py` `main`), shared by command and shell,
+/// in its order: the `executable` warning, the argument checks (rc 256), `chdir`,
+/// `creates`/`removes` as globs (relative to `chdir`), check mode, the run.
+fn command_module(a: &Vars, ctx: &Ctx<'_>, uses_shell: bool) -> Result<Outcome, ModuleError> {
     args::only(a, COMMON)?;
-    let argv: Vec<String> = match (a.get("argv"), free_form(a)?) {
-        (Some(Value::Array(_)), None) => args::str_list(a, "argv")?,
-        (Some(_), Some(_)) => {
-            return Err(ModuleError::BadArgs(
-                "give either 'argv' or a command string, not both".into(),
-            ));
-        }
-        (Some(other), None) => {
+    let mut warnings: Vec<String> = Vec::new();
+    let mut executable = args::opt_str(a, "executable")?;
+    if !uses_shell && let Some(e) = executable.take() {
+        warnings.push(format!(
+            "As of Ansible 2.4, the parameter 'executable' is no longer supported with the 'command' module. Not using '{e}'."
+        ));
+    }
+    let line = free_form(a)?;
+    let argv = match a.get("argv") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(_)) => Some(args::str_list(a, "argv")?),
+        Some(other) => {
             return Err(ModuleError::BadArgs(format!(
                 "argument 'argv' must be a list, got {other}"
             )));
         }
-        (None, Some(line)) => split(&line)
-            .map_err(|e| ModuleError::BadArgs(format!("cannot parse command line: {e}")))?,
-        (None, None) => {
-            return Err(ModuleError::BadArgs(
-                "no command given: use the free-form text, 'cmd' or 'argv'".into(),
+    };
+    let line = line.filter(|l| !l.trim().is_empty());
+    let argv = argv.filter(|v| !v.is_empty());
+    let early_fail = |msg: &str, warnings: &[String]| {
+        let mut o = Outcome::fail(msg)
+            .with("rc", 256)
+            .with("cmd", Value::Null)
+            .with("stdout", "")
+            .with("stderr", "")
+            .with("stdout_lines", Value::Array(Vec::new()))
+            .with("stderr_lines", Value::Array(Vec::new()))
+            .with("start", Value::Null)
+            .with("end", Value::Null)
+            .with("delta", Value::Null);
+        if !warnings.is_empty() {
+            o = o.with("warnings", Value::from(warnings.to_vec()));
+        }
+        o
+    };
+    let (mut cmd, shown) = match (line, argv) {
+        (None, None) => return Ok(early_fail("no command given", &warnings)),
+        (Some(_), Some(_)) => {
+            return Ok(early_fail(
+                "only command or argv can be given, not both",
+                &warnings,
             ));
         }
+        (Some(line), None) if uses_shell => {
+            let shell = executable.unwrap_or_else(|| "/bin/sh".into());
+            let mut cmd = ctx.command(shell);
+            cmd.arg("-c").arg(&line);
+            (cmd, Value::from(line))
+        }
+        (None, Some(words)) if uses_shell => {
+            // run_command joins a list for the shell with each word quoted.
+            let line = words
+                .iter()
+                .map(|w| super::script::quote(w))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let shell = executable.unwrap_or_else(|| "/bin/sh".into());
+            let mut cmd = ctx.command(shell);
+            cmd.arg("-c").arg(&line);
+            (cmd, Value::from(words))
+        }
+        (line, words) => {
+            let words = match (line, words) {
+                (Some(line), _) => split(&line)
+                    .map_err(|e| ModuleError::BadArgs(format!("cannot parse command line: {e}")))?,
+                (None, Some(w)) => w,
+                (None, None) => Vec::new(),
+            };
+            // run_command expands $VAR, ${VAR} and a leading ~ in each word (not a
+            // shell: no globbing, no word splitting) unless expand_argument_vars is off.
+            let run: Vec<String> = if args::bool_or(a, "expand_argument_vars", true)? {
+                // The module's process environment: the task's `environment` over the
+                // runner's own.
+                let env = |name: &str| {
+                    ctx.env
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .or_else(|| std::env::var(name).ok())
+                };
+                words
+                    .iter()
+                    .map(|w| expand_word(w, &env, &passwd_home))
+                    .collect()
+            } else {
+                words.clone()
+            };
+            let Some((program, rest)) = run.split_first() else {
+                return Ok(early_fail("no command given", &warnings));
+            };
+            let mut cmd = ctx.command(program);
+            cmd.args(rest);
+            (cmd, Value::from(words))
+        }
     };
-    // Ansible expands $VAR, ${VAR} and a leading ~ in each word (not a shell: no
-    // globbing, no word splitting) unless expand_argument_vars is off.
-    let argv: Vec<String> = if args::bool_or(a, "expand_argument_vars", true)? {
-        let env = |name: &str| std::env::var(name).ok();
-        argv.iter()
-            .map(|w| expand_word(w, &env, &passwd_home))
-            .collect()
-    } else {
-        argv
+    let strip = args::bool_or(a, "strip_empty_ends", true)?;
+    let chdir = args::opt_str(a, "chdir")?;
+    if let Some(dir) = &chdir {
+        // Ansible's os.chdir, with Python's text of the error.
+        if let Err(e) = std::fs::read_dir(dir).map(drop).or_else(|e| {
+            if std::path::Path::new(dir).is_dir() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }) {
+            let mut o = Outcome::fail(format!(
+                "Unable to change directory before execution: {}",
+                python_os_error(&e, dir)
+            ))
+            .with("rc", Value::Null)
+            .with("cmd", shown)
+            .with("stdout", "")
+            .with("stderr", "")
+            .with("stdout_lines", Value::Array(Vec::new()))
+            .with("stderr_lines", Value::Array(Vec::new()));
+            if !warnings.is_empty() {
+                o = o.with("warnings", Value::from(warnings));
+            }
+            return Ok(o);
+        }
+        cmd.current_dir(dir);
+    }
+    let mut o = run_process_checked(a, ctx, cmd, shown, strip, chdir.as_deref())?;
+    if !warnings.is_empty() {
+        let mut all: Vec<Value> = warnings.into_iter().map(Value::from).collect();
+        if let Some(Value::Array(more)) = o.data.remove("warnings") {
+            all.extend(more);
+        }
+        o = o.with("warnings", Value::Array(all));
+    }
+    Ok(o)
+}
+
+/// Python's text of an `OSError` for a path given as bytes
+/// (`[Errno 2] No such file or directory: b'/x'`).
+fn python_os_error(e: &std::io::Error, path: &str) -> String {
+    let errno = e.raw_os_error().unwrap_or(0);
+    let text = e.to_string();
+    let reason = text.split(" (os error").next().unwrap_or(&text);
+    format!("[Errno {errno}] {reason}: {}", bytes_repr(path.as_bytes()))
+}
+
+/// A `type='path'` argument as Ansible's modules read it (`expandvars`, then
+/// `expanduser`), with the task's environment over the runner's.
+pub(super) fn expand_path(path: &str, ctx: &Ctx<'_>) -> String {
+    let env = |name: &str| {
+        ctx.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
     };
-    let Some((program, rest)) = argv.split_first() else {
-        return Err(ModuleError::BadArgs("the command is empty".into()));
-    };
-    let mut cmd = ctx.command(program);
-    cmd.args(rest);
-    run(a, ctx, cmd, Value::from(argv.clone()))
+    expand_word(path, &env, &passwd_home)
 }
 
 /// A command word as Ansible's command module expands it: `os.path.expandvars` then
@@ -156,20 +294,6 @@ pub(super) fn passwd_home(user: Option<&str>) -> Option<String> {
     crate::passwd::user(&name).map(|u| u.home)
 }
 
-/// The `shell` module: the text runs under `/bin/sh -c` (or `executable`).
-pub(super) fn shell(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-    args::only(a, COMMON)?;
-    let Some(line) = free_form(a)? else {
-        return Err(ModuleError::BadArgs(
-            "no command given: use the free-form text or 'cmd'".into(),
-        ));
-    };
-    let shell = args::opt_str(a, "executable")?.unwrap_or_else(|| "/bin/sh".into());
-    let mut cmd = ctx.command(shell);
-    cmd.arg("-c").arg(&line);
-    run(a, ctx, cmd, Value::from(line))
-}
-
 fn free_form(a: &Vars) -> Result<Option<String>, ModuleError> {
     Ok(match args::opt_str(a, "cmd")? {
         Some(c) => Some(c),
@@ -177,9 +301,73 @@ fn free_form(a: &Vars) -> Result<Option<String>, ModuleError> {
     })
 }
 
-fn run(a: &Vars, ctx: &Ctx<'_>, cmd: Command, shown: Value) -> Result<Outcome, ModuleError> {
-    let strip = args::bool_or(a, "strip_empty_ends", true)?;
-    run_process(a, ctx, cmd, shown, strip)
+/// command/shell from `creates`/`removes` on: each a glob (Python's `glob.glob`, relative
+/// to `chdir`), with Ansible's messages; then check mode, or the run.
+fn run_process_checked(
+    a: &Vars,
+    ctx: &Ctx<'_>,
+    cmd: Command,
+    shown: Value,
+    strip: bool,
+    chdir: Option<&str>,
+) -> Result<Outcome, ModuleError> {
+    let creates = args::opt_str(a, "creates")?;
+    let removes = args::opt_str(a, "removes")?;
+    let matches = |pattern: &str| {
+        let full = match chdir {
+            Some(dir) if !pattern.starts_with('/') => {
+                format!("{}/{pattern}", dir.trim_end_matches('/'))
+            }
+            _ => pattern.to_string(),
+        };
+        !super::archive::glob_paths(&full).is_empty()
+    };
+    let would = if ctx.check_mode { "Would" } else { "Did" };
+    let skip = |why: String, stdout: String| {
+        Outcome::ok()
+            .with("cmd", shown.clone())
+            .with("rc", 0)
+            .with("stdout_lines", Value::from(vec![stdout.clone()]))
+            .with("stdout", stdout)
+            .with("stderr", "")
+            .with("stderr_lines", Value::Array(Vec::new()))
+            .with("start", Value::Null)
+            .with("end", Value::Null)
+            .with("delta", Value::Null)
+            .msg(format!("{would} not run command since {why}"))
+    };
+    if let Some(c) = &creates
+        && matches(c)
+    {
+        return Ok(skip(
+            format!("'{c}' exists"),
+            format!("skipped, since {c} exists"),
+        ));
+    }
+    if let Some(r) = &removes
+        && !matches(r)
+    {
+        return Ok(skip(
+            format!("'{r}' does not exist"),
+            format!("skipped, since {r} does not exist"),
+        ));
+    }
+    let mut rest = a.clone();
+    rest.remove("creates");
+    rest.remove("removes");
+    rest.remove("chdir");
+    if ctx.check_mode {
+        let mut o = Outcome::ok()
+            .with("rc", 0)
+            .with("cmd", shown)
+            .with("stdout", "")
+            .with("stderr", "")
+            .msg("Command would have run if not in check mode");
+        o.skipped = creates.is_none() && removes.is_none();
+        o.changed = !o.skipped;
+        return Ok(o);
+    }
+    run_process(&rest, ctx, cmd, shown, strip)
 }
 
 /// Runs `cmd` as command/shell/script/raw do: `creates`/`removes` (relative to

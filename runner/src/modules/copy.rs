@@ -54,9 +54,41 @@ fn content_arg(a: &Vars) -> Result<Option<Vec<u8>>, ModuleError> {
     }
 }
 
+/// The copy action's checks before anything runs, with its messages: an empty `src`
+/// counts as none, `content: ""` as given.
+fn action_check(a: &Vars) -> Option<String> {
+    for internal in ["_original_basename", "_diff_peek"] {
+        if a.get(internal).is_some_and(|v| !v.is_null()) {
+            return Some(format!("Invalid parameter specified: \"{internal}\""));
+        }
+    }
+    let given = |k: &str| match a.get(k) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    };
+    let content = a.get("content").is_some_and(|v| !v.is_null());
+    let dest = a.get("dest").and_then(Value::as_str);
+    if !given("src") && !content {
+        Some("src (or content) is required".into())
+    } else if !given("dest") {
+        Some("dest is required".into())
+    } else if given("src") && content {
+        Some("src and content are mutually exclusive".into())
+    } else if content && dest.is_some_and(|d| d.ends_with('/')) {
+        Some("can not use content with a dir as dest".into())
+    } else {
+        None
+    }
+}
+
 fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+    if let Some(msg) = action_check(a) {
+        return fail(msg);
+    }
     args::only(a, KNOWN)?;
-    let dest = args::req_str(a, "dest")?;
+    // `src` and `dest` are paths to the module: `~` and `$VAR` expand on the host.
+    let dest = super::command::expand_path(&args::req_str(a, "dest")?, ctx);
     if dest.is_empty() {
         return Err(ModuleError::BadArgs("argument 'dest' must not be empty".into()).into());
     }
@@ -101,6 +133,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         }
         (Some(c), None) => (c, None, None),
         (None, Some(s)) if remote_src => {
+            let s = super::command::expand_path(&s, ctx);
             let p = std::path::Path::new(&s);
             if p.is_dir() {
                 return fail(format!(

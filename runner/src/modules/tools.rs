@@ -12,6 +12,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where system tools live besides `$PATH`: the runner may be started with a PATH
 /// without the sbin directories (a non-login ssh session, sudo without secure_path).
@@ -151,11 +153,15 @@ pub(super) fn collect(
     let (done, finished) = mpsc::channel::<()>();
     let reader = |pipe: Option<Box<dyn io::Read + Send>>| {
         let done = done.clone();
+        let kept = Arc::new(Captured::default());
+        let filled = Arc::clone(&kept);
         std::thread::spawn(move || {
-            let kept = pipe.map(|p| read_capped(p, limit)).unwrap_or_default();
+            if let Some(p) = pipe {
+                read_capped(p, limit, &filled);
+            }
             let _ = done.send(());
-            kept
-        })
+        });
+        kept
     };
     let out = reader(
         child
@@ -172,13 +178,18 @@ pub(super) fn collect(
     drop(done);
     // The readers wake this wait as soon as the process closes its output, so a short
     // process costs no polling delay; only a long one is looked at four times a second.
+    // A process that has exited while something it started in the background still
+    // holds its output open is done once nothing more came for a second, as Ansible's
+    // run_command decides (`select(1)` finding nothing after `poll()` says it ended).
     let mut open = 2;
+    let mut exited: Option<std::process::ExitStatus> = None;
+    let mut quiet_since: Option<(std::time::Instant, u64)> = None;
     while open > 0 {
         match finished.recv_timeout(std::time::Duration::from_millis(250)) {
             Ok(()) => open -= 1,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if stoppable && crate::events::deployer_gone() {
+                if stoppable && (crate::events::deployer_gone() || crate::deadline::passed()) {
                     match watchdog.take() {
                         Some(w) => w.end_group(),
                         None => {
@@ -190,18 +201,37 @@ pub(super) fn collect(
                     // pipes does; they are not waited for.
                     return Ok(Ran::Stopped);
                 }
+                if exited.is_none() {
+                    exited = child.try_wait()?;
+                }
+                if exited.is_some() {
+                    let seen = out.seen().saturating_add(err.seen());
+                    match quiet_since {
+                        Some((since, before)) if before == seen => {
+                            if since.elapsed() >= std::time::Duration::from_secs(1) {
+                                break;
+                            }
+                        }
+                        _ => quiet_since = Some((std::time::Instant::now(), seen)),
+                    }
+                }
             }
         }
     }
-    let status = child.wait()?;
+    let status = match exited {
+        Some(s) => s,
+        None => child.wait()?,
+    };
     if let Some(w) = watchdog {
         w.release();
     }
-    if let Some(f) = feeder {
+    if let Some(f) = feeder
+        && (open == 0 || f.is_finished())
+    {
         let _ = f.join();
     }
-    let (stdout, out_dropped) = out.join().unwrap_or_default();
-    let (stderr, err_dropped) = err.join().unwrap_or_default();
+    let (stdout, out_dropped) = out.take();
+    let (stderr, err_dropped) = err.take();
     Ok(Ran::Done(Collected {
         status,
         stdout,
@@ -210,25 +240,52 @@ pub(super) fn collect(
     }))
 }
 
-/// Reads `pipe` to its end, keeping the first `limit` bytes; returns them and how many
-/// more were read and dropped.
-fn read_capped(mut pipe: impl io::Read, limit: usize) -> (Vec<u8>, u64) {
-    let mut kept = Vec::new();
-    let mut dropped = 0u64;
+/// What a reader thread has read of one pipe so far: shared, so a process whose
+/// background children keep the pipe open can be finished without waiting for them.
+#[derive(Default)]
+struct Captured {
+    /// The bytes kept and how many were dropped past the limit.
+    bytes: Mutex<(Vec<u8>, u64)>,
+    /// How many reads returned data (to see that nothing more is coming).
+    reads: AtomicU64,
+}
+
+impl Captured {
+    fn seen(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> (Vec<u8>, u64) {
+        match self.bytes.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+}
+
+/// Reads `pipe` to its end into `into`, keeping the first `limit` bytes and counting
+/// how many more were read and dropped.
+fn read_capped(mut pipe: impl io::Read, limit: usize, into: &Captured) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match pipe.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                let mut g = match into.bytes.lock() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let (kept, dropped) = &mut *g;
                 let take = n.min(limit.saturating_sub(kept.len()));
                 kept.extend_from_slice(buf.get(..take).unwrap_or_default());
-                dropped = dropped.saturating_add((n - take) as u64);
+                *dropped = dropped.saturating_add((n - take) as u64);
+                drop(g);
+                into.reads.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
-    (kept, dropped)
 }
 
 /// What the watchdog of a stoppable process runs: it waits for one line on its standard
