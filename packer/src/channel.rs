@@ -38,6 +38,8 @@ pub struct Batch {
     once: Mutex<HashMap<(String, u32), Once>>,
     /// Where the hosts of the batch's `any_errors_fatal` plays stand.
     fleet: Mutex<Fleet>,
+    /// How many hosts run each `throttle` task (by task id) right now.
+    throttled: Mutex<HashMap<String, u64>>,
     /// Bumped at every change, so a waiting host looks again.
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -47,6 +49,7 @@ impl Default for Batch {
         Batch {
             once: Mutex::new(HashMap::new()),
             fleet: Mutex::new(Fleet::default()),
+            throttled: Mutex::new(HashMap::new()),
             changed: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -85,6 +88,32 @@ impl Batch {
         self.fleet
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn throttled(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a turn at `task` when fewer than `limit` hosts hold one.
+    fn try_turn(&self, task: &str, limit: u64) -> bool {
+        let mut running = self.throttled();
+        let n = running.entry(task.to_string()).or_insert(0);
+        if *n < limit {
+            *n += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Hands back a turn at `task`.
+    fn end_turn(&self, task: &str) {
+        if let Some(n) = self.throttled().get_mut(task) {
+            *n = n.saturating_sub(1);
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// `host` runs the `any_errors_fatal` plays numbered `plays`.
@@ -158,6 +187,10 @@ pub struct HostChannel {
     running: Vec<(String, u32)>,
     /// How many barriers this host reached in each `any_errors_fatal` play.
     barriers: HashMap<usize, u32>,
+    /// The `throttle` turns given to this host and not handed back, by task id; shared
+    /// with the tasks that wait for a turn, so a turn given after the host ended is
+    /// handed back too.
+    turns: Arc<Mutex<Vec<String>>>,
     last_id: u64,
     answers: UnboundedSender<Vec<u8>>,
     /// Why a request was refused (the host is failed with it).
@@ -178,6 +211,7 @@ impl HostChannel {
             reached: HashMap::new(),
             running: Vec::new(),
             barriers: HashMap::new(),
+            turns: Arc::new(Mutex::new(Vec::new())),
             last_id: 0,
             answers,
             refused: None,
@@ -385,6 +419,65 @@ impl HostChannel {
             }
             // Answered above.
             RequestKind::Barrier | RequestKind::PlayDone => Ok(()),
+            RequestKind::Throttle => {
+                if task.throttle.is_none() {
+                    return refuse(
+                        self,
+                        format!("task '{}' has no throttle", task.display_name()),
+                    );
+                }
+                let limit = request.limit.unwrap_or(1).max(1);
+                let batch = self.batch.clone();
+                let answers = self.answers.clone();
+                let turns = self.turns.clone();
+                let key = request.task.clone();
+                tokio::spawn(async move {
+                    let mut changed = batch.changed.subscribe();
+                    while !batch.try_turn(&key, limit) {
+                        if changed.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                    turns
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(key.clone());
+                    // The host went away meanwhile: the turn goes back at once.
+                    if Arc::strong_count(&turns) == 1 {
+                        give_back(&batch, &turns, &key);
+                        return;
+                    }
+                    let _ = answers.send(answer_line(&Answer {
+                        v: EVENTS_VERSION,
+                        id,
+                        ..Answer::default()
+                    }));
+                });
+                Ok(())
+            }
+            RequestKind::ThrottleDone => {
+                let held = self
+                    .turns
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains(&request.task);
+                if !held {
+                    return refuse(
+                        self,
+                        format!(
+                            "the end of a throttle turn at '{}' that this host was not given",
+                            task.display_name()
+                        ),
+                    );
+                }
+                give_back(&self.batch, &self.turns, &request.task);
+                self.send(Answer {
+                    v: EVENTS_VERSION,
+                    id,
+                    ..Answer::default()
+                });
+                Ok(())
+            }
             RequestKind::RunOnceDone => {
                 let Some(at) = self.running.iter().rposition(|k| k.0 == request.task) else {
                     return refuse(
@@ -427,10 +520,31 @@ impl Drop for HostChannel {
     /// waiting for them learn that it ended (whatever ended it, a timeout included).
     fn drop(&mut self) {
         self.batch.leave(&self.host, None);
+        let held: Vec<String> = std::mem::take(
+            &mut *self
+                .turns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for key in held {
+            self.batch.end_turn(&key);
+        }
         for key in std::mem::take(&mut self.running) {
             let why = format!("{} ran it and ended before it reported a result", self.host);
             self.batch.set(key, Once::Lost(why));
         }
+    }
+}
+
+/// Hands back one turn at `key` that `turns` holds.
+fn give_back(batch: &Batch, turns: &Mutex<Vec<String>>, key: &str) {
+    let mut held = turns
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(at) = held.iter().position(|k| k == key) {
+        held.remove(at);
+        drop(held);
+        batch.end_turn(key);
     }
 }
 
@@ -582,6 +696,7 @@ mod tests {
             check_mode: false,
             result,
             failed: false,
+            limit: None,
         }))
         .unwrap()
     }

@@ -551,3 +551,51 @@ fn any_errors_fatal_sends_every_host_to_its_rescue_and_a_rescue_recovers() {
     }
     assert_eq!(r["hosts"]["r0"]["recap"]["rescued"], 1, "{r}");
 }
+
+#[test]
+fn throttle_lets_that_many_hosts_run_the_task_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("t{i}"), &format!("rustle-throttle{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    let home = tempfile::tempdir().unwrap();
+    // A directory every host's user may write: `mkdir busy` fails for a host that
+    // starts while another one holds it.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let busy = shared.path().join("busy");
+    let log = shared.path().join("log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let plan = write_plan(
+        home.path(),
+        json!([
+            {"name": "one at a time", "module": "shell", "throttle": 1, "args": {"_raw_params": format!(
+                "mkdir {b} && echo {{{{ inventory_hostname }}}} >> {l} && sleep 2 && rmdir {b}",
+                b = busy.display(), l = log.display())}}
+        ]),
+    );
+    let (out, r) = run(
+        &lab,
+        home.path(),
+        &["-i", inv.to_str().unwrap(), plan.to_str().unwrap()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}\n{r}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let mut ran: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["t0", "t1", "t2"]);
+}

@@ -168,6 +168,11 @@ pub enum RequestKind {
     Barrier,
     /// The host has left such a play (finished, ended or failed): nobody waits for it.
     PlayDone,
+    /// A task with `throttle: limit` is reached: answered when fewer than `limit` hosts
+    /// are running it.
+    Throttle,
+    /// The host has finished a `throttle` task it was let run.
+    ThrottleDone,
 }
 
 /// A request on the event stream (`"type": "request"`).
@@ -202,6 +207,9 @@ pub struct Request {
     /// `barrier`: the task failed on this host (and was not ignored).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failed: bool,
+    /// `throttle`: how many hosts may run the task at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 /// The deployer's answer to a [`Request`]: one JSON line on the runner's stdin.
@@ -260,6 +268,9 @@ pub fn no_channel_reason(kind: RequestKind) -> &'static str {
         }
         RequestKind::Barrier | RequestKind::PlayDone => {
             "any_errors_fatal fails the other hosts of the play, which the deployer tells them"
+        }
+        RequestKind::Throttle | RequestKind::ThrottleDone => {
+            "throttle limits how many hosts run a task at once, which the deployer counts"
         }
     }
 }

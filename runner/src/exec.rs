@@ -987,7 +987,16 @@ impl<'a> Executor<'a> {
         let result = if let Some(r) = early {
             r
         } else {
-            self.task_result(task, inherited, &ctx)
+            match self.throttle_turn(task, &ctx) {
+                Err(msg) => failed_result(format!("task '{}': {msg}", task.display_name())),
+                Ok(held) => {
+                    let r = self.task_result(task, inherited, &ctx);
+                    if held {
+                        let _ = self.ask(RequestKind::ThrottleDone, task, None, |_| {});
+                    }
+                    r
+                }
+            }
         };
         if once_mine {
             self.report_once(task, &result);
@@ -1023,6 +1032,25 @@ impl<'a> Executor<'a> {
         match answer.result {
             Some(Value::Object(r)) => Ok(OnceTurn::Done(r)),
             _ => Err("the deployer's answer to run_once holds no result".into()),
+        }
+    }
+
+    /// Waits for this host's turn at a `throttle` task; true when the deployer gave one
+    /// (to hand back after the task). Without a channel the host runs alone: no wait.
+    fn throttle_turn(&mut self, task: &Task, ctx: &JValue) -> Result<bool, String> {
+        let Some(t) = &task.throttle else {
+            return Ok(false);
+        };
+        let limit = keywords::int(&self.engine, t, ctx, "throttle")?.unwrap_or(0);
+        if limit <= 0 {
+            return Ok(false);
+        }
+        let limit = limit.unsigned_abs();
+        match self.ask(RequestKind::Throttle, task, None, |r| r.limit = Some(limit)) {
+            Ok(_) => Ok(true),
+            // A runner alone (no deployer to count the hosts) is one host: its turn.
+            Err(e) if e.starts_with("needs the deployer") => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -1122,6 +1150,7 @@ impl<'a> Executor<'a> {
             check_mode: false,
             result: None,
             failed: false,
+            limit: None,
         };
         fill(&mut request);
         let answer = self.sink.request(request)?;

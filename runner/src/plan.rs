@@ -490,6 +490,10 @@ pub struct Task {
     /// the job and goes on, registering its `ansible_job_id` for `async_status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<Templated<i64>>,
+    /// `throttle`: at most this many hosts run the task at once (the deployer hands out
+    /// the turns over the channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Templated<i64>>,
 }
 
 /// Where tasks come from (see [`Task::origin`]).
@@ -545,7 +549,7 @@ impl Task {
     /// Whether this task (not counting the tasks inside it) needs the controller
     /// channel: it is delegated or runs once for all hosts.
     pub fn needs_channel(&self) -> bool {
-        self.delegate_to.is_some() || self.run_once
+        self.delegate_to.is_some() || self.run_once || self.throttle.is_some()
     }
 
     /// The task's identity in the signed plan, by which a runner names it to the

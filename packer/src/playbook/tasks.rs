@@ -30,7 +30,7 @@ const COMMON: [&str; 14] = [
 ];
 
 /// Keywords valid on tasks (and handlers) only.
-const TASK_ONLY: [&str; 21] = [
+const TASK_ONLY: [&str; 22] = [
     "delegate_to",
     "delegate_facts",
     "run_once",
@@ -52,6 +52,7 @@ const TASK_ONLY: [&str; 21] = [
     "listen",
     "async",
     "poll",
+    "throttle",
 ];
 
 /// Keywords of a block.
@@ -172,7 +173,8 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "max_fail_percentage" => {
             "max_fail_percentage is supported on plays (with serial), not on blocks and tasks"
         }
-        "throttle" | "serial" | "strategy" | "order" => {
+        "throttle" => "throttle is supported on tasks, not yet on plays and blocks",
+        "serial" | "strategy" | "order" => {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
         }
         "debugger" => "the interactive debugger is not available on the runner",
@@ -856,6 +858,7 @@ impl Loader<'_> {
                 "run_once" => task.run_once = boolean(v, at, key)?,
                 "async" => task.async_ = integer(v, at, key)?,
                 "poll" => task.poll = integer(v, at, key)?,
+                "throttle" => task.throttle = integer(v, at, key)?,
                 "connection" => match scalar_str(v).as_deref() {
                     Some("local") => local = true,
                     _ => {
