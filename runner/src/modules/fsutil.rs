@@ -677,7 +677,10 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     if content_changed {
         // The copy module's legacy `md5sum` of the source: Ansible's action calls the
         // module only when the content differs (the file module otherwise).
-        out = out.with("md5sum", crate::hex::encode(&crate::digest::md5(&[req.content])));
+        out = out.with(
+            "md5sum",
+            crate::hex::encode(&crate::digest::md5(&[req.content])),
+        );
     }
     if let Some(src) = req.src {
         out = out.with("src", src);
