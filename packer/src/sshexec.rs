@@ -388,6 +388,26 @@ impl ModuleHost for SshHost {
         // As Ansible runs the whole module as the become_user, every command of this
         // module runs as that user: its files are that user's and its permissions apply.
         self.run_as = ctx.run_as.map(|who| who.user.clone());
+        // Path arguments expand `~` and `$VAR` as the runner expands them on its host
+        // (Ansible's type='path'): with this host's environment and passwd.
+        let expanded = if modules::paths::wants_expansion(module, a) {
+            match self.sh_as(None, HOST_NAMES, b"") {
+                Ok(o) => {
+                    let names = HostNames::parse(&String::from_utf8_lossy(&o.stdout));
+                    let become_home = ctx.run_as.map(|w| w.home.clone());
+                    let env = |n: &str| {
+                        modules::paths::task_env(ctx, n, become_home.as_deref())
+                            .or_else(|| names.var(n))
+                    };
+                    modules::paths::expand_with(module, a, &env, &|u| names.home(u))
+                }
+                Err(Stop::Fail(o)) => return Ok(o),
+                Err(Stop::Bad(e)) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let a = expanded.as_ref().unwrap_or(a);
         let r = self.dispatch(module, a, ctx);
         self.run_as = None;
         match r {

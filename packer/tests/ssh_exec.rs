@@ -90,7 +90,7 @@ fn plan() -> Value {
             {"name": "app.conf", "module": "template", "args": {"src": "app.conf.j2", "dest": "{{ ansible_env_home }}/app/conf/app.conf"}},
             {"name": "seed", "module": "copy", "args": {"content": "port=80\n", "dest": "{{ ansible_env_home }}/app/conf/edit.conf", "force": false}},
             {"name": "extra line", "module": "lineinfile", "args": {"path": "{{ ansible_env_home }}/app/conf/edit.conf", "line": "extra=1", "insertbefore": "BOF"}},
-            {"name": "block", "module": "blockinfile", "args": {"path": "{{ ansible_env_home }}/app/conf/block.txt", "create": true, "block": "a\nb"}},
+            {"name": "block", "module": "blockinfile", "args": {"path": "~/app/conf/block.txt", "create": true, "block": "a\nb"}},
             {"name": "port", "module": "replace", "args": {"path": "{{ ansible_env_home }}/app/conf/edit.conf", "regexp": "port=80$", "replace": "port=8080"}},
             {"name": "link", "module": "file", "args": {"src": "conf", "dest": "{{ ansible_env_home }}/app/current", "state": "link"}},
             {"name": "stat hello", "module": "stat", "args": {"path": "{{ ansible_env_home }}/app/conf/hello"}, "register": "st"},

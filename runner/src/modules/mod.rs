@@ -37,7 +37,7 @@ mod modprobe;
 mod package;
 mod package_facts;
 mod pam_limits;
-mod paths;
+pub mod paths;
 mod proc;
 pub(crate) mod pyre;
 mod script;

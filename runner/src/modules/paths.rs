@@ -44,26 +44,60 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
 /// else `$HOME` (a child runner for another user has that user's), else the password
 /// database's entry.
 pub(super) fn expand<'a>(module: &str, args: &'a Vars, ctx: &Ctx<'_>) -> Cow<'a, Vars> {
-    let Some((_, names)) = PATH_ARGS.iter().find(|(m, _)| *m == module) else {
+    if !wants_expansion(module, args) {
         return Cow::Borrowed(args);
-    };
+    }
     let become_home = ctx.run_as.map(|w| w.home.clone());
-    // The module process's environment: the task's `environment` first, as Ansible
-    // sets it for the module.
     let env = |n: &str| {
-        if let Some((_, v)) = ctx.env.iter().rev().find(|(k, _)| k == n) {
-            return Some(v.clone());
-        }
-        if n == "HOME"
-            && let Some(h) = &become_home
-        {
-            return Some(h.clone());
+        if let Some(v) = task_env(ctx, n, become_home.as_deref()) {
+            return Some(v);
         }
         std::env::var(n).ok()
     };
+    match expand_with(module, args, &env, &super::command::passwd_home) {
+        Some(v) => Cow::Owned(v),
+        None => Cow::Borrowed(args),
+    }
+}
+
+/// What the task itself says a variable is: its `environment`, then `HOME` of its
+/// `become_user` (SSH mode asks the host for the rest).
+pub fn task_env(ctx: &Ctx<'_>, name: &str, become_home: Option<&str>) -> Option<String> {
+    if let Some((_, v)) = ctx.env.iter().rev().find(|(k, _)| k == name) {
+        return Some(v.clone());
+    }
+    if name == "HOME" {
+        return become_home.map(str::to_string);
+    }
+    None
+}
+
+/// The module's path arguments that `$` or `~` would change (so SSH mode asks its host
+/// for names only then).
+pub fn wants_expansion(module: &str, args: &Vars) -> bool {
+    let Some((_, names)) = PATH_ARGS.iter().find(|(m, _)| *m == module) else {
+        return false;
+    };
+    let marked = |s: &str| s.contains('~') || s.contains('$');
+    names.iter().any(|n| match args.get(*n) {
+        Some(Value::String(s)) => marked(s),
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str().is_some_and(marked)),
+        _ => false,
+    })
+}
+
+/// `args` with the module's path arguments expanded by `env` (variables) and `home`
+/// (home directories, `None` for the current user's); `None` when nothing changes.
+pub fn expand_with(
+    module: &str,
+    args: &Vars,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: &dyn Fn(Option<&str>) -> Option<String>,
+) -> Option<Vars> {
+    let (_, names) = PATH_ARGS.iter().find(|(m, _)| *m == module)?;
     let one = |s: &str| {
         if s.contains('~') || s.contains('$') {
-            super::command::expand_word(s, &env, &super::command::passwd_home)
+            super::command::expand_word(s, env, home)
         } else {
             s.to_string()
         }
@@ -92,10 +126,7 @@ pub(super) fn expand<'a>(module: &str, args: &'a Vars, ctx: &Ctx<'_>) -> Cow<'a,
                 .insert((*name).to_string(), v);
         }
     }
-    match out {
-        Some(v) => Cow::Owned(v),
-        None => Cow::Borrowed(args),
-    }
+    out
 }
 
 #[cfg(test)]
