@@ -694,13 +694,21 @@ mod tests {
     #[test]
     fn bad_arguments_name_the_argument() {
         let t = tempfile::tempdir().unwrap();
-        let cases = [
-            (json!({"content": "x"}), "dest"),
-            (json!({"dest": "{p}/f"}), "content"),
+        // The copy action's own checks fail the task with its messages.
+        for (args, msg) in [
+            (json!({"content": "x"}), "dest is required"),
+            (json!({"dest": "{p}/f"}), "src (or content) is required"),
             (
                 json!({"content": "x", "src": "files/app.conf", "dest": "{p}/f"}),
-                "content",
+                "src and content are mutually exclusive",
             ),
+        ] {
+            match check(t.path(), args.clone(), false) {
+                Ok(o) => assert!(o.failed && o.msg.as_deref() == Some(msg), "{args}: {o:?}"),
+                other => panic!("{args}: expected a failed outcome, got {other:?}"),
+            }
+        }
+        let cases = [
             (
                 json!({"content": "x", "dest": "{p}/f", "mode": "rw"}),
                 "mode",
