@@ -276,7 +276,8 @@ fn read_dir(
             let p = join(role, dir);
             if files.exists(&p) { p } else { dir.to_string() }
         }
-        Some(role) => join(role, &format!("vars/{dir}")),
+        // Python's os.path.join(role, 'vars', dir): an absolute `dir` stands alone.
+        Some(role) => join(&join(role, "vars"), dir),
         None => join(place.task_dir, dir),
     };
     if !files.exists(&source) {
@@ -1428,6 +1429,26 @@ mod tests {
         assert_eq!(f.walk("/r/vars", 2).len(), 2);
         assert!(f.is_dir("/r/vars/b") && !f.is_file("/r/vars/b"));
         assert!(f.is_file("/r/vars/a.yml"));
+    }
+
+    #[test]
+    fn include_vars_dir_given_as_an_absolute_path_in_a_role_is_that_directory() {
+        // include_vars target: `dir: "{{ role_path }}/vars2/hashes/"`; Ansible joins
+        // role, 'vars' and dir with os.path.join, where an absolute dir stands alone.
+        let s = shared(&[("/r/vars2/hashes/h.yml", json!({"k": 1}))]);
+        let f = CtlFiles::new(&s);
+        let place = crate::resolve::Place {
+            roles: Vec::new(),
+            task_dir: "/r/tasks",
+            playbook_dir: "/p",
+        };
+        let args = json!({"dir": "/r/vars2/hashes/"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let got = include_vars(&args, &place, Some("/r"), f, false, &|_: &str| None).unwrap();
+        assert_eq!(got.error, None);
+        assert_eq!(Value::Object(got.vars), json!({"k": 1}));
     }
 
     #[test]

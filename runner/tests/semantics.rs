@@ -1908,3 +1908,39 @@ fn copy_reports_the_legacy_md5sum_when_it_writes() {
     );
     assert!(run.result("again").get("md5sum").is_none());
 }
+
+#[test]
+fn copy_takes_decrypt_and_copies_a_vaulted_file_only_without_it() {
+    let d = tmp();
+    let vaulted = b"$ANSIBLE_VAULT;1.1;AES256\n6162\n".to_vec();
+    let copy = |name: &str, dest: &str, extra: Value| {
+        let mut args = json!({"src": "secret", "dest": p(d.path(), dest)});
+        for (k, v) in extra.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        json!({"name": name, "module": "copy", "args": args, "ignore_errors": true})
+    };
+    let mut plan = play(
+        json!([
+            copy("as is", "raw", json!({"decrypt": false})),
+            copy("decrypted", "plain", json!({})),
+        ]),
+        json!({}),
+    );
+    plan["files"] = json!({"secret": {"content": vaulted, "mode": null}});
+    let run = check(
+        plan,
+        &[("as is", "changed"), ("decrypted", "failed,ignored")],
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("raw")).unwrap(),
+        b"$ANSIBLE_VAULT;1.1;AES256\n6162\n"
+    );
+    assert!(!d.path().join("plain").exists());
+    assert!(
+        run.result("decrypted")["msg"]
+            .as_str()
+            .unwrap()
+            .contains("vault-encrypted")
+    );
+}

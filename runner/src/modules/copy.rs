@@ -8,7 +8,8 @@
 //! copied recursively: `src: dir` creates `dest/dir`, `src: dir/` copies its contents
 //! into `dest`, as Ansible does; empty directories do not travel in the payload.
 //!
-//! Not supported (refused as unknown arguments): `checksum`, `decrypt`,
+//! `decrypt` is accepted; a vault-encrypted `src` is copied only with `decrypt: false`.
+//! Not supported (refused as unknown arguments): `checksum`,
 //! `local_follow`; directories with `remote_src` are refused too.
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
@@ -34,6 +35,7 @@ pub const KNOWN: &[&str] = &[
     "remote_src",
     "validate",
     "directory_mode",
+    "decrypt",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
@@ -161,6 +163,13 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         }
         (None, Some(s)) => {
             let f = fsutil::embedded(ctx, &s)?;
+            // The payload carries a controller file as it is on disk: `decrypt: false`
+            // copies a vaulted one as is, as Ansible does; decrypting is not done here.
+            if args::bool_or(a, "decrypt", true)? && f.content.starts_with(b"$ANSIBLE_VAULT;") {
+                return fail(format!(
+                    "{s} is vault-encrypted and the runner cannot decrypt it; give decrypt: false to copy it as it is"
+                ));
+            }
             (f.content.clone(), f.mode, Some(s))
         }
     };
@@ -685,13 +694,21 @@ mod tests {
     #[test]
     fn bad_arguments_name_the_argument() {
         let t = tempfile::tempdir().unwrap();
-        let cases = [
-            (json!({"content": "x"}), "dest"),
-            (json!({"dest": "{p}/f"}), "content"),
+        // The copy action's own checks fail the task with its messages.
+        for (args, msg) in [
+            (json!({"content": "x"}), "dest is required"),
+            (json!({"dest": "{p}/f"}), "src (or content) is required"),
             (
                 json!({"content": "x", "src": "files/app.conf", "dest": "{p}/f"}),
-                "content",
+                "src and content are mutually exclusive",
             ),
+        ] {
+            match check(t.path(), args.clone(), false) {
+                Ok(o) => assert!(o.failed && o.msg.as_deref() == Some(msg), "{args}: {o:?}"),
+                other => panic!("{args}: expected a failed outcome, got {other:?}"),
+            }
+        }
+        let cases = [
             (
                 json!({"content": "x", "dest": "{p}/f", "mode": "rw"}),
                 "mode",
