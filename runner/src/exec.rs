@@ -1910,6 +1910,9 @@ impl<'a> Executor<'a> {
             _ => None,
         };
         let mut results = Vec::with_capacity(items.len());
+        // What Ansible's `_run_loop` sets for each item besides the item itself.
+        let loop_var_name = Value::from(loop_var.clone());
+        let index_var_name = index_var.clone().map(Value::from);
         for (index, item) in items.iter().enumerate() {
             if index > 0
                 && let Some(d) = pause
@@ -1917,9 +1920,13 @@ impl<'a> Executor<'a> {
                 std::thread::sleep(d);
             }
             let index_value = Value::from(index);
-            let mut extra: Vec<(&str, &Value)> = vec![(&loop_var, item)];
+            let mut extra: Vec<(&str, &Value)> =
+                vec![(&loop_var, item), ("ansible_loop_var", &loop_var_name)];
             if let Some(name) = &index_var {
                 extra.push((name, &index_value));
+            }
+            if let Some(name) = &index_var_name {
+                extra.push(("ansible_index_var", name));
             }
             let loop_info = extended.then(|| loop_info(items, index, allitems));
             if let Some(info) = &loop_info {

@@ -1520,3 +1520,22 @@ fn undefined_variable_in_arguments_fails_with_ansibles_message() {
     );
     assert_eq!(run.result("chained")["msg"], "a-b");
 }
+
+/// loops: `ansible_loop_var` and `ansible_index_var` name the loop's variables inside
+/// each item's task, as Ansible's `_run_loop` sets them.
+#[test]
+fn loop_variable_names_are_visible_inside_the_loop() {
+    let plan = play(
+        json!([with(
+            dbg(
+                "names",
+                "{{ ansible_loop_var }}={{ alvin }} {{ ansible_index_var }}={{ i }}"
+            ),
+            json!({"loop": ["a"], "register": "r",
+                   "loop_control": {"loop_var": "alvin", "index_var": "i"}}),
+        )]),
+        json!({}),
+    );
+    let run = check(plan, &[("names", "ok")]);
+    assert_eq!(run.result("names")["results"][0]["msg"], "alvin=a i=0");
+}
