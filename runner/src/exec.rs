@@ -2511,7 +2511,20 @@ impl<'a> Executor<'a> {
                 keywords::flag(&self.engine, &f, ctx, "ansible_become")?.unwrap_or(false)
             }
             (None, None) => false,
-            (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?.unwrap_or(false),
+            (None, Some(_)) => {
+                // A task's `become` that renders to omit (or null) is unset: the block's,
+                // role's or play's applies, as Ansible's keyword inheritance has it.
+                let own = match &task.become_ {
+                    Some(f) => keywords::flag(&self.engine, f, ctx, "become")?,
+                    None => None,
+                };
+                let value = match (own, inherited.become_) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?,
+                    (None, None) => None,
+                };
+                value.unwrap_or(false)
+            }
         };
         if !become_ {
             return Ok(None);

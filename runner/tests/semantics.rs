@@ -1539,3 +1539,25 @@ fn loop_variable_names_are_visible_inside_the_loop() {
     let run = check(plan, &[("names", "ok")]);
     assert_eq!(run.result("names")["results"][0]["msg"], "alvin=a i=0");
 }
+
+/// omit: a task's `become: '{{ omit }}'` is unset, so the play's `become` applies (here
+/// to a user that does not exist, which fails), where `become: false` turns it off.
+#[test]
+fn become_that_renders_to_omit_inherits_the_plays() {
+    let plan = play(
+        json!([
+            with(
+                dbg("omitted", "x"),
+                json!({"become": "{{ omit }}", "ignore_errors": true}),
+            ),
+            with(dbg("explicit no", "x"), json!({"become": false})),
+        ]),
+        json!({"become": true, "become_user": "rustle_no_such_user_x"}),
+    );
+    let run = check(
+        plan,
+        &[("omitted", "failed,ignored"), ("explicit no", "ok")],
+    );
+    let msg = run.result("omitted")["msg"].as_str().unwrap();
+    assert!(msg.contains("rustle_no_such_user_x"), "{msg}");
+}
