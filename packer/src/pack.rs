@@ -109,17 +109,25 @@ pub fn play_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> Vec<Vec<&'
         .collect()
 }
 
-/// Every host that takes part in the plan, in inventory order.
+/// Every host that takes part in the plan, in inventory order, then the implicit
+/// localhost when a play names it and the inventory does not have it (Ansible runs such
+/// a play on an implicit local host).
 pub fn participating_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> Vec<&'i Host> {
     let per_play = play_hosts(plan, inventory);
-    inventory
+    let mut out: Vec<&'i Host> = inventory
         .hosts()
         .filter(|h| {
             per_play
                 .iter()
                 .any(|hosts| hosts.iter().any(|x| x.name == h.name))
         })
-        .collect()
+        .collect();
+    for host in per_play.iter().flatten() {
+        if !out.iter().any(|h| h.name == host.name) {
+            out.push(host);
+        }
+    }
+    out
 }
 
 /// The tasks the executor carries out itself rather than through a module.

@@ -1241,3 +1241,28 @@ fn local_hosts_get_roots_of_their_own_and_any_errors_fatal_stops_them_together()
     }
     assert!(!env.path("root/releases").exists());
 }
+
+/// omit target: a play on `localhost` with an inventory that lacks it runs on Ansible's
+/// implicit localhost (local connection, outside `all`) instead of matching no host.
+#[test]
+fn a_play_on_localhost_runs_on_the_implicit_localhost() {
+    let env = Env::new();
+    let inv = env.path("hosts.ini");
+    std::fs::write(&inv, "[g]\nh1 ansible_connection=local\n").unwrap();
+    let book = env.path("site.yml");
+    let marker = env.path("ran-on-localhost");
+    std::fs::write(
+        &book,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - copy: dest={} content=\"{{{{ inventory_hostname }}}} {{{{ groups.all }}}}\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let out = env.deploy(&["-i", inv.to_str().unwrap(), book.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "localhost ['h1']"
+    );
+}

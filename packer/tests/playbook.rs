@@ -1557,3 +1557,27 @@ raw_list: !unsafe ['{{ a }}', 3]
         );
     }
 }
+
+    /// omit target (setup_test_user): a role entry's `become_user` reaches the role's
+    /// handlers, below a handler's own.
+    #[test]
+    fn a_role_entrys_become_applies_to_its_handlers() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  become: yes\n  become_user: nobody\n  roles:\n    - name: r\n      become_user: root\n",
+            ),
+            (
+                "roles/r/tasks/main.yml",
+                "- command: /bin/true\n  notify: [h1, h2]\n",
+            ),
+            (
+                "roles/r/handlers/main.yml",
+                "- name: h1\n  command: /bin/true\n- name: h2\n  command: /bin/true\n  become_user: app\n",
+            ),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let h = &plan.plays[0].handlers;
+        assert_eq!(h[0].become_user.as_deref(), Some("root"));
+        assert_eq!(h[1].become_user.as_deref(), Some("app"));
+    }

@@ -1478,7 +1478,8 @@ impl<'a> Executor<'a> {
 
     /// `include_tasks`, when it is reached: for each loop item (or once), its `when`,
     /// then the file name is templated and found in Ansible's search order among the
-    /// files the payload carries; each inclusion counts as an ok task, as in Ansible, and
+    /// files the payload carries; the include is one ok task (a looped one too, its
+    /// items' results inside, counted once per item in the recap), as in Ansible, and
     /// the included tasks then run, in order of the items, with the include's `vars`,
     /// the loop variables and the `apply` keywords. A file that cannot be included fails
     /// the host, whatever `ignore_errors` says (Ansible's include is not a module).
@@ -1552,6 +1553,7 @@ impl<'a> Executor<'a> {
             return self.finish_include(task, &name, &module, handler, started, r);
         }
         let mut included: Vec<Included<'a>> = Vec::new();
+        let mut item_results = Vec::new();
         let mut skipped = None;
         for extra in runs {
             let refs: Vec<(&str, &Value)> = extra.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -1573,6 +1575,8 @@ impl<'a> Executor<'a> {
             let found = match found {
                 Ok(found) => found,
                 Err(result) => {
+                    // The items included before this one count as Ansible counts them.
+                    self.recap.ok += u32::try_from(item_results.len()).unwrap_or(u32::MAX);
                     let name = self.task_name(task, &ctx);
                     self.record(
                         &name,
@@ -1595,9 +1599,38 @@ impl<'a> Executor<'a> {
             for (k, v) in &extra {
                 result.insert(k.clone(), v.clone());
             }
-            let shown = self.task_name(task, &ctx);
+            if task.loop_.is_none() {
+                let shown = self.task_name(task, &ctx);
+                self.record(
+                    &shown,
+                    &module,
+                    Status::Ok,
+                    false,
+                    handler,
+                    started,
+                    Value::Object(result),
+                );
+            } else {
+                item_results.push(Value::Object(result));
+            }
+            included.push((found, extra));
+        }
+        if included.is_empty()
+            && let Some(r) = skipped
+        {
+            return self.finish_include(task, &name, &module, handler, started, r);
+        }
+        // A looped include is one task result holding its items' results, as Ansible
+        // reports it; its recap still counts an ok for each item included, as
+        // ansible-playbook 2.18's does.
+        if task.loop_.is_some() && !included.is_empty() {
+            self.recap.ok +=
+                u32::try_from(item_results.len().saturating_sub(1)).unwrap_or(u32::MAX);
+            let mut result = Vars::new();
+            result.insert("changed".into(), false.into());
+            result.insert("results".into(), Value::Array(item_results));
             self.record(
-                &shown,
+                &name,
                 &module,
                 Status::Ok,
                 false,
@@ -1605,12 +1638,6 @@ impl<'a> Executor<'a> {
                 started,
                 Value::Object(result),
             );
-            included.push((found, extra));
-        }
-        if included.is_empty()
-            && let Some(r) = skipped
-        {
-            return self.finish_include(task, &name, &module, handler, started, r);
         }
         for (found, extra) in included {
             let mut inh = inherited.clone();
@@ -2024,6 +2051,9 @@ impl<'a> Executor<'a> {
             _ => None,
         };
         let mut results = Vec::with_capacity(items.len());
+        // What Ansible's `_run_loop` sets for each item besides the item itself.
+        let loop_var_name = Value::from(loop_var.clone());
+        let index_var_name = index_var.clone().map(Value::from);
         for (index, item) in items.iter().enumerate() {
             if index > 0
                 && let Some(d) = pause
@@ -2031,9 +2061,13 @@ impl<'a> Executor<'a> {
                 std::thread::sleep(d);
             }
             let index_value = Value::from(index);
-            let mut extra: Vec<(&str, &Value)> = vec![(&loop_var, item)];
+            let mut extra: Vec<(&str, &Value)> =
+                vec![(&loop_var, item), ("ansible_loop_var", &loop_var_name)];
             if let Some(name) = &index_var {
                 extra.push((name, &index_value));
+            }
+            if let Some(name) = &index_var_name {
+                extra.push(("ansible_index_var", name));
             }
             let loop_info = extended.then(|| loop_info(items, index, allitems));
             if let Some(info) = &loop_info {
@@ -2680,7 +2714,20 @@ impl<'a> Executor<'a> {
                 keywords::flag(&self.engine, &f, ctx, "ansible_become")?.unwrap_or(false)
             }
             (None, None) => false,
-            (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?.unwrap_or(false),
+            (None, Some(_)) => {
+                // A task's `become` that renders to omit (or null) is unset: the block's,
+                // role's or play's applies, as Ansible's keyword inheritance has it.
+                let own = match &task.become_ {
+                    Some(f) => keywords::flag(&self.engine, f, ctx, "become")?,
+                    None => None,
+                };
+                let value = match (own, inherited.become_) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?,
+                    (None, None) => None,
+                };
+                value.unwrap_or(false)
+            }
         };
         if !become_ {
             return Ok(None);

@@ -1944,3 +1944,44 @@ fn copy_takes_decrypt_and_copies_a_vaulted_file_only_without_it() {
             .contains("vault-encrypted")
     );
 }
+
+/// loops: `ansible_loop_var` and `ansible_index_var` name the loop's variables inside
+/// each item's task, as Ansible's `_run_loop` sets them.
+#[test]
+fn loop_variable_names_are_visible_inside_the_loop() {
+    let plan = play(
+        json!([with(
+            dbg(
+                "names",
+                "{{ ansible_loop_var }}={{ alvin }} {{ ansible_index_var }}={{ i }}"
+            ),
+            json!({"loop": ["a"], "register": "r",
+                   "loop_control": {"loop_var": "alvin", "index_var": "i"}}),
+        )]),
+        json!({}),
+    );
+    let run = check(plan, &[("names", "ok")]);
+    assert_eq!(run.result("names")["results"][0]["msg"], "alvin=a i=0");
+}
+
+/// omit: a task's `become: '{{ omit }}'` is unset, so the play's `become` applies (here
+/// to a user that does not exist, which fails), where `become: false` turns it off.
+#[test]
+fn become_that_renders_to_omit_inherits_the_plays() {
+    let plan = play(
+        json!([
+            with(
+                dbg("omitted", "x"),
+                json!({"become": "{{ omit }}", "ignore_errors": true}),
+            ),
+            with(dbg("explicit no", "x"), json!({"become": false})),
+        ]),
+        json!({"become": true, "become_user": "rustle_no_such_user_x"}),
+    );
+    let run = check(
+        plan,
+        &[("omitted", "failed,ignored"), ("explicit no", "ok")],
+    );
+    let msg = run.result("omitted")["msg"].as_str().unwrap();
+    assert!(msg.contains("rustle_no_such_user_x"), "{msg}");
+}

@@ -326,6 +326,14 @@ impl Loader<'_> {
                     super::defaults::unmark(&mut vars, own.keys());
                     vars.extend(own);
                     h.vars = vars;
+                    // The role entry's privilege keywords reach its handlers too (Ansible's
+                    // handlers inherit through the role), below the handler's own.
+                    if h.become_.is_none() {
+                        h.become_ = entry.wrapper.become_.clone();
+                    }
+                    if h.become_user.is_none() {
+                        h.become_user = entry.wrapper.become_user.clone();
+                    }
                     if let Some(n) = &h.name {
                         h.listen.push(format!("{} : {n}", info.name));
                     }
