@@ -1556,7 +1556,6 @@ raw_list: !unsafe ['{{ a }}', 3]
             plan.library.roles.keys().collect::<Vec<_>>()
         );
     }
-}
 
     /// omit target (setup_test_user): a role entry's `become_user` reaches the role's
     /// handlers, below a handler's own.
@@ -1581,3 +1580,4 @@ raw_list: !unsafe ['{{ a }}', 3]
         assert_eq!(h[0].become_user.as_deref(), Some("root"));
         assert_eq!(h[1].become_user.as_deref(), Some("app"));
     }
+}
