@@ -603,7 +603,8 @@ pub fn parse_extra_vars(
         } else if arg_trim.starts_with('{') {
             out.extend(mapping(yaml::parse(arg_trim, cli, vault)?, cli)?);
         } else {
-            let pairs = freeform::parse_kv(arg_trim, false);
+            let pairs = freeform::parse_kv(arg_trim, false)
+                .map_err(|e| Where::new(cli, "").invalid("", format!("-e {arg}: {e}")))?;
             if pairs.is_empty() || pairs.contains_key("_raw_params") {
                 return Err(Where::new(cli, "").invalid(
                     "",

@@ -1384,14 +1384,14 @@ fn action_module(action: &Yaml, at: &Where) -> Result<(String, ModuleValue), Pla
 fn module_args(module: &str, value: &ModuleValue, at: &Where) -> Result<Vars, PlaybookError> {
     let raw = freeform::is_raw_module(short_name(module));
     match value {
-        ModuleValue::Text(t) => Ok(freeform::parse_kv(t, raw)),
+        ModuleValue::Text(t) => freeform::parse_kv(t, raw).map_err(|e| at.invalid(module, e)),
         ModuleValue::Yaml(Yaml::Null) => Ok(Vars::new()),
         ModuleValue::Yaml(Yaml::Mapping(m)) => mapping_to_json(m, &at.child(module)),
         // `command: !unsafe echo {{ x }}`: Ansible runs the command line untemplated; for
         // other modules its `k=v` splitting makes new, templated strings.
         ModuleValue::Yaml(other) if yaml::unsafe_text(other).is_some() => {
             let text = yaml::unsafe_text(other).unwrap_or_default();
-            let mut args = freeform::parse_kv(text, raw);
+            let mut args = freeform::parse_kv(text, raw).map_err(|e| at.invalid(module, e))?;
             if raw {
                 for v in args.values_mut() {
                     if let Value::String(s) = v {
@@ -1402,7 +1402,7 @@ fn module_args(module: &str, value: &ModuleValue, at: &Where) -> Result<Vars, Pl
             Ok(args)
         }
         ModuleValue::Yaml(other) => match scalar_str(other) {
-            Some(text) => Ok(freeform::parse_kv(&text, raw)),
+            Some(text) => freeform::parse_kv(&text, raw).map_err(|e| at.invalid(module, e)),
             None => {
                 // Surfaces `!vault` and other tags with their own message.
                 to_json(other, &at.child(module))?;

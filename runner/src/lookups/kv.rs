@@ -3,11 +3,32 @@
 
 use serde_json::{Map, Value};
 
+/// The `key=value` options Ansible's `parse_kv` takes out of a command line when
+/// `check_raw` is set (`expand_argument_vars` is not among them, so on a command line it
+/// stays command text).
+const RAW_KEYS: [&str; 8] = [
+    "creates",
+    "removes",
+    "chdir",
+    "executable",
+    "warn",
+    "stdin",
+    "stdin_add_newline",
+    "strip_empty_ends",
+];
+
 /// Splits `args` into `key=value` options; anything else is joined into `_raw_params`.
 /// Keys are taken as written up to the first `=` not escaped by a backslash (Ansible
 /// does not check that they are identifiers), values lose one pair of surrounding quotes.
 /// Errors on unbalanced quotes or Jinja blocks, with Ansible's message.
 pub fn parse_kv(args: &str) -> Result<Map<String, Value>, String> {
+    parse_kv_checking_raw(args, false)
+}
+
+/// [`parse_kv`] as Ansible calls it with `check_raw=True` for the modules that take a
+/// command line (`command: echo a=b chdir=/tmp`): only the keys in [`RAW_KEYS`] become
+/// options; every other token, `=` or not, stays command text in `_raw_params`.
+pub fn parse_kv_checking_raw(args: &str, check_raw: bool) -> Result<Map<String, Value>, String> {
     let mut options = Map::new();
     let mut raw: Vec<String> = Vec::new();
     for orig in split_args(args)? {
@@ -27,6 +48,10 @@ pub fn parse_kv(args: &str) -> Result<Map<String, Value>, String> {
             Some(pos) => {
                 let k = x.get(..pos).unwrap_or_default();
                 let v = x.get(pos + 1..).unwrap_or_default();
+                if check_raw && !RAW_KEYS.contains(&k) {
+                    raw.push(orig);
+                    continue;
+                }
                 options.insert(
                     k.trim().to_string(),
                     Value::String(unquote(v.trim()).to_string()),
@@ -41,18 +66,21 @@ pub fn parse_kv(args: &str) -> Result<Map<String, Value>, String> {
     Ok(options)
 }
 
-/// Removes one pair of matching quotes around a value, as Ansible's `unquote`.
+/// Removes one pair of matching quotes around a value, as Ansible's `unquote`: not when
+/// the closing quote is escaped (`"a\"` stays as written).
 pub fn unquote(value: &str) -> &str {
-    for q in ['"', '\''] {
-        if value.len() >= 2
-            && value.starts_with(q)
-            && value.ends_with(q)
-            && let Some(inner) = value.get(1..value.len() - 1)
+    let b = value.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&first), Some(&last))
+            if b.len() > 1
+                && first == last
+                && (first == b'"' || first == b'\'')
+                && b.get(b.len() - 2) != Some(&b'\\') =>
         {
-            return inner;
+            value.get(1..value.len() - 1).unwrap_or(value)
         }
+        _ => value,
     }
-    value
 }
 
 /// Ansible's `join_args`: the tokens with a space between them, none after a newline.

@@ -21,7 +21,7 @@ mod sequence;
 mod tests;
 mod vars;
 
-pub use kv::{decode_escapes, parse_kv, unquote};
+pub use kv::{decode_escapes, parse_kv, parse_kv_checking_raw, unquote};
 
 use crate::plan::{ControllerLookup, Vars};
 use crate::template::{Engine, is_template};
