@@ -981,7 +981,9 @@ impl SshHost {
                 return Err(ModuleError::BadArgs("the command is empty".into()).into());
             }
             // As the runner does: $NAME and a leading ~ expand (no globbing, no word
-            // splitting), with the host's environment and passwd.
+            // splitting), with the host's environment and passwd; `cmd` shows the words
+            // as given, as Ansible's does (run_command expands them).
+            let shown = Value::from(argv.clone());
             let argv = if args::bool_or(a, "expand_argument_vars", true)?
                 && argv.iter().any(|w| w.contains('$') || w.starts_with('~'))
             {
@@ -1004,7 +1006,7 @@ impl SshHost {
                 argv
             };
             let words: Vec<String> = argv.iter().map(|w| sh_quote(w)).collect();
-            (format!("exec {}", words.join(" ")), Value::from(argv))
+            (format!("exec {}", words.join(" ")), shown)
         };
         let chdir = args::opt_str(a, "chdir")?;
         let creates = args::opt_str(a, "creates")?;
@@ -1017,35 +1019,36 @@ impl SshHost {
             _ => p.to_string(),
         };
         if creates.is_some() || removes.is_some() {
-            let mut probe = String::new();
+            // Each is a glob, as the runner's (Python's glob) are: the quoted pattern
+            // goes through the shell's pathname expansion only (IFS empty: no word
+            // splitting, and an expansion is never run as code); no match leaves the
+            // pattern itself, which then does not exist.
+            let mut probe = String::from("IFS=\n");
             if let Some(c) = &creates {
                 probe.push_str(&format!(
-                    "if [ -e {} ]; then echo creates=1; fi\n",
+                    "p={}; set -- $p; if [ -e \"$1\" ] || [ -L \"$1\" ]; then echo creates=1; fi\n",
                     sh_quote(&resolve(c))
                 ));
             }
             if let Some(r) = &removes {
                 probe.push_str(&format!(
-                    "if [ ! -e {} ]; then echo removes=1; fi\n",
+                    "p={}; set -- $p; if [ ! -e \"$1\" ] && [ ! -L \"$1\" ]; then echo removes=1; fi\n",
                     sh_quote(&resolve(r))
                 ));
             }
             let kv = lines_of(&self.sh(&probe, b"")?);
-            let not_run = |why: String| modules::command_not_run(shown.clone(), why);
             if let (Some(c), Some(_)) = (&creates, get(&kv, "creates")) {
-                return Ok(not_run(format!("{c} exists")));
+                return Ok(modules::command_not_run_by(shown, c, true, ctx.check_mode));
             }
             if let (Some(r), Some(_)) = (&removes, get(&kv, "removes")) {
-                return Ok(not_run(format!("{r} does not exist")));
+                return Ok(modules::command_not_run_by(shown, r, false, ctx.check_mode));
             }
         }
         if ctx.check_mode {
-            let mut o = Outcome::ok()
-                .with("rc", 0)
-                .with("cmd", shown)
-                .msg("Command would have run if not in check mode");
-            o.skipped = creates.is_none() && removes.is_none();
-            return Ok(o);
+            return Ok(modules::command_would_run(
+                shown,
+                creates.is_some() || removes.is_some(),
+            ));
         }
         let mut script = String::new();
         // The task's `environment`: export lines in the script, which travels on stdin
@@ -1105,6 +1108,9 @@ struct WriteReq<'a> {
 
 impl SshHost {
     fn copy(&mut self, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+        if let Some(msg) = modules::copy_action_check(a) {
+            return fail(msg);
+        }
         args::only(a, modules::COPY_ARGS)?;
         // The same arguments as the runner's copy, so errors read the same; these two
         // need the runner on the host.
@@ -1344,6 +1350,14 @@ impl SshHost {
             }
         }
         out = out.with("dest", dest.clone()).with("checksum", checksum);
+        if content_changed {
+            // The copy module's legacy `md5sum`, as the runner's copy gives it: Ansible's
+            // action calls the module only when the content differs.
+            out = out.with(
+                "md5sum",
+                rustle_runner::hex::encode(&rustle_runner::digest::md5(&[req.content])),
+            );
+        }
         if let Some(src) = req.src {
             out = out.with("src", src);
         }

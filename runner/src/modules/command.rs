@@ -322,52 +322,58 @@ fn run_process_checked(
         };
         !super::archive::glob_paths(&full).is_empty()
     };
-    let would = if ctx.check_mode { "Would" } else { "Did" };
-    let skip = |why: String, stdout: String| {
-        Outcome::ok()
-            .with("cmd", shown.clone())
-            .with("rc", 0)
-            .with("stdout_lines", Value::from(vec![stdout.clone()]))
-            .with("stdout", stdout)
-            .with("stderr", "")
-            .with("stderr_lines", Value::Array(Vec::new()))
-            .with("start", Value::Null)
-            .with("end", Value::Null)
-            .with("delta", Value::Null)
-            .msg(format!("{would} not run command since {why}"))
-    };
     if let Some(c) = &creates
         && matches(c)
     {
-        return Ok(skip(
-            format!("'{c}' exists"),
-            format!("skipped, since {c} exists"),
-        ));
+        return Ok(not_run_by(shown, c, true, ctx.check_mode));
     }
     if let Some(r) = &removes
         && !matches(r)
     {
-        return Ok(skip(
-            format!("'{r}' does not exist"),
-            format!("skipped, since {r} does not exist"),
-        ));
+        return Ok(not_run_by(shown, r, false, ctx.check_mode));
     }
     let mut rest = a.clone();
     rest.remove("creates");
     rest.remove("removes");
     rest.remove("chdir");
     if ctx.check_mode {
-        let mut o = Outcome::ok()
-            .with("rc", 0)
-            .with("cmd", shown)
-            .with("stdout", "")
-            .with("stderr", "")
-            .msg("Command would have run if not in check mode");
-        o.skipped = creates.is_none() && removes.is_none();
-        o.changed = !o.skipped;
-        return Ok(o);
+        return Ok(would_run(shown, creates.is_some() || removes.is_some()));
     }
     run_process(&rest, ctx, cmd, shown, strip)
+}
+
+/// What command and shell register when `creates` (`exists`) or `removes` (not
+/// `exists`) decided against a run, in Ansible's words; SSH mode gives the same.
+pub fn not_run_by(shown: Value, path: &str, exists: bool, check_mode: bool) -> Outcome {
+    let would = if check_mode { "Would" } else { "Did" };
+    let state = if exists { "exists" } else { "does not exist" };
+    let stdout = format!("skipped, since {path} {state}");
+    Outcome::ok()
+        .with("cmd", shown)
+        .with("rc", 0)
+        .with("stdout_lines", Value::from(vec![stdout.clone()]))
+        .with("stdout", stdout)
+        .with("stderr", "")
+        .with("stderr_lines", Value::Array(Vec::new()))
+        .with("start", Value::Null)
+        .with("end", Value::Null)
+        .with("delta", Value::Null)
+        .msg(format!("{would} not run command since '{path}' {state}"))
+}
+
+/// What command and shell register in check mode when they would run: a change when
+/// `creates`/`removes` decided so, skipped when nothing could decide (Ansible's
+/// check-mode support of the module).
+pub fn would_run(shown: Value, decided: bool) -> Outcome {
+    let mut o = Outcome::ok()
+        .with("rc", 0)
+        .with("cmd", shown)
+        .with("stdout", "")
+        .with("stderr", "")
+        .msg("Command would have run if not in check mode");
+    o.skipped = !decided;
+    o.changed = decided;
+    o
 }
 
 /// Runs `cmd` as command/shell/script/raw do: `creates`/`removes` (relative to

@@ -57,8 +57,8 @@ fn content_arg(a: &Vars) -> Result<Option<Vec<u8>>, ModuleError> {
 }
 
 /// The copy action's checks before anything runs, with its messages: an empty `src`
-/// counts as none, `content: ""` as given.
-fn action_check(a: &Vars) -> Option<String> {
+/// counts as none, `content: ""` as given. SSH mode's copy makes the same checks.
+pub fn action_check(a: &Vars) -> Option<String> {
     for internal in ["_original_basename", "_diff_peek"] {
         if a.get(internal).is_some_and(|v| !v.is_null()) {
             return Some(format!("Invalid parameter specified: \"{internal}\""));
