@@ -117,7 +117,14 @@ enum StrategyArg {
     Ssh,
 }
 
+/// At most one mode: each of these decides on its own what the run does, so a second
+/// one would be silently ignored (`--dry-run --cleanup` would really clean up).
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("mode")
+        .multiple(false)
+        .args(["compile_only", "deploy_only", "dry_run", "rollback", "list_deployments", "cleanup"])
+))]
 struct DeployArgs {
     /// Execution plan (the project's format or rustle-plan output) or Ansible
     /// playbooks, run one after the other as one run, as ansible-playbook runs them;
@@ -143,7 +150,7 @@ struct DeployArgs {
     #[arg(long)]
     compile_only: bool,
     /// Ship the runners a previous --compile-only wrote to --output-dir, as they are.
-    #[arg(long, conflicts_with_all = ["compile_only", "dry_run"])]
+    #[arg(long)]
     deploy_only: bool,
     /// Show what would be packed and deployed; write nothing.
     #[arg(long)]
@@ -185,13 +192,13 @@ struct DeployArgs {
     #[arg(long)]
     verify: bool,
     /// On every host: make the previous release current again and run it.
-    #[arg(long, conflicts_with_all = ["list_deployments", "cleanup", "compile_only"])]
+    #[arg(long)]
     rollback: bool,
     /// On every host: list the deployments it has.
-    #[arg(long, conflicts_with_all = ["cleanup", "compile_only"])]
+    #[arg(long)]
     list_deployments: bool,
     /// On every host: remove everything rustle-deploy put there.
-    #[arg(long, conflicts_with = "compile_only")]
+    #[arg(long)]
     cleanup: bool,
     /// Releases each host keeps: after a deploy (or rollback) older ones, with their
     /// payloads, are removed; the current release always stays.
@@ -257,7 +264,19 @@ struct DeployArgs {
 
 /// Parses arguments and runs; returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap's own exit code for a bad command line is 2, which here means a task
+        // failed: a bad command line is bad input (4), as the exit-code table says.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
+        }
+    };
     let result = match cli.command {
         Some(Cmd::Keygen { out, force }) => keygen(out, force),
         Some(Cmd::Plan {
