@@ -42,6 +42,8 @@ pub struct Batch {
     throttled: Mutex<HashMap<String, u64>>,
     /// Bumped at every change, so a waiting host looks again.
     changed: tokio::sync::watch::Sender<u64>,
+    /// The inventory's hosts tasks may be delegated to (none: only the controller).
+    delegates: Option<Arc<crate::delegate::Delegates>>,
 }
 
 impl Default for Batch {
@@ -51,6 +53,17 @@ impl Default for Batch {
             fleet: Mutex::new(Fleet::default()),
             throttled: Mutex::new(HashMap::new()),
             changed: tokio::sync::watch::Sender::new(0),
+            delegates: None,
+        }
+    }
+}
+
+impl Batch {
+    /// A batch whose hosts may delegate tasks to the inventory's hosts in `delegates`.
+    pub fn with_delegates(delegates: Arc<crate::delegate::Delegates>) -> Batch {
+        Batch {
+            delegates: Some(delegates),
+            ..Batch::default()
         }
     }
 }
@@ -275,6 +288,60 @@ impl HostChannel {
         self.plan.clone().unwrap_or_else(|| Err("no plan".into()))
     }
 
+    /// Runs a task delegated to the inventory host `to` there (see [`crate::delegate`])
+    /// and answers with its result; the facts it returns with `delegate_facts: true` are
+    /// kept for `to`. A name that is no inventory host's fails the task (a plan's
+    /// mistake, or a loop's item); an error refuses the request: `to` is not the host a
+    /// literal `delegate_to` names, which only a forged request can ask.
+    fn delegate_elsewhere(
+        &self,
+        plan: Arc<HostPlan>,
+        task: Task,
+        request: rustle_runner::events::Request,
+        to: &str,
+    ) -> Result<(), String> {
+        let literal = task.delegate_to.as_deref().filter(|d| !d.contains("{{"));
+        if literal.is_some_and(|d| d.trim() != to) {
+            return Err(format!(
+                "task '{}' is delegated to '{}', not to '{to}'",
+                task.display_name(),
+                literal.unwrap_or_default()
+            ));
+        }
+        let id = request.id;
+        let host = self
+            .batch
+            .delegates
+            .as_ref()
+            .and_then(|d| d.host(to).cloned());
+        let (Some(delegates), Some(host)) = (self.batch.delegates.clone(), host) else {
+            self.send(Answer {
+                v: EVENTS_VERSION,
+                id,
+                error: Some(format!(
+                    "delegate_to '{to}': no host of this deploy's inventory has that name or address"
+                )),
+                ..Answer::default()
+            });
+            return Ok(());
+        };
+        let answers = self.answers.clone();
+        let facts_to = task.delegate_facts.then(|| host.name.clone());
+        tokio::spawn(async move {
+            let result = crate::delegate::run(delegates.clone(), plan, task, request, host).await;
+            if let (Some(name), Some(Value::Object(f))) = (facts_to, result.get("ansible_facts")) {
+                delegates.keep_facts(&name, f);
+            }
+            let _ = answers.send(answer_line(&Answer {
+                v: EVENTS_VERSION,
+                id,
+                result: Some(Value::Object(result)),
+                ..Answer::default()
+            }));
+        });
+        Ok(())
+    }
+
     fn handle(&mut self, line: Line<'_>) -> Result<(), String> {
         if let Some(len) = line.cut {
             return Err(format!(
@@ -366,6 +433,12 @@ impl HostChannel {
                         self,
                         format!("task '{}' is not delegated", task.display_name()),
                     );
+                }
+                if let Some(to) = request.delegate_to.clone() {
+                    return match self.delegate_elsewhere(plan, task, request, &to) {
+                        Ok(()) => Ok(()),
+                        Err(why) => refuse(self, why),
+                    };
                 }
                 let answers = self.answers.clone();
                 tokio::task::spawn_blocking(move || {
@@ -697,6 +770,8 @@ mod tests {
             result,
             failed: false,
             limit: None,
+            delegate_to: None,
+            become_user: None,
         }))
         .unwrap()
     }

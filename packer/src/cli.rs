@@ -688,6 +688,7 @@ fn carry_out(
     runners: std::collections::BTreeMap<Triple, crate::runners::Runner>,
     key_line: String,
     skipped: Vec<deploy::Skipped>,
+    inventory: Vec<crate::inventory::Host>,
 ) -> Result<i32, DeployError> {
     if let Some(limit) = set.binary_size_limit {
         check_size_limit(&jobs, &runners, limit)?;
@@ -721,6 +722,7 @@ fn carry_out(
         runners,
         host_options(args, set, key_line),
         on_event,
+        inventory,
     )
     .map_err(io_err("tokio runtime"))?;
     if let Some(bar) = bar {
@@ -846,6 +848,7 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         Default::default(),
         key_line,
         Vec::new(),
+        inventory.hosts().cloned().collect(),
     )
 }
 
@@ -1011,5 +1014,6 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         runners,
         key_line,
         prepared.skipped,
+        prepared.inventory,
     )
 }

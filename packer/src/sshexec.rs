@@ -11,7 +11,9 @@
 //! host (debug, set_fact, assert, fail) run on the controller as they are; template
 //! renders on the controller; lineinfile, blockinfile and replace fetch the file, run
 //! the runner's own module on a scratch copy and send the result back, so their
-//! semantics come for free. Any other module fails with "cannot run in SSH mode".
+//! semantics come for free; `setup` returns the facts SSH mode gathers. Any other
+//! module fails with "cannot run in SSH mode". The same module back end runs the tasks
+//! a host delegates to another inventory host (`crate::delegate`).
 //!
 //! Every script travels on the command's stdin behind a fixed loader ([`BOOT`]), so a
 //! process list on the host shows no plan value, the task's `environment:` included.
@@ -376,6 +378,11 @@ impl SshHost {
             "file" => self.file(a, ctx),
             "stat" => self.stat(a),
             "lineinfile" | "blockinfile" | "replace" => self.text(module, a, ctx),
+            // The facts SSH mode gathers at a play's start (a task delegated to another
+            // host with `delegate_facts` gathers that host's this way).
+            "setup" | "gather_facts" => {
+                Ok(Outcome::ok().with("ansible_facts", Value::Object(self.facts())))
+            }
             other => fail(format!(
                 "module {other} cannot run in SSH mode (it needs the runner on the host)"
             )),

@@ -1,0 +1,410 @@
+//! Tasks delegated to another inventory host (`delegate_to: db1`, `delegate_to: "{{
+//! groups.lb[0] }}"`): the deployer runs the task's module on that host over that host's
+//! own SSH connection, with SSH mode's module back end ([`crate::sshexec::SshHost`]),
+//! and the delegating host's runner registers the result as if it had run there.
+//!
+//! As in Ansible, the task is rendered with the delegating host's variables, while the
+//! connection (`ansible_host`, `ansible_port`, `ansible_user`, the key, `ansible_connection`)
+//! and the `ansible_become*` variables are the delegated-to host's, from the inventory.
+//! The name must be a host of this deploy's inventory (`--limit` does not matter, as in
+//! Ansible), by its inventory name or its address; anything else is refused, so a host
+//! cannot make the deployer connect where the inventory does not say.
+
+use crate::inventory::Host;
+use crate::remote::RemoteOptions;
+use crate::sshexec::{Link, SshHost};
+use rustle_runner::events::Request;
+use rustle_runner::plan::{HostPlan, Task, Templated, Vars};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// The connection variables a delegated task takes from the delegated-to host rather
+/// than from the delegating one: those the runner's executor reads (`become`).
+const BECOME_VARS: [&str; 2] = ["ansible_become", "ansible_become_user"];
+
+/// What the deployer needs to run delegated tasks on the inventory's hosts, for a
+/// whole deploy (every batch).
+pub struct Delegates {
+    /// Every host of the inventory, by name.
+    hosts: BTreeMap<String, Host>,
+    opts: RemoteOptions,
+    /// The connections opened to hosts delegated to, by name, reused by later tasks.
+    links: tokio::sync::Mutex<HashMap<String, Link>>,
+    /// Facts tasks delegated with `delegate_facts: true` returned, by the host they
+    /// belong to.
+    facts: Mutex<BTreeMap<String, Vars>>,
+}
+
+impl std::fmt::Debug for Delegates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delegates")
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delegates {
+    /// Delegation to `hosts` (the inventory's), connecting as `opts` says.
+    pub fn new(hosts: impl IntoIterator<Item = Host>, opts: RemoteOptions) -> Delegates {
+        Delegates {
+            hosts: hosts.into_iter().map(|h| (h.name.clone(), h)).collect(),
+            opts,
+            links: tokio::sync::Mutex::new(HashMap::new()),
+            facts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The inventory host `name` names: by inventory name, else the first whose
+    /// address it is (Ansible's `get_delegated_vars_and_hostname` does the same).
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts
+            .get(name)
+            .or_else(|| self.hosts.values().find(|h| h.address() == name))
+    }
+
+    /// The facts delegated to `host` so far (`delegate_facts: true`).
+    pub fn facts_of(&self, host: &str) -> Option<Vars> {
+        self.lock_facts().get(host).cloned()
+    }
+
+    /// Keeps `facts` for `host`, over what it was given before.
+    pub fn keep_facts(&self, host: &str, facts: &Vars) {
+        let mut all = self.lock_facts();
+        let kept = all.entry(host.to_string()).or_default();
+        for (k, v) in facts {
+            kept.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// The facts; nothing panics while holding them.
+    fn lock_facts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vars>> {
+        self.facts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Closes the connections opened to hosts delegated to (at the end of a deploy).
+    pub async fn close(&self) {
+        let links: Vec<Link> = self.links.lock().await.drain().map(|(_, l)| l).collect();
+        for link in links {
+            if let Link::Ssh(c) = link
+                && let Ok(c) = Arc::try_unwrap(c)
+            {
+                c.close().await;
+            }
+        }
+    }
+
+    /// A connection to `host`: the one opened before while it lasts, else a new one.
+    async fn link(&self, host: &Host) -> Result<Link, String> {
+        if host.is_local() {
+            return Ok(Link::Local);
+        }
+        let mut links = self.links.lock().await;
+        if let Some(Link::Ssh(c)) = links.get(&host.name)
+            && !c.is_closed()
+        {
+            return Ok(Link::Ssh(c.clone()));
+        }
+        let (target, jump) = crate::remote::target(host, &self.opts);
+        let c = crate::ssh::connect_via(&target, &jump).await.map_err(|e| {
+            format!(
+                "cannot connect to the host delegated to, '{}': {e}",
+                host.name
+            )
+        })?;
+        let link = Link::Ssh(Arc::new(c));
+        links.insert(host.name.clone(), link.clone());
+        Ok(link)
+    }
+}
+
+/// Whether the login on `host` is root, so `become` needs no sudo.
+fn login_is_root(host: &Host, opts: &RemoteOptions) -> bool {
+    if host.is_local() {
+        rustle_runner::facts::current_uid() == Some(0)
+    } else {
+        crate::remote::target(host, opts).0.user == "root"
+    }
+}
+
+/// Runs `task` (delegated by the host whose plan is `plan`, as its runner asked in
+/// `request`) on the inventory host `to`: the result the delegating runner registers.
+/// A connection that fails fails the task, naming the host.
+pub async fn run(
+    delegates: Arc<Delegates>,
+    plan: Arc<HostPlan>,
+    mut task: Task,
+    request: Request,
+    to: Host,
+) -> Vars {
+    let link = match delegates.link(&to).await {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    let mut vars = match &request.vars {
+        Some(Value::Object(v)) => v.clone(),
+        _ => Vars::new(),
+    };
+    for name in BECOME_VARS {
+        vars.remove(name);
+        if let Some(v) = to.vars.get(name) {
+            vars.insert(name.to_string(), v.clone());
+        }
+    }
+    // The task's keywords as the delegating runner evaluated them; the variables just
+    // put in win over them, as on any host.
+    task.become_ = Some(Templated::Value(request.become_user.is_some()));
+    task.become_user = request.become_user.clone();
+    let becomes = match to.vars.get("ansible_become") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => rustle_runner::modules::args::truthy_str(s).unwrap_or(false),
+        _ => request.become_user.is_some(),
+    };
+    let sudo = becomes && !login_is_root(&to, &delegates.opts);
+    let rt = tokio::runtime::Handle::current();
+    let name = to.name.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        let host = SshHost::new(link, rt, sudo);
+        let stats = host.stats();
+        let result =
+            rustle_runner::exec::run_delegated_on(&plan, &task, &request, vars, Box::new(host));
+        let lost = stats.lock().ok().and_then(|s| s.lost.clone());
+        (result, lost)
+    })
+    .await;
+    match ran {
+        Ok((_, Some(lost))) => failed(format!(
+            "the host delegated to, '{name}', became unreachable: {lost}"
+        )),
+        Ok((result, None)) => result,
+        Err(e) => failed(format!("internal error running the task on '{name}': {e}")),
+    }
+}
+
+/// A failed task's result.
+fn failed(msg: String) -> Vars {
+    let mut r = Vars::new();
+    r.insert("changed".into(), false.into());
+    r.insert("failed".into(), true.into());
+    r.insert("msg".into(), msg.into());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::channel::{Batch, HostChannel};
+    use crate::deploy::HostResult;
+    use rustle_runner::events::{Answer, EVENTS_VERSION, Event, RequestKind};
+    use rustle_runner::plan::{Play, Shared};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn options() -> RemoteOptions {
+        RemoteOptions {
+            known_hosts: "/nonexistent/known_hosts".into(),
+            global_known_hosts: Vec::new(),
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            parallel: 1,
+            verify: false,
+            key_line: String::new(),
+            local_root: std::env::temp_dir(),
+            local_apart: false,
+            cache_dir: std::env::temp_dir(),
+            keep_releases: 1,
+            no_wait: false,
+        }
+    }
+
+    fn host(name: &str, vars: Value) -> Host {
+        Host {
+            name: name.into(),
+            vars: vars.as_object().cloned().unwrap_or_default(),
+            groups: Vec::new(),
+        }
+    }
+
+    fn delegated(name: &str, module: &str, args: Value, to: &str, facts: bool) -> Task {
+        Task {
+            name: Some(name.into()),
+            module: module.into(),
+            args: args.as_object().cloned().unwrap_or_default(),
+            delegate_to: Some(to.into()),
+            delegate_facts: facts,
+            ..Task::default()
+        }
+    }
+
+    fn sealed(tasks: Vec<Task>) -> Vec<u8> {
+        let plan = HostPlan {
+            deployment_id: "d1".into(),
+            host: "web1".into(),
+            created_at: 1,
+            packer_version: "0".into(),
+            check_mode: false,
+            diff_mode: false,
+            host_vars: Default::default(),
+            plays: vec![Play {
+                name: "p".into(),
+                tasks,
+                ..Play::default()
+            }],
+            magic: Default::default(),
+            controller_lookups: Vec::new(),
+            shared: Arc::new(Shared::default()),
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        crate::pack::Sealer::new(&key)
+            .unwrap()
+            .seal(&plan)
+            .unwrap()
+            .0
+    }
+
+    fn request(id: u64, task: &Task, to: &str, vars: Value) -> String {
+        serde_json::to_string(&Event::Request(Request {
+            v: EVENTS_VERSION,
+            id,
+            kind: RequestKind::Delegate,
+            task: task.channel_id(),
+            play: 0,
+            vars: Some(vars),
+            roles: Vec::new(),
+            file: None,
+            check_mode: false,
+            result: None,
+            failed: false,
+            limit: None,
+            delegate_to: Some(to.into()),
+            become_user: None,
+        }))
+        .unwrap()
+    }
+
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Answer {
+        let bytes = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("an answer in time")
+            .expect("an answer");
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// `db1` is a local host of the inventory (`ansible_connection=local`), so its
+    /// module runs here through `sh`, as SSH mode runs a local host's.
+    fn inventory() -> Arc<Delegates> {
+        Arc::new(Delegates::new(
+            [
+                host(
+                    "db1",
+                    json!({"ansible_connection": "local", "ansible_host": "10.9.9.9"}),
+                ),
+                host("web1", json!({"ansible_connection": "local"})),
+            ],
+            options(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_task_delegated_to_an_inventory_host_runs_there_with_the_delegating_hosts_variables()
+    {
+        let echo = delegated(
+            "echo",
+            "command",
+            json!({"_raw_params": "echo {{ who }}"}),
+            "{{ target }}",
+            false,
+        );
+        let delegates = inventory();
+        let batch = Arc::new(Batch::with_delegates(delegates.clone()));
+        let mut ch = HostChannel::new("web1", Arc::new(sealed(vec![echo.clone()])), batch);
+        let mut rx = ch.open();
+        let mut r = HostResult::new("web1", Default::default());
+        // By name, then by address (Ansible finds a host by its address too).
+        for (id, to) in [(1, "db1"), (2, "10.9.9.9")] {
+            let req = request(id, &echo, to, json!({"who": "web1-var", "target": to}));
+            assert!(ch.intercept(
+                crate::ssh::Line {
+                    text: &req,
+                    cut: None
+                },
+                &mut r
+            ));
+            let answer = next(&mut rx).await;
+            assert_eq!(answer.error, None, "{to}");
+            assert_eq!(answer.result.unwrap()["stdout"], "web1-var", "{to}");
+        }
+        // A name no inventory host has fails the task; the host is not refused.
+        let req = request(3, &echo, "elsewhere", json!({"who": "x"}));
+        ch.intercept(
+            crate::ssh::Line {
+                text: &req,
+                cut: None,
+            },
+            &mut r,
+        );
+        let error = next(&mut rx).await.error.expect("an error");
+        assert!(
+            error.contains("'elsewhere'") && error.contains("inventory"),
+            "{error}"
+        );
+        assert!(ch.refused.is_none() && r.error.is_none(), "{:?}", r.error);
+    }
+
+    #[tokio::test]
+    async fn a_request_for_another_host_than_a_literal_delegate_to_names_is_refused() {
+        let task = delegated("t", "command", json!({"_raw_params": "true"}), "db1", false);
+        let batch = Arc::new(Batch::with_delegates(inventory()));
+        let mut ch = HostChannel::new("web1", Arc::new(sealed(vec![task.clone()])), batch);
+        let mut rx = ch.open();
+        let mut r = HostResult::new("web1", Default::default());
+        let req = request(1, &task, "web1", json!({}));
+        ch.intercept(
+            crate::ssh::Line {
+                text: &req,
+                cut: None,
+            },
+            &mut r,
+        );
+        let error = next(&mut rx).await.error.expect("refused");
+        assert!(
+            error.contains("delegated to 'db1', not to 'web1'"),
+            "{error}"
+        );
+        assert!(ch.refused.is_some());
+    }
+
+    #[tokio::test]
+    async fn delegated_facts_are_kept_for_the_host_delegated_to() {
+        let with = delegated("with", "set_fact", json!({"a": "{{ who }}"}), "db1", true);
+        let without = delegated("without", "set_fact", json!({"b": 2}), "db1", false);
+        let delegates = inventory();
+        let batch = Arc::new(Batch::with_delegates(delegates.clone()));
+        let payload = sealed(vec![with.clone(), without.clone()]);
+        let mut ch = HostChannel::new("web1", Arc::new(payload), batch);
+        let mut rx = ch.open();
+        let mut r = HostResult::new("web1", Default::default());
+        for (id, t) in [(1, &with), (2, &without)] {
+            let req = request(id, t, "db1", json!({"who": "web1-var"}));
+            ch.intercept(
+                crate::ssh::Line {
+                    text: &req,
+                    cut: None,
+                },
+                &mut r,
+            );
+            let answer = next(&mut rx).await;
+            assert_eq!(answer.error, None);
+            // The delegating runner gets the facts either way: it decides where they go.
+            assert!(answer.result.unwrap()["ansible_facts"].is_object());
+        }
+        let kept = delegates.facts_of("db1").expect("facts for db1");
+        assert_eq!(kept.get("a"), Some(&json!("web1-var")));
+        assert_eq!(kept.get("b"), None, "not delegated with delegate_facts");
+        assert!(delegates.facts_of("web1").is_none());
+    }
+}
