@@ -332,12 +332,7 @@ impl HostChannel {
             if let (Some(name), Some(Value::Object(f))) = (facts_to, result.get("ansible_facts")) {
                 delegates.keep_facts(&name, f);
             }
-            let _ = answers.send(answer_line(&Answer {
-                v: EVENTS_VERSION,
-                id,
-                result: Some(Value::Object(result)),
-                ..Answer::default()
-            }));
+            let _ = answers.send(result_line(id, result));
         });
         Ok(())
     }
@@ -443,12 +438,7 @@ impl HostChannel {
                 let answers = self.answers.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = rustle_runner::exec::run_delegated(&plan, &task, &request);
-                    let _ = answers.send(answer_line(&Answer {
-                        v: EVENTS_VERSION,
-                        id,
-                        result: Some(Value::Object(result)),
-                        ..Answer::default()
-                    }));
+                    let _ = answers.send(result_line(id, result));
                 });
                 Ok(())
             }
@@ -689,6 +679,16 @@ fn answer_line(answer: &Answer) -> Vec<u8> {
     line
 }
 
+/// The answer line to request `id` carrying a module's `result`.
+fn result_line(id: u64, result: rustle_runner::plan::Vars) -> Vec<u8> {
+    answer_line(&Answer {
+        v: EVENTS_VERSION,
+        id,
+        result: Some(Value::Object(result)),
+        ..Answer::default()
+    })
+}
+
 /// Whether a line of the event stream is a request (a cheap look before parsing: the
 /// runner writes an event's type first).
 pub fn is_request(text: &str) -> bool {
@@ -696,7 +696,7 @@ pub fn is_request(text: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::ssh::Line;
@@ -724,6 +724,12 @@ mod tests {
         delegated.delegate_to = Some("localhost".into());
         let mut once = task("once", "debug", json!({"msg": "x"}));
         once.run_once = true;
+        let sealed = sealed(vec![plain.clone(), delegated.clone(), once.clone()]);
+        (sealed, plain, delegated, once)
+    }
+
+    /// The sealed payload of host `web1` whose one play runs `tasks`.
+    pub(crate) fn sealed(tasks: Vec<Task>) -> Vec<u8> {
         let plan = HostPlan {
             deployment_id: "d1".into(),
             host: "web1".into(),
@@ -734,7 +740,7 @@ mod tests {
             host_vars: Default::default(),
             plays: vec![Play {
                 name: "p".into(),
-                tasks: vec![plain.clone(), delegated.clone(), once.clone()],
+                tasks,
                 ..Play::default()
             }],
             magic: Default::default(),
@@ -742,11 +748,14 @@ mod tests {
             shared: Arc::new(Shared::default()),
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let (sealed, _) = crate::pack::Sealer::new(&key).unwrap().seal(&plan).unwrap();
-        (sealed, plain, delegated, once)
+        crate::pack::Sealer::new(&key)
+            .unwrap()
+            .seal(&plan)
+            .unwrap()
+            .0
     }
 
-    fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
+    pub(crate) fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
         with_result(id, kind, task, vars, None)
     }
 

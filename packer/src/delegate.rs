@@ -14,6 +14,7 @@ use crate::inventory::Host;
 use crate::remote::RemoteOptions;
 use crate::sshexec::{Link, SshHost};
 use rustle_runner::events::Request;
+use rustle_runner::exec::failed_result as failed;
 use rustle_runner::plan::{HostPlan, Task, Templated, Vars};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -183,23 +184,14 @@ pub async fn run(
     }
 }
 
-/// A failed task's result.
-fn failed(msg: String) -> Vars {
-    let mut r = Vars::new();
-    r.insert("changed".into(), false.into());
-    r.insert("failed".into(), true.into());
-    r.insert("msg".into(), msg.into());
-    r
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::channel::tests::sealed;
     use crate::channel::{Batch, HostChannel};
     use crate::deploy::HostResult;
-    use rustle_runner::events::{Answer, EVENTS_VERSION, Event, RequestKind};
-    use rustle_runner::plan::{Play, Shared};
+    use rustle_runner::events::{Answer, RequestKind};
     use serde_json::json;
     use std::time::Duration;
 
@@ -240,50 +232,12 @@ mod tests {
         }
     }
 
-    fn sealed(tasks: Vec<Task>) -> Vec<u8> {
-        let plan = HostPlan {
-            deployment_id: "d1".into(),
-            host: "web1".into(),
-            created_at: 1,
-            packer_version: "0".into(),
-            check_mode: false,
-            diff_mode: false,
-            host_vars: Default::default(),
-            plays: vec![Play {
-                name: "p".into(),
-                tasks,
-                ..Play::default()
-            }],
-            magic: Default::default(),
-            controller_lookups: Vec::new(),
-            shared: Arc::new(Shared::default()),
-        };
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        crate::pack::Sealer::new(&key)
-            .unwrap()
-            .seal(&plan)
-            .unwrap()
-            .0
-    }
-
+    /// A `delegate` request for `task` on `to`.
     fn request(id: u64, task: &Task, to: &str, vars: Value) -> String {
-        serde_json::to_string(&Event::Request(Request {
-            v: EVENTS_VERSION,
-            id,
-            kind: RequestKind::Delegate,
-            task: task.channel_id(),
-            play: 0,
-            vars: Some(vars),
-            roles: Vec::new(),
-            file: None,
-            check_mode: false,
-            result: None,
-            failed: false,
-            limit: None,
-            delegate_to: Some(to.into()),
-            become_user: None,
-        }))
-        .unwrap()
+        let line = crate::channel::tests::request(id, RequestKind::Delegate, task, Some(vars));
+        // The runner writes the event's type first: the field goes at the end.
+        let open = line.strip_suffix('}').unwrap();
+        format!("{open},\"delegate_to\":{}}}", json!(to))
     }
 
     async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) -> Answer {

@@ -3172,7 +3172,9 @@ fn timed_out(action: &str, period: u64) -> Vars {
     r
 }
 
-fn failed_result(msg: String) -> Vars {
+/// A failed task's result, saying `msg` (also the deployer's, for a task it could not
+/// carry out).
+pub fn failed_result(msg: String) -> Vars {
     let mut r = Vars::new();
     r.insert("changed".into(), false.into());
     r.insert("failed".into(), true.into());
