@@ -140,9 +140,23 @@ pub async fn run(
     request: Request,
     to: Host,
 ) -> Vars {
-    let link = match delegates.link(&to).await {
-        Ok(l) => l,
-        Err(e) => return failed(e),
+    let becomes = match to.vars.get("ansible_become") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => rustle_runner::modules::args::truthy_str(s).unwrap_or(false),
+        _ => request.become_user.is_some(),
+    };
+    // A module that needs no host (`set_fact` with `delegate_facts`, `debug`) runs
+    // without connecting, as Ansible's connection is made only when a module runs
+    // there: a host that is down does not fail it. A templated action might be anything,
+    // and `become` asks the host who it is, so those connect.
+    let no_host = crate::sshexec::NO_HOST.contains(&task.module_name()) && !becomes;
+    let link = if no_host {
+        Link::Local
+    } else {
+        match delegates.link(&to).await {
+            Ok(l) => l,
+            Err(e) => return failed(e),
+        }
     };
     let mut vars = match &request.vars {
         Some(Value::Object(v)) => v.clone(),
@@ -158,11 +172,6 @@ pub async fn run(
     // put in win over them, as on any host.
     task.become_ = Some(Templated::Value(request.become_user.is_some()));
     task.become_user = request.become_user.clone();
-    let becomes = match to.vars.get("ansible_become") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => rustle_runner::modules::args::truthy_str(s).unwrap_or(false),
-        _ => request.become_user.is_some(),
-    };
     let sudo = becomes && !login_is_root(&to, &delegates.opts);
     let rt = tokio::runtime::Handle::current();
     let name = to.name.clone();
@@ -360,5 +369,55 @@ mod tests {
         assert_eq!(kept.get("a"), Some(&json!("web1-var")));
         assert_eq!(kept.get("b"), None, "not delegated with delegate_facts");
         assert!(delegates.facts_of("web1").is_none());
+    }
+
+    /// A host that is down: a module that needs no host runs without connecting (its
+    /// facts still go to that host); any other fails, naming the host.
+    #[tokio::test]
+    async fn only_a_module_that_runs_there_needs_the_host_delegated_to_to_be_up() {
+        let fact = delegated("fact", "set_fact", json!({"up": false}), "down", true);
+        let probe = delegated(
+            "probe",
+            "command",
+            json!({"_raw_params": "true"}),
+            "down",
+            false,
+        );
+        let delegates = Arc::new(Delegates::new(
+            [host(
+                "down",
+                json!({"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}),
+            )],
+            options(),
+        ));
+        let batch = Arc::new(Batch::with_delegates(delegates.clone()));
+        let payload = sealed(vec![fact.clone(), probe.clone()]);
+        let mut ch = HostChannel::new("web1", Arc::new(payload), batch);
+        let mut rx = ch.open();
+        let mut r = HostResult::new("web1", Default::default());
+        ch.intercept(
+            crate::ssh::Line {
+                text: &request(1, &fact, "down", json!({})),
+                cut: None,
+            },
+            &mut r,
+        );
+        let answer = next(&mut rx).await.result.unwrap();
+        assert_eq!(answer["failed"], false, "{answer}");
+        assert_eq!(delegates.facts_of("down").unwrap()["up"], false);
+        ch.intercept(
+            crate::ssh::Line {
+                text: &request(2, &probe, "down", json!({})),
+                cut: None,
+            },
+            &mut r,
+        );
+        let answer = next(&mut rx).await.result.unwrap();
+        assert_eq!(answer["failed"], true, "{answer}");
+        let msg = answer["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("cannot connect to the host delegated to, 'down'"),
+            "{msg}"
+        );
     }
 }

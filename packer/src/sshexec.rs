@@ -296,6 +296,10 @@ fn fail<T>(msg: impl Into<String>) -> Step<T> {
     Err(Stop::Fail(Outcome::fail(msg)))
 }
 
+/// The modules that need no host: they run on the controller as they are, and never
+/// use the connection.
+pub const NO_HOST: [&str; 5] = ["debug", "set_fact", "assert", "fail", "include_vars"];
+
 impl SshHost {
     /// A module host for `link`; with `sudo`, every command runs under `sudo -n`.
     pub fn new(link: Link, rt: tokio::runtime::Handle, sudo: bool) -> SshHost {
@@ -368,9 +372,7 @@ impl SshHost {
 
     fn dispatch(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         match module {
-            "debug" | "set_fact" | "assert" | "fail" | "include_vars" => {
-                Ok(modules::run(module, a, ctx)?)
-            }
+            m if NO_HOST.contains(&m) => Ok(modules::run(module, a, ctx)?),
             "command" => self.command(a, ctx, false),
             "shell" => self.command(a, ctx, true),
             "copy" => self.copy(a, ctx),
