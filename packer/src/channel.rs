@@ -326,12 +326,10 @@ impl HostChannel {
             return Ok(());
         };
         let answers = self.answers.clone();
-        let facts_to = task.delegate_facts.then(|| host.name.clone());
+        let (name, facts) = (host.name.clone(), task.delegate_facts);
         tokio::spawn(async move {
             let result = crate::delegate::run(delegates.clone(), plan, task, request, host).await;
-            if let (Some(name), Some(Value::Object(f))) = (facts_to, result.get("ansible_facts")) {
-                delegates.keep_facts(&name, f);
-            }
+            keep_delegated_facts(Some(&delegates), facts, &name, &result);
             let _ = answers.send(result_line(id, result));
         });
         Ok(())
@@ -436,8 +434,11 @@ impl HostChannel {
                     };
                 }
                 let answers = self.answers.clone();
+                let delegates = self.batch.delegates.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = rustle_runner::exec::run_delegated(&plan, &task, &request);
+                    let facts = task.delegate_facts;
+                    keep_delegated_facts(delegates.as_deref(), facts, "localhost", &result);
                     let _ = answers.send(result_line(id, result));
                 });
                 Ok(())
@@ -677,6 +678,22 @@ fn answer_line(answer: &Answer) -> Vec<u8> {
     }
     line.push(b'\n');
     line
+}
+
+/// Keeps the facts `result` holds for `host` when the task delegates its facts
+/// (`delegate_facts: true`): they belong to the host delegated to (the controller's are
+/// kept as `localhost`'s).
+fn keep_delegated_facts(
+    delegates: Option<&crate::delegate::Delegates>,
+    delegate_facts: bool,
+    host: &str,
+    result: &rustle_runner::plan::Vars,
+) {
+    if let (true, Some(d), Some(Value::Object(f))) =
+        (delegate_facts, delegates, result.get("ansible_facts"))
+    {
+        d.keep_facts(host, f);
+    }
 }
 
 /// The answer line to request `id` carrying a module's `result`.

@@ -369,6 +369,21 @@ mod tests {
         assert_eq!(kept.get("a"), Some(&json!("web1-var")));
         assert_eq!(kept.get("b"), None, "not delegated with delegate_facts");
         assert!(delegates.facts_of("web1").is_none());
+        // To the controller: kept as localhost's.
+        let local = delegated("local", "set_fact", json!({"c": 3}), "localhost", true);
+        let batch = Arc::new(Batch::with_delegates(delegates.clone()));
+        let mut ch = HostChannel::new("web1", Arc::new(sealed(vec![local.clone()])), batch);
+        let mut rx = ch.open();
+        let req = crate::channel::tests::request(1, RequestKind::Delegate, &local, None);
+        ch.intercept(
+            crate::ssh::Line {
+                text: &req,
+                cut: None,
+            },
+            &mut r,
+        );
+        assert_eq!(next(&mut rx).await.error, None);
+        assert_eq!(delegates.facts_of("localhost").unwrap()["c"], 3);
     }
 
     /// A host that is down: a module that needs no host runs without connecting (its
