@@ -435,4 +435,50 @@ mod tests {
             "{msg}"
         );
     }
+
+    /// `become` on the host delegated to: the user the delegating task's keywords ask
+    /// for, unless that host's own `ansible_become_user` says another (its connection
+    /// variables win, as in Ansible). Needs root and sudo, as the lab tests do.
+    #[tokio::test]
+    async fn become_on_the_host_delegated_to_follows_its_own_become_variables() {
+        let who = delegated(
+            "who",
+            "command",
+            json!({"_raw_params": "id -un"}),
+            "{{ t }}",
+            false,
+        );
+        let delegates = Arc::new(Delegates::new(
+            [
+                host("plain", json!({"ansible_connection": "local"})),
+                host(
+                    "own",
+                    json!({"ansible_connection": "local", "ansible_become_user": "daemon"}),
+                ),
+            ],
+            options(),
+        ));
+        let batch = Arc::new(Batch::with_delegates(delegates));
+        let mut ch = HostChannel::new("web1", Arc::new(sealed(vec![who.clone()])), batch);
+        let mut rx = ch.open();
+        let mut r = HostResult::new("web1", Default::default());
+        // The delegating host's own ansible_become_user does not reach the other host.
+        let vars = json!({"ansible_become_user": "root"});
+        for (id, to, expected) in [(1, "plain", "nobody"), (2, "own", "daemon")] {
+            let line = request(id, &who, to, vars.clone());
+            let open = line.strip_suffix('}').unwrap();
+            let line = format!("{open},\"become_user\":\"nobody\"}}");
+            ch.intercept(
+                crate::ssh::Line {
+                    text: &line,
+                    cut: None,
+                },
+                &mut r,
+            );
+            let answer = next(&mut rx).await;
+            assert_eq!(answer.error, None, "{to}");
+            let result = answer.result.unwrap();
+            assert_eq!(result["stdout"], expected, "{to}: {result}");
+        }
+    }
 }
