@@ -1174,7 +1174,8 @@ impl<'a> Executor<'a> {
             .render_str(to, ctx)
             .map_err(|e| format!("delegate_to: {e}"))?;
         let to = to.trim().to_string();
-        if to == self.plan.host {
+        // `delegate_to: "{{ x | default(omit) }}"`: no delegation, as in Ansible.
+        if to == self.plan.host || to == self.omit {
             return Ok(None);
         }
         if to.is_empty() {

@@ -195,6 +195,24 @@ fn delegating_to_another_inventory_host_asks_the_deployer_naming_it() {
     assert_eq!(result_of(&events, "show")["msg"], "ran on db1");
 }
 
+/// `delegate_to` that renders to `omit` delegates nothing (the task runs here, asking
+/// nobody); one that renders to nothing fails the task, as in Ansible.
+#[test]
+fn delegate_to_omitted_runs_here_and_empty_fails() {
+    let plan = host_plan(json!([
+        {"name": "omitted", "module": "command", "args": {"_raw_params": "echo here"},
+         "delegate_to": "{{ nobody | default(omit) }}", "register": "o"},
+        {"name": "empty", "module": "command", "args": {"_raw_params": "true"},
+         "delegate_to": "{{ '' }}", "ignore_errors": true}
+    ]));
+    let (events, requests, summary) = run_with(&plan, |_, _| panic!("nothing to ask"));
+    assert!(!summary.host_failed);
+    assert!(requests.is_empty());
+    assert_eq!(result_of(&events, "omitted")["stdout"], "here");
+    let msg = result_of(&events, "empty")["msg"].as_str().unwrap();
+    assert!(msg.contains("empty host name"), "{msg}");
+}
+
 fn once_plan() -> HostPlan {
     host_plan(json!([
         {"name": "once", "module": "command", "args": {"_raw_params": "echo ran on {{ inventory_hostname }}"}, "run_once": true, "register": "o"},
