@@ -698,16 +698,28 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
     Ok(code)
 }
 
+/// The hosts a deploy carries out: their jobs, the hosts no runner fits, and every
+/// host of the inventory (tasks may be delegated to them).
+struct Fleet {
+    jobs: Vec<deploy::Job>,
+    skipped: Vec<deploy::Skipped>,
+    inventory: Vec<crate::inventory::Host>,
+}
+
 /// Deploys and reports: the part a fresh deploy and `--deploy-only` share.
 fn carry_out(
     args: &DeployArgs,
     set: &Settings,
     id: &str,
-    jobs: Vec<deploy::Job>,
+    fleet: Fleet,
     runners: std::collections::BTreeMap<Triple, crate::runners::Runner>,
     key_line: String,
-    skipped: Vec<deploy::Skipped>,
 ) -> Result<i32, DeployError> {
+    let Fleet {
+        jobs,
+        skipped,
+        inventory,
+    } = fleet;
     if let Some(limit) = set.binary_size_limit {
         check_size_limit(&jobs, &runners, limit)?;
     }
@@ -740,6 +752,7 @@ fn carry_out(
         runners,
         host_options(args, set, key_line),
         on_event,
+        inventory,
     )
     .map_err(io_err("tokio runtime"))?;
     if let Some(bar) = bar {
@@ -861,10 +874,13 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         args,
         &set,
         &id,
-        jobs,
+        Fleet {
+            jobs,
+            skipped: Vec::new(),
+            inventory: inventory.hosts().cloned().collect(),
+        },
         Default::default(),
         key_line,
-        Vec::new(),
     )
 }
 
@@ -1026,9 +1042,12 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         &args,
         &set,
         &id,
-        prepared.jobs,
+        Fleet {
+            jobs: prepared.jobs,
+            skipped: prepared.skipped,
+            inventory: prepared.inventory,
+        },
         runners,
         key_line,
-        prepared.skipped,
     )
 }
