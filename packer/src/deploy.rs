@@ -554,10 +554,21 @@ fn pack_hosts(
             needs_become: needs_become(&hp),
             prepacked: None,
             ssh_fallback,
-            channel: !hp.channel_tasks().is_empty() || hp.plays.iter().any(|p| p.fleet.is_some()),
+            channel: needs_channel(&hp),
         });
     }
     Ok((jobs, skipped))
+}
+
+/// Whether a host's runner needs the controller channel: tasks only the controller
+/// can carry out, a play whose hosts wait for each other (`any_errors_fatal`), or one
+/// whose hosts read each other's `hostvars`.
+fn needs_channel(hp: &rustle_runner::plan::HostPlan) -> bool {
+    !hp.channel_tasks().is_empty()
+        || hp
+            .plays
+            .iter()
+            .any(|p| p.fleet.is_some() || p.number.is_some())
 }
 
 /// Computes every participating host's sealed payload. This is the per-host hot path
@@ -1049,7 +1060,7 @@ pub fn load_compiled(
         }
         let channel = rustle_runner::payload::parse(payload)
             .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
-            .is_ok_and(|plan| !plan.channel_tasks().is_empty());
+            .is_ok_and(|plan| needs_channel(&plan));
         jobs.push(Job {
             host: host.clone(),
             triple,

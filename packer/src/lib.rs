@@ -12,6 +12,7 @@ pub mod config;
 pub mod custom;
 pub mod deploy;
 pub mod elf;
+pub mod hostvars;
 pub mod inventory;
 pub mod keys;
 pub mod known_hosts;

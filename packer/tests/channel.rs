@@ -599,3 +599,77 @@ fn throttle_lets_that_many_hosts_run_the_task_at_once() {
     ran.sort();
     assert_eq!(ran, ["t0", "t1", "t2"]);
 }
+
+/// `hostvars` of other hosts: their gathered facts, registered and `set_fact` values,
+/// as Ansible's linear strategy shows them: a host reading another waits until that one
+/// has finished the tasks before the reading task (here the slow host), and never sees
+/// what the other set after that point (here the fast host, which runs ahead), in
+/// binary mode and in SSH mode alike.
+#[test]
+fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("v{i}"), &format!("rustle-hv{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    for strategy in ["parallel", "ssh"] {
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join("plan.json");
+        let seen = "{% for h in groups['all'] | sort %}{{ h }} {{ hostvars[h].mine }} {{ hostvars[h].r.stdout }} {{ hostvars[h].ansible_facts.hostname == ansible_facts.hostname }} {{ hostvars[h].ansible_user_id == hostvars[h].ansible_user }} {{ hostvars[h].later is defined }}\n{% endfor %}";
+        let plan = json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [
+                {"name": "learn", "hosts": ["all"], "gather_facts": true, "tasks": [
+                    {"name": "slow", "module": "command", "args": {"_raw_params": "sleep {{ 3 if inventory_hostname == 'v0' else 0 }}"}, "changed_when": false},
+                    {"name": "set", "module": "set_fact", "args": {"mine": "{{ inventory_hostname }}-set"}},
+                    {"name": "reg", "module": "command", "args": {"_raw_params": "echo {{ inventory_hostname }}-reg"}, "register": "r", "changed_when": false},
+                    {"name": "seen", "module": "copy", "args": {"content": seen, "dest": "{{ ansible_env_home }}/seen"}},
+                    {"name": "later", "module": "set_fact", "args": {"later": true}}
+                ]},
+                {"name": "after", "hosts": ["all"], "tasks": [
+                    {"name": "next play", "module": "copy", "args": {"content": "{{ groups['all'] | sort | map('extract', hostvars, 'later') | list }}", "dest": "{{ ansible_env_home }}/next"}}
+                ]}
+            ]
+        });
+        std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
+        let (out, r) = run(
+            &lab,
+            home.path(),
+            &[
+                "-i",
+                inv.to_str().unwrap(),
+                p.to_str().unwrap(),
+                "--strategy",
+                strategy,
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{strategy}: {}{}\n{r}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let mut want = String::new();
+        for h in &hosts {
+            want.push_str(&format!("{0} {0}-set {0}-reg True True False\n", h.name));
+        }
+        for h in &hosts {
+            assert_eq!(
+                std::fs::read_to_string(h.home.join("seen")).unwrap(),
+                want,
+                "{strategy}: {}",
+                h.name
+            );
+            assert_eq!(
+                std::fs::read_to_string(h.home.join("next")).unwrap(),
+                // copy writes a list given as content as JSON, as Ansible's does.
+                "[true, true, true]",
+                "{strategy}: {}",
+                h.name
+            );
+        }
+    }
+}

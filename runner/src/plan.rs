@@ -305,6 +305,11 @@ pub struct Play {
     /// runners name it in their `barrier` requests (`docs/events.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<usize>,
+    /// The play's number in the deploy, set by the packer when the deploy reads other
+    /// hosts' `hostvars`: the runner then tells the deployer what it knows of itself
+    /// after each task (`vars` events) and asks it for other hosts' (`docs/events.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<usize>,
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).

@@ -562,6 +562,7 @@ impl Loader<'_> {
                 any_errors_fatal,
                 force_handlers,
                 fleet: None,
+                number: None,
             },
             sections: [pre, main, post],
             tags,
