@@ -75,17 +75,47 @@ struct Fleet {
     live: HashMap<String, HashSet<usize>>,
     /// By play and barrier number: the hosts that reached it, and whether one failed.
     points: HashMap<(usize, u32), (HashSet<String>, bool)>,
+    /// By play and host: the first barrier where the host had failed.
+    failed: HashMap<(usize, String), u32>,
+    /// By play: the hosts of the batch that run it (`Batch::of`), and those that joined.
+    sizes: HashMap<usize, usize>,
+    joined: HashMap<usize, HashSet<String>>,
+    /// By play, from the hosts' plans: `any_errors_fatal`, `max_fail_percentage`.
+    rules: HashMap<usize, (bool, Option<u32>)>,
 }
 
 impl Fleet {
-    /// Whether barrier `k` of `play` is passed, and then whether a host failed there.
+    /// Whether barrier `k` of `play` is passed, and then whether the other hosts stop
+    /// there: one failed there and the play has `any_errors_fatal`, or more than its
+    /// `max_fail_percentage` of the batch's hosts of the play have failed by then
+    /// (Ansible's `failed / batch_size > percentage`).
     fn decided(&self, play: usize, k: u32) -> Option<bool> {
         let (arrived, failed) = self.points.get(&(play, k))?;
-        self.live
+        let passed = self
+            .live
             .iter()
             .filter(|(_, plays)| plays.contains(&play))
-            .all(|(host, _)| arrived.contains(host))
-            .then_some(*failed)
+            .all(|(host, _)| arrived.contains(host));
+        if !passed {
+            return None;
+        }
+        let (fatal, percentage) = self.rules.get(&play).copied().unwrap_or((true, None));
+        let too_many = percentage.is_some_and(|p| {
+            let failed = self
+                .failed
+                .iter()
+                .filter(|((pl, _), at)| *pl == play && **at <= k)
+                .count();
+            let size = self
+                .sizes
+                .get(&play)
+                .copied()
+                .unwrap_or(0)
+                .max(self.joined.get(&play).map_or(0, HashSet::len))
+                .max(1);
+            failed.saturating_mul(100) > (p as usize).saturating_mul(size)
+        });
+        Some((fatal && *failed) || too_many)
     }
 }
 
@@ -128,10 +158,33 @@ impl Batch {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The batch of `jobs`: how many of them run each play whose hosts wait for each
+    /// other, for `max_fail_percentage`.
+    pub fn of(jobs: &[Arc<crate::deploy::Job>]) -> Batch {
+        let batch = Batch::default();
+        {
+            let mut fleet = batch.fleet();
+            for play in jobs.iter().flat_map(|j| j.fleet.iter()) {
+                *fleet.sizes.entry(*play).or_default() += 1;
+            }
+        }
+        batch
+    }
+
     /// `host` runs the `any_errors_fatal` plays numbered `plays`.
     fn join(&self, host: &str, plays: HashSet<usize>) {
         if plays.is_empty() {
             return;
+        }
+        {
+            let mut fleet = self.fleet();
+            for play in &plays {
+                fleet
+                    .joined
+                    .entry(*play)
+                    .or_default()
+                    .insert(host.to_string());
+            }
         }
         self.fleet().live.insert(host.to_string(), plays);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -162,6 +215,9 @@ impl Batch {
             let point = fleet.points.entry((play, k)).or_default();
             point.0.insert(host.to_string());
             point.1 |= failed;
+            if failed {
+                fleet.failed.entry((play, host.to_string())).or_insert(k);
+            }
         }
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -231,6 +287,11 @@ impl HostChannel {
         // The other hosts of its any_errors_fatal plays wait for it from now on.
         if let Ok(plan) = channel.plan() {
             let plays = plan.plays.iter().filter_map(|p| p.fleet).collect();
+            channel.batch.fleet().rules.extend(
+                plan.plays
+                    .iter()
+                    .filter_map(|p| Some((p.fleet?, (p.any_errors_fatal, p.max_fail_percentage)))),
+            );
             channel.batch.join(host, plays);
             // The other hosts reading its hostvars wait for it from now on.
             if plan.plays.iter().any(|p| p.number.is_some()) {
@@ -921,6 +982,30 @@ mod tests {
         batch.join("d", [7].into_iter().collect());
         batch.arrive("d", 7, 1, false);
         assert_eq!(batch.fleet().decided(7, 1), Some(true));
+    }
+
+    #[test]
+    fn max_fail_percentage_stops_the_others_once_more_than_that_share_of_the_batch_failed() {
+        let batch = Batch::default();
+        batch.fleet().sizes.insert(4, 4);
+        batch.fleet().rules.insert(4, (false, Some(25)));
+        for h in ["a", "b", "c", "d"] {
+            batch.join(h, [4].into_iter().collect());
+        }
+        // One of four (25%) is not more than 25%: nobody stops.
+        batch.arrive("a", 4, 1, true);
+        batch.leave("a", Some(4));
+        for h in ["b", "c", "d"] {
+            batch.arrive(h, 4, 1, false);
+        }
+        assert_eq!(batch.fleet().decided(4, 1), Some(false));
+        // A second failure, at the next task, is more: the others stop there.
+        batch.arrive("b", 4, 2, true);
+        batch.arrive("c", 4, 2, false);
+        batch.arrive("d", 4, 2, false);
+        assert_eq!(batch.fleet().decided(4, 2), Some(true));
+        // The failure at the second task does not count at the first.
+        assert_eq!(batch.fleet().decided(4, 1), Some(false));
     }
 
     fn line(text: &str) -> Line<'_> {

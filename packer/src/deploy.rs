@@ -196,6 +196,9 @@ pub struct Job {
     /// Its plan has tasks that need the controller channel (delegated, `run_once`):
     /// its runner is started with `--channel` and its stdin stays open for answers.
     pub channel: bool,
+    /// The plays of its plan whose hosts wait for each other after each task
+    /// (`Play::fleet`), by number: the deployer counts a batch's hosts of each.
+    pub fleet: Vec<usize>,
 }
 
 impl Job {
@@ -555,6 +558,7 @@ fn pack_hosts(
             prepacked: None,
             ssh_fallback,
             channel: needs_channel(&hp),
+            fleet: hp.plays.iter().filter_map(|p| p.fleet).collect(),
         });
     }
     Ok((jobs, skipped))
@@ -1058,9 +1062,14 @@ pub fn load_compiled(
         if let Err(e) = checked {
             return Err(bad(format!("{}: {e}", file_path.display())));
         }
-        let channel = rustle_runner::payload::parse(payload)
+        let plan = rustle_runner::payload::parse(payload)
             .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
-            .is_ok_and(|plan| needs_channel(&plan));
+            .ok();
+        let channel = plan.as_ref().is_some_and(needs_channel);
+        let fleet = plan
+            .iter()
+            .flat_map(|p| p.plays.iter().filter_map(|p| p.fleet))
+            .collect();
         jobs.push(Job {
             host: host.clone(),
             triple,
@@ -1074,6 +1083,7 @@ pub fn load_compiled(
             prepacked: Some(bytes),
             ssh_fallback: None,
             channel,
+            fleet,
         });
     }
     Ok((id, jobs))

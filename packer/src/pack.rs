@@ -410,8 +410,9 @@ impl<'p> Planner<'p> {
                 strip_secrets(&mut p);
                 // Hosts of an any_errors_fatal play wait for each other after each task,
                 // through the deployer, which knows the play by its number here.
-                p.fleet = (p.any_errors_fatal && self.per_play.get(i).is_some_and(|h| h.len() > 1))
-                    .then_some(i);
+                p.fleet = ((p.any_errors_fatal || p.max_fail_percentage.is_some())
+                    && self.per_play.get(i).is_some_and(|h| h.len() > 1))
+                .then_some(i);
                 p.number = self.share_vars.then_some(i);
                 p
             })

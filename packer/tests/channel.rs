@@ -673,3 +673,58 @@ fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
         }
     }
 }
+
+/// `max_fail_percentage` without `serial`: at the end of each task the deployer counts
+/// the play's failed hosts, and once more than that share has failed every other host
+/// is failed too and runs nothing more (Ansible's linear strategy:
+/// `failed / batch_size > percentage`, then the playbook stops).
+#[test]
+fn max_fail_percentage_stops_every_host_once_too_many_failed() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("m{i}"), &format!("rustle-mfp{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    // One host of three failing is 33%: more than 30, not more than 34.
+    for (percentage, stops) in [(30, true), (34, false)] {
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join("plan.json");
+        let plan = json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [
+                {"name": "mfp", "hosts": ["all"], "max_fail_percentage": percentage, "tasks": [
+                    {"name": "fail one", "module": "command", "args": {"_raw_params": "sh -c 'sleep {{ 0 if inventory_hostname == \"m0\" else 2 }}; test {{ inventory_hostname }} != m0'"}},
+                    {"name": "after", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/after-{{ percentage }}"}}
+                ]},
+                {"name": "later", "hosts": ["all"], "tasks": [
+                    {"name": "later play", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/later-{{ percentage }}"}}
+                ]}
+            ]
+        });
+        let plan = serde_json::to_string(&plan)
+            .unwrap()
+            .replace("{{ percentage }}", &percentage.to_string());
+        std::fs::write(&p, plan).unwrap();
+        let (out, r) = run(
+            &lab,
+            home.path(),
+            &["-i", inv.to_str().unwrap(), p.to_str().unwrap()],
+        );
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        assert_eq!(r["hosts"]["m0"]["status"], "failed", "{r}");
+        for h in &hosts[1..] {
+            let after = h.home.join(format!("after-{percentage}")).exists();
+            let later = h.home.join(format!("later-{percentage}")).exists();
+            assert_eq!(
+                (after, later),
+                (!stops, !stops),
+                "{percentage}%: {}\n{r}",
+                h.name
+            );
+            let status = if stops { "failed" } else { "ok" };
+            assert_eq!(r["hosts"][&h.name]["status"], status, "{percentage}%: {r}");
+        }
+    }
+}

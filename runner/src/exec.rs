@@ -964,12 +964,10 @@ impl<'a> Executor<'a> {
         if task.block.is_none() {
             self.step_done();
         }
-        // In an `any_errors_fatal` play with other hosts, every host waits for the
-        // others after each task (Ansible's linear strategy), and fails when one of them
-        // failed it. A block is not a task; a host already halted does not wait.
-        let fleet = self
-            .play
-            .is_some_and(|p| p.fleet.is_some() && p.any_errors_fatal);
+        // In an `any_errors_fatal` (or `max_fail_percentage`) play with other hosts,
+        // every host waits for the others after each task (Ansible's linear strategy),
+        // and fails when one of them failed it (or too many have failed). A block is not a task; a host already halted does not wait.
+        let fleet = self.play.is_some_and(|p| p.fleet.is_some());
         if !fleet || task.block.is_some() || !matches!(outcome, Ok(()) | Err(Halt::Failed)) {
             return outcome;
         }
