@@ -364,19 +364,18 @@ fn which_plans_need_the_channel() {
 /// A plan of a deploy whose hosts read each other's `hostvars` (the packer numbers its
 /// plays), where another host `db1` has inventory variables.
 fn sharing_plan(tasks: Value) -> HostPlan {
-    serde_json::from_value(json!({
-        "deployment_id": "test",
-        "host": "web1",
-        "created_at": 0,
-        "packer_version": "0",
-        "check_mode": false,
-        "diff_mode": false,
-        "host_vars": {"inventory_hostname": "web1"},
-        "plays": [{"name": "p", "hosts": ["all"], "number": 3, "tasks": tasks}],
-        "files": {},
-        "hostvars": {"db1": {"dbvar": "from the inventory"}, "web1": {}},
-    }))
-    .unwrap()
+    let mut plan = host_plan(tasks);
+    plan.plays[0].number = Some(3);
+    let shared = std::sync::Arc::make_mut(&mut plan.shared);
+    for (host, vars) in [
+        ("db1", json!({"dbvar": "from the inventory"})),
+        ("web1", json!({})),
+    ] {
+        shared
+            .hostvars
+            .insert(host.into(), vars.as_object().cloned().unwrap());
+    }
+    plan
 }
 
 #[test]
