@@ -1,10 +1,11 @@
 //! The runner's event stream: one JSON object per line on stdout, versioned, so the
 //! deployer (or a person with `jq`) can follow a run as it happens.
 //!
-//! Version 1 has four event types, all carrying `"v": 1` and `"type"`:
-//! `start` (host, deployment, digest, runner version, check mode), `play` (name),
-//! `task` (one finished task or handler, with its status and registered result) and
-//! `recap` (the per-host counts). `docs/events.md` documents each field.
+//! Version 1's events all carry `"v": 1` and `"type"`: `start` (host, deployment,
+//! digest, runner version, check mode), `play` (name), `task` (one finished task or
+//! handler, with its status and registered result), `staged`, `request` and `vars` (the
+//! controller channel) and `recap` (the per-host counts). `docs/events.md` documents
+//! each field.
 //!
 //! A runner started by the deployer (`--attached`) also writes an empty line every
 //! second ([`watch_deployer`]): the only way a process can tell, with std alone, that
