@@ -196,6 +196,9 @@ pub struct Job {
     /// Its plan has tasks that need the controller channel (delegated, `run_once`):
     /// its runner is started with `--channel` and its stdin stays open for answers.
     pub channel: bool,
+    /// The plays of its plan whose hosts wait for each other after each task
+    /// (`Play::fleet`), by number: the deployer counts a batch's hosts of each.
+    pub fleet: Vec<usize>,
 }
 
 impl Job {
@@ -558,10 +561,22 @@ fn pack_hosts(
             needs_become: needs_become(&hp),
             prepacked: None,
             ssh_fallback,
-            channel: !hp.channel_tasks().is_empty() || hp.plays.iter().any(|p| p.fleet.is_some()),
+            channel: needs_channel(&hp),
+            fleet: hp.plays.iter().filter_map(|p| p.fleet).collect(),
         });
     }
     Ok((jobs, skipped))
+}
+
+/// Whether a host's runner needs the controller channel: tasks only the controller
+/// can carry out, a play whose hosts wait for each other (`any_errors_fatal`), or one
+/// whose hosts read each other's `hostvars`.
+fn needs_channel(hp: &rustle_runner::plan::HostPlan) -> bool {
+    !hp.channel_tasks().is_empty()
+        || hp
+            .plays
+            .iter()
+            .any(|p| p.fleet.is_some() || p.number.is_some())
 }
 
 /// Computes every participating host's sealed payload. This is the per-host hot path
@@ -1057,9 +1072,14 @@ pub fn load_compiled(
         if let Err(e) = checked {
             return Err(bad(format!("{}: {e}", file_path.display())));
         }
-        let channel = rustle_runner::payload::parse(payload)
+        let plan = rustle_runner::payload::parse(payload)
             .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
-            .is_ok_and(|plan| !plan.channel_tasks().is_empty());
+            .ok();
+        let channel = plan.as_ref().is_some_and(needs_channel);
+        let fleet = plan
+            .iter()
+            .flat_map(|p| p.plays.iter().filter_map(|p| p.fleet))
+            .collect();
         jobs.push(Job {
             host: host.clone(),
             triple,
@@ -1073,6 +1093,7 @@ pub fn load_compiled(
             prepacked: Some(bytes),
             ssh_fallback: None,
             channel,
+            fleet,
         });
     }
     Ok((id, jobs))

@@ -13,6 +13,7 @@ pub mod custom;
 pub mod delegate;
 pub mod deploy;
 pub mod elf;
+pub mod hostvars;
 pub mod inventory;
 pub mod keys;
 pub mod known_hosts;

@@ -982,7 +982,7 @@ async fn run_batch(
 ) -> Vec<(HostResult, Timings)> {
     let timeout = ctx.opts.timeout;
     // `run_once` is once per batch, as in Ansible.
-    let batch = Arc::new(Batch::with_delegates(ctx.delegates.clone()));
+    let batch = Arc::new(Batch::of(&jobs).delegating_to(ctx.delegates.clone()));
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx, limit) = (deployment.clone(), ctx.clone(), limit.clone());
@@ -1052,7 +1052,7 @@ async fn blue_green(
     let (switch_tx, switch_rx) = tokio::sync::watch::channel(None);
     let timeout = ctx.opts.timeout;
     let count = jobs.len();
-    let batch = Arc::new(Batch::with_delegates(ctx.delegates.clone()));
+    let batch = Arc::new(Batch::of(&jobs).delegating_to(ctx.delegates.clone()));
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx, batch) = (deployment.clone(), ctx.clone(), batch.clone());

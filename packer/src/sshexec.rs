@@ -2164,6 +2164,10 @@ struct SshModeChannel {
     channel: crate::channel::HostChannel,
     answers: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
     runtime: tokio::runtime::Handle,
+    /// The number of the last request sent (the executor leaves numbering to us).
+    last_id: u64,
+    /// Other hosts' `hostvars`, asked from inside templates.
+    peers: Option<Arc<dyn rustle_runner::events::Channel>>,
 }
 
 impl Sink for Forward {
@@ -2174,6 +2178,13 @@ impl Sink for Forward {
         if let Event::Recap { recap, .. } = ev {
             self.result.recap = *recap;
         }
+        if matches!(ev, Event::Vars { .. }) {
+            // For the other hosts' hostvars, not for the operator.
+            if let Some(ch) = self.channel.as_mut() {
+                ch.channel.take_event(ev, &mut self.result);
+            }
+            return;
+        }
         (self.on_event)(&self.result.host, ev);
         if matches!(ev, Event::Task { .. }) {
             // Kept within the same bounds as a runner's events.
@@ -2182,9 +2193,13 @@ impl Sink for Forward {
         }
     }
 
+    fn channel(&self) -> Option<Arc<dyn rustle_runner::events::Channel>> {
+        self.channel.as_ref().and_then(|c| c.peers.clone())
+    }
+
     fn request(
         &mut self,
-        request: rustle_runner::events::Request,
+        mut request: rustle_runner::events::Request,
     ) -> Result<rustle_runner::events::Answer, String> {
         let Some(ch) = self.channel.as_mut() else {
             return Err(format!(
@@ -2195,6 +2210,8 @@ impl Sink for Forward {
         if self.cancel.load(Ordering::Relaxed) {
             return Err("the host was cut off".into());
         }
+        ch.last_id += 1;
+        request.id = ch.last_id;
         let id = request.id;
         let line = serde_json::to_string(&Event::Request(request)).map_err(|e| e.to_string())?;
         {
@@ -2268,10 +2285,13 @@ pub async fn run_host(
         let mut channel =
             crate::channel::HostChannel::new(&name, Arc::new(job.payload().to_vec()), batch);
         let answers = channel.open();
+        let peers = channel.peers_channel(tokio::runtime::Handle::current());
         SshModeChannel {
             channel,
             answers,
             runtime: tokio::runtime::Handle::current(),
+            last_id: 0,
+            peers,
         }
     });
     let mut sink = Forward {

@@ -702,3 +702,132 @@ fn delegate_to_another_inventory_host_runs_the_module_there() {
         }
     }
 }
+
+/// `hostvars` of other hosts: their gathered facts, registered and `set_fact` values,
+/// as Ansible's linear strategy shows them: a host reading another waits until that one
+/// has finished the tasks before the reading task (here the slow host), and never sees
+/// what the other set after that point (here the fast host, which runs ahead), in
+/// binary mode and in SSH mode alike.
+#[test]
+fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("v{i}"), &format!("rustle-hv{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    for strategy in ["parallel", "ssh"] {
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join("plan.json");
+        let seen = "{% for h in groups['all'] | sort %}{{ h }} {{ hostvars[h].mine }} {{ hostvars[h].r.stdout }} {{ hostvars[h].ansible_facts.hostname == ansible_facts.hostname }} {{ hostvars[h].ansible_user_id == hostvars[h].ansible_user }} {{ hostvars[h].later is defined }}\n{% endfor %}";
+        let plan = json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [
+                {"name": "learn", "hosts": ["all"], "gather_facts": true, "tasks": [
+                    {"name": "slow", "module": "command", "args": {"_raw_params": "sleep {{ 3 if inventory_hostname == 'v0' else 0 }}"}, "changed_when": false},
+                    {"name": "set", "module": "set_fact", "args": {"mine": "{{ inventory_hostname }}-set"}},
+                    {"name": "reg", "module": "command", "args": {"_raw_params": "echo {{ inventory_hostname }}-reg"}, "register": "r", "changed_when": false},
+                    {"name": "seen", "module": "copy", "args": {"content": seen, "dest": "{{ ansible_env_home }}/seen"}},
+                    {"name": "later", "module": "set_fact", "args": {"later": true}}
+                ]},
+                {"name": "after", "hosts": ["all"], "tasks": [
+                    {"name": "next play", "module": "copy", "args": {"content": "{{ groups['all'] | sort | map('extract', hostvars, 'later') | list }}", "dest": "{{ ansible_env_home }}/next"}}
+                ]}
+            ]
+        });
+        std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
+        let (out, r) = run(
+            &lab,
+            home.path(),
+            &[
+                "-i",
+                inv.to_str().unwrap(),
+                p.to_str().unwrap(),
+                "--strategy",
+                strategy,
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{strategy}: {}{}\n{r}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let mut want = String::new();
+        for h in &hosts {
+            want.push_str(&format!("{0} {0}-set {0}-reg True True False\n", h.name));
+        }
+        for h in &hosts {
+            assert_eq!(
+                std::fs::read_to_string(h.home.join("seen")).unwrap(),
+                want,
+                "{strategy}: {}",
+                h.name
+            );
+            assert_eq!(
+                std::fs::read_to_string(h.home.join("next")).unwrap(),
+                // copy writes a list given as content as JSON, as Ansible's does.
+                "[true, true, true]",
+                "{strategy}: {}",
+                h.name
+            );
+        }
+    }
+}
+
+/// `max_fail_percentage` without `serial`: at the end of each task the deployer counts
+/// the play's failed hosts, and once more than that share has failed every other host
+/// is failed too and runs nothing more (Ansible's linear strategy:
+/// `failed / batch_size > percentage`, then the playbook stops).
+#[test]
+fn max_fail_percentage_stops_every_host_once_too_many_failed() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("m{i}"), &format!("rustle-mfp{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    // One host of three failing is 33%: more than 30, not more than 34.
+    for (percentage, stops) in [(30, true), (34, false)] {
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join("plan.json");
+        let plan = json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [
+                {"name": "mfp", "hosts": ["all"], "max_fail_percentage": percentage, "tasks": [
+                    {"name": "fail one", "module": "command", "args": {"_raw_params": "sh -c 'sleep {{ 0 if inventory_hostname == \"m0\" else 2 }}; test {{ inventory_hostname }} != m0'"}},
+                    {"name": "after", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/after-{{ percentage }}"}}
+                ]},
+                {"name": "later", "hosts": ["all"], "tasks": [
+                    {"name": "later play", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/later-{{ percentage }}"}}
+                ]}
+            ]
+        });
+        let plan = serde_json::to_string(&plan)
+            .unwrap()
+            .replace("{{ percentage }}", &percentage.to_string());
+        std::fs::write(&p, plan).unwrap();
+        let (out, r) = run(
+            &lab,
+            home.path(),
+            &["-i", inv.to_str().unwrap(), p.to_str().unwrap()],
+        );
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        assert_eq!(r["hosts"]["m0"]["status"], "failed", "{r}");
+        for h in &hosts[1..] {
+            let after = h.home.join(format!("after-{percentage}")).exists();
+            let later = h.home.join(format!("later-{percentage}")).exists();
+            assert_eq!(
+                (after, later),
+                (!stops, !stops),
+                "{percentage}%: {}\n{r}",
+                h.name
+            );
+            let status = if stops { "failed" } else { "ok" };
+            assert_eq!(r["hosts"][&h.name]["status"], status, "{percentage}%: {r}");
+        }
+    }
+}

@@ -169,8 +169,18 @@ pub struct Executor<'a> {
     role_stack: Vec<String>,
     /// The index of the current play in the plan (requests name it).
     play_index: usize,
-    /// The number of the last request sent to the deployer.
-    requests: u64,
+    /// The way to the deployer, for what templates ask it (`hostvars` of other hosts).
+    channel: Option<Arc<dyn crate::events::Channel>>,
+    /// Other hosts may read this host's variables (`Play::number`): it tells the
+    /// deployer what it knows of itself after each task.
+    share: bool,
+    /// How many tasks of the current play this host has finished (fact gathering
+    /// included): where it stands for the other hosts' `hostvars`.
+    done: u32,
+    /// What it last told the deployer of itself.
+    published: Vars,
+    /// Other hosts' variables as the deployer gave them at this point of the play.
+    peers: crate::lazyvars::PeerCache,
     /// `groups` as `group_by` and `add_host` changed it (from the plan's when `None`).
     groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// `--tags`/`--skip-tags` of the run (from `ansible_run_tags`/`ansible_skip_tags`),
@@ -211,6 +221,7 @@ impl<'a> Executor<'a> {
         opts: RunOptions,
         host: Box<dyn ModuleHost + 'a>,
     ) -> Self {
+        let channel = sink.channel();
         Executor {
             plan,
             engine: Arc::new(Engine::with_controller(Arc::new(
@@ -239,7 +250,11 @@ impl<'a> Executor<'a> {
             roles_run: BTreeSet::new(),
             role_stack: Vec::new(),
             play_index: 0,
-            requests: 0,
+            channel,
+            share: plan.plays.iter().any(|p| p.number.is_some()),
+            done: 0,
+            published: Vars::new(),
+            peers: crate::lazyvars::PeerCache::default(),
             groups: None,
             selection: crate::tags::Selection::from_magic(
                 plan.magic.get("ansible_run_tags"),
@@ -302,14 +317,18 @@ impl<'a> Executor<'a> {
             v: EVENTS_VERSION,
             name: play.name.clone(),
         });
+        self.done = 0;
+        self.publish();
         if play.gather_facts && !self.gathered {
             let started = Instant::now();
             // Gathering reads /proc, /etc and runs a few syscalls per interface; a plan
             // that never refers to a fact does not pay for it (the task is still
-            // reported, so the counts match Ansible's).
+            // reported, so the counts match Ansible's). Other hosts may refer to them
+            // through `hostvars` when this host shares what it knows.
+            let share = self.share;
             if *self
                 .facts_used
-                .get_or_insert_with(|| facts_referenced(self.plan))
+                .get_or_insert_with(|| share || facts_referenced(self.plan))
             {
                 self.facts.extend(self.host.facts());
                 self.gathered = true;
@@ -338,6 +357,7 @@ impl<'a> Executor<'a> {
                 started,
                 Value::Object(result),
             );
+            self.step_done();
         }
         self.play = Some(play);
         let ran = self.run_list(&play.tasks, &play_scope(play), false);
@@ -605,13 +625,21 @@ impl<'a> Executor<'a> {
             return crate::lazyvars::context_with(vars, &self.globals, &self.engine);
         }
         let mut globals = self.globals.clone();
-        let hostvars = crate::lazyvars::HostVars::new(
+        let mut hostvars = crate::lazyvars::HostVars::new(
             &self.plan.host,
             self.own_vars(),
             &self.plan.shared,
             self.globals.clone(),
             &self.engine,
         );
+        if self.share {
+            hostvars = hostvars.with_peers(crate::lazyvars::Peers {
+                channel: self.channel.clone(),
+                play: self.play_index,
+                done: self.done,
+                cache: self.peers.clone(),
+            });
+        }
         globals.push(("hostvars".into(), JValue::from_object(hostvars)));
         crate::lazyvars::context_with(vars, &globals, &self.engine)
     }
@@ -621,11 +649,19 @@ impl<'a> Executor<'a> {
     /// values.
     fn own_vars(&self) -> Vars {
         let mut vars = self.plan.host_vars.clone();
-        vars.extend(
-            self.facts
-                .iter()
-                .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
-        );
+        vars.extend(self.learned_vars());
+        vars
+    }
+
+    /// What this host knows of itself beyond its inventory variables: facts,
+    /// `set_fact`/`include_vars` and registered values (what other hosts' `hostvars`
+    /// get from the deployer).
+    fn learned_vars(&self) -> Vars {
+        let mut vars: Vars = self
+            .facts
+            .iter()
+            .map(|(k, v)| (k.clone(), unsafe_data(v.clone())))
+            .collect();
         // Ansible defines `ansible_facts` always: `{}` before anything is gathered
         // (`when: ansible_facts == {}` is how roles ask whether to gather).
         vars.insert(
@@ -634,6 +670,43 @@ impl<'a> Executor<'a> {
         );
         vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars
+    }
+
+    /// One more task of the play is finished: other hosts reading this one's
+    /// `hostvars` may now see what it set.
+    fn step_done(&mut self) {
+        self.done = self.done.saturating_add(1);
+        self.publish();
+    }
+
+    /// Tells the deployer where this host stands in the play and what changed of what
+    /// it knows of itself, when other hosts may read it (and a deployer listens). The
+    /// other hosts' answers cached for the previous position are dropped.
+    fn publish(&mut self) {
+        self.peers.clear();
+        if !self.share || self.channel.is_none() {
+            return;
+        }
+        let now = self.learned_vars();
+        let set: serde_json::Map<String, Value> = now
+            .iter()
+            .filter(|(k, v)| self.published.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let unset: Vec<String> = self
+            .published
+            .keys()
+            .filter(|k| !now.contains_key(*k))
+            .cloned()
+            .collect();
+        self.sink.emit(&Event::Vars {
+            v: EVENTS_VERSION,
+            play: self.play_index,
+            done: self.done,
+            set,
+            unset,
+        });
+        self.published = now;
     }
 
     /// The magic variables of play number `index`: the run's (`omit`,
@@ -888,12 +961,13 @@ impl<'a> Executor<'a> {
         handler: bool,
     ) -> Result<(), Halt> {
         let outcome = self.run_task_here(task, inherited, handler);
-        // In an `any_errors_fatal` play with other hosts, every host waits for the
-        // others after each task (Ansible's linear strategy), and fails when one of them
-        // failed it. A block is not a task; a host already halted does not wait.
-        let fleet = self
-            .play
-            .is_some_and(|p| p.fleet.is_some() && p.any_errors_fatal);
+        if task.block.is_none() {
+            self.step_done();
+        }
+        // In an `any_errors_fatal` (or `max_fail_percentage`) play with other hosts,
+        // every host waits for the others after each task (Ansible's linear strategy),
+        // and fails when one of them failed it (or too many have failed). A block is not a task; a host already halted does not wait.
+        let fleet = self.play.is_some_and(|p| p.fleet.is_some());
         if !fleet || task.block.is_some() || !matches!(outcome, Ok(()) | Err(Halt::Failed)) {
             return outcome;
         }
@@ -1137,23 +1211,8 @@ impl<'a> Executor<'a> {
         vars: Option<Value>,
         fill: impl FnOnce(&mut Request),
     ) -> Result<crate::events::Answer, String> {
-        self.requests += 1;
-        let mut request = Request {
-            v: EVENTS_VERSION,
-            id: self.requests,
-            kind,
-            task: task.channel_id(),
-            play: self.play_index,
-            vars,
-            roles: Vec::new(),
-            file: None,
-            check_mode: false,
-            result: None,
-            failed: false,
-            limit: None,
-            delegate_to: None,
-            become_user: None,
-        };
+        let mut request = Request::new(kind, task.channel_id(), self.play_index);
+        request.vars = vars;
         fill(&mut request);
         let answer = self.sink.request(request)?;
         match answer.error {

@@ -171,7 +171,7 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         }
         "any_errors_fatal" => "any_errors_fatal is supported on plays, not yet on blocks and tasks",
         "max_fail_percentage" => {
-            "max_fail_percentage is supported on plays (with serial), not on blocks and tasks"
+            "max_fail_percentage is supported on plays, not on blocks and tasks"
         }
         "throttle" => "throttle is supported on tasks, not yet on plays and blocks",
         "serial" | "strategy" | "order" => {
