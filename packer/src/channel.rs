@@ -832,13 +832,37 @@ async fn wait_hostvars(
     let mut changed = batch.changed.subscribe();
     let _waiting = Waiting::new(batch, asker);
     loop {
-        if let Some(vars) = batch.peers().view(other, at) {
+        let seen = batch.peers().view(other, at);
+        if let Some(mut vars) = seen {
+            if let Some(facts) = batch.delegates.as_ref().and_then(|d| d.facts_of(other)) {
+                add_delegated_facts(&mut vars, facts);
+            }
             return vars;
         }
         if changed.changed().await.is_err() {
             return serde_json::Map::new();
         }
     }
+}
+
+/// Adds the facts other hosts' tasks delegated to this one (`delegate_facts: true`) to
+/// what it reported itself, as Ansible keeps them among its host facts: each as a
+/// variable, and in `ansible_facts` without the `ansible_` prefix. They are there from
+/// the moment the delegating task ran, whatever point of the play the reader is at.
+fn add_delegated_facts(
+    vars: &mut serde_json::Map<String, Value>,
+    facts: rustle_runner::plan::Vars,
+) {
+    let mut namespaced = match vars.remove("ansible_facts") {
+        Some(Value::Object(f)) => f,
+        _ => serde_json::Map::new(),
+    };
+    for (name, value) in facts {
+        let short = name.strip_prefix("ansible_").unwrap_or(&name).to_string();
+        namespaced.insert(short, value.clone());
+        vars.insert(name, value);
+    }
+    vars.insert("ansible_facts".into(), Value::Object(namespaced));
 }
 
 /// SSH mode's way to other hosts' `hostvars` (see [`HostChannel::peers_channel`]).
@@ -1063,6 +1087,22 @@ pub(crate) mod tests {
         request.vars = vars;
         request.result = result;
         serde_json::to_string(&Event::Request(request)).unwrap()
+    }
+
+    #[test]
+    fn delegated_facts_join_what_the_host_reported_as_ansible_keeps_host_facts() {
+        let mut vars = serde_json::Map::new();
+        vars.insert("mine".into(), json!(1));
+        vars.insert("ansible_facts".into(), json!({"hostname": "lb0"}));
+        let facts = json!({"kept": "yes", "ansible_local_thing": 2});
+        add_delegated_facts(&mut vars, facts.as_object().cloned().unwrap());
+        assert_eq!(
+            Value::Object(vars),
+            json!({
+                "mine": 1, "kept": "yes", "ansible_local_thing": 2,
+                "ansible_facts": {"hostname": "lb0", "kept": "yes", "local_thing": 2}
+            })
+        );
     }
 
     #[test]

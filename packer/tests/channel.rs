@@ -655,7 +655,7 @@ fn delegate_to_another_inventory_host_runs_the_module_there() {
             {"name": "lacking", "module": "getent", "args": {"database": "passwd", "key": "root"},
              "delegate_to": "lb0", "register": "g", "ignore_errors": true},
             {"name": "keep", "module": "copy", "args": {"dest": "{{ ansible_env_home }}/delegated",
-             "content": "{{ d.stdout }}|{{ kept | default('unset') }}|{{ mine }}|{{ n.msg }}|{{ g.msg }}\n"}}
+             "content": "{{ d.stdout }}|{{ kept | default('unset') }}|{{ mine }}|{{ n.msg }}|{{ g.msg }}|{{ hostvars['lb0'].kept | default('unset') }}\n"}}
         ]);
         std::fs::write(
             &plan,
@@ -699,6 +699,8 @@ fn delegate_to_another_inventory_host_runs_the_module_there() {
                 fields[4].contains("getent") && fields[4].contains("SSH mode"),
                 "{got}"
             );
+            // ... and are lb0's facts for every host's hostvars from then on.
+            assert_eq!(fields[5], "yes", "hostvars['lb0'].kept: {what}");
         }
     }
 }
