@@ -271,15 +271,8 @@ fn read_dir(
     files: CtlFiles<'_>,
     included: &mut Vec<String>,
 ) -> Result<Vars, String> {
-    let source = match role_path {
-        Some(role) if dir.split('/').next() == Some("vars") => {
-            let p = join(role, dir);
-            if files.exists(&p) { p } else { dir.to_string() }
-        }
-        // Python's os.path.join(role, 'vars', dir): an absolute `dir` stands alone.
-        Some(role) => join(&join(role, "vars"), dir),
-        None => join(place.task_dir, dir),
-    };
+    let source =
+        crate::resolve::include_vars_dir(dir, role_path, place.task_dir, |p| files.exists(p));
     if !files.exists(&source) {
         return Err(format!("{source} directory does not exist"));
     }
