@@ -173,6 +173,9 @@ pub enum RequestKind {
     Throttle,
     /// The host has finished a `throttle` task it was let run.
     ThrottleDone,
+    /// Run a controller lookup (`pipe`, `env`, `lines`, `password`) whose arguments only
+    /// the host knows, for a task that uses it, and answer with its result.
+    Lookup,
 }
 
 /// A request on the event stream (`"type": "request"`).
@@ -210,6 +213,9 @@ pub struct Request {
     /// `throttle`: how many hosts may run the task at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// `lookup`: the call (its lookup, terms and options; no result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<Box<crate::plan::ControllerLookup>>,
 }
 
 /// The deployer's answer to a [`Request`]: one JSON line on the runner's stdin.
@@ -234,6 +240,10 @@ pub struct Answer {
     /// Why the request is refused or could not be carried out: the task fails with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `lookup`: the call with the plugin's result (`values`) or its failure (`error`,
+    /// `error_class`), which the task meets as Ansible's would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<crate::plan::ControllerLookup>,
 }
 
 /// Where events go.
@@ -271,6 +281,9 @@ pub fn no_channel_reason(kind: RequestKind) -> &'static str {
         }
         RequestKind::Throttle | RequestKind::ThrottleDone => {
             "throttle limits how many hosts run a task at once, which the deployer counts"
+        }
+        RequestKind::Lookup => {
+            "a controller lookup (pipe, env, lines, password) whose arguments only the host knows runs on the controller"
         }
     }
 }
