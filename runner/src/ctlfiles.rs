@@ -938,6 +938,7 @@ pub fn template(
         let setup = TemplateSetup {
             search,
             syntax: syntax.clone(),
+            ..TemplateSetup::default()
         };
         let text = render(&source, &extra, &setup).map_err(|e| plugin(ANSIBLE_ERROR, e))?;
         // convert_data (the default): text that reads as a Python literal becomes it.
@@ -961,6 +962,25 @@ pub struct TemplateSetup {
     pub search: Vec<String>,
     /// Variable start and end, comment start and end.
     pub syntax: [String; 4],
+    /// Block start and end.
+    pub block: [String; 2],
+    /// Jinja's `trim_blocks` (on in Ansible's template lookup and module).
+    pub trim_blocks: bool,
+    /// Jinja's `lstrip_blocks`.
+    pub lstrip_blocks: bool,
+}
+
+impl Default for TemplateSetup {
+    /// Jinja's delimiters, with Ansible's `trim_blocks`; no search path.
+    fn default() -> Self {
+        TemplateSetup {
+            search: Vec::new(),
+            syntax: ["{{", "}}", "{#", "#}"].map(String::from),
+            block: ["{%", "%}"].map(String::from),
+            trim_blocks: true,
+            lstrip_blocks: false,
+        }
+    }
 }
 
 /// Renders `source` with `env`'s filters and settings, `setup`'s delimiters, and
@@ -974,11 +994,15 @@ pub fn render_with_setup(
 ) -> Result<String, minijinja::Error> {
     let mut env = env.clone();
     let [vs, ve, cs, ce] = &setup.syntax;
+    let [bs, be] = &setup.block;
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .variable_delimiters(vs.clone(), ve.clone())
+        .block_delimiters(bs.clone(), be.clone())
         .comment_delimiters(cs.clone(), ce.clone())
         .build()?;
     env.set_syntax(syntax);
+    env.set_trim_blocks(setup.trim_blocks);
+    env.set_lstrip_blocks(setup.lstrip_blocks);
     // Jinja's default, which Ansible keeps: an included template loses its final
     // newline; the template itself gets its own back (`preserve_trailing_newlines`).
     env.set_keep_trailing_newline(false);

@@ -2087,3 +2087,58 @@ fn a_controller_lookup_with_host_arguments_is_asked_over_the_channel() {
     let msg = run.result("version")["msg"].as_str().unwrap();
     assert!(msg.contains("needs the controller"), "{msg}");
 }
+
+/// template target: the module's Jinja settings (ansible-core's template action):
+/// other delimiters, `lstrip_blocks`, `trim_blocks: false`, `newline_sequence`; an
+/// output encoding rustle-deploy cannot write fails and says so.
+#[test]
+fn the_template_modules_jinja_settings_apply() {
+    let d = tmp();
+    let t = |name: &str, extra: Value| {
+        let mut args = json!({"src": "t.j2", "dest": p(d.path(), name)});
+        for (k, v) in extra.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        json!({"name": name, "module": "template", "args": args})
+    };
+    let mut plan = play(
+        json!([
+            t(
+                "delims",
+                json!({"variable_start_string": "[%", "variable_end_string": "%]",
+                               "block_start_string": "[+", "block_end_string": "+]",
+                               "comment_start_string": "[#", "comment_end_string": "#]"})
+            ),
+            t("lstrip", json!({"lstrip_blocks": true, "src": "b.j2"})),
+            t("no trim", json!({"trim_blocks": false, "src": "b.j2"})),
+            t("crlf", json!({"newline_sequence": "\r\n", "src": "b.j2"})),
+            with(
+                t("utf16", json!({"output_encoding": "utf-16"})),
+                json!({"ignore_errors": true})
+            ),
+        ]),
+        json!({"vars": {"x": "X"}}),
+    );
+    plan["files"] = json!({
+        "t.j2": {"content": b"[# note #][+ if true +][% x %]{{ x }}[+ endif +]\n".to_vec(), "mode": null},
+        "b.j2": {"content": b"a\n  {% if true %}\n{{ x }}\n  {% endif %}\nb\n".to_vec(), "mode": null},
+    });
+    let run = check(
+        plan,
+        &[
+            ("delims", "changed"),
+            ("lstrip", "changed"),
+            ("no trim", "changed"),
+            ("crlf", "changed"),
+            ("utf16", "failed,ignored"),
+        ],
+    );
+    let read = |n: &str| std::fs::read_to_string(d.path().join(n)).unwrap();
+    // Jinja2's output for the same templates and settings.
+    assert_eq!(read("delims"), "X{{ x }}\n");
+    assert_eq!(read("lstrip"), "a\nX\nb\n");
+    assert_eq!(read("no trim"), "a\n  \nX\n  \nb\n");
+    assert_eq!(read("crlf"), "a\r\n  X\r\n  b\r\n");
+    let msg = run.result("utf16")["msg"].as_str().unwrap();
+    assert!(msg.contains("utf-16"), "{msg}");
+}
