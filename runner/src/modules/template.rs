@@ -146,7 +146,12 @@ pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
         };
         ctx.engine.render_with_setup(text, &vars, &setup)
     } else {
-        ctx.engine.render_str(text, &vars)
+        // Jinja2 drops the source's final newline, which trim_blocks would otherwise
+        // eat after a closing block tag; Ansible then gives the source's trailing
+        // newlines back (preserve_trailing_newlines).
+        ctx.engine
+            .render_str(text, &vars)
+            .map(|r| crate::template::with_trailing_newlines(text, r))
     };
     match rendered {
         // Jinja's newline_sequence: every line of the output ends with it.
