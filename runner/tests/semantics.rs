@@ -2113,6 +2113,11 @@ fn the_template_modules_jinja_settings_apply() {
             t("no trim", json!({"trim_blocks": false, "src": "b.j2"})),
             t("crlf", json!({"newline_sequence": "\r\n", "src": "b.j2"})),
             t("block last", json!({"src": "l.j2"})),
+            // As YAML's single quotes give it: backslash escapes, which mean the same.
+            t(
+                "crlf escaped",
+                json!({"newline_sequence": "\\r\\n", "src": "b.j2"})
+            ),
             with(
                 t("utf16", json!({"output_encoding": "utf-16"})),
                 json!({"ignore_errors": true})
@@ -2133,6 +2138,7 @@ fn the_template_modules_jinja_settings_apply() {
             ("no trim", "changed"),
             ("crlf", "changed"),
             ("block last", "changed"),
+            ("crlf escaped", "changed"),
             ("utf16", "failed,ignored"),
         ],
     );
@@ -2142,6 +2148,7 @@ fn the_template_modules_jinja_settings_apply() {
     assert_eq!(read("lstrip"), "a\nX\nb\n");
     assert_eq!(read("no trim"), "a\n  \nX\n  \nb\n");
     assert_eq!(read("crlf"), "a\r\n  X\r\n  b\r\n");
+    assert_eq!(read("crlf escaped"), read("crlf"));
     // Jinja2 drops the source's final newline before trim_blocks could eat it after
     // the closing tag, and Ansible gives back only the newlines the output lacks.
     assert_eq!(read("block last"), "  1\n");

@@ -91,12 +91,15 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
     ];
     setup.trim_blocks = args::bool_or(a, "trim_blocks", true)?;
     setup.lstrip_blocks = args::bool_or(a, "lstrip_blocks", false)?;
-    let newline = text("newline_sequence", "\n")?;
-    if !["\n", "\r", "\r\n"].contains(&newline.as_str()) {
-        return fail(format!(
-            "newline_sequence needs to be one of: \\n, \\r or \\r\\n, got {newline:?}"
-        ));
+    // As the template action: an escaped sequence (`'\r\n'` in YAML's single quotes)
+    // means the characters.
+    let newline = match text("newline_sequence", "\n")?.as_str() {
+        "\n" | "\\n" => "\n",
+        "\r" | "\\r" => "\r",
+        "\r\n" | "\\r\\n" => "\r\n",
+        _ => return fail("newline_sequence needs to be one of: \n, \r or \r\n"),
     }
+    .to_string();
     let encoding = text("output_encoding", "utf-8")?;
     if !["utf-8", "utf8"].contains(&encoding.to_ascii_lowercase().replace('_', "-").as_str()) {
         return fail(format!(
