@@ -582,6 +582,12 @@ impl HostChannel {
             });
             return Ok(());
         }
+        if request.kind == RequestKind::Lookup {
+            return match self.lookup(request, plan) {
+                Ok(()) => Ok(()),
+                Err(why) => refuse(self, why),
+            };
+        }
         let Some(task) = self.tasks.get(&request.task).cloned() else {
             return refuse(
                 self,
@@ -656,7 +662,10 @@ impl HostChannel {
                 Ok(())
             }
             // Answered above.
-            RequestKind::Barrier | RequestKind::PlayDone | RequestKind::Hostvars => Ok(()),
+            RequestKind::Barrier
+            | RequestKind::PlayDone
+            | RequestKind::Hostvars
+            | RequestKind::Lookup => Ok(()),
             RequestKind::Throttle => {
                 if task.throttle.is_none() {
                     return refuse(
@@ -748,6 +757,58 @@ impl HostChannel {
                 Ok(())
             }
         }
+    }
+
+    /// `lookup`: runs a controller lookup the runner met with arguments only the host
+    /// knows, when the task the request names is one of the plan's and uses that
+    /// lookup (`crate::lookups::task_uses`); the answer carries its result or failure.
+    fn lookup(
+        &mut self,
+        request: rustle_runner::events::Request,
+        plan: Arc<HostPlan>,
+    ) -> Result<(), String> {
+        let Some(call) = request.lookup else {
+            return Err("a lookup request without its call".into());
+        };
+        if !rustle_runner::lookups::CONTROLLER_LOOKUPS.contains(&call.lookup.as_str()) {
+            return Err(format!("'{}' is not a controller lookup", call.lookup));
+        }
+        let Some(task) = plan
+            .all_tasks()
+            .into_iter()
+            .find(|t| t.channel_id() == request.task)
+        else {
+            return Err(format!(
+                "task {} is not a task of the host's plan",
+                request.task
+            ));
+        };
+        if !crate::lookups::task_uses(&plan, task, &call.lookup) {
+            return Err(format!(
+                "task '{}' does not use the {} lookup",
+                task.display_name(),
+                call.lookup
+            ));
+        }
+        // Ansible runs `pipe` and `lines` in the playbook's directory.
+        let basedir = plan
+            .plays
+            .get(request.play)
+            .and_then(|p| p.magic.get("playbook_dir"))
+            .and_then(Value::as_str)
+            .map_or_else(|| std::path::PathBuf::from("."), std::path::PathBuf::from);
+        let answers = self.answers.clone();
+        let id = request.id;
+        tokio::task::spawn_blocking(move || {
+            let answer = crate::lookups::answer_call(basedir, &call);
+            let _ = answers.send(answer_line(&Answer {
+                v: EVENTS_VERSION,
+                id,
+                lookup: Some(answer),
+                ..Answer::default()
+            }));
+        });
+        Ok(())
     }
 
     fn send(&self, answer: Answer) {
@@ -1296,5 +1357,70 @@ pub(crate) mod tests {
             error.contains("web1 ran it and ended before it reported"),
             "{error}"
         );
+    }
+
+    /// A lookup request is answered by running the lookup here, for a task that calls
+    /// it; any other is refused and fails the host.
+    #[tokio::test]
+    async fn a_lookup_request_runs_only_for_a_task_that_calls_that_lookup() {
+        let uses = task(
+            "version",
+            "debug",
+            json!({"msg": "{{ lookup('pipe', python ~ ' -c \"print(1)\"') }}"}),
+        );
+        let plain = task("plain", "debug", json!({"msg": "{{ python }}"}));
+        let sealed = sealed(vec![uses.clone(), plain.clone()]);
+        let ask =
+            |id: u64, task: &Task, lookup: &str, command: &str| {
+                let mut req: Request =
+                    match serde_json::from_str(&request(id, RequestKind::Lookup, task, None))
+                        .unwrap()
+                    {
+                        Event::Request(r) => r,
+                        _ => unreachable!(),
+                    };
+                req.lookup = Some(Box::new(rustle_runner::plan::ControllerLookup {
+                    lookup: lookup.into(),
+                    terms: json!([command]),
+                    options: Default::default(),
+                    values: None,
+                    error: None,
+                    error_class: None,
+                }));
+                serde_json::to_string(&Event::Request(req)).unwrap()
+            };
+        let mut ch = HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+        let mut rx = ch.open();
+        let mut result = HostResult::new("web1", Default::default());
+        assert!(ch.intercept(
+            line(&ask(1, &uses, "pipe", "echo from-controller")),
+            &mut result
+        ));
+        let answer = next(&mut rx).await;
+        assert_eq!(answer.error, None);
+        let call = answer.lookup.expect("the call answered");
+        assert_eq!(call.terms, json!(["echo from-controller"]));
+        assert_eq!(call.values, Some(vec![json!("from-controller")]));
+        // A failing command is the lookup's failure, which the task meets.
+        assert!(ch.intercept(line(&ask(2, &uses, "pipe", "exit 3")), &mut result));
+        let call = next(&mut rx).await.lookup.expect("the call answered");
+        assert!(call.values.is_none());
+        assert!(call.error.unwrap().contains("exit 3"));
+        assert!(ch.refused.is_none() && result.error.is_none());
+        for (task, lookup, why) in [
+            (&plain, "pipe", "does not use the pipe lookup"),
+            (&uses, "env", "does not use the env lookup"),
+            (&uses, "file", "not a controller lookup"),
+        ] {
+            let mut ch =
+                HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+            let mut rx = ch.open();
+            let mut result = HostResult::new("web1", Default::default());
+            assert!(ch.intercept(line(&ask(1, task, lookup, "touch /tmp/pwned")), &mut result));
+            let answer = next(&mut rx).await;
+            let error = answer.error.expect("refused");
+            assert!(error.contains(why), "{error}");
+            assert!(answer.lookup.is_none());
+        }
     }
 }

@@ -570,13 +570,15 @@ fn pack_hosts(
 
 /// Whether a host's runner needs the controller channel: tasks only the controller
 /// can carry out, a play whose hosts wait for each other (`any_errors_fatal`), or one
-/// whose hosts read each other's `hostvars`.
+/// whose hosts read each other's `hostvars`, or a controller lookup whose arguments
+/// only the host knows.
 fn needs_channel(hp: &rustle_runner::plan::HostPlan) -> bool {
     !hp.channel_tasks().is_empty()
         || hp
             .plays
             .iter()
             .any(|p| p.fleet.is_some() || p.number.is_some())
+        || crate::lookups::plan_uses_any(hp)
 }
 
 /// Computes every participating host's sealed payload. This is the per-host hot path
@@ -1550,7 +1552,16 @@ pub fn task_line(host: &str, ev: &Event) -> Option<String> {
             module,
             ..
         } => {
-            let mut line = format!("{}: [{host}] => {}", status.as_str(), printable(name));
+            // A loop's items first, each on its line, as Ansible prints them.
+            let mut line = item_lines(host, result)
+                .into_iter()
+                .map(|l| l + "\n")
+                .collect::<String>();
+            line.push_str(&format!(
+                "{}: [{host}] => {}",
+                status.as_str(),
+                printable(name)
+            ));
             let msg = result.get("msg").and_then(Value::as_str);
             if *status == Status::Failed {
                 line.push_str(&format!(" | {}", printable(msg.unwrap_or("failed"))));
@@ -1566,6 +1577,40 @@ pub fn task_line(host: &str, ev: &Event) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// One line per item of a loop's result, as Ansible's default callback prints it:
+/// `ok: [web1] => (item=LABEL)`, the label being the rendered `loop_control.label`, or
+/// else the item as Python's `str()` shows it.
+fn item_lines(host: &str, result: &Value) -> Vec<String> {
+    let Some(items) = result.get("results").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(Value::as_object)
+        .filter_map(|r| {
+            let label = match r.get("_ansible_item_label") {
+                Some(l) => l,
+                None => r.get(r.get("ansible_loop_var")?.as_str()?)?,
+            };
+            let label = rustle_runner::lookups::py_str(label);
+            let flag = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
+            let status = if flag("failed") {
+                "failed"
+            } else if flag("skipped") {
+                "skipping"
+            } else if flag("changed") {
+                "changed"
+            } else {
+                "ok"
+            };
+            Some(format!(
+                "{status}: [{host}] => (item={})",
+                printable(&label)
+            ))
+        })
+        .collect()
 }
 
 /// The warnings a finished task's module gave (its result's `warnings`, and each loop

@@ -22,7 +22,7 @@ use crate::pack;
 use rustle_runner::lookups::{
     self, ANSIBLE_ERROR, Call, Controller, LookupError, is_undefined_marker,
 };
-use rustle_runner::plan::{ControllerLookup, DeployPlan, Play, Task, Vars};
+use rustle_runner::plan::{ControllerLookup, DeployPlan, HostPlan, Play, Task, Vars};
 use rustle_runner::template::Engine;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -671,6 +671,92 @@ pub fn answer(plan: &mut DeployPlan, inventory: &Inventory, world: &World) {
         }
     }
     plan.controller_answers = answers;
+}
+
+// ---------------------------------------------------------------------------
+// Asked over the controller channel.
+
+/// The lookup a call's source text names (`lookup('pipe', ...)` is `pipe`).
+fn called_lookup(call: &str) -> Option<&str> {
+    let open = call.find('(')?;
+    let args = call.get(open + 1..)?.trim_start();
+    let quote = args.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let rest = args.get(1..)?;
+    rest.get(..rest.find(quote)?).map(lookups::canonical)
+}
+
+/// The controller lookup calls of `task` of `plan`: in its own fields, as its
+/// `with_<lookup>` loop, in the template it renders.
+fn task_calls(plan: &HostPlan, task: &Task) -> Vec<Probe> {
+    let files: BTreeMap<String, String> = task
+        .args
+        .get("src")
+        .and_then(Value::as_str)
+        .filter(|_| task.module_name() == "template")
+        .and_then(|src| {
+            let f = plan.shared.files.get(src)?;
+            Some((
+                src.to_string(),
+                String::from_utf8_lossy(&f.content).into_owned(),
+            ))
+        })
+        .into_iter()
+        .collect();
+    task_probes(task, &files)
+}
+
+/// The controller lookup calls in the plan's variables (the host's, the plays', the
+/// tasks' and blocks', the variables files'): a task meets one where it uses the
+/// variable.
+fn vars_calls(plan: &HostPlan) -> Vec<String> {
+    let mut exprs = Vec::new();
+    let vars = std::iter::once(&plan.host_vars)
+        .chain(plan.plays.iter().map(|p| &p.vars))
+        .chain(plan.all_tasks().into_iter().map(|t| &t.vars));
+    for v in vars {
+        v.values().for_each(|v| strings_in(v, false, &mut exprs));
+    }
+    for parsed in plan.shared.library.vars.values() {
+        if let rustle_runner::plan::Parsed::Ok(v) = parsed {
+            strings_in(v, false, &mut exprs);
+        }
+    }
+    exprs
+}
+
+/// Whether `task` of `plan` may call the controller lookup `lookup` (its short name),
+/// itself or through a variable. The deployer runs a lookup a runner asks for only
+/// then, so a host cannot make it run one the plan does not hold.
+pub fn task_uses(plan: &HostPlan, task: &Task, lookup: &str) -> bool {
+    let own = task_calls(plan, task).iter().any(|p| match p {
+        Probe::Expr(e) => called_lookup(e) == Some(lookup),
+        Probe::Loop { lookup: l, .. } => lookups::canonical(l) == lookup,
+    });
+    own || vars_calls(plan)
+        .iter()
+        .any(|e| called_lookup(e) == Some(lookup))
+}
+
+/// Whether the plan calls a controller lookup anywhere: its runner may have to ask the
+/// deployer for one whose arguments only the host knows, so it gets the channel.
+pub fn plan_uses_any(plan: &HostPlan) -> bool {
+    plan.all_tasks()
+        .into_iter()
+        .any(|t| !task_calls(plan, t).is_empty())
+        || !vars_calls(plan).is_empty()
+}
+
+/// Runs, on the controller, a call a runner asked for over the channel: the call with
+/// its result or failure. Commands run in the playbook's directory `basedir`.
+pub fn answer_call(basedir: PathBuf, call: &ControllerLookup) -> ControllerLookup {
+    let world = World::new(basedir);
+    let call = Call {
+        lookup: &call.lookup,
+        terms: &call.terms,
+        options: &call.options,
+    };
+    let (answer, _) = run(&world, &call);
+    record(&call, &answer)
 }
 
 #[cfg(test)]

@@ -1582,4 +1582,39 @@ raw_list: !unsafe ['{{ a }}', 3]
         assert_eq!(h[0].become_user.as_deref(), Some("root"));
         assert_eq!(h[1].become_user.as_deref(), Some("app"));
     }
+
+    /// include_vars target: a `dir:` under `role_path`, outside the role's `vars/`,
+    /// travels with its variables files parsed, as a literal `file:` under it does.
+    #[test]
+    fn include_vars_dir_named_under_role_path_travels() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles:\n    - r\n"),
+            (
+                "roles/r/tasks/main.yml",
+                "- include_vars:\n    dir: \"{{ role_path }}/vars2/hashes/\"\n- include_vars:\n    file: \"{{ role_path }}/vars3/keep.yml\"\n",
+            ),
+            ("roles/r/vars2/hashes/a.yml", "config: {a: 1}\n"),
+            ("roles/r/vars2/hashes/deeper/b.yml", "other: 2\n"),
+            ("roles/r/vars3/keep.yml", "kept: 3\n"),
+            ("roles/r/vars3/not_named.yml", "secret: 4\n"),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let at = |p: &str| rustle_deploy::playbook::controller_path(&dir.path().join(p));
+        for p in [
+            "roles/r/vars2/hashes/a.yml",
+            "roles/r/vars2/hashes/deeper/b.yml",
+            "roles/r/vars3/keep.yml",
+        ] {
+            assert!(plan.library.vars.contains_key(&at(p)), "{p} not parsed");
+        }
+        assert!(plan.files.contains_key(&at("roles/r/vars2/hashes/a.yml")));
+        // Only what a task names travels.
+        assert!(!plan.files.contains_key(&at("roles/r/vars3/not_named.yml")));
+        assert!(
+            !plan
+                .library
+                .vars
+                .contains_key(&at("roles/r/vars3/not_named.yml"))
+        );
+    }
 }

@@ -199,7 +199,7 @@ pub fn include_vars(
         error: None,
     };
     let loaded = match text("dir") {
-        Some(dir) => read_dir(args, &dir, place, role_path, files, &mut out.files),
+        Some(dir) => read_dir(args, &dir, place, role_path, files, local, &mut out.files),
         None => 'file: {
             // An empty `file` counts as none, as the action's `_set_args` reads it.
             let Some(source) = text("file")
@@ -269,21 +269,21 @@ fn read_dir(
     place: &Place<'_>,
     role_path: Option<&str>,
     files: CtlFiles<'_>,
+    local: bool,
     included: &mut Vec<String>,
 ) -> Result<Vars, String> {
-    let source = match role_path {
-        Some(role) if dir.split('/').next() == Some("vars") => {
-            let p = join(role, dir);
-            if files.exists(&p) { p } else { dir.to_string() }
-        }
-        // Python's os.path.join(role, 'vars', dir): an absolute `dir` stands alone.
-        Some(role) => join(&join(role, "vars"), dir),
-        None => join(place.task_dir, dir),
-    };
-    if !files.exists(&source) {
+    let source =
+        crate::resolve::include_vars_dir(dir, role_path, place.task_dir, |p| files.exists(p));
+    // A local host is the controller: a directory the payload does not carry (one a
+    // delegated task made during the run) is read from the machine, as `file:` is.
+    let on_machine = local
+        && source.starts_with('/')
+        && !files.exists(&source)
+        && std::path::Path::new(&source).is_dir();
+    if !on_machine && !files.exists(&source) {
         return Err(format!("{source} directory does not exist"));
     }
-    if !files.is_dir(&source) {
+    if !on_machine && !files.is_dir(&source) {
         return Err(format!("{source} is not a directory"));
     }
     let depth = match args.get("depth") {
@@ -343,7 +343,12 @@ fn read_dir(
         extensions.iter().any(|e| e == ext)
     };
     let mut results = Vars::new();
-    for (root, names) in files.walk(&source, depth) {
+    let listing = if on_machine {
+        walk_local(&source, depth)
+    } else {
+        files.walk(&source, depth)
+    };
+    for (root, names) in listing {
         let mut dir_results = Vars::new();
         for name in names {
             let path = join(&root, &name);
@@ -373,13 +378,60 @@ fn read_dir(
                     extensions.join(", ")
                 ));
             }
-            dir_results.extend(files.vars(&path)?);
+            let vars = if on_machine {
+                read_local(&path)
+                    .and_then(|b| local_vars(&b))
+                    .map_err(|e| format!("{path}: {e}"))?
+            } else {
+                files.vars(&path)?
+            };
+            dir_results.extend(vars);
             included.push(path);
         }
         results.extend(dir_results);
     }
     Ok(results)
 }
+
+/// The files below `dir` on this machine, grouped as [`CtlFiles::walk`] groups carried
+/// ones (directories sorted by path, names sorted; `depth` 1 is `dir` itself, 0 no
+/// limit), symbolic links followed as `os.walk(followlinks=True)` follows them (a link
+/// loop stops at [`MAX_LOCAL_DEPTH`]).
+fn walk_local(dir: &str, depth: usize) -> Vec<(String, Vec<String>)> {
+    fn visit(d: &str, level: usize, depth: usize, out: &mut Vec<(String, Vec<String>)>) {
+        if (depth != 0 && level > depth) || level > MAX_LOCAL_DEPTH {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(d) else {
+            return;
+        };
+        let mut names = Vec::new();
+        let mut dirs = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = join(d, &name);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => dirs.push(path),
+                Ok(m) if m.is_file() => names.push(name),
+                _ => {}
+            }
+        }
+        names.sort();
+        if !names.is_empty() {
+            out.push((d.to_string(), names));
+        }
+        for sub in dirs {
+            visit(&sub, level + 1, depth, out);
+        }
+    }
+    let mut out = Vec::new();
+    visit(dir.trim_end_matches('/'), 1, depth, &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// How deep [`walk_local`] goes.
+const MAX_LOCAL_DEPTH: usize = 16;
 
 /// Ansible's `combine_vars(..., merge=True)`: mappings merged recursively, the new value
 /// winning elsewhere.
@@ -891,6 +943,7 @@ pub fn template(
         let setup = TemplateSetup {
             search,
             syntax: syntax.clone(),
+            ..TemplateSetup::default()
         };
         let text = render(&source, &extra, &setup).map_err(|e| plugin(ANSIBLE_ERROR, e))?;
         // convert_data (the default): text that reads as a Python literal becomes it.
@@ -914,6 +967,25 @@ pub struct TemplateSetup {
     pub search: Vec<String>,
     /// Variable start and end, comment start and end.
     pub syntax: [String; 4],
+    /// Block start and end.
+    pub block: [String; 2],
+    /// Jinja's `trim_blocks` (on in Ansible's template lookup and module).
+    pub trim_blocks: bool,
+    /// Jinja's `lstrip_blocks`.
+    pub lstrip_blocks: bool,
+}
+
+impl Default for TemplateSetup {
+    /// Jinja's delimiters, with Ansible's `trim_blocks`; no search path.
+    fn default() -> Self {
+        TemplateSetup {
+            search: Vec::new(),
+            syntax: ["{{", "}}", "{#", "#}"].map(String::from),
+            block: ["{%", "%}"].map(String::from),
+            trim_blocks: true,
+            lstrip_blocks: false,
+        }
+    }
 }
 
 /// Renders `source` with `env`'s filters and settings, `setup`'s delimiters, and
@@ -927,11 +999,15 @@ pub fn render_with_setup(
 ) -> Result<String, minijinja::Error> {
     let mut env = env.clone();
     let [vs, ve, cs, ce] = &setup.syntax;
+    let [bs, be] = &setup.block;
     let syntax = minijinja::syntax::SyntaxConfig::builder()
         .variable_delimiters(vs.clone(), ve.clone())
+        .block_delimiters(bs.clone(), be.clone())
         .comment_delimiters(cs.clone(), ce.clone())
         .build()?;
     env.set_syntax(syntax);
+    env.set_trim_blocks(setup.trim_blocks);
+    env.set_lstrip_blocks(setup.lstrip_blocks);
     // Jinja's default, which Ansible keeps: an included template loses its final
     // newline; the template itself gets its own back (`preserve_trailing_newlines`).
     env.set_keep_trailing_newline(false);
@@ -1599,6 +1675,45 @@ mod tests {
         // Not the controller: only carried files.
         let got = include_vars(&args, &place, None, f, false, &none).unwrap();
         assert!(got.error.unwrap().contains("Could not find or access"));
+    }
+
+    #[test]
+    fn a_local_hosts_include_vars_dir_reads_its_own_directory_through_links() {
+        // include_vars target: a delegated task links `test_symlink/symlink` to a
+        // directory of variables files during the run; `dir:` then reads it on a host
+        // that is the controller, following the link as os.walk(followlinks=True) does.
+        let s = Shared::default();
+        let f = CtlFiles::new(&s);
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("vars2/hashes");
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::write(real.join("hash2.yml"), "config: {b: 2}\nsecond: 2\n").unwrap();
+        std::fs::write(real.join("hash1.yml"), "config: {a: 1}\nfirst: 1\n").unwrap();
+        let linked = dir.path().join("test_symlink");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("vars2"), linked.join("symlink")).unwrap();
+        let args = json!({"dir": linked.display().to_string()})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let place = crate::resolve::Place {
+            roles: Vec::new(),
+            task_dir: "/p",
+            playbook_dir: "/p",
+        };
+        let none = |_: &str| None;
+        let got = include_vars(&args, &place, None, f, true, &none).unwrap();
+        assert_eq!(got.error, None);
+        let at = |n: &str| format!("{}/symlink/hashes/{n}", linked.display());
+        assert_eq!(got.files, [at("hash1.yml"), at("hash2.yml")]);
+        // Later files win, whole values replaced (no hash_behaviour).
+        assert_eq!(
+            Value::Object(got.vars),
+            json!({"config": {"b": 2}, "first": 1, "second": 2})
+        );
+        // Not the controller: only carried directories.
+        let got = include_vars(&args, &place, None, f, false, &none).unwrap();
+        assert!(got.error.unwrap().contains("directory does not exist"));
     }
 
     #[test]

@@ -196,6 +196,9 @@ pub enum RequestKind {
     /// it to this host's task (the `done`-th of play `play`): answered once that host
     /// has got as far (see `docs/playbooks.md`), with `vars`.
     Hostvars,
+    /// Run a controller lookup (`pipe`, `env`, `lines`, `password`) whose arguments only
+    /// the host knows, for a task that uses it, and answer with its result.
+    Lookup,
 }
 
 /// A request on the event stream (`"type": "request"`).
@@ -247,6 +250,9 @@ pub struct Request {
     /// `hostvars`: how many tasks of the play this host has finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done: Option<u32>,
+    /// `lookup`: the call (its lookup, terms and options; no result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<Box<crate::plan::ControllerLookup>>,
 }
 
 impl Request {
@@ -270,6 +276,7 @@ impl Request {
             become_user: None,
             host: None,
             done: None,
+            lookup: None,
         }
     }
 }
@@ -299,6 +306,10 @@ pub struct Answer {
     /// Why the request is refused or could not be carried out: the task fails with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `lookup`: the call with the plugin's result (`values`) or its failure (`error`,
+    /// `error_class`), which the task meets as Ansible's would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<crate::plan::ControllerLookup>,
 }
 
 /// Where events go.
@@ -384,6 +395,9 @@ pub fn no_channel_reason(kind: RequestKind) -> &'static str {
         }
         RequestKind::Hostvars => {
             "other hosts' facts and registered or set_fact values (hostvars) come from the deployer"
+        }
+        RequestKind::Lookup => {
+            "a controller lookup (pipe, env, lines, password) whose arguments only the host knows runs on the controller"
         }
     }
 }

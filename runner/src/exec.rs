@@ -121,6 +121,9 @@ struct Inherited<'a> {
 pub struct Executor<'a> {
     plan: &'a HostPlan,
     engine: Arc<Engine>,
+    /// The engine's controller lookups: the payload's answers, the deployer's, and the
+    /// calls still to ask it.
+    lookups: Arc<crate::lookups::Answers>,
     sink: &'a mut dyn Sink,
     opts: RunOptions,
     /// The host's facts (Ansible's fact cache): gathered ones, and what other modules
@@ -222,11 +225,13 @@ impl<'a> Executor<'a> {
         host: Box<dyn ModuleHost + 'a>,
     ) -> Self {
         let channel = sink.channel();
+        let lookups = Arc::new(crate::lookups::Answers::new(
+            plan.controller_lookups.clone(),
+        ));
         Executor {
             plan,
-            engine: Arc::new(Engine::with_controller(Arc::new(
-                crate::lookups::Answers::new(plan.controller_lookups.clone()),
-            ))),
+            engine: Arc::new(Engine::with_controller(lookups.clone())),
+            lookups,
             sink,
             opts,
             facts: Vars::new(),
@@ -1218,6 +1223,49 @@ impl<'a> Executor<'a> {
         match answer.error {
             Some(e) => Err(e),
             None => Ok(answer),
+        }
+    }
+
+    /// Renders with `render`, asking the deployer for the controller lookups the render
+    /// met without an answer (arguments only this host knows: `lookup('pipe', ...)` of
+    /// a fact) and rendering again with their answers, as Ansible runs such a lookup on
+    /// the controller while it templates. Without a channel the first error stands.
+    fn with_controller<T>(
+        &mut self,
+        task: &Task,
+        render: impl Fn(&Engine) -> Result<T, crate::template::TemplateError>,
+    ) -> Result<T, crate::template::TemplateError> {
+        // A render may reach a further call only once an earlier one is answered (a
+        // lookup's terms made from another lookup): a few rounds, then the error stands.
+        let _ = self.lookups.take_pending();
+        let mut rounds = 0;
+        loop {
+            let rendered = render(&self.engine);
+            let pending = self.lookups.take_pending();
+            // Asked even when the render succeeded: `errors='ignore'` hid the failure.
+            if pending.is_empty() || rounds == 4 {
+                return rendered;
+            }
+            rounds += 1;
+            for call in pending {
+                let asked = self.ask(RequestKind::Lookup, task, None, |r| {
+                    r.lookup = Some(Box::new(call.clone()));
+                });
+                match asked {
+                    Ok(crate::events::Answer {
+                        lookup: Some(answer),
+                        ..
+                    }) if answer.lookup == call.lookup
+                        && answer.terms == call.terms
+                        && answer.options == call.options =>
+                    {
+                        self.lookups.learn(answer);
+                    }
+                    // No channel, or an answer that is not one: the render's own error
+                    // (naming the call and why it needs the controller) stands.
+                    _ => return rendered,
+                }
+            }
         }
     }
 
@@ -2480,13 +2528,13 @@ impl<'a> Executor<'a> {
         // `set_fact` keeps what it is given unsafe where it was (`!unsafe`, a result's
         // text), since the variables it sets are rendered again where they are used.
         let keeps_vars = module == "set_fact";
-        let rendered = if keeps_vars {
-            self.engine
-                .render_value_keeping_unsafe(&Value::Object(task.args.clone()), ctx)
-        } else {
-            self.engine
-                .render_value(&Value::Object(task.args.clone()), ctx)
-        };
+        let rendered = self.with_controller(task, |engine| {
+            if keeps_vars {
+                engine.render_value_keeping_unsafe(&Value::Object(task.args.clone()), ctx)
+            } else {
+                engine.render_value(&Value::Object(task.args.clone()), ctx)
+            }
+        });
         let args = match rendered {
             Ok(Value::Object(a)) => remove_omit(a, &self.omit),
             Ok(_) => Vars::new(),

@@ -39,6 +39,9 @@ pub struct LazyVars {
     globals: Vec<(String, JValue)>,
     engine: Arc<Engine>,
     rendered: Mutex<BTreeMap<String, Option<JValue>>>,
+    /// A value whose template names something undefined is given as it is, not
+    /// undefined: Ansible's `hostvars` templates with `fail_on_undefined=False`.
+    lenient: bool,
 }
 
 /// True when any string inside `v` holds template syntax (unsafe text does not count).
@@ -62,12 +65,23 @@ pub fn context(vars: &Vars, engine: &Arc<Engine>) -> JValue {
 /// [`context`] with `globals` over `vars`: values that are template values already
 /// (magic variables, `hostvars`), which win over a variable of the same name.
 pub fn context_with(vars: &Vars, globals: &[(String, JValue)], engine: &Arc<Engine>) -> JValue {
+    lazy_context(vars, globals, engine, false)
+}
+
+/// [`context_with`], `lenient` as [`LazyVars`] says.
+fn lazy_context(
+    vars: &Vars,
+    globals: &[(String, JValue)],
+    engine: &Arc<Engine>,
+    lenient: bool,
+) -> JValue {
     if vars.values().any(has_template) {
         JValue::from_object(LazyVars {
             vars: vars.clone(),
             globals: globals.to_vec(),
             engine: Arc::clone(engine),
             rendered: Mutex::new(BTreeMap::new()),
+            lenient,
         })
     } else {
         JValue::from_iter(
@@ -231,19 +245,21 @@ impl Object for HostVars {
         {
             return Some(v.clone());
         }
+        // `hostvars[h].x` whose template names what h's variables lack is its text
+        // (HostVarsVars templates with fail_on_undefined=False).
         let value = if name == self.own_name {
-            context_with(&self.own, &self.globals, &self.engine)
+            lazy_context(&self.own, &self.globals, &self.engine, true)
         } else {
             let inventory = self.others.hostvars.get(name)?;
             match self.peers.as_ref().map(|p| p.learned(name)) {
-                None => context_with(inventory, &self.globals, &self.engine),
+                None => lazy_context(inventory, &self.globals, &self.engine, true),
                 Some(Ok(learned)) => {
                     let mut vars = inventory.clone();
                     vars.extend(learned);
-                    context_with(&vars, &self.globals, &self.engine)
+                    lazy_context(&vars, &self.globals, &self.engine, true)
                 }
                 Some(Err(why)) => JValue::from_object(Partial {
-                    inner: context_with(inventory, &self.globals, &self.engine),
+                    inner: lazy_context(inventory, &self.globals, &self.engine, true),
                     host: name.to_string(),
                     why,
                 }),
@@ -289,8 +305,13 @@ impl LazyVars {
         let out = self.engine.render_value_keeping_unsafe(raw, &ctx);
         RESOLVING.with(|r| r.borrow_mut().pop());
         // A variable whose template fails (it names something undefined) is itself
-        // undefined where it is used, so `x is defined` and `default()` see through it.
-        out.ok().map(|v| to_jvalue(&v))
+        // undefined where it is used, so `x is defined` and `default()` see through it;
+        // in `hostvars` it is its text.
+        match out {
+            Ok(v) => Some(to_jvalue(&v)),
+            Err(e) if self.lenient && e.undefined => Some(to_jvalue(raw)),
+            Err(_) => None,
+        }
     }
 }
 
@@ -358,6 +379,32 @@ mod tests {
         );
         // A lone expression keeps its type inside lists too.
         assert_eq!(render(vars, "{{ ports | sum }}").unwrap(), "16001");
+    }
+
+    #[test]
+    fn a_hostvars_value_naming_what_the_host_lacks_is_its_text() {
+        // loops target (issue 64169): `__foo: ["foo{{ version_64169 }}"]` from
+        // include_vars, with `version_64169` a play variable: hostvars renders in the
+        // host's variables only, with fail_on_undefined=False, so the text stays.
+        let engine = Arc::new(Engine::new());
+        let own = json!({"__foo": ["foo{{ version_64169 }}"], "n": 1, "m": "{{ n + 1 }}"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let shared = Arc::new(crate::plan::Shared::default());
+        let hv = JValue::from_object(HostVars::new("h", own, &shared, Vec::new(), &engine));
+        let vars = json!({"version_64169": "1.0", "x": "{{ missing }}"});
+        let globals = vec![("hostvars".to_string(), hv)];
+        let ctx = context_with(vars.as_object().unwrap(), &globals, &engine);
+        assert_eq!(
+            engine
+                .render_str("{{ hostvars.h.__foo[0] }}", &ctx)
+                .unwrap(),
+            "foo{{ version_64169 }}"
+        );
+        assert_eq!(engine.render_str("{{ hostvars.h.m }}", &ctx).unwrap(), "2");
+        // Elsewhere such a variable is undefined where it is used.
+        assert!(engine.render_str("{{ x }}", &ctx).unwrap_err().undefined);
     }
 
     #[test]

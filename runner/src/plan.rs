@@ -632,6 +632,14 @@ impl HostPlan {
     /// in the plays, their handlers and the task files they may include: a plan with
     /// none runs without asking the deployer anything.
     pub fn channel_tasks(&self) -> Vec<&Task> {
+        let mut all = self.all_tasks();
+        all.retain(|t| t.needs_channel());
+        all
+    }
+
+    /// Every task of the plan, blocks and their tasks alike: in the plays, their
+    /// handlers and the task files they may include.
+    pub fn all_tasks(&self) -> Vec<&Task> {
         let mut all = Vec::new();
         for play in &self.plays {
             for t in play.tasks.iter().chain(play.handlers.iter()) {
@@ -645,7 +653,6 @@ impl HostPlan {
                 }
             }
         }
-        all.retain(|t| t.needs_channel());
         all
     }
 }

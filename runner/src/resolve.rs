@@ -56,6 +56,26 @@ pub fn dirname(path: &str) -> &str {
     }
 }
 
+/// The directory an `include_vars` `dir:` reads (ansible-core 2.18's
+/// `ActionModule._set_root_dir`): in a role, `<role>/<dir>` when `dir` starts with `vars`
+/// and that exists (else `dir` as given), otherwise `<role>/vars/<dir>`; outside a role,
+/// relative to the directory of the task's file. An absolute `dir` stands alone.
+pub fn include_vars_dir(
+    dir: &str,
+    role: Option<&str>,
+    task_dir: &str,
+    exists: impl Fn(&str) -> bool,
+) -> String {
+    match role {
+        Some(role) if dir.split('/').next() == Some("vars") => {
+            let p = join(role, dir);
+            if exists(&p) { p } else { dir.to_string() }
+        }
+        Some(role) => join(&join(role, "vars"), dir),
+        None => join(task_dir, dir),
+    }
+}
+
 /// Where a task runs from, for finding the files it names: the roles it is in (the
 /// innermost last) and the file it was read from.
 #[derive(Debug, Clone, Default)]

@@ -1985,3 +1985,173 @@ fn become_that_renders_to_omit_inherits_the_plays() {
     let msg = run.result("omitted")["msg"].as_str().unwrap();
     assert!(msg.contains("rustle_no_such_user_x"), "{msg}");
 }
+
+/// A sink with a controller channel that answers `lookup` requests as the deployer
+/// does for `pipe`: it runs each term with `sh -c` and answers with its output.
+#[derive(Default)]
+struct PipeAnswering {
+    events: Vec<Event>,
+    asked: Vec<rustle_runner::events::Request>,
+}
+
+impl rustle_runner::events::Sink for PipeAnswering {
+    fn emit(&mut self, event: &Event) {
+        self.events.push(event.clone());
+    }
+
+    fn request(
+        &mut self,
+        request: rustle_runner::events::Request,
+    ) -> Result<rustle_runner::events::Answer, String> {
+        self.asked.push(request.clone());
+        let mut call = *request.lookup.clone().ok_or("not a lookup request")?;
+        let mut values = Vec::new();
+        for term in call.terms.as_array().ok_or("terms are not a list")? {
+            let out = std::process::Command::new("sh")
+                .args(["-c", term.as_str().ok_or("a term that is not text")?])
+                .output()
+                .map_err(|e| e.to_string())?;
+            values.push(json!(
+                String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+            ));
+        }
+        call.values = Some(values);
+        Ok(rustle_runner::events::Answer {
+            v: rustle_runner::events::EVENTS_VERSION,
+            id: request.id,
+            lookup: Some(call),
+            ..Default::default()
+        })
+    }
+}
+
+/// template target ("show jinja2 version"): a controller lookup whose arguments only the
+/// host knows (here a fact-like host variable) is asked of the deployer over the channel
+/// with its rendered terms, and the task's arguments are rendered again with the answer;
+/// without a channel it fails naming the call.
+#[test]
+fn a_controller_lookup_with_host_arguments_is_asked_over_the_channel() {
+    let plan = play(
+        json!([
+            dbg(
+                "version",
+                "v={{ lookup('pipe', shell_cmd ~ ' ' ~ inventory_hostname) }}"
+            ),
+            dbg(
+                "twice",
+                "{{ lookup('pipe', 'echo a') }}-{{ lookup('pipe', 'echo ' ~ lookup('pipe', 'echo b')) }}"
+            ),
+        ]),
+        json!({"vars": {"shell_cmd": "echo host"}}),
+    );
+    let plan = host_plan(plan);
+    let mut sink = PipeAnswering::default();
+    let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    assert!(!summary.host_failed, "{:#?}", sink.events);
+    let msg = |name: &str| {
+        sink.events
+            .iter()
+            .find_map(|e| match e {
+                Event::Task {
+                    name: n, result, ..
+                } if n == name => Some(result["msg"].clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(msg("version"), "v=host web1");
+    assert_eq!(msg("twice"), "a-b");
+    let first = &sink.asked[0];
+    assert_eq!(first.kind, rustle_runner::events::RequestKind::Lookup);
+    assert_eq!(first.task, plan.plays[0].tasks[0].channel_id());
+    let call = first.lookup.as_ref().unwrap();
+    assert_eq!(
+        (call.lookup.as_str(), &call.terms),
+        ("pipe", &json!(["echo host web1"]))
+    );
+    // Each call is asked once, and the ids count up from 1.
+    let ids: Vec<u64> = sink.asked.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+
+    // Without a channel the render's own error stands.
+    let run = check(
+        play(
+            json!([dbg(
+                "version",
+                "{{ lookup('pipe', 'echo ' ~ inventory_hostname) }}"
+            )]),
+            json!({}),
+        ),
+        &[("version", "failed")],
+    );
+    let msg = run.result("version")["msg"].as_str().unwrap();
+    assert!(msg.contains("needs the controller"), "{msg}");
+}
+
+/// template target: the module's Jinja settings (ansible-core's template action):
+/// other delimiters, `lstrip_blocks`, `trim_blocks: false`, `newline_sequence`; an
+/// output encoding rustle-deploy cannot write fails and says so.
+#[test]
+fn the_template_modules_jinja_settings_apply() {
+    let d = tmp();
+    let t = |name: &str, extra: Value| {
+        let mut args = json!({"src": "t.j2", "dest": p(d.path(), name)});
+        for (k, v) in extra.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        json!({"name": name, "module": "template", "args": args})
+    };
+    let mut plan = play(
+        json!([
+            t(
+                "delims",
+                json!({"variable_start_string": "[%", "variable_end_string": "%]",
+                               "block_start_string": "[+", "block_end_string": "+]",
+                               "comment_start_string": "[#", "comment_end_string": "#]"})
+            ),
+            t("lstrip", json!({"lstrip_blocks": true, "src": "b.j2"})),
+            t("no trim", json!({"trim_blocks": false, "src": "b.j2"})),
+            t("crlf", json!({"newline_sequence": "\r\n", "src": "b.j2"})),
+            t("block last", json!({"src": "l.j2"})),
+            // As YAML's single quotes give it: backslash escapes, which mean the same.
+            t(
+                "crlf escaped",
+                json!({"newline_sequence": "\\r\\n", "src": "b.j2"})
+            ),
+            with(
+                t("utf16", json!({"output_encoding": "utf-16"})),
+                json!({"ignore_errors": true})
+            ),
+        ]),
+        json!({"vars": {"x": "X"}}),
+    );
+    plan["files"] = json!({
+        "t.j2": {"content": b"[# note #][+ if true +][% x %]{{ x }}[+ endif +]\n".to_vec(), "mode": null},
+        "b.j2": {"content": b"a\n  {% if true %}\n{{ x }}\n  {% endif %}\nb\n".to_vec(), "mode": null},
+        "l.j2": {"content": b"{% for i in [1] %}\n  {{ i }}{% endfor %}\n".to_vec(), "mode": null},
+    });
+    let run = check(
+        plan,
+        &[
+            ("delims", "changed"),
+            ("lstrip", "changed"),
+            ("no trim", "changed"),
+            ("crlf", "changed"),
+            ("block last", "changed"),
+            ("crlf escaped", "changed"),
+            ("utf16", "failed,ignored"),
+        ],
+    );
+    let read = |n: &str| std::fs::read_to_string(d.path().join(n)).unwrap();
+    // Jinja2's output for the same templates and settings.
+    assert_eq!(read("delims"), "X{{ x }}\n");
+    assert_eq!(read("lstrip"), "a\nX\nb\n");
+    assert_eq!(read("no trim"), "a\n  \nX\n  \nb\n");
+    assert_eq!(read("crlf"), "a\r\n  X\r\n  b\r\n");
+    assert_eq!(read("crlf escaped"), read("crlf"));
+    // Jinja2 drops the source's final newline before trim_blocks could eat it after
+    // the closing tag, and Ansible gives back only the newlines the output lacks.
+    assert_eq!(read("block last"), "  1\n");
+    let msg = run.result("utf16")["msg"].as_str().unwrap();
+    assert!(msg.contains("utf-16"), "{msg}");
+}

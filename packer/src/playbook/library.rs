@@ -10,7 +10,9 @@
 //! `files/` and `templates/`), by controller path, and parses the YAML among them: a list
 //! into tasks, a mapping into variables. A file that uses something the plan cannot carry
 //! is stored as a refusal naming file, line and keyword, raised only on a host that
-//! includes it. A file named literally by an `include_tasks` is parsed wherever it is.
+//! includes it. A file named literally by an `include_tasks` or `include_vars`, and the
+//! files below a directory an `include_vars` `dir:` names literally (`role_path` and
+//! `playbook_dir` are known while packing), are parsed wherever they are.
 //!
 //! What is not carried, so that nothing private travels unasked: the top level of a
 //! playbook's directory (inventories, vault password files, other playbooks live there;
@@ -79,6 +81,9 @@ pub(crate) struct Reach {
     /// Variables files named literally by `include_vars`, by controller path, with the
     /// plays that name them.
     vars_files: BTreeMap<String, BTreeSet<usize>>,
+    /// Directories named literally by `include_vars` `dir:`, by controller path, with
+    /// the plays that name them.
+    vars_dirs: BTreeMap<String, BTreeSet<usize>>,
     /// Roles an `include_role` may name, by directory.
     roles: BTreeMap<String, RoleSpec>,
     /// The plays whatever is read now belongs to.
@@ -231,6 +236,27 @@ impl Loader<'_> {
             .extend(plays);
     }
 
+    /// Records an `include_vars` `dir:` named literally from the file being read (`cx`):
+    /// the files below the directory it reads, as the runner finds it, travel with their
+    /// variables parsed.
+    pub(crate) fn register_static_vars_dir(&mut self, dir: &str, cx: &Cx) {
+        let task_dir = controller_path(&cx.dir);
+        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
+        let source =
+            rustle_runner::resolve::include_vars_dir(dir, role.as_deref(), &task_dir, |p| {
+                Path::new(p).exists()
+            });
+        if !Path::new(&source).is_dir() {
+            return;
+        }
+        let plays = self.reach.plays.clone();
+        self.reach
+            .vars_dirs
+            .entry(source.trim_end_matches('/').to_string())
+            .or_default()
+            .extend(plays);
+    }
+
     /// Reads every reached tree into `files` (by controller path) and the library, and
     /// returns the library with each play's reach (by play index). Parsing may reach
     /// more trees; they are read in turn.
@@ -264,6 +290,36 @@ impl Loader<'_> {
             let parsed = self.parse_tasks(Path::new(&path), &include.cx);
             library.tasks.insert(path, parsed);
         }
+        let dirs: Vec<(String, BTreeSet<usize>)> = self
+            .reach
+            .vars_dirs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (dir, plays) in &dirs {
+            let mut found = Vec::new();
+            walk(Path::new(dir), 0, &mut found);
+            for path in found {
+                let name = controller_path(&path);
+                if !self.files.contains_key(&name) {
+                    match read_file(&path) {
+                        Ok(file) => {
+                            self.files.insert(name.clone(), file);
+                        }
+                        Err(why) => {
+                            library.unreadable.insert(name, why);
+                            continue;
+                        }
+                    }
+                }
+                // The runner decides by extension which files it reads as variables.
+                self.reach
+                    .vars_files
+                    .entry(name)
+                    .or_default()
+                    .extend(plays.iter().copied());
+            }
+        }
         let named: Vec<(String, BTreeSet<usize>)> = self
             .reach
             .vars_files
@@ -290,7 +346,7 @@ impl Loader<'_> {
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         let mut reach: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        for (key, plays) in &named {
+        for (key, plays) in named.iter().chain(&dirs) {
             for p in plays {
                 reach.entry(*p).or_default().push(key.clone());
             }

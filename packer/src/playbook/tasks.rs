@@ -891,19 +891,41 @@ impl Loader<'_> {
         if cx.role.is_some() || cx.playbook_dir != self.base {
             self.embed_src(&mut task, cx)?;
         }
-        // A variables file named literally travels parsed, wherever it is.
+        // A variables file or directory named literally travels parsed, wherever it is.
         if short_name(module) == "include_vars" {
-            let name = match (task.args.get("file"), task.args.get("_raw_params")) {
-                (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => Some(s.clone()),
+            let lookup = self.static_lookup(cx);
+            let literal = |k: &str| match task.args.get(k) {
+                Some(Value::String(s)) => render_static(s, &lookup).filter(|n| !is_template(n)),
                 _ => None,
             };
-            if let Some(name) = name.and_then(|n| render_static(&n, &self.play.lookup))
-                && !is_template(&name)
-            {
+            if let Some(dir) = literal("dir") {
+                self.register_static_vars_dir(&dir, cx);
+            } else if let Some(name) = literal("file").or_else(|| {
+                task.args
+                    .get("file")
+                    .is_none()
+                    .then(|| literal("_raw_params"))?
+            }) {
                 self.register_static_vars(name.trim_end_matches('\n'), cx);
             }
         }
         Ok(task)
+    }
+
+    /// The variables a name can be rendered with while packing: the play's, plus
+    /// `role_path` and `playbook_dir`, known here as they are on the host
+    /// (`include_role: name: "{{ role_path }}/roles/a"`).
+    fn static_lookup(&self, cx: &Cx) -> Vars {
+        let mut lookup = self.play.lookup.clone();
+        if let Some(role) = &cx.role {
+            lookup
+                .entry("role_path")
+                .or_insert_with(|| Value::String(super::controller_path(&role.dir)));
+        }
+        lookup
+            .entry("playbook_dir")
+            .or_insert_with(|| Value::String(super::controller_path(&cx.playbook_dir)));
+        lookup
     }
 
     /// `import_tasks`/`include_tasks`/`import_role`/`include_role`, inlined.
@@ -1122,18 +1144,7 @@ impl Loader<'_> {
             // A role named literally is found now, and travels with its meta; one whose
             // name is templated must be one of the roles the plan carries.
             if let Some(Value::String(name)) = task.args.get("name") {
-                // `role_path` and `playbook_dir` are known here as they are on the host
-                // (`include_role: name: "{{ role_path }}/roles/a"`).
-                let mut lookup = self.play.lookup.clone();
-                if let Some(role) = &cx.role {
-                    lookup
-                        .entry("role_path")
-                        .or_insert_with(|| Value::String(super::controller_path(&role.dir)));
-                }
-                lookup
-                    .entry("playbook_dir")
-                    .or_insert_with(|| Value::String(super::controller_path(&cx.playbook_dir)));
-                let name = render_static(name, &lookup).unwrap_or(name.clone());
+                let name = render_static(name, &self.static_lookup(cx)).unwrap_or(name.clone());
                 if !is_template(&name) {
                     let dir = self.find_role(&name, cx, at, None)?;
                     self.register_role(&name, &dir, cx);

@@ -159,37 +159,89 @@ use crate::ctlfiles::FILE_LOOKUPS;
 const OTHER_LOOKUPS: [&str; 3] = ["config", "inventory_hostnames", "url"];
 
 /// The host's side of controller lookups: the answers the packer computed while packing
-/// (the payload's `controller_lookups`). A call that is not among them had arguments only
-/// the host knows.
-#[derive(Debug, Clone, Default)]
+/// (the payload's `controller_lookups`), and those the deployer gave over the controller
+/// channel. A call that is among neither had arguments only the host knows: it fails,
+/// and is kept as pending, for the executor to ask the deployer and render again.
+#[derive(Debug, Default)]
 pub struct Answers {
     answers: Vec<ControllerLookup>,
+    /// Answers the deployer gave while the plan runs.
+    learned: std::sync::Mutex<Vec<ControllerLookup>>,
+    /// Calls that found no answer since [`Answers::take_pending`] last ran.
+    pending: std::sync::Mutex<Vec<ControllerLookup>>,
 }
 
 impl Answers {
     /// The answers a payload carries.
     pub fn new(answers: Vec<ControllerLookup>) -> Answers {
-        Answers { answers }
+        Answers {
+            answers,
+            ..Answers::default()
+        }
+    }
+
+    /// The calls that found no answer since the last time this was asked (each once).
+    pub fn take_pending(&self) -> Vec<ControllerLookup> {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    /// Records the deployer's answer (values, or error and class) to a call.
+    pub fn learn(&self, answer: ControllerLookup) {
+        if let Ok(mut l) = self.learned.lock() {
+            l.push(answer);
+        }
+    }
+}
+
+/// A recorded answer replayed as the plugin's result.
+fn replay(answer: &ControllerLookup) -> Result<Vec<Value>, LookupError> {
+    match answer {
+        ControllerLookup {
+            values: Some(values),
+            ..
+        } => Ok(values.clone()),
+        ControllerLookup {
+            error, error_class, ..
+        } => Err(LookupError::from_class(
+            error_class.as_deref().unwrap_or(ANSIBLE_ERROR),
+            error.clone().unwrap_or_default(),
+        )),
     }
 }
 
 impl Controller for Answers {
     fn answer(&self, call: &Call<'_>) -> Result<Vec<Value>, LookupError> {
-        match self.answers.iter().find(|a| call.matches(a)) {
-            Some(ControllerLookup {
-                values: Some(values),
-                ..
-            }) => Ok(values.clone()),
-            Some(ControllerLookup {
-                error: Some(msg),
-                error_class,
-                ..
-            }) => Err(LookupError::from_class(
-                error_class.as_deref().unwrap_or(ANSIBLE_ERROR),
-                msg.clone(),
-            )),
-            _ => Err(needs_controller(call)),
+        if let Some(a) = self
+            .answers
+            .iter()
+            .find(|a| call.matches(a) && (a.values.is_some() || a.error.is_some()))
+        {
+            return replay(a);
         }
+        let learned = self.learned.lock().ok();
+        if let Some(a) = learned
+            .as_ref()
+            .and_then(|l| l.iter().find(|a| call.matches(a)))
+        {
+            return replay(a);
+        }
+        drop(learned);
+        if let Ok(mut p) = self.pending.lock()
+            && !p.iter().any(|a| call.matches(a))
+        {
+            p.push(ControllerLookup {
+                lookup: call.lookup.to_string(),
+                terms: call.terms.clone(),
+                options: call.options.clone(),
+                values: None,
+                error: None,
+                error_class: None,
+            });
+        }
+        Err(needs_controller(call))
     }
 }
 
@@ -585,7 +637,7 @@ fn render_terms(engine: &Engine, name: &str, spec: &Value, ctx: &JValue) -> Resu
 // Python's text forms, for messages that must read as Ansible's.
 
 /// Python's `str()` of a value: a string as itself, anything else as `repr()`.
-pub(crate) fn py_str(v: &Value) -> String {
+pub fn py_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => py_repr(other),

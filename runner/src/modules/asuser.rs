@@ -225,8 +225,8 @@ impl Children {
         if module == "template" {
             // Argument errors come first, as the module reports them; then rendering,
             // here, where the variables are.
-            let checked = template::parse(args)
-                .and_then(|t| template::render(&t.src, ctx).map(|text| (t, text)));
+            let checked =
+                template::parse(args).and_then(|t| template::render(&t, ctx).map(|text| (t, text)));
             match checked {
                 Ok((_, text)) => rendered = Some(text),
                 Err(stop) => return fsutil::finish(Err(stop)),

@@ -2,7 +2,8 @@
 //! and write the result like copy does (same comparison, backup, atomic write, modes).
 //!
 //! The template gets Ansible's template variables (`ansible_managed`, `template_path`,
-//! ...); the `newline_sequence`/`trim_blocks` options are not supported yet.
+//! ...) and the module's Jinja settings (delimiters, `trim_blocks`, `lstrip_blocks`,
+//! `newline_sequence`); `output_encoding` other than UTF-8 is not supported yet.
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
 use super::{Ctx, ModuleError, Outcome, args};
@@ -13,9 +14,24 @@ pub const KNOWN: &[&str] = &[
     "src", "dest", "mode", "owner", "group", "force", "backup", "follow",
 ];
 
+/// The module's Jinja settings, which the runner's template takes (SSH mode does not
+/// yet, and refuses them).
+const JINJA: &[&str] = &[
+    "variable_start_string",
+    "variable_end_string",
+    "block_start_string",
+    "block_end_string",
+    "comment_start_string",
+    "comment_end_string",
+    "trim_blocks",
+    "lstrip_blocks",
+    "newline_sequence",
+    "output_encoding",
+];
+
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(parse(a).and_then(|t| {
-        let rendered = render(&t.src, ctx)?;
+        let rendered = render(&t, ctx)?;
         write(&t, &rendered, ctx)
     }))
 }
@@ -41,11 +57,15 @@ pub(super) struct Args {
     backup: bool,
     follow: bool,
     attrs: Attrs,
+    /// Delimiters and block handling.
+    setup: crate::ctlfiles::TemplateSetup,
+    /// What each newline of the output becomes.
+    newline: String,
 }
 
 /// Checks the arguments, in the order (and with the messages) the module always had.
 pub(super) fn parse(a: &Vars) -> Step<Args> {
-    args::only(a, KNOWN)?;
+    args::only(a, &[KNOWN, JINJA].concat())?;
     let src = args::req_str(a, "src")?;
     let dest = args::req_str(a, "dest")?;
     if dest.is_empty() {
@@ -55,6 +75,37 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
     let backup = args::bool_or(a, "backup", false)?;
     let follow = args::bool_or(a, "follow", false)?;
     let attrs = Attrs::from_args(a)?;
+    let mut setup = crate::ctlfiles::TemplateSetup::default();
+    let text = |k: &str, default: &str| -> Step<String> {
+        Ok(args::opt_str(a, k)?.unwrap_or_else(|| default.to_string()))
+    };
+    setup.syntax = [
+        text("variable_start_string", "{{")?,
+        text("variable_end_string", "}}")?,
+        text("comment_start_string", "{#")?,
+        text("comment_end_string", "#}")?,
+    ];
+    setup.block = [
+        text("block_start_string", "{%")?,
+        text("block_end_string", "%}")?,
+    ];
+    setup.trim_blocks = args::bool_or(a, "trim_blocks", true)?;
+    setup.lstrip_blocks = args::bool_or(a, "lstrip_blocks", false)?;
+    // As the template action: an escaped sequence (`'\r\n'` in YAML's single quotes)
+    // means the characters.
+    let newline = match text("newline_sequence", "\n")?.as_str() {
+        "\n" | "\\n" => "\n",
+        "\r" | "\\r" => "\r",
+        "\r\n" | "\\r\\n" => "\r\n",
+        _ => return fail("newline_sequence needs to be one of: \n, \r or \r\n"),
+    }
+    .to_string();
+    let encoding = text("output_encoding", "utf-8")?;
+    if !["utf-8", "utf8"].contains(&encoding.to_ascii_lowercase().replace('_', "-").as_str()) {
+        return fail(format!(
+            "output_encoding {encoding} is not supported yet: rustle-deploy writes templates as UTF-8"
+        ));
+    }
     Ok(Args {
         src,
         dest,
@@ -62,11 +113,15 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
         backup,
         follow,
         attrs,
+        setup,
+        newline,
     })
 }
 
-/// Renders the embedded template `src` with the task's variables.
-pub(super) fn render(src: &str, ctx: &Ctx<'_>) -> Step<String> {
+/// Renders the embedded template `t.src` with the task's variables and the module's
+/// Jinja settings.
+pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
+    let src = t.src.as_str();
     let file = fsutil::embedded(ctx, src)?;
     let Ok(text) = std::str::from_utf8(&file.content) else {
         return fail(format!("template {src} is not valid UTF-8"));
@@ -74,9 +129,13 @@ pub(super) fn render(src: &str, ctx: &Ctx<'_>) -> Step<String> {
     let vars = crate::ctlfiles::layered(ctx.vars, &template_vars(src));
     // Only a template that can include another needs the loader (and its copy of the
     // environment): the template action's search path, as the template lookup's.
+    // Only a template that can include another, or has settings of its own, needs the
+    // loader (and its copy of the environment): the template action's search path, as
+    // the template lookup's.
     let rendered = if ["include", "import", "extends"]
         .iter()
         .any(|w| text.contains(w))
+        || !is_default(&t.setup)
     {
         let place = crate::ctlfiles::LookupPlace::from_vars(ctx.vars);
         let mut search = vec![crate::resolve::dirname(src).to_string()];
@@ -86,17 +145,33 @@ pub(super) fn render(src: &str, ctx: &Ctx<'_>) -> Step<String> {
         }
         let setup = crate::ctlfiles::TemplateSetup {
             search,
-            syntax: ["{{", "}}", "{#", "#}"].map(String::from),
+            ..t.setup.clone()
         };
         ctx.engine.render_with_setup(text, &vars, &setup)
     } else {
-        ctx.engine.render_str(text, &vars)
+        // Jinja2 drops the source's final newline, which trim_blocks would otherwise
+        // eat after a closing block tag; Ansible then gives the source's trailing
+        // newlines back (preserve_trailing_newlines).
+        ctx.engine
+            .render_str(text, &vars)
+            .map(|r| crate::template::with_trailing_newlines(text, r))
     };
     match rendered {
+        // Jinja's newline_sequence: every line of the output ends with it.
+        Ok(r) if t.newline != "\n" => Ok(r.replace('\n', &t.newline)),
         Ok(r) => Ok(r),
         // The error's detail, not its Display: that would repeat the whole template.
         Err(e) => fail(format!("error templating {src}: {}", e.detail)),
     }
+}
+
+/// Whether `setup` is Jinja's delimiters with Ansible's block handling.
+fn is_default(setup: &crate::ctlfiles::TemplateSetup) -> bool {
+    let d = crate::ctlfiles::TemplateSetup::default();
+    setup.syntax == d.syntax
+        && setup.block == d.block
+        && setup.trim_blocks == d.trim_blocks
+        && setup.lstrip_blocks == d.lstrip_blocks
 }
 
 /// The variables Ansible's `generate_ansible_template_vars` adds for a template. The
