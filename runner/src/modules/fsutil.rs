@@ -643,6 +643,7 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                     // (it costs milliseconds per file on a busy disk, more than the
                     // rest of the task).
                     sync: existing.is_some(),
+                    keep_xattrs: old_file.as_ref(),
                 },
             )?;
         }
