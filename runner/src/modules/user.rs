@@ -222,7 +222,45 @@ fn change_with_input(
 
 /// The `user` module.
 pub(super) fn user(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-    fsutil::finish(user_inner(a, ctx))
+    let out = fsutil::finish(user_inner(a, ctx))?;
+    let password = args::opt_str(a, "password")?;
+    Ok(match password.as_deref().filter(|p| !looks_hashed(p)) {
+        Some(_) => out.warn(
+            "The input password appears not to have been hashed. The 'password' argument must be encrypted for this module to work properly.",
+        ),
+        None => out,
+    })
+}
+
+/// Ansible's `check_password_encrypted`: a password given to useradd/usermod must be a
+/// crypt(3) hash (`$id$...$hash` of the right length for md5, sha256, sha512 and
+/// yescrypt, in the crypt alphabet) or one of the lock markers; anything else is
+/// warned about (it is most likely a plain text password, stored as is).
+fn looks_hashed(p: &str) -> bool {
+    if p.is_empty() || ["*", "!", "*************"].contains(&p) {
+        return true;
+    }
+    if p.contains([':', '*', '!']) || !p.contains('$') {
+        return false;
+    }
+    let fields: Vec<&str> = p.split('$').collect();
+    let (Some(id), Some(hash)) = (fields.get(1), fields.last()) else {
+        return false;
+    };
+    if fields.len() < 3
+        || !hash
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./=".contains(c))
+    {
+        return false;
+    }
+    let want = match *id {
+        "1" => Some(22),
+        "5" | "y" => Some(43),
+        "6" => Some(86),
+        _ => None,
+    };
+    want.is_none_or(|n| hash.len() == n)
 }
 
 /// The user's arguments, decoded.
@@ -1082,5 +1120,23 @@ mod tests {
             assert!(e.to_string().contains(word), "{e}");
         }
         assert!(run("group", json!({"name": "g", "gid": "x"}), false).is_err());
+    }
+
+    /// The user target's passwords: a sha512 crypt hash passes, plain text and a hash
+    /// with characters outside crypt's alphabet are warned about, lock markers pass.
+    #[test]
+    fn plain_text_passwords_are_told_from_hashes() {
+        use super::looks_hashed;
+        assert!(looks_hashed(
+            "$6$rounds=656000$TT4O7jz2M57npccl$33LF6FcUMSW11qrESXL1HX0BS.bsiT6aenFLLiVpsQh6hDtI9pJh5iY7x8J7ePkN4fP8hmElidHXaeD51pbGS."
+        ));
+        assert!(!looks_hashed("plaintextpassword"));
+        assert!(!looks_hashed(
+            "$6$rounds=656000$tgK3gYTyRLUmhyv2$lAFrYUQwn7E6VsjPOwQwoSx30lmpiU9r/E0Al7tzKrR9mkodcMEZGe9OXD0H/clOn6qdsUnaL4zefy5fG+++++"
+        ));
+        assert!(!looks_hashed("$6$salt$short"));
+        for marker in ["!", "*", "*************", ""] {
+            assert!(looks_hashed(marker), "{marker}");
+        }
     }
 }
