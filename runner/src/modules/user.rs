@@ -7,7 +7,9 @@
 //! tools take the passwd lock; another process holding it makes them fail with
 //! "cannot lock", so those failures are retried a few times before being reported.
 //!
-//! Not supported (refused as unknown arguments): ssh keys, expiry, password locking,
+//! `expires` and `password_lock` follow Ansible's comparisons (the expiry day in UTC; the
+//! hash without its `!`), the password itself going through chpasswd, never argv.
+//! Not supported (refused as unknown arguments): ssh keys, password ages, `local`,
 //! login classes and other platform-specific options.
 
 use super::fsutil::{self, Step, Stop, fail, failed};
@@ -37,6 +39,8 @@ const USER_ARGS: &[&str] = &[
     "force",
     "move_home",
     "non_unique",
+    "expires",
+    "password_lock",
 ];
 
 const GROUP_ARGS: &[&str] = &[
@@ -119,6 +123,26 @@ fn shadow_hash(name: &str) -> Option<String> {
         let mut f = l.split(':');
         (f.next() == Some(name)).then(|| f.next().unwrap_or_default().to_string())
     })
+}
+
+/// The account's expiry in the shadow database, in days since the epoch; -1 when the
+/// field is empty, as Ansible's `user_password` reads it (`None`: no readable entry).
+fn shadow_expires(name: &str) -> Option<i64> {
+    entries("shadow", Some(name)).iter().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name))
+            .then(|| f.get(7).and_then(|e| e.trim().parse().ok()).unwrap_or(-1))
+    })
+}
+
+/// `expires` as useradd/usermod's `-e` takes it: the UTC date of the instant, or
+/// empty (no expiry) for an instant before the epoch.
+fn expire_date(expires: f64) -> String {
+    if expires < 0.0 {
+        return String::new();
+    }
+    let (y, m, d) = crate::facts::civil((expires / 86_400.0).floor() as i64);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Refuses names the tools would misread (an option) or that cannot be in the
@@ -279,6 +303,10 @@ struct UserArgs {
     comment: Option<String>,
     password: Option<String>,
     update_always: bool,
+    /// `expires`: the account's expiry as epoch seconds (negative: none).
+    expires: Option<f64>,
+    /// `password_lock`: lock (`!` before the hash) or unlock the password.
+    password_lock: Option<bool>,
     move_home: bool,
     non_unique: bool,
 }
@@ -336,6 +364,18 @@ fn user_args(a: &Vars) -> Result<UserArgs, ModuleError> {
         comment: no_newline("comment", args::opt_str(a, "comment")?)?,
         password: no_newline("password", args::opt_str(a, "password")?)?,
         update_always,
+        expires: match a.get("expires") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| {
+                        ModuleError::BadArgs(format!("Invalid value for 'expires' {v}"))
+                    })?,
+            ),
+        },
+        password_lock: args::opt_bool(a, "password_lock")?,
         move_home: args::bool_or(a, "move_home", false)?,
         non_unique: args::bool_or(a, "non_unique", false)?,
     })
@@ -473,6 +513,9 @@ fn create_user(
     if u.system {
         argv.push("-r".into());
     }
+    if let Some(e) = u.expires {
+        argv.extend(["-e".to_string(), expire_date(e)]);
+    }
     if u.create_home {
         argv.push("-m".into());
         if let Some(skel) = &u.skeleton {
@@ -496,7 +539,12 @@ fn create_user(
         .unwrap_or_else(|| format!("{}/{}", useradd_home_base(), u.name));
     let home_was_there = std::path::Path::new(&home).exists();
     let out = change("useradd", &argv, &u.name)?;
-    if let Some(pw) = &u.password
+    // A locked password is the hash behind `!`, as Ansible's useradd -p '!hash'.
+    let password = u.password.as_ref().map(|pw| match u.password_lock {
+        Some(true) => format!("!{pw}"),
+        _ => pw.clone(),
+    });
+    if let Some(pw) = &password
         && let Err(stop) = set_password(&u.name, pw)
     {
         return Err(take_back(u, &home, home_was_there, stop));
@@ -605,10 +653,39 @@ fn modify_user(
             argv.push("-m".into());
         }
     }
+    if let Some(want) = u.expires {
+        // Ansible compares the day (UTC) only, and clears an expiry that is set.
+        let have = shadow_expires(&acct.name).unwrap_or(-1);
+        let differs = if want < 0.0 {
+            have >= 0
+        } else {
+            have < 0 || expire_date(want) != expire_date(have as f64 * 86_400.0)
+        };
+        if differs {
+            argv.extend(["-e".to_string(), expire_date(want)]);
+        }
+    }
+    let current = shadow_hash(&acct.name).unwrap_or_default();
+    let locked = current.starts_with('!');
+    // Ansible's comparison ignores the lock marker on both sides.
     let new_password = u
         .password
         .as_ref()
-        .filter(|pw| u.update_always && shadow_hash(&acct.name).as_deref() != Some(pw.as_str()));
+        .filter(|pw| {
+            u.update_always && current.trim_start_matches('!') != pw.trim_start_matches('!')
+        })
+        .map(|pw| match u.password_lock {
+            Some(true) => format!("!{pw}"),
+            _ => pw.clone(),
+        });
+    // Lock or unlock with usermod, unless a new password is set (with its lock) anyway.
+    if new_password.is_none() {
+        match u.password_lock {
+            Some(true) if !locked => argv.push("-L".into()),
+            Some(false) if locked => argv.push("-U".into()),
+            _ => {}
+        }
+    }
     let mut o = Outcome::ok()
         .with("append", u.append)
         .with("move_home", u.move_home);
@@ -625,7 +702,7 @@ fn modify_user(
         stderr = change("usermod", &argv, &acct.name)?.stderr;
     }
     if let Some(pw) = new_password {
-        set_password(&acct.name, pw)?;
+        set_password(&acct.name, &pw)?;
     }
     Ok(o.with("stderr", stderr.trim_end().to_string()))
 }
@@ -1138,5 +1215,46 @@ mod tests {
         for marker in ["!", "*", "*************", ""] {
             assert!(looks_hashed(marker), "{marker}");
         }
+    }
+
+    /// The user target's expiry and lock: `expires` sets the shadow day (2529881062 is
+    /// day 29281, 2050-03-03), the same day again is no change, a negative one clears
+    /// it; `password_lock` puts `!` before the hash once, and unlocking takes it away.
+    #[test]
+    fn expiry_and_password_lock_as_ansible_compares_them() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu4"], &[]);
+        let hash = "$6$rustlesalt$lockhashlockhashlockhash";
+        let with = |extra: Value| {
+            let mut a = json!({"name": "rustletestu4", "create_home": false});
+            for (k, v) in extra.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            a
+        };
+        let create =
+            with(json!({"password": hash, "password_lock": true, "expires": 2529881062u64}));
+        assert!(run("user", create.clone(), false).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), format!("!{hash}"));
+        assert_eq!(shadow_expires("rustletestu4"), Some(29281));
+        let again = run("user", create, false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        // Later the same day: no change.
+        let same_day = with(json!({"expires": 2529881062u64 + 3600}));
+        assert!(!run("user", same_day, false).unwrap().changed);
+        let unexpire = with(json!({"expires": -1}));
+        assert!(run("user", unexpire.clone(), false).unwrap().changed);
+        assert_eq!(shadow_expires("rustletestu4"), Some(-1));
+        assert!(!run("user", unexpire, false).unwrap().changed);
+        let unlock = with(json!({"password_lock": false}));
+        assert!(run("user", unlock.clone(), false).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), hash);
+        assert!(!run("user", unlock, false).unwrap().changed);
+        let lock = with(json!({"password_lock": true}));
+        assert!(run("user", lock.clone(), true).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), hash, "check mode");
+        assert!(run("user", lock.clone(), false).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), format!("!{hash}"));
+        assert!(!run("user", lock, false).unwrap().changed);
     }
 }
