@@ -1091,4 +1091,19 @@ mod tests {
         assert!(!check(t.path(), kept, false).unwrap().changed);
         assert_eq!(fs::metadata(&f).unwrap().mtime(), want);
     }
+
+    /// The user target removes `path: '{{ item }}'` over find's `files`: the path is
+    /// the text of a whole mapping, longer than a file name may be. Ansible's
+    /// `os.path.lexists` says it is not there, so state=absent is ok.
+    #[test]
+    fn absent_of_a_name_too_long_or_under_a_file_is_ok() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "x").unwrap();
+        let long = format!("{{p}}/{}", "n".repeat(300));
+        for path in [long.as_str(), "{p}/f/under"] {
+            let out = check(t.path(), json!({"path": path, "state": "absent"}), false).unwrap();
+            assert!(!out.changed && !out.failed, "{path}: {out:?}");
+        }
+        assert!(t.path().join("f").is_file());
+    }
 }
