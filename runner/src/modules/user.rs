@@ -9,7 +9,8 @@
 //!
 //! `expires` and `password_lock` follow Ansible's comparisons (the expiry day in UTC; the
 //! hash without its `!`), the password itself going through chpasswd, never argv.
-//! Not supported (refused as unknown arguments): ssh keys, password ages, `local`,
+//! Password ages (`password_expire_min`/`_max`/`_warn`) go through chage.
+//! Not supported (refused as unknown arguments): ssh keys, `local`, `umask`,
 //! login classes and other platform-specific options.
 
 use super::fsutil::{self, Step, Stop, fail, failed};
@@ -41,6 +42,9 @@ const USER_ARGS: &[&str] = &[
     "non_unique",
     "expires",
     "password_lock",
+    "password_expire_min",
+    "password_expire_max",
+    "password_expire_warn",
 ];
 
 const GROUP_ARGS: &[&str] = &[
@@ -168,6 +172,51 @@ fn opt_id(a: &Vars, name: &str) -> Result<Option<u32>, ModuleError> {
             ModuleError::BadArgs(format!("argument '{name}' must be a number, got '{s}'"))
         }),
     }
+}
+
+/// A number of days (may be -1, which chage reads as "none").
+fn opt_days(a: &Vars, name: &str) -> Result<Option<i64>, ModuleError> {
+    match args::opt_str(a, name)? {
+        None => Ok(None),
+        Some(s) => s.trim().parse().map(Some).map_err(|_| {
+            ModuleError::BadArgs(format!("argument '{name}' must be an integer, got '{s}'"))
+        }),
+    }
+}
+
+/// Ansible's `set_password_expire`: the password ages that differ from the shadow
+/// entry's (an empty field is -1) are set with chage; an account with no readable
+/// entry (check mode, before it exists) is left alone. True when something changed.
+fn password_ages(u: &UserArgs, ctx: &Ctx<'_>) -> Step<bool> {
+    if u.ages.iter().all(Option::is_none) {
+        return Ok(false);
+    }
+    let Some(have) = entries("shadow", Some(&u.name)).iter().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&u.name.as_str())).then(|| {
+            [3, 4, 5].map(|i| {
+                f.get(i)
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(-1i64)
+            })
+        })
+    }) else {
+        return Ok(false);
+    };
+    let mut argv = Vec::new();
+    for ((flag, want), have) in ["-m", "-M", "-W"].iter().zip(u.ages).zip(have) {
+        if let Some(w) = want.filter(|w| *w != have) {
+            argv.extend([flag.to_string(), w.to_string()]);
+        }
+    }
+    if argv.is_empty() {
+        return Ok(false);
+    }
+    if !ctx.check_mode {
+        argv.push(u.name.clone());
+        change("chage", &argv, &u.name)?;
+    }
+    Ok(true)
 }
 
 fn state_arg(a: &Vars) -> Result<bool, ModuleError> {
@@ -307,6 +356,8 @@ struct UserArgs {
     expires: Option<f64>,
     /// `password_lock`: lock (`!` before the hash) or unlock the password.
     password_lock: Option<bool>,
+    /// `password_expire_min`/`_max`/`_warn`: the shadow ages, in days (chage -m/-M/-W).
+    ages: [Option<i64>; 3],
     move_home: bool,
     non_unique: bool,
 }
@@ -376,6 +427,11 @@ fn user_args(a: &Vars) -> Result<UserArgs, ModuleError> {
             ),
         },
         password_lock: args::opt_bool(a, "password_lock")?,
+        ages: [
+            opt_days(a, "password_expire_min")?,
+            opt_days(a, "password_expire_max")?,
+            opt_days(a, "password_expire_warn")?,
+        ],
         move_home: args::bool_or(a, "move_home", false)?,
         non_unique: args::bool_or(a, "non_unique", false)?,
     })
@@ -433,6 +489,7 @@ fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         None => create_user(&u, primary.as_ref(), &wanted, ctx)?,
         Some(acct) => modify_user(&u, acct, primary.as_ref(), &wanted, ctx)?,
     };
+    o.changed |= password_ages(&u, ctx)?;
     // Report the account as it now is (in check mode: as it was, or what was asked).
     let now = if ctx.check_mode {
         existing
@@ -1256,5 +1313,40 @@ mod tests {
         assert!(run("user", lock.clone(), false).unwrap().changed);
         assert_eq!(shadow_hash("rustletestu4").unwrap(), format!("!{hash}"));
         assert!(!run("user", lock, false).unwrap().changed);
+    }
+
+    /// The user target's password ages: each is set once with chage (the shadow
+    /// entry's fields 4 to 6), again is no change, 0 is a value like any other.
+    #[test]
+    fn password_ages_are_set_once() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu5"], &[]);
+        let user = |extra: Value| {
+            let mut a = json!({"name": "rustletestu5", "create_home": false});
+            for (k, v) in extra.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            run("user", a, false).unwrap()
+        };
+        assert!(user(json!({})).changed);
+        let fields = || {
+            let line = entries("shadow", Some("rustletestu5")).concat();
+            line.split(':').map(str::to_string).collect::<Vec<_>>()
+        };
+        for (args, field, value) in [
+            (json!({"password_expire_max": 10}), 4, "10"),
+            (json!({"password_expire_min": 5}), 3, "5"),
+            (json!({"password_expire_warn": 28}), 5, "28"),
+            (
+                json!({"password_expire_min": 0, "password_expire_max": 0}),
+                3,
+                "0",
+            ),
+        ] {
+            assert!(user(args.clone()).changed, "{args}");
+            assert_eq!(fields()[field], value, "{args}: {:?}", fields());
+            assert!(!user(args.clone()).changed, "{args} again");
+        }
+        assert_eq!(fields()[4], "0");
     }
 }
