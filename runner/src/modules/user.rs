@@ -19,6 +19,7 @@ use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::fs;
 
 const USER_ARGS: &[&str] = &[
     "name",
@@ -490,6 +491,18 @@ fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         Some(acct) => modify_user(&u, acct, primary.as_ref(), &wanted, ctx)?,
     };
     o.changed |= password_ages(&u, ctx)?;
+    // Ansible's "handle missing homedirs": an account whose home is missing gets one.
+    if u.create_home
+        && let Some(acct) = account(&u.name)
+    {
+        let home = u.home.clone().unwrap_or_else(|| acct.home.clone());
+        if !home.is_empty() && fs::symlink_metadata(&home).is_err() {
+            if !ctx.check_mode {
+                make_home(&u, std::path::Path::new(&home), acct.uid, acct.gid)?;
+            }
+            o.changed = true;
+        }
+    }
     // Report the account as it now is (in check mode: as it was, or what was asked).
     let now = if ctx.check_mode {
         existing
@@ -640,6 +653,71 @@ fn take_back(u: &UserArgs, home: &str, home_was_there: bool, stop: Stop) -> Stop
     Stop::Failed(failed_outcome)
 }
 
+/// Ansible's `create_homedir` and `chown_homedir` for an existing account: the
+/// skeleton (`skeleton`, else /etc/skel) copied with its symlinks as links, or an empty
+/// directory; the mode login.defs gives homes (HOME_MODE, else 0777 less UMASK, else
+/// 0755); everything owned by the account (links themselves, never what they name).
+fn make_home(u: &UserArgs, home: &std::path::Path, uid: u32, gid: u32) -> Step<()> {
+    let skel = u.skeleton.as_deref().unwrap_or("/etc/skel");
+    let made = if skel != "/dev/null" && std::path::Path::new(skel).is_dir() {
+        copy_tree(std::path::Path::new(skel), home)
+    } else {
+        fs::create_dir_all(home)
+    };
+    made.map_err(|e| fsutil::io_fail("create the home directory", home, &e))?;
+    let mut mode = 0o755;
+    if let Ok(defs) = fs::read_to_string("/etc/login.defs") {
+        for line in defs.lines() {
+            let mut f = line.split_whitespace();
+            let (key, value) = (
+                f.next(),
+                f.next().and_then(|v| u32::from_str_radix(v, 8).ok()),
+            );
+            match (key, value, f.next()) {
+                (Some("HOME_MODE"), Some(m), None) => {
+                    mode = m;
+                    break;
+                }
+                (Some("UMASK"), Some(m), None) => mode = 0o777 & !m,
+                _ => {}
+            }
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(home, fs::Permissions::from_mode(mode))
+        .map_err(|e| fsutil::io_fail("set the mode of", home, &e))?;
+    chown_tree(home, uid, gid).map_err(|e| fsutil::io_fail("change the owner of", home, &e))
+}
+
+/// Copies the directory `from` to the new directory `to`, symlinks as symlinks.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let t = entry.file_type()?;
+        if t.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if t.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives `path` and everything below it to `uid`/`gid`, links themselves (lchown).
+fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// The directory useradd puts new homes in (`HOME=` in /etc/default/useradd, else /home).
 fn useradd_home_base() -> String {
     std::fs::read_to_string("/etc/default/useradd")
@@ -712,7 +790,8 @@ fn modify_user(
     }
     if let Some(want) = u.expires {
         // Ansible compares the day (UTC) only, and clears an expiry that is set.
-        let have = shadow_expires(&acct.name).unwrap_or(-1);
+        // No shadow entry reads as day 0, as Ansible's `user_password()[1] or 0`.
+        let have = shadow_expires(&acct.name).unwrap_or(0);
         let differs = if want < 0.0 {
             have >= 0
         } else {
@@ -1348,5 +1427,30 @@ mod tests {
             assert!(!user(args.clone()).changed, "{args} again");
         }
         assert_eq!(fields()[4], "0");
+    }
+
+    /// The user target's no_home_fallback: an account made without its home gets one
+    /// when a later task has create_home (the default), owned by the account; the next
+    /// run changes nothing.
+    #[test]
+    fn a_missing_home_is_made_for_an_existing_account() {
+        use std::os::unix::fs::MetadataExt;
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu6"], &[]);
+        let home = "/tmp/rustletestu6-home";
+        let _ = std::fs::remove_dir_all(home);
+        let without = json!({"name": "rustletestu6", "home": home, "create_home": false});
+        assert!(run("user", without, false).unwrap().changed);
+        assert!(!std::path::Path::new(home).exists());
+        let with = json!({"name": "rustletestu6", "home": home});
+        assert!(run("user", with.clone(), true).unwrap().changed);
+        assert!(!std::path::Path::new(home).exists(), "check mode");
+        let o = run("user", with.clone(), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        let m = std::fs::metadata(home).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.uid(), account("rustletestu6").unwrap().uid);
+        assert!(!run("user", with, false).unwrap().changed);
+        let _ = std::fs::remove_dir_all(home);
     }
 }
