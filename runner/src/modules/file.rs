@@ -383,6 +383,18 @@ fn describe(req: &Req, out: Outcome, would_be: &str, ctx: &Ctx<'_>) -> Outcome {
     fsutil::add_path_info(out, &req.path, req.follow)
 }
 
+/// Sets the requested attributes on the path as it is (no other change) and
+/// describes it: the end of every state that finds the path already right.
+fn settle(req: &Req, ctx: &Ctx<'_>, changes: &mut Changes, would_be: &str) -> Step<Outcome> {
+    changes.extend(fsutil::apply_attrs(
+        &req.path,
+        req.attrs,
+        req.follow,
+        ctx.check_mode,
+    )?);
+    Ok(describe(req, Outcome::ok(), would_be, ctx))
+}
+
 fn absent(
     req: &Req,
     prev: Option<&fs::Metadata>,
@@ -422,13 +434,7 @@ fn file(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> St
             .with("state", effective),
         ));
     }
-    changes.extend(fsutil::apply_attrs(
-        &req.path,
-        req.attrs,
-        req.follow,
-        ctx.check_mode,
-    )?);
-    Ok(describe(req, Outcome::ok(), "file", ctx))
+    settle(req, ctx, changes, "file")
 }
 
 fn directory(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> Step<Outcome> {
@@ -503,13 +509,7 @@ fn touch(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> S
                 _ => io_fail("create", &req.path, &e),
             })?;
     }
-    changes.extend(fsutil::apply_attrs(
-        &req.path,
-        req.attrs,
-        req.follow,
-        ctx.check_mode,
-    )?);
-    Ok(describe(req, Outcome::ok(), "file", ctx))
+    settle(req, ctx, changes, "file")
 }
 
 /// `src` as seen from the link's directory (how the kernel resolves a relative link).
@@ -532,13 +532,7 @@ fn link(
     let Some(src) = req.src.as_deref() else {
         // An existing link without src: keep it and just set attributes.
         if prev_state == "link" {
-            changes.extend(fsutil::apply_attrs(
-                &req.path,
-                req.attrs,
-                req.follow,
-                ctx.check_mode,
-            )?);
-            return Ok(describe(req, Outcome::ok(), "link", ctx));
+            return settle(req, ctx, changes, "link");
         }
         return Err(
             ModuleError::BadArgs("src is required for creating new symlinks".into()).into(),
@@ -556,13 +550,7 @@ fn link(
         "link" => {
             let current = fs::read_link(&req.path).map_err(|e| io_fail("read", &req.path, &e))?;
             if current == Path::new(src) {
-                changes.extend(fsutil::apply_attrs(
-                    &req.path,
-                    req.attrs,
-                    req.follow,
-                    ctx.check_mode,
-                )?);
-                return Ok(describe(req, Outcome::ok(), "link", ctx));
+                return settle(req, ctx, changes, "link");
             }
             changes.push("src", current.display().to_string(), src.into());
             true
