@@ -379,7 +379,7 @@ pub struct NewFile<'d> {
 
 /// The attributes a [`NewFile`] gets before it is renamed into place.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Finish {
+pub struct Finish<'a> {
     /// Permission bits (and set-id bits).
     pub mode: u32,
     /// The owner and group of the file being replaced, kept where this process may
@@ -393,6 +393,10 @@ pub struct Finish {
     pub mtime: Option<SystemTime>,
     /// Flush the content to disk before the rename.
     pub sync: bool,
+    /// The file being replaced, opened by the caller (checked to be the file it
+    /// inspected): its extended attributes (POSIX ACLs, SELinux label, user xattrs) go
+    /// onto the new file, as Ansible's `atomic_move` keeps them (`shutil.copystat`).
+    pub keep_xattrs: Option<&'a fs::File>,
 }
 
 impl NewFile<'_> {
@@ -433,6 +437,11 @@ impl NewFile<'_> {
         if fin.uid.is_some() || fin.gid.is_some() {
             std::os::unix::fs::fchown(&self.file, fin.uid, fin.gid)
                 .map_err(|e| io("change the owner/group of", e))?;
+        }
+        // After the owner (chown drops file capabilities, which are an xattr) and before
+        // the mode (which then sets an ACL's mask as the mode asks), as copystat does.
+        if let Some(old) = fin.keep_xattrs {
+            copy_xattrs(old, &self.file).map_err(|e| io("copy the extended attributes to", e))?;
         }
         self.file
             .set_permissions(fs::Permissions::from_mode(fin.mode))
@@ -478,6 +487,81 @@ impl Drop for NewFile<'_> {
             let _ = fs::remove_file(p);
         }
     }
+}
+
+/// Copies every extended attribute `from` has onto `to`, through both descriptors.
+/// As Python's `shutil._copyxattr` (what Ansible's `atomic_move` relies on), an
+/// attribute the file system or this process may not set is skipped (EPERM, ENOTSUP,
+/// ENODATA, EINVAL), and a file system without xattrs has nothing to copy.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub fn copy_xattrs(from: &fs::File, to: &fs::File) -> io::Result<()> {
+    use rustix::fs::{
+        XattrFlags, fgetxattr, fgetxattr_query, flistxattr, flistxattr_query, fsetxattr,
+    };
+    use rustix::io::Errno;
+    let skipped = |e: Errno| {
+        [
+            Errno::PERM,
+            Errno::NOTSUP,
+            Errno::OPNOTSUPP,
+            Errno::NODATA,
+            Errno::INVAL,
+        ]
+        .contains(&e)
+    };
+    let names = match sized(|| flistxattr_query(from), |buf| flistxattr(from, buf)) {
+        Ok(n) => n,
+        Err(e) if skipped(e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) =
+            std::ffi::CStr::from_bytes_with_nul(&[name, &[0]].concat()).map(ToOwned::to_owned)
+        else {
+            continue;
+        };
+        let value = match sized(
+            || fgetxattr_query(from, name.as_c_str()),
+            |buf| fgetxattr(from, name.as_c_str(), buf),
+        ) {
+            Ok(v) => v,
+            Err(e) if skipped(e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match fsetxattr(to, name.as_c_str(), &value, XattrFlags::empty()) {
+            Err(e) if !skipped(e) => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// No extended attributes to keep where the runner does not read them.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn copy_xattrs(_from: &fs::File, _to: &fs::File) -> io::Result<()> {
+    Ok(())
+}
+
+/// The whole answer of an xattr call that fills a buffer: its size asked first
+/// (`query`), then the bytes (`call`); ERANGE (it grew meanwhile) asks again.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+fn sized(
+    query: impl Fn() -> rustix::io::Result<usize>,
+    call: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
+    for _ in 0..8 {
+        let len = query()?;
+        let mut buf = vec![0u8; len];
+        match call(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(rustix::io::Errno::RANGE)
 }
 
 /// Writes `bytes` as the file `path` with permission bits `mode` (whatever the umask),
@@ -549,4 +633,41 @@ fn temp_name(base: &OsStr) -> OsString {
     name.push(base);
     name.push(format!(".{}.rustle-tmp", crate::random::tag()));
     name
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::process::Command;
+
+    /// A file written over one that has a POSIX ACL has that ACL too (read back by
+    /// the system's getfacl, set by its setfacl).
+    #[test]
+    fn a_replaced_file_keeps_the_old_ones_acl() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, "old").unwrap();
+        let set = Command::new("setfacl")
+            .arg("-m")
+            .arg("nobody:rwx")
+            .arg(&f)
+            .status()
+            .unwrap();
+        assert!(set.success());
+        let old = std::fs::File::open(&f).unwrap();
+        let mode = std::os::unix::fs::MetadataExt::mode(&old.metadata().unwrap()) & 0o7777;
+        super::write_with(
+            &f,
+            b"new",
+            &super::Finish {
+                mode,
+                keep_xattrs: Some(&old),
+                ..super::Finish::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"new");
+        let out = Command::new("getfacl").arg("-c").arg(&f).output().unwrap();
+        let acl = String::from_utf8(out.stdout).unwrap();
+        assert!(acl.lines().any(|l| l == "user:nobody:rwx"), "{acl}");
+    }
 }

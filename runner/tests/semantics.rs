@@ -2155,3 +2155,40 @@ fn the_template_modules_jinja_settings_apply() {
     let msg = run.result("utf16")["msg"].as_str().unwrap();
     assert!(msg.contains("utf-16"), "{msg}");
 }
+
+/// lineinfile replaces its file through a temp file and a rename, and the file keeps
+/// the POSIX ACL it had (ansible-core's lineinfile target, acls.yml: Ansible's
+/// atomic_move copies the old file's extended attributes onto the new one).
+#[test]
+fn a_rewritten_file_keeps_its_acl() {
+    let d = tmp();
+    let f = p(d.path(), "test.txt");
+    let plan = play(
+        json!([
+            {"name": "create", "module": "copy",
+             "args": {"content": "TEST", "mode": "0644", "dest": f}},
+            sh("acl", &format!("setfacl -m nobody:rwx '{f}'")),
+            {"name": "edit", "module": "lineinfile",
+             "args": {"path": f, "regexp": "TEST", "line": "UPDATE"}},
+            with(sh("show", &format!("getfacl '{f}'")), json!({"register": "acls"})),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("create", "changed"),
+            ("acl", "changed"),
+            ("edit", "changed"),
+            ("show", "changed"),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "UPDATE\n");
+    let acl = run.result("show")["stdout"].as_str().unwrap().to_string();
+    for line in ["user::rw-", "user:nobody:rwx", "group::r--", "other::r--"] {
+        assert!(
+            acl.lines().any(|l| l == line),
+            "{line} missing from:\n{acl}"
+        );
+    }
+}

@@ -32,16 +32,16 @@ pub fn only(args: &Vars, known: &[&str]) -> Result<(), ModuleError> {
     }
 }
 
-/// An optional string argument; numbers and booleans are accepted as their text.
+/// An optional string argument; numbers and booleans are accepted as their text, and a
+/// list or mapping as Python's text of it, as Ansible's `check_type_str` converts them
+/// (`path: '{{ item }}'` over find's `files` names a file called `{'path': ...}`).
 pub fn opt_str(args: &Vars, name: &str) -> Result<Option<String>, ModuleError> {
     match args.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-        Some(other) => Err(ModuleError::BadArgs(format!(
-            "argument '{name}' must be a string, got {other}"
-        ))),
+        Some(other) => Ok(Some(crate::lookups::py_repr(other))),
     }
 }
 

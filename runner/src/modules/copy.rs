@@ -313,10 +313,23 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let mut out = Outcome::ok();
     let mut created_dirs = Vec::new();
+    // How many files the tree has, and the directories below its top that hold them
+    // (with whether they all existed before), for Ansible's report of a one-file tree.
+    let mut files = 0usize;
+    let mut subdirs = std::collections::BTreeSet::new();
+    let mut subdirs_existed = true;
     for (key, file) in ctx.files.range(prefix.clone()..) {
         let Some(rel) = key.strip_prefix(&prefix) else {
             break;
         };
+        files += 1;
+        let mut dir = Path::new(rel).parent();
+        while let Some(p) = dir.filter(|p| !p.as_os_str().is_empty()) {
+            if subdirs.insert(p.to_path_buf()) {
+                subdirs_existed &= root.join(p).is_dir();
+            }
+            dir = p.parent();
+        }
         // Names come from the packer; still, never let one climb out of dest.
         if rel.split('/').any(|c| c == ".." || c.is_empty()) {
             return fail(format!("refusing embedded file name '{key}'"));
@@ -398,6 +411,12 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
         out.diff.extend(one.diff);
     }
     out.changed |= !created_dirs.is_empty();
+    if files == 1 && !subdirs.is_empty() {
+        // Ansible's copy action reports, for a tree of one file, the last module it
+        // ran: the file module making the tree's last directory, which the file's copy
+        // created already (a change only in check mode, where nothing was created).
+        out.changed = ctx.check_mode && !subdirs_existed;
+    }
     Ok(out
         .with("dest", root.display().to_string())
         .with("src", d.src))
@@ -728,5 +747,31 @@ mod tests {
                 other => panic!("{args}: expected BadArgs, got {other:?}"),
             }
         }
+    }
+
+    /// The user target copies `files/skel` (one file, `.ssh/known_hosts`) and Ansible
+    /// reports ok: its copy action returns the last module it ran, the file module
+    /// on `.ssh`, which the file's copy had already made. In check mode, changed.
+    #[test]
+    fn a_one_file_tree_reports_its_last_directory_as_ansible_does() {
+        let t = tempfile::tempdir().unwrap();
+        let args = crate::modules::args_in(t.path(), &json!({"src": "skel", "dest": "{p}/t"}));
+        let mut files = BTreeMap::new();
+        files.insert(
+            "skel/.ssh/known_hosts".to_string(),
+            HostFile {
+                content: b"host key\n".to_vec(),
+                mode: None,
+            },
+        );
+        let run = |check| crate::modules::run_for_test("copy", &args, &files, &json!({}), check);
+        let dry = run(true).unwrap();
+        assert!(dry.changed && !dry.failed, "{dry:?}");
+        let out = run(false).unwrap();
+        assert!(!out.changed && !out.failed, "{out:?}");
+        assert_eq!(
+            fs::read(t.path().join("t/skel/.ssh/known_hosts")).unwrap(),
+            b"host key\n"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! remove it, and set its mode/owner/group, with ansible.builtin.file's semantics.
 //!
 //! Symbolic modes (`u=rwX,o-w`) apply to the path's current mode (`args::SymbolicMode`);
-//! `modification_time`/`access_time` work with state=file and directory.
+//! `modification_time`/`access_time` work with state=file, directory and touch (which
+//! sets both to now unless told otherwise).
 //!
 //! Differences from Ansible, on purpose or for now: a relative `src` of a hard link is taken relative to the link's
 //! directory (as for symlinks) rather than the process's working directory; `recurse`
@@ -152,7 +153,9 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         State::Hard => hard(&req, prev.as_ref(), ctx, &mut changes)?,
     };
     let mut time_changes = Vec::new();
-    if !out.failed && times.wanted() {
+    // A path check mode did not create has no times to compare (Ansible's touch
+    // returns before looking at them).
+    if !out.failed && times.wanted() && fs::metadata(&req.path).is_ok() {
         time_changes = times.apply(&req.path, ctx.check_mode)?;
     }
     out.changed = out.changed || !changes.is_empty() || !time_changes.is_empty();
@@ -184,13 +187,20 @@ struct Times {
 
 impl Times {
     /// Reads the times (`preserve`, `now`, or a time in `*_time_format`, by default
-    /// `%Y%m%d%H%M.%S`, in the host's zone). Touch sets both to now itself; the other
-    /// states keep them unless asked.
+    /// `%Y%m%d%H%M.%S`, in the host's zone). A time not given is `now` for touch and
+    /// kept for the other states, as Ansible's `keep_backward_compatibility_on_timestamps`
+    /// decides.
     fn from_args(a: &Vars, state: State) -> Step<Times> {
+        let unset = if state == State::Touch {
+            When::Now
+        } else {
+            When::Preserve
+        };
         let one = |key: &str, fmt_key: &str| -> Step<When> {
             let fmt = args::opt_str(a, fmt_key)?.unwrap_or_else(|| "%Y%m%d%H%M.%S".into());
             Ok(match args::opt_str(a, key)?.as_deref() {
-                None | Some("preserve") => When::Preserve,
+                None => unset,
+                Some("preserve") => When::Preserve,
                 Some("now") => When::Now,
                 Some(text) => When::At(crate::filters::datetime::local_epoch(text, &fmt).map_err(
                     |e| {
@@ -205,9 +215,9 @@ impl Times {
             mtime: one("modification_time", "modification_time_format")?,
             atime: one("access_time", "access_time_format")?,
         };
-        if t.wanted() && !matches!(state, State::File | State::Directory) {
+        if t.wanted() && !matches!(state, State::File | State::Directory | State::Touch) {
             return Err(ModuleError::BadArgs(
-                "modification_time and access_time are supported by this runner with state=file or directory (touch sets them to now)".into(),
+                "modification_time and access_time are supported by this runner with state=file, directory or touch".into(),
             )
             .into());
         }
@@ -373,6 +383,18 @@ fn describe(req: &Req, out: Outcome, would_be: &str, ctx: &Ctx<'_>) -> Outcome {
     fsutil::add_path_info(out, &req.path, req.follow)
 }
 
+/// Sets the requested attributes on the path as it is (no other change) and
+/// describes it: the end of every state that finds the path already right.
+fn settle(req: &Req, ctx: &Ctx<'_>, changes: &mut Changes, would_be: &str) -> Step<Outcome> {
+    changes.extend(fsutil::apply_attrs(
+        &req.path,
+        req.attrs,
+        req.follow,
+        ctx.check_mode,
+    )?);
+    Ok(describe(req, Outcome::ok(), would_be, ctx))
+}
+
 fn absent(
     req: &Req,
     prev: Option<&fs::Metadata>,
@@ -412,13 +434,7 @@ fn file(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> St
             .with("state", effective),
         ));
     }
-    changes.extend(fsutil::apply_attrs(
-        &req.path,
-        req.attrs,
-        req.follow,
-        ctx.check_mode,
-    )?);
-    Ok(describe(req, Outcome::ok(), "file", ctx))
+    settle(req, ctx, changes, "file")
 }
 
 fn directory(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> Step<Outcome> {
@@ -472,12 +488,13 @@ fn recurse_attrs(dir: &Path, attrs: Attrs, check: bool) -> Step<bool> {
 }
 
 fn touch(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> Step<Outcome> {
-    // Ansible reports a touch as a change every time: the times move.
-    changes.push("state", prev_state.into(), "touch".into());
-    if ctx.check_mode {
-        return Ok(describe(req, Outcome::changed(true), "file", ctx));
-    }
+    // Ansible's touch changes what it creates; an existing path changes when its
+    // attributes or times do (`Times::apply`, which sets both to now unless told).
     if prev_state == "absent" {
+        changes.push("state", prev_state.into(), "touch".into());
+        if ctx.check_mode {
+            return Ok(describe(req, Outcome::changed(true), "file", ctx));
+        }
         // O_EXCL: a name planted after the check (a symlink to a file root must not
         // create) makes this fail instead of being followed.
         fs::File::options()
@@ -491,15 +508,8 @@ fn touch(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) -> S
                 ))),
                 _ => io_fail("create", &req.path, &e),
             })?;
-    } else if req.follow || prev_state != "link" {
-        // Opening read-only works for directories too; set_times needs only ownership.
-        let now = std::time::SystemTime::now();
-        fs::File::open(&req.path)
-            .and_then(|f| f.set_times(fs::FileTimes::new().set_accessed(now).set_modified(now)))
-            .map_err(|e| io_fail("update the times of", &req.path, &e))?;
     }
-    fsutil::apply_attrs(&req.path, req.attrs, req.follow, false)?;
-    Ok(describe(req, Outcome::changed(true), "file", ctx))
+    settle(req, ctx, changes, "file")
 }
 
 /// `src` as seen from the link's directory (how the kernel resolves a relative link).
@@ -522,13 +532,7 @@ fn link(
     let Some(src) = req.src.as_deref() else {
         // An existing link without src: keep it and just set attributes.
         if prev_state == "link" {
-            changes.extend(fsutil::apply_attrs(
-                &req.path,
-                req.attrs,
-                req.follow,
-                ctx.check_mode,
-            )?);
-            return Ok(describe(req, Outcome::ok(), "link", ctx));
+            return settle(req, ctx, changes, "link");
         }
         return Err(
             ModuleError::BadArgs("src is required for creating new symlinks".into()).into(),
@@ -546,13 +550,7 @@ fn link(
         "link" => {
             let current = fs::read_link(&req.path).map_err(|e| io_fail("read", &req.path, &e))?;
             if current == Path::new(src) {
-                changes.extend(fsutil::apply_attrs(
-                    &req.path,
-                    req.attrs,
-                    req.follow,
-                    ctx.check_mode,
-                )?);
-                return Ok(describe(req, Outcome::ok(), "link", ctx));
+                return settle(req, ctx, changes, "link");
             }
             changes.push("src", current.display().to_string(), src.into());
             true
@@ -1031,5 +1029,69 @@ mod tests {
                 other => panic!("{args}: expected BadArgs, got {other:?}"),
             }
         }
+    }
+
+    /// The find target touches a file with an old `modification_time` ("...1200.0", one
+    /// digit of seconds, as Python's strptime takes it): the file gets that time, the
+    /// access time is now; touching again with both times fixed, or both preserved,
+    /// changes nothing, as Ansible's `update_timestamp_for_file` decides.
+    #[test]
+    fn touch_sets_given_times_and_is_idempotent_when_they_are_fixed() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("old.txt");
+        // The instant as the host's own `date` reads it in its zone.
+        let want: i64 = String::from_utf8(
+            std::process::Command::new("date")
+                .args(["-d", "2020-01-01 12:00:00", "+%s"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        let args =
+            json!({"path": "{p}/old.txt", "state": "touch", "modification_time": "202001011200.0"});
+        let dry = check(t.path(), args.clone(), true).unwrap();
+        assert!(dry.changed && !f.exists(), "{dry:?}");
+        let made = check(t.path(), args, false).unwrap();
+        assert!(made.changed, "{made:?}");
+        let m = fs::metadata(&f).unwrap();
+        assert_eq!(m.mtime(), want);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (now - m.atime()).abs() < 60,
+            "atime {} now {now}",
+            m.atime()
+        );
+        let fixed = json!({"path": "{p}/old.txt", "state": "touch",
+            "modification_time": "202001011200.0", "access_time": "202001011200.0"});
+        assert!(check(t.path(), fixed.clone(), false).unwrap().changed);
+        let again = check(t.path(), fixed, false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        assert_eq!(again.data["diff"]["after"]["state"], "touch");
+        let kept = json!({"path": "{p}/old.txt", "state": "touch",
+            "modification_time": "preserve", "access_time": "preserve"});
+        assert!(!check(t.path(), kept, false).unwrap().changed);
+        assert_eq!(fs::metadata(&f).unwrap().mtime(), want);
+    }
+
+    /// The user target removes `path: '{{ item }}'` over find's `files`: the path is
+    /// the text of a whole mapping, longer than a file name may be. Ansible's
+    /// `os.path.lexists` says it is not there, so state=absent is ok.
+    #[test]
+    fn absent_of_a_name_too_long_or_under_a_file_is_ok() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("f"), "x").unwrap();
+        let long = format!("{{p}}/{}", "n".repeat(300));
+        for path in [long.as_str(), "{p}/f/under"] {
+            let out = check(t.path(), json!({"path": path, "state": "absent"}), false).unwrap();
+            assert!(!out.changed && !out.failed, "{path}: {out:?}");
+        }
+        assert!(t.path().join("f").is_file());
     }
 }

@@ -4,8 +4,7 @@
 //! behaves the same in check mode.
 //!
 //! Also home of the shell-style glob matcher (Python's `fnmatch`) that archive uses.
-//! Not supported (refused as unknown arguments): `mode`/`exact_mode`, `encoding`,
-//! `checksum_algorithm`.
+//! Not supported (refused as unknown arguments): `checksum_algorithm`.
 
 use super::fsutil::{self, Step};
 use super::{Ctx, ModuleError, Outcome, args};
@@ -39,6 +38,8 @@ const KNOWN: &[&str] = &[
     "use_regex",
     "limit",
     "encoding",
+    "mode",
+    "exact_mode",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
@@ -155,6 +156,23 @@ struct Query {
     follow: bool,
     checksum: bool,
     limit: Option<usize>,
+    /// `mode` as permission bits, and whether they must be exactly the entry's
+    /// (`exact_mode`, the default) or only share a bit with them.
+    mode: Option<(u32, bool)>,
+}
+
+/// find's `mode`: octal text (as Python's `int(mode, 8)` reads it) or a symbolic mode
+/// applied to nothing (`_symbolic_mode_to_octal` of a mode-0 file), or a number.
+fn mode_arg(a: &Vars) -> Result<Option<u32>, ModuleError> {
+    let Some(Value::String(text)) = a.get("mode") else {
+        return args::opt_mode(a, "mode");
+    };
+    let t = text.trim();
+    let digits = t.strip_prefix("0o").unwrap_or(t);
+    if let Ok(m) = u32::from_str_radix(digits, 8) {
+        return Ok(Some(m & 0o7777));
+    }
+    Ok(Some(args::SymbolicMode::parse(t)?.apply(0, false)))
 }
 
 fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
@@ -253,6 +271,9 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
         follow: args::bool_or(a, "follow", false)?,
         checksum: args::bool_or(a, "get_checksum", false)?,
         limit,
+        mode: mode_arg(a)?
+            .map(|m| Ok::<_, ModuleError>((m, args::bool_or(a, "exact_mode", true)?)))
+            .transpose()?,
     };
 
     let mut files = Vec::new();
@@ -378,6 +399,17 @@ fn matches(q: &Query, name: &str, path: &Path, st: &fs::Metadata) -> Result<bool
     };
     if !within(now - i128::from(stamp), q.age) {
         return Ok(false);
+    }
+    // Ansible's mode_filter, for every type.
+    if let Some((mode, exact)) = q.mode {
+        let have = st.mode() & 0o7777;
+        if !(if exact {
+            have == mode
+        } else {
+            have & mode != 0
+        }) {
+            return Ok(false);
+        }
     }
     // Size and content only filter regular files (with `any`, others pass).
     if t.is_file() {
@@ -697,5 +729,38 @@ mod tests {
                 other => panic!("{args}: expected BadArgs, got {other:?}"),
             }
         }
+    }
+
+    /// find's mode.yml: `mode` in octal or symbolic form, matched exactly (the
+    /// default) or as any shared bit (`exact_mode: false`).
+    #[test]
+    fn mode_matches_exactly_or_by_any_shared_bit() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        for m in [0o644, 0o444, 0o400, 0o700, 0o666] {
+            let f = t.path().join(format!("mode_{m:04o}"));
+            fs::write(&f, "").unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(m)).unwrap();
+        }
+        let find = |mode: &str, exact: bool| {
+            let args = json!({"paths": "{p}", "mode": mode, "exact_mode": exact});
+            names(&check(t.path(), args, false).unwrap(), t.path())
+        };
+        assert_eq!(find("0644", true), ["mode_0644"]);
+        assert_eq!(find("u=rw,g=r,o=r", true), ["mode_0644"]);
+        let user_readable = [
+            "mode_0400",
+            "mode_0444",
+            "mode_0644",
+            "mode_0666",
+            "mode_0700",
+        ];
+        assert_eq!(find("0400", false), user_readable);
+        assert_eq!(find("u=r", false), user_readable);
+        let other_readable = ["mode_0444", "mode_0644", "mode_0666"];
+        assert_eq!(find("0004", false), other_readable);
+        assert_eq!(find("o=r", false), other_readable);
+        let bad = check(t.path(), json!({"paths": "{p}", "mode": "rw"}), false);
+        assert!(matches!(bad, Err(ModuleError::BadArgs(m)) if m.contains("mode")));
     }
 }

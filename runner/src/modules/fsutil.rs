@@ -65,11 +65,22 @@ pub(super) fn io_fail(action: &str, path: &Path, e: &io::Error) -> Stop {
     )))
 }
 
-/// A path's metadata without following a final symlink; `None` when nothing is there.
+/// A path's metadata without following a final symlink; `None` when nothing is there,
+/// which includes a name too long or a parent that is not a directory (Python's
+/// `os.path.lexists`, which Ansible's file module asks, says False to those).
 pub(super) fn lstat(path: &Path) -> Step<Option<fs::Metadata>> {
     match fs::symlink_metadata(path) {
         Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::InvalidFilename
+                    | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(io_fail("inspect", path, &e)),
     }
 }
@@ -643,6 +654,7 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                     // (it costs milliseconds per file on a busy disk, more than the
                     // rest of the task).
                     sync: existing.is_some(),
+                    keep_xattrs: old_file.as_ref(),
                 },
             )?;
         }

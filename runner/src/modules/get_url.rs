@@ -564,6 +564,7 @@ fn fetch_and_place(
             gid: req.attrs.gid,
             mtime: None,
             sync: meta.is_some(),
+            keep_xattrs: None,
         },
     )?;
     Ok(fsutil::add_path_info(o, dest, true))

@@ -7,7 +7,10 @@
 //! tools take the passwd lock; another process holding it makes them fail with
 //! "cannot lock", so those failures are retried a few times before being reported.
 //!
-//! Not supported (refused as unknown arguments): ssh keys, expiry, password locking,
+//! `expires` and `password_lock` follow Ansible's comparisons (the expiry day in UTC; the
+//! hash without its `!`), the password itself going through chpasswd, never argv.
+//! Password ages (`password_expire_min`/`_max`/`_warn`) go through chage.
+//! Not supported (refused as unknown arguments): ssh keys, `local`, `umask`,
 //! login classes and other platform-specific options.
 
 use super::fsutil::{self, Step, Stop, fail, failed};
@@ -16,6 +19,7 @@ use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::fs;
 
 const USER_ARGS: &[&str] = &[
     "name",
@@ -37,6 +41,11 @@ const USER_ARGS: &[&str] = &[
     "force",
     "move_home",
     "non_unique",
+    "expires",
+    "password_lock",
+    "password_expire_min",
+    "password_expire_max",
+    "password_expire_warn",
 ];
 
 const GROUP_ARGS: &[&str] = &[
@@ -121,6 +130,26 @@ fn shadow_hash(name: &str) -> Option<String> {
     })
 }
 
+/// The account's expiry in the shadow database, in days since the epoch; -1 when the
+/// field is empty, as Ansible's `user_password` reads it (`None`: no readable entry).
+fn shadow_expires(name: &str) -> Option<i64> {
+    entries("shadow", Some(name)).iter().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name))
+            .then(|| f.get(7).and_then(|e| e.trim().parse().ok()).unwrap_or(-1))
+    })
+}
+
+/// `expires` as useradd/usermod's `-e` takes it: the UTC date of the instant, or
+/// empty (no expiry) for an instant before the epoch.
+fn expire_date(expires: f64) -> String {
+    if expires < 0.0 {
+        return String::new();
+    }
+    let (y, m, d) = crate::facts::civil((expires / 86_400.0).floor() as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Refuses names the tools would misread (an option) or that cannot be in the
 /// colon-separated databases.
 fn check_name(arg: &str, name: &str) -> Result<(), ModuleError> {
@@ -144,6 +173,51 @@ fn opt_id(a: &Vars, name: &str) -> Result<Option<u32>, ModuleError> {
             ModuleError::BadArgs(format!("argument '{name}' must be a number, got '{s}'"))
         }),
     }
+}
+
+/// A number of days (may be -1, which chage reads as "none").
+fn opt_days(a: &Vars, name: &str) -> Result<Option<i64>, ModuleError> {
+    match args::opt_str(a, name)? {
+        None => Ok(None),
+        Some(s) => s.trim().parse().map(Some).map_err(|_| {
+            ModuleError::BadArgs(format!("argument '{name}' must be an integer, got '{s}'"))
+        }),
+    }
+}
+
+/// Ansible's `set_password_expire`: the password ages that differ from the shadow
+/// entry's (an empty field is -1) are set with chage; an account with no readable
+/// entry (check mode, before it exists) is left alone. True when something changed.
+fn password_ages(u: &UserArgs, ctx: &Ctx<'_>) -> Step<bool> {
+    if u.ages.iter().all(Option::is_none) {
+        return Ok(false);
+    }
+    let Some(have) = entries("shadow", Some(&u.name)).iter().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&u.name.as_str())).then(|| {
+            [3, 4, 5].map(|i| {
+                f.get(i)
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(-1i64)
+            })
+        })
+    }) else {
+        return Ok(false);
+    };
+    let mut argv = Vec::new();
+    for ((flag, want), have) in ["-m", "-M", "-W"].iter().zip(u.ages).zip(have) {
+        if let Some(w) = want.filter(|w| *w != have) {
+            argv.extend([flag.to_string(), w.to_string()]);
+        }
+    }
+    if argv.is_empty() {
+        return Ok(false);
+    }
+    if !ctx.check_mode {
+        argv.push(u.name.clone());
+        change("chage", &argv, &u.name)?;
+    }
+    Ok(true)
 }
 
 fn state_arg(a: &Vars) -> Result<bool, ModuleError> {
@@ -222,7 +296,45 @@ fn change_with_input(
 
 /// The `user` module.
 pub(super) fn user(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
-    fsutil::finish(user_inner(a, ctx))
+    let out = fsutil::finish(user_inner(a, ctx))?;
+    let password = args::opt_str(a, "password")?;
+    Ok(match password.as_deref().filter(|p| !looks_hashed(p)) {
+        Some(_) => out.warn(
+            "The input password appears not to have been hashed. The 'password' argument must be encrypted for this module to work properly.",
+        ),
+        None => out,
+    })
+}
+
+/// Ansible's `check_password_encrypted`: a password given to useradd/usermod must be a
+/// crypt(3) hash (`$id$...$hash` of the right length for md5, sha256, sha512 and
+/// yescrypt, in the crypt alphabet) or one of the lock markers; anything else is
+/// warned about (it is most likely a plain text password, stored as is).
+fn looks_hashed(p: &str) -> bool {
+    if p.is_empty() || ["*", "!", "*************"].contains(&p) {
+        return true;
+    }
+    if p.contains([':', '*', '!']) || !p.contains('$') {
+        return false;
+    }
+    let fields: Vec<&str> = p.split('$').collect();
+    let (Some(id), Some(hash)) = (fields.get(1), fields.last()) else {
+        return false;
+    };
+    if fields.len() < 3
+        || !hash
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./=".contains(c))
+    {
+        return false;
+    }
+    let want = match *id {
+        "1" => Some(22),
+        "5" | "y" => Some(43),
+        "6" => Some(86),
+        _ => None,
+    };
+    want.is_none_or(|n| hash.len() == n)
 }
 
 /// The user's arguments, decoded.
@@ -241,6 +353,12 @@ struct UserArgs {
     comment: Option<String>,
     password: Option<String>,
     update_always: bool,
+    /// `expires`: the account's expiry as epoch seconds (negative: none).
+    expires: Option<f64>,
+    /// `password_lock`: lock (`!` before the hash) or unlock the password.
+    password_lock: Option<bool>,
+    /// `password_expire_min`/`_max`/`_warn`: the shadow ages, in days (chage -m/-M/-W).
+    ages: [Option<i64>; 3],
     move_home: bool,
     non_unique: bool,
 }
@@ -298,6 +416,23 @@ fn user_args(a: &Vars) -> Result<UserArgs, ModuleError> {
         comment: no_newline("comment", args::opt_str(a, "comment")?)?,
         password: no_newline("password", args::opt_str(a, "password")?)?,
         update_always,
+        expires: match a.get("expires") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| {
+                        ModuleError::BadArgs(format!("Invalid value for 'expires' {v}"))
+                    })?,
+            ),
+        },
+        password_lock: args::opt_bool(a, "password_lock")?,
+        ages: [
+            opt_days(a, "password_expire_min")?,
+            opt_days(a, "password_expire_max")?,
+            opt_days(a, "password_expire_warn")?,
+        ],
         move_home: args::bool_or(a, "move_home", false)?,
         non_unique: args::bool_or(a, "non_unique", false)?,
     })
@@ -355,6 +490,19 @@ fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         None => create_user(&u, primary.as_ref(), &wanted, ctx)?,
         Some(acct) => modify_user(&u, acct, primary.as_ref(), &wanted, ctx)?,
     };
+    o.changed |= password_ages(&u, ctx)?;
+    // Ansible's "handle missing homedirs": an account whose home is missing gets one.
+    if u.create_home
+        && let Some(acct) = account(&u.name)
+    {
+        let home = u.home.clone().unwrap_or_else(|| acct.home.clone());
+        if !home.is_empty() && fs::symlink_metadata(&home).is_err() {
+            if !ctx.check_mode {
+                make_home(&u, std::path::Path::new(&home), acct.uid, acct.gid)?;
+            }
+            o.changed = true;
+        }
+    }
     // Report the account as it now is (in check mode: as it was, or what was asked).
     let now = if ctx.check_mode {
         existing
@@ -435,6 +583,9 @@ fn create_user(
     if u.system {
         argv.push("-r".into());
     }
+    if let Some(e) = u.expires {
+        argv.extend(["-e".to_string(), expire_date(e)]);
+    }
     if u.create_home {
         argv.push("-m".into());
         if let Some(skel) = &u.skeleton {
@@ -458,7 +609,12 @@ fn create_user(
         .unwrap_or_else(|| format!("{}/{}", useradd_home_base(), u.name));
     let home_was_there = std::path::Path::new(&home).exists();
     let out = change("useradd", &argv, &u.name)?;
-    if let Some(pw) = &u.password
+    // A locked password is the hash behind `!`, as Ansible's useradd -p '!hash'.
+    let password = u.password.as_ref().map(|pw| match u.password_lock {
+        Some(true) => format!("!{pw}"),
+        _ => pw.clone(),
+    });
+    if let Some(pw) = &password
         && let Err(stop) = set_password(&u.name, pw)
     {
         return Err(take_back(u, &home, home_was_there, stop));
@@ -495,6 +651,71 @@ fn take_back(u: &UserArgs, home: &str, home_was_there: bool, stop: Stop) -> Stop
     };
     failed_outcome.msg = Some(msg);
     Stop::Failed(failed_outcome)
+}
+
+/// Ansible's `create_homedir` and `chown_homedir` for an existing account: the
+/// skeleton (`skeleton`, else /etc/skel) copied with its symlinks as links, or an empty
+/// directory; the mode login.defs gives homes (HOME_MODE, else 0777 less UMASK, else
+/// 0755); everything owned by the account (links themselves, never what they name).
+fn make_home(u: &UserArgs, home: &std::path::Path, uid: u32, gid: u32) -> Step<()> {
+    let skel = u.skeleton.as_deref().unwrap_or("/etc/skel");
+    let made = if skel != "/dev/null" && std::path::Path::new(skel).is_dir() {
+        copy_tree(std::path::Path::new(skel), home)
+    } else {
+        fs::create_dir_all(home)
+    };
+    made.map_err(|e| fsutil::io_fail("create the home directory", home, &e))?;
+    let mut mode = 0o755;
+    if let Ok(defs) = fs::read_to_string("/etc/login.defs") {
+        for line in defs.lines() {
+            let mut f = line.split_whitespace();
+            let (key, value) = (
+                f.next(),
+                f.next().and_then(|v| u32::from_str_radix(v, 8).ok()),
+            );
+            match (key, value, f.next()) {
+                (Some("HOME_MODE"), Some(m), None) => {
+                    mode = m;
+                    break;
+                }
+                (Some("UMASK"), Some(m), None) => mode = 0o777 & !m,
+                _ => {}
+            }
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(home, fs::Permissions::from_mode(mode))
+        .map_err(|e| fsutil::io_fail("set the mode of", home, &e))?;
+    chown_tree(home, uid, gid).map_err(|e| fsutil::io_fail("change the owner of", home, &e))
+}
+
+/// Copies the directory `from` to the new directory `to`, symlinks as symlinks.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let t = entry.file_type()?;
+        if t.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if t.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives `path` and everything below it to `uid`/`gid`, links themselves (lchown).
+fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 /// The directory useradd puts new homes in (`HOME=` in /etc/default/useradd, else /home).
@@ -567,10 +788,40 @@ fn modify_user(
             argv.push("-m".into());
         }
     }
+    if let Some(want) = u.expires {
+        // Ansible compares the day (UTC) only, and clears an expiry that is set.
+        // No shadow entry reads as day 0, as Ansible's `user_password()[1] or 0`.
+        let have = shadow_expires(&acct.name).unwrap_or(0);
+        let differs = if want < 0.0 {
+            have >= 0
+        } else {
+            have < 0 || expire_date(want) != expire_date(have as f64 * 86_400.0)
+        };
+        if differs {
+            argv.extend(["-e".to_string(), expire_date(want)]);
+        }
+    }
+    let current = shadow_hash(&acct.name).unwrap_or_default();
+    let locked = current.starts_with('!');
+    // Ansible's comparison ignores the lock marker on both sides.
     let new_password = u
         .password
         .as_ref()
-        .filter(|pw| u.update_always && shadow_hash(&acct.name).as_deref() != Some(pw.as_str()));
+        .filter(|pw| {
+            u.update_always && current.trim_start_matches('!') != pw.trim_start_matches('!')
+        })
+        .map(|pw| match u.password_lock {
+            Some(true) => format!("!{pw}"),
+            _ => pw.clone(),
+        });
+    // Lock or unlock with usermod, unless a new password is set (with its lock) anyway.
+    if new_password.is_none() {
+        match u.password_lock {
+            Some(true) if !locked => argv.push("-L".into()),
+            Some(false) if locked => argv.push("-U".into()),
+            _ => {}
+        }
+    }
     let mut o = Outcome::ok()
         .with("append", u.append)
         .with("move_home", u.move_home);
@@ -587,7 +838,7 @@ fn modify_user(
         stderr = change("usermod", &argv, &acct.name)?.stderr;
     }
     if let Some(pw) = new_password {
-        set_password(&acct.name, pw)?;
+        set_password(&acct.name, &pw)?;
     }
     Ok(o.with("stderr", stderr.trim_end().to_string()))
 }
@@ -1082,5 +1333,124 @@ mod tests {
             assert!(e.to_string().contains(word), "{e}");
         }
         assert!(run("group", json!({"name": "g", "gid": "x"}), false).is_err());
+    }
+
+    /// The user target's passwords: a sha512 crypt hash passes, plain text and a hash
+    /// with characters outside crypt's alphabet are warned about, lock markers pass.
+    #[test]
+    fn plain_text_passwords_are_told_from_hashes() {
+        use super::looks_hashed;
+        assert!(looks_hashed(
+            "$6$rounds=656000$TT4O7jz2M57npccl$33LF6FcUMSW11qrESXL1HX0BS.bsiT6aenFLLiVpsQh6hDtI9pJh5iY7x8J7ePkN4fP8hmElidHXaeD51pbGS."
+        ));
+        assert!(!looks_hashed("plaintextpassword"));
+        assert!(!looks_hashed(
+            "$6$rounds=656000$tgK3gYTyRLUmhyv2$lAFrYUQwn7E6VsjPOwQwoSx30lmpiU9r/E0Al7tzKrR9mkodcMEZGe9OXD0H/clOn6qdsUnaL4zefy5fG+++++"
+        ));
+        assert!(!looks_hashed("$6$salt$short"));
+        for marker in ["!", "*", "*************", ""] {
+            assert!(looks_hashed(marker), "{marker}");
+        }
+    }
+
+    /// The user target's expiry and lock: `expires` sets the shadow day (2529881062 is
+    /// day 29281, 2050-03-03), the same day again is no change, a negative one clears
+    /// it; `password_lock` puts `!` before the hash once, and unlocking takes it away.
+    #[test]
+    fn expiry_and_password_lock_as_ansible_compares_them() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu4"], &[]);
+        let hash = "$6$rustlesalt$lockhashlockhashlockhash";
+        let with = |extra: Value| {
+            let mut a = json!({"name": "rustletestu4", "create_home": false});
+            for (k, v) in extra.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            a
+        };
+        let create =
+            with(json!({"password": hash, "password_lock": true, "expires": 2529881062u64}));
+        assert!(run("user", create.clone(), false).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), format!("!{hash}"));
+        assert_eq!(shadow_expires("rustletestu4"), Some(29281));
+        let again = run("user", create, false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        // Later the same day: no change.
+        let same_day = with(json!({"expires": 2529881062u64 + 3600}));
+        assert!(!run("user", same_day, false).unwrap().changed);
+        let unexpire = with(json!({"expires": -1}));
+        assert!(run("user", unexpire.clone(), false).unwrap().changed);
+        assert_eq!(shadow_expires("rustletestu4"), Some(-1));
+        assert!(!run("user", unexpire, false).unwrap().changed);
+        let unlock = with(json!({"password_lock": false}));
+        assert!(run("user", unlock.clone(), false).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), hash);
+        assert!(!run("user", unlock, false).unwrap().changed);
+        let lock = with(json!({"password_lock": true}));
+        assert!(run("user", lock.clone(), true).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), hash, "check mode");
+        assert!(run("user", lock.clone(), false).unwrap().changed);
+        assert_eq!(shadow_hash("rustletestu4").unwrap(), format!("!{hash}"));
+        assert!(!run("user", lock, false).unwrap().changed);
+    }
+
+    /// The user target's password ages: each is set once with chage (the shadow
+    /// entry's fields 4 to 6), again is no change, 0 is a value like any other.
+    #[test]
+    fn password_ages_are_set_once() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu5"], &[]);
+        let user = |extra: Value| {
+            let mut a = json!({"name": "rustletestu5", "create_home": false});
+            for (k, v) in extra.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            run("user", a, false).unwrap()
+        };
+        assert!(user(json!({})).changed);
+        let fields = || {
+            let line = entries("shadow", Some("rustletestu5")).concat();
+            line.split(':').map(str::to_string).collect::<Vec<_>>()
+        };
+        for (args, field, value) in [
+            (json!({"password_expire_max": 10}), 4, "10"),
+            (json!({"password_expire_min": 5}), 3, "5"),
+            (json!({"password_expire_warn": 28}), 5, "28"),
+            (
+                json!({"password_expire_min": 0, "password_expire_max": 0}),
+                3,
+                "0",
+            ),
+        ] {
+            assert!(user(args.clone()).changed, "{args}");
+            assert_eq!(fields()[field], value, "{args}: {:?}", fields());
+            assert!(!user(args.clone()).changed, "{args} again");
+        }
+        assert_eq!(fields()[4], "0");
+    }
+
+    /// The user target's no_home_fallback: an account made without its home gets one
+    /// when a later task has create_home (the default), owned by the account; the next
+    /// run changes nothing.
+    #[test]
+    fn a_missing_home_is_made_for_an_existing_account() {
+        use std::os::unix::fs::MetadataExt;
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu6"], &[]);
+        let home = "/tmp/rustletestu6-home";
+        let _ = std::fs::remove_dir_all(home);
+        let without = json!({"name": "rustletestu6", "home": home, "create_home": false});
+        assert!(run("user", without, false).unwrap().changed);
+        assert!(!std::path::Path::new(home).exists());
+        let with = json!({"name": "rustletestu6", "home": home});
+        assert!(run("user", with.clone(), true).unwrap().changed);
+        assert!(!std::path::Path::new(home).exists(), "check mode");
+        let o = run("user", with.clone(), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        let m = std::fs::metadata(home).unwrap();
+        assert!(m.is_dir());
+        assert_eq!(m.uid(), account("rustletestu6").unwrap().uid);
+        assert!(!run("user", with, false).unwrap().changed);
+        let _ = std::fs::remove_dir_all(home);
     }
 }
