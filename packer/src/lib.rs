@@ -5,12 +5,14 @@
 //! runner found by [`runners`] (or built by [`custom`] for plans with Rust modules), and
 //! [`deploy`] carries the deployment out.
 
+pub mod adhoc;
 pub mod ansible_yaml;
 pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod custom;
 pub mod deploy;
+pub mod display;
 pub mod elf;
 pub mod inventory;
 pub mod keys;

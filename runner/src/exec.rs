@@ -133,6 +133,8 @@ pub struct Executor<'a> {
     host_facts: Vars,
     recap: Recap,
     play_name: String,
+    /// The role of the task being run, for its events ([`Event::Task`]'s `role`).
+    shown_role: Option<String>,
     notified: BTreeSet<String>,
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
@@ -222,6 +224,7 @@ impl<'a> Executor<'a> {
             gathered: false,
             host_facts: Vars::new(),
             recap: Recap::default(),
+            shown_role: None,
             play_name: String::new(),
             notified: BTreeSet::new(),
             failure: None,
@@ -887,7 +890,15 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'a>,
         handler: bool,
     ) -> Result<(), Halt> {
+        // The role shown with the task's events (a role's handler says its role itself);
+        // an include's own event, after the tasks it brought in, shows its own again.
+        let role = match task.origin.as_ref().and_then(|o| o.role.as_ref()) {
+            Some(r) => Some(r.name.clone()),
+            None => inherited.roles.last().map(|r| r.name.clone()),
+        };
+        let outer = std::mem::replace(&mut self.shown_role, role);
         let outcome = self.run_task_here(task, inherited, handler);
+        self.shown_role = outer;
         // In an `any_errors_fatal` play with other hosts, every host waits for the
         // others after each task (Ansible's linear strategy), and fails when one of them
         // failed it. A block is not a task; a host already halted does not wait.
@@ -2811,6 +2822,7 @@ impl<'a> Executor<'a> {
             status,
             ignored,
             handler,
+            role: self.shown_role.clone(),
             duration_ms: ms(started.elapsed()),
             result,
         });

@@ -1985,3 +1985,48 @@ fn become_that_renders_to_omit_inherits_the_plays() {
     let msg = run.result("omitted")["msg"].as_str().unwrap();
     assert!(msg.contains("rustle_no_such_user_x"), "{msg}");
 }
+
+/// Task events say the role a task (or a role's handler) belongs to, which Ansible shows
+/// as `role : name`; tasks of the play itself, and the handlers it defines, have none.
+#[test]
+fn task_events_name_the_role_of_role_tasks_and_role_handlers() {
+    let role = json!({"role": {"name": "r", "path": "/p/roles/r"}});
+    let plan = play(
+        json!([
+            {"block": [with(sh("in role", "true"), json!({"notify": ["rh", "ph"]}))],
+             "origin": role},
+            dbg("in play", "x"),
+        ]),
+        json!({"handlers": [
+            with(dbg("rh", "role handler"), json!({"origin": role})),
+            dbg("ph", "play handler"),
+        ]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("in role", "changed"),
+            ("in play", "ok"),
+            ("rh", "ok,handler"),
+            ("ph", "ok,handler"),
+        ],
+    );
+    let roles: Vec<(String, Option<String>)> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Task { name, role, .. } => Some((name.clone(), role.clone())),
+            _ => None,
+        })
+        .collect();
+    let r = Some("r".to_string());
+    assert_eq!(
+        roles,
+        vec![
+            ("in role".into(), r.clone()),
+            ("in play".into(), None),
+            ("rh".into(), r),
+            ("ph".into(), None),
+        ]
+    );
+}
