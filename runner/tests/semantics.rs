@@ -2030,3 +2030,32 @@ fn task_events_name_the_role_of_role_tasks_and_role_handlers() {
         ]
     );
 }
+
+/// handlers target (test_handlers_listen.yml): a notification wakes the first handler of
+/// its name only, and each handler listening to it, but of listeners sharing a name only
+/// the first (Ansible 2.18's `search_handlers_by_notification` over one block).
+#[test]
+fn a_notification_wakes_one_handler_of_its_name_and_its_listeners_once_per_name() {
+    let plan = play(
+        json!([with(sh("notify", "true"), json!({"notify": ["topic"]}))]),
+        json!({"handlers": [
+            dbg("topic", "first of the name"),
+            dbg("topic", "second of the name"),
+            with(dbg("listener", "first listener"), json!({"listen": ["topic"]})),
+            with(dbg("listener", "same-named listener"), json!({"listen": ["topic"]})),
+            with(dbg("other", "another listener"), json!({"listen": ["topic"]})),
+            with(dbg("elsewhere", "not notified"), json!({"listen": ["nothing"]})),
+        ]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("notify", "changed"),
+            ("topic", "ok,handler"),
+            ("listener", "ok,handler"),
+            ("other", "ok,handler"),
+        ],
+    );
+    assert_eq!(run.result("topic")["msg"], "first of the name");
+    assert_eq!(run.result("listener")["msg"], "first listener");
+}
