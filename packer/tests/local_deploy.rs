@@ -46,15 +46,18 @@ impl Env {
     }
 
     fn deploy(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
-            .args(args)
-            .env("HOME", self.path("home"))
+        self.command().args(args).output().unwrap()
+    }
+
+    /// rustle-deploy with this test's home and state root, run in its directory.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"));
+        cmd.env("HOME", self.path("home"))
             .env("RUSTLE_ROOT", self.path("root"))
             .env_remove("RUSTLE_DEPLOY_KEY")
             .env_remove("RUSTLE_RUNNER_DIR")
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap()
+            .current_dir(self.dir.path());
+        cmd
     }
 
     /// Runs a binary by hand, as an operator on an air-gapped host would.
@@ -1277,15 +1280,8 @@ fn a_play_on_localhost_runs_on_the_implicit_localhost() {
 fn adhoc_mode_runs_one_module_as_ansibles_ad_hoc_command() {
     let env = Env::new();
     let adhoc = |args: &[&str], usr: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"));
-        cmd.arg("adhoc")
-            .args(args)
-            .env("HOME", env.path("home"))
-            .env("RUSTLE_ROOT", env.path("root"))
-            .env_remove("RUSTLE_DEPLOY_KEY")
-            .env_remove("RUSTLE_RUNNER_DIR")
-            .env_remove("RUSTLE_ADHOC_USR")
-            .current_dir(env.path(""));
+        let mut cmd = env.command();
+        cmd.arg("adhoc").args(args).env_remove("RUSTLE_ADHOC_USR");
         if let Some(v) = usr {
             cmd.env("RUSTLE_ADHOC_USR", v);
         }
@@ -1375,13 +1371,9 @@ fn force_handlers_from_the_command_line_or_environment_unless_the_play_says() {
     let run = |keyword: &str, args: &[&str], force_env: Option<&str>| {
         let _ = std::fs::remove_file(&marker);
         let path = play(keyword);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"));
+        let mut cmd = env.command();
         cmd.arg(&path)
             .args(args)
-            .env("HOME", env.path("home"))
-            .env("RUSTLE_ROOT", env.path("root"))
-            .env_remove("RUSTLE_DEPLOY_KEY")
-            .env_remove("RUSTLE_RUNNER_DIR")
             .env_remove("ANSIBLE_FORCE_HANDLERS");
         if let Some(v) = force_env {
             cmd.env("ANSIBLE_FORCE_HANDLERS", v);

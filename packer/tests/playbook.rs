@@ -1625,4 +1625,32 @@ raw_list: !unsafe ['{{ a }}', 3]
         let text = serde_json::to_string(&plan.plays[0].handlers).unwrap();
         assert!(text.contains("shared handler"), "{text}");
     }
+
+    /// handlers target (test_handlers_listen.yml): a role's handlers answer to `role :
+    /// name` and `role : topic`, a collection's role by its short name and by its FQCN.
+    #[test]
+    fn role_handlers_answer_to_their_role_prefixed_names_and_topics() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles:\n    - ns.col.r\n"),
+            (
+                "collections/ansible_collections/ns/col/roles/r/tasks/main.yml",
+                "- debug: {}\n",
+            ),
+            (
+                "collections/ansible_collections/ns/col/roles/r/handlers/main.yml",
+                "- name: h\n  debug: {}\n  listen: topic\n",
+            ),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let listen = &plan.plays[0].handlers[0].listen;
+        for want in [
+            "topic",
+            "ns.col.r : h",
+            "ns.col.r : topic",
+            "r : h",
+            "r : topic",
+        ] {
+            assert!(listen.iter().any(|l| l == want), "{want}: {listen:?}");
+        }
+    }
 }

@@ -341,8 +341,18 @@ impl Loader<'_> {
                     if h.become_user.is_none() {
                         h.become_user = entry.wrapper.become_user.clone();
                     }
-                    if let Some(n) = &h.name {
-                        h.listen.push(format!("{} : {n}", info.name));
+                    // A role's handler also answers to `role : name`, and its topics
+                    // to `role : topic`; a collection's role by its short name as well as
+                    // by `ns.coll.role`, as Ansible's role handlers do.
+                    let mut role_names = vec![info.name.clone()];
+                    if let Some((_, _, short)) = collection_role(&info.name) {
+                        role_names.push(short.to_string());
+                    }
+                    let own: Vec<String> = h.name.iter().chain(&h.listen).cloned().collect();
+                    for role_name in &role_names {
+                        for topic in &own {
+                            h.listen.push(format!("{role_name} : {topic}"));
+                        }
                     }
                     let origin = h.origin.get_or_insert_with(Origin::default);
                     if origin.file.is_none() {
@@ -570,6 +580,20 @@ pub(crate) struct RoleSearchEnv<'a> {
     pub(crate) collections_path: Option<&'a str>,
 }
 
+/// The namespace, collection and role of a collection's role name (`ns.coll.role`);
+/// `None` for any other name.
+fn collection_role(name: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = name.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(ns), Some(coll), Some(role), None)
+            if !name.contains('/') && ![ns, coll, role].iter().any(|p| p.is_empty()) =>
+        {
+            Some((ns, coll, role))
+        }
+        _ => None,
+    }
+}
+
 /// Where the role of a collection (`namespace.collection.role`) may be, in the order
 /// Ansible's collection loader looks: the playbook's own `collections/`, then each entry
 /// of the collections path (`ANSIBLE_COLLECTIONS_PATH`, colon-separated, or Ansible's
@@ -581,13 +605,9 @@ pub(crate) fn collection_role_dirs(
     playbook_dir: &Path,
     env: &RoleSearchEnv<'_>,
 ) -> Vec<PathBuf> {
-    let parts: Vec<&str> = name.split('.').collect();
-    let [namespace, collection, role] = parts.as_slice() else {
+    let Some((namespace, collection, role)) = collection_role(name) else {
         return Vec::new();
     };
-    if name.contains('/') || parts.iter().any(|p| p.is_empty()) {
-        return Vec::new();
-    }
     let home = env.home.unwrap_or("");
     let default_path;
     let configured = match env.collections_path {
