@@ -27,6 +27,7 @@ use std::sync::Arc;
     rustle-deploy -i hosts.ini --list-deployments
     rustle-deploy -i hosts.ini --cleanup                 # remove what rustle-deploy put there
     rustle-deploy plan site.yml -i hosts.ini -o plan.json   # playbook -> plan
+    rustle-deploy adhoc web -i hosts.ini -m command -a uptime   # Ansible's ad-hoc command
     rustle-deploy keygen                                 # make a signing key
 
 EXIT CODES: 0 ok, 2 a task failed on some host, 3 a host was unreachable or refused its
@@ -73,6 +74,7 @@ enum Cmd {
     /// Run one module on the hosts a pattern selects, as Ansible's ad-hoc command
     /// (`ansible PATTERN -m MODULE -a ARGS`) does: a play of that one task, without
     /// facts; each host's result printed as Ansible prints it, and no recap.
+    #[command(mut_arg("plan", |a| a.hide(true)))]
     Adhoc {
         /// The hosts (an Ansible pattern: `all`, `web:db`, `localhost`, ...).
         pattern: String,
