@@ -11,8 +11,11 @@
 //! the host is failed with it; the deployer goes on with the other hosts.
 
 use crate::deploy::HostResult;
+use crate::hostvars::{Peers, Position};
 use crate::ssh::Line;
-use rustle_runner::events::{Answer, EVENTS_VERSION, MAX_CHANNEL_LINE, RequestKind};
+use rustle_runner::events::{
+    Answer, EVENTS_VERSION, Event, MAX_CHANNEL_LINE, Request, RequestKind,
+};
 use rustle_runner::plan::{HostPlan, Task};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -40,8 +43,12 @@ pub struct Batch {
     fleet: Mutex<Fleet>,
     /// How many hosts run each `throttle` task (by task id) right now.
     throttled: Mutex<HashMap<String, u64>>,
+    /// What the hosts reported they learned, for the others' `hostvars`.
+    peers: Mutex<Peers>,
     /// Bumped at every change, so a waiting host looks again.
     changed: tokio::sync::watch::Sender<u64>,
+    /// The inventory's hosts tasks may be delegated to (none: only the controller).
+    delegates: Option<Arc<crate::delegate::Delegates>>,
 }
 
 impl Default for Batch {
@@ -50,8 +57,23 @@ impl Default for Batch {
             once: Mutex::new(HashMap::new()),
             fleet: Mutex::new(Fleet::default()),
             throttled: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
             changed: tokio::sync::watch::Sender::new(0),
+            delegates: None,
         }
+    }
+}
+
+impl Batch {
+    /// A batch whose hosts may delegate tasks to the inventory's hosts in `delegates`.
+    pub fn with_delegates(delegates: Arc<crate::delegate::Delegates>) -> Batch {
+        Batch::default().delegating_to(delegates)
+    }
+
+    /// This batch, its hosts allowed to delegate tasks to the hosts in `delegates`.
+    pub fn delegating_to(mut self, delegates: Arc<crate::delegate::Delegates>) -> Batch {
+        self.delegates = Some(delegates);
+        self
     }
 }
 
@@ -69,21 +91,57 @@ struct Fleet {
     live: HashMap<String, HashSet<usize>>,
     /// By play and barrier number: the hosts that reached it, and whether one failed.
     points: HashMap<(usize, u32), (HashSet<String>, bool)>,
+    /// By play and host: the first barrier where the host had failed.
+    failed: HashMap<(usize, String), u32>,
+    /// By play: the hosts of the batch that run it (`Batch::of`), and those that joined.
+    sizes: HashMap<usize, usize>,
+    joined: HashMap<usize, HashSet<String>>,
+    /// By play, from the hosts' plans: `any_errors_fatal`, `max_fail_percentage`.
+    rules: HashMap<usize, (bool, Option<u32>)>,
 }
 
 impl Fleet {
-    /// Whether barrier `k` of `play` is passed, and then whether a host failed there.
+    /// Whether barrier `k` of `play` is passed, and then whether the other hosts stop
+    /// there: one failed there and the play has `any_errors_fatal`, or more than its
+    /// `max_fail_percentage` of the batch's hosts of the play have failed by then
+    /// (Ansible's `failed / batch_size > percentage`).
     fn decided(&self, play: usize, k: u32) -> Option<bool> {
         let (arrived, failed) = self.points.get(&(play, k))?;
-        self.live
+        let passed = self
+            .live
             .iter()
             .filter(|(_, plays)| plays.contains(&play))
-            .all(|(host, _)| arrived.contains(host))
-            .then_some(*failed)
+            .all(|(host, _)| arrived.contains(host));
+        if !passed {
+            return None;
+        }
+        let (fatal, percentage) = self.rules.get(&play).copied().unwrap_or((true, None));
+        let too_many = percentage.is_some_and(|p| {
+            let failed = self
+                .failed
+                .iter()
+                .filter(|((pl, _), at)| *pl == play && **at <= k)
+                .count();
+            let size = self
+                .sizes
+                .get(&play)
+                .copied()
+                .unwrap_or(0)
+                .max(self.joined.get(&play).map_or(0, HashSet::len))
+                .max(1);
+            failed.saturating_mul(100) > (p as usize).saturating_mul(size)
+        });
+        Some((fatal && *failed) || too_many)
     }
 }
 
 impl Batch {
+    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn fleet(&self) -> std::sync::MutexGuard<'_, Fleet> {
         self.fleet
             .lock()
@@ -116,10 +174,33 @@ impl Batch {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The batch of `jobs`: how many of them run each play whose hosts wait for each
+    /// other, for `max_fail_percentage`.
+    pub fn of(jobs: &[Arc<crate::deploy::Job>]) -> Batch {
+        let batch = Batch::default();
+        {
+            let mut fleet = batch.fleet();
+            for play in jobs.iter().flat_map(|j| j.fleet.iter()) {
+                *fleet.sizes.entry(*play).or_default() += 1;
+            }
+        }
+        batch
+    }
+
     /// `host` runs the `any_errors_fatal` plays numbered `plays`.
     fn join(&self, host: &str, plays: HashSet<usize>) {
         if plays.is_empty() {
             return;
+        }
+        {
+            let mut fleet = self.fleet();
+            for play in &plays {
+                fleet
+                    .joined
+                    .entry(*play)
+                    .or_default()
+                    .insert(host.to_string());
+            }
         }
         self.fleet().live.insert(host.to_string(), plays);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -150,6 +231,9 @@ impl Batch {
             let point = fleet.points.entry((play, k)).or_default();
             point.0.insert(host.to_string());
             point.1 |= failed;
+            if failed {
+                fleet.failed.entry((play, host.to_string())).or_insert(k);
+            }
         }
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -219,7 +303,16 @@ impl HostChannel {
         // The other hosts of its any_errors_fatal plays wait for it from now on.
         if let Ok(plan) = channel.plan() {
             let plays = plan.plays.iter().filter_map(|p| p.fleet).collect();
+            channel.batch.fleet().rules.extend(
+                plan.plays
+                    .iter()
+                    .filter_map(|p| Some((p.fleet?, (p.any_errors_fatal, p.max_fail_percentage)))),
+            );
             channel.batch.join(host, plays);
+            // The other hosts reading its hostvars wait for it from now on.
+            if plan.plays.iter().any(|p| p.number.is_some()) {
+                channel.batch.peers().join(host);
+            }
         }
         channel
     }
@@ -243,18 +336,89 @@ impl HostChannel {
     /// Takes `line` if it is a request (answering it, or refusing it and failing the
     /// host); false for any other line, which is an event.
     pub fn intercept(&mut self, line: Line<'_>, result: &mut HostResult) -> bool {
+        if is_vars(line.text) {
+            let event = match line.cut {
+                Some(len) => Err(format!(
+                    "a report of its variables of {len} bytes, longer than the {} MiB a line may have",
+                    MAX_CHANNEL_LINE >> 20
+                )),
+                None => serde_json::from_str::<Event>(line.text).map_err(|e| {
+                    format!("a report of its variables this deployer cannot read: {e}")
+                }),
+            };
+            match event {
+                Ok(e) => self.take_event(&e, result),
+                Err(why) => self.refuse_host(why, result),
+            }
+            return true;
+        }
         if !is_request(line.text) {
             return false;
         }
         if let Err(why) = self.handle(line) {
-            let why = format!("refused a request from the host's runner: {why}");
-            result
-                .error
-                .get_or_insert_with(String::new)
-                .push_str(&format!("{why}\n"));
-            self.refused.get_or_insert(why);
+            self.refuse_host(why, result);
         }
         true
+    }
+
+    /// Fails the host with why something its runner sent was refused.
+    fn refuse_host(&mut self, why: String, result: &mut HostResult) {
+        let why = format!("refused a request from the host's runner: {why}");
+        result
+            .error
+            .get_or_insert_with(String::new)
+            .push_str(&format!("{why}\n"));
+        self.refused.get_or_insert(why);
+    }
+
+    /// Takes what the host reports it learned (a `vars` event), for the other hosts'
+    /// `hostvars`; any other event is left alone. A report for a play that does not
+    /// share hostvars, or one beyond the bounds, fails the host.
+    pub fn take_event(&mut self, event: &Event, result: &mut HostResult) {
+        let Event::Vars {
+            play,
+            done,
+            set,
+            unset,
+            ..
+        } = event
+        else {
+            return;
+        };
+        let number = self
+            .plan()
+            .ok()
+            .and_then(|p| p.plays.get(*play).and_then(|p| p.number));
+        let recorded = match number {
+            None => Err(format!(
+                "a report of its variables for play {play} of its plan, which shares none"
+            )),
+            Some(n) => {
+                self.batch
+                    .peers()
+                    .record(&self.host, (n, *done), set.clone(), unset.clone())
+            }
+        };
+        self.batch.changed.send_modify(|n| *n = n.wrapping_add(1));
+        if let Err(why) = recorded {
+            self.refuse_host(why, result);
+        }
+    }
+
+    /// A channel for the executor that runs this host's plan here (SSH mode): it
+    /// answers `hostvars` requests from the batch as [`HostChannel`] answers a
+    /// runner's, blocking the executor's thread meanwhile.
+    pub fn peers_channel(
+        &mut self,
+        runtime: tokio::runtime::Handle,
+    ) -> Option<Arc<dyn rustle_runner::events::Channel>> {
+        let plan = self.plan().ok()?;
+        Some(Arc::new(PeersChannel {
+            host: self.host.clone(),
+            plan,
+            batch: self.batch.clone(),
+            runtime,
+        }))
     }
 
     fn plan(&mut self) -> Result<Arc<HostPlan>, String> {
@@ -273,6 +437,53 @@ impl HostChannel {
             self.plan = Some(decoded);
         }
         self.plan.clone().unwrap_or_else(|| Err("no plan".into()))
+    }
+
+    /// Runs a task delegated to the inventory host `to` there (see [`crate::delegate`])
+    /// and answers with its result; the facts it returns with `delegate_facts: true` are
+    /// kept for `to`. A name that is no inventory host's fails the task (a plan's
+    /// mistake, or a loop's item); an error refuses the request: `to` is not the host a
+    /// literal `delegate_to` names, which only a forged request can ask.
+    fn delegate_elsewhere(
+        &self,
+        plan: Arc<HostPlan>,
+        task: Task,
+        request: rustle_runner::events::Request,
+        to: &str,
+    ) -> Result<(), String> {
+        let literal = task.delegate_to.as_deref().filter(|d| !d.contains("{{"));
+        if literal.is_some_and(|d| d.trim() != to) {
+            return Err(format!(
+                "task '{}' is delegated to '{}', not to '{to}'",
+                task.display_name(),
+                literal.unwrap_or_default()
+            ));
+        }
+        let id = request.id;
+        let host = self
+            .batch
+            .delegates
+            .as_ref()
+            .and_then(|d| d.host(to).cloned());
+        let (Some(delegates), Some(host)) = (self.batch.delegates.clone(), host) else {
+            self.send(Answer {
+                v: EVENTS_VERSION,
+                id,
+                error: Some(format!(
+                    "delegate_to '{to}': no host of this deploy's inventory has that name or address"
+                )),
+                ..Answer::default()
+            });
+            return Ok(());
+        };
+        let answers = self.answers.clone();
+        let (name, facts) = (host.name.clone(), task.delegate_facts);
+        tokio::spawn(async move {
+            let result = crate::delegate::run(delegates.clone(), plan, task, request, host).await;
+            keep_delegated_facts(Some(&delegates), facts, &name, &result);
+            let _ = answers.send(result_line(id, result));
+        });
+        Ok(())
     }
 
     fn handle(&mut self, line: Line<'_>) -> Result<(), String> {
@@ -339,12 +550,33 @@ impl HostChannel {
             self.batch.arrive(&self.host, number, k, request.failed);
             let batch = self.batch.clone();
             let answers = self.answers.clone();
+            let waiting = Waiting::new(&batch, &self.host);
             tokio::spawn(async move {
                 let stop = wait_barrier(&batch, number, k).await;
+                drop(waiting);
                 let _ = answers.send(answer_line(&Answer {
                     v: EVENTS_VERSION,
                     id,
                     stop,
+                    ..Answer::default()
+                }));
+            });
+            return Ok(());
+        }
+        if request.kind == RequestKind::Hostvars {
+            let (other, at) = match hostvars_question(&plan, &request) {
+                Ok(q) => q,
+                Err(why) => return refuse(self, why),
+            };
+            let batch = self.batch.clone();
+            let answers = self.answers.clone();
+            let host = self.host.clone();
+            tokio::spawn(async move {
+                let vars = wait_hostvars(&batch, &host, &other, at).await;
+                let _ = answers.send(answer_line(&Answer {
+                    v: EVENTS_VERSION,
+                    id,
+                    vars: Some(Value::Object(vars)),
                     ..Answer::default()
                 }));
             });
@@ -367,15 +599,19 @@ impl HostChannel {
                         format!("task '{}' is not delegated", task.display_name()),
                     );
                 }
+                if let Some(to) = request.delegate_to.clone() {
+                    return match self.delegate_elsewhere(plan, task, request, &to) {
+                        Ok(()) => Ok(()),
+                        Err(why) => refuse(self, why),
+                    };
+                }
                 let answers = self.answers.clone();
+                let delegates = self.batch.delegates.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = rustle_runner::exec::run_delegated(&plan, &task, &request);
-                    let _ = answers.send(answer_line(&Answer {
-                        v: EVENTS_VERSION,
-                        id,
-                        result: Some(Value::Object(result)),
-                        ..Answer::default()
-                    }));
+                    let facts = task.delegate_facts;
+                    keep_delegated_facts(delegates.as_deref(), facts, "localhost", &result);
+                    let _ = answers.send(result_line(id, result));
                 });
                 Ok(())
             }
@@ -411,14 +647,16 @@ impl HostChannel {
                 let batch = self.batch.clone();
                 let answers = self.answers.clone();
                 let name = task.display_name();
+                let waiting = Waiting::new(&batch, &self.host);
                 tokio::spawn(async move {
                     let answer = wait_once(&batch, &key, id, &name).await;
+                    drop(waiting);
                     let _ = answers.send(answer_line(&answer));
                 });
                 Ok(())
             }
             // Answered above.
-            RequestKind::Barrier | RequestKind::PlayDone => Ok(()),
+            RequestKind::Barrier | RequestKind::PlayDone | RequestKind::Hostvars => Ok(()),
             RequestKind::Throttle => {
                 if task.throttle.is_none() {
                     return refuse(
@@ -431,6 +669,7 @@ impl HostChannel {
                 let answers = self.answers.clone();
                 let turns = self.turns.clone();
                 let key = request.task.clone();
+                let waiting = Waiting::new(&batch, &self.host);
                 tokio::spawn(async move {
                     let mut changed = batch.changed.subscribe();
                     while !batch.try_turn(&key, limit) {
@@ -438,6 +677,7 @@ impl HostChannel {
                             return;
                         }
                     }
+                    drop(waiting);
                     turns
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -519,6 +759,7 @@ impl Drop for HostChannel {
     /// The `run_once` tasks this host was running and never reported: the hosts
     /// waiting for them learn that it ended (whatever ended it, a timeout included).
     fn drop(&mut self) {
+        self.batch.peers().end(&self.host);
         self.batch.leave(&self.host, None);
         let held: Vec<String> = std::mem::take(
             &mut *self
@@ -533,6 +774,100 @@ impl Drop for HostChannel {
             let why = format!("{} ran it and ended before it reported a result", self.host);
             self.batch.set(key, Once::Lost(why));
         }
+    }
+}
+
+/// The other host and the point of the play a `hostvars` request asks about, if the
+/// host's signed plan may ask it: a play that shares hostvars, a host of the deploy.
+fn hostvars_question(plan: &HostPlan, request: &Request) -> Result<(String, Position), String> {
+    let Some(number) = plan.plays.get(request.play).and_then(|p| p.number) else {
+        return Err(format!(
+            "play {} of the host's plan does not read other hosts' hostvars",
+            request.play
+        ));
+    };
+    let Some(other) = &request.host else {
+        return Err("a hostvars request that names no host".into());
+    };
+    if !plan.shared.hostvars.contains_key(other) {
+        return Err(format!(
+            "hostvars of '{other}', which is not a host of this deploy's inventory"
+        ));
+    }
+    Ok((other.clone(), (number, request.done.unwrap_or(0))))
+}
+
+/// Marks a host as waiting on the deployer while it lives: the hosts reading its
+/// hostvars meanwhile take it as it stands (it cannot get further until answered).
+struct Waiting {
+    batch: Arc<Batch>,
+    host: String,
+}
+
+impl Waiting {
+    fn new(batch: &Arc<Batch>, host: &str) -> Waiting {
+        batch.peers().wait(host, true);
+        batch.changed.send_modify(|n| *n = n.wrapping_add(1));
+        Waiting {
+            batch: batch.clone(),
+            host: host.to_string(),
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.batch.peers().wait(&self.host, false);
+    }
+}
+
+/// Waits until `other` has got as far as `at` (or cannot get further), and gives
+/// what it learned up to there; `asker` waits meanwhile.
+async fn wait_hostvars(
+    batch: &Arc<Batch>,
+    asker: &str,
+    other: &str,
+    at: Position,
+) -> serde_json::Map<String, Value> {
+    let mut changed = batch.changed.subscribe();
+    let _waiting = Waiting::new(batch, asker);
+    loop {
+        if let Some(vars) = batch.peers().view(other, at) {
+            return vars;
+        }
+        if changed.changed().await.is_err() {
+            return serde_json::Map::new();
+        }
+    }
+}
+
+/// SSH mode's way to other hosts' `hostvars` (see [`HostChannel::peers_channel`]).
+#[derive(Debug)]
+struct PeersChannel {
+    host: String,
+    plan: Arc<HostPlan>,
+    batch: Arc<Batch>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl rustle_runner::events::Channel for PeersChannel {
+    fn request(&self, request: Request) -> Result<Answer, String> {
+        if request.kind != RequestKind::Hostvars {
+            return Err(format!(
+                "{:?} requests go through the host's channel",
+                request.kind
+            ));
+        }
+        let (other, at) = hostvars_question(&self.plan, &request)?;
+        let vars = self
+            .runtime
+            .block_on(wait_hostvars(&self.batch, &self.host, &other, at));
+        Ok(Answer {
+            v: EVENTS_VERSION,
+            id: request.id,
+            vars: Some(Value::Object(vars)),
+            ..Answer::default()
+        })
     }
 }
 
@@ -616,6 +951,37 @@ fn answer_line(answer: &Answer) -> Vec<u8> {
     line
 }
 
+/// Keeps the facts `result` holds for `host` when the task delegates its facts
+/// (`delegate_facts: true`): they belong to the host delegated to (the controller's are
+/// kept as `localhost`'s).
+fn keep_delegated_facts(
+    delegates: Option<&crate::delegate::Delegates>,
+    delegate_facts: bool,
+    host: &str,
+    result: &rustle_runner::plan::Vars,
+) {
+    if let (true, Some(d), Some(Value::Object(f))) =
+        (delegate_facts, delegates, result.get("ansible_facts"))
+    {
+        d.keep_facts(host, f);
+    }
+}
+
+/// The answer line to request `id` carrying a module's `result`.
+fn result_line(id: u64, result: rustle_runner::plan::Vars) -> Vec<u8> {
+    answer_line(&Answer {
+        v: EVENTS_VERSION,
+        id,
+        result: Some(Value::Object(result)),
+        ..Answer::default()
+    })
+}
+
+/// Whether a line of the event stream is a report of what the host learned (`vars`).
+pub fn is_vars(text: &str) -> bool {
+    text.starts_with("{\"type\":\"vars\"")
+}
+
 /// Whether a line of the event stream is a request (a cheap look before parsing: the
 /// runner writes an event's type first).
 pub fn is_request(text: &str) -> bool {
@@ -623,11 +989,10 @@ pub fn is_request(text: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::ssh::Line;
-    use rustle_runner::events::{Event, Request};
     use rustle_runner::plan::{Play, Shared};
     use serde_json::json;
 
@@ -651,6 +1016,12 @@ mod tests {
         delegated.delegate_to = Some("localhost".into());
         let mut once = task("once", "debug", json!({"msg": "x"}));
         once.run_once = true;
+        let sealed = sealed(vec![plain.clone(), delegated.clone(), once.clone()]);
+        (sealed, plain, delegated, once)
+    }
+
+    /// The sealed payload of host `web1` whose one play runs `tasks`.
+    pub(crate) fn sealed(tasks: Vec<Task>) -> Vec<u8> {
         let plan = HostPlan {
             deployment_id: "d1".into(),
             host: "web1".into(),
@@ -661,7 +1032,7 @@ mod tests {
             host_vars: Default::default(),
             plays: vec![Play {
                 name: "p".into(),
-                tasks: vec![plain.clone(), delegated.clone(), once.clone()],
+                tasks,
                 ..Play::default()
             }],
             magic: Default::default(),
@@ -669,11 +1040,14 @@ mod tests {
             shared: Arc::new(Shared::default()),
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let (sealed, _) = crate::pack::Sealer::new(&key).unwrap().seal(&plan).unwrap();
-        (sealed, plain, delegated, once)
+        crate::pack::Sealer::new(&key)
+            .unwrap()
+            .seal(&plan)
+            .unwrap()
+            .0
     }
 
-    fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
+    pub(crate) fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
         with_result(id, kind, task, vars, None)
     }
 
@@ -684,21 +1058,11 @@ mod tests {
         vars: Option<Value>,
         result: Option<Value>,
     ) -> String {
-        serde_json::to_string(&Event::Request(Request {
-            v: EVENTS_VERSION,
-            id,
-            kind,
-            task: task.channel_id(),
-            play: 0,
-            vars,
-            roles: Vec::new(),
-            file: None,
-            check_mode: false,
-            result,
-            failed: false,
-            limit: None,
-        }))
-        .unwrap()
+        let mut request = Request::new(kind, task.channel_id(), 0);
+        request.id = id;
+        request.vars = vars;
+        request.result = result;
+        serde_json::to_string(&Event::Request(request)).unwrap()
     }
 
     #[test]
@@ -720,6 +1084,30 @@ mod tests {
         batch.join("d", [7].into_iter().collect());
         batch.arrive("d", 7, 1, false);
         assert_eq!(batch.fleet().decided(7, 1), Some(true));
+    }
+
+    #[test]
+    fn max_fail_percentage_stops_the_others_once_more_than_that_share_of_the_batch_failed() {
+        let batch = Batch::default();
+        batch.fleet().sizes.insert(4, 4);
+        batch.fleet().rules.insert(4, (false, Some(25)));
+        for h in ["a", "b", "c", "d"] {
+            batch.join(h, [4].into_iter().collect());
+        }
+        // One of four (25%) is not more than 25%: nobody stops.
+        batch.arrive("a", 4, 1, true);
+        batch.leave("a", Some(4));
+        for h in ["b", "c", "d"] {
+            batch.arrive(h, 4, 1, false);
+        }
+        assert_eq!(batch.fleet().decided(4, 1), Some(false));
+        // A second failure, at the next task, is more: the others stop there.
+        batch.arrive("b", 4, 2, true);
+        batch.arrive("c", 4, 2, false);
+        batch.arrive("d", 4, 2, false);
+        assert_eq!(batch.fleet().decided(4, 2), Some(true));
+        // The failure at the second task does not count at the first.
+        assert_eq!(batch.fleet().decided(4, 1), Some(false));
     }
 
     fn line(text: &str) -> Line<'_> {

@@ -201,6 +201,9 @@ pub struct Job {
     /// Its plan has tasks that need the controller channel (delegated, `run_once`):
     /// its runner is started with `--channel` and its stdin stays open for answers.
     pub channel: bool,
+    /// The plays of its plan whose hosts wait for each other after each task
+    /// (`Play::fleet`), by number: the deployer counts a batch's hosts of each.
+    pub fleet: Vec<usize>,
 }
 
 impl Job {
@@ -232,6 +235,9 @@ pub struct Prepared {
     /// The plan's custom Rust modules, sources read: when there are any, every host's
     /// runner is built with them ([`crate::custom`]) instead of taken prebuilt.
     pub custom: Vec<crate::custom::Module>,
+    /// Every host of the inventory (`--limit` aside), with its variables: the hosts
+    /// tasks may be delegated to (`delegate_to`).
+    pub inventory: Vec<Host>,
 }
 
 /// A new deployment id: UTC time plus randomness, sortable and unique.
@@ -419,6 +425,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         rolling,
         skipped,
         custom,
+        inventory: inventory.hosts().cloned().collect(),
     })
 }
 
@@ -562,10 +569,22 @@ fn pack_hosts(
             needs_become: needs_become(&hp),
             prepacked: None,
             ssh_fallback,
-            channel: !hp.channel_tasks().is_empty() || hp.plays.iter().any(|p| p.fleet.is_some()),
+            channel: needs_channel(&hp),
+            fleet: hp.plays.iter().filter_map(|p| p.fleet).collect(),
         });
     }
     Ok((jobs, skipped))
+}
+
+/// Whether a host's runner needs the controller channel: tasks only the controller
+/// can carry out, a play whose hosts wait for each other (`any_errors_fatal`), or one
+/// whose hosts read each other's `hostvars`.
+fn needs_channel(hp: &rustle_runner::plan::HostPlan) -> bool {
+    !hp.channel_tasks().is_empty()
+        || hp
+            .plays
+            .iter()
+            .any(|p| p.fleet.is_some() || p.number.is_some())
 }
 
 /// Computes every participating host's sealed payload. This is the per-host hot path
@@ -831,9 +850,15 @@ pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
         };
         for task in plan.channel_tasks() {
             let id = task.channel_id();
-            let what = match (task.delegate_to.is_some(), task.run_once) {
-                (true, true) => "run_once, delegated to the controller",
-                (true, false) => "delegated to the controller",
+            let to_controller = task
+                .delegate_to
+                .as_deref()
+                .is_some_and(|d| rustle_runner::exec::CONTROLLER_NAMES.contains(&d));
+            let what = match (task.delegate_to.is_some(), task.run_once, to_controller) {
+                (true, true, true) => "run_once, delegated to the controller",
+                (true, false, true) => "delegated to the controller",
+                (true, true, false) => "run_once, delegated (delegate_to)",
+                (true, false, false) => "delegated (delegate_to)",
                 _ => "run_once",
             };
             match out.iter_mut().find(|(i, ..)| *i == id) {
@@ -1055,9 +1080,14 @@ pub fn load_compiled(
         if let Err(e) = checked {
             return Err(bad(format!("{}: {e}", file_path.display())));
         }
-        let channel = rustle_runner::payload::parse(payload)
+        let plan = rustle_runner::payload::parse(payload)
             .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
-            .is_ok_and(|plan| !plan.channel_tasks().is_empty());
+            .ok();
+        let channel = plan.as_ref().is_some_and(needs_channel);
+        let fleet = plan
+            .iter()
+            .flat_map(|p| p.plays.iter().filter_map(|p| p.fleet))
+            .collect();
         jobs.push(Job {
             host: host.clone(),
             triple,
@@ -1071,6 +1101,7 @@ pub fn load_compiled(
             prepacked: Some(bytes),
             ssh_fallback: None,
             channel,
+            fleet,
         });
     }
     Ok((id, jobs))

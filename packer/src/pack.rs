@@ -363,6 +363,9 @@ pub struct Planner<'p> {
     settings: &'p PayloadSettings,
     /// The shared part, by the indices of the plays a host takes part in.
     shared: HashMap<Vec<usize>, Arc<Shared>>,
+    /// Something reads `hostvars` and the plays have more than one host: the runners
+    /// tell the deployer what they learn, for other hosts' `hostvars` (`Play::number`).
+    share_vars: bool,
 }
 
 impl<'p> Planner<'p> {
@@ -372,15 +375,21 @@ impl<'p> Planner<'p> {
         inventory: &'p Inventory,
         settings: &'p PayloadSettings,
     ) -> Result<Planner<'p>, PackError> {
+        let per_play = play_hosts(plan, inventory);
+        let files = decode_files(plan)?;
+        let hosts: std::collections::HashSet<&str> =
+            per_play.iter().flatten().map(|h| h.name.as_str()).collect();
+        let share_vars = hosts.len() > 1 && refers_to_hostvars(&plan.plays, &files);
         Ok(Planner {
             plan,
             inventory,
-            per_play: play_hosts(plan, inventory),
+            per_play,
             magic: run_magic(plan, inventory, settings),
             groups: inventory.groups_dict(),
-            files: decode_files(plan)?,
+            files,
             settings,
             shared: HashMap::new(),
+            share_vars,
         })
     }
 
@@ -401,8 +410,10 @@ impl<'p> Planner<'p> {
                 strip_secrets(&mut p);
                 // Hosts of an any_errors_fatal play wait for each other after each task,
                 // through the deployer, which knows the play by its number here.
-                p.fleet = (p.any_errors_fatal && self.per_play.get(i).is_some_and(|h| h.len() > 1))
-                    .then_some(i);
+                p.fleet = ((p.any_errors_fatal || p.max_fail_percentage.is_some())
+                    && self.per_play.get(i).is_some_and(|h| h.len() > 1))
+                .then_some(i);
+                p.number = self.share_vars.then_some(i);
                 p
             })
             .collect();

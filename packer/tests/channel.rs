@@ -411,6 +411,9 @@ fn playbook_keywords_for_the_channel() {
     assert_eq!(tasks[2].delegate_to.as_deref(), Some("{{ groups.all[0] }}"));
     assert!(tasks[2].delegate_facts && tasks[2].run_once);
     assert!(tasks[3].delegate_to.is_none() && !tasks[3].run_once);
+    // Another inventory host by name: checked against the inventory when it runs.
+    let plan = load("- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n").unwrap();
+    assert_eq!(plan.plays[0].tasks[0].delegate_to.as_deref(), Some("db1"));
     // On a block, for each task inside that says nothing else.
     let plan = load(
         "- hosts: all\n  tasks:\n    - delegate_to: localhost\n      run_once: true\n      block:\n\
@@ -426,11 +429,6 @@ fn playbook_keywords_for_the_channel() {
     );
     assert!(inner[0].run_once && inner[1].run_once);
     for (yaml, keyword, why) in [
-        (
-            "- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n",
-            "delegate_to",
-            "another inventory host",
-        ),
         (
             "- hosts: all\n  tasks:\n    - command: x\n      connection: ssh\n",
             "connection",
@@ -598,4 +596,238 @@ fn throttle_lets_that_many_hosts_run_the_task_at_once() {
         .collect();
     ran.sort();
     assert_eq!(ran, ["t0", "t1", "t2"]);
+}
+
+/// An INI inventory of the lab's hosts in the given groups, each host with the lab's
+/// connection variables and `marker=m-<name>`.
+fn grouped_inventory(lab: &Lab, groups: &[(&str, &[&Sshd])]) -> PathBuf {
+    let all: Vec<&Sshd> = groups.iter().flat_map(|(_, h)| h.iter().copied()).collect();
+    let lines = std::fs::read_to_string(lab.inventory(&all)).unwrap();
+    let mut text = String::new();
+    for (group, hosts) in groups {
+        text.push_str(&format!("[{group}]\n"));
+        for h in *hosts {
+            let line = lines
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(h.name.as_str()))
+                .unwrap();
+            text.push_str(&format!("{line} marker=m-{}\n", h.name));
+        }
+    }
+    let path = lab.dir.path().join("grouped.ini");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `delegate_to` another inventory host (`delegate_to: "{{ groups.lb[0] }}"`, or its
+/// name): the deployer runs the module on that host over that host's own connection,
+/// rendered with the delegating host's variables; the delegating host registers the
+/// result. That host need not be in the play. In binary mode and in SSH mode alike.
+#[test]
+fn delegate_to_another_inventory_host_runs_the_module_there() {
+    let lab = Lab::new();
+    let web: Vec<Sshd> = (0..2)
+        .map(|i| lab.start(&format!("w{i}"), &format!("rustle-dw{i}")))
+        .collect();
+    let lb = lab.start("lb0", "rustle-dlb0");
+    let mut refs: Vec<&Sshd> = web.iter().collect();
+    refs.push(&lb);
+    lab.trust(&refs);
+    let web_refs: Vec<&Sshd> = web.iter().collect();
+    let inv = grouped_inventory(&lab, &[("web", &web_refs), ("lb", &[&lb])]);
+    for mode in [&[][..], &["--strategy", "ssh"][..]] {
+        let home = tempfile::tempdir().unwrap();
+        let log = lb.home.join("delegated.log");
+        let _ = std::fs::remove_file(&log);
+        let plan = home.path().join("plan.json");
+        let tasks = json!([
+            {"name": "who there", "module": "command", "args": {"_raw_params": "id -un"},
+             "delegate_to": "{{ groups.lb[0] }}", "register": "d", "changed_when": false},
+            {"name": "log there", "module": "shell", "args": {"_raw_params": format!(
+                "echo {{{{ inventory_hostname }}}} {{{{ marker }}}} >> {}", log.display())},
+             "delegate_to": "lb0"},
+            {"name": "fact there", "module": "set_fact", "args": {"kept": "yes"},
+             "delegate_to": "lb0", "delegate_facts": true},
+            {"name": "fact here", "module": "set_fact", "args": {"mine": "{{ marker }}"},
+             "delegate_to": "lb0"},
+            {"name": "nowhere", "module": "command", "args": {"_raw_params": "true"},
+             "delegate_to": "{{ 'no-such-host' }}", "register": "n", "ignore_errors": true},
+            {"name": "lacking", "module": "getent", "args": {"database": "passwd", "key": "root"},
+             "delegate_to": "lb0", "register": "g", "ignore_errors": true},
+            {"name": "keep", "module": "copy", "args": {"dest": "{{ ansible_env_home }}/delegated",
+             "content": "{{ d.stdout }}|{{ kept | default('unset') }}|{{ mine }}|{{ n.msg }}|{{ g.msg }}\n"}}
+        ]);
+        std::fs::write(
+            &plan,
+            serde_json::to_vec(&json!({
+                "format": "rustle-deploy-plan", "version": 1,
+                "plays": [{"name": "lab", "hosts": ["web"], "tasks": tasks}]
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let mut args = vec!["-i", inv.to_str().unwrap(), plan.to_str().unwrap()];
+        args.extend_from_slice(mode);
+        let (out, r) = run(&lab, home.path(), &args);
+        let what = format!("{mode:?}: {}{}\n{r}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{what}");
+        assert!(
+            r["hosts"].get("lb0").is_none(),
+            "lb0 is not in the play: {what}"
+        );
+        let mut logged: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("{e}: {what}"))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        logged.sort();
+        assert_eq!(logged, ["w0 m-w0", "w1 m-w1"], "{what}");
+        for h in &web {
+            let got = std::fs::read_to_string(h.home.join("delegated")).unwrap();
+            let fields: Vec<&str> = got.trim_end().split('|').collect();
+            assert_eq!(fields[0], lb.user, "ran as lb0's login: {what}");
+            assert_eq!(
+                fields[1], "unset",
+                "delegate_facts sent them to lb0: {what}"
+            );
+            assert_eq!(fields[2], format!("m-{}", h.name), "{what}");
+            assert!(
+                fields[3].contains("'no-such-host'") && fields[3].contains("inventory"),
+                "{got}"
+            );
+            assert!(
+                fields[4].contains("getent") && fields[4].contains("SSH mode"),
+                "{got}"
+            );
+        }
+    }
+}
+
+/// `hostvars` of other hosts: their gathered facts, registered and `set_fact` values,
+/// as Ansible's linear strategy shows them: a host reading another waits until that one
+/// has finished the tasks before the reading task (here the slow host), and never sees
+/// what the other set after that point (here the fast host, which runs ahead), in
+/// binary mode and in SSH mode alike.
+#[test]
+fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("v{i}"), &format!("rustle-hv{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    for strategy in ["parallel", "ssh"] {
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join("plan.json");
+        let seen = "{% for h in groups['all'] | sort %}{{ h }} {{ hostvars[h].mine }} {{ hostvars[h].r.stdout }} {{ hostvars[h].ansible_facts.hostname == ansible_facts.hostname }} {{ hostvars[h].ansible_user_id == hostvars[h].ansible_user }} {{ hostvars[h].later is defined }}\n{% endfor %}";
+        let plan = json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [
+                {"name": "learn", "hosts": ["all"], "gather_facts": true, "tasks": [
+                    {"name": "slow", "module": "command", "args": {"_raw_params": "sleep {{ 3 if inventory_hostname == 'v0' else 0 }}"}, "changed_when": false},
+                    {"name": "set", "module": "set_fact", "args": {"mine": "{{ inventory_hostname }}-set"}},
+                    {"name": "reg", "module": "command", "args": {"_raw_params": "echo {{ inventory_hostname }}-reg"}, "register": "r", "changed_when": false},
+                    {"name": "seen", "module": "copy", "args": {"content": seen, "dest": "{{ ansible_env_home }}/seen"}},
+                    {"name": "later", "module": "set_fact", "args": {"later": true}}
+                ]},
+                {"name": "after", "hosts": ["all"], "tasks": [
+                    {"name": "next play", "module": "copy", "args": {"content": "{{ groups['all'] | sort | map('extract', hostvars, 'later') | list }}", "dest": "{{ ansible_env_home }}/next"}}
+                ]}
+            ]
+        });
+        std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
+        let (out, r) = run(
+            &lab,
+            home.path(),
+            &[
+                "-i",
+                inv.to_str().unwrap(),
+                p.to_str().unwrap(),
+                "--strategy",
+                strategy,
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{strategy}: {}{}\n{r}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let mut want = String::new();
+        for h in &hosts {
+            want.push_str(&format!("{0} {0}-set {0}-reg True True False\n", h.name));
+        }
+        for h in &hosts {
+            assert_eq!(
+                std::fs::read_to_string(h.home.join("seen")).unwrap(),
+                want,
+                "{strategy}: {}",
+                h.name
+            );
+            assert_eq!(
+                std::fs::read_to_string(h.home.join("next")).unwrap(),
+                // copy writes a list given as content as JSON, as Ansible's does.
+                "[true, true, true]",
+                "{strategy}: {}",
+                h.name
+            );
+        }
+    }
+}
+
+/// `max_fail_percentage` without `serial`: at the end of each task the deployer counts
+/// the play's failed hosts, and once more than that share has failed every other host
+/// is failed too and runs nothing more (Ansible's linear strategy:
+/// `failed / batch_size > percentage`, then the playbook stops).
+#[test]
+fn max_fail_percentage_stops_every_host_once_too_many_failed() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("m{i}"), &format!("rustle-mfp{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    // One host of three failing is 33%: more than 30, not more than 34.
+    for (percentage, stops) in [(30, true), (34, false)] {
+        let home = tempfile::tempdir().unwrap();
+        let p = home.path().join("plan.json");
+        let plan = json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [
+                {"name": "mfp", "hosts": ["all"], "max_fail_percentage": percentage, "tasks": [
+                    {"name": "fail one", "module": "command", "args": {"_raw_params": "sh -c 'sleep {{ 0 if inventory_hostname == \"m0\" else 2 }}; test {{ inventory_hostname }} != m0'"}},
+                    {"name": "after", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/after-{{ percentage }}"}}
+                ]},
+                {"name": "later", "hosts": ["all"], "tasks": [
+                    {"name": "later play", "module": "copy", "args": {"content": "x", "dest": "{{ ansible_env_home }}/later-{{ percentage }}"}}
+                ]}
+            ]
+        });
+        let plan = serde_json::to_string(&plan)
+            .unwrap()
+            .replace("{{ percentage }}", &percentage.to_string());
+        std::fs::write(&p, plan).unwrap();
+        let (out, r) = run(
+            &lab,
+            home.path(),
+            &["-i", inv.to_str().unwrap(), p.to_str().unwrap()],
+        );
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        assert_eq!(r["hosts"]["m0"]["status"], "failed", "{r}");
+        for h in &hosts[1..] {
+            let after = h.home.join(format!("after-{percentage}")).exists();
+            let later = h.home.join(format!("later-{percentage}")).exists();
+            assert_eq!(
+                (after, later),
+                (!stops, !stops),
+                "{percentage}%: {}\n{r}",
+                h.name
+            );
+            let status = if stops { "failed" } else { "ok" };
+            assert_eq!(r["hosts"][&h.name]["status"], status, "{percentage}%: {r}");
+        }
+    }
 }

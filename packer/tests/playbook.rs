@@ -730,10 +730,6 @@ mod playbook {
     fn unsupported_keywords() {
         for (keyword, text) in [
             (
-                "delegate_to",
-                "- hosts: all\n  tasks:\n    - command: ls\n      delegate_to: db1\n",
-            ),
-            (
                 "debugger",
                 "- hosts: all\n  tasks:\n    - command: ls\n      debugger: always\n",
             ),
@@ -742,10 +738,6 @@ mod playbook {
                 "- hosts: all\n  run_once: true\n  tasks:\n    - command: ls\n",
             ),
             ("serial", "- hosts: all\n  serial: [1, 5]\n  tasks: []\n"),
-            (
-                "max_fail_percentage",
-                "- hosts: all\n  max_fail_percentage: 10\n  tasks: []\n",
-            ),
             ("include", "- hosts: all\n  tasks:\n    - include: x.yml\n"),
         ] {
             let msg = err_text(text);
@@ -1146,6 +1138,16 @@ mod playbook {
             max_fail_percentage: Some(25),
         };
         assert_eq!(r.batches(100), (4, 1));
+
+        // max_fail_percentage without serial applies inside the one batch, task by task:
+        // a field of the play.
+        let plan = load_text("- hosts: all\n  max_fail_percentage: 10\n  tasks: []\n").unwrap();
+        assert_eq!(plan.plays[0].max_fail_percentage, Some(10));
+        assert!(
+            !plan
+                .files
+                .contains_key(rustle_deploy::playbook::CARRIED_KEY)
+        );
 
         // No serial: nothing carried.
         let plan = load_text("- hosts: all\n  tasks: []\n").unwrap();

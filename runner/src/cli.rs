@@ -8,7 +8,7 @@
 //! ```
 //! Arguments are parsed by hand: the runner stays small and needs only these few.
 
-use crate::events::{Answer, Event, JsonLines, Request, Sink};
+use crate::events::{Answer, Channel, Event, JsonLines, Request, Sink};
 use crate::exec::{Executor, RunOptions};
 use crate::modules::custom::CustomFn;
 use crate::payload::{self, Digest, PayloadError};
@@ -343,7 +343,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         out: JsonLines::new(std::io::stdout()),
         tasks: Vec::new(),
         attached: attached(&args),
-        channel: args.channel,
+        channel: args
+            .channel
+            .then(|| std::sync::Arc::new(crate::events::StdioChannel::default())),
     };
     sink.emit(&Event::Start {
         v: crate::events::EVENTS_VERSION,
@@ -665,7 +667,7 @@ struct Tee<W: std::io::Write> {
     /// Stop when the reader of the events goes away (`--attached`).
     attached: bool,
     /// Requests go to the deployer, answers come on stdin (`--channel`).
-    channel: bool,
+    channel: Option<std::sync::Arc<crate::events::StdioChannel>>,
 }
 
 impl<W: std::io::Write> Sink for Tee<W> {
@@ -684,23 +686,18 @@ impl<W: std::io::Write> Sink for Tee<W> {
     }
 
     fn request(&mut self, request: Request) -> Result<Answer, String> {
-        if !self.channel {
-            return Err(format!(
+        match &self.channel {
+            Some(channel) => channel.request(request),
+            None => Err(format!(
                 "needs the deployer (the controller channel), and this runner was started without one (--channel): {}",
                 crate::events::no_channel_reason(request.kind)
-            ));
+            )),
         }
-        let id = request.id;
-        self.out.emit(&Event::Request(request));
-        if self.out.is_broken() {
-            crate::events::mark_deployer_gone();
-            return Err("the deployer went away before it was asked".into());
-        }
-        let answer = crate::events::read_answer(&mut std::io::stdin().lock(), id);
-        if answer.is_err() {
-            // A deployer that cannot answer any more cannot follow the run either.
-            crate::events::mark_deployer_gone();
-        }
-        answer
+    }
+
+    fn channel(&self) -> Option<std::sync::Arc<dyn Channel>> {
+        self.channel
+            .clone()
+            .map(|c| c as std::sync::Arc<dyn Channel>)
     }
 }

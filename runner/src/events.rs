@@ -1,10 +1,11 @@
 //! The runner's event stream: one JSON object per line on stdout, versioned, so the
 //! deployer (or a person with `jq`) can follow a run as it happens.
 //!
-//! Version 1 has four event types, all carrying `"v": 1` and `"type"`:
-//! `start` (host, deployment, digest, runner version, check mode), `play` (name),
-//! `task` (one finished task or handler, with its status and registered result) and
-//! `recap` (the per-host counts). `docs/events.md` documents each field.
+//! Version 1's events all carry `"v": 1` and `"type"`: `start` (host, deployment,
+//! digest, runner version, check mode), `play` (name), `task` (one finished task or
+//! handler, with its status and registered result), `staged`, `request` and `vars` (the
+//! controller channel) and `recap` (the per-host counts). `docs/events.md` documents
+//! each field.
 //!
 //! A runner started by the deployer (`--attached`) also writes an empty line every
 //! second ([`watch_deployer`]): the only way a process can tell, with std alone, that
@@ -136,6 +137,24 @@ pub enum Event {
     /// The runner asks the deployer for something only the controller can do, and
     /// waits for the [`Answer`] on its stdin (`--channel`; see `docs/events.md`).
     Request(Request),
+    /// What the host's runner now knows of itself beyond its inventory (facts,
+    /// registered and `set_fact` values), for the other hosts' `hostvars`: written after
+    /// each task of a plan whose deploy reads `hostvars` (`Play::number`), when the
+    /// runner has a channel; `set` and `unset` say what changed since the last one.
+    Vars {
+        /// Format version.
+        v: u32,
+        /// The index of the play (in the host's plan) the host is in.
+        play: usize,
+        /// How many tasks of that play the host has finished (fact gathering included).
+        done: u32,
+        /// Variables given a new value.
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        set: serde_json::Map<String, Value>,
+        /// Variables removed (`meta: clear_facts`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unset: Vec<String>,
+    },
     /// The run is over.
     Recap {
         /// Format version.
@@ -177,6 +196,10 @@ pub enum RequestKind {
     Throttle,
     /// The host has finished a `throttle` task it was let run.
     ThrottleDone,
+    /// What another host (`host`) knows of itself, as Ansible's `hostvars` would show
+    /// it to this host's task (the `done`-th of play `play`): answered once that host
+    /// has got as far (see `docs/playbooks.md`), with `vars`.
+    Hostvars,
 }
 
 /// A request on the event stream (`"type": "request"`).
@@ -214,6 +237,45 @@ pub struct Request {
     /// `throttle`: how many hosts may run the task at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// `delegate`: the inventory host the task's `delegate_to` rendered to, when it is
+    /// not the controller; the deployer runs the module there over SSH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_to: Option<String>,
+    /// `delegate` to another host: the user the task's `become` keywords ask for there
+    /// (absent: no become); that host's own `ansible_become*` variables win over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_user: Option<String>,
+    /// `hostvars`: the other host asked about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `hostvars`: how many tasks of the play this host has finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<u32>,
+}
+
+impl Request {
+    /// A request of `kind` about the task whose channel id is `task`, in play `play`;
+    /// its number is given by whoever sends it ([`Channel::request`]).
+    pub fn new(kind: RequestKind, task: String, play: usize) -> Request {
+        Request {
+            v: EVENTS_VERSION,
+            id: 0,
+            kind,
+            task,
+            play,
+            vars: None,
+            roles: Vec::new(),
+            file: None,
+            check_mode: false,
+            result: None,
+            failed: false,
+            limit: None,
+            delegate_to: None,
+            become_user: None,
+            host: None,
+            done: None,
+        }
+    }
 }
 
 /// The deployer's answer to a [`Request`]: one JSON line on the runner's stdin.
@@ -235,6 +297,9 @@ pub struct Answer {
     /// `run_once`: the host that ran the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// `hostvars`: the other host's variables beyond its inventory ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<Value>,
     /// Why the request is refused or could not be carried out: the task fails with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -254,10 +319,55 @@ pub trait Sink {
     /// Sends a request to the deployer and waits for its answer. Without a channel (a
     /// runner run by hand, or started without `--channel`), `Err` says so.
     fn request(&mut self, request: Request) -> Result<Answer, String> {
-        Err(format!(
-            "needs the deployer (the controller channel), and this run has none: {}",
-            no_channel_reason(request.kind)
-        ))
+        match self.channel() {
+            Some(channel) => channel.request(request),
+            None => Err(format!(
+                "needs the deployer (the controller channel), and this run has none: {}",
+                no_channel_reason(request.kind)
+            )),
+        }
+    }
+
+    /// The controller channel, for what asks the deployer from inside a template
+    /// (another host's `hostvars`); `None` without one.
+    fn channel(&self) -> Option<std::sync::Arc<dyn Channel>> {
+        None
+    }
+}
+
+/// The way to the deployer, shareable with templates: one request at a time (the
+/// executor renders and asks on one thread), each numbered by the channel.
+pub trait Channel: Send + Sync + std::fmt::Debug {
+    /// Numbers `request`, sends it and waits for its answer; an answer that refuses is
+    /// returned as it is (its `error` set).
+    fn request(&self, request: Request) -> Result<Answer, String>;
+}
+
+/// A runner's channel over its stdout (requests, with the events) and stdin (answers).
+#[derive(Debug, Default)]
+pub struct StdioChannel {
+    last_id: std::sync::atomic::AtomicU64,
+}
+
+impl Channel for StdioChannel {
+    fn request(&self, mut request: Request) -> Result<Answer, String> {
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+        request.id = id;
+        let line = serde_json::to_string(&Event::Request(request))
+            .map_err(|e| format!("cannot write the request: {e}"))?;
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            drop(out);
+            mark_deployer_gone();
+            return Err("the deployer went away before it was asked".into());
+        }
+        drop(out);
+        let answer = read_answer(&mut std::io::stdin().lock(), id);
+        if answer.is_err() {
+            // A deployer that cannot answer any more cannot follow the run either.
+            mark_deployer_gone();
+        }
+        answer
     }
 }
 
@@ -275,6 +385,9 @@ pub fn no_channel_reason(kind: RequestKind) -> &'static str {
         }
         RequestKind::Throttle | RequestKind::ThrottleDone => {
             "throttle limits how many hosts run a task at once, which the deployer counts"
+        }
+        RequestKind::Hostvars => {
+            "other hosts' facts and registered or set_fact values (hostvars) come from the deployer"
         }
     }
 }

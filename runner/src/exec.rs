@@ -171,8 +171,18 @@ pub struct Executor<'a> {
     role_stack: Vec<String>,
     /// The index of the current play in the plan (requests name it).
     play_index: usize,
-    /// The number of the last request sent to the deployer.
-    requests: u64,
+    /// The way to the deployer, for what templates ask it (`hostvars` of other hosts).
+    channel: Option<Arc<dyn crate::events::Channel>>,
+    /// Other hosts may read this host's variables (`Play::number`): it tells the
+    /// deployer what it knows of itself after each task.
+    share: bool,
+    /// How many tasks of the current play this host has finished (fact gathering
+    /// included): where it stands for the other hosts' `hostvars`.
+    done: u32,
+    /// What it last told the deployer of itself.
+    published: Vars,
+    /// Other hosts' variables as the deployer gave them at this point of the play.
+    peers: crate::lazyvars::PeerCache,
     /// `groups` as `group_by` and `add_host` changed it (from the plan's when `None`).
     groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// `--tags`/`--skip-tags` of the run (from `ansible_run_tags`/`ansible_skip_tags`),
@@ -213,6 +223,7 @@ impl<'a> Executor<'a> {
         opts: RunOptions,
         host: Box<dyn ModuleHost + 'a>,
     ) -> Self {
+        let channel = sink.channel();
         Executor {
             plan,
             engine: Arc::new(Engine::with_controller(Arc::new(
@@ -242,7 +253,11 @@ impl<'a> Executor<'a> {
             roles_run: BTreeSet::new(),
             role_stack: Vec::new(),
             play_index: 0,
-            requests: 0,
+            channel,
+            share: plan.plays.iter().any(|p| p.number.is_some()),
+            done: 0,
+            published: Vars::new(),
+            peers: crate::lazyvars::PeerCache::default(),
             groups: None,
             selection: crate::tags::Selection::from_magic(
                 plan.magic.get("ansible_run_tags"),
@@ -305,14 +320,18 @@ impl<'a> Executor<'a> {
             v: EVENTS_VERSION,
             name: play.name.clone(),
         });
+        self.done = 0;
+        self.publish();
         if play.gather_facts && !self.gathered {
             let started = Instant::now();
             // Gathering reads /proc, /etc and runs a few syscalls per interface; a plan
             // that never refers to a fact does not pay for it (the task is still
-            // reported, so the counts match Ansible's).
+            // reported, so the counts match Ansible's). Other hosts may refer to them
+            // through `hostvars` when this host shares what it knows.
+            let share = self.share;
             if *self
                 .facts_used
-                .get_or_insert_with(|| facts_referenced(self.plan))
+                .get_or_insert_with(|| share || facts_referenced(self.plan))
             {
                 self.facts.extend(self.host.facts());
                 self.gathered = true;
@@ -341,6 +360,7 @@ impl<'a> Executor<'a> {
                 started,
                 Value::Object(result),
             );
+            self.step_done();
         }
         self.play = Some(play);
         let ran = self.run_list(&play.tasks, &play_scope(play), false);
@@ -656,13 +676,21 @@ impl<'a> Executor<'a> {
             return crate::lazyvars::context_with(vars, &self.globals, &self.engine);
         }
         let mut globals = self.globals.clone();
-        let hostvars = crate::lazyvars::HostVars::new(
+        let mut hostvars = crate::lazyvars::HostVars::new(
             &self.plan.host,
             self.own_vars(),
             &self.plan.shared,
             self.globals.clone(),
             &self.engine,
         );
+        if self.share {
+            hostvars = hostvars.with_peers(crate::lazyvars::Peers {
+                channel: self.channel.clone(),
+                play: self.play_index,
+                done: self.done,
+                cache: self.peers.clone(),
+            });
+        }
         globals.push(("hostvars".into(), JValue::from_object(hostvars)));
         crate::lazyvars::context_with(vars, &globals, &self.engine)
     }
@@ -672,11 +700,19 @@ impl<'a> Executor<'a> {
     /// values.
     fn own_vars(&self) -> Vars {
         let mut vars = self.plan.host_vars.clone();
-        vars.extend(
-            self.facts
-                .iter()
-                .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
-        );
+        vars.extend(self.learned_vars());
+        vars
+    }
+
+    /// What this host knows of itself beyond its inventory variables: facts,
+    /// `set_fact`/`include_vars` and registered values (what other hosts' `hostvars`
+    /// get from the deployer).
+    fn learned_vars(&self) -> Vars {
+        let mut vars: Vars = self
+            .facts
+            .iter()
+            .map(|(k, v)| (k.clone(), unsafe_data(v.clone())))
+            .collect();
         // Ansible defines `ansible_facts` always: `{}` before anything is gathered
         // (`when: ansible_facts == {}` is how roles ask whether to gather).
         vars.insert(
@@ -685,6 +721,43 @@ impl<'a> Executor<'a> {
         );
         vars.extend(self.host_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
         vars
+    }
+
+    /// One more task of the play is finished: other hosts reading this one's
+    /// `hostvars` may now see what it set.
+    fn step_done(&mut self) {
+        self.done = self.done.saturating_add(1);
+        self.publish();
+    }
+
+    /// Tells the deployer where this host stands in the play and what changed of what
+    /// it knows of itself, when other hosts may read it (and a deployer listens). The
+    /// other hosts' answers cached for the previous position are dropped.
+    fn publish(&mut self) {
+        self.peers.clear();
+        if !self.share || self.channel.is_none() {
+            return;
+        }
+        let now = self.learned_vars();
+        let set: serde_json::Map<String, Value> = now
+            .iter()
+            .filter(|(k, v)| self.published.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let unset: Vec<String> = self
+            .published
+            .keys()
+            .filter(|k| !now.contains_key(*k))
+            .cloned()
+            .collect();
+        self.sink.emit(&Event::Vars {
+            v: EVENTS_VERSION,
+            play: self.play_index,
+            done: self.done,
+            set,
+            unset,
+        });
+        self.published = now;
     }
 
     /// The magic variables of play number `index`: the run's (`omit`,
@@ -947,12 +1020,13 @@ impl<'a> Executor<'a> {
         let outer = std::mem::replace(&mut self.shown_role, role);
         let outcome = self.run_task_here(task, inherited, handler);
         self.shown_role = outer;
-        // In an `any_errors_fatal` play with other hosts, every host waits for the
-        // others after each task (Ansible's linear strategy), and fails when one of them
-        // failed it. A block is not a task; a host already halted does not wait.
-        let fleet = self
-            .play
-            .is_some_and(|p| p.fleet.is_some() && p.any_errors_fatal);
+        if task.block.is_none() {
+            self.step_done();
+        }
+        // In an `any_errors_fatal` (or `max_fail_percentage`) play with other hosts,
+        // every host waits for the others after each task (Ansible's linear strategy),
+        // and fails when one of them failed it (or too many have failed). A block is not a task; a host already halted does not wait.
+        let fleet = self.play.is_some_and(|p| p.fleet.is_some());
         if !fleet || task.block.is_some() || !matches!(outcome, Ok(()) | Err(Halt::Failed)) {
             return outcome;
         }
@@ -1196,21 +1270,8 @@ impl<'a> Executor<'a> {
         vars: Option<Value>,
         fill: impl FnOnce(&mut Request),
     ) -> Result<crate::events::Answer, String> {
-        self.requests += 1;
-        let mut request = Request {
-            v: EVENTS_VERSION,
-            id: self.requests,
-            kind,
-            task: task.channel_id(),
-            play: self.play_index,
-            vars,
-            roles: Vec::new(),
-            file: None,
-            check_mode: false,
-            result: None,
-            failed: false,
-            limit: None,
-        };
+        let mut request = Request::new(kind, task.channel_id(), self.play_index);
+        request.vars = vars;
         fill(&mut request);
         let answer = self.sink.request(request)?;
         match answer.error {
@@ -1220,8 +1281,8 @@ impl<'a> Executor<'a> {
     }
 
     /// Where a delegated task runs: `None` here (not delegated, or delegated to this
-    /// host itself), `Some(name)` on the controller; an error for another host, which
-    /// needs SSH back ends the runner has not got.
+    /// host itself), `Some(name)` elsewhere: on the controller (one of
+    /// [`CONTROLLER_NAMES`]) or on another inventory host, both through the deployer.
     fn delegation(&self, task: &Task, ctx: &JValue) -> Result<Option<String>, String> {
         let Some(to) = &task.delegate_to else {
             return Ok(None);
@@ -1231,29 +1292,40 @@ impl<'a> Executor<'a> {
             .render_str(to, ctx)
             .map_err(|e| format!("delegate_to: {e}"))?;
         let to = to.trim().to_string();
-        if to == self.plan.host {
+        // `delegate_to: "{{ x | default(omit) }}"`: no delegation, as in Ansible.
+        if to == self.plan.host || to == self.omit {
             return Ok(None);
         }
-        if CONTROLLER_NAMES.contains(&to.as_str()) {
-            return Ok(Some(to));
+        if to.is_empty() {
+            return Err("delegate_to renders to an empty host name".into());
         }
-        Err(format!(
-            "delegate_to '{to}': running a task on another inventory host is not supported yet; only the controller (localhost) is"
-        ))
+        Ok(Some(to))
     }
 
-    /// Has the deployer run a delegated task's module on the controller, with this
-    /// host's variables, and takes its result as if the module had run here.
+    /// Has the deployer run a delegated task's module on the controller or on the
+    /// inventory host `to`, with this host's variables, and takes its result as if the
+    /// module had run here.
     fn delegate(
         &mut self,
         task: &Task,
         inherited: &Inherited<'_>,
         vars: &Vars,
         ctx: &JValue,
+        to: &str,
     ) -> Vars {
         let check_mode = match self.check_mode(inherited, task, ctx) {
             Ok(c) => c,
             Err(msg) => return failed_result(msg),
+        };
+        // Another host: the deployer connects to it with its own connection variables,
+        // and `become` there is what the task's keywords ask for.
+        let (delegate_to, become_user) = if CONTROLLER_NAMES.contains(&to) {
+            (None, None)
+        } else {
+            match self.become_keywords(task, inherited, ctx) {
+                Ok(user) => (Some(to.to_string()), user),
+                Err(msg) => return failed_result(msg),
+            }
         };
         let roles: Vec<String> = inherited.roles.iter().map(|r| r.path.clone()).collect();
         let file = inherited.file.as_deref().map(str::to_string);
@@ -1265,6 +1337,8 @@ impl<'a> Executor<'a> {
                 r.roles = roles;
                 r.file = file;
                 r.check_mode = check_mode;
+                r.delegate_to = delegate_to;
+                r.become_user = become_user;
             },
         );
         let result = match asked {
@@ -2289,7 +2363,7 @@ impl<'a> Executor<'a> {
             let limit = crate::deadline::start(timeout);
             let mut result = match self.delegation(task, &ctx) {
                 Ok(None) => self.invoke(task, inherited, &ctx),
-                Ok(Some(_)) => self.delegate(task, inherited, &vars, &ctx),
+                Ok(Some(to)) => self.delegate(task, inherited, &vars, &ctx, &to),
                 Err(msg) => failed_result(msg),
             };
             drop(limit);
@@ -2745,6 +2819,50 @@ impl<'a> Executor<'a> {
     /// another one works when the runner is root: the task's module then runs as that
     /// user, in a child runner or through the processes it starts (see
     /// [`crate::privilege`]).
+    /// The `become` keyword of the task, or of its block, role or play: a task's that
+    /// renders to omit (or null) is unset and the enclosing one applies, as Ansible's
+    /// keyword inheritance has it.
+    fn become_keyword(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<bool, String> {
+        let own = match &task.become_ {
+            Some(f) => keywords::flag(&self.engine, f, ctx, "become")?,
+            None => None,
+        };
+        let value = match (own, inherited.become_) {
+            (Some(v), _) => Some(v),
+            (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?,
+            (None, None) => None,
+        };
+        Ok(value.unwrap_or(false))
+    }
+
+    /// For a task delegated to another host: the user its `become` keywords ask for
+    /// (`None`: no become), without this host's `ansible_become*` variables, which are
+    /// connection variables (the delegated-to host's own apply there, as in Ansible).
+    fn become_keywords(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<Option<String>, String> {
+        if !self.become_keyword(task, inherited, ctx)? {
+            return Ok(None);
+        }
+        let wanted = task
+            .become_user
+            .as_deref()
+            .or(inherited.become_user)
+            .unwrap_or("root");
+        self.engine
+            .render_str(wanted, ctx)
+            .map(|u| Some(u.trim().to_string()))
+            .map_err(|e| format!("become_user: {e}"))
+    }
+
     fn check_become(
         &mut self,
         task: &Task,
@@ -2772,21 +2890,7 @@ impl<'a> Executor<'a> {
                 };
                 keywords::flag(&self.engine, &f, ctx, "ansible_become")?.unwrap_or(false)
             }
-            (None, None) => false,
-            (None, Some(_)) => {
-                // A task's `become` that renders to omit (or null) is unset: the block's,
-                // role's or play's applies, as Ansible's keyword inheritance has it.
-                let own = match &task.become_ {
-                    Some(f) => keywords::flag(&self.engine, f, ctx, "become")?,
-                    None => None,
-                };
-                let value = match (own, inherited.become_) {
-                    (Some(v), _) => Some(v),
-                    (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?,
-                    (None, None) => None,
-                };
-                value.unwrap_or(false)
-            }
+            (None, _) => self.become_keyword(task, inherited, ctx)?,
         };
         if !become_ {
             return Ok(None);
@@ -2928,18 +3032,36 @@ impl Woken {
 /// that host's signed plan, its variables from the host. Block-level `environment` and
 /// `become` do not reach it: the controller runs it as the deploying user.
 pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
-    let Some(play) = plan.plays.get(request.play) else {
-        return failed_result(format!("the plan has no play number {}", request.play));
-    };
     let mut task = task.clone();
     task.become_ = None;
     task.become_user = None;
+    let vars = match &request.vars {
+        Some(Value::Object(v)) => v.clone(),
+        _ => Vars::new(),
+    };
+    run_delegated_on(plan, &task, request, vars, Box::new(Local::default()))
+}
+
+/// Runs the module of a task delegated to another inventory host, for the deployer:
+/// as [`run_delegated`], with its modules run by `host` (SSH mode's module back end
+/// for that host), with `vars` (the delegating host's, with the delegated-to host's
+/// connection variables put in by the deployer) and the task's `become` as given.
+pub fn run_delegated_on(
+    plan: &HostPlan,
+    task: &Task,
+    request: &Request,
+    vars: Vars,
+    host: Box<dyn ModuleHost + '_>,
+) -> Vars {
+    let Some(play) = plan.plays.get(request.play) else {
+        return failed_result(format!("the plan has no play number {}", request.play));
+    };
     let mut sink = crate::events::Collect::default();
     let opts = RunOptions {
         check_mode: request.check_mode,
         diff_mode: false,
     };
-    let mut ex = Executor::new(plan, &mut sink, opts);
+    let mut ex = Executor::with_host(plan, &mut sink, opts, host);
     ex.play_index = request.play;
     ex.globals = ex.play_globals(play, request.play);
     ex.playbook_dir = match play.magic.get("playbook_dir") {
@@ -2947,10 +3069,6 @@ pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
         _ => String::new(),
     };
     ex.play = Some(play);
-    let vars = match &request.vars {
-        Some(Value::Object(v)) => v.clone(),
-        _ => Vars::new(),
-    };
     let inherited = Inherited {
         roles: request
             .roles
@@ -2969,7 +3087,7 @@ pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
     let shared = Arc::clone(&plan.shared);
     crate::ctlfiles::with_files(&shared, || {
         let ctx = ex.jctx(&vars);
-        ex.invoke(&task, &inherited, &ctx)
+        ex.invoke(task, &inherited, &ctx)
     })
 }
 
@@ -3220,7 +3338,9 @@ fn timed_out(action: &str, period: u64) -> Vars {
     r
 }
 
-fn failed_result(msg: String) -> Vars {
+/// A failed task's result, saying `msg` (also the deployer's, for a task it could not
+/// carry out).
+pub fn failed_result(msg: String) -> Vars {
     let mut r = Vars::new();
     r.insert("changed".into(), false.into());
     r.insert("failed".into(), true.into());

@@ -10,6 +10,7 @@
 //! facts the executor marks so) is never rendered: it reaches templates as the text it
 //! is, and a variable rendered from it stays unsafe.
 
+use crate::events::{Answer, Channel, Request, RequestKind, no_channel_reason};
 use crate::plan::Vars;
 use crate::template::{Engine, is_template, to_jvalue, unsafe_inner};
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value as JValue};
@@ -89,6 +90,105 @@ pub struct HostVars {
     globals: Vec<(String, JValue)>,
     engine: Arc<Engine>,
     seen: Mutex<BTreeMap<String, JValue>>,
+    /// Where other hosts' facts and registered values come from, when the deploy
+    /// shares them (`Play::number`); without, another host has its inventory only.
+    peers: Option<Peers>,
+}
+
+/// Other hosts' variables as the deployer gave them at one point of a play, by host:
+/// the answer for the same point is the same, so it is kept until this host finishes
+/// its next task.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCache(Arc<Mutex<BTreeMap<String, Result<Vars, String>>>>);
+
+impl PeerCache {
+    /// Forgets every answer (this host has moved on).
+    pub fn clear(&self) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.clear();
+        }
+    }
+}
+
+/// How `hostvars` of another host reaches what that host learned while running
+/// (facts, registered and `set_fact` values): a `hostvars` request to the deployer,
+/// asked only when a template touches that host.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    /// The way to the deployer (`None`: a runner run by hand).
+    pub channel: Option<Arc<dyn Channel>>,
+    /// The index of the current play in this host's plan.
+    pub play: usize,
+    /// How many tasks of the play this host has finished.
+    pub done: u32,
+    /// Answers already given at this point.
+    pub cache: PeerCache,
+}
+
+impl Peers {
+    /// What `host` learned while running, as this host's task may see it.
+    fn learned(&self, host: &str) -> Result<Vars, String> {
+        if let Ok(cache) = self.cache.0.lock()
+            && let Some(known) = cache.get(host)
+        {
+            return known.clone();
+        }
+        let answer = match &self.channel {
+            None => Err(format!(
+                "needs the deployer (the controller channel), and this run has none: {}",
+                no_channel_reason(RequestKind::Hostvars)
+            )),
+            Some(channel) => {
+                let mut request = Request::new(RequestKind::Hostvars, String::new(), self.play);
+                request.host = Some(host.to_string());
+                request.done = Some(self.done);
+                match channel.request(request) {
+                    Ok(Answer { error: Some(e), .. }) | Err(e) => Err(e),
+                    Ok(Answer {
+                        vars: Some(Value::Object(vars)),
+                        ..
+                    }) => Ok(vars),
+                    Ok(_) => Err("the deployer's answer holds no variables".into()),
+                }
+            }
+        };
+        if let Ok(mut cache) = self.cache.0.lock() {
+            cache.insert(host.to_string(), answer.clone());
+        }
+        answer
+    }
+}
+
+/// Another host's variables when what it learned while running cannot be had: its
+/// inventory variables, and for any other name an error saying why.
+#[derive(Debug)]
+struct Partial {
+    inner: JValue,
+    host: String,
+    why: String,
+}
+
+impl Object for Partial {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        match self.inner.get_item(key) {
+            Ok(v) if !v.is_undefined() => Some(v),
+            _ => Some(JValue::from(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("hostvars['{}']['{key}']: {}", self.host, self.why),
+            ))),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.inner.try_iter() {
+            Ok(keys) => Enumerator::Values(keys.collect()),
+            Err(_) => Enumerator::Empty,
+        }
+    }
 }
 
 impl HostVars {
@@ -108,7 +208,14 @@ impl HostVars {
             globals,
             engine: Arc::clone(engine),
             seen: Mutex::new(BTreeMap::new()),
+            peers: None,
         }
+    }
+
+    /// Other hosts' entries get what they learned while running from `peers`.
+    pub fn with_peers(mut self, peers: Peers) -> HostVars {
+        self.peers = Some(peers);
+        self
     }
 }
 
@@ -124,12 +231,24 @@ impl Object for HostVars {
         {
             return Some(v.clone());
         }
-        let vars = if name == self.own_name {
-            &self.own
+        let value = if name == self.own_name {
+            context_with(&self.own, &self.globals, &self.engine)
         } else {
-            self.others.hostvars.get(name)?
+            let inventory = self.others.hostvars.get(name)?;
+            match self.peers.as_ref().map(|p| p.learned(name)) {
+                None => context_with(inventory, &self.globals, &self.engine),
+                Some(Ok(learned)) => {
+                    let mut vars = inventory.clone();
+                    vars.extend(learned);
+                    context_with(&vars, &self.globals, &self.engine)
+                }
+                Some(Err(why)) => JValue::from_object(Partial {
+                    inner: context_with(inventory, &self.globals, &self.engine),
+                    host: name.to_string(),
+                    why,
+                }),
+            }
         };
-        let value = context_with(vars, &self.globals, &self.engine);
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(name.to_string(), value.clone());
         }

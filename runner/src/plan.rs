@@ -297,14 +297,25 @@ pub struct Play {
     /// host of the play once they have all run it; a host in a block goes to its rescue.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub any_errors_fatal: bool,
+    /// `max_fail_percentage`: once more than this share of the play's hosts (of the
+    /// batch) have failed, at the end of a task, every other host is failed too and
+    /// the run stops after the play, as in Ansible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fail_percentage: Option<u32>,
     /// `force_handlers`: the handlers notified so far run even on a host that failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_handlers: bool,
     /// The play's number in the deploy, set by the packer when its hosts must wait for
-    /// each other after every task (`any_errors_fatal` on more than one host): the
+    /// each other after every task (`any_errors_fatal` or `max_fail_percentage` on
+    /// more than one host): the
     /// runners name it in their `barrier` requests (`docs/events.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<usize>,
+    /// The play's number in the deploy, set by the packer when the deploy reads other
+    /// hosts' `hostvars`: the runner then tells the deployer what it knows of itself
+    /// after each task (`vars` events) and asks it for other hosts' (`docs/events.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<usize>,
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).
@@ -470,12 +481,13 @@ pub struct Task {
     pub apply: Option<Box<Task>>,
     /// Ansible's `delegate_to` (also set for `local_action` and `connection: local`):
     /// the host the task's module runs on, with this host's variables; a template is
-    /// rendered when the task runs. Only the controller (`localhost`, `127.0.0.1`) is
-    /// supported: the runner asks the deployer to run it (`docs/events.md`).
+    /// rendered when the task runs. The runner asks the deployer to run it
+    /// (`docs/events.md`): on the controller (`localhost`, `127.0.0.1`, `::1`), or on
+    /// another inventory host over that host's own connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate_to: Option<String>,
     /// `delegate_facts`: facts the delegated task returns belong to the delegated host
-    /// (the controller), not to this one.
+    /// (the deployer keeps them for it), not to this one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delegate_facts: bool,
     /// `run_once`: the first host of the batch to reach the task runs it; the others

@@ -41,7 +41,9 @@ impl<F: FnMut(&HostPlan, &Request) -> Answer> Sink for Deployer<'_, F> {
         self.events.emit(event);
     }
 
-    fn request(&mut self, request: Request) -> Result<Answer, String> {
+    fn request(&mut self, mut request: Request) -> Result<Answer, String> {
+        // The channel numbers requests, from 1.
+        request.id = self.requests.len() as u64 + 1;
         let answer = (self.answer)(self.plan, &request);
         self.requests.push(request);
         Ok(answer)
@@ -167,17 +169,50 @@ fn a_delegated_task_runs_through_the_deployer_and_its_result_is_registered_here(
     );
 }
 
+/// A task delegated to another inventory host asks the deployer, naming that host and
+/// the user the task's `become` keywords ask for there; this host's own
+/// `ansible_become_user` (a connection variable, the delegated-to host's applies) is not
+/// what is sent. The answer is registered here.
 #[test]
-fn delegating_to_another_inventory_host_fails_clearly_without_asking() {
+fn delegating_to_another_inventory_host_asks_the_deployer_naming_it() {
     let plan = host_plan(json!([
-        {"name": "elsewhere", "module": "command", "args": {"_raw_params": "true"}, "delegate_to": "{{ 'db1' }}"}
+        {"name": "elsewhere", "module": "command", "args": {"_raw_params": "true"}, "delegate_to": "{{ 'db1' }}", "register": "r"},
+        {"name": "as admin", "module": "command", "args": {"_raw_params": "true"}, "delegate_to": "db1",
+         "become": true, "become_user": "{{ 'admin' }}", "vars": {"ansible_become_user": "mine"}},
+        {"name": "show", "module": "debug", "args": {"msg": "{{ r.stdout }}"}}
+    ]));
+    let (events, requests, summary) = run_with(&plan, |_, r| Answer {
+        v: 1,
+        id: r.id,
+        result: Some(json!({"changed": false, "failed": false,
+            "stdout": format!("ran on {}", r.delegate_to.as_deref().unwrap_or("the controller"))})),
+        ..Answer::default()
+    });
+    assert!(!summary.host_failed);
+    let asked: Vec<(Option<&str>, Option<&str>)> = requests
+        .iter()
+        .map(|r| (r.delegate_to.as_deref(), r.become_user.as_deref()))
+        .collect();
+    assert_eq!(asked, [(Some("db1"), None), (Some("db1"), Some("admin"))]);
+    assert_eq!(result_of(&events, "show")["msg"], "ran on db1");
+}
+
+/// `delegate_to` that renders to `omit` delegates nothing (the task runs here, asking
+/// nobody); one that renders to nothing fails the task, as in Ansible.
+#[test]
+fn delegate_to_omitted_runs_here_and_empty_fails() {
+    let plan = host_plan(json!([
+        {"name": "omitted", "module": "command", "args": {"_raw_params": "echo here"},
+         "delegate_to": "{{ nobody | default(omit) }}", "register": "o"},
+        {"name": "empty", "module": "command", "args": {"_raw_params": "true"},
+         "delegate_to": "{{ '' }}", "ignore_errors": true}
     ]));
     let (events, requests, summary) = run_with(&plan, |_, _| panic!("nothing to ask"));
-    assert!(summary.host_failed);
+    assert!(!summary.host_failed);
     assert!(requests.is_empty());
-    let msg = result_of(&events, "elsewhere")["msg"].as_str().unwrap();
-    assert!(msg.contains("delegate_to 'db1'"), "{msg}");
-    assert!(msg.contains("not supported yet"), "{msg}");
+    assert_eq!(result_of(&events, "omitted")["stdout"], "here");
+    let msg = result_of(&events, "empty")["msg"].as_str().unwrap();
+    assert!(msg.contains("empty host name"), "{msg}");
 }
 
 fn once_plan() -> HostPlan {
@@ -357,4 +392,120 @@ fn which_plans_need_the_channel() {
     assert_eq!(t.channel_id(), t.clone().channel_id());
     assert_ne!(t.channel_id(), other.channel_id());
     assert_eq!(t.channel_id().len(), 32);
+}
+
+/// A plan of a deploy whose hosts read each other's `hostvars` (the packer numbers its
+/// plays), where another host `db1` has inventory variables.
+fn sharing_plan(tasks: Value) -> HostPlan {
+    let mut plan = host_plan(tasks);
+    plan.plays[0].number = Some(3);
+    let shared = std::sync::Arc::make_mut(&mut plan.shared);
+    for (host, vars) in [
+        ("db1", json!({"dbvar": "from the inventory"})),
+        ("web1", json!({})),
+    ] {
+        shared
+            .hostvars
+            .insert(host.into(), vars.as_object().cloned().unwrap());
+    }
+    plan
+}
+
+#[test]
+fn without_a_channel_another_hosts_inventory_variables_are_there_and_nothing_else() {
+    let plan = sharing_plan(json!([
+        {"name": "inventory", "module": "debug", "args": {"msg": "{{ hostvars.db1.dbvar }}"}},
+        {"name": "facts", "module": "debug", "args": {"msg": "{{ hostvars.db1.ansible_default_ipv4.address }}"}}
+    ]));
+    let mut sink = Collect::default();
+    let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    assert!(summary.host_failed);
+    assert_eq!(result_of(&sink.0, "inventory")["msg"], "from the inventory");
+    let msg = result_of(&sink.0, "facts")["msg"].as_str().unwrap();
+    assert!(msg.contains("controller channel"), "{msg}");
+    assert!(msg.contains("hostvars"), "{msg}");
+    // Nobody listens: nothing is reported for the other hosts.
+    assert!(!sink.0.iter().any(|e| matches!(e, Event::Vars { .. })));
+}
+
+/// A deployer stand-in for templates: answers `hostvars` requests with `vars`.
+#[derive(Debug)]
+struct Peers {
+    asked: std::sync::Mutex<Vec<Request>>,
+    vars: Value,
+}
+
+impl rustle_runner::events::Channel for Peers {
+    fn request(&self, request: Request) -> Result<Answer, String> {
+        assert_eq!(request.kind, RequestKind::Hostvars);
+        self.asked.lock().unwrap().push(request);
+        Ok(Answer {
+            v: 1,
+            vars: Some(self.vars.clone()),
+            ..Answer::default()
+        })
+    }
+}
+
+struct WithPeers {
+    events: Collect,
+    peers: std::sync::Arc<Peers>,
+}
+
+impl Sink for WithPeers {
+    fn emit(&mut self, event: &Event) {
+        self.events.emit(event);
+    }
+
+    fn channel(&self) -> Option<std::sync::Arc<dyn rustle_runner::events::Channel>> {
+        Some(self.peers.clone())
+    }
+}
+
+#[test]
+fn another_hosts_hostvars_are_asked_when_a_template_touches_it_and_this_host_reports_what_it_learns()
+ {
+    let plan = sharing_plan(json!([
+        {"name": "plain", "module": "set_fact", "args": {"mine": 1}},
+        {"name": "reg", "module": "command", "args": {"_raw_params": "echo out"}, "register": "r"},
+        {"name": "read", "module": "debug", "args": {"msg": "{{ hostvars['db1'].ansible_default_ipv4.address }} {{ hostvars['db1'].dbvar }} {{ hostvars.db1.x }}"}}
+    ]));
+    let peers = std::sync::Arc::new(Peers {
+        asked: std::sync::Mutex::new(Vec::new()),
+        vars: json!({"ansible_default_ipv4": {"address": "10.0.0.9"}, "x": 7}),
+    });
+    let mut sink = WithPeers {
+        events: Collect::default(),
+        peers: peers.clone(),
+    };
+    let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    assert!(!summary.host_failed, "{:?}", sink.events.0);
+    assert_eq!(
+        result_of(&sink.events.0, "read")["msg"],
+        "10.0.0.9 from the inventory 7"
+    );
+    // Asked once, at the third task (two done), about db1 only.
+    let asked = peers.asked.lock().unwrap();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].host.as_deref(), Some("db1"));
+    assert_eq!((asked[0].play, asked[0].done), (0, Some(2)));
+    // What this host learned, after each task, in order.
+    let reports: Vec<(u32, Vec<String>)> = sink
+        .events
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Event::Vars { done, set, .. } => Some((*done, set.keys().cloned().collect())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            (0, vec!["ansible_facts".to_string()]),
+            (1, vec!["mine".to_string()]),
+            (2, vec!["r".to_string()]),
+            (3, vec![]),
+        ]
+    );
 }

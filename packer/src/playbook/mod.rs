@@ -120,11 +120,12 @@
 //! that Ansible refuses there too (`become`, ...: they go in `apply`); the old
 //! `include:`; a templated `import_tasks`/`import_role` name not given in extra or play
 //! vars; a templated `gather_facts`; and these Ansible keywords, not supported yet:
-//! `delegate_to` another inventory host, and `delegate_to`, `delegate_facts`,
+//! `delegate_to`, `delegate_facts`,
 //! `local_action` and `run_once` on plays and includes (tasks and blocks have them,
 //! through the controller channel), `async`, `poll`,
 //! `diff`, `connection` other than a task's `local`, `port`, `module_defaults`,
-//! `collections`, `any_errors_fatal`, task `max_fail_percentage`, `throttle`,
+//! `collections`, `any_errors_fatal` on blocks and tasks, task `max_fail_percentage`,
+//! `throttle` on plays and blocks,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
 //! plays, `strategy`, `order`, `gather_subset`,

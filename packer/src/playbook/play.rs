@@ -463,13 +463,6 @@ impl Loader<'_> {
                 serial: serial_value(v, &at)?,
                 max_fail_percentage,
             }),
-            None if max_fail_percentage.is_some() => {
-                return Err(at.unsupported(
-                    "max_fail_percentage",
-                    "without `serial` it would stop the other hosts in the middle of the \
-                     play, which needs coordination between hosts; add `serial`",
-                ));
-            }
             None => None,
         };
         let flag = |key: &str| -> Result<Option<rustle_runner::plan::Flag>, PlaybookError> {
@@ -563,8 +556,10 @@ impl Loader<'_> {
                 reach: Vec::new(),
                 tags: Vec::new(),
                 any_errors_fatal,
+                max_fail_percentage,
                 force_handlers,
                 fleet: None,
+                number: None,
             },
             sections: [pre, main, post],
             tags,
