@@ -27,6 +27,7 @@ use std::sync::Arc;
     rustle-deploy -i hosts.ini --list-deployments
     rustle-deploy -i hosts.ini --cleanup                 # remove what rustle-deploy put there
     rustle-deploy plan site.yml -i hosts.ini -o plan.json   # playbook -> plan
+    rustle-deploy adhoc web -i hosts.ini -m command -a uptime   # Ansible's ad-hoc command
     rustle-deploy keygen                                 # make a signing key
 
 EXIT CODES: 0 ok, 2 a task failed on some host, 3 a host was unreachable or refused its
@@ -70,6 +71,23 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Run one module on the hosts a pattern selects, as Ansible's ad-hoc command
+    /// (`ansible PATTERN -m MODULE -a ARGS`) does: a play of that one task, without
+    /// facts; each host's result printed as Ansible prints it, and no recap.
+    #[command(mut_arg("plan", |a| a.hide(true)))]
+    Adhoc {
+        /// The hosts (an Ansible pattern: `all`, `web:db`, `localhost`, ...).
+        pattern: String,
+        /// The module.
+        #[arg(short = 'm', long = "module-name", default_value = "command")]
+        module: String,
+        /// Its arguments: `key=value ...`, a command line (command, shell, raw), or a
+        /// JSON mapping.
+        #[arg(short = 'a', long = "args", value_name = "ARGS", default_value = "")]
+        module_args: String,
+        #[command(flatten)]
+        deploy: Box<DeployArgs>,
+    },
 }
 
 /// What a playbook deploy and `plan` share: variables, host limit, vault.
@@ -94,6 +112,10 @@ struct InputArgs {
     /// Leave out the tasks with one of these tags.
     #[arg(long, value_delimiter = ',', value_name = "TAGS")]
     skip_tags: Vec<String>,
+    /// Run the notified handlers of a host even after it failed, in every play that
+    /// does not set `force_handlers` itself [default: $ANSIBLE_FORCE_HANDLERS].
+    #[arg(long)]
+    force_handlers: bool,
 }
 
 impl InputArgs {
@@ -260,6 +282,10 @@ struct DeployArgs {
     verbose: u8,
     #[command(flatten)]
     input: InputArgs,
+    /// The playbook of `rustle-deploy adhoc`, which then prints as Ansible's ad-hoc
+    /// command does.
+    #[arg(skip)]
+    adhoc: Option<serde_norway::Value>,
 }
 
 /// Parses arguments and runs; returns the exit code.
@@ -294,6 +320,21 @@ pub fn main() -> i32 {
             input,
             output,
         }),
+        Some(Cmd::Adhoc {
+            pattern,
+            module,
+            module_args,
+            mut deploy,
+        }) => match deploy.plan.first() {
+            Some(extra) => Err(DeployError::Unsupported(format!(
+                "adhoc takes one host pattern ('{pattern}'), then options; '{}' is one more",
+                extra.display()
+            ))),
+            None => {
+                deploy.adhoc = Some(crate::adhoc::play(&pattern, &module, &module_args));
+                run(*deploy)
+            }
+        },
         None => run(cli.deploy),
     };
     match result {
@@ -342,6 +383,9 @@ fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
         vault,
         limit: c.input.limit.clone(),
         verbosity: 0,
+        adhoc: None,
+        force_handlers: c.input.force_handlers
+            || config::load(None, &|k| std::env::var(k).ok())?.force_handlers,
     };
     let plan = crate::playbook::load_playbook(&c.playbook, &opts)?;
     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
@@ -555,12 +599,23 @@ fn remote_options(args: &DeployArgs, s: &Settings, key_line: String) -> RemoteOp
     }
 }
 
-fn printer() -> remote::OnEvent {
-    Arc::new(|host: &str, ev: &rustle_runner::events::Event| {
-        if let Some(line) = deploy::task_line(host, ev) {
-            println!("{line}");
-        }
+fn printer(verbosity: u8) -> remote::OnEvent {
+    let lines = deploy::Printer::new(verbosity);
+    Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
+        lines.print(host, ev, &mut |line| println!("{line}"));
         // Ansible writes warnings to stderr.
+        for w in deploy::task_warnings(ev) {
+            eprintln!("{w}");
+        }
+    })
+}
+
+/// Each host's result as Ansible's ad-hoc command prints it ([`crate::adhoc::line`]).
+fn adhoc_printer() -> remote::OnEvent {
+    Arc::new(|host: &str, ev: &rustle_runner::events::Event| {
+        if let Some(text) = crate::adhoc::line(host, ev) {
+            println!("{text}");
+        }
         for w in deploy::task_warnings(ev) {
             eprintln!("{w}");
         }
@@ -569,10 +624,10 @@ fn printer() -> remote::OnEvent {
 
 /// Task lines, plus a bar of finished hosts when stdout is a terminal (a log or a pipe
 /// gets the plain lines only).
-fn progress(hosts: usize) -> (remote::OnEvent, Option<indicatif::ProgressBar>) {
+fn progress(hosts: usize, verbosity: u8) -> (remote::OnEvent, Option<indicatif::ProgressBar>) {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() || hosts == 0 {
-        return (printer(), None);
+        return (printer(verbosity), None);
     }
     let bar = indicatif::ProgressBar::new(hosts as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -582,11 +637,10 @@ fn progress(hosts: usize) -> (remote::OnEvent, Option<indicatif::ProgressBar>) {
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let b = bar.clone();
+    let lines = deploy::Printer::new(verbosity);
     let on_event: remote::OnEvent =
         Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
-            if let Some(line) = deploy::task_line(host, ev) {
-                b.println(line);
-            }
+            lines.print(host, ev, &mut |line| b.println(line));
             for w in deploy::task_warnings(ev) {
                 b.println(w);
             }
@@ -632,8 +686,13 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
         String::new()
     };
     let hosts: Vec<_> = inventory.select("all").into_iter().cloned().collect();
-    let results = remote::run_op(hosts, op, host_options(args, set, key_line), printer())
-        .map_err(io_err("tokio runtime"))?;
+    let results = remote::run_op(
+        hosts,
+        op,
+        host_options(args, set, key_line),
+        printer(args.verbose),
+    )
+    .map_err(io_err("tokio runtime"))?;
     let mut code = exit::OK;
     for r in &results {
         let host = &r.result.host;
@@ -744,7 +803,10 @@ fn carry_out(
             )
         })
         .collect();
-    let (on_event, bar) = progress(jobs.len());
+    let (on_event, bar) = match args.adhoc {
+        Some(_) => (adhoc_printer(), None),
+        None => progress(jobs.len(), args.verbose),
+    };
     let done = remote::deploy_all(
         jobs,
         id,
@@ -766,7 +828,21 @@ fn carry_out(
         timings.push(remote::Timings::default());
     }
     forget_wrong_platforms(&results, &cache_keys);
-    print!("{}", deploy::recap_text(&results));
+    if args.adhoc.is_some() {
+        // Ansible's ad-hoc command prints no recap: a host that never ran its task is
+        // reported as it reports an unreachable one.
+        for r in results
+            .iter()
+            .filter(|r| r.status == deploy::HostStatus::Unreachable)
+        {
+            println!(
+                "{}",
+                crate::adhoc::unreachable_line(&r.host, r.error.as_deref().unwrap_or(""))
+            );
+        }
+    } else {
+        print!("{}", deploy::recap_text(&results));
+    }
     if let Some(path) = &args.report {
         let mut report = deploy::report_json(id, &results);
         for (r, t) in results.iter().zip(&timings) {
@@ -912,7 +988,14 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         ),
         None => None,
     };
-    let Some((plan, more_plans)) = args.plan.split_first() else {
+    // An ad-hoc play is read from memory; its name puts it in the current directory,
+    // which Ansible's ad-hoc command takes as the playbook's.
+    let adhoc_path = args.adhoc.as_ref().map(|_| PathBuf::from("./(ad hoc)"));
+    let Some((plan, more_plans)) = adhoc_path
+        .as_ref()
+        .map(|p| (p, &[][..]))
+        .or_else(|| args.plan.split_first())
+    else {
         return Err(DeployError::Unsupported(
             "no execution plan given (a file, or - for stdin); try --help".into(),
         ));
@@ -942,6 +1025,8 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
                 .unwrap_or_else(|| PathBuf::from(".rustle/targets.json")),
             refresh: args.rebuild,
         }),
+        adhoc: args.adhoc.clone(),
+        force_handlers: args.input.force_handlers || set.force_handlers,
     };
     let mut prepared = deploy::prepare(&opts, !args.dry_run)?;
     if args.verbose > 0 || args.dry_run {

@@ -77,6 +77,9 @@ pub const ENV_BINARY_SIZE_LIMIT: &str = "RUSTLE_BINARY_SIZE_LIMIT";
 pub const ENV_TIMEOUT: &str = "RUSTLE_DEPLOYMENT_TIMEOUT";
 /// Overrides `cross_compilation.use_zigbuild`; a boolean.
 pub const ENV_ZIG: &str = "RUSTLE_CROSS_COMPILE_ZIG";
+/// Ansible's `FORCE_HANDLERS` setting: plays that do not say run their notified
+/// handlers on a host even after it failed; a boolean.
+pub const ENV_FORCE_HANDLERS: &str = "ANSIBLE_FORCE_HANDLERS";
 
 const MIB: u64 = 1024 * 1024;
 
@@ -239,6 +242,9 @@ pub struct Settings {
     pub optimization_level: Option<OptimizationLevel>,
     /// Strip custom runners; `None`: strip unless the level keeps debug info.
     pub strip_symbols: Option<bool>,
+    /// `ANSIBLE_FORCE_HANDLERS`: a play's default `force_handlers`, as
+    /// `--force-handlers` sets it. Default off.
+    pub force_handlers: bool,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
 }
@@ -264,6 +270,7 @@ impl Default for Settings {
             use_zigbuild: false,
             optimization_level: None,
             strip_symbols: None,
+            force_handlers: false,
             source: None,
         }
     }
@@ -699,6 +706,9 @@ fn apply_env(
     }
     if let Some(v) = get(ENV_ZIG) {
         s.use_zigbuild = parse_bool(&v).map_err(bad(ENV_ZIG, &v))?;
+    }
+    if let Some(v) = get(ENV_FORCE_HANDLERS) {
+        s.force_handlers = parse_bool(&v).map_err(bad(ENV_FORCE_HANDLERS, &v))?;
     }
     Ok(())
 }

@@ -150,6 +150,11 @@ pub struct Options {
     /// Ask SSH hosts that say nothing about their platform (`uname -sm`); without this
     /// they get `default_target` (dry runs touch no host).
     pub probe: Option<Probe>,
+    /// The playbook `rustle-deploy adhoc` made ([`crate::adhoc::play`]), read in place
+    /// of the file `plan` names (which gives it a directory, the current one).
+    pub adhoc: Option<serde_norway::Value>,
+    /// `--force-handlers`: the plays' default `force_handlers`.
+    pub force_handlers: bool,
 }
 
 /// How SSH hosts are probed for their platform.
@@ -280,10 +285,11 @@ fn needs_become(hp: &HostPlan) -> bool {
 /// Loads the inputs and computes every host's payload. Touches no host. With
 /// `create_key` false (dry runs), a missing key is replaced by a throwaway one.
 pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError> {
-    let is_playbook = opts.plan.as_os_str() != "-"
-        && std::fs::read_to_string(&opts.plan)
-            .map(|t| crate::playbook::looks_like_playbook(&t))
-            .unwrap_or(false);
+    let is_playbook = opts.adhoc.is_some()
+        || opts.plan.as_os_str() != "-"
+            && std::fs::read_to_string(&opts.plan)
+                .map(|t| crate::playbook::looks_like_playbook(&t))
+                .unwrap_or(false);
     let (mut the_plan, mut notes) = if is_playbook {
         let pb = crate::playbook::PlaybookOptions {
             check: opts.check_mode,
@@ -293,6 +299,8 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
             tags: opts.tags.clone(),
             skip_tags: opts.skip_tags.clone(),
             verbosity: opts.verbosity,
+            adhoc: opts.adhoc.clone().map(|doc| (opts.plan.clone(), doc)),
+            force_handlers: opts.force_handlers,
             ..Default::default()
         };
         let plan = crate::playbook::load_playbooks(&opts.plan, &opts.more_plans, &pb)?;
@@ -1241,6 +1249,7 @@ pub fn trimmed(ev: Event, why: &str) -> Event {
         status,
         ignored,
         handler,
+        role,
         duration_ms,
         result,
     } = ev
@@ -1272,6 +1281,7 @@ pub fn trimmed(ev: Event, why: &str) -> Event {
         status,
         ignored,
         handler,
+        role,
         duration_ms,
         result: Value::Object(kept),
     }
@@ -1294,6 +1304,7 @@ fn cut_event(head: &str, len: u64) -> Option<Event> {
         status,
         ignored,
         handler,
+        role,
         duration_ms,
         ..
     } = ev
@@ -1321,6 +1332,7 @@ fn cut_event(head: &str, len: u64) -> Option<Event> {
         status,
         ignored,
         handler,
+        role,
         duration_ms,
         result: Value::Object(result),
     })
@@ -1539,7 +1551,7 @@ pub fn exit_code(results: &[HostResult]) -> i32 {
 }
 
 /// One line per finished task, Ansible-style: `changed: [web1] => make dir`.
-pub fn task_line(host: &str, ev: &Event) -> Option<String> {
+pub fn task_line(host: &str, ev: &Event, verbosity: u8) -> Option<String> {
     // Names, messages and results come from the host: printed escaped, so a host (or a
     // command's output) cannot move the cursor, retitle the terminal or fake a line.
     match ev {
@@ -1568,10 +1580,15 @@ pub fn task_line(host: &str, ev: &Event) -> Option<String> {
                 if *ignored {
                     line.push_str(" (ignored)");
                 }
-            } else if module == "debug"
-                && let Some(m) = msg
-            {
-                line.push_str(&format!(" | {}", printable(m)));
+            }
+            // What Ansible's default callback shows: a debug task's message (or
+            // variable) always, every result from -v on; on one line, as Python's
+            // json.dumps writes it.
+            let debug = rustle_runner::modules::canonical(module) == "debug";
+            if verbosity > 0 || debug && *status != Status::Skipped {
+                let shown = crate::display::clean(result, module, verbosity);
+                line.push_str(" => ");
+                line.push_str(&printable(&crate::display::json_text(&shown, None)));
             }
             Some(line)
         }
@@ -1611,6 +1628,64 @@ fn item_lines(host: &str, result: &Value) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+/// The banner Ansible's default callback prints before a task's results: `TASK [role :
+/// name]` (`RUNNING HANDLER [...]` for a handler), stars up to 80 columns.
+pub fn task_header(ev: &Event) -> Option<String> {
+    let Event::Task {
+        name,
+        handler,
+        role,
+        ..
+    } = ev
+    else {
+        return None;
+    };
+    let kind = if *handler { "RUNNING HANDLER" } else { "TASK" };
+    let shown = match role {
+        Some(role) => format!("{role} : {name}"),
+        None => name.clone(),
+    };
+    let text = format!("{kind} [{}]", printable(&shown));
+    let stars = 80usize.saturating_sub(text.chars().count() + 1).max(3);
+    Some(format!("{text} {}", "*".repeat(stars)))
+}
+
+/// The deployer's output for the events of every host: [`task_line`]s, and before a
+/// task's first line (or a line of another task than the last one printed, as hosts
+/// running at once interleave) the task's [`task_header`].
+pub struct Printer {
+    verbosity: u8,
+    last_header: std::sync::Mutex<Option<String>>,
+}
+
+impl Printer {
+    /// Task results shown as at `verbosity` (`-v` count).
+    pub fn new(verbosity: u8) -> Self {
+        Printer {
+            verbosity,
+            last_header: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Hands `out` the lines `ev` of `host` prints, while no other host's are printed.
+    pub fn print(&self, host: &str, ev: &Event, out: &mut dyn FnMut(String)) {
+        let Some(line) = task_line(host, ev, self.verbosity) else {
+            return;
+        };
+        let mut last = self
+            .last_header
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let header = task_header(ev);
+        if header.is_some() && *last != header {
+            out(String::new());
+            out(header.clone().unwrap_or_default());
+        }
+        *last = header;
+        out(line);
+    }
 }
 
 /// The warnings a finished task's module gave (its result's `warnings`, and each loop
@@ -1708,6 +1783,7 @@ mod tests {
             status: Status::Changed,
             ignored: false,
             handler: false,
+            role: None,
             duration_ms: 2.0,
             result: json!({"rc": 0, "stdout": big, "changed": true}),
         })
@@ -1855,10 +1931,11 @@ mod tests {
             "boom\r\nok: [web9] => fake",
         ))
         .unwrap();
-        let line = task_line("h", &ev).unwrap();
+        let line = task_line("h", &ev, 0).unwrap();
         assert_eq!(
             line,
-            "failed: [h] => evil \\x1b]0;owned\\x07 | boom\\r\\nok: [web9] => fake"
+            "failed: [h] => evil \\x1b]0;owned\\x07 | boom\\r\\nok: [web9] => fake \
+             => {\"msg\": \"boom\\r\\nok: [web9] => fake\"}"
         );
         let mut r = HostResult::new("h", PathBuf::new());
         r.error = Some("first\u{1b}[31m\nsecond".into());

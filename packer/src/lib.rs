@@ -5,6 +5,7 @@
 //! runner found by [`runners`] (or built by [`custom`] for plans with Rust modules), and
 //! [`deploy`] carries the deployment out.
 
+pub mod adhoc;
 pub mod ansible_yaml;
 pub mod channel;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod custom;
 pub mod delegate;
 pub mod deploy;
+pub mod display;
 pub mod elf;
 pub mod hostvars;
 pub mod inventory;

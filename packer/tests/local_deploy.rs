@@ -46,15 +46,18 @@ impl Env {
     }
 
     fn deploy(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
-            .args(args)
-            .env("HOME", self.path("home"))
+        self.command().args(args).output().unwrap()
+    }
+
+    /// rustle-deploy with this test's home and state root, run in its directory.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"));
+        cmd.env("HOME", self.path("home"))
             .env("RUSTLE_ROOT", self.path("root"))
             .env_remove("RUSTLE_DEPLOY_KEY")
             .env_remove("RUSTLE_RUNNER_DIR")
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap()
+            .current_dir(self.dir.path());
+        cmd
     }
 
     /// Runs a binary by hand, as an operator on an air-gapped host would.
@@ -1070,7 +1073,9 @@ fn what_hosts_send_reaches_the_terminal_escaped() {
     );
     assert!(stdout.contains("PLAY [p\\x1b]0;retitled\\x07]"), "{stdout}");
     assert!(
-        stdout.contains("ok: [localhost] => say \\x1b[2J | cleared\\r\\nok: [elsewhere] => forged"),
+        stdout.contains(
+            "ok: [localhost] => say \\x1b[2J => {\"msg\": \"cleared\\r\\nok: [elsewhere] => forged\"}"
+        ),
         "{stdout}"
     );
     assert!(
@@ -1283,4 +1288,173 @@ fn a_play_on_localhost_runs_on_the_implicit_localhost() {
         std::fs::read_to_string(&marker).unwrap(),
         "localhost ['h1']"
     );
+}
+
+/// `rustle-deploy adhoc` is Ansible's ad-hoc command (lookup_env's runme.sh): one module
+/// on the hosts of a pattern, its result printed as `ansible` prints it, no recap; the
+/// arguments as `key=value`, a command line or a JSON mapping; a failure is a non-zero
+/// exit.
+#[test]
+fn adhoc_mode_runs_one_module_as_ansibles_ad_hoc_command() {
+    let env = Env::new();
+    let adhoc = |args: &[&str], usr: Option<&str>| {
+        let mut cmd = env.command();
+        cmd.arg("adhoc").args(args).env_remove("RUSTLE_ADHOC_USR");
+        if let Some(v) = usr {
+            cmd.env("RUSTLE_ADHOC_USR", v);
+        }
+        cmd.output().unwrap()
+    };
+    let msg = "msg={{ lookup('env', 'RUSTLE_ADHOC_USR', default='nobody') }}";
+    let o = adhoc(&["-m", "debug", "-a", msg, "localhost"], None);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "localhost | SUCCESS => {\n    \"msg\": \"nobody\"\n}\n",
+        "{}",
+        text(&o.stderr)
+    );
+    // Set but empty: the empty text, not the default.
+    let o = adhoc(&["localhost", "-m", "debug", "-a", msg], Some(""));
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("\"msg\": \"\""),
+        "{}",
+        text(&o.stdout)
+    );
+    // An undefined default fails the task, and the command.
+    let o = adhoc(
+        &[
+            "localhost",
+            "-m",
+            "debug",
+            "-a",
+            "msg={{ lookup('env', 'RUSTLE_ADHOC_USR', default=Undefined) }}",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 2, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("localhost | FAILED! => {"),
+        "{}",
+        text(&o.stdout)
+    );
+    // The default module is command; its output is printed as text.
+    let o = adhoc(&["localhost", "-a", "echo a=b"], None);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "localhost | CHANGED | rc=0 >>\na=b\n\n");
+    // Arguments as a JSON mapping, through a file module.
+    let dest = env.path("made.txt");
+    let json_args = format!(
+        "{{\"content\": \"made by adhoc\\n\", \"dest\": \"{}\"}}",
+        dest.display()
+    );
+    let o = adhoc(&["localhost", "-m", "copy", "-a", &json_args], None);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("localhost | CHANGED => {"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "made by adhoc\n");
+    // A pattern is one argument: a second one is refused by name.
+    let o = adhoc(&["localhost", "site.yml", "-m", "ping"], None);
+    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("'site.yml'"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// `--force-handlers` and `ANSIBLE_FORCE_HANDLERS` make a failed host run the handlers
+/// notified before it failed, in the plays that do not say otherwise; a play's own
+/// `force_handlers: false` wins over both (handlers target, test_force_handlers.yml).
+#[test]
+fn force_handlers_from_the_command_line_or_environment_unless_the_play_says() {
+    let env = Env::new();
+    let marker = env.path("handled");
+    let play = |keyword: &str| {
+        let path = env.path("force.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "- hosts: localhost\n  gather_facts: false\n{keyword}  tasks:\n    - command: /bin/true\n      notify: h\n    - fail: {{msg: stop}}\n  handlers:\n    - name: h\n      file: {{path: '{}', state: touch}}\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let run = |keyword: &str, args: &[&str], force_env: Option<&str>| {
+        let _ = std::fs::remove_file(&marker);
+        let path = play(keyword);
+        let mut cmd = env.command();
+        cmd.arg(&path)
+            .args(args)
+            .env_remove("ANSIBLE_FORCE_HANDLERS");
+        if let Some(v) = force_env {
+            cmd.env("ANSIBLE_FORCE_HANDLERS", v);
+        }
+        let o = cmd.output().unwrap();
+        assert_eq!(code(&o), 2, "{}{}", text(&o.stdout), text(&o.stderr));
+        marker.exists()
+    };
+    assert!(
+        !run("", &[], None),
+        "not forced: the failed host runs no handler"
+    );
+    assert!(run("", &["--force-handlers"], None));
+    assert!(run("", &[], Some("yes")));
+    assert!(!run("", &[], Some("false")));
+    assert!(!run(
+        "  force_handlers: false\n",
+        &["--force-handlers"],
+        Some("true")
+    ));
+    assert!(run("  force_handlers: true\n", &[], None));
+}
+
+/// What a deploy prints follows Ansible's default callback where runme.sh scripts read
+/// it: a banner before a task's results (`TASK [role : name]`, `RUNNING HANDLER [...]`),
+/// a debug task's message as `"msg": "..."`, and with -v every task's result.
+#[test]
+fn task_output_has_ansibles_banners_debug_messages_and_verbose_results() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("roles/r/tasks")).unwrap();
+    std::fs::create_dir_all(env.path("roles/r/handlers")).unwrap();
+    std::fs::write(
+        env.path("roles/r/tasks/main.yml"),
+        "- name: say\n  debug: {msg: A}\n- name: run\n  command: echo CALLED_TASK\n  notify: h\n",
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("roles/r/handlers/main.yml"),
+        "- name: h\n  command: echo CALLED_HANDLER\n",
+    )
+    .unwrap();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        "- hosts: localhost\n  gather_facts: false\n  roles: [r]\n  tasks:\n    - debug: {var: ansible_verbosity}\n",
+    )
+    .unwrap();
+    let o = env.deploy(&[site.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    let star_line = |prefix: &str| {
+        out.lines()
+            .any(|l| l.starts_with(prefix) && l.len() == 80 && l.ends_with("***"))
+    };
+    assert!(star_line("TASK [r : say] *"), "{out}");
+    assert!(star_line("RUNNING HANDLER [r : h] *"), "{out}");
+    assert_eq!(out.matches("\"msg\": \"A\"").count(), 1, "{out}");
+    assert!(out.contains("=> {\"ansible_verbosity\": 0}"), "{out}");
+    // Without -v a command's output is not shown; with it, the whole result is.
+    assert!(!out.contains("CALLED_"), "{out}");
+    let o = env.deploy(&[site.to_str().unwrap(), "-v"]);
+    let out = text(&o.stdout);
+    assert!(out.contains("\"stdout\": \"CALLED_TASK\""), "{out}");
+    assert!(out.contains("\"stdout\": \"CALLED_HANDLER\""), "{out}");
+    assert!(!out.contains("_ansible_"), "{out}");
 }

@@ -1617,4 +1617,77 @@ raw_list: !unsafe ['{{ a }}', 3]
                 .contains_key(&at("roles/r/vars3/not_named.yml"))
         );
     }
+
+    /// handlers target (test_handlers_listen.yml): a role named by its collection
+    /// (`ns.col.role`) is found in the collections beside the playbook, as Ansible's
+    /// collection loader finds it.
+    #[test]
+    fn a_collection_role_is_found_in_the_playbooks_collections() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles:\n    - ns.col.r\n"),
+            (
+                "collections/ansible_collections/ns/col/roles/r/tasks/main.yml",
+                "- name: from the collection\n  debug: {msg: hi}\n",
+            ),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let text = serde_json::to_string(&plan.plays[0].tasks).unwrap();
+        assert!(text.contains("from the collection"), "{text}");
+        // Not there: the error names where it looked, the collection first.
+        let dir = project(&[("play.yml", "- hosts: all\n  roles:\n    - ns.col.gone\n")]);
+        let e = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("collections/ansible_collections/ns/col/roles/gone"),
+            "{e}"
+        );
+    }
+
+    /// handlers target (test_handlers_include.yml): a role's handler file that imports
+    /// a file neither the role nor its directories have gets the playbook's, as Ansible's
+    /// `path_dwim_relative` finds it.
+    #[test]
+    fn a_role_handlers_import_falls_back_to_the_playbooks_file() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles:\n    - r\n"),
+            (
+                "roles/r/tasks/main.yml",
+                "- command: /bin/true\n  notify: h\n",
+            ),
+            ("roles/r/handlers/main.yml", "- import_tasks: shared.yml\n"),
+            ("shared.yml", "- name: h\n  debug: {msg: shared handler}\n"),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let text = serde_json::to_string(&plan.plays[0].handlers).unwrap();
+        assert!(text.contains("shared handler"), "{text}");
+    }
+
+    /// handlers target (test_handlers_listen.yml): a role's handlers answer to `role :
+    /// name` and `role : topic`, a collection's role by its short name and by its FQCN.
+    #[test]
+    fn role_handlers_answer_to_their_role_prefixed_names_and_topics() {
+        let dir = project(&[
+            ("play.yml", "- hosts: all\n  roles:\n    - ns.col.r\n"),
+            (
+                "collections/ansible_collections/ns/col/roles/r/tasks/main.yml",
+                "- debug: {}\n",
+            ),
+            (
+                "collections/ansible_collections/ns/col/roles/r/handlers/main.yml",
+                "- name: h\n  debug: {}\n  listen: topic\n",
+            ),
+        ]);
+        let plan = load(&dir.path().join("play.yml"));
+        let listen = &plan.plays[0].handlers[0].listen;
+        for want in [
+            "topic",
+            "ns.col.r : h",
+            "ns.col.r : topic",
+            "r : h",
+            "r : topic",
+        ] {
+            assert!(listen.iter().any(|l| l == want), "{want}: {listen:?}");
+        }
+    }
 }

@@ -124,7 +124,10 @@ fn deploys_to_five_hosts_and_a_second_run_changes_nothing() {
             std::fs::read_to_string(h.home.join("app/hello")).unwrap(),
             format!("hello {}\n", h.name)
         );
-        assert!(text(&out.stdout).contains(&format!("[{}] => say | I am {}", h.name, h.user)));
+        assert!(text(&out.stdout).contains(&format!(
+            "[{}] => say => {{\"msg\": \"I am {}\"}}",
+            h.name, h.user
+        )));
         // The release is installed in the login user's home with its report.
         let current = std::fs::read_link(h.root().join("current")).unwrap();
         assert!(h.root().join(&current).join("rustle-runner").exists());

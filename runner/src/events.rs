@@ -114,6 +114,10 @@ pub enum Event {
         /// True for handlers.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         handler: bool,
+        /// The role the task belongs to, which Ansible shows before its name (`role :
+        /// name`); absent outside roles.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
         /// Wall time in milliseconds.
         duration_ms: f64,
         /// The registered result (rc, stdout, msg, results for loops, ...).

@@ -136,6 +136,8 @@ pub struct Executor<'a> {
     host_facts: Vars,
     recap: Recap,
     play_name: String,
+    /// The role of the task being run, for its events ([`Event::Task`]'s `role`).
+    shown_role: Option<String>,
     notified: BTreeSet<String>,
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
@@ -238,6 +240,7 @@ impl<'a> Executor<'a> {
             gathered: false,
             host_facts: Vars::new(),
             recap: Recap::default(),
+            shown_role: None,
             play_name: String::new(),
             notified: BTreeSet::new(),
             failure: None,
@@ -384,47 +387,95 @@ impl<'a> Executor<'a> {
         };
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
-        // Every handler named or listening to what was notified runs: a topic wakes all
-        // its listeners, so it is not used up by the first one.
-        let mut pending = std::mem::take(&mut self.notified);
-        let mut flushed = self.flush_list(&play.handlers, &inherited, &mut pending);
+        let pending = std::mem::take(&mut self.notified);
+        let mut woken = Woken::default();
+        for n in &pending {
+            woken.wake(&self.handler_search_order(), n);
+        }
+        let mut flushed = self.flush_list(&play.handlers, &inherited, &mut woken);
         for (_, list, scope) in self.dyn_handlers.clone() {
             if flushed.is_ok() {
-                flushed = self.flush_list(list, &scope, &mut pending);
+                flushed = self.flush_list(list, &scope, &mut woken);
             }
         }
         flushed
     }
 
+    /// Every handler of the play (inside blocks too), in the order Ansible 2.18 searches
+    /// them for a notification (`search_handlers_by_notification`): its handler blocks
+    /// from the last to the first (the roles included while the play runs, latest
+    /// first, then the play's own handlers, then each role's, last role first), each
+    /// block's handlers in order.
+    fn handler_search_order(&self) -> Vec<&'a Task> {
+        fn flat<'t>(list: &'t [Task], out: &mut Vec<&'t Task>) {
+            for t in list {
+                match &t.block {
+                    Some(inner) => flat(inner, out),
+                    None => out.push(t),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (_, list, _) in self.dyn_handlers.iter().rev() {
+            flat(list, &mut out);
+        }
+        let Some(play) = self.play else {
+            return out;
+        };
+        // A role's handlers carry their role; the play's own (and the files they
+        // import) make one block.
+        let mut groups: Vec<(Option<&str>, Vec<&'a Task>)> = Vec::new();
+        for top in &play.handlers {
+            let role = top
+                .origin
+                .as_ref()
+                .and_then(|o| o.role.as_ref())
+                .map(|r| r.path.as_str());
+            let mut tasks = Vec::new();
+            flat(std::slice::from_ref(top), &mut tasks);
+            match groups.iter_mut().find(|(g, _)| *g == role) {
+                Some((_, list)) => list.extend(tasks),
+                None => groups.push((role, tasks)),
+            }
+        }
+        for (_, list) in groups.into_iter().rev() {
+            out.extend(list);
+        }
+        out
+    }
+
     /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
     /// or one the playbook wrote) is looked into, its keywords applying to the handlers
     /// inside it.
-    /// `pending` is what was notified when the flush started; what the handlers notify
-    /// meanwhile wakes the handlers after them (and the earlier ones at the next flush).
+    /// `woken` holds the handlers what was notified when the flush started wakes; what
+    /// the handlers notify meanwhile wakes the handlers after them (and the earlier ones
+    /// at the next flush).
     fn flush_list(
         &mut self,
         list: &'a [Task],
         inherited: &Inherited<'a>,
-        pending: &mut BTreeSet<String>,
+        woken: &mut Woken,
     ) -> Result<(), Halt> {
         for handler in list {
             if let Some(block) = &handler.block {
                 let entered = self.enter(handler.origin.as_ref(), inherited);
                 let inner = Self::child_inherited(handler, &entered);
-                self.flush_list(block, &inner, pending)?;
+                self.flush_list(block, &inner, woken)?;
                 continue;
             }
-            let name = handler.name.clone().unwrap_or_default();
-            let mut wanted =
-                pending.contains(&name) || handler.listen.iter().any(|l| pending.contains(l));
-            // Notified by a handler of this flush: used up here.
-            for key in std::iter::once(&name).chain(&handler.listen) {
-                if self.notified.remove(key) {
-                    pending.insert(key.clone());
-                    wanted = true;
-                }
+            // Notified by a handler of this flush: used up here if it wakes this one.
+            let order = self.handler_search_order();
+            let late: Vec<String> = self
+                .notified
+                .iter()
+                .filter(|n| Woken::finds(&order, n).any(|h| std::ptr::eq(h, handler)))
+                .cloned()
+                .collect();
+            for n in late {
+                self.notified.remove(&n);
+                woken.wake(&order, &n);
             }
-            if wanted {
+            if woken.has(handler) {
                 self.run_task(handler, inherited, true)?;
             }
         }
@@ -965,7 +1016,15 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'a>,
         handler: bool,
     ) -> Result<(), Halt> {
+        // The role shown with the task's events (a role's handler says its role itself);
+        // an include's own event, after the tasks it brought in, shows its own again.
+        let role = match task.origin.as_ref().and_then(|o| o.role.as_ref()) {
+            Some(r) => Some(r.name.clone()),
+            None => inherited.roles.last().map(|r| r.name.clone()),
+        };
+        let outer = std::mem::replace(&mut self.shown_role, role);
         let outcome = self.run_task_here(task, inherited, handler);
+        self.shown_role = outer;
         if task.block.is_none() {
             self.step_done();
         }
@@ -2963,9 +3022,56 @@ impl<'a> Executor<'a> {
             status,
             ignored,
             handler,
+            role: self.shown_role.clone(),
             duration_ms: ms(started.elapsed()),
             result,
         });
+    }
+}
+
+/// The handlers a flush runs: those the notifications so far woke.
+#[derive(Default)]
+struct Woken {
+    handlers: Vec<*const Task>,
+}
+
+impl Woken {
+    /// The handlers `notification` wakes, as Ansible 2.18 finds them in `order`
+    /// ([`Executor::handler_search_order`]): the first handler of that name, and every
+    /// handler listening to it but the later ones of a name already found among them.
+    fn finds<'t>(order: &[&'t Task], notification: &str) -> impl Iterator<Item = &'t Task> {
+        let by_name = order
+            .iter()
+            .find(|h| h.name.as_deref() == Some(notification))
+            .copied();
+        let mut seen: Vec<&str> = Vec::new();
+        let mut listeners = Vec::new();
+        for h in order {
+            if !h.listen.iter().any(|l| l == notification) {
+                continue;
+            }
+            if let Some(name) = h.name.as_deref() {
+                if seen.contains(&name) {
+                    continue;
+                }
+                seen.push(name);
+            }
+            listeners.push(*h);
+        }
+        by_name.into_iter().chain(listeners)
+    }
+
+    fn wake(&mut self, order: &[&Task], notification: &str) {
+        for h in Self::finds(order, notification) {
+            let p: *const Task = h;
+            if !self.handlers.contains(&p) {
+                self.handlers.push(p);
+            }
+        }
+    }
+
+    fn has(&self, handler: &Task) -> bool {
+        self.handlers.iter().any(|p| std::ptr::eq(*p, handler))
     }
 }
 

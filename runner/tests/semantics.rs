@@ -2192,3 +2192,77 @@ fn a_rewritten_file_keeps_its_acl() {
         );
     }
 }
+
+/// Task events say the role a task (or a role's handler) belongs to, which Ansible shows
+/// as `role : name`; tasks of the play itself, and the handlers it defines, have none.
+#[test]
+fn task_events_name_the_role_of_role_tasks_and_role_handlers() {
+    let role = json!({"role": {"name": "r", "path": "/p/roles/r"}});
+    let plan = play(
+        json!([
+            {"block": [with(sh("in role", "true"), json!({"notify": ["rh", "ph"]}))],
+             "origin": role},
+            dbg("in play", "x"),
+        ]),
+        json!({"handlers": [
+            with(dbg("rh", "role handler"), json!({"origin": role})),
+            dbg("ph", "play handler"),
+        ]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("in role", "changed"),
+            ("in play", "ok"),
+            ("rh", "ok,handler"),
+            ("ph", "ok,handler"),
+        ],
+    );
+    let roles: Vec<(String, Option<String>)> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Task { name, role, .. } => Some((name.clone(), role.clone())),
+            _ => None,
+        })
+        .collect();
+    let r = Some("r".to_string());
+    assert_eq!(
+        roles,
+        vec![
+            ("in role".into(), r.clone()),
+            ("in play".into(), None),
+            ("rh".into(), r),
+            ("ph".into(), None),
+        ]
+    );
+}
+
+/// handlers target (test_handlers_listen.yml): a notification wakes the first handler of
+/// its name only, and each handler listening to it, but of listeners sharing a name only
+/// the first (Ansible 2.18's `search_handlers_by_notification` over one block).
+#[test]
+fn a_notification_wakes_one_handler_of_its_name_and_its_listeners_once_per_name() {
+    let plan = play(
+        json!([with(sh("notify", "true"), json!({"notify": ["topic"]}))]),
+        json!({"handlers": [
+            dbg("topic", "first of the name"),
+            dbg("topic", "second of the name"),
+            with(dbg("listener", "first listener"), json!({"listen": ["topic"]})),
+            with(dbg("listener", "same-named listener"), json!({"listen": ["topic"]})),
+            with(dbg("other", "another listener"), json!({"listen": ["topic"]})),
+            with(dbg("elsewhere", "not notified"), json!({"listen": ["nothing"]})),
+        ]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("notify", "changed"),
+            ("topic", "ok,handler"),
+            ("listener", "ok,handler"),
+            ("other", "ok,handler"),
+        ],
+    );
+    assert_eq!(run.result("topic")["msg"], "first of the name");
+    assert_eq!(run.result("listener")["msg"], "first listener");
+}

@@ -620,30 +620,34 @@ fn build_rustle(layout: &Layout) -> Result<PathBuf> {
     Ok(layout.root.join("target/debug/rustle-deploy"))
 }
 
-/// A directory with an `ansible-playbook` that is rustle-deploy, for runme.sh targets.
+/// A directory with an `ansible-playbook` that is rustle-deploy and an `ansible` that is
+/// its ad-hoc mode, for runme.sh targets.
 fn write_shims(layout: &Layout, deployer: &Path) -> Result<PathBuf> {
     let dir = layout.work.join("shims");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let shim = dir.join("ansible-playbook");
     let quote = |p: &Path| p.display().to_string().replace('\'', "'\\''");
     let quoted = quote(deployer);
     let state = quote(&layout.work.join("state"));
     // Every ansible-playbook run stands alone, while rustle-deploy runs one deploy per
     // state root at a time: a run started by a task of another (yaml_parsing runs
     // ansible-playbook from a task) gets a root of its own instead of waiting for the
-    // outer run's lock.
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\n# ansible-playbook, played by rustle-deploy (cargo xtask conformance)\n\
-             if [ -n \"$RUSTLE_CONFORMANCE_ROOT\" ]; then RUSTLE_CONFORMANCE_ROOT=\"$RUSTLE_CONFORMANCE_ROOT/nested\"; \
-             else RUSTLE_CONFORMANCE_ROOT='{state}'; fi\n\
-             export RUSTLE_CONFORMANCE_ROOT\n\
-             RUSTLE_ROOT=\"$RUSTLE_CONFORMANCE_ROOT\" exec '{quoted}' \"$@\"\n"
-        ),
-    )
-    .map_err(|e| format!("{}: {e}", shim.display()))?;
-    crate::set_executable(&shim)?;
+    // outer run's lock. `ansible PATTERN -m MODULE -a ARGS` is rustle-deploy's ad-hoc
+    // mode.
+    for (tool, mode) in [("ansible-playbook", ""), ("ansible", " adhoc")] {
+        let shim = dir.join(tool);
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\n# {tool}, played by rustle-deploy{mode} (cargo xtask conformance)\n\
+                 if [ -n \"$RUSTLE_CONFORMANCE_ROOT\" ]; then RUSTLE_CONFORMANCE_ROOT=\"$RUSTLE_CONFORMANCE_ROOT/nested\"; \
+                 else RUSTLE_CONFORMANCE_ROOT='{state}'; fi\n\
+                 export RUSTLE_CONFORMANCE_ROOT\n\
+                 RUSTLE_ROOT=\"$RUSTLE_CONFORMANCE_ROOT\" exec '{quoted}'{mode} \"$@\"\n"
+            ),
+        )
+        .map_err(|e| format!("{}: {e}", shim.display()))?;
+        crate::set_executable(&shim)?;
+    }
     Ok(dir)
 }
 

@@ -128,7 +128,7 @@
 //! `throttle` on plays and blocks,
 //! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
-//! plays, `strategy`, `order`, `force_handlers`, `gather_subset`,
+//! plays, `strategy`, `order`, `gather_subset`,
 //! `gather_timeout`, `fact_path`, `vars_prompt`. Any other unknown
 //! keyword is an error (with a "did you mean" for near misses), never silently dropped.
 //!
@@ -176,6 +176,12 @@ pub struct PlaybookOptions {
     pub limit: Option<String>,
     /// How many `-v` were given: `ansible_verbosity`.
     pub verbosity: u8,
+    /// `--force-handlers` (or `ANSIBLE_FORCE_HANDLERS`): `force_handlers` of the plays
+    /// that do not set it.
+    pub force_handlers: bool,
+    /// A playbook made on the command line (`rustle-deploy adhoc`), read instead of the
+    /// file at this path, which only names it (its directory is the playbook's).
+    pub adhoc: Option<(PathBuf, serde_norway::Value)>,
 }
 
 /// The plan file entry carrying what the inventory needs from the playbook's side:

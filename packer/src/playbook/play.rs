@@ -288,7 +288,10 @@ impl Loader<'_> {
                 "the playbook imports itself (directly or through other playbooks)",
             ));
         }
-        let doc = yaml::read(path, self.opts.vault.as_ref())?;
+        let doc = match &self.opts.adhoc {
+            Some((named, doc)) if named == path => doc.clone(),
+            _ => yaml::read(path, self.opts.vault.as_ref())?,
+        };
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => Path::new(".").to_path_buf(),
@@ -474,7 +477,7 @@ impl Loader<'_> {
         let diff = flag("diff")?;
         let no_log = flag("no_log")?;
         let force_handlers = match get("force_handlers") {
-            None => false,
+            None => self.opts.force_handlers,
             Some(v) => tasks::boolean(v, &at, "force_handlers")?,
         };
         let any_errors_fatal = match get("any_errors_fatal") {

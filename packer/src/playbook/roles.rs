@@ -192,18 +192,25 @@ impl Loader<'_> {
         let roles_path = std::env::var("ANSIBLE_ROLES_PATH").ok();
         let ansible_home = std::env::var("ANSIBLE_HOME").ok();
         let home = std::env::var("HOME").ok();
-        let searched: Vec<PathBuf> = role_search_path(
-            &cx.playbook_dir,
-            &RoleSearchEnv {
-                roles_path: roles_path.as_deref(),
-                ansible_home: ansible_home.as_deref(),
-                home: home.as_deref(),
-            },
-            basedir,
-        )
-        .into_iter()
-        .map(|d| d.join(name))
-        .collect();
+        let collections_path = std::env::var("ANSIBLE_COLLECTIONS_PATH")
+            .or_else(|_| std::env::var("ANSIBLE_COLLECTIONS_PATHS"))
+            .ok();
+        let env = RoleSearchEnv {
+            roles_path: roles_path.as_deref(),
+            ansible_home: ansible_home.as_deref(),
+            home: home.as_deref(),
+            collections_path: collections_path.as_deref(),
+        };
+        // A role named by its collection (`ns.coll.role`) is looked for in that
+        // collection first, then, as Ansible does, as a directory of that name.
+        let searched: Vec<PathBuf> = collection_role_dirs(name, &cx.playbook_dir, &env)
+            .into_iter()
+            .chain(
+                role_search_path(&cx.playbook_dir, &env, basedir)
+                    .into_iter()
+                    .map(|d| d.join(name)),
+            )
+            .collect();
         match searched.iter().find(|p| p.is_dir()) {
             Some(dir) => Ok(dir.clone()),
             None => Err(PlaybookError::NotFound(Box::new(NotFound {
@@ -334,8 +341,18 @@ impl Loader<'_> {
                     if h.become_user.is_none() {
                         h.become_user = entry.wrapper.become_user.clone();
                     }
-                    if let Some(n) = &h.name {
-                        h.listen.push(format!("{} : {n}", info.name));
+                    // A role's handler also answers to `role : name`, and its topics
+                    // to `role : topic`; a collection's role by its short name as well as
+                    // by `ns.coll.role`, as Ansible's role handlers do.
+                    let mut role_names = vec![info.name.clone()];
+                    if let Some((_, _, short)) = collection_role(&info.name) {
+                        role_names.push(short.to_string());
+                    }
+                    let own: Vec<String> = h.name.iter().chain(&h.listen).cloned().collect();
+                    for role_name in &role_names {
+                        for topic in &own {
+                            h.listen.push(format!("{role_name} : {topic}"));
+                        }
                     }
                     let origin = h.origin.get_or_insert_with(Origin::default);
                     if origin.file.is_none() {
@@ -559,6 +576,70 @@ pub(crate) struct RoleSearchEnv<'a> {
     pub(crate) roles_path: Option<&'a str>,
     pub(crate) ansible_home: Option<&'a str>,
     pub(crate) home: Option<&'a str>,
+    /// `ANSIBLE_COLLECTIONS_PATH` (or the older `ANSIBLE_COLLECTIONS_PATHS`).
+    pub(crate) collections_path: Option<&'a str>,
+}
+
+/// The namespace, collection and role of a collection's role name (`ns.coll.role`);
+/// `None` for any other name.
+fn collection_role(name: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = name.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(ns), Some(coll), Some(role), None)
+            if !name.contains('/') && ![ns, coll, role].iter().any(|p| p.is_empty()) =>
+        {
+            Some((ns, coll, role))
+        }
+        _ => None,
+    }
+}
+
+/// Where the role of a collection (`namespace.collection.role`) may be, in the order
+/// Ansible's collection loader looks: the playbook's own `collections/`, then each entry
+/// of the collections path (`ANSIBLE_COLLECTIONS_PATH`, colon-separated, or Ansible's
+/// default `~/.ansible/collections:/usr/share/ansible/collections`), each as
+/// `ansible_collections/<namespace>/<collection>/roles/<role>`. Nothing for a name that
+/// is not a collection's.
+pub(crate) fn collection_role_dirs(
+    name: &str,
+    playbook_dir: &Path,
+    env: &RoleSearchEnv<'_>,
+) -> Vec<PathBuf> {
+    let Some((namespace, collection, role)) = collection_role(name) else {
+        return Vec::new();
+    };
+    let home = env.home.unwrap_or("");
+    let default_path;
+    let configured = match env.collections_path {
+        Some(p) => p,
+        None => {
+            let ansible_home = env.ansible_home.unwrap_or("~/.ansible");
+            default_path = format!("{ansible_home}/collections:/usr/share/ansible/collections");
+            &default_path
+        }
+    };
+    std::iter::once(playbook_dir.join("collections"))
+        .chain(
+            configured
+                .split(':')
+                .filter(|e| !e.is_empty())
+                .map(|e| PathBuf::from(expand_user(&expand_vars(e), home))),
+        )
+        // An entry may name the `ansible_collections` directory itself.
+        .map(|root| match root.file_name() {
+            Some(n) if n == "ansible_collections" => {
+                root.parent().map(Path::to_path_buf).unwrap_or(root)
+            }
+            _ => root,
+        })
+        .map(|root| {
+            root.join("ansible_collections")
+                .join(namespace)
+                .join(collection)
+                .join("roles")
+                .join(role)
+        })
+        .collect()
 }
 
 /// The directories a role name is looked up in, in Ansible's order

@@ -1200,8 +1200,10 @@ impl Loader<'_> {
         })
     }
 
-    /// Finds an included task file: next to the including file, in its `tasks/`, then in
-    /// the role's `tasks/`.
+    /// Finds an included task file: next to the including file, in its `tasks/`, then,
+    /// in a role, where Ansible's `path_dwim_relative` looks from the role (the runner's
+    /// list for includes: the role's `handlers/` or `tasks/`, the role's directory, the
+    /// playbook's).
     fn find_task_file(
         &self,
         module: &str,
@@ -1212,7 +1214,22 @@ impl Loader<'_> {
         let name = self.static_name(module, name, at)?;
         let mut searched = vec![cx.dir.join(&name), cx.dir.join("tasks").join(&name)];
         if let Some(role) = &cx.role {
-            searched.push(role.dir.join("tasks").join(&name));
+            let (role_dir, task_dir, playbook_dir) = (
+                role.dir.to_string_lossy(),
+                cx.dir.to_string_lossy(),
+                cx.playbook_dir.to_string_lossy(),
+            );
+            let place = rustle_runner::resolve::Place {
+                roles: vec![&role_dir],
+                task_dir: &task_dir,
+                playbook_dir: &playbook_dir,
+            };
+            for p in place.include_candidates(&name, cx.handler) {
+                let p = PathBuf::from(p);
+                if !searched.contains(&p) {
+                    searched.push(p);
+                }
+            }
         }
         searched.dedup();
         match searched.iter().find(|p| p.is_file()) {
