@@ -833,3 +833,61 @@ fn max_fail_percentage_stops_every_host_once_too_many_failed() {
         }
     }
 }
+
+/// From a playbook: a literal `delegate_to` name and a loop over a group, with
+/// `--limit` leaving the hosts delegated to out of the run (Ansible delegates to them
+/// all the same).
+#[test]
+fn a_playbook_delegates_to_hosts_outside_its_limit() {
+    let lab = Lab::new();
+    let w = lab.start("pw0", "rustle-dpw0");
+    let lbs: Vec<Sshd> = (0..2)
+        .map(|i| lab.start(&format!("plb{i}"), &format!("rustle-dplb{i}")))
+        .collect();
+    let mut refs: Vec<&Sshd> = vec![&w];
+    refs.extend(lbs.iter());
+    lab.trust(&refs);
+    let lb_refs: Vec<&Sshd> = lbs.iter().collect();
+    let inv = grouped_inventory(&lab, &[("web", &[&w]), ("lb", &lb_refs)]);
+    let home = tempfile::tempdir().unwrap();
+    let book = home.path().join("site.yml");
+    std::fs::write(
+        &book,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n\
+         \x20   - name: drain\n      shell: echo drained {{ inventory_hostname }} > drained\n\
+         \x20     delegate_to: \"{{ item }}\"\n      loop: \"{{ groups['lb'] }}\"\n\
+         \x20   - name: ask\n      command: cat drained\n      delegate_to: plb1\n      register: asked\n\
+         \x20   - name: keep\n      copy:\n        content: \"{{ asked.stdout }}\"\n\
+         \x20       dest: \"{{ ansible_env_home }}/asked\"\n",
+    )
+    .unwrap();
+    let (out, r) = run(
+        &lab,
+        home.path(),
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            book.to_str().unwrap(),
+            "--limit",
+            "web",
+        ],
+    );
+    let what = format!("{}{}\n{r}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{what}");
+    assert_eq!(
+        r["hosts"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["pw0"],
+        "{what}"
+    );
+    for lb in &lbs {
+        assert_eq!(
+            std::fs::read_to_string(lb.home.join("drained")).unwrap(),
+            "drained pw0\n",
+            "{what}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(w.home.join("asked")).unwrap(),
+        "drained pw0"
+    );
+}
