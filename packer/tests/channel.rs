@@ -728,3 +728,80 @@ fn max_fail_percentage_stops_every_host_once_too_many_failed() {
         }
     }
 }
+
+/// A host that dies while others wait on its `hostvars`: they go on at once with what it
+/// had reported (its gathered facts), as Ansible's hostvars keep an unreachable host's
+/// facts, rather than waiting for the timeout.
+#[test]
+fn hosts_reading_a_host_that_dies_get_what_it_reported_without_waiting_for_the_timeout() {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = (0..3)
+        .map(|i| lab.start(&format!("d{i}"), &format!("rustle-hvd{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    let home = tempfile::tempdir().unwrap();
+    let p = home.path().join("plan.json");
+    let plan = json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "gather_facts": true, "tasks": [
+            {"name": "hang", "module": "command", "args": {"_raw_params": "sleep {{ 67 if inventory_hostname == 'd0' else 0 }}"}, "register": "hung"},
+            {"name": "read", "module": "copy", "args": {"content": "{{ hostvars['d0'].ansible_facts.hostname is defined }} {{ hostvars['d0'].hung is defined }}", "dest": "{{ ansible_env_home }}/read"}}
+        ]}]
+    });
+    std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let started = Instant::now();
+    let report = home.path().join("report.json");
+    let child = deployer(
+        &lab,
+        home.path(),
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            p.to_str().unwrap(),
+            "--timeout",
+            "120",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut child = Reaped(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runner = loop {
+        assert!(Instant::now() < deadline, "d0 never started its sleep");
+        if !processes_of("rustle-hvd0", "sleep 67").is_empty() {
+            // The others reach their reading task and wait for d0.
+            std::thread::sleep(Duration::from_secs(3));
+            assert!(!hosts[1].home.join("read").exists(), "d1 did not wait");
+            break processes_of("rustle-hvd0", "rustle-runner");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!runner.is_empty());
+    for pid in runner {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the reading hosts waited {:?}",
+        started.elapsed()
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for h in &hosts[1..] {
+        assert_eq!(r["hosts"][&h.name]["status"], "ok", "{r}");
+        assert_eq!(
+            std::fs::read_to_string(h.home.join("read")).unwrap(),
+            "True False"
+        );
+    }
+}
