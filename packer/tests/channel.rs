@@ -176,6 +176,50 @@ fn processes_of(user: &str, needle: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The deployer started in the background on `plan` (a 120 s timeout, a report).
+fn start_deployer(lab: &Lab, home: &Path, inv: &Path, plan: &Path, report: &Path) -> Reaped {
+    let child = deployer(
+        lab,
+        home,
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--timeout",
+            "120",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    Reaped(Some(child))
+}
+
+/// Once `user` runs a process whose command line holds `needle`, waits 3 s, runs
+/// `check`, and kills that user's runner.
+fn kill_runner_in(user: &str, needle: &str, check: impl FnOnce()) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runner = loop {
+        assert!(Instant::now() < deadline, "{user} never ran {needle}");
+        if !processes_of(user, needle).is_empty() {
+            std::thread::sleep(Duration::from_secs(3));
+            check();
+            break processes_of(user, "rustle-runner");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!runner.is_empty());
+    for pid in runner {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 #[test]
 fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_the_timeout() {
     let lab = Lab::new();
@@ -196,44 +240,9 @@ fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_t
     );
     let started = Instant::now();
     let report = home.path().join("report.json");
-    let child = deployer(
-        &lab,
-        home.path(),
-        &[
-            "-i",
-            inv.to_str().unwrap(),
-            plan.to_str().unwrap(),
-            "--timeout",
-            "120",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut child = Reaped(Some(child));
+    let mut child = start_deployer(&lab, home.path(), &inv, &plan, &report);
     // Once c3 sleeps in the run_once task, its runner dies.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let runner = loop {
-        assert!(
-            Instant::now() < deadline,
-            "c3 never reached the run_once task"
-        );
-        if !processes_of("rustle-ch3", "sleep 67").is_empty() {
-            std::thread::sleep(Duration::from_secs(3));
-            break processes_of("rustle-ch3", "rustle-runner");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(!runner.is_empty());
-    for pid in runner {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    kill_runner_in("rustle-ch3", "sleep 67", || {});
     let out = child.0.take().unwrap().wait_with_output().unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -753,42 +762,11 @@ fn hosts_reading_a_host_that_dies_get_what_it_reported_without_waiting_for_the_t
     std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
     let started = Instant::now();
     let report = home.path().join("report.json");
-    let child = deployer(
-        &lab,
-        home.path(),
-        &[
-            "-i",
-            inv.to_str().unwrap(),
-            p.to_str().unwrap(),
-            "--timeout",
-            "120",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut child = Reaped(Some(child));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let runner = loop {
-        assert!(Instant::now() < deadline, "d0 never started its sleep");
-        if !processes_of("rustle-hvd0", "sleep 67").is_empty() {
-            // The others reach their reading task and wait for d0.
-            std::thread::sleep(Duration::from_secs(3));
-            assert!(!hosts[1].home.join("read").exists(), "d1 did not wait");
-            break processes_of("rustle-hvd0", "rustle-runner");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(!runner.is_empty());
-    for pid in runner {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
+    let mut child = start_deployer(&lab, home.path(), &inv, &p, &report);
+    kill_runner_in("rustle-hvd0", "sleep 67", || {
+        // The others have reached their reading task and wait for d0.
+        assert!(!hosts[1].home.join("read").exists(), "d1 did not wait");
+    });
     let out = child.0.take().unwrap().wait_with_output().unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(60),
