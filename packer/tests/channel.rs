@@ -30,6 +30,19 @@ fn deployer(lab: &Lab, home: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// A lab of test hosts `<name><i>` (users `<user><i>`) for `i` in `range`, trusted,
+/// and their inventory.
+fn lab_of(range: std::ops::Range<usize>, name: &str, user: &str) -> (Lab, Vec<Sshd>, PathBuf) {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = range
+        .map(|i| lab.start(&format!("{name}{i}"), &format!("{user}{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    (lab, hosts, inv)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -71,13 +84,7 @@ fn me() -> String {
 
 #[test]
 fn delegated_tasks_run_on_the_controller_and_run_once_runs_once_across_hosts() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("c{i}"), &format!("rustle-ch{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "c", "rustle-ch");
     let home = tempfile::tempdir().unwrap();
     let log = home.path().join("controller.log");
     let plan = write_plan(
@@ -222,13 +229,7 @@ fn kill_runner_in(user: &str, needle: &str, check: impl FnOnce()) {
 
 #[test]
 fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_the_timeout() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (3..6)
-        .map(|i| lab.start(&format!("c{i}"), &format!("rustle-ch{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, _hosts, inv) = lab_of(3..6, "c", "rustle-ch");
     let home = tempfile::tempdir().unwrap();
     // c3 reaches the run_once task first and hangs in it; the others wait for it.
     let plan = write_plan(
@@ -478,13 +479,7 @@ fn write_fatal_plan(dir: &Path, tasks: Value) -> PathBuf {
 
 #[test]
 fn any_errors_fatal_stops_every_host_at_the_end_of_the_task_one_host_failed() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("f{i}"), &format!("rustle-fatal{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "f", "rustle-fatal");
     let home = tempfile::tempdir().unwrap();
     // f1 fails at once; f0 and f2 finish the task (after a while), then stop: no host
     // runs the next task or the next play.
@@ -525,13 +520,7 @@ fn any_errors_fatal_stops_every_host_at_the_end_of_the_task_one_host_failed() {
 
 #[test]
 fn any_errors_fatal_sends_every_host_to_its_rescue_and_a_rescue_recovers() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..2)
-        .map(|i| lab.start(&format!("r{i}"), &format!("rustle-rescue{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..2, "r", "rustle-rescue");
     let home = tempfile::tempdir().unwrap();
     // Ansible's integration test 80981: r0 fails in a block; both hosts run the rescue,
     // neither runs the rest of the block, both go on after it.
@@ -564,13 +553,7 @@ fn any_errors_fatal_sends_every_host_to_its_rescue_and_a_rescue_recovers() {
 #[test]
 fn throttle_lets_that_many_hosts_run_the_task_at_once() {
     use std::os::unix::fs::PermissionsExt;
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("t{i}"), &format!("rustle-throttle{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, _hosts, inv) = lab_of(0..3, "t", "rustle-throttle");
     let home = tempfile::tempdir().unwrap();
     // A directory every host's user may write: `mkdir busy` fails for a host that
     // starts while another one holds it.
@@ -616,13 +599,7 @@ fn throttle_lets_that_many_hosts_run_the_task_at_once() {
 /// binary mode and in SSH mode alike.
 #[test]
 fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("v{i}"), &format!("rustle-hv{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "v", "rustle-hv");
     for strategy in ["parallel", "ssh"] {
         let home = tempfile::tempdir().unwrap();
         let p = home.path().join("plan.json");
@@ -689,13 +666,7 @@ fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
 /// `failed / batch_size > percentage`, then the playbook stops).
 #[test]
 fn max_fail_percentage_stops_every_host_once_too_many_failed() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("m{i}"), &format!("rustle-mfp{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "m", "rustle-mfp");
     // One host of three failing is 33%: more than 30, not more than 34.
     for (percentage, stops) in [(30, true), (34, false)] {
         let home = tempfile::tempdir().unwrap();
@@ -743,13 +714,7 @@ fn max_fail_percentage_stops_every_host_once_too_many_failed() {
 /// facts, rather than waiting for the timeout.
 #[test]
 fn hosts_reading_a_host_that_dies_get_what_it_reported_without_waiting_for_the_timeout() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("d{i}"), &format!("rustle-hvd{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "d", "rustle-hvd");
     let home = tempfile::tempdir().unwrap();
     let p = home.path().join("plan.json");
     let plan = json!({
