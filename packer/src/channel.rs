@@ -47,6 +47,8 @@ pub struct Batch {
     peers: Mutex<Peers>,
     /// Bumped at every change, so a waiting host looks again.
     changed: tokio::sync::watch::Sender<u64>,
+    /// The inventory's hosts tasks may be delegated to (none: only the controller).
+    delegates: Option<Arc<crate::delegate::Delegates>>,
 }
 
 impl Default for Batch {
@@ -57,7 +59,21 @@ impl Default for Batch {
             throttled: Mutex::new(HashMap::new()),
             peers: Mutex::new(Peers::default()),
             changed: tokio::sync::watch::Sender::new(0),
+            delegates: None,
         }
+    }
+}
+
+impl Batch {
+    /// A batch whose hosts may delegate tasks to the inventory's hosts in `delegates`.
+    pub fn with_delegates(delegates: Arc<crate::delegate::Delegates>) -> Batch {
+        Batch::default().delegating_to(delegates)
+    }
+
+    /// This batch, its hosts allowed to delegate tasks to the hosts in `delegates`.
+    pub fn delegating_to(mut self, delegates: Arc<crate::delegate::Delegates>) -> Batch {
+        self.delegates = Some(delegates);
+        self
     }
 }
 
@@ -423,6 +439,53 @@ impl HostChannel {
         self.plan.clone().unwrap_or_else(|| Err("no plan".into()))
     }
 
+    /// Runs a task delegated to the inventory host `to` there (see [`crate::delegate`])
+    /// and answers with its result; the facts it returns with `delegate_facts: true` are
+    /// kept for `to`. A name that is no inventory host's fails the task (a plan's
+    /// mistake, or a loop's item); an error refuses the request: `to` is not the host a
+    /// literal `delegate_to` names, which only a forged request can ask.
+    fn delegate_elsewhere(
+        &self,
+        plan: Arc<HostPlan>,
+        task: Task,
+        request: rustle_runner::events::Request,
+        to: &str,
+    ) -> Result<(), String> {
+        let literal = task.delegate_to.as_deref().filter(|d| !d.contains("{{"));
+        if literal.is_some_and(|d| d.trim() != to) {
+            return Err(format!(
+                "task '{}' is delegated to '{}', not to '{to}'",
+                task.display_name(),
+                literal.unwrap_or_default()
+            ));
+        }
+        let id = request.id;
+        let host = self
+            .batch
+            .delegates
+            .as_ref()
+            .and_then(|d| d.host(to).cloned());
+        let (Some(delegates), Some(host)) = (self.batch.delegates.clone(), host) else {
+            self.send(Answer {
+                v: EVENTS_VERSION,
+                id,
+                error: Some(format!(
+                    "delegate_to '{to}': no host of this deploy's inventory has that name or address"
+                )),
+                ..Answer::default()
+            });
+            return Ok(());
+        };
+        let answers = self.answers.clone();
+        let (name, facts) = (host.name.clone(), task.delegate_facts);
+        tokio::spawn(async move {
+            let result = crate::delegate::run(delegates.clone(), plan, task, request, host).await;
+            keep_delegated_facts(Some(&delegates), facts, &name, &result);
+            let _ = answers.send(result_line(id, result));
+        });
+        Ok(())
+    }
+
     fn handle(&mut self, line: Line<'_>) -> Result<(), String> {
         if let Some(len) = line.cut {
             return Err(format!(
@@ -536,15 +599,19 @@ impl HostChannel {
                         format!("task '{}' is not delegated", task.display_name()),
                     );
                 }
+                if let Some(to) = request.delegate_to.clone() {
+                    return match self.delegate_elsewhere(plan, task, request, &to) {
+                        Ok(()) => Ok(()),
+                        Err(why) => refuse(self, why),
+                    };
+                }
                 let answers = self.answers.clone();
+                let delegates = self.batch.delegates.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = rustle_runner::exec::run_delegated(&plan, &task, &request);
-                    let _ = answers.send(answer_line(&Answer {
-                        v: EVENTS_VERSION,
-                        id,
-                        result: Some(Value::Object(result)),
-                        ..Answer::default()
-                    }));
+                    let facts = task.delegate_facts;
+                    keep_delegated_facts(delegates.as_deref(), facts, "localhost", &result);
+                    let _ = answers.send(result_line(id, result));
                 });
                 Ok(())
             }
@@ -884,6 +951,32 @@ fn answer_line(answer: &Answer) -> Vec<u8> {
     line
 }
 
+/// Keeps the facts `result` holds for `host` when the task delegates its facts
+/// (`delegate_facts: true`): they belong to the host delegated to (the controller's are
+/// kept as `localhost`'s).
+fn keep_delegated_facts(
+    delegates: Option<&crate::delegate::Delegates>,
+    delegate_facts: bool,
+    host: &str,
+    result: &rustle_runner::plan::Vars,
+) {
+    if let (true, Some(d), Some(Value::Object(f))) =
+        (delegate_facts, delegates, result.get("ansible_facts"))
+    {
+        d.keep_facts(host, f);
+    }
+}
+
+/// The answer line to request `id` carrying a module's `result`.
+fn result_line(id: u64, result: rustle_runner::plan::Vars) -> Vec<u8> {
+    answer_line(&Answer {
+        v: EVENTS_VERSION,
+        id,
+        result: Some(Value::Object(result)),
+        ..Answer::default()
+    })
+}
+
 /// Whether a line of the event stream is a report of what the host learned (`vars`).
 pub fn is_vars(text: &str) -> bool {
     text.starts_with("{\"type\":\"vars\"")
@@ -896,7 +989,7 @@ pub fn is_request(text: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use crate::ssh::Line;
@@ -923,6 +1016,12 @@ mod tests {
         delegated.delegate_to = Some("localhost".into());
         let mut once = task("once", "debug", json!({"msg": "x"}));
         once.run_once = true;
+        let sealed = sealed(vec![plain.clone(), delegated.clone(), once.clone()]);
+        (sealed, plain, delegated, once)
+    }
+
+    /// The sealed payload of host `web1` whose one play runs `tasks`.
+    pub(crate) fn sealed(tasks: Vec<Task>) -> Vec<u8> {
         let plan = HostPlan {
             deployment_id: "d1".into(),
             host: "web1".into(),
@@ -933,7 +1032,7 @@ mod tests {
             host_vars: Default::default(),
             plays: vec![Play {
                 name: "p".into(),
-                tasks: vec![plain.clone(), delegated.clone(), once.clone()],
+                tasks,
                 ..Play::default()
             }],
             magic: Default::default(),
@@ -941,11 +1040,14 @@ mod tests {
             shared: Arc::new(Shared::default()),
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let (sealed, _) = crate::pack::Sealer::new(&key).unwrap().seal(&plan).unwrap();
-        (sealed, plain, delegated, once)
+        crate::pack::Sealer::new(&key)
+            .unwrap()
+            .seal(&plan)
+            .unwrap()
+            .0
     }
 
-    fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
+    pub(crate) fn request(id: u64, kind: RequestKind, task: &Task, vars: Option<Value>) -> String {
         with_result(id, kind, task, vars, None)
     }
 

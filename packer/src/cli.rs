@@ -117,7 +117,14 @@ enum StrategyArg {
     Ssh,
 }
 
+/// At most one mode: each of these decides on its own what the run does, so a second
+/// one would be silently ignored (`--dry-run --cleanup` would really clean up).
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("mode")
+        .multiple(false)
+        .args(["compile_only", "deploy_only", "dry_run", "rollback", "list_deployments", "cleanup"])
+))]
 struct DeployArgs {
     /// Execution plan (the project's format or rustle-plan output) or Ansible
     /// playbooks, run one after the other as one run, as ansible-playbook runs them;
@@ -143,7 +150,7 @@ struct DeployArgs {
     #[arg(long)]
     compile_only: bool,
     /// Ship the runners a previous --compile-only wrote to --output-dir, as they are.
-    #[arg(long, conflicts_with_all = ["compile_only", "dry_run"])]
+    #[arg(long)]
     deploy_only: bool,
     /// Show what would be packed and deployed; write nothing.
     #[arg(long)]
@@ -185,13 +192,13 @@ struct DeployArgs {
     #[arg(long)]
     verify: bool,
     /// On every host: make the previous release current again and run it.
-    #[arg(long, conflicts_with_all = ["list_deployments", "cleanup", "compile_only"])]
+    #[arg(long)]
     rollback: bool,
     /// On every host: list the deployments it has.
-    #[arg(long, conflicts_with_all = ["cleanup", "compile_only"])]
+    #[arg(long)]
     list_deployments: bool,
     /// On every host: remove everything rustle-deploy put there.
-    #[arg(long, conflicts_with = "compile_only")]
+    #[arg(long)]
     cleanup: bool,
     /// Releases each host keeps: after a deploy (or rollback) older ones, with their
     /// payloads, are removed; the current release always stays.
@@ -257,7 +264,19 @@ struct DeployArgs {
 
 /// Parses arguments and runs; returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap's own exit code for a bad command line is 2, which here means a task
+        // failed: a bad command line is bad input (4), as the exit-code table says.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
+        }
+    };
     let result = match cli.command {
         Some(Cmd::Keygen { out, force }) => keygen(out, force),
         Some(Cmd::Plan {
@@ -679,16 +698,28 @@ fn host_op(args: &DeployArgs, set: &Settings, op: Op) -> Result<i32, DeployError
     Ok(code)
 }
 
+/// The hosts a deploy carries out: their jobs, the hosts no runner fits, and every
+/// host of the inventory (tasks may be delegated to them).
+struct Fleet {
+    jobs: Vec<deploy::Job>,
+    skipped: Vec<deploy::Skipped>,
+    inventory: Vec<crate::inventory::Host>,
+}
+
 /// Deploys and reports: the part a fresh deploy and `--deploy-only` share.
 fn carry_out(
     args: &DeployArgs,
     set: &Settings,
     id: &str,
-    jobs: Vec<deploy::Job>,
+    fleet: Fleet,
     runners: std::collections::BTreeMap<Triple, crate::runners::Runner>,
     key_line: String,
-    skipped: Vec<deploy::Skipped>,
 ) -> Result<i32, DeployError> {
+    let Fleet {
+        jobs,
+        skipped,
+        inventory,
+    } = fleet;
     if let Some(limit) = set.binary_size_limit {
         check_size_limit(&jobs, &runners, limit)?;
     }
@@ -721,6 +752,7 @@ fn carry_out(
         runners,
         host_options(args, set, key_line),
         on_event,
+        inventory,
     )
     .map_err(io_err("tokio runtime"))?;
     if let Some(bar) = bar {
@@ -842,10 +874,13 @@ fn deploy_only(args: &DeployArgs, set: &Settings) -> Result<i32, DeployError> {
         args,
         &set,
         &id,
-        jobs,
+        Fleet {
+            jobs,
+            skipped: Vec::new(),
+            inventory: inventory.hosts().cloned().collect(),
+        },
         Default::default(),
         key_line,
-        Vec::new(),
     )
 }
 
@@ -1007,9 +1042,12 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         &args,
         &set,
         &id,
-        prepared.jobs,
+        Fleet {
+            jobs: prepared.jobs,
+            skipped: prepared.skipped,
+            inventory: prepared.inventory,
+        },
         runners,
         key_line,
-        prepared.skipped,
     )
 }

@@ -230,6 +230,9 @@ pub struct Prepared {
     /// The plan's custom Rust modules, sources read: when there are any, every host's
     /// runner is built with them ([`crate::custom`]) instead of taken prebuilt.
     pub custom: Vec<crate::custom::Module>,
+    /// Every host of the inventory (`--limit` aside), with its variables: the hosts
+    /// tasks may be delegated to (`delegate_to`).
+    pub inventory: Vec<Host>,
 }
 
 /// A new deployment id: UTC time plus randomness, sortable and unique.
@@ -414,6 +417,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         rolling,
         skipped,
         custom,
+        inventory: inventory.hosts().cloned().collect(),
     })
 }
 
@@ -846,9 +850,15 @@ pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
         };
         for task in plan.channel_tasks() {
             let id = task.channel_id();
-            let what = match (task.delegate_to.is_some(), task.run_once) {
-                (true, true) => "run_once, delegated to the controller",
-                (true, false) => "delegated to the controller",
+            let to_controller = task
+                .delegate_to
+                .as_deref()
+                .is_some_and(|d| rustle_runner::exec::CONTROLLER_NAMES.contains(&d));
+            let what = match (task.delegate_to.is_some(), task.run_once, to_controller) {
+                (true, true, true) => "run_once, delegated to the controller",
+                (true, false, true) => "delegated to the controller",
+                (true, true, false) => "run_once, delegated (delegate_to)",
+                (true, false, false) => "delegated (delegate_to)",
                 _ => "run_once",
             };
             add(&mut out, id, task.display_name(), what, &job.host.name);

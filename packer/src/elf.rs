@@ -80,26 +80,20 @@ pub enum ElfError {
     },
 }
 
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-const SHDR_SIZE: usize = 64;
-const ELFCLASS64: u8 = 2;
-const ELFDATA2LSB: u8 = 1;
-const EV_CURRENT: u8 = 1;
-const ET_EXEC: u16 = 2;
-const ET_DYN: u16 = 3;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
-const PT_LOAD: u32 = 1;
-const PT_GNU_STACK: u32 = 0x6474_e551;
-const PT_NOTE: u32 = 4;
-const PF_R: u32 = 4;
-const PN_XNUM: u16 = 0xffff;
-const SHN_LORESERVE: usize = 0xff00;
-const SHT_PROGBITS: u32 = 1;
-const SHT_STRTAB: u32 = 3;
-const SHF_ALLOC: u64 = 2;
-const SHT_NOBITS: u32 = 8;
+use object::elf::{
+    ELFCLASS64, ELFDATA2LSB, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC, EV_CURRENT, FileHeader64,
+    PF_R, PN_XNUM, PT_GNU_STACK, PT_LOAD, PT_NOTE, ProgramHeader64, SHF_ALLOC, SHN_LORESERVE,
+    SHT_NOBITS, SHT_PROGBITS, SHT_STRTAB, SectionHeader64,
+};
+use object::endian::{LittleEndian as LE, U16, U32, U64};
+use object::pod::{bytes_of, from_bytes, slice_from_bytes};
+
+type Ehdr = FileHeader64<LE>;
+type Phdr = ProgramHeader64<LE>;
+type Shdr = SectionHeader64<LE>;
+
+const PHDR_SIZE: usize = size_of::<Phdr>();
+const SHDR_SIZE: usize = size_of::<Shdr>();
 
 /// Returns a copy of `runner` carrying `payload` in a `.rustle` section mapped by a
 /// read-only `PT_LOAD` segment (layout in the module documentation).
@@ -133,7 +127,7 @@ pub fn embed(runner: &[u8], payload: &[u8]) -> Result<Vec<u8>, ElfError> {
         .checked_add(names_len)
         .and_then(|end| align_up(end, 8))
         .ok_or_else(too_large)?;
-    let new_shnum = elf.shnum.checked_add(1).ok_or_else(too_large)?;
+    let new_shnum = elf.shdrs.len().checked_add(1).ok_or_else(too_large)?;
     let total = usize::try_from(shoff)
         .ok()
         .and_then(|s| s.checked_add(new_shnum.checked_mul(SHDR_SIZE)?))
@@ -147,47 +141,49 @@ pub fn embed(runner: &[u8], payload: &[u8]) -> Result<Vec<u8>, ElfError> {
     out.resize(to_usize(shoff).ok_or_else(too_large)?, 0);
 
     // Old section headers, with the name table moved to its new copy.
-    for index in 0..elf.shnum {
-        let mut raw = elf.shdr_raw(index)?;
+    for (index, old) in elf.shdrs.iter().enumerate() {
+        let mut sh = *old;
         if index == elf.shstrndx {
-            put(&mut raw, 24, &names_off.to_le_bytes());
-            put(&mut raw, 32, &names_len.to_le_bytes());
+            sh.sh_offset = U64::new(LE, names_off);
+            sh.sh_size = U64::new(LE, names_len);
         }
-        out.extend_from_slice(&raw);
+        out.extend_from_slice(bytes_of(&sh));
     }
-    let mut rustle = [0u8; SHDR_SIZE];
-    put(&mut rustle, 0, &rustle_name.to_le_bytes());
-    put(&mut rustle, 4, &SHT_PROGBITS.to_le_bytes());
-    put(&mut rustle, 8, &SHF_ALLOC.to_le_bytes());
-    put(&mut rustle, 16, &payload_vaddr.to_le_bytes());
-    put(&mut rustle, 24, &payload_off.to_le_bytes());
-    put(&mut rustle, 32, &payload_len.to_le_bytes());
-    put(&mut rustle, 48, &1u64.to_le_bytes()); // sh_addralign
-    out.extend_from_slice(&rustle);
+    let rustle = Shdr {
+        sh_name: U32::new(LE, rustle_name),
+        sh_type: U32::new(LE, SHT_PROGBITS),
+        sh_flags: U64::new(LE, SHF_ALLOC),
+        sh_addr: U64::new(LE, payload_vaddr),
+        sh_offset: U64::new(LE, payload_off),
+        sh_size: U64::new(LE, payload_len),
+        sh_link: U32::new(LE, 0),
+        sh_info: U32::new(LE, 0),
+        sh_addralign: U64::new(LE, 1),
+        sh_entsize: U64::new(LE, 0),
+    };
+    out.extend_from_slice(bytes_of(&rustle));
 
     // The program header table keeps its size and place; only its entries change.
-    let mut load = [0u8; PHDR_SIZE];
-    put(&mut load, 0, &PT_LOAD.to_le_bytes());
-    put(&mut load, 4, &PF_R.to_le_bytes());
-    put(&mut load, 8, &payload_off.to_le_bytes());
-    put(&mut load, 16, &payload_vaddr.to_le_bytes());
-    put(&mut load, 24, &payload_vaddr.to_le_bytes());
-    put(&mut load, 32, &payload_len.to_le_bytes());
-    put(&mut load, 40, &payload_len.to_le_bytes());
-    put(&mut load, 48, &PAYLOAD_ALIGN.to_le_bytes());
+    let load = Phdr {
+        p_type: U32::new(LE, PT_LOAD),
+        p_flags: U32::new(LE, PF_R),
+        p_offset: U64::new(LE, payload_off),
+        p_vaddr: U64::new(LE, payload_vaddr),
+        p_paddr: U64::new(LE, payload_vaddr),
+        p_filesz: U64::new(LE, payload_len),
+        p_memsz: U64::new(LE, payload_len),
+        p_align: U64::new(LE, PAYLOAD_ALIGN),
+    };
     let phdrs = elf.new_program_headers(load);
     let phoff = to_usize(elf.phoff).ok_or_else(too_large)?;
-    for (i, entry) in phdrs.iter().enumerate() {
-        let at = i
-            .checked_mul(PHDR_SIZE)
-            .and_then(|o| o.checked_add(phoff))
-            .ok_or_else(too_large)?;
-        put(&mut out, at, entry);
-    }
+    let table: Vec<u8> = phdrs.iter().flat_map(|p| bytes_of(p).to_vec()).collect();
+    put(&mut out, phoff, &table);
 
-    put(&mut out, 40, &shoff.to_le_bytes());
     let new_shnum = u16::try_from(new_shnum).map_err(|_| too_large())?;
-    put(&mut out, 60, &new_shnum.to_le_bytes());
+    let mut ehdr = *elf.ehdr;
+    ehdr.e_shoff = U64::new(LE, shoff);
+    ehdr.e_shnum = U16::new(LE, new_shnum);
+    put(&mut out, 0, bytes_of(&ehdr));
     Ok(out)
 }
 
@@ -211,26 +207,6 @@ fn to_usize(value: u64) -> Option<usize> {
     usize::try_from(value).ok()
 }
 
-/// Little-endian field read from a header buffer.
-fn field<const N: usize>(buf: &[u8], at: usize) -> Result<[u8; N], ElfError> {
-    at.checked_add(N)
-        .and_then(|end| buf.get(at..end))
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| ElfError::Malformed(format!("truncated header field at byte {at}")))
-}
-
-fn u16_at(buf: &[u8], at: usize) -> Result<u16, ElfError> {
-    field(buf, at).map(u16::from_le_bytes)
-}
-
-fn u32_at(buf: &[u8], at: usize) -> Result<u32, ElfError> {
-    field(buf, at).map(u32::from_le_bytes)
-}
-
-fn u64_at(buf: &[u8], at: usize) -> Result<u64, ElfError> {
-    field(buf, at).map(u64::from_le_bytes)
-}
-
 /// `len` bytes of `file` at `offset`, or an error naming `what` if they are not all there.
 fn slice<'a>(file: &'a [u8], offset: u64, len: u64, what: &str) -> Result<&'a [u8], ElfError> {
     to_usize(offset)
@@ -244,19 +220,36 @@ fn slice<'a>(file: &'a [u8], offset: u64, len: u64, what: &str) -> Result<&'a [u
         })
 }
 
+/// `count` headers of type `T` at `offset` of `file`, checked to be all there.
+fn table<'a, T: object::Pod>(
+    file: &'a [u8],
+    offset: u64,
+    count: usize,
+    what: &str,
+) -> Result<&'a [T], ElfError> {
+    let len = count
+        .checked_mul(size_of::<T>())
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| ElfError::Malformed(format!("{what} is too large")))?;
+    let bytes = slice(file, offset, len, what)?;
+    slice_from_bytes(bytes, count)
+        .map(|(t, _)| t)
+        .map_err(|()| ElfError::Malformed(format!("{what} cannot be read")))
+}
+
 /// The parts of the runner that packing reads, all checked against the file.
 struct Parsed<'a> {
+    ehdr: &'a Ehdr,
     file_len: u64,
     phoff: u64,
-    /// Raw program header entries, in table order.
-    phdrs: Vec<[u8; PHDR_SIZE]>,
+    /// Program header entries, in table order.
+    phdrs: &'a [Phdr],
     /// The program header turned into the payload's `PT_LOAD`: a `PT_NOTE` when there
     /// is one, else `PT_GNU_STACK`.
     reused: usize,
     /// End of the highest `PT_LOAD` in memory (`p_vaddr + p_memsz`).
     load_end: u64,
-    shdr_table: &'a [u8],
-    shnum: usize,
+    shdrs: &'a [Shdr],
     shstrndx: usize,
     names: &'a [u8],
 }
@@ -266,32 +259,34 @@ impl<'a> Parsed<'a> {
         if file.get(..4) != Some(b"\x7fELF".as_slice()) {
             return Err(ElfError::NotElf);
         }
-        let ehdr = file
-            .get(..EHDR_SIZE)
-            .ok_or_else(|| ElfError::Malformed("file is shorter than an ELF header".into()))?;
-        let ident = |i: usize| ehdr.get(i).copied().unwrap_or_default();
-        if ident(4) != ELFCLASS64 {
+        let (ehdr, _) = from_bytes::<Ehdr>(file)
+            .map_err(|()| ElfError::Malformed("file is shorter than an ELF header".into()))?;
+        let ident = &ehdr.e_ident;
+        if ident.class != ELFCLASS64 {
             return Err(ElfError::Unsupported(format!(
                 "ELF class {} (only 64-bit ELF is supported)",
-                ident(4)
+                ident.class
             )));
         }
-        if ident(5) != ELFDATA2LSB {
+        if ident.data != ELFDATA2LSB {
             return Err(ElfError::Unsupported(format!(
                 "ELF data encoding {} (only little-endian is supported)",
-                ident(5)
+                ident.data
             )));
         }
-        if ident(6) != EV_CURRENT {
-            return Err(ElfError::Malformed(format!("ELF version {}", ident(6))));
+        if ident.version != EV_CURRENT {
+            return Err(ElfError::Malformed(format!(
+                "ELF version {}",
+                ident.version
+            )));
         }
-        let e_type = u16_at(ehdr, 16)?;
+        let e_type = ehdr.e_type.get(LE);
         if e_type != ET_EXEC && e_type != ET_DYN {
             return Err(ElfError::Unsupported(format!(
                 "ELF type {e_type} is not an executable"
             )));
         }
-        let machine = u16_at(ehdr, 18)?;
+        let machine = ehdr.e_machine.get(LE);
         if machine != EM_X86_64 && machine != EM_AARCH64 {
             return Err(ElfError::Unsupported(format!(
                 "machine {machine} (only x86_64 and aarch64 are supported)"
@@ -301,9 +296,9 @@ impl<'a> Parsed<'a> {
             .map_err(|_| ElfError::Malformed("file larger than 2^64 bytes".into()))?;
 
         // Program headers.
-        let phoff = u64_at(ehdr, 32)?;
-        let phentsize = u16_at(ehdr, 54)?;
-        let phnum = u16_at(ehdr, 56)?;
+        let phoff = ehdr.e_phoff.get(LE);
+        let phentsize = ehdr.e_phentsize.get(LE);
+        let phnum = ehdr.e_phnum.get(LE);
         if usize::from(phentsize) != PHDR_SIZE {
             return Err(ElfError::Malformed(format!(
                 "program header size {phentsize}, expected {PHDR_SIZE}"
@@ -314,26 +309,17 @@ impl<'a> Parsed<'a> {
                 "extended program header numbering".into(),
             ));
         }
-        let phdr_bytes = slice(
-            file,
-            phoff,
-            u64::from(phnum) * PHDR_SIZE as u64,
-            "program header table",
-        )?;
-        let phdrs: Vec<[u8; PHDR_SIZE]> = phdr_bytes
-            .chunks_exact(PHDR_SIZE)
-            .filter_map(|c| c.try_into().ok())
-            .collect();
+        let phdrs: &[Phdr] = table(file, phoff, usize::from(phnum), "program header table")?;
         let mut gnu_stack = None;
         let mut note = None;
         let mut load_end: Option<u64> = None;
         for (i, ph) in phdrs.iter().enumerate() {
-            match u32_at(ph, 0)? {
+            match ph.p_type.get(LE) {
                 PT_GNU_STACK if gnu_stack.is_none() => gnu_stack = Some(i),
                 PT_NOTE if note.is_none() => note = Some(i),
                 PT_LOAD => {
-                    let (offset, vaddr) = (u64_at(ph, 8)?, u64_at(ph, 16)?);
-                    let (filesz, memsz) = (u64_at(ph, 32)?, u64_at(ph, 40)?);
+                    let (offset, vaddr) = (ph.p_offset.get(LE), ph.p_vaddr.get(LE));
+                    let (filesz, memsz) = (ph.p_filesz.get(LE), ph.p_memsz.get(LE));
                     slice(file, offset, filesz, &format!("segment {i}"))?;
                     let end = vaddr.checked_add(memsz).ok_or_else(|| {
                         ElfError::Malformed(format!("segment {i} wraps the address space"))
@@ -346,10 +332,11 @@ impl<'a> Parsed<'a> {
         let load_end = load_end.ok_or_else(|| ElfError::Malformed("no PT_LOAD segment".into()))?;
 
         // Section headers.
-        let shoff = u64_at(ehdr, 40)?;
-        let shentsize = u16_at(ehdr, 58)?;
-        let shnum = usize::from(u16_at(ehdr, 60)?);
-        let shstrndx = usize::from(u16_at(ehdr, 62)?);
+        let shoff = ehdr.e_shoff.get(LE);
+        let shentsize = ehdr.e_shentsize.get(LE);
+        let shnum = usize::from(ehdr.e_shnum.get(LE));
+        let shstrndx = usize::from(ehdr.e_shstrndx.get(LE).0);
+        let reserved = usize::from(SHN_LORESERVE);
         if shoff == 0 {
             return Err(ElfError::Unsupported(
                 "no section header table (e.g. after sstrip)".into(),
@@ -360,12 +347,12 @@ impl<'a> Parsed<'a> {
                 "section header size {shentsize}, expected {SHDR_SIZE}"
             )));
         }
-        if shnum == 0 || shstrndx >= SHN_LORESERVE {
+        if shnum == 0 || shstrndx >= reserved {
             return Err(ElfError::Unsupported(
                 "extended section numbering (more than 65279 sections)".into(),
             ));
         }
-        if shnum + 1 >= SHN_LORESERVE {
+        if shnum + 1 >= reserved {
             return Err(ElfError::Unsupported(format!(
                 "{shnum} sections: one more would need extended section numbering"
             )));
@@ -375,69 +362,56 @@ impl<'a> Parsed<'a> {
                 "section name table index {shstrndx} is not among the {shnum} sections"
             )));
         }
-        let shdr_table = slice(
-            file,
-            shoff,
-            (shnum * SHDR_SIZE) as u64,
-            "section header table",
-        )?;
-        let mut parsed = Self {
-            file_len,
-            phoff,
-            phdrs,
-            reused: 0,
-            load_end,
-            shdr_table,
-            shnum,
-            shstrndx,
-            names: &[],
-        };
-
-        let names_hdr = parsed.shdr_raw(shstrndx)?;
-        if u32_at(&names_hdr, 4)? != SHT_STRTAB {
+        let shdrs: &[Shdr] = table(file, shoff, shnum, "section header table")?;
+        let names_hdr = shdrs
+            .get(shstrndx)
+            .ok_or_else(|| ElfError::Malformed(format!("no section header {shstrndx}")))?;
+        if names_hdr.sh_type.get(LE) != SHT_STRTAB {
             return Err(ElfError::Malformed(
                 "the section name table is not a string table".into(),
             ));
         }
-        if u64_at(&names_hdr, 8)? & SHF_ALLOC != 0 {
+        if (names_hdr.sh_flags.get(LE) & SHF_ALLOC).0 != 0 {
             // Moving it would leave its mapped copy stale; no linker produces this.
             return Err(ElfError::Unsupported(
                 "the section name table is loaded into memory".into(),
             ));
         }
-        parsed.names = slice(
+        let names = slice(
             file,
-            u64_at(&names_hdr, 24)?,
-            u64_at(&names_hdr, 32)?,
+            names_hdr.sh_offset.get(LE),
+            names_hdr.sh_size.get(LE),
             "section name table",
         )?;
+        let parsed = Self {
+            ehdr,
+            file_len,
+            phoff,
+            phdrs,
+            reused: 0,
+            load_end,
+            shdrs,
+            shstrndx,
+            names,
+        };
 
-        for index in 0..shnum {
-            let raw = parsed.shdr_raw(index)?;
-            let name = parsed.name(u32_at(&raw, 0)?, index)?;
+        for (index, sh) in shdrs.iter().enumerate() {
+            let name = parsed.name(sh.sh_name.get(LE), index)?;
             if name == SECTION_NAME.as_bytes() {
                 return Err(ElfError::AlreadyPacked);
             }
-            if u32_at(&raw, 4)? != SHT_NOBITS && index != 0 {
+            if sh.sh_type.get(LE) != SHT_NOBITS && index != 0 {
                 slice(
                     file,
-                    u64_at(&raw, 24)?,
-                    u64_at(&raw, 32)?,
+                    sh.sh_offset.get(LE),
+                    sh.sh_size.get(LE),
                     &format!("section {}", String::from_utf8_lossy(name)),
                 )?;
             }
         }
         // Checked last so a packed runner (whose reused header is gone) reports that.
-        parsed.reused = note.or(gnu_stack).ok_or(ElfError::NoSpareHeader)?;
-        Ok(parsed)
-    }
-
-    fn shdr_raw(&self, index: usize) -> Result<[u8; SHDR_SIZE], ElfError> {
-        index
-            .checked_mul(SHDR_SIZE)
-            .and_then(|start| self.shdr_table.get(start..start.checked_add(SHDR_SIZE)?))
-            .and_then(|raw| raw.try_into().ok())
-            .ok_or_else(|| ElfError::Malformed(format!("no section header {index}")))
+        let reused = note.or(gnu_stack).ok_or(ElfError::NoSpareHeader)?;
+        Ok(Self { reused, ..parsed })
     }
 
     /// The NUL-terminated name at `offset` in the section name table.
@@ -455,12 +429,15 @@ impl<'a> Parsed<'a> {
         rest.get(..end).ok_or_else(bad)
     }
 
-    /// The program header table with `PT_GNU_STACK` replaced by `load`, placed so the
+    /// The program header table with the reused entry replaced by `load`, placed so the
     /// `PT_LOAD` entries stay sorted by address (see the module documentation).
-    fn new_program_headers(&self, load: [u8; PHDR_SIZE]) -> Vec<[u8; PHDR_SIZE]> {
-        let is_load = |ph: &[u8; PHDR_SIZE]| u32_at(ph, 0).ok() == Some(PT_LOAD);
-        let last_load = self.phdrs.iter().rposition(is_load).unwrap_or(0);
-        let mut phdrs = self.phdrs.clone();
+    fn new_program_headers(&self, load: Phdr) -> Vec<Phdr> {
+        let last_load = self
+            .phdrs
+            .iter()
+            .rposition(|ph| ph.p_type.get(LE) == PT_LOAD)
+            .unwrap_or(0);
+        let mut phdrs = self.phdrs.to_vec();
         if self.reused < last_load {
             phdrs.remove(self.reused);
             // After the removal the last PT_LOAD sits at `last_load - 1`.
@@ -476,6 +453,32 @@ impl<'a> Parsed<'a> {
 mod tests {
     use super::*;
     use rustle_runner::locate::find_payload;
+
+    // The tests build and read headers byte by byte, by the gABI's offsets, as a check
+    // on the typed code above that does not share its view of the layout.
+    const ET_DYN: u16 = 3;
+    const EM_X86_64: u16 = 62;
+    const PT_LOAD: u32 = 1;
+    const PT_NOTE: u32 = 4;
+    const PT_GNU_STACK: u32 = 0x6474_e551;
+    const PF_R: u32 = 4;
+    const SHT_PROGBITS: u32 = 1;
+    const SHT_STRTAB: u32 = 3;
+    const SHT_NOBITS: u32 = 8;
+    const SHF_ALLOC: u64 = 2;
+
+    fn field<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
+        buf.get(at..at + N).and_then(|b| b.try_into().ok())
+    }
+    fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
+        field(buf, at).map(u16::from_le_bytes)
+    }
+    fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
+        field(buf, at).map(u32::from_le_bytes)
+    }
+    fn u64_at(buf: &[u8], at: usize) -> Option<u64> {
+        field(buf, at).map(u64::from_le_bytes)
+    }
 
     const PT_PHDR: u32 = 6;
     const PT_DYNAMIC: u32 = 2;

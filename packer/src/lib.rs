@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod custom;
+pub mod delegate;
 pub mod deploy;
 pub mod elf;
 pub mod hostvars;

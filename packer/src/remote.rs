@@ -483,6 +483,8 @@ struct Ctx {
     ssh_mode: bool,
     opts: RemoteOptions,
     on_event: OnEvent,
+    /// The inventory's hosts, for tasks delegated to them.
+    delegates: Arc<crate::delegate::Delegates>,
 }
 
 /// Where the host keeps its state: `rustle_root` if set, else decided on the host.
@@ -980,7 +982,7 @@ async fn run_batch(
 ) -> Vec<(HostResult, Timings)> {
     let timeout = ctx.opts.timeout;
     // `run_once` is once per batch, as in Ansible.
-    let batch = Arc::new(Batch::of(&jobs));
+    let batch = Arc::new(Batch::of(&jobs).delegating_to(ctx.delegates.clone()));
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx, limit) = (deployment.clone(), ctx.clone(), limit.clone());
@@ -1050,7 +1052,7 @@ async fn blue_green(
     let (switch_tx, switch_rx) = tokio::sync::watch::channel(None);
     let timeout = ctx.opts.timeout;
     let count = jobs.len();
-    let batch = Arc::new(Batch::of(&jobs));
+    let batch = Arc::new(Batch::of(&jobs).delegating_to(ctx.delegates.clone()));
     let mut tasks = Vec::new();
     for job in jobs {
         let (deployment, ctx, batch) = (deployment.clone(), ctx.clone(), batch.clone());
@@ -1103,7 +1105,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
         .build()
 }
 
-/// Deploys every job with `strategy`. Results come back in the jobs' order.
+/// Deploys every job with `strategy`. Results come back in the jobs' order. `inventory`
+/// is every host of the inventory (`--limit` aside), which tasks may be delegated to.
 pub fn deploy_all(
     jobs: Vec<Job>,
     deployment: &str,
@@ -1111,15 +1114,18 @@ pub fn deploy_all(
     runners: BTreeMap<Triple, Runner>,
     mut opts: RemoteOptions,
     on_event: OnEvent,
+    inventory: Vec<Host>,
 ) -> Result<Vec<(HostResult, Timings)>, std::io::Error> {
     opts.local_apart = local_apart(jobs.iter().map(|j| &j.host));
     let rt = runtime()?;
     let limit = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let delegates = Arc::new(crate::delegate::Delegates::new(inventory, opts.clone()));
     let ctx = Arc::new(Ctx {
         runners,
         ssh_mode: strategy == Strategy::Ssh,
         opts,
         on_event,
+        delegates,
     });
     let deployment = Arc::new(deployment.to_string());
     let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
@@ -1164,6 +1170,7 @@ pub fn deploy_all(
                 });
             }
         }
+        ctx.delegates.close().await;
         out
     }))
 }

@@ -11,7 +11,9 @@
 //! host (debug, set_fact, assert, fail) run on the controller as they are; template
 //! renders on the controller; lineinfile, blockinfile and replace fetch the file, run
 //! the runner's own module on a scratch copy and send the result back, so their
-//! semantics come for free. Any other module fails with "cannot run in SSH mode".
+//! semantics come for free; `setup` returns the facts SSH mode gathers. Any other
+//! module fails with "cannot run in SSH mode". The same module back end runs the tasks
+//! a host delegates to another inventory host (`crate::delegate`).
 //!
 //! Every script travels on the command's stdin behind a fixed loader ([`BOOT`]), so a
 //! process list on the host shows no plan value, the task's `environment:` included.
@@ -294,6 +296,10 @@ fn fail<T>(msg: impl Into<String>) -> Step<T> {
     Err(Stop::Fail(Outcome::fail(msg)))
 }
 
+/// The modules that need no host: they run on the controller as they are, and never
+/// use the connection.
+pub const NO_HOST: [&str; 5] = ["debug", "set_fact", "assert", "fail", "include_vars"];
+
 impl SshHost {
     /// A module host for `link`; with `sudo`, every command runs under `sudo -n`.
     pub fn new(link: Link, rt: tokio::runtime::Handle, sudo: bool) -> SshHost {
@@ -366,9 +372,7 @@ impl SshHost {
 
     fn dispatch(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         match module {
-            "debug" | "set_fact" | "assert" | "fail" | "include_vars" => {
-                Ok(modules::run(module, a, ctx)?)
-            }
+            m if NO_HOST.contains(&m) => Ok(modules::run(module, a, ctx)?),
             "command" => self.command(a, ctx, false),
             "shell" => self.command(a, ctx, true),
             "copy" => self.copy(a, ctx),
@@ -376,6 +380,11 @@ impl SshHost {
             "file" => self.file(a, ctx),
             "stat" => self.stat(a),
             "lineinfile" | "blockinfile" | "replace" => self.text(module, a, ctx),
+            // The facts SSH mode gathers at a play's start (a task delegated to another
+            // host with `delegate_facts` gathers that host's this way).
+            "setup" | "gather_facts" => {
+                Ok(Outcome::ok().with("ansible_facts", Value::Object(self.facts())))
+            }
             other => fail(format!(
                 "module {other} cannot run in SSH mode (it needs the runner on the host)"
             )),

@@ -421,6 +421,9 @@ fn playbook_keywords_for_the_channel() {
     assert_eq!(tasks[2].delegate_to.as_deref(), Some("{{ groups.all[0] }}"));
     assert!(tasks[2].delegate_facts && tasks[2].run_once);
     assert!(tasks[3].delegate_to.is_none() && !tasks[3].run_once);
+    // Another inventory host by name: checked against the inventory when it runs.
+    let plan = load("- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n").unwrap();
+    assert_eq!(plan.plays[0].tasks[0].delegate_to.as_deref(), Some("db1"));
     // On a block, for each task inside that says nothing else.
     let plan = load(
         "- hosts: all\n  tasks:\n    - delegate_to: localhost\n      run_once: true\n      block:\n\
@@ -436,11 +439,6 @@ fn playbook_keywords_for_the_channel() {
     );
     assert!(inner[0].run_once && inner[1].run_once);
     for (yaml, keyword, why) in [
-        (
-            "- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n",
-            "delegate_to",
-            "another inventory host",
-        ),
         (
             "- hosts: all\n  tasks:\n    - command: x\n      connection: ssh\n",
             "connection",
@@ -590,6 +588,111 @@ fn throttle_lets_that_many_hosts_run_the_task_at_once() {
         .collect();
     ran.sort();
     assert_eq!(ran, ["t0", "t1", "t2"]);
+}
+
+/// An INI inventory of the lab's hosts in the given groups, each host with the lab's
+/// connection variables and `marker=m-<name>`.
+fn grouped_inventory(lab: &Lab, groups: &[(&str, &[&Sshd])]) -> PathBuf {
+    let all: Vec<&Sshd> = groups.iter().flat_map(|(_, h)| h.iter().copied()).collect();
+    let lines = std::fs::read_to_string(lab.inventory(&all)).unwrap();
+    let mut text = String::new();
+    for (group, hosts) in groups {
+        text.push_str(&format!("[{group}]\n"));
+        for h in *hosts {
+            let line = lines
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(h.name.as_str()))
+                .unwrap();
+            text.push_str(&format!("{line} marker=m-{}\n", h.name));
+        }
+    }
+    let path = lab.dir.path().join("grouped.ini");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `delegate_to` another inventory host (`delegate_to: "{{ groups.lb[0] }}"`, or its
+/// name): the deployer runs the module on that host over that host's own connection,
+/// rendered with the delegating host's variables; the delegating host registers the
+/// result. That host need not be in the play. In binary mode and in SSH mode alike.
+#[test]
+fn delegate_to_another_inventory_host_runs_the_module_there() {
+    let lab = Lab::new();
+    let web: Vec<Sshd> = (0..2)
+        .map(|i| lab.start(&format!("w{i}"), &format!("rustle-dw{i}")))
+        .collect();
+    let lb = lab.start("lb0", "rustle-dlb0");
+    let mut refs: Vec<&Sshd> = web.iter().collect();
+    refs.push(&lb);
+    lab.trust(&refs);
+    let web_refs: Vec<&Sshd> = web.iter().collect();
+    let inv = grouped_inventory(&lab, &[("web", &web_refs), ("lb", &[&lb])]);
+    for mode in [&[][..], &["--strategy", "ssh"][..]] {
+        let home = tempfile::tempdir().unwrap();
+        let log = lb.home.join("delegated.log");
+        let _ = std::fs::remove_file(&log);
+        let plan = home.path().join("plan.json");
+        let tasks = json!([
+            {"name": "who there", "module": "command", "args": {"_raw_params": "id -un"},
+             "delegate_to": "{{ groups.lb[0] }}", "register": "d", "changed_when": false},
+            {"name": "log there", "module": "shell", "args": {"_raw_params": format!(
+                "echo {{{{ inventory_hostname }}}} {{{{ marker }}}} >> {}", log.display())},
+             "delegate_to": "lb0"},
+            {"name": "fact there", "module": "set_fact", "args": {"kept": "yes"},
+             "delegate_to": "lb0", "delegate_facts": true},
+            {"name": "fact here", "module": "set_fact", "args": {"mine": "{{ marker }}"},
+             "delegate_to": "lb0"},
+            {"name": "nowhere", "module": "command", "args": {"_raw_params": "true"},
+             "delegate_to": "{{ 'no-such-host' }}", "register": "n", "ignore_errors": true},
+            {"name": "lacking", "module": "getent", "args": {"database": "passwd", "key": "root"},
+             "delegate_to": "lb0", "register": "g", "ignore_errors": true},
+            {"name": "keep", "module": "copy", "args": {"dest": "{{ ansible_env_home }}/delegated",
+             "content": "{{ d.stdout }}|{{ kept | default('unset') }}|{{ mine }}|{{ n.msg }}|{{ g.msg }}\n"}}
+        ]);
+        std::fs::write(
+            &plan,
+            serde_json::to_vec(&json!({
+                "format": "rustle-deploy-plan", "version": 1,
+                "plays": [{"name": "lab", "hosts": ["web"], "tasks": tasks}]
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let mut args = vec!["-i", inv.to_str().unwrap(), plan.to_str().unwrap()];
+        args.extend_from_slice(mode);
+        let (out, r) = run(&lab, home.path(), &args);
+        let what = format!("{mode:?}: {}{}\n{r}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{what}");
+        assert!(
+            r["hosts"].get("lb0").is_none(),
+            "lb0 is not in the play: {what}"
+        );
+        let mut logged: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("{e}: {what}"))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        logged.sort();
+        assert_eq!(logged, ["w0 m-w0", "w1 m-w1"], "{what}");
+        for h in &web {
+            let got = std::fs::read_to_string(h.home.join("delegated")).unwrap();
+            let fields: Vec<&str> = got.trim_end().split('|').collect();
+            assert_eq!(fields[0], lb.user, "ran as lb0's login: {what}");
+            assert_eq!(
+                fields[1], "unset",
+                "delegate_facts sent them to lb0: {what}"
+            );
+            assert_eq!(fields[2], format!("m-{}", h.name), "{what}");
+            assert!(
+                fields[3].contains("'no-such-host'") && fields[3].contains("inventory"),
+                "{got}"
+            );
+            assert!(
+                fields[4].contains("getent") && fields[4].contains("SSH mode"),
+                "{got}"
+            );
+        }
+    }
 }
 
 /// `hostvars` of other hosts: their gathered facts, registered and `set_fact` values,

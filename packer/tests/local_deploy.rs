@@ -566,6 +566,24 @@ fn bad_input_is_refused_with_the_culprit_named() {
             4,
             vec!["sparc-sun-solaris"],
         ),
+        // A bad command line is bad input too (not clap's 2, which here means a task
+        // failed), and two modes are refused rather than one silently winning.
+        (vec!["--bogus", plan], 4, vec!["--bogus"]),
+        (
+            vec!["--dry-run", "--cleanup"],
+            4,
+            vec!["--dry-run", "--cleanup", "cannot be used with"],
+        ),
+        (
+            vec!["--rollback", "--deploy-only"],
+            4,
+            vec!["--rollback", "--deploy-only", "cannot be used with"],
+        ),
+        (
+            vec!["--compile-only", "--dry-run", plan],
+            4,
+            vec!["--compile-only", "--dry-run"],
+        ),
     ];
     for (args, want, words) in cases {
         let out = env.deploy(&args);

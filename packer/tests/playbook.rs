@@ -730,10 +730,6 @@ mod playbook {
     fn unsupported_keywords() {
         for (keyword, text) in [
             (
-                "delegate_to",
-                "- hosts: all\n  tasks:\n    - command: ls\n      delegate_to: db1\n",
-            ),
-            (
                 "debugger",
                 "- hosts: all\n  tasks:\n    - command: ls\n      debugger: always\n",
             ),

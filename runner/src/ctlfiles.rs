@@ -292,9 +292,7 @@ fn read_dir(
         _ => 0,
     };
     let matcher = match args.get("files_matching") {
-        Some(Value::String(p)) => {
-            Some(crate::template::python_regex(p, false, false).map_err(|e| e.to_string())?)
-        }
+        Some(Value::String(p)) => Some(crate::pyre::Pattern::new(p)?),
         _ => None,
     };
     let ignore: Vec<String> = match args.get("ignore_files") {
@@ -310,10 +308,10 @@ fn read_dir(
             .collect(),
         Some(other) => return Err(format!("{other} must be a list")),
     };
-    let ignore: Vec<regex::Regex> = ignore
+    let ignore: Vec<crate::pyre::Pattern> = ignore
         .iter()
         .map(|p| {
-            crate::template::python_regex(&format!("{p}$"), false, false)
+            crate::pyre::Pattern::new(&format!("{p}$"))
                 .map_err(|_| format!("Invalid regular expression: {p}"))
         })
         .collect::<Result<_, _>>()?;
@@ -353,10 +351,17 @@ fn read_dir(
             if role_path.is_some_and(|r| join(r, "vars/main.yml") == path) {
                 continue;
             }
-            if matcher.as_ref().is_some_and(|m| !m.is_match(&name)) {
+            if let Some(m) = &matcher
+                && !m.is_match(name.as_bytes())?
+            {
                 continue;
             }
-            if ignore.iter().any(|r| r.is_match(&name)) {
+            if ignore
+                .iter()
+                .map(|r| r.is_match(name.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()?
+                .contains(&true)
+            {
                 continue;
             }
             if ignore_unknown && !valid_ext(&name) {
@@ -1138,10 +1143,13 @@ pub fn ini(
             key.to_lowercase()
         };
         if opt_bool(&opts, "re", false) {
-            let re = crate::template::python_regex(&format!("^(?:{key})"), false, false)
-                .map_err(|e| plugin(ANSIBLE_ERROR, e.to_string()))?;
+            let re = crate::pyre::Pattern::new(&format!("^(?:{key})"))
+                .map_err(|e| plugin(ANSIBLE_ERROR, e))?;
             for (k, v) in entries {
-                if re.is_match(k) {
+                if re
+                    .is_match(k.as_bytes())
+                    .map_err(|e| plugin(ANSIBLE_ERROR, e))?
+                {
                     out.push(v.clone().map(Value::String).unwrap_or(Value::Null));
                 }
             }

@@ -233,6 +233,14 @@ pub struct Request {
     /// `throttle`: how many hosts may run the task at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// `delegate`: the inventory host the task's `delegate_to` rendered to, when it is
+    /// not the controller; the deployer runs the module there over SSH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_to: Option<String>,
+    /// `delegate` to another host: the user the task's `become` keywords ask for there
+    /// (absent: no become); that host's own `ansible_become*` variables win over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_user: Option<String>,
     /// `hostvars`: the other host asked about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -258,6 +266,8 @@ impl Request {
             result: None,
             failed: false,
             limit: None,
+            delegate_to: None,
+            become_user: None,
             host: None,
             done: None,
         }

@@ -1226,8 +1226,8 @@ impl<'a> Executor<'a> {
     }
 
     /// Where a delegated task runs: `None` here (not delegated, or delegated to this
-    /// host itself), `Some(name)` on the controller; an error for another host, which
-    /// needs SSH back ends the runner has not got.
+    /// host itself), `Some(name)` elsewhere: on the controller (one of
+    /// [`CONTROLLER_NAMES`]) or on another inventory host, both through the deployer.
     fn delegation(&self, task: &Task, ctx: &JValue) -> Result<Option<String>, String> {
         let Some(to) = &task.delegate_to else {
             return Ok(None);
@@ -1237,29 +1237,40 @@ impl<'a> Executor<'a> {
             .render_str(to, ctx)
             .map_err(|e| format!("delegate_to: {e}"))?;
         let to = to.trim().to_string();
-        if to == self.plan.host {
+        // `delegate_to: "{{ x | default(omit) }}"`: no delegation, as in Ansible.
+        if to == self.plan.host || to == self.omit {
             return Ok(None);
         }
-        if CONTROLLER_NAMES.contains(&to.as_str()) {
-            return Ok(Some(to));
+        if to.is_empty() {
+            return Err("delegate_to renders to an empty host name".into());
         }
-        Err(format!(
-            "delegate_to '{to}': running a task on another inventory host is not supported yet; only the controller (localhost) is"
-        ))
+        Ok(Some(to))
     }
 
-    /// Has the deployer run a delegated task's module on the controller, with this
-    /// host's variables, and takes its result as if the module had run here.
+    /// Has the deployer run a delegated task's module on the controller or on the
+    /// inventory host `to`, with this host's variables, and takes its result as if the
+    /// module had run here.
     fn delegate(
         &mut self,
         task: &Task,
         inherited: &Inherited<'_>,
         vars: &Vars,
         ctx: &JValue,
+        to: &str,
     ) -> Vars {
         let check_mode = match self.check_mode(inherited, task, ctx) {
             Ok(c) => c,
             Err(msg) => return failed_result(msg),
+        };
+        // Another host: the deployer connects to it with its own connection variables,
+        // and `become` there is what the task's keywords ask for.
+        let (delegate_to, become_user) = if CONTROLLER_NAMES.contains(&to) {
+            (None, None)
+        } else {
+            match self.become_keywords(task, inherited, ctx) {
+                Ok(user) => (Some(to.to_string()), user),
+                Err(msg) => return failed_result(msg),
+            }
         };
         let roles: Vec<String> = inherited.roles.iter().map(|r| r.path.clone()).collect();
         let file = inherited.file.as_deref().map(str::to_string);
@@ -1271,6 +1282,8 @@ impl<'a> Executor<'a> {
                 r.roles = roles;
                 r.file = file;
                 r.check_mode = check_mode;
+                r.delegate_to = delegate_to;
+                r.become_user = become_user;
             },
         );
         let result = match asked {
@@ -2295,7 +2308,7 @@ impl<'a> Executor<'a> {
             let limit = crate::deadline::start(timeout);
             let mut result = match self.delegation(task, &ctx) {
                 Ok(None) => self.invoke(task, inherited, &ctx),
-                Ok(Some(_)) => self.delegate(task, inherited, &vars, &ctx),
+                Ok(Some(to)) => self.delegate(task, inherited, &vars, &ctx, &to),
                 Err(msg) => failed_result(msg),
             };
             drop(limit);
@@ -2751,6 +2764,50 @@ impl<'a> Executor<'a> {
     /// another one works when the runner is root: the task's module then runs as that
     /// user, in a child runner or through the processes it starts (see
     /// [`crate::privilege`]).
+    /// The `become` keyword of the task, or of its block, role or play: a task's that
+    /// renders to omit (or null) is unset and the enclosing one applies, as Ansible's
+    /// keyword inheritance has it.
+    fn become_keyword(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<bool, String> {
+        let own = match &task.become_ {
+            Some(f) => keywords::flag(&self.engine, f, ctx, "become")?,
+            None => None,
+        };
+        let value = match (own, inherited.become_) {
+            (Some(v), _) => Some(v),
+            (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?,
+            (None, None) => None,
+        };
+        Ok(value.unwrap_or(false))
+    }
+
+    /// For a task delegated to another host: the user its `become` keywords ask for
+    /// (`None`: no become), without this host's `ansible_become*` variables, which are
+    /// connection variables (the delegated-to host's own apply there, as in Ansible).
+    fn become_keywords(
+        &self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        ctx: &JValue,
+    ) -> Result<Option<String>, String> {
+        if !self.become_keyword(task, inherited, ctx)? {
+            return Ok(None);
+        }
+        let wanted = task
+            .become_user
+            .as_deref()
+            .or(inherited.become_user)
+            .unwrap_or("root");
+        self.engine
+            .render_str(wanted, ctx)
+            .map(|u| Some(u.trim().to_string()))
+            .map_err(|e| format!("become_user: {e}"))
+    }
+
     fn check_become(
         &mut self,
         task: &Task,
@@ -2778,21 +2835,7 @@ impl<'a> Executor<'a> {
                 };
                 keywords::flag(&self.engine, &f, ctx, "ansible_become")?.unwrap_or(false)
             }
-            (None, None) => false,
-            (None, Some(_)) => {
-                // A task's `become` that renders to omit (or null) is unset: the block's,
-                // role's or play's applies, as Ansible's keyword inheritance has it.
-                let own = match &task.become_ {
-                    Some(f) => keywords::flag(&self.engine, f, ctx, "become")?,
-                    None => None,
-                };
-                let value = match (own, inherited.become_) {
-                    (Some(v), _) => Some(v),
-                    (None, Some(f)) => keywords::flag(&self.engine, f, ctx, "become")?,
-                    (None, None) => None,
-                };
-                value.unwrap_or(false)
-            }
+            (None, _) => self.become_keyword(task, inherited, ctx)?,
         };
         if !become_ {
             return Ok(None);
@@ -2887,18 +2930,36 @@ impl<'a> Executor<'a> {
 /// that host's signed plan, its variables from the host. Block-level `environment` and
 /// `become` do not reach it: the controller runs it as the deploying user.
 pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
-    let Some(play) = plan.plays.get(request.play) else {
-        return failed_result(format!("the plan has no play number {}", request.play));
-    };
     let mut task = task.clone();
     task.become_ = None;
     task.become_user = None;
+    let vars = match &request.vars {
+        Some(Value::Object(v)) => v.clone(),
+        _ => Vars::new(),
+    };
+    run_delegated_on(plan, &task, request, vars, Box::new(Local::default()))
+}
+
+/// Runs the module of a task delegated to another inventory host, for the deployer:
+/// as [`run_delegated`], with its modules run by `host` (SSH mode's module back end
+/// for that host), with `vars` (the delegating host's, with the delegated-to host's
+/// connection variables put in by the deployer) and the task's `become` as given.
+pub fn run_delegated_on(
+    plan: &HostPlan,
+    task: &Task,
+    request: &Request,
+    vars: Vars,
+    host: Box<dyn ModuleHost + '_>,
+) -> Vars {
+    let Some(play) = plan.plays.get(request.play) else {
+        return failed_result(format!("the plan has no play number {}", request.play));
+    };
     let mut sink = crate::events::Collect::default();
     let opts = RunOptions {
         check_mode: request.check_mode,
         diff_mode: false,
     };
-    let mut ex = Executor::new(plan, &mut sink, opts);
+    let mut ex = Executor::with_host(plan, &mut sink, opts, host);
     ex.play_index = request.play;
     ex.globals = ex.play_globals(play, request.play);
     ex.playbook_dir = match play.magic.get("playbook_dir") {
@@ -2906,10 +2967,6 @@ pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
         _ => String::new(),
     };
     ex.play = Some(play);
-    let vars = match &request.vars {
-        Some(Value::Object(v)) => v.clone(),
-        _ => Vars::new(),
-    };
     let inherited = Inherited {
         roles: request
             .roles
@@ -2928,7 +2985,7 @@ pub fn run_delegated(plan: &HostPlan, task: &Task, request: &Request) -> Vars {
     let shared = Arc::clone(&plan.shared);
     crate::ctlfiles::with_files(&shared, || {
         let ctx = ex.jctx(&vars);
-        ex.invoke(&task, &inherited, &ctx)
+        ex.invoke(task, &inherited, &ctx)
     })
 }
 
@@ -3179,7 +3236,9 @@ fn timed_out(action: &str, period: u64) -> Vars {
     r
 }
 
-fn failed_result(msg: String) -> Vars {
+/// A failed task's result, saying `msg` (also the deployer's, for a task it could not
+/// carry out).
+pub fn failed_result(msg: String) -> Vars {
     let mut r = Vars::new();
     r.insert("changed".into(), false.into());
     r.insert("failed".into(), true.into());

@@ -33,6 +33,7 @@ pub mod plan;
 pub mod privilege;
 mod pyformat;
 mod pyliteral;
+pub(crate) mod pyre;
 pub mod random;
 pub mod resolve;
 pub mod tags;

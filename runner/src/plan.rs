@@ -481,12 +481,13 @@ pub struct Task {
     pub apply: Option<Box<Task>>,
     /// Ansible's `delegate_to` (also set for `local_action` and `connection: local`):
     /// the host the task's module runs on, with this host's variables; a template is
-    /// rendered when the task runs. Only the controller (`localhost`, `127.0.0.1`) is
-    /// supported: the runner asks the deployer to run it (`docs/events.md`).
+    /// rendered when the task runs. The runner asks the deployer to run it
+    /// (`docs/events.md`): on the controller (`localhost`, `127.0.0.1`, `::1`), or on
+    /// another inventory host over that host's own connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate_to: Option<String>,
     /// `delegate_facts`: facts the delegated task returns belong to the delegated host
-    /// (the controller), not to this one.
+    /// (the deployer keeps them for it), not to this one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delegate_facts: bool,
     /// `run_once`: the first host of the batch to reach the task runs it; the others

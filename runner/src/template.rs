@@ -561,25 +561,6 @@ pub fn to_json(v: &JValue, source: &str) -> Result<Value, TemplateError> {
     })
 }
 
-/// Compiles a pattern written in Python's `re` syntax (as Ansible's regex filters and
-/// tests take it), or says why it cannot be.
-pub(crate) fn python_regex(
-    pattern: &str,
-    ignorecase: bool,
-    multiline: bool,
-) -> Result<regex::Regex, Error> {
-    regex::RegexBuilder::new(&py_pattern(pattern))
-        .case_insensitive(ignorecase)
-        .multi_line(multiline)
-        .build()
-        .map_err(|e| {
-            invalid(format!(
-                "cannot compile the regular expression '{pattern}' (no look-around or backreferences): {}",
-                e.to_string().replace('\n', " ")
-            ))
-        })
-}
-
 // ---------------------------------------------------------------------------
 // Python's text forms of values, as Ansible produces them.
 
@@ -1260,195 +1241,6 @@ pub(crate) mod yaml {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Python `re` compatibility, shared by the regex filters and the text modules.
-
-/// Translates a Python `re` pattern into the regex crate's syntax where the two differ
-/// only in spelling; anything else is passed through for the crate to judge.
-pub(crate) fn py_pattern(p: &str) -> String {
-    let cs: Vec<char> = p.chars().collect();
-    let at = |i: usize| cs.get(i).copied();
-    let mut out = String::with_capacity(p.len() + 8);
-    let mut i = 0;
-    let mut in_class = false;
-    while let Some(c) = at(i) {
-        i += 1;
-        match c {
-            '\\' => {
-                let Some(d) = at(i) else {
-                    // A trailing backslash: let the crate report it.
-                    out.push('\\');
-                    break;
-                };
-                i += 1;
-                match d {
-                    // Python's end of text; the crate spells it \z.
-                    'Z' if !in_class => out.push_str(r"\z"),
-                    // Literal in Python, word boundaries in the crate.
-                    '<' | '>' => out.push(d),
-                    _ => {
-                        out.push('\\');
-                        out.push(d);
-                    }
-                }
-            }
-            '[' if !in_class => {
-                in_class = true;
-                out.push('[');
-                if at(i) == Some('^') {
-                    out.push('^');
-                    i += 1;
-                }
-                // A `]` first in a class is literal in both; spell it so anyway.
-                if at(i) == Some(']') {
-                    out.push_str(r"\]");
-                    i += 1;
-                }
-            }
-            // Python has no nested classes or class set operations: all literal.
-            '[' => out.push_str(r"\["),
-            ']' if in_class => {
-                in_class = false;
-                out.push(']');
-            }
-            '&' | '~' | '-' if in_class && at(i) == Some(c) => {
-                out.push(c);
-                out.push('\\');
-                out.push(c);
-                i += 1;
-            }
-            '{' if !in_class => {
-                // Python reads `{` as a quantifier only in {n}, {n,}, {,m}, {n,m};
-                // otherwise it is a literal brace (`server {`).
-                let close = cs
-                    .get(i..)
-                    .and_then(|rest| rest.iter().position(|&x| x == '}'))
-                    .map(|k| i + k);
-                let body: String = close
-                    .and_then(|k| cs.get(i..k))
-                    .map(|s| s.iter().collect())
-                    .unwrap_or_default();
-                let (lo, hi) = body.split_once(',').unwrap_or((&body, ""));
-                let digits = |s: &str| s.chars().all(|x| x.is_ascii_digit());
-                let valid = close.is_some()
-                    && digits(lo)
-                    && digits(hi)
-                    && (!lo.is_empty() || (body.contains(',') && !hi.is_empty()));
-                match close {
-                    Some(k) if valid => {
-                        out.push('{');
-                        if lo.is_empty() {
-                            out.push('0');
-                        }
-                        out.push_str(&body);
-                        out.push('}');
-                        i = k + 1;
-                    }
-                    _ => out.push_str(r"\{"),
-                }
-            }
-            '}' if !in_class => out.push_str(r"\}"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Translates a Python replacement template (`\1`, `\g<1>`, `\g<name>`, `\n`, `\\`)
-/// into the regex crate's (`${1}`, `${name}`, `$$`), checking group references against
-/// the pattern's groups (`names[i]` is group i's name, group 0 first), as Python does.
-pub(crate) fn py_template<'n>(
-    t: &str,
-    names: impl Iterator<Item = Option<&'n str>>,
-) -> Result<String, String> {
-    let names: Vec<Option<&str>> = names.collect();
-    let group_ok = |n: usize| n < names.len();
-    let cs: Vec<char> = t.chars().collect();
-    let at = |i: usize| cs.get(i).copied();
-    let octal = |c: Option<char>| c.is_some_and(|c| ('0'..='7').contains(&c));
-    let mut out = String::with_capacity(t.len() + 8);
-    let mut i = 0;
-    while let Some(c) = at(i) {
-        i += 1;
-        if c == '$' {
-            out.push_str("$$");
-            continue;
-        }
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let Some(d) = at(i) else {
-            return Err("bad escape (end of pattern)".into());
-        };
-        i += 1;
-        let literal = match d {
-            'n' => '\n',
-            't' => '\t',
-            'r' => '\r',
-            'f' => '\x0c',
-            'v' => '\x0b',
-            'a' => '\x07',
-            'b' => '\x08',
-            '\\' => '\\',
-            'g' => {
-                let rest: String = cs.get(i..).unwrap_or_default().iter().collect();
-                let name = rest
-                    .strip_prefix('<')
-                    .and_then(|r| r.split_once('>'))
-                    .map(|(n, _)| n.to_string())
-                    .ok_or_else(|| "missing group name after \\g".to_string())?;
-                i += name.chars().count() + 2;
-                if let Ok(n) = name.parse::<usize>() {
-                    if !group_ok(n) {
-                        return Err(format!("invalid group reference {n}"));
-                    }
-                } else if !names.contains(&Some(name.as_str())) {
-                    return Err(format!("unknown group name '{name}'"));
-                }
-                out.push_str(&format!("${{{name}}}"));
-                continue;
-            }
-            // \0, or three octal digits: an octal character escape.
-            '0'..='9' if d == '0' || (octal(Some(d)) && octal(at(i)) && octal(at(i + 1))) => {
-                let mut v = d.to_digit(8).unwrap_or(0);
-                let mut taken = 0;
-                while taken < 2 && octal(at(i)) {
-                    v = v * 8 + at(i).and_then(|c| c.to_digit(8)).unwrap_or(0);
-                    i += 1;
-                    taken += 1;
-                }
-                char::from_u32(v).ok_or_else(|| format!("invalid octal escape \\{d}"))?
-            }
-            '1'..='9' => {
-                // One or two digits name a group.
-                let mut n = d.to_digit(10).unwrap_or(0) as usize;
-                if let Some(e) = at(i).and_then(|c| c.to_digit(10)) {
-                    n = n * 10 + e as usize;
-                    i += 1;
-                }
-                if !group_ok(n) {
-                    return Err(format!("invalid group reference {n}"));
-                }
-                out.push_str(&format!("${{{n}}}"));
-                continue;
-            }
-            x if x.is_ascii_alphabetic() => return Err(format!("bad escape \\{x}")),
-            // Python keeps other unknown escapes as they are, backslash included.
-            x => {
-                out.push('\\');
-                x
-            }
-        };
-        if literal == '$' {
-            out.push_str("$$");
-        } else {
-            out.push(literal);
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1690,38 +1482,6 @@ mod tests {
         assert_eq!(e.render_str("line\n", &c).unwrap(), "line\n");
     }
 
-    #[test]
-    fn python_patterns_are_translated() {
-        assert_eq!(py_pattern(r"^server {"), r"^server \{");
-        assert_eq!(py_pattern(r"a{2}b{1,}c{,3}"), r"a{2}b{1,}c{0,3}");
-        assert_eq!(py_pattern(r"end\Z"), r"end\z");
-        assert_eq!(py_pattern(r"[[]x"), r"[\[]x");
-        assert_eq!(py_pattern(r"[]a]"), r"[\]a]");
-        assert_eq!(py_pattern(r"\<tag\>"), r"<tag>");
-        assert_eq!(py_pattern(r"\\{x}"), r"\\\{x\}");
-        assert_eq!(py_pattern(r"[a&&b]"), r"[a&\&b]");
-        for p in [r"^server {", r"c{,3}", r"[[]", r"x}"] {
-            assert!(regex::Regex::new(&py_pattern(p)).is_ok(), "{p}");
-        }
-    }
-
-    #[test]
-    fn python_templates_are_translated() {
-        let re = regex::Regex::new(r"(?P<k>\w+)=(\w+)").unwrap();
-        let t = |s: &str| py_template(s, re.capture_names());
-        assert_eq!(t(r"\2=\1").unwrap(), "${2}=${1}");
-        assert_eq!(t(r"\g<k>: \g<2>$").unwrap(), "${k}: ${2}$$");
-        assert_eq!(t(r"a\nb\\c\.").unwrap(), "a\nb\\c\\.");
-        assert_eq!(t(r"\0").unwrap(), "\0");
-        assert!(t(r"\3").unwrap_err().contains("invalid group reference 3"));
-        assert!(t(r"\g<nope>").unwrap_err().contains("nope"));
-        assert!(t(r"\q").unwrap_err().contains("bad escape"));
-        let caps = re.captures("key=val").unwrap();
-        let mut out = String::new();
-        caps.expand(&t(r"\2 \g<k> $1").unwrap(), &mut out);
-        assert_eq!(out, "val key $1");
-    }
-
     /// Renders `src` with a few variables; errors as their text.
     fn render(src: &str) -> Result<String, String> {
         let c = ctx(json!({
@@ -1788,8 +1548,36 @@ mod tests {
             r#"[['port', '80'], ['port', '5432']]"#
         );
         assert_eq!(render(r#"{{ '1.2*' | regex_escape }}"#).unwrap(), r"1\.2\*");
-        let e = render(r#"{{ 'x' | regex_replace('(?<=a)x', 'y') }}"#).unwrap_err();
-        assert!(e.contains("look-around"), "{e}");
+        // Look-around and backreferences, which Python has (through fancy-regex).
+        assert_eq!(
+            render(r#"{{ 'x ax' | regex_replace('(?<=a)x', 'y') }}"#).unwrap(),
+            "x ay"
+        );
+        assert_eq!(
+            render(r#"{{ 'aa bb cd' | regex_findall('(\\w)\\1') }}"#).unwrap(),
+            "['a', 'b']"
+        );
+        assert_eq!(
+            render(r#"{{ 'k="v" z' | regex_search('(["\x27])(.*?)\\1', '\\2') }}"#).unwrap(),
+            "['v']"
+        );
+        // re.match anchors at the start only; fullmatch tries every way to match all
+        // of the text, not just the leftmost-first match.
+        assert_eq!(render(r#"{{ 'abx' is match('ab') }}"#).unwrap(), "True");
+        assert_eq!(render(r#"{{ 'xab' is match('ab') }}"#).unwrap(), "False");
+        assert_eq!(
+            render(r#"{{ 'ab' is regex('a|ab', match_type='fullmatch') }}"#).unwrap(),
+            "True"
+        );
+        assert_eq!(
+            render(r#"{{ 'abc' is regex('a|ab', match_type='fullmatch') }}"#).unwrap(),
+            "False"
+        );
+        let e = render(r#"{{ 'x' | regex_replace('(x', 'y') }}"#).unwrap_err();
+        assert!(
+            e.contains("cannot compile the regular expression '(x'"),
+            "{e}"
+        );
         let e = render(r#"{{ 'x' | regex_replace('(x)', '\\2') }}"#).unwrap_err();
         assert!(e.contains("invalid group reference 2"), "{e}");
         assert!(render(r#"{{ 'x' | regex_replace('x', 'y', bogus=1) }}"#).is_err());

@@ -120,7 +120,7 @@
 //! that Ansible refuses there too (`become`, ...: they go in `apply`); the old
 //! `include:`; a templated `import_tasks`/`import_role` name not given in extra or play
 //! vars; a templated `gather_facts`; and these Ansible keywords, not supported yet:
-//! `delegate_to` another inventory host, and `delegate_to`, `delegate_facts`,
+//! `delegate_to`, `delegate_facts`,
 //! `local_action` and `run_once` on plays and includes (tasks and blocks have them,
 //! through the controller channel), `async`, `poll`,
 //! `diff`, `connection` other than a task's `local`, `port`, `module_defaults`,

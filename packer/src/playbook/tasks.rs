@@ -464,22 +464,11 @@ fn notify_down(block: &mut Task, notify: &[String]) {
     }
 }
 
-/// `delegate_to`: a template (rendered when the task runs), or the controller by one of
-/// its names. Another inventory host needs SSH module back ends the runner has not got.
+/// `delegate_to`: a template (rendered when the task runs), the controller by one of
+/// its names, or another inventory host (checked against the inventory when the task
+/// runs, where the deployer runs it).
 fn delegate_target(v: &Yaml, at: &Where) -> Result<Option<String>, PlaybookError> {
-    let Some(to) = opt_string(v, at, "delegate_to")? else {
-        return Ok(None);
-    };
-    let to = to.trim().to_string();
-    if is_template(&to) || rustle_runner::exec::CONTROLLER_NAMES.contains(&to.as_str()) {
-        return Ok(Some(to));
-    }
-    Err(at.unsupported(
-        "delegate_to",
-        format!(
-            "'{to}' is another inventory host; delegating to one is not supported yet, only to the controller (localhost)"
-        ),
-    ))
+    Ok(opt_string(v, at, "delegate_to")?.map(|to| to.trim().to_string()))
 }
 
 /// A value as an error shows it: scalars as written, others by their kind.

@@ -6,10 +6,12 @@
 //! maps' (sorted) order; set results keep the order of first appearance.
 
 use super::{
-    Opts, add_filters, invalid, only, only_str, opts, py_str, py_type, split, text_fits, to_json,
+    Opts, add_filters, invalid, only, only_str, opts, py_regex, py_str, py_type, split, text_fits,
+    to_json,
 };
 use crate::digest;
-use crate::template::{JsonStyle, py_json_styled, python_regex};
+use crate::pyre::{Template, group};
+use crate::template::{JsonStyle, py_json_styled};
 use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 use serde_json::Value;
@@ -964,7 +966,7 @@ fn to_yaml(v: JValue, rest: Rest<JValue>, nice: bool) -> Result<String, Error> {
 }
 
 // ---------------------------------------------------------------------------
-// Regular expressions (Python `re` syntax, translated by `template::py_pattern`).
+// Regular expressions (Python `re` syntax, through `crate::pyre`).
 
 fn regex_replace(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
     let o = Opts::new(rest.0)?;
@@ -974,118 +976,119 @@ fn regex_replace(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
         .arg(1, "replacement")?
         .map(|r| py_str(&r))
         .unwrap_or_default();
-    let re = python_regex(&pattern, o.flag(2, "ignorecase")?, o.flag(3, "multiline")?)?;
+    let re = py_regex(&pattern, o.flag(2, "ignorecase")?, o.flag(3, "multiline")?)?;
     let count = o.arg(4, "count")?.and_then(|c| c.as_usize()).unwrap_or(0);
     let mandatory = o
         .arg(5, "mandatory_count")?
         .and_then(|c| c.as_usize())
         .unwrap_or(0);
     o.done("regex_replace", 6)?;
-    let template =
-        crate::template::py_template(&replacement, re.capture_names()).map_err(invalid)?;
-    let found = re.find_iter(&value).count();
-    let subs = if count == 0 { found } else { found.min(count) };
+    let template = Template::parse(&replacement, &re).map_err(invalid)?;
+    let hay = value.as_bytes();
+    let found = re.all(hay).map_err(invalid)?;
+    let subs = if count == 0 {
+        found.len()
+    } else {
+        found.len().min(count)
+    };
     if mandatory != 0 && mandatory != subs {
+        // Ansible's message shows `count`, not the number of substitutions.
         return Err(invalid(format!(
             "'{pattern}' should match {mandatory} times, but matches {count} times in '{value}'"
         )));
     }
     // Built match by match, each expansion's size checked before it is written: a
     // replacement that repeats a group multiplies the text at every step of a chain.
-    // The bound per match: the replacement's own text, plus the whole match for every
-    // `$` in it (each group reference is at most the match; `$$` only overcounts).
-    let refs = template.matches('$').count();
-    let mut out = String::new();
+    let mut out = Vec::new();
     let mut last = 0;
-    for caps in re.captures_iter(&value).take(subs) {
-        let Some(m) = caps.get(0) else { continue };
-        let most = refs
-            .checked_mul(m.len())
-            .and_then(|g| g.checked_add(template.len()))
-            .and_then(|e| e.checked_add(m.start() - last))
+    for groups in found.iter().take(subs) {
+        let Some(m) = groups.first().cloned().flatten() else {
+            continue;
+        };
+        let most = template
+            .most(m.len())
+            .and_then(|e| e.checked_add(m.start - last))
             .and_then(|e| e.checked_add(out.len()));
         text_fits("regex_replace", most)?;
-        out.push_str(value.get(last..m.start()).unwrap_or_default());
-        caps.expand(&template, &mut out);
-        last = m.end();
+        out.extend_from_slice(hay.get(last..m.start).unwrap_or_default());
+        template.expand(hay, groups, &mut out);
+        last = m.end;
     }
-    out.push_str(value.get(last..).unwrap_or_default());
-    Ok(out)
+    out.extend_from_slice(hay.get(last..).unwrap_or_default());
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn regex_search(v: JValue, pattern: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     let o = Opts::new(rest.0)?;
     let value = py_str(&v);
     let pattern = py_str(&pattern);
-    let re = python_regex(
+    let re = py_regex(
         &pattern,
         o.flag(usize::MAX, "ignorecase")?,
         o.flag(usize::MAX, "multiline")?,
     )?;
     // Other keywords are accepted and ignored, as Ansible's **kwargs are.
     // Extra arguments '\\1' / '\\g<name>' ask for groups, returned as a list.
-    enum Group {
-        Index(usize),
-        Name(String),
-    }
-    let mut groups = Vec::new();
+    let mut wanted = Vec::new();
     for g in &o.pos {
         let g = py_str(g);
-        if let Some(name) = g
+        let n = if let Some(name) = g
             .strip_prefix("\\g<")
             .and_then(|r| r.split_once('>'))
             .map(|(n, _)| n)
         {
-            groups.push(match name.parse::<usize>() {
-                Ok(n) => Group::Index(n),
-                Err(_) => Group::Name(name.to_string()),
-            });
+            match name.parse::<usize>() {
+                Ok(n) => n,
+                Err(_) => re
+                    .names()
+                    .position(|x| x == Some(name))
+                    .ok_or_else(|| invalid(format!("no such group: '{name}'")))?,
+            }
         } else if let Some(n) = g.strip_prefix('\\') {
             let digits: String = n.chars().take_while(char::is_ascii_digit).collect();
-            groups.push(Group::Index(
-                digits.parse().map_err(|_| invalid("Unknown argument"))?,
-            ));
+            digits.parse().map_err(|_| invalid("Unknown argument"))?
         } else {
             return Err(invalid("Unknown argument"));
+        };
+        if n >= re.names().count() {
+            return Err(invalid(format!("no such group: {n}")));
         }
+        wanted.push(n);
     }
-    let Some(caps) = re.captures(&value) else {
+    let Some(groups) = re.captures_at(value.as_bytes(), 0).map_err(invalid)? else {
         return Ok(JValue::from(()));
     };
-    if groups.is_empty() {
-        return Ok(JValue::from(caps.get(0).map_or("", |m| m.as_str())));
+    if wanted.is_empty() {
+        return Ok(JValue::from(group(&value, &groups, 0).unwrap_or("")));
     }
-    let mut out = Vec::new();
-    for g in groups {
-        let m = match &g {
-            Group::Index(n) if *n < caps.len() => caps.get(*n),
-            Group::Name(n) if re.capture_names().any(|x| x == Some(n.as_str())) => caps.name(n),
-            Group::Index(n) => return Err(invalid(format!("no such group: {n}"))),
-            Group::Name(n) => return Err(invalid(format!("no such group: '{n}'"))),
-        };
-        out.push(m.map_or(JValue::from(()), |m| JValue::from(m.as_str())));
-    }
-    Ok(JValue::from(out))
+    Ok(JValue::from(
+        wanted
+            .into_iter()
+            .map(|n| group(&value, &groups, n).map_or(JValue::from(()), JValue::from))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 fn regex_findall(v: JValue, regex: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     let o = Opts::new(rest.0)?;
     let value = py_str(&v);
-    let re = python_regex(
+    let re = py_regex(
         &py_str(&regex),
         o.flag(1, "ignorecase")?,
         o.flag(0, "multiline")?,
     )?;
     o.done("regex_findall", 2)?;
     // As Python's findall: whole matches, group 1, or a list per match of all groups.
-    let groups = re.captures_len().saturating_sub(1);
-    let text = |m: Option<regex::Match<'_>>| JValue::from(m.map_or("", |m| m.as_str()));
+    let n = re.names().count().saturating_sub(1);
+    let text = |g, i| JValue::from(group(&value, g, i).unwrap_or(""));
     let found: Vec<JValue> = re
-        .captures_iter(&value)
-        .map(|c| match groups {
-            0 => text(c.get(0)),
-            1 => text(c.get(1)),
-            n => JValue::from((1..=n).map(|i| text(c.get(i))).collect::<Vec<_>>()),
+        .all(value.as_bytes())
+        .map_err(invalid)?
+        .iter()
+        .map(|g| match n {
+            0 => text(g, 0),
+            1 => text(g, 1),
+            n => JValue::from((1..=n).map(|i| text(g, i)).collect::<Vec<_>>()),
         })
         .collect();
     Ok(JValue::from(found))

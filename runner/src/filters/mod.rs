@@ -162,6 +162,20 @@ pub(crate) const RENDER_BUDGET: usize = 512 << 20;
 /// What one list or mapping item counts against [`RENDER_BUDGET`] besides its text.
 const ITEM_WEIGHT: usize = 16;
 
+/// Compiles a pattern in Python's `re` syntax for a regex filter or test, or fails the
+/// template naming the pattern.
+pub(crate) fn py_regex(
+    pattern: &str,
+    ignorecase: bool,
+    multiline: bool,
+) -> Result<crate::pyre::Pattern, Error> {
+    crate::pyre::Pattern::with_flags(pattern, ignorecase, multiline).map_err(|e| {
+        invalid(format!(
+            "cannot compile the regular expression '{pattern}': {e}"
+        ))
+    })
+}
+
 /// `len`, when text of that many bytes fits [`MAX_TEXT`]; `None` is an arithmetic
 /// overflow while computing it, which does not fit either. Called before building.
 pub(crate) fn text_fits(filter: &str, len: Option<usize>) -> Result<usize, Error> {

@@ -8,7 +8,6 @@
 
 use super::core::{is_sequence, items};
 use super::{Opts, add_tests, invalid, only, opts, py_str, py_type, split};
-use crate::template::python_regex;
 use minijinja::value::{Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
 use std::cmp::Ordering;
@@ -77,16 +76,14 @@ fn regex_test(v: JValue, rest: Rest<JValue>, default_type: &str) -> Result<bool,
         other => other.to_string(),
     };
     o.done(default_type, if default_type == "regex" { 4 } else { 3 })?;
-    let re = python_regex(&pattern, ignorecase, multiline)?;
-    let text = py_str(&v);
-    Ok(match match_type.as_str() {
-        // `match` anchors at the start, as Python's re.match; fullmatch at both ends.
-        "match" => re.find(&text).is_some_and(|m| m.start() == 0),
-        "fullmatch" => re
-            .find_iter(&text)
-            .any(|m| m.start() == 0 && m.end() == text.len()),
-        _ => re.is_match(&text),
-    })
+    // `match` anchors at the start, as Python's re.match; fullmatch at both ends.
+    let pattern = match match_type.as_str() {
+        "match" => format!(r"\A(?:{pattern})"),
+        "fullmatch" => format!(r"\A(?:{pattern})\Z"),
+        _ => pattern,
+    };
+    let re = super::py_regex(&pattern, ignorecase, multiline)?;
+    re.is_match(py_str(&v).as_bytes()).map_err(super::invalid)
 }
 
 // ---------------------------------------------------------------------------

@@ -112,17 +112,17 @@ pub(super) fn varnames(terms: &Value, _: &Vars, scope: &Scope) -> Result<Vec<Val
                 py_type(term)
             )));
         };
-        let re = crate::template::python_regex(pattern, false, false).map_err(|e| {
+        let re = crate::pyre::Pattern::new(pattern).map_err(|e| {
             LookupError::ansible(format!(
                 "Unable to use \"{pattern}\" as a search parameter: {}",
-                python_regex_error(pattern, &e.to_string())
+                python_regex_error(pattern, &e)
             ))
         })?;
-        out.extend(
-            all.iter()
-                .filter(|n| re.is_match(n))
-                .map(|n| Value::String(n.clone())),
-        );
+        for name in &all {
+            if re.is_match(name.as_bytes()).map_err(LookupError::ansible)? {
+                out.push(Value::String(name.clone()));
+            }
+        }
     }
     Ok(out)
 }

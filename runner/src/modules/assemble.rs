@@ -55,7 +55,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     }
     let regexp = match args::opt_str(a, "regexp")? {
         Some(p) => Some(
-            regex::bytes::Regex::new(&crate::template::py_pattern(&p)).map_err(|e| {
+            regex::bytes::Regex::new(&crate::pyre::py_pattern(&p)).map_err(|e| {
                 fsutil::failed(Outcome::fail(format!(
                     "Invalid Regexp ({}) in \"{p}\"",
                     e.to_string().replace('\n', " ")

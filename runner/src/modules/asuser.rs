@@ -5,9 +5,9 @@
 //! The runner cannot switch identity for part of its own work (std has no safe
 //! `fork` without `exec`, and `unsafe` is forbidden), so it starts its own executable again
 //! with `Command::uid`/`gid` and the hidden `--module-child` mode ([`CHILD_FLAG`]). The
-//! parent sends one [`Request`] on the child's standard input (MessagePack) and reads one
+//! parent sends one [`ModuleCall`] on the child's standard input (MessagePack) and reads one
 //! [`Reply`] from its standard output; the child runs the very same [`super::run`] with a
-//! [`Ctx`] built from the request.
+//! [`Ctx`] built from the call (as an async job's process does).
 //!
 //! The runner usually lives in a 0700 release directory the other user cannot enter, so
 //! the first such task of a run copies the executable, once, into a fresh directory:
@@ -64,9 +64,11 @@ const STDERR_SHOWN: usize = 2000;
 /// A module's result is small; a `find` over a large tree registers a few MiB.
 const REPLY_LIMIT: usize = 64 << 20;
 
-/// One module to run, as the parent sends it.
+/// One module call made by another process of this runner (a child running as the
+/// task's user, or an async job): what the module needs, and none of the task's other
+/// variables.
 #[derive(Debug, Serialize, Deserialize)]
-struct Request {
+pub(super) struct ModuleCall {
     /// The module's name.
     module: String,
     /// Its rendered arguments.
@@ -84,6 +86,55 @@ struct Request {
     /// The few variables modules read as settings (see [`SETTINGS`]), when the task has them.
     #[serde(default)]
     settings: Vars,
+}
+
+impl ModuleCall {
+    /// The call of `module` with `args` under `ctx`, carrying `files` and, for a
+    /// template, its `rendered` text.
+    pub(super) fn new(
+        module: &str,
+        args: &Vars,
+        ctx: &Ctx<'_>,
+        files: BTreeMap<String, HostFile>,
+        rendered: Option<String>,
+    ) -> Self {
+        Self {
+            module: module.to_string(),
+            args: args.clone(),
+            check_mode: ctx.check_mode,
+            diff_mode: ctx.diff_mode,
+            env: ctx.env.to_vec(),
+            files,
+            rendered,
+            settings: settings(ctx),
+        }
+    }
+
+    /// The module's name.
+    pub(super) fn module(&self) -> &str {
+        &self.module
+    }
+
+    /// Runs the module in this process, as whoever this process is.
+    pub(super) fn run(&self) -> Result<Outcome, ModuleError> {
+        let engine = Engine::new();
+        // A template arrives rendered; modules read only their settings from variables.
+        let vars = minijinja::Value::from_serialize(&self.settings);
+        let ctx = Ctx {
+            check_mode: self.check_mode,
+            diff_mode: self.diff_mode,
+            files: &self.files,
+            engine: &engine,
+            vars: &vars,
+            env: &self.env,
+            // This process already is the task's user (or the job's).
+            run_as: None,
+        };
+        match (&self.rendered, self.module.as_str()) {
+            (Some(text), "template") => template::run_rendered(&self.args, text, &ctx),
+            _ => super::run(&self.module, &self.args, &ctx),
+        }
+    }
 }
 
 /// Variables a module itself reads from the task's variables (not from its arguments):
@@ -181,20 +232,12 @@ impl Children {
                 Err(stop) => return fsutil::finish(Err(stop)),
             }
         }
-        let request = Request {
-            module: module.to_string(),
-            args: args.clone(),
-            check_mode: ctx.check_mode,
-            diff_mode: ctx.diff_mode,
-            env: ctx.env.to_vec(),
-            files: if rendered.is_some() {
-                BTreeMap::new()
-            } else {
-                files_named(args, ctx.files)
-            },
-            rendered,
-            settings: settings(ctx),
+        let files = if rendered.is_some() {
+            BTreeMap::new()
+        } else {
+            files_named(args, ctx.files)
         };
+        let request = ModuleCall::new(module, args, ctx, files, rendered);
         let failed = |what: String| {
             Ok(Outcome::fail(format!(
                 "{module} as user '{}': {what}",
@@ -482,7 +525,7 @@ fn stderr_note(stderr: &[u8]) -> String {
     format!(": {}", text.get(start..).unwrap_or(text))
 }
 
-/// The `--module-child` mode: reads one [`Request`] from standard input, runs the module
+/// The `--module-child` mode: reads one [`ModuleCall`] from standard input, runs the module
 /// and writes the [`Reply`] on standard output. Returns the exit code.
 ///
 /// Anyone may start a runner in this mode; it runs the module with the identity of
@@ -500,7 +543,7 @@ pub fn child_main(extra: &[OsString]) -> i32 {
         eprintln!("rustle-runner: {CHILD_FLAG}: cannot read the request: {e}");
         return crate::exit::INTERNAL;
     }
-    let request: Request = match rmp_serde::from_slice(&input) {
+    let request: ModuleCall = match rmp_serde::from_slice(&input) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rustle-runner: {CHILD_FLAG}: not a module request: {e}");
@@ -524,25 +567,8 @@ pub fn child_main(extra: &[OsString]) -> i32 {
 }
 
 /// Runs the request's module here, as whoever this process is.
-fn serve(request: &Request) -> Reply {
-    let engine = Engine::new();
-    // A template arrives rendered; modules read only their settings from variables.
-    let vars = minijinja::Value::from_serialize(&request.settings);
-    let ctx = Ctx {
-        check_mode: request.check_mode,
-        diff_mode: request.diff_mode,
-        files: &request.files,
-        engine: &engine,
-        vars: &vars,
-        env: &request.env,
-        // This process already is the task's user.
-        run_as: None,
-    };
-    let result = match (&request.rendered, request.module.as_str()) {
-        (Some(text), "template") => template::run_rendered(&request.args, text, &ctx),
-        _ => super::run(&request.module, &request.args, &ctx),
-    };
-    match result {
+fn serve(request: &ModuleCall) -> Reply {
+    match request.run() {
         Ok(o) => Reply::Done(o),
         Err(ModuleError::BadArgs(m)) => Reply::BadArgs(m),
         Err(ModuleError::Unsupported(m)) => Reply::Unsupported(m),
@@ -594,7 +620,7 @@ mod tests {
 
     #[test]
     fn requests_and_replies_survive_the_pipe() {
-        let request = Request {
+        let request = ModuleCall {
             module: "copy".into(),
             args: json!({"dest": "/x", "content": "é\u{0}"})
                 .as_object()
@@ -608,7 +634,7 @@ mod tests {
             settings: Vars::new(),
         };
         let bytes = rmp_serde::to_vec_named(&request).unwrap();
-        let back: Request = rmp_serde::from_slice(&bytes).unwrap();
+        let back: ModuleCall = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back.args, request.args);
         assert_eq!(back.files, request.files);
         assert_eq!((back.check_mode, back.diff_mode), (true, false));

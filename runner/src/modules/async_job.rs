@@ -18,11 +18,11 @@
 //! it). Every version is written whole through [`crate::atomic`], so a reader never sees
 //! half a file. `async_status` reads that file as Ansible's module and action do.
 
+use super::asuser::ModuleCall;
 use super::{Ctx, ModuleError, Outcome};
-use crate::plan::{HostFile, Vars};
+use crate::plan::Vars;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -72,15 +72,8 @@ pub fn supports_async(module: &str) -> bool {
 /// One module call for a job, as the runner sends it.
 #[derive(Debug, Serialize, Deserialize)]
 struct JobRequest {
-    module: String,
-    args: Vars,
-    check_mode: bool,
-    diff_mode: bool,
-    env: Vec<(String, String)>,
-    /// The embedded files the module needs (its `src`, or a playbook's library module).
-    files: BTreeMap<String, HostFile>,
-    /// The variables modules read as settings, when the task has them.
-    settings: Vars,
+    /// The module call itself, as a child running as another user gets it.
+    call: ModuleCall,
     /// The job's status file.
     path: PathBuf,
     jid: String,
@@ -174,13 +167,7 @@ pub fn start(
         files.insert(library, f.clone());
     }
     let request = JobRequest {
-        module: module.to_string(),
-        args: args.clone(),
-        check_mode: ctx.check_mode,
-        diff_mode: ctx.diff_mode,
-        env: ctx.env.to_vec(),
-        files,
-        settings: super::asuser::settings(ctx),
+        call: ModuleCall::new(module, args, ctx, files, None),
         path: path.clone(),
         jid: jid.clone(),
         limit,
@@ -282,20 +269,10 @@ pub fn job_main(extra: &[OsString]) -> i32 {
 
 /// Runs the job's module here and gives its result as the executor registers it.
 fn run_request(request: &JobRequest) -> Vars {
-    let engine = crate::template::Engine::new();
-    let vars = minijinja::Value::from_serialize(&request.settings);
-    let ctx = Ctx {
-        check_mode: request.check_mode,
-        diff_mode: request.diff_mode,
-        files: &request.files,
-        engine: &engine,
-        vars: &vars,
-        env: &request.env,
-        run_as: None,
-    };
-    let mut result = match super::run(&request.module, &request.args, &ctx) {
+    let module = request.call.module();
+    let mut result = match request.call.run() {
         Ok(o) => crate::exec::outcome_to_result(o),
-        Err(ModuleError::BadArgs(m)) => failed(format!("{}: {m}", request.module)),
+        Err(ModuleError::BadArgs(m)) => failed(format!("{module}: {m}")),
         Err(e @ ModuleError::Unsupported(_)) => failed(e.to_string()),
     };
     if !result.contains_key("ansible_job_id") && result.get("failed").is_some_and(truthy) {

@@ -206,7 +206,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let contains = args::opt_str(a, "contains")?
         .map(|c| {
-            regex::Regex::new(&crate::template::py_pattern(&c)).map_err(|e| {
+            regex::Regex::new(&crate::pyre::py_pattern(&c)).map_err(|e| {
                 ModuleError::BadArgs(format!("argument 'contains' is not a valid regex: {e}"))
             })
         })

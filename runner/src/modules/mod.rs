@@ -39,7 +39,6 @@ mod package_facts;
 mod pam_limits;
 pub mod paths;
 mod proc;
-pub(crate) mod pyre;
 mod script;
 mod service;
 mod service_facts;

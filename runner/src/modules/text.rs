@@ -7,7 +7,7 @@
 //! mode/owner/group, adding Ansible's "ownership, perms or SE linux context changed".
 //!
 //! Patterns are Python `re` syntax in Ansible; here they are compiled by
-//! [`super::pyre`]: the `regex` crate when it accepts the pattern, `fancy-regex` for
+//! [`crate::pyre`]: the `regex` crate when it accepts the pattern, `fancy-regex` for
 //! what it lacks (look-around, backreferences inside a pattern, `(?P=name)`).
 //! A pattern neither accepts fails the task, naming the argument. Other differences:
 //! - lineinfile/blockinfile match each line without its final `\n`, so `$` behaves as
@@ -17,7 +17,7 @@
 //!   lineinfile/blockinfile use bytes patterns, where they are ASCII-only.
 //!
 //! Replacement templates (`replace`, lineinfile `backrefs`) use Python's syntax —
-//! `\1`, `\g<1>`, `\g<name>`, `\n`, `\\` — expanded by [`super::pyre::Template`]; a
+//! `\1`, `\g<1>`, `\g<name>`, `\n`, `\\` — expanded by [`crate::pyre::Template`]; a
 //! reference to a group the pattern lacks fails, as in Python.
 //!
 //! `validate` runs its command on a temp file holding the new content before a changed
@@ -27,9 +27,9 @@
 //! `unsafe_writes`, SELinux and `attributes` arguments.
 
 use super::fsutil::{self, Attrs, Step, Stop, WriteReq, fail, failed, io_fail};
-use super::pyre::{Pattern, Template};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
 use crate::plan::Vars;
+use crate::pyre::{Pattern, Template};
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -1,20 +1,22 @@
-//! Python `re` patterns and replacement templates for the text-editing modules
-//! (lineinfile, blockinfile, replace), which take them as Ansible's Python does.
+//! Python `re` patterns and replacement templates, as Ansible's Python takes them: in
+//! the regex filters and tests (`regex_replace`, `regex_search`, `regex_findall`,
+//! `is match`/`search`/`regex`), the lookups and modules that take a regex
+//! (lineinfile, blockinfile, replace, include_vars' `files_matching`, `ini`'s `re`,
+//! `varnames`).
 //!
 //! A pattern runs on the `regex` crate when that crate accepts it (linear time, the
 //! common case). Python features it refuses — backreferences inside the pattern (`\1`,
 //! `(?P=name)`), look-ahead/look-behind, atomic groups — fall back to `fancy-regex`
 //! (pure Rust, backtracking with a step limit), so a pattern Ansible accepts compiles
-//! here too. Both see the same translated pattern (`crate::template::py_pattern`:
-//! `\Z`, literal `{`, `\<`, ...) with Unicode classes. The `regex` crate matches any
-//! bytes; `fancy-regex` is given text only (UTF-8), since its byte mode indexes out
-//! of bounds on invalid UTF-8 (0.20) and the runner must not panic: a non-UTF-8
-//! haystack with a pattern that needs it fails the task instead.
+//! here too. Both see the same translated pattern ([`py_pattern`]: `\Z`, literal `{`,
+//! `\<`, ...) with Unicode classes. The `regex` crate matches any bytes; `fancy-regex`
+//! is given text only (UTF-8), since its byte mode indexes out of bounds on invalid
+//! UTF-8 (0.20) and the runner must not panic: a non-UTF-8 haystack with a pattern that
+//! needs it fails the task instead.
 //!
 //! Replacement templates are expanded with Python's rules (`\1`, `\g<1>`, `\g<name>`,
 //! escapes; a group that did not take part expands to nothing), for either engine.
 
-use crate::template::py_pattern;
 use std::ops::Range;
 
 /// The spans of one match's groups; index 0 is the whole match.
@@ -35,7 +37,18 @@ enum Engine {
 impl Pattern {
     /// Compiles `py` (Python syntax); the error is the engine's message, on one line.
     pub(crate) fn new(py: &str) -> Result<Self, String> {
-        let translated = py_pattern(py);
+        Self::with_flags(py, false, false)
+    }
+
+    /// Compiles `py` with Python's `re.IGNORECASE` and `re.MULTILINE` flags as asked.
+    pub(crate) fn with_flags(py: &str, ignorecase: bool, multiline: bool) -> Result<Self, String> {
+        let flags = match (ignorecase, multiline) {
+            (false, false) => "",
+            (true, false) => "(?i)",
+            (false, true) => "(?m)",
+            (true, true) => "(?im)",
+        };
+        let translated = format!("{flags}{}", py_pattern(py));
         match regex::bytes::Regex::new(&translated) {
             Ok(re) => {
                 let names = re.capture_names().map(|n| n.map(String::from)).collect();
@@ -130,6 +143,11 @@ impl Pattern {
         }
         Ok(out)
     }
+}
+
+/// The text of group `n` of one match of `hay`: `None` when the group took no part.
+pub(crate) fn group<'h>(hay: &'h str, groups: &Groups, n: usize) -> Option<&'h str> {
+    groups.get(n).cloned().flatten().and_then(|r| hay.get(r))
 }
 
 /// The length of the character at `pos` (UTF-8), 1 for a byte that starts none.
@@ -277,6 +295,15 @@ impl Template {
         Ok(Self { pieces })
     }
 
+    /// The most bytes one expansion can take when a match is `matched` bytes long
+    /// (each group is at most the whole match); `None` on overflow.
+    pub(crate) fn most(&self, matched: usize) -> Option<usize> {
+        self.pieces.iter().try_fold(0usize, |n, p| match p {
+            Piece::Text(t) => n.checked_add(t.len()),
+            Piece::Group(_) => n.checked_add(matched),
+        })
+    }
+
     /// Appends the expansion for one match of the pattern in `hay` to `out`.
     pub(crate) fn expand(&self, hay: &[u8], groups: &Groups, out: &mut Vec<u8>) {
         for p in &self.pieces {
@@ -296,6 +323,97 @@ fn flush(pieces: &mut Vec<Piece>, text: &mut String) {
     if !text.is_empty() {
         pieces.push(Piece::Text(std::mem::take(text).into_bytes()));
     }
+}
+
+/// Translates a Python `re` pattern into the regex crate's syntax where the two differ
+/// only in spelling; anything else is passed through for the crate to judge.
+pub(crate) fn py_pattern(p: &str) -> String {
+    let cs: Vec<char> = p.chars().collect();
+    let at = |i: usize| cs.get(i).copied();
+    let mut out = String::with_capacity(p.len() + 8);
+    let mut i = 0;
+    let mut in_class = false;
+    while let Some(c) = at(i) {
+        i += 1;
+        match c {
+            '\\' => {
+                let Some(d) = at(i) else {
+                    // A trailing backslash: let the crate report it.
+                    out.push('\\');
+                    break;
+                };
+                i += 1;
+                match d {
+                    // Python's end of text; the crate spells it \z.
+                    'Z' if !in_class => out.push_str(r"\z"),
+                    // Literal in Python, word boundaries in the crate.
+                    '<' | '>' => out.push(d),
+                    _ => {
+                        out.push('\\');
+                        out.push(d);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                if at(i) == Some('^') {
+                    out.push('^');
+                    i += 1;
+                }
+                // A `]` first in a class is literal in both; spell it so anyway.
+                if at(i) == Some(']') {
+                    out.push_str(r"\]");
+                    i += 1;
+                }
+            }
+            // Python has no nested classes or class set operations: all literal.
+            '[' => out.push_str(r"\["),
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            '&' | '~' | '-' if in_class && at(i) == Some(c) => {
+                out.push(c);
+                out.push('\\');
+                out.push(c);
+                i += 1;
+            }
+            '{' if !in_class => {
+                // Python reads `{` as a quantifier only in {n}, {n,}, {,m}, {n,m};
+                // otherwise it is a literal brace (`server {`).
+                let close = cs
+                    .get(i..)
+                    .and_then(|rest| rest.iter().position(|&x| x == '}'))
+                    .map(|k| i + k);
+                let body: String = close
+                    .and_then(|k| cs.get(i..k))
+                    .map(|s| s.iter().collect())
+                    .unwrap_or_default();
+                let (lo, hi) = body.split_once(',').unwrap_or((&body, ""));
+                let digits = |s: &str| s.chars().all(|x| x.is_ascii_digit());
+                let valid = close.is_some()
+                    && digits(lo)
+                    && digits(hi)
+                    && (!lo.is_empty() || (body.contains(',') && !hi.is_empty()));
+                match close {
+                    Some(k) if valid => {
+                        out.push('{');
+                        if lo.is_empty() {
+                            out.push('0');
+                        }
+                        out.push_str(&body);
+                        out.push('}');
+                        i = k + 1;
+                    }
+                    _ => out.push_str(r"\{"),
+                }
+            }
+            '}' if !in_class => out.push_str(r"\}"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -385,5 +503,20 @@ mod tests {
             Pattern::new("z+").unwrap().find(b"\xffzz").unwrap(),
             Some(1..3)
         );
+    }
+
+    #[test]
+    fn python_patterns_are_translated() {
+        assert_eq!(py_pattern(r"^server {"), r"^server \{");
+        assert_eq!(py_pattern(r"a{2}b{1,}c{,3}"), r"a{2}b{1,}c{0,3}");
+        assert_eq!(py_pattern(r"end\Z"), r"end\z");
+        assert_eq!(py_pattern(r"[[]x"), r"[\[]x");
+        assert_eq!(py_pattern(r"[]a]"), r"[\]a]");
+        assert_eq!(py_pattern(r"\<tag\>"), r"<tag>");
+        assert_eq!(py_pattern(r"\\{x}"), r"\\\{x\}");
+        assert_eq!(py_pattern(r"[a&&b]"), r"[a&\&b]");
+        for p in [r"^server {", r"c{,3}", r"[[]", r"x}"] {
+            assert!(regex::Regex::new(&py_pattern(p)).is_ok(), "{p}");
+        }
     }
 }
