@@ -843,7 +843,15 @@ pub struct Compiled {
 /// (by its identity in the plan): its name, what it needs, and the hosts that have it.
 /// A packed runner run by hand has no channel, so `--compile-only` lists them.
 pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
-    let mut out: Vec<(String, String, &'static str, Vec<String>)> = Vec::new();
+    type Entry = (String, String, &'static str, Vec<String>);
+    /// Adds `host` to the entry `id`, made with `name` and `what` the first time.
+    fn add(out: &mut Vec<Entry>, id: String, name: String, what: &'static str, host: &str) {
+        match out.iter_mut().find(|(i, ..)| *i == id) {
+            Some((.., hosts)) => hosts.push(host.to_string()),
+            None => out.push((id, name, what, vec![host.to_string()])),
+        }
+    }
+    let mut out: Vec<Entry> = Vec::new();
     for job in p.jobs.iter().filter(|j| j.channel) {
         let Ok(plan) = rustle_runner::payload::parse(job.payload())
             .and_then(|(_, body)| rustle_runner::payload::decode_body(body))
@@ -863,10 +871,17 @@ pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
                 (true, false, false) => "delegated (delegate_to)",
                 _ => "run_once",
             };
-            match out.iter_mut().find(|(i, ..)| *i == id) {
-                Some((.., hosts)) => hosts.push(job.host.name.clone()),
-                None => out.push((id, task.display_name(), what, vec![job.host.name.clone()])),
-            }
+            add(&mut out, id, task.display_name(), what, &job.host.name);
+        }
+        // A template reading another host's facts or registered values fails too.
+        if plan.plays.iter().any(|p| p.number.is_some()) {
+            add(
+                &mut out,
+                "hostvars".into(),
+                "any template reading another host's hostvars".into(),
+                "other hosts' facts and registered or set_fact values (their inventory variables are carried)",
+                &job.host.name,
+            );
         }
     }
     out.into_iter()

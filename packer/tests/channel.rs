@@ -30,6 +30,19 @@ fn deployer(lab: &Lab, home: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// A lab of test hosts `<name><i>` (users `<user><i>`) for `i` in `range`, trusted,
+/// and their inventory.
+fn lab_of(range: std::ops::Range<usize>, name: &str, user: &str) -> (Lab, Vec<Sshd>, PathBuf) {
+    let lab = Lab::new();
+    let hosts: Vec<Sshd> = range
+        .map(|i| lab.start(&format!("{name}{i}"), &format!("{user}{i}")))
+        .collect();
+    let refs: Vec<&Sshd> = hosts.iter().collect();
+    lab.trust(&refs);
+    let inv = lab.inventory(&refs);
+    (lab, hosts, inv)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -71,13 +84,7 @@ fn me() -> String {
 
 #[test]
 fn delegated_tasks_run_on_the_controller_and_run_once_runs_once_across_hosts() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("c{i}"), &format!("rustle-ch{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "c", "rustle-ch");
     let home = tempfile::tempdir().unwrap();
     let log = home.path().join("controller.log");
     let plan = write_plan(
@@ -176,29 +183,11 @@ fn processes_of(user: &str, needle: &str) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_the_timeout() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (3..6)
-        .map(|i| lab.start(&format!("c{i}"), &format!("rustle-ch{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
-    let home = tempfile::tempdir().unwrap();
-    // c3 reaches the run_once task first and hangs in it; the others wait for it.
-    let plan = write_plan(
-        home.path(),
-        json!([
-            {"name": "stagger", "module": "command", "args": {"_raw_params": "sleep {{ 0 if inventory_hostname == 'c3' else 2 }}"}},
-            {"name": "once", "module": "command", "args": {"_raw_params": "sleep 67"}, "run_once": true}
-        ]),
-    );
-    let started = Instant::now();
-    let report = home.path().join("report.json");
+/// The deployer started in the background on `plan` (a 120 s timeout, a report).
+fn start_deployer(lab: &Lab, home: &Path, inv: &Path, plan: &Path, report: &Path) -> Reaped {
     let child = deployer(
-        &lab,
-        home.path(),
+        lab,
+        home,
         &[
             "-i",
             inv.to_str().unwrap(),
@@ -213,17 +202,19 @@ fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_t
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let mut child = Reaped(Some(child));
-    // Once c3 sleeps in the run_once task, its runner dies.
+    Reaped(Some(child))
+}
+
+/// Once `user` runs a process whose command line holds `needle`, waits 3 s, runs
+/// `check`, and kills that user's runner.
+fn kill_runner_in(user: &str, needle: &str, check: impl FnOnce()) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let runner = loop {
-        assert!(
-            Instant::now() < deadline,
-            "c3 never reached the run_once task"
-        );
-        if !processes_of("rustle-ch3", "sleep 67").is_empty() {
+        assert!(Instant::now() < deadline, "{user} never ran {needle}");
+        if !processes_of(user, needle).is_empty() {
             std::thread::sleep(Duration::from_secs(3));
-            break processes_of("rustle-ch3", "rustle-runner");
+            check();
+            break processes_of(user, "rustle-runner");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -234,6 +225,25 @@ fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_t
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+#[test]
+fn hosts_waiting_on_a_run_once_host_that_dies_fail_clearly_without_waiting_for_the_timeout() {
+    let (lab, _hosts, inv) = lab_of(3..6, "c", "rustle-ch");
+    let home = tempfile::tempdir().unwrap();
+    // c3 reaches the run_once task first and hangs in it; the others wait for it.
+    let plan = write_plan(
+        home.path(),
+        json!([
+            {"name": "stagger", "module": "command", "args": {"_raw_params": "sleep {{ 0 if inventory_hostname == 'c3' else 2 }}"}},
+            {"name": "once", "module": "command", "args": {"_raw_params": "sleep 67"}, "run_once": true}
+        ]),
+    );
+    let started = Instant::now();
+    let report = home.path().join("report.json");
+    let mut child = start_deployer(&lab, home.path(), &inv, &plan, &report);
+    // Once c3 sleeps in the run_once task, its runner dies.
+    kill_runner_in("rustle-ch3", "sleep 67", || {});
     let out = child.0.take().unwrap().wait_with_output().unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -467,13 +477,7 @@ fn write_fatal_plan(dir: &Path, tasks: Value) -> PathBuf {
 
 #[test]
 fn any_errors_fatal_stops_every_host_at_the_end_of_the_task_one_host_failed() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("f{i}"), &format!("rustle-fatal{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "f", "rustle-fatal");
     let home = tempfile::tempdir().unwrap();
     // f1 fails at once; f0 and f2 finish the task (after a while), then stop: no host
     // runs the next task or the next play.
@@ -514,13 +518,7 @@ fn any_errors_fatal_stops_every_host_at_the_end_of_the_task_one_host_failed() {
 
 #[test]
 fn any_errors_fatal_sends_every_host_to_its_rescue_and_a_rescue_recovers() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..2)
-        .map(|i| lab.start(&format!("r{i}"), &format!("rustle-rescue{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..2, "r", "rustle-rescue");
     let home = tempfile::tempdir().unwrap();
     // Ansible's integration test 80981: r0 fails in a block; both hosts run the rescue,
     // neither runs the rest of the block, both go on after it.
@@ -553,13 +551,7 @@ fn any_errors_fatal_sends_every_host_to_its_rescue_and_a_rescue_recovers() {
 #[test]
 fn throttle_lets_that_many_hosts_run_the_task_at_once() {
     use std::os::unix::fs::PermissionsExt;
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("t{i}"), &format!("rustle-throttle{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, _hosts, inv) = lab_of(0..3, "t", "rustle-throttle");
     let home = tempfile::tempdir().unwrap();
     // A directory every host's user may write: `mkdir busy` fails for a host that
     // starts while another one holds it.
@@ -712,13 +704,7 @@ fn delegate_to_another_inventory_host_runs_the_module_there() {
 /// binary mode and in SSH mode alike.
 #[test]
 fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("v{i}"), &format!("rustle-hv{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "v", "rustle-hv");
     for strategy in ["parallel", "ssh"] {
         let home = tempfile::tempdir().unwrap();
         let p = home.path().join("plan.json");
@@ -785,13 +771,7 @@ fn hostvars_of_other_hosts_hold_what_they_learned_by_the_reading_task() {
 /// `failed / batch_size > percentage`, then the playbook stops).
 #[test]
 fn max_fail_percentage_stops_every_host_once_too_many_failed() {
-    let lab = Lab::new();
-    let hosts: Vec<Sshd> = (0..3)
-        .map(|i| lab.start(&format!("m{i}"), &format!("rustle-mfp{i}")))
-        .collect();
-    let refs: Vec<&Sshd> = hosts.iter().collect();
-    lab.trust(&refs);
-    let inv = lab.inventory(&refs);
+    let (lab, hosts, inv) = lab_of(0..3, "m", "rustle-mfp");
     // One host of three failing is 33%: more than 30, not more than 34.
     for (percentage, stops) in [(30, true), (34, false)] {
         let home = tempfile::tempdir().unwrap();
@@ -890,4 +870,44 @@ fn a_playbook_delegates_to_hosts_outside_its_limit() {
         std::fs::read_to_string(w.home.join("asked")).unwrap(),
         "drained pw0"
     );
+}
+
+/// A host that dies while others wait on its `hostvars`: they go on at once with what it
+/// had reported (its gathered facts), as Ansible's hostvars keep an unreachable host's
+/// facts, rather than waiting for the timeout.
+#[test]
+fn hosts_reading_a_host_that_dies_get_what_it_reported_without_waiting_for_the_timeout() {
+    let (lab, hosts, inv) = lab_of(0..3, "d", "rustle-hvd");
+    let home = tempfile::tempdir().unwrap();
+    let p = home.path().join("plan.json");
+    let plan = json!({
+        "format": "rustle-deploy-plan", "version": 1,
+        "plays": [{"name": "lab", "hosts": ["all"], "gather_facts": true, "tasks": [
+            {"name": "hang", "module": "command", "args": {"_raw_params": "sleep {{ 67 if inventory_hostname == 'd0' else 0 }}"}, "register": "hung"},
+            {"name": "read", "module": "copy", "args": {"content": "{{ hostvars['d0'].ansible_facts.hostname is defined }} {{ hostvars['d0'].hung is defined }}", "dest": "{{ ansible_env_home }}/read"}}
+        ]}]
+    });
+    std::fs::write(&p, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let started = Instant::now();
+    let report = home.path().join("report.json");
+    let mut child = start_deployer(&lab, home.path(), &inv, &p, &report);
+    kill_runner_in("rustle-hvd0", "sleep 67", || {
+        // The others have reached their reading task and wait for d0.
+        assert!(!hosts[1].home.join("read").exists(), "d1 did not wait");
+    });
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the reading hosts waited {:?}",
+        started.elapsed()
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for h in &hosts[1..] {
+        assert_eq!(r["hosts"][&h.name]["status"], "ok", "{r}");
+        assert_eq!(
+            std::fs::read_to_string(h.home.join("read")).unwrap(),
+            "True False"
+        );
+    }
 }

@@ -365,6 +365,10 @@ impl<'a> Executor<'a> {
                 started,
                 Value::Object(result),
             );
+        }
+        if play.gather_facts {
+            // Fact gathering is the play's first task for every host, as in Ansible,
+            // even for one that gathered in an earlier play: hosts count alike.
             self.step_done();
         }
         self.play = Some(play);

@@ -509,3 +509,34 @@ fn another_hosts_hostvars_are_asked_when_a_template_touches_it_and_this_host_rep
         ]
     );
 }
+
+#[test]
+fn fact_gathering_counts_as_a_task_of_every_play_that_asks_for_it() {
+    // The second play gathers nothing new (the host has its facts), yet its first task
+    // is the second of that play, as for a host that gathers there for the first time.
+    let mut plan = sharing_plan(json!([{"name": "a", "module": "set_fact", "args": {"x": 1}}]));
+    plan.plays[0].gather_facts = true;
+    let mut second = plan.plays[0].clone();
+    second.number = Some(4);
+    plan.plays.push(second);
+    let peers = std::sync::Arc::new(Peers {
+        asked: std::sync::Mutex::new(Vec::new()),
+        vars: json!({}),
+    });
+    let mut sink = WithPeers {
+        events: Collect::default(),
+        peers,
+    };
+    let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    assert!(!summary.host_failed);
+    let positions: Vec<(usize, u32)> = sink
+        .events
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Event::Vars { play, done, .. } => Some((*play, *done)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(positions, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+}
