@@ -1932,6 +1932,32 @@ mod tests {
         assert!(task_warnings(&quiet).is_empty());
     }
 
+    /// loop_control target (runme.sh greps `(item=looped_var foo_label)`): each item
+    /// gets Ansible's line before the task's, with the rendered label, else the item
+    /// as Python's str() shows it; the item's own status; host text escaped.
+    #[test]
+    fn a_loops_items_are_printed_one_line_each_with_their_label() {
+        let ev: Event = serde_json::from_value(json!({
+            "type": "task", "v": 1, "play": "p", "name": "loop", "module": "command",
+            "status": "changed", "duration_ms": 1.0, "result": {"changed": true, "results": [
+                {"changed": true, "i": {"name": "foo"}, "ansible_loop_var": "i",
+                 "_ansible_item_label": "looped_var foo_label"},
+                {"changed": false, "i": {"name": "bar"}, "ansible_loop_var": "i"},
+                {"skipped": true, "i": "x\u{1b}[2J", "ansible_loop_var": "i"},
+                {"failed": true, "changed": true, "i": 3, "ansible_loop_var": "i"},
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(
+            task_line("h", &ev).unwrap(),
+            "changed: [h] => (item=looped_var foo_label)\n\
+             ok: [h] => (item={'name': 'bar'})\n\
+             skipping: [h] => (item=x\\x1b[2J)\n\
+             failed: [h] => (item=3)\n\
+             changed: [h] => loop"
+        );
+    }
+
     #[test]
     fn host_strings_are_escaped_before_they_are_printed() {
         assert_eq!(printable("plain text, ünïcode"), "plain text, ünïcode");

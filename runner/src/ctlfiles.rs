@@ -1646,6 +1646,15 @@ mod tests {
         assert!(first_found(&json!(["foo1"]), &opts, "files", &place, f, &undefined).is_err());
     }
 
+    /// A task read from `/p/`, in the playbook of `/p`, in no role.
+    fn at_p() -> crate::resolve::Place<'static> {
+        crate::resolve::Place {
+            roles: Vec::new(),
+            task_dir: "/p",
+            playbook_dir: "/p",
+        }
+    }
+
     #[test]
     fn a_local_hosts_include_vars_reads_its_own_file_by_absolute_path() {
         // special_vars: a template task writes a YAML file into output_dir, then
@@ -1659,11 +1668,7 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let place = crate::resolve::Place {
-            roles: Vec::new(),
-            task_dir: "/p",
-            playbook_dir: "/p",
-        };
+        let place = at_p();
         let none = |_: &str| None;
         let got = include_vars(&args, &place, None, f, true, &none).unwrap();
         assert_eq!(got.error, None);
@@ -1696,11 +1701,7 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let place = crate::resolve::Place {
-            roles: Vec::new(),
-            task_dir: "/p",
-            playbook_dir: "/p",
-        };
+        let place = at_p();
         let none = |_: &str| None;
         let got = include_vars(&args, &place, None, f, true, &none).unwrap();
         assert_eq!(got.error, None);
@@ -1723,11 +1724,7 @@ mod tests {
         // name, and says "Could not find file".
         let s = Shared::default();
         let f = CtlFiles::new(&s);
-        let place = crate::resolve::Place {
-            roles: Vec::new(),
-            task_dir: "/p",
-            playbook_dir: "/p",
-        };
+        let place = at_p();
         for name in [json!(null), json!("")] {
             let args = json!({"file": name}).as_object().cloned().unwrap();
             let got = include_vars(&args, &place, None, f, true, &|_: &str| None).unwrap();

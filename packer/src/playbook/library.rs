@@ -290,12 +290,7 @@ impl Loader<'_> {
             let parsed = self.parse_tasks(Path::new(&path), &include.cx);
             library.tasks.insert(path, parsed);
         }
-        let dirs: Vec<(String, BTreeSet<usize>)> = self
-            .reach
-            .vars_dirs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let dirs = self.reach.vars_dirs.clone();
         for (dir, plays) in &dirs {
             let mut found = Vec::new();
             walk(Path::new(dir), 0, &mut found);
@@ -320,13 +315,8 @@ impl Loader<'_> {
                     .extend(plays.iter().copied());
             }
         }
-        let named: Vec<(String, BTreeSet<usize>)> = self
-            .reach
-            .vars_files
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (path, _) in &named {
+        let named = self.reach.vars_files.clone();
+        for path in named.keys() {
             if library.vars.contains_key(path) {
                 continue;
             }
