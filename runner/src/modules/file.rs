@@ -106,7 +106,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let follow = args::bool_or(a, "follow", true)?;
     let force = args::bool_or(a, "force", false)?;
     let src = args::opt_str(a, "src")?;
-    let prev = lstat(&path)?;
+    let mut prev = lstat(&path)?;
     let state = match args::opt_str(a, "state")? {
         Some(s) => State::parse(&s)?,
         // Ansible keeps what is there, and makes a plain file the default otherwise.
@@ -128,6 +128,16 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             "src option requires state to be 'link' or 'hard'".into(),
         )
         .into());
+    }
+    // Ansible's main: a directory given as the path of anything but a symlink (or its
+    // removal) means the entry named after `src` inside it (a hard link goes in there).
+    let mut path = path;
+    if !matches!(state, State::Link | State::Absent)
+        && path.is_dir()
+        && let Some(base) = src.as_deref().and_then(|s| Path::new(s).file_name())
+    {
+        path = path.join(base);
+        prev = lstat(&path)?;
     }
     let req = Req {
         path,
@@ -1093,5 +1103,25 @@ mod tests {
             assert!(!out.changed && !out.failed, "{path}: {out:?}");
         }
         assert!(t.path().join("f").is_file());
+    }
+
+    /// The file target's directory_as_dest: a hard link whose path is a directory is
+    /// made inside it, named after src; the directory stays.
+    #[test]
+    fn a_hard_link_to_a_directory_path_goes_inside_it() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("file_to_link"), "x").unwrap();
+        fs::create_dir(t.path().join("sub1")).unwrap();
+        let args =
+            json!({"src": "{p}/file_to_link", "dest": "{p}/sub1", "state": "hard", "force": false});
+        let out = check(t.path(), args.clone(), false).unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        assert!(t.path().join("sub1").is_dir());
+        let inside = fs::metadata(t.path().join("sub1/file_to_link")).unwrap();
+        assert_eq!(
+            inside.ino(),
+            fs::metadata(t.path().join("file_to_link")).unwrap().ino()
+        );
+        assert!(!check(t.path(), args, false).unwrap().changed);
     }
 }
