@@ -1949,7 +1949,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            task_line("h", &ev).unwrap(),
+            task_line("h", &ev, 0).unwrap(),
             "changed: [h] => (item=looped_var foo_label)\n\
              ok: [h] => (item={'name': 'bar'})\n\
              skipping: [h] => (item=x\\x1b[2J)\n\

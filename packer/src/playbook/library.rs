@@ -296,16 +296,8 @@ impl Loader<'_> {
             walk(Path::new(dir), 0, &mut found);
             for path in found {
                 let name = controller_path(&path);
-                if !self.files.contains_key(&name) {
-                    match read_file(&path) {
-                        Ok(file) => {
-                            self.files.insert(name.clone(), file);
-                        }
-                        Err(why) => {
-                            library.unreadable.insert(name, why);
-                            continue;
-                        }
-                    }
+                if !self.files.contains_key(&name) && !self.carry(&path, &name, &mut library) {
+                    continue;
                 }
                 // The runner decides by extension which files it reads as variables.
                 self.reach
@@ -360,6 +352,21 @@ impl Loader<'_> {
         (library, reach)
     }
 
+    /// Carries the file at `path` as `name`; false (and `name` recorded as unreadable,
+    /// for the host that reaches it) when it cannot be read.
+    fn carry(&mut self, path: &Path, name: &str, library: &mut Library) -> bool {
+        match read_file(path) {
+            Ok(file) => {
+                self.files.insert(name.to_string(), file);
+                true
+            }
+            Err(why) => {
+                library.unreadable.insert(name.to_string(), why);
+                false
+            }
+        }
+    }
+
     /// Embeds and parses the files of one tree.
     fn read_root(&mut self, key: &str, root: &Root, library: &mut Library) {
         let dir = PathBuf::from(key);
@@ -375,17 +382,11 @@ impl Loader<'_> {
         self.reach.plays = root.plays.clone();
         for path in found {
             let name = controller_path(&path);
-            if self.files.contains_key(&name) || library.unreadable.contains_key(&name) {
+            if self.files.contains_key(&name)
+                || library.unreadable.contains_key(&name)
+                || !self.carry(&path, &name, library)
+            {
                 continue;
-            }
-            match read_file(&path) {
-                Ok(file) => {
-                    self.files.insert(name.clone(), file);
-                }
-                Err(why) => {
-                    library.unreadable.insert(name, why);
-                    continue;
-                }
             }
             if !is_yaml_name(&path, &dir) {
                 continue;
