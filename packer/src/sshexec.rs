@@ -1624,13 +1624,28 @@ impl SshHost {
                     // Its times, through the file itself (never a link put in its place).
                     script.push_str(&set_attrs(&path, follow, None, None, None, true));
                 }
-                let fresh = prev.clone().unwrap_or(Meta::new_path("regular file"));
+                let mut fresh = prev.clone().unwrap_or(Meta::new_path("regular file"));
+                if prev.is_none() && attrs.mode.is_some() {
+                    // What the new file's mode is before `mode` is applied, as the
+                    // runner's diff shows it: the host's umask decides.
+                    let o = self.sh("umask\n", b"")?;
+                    let umask = u32::from_str_radix(String::from_utf8_lossy(&o.stdout).trim(), 8)
+                        .unwrap_or(0o022);
+                    fresh.mode = 0o100_666 & !umask;
+                }
                 let m = if prev_state == "link" && follow {
                     target.clone().unwrap_or(fresh)
                 } else {
                     fresh
                 };
-                script.push_str(&attrs.changes(&m, &path, follow).1);
+                let (ch, fix) = attrs.changes(&m, &path, follow);
+                // A new file's owner and group are the login user's: only its mode is
+                // known to change before it exists.
+                changes.extend(
+                    ch.into_iter()
+                        .filter(|(what, _, _)| prev.is_some() || *what == "mode"),
+                );
+                script.push_str(&fix);
             }
             "link" => {
                 let Some(src) = src.as_deref() else {

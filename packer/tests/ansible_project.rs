@@ -133,8 +133,10 @@ fn text(o: &Output) -> String {
 /// `host -> "ok=.. changed=.. failed=.."` from the recap lines.
 fn recap(o: &Output) -> BTreeMap<String, String> {
     let stdout = String::from_utf8_lossy(&o.stdout);
+    // Only the recap's lines: a task banner (`TASK [role : name]`) has " : " too.
     stdout
         .lines()
+        .skip_while(|l| !l.starts_with("PLAY RECAP"))
         .filter_map(|l| {
             let (host, counts) = l.split_once(" : ")?;
             let keep: Vec<&str> = counts

@@ -383,7 +383,7 @@ mod resolve {
             // Uses what rustle-deploy refuses: only a host that includes it fails.
             (
                 "roles/r/tasks/RedHat.yml",
-                "- debug: msg=redhat\n  delegate_to: elsewhere\n",
+                "- debug: msg=redhat\n  debugger: always\n",
             ),
             (
                 "roles/r/tasks/cleanup.yml",
@@ -484,7 +484,7 @@ mod resolve {
         assert!(
             msg.contains("roles/r/tasks/RedHat.yml cannot be included")
                 && msg.contains("RedHat.yml:2")
-                && msg.contains("delegate_to"),
+                && msg.contains("debugger"),
             "{msg}"
         );
         assert_eq!(

@@ -2069,9 +2069,8 @@ fn a_controller_lookup_with_host_arguments_is_asked_over_the_channel() {
         (call.lookup.as_str(), &call.terms),
         ("pipe", &json!(["echo host web1"]))
     );
-    // Each call is asked once, and the ids count up from 1.
-    let ids: Vec<u64> = sink.asked.iter().map(|r| r.id).collect();
-    assert_eq!(ids, [1, 2, 3]);
+    // Each call is asked once (the sink numbers requests, so only their count is ours).
+    assert_eq!(sink.asked.len(), 3);
 
     // Without a channel the render's own error stands.
     let run = check(
