@@ -1623,7 +1623,8 @@ fn a_host_lost_while_its_runner_runs_is_reported_keeps_its_release_and_deploys_a
     let v1 = d.plan(&versioned("v1"));
     ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
     let before = current_in(&h.root());
-    let plan = d.plan_named("slow.json", &slow(30));
+    // 31, not 30: the timeout test beside this one looks for its own `sleep 30` to end.
+    let plan = d.plan_named("slow.json", &slow(31));
     let (report_path, report_arg) = report(&d);
     let running = d.spawn(
         &lab,
