@@ -1458,3 +1458,59 @@ fn task_output_has_ansibles_banners_debug_messages_and_verbose_results() {
     assert!(out.contains("\"stdout\": \"CALLED_HANDLER\""), "{out}");
     assert!(!out.contains("_ansible_"), "{out}");
 }
+
+/// A changed task notifying a handler nobody defines ends the run as ansible-playbook
+/// does: `ERROR! The requested handler ...` on stderr and no recap (handlers target,
+/// test_handlers_inexistent_notify.yml); `ANSIBLE_ERROR_ON_MISSING_HANDLER=false` makes
+/// it a warning and the play goes on.
+#[test]
+fn a_notification_of_no_handler_is_ansibles_error_or_with_the_setting_a_warning() {
+    let env = Env::new();
+    let marker = env.path("after");
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - command: /bin/true\n      notify: nobody_listens\n    - file: {{path: '{}', state: touch}}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let run = |setting: Option<&str>| {
+        let mut cmd = env.command();
+        cmd.arg(&site)
+            .env_remove("ANSIBLE_ERROR_ON_MISSING_HANDLER");
+        if let Some(v) = setting {
+            cmd.env("ANSIBLE_ERROR_ON_MISSING_HANDLER", v);
+        }
+        cmd.output().unwrap()
+    };
+    let wanted = "The requested handler 'nobody_listens' was not found in either the main handlers list nor in the listening handlers list";
+    let o = run(None);
+    assert_eq!(code(&o), 2, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(&format!("ERROR! {wanted}")),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !text(&o.stdout).contains("PLAY RECAP"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(!marker.exists(), "nothing runs after the error");
+
+    let o = run(Some("false"));
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(&format!("[WARNING]: {wanted}")),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).contains("PLAY RECAP"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(marker.exists());
+}

@@ -22,6 +22,7 @@ use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::rc::Rc;
@@ -68,6 +69,9 @@ enum Halt {
     /// host is failed as Ansible marks it (a block's rescue and always still run), with
     /// no failed task of its own in the recap.
     Fatal,
+    /// An error with which Ansible ends the whole run (`Executor::abort` says which):
+    /// nothing more runs on the host, no rescue, always or handler either.
+    Aborted,
 }
 
 /// A scope of variables: one the plan holds, or one made while running (the loop
@@ -139,6 +143,14 @@ pub struct Executor<'a> {
     /// The role of the task being run, for its events ([`Event::Task`]'s `role`).
     shown_role: Option<String>,
     notified: BTreeSet<String>,
+    /// Handler names that are templates, as rendered (by the handler's address): Ansible
+    /// templates a handler's name once, when a notification first looks at it.
+    handler_names: RefCell<std::collections::HashMap<usize, String>>,
+    /// Warnings that belong to no task's result, to emit ([`Event::Warning`]), and
+    /// those already given (Ansible's display gives each once).
+    warnings: RefCell<(Vec<String>, BTreeSet<String>)>,
+    /// Why the run ended with [`Halt::Aborted`].
+    abort: Option<String>,
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
     failure: Option<(String, String, Value)>,
@@ -243,6 +255,9 @@ impl<'a> Executor<'a> {
             shown_role: None,
             play_name: String::new(),
             notified: BTreeSet::new(),
+            handler_names: RefCell::default(),
+            warnings: RefCell::default(),
+            abort: None,
             failure: None,
             play: None,
             facts_used: None,
@@ -300,8 +315,19 @@ impl<'a> Executor<'a> {
                     host_failed = true;
                     break;
                 }
+                Err(Halt::Aborted) => {
+                    self.emit_warnings();
+                    let msg = self.abort.take().unwrap_or_default();
+                    self.sink.emit(&Event::Error {
+                        v: EVENTS_VERSION,
+                        msg,
+                    });
+                    host_failed = true;
+                    break;
+                }
             }
         }
+        self.emit_warnings();
         self.sink.emit(&Event::Recap {
             v: EVENTS_VERSION,
             host: self.plan.host.clone(),
@@ -317,6 +343,7 @@ impl<'a> Executor<'a> {
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
+        self.handler_names.borrow_mut().clear();
         self.dyn_handlers.clear();
         self.public_defaults.clear();
         self.public_vars.clear();
@@ -393,8 +420,9 @@ impl<'a> Executor<'a> {
         let inherited = play_scope(play);
         let pending = std::mem::take(&mut self.notified);
         let mut woken = Woken::default();
+        let order = self.handler_search_order();
         for n in &pending {
-            woken.wake(&self.handler_search_order(), n);
+            woken.wake(self.finds(&order, n));
         }
         let mut flushed = self.flush_list(&play.handlers, &inherited, &mut woken);
         for (_, list, scope) in self.dyn_handlers.clone() {
@@ -410,25 +438,35 @@ impl<'a> Executor<'a> {
     /// from the last to the first (the roles included while the play runs, latest
     /// first, then the play's own handlers, then each role's, last role first), each
     /// block's handlers in order.
-    fn handler_search_order(&self) -> Vec<&'a Task> {
-        fn flat<'t>(list: &'t [Task], out: &mut Vec<&'t Task>) {
+    fn handler_search_order(&self) -> Vec<Candidate<'a>> {
+        fn flat<'t>(
+            list: &'t [Task],
+            scope: Option<usize>,
+            role: Option<&'t RoleRef>,
+            out: &mut Vec<Candidate<'t>>,
+        ) {
             for t in list {
+                let role = t.origin.as_ref().and_then(|o| o.role.as_ref()).or(role);
                 match &t.block {
-                    Some(inner) => flat(inner, out),
-                    None => out.push(t),
+                    Some(inner) => flat(inner, scope, role, out),
+                    None => out.push(Candidate {
+                        task: t,
+                        scope,
+                        role,
+                    }),
                 }
             }
         }
         let mut out = Vec::new();
-        for (_, list, _) in self.dyn_handlers.iter().rev() {
-            flat(list, &mut out);
+        for (i, (_, list, _)) in self.dyn_handlers.iter().enumerate().rev() {
+            flat(list, Some(i), None, &mut out);
         }
         let Some(play) = self.play else {
             return out;
         };
         // A role's handlers carry their role; the play's own (and the files they
         // import) make one block.
-        let mut groups: Vec<(Option<&str>, Vec<&'a Task>)> = Vec::new();
+        let mut groups: Vec<(Option<&str>, Vec<Candidate<'a>>)> = Vec::new();
         for top in &play.handlers {
             let role = top
                 .origin
@@ -436,7 +474,7 @@ impl<'a> Executor<'a> {
                 .and_then(|o| o.role.as_ref())
                 .map(|r| r.path.as_str());
             let mut tasks = Vec::new();
-            flat(std::slice::from_ref(top), &mut tasks);
+            flat(std::slice::from_ref(top), None, None, &mut tasks);
             match groups.iter_mut().find(|(g, _)| *g == role) {
                 Some((_, list)) => list.extend(tasks),
                 None => groups.push((role, tasks)),
@@ -446,6 +484,171 @@ impl<'a> Executor<'a> {
             out.extend(list);
         }
         out
+    }
+
+    /// The names a handler's role gives it: `role : name` by the role's name and, for
+    /// a collection's role, by its short name too (Ansible's `get_name` with and
+    /// without the role's FQCN). Empty outside roles.
+    fn handler_roles(&self, c: &Candidate<'a>) -> Vec<String> {
+        // The role its file says, else the role included at run time it came with.
+        let name = match (c.role, c.scope.and_then(|i| self.dyn_handlers.get(i))) {
+            (Some(r), _) => r.name.clone(),
+            (None, Some((_, _, s))) => match s.roles.last() {
+                Some(r) => r.name.clone(),
+                None => return Vec::new(),
+            },
+            (None, None) => return Vec::new(),
+        };
+        let parts: Vec<&str> = name.split('.').collect();
+        match parts.as_slice() {
+            [_, _, short] if parts.iter().all(|p| !p.is_empty()) => {
+                vec![name.clone(), (*short).to_string()]
+            }
+            _ => vec![name],
+        }
+    }
+
+    /// A handler's name as notifications match it: templated, the first time a
+    /// notification looks at it, with the play's variables and the handler's own (not
+    /// the host's: Ansible templates it without a host). A name that cannot be
+    /// templated makes the handler unusable by name (warned about when it has no
+    /// `listen` topic either).
+    fn handler_name(&self, c: &Candidate<'a>) -> Option<String> {
+        let raw = c.task.name.as_ref()?;
+        if !crate::template::is_template(raw) {
+            return Some(raw.clone());
+        }
+        let key = c.task as *const Task as usize;
+        if let Some(n) = self.handler_names.borrow().get(&key) {
+            return Some(n.clone());
+        }
+        let of_play;
+        let scope = match c.scope.and_then(|i| self.dyn_handlers.get(i)) {
+            Some((_, _, s)) => s,
+            None => {
+                of_play = self.play.map(play_scope).unwrap_or_default();
+                &of_play
+            }
+        };
+        let mut vars = Vars::new();
+        for s in scope.defaults.iter().chain(&scope.vars) {
+            vars.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        vars.extend(c.task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.place_vars(scope, &mut vars);
+        match self.engine.render_str(raw, &self.jctx(&vars)) {
+            Ok(name) => {
+                self.handler_names.borrow_mut().insert(key, name.clone());
+                Some(name)
+            }
+            Err(e) => {
+                if c.task.listen.is_empty() {
+                    self.warn(format!(
+                        "Handler '{raw}' is unusable because it has no listen topics and the name could not be templated (host-specific variables are not supported in handler names). The error: {e}"
+                    ));
+                }
+                None
+            }
+        }
+    }
+
+    /// The handlers `notification` wakes, as Ansible 2.18 finds them in `order`
+    /// ([`Self::handler_search_order`]): the first handler of that name (or `role :
+    /// name`), and every handler listening to it (or to `role : topic`) but the later
+    /// ones of a name already found among them.
+    fn finds(&self, order: &[Candidate<'a>], notification: &str) -> Vec<&'a Task> {
+        let answers = |c: &Candidate<'a>, own: &str| {
+            own == notification
+                || self.handler_roles(c).iter().any(|r| {
+                    notification
+                        .strip_prefix(r.as_str())
+                        .and_then(|rest| rest.strip_prefix(" : "))
+                        == Some(own)
+                })
+        };
+        let mut found = Vec::new();
+        for c in order {
+            if c.task.name.is_none() {
+                continue;
+            }
+            if let Some(name) = self.handler_name(c)
+                && answers(c, &name)
+            {
+                found.push(c.task);
+                break;
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for c in order {
+            if !c.task.listen.iter().any(|l| answers(c, l)) {
+                continue;
+            }
+            if let Some(name) = c.task.name.as_ref() {
+                let name = self.handler_name(c).unwrap_or_else(|| name.clone());
+                if seen.contains(&name) {
+                    continue;
+                }
+                seen.push(name);
+            }
+            found.push(c.task);
+        }
+        found
+    }
+
+    /// Takes note of what a changed task notifies (its `notify`, templated with the
+    /// task's variables; a template may give a list of names). A name no handler
+    /// answers to ends the run with Ansible's error, or is only warned about when the
+    /// play says so ([`Play::missing_handler_warns`]).
+    fn notify(&mut self, task: &Task, ctx: &JValue) -> Result<(), Halt> {
+        let mut names = Vec::new();
+        for n in &task.notify {
+            if !crate::template::is_template(n) {
+                names.push(n.clone());
+                continue;
+            }
+            match self.engine.render_value(&Value::String(n.clone()), ctx) {
+                Ok(Value::Array(list)) => names.extend(list.iter().map(crate::lookups::py_str)),
+                Ok(other) => names.push(crate::lookups::py_str(&other)),
+                // Ansible fails the task on a `notify` it cannot template; the name as
+                // written then notifies nothing, which says as much below.
+                Err(_) => names.push(n.clone()),
+            }
+        }
+        let order = self.handler_search_order();
+        for n in names {
+            if self.finds(&order, &n).is_empty() {
+                let msg = format!(
+                    "The requested handler '{n}' was not found in either the main handlers list nor in the listening handlers list"
+                );
+                if self.play.is_some_and(|p| p.missing_handler_warns) {
+                    self.warn(msg);
+                } else {
+                    self.abort = Some(msg);
+                    return Err(Halt::Aborted);
+                }
+            }
+            self.notified.insert(n);
+        }
+        Ok(())
+    }
+
+    /// Gives a warning that belongs to no task's result, once.
+    fn warn(&self, msg: String) {
+        let mut w = self.warnings.borrow_mut();
+        if w.1.insert(msg.clone()) {
+            w.0.push(msg);
+        }
+    }
+
+    /// Emits the warnings given since the last time.
+    fn emit_warnings(&mut self) {
+        let pending = std::mem::take(&mut self.warnings.get_mut().0);
+        for msg in pending {
+            self.sink.emit(&Event::Warning {
+                v: EVENTS_VERSION,
+                msg,
+            });
+        }
     }
 
     /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
@@ -469,15 +672,15 @@ impl<'a> Executor<'a> {
             }
             // Notified by a handler of this flush: used up here if it wakes this one.
             let order = self.handler_search_order();
-            let late: Vec<String> = self
+            let late: Vec<(String, Vec<&'a Task>)> = self
                 .notified
                 .iter()
-                .filter(|n| Woken::finds(&order, n).any(|h| std::ptr::eq(h, handler)))
-                .cloned()
+                .map(|n| (n.clone(), self.finds(&order, n)))
+                .filter(|(_, found)| found.iter().any(|h| std::ptr::eq(*h, handler)))
                 .collect();
-            for n in late {
+            for (n, found) in late {
                 self.notified.remove(&n);
-                woken.wake(&order, &n);
+                woken.wake(found);
             }
             if woken.has(handler) {
                 self.run_task(handler, inherited, true)?;
@@ -670,7 +873,10 @@ impl<'a> Executor<'a> {
             result = self.run_list(&task.rescue, &inh, handler);
         }
         // `end_play` / `end_host` leave at once; `always` is for failures.
-        if matches!(result, Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped)) {
+        if matches!(
+            result,
+            Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped | Halt::Aborted)
+        ) {
             return result;
         }
         let always = self.run_list(&task.always, &inh, handler);
@@ -1627,9 +1833,7 @@ impl<'a> Executor<'a> {
                 .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
         }
         if status == Status::Changed {
-            for n in &task.notify {
-                self.notified.insert(n.clone());
-            }
+            self.notify(task, ctx)?;
         }
         // Ansible decides on a keyword it could not template as written: a template's
         // text is a true value there.
@@ -3033,6 +3237,16 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// A handler as notifications look for it: the task, and where it came from (`None`:
+/// the play's handlers; `Some(i)`: the `i`th role included while the play runs).
+#[derive(Clone, Copy)]
+struct Candidate<'a> {
+    task: &'a Task,
+    scope: Option<usize>,
+    /// The role the handler's file (or an enclosing one) says it belongs to.
+    role: Option<&'a RoleRef>,
+}
+
 /// The handlers a flush runs: those the notifications so far woke.
 #[derive(Default)]
 struct Woken {
@@ -3040,33 +3254,8 @@ struct Woken {
 }
 
 impl Woken {
-    /// The handlers `notification` wakes, as Ansible 2.18 finds them in `order`
-    /// ([`Executor::handler_search_order`]): the first handler of that name, and every
-    /// handler listening to it but the later ones of a name already found among them.
-    fn finds<'t>(order: &[&'t Task], notification: &str) -> impl Iterator<Item = &'t Task> {
-        let by_name = order
-            .iter()
-            .find(|h| h.name.as_deref() == Some(notification))
-            .copied();
-        let mut seen: Vec<&str> = Vec::new();
-        let mut listeners = Vec::new();
-        for h in order {
-            if !h.listen.iter().any(|l| l == notification) {
-                continue;
-            }
-            if let Some(name) = h.name.as_deref() {
-                if seen.contains(&name) {
-                    continue;
-                }
-                seen.push(name);
-            }
-            listeners.push(*h);
-        }
-        by_name.into_iter().chain(listeners)
-    }
-
-    fn wake(&mut self, order: &[&Task], notification: &str) {
-        for h in Self::finds(order, notification) {
+    fn wake(&mut self, found: Vec<&Task>) {
+        for h in found {
             let p: *const Task = h;
             if !self.handlers.contains(&p) {
                 self.handlers.push(p);

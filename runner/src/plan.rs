@@ -305,6 +305,11 @@ pub struct Play {
     /// `force_handlers`: the handlers notified so far run even on a host that failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_handlers: bool,
+    /// A changed task notifying a name no handler answers to is warned about and the
+    /// play goes on (Ansible's `ERROR_ON_MISSING_HANDLER` off,
+    /// `ANSIBLE_ERROR_ON_MISSING_HANDLER=false`); by default it ends the run with an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing_handler_warns: bool,
     /// The play's number in the deploy, set by the packer when its hosts must wait for
     /// each other after every task (`any_errors_fatal` or `max_fail_percentage` on
     /// more than one host): the

@@ -153,7 +153,6 @@ impl Loader<'_> {
     pub(crate) fn register_role(&mut self, name: &str, dir: &Path, cx: &Cx) {
         let key = controller_path(dir);
         let info = Rc::new(RoleInfo {
-            name: name.to_string(),
             dir: dir.to_path_buf(),
         });
         self.reach_root(dir, Some(info), &cx.playbook_dir);

@@ -179,6 +179,11 @@ pub struct PlaybookOptions {
     /// `--force-handlers` (or `ANSIBLE_FORCE_HANDLERS`): `force_handlers` of the plays
     /// that do not set it.
     pub force_handlers: bool,
+    /// `ANSIBLE_ERROR_ON_MISSING_HANDLER` off: [`Play::missing_handler_warns`] of every
+    /// play.
+    ///
+    /// [`Play::missing_handler_warns`]: rustle_runner::plan::Play::missing_handler_warns
+    pub missing_handler_warns: bool,
     /// A playbook made on the command line (`rustle-deploy adhoc`), read instead of the
     /// file at this path, which only names it (its directory is the playbook's).
     pub adhoc: Option<(PathBuf, serde_norway::Value)>,

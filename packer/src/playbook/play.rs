@@ -558,6 +558,7 @@ impl Loader<'_> {
                 any_errors_fatal,
                 max_fail_percentage,
                 force_handlers,
+                missing_handler_warns: self.opts.missing_handler_warns,
                 fleet: None,
                 number: None,
             },
