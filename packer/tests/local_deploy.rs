@@ -1514,3 +1514,47 @@ fn a_notification_of_no_handler_is_ansibles_error_or_with_the_setting_a_warning(
     );
     assert!(marker.exists());
 }
+
+/// The handlers of a role imported by a role included at run time join the play's
+/// when the include runs, as Ansible adds them when it reads the import (handlers
+/// target, 58841.yml).
+#[test]
+fn handlers_of_a_role_an_included_role_imports_answer_notifications() {
+    let env = Env::new();
+    let marker = env.path("handled");
+    for (path, text) in [
+        (
+            "roles/outer/tasks/main.yml",
+            "- import_role: {name: inner}\n".to_string(),
+        ),
+        (
+            "roles/inner/tasks/main.yml",
+            "- command: /bin/true\n  notify: inner handler\n".to_string(),
+        ),
+        (
+            "roles/inner/handlers/main.yml",
+            format!(
+                "- name: inner handler\n  file: {{path: '{}', state: touch}}\n",
+                marker.display()
+            ),
+        ),
+    ] {
+        let p = env.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role: {name: outer}\n",
+    )
+    .unwrap();
+    let o = env.deploy(&[site.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("RUNNING HANDLER [inner : inner handler]"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(marker.exists());
+}

@@ -2042,6 +2042,7 @@ impl<'a> Executor<'a> {
             }
             match found {
                 Inclusion::Tasks { path, tasks } => {
+                    self.join_imported_handlers(&path, &inh);
                     inh.file = Some(Rc::from(path.as_str()));
                     let inh = match &task.apply {
                         Some(apply) => Self::child_inherited(apply, &inh),
@@ -2053,6 +2054,19 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The handlers of the roles the task file `path` imports join the play's as it is
+    /// included (Ansible adds them when it reads the imports); included again, the file's
+    /// replace its earlier ones.
+    fn join_imported_handlers(&mut self, path: &str, scope: &Inherited<'a>) {
+        let library: &'a crate::plan::Library = &self.plan.shared.library;
+        let Some(list) = library.handlers.get(path) else {
+            return;
+        };
+        let key = format!("{path}\nimports");
+        self.dyn_handlers.retain(|(k, _, _)| *k != key);
+        self.dyn_handlers.push((key, list, scope.clone()));
     }
 
     /// The role an `include_role` names (templated with `ctx`), among the roles the plan
@@ -2262,6 +2276,9 @@ impl<'a> Executor<'a> {
             path: spec.path.clone(),
             from_task: run.from_task,
         }));
+        if let Some((path, _)) = &run.tasks {
+            self.join_imported_handlers(path, &inh);
+        }
         if let Some((path, list)) = &run.handlers {
             let mut scope = inh.clone();
             scope.file = Some(Rc::from(path.as_str()));

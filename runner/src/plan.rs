@@ -119,6 +119,12 @@ pub struct Library {
     /// The roles `include_role` may name, by their directory: their meta.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, RoleSpec>,
+    /// The handlers of the roles a task file of `tasks` imports (`import_role` in it or
+    /// in a file it imports), by that file: they join the play's when the file is
+    /// included, as Ansible adds an imported role's handlers to the play when it reads
+    /// the import.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handlers: BTreeMap<String, Vec<Task>>,
 }
 
 /// A role as `include_role` needs it when it runs: where it is and what its
@@ -160,6 +166,7 @@ impl Library {
             && self.vars.is_empty()
             && self.unreadable.is_empty()
             && self.roles.is_empty()
+            && self.handlers.is_empty()
     }
 
     /// The part of the library under any of `roots` (controller directories).
@@ -175,6 +182,7 @@ impl Library {
             vars: pick(&self.vars, roots),
             unreadable: pick(&self.unreadable, roots),
             roles: pick(&self.roles, roots),
+            handlers: pick(&self.handlers, roots),
         }
     }
 }
@@ -656,6 +664,11 @@ impl HostPlan {
                 for t in list {
                     t.walk(&mut all);
                 }
+            }
+        }
+        for list in self.shared.library.handlers.values() {
+            for t in list {
+                t.walk(&mut all);
             }
         }
         all

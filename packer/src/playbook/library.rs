@@ -286,8 +286,7 @@ impl Loader<'_> {
             };
             done_files.insert(path.clone());
             self.reach.plays = include.plays.clone();
-            let parsed = self.parse_tasks(Path::new(&path), &include.cx);
-            library.tasks.insert(path, parsed);
+            self.parse_tasks(Path::new(&path), &include.cx, &path, &mut library);
         }
         let dirs = self.reach.vars_dirs.clone();
         for (dir, plays) in &dirs {
@@ -398,10 +397,7 @@ impl Loader<'_> {
                 handler: in_handlers,
             };
             match yaml::read(&path, self.opts.vault.as_ref()) {
-                Ok(Yaml::Sequence(_)) => {
-                    let parsed = self.parse_tasks(&path, &cx);
-                    library.tasks.insert(name, parsed);
-                }
+                Ok(Yaml::Sequence(_)) => self.parse_tasks(&path, &cx, &name, library),
                 Ok(Yaml::Mapping(_) | Yaml::Null) => {
                     let parsed = match super::tasks::vars_file(&path, self.opts.vault.as_ref()) {
                         Ok(vars) => Parsed::Ok(Value::Object(vars)),
@@ -422,23 +418,30 @@ impl Loader<'_> {
         }
     }
 
-    /// A task file in plan form, or why it cannot be; extra vars win over the variables
-    /// its tasks set, as for the plays' own tasks.
-    fn parse_tasks(&mut self, path: &Path, cx: &Cx) -> Parsed<Vec<rustle_runner::plan::Task>> {
+    /// Records a task file under `name` in plan form, or why it cannot be; extra vars
+    /// win over the variables its tasks set, as for the plays' own tasks. The handlers
+    /// of the roles it imports are recorded with it: they join the play's when it is
+    /// included, as Ansible adds them to the play when it reads the import.
+    fn parse_tasks(&mut self, path: &Path, cx: &Cx, name: &str, library: &mut Library) {
         // A file read for the library is read outside any play: what a play gathers
         // (role handlers, role deduplication) does not leak into the one being read.
         let saved = std::mem::take(&mut self.play);
         let tasks = self.task_file(path, cx);
-        self.play = saved;
-        match tasks {
+        let mut handlers = std::mem::replace(&mut self.play, saved).handlers;
+        let parsed = match tasks {
             Ok(mut tasks) => {
                 // Not filtered by tags here: which tags an included task inherits depends
                 // on where it is included, so the runner filters it there.
                 super::override_vars(&mut tasks, &self.opts.extra_vars);
+                if !handlers.is_empty() {
+                    super::override_vars(&mut handlers, &self.opts.extra_vars);
+                    library.handlers.insert(name.to_string(), handlers);
+                }
                 Parsed::Ok(tasks)
             }
             Err(e) => Parsed::Refused(e.with_line().to_string()),
-        }
+        };
+        library.tasks.insert(name.to_string(), parsed);
     }
 }
 
