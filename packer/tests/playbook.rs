@@ -1691,4 +1691,25 @@ raw_list: !unsafe ['{{ a }}', 3]
         let role = handler.origin.as_ref().and_then(|o| o.role.as_ref());
         assert_eq!(role.map(|r| r.name.as_str()), Some("ns.col.r"));
     }
+
+    /// handlers target (handler_notify_earlier_handler.yml): Ansible flushes handlers
+    /// after each section of a play; those after the last section with tasks are the
+    /// runner's to make at the end (`end_flushes`, unset meaning one).
+    #[test]
+    fn a_play_says_how_many_implicit_flushes_follow_its_last_section() {
+        let flushes = |play: &str| {
+            let dir = project(&[("play.yml", play)]);
+            load(&dir.path().join("play.yml")).plays[0].end_flushes
+        };
+        let task = "\n    - debug: {}\n";
+        assert_eq!(flushes(&format!("- hosts: all\n  tasks:{task}")), Some(2));
+        assert_eq!(
+            flushes(&format!("- hosts: all\n  pre_tasks:{task}")),
+            Some(3)
+        );
+        assert_eq!(
+            flushes(&format!("- hosts: all\n  tasks:{task}  post_tasks:{task}")),
+            None
+        );
+    }
 }

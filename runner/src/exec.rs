@@ -151,6 +151,10 @@ pub struct Executor<'a> {
     warnings: RefCell<(Vec<String>, BTreeSet<String>)>,
     /// Why the run ended with [`Halt::Aborted`].
     abort: Option<String>,
+    /// The handlers notified and not run yet (Ansible's `notified_hosts`, for this host).
+    woken: Woken,
+    /// Handlers are running (a flush): notifications wake handlers at once.
+    in_handlers: bool,
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
     failure: Option<(String, String, Value)>,
@@ -258,6 +262,8 @@ impl<'a> Executor<'a> {
             handler_names: RefCell::default(),
             warnings: RefCell::default(),
             abort: None,
+            woken: Woken::default(),
+            in_handlers: false,
             failure: None,
             play: None,
             facts_used: None,
@@ -343,6 +349,7 @@ impl<'a> Executor<'a> {
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
+        self.woken = Woken::default();
         self.handler_names.borrow_mut().clear();
         self.dyn_handlers.clear();
         self.public_defaults.clear();
@@ -403,15 +410,19 @@ impl<'a> Executor<'a> {
         if play.force_handlers && matches!(ran, Err(Halt::Failed | Halt::Fatal)) {
             // The host stays failed; what it was notified of still runs, as Ansible's
             // force_handlers does.
-            let _ = self.flush_handlers();
+            let _ = self.end_of_play_flushes(play);
             return ran;
         }
         ran?;
-        self.flush_handlers()
+        self.end_of_play_flushes(play)
     }
 
-    /// Runs the notified handlers, in the order they are defined, each once; a handler
-    /// may notify a later one. Called at the end of a play and by `meta: flush_handlers`.
+    /// Runs the notified handlers, in the order they are defined, each once per flush.
+    /// Called by `meta: flush_handlers` and where Ansible's implicit flushes are.
+    /// What was notified since the last flush wakes its handlers first; a handler that
+    /// runs may notify others, which run in this flush when they come after it, and
+    /// wait for the next one otherwise (Ansible's `notify_host` while iterating
+    /// handlers).
     fn flush_handlers(&mut self) -> Result<(), Halt> {
         let Some(play) = self.play else {
             return Ok(());
@@ -419,18 +430,35 @@ impl<'a> Executor<'a> {
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
         let pending = std::mem::take(&mut self.notified);
-        let mut woken = Woken::default();
         let order = self.handler_search_order();
         for n in &pending {
-            woken.wake(self.finds(&order, n));
-        }
-        let mut flushed = self.flush_list(&play.handlers, &inherited, &mut woken);
-        for (_, list, scope) in self.dyn_handlers.clone() {
-            if flushed.is_ok() {
-                flushed = self.flush_list(list, &scope, &mut woken);
+            for h in self.finds(&order, n) {
+                self.woken.wake(h);
             }
         }
+        let was = std::mem::replace(&mut self.in_handlers, true);
+        let mut flushed = self.flush_list(&play.handlers, &inherited);
+        for (_, list, scope) in self.dyn_handlers.clone() {
+            if flushed.is_ok() {
+                flushed = self.flush_list(list, &scope);
+            }
+        }
+        self.in_handlers = was;
         flushed
+    }
+
+    /// The handler flushes Ansible makes at the end of a play: one after each of its
+    /// sections from the last one that has tasks (`Play::end_flushes`), each run only
+    /// while a handler is notified; a handler that notified an earlier one gets it run
+    /// by the next.
+    fn end_of_play_flushes(&mut self, play: &Play) -> Result<(), Halt> {
+        for _ in 0..play.end_flushes.unwrap_or(1).max(1) {
+            if self.notified.is_empty() && self.woken.is_empty() {
+                break;
+            }
+            self.flush_handlers()?;
+        }
+        Ok(())
     }
 
     /// Every handler of the play (inside blocks too), in the order Ansible 2.18 searches
@@ -627,7 +655,14 @@ impl<'a> Executor<'a> {
                     return Err(Halt::Aborted);
                 }
             }
-            self.notified.insert(n);
+            if self.in_handlers {
+                // While handlers run, a notification wakes its handlers at once.
+                for h in self.finds(&order, &n) {
+                    self.woken.wake(h);
+                }
+            } else {
+                self.notified.insert(n);
+            }
         }
         Ok(())
     }
@@ -651,38 +686,19 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
-    /// or one the playbook wrote) is looked into, its keywords applying to the handlers
-    /// inside it.
-    /// `woken` holds the handlers what was notified when the flush started wakes; what
-    /// the handlers notify meanwhile wakes the handlers after them (and the earlier ones
-    /// at the next flush).
-    fn flush_list(
-        &mut self,
-        list: &'a [Task],
-        inherited: &Inherited<'a>,
-        woken: &mut Woken,
-    ) -> Result<(), Halt> {
+    /// Runs the woken handlers of `list`, each woken no more once it starts (so one
+    /// that notifies itself runs again at the next flush); a block among handlers (an
+    /// imported file's, or one the playbook wrote) is looked into, its keywords applying
+    /// to the handlers inside it.
+    fn flush_list(&mut self, list: &'a [Task], inherited: &Inherited<'a>) -> Result<(), Halt> {
         for handler in list {
             if let Some(block) = &handler.block {
                 let entered = self.enter(handler.origin.as_ref(), inherited);
                 let inner = Self::child_inherited(handler, &entered);
-                self.flush_list(block, &inner, woken)?;
+                self.flush_list(block, &inner)?;
                 continue;
             }
-            // Notified by a handler of this flush: used up here if it wakes this one.
-            let order = self.handler_search_order();
-            let late: Vec<(String, Vec<&'a Task>)> = self
-                .notified
-                .iter()
-                .map(|n| (n.clone(), self.finds(&order, n)))
-                .filter(|(_, found)| found.iter().any(|h| std::ptr::eq(*h, handler)))
-                .collect();
-            for (n, found) in late {
-                self.notified.remove(&n);
-                woken.wake(found);
-            }
-            if woken.has(handler) {
+            if self.woken.take(handler) {
                 self.run_task(handler, inherited, true)?;
             }
         }
@@ -778,6 +794,10 @@ impl<'a> Executor<'a> {
             return Err(Halt::Failed);
         }
         match action.as_str() {
+            "flush_handlers" if self.in_handlers => {
+                self.abort = Some("flush_handlers cannot be used as a handler".into());
+                Err(Halt::Aborted)
+            }
             "flush_handlers" => self.flush_handlers(),
             "end_play" | "end_batch" => Err(Halt::EndPlay),
             "end_host" => Err(Halt::EndHost),
@@ -3264,24 +3284,29 @@ struct Candidate<'a> {
     role: Option<&'a RoleRef>,
 }
 
-/// The handlers a flush runs: those the notifications so far woke.
+/// The handlers notified and not run yet.
 #[derive(Default)]
 struct Woken {
     handlers: Vec<*const Task>,
 }
 
 impl Woken {
-    fn wake(&mut self, found: Vec<&Task>) {
-        for h in found {
-            let p: *const Task = h;
-            if !self.handlers.contains(&p) {
-                self.handlers.push(p);
-            }
+    fn wake(&mut self, handler: &Task) {
+        let p: *const Task = handler;
+        if !self.handlers.contains(&p) {
+            self.handlers.push(p);
         }
     }
 
-    fn has(&self, handler: &Task) -> bool {
-        self.handlers.iter().any(|p| std::ptr::eq(*p, handler))
+    /// Whether `handler` was woken; it is not any more.
+    fn take(&mut self, handler: &Task) -> bool {
+        let before = self.handlers.len();
+        self.handlers.retain(|p| !std::ptr::eq(*p, handler));
+        self.handlers.len() != before
+    }
+
+    fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
     }
 }
 

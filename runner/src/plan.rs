@@ -318,6 +318,12 @@ pub struct Play {
     /// `ANSIBLE_ERROR_ON_MISSING_HANDLER=false`); by default it ends the run with an error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub missing_handler_warns: bool,
+    /// How many of Ansible's implicit handler flushes come at the end of the play: one
+    /// after each of its sections (`pre_tasks`, roles and `tasks`, `post_tasks`) from the
+    /// last that has tasks on (3, 2 or 1); unset, one. A handler that notifies an
+    /// earlier one gets it run by the next of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_flushes: Option<u8>,
     /// The play's number in the deploy, set by the packer when its hosts must wait for
     /// each other after every task (`any_errors_fatal` or `max_fail_percentage` on
     /// more than one host): the

@@ -2457,3 +2457,63 @@ fn role_handlers_answer_to_role_prefixed_names_and_topics() {
     let run = check(plan, &[]);
     assert!(notes(&run)[0].1.contains("'x : h' was not found"));
 }
+
+#[test]
+fn a_handler_notifying_an_earlier_one_gets_it_run_by_the_next_implicit_flush() {
+    // handlers target (handler_notify_earlier_handler.yml, test_handlers_infinite_loop.yml):
+    // a play of `tasks` alone has two implicit flushes after them (after tasks, after the
+    // empty post_tasks); what a handler notifies behind it waits for the next one.
+    let plan = |end_flushes: Value| {
+        play(
+            json!([with(sh("t", "true"), json!({"notify": ["h2", "self"]}))]),
+            json!({"end_flushes": end_flushes, "handlers": [
+                dbg("h1", "earlier"),
+                with(dbg("h2", "notifies h1"), json!({"changed_when": true, "notify": ["h1"]})),
+                with(dbg("self", "again"), json!({"changed_when": true, "notify": ["self"]})),
+            ]}),
+        )
+    };
+    check(
+        plan(json!(2)),
+        &[
+            ("t", "changed"),
+            ("h2", "changed,handler"),
+            ("self", "changed,handler"),
+            ("h1", "ok,handler"),
+            ("self", "changed,handler"),
+        ],
+    );
+    // One flush left (post_tasks ran last): the earlier handler never gets its turn.
+    check(
+        plan(Value::Null),
+        &[
+            ("t", "changed"),
+            ("h2", "changed,handler"),
+            ("self", "changed,handler"),
+        ],
+    );
+}
+
+#[test]
+fn flush_handlers_run_as_a_handler_ends_the_run_with_ansibles_error() {
+    // handlers target (test_flush_handlers_as_handler.yml).
+    let plan = play(
+        json!([
+            with(sh("t", "true"), json!({"notify": ["h", "later handler"]})),
+            dbg("before the flush", "runs"),
+        ]),
+        json!({"handlers": [
+            {"name": "h", "module": "meta", "args": {"_raw_params": "flush_handlers"}},
+            dbg("later handler", "never"),
+        ]}),
+    );
+    let run = check(plan, &[("t", "changed"), ("before the flush", "ok")]);
+    assert!(run.summary.host_failed);
+    assert_eq!(
+        notes(&run),
+        [(
+            "error",
+            "flush_handlers cannot be used as a handler".to_string()
+        )]
+    );
+}

@@ -224,6 +224,11 @@ impl LoadedPlay {
                 }];
             }
         }
+        // Ansible flushes after each section; those after the last section with tasks
+        // are the runner's to make at the end of the play.
+        let last = parts.iter().rposition(|p| !p.is_empty()).unwrap_or(0);
+        let end_flushes = u8::try_from(parts.len() - last).unwrap_or(1);
+        play.end_flushes = (end_flushes != 1).then_some(end_flushes);
         let mut out = Vec::new();
         for i in 0..parts.len() {
             let Some(part) = parts.get_mut(i) else {
@@ -559,6 +564,7 @@ impl Loader<'_> {
                 max_fail_percentage,
                 force_handlers,
                 missing_handler_warns: self.opts.missing_handler_warns,
+                end_flushes: None,
                 fleet: None,
                 number: None,
             },
