@@ -867,7 +867,11 @@ pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
                 .delegate_to
                 .as_deref()
                 .is_some_and(|d| rustle_runner::exec::CONTROLLER_NAMES.contains(&d));
-            let what = match (task.delegate_to.is_some(), task.run_once, to_controller) {
+            let what = match (
+                task.delegate_to.is_some(),
+                task.may_run_once(),
+                to_controller,
+            ) {
                 (true, true, true) => "run_once, delegated to the controller",
                 (true, false, true) => "delegated to the controller",
                 (true, true, false) => "run_once, delegated (delegate_to)",

@@ -1538,7 +1538,7 @@ raw_list: !unsafe ['{{ a }}', 3]
         let plan = load(&dir.path().join("play.yml"));
         let inner = block(&plan.plays[0].tasks[0]);
         assert_eq!(inner[0].delegate_to.as_deref(), Some("localhost"));
-        assert!(inner[0].run_once && inner[1].run_once);
+        assert!(inner[0].may_run_once() && inner[1].may_run_once());
         assert_eq!(inner[0].notify, ["restart"]);
         // A task's own keyword wins over the import's.
         assert_eq!(inner[1].delegate_to.as_deref(), Some("127.0.0.1"));

@@ -1202,6 +1202,7 @@ impl<'a> Executor<'a> {
                 task.ignore_errors.as_ref().or(inherited.ignore_errors),
             ),
             ("no_log", task.no_log.as_ref().or(inherited.no_log)),
+            ("run_once", task.run_once.as_ref()),
         ];
         for (name, f) in flags {
             if let Some(Err(e)) = f.map(|f| keywords::flag(&self.engine, f, ctx, name)) {
@@ -1335,7 +1336,7 @@ impl<'a> Executor<'a> {
         // `run_once`: the first host of the batch to get here runs the task; the others
         // take its result, as Ansible hands it to every host of the batch.
         let mut once_mine = false;
-        let early = if task.run_once {
+        let early = if self.task_flag(task.run_once.as_ref(), None, &ctx, "run_once", false) {
             match self.once_turn(task) {
                 Ok(OnceTurn::Mine) => {
                     once_mine = true;

@@ -510,9 +510,10 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delegate_facts: bool,
     /// `run_once`: the first host of the batch to reach the task runs it; the others
-    /// take its result (through the deployer).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub run_once: bool,
+    /// take its result (through the deployer). A template is evaluated when the task
+    /// runs, with its variables, as Ansible does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_once: Option<Flag>,
     /// `async`: the module runs as a background job on the host for at most this many
     /// seconds (`modules::async_job`); 0 or unset, in the foreground.
     #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
@@ -580,7 +581,12 @@ impl Task {
     /// Whether this task (not counting the tasks inside it) needs the controller
     /// channel: it is delegated or runs once for all hosts.
     pub fn needs_channel(&self) -> bool {
-        self.delegate_to.is_some() || self.run_once || self.throttle.is_some()
+        self.delegate_to.is_some() || self.may_run_once() || self.throttle.is_some()
+    }
+
+    /// Whether the task may run once for the batch: `run_once` is true or a template.
+    pub fn may_run_once(&self) -> bool {
+        self.run_once.as_ref().is_some_and(Flag::may_be_true)
     }
 
     /// The task's identity in the signed plan, by which a runner names it to the

@@ -437,7 +437,9 @@ fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookEr
             t.delegate_to.clone_from(&from.delegate_to);
         }
         t.delegate_facts |= from.delegate_facts;
-        t.run_once |= from.run_once;
+        if t.run_once.is_none() {
+            t.run_once.clone_from(&from.run_once);
+        }
     }
     Ok(())
 }
@@ -769,7 +771,7 @@ impl Loader<'_> {
                 "always" => always = Some(*v),
                 "delegate_to" => channel.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => channel.delegate_facts = boolean(v, at, key)?,
-                "run_once" => channel.run_once = boolean(v, at, key)?,
+                "run_once" => channel.run_once = flag(v, at, key)?,
                 "notify" => channel.notify = string_list(v, at, key)?,
                 _ if common(&mut task, key, v, at)? => {}
                 _ if TASK_ONLY.contains(&key) => {
@@ -785,7 +787,7 @@ impl Loader<'_> {
         task.block = Some(self.task_list(block, cx, at, "block")?);
         task.rescue = self.task_list(rescue, cx, at, "rescue")?;
         task.always = self.task_list(always, cx, at, "always")?;
-        if channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts {
+        if channel.delegate_to.is_some() || channel.run_once.is_some() || channel.delegate_facts {
             push_down(&mut task, &channel, at)?;
         }
         if !channel.notify.is_empty() {
@@ -844,7 +846,7 @@ impl Loader<'_> {
                 "notify" => task.notify = string_list(v, at, key)?,
                 "delegate_to" => task.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => task.delegate_facts = boolean(v, at, key)?,
-                "run_once" => task.run_once = boolean(v, at, key)?,
+                "run_once" => task.run_once = flag(v, at, key)?,
                 "async" => task.async_ = integer(v, at, key)?,
                 "poll" => task.poll = integer(v, at, key)?,
                 "throttle" => task.throttle = integer(v, at, key)?,
@@ -880,7 +882,7 @@ impl Loader<'_> {
         // Ansible runs `add_host` once for the batch (its action bypasses the host
         // loop); the others take its result, and the new host, from the one that ran it.
         if short_name(module) == "add_host" {
-            task.run_once = true;
+            task.run_once = Some(true.into());
         }
         // The module's own arguments win over `args:`, as in Ansible.
         args.extend(module_args(module, value, at)?);
@@ -957,7 +959,7 @@ impl Loader<'_> {
                     continue;
                 }
                 "run_once" => {
-                    channel.run_once = boolean(v, at, key)?;
+                    channel.run_once = flag(v, at, key)?;
                     continue;
                 }
                 "notify" => {
@@ -1021,7 +1023,8 @@ impl Loader<'_> {
                 role: None,
             });
         }
-        let pushed = channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts;
+        let pushed =
+            channel.delegate_to.is_some() || channel.run_once.is_some() || channel.delegate_facts;
         if wrapper == Task::default() && !pushed && channel.notify.is_empty() {
             return Ok(tasks);
         }
