@@ -339,6 +339,10 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.is_ansibles() => {
+            eprintln!("ERROR! {e}");
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("rustle-deploy: error: {e}");
             e.exit_code()

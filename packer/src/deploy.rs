@@ -77,6 +77,15 @@ pub enum DeployError {
 }
 
 impl DeployError {
+    /// Whether this is an error ansible-playbook gives in the same words, which the
+    /// command line prints as Ansible does (`ERROR! ...`).
+    pub fn is_ansibles(&self) -> bool {
+        matches!(
+            self,
+            DeployError::Playbook(crate::playbook::PlaybookError::Ansible(_))
+        )
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -1558,3 +1558,24 @@ fn handlers_of_a_role_an_included_role_imports_answer_notifications() {
     );
     assert!(marker.exists());
 }
+
+/// A playbook ansible-playbook itself refuses is refused in its words and form:
+/// `ERROR! ...` on stderr, then where, exit 4 (handlers target, test_role_as_handler.yml).
+#[test]
+fn a_playbook_error_ansible_gives_is_printed_as_ansible_prints_it() {
+    let env = Env::new();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        "- hosts: localhost\n  gather_facts: false\n  handlers:\n    - name: h\n      import_role: {name: r}\n",
+    )
+    .unwrap();
+    let o = env.deploy(&[site.to_str().unwrap()]);
+    assert_eq!(code(&o), 4, "{}{}", text(&o.stdout), text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("ERROR! Using 'import_role' as a handler is not supported."),
+        "{err}"
+    );
+    assert!(err.contains("site.yml:5"), "{err}");
+}

@@ -1712,4 +1712,57 @@ raw_list: !unsafe ['{{ a }}', 3]
             None
         );
     }
+
+    /// handlers target (test_block_as_handler*.yml, test_role_as_handler.yml): what
+    /// ansible-playbook refuses among handlers, refused in its words: a block inside a
+    /// handler block (or inside an imported handler file's block), and a role.
+    #[test]
+    fn handlers_refuse_nested_blocks_and_roles_in_ansibles_words() {
+        let refused = |files: &[(&str, &str)]| {
+            let dir = project(files);
+            match load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default()) {
+                Err(e @ PlaybookError::Ansible(_)) => e.to_string(),
+                other => panic!("expected Ansible's error, got {other:?}"),
+            }
+        };
+        let nested = "- name: h\n  block:\n    - debug: {}\n    - block:\n        - debug: {}\n";
+        let e = refused(&[(
+            "play.yml",
+            &format!("- hosts: all\n  handlers:\n{}", indent(nested)),
+        )]);
+        assert!(
+            e.starts_with("Using a block as a handler is not supported."),
+            "{e}"
+        );
+        let e = refused(&[
+            (
+                "play.yml",
+                "- hosts: all\n  handlers:\n    - import_tasks: h.yml\n",
+            ),
+            ("h.yml", nested),
+        ]);
+        assert!(e.contains("h.yml"), "{e}");
+        let e = refused(&[(
+            "play.yml",
+            "- hosts: all\n  handlers:\n    - name: h\n      include_role: {name: r}\n",
+        )]);
+        assert!(
+            e.starts_with("Using 'include_role' as a handler is not supported."),
+            "{e}"
+        );
+        // A block of the handlers list itself, and blocks among tasks, are fine.
+        let dir = project(&[(
+            "play.yml",
+            &format!(
+                "- hosts: all\n  tasks:\n{}  handlers:\n    - block:\n        - name: h\n          debug: {{}}\n",
+                indent(nested)
+            ),
+        )]);
+        load(&dir.path().join("play.yml"));
+    }
+
+    /// `text` indented as a list under a play key.
+    fn indent(text: &str) -> String {
+        text.lines().map(|l| format!("    {l}\n")).collect()
+    }
 }

@@ -140,6 +140,7 @@ impl Loader<'_> {
                         .parent()
                         .map(Path::to_path_buf)
                         .unwrap_or_default(),
+                    in_block: false,
                     ..cx.clone()
                 },
                 plays: BTreeSet::new(),
@@ -395,6 +396,7 @@ impl Loader<'_> {
                 playbook_dir: root.playbook_dir.clone(),
                 role: root.role.clone(),
                 handler: in_handlers,
+                in_block: false,
             };
             match yaml::read(&path, self.opts.vault.as_ref()) {
                 Ok(Yaml::Sequence(_)) => self.parse_tasks(&path, &cx, &name, library),

@@ -515,6 +515,7 @@ impl Loader<'_> {
             playbook_dir: dir.to_path_buf(),
             role: None,
             handler: false,
+            in_block: false,
         };
         let pre = self.task_list(get("pre_tasks"), &cx, &at, "pre_tasks")?;
         let mut main = self.roles_section(get("roles"), &cx, &at)?;
@@ -522,6 +523,7 @@ impl Loader<'_> {
         let post = self.task_list(get("post_tasks"), &cx, &at, "post_tasks")?;
         let handler_cx = Cx {
             handler: true,
+            in_block: false,
             ..cx.clone()
         };
         let own_handlers = self.task_list(get("handlers"), &handler_cx, &at, "handlers")?;

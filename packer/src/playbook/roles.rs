@@ -306,6 +306,7 @@ impl Loader<'_> {
                     playbook_dir: cx.playbook_dir.clone(),
                     role: Some(Rc::clone(&info)),
                     handler: false,
+                    in_block: false,
                 };
                 self.task_file(&path, &role_cx)?
             }
@@ -321,6 +322,7 @@ impl Loader<'_> {
                     playbook_dir: cx.playbook_dir.clone(),
                     role: Some(Rc::clone(&info)),
                     handler: true,
+                    in_block: false,
                 };
                 for mut h in self.task_file(&path, &handler_cx)? {
                     // Handlers run outside the role's block: they carry its variables

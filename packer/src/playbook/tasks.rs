@@ -209,6 +209,9 @@ pub(crate) struct Cx {
     pub(crate) role: Option<Rc<RoleInfo>>,
     /// Reading handlers (`listen` is allowed).
     pub(crate) handler: bool,
+    /// Reading the tasks of a block: among handlers, a block there is one Ansible
+    /// refuses (a block of the handlers list itself is only handlers with keywords).
+    pub(crate) in_block: bool,
 }
 
 /// A mapping key as a string, or an error naming where.
@@ -695,6 +698,9 @@ impl Loader<'_> {
             .and_then(|(_, v)| scalar_str(v));
         let at = at.named(name.as_deref());
         if entries.iter().any(|(k, _)| k == "block") {
+            if cx.handler && cx.in_block {
+                return Err(at.ansible("block", "Using a block as a handler is not supported."));
+            }
             // Among handlers, the tasks inside a block are the handlers notified by name,
             // with the block's keywords.
             return Ok(vec![self.block(&entries, cx, &at)?]);
@@ -731,6 +737,12 @@ impl Loader<'_> {
                      runner cannot run them",
                     plugin.display()
                 ),
+            ));
+        }
+        if cx.handler && matches!(short_name(&module), "include_role" | "import_role") {
+            return Err(at.ansible(
+                &module,
+                format!("Using '{module}' as a handler is not supported."),
             ));
         }
         match short_name(&module) {
@@ -784,9 +796,13 @@ impl Loader<'_> {
                 }
             }
         }
-        task.block = Some(self.task_list(block, cx, at, "block")?);
-        task.rescue = self.task_list(rescue, cx, at, "rescue")?;
-        task.always = self.task_list(always, cx, at, "always")?;
+        let inner = Cx {
+            in_block: true,
+            ..cx.clone()
+        };
+        task.block = Some(self.task_list(block, &inner, at, "block")?);
+        task.rescue = self.task_list(rescue, &inner, at, "rescue")?;
+        task.always = self.task_list(always, &inner, at, "always")?;
         if channel.delegate_to.is_some() || channel.run_once.is_some() || channel.delegate_facts {
             push_down(&mut task, &channel, at)?;
         }
@@ -984,7 +1000,13 @@ impl Loader<'_> {
                 let name = include_arg(module, &args, &["file"], at)?;
                 let path = self.find_task_file(module, &name, cx, at)?;
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                let child = Cx { dir, ..cx.clone() };
+                // An imported file's entries are a list of blocks again, as Ansible
+                // reads it.
+                let child = Cx {
+                    dir,
+                    in_block: false,
+                    ..cx.clone()
+                };
                 (self.task_file(&path, &child)?, Some(path))
             }
             Include::Role => {
