@@ -1738,7 +1738,17 @@ pub fn stderr_lines(ev: &Event) -> Vec<String> {
     let result = match ev {
         Event::Task { result, .. } => result,
         Event::Warning { msg, .. } => return vec![format!("[WARNING]: {}", printable(msg))],
-        Event::Error { msg, .. } => return vec![format!("ERROR! {}", printable(msg))],
+        // An error runs over several lines (its text, then where), each escaped.
+        Event::Error { msg, .. } => {
+            return msg
+                .lines()
+                .enumerate()
+                .map(|(i, l)| match i {
+                    0 => format!("ERROR! {}", printable(l)),
+                    _ => printable(l).into_owned(),
+                })
+                .collect();
+        }
         _ => return Vec::new(),
     };
     let items = result

@@ -1979,8 +1979,14 @@ impl<'a> Executor<'a> {
             let found = if module == "include_role" {
                 self.find_role_included(task, &ctx)
             } else {
-                self.find_included(task, inherited, handler, &ctx)
-                    .map(|(path, tasks)| Inclusion::Tasks { path, tasks })
+                match self.find_included(task, inherited, handler, &ctx) {
+                    Ok((path, tasks)) => Ok(Inclusion::Tasks { path, tasks }),
+                    Err(NotIncluded::Failed(result)) => Err(result),
+                    Err(NotIncluded::Ansible(msg)) => {
+                        self.abort = Some(msg);
+                        return Err(Halt::Aborted);
+                    }
+                }
             };
             let found = match found {
                 Ok(found) => found,
@@ -2188,7 +2194,9 @@ impl<'a> Executor<'a> {
                 None => Ok(None),
                 Some(p) => match library.tasks.get(&p) {
                     Some(Parsed::Ok(t)) => Ok(Some((p, t.as_slice()))),
-                    Some(Parsed::Refused(why)) => Err(format!("{p} cannot be included: {why}")),
+                    Some(Parsed::Refused(why) | Parsed::Ansible(why)) => {
+                        Err(format!("{p} cannot be included: {why}"))
+                    }
                     None => Err(format!("{p} cannot be included: it is not a list of tasks")),
                 },
             }
@@ -2361,7 +2369,7 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'_>,
         handler: bool,
         ctx: &JValue,
-    ) -> Result<(String, &'a [Task]), Vars> {
+    ) -> Result<(String, &'a [Task]), NotIncluded> {
         let raw = task
             .args
             .get("file")
@@ -2371,11 +2379,11 @@ impl<'a> Executor<'a> {
         let target = match self.engine.render_value(&raw, ctx) {
             Ok(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
             Ok(other) => {
-                return Err(failed_result(format!(
+                return Err(NotIncluded::Failed(failed_result(format!(
                     "include_tasks: expected a file name, got: {other}"
-                )));
+                ))));
             }
-            Err(e) => return Err(failed_result(e.to_string())),
+            Err(e) => return Err(NotIncluded::Failed(failed_result(e.to_string()))),
         };
         let fail = |reason: String| {
             let mut r = failed_result(reason.clone());
@@ -2390,23 +2398,28 @@ impl<'a> Executor<'a> {
             if let Some(parsed) = library.tasks.get(c) {
                 return match parsed {
                     Parsed::Ok(tasks) => Ok((c.clone(), tasks.as_slice())),
-                    Parsed::Refused(why) => Err(fail(format!("{c} cannot be included: {why}"))),
+                    Parsed::Refused(why) => Err(NotIncluded::Failed(fail(format!(
+                        "{c} cannot be included: {why}"
+                    )))),
+                    Parsed::Ansible(why) => Err(NotIncluded::Ansible(why.clone())),
                 };
             }
             if let Some(why) = library.unreadable.get(c) {
-                return Err(fail(format!("{c} cannot be included: {why}")));
+                return Err(NotIncluded::Failed(fail(format!(
+                    "{c} cannot be included: {why}"
+                ))));
             }
             if shared.files.contains_key(c) || library.vars.contains_key(c) {
-                return Err(fail(format!(
+                return Err(NotIncluded::Failed(fail(format!(
                     "{c} cannot be included: it is not a list of tasks"
-                )));
+                ))));
             }
         }
         let last = candidates.last().cloned().unwrap_or_else(|| target.clone());
-        Err(fail(format!(
+        Err(NotIncluded::Failed(fail(format!(
             "Could not find or access '{last}' on the Ansible Controller. Looked for '{target}' at: {}, among the controller files this payload carries",
             candidates.join(", ")
-        )))
+        ))))
     }
 
     fn task_name(&self, task: &Task, ctx: &JValue) -> String {
@@ -3273,6 +3286,14 @@ impl<'a> Executor<'a> {
             result,
         });
     }
+}
+
+/// Why an `include_tasks` file is not included.
+enum NotIncluded {
+    /// The include fails, with this result.
+    Failed(Vars),
+    /// Ansible refuses the file when it reads it: the run ends with its error.
+    Ansible(String),
 }
 
 /// A handler as notifications look for it: the task, and where it came from (`None`:

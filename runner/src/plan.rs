@@ -204,6 +204,9 @@ pub enum Parsed<T> {
     Ok(T),
     /// Why it cannot be used, naming file, line and keyword.
     Refused(String),
+    /// Ansible itself refuses the file when it reads it (its words, then where):
+    /// including it ends the run with `ERROR! ...`, as in Ansible.
+    Ansible(String),
 }
 
 /// A custom module's Rust source: given inline, or as a file the packer reads.

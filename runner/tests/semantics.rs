@@ -2517,3 +2517,32 @@ fn flush_handlers_run_as_a_handler_ends_the_run_with_ansibles_error() {
         )]
     );
 }
+
+#[test]
+fn including_a_file_ansible_refuses_ends_the_run_with_its_error() {
+    // handlers target (test_block_as_handler-include.yml): the packer read the file a
+    // handler includes as Ansible does and refused it in Ansible's words; including it
+    // ends the run with that error, as ansible-playbook's parser error does.
+    let mut plan = play(
+        json!([
+            with(sh("t", "true"), json!({"notify": ["h"]})),
+            dbg("before the handlers", "runs"),
+        ]),
+        json!({"handlers": [
+            {"name": "h", "module": "include_tasks", "args": {"_raw_params": "/p/h.yml"}},
+        ]}),
+    );
+    plan["library"] = json!({"tasks": {
+        "/p/h.yml": {"ansible": "Using a block as a handler is not supported.\n\nThe error appears to be in /p/h.yml:4"}
+    }});
+    let run = check(plan, &[("t", "changed"), ("before the handlers", "ok")]);
+    assert!(run.summary.host_failed);
+    let notes = notes(&run);
+    assert_eq!(notes[0].0, "error");
+    assert!(
+        notes[0]
+            .1
+            .starts_with("Using a block as a handler is not supported."),
+        "{notes:?}"
+    );
+}

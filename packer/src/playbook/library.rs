@@ -441,6 +441,7 @@ impl Loader<'_> {
                 }
                 Parsed::Ok(tasks)
             }
+            Err(e @ super::PlaybookError::Ansible(_)) => Parsed::Ansible(e.with_line().to_string()),
             Err(e) => Parsed::Refused(e.with_line().to_string()),
         };
         library.tasks.insert(name.to_string(), parsed);
