@@ -155,6 +155,8 @@ pub struct Executor<'a> {
     woken: Woken,
     /// Handlers are running (a flush): notifications wake handlers at once.
     in_handlers: bool,
+    /// The failure that stopped the host (`failure`) was a handler's.
+    failed_handler: bool,
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
     failure: Option<(String, String, Value)>,
@@ -264,6 +266,7 @@ impl<'a> Executor<'a> {
             abort: None,
             woken: Woken::default(),
             in_handlers: false,
+            failed_handler: false,
             failure: None,
             play: None,
             facts_used: None,
@@ -878,9 +881,13 @@ impl<'a> Executor<'a> {
             // sends a host marked failed there, but nothing of this host failed.
             result = self.run_list(&task.rescue, &inh, handler);
         } else if result == Err(Halt::Failed) && !task.rescue.is_empty() {
-            self.recap.rescued += 1;
-            // The failure that rescue handled no longer counts against the host.
-            self.recap.failed = self.recap.failed.saturating_sub(1);
+            // The failure that rescue handled no longer counts against the host; but a
+            // handler's (a flush in the block) still does, and rescues nothing in the
+            // recap, as Ansible counts it.
+            if !std::mem::take(&mut self.failed_handler) {
+                self.recap.rescued += 1;
+                self.recap.failed = self.recap.failed.saturating_sub(1);
+            }
             // As Ansible does, the rescue section sees what failed.
             if let Some((name, action, result)) = self.failure.take() {
                 self.host_facts.insert(
@@ -1487,6 +1494,7 @@ impl<'a> Executor<'a> {
                 true,
             );
         if failed {
+            self.failed_handler = false;
             self.failure = Some((
                 task.display_name(),
                 task.module_name().to_string(),
@@ -1868,6 +1876,7 @@ impl<'a> Executor<'a> {
             );
         if status == Status::Failed && !ignored {
             self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
+            self.failed_handler = handler;
         }
         // no_log hides what a task saw and said, as Ansible's output does; the
         // registered variable keeps the real result.

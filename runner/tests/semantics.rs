@@ -2546,3 +2546,37 @@ fn including_a_file_ansible_refuses_ends_the_run_with_its_error() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn a_handler_failing_in_a_blocks_flush_goes_to_its_rescue_and_still_counts_as_failed() {
+    // handlers target (test_flush_handlers_rescue_always.yml), as ansible-playbook 2.18
+    // counts it: the rescue and always run and the play goes on, but the recap keeps
+    // the handler's failure and counts no rescue.
+    let plan = play(
+        json!([
+            {"block": [
+                with(sh("t", "true"), json!({"notify": ["h"]})),
+                {"module": "meta", "args": {"_raw_params": "flush_handlers"}},
+            ], "rescue": [dbg("rescue", "rescue ran")], "always": [dbg("always", "always ran")]},
+            dbg("after", "runs"),
+        ]),
+        json!({"handlers": [
+            {"name": "h", "module": "fail", "args": {}},
+        ]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("t", "changed"),
+            ("h", "failed,handler"),
+            ("rescue", "ok"),
+            ("always", "ok"),
+            ("after", "ok"),
+        ],
+    );
+    assert!(!run.summary.host_failed);
+    assert_eq!(
+        run.recap(),
+        "ok=4 changed=1 unreachable=0 failed=1 skipped=0 rescued=0 ignored=0"
+    );
+}
