@@ -92,6 +92,21 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Fails the test, showing `out`, unless it holds `wanted`.
+fn assert_has(out: &[u8], wanted: &str) {
+    let out = text(out);
+    assert!(out.contains(wanted), "{wanted:?} not in:\n{out}");
+}
+
+/// Deploys `playbook`, written as the environment's `site.yml`, and checks its exit code.
+fn deploy_site(env: &Env, playbook: &str, want: i32) -> Output {
+    let site = env.path("site.yml");
+    std::fs::write(&site, playbook).unwrap();
+    let o = env.deploy(&[site.to_str().unwrap()]);
+    assert_eq!(code(&o), want, "{}{}", text(&o.stdout), text(&o.stderr));
+    o
+}
+
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
@@ -1488,11 +1503,7 @@ fn a_notification_of_no_handler_is_ansibles_error_or_with_the_setting_a_warning(
     let wanted = "The requested handler 'nobody_listens' was not found in either the main handlers list nor in the listening handlers list";
     let o = run(None);
     assert_eq!(code(&o), 2, "{}{}", text(&o.stdout), text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains(&format!("ERROR! {wanted}")),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_has(&o.stderr, &format!("ERROR! {wanted}"));
     assert!(
         !text(&o.stdout).contains("PLAY RECAP"),
         "{}",
@@ -1502,16 +1513,8 @@ fn a_notification_of_no_handler_is_ansibles_error_or_with_the_setting_a_warning(
 
     let o = run(Some("false"));
     assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains(&format!("[WARNING]: {wanted}")),
-        "{}",
-        text(&o.stderr)
-    );
-    assert!(
-        text(&o.stdout).contains("PLAY RECAP"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert_has(&o.stderr, &format!("[WARNING]: {wanted}"));
+    assert_has(&o.stdout, "PLAY RECAP");
     assert!(marker.exists());
 }
 
@@ -1543,19 +1546,12 @@ fn handlers_of_a_role_an_included_role_imports_answer_notifications() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
-    let site = env.path("site.yml");
-    std::fs::write(
-        &site,
+    let o = deploy_site(
+        &env,
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role: {name: outer}\n",
-    )
-    .unwrap();
-    let o = env.deploy(&[site.to_str().unwrap()]);
-    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
-    assert!(
-        text(&o.stdout).contains("RUNNING HANDLER [inner : inner handler]"),
-        "{}",
-        text(&o.stdout)
+        0,
     );
+    assert_has(&o.stdout, "RUNNING HANDLER [inner : inner handler]");
     assert!(marker.exists());
 }
 
@@ -1564,14 +1560,11 @@ fn handlers_of_a_role_an_included_role_imports_answer_notifications() {
 #[test]
 fn a_playbook_error_ansible_gives_is_printed_as_ansible_prints_it() {
     let env = Env::new();
-    let site = env.path("site.yml");
-    std::fs::write(
-        &site,
+    let o = deploy_site(
+        &env,
         "- hosts: localhost\n  gather_facts: false\n  handlers:\n    - name: h\n      import_role: {name: r}\n",
-    )
-    .unwrap();
-    let o = env.deploy(&[site.to_str().unwrap()]);
-    assert_eq!(code(&o), 4, "{}{}", text(&o.stdout), text(&o.stderr));
+        4,
+    );
     let err = text(&o.stderr);
     assert!(
         err.starts_with("ERROR! Using 'import_role' as a handler is not supported."),
