@@ -622,7 +622,7 @@ impl HostChannel {
                 Ok(())
             }
             RequestKind::RunOnce => {
-                if !task.run_once {
+                if !task.may_run_once() {
                     return refuse(
                         self,
                         format!("task '{}' is not run_once", task.display_name()),
@@ -1100,7 +1100,7 @@ pub(crate) mod tests {
         );
         delegated.delegate_to = Some("localhost".into());
         let mut once = task("once", "debug", json!({"msg": "x"}));
-        once.run_once = true;
+        once.run_once = Some(true.into());
         let sealed = sealed(vec![plain.clone(), delegated.clone(), once.clone()]);
         (sealed, plain, delegated, once)
     }

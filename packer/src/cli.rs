@@ -339,6 +339,10 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.is_ansibles() => {
+            eprintln!("ERROR! {e}");
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("rustle-deploy: error: {e}");
             e.exit_code()
@@ -374,6 +378,7 @@ fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
         let mut inventory = Inventory::load_with_vault(inv, vault.as_ref())?;
         inventory.set_limit(limit)?;
     }
+    let settings = config::load(None, &|k| std::env::var(k).ok())?;
     let opts = crate::playbook::PlaybookOptions {
         extra_vars: crate::playbook::parse_extra_vars(&c.input.extra_vars, vault.as_ref())?,
         tags: c.input.tags.clone(),
@@ -384,8 +389,8 @@ fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
         limit: c.input.limit.clone(),
         verbosity: 0,
         adhoc: None,
-        force_handlers: c.input.force_handlers
-            || config::load(None, &|k| std::env::var(k).ok())?.force_handlers,
+        force_handlers: c.input.force_handlers || settings.force_handlers,
+        missing_handler_warns: !settings.error_on_missing_handler,
     };
     let plan = crate::playbook::load_playbook(&c.playbook, &opts)?;
     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
@@ -603,8 +608,8 @@ fn printer(verbosity: u8) -> remote::OnEvent {
     let lines = deploy::Printer::new(verbosity);
     Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
         lines.print(host, ev, &mut |line| println!("{line}"));
-        // Ansible writes warnings to stderr.
-        for w in deploy::task_warnings(ev) {
+        // Ansible writes warnings and errors to stderr.
+        for w in deploy::stderr_lines(ev) {
             eprintln!("{w}");
         }
     })
@@ -616,7 +621,7 @@ fn adhoc_printer() -> remote::OnEvent {
         if let Some(text) = crate::adhoc::line(host, ev) {
             println!("{text}");
         }
-        for w in deploy::task_warnings(ev) {
+        for w in deploy::stderr_lines(ev) {
             eprintln!("{w}");
         }
     })
@@ -641,7 +646,7 @@ fn progress(hosts: usize, verbosity: u8) -> (remote::OnEvent, Option<indicatif::
     let on_event: remote::OnEvent =
         Arc::new(move |host: &str, ev: &rustle_runner::events::Event| {
             lines.print(host, ev, &mut |line| b.println(line));
-            for w in deploy::task_warnings(ev) {
+            for w in deploy::stderr_lines(ev) {
                 b.println(w);
             }
             if let rustle_runner::events::Event::Recap { .. } = ev {
@@ -1027,6 +1032,7 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         }),
         adhoc: args.adhoc.clone(),
         force_handlers: args.input.force_handlers || set.force_handlers,
+        missing_handler_warns: !set.error_on_missing_handler,
     };
     let mut prepared = deploy::prepare(&opts, !args.dry_run)?;
     if args.verbose > 0 || args.dry_run {

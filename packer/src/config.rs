@@ -80,6 +80,9 @@ pub const ENV_ZIG: &str = "RUSTLE_CROSS_COMPILE_ZIG";
 /// Ansible's `FORCE_HANDLERS` setting: plays that do not say run their notified
 /// handlers on a host even after it failed; a boolean.
 pub const ENV_FORCE_HANDLERS: &str = "ANSIBLE_FORCE_HANDLERS";
+/// Ansible's `ERROR_ON_MISSING_HANDLER` setting: whether a changed task that notifies a
+/// handler nobody defines ends the run (true, the default) or only warns; a boolean.
+pub const ENV_ERROR_ON_MISSING_HANDLER: &str = "ANSIBLE_ERROR_ON_MISSING_HANDLER";
 
 const MIB: u64 = 1024 * 1024;
 
@@ -245,6 +248,9 @@ pub struct Settings {
     /// `ANSIBLE_FORCE_HANDLERS`: a play's default `force_handlers`, as
     /// `--force-handlers` sets it. Default off.
     pub force_handlers: bool,
+    /// `ANSIBLE_ERROR_ON_MISSING_HANDLER`: a notification of a handler that does not
+    /// exist ends the run (true) or is warned about. Default on.
+    pub error_on_missing_handler: bool,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
 }
@@ -271,6 +277,7 @@ impl Default for Settings {
             optimization_level: None,
             strip_symbols: None,
             force_handlers: false,
+            error_on_missing_handler: true,
             source: None,
         }
     }
@@ -709,6 +716,10 @@ fn apply_env(
     }
     if let Some(v) = get(ENV_FORCE_HANDLERS) {
         s.force_handlers = parse_bool(&v).map_err(bad(ENV_FORCE_HANDLERS, &v))?;
+    }
+    if let Some(v) = get(ENV_ERROR_ON_MISSING_HANDLER) {
+        s.error_on_missing_handler =
+            parse_bool(&v).map_err(bad(ENV_ERROR_ON_MISSING_HANDLER, &v))?;
     }
     Ok(())
 }

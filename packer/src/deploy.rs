@@ -77,6 +77,15 @@ pub enum DeployError {
 }
 
 impl DeployError {
+    /// Whether this is an error ansible-playbook gives in the same words, which the
+    /// command line prints as Ansible does (`ERROR! ...`).
+    pub fn is_ansibles(&self) -> bool {
+        matches!(
+            self,
+            DeployError::Playbook(crate::playbook::PlaybookError::Ansible(_))
+        )
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -155,6 +164,8 @@ pub struct Options {
     pub adhoc: Option<serde_norway::Value>,
     /// `--force-handlers`: the plays' default `force_handlers`.
     pub force_handlers: bool,
+    /// `ANSIBLE_ERROR_ON_MISSING_HANDLER` off: a notification of no handler only warns.
+    pub missing_handler_warns: bool,
 }
 
 /// How SSH hosts are probed for their platform.
@@ -301,6 +312,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
             verbosity: opts.verbosity,
             adhoc: opts.adhoc.clone().map(|doc| (opts.plan.clone(), doc)),
             force_handlers: opts.force_handlers,
+            missing_handler_warns: opts.missing_handler_warns,
             ..Default::default()
         };
         let plan = crate::playbook::load_playbooks(&opts.plan, &opts.more_plans, &pb)?;
@@ -864,7 +876,11 @@ pub fn channel_tasks(p: &Prepared) -> Vec<(String, &'static str, Vec<String>)> {
                 .delegate_to
                 .as_deref()
                 .is_some_and(|d| rustle_runner::exec::CONTROLLER_NAMES.contains(&d));
-            let what = match (task.delegate_to.is_some(), task.run_once, to_controller) {
+            let what = match (
+                task.delegate_to.is_some(),
+                task.may_run_once(),
+                to_controller,
+            ) {
                 (true, true, true) => "run_once, delegated to the controller",
                 (true, false, true) => "delegated to the controller",
                 (true, true, false) => "run_once, delegated (delegate_to)",
@@ -1158,6 +1174,10 @@ pub struct HostResult {
     pub overflowed: bool,
     /// Bytes of task results held in `tasks` (as JSON), bounded by [`MAX_KEPT_BYTES`].
     pub kept_bytes: u64,
+    /// The host's run ended with an error with which Ansible ends a whole run
+    /// ([`Event::Error`], also in `error`): as Ansible prints no recap then, the
+    /// recap leaves the host out.
+    pub aborted: bool,
 }
 
 impl HostResult {
@@ -1173,6 +1193,7 @@ impl HostResult {
             release_dir,
             overflowed: false,
             kept_bytes: 0,
+            aborted: false,
         }
     }
 
@@ -1411,6 +1432,12 @@ pub fn handle_line(
         Some(ev) => {
             if let Event::Recap { recap, .. } = &ev {
                 result.recap = *recap;
+            }
+            if let Event::Error { msg, .. } = &ev {
+                result.aborted = true;
+                let e = result.error.get_or_insert_with(String::new);
+                e.push_str(msg);
+                e.push('\n');
             }
             if !matches!(ev, Event::Task { .. }) {
                 on_event(host, &ev);
@@ -1703,11 +1730,26 @@ impl Printer {
     }
 }
 
-/// The warnings a finished task's module gave (its result's `warnings`, and each loop
-/// item's), as Ansible prints them: `[WARNING]: text`, escaped like every host string.
-pub fn task_warnings(ev: &Event) -> Vec<String> {
-    let Event::Task { result, .. } = ev else {
-        return Vec::new();
+/// What Ansible writes to stderr for an event: the warnings a finished task's module
+/// gave (its result's `warnings`, and each loop item's) and the runner's own
+/// ([`Event::Warning`]) as `[WARNING]: text`, and an error that ended the host's run
+/// ([`Event::Error`]) as `ERROR! text`; escaped like every host string.
+pub fn stderr_lines(ev: &Event) -> Vec<String> {
+    let result = match ev {
+        Event::Task { result, .. } => result,
+        Event::Warning { msg, .. } => return vec![format!("[WARNING]: {}", printable(msg))],
+        // An error runs over several lines (its text, then where), each escaped.
+        Event::Error { msg, .. } => {
+            return msg
+                .lines()
+                .enumerate()
+                .map(|(i, l)| match i {
+                    0 => format!("ERROR! {}", printable(l)),
+                    _ => printable(l).into_owned(),
+                })
+                .collect();
+        }
+        _ => return Vec::new(),
     };
     let items = result
         .get("results")
@@ -1752,10 +1794,14 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// The recap block.
+/// The recap block: every host but those whose run an error ended, as Ansible prints
+/// no recap after such an error (nothing when no other host is left).
 pub fn recap_text(results: &[HostResult]) -> String {
+    if results.iter().all(|r| r.aborted) && !results.is_empty() {
+        return String::new();
+    }
     let mut out = String::from("PLAY RECAP\n");
-    for r in results {
+    for r in results.iter().filter(|r| !r.aborted) {
         let c = r.recap;
         out.push_str(&format!(
             "{:<20} : ok={} changed={} unreachable={} failed={} skipped={} rescued={} ignored={}\n",
@@ -1925,11 +1971,11 @@ mod tests {
                        "results": [{"warnings": ["item one"]}, {"changed": true}]}}))
         .unwrap();
         assert_eq!(
-            task_warnings(&ev),
+            stderr_lines(&ev),
             ["[WARNING]: empty \\x1b[2J regexp", "[WARNING]: item one"]
         );
         let quiet: Event = serde_json::from_str(&task_event("t", "ok", "m")).unwrap();
-        assert!(task_warnings(&quiet).is_empty());
+        assert!(stderr_lines(&quiet).is_empty());
     }
 
     /// loop_control target (runme.sh greps `(item=looped_var foo_label)`): each item

@@ -419,8 +419,8 @@ fn playbook_keywords_for_the_channel() {
     assert_eq!(tasks[0].delegate_to.as_deref(), Some("localhost"));
     assert_eq!(tasks[1].delegate_to.as_deref(), Some("localhost"));
     assert_eq!(tasks[2].delegate_to.as_deref(), Some("{{ groups.all[0] }}"));
-    assert!(tasks[2].delegate_facts && tasks[2].run_once);
-    assert!(tasks[3].delegate_to.is_none() && !tasks[3].run_once);
+    assert!(tasks[2].delegate_facts && tasks[2].may_run_once());
+    assert!(tasks[3].delegate_to.is_none() && !tasks[3].may_run_once());
     // Another inventory host by name: checked against the inventory when it runs.
     let plan = load("- hosts: all\n  tasks:\n    - command: x\n      delegate_to: db1\n").unwrap();
     assert_eq!(plan.plays[0].tasks[0].delegate_to.as_deref(), Some("db1"));
@@ -437,7 +437,7 @@ fn playbook_keywords_for_the_channel() {
         inner[1].delegate_to.as_deref(),
         Some("{{ inventory_hostname }}")
     );
-    assert!(inner[0].run_once && inner[1].run_once);
+    assert!(inner[0].may_run_once() && inner[1].may_run_once());
     for (yaml, keyword, why) in [
         (
             "- hosts: all\n  tasks:\n    - command: x\n      connection: ssh\n",

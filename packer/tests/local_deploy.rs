@@ -92,6 +92,21 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Fails the test, showing `out`, unless it holds `wanted`.
+fn assert_has(out: &[u8], wanted: &str) {
+    let out = text(out);
+    assert!(out.contains(wanted), "{wanted:?} not in:\n{out}");
+}
+
+/// Deploys `playbook`, written as the environment's `site.yml`, and checks its exit code.
+fn deploy_site(env: &Env, playbook: &str, want: i32) -> Output {
+    let site = env.path("site.yml");
+    std::fs::write(&site, playbook).unwrap();
+    let o = env.deploy(&[site.to_str().unwrap()]);
+    assert_eq!(code(&o), want, "{}{}", text(&o.stdout), text(&o.stderr));
+    o
+}
+
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
@@ -1457,4 +1472,103 @@ fn task_output_has_ansibles_banners_debug_messages_and_verbose_results() {
     assert!(out.contains("\"stdout\": \"CALLED_TASK\""), "{out}");
     assert!(out.contains("\"stdout\": \"CALLED_HANDLER\""), "{out}");
     assert!(!out.contains("_ansible_"), "{out}");
+}
+
+/// A changed task notifying a handler nobody defines ends the run as ansible-playbook
+/// does: `ERROR! The requested handler ...` on stderr and no recap (handlers target,
+/// test_handlers_inexistent_notify.yml); `ANSIBLE_ERROR_ON_MISSING_HANDLER=false` makes
+/// it a warning and the play goes on.
+#[test]
+fn a_notification_of_no_handler_is_ansibles_error_or_with_the_setting_a_warning() {
+    let env = Env::new();
+    let marker = env.path("after");
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - command: /bin/true\n      notify: nobody_listens\n    - file: {{path: '{}', state: touch}}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let run = |setting: Option<&str>| {
+        let mut cmd = env.command();
+        cmd.arg(&site)
+            .env_remove("ANSIBLE_ERROR_ON_MISSING_HANDLER");
+        if let Some(v) = setting {
+            cmd.env("ANSIBLE_ERROR_ON_MISSING_HANDLER", v);
+        }
+        cmd.output().unwrap()
+    };
+    let wanted = "The requested handler 'nobody_listens' was not found in either the main handlers list nor in the listening handlers list";
+    let o = run(None);
+    assert_eq!(code(&o), 2, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_has(&o.stderr, &format!("ERROR! {wanted}"));
+    assert!(
+        !text(&o.stdout).contains("PLAY RECAP"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(!marker.exists(), "nothing runs after the error");
+
+    let o = run(Some("false"));
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_has(&o.stderr, &format!("[WARNING]: {wanted}"));
+    assert_has(&o.stdout, "PLAY RECAP");
+    assert!(marker.exists());
+}
+
+/// The handlers of a role imported by a role included at run time join the play's
+/// when the include runs, as Ansible adds them when it reads the import (handlers
+/// target, 58841.yml).
+#[test]
+fn handlers_of_a_role_an_included_role_imports_answer_notifications() {
+    let env = Env::new();
+    let marker = env.path("handled");
+    for (path, text) in [
+        (
+            "roles/outer/tasks/main.yml",
+            "- import_role: {name: inner}\n".to_string(),
+        ),
+        (
+            "roles/inner/tasks/main.yml",
+            "- command: /bin/true\n  notify: inner handler\n".to_string(),
+        ),
+        (
+            "roles/inner/handlers/main.yml",
+            format!(
+                "- name: inner handler\n  file: {{path: '{}', state: touch}}\n",
+                marker.display()
+            ),
+        ),
+    ] {
+        let p = env.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role: {name: outer}\n",
+        0,
+    );
+    assert_has(&o.stdout, "RUNNING HANDLER [inner : inner handler]");
+    assert!(marker.exists());
+}
+
+/// A playbook ansible-playbook itself refuses is refused in its words and form:
+/// `ERROR! ...` on stderr, then where, exit 4 (handlers target, test_role_as_handler.yml).
+#[test]
+fn a_playbook_error_ansible_gives_is_printed_as_ansible_prints_it() {
+    let env = Env::new();
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  handlers:\n    - name: h\n      import_role: {name: r}\n",
+        4,
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("ERROR! Using 'import_role' as a handler is not supported."),
+        "{err}"
+    );
+    assert!(err.contains("site.yml:5"), "{err}");
 }

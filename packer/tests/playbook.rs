@@ -362,7 +362,13 @@ mod playbook {
             handler_names,
             ["reload common", "restart web", "pre handler"]
         );
-        assert_eq!(web.handlers[1].listen, ["web : restart web"]);
+        // It answers to `web : restart web` by its role (the runner's matching).
+        assert!(web.handlers[1].listen.is_empty());
+        let role = web.handlers[1]
+            .origin
+            .as_ref()
+            .and_then(|o| o.role.as_ref());
+        assert_eq!(role.map(|r| r.name.as_str()), Some("web"));
         assert_eq!(web.handlers[1].vars["web_pkg"], json!("nginx"));
         assert_eq!(web.handlers[1].vars["web_user"], json!("www"));
     }
@@ -1532,7 +1538,7 @@ raw_list: !unsafe ['{{ a }}', 3]
         let plan = load(&dir.path().join("play.yml"));
         let inner = block(&plan.plays[0].tasks[0]);
         assert_eq!(inner[0].delegate_to.as_deref(), Some("localhost"));
-        assert!(inner[0].run_once && inner[1].run_once);
+        assert!(inner[0].may_run_once() && inner[1].may_run_once());
         assert_eq!(inner[0].notify, ["restart"]);
         // A task's own keyword wins over the import's.
         assert_eq!(inner[1].delegate_to.as_deref(), Some("127.0.0.1"));
@@ -1663,10 +1669,11 @@ raw_list: !unsafe ['{{ a }}', 3]
         assert!(text.contains("shared handler"), "{text}");
     }
 
-    /// handlers target (test_handlers_listen.yml): a role's handlers answer to `role :
-    /// name` and `role : topic`, a collection's role by its short name and by its FQCN.
+    /// handlers target (test_handlers_listen.yml): a role's handlers carry the role by
+    /// the name it was asked for (a collection's by its FQCN), through which the runner
+    /// matches `role : name` and `role : topic`; their own topics stay as written.
     #[test]
-    fn role_handlers_answer_to_their_role_prefixed_names_and_topics() {
+    fn role_handlers_carry_the_role_their_prefixed_names_come_from() {
         let dir = project(&[
             ("play.yml", "- hosts: all\n  roles:\n    - ns.col.r\n"),
             (
@@ -1679,15 +1686,83 @@ raw_list: !unsafe ['{{ a }}', 3]
             ),
         ]);
         let plan = load(&dir.path().join("play.yml"));
-        let listen = &plan.plays[0].handlers[0].listen;
-        for want in [
-            "topic",
-            "ns.col.r : h",
-            "ns.col.r : topic",
-            "r : h",
-            "r : topic",
-        ] {
-            assert!(listen.iter().any(|l| l == want), "{want}: {listen:?}");
-        }
+        let handler = &plan.plays[0].handlers[0];
+        assert_eq!(handler.listen, ["topic"]);
+        let role = handler.origin.as_ref().and_then(|o| o.role.as_ref());
+        assert_eq!(role.map(|r| r.name.as_str()), Some("ns.col.r"));
+    }
+
+    /// handlers target (handler_notify_earlier_handler.yml): Ansible flushes handlers
+    /// after each section of a play; those after the last section with tasks are the
+    /// runner's to make at the end (`end_flushes`, unset meaning one).
+    #[test]
+    fn a_play_says_how_many_implicit_flushes_follow_its_last_section() {
+        let flushes = |play: &str| {
+            let dir = project(&[("play.yml", play)]);
+            load(&dir.path().join("play.yml")).plays[0].end_flushes
+        };
+        let task = "\n    - debug: {}\n";
+        assert_eq!(flushes(&format!("- hosts: all\n  tasks:{task}")), Some(2));
+        assert_eq!(
+            flushes(&format!("- hosts: all\n  pre_tasks:{task}")),
+            Some(3)
+        );
+        assert_eq!(
+            flushes(&format!("- hosts: all\n  tasks:{task}  post_tasks:{task}")),
+            None
+        );
+    }
+
+    /// handlers target (test_block_as_handler*.yml, test_role_as_handler.yml): what
+    /// ansible-playbook refuses among handlers, refused in its words: a block inside a
+    /// handler block (or inside an imported handler file's block), and a role.
+    #[test]
+    fn handlers_refuse_nested_blocks_and_roles_in_ansibles_words() {
+        let refused = |files: &[(&str, &str)]| {
+            let dir = project(files);
+            match load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default()) {
+                Err(e @ PlaybookError::Ansible(_)) => e.to_string(),
+                other => panic!("expected Ansible's error, got {other:?}"),
+            }
+        };
+        let nested = "- name: h\n  block:\n    - debug: {}\n    - block:\n        - debug: {}\n";
+        let e = refused(&[(
+            "play.yml",
+            &format!("- hosts: all\n  handlers:\n{}", indent(nested)),
+        )]);
+        assert!(
+            e.starts_with("Using a block as a handler is not supported."),
+            "{e}"
+        );
+        let e = refused(&[
+            (
+                "play.yml",
+                "- hosts: all\n  handlers:\n    - import_tasks: h.yml\n",
+            ),
+            ("h.yml", nested),
+        ]);
+        assert!(e.contains("h.yml"), "{e}");
+        let e = refused(&[(
+            "play.yml",
+            "- hosts: all\n  handlers:\n    - name: h\n      include_role: {name: r}\n",
+        )]);
+        assert!(
+            e.starts_with("Using 'include_role' as a handler is not supported."),
+            "{e}"
+        );
+        // A block of the handlers list itself, and blocks among tasks, are fine.
+        let dir = project(&[(
+            "play.yml",
+            &format!(
+                "- hosts: all\n  tasks:\n{}  handlers:\n    - block:\n        - name: h\n          debug: {{}}\n",
+                indent(nested)
+            ),
+        )]);
+        load(&dir.path().join("play.yml"));
+    }
+
+    /// `text` indented as a list under a play key.
+    fn indent(text: &str) -> String {
+        text.lines().map(|l| format!("    {l}\n")).collect()
     }
 }

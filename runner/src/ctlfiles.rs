@@ -73,7 +73,7 @@ impl<'a> CtlFiles<'a> {
             Some(Parsed::Ok(Value::Object(m))) => Ok(m.clone()),
             Some(Parsed::Ok(Value::Null)) => Ok(Vars::new()),
             Some(Parsed::Ok(_)) => Err(format!("{path} must be stored as a dictionary/hash")),
-            Some(Parsed::Refused(why)) => Err(why.clone()),
+            Some(Parsed::Refused(why) | Parsed::Ansible(why)) => Err(why.clone()),
             None if self.shared.library.tasks.contains_key(path) => {
                 Err(format!("{path} must be stored as a dictionary/hash"))
             }

@@ -155,6 +155,24 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         unset: Vec<String>,
     },
+    /// Something Ansible would warn about that belongs to no task's result (a handler
+    /// whose name cannot be templated, a notification of no handler when Ansible's
+    /// `ERROR_ON_MISSING_HANDLER` is off): the deployer prints it as `[WARNING]: msg`.
+    Warning {
+        /// Format version.
+        v: u32,
+        /// The warning's text.
+        msg: String,
+    },
+    /// An error with which Ansible ends the whole playbook run (a changed task notifies
+    /// a handler that does not exist): no further task, handler or play runs on this
+    /// host, which counts as failed; the deployer prints it as `ERROR! msg`.
+    Error {
+        /// Format version.
+        v: u32,
+        /// The error's text.
+        msg: String,
+    },
     /// The run is over.
     Recap {
         /// Format version.

@@ -22,6 +22,7 @@ use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::rc::Rc;
@@ -68,6 +69,9 @@ enum Halt {
     /// host is failed as Ansible marks it (a block's rescue and always still run), with
     /// no failed task of its own in the recap.
     Fatal,
+    /// An error with which Ansible ends the whole run (`Executor::abort` says which):
+    /// nothing more runs on the host, no rescue, always or handler either.
+    Aborted,
 }
 
 /// A scope of variables: one the plan holds, or one made while running (the loop
@@ -139,6 +143,20 @@ pub struct Executor<'a> {
     /// The role of the task being run, for its events ([`Event::Task`]'s `role`).
     shown_role: Option<String>,
     notified: BTreeSet<String>,
+    /// Handler names that are templates, as rendered (by the handler's address): Ansible
+    /// templates a handler's name once, when a notification first looks at it.
+    handler_names: RefCell<std::collections::HashMap<usize, String>>,
+    /// Warnings that belong to no task's result, to emit ([`Event::Warning`]), and
+    /// those already given (Ansible's display gives each once).
+    warnings: RefCell<(Vec<String>, BTreeSet<String>)>,
+    /// Why the run ended with [`Halt::Aborted`].
+    abort: Option<String>,
+    /// The handlers notified and not run yet (Ansible's `notified_hosts`, for this host).
+    woken: Woken,
+    /// Handlers are running (a flush): notifications wake handlers at once.
+    in_handlers: bool,
+    /// The failure that stopped the host (`failure`) was a handler's.
+    failed_handler: bool,
     /// The last failure that stopped the host (task name, module, result): a rescue
     /// section sees it as `ansible_failed_task` / `ansible_failed_result`.
     failure: Option<(String, String, Value)>,
@@ -243,6 +261,12 @@ impl<'a> Executor<'a> {
             shown_role: None,
             play_name: String::new(),
             notified: BTreeSet::new(),
+            handler_names: RefCell::default(),
+            warnings: RefCell::default(),
+            abort: None,
+            woken: Woken::default(),
+            in_handlers: false,
+            failed_handler: false,
             failure: None,
             play: None,
             facts_used: None,
@@ -300,8 +324,19 @@ impl<'a> Executor<'a> {
                     host_failed = true;
                     break;
                 }
+                Err(Halt::Aborted) => {
+                    self.emit_warnings();
+                    let msg = self.abort.take().unwrap_or_default();
+                    self.sink.emit(&Event::Error {
+                        v: EVENTS_VERSION,
+                        msg,
+                    });
+                    host_failed = true;
+                    break;
+                }
             }
         }
+        self.emit_warnings();
         self.sink.emit(&Event::Recap {
             v: EVENTS_VERSION,
             host: self.plan.host.clone(),
@@ -317,6 +352,8 @@ impl<'a> Executor<'a> {
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
+        self.woken = Woken::default();
+        self.handler_names.borrow_mut().clear();
         self.dyn_handlers.clear();
         self.public_defaults.clear();
         self.public_vars.clear();
@@ -376,15 +413,19 @@ impl<'a> Executor<'a> {
         if play.force_handlers && matches!(ran, Err(Halt::Failed | Halt::Fatal)) {
             // The host stays failed; what it was notified of still runs, as Ansible's
             // force_handlers does.
-            let _ = self.flush_handlers();
+            let _ = self.end_of_play_flushes(play);
             return ran;
         }
         ran?;
-        self.flush_handlers()
+        self.end_of_play_flushes(play)
     }
 
-    /// Runs the notified handlers, in the order they are defined, each once; a handler
-    /// may notify a later one. Called at the end of a play and by `meta: flush_handlers`.
+    /// Runs the notified handlers, in the order they are defined, each once per flush.
+    /// Called by `meta: flush_handlers` and where Ansible's implicit flushes are.
+    /// What was notified since the last flush wakes its handlers first; a handler that
+    /// runs may notify others, which run in this flush when they come after it, and
+    /// wait for the next one otherwise (Ansible's `notify_host` while iterating
+    /// handlers).
     fn flush_handlers(&mut self) -> Result<(), Halt> {
         let Some(play) = self.play else {
             return Ok(());
@@ -392,17 +433,35 @@ impl<'a> Executor<'a> {
         // Handlers see the play's keywords, not those of the task that flushed them.
         let inherited = play_scope(play);
         let pending = std::mem::take(&mut self.notified);
-        let mut woken = Woken::default();
+        let order = self.handler_search_order();
         for n in &pending {
-            woken.wake(&self.handler_search_order(), n);
-        }
-        let mut flushed = self.flush_list(&play.handlers, &inherited, &mut woken);
-        for (_, list, scope) in self.dyn_handlers.clone() {
-            if flushed.is_ok() {
-                flushed = self.flush_list(list, &scope, &mut woken);
+            for h in self.finds(&order, n) {
+                self.woken.wake(h);
             }
         }
+        let was = std::mem::replace(&mut self.in_handlers, true);
+        let mut flushed = self.flush_list(&play.handlers, &inherited);
+        for (_, list, scope) in self.dyn_handlers.clone() {
+            if flushed.is_ok() {
+                flushed = self.flush_list(list, &scope);
+            }
+        }
+        self.in_handlers = was;
         flushed
+    }
+
+    /// The handler flushes Ansible makes at the end of a play: one after each of its
+    /// sections from the last one that has tasks (`Play::end_flushes`), each run only
+    /// while a handler is notified; a handler that notified an earlier one gets it run
+    /// by the next.
+    fn end_of_play_flushes(&mut self, play: &Play) -> Result<(), Halt> {
+        for _ in 0..play.end_flushes.unwrap_or(1).max(1) {
+            if self.notified.is_empty() && self.woken.is_empty() {
+                break;
+            }
+            self.flush_handlers()?;
+        }
+        Ok(())
     }
 
     /// Every handler of the play (inside blocks too), in the order Ansible 2.18 searches
@@ -410,25 +469,35 @@ impl<'a> Executor<'a> {
     /// from the last to the first (the roles included while the play runs, latest
     /// first, then the play's own handlers, then each role's, last role first), each
     /// block's handlers in order.
-    fn handler_search_order(&self) -> Vec<&'a Task> {
-        fn flat<'t>(list: &'t [Task], out: &mut Vec<&'t Task>) {
+    fn handler_search_order(&self) -> Vec<Candidate<'a>> {
+        fn flat<'t>(
+            list: &'t [Task],
+            scope: Option<usize>,
+            role: Option<&'t RoleRef>,
+            out: &mut Vec<Candidate<'t>>,
+        ) {
             for t in list {
+                let role = t.origin.as_ref().and_then(|o| o.role.as_ref()).or(role);
                 match &t.block {
-                    Some(inner) => flat(inner, out),
-                    None => out.push(t),
+                    Some(inner) => flat(inner, scope, role, out),
+                    None => out.push(Candidate {
+                        task: t,
+                        scope,
+                        role,
+                    }),
                 }
             }
         }
         let mut out = Vec::new();
-        for (_, list, _) in self.dyn_handlers.iter().rev() {
-            flat(list, &mut out);
+        for (i, (_, list, _)) in self.dyn_handlers.iter().enumerate().rev() {
+            flat(list, Some(i), None, &mut out);
         }
         let Some(play) = self.play else {
             return out;
         };
         // A role's handlers carry their role; the play's own (and the files they
         // import) make one block.
-        let mut groups: Vec<(Option<&str>, Vec<&'a Task>)> = Vec::new();
+        let mut groups: Vec<(Option<&str>, Vec<Candidate<'a>>)> = Vec::new();
         for top in &play.handlers {
             let role = top
                 .origin
@@ -436,7 +505,7 @@ impl<'a> Executor<'a> {
                 .and_then(|o| o.role.as_ref())
                 .map(|r| r.path.as_str());
             let mut tasks = Vec::new();
-            flat(std::slice::from_ref(top), &mut tasks);
+            flat(std::slice::from_ref(top), None, None, &mut tasks);
             match groups.iter_mut().find(|(g, _)| *g == role) {
                 Some((_, list)) => list.extend(tasks),
                 None => groups.push((role, tasks)),
@@ -448,38 +517,191 @@ impl<'a> Executor<'a> {
         out
     }
 
-    /// Runs the notified handlers of `list`; a block among handlers (an imported file's,
-    /// or one the playbook wrote) is looked into, its keywords applying to the handlers
-    /// inside it.
-    /// `woken` holds the handlers what was notified when the flush started wakes; what
-    /// the handlers notify meanwhile wakes the handlers after them (and the earlier ones
-    /// at the next flush).
-    fn flush_list(
-        &mut self,
-        list: &'a [Task],
-        inherited: &Inherited<'a>,
-        woken: &mut Woken,
-    ) -> Result<(), Halt> {
+    /// The names a handler's role gives it: `role : name` by the role's name and, for
+    /// a collection's role, by its short name too (Ansible's `get_name` with and
+    /// without the role's FQCN). Empty outside roles.
+    fn handler_roles(&self, c: &Candidate<'a>) -> Vec<String> {
+        // The role its file says, else the role included at run time it came with.
+        let name = match (c.role, c.scope.and_then(|i| self.dyn_handlers.get(i))) {
+            (Some(r), _) => r.name.clone(),
+            (None, Some((_, _, s))) => match s.roles.last() {
+                Some(r) => r.name.clone(),
+                None => return Vec::new(),
+            },
+            (None, None) => return Vec::new(),
+        };
+        let parts: Vec<&str> = name.split('.').collect();
+        match parts.as_slice() {
+            [_, _, short] if parts.iter().all(|p| !p.is_empty()) => {
+                vec![name.clone(), (*short).to_string()]
+            }
+            _ => vec![name],
+        }
+    }
+
+    /// A handler's name as notifications match it: templated, the first time a
+    /// notification looks at it, with the play's variables and the handler's own (not
+    /// the host's: Ansible templates it without a host). A name that cannot be
+    /// templated makes the handler unusable by name (warned about when it has no
+    /// `listen` topic either).
+    fn handler_name(&self, c: &Candidate<'a>) -> Option<String> {
+        let raw = c.task.name.as_ref()?;
+        if !crate::template::is_template(raw) {
+            return Some(raw.clone());
+        }
+        let key = c.task as *const Task as usize;
+        if let Some(n) = self.handler_names.borrow().get(&key) {
+            return Some(n.clone());
+        }
+        let of_play;
+        let scope = match c.scope.and_then(|i| self.dyn_handlers.get(i)) {
+            Some((_, _, s)) => s,
+            None => {
+                of_play = self.play.map(play_scope).unwrap_or_default();
+                &of_play
+            }
+        };
+        let mut vars = Vars::new();
+        for s in scope.defaults.iter().chain(&scope.vars) {
+            vars.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        vars.extend(c.task.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.place_vars(scope, &mut vars);
+        match self.engine.render_str(raw, &self.jctx(&vars)) {
+            Ok(name) => {
+                self.handler_names.borrow_mut().insert(key, name.clone());
+                Some(name)
+            }
+            Err(e) => {
+                if c.task.listen.is_empty() {
+                    self.warn(format!(
+                        "Handler '{raw}' is unusable because it has no listen topics and the name could not be templated (host-specific variables are not supported in handler names). The error: {e}"
+                    ));
+                }
+                None
+            }
+        }
+    }
+
+    /// The handlers `notification` wakes, as Ansible 2.18 finds them in `order`
+    /// ([`Self::handler_search_order`]): the first handler of that name (or `role :
+    /// name`), and every handler listening to it (or to `role : topic`) but the later
+    /// ones of a name already found among them.
+    fn finds(&self, order: &[Candidate<'a>], notification: &str) -> Vec<&'a Task> {
+        let answers = |c: &Candidate<'a>, own: &str| {
+            own == notification
+                || self.handler_roles(c).iter().any(|r| {
+                    notification
+                        .strip_prefix(r.as_str())
+                        .and_then(|rest| rest.strip_prefix(" : "))
+                        == Some(own)
+                })
+        };
+        let mut found = Vec::new();
+        for c in order {
+            if c.task.name.is_none() {
+                continue;
+            }
+            if let Some(name) = self.handler_name(c)
+                && answers(c, &name)
+            {
+                found.push(c.task);
+                break;
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for c in order {
+            if !c.task.listen.iter().any(|l| answers(c, l)) {
+                continue;
+            }
+            if let Some(name) = c.task.name.as_ref() {
+                let name = self.handler_name(c).unwrap_or_else(|| name.clone());
+                if seen.contains(&name) {
+                    continue;
+                }
+                seen.push(name);
+            }
+            found.push(c.task);
+        }
+        found
+    }
+
+    /// Takes note of what a changed task notifies (its `notify`, templated with the
+    /// task's variables; a template may give a list of names). A name no handler
+    /// answers to ends the run with Ansible's error, or is only warned about when the
+    /// play says so ([`Play::missing_handler_warns`]).
+    fn notify(&mut self, task: &Task, ctx: &JValue) -> Result<(), Halt> {
+        let mut names = Vec::new();
+        for n in &task.notify {
+            if !crate::template::is_template(n) {
+                names.push(n.clone());
+                continue;
+            }
+            match self.engine.render_value(&Value::String(n.clone()), ctx) {
+                Ok(Value::Array(list)) => names.extend(list.iter().map(crate::lookups::py_str)),
+                Ok(other) => names.push(crate::lookups::py_str(&other)),
+                // Ansible fails the task on a `notify` it cannot template; the name as
+                // written then notifies nothing, which says as much below.
+                Err(_) => names.push(n.clone()),
+            }
+        }
+        let order = self.handler_search_order();
+        for n in names {
+            if self.finds(&order, &n).is_empty() {
+                let msg = format!(
+                    "The requested handler '{n}' was not found in either the main handlers list nor in the listening handlers list"
+                );
+                if self.play.is_some_and(|p| p.missing_handler_warns) {
+                    self.warn(msg);
+                } else {
+                    self.abort = Some(msg);
+                    return Err(Halt::Aborted);
+                }
+            }
+            if self.in_handlers {
+                // While handlers run, a notification wakes its handlers at once.
+                for h in self.finds(&order, &n) {
+                    self.woken.wake(h);
+                }
+            } else {
+                self.notified.insert(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a warning that belongs to no task's result, once.
+    fn warn(&self, msg: String) {
+        let mut w = self.warnings.borrow_mut();
+        if w.1.insert(msg.clone()) {
+            w.0.push(msg);
+        }
+    }
+
+    /// Emits the warnings given since the last time.
+    fn emit_warnings(&mut self) {
+        let pending = std::mem::take(&mut self.warnings.get_mut().0);
+        for msg in pending {
+            self.sink.emit(&Event::Warning {
+                v: EVENTS_VERSION,
+                msg,
+            });
+        }
+    }
+
+    /// Runs the woken handlers of `list`, each woken no more once it starts (so one
+    /// that notifies itself runs again at the next flush); a block among handlers (an
+    /// imported file's, or one the playbook wrote) is looked into, its keywords applying
+    /// to the handlers inside it.
+    fn flush_list(&mut self, list: &'a [Task], inherited: &Inherited<'a>) -> Result<(), Halt> {
         for handler in list {
             if let Some(block) = &handler.block {
                 let entered = self.enter(handler.origin.as_ref(), inherited);
                 let inner = Self::child_inherited(handler, &entered);
-                self.flush_list(block, &inner, woken)?;
+                self.flush_list(block, &inner)?;
                 continue;
             }
-            // Notified by a handler of this flush: used up here if it wakes this one.
-            let order = self.handler_search_order();
-            let late: Vec<String> = self
-                .notified
-                .iter()
-                .filter(|n| Woken::finds(&order, n).any(|h| std::ptr::eq(h, handler)))
-                .cloned()
-                .collect();
-            for n in late {
-                self.notified.remove(&n);
-                woken.wake(&order, &n);
-            }
-            if woken.has(handler) {
+            if self.woken.take(handler) {
                 self.run_task(handler, inherited, true)?;
             }
         }
@@ -575,6 +797,10 @@ impl<'a> Executor<'a> {
             return Err(Halt::Failed);
         }
         match action.as_str() {
+            "flush_handlers" if self.in_handlers => {
+                self.abort = Some("flush_handlers cannot be used as a handler".into());
+                Err(Halt::Aborted)
+            }
             "flush_handlers" => self.flush_handlers(),
             "end_play" | "end_batch" => Err(Halt::EndPlay),
             "end_host" => Err(Halt::EndHost),
@@ -655,9 +881,13 @@ impl<'a> Executor<'a> {
             // sends a host marked failed there, but nothing of this host failed.
             result = self.run_list(&task.rescue, &inh, handler);
         } else if result == Err(Halt::Failed) && !task.rescue.is_empty() {
-            self.recap.rescued += 1;
-            // The failure that rescue handled no longer counts against the host.
-            self.recap.failed = self.recap.failed.saturating_sub(1);
+            // The failure that rescue handled no longer counts against the host; but a
+            // handler's (a flush in the block) still does, and rescues nothing in the
+            // recap, as Ansible counts it.
+            if !std::mem::take(&mut self.failed_handler) {
+                self.recap.rescued += 1;
+                self.recap.failed = self.recap.failed.saturating_sub(1);
+            }
             // As Ansible does, the rescue section sees what failed.
             if let Some((name, action, result)) = self.failure.take() {
                 self.host_facts.insert(
@@ -670,7 +900,10 @@ impl<'a> Executor<'a> {
             result = self.run_list(&task.rescue, &inh, handler);
         }
         // `end_play` / `end_host` leave at once; `always` is for failures.
-        if matches!(result, Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped)) {
+        if matches!(
+            result,
+            Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped | Halt::Aborted)
+        ) {
             return result;
         }
         let always = self.run_list(&task.always, &inh, handler);
@@ -976,6 +1209,7 @@ impl<'a> Executor<'a> {
                 task.ignore_errors.as_ref().or(inherited.ignore_errors),
             ),
             ("no_log", task.no_log.as_ref().or(inherited.no_log)),
+            ("run_once", task.run_once.as_ref()),
         ];
         for (name, f) in flags {
             if let Some(Err(e)) = f.map(|f| keywords::flag(&self.engine, f, ctx, name)) {
@@ -1109,7 +1343,7 @@ impl<'a> Executor<'a> {
         // `run_once`: the first host of the batch to get here runs the task; the others
         // take its result, as Ansible hands it to every host of the batch.
         let mut once_mine = false;
-        let early = if task.run_once {
+        let early = if self.task_flag(task.run_once.as_ref(), None, &ctx, "run_once", false) {
             match self.once_turn(task) {
                 Ok(OnceTurn::Mine) => {
                     once_mine = true;
@@ -1260,6 +1494,7 @@ impl<'a> Executor<'a> {
                 true,
             );
         if failed {
+            self.failed_handler = false;
             self.failure = Some((
                 task.display_name(),
                 task.module_name().to_string(),
@@ -1627,9 +1862,7 @@ impl<'a> Executor<'a> {
                 .insert(reg.clone(), unsafe_data(Value::Object(result.clone())));
         }
         if status == Status::Changed {
-            for n in &task.notify {
-                self.notified.insert(n.clone());
-            }
+            self.notify(task, ctx)?;
         }
         // Ansible decides on a keyword it could not template as written: a template's
         // text is a true value there.
@@ -1643,6 +1876,7 @@ impl<'a> Executor<'a> {
             );
         if status == Status::Failed && !ignored {
             self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
+            self.failed_handler = handler;
         }
         // no_log hides what a task saw and said, as Ansible's output does; the
         // registered variable keeps the real result.
@@ -1754,8 +1988,14 @@ impl<'a> Executor<'a> {
             let found = if module == "include_role" {
                 self.find_role_included(task, &ctx)
             } else {
-                self.find_included(task, inherited, handler, &ctx)
-                    .map(|(path, tasks)| Inclusion::Tasks { path, tasks })
+                match self.find_included(task, inherited, handler, &ctx) {
+                    Ok((path, tasks)) => Ok(Inclusion::Tasks { path, tasks }),
+                    Err(NotIncluded::Failed(result)) => Err(result),
+                    Err(NotIncluded::Ansible(msg)) => {
+                        self.abort = Some(msg);
+                        return Err(Halt::Aborted);
+                    }
+                }
             };
             let found = match found {
                 Ok(found) => found,
@@ -1838,6 +2078,7 @@ impl<'a> Executor<'a> {
             }
             match found {
                 Inclusion::Tasks { path, tasks } => {
+                    self.join_imported_handlers(&path, &inh);
                     inh.file = Some(Rc::from(path.as_str()));
                     let inh = match &task.apply {
                         Some(apply) => Self::child_inherited(apply, &inh),
@@ -1849,6 +2090,19 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The handlers of the roles the task file `path` imports join the play's as it is
+    /// included (Ansible adds them when it reads the imports); included again, the file's
+    /// replace its earlier ones.
+    fn join_imported_handlers(&mut self, path: &str, scope: &Inherited<'a>) {
+        let library: &'a crate::plan::Library = &self.plan.shared.library;
+        let Some(list) = library.handlers.get(path) else {
+            return;
+        };
+        let key = format!("{path}\nimports");
+        self.dyn_handlers.retain(|(k, _, _)| *k != key);
+        self.dyn_handlers.push((key, list, scope.clone()));
     }
 
     /// The role an `include_role` names (templated with `ctx`), among the roles the plan
@@ -1949,7 +2203,9 @@ impl<'a> Executor<'a> {
                 None => Ok(None),
                 Some(p) => match library.tasks.get(&p) {
                     Some(Parsed::Ok(t)) => Ok(Some((p, t.as_slice()))),
-                    Some(Parsed::Refused(why)) => Err(format!("{p} cannot be included: {why}")),
+                    Some(Parsed::Refused(why) | Parsed::Ansible(why)) => {
+                        Err(format!("{p} cannot be included: {why}"))
+                    }
                     None => Err(format!("{p} cannot be included: it is not a list of tasks")),
                 },
             }
@@ -2058,6 +2314,9 @@ impl<'a> Executor<'a> {
             path: spec.path.clone(),
             from_task: run.from_task,
         }));
+        if let Some((path, _)) = &run.tasks {
+            self.join_imported_handlers(path, &inh);
+        }
         if let Some((path, list)) = &run.handlers {
             let mut scope = inh.clone();
             scope.file = Some(Rc::from(path.as_str()));
@@ -2119,7 +2378,7 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'_>,
         handler: bool,
         ctx: &JValue,
-    ) -> Result<(String, &'a [Task]), Vars> {
+    ) -> Result<(String, &'a [Task]), NotIncluded> {
         let raw = task
             .args
             .get("file")
@@ -2129,11 +2388,11 @@ impl<'a> Executor<'a> {
         let target = match self.engine.render_value(&raw, ctx) {
             Ok(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
             Ok(other) => {
-                return Err(failed_result(format!(
+                return Err(NotIncluded::Failed(failed_result(format!(
                     "include_tasks: expected a file name, got: {other}"
-                )));
+                ))));
             }
-            Err(e) => return Err(failed_result(e.to_string())),
+            Err(e) => return Err(NotIncluded::Failed(failed_result(e.to_string()))),
         };
         let fail = |reason: String| {
             let mut r = failed_result(reason.clone());
@@ -2148,23 +2407,28 @@ impl<'a> Executor<'a> {
             if let Some(parsed) = library.tasks.get(c) {
                 return match parsed {
                     Parsed::Ok(tasks) => Ok((c.clone(), tasks.as_slice())),
-                    Parsed::Refused(why) => Err(fail(format!("{c} cannot be included: {why}"))),
+                    Parsed::Refused(why) => Err(NotIncluded::Failed(fail(format!(
+                        "{c} cannot be included: {why}"
+                    )))),
+                    Parsed::Ansible(why) => Err(NotIncluded::Ansible(why.clone())),
                 };
             }
             if let Some(why) = library.unreadable.get(c) {
-                return Err(fail(format!("{c} cannot be included: {why}")));
+                return Err(NotIncluded::Failed(fail(format!(
+                    "{c} cannot be included: {why}"
+                ))));
             }
             if shared.files.contains_key(c) || library.vars.contains_key(c) {
-                return Err(fail(format!(
+                return Err(NotIncluded::Failed(fail(format!(
                     "{c} cannot be included: it is not a list of tasks"
-                )));
+                ))));
             }
         }
         let last = candidates.last().cloned().unwrap_or_else(|| target.clone());
-        Err(fail(format!(
+        Err(NotIncluded::Failed(fail(format!(
             "Could not find or access '{last}' on the Ansible Controller. Looked for '{target}' at: {}, among the controller files this payload carries",
             candidates.join(", ")
-        )))
+        ))))
     }
 
     fn task_name(&self, task: &Task, ctx: &JValue) -> String {
@@ -3033,49 +3297,47 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// The handlers a flush runs: those the notifications so far woke.
+/// Why an `include_tasks` file is not included.
+enum NotIncluded {
+    /// The include fails, with this result.
+    Failed(Vars),
+    /// Ansible refuses the file when it reads it: the run ends with its error.
+    Ansible(String),
+}
+
+/// A handler as notifications look for it: the task, and where it came from (`None`:
+/// the play's handlers; `Some(i)`: the `i`th role included while the play runs).
+#[derive(Clone, Copy)]
+struct Candidate<'a> {
+    task: &'a Task,
+    scope: Option<usize>,
+    /// The role the handler's file (or an enclosing one) says it belongs to.
+    role: Option<&'a RoleRef>,
+}
+
+/// The handlers notified and not run yet.
 #[derive(Default)]
 struct Woken {
     handlers: Vec<*const Task>,
 }
 
 impl Woken {
-    /// The handlers `notification` wakes, as Ansible 2.18 finds them in `order`
-    /// ([`Executor::handler_search_order`]): the first handler of that name, and every
-    /// handler listening to it but the later ones of a name already found among them.
-    fn finds<'t>(order: &[&'t Task], notification: &str) -> impl Iterator<Item = &'t Task> {
-        let by_name = order
-            .iter()
-            .find(|h| h.name.as_deref() == Some(notification))
-            .copied();
-        let mut seen: Vec<&str> = Vec::new();
-        let mut listeners = Vec::new();
-        for h in order {
-            if !h.listen.iter().any(|l| l == notification) {
-                continue;
-            }
-            if let Some(name) = h.name.as_deref() {
-                if seen.contains(&name) {
-                    continue;
-                }
-                seen.push(name);
-            }
-            listeners.push(*h);
-        }
-        by_name.into_iter().chain(listeners)
-    }
-
-    fn wake(&mut self, order: &[&Task], notification: &str) {
-        for h in Self::finds(order, notification) {
-            let p: *const Task = h;
-            if !self.handlers.contains(&p) {
-                self.handlers.push(p);
-            }
+    fn wake(&mut self, handler: &Task) {
+        let p: *const Task = handler;
+        if !self.handlers.contains(&p) {
+            self.handlers.push(p);
         }
     }
 
-    fn has(&self, handler: &Task) -> bool {
-        self.handlers.iter().any(|p| std::ptr::eq(*p, handler))
+    /// Whether `handler` was woken; it is not any more.
+    fn take(&mut self, handler: &Task) -> bool {
+        let before = self.handlers.len();
+        self.handlers.retain(|p| !std::ptr::eq(*p, handler));
+        self.handlers.len() != before
+    }
+
+    fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
     }
 }
 

@@ -119,6 +119,12 @@ pub struct Library {
     /// The roles `include_role` may name, by their directory: their meta.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, RoleSpec>,
+    /// The handlers of the roles a task file of `tasks` imports (`import_role` in it or
+    /// in a file it imports), by that file: they join the play's when the file is
+    /// included, as Ansible adds an imported role's handlers to the play when it reads
+    /// the import.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handlers: BTreeMap<String, Vec<Task>>,
 }
 
 /// A role as `include_role` needs it when it runs: where it is and what its
@@ -160,6 +166,7 @@ impl Library {
             && self.vars.is_empty()
             && self.unreadable.is_empty()
             && self.roles.is_empty()
+            && self.handlers.is_empty()
     }
 
     /// The part of the library under any of `roots` (controller directories).
@@ -175,6 +182,7 @@ impl Library {
             vars: pick(&self.vars, roots),
             unreadable: pick(&self.unreadable, roots),
             roles: pick(&self.roles, roots),
+            handlers: pick(&self.handlers, roots),
         }
     }
 }
@@ -196,6 +204,9 @@ pub enum Parsed<T> {
     Ok(T),
     /// Why it cannot be used, naming file, line and keyword.
     Refused(String),
+    /// Ansible itself refuses the file when it reads it (its words, then where):
+    /// including it ends the run with `ERROR! ...`, as in Ansible.
+    Ansible(String),
 }
 
 /// A custom module's Rust source: given inline, or as a file the packer reads.
@@ -305,6 +316,17 @@ pub struct Play {
     /// `force_handlers`: the handlers notified so far run even on a host that failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_handlers: bool,
+    /// A changed task notifying a name no handler answers to is warned about and the
+    /// play goes on (Ansible's `ERROR_ON_MISSING_HANDLER` off,
+    /// `ANSIBLE_ERROR_ON_MISSING_HANDLER=false`); by default it ends the run with an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing_handler_warns: bool,
+    /// How many of Ansible's implicit handler flushes come at the end of the play: one
+    /// after each of its sections (`pre_tasks`, roles and `tasks`, `post_tasks`) from the
+    /// last that has tasks on (3, 2 or 1); unset, one. A handler that notifies an
+    /// earlier one gets it run by the next of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_flushes: Option<u8>,
     /// The play's number in the deploy, set by the packer when its hosts must wait for
     /// each other after every task (`any_errors_fatal` or `max_fail_percentage` on
     /// more than one host): the
@@ -491,9 +513,10 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delegate_facts: bool,
     /// `run_once`: the first host of the batch to reach the task runs it; the others
-    /// take its result (through the deployer).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub run_once: bool,
+    /// take its result (through the deployer). A template is evaluated when the task
+    /// runs, with its variables, as Ansible does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_once: Option<Flag>,
     /// `async`: the module runs as a background job on the host for at most this many
     /// seconds (`modules::async_job`); 0 or unset, in the foreground.
     #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
@@ -561,7 +584,12 @@ impl Task {
     /// Whether this task (not counting the tasks inside it) needs the controller
     /// channel: it is delegated or runs once for all hosts.
     pub fn needs_channel(&self) -> bool {
-        self.delegate_to.is_some() || self.run_once || self.throttle.is_some()
+        self.delegate_to.is_some() || self.may_run_once() || self.throttle.is_some()
+    }
+
+    /// Whether the task may run once for the batch: `run_once` is true or a template.
+    pub fn may_run_once(&self) -> bool {
+        self.run_once.as_ref().is_some_and(Flag::may_be_true)
     }
 
     /// The task's identity in the signed plan, by which a runner names it to the
@@ -651,6 +679,11 @@ impl HostPlan {
                 for t in list {
                     t.walk(&mut all);
                 }
+            }
+        }
+        for list in self.shared.library.handlers.values() {
+            for t in list {
+                t.walk(&mut all);
             }
         }
         all

@@ -311,7 +311,7 @@ fn group_by_and_add_host_change_groups_for_the_rest_of_the_run() {
         ]}},
         {"name": "missing", "module": "group_by", "args": {}, "ignore_errors": true}
     ]));
-    plan.plays[0].tasks[3].run_once = false;
+    plan.plays[0].tasks[3].run_once = None;
     let mut sink = Collect::default();
     let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
     assert_eq!(
@@ -539,4 +539,31 @@ fn fact_gathering_counts_as_a_task_of_every_play_that_asks_for_it() {
         })
         .collect();
     assert_eq!(positions, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+}
+
+/// `run_once` given as a template is evaluated when the task runs, with its variables
+/// (handlers target, test_handlers_template_run_once.yml): false runs the task here
+/// without asking the deployer, true asks whose turn it is.
+#[test]
+fn a_templated_run_once_is_evaluated_where_the_task_runs() {
+    let plan = |once: &str| {
+        host_plan(json!([
+            {"name": "maybe once", "module": "command",
+             "args": {"_raw_params": "echo {{ inventory_hostname }}"},
+             "run_once": format!("{{{{ {once} | default(False) }}}}"), "register": "o"}
+        ]))
+    };
+    let (events, requests, summary) =
+        run_with(&plan("undefined_flag"), |_, _| panic!("nothing to ask"));
+    assert!(!summary.host_failed);
+    assert!(requests.is_empty());
+    assert_eq!(result_of(&events, "maybe once")["stdout"], "web1");
+    let (_, requests, summary) = run_with(&plan("inventory_hostname == 'web1'"), |_, r| Answer {
+        v: 1,
+        id: r.id,
+        run: r.kind == RequestKind::RunOnce,
+        ..Answer::default()
+    });
+    assert!(!summary.host_failed);
+    assert_eq!(requests[0].kind, RequestKind::RunOnce);
 }

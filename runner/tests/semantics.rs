@@ -2265,3 +2265,317 @@ fn a_notification_wakes_one_handler_of_its_name_and_its_listeners_once_per_name(
     assert_eq!(run.result("topic")["msg"], "first of the name");
     assert_eq!(run.result("listener")["msg"], "first listener");
 }
+
+/// The events that are neither tasks nor the recap: `(type, msg)` of the warnings and
+/// errors the runner gave.
+fn notes(run: &Run) -> Vec<(&'static str, String)> {
+    run.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Warning { msg, .. } => Some(("warning", msg.clone())),
+            Event::Error { msg, .. } => Some(("error", msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn notifying_a_handler_nobody_defines_ends_the_run_with_ansibles_error() {
+    // handlers target (test_handlers_inexistent_notify.yml): ansible-playbook stops with
+    // "ERROR! The requested handler ... was not found ..." as soon as the changed task's
+    // result comes in: nothing else runs, not even the handlers notified before.
+    let tasks = json!([
+        with(sh("first", "true"), json!({"notify": ["h"]})),
+        with(
+            sh("notifies nothing", "true"),
+            json!({"notify": ["missing one"]})
+        ),
+        dbg("after", "never"),
+    ]);
+    let handlers = json!({"handlers": [dbg("h", "never: the run ended")]});
+    let run = check(
+        play(tasks.clone(), handlers.clone()),
+        &[("first", "changed")],
+    );
+    assert!(run.summary.host_failed);
+    assert_eq!(
+        notes(&run),
+        [(
+            "error",
+            "The requested handler 'missing one' was not found in either the main handlers list nor in the listening handlers list".to_string()
+        )]
+    );
+    // An unchanged task notifies nothing, so names nothing missing either.
+    let quiet = json!([with(
+        sh("unchanged", "true"),
+        json!({"notify": ["missing one"], "changed_when": false})
+    )]);
+    check(play(quiet, json!({})), &[("unchanged", "ok")]);
+    // ANSIBLE_ERROR_ON_MISSING_HANDLER=false: a warning, and the play goes on.
+    let mut warns = handlers.clone();
+    warns["missing_handler_warns"] = json!(true);
+    let run = check(
+        play(tasks, warns),
+        &[
+            ("first", "changed"),
+            ("notifies nothing", "changed"),
+            ("after", "ok"),
+            ("h", "ok,handler"),
+        ],
+    );
+    assert!(!run.summary.host_failed);
+    assert_eq!(notes(&run)[0].0, "warning");
+    assert!(notes(&run)[0].1.contains("'missing one' was not found"));
+}
+
+#[test]
+fn notify_and_handler_names_are_templated_but_listen_topics_are_not() {
+    // handlers target (test_templating_in_handlers.yml), as ansible-core 2.18 runs it.
+    let plan = play(
+        json!([
+            with(
+                sh("notify", "true"),
+                json!({"notify": ["{{ h1 }}", "{{ h2 }}", "{{ h3 }}"]})
+            ),
+            with(
+                sh("notify a list", "true"),
+                json!({"notify": ["{{ names }}"]})
+            ),
+        ]),
+        json!({
+            "vars": {"h1": "name1", "h2": "name2", "h3": "name3",
+                     "names": ["name5", "name6"]},
+            "missing_handler_warns": true,
+            "handlers": [
+                dbg("name1", "plain name"),
+                dbg("{{ h2 }}", "templated name"),
+                with(dbg("listener", "plain topic"), json!({"listen": ["name3"]})),
+                with(dbg("templated listener", "never"), json!({"listen": ["{{ h1 }}"]})),
+                dbg("name5", "five"),
+                with(dbg("six", "six"), json!({"listen": ["name6"]})),
+            ]
+        }),
+    );
+    check(
+        plan,
+        &[
+            ("notify", "changed"),
+            ("notify a list", "changed"),
+            ("name1", "ok,handler"),
+            ("name2", "ok,handler"),
+            ("listener", "ok,handler"),
+            ("name5", "ok,handler"),
+            ("six", "ok,handler"),
+        ],
+    );
+}
+
+#[test]
+fn a_handler_name_that_cannot_be_templated_is_unusable_and_warned_about() {
+    // handlers target (58841.yml): a handler's name is templated without the host's
+    // variables, so one naming a registered value cannot be; that handler is skipped
+    // (warned about, as it has no listen topic) and the next one of the name answers.
+    let plan = play(
+        json!([
+            with(sh("register", "true"), json!({"register": "test_var"})),
+            with(sh("notify", "true"), json!({"notify": ["handler name"]})),
+        ]),
+        json!({"handlers": [
+            dbg("handler name with {{ test_var.rc }}", "never"),
+            dbg("handler name", "ran"),
+        ]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("register", "changed"),
+            ("notify", "changed"),
+            ("handler name", "ok,handler"),
+        ],
+    );
+    let notes = notes(&run);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0]
+            .1
+            .starts_with("Handler 'handler name with {{ test_var.rc }}' is unusable"),
+        "{notes:?}"
+    );
+    // With the variable in the play's (extra) vars, the templated name answers.
+    let plan = play(
+        json!([with(
+            sh("notify", "true"),
+            json!({"notify": ["handler name with myvar"]})
+        )]),
+        json!({"vars": {"test_var": "myvar"}, "handlers": [
+            dbg("handler name with {{ test_var }}", "ran"),
+        ]}),
+    );
+    check(
+        plan,
+        &[
+            ("notify", "changed"),
+            ("handler name with myvar", "ok,handler"),
+        ],
+    );
+}
+
+#[test]
+fn role_handlers_answer_to_role_prefixed_names_and_topics() {
+    // handlers target (test_handlers_listen.yml): `role : name` and `role : topic`, a
+    // collection's role by its FQCN and by its short name; a by-name notification wakes
+    // the first handler of the name only, a topic every listener.
+    let role = json!({"role": {"name": "ns.col.r", "path": "/p/roles/r"}});
+    let plan = play(
+        json!([
+            with(sh("by fqcn", "true"), json!({"notify": ["ns.col.r : h"]})),
+            with(
+                sh("by short name", "true"),
+                json!({"notify": ["r : topic"]})
+            ),
+        ]),
+        json!({"handlers": [
+            with(dbg("h", "role handler"), json!({"origin": role, "listen": ["topic"]})),
+            with(dbg("other", "listens too"), json!({"origin": role, "listen": ["topic"]})),
+        ]}),
+    );
+    check(
+        plan,
+        &[
+            ("by fqcn", "changed"),
+            ("by short name", "changed"),
+            ("h", "ok,handler"),
+            ("other", "ok,handler"),
+        ],
+    );
+    // Another role's prefix names nothing.
+    let plan = play(
+        json!([with(sh("wrong role", "true"), json!({"notify": ["x : h"]}))]),
+        json!({"handlers": [with(dbg("h", "never"), json!({"origin": role}))]}),
+    );
+    let run = check(plan, &[]);
+    assert!(notes(&run)[0].1.contains("'x : h' was not found"));
+}
+
+#[test]
+fn a_handler_notifying_an_earlier_one_gets_it_run_by_the_next_implicit_flush() {
+    // handlers target (handler_notify_earlier_handler.yml, test_handlers_infinite_loop.yml):
+    // a play of `tasks` alone has two implicit flushes after them (after tasks, after the
+    // empty post_tasks); what a handler notifies behind it waits for the next one.
+    let plan = |end_flushes: Value| {
+        play(
+            json!([with(sh("t", "true"), json!({"notify": ["h2", "self"]}))]),
+            json!({"end_flushes": end_flushes, "handlers": [
+                dbg("h1", "earlier"),
+                with(dbg("h2", "notifies h1"), json!({"changed_when": true, "notify": ["h1"]})),
+                with(dbg("self", "again"), json!({"changed_when": true, "notify": ["self"]})),
+            ]}),
+        )
+    };
+    check(
+        plan(json!(2)),
+        &[
+            ("t", "changed"),
+            ("h2", "changed,handler"),
+            ("self", "changed,handler"),
+            ("h1", "ok,handler"),
+            ("self", "changed,handler"),
+        ],
+    );
+    // One flush left (post_tasks ran last): the earlier handler never gets its turn.
+    check(
+        plan(Value::Null),
+        &[
+            ("t", "changed"),
+            ("h2", "changed,handler"),
+            ("self", "changed,handler"),
+        ],
+    );
+}
+
+#[test]
+fn flush_handlers_run_as_a_handler_ends_the_run_with_ansibles_error() {
+    // handlers target (test_flush_handlers_as_handler.yml).
+    let plan = play(
+        json!([
+            with(sh("t", "true"), json!({"notify": ["h", "later handler"]})),
+            dbg("before the flush", "runs"),
+        ]),
+        json!({"handlers": [
+            {"name": "h", "module": "meta", "args": {"_raw_params": "flush_handlers"}},
+            dbg("later handler", "never"),
+        ]}),
+    );
+    let run = check(plan, &[("t", "changed"), ("before the flush", "ok")]);
+    assert!(run.summary.host_failed);
+    assert_eq!(
+        notes(&run),
+        [(
+            "error",
+            "flush_handlers cannot be used as a handler".to_string()
+        )]
+    );
+}
+
+#[test]
+fn including_a_file_ansible_refuses_ends_the_run_with_its_error() {
+    // handlers target (test_block_as_handler-include.yml): the packer read the file a
+    // handler includes as Ansible does and refused it in Ansible's words; including it
+    // ends the run with that error, as ansible-playbook's parser error does.
+    let mut plan = play(
+        json!([
+            with(sh("t", "true"), json!({"notify": ["h"]})),
+            dbg("before the handlers", "runs"),
+        ]),
+        json!({"handlers": [
+            {"name": "h", "module": "include_tasks", "args": {"_raw_params": "/p/h.yml"}},
+        ]}),
+    );
+    plan["library"] = json!({"tasks": {
+        "/p/h.yml": {"ansible": "Using a block as a handler is not supported.\n\nThe error appears to be in /p/h.yml:4"}
+    }});
+    let run = check(plan, &[("t", "changed"), ("before the handlers", "ok")]);
+    assert!(run.summary.host_failed);
+    let notes = notes(&run);
+    assert_eq!(notes[0].0, "error");
+    assert!(
+        notes[0]
+            .1
+            .starts_with("Using a block as a handler is not supported."),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn a_handler_failing_in_a_blocks_flush_goes_to_its_rescue_and_still_counts_as_failed() {
+    // handlers target (test_flush_handlers_rescue_always.yml), as ansible-playbook 2.18
+    // counts it: the rescue and always run and the play goes on, but the recap keeps
+    // the handler's failure and counts no rescue.
+    let plan = play(
+        json!([
+            {"block": [
+                with(sh("t", "true"), json!({"notify": ["h"]})),
+                {"module": "meta", "args": {"_raw_params": "flush_handlers"}},
+            ], "rescue": [dbg("rescue", "rescue ran")], "always": [dbg("always", "always ran")]},
+            dbg("after", "runs"),
+        ]),
+        json!({"handlers": [
+            {"name": "h", "module": "fail", "args": {}},
+        ]}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("t", "changed"),
+            ("h", "failed,handler"),
+            ("rescue", "ok"),
+            ("always", "ok"),
+            ("after", "ok"),
+        ],
+    );
+    assert!(!run.summary.host_failed);
+    assert_eq!(
+        run.recap(),
+        "ok=4 changed=1 unreachable=0 failed=1 skipped=0 rescued=0 ignored=0"
+    );
+}

@@ -140,6 +140,7 @@ impl Loader<'_> {
                         .parent()
                         .map(Path::to_path_buf)
                         .unwrap_or_default(),
+                    in_block: false,
                     ..cx.clone()
                 },
                 plays: BTreeSet::new(),
@@ -153,7 +154,6 @@ impl Loader<'_> {
     pub(crate) fn register_role(&mut self, name: &str, dir: &Path, cx: &Cx) {
         let key = controller_path(dir);
         let info = Rc::new(RoleInfo {
-            name: name.to_string(),
             dir: dir.to_path_buf(),
         });
         self.reach_root(dir, Some(info), &cx.playbook_dir);
@@ -287,8 +287,7 @@ impl Loader<'_> {
             };
             done_files.insert(path.clone());
             self.reach.plays = include.plays.clone();
-            let parsed = self.parse_tasks(Path::new(&path), &include.cx);
-            library.tasks.insert(path, parsed);
+            self.parse_tasks(Path::new(&path), &include.cx, &path, &mut library);
         }
         let dirs = self.reach.vars_dirs.clone();
         for (dir, plays) in &dirs {
@@ -397,12 +396,10 @@ impl Loader<'_> {
                 playbook_dir: root.playbook_dir.clone(),
                 role: root.role.clone(),
                 handler: in_handlers,
+                in_block: false,
             };
             match yaml::read(&path, self.opts.vault.as_ref()) {
-                Ok(Yaml::Sequence(_)) => {
-                    let parsed = self.parse_tasks(&path, &cx);
-                    library.tasks.insert(name, parsed);
-                }
+                Ok(Yaml::Sequence(_)) => self.parse_tasks(&path, &cx, &name, library),
                 Ok(Yaml::Mapping(_) | Yaml::Null) => {
                     let parsed = match super::tasks::vars_file(&path, self.opts.vault.as_ref()) {
                         Ok(vars) => Parsed::Ok(Value::Object(vars)),
@@ -423,23 +420,31 @@ impl Loader<'_> {
         }
     }
 
-    /// A task file in plan form, or why it cannot be; extra vars win over the variables
-    /// its tasks set, as for the plays' own tasks.
-    fn parse_tasks(&mut self, path: &Path, cx: &Cx) -> Parsed<Vec<rustle_runner::plan::Task>> {
+    /// Records a task file under `name` in plan form, or why it cannot be; extra vars
+    /// win over the variables its tasks set, as for the plays' own tasks. The handlers
+    /// of the roles it imports are recorded with it: they join the play's when it is
+    /// included, as Ansible adds them to the play when it reads the import.
+    fn parse_tasks(&mut self, path: &Path, cx: &Cx, name: &str, library: &mut Library) {
         // A file read for the library is read outside any play: what a play gathers
         // (role handlers, role deduplication) does not leak into the one being read.
         let saved = std::mem::take(&mut self.play);
         let tasks = self.task_file(path, cx);
-        self.play = saved;
-        match tasks {
+        let mut handlers = std::mem::replace(&mut self.play, saved).handlers;
+        let parsed = match tasks {
             Ok(mut tasks) => {
                 // Not filtered by tags here: which tags an included task inherits depends
                 // on where it is included, so the runner filters it there.
                 super::override_vars(&mut tasks, &self.opts.extra_vars);
+                if !handlers.is_empty() {
+                    super::override_vars(&mut handlers, &self.opts.extra_vars);
+                    library.handlers.insert(name.to_string(), handlers);
+                }
                 Parsed::Ok(tasks)
             }
+            Err(e @ super::PlaybookError::Ansible(_)) => Parsed::Ansible(e.with_line().to_string()),
             Err(e) => Parsed::Refused(e.with_line().to_string()),
-        }
+        };
+        library.tasks.insert(name.to_string(), parsed);
     }
 }
 

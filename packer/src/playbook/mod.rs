@@ -179,6 +179,11 @@ pub struct PlaybookOptions {
     /// `--force-handlers` (or `ANSIBLE_FORCE_HANDLERS`): `force_handlers` of the plays
     /// that do not set it.
     pub force_handlers: bool,
+    /// `ANSIBLE_ERROR_ON_MISSING_HANDLER` off: [`Play::missing_handler_warns`] of every
+    /// play.
+    ///
+    /// [`Play::missing_handler_warns`]: rustle_runner::plan::Play::missing_handler_warns
+    pub missing_handler_warns: bool,
     /// A playbook made on the command line (`rustle-deploy adhoc`), read instead of the
     /// file at this path, which only names it (its directory is the playbook's).
     pub adhoc: Option<(PathBuf, serde_norway::Value)>,
@@ -289,6 +294,11 @@ impl Where {
         PlaybookError::Unsupported(Box::new(self.keyword_error(keyword, detail)))
     }
 
+    /// An error in Ansible's own words ([`PlaybookError::Ansible`]).
+    pub(crate) fn ansible(&self, keyword: &str, detail: impl Into<String>) -> PlaybookError {
+        PlaybookError::Ansible(Box::new(self.keyword_error(keyword, detail)))
+    }
+
     pub(crate) fn unknown(&self, keyword: &str, detail: impl Into<String>) -> PlaybookError {
         PlaybookError::UnknownKeyword(Box::new(self.keyword_error(keyword, detail)))
     }
@@ -333,7 +343,8 @@ impl PlaybookError {
         match &mut self {
             PlaybookError::UnknownKeyword(k)
             | PlaybookError::Unsupported(k)
-            | PlaybookError::Invalid(k) => k.at.find_line(&k.keyword),
+            | PlaybookError::Invalid(k)
+            | PlaybookError::Ansible(k) => k.at.find_line(&k.keyword),
             PlaybookError::NotFound(n) => n.at.find_line(&n.keyword),
             _ => {}
         }
@@ -433,6 +444,11 @@ pub enum PlaybookError {
     /// A role, an included file or a `src` that does not exist.
     #[error("{0}")]
     NotFound(Box<NotFound>),
+    /// An error ansible-playbook itself gives for this playbook when it reads it, in
+    /// its words (`detail`), which the command line prints as Ansible does: `ERROR!
+    /// ...`, then where.
+    #[error("{}\n\nThe error appears to be in {}", .0.detail, .0.at)]
+    Ansible(Box<KeywordError>),
     /// `group_vars/`/`host_vars/` beside the playbook could not be read.
     #[error(transparent)]
     Inventory(Box<crate::inventory::InventoryError>),

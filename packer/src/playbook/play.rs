@@ -224,6 +224,11 @@ impl LoadedPlay {
                 }];
             }
         }
+        // Ansible flushes after each section; those after the last section with tasks
+        // are the runner's to make at the end of the play.
+        let last = parts.iter().rposition(|p| !p.is_empty()).unwrap_or(0);
+        let end_flushes = u8::try_from(parts.len() - last).unwrap_or(1);
+        play.end_flushes = (end_flushes != 1).then_some(end_flushes);
         let mut out = Vec::new();
         for i in 0..parts.len() {
             let Some(part) = parts.get_mut(i) else {
@@ -510,6 +515,7 @@ impl Loader<'_> {
             playbook_dir: dir.to_path_buf(),
             role: None,
             handler: false,
+            in_block: false,
         };
         let pre = self.task_list(get("pre_tasks"), &cx, &at, "pre_tasks")?;
         let mut main = self.roles_section(get("roles"), &cx, &at)?;
@@ -517,6 +523,7 @@ impl Loader<'_> {
         let post = self.task_list(get("post_tasks"), &cx, &at, "post_tasks")?;
         let handler_cx = Cx {
             handler: true,
+            in_block: false,
             ..cx.clone()
         };
         let own_handlers = self.task_list(get("handlers"), &handler_cx, &at, "handlers")?;
@@ -558,6 +565,8 @@ impl Loader<'_> {
                 any_errors_fatal,
                 max_fail_percentage,
                 force_handlers,
+                missing_handler_warns: self.opts.missing_handler_warns,
+                end_flushes: None,
                 fleet: None,
                 number: None,
             },

@@ -10,11 +10,9 @@ use serde_norway::Value as Yaml;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-/// A role being read: its name and directory.
+/// A role being read: its directory.
 #[derive(Debug)]
 pub(crate) struct RoleInfo {
-    /// The name it was asked for by.
-    pub(crate) name: String,
     /// `roles/<name>`.
     pub(crate) dir: PathBuf,
 }
@@ -267,7 +265,6 @@ impl Loader<'_> {
         super::defaults::mark(&mut block_vars, from_defaults);
 
         let info = Rc::new(RoleInfo {
-            name: entry.name.clone(),
             dir: dir.to_path_buf(),
         });
         self.reach_root(dir, Some(Rc::clone(&info)), &cx.playbook_dir);
@@ -309,6 +306,7 @@ impl Loader<'_> {
                     playbook_dir: cx.playbook_dir.clone(),
                     role: Some(Rc::clone(&info)),
                     handler: false,
+                    in_block: false,
                 };
                 self.task_file(&path, &role_cx)?
             }
@@ -324,6 +322,7 @@ impl Loader<'_> {
                     playbook_dir: cx.playbook_dir.clone(),
                     role: Some(Rc::clone(&info)),
                     handler: true,
+                    in_block: false,
                 };
                 for mut h in self.task_file(&path, &handler_cx)? {
                     // Handlers run outside the role's block: they carry its variables
@@ -341,19 +340,8 @@ impl Loader<'_> {
                     if h.become_user.is_none() {
                         h.become_user = entry.wrapper.become_user.clone();
                     }
-                    // A role's handler also answers to `role : name`, and its topics
-                    // to `role : topic`; a collection's role by its short name as well as
-                    // by `ns.coll.role`, as Ansible's role handlers do.
-                    let mut role_names = vec![info.name.clone()];
-                    if let Some((_, _, short)) = collection_role(&info.name) {
-                        role_names.push(short.to_string());
-                    }
-                    let own: Vec<String> = h.name.iter().chain(&h.listen).cloned().collect();
-                    for role_name in &role_names {
-                        for topic in &own {
-                            h.listen.push(format!("{role_name} : {topic}"));
-                        }
-                    }
+                    // The handler answers to `role : name` and `role : topic` too
+                    // (the runner matches them by the role its origin names).
                     let origin = h.origin.get_or_insert_with(Origin::default);
                     if origin.file.is_none() {
                         origin.file = Some(super::controller_path(&path));

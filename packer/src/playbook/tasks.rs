@@ -209,6 +209,9 @@ pub(crate) struct Cx {
     pub(crate) role: Option<Rc<RoleInfo>>,
     /// Reading handlers (`listen` is allowed).
     pub(crate) handler: bool,
+    /// Reading the tasks of a block: among handlers, a block there is one Ansible
+    /// refuses (a block of the handlers list itself is only handlers with keywords).
+    pub(crate) in_block: bool,
 }
 
 /// A mapping key as a string, or an error naming where.
@@ -437,7 +440,9 @@ fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookEr
             t.delegate_to.clone_from(&from.delegate_to);
         }
         t.delegate_facts |= from.delegate_facts;
-        t.run_once |= from.run_once;
+        if t.run_once.is_none() {
+            t.run_once.clone_from(&from.run_once);
+        }
     }
     Ok(())
 }
@@ -693,6 +698,9 @@ impl Loader<'_> {
             .and_then(|(_, v)| scalar_str(v));
         let at = at.named(name.as_deref());
         if entries.iter().any(|(k, _)| k == "block") {
+            if cx.handler && cx.in_block {
+                return Err(at.ansible("block", "Using a block as a handler is not supported."));
+            }
             // Among handlers, the tasks inside a block are the handlers notified by name,
             // with the block's keywords.
             return Ok(vec![self.block(&entries, cx, &at)?]);
@@ -729,6 +737,12 @@ impl Loader<'_> {
                      runner cannot run them",
                     plugin.display()
                 ),
+            ));
+        }
+        if cx.handler && matches!(short_name(&module), "include_role" | "import_role") {
+            return Err(at.ansible(
+                &module,
+                format!("Using '{module}' as a handler is not supported."),
             ));
         }
         match short_name(&module) {
@@ -769,7 +783,7 @@ impl Loader<'_> {
                 "always" => always = Some(*v),
                 "delegate_to" => channel.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => channel.delegate_facts = boolean(v, at, key)?,
-                "run_once" => channel.run_once = boolean(v, at, key)?,
+                "run_once" => channel.run_once = flag(v, at, key)?,
                 "notify" => channel.notify = string_list(v, at, key)?,
                 _ if common(&mut task, key, v, at)? => {}
                 _ if TASK_ONLY.contains(&key) => {
@@ -782,10 +796,14 @@ impl Loader<'_> {
                 }
             }
         }
-        task.block = Some(self.task_list(block, cx, at, "block")?);
-        task.rescue = self.task_list(rescue, cx, at, "rescue")?;
-        task.always = self.task_list(always, cx, at, "always")?;
-        if channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts {
+        let inner = Cx {
+            in_block: true,
+            ..cx.clone()
+        };
+        task.block = Some(self.task_list(block, &inner, at, "block")?);
+        task.rescue = self.task_list(rescue, &inner, at, "rescue")?;
+        task.always = self.task_list(always, &inner, at, "always")?;
+        if channel.delegate_to.is_some() || channel.run_once.is_some() || channel.delegate_facts {
             push_down(&mut task, &channel, at)?;
         }
         if !channel.notify.is_empty() {
@@ -844,7 +862,7 @@ impl Loader<'_> {
                 "notify" => task.notify = string_list(v, at, key)?,
                 "delegate_to" => task.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => task.delegate_facts = boolean(v, at, key)?,
-                "run_once" => task.run_once = boolean(v, at, key)?,
+                "run_once" => task.run_once = flag(v, at, key)?,
                 "async" => task.async_ = integer(v, at, key)?,
                 "poll" => task.poll = integer(v, at, key)?,
                 "throttle" => task.throttle = integer(v, at, key)?,
@@ -880,7 +898,7 @@ impl Loader<'_> {
         // Ansible runs `add_host` once for the batch (its action bypasses the host
         // loop); the others take its result, and the new host, from the one that ran it.
         if short_name(module) == "add_host" {
-            task.run_once = true;
+            task.run_once = Some(true.into());
         }
         // The module's own arguments win over `args:`, as in Ansible.
         args.extend(module_args(module, value, at)?);
@@ -957,7 +975,7 @@ impl Loader<'_> {
                     continue;
                 }
                 "run_once" => {
-                    channel.run_once = boolean(v, at, key)?;
+                    channel.run_once = flag(v, at, key)?;
                     continue;
                 }
                 "notify" => {
@@ -982,7 +1000,13 @@ impl Loader<'_> {
                 let name = include_arg(module, &args, &["file"], at)?;
                 let path = self.find_task_file(module, &name, cx, at)?;
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                let child = Cx { dir, ..cx.clone() };
+                // An imported file's entries are a list of blocks again, as Ansible
+                // reads it.
+                let child = Cx {
+                    dir,
+                    in_block: false,
+                    ..cx.clone()
+                };
                 (self.task_file(&path, &child)?, Some(path))
             }
             Include::Role => {
@@ -1021,7 +1045,8 @@ impl Loader<'_> {
                 role: None,
             });
         }
-        let pushed = channel.delegate_to.is_some() || channel.run_once || channel.delegate_facts;
+        let pushed =
+            channel.delegate_to.is_some() || channel.run_once.is_some() || channel.delegate_facts;
         if wrapper == Task::default() && !pushed && channel.notify.is_empty() {
             return Ok(tasks);
         }
