@@ -35,9 +35,20 @@
 //!   not marked linker-signed: it was not made by a linker. x86_64 does not insist on a
 //!   signature, but gets the same one, so both architectures carry a valid one.
 //! - `object::build::macho::Builder` is not used: it mis-orders segments when one is
-//!   inserted (design notes). The few structures touched here are read and written by hand,
-//!   every access checked against the buffer.
+//!   inserted (design notes). The few structures touched here are read and written through
+//!   `object`'s typed Mach-O and code-signing structs, every slice checked against the
+//!   buffer; field positions come from those structs, never from hand-counted offsets.
 
+use std::mem::{offset_of, size_of};
+
+use object::endian::{BigEndian as BE, LittleEndian as LE, U32, U64};
+use object::macho::{
+    self as mh, CsBlobIndex, CsCodeDirectoryV0, CsCodeDirectoryV1, CsCodeDirectoryV2,
+    CsCodeDirectoryV3, CsCodeDirectoryV4, CsGenericBlob, CsSuperBlob, DyldChainedFixupsHeader,
+    DyldInfoCommand, DysymtabCommand, LinkeditDataCommand, LoadCommand, LoadCommandType,
+    MachHeader64, NoteCommand, Section64, SegmentCommand64, SymtabCommand, TwolevelHintsCommand,
+};
+use object::pod::{Pod, bytes_of, from_bytes, slice_from_bytes};
 use rustle_runner::locate;
 use sha2::{Digest, Sha256};
 
@@ -91,108 +102,87 @@ pub enum MachoError {
     },
 }
 
-const HEADER_SIZE: usize = 32;
-const SEGMENT_CMD_SIZE: usize = 72;
-const SECTION_SIZE: usize = 80;
-const LINKEDIT_DATA_CMD_SIZE: usize = 16;
-/// A segment command with one section: the `__RUSTLE` command.
-const PAYLOAD_CMD_SIZE: usize = SEGMENT_CMD_SIZE + SECTION_SIZE;
+type Header = MachHeader64<LE>;
+type SegmentCmd = SegmentCommand64<LE>;
+type DataCmd = LinkeditDataCommand<LE>;
 
-const MH_MAGIC_64: u32 = 0xfeed_facf;
-const MH_CIGAM_64: u32 = 0xcffa_edfe;
-const MH_MAGIC: u32 = 0xfeed_face;
-const MH_CIGAM: u32 = 0xcefa_edfe;
-const FAT_MAGIC: u32 = 0xcafe_babe;
-const FAT_MAGIC_64: u32 = 0xcafe_babf;
-const FAT_CIGAM: u32 = 0xbeba_feca;
-const FAT_CIGAM_64: u32 = 0xbfba_feca;
-const CPU_TYPE_X86_64: u32 = 0x0100_0007;
-const CPU_TYPE_ARM64: u32 = 0x0100_000c;
-const MH_EXECUTE: u32 = 2;
+const HEADER_SIZE: usize = size_of::<Header>();
+const PAYLOAD_CMD_SIZE: usize = size_of::<SegmentCmd>() + size_of::<Section64<LE>>();
 
-const LC_SEGMENT_64: u32 = 0x19;
-const LC_SYMTAB: u32 = 0x2;
-const LC_DYSYMTAB: u32 = 0xb;
-const LC_TWOLEVEL_HINTS: u32 = 0x16;
-const LC_CODE_SIGNATURE: u32 = 0x1d;
-const LC_DYLD_INFO: u32 = 0x22;
-const LC_DYLD_INFO_ONLY: u32 = 0x8000_0022;
-const LC_NOTE: u32 = 0x31;
-const LC_DYLD_CHAINED_FIXUPS: u32 = 0x8000_0034;
 /// Commands made of a `linkedit_data_command` (offset and size of a blob in `__LINKEDIT`),
 /// besides the code signature and chained fixups handled on their own.
-const LINKEDIT_DATA_CMDS: &[u32] = &[
-    0x1e,        // LC_SEGMENT_SPLIT_INFO
-    0x26,        // LC_FUNCTION_STARTS
-    0x29,        // LC_DATA_IN_CODE
-    0x2b,        // LC_DYLIB_CODE_SIGN_DRS
-    0x2e,        // LC_LINKER_OPTIMIZATION_HINT
-    0x8000_0033, // LC_DYLD_EXPORTS_TRIE
-    0x36,        // LC_ATOM_INFO
+const LINKEDIT_DATA_CMDS: &[LoadCommandType] = &[
+    mh::LC_SEGMENT_SPLIT_INFO,
+    mh::LC_FUNCTION_STARTS,
+    mh::LC_DATA_IN_CODE,
+    mh::LC_DYLIB_CODE_SIGN_DRS,
+    mh::LC_LINKER_OPTIMIZATION_HINT,
+    mh::LC_DYLD_EXPORTS_TRIE,
+    mh::LC_ATOM_INFO,
 ];
 /// Commands known to hold no file offset into `__LINKEDIT` (their strings live inside the
 /// command; LC_MAIN's and LC_ENCRYPTION_INFO_64's offsets point into `__TEXT`, which stays).
-const PLAIN_CMDS: &[u32] = &[
-    0x4,         // LC_THREAD
-    0x5,         // LC_UNIXTHREAD
-    0x8,         // LC_IDENT
-    0xc,         // LC_LOAD_DYLIB
-    0xd,         // LC_ID_DYLIB
-    0xe,         // LC_LOAD_DYLINKER
-    0xf,         // LC_ID_DYLINKER
-    0x10,        // LC_PREBOUND_DYLIB
-    0x12,        // LC_SUB_FRAMEWORK
-    0x13,        // LC_SUB_UMBRELLA
-    0x14,        // LC_SUB_CLIENT
-    0x15,        // LC_SUB_LIBRARY
-    0x17,        // LC_PREBIND_CKSUM
-    0x1a,        // LC_ROUTINES_64
-    0x1b,        // LC_UUID
-    0x8000_0018, // LC_LOAD_WEAK_DYLIB
-    0x8000_001c, // LC_RPATH
-    0x8000_001f, // LC_REEXPORT_DYLIB
-    0x20,        // LC_LAZY_LOAD_DYLIB
-    0x8000_0023, // LC_LOAD_UPWARD_DYLIB
-    0x24,        // LC_VERSION_MIN_MACOSX
-    0x25,        // LC_VERSION_MIN_IPHONEOS
-    0x27,        // LC_DYLD_ENVIRONMENT
-    0x8000_0028, // LC_MAIN
-    0x2a,        // LC_SOURCE_VERSION
-    0x2c,        // LC_ENCRYPTION_INFO_64
-    0x2d,        // LC_LINKER_OPTION
-    0x2f,        // LC_VERSION_MIN_TVOS
-    0x30,        // LC_VERSION_MIN_WATCHOS
-    0x32,        // LC_BUILD_VERSION
+const PLAIN_CMDS: &[LoadCommandType] = &[
+    mh::LC_THREAD,
+    mh::LC_UNIXTHREAD,
+    mh::LC_IDENT,
+    mh::LC_LOAD_DYLIB,
+    mh::LC_ID_DYLIB,
+    mh::LC_LOAD_DYLINKER,
+    mh::LC_ID_DYLINKER,
+    mh::LC_PREBOUND_DYLIB,
+    mh::LC_SUB_FRAMEWORK,
+    mh::LC_SUB_UMBRELLA,
+    mh::LC_SUB_CLIENT,
+    mh::LC_SUB_LIBRARY,
+    mh::LC_PREBIND_CKSUM,
+    mh::LC_ROUTINES_64,
+    mh::LC_UUID,
+    mh::LC_LOAD_WEAK_DYLIB,
+    mh::LC_RPATH,
+    mh::LC_REEXPORT_DYLIB,
+    mh::LC_LAZY_LOAD_DYLIB,
+    mh::LC_LOAD_UPWARD_DYLIB,
+    mh::LC_VERSION_MIN_MACOSX,
+    mh::LC_VERSION_MIN_IPHONEOS,
+    mh::LC_DYLD_ENVIRONMENT,
+    mh::LC_MAIN,
+    mh::LC_SOURCE_VERSION,
+    mh::LC_ENCRYPTION_INFO_64,
+    mh::LC_LINKER_OPTION,
+    mh::LC_VERSION_MIN_TVOS,
+    mh::LC_VERSION_MIN_WATCHOS,
+    mh::LC_BUILD_VERSION,
 ];
 
-const VM_PROT_READ: u32 = 1;
 /// Section types without contents in the file.
-const ZEROFILL_TYPES: &[u32] = &[0x1, 0xc, 0x12];
+const ZEROFILL_TYPES: &[mh::SectionType] = &[
+    mh::S_ZEROFILL,
+    mh::S_GB_ZEROFILL,
+    mh::S_THREAD_LOCAL_ZEROFILL,
+];
 
-const CSMAGIC_EMBEDDED_SIGNATURE: u32 = 0xfade_0cc0;
-const CSMAGIC_CODEDIRECTORY: u32 = 0xfade_0c02;
-const CSMAGIC_REQUIREMENTS: u32 = 0xfade_0c01;
-const CSMAGIC_BLOBWRAPPER: u32 = 0xfade_0b01;
-const CSSLOT_CODEDIRECTORY: u32 = 0;
-const CSSLOT_REQUIREMENTS: u32 = 2;
-const CSSLOT_SIGNATURESLOT: u32 = 0x1_0000;
-/// CodeDirectory version with the executable-segment fields.
-const CD_VERSION: u32 = 0x2_0400;
-const CD_HEADER_SIZE: usize = 88;
-const CS_ADHOC: u32 = 0x2;
-const CS_HASHTYPE_SHA256: u8 = 2;
-const CS_EXECSEG_MAIN_BINARY: u64 = 1;
+/// The CodeDirectory version written: 0x20400, the first with the executable-segment fields.
+const CD_VERSION: mh::CsVersion = mh::CS_SUPPORTSEXECSEG;
+/// The CodeDirectory's fixed part, every version's fields up to [`CD_VERSION`].
+const CD_HEADER_SIZE: usize = size_of::<CsCodeDirectoryV0>()
+    + size_of::<CsCodeDirectoryV1>()
+    + size_of::<CsCodeDirectoryV2>()
+    + size_of::<CsCodeDirectoryV3>()
+    + size_of::<CsCodeDirectoryV4>();
 const SHA256_LEN: usize = 32;
 const CS_PAGE_SHIFT: u8 = 12;
 const CS_PAGE_SIZE: usize = 1 << CS_PAGE_SHIFT;
-/// Special slots -1 (Info.plist, absent: zeros) and -2 (requirements).
+/// Special slots hashed: requirements (-2) and Info.plist (-1, none).
 const SPECIAL_SLOTS: usize = 2;
-/// An empty requirements set: magic, length, count 0.
-const REQUIREMENTS_LEN: usize = 12;
-/// An empty CMS wrapper: magic and length only, as `codesign -s -` leaves it.
-const CMS_LEN: usize = 8;
-const SUPERBLOB_HEADER: usize = 12;
+/// An empty requirements set: a generic blob header and a zero count.
+const REQUIREMENTS_LEN: usize = size_of::<CsGenericBlob>() + 4;
+/// An empty CMS blob wrapper: its header only.
+const CMS_LEN: usize = size_of::<CsGenericBlob>();
+/// The SuperBlob indexes three blobs: CodeDirectory, requirements, CMS.
 const SUPERBLOB_BLOBS: usize = 3;
+const SUPERBLOB_INDEX_LEN: usize =
+    size_of::<CsSuperBlob>() + SUPERBLOB_BLOBS * size_of::<CsBlobIndex>();
 const SIGNATURE_ALIGN: u64 = 16;
 
 /// Returns a copy of `runner` carrying `payload` in a `__RUSTLE,__payload` section of a new
@@ -234,6 +224,11 @@ pub fn embed(runner: &[u8], payload: &[u8]) -> Result<Vec<u8>, MachoError> {
     let linkedit_filesize = file_end - linkedit_off;
     let linkedit_vmsize = align_up(linkedit_filesize, SEGMENT_ALIGN).ok_or_else(too_large)?;
     let relocate = |old: u64| moved.relocate(old, linkedit.fileoff, linkedit_off);
+    let signature_cmd = |mut cmd: DataCmd| -> Result<DataCmd, MachoError> {
+        cmd.dataoff = U32::new(LE, to_u32(sig_off)?);
+        cmd.datasize = U32::new(LE, to_u32(sig_len)?);
+        Ok(cmd)
+    };
 
     // The new load commands, in order.
     let mut cmds = Vec::with_capacity(macho.sizeofcmds.saturating_add(PAYLOAD_CMD_SIZE * 2));
@@ -246,14 +241,16 @@ pub fn embed(runner: &[u8], payload: &[u8]) -> Result<Vec<u8>, MachoError> {
                 payload_off,
                 payload_len,
             )?);
-            put(&mut raw, 24, &linkedit_vmaddr.to_le_bytes());
-            put(&mut raw, 32, &linkedit_vmsize.to_le_bytes());
-            put(&mut raw, 40, &linkedit_off.to_le_bytes());
-            put(&mut raw, 48, &linkedit_filesize.to_le_bytes());
+            let mut seg: SegmentCmd = read(&raw)?;
+            seg.vmaddr = U64::new(LE, linkedit_vmaddr);
+            seg.vmsize = U64::new(LE, linkedit_vmsize);
+            seg.fileoff = U64::new(LE, linkedit_off);
+            seg.filesize = U64::new(LE, linkedit_filesize);
+            put(&mut raw, 0, bytes_of(&seg));
         }
         if Some(index) == macho.signature_cmd {
-            put(&mut raw, 8, &to_u32(sig_off)?.to_le_bytes());
-            put(&mut raw, 12, &to_u32(sig_len)?.to_le_bytes());
+            let sig = signature_cmd(read(&raw)?)?;
+            put(&mut raw, 0, bytes_of(&sig));
         }
         for field in macho.refs.iter().filter(|r| r.cmd == index) {
             let new = relocate(field.offset).ok_or_else(too_large)?;
@@ -264,19 +261,27 @@ pub fn embed(runner: &[u8], payload: &[u8]) -> Result<Vec<u8>, MachoError> {
             }
         }
         if Some(index) == macho.chained_cmd {
+            let mut fixups: DataCmd = read(&raw)?;
             let size = u32::try_from(moved.chained_len).map_err(|_| too_large())?;
-            put(&mut raw, 12, &size.to_le_bytes());
+            fixups.datasize = U32::new(LE, size);
+            put(&mut raw, 0, bytes_of(&fixups));
         }
         cmds.extend_from_slice(&raw);
     }
-    let mut ncmds = macho.ncmds.checked_add(1).ok_or_else(too_large)?;
+    let mut ncmds = macho
+        .header
+        .ncmds
+        .get(LE)
+        .checked_add(1)
+        .ok_or_else(too_large)?;
     if macho.signature_cmd.is_none() {
-        let mut raw = [0u8; LINKEDIT_DATA_CMD_SIZE];
-        put(&mut raw, 0, &LC_CODE_SIGNATURE.to_le_bytes());
-        put(&mut raw, 4, &(LINKEDIT_DATA_CMD_SIZE as u32).to_le_bytes());
-        put(&mut raw, 8, &to_u32(sig_off)?.to_le_bytes());
-        put(&mut raw, 12, &to_u32(sig_len)?.to_le_bytes());
-        cmds.extend_from_slice(&raw);
+        let sig = signature_cmd(DataCmd {
+            cmd: U32::new(LE, mh::LC_CODE_SIGNATURE),
+            cmdsize: U32::new(LE, size_of::<DataCmd>() as u32),
+            dataoff: U32::new(LE, 0),
+            datasize: U32::new(LE, 0),
+        })?;
+        cmds.extend_from_slice(bytes_of(&sig));
         ncmds = ncmds.checked_add(1).ok_or_else(too_large)?;
     }
     let sizeofcmds = u32::try_from(cmds.len()).map_err(|_| too_large())?;
@@ -291,8 +296,10 @@ pub fn embed(runner: &[u8], payload: &[u8]) -> Result<Vec<u8>, MachoError> {
     out.resize(to_usize(sig_off).ok_or_else(too_large)?, 0);
 
     // The grown load commands overwrite header padding that `parse` found to be zeros.
-    put(&mut out, 16, &ncmds.to_le_bytes());
-    put(&mut out, 20, &sizeofcmds.to_le_bytes());
+    let mut header = macho.header;
+    header.ncmds = U32::new(LE, ncmds);
+    header.sizeofcmds = U32::new(LE, sizeofcmds);
+    put(&mut out, 0, bytes_of(&header));
     put(&mut out, HEADER_SIZE, &cmds);
 
     let signature = code_signature(&out, macho.text_fileoff, macho.text_filesize)?;
@@ -312,26 +319,39 @@ fn payload_command(
     vmsize: u64,
     fileoff: u64,
     filesize: u64,
-) -> Result<[u8; PAYLOAD_CMD_SIZE], MachoError> {
-    let mut raw = [0u8; PAYLOAD_CMD_SIZE];
-    put(&mut raw, 0, &LC_SEGMENT_64.to_le_bytes());
-    put(&mut raw, 4, &(PAYLOAD_CMD_SIZE as u32).to_le_bytes());
-    put(&mut raw, 8, SEGMENT_NAME.as_bytes());
-    put(&mut raw, 24, &vmaddr.to_le_bytes());
-    put(&mut raw, 32, &vmsize.to_le_bytes());
-    put(&mut raw, 40, &fileoff.to_le_bytes());
-    put(&mut raw, 48, &filesize.to_le_bytes());
-    put(&mut raw, 56, &VM_PROT_READ.to_le_bytes()); // maxprot
-    put(&mut raw, 60, &VM_PROT_READ.to_le_bytes()); // initprot
-    put(&mut raw, 64, &1u32.to_le_bytes()); // nsects
-    let sect = SEGMENT_CMD_SIZE;
-    put(&mut raw, sect, SECTION_NAME.as_bytes());
-    put(&mut raw, sect + 16, SEGMENT_NAME.as_bytes());
-    put(&mut raw, sect + 32, &vmaddr.to_le_bytes());
-    put(&mut raw, sect + 40, &filesize.to_le_bytes());
-    // The section offset is 32 bits wide; the caller keeps the file below 4 GiB.
-    put(&mut raw, sect + 48, &to_u32(fileoff)?.to_le_bytes());
-    // align (2^0), relocations, flags (S_REGULAR) and reserved fields stay zero.
+) -> Result<Vec<u8>, MachoError> {
+    let segment = SegmentCmd {
+        cmd: U32::new(LE, mh::LC_SEGMENT_64),
+        cmdsize: U32::new(LE, PAYLOAD_CMD_SIZE as u32),
+        segname: name16(SEGMENT_NAME),
+        vmaddr: U64::new(LE, vmaddr),
+        vmsize: U64::new(LE, vmsize),
+        fileoff: U64::new(LE, fileoff),
+        filesize: U64::new(LE, filesize),
+        maxprot: U32::new(LE, mh::VM_PROT_READ),
+        initprot: U32::new(LE, mh::VM_PROT_READ),
+        nsects: U32::new(LE, 1),
+        flags: U32::new(LE, mh::SegmentFlags(0)),
+    };
+    let section = Section64::<LE> {
+        sectname: name16(SECTION_NAME),
+        segname: name16(SEGMENT_NAME),
+        addr: U64::new(LE, vmaddr),
+        size: U64::new(LE, filesize),
+        // The section offset is 32 bits wide; the caller keeps the file below 4 GiB.
+        offset: U32::new(LE, to_u32(fileoff)?),
+        // Alignment 2^0, no relocations, a regular section.
+        align: U32::new(LE, 0),
+        reloff: U32::new(LE, 0),
+        nreloc: U32::new(LE, 0),
+        flags: U32::new(LE, mh::S_REGULAR.to_flags()),
+        reserved1: U32::new(LE, 0),
+        reserved2: U32::new(LE, 0),
+        reserved3: U32::new(LE, 0),
+    };
+    let mut raw = Vec::with_capacity(PAYLOAD_CMD_SIZE);
+    raw.extend_from_slice(bytes_of(&segment));
+    raw.extend_from_slice(bytes_of(&section));
     Ok(raw)
 }
 
@@ -339,7 +359,7 @@ fn payload_command(
 fn signature_len(code_limit: u64) -> Option<u64> {
     let pages = code_limit.div_ceil(CS_PAGE_SIZE as u64);
     let cd = code_directory_len(pages)?;
-    let blobs = (SUPERBLOB_HEADER + SUPERBLOB_BLOBS * 8 + REQUIREMENTS_LEN + CMS_LEN) as u64;
+    let blobs = (SUPERBLOB_INDEX_LEN + REQUIREMENTS_LEN + CMS_LEN) as u64;
     align_up(cd.checked_add(blobs)?, SIGNATURE_ALIGN)
 }
 
@@ -349,6 +369,10 @@ fn code_directory_len(pages: u64) -> Option<u64> {
     // The identifier is stored NUL-terminated.
     let fixed = (CD_HEADER_SIZE + SIGNING_IDENTIFIER.len() + 1) as u64;
     fixed.checked_add(hashes)
+}
+
+fn be32(value: u32) -> U32<BE> {
+    U32::new(BE, value)
 }
 
 /// The embedded signature (SuperBlob) for `file`, which holds everything before it.
@@ -364,25 +388,45 @@ fn code_signature(file: &[u8], text_off: u64, text_size: u64) -> Result<Vec<u8>,
     let hash_off =
         ident_off + SIGNING_IDENTIFIER.len() as u32 + 1 + (SPECIAL_SLOTS * SHA256_LEN) as u32;
 
+    let v0 = CsCodeDirectoryV0 {
+        magic: be32(mh::CSMAGIC_CODEDIRECTORY),
+        length: be32(cd_len),
+        version: U32::new(BE, CD_VERSION),
+        flags: U32::new(BE, mh::CS_ADHOC),
+        hash_offset: be32(hash_off),
+        ident_offset: be32(ident_off),
+        n_special_slots: be32(SPECIAL_SLOTS as u32),
+        n_code_slots: be32(u32::try_from(pages).map_err(|_| too_large())?),
+        code_limit: be32(code_limit),
+        hash_size: SHA256_LEN as u8,
+        hash_type: mh::CS_HASHTYPE_SHA256,
+        platform: 0,
+        page_size: CS_PAGE_SHIFT,
+        spare2: be32(0),
+    };
+    // No scatter vector, no team (ad hoc), and codeLimit suffices (no codeLimit64).
+    let v1 = CsCodeDirectoryV1 {
+        scatter_offset: be32(0),
+    };
+    let v2 = CsCodeDirectoryV2 {
+        team_offset: be32(0),
+    };
+    let v3 = CsCodeDirectoryV3 {
+        spare3: be32(0),
+        code_limit64: U64::new(BE, 0),
+    };
+    let v4 = CsCodeDirectoryV4 {
+        exec_seg_base: U64::new(BE, text_off),
+        exec_seg_limit: U64::new(BE, text_size),
+        exec_seg_flags: U64::new(BE, mh::CS_EXECSEG_MAIN_BINARY),
+    };
+
     let mut cd = Vec::with_capacity(to_usize(u64::from(cd_len)).ok_or_else(too_large)?);
-    cd.extend_from_slice(&CSMAGIC_CODEDIRECTORY.to_be_bytes());
-    cd.extend_from_slice(&cd_len.to_be_bytes());
-    cd.extend_from_slice(&CD_VERSION.to_be_bytes());
-    cd.extend_from_slice(&CS_ADHOC.to_be_bytes());
-    cd.extend_from_slice(&hash_off.to_be_bytes());
-    cd.extend_from_slice(&ident_off.to_be_bytes());
-    cd.extend_from_slice(&(SPECIAL_SLOTS as u32).to_be_bytes());
-    cd.extend_from_slice(&u32::try_from(pages).map_err(|_| too_large())?.to_be_bytes());
-    cd.extend_from_slice(&code_limit.to_be_bytes());
-    cd.extend_from_slice(&[SHA256_LEN as u8, CS_HASHTYPE_SHA256, 0, CS_PAGE_SHIFT]);
-    cd.extend_from_slice(&0u32.to_be_bytes()); // spare2
-    cd.extend_from_slice(&0u32.to_be_bytes()); // scatterOffset: none
-    cd.extend_from_slice(&0u32.to_be_bytes()); // teamOffset: none (ad hoc)
-    cd.extend_from_slice(&0u32.to_be_bytes()); // spare3
-    cd.extend_from_slice(&0u64.to_be_bytes()); // codeLimit64: codeLimit suffices
-    cd.extend_from_slice(&text_off.to_be_bytes()); // execSegBase
-    cd.extend_from_slice(&text_size.to_be_bytes()); // execSegLimit
-    cd.extend_from_slice(&CS_EXECSEG_MAIN_BINARY.to_be_bytes());
+    cd.extend_from_slice(bytes_of(&v0));
+    cd.extend_from_slice(bytes_of(&v1));
+    cd.extend_from_slice(bytes_of(&v2));
+    cd.extend_from_slice(bytes_of(&v3));
+    cd.extend_from_slice(bytes_of(&v4));
     cd.extend_from_slice(SIGNING_IDENTIFIER.as_bytes());
     cd.push(0);
     // Special slots, most negative first: -2 requirements, -1 Info.plist (none: zeros).
@@ -398,34 +442,43 @@ fn code_signature(file: &[u8], text_off: u64, text_size: u64) -> Result<Vec<u8>,
         ));
     }
 
-    let index_len = (SUPERBLOB_HEADER + SUPERBLOB_BLOBS * 8) as u32;
+    let index_len = SUPERBLOB_INDEX_LEN as u32;
     let req_at = index_len + cd_len;
     let cms_at = req_at + REQUIREMENTS_LEN as u32;
     let total = cms_at + CMS_LEN as u32;
     let mut blob = Vec::with_capacity(total as usize);
-    blob.extend_from_slice(&CSMAGIC_EMBEDDED_SIGNATURE.to_be_bytes());
-    blob.extend_from_slice(&total.to_be_bytes());
-    blob.extend_from_slice(&(SUPERBLOB_BLOBS as u32).to_be_bytes());
+    blob.extend_from_slice(bytes_of(&CsSuperBlob {
+        magic: be32(mh::CSMAGIC_EMBEDDED_SIGNATURE),
+        length: be32(total),
+        count: be32(SUPERBLOB_BLOBS as u32),
+    }));
     for (slot, at) in [
-        (CSSLOT_CODEDIRECTORY, index_len),
-        (CSSLOT_REQUIREMENTS, req_at),
-        (CSSLOT_SIGNATURESLOT, cms_at),
+        (mh::CSSLOT_CODEDIRECTORY, index_len),
+        (mh::CSSLOT_REQUIREMENTS, req_at),
+        (mh::CSSLOT_SIGNATURESLOT, cms_at),
     ] {
-        blob.extend_from_slice(&slot.to_be_bytes());
-        blob.extend_from_slice(&at.to_be_bytes());
+        blob.extend_from_slice(bytes_of(&CsBlobIndex {
+            slot: U32::new(BE, slot),
+            offset: be32(at),
+        }));
     }
     blob.extend_from_slice(&cd);
     blob.extend_from_slice(&empty_requirements());
-    blob.extend_from_slice(&CSMAGIC_BLOBWRAPPER.to_be_bytes());
-    blob.extend_from_slice(&(CMS_LEN as u32).to_be_bytes());
+    blob.extend_from_slice(bytes_of(&CsGenericBlob {
+        magic: be32(mh::CSMAGIC_BLOBWRAPPER),
+        length: be32(CMS_LEN as u32),
+    }));
     Ok(blob)
 }
 
 /// The requirements blob of an ad-hoc signature: no requirements (count 0).
-fn empty_requirements() -> [u8; REQUIREMENTS_LEN] {
-    let mut blob = [0u8; REQUIREMENTS_LEN];
-    put(&mut blob, 0, &CSMAGIC_REQUIREMENTS.to_be_bytes());
-    put(&mut blob, 4, &(REQUIREMENTS_LEN as u32).to_be_bytes());
+fn empty_requirements() -> Vec<u8> {
+    let mut blob = bytes_of(&CsGenericBlob {
+        magic: be32(mh::CSMAGIC_REQUIREMENTS),
+        length: be32(REQUIREMENTS_LEN as u32),
+    })
+    .to_vec();
+    blob.extend_from_slice(&0u32.to_be_bytes());
     blob
 }
 
@@ -457,25 +510,27 @@ fn to_u32(value: u64) -> Result<u32, MachoError> {
     })
 }
 
-/// Little-endian field read from a header buffer.
-fn field<const N: usize>(buf: &[u8], at: usize) -> Result<[u8; N], MachoError> {
-    at.checked_add(N)
-        .and_then(|end| buf.get(at..end))
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| MachoError::Malformed(format!("truncated header field at byte {at}")))
+/// A copy of the `T` at the start of `buf`, refused when `buf` is too short for it.
+fn read<T: Pod>(buf: &[u8]) -> Result<T, MachoError> {
+    from_bytes::<T>(buf).map(|(value, _)| *value).map_err(|()| {
+        MachoError::Malformed(format!(
+            "truncated structure: {} bytes, {} needed",
+            buf.len(),
+            size_of::<T>()
+        ))
+    })
 }
 
-fn u32_at(buf: &[u8], at: usize) -> Result<u32, MachoError> {
-    field(buf, at).map(u32::from_le_bytes)
+/// The `T` at byte `at` of `buf`.
+fn read_at<T: Pod>(buf: &[u8], at: usize) -> Result<T, MachoError> {
+    read(buf.get(at..).unwrap_or_default())
 }
 
-fn u64_at(buf: &[u8], at: usize) -> Result<u64, MachoError> {
-    field(buf, at).map(u64::from_le_bytes)
-}
-
-/// The 16 raw bytes of a fixed-size, NUL-padded segment or section name.
-fn name16(buf: &[u8], at: usize) -> Result<[u8; 16], MachoError> {
-    field::<16>(buf, at)
+/// A segment or section name as Mach-O stores it: 16 bytes, NUL-padded.
+fn name16(name: &str) -> [u8; 16] {
+    let mut raw = [0u8; 16];
+    put(&mut raw, 0, name.as_bytes());
+    raw
 }
 
 fn name_is(raw: &[u8; 16], want: &str) -> bool {
@@ -487,7 +542,7 @@ fn name_is(raw: &[u8; 16], want: &str) -> bool {
 #[derive(Clone, Copy)]
 struct Cmd {
     at: usize,
-    kind: u32,
+    kind: LoadCommandType,
     size: usize,
 }
 
@@ -498,6 +553,17 @@ struct Segment {
     vmsize: u64,
     fileoff: u64,
     filesize: u64,
+}
+
+impl Segment {
+    fn of(cmd: &SegmentCmd) -> Self {
+        Self {
+            vmaddr: cmd.vmaddr.get(LE),
+            vmsize: cmd.vmsize.get(LE),
+            fileoff: cmd.fileoff.get(LE),
+            filesize: cmd.filesize.get(LE),
+        }
+    }
 }
 
 /// A field of a load command holding a file offset into `__LINKEDIT`.
@@ -515,7 +581,7 @@ struct LinkeditRef {
 /// The parts of the runner that packing reads, all checked against the file.
 struct Parsed<'a> {
     file: &'a [u8],
-    ncmds: u32,
+    header: Header,
     sizeofcmds: usize,
     cmds: Vec<Cmd>,
     linkedit: Segment,
@@ -555,6 +621,57 @@ impl MovedLinkedit {
     }
 }
 
+/// A 32-bit offset field of a load command and the field giving the length of what it
+/// points at, in units of `unit` bytes: `(offset position, count position, unit)`.
+type Pair = (usize, usize, u64);
+
+/// The [`Pair`] of `$cmd`'s fields `$off` and `$len`.
+macro_rules! pair {
+    ($cmd:ident, $off:ident, $len:ident, $unit:expr) => {
+        (
+            offset_of!($cmd<LE>, $off),
+            offset_of!($cmd<LE>, $len),
+            $unit,
+        )
+    };
+}
+
+/// The offset fields of `LC_SYMTAB`: the nlist_64 entries and the string table.
+const SYMTAB_PAIRS: &[Pair] = &[
+    pair!(SymtabCommand, symoff, nsyms, 16),
+    pair!(SymtabCommand, stroff, strsize, 1),
+];
+
+/// The offset fields of `LC_DYSYMTAB`.
+const DYSYMTAB_PAIRS: &[Pair] = &[
+    // Table of contents.
+    pair!(DysymtabCommand, tocoff, ntoc, 8),
+    // Module table (dylib_module_64).
+    pair!(DysymtabCommand, modtaboff, nmodtab, 56),
+    // Referenced symbols.
+    pair!(DysymtabCommand, extrefsymoff, nextrefsyms, 4),
+    // Indirect symbols.
+    pair!(DysymtabCommand, indirectsymoff, nindirectsyms, 4),
+    // External and local relocations.
+    pair!(DysymtabCommand, extreloff, nextrel, 8),
+    pair!(DysymtabCommand, locreloff, nlocrel, 8),
+];
+
+/// The offset fields of `LC_DYLD_INFO(_ONLY)`: rebase, bind, weak bind, lazy bind, export.
+const DYLD_INFO_PAIRS: &[Pair] = &[
+    pair!(DyldInfoCommand, rebase_off, rebase_size, 1),
+    pair!(DyldInfoCommand, bind_off, bind_size, 1),
+    pair!(DyldInfoCommand, weak_bind_off, weak_bind_size, 1),
+    pair!(DyldInfoCommand, lazy_bind_off, lazy_bind_size, 1),
+    pair!(DyldInfoCommand, export_off, export_size, 1),
+];
+
+/// The offset field of `LC_TWOLEVEL_HINTS` (4-byte hints).
+const TWOLEVEL_PAIRS: &[Pair] = &[pair!(TwolevelHintsCommand, offset, nhints, 4)];
+
+/// The offset field of a `linkedit_data_command`.
+const DATA_PAIRS: &[Pair] = &[pair!(LinkeditDataCommand, dataoff, datasize, 1)];
+
 impl<'a> Parsed<'a> {
     fn parse(file: &'a [u8]) -> Result<Self, MachoError> {
         let magic = match file.get(..4) {
@@ -562,32 +679,33 @@ impl<'a> Parsed<'a> {
             _ => return Err(MachoError::NotMachO),
         };
         match magic {
-            MH_MAGIC_64 => {}
-            FAT_CIGAM | FAT_CIGAM_64 => return Err(MachoError::Fat),
-            MH_MAGIC | MH_CIGAM => {
+            mh::MH_MAGIC_64 => {}
+            mh::FAT_CIGAM | mh::FAT_CIGAM_64 | mh::FAT_MAGIC | mh::FAT_MAGIC_64 => {
+                return Err(MachoError::Fat);
+            }
+            mh::MH_MAGIC | mh::MH_CIGAM => {
                 return Err(MachoError::Unsupported("32-bit Mach-O".into()));
             }
-            MH_CIGAM_64 => return Err(MachoError::Unsupported("big-endian Mach-O".into())),
-            FAT_MAGIC | FAT_MAGIC_64 => return Err(MachoError::Fat),
+            mh::MH_CIGAM_64 => return Err(MachoError::Unsupported("big-endian Mach-O".into())),
             _ => return Err(MachoError::NotMachO),
         }
-        let header = file
-            .get(..HEADER_SIZE)
-            .ok_or_else(|| MachoError::Malformed("file is shorter than a Mach-O header".into()))?;
-        let cputype = u32_at(header, 4)?;
-        if cputype != CPU_TYPE_X86_64 && cputype != CPU_TYPE_ARM64 {
+        let header: Header = read(file)
+            .map_err(|_| MachoError::Malformed("file is shorter than a Mach-O header".into()))?;
+        let cputype = header.cputype.get(LE);
+        if cputype != mh::CPU_TYPE_X86_64 && cputype != mh::CPU_TYPE_ARM64 {
             return Err(MachoError::Unsupported(format!(
                 "CPU type {cputype:#x} (only x86_64 and arm64 are supported)"
             )));
         }
-        let filetype = u32_at(header, 12)?;
-        if filetype != MH_EXECUTE {
+        let filetype = header.filetype.get(LE);
+        if filetype != mh::MH_EXECUTE {
             return Err(MachoError::Unsupported(format!(
-                "file type {filetype} is not an executable"
+                "file type {} is not an executable",
+                filetype.0
             )));
         }
-        let ncmds = u32_at(header, 16)?;
-        let sizeofcmds = to_usize(u64::from(u32_at(header, 20)?))
+        let ncmds = header.ncmds.get(LE);
+        let sizeofcmds = to_usize(u64::from(header.sizeofcmds.get(LE)))
             .ok_or_else(|| MachoError::Malformed("load commands too large".into()))?;
         let cmds_end = HEADER_SIZE
             .checked_add(sizeofcmds)
@@ -604,15 +722,19 @@ impl<'a> Parsed<'a> {
         let mut cmds = Vec::new();
         let mut at = HEADER_SIZE;
         for index in 0..ncmds {
-            let kind = u32_at(file, at)?;
-            let size = to_usize(u64::from(u32_at(file, at.saturating_add(4))?)).unwrap_or(0);
+            let lc: LoadCommand<LE> = read_at(file, at)?;
+            let size = to_usize(u64::from(lc.cmdsize.get(LE))).unwrap_or(0);
             let end = at.saturating_add(size);
-            if size < 8 || !size.is_multiple_of(8) || end > cmds_end {
+            if size < size_of::<LoadCommand<LE>>() || !size.is_multiple_of(8) || end > cmds_end {
                 return Err(MachoError::Malformed(format!(
                     "load command {index} (size {size}) does not fit the load command area"
                 )));
             }
-            cmds.push(Cmd { at, kind, size });
+            cmds.push(Cmd {
+                at,
+                kind: lc.cmd.get(LE),
+                size,
+            });
             at = end;
         }
         if at != cmds_end {
@@ -624,7 +746,7 @@ impl<'a> Parsed<'a> {
 
         let mut parsed = Self {
             file,
-            ncmds,
+            header,
             sizeofcmds,
             cmds,
             linkedit: Segment {
@@ -645,20 +767,18 @@ impl<'a> Parsed<'a> {
         };
 
         // Segments: find __TEXT and __LINKEDIT, and where file contents first begin.
-        let mut segments: Vec<(usize, [u8; 16], Segment)> = Vec::new();
+        let mut segments: Vec<(usize, [u8; 16], Segment, u32)> = Vec::new();
         let mut first_data = file_len;
         for (index, cmd) in parsed.cmds.iter().enumerate() {
-            if cmd.kind != LC_SEGMENT_64 {
+            if cmd.kind != mh::LC_SEGMENT_64 {
                 continue;
             }
             let raw = parsed.cmd_bytes(cmd)?;
-            let name = name16(raw, 8)?;
-            let seg = Segment {
-                vmaddr: u64_at(raw, 24)?,
-                vmsize: u64_at(raw, 32)?,
-                fileoff: u64_at(raw, 40)?,
-                filesize: u64_at(raw, 48)?,
-            };
+            let (command, sections) = from_bytes::<SegmentCmd>(raw).map_err(|()| {
+                MachoError::Malformed(format!("segment command {index} is truncated"))
+            })?;
+            let name = command.segname;
+            let seg = Segment::of(command);
             let seg_end = seg.fileoff.checked_add(seg.filesize);
             if seg_end.is_none_or(|end| end > file_len) {
                 return Err(MachoError::Malformed(format!(
@@ -674,52 +794,51 @@ impl<'a> Parsed<'a> {
             if seg.fileoff > 0 && seg.filesize > 0 {
                 first_data = first_data.min(seg.fileoff);
             }
-            let nsects = to_usize(u64::from(u32_at(raw, 64)?)).unwrap_or(usize::MAX);
-            let sects_end = nsects
-                .checked_mul(SECTION_SIZE)
-                .and_then(|s| s.checked_add(SEGMENT_CMD_SIZE));
-            if sects_end.is_none_or(|end| end > raw.len()) {
-                return Err(MachoError::Malformed(format!(
-                    "segment command {index} is too small for its {nsects} sections"
-                )));
-            }
-            for s in 0..nsects {
-                let base = SEGMENT_CMD_SIZE + s * SECTION_SIZE;
-                let sect_type = u32_at(raw, base + 64)? & 0xff;
-                let offset = u64::from(u32_at(raw, base + 48)?);
-                if offset != 0 && !ZEROFILL_TYPES.contains(&sect_type) {
+            let nsects = command.nsects.get(LE);
+            let count = to_usize(u64::from(nsects)).unwrap_or(usize::MAX);
+            let (sections, _) =
+                slice_from_bytes::<Section64<LE>>(sections, count).map_err(|()| {
+                    MachoError::Malformed(format!(
+                        "segment command {index} is too small for its {nsects} sections"
+                    ))
+                })?;
+            for section in sections {
+                let offset = u64::from(section.offset.get(LE));
+                let zerofill = ZEROFILL_TYPES.contains(&section.flags.get(LE).typ());
+                if offset != 0 && !zerofill {
                     first_data = first_data.min(offset);
                 }
             }
-            segments.push((index, name, seg));
+            segments.push((index, name, seg, nsects));
         }
-        if segments.iter().any(|(_, n, _)| name_is(n, SEGMENT_NAME)) {
+        if segments.iter().any(|(_, n, _, _)| name_is(n, SEGMENT_NAME)) {
             return Err(MachoError::AlreadyPacked);
         }
-        let find = |want: &str| -> Result<(usize, usize, Segment), MachoError> {
+        let find = |want: &str| -> Result<(usize, usize, Segment, u32), MachoError> {
             let mut hits = segments
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, n, _))| name_is(n, want));
+                .filter(|(_, (_, n, _, _))| name_is(n, want));
             match (hits.next(), hits.next()) {
-                (Some((ordinal, (index, _, seg))), None) => Ok((ordinal, *index, *seg)),
+                (Some((ordinal, &(index, _, seg, nsects))), None) => {
+                    Ok((ordinal, index, seg, nsects))
+                }
                 (None, _) => Err(MachoError::Malformed(format!("no {want} segment"))),
                 (Some(_), Some(_)) => Err(MachoError::Malformed(format!(
                     "more than one {want} segment"
                 ))),
             }
         };
-        let (_, _, text) = find("__TEXT")?;
+        let (_, _, text, _) = find("__TEXT")?;
         parsed.text_fileoff = text.fileoff;
         parsed.text_filesize = text.filesize;
-        let (linkedit_segment, linkedit_cmd, linkedit) = find("__LINKEDIT")?;
+        let (linkedit_segment, linkedit_cmd, linkedit, linkedit_sections) = find("__LINKEDIT")?;
         if linkedit_segment + 1 != segments.len() {
             return Err(MachoError::Unsupported(
                 "__LINKEDIT is not the last segment command".into(),
             ));
         }
-        let linkedit_raw = parsed.cmd_bytes_at(linkedit_cmd)?;
-        if u32_at(linkedit_raw, 64)? != 0 {
+        if linkedit_sections != 0 {
             return Err(MachoError::Unsupported("__LINKEDIT has sections".into()));
         }
         let linkedit_end = linkedit.fileoff.saturating_add(linkedit.filesize);
@@ -728,7 +847,7 @@ impl<'a> Parsed<'a> {
                 "__LINKEDIT ends at byte {linkedit_end}, not at the end of the file ({file_len} bytes)"
             )));
         }
-        for (_, name, seg) in &segments {
+        for (_, name, seg, _) in &segments {
             let before_in_file =
                 seg.filesize == 0 || seg.fileoff.saturating_add(seg.filesize) <= linkedit.fileoff;
             let before_in_memory = seg.vmaddr.saturating_add(seg.vmsize) <= linkedit.vmaddr;
@@ -746,10 +865,10 @@ impl<'a> Parsed<'a> {
 
         // Room for the new load commands, in the zero padding after the existing ones.
         let need = PAYLOAD_CMD_SIZE as u64;
-        let need = if parsed.has_cmd(LC_CODE_SIGNATURE) {
+        let need = if parsed.has_cmd(mh::LC_CODE_SIGNATURE) {
             need
         } else {
-            need + LINKEDIT_DATA_CMD_SIZE as u64
+            need + size_of::<DataCmd>() as u64
         };
         let have = first_data.saturating_sub(cmds_end as u64);
         if have < need {
@@ -768,7 +887,7 @@ impl<'a> Parsed<'a> {
         Ok(parsed)
     }
 
-    fn has_cmd(&self, kind: u32) -> bool {
+    fn has_cmd(&self, kind: LoadCommandType) -> bool {
         self.cmds.iter().any(|c| c.kind == kind)
     }
 
@@ -803,86 +922,64 @@ impl<'a> Parsed<'a> {
         let mut chained = None;
         for (index, cmd) in self.cmds.iter().enumerate() {
             let raw = self.cmd_bytes(cmd)?;
+            let kind = cmd.kind;
             let need = |len: usize| -> Result<(), MachoError> {
                 if raw.len() < len {
                     return Err(MachoError::Malformed(format!(
-                        "load command {index} ({:#x}) is {} bytes, expected {len}",
-                        cmd.kind,
+                        "load command {index} ({kind:#x}) is {} bytes, expected {len}",
                         raw.len()
                     )));
                 }
                 Ok(())
             };
             // Offset fields paired with the byte length of what they point at.
-            let mut pair = |at: usize, len_at: usize, unit: u64| -> Result<(), MachoError> {
-                let len = u64::from(u32_at(raw, len_at)?).saturating_mul(unit);
-                fields.push((index, at, len, false));
+            let mut pairs = |size: usize, pairs: &[Pair]| -> Result<(), MachoError> {
+                need(size)?;
+                for &(at, len_at, unit) in pairs {
+                    let count: U32<LE> = read_at(raw, len_at)?;
+                    let len = u64::from(count.get(LE)).saturating_mul(unit);
+                    fields.push((index, at, len, false));
+                }
                 Ok(())
             };
-            match cmd.kind {
-                LC_SEGMENT_64 => {}
-                LC_SYMTAB => {
-                    need(24)?;
-                    pair(8, 12, 16)?; // nlist_64 entries
-                    pair(16, 20, 1)?; // string table
+            let blob = |seen: &Option<(usize, u64, u64)>, what: &str| {
+                need(size_of::<DataCmd>())?;
+                if seen.is_some() {
+                    return Err(MachoError::Malformed(format!("more than one {what}")));
                 }
-                LC_DYSYMTAB => {
-                    need(80)?;
-                    pair(32, 36, 8)?; // table of contents
-                    pair(40, 44, 56)?; // module table (dylib_module_64)
-                    pair(48, 52, 4)?; // referenced symbols
-                    pair(56, 60, 4)?; // indirect symbols
-                    pair(64, 68, 8)?; // external relocations
-                    pair(72, 76, 8)?; // local relocations
+                let data: DataCmd = read(raw)?;
+                Ok(Some((
+                    index,
+                    u64::from(data.dataoff.get(LE)),
+                    u64::from(data.datasize.get(LE)),
+                )))
+            };
+            match kind {
+                mh::LC_SEGMENT_64 => {}
+                mh::LC_SYMTAB => pairs(size_of::<SymtabCommand<LE>>(), SYMTAB_PAIRS)?,
+                mh::LC_DYSYMTAB => pairs(size_of::<DysymtabCommand<LE>>(), DYSYMTAB_PAIRS)?,
+                mh::LC_DYLD_INFO | mh::LC_DYLD_INFO_ONLY => {
+                    pairs(size_of::<DyldInfoCommand<LE>>(), DYLD_INFO_PAIRS)?;
                 }
-                LC_DYLD_INFO | LC_DYLD_INFO_ONLY => {
-                    need(48)?;
-                    for at in [8, 16, 24, 32, 40] {
-                        pair(at, at + 4, 1)?;
-                    }
+                mh::LC_TWOLEVEL_HINTS => {
+                    pairs(size_of::<TwolevelHintsCommand<LE>>(), TWOLEVEL_PAIRS)?;
                 }
-                LC_TWOLEVEL_HINTS => {
-                    need(16)?;
-                    pair(8, 12, 4)?;
+                mh::LC_CODE_SIGNATURE => signature = blob(&signature, "LC_CODE_SIGNATURE")?,
+                mh::LC_DYLD_CHAINED_FIXUPS => {
+                    chained = blob(&chained, "LC_DYLD_CHAINED_FIXUPS")?;
+                    pairs(size_of::<DataCmd>(), DATA_PAIRS)?;
                 }
-                LC_CODE_SIGNATURE => {
-                    need(LINKEDIT_DATA_CMD_SIZE)?;
-                    if signature.is_some() {
-                        return Err(MachoError::Malformed(
-                            "more than one LC_CODE_SIGNATURE".into(),
-                        ));
-                    }
-                    signature = Some((
-                        index,
-                        u64::from(u32_at(raw, 8)?),
-                        u64::from(u32_at(raw, 12)?),
-                    ));
-                }
-                LC_DYLD_CHAINED_FIXUPS => {
-                    need(LINKEDIT_DATA_CMD_SIZE)?;
-                    if chained.is_some() {
-                        return Err(MachoError::Malformed(
-                            "more than one LC_DYLD_CHAINED_FIXUPS".into(),
-                        ));
-                    }
-                    chained = Some((
-                        index,
-                        u64::from(u32_at(raw, 8)?),
-                        u64::from(u32_at(raw, 12)?),
-                    ));
-                    pair(8, 12, 1)?;
-                }
-                LC_NOTE => {
-                    need(40)?;
-                    let (offset, size) = (u64_at(raw, 24)?, u64_at(raw, 32)?);
+                mh::LC_NOTE => {
+                    need(size_of::<NoteCommand<LE>>())?;
+                    let note: NoteCommand<LE> = read(raw)?;
+                    let (offset, size) = (note.offset.get(LE), note.size.get(LE));
                     // A note before __LINKEDIT stays where it is; one inside moves with it.
                     if offset.saturating_add(size) > self.linkedit.fileoff {
-                        fields.push((index, 24, size, true));
+                        fields.push((index, offset_of!(NoteCommand<LE>, offset), size, true));
                     }
                 }
                 kind if LINKEDIT_DATA_CMDS.contains(&kind) => {
-                    need(LINKEDIT_DATA_CMD_SIZE)?;
-                    pair(8, 12, 1)?;
+                    pairs(size_of::<DataCmd>(), DATA_PAIRS)?;
                 }
                 kind if PLAIN_CMDS.contains(&kind) => {}
                 kind => {
@@ -913,9 +1010,9 @@ impl<'a> Parsed<'a> {
         for (cmd, at, len, wide) in fields {
             let raw = self.cmd_bytes_at(cmd)?;
             let offset = if wide {
-                u64_at(raw, at)?
+                read_at::<U64<LE>>(raw, at)?.get(LE)
             } else {
-                u64::from(u32_at(raw, at)?)
+                u64::from(read_at::<U32<LE>>(raw, at)?.get(LE))
             };
             if offset == 0 && len == 0 {
                 continue; // Absent.
@@ -925,7 +1022,7 @@ impl<'a> Parsed<'a> {
                     .checked_add(len)
                     .is_some_and(|end| end <= self.content_end);
             if !inside {
-                let kind = self.cmds.get(cmd).map_or(0, |c| c.kind);
+                let kind = self.cmds.get(cmd).map_or(LoadCommandType(0), |c| c.kind);
                 return Err(MachoError::Malformed(format!(
                     "load command {cmd} ({kind:#x}) points at {len} bytes at offset {offset}, outside __LINKEDIT's contents ({}..{})",
                     self.linkedit.fileoff, self.content_end
@@ -982,10 +1079,21 @@ impl<'a> Parsed<'a> {
 /// alignment of the per-segment structures and of everything after the blob is kept.
 fn widen_chained_starts(blob: &[u8], index: usize) -> Result<Vec<u8>, MachoError> {
     let bad = |what: &str| MachoError::Malformed(format!("chained fixups: {what}"));
-    let starts = to_usize(u64::from(u32_at(blob, 4)?)).ok_or_else(|| bad("starts offset"))?;
-    let imports = u32_at(blob, 8)?;
-    let symbols = u32_at(blob, 12)?;
-    let seg_count = u32_at(blob, starts)?;
+    // The table's own checks below need only the three offsets of the header.
+    let header_end = offset_of!(DyldChainedFixupsHeader<LE>, imports_count);
+    let mut header = [0u8; size_of::<DyldChainedFixupsHeader<LE>>()];
+    put(
+        &mut header,
+        0,
+        blob.get(..header_end)
+            .ok_or_else(|| bad("truncated header"))?,
+    );
+    let mut header: DyldChainedFixupsHeader<LE> = read(&header)?;
+    let starts =
+        to_usize(u64::from(header.starts_offset.get(LE))).ok_or_else(|| bad("starts offset"))?;
+    let imports = header.imports_offset.get(LE);
+    let symbols = header.symbols_offset.get(LE);
+    let seg_count = read_at::<U32<LE>>(blob, starts)?.get(LE);
     let count = to_usize(u64::from(seg_count)).ok_or_else(|| bad("segment count"))?;
     if count != index + 1 {
         return Err(MachoError::Unsupported(format!(
@@ -994,15 +1102,12 @@ fn widen_chained_starts(blob: &[u8], index: usize) -> Result<Vec<u8>, MachoError
         )));
     }
     let table = starts.checked_add(4).ok_or_else(|| bad("starts offset"))?;
-    let table_end = count
-        .checked_mul(4)
-        .and_then(|l| table.checked_add(l))
-        .filter(|&end| end <= blob.len())
+    let (entries, _) = blob
+        .get(table..)
+        .and_then(|rest| slice_from_bytes::<U32<LE>>(rest, count).ok())
         .ok_or_else(|| bad("segment table runs past the blob"))?;
-    let mut entries = Vec::with_capacity(count + 1);
-    for i in 0..count {
-        entries.push(u32_at(blob, table + i * 4)?);
-    }
+    let table_end = table + count * 4;
+    let mut entries: Vec<u32> = entries.iter().map(|e| e.get(LE)).collect();
     // Where the data after the table begins (relative to the blob).
     let first = entries
         .iter()
@@ -1043,14 +1148,15 @@ fn widen_chained_starts(blob: &[u8], index: usize) -> Result<Vec<u8>, MachoError
         out.extend_from_slice(&[0u8; 4]);
         out.extend_from_slice(blob.get(table_end..).ok_or_else(|| bad("table end"))?);
     }
-    let imports = imports
-        .checked_add(grow)
-        .ok_or_else(|| bad("offset overflow"))?;
-    let symbols = symbols
-        .checked_add(grow)
-        .ok_or_else(|| bad("offset overflow"))?;
-    put(&mut out, 8, &imports.to_le_bytes());
-    put(&mut out, 12, &symbols.to_le_bytes());
+    let overflow = || bad("offset overflow");
+    header.imports_offset = U32::new(LE, imports.checked_add(grow).ok_or_else(overflow)?);
+    header.symbols_offset = U32::new(LE, symbols.checked_add(grow).ok_or_else(overflow)?);
+    // Only the offsets change: the rest of the header is the blob's own bytes.
+    put(
+        &mut out,
+        0,
+        bytes_of(&header).get(..header_end).unwrap_or_default(),
+    );
     Ok(out)
 }
 
