@@ -29,6 +29,8 @@ const KNOWN: &[&str] = &[
     "owner",
     "group",
     "unsafe_writes",
+    "attributes",
+    "attr",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {

@@ -340,6 +340,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                     sym: None,
                     uid: account.as_ref().map(|u| u.uid),
                     gid: account.as_ref().map(|u| u.gid),
+                    flags: None,
                 },
                 force: true,
                 backup: false,
@@ -457,6 +458,7 @@ fn keyfile_for_write(
             sym: None,
             uid: Some(account.uid),
             gid: Some(account.gid),
+            flags: None,
         };
         fsutil::apply_attrs(&sshdir, want, true, false)?;
     }

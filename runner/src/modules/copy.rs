@@ -36,6 +36,8 @@ pub const KNOWN: &[&str] = &[
     "validate",
     "directory_mode",
     "decrypt",
+    "attributes",
+    "attr",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {

@@ -34,6 +34,8 @@ const KNOWN: &[&str] = &[
     "modification_time_format",
     "access_time",
     "access_time_format",
+    "attributes",
+    "attr",
 ];
 
 /// What the task asks the path to be.
@@ -1123,5 +1125,104 @@ mod tests {
             fs::metadata(t.path().join("file_to_link")).unwrap().ino()
         );
         assert!(!check(t.path(), args, false).unwrap().changed);
+    }
+
+    /// What the real `lsattr -d` shows for `path`: its letters, without the dashes
+    /// (Ansible's `attr_flags`), or `None` where the file system has no attributes.
+    fn lsattr(path: &Path) -> Option<String> {
+        let out = std::process::Command::new("lsattr")
+            .arg("-d")
+            .arg(path)
+            .output()
+            .expect("lsattr (e2fsprogs) is installed");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let flags = text.split_whitespace().next()?;
+        out.status.success().then(|| flags.replace('-', ""))
+    }
+
+    /// `attributes` decides as Ansible's `set_attributes_if_different` does with lsattr
+    /// and chattr: the letters lsattr shows are compared as text with those asked for
+    /// (so `+A` stays a change where the file system adds `e` of its own), `-A` is
+    /// always a change, an empty value none; check mode changes nothing; the flags set
+    /// are the ones lsattr then reads.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn attributes_are_set_and_compared_as_lsattr_shows_them() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        fs::write(&f, "x").unwrap();
+        let Some(before) = lsattr(&f) else {
+            // No attributes here: chattr fails, and so does the task, naming chattr.
+            let r = check(
+                t.path(),
+                json!({"path": "{p}/f", "attributes": "+A"}),
+                false,
+            );
+            assert!(format!("{r:?}").contains("chattr failed"), "{r:?}");
+            return;
+        };
+        let dry = check(t.path(), json!({"path": "{p}/f", "attributes": "+A"}), true).unwrap();
+        assert!(dry.changed);
+        assert_eq!(lsattr(&f).as_deref(), Some(before.as_str()));
+
+        let set = check(
+            t.path(),
+            json!({"path": "{p}/f", "attributes": "+A"}),
+            false,
+        )
+        .unwrap();
+        assert!(set.changed, "{set:?}");
+        let now = lsattr(&f).unwrap();
+        assert!(
+            now.contains('A') && now.replace('A', "") == before,
+            "{before} -> {now}"
+        );
+        let again = check(t.path(), json!({"path": "{p}/f", "attr": "+A"}), false).unwrap();
+        assert_eq!(again.changed, now != "A", "lsattr shows {now}");
+        let same = check(t.path(), json!({"path": "{p}/f", "attributes": now}), false).unwrap();
+        assert!(!same.changed);
+
+        let none = check(t.path(), json!({"path": "{p}/f", "attributes": ""}), false).unwrap();
+        assert!(!none.changed);
+        let off = check(
+            t.path(),
+            json!({"path": "{p}/f", "attributes": "-A"}),
+            false,
+        )
+        .unwrap();
+        assert!(off.changed);
+        assert_eq!(lsattr(&f).unwrap(), before);
+        let off_again = check(
+            t.path(),
+            json!({"path": "{p}/f", "attributes": "-A"}),
+            false,
+        );
+        assert!(off_again.unwrap().changed);
+
+        let bad = check(
+            t.path(),
+            json!({"path": "{p}/f", "attributes": "+Z"}),
+            false,
+        );
+        assert!(format!("{bad:?}").contains("chattr failed"), "{bad:?}");
+    }
+
+    /// copy puts the attributes on the file it wrote (after the rename, as chattr runs
+    /// after Ansible's move), and reconciles them on a file whose content is the same.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn copy_sets_attributes_on_the_file_in_place() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("c");
+        let copy = |args: Value| {
+            crate::modules::run_in_dir_for_test("copy", t.path(), &args, false).unwrap()
+        };
+        let out = copy(json!({"dest": "{p}/c", "content": "hi\n", "attributes": "+A"}));
+        assert!(out.changed);
+        let Some(flags) = lsattr(&f) else { return };
+        assert!(flags.contains('A'), "{flags}");
+        let off = copy(json!({"dest": "{p}/c", "content": "hi\n", "attributes": "-A"}));
+        assert!(off.changed);
+        assert!(!lsattr(&f).unwrap().contains('A'));
     }
 }

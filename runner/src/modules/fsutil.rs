@@ -8,7 +8,7 @@
 //! `/etc/passwd` and `/etc/group`, not from libc's NSS (so LDAP users are unknown by
 //! name; numeric ids always work).
 
-use super::{Ctx, Diff, ModuleError, Outcome, args};
+use super::{Ctx, Diff, ModuleError, Outcome, args, iflags};
 use crate::atomic::open_nonblocking;
 pub(super) use crate::atomic::{Dir, Finish, WriteError, same_file};
 use crate::passwd;
@@ -146,6 +146,8 @@ pub(super) struct Attrs {
     pub sym: Option<args::SymbolicMode>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// File attributes (`chattr` letters), set after mode and owner.
+    pub flags: Option<iflags::Request>,
 }
 
 impl Attrs {
@@ -171,11 +173,16 @@ impl Attrs {
             })?),
             None => None,
         };
+        let flags = match args::opt_str(a, "attributes")?.or(args::opt_str(a, "attr")?) {
+            Some(text) => iflags::Request::parse(&text).map_err(ModuleError::BadArgs)?,
+            None => None,
+        };
         Ok(Attrs {
             mode,
             sym,
             uid,
             gid,
+            flags,
         })
     }
 
@@ -325,8 +332,13 @@ pub(super) fn apply_attrs_at(
     } else {
         lmeta
     };
-    let plan = plan_attrs(&meta, want, !is_link || follow);
-    if check || plan.changes.is_empty() {
+    let mut plan = plan_attrs(&meta, want, !is_link || follow);
+    // Attributes are read from the file itself, so it is opened even when mode and
+    // owner need nothing (or only checking).
+    let flags = want
+        .flags
+        .filter(|_| iflags::SUPPORTED && (meta.is_file() || meta.is_dir()) && (!is_link || follow));
+    if (check || plan.changes.is_empty()) && flags.is_none() {
         return Ok(plan.changes);
     }
     let target = dir.at(name)?;
@@ -347,12 +359,16 @@ pub(super) fn apply_attrs_at(
                     }
                     .into());
                 }
-                set_attrs_fd(&f, &plan, &shown)?;
+                if !check {
+                    set_attrs_fd(&f, &plan, &shown)?;
+                }
+                set_flags_fd(&f, flags, check, &shown, &mut plan.changes)?;
                 return Ok(plan.changes);
             }
             // Only a non-root runner is refused a file it may not read; it can change
             // nothing but its own files, so the path is as good as it gets there.
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !check => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(plan.changes),
             Err(e) => return Err(io_fail("open", &shown, &e)),
         }
     }
@@ -393,6 +409,45 @@ fn set_attrs_fd(f: &fs::File, plan: &AttrPlan, shown: &Path) -> Step<()> {
             .map_err(|e| io_fail("change the mode of", shown, &e))?;
     }
     Ok(())
+}
+
+/// Brings an open file's attributes to `want` as Ansible's `set_attributes_if_different`
+/// decides (see [`iflags`]), recording the change; in check mode only records it.
+fn set_flags_fd(
+    f: &fs::File,
+    want: Option<iflags::Request>,
+    check: bool,
+    shown: &Path,
+    changes: &mut Changes,
+) -> Step<()> {
+    let Some(want) = want.filter(|_| iflags::SUPPORTED) else {
+        return Ok(());
+    };
+    let current = iflags::get(f);
+    let before = current.map(iflags::letters);
+    if !want.differs(before.as_deref()) {
+        return Ok(());
+    }
+    changes.push("attributes", before.unwrap_or_default(), want.shown());
+    if check {
+        return Ok(());
+    }
+    let chattr_failed = |details: String| {
+        failed(
+            Outcome::fail("chattr failed")
+                .with("path", shown.display().to_string())
+                .with("details", details),
+        )
+    };
+    let new = want
+        .apply(current.unwrap_or_default())
+        .map_err(chattr_failed)?;
+    iflags::set(f, new).map_err(|e| {
+        chattr_failed(format!(
+            "Error while setting attributes: {}: {e}",
+            shown.display()
+        ))
+    })
 }
 
 /// [`apply_attrs`] by path, for the few paths that have no directory to hold open.
@@ -657,13 +712,23 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                     keep_xattrs: old_file.as_ref(),
                 },
             )?;
+            // Attributes go on the file in place, as chattr after Ansible's move: an
+            // immutable temporary file could not be renamed.
+            if req.attrs.flags.is_some() {
+                let flags_only = Attrs {
+                    flags: req.attrs.flags,
+                    ..Attrs::default()
+                };
+                apply_attrs_at(&dir, &name, flags_only, false, false)?;
+            }
         }
     } else if let (Some(f), Some(m)) = (&old_file, &existing) {
         // Same content: the file just read is the one whose attributes are reconciled.
-        let plan = plan_attrs(m, req.attrs, true);
+        let mut plan = plan_attrs(m, req.attrs, true);
         if !ctx.check_mode {
             set_attrs_fd(f, &plan, &dest)?;
         }
+        set_flags_fd(f, req.attrs.flags, ctx.check_mode, &dest, &mut plan.changes)?;
         attr_changes = plan.changes;
     }
     out.changed = content_changed || !attr_changes.is_empty();

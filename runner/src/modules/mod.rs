@@ -29,6 +29,7 @@ pub mod fuzzing;
 mod get_url;
 mod getent;
 mod hostname;
+mod iflags;
 mod ini_file;
 mod known_hosts;
 mod library;

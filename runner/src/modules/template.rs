@@ -11,7 +11,16 @@ use crate::plan::Vars;
 
 /// The arguments template takes (SSH mode checks the same).
 pub const KNOWN: &[&str] = &[
-    "src", "dest", "mode", "owner", "group", "force", "backup", "follow",
+    "src",
+    "dest",
+    "mode",
+    "owner",
+    "group",
+    "force",
+    "backup",
+    "follow",
+    "attributes",
+    "attr",
 ];
 
 /// The module's Jinja settings, which the runner's template takes (SSH mode does not

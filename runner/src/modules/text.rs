@@ -35,7 +35,17 @@ use std::path::{Path, PathBuf};
 
 /// The file arguments every text module takes.
 const COMMON: &[&str] = &[
-    "path", "dest", "destfile", "name", "backup", "mode", "owner", "group", "validate",
+    "path",
+    "dest",
+    "destfile",
+    "name",
+    "backup",
+    "mode",
+    "owner",
+    "group",
+    "validate",
+    "attributes",
+    "attr",
 ];
 
 const LINEINFILE: &[&str] = &[
