@@ -35,27 +35,11 @@ pub fn clean(result: &Value, module: &str, verbosity: u8) -> Value {
     Value::Object(kept)
 }
 
-/// `json.dumps(value, sort_keys=True)`: on one line with Python's separators (`", "`,
-/// `": "`), or with `indent` spaces per level as `indent=N` writes it.
+/// `json.dumps(value, sort_keys=True, ensure_ascii=False)`, as Ansible's callbacks
+/// print results: on one line with Python's separators (`", "`, `": "`), or with
+/// `indent` spaces per level.
 pub fn json_text(value: &Value, indent: Option<usize>) -> String {
-    use serde::Serialize as _;
-    let sorted = sort_keys(value);
-    let mut out = Vec::new();
-    let written = match indent {
-        Some(n) => {
-            let pad = vec![b' '; n];
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(&pad);
-            sorted.serialize(&mut serde_json::Serializer::with_formatter(&mut out, fmt))
-        }
-        None => sorted.serialize(&mut serde_json::Serializer::with_formatter(
-            &mut out,
-            PythonSeparators,
-        )),
-    };
-    match written {
-        Ok(()) => String::from_utf8(out).unwrap_or_default(),
-        Err(_) => value.to_string(),
-    }
+    rustle_runner::template::py_json_dumps(&sort_keys(value), indent, false)
 }
 
 /// Objects with their keys in sorted order, at every depth (`sort_keys=True`, whatever
@@ -76,44 +60,6 @@ fn sort_keys(value: &Value) -> Value {
     }
 }
 
-/// serde_json's compact form with the spaces Python's `json.dumps` puts after `,` and
-/// `:`.
-struct PythonSeparators;
-
-/// Python's item separator, before every item but the first.
-fn item_separator<W: ?Sized + std::io::Write>(writer: &mut W, first: bool) -> std::io::Result<()> {
-    if first {
-        Ok(())
-    } else {
-        writer.write_all(b", ")
-    }
-}
-
-impl serde_json::ser::Formatter for PythonSeparators {
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        item_separator(writer, first)
-    }
-
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        item_separator(writer, first)
-    }
-
-    fn begin_object_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-    ) -> std::io::Result<()> {
-        writer.write_all(b": ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,11 +67,11 @@ mod tests {
 
     #[test]
     fn json_is_written_as_pythons_json_dumps_writes_it() {
-        let v = json!({"b": [1, {"y": null, "x": "é\n"}], "a": true, "c": {}});
+        let v = json!({"b": [1, {"y": null, "x": "é\n"}], "a": true, "c": {}, "f": [1e20, 2.0]});
         // json.dumps(v, sort_keys=True, ensure_ascii=False)
         assert_eq!(
             json_text(&v, None),
-            r#"{"a": true, "b": [1, {"x": "é\n", "y": null}], "c": {}}"#
+            r#"{"a": true, "b": [1, {"x": "é\n", "y": null}], "c": {}, "f": [1e+20, 2.0]}"#
         );
         // json.dumps({"msg": "A", "z": [1]}, sort_keys=True, indent=4)
         assert_eq!(

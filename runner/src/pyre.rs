@@ -327,7 +327,7 @@ fn flush(pieces: &mut Vec<Piece>, text: &mut String) {
 
 /// Translates a Python `re` pattern into the regex crate's syntax where the two differ
 /// only in spelling; anything else is passed through for the crate to judge.
-pub(crate) fn py_pattern(p: &str) -> String {
+fn py_pattern(p: &str) -> String {
     let cs: Vec<char> = p.chars().collect();
     let at = |i: usize| cs.get(i).copied();
     let mut out = String::with_capacity(p.len() + 8);

@@ -754,6 +754,18 @@ fn py_json(v: &Value, indent: Option<usize>, level: usize, out: &mut String) {
     py_json_styled(v, &JsonStyle::python(indent), level, out);
 }
 
+/// `json.dumps(v, indent=indent, ensure_ascii=ensure_ascii)`, keys in the map's order:
+/// what the deployer prints for results, as Ansible's callbacks write them.
+pub fn py_json_dumps(v: &Value, indent: Option<usize>, ensure_ascii: bool) -> String {
+    let style = JsonStyle {
+        ensure_ascii,
+        ..JsonStyle::python(indent)
+    };
+    let mut out = String::new();
+    py_json_styled(v, &style, 0, &mut out);
+    out
+}
+
 /// [`py_json`] with any of `json.dumps`' layouts.
 pub(crate) fn py_json_styled(v: &Value, style: &JsonStyle, level: usize, out: &mut String) {
     let newline = |out: &mut String, level: usize| {

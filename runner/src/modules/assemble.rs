@@ -56,14 +56,12 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         return fail(format!("validate must contain %s: {v}"));
     }
     let regexp = match args::opt_str(a, "regexp")? {
-        Some(p) => Some(
-            regex::bytes::Regex::new(&crate::pyre::py_pattern(&p)).map_err(|e| {
-                fsutil::failed(Outcome::fail(format!(
-                    "Invalid Regexp ({}) in \"{p}\"",
-                    e.to_string().replace('\n', " ")
-                )))
-            })?,
-        ),
+        Some(p) => Some(crate::pyre::Pattern::new(&p).map_err(|e| {
+            fsutil::failed(Outcome::fail(format!(
+                "Invalid Regexp ({}) in \"{p}\"",
+                e.to_string().replace('\n', " ")
+            )))
+        })?),
         None => None,
     };
     let attrs = Attrs::from_args(a)?;
@@ -75,7 +73,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let keep = |name: &str| {
         regexp
             .as_ref()
-            .is_none_or(|re| re.is_match(name.as_bytes()))
+            .is_none_or(|re| re.is_match(name.as_bytes()) == Ok(true))
             && !(ignore_hidden && name.starts_with('.'))
     };
     let fragments = if remote_src {

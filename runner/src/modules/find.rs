@@ -68,7 +68,7 @@ fn list_arg(a: &Vars, names: &[&str]) -> Result<Vec<String>, ModuleError> {
 /// How names are matched: shell globs, or regexes anchored at the start (`re.match`).
 enum Matcher {
     Glob(Vec<Pattern>),
-    Regex(Vec<regex::Regex>),
+    Regex(Vec<crate::pyre::Pattern>),
 }
 
 impl Matcher {
@@ -80,7 +80,7 @@ impl Matcher {
         }
         pats.iter()
             .map(|p| {
-                regex::Regex::new(&format!("^(?:{p})")).map_err(|e| {
+                crate::pyre::Pattern::new(&format!("^(?:{p})")).map_err(|e| {
                     ModuleError::BadArgs(format!(
                         "argument '{name}' has an invalid regex '{p}': {e}"
                     ))
@@ -93,7 +93,7 @@ impl Matcher {
     fn any(&self, name: &str) -> bool {
         match self {
             Matcher::Glob(g) => g.iter().any(|p| p.matches(name)),
-            Matcher::Regex(r) => r.iter().any(|r| r.is_match(name)),
+            Matcher::Regex(r) => r.iter().any(|r| r.is_match(name.as_bytes()) == Ok(true)),
         }
     }
 }
@@ -142,7 +142,7 @@ fn within(value: i128, t: Option<i128>) -> bool {
 struct Query {
     patterns: Matcher,
     excludes: Option<Matcher>,
-    contains: Option<regex::Regex>,
+    contains: Option<crate::pyre::Pattern>,
     /// How `contains` reads files: UTF-8 (the default), or what the host's iconv decodes.
     encoding: Option<String>,
     whole_file: bool,
@@ -224,7 +224,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let contains = args::opt_str(a, "contains")?
         .map(|c| {
-            regex::Regex::new(&crate::pyre::py_pattern(&c)).map_err(|e| {
+            crate::pyre::Pattern::new(&c).map_err(|e| {
                 ModuleError::BadArgs(format!("argument 'contains' is not a valid regex: {e}"))
             })
         })
@@ -430,7 +430,7 @@ fn matches(q: &Query, name: &str, path: &Path, st: &fs::Metadata) -> Result<bool
 /// An unreadable file does not match; one the encoding cannot decode (or an encoding
 /// nobody knows) is an error for the whole path, with Ansible's message.
 fn content_matches(
-    re: &regex::Regex,
+    re: &crate::pyre::Pattern,
     path: &Path,
     whole: bool,
     encoding: Option<&str>,
@@ -444,7 +444,12 @@ fn content_matches(
     // Python's `$` also matches before a final newline, the crate's only at the end:
     // the text is tried without that newline too.
     let found = |t: &str, at_start: bool| {
-        let hit = |t: &str| re.find(t).is_some_and(|m| !at_start || m.start() == 0);
+        let hit = |t: &str| {
+            re.find(t.as_bytes())
+                .ok()
+                .flatten()
+                .is_some_and(|m| !at_start || m.start == 0)
+        };
         hit(t) || t.strip_suffix('\n').is_some_and(hit)
     };
     if whole {
