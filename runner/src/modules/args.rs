@@ -67,6 +67,21 @@ pub fn opt_bool(args: &Vars, name: &str) -> Result<Option<bool>, ModuleError> {
 }
 
 /// A boolean argument with a default.
+/// A non-negative integer argument, given as a number or as digits in a string
+/// (Ansible's `type='int'` conversion); absent or null is `None`.
+pub fn opt_u64(args: &Vars, name: &str) -> Result<Option<u64>, ModuleError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .map(Some)
+            .ok_or_else(|| {
+                ModuleError::BadArgs(format!("argument '{name}' must be an integer, got {v}"))
+            }),
+    }
+}
+
 pub fn bool_or(args: &Vars, name: &str, default: bool) -> Result<bool, ModuleError> {
     Ok(opt_bool(args, name)?.unwrap_or(default))
 }

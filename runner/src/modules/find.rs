@@ -201,16 +201,7 @@ fn run_inner(a: &Vars, _ctx: &Ctx<'_>) -> Step<Outcome> {
         ))
         .into());
     }
-    let depth = match a.get("depth") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .ok_or_else(|| {
-                    ModuleError::BadArgs(format!("argument 'depth' must be an integer, got {v}"))
-                })?,
-        ),
-    };
+    let depth = args::opt_u64(a, "depth")?;
     let limit = match a.get("limit") {
         None | Some(Value::Null) => None,
         Some(v) => Some(

@@ -28,6 +28,7 @@ pub(crate) mod fsutil;
 pub mod fuzzing;
 mod get_url;
 mod getent;
+mod git;
 mod hostname;
 mod iflags;
 mod ini_file;
@@ -226,6 +227,7 @@ pub const SUPPORTED: &[&str] = &[
     "gather_facts",
     "get_url",
     "getent",
+    "git",
     "group",
     // Handled by the executor itself, as `add_host`.
     "group_by",
@@ -361,6 +363,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
+        "git" => git::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
