@@ -154,32 +154,6 @@ struct Fetch<'a> {
     headers: &'a [(String, String)],
 }
 
-/// A string as a double-quoted value in a curl config file (`\` and `"` escaped;
-/// line breaks are refused before this).
-fn curl_quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The curl config read on stdin: the URL and the headers, which must not be in argv.
-fn curl_config(url: &str, headers: &[(String, String)]) -> String {
-    let mut conf = format!("url = {}\n", curl_quoted(url));
-    for (k, v) in headers {
-        conf.push_str(&format!("header = {}\n", curl_quoted(&format!("{k}: {v}"))));
-    }
-    conf
-}
-
 /// The wget startup file that carries the headers: the system's own settings (a
 /// `--config` file replaces them; only when every user may read them anyway, as the
 /// copy may belong to the become_user), then one `header` command each.
@@ -227,7 +201,7 @@ fn fetch_with(
                 cmd.arg("--insecure");
             }
             cmd.args(["--config", "-"]);
-            Some(curl_config(url, f.headers))
+            Some(tools::curl_config(url, f.headers))
         }
         Tool::Wget => {
             cmd.args(["--quiet", "--server-response"])
@@ -884,7 +858,8 @@ mod tests {
         let leaks = seen.leaks.lock().unwrap().clone();
         assert!(leaks.is_empty(), "a secret in a command line: {leaks:?}");
         // Quotes and backslashes survive curl's config quoting.
-        let conf = super::curl_config("http://h/a\"b", &[("X".into(), "a\\b\"c\td".into())]);
+        let conf =
+            super::super::tools::curl_config("http://h/a\"b", &[("X".into(), "a\\b\"c\td".into())]);
         assert_eq!(
             conf,
             "url = \"http://h/a\\\"b\"\nheader = \"X: a\\\\b\\\"c\\td\"\n"

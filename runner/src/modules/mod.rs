@@ -52,6 +52,7 @@ mod template;
 mod text;
 mod timezone;
 mod tools;
+mod uri;
 mod user;
 mod wait_for;
 
@@ -261,6 +262,7 @@ pub const SUPPORTED: &[&str] = &[
     "template",
     "timezone",
     "unarchive",
+    "uri",
     "user",
     "wait_for",
     "yum",
@@ -364,6 +366,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
         "git" => git::run(args, ctx),
+        "uri" => uri::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),

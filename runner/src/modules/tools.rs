@@ -76,6 +76,32 @@ pub(super) fn run_command(
     })
 }
 
+/// A string as a double-quoted value in a curl config file (`\` and `"` escaped;
+/// line breaks are refused before this).
+pub(super) fn curl_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The curl config read on stdin: the URL and the headers, which must not be in argv.
+pub(super) fn curl_config(url: &str, headers: &[(String, String)]) -> String {
+    let mut conf = format!("url = {}\n", curl_quoted(url));
+    for (k, v) in headers {
+        conf.push_str(&format!("header = {}\n", curl_quoted(&format!("{k}: {v}"))));
+    }
+    conf
+}
+
 /// What a process that ran to its end said.
 #[derive(Debug)]
 pub(super) struct Collected {
