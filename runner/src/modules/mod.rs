@@ -6,6 +6,7 @@
 //! A module never exits the process or panics: argument problems are
 //! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
 
+mod apt_repository;
 mod archive;
 mod archive_fmt;
 pub mod args;
@@ -209,6 +210,7 @@ pub const SUPPORTED: &[&str] = &[
     "add_host",
     "apk",
     "apt",
+    "apt_repository",
     "archive",
     "assemble",
     "assert",
@@ -308,6 +310,7 @@ pub fn canonical(module: &str) -> &str {
 /// Modules whose tools and files exist on Linux only (Debian's package configuration,
 /// Linux PAM and kernel modules, the Linux service managers).
 const LINUX_ONLY: &[&str] = &[
+    "apt_repository",
     "debconf",
     "dpkg_selections",
     "modprobe",
@@ -366,6 +369,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
         "git" => git::run(args, ctx),
+        "apt_repository" => apt_repository::run(args, ctx),
         "uri" => uri::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
