@@ -37,6 +37,7 @@ mod known_hosts;
 mod library;
 mod misc;
 mod modprobe;
+mod mount;
 mod package;
 mod package_facts;
 mod pam_limits;
@@ -242,6 +243,7 @@ pub const SUPPORTED: &[&str] = &[
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
     "modprobe",
+    "mount",
     "package",
     "package_facts",
     "pam_limits",
@@ -280,7 +282,7 @@ pub fn is_supported(module: &str) -> bool {
 /// (its `ansible_builtin_runtime.yml`), so the short name, the `ansible.builtin.` name and
 /// the collection's name all reach the same module.
 const COLLECTION_MODULES: &[(&str, &[&str])] = &[
-    ("ansible.posix.", &["authorized_key", "sysctl"]),
+    ("ansible.posix.", &["authorized_key", "mount", "sysctl"]),
     (
         "community.general.",
         &["ini_file", "modprobe", "pam_limits", "timezone"],
@@ -314,6 +316,7 @@ const LINUX_ONLY: &[&str] = &[
     "debconf",
     "dpkg_selections",
     "modprobe",
+    "mount",
     "pam_limits",
     "service_facts",
     "timezone",
@@ -369,6 +372,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
         "git" => git::run(args, ctx),
+        "mount" => mount::run(args, ctx),
         "apt_repository" => apt_repository::run(args, ctx),
         "uri" => uri::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),

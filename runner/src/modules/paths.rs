@@ -32,6 +32,7 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
     ("pam_limits", &["dest"]),
     ("wait_for", &["path"]),
     ("git", &["dest", "key_file"]),
+    ("mount", &["path", "name", "fstab"]),
     ("uri", &["dest", "creates", "removes"]),
     // `shell` is a plain string to Ansible, but run_command expands `~` and `$VAR` in
     // every argument it passes to useradd/usermod (and 2.18 compares the expanded value).
