@@ -16,6 +16,7 @@ use crate::ssh::Line;
 use rustle_runner::events::{
     Answer, EVENTS_VERSION, Event, MAX_CHANNEL_LINE, Request, RequestKind,
 };
+use rustle_runner::modules::fetch::{self, Destination};
 use rustle_runner::plan::{HostPlan, Task};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -256,6 +257,15 @@ impl Batch {
     }
 }
 
+/// A file a host's `fetch` task is sending.
+struct Fetching {
+    /// The task, by channel id.
+    task: String,
+    dest: Destination,
+    size: usize,
+    data: Vec<u8>,
+}
+
 /// One host's channel: its plan (read from its sealed payload when first needed), the
 /// requests seen, and where answers go.
 pub struct HostChannel {
@@ -276,6 +286,8 @@ pub struct HostChannel {
     /// handed back too.
     turns: Arc<Mutex<Vec<String>>>,
     last_id: u64,
+    /// The file a `fetch` task is sending, as far as it came.
+    fetching: Option<Fetching>,
     answers: UnboundedSender<Vec<u8>>,
     /// Why a request was refused (the host is failed with it).
     pub refused: Option<String>,
@@ -297,6 +309,7 @@ impl HostChannel {
             barriers: HashMap::new(),
             turns: Arc::new(Mutex::new(Vec::new())),
             last_id: 0,
+            fetching: None,
             answers,
             refused: None,
         };
@@ -486,6 +499,70 @@ impl HostChannel {
         Ok(())
     }
 
+    /// Takes one `fetch` request of task `task` (in play `play`): the first names the
+    /// file, and is answered with the task's result when the controller has that file
+    /// already (or it is empty); the next ones bring its content in order, the last
+    /// answered with the result of writing it (see [`Destination`]). `Err` refuses.
+    fn fetch(
+        &mut self,
+        plan: &HostPlan,
+        task: &str,
+        play: usize,
+        part: &fetch::Part,
+    ) -> Result<Option<Value>, String> {
+        let Some(text) = &part.data else {
+            self.fetching = None;
+            let base = plan
+                .plays
+                .get(play)
+                .and_then(|p| p.magic.get("playbook_dir"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let dest = match Destination::new(part, &self.host, base) {
+                Ok(d) => d,
+                Err(msg) => return Ok(Some(Value::Object(fetch::failure(msg)))),
+            };
+            let size = dest.size()?;
+            if let Some(same) = dest.unchanged() {
+                return Ok(Some(Value::Object(same)));
+            }
+            if size == 0 {
+                return Ok(Some(Value::Object(dest.store(&[]))));
+            }
+            self.fetching = Some(Fetching {
+                task: task.to_string(),
+                dest,
+                size,
+                data: Vec::new(),
+            });
+            return Ok(None);
+        };
+        let Some(f) = self.fetching.as_mut().filter(|f| f.task == task) else {
+            return Err("a piece of a file no fetch request of that task named".into());
+        };
+        if part.offset != f.data.len() as u64 {
+            return Err(format!(
+                "a piece of the fetched file at {} when {} bytes came",
+                part.offset,
+                f.data.len()
+            ));
+        }
+        let bytes = rustle_runner::hex::base64_decode(text)
+            .map_err(|e| format!("a piece of the fetched file that is not base64: {e}"))?;
+        if f.data.len() + bytes.len() > f.size {
+            return Err(format!(
+                "more of the fetched file than the {} bytes announced",
+                f.size
+            ));
+        }
+        f.data.extend_from_slice(&bytes);
+        if f.data.len() < f.size {
+            return Ok(None);
+        }
+        let done = self.fetching.take();
+        Ok(done.map(|f| Value::Object(f.dest.store(&f.data))))
+    }
+
     fn handle(&mut self, line: Line<'_>) -> Result<(), String> {
         if let Some(len) = line.cut {
             return Err(format!(
@@ -660,6 +737,29 @@ impl HostChannel {
                     let _ = answers.send(answer_line(&answer));
                 });
                 Ok(())
+            }
+            RequestKind::Fetch => {
+                if task.module_name() != "fetch" {
+                    return refuse(
+                        self,
+                        format!("task '{}' is not a fetch task", task.display_name()),
+                    );
+                }
+                let Some(part) = request.fetch.as_deref() else {
+                    return refuse(self, "a fetch request without its file".into());
+                };
+                match self.fetch(&plan, &request.task, request.play, part) {
+                    Ok(result) => {
+                        self.send(Answer {
+                            v: EVENTS_VERSION,
+                            id,
+                            result,
+                            ..Answer::default()
+                        });
+                        Ok(())
+                    }
+                    Err(why) => refuse(self, why),
+                }
             }
             // Answered above.
             RequestKind::Barrier

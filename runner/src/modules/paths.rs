@@ -31,6 +31,10 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
     ("authorized_key", &["path"]),
     ("pam_limits", &["dest"]),
     ("wait_for", &["path"]),
+    (
+        "pip",
+        &["virtualenv", "chdir", "executable", "virtualenv_command"],
+    ),
     // `shell` is a plain string to Ansible, but run_command expands `~` and `$VAR` in
     // every argument it passes to useradd/usermod (and 2.18 compares the expanded value).
     ("user", &["home", "ssh_key_file", "shell"]),
