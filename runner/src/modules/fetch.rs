@@ -333,7 +333,7 @@ impl Destination {
         (checksum == self.part.checksum).then(|| {
             result(&[
                 ("changed", false.into()),
-                ("md5sum", self.md5().into()),
+                ("md5sum", self.md5()),
                 ("file", self.part.src.clone().into()),
                 ("dest", self.shown().into()),
                 ("checksum", checksum.into()),

@@ -98,7 +98,9 @@ fn is_venv(words: &[String]) -> bool {
         w.rsplit('/')
             .next()
             .is_some_and(|b| b.starts_with("pyvenv"))
-    }) || words.windows(2).any(|w| w[0] == "-m" && w[1] == "venv")
+    }) || words
+        .windows(2)
+        .any(|w| matches!(w, [m, v] if m == "-m" && v == "venv"))
 }
 
 /// The host's Python 3, for `python3 -m pip` and a virtualenv's default `-p`.
@@ -381,9 +383,8 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         }
         let python = args::opt_str(a, "virtualenv_python")?;
         if !is_venv(&words) {
-            match python.or_else(|| python3().map(|p| p.display().to_string())) {
-                Some(p) => words.push(format!("-p{p}")),
-                None => {}
+            if let Some(p) = python.or_else(|| python3().map(|p| p.display().to_string())) {
+                words.push(format!("-p{p}"));
             }
         } else if python.is_some() {
             return fail(

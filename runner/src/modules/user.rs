@@ -1712,4 +1712,102 @@ mod tests {
         assert!(!run("user", with, false).unwrap().changed);
         let _ = std::fs::remove_dir_all(home);
     }
+
+    /// The user target's ssh key tasks: a key made once (then left alone), replaced
+    /// only with `force`, a passphrase that ssh-keygen really set (it unlocks the key,
+    /// another does not) and that no process's command line showed.
+    #[test]
+    fn ssh_keys_are_generated_once_with_a_passphrase_off_the_command_line() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu7"], &[]);
+        let keygen = |args: &[&str]| {
+            std::process::Command::new("ssh-keygen")
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let key = json!({"name": "rustletestu7", "generate_ssh_key": true,
+                         "ssh_key_file": ".ssh/test_id_rsa", "ssh_key_bits": 2048,
+                         "ssh_key_comment": "made by rustle",
+                         "ssh_key_passphrase": "secret passphrase"});
+        let check = run("user", key.clone(), true).unwrap();
+        assert!(check.changed && account("rustletestu7").is_none());
+        // Watch every process's command line while the key is made.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                        if let Ok(c) = std::fs::read(e.path().join("cmdline"))
+                            && c.windows(6).any(|w| w == b"secret")
+                        {
+                            seen.push(String::from_utf8_lossy(&c).into_owned());
+                        }
+                    }
+                }
+                seen
+            })
+        };
+        let o = run("user", key.clone(), false).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watch.join().unwrap();
+        assert!(
+            seen.is_empty(),
+            "the passphrase was on a command line: {seen:?}"
+        );
+        assert!(o.changed && !o.failed, "{o:?}");
+        let acct = account("rustletestu7").unwrap();
+        let file = format!("{}/.ssh/test_id_rsa", acct.home);
+        assert_eq!(o.data["ssh_key_file"], file.as_str());
+        let public = std::fs::read_to_string(format!("{file}.pub")).unwrap();
+        assert_eq!(o.data["ssh_public_key"], public.trim());
+        assert!(public.trim().ends_with("made by rustle"), "{public}");
+        let fp = keygen(&["-l", "-f", &file]);
+        assert_eq!(
+            o.data["ssh_fingerprint"],
+            String::from_utf8_lossy(&fp.stdout).trim()
+        );
+        assert!(
+            o.data["ssh_fingerprint"]
+                .as_str()
+                .unwrap()
+                .starts_with("2048 SHA256:")
+        );
+        assert!(
+            keygen(&["-y", "-f", &file, "-P", "secret passphrase"])
+                .status
+                .success()
+        );
+        assert!(!keygen(&["-y", "-f", &file, "-P", "other"]).status.success());
+        use std::os::unix::fs::MetadataExt as _;
+        for f in [file.clone(), format!("{file}.pub")] {
+            assert_eq!(std::fs::metadata(&f).unwrap().uid(), acct.uid, "{f}");
+        }
+        // Made once: a second run leaves it, warning; `force` replaces it.
+        let again = run("user", key.clone(), false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{file}.pub")).unwrap(),
+            public
+        );
+        let mut forced = key.clone();
+        forced["force"] = json!(true);
+        forced["ssh_key_passphrase"] = Value::Null;
+        let o = run("user", forced, false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_ne!(
+            std::fs::read_to_string(format!("{file}.pub")).unwrap(),
+            public
+        );
+        assert!(keygen(&["-y", "-f", &file, "-P", ""]).status.success());
+        let bad = run(
+            "user",
+            json!({"name": "rustletestu7", "generate_ssh_key": true,
+                   "ssh_key_passphrase": "two\nlines"}),
+            false,
+        );
+        assert!(matches!(bad, Err(ModuleError::BadArgs(m)) if m.contains("ssh_key_passphrase")));
+    }
 }
