@@ -257,6 +257,40 @@ impl Batch {
     }
 }
 
+/// Refuses a `fetch` request whose `dest` or `flat` is not what the task's literal
+/// arguments say: the host renders templated ones (as Ansible renders them with its
+/// facts), but cannot move a file the plan puts in one place to another.
+fn fetch_matches_plan(task: &Task, part: &fetch::Part) -> Result<(), String> {
+    let literal = |k: &str| match task.args.get(k) {
+        Some(Value::String(s)) if s.contains("{{") || s.contains("{%") => None,
+        other => Some(other.cloned().unwrap_or(Value::Null)),
+    };
+    if let Some(Value::String(dest)) = literal("dest")
+        && dest != part.dest
+    {
+        return Err(format!(
+            "task '{}' fetches into '{dest}', not '{}'",
+            task.display_name(),
+            part.dest
+        ));
+    }
+    if let Some(flat) = literal("flat") {
+        let want = match &flat {
+            Value::Bool(b) => *b,
+            Value::String(s) => rustle_runner::modules::args::truthy_str(s) == Some(true),
+            _ => false,
+        };
+        if want != part.flat {
+            return Err(format!(
+                "task '{}' has flat: {want}, not {}",
+                task.display_name(),
+                part.flat
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A file a host's `fetch` task is sending.
 struct Fetching {
     /// The task, by channel id.
@@ -748,6 +782,9 @@ impl HostChannel {
                 let Some(part) = request.fetch.as_deref() else {
                     return refuse(self, "a fetch request without its file".into());
                 };
+                if let Err(why) = fetch_matches_plan(&task, part) {
+                    return refuse(self, why);
+                }
                 match self.fetch(&plan, &request.task, request.play, part) {
                     Ok(result) => {
                         self.send(Answer {
@@ -1522,5 +1559,92 @@ pub(crate) mod tests {
             assert!(error.contains(why), "{error}");
             assert!(answer.lookup.is_none());
         }
+    }
+
+    /// Forged `fetch` requests: a `dest` or `flat` other than the task's literal ones, a
+    /// `src` that climbs out of `dest`, a piece nobody announced, more than announced,
+    /// all refused or failed without a file written outside `dest`.
+    #[tokio::test]
+    async fn forged_fetch_requests_write_nothing_outside_dest() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out").display().to_string();
+        let literal = task("literal", "fetch", json!({"src": "/etc/motd", "dest": out}));
+        let templated = task("templated", "fetch", json!({"src": "x", "dest": "{{ d }}"}));
+        let sealed = sealed(vec![literal.clone(), templated.clone()]);
+        let ask = |id: u64, t: &Task, part: fetch::Part| {
+            let mut r = Request::new(RequestKind::Fetch, t.channel_id(), 0);
+            r.id = id;
+            r.fetch = Some(Box::new(part));
+            serde_json::to_string(&Event::Request(r)).unwrap()
+        };
+        let part = |src: &str, dest: &str, flat: bool, data: Option<&[u8]>| fetch::Part {
+            src: src.into(),
+            dest: dest.into(),
+            flat,
+            validate_checksum: true,
+            checksum: rustle_runner::digest::sha1_hex(b"hi"),
+            size: 2,
+            offset: 0,
+            data: data.map(rustle_runner::hex::base64),
+        };
+        let elsewhere = dir.path().join("elsewhere").display().to_string();
+        for (t, p, why) in [
+            (
+                &literal,
+                part("/etc/motd", &elsewhere, false, None),
+                "fetches into",
+            ),
+            (
+                &literal,
+                part("/etc/motd", &out, true, None),
+                "has flat: false",
+            ),
+            (
+                &literal,
+                part("/etc/motd", &out, false, Some(b"hi")),
+                "no fetch request",
+            ),
+        ] {
+            let mut ch =
+                HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+            let mut rx = ch.open();
+            let mut result = HostResult::new("web1", Default::default());
+            assert!(ch.intercept(line(&ask(1, t, p)), &mut result));
+            let error = next(&mut rx).await.error.expect("refused");
+            assert!(error.contains(why), "{error}");
+        }
+        // A templated dest is the host's to render, but `..` cannot leave it.
+        let mut ch = HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+        let mut rx = ch.open();
+        let mut result = HostResult::new("web1", Default::default());
+        let climb = part("../../../elsewhere/x", &out, false, None);
+        assert!(ch.intercept(line(&ask(1, &templated, climb)), &mut result));
+        let answer = next(&mut rx).await;
+        assert_eq!(answer.error, None);
+        let r = answer.result.expect("the task's result");
+        assert_eq!(r["failed"], true);
+        assert!(
+            r["msg"].as_str().unwrap().contains("directory traversal"),
+            "{r}"
+        );
+        // Announced, then more than announced.
+        let ok = part("/f", &out, false, None);
+        assert!(ch.intercept(line(&ask(2, &templated, ok)), &mut result));
+        let answer = next(&mut rx).await;
+        assert!(
+            answer.error.is_none() && answer.result.is_none(),
+            "{answer:?}"
+        );
+        let too_much = part("/f", &out, false, Some(b"hi!"));
+        assert!(ch.intercept(line(&ask(3, &templated, too_much)), &mut result));
+        assert!(
+            next(&mut rx)
+                .await
+                .error
+                .unwrap()
+                .contains("more of the fetched file")
+        );
+        assert!(!dir.path().join("elsewhere").exists());
+        assert!(!dir.path().join("out/web1/f").exists());
     }
 }

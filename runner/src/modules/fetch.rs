@@ -255,8 +255,12 @@ impl Destination {
     /// normalised, and never outside `dest` (a `src` or host name with `..` that would
     /// leave it is refused, as is a file name that is no name).
     pub fn new(part: &Part, host: &str, base: &str) -> Result<Destination, String> {
+        // The action's `path_dwim`: `~` is the controller user's home.
         let dwim = |p: &str| {
-            if p.starts_with('/') || base.is_empty() {
+            let home = std::env::var("HOME").unwrap_or_default();
+            if !home.is_empty() && (p == "~" || p.starts_with("~/")) {
+                format!("{home}{}", p.get(1..).unwrap_or_default())
+            } else if p.starts_with('/') || base.is_empty() {
                 p.to_string()
             } else {
                 format!("{}/{p}", base.trim_end_matches('/'))
