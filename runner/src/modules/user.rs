@@ -724,29 +724,23 @@ fn generate(
         changed = true;
     }
     let overwrite = Path::new(path).exists();
-    if overwrite {
+    // An existing key is left alone without `force`; with it, the public file goes
+    // first (ssh-keygen is asked to replace the private one).
+    for (kind, file) in [("private", path), ("public", public)] {
+        if !Path::new(file).exists() {
+            continue;
+        }
         if !force {
             warnings.push(format!(
-                "Found existing ssh key private file \"{path}\", no force, so skipping ssh-keygen generation"
+                "Found existing ssh key {kind} file \"{file}\", no force, so skipping ssh-keygen generation"
             ));
             return Ok(changed);
         }
         warnings.push(format!(
-            "Overwriting existing ssh key private file \"{path}\""
+            "Overwriting existing ssh key {kind} file \"{file}\""
         ));
-    }
-    if Path::new(public).exists() {
-        if !force {
-            warnings.push(format!(
-                "Found existing ssh key public file \"{public}\", no force, so skipping ssh-keygen generation"
-            ));
-            return Ok(changed);
-        }
-        warnings.push(format!(
-            "Overwriting existing ssh key public file \"{public}\""
-        ));
-        if !ctx.check_mode {
-            fs::remove_file(public).map_err(|e| fail_rc(format!("{public}: {e}"), 1))?;
+        if kind == "public" && !ctx.check_mode {
+            fs::remove_file(file).map_err(|e| fail_rc(format!("{file}: {e}"), 1))?;
         }
     }
     if ctx.check_mode {
