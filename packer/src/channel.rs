@@ -16,6 +16,7 @@ use crate::ssh::Line;
 use rustle_runner::events::{
     Answer, EVENTS_VERSION, Event, MAX_CHANNEL_LINE, Request, RequestKind,
 };
+use rustle_runner::modules::fetch::{self, Destination};
 use rustle_runner::plan::{HostPlan, Task};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -256,6 +257,49 @@ impl Batch {
     }
 }
 
+/// Refuses a `fetch` request whose `dest` or `flat` is not what the task's literal
+/// arguments say: the host renders templated ones (as Ansible renders them with its
+/// facts), but cannot move a file the plan puts in one place to another.
+fn fetch_matches_plan(task: &Task, part: &fetch::Part) -> Result<(), String> {
+    let literal = |k: &str| match task.args.get(k) {
+        Some(Value::String(s)) if s.contains("{{") || s.contains("{%") => None,
+        other => Some(other.cloned().unwrap_or(Value::Null)),
+    };
+    if let Some(Value::String(dest)) = literal("dest")
+        && dest != part.dest
+    {
+        return Err(format!(
+            "task '{}' fetches into '{dest}', not '{}'",
+            task.display_name(),
+            part.dest
+        ));
+    }
+    if let Some(flat) = literal("flat") {
+        let want = match &flat {
+            Value::Bool(b) => *b,
+            Value::String(s) => rustle_runner::modules::args::truthy_str(s) == Some(true),
+            _ => false,
+        };
+        if want != part.flat {
+            return Err(format!(
+                "task '{}' has flat: {want}, not {}",
+                task.display_name(),
+                part.flat
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A file a host's `fetch` task is sending.
+struct Fetching {
+    /// The task, by channel id.
+    task: String,
+    dest: Destination,
+    size: usize,
+    data: Vec<u8>,
+}
+
 /// One host's channel: its plan (read from its sealed payload when first needed), the
 /// requests seen, and where answers go.
 pub struct HostChannel {
@@ -276,6 +320,8 @@ pub struct HostChannel {
     /// handed back too.
     turns: Arc<Mutex<Vec<String>>>,
     last_id: u64,
+    /// The file a `fetch` task is sending, as far as it came.
+    fetching: Option<Fetching>,
     answers: UnboundedSender<Vec<u8>>,
     /// Why a request was refused (the host is failed with it).
     pub refused: Option<String>,
@@ -297,6 +343,7 @@ impl HostChannel {
             barriers: HashMap::new(),
             turns: Arc::new(Mutex::new(Vec::new())),
             last_id: 0,
+            fetching: None,
             answers,
             refused: None,
         };
@@ -486,6 +533,70 @@ impl HostChannel {
         Ok(())
     }
 
+    /// Takes one `fetch` request of task `task` (in play `play`): the first names the
+    /// file, and is answered with the task's result when the controller has that file
+    /// already (or it is empty); the next ones bring its content in order, the last
+    /// answered with the result of writing it (see [`Destination`]). `Err` refuses.
+    fn fetch(
+        &mut self,
+        plan: &HostPlan,
+        task: &str,
+        play: usize,
+        part: &fetch::Part,
+    ) -> Result<Option<Value>, String> {
+        let Some(text) = &part.data else {
+            self.fetching = None;
+            let base = plan
+                .plays
+                .get(play)
+                .and_then(|p| p.magic.get("playbook_dir"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let dest = match Destination::new(part, &self.host, base) {
+                Ok(d) => d,
+                Err(msg) => return Ok(Some(Value::Object(fetch::failure(msg)))),
+            };
+            let size = dest.size()?;
+            if let Some(same) = dest.unchanged() {
+                return Ok(Some(Value::Object(same)));
+            }
+            if size == 0 {
+                return Ok(Some(Value::Object(dest.store(&[]))));
+            }
+            self.fetching = Some(Fetching {
+                task: task.to_string(),
+                dest,
+                size,
+                data: Vec::new(),
+            });
+            return Ok(None);
+        };
+        let Some(f) = self.fetching.as_mut().filter(|f| f.task == task) else {
+            return Err("a piece of a file no fetch request of that task named".into());
+        };
+        if part.offset != f.data.len() as u64 {
+            return Err(format!(
+                "a piece of the fetched file at {} when {} bytes came",
+                part.offset,
+                f.data.len()
+            ));
+        }
+        let bytes = rustle_runner::hex::base64_decode(text)
+            .map_err(|e| format!("a piece of the fetched file that is not base64: {e}"))?;
+        if f.data.len() + bytes.len() > f.size {
+            return Err(format!(
+                "more of the fetched file than the {} bytes announced",
+                f.size
+            ));
+        }
+        f.data.extend_from_slice(&bytes);
+        if f.data.len() < f.size {
+            return Ok(None);
+        }
+        let done = self.fetching.take();
+        Ok(done.map(|f| Value::Object(f.dest.store(&f.data))))
+    }
+
     fn handle(&mut self, line: Line<'_>) -> Result<(), String> {
         if let Some(len) = line.cut {
             return Err(format!(
@@ -660,6 +771,32 @@ impl HostChannel {
                     let _ = answers.send(answer_line(&answer));
                 });
                 Ok(())
+            }
+            RequestKind::Fetch => {
+                if task.module_name() != "fetch" {
+                    return refuse(
+                        self,
+                        format!("task '{}' is not a fetch task", task.display_name()),
+                    );
+                }
+                let Some(part) = request.fetch.as_deref() else {
+                    return refuse(self, "a fetch request without its file".into());
+                };
+                if let Err(why) = fetch_matches_plan(&task, part) {
+                    return refuse(self, why);
+                }
+                match self.fetch(&plan, &request.task, request.play, part) {
+                    Ok(result) => {
+                        self.send(Answer {
+                            v: EVENTS_VERSION,
+                            id,
+                            result,
+                            ..Answer::default()
+                        });
+                        Ok(())
+                    }
+                    Err(why) => refuse(self, why),
+                }
             }
             // Answered above.
             RequestKind::Barrier
@@ -1422,5 +1559,92 @@ pub(crate) mod tests {
             assert!(error.contains(why), "{error}");
             assert!(answer.lookup.is_none());
         }
+    }
+
+    /// Forged `fetch` requests: a `dest` or `flat` other than the task's literal ones, a
+    /// `src` that climbs out of `dest`, a piece nobody announced, more than announced,
+    /// all refused or failed without a file written outside `dest`.
+    #[tokio::test]
+    async fn forged_fetch_requests_write_nothing_outside_dest() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out").display().to_string();
+        let literal = task("literal", "fetch", json!({"src": "/etc/motd", "dest": out}));
+        let templated = task("templated", "fetch", json!({"src": "x", "dest": "{{ d }}"}));
+        let sealed = sealed(vec![literal.clone(), templated.clone()]);
+        let ask = |id: u64, t: &Task, part: fetch::Part| {
+            let mut r = Request::new(RequestKind::Fetch, t.channel_id(), 0);
+            r.id = id;
+            r.fetch = Some(Box::new(part));
+            serde_json::to_string(&Event::Request(r)).unwrap()
+        };
+        let part = |src: &str, dest: &str, flat: bool, data: Option<&[u8]>| fetch::Part {
+            src: src.into(),
+            dest: dest.into(),
+            flat,
+            validate_checksum: true,
+            checksum: rustle_runner::digest::sha1_hex(b"hi"),
+            size: 2,
+            offset: 0,
+            data: data.map(rustle_runner::hex::base64),
+        };
+        let elsewhere = dir.path().join("elsewhere").display().to_string();
+        for (t, p, why) in [
+            (
+                &literal,
+                part("/etc/motd", &elsewhere, false, None),
+                "fetches into",
+            ),
+            (
+                &literal,
+                part("/etc/motd", &out, true, None),
+                "has flat: false",
+            ),
+            (
+                &literal,
+                part("/etc/motd", &out, false, Some(b"hi")),
+                "no fetch request",
+            ),
+        ] {
+            let mut ch =
+                HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+            let mut rx = ch.open();
+            let mut result = HostResult::new("web1", Default::default());
+            assert!(ch.intercept(line(&ask(1, t, p)), &mut result));
+            let error = next(&mut rx).await.error.expect("refused");
+            assert!(error.contains(why), "{error}");
+        }
+        // A templated dest is the host's to render, but `..` cannot leave it.
+        let mut ch = HostChannel::new("web1", Arc::new(sealed.clone()), Arc::new(Batch::default()));
+        let mut rx = ch.open();
+        let mut result = HostResult::new("web1", Default::default());
+        let climb = part("../../../elsewhere/x", &out, false, None);
+        assert!(ch.intercept(line(&ask(1, &templated, climb)), &mut result));
+        let answer = next(&mut rx).await;
+        assert_eq!(answer.error, None);
+        let r = answer.result.expect("the task's result");
+        assert_eq!(r["failed"], true);
+        assert!(
+            r["msg"].as_str().unwrap().contains("directory traversal"),
+            "{r}"
+        );
+        // Announced, then more than announced.
+        let ok = part("/f", &out, false, None);
+        assert!(ch.intercept(line(&ask(2, &templated, ok)), &mut result));
+        let answer = next(&mut rx).await;
+        assert!(
+            answer.error.is_none() && answer.result.is_none(),
+            "{answer:?}"
+        );
+        let too_much = part("/f", &out, false, Some(b"hi!"));
+        assert!(ch.intercept(line(&ask(3, &templated, too_much)), &mut result));
+        assert!(
+            next(&mut rx)
+                .await
+                .error
+                .unwrap()
+                .contains("more of the fetched file")
+        );
+        assert!(!dir.path().join("elsewhere").exists());
+        assert!(!dir.path().join("out/web1/f").exists());
     }
 }

@@ -379,6 +379,7 @@ impl SshHost {
             "template" => self.template(a, ctx),
             "file" => self.file(a, ctx),
             "stat" => self.stat(a),
+            "slurp" => self.slurp(a),
             "lineinfile" | "blockinfile" | "replace" => self.text(module, a, ctx),
             // The facts SSH mode gathers at a play's start (a task delegated to another
             // host with `delegate_facts` gathers that host's this way).
@@ -446,6 +447,11 @@ impl ModuleHost for SshHost {
 
     fn is_root(&mut self) -> bool {
         self.user().as_deref() == Some("root")
+    }
+
+    /// The executor runs here, on the controller: `fetch` writes the file itself.
+    fn on_controller(&self) -> bool {
+        true
     }
 
     fn lookup_user(&mut self, user: &str) -> Option<rustle_runner::privilege::RunAs> {
@@ -1836,6 +1842,40 @@ impl SshHost {
 // stat
 
 impl SshHost {
+    /// `slurp` (and so `fetch`, whose executor reads the file with it): the file's
+    /// bytes as the host's `cat` gives them, failing in slurp's words.
+    fn slurp(&mut self, a: &Vars) -> Step<Outcome> {
+        args::only(a, &["src", "path"])?;
+        let src = match args::opt_str(a, "src")? {
+            Some(s) => s,
+            None => args::req_str(a, "path")
+                .map_err(|_| ModuleError::BadArgs("missing required argument 'src'".to_string()))?,
+        };
+        // Why it cannot be read goes to stderr, as a word of ours.
+        let script = format!(
+            "p={}
+[ -e \"$p\" ] || {{ echo missing >&2; exit 3; }}
+             [ -r \"$p\" ] || {{ echo unreadable >&2; exit 3; }}
+             [ -d \"$p\" ] && {{ echo directory >&2; exit 3; }}
+             exec cat -- \"$p\"\n",
+            sh_quote(&src)
+        );
+        let o = self.sh(&script, b"")?;
+        if !o.ok() {
+            let why = String::from_utf8_lossy(&o.stderr);
+            return fail(match why.trim() {
+                "missing" => format!("file not found: {src}"),
+                "unreadable" => format!("file is not readable: {src}"),
+                "directory" => format!("source is a directory and must be a file: {src}"),
+                other => format!("unable to slurp file: {other}"),
+            });
+        }
+        Ok(Outcome::ok()
+            .with("content", rustle_runner::hex::base64(&o.stdout))
+            .with("encoding", "base64")
+            .with("source", src))
+    }
+
     fn stat(&mut self, a: &Vars) -> Step<Outcome> {
         args::only(
             a,

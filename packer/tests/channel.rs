@@ -347,19 +347,47 @@ fn when_the_controller_dies_during_a_delegated_task_the_runner_stops_and_the_rel
 
 /// Local hosts (run through `sh` on the controller), in binary mode and in SSH mode: the
 /// same channel, the same answers.
+/// An inventory of `hosts` on this machine (`ansible_connection=local`), each with its
+/// root under `dir`.
+fn local_inventory(dir: &Path, hosts: &[&str]) -> PathBuf {
+    let inv = dir.join("hosts.ini");
+    let mut ini = String::from("[all]\n");
+    for h in hosts {
+        ini.push_str(&format!(
+            "{h} ansible_connection=local rustle_root={}\n",
+            dir.join(h).display()
+        ));
+    }
+    std::fs::write(&inv, ini).unwrap();
+    inv
+}
+
+/// Deploys `plan` to the hosts of `inv` with `strategy`, which must succeed; the path
+/// of its report.
+fn deploy_locally(dir: &Path, inv: &Path, plan: &Path, strategy: &str) -> PathBuf {
+    let report = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
+        .args(["--strategy", strategy, "--report", report.to_str().unwrap()])
+        .env("HOME", dir)
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{strategy}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    report
+}
+
 #[test]
 fn local_hosts_use_the_channel_in_binary_and_ssh_mode() {
     for strategy in ["parallel", "ssh"] {
         let dir = tempfile::tempdir().unwrap();
-        let inv = dir.path().join("hosts.ini");
-        let mut ini = String::from("[all]\n");
-        for h in ["l1", "l2", "l3"] {
-            ini.push_str(&format!(
-                "{h} ansible_connection=local rustle_root={}\n",
-                dir.path().join(h).display()
-            ));
-        }
-        std::fs::write(&inv, ini).unwrap();
+        let inv = local_inventory(dir.path(), &["l1", "l2", "l3"]);
         let log = dir.path().join("once.log");
         let plan = write_plan(
             dir.path(),
@@ -369,21 +397,7 @@ fn local_hosts_use_the_channel_in_binary_and_ssh_mode() {
                 {"name": "check", "module": "assert", "args": {"that": ["d.stdout == o.stdout + ' seen by ' + inventory_hostname"]}}
             ]),
         );
-        let report = dir.path().join("report.json");
-        let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
-            .args(["-i", inv.to_str().unwrap(), plan.to_str().unwrap()])
-            .args(["--strategy", strategy, "--report", report.to_str().unwrap()])
-            .env("HOME", dir.path())
-            .env_remove("RUSTLE_DEPLOY_KEY")
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{strategy}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        let report = deploy_locally(dir.path(), &inv, &plan, strategy);
         let ran = std::fs::read_to_string(&log).unwrap();
         assert_eq!(ran.lines().count(), 1, "{strategy}: {ran}");
         let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -909,5 +923,71 @@ fn hosts_reading_a_host_that_dies_get_what_it_reported_without_waiting_for_the_t
             std::fs::read_to_string(h.home.join("read")).unwrap(),
             "True False"
         );
+    }
+}
+
+/// `fetch` brings a host's file to the controller, under `dest/<host>/<src>` or, with
+/// `flat`, `dest` itself: sent in pieces over the channel (runners) or read over the
+/// connection (SSH mode), equal to the host's file, changed only the first time.
+#[test]
+fn fetch_copies_a_hosts_file_to_the_controller_in_binary_and_ssh_mode() {
+    for strategy in ["parallel", "ssh"] {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = local_inventory(dir.path(), &["l1", "l2"]);
+        // Larger than the pieces the channel carries (4 MiB), not a multiple of them.
+        let src = dir.path().join("src.bin");
+        let bytes: Vec<u8> = (0..9_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&src, &bytes).unwrap();
+        let out = dir.path().join("out");
+        let flat = dir.path().join("flat");
+        let src_s = src.display().to_string();
+        let plan = write_plan(
+            dir.path(),
+            json!([
+                {"name": "first", "module": "fetch", "register": "f1",
+                 "args": {"src": src_s, "dest": out.display().to_string()}},
+                {"name": "second", "module": "fetch", "register": "f2",
+                 "args": {"src": src_s, "dest": out.display().to_string()}},
+                {"name": "flat", "module": "fetch", "register": "f3",
+                 "args": {"src": src_s, "dest": format!("{}/{{{{ inventory_hostname }}}}/", flat.display()), "flat": true}},
+                {"name": "missing", "module": "fetch", "register": "f4",
+                 "args": {"src": "/nonexistent/file", "dest": out.display().to_string(), "fail_on_missing": false}},
+                {"name": "in check mode", "module": "fetch", "register": "f5", "check_mode": true,
+                 "args": {"src": src_s, "dest": dir.path().join("never").display().to_string()}},
+                {"name": "check", "module": "assert", "args": {"that": [
+                    "f1 is changed and f2 is not changed and f3 is changed",
+                    "f1.checksum == f1.remote_checksum and f2.checksum == f1.checksum",
+                    "f1.dest == '".to_string() + &out.display().to_string() + "/' + inventory_hostname + '" + &src_s + "'",
+                    "f4 is not failed and f4.msg == 'the remote file does not exist, not transferring, ignored'",
+                    "f5 is skipped",
+                ]}}
+            ]),
+        );
+        let report = deploy_locally(dir.path(), &inv, &plan, strategy);
+        // sha1sum(1) is the reference for the checksum the task registered.
+        let sum = Command::new("sha1sum").arg(&src).output().unwrap();
+        let sum = text(&sum.stdout).split(' ').next().unwrap().to_string();
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        for h in ["l1", "l2"] {
+            assert_eq!(r["hosts"][h]["status"], "ok", "{strategy}: {r}");
+            let copy = out.join(h).join(src.strip_prefix("/").unwrap());
+            assert!(
+                std::fs::read(&copy).unwrap() == bytes,
+                "{strategy}: {copy:?}"
+            );
+            assert!(std::fs::read(flat.join(h).join("src.bin")).unwrap() == bytes);
+            let first = r["hosts"][h]["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == "first")
+                .unwrap();
+            assert_eq!(
+                first["result"]["checksum"],
+                sum.as_str(),
+                "{strategy}: {first}"
+            );
+        }
+        assert!(!dir.path().join("never").exists());
     }
 }

@@ -355,7 +355,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         runner_version: env!("CARGO_PKG_VERSION").to_string(),
         check_mode: plan.check_mode || args.opts.check_mode,
     });
-    let summary = Executor::new(&plan, &mut sink, args.opts).run();
+    let fetched = release.as_ref().map(|r| r.dir.join("fetched"));
+    let summary = Executor::new(&plan, &mut sink, args.opts)
+        .fetch_into(fetched)
+        .run();
     let r = summary.recap;
     say!(
         "{}: ok={} changed={} unreachable=0 failed={} skipped={} rescued={} ignored={}",

@@ -221,6 +221,11 @@ pub enum RequestKind {
     /// Run a controller lookup (`pipe`, `env`, `lines`, `password`) whose arguments only
     /// the host knows, for a task that uses it, and answer with its result.
     Lookup,
+    /// A `fetch` task's file for the controller: the first request names it (`fetch`
+    /// without `data`), and is answered with the task's `result` when the controller's
+    /// copy is that file already; the next ones carry its content in order, the last
+    /// answered with the `result`.
+    Fetch,
 }
 
 /// A request on the event stream (`"type": "request"`).
@@ -275,6 +280,10 @@ pub struct Request {
     /// `lookup`: the call (its lookup, terms and options; no result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup: Option<Box<crate::plan::ControllerLookup>>,
+    /// `fetch`: the file (its source, the task's `dest` and `flat`, size, SHA-1) and a
+    /// piece of its content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<Box<crate::modules::fetch::Part>>,
 }
 
 impl Request {
@@ -299,6 +308,7 @@ impl Request {
             host: None,
             done: None,
             lookup: None,
+            fetch: None,
         }
     }
 }
@@ -421,6 +431,7 @@ pub fn no_channel_reason(kind: RequestKind) -> &'static str {
         RequestKind::Lookup => {
             "a controller lookup (pipe, env, lines, password) whose arguments only the host knows runs on the controller"
         }
+        RequestKind::Fetch => "fetch copies a file of the host to the controller",
     }
 }
 

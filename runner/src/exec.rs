@@ -138,6 +138,9 @@ pub struct Executor<'a> {
     gathered: bool,
     /// Registered results and `set_fact` values: they outlive plays, as in Ansible.
     host_facts: Vars,
+    /// Where `fetch` keeps files when no deployer takes them (a runner run by hand
+    /// with a release: its `fetched/` directory).
+    fetch_dir: Option<std::path::PathBuf>,
     recap: Recap,
     play_name: String,
     /// The role of the task being run, for its events ([`Event::Task`]'s `role`).
@@ -292,7 +295,15 @@ impl<'a> Executor<'a> {
                 plan.magic.get("ansible_run_tags"),
                 plan.magic.get("ansible_skip_tags"),
             ),
+            fetch_dir: None,
         }
+    }
+
+    /// `fetch` keeps the files it copies under `dir` when the run has no deployer to
+    /// hand them to.
+    pub fn fetch_into(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.fetch_dir = dir;
+        self
     }
 
     /// Runs every play and emits the recap.
@@ -2951,6 +2962,12 @@ impl<'a> Executor<'a> {
             self.group_by(&args)
         } else if module == "add_host" {
             self.add_host(&args)
+        } else if module == "fetch" {
+            match crate::modules::fetch::read_on(&mut *self.host, &args, &mctx) {
+                Ok(Ok((f, file))) => Ok(self.fetch(task, &f, &file)),
+                Ok(Err(result)) => Ok(result),
+                Err(e) => Err(e),
+            }
         } else {
             self.host.run(module, &args, &mctx)
         };
@@ -2972,6 +2989,71 @@ impl<'a> Executor<'a> {
             }
             Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
             Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
+        }
+    }
+
+    /// `fetch`: the host's file, read by `slurp` (as the task's user), goes to the
+    /// controller: written here when this executor runs there (SSH mode), else sent to
+    /// the deployer in pieces; a run without a deployer keeps it in its release.
+    fn fetch(
+        &mut self,
+        task: &Task,
+        f: &crate::modules::fetch::Fetch,
+        file: &crate::modules::fetch::File,
+    ) -> Outcome {
+        use crate::modules::fetch::{self, CHUNK, Destination};
+        let part = file.part(f);
+        let host = self.plan.host.clone();
+        if self.host.on_controller() {
+            let r = Destination::fetch_here(&part, &file.data, &host, &self.playbook_dir);
+            return fetch::outcome_of(r);
+        }
+        if self.sink.channel().is_none() {
+            let Some(dir) = self.fetch_dir.clone() else {
+                return Outcome::fail(format!(
+                    "task '{}': needs the deployer (the controller channel), and this run has none: {}",
+                    task.display_name(),
+                    crate::events::no_channel_reason(RequestKind::Fetch)
+                ));
+            };
+            // Kept under the release: `dest` is taken inside it, whatever it says.
+            let root = dir.display().to_string();
+            let kept = fetch::Part {
+                dest: format!("{root}/{}", part.dest.trim_start_matches('/')),
+                ..part
+            };
+            let r = Destination::fetch_here(&kept, &file.data, &host, &root);
+            return fetch::outcome_of(r);
+        }
+        // The first request names the file; each next one carries a piece from `offset`.
+        let mut pieces = file.data.chunks(CHUNK);
+        let mut piece: Option<&[u8]> = None;
+        let mut offset = 0u64;
+        loop {
+            let asked = self.ask(RequestKind::Fetch, task, None, |r| {
+                r.fetch = Some(Box::new(fetch::Part {
+                    offset,
+                    data: piece.map(crate::hex::base64),
+                    ..part.clone()
+                }));
+            });
+            match asked {
+                Err(e) => {
+                    return Outcome::fail(format!("task '{}': {e}", task.display_name()));
+                }
+                Ok(crate::events::Answer {
+                    result: Some(Value::Object(r)),
+                    ..
+                }) => return fetch::outcome_of(r),
+                Ok(_) => {}
+            }
+            offset += piece.map_or(0, |p| p.len() as u64);
+            piece = pieces.next();
+            if piece.is_none() {
+                return Outcome::fail(
+                    "fetch: the deployer took the whole file but answered with no result",
+                );
+            }
         }
     }
 

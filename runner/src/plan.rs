@@ -582,9 +582,13 @@ impl Task {
     }
 
     /// Whether this task (not counting the tasks inside it) needs the controller
-    /// channel: it is delegated or runs once for all hosts.
+    /// channel: it is delegated, runs once for all hosts, is throttled, or fetches a
+    /// file for the controller.
     pub fn needs_channel(&self) -> bool {
-        self.delegate_to.is_some() || self.may_run_once() || self.throttle.is_some()
+        self.delegate_to.is_some()
+            || self.may_run_once()
+            || self.throttle.is_some()
+            || self.module_name() == "fetch"
     }
 
     /// Whether the task may run once for the batch: `run_once` is true or a template.

@@ -567,3 +567,42 @@ fn a_templated_run_once_is_evaluated_where_the_task_runs() {
     assert!(!summary.host_failed);
     assert_eq!(requests[0].kind, RequestKind::RunOnce);
 }
+
+/// A runner without a deployer keeps what `fetch` copies in its release (the directory
+/// `fetch_into` names), laid out as under `dest`; without one the task fails naming
+/// the feature.
+#[test]
+fn without_a_channel_fetch_keeps_the_file_in_the_release_or_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("motd");
+    std::fs::write(&src, "hello\n").unwrap();
+    let plan = host_plan(json!([
+        {"name": "fetch", "module": "fetch", "register": "f",
+         "args": {"src": src.display().to_string(), "dest": "/srv/fetched"}},
+    ]));
+    let kept = dir.path().join("release/fetched");
+    let mut sink = Collect::default();
+    Executor::new(&plan, &mut sink, RunOptions::default())
+        .fetch_into(Some(kept.clone()))
+        .run();
+    assert_eq!(
+        statuses(&sink.0),
+        vec![("fetch".to_string(), "changed".to_string())]
+    );
+    let copy = kept
+        .join("srv/fetched/web1")
+        .join(src.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "hello\n");
+
+    let mut sink = Collect::default();
+    Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    let failed = sink.0.iter().find_map(|e| match e {
+        Event::Task { result, .. } => Some(result.clone()),
+        _ => None,
+    });
+    let msg = failed.unwrap()["msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("needs the deployer") && msg.contains("fetch copies a file"),
+        "{msg}"
+    );
+}

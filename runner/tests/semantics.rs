@@ -2579,3 +2579,110 @@ fn a_handler_failing_in_a_blocks_flush_goes_to_its_rescue_and_still_counts_as_fa
         "ok=4 changed=1 unreachable=0 failed=1 skipped=0 rescued=0 ignored=0"
     );
 }
+
+/// A wheel of the project `rustle-probe` at `version` in `dir`, made by the host's
+/// Python (zipfile), so pip installs it with no index.
+fn probe_wheel(dir: &Path, version: &str) -> String {
+    let wheel = dir.join(format!("rustle_probe-{version}-py3-none-any.whl"));
+    let script = format!(
+        "import zipfile\n\
+         with zipfile.ZipFile({w:?}, 'w') as z:\n\
+         \x20   z.writestr('rustle_probe/__init__.py', 'V = {version:?}\\n')\n\
+         \x20   d = 'rustle_probe-{version}.dist-info/'\n\
+         \x20   z.writestr(d + 'METADATA', 'Metadata-Version: 2.1\\nName: rustle-probe\\nVersion: {version}\\n')\n\
+         \x20   z.writestr(d + 'WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+         \x20   z.writestr(d + 'RECORD', '')\n",
+        w = wheel.to_str().unwrap()
+    );
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    wheel.to_string_lossy().into_owned()
+}
+
+#[test]
+fn pip_installs_into_a_virtualenv_it_makes_and_reports_changes_as_ansible_does() {
+    let d = tmp();
+    let venv = p(d.path(), "venv");
+    let wheel = probe_wheel(d.path(), "1.0");
+    let pip = |name: &str, args: Value| {
+        let mut a = json!({"virtualenv": venv, "virtualenv_command": "python3 -m venv",
+                           "extra_args": "--no-index"});
+        for (k, v) in args.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        with(
+            json!({"name": name, "module": "pip", "args": a}),
+            json!({"register": name.replace(' ', "_")}),
+        )
+    };
+    let plan = play(
+        json!([
+            pip("install", json!({"name": [wheel]})),
+            pip("again", json!({"name": "rustle-probe", "state": "present"})),
+            with(
+                pip(
+                    "check absent",
+                    json!({"name": "rustle-probe", "state": "absent", "extra_args": ""})
+                ),
+                json!({"check_mode": true}),
+            ),
+            with(
+                pip(
+                    "check other",
+                    json!({"name": "rustle-probe>=2", "extra_args": ""})
+                ),
+                json!({"check_mode": true}),
+            ),
+            pip(
+                "remove",
+                json!({"name": "rustle-probe", "state": "absent", "extra_args": ""})
+            ),
+            pip(
+                "remove again",
+                json!({"name": "rustle-probe", "state": "absent", "extra_args": ""})
+            ),
+        ]),
+        json!({}),
+    );
+    let run = check(
+        plan,
+        &[
+            ("install", "changed"),
+            ("again", "ok"),
+            ("check absent", "changed"),
+            ("check other", "changed"),
+            ("remove", "changed"),
+            ("remove again", "ok"),
+        ],
+    );
+    let install = run.result("install");
+    assert!(Path::new(&venv).join("bin/activate").exists(), "{install}");
+    assert_eq!(install["virtualenv"], venv.as_str());
+    assert_eq!(install["state"], "present");
+    let cmd: Vec<&str> = install["cmd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(cmd.first(), Some(&format!("{venv}/bin/pip3").as_str()));
+    assert!(
+        cmd.ends_with(&["install", "--no-index", wheel.as_str()]),
+        "{cmd:?}"
+    );
+    assert!(
+        run.result("remove")["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("Successfully uninstalled")
+    );
+    // The package is gone from the virtualenv as its own pip sees it.
+    let listed = std::process::Command::new(format!("{venv}/bin/pip"))
+        .args(["list", "--format=freeze"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("rustle-probe"));
+}

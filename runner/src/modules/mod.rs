@@ -20,6 +20,7 @@ mod copy;
 mod cron;
 pub mod custom;
 mod debian;
+pub mod fetch;
 mod file;
 mod find;
 pub(crate) mod fsutil;
@@ -42,6 +43,7 @@ mod package;
 mod package_facts;
 mod pam_limits;
 pub mod paths;
+mod pip;
 mod proc;
 mod script;
 mod service;
@@ -226,6 +228,7 @@ pub const SUPPORTED: &[&str] = &[
     "dnf",
     "dpkg_selections",
     "fail",
+    "fetch",
     "file",
     "find",
     "gather_facts",
@@ -249,6 +252,7 @@ pub const SUPPORTED: &[&str] = &[
     "pam_limits",
     "pause",
     "ping",
+    "pip",
     "raw",
     "replace",
     "script",
@@ -349,6 +353,10 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "stat" => stat::run(args, ctx),
         "find" => find::run(args, ctx),
         "slurp" => slurp::run(args, ctx),
+        // The executor reads the file with slurp and hands it to the controller.
+        "fetch" => Ok(Outcome::fail(
+            "fetch runs in a host's executor, which hands the file to the controller: it cannot run here",
+        )),
         "get_url" => get_url::run(args, ctx),
         "getent" => getent::run(args, ctx),
         "tempfile" => tempfile::run(args, ctx),
@@ -389,6 +397,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "user" => user::user(args, ctx),
         "group" => user::group_module(args, ctx),
         "wait_for" => wait_for::run(args, ctx),
+        "pip" => pip::run(args, ctx),
         "ping" => misc::ping(args, ctx),
         "pause" => misc::pause(args, ctx),
         "setup" => misc::setup(args, ctx),
@@ -452,6 +461,12 @@ pub trait ModuleHost {
         Err(format!(
             "async: the module '{module}' cannot run as a background job here: background jobs need the runner on the host (not SSH mode)"
         ))
+    }
+
+    /// Whether the executor runs on the controller (SSH mode), where `fetch` writes the
+    /// host's file itself instead of sending it to the deployer.
+    fn on_controller(&self) -> bool {
+        false
     }
 
     /// Whether job status files are on this machine (`async: N` with `poll` waits by

@@ -34,6 +34,10 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
     ("git", &["dest", "key_file"]),
     ("mount", &["path", "name", "fstab"]),
     ("uri", &["dest", "creates", "removes"]),
+    (
+        "pip",
+        &["virtualenv", "chdir", "executable", "virtualenv_command"],
+    ),
     // `shell` is a plain string to Ansible, but run_command expands `~` and `$VAR` in
     // every argument it passes to useradd/usermod (and 2.18 compares the expanded value).
     ("user", &["home", "ssh_key_file", "shell"]),

@@ -10,8 +10,11 @@
 //! `expires` and `password_lock` follow Ansible's comparisons (the expiry day in UTC; the
 //! hash without its `!`), the password itself going through chpasswd, never argv.
 //! Password ages (`password_expire_min`/`_max`/`_warn`) go through chage.
-//! Not supported (refused as unknown arguments): ssh keys, `local`, `umask`,
-//! login classes and other platform-specific options.
+//! `generate_ssh_key` runs ssh-keygen as Ansible does; a `ssh_key_passphrase` reaches it
+//! through a pipe (its stdin, read by a fixed askpass helper script: `SSH_ASKPASS` with
+//! `SSH_ASKPASS_REQUIRE=force`), never its command line.
+//! Not supported (refused as unknown arguments): `local`, `umask`, login classes and
+//! other platform-specific options.
 
 use super::fsutil::{self, Step, Stop, fail, failed};
 use super::tools;
@@ -46,6 +49,12 @@ const USER_ARGS: &[&str] = &[
     "password_expire_min",
     "password_expire_max",
     "password_expire_warn",
+    "generate_ssh_key",
+    "ssh_key_bits",
+    "ssh_key_type",
+    "ssh_key_file",
+    "ssh_key_comment",
+    "ssh_key_passphrase",
 ];
 
 const GROUP_ARGS: &[&str] = &[
@@ -503,6 +512,10 @@ fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             o.changed = true;
         }
     }
+    let key = match ssh_key_args(a)? {
+        Some(k) => Some(ssh_key(&u, &k, force, ctx)?),
+        None => None,
+    };
     // Report the account as it now is (in check mode: as it was, or what was asked).
     let now = if ctx.check_mode {
         existing
@@ -544,7 +557,247 @@ fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     if u.password.is_some() {
         o = o.with("password", "NOT_LOGGING_PASSWORD");
     }
+    if let Some(k) = key {
+        o.changed |= k.changed;
+        for w in k.warnings {
+            o = o.warn(w);
+        }
+        o = o
+            .with("ssh_fingerprint", k.fingerprint)
+            .with("ssh_key_file", k.file)
+            .with(
+                "ssh_public_key",
+                k.public_key.map_or(Value::Null, Value::String),
+            );
+    }
     Ok(o)
+}
+
+/// `generate_ssh_key` and its options.
+struct SshKeyArgs {
+    kind: String,
+    bits: u64,
+    /// As given: relative to the user's home unless absolute.
+    file: String,
+    comment: String,
+    passphrase: Option<String>,
+}
+
+fn ssh_key_args(a: &Vars) -> Result<Option<SshKeyArgs>, ModuleError> {
+    if !args::bool_or(a, "generate_ssh_key", false)? {
+        return Ok(None);
+    }
+    let kind = args::opt_str(a, "ssh_key_type")?.unwrap_or_else(|| "rsa".into());
+    let bits = match a.get("ssh_key_bits") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+            .ok_or_else(|| {
+                ModuleError::BadArgs(format!(
+                    "argument 'ssh_key_bits' must be an integer, got {v}"
+                ))
+            })?,
+    };
+    let passphrase = args::opt_str(a, "ssh_key_passphrase")?;
+    if passphrase
+        .as_deref()
+        .is_some_and(|p| p.contains(['\n', '\r']))
+    {
+        // The askpass helper hands ssh-keygen one line.
+        return Err(ModuleError::BadArgs(
+            "argument 'ssh_key_passphrase' must not contain a line break".into(),
+        ));
+    }
+    Ok(Some(SshKeyArgs {
+        file: args::opt_str(a, "ssh_key_file")?.unwrap_or_else(|| format!(".ssh/id_{kind}")),
+        comment: args::opt_str(a, "ssh_key_comment")?.unwrap_or_else(|| {
+            format!(
+                "ansible-generated on {}",
+                crate::facts::host_name().unwrap_or_default()
+            )
+        }),
+        kind,
+        bits,
+        passphrase,
+    }))
+}
+
+/// What `generate_ssh_key` did and found.
+struct SshKey {
+    changed: bool,
+    warnings: Vec<String>,
+    fingerprint: String,
+    file: String,
+    public_key: Option<String>,
+}
+
+/// Reads the passphrase ssh-keygen asks for (twice) from the helper's stdin, which it
+/// shares with ssh-keygen: one line per question. `read` takes one byte at a time from
+/// a pipe, so the second question gets the second line.
+const ASKPASS: &str = "#!/bin/sh\nIFS= read -r p || exit 1\nprintf '%s\\n' \"$p\"\n";
+
+/// Ansible's `ssh_key_gen`, then the fingerprint and public key it reports: a key made
+/// only when there is none (or `force`), its files given to the user.
+fn ssh_key(u: &UserArgs, k: &SshKeyArgs, force: bool, ctx: &Ctx<'_>) -> Step<SshKey> {
+    use std::path::Path;
+    let acct = account(&u.name);
+    let mut out = SshKey {
+        changed: false,
+        warnings: Vec::new(),
+        fingerprint: String::new(),
+        file: k.file.clone(),
+        public_key: None,
+    };
+    let Some(acct) = acct else {
+        // Check mode, an account still to make: its key would be made too.
+        out.changed = true;
+        return Ok(out);
+    };
+    let path = if Path::new(&k.file).is_absolute() {
+        k.file.clone()
+    } else {
+        if !Path::new(&acct.home).exists() {
+            return Err(failed(
+                Outcome::fail(format!("User {} home directory does not exist", u.name))
+                    .with("name", u.name.clone())
+                    .with("rc", 1),
+            ));
+        }
+        format!("{}/{}", acct.home.trim_end_matches('/'), k.file)
+    };
+    out.file = path.clone();
+    let public = format!("{path}.pub");
+    let generated = generate(u, k, &acct, &path, &public, force, ctx, &mut out.warnings)?;
+    out.changed = generated;
+    // The fingerprint and public key as they now are (also in check mode).
+    if Path::new(&path).exists()
+        && let Some(bin) = tools::find_bin("ssh-keygen")
+    {
+        let args = ["-l".to_string(), "-f".to_string(), path.clone()];
+        if let Ok(o) = tools::run(&bin, &args, None) {
+            out.fingerprint = if o.rc == 0 { o.stdout } else { o.stderr }
+                .trim()
+                .to_string();
+        }
+    }
+    out.public_key = fs::read_to_string(&public)
+        .ok()
+        .map(|t| t.trim().to_string());
+    Ok(out)
+}
+
+/// Makes the key pair unless one is there (or with `force`): true when it did (or
+/// would, in check mode).
+#[allow(clippy::too_many_arguments)]
+fn generate(
+    u: &UserArgs,
+    k: &SshKeyArgs,
+    acct: &Account,
+    path: &str,
+    public: &str,
+    force: bool,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<String>,
+) -> Step<bool> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    use std::path::Path;
+    let fail_rc = |msg: String, rc: i32| {
+        failed(
+            Outcome::fail(msg)
+                .with("name", u.name.clone())
+                .with("rc", rc),
+        )
+    };
+    let mut changed = false;
+    if let Some(dir) = Path::new(path).parent()
+        && !dir.exists()
+    {
+        if ctx.check_mode {
+            return Ok(true);
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| std::os::unix::fs::chown(dir, Some(acct.uid), Some(acct.gid)))
+            .map_err(|e| fail_rc(format!("Failed to create {}: {e}", dir.display()), 1))?;
+        changed = true;
+    }
+    let overwrite = Path::new(path).exists();
+    // An existing key is left alone without `force`; with it, the public file goes
+    // first (ssh-keygen is asked to replace the private one).
+    for (kind, file) in [("private", path), ("public", public)] {
+        if !Path::new(file).exists() {
+            continue;
+        }
+        if !force {
+            warnings.push(format!(
+                "Found existing ssh key {kind} file \"{file}\", no force, so skipping ssh-keygen generation"
+            ));
+            return Ok(changed);
+        }
+        warnings.push(format!(
+            "Overwriting existing ssh key {kind} file \"{file}\""
+        ));
+        if kind == "public" && !ctx.check_mode {
+            fs::remove_file(file).map_err(|e| fail_rc(format!("{file}: {e}"), 1))?;
+        }
+    }
+    if ctx.check_mode {
+        return Ok(true);
+    }
+    let Some(bin) = tools::find_bin("ssh-keygen") else {
+        return fail(
+            "Failed to find required executable \"ssh-keygen\" in paths: $PATH, /usr/sbin, /sbin",
+        );
+    };
+    let mut argv = vec!["-t".to_string(), k.kind.clone()];
+    if k.bits > 0 {
+        argv.extend(["-b".to_string(), k.bits.to_string()]);
+    }
+    argv.extend([
+        "-C".to_string(),
+        k.comment.clone(),
+        "-f".to_string(),
+        path.to_string(),
+    ]);
+    let mut cmd = ctx.command(&bin);
+    let helper;
+    let input = match &k.passphrase {
+        None => {
+            argv.extend(["-N".to_string(), String::new()]);
+            // ssh-keygen asks before replacing a key: yes.
+            overwrite.then(|| b"y\n".to_vec())
+        }
+        Some(p) => {
+            // The helper shares ssh-keygen's stdin, which can then hold nothing but the
+            // passphrase: the old key goes first, so ssh-keygen asks no question of
+            // its own.
+            if overwrite {
+                fs::remove_file(path).map_err(|e| fail_rc(format!("{path}: {e}"), 1))?;
+            }
+            helper = tools::PrivateDir::new("askpass")
+                .and_then(|d| {
+                    d.write("askpass", ASKPASS.as_bytes(), 0o700)
+                        .map(|p| (d, p))
+                })
+                .map_err(|e| fail_rc(format!("cannot make the askpass helper: {e}"), 1))?;
+            cmd.env("SSH_ASKPASS", &helper.1)
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env("DISPLAY", ":0");
+            Some(format!("{p}\n{p}\n").into_bytes())
+        }
+    };
+    let o = tools::run_command(cmd, &argv, input.as_deref())
+        .map_err(|e| fail_rc(format!("could not run ssh-keygen: {e}"), 1))?;
+    if o.rc != 0 {
+        return Err(fail_rc(o.stderr.trim().to_string(), o.rc));
+    }
+    for f in [path, public] {
+        std::os::unix::fs::chown(f, Some(acct.uid), Some(acct.gid))
+            .map_err(|e| fail_rc(format!("{f}: {e}"), 1))?;
+    }
+    Ok(true)
 }
 
 fn create_user(
@@ -1452,5 +1705,103 @@ mod tests {
         assert_eq!(m.uid(), account("rustletestu6").unwrap().uid);
         assert!(!run("user", with, false).unwrap().changed);
         let _ = std::fs::remove_dir_all(home);
+    }
+
+    /// The user target's ssh key tasks: a key made once (then left alone), replaced
+    /// only with `force`, a passphrase that ssh-keygen really set (it unlocks the key,
+    /// another does not) and that no process's command line showed.
+    #[test]
+    fn ssh_keys_are_generated_once_with_a_passphrase_off_the_command_line() {
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = cleanup(&["rustletestu7"], &[]);
+        let keygen = |args: &[&str]| {
+            std::process::Command::new("ssh-keygen")
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let key = json!({"name": "rustletestu7", "generate_ssh_key": true,
+                         "ssh_key_file": ".ssh/test_id_rsa", "ssh_key_bits": 2048,
+                         "ssh_key_comment": "made by rustle",
+                         "ssh_key_passphrase": "secret passphrase"});
+        let check = run("user", key.clone(), true).unwrap();
+        assert!(check.changed && account("rustletestu7").is_none());
+        // Watch every process's command line while the key is made.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                        if let Ok(c) = std::fs::read(e.path().join("cmdline"))
+                            && c.windows(6).any(|w| w == b"secret")
+                        {
+                            seen.push(String::from_utf8_lossy(&c).into_owned());
+                        }
+                    }
+                }
+                seen
+            })
+        };
+        let o = run("user", key.clone(), false).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watch.join().unwrap();
+        assert!(
+            seen.is_empty(),
+            "the passphrase was on a command line: {seen:?}"
+        );
+        assert!(o.changed && !o.failed, "{o:?}");
+        let acct = account("rustletestu7").unwrap();
+        let file = format!("{}/.ssh/test_id_rsa", acct.home);
+        assert_eq!(o.data["ssh_key_file"], file.as_str());
+        let public = std::fs::read_to_string(format!("{file}.pub")).unwrap();
+        assert_eq!(o.data["ssh_public_key"], public.trim());
+        assert!(public.trim().ends_with("made by rustle"), "{public}");
+        let fp = keygen(&["-l", "-f", &file]);
+        assert_eq!(
+            o.data["ssh_fingerprint"],
+            String::from_utf8_lossy(&fp.stdout).trim()
+        );
+        assert!(
+            o.data["ssh_fingerprint"]
+                .as_str()
+                .unwrap()
+                .starts_with("2048 SHA256:")
+        );
+        assert!(
+            keygen(&["-y", "-f", &file, "-P", "secret passphrase"])
+                .status
+                .success()
+        );
+        assert!(!keygen(&["-y", "-f", &file, "-P", "other"]).status.success());
+        use std::os::unix::fs::MetadataExt as _;
+        for f in [file.clone(), format!("{file}.pub")] {
+            assert_eq!(std::fs::metadata(&f).unwrap().uid(), acct.uid, "{f}");
+        }
+        // Made once: a second run leaves it, warning; `force` replaces it.
+        let again = run("user", key.clone(), false).unwrap();
+        assert!(!again.changed, "{again:?}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{file}.pub")).unwrap(),
+            public
+        );
+        let mut forced = key.clone();
+        forced["force"] = json!(true);
+        forced["ssh_key_passphrase"] = Value::Null;
+        let o = run("user", forced, false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_ne!(
+            std::fs::read_to_string(format!("{file}.pub")).unwrap(),
+            public
+        );
+        assert!(keygen(&["-y", "-f", &file, "-P", ""]).status.success());
+        let bad = run(
+            "user",
+            json!({"name": "rustletestu7", "generate_ssh_key": true,
+                   "ssh_key_passphrase": "two\nlines"}),
+            false,
+        );
+        assert!(matches!(bad, Err(ModuleError::BadArgs(m)) if m.contains("ssh_key_passphrase")));
     }
 }

@@ -137,8 +137,9 @@ pub(super) fn run(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let mut result = Outcome::ok();
     let waited = match (port, &path) {
         (None, None) => {
-            // Nothing to watch: wait out the timeout (Ansible's plain sleep).
-            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            // Nothing to watch: Ansible sleeps the whole timeout after the delay (its
+            // other waits end `timeout` after the start, the delay included).
+            std::thread::sleep(timeout);
             Ok(None)
         }
         (None, Some(p)) => wait_path(p, state, regex.as_ref(), deadline, sleep),
@@ -637,5 +638,16 @@ mod tests {
             let e = run(args).unwrap_err();
             assert!(e.to_string().contains(word), "{e}");
         }
+    }
+
+    /// The wait_for target's "wait_for with delay": with nothing to watch, Ansible
+    /// sleeps the whole timeout after the delay.
+    #[test]
+    fn nothing_to_watch_sleeps_the_timeout_after_the_delay() {
+        let start = std::time::Instant::now();
+        let o = run(json!({"timeout": 1, "delay": 1})).unwrap();
+        assert!(!o.failed && !o.changed, "{o:?}");
+        assert!(start.elapsed() >= Duration::from_secs(2));
+        assert_eq!(o.data["elapsed"], 2);
     }
 }
