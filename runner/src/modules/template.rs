@@ -3,7 +3,8 @@
 //!
 //! The template gets Ansible's template variables (`ansible_managed`, `template_path`,
 //! ...) and the module's Jinja settings (delimiters, `trim_blocks`, `lstrip_blocks`,
-//! `newline_sequence`); `output_encoding` other than UTF-8 is not supported yet.
+//! `newline_sequence`, and `output_encoding`: UTF-8, UTF-16, Latin-1, ASCII or
+//! windows-1252).
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
 use super::{Ctx, ModuleError, Outcome, args};
@@ -61,6 +62,8 @@ pub(super) struct Args {
     setup: crate::ctlfiles::TemplateSetup,
     /// What each newline of the output becomes.
     newline: String,
+    /// The codec the output is written in (`output_encoding`).
+    encoding: String,
 }
 
 /// Checks the arguments, in the order (and with the messages) the module always had.
@@ -100,11 +103,13 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
         _ => return fail("newline_sequence needs to be one of: \n, \r or \r\n"),
     }
     .to_string();
-    let encoding = text("output_encoding", "utf-8")?;
-    if !["utf-8", "utf8"].contains(&encoding.to_ascii_lowercase().replace('_', "-").as_str()) {
-        return fail(format!(
-            "output_encoding {encoding} is not supported yet: rustle-deploy writes templates as UTF-8"
-        ));
+    // An empty `output_encoding` is the default, as the template action reads it.
+    let encoding = Some(text("output_encoding", "utf-8")?)
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "utf-8".into());
+    // An unknown codec fails before anything is rendered, as Python's lookup would.
+    if let Err(e) = crate::filters::encode_text("", &encoding) {
+        return fail(e);
     }
     Ok(Args {
         src,
@@ -115,6 +120,7 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
         attrs,
         setup,
         newline,
+        encoding,
     })
 }
 
@@ -203,9 +209,13 @@ fn template_vars(src: &str) -> Vars {
 /// Writes the rendered text to dest like copy does.
 fn write(t: &Args, rendered: &str, ctx: &Ctx<'_>) -> Step<Outcome> {
     let dest = fsutil::resolve_dest(&t.dest, Some(&t.src))?;
+    let content = match crate::filters::encode_text(rendered, &t.encoding) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("error writing {}: {e}", t.src)),
+    };
     let req = WriteReq {
         dest: &dest,
-        content: rendered.as_bytes(),
+        content: &content,
         attrs: t.attrs,
         force: t.force,
         backup: t.backup,
@@ -363,5 +373,38 @@ mod tests {
                 other => panic!("{args}: expected BadArgs, got {other:?}"),
             }
         }
+    }
+
+    /// `output_encoding` writes the rendered text in that codec, as Python's encodes
+    /// it (template target, encoding_1252_*): empty is UTF-8; windows-1252 has its own
+    /// bytes at 0x80..0x9f; a character the codec lacks fails the task.
+    #[test]
+    fn output_encoding_writes_the_text_in_that_codec() {
+        let t = tempfile::tempdir().unwrap();
+        let vars = json!({"host": "caf\u{e9} \u{20ac}\u{2026}", "users": []});
+        let write = |enc: &str| {
+            let args = json!({"src": "templates/motd.j2", "dest": format!("{{p}}/out-{enc}"),
+                              "output_encoding": enc});
+            check(t.path(), args, vars.clone(), false).unwrap()
+        };
+        let read = |enc: &str| fs::read(t.path().join(format!("out-{enc}"))).unwrap();
+        assert!(write("").changed);
+        assert_eq!(
+            read(""),
+            "Welcome to caf\u{e9} \u{20ac}\u{2026}\n".as_bytes()
+        );
+        assert!(write("windows-1252").changed);
+        assert_eq!(read("windows-1252"), b"Welcome to caf\xe9 \x80\x85\n");
+        let out = write("latin-1");
+        assert!(out.failed, "{out:?}");
+        assert!(
+            out.msg
+                .unwrap()
+                .contains("can't encode character '\\u20ac'"),
+            "Python's words"
+        );
+        assert!(!t.path().join("out-latin-1").exists());
+        let out = write("klingon");
+        assert!(out.failed && out.msg.unwrap().contains("unknown encoding: klingon"));
     }
 }
