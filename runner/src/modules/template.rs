@@ -132,7 +132,7 @@ pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
     let Ok(text) = std::str::from_utf8(&file.content) else {
         return fail(format!("template {src} is not valid UTF-8"));
     };
-    let vars = crate::ctlfiles::layered(ctx.vars, &template_vars(src));
+    let vars = crate::ctlfiles::layered(ctx.vars, &template_vars(src, &t.dest));
     // Only a template that can include another needs the loader (and its copy of the
     // environment): the template action's search path, as the template lookup's.
     // Only a template that can include another, or has settings of its own, needs the
@@ -184,8 +184,8 @@ fn is_default(setup: &crate::ctlfiles::TemplateSetup) -> bool {
 /// payload carries no file times or owners, so `template_mtime` is the time of the run
 /// and `template_uid` the user the runner runs as; `template_host` is this host's name
 /// (Ansible's is the controller's); `template_path` is the controller path found for
-/// `src`, as is `template_fullpath`; `template_destpath` is not known here and is null.
-fn template_vars(src: &str) -> Vars {
+/// `src`, as is `template_fullpath`; `template_destpath` is `dest` as the task gives it.
+fn template_vars(src: &str, dest: &str) -> Vars {
     let now = crate::facts::format_time(std::time::SystemTime::now());
     let mut v = Vars::new();
     v.insert(
@@ -194,7 +194,7 @@ fn template_vars(src: &str) -> Vars {
     );
     v.insert("template_path".into(), src.into());
     v.insert("template_fullpath".into(), src.into());
-    v.insert("template_destpath".into(), serde_json::Value::Null);
+    v.insert("template_destpath".into(), dest.into());
     v.insert(
         "template_uid".into(),
         crate::facts::current_user().unwrap_or_default().into(),
@@ -302,9 +302,15 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let args = json!({"src": "templates/managed.j2", "dest": "{p}/out"});
         check(t.path(), args, json!({}), false).unwrap();
+        // template_destpath is dest as the task gives it (template target,
+        // template_destpath_test.j2).
+        let dest = t.path().join("out");
         assert_eq!(
-            fs::read_to_string(t.path().join("out")).unwrap(),
-            "Ansible managed|templates/managed.j2|templates/managed.j2||True|True|True|True"
+            fs::read_to_string(&dest).unwrap(),
+            format!(
+                "Ansible managed|templates/managed.j2|templates/managed.j2|{}|True|True|True|True",
+                dest.display()
+            )
         );
     }
 
