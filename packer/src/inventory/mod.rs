@@ -648,6 +648,15 @@ fn ignored_in_dir(name: &str) -> bool {
         || EXTS.iter().any(|e| name.ends_with(e))
 }
 
+/// The names in the directory `dir`, sorted (Python's `sorted(os.listdir())`).
+fn sorted_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    Ok(names)
+}
+
 /// Reads every inventory file below `dir`, by name (Ansible's `sorted(os.listdir())`),
 /// into `out`, and names them in `files`.
 fn read_dir(
@@ -655,16 +664,10 @@ fn read_dir(
     out: &mut Vec<Builder>,
     files: &mut Vec<PathBuf>,
 ) -> Result<(), InventoryError> {
-    let io = |source| InventoryError::Io {
+    let names = sorted_names(dir).map_err(|source| InventoryError::Io {
         path: dir.to_path_buf(),
         source,
-    };
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
-    names.sort();
+    })?;
     for name in names.iter().filter(|n| !ignored_in_dir(n)) {
         let path = dir.join(name);
         if path.is_dir() {

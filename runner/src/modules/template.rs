@@ -107,9 +107,11 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
     let encoding = Some(text("output_encoding", "utf-8")?)
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| "utf-8".into());
-    // An unknown codec fails before anything is rendered, as Python's lookup would.
-    if let Err(e) = crate::filters::encode_text("", &encoding) {
-        return fail(e);
+    // A codec not written here fails before anything is rendered.
+    if crate::filters::encode_text("", &encoding).is_err() {
+        return fail(format!(
+            "output_encoding {encoding} is not supported yet: rustle-deploy writes UTF-8, UTF-16, Latin-1, ASCII and windows-1252"
+        ));
     }
     Ok(Args {
         src,
@@ -411,6 +413,12 @@ mod tests {
         );
         assert!(!t.path().join("out-latin-1").exists());
         let out = write("klingon");
-        assert!(out.failed && out.msg.unwrap().contains("unknown encoding: klingon"));
+        assert!(
+            out.failed
+                && out
+                    .msg
+                    .unwrap()
+                    .contains("output_encoding klingon is not supported")
+        );
     }
 }
