@@ -1761,3 +1761,37 @@ fn meta_tasks_show_their_banner_and_at_vv_their_meta_line() {
     );
     assert!(!out.contains("META:"), "{out}");
 }
+
+/// A role's `tasks_from` that names a file outside the role's `tasks/` (an absolute
+/// path, or `..` climbing out) is refused in Ansible's words, by `import_role` when the
+/// plan is made and by `include_role` when it runs (roles target, no_outside*.yml).
+#[test]
+fn a_roles_tasks_from_outside_the_role_is_refused_in_ansibles_words() {
+    let env = Env::new();
+    for (path, text) in [
+        ("roles/a/tasks/main.yml", "- debug: {msg: main}\n"),
+        ("tasks/dummy.yml", "- debug: {msg: outside}\n"),
+    ] {
+        let p = env.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let wanted = "as it is not inside the expected role path";
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role:\n        name: a\n        tasks_from: \"{{ playbook_dir }}/tasks/dummy.yml\"\n",
+        2,
+    );
+    assert_has(&o.stdout, wanted);
+    assert!(
+        !text(&o.stdout).contains("outside\""),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - import_role:\n        name: a\n        tasks_from: ../../../tasks/dummy.yml\n",
+        4,
+    );
+    assert_has(&o.stderr, &format!("for role (a) {wanted}"));
+}

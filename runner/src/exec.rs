@@ -2242,10 +2242,22 @@ impl<'a> Executor<'a> {
                     .map(|m| m.to_string())
                     .collect(),
             };
+            let dir = crate::resolve::join(&spec.path, sub);
+            // os.path.join's: an absolute name is itself.
             let candidates: Vec<String> = names
                 .iter()
-                .map(|n| crate::resolve::join(&spec.path, &format!("{sub}/{n}")))
+                .map(|n| crate::resolve::join(&dir, n))
                 .collect();
+            // Ansible's role loader refuses a file outside the role's directory for it
+            // (an absolute name, or `..` climbing out); the payload carries only what
+            // the plays reach, so such a name is refused whether it exists or not.
+            if from.is_some()
+                && let Some(c) = candidates
+                    .iter()
+                    .find(|c| !crate::resolve::is_within(c, &dir))
+            {
+                return Err(crate::resolve::outside_role(c, &spec.name, &dir));
+            }
             match candidates.iter().find(|c| ctl.is_file(c)) {
                 Some(c) => Ok(Some(c.clone())),
                 None => match from {
