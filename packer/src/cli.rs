@@ -62,9 +62,10 @@ enum Cmd {
         #[arg(short = 'D', long)]
         diff: bool,
         /// Inventory: checks that --limit matches a host (the plan itself stays
-        /// host-independent; give the inventory again when deploying it).
+        /// host-independent; give the inventory again when deploying it). May be given
+        /// more than once, as for a deploy.
         #[arg(short, long, value_name = "FILE")]
-        inventory: Option<PathBuf>,
+        inventory: Vec<PathBuf>,
         #[command(flatten)]
         input: InputArgs,
         /// Write the plan here instead of stdout.
@@ -153,10 +154,12 @@ struct DeployArgs {
     /// `-` reads a plan from stdin.
     #[arg(value_name = "EXECUTION_PLAN")]
     plan: Vec<PathBuf>,
-    /// Inventory (Ansible INI, YAML or JSON), or a comma-separated host list
-    /// (`host1,host2,`). Without one: localhost, run locally.
+    /// Inventory (Ansible INI, YAML or JSON), a directory of them, or a comma-separated
+    /// host list (`host1,host2,`); given more than once, the sources are merged, later
+    /// ones' variables winning, as ansible-playbook merges them. Without one:
+    /// localhost, run locally.
     #[arg(short, long, value_name = "FILE")]
-    inventory: Option<PathBuf>,
+    inventory: Vec<PathBuf>,
     /// Directory for packed runners (--compile-only, --deploy-only) [default: ./target/deploy].
     #[arg(short, long, value_name = "DIR")]
     output_dir: Option<PathBuf>,
@@ -367,15 +370,17 @@ struct PlanCmd {
     playbook: PathBuf,
     check: bool,
     diff: bool,
-    inventory: Option<PathBuf>,
+    inventory: Vec<PathBuf>,
     input: InputArgs,
     output: Option<PathBuf>,
 }
 
 fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
     let vault = c.input.vault()?;
-    if let (Some(inv), Some(limit)) = (&c.inventory, &c.input.limit) {
-        let mut inventory = Inventory::load_with_vault(inv, vault.as_ref())?;
+    if let Some(limit) = &c.input.limit
+        && !c.inventory.is_empty()
+    {
+        let mut inventory = Inventory::load_sources(&c.inventory, vault.as_ref())?;
         inventory.set_limit(limit)?;
     }
     let settings = config::load(None, &|k| std::env::var(k).ok())?;
@@ -667,10 +672,7 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
 /// The inventory of `-i` (or localhost) with its `group_vars`/`host_vars` and `--limit`.
 fn limited_inventory(args: &DeployArgs) -> Result<Inventory, DeployError> {
     let vault = args.input.vault()?;
-    let mut inventory = match &args.inventory {
-        Some(p) => Inventory::load_with_vault(p, vault.as_ref())?,
-        None => Inventory::localhost(),
-    };
+    let mut inventory = Inventory::load_sources(&args.inventory, vault.as_ref())?;
     if let Some(limit) = &args.input.limit {
         inventory.set_limit(limit)?;
     }

@@ -125,8 +125,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
 pub struct Options {
     /// The plan file, or `-` for stdin.
     pub plan: PathBuf,
-    /// The inventory; `None` means just localhost, run locally.
-    pub inventory: Option<PathBuf>,
+    /// The inventory sources (`-i`, each time), merged; none means just localhost, run
+    /// locally.
+    pub inventory: Vec<PathBuf>,
     /// Where `src` files of a rustle-plan input are found (default: the plan's directory).
     pub files_dir: Option<PathBuf>,
     /// Force one target triple for every host.
@@ -358,10 +359,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
     let custom = crate::custom::resolve(&the_plan, &plan_dir)?;
     // Inventory-side group_vars/host_vars, then what the plan carries from beside the
     // playbook (its group_vars/host_vars and a --limit given to `plan`), then --limit.
-    let mut inventory = match &opts.inventory {
-        Some(p) => Inventory::load_with_vault(p, opts.vault.as_ref())?,
-        None => Inventory::localhost(),
-    };
+    let mut inventory = Inventory::load_sources(&opts.inventory, opts.vault.as_ref())?;
     let mut rolling = None;
     if let Some(carried) = crate::playbook::Carried::take(&mut the_plan)? {
         rolling = carried.rolling.clone();
@@ -1634,6 +1632,8 @@ pub fn task_line(host: &str, ev: &Event, verbosity: u8) -> Option<String> {
             }
             Some(line)
         }
+        // Ansible's strategy says what a meta task did at -vv (`display.vv`).
+        Event::Meta { msg, .. } if verbosity >= 2 => Some(format!("META: {}", printable(msg))),
         _ => None,
     }
 }
@@ -1673,14 +1673,21 @@ fn item_lines(host: &str, result: &Value) -> Vec<String> {
 }
 
 /// The banner Ansible's default callback prints before a task's results: `TASK [role :
-/// name]` (`RUNNING HANDLER [...]` for a handler), stars up to 80 columns.
+/// name]` (`RUNNING HANDLER [...]` for a handler), stars up to 80 columns. A meta task
+/// has one too, though it reports no result.
 pub fn task_header(ev: &Event) -> Option<String> {
-    let Event::Task {
+    let (Event::Task {
         name,
         handler,
         role,
         ..
-    } = ev
+    }
+    | Event::Meta {
+        name,
+        handler,
+        role,
+        ..
+    }) = ev
     else {
         return None;
     };
@@ -1713,9 +1720,11 @@ impl Printer {
 
     /// Hands `out` the lines `ev` of `host` prints, while no other host's are printed.
     pub fn print(&self, host: &str, ev: &Event, out: &mut dyn FnMut(String)) {
-        let Some(line) = task_line(host, ev, self.verbosity) else {
+        let line = task_line(host, ev, self.verbosity);
+        // A meta task shows its banner even when it has no line to print.
+        if line.is_none() && !matches!(ev, Event::Meta { .. }) {
             return;
-        };
+        }
         let mut last = self
             .last_header
             .lock()
@@ -1726,7 +1735,9 @@ impl Printer {
             out(header.clone().unwrap_or_default());
         }
         *last = header;
-        out(line);
+        if let Some(line) = line {
+            out(line);
+        }
     }
 }
 

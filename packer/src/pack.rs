@@ -589,10 +589,19 @@ fn run_magic(plan: &DeployPlan, inventory: &Inventory, settings: &PayloadSetting
         };
         serde_json::Value::from(crate::playbook::controller_path(parent))
     });
-    if let Some(f) = &file {
+    // Ansible's sources as given, paths made absolute (an inline host list as it is).
+    let sources: Vec<serde_json::Value> = inventory
+        .sources()
+        .iter()
+        .map(|p| match p.exists() {
+            true => crate::playbook::controller_path(p).into(),
+            false => p.to_string_lossy().into_owned().into(),
+        })
+        .collect();
+    if !sources.is_empty() {
         magic.insert(
             "ansible_inventory_sources".into(),
-            serde_json::Value::Array(vec![f.clone()]),
+            serde_json::Value::Array(sources),
         );
     }
     magic.insert(

@@ -1572,3 +1572,226 @@ fn a_playbook_error_ansible_gives_is_printed_as_ansible_prints_it() {
     );
     assert!(err.contains("site.yml:5"), "{err}");
 }
+
+/// A local host is the controller: a `copy` or `template` `src` that an earlier task of
+/// the same run wrote there (by absolute path, or found in the playbook's `files/` and
+/// `templates/`) is read when the task runs, as ansible-playbook reads it then, modes
+/// included (copy target, 'Copy with mode=preserve'; template target, 'Use template with
+/// mode=preserve'). A src that exists nowhere still fails naming where it was looked for.
+#[test]
+fn a_local_hosts_copy_and_template_read_files_an_earlier_task_wrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let made = env.path("made");
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The template's text is written raw, so only the template task renders it.
+    let playbook = r#"- hosts: localhost
+  gather_facts: false
+  vars:
+    made: 'MADE'
+    out: 'OUT'
+    greeting: hello
+  tasks:
+    - file: {path: '{{ made }}/tree/sub', state: directory}
+    - copy: {content: "foo.txt\n", dest: '{{ made }}/foo.txt', mode: '0547'}
+    - copy: {content: "{% raw %}{{ greeting }}{% endraw %} world\n", dest: '{{ made }}/t.j2', mode: '0604'}
+    - copy: {content: "one\n", dest: '{{ made }}/tree/a'}
+    - copy: {content: "two\n", dest: '{{ made }}/tree/sub/b'}
+    - file: {path: '{{ playbook_dir }}/files', state: directory}
+    - copy: {content: "relative\n", dest: '{{ playbook_dir }}/files/rel.txt'}
+    - name: copy preserve
+      copy: {src: '{{ made }}/foo.txt', dest: '{{ out }}/copy-foo.txt', mode: preserve}
+      register: copied
+    - assert: {that: ["copied is changed", "copied.mode == '0547'"]}
+    - copy: {src: '{{ made }}/tree', dest: '{{ out }}/'}
+    - copy: {src: rel.txt, dest: '{{ out }}/rel.txt'}
+    - template: {src: '{{ made }}/t.j2', dest: '{{ out }}/t.txt', mode: preserve}
+"#
+    .replace("MADE", made.to_str().unwrap())
+    .replace("OUT", out.to_str().unwrap());
+    deploy_site(&env, &playbook, 0);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        std::fs::read_to_string(out.join("copy-foo.txt")).unwrap(),
+        "foo.txt\n"
+    );
+    assert_eq!(mode(&out.join("copy-foo.txt")), 0o547);
+    assert_eq!(
+        std::fs::read_to_string(out.join("tree/a")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("tree/sub/b")).unwrap(),
+        "two\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("rel.txt")).unwrap(),
+        "relative\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("t.txt")).unwrap(),
+        "hello world\n"
+    );
+    assert_eq!(mode(&out.join("t.txt")), 0o604);
+
+    let o = deploy_site(
+        &env,
+        &format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - copy: {{src: '{}/nowhere', dest: /tmp/x}}\n",
+            made.display()
+        ),
+        2,
+    );
+    assert_has(
+        &o.stdout,
+        &format!(
+            "Could not find or access '{}/nowhere'\\nSearched in:\\n\\t{}/nowhere on the Ansible Controller.",
+            made.display(),
+            made.display()
+        ),
+    );
+}
+
+/// `-i` given more than once merges the sources as ansible-playbook does (roles target:
+/// `-i ../../inventory -i fake,`): a file, an inline host list and a directory of
+/// inventories; a host in several is one host, the later source's variables winning, and
+/// each file source's group_vars apply.
+#[test]
+fn several_inventories_are_merged_as_ansible_playbook_merges_them() {
+    let env = Env::new();
+    for (path, text) in [
+        (
+            "inv/hosts",
+            "[web]\nlocalhost ansible_connection=local colour=red\n",
+        ),
+        ("inv/group_vars/web.yml", "size: big\n"),
+        (
+            "more/a.yml",
+            "all:\n  children:\n    db:\n      hosts:\n        localhost:\n          colour: blue\n",
+        ),
+        ("more/notes.md", "not an inventory [\n"),
+    ] {
+        let p = env.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - debug: {msg: \"{{ inventory_hostname }} {{ colour }} {{ size }} {{ group_names | join(',') }}\"}\n",
+    )
+    .unwrap();
+    let o = env.deploy(&[
+        site.to_str().unwrap(),
+        "-i",
+        env.path("inv/hosts").to_str().unwrap(),
+        "-i",
+        env.path("more").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_has(&o.stdout, "\"msg\": \"localhost blue big db,web\"");
+
+    // An inline list adds an ungrouped host: --limit leaves it out of the run, and the
+    // plan would go to both.
+    let inline = ["-i", "rustle-no-such-host.invalid,"];
+    let hosts_file = env.path("inv/hosts");
+    let hosts = ["-i", hosts_file.to_str().unwrap()];
+    let site = site.to_str().unwrap();
+    let o = env.deploy(&[&[site][..], &hosts, &inline, &["--limit", "web"]].concat());
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_has(&o.stdout, "\"msg\": \"localhost red big web\"");
+    assert!(
+        !text(&o.stdout).contains("rustle-no-such-host"),
+        "{}",
+        text(&o.stdout)
+    );
+    let dry = ["--dry-run", "--target", "x86_64-unknown-linux-musl"];
+    let o = env.deploy(&[&[site][..], &hosts, &inline, &dry].concat());
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_has(&o.stdout, "(2 hosts)");
+    assert_has(&o.stdout, "rustle-no-such-host.invalid");
+}
+
+/// Meta tasks show their banner, and from -vv what Ansible's strategy says of them
+/// (`META: noop`), but no result and no recap count (handlers target,
+/// test_handlers_meta.yml run with -vv).
+#[test]
+fn meta_tasks_show_their_banner_and_at_vv_their_meta_line() {
+    let env = Env::new();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - command: echo\n      notify: [noop_handler]\n    - meta: flush_handlers\n    - meta: end_play\n      when: false\n  handlers:\n    - name: noop_handler\n      meta: noop\n",
+    )
+    .unwrap();
+    let o = env.deploy(&[site.to_str().unwrap(), "-vv"]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(
+        out.matches("RUNNING HANDLER [noop_handler]").count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(out.matches("META: noop").count(), 1, "{out}");
+    assert_eq!(
+        out.matches("META: triggered running handlers for localhost")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert_has(
+        &o.stdout,
+        "META: end_play conditional evaluated to False, continuing play",
+    );
+    // The handler's banner comes after the flush's line, its META line after it.
+    let flush = out.find("META: triggered").unwrap();
+    let banner = out.find("RUNNING HANDLER [noop_handler]").unwrap();
+    assert!(
+        flush < banner && banner < out.find("META: noop").unwrap(),
+        "{out}"
+    );
+    assert_has(&o.stdout, "ok=1 changed=1 unreachable=0 failed=0 skipped=0");
+    let o = env.deploy(&[site.to_str().unwrap(), "-v"]);
+    let out = text(&o.stdout);
+    assert_eq!(
+        out.matches("RUNNING HANDLER [noop_handler]").count(),
+        1,
+        "{out}"
+    );
+    assert!(!out.contains("META:"), "{out}");
+}
+
+/// A role's `tasks_from` that names a file outside the role's `tasks/` (an absolute
+/// path, or `..` climbing out) is refused in Ansible's words, by `import_role` when the
+/// plan is made and by `include_role` when it runs (roles target, no_outside*.yml).
+#[test]
+fn a_roles_tasks_from_outside_the_role_is_refused_in_ansibles_words() {
+    let env = Env::new();
+    for (path, text) in [
+        ("roles/a/tasks/main.yml", "- debug: {msg: main}\n"),
+        ("tasks/dummy.yml", "- debug: {msg: outside}\n"),
+    ] {
+        let p = env.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let wanted = "as it is not inside the expected role path";
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role:\n        name: a\n        tasks_from: \"{{ playbook_dir }}/tasks/dummy.yml\"\n",
+        2,
+    );
+    assert_has(&o.stdout, wanted);
+    assert!(
+        !text(&o.stdout).contains("outside\""),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - import_role:\n        name: a\n        tasks_from: ../../../tasks/dummy.yml\n",
+        4,
+    );
+    assert_has(&o.stderr, &format!("for role (a) {wanted}"));
+}

@@ -7,7 +7,7 @@
 //! under them, and the YAML among them parsed (`Shared::library`). A file the payload does
 //! not carry does not exist here; errors say where they looked.
 
-use crate::plan::{Parsed, Shared, Vars};
+use crate::plan::{HostFile, Parsed, Shared, Vars};
 use crate::resolve::{Place, dirname, join};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -432,6 +432,43 @@ fn walk_local(dir: &str, depth: usize) -> Vec<(String, Vec<String>)> {
 
 /// How deep [`walk_local`] goes.
 const MAX_LOCAL_DEPTH: usize = 16;
+
+/// A local host's own file or directory at `path` (one a task wrote during the run,
+/// which no payload could carry: the local host is the controller, and Ansible reads a
+/// `copy`/`template` `src` there when the task runs), as a payload carries controller
+/// files: the file under `path`, or every file below the directory under its path
+/// (links followed, as [`walk_local`] walks), each with its permission bits. At most
+/// [`LOCAL_READ_LIMIT`] bytes in all are read.
+pub fn local_tree(path: &str) -> Result<BTreeMap<String, HostFile>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = path.trim_end_matches('/');
+    let root = if root.is_empty() { "/" } else { root };
+    let names: Vec<String> = if std::path::Path::new(root).is_dir() {
+        walk_local(root, 0)
+            .into_iter()
+            .flat_map(|(d, names)| names.into_iter().map(move |n| join(&d, &n)))
+            .collect()
+    } else {
+        vec![root.to_string()]
+    };
+    let mut out = BTreeMap::new();
+    let mut total = 0u64;
+    for name in names {
+        let content = read_local(&name).map_err(|e| format!("{name}: {e}"))?;
+        total += content.len() as u64;
+        if total > LOCAL_READ_LIMIT {
+            return Err(format!(
+                "{path}: the files are larger than {} MiB in all, the most read from the controller for one task",
+                LOCAL_READ_LIMIT >> 20
+            ));
+        }
+        let mode = std::fs::metadata(&name)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777);
+        out.insert(name, HostFile { content, mode });
+    }
+    Ok(out)
+}
 
 /// Ansible's `combine_vars(..., merge=True)`: mappings merged recursively, the new value
 /// winning elsewhere.

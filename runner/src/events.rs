@@ -123,6 +123,25 @@ pub enum Event {
         /// The registered result (rc, stdout, msg, results for loops, ...).
         result: Value,
     },
+    /// A `meta` task of the plan was reached (not one of the flushes Ansible makes
+    /// implicitly): what Ansible's strategy says of it (`noop`, `triggered running handlers
+    /// for web1`, or why its condition skipped it, a skipped [`Event::Task`] then
+    /// following). Meta tasks count in no recap; the deployer prints the task's banner,
+    /// and from `-vv` on `META: msg`, as ansible-playbook does.
+    Meta {
+        /// Format version.
+        v: u32,
+        /// The task's name.
+        name: String,
+        /// True for handlers.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        handler: bool,
+        /// The role the task belongs to; absent outside roles.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        /// What the action did.
+        msg: String,
+    },
     /// The release was verified and installed but not run (`--stage`, blue-green).
     Staged {
         /// Format version.

@@ -16,14 +16,14 @@ use crate::facts;
 use crate::keywords;
 use crate::modules::{Ctx, Local, ModuleError, ModuleHost, Outcome};
 use crate::plan::{
-    Condition, Flag, HostPlan, Origin, Parsed, Play, RoleRef, Task, Templated, Vars,
+    Condition, Flag, HostFile, HostPlan, Origin, Parsed, Play, RoleRef, Task, Templated, Vars,
 };
 use crate::privilege::RunAs;
 use crate::template::Engine;
 use minijinja::value::Value as JValue;
 use serde_json::{Value, json};
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -777,13 +777,12 @@ impl<'a> Executor<'a> {
                 // Ansible shows a meta task its condition skips, but counts it in no
                 // recap (its strategy sends the callback without touching the stats).
                 let name = self.task_name(task, &ctx);
+                let reason = self.meta_skip_reason(&action, inherited);
+                self.emit_meta(&name, handler, reason.clone());
                 let mut result = Vars::new();
                 result.insert("msg".into(), action.clone().into());
                 result.insert("skipped".into(), true.into());
-                result.insert(
-                    "skip_reason".into(),
-                    format!("{action} conditional evaluated to False").into(),
-                );
+                result.insert("skip_reason".into(), reason.into());
                 self.emit_task(
                     &name,
                     "meta",
@@ -806,6 +805,10 @@ impl<'a> Executor<'a> {
                 Value::Object(not_run),
             );
             return Err(Halt::Failed);
+        }
+        if let Some(msg) = self.meta_message(&action, inherited) {
+            let name = self.task_name(task, &ctx);
+            self.emit_meta(&name, handler, msg);
         }
         match action.as_str() {
             "flush_handlers" if self.in_handlers => {
@@ -840,6 +843,62 @@ impl<'a> Executor<'a> {
                 Err(Halt::Failed)
             }
         }
+    }
+
+    /// What Ansible's strategy says of a meta `action` it carries out on this host
+    /// (`_execute_meta`'s message, which `-vv` shows as `META: ...`); `None` for an
+    /// action it refuses.
+    fn meta_message(&self, action: &str, inherited: &Inherited<'_>) -> Option<String> {
+        let host = &self.plan.host;
+        Some(match action {
+            "noop" => "noop".into(),
+            "flush_handlers" if !self.in_handlers => {
+                format!("triggered running handlers for {host}")
+            }
+            "refresh_inventory" => "inventory successfully refreshed".into(),
+            "clear_facts" => "facts cleared".into(),
+            "clear_host_errors" => "cleared host errors".into(),
+            "end_batch" => "ending batch".into(),
+            "end_play" => "ending play".into(),
+            "end_host" => format!("ending play for {host}"),
+            "end_role" => format!(
+                "ending role {} for {host}",
+                inherited.roles.last().map_or("", |r| r.name.as_str())
+            ),
+            "reset_connection" => "reset connection".into(),
+            _ => return None,
+        })
+    }
+
+    /// Why a meta `action` whose condition is false did nothing, in Ansible's words.
+    fn meta_skip_reason(&self, action: &str, inherited: &Inherited<'_>) -> String {
+        let host = &self.plan.host;
+        let rest = match action {
+            "flush_handlers" => format!(", not running handlers for {host}"),
+            "clear_facts" => format!(", not clearing facts and fact cache for {host}"),
+            "clear_host_errors" => format!(", not clearing host error state for {host}"),
+            "end_batch" => ", continuing current batch".into(),
+            "end_play" => ", continuing play".into(),
+            "end_host" => format!(", continuing execution for {host}"),
+            // Ansible's message has no separator here.
+            "end_role" => format!(
+                "continuing role {} for {host}",
+                inherited.roles.last().map_or("", |r| r.name.as_str())
+            ),
+            _ => String::new(),
+        };
+        format!("{action} conditional evaluated to False{rest}")
+    }
+
+    /// Tells the deployer a meta task was reached ([`Event::Meta`]).
+    fn emit_meta(&mut self, name: &str, handler: bool, msg: String) {
+        self.sink.emit(&Event::Meta {
+            v: EVENTS_VERSION,
+            name: name.to_string(),
+            handler,
+            role: self.shown_role.clone(),
+            msg,
+        });
     }
 
     fn run_list(
@@ -2194,10 +2253,22 @@ impl<'a> Executor<'a> {
                     .map(|m| m.to_string())
                     .collect(),
             };
+            let dir = crate::resolve::join(&spec.path, sub);
+            // os.path.join's: an absolute name is itself.
             let candidates: Vec<String> = names
                 .iter()
-                .map(|n| crate::resolve::join(&spec.path, &format!("{sub}/{n}")))
+                .map(|n| crate::resolve::join(&dir, n))
                 .collect();
+            // Ansible's role loader refuses a file outside the role's directory for it
+            // (an absolute name, or `..` climbing out); the payload carries only what
+            // the plays reach, so such a name is refused whether it exists or not.
+            if from.is_some()
+                && let Some(c) = candidates
+                    .iter()
+                    .find(|c| !crate::resolve::is_within(c, &dir))
+            {
+                return Err(crate::resolve::outside_role(c, &spec.name, &dir));
+            }
             match candidates.iter().find(|c| ctl.is_file(c)) {
                 Some(c) => Ok(Some(c.clone())),
                 None => match from {
@@ -2885,10 +2956,12 @@ impl<'a> Executor<'a> {
             }
             Err(e) => return failed_result(format!("{e}")),
         };
-        let args = match self.resolve_src(module, args, inherited) {
+        let (args, made_here) = match self.resolve_src(module, args, inherited, is_local(ctx)) {
             Ok(a) => a,
             Err(msg) => return failed_result(msg),
         };
+        let files = made_here.as_ref().unwrap_or(&self.plan.shared.files);
+        let args = template_mode_preserve(module, args, files);
         let run_as = match self.check_become(task, inherited, ctx) {
             Ok(r) => r,
             Err(msg) => return failed_result(msg),
@@ -2908,7 +2981,7 @@ impl<'a> Executor<'a> {
         let mctx = Ctx {
             check_mode,
             diff_mode,
-            files: &self.plan.shared.files,
+            files,
             engine: &self.engine,
             vars: ctx,
             env: &env,
@@ -3075,16 +3148,18 @@ impl<'a> Executor<'a> {
                 .and_then(|v| serde_json::to_value(&v).ok())
         };
         let files = crate::ctlfiles::CtlFiles::new(&self.plan.shared);
-        let local = ctx
-            .get_attr("ansible_connection")
-            .ok()
-            .is_some_and(|v| v.as_str() == Some("local"));
-        let included =
-            match crate::ctlfiles::include_vars(args, &place, role_path, files, local, &current) {
-                Ok(i) => i,
-                // Ansible's own words, before the action runs.
-                Err(msg) => return Ok(Outcome::fail(msg)),
-            };
+        let included = match crate::ctlfiles::include_vars(
+            args,
+            &place,
+            role_path,
+            files,
+            is_local(ctx),
+            &current,
+        ) {
+            Ok(i) => i,
+            // Ansible's own words, before the action runs.
+            Err(msg) => return Ok(Outcome::fail(msg)),
+        };
         let mut outcome = Outcome::ok()
             .with("ansible_facts", Value::Object(included.vars))
             .with(
@@ -3105,14 +3180,20 @@ impl<'a> Executor<'a> {
     /// file's controller path, under which the payload carries it. A name the packer
     /// embedded as written (a plan's own files) is used as it is. Plans not made from a
     /// playbook carry only their named files, and are left to the module.
+    ///
+    /// On a `local` host (the controller itself) a candidate the payload does not carry
+    /// but the machine has (a file an earlier task wrote) is read from the machine when
+    /// the task runs, as Ansible reads it then: it comes back as the files the module
+    /// gets instead of the payload's.
     fn resolve_src(
         &self,
         module: &str,
         mut args: Vars,
         inherited: &Inherited<'_>,
-    ) -> Result<Vars, String> {
+        local: bool,
+    ) -> Result<(Vars, Option<BTreeMap<String, HostFile>>), String> {
         if self.playbook_dir.is_empty() {
-            return Ok(args);
+            return Ok((args, None));
         }
         let flag = |k: &str| match args.get(k) {
             Some(Value::Bool(b)) => Some(*b),
@@ -3127,13 +3208,13 @@ impl<'a> Executor<'a> {
             }
             // The action reads a controller directory unless told the host has it.
             "assemble" if flag("remote_src") == Some(false) => "files",
-            _ => return Ok(args),
+            _ => return Ok((args, None)),
         };
         let Some(Value::String(src)) = args.get("src") else {
-            return Ok(args);
+            return Ok((args, None));
         };
         if src.is_empty() || (module == "unarchive" && src.contains("://")) {
-            return Ok(args);
+            return Ok((args, None));
         }
         let files = &self.plan.shared.files;
         let exists = |p: &str| {
@@ -3145,24 +3226,36 @@ impl<'a> Executor<'a> {
                     .is_some_and(|(k, _)| k.starts_with(&prefix))
         };
         let candidates = self.place(inherited).stack_candidates(subdir, src);
-        if let Some(found) = candidates.iter().find(|c| exists(c)) {
-            // `copy src=dir/` copies what is in the directory, `src=dir` the directory.
-            let found = if src.ends_with('/') {
+        // `copy src=dir/` copies what is in the directory, `src=dir` the directory.
+        let as_given = |found: &str| {
+            if src.ends_with('/') {
                 format!("{found}/")
             } else {
-                found.clone()
-            };
-            args.insert("src".into(), Value::String(found));
-            return Ok(args);
+                found.to_string()
+            }
+        };
+        if let Some(found) = candidates.iter().find(|c| exists(c)) {
+            args.insert("src".into(), Value::String(as_given(found)));
+            return Ok((args, None));
         }
         if exists(src) {
-            return Ok(args);
+            return Ok((args, None));
         }
         if let Some(why) = candidates
             .iter()
             .find_map(|c| self.plan.shared.library.unreadable.get(c))
         {
             return Err(format!("Could not use '{src}': {why}"));
+        }
+        if local
+            && let Some(found) = candidates
+                .iter()
+                .find(|c| std::path::Path::new(c.as_str()).exists())
+        {
+            let tree = crate::ctlfiles::local_tree(found)
+                .map_err(|e| format!("Could not read '{src}' on the Ansible Controller: {e}"))?;
+            args.insert("src".into(), Value::String(as_given(found)));
+            return Ok((args, Some(tree)));
         }
         Err(format!(
             "Could not find or access '{src}'\nSearched in:\n\t{} on the Ansible Controller.\nIf you are using a module and expect the file to exist on the remote, see the remote_src option",
@@ -3732,6 +3825,36 @@ fn timed_out(action: &str, period: u64) -> Vars {
         json!({"frame": format!("the {action} module"), "period": period}),
     );
     r
+}
+
+/// `template` with `mode: preserve` gives the destination its source's mode, which the
+/// template action reads on the controller before the module runs: here the mode the
+/// payload (or the machine, for a file made during the run) gives the found `src`.
+fn template_mode_preserve(
+    module: &str,
+    mut args: Vars,
+    files: &BTreeMap<String, HostFile>,
+) -> Vars {
+    if module != "template" || args.get("mode").and_then(Value::as_str) != Some("preserve") {
+        return args;
+    }
+    let mode = args
+        .get("src")
+        .and_then(Value::as_str)
+        .and_then(|s| files.get(s))
+        .and_then(|f| f.mode);
+    if let Some(mode) = mode {
+        args.insert("mode".into(), format!("0{mode:03o}").into());
+    }
+    args
+}
+
+/// Whether the task's host is the controller itself (`ansible_connection: local`): its
+/// controller files may then be read from the machine when the task runs.
+fn is_local(ctx: &JValue) -> bool {
+    ctx.get_attr("ansible_connection")
+        .ok()
+        .is_some_and(|v| v.as_str() == Some("local"))
 }
 
 /// A failed task's result, saying `msg` (also the deployer's, for a task it could not

@@ -20,6 +20,21 @@ pub fn join(base: &str, rel: &str) -> String {
     normalize(&joined)
 }
 
+/// Whether `path` lies below the directory `dir` (both resolved lexically), as
+/// Ansible's `is_subpath`.
+pub fn is_within(path: &str, dir: &str) -> bool {
+    let dir = normalize(dir);
+    normalize(path).starts_with(&format!("{}/", dir.trim_end_matches('/')))
+}
+
+/// Ansible's words for a role's file (`tasks_from` and the like) found outside the
+/// role's directory for it.
+pub fn outside_role(found: &str, role: &str, dir: &str) -> String {
+    format!(
+        "Failed loading '{found}' for role ({role}) as it is not inside the expected role path: '{dir}'"
+    )
+}
+
 /// A path with `.`, `..` and repeated `/` resolved lexically.
 pub fn normalize(path: &str) -> String {
     let absolute = path.starts_with('/');

@@ -16,6 +16,11 @@ enum Section {
 
 /// Parses INI text into an inventory.
 pub(super) fn parse(text: &str, source: &str) -> Result<Inventory, InventoryError> {
+    read(text, source)?.finish()
+}
+
+/// Reads INI text: its hosts and groups, inheritance not resolved yet.
+pub(super) fn read(text: &str, source: &str) -> Result<Builder, InventoryError> {
     let mut b = Builder::new(source);
     // Hosts before any section header are ungrouped, as in Ansible.
     let mut section = Section::Hosts("ungrouped".into());
@@ -60,7 +65,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Inventory, InventoryErro
             format!("[...:children] names group '{child}', which has no section of its own"),
         ));
     }
-    b.finish()
+    Ok(b)
 }
 
 /// Group names that have a `[name]`, `[name:vars]` or `[name:children]` section.

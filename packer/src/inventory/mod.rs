@@ -250,8 +250,11 @@ pub struct Inventory {
     limit: Option<BTreeSet<String>>,
     /// The inventory file, for errors.
     source: String,
-    /// The inventory file, when one was read (`inventory_file`, `inventory_dir`).
+    /// The inventory file, when one was read (`inventory_file`, `inventory_dir`): the
+    /// first of several.
     path: Option<PathBuf>,
+    /// The sources as given (`-i`, each time), for `ansible_inventory_sources`.
+    sources: Vec<PathBuf>,
 }
 
 impl Inventory {
@@ -267,51 +270,64 @@ impl Inventory {
         path: &Path,
         vault: Option<&crate::vault::Vault>,
     ) -> Result<Inventory, InventoryError> {
-        // Ansible's host_list source: `-i 'web1,web2,'` (a comma, and no such file).
-        let text = path.to_string_lossy();
-        if text.contains(',') && !path.exists() {
-            let hosts: String = text
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(|h| format!("{h}\n"))
-                .collect();
-            return Self::parse_ini(&hosts, &text);
-        }
-        let mut inv = Self::load_file(path)?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        inv.add_vars_dir(&dir, vault)?;
-        Ok(inv)
+        Self::load_sources(&[path.to_path_buf()], vault)
     }
 
-    /// Reads the inventory file alone.
-    fn load_file(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let source = path.display().to_string();
-        let with_path = |inv: Result<Inventory, InventoryError>| {
-            inv.map(|mut i| {
-                i.path = Some(path.to_path_buf());
-                i
-            })
+    /// Inventory sources (`-i` given once or more), merged as ansible-playbook merges
+    /// them: each a file, a directory (every file in it, by name, subdirectories too,
+    /// leaving out hidden names, `group_vars`, `host_vars` and Ansible's ignored
+    /// extensions) or an inline host list (`web1,web2,`). A host or group named in
+    /// several is one host or group, a later source's variables winning; `group_vars/`
+    /// and `host_vars/` beside each file source (inside a directory source) are read in
+    /// the order of the sources, later above earlier. No source at all is localhost.
+    pub fn load_sources(
+        paths: &[PathBuf],
+        vault: Option<&crate::vault::Vault>,
+    ) -> Result<Inventory, InventoryError> {
+        let mut merged: Option<Builder> = None;
+        let mut vars_dirs: Vec<PathBuf> = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for path in paths {
+            // Ansible's host_list source: `-i 'web1,web2,'` (a comma, and no such file).
+            let text = path.to_string_lossy();
+            let read = if text.contains(',') && !path.exists() {
+                let hosts: String = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| format!("{h}\n"))
+                    .collect();
+                vec![ini::read(&hosts, &text)?]
+            } else if path.is_dir() {
+                let mut read = Vec::new();
+                read_dir(path, &mut read, &mut files)?;
+                vars_dirs.push(path.clone());
+                read
+            } else {
+                files.push(path.clone());
+                vars_dirs.push(match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                });
+                vec![read_file(path)?]
+            };
+            for b in read {
+                match &mut merged {
+                    Some(m) => m.absorb(b),
+                    None => merged = Some(b),
+                }
+            }
+        }
+        let Some(merged) = merged else {
+            return Ok(Self::localhost());
         };
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        with_path(match ext.as_deref() {
-            Some("json") => Self::parse_json(&text, &source),
-            Some("yml" | "yaml") => Self::parse_yaml(&text, &source),
-            Some("ini") => Self::parse_ini(&text, &source),
-            _ if text.trim_start().starts_with('{') => Self::parse_json(&text, &source),
-            _ if structured::looks_like_yaml_inventory(&text) => Self::parse_yaml(&text, &source),
-            _ => Self::parse_ini(&text, &source),
-        })
+        let mut inv = merged.finish()?;
+        inv.path = files.first().cloned();
+        inv.sources = paths.to_vec();
+        for dir in &vars_dirs {
+            inv.add_vars_dir(dir, vault)?;
+        }
+        Ok(inv)
     }
 
     /// Parses an Ansible INI inventory; `source` names it in errors.
@@ -365,6 +381,7 @@ impl Inventory {
             limit: None,
             source: "localhost".into(),
             path: None,
+            sources: Vec::new(),
         }
     }
 
@@ -373,9 +390,15 @@ impl Inventory {
         self.hosts.iter()
     }
 
-    /// The inventory file read, if any.
+    /// The inventory file read, if any (the first of several).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// The sources the inventory was read from, as given (files, directories, inline
+    /// host lists).
+    pub fn sources(&self) -> &[PathBuf] {
+        &self.sources
     }
 
     /// Ansible's `groups`: every group (`all` and `ungrouped` included) with the names of
@@ -589,6 +612,74 @@ impl Inventory {
     }
 }
 
+/// Reads one inventory file. The format comes from the extension (`.json`, `.yml`,
+/// `.yaml`, `.ini`), else from the content: a JSON object, a YAML mapping whose groups
+/// have `hosts`, `children` or `vars`, otherwise INI.
+fn read_file(path: &Path) -> Result<Builder, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let source = path.display().to_string();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("json") => structured::read_json(&text, &source),
+        Some("yml" | "yaml") => structured::read_yaml(&text, &source),
+        Some("ini") => ini::read(&text, &source),
+        _ if text.trim_start().starts_with('{') => structured::read_json(&text, &source),
+        _ if structured::looks_like_yaml_inventory(&text) => structured::read_yaml(&text, &source),
+        _ => ini::read(&text, &source),
+    }
+}
+
+/// What an inventory directory's listing leaves out: hidden names and the variables
+/// directories (Ansible's `IGNORED_ALWAYS`), and the extensions of
+/// `INVENTORY_IGNORE_EXTS`'s default.
+fn ignored_in_dir(name: &str) -> bool {
+    const EXTS: [&str; 12] = [
+        ".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".cfg",
+        ".retry",
+    ];
+    name.starts_with('.')
+        || matches!(name, "host_vars" | "group_vars" | "vars_plugins")
+        || EXTS.iter().any(|e| name.ends_with(e))
+}
+
+/// The names in the directory `dir`, sorted (Python's `sorted(os.listdir())`).
+fn sorted_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// Reads every inventory file below `dir`, by name (Ansible's `sorted(os.listdir())`),
+/// into `out`, and names them in `files`.
+fn read_dir(
+    dir: &Path,
+    out: &mut Vec<Builder>,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), InventoryError> {
+    let names = sorted_names(dir).map_err(|source| InventoryError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for name in names.iter().filter(|n| !ignored_in_dir(n)) {
+        let path = dir.join(name);
+        if path.is_dir() {
+            read_dir(&path, out, files)?;
+        } else {
+            out.push(read_file(&path)?);
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
 /// A group as read from the file, before inheritance is resolved.
 #[derive(Debug, Default)]
 struct RawGroup {
@@ -706,6 +797,38 @@ impl Builder {
             g.children.push((child.to_owned(), line));
         }
         Ok(())
+    }
+
+    /// Adds what another source read: its new hosts after these, the groups and
+    /// variables of hosts and groups both name merged, `other`'s values winning.
+    fn absorb(&mut self, other: Builder) {
+        self.source = format!("{}, {}", self.source, other.source);
+        let Builder {
+            host_order,
+            mut hosts,
+            groups,
+            ..
+        } = other;
+        for (name, group) in groups {
+            self.add_group(&name);
+            if let Some(g) = self.groups.get_mut(&name) {
+                g.vars.extend(group.vars);
+                for (child, line) in group.children {
+                    if !g.children.iter().any(|(c, _)| *c == child) {
+                        g.children.push((child, line));
+                    }
+                }
+            }
+        }
+        for name in host_order {
+            let Some(raw) = hosts.remove(&name) else {
+                continue;
+            };
+            for group in &raw.groups {
+                self.add_host(&name, Some(group), Vars::new());
+            }
+            self.add_host(&name, None, raw.vars);
+        }
     }
 
     /// Resolves inheritance and merges variables into the final inventory.
@@ -830,6 +953,7 @@ impl Builder {
             limit: None,
             source: self.source,
             path: None,
+            sources: Vec::new(),
         })
     }
 

@@ -190,6 +190,11 @@ pub(super) fn looks_like_yaml_inventory(text: &str) -> bool {
 
 /// Parses a YAML inventory.
 pub(super) fn parse_yaml(text: &str, source: &str) -> Result<Inventory, InventoryError> {
+    read_yaml(text, source)?.finish()
+}
+
+/// Reads a YAML inventory: its hosts and groups, inheritance not resolved yet.
+pub(super) fn read_yaml(text: &str, source: &str) -> Result<Builder, InventoryError> {
     let root = load_yaml(text).map_err(|(line, msg)| InventoryError::Parse {
         source_name: source.to_owned(),
         line,
@@ -200,6 +205,11 @@ pub(super) fn parse_yaml(text: &str, source: &str) -> Result<Inventory, Inventor
 
 /// Parses a JSON inventory in either layout.
 pub(super) fn parse_json(text: &str, source: &str) -> Result<Inventory, InventoryError> {
+    read_json(text, source)?.finish()
+}
+
+/// Reads a JSON inventory: its hosts and groups, inheritance not resolved yet.
+pub(super) fn read_json(text: &str, source: &str) -> Result<Builder, InventoryError> {
     let root = serde_json::from_str::<Node>(text).map_err(|e| InventoryError::Parse {
         source_name: source.to_owned(),
         line: Some(e.line()),
@@ -211,7 +221,7 @@ pub(super) fn parse_json(text: &str, source: &str) -> Result<Inventory, Inventor
 /// Walks the tree: top-level keys are groups (`_meta` holds script-style host variables).
 /// Both layouts share the walker: a list under `hosts`/`children` is the script layout,
 /// a mapping is the YAML layout.
-fn build(root: Node, source: &str) -> Result<Inventory, InventoryError> {
+fn build(root: Node, source: &str) -> Result<Builder, InventoryError> {
     let mut b = Builder::new(source);
     let groups = match root {
         Node::Map(groups) => groups,
@@ -237,7 +247,7 @@ fn build(root: Node, source: &str) -> Result<Inventory, InventoryError> {
     if let Some(meta) = meta {
         walk_meta(&mut b, meta)?;
     }
-    b.finish()
+    Ok(b)
 }
 
 /// Reads one group; `path` (like `all.children.web`) names it in errors, since the YAML

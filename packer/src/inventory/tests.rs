@@ -789,3 +789,66 @@ fn limit_and_regex_patterns() {
         .unwrap_or_else(|e| panic!("{e}"));
     check_select(&inv, "all", &["web2", "db1"]);
 }
+
+/// Several sources (`-i` more than once) merge as Ansible's inventory manager merges
+/// them: hosts in the order first seen, a host's groups from every source, a later
+/// source's host and group variables winning, group inheritance across sources, each
+/// file source's group_vars/host_vars in the order of the sources, a directory's files
+/// by name (ignored names left out), and an inline host list.
+#[test]
+fn several_sources_merge_as_ansible_merges_them() {
+    let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let write = |rel: &str, text: &str| {
+        let p = d.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap_or(d.path())).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(p, text).unwrap_or_else(|e| panic!("{e}"));
+    };
+    write(
+        "a/hosts",
+        "[web]\nw1 a=first b=first\nw2\n[web:vars]\ng=first\n",
+    );
+    write("a/group_vars/web.yml", "v: a-dir\nonly_a: yes\n");
+    write(
+        "b/hosts.yml",
+        "all:\n  children:\n    prod:\n      children:\n        web:\n          hosts:\n            w1: {b: second}\n          vars: {g: second}\n      vars: {p: prod}\n",
+    );
+    write("b/group_vars/web.yml", "v: b-dir\n");
+    write("c/20-more", "[db]\nd1\n");
+    write("c/10-first.ini", "[db]\nd0\n");
+    write("c/README.md", "[broken\n");
+    write("c/.hidden", "[broken\n");
+    let sources = [
+        d.path().join("a/hosts"),
+        d.path().join("b/hosts.yml"),
+        d.path().join("c"),
+        PathBuf::from("x1,w2,"),
+    ];
+    let inv = Inventory::load_sources(&sources, None).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = inv.hosts().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["w1", "w2", "d0", "d1", "x1"]);
+    check_vars(
+        &inv,
+        "w1",
+        &[
+            ("a", json!("first")),
+            ("b", json!("second")),
+            ("g", json!("second")),
+            ("p", json!("prod")),
+            ("v", json!("b-dir")),
+            ("only_a", json!(true)),
+        ],
+    );
+    check_select(&inv, "prod", &["w1", "w2"]);
+    check_select(&inv, "db", &["d0", "d1"]);
+    check_select(&inv, "ungrouped", &["x1"]);
+    assert_eq!(inv.path(), Some(d.path().join("a/hosts").as_path()));
+    assert_eq!(inv.sources(), sources);
+    // A source that cannot be read is named.
+    let err = Inventory::load_sources(&[sources[0].clone(), d.path().join("nope")], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope"), "{err}");
+    // None at all is localhost.
+    let inv = Inventory::load_sources(&[], None).unwrap_or_else(|e| panic!("{e}"));
+    check_select(&inv, "all", &["localhost"]);
+}

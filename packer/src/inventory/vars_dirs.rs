@@ -168,17 +168,11 @@ fn entity_files(base: &Path, name: &str) -> Result<Vec<PathBuf>, InventoryError>
 
 /// Files of a `group_vars/<group>/` directory, recursively, in lexical order.
 fn dir_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InventoryError> {
-    let io = |e: std::io::Error| InventoryError::VarsFile {
+    let names = super::sorted_names(dir).map_err(|e| InventoryError::VarsFile {
         path: dir.to_path_buf(),
         line: None,
         msg: e.to_string(),
-    };
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
-    names.sort();
+    })?;
     for name in names {
         if name.starts_with('.') || name.ends_with('~') {
             continue;

@@ -283,6 +283,23 @@ impl Loader<'_> {
                         .map(|f| tasks_dir.join(f))
                         .collect();
                 match searched.iter().find(|p| p.is_file()) {
+                    // Ansible's role loader refuses a file it finds outside the role's
+                    // `tasks/` (an absolute name, or `..` climbing out).
+                    Some(p)
+                        if !rustle_runner::resolve::is_within(
+                            &super::controller_path(p),
+                            &super::controller_path(&tasks_dir),
+                        ) =>
+                    {
+                        return Err(at.ansible(
+                            "tasks_from",
+                            rustle_runner::resolve::outside_role(
+                                &super::controller_path(p),
+                                &entry.name,
+                                &super::controller_path(&tasks_dir),
+                            ),
+                        ));
+                    }
                     Some(p) => Some(p.clone()),
                     None => {
                         return Err(PlaybookError::NotFound(Box::new(NotFound {

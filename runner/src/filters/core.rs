@@ -714,29 +714,87 @@ fn fileglob(pattern: &str) -> Vec<String> {
 
 /// Text to bytes in one of the encodings playbooks name.
 fn encode(s: &str, encoding: &str) -> Result<Vec<u8>, Error> {
-    let enc = encoding.to_ascii_lowercase().replace('_', "-");
+    encode_text(s, encoding).map_err(invalid)
+}
+
+/// The characters windows-1252 puts at 0x80..=0x9f (Python's `cp1252` codec; `None`
+/// where it has none). Elsewhere it is Latin-1.
+const CP1252_HIGH: [Option<char>; 32] = [
+    Some('\u{20ac}'),
+    None,
+    Some('\u{201a}'),
+    Some('\u{0192}'),
+    Some('\u{201e}'),
+    Some('\u{2026}'),
+    Some('\u{2020}'),
+    Some('\u{2021}'),
+    Some('\u{02c6}'),
+    Some('\u{2030}'),
+    Some('\u{0160}'),
+    Some('\u{2039}'),
+    Some('\u{0152}'),
+    None,
+    Some('\u{017d}'),
+    None,
+    None,
+    Some('\u{2018}'),
+    Some('\u{2019}'),
+    Some('\u{201c}'),
+    Some('\u{201d}'),
+    Some('\u{2022}'),
+    Some('\u{2013}'),
+    Some('\u{2014}'),
+    Some('\u{02dc}'),
+    Some('\u{2122}'),
+    Some('\u{0161}'),
+    Some('\u{203a}'),
+    Some('\u{0153}'),
+    None,
+    Some('\u{017e}'),
+    Some('\u{0178}'),
+];
+
+/// Text to bytes in one of the encodings playbooks name (Python's codec names: UTF-8,
+/// UTF-16, Latin-1, ASCII, windows-1252), or Python's words for why it cannot be.
+pub(crate) fn encode_text(s: &str, encoding: &str) -> Result<Vec<u8>, String> {
+    let enc = encoding.to_ascii_lowercase().replace(['_', ' '], "-");
+    // One byte a character: the byte for `c`, if the codec has one.
+    let single = |byte: &dyn Fn(char) -> Option<u8>| -> Result<Vec<u8>, String> {
+        s.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                byte(c).ok_or_else(|| {
+                    format!(
+                        "'{encoding}' codec can't encode character '\\u{:04x}' in position {i}",
+                        c as u32
+                    )
+                })
+            })
+            .collect()
+    };
     Ok(match enc.as_str() {
-        "utf-8" | "utf8" => s.as_bytes().to_vec(),
+        "utf-8" | "utf8" | "u8" => s.as_bytes().to_vec(),
         "utf-16-le" | "utf-16le" => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
         "utf-16-be" | "utf-16be" => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
         "utf-16" => [0xff, 0xfe]
             .into_iter()
             .chain(s.encode_utf16().flat_map(u16::to_le_bytes))
             .collect(),
-        "latin-1" | "latin1" | "iso-8859-1" | "ascii" | "us-ascii" => {
-            let max = if enc.contains("ascii") { 0x7f } else { 0xff };
-            s.chars()
-                .map(|c| {
-                    u8::try_from(c as u32)
-                        .ok()
-                        .filter(|b| u32::from(*b) <= max)
-                        .ok_or_else(|| {
-                            invalid(format!("'{encoding}' codec can't encode character {c:?}"))
-                        })
-                })
-                .collect::<Result<_, _>>()?
+        "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" | "l1" => {
+            single(&|c| u8::try_from(c as u32).ok())?
         }
-        _ => return Err(invalid(format!("unknown encoding: {encoding}"))),
+        "ascii" | "us-ascii" | "646" => {
+            single(&|c| u8::try_from(c as u32).ok().filter(u8::is_ascii))?
+        }
+        "cp1252" | "windows-1252" | "1252" => single(&|c| {
+            let high = CP1252_HIGH.iter().position(|h| *h == Some(c));
+            match (u8::try_from(c as u32).ok(), high) {
+                (_, Some(i)) => u8::try_from(0x80 + i).ok(),
+                (Some(b), None) if !(0x80..0xa0).contains(&b) => Some(b),
+                _ => None,
+            }
+        })?,
+        _ => return Err(format!("unknown encoding: {encoding}")),
     })
 }
 

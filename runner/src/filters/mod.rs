@@ -8,6 +8,7 @@
 //! follows; expected values in their tests come from running ansible-core 2.18.19.
 
 mod core;
+pub(crate) use core::encode_text;
 pub(crate) mod datetime;
 mod encryption;
 mod ipaddr;

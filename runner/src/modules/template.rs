@@ -3,7 +3,8 @@
 //!
 //! The template gets Ansible's template variables (`ansible_managed`, `template_path`,
 //! ...) and the module's Jinja settings (delimiters, `trim_blocks`, `lstrip_blocks`,
-//! `newline_sequence`); `output_encoding` other than UTF-8 is not supported yet.
+//! `newline_sequence`, and `output_encoding`: UTF-8, UTF-16, Latin-1, ASCII or
+//! windows-1252).
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
 use super::{Ctx, ModuleError, Outcome, args};
@@ -70,6 +71,8 @@ pub(super) struct Args {
     setup: crate::ctlfiles::TemplateSetup,
     /// What each newline of the output becomes.
     newline: String,
+    /// The codec the output is written in (`output_encoding`).
+    encoding: String,
 }
 
 /// Checks the arguments, in the order (and with the messages) the module always had.
@@ -109,10 +112,14 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
         _ => return fail("newline_sequence needs to be one of: \n, \r or \r\n"),
     }
     .to_string();
-    let encoding = text("output_encoding", "utf-8")?;
-    if !["utf-8", "utf8"].contains(&encoding.to_ascii_lowercase().replace('_', "-").as_str()) {
+    // An empty `output_encoding` is the default, as the template action reads it.
+    let encoding = Some(text("output_encoding", "utf-8")?)
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "utf-8".into());
+    // A codec not written here fails before anything is rendered.
+    if crate::filters::encode_text("", &encoding).is_err() {
         return fail(format!(
-            "output_encoding {encoding} is not supported yet: rustle-deploy writes templates as UTF-8"
+            "output_encoding {encoding} is not supported yet: rustle-deploy writes UTF-8, UTF-16, Latin-1, ASCII and windows-1252"
         ));
     }
     Ok(Args {
@@ -124,6 +131,7 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
         attrs,
         setup,
         newline,
+        encoding,
     })
 }
 
@@ -135,7 +143,7 @@ pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
     let Ok(text) = std::str::from_utf8(&file.content) else {
         return fail(format!("template {src} is not valid UTF-8"));
     };
-    let vars = crate::ctlfiles::layered(ctx.vars, &template_vars(src));
+    let vars = crate::ctlfiles::layered(ctx.vars, &template_vars(src, &t.dest));
     // Only a template that can include another needs the loader (and its copy of the
     // environment): the template action's search path, as the template lookup's.
     // Only a template that can include another, or has settings of its own, needs the
@@ -187,8 +195,8 @@ fn is_default(setup: &crate::ctlfiles::TemplateSetup) -> bool {
 /// payload carries no file times or owners, so `template_mtime` is the time of the run
 /// and `template_uid` the user the runner runs as; `template_host` is this host's name
 /// (Ansible's is the controller's); `template_path` is the controller path found for
-/// `src`, as is `template_fullpath`; `template_destpath` is not known here and is null.
-fn template_vars(src: &str) -> Vars {
+/// `src`, as is `template_fullpath`; `template_destpath` is `dest` as the task gives it.
+fn template_vars(src: &str, dest: &str) -> Vars {
     let now = crate::facts::format_time(std::time::SystemTime::now());
     let mut v = Vars::new();
     v.insert(
@@ -197,7 +205,7 @@ fn template_vars(src: &str) -> Vars {
     );
     v.insert("template_path".into(), src.into());
     v.insert("template_fullpath".into(), src.into());
-    v.insert("template_destpath".into(), serde_json::Value::Null);
+    v.insert("template_destpath".into(), dest.into());
     v.insert(
         "template_uid".into(),
         crate::facts::current_user().unwrap_or_default().into(),
@@ -212,9 +220,13 @@ fn template_vars(src: &str) -> Vars {
 /// Writes the rendered text to dest like copy does.
 fn write(t: &Args, rendered: &str, ctx: &Ctx<'_>) -> Step<Outcome> {
     let dest = fsutil::resolve_dest(&t.dest, Some(&t.src))?;
+    let content = match crate::filters::encode_text(rendered, &t.encoding) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("error writing {}: {e}", t.src)),
+    };
     let req = WriteReq {
         dest: &dest,
-        content: rendered.as_bytes(),
+        content: &content,
         attrs: t.attrs,
         force: t.force,
         backup: t.backup,
@@ -301,9 +313,15 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let args = json!({"src": "templates/managed.j2", "dest": "{p}/out"});
         check(t.path(), args, json!({}), false).unwrap();
+        // template_destpath is dest as the task gives it (template target,
+        // template_destpath_test.j2).
+        let dest = t.path().join("out");
         assert_eq!(
-            fs::read_to_string(t.path().join("out")).unwrap(),
-            "Ansible managed|templates/managed.j2|templates/managed.j2||True|True|True|True"
+            fs::read_to_string(&dest).unwrap(),
+            format!(
+                "Ansible managed|templates/managed.j2|templates/managed.j2|{}|True|True|True|True",
+                dest.display()
+            )
         );
     }
 
@@ -372,5 +390,44 @@ mod tests {
                 other => panic!("{args}: expected BadArgs, got {other:?}"),
             }
         }
+    }
+
+    /// `output_encoding` writes the rendered text in that codec, as Python's encodes
+    /// it (template target, encoding_1252_*): empty is UTF-8; windows-1252 has its own
+    /// bytes at 0x80..0x9f; a character the codec lacks fails the task.
+    #[test]
+    fn output_encoding_writes_the_text_in_that_codec() {
+        let t = tempfile::tempdir().unwrap();
+        let vars = json!({"host": "caf\u{e9} \u{20ac}\u{2026}", "users": []});
+        let write = |enc: &str| {
+            let args = json!({"src": "templates/motd.j2", "dest": format!("{{p}}/out-{enc}"),
+                              "output_encoding": enc});
+            check(t.path(), args, vars.clone(), false).unwrap()
+        };
+        let read = |enc: &str| fs::read(t.path().join(format!("out-{enc}"))).unwrap();
+        assert!(write("").changed);
+        assert_eq!(
+            read(""),
+            "Welcome to caf\u{e9} \u{20ac}\u{2026}\n".as_bytes()
+        );
+        assert!(write("windows-1252").changed);
+        assert_eq!(read("windows-1252"), b"Welcome to caf\xe9 \x80\x85\n");
+        let out = write("latin-1");
+        assert!(out.failed, "{out:?}");
+        assert!(
+            out.msg
+                .unwrap()
+                .contains("can't encode character '\\u20ac'"),
+            "Python's words"
+        );
+        assert!(!t.path().join("out-latin-1").exists());
+        let out = write("klingon");
+        assert!(
+            out.failed
+                && out
+                    .msg
+                    .unwrap()
+                    .contains("output_encoding klingon is not supported")
+        );
     }
 }
