@@ -2579,3 +2579,66 @@ fn a_handler_failing_in_a_blocks_flush_goes_to_its_rescue_and_still_counts_as_fa
         "ok=4 changed=1 unreachable=0 failed=1 skipped=0 rescued=0 ignored=0"
     );
 }
+
+/// A `!vault` value the packer had no password for (the plan's `{"__ansible_vault": ...}`)
+/// stays encrypted, as ansible-core 2.18's `AnsibleVaultEncryptedUnicode` does: a play
+/// that never uses it runs, `unvault` opens it with the password it is given,
+/// `type_debug` and `vault_encrypted` see an encrypted value, `set_fact` keeps it
+/// encrypted, and turning it into text fails with Ansible's words for a missing secret.
+#[test]
+fn a_vault_value_without_its_password_is_decrypted_only_by_unvault() {
+    // `'secret' | vault('test', salt=7)` as ansible-core writes it (the vars of its
+    // filter_encryption integration target).
+    let sealed = "$ANSIBLE_VAULT;1.2;AES256;filter_default\n\
+        33370a34333734353636633035656232613935353432656132646533346233326431346232616261\n\
+        6133383034376566366261316365633931356133633337396363370a376664386236313834326561\n\
+        6338373864623763613165366636633031303739\n";
+    let assert =
+        |name: &str, that: Value| json!({"name": name, "module": "assert", "args": {"that": that}});
+    let failing = |name: &str, msg: &str| with(dbg(name, msg), json!({"ignore_errors": true}));
+    let run = check(
+        play(
+            json!([
+                dbg("unused", "the play runs"),
+                assert("opened", json!([
+                    "sealed | unvault('test') == 'secret'",
+                    "sealed | type_debug == 'AnsibleVaultEncryptedUnicode'",
+                    "sealed is vault_encrypted",
+                    "('x' | vault('p', wrap_object=True)) is not vault_encrypted",
+                    "('x' | vault('p', wrap_object=True)) | unvault('p') == 'x'",
+                ])),
+                {"name": "kept", "module": "set_fact", "args": {"copy": "{{ sealed }}"}},
+                assert("still encrypted", json!([
+                    "copy | type_debug == 'AnsibleVaultEncryptedUnicode'",
+                    "copy | unvault('test') == 'secret'",
+                ])),
+                failing("as text", "password={{ sealed }}"),
+                failing("filtered", "{{ sealed | upper }}"),
+                failing("wrong password", "{{ sealed | unvault('nope') }}"),
+            ]),
+            json!({"vars": {"sealed": {"__ansible_vault": sealed}}}),
+        ),
+        &[
+            ("unused", "ok"),
+            ("opened", "ok"),
+            ("kept", "ok"),
+            ("still encrypted", "ok"),
+            ("as text", "failed,ignored"),
+            ("filtered", "failed,ignored"),
+            ("wrong password", "failed,ignored"),
+        ],
+    );
+    for name in ["as text", "filtered"] {
+        assert_eq!(
+            run.result(name)["msg"],
+            "Attempting to decrypt but no vault secrets found",
+            "{name}"
+        );
+    }
+    // An encrypted value given its own (wrong) secret fails with VaultLib's message as
+    // it is, without the "Unable to decrypt" that vault text given as a string gets.
+    assert_eq!(
+        run.result("wrong password")["msg"],
+        "Decryption failed (no vault secrets were found that could decrypt)"
+    );
+}
