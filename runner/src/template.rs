@@ -570,10 +570,6 @@ fn jvalue(v: &Value, all_unsafe: bool) -> JValue {
 
 /// [`to_json`], with safe (unsafe-text) strings given as markers.
 fn to_json_keeping_unsafe(v: &JValue, source: &str) -> Result<Value, TemplateError> {
-    // An encrypted value kept (`set_fact`, a variable made of variables) stays encrypted.
-    if let Some((text, true)) = crate::filters::encryption::Vaulted::of(v) {
-        return Ok(vault_marker(text));
-    }
     match v.kind() {
         ValueKind::String if v.is_safe() => {
             Ok(unsafe_marker(v.as_str().unwrap_or_default().to_string()))
