@@ -129,7 +129,7 @@ fn vault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<JValue, Error>
         salt.as_deref(),
         &vault_id,
     )
-    .map_err(|e| invalid(format!("Unable to encrypt: {e}")))?;
+    .map_err(|e| wrapped("encrypt", &e))?;
     Ok(if wrap {
         JValue::from_object(Vaulted {
             text,
@@ -164,10 +164,15 @@ fn unvault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<String, Erro
         if !text.starts_with(format::HEADER) {
             return Ok(text);
         }
-        format::decrypt(&text, password.as_bytes())
-            .map_err(|e| invalid(format!("Unable to decrypt: {e}")))?
+        format::decrypt(&text, password.as_bytes()).map_err(|e| wrapped("decrypt", &e))?
     };
     Ok(String::from_utf8_lossy(&plain).into_owned())
+}
+
+/// The filter's `AnsibleFilterError("Unable to ...", orig_exc=e)`, whose message Ansible
+/// ends with the original one again: `Unable to decrypt: X. X`.
+fn wrapped(action: &str, e: &format::VaultError) -> Error {
+    invalid(format!("Unable to {action}: {e}. {e}"))
 }
 
 /// The `vault_encrypted` test: true for a `!vault` value only (Ansible asks the value's
