@@ -2617,6 +2617,7 @@ fn a_vault_value_without_its_password_is_decrypted_only_by_unvault() {
                 ),
                 ignored(dbg("as text", "password={{ sealed }}")),
                 ignored(dbg("filtered", "{{ sealed | upper }}")),
+                ignored(dbg("length", "{{ sealed | length }}")),
                 ignored(json!({"name": "kept", "module": "set_fact",
                                "args": {"copy": "{{ sealed }}"}})),
                 ignored(json!({"name": "shown", "module": "debug", "args": {"var": "sealed"}})),
@@ -2629,12 +2630,13 @@ fn a_vault_value_without_its_password_is_decrypted_only_by_unvault() {
             ("opened", "ok"),
             ("as text", "failed,ignored"),
             ("filtered", "failed,ignored"),
+            ("length", "failed,ignored"),
             ("kept", "failed,ignored"),
             ("shown", "failed,ignored"),
             ("wrong password", "failed,ignored"),
         ],
     );
-    for name in ["as text", "filtered", "kept", "shown"] {
+    for name in ["as text", "filtered", "length", "kept", "shown"] {
         assert_eq!(
             run.result(name)["msg"],
             "Attempting to decrypt but no vault secrets found",

@@ -57,6 +57,19 @@ impl Object for Vaulted {
         ObjectRepr::Plain
     }
 
+    // Python's `len()` and truth of the object read its text (`Sequence` over `.data`).
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        if self.sealed {
+            SEALED_USED.with(|u| u.set(true));
+            return Some(0);
+        }
+        Some(self.text.chars().count())
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        self.enumerator_len() != Some(0)
+    }
+
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result
     where
         Self: Sized + 'static,
