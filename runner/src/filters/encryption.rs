@@ -105,11 +105,18 @@ fn secret_text(v: &JValue, what: &str) -> Result<String, Error> {
 fn vault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     let o = Opts::new(rest.0)?;
     let salt = o.arg(0, "salt")?.filter(|s| !s.is_none());
-    let vault_id = o
-        .arg(1, "vault_id")?
-        .map(|i| py_str(&i))
-        .unwrap_or_else(|| "filter_default".into());
-    let wrap = o.arg(2, "wrap_object")?.is_some_and(|w| w.is_true());
+    // `vault_id=None` (or '') writes a 1.1 header, as `format_vaulttext_envelope` does.
+    // (`arg` gives None for an explicit None: look at the keyword itself.)
+    let given = match o.kw.has("vault_id") {
+        true => Some(o.kw.get::<JValue>("vault_id")?),
+        false => o.pos.get(1).cloned(),
+    };
+    let vault_id = match given {
+        None => "filter_default".into(),
+        Some(i) if i.is_none() => String::new(),
+        Some(i) => py_str(&i),
+    };
+    let wrap = o.flag(2, "wrap_object")?;
     let vaultid = o
         .arg(3, "vaultid")?
         .filter(|s| !s.is_none())

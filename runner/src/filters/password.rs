@@ -600,6 +600,11 @@ mod tests {
                     r#""foo: bar""#,
                 ),
                 (r#"'notvault'|unvault('x')"#, r#""notvault""#),
+                // ansible-core 2.18: no vault id, no label (a 1.1 header).
+                (
+                    r#"('secret'|vault('test', salt=7, vault_id=None))[:26]"#,
+                    r#""$ANSIBLE_VAULT;1.1;AES256\n""#,
+                ),
             ],
         );
         errors(
