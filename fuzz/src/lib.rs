@@ -240,7 +240,7 @@ pub fn ssh_config(data: &[u8]) {
 }
 
 /// Ansible Vault: a whole-file vault text and YAML with inline `!vault` values, opened
-/// with the fixtures' password.
+/// with the fixtures' password, and read without one.
 pub fn vault(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -249,6 +249,10 @@ pub fn vault(data: &[u8]) {
     std::hint::black_box(vault::is_vaulted(data));
     let _ = v.decrypt(text, "fuzz");
     let _ = vault::parse_yaml(text, Path::new("fuzz.yml"), Some(&v));
+    // No password: inline values are left closed and become the plan's encrypted marker.
+    if let Ok(value) = vault::parse_yaml(text, Path::new("fuzz.yml"), None) {
+        let _ = rustle_deploy::ansible_yaml::to_json(&value);
+    }
 }
 
 /// Variables a template sees: the kinds of values inventories, facts and registered

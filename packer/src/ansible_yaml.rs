@@ -22,7 +22,8 @@
 //! Quoted and block scalars are always strings. `!unsafe` is kept as a tagged value
 //! (`Yaml::Tagged` with the tag `unsafe`) whose scalar is the text as written (Ansible
 //! gives `!unsafe 12` as the string `12`); [`to_json`] turns it into the plan's unsafe
-//! marker. `!vault`/`!vault-encrypted` stay tagged strings for the vault code to open.
+//! marker. `!vault`/`!vault-encrypted` stay tagged strings for the vault code to open;
+//! one it leaves closed (no password) becomes the plan's encrypted-value marker.
 //! Any other tag that Ansible's loader has no constructor for is refused with its line.
 //!
 //! One known difference: Ansible's loader empties a mapping or list nested inside a
@@ -825,8 +826,9 @@ fn timestamp(text: &str) -> Option<String> {
 
 /// Converts a loaded value to the JSON the plan carries. `!unsafe` text becomes the
 /// marker `{"__ansible_unsafe": "text"}` (inside an unsafe list or mapping, every string
-/// does); numbers JSON cannot hold (NaN, infinities) and tags other than `!unsafe` are
-/// refused, naming the tag or value.
+/// does); a `!vault` value left closed becomes `{"__ansible_vault": "vault text"}`;
+/// numbers JSON cannot hold (NaN, infinities) and other tags are refused, naming the tag
+/// or value.
 pub fn to_json(value: &Yaml) -> Result<Value, String> {
     convert(value, false)
 }
@@ -867,9 +869,11 @@ fn convert(value: &Yaml, unsafe_: bool) -> Result<Value, String> {
             Value::Object(out)
         }
         Yaml::Tagged(t) if t.tag == "unsafe" => convert(&t.value, true)?,
-        Yaml::Tagged(t) if t.tag == "vault" => {
-            return Err("a !vault value was left unopened".to_string());
-        }
+        // A `!vault` value the vault code did not open (no password): carried encrypted.
+        Yaml::Tagged(t) if t.tag == "vault" => match &t.value {
+            Yaml::String(text) => rustle_runner::template::vault_marker(text),
+            _ => return Err("a !vault value is a string".to_string()),
+        },
         Yaml::Tagged(t) => return Err(format!("the YAML tag {} is not supported", t.tag)),
     })
 }

@@ -1,24 +1,19 @@
-//! Ansible Vault: decrypts `$ANSIBLE_VAULT;1.1;AES256` (and `1.2` with a label) content
-//! with the password from `--vault-password-file`, on the control machine only.
+//! Ansible Vault on the control machine: the password from `--vault-password-file`, and
+//! the project's YAML files read with their vaulted content (a whole vaulted file, inline
+//! `!vault` values) opened. The cipher itself is [`rustle_runner::vault`], which the
+//! runner's `vault`/`unvault` filters use too.
 //!
-//! The format (Ansible's `VaultAES256`): after the header line, hex text whose decoded
-//! form is three hex lines `salt`, `hmac`, `ciphertext`. PBKDF2-HMAC-SHA256 with 10000
-//! iterations turns password and salt into 80 bytes: a 32-byte AES-256-CTR key, a 32-byte
-//! HMAC-SHA256 key (the HMAC covers the ciphertext) and a 16-byte initial counter. The
-//! plaintext carries PKCS#7 padding.
-//!
-//! Secrets never reach a host in encrypted form: the loaders decrypt what they read and the
-//! plan carries plain values, as `ansible-playbook` sends plain values to its modules.
+//! With a password, what is read is decrypted here and the plan carries plain values, as
+//! `ansible-playbook` sends plain values to its modules. Without one, a whole vaulted
+//! file is refused (Ansible needs the password to parse it), but an inline `!vault`
+//! value stays encrypted: the plan carries it as `{"__ansible_vault": "<vault text>"}`
+//! and the runner decrypts it only when `unvault` is given its password; any other use
+//! fails there, as Ansible's lazy `AnsibleVaultEncryptedUnicode` does.
 
-use aes::cipher::{KeyIvInit, StreamCipher};
-use hmac::{KeyInit, Mac};
+use rustle_runner::vault as cipher;
 use std::path::{Path, PathBuf};
 
-/// The first bytes of vault-encrypted content.
-pub const HEADER: &str = "$ANSIBLE_VAULT";
-
-type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
-type HmacSha256 = hmac::Hmac<sha2_vault::Sha256>;
+pub use rustle_runner::vault::{HEADER, is_vaulted};
 
 /// Why vaulted content could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +62,6 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-/// True when the text is (or starts with) vault-encrypted content.
-pub fn is_vaulted(text: &[u8]) -> bool {
-    let start = text
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(text.len());
-    text.get(start..)
-        .is_some_and(|t| t.starts_with(HEADER.as_bytes()))
-}
-
 impl Vault {
     /// A vault opened with this password.
     pub fn from_password(password: &[u8]) -> Vault {
@@ -117,65 +102,15 @@ impl Vault {
 
     /// Decrypts vault text; `what` names the file (and place) in errors.
     pub fn decrypt(&self, text: &str, what: &str) -> Result<Vec<u8>, VaultError> {
-        let malformed = |detail: &str| VaultError::Malformed {
-            what: what.to_string(),
-            detail: detail.to_string(),
-        };
-        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-        let header = lines.next().ok_or_else(|| malformed("empty"))?;
-        let fields: Vec<&str> = header.split(';').collect();
-        match fields.as_slice() {
-            [HEADER, "1.1" | "1.2", "AES256", ..] => {}
-            [HEADER, version, cipher, ..] => {
-                return Err(malformed(&format!(
-                    "version {version} with cipher {cipher} is not supported (1.1 and 1.2 with AES256 are)"
-                )));
-            }
-            _ => return Err(malformed("the first line is not a vault header")),
-        }
-        let body: String = lines.collect();
-        let inner = unhex(&body).ok_or_else(|| malformed("the body is not hex"))?;
-        let inner = String::from_utf8(inner).map_err(|_| malformed("the body is not text"))?;
-        let mut parts = inner.split('\n');
-        let (Some(salt), Some(mac), Some(cipher), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(malformed("expected salt, HMAC and ciphertext"));
-        };
-        let (Some(salt), Some(mac), Some(mut data)) = (unhex(salt), unhex(mac), unhex(cipher))
-        else {
-            return Err(malformed("salt, HMAC or ciphertext is not hex"));
-        };
-        let mut keys = [0u8; 80];
-        pbkdf2::pbkdf2::<HmacSha256>(&self.password, &salt, 10_000, &mut keys)
-            .map_err(|_| malformed("key derivation failed"))?;
-        let (key1, rest) = keys.split_at(32);
-        let (key2, iv) = rest.split_at(32);
-        let mut check =
-            HmacSha256::new_from_slice(key2).map_err(|_| malformed("bad HMAC key length"))?;
-        check.update(&data);
-        if check.verify_slice(&mac).is_err() {
-            return Err(VaultError::WrongPassword {
+        cipher::decrypt(text, &self.password).map_err(|e| match e {
+            cipher::VaultError::WrongPassword => VaultError::WrongPassword {
                 what: what.to_string(),
-            });
-        }
-        let mut ctr =
-            Aes256Ctr::new_from_slices(key1, iv).map_err(|_| malformed("bad key or IV length"))?;
-        ctr.apply_keystream(&mut data);
-        // PKCS#7: the last byte says how many padding bytes there are, each of that value.
-        let pad = usize::from(*data.last().ok_or_else(|| malformed("empty ciphertext"))?);
-        if pad == 0 || pad > 16 || pad > data.len() {
-            return Err(malformed("bad padding"));
-        }
-        let keep = data.len() - pad;
-        if data
-            .get(keep..)
-            .is_none_or(|p| p.iter().any(|b| usize::from(*b) != pad))
-        {
-            return Err(malformed("bad padding"));
-        }
-        data.truncate(keep);
-        Ok(data)
+            },
+            other => VaultError::Malformed {
+                what: what.to_string(),
+                detail: other.to_string(),
+            },
+        })
     }
 
     /// Decrypts vault text into UTF-8 text.
@@ -198,8 +133,9 @@ pub fn open(vault: Option<&Vault>, text: &str, what: &str) -> Result<String, Vau
 }
 
 /// Reads a YAML file of the project (vars files, group_vars, host_vars, playbooks): a
-/// vaulted whole file is decrypted first, then every inline `!vault` value is replaced by
-/// its plaintext. Errors name the file, and the line for inline values.
+/// vaulted whole file is decrypted first (it needs the password), then every inline
+/// `!vault` value is replaced by its plaintext when there is a password, or left tagged
+/// for the plan to carry encrypted. Errors name the file, and the line for inline values.
 pub fn parse_yaml(
     text: &str,
     file: &Path,
@@ -255,7 +191,8 @@ pub enum YamlError {
     Vault(#[from] VaultError),
 }
 
-/// Replaces `!vault` tagged scalars with their plaintext, depth first in document order.
+/// Replaces `!vault` tagged scalars with their plaintext when there is a password, depth
+/// first in document order.
 fn open_inline(
     value: &mut serde_norway::Value,
     vault: Option<&Vault>,
@@ -281,44 +218,26 @@ fn open_inline(
                 None => file.display().to_string(),
             };
             *seen += 1;
-            let Yaml::String(cipher) = &tagged.value else {
+            let Yaml::String(text) = &tagged.value else {
                 return Err(VaultError::Malformed {
                     what,
                     detail: "a !vault value is a string".into(),
                 });
             };
-            *value = Yaml::String(open(vault, cipher, &what)?);
+            // Without a password the value stays tagged: the plan carries it encrypted
+            // (`ansible_yaml::to_json`) and only a use of it on the host fails.
+            if let Some(vault) = vault {
+                *value = Yaml::String(vault.decrypt_text(text, &what)?);
+            }
         }
         _ => {}
     }
     Ok(())
 }
 
-/// Hex text to bytes; `None` for odd lengths or non-hex characters.
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = text.trim().bytes().collect();
-    if !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(s, 16).ok()
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unhex_rejects_bad_input() {
-        assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
-        assert_eq!(unhex("0"), None);
-        assert_eq!(unhex("zz"), None);
-    }
 
     #[test]
     fn detects_vault_text() {
@@ -371,12 +290,31 @@ mod tests {
         );
         // The line of the `!vault` mark.
         assert!(e.ends_with("host_vars/web1.yml:1"), "{e}");
-        let e = parse_yaml(&text, &path, None).unwrap_err().to_string();
+        // No password: an inline value stays encrypted, for the plan to carry as the
+        // marker the runner opens only when `unvault` gives it a password.
+        let value = parse_yaml(&text, &path, None).unwrap();
+        let json = crate::ansible_yaml::to_json(&value).unwrap();
+        let sealed = json["host_secret"][rustle_runner::vault::VAULT_KEY]
+            .as_str()
+            .unwrap();
         assert!(
-            e.contains("host_vars/web1.yml:1 is encrypted with Ansible Vault"),
-            "{e}"
+            sealed.starts_with("$ANSIBLE_VAULT;1.1;AES256\n"),
+            "{sealed}"
         );
-        assert!(e.contains("--vault-password-file"), "{e}");
+        assert_eq!(
+            vault().decrypt_text(sealed, "web1").unwrap(),
+            "inline-pass-web1"
+        );
+        assert_eq!(json["app_port"], 9001);
+        // A whole vaulted file needs the password to be read at all.
+        let whole = std::fs::read_to_string(fixture("vars/secrets.yml")).unwrap();
+        let e = parse_yaml(&whole, Path::new("vars/secrets.yml"), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "vars/secrets.yml is encrypted with Ansible Vault: give the password with --vault-password-file FILE"
+        );
         let whole = std::fs::read_to_string(fixture("vars/secrets.yml")).unwrap();
         let e = parse_yaml(&whole, Path::new("vars/secrets.yml"), Some(&wrong))
             .unwrap_err()
@@ -417,6 +355,9 @@ mod tests {
         let e = v
             .decrypt("$ANSIBLE_VAULT;1.0;DES\n00\n", "f.yml")
             .unwrap_err();
-        assert!(e.to_string().contains("not supported"), "{e}");
+        assert!(
+            e.to_string().contains("DES cipher could not be found"),
+            "{e}"
+        );
     }
 }

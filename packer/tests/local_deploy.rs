@@ -1795,3 +1795,45 @@ fn a_roles_tasks_from_outside_the_role_is_refused_in_ansibles_words() {
     );
     assert_has(&o.stderr, &format!("for role (a) {wanted}"));
 }
+
+/// An inline `!vault` value and no `--vault-password-file`: the deploy goes on (Ansible
+/// loads such a file and decrypts a value only when it is used), the value travels
+/// encrypted, `unvault` opens it on the host, and a task that uses it as text fails with
+/// Ansible's words, naming no secret.
+#[test]
+fn a_vault_value_without_the_password_travels_encrypted_and_fails_only_where_used() {
+    let env = Env::new();
+    // `'secret' | vault('test', salt=7)` as ansible-core writes it (its filter_encryption
+    // integration target's vars).
+    let play = |task: &str| {
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  vars:\n    sealed: !vault |\n      \
+             $ANSIBLE_VAULT;1.2;AES256;filter_default\n      \
+             33370a34333734353636633035656232613935353432656132646533346233326431346232616261\n      \
+             6133383034376566366261316365633931356133633337396363370a376664386236313834326561\n      \
+             6338373864623763613165366636633031303739\n  tasks:\n    - {task}\n"
+        )
+    };
+    let o = deploy_site(
+        &env,
+        &play("debug: {msg: \"opened={{ sealed | unvault('test') }}\"}"),
+        0,
+    );
+    assert_has(&o.stdout, "opened=secret");
+    // The plan holds the vault text, not what it encrypts.
+    let site = env.path("site.yml");
+    let out = env.deploy(&["plan", site.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_has(&out.stdout, "__ansible_vault");
+    assert!(
+        !text(&out.stdout).contains("\"secret\""),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let o = deploy_site(&env, &play("debug: {msg: \"used={{ sealed }}\"}"), 2);
+    assert_has(
+        &o.stdout,
+        "Attempting to decrypt but no vault secrets found",
+    );
+}

@@ -39,3 +39,4 @@ pub mod resolve;
 pub mod tags;
 pub mod template;
 pub mod trust;
+pub mod vault;

@@ -289,10 +289,15 @@ impl Engine {
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
         repeated_keyword_check(source, true)?;
-        crate::lookups::with_scope(ctx, || {
-            crate::chainable::run(source, true, |s| self.env.render_str(s, ctx))
-        })
-        .map_err(|e| err(source, &e))
+        let (out, sealed_used) = crate::filters::encryption::watch(|| {
+            crate::lookups::with_scope(ctx, || {
+                crate::chainable::run(source, true, |s| self.env.render_str(s, ctx))
+            })
+        });
+        match out {
+            Ok(_) if sealed_used => Err(sealed_error(source)),
+            out => out.map_err(|e| err(source, &e)),
+        }
     }
 
     /// Renders a template string with a template lookup's setup (include search path,
@@ -336,10 +341,17 @@ impl Engine {
             });
         }
         repeated_keyword_check(expr, false)?;
-        crate::lookups::with_scope(ctx, || {
-            crate::chainable::run(expr, false, |s| self.env.compile_expression(s)?.eval(ctx))
-        })
-        .map_err(|e| err(expr, &e))
+        // An expression may give an encrypted value as it is (`{{ secret }}`), but not
+        // turn one into text.
+        let (out, sealed_used) = crate::filters::encryption::watch(|| {
+            crate::lookups::with_scope(ctx, || {
+                crate::chainable::run(expr, false, |s| self.env.compile_expression(s)?.eval(ctx))
+            })
+        });
+        match out {
+            Ok(_) if sealed_used => Err(sealed_error(expr)),
+            out => out.map_err(|e| err(expr, &e)),
+        }
     }
 
     /// Evaluates a condition (`when`, `changed_when`, ...). A condition wrapped in
@@ -388,6 +400,15 @@ impl Engine {
     fn render(&self, v: &Value, ctx: &JValue, keep: bool) -> Result<Value, TemplateError> {
         if let Some(inner) = unsafe_inner(v) {
             return Ok(if keep { v.clone() } else { strip_unsafe(inner) });
+        }
+        if let Some(text) = vault_inner(v) {
+            // Encrypted, never templated: kept as it is, and given to a module only
+            // decrypted, which Ansible cannot do without a vault secret either.
+            return if keep {
+                Ok(v.clone())
+            } else {
+                Err(sealed_error(text))
+            };
         }
         Ok(match v {
             Value::String(raw) if is_template(raw) => {
@@ -464,6 +485,36 @@ pub fn unsafe_inner(v: &Value) -> Option<&Value> {
     }
 }
 
+/// The vault text inside the plan's marker for an encrypted value
+/// (`{"__ansible_vault": text}`, see [`crate::vault::VAULT_KEY`]), when `v` is one.
+pub fn vault_inner(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get(crate::vault::VAULT_KEY)?.as_str(),
+        _ => None,
+    }
+}
+
+/// The plan's marker for an encrypted value.
+pub fn vault_marker(text: &str) -> Value {
+    let mut m = serde_json::Map::with_capacity(1);
+    m.insert(
+        crate::vault::VAULT_KEY.to_string(),
+        Value::String(text.into()),
+    );
+    Value::Object(m)
+}
+
+/// The error of a template that used an encrypted value it has no password for, as
+/// ansible-core words it.
+fn sealed_error(source: &str) -> TemplateError {
+    TemplateError {
+        source_text: source.to_string(),
+        detail: crate::vault::NO_SECRETS.to_string(),
+        from_filter: true,
+        undefined: false,
+    }
+}
+
 /// `text` marked unsafe.
 pub fn unsafe_marker(text: String) -> Value {
     let mut m = serde_json::Map::with_capacity(1);
@@ -495,6 +546,9 @@ pub fn to_jvalue(v: &Value) -> JValue {
 fn jvalue(v: &Value, all_unsafe: bool) -> JValue {
     if let Some(inner) = unsafe_inner(v) {
         return jvalue(inner, true);
+    }
+    if let Some(text) = vault_inner(v) {
+        return crate::filters::encryption::Vaulted::sealed(text.to_string());
     }
     match v {
         Value::Null => JValue::from(()),
@@ -553,7 +607,13 @@ pub fn to_json(v: &JValue, source: &str) -> Result<Value, TemplateError> {
             undefined: true,
         });
     }
-    serde_json::to_value(v).map_err(|e| TemplateError {
+    // An encrypted value given to a module (or any use that needs its text) is
+    // decrypted in Ansible, which fails without a vault secret.
+    let (out, sealed_used) = crate::filters::encryption::watch(|| serde_json::to_value(v));
+    if sealed_used {
+        return Err(sealed_error(source));
+    }
+    out.map_err(|e| TemplateError {
         source_text: source.to_string(),
         detail: e.to_string(),
         from_filter: false,
@@ -687,6 +747,9 @@ fn ansible_formatter(
             let mut s = String::new();
             py_repr(v, &mut s);
             s
+        }
+        _ if matches!(crate::filters::encryption::Vaulted::of(v), Some((_, true))) => {
+            return Err(crate::filters::encryption::sealed_error());
         }
         _ => return minijinja::escape_formatter(out, state, v),
     };

@@ -2686,3 +2686,74 @@ fn pip_installs_into_a_virtualenv_it_makes_and_reports_changes_as_ansible_does()
         .unwrap();
     assert!(!String::from_utf8_lossy(&listed.stdout).contains("rustle-probe"));
 }
+
+/// A `!vault` value the packer had no password for (the plan's `{"__ansible_vault": ...}`)
+/// stays encrypted, as ansible-core 2.18's `AnsibleVaultEncryptedUnicode` does: a play
+/// that never uses it runs, `unvault` opens it with the password it is given,
+/// `type_debug` and `vault_encrypted` see an encrypted value, and every use of its text
+/// (in text, through a filter, `set_fact`, `debug: var=`) fails with Ansible's words for
+/// a missing secret. (Statuses and messages are what ansible-playbook 2.18.19 gave for
+/// the same tasks and no vault password.)
+#[test]
+fn a_vault_value_without_its_password_is_decrypted_only_by_unvault() {
+    // `'secret' | vault('test', salt=7)` as ansible-core writes it (the vars of its
+    // filter_encryption integration target).
+    let sealed = "$ANSIBLE_VAULT;1.2;AES256;filter_default\n\
+        33370a34333734353636633035656232613935353432656132646533346233326431346232616261\n\
+        6133383034376566366261316365633931356133633337396363370a376664386236313834326561\n\
+        6338373864623763613165366636633031303739\n";
+    let assert =
+        |name: &str, that: Value| json!({"name": name, "module": "assert", "args": {"that": that}});
+    let ignored = |task: Value| with(task, json!({"ignore_errors": true}));
+    let run = check(
+        play(
+            json!([
+                dbg("unused", "the play runs"),
+                assert(
+                    "opened",
+                    json!([
+                        "sealed | unvault('test') == 'secret'",
+                        "sealed | type_debug == 'AnsibleVaultEncryptedUnicode'",
+                        "sealed | default('d') | type_debug == 'AnsibleVaultEncryptedUnicode'",
+                        "[sealed] | type_debug == 'list'",
+                        "sealed is vault_encrypted",
+                        "sealed is not string",
+                        "('x' | vault('p', wrap_object=True)) is not vault_encrypted",
+                        "('x' | vault('p', wrap_object=True)) | unvault('p') == 'x'",
+                    ])
+                ),
+                ignored(dbg("as text", "password={{ sealed }}")),
+                ignored(dbg("filtered", "{{ sealed | upper }}")),
+                ignored(dbg("length", "{{ sealed | length }}")),
+                ignored(json!({"name": "kept", "module": "set_fact",
+                               "args": {"copy": "{{ sealed }}"}})),
+                ignored(json!({"name": "shown", "module": "debug", "args": {"var": "sealed"}})),
+                ignored(dbg("wrong password", "{{ sealed | unvault('nope') }}")),
+            ]),
+            json!({"vars": {"sealed": {"__ansible_vault": sealed}}}),
+        ),
+        &[
+            ("unused", "ok"),
+            ("opened", "ok"),
+            ("as text", "failed,ignored"),
+            ("filtered", "failed,ignored"),
+            ("length", "failed,ignored"),
+            ("kept", "failed,ignored"),
+            ("shown", "failed,ignored"),
+            ("wrong password", "failed,ignored"),
+        ],
+    );
+    for name in ["as text", "filtered", "length", "kept", "shown"] {
+        assert_eq!(
+            run.result(name)["msg"],
+            "Attempting to decrypt but no vault secrets found",
+            "{name}"
+        );
+    }
+    // An encrypted value given its own (wrong) secret fails with VaultLib's message as
+    // it is, without the "Unable to decrypt" that vault text given as a string gets.
+    assert_eq!(
+        run.result("wrong password")["msg"],
+        "Decryption failed (no vault secrets were found that could decrypt)"
+    );
+}

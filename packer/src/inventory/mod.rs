@@ -76,6 +76,10 @@ const STRING_CONNECTION_VARS: [&str; 7] = [
     "ansible_private_key_file",
 ];
 
+/// What a connection variable given as a `!vault` value without the vault password says.
+const NEEDS_PASSWORD: &str =
+    "it is encrypted with Ansible Vault: give the password with --vault-password-file FILE";
+
 /// Why an inventory could not be loaded. Every variant names the file (or the name given
 /// to a `parse_*` function) and, where the format allows, the line.
 #[derive(Debug, thiserror::Error)]
@@ -1086,12 +1090,19 @@ fn check_connection_vars(source: &str, host: &mut Host) -> Result<(), InventoryE
                     let text = n.to_string();
                     host.vars.insert(var.to_owned(), Value::String(text));
                 }
+                // A `!vault` value left closed: the deployer itself needs its text.
+                Some(v) if rustle_runner::template::vault_inner(v).is_some() => {
+                    return Err(error(var, NEEDS_PASSWORD.to_string()));
+                }
                 Some(other) => return Err(error(var, format!("expected a string, got {other}"))),
             }
         }
         for var in ["ansible_port", "ansible_ssh_port"] {
             match host.vars.get(var) {
                 None | Some(Value::Null) => {}
+                Some(v) if rustle_runner::template::vault_inner(v).is_some() => {
+                    return Err(error(var, NEEDS_PASSWORD.to_string()));
+                }
                 Some(value) if port_value(value).is_some() => {}
                 Some(other) => {
                     return Err(error(var, format!("expected a port 1-65535, got {other}")));

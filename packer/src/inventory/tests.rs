@@ -852,3 +852,28 @@ fn several_sources_merge_as_ansible_merges_them() {
     let inv = Inventory::load_sources(&[], None).unwrap_or_else(|e| panic!("{e}"));
     check_select(&inv, "all", &["localhost"]);
 }
+
+/// A connection variable given as an inline `!vault` value and no vault password: the
+/// deployer needs its text to connect, so the inventory is refused, naming the variable
+/// and the flag (another variable would travel encrypted, to be opened by `unvault`).
+#[test]
+fn a_vaulted_connection_variable_needs_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hosts.ini"), "web1\n").unwrap();
+    std::fs::create_dir(dir.path().join("host_vars")).unwrap();
+    let sealed = "!vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3132\n";
+    std::fs::write(
+        dir.path().join("host_vars/web1.yml"),
+        format!("other: {sealed}ansible_user: {sealed}"),
+    )
+    .unwrap();
+    let e = Inventory::load_with_vault(&dir.path().join("hosts.ini"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with(
+            "host 'web1': variable ansible_user: it is encrypted with Ansible Vault: give the password with --vault-password-file FILE"
+        ),
+        "{e}"
+    );
+}

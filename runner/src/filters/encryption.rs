@@ -1,152 +1,91 @@
-//! ansible-core's `vault` and `unvault` filters (`plugins/filter/encryption.py`): Ansible
-//! Vault 1.1/1.2 text, AES-256-CTR with an HMAC-SHA256, keys from PBKDF2-HMAC-SHA256
-//! (10000 rounds) over a 32-byte salt, as `ansible.parsing.vault.VaultAES256` does.
-//!
-//! HMAC and PBKDF2 are written here over the runner's `sha2`; the block cipher is
-//! RustCrypto's `aes`, driven in counter mode by `ctr`.
+//! ansible-core's `vault` and `unvault` filters (`plugins/filter/encryption.py`) and its
+//! encrypted value (`AnsibleVaultEncryptedUnicode`): a `!vault` value the packer could
+//! not open (no vault password given) stays encrypted in the plan and here, and is
+//! decrypted only when `unvault` is given its password; any other use fails as Ansible's
+//! does when it has no vault secret. The cipher is [`crate::vault`].
 
-use super::math::os_random;
 use super::{Opts, add_filters, first_positional, invalid, py_str, py_type, split};
-use aes::cipher::{KeyIvInit, StreamCipher};
-use minijinja::value::{Rest, Value as JValue, ValueKind};
+use crate::vault as format;
+use minijinja::value::{Object, ObjectRepr, Rest, Value as JValue, ValueKind};
 use minijinja::{Environment, Error};
-use sha2::{Digest as _, Sha256};
+use std::cell::Cell;
+use std::fmt;
+use std::sync::Arc;
 
-type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
+/// An encrypted value in a template: Ansible's `AnsibleVaultEncryptedUnicode`.
+#[derive(Debug)]
+pub(crate) struct Vaulted {
+    /// The vault text.
+    text: String,
+    /// A `!vault` value from a file, which Ansible ties to its configured vault secrets
+    /// (none here: the packer would have opened it otherwise), so that using it fails.
+    /// What `vault(..., wrap_object=True)` gives has no secrets attached: Ansible uses it
+    /// as its vault text.
+    sealed: bool,
+}
 
-/// HMAC-SHA256 (RFC 2104).
-fn hmac_sha256(key: &[u8], data: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        let d = Sha256::digest(key);
-        for (b, k) in block.iter_mut().zip(d.iter()) {
-            *b = *k;
+thread_local! {
+    /// Set when a sealed value was turned into text: the template that did it fails
+    /// with Ansible's error (see [`watch`]); minijinja's formatting cannot fail with a
+    /// message of its own.
+    static SEALED_USED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a render or an evaluation, and says whether it used a sealed value as text.
+pub(crate) fn watch<T>(f: impl FnOnce() -> T) -> (T, bool) {
+    let before = SEALED_USED.with(|u| u.replace(false));
+    let out = f();
+    let used = SEALED_USED.with(|u| u.replace(before));
+    (out, used)
+}
+
+impl Vaulted {
+    /// A `!vault` value carried in the plan as `{"__ansible_vault": text}`.
+    pub(crate) fn sealed(text: String) -> JValue {
+        JValue::from_object(Vaulted { text, sealed: true })
+    }
+
+    /// The vault text and whether it is sealed, when `v` is an encrypted value.
+    pub(crate) fn of(v: &JValue) -> Option<(&str, bool)> {
+        let this = v.downcast_object_ref::<Vaulted>()?;
+        Some((this.text.as_str(), this.sealed))
+    }
+}
+
+impl Object for Vaulted {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    // Python's `len()` and truth of the object read its text (`Sequence` over `.data`).
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        if self.sealed {
+            SEALED_USED.with(|u| u.set(true));
+            return Some(0);
         }
-    } else {
-        for (b, k) in block.iter_mut().zip(key) {
-            *b = *k;
+        Some(self.text.chars().count())
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        self.enumerator_len() != Some(0)
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result
+    where
+        Self: Sized + 'static,
+    {
+        if self.sealed {
+            // Never the text: the caller of `watch` turns this into Ansible's error.
+            SEALED_USED.with(|u| u.set(true));
+            return Ok(());
         }
+        f.write_str(&self.text)
     }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    for d in data {
-        inner.update(d);
-    }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
 }
 
-/// PBKDF2-HMAC-SHA256 (RFC 8018) for `len` bytes.
-fn pbkdf2_sha256(password: &[u8], salt: &[u8], rounds: u32, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut block_index = 1u32;
-    while out.len() < len {
-        let mut u = hmac_sha256(password, &[salt, &block_index.to_be_bytes()]);
-        let mut t = u;
-        for _ in 1..rounds {
-            u = hmac_sha256(password, &[&u]);
-            for (x, y) in t.iter_mut().zip(u.iter()) {
-                *x ^= y;
-            }
-        }
-        out.extend_from_slice(&t);
-        block_index += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-/// The cipher key, HMAC key and counter IV derived from a password and salt.
-fn derive(password: &[u8], salt: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let keys = pbkdf2_sha256(password, salt, 10_000, 80);
-    let (k1, rest) = keys.split_at(32);
-    let (k2, iv) = rest.split_at(32);
-    (k1.to_vec(), k2.to_vec(), iv.to_vec())
-}
-
-fn ctr_apply(key: &[u8], iv: &[u8], data: &mut [u8]) -> Result<(), Error> {
-    let mut c =
-        Aes256Ctr::new_from_slices(key, iv).map_err(|_| invalid("vault: bad key or IV length"))?;
-    c.apply_keystream(data);
-    Ok(())
-}
-
-/// `VaultLib.encrypt`: the vault text (envelope, hex body wrapped at 80 columns).
-fn encrypt(
-    plain: &[u8],
-    password: &[u8],
-    salt: Option<Vec<u8>>,
-    vault_id: &str,
-) -> Result<String, Error> {
-    let salt = match salt {
-        Some(s) if s.is_empty() => {
-            return Err(invalid("Unable to encrypt: Empty or invalid salt passed"));
-        }
-        Some(s) => s,
-        None => os_random(32)?,
-    };
-    let (k1, k2, iv) = derive(password, &salt);
-    // PKCS#7 padding to the AES block size, as Ansible pads before the counter mode.
-    let pad = 16 - plain.len() % 16;
-    let mut data = plain.to_vec();
-    data.extend(std::iter::repeat_n(pad as u8, pad));
-    ctr_apply(&k1, &iv, &mut data)?;
-    let mac = hmac_sha256(&k2, &[&data]);
-    let inner = format!(
-        "{}\n{}\n{}",
-        crate::hex::encode(&salt),
-        crate::hex::encode(&mac),
-        crate::hex::encode(&data)
-    );
-    let body = crate::hex::encode(inner.as_bytes());
-    let header = if !vault_id.is_empty() && vault_id != "default" {
-        format!("$ANSIBLE_VAULT;1.2;AES256;{vault_id}")
-    } else {
-        "$ANSIBLE_VAULT;1.1;AES256".to_string()
-    };
-    let mut out = header;
-    out.push('\n');
-    for chunk in body.as_bytes().chunks(80) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    Ok(out)
-}
-
-/// True when the text is vault text (its first line is a vault header).
-fn is_vault(text: &str) -> bool {
-    text.trim_start().starts_with("$ANSIBLE_VAULT;")
-}
-
-/// `VaultLib.decrypt` with one password.
-fn decrypt(text: &str, password: &[u8]) -> Result<Vec<u8>, String> {
-    let mut lines = text.trim().lines();
-    let header = lines.next().unwrap_or_default();
-    let fields: Vec<&str> = header.trim().split(';').collect();
-    if fields.get(2).map(|c| c.trim()) != Some("AES256") {
-        return Err(format!("unsupported vault cipher in header '{header}'"));
-    }
-    let body: String = lines.flat_map(|l| l.trim().chars()).collect();
-    let malformed = || "Vault format unhexlify error: the vault text is malformed".to_string();
-    let inner = crate::hex::decode(&body).ok_or_else(malformed)?;
-    let inner = String::from_utf8(inner).map_err(|_| malformed())?;
-    let mut parts = inner.split('\n');
-    let mut next =
-        || crate::hex::decode(parts.next().unwrap_or_default().trim()).ok_or_else(malformed);
-    let (salt, mac, mut data) = (next()?, next()?, next()?);
-    let (k1, k2, iv) = derive(password, &salt);
-    if hmac_sha256(&k2, &[&data]).as_slice() != mac.as_slice() {
-        return Err("Decryption failed (no vault secrets were found that could decrypt)".into());
-    }
-    ctr_apply(&k1, &iv, &mut data).map_err(|e| e.to_string())?;
-    let pad = usize::from(data.last().copied().unwrap_or(0));
-    if pad == 0 || pad > 16 || pad > data.len() {
-        return Err("Invalid padding bytes.".into());
-    }
-    data.truncate(data.len() - pad);
-    Ok(data)
+/// The error of a template that used a sealed value.
+pub(crate) fn sealed_error() -> Error {
+    invalid(format::NO_SECRETS)
 }
 
 fn secret_text(v: &JValue, what: &str) -> Result<String, Error> {
@@ -163,22 +102,28 @@ fn secret_text(v: &JValue, what: &str) -> Result<String, Error> {
     }
 }
 
-fn vault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<String, Error> {
+fn vault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
     let o = Opts::new(rest.0)?;
     let salt = o.arg(0, "salt")?.filter(|s| !s.is_none());
-    let vault_id = o
-        .arg(1, "vault_id")?
-        .map(|i| py_str(&i))
-        .unwrap_or_else(|| "filter_default".into());
-    // wrap_object gives Python an object type; the text is the same.
-    let _wrap = o.arg(2, "wrap_object")?;
+    // `vault_id=None` (or '') writes a 1.1 header, as `format_vaulttext_envelope` does.
+    // (`arg` gives None for an explicit None: look at the keyword itself.)
+    let given = match o.kw.has("vault_id") {
+        true => Some(o.kw.get::<JValue>("vault_id")?),
+        false => o.pos.get(1).cloned(),
+    };
+    let vault_id = match given {
+        None => "filter_default".into(),
+        Some(i) if i.is_none() => String::new(),
+        Some(i) => py_str(&i),
+    };
+    let wrap = o.flag(2, "wrap_object")?;
     let vaultid = o
         .arg(3, "vaultid")?
         .filter(|s| !s.is_none())
         .map(|i| py_str(&i));
     o.done("vault", 4)?;
     let password = secret_text(&secret, "the vault secret")?;
-    if !matches!(v.kind(), ValueKind::String | ValueKind::Bytes) {
+    if !matches!(v.kind(), ValueKind::String | ValueKind::Bytes) || Vaulted::of(&v).is_some() {
         defined(&v)?;
         return Err(invalid(format!(
             "Can only vault strings, instead we got: <class '{}'>",
@@ -189,8 +134,30 @@ fn vault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<String, Error>
         Some(id) if vault_id == "filter_default" => id,
         _ => vault_id,
     };
-    let salt = salt.map(|s| py_str(&s).into_bytes());
-    encrypt(py_str(&v).as_bytes(), password.as_bytes(), salt, &vault_id)
+    // Python's `to_bytes(salt)`: a number is its text (`salt=7` is b"7"); a false salt
+    // (0, '') is refused, as `VaultAES256.encrypt` refuses it.
+    let salt = salt.map(|s| {
+        if s.is_true() {
+            py_str(&s).into_bytes()
+        } else {
+            Vec::new()
+        }
+    });
+    let text = format::encrypt(
+        py_str(&v).as_bytes(),
+        password.as_bytes(),
+        salt.as_deref(),
+        &vault_id,
+    )
+    .map_err(|e| wrapped("encrypt", &e))?;
+    Ok(if wrap {
+        JValue::from_object(Vaulted {
+            text,
+            sealed: false,
+        })
+    } else {
+        JValue::from(text)
+    })
 }
 
 fn unvault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<String, Error> {
@@ -200,20 +167,38 @@ fn unvault(v: JValue, secret: JValue, rest: Rest<JValue>) -> Result<String, Erro
     let _vaultid = o.arg(1, "vaultid")?;
     o.done("unvault", 2)?;
     let password = secret_text(&secret, "the vault secret")?;
-    if !matches!(v.kind(), ValueKind::String | ValueKind::Bytes) {
-        defined(&v)?;
-        return Err(invalid(format!(
-            "Vault should be in the form of a string, instead we got: <class '{}'>",
-            py_type(&v)
-        )));
-    }
-    let text = py_str(&v);
-    if !is_vault(&text) {
-        return Ok(text);
-    }
-    let plain = decrypt(&text, password.as_bytes())
-        .map_err(|e| invalid(format!("Unable to decrypt: {e}")))?;
+    let plain = if let Some((text, _)) = Vaulted::of(&v) {
+        // An encrypted value is opened with the filter's secret in place of its own;
+        // Ansible gives its errors as they are.
+        format::decrypt(text, password.as_bytes()).map_err(|e| invalid(e.to_string()))?
+    } else {
+        if !matches!(v.kind(), ValueKind::String | ValueKind::Bytes) {
+            defined(&v)?;
+            return Err(invalid(format!(
+                "Vault should be in the form of a string, instead we got: <class '{}'>",
+                py_type(&v)
+            )));
+        }
+        let text = py_str(&v);
+        // `is_encrypted`: the header at the very start, no whitespace before it.
+        if !text.starts_with(format::HEADER) {
+            return Ok(text);
+        }
+        format::decrypt(&text, password.as_bytes()).map_err(|e| wrapped("decrypt", &e))?
+    };
     Ok(String::from_utf8_lossy(&plain).into_owned())
+}
+
+/// The filter's `AnsibleFilterError("Unable to ...", orig_exc=e)`, whose message Ansible
+/// ends with the original one again: `Unable to decrypt: X. X`.
+fn wrapped(action: &str, e: &format::VaultError) -> Error {
+    invalid(format!("Unable to {action}: {e}. {e}"))
+}
+
+/// The `vault_encrypted` test: true for a `!vault` value only (Ansible asks the value's
+/// own vault, which a `wrap_object` value lacks; a string is never one).
+pub(crate) fn vault_encrypted(v: &JValue) -> bool {
+    Vaulted::of(v).is_some_and(|(_, sealed)| sealed)
 }
 
 use super::defined;
@@ -226,7 +211,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             ("vault", |a| {
                 let (v, mut r) = split(a)?;
                 let secret = first_positional(&mut r, "secret", "vault")?;
-                vault(v, secret, r).map(JValue::from)
+                vault(v, secret, r)
             }),
             ("unvault", |a| {
                 let (v, mut r) = split(a)?;
@@ -235,25 +220,4 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             }),
         ],
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // RFC 4231 test case 2 and RFC 7914's PBKDF2-HMAC-SHA256 vector.
-    #[test]
-    fn hmac_and_pbkdf2_match_published_vectors() {
-        assert_eq!(
-            crate::hex::encode(&hmac_sha256(
-                b"Jefe",
-                &[b"what do ya want ", b"for nothing?"]
-            )),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        assert_eq!(
-            crate::hex::encode(&pbkdf2_sha256(b"passwd", b"salt", 1, 64)),
-            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783"
-        );
-    }
 }

@@ -10,7 +10,7 @@
 mod core;
 pub(crate) use core::encode_text;
 pub(crate) mod datetime;
-mod encryption;
+pub(crate) mod encryption;
 mod ipaddr;
 pub(crate) mod jinja;
 mod json_query;
@@ -68,6 +68,7 @@ pub(crate) fn py_type(v: &JValue) -> &'static str {
         ValueKind::Bytes => "bytes",
         ValueKind::Seq | ValueKind::Iterable => "list",
         ValueKind::Map => "dict",
+        _ if encryption::Vaulted::of(v).is_some() => "AnsibleVaultEncryptedUnicode",
         _ => "object",
     }
 }

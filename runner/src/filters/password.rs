@@ -600,6 +600,11 @@ mod tests {
                     r#""foo: bar""#,
                 ),
                 (r#"'notvault'|unvault('x')"#, r#""notvault""#),
+                // ansible-core 2.18: no vault id, no label (a 1.1 header).
+                (
+                    r#"('secret'|vault('test', salt=7, vault_id=None))[:26]"#,
+                    r#""$ANSIBLE_VAULT;1.1;AES256\n""#,
+                ),
             ],
         );
         errors(
@@ -643,7 +648,20 @@ mod tests {
                 ),
                 (
                     r#"'secret'|vault('test', salt=7)|unvault('wrong')"#,
-                    "Unable to decrypt: Decryption failed (no vault secrets were found that could decrypt)",
+                    "Unable to decrypt: Decryption failed (no vault secrets were found that could decrypt). Decryption failed (no vault secrets were found that could decrypt)",
+                ),
+                // Messages ansible-playbook 2.18.19 gave for the same expressions.
+                (
+                    r#"'x'|vault('p', salt=0)"#,
+                    "Unable to encrypt: Empty or invalid salt passed to encrypt(). Empty or invalid salt passed to encrypt()",
+                ),
+                (
+                    r#"('x'|vault('p', salt='s'))|vault('p')"#,
+                    "Unable to encrypt: input is already encrypted. input is already encrypted",
+                ),
+                (
+                    "'$ANSIBLE_VAULT;1.1;AES256\\nzz\\n'|unvault('p')",
+                    "Unable to decrypt: Vault format unhexlify error: Non-hexadecimal digit found. Vault format unhexlify error: Non-hexadecimal digit found",
                 ),
                 (
                     r#"'secret'|vault(1)"#,

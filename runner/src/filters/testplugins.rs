@@ -612,11 +612,11 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             ("falsy", |a| {
                 split(a).and_then(|(v, r)| truthy(v, r)).map(|t| !t)
             }),
-            // A vaulted value reaches the runner as the vault text itself.
             ("vault_encrypted", |a| {
-                let v = only(a, "vault_encrypted")?;
-                Ok(v.as_str()
-                    .is_some_and(|s| s.trim_start().starts_with("$ANSIBLE_VAULT;")))
+                Ok(super::encryption::vault_encrypted(only(
+                    a,
+                    "vault_encrypted",
+                )?))
             }),
             ("vaulted_file", |a| {
                 vaulted_file(only(a, "vaulted_file")?.clone())

@@ -27,7 +27,12 @@ pub(super) fn debug(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         // `var` names an expression, not a template: evaluate it. An undefined one is
         // shown as such; any other error (a filter's) fails the task with its message.
         let value = match ctx.engine.eval(&var, ctx.vars) {
-            Ok(v) if !v.is_undefined() => serde_json::to_value(&v).unwrap_or(Value::Null),
+            // An encrypted value with no password fails here, as Ansible's does.
+            Ok(v) if !v.is_undefined() => match crate::template::to_json(&v, &var) {
+                Ok(value) => value,
+                Err(e) if e.from_filter => return Ok(Outcome::fail(e.to_string())),
+                Err(_) => Value::Null,
+            },
             Err(e) if e.from_filter => return Ok(Outcome::fail(e.to_string())),
             _ => Value::String("VARIABLE IS NOT DEFINED!".into()),
         };
