@@ -650,6 +650,9 @@ mod tests {
         );
         assert_eq!(read(&fstab), "", "fstab put back");
         // `mnt` was left by the first mount (absent removes only the mount point).
-        assert!(!point.exists() && t.path().join("mnt").exists(), "made directory removed");
+        assert!(
+            !point.exists() && t.path().join("mnt").exists(),
+            "made directory removed"
+        );
     }
 }
