@@ -72,6 +72,10 @@ enum Halt {
     /// An error with which Ansible ends the whole run (`Executor::abort` says which):
     /// nothing more runs on the host, no rescue, always or handler either.
     Aborted,
+    /// A task could not reach its host (the host it was delegated to) and did not
+    /// ignore it: Ansible takes the host out of the run, so nothing more runs on it, no
+    /// rescue, always or handler either, and it counts as unreachable, not failed.
+    Unreachable,
 }
 
 /// A scope of variables: one the plan holds, or one made while running (the loop
@@ -108,6 +112,7 @@ struct Inherited<'a> {
     become_user: Option<&'a str>,
     environment: Vec<&'a Value>,
     ignore_errors: Option<&'a Flag>,
+    ignore_unreachable: Option<&'a Flag>,
     check_mode: Option<&'a Flag>,
     diff: Option<&'a Flag>,
     no_log: Option<&'a Flag>,
@@ -305,8 +310,14 @@ impl<'a> Executor<'a> {
     fn run_plays(mut self) -> RunSummary {
         let started = Instant::now();
         let mut host_failed = false;
+        // The playbook of the last play reached, for the recap after each playbook.
+        let mut playbook = None;
         for (index, play) in self.plan.plays.iter().enumerate() {
             self.play_index = index;
+            if let Some(done) = playbook.filter(|p| *p != play.playbook) {
+                self.playbook_end(done);
+            }
+            playbook = Some(play.playbook);
             self.globals = self.play_globals(play, index);
             self.playbook_dir = match play.magic.get("playbook_dir") {
                 Some(Value::String(d)) => d.clone(),
@@ -320,7 +331,7 @@ impl<'a> Executor<'a> {
             match outcome {
                 Ok(()) | Err(Halt::EndPlay) => {}
                 Err(Halt::EndHost) => break,
-                Err(Halt::Failed | Halt::Stopped | Halt::Fatal) => {
+                Err(Halt::Failed | Halt::Stopped | Halt::Fatal | Halt::Unreachable) => {
                     host_failed = true;
                     break;
                 }
@@ -337,6 +348,11 @@ impl<'a> Executor<'a> {
             }
         }
         self.emit_warnings();
+        if let Some(done) = playbook
+            && self.plan.plays.iter().any(|p| p.playbook > 0)
+        {
+            self.playbook_end(done);
+        }
         self.sink.emit(&Event::Recap {
             v: EVENTS_VERSION,
             host: self.plan.host.clone(),
@@ -347,6 +363,16 @@ impl<'a> Executor<'a> {
             recap: self.recap,
             host_failed,
         }
+    }
+
+    /// Reports the counts so far at the end of the run's playbook `playbook`.
+    fn playbook_end(&mut self, playbook: usize) {
+        self.sink.emit(&Event::PlaybookEnd {
+            v: EVENTS_VERSION,
+            host: self.plan.host.clone(),
+            playbook,
+            recap: self.recap,
+        });
     }
 
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
@@ -854,6 +880,10 @@ impl<'a> Executor<'a> {
         inh.become_user = task.become_user.as_deref().or(parent.become_user);
         inh.environment.extend(task.environment.as_ref());
         inh.ignore_errors = task.ignore_errors.as_ref().or(parent.ignore_errors);
+        inh.ignore_unreachable = task
+            .ignore_unreachable
+            .as_ref()
+            .or(parent.ignore_unreachable);
         inh.check_mode = task.check_mode.as_ref().or(parent.check_mode);
         inh.diff = task.diff.as_ref().or(parent.diff);
         inh.no_log = task.no_log.as_ref().or(parent.no_log);
@@ -902,7 +932,7 @@ impl<'a> Executor<'a> {
         // `end_play` / `end_host` leave at once; `always` is for failures.
         if matches!(
             result,
-            Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped | Halt::Aborted)
+            Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped | Halt::Aborted | Halt::Unreachable)
         ) {
             return result;
         }
@@ -1866,14 +1896,23 @@ impl<'a> Executor<'a> {
         }
         // Ansible decides on a keyword it could not template as written: a template's
         // text is a true value there.
-        let ignored = status == Status::Failed
-            && self.task_flag(
+        let ignored = match status {
+            Status::Failed => self.task_flag(
                 task.ignore_errors.as_ref(),
                 inherited.ignore_errors,
                 ctx,
                 "ignore_errors",
                 true,
-            );
+            ),
+            Status::Unreachable => self.task_flag(
+                task.ignore_unreachable.as_ref(),
+                inherited.ignore_unreachable,
+                ctx,
+                "ignore_unreachable",
+                true,
+            ),
+            _ => false,
+        };
         if status == Status::Failed && !ignored {
             self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
             self.failed_handler = handler;
@@ -1889,10 +1928,11 @@ impl<'a> Executor<'a> {
             Value::Object(result)
         };
         self.record(&name, &module, status, ignored, handler, started, shown);
-        if status == Status::Failed && !ignored {
-            return Err(Halt::Failed);
+        match status {
+            Status::Failed if !ignored => Err(Halt::Failed),
+            Status::Unreachable if !ignored => Err(Halt::Unreachable),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// `include_tasks`, when it is reached: for each loop item (or once), its `when`,
@@ -2138,6 +2178,9 @@ impl<'a> Executor<'a> {
             .find(|r| r.name == name)
             .or_else(|| library.roles.values().find(|r| r.path == name))
         else {
+            if let Some(why) = library.missing_roles.get(&name) {
+                return Err(failed_result(why.clone()));
+            }
             let known: Vec<&str> = library.roles.values().map(|r| r.name.as_str()).collect();
             return Err(failed_result(format!(
                 "the role '{name}' was not found among the roles this payload carries ({}): a role whose name is only known on the host must be named literally elsewhere in the playbook (roles:, import_role or include_role) to travel",
@@ -2678,11 +2721,19 @@ impl<'a> Executor<'a> {
             let started = Instant::now();
             let limit = crate::deadline::start(timeout);
             let mut result = match self.delegation(task, &ctx) {
-                Ok(None) => self.invoke(task, inherited, &ctx),
+                Ok(None) => {
+                    let scope = TaskScope { vars: &vars, extra };
+                    self.invoke(task, inherited, &scope, &ctx)
+                }
                 Ok(Some(to)) => self.delegate(task, inherited, &vars, &ctx, &to),
                 Err(msg) => failed_result(msg),
             };
             drop(limit);
+            // A host that cannot be reached ends the attempt loop as it is: no retry, no
+            // changed_when/failed_when (Ansible's executor returns at once).
+            if result.get("unreachable") == Some(&Value::Bool(true)) {
+                return result;
+            }
             if let Some(period) = timeout
                 && started.elapsed() >= Duration::from_secs(period)
             {
@@ -2745,7 +2796,7 @@ impl<'a> Executor<'a> {
                     r.insert("changed".into(), false.into());
                     r.insert("skipped".into(), true.into());
                     r.insert("skip_reason".into(), "Conditional result was False".into());
-                    r.insert("false_condition".into(), expr.into());
+                    r.insert("false_condition".into(), expr);
                     return Some(r);
                 }
                 Err(e) => {
@@ -2759,21 +2810,22 @@ impl<'a> Executor<'a> {
         None
     }
 
-    /// Evaluates a condition; on false, also returns the expression that was false.
+    /// Evaluates a condition; on false, also returns the expression that was false (a
+    /// literal `when: false` as the boolean, as Ansible's `false_condition` gives it).
     fn eval_condition(
         &self,
         cond: &Condition,
         ctx: &JValue,
-    ) -> Result<(bool, String), crate::template::TemplateError> {
+    ) -> Result<(bool, Value), crate::template::TemplateError> {
         match cond.expressions() {
-            Err(b) => Ok((b, b.to_string())),
+            Err(b) => Ok((b, Value::Bool(b))),
             Ok(exprs) => {
                 for e in exprs {
                     if !self.engine.eval_bool(e, ctx)? {
-                        return Ok((false, e.to_string()));
+                        return Ok((false, Value::String(e.to_string())));
                     }
                 }
-                Ok((true, String::new()))
+                Ok((true, Value::Null))
             }
         }
     }
@@ -2830,7 +2882,13 @@ impl<'a> Executor<'a> {
     }
 
     /// Renders the arguments and runs the module.
-    fn invoke(&mut self, task: &Task, inherited: &Inherited<'_>, ctx: &JValue) -> Vars {
+    fn invoke(
+        &mut self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        scope: &TaskScope<'_>,
+        ctx: &JValue,
+    ) -> Vars {
         // `action: "{{ ansible_facts.pkg_mgr }}"`: Ansible templates the action when the
         // task runs, after `when`.
         let templated;
@@ -2863,6 +2921,9 @@ impl<'a> Executor<'a> {
             }
         });
         let args = match rendered {
+            Ok(Value::Object(a)) if keeps_vars => {
+                remove_omit(self.unsafe_reads(task, scope, a), &self.omit)
+            }
             Ok(Value::Object(a)) => remove_omit(a, &self.omit),
             Ok(_) => Vars::new(),
             // Ansible's words for an argument that names something undefined
@@ -2973,6 +3034,47 @@ impl<'a> Executor<'a> {
             Err(ModuleError::BadArgs(msg)) => failed_result(format!("{module}: {msg}")),
             Err(e @ ModuleError::Unsupported(_)) => failed_result(e.to_string()),
         }
+    }
+
+    /// Ansible's `AnsibleContext`: a template that reads a variable holding unsafe data
+    /// anywhere inside it (`!unsafe`, a registered result, the item of a
+    /// `with_<lookup>` loop, which is a lookup's result) gives an unsafe value as a whole,
+    /// never templated again. `rendered` is `task`'s arguments rendered; those whose
+    /// templates read such a variable become unsafe. (The loop variables are held as
+    /// unsafe data so that they are never rendered again; what counts for them is what
+    /// they hold, and whether the loop is a lookup's.)
+    fn unsafe_reads(&self, task: &Task, scope: &TaskScope<'_>, mut rendered: Vars) -> Vars {
+        let vars = scope.vars;
+        let loop_var = vars
+            .get("ansible_loop_var")
+            .map(|v| crate::template::unsafe_inner(v).unwrap_or(v));
+        let lookup_item = match (&task.loop_with, loop_var) {
+            (Some(_), Some(Value::String(name))) => Some(name.as_str()),
+            _ => None,
+        };
+        let is_unsafe = |name: &str| {
+            if lookup_item == Some(name) {
+                return true;
+            }
+            let Some(v) = vars.get(name) else {
+                return false;
+            };
+            if scope.extra.iter().any(|(k, _)| *k == name) {
+                return crate::template::unsafe_inner(v).is_some_and(holds_unsafe);
+            }
+            holds_unsafe(v)
+        };
+        for (key, raw) in &task.args {
+            let mut sources = Vec::new();
+            template_strings(raw, &mut sources);
+            let reads_unsafe = sources
+                .iter()
+                .any(|s| self.engine.names_in(s).iter().any(|n| is_unsafe(n)));
+            if reads_unsafe && let Some(v) = rendered.remove(key) {
+                rendered.insert(key.clone(), unsafe_data(crate::template::strip_unsafe(&v)));
+            }
+        }
+        rendered
     }
 
     /// `include_vars` in a play from a playbook: the file (or `dir:`) found and read among
@@ -3265,6 +3367,12 @@ impl<'a> Executor<'a> {
                 }
             }
             Status::Failed => self.recap.failed += 1,
+            // An ignored unreachable host is ok and ignored, never changed (Ansible's
+            // strategy).
+            Status::Unreachable if ignored => {
+                self.recap.ok += 1;
+                self.recap.ignored += 1;
+            }
             Status::Unreachable => self.recap.unreachable += 1,
         }
         self.emit_task(name, module, status, ignored, handler, started, result);
@@ -3401,7 +3509,11 @@ pub fn run_delegated_on(
     let shared = Arc::clone(&plan.shared);
     crate::ctlfiles::with_files(&shared, || {
         let ctx = ex.jctx(&vars);
-        ex.invoke(task, &inherited, &ctx)
+        let scope = TaskScope {
+            vars: &vars,
+            extra: &[],
+        };
+        ex.invoke(task, &inherited, &scope, &ctx)
     })
 }
 
@@ -3634,6 +3746,36 @@ fn ms(d: Duration) -> f64 {
 const MAX_PAUSE: Duration = Duration::from_nanos(i64::MAX as u64);
 
 /// A value that is data, never templated: a module's result, a fact, a loop item.
+/// The variables a task runs with, and which of them are its loop's (`item`,
+/// `ansible_loop_var`, `index_var`, `ansible_loop`).
+struct TaskScope<'v> {
+    vars: &'v Vars,
+    extra: &'v [(&'v str, &'v Value)],
+}
+
+/// The template strings inside `v` (unsafe text is none).
+fn template_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    if crate::template::unsafe_inner(v).is_some() {
+        return;
+    }
+    match v {
+        Value::String(s) if crate::template::is_template(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| template_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| template_strings(i, out)),
+        _ => {}
+    }
+}
+
+/// Whether unsafe data is anywhere inside `v` (Ansible's `AnsibleContext._is_unsafe`).
+fn holds_unsafe(v: &Value) -> bool {
+    crate::template::unsafe_inner(v).is_some()
+        || match v {
+            Value::Array(items) => items.iter().any(holds_unsafe),
+            Value::Object(map) => map.values().any(holds_unsafe),
+            _ => false,
+        }
+}
+
 fn unsafe_data(v: Value) -> Value {
     let mut m = serde_json::Map::with_capacity(1);
     m.insert(crate::plan::UNSAFE_KEY.to_string(), v);
@@ -3659,6 +3801,16 @@ pub fn failed_result(msg: String) -> Vars {
     r.insert("changed".into(), false.into());
     r.insert("failed".into(), true.into());
     r.insert("msg".into(), msg.into());
+    r
+}
+
+/// The result of a task whose host could not be reached (the host it was delegated to),
+/// as Ansible's task executor gives it.
+pub fn unreachable_result(msg: String) -> Vars {
+    let mut r = Vars::new();
+    r.insert("changed".into(), false.into());
+    r.insert("msg".into(), msg.into());
+    r.insert("unreachable".into(), true.into());
     r
 }
 
@@ -3704,8 +3856,16 @@ fn status_of(r: &Vars) -> Status {
     } else {
         flag("failed")
     };
+    // TaskResult.is_unreachable: the task's flag, or any loop item's.
+    let unreachable = flag("unreachable")
+        || items.is_some_and(|i| {
+            i.iter()
+                .any(|x| x.get("unreachable") == Some(&Value::Bool(true)))
+        });
     if failed {
         Status::Failed
+    } else if unreachable {
+        Status::Unreachable
     } else if flag("skipped") {
         Status::Skipped
     } else if flag("changed") {

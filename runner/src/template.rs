@@ -286,6 +286,15 @@ impl Engine {
         self.env.set_fuel(fuel);
     }
 
+    /// The variables a template string names at its top level (`item` in `{{ item.key
+    /// }}`); none for a string that does not parse.
+    pub fn names_in(&self, source: &str) -> Vec<String> {
+        self.env
+            .template_from_str(source)
+            .map(|t| t.undeclared_variables(false).into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
         repeated_keyword_check(source, true)?;
