@@ -2573,12 +2573,33 @@ impl<'a> Executor<'a> {
                 r.insert(name.clone(), index_value.clone());
             }
             if let Some(label) = &control.label {
-                let scope = self.jctx(&self.context(inherited, task, &extra));
-                let shown = self
-                    .engine
-                    .render_str(label, &scope)
-                    .unwrap_or_else(|_| label.clone());
-                r.insert("_ansible_item_label".into(), shown.into());
+                // Ansible registers each item's result before it templates the label, so
+                // the label may show it (`label: "{{ r.stdout }}"`); a label naming
+                // something undefined fails the item (ansible-core 2.18, issue 83619).
+                let mut scope = self.context(inherited, task, &extra);
+                if let Some(reg) = &task.register {
+                    scope.insert(reg.clone(), unsafe_data(Value::Object(r.clone())));
+                }
+                let scope = self.jctx(&scope);
+                match self.engine.render_str(label, &scope) {
+                    Ok(shown) => {
+                        r.insert("_ansible_item_label".into(), shown.into());
+                    }
+                    Err(e) if e.undefined => {
+                        let why = self
+                            .engine
+                            .undefined_reason(label, &scope)
+                            .unwrap_or_else(|| e.to_string());
+                        r.insert("failed".into(), true.into());
+                        r.insert(
+                            "msg".into(),
+                            format!("Failed to template loop_control.label: {why}").into(),
+                        );
+                    }
+                    Err(_) => {
+                        r.insert("_ansible_item_label".into(), label.clone().into());
+                    }
+                }
             }
             let stop = control.break_when.as_ref().is_some_and(|cond| {
                 let mut scope = self.context(inherited, task, &extra);

@@ -2701,3 +2701,29 @@ fn set_fact_from_a_template_that_reads_unsafe_data_is_unsafe_as_a_whole() {
         ],
     );
 }
+
+#[test]
+fn a_loop_label_sees_the_items_registered_result_and_an_undefined_one_fails_the_item() {
+    // loops target (issue 83619), as ansible-core 2.18 runs it: each item's result is
+    // registered before the label is templated; the skipped item has no stdout, so its
+    // label fails that item, with Ansible's message.
+    let run = check(
+        play(
+            json!([
+                {"name": "echo", "module": "command", "args": {"_raw_params": "echo {{ item }}"},
+                 "register": "r", "loop": ["changed", "skipped"],
+                 "loop_control": {"label": "{{ r.stdout }}"},
+                 "when": "item == \"changed\"", "ignore_errors": true},
+                {"name": "check", "module": "assert", "args": {"that": [
+                    "r.results[0]._ansible_item_label == 'changed'",
+                    "r['results'][1]['msg'] is contains(\"no attribute 'stdout'\")",
+                    "r['results'][1]['msg'] is match('Failed to template loop_control.label: ')",
+                    "r is failed",
+                ]}},
+            ]),
+            json!({}),
+        ),
+        &[("echo", "failed,ignored"), ("check", "ok")],
+    );
+    assert!(!run.summary.host_failed);
+}
