@@ -3085,14 +3085,39 @@ impl<'a> Executor<'a> {
             }
             holds_unsafe(v)
         };
+        // Each template string is one template to Ansible: its own result is unsafe or not.
+        let reads_unsafe = |source: &str| self.engine.names_in(source).iter().any(|n| is_unsafe(n));
+        fn mark(raw: &Value, rendered: Value, reads_unsafe: &dyn Fn(&str) -> bool) -> Value {
+            match (raw, rendered) {
+                _ if crate::template::unsafe_inner(raw).is_some() => {
+                    // Already unsafe text, kept as it was.
+                    raw.clone()
+                }
+                (Value::String(s), v) if crate::template::is_template(s) && reads_unsafe(s) => {
+                    unsafe_data(crate::template::strip_unsafe(&v))
+                }
+                (Value::Array(raw), Value::Array(items)) if raw.len() == items.len() => {
+                    Value::Array(
+                        raw.iter()
+                            .zip(items)
+                            .map(|(r, v)| mark(r, v, reads_unsafe))
+                            .collect(),
+                    )
+                }
+                (Value::Object(raw), Value::Object(map)) => Value::Object(
+                    map.into_iter()
+                        .map(|(k, v)| match raw.get(&k) {
+                            Some(r) => (k, mark(r, v, reads_unsafe)),
+                            None => (k, v),
+                        })
+                        .collect(),
+                ),
+                (_, v) => v,
+            }
+        }
         for (key, raw) in &task.args {
-            let mut sources = Vec::new();
-            template_strings(raw, &mut sources);
-            let reads_unsafe = sources
-                .iter()
-                .any(|s| self.engine.names_in(s).iter().any(|n| is_unsafe(n)));
-            if reads_unsafe && let Some(v) = rendered.remove(key) {
-                rendered.insert(key.clone(), unsafe_data(crate::template::strip_unsafe(&v)));
+            if let Some(v) = rendered.remove(key) {
+                rendered.insert(key.clone(), mark(raw, v, &reads_unsafe));
             }
         }
         rendered
@@ -3772,19 +3797,6 @@ const MAX_PAUSE: Duration = Duration::from_nanos(i64::MAX as u64);
 struct TaskScope<'v> {
     vars: &'v Vars,
     extra: &'v [(&'v str, &'v Value)],
-}
-
-/// The template strings inside `v` (unsafe text is none).
-fn template_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
-    if crate::template::unsafe_inner(v).is_some() {
-        return;
-    }
-    match v {
-        Value::String(s) if crate::template::is_template(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|i| template_strings(i, out)),
-        Value::Object(map) => map.values().for_each(|i| template_strings(i, out)),
-        _ => {}
-    }
 }
 
 /// Whether unsafe data is anywhere inside `v` (Ansible's `AnsibleContext._is_unsafe`).
