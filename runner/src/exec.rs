@@ -3116,8 +3116,9 @@ impl<'a> Executor<'a> {
             }
         }
         for (key, raw) in &task.args {
-            if let Some(v) = rendered.remove(key) {
-                rendered.insert(key.clone(), mark(raw, v, &reads_unsafe));
+            // In place: the arguments keep their order.
+            if let Some(v) = rendered.get_mut(key) {
+                *v = mark(raw, std::mem::take(v), &reads_unsafe);
             }
         }
         rendered
