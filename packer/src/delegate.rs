@@ -14,7 +14,7 @@ use crate::inventory::Host;
 use crate::remote::RemoteOptions;
 use crate::sshexec::{Link, SshHost};
 use rustle_runner::events::Request;
-use rustle_runner::exec::failed_result as failed;
+use rustle_runner::exec::{failed_result as failed, unreachable_result as unreachable};
 use rustle_runner::plan::{HostPlan, Task, Templated, Vars};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -132,7 +132,8 @@ fn login_is_root(host: &Host, opts: &RemoteOptions) -> bool {
 
 /// Runs `task` (delegated by the host whose plan is `plan`, as its runner asked in
 /// `request`) on the inventory host `to`: the result the delegating runner registers.
-/// A connection that fails fails the task, naming the host.
+/// A connection that fails makes the task's result unreachable (naming the host), as
+/// Ansible's is: the delegating host is then unreachable, unless the task ignores it.
 pub async fn run(
     delegates: Arc<Delegates>,
     plan: Arc<HostPlan>,
@@ -155,7 +156,7 @@ pub async fn run(
     } else {
         match delegates.link(&to).await {
             Ok(l) => l,
-            Err(e) => return failed(e),
+            Err(e) => return unreachable(e),
         }
     };
     let mut vars = match &request.vars {
@@ -185,7 +186,7 @@ pub async fn run(
     })
     .await;
     match ran {
-        Ok((_, Some(lost))) => failed(format!(
+        Ok((_, Some(lost))) => unreachable(format!(
             "the host delegated to, '{name}', became unreachable: {lost}"
         )),
         Ok((result, None)) => result,
@@ -387,7 +388,7 @@ mod tests {
     }
 
     /// A host that is down: a module that needs no host runs without connecting (its
-    /// facts still go to that host); any other fails, naming the host.
+    /// facts still go to that host); any other is unreachable, naming the host.
     #[tokio::test]
     async fn only_a_module_that_runs_there_needs_the_host_delegated_to_to_be_up() {
         let fact = delegated("fact", "set_fact", json!({"up": false}), "down", true);
@@ -428,7 +429,7 @@ mod tests {
             &mut r,
         );
         let answer = next(&mut rx).await.result.unwrap();
-        assert_eq!(answer["failed"], true, "{answer}");
+        assert_eq!(answer["unreachable"], true, "{answer}");
         let msg = answer["msg"].as_str().unwrap();
         assert!(
             msg.contains("cannot connect to the host delegated to, 'down'"),

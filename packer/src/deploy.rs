@@ -1176,6 +1176,9 @@ pub struct HostResult {
     /// ([`Event::Error`], also in `error`): as Ansible prints no recap then, the
     /// recap leaves the host out.
     pub aborted: bool,
+    /// The counts at the end of each playbook of a run of several
+    /// ([`Event::PlaybookEnd`]), in order: Ansible prints a recap after each.
+    pub playbook_recaps: Vec<(usize, Recap)>,
 }
 
 impl HostResult {
@@ -1192,6 +1195,19 @@ impl HostResult {
             overflowed: false,
             kept_bytes: 0,
             aborted: false,
+            playbook_recaps: Vec::new(),
+        }
+    }
+
+    /// Takes what a host's event says of its counts: the run's last ones, or those
+    /// at the end of a playbook.
+    pub fn take_counts(&mut self, ev: &Event) {
+        match ev {
+            Event::Recap { recap, .. } => self.recap = *recap,
+            Event::PlaybookEnd {
+                playbook, recap, ..
+            } => self.playbook_recaps.push((*playbook, *recap)),
+            _ => {}
         }
     }
 
@@ -1428,9 +1444,7 @@ pub fn handle_line(
             result.overflowed = true;
         }
         Some(ev) => {
-            if let Event::Recap { recap, .. } = &ev {
-                result.recap = *recap;
-            }
+            result.take_counts(&ev);
             if let Event::Error { msg, .. } = &ev {
                 result.aborted = true;
                 let e = result.error.get_or_insert_with(String::new);
@@ -1490,6 +1504,13 @@ pub fn finish(result: &mut HostResult, code: Option<i32>, stderr: &str) {
     }
     match code {
         Some(rustle_runner::exit::OK) => result.status = HostStatus::Ok,
+        // A host a delegated task could not reach stops unreachable, not failed, as
+        // Ansible takes it out of the run.
+        Some(rustle_runner::exit::TASKS_FAILED)
+            if result.recap.unreachable > 0 && result.recap.failed == 0 =>
+        {
+            result.status = HostStatus::Unreachable;
+        }
         Some(rustle_runner::exit::TASKS_FAILED) => result.status = HostStatus::Failed,
         code => {
             result.status = HostStatus::Unreachable;
@@ -1615,8 +1636,8 @@ pub fn task_line(host: &str, ev: &Event, verbosity: u8) -> Option<String> {
                 printable(name)
             ));
             let msg = result.get("msg").and_then(Value::as_str);
-            if *status == Status::Failed {
-                line.push_str(&format!(" | {}", printable(msg.unwrap_or("failed"))));
+            if matches!(status, Status::Failed | Status::Unreachable) {
+                line.push_str(&format!(" | {}", printable(msg.unwrap_or(status.as_str()))));
                 if *ignored {
                     line.push_str(" (ignored)");
                 }
@@ -1806,18 +1827,39 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The recap block: every host but those whose run an error ended, as Ansible prints
-/// no recap after such an error (nothing when no other host is left).
+/// no recap after such an error (nothing when no other host is left). A run of several
+/// playbooks has one block before it for the end of each playbook but the last, with
+/// the counts from the start of the run to there, as `ansible-playbook a.yml b.yml`
+/// prints them (a host shows its counts at the end of its last playbook up to there;
+/// one that had not started yet is left out).
 pub fn recap_text(results: &[HostResult]) -> String {
     if results.iter().all(|r| r.aborted) && !results.is_empty() {
         return String::new();
     }
-    let mut out = String::from("PLAY RECAP\n");
-    for r in results.iter().filter(|r| !r.aborted) {
-        let c = r.recap;
-        out.push_str(&format!(
+    let row = |host: &str, c: &Recap| {
+        format!(
             "{:<20} : ok={} changed={} unreachable={} failed={} skipped={} rescued={} ignored={}\n",
-            r.host, c.ok, c.changed, c.unreachable, c.failed, c.skipped, c.rescued, c.ignored
-        ));
+            host, c.ok, c.changed, c.unreachable, c.failed, c.skipped, c.rescued, c.ignored
+        )
+    };
+    let ends: std::collections::BTreeSet<usize> = results
+        .iter()
+        .flat_map(|r| r.playbook_recaps.iter().map(|(p, _)| *p))
+        .collect();
+    let mut out = String::new();
+    // The last playbook's counts are the final ones, below.
+    let last = ends.last();
+    for end in ends.iter().filter(|e| Some(*e) != last) {
+        out.push_str("PLAY RECAP\n");
+        for r in results.iter().filter(|r| !r.aborted) {
+            if let Some((_, c)) = r.playbook_recaps.iter().rev().find(|(p, _)| p <= end) {
+                out.push_str(&row(&r.host, c));
+            }
+        }
+    }
+    out.push_str("PLAY RECAP\n");
+    for r in results.iter().filter(|r| !r.aborted) {
+        out.push_str(&row(&r.host, &r.recap));
         if let Some(e) = &r.error {
             for line in e.trim().lines() {
                 out.push_str(&format!("{:<20}   {}\n", "", printable(line)));

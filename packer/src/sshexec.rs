@@ -2230,9 +2230,7 @@ impl Sink for Forward {
         if self.cancel.load(Ordering::Relaxed) {
             return;
         }
-        if let Event::Recap { recap, .. } = ev {
-            self.result.recap = *recap;
-        }
+        self.result.take_counts(ev);
         if matches!(ev, Event::Vars { .. }) {
             // For the other hosts' hostvars, not for the operator.
             if let Some(ch) = self.channel.as_mut() {

@@ -1837,3 +1837,93 @@ fn a_vault_value_without_the_password_travels_encrypted_and_fails_only_where_use
         "Attempting to decrypt but no vault secrets found",
     );
 }
+
+#[test]
+fn a_task_delegated_to_an_unreachable_host_makes_this_host_unreachable_unless_ignored() {
+    // test_core's 'Try unreachable host', as ansible-core 2.18 runs it: the host
+    // delegated to listens on no port, so the task is unreachable; `ignore_unreachable`
+    // counts it ok and ignored and the host goes on, registering a result the
+    // `unreachable` test sees. Without it the host is unreachable: no rescue, no later
+    // task, unreachable in the recap and the exit code.
+    let env = Env::new();
+    let inv = env.path("hosts.ini");
+    std::fs::write(
+        &inv,
+        "web1 ansible_connection=local\n[elsewhere]\ndown ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n",
+    )
+    .unwrap();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        "- hosts: web1\n  gather_facts: false\n  tasks:\n\
+         \x20   - name: try down\n      command: id\n      delegate_to: down\n      ignore_unreachable: true\n      register: r\n\
+         \x20   - name: seen\n      assert:\n        that:\n          - r is unreachable\n          - r is not reachable\n          - r is not failed\n\
+         \x20   - block:\n        - name: down again\n          command: id\n          delegate_to: down\n\
+         \x20     rescue:\n        - name: rescued\n          debug: {msg: no}\n\
+         \x20   - name: after\n      debug: {msg: no}\n",
+    )
+    .unwrap();
+    let report = env.path("report.json");
+    let o = env.deploy(&[
+        site.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(code(&o), 3, "{out}");
+    assert_eq!(
+        statuses(&report, "web1"),
+        pairs(&[
+            ("try down", "unreachable"),
+            ("seen", "ok"),
+            ("down again", "unreachable")
+        ]),
+        "{out}"
+    );
+    assert!(
+        out.contains("web1                 : ok=2 changed=0 unreachable=1 failed=0 skipped=0 rescued=0 ignored=1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cannot connect to the host delegated to, 'down'"),
+        "{out}"
+    );
+}
+
+#[test]
+fn several_playbooks_print_a_recap_after_each_counted_from_the_start() {
+    // `ansible-playbook a.yml b.yml` prints a PLAY RECAP after each playbook, the
+    // second counting the first's tasks too (omit's runme.sh).
+    let env = Env::new();
+    let a = env.path("a.yml");
+    let b = env.path("b.yml");
+    std::fs::write(
+        &a,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - debug: {msg: one}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - debug: {msg: two}\n    - debug: {msg: three}\n      when: false\n",
+    )
+    .unwrap();
+    let o = env.deploy(&[a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    let recaps: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "PLAY RECAP")
+        .filter(|l| l.starts_with("localhost"))
+        .collect();
+    assert_eq!(
+        recaps,
+        [
+            "localhost            : ok=1 changed=0 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0",
+            "localhost            : ok=2 changed=0 unreachable=0 failed=0 skipped=1 rescued=0 ignored=0",
+        ],
+        "{out}"
+    );
+    assert_eq!(out.matches("PLAY RECAP").count(), 2, "{out}");
+}

@@ -1768,4 +1768,25 @@ raw_list: !unsafe ['{{ a }}', 3]
     fn indent(text: &str) -> String {
         text.lines().map(|l| format!("    {l}\n")).collect()
     }
+
+    #[test]
+    fn an_include_role_of_a_role_found_nowhere_fails_only_where_it_is_reached() {
+        // any_errors_fatal's 50897.yml: Ansible looks for an included role when a host
+        // reaches the include, so a missing one fails that host, with Ansible's message,
+        // and the playbook loads. An imported role is read with the playbook: refused.
+        let dir = project(&[(
+            "play.yml",
+            "- hosts: all\n  tasks:\n    - include_role: {name: non-existant-role}\n      when: false\n",
+        )]);
+        let plan = load(&dir.path().join("play.yml"));
+        let why = &plan.library.missing_roles["non-existant-role"];
+        assert!(
+            why.starts_with("the role 'non-existant-role' was not found in "),
+            "{why}"
+        );
+        let roles = rustle_deploy::playbook::controller_path(&dir.path().join("roles"));
+        assert!(why.contains(&roles), "{why}");
+        let e = err_text("- hosts: all\n  tasks:\n    - import_role: {name: non-existant-role}\n");
+        assert!(e.contains("'non-existant-role' not found"), "{e}");
+    }
 }

@@ -62,7 +62,7 @@ pub struct Recap {
     pub failed: u32,
     /// Tasks skipped.
     pub skipped: u32,
-    /// 1 when the host could not be reached.
+    /// 1 when the host (or a host a task was delegated to) could not be reached.
     pub unreachable: u32,
     /// Blocks whose failure a rescue section handled.
     pub rescued: u32,
@@ -191,6 +191,19 @@ pub enum Event {
         v: u32,
         /// The error's text.
         msg: String,
+    },
+    /// The host is done with a playbook of a run of several (`ansible-playbook a.yml
+    /// b.yml`; the plays' `playbook` index), having run its plays (or stopped in one):
+    /// its counts so far, for the recap Ansible prints after each playbook.
+    PlaybookEnd {
+        /// Format version.
+        v: u32,
+        /// Inventory name.
+        host: String,
+        /// The playbook's index in the run.
+        playbook: usize,
+        /// The counts from the start of the run.
+        recap: Recap,
     },
     /// The run is over.
     Recap {

@@ -72,6 +72,10 @@ enum Halt {
     /// An error with which Ansible ends the whole run (`Executor::abort` says which):
     /// nothing more runs on the host, no rescue, always or handler either.
     Aborted,
+    /// A task could not reach its host (the host it was delegated to) and did not
+    /// ignore it: Ansible takes the host out of the run, so nothing more runs on it, no
+    /// rescue, always or handler either, and it counts as unreachable, not failed.
+    Unreachable,
 }
 
 /// A scope of variables: one the plan holds, or one made while running (the loop
@@ -108,6 +112,7 @@ struct Inherited<'a> {
     become_user: Option<&'a str>,
     environment: Vec<&'a Value>,
     ignore_errors: Option<&'a Flag>,
+    ignore_unreachable: Option<&'a Flag>,
     check_mode: Option<&'a Flag>,
     diff: Option<&'a Flag>,
     no_log: Option<&'a Flag>,
@@ -316,8 +321,14 @@ impl<'a> Executor<'a> {
     fn run_plays(mut self) -> RunSummary {
         let started = Instant::now();
         let mut host_failed = false;
+        // The playbook of the last play reached, for the recap after each playbook.
+        let mut playbook = None;
         for (index, play) in self.plan.plays.iter().enumerate() {
             self.play_index = index;
+            if let Some(done) = playbook.filter(|p| *p != play.playbook) {
+                self.playbook_end(done);
+            }
+            playbook = Some(play.playbook);
             self.globals = self.play_globals(play, index);
             self.playbook_dir = match play.magic.get("playbook_dir") {
                 Some(Value::String(d)) => d.clone(),
@@ -331,7 +342,7 @@ impl<'a> Executor<'a> {
             match outcome {
                 Ok(()) | Err(Halt::EndPlay) => {}
                 Err(Halt::EndHost) => break,
-                Err(Halt::Failed | Halt::Stopped | Halt::Fatal) => {
+                Err(Halt::Failed | Halt::Stopped | Halt::Fatal | Halt::Unreachable) => {
                     host_failed = true;
                     break;
                 }
@@ -348,6 +359,11 @@ impl<'a> Executor<'a> {
             }
         }
         self.emit_warnings();
+        if let Some(done) = playbook
+            && self.plan.plays.iter().any(|p| p.playbook > 0)
+        {
+            self.playbook_end(done);
+        }
         self.sink.emit(&Event::Recap {
             v: EVENTS_VERSION,
             host: self.plan.host.clone(),
@@ -358,6 +374,16 @@ impl<'a> Executor<'a> {
             recap: self.recap,
             host_failed,
         }
+    }
+
+    /// Reports the counts so far at the end of the run's playbook `playbook`.
+    fn playbook_end(&mut self, playbook: usize) {
+        self.sink.emit(&Event::PlaybookEnd {
+            v: EVENTS_VERSION,
+            host: self.plan.host.clone(),
+            playbook,
+            recap: self.recap,
+        });
     }
 
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
@@ -924,6 +950,10 @@ impl<'a> Executor<'a> {
         inh.become_user = task.become_user.as_deref().or(parent.become_user);
         inh.environment.extend(task.environment.as_ref());
         inh.ignore_errors = task.ignore_errors.as_ref().or(parent.ignore_errors);
+        inh.ignore_unreachable = task
+            .ignore_unreachable
+            .as_ref()
+            .or(parent.ignore_unreachable);
         inh.check_mode = task.check_mode.as_ref().or(parent.check_mode);
         inh.diff = task.diff.as_ref().or(parent.diff);
         inh.no_log = task.no_log.as_ref().or(parent.no_log);
@@ -972,7 +1002,7 @@ impl<'a> Executor<'a> {
         // `end_play` / `end_host` leave at once; `always` is for failures.
         if matches!(
             result,
-            Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped | Halt::Aborted)
+            Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped | Halt::Aborted | Halt::Unreachable)
         ) {
             return result;
         }
@@ -1936,14 +1966,23 @@ impl<'a> Executor<'a> {
         }
         // Ansible decides on a keyword it could not template as written: a template's
         // text is a true value there.
-        let ignored = status == Status::Failed
-            && self.task_flag(
+        let ignored = match status {
+            Status::Failed => self.task_flag(
                 task.ignore_errors.as_ref(),
                 inherited.ignore_errors,
                 ctx,
                 "ignore_errors",
                 true,
-            );
+            ),
+            Status::Unreachable => self.task_flag(
+                task.ignore_unreachable.as_ref(),
+                inherited.ignore_unreachable,
+                ctx,
+                "ignore_unreachable",
+                true,
+            ),
+            _ => false,
+        };
         if status == Status::Failed && !ignored {
             self.failure = Some((name.clone(), module.clone(), Value::Object(result.clone())));
             self.failed_handler = handler;
@@ -1959,10 +1998,11 @@ impl<'a> Executor<'a> {
             Value::Object(result)
         };
         self.record(&name, &module, status, ignored, handler, started, shown);
-        if status == Status::Failed && !ignored {
-            return Err(Halt::Failed);
+        match status {
+            Status::Failed if !ignored => Err(Halt::Failed),
+            Status::Unreachable if !ignored => Err(Halt::Unreachable),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// `include_tasks`, when it is reached: for each loop item (or once), its `when`,
@@ -2208,6 +2248,9 @@ impl<'a> Executor<'a> {
             .find(|r| r.name == name)
             .or_else(|| library.roles.values().find(|r| r.path == name))
         else {
+            if let Some(why) = library.missing_roles.get(&name) {
+                return Err(failed_result(why.clone()));
+            }
             let known: Vec<&str> = library.roles.values().map(|r| r.name.as_str()).collect();
             return Err(failed_result(format!(
                 "the role '{name}' was not found among the roles this payload carries ({}): a role whose name is only known on the host must be named literally elsewhere in the playbook (roles:, import_role or include_role) to travel",
@@ -2612,12 +2655,33 @@ impl<'a> Executor<'a> {
                 r.insert(name.clone(), index_value.clone());
             }
             if let Some(label) = &control.label {
-                let scope = self.jctx(&self.context(inherited, task, &extra));
-                let shown = self
-                    .engine
-                    .render_str(label, &scope)
-                    .unwrap_or_else(|_| label.clone());
-                r.insert("_ansible_item_label".into(), shown.into());
+                // Ansible registers each item's result before it templates the label, so
+                // the label may show it (`label: "{{ r.stdout }}"`); a label naming
+                // something undefined fails the item (ansible-core 2.18, issue 83619).
+                let mut scope = self.context(inherited, task, &extra);
+                if let Some(reg) = &task.register {
+                    scope.insert(reg.clone(), unsafe_data(Value::Object(r.clone())));
+                }
+                let scope = self.jctx(&scope);
+                match self.engine.render_str(label, &scope) {
+                    Ok(shown) => {
+                        r.insert("_ansible_item_label".into(), shown.into());
+                    }
+                    Err(e) if e.undefined => {
+                        let why = self
+                            .engine
+                            .undefined_reason(label, &scope)
+                            .unwrap_or_else(|| e.to_string());
+                        r.insert("failed".into(), true.into());
+                        r.insert(
+                            "msg".into(),
+                            format!("Failed to template loop_control.label: {why}").into(),
+                        );
+                    }
+                    Err(_) => {
+                        r.insert("_ansible_item_label".into(), label.clone().into());
+                    }
+                }
             }
             let stop = control.break_when.as_ref().is_some_and(|cond| {
                 let mut scope = self.context(inherited, task, &extra);
@@ -2760,11 +2824,19 @@ impl<'a> Executor<'a> {
             let started = Instant::now();
             let limit = crate::deadline::start(timeout);
             let mut result = match self.delegation(task, &ctx) {
-                Ok(None) => self.invoke(task, inherited, &ctx),
+                Ok(None) => {
+                    let scope = TaskScope { vars: &vars, extra };
+                    self.invoke(task, inherited, &scope, &ctx)
+                }
                 Ok(Some(to)) => self.delegate(task, inherited, &vars, &ctx, &to),
                 Err(msg) => failed_result(msg),
             };
             drop(limit);
+            // A host that cannot be reached ends the attempt loop as it is: no retry, no
+            // changed_when/failed_when (Ansible's executor returns at once).
+            if result.get("unreachable") == Some(&Value::Bool(true)) {
+                return result;
+            }
             if let Some(period) = timeout
                 && started.elapsed() >= Duration::from_secs(period)
             {
@@ -2827,7 +2899,7 @@ impl<'a> Executor<'a> {
                     r.insert("changed".into(), false.into());
                     r.insert("skipped".into(), true.into());
                     r.insert("skip_reason".into(), "Conditional result was False".into());
-                    r.insert("false_condition".into(), expr.into());
+                    r.insert("false_condition".into(), expr);
                     return Some(r);
                 }
                 Err(e) => {
@@ -2841,21 +2913,22 @@ impl<'a> Executor<'a> {
         None
     }
 
-    /// Evaluates a condition; on false, also returns the expression that was false.
+    /// Evaluates a condition; on false, also returns the expression that was false (a
+    /// literal `when: false` as the boolean, as Ansible's `false_condition` gives it).
     fn eval_condition(
         &self,
         cond: &Condition,
         ctx: &JValue,
-    ) -> Result<(bool, String), crate::template::TemplateError> {
+    ) -> Result<(bool, Value), crate::template::TemplateError> {
         match cond.expressions() {
-            Err(b) => Ok((b, b.to_string())),
+            Err(b) => Ok((b, Value::Bool(b))),
             Ok(exprs) => {
                 for e in exprs {
                     if !self.engine.eval_bool(e, ctx)? {
-                        return Ok((false, e.to_string()));
+                        return Ok((false, Value::String(e.to_string())));
                     }
                 }
-                Ok((true, String::new()))
+                Ok((true, Value::Null))
             }
         }
     }
@@ -2912,7 +2985,13 @@ impl<'a> Executor<'a> {
     }
 
     /// Renders the arguments and runs the module.
-    fn invoke(&mut self, task: &Task, inherited: &Inherited<'_>, ctx: &JValue) -> Vars {
+    fn invoke(
+        &mut self,
+        task: &Task,
+        inherited: &Inherited<'_>,
+        scope: &TaskScope<'_>,
+        ctx: &JValue,
+    ) -> Vars {
         // `action: "{{ ansible_facts.pkg_mgr }}"`: Ansible templates the action when the
         // task runs, after `when`.
         let templated;
@@ -2945,6 +3024,9 @@ impl<'a> Executor<'a> {
             }
         });
         let args = match rendered {
+            Ok(Value::Object(a)) if keeps_vars => {
+                remove_omit(self.unsafe_reads(task, scope, a), &self.omit)
+            }
             Ok(Value::Object(a)) => remove_omit(a, &self.omit),
             Ok(_) => Vars::new(),
             // Ansible's words for an argument that names something undefined
@@ -3128,6 +3210,73 @@ impl<'a> Executor<'a> {
                 );
             }
         }
+    }
+
+    /// Ansible's `AnsibleContext`: a template that reads a variable holding unsafe data
+    /// anywhere inside it (`!unsafe`, a registered result, the item of a
+    /// `with_<lookup>` loop, which is a lookup's result) gives an unsafe value as a whole,
+    /// never templated again. `rendered` is `task`'s arguments rendered; those whose
+    /// templates read such a variable become unsafe. (The loop variables are held as
+    /// unsafe data so that they are never rendered again; what counts for them is what
+    /// they hold, and whether the loop is a lookup's.)
+    fn unsafe_reads(&self, task: &Task, scope: &TaskScope<'_>, mut rendered: Vars) -> Vars {
+        let vars = scope.vars;
+        let loop_var = vars
+            .get("ansible_loop_var")
+            .map(|v| crate::template::unsafe_inner(v).unwrap_or(v));
+        let lookup_item = match (&task.loop_with, loop_var) {
+            (Some(_), Some(Value::String(name))) => Some(name.as_str()),
+            _ => None,
+        };
+        let is_unsafe = |name: &str| {
+            if lookup_item == Some(name) {
+                return true;
+            }
+            let Some(v) = vars.get(name) else {
+                return false;
+            };
+            if scope.extra.iter().any(|(k, _)| *k == name) {
+                return crate::template::unsafe_inner(v).is_some_and(holds_unsafe);
+            }
+            holds_unsafe(v)
+        };
+        // Each template string is one template to Ansible: its own result is unsafe or not.
+        let reads_unsafe = |source: &str| self.engine.names_in(source).iter().any(|n| is_unsafe(n));
+        fn mark(raw: &Value, rendered: Value, reads_unsafe: &dyn Fn(&str) -> bool) -> Value {
+            match (raw, rendered) {
+                _ if crate::template::unsafe_inner(raw).is_some() => {
+                    // Already unsafe text, kept as it was.
+                    raw.clone()
+                }
+                (Value::String(s), v) if crate::template::is_template(s) && reads_unsafe(s) => {
+                    unsafe_data(crate::template::strip_unsafe(&v))
+                }
+                (Value::Array(raw), Value::Array(items)) if raw.len() == items.len() => {
+                    Value::Array(
+                        raw.iter()
+                            .zip(items)
+                            .map(|(r, v)| mark(r, v, reads_unsafe))
+                            .collect(),
+                    )
+                }
+                (Value::Object(raw), Value::Object(map)) => Value::Object(
+                    map.into_iter()
+                        .map(|(k, v)| match raw.get(&k) {
+                            Some(r) => (k, mark(r, v, reads_unsafe)),
+                            None => (k, v),
+                        })
+                        .collect(),
+                ),
+                (_, v) => v,
+            }
+        }
+        for (key, raw) in &task.args {
+            // In place: the arguments keep their order.
+            if let Some(v) = rendered.get_mut(key) {
+                *v = mark(raw, std::mem::take(v), &reads_unsafe);
+            }
+        }
+        rendered
     }
 
     /// `include_vars` in a play from a playbook: the file (or `dir:`) found and read among
@@ -3440,6 +3589,12 @@ impl<'a> Executor<'a> {
                 }
             }
             Status::Failed => self.recap.failed += 1,
+            // An ignored unreachable host is ok and ignored, never changed (Ansible's
+            // strategy).
+            Status::Unreachable if ignored => {
+                self.recap.ok += 1;
+                self.recap.ignored += 1;
+            }
             Status::Unreachable => self.recap.unreachable += 1,
         }
         self.emit_task(name, module, status, ignored, handler, started, result);
@@ -3576,7 +3731,11 @@ pub fn run_delegated_on(
     let shared = Arc::clone(&plan.shared);
     crate::ctlfiles::with_files(&shared, || {
         let ctx = ex.jctx(&vars);
-        ex.invoke(task, &inherited, &ctx)
+        let scope = TaskScope {
+            vars: &vars,
+            extra: &[],
+        };
+        ex.invoke(task, &inherited, &scope, &ctx)
     })
 }
 
@@ -3809,6 +3968,23 @@ fn ms(d: Duration) -> f64 {
 const MAX_PAUSE: Duration = Duration::from_nanos(i64::MAX as u64);
 
 /// A value that is data, never templated: a module's result, a fact, a loop item.
+/// The variables a task runs with, and which of them are its loop's (`item`,
+/// `ansible_loop_var`, `index_var`, `ansible_loop`).
+struct TaskScope<'v> {
+    vars: &'v Vars,
+    extra: &'v [(&'v str, &'v Value)],
+}
+
+/// Whether unsafe data is anywhere inside `v` (Ansible's `AnsibleContext._is_unsafe`).
+fn holds_unsafe(v: &Value) -> bool {
+    crate::template::unsafe_inner(v).is_some()
+        || match v {
+            Value::Array(items) => items.iter().any(holds_unsafe),
+            Value::Object(map) => map.values().any(holds_unsafe),
+            _ => false,
+        }
+}
+
 fn unsafe_data(v: Value) -> Value {
     let mut m = serde_json::Map::with_capacity(1);
     m.insert(crate::plan::UNSAFE_KEY.to_string(), v);
@@ -3867,6 +4043,16 @@ pub fn failed_result(msg: String) -> Vars {
     r
 }
 
+/// The result of a task whose host could not be reached (the host it was delegated to),
+/// as Ansible's task executor gives it.
+pub fn unreachable_result(msg: String) -> Vars {
+    let mut r = Vars::new();
+    r.insert("changed".into(), false.into());
+    r.insert("msg".into(), msg.into());
+    r.insert("unreachable".into(), true.into());
+    r
+}
+
 /// A module's outcome as the result `register` stores.
 pub(crate) fn outcome_to_result(o: Outcome) -> Vars {
     let mut r = o.data;
@@ -3909,8 +4095,16 @@ fn status_of(r: &Vars) -> Status {
     } else {
         flag("failed")
     };
+    // TaskResult.is_unreachable: the task's flag, or any loop item's.
+    let unreachable = flag("unreachable")
+        || items.is_some_and(|i| {
+            i.iter()
+                .any(|x| x.get("unreachable") == Some(&Value::Bool(true)))
+        });
     if failed {
         Status::Failed
+    } else if unreachable {
+        Status::Unreachable
     } else if flag("skipped") {
         Status::Skipped
     } else if flag("changed") {

@@ -125,6 +125,11 @@ pub struct Library {
     /// the import.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub handlers: BTreeMap<String, Vec<Task>>,
+    /// Roles an `include_role` names literally that are nowhere on the controller, by
+    /// name, with Ansible's message: as in Ansible, only a host that reaches the include
+    /// fails, with that message.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missing_roles: BTreeMap<String, String>,
 }
 
 /// A role as `include_role` needs it when it runs: where it is and what its
@@ -183,6 +188,8 @@ impl Library {
             unreadable: pick(&self.unreadable, roots),
             roles: pick(&self.roles, roots),
             handlers: pick(&self.handlers, roots),
+            // Keyed by name, not by path: a few words each, kept whole.
+            missing_roles: self.missing_roles.clone(),
         }
     }
 }
@@ -338,6 +345,14 @@ pub struct Play {
     /// after each task (`vars` events) and asks it for other hosts' (`docs/events.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<usize>,
+    /// Which of the run's playbooks the play comes from (`ansible-playbook a.yml b.yml`:
+    /// 0 for a.yml's plays, 1 for b.yml's): Ansible prints a recap after each playbook.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub playbook: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A condition keyword that is either a literal boolean or Jinja expressions (all must hold).
@@ -430,6 +445,11 @@ pub struct Task {
     /// play's value applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_errors: Option<Flag>,
+    /// `ignore_unreachable`: a host this task cannot reach (the host a task is delegated
+    /// to) counts as ok and ignored, and this host goes on, as in Ansible. Unset, the
+    /// enclosing block's value applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_unreachable: Option<Flag>,
     /// Handlers (by name or `listen` topic) to notify when this task changes something.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,

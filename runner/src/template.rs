@@ -286,6 +286,52 @@ impl Engine {
         self.env.set_fuel(fuel);
     }
 
+    /// The variables a template string names at its top level (`item` in `{{ item.key
+    /// }}`); none for a string that does not parse.
+    pub fn names_in(&self, source: &str) -> Vec<String> {
+        self.env
+            .template_from_str(source)
+            .map(|t| t.undeclared_variables(false).into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Ansible's words for why a lone `{{ a.b.c }}` is undefined: the first name or
+    /// attribute missing (`'a' is undefined`, `'dict object' has no attribute 'b'`);
+    /// `None` for any other template, or one that is defined.
+    pub fn undefined_reason(&self, source: &str, ctx: &JValue) -> Option<String> {
+        let expr = native_expression(source)?.trim();
+        let mut parts = expr.split('.');
+        let head = parts.next()?;
+        let word =
+            |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !expr.split('.').all(word) {
+            return None;
+        }
+        let mut v = ctx
+            .get_item(&JValue::from(head))
+            .ok()
+            .filter(|v| !v.is_undefined());
+        if v.is_none() {
+            return Some(format!("'{head}' is undefined"));
+        }
+        for attr in parts {
+            let of = v?;
+            v = of.get_attr(attr).ok().filter(|v| !v.is_undefined());
+            if v.is_none() {
+                let kind = match of.kind() {
+                    ValueKind::Map => "dict",
+                    ValueKind::Seq => "list",
+                    ValueKind::String => "str",
+                    ValueKind::Number => "int",
+                    ValueKind::Bool => "bool",
+                    _ => "NoneType",
+                };
+                return Some(format!("'{kind} object' has no attribute '{attr}'"));
+            }
+        }
+        None
+    }
+
     /// Renders a template string to text.
     pub fn render_str(&self, source: &str, ctx: &JValue) -> Result<String, TemplateError> {
         repeated_keyword_check(source, true)?;

@@ -2757,3 +2757,153 @@ fn a_vault_value_without_its_password_is_decrypted_only_by_unvault() {
         "Decryption failed (no vault secrets were found that could decrypt)"
     );
 }
+
+#[test]
+fn a_literal_false_when_is_the_false_condition_itself() {
+    // test_core's 'Assert skipped tests work': `when: false` gives `false_condition:
+    // false` (the boolean), an expression gives its text, as ansible-core 2.18 records.
+    let run = check(
+        play(
+            json!([
+                with(dbg("literal", "x"), json!({"when": false, "register": "a"})),
+                with(dbg("expression", "x"), json!({"when": ["True == True", "foo == 'bar'"], "vars": {"foo": "foo"}, "register": "b"})),
+                {"name": "check", "module": "assert", "args": {"that": [
+                    "a is skipped", "a.false_condition == False", "a.false_condition is boolean",
+                    "b is skipped", "b.false_condition == \"foo == 'bar'\"",
+                ]}},
+            ]),
+            json!({}),
+        ),
+        &[
+            ("literal", "skipped"),
+            ("expression", "skipped"),
+            ("check", "ok"),
+        ],
+    );
+    assert!(!run.summary.host_failed);
+}
+
+#[test]
+fn an_include_role_of_a_role_the_controller_lacks_fails_with_ansibles_message_where_reached() {
+    // any_errors_fatal's 50897.yml: the packer found the literally named role nowhere
+    // and recorded Ansible's message; a host whose `when` is false skips the include,
+    // one that reaches it fails with that message.
+    let tasks = json!([
+        {"name": "skipped here", "module": "include_role", "args": {"name": "gone"}, "when": "false"},
+        {"name": "reached", "module": "include_role", "args": {"name": "gone"}},
+        dbg("after", "not reached"),
+    ]);
+    let mut plan = play(tasks, json!({}));
+    plan["library"] = json!({"missing_roles": {
+        "gone": "the role 'gone' was not found in /p/roles:/p"
+    }});
+    let run = check(plan, &[("skipped here", "skipped"), ("reached", "failed")]);
+    assert!(run.summary.host_failed);
+    assert_eq!(
+        run.result("reached")["msg"],
+        "the role 'gone' was not found in /p/roles:/p"
+    );
+}
+
+#[test]
+fn a_run_of_several_playbooks_reports_the_counts_at_the_end_of_each() {
+    // omit's runme.sh (`ansible-playbook 48673.yml 75692.yml`): Ansible prints a recap
+    // after each playbook, counted from the start of the run. A host with no play in a
+    // playbook reports nothing for it.
+    let plan = json!({"plays": [
+        {"name": "a", "hosts": ["all"], "tasks": [dbg("one", "1")]},
+        {"name": "b", "hosts": ["all"], "playbook": 1, "tasks": [dbg("two", "2"), with(dbg("three", "3"), json!({"when": false}))]},
+        {"name": "c", "hosts": ["all"], "playbook": 3, "tasks": [dbg("four", "4")]},
+    ]});
+    let run = check(
+        plan,
+        &[
+            ("one", "ok"),
+            ("two", "ok"),
+            ("three", "skipped"),
+            ("four", "ok"),
+        ],
+    );
+    let ends: Vec<(usize, u32, u32)> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PlaybookEnd {
+                playbook, recap, ..
+            } => Some((*playbook, recap.ok, recap.skipped)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, vec![(0, 1, 0), (1, 2, 1), (3, 3, 1)]);
+    // A single playbook's run has its recap alone.
+    let run = check(play(json!([dbg("one", "1")]), json!({})), &[("one", "ok")]);
+    assert!(
+        !run.events
+            .iter()
+            .any(|e| matches!(e, Event::PlaybookEnd { .. }))
+    );
+}
+
+#[test]
+fn set_fact_from_a_template_that_reads_unsafe_data_is_unsafe_as_a_whole() {
+    // loops target (issue 64169), as ansible-core 2.18 runs it: hostvars leaves
+    // `foo{{ version }}` as it is (`version` is no host variable). Read through the item
+    // of a `with_dict` loop (a lookup's result, unsafe), the value set stays that text
+    // for good; read through a `loop:` item (safe), it is rendered where it is used.
+    let mut plan = play(
+        json!([
+            {"name": "with", "module": "set_fact", "args": {"a": "{{ hostvars[inventory_hostname][item.value] }}"},
+             "loop_with": "dict", "loop": {"foo": "__foo"}},
+            {"name": "loop", "module": "set_fact", "args": {"b": "{{ hostvars[inventory_hostname][item.value] }}"},
+             "loop": [{"key": "foo", "value": "__foo"}]},
+            {"name": "reads unsafe", "module": "set_fact", "args": {"c": "{{ [u, 'x'] }}", "d": "{{ ['x'] + __foo }}",
+             "e": {"a": "{{ u }}", "b": "{{ '{{' }} version }}"}},
+             "vars": {"u": {"__ansible_unsafe": "{{ version }}"}}},
+            {"name": "with_ item", "module": "assert", "args": {"that": ["a[0] == raw", "a[0] != 'foo1.0'"]},
+             "vars": {"raw": {"__ansible_unsafe": "foo{{ version }}"}}},
+            {"name": "loop item", "module": "assert", "args": {"that": ["b[0] == 'foo1.0'"]}},
+            {"name": "unsafe var", "module": "assert", "args": {"that": ["c == [u, 'x']", "d == ['x', 'foo1.0']",
+                "e.a == u", "e.b == '1.0'"]},
+             "vars": {"u": {"__ansible_unsafe": "{{ version }}"}}},
+        ]),
+        json!({"vars": {"version": "1.0"}}),
+    );
+    plan["host_vars"] = json!({"inventory_hostname": "web1", "__foo": ["foo{{ version }}"]});
+    check(
+        plan,
+        &[
+            ("with", "ok"),
+            ("loop", "ok"),
+            ("reads unsafe", "ok"),
+            ("with_ item", "ok"),
+            ("loop item", "ok"),
+            ("unsafe var", "ok"),
+        ],
+    );
+}
+
+#[test]
+fn a_loop_label_sees_the_items_registered_result_and_an_undefined_one_fails_the_item() {
+    // loops target (issue 83619), as ansible-core 2.18 runs it: each item's result is
+    // registered before the label is templated; the skipped item has no stdout, so its
+    // label fails that item, with Ansible's message.
+    let run = check(
+        play(
+            json!([
+                {"name": "echo", "module": "command", "args": {"_raw_params": "echo {{ item }}"},
+                 "register": "r", "loop": ["changed", "skipped"],
+                 "loop_control": {"label": "{{ r.stdout }}"},
+                 "when": "item == \"changed\"", "ignore_errors": true},
+                {"name": "check", "module": "assert", "args": {"that": [
+                    "r.results[0]._ansible_item_label == 'changed'",
+                    "r['results'][1]['msg'] is contains(\"no attribute 'stdout'\")",
+                    "r['results'][1]['msg'] is match('Failed to template loop_control.label: ')",
+                    "r is failed",
+                ]}},
+            ]),
+            json!({}),
+        ),
+        &[("echo", "failed,ignored"), ("check", "ok")],
+    );
+    assert!(!run.summary.host_failed);
+}

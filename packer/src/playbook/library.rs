@@ -86,6 +86,9 @@ pub(crate) struct Reach {
     vars_dirs: BTreeMap<String, BTreeSet<usize>>,
     /// Roles an `include_role` may name, by directory.
     roles: BTreeMap<String, RoleSpec>,
+    /// Roles an `include_role` names literally that are not found, by name, with
+    /// Ansible's message.
+    missing_roles: BTreeMap<String, String>,
     /// The plays whatever is read now belongs to.
     pub(crate) plays: BTreeSet<usize>,
 }
@@ -180,6 +183,23 @@ impl Loader<'_> {
                     .insert(key, format!("role '{name}': {}", e.with_line()));
             }
         }
+    }
+
+    /// Records that `include_role` names the role `name`, found in none of the
+    /// `searched` directories: the host that reaches the include fails with Ansible's
+    /// message (Ansible looks for an included role only then).
+    pub(crate) fn register_missing_role(&mut self, name: &str, searched: &[PathBuf]) {
+        let mut dirs: Vec<String> = Vec::new();
+        for p in searched {
+            let dir = p.parent().map(controller_path).unwrap_or_default();
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        self.reach.missing_roles.insert(
+            name.to_string(),
+            format!("the role '{name}' was not found in {}", dirs.join(":")),
+        );
     }
 
     fn role_spec(
@@ -320,6 +340,7 @@ impl Loader<'_> {
             library.unreadable.remove(path);
         }
         library.roles = self.reach.roles.clone();
+        library.missing_roles = self.reach.missing_roles.clone();
         library.unreadable.extend(
             self.reach
                 .unreadable

@@ -26,7 +26,8 @@
 //!   ansible-core (kept as `loop_with` plus the terms as written, which the runner templates
 //!   and hands to the lookup; a literal `with_dict` mapping keeps its written order),
 //!   `loop_control` (all of its keys), `register`, `changed_when`,
-//!   `failed_when`, `ignore_errors`, `notify`, `listen` (handlers), `vars`, `become`,
+//!   `failed_when`, `ignore_errors`, `ignore_unreachable` (tasks and blocks),
+//!   `notify`, `listen` (handlers), `vars`, `become`,
 //!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `diff`, `block`/`rescue`/`always`.
 //! - Keywords Ansible templates (`ignore_errors`, `become`, `become_user`, `check_mode`,
@@ -126,7 +127,7 @@
 //! `diff`, `connection` other than a task's `local`, `port`, `module_defaults`,
 //! `collections`, `any_errors_fatal` on blocks and tasks, task `max_fail_percentage`,
 //! `throttle` on plays and blocks,
-//! `debugger`, `ignore_unreachable`, `become_flags`, `become_exe`, `become_method` other
+//! `debugger`, `ignore_unreachable` on plays, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
 //! plays, `strategy`, `order`, `gather_subset`,
 //! `gather_timeout`, `fact_path`, `vars_prompt`. Any other unknown
@@ -526,12 +527,17 @@ pub fn load_playbooks(
         next_play: 0,
     };
     let mut loaded = Vec::new();
-    for path in std::iter::once(path).chain(more.iter().map(PathBuf::as_path)) {
-        loaded.extend(
-            loader
-                .playbook(path, &play::Imported::default())
-                .map_err(PlaybookError::with_line)?,
-        );
+    // Which playbook each play comes from: Ansible prints a recap after each one.
+    let mut playbook_of = Vec::new();
+    for (n, path) in std::iter::once(path)
+        .chain(more.iter().map(PathBuf::as_path))
+        .enumerate()
+    {
+        let plays = loader
+            .playbook(path, &play::Imported::default())
+            .map_err(PlaybookError::with_line)?;
+        playbook_of.extend(std::iter::repeat_n(n, plays.len()));
+        loaded.extend(plays);
     }
     let rolling = agreed_rolling(&loaded).map_err(PlaybookError::with_line)?;
     let (library, mut reach) = loader.build_library();
@@ -540,6 +546,7 @@ pub fn load_playbooks(
     for (i, lp) in loaded.into_iter().enumerate() {
         let mut play = lp.finish(&selection, &opts.extra_vars);
         play.reach = reach.remove(&i).unwrap_or_default();
+        play.playbook = playbook_of.get(i).copied().unwrap_or_default();
         plays.push(play);
     }
     let mut plan = DeployPlan {

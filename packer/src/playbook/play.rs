@@ -569,6 +569,7 @@ impl Loader<'_> {
                 end_flushes: None,
                 fleet: None,
                 number: None,
+                playbook: 0,
             },
             sections: [pre, main, post],
             tags,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Keywords valid on tasks, blocks and includes alike.
-const COMMON: [&str; 14] = [
+const COMMON: [&str; 15] = [
     "name",
     "environment",
     "no_log",
@@ -23,6 +23,7 @@ const COMMON: [&str; 14] = [
     "become_user",
     "become_method",
     "ignore_errors",
+    "ignore_unreachable",
     "check_mode",
     "diff",
     "timeout",
@@ -178,7 +179,9 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
         }
         "debugger" => "the interactive debugger is not available on the runner",
-        "ignore_unreachable" => "unreachable hosts are handled by the deployer, not per task",
+        "ignore_unreachable" => {
+            "ignore_unreachable is supported on tasks and blocks, not yet on plays"
+        }
         "become_flags" | "become_exe" => {
             "become is done by the deployer (sudo -n); its options are fixed"
         }
@@ -609,6 +612,7 @@ pub(crate) fn common(
         "become_user" => task.become_user = opt_string(v, at, key)?,
         "become_method" => become_method(v, at)?,
         "ignore_errors" => task.ignore_errors = flag(v, at, key)?,
+        "ignore_unreachable" => task.ignore_unreachable = flag(v, at, key)?,
         "check_mode" => task.check_mode = flag(v, at, key)?,
         "diff" => task.diff = flag(v, at, key)?,
         "environment" => task.environment = Some(environment(v, at)?),
@@ -1167,12 +1171,19 @@ impl Loader<'_> {
         if short_name(module) == "include_role" {
             task.args = include_role_args(module, args, at)?;
             // A role named literally is found now, and travels with its meta; one whose
-            // name is templated must be one of the roles the plan carries.
+            // name is templated must be one of the roles the plan carries. A literal
+            // name found nowhere fails only the hosts that reach the include, as
+            // Ansible looks for an included role only then.
             if let Some(Value::String(name)) = task.args.get("name") {
                 let name = render_static(name, &self.static_lookup(cx)).unwrap_or(name.clone());
                 if !is_template(&name) {
-                    let dir = self.find_role(&name, cx, at, None)?;
-                    self.register_role(&name, &dir, cx);
+                    match self.find_role(&name, cx, at, None) {
+                        Ok(dir) => self.register_role(&name, &dir, cx),
+                        Err(PlaybookError::NotFound(missing)) => {
+                            self.register_missing_role(&name, &missing.searched);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             return Ok(task);
