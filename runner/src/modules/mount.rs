@@ -105,10 +105,22 @@ struct Places {
     umount: Option<PathBuf>,
 }
 
+/// Where Linux lists what is mounted, for this process's mount namespace.
+#[cfg(target_os = "linux")]
+fn system_mountinfo() -> PathBuf {
+    "/proc/self/mountinfo".into()
+}
+
+/// Elsewhere nothing: the module is refused on other platforms before it runs.
+#[cfg(not(target_os = "linux"))]
+fn system_mountinfo() -> PathBuf {
+    PathBuf::new()
+}
+
 /// `mount`.
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let places = Places {
-        mountinfo: "/proc/self/mountinfo".into(),
+        mountinfo: system_mountinfo(),
         mount: None,
         umount: None,
     };
@@ -529,7 +541,7 @@ mod tests {
             run_as: None,
         };
         let places = Places {
-            mountinfo: "/proc/self/mountinfo".into(),
+            mountinfo: system_mountinfo(),
             mount: None,
             umount: None,
         };
@@ -541,7 +553,7 @@ mod tests {
     }
 
     fn mounted(path: &Path) -> bool {
-        let info = read(Path::new("/proc/self/mountinfo"));
+        let info = read(&system_mountinfo());
         let want = escape_mountinfo(&path.display().to_string());
         info.lines()
             .any(|l| l.split_whitespace().nth(4) == Some(want.as_str()))
