@@ -424,24 +424,13 @@ mod tests {
     /// Runs the module on the sources under `dir` (`sources.list`, `sources.list.d/`),
     /// with `apt_get` standing in for the host's apt-get.
     fn apt_repo(dir: &Path, args: Value, check: bool, apt_get: &str) -> Outcome {
-        let files = BTreeMap::new();
-        let engine = crate::template::Engine::new();
-        let vars = minijinja::Value::from_serialize(json!({}));
-        let ctx = Ctx {
-            check_mode: check,
-            diff_mode: true,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-            env: &[],
-            run_as: None,
-        };
+        let t = crate::modules::TestCtx::new();
         let places = Places {
             list: dir.join("sources.list"),
             dir: dir.join("sources.list.d"),
             apt_get: Some(PathBuf::from(apt_get)),
         };
-        fsutil::finish(run_at(&args_in(dir, &args), &ctx, &places)).unwrap()
+        fsutil::finish(run_at(&args_in(dir, &args), &t.ctx(check, true), &places)).unwrap()
     }
 
     fn read(p: &Path) -> String {

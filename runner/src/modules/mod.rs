@@ -565,6 +565,39 @@ pub(crate) fn args_in(dir: &std::path::Path, args: &serde_json::Value) -> Vars {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("test arguments {text}: {e}"))
 }
 
+/// What a module's [`Ctx`] borrows, for module tests that call a module's own entry
+/// point (with test places): no embedded files, no variables.
+#[cfg(test)]
+pub(crate) struct TestCtx {
+    files: BTreeMap<String, HostFile>,
+    engine: Engine,
+    vars: minijinja::Value,
+}
+
+#[cfg(test)]
+impl TestCtx {
+    pub(crate) fn new() -> TestCtx {
+        TestCtx {
+            files: BTreeMap::new(),
+            engine: Engine::new(),
+            vars: minijinja::Value::from(()),
+        }
+    }
+
+    /// A context in check mode or not, diff mode or not.
+    pub(crate) fn ctx(&self, check_mode: bool, diff_mode: bool) -> Ctx<'_> {
+        Ctx {
+            check_mode,
+            diff_mode,
+            files: &self.files,
+            engine: &self.engine,
+            vars: &self.vars,
+            env: &[],
+            run_as: None,
+        }
+    }
+}
+
 /// Runs `module` with `args` (see [`args_in`]), no embedded files and no variables.
 #[cfg(test)]
 pub(crate) fn run_in_dir_for_test(

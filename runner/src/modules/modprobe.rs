@@ -371,19 +371,13 @@ mod tests {
     }
 
     fn modprobe(dir: &Path, args: Value, check: bool) -> Outcome {
-        let files = std::collections::BTreeMap::new();
-        let engine = crate::template::Engine::new();
-        let vars = minijinja::Value::from_serialize(json!({}));
-        let ctx = Ctx {
-            check_mode: check,
-            diff_mode: false,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-            env: &[],
-            run_as: None,
-        };
-        fsutil::finish(run_at(&args_in(dir, &args), &ctx, &places(dir))).unwrap()
+        let t = crate::modules::TestCtx::new();
+        fsutil::finish(run_at(
+            &args_in(dir, &args),
+            &t.ctx(check, false),
+            &places(dir),
+        ))
+        .unwrap()
     }
 
     #[test]

@@ -528,24 +528,13 @@ mod tests {
     use serde_json::{Value, json};
 
     fn mount_task(dir: &Path, args: Value, check: bool) -> Outcome {
-        let files = std::collections::BTreeMap::new();
-        let engine = crate::template::Engine::new();
-        let vars = minijinja::Value::from_serialize(json!({}));
-        let ctx = Ctx {
-            check_mode: check,
-            diff_mode: false,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-            env: &[],
-            run_as: None,
-        };
+        let t = crate::modules::TestCtx::new();
         let places = Places {
             mountinfo: system_mountinfo(),
             mount: None,
             umount: None,
         };
-        fsutil::finish(run_at(&args_in(dir, &args), &ctx, &places)).unwrap()
+        fsutil::finish(run_at(&args_in(dir, &args), &t.ctx(check, false), &places)).unwrap()
     }
 
     fn read(p: &Path) -> String {

@@ -492,19 +492,8 @@ mod tests {
     use serde_json::json;
 
     fn ctx_run(l: &Layout, planned: Planned, check: bool) -> Outcome {
-        let engine = crate::template::Engine::new();
-        let vars = minijinja::Value::from(());
-        let files = std::collections::BTreeMap::new();
-        let ctx = Ctx {
-            check_mode: check,
-            diff_mode: true,
-            files: &files,
-            engine: &engine,
-            vars: &vars,
-            env: &[],
-            run_as: None,
-        };
-        without_systemd(l, &planned, &ctx).unwrap_or_else(|o| o)
+        let t = crate::modules::TestCtx::new();
+        without_systemd(l, &planned, &t.ctx(check, true)).unwrap_or_else(|o| o)
     }
 
     fn root() -> (tempfile::TempDir, Layout) {
