@@ -1663,7 +1663,9 @@ fn a_full_disk_on_the_host_is_a_clear_error_and_the_previous_release_stays() {
     let h = lab.start("full", "rustle-t45");
     lab.trust(&[&h]);
     let root = h.home.parent().unwrap().join("small-root");
-    let disk = Tmpfs::mount(&root, "20m", &h.user);
+    // Room for the cache and three releases of the runner (about 5.3 MB each); each
+    // step fills the disk to what it tests with `fill`.
+    let disk = Tmpfs::mount(&root, "32m", &h.user);
     let inv = inventory_with_root(&lab, &h, &root);
     let inv = inv.to_str().unwrap();
     let d = Deployer::new();
