@@ -83,10 +83,10 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let agent = args::opt_str(a, "http_agent")?.unwrap_or_else(|| "ansible-httpget".into());
     headers.push(("User-Agent".into(), agent));
     if ctx.check_mode {
-        // The module does not support check mode: Ansible skips it.
-        return Ok(Outcome::ok()
-            .with("skipped", true)
-            .with("msg", "Check mode is not supported for uri"));
+        // The module does not support check mode: Ansible skips the task.
+        let mut o = Outcome::ok().msg("remote module (uri) does not support check mode");
+        o.skipped = true;
+        return Ok(o);
     }
     let Some(curl) = super::proc::find("curl") else {
         return Ok(Outcome::fail(format!(
@@ -501,6 +501,9 @@ s.serve_forever()
         assert_eq!(out.data["msg"], "OK (23 bytes)");
         assert_eq!(out.data["redirected"], false);
         assert!(out.data.get("content").is_none());
+        // As ansible-core: a module without check mode skips the task there.
+        let dry = crate::modules::run_in_dir_for_test("uri", t.path(), &json!({"url": url}), true);
+        assert!(dry.unwrap().skipped);
         let with = uri(t.path(), json!({"url": url, "return_content": true}));
         assert_eq!(with.data["content"], r#"{"a": [1, 2], "b": "c"}"#);
 
