@@ -788,3 +788,47 @@ fn the_linux_path_scanner_tells_gated_from_ungated_code() {
         ]
     );
 }
+
+/// The runner modules the packer, xtask, the fuzz targets and the tests may use
+/// (ARCHITECTURE.md, "runner/"). A module made public, or one no longer shared, changes
+/// this list on purpose.
+const RUNNER_SHARED: &[&str] = &[
+    "atomic",
+    "cli",
+    "digest",
+    "events",
+    "exec",
+    "exit",
+    "facts",
+    "fnmatch",
+    "hex",
+    "install",
+    "lazyvars",
+    "locate",
+    "lookups",
+    "modules",
+    "payload",
+    "plan",
+    "privilege",
+    "random",
+    "resolve",
+    "tags",
+    "template",
+    "trust",
+    "vault",
+];
+
+#[test]
+fn the_runner_shares_only_the_modules_it_means_to() {
+    let lib = std::fs::read_to_string(Path::new(ROOT).join("runner/src/lib.rs")).unwrap();
+    let public: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub mod "))
+        .map(|rest| rest.trim_end_matches(';').trim())
+        .collect();
+    assert_eq!(
+        public, RUNNER_SHARED,
+        "runner/src/lib.rs's public modules changed: update RUNNER_SHARED and the \"runner/\" \
+         part of ARCHITECTURE.md's code map together"
+    );
+}
