@@ -17,7 +17,7 @@ mod json_query;
 mod math;
 mod password;
 mod testplugins;
-mod urls;
+pub(crate) mod urls;
 pub(crate) mod yaml_in;
 
 use minijinja::value::{Kwargs, Rest, Value as JValue, ValueKind};

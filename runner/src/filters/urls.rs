@@ -21,6 +21,12 @@ fn quote(s: &str, safe: &str) -> String {
     out
 }
 
+/// Python's `urllib.parse.quote_plus`: a form field, `+` for spaces (uri's
+/// `form-urlencoded` bodies).
+pub(crate) fn quote_plus(s: &str) -> String {
+    quote(s, "").replace("%20", "+")
+}
+
 /// Jinja's `url_quote`: `/` kept in a path, `+` for spaces in a query string.
 fn url_quote(v: &JValue, for_qs: bool) -> String {
     let q = quote(&py_str(v), if for_qs { "" } else { "/" });

@@ -233,8 +233,8 @@ fn run_at(a: &Vars, ctx: &Ctx<'_>, places: &Places) -> Step<Outcome> {
             mounted
         }
         "remounted" => {
-            if !check {
-                task.remount()?;
+            if !check && let Err(msg) = task.remount()? {
+                return fail(format!("Error remounting {path}: {msg}"));
             }
             true
         }
@@ -401,23 +401,23 @@ impl Task<'_> {
         }
     }
 
-    /// `mount -o remount`, else unmount and mount again, as the module falls back.
-    fn remount(&self) -> Step<()> {
+    /// `mount -o remount`, else unmount and mount again, as the module falls back;
+    /// `Err` is the tools' message.
+    fn remount(&self) -> Step<Result<(), String>> {
         let mut argv = vec!["-o".to_string(), "remount".to_string()];
         argv.extend(self.fstab_args());
         argv.push(self.path.clone());
         if self.run("mount", self.places.mount.as_ref(), argv)?.is_ok() {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        let again = match self.run(
+        match self.run(
             "umount",
             self.places.umount.as_ref(),
             vec![self.path.clone()],
         )? {
-            Ok(()) => self.mount()?,
-            Err(msg) => Err(msg),
-        };
-        again.or_else(|msg| fail(format!("Error remounting {}: {msg}", self.path)))
+            Ok(()) => self.mount(),
+            Err(msg) => Ok(Err(msg)),
+        }
     }
 
     /// `mounted`: the entry written, the path made, and mounted (remounted when the
@@ -433,7 +433,7 @@ impl Task<'_> {
         let mut changed = old.is_some();
         let result = if self.is_mounted() {
             if changed && !check {
-                self.remount_quiet()?
+                self.remount()?
             } else {
                 Ok(())
             }
@@ -452,15 +452,6 @@ impl Task<'_> {
             return fail(format!("Error mounting {}: {msg}", self.path));
         }
         Ok(changed)
-    }
-
-    /// [`Task::remount`] that returns the message instead of failing.
-    fn remount_quiet(&self) -> Step<Result<(), String>> {
-        match self.remount() {
-            Ok(()) => Ok(Ok(())),
-            Err(fsutil::Stop::Failed(o)) => Ok(Err(o.msg.clone().unwrap_or_default())),
-            Err(other) => Err(other),
-        }
     }
 
     /// `ephemeral`: mounted with the given source, type and options, fstab untouched;
@@ -541,11 +532,14 @@ mod tests {
         std::fs::read_to_string(p).unwrap_or_default()
     }
 
+    /// What util-linux's `mountpoint` says, independently of the module's own reading.
     fn mounted(path: &Path) -> bool {
-        let info = read(&system_mountinfo());
-        let want = escape_mountinfo(&path.display().to_string());
-        info.lines()
-            .any(|l| l.split_whitespace().nth(4) == Some(want.as_str()))
+        std::process::Command::new("mountpoint")
+            .arg("-q")
+            .arg(path)
+            .status()
+            .expect("mountpoint (util-linux) is installed")
+            .success()
     }
 
     /// fstab entries as the module writes them: added once, rewritten when a field

@@ -11,6 +11,7 @@
 use super::fsutil::{self, Attrs, Step, WriteReq};
 use super::tools::{self, PrivateDir};
 use super::{Ctx, ModuleError, Outcome, args};
+use crate::filters::urls::quote_plus;
 use crate::plan::Vars;
 use serde_json::Value;
 use std::path::Path;
@@ -198,7 +199,7 @@ fn body(a: &Vars) -> Result<(Option<Vec<u8>>, Option<&'static str>), ModuleError
             };
             let encoded: Vec<String> = pairs
                 .iter()
-                .map(|(k, v)| format!("{}={}", form_quote(k), form_quote(v)))
+                .map(|(k, v)| format!("{}={}", quote_plus(k), quote_plus(v)))
                 .collect();
             Ok((
                 Some(encoded.join("&").into_bytes()),
@@ -216,21 +217,6 @@ fn text_of(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => crate::template::py_json_dumps(other, None, true),
     }
-}
-
-/// Python's `urllib.parse.quote_plus`.
-fn form_quote(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
 }
 
 /// `headers`: a mapping of names to values (no line breaks: they would end the header).
