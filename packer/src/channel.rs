@@ -461,7 +461,6 @@ impl HostChannel {
     ) -> Option<Arc<dyn rustle_runner::events::Channel>> {
         let plan = self.plan().ok()?;
         Some(Arc::new(PeersChannel {
-            host: self.host.clone(),
             plan,
             batch: self.batch.clone(),
             runtime,
@@ -681,9 +680,8 @@ impl HostChannel {
             };
             let batch = self.batch.clone();
             let answers = self.answers.clone();
-            let host = self.host.clone();
             tokio::spawn(async move {
-                let vars = wait_hostvars(&batch, &host, &other, at).await;
+                let vars = wait_hostvars(&batch, &other, at).await;
                 let _ = answers.send(answer_line(&Answer {
                     v: EVENTS_VERSION,
                     id,
@@ -1020,15 +1018,19 @@ impl Drop for Waiting {
 }
 
 /// Waits until `other` has got as far as `at` (or cannot get further), and gives
-/// what it learned up to there; `asker` waits meanwhile.
+/// what it learned up to there.
+///
+/// The asker is not marked as waiting meanwhile: it still moves, since the host it
+/// reads is behind it (a host that got as far is answered at once) and that one's own
+/// reads point further behind, so such waits never close a circle. Marking it would
+/// let a third host that reads the asker take it as it stands while it is still on
+/// its way (the asker would seem stuck during a read answered a moment later).
 async fn wait_hostvars(
     batch: &Arc<Batch>,
-    asker: &str,
     other: &str,
     at: Position,
 ) -> serde_json::Map<String, Value> {
     let mut changed = batch.changed.subscribe();
-    let _waiting = Waiting::new(batch, asker);
     loop {
         let seen = batch.peers().view(other, at);
         if let Some(mut vars) = seen {
@@ -1066,7 +1068,6 @@ fn add_delegated_facts(
 /// SSH mode's way to other hosts' `hostvars` (see [`HostChannel::peers_channel`]).
 #[derive(Debug)]
 struct PeersChannel {
-    host: String,
     plan: Arc<HostPlan>,
     batch: Arc<Batch>,
     runtime: tokio::runtime::Handle,
@@ -1083,7 +1084,7 @@ impl rustle_runner::events::Channel for PeersChannel {
         let (other, at) = hostvars_question(&self.plan, &request)?;
         let vars = self
             .runtime
-            .block_on(wait_hostvars(&self.batch, &self.host, &other, at));
+            .block_on(wait_hostvars(&self.batch, &other, at));
         Ok(Answer {
             v: EVENTS_VERSION,
             id: request.id,
@@ -1346,6 +1347,57 @@ pub(crate) mod tests {
         assert_eq!(batch.fleet().decided(4, 2), Some(true));
         // The failure at the second task does not count at the first.
         assert_eq!(batch.fleet().decided(4, 1), Some(false));
+    }
+
+    /// The failure seen in CI: `b`, behind, reads `c` while `a`, already in the next
+    /// play, reads `b`. `a` must wait for `b` to finish the play, not take it as it
+    /// stood during its own read.
+    #[tokio::test]
+    async fn a_host_reading_another_is_still_on_its_way_for_those_reading_it() {
+        let batch = Arc::new(Batch::default());
+        {
+            let mut peers = batch.peers();
+            for h in ["a", "b", "c"] {
+                peers.join(h);
+            }
+            peers
+                .record("a", (1, 0), serde_json::Map::new(), vec![])
+                .unwrap();
+            peers
+                .record("b", (0, 3), serde_json::Map::new(), vec![])
+                .unwrap();
+            peers
+                .record("c", (0, 2), serde_json::Map::new(), vec![])
+                .unwrap();
+        }
+        let reader = {
+            let batch = batch.clone();
+            tokio::spawn(async move { wait_hostvars(&batch, "b", (1, 0)).await })
+        };
+        // b waits for c (behind it) to finish its third task.
+        let middle = {
+            let batch = batch.clone();
+            tokio::spawn(async move { wait_hostvars(&batch, "c", (0, 3)).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!reader.is_finished() && !middle.is_finished());
+        let record = |host: &str, at: Position, set: Value| {
+            batch
+                .peers()
+                .record(host, at, set.as_object().cloned().unwrap(), vec![])
+                .unwrap();
+            batch.changed.send_modify(|n| *n = n.wrapping_add(1));
+        };
+        record("c", (0, 3), json!({}));
+        assert_eq!(middle.await.unwrap(), serde_json::Map::new());
+        assert!(!reader.is_finished());
+        record("b", (0, 4), json!({"later": true}));
+        record("b", (1, 0), json!({}));
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(20), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen["later"], true);
     }
 
     fn line(text: &str) -> Line<'_> {

@@ -7,8 +7,9 @@
 //! one stood after the same `done` tasks of `p`: everything it set before, nothing it
 //! set after. So the asking host waits until the other has got that far, unless the
 //! other cannot get further without it (it waits on the deployer itself: a barrier, a
-//! `run_once` result, a throttle turn, another `hostvars` answer), has ended, or does
-//! not run in this batch; it is then seen as it stands.
+//! `run_once` result, a throttle turn), has ended, or does not run in this batch; it
+//! is then seen as it stands. A host waiting for another's `hostvars` still moves (the
+//! one it reads is behind it), so it is waited for.
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
