@@ -7,7 +7,7 @@ use crate::inventory::Inventory;
 use crate::keys;
 use crate::remote::{self, Op, RemoteOptions};
 use crate::target::Triple;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -130,16 +130,6 @@ impl InputArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StrategyArg {
-    Parallel,
-    Rolling,
-    Canary,
-    BlueGreen,
-    /// No runner: run every task over SSH from here (the baseline for binary mode).
-    Ssh,
-}
-
 /// At most one mode: each of these decides on its own what the run does, so a second
 /// one would be silently ignored (`--dry-run --cleanup` would really clean up).
 #[derive(Debug, clap::Args)]
@@ -170,7 +160,7 @@ struct DeployArgs {
     /// ansible_system + ansible_architecture, else the host's `uname -sm`, probed once
     /// and cached in ~/.rustle/targets.json; local hosts: this machine's).
     #[arg(short, long, value_name = "TRIPLE")]
-    target: Option<String>,
+    target: Option<Triple>,
     /// Write one packed runner per host and run nothing.
     #[arg(long)]
     compile_only: bool,
@@ -203,7 +193,7 @@ struct DeployArgs {
     report: Option<PathBuf>,
     /// How hosts are rolled through [default: parallel].
     #[arg(long, value_enum)]
-    strategy: Option<StrategyArg>,
+    strategy: Option<StrategyKind>,
     /// Hosts per batch (rolling) [default: 5].
     #[arg(long, value_name = "NUM")]
     batch_size: Option<usize>,
@@ -496,15 +486,7 @@ fn settings(args: &DeployArgs) -> Result<Settings, DeployError> {
     if let Some(v) = &args.known_hosts {
         s.known_hosts = Some(v.clone());
     }
-    if let Some(k) = args.strategy {
-        s.strategy = match k {
-            StrategyArg::Parallel => StrategyKind::Parallel,
-            StrategyArg::Rolling => StrategyKind::Rolling,
-            StrategyArg::Canary => StrategyKind::Canary,
-            StrategyArg::BlueGreen => StrategyKind::BlueGreen,
-            StrategyArg::Ssh => StrategyKind::Ssh,
-        };
-    }
+    s.strategy = args.strategy.unwrap_or(s.strategy);
     s.verify |= args.verify;
     s.accept_new_host_keys |= args.accept_new_host_keys;
     s.fallback_ssh |= args.fallback_ssh;
@@ -981,20 +963,6 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
     if args.deploy_only {
         return deploy_only(&args, &set);
     }
-    let default_target = match &set.default_target {
-        Some(t) => Some(
-            t.parse::<Triple>()
-                .map_err(|e| DeployError::Unsupported(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let target = match &args.target {
-        Some(t) => Some(
-            t.parse::<Triple>()
-                .map_err(|e| DeployError::Unsupported(e.to_string()))?,
-        ),
-        None => None,
-    };
     // An ad-hoc play is read from memory; its name puts it in the current directory,
     // which Ansible's ad-hoc command takes as the playbook's.
     let adhoc_path = args.adhoc.as_ref().map(|_| PathBuf::from("./(ad hoc)"));
@@ -1012,12 +980,12 @@ fn run(args: DeployArgs) -> Result<i32, DeployError> {
         plan,
         inventory: args.inventory.clone(),
         files_dir: args.files_dir.clone(),
-        target,
+        target: args.target,
         key: args.key.clone(),
         runner_dir: args.runner_dir.clone(),
         check_mode: args.check,
         diff_mode: args.diff,
-        default_target,
+        default_target: set.default_target,
         vault: args.input.vault()?,
         extra_vars: args.input.extra_vars.clone(),
         limit: args.input.limit.clone(),

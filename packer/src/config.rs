@@ -9,7 +9,8 @@
 //! The first of `./rustle-deploy.toml` and `~/.rustle/config.toml` that exists is read,
 //! alone: files are not merged, so the file named in [`Settings::source`] is the whole
 //! story. An explicit path (`--config FILE`) replaces both and must exist. Unknown
-//! sections and keys are errors, so a misspelt key never silently does nothing.
+//! sections and keys are errors, so a misspelt key never silently does nothing; an
+//! error names the file, the line and the dotted key (`deployment.paralel_jobs`).
 //!
 //! | key                                | setting                                   |
 //! |------------------------------------|-------------------------------------------|
@@ -56,10 +57,10 @@
 //! an error naming the variable.
 
 use crate::remote::Strategy;
-use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use crate::target::Triple;
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use toml::Spanned;
@@ -86,39 +87,10 @@ pub const ENV_ERROR_ON_MISSING_HANDLER: &str = "ANSIBLE_ERROR_ON_MISSING_HANDLER
 
 const MIB: u64 = 1024 * 1024;
 
-const DEPLOYMENT_KEYS: &[&str] = &[
-    "cache_dir",
-    "output_dir",
-    "parallel_jobs",
-    "default_timeout_secs",
-    "verify_deployments",
-    "strategy",
-    "batch_size",
-    "max_failures",
-    "canary_percentage",
-    "known_hosts",
-    "accept_new_host_keys",
-    "connect_timeout_secs",
-    "fallback_ssh",
-];
-const COMPILATION_KEYS: &[&str] = &[
-    "optimization_level",
-    "strip_symbols",
-    "static_linking",
-    "compression",
-    "binary_size_limit_mb",
-];
-const TARGETS_KEYS: &[&str] = &["default_arch", "supported_targets"];
-const CROSS_KEYS: &[&str] = &["use_zigbuild", "toolchain_auto_install"];
-const SECTIONS: &[(&str, &[&str])] = &[
-    ("deployment", DEPLOYMENT_KEYS),
-    ("compilation", COMPILATION_KEYS),
-    ("targets", TARGETS_KEYS),
-    ("cross_compilation", CROSS_KEYS),
-];
-
 /// How hosts are rolled through, by name; [`Settings::remote_strategy`] adds the numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The names (`blue-green`) are the same in the config file and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
     /// Every host at once.
     #[default]
@@ -129,50 +101,8 @@ pub enum StrategyKind {
     Canary,
     /// Stage everywhere, then switch everywhere.
     BlueGreen,
-    /// No runner: every task run over SSH from the controller.
+    /// No runner: run every task over SSH from here (the baseline for binary mode).
     Ssh,
-}
-
-impl StrategyKind {
-    /// Every strategy, in the order the help text lists them.
-    pub const ALL: [StrategyKind; 5] = [
-        StrategyKind::Parallel,
-        StrategyKind::Rolling,
-        StrategyKind::Canary,
-        StrategyKind::BlueGreen,
-        StrategyKind::Ssh,
-    ];
-
-    /// The name used in config files and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StrategyKind::Parallel => "parallel",
-            StrategyKind::Rolling => "rolling",
-            StrategyKind::Canary => "canary",
-            StrategyKind::BlueGreen => "blue-green",
-            StrategyKind::Ssh => "ssh",
-        }
-    }
-}
-
-impl fmt::Display for StrategyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for StrategyKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown strategy {s:?} (expected parallel, rolling, canary, blue-green or ssh)"
-                )
-            })
-    }
 }
 
 /// `compilation.optimization_level`: how custom runners are optimised (the spec's names,
@@ -238,7 +168,7 @@ pub struct Settings {
     /// Largest packed runner allowed, in bytes; `None` means no limit.
     pub binary_size_limit: Option<u64>,
     /// Target triple for hosts that name none (`targets.default_arch`).
-    pub default_target: Option<String>,
+    pub default_target: Option<Triple>,
     /// Use cargo-zigbuild for cross-compilation (no effect yet: runners are prebuilt).
     pub use_zigbuild: bool,
     /// Optimisation of custom runners; `None`: the prebuilt runners' (min-size).
@@ -328,26 +258,15 @@ pub enum ConfigError {
         /// What the parser said.
         reason: String,
     },
-    /// A section or key this version does not know.
-    #[error("{}:{line}: unknown key `{key}` (known here: {known})", .path.display())]
-    UnknownKey {
+    /// A section or key this version does not know (the reason lists the known ones),
+    /// or a known key with a value of the wrong type or out of range.
+    #[error("{}:{line}: `{key}`: {reason}", .path.display())]
+    Invalid {
         /// The file.
         path: PathBuf,
-        /// 1-based line of the key.
+        /// 1-based line of the key (unknown) or of the value (bad).
         line: usize,
         /// Dotted key, e.g. `deployment.paralel_jobs`.
-        key: String,
-        /// The keys that would have been accepted in its place.
-        known: String,
-    },
-    /// A known key with a value of the wrong type or out of range.
-    #[error("{}:{line}: bad value for `{key}`: {reason}", .path.display())]
-    BadValue {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the value.
-        line: usize,
-        /// Dotted key, e.g. `deployment.parallel_jobs`.
         key: String,
         /// What is wrong with it.
         reason: String,
@@ -426,121 +345,116 @@ fn find_file(
     Ok(None)
 }
 
-/// A key's value with where it was, so errors can give the line.
-type Entries = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
-
-/// One config file's text, for turning spans into lines in errors.
-struct File<'a> {
-    path: &'a Path,
-    text: &'a str,
+/// The config file as written: every section and key optional, none unknown. Checks
+/// that need no outside knowledge (ranges, names) happen while reading, so their
+/// errors carry the key's path and the value's line like type errors do.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    deployment: Deployment,
+    compilation: Compilation,
+    targets: Targets,
+    cross_compilation: CrossCompilation,
 }
 
-impl File<'_> {
-    fn line(&self, span: &Range<usize>) -> usize {
-        let newlines = self
-            .text
-            .bytes()
-            .take(span.start)
-            .filter(|&b| b == b'\n')
-            .count();
-        newlines + 1
-    }
-
-    fn syntax(&self, e: &toml::de::Error) -> ConfigError {
-        let line = e.span().map_or(1, |s| self.line(&s));
-        // Parser messages such as "duplicate key" do not say which key; the line does.
-        let text = self.text.lines().nth(line.saturating_sub(1)).map(str::trim);
-        let reason = match text {
-            Some(t) if !t.is_empty() => format!("{} in `{t}`", e.message()),
-            _ => e.message().to_string(),
-        };
-        ConfigError::Syntax {
-            path: self.path.to_path_buf(),
-            line,
-            reason,
-        }
-    }
-
-    fn bad(&self, key: &str, span: &Range<usize>, reason: impl Into<String>) -> ConfigError {
-        ConfigError::BadValue {
-            path: self.path.to_path_buf(),
-            line: self.line(span),
-            key: key.to_string(),
-            reason: reason.into(),
-        }
-    }
-
-    fn unknown(&self, key: &str, span: &Range<usize>, known: &[&str]) -> ConfigError {
-        ConfigError::UnknownKey {
-            path: self.path.to_path_buf(),
-            line: self.line(span),
-            key: key.to_string(),
-            known: known.join(", "),
-        }
-    }
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct Deployment {
+    // Paths are expanded afterwards (HOME comes from the environment): spanned for
+    // the line of an error then.
+    cache_dir: Option<Spanned<String>>,
+    output_dir: Option<Spanned<String>>,
+    #[serde(deserialize_with = "at_least_one")]
+    parallel_jobs: Option<usize>,
+    #[serde(deserialize_with = "at_least_one")]
+    default_timeout_secs: Option<u64>,
+    verify_deployments: Option<bool>,
+    strategy: Option<StrategyKind>,
+    #[serde(deserialize_with = "at_least_one")]
+    batch_size: Option<usize>,
+    max_failures: Option<usize>,
+    #[serde(deserialize_with = "percent")]
+    canary_percentage: Option<u32>,
+    known_hosts: Option<Spanned<String>>,
+    accept_new_host_keys: Option<bool>,
+    #[serde(deserialize_with = "at_least_one")]
+    connect_timeout_secs: Option<u64>,
+    fallback_ssh: Option<bool>,
 }
 
-/// The keys of one section, taken out one at a time with their types checked.
-struct Section<'a> {
-    file: &'a File<'a>,
-    name: &'static str,
-    entries: Entries,
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct Compilation {
+    #[serde(deserialize_with = "parsed")]
+    optimization_level: Option<OptimizationLevel>,
+    strip_symbols: Option<bool>,
+    // Accepted and type-checked, without effect yet (see the module docs).
+    #[serde(rename = "static_linking")]
+    _static_linking: Option<bool>,
+    #[serde(rename = "compression")]
+    _compression: Option<bool>,
+    #[serde(deserialize_with = "mebibytes")]
+    binary_size_limit_mb: Option<u64>,
 }
 
-impl<'a> Section<'a> {
-    /// Checks for unknown keys first, so a misspelt key is reported as such even when
-    /// another key's value is also wrong.
-    fn new(
-        file: &'a File<'a>,
-        name: &'static str,
-        known: &[&str],
-        entries: Entries,
-    ) -> Result<Self, ConfigError> {
-        let first_unknown = entries
-            .keys()
-            .filter(|k| !known.contains(&k.get_ref().as_str()))
-            .min_by_key(|k| k.span().start);
-        if let Some(k) = first_unknown {
-            return Err(file.unknown(&format!("{name}.{}", k.get_ref()), &k.span(), known));
-        }
-        Ok(Section {
-            file,
-            name,
-            entries,
-        })
-    }
-
-    /// The value of `key` as a `T`, if present.
-    fn get<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ConfigError> {
-        self.get_with(key, Ok)
-    }
-
-    /// The value of `key` as a `T`, then checked and converted by `check`.
-    fn get_with<T: DeserializeOwned, U>(
-        &mut self,
-        key: &str,
-        check: impl FnOnce(T) -> Result<U, String>,
-    ) -> Result<Option<U>, ConfigError> {
-        let Some(value) = self.entries.remove(key) else {
-            return Ok(None);
-        };
-        let span = value.span();
-        let full = format!("{}.{key}", self.name);
-        let typed = value
-            .into_inner()
-            .try_into::<T>()
-            .map_err(|e| self.file.bad(&full, &span, e.message()))?;
-        check(typed)
-            .map(Some)
-            .map_err(|reason| self.file.bad(&full, &span, reason))
-    }
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct Targets {
+    // Checked against the runner matrix now, so a typo is reported with its file and
+    // line instead of later as a bare "unsupported target".
+    #[serde(deserialize_with = "parsed")]
+    default_arch: Option<Triple>,
+    #[serde(rename = "supported_targets")]
+    _supported_targets: Option<Vec<String>>,
 }
 
-fn at_least_one<T: PartialOrd + From<u8>>(n: T) -> Result<T, String> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct CrossCompilation {
+    use_zigbuild: Option<bool>,
+    #[serde(rename = "toolchain_auto_install")]
+    _toolchain_auto_install: Option<bool>,
+}
+
+fn at_least_one<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + From<u8>,
+{
+    let n = T::deserialize(d)?;
     if n < T::from(1) {
-        return Err("must be at least 1".into());
+        return Err(D::Error::custom("must be at least 1"));
     }
-    Ok(n)
+    Ok(Some(n))
+}
+
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match u32::deserialize(d)? {
+        p if p > 100 => Err(D::Error::custom("must be between 0 and 100")),
+        p => Ok(Some(p)),
+    }
+}
+
+/// Whole MiB as bytes.
+fn mebibytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let mb: Option<u64> = at_least_one(d)?;
+    mb.map(|mb| {
+        mb.checked_mul(MIB)
+            .ok_or_else(|| D::Error::custom("too large"))
+    })
+    .transpose()
+}
+
+/// A string read with the type's `FromStr`, whose message is the error's.
+fn parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err: fmt::Display>,
+{
+    String::deserialize(d)?
+        .parse()
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
 /// `~` and `~/...` expanded with `home`; anything else as written.
@@ -560,6 +474,11 @@ fn expand_path(s: &str, home: Option<&str>) -> Result<PathBuf, String> {
     }
 }
 
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.bytes().take(offset).filter(|&b| b == b'\n').count() + 1
+}
+
 /// Parses one config file's text into `s`.
 fn apply_file(
     s: &mut Settings,
@@ -567,121 +486,67 @@ fn apply_file(
     text: &str,
     home: Option<&str>,
 ) -> Result<(), ConfigError> {
-    let file = File { path, text };
-    // First pass: every top-level key must be a known section holding a table. Done on
-    // spanned values so the error can name the key and its line.
-    let top: Entries = toml::from_str(text).map_err(|e| file.syntax(&e))?;
-    let mut top: Vec<_> = top.into_iter().collect();
-    top.sort_by_key(|(k, _)| k.span().start);
-    for (name, value) in &top {
-        if !SECTIONS.iter().any(|(n, _)| *n == name.get_ref().as_str()) {
-            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
-            return Err(file.unknown(name.get_ref(), &name.span(), &names));
+    let invalid =
+        |key: String, span: Option<std::ops::Range<usize>>, reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: span.map_or(1, |s| line_of(text, s.start)),
+            key,
+            reason,
+        };
+    let document = toml::Deserializer::parse(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
+        // Parser messages such as "duplicate key" do not say which key; the line does.
+        let reason = match text.lines().nth(line - 1).map(str::trim) {
+            Some(t) if !t.is_empty() => format!("{} in `{t}`", e.message()),
+            _ => e.message().to_string(),
+        };
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            reason,
         }
-        if !value.get_ref().is_table() {
-            return Err(file.bad(
-                name.get_ref(),
-                &value.span(),
-                format!("must be a table ([{}])", name.get_ref()),
-            ));
-        }
-    }
-    // Second pass: now that every section is known to be a table, read the keys inside
-    // with their own spans.
-    let mut sections: BTreeMap<String, Entries> =
-        toml::from_str(text).map_err(|e| file.syntax(&e))?;
-    let mut section = |name: &'static str, known: &[&str]| {
-        Section::new(
-            &file,
-            name,
-            known,
-            sections.remove(name).unwrap_or_default(),
-        )
+    })?;
+    let file: FileConfig = serde_path_to_error::deserialize(document).map_err(|e| {
+        // Inside a `Spanned` value the path goes on into toml's private field names,
+        // which are not the user's key.
+        let path = e.path().to_string();
+        let key = path.split(".$__").next().unwrap_or_default().to_string();
+        let inner = e.into_inner();
+        invalid(key, inner.span(), inner.message().to_string())
+    })?;
+    let path_of = |key: &str, value: Option<Spanned<String>>| {
+        value
+            .map(|v| {
+                expand_path(v.get_ref(), home)
+                    .map_err(|reason| invalid(format!("deployment.{key}"), Some(v.span()), reason))
+            })
+            .transpose()
     };
-
-    let mut d = section("deployment", DEPLOYMENT_KEYS)?;
-    if let Some(v) = d.get_with("cache_dir", |p: String| expand_path(&p, home))? {
-        s.cache_dir = Some(v);
-    }
-    if let Some(v) = d.get_with("output_dir", |p: String| expand_path(&p, home))? {
+    let d = file.deployment;
+    s.cache_dir = path_of("cache_dir", d.cache_dir)?.or(s.cache_dir.take());
+    if let Some(v) = path_of("output_dir", d.output_dir)? {
         s.output_dir = v;
     }
-    if let Some(v) = d.get_with("parallel_jobs", at_least_one::<usize>)? {
-        s.parallel = v;
-    }
-    if let Some(v) = d.get_with("default_timeout_secs", at_least_one::<u64>)? {
-        s.timeout_secs = v;
-    }
-    if let Some(v) = d.get("verify_deployments")? {
-        s.verify = v;
-    }
-    if let Some(v) = d.get_with("strategy", |n: String| n.parse::<StrategyKind>())? {
-        s.strategy = v;
-    }
-    if let Some(v) = d.get_with("batch_size", at_least_one::<usize>)? {
-        s.batch_size = v;
-    }
-    if let Some(v) = d.get("max_failures")? {
-        s.max_failures = v;
-    }
-    let percent = |p: u32| {
-        if p > 100 {
-            return Err("must be between 0 and 100".to_string());
-        }
-        Ok(p)
-    };
-    if let Some(v) = d.get_with("canary_percentage", percent)? {
-        s.canary_percent = v;
-    }
-    if let Some(v) = d.get_with("known_hosts", |p: String| expand_path(&p, home))? {
-        s.known_hosts = Some(v);
-    }
-    if let Some(v) = d.get("accept_new_host_keys")? {
-        s.accept_new_host_keys = v;
-    }
-    if let Some(v) = d.get_with("connect_timeout_secs", at_least_one::<u64>)? {
-        s.connect_timeout_secs = v;
-    }
-    if let Some(v) = d.get("fallback_ssh")? {
-        s.fallback_ssh = v;
-    }
-
-    let mut c = section("compilation", COMPILATION_KEYS)?;
-    if let Some(v) = c.get_with("optimization_level", |n: String| n.parse())? {
-        s.optimization_level = Some(v);
-    }
-    if let Some(v) = c.get("strip_symbols")? {
-        s.strip_symbols = Some(v);
-    }
-    c.get::<bool>("static_linking")?;
-    c.get::<bool>("compression")?;
-    let mib = |mb: u64| {
-        at_least_one(mb)?
-            .checked_mul(MIB)
-            .ok_or_else(|| "too large".to_string())
-    };
-    if let Some(v) = c.get_with("binary_size_limit_mb", mib)? {
-        s.binary_size_limit = Some(v);
-    }
-
-    let mut t = section("targets", TARGETS_KEYS)?;
-    // Checked against the runner matrix now, so a typo is reported with its file and
-    // line instead of later as a bare "unsupported target".
-    let triple = |name: String| {
-        name.parse::<crate::target::Triple>()
-            .map(|_| name)
-            .map_err(|e| e.to_string())
-    };
-    if let Some(v) = t.get_with("default_arch", triple)? {
-        s.default_target = Some(v);
-    }
-    t.get::<Vec<String>>("supported_targets")?;
-
-    let mut x = section("cross_compilation", CROSS_KEYS)?;
-    if let Some(v) = x.get("use_zigbuild")? {
-        s.use_zigbuild = v;
-    }
-    x.get::<bool>("toolchain_auto_install")?;
+    s.known_hosts = path_of("known_hosts", d.known_hosts)?.or(s.known_hosts.take());
+    s.parallel = d.parallel_jobs.unwrap_or(s.parallel);
+    s.timeout_secs = d.default_timeout_secs.unwrap_or(s.timeout_secs);
+    s.verify = d.verify_deployments.unwrap_or(s.verify);
+    s.strategy = d.strategy.unwrap_or(s.strategy);
+    s.batch_size = d.batch_size.unwrap_or(s.batch_size);
+    s.max_failures = d.max_failures.unwrap_or(s.max_failures);
+    s.canary_percent = d.canary_percentage.unwrap_or(s.canary_percent);
+    s.accept_new_host_keys = d.accept_new_host_keys.unwrap_or(s.accept_new_host_keys);
+    s.connect_timeout_secs = d.connect_timeout_secs.unwrap_or(s.connect_timeout_secs);
+    s.fallback_ssh = d.fallback_ssh.unwrap_or(s.fallback_ssh);
+    let c = file.compilation;
+    s.optimization_level = c.optimization_level.or(s.optimization_level);
+    s.strip_symbols = c.strip_symbols.or(s.strip_symbols);
+    s.binary_size_limit = c.binary_size_limit_mb.or(s.binary_size_limit);
+    s.default_target = file.targets.default_arch.or(s.default_target);
+    s.use_zigbuild = file
+        .cross_compilation
+        .use_zigbuild
+        .unwrap_or(s.use_zigbuild);
     Ok(())
 }
 
@@ -704,11 +569,11 @@ fn apply_env(
         s.binary_size_limit = Some(parse_size(&v).map_err(bad(ENV_BINARY_SIZE_LIMIT, &v))?);
     }
     if let Some(v) = get(ENV_TIMEOUT) {
-        let secs = v
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| "expected a whole number of seconds".to_string())
-            .and_then(at_least_one);
+        let secs = match v.trim().parse::<u64>() {
+            Ok(0) => Err("must be at least 1".to_string()),
+            Ok(n) => Ok(n),
+            Err(_) => Err("expected a whole number of seconds".to_string()),
+        };
         s.timeout_secs = secs.map_err(bad(ENV_TIMEOUT, &v))?;
     }
     if let Some(v) = get(ENV_ZIG) {
@@ -879,9 +744,15 @@ fallback_ssh = true
 
     #[test]
     fn every_strategy_name() {
-        for k in StrategyKind::ALL {
-            let s = ok(&format!("[deployment]\nstrategy = \"{k}\"\n"));
-            assert_eq!(s.strategy, k);
+        // The config file takes the command line's names.
+        use clap::ValueEnum as _;
+        for k in StrategyKind::value_variants() {
+            let name = k.to_possible_value().unwrap();
+            let s = ok(&format!(
+                "[deployment]\nstrategy = \"{}\"\n",
+                name.get_name()
+            ));
+            assert_eq!(s.strategy, *k);
         }
         let canary = ok("[deployment]\nstrategy = \"canary\"\ncanary_percentage = 30\n");
         assert_eq!(canary.remote_strategy(), Strategy::Canary { percent: 30 });
@@ -919,7 +790,7 @@ binary_size_limit_mb = 50
         // Accepted keys are still type-checked.
         let e = check("[compilation]\nstrip_symbols = \"yes\"\n", &[]).unwrap_err();
         assert!(
-            matches!(&e, ConfigError::BadValue { key, .. } if key == "compilation.strip_symbols"),
+            matches!(&e, ConfigError::Invalid { key, .. } if key == "compilation.strip_symbols"),
             "{e}"
         );
         let e = check("[compilation]\nbinary_size_limit_mb = 0\n", &[]).unwrap_err();
@@ -937,14 +808,11 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-apple-darwin"]
 use_zigbuild = true
 toolchain_auto_install = false
 "#);
-        assert_eq!(
-            s.default_target.as_deref(),
-            Some("aarch64-unknown-linux-gnu")
-        );
+        assert_eq!(s.default_target, Some(Triple::Aarch64LinuxMusl));
         assert!(s.use_zigbuild);
         let e = check("[targets]\ndefault_arch = \"riscv64\"\n", &[]).unwrap_err();
         assert!(
-            matches!(&e, ConfigError::BadValue { key, line: 2, .. } if key == "targets.default_arch"),
+            matches!(&e, ConfigError::Invalid { key, line: 2, .. } if key == "targets.default_arch"),
             "{e}"
         );
         let e = check("[targets]\nsupported_targets = [1, 2]\n", &[]).unwrap_err();
@@ -1028,7 +896,7 @@ toolchain_auto_install = true
     #[test]
     fn bad_type_names_key_file_and_line() {
         let e = check("\n[deployment]\nparallel_jobs = \"many\"\n", &[]).unwrap_err();
-        let ConfigError::BadValue {
+        let ConfigError::Invalid {
             path,
             line,
             key,
@@ -1064,6 +932,11 @@ toolchain_auto_install = true
                 "deployment.verify_deployments",
             ),
             ("[deployment]\noutput_dir = \"\"\n", "deployment.output_dir"),
+            ("[deployment]\ncache_dir = 3\n", "deployment.cache_dir"),
+            (
+                "[compilation]\nbinary_size_limit_mb = 99999999999999\n",
+                "compilation.binary_size_limit_mb",
+            ),
             ("deployment = 3\n", "deployment"),
             (
                 "[cross_compilation]\nuse_zigbuild = \"yes\"\n",
@@ -1072,7 +945,7 @@ toolchain_auto_install = true
         ] {
             let e = check(text, &[]).unwrap_err();
             assert!(
-                matches!(&e, ConfigError::BadValue { key: k, .. } if k == key),
+                matches!(&e, ConfigError::Invalid { key: k, .. } if k == key),
                 "{text}: {e}"
             );
         }
@@ -1081,26 +954,35 @@ toolchain_auto_install = true
     #[test]
     fn unknown_keys_and_sections() {
         let e = check("[deployment]\nparallel_jobs = 2\nparalel_jobs = 3\n", &[]).unwrap_err();
-        let ConfigError::UnknownKey {
-            line, key, known, ..
+        let ConfigError::Invalid {
+            line, key, reason, ..
         } = &e
         else {
             panic!("{e:?}")
         };
         assert_eq!((*line, key.as_str()), (3, "deployment.paralel_jobs"));
-        assert!(known.contains("parallel_jobs"));
-        // Reported before a bad value elsewhere in the section.
-        let e = check("[deployment]\nparallel_jobs = \"x\"\nzzz = 1\n", &[]).unwrap_err();
-        assert!(matches!(&e, ConfigError::UnknownKey { key, .. } if key == "deployment.zzz"));
+        // The known keys are listed, so the fix is one look away.
+        assert!(
+            reason.contains("unknown field") && reason.contains("parallel_jobs"),
+            "{reason}"
+        );
+        // The first problem in the file is the one reported, an unknown key as a bad value.
+        let e = check("[deployment]\nzzz = 1\nparallel_jobs = \"x\"\n", &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid { key, line: 2, .. } if key == "deployment.zzz"),
+            "{e}"
+        );
 
         let e = check("[deploy]\nparallel_jobs = 2\n", &[]).unwrap_err();
         assert!(
-            matches!(&e, ConfigError::UnknownKey { key, line: 1, .. } if key == "deploy"),
+            matches!(&e, ConfigError::Invalid { key, line: 1, reason, .. }
+                if key == "deploy" && reason.contains("unknown field") && reason.contains("deployment")),
             "{e}"
         );
         let e = check("[targets.extra]\nx = 1\n", &[]).unwrap_err();
         assert!(
-            matches!(&e, ConfigError::UnknownKey { key, .. } if key == "targets.extra"),
+            matches!(&e, ConfigError::Invalid { key, reason, .. }
+                if key == "targets.extra" && reason.contains("unknown field")),
             "{e}"
         );
     }

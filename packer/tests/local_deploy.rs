@@ -585,22 +585,12 @@ fn bad_input_is_refused_with_the_culprit_named() {
             vec!["sparc-sun-solaris"],
         ),
         // A bad command line is bad input too (not clap's 2, which here means a task
-        // failed), and two modes are refused rather than one silently winning.
+        // failed).
         (vec!["--bogus", plan], 4, vec!["--bogus"]),
         (
-            vec!["--dry-run", "--cleanup"],
+            vec!["--strategy", "bluegreen", plan],
             4,
-            vec!["--dry-run", "--cleanup", "cannot be used with"],
-        ),
-        (
-            vec!["--rollback", "--deploy-only"],
-            4,
-            vec!["--rollback", "--deploy-only", "cannot be used with"],
-        ),
-        (
-            vec!["--compile-only", "--dry-run", plan],
-            4,
-            vec!["--compile-only", "--dry-run"],
+            vec!["bluegreen", "blue-green"],
         ),
     ];
     for (args, want, words) in cases {
@@ -611,6 +601,43 @@ fn bad_input_is_refused_with_the_culprit_named() {
             assert!(err.contains(w), "{args:?}: '{w}' not in: {err}");
         }
         assert!(!work.exists(), "{args:?}: something ran");
+    }
+}
+
+/// Each mode decides on its own what the run does, so two of them are refused, naming
+/// both, rather than one silently winning (`--dry-run --cleanup` would clean up,
+/// `--rollback --deploy-only` would roll back), with or without a plan, and for
+/// `adhoc` too.
+#[test]
+fn two_modes_are_refused_naming_both() {
+    let env = Env::new();
+    let work = env.path("work");
+    let plan = env.write_json("plan.json", &plan_in(&work));
+    let plan = plan.to_str().unwrap();
+    let modes = [
+        "--compile-only",
+        "--deploy-only",
+        "--dry-run",
+        "--rollback",
+        "--list-deployments",
+        "--cleanup",
+    ];
+    for (i, first) in modes.iter().enumerate() {
+        for second in &modes[i + 1..] {
+            for args in [
+                vec![*first, *second],
+                vec![*second, plan, *first],
+                vec!["adhoc", "localhost", "-a", "true", *first, *second],
+            ] {
+                let out = env.deploy(&args);
+                let err = text(&out.stderr);
+                assert_eq!(code(&out), 4, "{args:?}: {err}");
+                for w in [*first, *second, "cannot be used with"] {
+                    assert!(err.contains(w), "{args:?}: '{w}' not in: {err}");
+                }
+                assert!(!work.exists(), "{args:?}: something ran");
+            }
+        }
     }
 }
 
