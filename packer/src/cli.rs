@@ -846,8 +846,6 @@ fn carry_out(
     Ok(deploy::exit_code(&results))
 }
 
-/// Refuses a deploy whose packed runners would exceed the size limit
-/// (`binary_size_limit_mb`, `$RUSTLE_BINARY_SIZE_LIMIT`), before any host is touched.
 /// A host where the runner could not even start (the shell's exit code 126: "Exec
 /// format error") is not the platform it was packed for: its cached `uname -sm` answer
 /// is dropped, so the next deploy asks it again instead of failing the same way.
@@ -858,12 +856,9 @@ fn forget_wrong_platforms(results: &[deploy::HostResult], keys: &[(String, Strin
     let wrong: Vec<&(String, String, Triple)> = keys
         .iter()
         .filter(|(host, _, _)| {
-            results.iter().any(|r| {
-                r.host == *host
-                    && r.error
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("runner exited with code 126:"))
-            })
+            results
+                .iter()
+                .any(|r| r.host == *host && r.exit_code == Some(126))
         })
         .collect();
     if wrong.is_empty() {
@@ -887,6 +882,8 @@ fn forget_wrong_platforms(results: &[deploy::HostResult], keys: &[(String, Strin
     }
 }
 
+/// Refuses a deploy whose packed runners would exceed the size limit
+/// (`binary_size_limit_mb`, `$RUSTLE_BINARY_SIZE_LIMIT`), before any host is touched.
 fn check_size_limit(
     jobs: &[deploy::Job],
     runners: &std::collections::BTreeMap<Triple, crate::runners::Runner>,

@@ -1164,6 +1164,9 @@ pub struct HostResult {
     pub tasks: Vec<Event>,
     /// Why it failed, when the runner did not say.
     pub error: Option<String>,
+    /// The runner's exit code, once it ended with one (`None`: not run yet, or killed
+    /// by a signal).
+    pub exit_code: Option<i32>,
     /// Milliseconds spent running.
     pub run_ms: f64,
     /// Where the host keeps this release.
@@ -1190,6 +1193,7 @@ impl HostResult {
             recap: Recap::default(),
             tasks: Vec::new(),
             error: None,
+            exit_code: None,
             run_ms: 0.0,
             release_dir,
             overflowed: false,
@@ -1502,6 +1506,7 @@ pub fn finish(result: &mut HostResult, code: Option<i32>, stderr: &str) {
         result.status = HostStatus::Failed;
         return;
     }
+    result.exit_code = code;
     match code {
         Some(rustle_runner::exit::OK) => result.status = HostStatus::Ok,
         // A host a delegated task could not reach stops unreachable, not failed, as
