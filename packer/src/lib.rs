@@ -9,6 +9,7 @@ pub mod adhoc;
 pub mod ansible_yaml;
 pub mod channel;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod custom;
 pub mod delegate;

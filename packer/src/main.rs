@@ -1,5 +1,5 @@
-//! The `rustle-deploy` binary: everything lives in [`rustle_deploy::cli`].
+//! The `rustle-deploy` binary: everything lives in [`rustle_deploy::commands`].
 
 fn main() {
-    std::process::exit(rustle_deploy::cli::main());
+    std::process::exit(rustle_deploy::commands::main());
 }
