@@ -49,26 +49,7 @@ pub(crate) enum Cmd {
         force: bool,
     },
     /// Turn an Ansible playbook into a plan in the project's format.
-    Plan {
-        /// The playbook.
-        playbook: PathBuf,
-        /// Mark the plan for check mode.
-        #[arg(short = 'C', long)]
-        check: bool,
-        /// Mark the plan for diff mode.
-        #[arg(short = 'D', long)]
-        diff: bool,
-        /// Inventory: checks that --limit matches a host (the plan itself stays
-        /// host-independent; give the inventory again when deploying it). May be given
-        /// more than once, as for a deploy.
-        #[arg(short, long, value_name = "FILE")]
-        inventory: Vec<PathBuf>,
-        #[command(flatten)]
-        input: InputArgs,
-        /// Write the plan here instead of stdout.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    Plan(PlanArgs),
     /// Run one module on the hosts a pattern selects, as Ansible's ad-hoc command
     /// (`ansible PATTERN -m MODULE -a ARGS`) does: a play of that one task, without
     /// facts; each host's result printed as Ansible prints it, and no recap.
@@ -86,6 +67,29 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         deploy: Box<DeployArgs>,
     },
+}
+
+/// `rustle-deploy plan`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PlanArgs {
+    /// The playbook.
+    pub(crate) playbook: PathBuf,
+    /// Mark the plan for check mode.
+    #[arg(short = 'C', long)]
+    pub(crate) check: bool,
+    /// Mark the plan for diff mode.
+    #[arg(short = 'D', long)]
+    pub(crate) diff: bool,
+    /// Inventory: checks that --limit matches a host (the plan itself stays
+    /// host-independent; give the inventory again when deploying it). May be given
+    /// more than once, as for a deploy.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) inventory: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) input: InputArgs,
+    /// Write the plan here instead of stdout.
+    #[arg(short, long)]
+    pub(crate) output: Option<PathBuf>,
 }
 
 /// What a playbook deploy and `plan` share: variables, host limit, vault.

@@ -32,21 +32,7 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Some(Cmd::Keygen { out, force }) => plan::keygen(out, force),
-        Some(Cmd::Plan {
-            playbook,
-            check,
-            diff,
-            inventory,
-            input,
-            output,
-        }) => plan::plan_cmd(plan::PlanCmd {
-            playbook,
-            check,
-            diff,
-            inventory,
-            input,
-            output,
-        }),
+        Some(Cmd::Plan(args)) => plan::plan_cmd(args),
         Some(Cmd::Adhoc {
             pattern,
             module,

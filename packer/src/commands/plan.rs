@@ -1,7 +1,7 @@
 //! `rustle-deploy plan` (a playbook turned into a plan) and `rustle-deploy keygen`.
 
 use super::write_private;
-use crate::cli::InputArgs;
+use crate::cli::PlanArgs;
 use crate::config;
 use crate::deploy::{DeployError, exit};
 use crate::inventory::Inventory;
@@ -20,17 +20,7 @@ pub(super) fn keygen(out: Option<PathBuf>, force: bool) -> Result<i32, DeployErr
     Ok(exit::OK)
 }
 
-/// `rustle-deploy plan`'s arguments.
-pub(super) struct PlanCmd {
-    pub(super) playbook: PathBuf,
-    pub(super) check: bool,
-    pub(super) diff: bool,
-    pub(super) inventory: Vec<PathBuf>,
-    pub(super) input: InputArgs,
-    pub(super) output: Option<PathBuf>,
-}
-
-pub(super) fn plan_cmd(c: PlanCmd) -> Result<i32, DeployError> {
+pub(super) fn plan_cmd(c: PlanArgs) -> Result<i32, DeployError> {
     let vault = c.input.vault()?;
     if let Some(limit) = &c.input.limit
         && !c.inventory.is_empty()
