@@ -127,7 +127,7 @@ impl InputArgs {
             .as_deref()
             .map(crate::vault::Vault::from_password_file)
             .transpose()
-            .map_err(|e| DeployError::Unsupported(e.to_string()))
+            .map_err(DeployError::from)
     }
 }
 

@@ -57,6 +57,9 @@ pub enum DeployError {
     /// Reading an Ansible playbook.
     #[error(transparent)]
     Playbook(#[from] crate::playbook::PlaybookError),
+    /// The vault password (`--vault-password-file`).
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
     /// Finding or building a runner.
     #[error(transparent)]
     Runner(#[from] RunnerError),
@@ -93,6 +96,7 @@ impl DeployError {
             | DeployError::Inventory(_)
             | DeployError::Key(_)
             | DeployError::Playbook(_)
+            | DeployError::Vault(_)
             | DeployError::Config(_) => exit::BAD_INPUT,
             DeployError::Unsupported(_) => exit::BAD_INPUT,
             // A plan the runner cannot run is bad input; a runner that cannot be packed is not.

@@ -588,6 +588,11 @@ fn bad_input_is_refused_with_the_culprit_named() {
         // failed).
         (vec!["--bogus", plan], 4, vec!["--bogus"]),
         (
+            vec!["--vault-password-file", "/nonexistent/vault-pw", plan],
+            4,
+            vec!["/nonexistent/vault-pw"],
+        ),
+        (
             vec!["--strategy", "bluegreen", plan],
             4,
             vec!["bluegreen", "blue-green"],
