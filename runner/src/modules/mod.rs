@@ -36,6 +36,7 @@ mod iflags;
 mod ini_file;
 mod known_hosts;
 mod library;
+mod locale_gen;
 mod misc;
 mod modprobe;
 mod mount;
@@ -243,6 +244,7 @@ pub const SUPPORTED: &[&str] = &[
     "ini_file",
     "known_hosts",
     "lineinfile",
+    "locale_gen",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
     "modprobe",
@@ -289,7 +291,13 @@ const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     ("ansible.posix.", &["authorized_key", "mount", "sysctl"]),
     (
         "community.general.",
-        &["ini_file", "modprobe", "pam_limits", "timezone"],
+        &[
+            "ini_file",
+            "locale_gen",
+            "modprobe",
+            "pam_limits",
+            "timezone",
+        ],
     ),
 ];
 
@@ -319,6 +327,7 @@ const LINUX_ONLY: &[&str] = &[
     "apt_repository",
     "debconf",
     "dpkg_selections",
+    "locale_gen",
     "modprobe",
     "mount",
     "pam_limits",
@@ -379,6 +388,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
+        "locale_gen" => locale_gen::run(args, ctx),
         "git" => git::run(args, ctx),
         "mount" => mount::run(args, ctx),
         "apt_repository" => apt_repository::run(args, ctx),
