@@ -154,21 +154,12 @@ fn installed(ctx: &Ctx<'_>, locale: &Path) -> Step<Vec<String>> {
     Ok(out.lines().map(str::to_string).collect())
 }
 
-/// Runs a tool as the module's CmdRunner with check_rc: a failure fails the task with
-/// its stderr, rc and output.
+/// Runs a tool as the module's CmdRunner with check_rc.
 fn execute(ctx: &Ctx<'_>, program: &Path, argv: &[&str]) -> Step<String> {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    match tools::run_command(ctx.command(program), &argv, None) {
-        Ok(o) if o.rc == 0 => Ok(o.stdout),
-        Ok(o) => Err(fsutil::failed(
-            Outcome::fail(o.stderr.trim_end().to_string())
-                .with("rc", o.rc)
-                .with("stdout", o.stdout)
-                .with("stderr", o.stderr)
-                .with("cmd", tools::shown(program, &argv)),
-        )),
-        Err(e) => fail(format!("{}: {e}", program.display())),
-    }
+    tools::run_checked(ctx, program, &argv)
+        .map(|o| o.stdout)
+        .map_err(fsutil::failed)
 }
 
 /// The module's `fix_case`: encodings in one spelling.

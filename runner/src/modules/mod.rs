@@ -34,6 +34,7 @@ mod git;
 mod hostname;
 mod iflags;
 mod ini_file;
+mod iptables;
 mod known_hosts;
 mod library;
 mod locale_gen;
@@ -242,6 +243,7 @@ pub const SUPPORTED: &[&str] = &[
     "hostname",
     "include_vars",
     "ini_file",
+    "iptables",
     "known_hosts",
     "lineinfile",
     "locale_gen",
@@ -327,6 +329,7 @@ const LINUX_ONLY: &[&str] = &[
     "apt_repository",
     "debconf",
     "dpkg_selections",
+    "iptables",
     "locale_gen",
     "modprobe",
     "mount",
@@ -389,6 +392,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
         "locale_gen" => locale_gen::run(args, ctx),
+        "iptables" => iptables::run(args, ctx),
         "git" => git::run(args, ctx),
         "mount" => mount::run(args, ctx),
         "apt_repository" => apt_repository::run(args, ctx),
