@@ -19,6 +19,7 @@ mod control;
 mod copy;
 mod cron;
 pub mod custom;
+mod deb822_repository;
 mod debian;
 pub mod fetch;
 mod file;
@@ -225,6 +226,7 @@ pub const SUPPORTED: &[&str] = &[
     "command",
     "copy",
     "cron",
+    "deb822_repository",
     "debconf",
     "debug",
     "dnf",
@@ -327,6 +329,7 @@ pub fn canonical(module: &str) -> &str {
 /// Linux PAM and kernel modules, the Linux service managers).
 const LINUX_ONLY: &[&str] = &[
     "apt_repository",
+    "deb822_repository",
     "debconf",
     "dpkg_selections",
     "iptables",
@@ -396,6 +399,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "git" => git::run(args, ctx),
         "mount" => mount::run(args, ctx),
         "apt_repository" => apt_repository::run(args, ctx),
+        "deb822_repository" => deb822_repository::run(args, ctx),
         "uri" => uri::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
