@@ -6,6 +6,7 @@
 //! A module never exits the process or panics: argument problems are
 //! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
 
+mod apt_key;
 mod apt_repository;
 mod archive;
 mod archive_fmt;
@@ -216,6 +217,7 @@ pub const SUPPORTED: &[&str] = &[
     "add_host",
     "apk",
     "apt",
+    "apt_key",
     "apt_repository",
     "archive",
     "assemble",
@@ -328,6 +330,7 @@ pub fn canonical(module: &str) -> &str {
 /// Modules whose tools and files exist on Linux only (Debian's package configuration,
 /// Linux PAM and kernel modules, the Linux service managers).
 const LINUX_ONLY: &[&str] = &[
+    "apt_key",
     "apt_repository",
     "deb822_repository",
     "debconf",
@@ -398,6 +401,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "iptables" => iptables::run(args, ctx),
         "git" => git::run(args, ctx),
         "mount" => mount::run(args, ctx),
+        "apt_key" => apt_key::run(args, ctx),
         "apt_repository" => apt_repository::run(args, ctx),
         "deb822_repository" => deb822_repository::run(args, ctx),
         "uri" => uri::run(args, ctx),
