@@ -4,7 +4,7 @@
 //! whose key is fetched with the host's curl/wget into /etc/apt/keyrings/SLUG.asc|gpg.
 //! Files are written through `fsutil`'s atomic writer, so an unchanged stanza is ok.
 
-use super::fsutil::{self, Attrs, Step, WriteReq};
+use super::fsutil::{self, Attrs, Step};
 use super::{Ctx, ModuleError, Outcome, args, get_url};
 use crate::plan::Vars;
 use serde_json::Value;
@@ -272,17 +272,7 @@ fn keyrings_dir(dir: &Path, ctx: &Ctx<'_>) -> Step<bool> {
 /// Writes `content` to `path` (or in check mode says whether it would); whether it
 /// changed, content or mode.
 fn write(path: &Path, content: &[u8], attrs: Attrs, ctx: &Ctx<'_>) -> Step<bool> {
-    let req = WriteReq {
-        dest: path,
-        content,
-        attrs,
-        force: true,
-        backup: false,
-        follow: true,
-        src: None,
-        new_mode: Some(0o644),
-    };
-    Ok(fsutil::write_file(&req, ctx)?.changed)
+    Ok(fsutil::write_config(path, content, attrs, ctx)?.changed)
 }
 
 fn run_at(a: &Vars, ctx: &Ctx<'_>, places: &Places) -> Step<Outcome> {

@@ -9,51 +9,13 @@ use crate::plan::Vars;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const KNOWN: &[&str] = &[
-    "table",
-    "state",
-    "action",
-    "ip_version",
-    "chain",
-    "rule_num",
-    "protocol",
-    "wait",
-    "source",
-    "to_source",
-    "destination",
-    "to_destination",
+/// The arguments that are not plain strings or choices.
+const OTHER_ARGS: &[&str] = &[
     "match",
-    "tcp_flags",
-    "jump",
-    "gateway",
-    "log_prefix",
-    "log_level",
-    "goto",
-    "in_interface",
-    "out_interface",
-    "fragment",
-    "set_counters",
-    "source_port",
-    "destination_port",
     "destination_ports",
-    "to_ports",
-    "set_dscp_mark",
-    "set_dscp_mark_class",
-    "comment",
     "ctstate",
-    "src_range",
-    "dst_range",
-    "match_set",
-    "match_set_flags",
-    "limit",
-    "limit_burst",
-    "uid_owner",
-    "gid_owner",
-    "reject_with",
-    "icmp_type",
-    "syn",
+    "tcp_flags",
     "flush",
-    "policy",
     "chain_management",
     "numeric",
 ];
@@ -144,7 +106,13 @@ impl Params {
     }
 
     fn parse(a: &Vars) -> Result<Params, ModuleError> {
-        args::only(a, KNOWN)?;
+        let known: Vec<&str> = STRINGS
+            .iter()
+            .chain(CHOICES.iter().map(|(n, _, _)| n))
+            .chain(OTHER_ARGS)
+            .copied()
+            .collect();
+        args::only(a, &known)?;
         let mut p = Params::default();
         for name in STRINGS {
             if let Some(v) = args::opt_str(a, name)? {

@@ -5,7 +5,7 @@
 //! Presence is what `locale -a` lists, before and after, so a locale the C library
 //! carries built in (C.UTF-8) is reported unchanged when asked to go, as there.
 
-use super::fsutil::{self, Attrs, Step, WriteReq, fail};
+use super::fsutil::{self, Attrs, Step, fail};
 use super::{Ctx, ModuleError, Outcome, args, tools};
 use crate::plan::Vars;
 use regex::Regex;
@@ -228,17 +228,7 @@ fn set_enabled(text: &str, names: &[String], enabled: bool) -> Result<String, Mo
 }
 
 fn write(path: &Path, text: &str, ctx: &Ctx<'_>) -> Step<()> {
-    let req = WriteReq {
-        dest: path,
-        content: text.as_bytes(),
-        attrs: Attrs::default(),
-        force: true,
-        backup: false,
-        follow: true,
-        src: None,
-        new_mode: Some(0o644),
-    };
-    fsutil::write_file(&req, ctx).map(|_| ())
+    fsutil::write_config(path, text.as_bytes(), Attrs::default(), ctx).map(|_| ())
 }
 
 #[cfg(test)]
