@@ -316,8 +316,12 @@ impl Params {
             "-t".to_string(),
             self.get("table").unwrap_or("filter").to_string(),
             action.to_string(),
-            self.get("chain").unwrap_or_default().to_string(),
         ];
+        // Without a chain (flush) the module's None is dropped from the command line by
+        // run_command, so every chain of the table is meant.
+        if let Some(chain) = self.get("chain") {
+            cmd.push(chain.to_string());
+        }
         if action == "-I"
             && let Some(n) = self.get("rule_num").filter(|n| !n.is_empty())
         {
@@ -579,6 +583,22 @@ mod tests {
             "value of table must be one of: filter, nat, mangle, raw, security, got: nope"
         );
         assert!(params(json!({"flush": true})).is_ok());
+    }
+
+    #[test]
+    fn commands_name_the_table_chain_and_rule() {
+        let p = params(
+            json!({"chain": "INPUT", "action": "insert", "rule_num": "2",
+                              "jump": "ACCEPT", "table": "nat"}),
+        )
+        .unwrap();
+        assert_eq!(
+            p.command("-I", true).join(" "),
+            "-t nat -I INPUT 2 -j ACCEPT"
+        );
+        assert_eq!(p.command("-A", true).join(" "), "-t nat -A INPUT -j ACCEPT");
+        let all = params(json!({"flush": true})).unwrap();
+        assert_eq!(all.command("-F", false).join(" "), "-t filter -F");
     }
 
     #[test]
