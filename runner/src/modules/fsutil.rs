@@ -596,6 +596,28 @@ pub(super) struct WriteReq<'a> {
     pub new_mode: Option<u32>,
 }
 
+/// Writes a system configuration file a module builds whole (sysctl.conf, locale.gen, an
+/// APT source): through a symlink, replacing different content, 0644 when new unless
+/// `attrs` says otherwise; the same compare-then-write as [`write_file`].
+pub(super) fn write_config(
+    path: &Path,
+    content: &[u8],
+    attrs: Attrs,
+    ctx: &Ctx<'_>,
+) -> Step<Outcome> {
+    let req = WriteReq {
+        dest: path,
+        content,
+        attrs,
+        force: true,
+        backup: false,
+        follow: true,
+        src: None,
+        new_mode: Some(0o644),
+    };
+    write_file(&req, ctx)
+}
+
 /// The write logic of copy, template, lineinfile, blockinfile, replace, sysctl and
 /// archive: compare, then back up, write a private temp file beside the destination
 /// and rename it over (see [`crate::atomic::NewFile`]), then reconcile mode/owner/group.

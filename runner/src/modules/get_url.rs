@@ -544,6 +544,27 @@ fn fetch_and_place(
     Ok(fsutil::add_path_info(o, dest, true))
 }
 
+/// The document at `url` (http, https or ftp through the host's curl or wget, as
+/// get_url fetches; 10 s to connect, certificates checked), for a module that reads a
+/// small one such as deb822_repository's `signed_by` key.
+pub(super) fn download(url: &str, ctx: &Ctx<'_>) -> Result<Vec<u8>, String> {
+    let staging = PrivateDir::for_task("download", ctx.run_as)
+        .map_err(|e| format!("could not make a private directory: {e}"))?;
+    let Some((tool, program)) = find_tool(std::env::var_os("PATH").as_deref()) else {
+        return Err(
+            "neither curl nor wget is installed on this host (the runner has no HTTP client of its own)"
+                .into(),
+        );
+    };
+    let f = Fetch {
+        timeout: 10,
+        validate_certs: true,
+        headers: &[],
+    };
+    fetch_with(tool, ctx.command(&program), url, &staging, &f)?;
+    fs::read(staging.path().join(DOWNLOAD)).map_err(|e| format!("could not read the download: {e}"))
+}
+
 /// Gets the URL's content into the private directory's `download` file; the HTTP
 /// status when there is one.
 fn fetch(req: &Request, staging: &PrivateDir, ctx: &Ctx<'_>) -> Step<Option<u16>> {

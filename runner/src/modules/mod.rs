@@ -6,6 +6,7 @@
 //! A module never exits the process or panics: argument problems are
 //! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
 
+mod apt_key;
 mod apt_repository;
 mod archive;
 mod archive_fmt;
@@ -19,6 +20,7 @@ mod control;
 mod copy;
 mod cron;
 pub mod custom;
+mod deb822_repository;
 mod debian;
 pub mod fetch;
 mod file;
@@ -34,8 +36,10 @@ mod git;
 mod hostname;
 mod iflags;
 mod ini_file;
+mod iptables;
 mod known_hosts;
 mod library;
+mod locale_gen;
 mod misc;
 mod modprobe;
 mod mount;
@@ -213,6 +217,7 @@ pub const SUPPORTED: &[&str] = &[
     "add_host",
     "apk",
     "apt",
+    "apt_key",
     "apt_repository",
     "archive",
     "assemble",
@@ -223,6 +228,7 @@ pub const SUPPORTED: &[&str] = &[
     "command",
     "copy",
     "cron",
+    "deb822_repository",
     "debconf",
     "debug",
     "dnf",
@@ -241,8 +247,10 @@ pub const SUPPORTED: &[&str] = &[
     "hostname",
     "include_vars",
     "ini_file",
+    "iptables",
     "known_hosts",
     "lineinfile",
+    "locale_gen",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
     "modprobe",
@@ -289,7 +297,13 @@ const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     ("ansible.posix.", &["authorized_key", "mount", "sysctl"]),
     (
         "community.general.",
-        &["ini_file", "modprobe", "pam_limits", "timezone"],
+        &[
+            "ini_file",
+            "locale_gen",
+            "modprobe",
+            "pam_limits",
+            "timezone",
+        ],
     ),
 ];
 
@@ -316,9 +330,13 @@ pub fn canonical(module: &str) -> &str {
 /// Modules whose tools and files exist on Linux only (Debian's package configuration,
 /// Linux PAM and kernel modules, the Linux service managers).
 const LINUX_ONLY: &[&str] = &[
+    "apt_key",
     "apt_repository",
+    "deb822_repository",
     "debconf",
     "dpkg_selections",
+    "iptables",
+    "locale_gen",
     "modprobe",
     "mount",
     "pam_limits",
@@ -379,9 +397,13 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
+        "locale_gen" => locale_gen::run(args, ctx),
+        "iptables" => iptables::run(args, ctx),
         "git" => git::run(args, ctx),
         "mount" => mount::run(args, ctx),
+        "apt_key" => apt_key::run(args, ctx),
         "apt_repository" => apt_repository::run(args, ctx),
+        "deb822_repository" => deb822_repository::run(args, ctx),
         "uri" => uri::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),

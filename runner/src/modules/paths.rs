@@ -42,6 +42,7 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
     // every argument it passes to useradd/usermod (and 2.18 compares the expanded value).
     ("user", &["home", "ssh_key_file", "shell"]),
     ("sysctl", &["sysctl_file"]),
+    ("apt_key", &["file", "keyring"]),
     ("command", &["chdir", "creates", "removes"]),
     ("shell", &["chdir", "creates", "removes"]),
     ("script", &["chdir", "creates", "removes"]),

@@ -10,7 +10,7 @@
 //! has no procfs) a task asking for it fails naming the platform, before the file is
 //! touched.
 
-use super::fsutil::{self, Attrs, Step, WriteReq, failed};
+use super::fsutil::{self, Attrs, Step, failed};
 use super::{Ctx, ModuleError, Outcome, args, proc};
 use crate::plan::Vars;
 use std::path::PathBuf;
@@ -104,19 +104,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let mut out = Outcome::ok();
     let file_changed = new != old;
     if file_changed {
-        let w = fsutil::write_file(
-            &WriteReq {
-                dest: &file,
-                content: new.as_bytes(),
-                attrs: Attrs::default(),
-                force: true,
-                backup: false,
-                follow: true,
-                src: None,
-                new_mode: Some(0o644),
-            },
-            ctx,
-        )?;
+        let w = fsutil::write_config(&file, new.as_bytes(), Attrs::default(), ctx)?;
         out.changed = true;
         out.diff = w
             .diff

@@ -84,14 +84,7 @@ fn abort(msg: &str, done: &[String]) -> Outcome {
 /// the tool's stderr.
 fn execute(ctx: &Ctx<'_>, program: &Path, argv: &[&str]) -> Result<String, Outcome> {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    match tools::run_command(ctx.command(program), &argv, None) {
-        Ok(o) if o.rc == 0 => Ok(o.stdout),
-        Ok(o) => Err(Outcome::fail(o.stderr.trim_end().to_string())
-            .with("rc", o.rc)
-            .with("stdout", o.stdout)
-            .with("stderr", o.stderr)),
-        Err(e) => Err(Outcome::fail(format!("{}: {e}", program.display()))),
-    }
+    tools::run_checked(ctx, program, &argv).map(|o| o.stdout)
 }
 
 /// The module's result from the before/after values of the keys given.

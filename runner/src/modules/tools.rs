@@ -76,6 +76,35 @@ pub(super) fn run_command(
     })
 }
 
+/// The path of a tool a module requires, or the failure Ansible's
+/// `get_bin_path(name, required=True)` gives without it.
+pub(super) fn require_bin(name: &str) -> Result<PathBuf, super::Outcome> {
+    find_bin(name).ok_or_else(|| {
+        super::Outcome::fail(format!(
+            "Failed to find required executable \"{name}\" in paths: $PATH, /usr/local/sbin, /usr/sbin, /sbin"
+        ))
+    })
+}
+
+/// Runs a tool for a task as Ansible's `run_command(check_rc=True)`: its output when it
+/// exits 0, else the failure that carries its stderr as the message and its `cmd`, `rc`,
+/// `stdout` and `stderr`.
+pub(super) fn run_checked(
+    ctx: &super::Ctx<'_>,
+    program: &Path,
+    argv: &[String],
+) -> Result<Output, super::Outcome> {
+    match run_command(ctx.command(program), argv, None) {
+        Ok(o) if o.rc == 0 => Ok(o),
+        Ok(o) => Err(super::Outcome::fail(o.stderr.trim_end().to_string())
+            .with("cmd", shown(program, argv))
+            .with("rc", o.rc)
+            .with("stdout", o.stdout)
+            .with("stderr", o.stderr)),
+        Err(e) => Err(super::Outcome::fail(format!("{}: {e}", program.display()))),
+    }
+}
+
 /// A string as a double-quoted value in a curl config file (`\` and `"` escaped;
 /// line breaks are refused before this).
 pub(super) fn curl_quoted(s: &str) -> String {
