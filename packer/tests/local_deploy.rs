@@ -1927,3 +1927,237 @@ fn several_playbooks_print_a_recap_after_each_counted_from_the_start() {
     );
     assert_eq!(out.matches("PLAY RECAP").count(), 2, "{out}");
 }
+
+/// Writes files (path under the environment, text) for a role-based project.
+fn write_files(env: &Env, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = env.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+#[test]
+fn a_play_level_ignore_unreachable_reaches_every_task_unless_one_says_otherwise() {
+    // Ansible's play keyword `ignore_unreachable` (roles target, role_complete.yml) is
+    // inherited by every task of the play: each unreachable result is ok and ignored
+    // and the host goes on; a task saying `ignore_unreachable: false` makes the host
+    // unreachable as without it.
+    let env = Env::new();
+    let inv = env.path("hosts.ini");
+    std::fs::write(
+        &inv,
+        "web1 ansible_connection=local\n[elsewhere]\ndown ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n",
+    )
+    .unwrap();
+    write_files(
+        &env,
+        &[
+            (
+                "roles/probe/tasks/main.yml",
+                "- name: probe down\n  command: id\n  delegate_to: down\n",
+            ),
+            (
+                "site.yml",
+                "- hosts: web1\n  gather_facts: false\n  ignore_unreachable: yes\n  roles:\n    - probe\n  tasks:\n\
+                 \x20   - name: try down\n      command: id\n      delegate_to: down\n\
+                 \x20   - name: goes on\n      debug: {msg: on}\n\
+                 \x20   - name: not ignored\n      command: id\n      delegate_to: down\n      ignore_unreachable: false\n\
+                 \x20   - name: never\n      debug: {msg: no}\n",
+            ),
+        ],
+    );
+    let report = env.path("report.json");
+    let site = env.path("site.yml");
+    let o = env.deploy(&[
+        site.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(code(&o), 3, "{out}");
+    assert_eq!(
+        statuses(&report, "web1"),
+        pairs(&[
+            ("probe down", "unreachable"),
+            ("try down", "unreachable"),
+            ("goes on", "ok"),
+            ("not ignored", "unreachable"),
+        ]),
+        "{out}"
+    );
+    assert!(
+        out.contains("web1                 : ok=3 changed=0 unreachable=1 failed=0 skipped=0 rescued=0 ignored=2"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_role_runs_again_until_it_has_completed_on_the_host_then_never_in_that_play() {
+    // roles target, role_complete.yml and no_dupes.yml: a use of a role that a `when`
+    // skipped has not completed, so the same use later runs; once it has run, the same
+    // use again (directly, or as another role's dependency, or through include_role)
+    // runs nothing in that play; the next play starts afresh. An import_role runs it
+    // again (allow_duplicates defaults to true there).
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            ("roles/a/tasks/main.yml", "- debug: {msg: A}\n"),
+            ("roles/b/meta/main.yml", "dependencies: [a]\n"),
+            ("roles/b/tasks/main.yml", "- debug: {msg: B}\n"),
+            ("roles/set_var/tasks/main.yml", "- set_fact: {flag: true}\n"),
+        ],
+    );
+    let count_a = |playbook: &str| {
+        let o = deploy_site(&env, playbook, 0);
+        text(&o.stdout).matches("\"msg\": \"A\"").count()
+    };
+    let when_flag = "    - {role: a, when: flag is defined}\n";
+    assert_eq!(
+        count_a(&format!(
+            "- hosts: localhost\n  gather_facts: false\n  roles:\n{when_flag}    - set_var\n{when_flag}{when_flag}"
+        )),
+        1
+    );
+    assert_eq!(
+        count_a(
+            "- hosts: localhost\n  gather_facts: false\n  roles:\n    - a\n    - b\n  tasks:\n    - include_role: {name: b}\n"
+        ),
+        1
+    );
+    assert_eq!(
+        count_a(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role: {name: b}\n    - include_role: {name: b}\n"
+        ),
+        1
+    );
+    assert_eq!(
+        count_a(
+            "- hosts: localhost\n  gather_facts: false\n  roles: [a]\n  tasks:\n    - import_role: {name: a}\n- hosts: localhost\n  gather_facts: false\n  roles: [b]\n"
+        ),
+        3
+    );
+}
+
+#[test]
+fn end_role_ends_the_innermost_role_which_counts_as_completed() {
+    // roles target, end_role.yml and end_role_nested.yml as ansible-core 2.18 runs them:
+    // `meta: end_role` skips the rest of its role (through include_tasks and
+    // import_tasks), the play goes on after the role, the role's notified handler still
+    // runs, and a role ended so has completed (an include_role of the same use with
+    // `allow_duplicates: false` runs nothing).
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            (
+                "roles/e/tasks/main.yml",
+                "- set_fact: {role_executed: \"{{ role_executed|default(0)|int + 1 }}\"}\n\
+                 - debug:\n  changed_when: true\n  notify: role_handler\n\
+                 - meta: end_role\n\
+                 - set_fact: {after_end_role: true}\n",
+            ),
+            (
+                "roles/e/handlers/main.yml",
+                "- name: role_handler\n  set_fact: {role_handler_ran: true}\n",
+            ),
+            (
+                "roles/e/tasks/nested.yml",
+                "- include_role: {name: n}\n- assert: {that: [after_end_role is undefined]}\n\
+                 - debug: {msg: CHECKPOINT}\n",
+            ),
+            ("roles/n/tasks/main.yml", "- include_tasks: inc.yml\n"),
+            ("roles/n/tasks/inc.yml", "- import_tasks: imp.yml\n"),
+            (
+                "roles/n/tasks/imp.yml",
+                "- meta: end_role\n  when: true\n- set_fact: {after_end_role: true}\n",
+            ),
+        ],
+    );
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  pre_tasks:\n    - set_fact: {play_checkpoint: 1}\n  roles:\n    - e\n  tasks:\n\
+         \x20   - set_fact: {play_checkpoint: \"{{ play_checkpoint|int + 1 }}\"}\n\
+         \x20   - import_role: {name: e, allow_duplicates: true}\n\
+         \x20   - set_fact: {play_checkpoint: \"{{ play_checkpoint|int + 1 }}\"}\n\
+         \x20   - include_role: {name: e, allow_duplicates: false}\n\
+         \x20   - set_fact: {play_checkpoint: \"{{ play_checkpoint|int + 1 }}\"}\n\
+         \x20 post_tasks:\n    - assert:\n        that:\n          - role_executed|int == 2\n          - after_end_role is undefined\n          - play_checkpoint|int == 4\n          - role_handler_ran is defined\n\
+         \x20   - debug: {msg: CHECKPOINT}\n\
+         - hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role: {name: e, tasks_from: nested.yml}\n",
+        0,
+    );
+    assert_eq!(
+        text(&o.stdout).matches("\"msg\": \"CHECKPOINT\"").count(),
+        2
+    );
+}
+
+#[test]
+fn end_role_in_a_handler_or_outside_a_role_is_ansibles_error() {
+    // roles target's runme.sh: ansible-playbook refuses a handler that is
+    // `meta: end_role` when it reads the playbook, and `ansible -m meta -a end_role`
+    // (no role around it) fails with its error.
+    let env = Env::new();
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - debug:\n      changed_when: true\n      notify: invalid_handler\n  handlers:\n    - name: invalid_handler\n      meta: end_role\n",
+        4,
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("ERROR! Cannot execute 'end_role' from a handler"),
+        "{err}"
+    );
+    let o = env.deploy(&["adhoc", "localhost", "-m", "meta", "-a", "end_role"]);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert_ne!(code(&o), 0, "{out}");
+    assert!(
+        out.contains("ERROR! Cannot execute 'end_role' from outside of a role"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_roles_defaults_and_vars_main_may_be_directories_of_files_merged_in_name_order() {
+    // roles target, data_integrity.yml: `defaults/main/` (and `vars/main/`) stand for
+    // every file in them, read in sorted order (subdirectories in place, hidden files
+    // and backups left out), a later file's key replacing an earlier one's; a
+    // `main.yml` beside such a directory wins, as Ansible's role loader finds it first.
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            (
+                "roles/d/defaults/main/00.yml",
+                "x: zero\ny: zero\nz: zero\n",
+            ),
+            ("roles/d/defaults/main/01.yml", "y: one\n"),
+            ("roles/d/defaults/main/02/a.yml", "z: two-a\n"),
+            ("roles/d/defaults/main/.hidden.yml", "x: hidden\n"),
+            ("roles/d/defaults/main/03.yml~", "x: backup\n"),
+            ("roles/d/vars/main/10.yml", "v: ten\n"),
+            ("roles/d/vars/main/20.json", "{\"w\": \"twenty\"}\n"),
+            ("roles/d/vars/main/30.txt", "v: text\n"),
+            (
+                "roles/d/tasks/main.yml",
+                "- assert:\n    that:\n      - x == 'zero'\n      - y == 'one'\n      - z == 'two-a'\n      - v == 'ten'\n      - w == 'twenty'\n",
+            ),
+            ("roles/f/defaults/main.yml", "m: file\n"),
+            ("roles/f/defaults/main/00.yml", "m: directory\n"),
+            (
+                "roles/f/tasks/main.yml",
+                "- assert: {that: [m == 'file']}\n",
+            ),
+        ],
+    );
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  roles: [d, f]\n",
+        0,
+    );
+    assert_has(&o.stdout, "ok=2");
+}

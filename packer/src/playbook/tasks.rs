@@ -179,9 +179,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
         }
         "debugger" => "the interactive debugger is not available on the runner",
-        "ignore_unreachable" => {
-            "ignore_unreachable is supported on tasks and blocks, not yet on plays"
-        }
         "become_flags" | "become_exe" => {
             "become is done by the deployer (sudo -n); its options are fixed"
         }
@@ -907,6 +904,19 @@ impl Loader<'_> {
         // The module's own arguments win over `args:`, as in Ansible.
         args.extend(module_args(module, value, at)?);
         task.args = args;
+        // Ansible refuses this when it reads the handlers (its handlers are the play's,
+        // outside any role).
+        if cx.handler
+            && short_name(module) == "meta"
+            && task
+                .args
+                .get("_raw_params")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                == Some("end_role")
+        {
+            return Err(at.ansible("meta", "Cannot execute 'end_role' from a handler"));
+        }
         if task.loop_control.is_some() && task.loop_.is_none() {
             return Err(at.invalid("loop_control", "given without a loop"));
         }
@@ -1035,10 +1045,15 @@ impl Loader<'_> {
                     defaults_from: from("defaults_from")?,
                     handlers_from: from("handlers_from")?,
                     from_task: true,
+                    // Ansible's import_role runs its role again unless told otherwise.
+                    allow_duplicates: Some(match args.get("allow_duplicates") {
+                        None | Some(Value::Null) => true,
+                        Some(v) => crate::plan::is_truthy(v),
+                    }),
                 };
                 // An imported role's variables are the play's, as Ansible exposes them
                 // when it reads the playbook.
-                (self.role(entry, cx, at, true, false)?, None)
+                (self.role(entry, cx, at, true)?, None)
             }
         };
         // Keywords on the include apply to every included task: a block carries them,
@@ -1046,7 +1061,7 @@ impl Loader<'_> {
         if let Some(path) = file {
             wrapper.origin = Some(Origin {
                 file: Some(super::controller_path(&path)),
-                role: None,
+                ..Origin::default()
             });
         }
         let pushed =
