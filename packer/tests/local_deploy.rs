@@ -2161,3 +2161,51 @@ fn a_roles_defaults_and_vars_main_may_be_directories_of_files_merged_in_name_ord
     );
     assert_has(&o.stdout, "ok=2");
 }
+
+#[test]
+fn a_host_never_reached_runs_what_needs_no_connection_then_is_unreachable_unless_ignored() {
+    // roles target (role_complete.yml with `-i fake,`, end_role.yml with `-i testhost,`):
+    // ansible-playbook connects to a host only for a module that runs there, so a host
+    // that cannot be reached still runs `debug`/`set_fact`/`assert`, and the first task
+    // that needs it is unreachable: the host stops there, or goes on when the play
+    // ignores unreachable hosts (ok and ignored each time).
+    let env = Env::new();
+    let inv = env.path("hosts.ini");
+    std::fs::write(
+        &inv,
+        "down ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n",
+    )
+    .unwrap();
+    let site = env.path("site.yml");
+    let run = |ignore: bool| {
+        std::fs::write(
+            &site,
+            format!(
+                "- hosts: down\n  gather_facts: false\n  ignore_unreachable: {ignore}\n  tasks:\n\
+                 \x20   - set_fact: {{x: 1}}\n\
+                 \x20   - name: needs no host\n      debug: {{msg: 'x is {{{{ x }}}}'}}\n\
+                 \x20   - name: needs the host\n      ping:\n\
+                 \x20   - name: again\n      ping:\n\
+                 \x20   - name: after\n      debug: {{msg: after}}\n"
+            ),
+        )
+        .unwrap();
+        let o = env.deploy(&[site.to_str().unwrap(), "-i", inv.to_str().unwrap()]);
+        (code(&o), format!("{}{}", text(&o.stdout), text(&o.stderr)))
+    };
+    let (rc, out) = run(false);
+    assert_eq!(rc, 3, "{out}");
+    assert!(out.contains("\"msg\": \"x is 1\""), "{out}");
+    assert!(!out.contains("TASK [again]"), "{out}");
+    assert!(
+        out.contains("down                 : ok=2 changed=0 unreachable=1 failed=0 skipped=0 rescued=0 ignored=0"),
+        "{out}"
+    );
+    let (rc, out) = run(true);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("\"msg\": \"after\""), "{out}");
+    assert!(
+        out.contains("down                 : ok=5 changed=0 unreachable=0 failed=0 skipped=0 rescued=0 ignored=2"),
+        "{out}"
+    );
+}

@@ -2330,6 +2330,9 @@ impl<'a> Executor<'a> {
         let mut run = self.role_run(spec, &files).map_err(failed_result)?;
         run.public = flag("public", false);
         run.from_task = true;
+        // The include's `vars` rank above the role's own vars inside it, as an
+        // import's do (the include is the parent of the role's tasks in Ansible).
+        run.params = task.vars.clone();
         // The same use as an `import_role` of the role with these files (Ansible's role
         // cache); it runs again unless `allow_duplicates: false`.
         run.instance = Some(crate::plan::RoleInstance {

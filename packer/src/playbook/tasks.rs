@@ -1038,7 +1038,10 @@ impl Loader<'_> {
                 };
                 let entry = RoleEntry {
                     name,
-                    params: Vars::new(),
+                    // The import's `vars` rank above the role's own vars inside it (the
+                    // import is the parent of the role's tasks in Ansible), and stay
+                    // private to it (roles target, vars_scope.yml).
+                    params: std::mem::take(&mut wrapper.vars),
                     wrapper: Task::default(),
                     tasks_from: from("tasks_from")?,
                     vars_from: from("vars_from")?,
