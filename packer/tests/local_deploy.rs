@@ -2209,3 +2209,89 @@ fn a_host_never_reached_runs_what_needs_no_connection_then_is_unreachable_unless
         "{out}"
     );
 }
+
+#[test]
+fn role_variables_are_private_or_public_to_the_play_as_ansible_private_role_vars_says() {
+    // roles target, privacy.yml: unset, roles: and import_role show a role's vars to
+    // the whole play and include_role keeps them to the role; ANSIBLE_PRIVATE_ROLE_VARS
+    // makes every one private (1) or public (0); `public` on an import or include wins;
+    // `lookup('config', 'DEFAULT_PRIVATE_ROLE_VARS')` gives the setting.
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            ("roles/a/vars/main.yml", "privacy: in role a\n"),
+            (
+                "roles/a/tasks/main.yml",
+                "- assert: {that: [privacy is defined]}\n",
+            ),
+        ],
+    );
+    let play = |tasks: &str, that: &str| {
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n{tasks}  post_tasks:\n    - assert: {{that: [\"{that}\"]}}\n"
+        )
+    };
+    let site = env.path("site.yml");
+    let run = |private: Option<&str>, plays: &[String]| {
+        std::fs::write(&site, plays.concat()).unwrap();
+        let mut cmd = env.command();
+        cmd.arg(site.to_str().unwrap());
+        match private {
+            Some(p) => cmd.env("ANSIBLE_PRIVATE_ROLE_VARS", p),
+            None => cmd.env_remove("ANSIBLE_PRIVATE_ROLE_VARS"),
+        };
+        let o = cmd.output().unwrap();
+        assert_eq!(
+            code(&o),
+            0,
+            "{private:?}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    };
+    let roles = "  roles: [a]\n";
+    let import = |extra: &str| format!("  tasks:\n    - import_role: {{name: a{extra}}}\n");
+    let include = |extra: &str| format!("  tasks:\n    - include_role: {{name: a{extra}}}\n");
+    // As privacy_vars.yml reads it: in a variable, a lookup the packer answers.
+    let setting = |v: bool| {
+        play(
+            "  vars:\n    is_private: \"{{ lookup('config', 'DEFAULT_PRIVATE_ROLE_VARS') }}\"\n",
+            &format!(
+                "is_private is boolean and is_private == {}",
+                if v { "True" } else { "False" }
+            ),
+        )
+    };
+    run(
+        None,
+        &[
+            play(roles, "privacy is defined"),
+            play(&import(""), "privacy is defined"),
+            play(&include(""), "privacy is undefined"),
+            play(&import(", public: false"), "privacy is undefined"),
+            play(&include(", public: true"), "privacy is defined"),
+            setting(false),
+        ],
+    );
+    run(
+        Some("1"),
+        &[
+            play(roles, "privacy is undefined"),
+            play(&import(""), "privacy is undefined"),
+            play(&include(""), "privacy is undefined"),
+            play(&import(", public: true"), "privacy is defined"),
+            setting(true),
+        ],
+    );
+    run(
+        Some("0"),
+        &[
+            play(roles, "privacy is defined"),
+            play(&import(""), "privacy is defined"),
+            play(&include(""), "privacy is defined"),
+            play(&include(", public: false"), "privacy is undefined"),
+            setting(false),
+        ],
+    );
+}

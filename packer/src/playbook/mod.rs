@@ -150,6 +150,7 @@ mod yaml;
 
 pub use defaults::apply_role_defaults;
 pub use play::Rolling;
+pub(crate) use roles::private_role_vars_in;
 
 use crate::plan::PlanError;
 use rustle_runner::plan::{DeployPlan, PLAN_FORMAT, PLAN_VERSION, PlanFile, Task, Vars};

@@ -37,6 +37,24 @@ pub(crate) struct RoleEntry {
     /// `allow_duplicates` given on an `import_role` (which defaults to true); `None`:
     /// the role's meta decides.
     pub(crate) allow_duplicates: Option<bool>,
+    /// `public` given on an `import_role`; `None`: [`private_role_vars`] decides.
+    pub(crate) public: Option<bool>,
+}
+
+/// `ANSIBLE_PRIVATE_ROLE_VARS` (Ansible's `DEFAULT_PRIVATE_ROLE_VARS`) when it is set:
+/// roles' variables are then private (true) or public (false) to the play, `roles:`,
+/// `import_role` and `include_role` alike. Unset, `roles:` and `import_role` are public
+/// and `include_role` private, as in Ansible. (`private_role_vars` in an `ansible.cfg`
+/// is not read.)
+pub(crate) fn private_role_vars() -> Option<bool> {
+    private_role_vars_in(std::env::var(crate::lookups::PRIVATE_ROLE_VARS_ENV).ok())
+}
+
+/// [`private_role_vars`] from the variable's value, as Ansible reads a boolean setting.
+pub(crate) fn private_role_vars_in(value: Option<String>) -> Option<bool> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| rustle_runner::modules::args::truthy_str(&v).unwrap_or(false))
 }
 
 /// The file names Ansible tries for `main` in a role directory.
@@ -82,6 +100,7 @@ impl Loader<'_> {
             handlers_from: None,
             from_task: false,
             allow_duplicates: None,
+            public: None,
         };
         match item {
             Yaml::Mapping(map) => {
@@ -246,7 +265,12 @@ impl Loader<'_> {
         let vault = self.opts.vault.as_ref();
         let defaults = role_vars_file(dir, "defaults", entry.defaults_from.as_deref(), at, vault)?;
         let own_vars = role_vars_file(dir, "vars", entry.vars_from.as_deref(), at, vault)?;
-        if play_level {
+        // A role whose variables are public shows them to the whole play.
+        let public = entry
+            .public
+            .or_else(|| private_role_vars().map(|private| !private))
+            .unwrap_or(true);
+        if play_level && public {
             self.play.role_defaults.extend(defaults.clone());
             self.play.role_vars.extend(own_vars.clone());
             self.play.fixed.extend(own_vars.keys().cloned());

@@ -1048,6 +1048,10 @@ impl Loader<'_> {
                     defaults_from: from("defaults_from")?,
                     handlers_from: from("handlers_from")?,
                     from_task: true,
+                    public: match args.get("public") {
+                        None | Some(Value::Null) => None,
+                        Some(v) => Some(crate::plan::is_truthy(v)),
+                    },
                     // Ansible's import_role runs its role again unless told otherwise.
                     allow_duplicates: Some(match args.get("allow_duplicates") {
                         None | Some(Value::Null) => true,
@@ -1188,6 +1192,14 @@ impl Loader<'_> {
         }
         if short_name(module) == "include_role" {
             task.args = include_role_args(module, args, at)?;
+            // An included role's variables stay private unless `public` says otherwise
+            // or ANSIBLE_PRIVATE_ROLE_VARS is set (then it decides for every role).
+            if let (false, Some(private)) = (
+                task.args.contains_key("public"),
+                super::roles::private_role_vars(),
+            ) {
+                task.args.insert("public".into(), Value::Bool(!private));
+            }
             // A role named literally is found now, and travels with its meta; one whose
             // name is templated must be one of the roles the plan carries. A literal
             // name found nowhere fails only the hosts that reach the include, as
