@@ -1838,6 +1838,35 @@ fn a_vault_value_without_the_password_travels_encrypted_and_fails_only_where_use
     );
 }
 
+/// Deploys `site` to `inv` with a report: the exit code, stdout and stderr, and the
+/// report's path.
+fn deploy_reported(env: &Env, site: &Path, inv: &Path) -> (i32, String, PathBuf) {
+    let report = env.path("report.json");
+    let o = env.deploy(&[
+        site.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    (
+        code(&o),
+        format!("{}{}", text(&o.stdout), text(&o.stderr)),
+        report,
+    )
+}
+
+/// An inventory of `before` and then `down`, a host that listens on no port.
+fn down_inventory(env: &Env, before: &str) -> PathBuf {
+    let inv = env.path("hosts.ini");
+    std::fs::write(
+        &inv,
+        format!("{before}down ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n"),
+    )
+    .unwrap();
+    inv
+}
+
 #[test]
 fn a_task_delegated_to_an_unreachable_host_makes_this_host_unreachable_unless_ignored() {
     // test_core's 'Try unreachable host', as ansible-core 2.18 runs it: the host
@@ -1846,12 +1875,7 @@ fn a_task_delegated_to_an_unreachable_host_makes_this_host_unreachable_unless_ig
     // `unreachable` test sees. Without it the host is unreachable: no rescue, no later
     // task, unreachable in the recap and the exit code.
     let env = Env::new();
-    let inv = env.path("hosts.ini");
-    std::fs::write(
-        &inv,
-        "web1 ansible_connection=local\n[elsewhere]\ndown ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n",
-    )
-    .unwrap();
+    let inv = down_inventory(&env, "web1 ansible_connection=local\n[elsewhere]\n");
     let site = env.path("site.yml");
     std::fs::write(
         &site,
@@ -1863,16 +1887,8 @@ fn a_task_delegated_to_an_unreachable_host_makes_this_host_unreachable_unless_ig
          \x20   - name: after\n      debug: {msg: no}\n",
     )
     .unwrap();
-    let report = env.path("report.json");
-    let o = env.deploy(&[
-        site.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
-    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(code(&o), 3, "{out}");
+    let (rc, out, report) = deploy_reported(&env, &site, &inv);
+    assert_eq!(rc, 3, "{out}");
     assert_eq!(
         statuses(&report, "web1"),
         pairs(&[
@@ -1944,12 +1960,7 @@ fn a_play_level_ignore_unreachable_reaches_every_task_unless_one_says_otherwise(
     // and the host goes on; a task saying `ignore_unreachable: false` makes the host
     // unreachable as without it.
     let env = Env::new();
-    let inv = env.path("hosts.ini");
-    std::fs::write(
-        &inv,
-        "web1 ansible_connection=local\n[elsewhere]\ndown ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n",
-    )
-    .unwrap();
+    let inv = down_inventory(&env, "web1 ansible_connection=local\n[elsewhere]\n");
     write_files(
         &env,
         &[
@@ -1967,17 +1978,8 @@ fn a_play_level_ignore_unreachable_reaches_every_task_unless_one_says_otherwise(
             ),
         ],
     );
-    let report = env.path("report.json");
-    let site = env.path("site.yml");
-    let o = env.deploy(&[
-        site.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
-    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(code(&o), 3, "{out}");
+    let (rc, out, report) = deploy_reported(&env, &env.path("site.yml"), &inv);
+    assert_eq!(rc, 3, "{out}");
     assert_eq!(
         statuses(&report, "web1"),
         pairs(&[
@@ -2170,12 +2172,7 @@ fn a_host_never_reached_runs_what_needs_no_connection_then_is_unreachable_unless
     // that needs it is unreachable: the host stops there, or goes on when the play
     // ignores unreachable hosts (ok and ignored each time).
     let env = Env::new();
-    let inv = env.path("hosts.ini");
-    std::fs::write(
-        &inv,
-        "down ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n",
-    )
-    .unwrap();
+    let inv = down_inventory(&env, "");
     let site = env.path("site.yml");
     let run = |ignore: bool| {
         std::fs::write(
