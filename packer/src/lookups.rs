@@ -427,9 +427,37 @@ fn run(world: &World, call: &Call<'_>) -> (Result<Vec<Value>, LookupError>, bool
         "pipe" => (pipe(world, &terms, false), true),
         "lines" => (pipe(world, &terms, true), true),
         "password" => password::run(world, &terms, call.options),
+        "config" => (config(world, &terms), true),
         other => (Err(LookupError::NotFound(other.to_string())), false),
     }
 }
+
+/// The `config` lookup, for the settings the plan itself follows: each term names one
+/// (`DEFAULT_PRIVATE_ROLE_VARS`, from `ANSIBLE_PRIVATE_ROLE_VARS`); any other is an
+/// error naming it.
+fn config(world: &World, terms: &[Value]) -> Result<Vec<Value>, LookupError> {
+    terms
+        .iter()
+        .map(|term| match term.as_str() {
+            Some("DEFAULT_PRIVATE_ROLE_VARS") => Ok(Value::Bool(
+                crate::playbook::private_role_vars_in(world.var(PRIVATE_ROLE_VARS_ENV))
+                    .unwrap_or(false),
+            )),
+            _ => Err(LookupError::Plugin {
+                class: "AnsibleLookupError".into(),
+                msg: format!(
+                    "Unable to find setting {} (rustle-deploy's config lookup knows \
+                     DEFAULT_PRIVATE_ROLE_VARS only)",
+                    term.as_str()
+                        .map_or_else(|| term.to_string(), str::to_string)
+                ),
+            }),
+        })
+        .collect()
+}
+
+/// The environment variable of Ansible's `DEFAULT_PRIVATE_ROLE_VARS`.
+pub(crate) const PRIVATE_ROLE_VARS_ENV: &str = "ANSIBLE_PRIVATE_ROLE_VARS";
 
 /// The `env` lookup: each term's first word names a variable; a missing one is
 /// `default=` (empty text unless given).

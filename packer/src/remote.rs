@@ -669,8 +669,21 @@ async fn deploy_host(
         Err(e) => {
             if let Some((tx, _, _)) = &staged {
                 let _ = tx.send(false).await;
+                return (HostResult::unreachable(&name, e), timings);
             }
-            return (HostResult::unreachable(&name, e), timings);
+            // As Ansible does, the host's tasks that need no connection still run
+            // (`debug`, `set_fact`, ...), and the first that needs one is unreachable
+            // (or ignored, under `ignore_unreachable`).
+            let (result, _, _) = crate::sshexec::run_host(
+                &job,
+                &deployment,
+                crate::sshexec::Link::Down(e),
+                false,
+                ctx.on_event.clone(),
+                batch,
+            )
+            .await;
+            return (result, timings);
         }
     };
     timings.connect_ms = connect_ms;

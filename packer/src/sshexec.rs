@@ -54,6 +54,9 @@ pub enum Link {
     Ssh(Arc<ssh::Connection>),
     /// `sh` on this machine (`ansible_connection=local`).
     Local,
+    /// A host the deployer could not connect to (why): as in Ansible, the tasks that
+    /// need no host still run, and the first that needs it is unreachable.
+    Down(String),
 }
 
 /// What one command returned.
@@ -112,6 +115,7 @@ impl Link {
                     e => LinkError::Lost(e.to_string()),
                 }),
             Link::Local => local_exec(script, stdin).await,
+            Link::Down(why) => Err(LinkError::Lost(why.clone())),
         }
     }
 }
@@ -296,6 +300,15 @@ fn fail<T>(msg: impl Into<String>) -> Step<T> {
     Err(Stop::Fail(Outcome::fail(msg)))
 }
 
+/// The host cannot be reached (any more): the task's result is unreachable, as
+/// Ansible's is, which the executor counts so (or, with `ignore_unreachable`, lets pass).
+fn unreachable<T>(why: &str) -> Step<T> {
+    let mut outcome = Outcome::ok();
+    outcome.msg = Some(format!("host unreachable: {why}"));
+    outcome.data.insert("unreachable".into(), true.into());
+    Err(Stop::Fail(outcome))
+}
+
 /// The modules that need no host: they run on the controller as they are, and never
 /// use the connection.
 pub const NO_HOST: [&str; 5] = ["debug", "set_fact", "assert", "fail", "include_vars"];
@@ -342,7 +355,7 @@ impl SshHost {
         if let Ok(s) = self.stats.lock()
             && let Some(why) = &s.lost
         {
-            return fail(format!("host unreachable: {why}"));
+            return unreachable(why);
         }
         let command = match user {
             // A become_user: sudo as that user, with that user's HOME as binary mode
@@ -365,12 +378,22 @@ impl SshHost {
             Err(LinkError::TooMuch(e)) => fail(e),
             Err(LinkError::Lost(e)) => {
                 s.lost = Some(e.clone());
-                fail(format!("host unreachable: {e}"))
+                unreachable(&e)
             }
         }
     }
 
     fn dispatch(&mut self, module: &str, a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
+        // On a host never reached, a module that needs it is unreachable, whichever.
+        if let Link::Down(why) = &self.link
+            && !NO_HOST.contains(&module)
+        {
+            let why = why.clone();
+            if let Ok(mut s) = self.stats.lock() {
+                s.lost = Some(why.clone());
+            }
+            return unreachable(&why);
+        }
         match module {
             m if NO_HOST.contains(&m) => Ok(modules::run(module, a, ctx)?),
             "command" => self.command(a, ctx, false),
@@ -2385,7 +2408,10 @@ pub async fn run_host(
         }
         Err(e) => HostResult::unreachable(&name, format!("internal error: {e}")),
     };
-    if let Some(why) = lost {
+    // A host the run went on without because every unreachable result was ignored
+    // (`ignore_unreachable`) finished as its recap says, as in Ansible.
+    let all_ignored = result.status == HostStatus::Ok && result.recap.unreachable == 0;
+    if let Some(why) = lost.filter(|_| !all_ignored) {
         result.status = HostStatus::Unreachable;
         result.recap.unreachable = 1;
         result.error = Some(why);

@@ -1870,6 +1870,35 @@ fn a_vault_value_without_the_password_travels_encrypted_and_fails_only_where_use
     );
 }
 
+/// Deploys `site` to `inv` with a report: the exit code, stdout and stderr, and the
+/// report's path.
+fn deploy_reported(env: &Env, site: &Path, inv: &Path) -> (i32, String, PathBuf) {
+    let report = env.path("report.json");
+    let o = env.deploy(&[
+        site.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    (
+        code(&o),
+        format!("{}{}", text(&o.stdout), text(&o.stderr)),
+        report,
+    )
+}
+
+/// An inventory of `before` and then `down`, a host that listens on no port.
+fn down_inventory(env: &Env, before: &str) -> PathBuf {
+    let inv = env.path("hosts.ini");
+    std::fs::write(
+        &inv,
+        format!("{before}down ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n"),
+    )
+    .unwrap();
+    inv
+}
+
 #[test]
 fn a_task_delegated_to_an_unreachable_host_makes_this_host_unreachable_unless_ignored() {
     // test_core's 'Try unreachable host', as ansible-core 2.18 runs it: the host
@@ -1878,12 +1907,7 @@ fn a_task_delegated_to_an_unreachable_host_makes_this_host_unreachable_unless_ig
     // `unreachable` test sees. Without it the host is unreachable: no rescue, no later
     // task, unreachable in the recap and the exit code.
     let env = Env::new();
-    let inv = env.path("hosts.ini");
-    std::fs::write(
-        &inv,
-        "web1 ansible_connection=local\n[elsewhere]\ndown ansible_host=127.0.0.1 ansible_port=1 ansible_user=nobody\n",
-    )
-    .unwrap();
+    let inv = down_inventory(&env, "web1 ansible_connection=local\n[elsewhere]\n");
     let site = env.path("site.yml");
     std::fs::write(
         &site,
@@ -1895,16 +1919,8 @@ fn a_task_delegated_to_an_unreachable_host_makes_this_host_unreachable_unless_ig
          \x20   - name: after\n      debug: {msg: no}\n",
     )
     .unwrap();
-    let report = env.path("report.json");
-    let o = env.deploy(&[
-        site.to_str().unwrap(),
-        "-i",
-        inv.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
-    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(code(&o), 3, "{out}");
+    let (rc, out, report) = deploy_reported(&env, &site, &inv);
+    assert_eq!(rc, 3, "{out}");
     assert_eq!(
         statuses(&report, "web1"),
         pairs(&[
@@ -1958,4 +1974,353 @@ fn several_playbooks_print_a_recap_after_each_counted_from_the_start() {
         "{out}"
     );
     assert_eq!(out.matches("PLAY RECAP").count(), 2, "{out}");
+}
+
+/// Writes files (path under the environment, text) for a role-based project.
+fn write_files(env: &Env, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = env.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+#[test]
+fn a_play_level_ignore_unreachable_reaches_every_task_unless_one_says_otherwise() {
+    // Ansible's play keyword `ignore_unreachable` (roles target, role_complete.yml) is
+    // inherited by every task of the play: each unreachable result is ok and ignored
+    // and the host goes on; a task saying `ignore_unreachable: false` makes the host
+    // unreachable as without it.
+    let env = Env::new();
+    let inv = down_inventory(&env, "web1 ansible_connection=local\n[elsewhere]\n");
+    write_files(
+        &env,
+        &[
+            (
+                "roles/probe/tasks/main.yml",
+                "- name: probe down\n  command: id\n  delegate_to: down\n",
+            ),
+            (
+                "site.yml",
+                "- hosts: web1\n  gather_facts: false\n  ignore_unreachable: yes\n  roles:\n    - probe\n  tasks:\n\
+                 \x20   - name: try down\n      command: id\n      delegate_to: down\n\
+                 \x20   - name: goes on\n      debug: {msg: on}\n\
+                 \x20   - name: not ignored\n      command: id\n      delegate_to: down\n      ignore_unreachable: false\n\
+                 \x20   - name: never\n      debug: {msg: no}\n",
+            ),
+        ],
+    );
+    let (rc, out, report) = deploy_reported(&env, &env.path("site.yml"), &inv);
+    assert_eq!(rc, 3, "{out}");
+    assert_eq!(
+        statuses(&report, "web1"),
+        pairs(&[
+            ("probe down", "unreachable"),
+            ("try down", "unreachable"),
+            ("goes on", "ok"),
+            ("not ignored", "unreachable"),
+        ]),
+        "{out}"
+    );
+    assert!(
+        out.contains("web1                 : ok=3 changed=0 unreachable=1 failed=0 skipped=0 rescued=0 ignored=2"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_role_runs_again_until_it_has_completed_on_the_host_then_never_in_that_play() {
+    // roles target, role_complete.yml and no_dupes.yml: a use of a role that a `when`
+    // skipped has not completed, so the same use later runs; once it has run, the same
+    // use again (directly, or as another role's dependency, or through include_role)
+    // runs nothing in that play; the next play starts afresh. An import_role runs it
+    // again (allow_duplicates defaults to true there).
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            ("roles/a/tasks/main.yml", "- debug: {msg: A}\n"),
+            ("roles/b/meta/main.yml", "dependencies: [a]\n"),
+            ("roles/b/tasks/main.yml", "- debug: {msg: B}\n"),
+            ("roles/set_var/tasks/main.yml", "- set_fact: {flag: true}\n"),
+        ],
+    );
+    let count_a = |playbook: &str| {
+        let o = deploy_site(&env, playbook, 0);
+        text(&o.stdout).matches("\"msg\": \"A\"").count()
+    };
+    let when_flag = "    - {role: a, when: flag is defined}\n";
+    assert_eq!(
+        count_a(&format!(
+            "- hosts: localhost\n  gather_facts: false\n  roles:\n{when_flag}    - set_var\n{when_flag}{when_flag}"
+        )),
+        1
+    );
+    assert_eq!(
+        count_a(
+            "- hosts: localhost\n  gather_facts: false\n  roles:\n    - a\n    - b\n  tasks:\n    - include_role: {name: b}\n"
+        ),
+        1
+    );
+    assert_eq!(
+        count_a(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role: {name: b}\n    - include_role: {name: b}\n"
+        ),
+        1
+    );
+    assert_eq!(
+        count_a(
+            "- hosts: localhost\n  gather_facts: false\n  roles: [a]\n  tasks:\n    - import_role: {name: a}\n- hosts: localhost\n  gather_facts: false\n  roles: [b]\n"
+        ),
+        3
+    );
+}
+
+#[test]
+fn end_role_ends_the_innermost_role_which_counts_as_completed() {
+    // roles target, end_role.yml and end_role_nested.yml as ansible-core 2.18 runs them:
+    // `meta: end_role` skips the rest of its role (through include_tasks and
+    // import_tasks), the play goes on after the role, the role's notified handler still
+    // runs, and a role ended so has completed (an include_role of the same use with
+    // `allow_duplicates: false` runs nothing).
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            (
+                "roles/e/tasks/main.yml",
+                "- set_fact: {role_executed: \"{{ role_executed|default(0)|int + 1 }}\"}\n\
+                 - debug:\n  changed_when: true\n  notify: role_handler\n\
+                 - meta: end_role\n\
+                 - set_fact: {after_end_role: true}\n",
+            ),
+            (
+                "roles/e/handlers/main.yml",
+                "- name: role_handler\n  set_fact: {role_handler_ran: true}\n",
+            ),
+            (
+                "roles/e/tasks/nested.yml",
+                "- include_role: {name: n}\n- assert: {that: [after_end_role is undefined]}\n\
+                 - debug: {msg: CHECKPOINT}\n",
+            ),
+            ("roles/n/tasks/main.yml", "- include_tasks: inc.yml\n"),
+            ("roles/n/tasks/inc.yml", "- import_tasks: imp.yml\n"),
+            (
+                "roles/n/tasks/imp.yml",
+                "- meta: end_role\n  when: true\n- set_fact: {after_end_role: true}\n",
+            ),
+        ],
+    );
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  pre_tasks:\n    - set_fact: {play_checkpoint: 1}\n  roles:\n    - e\n  tasks:\n\
+         \x20   - set_fact: {play_checkpoint: \"{{ play_checkpoint|int + 1 }}\"}\n\
+         \x20   - import_role: {name: e, allow_duplicates: true}\n\
+         \x20   - set_fact: {play_checkpoint: \"{{ play_checkpoint|int + 1 }}\"}\n\
+         \x20   - include_role: {name: e, allow_duplicates: false}\n\
+         \x20   - set_fact: {play_checkpoint: \"{{ play_checkpoint|int + 1 }}\"}\n\
+         \x20 post_tasks:\n    - assert:\n        that:\n          - role_executed|int == 2\n          - after_end_role is undefined\n          - play_checkpoint|int == 4\n          - role_handler_ran is defined\n\
+         \x20   - debug: {msg: CHECKPOINT}\n\
+         - hosts: localhost\n  gather_facts: false\n  tasks:\n    - include_role: {name: e, tasks_from: nested.yml}\n",
+        0,
+    );
+    assert_eq!(
+        text(&o.stdout).matches("\"msg\": \"CHECKPOINT\"").count(),
+        2
+    );
+}
+
+#[test]
+fn end_role_in_a_handler_or_outside_a_role_is_ansibles_error() {
+    // roles target's runme.sh: ansible-playbook refuses a handler that is
+    // `meta: end_role` when it reads the playbook, and `ansible -m meta -a end_role`
+    // (no role around it) fails with its error.
+    let env = Env::new();
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n    - debug:\n      changed_when: true\n      notify: invalid_handler\n  handlers:\n    - name: invalid_handler\n      meta: end_role\n",
+        4,
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("ERROR! Cannot execute 'end_role' from a handler"),
+        "{err}"
+    );
+    let o = env.deploy(&["adhoc", "localhost", "-m", "meta", "-a", "end_role"]);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert_ne!(code(&o), 0, "{out}");
+    assert!(
+        out.contains("ERROR! Cannot execute 'end_role' from outside of a role"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_roles_defaults_and_vars_main_may_be_directories_of_files_merged_in_name_order() {
+    // roles target, data_integrity.yml: `defaults/main/` (and `vars/main/`) stand for
+    // every file in them, read in sorted order (subdirectories in place, hidden files
+    // and backups left out), a later file's key replacing an earlier one's; a
+    // `main.yml` beside such a directory wins, as Ansible's role loader finds it first.
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            (
+                "roles/d/defaults/main/00.yml",
+                "x: zero\ny: zero\nz: zero\n",
+            ),
+            ("roles/d/defaults/main/01.yml", "y: one\n"),
+            ("roles/d/defaults/main/02/a.yml", "z: two-a\n"),
+            ("roles/d/defaults/main/.hidden.yml", "x: hidden\n"),
+            ("roles/d/defaults/main/03.yml~", "x: backup\n"),
+            ("roles/d/vars/main/10.yml", "v: ten\n"),
+            ("roles/d/vars/main/20.json", "{\"w\": \"twenty\"}\n"),
+            ("roles/d/vars/main/30.txt", "v: text\n"),
+            (
+                "roles/d/tasks/main.yml",
+                "- assert:\n    that:\n      - x == 'zero'\n      - y == 'one'\n      - z == 'two-a'\n      - v == 'ten'\n      - w == 'twenty'\n",
+            ),
+            ("roles/f/defaults/main.yml", "m: file\n"),
+            ("roles/f/defaults/main/00.yml", "m: directory\n"),
+            (
+                "roles/f/tasks/main.yml",
+                "- assert: {that: [m == 'file']}\n",
+            ),
+        ],
+    );
+    let o = deploy_site(
+        &env,
+        "- hosts: localhost\n  gather_facts: false\n  roles: [d, f]\n",
+        0,
+    );
+    assert_has(&o.stdout, "ok=2");
+}
+
+#[test]
+fn a_host_never_reached_runs_what_needs_no_connection_then_is_unreachable_unless_ignored() {
+    // roles target (role_complete.yml with `-i fake,`, end_role.yml with `-i testhost,`):
+    // ansible-playbook connects to a host only for a module that runs there, so a host
+    // that cannot be reached still runs `debug`/`set_fact`/`assert`, and the first task
+    // that needs it is unreachable: the host stops there, or goes on when the play
+    // ignores unreachable hosts (ok and ignored each time).
+    let env = Env::new();
+    let inv = down_inventory(&env, "");
+    let site = env.path("site.yml");
+    let run = |ignore: bool| {
+        std::fs::write(
+            &site,
+            format!(
+                "- hosts: down\n  gather_facts: false\n  ignore_unreachable: {ignore}\n  tasks:\n\
+                 \x20   - set_fact: {{x: 1}}\n\
+                 \x20   - name: needs no host\n      debug: {{msg: 'x is {{{{ x }}}}'}}\n\
+                 \x20   - name: needs the host\n      ping:\n\
+                 \x20   - name: again\n      ping:\n\
+                 \x20   - name: after\n      debug: {{msg: after}}\n"
+            ),
+        )
+        .unwrap();
+        let o = env.deploy(&[site.to_str().unwrap(), "-i", inv.to_str().unwrap()]);
+        (code(&o), format!("{}{}", text(&o.stdout), text(&o.stderr)))
+    };
+    let (rc, out) = run(false);
+    assert_eq!(rc, 3, "{out}");
+    assert!(out.contains("\"msg\": \"x is 1\""), "{out}");
+    assert!(!out.contains("TASK [again]"), "{out}");
+    assert!(
+        out.contains("down                 : ok=2 changed=0 unreachable=1 failed=0 skipped=0 rescued=0 ignored=0"),
+        "{out}"
+    );
+    let (rc, out) = run(true);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("\"msg\": \"after\""), "{out}");
+    assert!(
+        out.contains("down                 : ok=5 changed=0 unreachable=0 failed=0 skipped=0 rescued=0 ignored=2"),
+        "{out}"
+    );
+}
+
+#[test]
+fn role_variables_are_private_or_public_to_the_play_as_ansible_private_role_vars_says() {
+    // roles target, privacy.yml: unset, roles: and import_role show a role's vars to
+    // the whole play and include_role keeps them to the role; ANSIBLE_PRIVATE_ROLE_VARS
+    // makes every one private (1) or public (0); `public` on an import or include wins;
+    // `lookup('config', 'DEFAULT_PRIVATE_ROLE_VARS')` gives the setting.
+    let env = Env::new();
+    write_files(
+        &env,
+        &[
+            ("roles/a/vars/main.yml", "privacy: in role a\n"),
+            (
+                "roles/a/tasks/main.yml",
+                "- assert: {that: [privacy is defined]}\n",
+            ),
+        ],
+    );
+    let play = |tasks: &str, that: &str| {
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n{tasks}  post_tasks:\n    - assert: {{that: [\"{that}\"]}}\n"
+        )
+    };
+    let site = env.path("site.yml");
+    let run = |private: Option<&str>, plays: &[String]| {
+        std::fs::write(&site, plays.concat()).unwrap();
+        let mut cmd = env.command();
+        cmd.arg(site.to_str().unwrap());
+        match private {
+            Some(p) => cmd.env("ANSIBLE_PRIVATE_ROLE_VARS", p),
+            None => cmd.env_remove("ANSIBLE_PRIVATE_ROLE_VARS"),
+        };
+        let o = cmd.output().unwrap();
+        assert_eq!(
+            code(&o),
+            0,
+            "{private:?}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    };
+    let roles = "  roles: [a]\n";
+    let import = |extra: &str| format!("  tasks:\n    - import_role: {{name: a{extra}}}\n");
+    let include = |extra: &str| format!("  tasks:\n    - include_role: {{name: a{extra}}}\n");
+    // As privacy_vars.yml reads it: in a variable, a lookup the packer answers.
+    let setting = |v: bool| {
+        play(
+            "  vars:\n    is_private: \"{{ lookup('config', 'DEFAULT_PRIVATE_ROLE_VARS') }}\"\n",
+            &format!(
+                "is_private is boolean and is_private == {}",
+                if v { "True" } else { "False" }
+            ),
+        )
+    };
+    run(
+        None,
+        &[
+            play(roles, "privacy is defined"),
+            play(&import(""), "privacy is defined"),
+            play(&include(""), "privacy is undefined"),
+            play(&import(", public: false"), "privacy is undefined"),
+            play(&include(", public: true"), "privacy is defined"),
+            setting(false),
+        ],
+    );
+    run(
+        Some("1"),
+        &[
+            play(roles, "privacy is undefined"),
+            play(&import(""), "privacy is undefined"),
+            play(&include(""), "privacy is undefined"),
+            play(&import(", public: true"), "privacy is defined"),
+            setting(true),
+        ],
+    );
+    run(
+        Some("0"),
+        &[
+            play(roles, "privacy is defined"),
+            play(&import(""), "privacy is defined"),
+            play(&include(""), "privacy is defined"),
+            play(&include(", public: false"), "privacy is undefined"),
+            setting(false),
+        ],
+    );
 }

@@ -265,9 +265,13 @@ mod playbook {
         assert_eq!(t[5].module, "meta");
         assert_eq!(t[6].name.as_deref(), Some("done"));
 
-        // common: once, although `web` depends on it too.
+        // common, then again as web's dependency: the same use of the role, which the
+        // runner runs once on a host (Ansible's role cache and `role_complete`).
         let common = block(&t[2]);
         assert_eq!(names(common), ["common packages", "tools"]);
+        let instance = |t: &Task| t.origin.as_ref().and_then(|o| o.instance.clone());
+        let common_use = instance(&t[2]).expect("common's block says which use it is");
+        assert!(!common_use.allow_duplicates);
         // with_items: the items lookup over the terms as written (it flattens them).
         assert_eq!(common[0].loop_, Some(json!(["{{ common_pkgs }}"])));
         assert_eq!(common[0].loop_with.as_deref(), Some("items"));
@@ -276,9 +280,11 @@ mod playbook {
 
         // web: the entry's tags on a wrapping block, the role's variables on the inner one.
         assert_eq!(t[3].tags, ["web"]);
-        let [inner] = block(&t[3]) else {
-            panic!("one role block")
+        let [dependency, inner] = block(&t[3]) else {
+            panic!("web's dependency and web's own block")
         };
+        assert_eq!(instance(dependency), Some(common_use));
+        assert_ne!(instance(inner), instance(dependency));
         let web_tasks = block(inner);
         assert_eq!(
             names(web_tasks),
@@ -349,7 +355,7 @@ mod playbook {
             Value::Object(common.vars.clone()),
             json!({"common_pkgs": ["curl", "git"], "__rustle_role_defaults": ["common_pkgs"]})
         );
-        let web_block = &block(&web.tasks[3])[0];
+        let web_block = &block(&web.tasks[3])[1];
         // Own defaults the play does not set, role vars, then the entry's parameters.
         assert_eq!(
             Value::Object(web_block.vars.clone()),
@@ -382,11 +388,14 @@ mod playbook {
         let plan = load_playbook(&site(), &opts).unwrap();
         assert!(plan.plays[0].tasks.is_empty(), "the db play is tagged db");
         let web = web_play(&plan);
-        // Inherited `web` selects every task of the role, `never` included (as in Ansible);
-        // no flush: nothing after the section that notifies.
+        // Inherited `web` selects every task of the role, `never` included (as in Ansible),
+        // and of its dependency (through Ansible's dependency chain), which the untagged
+        // `common` entry did not run; no flush: nothing after the section that notifies.
         assert_eq!(
             names(&web.tasks),
             [
+                "common packages",
+                "tools",
                 "install web server",
                 "site config",
                 "index page",
@@ -430,7 +439,7 @@ mod playbook {
         assert_eq!(web.vars["web_user"], json!("root"));
         assert_eq!(web.vars["app_port"], json!(9));
         assert_eq!(plan.plays[0].vars["app_port"], json!(9));
-        let web_block = &block(&web.tasks[3])[0];
+        let web_block = &block(&web.tasks[3])[1];
         assert_eq!(
             web_block.vars["web_user"],
             json!("root"),

@@ -76,6 +76,9 @@ enum Halt {
     /// ignore it: Ansible takes the host out of the run, so nothing more runs on it, no
     /// rescue, always or handler either, and it counts as unreachable, not failed.
     Unreachable,
+    /// `meta: end_role`: the rest of the innermost role being run is skipped (no
+    /// rescue or always of its blocks either), and the role counts as completed.
+    EndRole,
 }
 
 /// A scope of variables: one the plan holds, or one made while running (the loop
@@ -193,9 +196,13 @@ pub struct Executor<'a> {
     /// Defaults and vars of roles included with `public: true`, for the rest of the play.
     public_defaults: Vars,
     public_vars: Vars,
-    /// Roles run at run time in this play (directory, files and parameters), for
-    /// Ansible's once-per-play rule.
-    roles_run: BTreeSet<String>,
+    /// Uses of roles ([`crate::plan::RoleInstance`] keys) in this play that ran a task
+    /// (ok, changed or failed), and those that then came to their end: a completed use
+    /// does not run again unless duplicates are allowed (Ansible's `role_complete`).
+    roles_had_run: BTreeSet<String>,
+    roles_completed: BTreeSet<String>,
+    /// The uses of roles being run, innermost last: a task's result counts for the last.
+    role_instances: Vec<String>,
     /// Roles being run at run time (directory and task file), to stop a dependency cycle.
     role_stack: Vec<String>,
     /// The index of the current play in the plan (requests name it).
@@ -287,7 +294,9 @@ impl<'a> Executor<'a> {
             dyn_handlers: Vec::new(),
             public_defaults: Vars::new(),
             public_vars: Vars::new(),
-            roles_run: BTreeSet::new(),
+            roles_had_run: BTreeSet::new(),
+            roles_completed: BTreeSet::new(),
+            role_instances: Vec::new(),
             role_stack: Vec::new(),
             play_index: 0,
             channel,
@@ -340,7 +349,8 @@ impl<'a> Executor<'a> {
                 self.play_done(play);
             }
             match outcome {
-                Ok(()) | Err(Halt::EndPlay) => {}
+                // An `end_role` never leaves its role (see `in_instance`).
+                Ok(()) | Err(Halt::EndPlay | Halt::EndRole) => {}
                 Err(Halt::EndHost) => break,
                 Err(Halt::Failed | Halt::Stopped | Halt::Fatal | Halt::Unreachable) => {
                     host_failed = true;
@@ -394,7 +404,8 @@ impl<'a> Executor<'a> {
         self.dyn_handlers.clear();
         self.public_defaults.clear();
         self.public_vars.clear();
-        self.roles_run.clear();
+        self.roles_had_run.clear();
+        self.roles_completed.clear();
         self.sink.emit(&Event::Play {
             v: EVENTS_VERSION,
             name: play.name.clone(),
@@ -844,6 +855,17 @@ impl<'a> Executor<'a> {
             "flush_handlers" => self.flush_handlers(),
             "end_play" | "end_batch" => Err(Halt::EndPlay),
             "end_host" => Err(Halt::EndHost),
+            // Ansible refuses both when it reads the playbook; a handler's is refused by
+            // the packer, this is for what only the run shows.
+            "end_role" if handler || self.in_handlers => {
+                self.abort = Some("Cannot execute 'end_role' from a handler".into());
+                Err(Halt::Aborted)
+            }
+            "end_role" if self.role_instances.is_empty() => {
+                self.abort = Some("Cannot execute 'end_role' from outside of a role".into());
+                Err(Halt::Aborted)
+            }
+            "end_role" => Err(Halt::EndRole),
             "clear_facts" => {
                 self.facts.clear();
                 self.gathered = false;
@@ -855,7 +877,7 @@ impl<'a> Executor<'a> {
             other => {
                 let name = self.task_name(task, &ctx);
                 let msg = format!(
-                    "meta: unsupported action '{other}' (supported: flush_handlers, end_play, end_batch, end_host, clear_facts, noop, refresh_inventory, reset_connection, clear_host_errors)"
+                    "meta: unsupported action '{other}' (supported: flush_handlers, end_play, end_batch, end_host, end_role, clear_facts, noop, refresh_inventory, reset_connection, clear_host_errors)"
                 );
                 self.record(
                     &name,
@@ -1002,7 +1024,12 @@ impl<'a> Executor<'a> {
         // `end_play` / `end_host` leave at once; `always` is for failures.
         if matches!(
             result,
-            Err(Halt::EndPlay | Halt::EndHost | Halt::Stopped | Halt::Aborted | Halt::Unreachable)
+            Err(Halt::EndPlay
+                | Halt::EndHost
+                | Halt::EndRole
+                | Halt::Stopped
+                | Halt::Aborted
+                | Halt::Unreachable)
         ) {
             return result;
         }
@@ -1370,7 +1397,10 @@ impl<'a> Executor<'a> {
         // every host waits for the others after each task (Ansible's linear strategy),
         // and fails when one of them failed it (or too many have failed). A block is not a task; a host already halted does not wait.
         let fleet = self.play.is_some_and(|p| p.fleet.is_some());
-        if !fleet || task.block.is_some() || !matches!(outcome, Ok(()) | Err(Halt::Failed)) {
+        if !fleet
+            || task.block.is_some()
+            || !matches!(outcome, Ok(()) | Err(Halt::Failed | Halt::EndRole))
+        {
             return outcome;
         }
         let failed = outcome == Err(Halt::Failed);
@@ -1387,6 +1417,33 @@ impl<'a> Executor<'a> {
                 outcome
             }
         }
+    }
+
+    /// Runs `body`, a use of a role (`instance`; `None`: no role's), as Ansible's
+    /// iterator does: not at all when that use has completed on this host already and
+    /// allows no duplicates; otherwise it completes when it comes to its end (or to an
+    /// `end_role`) having run a task here.
+    fn in_instance(
+        &mut self,
+        instance: Option<&crate::plan::RoleInstance>,
+        body: impl FnOnce(&mut Self) -> Result<(), Halt>,
+    ) -> Result<(), Halt> {
+        let Some(instance) = instance else {
+            return body(self);
+        };
+        if !instance.allow_duplicates && self.roles_completed.contains(&instance.key) {
+            return Ok(());
+        }
+        self.role_instances.push(instance.key.clone());
+        let outcome = match body(self) {
+            Err(Halt::EndRole) => Ok(()),
+            other => other,
+        };
+        self.role_instances.pop();
+        if outcome.is_ok() && self.roles_had_run.contains(&instance.key) {
+            self.roles_completed.insert(instance.key.clone());
+        }
+        outcome
     }
 
     /// Tells the deployer this host has left an `any_errors_fatal` play.
@@ -1427,7 +1484,10 @@ impl<'a> Executor<'a> {
             }
         }
         if let Some(block) = &task.block {
-            return self.run_block(task, block, inherited, handler);
+            let instance = task.origin.as_ref().and_then(|o| o.instance.as_ref());
+            return self.in_instance(instance, |this| {
+                this.run_block(task, block, inherited, handler)
+            });
         }
         match task.module_name() {
             "meta" => return self.run_meta(task, inherited, handler),
@@ -2269,10 +2329,27 @@ impl<'a> Executor<'a> {
         };
         let mut run = self.role_run(spec, &files).map_err(failed_result)?;
         run.public = flag("public", false);
-        // `allow_duplicates` is accepted: Ansible runs an included role each time it is
-        // included, whatever it says.
-        let _ = flag("allow_duplicates", true);
         run.from_task = true;
+        // The include's `vars` rank above the role's own vars inside it, as an
+        // import's do (the include is the parent of the role's tasks in Ansible).
+        run.params = task.vars.clone();
+        // The same use as an `import_role` of the role with these files (Ansible's role
+        // cache); it runs again unless `allow_duplicates: false`.
+        run.instance = Some(crate::plan::RoleInstance {
+            key: crate::plan::RoleInstance::key_of(
+                &spec.path,
+                &[
+                    files.tasks.as_deref(),
+                    files.vars.as_deref(),
+                    files.defaults.as_deref(),
+                    files.handlers.as_deref(),
+                ],
+                &run.params,
+                None,
+                true,
+            ),
+            allow_duplicates: flag("allow_duplicates", true),
+        });
         Ok(Inclusion::Role(run))
     }
 
@@ -2335,11 +2412,38 @@ impl<'a> Executor<'a> {
                 },
             }
         };
-        let vars_of = |path: Option<String>| -> Result<Vars, String> {
-            match path {
-                None => Ok(Vars::new()),
-                Some(p) => ctl.vars(&p),
+        // Defaults and vars: the named file, else `main` as Ansible's role loader finds
+        // it, a directory `main/` standing for its files in order, merged.
+        let vars_of = |sub: &str, from: &Option<String>| -> Result<Vars, String> {
+            if from.is_some() {
+                return match pick(sub, from)? {
+                    None => Ok(Vars::new()),
+                    Some(p) => ctl.vars(&p),
+                };
             }
+            let dir = crate::resolve::join(&spec.path, sub);
+            let Some(main) = ["main.yml", "main.yaml", "main.json", "main"]
+                .iter()
+                .map(|m| crate::resolve::join(&dir, m))
+                .find(|p| ctl.exists(p))
+            else {
+                return Ok(Vars::new());
+            };
+            if !ctl.is_dir(&main) {
+                return ctl.vars(&main);
+            }
+            let walked = ctl.walk(&main, 0);
+            let carried = walked
+                .iter()
+                .flat_map(|(d, names)| names.iter().map(move |n| format!("{d}/{n}")))
+                .collect::<Vec<_>>();
+            let mut vars = Vars::new();
+            for file in
+                crate::resolve::role_vars_dir_files(&main, carried.iter().map(String::as_str))
+            {
+                vars.extend(ctl.vars(&file)?);
+            }
+            Ok(vars)
         };
         if let Some(why) = library.unreadable.get(&spec.path) {
             return Err(why.clone());
@@ -2348,11 +2452,12 @@ impl<'a> Executor<'a> {
             spec,
             tasks: task_list(pick("tasks", &files.tasks)?)?,
             handlers: task_list(pick("handlers", &files.handlers)?)?,
-            defaults: vars_of(pick("defaults", &files.defaults)?)?,
-            vars: vars_of(pick("vars", &files.vars)?)?,
+            defaults: vars_of("defaults", &files.defaults)?,
+            vars: vars_of("vars", &files.vars)?,
             params: Vars::new(),
             public: false,
             from_task: false,
+            instance: None,
         })
     }
 
@@ -2378,7 +2483,10 @@ impl<'a> Executor<'a> {
             return Ok(());
         }
         self.role_stack.push(entry);
-        let result = self.run_role_body(run, base, apply, handler);
+        let instance = run.instance.clone();
+        let result = self.in_instance(instance.as_ref(), |this| {
+            this.run_role_body(run, base, apply, handler)
+        });
         self.role_stack.pop();
         result
     }
@@ -2395,14 +2503,6 @@ impl<'a> Executor<'a> {
             let Some(dep_spec) = self.plan.shared.library.roles.get(&dep.path) else {
                 continue;
             };
-            let key = format!(
-                "{}|main|{}",
-                dep.path,
-                serde_json::to_string(&dep.params).unwrap_or_default()
-            );
-            if !dep_spec.allow_duplicates && !self.roles_run.insert(key) {
-                continue;
-            }
             let mut dep_run = match self.role_run(dep_spec, &RoleFiles::default()) {
                 Ok(r) => r,
                 Err(msg) => {
@@ -2420,14 +2520,23 @@ impl<'a> Executor<'a> {
                 }
             };
             dep_run.params = dep.params.clone();
+            dep_run.instance = Some(crate::plan::RoleInstance {
+                key: crate::plan::RoleInstance::key_of(
+                    &dep.path,
+                    &[None; 4],
+                    &dep.params,
+                    dep.keywords.as_deref(),
+                    false,
+                ),
+                allow_duplicates: dep_spec.allow_duplicates,
+            });
             let dep_base = match &dep.keywords {
                 Some(k) => Self::child_inherited(k, base),
                 None => base.clone(),
             };
             self.run_role(dep_run, &dep_base, None, handler)?;
         }
-        // The role itself runs each time it is included, as in Ansible (its
-        // dependencies once per play, above).
+        // The role itself, unless this use of it has completed (`run_role`).
         let mut inh = base.clone();
         inh.defaults.push(Scope::Run(Rc::new(run.defaults.clone())));
         // Role vars, then its parameters; both below the task's own.
@@ -3573,6 +3682,15 @@ impl<'a> Executor<'a> {
         started: Instant,
         result: Value,
     ) {
+        // A task of a role that ran (whatever its result, unless skipped or unreachable)
+        // lets that use of the role complete (Ansible's `_had_task_run`).
+        if !handler
+            && matches!(status, Status::Ok | Status::Changed | Status::Failed)
+            && let Some(key) = self.role_instances.last()
+            && !self.roles_had_run.contains(key)
+        {
+            self.roles_had_run.insert(key.clone());
+        }
         match status {
             Status::Ok => self.recap.ok += 1,
             Status::Changed => {
@@ -3775,6 +3893,8 @@ struct RoleRun<'a> {
     public: bool,
     /// Entered by a task (`include_role`), not as a dependency.
     from_task: bool,
+    /// Which use of the role this is, for Ansible's once-per-play rule.
+    instance: Option<crate::plan::RoleInstance>,
 }
 
 /// `loop_control` once its templates are evaluated.
@@ -3816,6 +3936,7 @@ fn play_scope(play: &Play) -> Inherited<'_> {
         become_user: play.become_user.as_deref(),
         environment: play.environment.iter().collect(),
         ignore_errors: play.ignore_errors.as_ref(),
+        ignore_unreachable: play.ignore_unreachable.as_ref(),
         check_mode: play.check_mode.as_ref(),
         diff: play.diff.as_ref(),
         no_log: play.no_log.as_ref(),

@@ -84,13 +84,23 @@ fn lazy_context(
             lenient,
         })
     } else {
-        JValue::from_iter(
-            vars.iter()
-                .map(|(k, v)| (k.as_str(), to_jvalue(v)))
-                .chain(globals.iter().map(|(k, v)| (k.as_str(), v.clone()))),
-        )
+        let all: Vec<(&str, JValue)> = vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), to_jvalue(v)))
+            .chain(globals.iter().map(|(k, v)| (k.as_str(), v.clone())))
+            .collect();
+        // Ansible's `vars`: every variable the task sees, as one mapping
+        // (`vars[name]`, `name in vars`).
+        let own = JValue::from_iter(all.iter().cloned());
+        if vars.contains_key(VARS) || globals.iter().any(|(k, _)| k == VARS) {
+            return own;
+        }
+        JValue::from_iter(all.into_iter().chain(std::iter::once((VARS, own))))
     }
 }
+
+/// The name of Ansible's variable holding all the others.
+const VARS: &str = "vars";
 
 /// Ansible's `hostvars`: every host's variables by its inventory name, each rendered
 /// lazily in that host's own context. This host's entry is what it knows of itself
@@ -324,6 +334,10 @@ impl Object for LazyVars {
         let name = key.as_str()?;
         if let Some((_, v)) = self.globals.iter().rev().find(|(k, _)| k == name) {
             return Some(v.clone());
+        }
+        // Ansible's `vars`: these variables themselves, rendered as they are used.
+        if name == VARS && !self.vars.contains_key(VARS) {
+            return Some(JValue::from_dyn_object(Arc::clone(self)));
         }
         let raw = self.vars.get(name)?;
         if !has_template(raw) {

@@ -273,6 +273,11 @@ pub struct Play {
     /// (unless a block or task says otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_errors: Option<Flag>,
+    /// A host a task of the play cannot reach is reported unreachable but goes on
+    /// (Ansible's play keyword `ignore_unreachable`, inherited by every task and handler
+    /// unless a block or task says otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_unreachable: Option<Flag>,
     /// Run the play's tasks in check mode (true) or for real (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_mode: Option<Flag>,
@@ -561,6 +566,46 @@ pub struct Origin {
     /// The role the tasks belong to, entered here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<RoleRef>,
+    /// This is the whole body of one use of a role (Ansible's cached role object):
+    /// which, so that the executor runs it again for a host only until it has completed
+    /// there once (see [`RoleInstance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<RoleInstance>,
+}
+
+/// One use of a role, as Ansible's role cache tells uses apart: a role used again with
+/// the same `key` is the same use. Once a host has come to its end (or to `meta:
+/// end_role`) having run at least one of its tasks (ok, changed or failed, not skipped
+/// or unreachable), the use has completed there, and a later use with the same key that
+/// does not allow duplicates runs nothing on that host (Ansible's `role_complete`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleInstance {
+    /// The role's path, files, parameters, `when`, `tags` and whether a task named it:
+    /// see [`RoleInstance::key_of`].
+    pub key: String,
+    /// Runs again even once completed (its meta's `allow_duplicates`, or an
+    /// `import_role`/`include_role`, which default to it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_duplicates: bool,
+}
+
+impl RoleInstance {
+    /// The key of a use of the role at `path`: the packer's (static uses) and the
+    /// executor's (roles an `include_role` brings in) are made here alike, so that a
+    /// dependency met by both is one use. `files` names the chosen task, vars, defaults
+    /// and handlers files (empty for `main`); `keywords` is the entry's `when` and `tags`.
+    pub fn key_of(
+        path: &str,
+        files: &[Option<&str>; 4],
+        params: &Vars,
+        keywords: Option<&Task>,
+        from_task: bool,
+    ) -> String {
+        let when = keywords.and_then(|k| k.when.as_ref());
+        let tags = keywords.map(|k| k.tags.as_slice()).unwrap_or_default();
+        serde_json::json!([path, files, params, when, tags, from_task]).to_string()
+    }
 }
 
 /// A role whose tasks run: `role_name`, `role_path`, and how it was entered.

@@ -91,6 +91,40 @@ pub fn include_vars_dir(
     }
 }
 
+/// The files of a role's `main/` defaults or vars directory `dir`, among `files` (paths
+/// of files below it), in the order ansible-core 2.18's `DataLoader._get_dir_vars_files`
+/// reads them: each directory's names sorted, a subdirectory (one without an extension)
+/// read in place, hidden names and backups (`~`) left out, files with no extension or
+/// `.yml`, `.yaml`, `.json` kept.
+pub fn role_vars_dir_files<'f>(dir: &str, files: impl IntoIterator<Item = &'f str>) -> Vec<String> {
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    // Python's `os.path.splitext`: the extension after the last dot not leading the name.
+    fn ext(name: &str) -> &str {
+        let bare = name.trim_start_matches('.');
+        bare.rfind('.').and_then(|i| bare.get(i..)).unwrap_or("")
+    }
+    let shown = |name: &str| !name.starts_with('.') && !name.ends_with('~');
+    let mut kept: Vec<Vec<&str>> = files
+        .into_iter()
+        .filter_map(|f| f.strip_prefix(&prefix))
+        .map(|rel| rel.split('/').collect::<Vec<_>>())
+        .filter(|parts| match parts.split_last() {
+            Some((file, dirs)) => {
+                shown(file)
+                    && matches!(ext(file), "" | ".yml" | ".yaml" | ".json")
+                    && dirs.iter().all(|d| shown(d) && ext(d).is_empty())
+            }
+            None => false,
+        })
+        .collect();
+    // Sorting by the names along the path is the walk's order: a directory's entries
+    // sorted, each subdirectory's files where its name falls.
+    kept.sort();
+    kept.into_iter()
+        .map(|parts| format!("{prefix}{}", parts.join("/")))
+        .collect()
+}
+
 /// Where a task runs from, for finding the files it names: the roles it is in (the
 /// innermost last) and the file it was read from.
 #[derive(Debug, Clone, Default)]

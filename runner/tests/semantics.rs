@@ -2907,3 +2907,34 @@ fn a_loop_label_sees_the_items_registered_result_and_an_undefined_one_fails_the_
     );
     assert!(!run.summary.host_failed);
 }
+
+#[test]
+fn vars_holds_every_variable_the_task_sees_templated_ones_rendered() {
+    // roles target, vars_scope.yml: Ansible's `vars` is the mapping of the variables
+    // in scope (play, block, task, set_fact), read as `vars[name]` and `name in vars`;
+    // a variable whose value is a template is rendered there too.
+    let run = check(
+        play(
+            json!([
+                {"name": "fact", "module": "set_fact", "args": {"from_fact": "f"}},
+                with(
+                    json!({"name": "check", "module": "assert", "args": {"that": [
+                        "'play_var' in vars", "vars['play_var'] == 'p'",
+                        "vars.task_var == 't'", "vars['from_fact'] == 'f'",
+                        "vars['derived'] == 'p-t'", "'nowhere' not in vars",
+                    ]}}),
+                    json!({"vars": {"task_var": "t", "derived": "{{ play_var }}-{{ task_var }}"}}),
+                ),
+                with(
+                    json!({"name": "plain", "module": "assert", "args": {"that": [
+                        "vars['play_var'] == 'p'", "'task_var' not in vars",
+                    ]}}),
+                    json!({}),
+                ),
+            ]),
+            json!({"vars": {"play_var": "p"}}),
+        ),
+        &[("fact", "ok"), ("check", "ok"), ("plain", "ok")],
+    );
+    assert!(!run.summary.host_failed);
+}

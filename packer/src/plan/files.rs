@@ -358,7 +358,7 @@ fn resolve(
 
 /// Every regular file below `root/rel` (symlinks followed, as Ansible's copy does by
 /// default), as paths relative to `root`, sorted.
-fn walk_dir(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub(crate) fn walk_dir(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;

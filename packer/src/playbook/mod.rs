@@ -26,7 +26,7 @@
 //!   ansible-core (kept as `loop_with` plus the terms as written, which the runner templates
 //!   and hands to the lookup; a literal `with_dict` mapping keeps its written order),
 //!   `loop_control` (all of its keys), `register`, `changed_when`,
-//!   `failed_when`, `ignore_errors`, `ignore_unreachable` (tasks and blocks),
+//!   `failed_when`, `ignore_errors`, `ignore_unreachable` (plays, blocks, tasks),
 //!   `notify`, `listen` (handlers), `vars`, `become`,
 //!   `become_user`, `become_method: sudo`, `environment`, `no_log`, `tags`, `until`, `retries`, `delay`,
 //!   `check_mode`, `diff`, `block`/`rescue`/`always`.
@@ -127,7 +127,7 @@
 //! `diff`, `connection` other than a task's `local`, `port`, `module_defaults`,
 //! `collections`, `any_errors_fatal` on blocks and tasks, task `max_fail_percentage`,
 //! `throttle` on plays and blocks,
-//! `debugger`, `ignore_unreachable` on plays, `become_flags`, `become_exe`, `become_method` other
+//! `debugger`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
 //! plays, `strategy`, `order`, `gather_subset`,
 //! `gather_timeout`, `fact_path`, `vars_prompt`. Any other unknown
@@ -150,6 +150,7 @@ mod yaml;
 
 pub use defaults::apply_role_defaults;
 pub use play::Rolling;
+pub(crate) use roles::private_role_vars_in;
 
 use crate::plan::PlanError;
 use rustle_runner::plan::{DeployPlan, PLAN_FORMAT, PLAN_VERSION, PlanFile, Task, Vars};
@@ -765,8 +766,6 @@ struct PlayState {
     role_vars: Vars,
     /// Handlers of every role used in the play, in the order the roles were read.
     handlers: Vec<Task>,
-    /// Roles already expanded (directory and parameters), to run each once.
-    seen_roles: HashSet<String>,
     /// Roles whose handlers were added.
     roles_with_handlers: HashSet<PathBuf>,
     /// Roles being expanded, to refuse a dependency cycle.

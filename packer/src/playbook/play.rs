@@ -12,11 +12,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 25] = [
+const PLAY_KEYWORDS: [&str; 26] = [
     "name",
     "timeout",
     "remote_user",
     "ignore_errors",
+    "ignore_unreachable",
     "check_mode",
     "diff",
     "no_log",
@@ -478,6 +479,7 @@ impl Loader<'_> {
         };
         let become_ = flag("become")?;
         let ignore_errors = flag("ignore_errors")?;
+        let ignore_unreachable = flag("ignore_unreachable")?;
         let check_mode = flag("check_mode")?;
         let diff = flag("diff")?;
         let no_log = flag("no_log")?;
@@ -552,6 +554,7 @@ impl Loader<'_> {
                 become_user,
                 environment,
                 ignore_errors,
+                ignore_unreachable,
                 check_mode,
                 diff,
                 no_log,

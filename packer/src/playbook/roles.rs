@@ -4,7 +4,7 @@
 use super::tasks::{self, Cx};
 use super::yaml::{self, scalar_str, to_json};
 use super::{Loader, NotFound, PlaybookError, Where, canonical};
-use rustle_runner::plan::{Origin, RoleRef, Task, Vars};
+use rustle_runner::plan::{Origin, RoleInstance, RoleRef, Task, Vars};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,27 @@ pub(crate) struct RoleEntry {
     pub(crate) handlers_from: Option<String>,
     /// Named by a task (`import_role`/`include_role`), not by `roles:` or a dependency.
     pub(crate) from_task: bool,
+    /// `allow_duplicates` given on an `import_role` (which defaults to true); `None`:
+    /// the role's meta decides.
+    pub(crate) allow_duplicates: Option<bool>,
+    /// `public` given on an `import_role`; `None`: [`private_role_vars`] decides.
+    pub(crate) public: Option<bool>,
+}
+
+/// `ANSIBLE_PRIVATE_ROLE_VARS` (Ansible's `DEFAULT_PRIVATE_ROLE_VARS`) when it is set:
+/// roles' variables are then private (true) or public (false) to the play, `roles:`,
+/// `import_role` and `include_role` alike. Unset, `roles:` and `import_role` are public
+/// and `include_role` private, as in Ansible. (`private_role_vars` in an `ansible.cfg`
+/// is not read.)
+pub(crate) fn private_role_vars() -> Option<bool> {
+    private_role_vars_in(std::env::var(crate::lookups::PRIVATE_ROLE_VARS_ENV).ok())
+}
+
+/// [`private_role_vars`] from the variable's value, as Ansible reads a boolean setting.
+pub(crate) fn private_role_vars_in(value: Option<String>) -> Option<bool> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| rustle_runner::modules::args::truthy_str(&v).unwrap_or(false))
 }
 
 /// The file names Ansible tries for `main` in a role directory.
@@ -62,7 +83,7 @@ impl Loader<'_> {
             let here = at.child(&format!("roles[{i}]"));
             let entry = self.role_entry(item, &here)?;
             self.play.play_roles.push(entry.name.clone());
-            out.extend(self.role(entry, cx, &here, true, true)?);
+            out.extend(self.role(entry, cx, &here, true)?);
         }
         Ok(out)
     }
@@ -78,6 +99,8 @@ impl Loader<'_> {
             defaults_from: None,
             handlers_from: None,
             from_task: false,
+            allow_duplicates: None,
+            public: None,
         };
         match item {
             Yaml::Mapping(map) => {
@@ -122,18 +145,18 @@ impl Loader<'_> {
     }
 
     /// Expands a role: its dependencies first, then its tasks in a block carrying its
-    /// variables; registers its handlers with the play. `play_level` roles (from `roles:`)
-    /// also expose their defaults and vars to the whole play, as Ansible does; `dedupe`
-    /// runs a role (with the same parameters) once per play.
+    /// variables and which use of the role it is ([`RoleInstance`]: the executor runs a
+    /// use once per host and play unless duplicates are allowed, as Ansible does);
+    /// registers its handlers with the play. `play_level` roles (from `roles:`) also
+    /// expose their defaults and vars to the whole play, as Ansible does.
     pub(crate) fn role(
         &mut self,
         entry: RoleEntry,
         cx: &Cx,
         at: &Where,
         play_level: bool,
-        dedupe: bool,
     ) -> Result<Vec<Task>, PlaybookError> {
-        self.role_from(entry, cx, at, play_level, dedupe, None)
+        self.role_from(entry, cx, at, play_level, None)
     }
 
     /// [`Self::role`], for a role named by another role's meta dependencies: `basedir`
@@ -144,22 +167,12 @@ impl Loader<'_> {
         cx: &Cx,
         at: &Where,
         play_level: bool,
-        dedupe: bool,
         basedir: Option<&Path>,
     ) -> Result<Vec<Task>, PlaybookError> {
         let name = entry.name.clone();
         let at = at.named(Some(&name));
         let dir = self.find_role(&name, cx, &at, basedir)?;
         let canon = canonical(&dir);
-        let params_key = serde_json::to_string(&entry.params).unwrap_or_default();
-        let key = format!(
-            "{}|{}|{params_key}",
-            canon.display(),
-            entry.tasks_from.as_deref().unwrap_or("main")
-        );
-        if dedupe && self.play.seen_roles.contains(&key) {
-            return Ok(Vec::new());
-        }
         // A dependency cycle never ends; a role whose task imports the role again (another
         // of its task files) is not a cycle, and a file importing itself is caught as an
         // include cycle.
@@ -169,12 +182,28 @@ impl Loader<'_> {
                 format!("role '{name}' depends on itself (through meta dependencies)"),
             ));
         }
-        let (meta_path, deps, allow_duplicates) = self.role_meta(&dir)?;
-        if dedupe && !allow_duplicates {
-            self.play.seen_roles.insert(key);
-        }
+        let (meta_path, deps, meta_allows) = self.role_meta(&dir)?;
+        // The same use of a role (Ansible's role cache: path, files, parameters, `when`,
+        // `tags`, named by a task or not) is one instance, whichever entry names it.
+        let instance = RoleInstance {
+            key: RoleInstance::key_of(
+                &super::controller_path(&dir),
+                &[
+                    entry.tasks_from.as_deref(),
+                    entry.vars_from.as_deref(),
+                    entry.defaults_from.as_deref(),
+                    entry.handlers_from.as_deref(),
+                ],
+                &entry.params,
+                Some(&entry.wrapper),
+                entry.from_task,
+            ),
+            allow_duplicates: entry.allow_duplicates.unwrap_or(meta_allows),
+        };
         self.play.role_stack.push(canon.clone());
-        let result = self.role_body(entry, &dir, &canon, &meta_path, &deps, cx, &at, play_level);
+        let result = self.role_body(
+            entry, &dir, &canon, &meta_path, &deps, cx, &at, play_level, instance,
+        );
         self.play.role_stack.pop();
         result
     }
@@ -231,11 +260,17 @@ impl Loader<'_> {
         cx: &Cx,
         at: &Where,
         play_level: bool,
+        instance: RoleInstance,
     ) -> Result<Vec<Task>, PlaybookError> {
         let vault = self.opts.vault.as_ref();
         let defaults = role_vars_file(dir, "defaults", entry.defaults_from.as_deref(), at, vault)?;
         let own_vars = role_vars_file(dir, "vars", entry.vars_from.as_deref(), at, vault)?;
-        if play_level {
+        // A role whose variables are public shows them to the whole play.
+        let public = entry
+            .public
+            .or_else(|| private_role_vars().map(|private| !private))
+            .unwrap_or(true);
+        if play_level && public {
             self.play.role_defaults.extend(defaults.clone());
             self.play.role_vars.extend(own_vars.clone());
             self.play.fixed.extend(own_vars.keys().cloned());
@@ -247,7 +282,7 @@ impl Loader<'_> {
             if play_level {
                 self.play.dependent_roles.insert(dep_entry.name.clone());
             }
-            out.extend(self.role_from(dep_entry, cx, &dep_at, play_level, true, dir.parent())?);
+            out.extend(self.role_from(dep_entry, cx, &dep_at, play_level, dir.parent())?);
         }
 
         // Defaults rank below play-level variables: leave out the names those set.
@@ -315,6 +350,7 @@ impl Loader<'_> {
         let tasks_origin = tasks_file.as_ref().map(|path| Origin {
             file: Some(super::controller_path(path)),
             role: Some(role_ref.clone()),
+            instance: Some(instance),
         });
         let tasks = match tasks_file {
             Some(path) => {
@@ -780,8 +816,10 @@ fn role_file(
     }
 }
 
-/// A role's `defaults/main.yml` or `vars/main.yml`, or the file `from` names (empty when
-/// there is none).
+/// A role's defaults or vars (`sub`): the file `from` names, else `main` as Ansible's
+/// role loader finds it (`main.yml`, `main.yaml`, `main.json`, then `main`, the first
+/// that exists), where a directory `main/` stands for every file in it (empty when there
+/// is none).
 fn role_vars_file(
     dir: &Path,
     sub: &str,
@@ -796,20 +834,36 @@ fn role_vars_file(
         };
     }
     let sub_dir = dir.join(sub);
-    for m in MAIN {
-        let path = sub_dir.join(m);
-        if path.is_dir() {
-            return Err(at.unsupported(
-                sub,
-                format!(
-                    "{} is a directory; split variable files are not supported yet",
-                    path.display()
-                ),
-            ));
-        }
-        if path.is_file() {
-            return tasks::vars_file(&path, vault);
-        }
+    let Some(main) = ["main.yml", "main.yaml", "main.json", "main"]
+        .iter()
+        .map(|m| sub_dir.join(m))
+        .find(|p| p.exists())
+    else {
+        return Ok(Vars::new());
+    };
+    let files = if main.is_dir() {
+        let mut found = Vec::new();
+        crate::plan::walk_dir(&main, Path::new(""), &mut found)
+            .map_err(|e| at.invalid(sub, format!("cannot list {}: {e}", main.display())))?;
+        let found: Vec<String> = found
+            .iter()
+            .map(|p| main.join(p).to_string_lossy().into_owned())
+            .collect();
+        rustle_runner::resolve::role_vars_dir_files(
+            &main.to_string_lossy(),
+            found.iter().map(String::as_str),
+        )
+        .into_iter()
+        .map(PathBuf::from)
+        .collect()
+    } else {
+        vec![main]
+    };
+    // Each file over the ones before it, a top-level key replacing the earlier one
+    // (Ansible's `combine_vars` with its default `hash_behaviour`).
+    let mut vars = Vars::new();
+    for path in files {
+        vars.extend(tasks::vars_file(&path, vault)?);
     }
-    Ok(Vars::new())
+    Ok(vars)
 }

@@ -179,9 +179,6 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
         }
         "debugger" => "the interactive debugger is not available on the runner",
-        "ignore_unreachable" => {
-            "ignore_unreachable is supported on tasks and blocks, not yet on plays"
-        }
         "become_flags" | "become_exe" => {
             "become is done by the deployer (sudo -n); its options are fixed"
         }
@@ -907,6 +904,19 @@ impl Loader<'_> {
         // The module's own arguments win over `args:`, as in Ansible.
         args.extend(module_args(module, value, at)?);
         task.args = args;
+        // Ansible refuses this when it reads the handlers (its handlers are the play's,
+        // outside any role).
+        if cx.handler
+            && short_name(module) == "meta"
+            && task
+                .args
+                .get("_raw_params")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                == Some("end_role")
+        {
+            return Err(at.ansible("meta", "Cannot execute 'end_role' from a handler"));
+        }
         if task.loop_control.is_some() && task.loop_.is_none() {
             return Err(at.invalid("loop_control", "given without a loop"));
         }
@@ -1028,17 +1038,29 @@ impl Loader<'_> {
                 };
                 let entry = RoleEntry {
                     name,
-                    params: Vars::new(),
+                    // The import's `vars` rank above the role's own vars inside it (the
+                    // import is the parent of the role's tasks in Ansible), and stay
+                    // private to it (roles target, vars_scope.yml).
+                    params: std::mem::take(&mut wrapper.vars),
                     wrapper: Task::default(),
                     tasks_from: from("tasks_from")?,
                     vars_from: from("vars_from")?,
                     defaults_from: from("defaults_from")?,
                     handlers_from: from("handlers_from")?,
                     from_task: true,
+                    public: match args.get("public") {
+                        None | Some(Value::Null) => None,
+                        Some(v) => Some(crate::plan::is_truthy(v)),
+                    },
+                    // Ansible's import_role runs its role again unless told otherwise.
+                    allow_duplicates: Some(match args.get("allow_duplicates") {
+                        None | Some(Value::Null) => true,
+                        Some(v) => crate::plan::is_truthy(v),
+                    }),
                 };
                 // An imported role's variables are the play's, as Ansible exposes them
                 // when it reads the playbook.
-                (self.role(entry, cx, at, true, false)?, None)
+                (self.role(entry, cx, at, true)?, None)
             }
         };
         // Keywords on the include apply to every included task: a block carries them,
@@ -1046,7 +1068,7 @@ impl Loader<'_> {
         if let Some(path) = file {
             wrapper.origin = Some(Origin {
                 file: Some(super::controller_path(&path)),
-                role: None,
+                ..Origin::default()
             });
         }
         let pushed =
@@ -1170,6 +1192,14 @@ impl Loader<'_> {
         }
         if short_name(module) == "include_role" {
             task.args = include_role_args(module, args, at)?;
+            // An included role's variables stay private unless `public` says otherwise
+            // or ANSIBLE_PRIVATE_ROLE_VARS is set (then it decides for every role).
+            if let (false, Some(private)) = (
+                task.args.contains_key("public"),
+                super::roles::private_role_vars(),
+            ) {
+                task.args.insert("public".into(), Value::Bool(!private));
+            }
             // A role named literally is found now, and travels with its meta; one whose
             // name is templated must be one of the roles the plan carries. A literal
             // name found nowhere fails only the hosts that reach the include, as

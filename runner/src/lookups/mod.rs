@@ -149,14 +149,14 @@ pub trait Controller: Send + Sync {
 }
 
 /// The lookups whose answers come from the controller.
-pub const CONTROLLER_LOOKUPS: [&str; 4] = ["env", "pipe", "lines", "password"];
+pub const CONTROLLER_LOOKUPS: [&str; 5] = ["env", "pipe", "lines", "password", "config"];
 
 /// Lookups that read the controller's files: they run over the files the payload
 /// carries ([`crate::ctlfiles`]).
 use crate::ctlfiles::FILE_LOOKUPS;
 
 /// ansible-core's other lookups, which rustle-deploy does not run.
-const OTHER_LOOKUPS: [&str; 3] = ["config", "inventory_hostnames", "url"];
+const OTHER_LOOKUPS: [&str; 2] = ["inventory_hostnames", "url"];
 
 /// The host's side of controller lookups: the answers the packer computed while packing
 /// (the payload's `controller_lookups`), and those the deployer gave over the controller

@@ -15,7 +15,12 @@ pub(super) fn ping(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     if data == "crash" {
         return Ok(Outcome::fail("boom").with("exception", "Exception: boom"));
     }
-    Ok(Outcome::ok().with("ping", data))
+    // Ansible's modules return the parameters they ran with (`invocation`, which its
+    // callback shows from -vvv on); ping's only one is `data`.
+    let invocation = serde_json::json!({"module_args": {"data": data}});
+    Ok(Outcome::ok()
+        .with("ping", data)
+        .with("invocation", invocation))
 }
 
 /// `pause`: waits `seconds` or `minutes`. The runner is unattended (no terminal), so
@@ -230,6 +235,10 @@ mod tests {
         let o = run("ping", json!({})).unwrap();
         assert!(!o.changed && !o.failed);
         assert_eq!(o.data["ping"], "pong");
+        assert_eq!(
+            o.data["invocation"],
+            json!({"module_args": {"data": "pong"}})
+        );
         assert_eq!(
             run("ping", json!({"data": "hi"})).unwrap().data["ping"],
             "hi"
