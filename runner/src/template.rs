@@ -344,21 +344,25 @@ impl Engine {
         });
         match out {
             Ok(_) if sealed_used => Err(sealed_error(source)),
-            out => out.map_err(|e| self.named(err(source, &e), source, true, ctx)),
+            out => out
+                .map_err(|e| self.named(err(source, &e), e.detail().is_none(), source, true, ctx)),
         }
     }
 
-    /// `e` with what was undefined named as Ansible (Jinja2) names it, when `e` is an
-    /// undefined failure of `source` (a template when `template`, else an expression)
-    /// and the lookup that failed can be found (see [`crate::chainable::undefined_words`]).
+    /// `e` with what was undefined named as Ansible (Jinja2) names it, when `e` is the
+    /// engine's own undefined failure (`engine_made`: not a lookup's or filter's, which
+    /// has a message of its own) of `source` (a template when `template`, else an
+    /// expression) and the lookup that failed can be found (see
+    /// [`crate::chainable::undefined_words`]).
     fn named(
         &self,
         mut e: TemplateError,
+        engine_made: bool,
         source: &str,
         template: bool,
         ctx: &JValue,
     ) -> TemplateError {
-        if !e.undefined || e.from_filter {
+        if !e.undefined || e.from_filter || !engine_made {
             return e;
         }
         let wrapped;
@@ -439,7 +443,9 @@ impl Engine {
         });
         match out {
             Ok(_) if sealed_used => Err(sealed_error(expr)),
-            out => out.map_err(|e| self.named(err(expr, &e), expr, false, ctx)),
+            out => {
+                out.map_err(|e| self.named(err(expr, &e), e.detail().is_none(), expr, false, ctx))
+            }
         }
     }
 
@@ -451,7 +457,7 @@ impl Engine {
         // rather than taking it as false, in Jinja2's words for what was undefined.
         let v = match self.eval(expr, ctx) {
             Ok(v) if v.is_undefined() => {
-                let mut e = self.named(undefined_value(expr), expr, false, ctx);
+                let mut e = self.named(undefined_value(expr), true, expr, false, ctx);
                 if !e.from_filter {
                     e.detail = format!("'{expr}' is undefined");
                     e.from_filter = true;
@@ -515,7 +521,7 @@ impl Engine {
                     Some(expr) => {
                         let mut v = self.eval(expr, ctx)?;
                         if v.is_undefined() {
-                            return Err(self.named(undefined_value(raw), expr, false, ctx));
+                            return Err(self.named(undefined_value(raw), true, expr, false, ctx));
                         }
                         // ansible-core 2.18: a template that names one variable
                         // (`SINGLE_VAR`, `{{ name }}`) gives its None as it is; any
@@ -578,10 +584,42 @@ impl Engine {
 // flag survives a plain `{{ var }}` or `{{ var.attr }}`, so what such an expression
 // gives can be kept unsafe too.
 
-/// The value inside an unsafe marker, when `v` is one.
+/// The value inside an unsafe marker, when `v` is one (an opened vault value's marker
+/// is one too: see [`opened_vault_marker`]).
 pub fn unsafe_inner(v: &Value) -> Option<&Value> {
     match v {
         Value::Object(m) if m.len() == 1 => m.get(crate::plan::UNSAFE_KEY),
+        Value::Object(m) if m.len() == 2 && m.contains_key(crate::vault::VAULT_KEY) => {
+            m.get(crate::plan::UNSAFE_KEY)
+        }
+        _ => None,
+    }
+}
+
+/// The plan's marker for a `!vault` value the packer opened with the vault password:
+/// `{"__ansible_unsafe": plaintext, "__ansible_vault": vault text}`. Ansible keeps such a
+/// value as its `AnsibleVaultEncryptedUnicode`, which reads as its plaintext, is never
+/// templated (hence unsafe), and is still `vault_encrypted` where it is used as it is.
+pub fn opened_vault_marker(plain: &str, text: &str) -> Value {
+    let mut m = serde_json::Map::with_capacity(2);
+    m.insert(
+        crate::plan::UNSAFE_KEY.to_string(),
+        Value::String(plain.into()),
+    );
+    m.insert(
+        crate::vault::VAULT_KEY.to_string(),
+        Value::String(text.into()),
+    );
+    Value::Object(m)
+}
+
+/// The plaintext and vault text of an opened vault value's marker, when `v` is one.
+pub fn opened_vault(v: &Value) -> Option<(&str, &str)> {
+    match v {
+        Value::Object(m) if m.len() == 2 => Some((
+            m.get(crate::plan::UNSAFE_KEY)?.as_str()?,
+            m.get(crate::vault::VAULT_KEY)?.as_str()?,
+        )),
         _ => None,
     }
 }
@@ -645,6 +683,9 @@ pub fn to_jvalue(v: &Value) -> JValue {
 }
 
 fn jvalue(v: &Value, all_unsafe: bool) -> JValue {
+    if let Some((plain, text)) = opened_vault(v) {
+        return crate::filters::encryption::opened(plain, text);
+    }
     if let Some(inner) = unsafe_inner(v) {
         return jvalue(inner, true);
     }

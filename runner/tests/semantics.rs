@@ -2974,3 +2974,50 @@ fn an_undefined_variable_is_named_as_ansible_names_it() {
         "The conditional check 'd.b == 1' failed. The error was: error while evaluating conditional (d.b == 1): 'dict object' has no attribute 'b'"
     );
 }
+
+/// test_core: a `!vault` value the packer opened with the vault password reads as its
+/// plaintext everywhere (filters, comparisons, module arguments), is never templated,
+/// and is `vault_encrypted` where it is used as it is (through variables and
+/// `set_fact` of the value itself), as Ansible's `AnsibleVaultEncryptedUnicode` is; a string made from it
+/// (`{{ v }}`, `v ~ ''`) is plain text, as the object's `.data` is in Ansible.
+#[test]
+fn an_opened_vault_value_reads_as_text_and_stays_vault_encrypted() {
+    let opened = rustle_runner::template::opened_vault_marker(
+        "s3cret {{ not_templated }}",
+        "$ANSIBLE_VAULT;1.1;AES256\n6162",
+    );
+    let run = check(
+        play(
+            json!([
+                {"name": "keep", "module": "set_fact",
+                 "args": {"kept": opened.clone(), "copied": "{{ vaulted }}"}},
+                {"name": "check", "module": "assert", "args": {"that": [
+                    "vaulted is vault_encrypted",
+                    "kept is vault_encrypted",
+                    "alias is not vault_encrypted",
+                    "copied is not vault_encrypted",
+                    "(vaulted ~ '') is not vault_encrypted",
+                    "inventory_hostname is not vault_encrypted",
+                    "vaulted is search('^s3cret .. not_templated ..$')",
+                    "vaulted | upper is search('^S3CRET .. NOT_TEMPLATED ..$')",
+                    "vaulted.split(' ') | first == 's3cret'",
+                    "copied == vaulted",
+                ]}},
+                dbg("shown", "{{ vaulted }}"),
+                dbg("defaulted", "{{ vaulted | default('none') }}"),
+                sh("given", "printf %s {{ vaulted | quote }}"),
+            ]),
+            json!({"vars": {"vaulted": opened, "alias": "{{ vaulted }}"}}),
+        ),
+        &[
+            ("keep", "ok"),
+            ("check", "ok"),
+            ("shown", "ok"),
+            ("defaulted", "ok"),
+            ("given", "changed"),
+        ],
+    );
+    assert_eq!(run.result("shown")["msg"], "s3cret {{ not_templated }}");
+    assert_eq!(run.result("defaulted")["msg"], "s3cret {{ not_templated }}");
+    assert_eq!(run.result("given")["stdout"], "s3cret {{ not_templated }}");
+}
