@@ -367,3 +367,48 @@ fn calls_in_files_only_an_include_reaches_are_answered() {
         "v1"
     );
 }
+
+/// template target (template_import_macro_globals.j2): a call in a template that the
+/// task's template imports or includes runs with the task's variables too, so it is
+/// answered; a name only a variable gives is not followed.
+#[test]
+fn calls_in_templates_a_template_imports_are_answered() {
+    let mut p = project(
+        r#"
+- hosts: all
+  gather_facts: false
+  tasks:
+    - template: src=main.j2 dest=/tmp/out
+"#,
+        "web1\n",
+    );
+    let t = p.dir.path().join("templates");
+    std::fs::create_dir(&t).unwrap();
+    std::fs::write(
+        t.join("main.j2"),
+        "{% from 'macros.j2' import foo %}{% include \"inc.j2\" %}{% include name %}{{ foo() }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("macros.j2"),
+        "{% macro foo() -%}{{ lookup('env', 'RUSTLE_K_VAR') }}{%- endmacro %}\n",
+    )
+    .unwrap();
+    std::fs::write(t.join("inc.j2"), "{{ lookup('env', 'HOME') }}\n").unwrap();
+    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
+        .unwrap();
+    answer(&mut p.plan, &p.inventory, &p.world);
+    let e = host_engine(&p, "web1");
+    assert_eq!(
+        render(&e, json!({}), "{{ lookup('env', 'RUSTLE_K_VAR') }}").unwrap(),
+        "v1"
+    );
+    assert_eq!(
+        render(&e, json!({}), "{{ lookup('env', 'HOME') }}").unwrap(),
+        "/home/deployer"
+    );
+    assert_eq!(
+        templates_named("{% from 'a.j2' import x %}{%- import \"b.j2\" as b -%}{% include c %}"),
+        ["a.j2", "b.j2"]
+    );
+}
