@@ -95,7 +95,7 @@ fn calls_in_expression(text: &str, out: &mut Vec<String>) {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c == b'\'' || c == b'"' {
-            i = skip_string(b, i);
+            i = rustle_runner::template::string_literal_end(b, i);
             continue;
         }
         if c.is_ascii_alphabetic() || c == b'_' {
@@ -126,23 +126,6 @@ fn calls_in_expression(text: &str, out: &mut Vec<String>) {
     }
 }
 
-/// The index just past the string literal starting at `start`.
-fn skip_string(b: &[u8], start: usize) -> usize {
-    let quote = b.get(start).copied();
-    let mut i = start + 1;
-    while let Some(&c) = b.get(i) {
-        if c == b'\\' {
-            i += 2;
-            continue;
-        }
-        i += 1;
-        if Some(c) == quote {
-            break;
-        }
-    }
-    i
-}
-
 /// The index of the `)` matching the `(` at `open`.
 fn closing_paren(b: &[u8], open: usize) -> Option<usize> {
     let mut depth = 0usize;
@@ -150,7 +133,7 @@ fn closing_paren(b: &[u8], open: usize) -> Option<usize> {
     while let Some(&c) = b.get(i) {
         match c {
             b'\'' | b'"' => {
-                i = skip_string(b, i);
+                i = rustle_runner::template::string_literal_end(b, i);
                 continue;
             }
             b'(' | b'[' | b'{' => depth += 1,
@@ -251,7 +234,7 @@ fn find_close(text: &str, from: usize, close: &str) -> Option<usize> {
     let mut i = from;
     while i < b.len() {
         match b.get(i) {
-            Some(b'\'' | b'"') => i = skip_string(b, i),
+            Some(b'\'' | b'"') => i = rustle_runner::template::string_literal_end(b, i),
             _ if text.get(i..).is_some_and(|r| r.starts_with(close)) => return Some(i),
             _ => i += 1,
         }

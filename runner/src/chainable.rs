@@ -602,7 +602,7 @@ fn variable_chains(expr: &str) -> Vec<(&str, Vec<Step<'_>>)> {
     let mut last_words: [&str; 2] = ["", ""];
     while let Some(&b) = bytes.get(i) {
         if b == b'\'' || b == b'"' {
-            i = string_end(bytes, i);
+            i = crate::template::string_literal_end(bytes, i);
             continue;
         }
         if b.is_ascii_digit() {
@@ -710,23 +710,6 @@ fn guarded(rest: &str) -> bool {
         return matches!(word(f.trim_start()).as_str(), "default" | "d");
     }
     false
-}
-
-/// The byte after the string literal that opens at `open`.
-fn string_end(bytes: &[u8], open: usize) -> usize {
-    let q = bytes.get(open).copied();
-    let mut i = open + 1;
-    while let Some(&c) = bytes.get(i) {
-        if c == b'\\' {
-            i += 2;
-            continue;
-        }
-        i += 1;
-        if Some(c) == q {
-            break;
-        }
-    }
-    i
 }
 
 #[cfg(test)]

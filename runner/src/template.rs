@@ -584,6 +584,24 @@ impl Engine {
 // flag survives a plain `{{ var }}` or `{{ var.attr }}`, so what such an expression
 // gives can be kept unsafe too.
 
+/// The byte just past the Jinja string literal that opens (with its quote) at `open`:
+/// a backslash escapes the next byte.
+pub fn string_literal_end(bytes: &[u8], open: usize) -> usize {
+    let quote = bytes.get(open).copied();
+    let mut i = open + 1;
+    while let Some(&c) = bytes.get(i) {
+        if c == b'\\' {
+            i += 2;
+            continue;
+        }
+        i += 1;
+        if Some(c) == quote {
+            break;
+        }
+    }
+    i
+}
+
 /// The value inside an unsafe marker, when `v` is one (an opened vault value's marker
 /// is one too: see [`opened_vault_marker`]).
 pub fn unsafe_inner(v: &Value) -> Option<&Value> {

@@ -97,6 +97,15 @@ fn host_engine(p: &Project, host: &str) -> Arc<Engine> {
     Arc::new(Engine::with_controller(Arc::new(Answers::new(answers))))
 }
 
+/// Reads the project's playbook again (files written since are found), answers its
+/// controller lookups, and gives `host`'s engine.
+fn reload_and_answer(p: &mut Project, host: &str) -> Arc<Engine> {
+    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
+        .unwrap();
+    answer(&mut p.plan, &p.inventory, &p.world);
+    host_engine(p, host)
+}
+
 fn render(engine: &Arc<Engine>, vars: Value, text: &str) -> Result<String, String> {
     let Value::Object(vars) = vars else {
         panic!("variables are a mapping")
@@ -358,10 +367,7 @@ fn calls_in_files_only_an_include_reaches_are_answered() {
     )
     .unwrap();
     // The playbook is read again now that the included file exists.
-    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
-        .unwrap();
-    answer(&mut p.plan, &p.inventory, &p.world);
-    let e = host_engine(&p, "web1");
+    let e = reload_and_answer(&mut p, "web1");
     assert_eq!(
         render(&e, json!({}), "{{ lookup('env', 'RUSTLE_K_VAR') }}").unwrap(),
         "v1"
@@ -395,10 +401,7 @@ fn calls_in_templates_a_template_imports_are_answered() {
     )
     .unwrap();
     std::fs::write(t.join("inc.j2"), "{{ lookup('env', 'HOME') }}\n").unwrap();
-    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
-        .unwrap();
-    answer(&mut p.plan, &p.inventory, &p.world);
-    let e = host_engine(&p, "web1");
+    let e = reload_and_answer(&mut p, "web1");
     assert_eq!(
         render(&e, json!({}), "{{ lookup('env', 'RUSTLE_K_VAR') }}").unwrap(),
         "v1"
