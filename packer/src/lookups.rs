@@ -297,9 +297,12 @@ fn task_probes(task: &Task, files: &BTreeMap<String, String>) -> Vec<Probe> {
             };
             calls_in_template(text, &mut exprs);
             for name in templates_named(text) {
+                // The plan may keep a path as written (`role/../role/templates`) or
+                // resolved: either names the file.
                 let found = dirs
                     .iter()
                     .map(|d| format!("{d}/{name}"))
+                    .flat_map(|p| [rustle_runner::resolve::normalize(&p), p])
                     .find(|p| files.contains_key(p));
                 if let Some(next) = found
                     && !seen.contains(&next)

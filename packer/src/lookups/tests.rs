@@ -375,8 +375,9 @@ fn calls_in_files_only_an_include_reaches_are_answered() {
 }
 
 /// template target (template_import_macro_globals.j2): a call in a template that the
-/// task's template imports or includes runs with the task's variables too, so it is
-/// answered; a name only a variable gives is not followed.
+/// task's template imports or includes (beside it, however its path is written) runs
+/// with the task's variables too, so it is answered; a name only a variable gives is not
+/// followed.
 #[test]
 fn calls_in_templates_a_template_imports_are_answered() {
     let mut p = project(
@@ -401,6 +402,18 @@ fn calls_in_templates_a_template_imports_are_answered() {
     )
     .unwrap();
     std::fs::write(t.join("inc.j2"), "{{ lookup('env', 'HOME') }}\n").unwrap();
+    // The template named through `..` (as a role's path can be): the templates beside it
+    // are found all the same.
+    let dir = p.dir.path().to_path_buf();
+    let base = dir.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::write(
+        dir.join("site.yml"),
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - template: src={}/../{base}/templates/main.j2 dest=/tmp/out\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
     let e = reload_and_answer(&mut p, "web1");
     assert_eq!(
         render(&e, json!({}), "{{ lookup('env', 'RUSTLE_K_VAR') }}").unwrap(),
