@@ -235,6 +235,8 @@ fn overrides<'a>(
             "comment_end_string" => setup.syntax[3] = text()?,
             "block_start_string" => setup.block[0] = text()?,
             "block_end_string" => setup.block[1] = text()?,
+            "line_statement_prefix" => setup.line_prefixes[0] = Some(text()?),
+            "line_comment_prefix" => setup.line_prefixes[1] = Some(text()?),
             _ => {}
         }
     }
@@ -248,6 +250,7 @@ fn is_default(setup: &crate::ctlfiles::TemplateSetup) -> bool {
         && setup.block == d.block
         && setup.trim_blocks == d.trim_blocks
         && setup.lstrip_blocks == d.lstrip_blocks
+        && setup.line_prefixes == d.line_prefixes
 }
 
 /// The variables Ansible's `generate_ansible_template_vars` adds for a template. The
@@ -330,6 +333,10 @@ mod tests {
                 "templates/bad_override.j2",
                 "#jinja2: lstrip_blocks=True\n{{ host }}\n",
             ),
+            (
+                "templates/line_statements.j2",
+                "#jinja2: line_statement_prefix:\":\"\n: if true\nfoo\n: endif\n",
+            ),
             ("templates/syntax.j2", "{% if %}"),
             (
                 "templates/managed.j2",
@@ -395,6 +402,10 @@ mod tests {
             )
         );
         assert!(!t.path().join("bad").exists());
+        // override_colon_value.j2: a value holding a colon, line statements.
+        let args = json!({"src": "templates/line_statements.j2", "dest": "{p}/lines"});
+        check(t.path(), args, json!({}), false).unwrap();
+        assert_eq!(fs::read_to_string(t.path().join("lines")).unwrap(), "foo\n");
     }
 
     #[test]
