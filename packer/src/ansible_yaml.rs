@@ -874,8 +874,32 @@ fn convert(value: &Yaml, unsafe_: bool) -> Result<Value, String> {
             Yaml::String(text) => rustle_runner::template::vault_marker(text),
             _ => return Err("a !vault value is a string".to_string()),
         },
+        // A `!vault` value the vault code opened: its plaintext and its vault text.
+        Yaml::Tagged(t) if t.tag == OPENED_VAULT_TAG => match &t.value {
+            Yaml::Sequence(pair) => match pair.as_slice() {
+                [Yaml::String(plain), Yaml::String(text)] => {
+                    rustle_runner::template::opened_vault_marker(plain, text)
+                }
+                _ => return Err("an opened !vault value is its text and its vault".into()),
+            },
+            _ => return Err("an opened !vault value is its text and its vault".into()),
+        },
         Yaml::Tagged(t) => return Err(format!("the YAML tag {} is not supported", t.tag)),
     })
+}
+
+/// The tag of a `!vault` value opened with the vault password ([`opened_vault`]), a tag
+/// of our own that no Ansible file uses (one that wrote it would get a string that reads
+/// as `vault_encrypted`, nothing more).
+const OPENED_VAULT_TAG: &str = "rustle-opened-vault";
+
+/// A `!vault` value opened with the vault password: its plaintext, tagged with its vault
+/// text, which the plan carries as `rustle_runner::template::opened_vault_marker`.
+pub fn opened_vault(plain: String, text: String) -> Yaml {
+    Yaml::Tagged(Box::new(TaggedValue {
+        tag: Tag::new(OPENED_VAULT_TAG),
+        value: Yaml::Sequence(vec![Yaml::String(plain), Yaml::String(text)]),
+    }))
 }
 
 /// The marker for text that must never be templated.

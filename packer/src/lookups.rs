@@ -95,7 +95,7 @@ fn calls_in_expression(text: &str, out: &mut Vec<String>) {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c == b'\'' || c == b'"' {
-            i = skip_string(b, i);
+            i = rustle_runner::template::string_literal_end(b, i);
             continue;
         }
         if c.is_ascii_alphabetic() || c == b'_' {
@@ -126,23 +126,6 @@ fn calls_in_expression(text: &str, out: &mut Vec<String>) {
     }
 }
 
-/// The index just past the string literal starting at `start`.
-fn skip_string(b: &[u8], start: usize) -> usize {
-    let quote = b.get(start).copied();
-    let mut i = start + 1;
-    while let Some(&c) = b.get(i) {
-        if c == b'\\' {
-            i += 2;
-            continue;
-        }
-        i += 1;
-        if Some(c) == quote {
-            break;
-        }
-    }
-    i
-}
-
 /// The index of the `)` matching the `(` at `open`.
 fn closing_paren(b: &[u8], open: usize) -> Option<usize> {
     let mut depth = 0usize;
@@ -150,7 +133,7 @@ fn closing_paren(b: &[u8], open: usize) -> Option<usize> {
     while let Some(&c) = b.get(i) {
         match c {
             b'\'' | b'"' => {
-                i = skip_string(b, i);
+                i = rustle_runner::template::string_literal_end(b, i);
                 continue;
             }
             b'(' | b'[' | b'{' => depth += 1,
@@ -219,13 +202,39 @@ fn calls_in_template(text: &str, out: &mut Vec<String>) {
     }
 }
 
+/// The templates a template names literally in `{% import %}`, `{% from ... import %}`
+/// and `{% include %}` tags.
+fn templates_named(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{%") {
+        let after = rest.get(open + 2..).unwrap_or_default();
+        let end = find_close(after, 0, "%}").unwrap_or(after.len());
+        let body = after
+            .get(..end)
+            .unwrap_or_default()
+            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        let word = body.split_whitespace().next().unwrap_or_default();
+        if matches!(word, "import" | "from" | "include") {
+            let name = body.get(word.len()..).unwrap_or_default().trim_start();
+            if let Some(q @ ('\'' | '"')) = name.chars().next()
+                && let Some(close) = name.get(1..).and_then(|n| n.find(q))
+            {
+                out.extend(name.get(1..=close).map(str::to_string));
+            }
+        }
+        rest = after.get(end..).unwrap_or_default();
+    }
+    out
+}
+
 /// Where `close` ends the tag whose body starts at `from`, string literals skipped.
 fn find_close(text: &str, from: usize, close: &str) -> Option<usize> {
     let b = text.as_bytes();
     let mut i = from;
     while i < b.len() {
         match b.get(i) {
-            Some(b'\'' | b'"') => i = skip_string(b, i),
+            Some(b'\'' | b'"') => i = rustle_runner::template::string_literal_end(b, i),
             _ if text.get(i..).is_some_and(|r| r.starts_with(close)) => return Some(i),
             _ => i += 1,
         }
@@ -267,15 +276,42 @@ fn task_probes(task: &Task, files: &BTreeMap<String, String>) -> Vec<Probe> {
             _ => strings_in(v, false, &mut exprs),
         }
     }
-    // A template file's expressions run with the task's variables.
+    // A template file's expressions run with the task's variables, and so do those of
+    // the templates it imports or includes (found beside it, as Jinja's loader does).
     if task.module_name() == "template"
-        && let Some(text) = task
-            .args
-            .get("src")
-            .and_then(Value::as_str)
-            .and_then(|src| files.get(src))
+        && let Some(src) = task.args.get("src").and_then(Value::as_str)
     {
-        calls_in_template(text, &mut exprs);
+        // The loader's search path: the directories the template was found in (the
+        // plan keeps it under its name as given and under the path it resolved to).
+        let tail = format!("/{src}");
+        let dirs: Vec<&str> = files
+            .keys()
+            .filter(|k| *k == src || k.ends_with(&tail))
+            .map(|k| rustle_runner::resolve::dirname(k))
+            .collect();
+        let mut seen = vec![src.to_string()];
+        let mut todo = vec![src.to_string()];
+        while let Some(path) = todo.pop() {
+            let Some(text) = files.get(&path) else {
+                continue;
+            };
+            calls_in_template(text, &mut exprs);
+            for name in templates_named(text) {
+                // The plan may keep a path as written (`role/../role/templates`) or
+                // resolved: either names the file.
+                let found = dirs
+                    .iter()
+                    .map(|d| format!("{d}/{name}"))
+                    .flat_map(|p| [rustle_runner::resolve::normalize(&p), p])
+                    .find(|p| files.contains_key(p));
+                if let Some(next) = found
+                    && !seen.contains(&next)
+                {
+                    seen.push(next.clone());
+                    todo.push(next);
+                }
+            }
+        }
     }
     let mut probes: Vec<Probe> = exprs.into_iter().map(Probe::Expr).collect();
     if let (Some(lookup), Some(spec)) = (&task.loop_with, &task.loop_)

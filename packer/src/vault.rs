@@ -225,9 +225,12 @@ fn open_inline(
                 });
             };
             // Without a password the value stays tagged: the plan carries it encrypted
-            // (`ansible_yaml::to_json`) and only a use of it on the host fails.
+            // (`ansible_yaml::to_json`) and only a use of it on the host fails. With
+            // one, it is opened here, and stays tagged as opened: Ansible's value reads
+            // as its plaintext but is still `vault_encrypted`.
             if let Some(vault) = vault {
-                *value = Yaml::String(vault.decrypt_text(text, &what)?);
+                let plain = vault.decrypt_text(text, &what)?;
+                *value = crate::ansible_yaml::opened_vault(plain, text.clone());
             }
         }
         _ => {}
@@ -272,7 +275,11 @@ mod tests {
         let path = fixture("host_vars/web1.yml");
         let text = std::fs::read_to_string(&path).unwrap();
         let value = parse_yaml(&text, &path, Some(&vault())).unwrap();
-        assert_eq!(value["host_secret"].as_str(), Some("inline-pass-web1"));
+        let json = crate::ansible_yaml::to_json(&value).unwrap();
+        assert_eq!(
+            rustle_runner::template::opened_vault(&json["host_secret"]).map(|(plain, _)| plain),
+            Some("inline-pass-web1")
+        );
         assert_eq!(value["app_port"].as_u64(), Some(9001));
     }
 

@@ -938,7 +938,12 @@ mod playbook {
         let vars = &plan.plays[0].vars;
         assert_eq!(vars["db_password"], json!("s3cret-db"));
         assert_eq!(vars["api_token"], json!("tok-42"));
-        assert_eq!(vars["host_secret"], json!("inline-pass-web1"));
+        // A whole vaulted file gives plain values; an inline `!vault` one stays marked as
+        // vaulted (Ansible's `AnsibleVaultEncryptedUnicode`), opened.
+        assert_eq!(
+            rustle_runner::template::opened_vault(&vars["host_secret"]).map(|(plain, _)| plain),
+            Some("inline-pass-web1")
+        );
 
         let opts = PlaybookOptions {
             vault: Some(rustle_deploy::vault::Vault::from_password(b"wrong")),

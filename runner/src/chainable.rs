@@ -443,3 +443,337 @@ mod keyword_tests {
         assert_eq!(t("{% set y = f(k=1,k=2) %}").as_deref(), Some("k"));
     }
 }
+
+/// One access in a chain of lookups that starts at a variable.
+#[derive(Debug, PartialEq)]
+enum Step<'a> {
+    /// `.name`
+    Attr(&'a str),
+    /// `['key']`
+    Key(String),
+    /// `[3]`
+    Index(i64),
+}
+
+/// Words that are never variables in a Jinja expression or statement.
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "if",
+    "else",
+    "elif",
+    "endif",
+    "for",
+    "endfor",
+    "set",
+    "endset",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+    "with",
+    "endwith",
+    "block",
+    "endblock",
+    "macro",
+    "endmacro",
+    "call",
+    "endcall",
+    "filter",
+    "endfilter",
+    "import",
+    "from",
+    "include",
+    "extends",
+    "as",
+    "recursive",
+    "raw",
+    "endraw",
+    "do",
+    "ignore",
+    "missing",
+    "context",
+    "without",
+    "autoescape",
+    "endautoescape",
+    "break",
+    "continue",
+];
+
+/// Ansible's (Jinja2's) words for the first undefined value in `source` (a template when
+/// `template`, else an expression): `'x' is undefined` for a variable,
+/// `'dict object' has no attribute 'b'` or `list object has no element 3` for a missing
+/// attribute or item, as Jinja2's `Undefined._undefined_message` words them. Only chains
+/// of plain lookups (`a.b['c'][0]`) are followed, so nothing is run twice; `lookup` gives
+/// a variable's value (undefined when there is none) and `declared` tells the names the
+/// template sets itself (`{% for i in ... %}`), which cannot be looked up outside it.
+pub(crate) fn undefined_words(
+    source: &str,
+    template: bool,
+    lookup: impl Fn(&str) -> JValue,
+    declared: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let parts: Vec<&str> = if template {
+        code_parts(source)
+    } else {
+        vec![source]
+    };
+    for part in parts {
+        for (head, steps) in variable_chains(part) {
+            if declared(head) {
+                continue;
+            }
+            let mut v = lookup(head);
+            if v.is_undefined() {
+                return Some(format!("'{head}' is undefined"));
+            }
+            for step in steps {
+                let next = match &step {
+                    Step::Attr(a) => v.get_attr(a).ok(),
+                    Step::Key(k) => v.get_item(&JValue::from(k.as_str())).ok(),
+                    Step::Index(i) => v.get_item(&JValue::from(*i)).ok(),
+                };
+                match next {
+                    Some(n) if !n.is_undefined() => v = n,
+                    _ => {
+                        let of = type_repr(&v);
+                        return Some(match step {
+                            Step::Attr(a) => format!("'{of}' has no attribute '{a}'"),
+                            Step::Key(k) => format!("'{of}' has no attribute '{k}'"),
+                            Step::Index(i) => format!("{of} has no element {i}"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Jinja2's `object_type_repr`: `dict object`, `None` for None.
+fn type_repr(v: &JValue) -> String {
+    if v.is_none() {
+        return "None".into();
+    }
+    if v.kind() == minijinja::value::ValueKind::String && v.is_safe() {
+        return "AnsibleUnsafeText object".into();
+    }
+    format!("{} object", crate::filters::py_type(v))
+}
+
+/// The code of a template: what is inside `{{ }}` and `{% %}`.
+fn code_parts(source: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(open) = [rest.find("{{"), rest.find("{%")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
+        let close_tag = if rest.get(open..open + 2) == Some("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let Some(after) = rest.get(open + 2..) else {
+            break;
+        };
+        let close = after.find(close_tag).unwrap_or(after.len());
+        out.extend(after.get(..close));
+        rest = after.get(close..).unwrap_or_default();
+    }
+    out
+}
+
+/// The chains of plain lookups in `expr` that start at a variable, in order: a name
+/// that is not an attribute, a filter, a test, a function called, a keyword argument,
+/// a keyword or inside a string, followed by `.name`, `['key']` and `[int]` accesses (a
+/// method called at the end is not one).
+fn variable_chains(expr: &str) -> Vec<(&str, Vec<Step<'_>>)> {
+    let bytes = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    // The last two words seen (for `is` and `is not` before a test's name).
+    let mut last_words: [&str; 2] = ["", ""];
+    while let Some(&b) = bytes.get(i) {
+        if b == b'\'' || b == b'"' {
+            i = crate::template::string_literal_end(bytes, i);
+            continue;
+        }
+        if b.is_ascii_digit() {
+            while bytes.get(i).is_some_and(|c| is_ident(*c) || *c == b'.') {
+                i += 1;
+            }
+            continue;
+        }
+        if !is_ident(b) {
+            if !b.is_ascii_whitespace() {
+                last_words = ["", ""];
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).copied().is_some_and(is_ident) {
+            i += 1;
+        }
+        let name = expr.get(start..i).unwrap_or_default();
+        let prev = expr.get(..start).unwrap_or_default().trim_end();
+        let next = expr.get(i..).unwrap_or_default().trim_start();
+        let is_test = last_words[1] == "is" || (last_words == ["is", "not"]);
+        let skip = prev.ends_with('.')
+            || prev.ends_with('|')
+            || is_test
+            || next.starts_with('(')
+            || (next.starts_with('=') && !next.starts_with("=="))
+            || KEYWORDS.contains(&name);
+        last_words = [last_words[1], name];
+        if skip {
+            continue;
+        }
+        let mut steps = Vec::new();
+        loop {
+            match bytes.get(i) {
+                Some(b'.')
+                    if bytes
+                        .get(i + 1)
+                        .is_some_and(|c| is_ident(*c) && !c.is_ascii_digit()) =>
+                {
+                    let s = i + 1;
+                    let mut e = s;
+                    while bytes.get(e).copied().is_some_and(is_ident) {
+                        e += 1;
+                    }
+                    steps.push((i, Step::Attr(expr.get(s..e).unwrap_or_default())));
+                    i = e;
+                }
+                Some(b'[') => {
+                    let Some(close) = expr.get(i..).and_then(|r| r.find(']')) else {
+                        break;
+                    };
+                    let key = expr.get(i + 1..i + close).unwrap_or_default().trim();
+                    let quoted = key
+                        .strip_prefix('\'')
+                        .and_then(|k| k.strip_suffix('\''))
+                        .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))
+                        .filter(|k| !k.contains(['\'', '"', '\\']));
+                    let step = match (quoted, key.parse::<i64>()) {
+                        (Some(k), _) => Step::Key(k.to_string()),
+                        (None, Ok(n)) => Step::Index(n),
+                        _ => break,
+                    };
+                    steps.push((i, step));
+                    i += close + 1;
+                }
+                _ => break,
+            }
+        }
+        // `x.split(',')`: the last name is a method, not an attribute to look up.
+        if expr
+            .get(i..)
+            .is_some_and(|r| r.trim_start().starts_with('('))
+            && matches!(steps.last(), Some((_, Step::Attr(_))))
+            && let Some((at, _)) = steps.pop()
+        {
+            i = at;
+        }
+        last_words = ["", ""];
+        if guarded(expr.get(i..).unwrap_or_default()) {
+            continue;
+        }
+        out.push((name, steps.into_iter().map(|(_, s)| s).collect()));
+    }
+    out
+}
+
+/// True when what follows a lookup (`rest`) makes its being undefined no failure:
+/// `is defined`, `is undefined` (and their `not`), `| default`, `| d`.
+fn guarded(rest: &str) -> bool {
+    let word = |t: &str| {
+        let end = t
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(t.len());
+        t.get(..end).unwrap_or_default().to_string()
+    };
+    let r = rest.trim_start();
+    if let Some(t) = r.strip_prefix("is ") {
+        let t = t.trim_start();
+        let t = t.strip_prefix("not ").map_or(t, str::trim_start);
+        return matches!(word(t).as_str(), "defined" | "undefined");
+    }
+    if let Some(f) = r.strip_prefix('|') {
+        return matches!(word(f.trim_start()).as_str(), "default" | "d");
+    }
+    false
+}
+
+#[cfg(test)]
+mod undefined_tests {
+    use super::*;
+
+    fn words(source: &str, template: bool) -> Option<String> {
+        let vars = JValue::from_serialize(serde_json::json!({
+            "d": {"a": 1, "n": {"x": 1}},
+            "l": [1],
+            "s": "text",
+            "z": null,
+        }));
+        undefined_words(
+            source,
+            template,
+            |n| vars.get_item(&JValue::from(n)).unwrap_or_default(),
+            |n| n == "i",
+        )
+    }
+
+    #[test]
+    fn the_first_undefined_lookup_is_named_as_jinja2_does() {
+        let w = |s| words(s, false);
+        assert_eq!(w("'x' in y").as_deref(), Some("'y' is undefined"));
+        assert_eq!(
+            w("d.b").as_deref(),
+            Some("'dict object' has no attribute 'b'")
+        );
+        assert_eq!(
+            w("d['b']").as_deref(),
+            Some("'dict object' has no attribute 'b'")
+        );
+        assert_eq!(
+            w("d.n.q.r").as_deref(),
+            Some("'dict object' has no attribute 'q'")
+        );
+        assert_eq!(w("l[3]").as_deref(), Some("list object has no element 3"));
+        assert_eq!(
+            w("s.nope").as_deref(),
+            Some("'str object' has no attribute 'nope'")
+        );
+        assert_eq!(w("z.k").as_deref(), Some("'None' has no attribute 'k'"));
+        assert_eq!(
+            w("'a' ~ nope ~ d.b").as_deref(),
+            Some("'nope' is undefined")
+        );
+        // Filters, tests, functions, keyword arguments, methods, strings are not variables.
+        assert_eq!(
+            w("s | regex_replace('y', k=1) is not match('q') and s.split(',') and lookup('x')"),
+            None
+        );
+        assert_eq!(w("d.a is defined and 'nope' and 1.5"), None);
+        // What is guarded against being undefined is not the failure.
+        assert_eq!(
+            w("d.b is not defined or q is undefined or d.c | default(1) or (y|d(2)) ~ l[7]")
+                .as_deref(),
+            Some("list object has no element 7")
+        );
+        let t = |s| words(s, true);
+        assert_eq!(
+            t("x {{ d.a }} y {% if nope %}{% endif %}").as_deref(),
+            Some("'nope' is undefined")
+        );
+        assert_eq!(t("nope {% for i in l %}{{ i.x }}{% endfor %}"), None);
+    }
+}

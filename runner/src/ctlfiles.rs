@@ -1010,6 +1010,8 @@ pub struct TemplateSetup {
     pub trim_blocks: bool,
     /// Jinja's `lstrip_blocks`.
     pub lstrip_blocks: bool,
+    /// Jinja's `line_statement_prefix` and `line_comment_prefix` (none by default).
+    pub line_prefixes: [Option<String>; 2],
 }
 
 impl Default for TemplateSetup {
@@ -1021,6 +1023,7 @@ impl Default for TemplateSetup {
             block: ["{%", "%}"].map(String::from),
             trim_blocks: true,
             lstrip_blocks: false,
+            line_prefixes: [None, None],
         }
     }
 }
@@ -1037,11 +1040,18 @@ pub fn render_with_setup(
     let mut env = env.clone();
     let [vs, ve, cs, ce] = &setup.syntax;
     let [bs, be] = &setup.block;
-    let syntax = minijinja::syntax::SyntaxConfig::builder()
+    let mut syntax = minijinja::syntax::SyntaxConfig::builder();
+    syntax
         .variable_delimiters(vs.clone(), ve.clone())
         .block_delimiters(bs.clone(), be.clone())
-        .comment_delimiters(cs.clone(), ce.clone())
-        .build()?;
+        .comment_delimiters(cs.clone(), ce.clone());
+    if let [Some(statement), _] = &setup.line_prefixes {
+        syntax.line_statement_prefix(statement.clone());
+    }
+    if let [_, Some(comment)] = &setup.line_prefixes {
+        syntax.line_comment_prefix(comment.clone());
+    }
+    let syntax = syntax.build()?;
     env.set_syntax(syntax);
     env.set_trim_blocks(setup.trim_blocks);
     env.set_lstrip_blocks(setup.lstrip_blocks);

@@ -3138,11 +3138,20 @@ impl<'a> Executor<'a> {
             }
             Ok(Value::Object(a)) => remove_omit(a, &self.omit),
             Ok(_) => Vars::new(),
-            // Ansible's words for an argument that names something undefined
-            // (`Base.post_validate`), which playbooks assert on.
+            // ansible-core 2.18's words for an argument that names something undefined
+            // (`Base.post_validate`'s message, then the error's own, then where the task
+            // is), which playbooks assert on.
             Err(e) if e.undefined => {
+                let place = match &inherited.file {
+                    Some(file) => format!("'{file}'"),
+                    None => format!("a playbook in '{}'", self.playbook_dir),
+                };
+                let task_name = match &task.name {
+                    Some(n) => format!(", task '{n}'"),
+                    None => String::new(),
+                };
                 return failed_result(format!(
-                    "The task includes an option with an undefined variable. The error was: {e}"
+                    "The task includes an option with an undefined variable.. {e}\n\nThe error appears to be in {place}{task_name}"
                 ));
             }
             Err(e) => return failed_result(format!("{e}")),

@@ -21,8 +21,10 @@ pub struct TemplateError {
     /// `AnsibleUndefinedVariable`), which Ansible reports in words of its own for a
     /// task's arguments.
     pub undefined: bool,
-    /// A filter or test failed with a message of its own (Ansible's): `detail` is that
-    /// message alone, and it is the whole error, as in an Ansible task's `msg`.
+    /// A filter or test failed with a message of its own (Ansible's), or, with
+    /// `undefined`, what was undefined is named in Jinja2's words (`'x' is undefined`):
+    /// `detail` is that message alone, and it is the whole error, as in an Ansible
+    /// task's `msg`.
     pub from_filter: bool,
 }
 
@@ -342,8 +344,53 @@ impl Engine {
         });
         match out {
             Ok(_) if sealed_used => Err(sealed_error(source)),
-            out => out.map_err(|e| err(source, &e)),
+            out => out
+                .map_err(|e| self.named(err(source, &e), e.detail().is_none(), source, true, ctx)),
         }
+    }
+
+    /// `e` with what was undefined named as Ansible (Jinja2) names it, when `e` is the
+    /// engine's own undefined failure (`engine_made`: not a lookup's or filter's, which
+    /// has a message of its own) of `source` (a template when `template`, else an
+    /// expression) and the lookup that failed can be found (see
+    /// [`crate::chainable::undefined_words`]).
+    fn named(
+        &self,
+        mut e: TemplateError,
+        engine_made: bool,
+        source: &str,
+        template: bool,
+        ctx: &JValue,
+    ) -> TemplateError {
+        if !e.undefined || e.from_filter || !engine_made {
+            return e;
+        }
+        let wrapped;
+        let text = if template {
+            source
+        } else {
+            wrapped = format!("{{{{ {source} }}}}");
+            &wrapped
+        };
+        let parsed = self.env.template_from_str(text);
+        // Names the template sets itself (`{% for i in l %}`) are not looked up outside.
+        let free = match parsed {
+            Ok(t) => t.undeclared_variables(false),
+            Err(_) => return e,
+        };
+        let lookup = |name: &str| {
+            ctx.get_item(&JValue::from(name))
+                .ok()
+                .filter(|v| !v.is_undefined())
+                .or_else(|| self.env.globals().find(|(g, _)| *g == name).map(|(_, v)| v))
+                .unwrap_or_default()
+        };
+        let declared = |name: &str| !free.contains(name);
+        if let Some(words) = crate::chainable::undefined_words(source, template, lookup, declared) {
+            e.detail = words;
+            e.from_filter = true;
+        }
+        e
     }
 
     /// Renders a template string with a template lookup's setup (include search path,
@@ -396,7 +443,9 @@ impl Engine {
         });
         match out {
             Ok(_) if sealed_used => Err(sealed_error(expr)),
-            out => out.map_err(|e| err(expr, &e)),
+            out => {
+                out.map_err(|e| self.named(err(expr, &e), e.detail().is_none(), expr, false, ctx))
+            }
         }
     }
 
@@ -404,19 +453,28 @@ impl Engine {
     /// `{{ }}` is accepted, as Ansible accepts it with a warning.
     pub fn eval_bool(&self, expr: &str, ctx: &JValue) -> Result<bool, TemplateError> {
         let expr = single_expression(expr).unwrap_or(expr);
-        let v = self.eval(expr, ctx)?;
         // Ansible fails a condition that names something undefined (`when: nope`)
-        // rather than taking it as false.
-        if v.is_undefined() {
-            return Err(TemplateError {
-                source_text: expr.to_string(),
-                detail: format!(
-                    "error while evaluating conditional ({expr}): '{expr}' is undefined"
-                ),
-                from_filter: false,
-                undefined: true,
-            });
-        }
+        // rather than taking it as false, in Jinja2's words for what was undefined.
+        let v = match self.eval(expr, ctx) {
+            Ok(v) if v.is_undefined() => {
+                let mut e = self.named(undefined_value(expr), true, expr, false, ctx);
+                if !e.from_filter {
+                    e.detail = format!("'{expr}' is undefined");
+                    e.from_filter = true;
+                }
+                Err(e)
+            }
+            other => other,
+        };
+        let v = match v {
+            Ok(v) => v,
+            Err(mut e) if e.undefined && e.from_filter => {
+                e.detail = format!("error while evaluating conditional ({expr}): {}", e.detail);
+                e.from_filter = false;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         // Ansible evaluates the strings "false"/"no" from variables as false too.
         if let Some(s) = v.as_str() {
             return Ok(crate::modules::args::truthy_str(s).unwrap_or(!s.is_empty()));
@@ -462,6 +520,9 @@ impl Engine {
                 match native_expression(&s) {
                     Some(expr) => {
                         let mut v = self.eval(expr, ctx)?;
+                        if v.is_undefined() {
+                            return Err(self.named(undefined_value(raw), true, expr, false, ctx));
+                        }
                         // ansible-core 2.18: a template that names one variable
                         // (`SINGLE_VAR`, `{{ name }}`) gives its None as it is; any
                         // other expression goes through `_ansible_finalize`, which
@@ -523,10 +584,60 @@ impl Engine {
 // flag survives a plain `{{ var }}` or `{{ var.attr }}`, so what such an expression
 // gives can be kept unsafe too.
 
-/// The value inside an unsafe marker, when `v` is one.
+/// The byte just past the Jinja string literal that opens (with its quote) at `open`:
+/// a backslash escapes the next byte.
+pub fn string_literal_end(bytes: &[u8], open: usize) -> usize {
+    let quote = bytes.get(open).copied();
+    let mut i = open + 1;
+    while let Some(&c) = bytes.get(i) {
+        if c == b'\\' {
+            i += 2;
+            continue;
+        }
+        i += 1;
+        if Some(c) == quote {
+            break;
+        }
+    }
+    i
+}
+
+/// The value inside an unsafe marker, when `v` is one (an opened vault value's marker
+/// is one too: see [`opened_vault_marker`]).
 pub fn unsafe_inner(v: &Value) -> Option<&Value> {
     match v {
         Value::Object(m) if m.len() == 1 => m.get(crate::plan::UNSAFE_KEY),
+        Value::Object(m) if m.len() == 2 && m.contains_key(crate::vault::VAULT_KEY) => {
+            m.get(crate::plan::UNSAFE_KEY)
+        }
+        _ => None,
+    }
+}
+
+/// The plan's marker for a `!vault` value the packer opened with the vault password:
+/// `{"__ansible_unsafe": plaintext, "__ansible_vault": vault text}`. Ansible keeps such a
+/// value as its `AnsibleVaultEncryptedUnicode`, which reads as its plaintext, is never
+/// templated (hence unsafe), and is still `vault_encrypted` where it is used as it is.
+pub fn opened_vault_marker(plain: &str, text: &str) -> Value {
+    let mut m = serde_json::Map::with_capacity(2);
+    m.insert(
+        crate::plan::UNSAFE_KEY.to_string(),
+        Value::String(plain.into()),
+    );
+    m.insert(
+        crate::vault::VAULT_KEY.to_string(),
+        Value::String(text.into()),
+    );
+    Value::Object(m)
+}
+
+/// The plaintext and vault text of an opened vault value's marker, when `v` is one.
+pub fn opened_vault(v: &Value) -> Option<(&str, &str)> {
+    match v {
+        Value::Object(m) if m.len() == 2 => Some((
+            m.get(crate::plan::UNSAFE_KEY)?.as_str()?,
+            m.get(crate::vault::VAULT_KEY)?.as_str()?,
+        )),
         _ => None,
     }
 }
@@ -590,6 +701,9 @@ pub fn to_jvalue(v: &Value) -> JValue {
 }
 
 fn jvalue(v: &Value, all_unsafe: bool) -> JValue {
+    if let Some((plain, text)) = opened_vault(v) {
+        return crate::filters::encryption::opened(plain, text);
+    }
     if let Some(inner) = unsafe_inner(v) {
         return jvalue(inner, true);
     }
@@ -643,15 +757,20 @@ fn to_json_keeping_unsafe(v: &JValue, source: &str) -> Result<Value, TemplateErr
     }
 }
 
+/// The error of a template whose value is undefined, before it is named.
+fn undefined_value(source: &str) -> TemplateError {
+    TemplateError {
+        source_text: source.to_string(),
+        detail: "undefined value".to_string(),
+        from_filter: false,
+        undefined: true,
+    }
+}
+
 /// Converts a template value back into JSON; an undefined value is an error naming it.
 pub fn to_json(v: &JValue, source: &str) -> Result<Value, TemplateError> {
     if v.is_undefined() {
-        return Err(TemplateError {
-            source_text: source.to_string(),
-            detail: "undefined value".to_string(),
-            from_filter: false,
-            undefined: true,
-        });
+        return Err(undefined_value(source));
     }
     // An encrypted value given to a module (or any use that needs its text) is
     // decrypted in Ansible, which fails without a vault secret.

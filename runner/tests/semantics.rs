@@ -2938,3 +2938,117 @@ fn vars_holds_every_variable_the_task_sees_templated_ones_rendered() {
     );
     assert!(!run.summary.host_failed);
 }
+
+/// template target (and ansible-core 2.18 run on these very tasks): an argument or a
+/// condition that uses something undefined fails naming it as Jinja2 does: the
+/// variable, or the attribute or element missing from its parent; a lookup guarded by
+/// `default` is not the one named.
+#[test]
+fn an_undefined_variable_is_named_as_ansible_names_it() {
+    let fails = |name: &str, msg: &str| with(dbg(name, msg), json!({"ignore_errors": true}));
+    let run = check(
+        play(
+            json!([
+                fails("in", "{{ 'x' in y }}"),
+                fails("attr", "{{ d.b }}"),
+                fails("key", "{{ d['b'].c }}"),
+                fails("element", "{{ l[3] }}"),
+                fails("guarded", "x {{ nope | default(d.q) }}"),
+                fails("later", "{{ 'a' ~ d.a ~ nope }}"),
+                with(
+                    dbg("when", "x"),
+                    json!({"when": "d.b == 1", "ignore_errors": true})
+                ),
+            ]),
+            json!({"vars": {"d": {"a": 1}, "l": [1]}}),
+        ),
+        &[
+            ("in", "failed,ignored"),
+            ("attr", "failed,ignored"),
+            ("key", "failed,ignored"),
+            ("element", "failed,ignored"),
+            ("guarded", "failed,ignored"),
+            ("later", "failed,ignored"),
+            ("when", "failed,ignored"),
+        ],
+    );
+    let msg = |name: &str| run.result(name)["msg"].as_str().unwrap().to_string();
+    let wrapped = |words: &str| {
+        format!("The task includes an option with an undefined variable.. {words}\n\n")
+    };
+    // The template target asserts exactly this: "'y' is undefined\n\n" in error.msg.
+    assert!(
+        msg("in").starts_with(&wrapped("'y' is undefined")),
+        "{}",
+        msg("in")
+    );
+    let no_b = "'dict object' has no attribute 'b'";
+    assert!(msg("attr").starts_with(&wrapped(no_b)), "{}", msg("attr"));
+    assert!(msg("key").starts_with(&wrapped(no_b)), "{}", msg("key"));
+    assert!(
+        msg("element").starts_with(&wrapped("list object has no element 3")),
+        "{}",
+        msg("element")
+    );
+    assert!(
+        msg("guarded").starts_with(&wrapped("'dict object' has no attribute 'q'")),
+        "{}",
+        msg("guarded")
+    );
+    assert!(
+        msg("later").starts_with(&wrapped("'nope' is undefined")),
+        "{}",
+        msg("later")
+    );
+    assert_eq!(
+        msg("when"),
+        "The conditional check 'd.b == 1' failed. The error was: error while evaluating conditional (d.b == 1): 'dict object' has no attribute 'b'"
+    );
+}
+
+/// test_core: a `!vault` value the packer opened with the vault password reads as its
+/// plaintext everywhere (filters, comparisons, module arguments), is never templated,
+/// and is `vault_encrypted` where it is used as it is (through variables and
+/// `set_fact` of the value itself), as Ansible's `AnsibleVaultEncryptedUnicode` is; a string made from it
+/// (`{{ v }}`, `v ~ ''`) is plain text, as the object's `.data` is in Ansible.
+#[test]
+fn an_opened_vault_value_reads_as_text_and_stays_vault_encrypted() {
+    let opened = rustle_runner::template::opened_vault_marker(
+        "s3cret {{ not_templated }}",
+        "$ANSIBLE_VAULT;1.1;AES256\n6162",
+    );
+    let run = check(
+        play(
+            json!([
+                {"name": "keep", "module": "set_fact",
+                 "args": {"kept": opened.clone(), "copied": "{{ vaulted }}"}},
+                {"name": "check", "module": "assert", "args": {"that": [
+                    "vaulted is vault_encrypted",
+                    "kept is vault_encrypted",
+                    "alias is not vault_encrypted",
+                    "copied is not vault_encrypted",
+                    "(vaulted ~ '') is not vault_encrypted",
+                    "inventory_hostname is not vault_encrypted",
+                    "vaulted is search('^s3cret .. not_templated ..$')",
+                    "vaulted | upper is search('^S3CRET .. NOT_TEMPLATED ..$')",
+                    "vaulted.split(' ') | first == 's3cret'",
+                    "copied == vaulted",
+                ]}},
+                dbg("shown", "{{ vaulted }}"),
+                dbg("defaulted", "{{ vaulted | default('none') }}"),
+                sh("given", "printf %s {{ vaulted | quote }}"),
+            ]),
+            json!({"vars": {"vaulted": opened, "alias": "{{ vaulted }}"}}),
+        ),
+        &[
+            ("keep", "ok"),
+            ("check", "ok"),
+            ("shown", "ok"),
+            ("defaulted", "ok"),
+            ("given", "changed"),
+        ],
+    );
+    assert_eq!(run.result("shown")["msg"], "s3cret {{ not_templated }}");
+    assert_eq!(run.result("defaulted")["msg"], "s3cret {{ not_templated }}");
+    assert_eq!(run.result("given")["stdout"], "s3cret {{ not_templated }}");
+}

@@ -1083,6 +1083,20 @@ fn check_connection_vars(source: &str, host: &mut Host) -> Result<(), InventoryE
             var: var.to_owned(),
             msg,
         };
+        // The deployer itself reads these: an opened `!vault` value is its plaintext.
+        for var in STRING_CONNECTION_VARS
+            .iter()
+            .chain(&["ansible_port", "ansible_ssh_port"])
+        {
+            let plain = host
+                .vars
+                .get(*var)
+                .and_then(rustle_runner::template::opened_vault)
+                .map(|(plain, _)| plain.to_string());
+            if let Some(plain) = plain {
+                host.vars.insert((*var).to_owned(), Value::String(plain));
+            }
+        }
         for var in STRING_CONNECTION_VARS {
             match host.vars.get(var) {
                 None | Some(Value::String(_) | Value::Null) => {}

@@ -686,13 +686,20 @@ fn group_and_host_vars_directories() {
             ("greeting", json!("from-group-vars-all")),
             ("listen", json!("ini-web")),
             ("env_name", json!("production")),
-            // host_vars beat group_vars; the inline !vault value is opened.
+            // host_vars beat group_vars; the inline !vault value is opened (and stays
+            // marked as vaulted, see `opened_vault_marker`).
             ("app_port", json!(9001)),
-            ("host_secret", json!("inline-pass-web1")),
             // A vaulted file inside group_vars/web/.
             ("web_secret", json!("web-only-secret")),
             ("ansible_connection", json!("local")),
         ],
+    );
+    let web1 = inv.host("web1").map(|h| h.vars.clone()).unwrap_or_default();
+    assert_eq!(
+        web1.get("host_secret")
+            .and_then(rustle_runner::template::opened_vault)
+            .map(|(plain, _)| plain),
+        Some("inline-pass-web1")
     );
     check_vars(
         &inv,

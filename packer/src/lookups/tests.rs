@@ -97,6 +97,15 @@ fn host_engine(p: &Project, host: &str) -> Arc<Engine> {
     Arc::new(Engine::with_controller(Arc::new(Answers::new(answers))))
 }
 
+/// Reads the project's playbook again (files written since are found), answers its
+/// controller lookups, and gives `host`'s engine.
+fn reload_and_answer(p: &mut Project, host: &str) -> Arc<Engine> {
+    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
+        .unwrap();
+    answer(&mut p.plan, &p.inventory, &p.world);
+    host_engine(p, host)
+}
+
 fn render(engine: &Arc<Engine>, vars: Value, text: &str) -> Result<String, String> {
     let Value::Object(vars) = vars else {
         panic!("variables are a mapping")
@@ -358,12 +367,64 @@ fn calls_in_files_only_an_include_reaches_are_answered() {
     )
     .unwrap();
     // The playbook is read again now that the included file exists.
-    p.plan = crate::playbook::load_playbook(&p.dir.path().join("site.yml"), &Default::default())
-        .unwrap();
-    answer(&mut p.plan, &p.inventory, &p.world);
-    let e = host_engine(&p, "web1");
+    let e = reload_and_answer(&mut p, "web1");
     assert_eq!(
         render(&e, json!({}), "{{ lookup('env', 'RUSTLE_K_VAR') }}").unwrap(),
         "v1"
+    );
+}
+
+/// template target (template_import_macro_globals.j2): a call in a template that the
+/// task's template imports or includes (beside it, however its path is written) runs
+/// with the task's variables too, so it is answered; a name only a variable gives is not
+/// followed.
+#[test]
+fn calls_in_templates_a_template_imports_are_answered() {
+    let mut p = project(
+        r#"
+- hosts: all
+  gather_facts: false
+  tasks:
+    - template: src=main.j2 dest=/tmp/out
+"#,
+        "web1\n",
+    );
+    let t = p.dir.path().join("templates");
+    std::fs::create_dir(&t).unwrap();
+    std::fs::write(
+        t.join("main.j2"),
+        "{% from 'macros.j2' import foo %}{% include \"inc.j2\" %}{% include name %}{{ foo() }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("macros.j2"),
+        "{% macro foo() -%}{{ lookup('env', 'RUSTLE_K_VAR') }}{%- endmacro %}\n",
+    )
+    .unwrap();
+    std::fs::write(t.join("inc.j2"), "{{ lookup('env', 'HOME') }}\n").unwrap();
+    // The template named through `..` (as a role's path can be): the templates beside it
+    // are found all the same.
+    let dir = p.dir.path().to_path_buf();
+    let base = dir.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::write(
+        dir.join("site.yml"),
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - template: src={}/../{base}/templates/main.j2 dest=/tmp/out\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let e = reload_and_answer(&mut p, "web1");
+    assert_eq!(
+        render(&e, json!({}), "{{ lookup('env', 'RUSTLE_K_VAR') }}").unwrap(),
+        "v1"
+    );
+    assert_eq!(
+        render(&e, json!({}), "{{ lookup('env', 'HOME') }}").unwrap(),
+        "/home/deployer"
+    );
+    assert_eq!(
+        templates_named("{% from 'a.j2' import x %}{%- import \"b.j2\" as b -%}{% include c %}"),
+        ["a.j2", "b.j2"]
     );
 }

@@ -196,9 +196,42 @@ fn wrapped(action: &str, e: &format::VaultError) -> Error {
 }
 
 /// The `vault_encrypted` test: true for a `!vault` value only (Ansible asks the value's
-/// own vault, which a `wrap_object` value lacks; a string is never one).
+/// own vault, which a `wrap_object` value lacks; a string made from one is not one).
 pub(crate) fn vault_encrypted(v: &JValue) -> bool {
-    Vaulted::of(v).is_some_and(|(_, sealed)| sealed)
+    Vaulted::of(v).is_some_and(|(_, sealed)| sealed) || is_opened(v)
+}
+
+/// The template value of each `!vault` value the packer opened, by vault text. Ansible
+/// keeps such a value as an object that reads as its plaintext; here it is the plaintext
+/// itself, as an unsafe string (never templated), so every filter and operator takes it
+/// as text. What still tells it apart, for `vault_encrypted`, is its identity: a string
+/// is shared, never copied, by variable lookups, and every string a template makes
+/// (`x ~ ''`, `x | string`, ...) is a new one, as Ansible's `.data` is a plain `str`.
+/// Kept for the run (one entry per vault value), so an address is never reused.
+static OPENED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, JValue>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The template value of an opened vault value (see [`OPENED`]).
+pub(crate) fn opened(plain: &str, text: &str) -> JValue {
+    let mut all = OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    all.entry(text.to_string())
+        .or_insert_with(|| JValue::from_safe_string(plain.to_string()))
+        .clone()
+}
+
+/// Whether `v` is the very string of an opened vault value.
+fn is_opened(v: &JValue) -> bool {
+    let Some(s) = v.as_str() else {
+        return false;
+    };
+    let all = OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    all.values()
+        .filter_map(JValue::as_str)
+        .any(|o| std::ptr::eq(o, s))
 }
 
 use super::defined;

@@ -30,10 +30,12 @@ pub(super) fn debug(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
             // An encrypted value with no password fails here, as Ansible's does.
             Ok(v) if !v.is_undefined() => match crate::template::to_json(&v, &var) {
                 Ok(value) => value,
-                Err(e) if e.from_filter => return Ok(Outcome::fail(e.to_string())),
+                Err(e) if e.from_filter && !e.undefined => {
+                    return Ok(Outcome::fail(e.to_string()));
+                }
                 Err(_) => Value::Null,
             },
-            Err(e) if e.from_filter => return Ok(Outcome::fail(e.to_string())),
+            Err(e) if e.from_filter && !e.undefined => return Ok(Outcome::fail(e.to_string())),
             _ => Value::String("VARIABLE IS NOT DEFINED!".into()),
         };
         return Ok(Outcome::ok().with(&var, value));

@@ -143,6 +143,11 @@ pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
     let Ok(text) = std::str::from_utf8(&file.content) else {
         return fail(format!("template {src} is not valid UTF-8"));
     };
+    let mut setup = t.setup.clone();
+    let text = match overrides(text, &mut setup) {
+        Ok(body) => body,
+        Err(msg) => return fail(msg),
+    };
     let vars = crate::ctlfiles::layered(ctx.vars, &template_vars(src, &t.dest));
     // Only a template that can include another needs the loader (and its copy of the
     // environment): the template action's search path, as the template lookup's.
@@ -152,7 +157,7 @@ pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
     let rendered = if ["include", "import", "extends"]
         .iter()
         .any(|w| text.contains(w))
-        || !is_default(&t.setup)
+        || !is_default(&setup)
     {
         let place = crate::ctlfiles::LookupPlace::from_vars(ctx.vars);
         let mut search = vec![crate::resolve::dirname(src).to_string()];
@@ -160,10 +165,7 @@ pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
             search.push(crate::resolve::join(p, "templates"));
             search.push(p.clone());
         }
-        let setup = crate::ctlfiles::TemplateSetup {
-            search,
-            ..t.setup.clone()
-        };
+        let setup = crate::ctlfiles::TemplateSetup { search, ..setup };
         ctx.engine.render_with_setup(text, &vars, &setup)
     } else {
         // Jinja2 drops the source's final newline, which trim_blocks would otherwise
@@ -182,6 +184,65 @@ pub(super) fn render(t: &Args, ctx: &Ctx<'_>) -> Step<String> {
     }
 }
 
+/// The first line of a template that starts `#jinja2:` sets Jinja's options for it
+/// (`#jinja2: trim_blocks: False, lstrip_blocks: True`), as ansible-core's
+/// `do_template` reads it: comma-separated `key: value` pairs whose values are Python
+/// literals; the line is not part of the template. Gives the template without it, or
+/// ansible-core's error for a pair without a colon. Options Jinja has but this engine
+/// does not (`newline_sequence`, ...) are left as the module set them.
+fn overrides<'a>(
+    text: &'a str,
+    setup: &mut crate::ctlfiles::TemplateSetup,
+) -> Result<&'a str, String> {
+    const PREFIX: &str = "#jinja2:";
+    let Some(rest) = text.strip_prefix(PREFIX) else {
+        return Ok(text);
+    };
+    // Python's `data.find('\n')`: with no newline, -1 drops the last character of the
+    // line and keeps the whole text.
+    let (line, body) = match rest.find('\n') {
+        Some(eol) => (rest.get(..eol), rest.get(eol + 1..)),
+        None => (rest.get(..rest.len().saturating_sub(1)), Some(text)),
+    };
+    let (line, body) = (line.unwrap_or_default(), body.unwrap_or_default());
+    for pair in line.split(',') {
+        let Some((key, value)) = pair.split_once(':') else {
+            return Err(format!(
+                "failed to parse jinja2 override '{}'. Did you use something different from colon as key-value separator?",
+                pair.trim()
+            ));
+        };
+        let value = value.trim();
+        let text = || {
+            value
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
+                .map(str::to_string)
+                .ok_or_else(|| format!("malformed node or string: {value}"))
+        };
+        let flag = || match value {
+            "True" => Ok(true),
+            "False" => Ok(false),
+            _ => Err(format!("malformed node or string: {value}")),
+        };
+        match key.trim() {
+            "trim_blocks" => setup.trim_blocks = flag()?,
+            "lstrip_blocks" => setup.lstrip_blocks = flag()?,
+            "variable_start_string" => setup.syntax[0] = text()?,
+            "variable_end_string" => setup.syntax[1] = text()?,
+            "comment_start_string" => setup.syntax[2] = text()?,
+            "comment_end_string" => setup.syntax[3] = text()?,
+            "block_start_string" => setup.block[0] = text()?,
+            "block_end_string" => setup.block[1] = text()?,
+            "line_statement_prefix" => setup.line_prefixes[0] = Some(text()?),
+            "line_comment_prefix" => setup.line_prefixes[1] = Some(text()?),
+            _ => {}
+        }
+    }
+    Ok(body)
+}
+
 /// Whether `setup` is Jinja's delimiters with Ansible's block handling.
 fn is_default(setup: &crate::ctlfiles::TemplateSetup) -> bool {
     let d = crate::ctlfiles::TemplateSetup::default();
@@ -189,6 +250,7 @@ fn is_default(setup: &crate::ctlfiles::TemplateSetup) -> bool {
         && setup.block == d.block
         && setup.trim_blocks == d.trim_blocks
         && setup.lstrip_blocks == d.lstrip_blocks
+        && setup.line_prefixes == d.line_prefixes
 }
 
 /// The variables Ansible's `generate_ansible_template_vars` adds for a template. The
@@ -263,6 +325,18 @@ mod tests {
                 "Welcome to {{ host }}\n{% for u in users %}- {{ u }}\n{% endfor %}",
             ),
             ("templates/broken.j2", "{{ nope }}"),
+            (
+                "templates/override.j2",
+                "#jinja2: trim_blocks: False, variable_start_string: '[[', variable_end_string: ']]'\n{% if true %}\n[[ host ]] {{ host }}\n{% endif %}\n",
+            ),
+            (
+                "templates/bad_override.j2",
+                "#jinja2: lstrip_blocks=True\n{{ host }}\n",
+            ),
+            (
+                "templates/line_statements.j2",
+                "#jinja2: line_statement_prefix:\":\"\n: if true\nfoo\n: endif\n",
+            ),
             ("templates/syntax.j2", "{% if %}"),
             (
                 "templates/managed.j2",
@@ -305,6 +379,33 @@ mod tests {
         assert_eq!(dry.diff[0].after, "Welcome to web2\n");
         assert!(check(t.path(), args, vars2, false).unwrap().changed);
         assert_eq!(fs::read_to_string(&f).unwrap(), "Welcome to web2\n");
+    }
+
+    #[test]
+    fn a_jinja2_override_line_sets_the_templates_options() {
+        // template target (override_separator.j2); the output is ansible-core 2.18's for
+        // the same template.
+        let t = tempfile::tempdir().unwrap();
+        let args = json!({"src": "templates/override.j2", "dest": "{p}/out"});
+        check(t.path(), args, json!({"host": "web1"}), false).unwrap();
+        assert_eq!(
+            fs::read_to_string(t.path().join("out")).unwrap(),
+            "\nweb1 {{ host }}\n"
+        );
+        let args = json!({"src": "templates/bad_override.j2", "dest": "{p}/bad"});
+        let out = check(t.path(), args, json!({"host": "web1"}), false).unwrap();
+        assert!(out.failed);
+        assert_eq!(
+            out.msg.as_deref(),
+            Some(
+                "failed to parse jinja2 override 'lstrip_blocks=True'. Did you use something different from colon as key-value separator?"
+            )
+        );
+        assert!(!t.path().join("bad").exists());
+        // override_colon_value.j2: a value holding a colon, line statements.
+        let args = json!({"src": "templates/line_statements.j2", "dest": "{p}/lines"});
+        check(t.path(), args, json!({}), false).unwrap();
+        assert_eq!(fs::read_to_string(t.path().join("lines")).unwrap(), "foo\n");
     }
 
     #[test]
