@@ -10,8 +10,11 @@
 //!
 //! `decrypt` is accepted; a vault-encrypted `src` is copied only with `decrypt: false`.
 //! A `remote_src` directory is copied on the host as the module copies one
-//! ([`copy_remote_dir`]). Not supported (refused as unknown arguments): `checksum`,
-//! `local_follow`.
+//! ([`copy_remote_dir`]). An embedded directory brings its directories and links too
+//! (`plan::Layout`): the copy makes every directory (empty ones too) and, with
+//! `local_follow: false` or for a link that could not be followed, the links, through
+//! the file module as the action does. Not supported (refused as an unknown argument):
+//! `checksum`.
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
@@ -39,6 +42,7 @@ pub const KNOWN: &[&str] = &[
     "decrypt",
     "attributes",
     "attr",
+    "local_follow",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
@@ -167,6 +171,8 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 backup,
                 validate: validate.as_deref(),
                 directory_mode,
+                local_follow: args::bool_or(a, "local_follow", true)?,
+                args: a,
             };
             return copy_dir(&dir, ctx);
         }
@@ -487,6 +493,96 @@ struct DirCopy<'a> {
     backup: bool,
     validate: Option<&'a str>,
     directory_mode: Option<u32>,
+    /// Links in the tree are followed (the default), or copied as links.
+    local_follow: bool,
+    /// The task's arguments, whose file arguments the directories and links get.
+    args: &'a Vars,
+}
+
+/// What of an embedded tree under `prefix` a copy makes besides the files, as the
+/// action's walk gives it: the directories, and the links (with their text) made as
+/// links. Without `local_follow`, everything below a link is left out (the link is
+/// made instead); with it, only links that could not be followed (to nothing, or back
+/// to a directory they lie in) are made as links. Also which files to leave out.
+struct Shape {
+    dirs: Vec<String>,
+    links: Vec<(String, String)>,
+    skipped: std::collections::BTreeSet<String>,
+}
+
+fn shape(prefix: &str, local_follow: bool, ctx: &Ctx<'_>) -> Shape {
+    let layout = ctx.layout;
+    let in_tree = |k: &&String| k.starts_with(prefix);
+    // Below a link, strictly: the tree's own top may be a link, which is walked.
+    let below_link = |k: &str| {
+        let rel = &k[prefix.len()..];
+        rel.match_indices('/')
+            .any(|(i, _)| layout.links.contains_key(&k[..prefix.len() + i]))
+    };
+    let kept = |k: &str| local_follow || !(below_link(k) || layout.links.contains_key(k));
+    let mut dirs: std::collections::BTreeSet<String> = (layout.dirs.iter())
+        .filter(in_tree)
+        .filter(|k| kept(k))
+        .cloned()
+        .collect();
+    let mut skipped = std::collections::BTreeSet::new();
+    for key in ctx.files.range(prefix.to_string()..).map(|(k, _)| k) {
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if !kept(key) {
+            skipped.insert(key.clone());
+            continue;
+        }
+        // A plan without a layout still has the directories that hold files.
+        let mut dir = crate::resolve::dirname(key);
+        while dir.len() > prefix.len() {
+            dirs.insert(dir.to_string());
+            dir = crate::resolve::dirname(dir);
+        }
+    }
+    let links = (layout.links.iter())
+        .filter(|(k, _)| k.starts_with(prefix))
+        .filter(|(k, _)| {
+            if local_follow {
+                !ctx.files.contains_key(*k) && !layout.dirs.contains(*k)
+            } else {
+                !below_link(k)
+            }
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Shape {
+        dirs: dirs.into_iter().collect(),
+        links,
+        skipped,
+    }
+}
+
+/// Runs the file module on `path` as the copy action does for a tree's directories
+/// and links: with the task's file arguments (owner, group, ...) and `extra`.
+fn file_module(
+    d: &DirCopy<'_>,
+    path: &Path,
+    extra: &[(&str, Option<Value>)],
+    ctx: &Ctx<'_>,
+) -> Step<Outcome> {
+    let mut a: Vars = (d.args.iter())
+        .filter(|(k, _)| ["mode", "owner", "group", "attributes", "force"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    a.insert("path".into(), Value::String(path.display().to_string()));
+    for (k, v) in extra {
+        match v {
+            Some(v) => a.insert((*k).to_string(), v.clone()),
+            None => a.remove(*k),
+        };
+    }
+    let out = super::file::run(&a, ctx)?;
+    if out.failed {
+        return Err(fsutil::failed(out));
+    }
+    Ok(out)
 }
 
 /// Copies every embedded `src/...` file below dest (`dest/<basename of src>` unless
@@ -507,28 +603,31 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let mut out = Outcome::ok();
     let mut created_dirs = Vec::new();
-    // How many files the tree has, and the directories below its top that hold them
-    // (with whether they all existed before), for Ansible's report of a one-file tree.
-    let mut files = 0usize;
-    let mut subdirs = std::collections::BTreeSet::new();
-    let mut subdirs_existed = true;
-    for (key, file) in ctx.files.range(prefix.clone()..) {
-        let Some(rel) = key.strip_prefix(&prefix) else {
-            break;
-        };
-        files += 1;
-        let mut dir = Path::new(rel).parent();
-        while let Some(p) = dir.filter(|p| !p.as_os_str().is_empty()) {
-            if subdirs.insert(p.to_path_buf()) {
-                subdirs_existed &= root.join(p).is_dir();
-            }
-            dir = p.parent();
-        }
-        // Names come from the packer; still, never let one climb out of dest.
-        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+    let shape = shape(&prefix, d.local_follow, ctx);
+    // Names come from the packer; still, never let one climb out of dest.
+    let place = |key: &str| -> Step<PathBuf> {
+        let rel = &key[prefix.len()..];
+        if rel
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+        {
             return fail(format!("refusing embedded file name '{key}'"));
         }
-        let target = root.join(rel);
+        Ok(root.join(rel))
+    };
+    // How many files the tree has, and whether the last module the action would run
+    // changed something: for a tree of one file Ansible reports that module's result.
+    let mut files = 0usize;
+    let mut last_changed = false;
+    for (key, file) in ctx.files.range(prefix.clone()..) {
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        if shape.skipped.contains(key) {
+            continue;
+        }
+        files += 1;
+        let target = place(key)?;
         let parent = target
             .parent()
             .map_or_else(|| root.clone(), Path::to_path_buf);
@@ -602,14 +701,46 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
             fsutil::write_file(&req, ctx)?
         };
         out.changed |= one.changed;
+        last_changed = one.changed;
         out.diff.extend(one.diff);
     }
     out.changed |= !created_dirs.is_empty();
-    if files == 1 && !subdirs.is_empty() {
+    // Then, as the action does, every directory through the file module (the
+    // directory mode on each, empty ones made), then the links.
+    for dir in &shape.dirs {
+        let path = place(dir)?;
+        let mode = d.directory_mode.map(|m| Value::String(format!("{m:04o}")));
+        let extra = [
+            ("state", Some(Value::String("directory".into()))),
+            ("mode", mode),
+            ("recurse", Some(Value::Bool(false))),
+        ];
+        let one = file_module(d, &path, &extra, ctx)?;
+        out.changed |= one.changed;
+        last_changed = one.changed;
+    }
+    for (link, text) in &shape.links {
+        let path = place(link)?;
+        let mut extra = vec![
+            ("state", Some(Value::String("link".into()))),
+            ("src", Some(Value::String(text.clone()))),
+            ("force", Some(Value::Bool(true))),
+        ];
+        if !shape.dirs.is_empty() {
+            extra.push(("follow", Some(Value::Bool(false))));
+        }
+        if d.args.get("mode").and_then(Value::as_str) == Some("preserve") {
+            extra.push(("mode", None));
+        }
+        let one = file_module(d, &path, &extra, ctx)?;
+        out.changed |= one.changed;
+        last_changed = one.changed;
+    }
+    if files == 1 {
         // Ansible's copy action reports, for a tree of one file, the last module it
-        // ran: the file module making the tree's last directory, which the file's copy
-        // created already (a change only in check mode, where nothing was created).
-        out.changed = ctx.check_mode && !subdirs_existed;
+        // ran: the file module making the tree's last directory or link when it has
+        // any (which the file's copy made already: a change only in check mode).
+        out.changed = last_changed;
     }
     Ok(out
         .with("dest", root.display().to_string())
@@ -1016,5 +1147,106 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(copied.join("new")).unwrap(), "new\n");
         assert!(!run(args, false).changed);
+    }
+
+    /// A controller tree with links and an empty directory, as the copy target's
+    /// recursive tests make it: with `local_follow: false` the links are made as links
+    /// with their own text and nothing below a linked directory is copied; by default
+    /// links are followed, and only those that cannot be (to nothing, or back to a
+    /// directory they lie in) stay links. Every directory gets `directory_mode`, empty
+    /// ones too, and a second run changes nothing.
+    #[test]
+    fn an_embedded_tree_brings_its_directories_and_links_as_the_action_does() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("files/subdir");
+        for d in ["subdir1", "subdira", "subdir2/subdir3/subdir4"] {
+            fs::create_dir_all(top.join(d)).unwrap();
+        }
+        fs::write(top.join("bar.txt"), "bar\n").unwrap();
+        fs::write(top.join("subdir1/empty.txt"), "").unwrap();
+        fs::write(top.join("subdir2/subdir3/subdir4/qux.txt"), "qux\n").unwrap();
+        let abs = t.path().join("abs-target");
+        fs::write(&abs, "target").unwrap();
+        let abs = abs.display().to_string();
+        let links = [
+            ("abs-link", abs.as_str()),
+            ("bar.txt", "../bar.txt"),
+            ("invalid", "invalid"),
+            ("invalid2", "../invalid"),
+            ("subdir3", "../subdir2/subdir3"),
+            ("circles", "../"),
+        ];
+        for (name, text) in links {
+            std::os::unix::fs::symlink(text, top.join("subdir1").join(name)).unwrap();
+        }
+        let tree = crate::ctlfiles::local_tree(&top.display().to_string()).unwrap();
+        let engine = crate::template::Engine::new();
+        let vars = minijinja::Value::from(());
+        let run = |args: Value, check_mode: bool| {
+            let ctx = super::super::Ctx {
+                check_mode,
+                diff_mode: false,
+                files: &tree.files,
+                layout: &tree.layout,
+                engine: &engine,
+                vars: &vars,
+                env: &[],
+                run_as: None,
+            };
+            let out = super::run(args.as_object().unwrap(), &ctx).unwrap();
+            assert!(!out.failed, "{out:?}");
+            out
+        };
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+
+        let dest = t.path().join("kept");
+        let args =
+            json!({"src": top, "dest": dest, "directory_mode": "0700", "local_follow": false});
+        assert!(run(args.clone(), true).changed);
+        assert!(!dest.exists(), "check mode wrote");
+        assert!(run(args.clone(), false).changed);
+        let copied = dest.join("subdir");
+        for (name, text) in links {
+            let link = copied.join("subdir1").join(name);
+            assert_eq!(fs::read_link(&link).unwrap(), Path::new(text), "{name}");
+        }
+        assert_eq!(fs::read_to_string(copied.join("bar.txt")).unwrap(), "bar\n");
+        for d in [
+            "",
+            "subdira",
+            "subdir1",
+            "subdir2",
+            "subdir2/subdir3",
+            "subdir2/subdir3/subdir4",
+        ] {
+            assert_eq!(mode(&copied.join(d)), 0o700, "'{d}'");
+        }
+        assert!(!run(args, false).changed, "a second run changed something");
+
+        let dest = t.path().join("followed");
+        let args = json!({"src": format!("{}/", top.display()), "dest": dest});
+        assert!(run(args.clone(), false).changed);
+        let sub1 = dest.join("subdir1");
+        assert!(!sub1.join("bar.txt").is_symlink());
+        assert_eq!(fs::read_to_string(sub1.join("bar.txt")).unwrap(), "bar\n");
+        assert_eq!(fs::read_to_string(sub1.join("abs-link")).unwrap(), "target");
+        assert!(!sub1.join("subdir3").is_symlink());
+        assert_eq!(
+            fs::read_to_string(sub1.join("subdir3/subdir4/qux.txt")).unwrap(),
+            "qux\n"
+        );
+        for (name, text) in [
+            ("circles", "../"),
+            ("invalid", "invalid"),
+            ("invalid2", "../invalid"),
+        ] {
+            assert_eq!(
+                fs::read_link(sub1.join(name)).unwrap(),
+                Path::new(text),
+                "{name}"
+            );
+        }
+        assert!(dest.join("subdira").is_dir());
+        assert!(!run(args, false).changed, "a second run changed something");
     }
 }
