@@ -213,13 +213,22 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     fsutil::write_file(&req, ctx)
 }
 
-/// True when the payload holds files under `src/` (a directory copied by name).
+/// True when the payload holds files, directories or links under `src/` (a directory
+/// copied by name; it may hold no file at all).
 fn has_embedded_dir(ctx: &Ctx<'_>, src: &str) -> bool {
     let prefix = format!("{}/", src.trim_end_matches('/'));
+    let under = |k: &String| k.starts_with(&prefix);
     ctx.files
         .range(prefix.clone()..)
         .next()
-        .is_some_and(|(k, _)| k.starts_with(&prefix))
+        .is_some_and(|(k, _)| under(k))
+        || ctx
+            .layout
+            .dirs
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(under)
+        || (ctx.layout.links.range(prefix.clone()..).next()).is_some_and(|(k, _)| under(k))
 }
 
 /// Runs `validate` on a temp file holding the new content, when the content is about
@@ -1248,5 +1257,41 @@ mod tests {
         }
         assert!(dest.join("subdira").is_dir());
         assert!(!run(args, false).changed, "a second run changed something");
+    }
+
+    /// The copy target's tricky links: a tree holding no file, only a link to a
+    /// directory outside it, which links back into the tree. Followed, the outside
+    /// directory becomes a directory of the copy and the link back stays a link.
+    #[test]
+    fn a_tree_of_links_only_is_copied_with_the_circle_kept_as_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let (one, two) = (t.path().join("source1"), t.path().join("source2"));
+        fs::create_dir(&one).unwrap();
+        fs::create_dir(&two).unwrap();
+        std::os::unix::fs::symlink(&two, one.join("link")).unwrap();
+        std::os::unix::fs::symlink("../source1", two.join("circle")).unwrap();
+        let tree = crate::ctlfiles::local_tree(&one.display().to_string()).unwrap();
+        let engine = crate::template::Engine::new();
+        let vars = minijinja::Value::from(());
+        let ctx = super::super::Ctx {
+            check_mode: false,
+            diff_mode: false,
+            files: &tree.files,
+            layout: &tree.layout,
+            engine: &engine,
+            vars: &vars,
+            env: &[],
+            run_as: None,
+        };
+        let dest = t.path().join("dest1");
+        let args = json!({"src": one, "dest": dest, "local_follow": true});
+        let out = super::run(args.as_object().unwrap(), &ctx).unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        let link = dest.join("source1/link");
+        assert!(link.is_dir() && !link.is_symlink());
+        assert_eq!(
+            fs::read_link(link.join("circle")).unwrap(),
+            Path::new("../source1")
+        );
     }
 }
