@@ -196,7 +196,29 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     } else {
         attrs
     };
+    let into_dir = dest.ends_with('/');
     let dest = fsutil::resolve_dest(&dest, src_name.as_deref())?;
+    // A `dest` ending in `/` is a directory the module makes when missing (with
+    // `directory_mode`), as it does for a recursive copy.
+    let mut made_dir = false;
+    if into_dir
+        && let Some(dir) = dest.parent()
+        && !dir.exists()
+    {
+        if ctx.check_mode {
+            return Ok(Outcome::changed(true).with("dest", dest.display().to_string()));
+        }
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        make_dirs(dir, directory_mode)?;
+        if let Some(mode) = directory_mode {
+            // The umask must not narrow an explicit directory_mode.
+            for d in missing {
+                fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(|e| fsutil::io_fail("set the mode of", d, &e))?;
+            }
+        }
+        made_dir = true;
+    }
     if let Some(v) = &validate {
         validate_content(v, &dest, &bytes, follow, ctx)?;
     }
@@ -210,7 +232,9 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         src: src_name.as_deref(),
         new_mode: if preserve { src_mode } else { None },
     };
-    fsutil::write_file(&req, ctx)
+    let mut out = fsutil::write_file(&req, ctx)?;
+    out.changed |= made_dir;
+    Ok(out)
 }
 
 /// True when the payload holds files, directories or links under `src/` (a directory
@@ -1293,5 +1317,30 @@ mod tests {
             fs::read_link(link.join("circle")).unwrap(),
             Path::new("../source1")
         );
+    }
+
+    /// A `dest` ending in `/` that does not exist yet is made, parents too (copy
+    /// target, dest_in_non_existent_directories); without the `/` it is a file whose
+    /// directory must exist.
+    #[test]
+    fn a_dest_ending_in_a_slash_is_a_directory_made_when_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let args =
+            json!({"src": "files/app.conf", "dest": "{p}/new1/sub2/", "directory_mode": "0750"});
+        let dry = check(t.path(), args.clone(), true).unwrap();
+        assert!(dry.changed && !dry.failed, "{dry:?}");
+        assert!(!t.path().join("new1").exists(), "check mode wrote");
+        let out = check(t.path(), args.clone(), false).unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        assert!(t.path().join("new1/sub2/app.conf").is_file());
+        assert_eq!(mode_of(&t.path().join("new1")), 0o750);
+        assert!(!check(t.path(), args, false).unwrap().changed);
+        let out = check(
+            t.path(),
+            json!({"src": "files/app.conf", "dest": "{p}/new3/app.conf"}),
+            false,
+        )
+        .unwrap();
+        assert!(out.failed, "{out:?}");
     }
 }
