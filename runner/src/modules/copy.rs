@@ -153,7 +153,15 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                     attrs.mode
                 };
                 let attrs = Attrs { mode, ..attrs };
-                return copy_remote_dir(&s, &dest, attrs, force, directory_mode, ctx);
+                // The module follows links only when told (`local_follow: true`).
+                let follow = args::opt_bool(a, "local_follow")? == Some(true);
+                let how = RemoteDir {
+                    attrs,
+                    force,
+                    directory_mode,
+                    follow,
+                };
+                return copy_remote_dir(&s, &dest, &how, ctx);
             }
             let bytes = std::fs::read(p).map_err(|e| fsutil::io_fail("read", p, &e))?;
             let mode = std::fs::metadata(p)
@@ -338,14 +346,22 @@ pub(super) fn validate_content(
 /// too) where nothing is there yet, else only the files whose content differs and the
 /// entries only `src` has, directory by directory (as `filecmp.dircmp` finds them);
 /// `owner` and `group` apply to everything below, `mode` to the destination itself.
-fn copy_remote_dir(
-    src: &str,
-    dest: &str,
+/// How [`copy_remote_dir`] copies.
+struct RemoteDir {
     attrs: Attrs,
     force: bool,
     directory_mode: Option<u32>,
-    ctx: &Ctx<'_>,
-) -> Step<Outcome> {
+    /// `local_follow: true`: links in the tree are copied as what they point at.
+    follow: bool,
+}
+
+fn copy_remote_dir(src: &str, dest: &str, how: &RemoteDir, ctx: &Ctx<'_>) -> Step<Outcome> {
+    let RemoteDir {
+        attrs,
+        force,
+        directory_mode,
+        follow,
+    } = *how;
     let check = ctx.check_mode;
     let mut changed = false;
     if dest.ends_with('/') {
@@ -402,11 +418,11 @@ fn copy_remote_dir(
     if fsutil::lstat(&target)?.is_none() {
         if !check {
             make_dirs(target.parent().unwrap_or(Path::new("/")), directory_mode)?;
-            copy_tree(Path::new(src), &target, ids, ctx)?;
+            copy_tree(Path::new(src), &target, ids, follow, 0, ctx)?;
         }
         changed = true;
     } else {
-        changed |= copy_tree(Path::new(src), &target, ids, ctx)?;
+        changed |= copy_tree(Path::new(src), &target, ids, follow, 0, ctx)?;
     }
     let shown_path = Path::new(shown.trim_end_matches('/'));
     if fsutil::lstat(shown_path)?.is_some() {
@@ -432,8 +448,22 @@ fn make_dirs(dir: &Path, mode: Option<u32>) -> Step<()> {
 /// a file both have whose content differs gets `from`'s content and mode; directories
 /// both have are compared the same way. `ids` (owner, group) applies to everything.
 /// Whether anything changed (or would, in check mode).
-fn copy_tree(from: &Path, to: &Path, ids: Attrs, ctx: &Ctx<'_>) -> Step<bool> {
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    ids: Attrs,
+    follow: bool,
+    depth: usize,
+    ctx: &Ctx<'_>,
+) -> Step<bool> {
     use std::os::unix::fs::MetadataExt as _;
+    if depth > MAX_TREE_DEPTH {
+        // Followed links can lead round in a circle; Python's copytree fails there too.
+        return fail(format!(
+            "{}: more than {MAX_TREE_DEPTH} levels of directories (a link leading back?)",
+            from.display()
+        ));
+    }
     let check = ctx.check_mode;
     let io = |action: &str, p: &Path| {
         let p = p.to_path_buf();
@@ -463,16 +493,24 @@ fn copy_tree(from: &Path, to: &Path, ids: Attrs, ctx: &Ctx<'_>) -> Step<bool> {
         let lmeta = fs::symlink_metadata(&src).map_err(io("read", &src))?;
         let here = dir.lstat(&name)?;
         let dest = to.join(&name);
-        if lmeta.file_type().is_symlink() && here.is_none() {
+        // Followed, a link is what it points at (a link to nothing stays a link).
+        let followed = (follow && lmeta.file_type().is_symlink())
+            .then(|| fs::metadata(&src).ok())
+            .flatten();
+        let is_link = lmeta.file_type().is_symlink() && followed.is_none();
+        let is_dir = followed
+            .as_ref()
+            .map_or(lmeta.is_dir(), fs::Metadata::is_dir);
+        if is_link && here.is_none() {
             changed = true;
             if !check {
                 let target = fs::read_link(&src).map_err(io("read", &src))?;
                 dir.symlink(&target, &name)?;
             }
-        } else if lmeta.is_dir() {
+        } else if is_dir {
             match &here {
                 Some(m) if !m.is_dir() => continue,
-                _ => changed |= copy_tree(&src, &dest, ids, ctx)?,
+                _ => changed |= copy_tree(&src, &dest, ids, follow, depth + 1, ctx)?,
             }
         } else if let Ok(meta) = fs::metadata(&src)
             && meta.is_file()
@@ -515,6 +553,9 @@ fn copy_tree(from: &Path, to: &Path, ids: Attrs, ctx: &Ctx<'_>) -> Step<bool> {
     }
     Ok(changed)
 }
+
+/// How deep [`copy_tree`] goes.
+const MAX_TREE_DEPTH: usize = 64;
 
 /// A recursive copy of an embedded directory.
 struct DirCopy<'a> {
@@ -1342,5 +1383,37 @@ mod tests {
         )
         .unwrap();
         assert!(out.failed, "{out:?}");
+    }
+
+    /// `remote_src` with `local_follow: true`: links in the tree are copied as what they
+    /// point at (copy target, 'remote_dir_src has copied with local_follow True'); by
+    /// default, and with `false`, they stay links.
+    #[test]
+    fn a_remote_src_tree_follows_its_links_only_when_told() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(src.join("subdir")).unwrap();
+        fs::write(src.join("subdir/file12"), "12\n").unwrap();
+        std::os::unix::fs::symlink("subdir/file12", src.join("link_file12")).unwrap();
+        std::os::unix::fs::symlink("subdir", src.join("link_subdir")).unwrap();
+        for (follow, name) in [(Some(true), "t"), (Some(false), "f"), (None, "n")] {
+            let mut args =
+                json!({"src": "{p}/src/", "dest": format!("{{p}}/{name}/"), "remote_src": true});
+            if let Some(f) = follow {
+                args["local_follow"] = json!(f);
+            }
+            let out = check(t.path(), args.clone(), false).unwrap();
+            assert!(out.changed && !out.failed, "{out:?}");
+            let d = t.path().join(name);
+            let followed = follow == Some(true);
+            assert_eq!(d.join("link_file12").is_symlink(), !followed, "{name}");
+            assert_eq!(d.join("link_subdir").is_symlink(), !followed, "{name}");
+            assert_eq!(fs::read_to_string(d.join("link_file12")).unwrap(), "12\n");
+            assert_eq!(
+                fs::read_to_string(d.join("link_subdir/file12")).unwrap(),
+                "12\n"
+            );
+            assert!(!check(t.path(), args, false).unwrap().changed, "{name}");
+        }
     }
 }
