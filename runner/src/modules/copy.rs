@@ -8,7 +8,8 @@
 //! copied recursively: `src: dir` creates `dest/dir`, `src: dir/` copies its contents
 //! into `dest`, as Ansible does; empty directories do not travel in the payload.
 //!
-//! `decrypt` is accepted; a vault-encrypted `src` is copied only with `decrypt: false`.
+//! `decrypt` is accepted; a vault-encrypted `src` is copied only with `decrypt: false`
+//! (the runner holds no vault secret).
 //! A `remote_src` directory is copied on the host as the module copies one
 //! ([`copy_remote_dir`]). An embedded directory brings its directories and links too
 //! (`plan::Layout`): the copy makes every directory (empty ones too) and, with
@@ -182,16 +183,22 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 local_follow: args::bool_or(a, "local_follow", true)?,
                 args: a,
             };
+            if args::bool_or(a, "decrypt", true)? {
+                // As the action, which opens every file of the tree before copying any.
+                let prefix = format!("{}/", s.trim_end_matches('/'));
+                for (key, f) in ctx.files.range(prefix.clone()..) {
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    refuse_vaulted(key, &f.content)?;
+                }
+            }
             return copy_dir(&dir, ctx);
         }
         (None, Some(s)) => {
             let f = fsutil::embedded(ctx, &s)?;
-            // The payload carries a controller file as it is on disk: `decrypt: false`
-            // copies a vaulted one as is, as Ansible does; decrypting is not done here.
-            if args::bool_or(a, "decrypt", true)? && f.content.starts_with(b"$ANSIBLE_VAULT;") {
-                return fail(format!(
-                    "{s} is vault-encrypted and the runner cannot decrypt it; give decrypt: false to copy it as it is"
-                ));
+            if args::bool_or(a, "decrypt", true)? {
+                refuse_vaulted(&s, &f.content)?;
             }
             (f.content.clone(), f.mode, Some(s))
         }
@@ -243,6 +250,19 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let mut out = fsutil::write_file(&req, ctx)?;
     out.changed |= made_dir;
     Ok(out)
+}
+
+/// Fails for a vault-encrypted controller file (with `decrypt`, the default), in
+/// Ansible's words: the packer opens only files a task names literally (with the
+/// deploy's vault password), and the runner holds no vault secret, so a vaulted file
+/// reaching it is one it cannot open; `decrypt: false` copies it as it is.
+fn refuse_vaulted(name: &str, content: &[u8]) -> Step<()> {
+    if content.starts_with(b"$ANSIBLE_VAULT;") {
+        return fail(format!(
+            "A vault password or secret must be specified to decrypt {name}"
+        ));
+    }
+    Ok(())
 }
 
 /// True when the payload holds files, directories or links under `src/` (a directory
