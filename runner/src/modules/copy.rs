@@ -184,21 +184,28 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 args: a,
             };
             if args::bool_or(a, "decrypt", true)? {
-                // As the action, which opens every file of the tree before copying any.
+                // As the action, which opens every file of the tree before copying any,
+                // in os.walk's order: a directory's files before its subdirectories'.
                 let prefix = format!("{}/", s.trim_end_matches('/'));
-                for (key, f) in ctx.files.range(prefix.clone()..) {
-                    if !key.starts_with(&prefix) {
-                        break;
-                    }
-                    refuse_vaulted(key, &f.content)?;
+                let walk_order = |k: &str| {
+                    let (dir, name) = k.rsplit_once('/').unwrap_or(("", k));
+                    format!("{dir}/\0{name}")
+                };
+                let first = (ctx.files.range(prefix.clone()..))
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .filter(|(_, f)| is_vaulted(&f.content))
+                    .map(|(k, _)| k)
+                    .min_by_key(|k| walk_order(k));
+                if let Some(key) = first {
+                    return fail(no_vault_secret(key));
                 }
             }
             return copy_dir(&dir, ctx);
         }
         (None, Some(s)) => {
             let f = fsutil::embedded(ctx, &s)?;
-            if args::bool_or(a, "decrypt", true)? {
-                refuse_vaulted(&s, &f.content)?;
+            if args::bool_or(a, "decrypt", true)? && is_vaulted(&f.content) {
+                return fail(no_vault_secret(&s));
             }
             (f.content.clone(), f.mode, Some(s))
         }
@@ -252,17 +259,17 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     Ok(out)
 }
 
-/// Fails for a vault-encrypted controller file (with `decrypt`, the default), in
+/// Whether a controller file is vault-encrypted.
+fn is_vaulted(content: &[u8]) -> bool {
+    content.starts_with(b"$ANSIBLE_VAULT;")
+}
+
+/// Why a vaulted controller file cannot be copied with `decrypt` (the default), in
 /// Ansible's words: the packer opens only files a task names literally (with the
 /// deploy's vault password), and the runner holds no vault secret, so a vaulted file
 /// reaching it is one it cannot open; `decrypt: false` copies it as it is.
-fn refuse_vaulted(name: &str, content: &[u8]) -> Step<()> {
-    if content.starts_with(b"$ANSIBLE_VAULT;") {
-        return fail(format!(
-            "A vault password or secret must be specified to decrypt {name}"
-        ));
-    }
-    Ok(())
+fn no_vault_secret(name: &str) -> String {
+    format!("A vault password or secret must be specified to decrypt {name}")
 }
 
 /// True when the payload holds files, directories or links under `src/` (a directory
@@ -1435,5 +1442,32 @@ mod tests {
             );
             assert!(!check(t.path(), args, false).unwrap().changed, "{name}");
         }
+    }
+
+    /// A copied directory holding vaulted files fails before writing anything, naming
+    /// the first vaulted file in os.walk's order (a directory's own files before its
+    /// subdirectories'), as the copy target asserts.
+    #[test]
+    fn a_directory_with_a_vaulted_file_fails_naming_the_first_in_walk_order() {
+        let t = tempfile::tempdir().unwrap();
+        let vaulted = b"$ANSIBLE_VAULT;1.1;AES256\n6162\n".to_vec();
+        let file = |content: &[u8]| HostFile {
+            content: content.to_vec(),
+            mode: None,
+        };
+        let files: BTreeMap<String, HostFile> = [
+            ("v/a-plain".to_string(), file(b"x")),
+            ("v/folder/nested".to_string(), file(&vaulted)),
+            ("v/zz-vault".to_string(), file(&vaulted)),
+        ]
+        .into();
+        let args = crate::modules::args_in(t.path(), &json!({"src": "v", "dest": "{p}/out"}));
+        let out = crate::modules::run_for_test("copy", &args, &files, &json!({}), false).unwrap();
+        assert!(out.failed);
+        assert_eq!(
+            out.msg.as_deref(),
+            Some("A vault password or secret must be specified to decrypt v/zz-vault")
+        );
+        assert!(!t.path().join("out").exists(), "a file was written");
     }
 }
