@@ -256,6 +256,13 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let mut out = fsutil::write_file(&req, ctx)?;
     out.changed |= made_dir;
+    if src_name.is_none() {
+        // Given `content`, the action writes it to a local file first and shows the
+        // destination as the diff's new side.
+        for d in &mut out.diff {
+            d.after_header = dest.display().to_string();
+        }
+    }
     Ok(out)
 }
 
@@ -925,6 +932,10 @@ mod tests {
             (out.diff[0].before.as_str(), out.diff[0].after.as_str()),
             ("old\n", "new\n")
         );
+        // Given content, the action shows the destination on both sides.
+        let dest = f.display().to_string();
+        assert_eq!(out.diff[0].before_header, dest);
+        assert_eq!(out.diff[0].after_header, dest);
         assert_eq!(fs::read_to_string(&f).unwrap(), "new\n");
         // A replaced file keeps its mode when none is asked for.
         assert_eq!(mode_of(&f), 0o604);
