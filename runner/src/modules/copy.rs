@@ -164,6 +164,15 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 };
                 return copy_remote_dir(&s, &dest, &how, ctx);
             }
+            // As the module checks a remote source: there, then a regular file (a
+            // device such as /dev/null is refused, not read).
+            match fs::metadata(p) {
+                Err(_) => return fail(format!("Source {s} not found")),
+                Ok(m) if !m.is_file() => {
+                    return fail(format!("Cannot copy invalid source '{s}': not a file"));
+                }
+                Ok(_) => {}
+            }
             let bytes = std::fs::read(p).map_err(|e| fsutil::io_fail("read", p, &e))?;
             let mode = std::fs::metadata(p)
                 .ok()
@@ -1396,6 +1405,29 @@ mod tests {
             fs::read_link(link.join("circle")).unwrap(),
             Path::new("../source1")
         );
+    }
+
+    /// `remote_src` of something that is not there, or not a regular file, fails in
+    /// the module's words (copy target, src_remote_file_is_not_file).
+    #[test]
+    fn a_remote_src_that_is_missing_or_not_a_file_fails_as_the_module_does() {
+        let t = tempfile::tempdir().unwrap();
+        let run = |src: &str| {
+            let args = json!({"src": src, "dest": "{p}/whocares", "remote_src": true});
+            check(t.path(), args, false).unwrap()
+        };
+        let out = run("/dev/null");
+        assert!(out.failed);
+        assert_eq!(
+            out.msg.as_deref(),
+            Some("Cannot copy invalid source '/dev/null': not a file")
+        );
+        let missing = t.path().join("nope").display().to_string();
+        assert_eq!(
+            run(&missing).msg.as_deref(),
+            Some(format!("Source {missing} not found").as_str())
+        );
+        assert!(!t.path().join("whocares").exists());
     }
 
     /// A `dest` ending in `/` that does not exist yet is made, parents too (copy
