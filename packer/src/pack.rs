@@ -531,7 +531,10 @@ impl<'p> Planner<'p> {
                 host_files.entry(k.clone()).or_insert_with(|| f.clone());
             }
         }
-        let library = self.plan.library.under(&reach);
+        let mut library = self.plan.library.under(&reach);
+        library
+            .layout
+            .extend(layout_of(&self.plan.library.layout, &host_files));
         let hostvars = if refers_to_hostvars(plays, &host_files) {
             self.inventory
                 .hosts()
@@ -547,6 +550,30 @@ impl<'p> Planner<'p> {
             groups: self.groups.clone(),
             hostvars,
         })
+    }
+}
+
+/// The directories and links of the trees `files` come from: those whose directory
+/// holds some of the files (below it), so that a copy of a directory carried by name
+/// makes its empty directories and links too.
+fn layout_of(
+    layout: &rustle_runner::plan::Layout,
+    files: &BTreeMap<String, HostFile>,
+) -> rustle_runner::plan::Layout {
+    let mut holding = std::collections::BTreeSet::new();
+    for name in files.keys() {
+        let mut dir = rustle_runner::resolve::dirname(name);
+        while !dir.is_empty() && dir != "/" && holding.insert(dir) {
+            dir = rustle_runner::resolve::dirname(dir);
+        }
+    }
+    let near = |k: &str| holding.contains(rustle_runner::resolve::dirname(k));
+    rustle_runner::plan::Layout {
+        dirs: layout.dirs.iter().filter(|k| near(k)).cloned().collect(),
+        links: (layout.links.iter())
+            .filter(|(k, _)| near(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 

@@ -2324,3 +2324,124 @@ fn role_variables_are_private_or_public_to_the_play_as_ansible_private_role_vars
         ],
     );
 }
+
+/// A role's `files/` tree with links and an empty directory, copied as Ansible's copy
+/// action copies one, the same whether the host reads the tree when the task runs (a
+/// local host: the controller) or its runner carries it (a host packed with
+/// `--compile-only`, run by hand): links made as links with `local_follow: false`,
+/// followed by default unless they cannot be, and every directory made.
+#[test]
+fn a_copied_tree_keeps_its_links_and_empty_directories_on_every_kind_of_host() {
+    let env = Env::new();
+    let files = env.path("roles/r/files/tree");
+    for d in ["sub", "empty", "real"] {
+        std::fs::create_dir_all(files.join(d)).unwrap();
+    }
+    std::fs::write(files.join("top.txt"), "top\n").unwrap();
+    std::fs::write(files.join("real/inner.txt"), "inner\n").unwrap();
+    for (name, text) in [
+        ("to_top", "../top.txt"),
+        ("to_real", "../real"),
+        ("up", "../"),
+        ("nowhere", "../missing"),
+    ] {
+        std::os::unix::fs::symlink(text, files.join("sub").join(name)).unwrap();
+    }
+    std::fs::create_dir_all(env.path("roles/r/tasks")).unwrap();
+    std::fs::write(
+        env.path("roles/r/tasks/main.yml"),
+        "- copy: {src: tree, dest: '{{ out }}/kept', local_follow: false, directory_mode: '0700'}\n\
+         - copy: {src: tree/, dest: '{{ out }}/followed'}\n",
+    )
+    .unwrap();
+    std::fs::write(env.path("site.yml"), "- hosts: all\n  roles: [r]\n").unwrap();
+    let site = env.path("site.yml");
+    let check = |out: &Path| {
+        let kept = out.join("kept/tree");
+        for (name, text) in [
+            ("to_top", "../top.txt"),
+            ("to_real", "../real"),
+            ("up", "../"),
+            ("nowhere", "../missing"),
+        ] {
+            assert_eq!(
+                std::fs::read_link(kept.join("sub").join(name)).unwrap(),
+                Path::new(text),
+                "{name}"
+            );
+        }
+        assert!(kept.join("empty").is_dir(), "the empty directory is made");
+        let mode = std::fs::metadata(kept.join("empty")).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        let followed = out.join("followed");
+        assert_eq!(
+            std::fs::read_to_string(followed.join("sub/to_top")).unwrap(),
+            "top\n"
+        );
+        assert!(!followed.join("sub/to_real").is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(followed.join("sub/to_real/inner.txt")).unwrap(),
+            "inner\n"
+        );
+        assert_eq!(
+            std::fs::read_link(followed.join("sub/up")).unwrap(),
+            Path::new("../")
+        );
+        assert_eq!(
+            std::fs::read_link(followed.join("sub/nowhere")).unwrap(),
+            Path::new("../missing")
+        );
+        assert!(followed.join("empty").is_dir());
+    };
+
+    // A local host: the controller's tree as it is when the task runs.
+    let local = env.path("local");
+    let inv = env.path("local.ini");
+    std::fs::write(
+        &inv,
+        format!("h1 ansible_connection=local out={}\n", local.display()),
+    )
+    .unwrap();
+    let args = ["-i", inv.to_str().unwrap(), site.to_str().unwrap()];
+    let o = env.deploy(&args);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    check(&local);
+    let again = env.deploy(&args);
+    assert_eq!(code(&again), 0, "{}", text(&again.stderr));
+    assert_has(&again.stdout, "changed=0");
+
+    // A host whose runner carries the tree, run by hand.
+    let carried = env.path("carried");
+    let inv = env.path("remote.ini");
+    std::fs::write(
+        &inv,
+        format!("h2 ansible_host=192.0.2.1 out={}\n", carried.display()),
+    )
+    .unwrap();
+    let out_dir = env.path("packed");
+    // This machine's runner, so that the packed binary runs here.
+    let triple = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    let o = env.deploy(&[
+        "--compile-only",
+        "--target",
+        &triple,
+        "-i",
+        inv.to_str().unwrap(),
+        site.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let row = text(&o.stdout);
+    let fields: Vec<&str> = row.trim().split('\t').collect();
+    let pubkey = format!("{}.pub", env.key().display());
+    let run = env.run_by_hand(
+        Path::new(fields[2]),
+        &["--trusted-key", &pubkey, "--expect", fields[1]],
+    );
+    assert_eq!(code(&run), 0, "{}{}", text(&run.stdout), text(&run.stderr));
+    check(&carried);
+}

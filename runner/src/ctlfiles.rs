@@ -433,25 +433,37 @@ fn walk_local(dir: &str, depth: usize) -> Vec<(String, Vec<String>)> {
 /// How deep [`walk_local`] goes.
 const MAX_LOCAL_DEPTH: usize = 16;
 
+/// A local host's own files read from the machine, as a payload carries controller
+/// files: their content by path, and the directories and links among them.
+#[derive(Debug, Default)]
+pub struct LocalTree {
+    /// The files, each with its permission bits.
+    pub files: BTreeMap<String, HostFile>,
+    /// The directories and links below a directory read.
+    pub layout: crate::plan::Layout,
+}
+
 /// A local host's own file or directory at `path` (one a task wrote during the run,
 /// which no payload could carry: the local host is the controller, and Ansible reads a
 /// `copy`/`template` `src` there when the task runs), as a payload carries controller
 /// files: the file under `path`, or every file below the directory under its path
-/// (links followed, as [`walk_local`] walks), each with its permission bits. At most
-/// [`LOCAL_READ_LIMIT`] bytes in all are read.
-pub fn local_tree(path: &str) -> Result<BTreeMap<String, HostFile>, String> {
+/// (links followed, with its directories and links, as [`crate::tree::walk`] walks),
+/// each with its permission bits. At most [`LOCAL_READ_LIMIT`] bytes in all are read.
+pub fn local_tree(path: &str) -> Result<LocalTree, String> {
     use std::os::unix::fs::PermissionsExt as _;
     let root = path.trim_end_matches('/');
     let root = if root.is_empty() { "/" } else { root };
+    let mut out = LocalTree::default();
     let names: Vec<String> = if std::path::Path::new(root).is_dir() {
-        walk_local(root, 0)
-            .into_iter()
-            .flat_map(|(d, names)| names.into_iter().map(move |n| join(&d, &n)))
+        let walked = crate::tree::walk(std::path::Path::new(root), MAX_LOCAL_DEPTH)
+            .map_err(|e| format!("{root}: {e}"))?;
+        out.layout = walked.layout;
+        (walked.files.iter())
+            .map(|p| p.to_string_lossy().into_owned())
             .collect()
     } else {
         vec![root.to_string()]
     };
-    let mut out = BTreeMap::new();
     let mut total = 0u64;
     for name in names {
         let content = read_local(&name).map_err(|e| format!("{name}: {e}"))?;
@@ -465,7 +477,7 @@ pub fn local_tree(path: &str) -> Result<BTreeMap<String, HostFile>, String> {
         let mode = std::fs::metadata(&name)
             .ok()
             .map(|m| m.permissions().mode() & 0o7777);
-        out.insert(name, HostFile { content, mode });
+        out.files.insert(name, HostFile { content, mode });
     }
     Ok(out)
 }

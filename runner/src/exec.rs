@@ -3160,7 +3160,10 @@ impl<'a> Executor<'a> {
             Ok(a) => a,
             Err(msg) => return failed_result(msg),
         };
-        let files = made_here.as_ref().unwrap_or(&self.plan.shared.files);
+        let (files, layout) = match &made_here {
+            Some(tree) => (&tree.files, &tree.layout),
+            None => (&self.plan.shared.files, &self.plan.shared.library.layout),
+        };
         let args = template_mode_preserve(module, args, files);
         let run_as = match self.check_become(task, inherited, ctx) {
             Ok(r) => r,
@@ -3182,6 +3185,7 @@ impl<'a> Executor<'a> {
             check_mode,
             diff_mode,
             files,
+            layout,
             engine: &self.engine,
             vars: ctx,
             env: &env,
@@ -3458,7 +3462,7 @@ impl<'a> Executor<'a> {
         mut args: Vars,
         inherited: &Inherited<'_>,
         local: bool,
-    ) -> Result<(Vars, Option<BTreeMap<String, HostFile>>), String> {
+    ) -> Result<(Vars, Option<crate::ctlfiles::LocalTree>), String> {
         if self.playbook_dir.is_empty() {
             return Ok((args, None));
         }
@@ -3502,6 +3506,16 @@ impl<'a> Executor<'a> {
             }
         };
         if let Some(found) = candidates.iter().find(|c| exists(c)) {
+            // A local host is the controller: a directory is copied as it is when the
+            // task runs (an earlier task may have added links or directories to it, as
+            // Ansible would see), not as it was when the plan was made.
+            if local && module == "copy" && std::path::Path::new(found.as_str()).is_dir() {
+                let tree = crate::ctlfiles::local_tree(found).map_err(|e| {
+                    format!("Could not read '{src}' on the Ansible Controller: {e}")
+                })?;
+                args.insert("src".into(), Value::String(as_given(found)));
+                return Ok((args, Some(tree)));
+            }
             args.insert("src".into(), Value::String(as_given(found)));
             return Ok((args, None));
         }

@@ -38,5 +38,6 @@ pub mod random;
 pub mod resolve;
 pub mod tags;
 pub mod template;
+pub mod tree;
 pub mod trust;
 pub mod vault;

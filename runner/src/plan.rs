@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The name written in the `format` field of a plan file.
 pub const PLAN_FORMAT: &str = "rustle-deploy-plan";
@@ -130,6 +130,37 @@ pub struct Library {
     /// fails, with that message.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub missing_roles: BTreeMap<String, String>,
+    /// The directories and symbolic links of the carried trees, for a `copy` of a
+    /// directory (its files are among the plan's files).
+    #[serde(default, skip_serializing_if = "Layout::is_empty")]
+    pub layout: Layout,
+}
+
+/// What a controller tree holds besides its files, by controller path: what a `copy` of
+/// a directory makes as Ansible's copy action does (empty directories too; links as
+/// links with `local_follow: false`, or where a link cannot be followed).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// Every directory below a tree's top (a followed link to one too).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub dirs: BTreeSet<String>,
+    /// Every symbolic link, with the text it holds (`readlink`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
+}
+
+impl Layout {
+    /// True when it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty() && self.links.is_empty()
+    }
+
+    /// Adds what `other` holds.
+    pub fn extend(&mut self, other: Layout) {
+        self.dirs.extend(other.dirs);
+        self.links.extend(other.links);
+    }
 }
 
 /// A role as `include_role` needs it when it runs: where it is and what its
@@ -172,6 +203,7 @@ impl Library {
             && self.unreadable.is_empty()
             && self.roles.is_empty()
             && self.handlers.is_empty()
+            && self.layout.is_empty()
     }
 
     /// The part of the library under any of `roots` (controller directories).
@@ -190,6 +222,13 @@ impl Library {
             handlers: pick(&self.handlers, roots),
             // Keyed by name, not by path: a few words each, kept whole.
             missing_roles: self.missing_roles.clone(),
+            layout: Layout {
+                dirs: (self.layout.dirs.iter())
+                    .filter(|k| is_under(k, roots))
+                    .cloned()
+                    .collect(),
+                links: pick(&self.layout.links, roots),
+            },
         }
     }
 }

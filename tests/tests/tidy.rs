@@ -814,6 +814,7 @@ const RUNNER_SHARED: &[&str] = &[
     "resolve",
     "tags",
     "template",
+    "tree",
     "trust",
     "vault",
 ];

@@ -651,10 +651,33 @@ fn write_shims(layout: &Layout, deployer: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// What targets leave outside their own tree and never remove (the copy target's link
+/// targets, made with `delegate_to: localhost`): removed before each run, so that a run
+/// finds the machine as a fresh one (CI's) would, whatever ran before it.
+const LEFTOVERS: &[&str] = &[
+    "/tmp/ansible-test-abs-link",
+    "/tmp/ansible-test-abs-link-dir",
+];
+
 /// Runs one target with one tool in a fresh copy of the integration tree.
 fn run_target(layout: &Layout, t: &Listed, tool: Tool, bin: &Path) -> Result<Run> {
     let base = layout.work.join("run").join(tool.name());
     let _ = std::fs::remove_dir_all(&base);
+    for leftover in LEFTOVERS {
+        let path = Path::new(leftover);
+        let gone = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        if let Err(e) = gone
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(format!(
+                "cannot remove {leftover}, left by an earlier run: {e}"
+            ));
+        }
+    }
     let integration = base.join("test/integration");
     let targets = integration.join("targets");
     std::fs::create_dir_all(&integration).map_err(|e| format!("{}: {e}", integration.display()))?;

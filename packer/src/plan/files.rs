@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 /// without `src` reads nothing here. The script is the first word of the free-form text
 /// (`_raw_params`) or of `cmd`. A templated `src` (with `{{` or `{%`) is refused: the file
 /// to embed must be known before the run. A `copy` `src` that is a directory embeds each
-/// file below it (symlinks followed) as `<src without trailing />/<relative path>`.
+/// file below it (symlinks followed) as `<src without trailing />/<relative path>`, and
+/// its directories and links in the plan's layout (`Library::layout`).
 ///
 /// Text files are stored in `content`, anything else base64-encoded; the permission bits
 /// are recorded as an octal string such as `"0644"`.
@@ -55,7 +56,7 @@ pub fn attach_files(plan: &mut DeployPlan, base: &Path) -> Result<(), PlanError>
     // silently give one task the other's content.
     let mut resolved: HashMap<&str, &Path> = HashMap::new();
     for f in &found {
-        if plan.files.contains_key(&f.src) {
+        if f.shape.is_some() || plan.files.contains_key(&f.src) {
             continue;
         }
         match resolved.get(f.src.as_str()) {
@@ -74,6 +75,20 @@ pub fn attach_files(plan: &mut DeployPlan, base: &Path) -> Result<(), PlanError>
         }
     }
     for f in &found {
+        match &f.shape {
+            Some(None) => {
+                plan.library.layout.dirs.insert(f.src.clone());
+                continue;
+            }
+            Some(Some(text)) => {
+                plan.library
+                    .layout
+                    .links
+                    .insert(f.src.clone(), text.clone());
+                continue;
+            }
+            None => {}
+        }
         if !plan.files.contains_key(&f.src) {
             let file = if f.vars_file {
                 vars_as_json(&f.path)?
@@ -181,6 +196,9 @@ struct Found {
     task: String,
     src: String,
     path: PathBuf,
+    /// Not a file: a directory (`None`) or a link (its text) of a copied directory,
+    /// carried in the plan's layout.
+    shape: Option<Option<String>>,
 }
 
 /// What [`collect`] looks at tasks with.
@@ -325,20 +343,32 @@ fn resolve(
         });
     };
     if hit.is_dir() && matches!(task.module_name(), "copy" | "assemble") {
-        let mut files = Vec::new();
-        walk_dir(hit, Path::new(""), &mut files).map_err(|source| PlanError::Io {
-            path: hit.clone(),
-            source,
-        })?;
-        return Ok(files
-            .into_iter()
-            .map(|rel| Found {
-                vars_file: false,
-                task: task_name.clone(),
-                src: format!("{prefix}{}", rel.to_string_lossy()),
-                path: hit.join(rel),
-            })
-            .collect());
+        let walked =
+            rustle_runner::tree::walk(hit, MAX_TREE_DEPTH).map_err(|source| PlanError::Io {
+                path: hit.clone(),
+                source,
+            })?;
+        let name = |p: &Path| {
+            let rel = p.strip_prefix(hit).unwrap_or(p);
+            format!("{prefix}{}", rel.to_string_lossy())
+        };
+        let found = |path: &Path, shape| Found {
+            vars_file: false,
+            task: task_name.clone(),
+            src: name(path),
+            path: path.to_path_buf(),
+            shape,
+        };
+        let mut out: Vec<Found> = walked.files.iter().map(|p| found(p, None)).collect();
+        // The directories and links, for the copy to make them as Ansible's does.
+        if task.module_name() == "copy" {
+            out.extend((walked.layout.dirs.iter()).map(|d| found(Path::new(d), Some(None))));
+            out.extend(
+                (walked.layout.links.iter())
+                    .map(|(l, text)| found(Path::new(l), Some(Some(text.clone())))),
+            );
+        }
+        return Ok(out);
     }
     if !hit.is_file() {
         return Err(PlanError::NotAFile {
@@ -353,27 +383,12 @@ fn resolve(
         task: task_name,
         src: src.to_string(),
         path: hit.clone(),
+        shape: None,
     }])
 }
 
-/// Every regular file below `root/rel` (symlinks followed, as Ansible's copy does by
-/// default), as paths relative to `root`, sorted.
-pub(crate) fn walk_dir(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        let sub = rel.join(&name);
-        let full = root.join(&sub);
-        if full.is_dir() {
-            walk_dir(root, &sub, out)?;
-        } else if full.is_file() {
-            out.push(sub);
-        }
-    }
-    Ok(())
-}
+/// How deep a copied directory is walked.
+const MAX_TREE_DEPTH: usize = 64;
 
 /// Ansible's booleans as they appear in arguments: `true`, `yes`, `1`, ...
 pub(crate) fn is_truthy(v: &Value) -> bool {

@@ -10,7 +10,7 @@ mod rustle_plan;
 mod tests;
 
 pub use files::attach_files;
-pub(crate) use files::{embedded_name, is_truthy, plan_file, walk_dir};
+pub(crate) use files::{embedded_name, is_truthy, plan_file};
 
 use rustle_runner::plan::{DeployPlan, PLAN_FORMAT, PLAN_VERSION, PlanFile, Play, Task};
 use serde_json::Value;

@@ -311,9 +311,7 @@ impl Loader<'_> {
         }
         let dirs = self.reach.vars_dirs.clone();
         for (dir, plays) in &dirs {
-            let mut found = Vec::new();
-            walk(Path::new(dir), 0, &mut found);
-            for path in found {
+            for path in walk(Path::new(dir)).files {
                 let name = controller_path(&path);
                 if !self.files.contains_key(&name) && !self.carry(&path, &name, &mut library) {
                     continue;
@@ -397,7 +395,10 @@ impl Loader<'_> {
         };
         let mut found = Vec::new();
         for sub in subdirs {
-            walk(&dir.join(sub), 0, &mut found);
+            let walked = walk(&dir.join(sub));
+            found.extend(walked.files);
+            // A copy of one of its directories makes its directories and links too.
+            library.layout.extend(walked.layout);
         }
         self.reach.plays = root.plays.clone();
         for path in found {
@@ -469,23 +470,10 @@ impl Loader<'_> {
     }
 }
 
-/// Every regular file below `dir` (symbolic links followed), sorted per directory.
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            walk(&p, depth + 1, out);
-        } else if p.is_file() {
-            out.push(p);
-        }
-    }
+/// Every regular file below `dir` (symbolic links followed), sorted per directory, with
+/// the directories and links met (an unreadable `dir` holds nothing).
+fn walk(dir: &Path) -> rustle_runner::tree::Walked {
+    rustle_runner::tree::walk(dir, MAX_DEPTH + 1).unwrap_or_default()
 }
 
 /// Whether a file of a tree may hold tasks or variables: `.yml`, `.yaml`, `.json`, or

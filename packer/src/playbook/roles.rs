@@ -60,6 +60,10 @@ pub(crate) fn private_role_vars_in(value: Option<String>) -> Option<bool> {
 /// The file names Ansible tries for `main` in a role directory.
 const MAIN: [&str; 3] = ["main.yml", "main.yaml", "main"];
 
+/// How deep a role's `vars/main/` or `defaults/main/` directory is read (Ansible reads
+/// it whole; a link leading back round stops the walk, not the deploy).
+const MAX_VARS_DEPTH: usize = 64;
+
 impl Loader<'_> {
     /// The play's `roles:` section.
     pub(crate) fn roles_section(
@@ -842,12 +846,11 @@ fn role_vars_file(
         return Ok(Vars::new());
     };
     let files = if main.is_dir() {
-        let mut found = Vec::new();
-        crate::plan::walk_dir(&main, Path::new(""), &mut found)
-            .map_err(|e| at.invalid(sub, format!("cannot list {}: {e}", main.display())))?;
-        let found: Vec<String> = found
+        let found: Vec<String> = rustle_runner::tree::walk(&main, MAX_VARS_DEPTH)
+            .map_err(|e| at.invalid(sub, format!("cannot list {}: {e}", main.display())))?
+            .files
             .iter()
-            .map(|p| main.join(p).to_string_lossy().into_owned())
+            .map(|p| p.to_string_lossy().into_owned())
             .collect();
         rustle_runner::resolve::role_vars_dir_files(
             &main.to_string_lossy(),

@@ -81,6 +81,9 @@ pub(super) struct ModuleCall {
     env: Vec<(String, String)>,
     /// The embedded files the arguments name (`src`, or a directory's files under it).
     files: BTreeMap<String, HostFile>,
+    /// The directories and links of a directory `src` (copy of an embedded tree).
+    #[serde(default)]
+    layout: crate::plan::Layout,
     /// For `template`: the rendered text, written instead of rendering again.
     rendered: Option<String>,
     /// The few variables modules read as settings (see [`SETTINGS`]), when the task has them.
@@ -105,6 +108,7 @@ impl ModuleCall {
             diff_mode: ctx.diff_mode,
             env: ctx.env.to_vec(),
             files,
+            layout: layout_named(args, ctx.layout),
             rendered,
             settings: settings(ctx),
         }
@@ -124,6 +128,7 @@ impl ModuleCall {
             check_mode: self.check_mode,
             diff_mode: self.diff_mode,
             files: &self.files,
+            layout: &self.layout,
             engine: &engine,
             vars: &vars,
             env: &self.env,
@@ -497,6 +502,24 @@ pub(super) fn files_named(
         .collect()
 }
 
+/// The directories and links below a directory `src` the arguments name.
+fn layout_named(args: &Vars, layout: &crate::plan::Layout) -> crate::plan::Layout {
+    let Some(src) = args.get("src").and_then(serde_json::Value::as_str) else {
+        return crate::plan::Layout::default();
+    };
+    let under = format!("{}/", src.trim_end_matches('/'));
+    crate::plan::Layout {
+        dirs: (layout.dirs.iter())
+            .filter(|k| k.starts_with(&under))
+            .cloned()
+            .collect(),
+        links: (layout.links.iter())
+            .filter(|(k, _)| k.as_str() == src.trim_end_matches('/') || k.starts_with(&under))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
 /// Starts `exe` as `who` in child mode, sends it `request` and collects what it says
 /// (see [`REPLY_LIMIT`]), unless the deployer goes away first.
 fn exchange(exe: &Path, who: &RunAs, request: Vec<u8>) -> io::Result<tools::Ran> {
@@ -630,6 +653,10 @@ mod tests {
             diff_mode: false,
             env: vec![("A".into(), "b c".into())],
             files: [("f".to_string(), file("\u{1}bytes"))].into(),
+            layout: crate::plan::Layout {
+                dirs: ["d/empty".to_string()].into(),
+                links: [("d/l".to_string(), "../x".to_string())].into(),
+            },
             rendered: None,
             settings: Vars::new(),
         };
@@ -637,6 +664,7 @@ mod tests {
         let back: ModuleCall = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back.args, request.args);
         assert_eq!(back.files, request.files);
+        assert_eq!(back.layout, request.layout);
         assert_eq!((back.check_mode, back.diff_mode), (true, false));
         assert_eq!(back.env, request.env);
 

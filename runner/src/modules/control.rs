@@ -85,12 +85,27 @@ fn is_identifier(s: &str) -> bool {
 /// `assert`: every expression in `that` must hold.
 pub(super) fn assert(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     args::only(a, &["that", "fail_msg", "msg", "success_msg", "quiet"])?;
-    let that = args::str_list(a, "that")?;
-    if that.is_empty() {
+    if matches!(a.get("that"), None | Some(Value::Null)) {
         return Err(ModuleError::BadArgs(
             "missing required argument 'that'".into(),
         ));
     }
+    // A null or empty condition in the list holds, as Ansible's `Conditional` takes
+    // one (a stray `-` in a YAML list is such a null).
+    let that: Vec<String> = args::str_list(a, "that")
+        .or_else(|e| match a.get("that") {
+            Some(Value::Array(items)) => {
+                let kept: Vec<Value> = (items.iter()).filter(|i| !i.is_null()).cloned().collect();
+                args::str_list(
+                    &Vars::from_iter([("that".into(), Value::Array(kept))]),
+                    "that",
+                )
+            }
+            _ => Err(e),
+        })?
+        .into_iter()
+        .filter(|expr| !expr.is_empty())
+        .collect();
     let fail_msg = a.get("fail_msg").or_else(|| a.get("msg")).cloned();
     for expr in &that {
         let ok = match ctx.engine.eval_bool(expr, ctx.vars) {
@@ -274,6 +289,17 @@ mod tests {
         assert!(o.failed);
         assert_eq!(o.data["msg"], "too small");
         assert_eq!(o.data["assertion"], "x > 5");
+        // A null or empty condition holds, as in Ansible (a stray `-` in the list).
+        let o = check(
+            "assert",
+            json!({"that": ["x > 1", null, "", "x < 5"]}),
+            json!({"x": 3}),
+        )
+        .unwrap();
+        assert!(!o.failed, "{o:?}");
+        let o = check("assert", json!({"that": [null, "x > 5"]}), json!({"x": 3})).unwrap();
+        assert!(o.failed);
+        assert!(check("assert", json!({"that": null}), json!({})).is_err());
         let o = check("assert", json!({"that": "y == 1"}), json!({})).unwrap();
         assert!(o.failed, "an undefined name fails the assertion");
     }

@@ -8,10 +8,14 @@
 //! copied recursively: `src: dir` creates `dest/dir`, `src: dir/` copies its contents
 //! into `dest`, as Ansible does; empty directories do not travel in the payload.
 //!
-//! `decrypt` is accepted; a vault-encrypted `src` is copied only with `decrypt: false`.
+//! `decrypt` is accepted; a vault-encrypted `src` is copied only with `decrypt: false`
+//! (the runner holds no vault secret).
 //! A `remote_src` directory is copied on the host as the module copies one
-//! ([`copy_remote_dir`]). Not supported (refused as unknown arguments): `checksum`,
-//! `local_follow`.
+//! ([`copy_remote_dir`]). An embedded directory brings its directories and links too
+//! (`plan::Layout`): the copy makes every directory (empty ones too) and, with
+//! `local_follow: false` or for a link that could not be followed, the links, through
+//! the file module as the action does. Not supported (refused as an unknown argument):
+//! `checksum`.
 
 use super::fsutil::{self, Attrs, Step, WriteReq, fail};
 use super::{Ctx, Diff, ModuleError, Outcome, args};
@@ -39,6 +43,7 @@ pub const KNOWN: &[&str] = &[
     "decrypt",
     "attributes",
     "attr",
+    "local_follow",
 ];
 
 pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
@@ -149,7 +154,24 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                     attrs.mode
                 };
                 let attrs = Attrs { mode, ..attrs };
-                return copy_remote_dir(&s, &dest, attrs, force, directory_mode, ctx);
+                // The module follows links only when told (`local_follow: true`).
+                let follow = args::opt_bool(a, "local_follow")? == Some(true);
+                let how = RemoteDir {
+                    attrs,
+                    force,
+                    directory_mode,
+                    follow,
+                };
+                return copy_remote_dir(&s, &dest, &how, ctx);
+            }
+            // As the module checks a remote source: there, then a regular file (a
+            // device such as /dev/null is refused, not read).
+            match fs::metadata(p) {
+                Err(_) => return fail(format!("Source {s} not found")),
+                Ok(m) if !m.is_file() => {
+                    return fail(format!("Cannot copy invalid source '{s}': not a file"));
+                }
+                Ok(_) => {}
             }
             let bytes = std::fs::read(p).map_err(|e| fsutil::io_fail("read", p, &e))?;
             let mode = std::fs::metadata(p)
@@ -167,17 +189,32 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                 backup,
                 validate: validate.as_deref(),
                 directory_mode,
+                local_follow: args::bool_or(a, "local_follow", true)?,
+                args: a,
             };
+            if args::bool_or(a, "decrypt", true)? {
+                // As the action, which opens every file of the tree before copying any,
+                // in os.walk's order: a directory's files before its subdirectories'.
+                let prefix = format!("{}/", s.trim_end_matches('/'));
+                let walk_order = |k: &str| {
+                    let (dir, name) = k.rsplit_once('/').unwrap_or(("", k));
+                    format!("{dir}/\0{name}")
+                };
+                let first = (ctx.files.range(prefix.clone()..))
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .filter(|(_, f)| is_vaulted(&f.content))
+                    .map(|(k, _)| k)
+                    .min_by_key(|k| walk_order(k));
+                if let Some(key) = first {
+                    return fail(no_vault_secret(key));
+                }
+            }
             return copy_dir(&dir, ctx);
         }
         (None, Some(s)) => {
             let f = fsutil::embedded(ctx, &s)?;
-            // The payload carries a controller file as it is on disk: `decrypt: false`
-            // copies a vaulted one as is, as Ansible does; decrypting is not done here.
-            if args::bool_or(a, "decrypt", true)? && f.content.starts_with(b"$ANSIBLE_VAULT;") {
-                return fail(format!(
-                    "{s} is vault-encrypted and the runner cannot decrypt it; give decrypt: false to copy it as it is"
-                ));
+            if args::bool_or(a, "decrypt", true)? && is_vaulted(&f.content) {
+                return fail(no_vault_secret(&s));
             }
             (f.content.clone(), f.mode, Some(s))
         }
@@ -190,7 +227,29 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     } else {
         attrs
     };
+    let into_dir = dest.ends_with('/');
     let dest = fsutil::resolve_dest(&dest, src_name.as_deref())?;
+    // A `dest` ending in `/` is a directory the module makes when missing (with
+    // `directory_mode`), as it does for a recursive copy.
+    let mut made_dir = false;
+    if into_dir
+        && let Some(dir) = dest.parent()
+        && !dir.exists()
+    {
+        if ctx.check_mode {
+            return Ok(Outcome::changed(true).with("dest", dest.display().to_string()));
+        }
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        make_dirs(dir, directory_mode)?;
+        if let Some(mode) = directory_mode {
+            // The umask must not narrow an explicit directory_mode.
+            for d in missing {
+                fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(|e| fsutil::io_fail("set the mode of", d, &e))?;
+            }
+        }
+        made_dir = true;
+    }
     if let Some(v) = &validate {
         validate_content(v, &dest, &bytes, follow, ctx)?;
     }
@@ -204,16 +263,47 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         src: src_name.as_deref(),
         new_mode: if preserve { src_mode } else { None },
     };
-    fsutil::write_file(&req, ctx)
+    let mut out = fsutil::write_file(&req, ctx)?;
+    out.changed |= made_dir;
+    if src_name.is_none() {
+        // Given `content`, the action writes it to a local file first and shows the
+        // destination as the diff's new side.
+        for d in &mut out.diff {
+            d.after_header = dest.display().to_string();
+        }
+    }
+    Ok(out)
 }
 
-/// True when the payload holds files under `src/` (a directory copied by name).
+/// Whether a controller file is vault-encrypted.
+fn is_vaulted(content: &[u8]) -> bool {
+    content.starts_with(b"$ANSIBLE_VAULT;")
+}
+
+/// Why a vaulted controller file cannot be copied with `decrypt` (the default), in
+/// Ansible's words: the packer opens only files a task names literally (with the
+/// deploy's vault password), and the runner holds no vault secret, so a vaulted file
+/// reaching it is one it cannot open; `decrypt: false` copies it as it is.
+fn no_vault_secret(name: &str) -> String {
+    format!("A vault password or secret must be specified to decrypt {name}")
+}
+
+/// True when the payload holds files, directories or links under `src/` (a directory
+/// copied by name; it may hold no file at all).
 fn has_embedded_dir(ctx: &Ctx<'_>, src: &str) -> bool {
     let prefix = format!("{}/", src.trim_end_matches('/'));
+    let under = |k: &String| k.starts_with(&prefix);
     ctx.files
         .range(prefix.clone()..)
         .next()
-        .is_some_and(|(k, _)| k.starts_with(&prefix))
+        .is_some_and(|(k, _)| under(k))
+        || ctx
+            .layout
+            .dirs
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(under)
+        || (ctx.layout.links.range(prefix.clone()..).next()).is_some_and(|(k, _)| under(k))
 }
 
 /// Runs `validate` on a temp file holding the new content, when the content is about
@@ -299,14 +389,22 @@ pub(super) fn validate_content(
 /// too) where nothing is there yet, else only the files whose content differs and the
 /// entries only `src` has, directory by directory (as `filecmp.dircmp` finds them);
 /// `owner` and `group` apply to everything below, `mode` to the destination itself.
-fn copy_remote_dir(
-    src: &str,
-    dest: &str,
+/// How [`copy_remote_dir`] copies.
+struct RemoteDir {
     attrs: Attrs,
     force: bool,
     directory_mode: Option<u32>,
-    ctx: &Ctx<'_>,
-) -> Step<Outcome> {
+    /// `local_follow: true`: links in the tree are copied as what they point at.
+    follow: bool,
+}
+
+fn copy_remote_dir(src: &str, dest: &str, how: &RemoteDir, ctx: &Ctx<'_>) -> Step<Outcome> {
+    let RemoteDir {
+        attrs,
+        force,
+        directory_mode,
+        follow,
+    } = *how;
     let check = ctx.check_mode;
     let mut changed = false;
     if dest.ends_with('/') {
@@ -363,11 +461,11 @@ fn copy_remote_dir(
     if fsutil::lstat(&target)?.is_none() {
         if !check {
             make_dirs(target.parent().unwrap_or(Path::new("/")), directory_mode)?;
-            copy_tree(Path::new(src), &target, ids, ctx)?;
+            copy_tree(Path::new(src), &target, ids, follow, 0, ctx)?;
         }
         changed = true;
     } else {
-        changed |= copy_tree(Path::new(src), &target, ids, ctx)?;
+        changed |= copy_tree(Path::new(src), &target, ids, follow, 0, ctx)?;
     }
     let shown_path = Path::new(shown.trim_end_matches('/'));
     if fsutil::lstat(shown_path)?.is_some() {
@@ -393,8 +491,22 @@ fn make_dirs(dir: &Path, mode: Option<u32>) -> Step<()> {
 /// a file both have whose content differs gets `from`'s content and mode; directories
 /// both have are compared the same way. `ids` (owner, group) applies to everything.
 /// Whether anything changed (or would, in check mode).
-fn copy_tree(from: &Path, to: &Path, ids: Attrs, ctx: &Ctx<'_>) -> Step<bool> {
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    ids: Attrs,
+    follow: bool,
+    depth: usize,
+    ctx: &Ctx<'_>,
+) -> Step<bool> {
     use std::os::unix::fs::MetadataExt as _;
+    if depth > MAX_TREE_DEPTH {
+        // Followed links can lead round in a circle; Python's copytree fails there too.
+        return fail(format!(
+            "{}: more than {MAX_TREE_DEPTH} levels of directories (a link leading back?)",
+            from.display()
+        ));
+    }
     let check = ctx.check_mode;
     let io = |action: &str, p: &Path| {
         let p = p.to_path_buf();
@@ -424,16 +536,24 @@ fn copy_tree(from: &Path, to: &Path, ids: Attrs, ctx: &Ctx<'_>) -> Step<bool> {
         let lmeta = fs::symlink_metadata(&src).map_err(io("read", &src))?;
         let here = dir.lstat(&name)?;
         let dest = to.join(&name);
-        if lmeta.file_type().is_symlink() && here.is_none() {
+        // Followed, a link is what it points at (a link to nothing stays a link).
+        let followed = (follow && lmeta.file_type().is_symlink())
+            .then(|| fs::metadata(&src).ok())
+            .flatten();
+        let is_link = lmeta.file_type().is_symlink() && followed.is_none();
+        let is_dir = followed
+            .as_ref()
+            .map_or(lmeta.is_dir(), fs::Metadata::is_dir);
+        if is_link && here.is_none() {
             changed = true;
             if !check {
                 let target = fs::read_link(&src).map_err(io("read", &src))?;
                 dir.symlink(&target, &name)?;
             }
-        } else if lmeta.is_dir() {
+        } else if is_dir {
             match &here {
                 Some(m) if !m.is_dir() => continue,
-                _ => changed |= copy_tree(&src, &dest, ids, ctx)?,
+                _ => changed |= copy_tree(&src, &dest, ids, follow, depth + 1, ctx)?,
             }
         } else if let Ok(meta) = fs::metadata(&src)
             && meta.is_file()
@@ -477,6 +597,9 @@ fn copy_tree(from: &Path, to: &Path, ids: Attrs, ctx: &Ctx<'_>) -> Step<bool> {
     Ok(changed)
 }
 
+/// How deep [`copy_tree`] goes.
+const MAX_TREE_DEPTH: usize = 64;
+
 /// A recursive copy of an embedded directory.
 struct DirCopy<'a> {
     src: &'a str,
@@ -487,6 +610,96 @@ struct DirCopy<'a> {
     backup: bool,
     validate: Option<&'a str>,
     directory_mode: Option<u32>,
+    /// Links in the tree are followed (the default), or copied as links.
+    local_follow: bool,
+    /// The task's arguments, whose file arguments the directories and links get.
+    args: &'a Vars,
+}
+
+/// What of an embedded tree under `prefix` a copy makes besides the files, as the
+/// action's walk gives it: the directories, and the links (with their text) made as
+/// links. Without `local_follow`, everything below a link is left out (the link is
+/// made instead); with it, only links that could not be followed (to nothing, or back
+/// to a directory they lie in) are made as links. Also which files to leave out.
+struct Shape {
+    dirs: Vec<String>,
+    links: Vec<(String, String)>,
+    skipped: std::collections::BTreeSet<String>,
+}
+
+fn shape(prefix: &str, local_follow: bool, ctx: &Ctx<'_>) -> Shape {
+    let layout = ctx.layout;
+    let in_tree = |k: &&String| k.starts_with(prefix);
+    // Below a link, strictly: the tree's own top may be a link, which is walked.
+    let below_link = |k: &str| {
+        let rel = &k[prefix.len()..];
+        rel.match_indices('/')
+            .any(|(i, _)| layout.links.contains_key(&k[..prefix.len() + i]))
+    };
+    let kept = |k: &str| local_follow || !(below_link(k) || layout.links.contains_key(k));
+    let mut dirs: std::collections::BTreeSet<String> = (layout.dirs.iter())
+        .filter(in_tree)
+        .filter(|k| kept(k))
+        .cloned()
+        .collect();
+    let mut skipped = std::collections::BTreeSet::new();
+    for key in ctx.files.range(prefix.to_string()..).map(|(k, _)| k) {
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if !kept(key) {
+            skipped.insert(key.clone());
+            continue;
+        }
+        // A plan without a layout still has the directories that hold files.
+        let mut dir = crate::resolve::dirname(key);
+        while dir.len() > prefix.len() {
+            dirs.insert(dir.to_string());
+            dir = crate::resolve::dirname(dir);
+        }
+    }
+    let links = (layout.links.iter())
+        .filter(|(k, _)| k.starts_with(prefix))
+        .filter(|(k, _)| {
+            if local_follow {
+                !ctx.files.contains_key(*k) && !layout.dirs.contains(*k)
+            } else {
+                !below_link(k)
+            }
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Shape {
+        dirs: dirs.into_iter().collect(),
+        links,
+        skipped,
+    }
+}
+
+/// Runs the file module on `path` as the copy action does for a tree's directories
+/// and links: with the task's file arguments (owner, group, ...) and `extra`.
+fn file_module(
+    d: &DirCopy<'_>,
+    path: &Path,
+    extra: &[(&str, Option<Value>)],
+    ctx: &Ctx<'_>,
+) -> Step<Outcome> {
+    let mut a: Vars = (d.args.iter())
+        .filter(|(k, _)| ["mode", "owner", "group", "attributes", "force"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    a.insert("path".into(), Value::String(path.display().to_string()));
+    for (k, v) in extra {
+        match v {
+            Some(v) => a.insert((*k).to_string(), v.clone()),
+            None => a.remove(*k),
+        };
+    }
+    let out = super::file::run(&a, ctx)?;
+    if out.failed {
+        return Err(fsutil::failed(out));
+    }
+    Ok(out)
 }
 
 /// Copies every embedded `src/...` file below dest (`dest/<basename of src>` unless
@@ -507,28 +720,31 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
     };
     let mut out = Outcome::ok();
     let mut created_dirs = Vec::new();
-    // How many files the tree has, and the directories below its top that hold them
-    // (with whether they all existed before), for Ansible's report of a one-file tree.
-    let mut files = 0usize;
-    let mut subdirs = std::collections::BTreeSet::new();
-    let mut subdirs_existed = true;
-    for (key, file) in ctx.files.range(prefix.clone()..) {
-        let Some(rel) = key.strip_prefix(&prefix) else {
-            break;
-        };
-        files += 1;
-        let mut dir = Path::new(rel).parent();
-        while let Some(p) = dir.filter(|p| !p.as_os_str().is_empty()) {
-            if subdirs.insert(p.to_path_buf()) {
-                subdirs_existed &= root.join(p).is_dir();
-            }
-            dir = p.parent();
-        }
-        // Names come from the packer; still, never let one climb out of dest.
-        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+    let shape = shape(&prefix, d.local_follow, ctx);
+    // Names come from the packer; still, never let one climb out of dest.
+    let place = |key: &str| -> Step<PathBuf> {
+        let rel = &key[prefix.len()..];
+        if rel
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+        {
             return fail(format!("refusing embedded file name '{key}'"));
         }
-        let target = root.join(rel);
+        Ok(root.join(rel))
+    };
+    // How many files the tree has, and whether the last module the action would run
+    // changed something: for a tree of one file Ansible reports that module's result.
+    let mut files = 0usize;
+    let mut last_changed = false;
+    for (key, file) in ctx.files.range(prefix.clone()..) {
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        if shape.skipped.contains(key) {
+            continue;
+        }
+        files += 1;
+        let target = place(key)?;
         let parent = target
             .parent()
             .map_or_else(|| root.clone(), Path::to_path_buf);
@@ -602,14 +818,46 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
             fsutil::write_file(&req, ctx)?
         };
         out.changed |= one.changed;
+        last_changed = one.changed;
         out.diff.extend(one.diff);
     }
     out.changed |= !created_dirs.is_empty();
-    if files == 1 && !subdirs.is_empty() {
+    // Then, as the action does, every directory through the file module (the
+    // directory mode on each, empty ones made), then the links.
+    for dir in &shape.dirs {
+        let path = place(dir)?;
+        let mode = d.directory_mode.map(|m| Value::String(format!("{m:04o}")));
+        let extra = [
+            ("state", Some(Value::String("directory".into()))),
+            ("mode", mode),
+            ("recurse", Some(Value::Bool(false))),
+        ];
+        let one = file_module(d, &path, &extra, ctx)?;
+        out.changed |= one.changed;
+        last_changed = one.changed;
+    }
+    for (link, text) in &shape.links {
+        let path = place(link)?;
+        let mut extra = vec![
+            ("state", Some(Value::String("link".into()))),
+            ("src", Some(Value::String(text.clone()))),
+            ("force", Some(Value::Bool(true))),
+        ];
+        if !shape.dirs.is_empty() {
+            extra.push(("follow", Some(Value::Bool(false))));
+        }
+        if d.args.get("mode").and_then(Value::as_str) == Some("preserve") {
+            extra.push(("mode", None));
+        }
+        let one = file_module(d, &path, &extra, ctx)?;
+        out.changed |= one.changed;
+        last_changed = one.changed;
+    }
+    if files == 1 {
         // Ansible's copy action reports, for a tree of one file, the last module it
-        // ran: the file module making the tree's last directory, which the file's copy
-        // created already (a change only in check mode, where nothing was created).
-        out.changed = ctx.check_mode && !subdirs_existed;
+        // ran: the file module making the tree's last directory or link when it has
+        // any (which the file's copy made already: a change only in check mode).
+        out.changed = last_changed;
     }
     Ok(out
         .with("dest", root.display().to_string())
@@ -693,6 +941,10 @@ mod tests {
             (out.diff[0].before.as_str(), out.diff[0].after.as_str()),
             ("old\n", "new\n")
         );
+        // Given content, the action shows the destination on both sides.
+        let dest = f.display().to_string();
+        assert_eq!(out.diff[0].before_header, dest);
+        assert_eq!(out.diff[0].after_header, dest);
         assert_eq!(fs::read_to_string(&f).unwrap(), "new\n");
         // A replaced file keeps its mode when none is asked for.
         assert_eq!(mode_of(&f), 0o604);
@@ -1016,5 +1268,249 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(copied.join("new")).unwrap(), "new\n");
         assert!(!run(args, false).changed);
+    }
+
+    /// A controller tree with links and an empty directory, as the copy target's
+    /// recursive tests make it: with `local_follow: false` the links are made as links
+    /// with their own text and nothing below a linked directory is copied; by default
+    /// links are followed, and only those that cannot be (to nothing, or back to a
+    /// directory they lie in) stay links. Every directory gets `directory_mode`, empty
+    /// ones too, and a second run changes nothing.
+    #[test]
+    fn an_embedded_tree_brings_its_directories_and_links_as_the_action_does() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("files/subdir");
+        for d in ["subdir1", "subdira", "subdir2/subdir3/subdir4"] {
+            fs::create_dir_all(top.join(d)).unwrap();
+        }
+        fs::write(top.join("bar.txt"), "bar\n").unwrap();
+        fs::write(top.join("subdir1/empty.txt"), "").unwrap();
+        fs::write(top.join("subdir2/subdir3/subdir4/qux.txt"), "qux\n").unwrap();
+        let abs = t.path().join("abs-target");
+        fs::write(&abs, "target").unwrap();
+        let abs = abs.display().to_string();
+        let links = [
+            ("abs-link", abs.as_str()),
+            ("bar.txt", "../bar.txt"),
+            ("invalid", "invalid"),
+            ("invalid2", "../invalid"),
+            ("subdir3", "../subdir2/subdir3"),
+            ("circles", "../"),
+        ];
+        for (name, text) in links {
+            std::os::unix::fs::symlink(text, top.join("subdir1").join(name)).unwrap();
+        }
+        let tree = crate::ctlfiles::local_tree(&top.display().to_string()).unwrap();
+        let engine = crate::template::Engine::new();
+        let vars = minijinja::Value::from(());
+        let run = |args: Value, check_mode: bool| {
+            let ctx = super::super::Ctx {
+                check_mode,
+                diff_mode: false,
+                files: &tree.files,
+                layout: &tree.layout,
+                engine: &engine,
+                vars: &vars,
+                env: &[],
+                run_as: None,
+            };
+            let out = super::run(args.as_object().unwrap(), &ctx).unwrap();
+            assert!(!out.failed, "{out:?}");
+            out
+        };
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+
+        let dest = t.path().join("kept");
+        let args =
+            json!({"src": top, "dest": dest, "directory_mode": "0700", "local_follow": false});
+        assert!(run(args.clone(), true).changed);
+        assert!(!dest.exists(), "check mode wrote");
+        assert!(run(args.clone(), false).changed);
+        let copied = dest.join("subdir");
+        for (name, text) in links {
+            let link = copied.join("subdir1").join(name);
+            assert_eq!(fs::read_link(&link).unwrap(), Path::new(text), "{name}");
+        }
+        assert_eq!(fs::read_to_string(copied.join("bar.txt")).unwrap(), "bar\n");
+        for d in [
+            "",
+            "subdira",
+            "subdir1",
+            "subdir2",
+            "subdir2/subdir3",
+            "subdir2/subdir3/subdir4",
+        ] {
+            assert_eq!(mode(&copied.join(d)), 0o700, "'{d}'");
+        }
+        assert!(!run(args, false).changed, "a second run changed something");
+
+        let dest = t.path().join("followed");
+        let args = json!({"src": format!("{}/", top.display()), "dest": dest});
+        assert!(run(args.clone(), false).changed);
+        let sub1 = dest.join("subdir1");
+        assert!(!sub1.join("bar.txt").is_symlink());
+        assert_eq!(fs::read_to_string(sub1.join("bar.txt")).unwrap(), "bar\n");
+        assert_eq!(fs::read_to_string(sub1.join("abs-link")).unwrap(), "target");
+        assert!(!sub1.join("subdir3").is_symlink());
+        assert_eq!(
+            fs::read_to_string(sub1.join("subdir3/subdir4/qux.txt")).unwrap(),
+            "qux\n"
+        );
+        for (name, text) in [
+            ("circles", "../"),
+            ("invalid", "invalid"),
+            ("invalid2", "../invalid"),
+        ] {
+            assert_eq!(
+                fs::read_link(sub1.join(name)).unwrap(),
+                Path::new(text),
+                "{name}"
+            );
+        }
+        assert!(dest.join("subdira").is_dir());
+        assert!(!run(args, false).changed, "a second run changed something");
+    }
+
+    /// The copy target's tricky links: a tree holding no file, only a link to a
+    /// directory outside it, which links back into the tree. Followed, the outside
+    /// directory becomes a directory of the copy and the link back stays a link.
+    #[test]
+    fn a_tree_of_links_only_is_copied_with_the_circle_kept_as_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let (one, two) = (t.path().join("source1"), t.path().join("source2"));
+        fs::create_dir(&one).unwrap();
+        fs::create_dir(&two).unwrap();
+        std::os::unix::fs::symlink(&two, one.join("link")).unwrap();
+        std::os::unix::fs::symlink("../source1", two.join("circle")).unwrap();
+        let tree = crate::ctlfiles::local_tree(&one.display().to_string()).unwrap();
+        let engine = crate::template::Engine::new();
+        let vars = minijinja::Value::from(());
+        let ctx = super::super::Ctx {
+            check_mode: false,
+            diff_mode: false,
+            files: &tree.files,
+            layout: &tree.layout,
+            engine: &engine,
+            vars: &vars,
+            env: &[],
+            run_as: None,
+        };
+        let dest = t.path().join("dest1");
+        let args = json!({"src": one, "dest": dest, "local_follow": true});
+        let out = super::run(args.as_object().unwrap(), &ctx).unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        let link = dest.join("source1/link");
+        assert!(link.is_dir() && !link.is_symlink());
+        assert_eq!(
+            fs::read_link(link.join("circle")).unwrap(),
+            Path::new("../source1")
+        );
+    }
+
+    /// `remote_src` of something that is not there, or not a regular file, fails in
+    /// the module's words (copy target, src_remote_file_is_not_file).
+    #[test]
+    fn a_remote_src_that_is_missing_or_not_a_file_fails_as_the_module_does() {
+        let t = tempfile::tempdir().unwrap();
+        let run = |src: &str| {
+            let args = json!({"src": src, "dest": "{p}/whocares", "remote_src": true});
+            check(t.path(), args, false).unwrap()
+        };
+        let out = run("/dev/null");
+        assert!(out.failed);
+        assert_eq!(
+            out.msg.as_deref(),
+            Some("Cannot copy invalid source '/dev/null': not a file")
+        );
+        let missing = t.path().join("nope").display().to_string();
+        assert_eq!(
+            run(&missing).msg.as_deref(),
+            Some(format!("Source {missing} not found").as_str())
+        );
+        assert!(!t.path().join("whocares").exists());
+    }
+
+    /// A `dest` ending in `/` that does not exist yet is made, parents too (copy
+    /// target, dest_in_non_existent_directories); without the `/` it is a file whose
+    /// directory must exist.
+    #[test]
+    fn a_dest_ending_in_a_slash_is_a_directory_made_when_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let args =
+            json!({"src": "files/app.conf", "dest": "{p}/new1/sub2/", "directory_mode": "0750"});
+        let dry = check(t.path(), args.clone(), true).unwrap();
+        assert!(dry.changed && !dry.failed, "{dry:?}");
+        assert!(!t.path().join("new1").exists(), "check mode wrote");
+        let out = check(t.path(), args.clone(), false).unwrap();
+        assert!(out.changed && !out.failed, "{out:?}");
+        assert!(t.path().join("new1/sub2/app.conf").is_file());
+        assert_eq!(mode_of(&t.path().join("new1")), 0o750);
+        assert!(!check(t.path(), args, false).unwrap().changed);
+        let out = check(
+            t.path(),
+            json!({"src": "files/app.conf", "dest": "{p}/new3/app.conf"}),
+            false,
+        )
+        .unwrap();
+        assert!(out.failed, "{out:?}");
+    }
+
+    /// `remote_src` with `local_follow: true`: links in the tree are copied as what they
+    /// point at (copy target, 'remote_dir_src has copied with local_follow True'); by
+    /// default, and with `false`, they stay links.
+    #[test]
+    fn a_remote_src_tree_follows_its_links_only_when_told() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(src.join("subdir")).unwrap();
+        fs::write(src.join("subdir/file12"), "12\n").unwrap();
+        std::os::unix::fs::symlink("subdir/file12", src.join("link_file12")).unwrap();
+        std::os::unix::fs::symlink("subdir", src.join("link_subdir")).unwrap();
+        for (follow, name) in [(Some(true), "t"), (Some(false), "f"), (None, "n")] {
+            let mut args =
+                json!({"src": "{p}/src/", "dest": format!("{{p}}/{name}/"), "remote_src": true});
+            if let Some(f) = follow {
+                args["local_follow"] = json!(f);
+            }
+            let out = check(t.path(), args.clone(), false).unwrap();
+            assert!(out.changed && !out.failed, "{out:?}");
+            let d = t.path().join(name);
+            let followed = follow == Some(true);
+            assert_eq!(d.join("link_file12").is_symlink(), !followed, "{name}");
+            assert_eq!(d.join("link_subdir").is_symlink(), !followed, "{name}");
+            assert_eq!(fs::read_to_string(d.join("link_file12")).unwrap(), "12\n");
+            assert_eq!(
+                fs::read_to_string(d.join("link_subdir/file12")).unwrap(),
+                "12\n"
+            );
+            assert!(!check(t.path(), args, false).unwrap().changed, "{name}");
+        }
+    }
+
+    /// A copied directory holding vaulted files fails before writing anything, naming
+    /// the first vaulted file in os.walk's order (a directory's own files before its
+    /// subdirectories'), as the copy target asserts.
+    #[test]
+    fn a_directory_with_a_vaulted_file_fails_naming_the_first_in_walk_order() {
+        let t = tempfile::tempdir().unwrap();
+        let vaulted = b"$ANSIBLE_VAULT;1.1;AES256\n6162\n".to_vec();
+        let file = |content: &[u8]| HostFile {
+            content: content.to_vec(),
+            mode: None,
+        };
+        let files: BTreeMap<String, HostFile> = [
+            ("v/a-plain".to_string(), file(b"x")),
+            ("v/folder/nested".to_string(), file(&vaulted)),
+            ("v/zz-vault".to_string(), file(&vaulted)),
+        ]
+        .into();
+        let args = crate::modules::args_in(t.path(), &json!({"src": "v", "dest": "{p}/out"}));
+        let out = crate::modules::run_for_test("copy", &args, &files, &json!({}), false).unwrap();
+        assert!(out.failed);
+        assert_eq!(
+            out.msg.as_deref(),
+            Some("A vault password or secret must be specified to decrypt v/zz-vault")
+        );
+        assert!(!t.path().join("out").exists(), "a file was written");
     }
 }

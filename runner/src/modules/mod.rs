@@ -91,6 +91,8 @@ pub struct Ctx<'a> {
     pub diff_mode: bool,
     /// Files embedded in the payload, by the name tasks use for them.
     pub files: &'a BTreeMap<String, HostFile>,
+    /// The directories and links of the trees those files come from.
+    pub layout: &'a crate::plan::Layout,
     /// The templating engine (for the template module).
     pub engine: &'a Engine,
     /// The task's variables as a template context (for the template module).
@@ -592,6 +594,7 @@ pub(crate) fn args_in(dir: &std::path::Path, args: &serde_json::Value) -> Vars {
 #[cfg(test)]
 pub(crate) struct TestCtx {
     files: BTreeMap<String, HostFile>,
+    layout: crate::plan::Layout,
     engine: Engine,
     vars: minijinja::Value,
 }
@@ -601,6 +604,7 @@ impl TestCtx {
     pub(crate) fn new() -> TestCtx {
         TestCtx {
             files: BTreeMap::new(),
+            layout: crate::plan::Layout::default(),
             engine: Engine::new(),
             vars: minijinja::Value::from(()),
         }
@@ -612,6 +616,7 @@ impl TestCtx {
             check_mode,
             diff_mode,
             files: &self.files,
+            layout: &self.layout,
             engine: &self.engine,
             vars: &self.vars,
             env: &[],
@@ -649,10 +654,12 @@ pub(crate) fn run_for_test(
 ) -> Result<Outcome, ModuleError> {
     let engine = Engine::new();
     let vars = minijinja::Value::from_serialize(vars);
+    let layout = crate::plan::Layout::default();
     let ctx = Ctx {
         check_mode,
         diff_mode: true,
         files,
+        layout: &layout,
         engine: &engine,
         vars: &vars,
         env: &[],
