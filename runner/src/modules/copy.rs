@@ -874,6 +874,25 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
+    /// Runs copy over the controller directory `top`, read with its directories and
+    /// links as a local host reads it when the task runs.
+    fn copy_walked(top: &Path, args: &Value, check_mode: bool) -> Outcome {
+        let tree = crate::ctlfiles::local_tree(&top.display().to_string()).unwrap();
+        let engine = crate::template::Engine::new();
+        let vars = minijinja::Value::from(());
+        let ctx = super::super::Ctx {
+            check_mode,
+            diff_mode: false,
+            files: &tree.files,
+            layout: &tree.layout,
+            engine: &engine,
+            vars: &vars,
+            env: &[],
+            run_as: None,
+        };
+        super::run(args.as_object().unwrap(), &ctx).unwrap()
+    }
+
     /// Runs copy with `args` (`{p}` replaced by the temp dir) and two embedded files.
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         let args = crate::modules::args_in(dir, &args);
@@ -1300,21 +1319,8 @@ mod tests {
         for (name, text) in links {
             std::os::unix::fs::symlink(text, top.join("subdir1").join(name)).unwrap();
         }
-        let tree = crate::ctlfiles::local_tree(&top.display().to_string()).unwrap();
-        let engine = crate::template::Engine::new();
-        let vars = minijinja::Value::from(());
         let run = |args: Value, check_mode: bool| {
-            let ctx = super::super::Ctx {
-                check_mode,
-                diff_mode: false,
-                files: &tree.files,
-                layout: &tree.layout,
-                engine: &engine,
-                vars: &vars,
-                env: &[],
-                run_as: None,
-            };
-            let out = super::run(args.as_object().unwrap(), &ctx).unwrap();
+            let out = copy_walked(&top, &args, check_mode);
             assert!(!out.failed, "{out:?}");
             out
         };
@@ -1382,22 +1388,9 @@ mod tests {
         fs::create_dir(&two).unwrap();
         std::os::unix::fs::symlink(&two, one.join("link")).unwrap();
         std::os::unix::fs::symlink("../source1", two.join("circle")).unwrap();
-        let tree = crate::ctlfiles::local_tree(&one.display().to_string()).unwrap();
-        let engine = crate::template::Engine::new();
-        let vars = minijinja::Value::from(());
-        let ctx = super::super::Ctx {
-            check_mode: false,
-            diff_mode: false,
-            files: &tree.files,
-            layout: &tree.layout,
-            engine: &engine,
-            vars: &vars,
-            env: &[],
-            run_as: None,
-        };
         let dest = t.path().join("dest1");
         let args = json!({"src": one, "dest": dest, "local_follow": true});
-        let out = super::run(args.as_object().unwrap(), &ctx).unwrap();
+        let out = copy_walked(&one, &args, false);
         assert!(out.changed && !out.failed, "{out:?}");
         let link = dest.join("source1/link");
         assert!(link.is_dir() && !link.is_symlink());
