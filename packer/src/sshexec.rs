@@ -1377,9 +1377,9 @@ impl SshHost {
             if content_changed {
                 out.diff.push(Diff {
                     before_header: dest.clone(),
-                    after_header: req
-                        .src
-                        .map_or_else(|| "dynamically generated".to_string(), str::to_string),
+                    // Without `src` this is copy's `content`, whose new side the action
+                    // heads with the destination (as the runner's copy does).
+                    after_header: req.src.map_or_else(|| dest.clone(), str::to_string),
                     before: old_text.unwrap_or_default(),
                     after: diff_text(req.content),
                 });
