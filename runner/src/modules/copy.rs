@@ -6,7 +6,7 @@
 //! before a changed file replaces `dest`; a failing check leaves `dest` untouched.
 //! An embedded directory (the packer embeds it file by file as `dir/sub/file`) is
 //! copied recursively: `src: dir` creates `dest/dir`, `src: dir/` copies its contents
-//! into `dest`, as Ansible does; empty directories do not travel in the payload.
+//! into `dest`, as Ansible does.
 //!
 //! `decrypt` is accepted; a vault-encrypted `src` is copied only with `decrypt: false`
 //! (the runner holds no vault secret).
@@ -239,7 +239,9 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         if ctx.check_mode {
             return Ok(Outcome::changed(true).with("dest", dest.display().to_string()));
         }
-        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        let missing: Vec<&Path> = (dir.ancestors())
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .collect();
         make_dirs(dir, directory_mode)?;
         if let Some(mode) = directory_mode {
             // The umask must not narrow an explicit directory_mode.
@@ -382,13 +384,6 @@ pub(super) fn validate_content(
     }
 }
 
-/// `remote_src` with a directory `src`, as the copy module handles one on the host: a
-/// `dest` ending in `/` is created first (with `directory_mode`); the tree then goes to
-/// `dest` (`src` ending in `/`) or `dest/<basename of src>`, copied whole (as
-/// `shutil.copytree`: modes and times kept, symlinks as symlinks, empty directories
-/// too) where nothing is there yet, else only the files whose content differs and the
-/// entries only `src` has, directory by directory (as `filecmp.dircmp` finds them);
-/// `owner` and `group` apply to everything below, `mode` to the destination itself.
 /// How [`copy_remote_dir`] copies.
 struct RemoteDir {
     attrs: Attrs,
@@ -398,6 +393,13 @@ struct RemoteDir {
     follow: bool,
 }
 
+/// `remote_src` with a directory `src`, as the copy module handles one on the host: a
+/// `dest` ending in `/` is created first (with `directory_mode`); the tree then goes to
+/// `dest` (`src` ending in `/`) or `dest/<basename of src>`, copied whole (as
+/// `shutil.copytree`: modes and times kept, symlinks as symlinks, empty directories
+/// too) where nothing is there yet, else only the files whose content differs and the
+/// entries only `src` has, directory by directory (as `filecmp.dircmp` finds them);
+/// `owner` and `group` apply to everything below, `mode` to the destination itself.
 fn copy_remote_dir(src: &str, dest: &str, how: &RemoteDir, ctx: &Ctx<'_>) -> Step<Outcome> {
     let RemoteDir {
         attrs,
