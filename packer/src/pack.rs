@@ -567,14 +567,7 @@ fn layout_of(
             dir = rustle_runner::resolve::dirname(dir);
         }
     }
-    let near = |k: &str| holding.contains(rustle_runner::resolve::dirname(k));
-    rustle_runner::plan::Layout {
-        dirs: layout.dirs.iter().filter(|k| near(k)).cloned().collect(),
-        links: (layout.links.iter())
-            .filter(|(k, _)| near(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    }
+    layout.only(|k| holding.contains(rustle_runner::resolve::dirname(k)))
 }
 
 /// The version of ansible-core whose semantics rustle-deploy follows, for

@@ -156,6 +156,17 @@ impl Layout {
         self.dirs.is_empty() && self.links.is_empty()
     }
 
+    /// The part of it whose paths `keep` accepts.
+    pub fn only(&self, keep: impl Fn(&str) -> bool) -> Layout {
+        Layout {
+            dirs: self.dirs.iter().filter(|k| keep(k)).cloned().collect(),
+            links: (self.links.iter())
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
     /// Adds what `other` holds.
     pub fn extend(&mut self, other: Layout) {
         self.dirs.extend(other.dirs);
@@ -222,13 +233,7 @@ impl Library {
             handlers: pick(&self.handlers, roots),
             // Keyed by name, not by path: a few words each, kept whole.
             missing_roles: self.missing_roles.clone(),
-            layout: Layout {
-                dirs: (self.layout.dirs.iter())
-                    .filter(|k| is_under(k, roots))
-                    .cloned()
-                    .collect(),
-                links: pick(&self.layout.links, roots),
-            },
+            layout: self.layout.only(|k| is_under(k, roots)),
         }
     }
 }

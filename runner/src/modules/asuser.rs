@@ -507,17 +507,9 @@ fn layout_named(args: &Vars, layout: &crate::plan::Layout) -> crate::plan::Layou
     let Some(src) = args.get("src").and_then(serde_json::Value::as_str) else {
         return crate::plan::Layout::default();
     };
-    let under = format!("{}/", src.trim_end_matches('/'));
-    crate::plan::Layout {
-        dirs: (layout.dirs.iter())
-            .filter(|k| k.starts_with(&under))
-            .cloned()
-            .collect(),
-        links: (layout.links.iter())
-            .filter(|(k, _)| k.as_str() == src.trim_end_matches('/') || k.starts_with(&under))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    }
+    let top = src.trim_end_matches('/');
+    let under = format!("{top}/");
+    layout.only(|k| k == top || k.starts_with(&under))
 }
 
 /// Starts `exe` as `who` in child mode, sends it `request` and collects what it says
