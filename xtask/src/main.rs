@@ -445,41 +445,90 @@ fn test() -> Result<()> {
 }
 
 fn ci() -> Result<()> {
-    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    // The runner also ships to macOS: check it compiles there without warnings, so a
-    // Linux-only call (a /proc path outside cfg(target_os = "linux")) cannot creep back
-    // unnoticed. A check needs no linker or C compiler for the target, only rustup's
-    // standard library for it.
-    for triple in MACOS_RUNNER_TARGETS {
-        ensure_rustup_target(triple)?;
+    // Each step's wall time is printed as it ends and summed up at the end (also when a
+    // step fails): CI has a time budget, and this says where it goes.
+    let mut steps = Steps::default();
+    let result = ci_steps(&mut steps);
+    steps.report();
+    result
+}
+
+fn ci_steps(steps: &mut Steps) -> Result<()> {
+    steps.time("rustfmt", || {
+        run(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    steps.time("clippy", || {
         run(cargo().args([
             "clippy",
-            "--package",
-            "rustle-runner",
-            "--target",
-            triple,
+            "--workspace",
+            "--all-targets",
             "--locked",
             "--",
             "-D",
             "warnings",
-        ]))?;
-    }
-    test()?;
+        ]))
+    })?;
+    // The runner also ships to macOS: check it compiles there without warnings, so a
+    // Linux-only call (a /proc path outside cfg(target_os = "linux")) cannot creep back
+    // unnoticed. A check needs no linker or C compiler for the target, only rustup's
+    // standard library for it.
+    steps.time("clippy (runner, macOS)", || {
+        for triple in MACOS_RUNNER_TARGETS {
+            ensure_rustup_target(triple)?;
+            run(cargo().args([
+                "clippy",
+                "--package",
+                "rustle-runner",
+                "--target",
+                triple,
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+        }
+        Ok(())
+    })?;
+    steps.time("runners", || runners(&[]))?;
+    steps.time("ansible tools", || ansible_tools(&root()).map(drop))?;
+    steps.time("tests", || {
+        run(cargo().args(["test", "--workspace", "--locked"]))
+    })?;
     // ansible-core's own integration targets: no target may do worse than the
     // checked-in record (xtask/conformance/expected.json).
-    conformance::main(&["--check".to_string()])?;
+    steps.time("conformance", || {
+        conformance::main(&["--check".to_string()])
+    })?;
     // Each fuzz target briefly, from its seeds: a regression in any parser that the seeds
     // or a few seconds of mutation reach fails CI. The long runs are done locally.
-    fuzz(&["--seconds".to_string(), CI_FUZZ_SECONDS.to_string()])
+    steps.time("fuzz", || {
+        fuzz(&["--seconds".to_string(), CI_FUZZ_SECONDS.to_string()])
+    })
+}
+
+/// The wall time of each step `cargo xtask ci` has run.
+#[derive(Default)]
+struct Steps(Vec<(&'static str, std::time::Duration, bool)>);
+
+impl Steps {
+    fn time(&mut self, name: &'static str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        let start = std::time::Instant::now();
+        let result = f();
+        let took = start.elapsed();
+        eprintln!("xtask: step {name} took {:.0} s", took.as_secs_f64());
+        self.0.push((name, took, result.is_ok()));
+        result
+    }
+
+    fn report(&self) {
+        let total: std::time::Duration = self.0.iter().map(|s| s.1).sum();
+        eprintln!("xtask: ci steps (wall time):");
+        for (name, took, ok) in &self.0 {
+            let failed = if *ok { "" } else { "  (failed)" };
+            eprintln!("  {:>6.0} s  {name}{failed}", took.as_secs_f64());
+        }
+        eprintln!("  {:>6.0} s  in all", total.as_secs_f64());
+    }
 }
 
 /// The macOS triples of the runner matrix, checked by `ci` with clippy.
