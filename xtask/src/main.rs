@@ -163,10 +163,23 @@ fn runners(args: &[String]) -> Result<()> {
     // One target that cannot be built (a tool missing, no network for pip) must not
     // stop the others: build what can be built, then say what could not and why.
     let mut failed: Vec<String> = Vec::new();
-    for t in &selected {
-        if let Err(e) = build_runner(&root, t, &out_dir) {
-            eprintln!("xtask: {} runner NOT built: {e}", t.triple);
-            failed.push(format!("{}: {e}", t.triple));
+    // The triples built the same way go to one cargo run, which builds them side by
+    // side: each runner's fat-LTO link runs on one core, so two at once take about the
+    // time of one on a two-core machine. When such a run fails, each triple is built
+    // alone, to tell which one cannot be and still build the others.
+    for build in [Build::Cargo, Build::Zigbuild] {
+        let group: Vec<&Target> = selected.iter().filter(|t| t.build == build).collect();
+        let together = group.len() > 1 && build_runners(&root, &group).is_ok();
+        for t in group {
+            let built = if together {
+                Ok(())
+            } else {
+                build_runners(&root, &[t])
+            };
+            if let Err(e) = built.and_then(|()| install_runner(&root, t, &out_dir)) {
+                eprintln!("xtask: {} runner NOT built: {e}", t.triple);
+                failed.push(format!("{}: {e}", t.triple));
+            }
         }
     }
     write_manifest(&out_dir)?;
@@ -182,10 +195,13 @@ fn runners(args: &[String]) -> Result<()> {
     }
 }
 
-fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
-    ensure_rustup_target(&t.triple)?;
+/// Builds the runner for `targets` (all built the same way) in one cargo run.
+fn build_runners(root: &Path, targets: &[&Target]) -> Result<()> {
+    let Some(first) = targets.first() else {
+        return Ok(());
+    };
     let mut cmd = cargo();
-    match t.build {
+    match first.build {
         Build::Zigbuild => {
             let bin = zig_tools(root)?;
             // The venv's bin first: `cargo zigbuild` is found there, and so is the
@@ -210,23 +226,30 @@ fn build_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
         "--profile",
         "runner",
         "--locked",
-        "--target",
-        &t.triple,
     ]);
-    let env_triple = t.triple.to_uppercase().replace('-', "_");
-    if let Some(linker) = &t.linker {
-        cmd.env(format!("CARGO_TARGET_{env_triple}_LINKER"), linker);
+    for t in targets {
+        ensure_rustup_target(&t.triple)?;
+        cmd.args(["--target", &t.triple]);
+        let env_triple = t.triple.to_uppercase().replace('-', "_");
+        if let Some(linker) = &t.linker {
+            cmd.env(format!("CARGO_TARGET_{env_triple}_LINKER"), linker);
+        }
+        let mut flags = reproducible_flags(root);
+        if t.build == Build::Zigbuild {
+            // rustc strips Mach-O output after linking, but zig's linker has by then
+            // computed LC_UUID over the unstripped file, whose debug map names every
+            // object file by path and modification time: the same sources gave a new
+            // UUID on every build. Stripping in the linker (-s) keeps those out of it.
+            flags.push_str(" -C link-arg=-s");
+        }
+        cmd.env(format!("CARGO_TARGET_{env_triple}_RUSTFLAGS"), flags);
     }
-    let mut flags = reproducible_flags(root);
-    if t.build == Build::Zigbuild {
-        // rustc strips Mach-O output after linking, but zig's linker has by then
-        // computed LC_UUID over the unstripped file, whose debug map names every object
-        // file by path and modification time: the same sources gave a new UUID on every
-        // build. Stripping in the linker (-s) keeps those out of the UUID.
-        flags.push_str(" -C link-arg=-s");
-    }
-    cmd.env(format!("CARGO_TARGET_{env_triple}_RUSTFLAGS"), flags);
-    run(&mut cmd)?;
+    run(&mut cmd)
+}
+
+/// Checks the runner built for `t` against the size budget and puts it, with its
+/// manifest entry, in `out_dir`.
+fn install_runner(root: &Path, t: &Target, out_dir: &Path) -> Result<()> {
     let built = root
         .join("target")
         .join(&t.triple)
@@ -494,15 +517,33 @@ fn ci_steps(steps: &mut Steps) -> Result<()> {
     steps.time("tests", || {
         run(cargo().args(["test", "--workspace", "--locked"]))
     })?;
-    // ansible-core's own integration targets: no target may do worse than the
-    // checked-in record (xtask/conformance/expected.json).
-    steps.time("conformance", || {
-        conformance::main(&["--check".to_string()])
+    // The fuzz targets build while the conformance targets run, under `nice`: those
+    // spend their time waiting on the processes they start, and the build takes only
+    // the CPU they leave (about three minutes of it).
+    let targets: Vec<String> = FUZZ_TARGETS.iter().map(|t| t.to_string()).collect();
+    let mut built = Err("the fuzz targets were not built".to_string());
+    steps.time("conformance, and the fuzz build beside it", || {
+        std::thread::scope(|s| {
+            let build = s.spawn(|| {
+                let mut nice = Command::new("nice");
+                nice.args(["-n", "19"])
+                    .arg(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                    .current_dir(root());
+                fuzz_build(&targets, nice)
+            });
+            // ansible-core's own integration targets: no target may do worse than the
+            // checked-in record (xtask/conformance/expected.json).
+            let conformance = conformance::main(&["--check".to_string()]);
+            built = build
+                .join()
+                .unwrap_or_else(|_| Err("the fuzz build thread died".into()));
+            conformance
+        })
     })?;
-    // Each fuzz target briefly, from its seeds: a regression in any parser that the seeds
-    // or a few seconds of mutation reach fails CI. The long runs are done locally.
+    // Each fuzz target briefly, from its seeds: a regression in any parser that the
+    // seeds or a few seconds of mutation reach fails CI.
     steps.time("fuzz", || {
-        fuzz(&["--seconds".to_string(), CI_FUZZ_SECONDS.to_string()])
+        fuzz_run(&built?, &targets, CI_FUZZ_SECONDS, CI_FUZZ_JOBS)
     })
 }
 
@@ -539,8 +580,12 @@ fn bench() -> Result<()> {
     run(cargo().args(["bench", "--package", "rustle-tests", "--locked"]))
 }
 
-/// How long CI runs each fuzz target (ten targets, so about two and a half minutes).
-const CI_FUZZ_SECONDS: u64 = 15;
+/// How long CI runs each fuzz target, and how many at once: ten targets, two at a time
+/// on CI's two cores, so under half a minute. Every seed also goes through every
+/// harness in `cargo test -p rustle-fuzz`; this adds a little mutation on top, and the
+/// long runs are done locally.
+const CI_FUZZ_SECONDS: u64 = 5;
+const CI_FUZZ_JOBS: usize = 2;
 
 /// The fuzz targets, as named in fuzz/Cargo.toml.
 const FUZZ_TARGETS: [&str; 10] = [
@@ -620,20 +665,31 @@ fn fuzz(args: &[String]) -> Result<()> {
     if targets.is_empty() {
         targets = FUZZ_TARGETS.iter().map(|t| t.to_string()).collect();
     }
-    let root = root();
-    let dir = root.join("target/fuzz");
+    let bin = fuzz_build(&targets, cargo())?;
+    fuzz_run(&bin, &targets, seconds, jobs)
+}
+
+/// Builds the fuzz targets with coverage instrumentation, through `build` (a command
+/// that runs cargo, maybe under `nice`), and returns the directory of their binaries.
+fn fuzz_build(targets: &[String], mut build: Command) -> Result<PathBuf> {
+    let dir = root().join("target/fuzz");
     let triple = host_triple()?;
-    let mut build = cargo();
     build
         .env("CARGO_TARGET_DIR", &dir)
         .env("RUSTFLAGS", FUZZ_RUSTFLAGS)
         .args(["build", "--package", "rustle-fuzz", "--release", "--locked"])
         .args(["--target", &triple]);
-    for t in &targets {
+    for t in targets {
         build.args(["--bin", t]);
     }
     run(&mut build)?;
-    let bin = dir.join(&triple).join("release");
+    Ok(dir.join(&triple).join("release"))
+}
+
+/// Runs each fuzz target built in `bin` for `seconds`, `jobs` at a time, from the
+/// fixtures' seeds.
+fn fuzz_run(bin: &Path, targets: &[String], seconds: u64, jobs: usize) -> Result<()> {
+    let dir = root().join("target/fuzz");
     // The seed writer is a plain program: built without instrumentation (which only
     // libFuzzer's runtime can link), in the normal target directory.
     let corpus = dir.join("corpus");
@@ -648,7 +704,7 @@ fn fuzz(args: &[String]) -> Result<()> {
         let results: Vec<Result<()>> = std::thread::scope(|s| {
             let handles: Vec<_> = group
                 .iter()
-                .map(|t| s.spawn(|| fuzz_one(&bin, &dir, t, seconds)))
+                .map(|t| s.spawn(|| fuzz_one(bin, &dir, t, seconds)))
                 .collect();
             handles
                 .into_iter()
