@@ -6,7 +6,10 @@
 //! SSH mode after a failed build only when allowed.
 //!
 //! Builds share one cargo target directory (`target/custom-build`) so dependencies
-//! compile once per checkout; the first build on a fresh machine takes minutes.
+//! compile once per checkout; the first build on a fresh machine takes minutes. The
+//! aarch64 and `--incremental` builds share nothing with it (another triple, another
+//! profile) and have directories of their own, so that cargo's lock on a target
+//! directory does not make them wait for it: the test threads build side by side.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -34,16 +37,27 @@ pub fn run(args: &Map<String, Value>, _check_mode: bool) -> Result<Map<String, V
 }
 "#;
 
-/// A private home, state root and cache for one test.
+/// A private home, state root and cache for one test, and the cargo target directory
+/// its builds use.
 struct Env {
     dir: tempfile::TempDir,
+    target_dir: String,
 }
 
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        Env { dir }
+        Env {
+            dir,
+            target_dir: TARGET_DIR.to_string(),
+        }
+    }
+
+    /// This test's builds in `target/<name>` instead of the shared directory.
+    fn with_target_dir(mut self, name: &str) -> Env {
+        self.target_dir = format!("{}/../target/{name}", env!("CARGO_MANIFEST_DIR"));
+        self
     }
 
     /// An environment with the uppercase example module at `mods/uppercase.rs`.
@@ -70,7 +84,7 @@ impl Env {
             .arg(self.path("cache"))
             .env("HOME", self.path("home"))
             .env("RUSTLE_ROOT", self.path("root"))
-            .env("CARGO_TARGET_DIR", TARGET_DIR)
+            .env("CARGO_TARGET_DIR", &self.target_dir)
             .env(
                 "RUSTUP_HOME",
                 std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| real_home.join(".rustup").into()),
@@ -297,7 +311,7 @@ fn incremental_builds_reuse_one_project_and_take_each_change() {
     // --incremental builds every module set in one project directory, rewriting only
     // what changed: each change must still reach its runner, and a module that left the
     // plan must leave the project.
-    let env = Env::new();
+    let env = Env::new().with_target_dir("custom-build-incremental");
     let dest = env.path("inc.txt");
     let module = |greeting: &str| {
         format!(
@@ -347,7 +361,7 @@ fn a_custom_module_builds_for_aarch64_and_runs_there() {
     // The host's triple decides what is built: here aarch64 Linux, run under
     // qemu-aarch64-static (user-mode emulation; `.ci/run` installs qemu-user-static)
     // as an operator would run the packed file on such a host.
-    let env = Env::with_uppercase();
+    let env = Env::with_uppercase().with_target_dir("custom-build-aarch64");
     let dest = env.path("arm.txt");
     let plan = env.write_json(
         "plan.json",
