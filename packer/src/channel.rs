@@ -1053,7 +1053,7 @@ fn add_delegated_facts(
     vars: &mut serde_json::Map<String, Value>,
     facts: rustle_runner::plan::Vars,
 ) {
-    let mut namespaced = match vars.remove("ansible_facts") {
+    let mut namespaced = match vars.shift_remove("ansible_facts") {
         Some(Value::Object(f)) => f,
         _ => serde_json::Map::new(),
     };

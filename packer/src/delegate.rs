@@ -164,7 +164,7 @@ pub async fn run(
         _ => Vars::new(),
     };
     for name in BECOME_VARS {
-        vars.remove(name);
+        vars.shift_remove(name);
         if let Some(v) = to.vars.get(name) {
             vars.insert(name.to_string(), v.clone());
         }

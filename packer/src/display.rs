@@ -39,25 +39,8 @@ pub fn clean(result: &Value, module: &str, verbosity: u8) -> Value {
 /// print results: on one line with Python's separators (`", "`, `": "`), or with
 /// `indent` spaces per level.
 pub fn json_text(value: &Value, indent: Option<usize>) -> String {
-    rustle_runner::template::py_json_dumps(&sort_keys(value), indent, false)
-}
-
-/// Objects with their keys in sorted order, at every depth (`sort_keys=True`, whatever
-/// order the map type keeps).
-fn sort_keys(value: &Value) -> Value {
-    match value {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .filter_map(|k| m.get(k).map(|v| (k.clone(), sort_keys(v))))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sort_keys).collect()),
-        other => other.clone(),
-    }
+    use rustle_runner::template::{py_json_dumps, sort_keys};
+    py_json_dumps(&sort_keys(value), indent, false)
 }
 
 #[cfg(test)]

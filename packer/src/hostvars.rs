@@ -120,7 +120,7 @@ impl Peers {
                     vars.insert(name.clone(), v.clone());
                 }
                 None => {
-                    vars.remove(name);
+                    vars.shift_remove(name);
                 }
             }
         }

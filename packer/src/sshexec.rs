@@ -1183,7 +1183,7 @@ impl SshHost {
         let preserve = args::opt_str(a, "mode")?.is_some_and(|m| m == "preserve");
         let mut rest = a.clone();
         if preserve {
-            rest.remove("mode");
+            rest.shift_remove("mode");
         }
         let attrs = Attrs::from_args(&rest)?;
         let (bytes, src_mode) = match (content, &src) {
@@ -2090,9 +2090,9 @@ impl SshHost {
             owner: args::opt_str(a, "owner")?,
             group: args::opt_str(a, "group")?,
         };
-        local.remove("owner");
-        local.remove("group");
-        local.remove("backup");
+        local.shift_remove("owner");
+        local.shift_remove("group");
+        local.shift_remove("backup");
         let mut out = modules::run(module, &local, ctx)?;
         let scratch_path = copy.display().to_string();
         if out.failed {

@@ -994,6 +994,25 @@ pub fn py_json_dumps(v: &Value, indent: Option<usize>, ensure_ascii: bool) -> St
     out
 }
 
+/// `value` with every object's keys in sorted order, at every depth: what Python's
+/// `sort_keys=True` prints (`json.dumps`, `yaml.dump`'s default), whatever order the
+/// maps were built in.
+pub fn sort_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .filter_map(|k| m.get(k).map(|v| (k.clone(), sort_keys(v))))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sort_keys).collect()),
+        other => other.clone(),
+    }
+}
+
 /// [`py_json`] with any of `json.dumps`' layouts.
 pub(crate) fn py_json_styled(v: &Value, style: &JsonStyle, level: usize, out: &mut String) {
     let newline = |out: &mut String, level: usize| {

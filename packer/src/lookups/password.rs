@@ -124,7 +124,7 @@ fn parse_term(term: &str, mut params: Params) -> Result<(String, Params), Lookup
     };
     let mut kv = parse_kv(rest).map_err(LookupError::ansible)?;
     let mut relpath = first.to_string();
-    if let Some(Value::String(raw)) = kv.remove("_raw_params") {
+    if let Some(Value::String(raw)) = kv.shift_remove("_raw_params") {
         relpath = format!("{relpath} {raw}");
         if !term.starts_with(&relpath) {
             return Err(LookupError::ansible(

@@ -374,7 +374,7 @@ fn rustle_plan_structure_errors_name_the_path() {
     doc["plays"][0]["batches"][0]["tasks"][0]
         .as_object_mut()
         .unwrap()
-        .remove("task_id");
+        .shift_remove("task_id");
     check_refused(
         &doc.to_string(),
         &["plays[0].batches[0].tasks[0]", "missing field `task_id`"],

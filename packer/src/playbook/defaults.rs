@@ -33,7 +33,7 @@ pub(crate) fn unmark<'a>(vars: &mut Vars, names: impl IntoIterator<Item = &'a St
     if let Some(Value::Array(list)) = vars.get_mut(MARK) {
         list.retain(|v| v.as_str().is_none_or(|s| !names.contains(&s.to_string())));
         if list.is_empty() {
-            vars.remove(MARK);
+            vars.shift_remove(MARK);
         }
     }
 }
@@ -80,10 +80,10 @@ fn resolve(play: &mut Play, drop: &BTreeSet<String>) {
     let apply = |vars: &mut Vars| {
         for name in marked(vars) {
             if drop.contains(&name) {
-                vars.remove(&name);
+                vars.shift_remove(&name);
             }
         }
-        vars.remove(MARK);
+        vars.shift_remove(MARK);
     };
     apply(&mut play.vars);
     walk_mut(&mut play.tasks, &mut |v| apply(v));

@@ -1148,7 +1148,7 @@ impl Loader<'_> {
                     Yaml::Null => {}
                     Yaml::Mapping(m) => {
                         let mut m = m.clone();
-                        if let Some(a) = m.remove("apply") {
+                        if let Some(a) = m.shift_remove("apply") {
                             apply = Some(a);
                         }
                         extra_args = mapping_to_json(&m, &at.child("args"))?;
@@ -1178,7 +1178,7 @@ impl Loader<'_> {
         let value = match value {
             ModuleValue::Yaml(Yaml::Mapping(m)) => {
                 let mut m = m.clone();
-                if let Some(a) = m.remove("apply") {
+                if let Some(a) = m.shift_remove("apply") {
                     apply = Some(a);
                 }
                 ModuleValue::Yaml(Yaml::Mapping(m))
@@ -1448,7 +1448,7 @@ fn action_module(action: &Yaml, at: &Where) -> Result<(String, ModuleValue), Pla
         Yaml::Mapping(m) => {
             let mut rest = m.clone();
             let module = rest
-                .remove("module")
+                .shift_remove("module")
                 .and_then(|v| scalar_str(&v))
                 .ok_or_else(|| at.invalid("action", "a mapping needs `module`"))?;
             Ok((module, ModuleValue::Yaml(Yaml::Mapping(rest))))

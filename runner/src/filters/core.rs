@@ -2,8 +2,8 @@
 //! regular expressions, data structures and the small helpers (`ternary`, `mandatory`,
 //! `comment`, `random`, ...), with Ansible's argument names, defaults and messages.
 //!
-//! Where Python relies on dict insertion order, the output here follows the template
-//! maps' (sorted) order; set results keep the order of first appearance.
+//! Maps keep insertion order, as Python's dicts do; `sort_keys` sorts them where Python
+//! does (`to_nice_json`, both YAML dumps). Set results keep the order of first appearance.
 
 use super::{
     Opts, add_filters, invalid, only, only_str, opts, py_regex, py_str, py_type, split, text_fits,
@@ -925,8 +925,8 @@ fn to_uuid(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
 // ---------------------------------------------------------------------------
 // JSON.
 
-/// Reads a `json.dumps` keyword argument set: `indent`, `sort_keys` (maps are always
-/// sorted here), `separators`, `ensure_ascii`, and the ones Ansible passes itself.
+/// Reads a `json.dumps` keyword argument set: `indent`, `separators`, `ensure_ascii`, and
+/// the ones Ansible passes itself; `sort_keys` is read by [`sort_keys_arg`].
 fn json_style(kw: &Kwargs, default_indent: Option<usize>, nice: bool) -> Result<JsonStyle, Error> {
     let indent = match kw.get::<Option<JValue>>("indent")? {
         None => default_indent,
@@ -948,7 +948,6 @@ fn json_style(kw: &Kwargs, default_indent: Option<usize>, nice: bool) -> Result<
         style.ensure_ascii = a;
     }
     for ignored in [
-        "sort_keys",
         "vault_to_text",
         "preprocess_unsafe",
         "skipkeys",
@@ -961,12 +960,32 @@ fn json_style(kw: &Kwargs, default_indent: Option<usize>, nice: bool) -> Result<
     Ok(style)
 }
 
+/// The `sort_keys` keyword (Python truthiness), or `default` without it: `json.dumps`
+/// keeps insertion order, Ansible's `to_nice_json` and PyYAML's `dump` sort.
+fn sort_keys_arg(kw: &Kwargs, default: bool) -> Result<bool, Error> {
+    Ok(match kw.get::<Option<JValue>>("sort_keys")? {
+        Some(s) => s.is_true(),
+        None => default,
+    })
+}
+
+/// `v` as JSON, its maps' keys sorted when `sort`.
+fn to_json_sorted(v: &JValue, filter: &str, sort: bool) -> Result<Value, Error> {
+    let json = to_json(v, filter)?;
+    Ok(if sort {
+        crate::template::sort_keys(&json)
+    } else {
+        json
+    })
+}
+
 fn to_json_filter(v: JValue, o: Opts) -> Result<String, Error> {
     if !o.pos.is_empty() {
         return Err(invalid("to_json() takes json.dumps' arguments by name"));
     }
+    let sort = sort_keys_arg(&o.kw, false)?;
     let style = json_style(&o.kw, None, false)?;
-    let json = to_json(&v, "to_json")?;
+    let json = to_json_sorted(&v, "to_json", sort)?;
     let mut out = String::new();
     py_json_styled(&json, &style, 0, &mut out);
     Ok(out)
@@ -978,8 +997,9 @@ fn to_nice_json(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
         Some(i) => Some(i.as_usize().unwrap_or(4)),
         None => Some(4),
     };
+    let sort = sort_keys_arg(&o.kw, true)?;
     let style = json_style(&o.kw, indent, true)?;
-    let json = to_json(&v, "to_nice_json")?;
+    let json = to_json_sorted(&v, "to_nice_json", sort)?;
     let mut out = String::new();
     py_json_styled(&json, &style, 0, &mut out);
     Ok(out)
@@ -1009,17 +1029,12 @@ fn to_yaml(v: JValue, rest: Rest<JValue>, nice: bool) -> Result<String, Error> {
         Some(_) => true,
         None => !nice,
     };
-    for ignored in [
-        "width",
-        "allow_unicode",
-        "sort_keys",
-        "explicit_start",
-        "explicit_end",
-    ] {
+    let sort = sort_keys_arg(&o.kw, true)?;
+    for ignored in ["width", "allow_unicode", "explicit_start", "explicit_end"] {
         let _: Option<JValue> = o.kw.get(ignored)?;
     }
     o.done(if nice { "to_nice_yaml" } else { "to_yaml" }, 1)?;
-    let json = to_json(&v, "to_yaml")?;
+    let json = to_json_sorted(&v, "to_yaml", sort)?;
     Ok(crate::template::yaml::dump(&json, indent, flow_leaves))
 }
 

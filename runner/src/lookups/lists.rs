@@ -210,7 +210,7 @@ fn pop_at(root: &mut Map<String, Value>, path: &[String], key: &str) -> Option<V
             _ => return None,
         }
     }
-    cur.remove(key)
+    cur.shift_remove(key)
 }
 
 /// `subelements`: `[record, element]` for every element of the list at a dotted key

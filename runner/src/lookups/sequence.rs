@@ -222,7 +222,7 @@ pub(super) fn run(terms: &Value, kwargs: &Vars, _: &Scope) -> Result<Vec<Value>,
             None => {
                 let mut args = kv::parse_kv(text).map_err(LookupError::ansible)?;
                 for field in FIELDS {
-                    if let Some(v) = args.remove(field) {
+                    if let Some(v) = args.shift_remove(field) {
                         o.set(field, &v)?;
                     }
                 }

@@ -373,7 +373,7 @@ pub fn status(jid: &str, path: &Path) -> Vars {
         }
     }
     for key in ["changed", "failed"] {
-        if let Some(v) = data.remove(key) {
+        if let Some(v) = data.shift_remove(key) {
             r.insert(key.into(), truthy(&v).into());
         }
     }
@@ -478,11 +478,11 @@ pub fn run(args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
 
 /// A registered result as an [`Outcome`] (the executor turns it back).
 fn into_outcome(mut data: Vars) -> Outcome {
-    let flag = |d: &mut Vars, k: &str| d.remove(k).is_some_and(|v| truthy(&v));
+    let flag = |d: &mut Vars, k: &str| d.shift_remove(k).is_some_and(|v| truthy(&v));
     let changed = flag(&mut data, "changed");
     let failed = flag(&mut data, "failed");
     let skipped = flag(&mut data, "skipped");
-    let msg = match data.remove("msg") {
+    let msg = match data.shift_remove("msg") {
         Some(Value::String(s)) => Some(s),
         Some(Value::Null) | None => None,
         Some(other) => Some(other.to_string()),

@@ -173,7 +173,7 @@ fn command_module(a: &Vars, ctx: &Ctx<'_>, uses_shell: bool) -> Result<Outcome, 
     let mut o = run_process_checked(a, ctx, cmd, shown, strip, chdir.as_deref())?;
     if !warnings.is_empty() {
         let mut all: Vec<Value> = warnings.into_iter().map(Value::from).collect();
-        if let Some(Value::Array(more)) = o.data.remove("warnings") {
+        if let Some(Value::Array(more)) = o.data.shift_remove("warnings") {
             all.extend(more);
         }
         o = o.with("warnings", Value::Array(all));
@@ -333,9 +333,9 @@ fn run_process_checked(
         return Ok(not_run_by(shown, r, false, ctx.check_mode));
     }
     let mut rest = a.clone();
-    rest.remove("creates");
-    rest.remove("removes");
-    rest.remove("chdir");
+    rest.shift_remove("creates");
+    rest.shift_remove("removes");
+    rest.shift_remove("chdir");
     if ctx.check_mode {
         return Ok(would_run(shown, creates.is_some() || removes.is_some()));
     }

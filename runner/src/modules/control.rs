@@ -62,7 +62,7 @@ pub(super) fn set_fact(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> 
         };
         facts.insert(name, v.clone());
     }
-    facts.remove("cacheable");
+    facts.shift_remove("cacheable");
     if facts.is_empty() {
         return Err(ModuleError::BadArgs(
             "set_fact needs at least one variable".into(),

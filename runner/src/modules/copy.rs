@@ -122,7 +122,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let preserve = args::opt_str(a, "mode")?.is_some_and(|m| m == "preserve");
     let attrs = if preserve {
         let mut rest = a.clone();
-        rest.remove("mode");
+        rest.shift_remove("mode");
         Attrs::from_args(&rest)?
     } else {
         Attrs::from_args(a)?
@@ -694,7 +694,7 @@ fn file_module(
     for (k, v) in extra {
         match v {
             Some(v) => a.insert((*k).to_string(), v.clone()),
-            None => a.remove(*k),
+            None => a.shift_remove(*k),
         };
     }
     let out = super::file::run(&a, ctx)?;

@@ -70,7 +70,7 @@ pub fn call(name: &str, f: CustomFn, args: &Vars, check_mode: bool) -> Outcome {
 fn outcome_of(name: &str, mut fields: Vars) -> Outcome {
     let mut out = Outcome::ok();
     for key in ["changed", "failed", "skipped"] {
-        let value = match fields.remove(key) {
+        let value = match fields.shift_remove(key) {
             None => false,
             Some(Value::Bool(b)) => b,
             Some(other) => {
@@ -85,7 +85,7 @@ fn outcome_of(name: &str, mut fields: Vars) -> Outcome {
             _ => out.skipped = value,
         }
     }
-    match fields.remove("msg") {
+    match fields.shift_remove("msg") {
         None => {}
         Some(Value::String(m)) => out.msg = Some(m),
         Some(other) => {

@@ -417,10 +417,10 @@ pub fn failure(msg: String) -> Vars {
 
 /// A result map (what the deployer answers) as a module's outcome.
 pub fn outcome_of(mut r: Vars) -> Outcome {
-    let flag = |r: &mut Vars, k: &str| r.remove(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    let flag = |r: &mut Vars, k: &str| r.shift_remove(k).and_then(|v| v.as_bool()).unwrap_or(false);
     let changed = flag(&mut r, "changed");
     let failed = flag(&mut r, "failed");
-    let msg = match r.remove("msg") {
+    let msg = match r.shift_remove("msg") {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };

@@ -350,7 +350,7 @@ fn walk(
         }
         if matches(q, &name, &path, &st)? {
             let mut info = super::stat::describe(&path.display().to_string(), &st);
-            info.remove("exists");
+            info.shift_remove("exists");
             if st.is_file()
                 && q.checksum
                 && let Ok(sum) = fsutil::sha1_file(&path)

@@ -138,9 +138,9 @@ fn interpret(module: &str, out: &tools::Output) -> Outcome {
         .with("module_stderr", out.stderr.clone());
     };
     let mut o = Outcome::ok();
-    o.changed = data.remove("changed").is_some_and(|v| truthy(&v));
-    o.skipped = data.remove("skipped").is_some_and(|v| truthy(&v));
-    o.failed = match data.remove("failed") {
+    o.changed = data.shift_remove("changed").is_some_and(|v| truthy(&v));
+    o.skipped = data.shift_remove("skipped").is_some_and(|v| truthy(&v));
+    o.failed = match data.shift_remove("failed") {
         Some(v) => truthy(&v),
         // No verdict: a non-zero exit, or a non-zero rc in the result, is a failure
         // (Ansible's rule for results with an rc).
@@ -151,7 +151,7 @@ fn interpret(module: &str, out: &tools::Output) -> Outcome {
                     .is_some_and(|rc| rc.as_i64().is_some_and(|n| n != 0))
         }
     };
-    match data.remove("msg") {
+    match data.shift_remove("msg") {
         Some(Value::String(s)) => o.msg = Some(s),
         Some(other) => {
             data.insert("msg".into(), other);

@@ -159,7 +159,7 @@ pub(super) fn setup(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
 /// to run side by side).
 pub(super) fn gather_facts(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let mut a = a.clone();
-    a.remove("parallel");
+    a.shift_remove("parallel");
     setup(&a, ctx)
 }
 

@@ -45,7 +45,7 @@ pub(super) fn package(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         wanted.as_str()
     };
     let mut rest = a.clone();
-    rest.remove("use");
+    rest.shift_remove("use");
     match module {
         "apt" => apt(&rest, ctx),
         "dnf" => dnf(&rest, ctx),

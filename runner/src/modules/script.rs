@@ -153,7 +153,7 @@ pub(super) fn raw(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let mut o = run_process(&Vars::new(), ctx, cmd, Value::from(line), false)?;
     // Ansible's raw registers rc, stdout and stderr, not command's timing fields.
     for k in ["start", "end", "delta", "cmd"] {
-        o.data.remove(k);
+        o.data.shift_remove(k);
     }
     Ok(o)
 }
