@@ -1908,7 +1908,7 @@ mod tests {
             handler: false,
             role: None,
             duration_ms: 2.0,
-            result: json!({"rc": 0, "stdout": big, "changed": true}),
+            result: json!({"rc": 0, "changed": true, "stdout": big}),
         })
         .unwrap();
         let head = &line[..crate::ssh::CUT_LINE_HEAD];

@@ -186,7 +186,7 @@ fn normalized(report: &Value, h: &Sshd) -> Vec<Value> {
                     // Of content that names the host, so it differs; `tree` compares it.
                     "checksum",
                 ] {
-                    m.remove(k);
+                    m.shift_remove(k);
                 }
                 // Of content that names the host too: compared as present or not.
                 if m.contains_key("md5sum") {

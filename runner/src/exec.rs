@@ -2256,7 +2256,9 @@ impl<'a> Executor<'a> {
                     };
                     self.run_list(tasks, &inh, handler)?;
                 }
-                Inclusion::Role(run) => self.run_role(run, &inh, task.apply.as_deref(), handler)?,
+                Inclusion::Role(run) => {
+                    self.run_role(*run, &inh, task.apply.as_deref(), handler)?
+                }
             }
         }
         Ok(())
@@ -2350,7 +2352,7 @@ impl<'a> Executor<'a> {
             ),
             allow_duplicates: flag("allow_duplicates", true),
         });
-        Ok(Inclusion::Role(run))
+        Ok(Inclusion::Role(Box::new(run)))
     }
 
     /// A role's files: each named one (`<name>`, `.yml`, `.yaml` or `.json`) or `main`;
@@ -3889,7 +3891,7 @@ enum Inclusion<'a> {
     /// A task file: its controller path and tasks.
     Tasks { path: String, tasks: &'a [Task] },
     /// A role.
-    Role(RoleRun<'a>),
+    Role(Box<RoleRun<'a>>),
 }
 
 /// The files an `include_role` chooses (`None`: `main`).

@@ -2039,8 +2039,13 @@ mod tests {
         }));
         let e = Engine::new();
         let r = |t: &str| e.render_str(t, &c).unwrap();
+        // json.dumps keeps insertion order unless asked to sort.
         assert_eq!(
             r("{{ d | to_json }}"),
+            r#"{"b": 1, "a": [1, 2], "c": {"z": true, "y": null}}"#
+        );
+        assert_eq!(
+            r("{{ d | to_json(sort_keys=True) }}"),
             r#"{"a": [1, 2], "b": 1, "c": {"y": null, "z": true}}"#
         );
         assert_eq!(
@@ -2084,10 +2089,10 @@ mod tests {
         }));
         let e = Engine::new();
         let r = |t: &str| e.render_str(t, &c).unwrap();
-        // Ansible keeps the dict's insertion order; template maps here are sorted.
+        // The dict's insertion order, as Python's str() writes it.
         assert_eq!(
             r("x {{ d }}"),
-            "x {'a': [1, 2], 'b': 1, 'c': {'y': None, 'z': True}}"
+            "x {'b': 1, 'a': [1, 2], 'c': {'z': True, 'y': None}}"
         );
         assert_eq!(r("x {{ l }}"), "x [1, 'x', True, None, 1.5]");
         assert_eq!(r("x {{ true }} {{ false }} {{ none }}|"), "x True False |");
@@ -2114,16 +2119,16 @@ mod tests {
         assert_eq!(r("{{ s.startswith('he') }}"), json!(true));
         assert_eq!(r("{{ s.upper() }}"), json!("HELLO"));
         assert_eq!(r("{{ s.replace('l', 'L') }}"), json!("heLLo"));
-        assert_eq!(r("{{ d.keys() | list }}"), json!(["a", "b"]));
-        assert_eq!(r("{{ d.keys() }}"), json!(["a", "b"]));
-        assert_eq!(r("{{ d.values() | list }}"), json!([[1, 2], 1]));
+        assert_eq!(r("{{ d.keys() | list }}"), json!(["b", "a"]));
+        assert_eq!(r("{{ d.keys() }}"), json!(["b", "a"]));
+        assert_eq!(r("{{ d.values() | list }}"), json!([1, [1, 2]]));
         assert_eq!(
             r("{{ d.items() | list }}"),
-            json!([["a", [1, 2]], ["b", 1]])
+            json!([["b", 1], ["a", [1, 2]]])
         );
         assert_eq!(
             e.render_str("x {{ d.keys() }}", &c).unwrap(),
-            "x ['a', 'b']"
+            "x ['b', 'a']"
         );
         assert_eq!(r("{{ ['a', 'b', 'c'].index('b') }}"), json!(1));
         assert!(e.render_str("{{ ['a'].index('z') }}", &c).is_err());
@@ -2134,7 +2139,7 @@ mod tests {
                 &c
             )
             .unwrap(),
-            "a=[1, 2];b=1;"
+            "b=1;a=[1, 2];"
         );
     }
 

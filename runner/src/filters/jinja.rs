@@ -749,15 +749,22 @@ fn urlize(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
     Ok(out.join(" "))
 }
 
-/// Jinja's `pprint`: Python's `pprint.pformat` (its `repr` for values that fit a line).
+/// Jinja's `pprint`: Python's `pprint.pformat` (its `repr` for values that fit a line),
+/// which sorts dicts' keys.
 fn pprint(v: JValue) -> String {
-    crate::template::py_repr_of(&v)
+    match super::to_json(&v, "pprint") {
+        Ok(json) => {
+            crate::template::py_repr_of(&JValue::from_serialize(crate::template::sort_keys(&json)))
+        }
+        Err(_) => crate::template::py_repr_of(&v),
+    }
 }
 
 /// Jinja's `tojson(value, indent=None)`: JSON with `<`, `>`, `&` and `'` escaped, so the
-/// text is safe inside HTML and single-quoted shell strings; keys sorted.
+/// text is safe inside HTML and single-quoted shell strings; keys sorted, as Jinja's
+/// default `json.dumps_kwargs` say.
 fn tojson(v: JValue, indent: Option<usize>) -> Result<String, Error> {
-    let json = super::to_json(&v, "tojson")?;
+    let json = crate::template::sort_keys(&super::to_json(&v, "tojson")?);
     let mut out = String::new();
     let mut style = crate::template::JsonStyle::python(indent);
     style.ensure_ascii = false;

@@ -35,7 +35,7 @@ def main():
     work = tempfile.mkdtemp()
     path = os.path.join(work, "playbook.yml")
     with open(path, "w") as f:
-        yaml.safe_dump(play, f)
+        yaml.safe_dump(play, f, sort_keys=False)
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOCALHOST_WARNING="0",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
     out = subprocess.run([playbook_cmd, path], capture_output=True, text=True, env=env, cwd=work)
