@@ -55,9 +55,10 @@ mod resolve {
                 .iter()
                 .filter_map(|e| match e {
                     Event::Task { result, module, .. } if module == "debug" => {
+                        // Other values as Ansible's callback shows them: JSON, keys sorted.
                         result.get("msg").map(|m| match m {
                             Value::String(s) => s.clone(),
-                            other => other.to_string(),
+                            other => rustle_runner::template::sort_keys(other).to_string(),
                         })
                     }
                     _ => None,
