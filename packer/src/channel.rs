@@ -424,7 +424,7 @@ impl HostChannel {
     pub fn take_event(&mut self, event: &Event, result: &mut HostResult) {
         let Event::Vars {
             play,
-            done,
+            at,
             set,
             unset,
             ..
@@ -443,7 +443,7 @@ impl HostChannel {
             Some(n) => {
                 self.batch
                     .peers()
-                    .record(&self.host, (n, *done), set.clone(), unset.clone())
+                    .record(&self.host, (n, at.clone()), set.clone(), unset.clone())
             }
         };
         self.batch.changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -990,7 +990,10 @@ fn hostvars_question(plan: &HostPlan, request: &Request) -> Result<(String, Posi
             "hostvars of '{other}', which is not a host of this deploy's inventory"
         ));
     }
-    Ok((other.clone(), (number, request.done.unwrap_or(0))))
+    Ok((
+        other.clone(),
+        (number, request.at.clone().unwrap_or_default()),
+    ))
 }
 
 /// Marks a host as waiting on the deployer while it lives: the hosts reading its
@@ -1032,7 +1035,7 @@ async fn wait_hostvars(
 ) -> serde_json::Map<String, Value> {
     let mut changed = batch.changed.subscribe();
     loop {
-        let seen = batch.peers().view(other, at);
+        let seen = batch.peers().view(other, &at);
         if let Some(mut vars) = seen {
             if let Some(facts) = batch.delegates.as_ref().and_then(|d| d.facts_of(other)) {
                 add_delegated_facts(&mut vars, facts);
@@ -1361,23 +1364,23 @@ pub(crate) mod tests {
                 peers.join(h);
             }
             peers
-                .record("a", (1, 0), serde_json::Map::new(), vec![])
+                .record("a", (1, vec![0]), serde_json::Map::new(), vec![])
                 .unwrap();
             peers
-                .record("b", (0, 3), serde_json::Map::new(), vec![])
+                .record("b", (0, vec![3]), serde_json::Map::new(), vec![])
                 .unwrap();
             peers
-                .record("c", (0, 2), serde_json::Map::new(), vec![])
+                .record("c", (0, vec![2]), serde_json::Map::new(), vec![])
                 .unwrap();
         }
         let reader = {
             let batch = batch.clone();
-            tokio::spawn(async move { wait_hostvars(&batch, "b", (1, 0)).await })
+            tokio::spawn(async move { wait_hostvars(&batch, "b", (1, vec![0])).await })
         };
         // b waits for c (behind it) to finish its third task.
         let middle = {
             let batch = batch.clone();
-            tokio::spawn(async move { wait_hostvars(&batch, "c", (0, 3)).await })
+            tokio::spawn(async move { wait_hostvars(&batch, "c", (0, vec![3])).await })
         };
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert!(!reader.is_finished() && !middle.is_finished());
@@ -1388,11 +1391,11 @@ pub(crate) mod tests {
                 .unwrap();
             batch.changed.send_modify(|n| *n = n.wrapping_add(1));
         };
-        record("c", (0, 3), json!({}));
+        record("c", (0, vec![3]), json!({}));
         assert_eq!(middle.await.unwrap(), serde_json::Map::new());
         assert!(!reader.is_finished());
-        record("b", (0, 4), json!({"later": true}));
-        record("b", (1, 0), json!({}));
+        record("b", (0, vec![4]), json!({"later": true}));
+        record("b", (1, vec![0]), json!({}));
         let seen = tokio::time::timeout(std::time::Duration::from_secs(20), reader)
             .await
             .unwrap()

@@ -14,13 +14,19 @@
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// Where a host stands: the play's number in the deploy (`Play::number`) and how many
-/// of its tasks the host has finished. Later plays and later tasks compare greater.
-pub type Position = (usize, u32);
+/// Where a host stands: the play's number in the deploy (`Play::number`) and the path
+/// of the task it is starting in that play (the runner's position: its index in each
+/// list, section and inclusion that holds it). Later plays and later tasks, in the
+/// order Ansible's linear strategy runs them, compare greater.
+pub type Position = (usize, Vec<u32>);
 
 /// The most a host's reported variables may add up to (JSON bytes); a host that
 /// reports more is refused.
 pub const MAX_PEER_BYTES: usize = 64 << 20;
+
+/// The deepest task path a host may report (blocks, includes and roles within each
+/// other); deeper is no plan's.
+pub const MAX_DEPTH: usize = 256;
 
 /// What the hosts of a batch reported, by host.
 #[derive(Debug, Default)]
@@ -58,11 +64,17 @@ impl Peers {
         unset: Vec<String>,
     ) -> Result<(), String> {
         let peer = self.hosts.entry(host.to_string()).or_default();
-        if let Some(before) = peer.at
-            && at < before
+        if at.1.len() > MAX_DEPTH {
+            return Err(format!(
+                "a report of what the host learned at a task {} levels deep (at most {MAX_DEPTH})",
+                at.1.len()
+            ));
+        }
+        if let Some(before) = &peer.at
+            && at < *before
         {
             return Err(format!(
-                "a report of what the host learned at task {} of play {} after one at task {} of play {}",
+                "a report of what the host learned at task {:?} of play {} after one at task {:?} of play {}",
                 at.1, at.0, before.1, before.0
             ));
         }
@@ -78,8 +90,9 @@ impl Peers {
         }
         peer.bytes += size;
         peer.log
-            .extend(set.into_iter().map(|(k, v)| (at, k, Some(v))));
-        peer.log.extend(unset.into_iter().map(|k| (at, k, None)));
+            .extend(set.into_iter().map(|(k, v)| (at.clone(), k, Some(v))));
+        peer.log
+            .extend(unset.into_iter().map(|k| (at.clone(), k, None)));
         peer.at = Some(at);
         Ok(())
     }
@@ -102,17 +115,17 @@ impl Peers {
     /// What `host` learned up to `at`, once that is settled: it got there (or further),
     /// waits on the deployer, has ended, or never ran in this batch (nothing, then).
     /// `None` while it may still get there.
-    pub fn view(&self, host: &str, at: Position) -> Option<Map<String, Value>> {
+    pub fn view(&self, host: &str, at: &Position) -> Option<Map<String, Value>> {
         let Some(peer) = self.hosts.get(host) else {
             return Some(Map::new());
         };
-        let settled = peer.ended || peer.waiting > 0 || peer.at.is_some_and(|a| a >= at);
+        let settled = peer.ended || peer.waiting > 0 || peer.at.as_ref().is_some_and(|a| a >= at);
         if !settled {
             return None;
         }
         let mut vars = Map::new();
         for (pos, name, value) in &peer.log {
-            if *pos > at {
+            if pos > at {
                 break;
             }
             match value {
@@ -143,28 +156,39 @@ mod tests {
         let mut peers = Peers::default();
         peers.join("b");
         peers
-            .record("b", (0, 1), map(json!({"ansible_os": "L"})), vec![])
+            .record("b", (0, vec![1]), map(json!({"ansible_os": "L"})), vec![])
             .unwrap();
         // `a` is at its second task (one done): b's gathered facts are there.
-        assert_eq!(peers.view("b", (0, 1)).unwrap()["ansible_os"], "L");
+        assert_eq!(peers.view("b", &(0, vec![1])).unwrap()["ansible_os"], "L");
         // At its third task, `a` waits for b to finish its second.
-        assert_eq!(peers.view("b", (0, 2)), None);
+        assert_eq!(peers.view("b", &(0, vec![2])), None);
         peers
-            .record("b", (0, 2), map(json!({"x": 1})), vec![])
+            .record("b", (0, vec![2]), map(json!({"x": 1})), vec![])
             .unwrap();
         peers
-            .record("b", (0, 3), map(json!({"x": 2})), vec!["ansible_os".into()])
+            .record(
+                "b",
+                (0, vec![3]),
+                map(json!({"x": 2})),
+                vec!["ansible_os".into()],
+            )
             .unwrap();
         // b ran ahead: what it set after the point asked about is not seen.
-        let seen = peers.view("b", (0, 2)).unwrap();
+        let seen = peers.view("b", &(0, vec![2])).unwrap();
         assert_eq!(seen, map(json!({"ansible_os": "L", "x": 1})));
-        assert_eq!(peers.view("b", (0, 3)).unwrap(), map(json!({"x": 2})));
+        assert_eq!(
+            peers.view("b", &(0, vec![3])).unwrap(),
+            map(json!({"x": 2}))
+        );
         // A later play waits for b to start it, then sees everything of the earlier one.
-        assert_eq!(peers.view("b", (1, 0)), None);
-        peers.record("b", (1, 0), Map::new(), vec![]).unwrap();
-        assert_eq!(peers.view("b", (1, 0)).unwrap(), map(json!({"x": 2})));
+        assert_eq!(peers.view("b", &(1, vec![0])), None);
+        peers.record("b", (1, vec![0]), Map::new(), vec![]).unwrap();
+        assert_eq!(
+            peers.view("b", &(1, vec![0])).unwrap(),
+            map(json!({"x": 2}))
+        );
         // Reports never go back.
-        assert!(peers.record("b", (0, 3), Map::new(), vec![]).is_err());
+        assert!(peers.record("b", (0, vec![3]), Map::new(), vec![]).is_err());
     }
 
     #[test]
@@ -172,16 +196,16 @@ mod tests {
         let mut peers = Peers::default();
         peers.join("b");
         peers
-            .record("b", (0, 1), map(json!({"x": 1})), vec![])
+            .record("b", (0, vec![1]), map(json!({"x": 1})), vec![])
             .unwrap();
-        assert_eq!(peers.view("b", (0, 5)), None);
+        assert_eq!(peers.view("b", &(0, vec![5])), None);
         peers.wait("b", true);
-        assert_eq!(peers.view("b", (0, 5)).unwrap()["x"], 1);
+        assert_eq!(peers.view("b", &(0, vec![5])).unwrap()["x"], 1);
         peers.wait("b", false);
-        assert_eq!(peers.view("b", (0, 5)), None);
+        assert_eq!(peers.view("b", &(0, vec![5])), None);
         peers.end("b");
-        assert_eq!(peers.view("b", (0, 5)).unwrap()["x"], 1);
-        assert_eq!(peers.view("never", (0, 5)).unwrap(), Map::new());
+        assert_eq!(peers.view("b", &(0, vec![5])).unwrap()["x"], 1);
+        assert_eq!(peers.view("never", &(0, vec![5])).unwrap(), Map::new());
     }
 
     #[test]
@@ -189,12 +213,12 @@ mod tests {
         let mut peers = Peers::default();
         let big = "x".repeat(MAX_PEER_BYTES / 2);
         peers
-            .record("b", (0, 1), map(json!({"a": big.clone()})), vec![])
+            .record("b", (0, vec![1]), map(json!({"a": big.clone()})), vec![])
             .unwrap();
         let err = peers
             .record(
                 "b",
-                (0, 2),
+                (0, vec![2]),
                 map(json!({"b": big.clone(), "c": big})),
                 vec![],
             )

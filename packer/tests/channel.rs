@@ -408,6 +408,40 @@ fn local_hosts_use_the_channel_in_binary_and_ssh_mode() {
     }
 }
 
+/// Hosts go through a block in lockstep as Ansible's linear strategy has them: the
+/// rescue of the host that failed runs before the `always` of every host, so a host
+/// that skipped the rescue reads in its `always` what the other set there (ansible-core's
+/// handlers target, test_flush_in_rescue_always.yml). The rescue is slow on purpose: a
+/// host that counted tasks instead would read the other before it got there.
+#[test]
+fn a_host_in_always_reads_what_another_set_in_its_rescue() {
+    for strategy in ["parallel", "ssh"] {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = local_inventory(dir.path(), &["l1", "l2"]);
+        let plan = write_plan(
+            dir.path(),
+            json!([
+                {"name": "b", "block": [
+                    {"name": "fails on l1", "module": "fail", "args": {"msg": "expected"}, "when": "inventory_hostname == 'l1'"}
+                ], "rescue": [
+                    {"name": "slow", "module": "command", "args": {"_raw_params": "sleep 1"}},
+                    {"name": "mark", "module": "set_fact", "args": {"was_in_rescue": true}}
+                ], "always": [
+                    {"name": "lockstep", "module": "assert", "args": {"that": ["hostvars['l1']['was_in_rescue'] | default(false)"]}}
+                ]}
+            ]),
+        );
+        let report = deploy_locally(dir.path(), &inv, &plan, strategy);
+        let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        for h in ["l1", "l2"] {
+            assert_eq!(r["hosts"][h]["status"], "ok", "{strategy}: {r}");
+            assert!(task_names(&r, h).contains(&"lockstep".to_string()), "{r}");
+        }
+        assert!(task_names(&r, "l1").contains(&"mark".to_string()), "{r}");
+        assert!(!task_names(&r, "l2").contains(&"mark".to_string()), "{r}");
+    }
+}
+
 /// The playbook keywords that use the channel become plan fields; what is not
 /// supported yet is refused when the plan is made, naming the keyword.
 #[test]

@@ -165,8 +165,9 @@ pub enum Event {
         v: u32,
         /// The index of the play (in the host's plan) the host is in.
         play: usize,
-        /// How many tasks of that play the host has finished (fact gathering included).
-        done: u32,
+        /// Where the host stands in that play: the path of the task it is starting
+        /// ([`crate::exec`]'s position), everything before it done.
+        at: Vec<u32>,
         /// Variables given a new value.
         #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
         set: serde_json::Map<String, Value>,
@@ -306,9 +307,9 @@ pub struct Request {
     /// `hostvars`: the other host asked about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// `hostvars`: how many tasks of the play this host has finished.
+    /// `hostvars`: where this host stands in the play (the path of its task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub done: Option<u32>,
+    pub at: Option<Vec<u32>>,
     /// `lookup`: the call (its lookup, terms and options; no result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup: Option<Box<crate::plan::ControllerLookup>>,
@@ -338,7 +339,7 @@ impl Request {
             delegate_to: None,
             become_user: None,
             host: None,
-            done: None,
+            at: None,
             lookup: None,
             fetch: None,
         }

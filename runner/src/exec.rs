@@ -212,9 +212,15 @@ pub struct Executor<'a> {
     /// Other hosts may read this host's variables (`Play::number`): it tells the
     /// deployer what it knows of itself after each task.
     share: bool,
-    /// How many tasks of the current play this host has finished (fact gathering
-    /// included): where it stands for the other hosts' `hostvars`.
-    done: u32,
+    /// Where this host stands in the current play, for the other hosts' `hostvars`:
+    /// the path of the task it runs, its index in each list that holds it, with the
+    /// part of the play ([`PART_GATHER`]...), of a block ([`SECTION_BLOCK`]...) or of a
+    /// role, the inclusion and the handler flush on the way. Paths compare in the order
+    /// Ansible's linear strategy runs the play's tasks across hosts (block, then
+    /// rescue, then always; included tasks where their include is), so that a host
+    /// that skipped a rescue reads one that runs it as it stands after it, as the
+    /// lockstep has them.
+    at: Vec<u32>,
     /// What it last told the deployer of itself.
     published: Vars,
     /// Other hosts' variables as the deployer gave them at this point of the play.
@@ -301,7 +307,7 @@ impl<'a> Executor<'a> {
             play_index: 0,
             channel,
             share: plan.plays.iter().any(|p| p.number.is_some()),
-            done: 0,
+            at: Vec::new(),
             published: Vars::new(),
             peers: crate::lazyvars::PeerCache::default(),
             groups: None,
@@ -397,6 +403,15 @@ impl<'a> Executor<'a> {
     }
 
     fn run_play(&mut self, play: &'a Play) -> Result<(), Halt> {
+        let ran = self.run_play_parts(play);
+        // Done with the play, however it ended: what its last task set is seen.
+        self.at = vec![PART_DONE];
+        self.publish();
+        ran
+    }
+
+    /// [`Self::run_play`]'s fact gathering, tasks and handler flushes.
+    fn run_play_parts(&mut self, play: &'a Play) -> Result<(), Halt> {
         self.play_name = play.name.clone();
         self.notified.clear();
         self.woken = Woken::default();
@@ -410,8 +425,14 @@ impl<'a> Executor<'a> {
             v: EVENTS_VERSION,
             name: play.name.clone(),
         });
-        self.done = 0;
+        self.at.clear();
         self.publish();
+        if play.gather_facts {
+            // Fact gathering is the play's first task for every host, as in Ansible,
+            // even for one that gathered in an earlier play: hosts count alike.
+            self.at = vec![PART_GATHER];
+            self.publish();
+        }
         if play.gather_facts && !self.gathered {
             let started = Instant::now();
             // Gathering reads /proc, /etc and runs a few syscalls per interface; a plan
@@ -451,13 +472,10 @@ impl<'a> Executor<'a> {
                 Value::Object(result),
             );
         }
-        if play.gather_facts {
-            // Fact gathering is the play's first task for every host, as in Ansible,
-            // even for one that gathered in an earlier play: hosts count alike.
-            self.step_done();
-        }
         self.play = Some(play);
+        self.at = vec![PART_TASKS];
         let ran = self.run_list(&play.tasks, &play_scope(play), false);
+        self.at = vec![PART_END_FLUSHES];
         if play.force_handlers && matches!(ran, Err(Halt::Failed | Halt::Fatal)) {
             // The host stays failed; what it was notified of still runs, as Ansible's
             // force_handlers does.
@@ -488,12 +506,16 @@ impl<'a> Executor<'a> {
             }
         }
         let was = std::mem::replace(&mut self.in_handlers, true);
+        // The handler lists in turn, each a step of the flush's path.
+        self.at.push(0);
         let mut flushed = self.flush_list(&play.handlers, &inherited);
         for (_, list, scope) in self.dyn_handlers.clone() {
             if flushed.is_ok() {
+                self.bump();
                 flushed = self.flush_list(list, &scope);
             }
         }
+        self.at.pop();
         self.in_handlers = was;
         flushed
     }
@@ -503,11 +525,14 @@ impl<'a> Executor<'a> {
     /// while a handler is notified; a handler that notified an earlier one gets it run
     /// by the next.
     fn end_of_play_flushes(&mut self, play: &Play) -> Result<(), Halt> {
-        for _ in 0..play.end_flushes.unwrap_or(1).max(1) {
+        for k in 0..play.end_flushes.unwrap_or(1).max(1) {
             if self.notified.is_empty() && self.woken.is_empty() {
                 break;
             }
-            self.flush_handlers()?;
+            self.at.push(k);
+            let flushed = self.flush_handlers();
+            self.at.pop();
+            flushed?;
         }
         Ok(())
     }
@@ -742,16 +767,19 @@ impl<'a> Executor<'a> {
     /// imported file's, or one the playbook wrote) is looked into, its keywords applying
     /// to the handlers inside it.
     fn flush_list(&mut self, list: &'a [Task], inherited: &Inherited<'a>) -> Result<(), Halt> {
-        for handler in list {
-            if let Some(block) = &handler.block {
+        for (i, handler) in list.iter().enumerate() {
+            self.at.push(index(i));
+            let ran = if let Some(block) = &handler.block {
                 let entered = self.enter(handler.origin.as_ref(), inherited);
                 let inner = Self::child_inherited(handler, &entered);
-                self.flush_list(block, &inner)?;
-                continue;
-            }
-            if self.woken.take(handler) {
-                self.run_task(handler, inherited, true)?;
-            }
+                self.flush_list(block, &inner)
+            } else if self.woken.take(handler) {
+                self.run_task(handler, inherited, true)
+            } else {
+                Ok(())
+            };
+            self.at.pop();
+            ran?;
         }
         Ok(())
     }
@@ -955,8 +983,11 @@ impl<'a> Executor<'a> {
         inherited: &Inherited<'a>,
         handler: bool,
     ) -> Result<(), Halt> {
-        for task in tasks {
-            self.run_task(task, inherited, handler)?;
+        for (i, task) in tasks.iter().enumerate() {
+            self.at.push(index(i));
+            let ran = self.run_task(task, inherited, handler);
+            self.at.pop();
+            ran?;
         }
         Ok(())
     }
@@ -997,11 +1028,11 @@ impl<'a> Executor<'a> {
         handler: bool,
     ) -> Result<(), Halt> {
         let inh = Self::child_inherited(task, parent);
-        let mut result = self.run_list(block, &inh, handler);
+        let mut result = self.run_section(SECTION_BLOCK, block, &inh, handler);
         if result == Err(Halt::Fatal) && !task.rescue.is_empty() {
             // Failed by another host's failure: the rescue runs, as Ansible's iterator
             // sends a host marked failed there, but nothing of this host failed.
-            result = self.run_list(&task.rescue, &inh, handler);
+            result = self.run_section(SECTION_RESCUE, &task.rescue, &inh, handler);
         } else if result == Err(Halt::Failed) && !task.rescue.is_empty() {
             // The failure that rescue handled no longer counts against the host; but a
             // handler's (a flush in the block) still does, and rescues nothing in the
@@ -1019,7 +1050,7 @@ impl<'a> Executor<'a> {
                 self.host_facts
                     .insert("ansible_failed_result".into(), unsafe_data(result));
             }
-            result = self.run_list(&task.rescue, &inh, handler);
+            result = self.run_section(SECTION_RESCUE, &task.rescue, &inh, handler);
         }
         // `end_play` / `end_host` leave at once; `always` is for failures.
         if matches!(
@@ -1033,8 +1064,31 @@ impl<'a> Executor<'a> {
         ) {
             return result;
         }
-        let always = self.run_list(&task.always, &inh, handler);
+        let always = self.run_section(SECTION_ALWAYS, &task.always, &inh, handler);
         result.and(always)
+    }
+
+    /// [`Self::run_list`] for one part of what holds the tasks (a block's section, a
+    /// role's dependencies or tasks, one inclusion), `part` being its step in the path.
+    fn run_section(
+        &mut self,
+        part: u32,
+        tasks: &'a [Task],
+        inherited: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        self.at.push(part);
+        let ran = self.run_list(tasks, inherited, handler);
+        self.at.pop();
+        ran
+    }
+
+    /// The next step at the path's last level (a handler list of a flush after the
+    /// play's own).
+    fn bump(&mut self) {
+        if let Some(last) = self.at.last_mut() {
+            *last = last.saturating_add(1);
+        }
     }
 
     /// A template context over `vars`: variables whose values are templates render
@@ -1056,7 +1110,7 @@ impl<'a> Executor<'a> {
             hostvars = hostvars.with_peers(crate::lazyvars::Peers {
                 channel: self.channel.clone(),
                 play: self.play_index,
-                done: self.done,
+                at: self.at.clone(),
                 cache: self.peers.clone(),
             });
         }
@@ -1092,13 +1146,6 @@ impl<'a> Executor<'a> {
         vars
     }
 
-    /// One more task of the play is finished: other hosts reading this one's
-    /// `hostvars` may now see what it set.
-    fn step_done(&mut self) {
-        self.done = self.done.saturating_add(1);
-        self.publish();
-    }
-
     /// Tells the deployer where this host stands in the play and what changed of what
     /// it knows of itself, when other hosts may read it (and a deployer listens). The
     /// other hosts' answers cached for the previous position are dropped.
@@ -1122,7 +1169,7 @@ impl<'a> Executor<'a> {
         self.sink.emit(&Event::Vars {
             v: EVENTS_VERSION,
             play: self.play_index,
-            done: self.done,
+            at: self.at.clone(),
             set,
             unset,
         });
@@ -1387,12 +1434,14 @@ impl<'a> Executor<'a> {
             Some(r) => Some(r.name.clone()),
             None => inherited.roles.last().map(|r| r.name.clone()),
         };
+        if task.block.is_none() {
+            // Where it stands now, with what the tasks before this one set: other hosts
+            // reading this one's `hostvars` from here on see that.
+            self.publish();
+        }
         let outer = std::mem::replace(&mut self.shown_role, role);
         let outcome = self.run_task_here(task, inherited, handler);
         self.shown_role = outer;
-        if task.block.is_none() {
-            self.step_done();
-        }
         // In an `any_errors_fatal` (or `max_fail_percentage`) play with other hosts,
         // every host waits for the others after each task (Ansible's linear strategy),
         // and fails when one of them failed it (or too many have failed). A block is not a task; a host already halted does not wait.
@@ -1404,6 +1453,11 @@ impl<'a> Executor<'a> {
             return outcome;
         }
         let failed = outcome == Err(Halt::Failed);
+        // While it waits, other hosts read it as it stands: past this task, with what
+        // the task set (a step beyond every one inside the task).
+        self.at.push(u32::MAX);
+        self.publish();
+        self.at.pop();
         match self.ask(RequestKind::Barrier, task, None, |r| r.failed = failed) {
             Ok(answer) if answer.stop && !failed => Err(Halt::Fatal),
             Ok(_) => outcome,
@@ -2234,7 +2288,7 @@ impl<'a> Executor<'a> {
                 Value::Object(result),
             );
         }
-        for (found, extra) in included {
+        for (k, (found, extra)) in included.into_iter().enumerate() {
             let mut inh = inherited.clone();
             inh.filter_tags = true;
             inh.vars.push(Scope::Plan(&task.vars));
@@ -2246,7 +2300,9 @@ impl<'a> Executor<'a> {
                         .collect(),
                 )));
             }
-            match found {
+            // Each inclusion (one per loop item) is a step of the path.
+            self.at.push(index(k));
+            let ran = match found {
                 Inclusion::Tasks { path, tasks } => {
                     self.join_imported_handlers(&path, &inh);
                     inh.file = Some(Rc::from(path.as_str()));
@@ -2254,12 +2310,12 @@ impl<'a> Executor<'a> {
                         Some(apply) => Self::child_inherited(apply, &inh),
                         None => inh,
                     };
-                    self.run_list(tasks, &inh, handler)?;
+                    self.run_list(tasks, &inh, handler)
                 }
-                Inclusion::Role(run) => {
-                    self.run_role(*run, &inh, task.apply.as_deref(), handler)?
-                }
-            }
+                Inclusion::Role(run) => self.run_role(*run, &inh, task.apply.as_deref(), handler),
+            };
+            self.at.pop();
+            ran?;
         }
         Ok(())
     }
@@ -2501,44 +2557,84 @@ impl<'a> Executor<'a> {
         handler: bool,
     ) -> Result<(), Halt> {
         let spec = run.spec;
-        for dep in &spec.dependencies {
-            let Some(dep_spec) = self.plan.shared.library.roles.get(&dep.path) else {
-                continue;
-            };
-            let mut dep_run = match self.role_run(dep_spec, &RoleFiles::default()) {
-                Ok(r) => r,
-                Err(msg) => {
-                    let started = Instant::now();
-                    self.record(
-                        &format!("{} : dependency", spec.name),
-                        "include_role",
-                        Status::Failed,
-                        false,
-                        handler,
-                        started,
-                        Value::Object(failed_result(msg)),
-                    );
-                    return Err(Halt::Failed);
-                }
-            };
-            dep_run.params = dep.params.clone();
-            dep_run.instance = Some(crate::plan::RoleInstance {
-                key: crate::plan::RoleInstance::key_of(
-                    &dep.path,
-                    &[None; 4],
-                    &dep.params,
-                    dep.keywords.as_deref(),
-                    false,
-                ),
-                allow_duplicates: dep_spec.allow_duplicates,
-            });
-            let dep_base = match &dep.keywords {
-                Some(k) => Self::child_inherited(k, base),
-                None => base.clone(),
-            };
-            self.run_role(dep_run, &dep_base, None, handler)?;
+        // The dependencies, each a step of the path, then the role's own tasks.
+        self.at.push(ROLE_DEPENDENCIES);
+        let deps = self.run_dependencies(spec, base, handler);
+        self.at.pop();
+        deps?;
+        self.run_role_own(run, base, apply, handler)
+    }
+
+    /// The dependencies of the role `spec`, in order ([`Self::run_role_body`]).
+    fn run_dependencies(
+        &mut self,
+        spec: &'a crate::plan::RoleSpec,
+        base: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        for (k, dep) in spec.dependencies.iter().enumerate() {
+            self.at.push(index(k));
+            let ran = self.run_dependency(spec, dep, base, handler);
+            self.at.pop();
+            ran?;
         }
-        // The role itself, unless this use of it has completed (`run_role`).
+        Ok(())
+    }
+
+    /// One dependency `dep` of the role `spec`.
+    fn run_dependency(
+        &mut self,
+        spec: &'a crate::plan::RoleSpec,
+        dep: &'a crate::plan::RoleDep,
+        base: &Inherited<'a>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let Some(dep_spec) = self.plan.shared.library.roles.get(&dep.path) else {
+            return Ok(());
+        };
+        let mut dep_run = match self.role_run(dep_spec, &RoleFiles::default()) {
+            Ok(r) => r,
+            Err(msg) => {
+                let started = Instant::now();
+                self.record(
+                    &format!("{} : dependency", spec.name),
+                    "include_role",
+                    Status::Failed,
+                    false,
+                    handler,
+                    started,
+                    Value::Object(failed_result(msg)),
+                );
+                return Err(Halt::Failed);
+            }
+        };
+        dep_run.params = dep.params.clone();
+        dep_run.instance = Some(crate::plan::RoleInstance {
+            key: crate::plan::RoleInstance::key_of(
+                &dep.path,
+                &[None; 4],
+                &dep.params,
+                dep.keywords.as_deref(),
+                false,
+            ),
+            allow_duplicates: dep_spec.allow_duplicates,
+        });
+        let dep_base = match &dep.keywords {
+            Some(k) => Self::child_inherited(k, base),
+            None => base.clone(),
+        };
+        self.run_role(dep_run, &dep_base, None, handler)
+    }
+
+    /// The role of `run` itself, after its dependencies ([`Self::run_role_body`]).
+    fn run_role_own(
+        &mut self,
+        run: RoleRun<'a>,
+        base: &Inherited<'a>,
+        apply: Option<&'a Task>,
+        handler: bool,
+    ) -> Result<(), Halt> {
+        let spec = run.spec;
         let mut inh = base.clone();
         inh.defaults.push(Scope::Run(Rc::new(run.defaults.clone())));
         // Role vars, then its parameters; both below the task's own.
@@ -2569,7 +2665,7 @@ impl<'a> Executor<'a> {
                 Some(a) => Self::child_inherited(a, &inh),
                 None => inh,
             };
-            self.run_list(list, &inh, handler)?;
+            self.run_section(ROLE_TASKS, list, &inh, handler)?;
         }
         Ok(())
     }
@@ -3929,6 +4025,25 @@ struct LoopSettings {
     pause: Option<f64>,
     extended: bool,
     allitems: bool,
+}
+
+/// The parts of a play in [`Executor::at`]'s paths: fact gathering, the tasks (the
+/// play's sections in order), the handler flushes at its end, and its end.
+const PART_GATHER: u32 = 0;
+const PART_TASKS: u32 = 1;
+const PART_END_FLUSHES: u32 = 2;
+const PART_DONE: u32 = 3;
+/// The sections of a block, in the order Ansible lays out a play's tasks.
+const SECTION_BLOCK: u32 = 0;
+const SECTION_RESCUE: u32 = 1;
+const SECTION_ALWAYS: u32 = 2;
+/// A role's dependencies come before its own tasks.
+const ROLE_DEPENDENCIES: u32 = 0;
+const ROLE_TASKS: u32 = 1;
+
+/// An index in a list, as a step of a path (lists longer than `u32` cannot be read).
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 /// `ansible_loop` for item `index` with `loop_control: {extended: true}`.

@@ -143,8 +143,8 @@ pub struct Peers {
     pub channel: Option<Arc<dyn Channel>>,
     /// The index of the current play in this host's plan.
     pub play: usize,
-    /// How many tasks of the play this host has finished.
-    pub done: u32,
+    /// Where this host stands in the play (the path of its task).
+    pub at: Vec<u32>,
     /// Answers already given at this point.
     pub cache: PeerCache,
 }
@@ -165,7 +165,7 @@ impl Peers {
             Some(channel) => {
                 let mut request = Request::new(RequestKind::Hostvars, String::new(), self.play);
                 request.host = Some(host.to_string());
-                request.done = Some(self.done);
+                request.at = Some(self.at.clone());
                 match channel.request(request) {
                     Ok(Answer { error: Some(e), .. }) | Err(e) => Err(e),
                     Ok(Answer {

@@ -484,28 +484,29 @@ fn another_hosts_hostvars_are_asked_when_a_template_touches_it_and_this_host_rep
         result_of(&sink.events.0, "read")["msg"],
         "10.0.0.9 from the inventory 7"
     );
-    // Asked once, at the third task (two done), about db1 only.
+    // Asked once, at the third task of the play's tasks (part 1), about db1 only.
     let asked = peers.asked.lock().unwrap();
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0].host.as_deref(), Some("db1"));
-    assert_eq!((asked[0].play, asked[0].done), (0, Some(2)));
-    // What this host learned, after each task, in order.
-    let reports: Vec<(u32, Vec<String>)> = sink
+    assert_eq!((asked[0].play, asked[0].at.clone()), (0, Some(vec![1, 2])));
+    // What this host had learned as it started each task, and at the play's end.
+    let reports: Vec<(Vec<u32>, Vec<String>)> = sink
         .events
         .0
         .iter()
         .filter_map(|e| match e {
-            Event::Vars { done, set, .. } => Some((*done, set.keys().cloned().collect())),
+            Event::Vars { at, set, .. } => Some((at.clone(), set.keys().cloned().collect())),
             _ => None,
         })
         .collect();
     assert_eq!(
         reports,
         [
-            (0, vec!["ansible_facts".to_string()]),
-            (1, vec!["mine".to_string()]),
-            (2, vec!["r".to_string()]),
-            (3, vec![]),
+            (vec![], vec!["ansible_facts".to_string()]),
+            (vec![1, 0], vec![]),
+            (vec![1, 1], vec!["mine".to_string()]),
+            (vec![1, 2], vec!["r".to_string()]),
+            (vec![3], vec![]),
         ]
     );
 }
@@ -529,16 +530,68 @@ fn fact_gathering_counts_as_a_task_of_every_play_that_asks_for_it() {
     };
     let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
     assert!(!summary.host_failed);
-    let positions: Vec<(usize, u32)> = sink
+    let positions: Vec<(usize, Vec<u32>)> = sink
         .events
         .0
         .iter()
         .filter_map(|e| match e {
-            Event::Vars { play, done, .. } => Some((*play, *done)),
+            Event::Vars { play, at, .. } => Some((*play, at.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(positions, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+    let play = |p: usize| [(p, vec![]), (p, vec![0]), (p, vec![1, 0]), (p, vec![3])];
+    assert_eq!(positions, [play(0), play(1)].concat());
+}
+
+/// Where a host stands follows the play's layout, not the count of tasks it ran: a
+/// block's sections are steps of the path, so one host's `always` stands beyond every
+/// rescue task another runs (Ansible's lockstep runs the rescue of the hosts that
+/// failed first).
+#[test]
+fn a_hosts_position_follows_blocks_roles_and_includes_as_the_lockstep_does() {
+    let plan = sharing_plan(json!([
+        {"name": "b", "block": [
+            {"name": "fails", "module": "fail", "args": {"msg": "no"}}
+        ], "rescue": [
+            {"name": "r1", "module": "set_fact", "args": {"was_in_rescue": true}},
+            {"name": "r2", "module": "debug", "args": {"msg": "r2"}}
+        ], "always": [
+            {"name": "a1", "module": "debug", "args": {"msg": "a1"}}
+        ]},
+        {"name": "after", "module": "debug", "args": {"msg": "after"}}
+    ]));
+    let peers = std::sync::Arc::new(Peers {
+        asked: std::sync::Mutex::new(Vec::new()),
+        vars: json!({}),
+    });
+    let mut sink = WithPeers {
+        events: Collect::default(),
+        peers,
+    };
+    Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    let positions: Vec<Vec<u32>> = sink
+        .events
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Event::Vars { at, .. } => Some(at.clone()),
+            _ => None,
+        })
+        .collect();
+    // Task 0 of the play's tasks is the block: its section 0 (block), 1 (rescue) and
+    // 2 (always); then task 1.
+    assert_eq!(
+        positions,
+        [
+            vec![],
+            vec![1, 0, 0, 0],
+            vec![1, 0, 1, 0],
+            vec![1, 0, 1, 1],
+            vec![1, 0, 2, 0],
+            vec![1, 1],
+            vec![3],
+        ]
+    );
 }
 
 /// `run_once` given as a template is evaluated when the task runs, with its variables
