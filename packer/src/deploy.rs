@@ -1652,9 +1652,11 @@ pub fn task_line(host: &str, ev: &Event, verbosity: u8) -> Option<String> {
                 }
             }
             // What Ansible's default callback shows: a debug task's message (or
-            // variable) always, every result from -v on; on one line, as Python's
+            // variable) and a result its action marks `_ansible_verbose_always` (an
+            // assert's) always, every result from -v on; on one line, as Python's
             // json.dumps writes it.
-            let debug = rustle_runner::modules::canonical(module) == "debug";
+            let debug = rustle_runner::modules::canonical(module) == "debug"
+                || result.get("_ansible_verbose_always") == Some(&Value::Bool(true));
             if verbosity > 0 || debug && *status != Status::Skipped {
                 let shown = crate::display::clean(result, module, verbosity);
                 line.push_str(" => ");

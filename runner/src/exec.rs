@@ -227,6 +227,8 @@ pub struct Executor<'a> {
     peers: crate::lazyvars::PeerCache,
     /// `groups` as `group_by` and `add_host` changed it (from the plan's when `None`).
     groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// The variables `add_host` gave hosts, by host (`hostvars` shows them).
+    added_hosts: std::collections::BTreeMap<String, Vars>,
     /// `--tags`/`--skip-tags` of the run (from `ansible_run_tags`/`ansible_skip_tags`),
     /// for the tasks includes bring in.
     selection: crate::tags::Selection,
@@ -311,6 +313,7 @@ impl<'a> Executor<'a> {
             published: Vars::new(),
             peers: crate::lazyvars::PeerCache::default(),
             groups: None,
+            added_hosts: std::collections::BTreeMap::new(),
             selection: crate::tags::Selection::from_magic(
                 plan.magic.get("ansible_run_tags"),
                 plan.magic.get("ansible_skip_tags"),
@@ -529,7 +532,7 @@ impl<'a> Executor<'a> {
             if self.notified.is_empty() && self.woken.is_empty() {
                 break;
             }
-            self.at.push(k);
+            self.at.push(u32::from(k));
             let flushed = self.flush_handlers();
             self.at.pop();
             flushed?;
@@ -1106,6 +1109,9 @@ impl<'a> Executor<'a> {
             self.globals.clone(),
             &self.engine,
         );
+        if !self.added_hosts.is_empty() {
+            hostvars = hostvars.with_added(self.added_hostvars());
+        }
         if self.share {
             hostvars = hostvars.with_peers(crate::lazyvars::Peers {
                 channel: self.channel.clone(),
@@ -1948,11 +1954,16 @@ impl<'a> Executor<'a> {
                 ));
             }
         };
-        let host_vars: Vars = args
+        let mut host_vars: Vars = args
             .iter()
             .filter(|(k, _)| !["name", "hostname", "groupname", "groups"].contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // `name: host:port` names the host and its SSH port, as Ansible's parse_address.
+        let (name, port) = host_and_port(&name);
+        if let Some(port) = port {
+            host_vars.insert("ansible_ssh_port".into(), port.into());
+        }
         let mut info = Vars::new();
         info.insert("host_name".into(), name.clone().into());
         info.insert(
@@ -1977,6 +1988,17 @@ impl<'a> Executor<'a> {
             return false;
         };
         let name = name.clone();
+        // Its variables: a new one or a new value is a change, as in Ansible.
+        let mut changed = false;
+        if let Some(Value::Object(given)) = info.get("host_vars") {
+            let vars = self.added_hosts.entry(name.clone()).or_default();
+            for (k, v) in given {
+                if vars.get(k) != Some(v) {
+                    vars.insert(k.clone(), v.clone());
+                    changed = true;
+                }
+            }
+        }
         let wanted: Vec<String> = match info.get("groups") {
             Some(Value::Array(l)) => l
                 .iter()
@@ -1985,7 +2007,6 @@ impl<'a> Executor<'a> {
             _ => Vec::new(),
         };
         let groups = self.groups_mut();
-        let mut changed = false;
         let known = groups.values().any(|m| m.contains(&name));
         let join = |groups: &mut std::collections::BTreeMap<String, Vec<String>>, g: &str| {
             let members = groups.entry(g.to_string()).or_default();
@@ -2016,6 +2037,29 @@ impl<'a> Executor<'a> {
     }
 
     /// This host's groups, as `group_names` lists them (without `all`), sorted.
+    /// What `hostvars` shows of the hosts `add_host` added or changed: the variables it
+    /// gave them, their `inventory_hostname` and their `group_names` now.
+    fn added_hostvars(&self) -> std::collections::BTreeMap<String, Vars> {
+        let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
+        self.added_hosts
+            .iter()
+            .map(|(name, given)| {
+                let mut vars = given.clone();
+                let mut names: Vec<Value> = groups
+                    .iter()
+                    .filter(|(g, m)| g.as_str() != "all" && m.contains(name))
+                    .map(|(g, _)| Value::String(g.clone()))
+                    .collect();
+                names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+                vars.insert("group_names".into(), Value::Array(names));
+                vars.insert("inventory_hostname".into(), Value::String(name.clone()));
+                let short = name.split('.').next().unwrap_or(name);
+                vars.insert("inventory_hostname_short".into(), Value::String(short.into()));
+                (name.clone(), vars)
+            })
+            .collect()
+    }
+
     fn group_names(&self) -> Vec<String> {
         let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
         let mut names: Vec<String> = groups
@@ -3234,7 +3278,7 @@ impl<'a> Executor<'a> {
             Ok(Value::Object(a)) if keeps_vars => {
                 remove_omit(self.unsafe_reads(task, scope, a), &self.omit)
             }
-            Ok(Value::Object(a)) => remove_omit(a, &self.omit),
+            Ok(Value::Object(a)) => remove_omit(variable_params(a), &self.omit),
             Ok(_) => Vars::new(),
             // ansible-core 2.18's words for an argument that names something undefined
             // (`Base.post_validate`'s message, then the error's own, then where the task
@@ -4025,6 +4069,40 @@ struct LoopSettings {
     pause: Option<f64>,
     extended: bool,
     allitems: bool,
+}
+
+/// `host:port` and `[v6]:port` as the host and its port; a name with no port (an IPv6
+/// address without brackets among them) as it is.
+fn host_and_port(name: &str) -> (String, Option<u16>) {
+    if let Some(rest) = name.strip_prefix('[') {
+        if let Some((host, port)) = rest.split_once("]:")
+            && let Ok(port) = port.parse()
+        {
+            return (host.to_string(), Some(port));
+        }
+        if let Some(host) = rest.strip_suffix(']') {
+            return (host.to_string(), None);
+        }
+    } else if let Some((host, port)) = name.split_once(':')
+        && !port.contains(':')
+        && let Ok(port) = port.parse()
+    {
+        return (host.to_string(), Some(port));
+    }
+    (name.to_string(), None)
+}
+
+/// `module: "{{ a_dict }}"`: free-form text that renders to a mapping is the module's
+/// arguments, the task's own (`args:`) over it, as Ansible takes its `_variable_params`.
+fn variable_params(mut args: Vars) -> Vars {
+    if !matches!(args.get("_raw_params"), Some(Value::Object(_))) {
+        return args;
+    }
+    let Some(Value::Object(mut from_text)) = args.shift_remove("_raw_params") else {
+        return args;
+    };
+    from_text.extend(args);
+    from_text
 }
 
 /// The parts of a play in [`Executor::at`]'s paths: fact gathering, the tasks (the

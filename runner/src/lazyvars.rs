@@ -117,6 +117,9 @@ pub struct HostVars {
     /// Where other hosts' facts and registered values come from, when the deploy
     /// shares them (`Play::number`); without, another host has its inventory only.
     peers: Option<Peers>,
+    /// Hosts `add_host` added or gave variables, with those variables (and their
+    /// `group_names`), over what the inventory has of them.
+    added: BTreeMap<String, Vars>,
 }
 
 /// Other hosts' variables as the deployer gave them at one point of a play, by host:
@@ -233,7 +236,14 @@ impl HostVars {
             engine: Arc::clone(engine),
             seen: Mutex::new(BTreeMap::new()),
             peers: None,
+            added: BTreeMap::new(),
         }
+    }
+
+    /// The hosts `add_host` added or changed, with their variables.
+    pub fn with_added(mut self, added: BTreeMap<String, Vars>) -> HostVars {
+        self.added = added;
+        self
     }
 
     /// Other hosts' entries get what they learned while running from `peers`.
@@ -260,16 +270,39 @@ impl Object for HostVars {
         let value = if name == self.own_name {
             lazy_context(&self.own, &self.globals, &self.engine, true)
         } else {
-            let inventory = self.others.hostvars.get(name)?;
-            match self.peers.as_ref().map(|p| p.learned(name)) {
-                None => lazy_context(inventory, &self.globals, &self.engine, true),
+            let merged;
+            let inventory = match (self.others.hostvars.get(name), self.added.get(name)) {
+                (Some(inventory), None) => inventory,
+                (None, None) => return None,
+                (inventory, Some(added)) => {
+                    let mut vars = inventory.cloned().unwrap_or_default();
+                    vars.extend(added.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    merged = vars;
+                    &merged
+                }
+            };
+            // A host only `add_host` knows runs nowhere: it has what it was given.
+            let peers = self
+                .peers
+                .as_ref()
+                .filter(|_| self.others.hostvars.contains_key(name));
+            // This host's magic variables are every host's, but for those another
+            // host has of its own (`group_names`, `inventory_hostname`).
+            let globals: Vec<(String, JValue)> = self
+                .globals
+                .iter()
+                .filter(|(k, _)| !inventory.contains_key(k))
+                .cloned()
+                .collect();
+            match peers.map(|p| p.learned(name)) {
+                None => lazy_context(inventory, &globals, &self.engine, true),
                 Some(Ok(learned)) => {
                     let mut vars = inventory.clone();
                     vars.extend(learned);
-                    lazy_context(&vars, &self.globals, &self.engine, true)
+                    lazy_context(&vars, &globals, &self.engine, true)
                 }
                 Some(Err(why)) => JValue::from_object(Partial {
-                    inner: lazy_context(inventory, &self.globals, &self.engine, true),
+                    inner: lazy_context(inventory, &globals, &self.engine, true),
                     host: name.to_string(),
                     why,
                 }),
@@ -283,10 +316,12 @@ impl Object for HostVars {
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let mut names: Vec<&str> = self.others.hostvars.keys().map(String::as_str).collect();
-        if !names.contains(&self.own_name.as_str()) {
-            names.push(&self.own_name);
-            names.sort_unstable();
+        for name in std::iter::once(&self.own_name).chain(self.added.keys()) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
         }
+        names.sort_unstable();
         Enumerator::Values(names.into_iter().map(JValue::from).collect())
     }
 }

@@ -332,6 +332,49 @@ fn group_by_and_add_host_change_groups_for_the_rest_of_the_run() {
     assert!(msg.contains("the 'key' param is required"), "{msg}");
 }
 
+/// ansible-core's add_host target: a host `add_host` added has `hostvars` (what it was
+/// given, its `group_names`), its arguments may be one template that renders to a
+/// mapping, `name: host:port` gives the port, and giving the same again changes nothing.
+#[test]
+fn hosts_add_host_added_have_hostvars() {
+    let plan = host_plan(json!([
+        {"name": "data", "module": "set_fact", "args": {"data": {"hostname": "dyn2", "ansible_host": "127.0.0.3"}}},
+        {"name": "from dict", "module": "add_host", "args": {"_raw_params": "{{ data }}"}},
+        {"name": "add", "module": "add_host", "args": {"name": "dyn1", "groups": "newgroup", "a_var": "from add_host"}},
+        {"name": "again", "module": "add_host", "args": {"name": "dyn1", "a_var": "from add_host"}},
+        {"name": "more", "module": "add_host", "args": {"name": "dyn1", "b_var": 2}},
+        {"name": "port", "module": "add_host", "args": {"name": "127.0.1.1:2222"}, "register": "p"},
+        {"name": "see", "module": "assert", "args": {"that": [
+            "hostvars['dyn2'].ansible_host == '127.0.0.3'",
+            "hostvars['dyn2'].group_names == ['ungrouped']",
+            "hostvars['dyn1'].group_names == ['newgroup']",
+            "hostvars['dyn1'].a_var == 'from add_host' and hostvars['dyn1'].b_var == 2",
+            "hostvars['dyn1'].bogusvar is not defined",
+            "hostvars['bogushost'] is not defined",
+            "p.add_host.host_name == '127.0.1.1'",
+            "p.add_host.host_vars.ansible_ssh_port == 2222",
+            "'127.0.1.1' in groups['all']"
+        ]}}
+    ]));
+    let mut sink = Collect::default();
+    let summary = Executor::new(&plan, &mut sink, RunOptions::default()).run();
+    assert_eq!(
+        statuses(&sink.0),
+        [
+            ("data".into(), "ok".into()),
+            ("from dict".into(), "changed".into()),
+            ("add".into(), "changed".into()),
+            ("again".into(), "ok".into()),
+            ("more".into(), "changed".into()),
+            ("port".into(), "changed".into()),
+            ("see".into(), "ok".into()),
+        ],
+        "{:#?}",
+        sink.0
+    );
+    assert!(!summary.host_failed);
+}
+
 #[test]
 fn an_add_host_another_host_ran_adds_the_host_here_too() {
     let plan = host_plan(json!([

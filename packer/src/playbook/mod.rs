@@ -129,7 +129,7 @@
 //! `throttle` on plays and blocks,
 //! `debugger`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
-//! plays, `strategy`, `order`, `gather_subset`,
+//! plays, `strategy` other than linear and free, `order`, `gather_subset`,
 //! `gather_timeout`, `fact_path`, `vars_prompt`. Any other unknown
 //! keyword is an error (with a "did you mean" for near misses), never silently dropped.
 //!

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 26] = [
+const PLAY_KEYWORDS: [&str; 27] = [
     "name",
     "timeout",
     "remote_user",
@@ -39,6 +39,7 @@ const PLAY_KEYWORDS: [&str; 26] = [
     "max_fail_percentage",
     "any_errors_fatal",
     "force_handlers",
+    "strategy",
 ];
 
 /// Keywords of an `import_playbook` entry.
@@ -464,6 +465,29 @@ impl Loader<'_> {
             }
             other => other.cloned(),
         };
+        // `strategy`: linear (Ansible's default) is how the deployer runs a play; with
+        // free each host goes at its own pace in Ansible, as every host runs its own
+        // plan here, only other hosts' `hostvars` are still read at the same point of
+        // the play. Others (host_pinned, debug, a collection's) are refused.
+        if let Some(v) = get("strategy") {
+            let text = scalar_str(v).unwrap_or_default();
+            let strategy = if text.contains("{{") {
+                play_keyword(&text, &self.play.lookup)
+                    .map_err(|e| at.invalid("strategy", e))?
+                    .unwrap_or_else(|| "linear".into())
+            } else {
+                text
+            };
+            if !matches!(
+                tasks::short_name(strategy.trim()),
+                "linear" | "free"
+            ) {
+                return Err(at.unsupported(
+                    "strategy",
+                    format!("'{strategy}': only the linear and free strategies are"),
+                ));
+            }
+        }
         let rolling = match &serial {
             Some(v) => Some(Rolling {
                 serial: serial_value(v, &at)?,

@@ -82,8 +82,20 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// `assert`: every expression in `that` must hold.
+/// `assert`: every expression in `that` must hold. Unless `quiet`, its result is shown
+/// at any verbosity (`_ansible_verbose_always`), as Ansible's assert action says.
 pub(super) fn assert(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    let quiet = args::bool_or(a, "quiet", false)?;
+    let shown = |mut o: Outcome| {
+        if !quiet {
+            o.data.insert("_ansible_verbose_always".into(), true.into());
+        }
+        o
+    };
+    assert_that(a, ctx).map(shown)
+}
+
+fn assert_that(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     args::only(a, &["that", "fail_msg", "msg", "success_msg", "quiet"])?;
     if matches!(a.get("that"), None | Some(Value::Null)) {
         return Err(ModuleError::BadArgs(
