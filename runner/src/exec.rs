@@ -2054,7 +2054,10 @@ impl<'a> Executor<'a> {
                 vars.insert("group_names".into(), Value::Array(names));
                 vars.insert("inventory_hostname".into(), Value::String(name.clone()));
                 let short = name.split('.').next().unwrap_or(name);
-                vars.insert("inventory_hostname_short".into(), Value::String(short.into()));
+                vars.insert(
+                    "inventory_hostname_short".into(),
+                    Value::String(short.into()),
+                );
                 (name.clone(), vars)
             })
             .collect()

@@ -478,10 +478,7 @@ impl Loader<'_> {
             } else {
                 text
             };
-            if !matches!(
-                tasks::short_name(strategy.trim()),
-                "linear" | "free"
-            ) {
+            if !matches!(tasks::short_name(strategy.trim()), "linear" | "free") {
                 return Err(at.unsupported(
                     "strategy",
                     format!("'{strategy}': only the linear and free strategies are"),
