@@ -229,6 +229,9 @@ pub struct Executor<'a> {
     groups: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// The variables `add_host` gave hosts, by host (`hostvars` shows them).
     added_hosts: std::collections::BTreeMap<String, Vars>,
+    /// What `hostvars` shows of them ([`Self::added_hostvars`], kept by
+    /// [`Self::refresh_groups`]).
+    added_view: Arc<std::collections::BTreeMap<String, Vars>>,
     /// `--tags`/`--skip-tags` of the run (from `ansible_run_tags`/`ansible_skip_tags`),
     /// for the tasks includes bring in.
     selection: crate::tags::Selection,
@@ -314,6 +317,7 @@ impl<'a> Executor<'a> {
             peers: crate::lazyvars::PeerCache::default(),
             groups: None,
             added_hosts: std::collections::BTreeMap::new(),
+            added_view: Arc::default(),
             selection: crate::tags::Selection::from_magic(
                 plan.magic.get("ansible_run_tags"),
                 plan.magic.get("ansible_skip_tags"),
@@ -1109,8 +1113,8 @@ impl<'a> Executor<'a> {
             self.globals.clone(),
             &self.engine,
         );
-        if !self.added_hosts.is_empty() {
-            hostvars = hostvars.with_added(self.added_hostvars());
+        if !self.added_view.is_empty() {
+            hostvars = hostvars.with_added(Arc::clone(&self.added_view));
         }
         if self.share {
             hostvars = hostvars.with_peers(crate::lazyvars::Peers {
@@ -2045,13 +2049,7 @@ impl<'a> Executor<'a> {
             .iter()
             .map(|(name, given)| {
                 let mut vars = given.clone();
-                let mut names: Vec<Value> = groups
-                    .iter()
-                    .filter(|(g, m)| g.as_str() != "all" && m.contains(name))
-                    .map(|(g, _)| Value::String(g.clone()))
-                    .collect();
-                names.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-                vars.insert("group_names".into(), Value::Array(names));
+                vars.insert("group_names".into(), group_names_of(groups, name).into());
                 vars.insert("inventory_hostname".into(), Value::String(name.clone()));
                 let short = name.split('.').next().unwrap_or(name);
                 vars.insert(
@@ -2065,13 +2063,7 @@ impl<'a> Executor<'a> {
 
     fn group_names(&self) -> Vec<String> {
         let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
-        let mut names: Vec<String> = groups
-            .iter()
-            .filter(|(g, m)| g.as_str() != "all" && m.contains(&self.plan.host))
-            .map(|(g, _)| g.clone())
-            .collect();
-        names.sort();
-        names
+        group_names_of(groups, &self.plan.host)
     }
 
     /// Puts the changed `groups` and `group_names` in the magic variables.
@@ -2085,6 +2077,9 @@ impl<'a> Executor<'a> {
             .retain(|(k, _)| k != "groups" && k != "group_names");
         self.globals.push(("groups".into(), groups));
         self.globals.push(("group_names".into(), names));
+        // The added hosts' entries of `hostvars` change with the groups: made here,
+        // once, not for every template context.
+        self.added_view = Arc::new(self.added_hostvars());
     }
 
     /// Facts a module returned: `setup`'s are gathered facts (also seen as
@@ -4074,6 +4069,20 @@ struct LoopSettings {
     allitems: bool,
 }
 
+/// The groups of `host` but `all`, sorted: its `group_names`.
+fn group_names_of(
+    groups: &std::collections::BTreeMap<String, Vec<String>>,
+    host: &str,
+) -> Vec<String> {
+    let mut names: Vec<String> = groups
+        .iter()
+        .filter(|(g, m)| g.as_str() != "all" && m.iter().any(|h| h == host))
+        .map(|(g, _)| g.clone())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `host:port` and `[v6]:port` as the host and its port; a name with no port (an IPv6
 /// address without brackets among them) as it is.
 fn host_and_port(name: &str) -> (String, Option<u16>) {
@@ -4098,14 +4107,13 @@ fn host_and_port(name: &str) -> (String, Option<u16>) {
 /// `module: "{{ a_dict }}"`: free-form text that renders to a mapping is the module's
 /// arguments, the task's own (`args:`) over it, as Ansible takes its `_variable_params`.
 fn variable_params(mut args: Vars) -> Vars {
-    if !matches!(args.get("_raw_params"), Some(Value::Object(_))) {
-        return args;
-    }
-    let Some(Value::Object(mut from_text)) = args.shift_remove("_raw_params") else {
+    let Some(Value::Object(from_text)) = args.get("_raw_params") else {
         return args;
     };
-    from_text.extend(args);
-    from_text
+    let mut merged = from_text.clone();
+    args.shift_remove("_raw_params");
+    merged.extend(args);
+    merged
 }
 
 /// The parts of a play in [`Executor::at`]'s paths: fact gathering, the tasks (the

@@ -119,7 +119,7 @@ pub struct HostVars {
     peers: Option<Peers>,
     /// Hosts `add_host` added or gave variables, with those variables (and their
     /// `group_names`), over what the inventory has of them.
-    added: BTreeMap<String, Vars>,
+    added: Arc<BTreeMap<String, Vars>>,
 }
 
 /// Other hosts' variables as the deployer gave them at one point of a play, by host:
@@ -236,12 +236,12 @@ impl HostVars {
             engine: Arc::clone(engine),
             seen: Mutex::new(BTreeMap::new()),
             peers: None,
-            added: BTreeMap::new(),
+            added: Arc::default(),
         }
     }
 
     /// The hosts `add_host` added or changed, with their variables.
-    pub fn with_added(mut self, added: BTreeMap<String, Vars>) -> HostVars {
+    pub fn with_added(mut self, added: Arc<BTreeMap<String, Vars>>) -> HostVars {
         self.added = added;
         self
     }

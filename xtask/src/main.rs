@@ -460,11 +460,21 @@ fn write_manifest(out_dir: &Path) -> Result<()> {
 }
 
 fn test() -> Result<()> {
+    let mut steps = Steps::default();
+    let result = test_steps(&mut steps);
+    steps.report();
+    result
+}
+
+/// `test`'s steps, each timed (`ci` runs them too).
+fn test_steps(steps: &mut Steps) -> Result<()> {
     // Every supported runner, not just this machine's: the aarch64 (qemu) and Mach-O
     // tests need theirs and fail, rather than skip, when one is missing.
-    runners(&[])?;
-    ansible_tools(&root())?;
-    run(cargo().args(["test", "--workspace", "--locked"]))
+    steps.time("runners", || runners(&[]))?;
+    steps.time("ansible tools", || ansible_tools(&root()).map(drop))?;
+    steps.time("tests", || {
+        run(cargo().args(["test", "--workspace", "--locked"]))
+    })
 }
 
 fn ci() -> Result<()> {
@@ -512,11 +522,7 @@ fn ci_steps(steps: &mut Steps) -> Result<()> {
         }
         Ok(())
     })?;
-    steps.time("runners", || runners(&[]))?;
-    steps.time("ansible tools", || ansible_tools(&root()).map(drop))?;
-    steps.time("tests", || {
-        run(cargo().args(["test", "--workspace", "--locked"]))
-    })?;
+    test_steps(steps)?;
     // The fuzz targets build while the conformance targets run, under `nice`: those
     // spend their time waiting on the processes they start, and the build takes only
     // the CPU they leave (about three minutes of it).
@@ -547,7 +553,7 @@ fn ci_steps(steps: &mut Steps) -> Result<()> {
     })
 }
 
-/// The wall time of each step `cargo xtask ci` has run.
+/// The wall time of each step `cargo xtask ci` (or `test`) has run.
 #[derive(Default)]
 struct Steps(Vec<(&'static str, std::time::Duration, bool)>);
 
@@ -563,7 +569,7 @@ impl Steps {
 
     fn report(&self) {
         let total: std::time::Duration = self.0.iter().map(|s| s.1).sum();
-        eprintln!("xtask: ci steps (wall time):");
+        eprintln!("xtask: steps (wall time):");
         for (name, took, ok) in &self.0 {
             let failed = if *ok { "" } else { "  (failed)" };
             eprintln!("  {:>6.0} s  {name}{failed}", took.as_secs_f64());
