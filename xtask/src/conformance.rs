@@ -12,6 +12,11 @@
 //! target runs the playbook ansible-test writes for it (`hosts: testhost`,
 //! `gather_facts`, `vars: {output_dir}`, `roles: [TARGET]`).
 //!
+//! The targets run as root and change the machine as they would a throwaway container
+//! (packages, users, groups, crontab, time zone). Each run first undoes what the listed
+//! targets leave behind (`restore_baseline`), so its results do not depend on what ran on
+//! the machine before; run it on a test machine, as CI does.
+//!
 //! Ansible's results are slow to make and depend on nothing of ours, so they are kept in
 //! `xtask/conformance/reference.json`, written only by `--reference`. rustle-deploy's are
 //! written to `xtask/conformance/expected.json` and rendered as `docs/conformance.md`;
@@ -359,6 +364,7 @@ pub fn main(args: &[String]) -> Result<()> {
             .collect::<Result<_>>()?
     };
     check_machine()?;
+    restore_baseline()?;
     fetch_targets(&layout)?;
     if selected
         .iter()
@@ -530,6 +536,131 @@ fn check_machine() -> Result<()> {
             missing.join("\n  ")
         ))
     }
+}
+
+/// What the listed targets leave behind on the machine and a fresh ansible-test
+/// container does not have: the packages they install, the users and groups they make,
+/// root's crontab, the debconf answers they set, the time zone they end on.
+/// `restore_baseline` undoes them before a run, so a run's results do not depend on what
+/// ran on the machine before it (the records were made from this baseline).
+const LEFTOVER_PACKAGES: &[&str] = &[
+    "libuser",
+    "libfaketime",
+    "equivs",
+    "dpkg-dev",
+    "libfile-fcntllock-perl",
+];
+const LEFTOVER_USERS: &[&str] = &["ansibulluser", "ansibletest0"];
+const LEFTOVER_GROUPS: &[&str] = &[
+    "testgroupone",
+    "testgrouptwo",
+    "testgroupthree",
+    "testgroupfour",
+    "testgroupfive",
+];
+const LEFTOVER_DEBCONF: &[&str] = &["ddclient", "ddclient2", "libnss-ldapd", "libnns-ldap"];
+const LEFTOVER_PATHS: &[&str] = &["/tmp/repo"];
+const BASELINE_TIMEZONE: &str = "Etc/UTC";
+
+/// Quietly runs a command and says whether it succeeded (a probe, not a step).
+fn probe(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Brings the machine back to the state the records were made from (see
+/// `LEFTOVER_PACKAGES`): the targets run as root and change the machine as they would
+/// a throwaway container, so an earlier run (or one of another tool) would otherwise
+/// decide whether a later one reports `changed` or `ok`.
+fn restore_baseline() -> Result<()> {
+    let installed: Vec<&str> = LEFTOVER_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("dpkg-query")
+                .args(["-W", "-f", "${db:Status-Status}", p])
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| o.stdout == b"installed")
+        })
+        .collect();
+    if !installed.is_empty() {
+        run(Command::new("apt-get")
+            .args(["purge", "-y", "-qq"])
+            .args(&installed)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["autoremove", "-y", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    for user in LEFTOVER_USERS {
+        if probe(Command::new("getent").args(["passwd", user])) {
+            run(Command::new("userdel").args(["-r", user]))?;
+        }
+    }
+    for group in LEFTOVER_GROUPS {
+        if probe(Command::new("getent").args(["group", group])) {
+            run(Command::new("groupdel").arg(group))?;
+        }
+    }
+    if probe(Command::new("crontab").arg("-l")) {
+        run(Command::new("crontab").arg("-r"))?;
+    }
+    for package in LEFTOVER_DEBCONF {
+        // debconf-communicate reads its commands from stdin; PURGE forgets the
+        // package's answers (a no-op when it has none).
+        let mut child = Command::new("debconf-communicate")
+            .arg(package)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start debconf-communicate: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(b"PURGE\n")
+                .map_err(|e| format!("debconf-communicate {package}: {e}"))?;
+        }
+        child
+            .wait()
+            .map_err(|e| format!("debconf-communicate {package}: {e}"))?;
+    }
+    for path in LEFTOVER_PATHS {
+        if Path::new(path).exists() {
+            std::fs::remove_dir_all(path).map_err(|e| format!("{path}: {e}"))?;
+        }
+    }
+    // The file target's absolute-link tests leave these behind in /tmp.
+    if let Ok(entries) = std::fs::read_dir("/tmp") {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("ansible-test-abs-link")
+            {
+                let path = entry.path();
+                let removed = if path.is_dir() && !path.is_symlink() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+    }
+    let zone = Path::new("/usr/share/zoneinfo").join(BASELINE_TIMEZONE);
+    let current = std::fs::read_link("/etc/localtime").ok();
+    if current.as_deref() != Some(zone.as_path()) {
+        let _ = std::fs::remove_file("/etc/localtime");
+        std::os::unix::fs::symlink(&zone, "/etc/localtime")
+            .map_err(|e| format!("/etc/localtime: {e}"))?;
+    }
+    std::fs::write("/etc/timezone", format!("{BASELINE_TIMEZONE}\n"))
+        .map_err(|e| format!("/etc/timezone: {e}"))?;
+    eprintln!("xtask: conformance: the machine is at the records' baseline");
+    Ok(())
 }
 
 /// Downloads one pinned sdist into the work directory with pip (which checks its
@@ -1046,6 +1177,9 @@ fn render(layout: &Layout, listed: &[Listed]) -> Result<()> {
          `ansible-playbook` first on PATH), once with ansible-playbook ({}) and once with\n\
          rustle-deploy, on a machine set up as `.ci/run` sets it up (passlib, python3-jinja2\n\
          for /usr/bin/python3, acl, a running cron, `~/.ssh/authorized_keys`), as root.\n\
+         Each run first undoes what the listed targets leave on the machine (packages,\n\
+         users, groups, root's crontab, debconf answers, the time zone), so that no run\n\
+         depends on the ones before it: run it on a test machine.\n\
          \n\
          - `cargo xtask conformance --reference [TARGET...]` runs Ansible and rewrites\n  \
            `xtask/conformance/reference.json` (slow; its results do not depend on our code).\n\
