@@ -451,6 +451,16 @@ impl Controller for Recorder {
     }
 }
 
+/// Runs controller lookups as they are called, for templates the deployer renders
+/// itself while it reads the playbook (play keywords such as `strategy` and `serial`).
+pub struct Direct(pub World);
+
+impl Controller for Direct {
+    fn answer(&self, call: &Call<'_>) -> Result<Vec<Value>, LookupError> {
+        run(&self.0, call).0
+    }
+}
+
 /// Runs a controller lookup; also says whether its answer may serve other hosts.
 fn run(world: &World, call: &Call<'_>) -> (Result<Vec<Value>, LookupError>, bool) {
     let terms: Vec<Value> = match call.terms {

@@ -409,8 +409,13 @@ impl<'p> Planner<'p> {
                 let mut p = p.clone();
                 strip_secrets(&mut p);
                 // Hosts of an any_errors_fatal play wait for each other after each task,
-                // through the deployer, which knows the play by its number here.
-                p.fleet = ((p.any_errors_fatal || p.max_fail_percentage.is_some())
+                // through the deployer, which knows the play by its number here. So do
+                // those of a linear play with a throttle: Ansible's lockstep is what
+                // keeps a throttled task's turns apart from the tasks around it.
+                let linear = p.strategy.as_deref().is_none_or(|s| s != "free");
+                p.fleet = ((p.any_errors_fatal
+                    || p.max_fail_percentage.is_some()
+                    || (linear && p.throttles()))
                     && self.per_play.get(i).is_some_and(|h| h.len() > 1))
                 .then_some(i);
                 p.number = self.share_vars.then_some(i);

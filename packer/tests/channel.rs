@@ -13,6 +13,7 @@
 #[path = "support/sshd.rs"]
 mod sshd;
 
+use rustle_runner::plan::Templated;
 use serde_json::{Value, json};
 use sshd::{Lab, Sshd};
 use std::path::{Path, PathBuf};
@@ -498,14 +499,29 @@ fn playbook_keywords_for_the_channel() {
             "holding include_tasks",
         ),
         (
-            "- hosts: all\n  run_once: true\n  tasks:\n    - command: x\n",
+            "- hosts: all\n  run_once: true\n  tasks:\n    - include_tasks: x.yml\n",
             "run_once",
-            "not yet on plays",
+            "holding include_tasks",
         ),
     ] {
         let err = load(yaml).unwrap_err();
         assert!(err.contains(keyword) && err.contains(why), "{err}");
     }
+    // On a play, for each task and handler (inside blocks too) that says nothing else.
+    let plan = load(
+        "- hosts: all\n  run_once: true\n  throttle: 2\n  tasks:\n    - command: a\n\
+         \x20   - block:\n        - command: b\n          throttle: 1\n\
+         \x20 handlers:\n    - name: h\n      command: c\n",
+    )
+    .unwrap();
+    let play = &plan.plays[0];
+    let inner = play.tasks[1].block.as_ref().unwrap();
+    for t in [&play.tasks[0], &inner[0], &play.handlers[0]] {
+        assert!(t.may_run_once(), "{t:?}");
+    }
+    assert_eq!(play.tasks[0].throttle, Some(Templated::Value(2)));
+    assert_eq!(inner[0].throttle, Some(Templated::Value(1)));
+    assert_eq!(play.handlers[0].throttle, Some(Templated::Value(2)));
 }
 
 fn write_fatal_plan(dir: &Path, tasks: Value) -> PathBuf {
@@ -596,46 +612,67 @@ fn any_errors_fatal_sends_every_host_to_its_rescue_and_a_rescue_recovers() {
     assert_eq!(r["hosts"]["r0"]["recap"]["rescued"], 1, "{r}");
 }
 
+/// `throttle` on a block: at most that many hosts run its task at once, and, the play
+/// being linear, no host starts the next task before every host has finished this one
+/// (Ansible's lockstep, which keeps the turns apart from the tasks around them). Under
+/// `strategy: free` a host goes on at once.
 #[test]
 fn throttle_lets_that_many_hosts_run_the_task_at_once() {
     use std::os::unix::fs::PermissionsExt;
     let (lab, _hosts, inv) = lab_of(0..3, "t", "rustle-throttle");
-    let home = tempfile::tempdir().unwrap();
-    // A directory every host's user may write: `mkdir busy` fails for a host that
-    // starts while another one holds it.
-    let shared = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    let busy = shared.path().join("busy");
-    let log = shared.path().join("log");
-    std::fs::write(&log, "").unwrap();
-    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let plan = write_plan(
-        home.path(),
-        json!([
-            {"name": "one at a time", "module": "shell", "throttle": 1, "args": {"_raw_params": format!(
-                "mkdir {b} && echo {{{{ inventory_hostname }}}} >> {l} && sleep 2 && rmdir {b}",
-                b = busy.display(), l = log.display())}}
-        ]),
-    );
-    let (out, r) = run(
-        &lab,
-        home.path(),
-        &["-i", inv.to_str().unwrap(), plan.to_str().unwrap()],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}\n{r}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let mut ran: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    ran.sort();
-    assert_eq!(ran, ["t0", "t1", "t2"]);
+    for strategy in ["linear", "free"] {
+        let home = tempfile::tempdir().unwrap();
+        // A directory every host's user may write: `mkdir busy` fails for a host that
+        // starts while another one holds it.
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let busy = shared.path().join("busy");
+        let log = shared.path().join("log");
+        std::fs::write(&log, "").unwrap();
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let playbook = home.path().join("site.yml");
+        std::fs::write(
+            &playbook,
+            format!(
+                "- hosts: all\n  gather_facts: false\n  strategy: {strategy}\n  tasks:\n\
+                 \x20   - throttle: 1\n      block:\n\
+                 \x20       - name: one at a time\n\
+                 \x20         shell: mkdir {b} && echo {{{{ inventory_hostname }}}} >> {l} && sleep 2 && rmdir {b}\n\
+                 \x20   - name: after\n\
+                 \x20     shell: echo after >> {l}\n",
+                b = busy.display(),
+                l = log.display()
+            ),
+        )
+        .unwrap();
+        let (out, r) = run(
+            &lab,
+            home.path(),
+            &["-i", inv.to_str().unwrap(), playbook.to_str().unwrap()],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{strategy}: {}{}\n{r}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let lines: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let mut ran: Vec<String> = lines.iter().filter(|l| *l != "after").cloned().collect();
+        ran.sort();
+        assert_eq!(ran, ["t0", "t1", "t2"], "{strategy}: {lines:?}");
+        let first_after = lines.iter().position(|l| l == "after").unwrap();
+        if strategy == "linear" {
+            assert_eq!(first_after, 3, "linear: {lines:?}");
+        } else {
+            // The host with the first turn goes on while the others wait for theirs.
+            assert!(first_after < 3, "free: {lines:?}");
+        }
+    }
 }
 
 /// An INI inventory of the lab's hosts in the given groups, each host with the lab's

@@ -750,7 +750,7 @@ mod playbook {
             ),
             (
                 "run_once",
-                "- hosts: all\n  run_once: true\n  tasks:\n    - command: ls\n",
+                "- hosts: all\n  run_once: true\n  tasks:\n    - include_tasks: x.yml\n",
             ),
             ("serial", "- hosts: all\n  serial: [1, 5]\n  tasks: []\n"),
             ("include", "- hosts: all\n  tasks:\n    - include: x.yml\n"),

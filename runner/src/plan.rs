@@ -369,6 +369,11 @@ pub struct Play {
     /// the run stops after the play, as in Ansible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fail_percentage: Option<u32>,
+    /// `strategy` as the playbook gives it (rendered): `free` lets each host go at its
+    /// own pace even in a play whose hosts otherwise wait for each other after every
+    /// task (one with a `throttle`); unset or `linear`, Ansible's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     /// `force_handlers`: the handlers notified so far run even on a host that failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_handlers: bool,
@@ -384,8 +389,8 @@ pub struct Play {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_flushes: Option<u8>,
     /// The play's number in the deploy, set by the packer when its hosts must wait for
-    /// each other after every task (`any_errors_fatal` or `max_fail_percentage` on
-    /// more than one host): the
+    /// each other after every task (`any_errors_fatal`, `max_fail_percentage`, or a
+    /// `throttle` under the linear strategy, on more than one host): the
     /// runners name it in their `barrier` requests (`docs/events.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<usize>,
@@ -398,6 +403,18 @@ pub struct Play {
     /// 0 for a.yml's plays, 1 for b.yml's): Ansible prints a recap after each playbook.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub playbook: usize,
+}
+
+impl Play {
+    /// Whether a task or handler of the play has a `throttle` (the files its includes
+    /// bring are not counted: what they hold is known when they run).
+    pub fn throttles(&self) -> bool {
+        let mut all = Vec::new();
+        for t in self.tasks.iter().chain(self.handlers.iter()) {
+            t.walk(&mut all);
+        }
+        all.iter().any(|t| t.throttle.is_some())
+    }
 }
 
 fn is_zero(n: &usize) -> bool {

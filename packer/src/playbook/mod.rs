@@ -122,11 +122,11 @@
 //! `include:`; a templated `import_tasks`/`import_role` name not given in extra or play
 //! vars; a templated `gather_facts`; and these Ansible keywords, not supported yet:
 //! `delegate_to`, `delegate_facts`,
-//! `local_action` and `run_once` on plays and includes (tasks and blocks have them,
+//! `local_action`, `run_once` and `throttle` on `include_tasks`/`include_role` or around
+//! them (tasks, blocks, imports and, for `run_once` and `throttle`, plays have them,
 //! through the controller channel), `async`, `poll`,
 //! `diff`, `connection` other than a task's `local`, `port`, `module_defaults`,
 //! `collections`, `any_errors_fatal` on blocks and tasks, task `max_fail_percentage`,
-//! `throttle` on plays and blocks,
 //! `debugger`, `become_flags`, `become_exe`, `become_method` other
 //! than `sudo`; play `serial` lists or `serial`/`max_fail_percentage` that differ between
 //! plays, `strategy` other than linear and free, `order`, `gather_subset`,

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 27] = [
+const PLAY_KEYWORDS: [&str; 29] = [
     "name",
     "timeout",
     "remote_user",
@@ -40,6 +40,8 @@ const PLAY_KEYWORDS: [&str; 27] = [
     "any_errors_fatal",
     "force_handlers",
     "strategy",
+    "run_once",
+    "throttle",
 ];
 
 /// Keywords of an `import_playbook` entry.
@@ -141,9 +143,14 @@ fn play_magic(dir: &Path, play_roles: &[String], dependent: &BTreeSet<String>) -
 }
 
 /// A play keyword given as a template, rendered with the play's and the extra variables
-/// (what Ansible has when it starts a play); `None` when it renders to `omit`.
-fn play_keyword(text: &str, vars: &Vars) -> Result<Option<String>, String> {
-    let engine = std::sync::Arc::new(rustle_runner::template::Engine::new());
+/// (what Ansible has when it starts a play), lookups run in the playbook's directory
+/// `dir`; `None` when it renders to `omit`.
+fn play_keyword(text: &str, vars: &Vars, dir: &Path) -> Result<Option<String>, String> {
+    // Lookups in a play keyword run on the controller, as they do in Ansible.
+    let controller = crate::lookups::Direct(crate::lookups::World::new(dir.to_path_buf()));
+    let engine = std::sync::Arc::new(rustle_runner::template::Engine::with_controller(
+        std::sync::Arc::new(controller),
+    ));
     // A marker no template writes by accident stands for `omit` here.
     const OMIT: &str = "__omit_place_holder__rustle_play_keyword";
     let mut vars = vars.clone();
@@ -459,7 +466,7 @@ impl Loader<'_> {
         // and extra vars; one that renders to `omit` is not given.
         let serial = match get("serial") {
             Some(Yaml::String(text)) if text.contains("{{") => {
-                play_keyword(text, &self.play.lookup)
+                play_keyword(text, &self.play.lookup, dir)
                     .map_err(|e| at.invalid("serial", e))?
                     .map(Yaml::String)
             }
@@ -469,21 +476,24 @@ impl Loader<'_> {
         // free each host goes at its own pace in Ansible, as every host runs its own
         // plan here, only other hosts' `hostvars` are still read at the same point of
         // the play. Others (host_pinned, debug, a collection's) are refused.
+        let mut strategy = None;
         if let Some(v) = get("strategy") {
             let text = scalar_str(v).unwrap_or_default();
-            let strategy = if text.contains("{{") {
-                play_keyword(&text, &self.play.lookup)
+            let given = if text.contains("{{") {
+                play_keyword(&text, &self.play.lookup, dir)
                     .map_err(|e| at.invalid("strategy", e))?
                     .unwrap_or_else(|| "linear".into())
             } else {
                 text
             };
-            if !matches!(tasks::short_name(strategy.trim()), "linear" | "free") {
+            let name = tasks::short_name(given.trim());
+            if !matches!(name, "linear" | "free") {
                 return Err(at.unsupported(
                     "strategy",
-                    format!("'{strategy}': only the linear and free strategies are"),
+                    format!("'{given}': only the linear and free strategies are"),
                 ));
             }
+            strategy = Some(name.to_string());
         }
         let rolling = match &serial {
             Some(v) => Some(Rolling {
@@ -540,16 +550,16 @@ impl Loader<'_> {
             handler: false,
             in_block: false,
         };
-        let pre = self.task_list(get("pre_tasks"), &cx, &at, "pre_tasks")?;
+        let mut pre = self.task_list(get("pre_tasks"), &cx, &at, "pre_tasks")?;
         let mut main = self.roles_section(get("roles"), &cx, &at)?;
         main.extend(self.task_list(get("tasks"), &cx, &at, "tasks")?);
-        let post = self.task_list(get("post_tasks"), &cx, &at, "post_tasks")?;
+        let mut post = self.task_list(get("post_tasks"), &cx, &at, "post_tasks")?;
         let handler_cx = Cx {
             handler: true,
             in_block: false,
             ..cx.clone()
         };
-        let own_handlers = self.task_list(get("handlers"), &handler_cx, &at, "handlers")?;
+        let mut own_handlers = self.task_list(get("handlers"), &handler_cx, &at, "handlers")?;
 
         let state = std::mem::take(&mut self.play);
         let from_defaults: Vec<String> = state
@@ -563,7 +573,27 @@ impl Loader<'_> {
         vars.extend(state.role_vars);
         super::defaults::mark(&mut vars, from_defaults);
         let mut handlers = state.handlers;
-        handlers.extend(own_handlers);
+        handlers.append(&mut own_handlers);
+        // `run_once` and `throttle` on a play reach each of its tasks and handlers that
+        // does not say otherwise, as Ansible's parent attributes do.
+        let channel = Task {
+            run_once: flag("run_once")?,
+            throttle: match get("throttle") {
+                None => None,
+                Some(v) => tasks::integer(v, &at, "throttle")?,
+            },
+            ..Task::default()
+        };
+        if tasks::carries(&channel) {
+            tasks::push_down_into(
+                pre.iter_mut()
+                    .chain(main.iter_mut())
+                    .chain(post.iter_mut())
+                    .chain(handlers.iter_mut()),
+                &channel,
+                &at,
+            )?;
+        }
         let magic = play_magic(dir, &state.play_roles, &state.dependent_roles);
         Ok(LoadedPlay {
             play: Play {
@@ -589,6 +619,7 @@ impl Loader<'_> {
                 any_errors_fatal,
                 max_fail_percentage,
                 force_handlers,
+                strategy,
                 missing_handler_warns: self.opts.missing_handler_warns,
                 end_flushes: None,
                 fleet: None,

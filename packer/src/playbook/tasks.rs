@@ -163,9 +163,11 @@ const KNOWN_MODULES: &[&str] = &[
 pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
     Some(match key {
         "delegate_to" | "delegate_facts" | "local_action" => {
-            "delegation is supported on tasks and blocks, not yet on plays and includes"
+            "delegation is supported on tasks, blocks and imports, not yet on include_tasks and include_role"
         }
-        "run_once" => "run_once is supported on tasks and blocks, not yet on plays and includes",
+        "run_once" => {
+            "run_once is supported on tasks, blocks, imports and plays, not yet on include_tasks and include_role"
+        }
         "connection" | "port" => "connection settings come from the inventory, not the playbook",
         "module_defaults" | "collections" => {
             "module defaults and collection search paths are not implemented"
@@ -174,7 +176,9 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
         "max_fail_percentage" => {
             "max_fail_percentage is supported on plays, not on blocks and tasks"
         }
-        "throttle" => "throttle is supported on tasks, not yet on plays and blocks",
+        "throttle" => {
+            "throttle is supported on tasks, blocks, imports and plays, not yet on include_tasks and include_role"
+        }
         "serial" | "strategy" | "order" => {
             "every host runs its own plan in full; batches and ordering across hosts are not implemented"
         }
@@ -416,11 +420,30 @@ pub(crate) fn integer(
     })
 }
 
-/// Gives the tasks inside `block` the block's `delegate_to`, `delegate_facts` and
-/// `run_once` where they set none. An include inside cannot take them (its tasks are
-/// known only when it runs): refused, naming the keyword.
+/// Whether `from` (a block's, an import's or a play's keywords) carries any keyword that
+/// [`push_down`] hands to the tasks inside.
+pub(crate) fn carries(from: &Task) -> bool {
+    from.delegate_to.is_some()
+        || from.run_once.is_some()
+        || from.delegate_facts
+        || from.throttle.is_some()
+}
+
+/// Gives the tasks inside `block` the block's `delegate_to`, `delegate_facts`,
+/// `run_once` and `throttle` where they set none, as Ansible's parent attributes do.
 fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookError> {
-    for t in inner_tasks(block) {
+    push_down_into(inner_tasks(block), from, at)
+}
+
+/// [`push_down`] over a list of tasks (a play's sections, for its own keywords). An
+/// include among them cannot take the keywords (its tasks are known only when it runs):
+/// refused, naming the keyword.
+pub(crate) fn push_down_into<'a>(
+    tasks: impl Iterator<Item = &'a mut Task>,
+    from: &Task,
+    at: &Where,
+) -> Result<(), PlaybookError> {
+    for t in tasks {
         if t.block.is_some() {
             push_down(t, from, at)?;
             continue;
@@ -428,12 +451,16 @@ fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookEr
         if matches!(t.module_name(), "include_tasks" | "include_role") {
             let key = if from.delegate_to.is_some() {
                 "delegate_to"
-            } else {
+            } else if from.run_once.is_some() {
                 "run_once"
+            } else if from.throttle.is_some() {
+                "throttle"
+            } else {
+                "delegate_facts"
             };
             return Err(at.unsupported(
                 key,
-                "on a block holding include_tasks or include_role is not supported yet; put it on the tasks",
+                "on a block, import or play holding include_tasks or include_role; put it on the included tasks",
             ));
         }
         if t.delegate_to.is_none() {
@@ -442,6 +469,9 @@ fn push_down(block: &mut Task, from: &Task, at: &Where) -> Result<(), PlaybookEr
         t.delegate_facts |= from.delegate_facts;
         if t.run_once.is_none() {
             t.run_once.clone_from(&from.run_once);
+        }
+        if t.throttle.is_none() {
+            t.throttle.clone_from(&from.throttle);
         }
     }
     Ok(())
@@ -773,7 +803,7 @@ impl Loader<'_> {
     ) -> Result<Task, PlaybookError> {
         let mut task = Task::default();
         let (mut block, mut rescue, mut always) = (None, None, None);
-        // Delegation and run_once given on a block apply to each task inside it that
+        // Delegation, run_once and throttle given on a block apply to each task inside it that
         // does not say otherwise, as Ansible's inheritance does.
         let mut channel = Task::default();
         for (k, v) in entries {
@@ -785,6 +815,7 @@ impl Loader<'_> {
                 "delegate_to" => channel.delegate_to = delegate_target(v, at)?,
                 "delegate_facts" => channel.delegate_facts = boolean(v, at, key)?,
                 "run_once" => channel.run_once = flag(v, at, key)?,
+                "throttle" => channel.throttle = integer(v, at, key)?,
                 "notify" => channel.notify = string_list(v, at, key)?,
                 _ if common(&mut task, key, v, at)? => {}
                 _ if TASK_ONLY.contains(&key) => {
@@ -804,7 +835,7 @@ impl Loader<'_> {
         task.block = Some(self.task_list(block, &inner, at, "block")?);
         task.rescue = self.task_list(rescue, &inner, at, "rescue")?;
         task.always = self.task_list(always, &inner, at, "always")?;
-        if channel.delegate_to.is_some() || channel.run_once.is_some() || channel.delegate_facts {
+        if carries(&channel) {
             push_down(&mut task, &channel, at)?;
         }
         if !channel.notify.is_empty() {
@@ -971,7 +1002,7 @@ impl Loader<'_> {
         at: &Where,
     ) -> Result<Vec<Task>, PlaybookError> {
         let mut wrapper = Task::default();
-        // Delegation, run_once and notify on an import reach each imported task that
+        // Delegation, run_once, throttle and notify on an import reach each imported task that
         // does not say otherwise, as Ansible's parent attributes do.
         let mut channel = Task::default();
         for (k, v) in entries {
@@ -990,6 +1021,10 @@ impl Loader<'_> {
                 }
                 "run_once" => {
                     channel.run_once = flag(v, at, key)?;
+                    continue;
+                }
+                "throttle" => {
+                    channel.throttle = integer(v, at, key)?;
                     continue;
                 }
                 "notify" => {
@@ -1071,8 +1106,7 @@ impl Loader<'_> {
                 ..Origin::default()
             });
         }
-        let pushed =
-            channel.delegate_to.is_some() || channel.run_once.is_some() || channel.delegate_facts;
+        let pushed = carries(&channel);
         if wrapper == Task::default() && !pushed && channel.notify.is_empty() {
             return Ok(tasks);
         }
