@@ -87,6 +87,7 @@ fn host_plans() -> Vec<(String, HostPlan)> {
             check_mode: loaded.plan.check_mode,
             diff_mode: loaded.plan.diff_mode,
             host_vars: vars,
+            group_by_vars: Default::default(),
             plays: loaded.plan.plays.clone(),
             magic: serde_json::Map::new(),
             controller_lookups: Vec::new(),

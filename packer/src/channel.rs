@@ -1256,6 +1256,7 @@ pub(crate) mod tests {
             check_mode: false,
             diff_mode: false,
             host_vars: Default::default(),
+            group_by_vars: Default::default(),
             plays: vec![Play {
                 name: "p".into(),
                 tasks,

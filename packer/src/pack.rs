@@ -102,11 +102,30 @@ pub struct PayloadSettings {
 }
 
 /// Which hosts each play runs on, resolved against the inventory, in inventory order.
+/// After a `group_by`, a play may also select hosts of earlier plays that joined its
+/// groups: they get it too, and decide when it starts ([`Play::hosts_at_start`]).
 pub fn play_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> Vec<Vec<&'i Host>> {
-    plan.plays
-        .iter()
-        .map(|p| inventory.select(&p.hosts.join(":")))
-        .collect()
+    let mut per_play: Vec<Vec<&'i Host>> = Vec::with_capacity(plan.plays.len());
+    for (play, grouped) in plan.plays.iter().zip(plan.groups_change_before()) {
+        let mut hosts = inventory.select(&play.hosts.join(":"));
+        if grouped {
+            let earlier: Vec<&'i Host> = per_play.iter().flatten().copied().collect();
+            let mut joined: Vec<&'i Host> = Vec::new();
+            for h in inventory
+                .hosts()
+                .chain(hosts.iter().copied())
+                .chain(earlier.iter().copied())
+            {
+                let wanted = hosts.iter().chain(&earlier).any(|x| x.name == h.name);
+                if wanted && !joined.iter().any(|x| x.name == h.name) {
+                    joined.push(h);
+                }
+            }
+            hosts = joined;
+        }
+        per_play.push(hosts);
+    }
+    per_play
 }
 
 /// Every host that takes part in the plan, in inventory order, then the implicit
@@ -366,6 +385,10 @@ pub struct Planner<'p> {
     /// Something reads `hostvars` and the plays have more than one host: the runners
     /// tell the deployer what they learn, for other hosts' `hostvars` (`Play::number`).
     share_vars: bool,
+    /// By play: a `group_by` may have changed the groups when it starts.
+    grouped: Vec<bool>,
+    /// The plan has a `group_by`: hosts get the variables of groups they may join.
+    has_group_by: bool,
 }
 
 impl<'p> Planner<'p> {
@@ -390,6 +413,8 @@ impl<'p> Planner<'p> {
             settings,
             shared: HashMap::new(),
             share_vars,
+            grouped: plan.groups_change_before(),
+            has_group_by: plan.has_group_by(),
         })
     }
 
@@ -419,6 +444,7 @@ impl<'p> Planner<'p> {
                     && self.per_play.get(i).is_some_and(|h| h.len() > 1))
                 .then_some(i);
                 p.number = self.share_vars.then_some(i);
+                p.hosts_at_start = self.grouped.get(i).copied().unwrap_or(false);
                 p
             })
             .collect();
@@ -440,6 +466,11 @@ impl<'p> Planner<'p> {
             check_mode: plan.check_mode || settings.check_mode,
             diff_mode: plan.diff_mode || settings.diff_mode,
             host_vars: host_vars(host),
+            group_by_vars: if self.has_group_by {
+                self.inventory.joinable_group_vars(&host.name)
+            } else {
+                BTreeMap::new()
+            },
             plays,
             magic: self.magic.clone(),
             controller_lookups: plan

@@ -251,6 +251,58 @@ fn three_host_inventory(env: &Env) -> PathBuf {
     inv
 }
 
+/// `group_by` puts hosts in groups while the plays run: a later play whose `hosts`
+/// name such a group runs on the hosts that joined it, `all:!group` on the others, and
+/// a host that joined takes the group's `group_vars` (ranked among its groups as Ansible
+/// ranks them: `web` sorts after `kind_blue` at the same depth and wins). ansible-core
+/// 2.18 writes the same files with the same contents for this playbook.
+#[test]
+fn group_by_groups_select_later_plays_and_bring_their_group_vars() {
+    let env = Env::new();
+    let inv = three_host_inventory(&env);
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(env.path("group_vars")).unwrap();
+    std::fs::write(
+        env.path("group_vars/kind_blue.yml"),
+        "tier: gold\nshade: navy\n",
+    )
+    .unwrap();
+    std::fs::write(env.path("group_vars/web.yml"), "tier: silver\n").unwrap();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+             \x20   - group_by:\n        key: \"kind_{{{{ 'blue' if colour is defined else 'plain' }}}}\"\n\
+             - hosts: kind_blue\n  gather_facts: false\n  tasks:\n\
+             \x20   - copy:\n        content: \"{{{{ tier }}}} {{{{ shade }}}}\"\n        dest: {o}/{{{{ inventory_hostname }}}}\n\
+             - hosts: all:!kind_blue\n  gather_facts: false\n  tasks:\n\
+             \x20   - copy:\n        content: \"{{{{ shade | default('none') }}}}\"\n        dest: {o}/rest-{{{{ inventory_hostname }}}}\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let o = env.deploy(&["-i", inv.to_str().unwrap(), site.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    let mut written: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["rest-db1", "web1", "web2"]);
+    for web in ["web1", "web2"] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(web)).unwrap(),
+            "silver navy"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("rest-db1")).unwrap(),
+        "none"
+    );
+}
+
 fn compile_only(env: &Env, work: &Path) -> (Vec<(String, String, PathBuf)>, PathBuf) {
     let plan = env.write_json("plan.json", &plan_in(work));
     let inv = three_host_inventory(env);

@@ -232,6 +232,9 @@ pub struct Executor<'a> {
     /// What `hostvars` shows of them ([`Self::added_hostvars`], kept by
     /// [`Self::refresh_groups`]).
     added_view: Arc<std::collections::BTreeMap<String, Vars>>,
+    /// The inventory variables of the groups `group_by` put this host in
+    /// ([`HostPlan::group_by_vars`]), over its own.
+    joined_vars: Vars,
     /// `--tags`/`--skip-tags` of the run (from `ansible_run_tags`/`ansible_skip_tags`),
     /// for the tasks includes bring in.
     selection: crate::tags::Selection,
@@ -318,6 +321,7 @@ impl<'a> Executor<'a> {
             groups: None,
             added_hosts: std::collections::BTreeMap::new(),
             added_view: Arc::default(),
+            joined_vars: Vars::new(),
             selection: crate::tags::Selection::from_magic(
                 plan.magic.get("ansible_run_tags"),
                 plan.magic.get("ansible_skip_tags"),
@@ -351,6 +355,16 @@ impl<'a> Executor<'a> {
                 self.playbook_end(done);
             }
             playbook = Some(play.playbook);
+            if play.hosts_at_start && !self.selected_by(play) {
+                // Not among the play's hosts as the groups stand now: the others stop
+                // waiting for this one in it, as for a play it has finished.
+                self.at = vec![PART_DONE];
+                self.publish();
+                if play.fleet.is_some() {
+                    self.play_done(play);
+                }
+                continue;
+            }
             self.globals = self.play_globals(play, index);
             self.playbook_dir = match play.magic.get("playbook_dir") {
                 Some(Value::String(d)) => d.clone(),
@@ -1139,13 +1153,14 @@ impl<'a> Executor<'a> {
 
     /// What this host knows of itself beyond its inventory variables: facts,
     /// `set_fact`/`include_vars` and registered values (what other hosts' `hostvars`
-    /// get from the deployer).
+    /// get from the deployer), over the variables of groups `group_by` put it in.
     fn learned_vars(&self) -> Vars {
-        let mut vars: Vars = self
-            .facts
-            .iter()
-            .map(|(k, v)| (k.clone(), unsafe_data(v.clone())))
-            .collect();
+        let mut vars = self.joined_vars.clone();
+        vars.extend(
+            self.facts
+                .iter()
+                .map(|(k, v)| (k.clone(), unsafe_data(v.clone()))),
+        );
         // Ansible defines `ansible_facts` always: `{}` before anything is gathered
         // (`when: ansible_facts == {}` is how roles ask whether to gather).
         vars.insert(
@@ -1255,6 +1270,7 @@ impl<'a> Executor<'a> {
             );
             v
         };
+        vars.extend(self.joined_vars.clone());
         // Facts, module results and loop items are data, never templated (Ansible
         // marks them unsafe): they enter templates marked so.
         vars.extend(
@@ -1900,11 +1916,19 @@ impl<'a> Executor<'a> {
         let host = self.plan.host.clone();
         let groups = self.groups_mut();
         let mut changed = !groups.contains_key(&group);
+        let mut joined = Vec::new();
         for name in parents.iter().chain(std::iter::once(&group)) {
             let members = groups.entry(name.clone()).or_default();
             if !members.contains(&host) {
                 members.push(host.clone());
                 changed |= name == &group;
+                joined.push(name.clone());
+            }
+        }
+        // The inventory variables of the groups it joined apply from now on.
+        for name in joined {
+            if let Some(vars) = self.plan.group_by_vars.get(&name) {
+                self.joined_vars.extend(vars.clone());
             }
         }
         self.refresh_groups();
@@ -2034,13 +2058,19 @@ impl<'a> Executor<'a> {
         changed
     }
 
+    /// Whether the play's `hosts` select this host with the groups as they stand now
+    /// (`group_by` may have put it in some since the plan was made).
+    fn selected_by(&self, play: &Play) -> bool {
+        let groups = self.groups.as_ref().unwrap_or(&self.plan.shared.groups);
+        crate::hostpattern::selects(&play.hosts.join(":"), &self.plan.host, groups)
+    }
+
     fn groups_mut(&mut self) -> &mut std::collections::BTreeMap<String, Vec<String>> {
         let plan = self.plan;
         self.groups
             .get_or_insert_with(|| plan.shared.groups.clone())
     }
 
-    /// This host's groups, as `group_names` lists them (without `all`), sorted.
     /// What `hostvars` shows of the hosts `add_host` added or changed: the variables it
     /// gave them, their `inventory_hostname` and their `group_names` now.
     fn added_hostvars(&self) -> std::collections::BTreeMap<String, Vars> {

@@ -21,6 +21,7 @@ pub mod facts;
 pub(crate) mod filters;
 pub mod fnmatch;
 pub mod hex;
+pub mod hostpattern;
 pub mod install;
 pub(crate) mod keywords;
 pub mod lazyvars;

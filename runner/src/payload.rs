@@ -224,6 +224,8 @@ struct HostSectionRef<'a> {
     check_mode: bool,
     diff_mode: bool,
     host_vars: &'a Vars,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    group_by_vars: &'a BTreeMap<String, Vars>,
     plays: &'a [Play],
     magic: &'a Vars,
     controller_lookups: &'a [crate::plan::ControllerLookup],
@@ -239,6 +241,8 @@ struct HostSection {
     check_mode: bool,
     diff_mode: bool,
     host_vars: Vars,
+    #[serde(default)]
+    group_by_vars: BTreeMap<String, Vars>,
     plays: Vec<Play>,
     #[serde(default)]
     magic: Vars,
@@ -289,6 +293,7 @@ pub fn encode_host(plan: &HostPlan) -> Result<Vec<u8>, PayloadError> {
         check_mode: plan.check_mode,
         diff_mode: plan.diff_mode,
         host_vars: &plan.host_vars,
+        group_by_vars: &plan.group_by_vars,
         plays: &plan.plays,
         magic: &plan.magic,
         controller_lookups: &plan.controller_lookups,
@@ -551,6 +556,7 @@ pub fn decode_body(body: &[u8]) -> Result<HostPlan, PayloadError> {
         check_mode: host.check_mode,
         diff_mode: host.diff_mode,
         host_vars: host.host_vars,
+        group_by_vars: host.group_by_vars,
         plays: host.plays,
         magic: host.magic,
         controller_lookups: host.controller_lookups,
@@ -597,6 +603,10 @@ mod tests {
             check_mode: false,
             diff_mode: false,
             host_vars: serde_json::Map::new(),
+            group_by_vars: BTreeMap::from([(
+                "os_Debian".to_string(),
+                serde_json::Map::from_iter([("pkg".to_string(), "apt".into())]),
+            )]),
             plays: vec![Play {
                 name: "p".into(),
                 tasks: vec![Task {

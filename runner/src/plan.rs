@@ -369,6 +369,12 @@ pub struct Play {
     /// the run stops after the play, as in Ansible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fail_percentage: Option<u32>,
+    /// Set by the packer when an earlier play may put hosts in groups (`group_by`): the
+    /// play is in the plan of every host that may belong to it then, and each host
+    /// matches `hosts` against its groups as they stand when the play starts, skipping
+    /// a play that does not select it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hosts_at_start: bool,
     /// `strategy` as the playbook gives it (rendered): `free` lets each host go at its
     /// own pace even in a play whose hosts otherwise wait for each other after every
     /// task (one with a `throttle`); unset or `linear`, Ansible's default.
@@ -403,6 +409,54 @@ pub struct Play {
     /// 0 for a.yml's plays, 1 for b.yml's): Ansible prints a recap after each playbook.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub playbook: usize,
+}
+
+impl DeployPlan {
+    /// For each play, whether hosts may have joined groups by the time it starts: a
+    /// `group_by` task is in an earlier play, or in a task file an earlier play may
+    /// include.
+    pub fn groups_change_before(&self) -> Vec<bool> {
+        let in_library = self.library_groups_hosts();
+        let mut before = false;
+        self.plays
+            .iter()
+            .map(|play| {
+                let now = before;
+                before |= in_library
+                    || play
+                        .tasks
+                        .iter()
+                        .chain(play.handlers.iter())
+                        .any(Task::groups_hosts);
+                now
+            })
+            .collect()
+    }
+}
+
+impl DeployPlan {
+    /// Whether a task file the plays may include holds a `group_by`.
+    fn library_groups_hosts(&self) -> bool {
+        self.library.tasks.values().any(|parsed| match parsed {
+            Parsed::Ok(list) => list.iter().any(Task::groups_hosts),
+            _ => false,
+        }) || self
+            .library
+            .handlers
+            .values()
+            .flatten()
+            .any(Task::groups_hosts)
+    }
+
+    /// Whether any task of the plan (or of a file it may include) is a `group_by`.
+    pub fn has_group_by(&self) -> bool {
+        self.library_groups_hosts()
+            || self
+                .plays
+                .iter()
+                .flat_map(|p| p.tasks.iter().chain(p.handlers.iter()))
+                .any(Task::groups_hosts)
+    }
 }
 
 impl Play {
@@ -732,6 +786,13 @@ impl Task {
         crate::hex::encode(digest.as_bytes().get(..16).unwrap_or_default())
     }
 
+    /// Whether this task or one inside it is a `group_by`.
+    pub fn groups_hosts(&self) -> bool {
+        let mut all = Vec::new();
+        self.walk(&mut all);
+        all.iter().any(|t| t.module_name() == "group_by")
+    }
+
     /// Every task below this one, this one included, depth first.
     pub fn walk<'a>(&'a self, out: &mut Vec<&'a Task>) {
         out.push(self);
@@ -766,6 +827,11 @@ pub struct HostPlan {
     /// Inventory variables for this host (group and host vars merged), plus the magic
     /// variables `inventory_hostname` and `group_names`.
     pub host_vars: Vars,
+    /// What `host_vars` becomes, by group, when `group_by` puts the host in a group it
+    /// is not in: the variables of that group's `group_vars` files that win over the
+    /// host's others. Only in a plan with a `group_by`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_by_vars: BTreeMap<String, Vars>,
     /// The plays this host takes part in.
     pub plays: Vec<Play>,
     /// Ansible's magic variables about the run and the inventory that do not depend on

@@ -38,6 +38,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use rustle_runner::hostpattern;
 use serde_json::Value;
 
 /// Variables of a host or group, as JSON values.
@@ -250,6 +251,9 @@ pub struct Inventory {
     layers: Vec<vars_dirs::Layers>,
     /// `group_vars`/`host_vars` directories read, lowest precedence first.
     dirs: Vec<vars_dirs::VarsDir>,
+    /// Each group's depth below `all` and `ansible_group_priority`, by which a host's
+    /// groups' variables are ordered.
+    ranks: BTreeMap<String, (usize, i64)>,
     /// `--limit`: the names of the hosts that may take part; `None` for all.
     limit: Option<BTreeSet<String>>,
     /// The inventory file, for errors.
@@ -382,6 +386,7 @@ impl Inventory {
             implicit: Vec::new(),
             layers,
             dirs: Vec::new(),
+            ranks: BTreeMap::new(),
             limit: None,
             source: "localhost".into(),
             path: None,
@@ -424,6 +429,52 @@ impl Inventory {
         out
     }
 
+    /// The variables `host` takes on when `group_by` puts it in a group it is not in,
+    /// by group: what that group's `group_vars` files give that wins over the host's
+    /// other variables, with the group placed among the host's groups as Ansible orders
+    /// them (depth, `ansible_group_priority`, name; a group the inventory does not have
+    /// is a child of `all`). The inventory file's own group variables are not included.
+    pub fn joinable_group_vars(&self, host: &str) -> BTreeMap<String, Vars> {
+        let found = self
+            .hosts
+            .iter()
+            .chain(&self.implicit)
+            .zip(&self.layers)
+            .find(|(h, _)| h.name == host);
+        let Some((host, layers)) = found else {
+            return BTreeMap::new();
+        };
+        let rank = |g: &str| {
+            let (depth, priority) = self.ranks.get(g).copied().unwrap_or((1, 1));
+            (depth, priority, g.to_owned())
+        };
+        let candidates: BTreeSet<&String> = self
+            .dirs
+            .iter()
+            .flat_map(|d| d.groups.keys())
+            .filter(|g| *g != "all" && !layers.order.contains(g))
+            .collect();
+        let mut out = BTreeMap::new();
+        for group in candidates {
+            let mut joined = layers.clone();
+            let at = joined
+                .order
+                .iter()
+                .position(|o| rank(o) > rank(group))
+                .unwrap_or(joined.order.len());
+            joined.order.insert(at, group.clone());
+            let delta: Vars = joined
+                .merge(&host.name, &self.dirs)
+                .into_iter()
+                .filter(|(k, v)| host.vars.get(k) != Some(v))
+                .collect();
+            if !delta.is_empty() {
+                out.insert(group.clone(), delta);
+            }
+        }
+        out
+    }
+
     /// The host with exactly this inventory name.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.index.get(name).and_then(|i| self.hosts.get(*i))
@@ -448,42 +499,8 @@ impl Inventory {
     /// `group[-1]` pick hosts of a term by position; `localhost`, `127.0.0.1` and `::1`
     /// yield an implicit local host when the inventory has no such host.
     pub fn select(&self, pattern: &str) -> Vec<&Host> {
-        let terms = pattern::split_host_pattern(pattern);
-        let (mut regular, mut intersect, mut exclude) = (Vec::new(), Vec::new(), Vec::new());
-        for term in &terms {
-            if let Some(t) = term.strip_prefix('!') {
-                exclude.push(t);
-            } else if let Some(t) = term.strip_prefix('&') {
-                intersect.push(t);
-            } else {
-                regular.push(term.as_str());
-            }
-        }
-        if regular.is_empty() && !terms.is_empty() {
-            regular.push("all");
-        }
         let total = self.hosts.len() + self.implicit.len();
-        let mut selected = vec![false; total];
-        for term in regular {
-            for i in self.match_term(term) {
-                if let Some(slot) = selected.get_mut(i) {
-                    *slot = true;
-                }
-            }
-        }
-        for term in intersect {
-            let matched: BTreeSet<usize> = self.match_term(term).into_iter().collect();
-            for (i, slot) in selected.iter_mut().enumerate() {
-                *slot &= matched.contains(&i);
-            }
-        }
-        for term in exclude {
-            for i in self.match_term(term) {
-                if let Some(slot) = selected.get_mut(i) {
-                    *slot = false;
-                }
-            }
-        }
+        let selected = hostpattern::evaluate(pattern, total, |term| self.match_term(term));
         self.hosts
             .iter()
             .chain(self.implicit.iter())
@@ -538,14 +555,9 @@ impl Inventory {
         if self.dirs.iter().any(|d| d.dir == canon) {
             return Ok(());
         }
-        let groups: Vec<String> = self.groups.keys().cloned().collect();
-        let hosts: Vec<String> = self
-            .hosts
-            .iter()
-            .chain(&self.implicit)
-            .map(|h| h.name.clone())
-            .collect();
-        let loaded = vars_dirs::VarsDir::load(&canon, &groups, &hosts, vault)?;
+        // Every file, also for groups the inventory does not have: `group_by` may put
+        // hosts in them while the plays run (see `joinable_group_vars`).
+        let loaded = vars_dirs::VarsDir::load_all(&canon, vault)?;
         self.add_vars(loaded)
     }
 
@@ -568,23 +580,11 @@ impl Inventory {
         Ok(())
     }
 
-    /// Indices (into hosts, then implicit hosts) matched by one pattern term, in order.
-    fn match_term(&self, term: &str) -> Vec<usize> {
-        let (base, subscript) = pattern::split_subscript(term);
-        // `~regex` is matched from the start of the name, as Python's `re.match` does; an
-        // invalid expression matches nothing, like a name that is not there.
-        let regex = match base.strip_prefix('~') {
-            Some(re) => match regex::Regex::new(&format!("^(?:{re})")) {
-                Ok(r) => Some(r),
-                Err(_) => return Vec::new(),
-            },
-            None => None,
-        };
-        let glob = rustle_runner::fnmatch::Pattern::new(base);
-        let matches = |name: &str| match &regex {
-            Some(r) => r.is_match(name),
-            None => glob.matches(name),
-        };
+    /// Indices (into hosts, then implicit hosts) matched by one pattern term (without
+    /// its subscript), in order.
+    fn match_term(&self, base: &str) -> Vec<usize> {
+        let name = hostpattern::NameMatch::new(base);
+        let matches = |n: &str| name.matches(n);
         let groups: Vec<&str> = self.group_names().filter(|g| matches(g)).collect();
         let mut mask = vec![false; self.hosts.len()];
         for (host, slot) in self.hosts.iter().zip(mask.iter_mut()) {
@@ -594,7 +594,7 @@ impl Inventory {
         }
         // As in Ansible, names are tried as hosts when no group matched, or always when the
         // term looks like a glob or a dotted host name.
-        if groups.is_empty() || regex.is_some() || base.contains(['.', '?', '*', '[']) {
+        if groups.is_empty() || name.tries_hosts(base) {
             for (host, slot) in self.hosts.iter().zip(mask.iter_mut()) {
                 *slot |= matches(&host.name);
             }
@@ -609,10 +609,7 @@ impl Inventory {
         {
             found.push(self.hosts.len() + pos);
         }
-        match subscript {
-            Some(sub) => sub.apply(found),
-            None => found,
-        }
+        found
     }
 }
 
@@ -942,6 +939,16 @@ impl Builder {
             .enumerate()
             .map(|(i, h)| (h.name.clone(), i))
             .collect();
+        let ranks = self
+            .groups
+            .keys()
+            .map(|g| {
+                (
+                    g.clone(),
+                    (depth.get(g.as_str()).copied().unwrap_or(1), priority(g)),
+                )
+            })
+            .collect();
         let groups = self
             .groups
             .into_iter()
@@ -954,6 +961,7 @@ impl Builder {
             implicit,
             layers,
             dirs: Vec::new(),
+            ranks,
             limit: None,
             source: self.source,
             path: None,

@@ -620,6 +620,7 @@ impl Loader<'_> {
                 max_fail_percentage,
                 force_handlers,
                 strategy,
+                hosts_at_start: false,
                 missing_handler_warns: self.opts.missing_handler_warns,
                 end_flushes: None,
                 fleet: None,
