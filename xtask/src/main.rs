@@ -25,10 +25,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("bench") => bench(),
+        Some("channel-bench") => channel_bench(),
         Some("conformance") => conformance::main(args.get(1..).unwrap_or_default()),
         Some("fuzz") => fuzz(args.get(1..).unwrap_or_default()),
         _ => Err(
-            "usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench | conformance [--reference | --check] [TARGET...] | fuzz [--seconds N] [--jobs J] [TARGET]...>"
+            "usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench | channel-bench | conformance [--reference | --check] [TARGET...] | fuzz [--seconds N] [--jobs J] [TARGET]...>"
                 .into(),
         ),
     };
@@ -584,6 +585,32 @@ const MACOS_RUNNER_TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-apple-d
 fn bench() -> Result<()> {
     runners(&["--native".to_string()])?;
     run(cargo().args(["bench", "--package", "rustle-tests", "--locked"]))
+}
+
+/// What `cargo xtask channel-bench` measures rustle-deploy against: the ansible-core of
+/// the conformance reference, and Mitogen's strategy for it.
+const BENCH_ANSIBLE: [&str; 2] = ["ansible-core==2.18.19", "mitogen==0.3.54"];
+
+/// The controller-channel benchmark (packer/benches/channel.rs) beside ansible-playbook
+/// with and without Mitogen, which it installs into `target/bench-venv`.
+fn channel_bench() -> Result<()> {
+    runners(&["--native".to_string()])?;
+    let bin = venv_with(
+        &root().join("target/bench-venv"),
+        &BENCH_ANSIBLE.map(str::to_string),
+        "the channel benchmark's Ansible and Mitogen",
+        |_, bin| bin.join("ansible-playbook").exists(),
+    )?;
+    run(cargo()
+        .args([
+            "bench",
+            "--package",
+            "rustle-deploy",
+            "--bench",
+            "channel",
+            "--locked",
+        ])
+        .env("RUSTLE_BENCH_ANSIBLE_BIN", bin))
 }
 
 /// How long CI runs each fuzz target, and how many at once: ten targets, two at a time
