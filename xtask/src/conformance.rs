@@ -550,13 +550,14 @@ const LEFTOVER_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "libfile-fcntllock-perl",
 ];
-const LEFTOVER_USERS: &[&str] = &["ansibulluser", "ansibletest0"];
+const LEFTOVER_USERS: &[&str] = &["ansibulluser", "ansibletest0", "ansible_user"];
 const LEFTOVER_GROUPS: &[&str] = &[
     "testgroupone",
     "testgrouptwo",
     "testgroupthree",
     "testgroupfour",
     "testgroupfive",
+    "ansible_group",
 ];
 const LEFTOVER_DEBCONF: &[&str] = &["ddclient", "ddclient2", "libnss-ldapd", "libnns-ldap"];
 const LEFTOVER_PATHS: &[&str] = &["/tmp/repo"];

@@ -74,6 +74,7 @@ fn is_loop(key: &str) -> bool {
 /// Modules the loader does not know must be checked for typos of keywords; these are
 /// taken as modules without a second thought (the runner says later which it runs).
 const KNOWN_MODULES: &[&str] = &[
+    "acl",
     "add_host",
     "apk",
     "apt",

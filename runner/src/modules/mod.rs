@@ -6,6 +6,7 @@
 //! A module never exits the process or panics: argument problems are
 //! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
 
+mod acl;
 mod apt_key;
 mod apt_repository;
 mod archive;
@@ -215,6 +216,7 @@ pub enum ModuleError {
 
 /// The modules this runner implements. The packer refuses plans that use others.
 pub const SUPPORTED: &[&str] = &[
+    "acl",
     // Handled by the executor itself: they change the run's `groups`.
     "add_host",
     "apk",
@@ -296,7 +298,10 @@ pub fn is_supported(module: &str) -> bool {
 /// (its `ansible_builtin_runtime.yml`), so the short name, the `ansible.builtin.` name and
 /// the collection's name all reach the same module.
 const COLLECTION_MODULES: &[(&str, &[&str])] = &[
-    ("ansible.posix.", &["authorized_key", "mount", "sysctl"]),
+    (
+        "ansible.posix.",
+        &["acl", "authorized_key", "mount", "sysctl"],
+    ),
     (
         "community.general.",
         &[
@@ -332,6 +337,7 @@ pub fn canonical(module: &str) -> &str {
 /// Modules whose tools and files exist on Linux only (Debian's package configuration,
 /// Linux PAM and kernel modules, the Linux service managers).
 const LINUX_ONLY: &[&str] = &[
+    "acl",
     "apt_key",
     "apt_repository",
     "deb822_repository",
@@ -399,6 +405,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
+        "acl" => acl::run(args, ctx),
         "locale_gen" => locale_gen::run(args, ctx),
         "iptables" => iptables::run(args, ctx),
         "git" => git::run(args, ctx),

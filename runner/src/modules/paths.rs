@@ -28,6 +28,7 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
     ("assemble", &["dest"]),
     ("ini_file", &["path", "dest"]),
     ("known_hosts", &["path"]),
+    ("acl", &["path", "name"]),
     ("authorized_key", &["path"]),
     ("pam_limits", &["dest"]),
     ("wait_for", &["path"]),
