@@ -89,6 +89,39 @@ impl NameMatch {
     }
 }
 
+/// The hosts of `all` (indices, in order) one term (without subscript) matches, given
+/// `groups`: the members of the groups whose names it matches, and (when none does, or
+/// it is a glob, regex or dotted name) the hosts whose names it matches.
+pub fn matching(base: &str, all: &[&str], groups: &BTreeMap<String, Vec<String>>) -> Vec<usize> {
+    let m = NameMatch::new(base);
+    let mut mask = vec![false; all.len()];
+    let mut any_group = false;
+    for (name, members) in groups {
+        if !m.matches(name) {
+            continue;
+        }
+        any_group = true;
+        for h in members {
+            if let Some(slot) = all
+                .iter()
+                .position(|a| a == h)
+                .and_then(|i| mask.get_mut(i))
+            {
+                *slot = true;
+            }
+        }
+    }
+    if !any_group || m.tries_hosts(base) {
+        for (slot, h) in mask.iter_mut().zip(all) {
+            *slot |= m.matches(h);
+        }
+    }
+    mask.iter()
+        .enumerate()
+        .filter_map(|(i, on)| on.then_some(i))
+        .collect()
+}
+
 /// Whether `pattern` selects `host`, given `groups` (every group's hosts in inventory
 /// order, `all` holding every host): what a runner decides for itself at the start of a
 /// play after `group_by` has put it in groups the deployer did not know of.
@@ -102,35 +135,7 @@ pub fn selects(pattern: &str, host: &str, groups: &BTreeMap<String, Vec<String>>
         all.push(host);
         all.len() - 1
     });
-    let selected = evaluate(pattern, all.len(), |base| {
-        let m = NameMatch::new(base);
-        let mut mask = vec![false; all.len()];
-        let mut any_group = false;
-        for (name, members) in groups {
-            if !m.matches(name) {
-                continue;
-            }
-            any_group = true;
-            for h in members {
-                if let Some(slot) = all
-                    .iter()
-                    .position(|a| a == h)
-                    .and_then(|i| mask.get_mut(i))
-                {
-                    *slot = true;
-                }
-            }
-        }
-        if !any_group || m.tries_hosts(base) {
-            for (slot, h) in mask.iter_mut().zip(&all) {
-                *slot |= m.matches(h);
-            }
-        }
-        mask.iter()
-            .enumerate()
-            .filter_map(|(i, on)| on.then_some(i))
-            .collect()
-    });
+    let selected = evaluate(pattern, all.len(), |base| matching(base, &all, groups));
     selected.get(me).copied().unwrap_or(false)
 }
 
@@ -239,5 +244,57 @@ pub fn split_subscript(term: &str) -> (&str, Option<Subscript>) {
     match (start.parse(), end.parse().ok()) {
         (Ok(s), e) if end.is_empty() || e.is_some() => (base, Some(Subscript::Range(s, e))),
         _ => not_split,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups() -> BTreeMap<String, Vec<String>> {
+        let g = |hosts: &[&str]| hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        BTreeMap::from([
+            ("all".into(), g(&["web1", "web2", "db1"])),
+            ("web".into(), g(&["web1", "web2"])),
+            ("db".into(), g(&["db1"])),
+            ("kind_blue".into(), g(&["web2", "db1"])),
+        ])
+    }
+
+    #[test]
+    fn one_host_is_matched_as_the_inventory_would_select_it() {
+        let g = groups();
+        for (pattern, host, want) in [
+            ("kind_blue", "web2", true),
+            ("kind_blue", "web1", false),
+            ("all:!kind_blue", "web1", true),
+            ("all:!kind_blue", "db1", false),
+            ("web:&kind_blue", "web2", true),
+            ("web:&kind_blue", "db1", false),
+            ("!db", "web1", true),
+            ("web[1]", "web2", true),
+            ("web[1]", "web1", false),
+            ("kind_*", "db1", true),
+            ("~w.b1", "web1", true),
+            ("db1,web1", "web1", true),
+            ("nothere", "web1", false),
+            // The implicit localhost is in no group, `all` included.
+            ("localhost", "localhost", true),
+            ("all", "localhost", false),
+        ] {
+            assert_eq!(selects(pattern, host, &g), want, "{pattern} {host}");
+        }
+    }
+
+    #[test]
+    fn terms_match_groups_then_host_names_in_order() {
+        let g = groups();
+        let all = ["web1", "web2", "db1"];
+        assert_eq!(matching("kind_blue", &all, &g), [1, 2]);
+        assert_eq!(matching("web?", &all, &g), [0, 1]);
+        assert_eq!(matching("db1", &all, &g), [2]);
+        assert!(matching("~(", &all, &g).is_empty());
+        let picked = evaluate("web:db:!web1", all.len(), |t| matching(t, &all, &g));
+        assert_eq!(picked, [false, true, true]);
     }
 }

@@ -156,7 +156,7 @@ pub const CONTROLLER_LOOKUPS: [&str; 5] = ["env", "pipe", "lines", "password", "
 use crate::ctlfiles::FILE_LOOKUPS;
 
 /// ansible-core's other lookups, which rustle-deploy does not run.
-const OTHER_LOOKUPS: [&str; 2] = ["inventory_hostnames", "url"];
+const OTHER_LOOKUPS: [&str; 1] = ["url"];
 
 /// The host's side of controller lookups: the answers the packer computed while packing
 /// (the payload's `controller_lookups`), and those the deployer gave over the controller
@@ -288,6 +288,7 @@ fn host_plugin(name: &str) -> Option<HostPlugin> {
         "sequence" => sequence::run,
         "vars" => vars::vars,
         "varnames" => vars::varnames,
+        "inventory_hostnames" => vars::inventory_hostnames,
         _ => return None,
     })
 }

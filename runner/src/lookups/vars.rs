@@ -1,6 +1,6 @@
 //! The `vars` and `varnames` lookups: variables by name, and the names of variables
 //! matching Python regular expressions, among the variables of the template being
-//! rendered.
+//! rendered; and `inventory_hostnames`, the hosts a pattern selects in `groups`.
 
 use super::{LookupError, Scope, is_undefined_marker, py_str, py_type};
 use crate::plan::Vars;
@@ -125,4 +125,36 @@ pub(super) fn varnames(terms: &Value, _: &Vars, scope: &Scope) -> Result<Vec<Val
         }
     }
     Ok(out)
+}
+
+/// `inventory_hostnames`: the inventory's hosts the pattern selects (its terms joined as
+/// a union, as Ansible passes them), in inventory order, from `groups` as the template
+/// sees it (with what `group_by` and `add_host` did on this host).
+pub(super) fn inventory_hostnames(
+    terms: &Value,
+    _: &Vars,
+    scope: &Scope,
+) -> Result<Vec<Value>, LookupError> {
+    let groups: std::collections::BTreeMap<String, Vec<String>> = scope
+        .vars
+        .as_ref()
+        .and_then(|v| variable(v, "groups"))
+        .and_then(|g| serde_json::from_value(g).ok())
+        .unwrap_or_default();
+    let pattern = match terms {
+        Value::Array(items) => items.iter().map(py_str).collect::<Vec<_>>().join(","),
+        other => py_str(other),
+    };
+    let all: Vec<&str> = groups
+        .get("all")
+        .map(|h| h.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let selected = crate::hostpattern::evaluate(&pattern, all.len(), |base| {
+        crate::hostpattern::matching(base, &all, &groups)
+    });
+    Ok(all
+        .iter()
+        .zip(selected)
+        .filter_map(|(h, on)| on.then(|| Value::String((*h).to_string())))
+        .collect())
 }
