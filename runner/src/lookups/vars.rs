@@ -155,6 +155,7 @@ pub(super) fn inventory_hostnames(
     Ok(all
         .iter()
         .zip(selected)
-        .filter_map(|(h, on)| on.then(|| Value::String((*h).to_string())))
+        .filter(|(_, on)| *on)
+        .map(|(h, _)| Value::String((*h).to_string()))
         .collect())
 }
