@@ -201,7 +201,17 @@ fn signed(n: String, negative: bool, spec: &Spec) -> String {
 fn convert(conv: char, v: &JValue, spec: &Spec) -> Result<String, Error> {
     Ok(match conv {
         's' | 'r' | 'a' => {
-            let text = if conv == 's' {
+            let text = if v.is_undefined() {
+                // Ansible's undefined has a repr (its class name first); as text it
+                // fails as any use of an undefined value does.
+                if conv == 's' {
+                    return Err(Error::new(
+                        minijinja::ErrorKind::UndefinedError,
+                        "a value given to '%s' is undefined",
+                    ));
+                }
+                "AnsibleUndefined(hint=None, obj=missing)".to_string()
+            } else if conv == 's' {
                 py_display(v)
             } else {
                 py_repr_of(v)

@@ -11,6 +11,7 @@ use super::PlanError;
 use base64::Engine as _;
 use rustle_runner::plan::{DeployPlan, PlanFile, Task};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -238,7 +239,10 @@ fn collect(
 
 /// The `src` a task reads from the control machine, if any, and where Ansible looks for
 /// it first (`templates` or `files`).
-fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static str)>, PlanError> {
+fn local_src<'t>(
+    task: &'t Task,
+    path: &str,
+) -> Result<Option<(Cow<'t, str>, &'static str)>, PlanError> {
     let module = task.module_name();
     let remote = |key: &str| task.args.get(key).is_some_and(is_truthy);
     let key = match module {
@@ -258,15 +262,20 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
                 (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.as_str(),
                 _ => return Ok(None),
             };
-            return Ok(Some((name, "vars")));
+            return Ok(Some((Cow::Borrowed(name), "vars")));
         }
         "script" => {
-            // The script is the first word of the command line; the rest are its arguments.
+            // The script is the first shell word of the command line, unquoted, as the
+            // runner reads it; the rest are its arguments.
             let line = match (task.args.get("cmd"), task.args.get("_raw_params")) {
                 (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.as_str(),
                 _ => return Ok(None),
             };
-            return Ok(line.split_whitespace().next().map(|first| (first, "files")));
+            return Ok(rustle_runner::modules::script_first_word(line)
+                .ok()
+                .map(|(first, _)| first)
+                .filter(|first| !first.is_empty())
+                .map(|first| (Cow::Owned(first), "files")));
         }
         _ => return Ok(None),
     };
@@ -283,7 +292,7 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
         Some(Value::String(s)) if s.is_empty() && module == "copy" => Ok(None),
         // unarchive fetches a URL src on the host itself: nothing to embed.
         Some(Value::String(s)) if module == "unarchive" && s.contains("://") => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some((s.as_str(), dir))),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some((Cow::Borrowed(s.as_str()), dir))),
         Some(other) => Err(PlanError::Field {
             source_name: "(plan)".to_string(),
             path: format!("{path}.args.{key}"),
@@ -299,7 +308,7 @@ fn local_src<'t>(task: &'t Task, path: &str) -> Result<Option<(&'t str, &'static
 /// The name under which a task's local file (or, for a `copy` of a directory, files
 /// under `<name>/`) is embedded, if the task reads one; what the packer puts in each
 /// host's payload.
-pub(crate) fn embedded_name(task: &Task) -> Option<&str> {
+pub(crate) fn embedded_name(task: &Task) -> Option<Cow<'_, str>> {
     local_src(task, "").ok().flatten().map(|(src, _)| src)
 }
 
@@ -315,6 +324,7 @@ fn resolve(
     let Some((src, dir)) = local_src(task, path)? else {
         return Ok(Vec::new());
     };
+    let src = src.as_ref();
     // The plan already carries this file (or this directory's files): nothing to find.
     let prefix = format!("{}/", src.trim_end_matches('/'));
     if embedded.contains_key(src) || embedded.keys().any(|k| k.starts_with(&prefix)) {

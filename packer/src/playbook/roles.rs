@@ -518,27 +518,33 @@ impl Loader<'_> {
             let Some(Value::String(line)) = task.args.get(key) else {
                 return Ok(());
             };
-            let line = line.trim_start().to_string();
-            let (first, rest) = line
-                .split_once(char::is_whitespace)
-                .unwrap_or((line.as_str(), ""));
-            if first.starts_with(['"', '\'']) {
+            // The first shell word, unquoted (`'space path/test.sh' arg`), as the
+            // runner reads it.
+            let Ok((first, rest)) = rustle_runner::modules::script_first_word(line) else {
+                return Ok(());
+            };
+            if first.is_empty() {
                 return Ok(());
             }
             let mut probe = task.clone();
             probe
                 .args
-                .insert("src".into(), Value::String(first.to_string()));
+                .insert("src".into(), Value::String(first.clone()));
             probe.module = "copy".into();
             self.embed_src(&mut probe, cx)?;
             if let Some(Value::String(found)) = probe.args.get("src")
-                && found != first
-                && !found.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                && *found != first
             {
+                let word =
+                    if found.contains(|c: char| !(c.is_alphanumeric() || "/._-+:@%".contains(c))) {
+                        rustle_runner::modules::sh_quote(found)
+                    } else {
+                        found.clone()
+                    };
                 let line = if rest.is_empty() {
-                    found.clone()
+                    word
                 } else {
-                    format!("{found} {rest}")
+                    format!("{word} {rest}")
                 };
                 task.args.insert(key.into(), Value::String(line));
             }

@@ -898,12 +898,38 @@ fn register_select_family(env: &mut Environment<'static>) {
     );
 }
 
+/// Jinja2's `format`: `value % args` with Python's `%` (minijinja's `format` has no
+/// `%r`), the keyword arguments as a mapping when given; not both.
+fn format(v: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
+    let mut args = rest.0;
+    let kwargs = args
+        .last()
+        .is_some_and(JValue::is_kwargs)
+        .then(|| args.pop());
+    let operand = match kwargs.flatten() {
+        Some(_) if !args.is_empty() => {
+            return Err(invalid(
+                "can't handle positional and keyword arguments at the same time",
+            ));
+        }
+        Some(kw) => kw,
+        None => JValue::from(args),
+    };
+    let fmt = if v.kind() == minijinja::value::ValueKind::String {
+        v.as_str().unwrap_or_default().to_string()
+    } else {
+        crate::template::py_display(&v)
+    };
+    crate::pyformat::format(&fmt, &operand).map(JValue::from)
+}
+
 /// Registers the Jinja2 built-ins that differ from minijinja's, and those it lacks.
 pub(crate) fn register(env: &mut Environment<'static>) {
     register_select_family(env);
     add_filters(
         env,
         &[
+            ("format", |a| split(a).and_then(|(v, r)| format(v, r))),
             ("int", |a| split(a).and_then(|(v, r)| int(v, r))),
             ("float", |a| split(a).and_then(|(v, r)| float(v, r))),
             ("round", |a| split(a).and_then(|(v, r)| round(v, r))),
@@ -980,6 +1006,25 @@ pub(crate) fn register(env: &mut Environment<'static>) {
 mod tests {
     use super::super::check::{errors, table};
     use serde_json::json;
+
+    #[test]
+    fn format_is_pythons_percent_operator() {
+        // ansible-core 2.18.19 gives these (its `undefined` target checks the repr).
+        table(
+            &json!({}),
+            &[
+                (r#""%r" | format("x")"#, r#""'x'""#),
+                (r#""%s-%s" | format("a", 2)"#, r#""a-2""#),
+                (r#""%(x)s" | format(x=1)"#, r#""1""#),
+                (r#""%5.1f" | format(3.14159)"#, r#""  3.1""#),
+                (r#""%s" | format([1, 2])"#, r#""[1, 2]""#),
+                (
+                    r#"("%r" | format(nope)).startswith("AnsibleUndefined")"#,
+                    "true",
+                ),
+            ],
+        );
+    }
 
     #[test]
     fn chained_joins_are_bounded_not_a_runner_abort() {

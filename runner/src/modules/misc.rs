@@ -13,7 +13,17 @@ pub(super) fn ping(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     args::only(a, &["data"])?;
     let data = a.get("data").cloned().unwrap_or_else(|| "pong".into());
     if data == "crash" {
-        return Ok(Outcome::fail("boom").with("exception", "Exception: boom"));
+        // What Ansible reports of its ping module raising `Exception('boom')`: a
+        // module that printed a traceback and no JSON.
+        return Ok(Outcome::fail(
+            "MODULE FAILURE: No start of json char found\nSee stdout/stderr for the exact error",
+        )
+        .with("module_stdout", "")
+        .with(
+            "module_stderr",
+            "Traceback (most recent call last):\n  File \"ansible/modules/ping.py\", line 78, in main\nException: boom\n",
+        )
+        .with("rc", 1));
     }
     // Ansible's modules return the parameters they ran with (`invocation`, which its
     // callback shows from -vvv on); ping's only one is `data`.
@@ -245,7 +255,13 @@ mod tests {
         );
         let o = run("ping", json!({"data": "crash"})).unwrap();
         assert!(o.failed);
-        assert_eq!(o.msg.as_deref(), Some("boom"));
+        assert!(o.msg.as_deref().unwrap().starts_with("MODULE FAILURE"));
+        assert!(
+            o.data["module_stderr"]
+                .as_str()
+                .unwrap()
+                .ends_with("Exception: boom\n")
+        );
         assert!(run("ping", json!({"date": "x"})).is_err());
     }
 

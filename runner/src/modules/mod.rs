@@ -76,6 +76,7 @@ pub use command::{finished as command_finished, not_run as command_not_run};
 pub use command::{not_run_by as command_not_run_by, would_run as command_would_run};
 pub use copy::KNOWN as COPY_ARGS;
 pub use copy::action_check as copy_action_check;
+pub use script::first_word as script_first_word;
 pub use script::quote as sh_quote;
 pub use template::KNOWN as TEMPLATE_ARGS;
 

@@ -33,8 +33,9 @@ pub fn quote(s: &str) -> String {
 }
 
 /// Splits a script line into its first word (the script's name, unquoted) and the
-/// rest exactly as written (for the shell to parse).
-fn first_word(line: &str) -> Result<(String, String), ModuleError> {
+/// rest exactly as written (for the shell to parse). The packer finds the script to
+/// embed by the same name.
+pub fn first_word(line: &str) -> Result<(String, String), ModuleError> {
     let t = line.trim_start();
     let mut end = 0;
     let mut quote_char: Option<char> = None;
@@ -69,12 +70,27 @@ pub(super) fn script(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let line = match args::opt_str(a, "cmd")? {
         Some(c) => c,
         None => args::opt_str(a, "_raw_params")?.ok_or_else(|| {
-            ModuleError::BadArgs("no script given: use the free-form text or 'cmd'".into())
+            ModuleError::BadArgs("one of the following is required: _raw_params, cmd".into())
         })?,
     };
     let (name, rest) = first_word(&line)?;
     if name.is_empty() {
         return Err(ModuleError::BadArgs("the script line is empty".into()));
+    }
+    // As Ansible's script action: `creates`/`removes` skip the task before anything
+    // else is looked at.
+    let exists = |p: &str| std::fs::symlink_metadata(p).is_ok();
+    let creates = args::opt_str(a, "creates")?.filter(|c| !c.is_empty());
+    let removes = args::opt_str(a, "removes")?.filter(|r| !r.is_empty());
+    let skip = match (&creates, &removes) {
+        (Some(c), _) if exists(c) => Some(format!("{c} exists, matching creates option")),
+        (_, Some(r)) if !exists(r) => Some(format!("{r} does not exist, matching removes option")),
+        _ => None,
+    };
+    if let Some(msg) = skip {
+        let mut o = Outcome::ok().msg(msg);
+        o.skipped = true;
+        return Ok(o);
     }
     let Some(file) = ctx.files.get(&name) else {
         return Ok(Outcome::fail(format!(
@@ -86,6 +102,16 @@ pub(super) fn script(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     // The packer embedded it already decrypted (or refused the plan); accepted so
     // plans written for Ansible pass.
     args::bool_or(a, "decrypt", true)?;
+    if ctx.check_mode {
+        // As Ansible's: with `creates` or `removes` (not skipped above) the script would
+        // run, so the task reports a change; without, nothing can tell.
+        if creates.is_some() || removes.is_some() {
+            return Ok(Outcome::changed(true));
+        }
+        let mut o = Outcome::ok().msg("Check mode is not supported for this task.");
+        o.skipped = true;
+        return Ok(o);
+    }
 
     let dir = match PrivateDir::for_task("script", ctx.run_as) {
         Ok(d) => d,
@@ -240,7 +266,16 @@ mod tests {
             false,
         )
         .unwrap();
-        assert!(!o.failed && !o.changed);
+        assert!(!o.failed && !o.changed && o.skipped, "{o:?}");
+        assert_eq!(o.msg.as_deref(), Some("/ exists, matching creates option"));
+        let o = run(
+            "script",
+            json!({"cmd": "fail.sh", "removes": "/nonexistent/x"}),
+            &f,
+            false,
+        )
+        .unwrap();
+        assert!(o.skipped && !o.changed, "{o:?}");
         let o = run("script", json!({"cmd": "fail.sh"}), &f, true).unwrap();
         assert!(!o.failed && !o.changed && o.skipped);
     }
