@@ -1139,7 +1139,7 @@ type IniSections = BTreeMap<String, Vec<(String, Option<String>)>>;
 /// An INI file as Python's `configparser` reads it: sections of `key = value` or
 /// `key: value` (keys lowercased unless `case_sensitive`), `#`/`;` comment lines,
 /// indented lines continuing a value.
-fn parse_ini(
+pub(crate) fn parse_ini(
     text: &str,
     case_sensitive: bool,
     allow_no_value: bool,

@@ -150,7 +150,145 @@ pub fn gather_subset(subset: Subset) -> Vars {
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         put("dns", dns(&resolv));
     }
+    // Local facts are among Ansible's minimal facts, from setup's default `fact_path`.
+    put("local", local(std::path::Path::new(DEFAULT_FACT_PATH)));
     f
+}
+
+/// Where `setup` reads local facts when no `fact_path` is given.
+pub const DEFAULT_FACT_PATH: &str = "/etc/ansible/facts.d";
+
+/// `ansible_local`: each `*.fact` file in `dir` (sorted), under its name without
+/// `.fact`, as Ansible's local fact collector reads it: an executable is run and its
+/// output taken, any other file read; the text is JSON, else INI (Python's
+/// configparser: sections of options, `%` interpolation), else a message saying so. A
+/// file that cannot be stat'ed, or a script that fails, gives its message instead.
+pub fn local(dir: &std::path::Path) -> Value {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = serde_json::Map::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Value::Object(out);
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".fact") && !n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    for path in files {
+        let shown = path.display().to_string();
+        let base = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .replace(".fact", "");
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                out.insert(base, format!("Could not stat fact ({shown}): {e}").into());
+                continue;
+            }
+        };
+        let text = if meta.permissions().mode() & 0o100 != 0 {
+            match std::process::Command::new(&path)
+                .stdin(std::process::Stdio::null())
+                .output()
+            {
+                Ok(o) if o.status.success() => o.stdout,
+                Ok(o) => {
+                    let msg = format!(
+                        "Failure executing fact script ({shown}), rc: {}, err: {}",
+                        o.status.code().unwrap_or(-1),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    out.insert(base, msg.into());
+                    continue;
+                }
+                Err(e) => {
+                    let msg = format!("Could not execute fact script ({shown}): {e}");
+                    out.insert(base, msg.into());
+                    continue;
+                }
+            }
+        } else {
+            std::fs::read(&path).unwrap_or_default()
+        };
+        let Ok(text) = String::from_utf8(text) else {
+            let msg = format!("error loading fact - output of running \"{shown}\" was not utf-8");
+            out.insert(base, msg.into());
+            continue;
+        };
+        let fact = match serde_json::from_str::<Value>(&text) {
+            Ok(v) => v,
+            Err(_) => ini_fact(&text, &shown),
+        };
+        out.insert(base, fact);
+    }
+    Value::Object(out)
+}
+
+/// A local fact file that is not JSON, read as Python's `ConfigParser` reads INI.
+fn ini_fact(text: &str, shown: &str) -> Value {
+    let Ok(sections) = crate::ctlfiles::parse_ini(text, false, false) else {
+        return format!("error loading facts as JSON or ini - please check content: {shown}")
+            .into();
+    };
+    let mut fact = serde_json::Map::new();
+    for (name, options) in &sections {
+        let mut values = serde_json::Map::new();
+        for (key, value) in options {
+            let raw = value.clone().unwrap_or_default();
+            match interpolate(&raw, options) {
+                Ok(v) => {
+                    values.insert(key.clone(), v.into());
+                }
+                Err(e) => {
+                    return format!(
+                        "error loading facts as ini - please check content: {shown} ({e})"
+                    )
+                    .into();
+                }
+            }
+        }
+        fact.insert(name.clone(), Value::Object(values));
+    }
+    Value::Object(fact)
+}
+
+/// configparser's `BasicInterpolation` of one value: `%%` is `%`, `%(name)s` the
+/// section's option `name`; any other `%` is an error in Python's words.
+fn interpolate(raw: &str, options: &[(String, Option<String>)]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(at) = rest.find('%') {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let tail = rest.get(at..).unwrap_or_default();
+        if let Some(after) = tail.strip_prefix("%%") {
+            out.push('%');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("%(") {
+            let Some((name, after)) = after.split_once(")s") else {
+                return Err(format!("bad interpolation variable reference {tail:?}"));
+            };
+            let value = options
+                .iter()
+                .find(|(k, _)| k == &name.to_lowercase())
+                .and_then(|(_, v)| v.clone())
+                .ok_or_else(|| format!("Bad value substitution: option {name:?}"))?;
+            out.push_str(&value);
+            rest = after;
+        } else {
+            return Err(format!(
+                "'%' must be followed by '%' or '(', found: {tail:?}"
+            ));
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// What the deployer's SSH mode fetches from a host with a few shell commands, for
@@ -597,6 +735,58 @@ pub fn date_time(t: SystemTime) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_facts_read_json_ini_and_scripts_as_ansible_does() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str, mode: u32| {
+            let p = d.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        w("prefs.fact", "[general]\nBar = loaded\npct = 50%%\n", 0o644);
+        w("json.fact", "{\"a\": [1, 2]}", 0o644);
+        w("script.fact", "#!/bin/sh\necho '{\"ran\": true}'\n", 0o755);
+        w("failing.fact", "#!/bin/sh\necho oops >&2\nexit 3\n", 0o755);
+        w("noheader.fact", "k=v\n", 0o644);
+        w("percent.fact", "[s]\nv = a % b\n", 0o644);
+        w("other.txt", "{}", 0o644);
+        std::os::unix::fs::symlink("/nonexistent/x", d.path().join("dead.fact")).unwrap();
+        let f = local(d.path());
+        assert_eq!(
+            f["prefs"],
+            json!({"general": {"bar": "loaded", "pct": "50%"}})
+        );
+        assert_eq!(f["json"], json!({"a": [1, 2]}));
+        assert_eq!(f["script"], json!({"ran": true}));
+        let failing = f["failing"].as_str().unwrap();
+        assert!(
+            failing.starts_with("Failure executing fact script (")
+                && failing.ends_with("rc: 3, err: oops\n"),
+            "{failing}"
+        );
+        assert!(
+            f["noheader"]
+                .as_str()
+                .unwrap()
+                .starts_with("error loading facts as JSON or ini")
+        );
+        assert!(
+            f["percent"]
+                .as_str()
+                .unwrap()
+                .starts_with("error loading facts as ini")
+        );
+        assert!(
+            f["dead"]
+                .as_str()
+                .unwrap()
+                .starts_with("Could not stat fact")
+        );
+        assert!(f.get("other").is_none());
+        assert_eq!(local(&d.path().join("missing")), json!({}));
+    }
     use std::time::Duration;
 
     #[test]

@@ -150,6 +150,12 @@ pub(super) fn setup(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let subset = subset(&split_list(a, "gather_subset")?)?;
     let patterns = split_list(a, "filter")?;
     let mut facts = facts::gather_subset(subset);
+    if let Some(path) = args::opt_str(a, "fact_path")?.filter(|p| p != facts::DEFAULT_FACT_PATH) {
+        facts.insert(
+            "ansible_local".into(),
+            facts::local(std::path::Path::new(&path)),
+        );
+    }
     // Asked for explicitly, the interpreter's facts are worth starting it for.
     if let Some(py) = facts::python() {
         facts.extend(py);
