@@ -141,9 +141,6 @@ pub struct Executor<'a> {
     /// The host's facts (Ansible's fact cache): gathered ones, and what other modules
     /// return as `ansible_facts` (package_facts' `packages`).
     facts: Vars,
-    /// Facts were gathered (by a play or `setup`) since the start or `clear_facts`:
-    /// a later play does not gather again.
-    gathered: bool,
     /// Registered results and `set_fact` values: they outlive plays, as in Ansible.
     host_facts: Vars,
     /// Where `fetch` keeps files when no deployer takes them (a runner run by hand
@@ -284,7 +281,6 @@ impl<'a> Executor<'a> {
             sink,
             opts,
             facts: Vars::new(),
-            gathered: false,
             host_facts: Vars::new(),
             recap: Recap::default(),
             shown_role: None,
@@ -454,7 +450,10 @@ impl<'a> Executor<'a> {
             self.at = vec![PART_GATHER];
             self.publish();
         }
-        if play.gather_facts && !self.gathered {
+        // Each play that gathers gathers again, as Ansible's default (implicit)
+        // gathering does: facts change as plays run (a package installed, an
+        // environment given to the play).
+        if play.gather_facts {
             let started = Instant::now();
             // Gathering reads /proc, /etc and runs a few syscalls per interface; a plan
             // that never refers to a fact does not pay for it (the task is still
@@ -465,8 +464,14 @@ impl<'a> Executor<'a> {
                 .facts_used
                 .get_or_insert_with(|| share || facts_referenced(self.plan))
             {
+                // Rendered before gathering, with the facts known before it.
+                let environment = self.gathering_environment(play);
                 self.facts.extend(self.host.facts());
-                self.gathered = true;
+                if let Some(Value::Object(env)) = self.facts.get_mut("ansible_env") {
+                    for (k, v) in environment {
+                        env.insert(k, Value::String(v));
+                    }
+                }
                 // Describing the interpreter starts it: only for plans that ask.
                 if *self
                     .python_used
@@ -917,7 +922,6 @@ impl<'a> Executor<'a> {
             "end_role" => Err(Halt::EndRole),
             "clear_facts" => {
                 self.facts.clear();
-                self.gathered = false;
                 Ok(())
             }
             // Nothing to do on a host that runs its own plan: there is no connection to
@@ -2122,9 +2126,6 @@ impl<'a> Executor<'a> {
         if module == "set_fact" || module == "include_vars" {
             self.host_facts.extend(f);
         } else {
-            if module == "setup" || module == "gather_facts" {
-                self.gathered = true;
-            }
             self.facts.extend(f);
         }
     }
@@ -3714,6 +3715,32 @@ impl<'a> Executor<'a> {
         ))
     }
 
+    /// Gathering at a play's start runs with the play's `environment`, as Ansible's
+    /// setup does, so `ansible_env` shows it; an entry that cannot be rendered before
+    /// gathering (one that reads `ansible_env` in a play's first gathering) is left out,
+    /// as there.
+    fn gathering_environment(&self, play: &'a Play) -> Vec<(String, String)> {
+        let Some(environment) = &play.environment else {
+            return Vec::new();
+        };
+        let scope = play_scope(play);
+        let ctx = self.jctx(&self.context(&scope, &Task::default(), &[]));
+        let rendered: Vec<(String, Value)> = match environment {
+            Value::Object(map) => map
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), self.engine.render_value(v, &ctx).ok()?)))
+                .collect(),
+            other => match self.engine.render_value(other, &ctx) {
+                Ok(Value::Object(map)) => map.into_iter().collect(),
+                _ => Vec::new(),
+            },
+        };
+        rendered
+            .into_iter()
+            .map(|(k, v)| (k, env_text(v)))
+            .collect()
+    }
+
     /// The task's `environment`: the play's, then each enclosing block's, then its own,
     /// later names winning. Values are rendered; a mapping is required.
     fn environment(
@@ -3739,18 +3766,8 @@ impl<'a> Executor<'a> {
                 ));
             };
             for (k, v) in map {
-                // Python's str() of the value, as Ansible exports it.
-                let v = match v {
-                    Value::String(s) => s,
-                    Value::Null => "None".to_string(),
-                    Value::Bool(b) => if b { "True" } else { "False" }.to_string(),
-                    Value::Number(n) if n.is_f64() => {
-                        crate::template::py_float(n.as_f64().unwrap_or_default())
-                    }
-                    other => other.to_string(),
-                };
                 env.retain(|(name, _)| *name != k);
-                env.push((k, v));
+                env.push((k, env_text(v)));
             }
         }
         Ok(env)
@@ -4188,6 +4205,18 @@ fn loop_info(items: &[Value], index: usize, allitems: bool) -> Value {
 }
 
 /// What a play hands down to its tasks and handlers.
+/// An environment variable's value: Python's str() of the rendered value, as Ansible
+/// exports it.
+fn env_text(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        Value::Null => "None".to_string(),
+        Value::Bool(b) => if b { "True" } else { "False" }.to_string(),
+        Value::Number(n) if n.is_f64() => crate::template::py_float(n.as_f64().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
 fn play_scope(play: &Play) -> Inherited<'_> {
     Inherited {
         vars: vec![Scope::Plan(&play.vars)],
