@@ -1133,6 +1133,37 @@ fn ini_inline(term: &str, known: &[&str]) -> (String, Vars) {
     (key, opts)
 }
 
+/// Ansible's `split_args` as `parse_kv` uses it: words split at whitespace outside
+/// quotes, the quotes kept (`"The Rock" Johnson` is two words, the first quoted).
+fn split_args(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            Some(_) => cur.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            None if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            None => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
 /// An INI file's sections, each a list of keys and values (`None`: a key with no value).
 type IniSections = BTreeMap<String, Vec<(String, Option<String>)>>;
 
@@ -1343,37 +1374,60 @@ pub fn csvfile(
             "Search key is required but was not found",
         ));
     }
+    const KNOWN: [&str; 6] = ["file", "delimiter", "col", "keycol", "default", "encoding"];
+    if let Some(k) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(plugin(ANSIBLE_ERROR, format!("{k} is not a valid option")));
+    }
     let mut out = Vec::new();
     for term in terms {
         let mut opts = options.clone();
-        let mut words = term.split_whitespace();
-        let key = words.next().unwrap_or("").to_string();
-        for w in words {
-            match w.split_once('=') {
+        // Ansible's parse_kv: `name=value` words are options, the others the key.
+        let mut key_words = Vec::new();
+        let words = split_args(&term);
+        for w in &words {
+            let w = w.as_str();
+            let option = w.split_once('=').filter(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_')
+            });
+            match option {
                 Some((k, v)) => {
+                    // A quoted value may hold the delimiter itself (`delimiter="<TAB>"`).
+                    let v = ['"', '\'']
+                        .iter()
+                        .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+                        .unwrap_or(v);
+                    if !KNOWN.contains(&k) {
+                        return Err(plugin(ANSIBLE_ERROR, format!("{k} is not a valid option")));
+                    }
                     opts.insert(k.to_string(), Value::String(v.to_string()));
                 }
-                None => return Err(plugin(ANSIBLE_ERROR, format!("{w} is not a valid option"))),
+                None => key_words.push(w),
             }
         }
+        if key_words.is_empty() {
+            return Err(plugin(
+                ANSIBLE_ERROR,
+                "Search key is required but was not found",
+            ));
+        }
+        let key = key_words.join(" ");
         let mut delimiter = opt_text(&opts, "delimiter", "TAB");
         if delimiter == "TAB" || delimiter == "\\t" {
             delimiter = "\t".to_string();
         }
         let delim = delimiter.chars().next().unwrap_or('\t');
-        let col: usize = opt_text(&opts, "col", "1")
-            .trim()
-            .parse()
-            .map_err(|e| plugin(ANSIBLE_ERROR, format!("csvfile: {e}")))?;
+        // `col` is text, made a number only for a row that matched (Python's int()).
+        let col_text = opt_text(&opts, "col", "1");
         let keycol: usize = opt_text(&opts, "keycol", "0").trim().parse().unwrap_or(0);
         let file_name = opt_text(&opts, "file", "ansible.csv");
         let found = place
             .find(files, "files", &file_name)
             .filter(|f| files.is_file(f))
+            // Ansible opens the path its search found, None for a missing file.
             .ok_or_else(|| {
                 plugin(
                     ANSIBLE_ERROR,
-                    format!("csvfile: could not locate file in lookup: {file_name}"),
+                    "csvfile: expected str, bytes or os.PathLike object, not NoneType",
                 )
             })?;
         let text = text_of(files.bytes(&found).map_err(|e| plugin(ANSIBLE_ERROR, e))?);
@@ -1381,12 +1435,28 @@ pub fn csvfile(
         for line in text.lines() {
             let row = csv_fields(line, delim);
             if row.get(keycol).is_some_and(|k| *k == key) {
-                let v = row.get(col).cloned().ok_or_else(|| {
+                let col: i64 = col_text.trim().parse().map_err(|_| {
                     plugin(
                         ANSIBLE_ERROR,
-                        "csvfile: list index out of range".to_string(),
+                        format!("csvfile: invalid literal for int() with base 10: '{col_text}'"),
                     )
                 })?;
+                // Python's negative indices count from the end.
+                let at = if col < 0 {
+                    i64::try_from(row.len()).unwrap_or(i64::MAX) + col
+                } else {
+                    col
+                };
+                let v = usize::try_from(at)
+                    .ok()
+                    .and_then(|i| row.get(i))
+                    .cloned()
+                    .ok_or_else(|| {
+                        plugin(
+                            ANSIBLE_ERROR,
+                            "csvfile: list index out of range".to_string(),
+                        )
+                    })?;
                 value = Some(Value::String(v));
                 break;
             }
