@@ -186,55 +186,53 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         Ok(r) => r,
         Err(msg) => return Ok(Outcome::fail(msg)),
     };
-    let setfacl = || tools::require_bin("setfacl");
     let etype = r.etype.clone().unwrap_or_else(|| "None".into());
-    let (changed, msg) = match r.state.as_str() {
-        "present" => {
-            let entry = match &r.permissions {
+    let change = match r.state.as_str() {
+        "present" => Some((
+            Mode::Set,
+            match &r.permissions {
                 Some(p) if !p.is_empty() => format!("{etype}:{}:{p}", r.entity),
                 _ => format!("{etype}:{}", r.entity),
-            };
-            let bin = match setfacl() {
+            },
+        )),
+        "absent" => Some((Mode::Remove, format!("{etype}:{}", r.entity))),
+        _ => None,
+    };
+    let (changed, msg) = match change {
+        Some((mode, entry)) => {
+            let bin = match tools::require_bin("setfacl") {
                 Ok(b) => b,
                 Err(o) => return Ok(o),
             };
-            let argv = command(&r, Mode::Set, &entry);
+            let argv = command(&r, &mode, &entry);
             let changed = match would_change(ctx, &bin, &argv) {
                 Ok(c) => c,
                 Err(o) => return Ok(o),
             };
-            if changed
-                && !ctx.check_mode
-                && let Err(o) = tools::run_checked(ctx, &bin, &argv)
-            {
-                return Ok(o);
-            }
-            (changed, format!("{entry} is present"))
-        }
-        "absent" => {
-            let entry = format!("{etype}:{}", r.entity);
-            let bin = match setfacl() {
-                Ok(b) => b,
-                Err(o) => return Ok(o),
-            };
-            let argv = command(&r, Mode::Remove, &entry);
-            let changed = match would_change(ctx, &bin, &argv) {
-                Ok(c) => c,
-                Err(o) => return Ok(o),
-            };
-            // As the module does, a failing removal is not checked.
             if changed && !ctx.check_mode {
-                let _ = tools::run_command(ctx.command(&bin), &argv, None);
+                if mode == Mode::Set {
+                    if let Err(o) = tools::run_checked(ctx, &bin, &argv) {
+                        return Ok(o);
+                    }
+                } else {
+                    // As the module does, a failing removal is not checked.
+                    let _ = tools::run_command(ctx.command(&bin), &argv, None);
+                }
             }
-            (changed, format!("{entry} is absent"))
+            let done = if mode == Mode::Set {
+                "present"
+            } else {
+                "absent"
+            };
+            (changed, format!("{entry} is {done}"))
         }
-        _ => (false, "current acl".to_string()),
+        None => (false, "current acl".to_string()),
     };
     let getfacl = match tools::require_bin("getfacl") {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
-    let listing = match tools::run_checked(ctx, &getfacl, &command(&r, Mode::Get, "")) {
+    let listing = match tools::run_checked(ctx, &getfacl, &command(&r, &Mode::Get, "")) {
         Ok(out) => lines(&out.stdout),
         Err(o) => return Ok(o),
     };
@@ -251,7 +249,7 @@ enum Mode {
 }
 
 /// The arguments of `setfacl -m`/`-x` or `getfacl`, as the module builds them.
-fn command(r: &Request, mode: Mode, entry: &str) -> Vec<String> {
+fn command(r: &Request, mode: &Mode, entry: &str) -> Vec<String> {
     let mut argv: Vec<String> = Vec::new();
     match mode {
         Mode::Set => argv.extend(["-m".into(), entry.to_string()]),
@@ -261,7 +259,7 @@ fn command(r: &Request, mode: Mode, entry: &str) -> Vec<String> {
     if r.recursive {
         argv.push("--recursive".into());
     }
-    if mode != Mode::Get {
+    if *mode != Mode::Get {
         match r.recalculate_mask.as_str() {
             "mask" => argv.push("--mask".into()),
             "no_mask" => argv.push("--no-mask".into()),
