@@ -387,8 +387,9 @@ pub struct Planner<'p> {
     share_vars: bool,
     /// By play: a `group_by` may have changed the groups when it starts.
     grouped: Vec<bool>,
-    /// The plan has a `group_by`: hosts get the variables of groups they may join.
-    has_group_by: bool,
+    /// The groups the plan's `group_by` tasks may put hosts in: hosts get the
+    /// variables of those they may join, and of no other group.
+    group_by_names: Vec<rustle_runner::plan::GroupName>,
 }
 
 impl<'p> Planner<'p> {
@@ -414,7 +415,7 @@ impl<'p> Planner<'p> {
             shared: HashMap::new(),
             share_vars,
             grouped: plan.groups_change_before(),
-            has_group_by: plan.has_group_by(),
+            group_by_names: plan.group_by_names(),
         })
     }
 
@@ -466,10 +467,12 @@ impl<'p> Planner<'p> {
             check_mode: plan.check_mode || settings.check_mode,
             diff_mode: plan.diff_mode || settings.diff_mode,
             host_vars: host_vars(host),
-            group_by_vars: if self.has_group_by {
-                self.inventory.joinable_group_vars(&host.name)
-            } else {
+            group_by_vars: if self.group_by_names.is_empty() {
                 BTreeMap::new()
+            } else {
+                self.inventory.joinable_group_vars(&host.name, |group| {
+                    self.group_by_names.iter().any(|n| n.admits(group))
+                })
             },
             plays,
             magic: self.magic.clone(),

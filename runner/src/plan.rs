@@ -448,14 +448,78 @@ impl DeployPlan {
             .any(Task::groups_hosts)
     }
 
-    /// Whether any task of the plan (or of a file it may include) is a `group_by`.
-    pub fn has_group_by(&self) -> bool {
-        self.library_groups_hosts()
-            || self
-                .plays
-                .iter()
-                .flat_map(|p| p.tasks.iter().chain(p.handlers.iter()))
-                .any(Task::groups_hosts)
+    /// The groups the plan's `group_by` tasks (in plays or in files they may include)
+    /// may put hosts in, as name patterns: each task's `key` and `parents` up to their
+    /// first template (`os_{{ x }}` gives `os_*`), exactly when they hold none. Empty
+    /// when the plan has no `group_by`.
+    pub fn group_by_names(&self) -> Vec<GroupName> {
+        let mut all = Vec::new();
+        for t in self
+            .plays
+            .iter()
+            .flat_map(|p| p.tasks.iter().chain(p.handlers.iter()))
+        {
+            t.walk(&mut all);
+        }
+        for parsed in self.library.tasks.values() {
+            if let Parsed::Ok(list) = parsed {
+                for t in list {
+                    t.walk(&mut all);
+                }
+            }
+        }
+        for t in self.library.handlers.values().flatten() {
+            t.walk(&mut all);
+        }
+        let mut names = Vec::new();
+        for t in all.into_iter().filter(|t| t.module_name() == "group_by") {
+            let mut given: Vec<&Value> = t.args.get("key").into_iter().collect();
+            match t.args.get("parents") {
+                Some(Value::Array(list)) => given.extend(list),
+                Some(other) => given.push(other),
+                None => {}
+            }
+            // A key given otherwise (a template for all of the arguments) may be any.
+            if given.is_empty() {
+                given.push(&Value::Null);
+            }
+            for v in given {
+                let text = match v {
+                    Value::String(s) => s.replace(' ', "-"),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                let cut = text.find("{{").or_else(|| text.find("{%"));
+                names.push(GroupName {
+                    exact: cut.is_none() && !text.is_empty(),
+                    text: text
+                        .get(..cut.unwrap_or(text.len()))
+                        .unwrap_or_default()
+                        .to_string(),
+                });
+            }
+        }
+        names
+    }
+}
+
+/// A group a `group_by` may make: a name, or the start of one ([`DeployPlan::group_by_names`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupName {
+    /// The name, or what every name it may give starts with.
+    pub text: String,
+    /// `text` is the whole name.
+    pub exact: bool,
+}
+
+impl GroupName {
+    /// Whether `group` may be this name.
+    pub fn admits(&self, group: &str) -> bool {
+        if self.exact {
+            group == self.text
+        } else {
+            group.starts_with(&self.text)
+        }
     }
 }
 
@@ -941,4 +1005,33 @@ pub struct HostFile {
     pub content: Vec<u8>,
     /// Permission bits at the source, when known.
     pub mode: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn group_by_names_are_the_literal_starts_of_keys_and_parents() {
+        let plan: DeployPlan = serde_json::from_value(json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [{"name": "p", "hosts": ["all"], "tasks": [
+                {"module": "group_by", "args": {"key": "os_{{ ansible_distribution }}", "parents": ["linux"]}},
+                {"block": [{"module": "group_by", "args": {"key": "static name"}}]},
+                {"module": "debug", "args": {"msg": "x"}}
+            ]}]
+        }))
+        .unwrap();
+        let names = plan.group_by_names();
+        let admitted = |g: &str| names.iter().any(|n| n.admits(g));
+        assert!(admitted("os_Debian") && admitted("linux") && admitted("static-name"));
+        assert!(!admitted("db") && !admitted("linux2") && !admitted("static"));
+        let none: DeployPlan = serde_json::from_value(json!({
+            "format": "rustle-deploy-plan", "version": 1,
+            "plays": [{"name": "p", "hosts": ["all"], "tasks": []}]
+        }))
+        .unwrap();
+        assert!(none.group_by_names().is_empty());
+    }
 }

@@ -434,7 +434,13 @@ impl Inventory {
     /// other variables, with the group placed among the host's groups as Ansible orders
     /// them (depth, `ansible_group_priority`, name; a group the inventory does not have
     /// is a child of `all`). The inventory file's own group variables are not included.
-    pub fn joinable_group_vars(&self, host: &str) -> BTreeMap<String, Vars> {
+    /// Only groups `may_join` admits are considered: a host gets no other group's
+    /// variables (they may hold another group's secrets).
+    pub fn joinable_group_vars(
+        &self,
+        host: &str,
+        may_join: impl Fn(&str) -> bool,
+    ) -> BTreeMap<String, Vars> {
         let found = self
             .hosts
             .iter()
@@ -452,7 +458,7 @@ impl Inventory {
             .dirs
             .iter()
             .flat_map(|d| d.groups.keys())
-            .filter(|g| *g != "all" && !layers.order.contains(g))
+            .filter(|g| *g != "all" && !layers.order.contains(g) && may_join(g))
             .collect();
         let mut out = BTreeMap::new();
         for group in candidates {
