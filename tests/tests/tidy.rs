@@ -802,6 +802,7 @@ const RUNNER_SHARED: &[&str] = &[
     "facts",
     "fnmatch",
     "hex",
+    "hostpattern",
     "install",
     "lazyvars",
     "locate",

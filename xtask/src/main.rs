@@ -67,10 +67,13 @@ fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-/// The most a runner may weigh (5.5 MB). Raised from 5 MB when the runner gained the
+/// The most a runner may weigh (5.6 MB). Raised from 5 MB when the runner gained the
 /// controller channel, tag selection, a dozen modules and Jinja's custom delimiters
-/// (x86_64 musl: 5,035,072 bytes); a raise needs such a reason, said here.
-const MAX_RUNNER_BYTES: usize = 5_500_000;
+/// (x86_64 musl: 5,035,072 bytes); to 5.6 MB when it gained host patterns (plays after
+/// `group_by`, `inventory_hostnames`), local facts, `acl` and Python's `%` for Jinja's
+/// `format` (5,493,920 bytes, 6 KB under the old bar, which another compiler release
+/// could cross); a raise needs such a reason, said here.
+const MAX_RUNNER_BYTES: usize = 5_600_000;
 
 /// prebuilt-targets.toml: its `[[target]]` tables (keys documented at the file's top).
 #[derive(Debug, Deserialize)]
