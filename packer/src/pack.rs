@@ -109,18 +109,19 @@ pub fn play_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> Vec<Vec<&'
     for (play, grouped) in plan.plays.iter().zip(plan.groups_change_before()) {
         let mut hosts = inventory.select(&play.hosts.join(":"));
         if grouped {
-            let earlier: Vec<&'i Host> = per_play.iter().flatten().copied().collect();
-            let mut joined: Vec<&'i Host> = Vec::new();
-            for h in inventory
+            // Inventory order, then the implicit hosts; each name once.
+            let wanted: std::collections::HashSet<&str> = hosts
+                .iter()
+                .chain(per_play.iter().flatten())
+                .map(|h| h.name.as_str())
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            let joined: Vec<&'i Host> = inventory
                 .hosts()
                 .chain(hosts.iter().copied())
-                .chain(earlier.iter().copied())
-            {
-                let wanted = hosts.iter().chain(&earlier).any(|x| x.name == h.name);
-                if wanted && !joined.iter().any(|x| x.name == h.name) {
-                    joined.push(h);
-                }
-            }
+                .chain(per_play.iter().flatten().copied())
+                .filter(|h| wanted.contains(h.name.as_str()) && seen.insert(h.name.clone()))
+                .collect();
             hosts = joined;
         }
         per_play.push(hosts);

@@ -94,6 +94,9 @@ impl NameMatch {
 /// it is a glob, regex or dotted name) the hosts whose names it matches.
 pub fn matching(base: &str, all: &[&str], groups: &BTreeMap<String, Vec<String>>) -> Vec<usize> {
     let m = NameMatch::new(base);
+    // Each host's place, looked up once per member rather than searched for.
+    let index: std::collections::HashMap<&str, usize> =
+        all.iter().enumerate().map(|(i, h)| (*h, i)).collect();
     let mut mask = vec![false; all.len()];
     let mut any_group = false;
     for (name, members) in groups {
@@ -102,11 +105,7 @@ pub fn matching(base: &str, all: &[&str], groups: &BTreeMap<String, Vec<String>>
         }
         any_group = true;
         for h in members {
-            if let Some(slot) = all
-                .iter()
-                .position(|a| a == h)
-                .and_then(|i| mask.get_mut(i))
-            {
+            if let Some(slot) = index.get(h.as_str()).and_then(|i| mask.get_mut(*i)) {
                 *slot = true;
             }
         }

@@ -207,6 +207,20 @@ pub struct RoleDep {
 }
 
 impl Library {
+    /// Every task of its task and handler files, blocks and their tasks alike.
+    pub fn walk<'a>(&'a self, out: &mut Vec<&'a Task>) {
+        for parsed in self.tasks.values() {
+            if let Parsed::Ok(list) = parsed {
+                for t in list {
+                    t.walk(out);
+                }
+            }
+        }
+        for t in self.handlers.values().flatten() {
+            t.walk(out);
+        }
+    }
+
     /// True when it holds nothing.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
@@ -437,15 +451,9 @@ impl DeployPlan {
 impl DeployPlan {
     /// Whether a task file the plays may include holds a `group_by`.
     fn library_groups_hosts(&self) -> bool {
-        self.library.tasks.values().any(|parsed| match parsed {
-            Parsed::Ok(list) => list.iter().any(Task::groups_hosts),
-            _ => false,
-        }) || self
-            .library
-            .handlers
-            .values()
-            .flatten()
-            .any(Task::groups_hosts)
+        let mut all = Vec::new();
+        self.library.walk(&mut all);
+        all.iter().any(|t| t.module_name() == "group_by")
     }
 
     /// The groups the plan's `group_by` tasks (in plays or in files they may include)
@@ -461,16 +469,7 @@ impl DeployPlan {
         {
             t.walk(&mut all);
         }
-        for parsed in self.library.tasks.values() {
-            if let Parsed::Ok(list) = parsed {
-                for t in list {
-                    t.walk(&mut all);
-                }
-            }
-        }
-        for t in self.library.handlers.values().flatten() {
-            t.walk(&mut all);
-        }
+        self.library.walk(&mut all);
         let mut names = Vec::new();
         for t in all.into_iter().filter(|t| t.module_name() == "group_by") {
             let mut given: Vec<&Value> = t.args.get("key").into_iter().collect();
@@ -934,18 +933,7 @@ impl HostPlan {
                 t.walk(&mut all);
             }
         }
-        for parsed in self.shared.library.tasks.values() {
-            if let Parsed::Ok(list) = parsed {
-                for t in list {
-                    t.walk(&mut all);
-                }
-            }
-        }
-        for list in self.shared.library.handlers.values() {
-            for t in list {
-                t.walk(&mut all);
-            }
-        }
+        self.shared.library.walk(&mut all);
         all
     }
 }
