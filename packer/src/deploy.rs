@@ -1609,6 +1609,136 @@ pub fn report_json(id: &str, results: &[HostResult]) -> Value {
     json!({"v": 1, "deployment": id, "hosts": hosts})
 }
 
+/// The custom statistics of a run: what its `set_stats` tasks set or added up, per host
+/// (`per_host: true`) and for the whole run, as Ansible's `AggregateStats.custom` holds them.
+#[derive(Debug, Default, PartialEq)]
+pub struct CustomStats {
+    /// By host name.
+    pub hosts: BTreeMap<String, serde_json::Map<String, Value>>,
+    /// For the run (`_run` in Ansible).
+    pub run: serde_json::Map<String, Value>,
+}
+
+impl CustomStats {
+    /// The statistics every host's `set_stats` results set, host by host in the order
+    /// of `results` and task by task (an item of a loop counts as a task), as Ansible's
+    /// strategy applies them when each result comes in.
+    pub fn of(results: &[HostResult]) -> CustomStats {
+        let mut stats = CustomStats::default();
+        for r in results {
+            for event in &r.tasks {
+                let Event::Task { result, status, .. } = event else {
+                    continue;
+                };
+                if matches!(status, Status::Failed | Status::Skipped) {
+                    continue;
+                }
+                let items = result.get("results").and_then(Value::as_array);
+                for item in std::iter::once(result).chain(items.into_iter().flatten()) {
+                    stats.apply(&r.host, item);
+                }
+            }
+        }
+        stats
+    }
+
+    /// Takes in one result's `ansible_stats`, if it has any data.
+    fn apply(&mut self, host: &str, result: &Value) {
+        let Some(s) = result.get("ansible_stats") else {
+            return;
+        };
+        let Some(data) = s.get("data").and_then(Value::as_object) else {
+            return;
+        };
+        let per_host = s.get("per_host").and_then(Value::as_bool).unwrap_or(true);
+        let aggregate = s.get("aggregate").and_then(Value::as_bool).unwrap_or(false);
+        let into = if per_host {
+            self.hosts.entry(host.to_string()).or_default()
+        } else {
+            &mut self.run
+        };
+        for (k, v) in data {
+            match into.get_mut(k) {
+                Some(old) if aggregate => add_stat(old, v),
+                _ => {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// True when no `set_stats` task set anything.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.run.is_empty()
+    }
+
+    /// The block Ansible's default output prints after the recap when
+    /// `ANSIBLE_SHOW_CUSTOM_STATS` is on: a line per host, then the run's, each value
+    /// as JSON with one-space indents and the line breaks taken out.
+    pub fn text(&self) -> String {
+        if self.is_empty() {
+            return String::new();
+        }
+        let one_line = |v: &serde_json::Map<String, Value>| {
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            // Serializing a map of JSON values into memory cannot fail.
+            if serde::Serialize::serialize(v, &mut ser).is_err() {
+                return String::new();
+            }
+            printable(&String::from_utf8_lossy(&buf).replace('\n', "")).into_owned()
+        };
+        let mut out = String::from("CUSTOM STATS:\n");
+        for (host, v) in &self.hosts {
+            out.push_str(&format!("\t{}: {}\n", printable(host), one_line(v)));
+        }
+        if !self.run.is_empty() {
+            out.push_str(&format!("\tRUN: {}\n", one_line(&self.run)));
+        }
+        out
+    }
+
+    /// The statistics as the report's `custom_stats`: `{"hosts": {...}, "run": {...}}`.
+    pub fn to_json(&self) -> Value {
+        json!({"hosts": self.hosts, "run": self.run})
+    }
+}
+
+/// Adds `new` to a statistic as Ansible's `update_custom_stats` does: mappings merge
+/// (recursively), numbers add, strings and lists concatenate; a value of another type
+/// leaves the statistic as it was.
+fn add_stat(old: &mut Value, new: &Value) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (k, v) in n {
+                match o.get_mut(k) {
+                    Some(existing @ Value::Object(_)) if v.is_object() => add_stat(existing, v),
+                    _ => {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Number(o), Value::Number(n)) => {
+            let sum = match (o.as_i64(), n.as_i64()) {
+                (Some(a), Some(b)) => a.checked_add(b).map(Value::from),
+                _ => None,
+            };
+            let sum = sum.unwrap_or_else(|| {
+                json!(o.as_f64().unwrap_or_default() + n.as_f64().unwrap_or_default())
+            });
+            *o = match sum {
+                Value::Number(n) => n,
+                _ => return,
+            };
+        }
+        (Value::String(o), Value::String(n)) => o.push_str(n),
+        (Value::Array(o), Value::Array(n)) => o.extend(n.iter().cloned()),
+        _ => {}
+    }
+}
+
 /// The exit code for a finished deployment.
 pub fn exit_code(results: &[HostResult]) -> i32 {
     if results.iter().any(|r| r.status == HostStatus::Unreachable) {
@@ -1888,6 +2018,53 @@ mod tests {
         json!({"type": "task", "v": 1, "play": "p", "name": name, "module": "debug",
                "status": status, "duration_ms": 1.0, "result": {"msg": msg}})
         .to_string()
+    }
+
+    /// A host whose set_stats tasks returned `stats`, one task each.
+    fn with_stats(host: &str, stats: &[Value]) -> HostResult {
+        let mut r = HostResult::new(host, PathBuf::new());
+        for s in stats {
+            let e = json!({"type": "task", "v": 1, "play": "p", "name": "s",
+                           "module": "set_stats", "status": "ok", "duration_ms": 1.0,
+                           "result": {"changed": false, "ansible_stats": s}});
+            r.tasks.push(serde_json::from_value(e).unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn custom_stats_add_up_as_ansibles_do_and_print_on_one_line() {
+        let run = |data: Value| json!({"data": data, "per_host": false, "aggregate": true});
+        let a = with_stats(
+            "a",
+            &[
+                run(json!({"my_int": 10, "s": "x", "l": [1], "d": {"k": {"a": 1}}})),
+                run(json!({"my_int": "not a number", "s": "y"})),
+                json!({"data": {"mine": 1}, "per_host": true, "aggregate": false}),
+                json!({"data": {"mine": 2}, "per_host": true, "aggregate": false}),
+            ],
+        );
+        let b = with_stats(
+            "b",
+            &[
+                run(json!({"my_int": 15, "l": [2], "d": {"k": {"b": 2}}})),
+                json!({"data": {"set": 1}, "per_host": false, "aggregate": false}),
+            ],
+        );
+        let stats = CustomStats::of(&[a, b]);
+        assert_eq!(
+            Value::Object(stats.run.clone()),
+            json!({"my_int": 25, "s": "xy", "l": [1, 2], "d": {"k": {"a": 1, "b": 2}}, "set": 1})
+        );
+        assert_eq!(Value::Object(stats.hosts["a"].clone()), json!({"mine": 2}));
+        assert!(!stats.hosts.contains_key("b"));
+        let text = stats.text();
+        assert!(
+            text.starts_with("CUSTOM STATS:\n\ta: { \"mine\": 2}\n\tRUN: {"),
+            "{text}"
+        );
+        assert!(text.contains("\"my_int\": 25,"), "{text}");
+        assert_eq!(CustomStats::of(&[]).text(), "");
     }
 
     fn whole(text: &str) -> crate::ssh::Line<'_> {

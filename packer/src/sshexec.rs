@@ -311,7 +311,14 @@ fn unreachable<T>(why: &str) -> Step<T> {
 
 /// The modules that need no host: they run on the controller as they are, and never
 /// use the connection.
-pub const NO_HOST: [&str; 5] = ["debug", "set_fact", "assert", "fail", "include_vars"];
+pub const NO_HOST: [&str; 6] = [
+    "debug",
+    "set_fact",
+    "set_stats",
+    "assert",
+    "fail",
+    "include_vars",
+];
 
 impl SshHost {
     /// A module host for `link`; with `sudo`, every command runs under `sudo -n`.

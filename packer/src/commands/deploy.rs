@@ -182,8 +182,15 @@ fn carry_out(
     } else {
         print!("{}", deploy::recap_text(&results));
     }
+    let custom = deploy::CustomStats::of(&results);
+    if show_custom_stats() {
+        print!("{}", custom.text());
+    }
     if let Some(path) = &args.report {
         let mut report = deploy::report_json(id, &results);
+        if let (false, Some(map)) = (custom.is_empty(), report.as_object_mut()) {
+            map.insert("custom_stats".into(), custom.to_json());
+        }
         for (r, t) in results.iter().zip(&timings) {
             if let Some(h) = report.pointer_mut(&format!("/hosts/{}", r.host)) {
                 h["timings"] = serde_json::json!(t);
@@ -194,6 +201,16 @@ fn carry_out(
         write_private(path, &text)?;
     }
     Ok(deploy::exit_code(&results))
+}
+
+/// Whether `set_stats` statistics are shown after the recap: `ANSIBLE_SHOW_CUSTOM_STATS`
+/// (Ansible's `show_custom_stats`), read as Ansible reads a boolean setting. They are
+/// in the `--report` file either way.
+fn show_custom_stats() -> bool {
+    std::env::var("ANSIBLE_SHOW_CUSTOM_STATS")
+        .ok()
+        .and_then(|v| rustle_runner::modules::args::truthy_str(&v))
+        .unwrap_or(false)
 }
 
 /// A host where the runner could not even start (the shell's exit code 126: "Exec

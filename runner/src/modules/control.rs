@@ -1,4 +1,5 @@
-//! debug, set_fact, assert, fail and include_vars: modules that touch nothing on the host.
+//! debug, set_fact, set_stats, assert, fail and include_vars: modules that touch nothing on
+//! the host.
 
 use super::{Ctx, ModuleError, Outcome, args};
 use crate::plan::Vars;
@@ -74,6 +75,53 @@ pub(super) fn set_fact(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> 
         )));
     }
     Ok(Outcome::ok().with("ansible_facts", Value::Object(facts)))
+}
+
+/// `set_stats`: custom statistics for the deployer to add up and show after the recap
+/// (`ANSIBLE_SHOW_CUSTOM_STATS`), returned as Ansible's action returns them:
+/// `ansible_stats: {data, per_host, aggregate}`, never changed.
+pub(super) fn set_stats(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    args::only(a, &["data", "per_host", "aggregate"])?;
+    let data = match a.get("data") {
+        None | Some(Value::Null) => Vars::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => {
+            return Ok(Outcome::fail(
+                "The 'data' option needs to be a dictionary/hash",
+            ));
+        }
+    };
+    // Ansible reads these loosely (`boolean(..., strict=False)`): "x" is false.
+    let flag = |name: &str, default: bool| match a.get(name) {
+        None | Some(Value::Null) => default,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => args::truthy_str(s).unwrap_or(false),
+        Some(Value::Number(n)) => n.as_f64() == Some(1.0),
+        Some(_) => false,
+    };
+    let mut stats = Vars::new();
+    for (k, v) in data {
+        // The names are templated, as set_fact's are.
+        let name = if crate::template::is_template(&k) {
+            ctx.engine
+                .render_str(&k, ctx.vars)
+                .map_err(|e| ModuleError::BadArgs(e.to_string()))?
+        } else {
+            k
+        };
+        if !is_identifier(&name) {
+            return Ok(Outcome::fail(format!(
+                "The variable name '{name}' is not valid. Variables must start with a letter or underscore character, and contain only letters, numbers and underscores."
+            )));
+        }
+        stats.insert(name, v);
+    }
+    let stats = serde_json::json!({
+        "data": stats,
+        "per_host": flag("per_host", false),
+        "aggregate": flag("aggregate", true),
+    });
+    Ok(Outcome::ok().with("ansible_stats", stats))
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -279,6 +327,39 @@ mod tests {
         // Names are templated, as Ansible's set_fact does.
         let o = check("set_fact", json!({"{{ 'x' + n }}": "v"}), json!({"n": "1"})).unwrap();
         assert_eq!(o.data["ansible_facts"], json!({"x1": "v"}));
+    }
+
+    #[test]
+    fn set_stats_returns_the_stats_with_ansibles_defaults_and_messages() {
+        let o = check("set_stats", json!({"data": {"n": 42}}), json!({})).unwrap();
+        assert!(!o.changed && !o.failed);
+        assert_eq!(
+            o.data["ansible_stats"],
+            json!({"data": {"n": 42}, "per_host": false, "aggregate": true})
+        );
+        let o = check(
+            "set_stats",
+            json!({"data": {"{{ k }}": 1}, "per_host": "yes", "aggregate": "x"}),
+            json!({"k": "key"}),
+        )
+        .unwrap();
+        assert_eq!(
+            o.data["ansible_stats"],
+            json!({"data": {"key": 1}, "per_host": true, "aggregate": false})
+        );
+        let o = check("set_stats", json!({"data": [1, 2]}), json!({})).unwrap();
+        assert_eq!(
+            o.msg.as_deref(),
+            Some("The 'data' option needs to be a dictionary/hash")
+        );
+        let o = check("set_stats", json!({"data": {".bad": 1}}), json!({})).unwrap();
+        assert!(
+            o.failed
+                && o.msg
+                    .unwrap()
+                    .starts_with("The variable name '.bad' is not valid.")
+        );
+        assert!(check("set_stats", json!({"datum": {}}), json!({})).is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! ping, pause and setup: small modules that change nothing on the host.
+//! ping, pause, wait_for_connection and setup: small modules that change nothing on the host.
 
 use super::{Ctx, ModuleError, Outcome, args};
 use crate::facts::{self, Subset};
@@ -92,6 +92,42 @@ pub(super) fn pause(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         o = o.with("prompt", p);
     }
     Ok(o)
+}
+
+/// `wait_for_connection`: waits `delay` seconds, then for the host to answer. The
+/// runner is a process on the host, so the host answers as soon as it asks: the task
+/// reports the seconds waited (`elapsed`), as Ansible's action does once its ping
+/// succeeds. Check mode skips it, as Ansible's does.
+pub(super) fn wait_for_connection(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    const KNOWN: [&str; 4] = ["connect_timeout", "delay", "sleep", "timeout"];
+    let bad: Vec<&str> = (a.keys().map(String::as_str))
+        .filter(|k| !KNOWN.contains(k))
+        .collect();
+    if !bad.is_empty() {
+        // The action's own words (`ActionBase.validate_argument_spec`'s older form).
+        return Ok(Outcome::fail(format!(
+            "Invalid options for wait_for_connection: {}",
+            bad.join(",")
+        )));
+    }
+    let mut seconds = [0u64; 4];
+    for (name, slot) in KNOWN.iter().zip(&mut seconds) {
+        if let Some(s) = args::opt_str(a, name)? {
+            *slot = s.trim().parse().map_err(|_| {
+                ModuleError::BadArgs(format!(
+                    "argument '{name}' must be a whole number of seconds, got '{s}'"
+                ))
+            })?;
+        }
+    }
+    if ctx.check_mode {
+        let mut o = Outcome::ok();
+        o.skipped = true;
+        return Ok(o);
+    }
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds[1].min(1 << 30)));
+    Ok(Outcome::ok().with("elapsed", began.elapsed().as_secs()))
 }
 
 /// A number as Python prints a float (`5.0`, `0.5`).
@@ -244,6 +280,29 @@ mod tests {
     fn run(module: &str, args: Value) -> Result<Outcome, ModuleError> {
         let args = args.as_object().unwrap();
         crate::modules::run_for_test(module, args, &BTreeMap::new(), &json!({}), false)
+    }
+
+    #[test]
+    fn wait_for_connection_waits_its_delay_and_names_unknown_options() {
+        let o = run("wait_for_connection", json!({"delay": 1, "timeout": "10"})).unwrap();
+        assert!(!o.failed && !o.changed, "{o:?}");
+        assert_eq!(o.data["elapsed"], 1);
+        let o = run("wait_for_connection", json!({"foo": "bar"})).unwrap();
+        assert_eq!(
+            o.msg.as_deref(),
+            Some("Invalid options for wait_for_connection: foo")
+        );
+        assert!(run("wait_for_connection", json!({"delay": "soon"})).is_err());
+        let args = json!({"delay": 5});
+        let o = crate::modules::run_for_test(
+            "wait_for_connection",
+            args.as_object().unwrap(),
+            &BTreeMap::new(),
+            &json!({}),
+            true,
+        )
+        .unwrap();
+        assert!(o.skipped, "check mode waits for nothing");
     }
 
     #[test]

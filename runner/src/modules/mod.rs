@@ -272,6 +272,7 @@ pub const SUPPORTED: &[&str] = &[
     "service",
     "service_facts",
     "set_fact",
+    "set_stats",
     "setup",
     "shell",
     "slurp",
@@ -286,6 +287,7 @@ pub const SUPPORTED: &[&str] = &[
     "uri",
     "user",
     "wait_for",
+    "wait_for_connection",
     "yum",
 ];
 
@@ -392,6 +394,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "unarchive" => archive::unarchive(args, ctx),
         "debug" => control::debug(args, ctx),
         "set_fact" => control::set_fact(args, ctx),
+        "set_stats" => control::set_stats(args, ctx),
         "assert" => control::assert(args, ctx),
         "fail" => control::fail(args, ctx),
         "include_vars" => control::include_vars(args, ctx),
@@ -432,6 +435,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "pip" => pip::run(args, ctx),
         "ping" => misc::ping(args, ctx),
         "pause" => misc::pause(args, ctx),
+        "wait_for_connection" => misc::wait_for_connection(args, ctx),
         "setup" => misc::setup(args, ctx),
         "gather_facts" => misc::gather_facts(args, ctx),
         "script" => script::script(args, ctx),
@@ -524,7 +528,9 @@ const IN_PROCESS: &[&str] = &[
     "raw",
     "script",
     "set_fact",
+    "set_stats",
     "shell",
+    "wait_for_connection",
 ];
 
 /// True when `module` runs in the runner's own process whatever the task's user; a
