@@ -311,10 +311,11 @@ fn unreachable<T>(why: &str) -> Step<T> {
 
 /// The modules that need no host: they run on the controller as they are, and never
 /// use the connection.
-pub const NO_HOST: [&str; 6] = [
+pub const NO_HOST: [&str; 7] = [
     "debug",
     "set_fact",
     "set_stats",
+    "validate_argument_spec",
     "assert",
     "fail",
     "include_vars",

@@ -303,6 +303,73 @@ fn group_by_groups_select_later_plays_and_bring_their_group_vars() {
     );
 }
 
+/// A role with `meta/argument_specs.yml` gets Ansible's check before its first task:
+/// good variables pass (converted as Ansible converts them), a bad one fails the role's
+/// use with Ansible's message before any of its tasks runs. set_stats figures add up
+/// and are shown after the recap when asked for.
+#[test]
+fn role_argument_specs_are_checked_first_and_custom_stats_add_up() {
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(env.path("roles/web/tasks")).unwrap();
+    std::fs::create_dir_all(env.path("roles/web/meta")).unwrap();
+    std::fs::write(
+        env.path("roles/web/tasks/main.yml"),
+        format!(
+            "- copy:\n    content: \"{{{{ port }}}}\"\n    dest: {}/port\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("roles/web/meta/argument_specs.yml"),
+        "argument_specs:\n  main:\n    short_description: The web role\n    options:\n      port:\n        type: int\n        required: true\n",
+    )
+    .unwrap();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  tasks:\n\
+             \x20   - include_role:\n        name: web\n      vars:\n        port: \"8080\"\n\
+             \x20   - set_stats:\n        data:\n          deployed: 1\n\
+             \x20   - set_stats:\n        data:\n          deployed: 2\n\
+             \x20   - block:\n        - include_role:\n            name: web\n          vars:\n            port: eighty\n\
+             \x20     rescue:\n        - copy:\n            content: \"{{{{ ansible_failed_result.argument_errors | join('|') }}}}\"\n            dest: {o}/errors\n",
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    let report = env.path("report.json");
+    let o = env
+        .command()
+        .env("ANSIBLE_SHOW_CUSTOM_STATS", "yes")
+        .args([site.to_str().unwrap(), "--report", report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("port")).unwrap(), "8080");
+    assert_eq!(
+        std::fs::read_to_string(out.join("errors")).unwrap(),
+        "argument 'port' is of type <class 'str'> and we were unable to convert to int: \"'eighty'\" cannot be converted to an int"
+    );
+    let names = statuses(&report, "localhost");
+    let checks: Vec<&(String, String)> = names
+        .iter()
+        .filter(|(n, _)| n.contains("Validating arguments against arg spec 'main' - The web role"))
+        .collect();
+    assert_eq!(checks.len(), 2, "{names:?}");
+    assert_eq!(
+        (checks[0].1.as_str(), checks[1].1.as_str()),
+        ("ok", "failed")
+    );
+    assert_has(&o.stdout, "CUSTOM STATS:");
+    assert_has(&o.stdout, "RUN: { \"deployed\": 3}");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["custom_stats"]["run"], json!({"deployed": 3}));
+}
+
 fn compile_only(env: &Env, work: &Path) -> (Vec<(String, String, PathBuf)>, PathBuf) {
     let plan = env.write_json("plan.json", &plan_in(work));
     let inv = three_host_inventory(env);

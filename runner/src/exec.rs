@@ -2460,6 +2460,10 @@ impl<'a> Executor<'a> {
         };
         let mut run = self.role_run(spec, &files).map_err(failed_result)?;
         run.public = flag("public", false);
+        // `rolespec_validate: false` skips the role's argument check.
+        if !flag("rolespec_validate", true) {
+            run.check = None;
+        }
         run.from_task = true;
         // The include's `vars` rank above the role's own vars inside it, as an
         // import's do (the include is the parent of the role's tasks in Ansible).
@@ -2589,6 +2593,9 @@ impl<'a> Executor<'a> {
             public: false,
             from_task: false,
             instance: None,
+            check: spec
+                .argument_checks
+                .get(files.tasks.as_deref().unwrap_or("main")),
         })
     }
 
@@ -2732,12 +2739,21 @@ impl<'a> Executor<'a> {
             self.public_defaults.extend(run.defaults.clone());
             self.public_vars.extend(run.vars.clone());
         }
+        let inh = match apply {
+            Some(a) => Self::child_inherited(a, &inh),
+            None => inh,
+        };
+        if let Some(check) = run.check {
+            self.run_section(
+                ROLE_ARGUMENT_CHECK,
+                std::slice::from_ref(check),
+                &inh,
+                handler,
+            )?;
+        }
         if let Some((path, list)) = run.tasks {
+            let mut inh = inh;
             inh.file = Some(Rc::from(path.as_str()));
-            let inh = match apply {
-                Some(a) => Self::child_inherited(a, &inh),
-                None => inh,
-            };
             self.run_section(ROLE_TASKS, list, &inh, handler)?;
         }
         Ok(())
@@ -4105,6 +4121,8 @@ struct RoleRun<'a> {
     from_task: bool,
     /// Which use of the role this is, for Ansible's once-per-play rule.
     instance: Option<crate::plan::RoleInstance>,
+    /// The argument check of its entry point, run before its tasks.
+    check: Option<&'a Task>,
 }
 
 /// `loop_control` once its templates are evaluated.
@@ -4175,7 +4193,9 @@ const SECTION_RESCUE: u32 = 1;
 const SECTION_ALWAYS: u32 = 2;
 /// A role's dependencies come before its own tasks.
 const ROLE_DEPENDENCIES: u32 = 0;
-const ROLE_TASKS: u32 = 1;
+/// Then the check of its variables against its argument spec, if it has one.
+const ROLE_ARGUMENT_CHECK: u32 = 1;
+const ROLE_TASKS: u32 = 2;
 
 /// An index in a list, as a step of a path (lists longer than `u32` cannot be read).
 fn index(i: usize) -> u32 {

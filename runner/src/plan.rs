@@ -190,6 +190,10 @@ pub struct RoleSpec {
     /// `allow_duplicates` from its meta: run again with the same parameters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_duplicates: bool,
+    /// The argument check Ansible runs before the role's tasks, by entry point (`main`
+    /// or a `tasks_from` name), for the entry points its argument spec describes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub argument_checks: BTreeMap<String, Task>,
 }
 
 /// One of a role's dependencies.

@@ -67,13 +67,16 @@ fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-/// The most a runner may weigh (5.6 MB). Raised from 5 MB when the runner gained the
-/// controller channel, tag selection, a dozen modules and Jinja's custom delimiters
-/// (x86_64 musl: 5,035,072 bytes); to 5.6 MB when it gained host patterns (plays after
-/// `group_by`, `inventory_hostnames`), local facts, `acl` and Python's `%` for Jinja's
-/// `format` (5,493,920 bytes, 6 KB under the old bar, which another compiler release
-/// could cross); a raise needs such a reason, said here.
-const MAX_RUNNER_BYTES: usize = 5_600_000;
+/// The most a runner may weigh (5.8 MB; issue 15 sets 6 MB for x86_64 musl as the
+/// ceiling). Raised from 5 MB when the runner gained the controller channel, tag
+/// selection, a dozen modules and Jinja's custom delimiters (x86_64 musl: 5,035,072
+/// bytes); to 5.6 MB when it gained host patterns (plays after `group_by`,
+/// `inventory_hostnames`), local facts, `acl` and Python's `%` for Jinja's `format`
+/// (5,493,920 bytes, 6 KB under the old bar, which another compiler release could
+/// cross); to 5.8 MB when it gained ufw, alternatives, patch, set_stats,
+/// wait_for_connection and Ansible's argument spec checks (5,604,960 bytes); a raise
+/// needs such a reason, said here.
+const MAX_RUNNER_BYTES: usize = 5_800_000;
 
 /// prebuilt-targets.toml: its `[[target]]` tables (keys documented at the file's top).
 #[derive(Debug, Deserialize)]

@@ -256,6 +256,15 @@ fn local_src<'t>(
         "unarchive" if !remote("remote_src") && task.args.get("copy").is_none_or(is_truthy) => {
             "src"
         }
+        // patch's file (`src` or its alias `patchfile`) is the controller's unless
+        // `remote_src`.
+        "patch" if !remote("remote_src") => {
+            if task.args.contains_key("src") {
+                "src"
+            } else {
+                "patchfile"
+            }
+        }
         // include_vars names its file free-form or as `file`; found in `vars/` first.
         "include_vars" => {
             let name = match (task.args.get("file"), task.args.get("_raw_params")) {

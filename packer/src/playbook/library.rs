@@ -222,11 +222,25 @@ impl Loader<'_> {
                 keywords: (entry.wrapper != Task::default()).then(|| Box::new(entry.wrapper)),
             });
         }
+        // Its argument checks, by entry point, for the runner to put before the tasks
+        // of the entry point an include names.
+        let argument_checks = self
+            .argument_specs(dir)?
+            .iter()
+            .filter_map(|(entry, spec)| {
+                let spec = spec.as_object()?;
+                Some((
+                    entry.clone(),
+                    rustle_runner::modules::role_argument_check(spec, entry, name, key),
+                ))
+            })
+            .collect();
         Ok(RoleSpec {
             name: name.to_string(),
             path: key.to_string(),
             dependencies,
             allow_duplicates,
+            argument_checks,
         })
     }
 

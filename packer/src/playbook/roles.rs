@@ -37,6 +37,9 @@ pub(crate) struct RoleEntry {
     /// `allow_duplicates` given on an `import_role` (which defaults to true); `None`:
     /// the role's meta decides.
     pub(crate) allow_duplicates: Option<bool>,
+    /// Whether the role's argument spec is checked before its tasks (`rolespec_validate`
+    /// of an `import_role`; true otherwise).
+    pub(crate) validate: bool,
     /// `public` given on an `import_role`; `None`: [`private_role_vars`] decides.
     pub(crate) public: Option<bool>,
 }
@@ -105,6 +108,7 @@ impl Loader<'_> {
             from_task: false,
             allow_duplicates: None,
             public: None,
+            validate: true,
         };
         match item {
             Yaml::Mapping(map) => {
@@ -351,12 +355,14 @@ impl Loader<'_> {
                 }
             }
         };
-        let tasks_origin = tasks_file.as_ref().map(|path| Origin {
-            file: Some(super::controller_path(path)),
+        // Every use of the role has an origin, even one with no task file: the argument
+        // check below may be its only task.
+        let tasks_origin = Some(Origin {
+            file: tasks_file.as_ref().map(|path| super::controller_path(path)),
             role: Some(role_ref.clone()),
             instance: Some(instance),
         });
-        let tasks = match tasks_file {
+        let mut tasks = match tasks_file {
             Some(path) => {
                 let role_cx = Cx {
                     dir: tasks_dir.clone(),
@@ -369,6 +375,22 @@ impl Loader<'_> {
             }
             None => Vec::new(),
         };
+        // Ansible checks the variables against the entry point's argument spec in a
+        // task of its own before the role's first.
+        let entry_point = entry.tasks_from.as_deref().unwrap_or("main");
+        if let (true, Some(Value::Object(spec))) =
+            (entry.validate, self.argument_specs(dir)?.get(entry_point))
+        {
+            tasks.insert(
+                0,
+                rustle_runner::modules::role_argument_check(
+                    spec,
+                    entry_point,
+                    &entry.name,
+                    &super::controller_path(dir),
+                ),
+            );
+        }
 
         let handlers_key = canon.join(entry.handlers_from.as_deref().unwrap_or("main"));
         if self.play.roles_with_handlers.insert(handlers_key) {
@@ -423,6 +445,48 @@ impl Loader<'_> {
         let mut wrapper = entry.wrapper;
         wrapper.block = Some(out);
         Ok(vec![wrapper])
+    }
+
+    /// A role's argument specs by entry point: `argument_specs` of
+    /// `meta/argument_specs.yml` (or `.yaml`, `.json`, no extension) when there is one,
+    /// else of `meta/main.yml`, as Ansible's role loader looks for them.
+    pub(crate) fn argument_specs(
+        &self,
+        dir: &Path,
+    ) -> Result<serde_json::Map<String, Value>, PlaybookError> {
+        let meta = dir.join("meta");
+        let own = [
+            "argument_specs",
+            "argument_specs.yml",
+            "argument_specs.yaml",
+            "argument_specs.json",
+        ]
+        .iter()
+        .map(|n| meta.join(n))
+        .find(|p| p.is_file());
+        let Some(path) = own.or_else(|| MAIN.iter().map(|m| meta.join(m)).find(|p| p.is_file()))
+        else {
+            return Ok(serde_json::Map::new());
+        };
+        let at = Where::new(&path, "argument_specs");
+        let doc = yaml::read(&path, self.opts.vault.as_ref())?;
+        let Yaml::Mapping(map) = &doc else {
+            return Ok(serde_json::Map::new());
+        };
+        match map.get("argument_specs") {
+            None | Some(Yaml::Null) => Ok(serde_json::Map::new()),
+            Some(specs @ Yaml::Mapping(_)) => match to_json(specs, &at)? {
+                Value::Object(m) => Ok(m),
+                _ => Ok(serde_json::Map::new()),
+            },
+            Some(other) => Err(at.invalid(
+                "argument_specs",
+                format!(
+                    "expected a mapping of entry points, found {}",
+                    yaml::describe(other)
+                ),
+            )),
+        }
     }
 
     /// `meta/main.yml`: its path, `dependencies` and `allow_duplicates`.
@@ -491,10 +555,26 @@ impl Loader<'_> {
     /// playbook's directory, and rewrites `src` to that key. A file only found beside the
     /// top playbook is left to [`crate::plan::attach_files`], which finds it the same way.
     pub(crate) fn embed_src(&mut self, task: &mut Task, cx: &Cx) -> Result<(), PlaybookError> {
+        // patch's `patchfile` is its `src` under another name: one name to resolve.
+        if task.module_name() == "patch"
+            && !task.args.contains_key("src")
+            && let Some(file) = task.args.shift_remove("patchfile")
+        {
+            task.args.insert("src".into(), file);
+        }
         let module = task.module_name();
         let sub = match module {
             "template" => "templates",
             "copy" | "script" => "files",
+            // patch's file is a controller file unless `remote_src`.
+            "patch"
+                if !task
+                    .args
+                    .get("remote_src")
+                    .is_some_and(crate::plan::is_truthy) =>
+            {
+                "files"
+            }
             // assemble's fragments are a controller directory when `remote_src` is
             // false, found as copy finds a directory.
             "assemble"

@@ -1093,6 +1093,9 @@ impl Loader<'_> {
                         None | Some(Value::Null) => true,
                         Some(v) => crate::plan::is_truthy(v),
                     }),
+                    validate: args
+                        .get("rolespec_validate")
+                        .is_none_or(|v| v.is_null() || crate::plan::is_truthy(v)),
                 };
                 // An imported role's variables are the play's, as Ansible exposes them
                 // when it reads the playbook.
@@ -1579,8 +1582,6 @@ fn include_role_args(module: &str, args: Vars, at: &Where) -> Result<Vars, Playb
             "_raw_params" | "role" => {
                 out.insert("name".into(), v);
             }
-            // Argument specs are not checked by the runner.
-            "rolespec_validate" => {}
             other if ALLOWED.contains(&other) => {
                 out.insert(k, v);
             }

@@ -86,6 +86,63 @@ pub fn bool_or(args: &Vars, name: &str, default: bool) -> Result<bool, ModuleErr
     Ok(opt_bool(args, name)?.unwrap_or(default))
 }
 
+/// The arguments under their own names: each alias of `spec` (`(name, aliases)`) renamed
+/// to its name, anything not in `spec` refused, and an argument given under two of its
+/// names refused, as Ansible's argument spec does.
+pub fn with_aliases(args: &Vars, spec: &[(&str, &[&str])]) -> Result<Vars, ModuleError> {
+    let mut out = Vars::new();
+    for (k, v) in args {
+        let Some((name, _)) = spec
+            .iter()
+            .find(|(n, aliases)| n == k || aliases.contains(&k.as_str()))
+        else {
+            let known: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
+            return Err(ModuleError::BadArgs(format!(
+                "unsupported argument '{k}' (supported: {})",
+                known.join(", ")
+            )));
+        };
+        if out.insert((*name).to_string(), v.clone()).is_some() {
+            return Err(ModuleError::BadArgs(format!(
+                "argument '{name}' is given twice, under its name and an alias"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// An optional string argument that must be one of `choices`, in Ansible's words when
+/// it is not.
+pub fn opt_choice(
+    args: &Vars,
+    name: &str,
+    choices: &[&str],
+) -> Result<Option<String>, ModuleError> {
+    // YAML reads `off` as false: Ansible takes a boolean back to the one choice that
+    // spells it (`logging: off` is "off"), when exactly one does.
+    if let Some(Value::Bool(b)) = args.get(name) {
+        let words: &[&str] = if *b {
+            &["y", "yes", "on", "true", "t", "1"]
+        } else {
+            &["n", "no", "off", "false", "f", "0"]
+        };
+        let spelled: Vec<&&str> = choices
+            .iter()
+            .filter(|c| words.contains(&c.to_ascii_lowercase().as_str()))
+            .collect();
+        if let [one] = spelled.as_slice() {
+            return Ok(Some((**one).to_string()));
+        }
+    }
+    match opt_str(args, name)? {
+        Some(v) if !choices.contains(&v.as_str()) => Err(ModuleError::BadArgs(format!(
+            "value of {name} must be one of: {}, got: {v}",
+            choices.join(", ")
+        ))),
+        v => Ok(v),
+    }
+}
+
 /// A list of strings: a YAML list, or one string (split on commas when `split`).
 pub fn str_list(args: &Vars, name: &str) -> Result<Vec<String>, ModuleError> {
     match args.get(name) {

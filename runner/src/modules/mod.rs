@@ -7,11 +7,13 @@
 //! [`ModuleError::BadArgs`] naming the argument, everything else a failed [`Outcome`].
 
 mod acl;
+mod alternatives;
 mod apt_key;
 mod apt_repository;
 mod archive;
 mod archive_fmt;
 pub mod args;
+mod argspec;
 mod assemble;
 mod asuser;
 pub mod async_job;
@@ -47,6 +49,7 @@ mod mount;
 mod package;
 mod package_facts;
 mod pam_limits;
+mod patch;
 pub mod paths;
 mod pip;
 mod proc;
@@ -61,6 +64,7 @@ mod template;
 mod text;
 mod timezone;
 mod tools;
+mod ufw;
 mod uri;
 mod user;
 mod wait_for;
@@ -227,6 +231,7 @@ pub const SUPPORTED: &[&str] = &[
     "archive",
     "assemble",
     "assert",
+    "alternatives",
     "async_status",
     "authorized_key",
     "blockinfile",
@@ -263,6 +268,7 @@ pub const SUPPORTED: &[&str] = &[
     "package",
     "package_facts",
     "pam_limits",
+    "patch",
     "pause",
     "ping",
     "pip",
@@ -283,13 +289,17 @@ pub const SUPPORTED: &[&str] = &[
     "tempfile",
     "template",
     "timezone",
+    "ufw",
     "unarchive",
     "uri",
     "user",
+    "validate_argument_spec",
     "wait_for",
     "wait_for_connection",
     "yum",
 ];
+
+pub use argspec::role_argument_check;
 
 /// True when `module` (its [`canonical`] name) is implemented here.
 pub fn is_supported(module: &str) -> bool {
@@ -303,16 +313,18 @@ pub fn is_supported(module: &str) -> bool {
 const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     (
         "ansible.posix.",
-        &["acl", "authorized_key", "mount", "sysctl"],
+        &["acl", "authorized_key", "mount", "patch", "sysctl"],
     ),
     (
         "community.general.",
         &[
+            "alternatives",
             "ini_file",
             "locale_gen",
             "modprobe",
             "pam_limits",
             "timezone",
+            "ufw",
         ],
     ),
 ];
@@ -341,6 +353,7 @@ pub fn canonical(module: &str) -> &str {
 /// Linux PAM and kernel modules, the Linux service managers).
 const LINUX_ONLY: &[&str] = &[
     "acl",
+    "alternatives",
     "apt_key",
     "apt_repository",
     "deb822_repository",
@@ -353,6 +366,7 @@ const LINUX_ONLY: &[&str] = &[
     "pam_limits",
     "service_facts",
     "timezone",
+    "ufw",
 ];
 
 /// A module that cannot work on this host's platform fails on that host, naming the
@@ -395,6 +409,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "debug" => control::debug(args, ctx),
         "set_fact" => control::set_fact(args, ctx),
         "set_stats" => control::set_stats(args, ctx),
+        "validate_argument_spec" => argspec::run(args, ctx),
         "assert" => control::assert(args, ctx),
         "fail" => control::fail(args, ctx),
         "include_vars" => control::include_vars(args, ctx),
@@ -405,11 +420,13 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "debconf" => debian::debconf(args, ctx),
         "dpkg_selections" => debian::dpkg_selections(args, ctx),
         "pam_limits" => pam_limits::run(args, ctx),
+        "patch" => patch::run(args, ctx),
         "timezone" => timezone::run(args, ctx),
         "package_facts" => package_facts::run(args, ctx),
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
         "acl" => acl::run(args, ctx),
+        "alternatives" => alternatives::run(args, ctx),
         "locale_gen" => locale_gen::run(args, ctx),
         "iptables" => iptables::run(args, ctx),
         "git" => git::run(args, ctx),
@@ -418,6 +435,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "apt_repository" => apt_repository::run(args, ctx),
         "deb822_repository" => deb822_repository::run(args, ctx),
         "uri" => uri::run(args, ctx),
+        "ufw" => ufw::run(args, ctx),
         "blockinfile" => text::blockinfile(args, ctx),
         "replace" => text::replace(args, ctx),
         "package" => package::package(args, ctx),
@@ -530,6 +548,7 @@ const IN_PROCESS: &[&str] = &[
     "set_fact",
     "set_stats",
     "shell",
+    "validate_argument_spec",
     "wait_for_connection",
 ];
 

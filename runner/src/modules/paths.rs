@@ -29,6 +29,11 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
     ("ini_file", &["path", "dest"]),
     ("known_hosts", &["path"]),
     ("acl", &["path", "name"]),
+    ("alternatives", &["path", "link"]),
+    (
+        "patch",
+        &["src", "patchfile", "dest", "originalfile", "basedir"],
+    ),
     ("authorized_key", &["path"]),
     ("pam_limits", &["dest"]),
     ("wait_for", &["path"]),
