@@ -90,7 +90,9 @@ fn is_controller(name: &str) -> bool {
 /// The source text of every `lookup(...)`, `query(...)` or `q(...)` call in Jinja
 /// expression text whose lookup (its first argument, a string literal) is a controller
 /// lookup. String literals are skipped, so a call written inside one is not a call.
-fn calls_in_expression(text: &str, out: &mut Vec<String>) {
+///
+/// `pick` says which lookups: the controller's, or those that read a controller file.
+fn calls_matching(text: &str, pick: fn(&str) -> bool, out: &mut Vec<String>) {
     let b = text.as_bytes();
     let mut i = 0;
     while let Some(&c) = b.get(i) {
@@ -115,7 +117,7 @@ fn calls_in_expression(text: &str, out: &mut Vec<String>) {
                 }
                 if b.get(j) == Some(&b'(')
                     && let Some(end) = closing_paren(b, j)
-                    && first_arg_is_controller(text.get(j + 1..end).unwrap_or_default())
+                    && first_arg_is(text.get(j + 1..end).unwrap_or_default(), pick)
                 {
                     out.push(text.get(start..=end).unwrap_or_default().to_string());
                 }
@@ -150,8 +152,9 @@ fn closing_paren(b: &[u8], open: usize) -> Option<usize> {
     None
 }
 
-/// Whether a call's argument text starts with a string literal naming a controller lookup.
-fn first_arg_is_controller(args: &str) -> bool {
+/// Whether a call's argument text starts with a string literal naming a lookup `pick`
+/// chooses.
+fn first_arg_is(args: &str, pick: fn(&str) -> bool) -> bool {
     let args = args.trim_start();
     let Some(quote) = args.chars().next().filter(|c| *c == '\'' || *c == '"') else {
         return false;
@@ -159,11 +162,16 @@ fn first_arg_is_controller(args: &str) -> bool {
     let rest = args.get(1..).unwrap_or_default();
     rest.find(quote)
         .and_then(|end| rest.get(..end))
-        .is_some_and(is_controller)
+        .is_some_and(pick)
 }
 
 /// The calls in template text: in `{{ }}` and `{% %}`, not in comments or `raw` blocks.
 fn calls_in_template(text: &str, out: &mut Vec<String>) {
+    template_calls_matching(text, is_controller, out);
+}
+
+/// [`calls_in_template`] for the lookups `pick` chooses.
+fn template_calls_matching(text: &str, pick: fn(&str) -> bool, out: &mut Vec<String>) {
     let mut rest = text;
     while let Some(open) = rest.find('{') {
         let after = rest.get(open..).unwrap_or_default();
@@ -197,7 +205,7 @@ fn calls_in_template(text: &str, out: &mut Vec<String>) {
                 .unwrap_or_default();
             continue;
         }
-        calls_in_expression(body, out);
+        calls_matching(body, pick, out);
         rest = after.get(end + 2..).unwrap_or_default();
     }
 }
@@ -244,13 +252,181 @@ fn find_close(text: &str, from: usize, close: &str) -> Option<usize> {
 
 /// Every string inside a JSON value, templates and conditions apart.
 fn strings_in(v: &Value, bare: bool, out: &mut Vec<String>) {
+    strings_matching(v, bare, is_controller, out);
+}
+
+/// [`strings_in`] for the lookups `pick` chooses.
+fn strings_matching(v: &Value, bare: bool, pick: fn(&str) -> bool, out: &mut Vec<String>) {
     match v {
-        Value::String(s) if bare => calls_in_expression(s, out),
-        Value::String(s) => calls_in_template(s, out),
-        Value::Array(items) => items.iter().for_each(|i| strings_in(i, bare, out)),
-        Value::Object(map) => map.values().for_each(|i| strings_in(i, bare, out)),
+        Value::String(s) if bare => calls_matching(s, pick, out),
+        Value::String(s) => template_calls_matching(s, pick, out),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| strings_matching(i, bare, pick, out)),
+        Value::Object(map) => map
+            .values()
+            .for_each(|i| strings_matching(i, bare, pick, out)),
         _ => {}
     }
+}
+
+// ---------------------------------------------------------------------------
+// Files that lookups name literally.
+
+/// The lookups that read a controller file, and so need it carried.
+fn is_file_lookup(name: &str) -> bool {
+    matches!(
+        lookups::canonical(name),
+        "file" | "template" | "first_found" | "ini" | "csvfile" | "unvault"
+    )
+}
+
+/// The controller files a task's lookups name literally (`lookup('file', 'id.pub')`,
+/// `lookup('ini', 'k file=app.ini')`, `with_file: [a, b]`), as written: the loader finds
+/// each where Ansible would and carries it, so a file beside the playbook (outside the
+/// directories a payload carries whole) reaches the host. A name built by a template is
+/// the host's to find among what travels.
+pub(crate) fn literal_file_names(task: &Task) -> Vec<String> {
+    let mut own = task.clone();
+    own.block = None;
+    own.rescue.clear();
+    own.always.clear();
+    let Ok(Value::Object(fields)) = serde_json::to_value(&own) else {
+        return Vec::new();
+    };
+    let mut calls = Vec::new();
+    for (key, v) in &fields {
+        if key == "args" {
+            continue;
+        }
+        let bare = matches!(
+            key.as_str(),
+            "when" | "changed_when" | "failed_when" | "until"
+        );
+        strings_matching(v, bare, is_file_lookup, &mut calls);
+    }
+    // An assert's `that` and a debug's `var` are expressions, not templates.
+    let module = task.module_name();
+    for (key, v) in &task.args {
+        let bare = matches!(
+            (module, key.as_str()),
+            ("assert", "that") | ("debug", "var")
+        );
+        strings_matching(v, bare, is_file_lookup, &mut calls);
+    }
+    let mut names = Vec::new();
+    for call in &calls {
+        names.extend(names_in_call(call));
+    }
+    if let (Some(lookup), Some(Value::Array(items))) = (&task.loop_with, &task.loop_)
+        && matches!(
+            lookups::canonical(lookup),
+            "file" | "template" | "first_found"
+        )
+    {
+        names.extend(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|n| !n.contains("{{") && !n.contains("{%"))
+                .map(str::to_string),
+        );
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The file names one call's literal arguments give (see [`literal_file_names`]).
+fn names_in_call(call: &str) -> Vec<String> {
+    let Some(open) = call.find('(') else {
+        return Vec::new();
+    };
+    let inner = call
+        .get(open + 1..call.len().saturating_sub(1))
+        .unwrap_or_default();
+    let args = split_args(inner);
+    let Some(lookup) = args.first().and_then(|a| literal(a)) else {
+        return Vec::new();
+    };
+    let (positional, keywords): (Vec<&String>, Vec<&String>) =
+        args.iter().skip(1).partition(|a| keyword(a).is_none());
+    let mut names = Vec::new();
+    match lookups::canonical(&lookup) {
+        "ini" | "csvfile" => {
+            // Each term may carry `file=NAME` inline; a `file=` keyword names it for
+            // all; the default is the lookup's own (`ansible.ini`, `ansible.csv`).
+            let given = keywords
+                .iter()
+                .filter_map(|a| keyword(a))
+                .find(|(k, _)| *k == "file")
+                .and_then(|(_, v)| literal(v));
+            let default = if lookup.ends_with("ini") {
+                "ansible.ini"
+            } else {
+                "ansible.csv"
+            };
+            for term in positional.iter().filter_map(|a| literal(a)) {
+                let inline = term
+                    .split_whitespace()
+                    .filter_map(|w| w.strip_prefix("file="))
+                    .next()
+                    .map(str::to_string);
+                names.push(
+                    inline
+                        .or_else(|| given.clone())
+                        .unwrap_or_else(|| default.to_string()),
+                );
+            }
+        }
+        _ => names.extend(positional.iter().filter_map(|a| literal(a))),
+    }
+    names.retain(|n| !n.is_empty() && !n.contains("{{") && !n.contains("{%"));
+    names
+}
+
+/// A call's argument text split at its top-level commas.
+fn split_args(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let (mut depth, mut start, mut i) = (0usize, 0usize, 0usize);
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'\'' | b'"' => {
+                i = rustle_runner::template::string_literal_end(b, i);
+                continue;
+            }
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => {
+                out.push(text.get(start..i).unwrap_or_default().trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let last = text.get(start..).unwrap_or_default().trim();
+    if !last.is_empty() {
+        out.push(last.to_string());
+    }
+    out
+}
+
+/// `name=value` of a keyword argument.
+fn keyword(arg: &str) -> Option<(&str, &str)> {
+    let (k, v) = arg.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some((k, v.trim()))
+}
+
+/// The text of a plain string literal (no escapes), or none for anything else.
+fn literal(arg: &str) -> Option<String> {
+    let arg = arg.trim();
+    let quote = arg.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = arg.strip_prefix(quote)?.strip_suffix(quote)?;
+    (!body.contains(quote) && !body.contains('\\')).then(|| body.to_string())
 }
 
 /// The probes of one task (or block), its children apart.

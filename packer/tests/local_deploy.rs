@@ -370,6 +370,54 @@ fn role_argument_specs_are_checked_first_and_custom_stats_add_up() {
     assert_eq!(r["custom_stats"]["run"], json!({"deployed": 3}));
 }
 
+/// Files beside the playbook that lookups name literally travel (`lookup('file',
+/// 'deploy.pub')`, an ini file); other files there stay on the controller.
+#[test]
+fn files_lookups_name_beside_the_playbook_travel_and_nothing_else_there() {
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(env.path("deploy.pub"), "ssh-ed25519 AAAA-key deployer\n").unwrap();
+    std::fs::write(env.path("app.properties"), "port=8080\n").unwrap();
+    std::fs::write(env.path("motd.txt"), "welcome").unwrap();
+    std::fs::write(env.path("secret.txt"), "TOP-SECRET-4711\n").unwrap();
+    std::fs::write(env.path("hosts.ini"), "web1 ansible_connection=local\n").unwrap();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  vars:\n    motd: \"{{{{ lookup('file', 'motd.txt') }}}}\"\n  tasks:\n\
+             \x20   - copy:\n        content: \"{{{{ lookup('file', 'deploy.pub') }}}} {{{{ lookup('ini', 'port type=properties file=app.properties') }}}} {{{{ motd }}}}\"\n        dest: {}/got\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let inv = env.path("hosts.ini");
+    let o = env.deploy(&["-i", inv.to_str().unwrap(), site.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(out.join("got")).unwrap(),
+        "ssh-ed25519 AAAA-key deployer 8080 welcome"
+    );
+    let bins = env.path("bins");
+    let o = env.deploy(&[
+        "--compile-only",
+        "-i",
+        inv.to_str().unwrap(),
+        site.to_str().unwrap(),
+        "-o",
+        bins.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let (_, raw) = payload_plan(&env, &bins.join("web1"));
+    let holds = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    assert!(holds(b"AAAA-key"), "the looked-up file did not travel");
+    assert!(
+        !holds(b"TOP-SECRET-4711"),
+        "a file no lookup names travelled"
+    );
+}
+
 fn compile_only(env: &Env, work: &Path) -> (Vec<(String, String, PathBuf)>, PathBuf) {
     let plan = env.write_json("plan.json", &plan_in(work));
     let inv = three_host_inventory(env);

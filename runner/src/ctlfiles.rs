@@ -618,6 +618,52 @@ fn text_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `bytes` decoded as the ini and csvfile lookups' `encoding` option says, as Python's
+/// codec of that name decodes them: UTF-8 (the default), ASCII, or the Latin ones
+/// (ISO 8859-1 and -15, Windows-1252's printable range as Latin-1).
+fn decode(bytes: &[u8], encoding: &str) -> Result<String, String> {
+    let name = encoding
+        .trim()
+        .to_ascii_lowercase()
+        .replace(['-', '_', ' '], "");
+    // ISO 8859-15 differs from -1 in eight places.
+    const LATIN9: [(u8, char); 8] = [
+        (0xA4, '€'),
+        (0xA6, 'Š'),
+        (0xA8, 'š'),
+        (0xB4, 'Ž'),
+        (0xB8, 'ž'),
+        (0xBC, 'Œ'),
+        (0xBD, 'œ'),
+        (0xBE, 'Ÿ'),
+    ];
+    match name.as_str() {
+        "utf8" | "utf8sig" | "u8" => Ok(text_of(
+            bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes),
+        )),
+        "ascii" | "usascii" => match bytes.iter().position(|b| !b.is_ascii()) {
+            None => Ok(text_of(bytes)),
+            Some(at) => Err(format!(
+                "'ascii' codec can't decode byte 0x{:02x} in position {at}: ordinal not in range(128)",
+                bytes.get(at).copied().unwrap_or_default()
+            )),
+        },
+        "latin1" | "latin" | "l1" | "iso88591" | "iso885918859" | "8859" | "cp819" => {
+            Ok(bytes.iter().map(|b| char::from(*b)).collect())
+        }
+        "iso885915" | "latin9" | "l9" => Ok(bytes
+            .iter()
+            .map(|b| {
+                LATIN9
+                    .iter()
+                    .find(|(at, _)| at == b)
+                    .map_or(char::from(*b), |(_, c)| *c)
+            })
+            .collect()),
+        _ => Err(format!("unknown encoding: {encoding}")),
+    }
+}
+
 /// `lookup('file', ...)`: each file's content, stripped on the right (`rstrip`, default
 /// true) and, with `lstrip`, on the left.
 pub fn file(
@@ -1167,6 +1213,74 @@ fn split_args(text: &str) -> Vec<String> {
 /// An INI file's sections, each a list of keys and values (`None`: a key with no value).
 type IniSections = BTreeMap<String, Vec<(String, Option<String>)>>;
 
+/// configparser's `BasicInterpolation` of option `key`'s `raw` value in `section`:
+/// `%(name)s` is the value of option `name` of the section (or of `DEFAULT`), itself
+/// interpolated, `%%` is `%`; anything else after `%` is its error, as is a name that
+/// is no option, or references deeper than its limit of 10.
+fn interpolate(
+    sections: &IniSections,
+    section: &str,
+    key: &str,
+    raw: &str,
+    case_sensitive: bool,
+    depth: usize,
+) -> Result<String, String> {
+    const MAX_DEPTH: usize = 10;
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "Recursion limit exceeded in value substitution: option '{key}' in section '{section}' contains an interpolation key which cannot be substituted in {MAX_DEPTH} steps. Raw value: '{raw}'"
+        ));
+    }
+    let find = |name: &str| {
+        [section, "DEFAULT"].iter().find_map(|s| {
+            sections
+                .get(*s)?
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone().unwrap_or_default())
+        })
+    };
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('%') {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let after = rest.get(at + 1..).unwrap_or_default();
+        if let Some(tail) = after.strip_prefix('%') {
+            out.push('%');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(')
+            && let Some(close) = body.find(")s")
+        {
+            let name = body.get(..close).unwrap_or_default();
+            let wanted = if case_sensitive {
+                name.to_string()
+            } else {
+                name.to_lowercase()
+            };
+            let Some(value) = find(&wanted) else {
+                return Err(format!(
+                    "Bad value substitution: option '{key}' in section '{section}' contains an interpolation key '{wanted}' which is not a valid option name. Raw value: '{raw}'"
+                ));
+            };
+            out.push_str(&interpolate(
+                sections,
+                section,
+                &wanted,
+                &value,
+                case_sensitive,
+                depth + 1,
+            )?);
+            rest = body.get(close + 2..).unwrap_or_default();
+        } else {
+            return Err(format!(
+                "'%' must be followed by '%' or '(', found: '%{after}'"
+            ));
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// An INI file as Python's `configparser` reads it: sections of `key = value` or
 /// `key: value` (keys lowercased unless `case_sensitive`), `#`/`;` comment lines,
 /// indented lines continuing a value.
@@ -1257,6 +1371,13 @@ pub fn ini(
         let mut key = term.clone();
         if term.contains('=') || term.trim().contains(' ') {
             let (k, inline) = ini_inline(&term, &KNOWN);
+            // `name=value` that names no option is Ansible's error before anything else.
+            if let Some((name, _)) = k.split_once('=') {
+                return Err(plugin(
+                    LOOKUP_ERROR,
+                    format!("{name} is not a valid option."),
+                ));
+            }
             if k.is_empty() {
                 return Err(FileLookupError::Options(format!(
                     "No key to lookup was provided as first term with in string inline options: {term}"
@@ -1281,7 +1402,9 @@ pub fn ini(
                     format!("could not locate file in lookup: {file_name}"),
                 )
             })?;
-        let mut text = text_of(files.bytes(&found).map_err(|e| plugin(ANSIBLE_ERROR, e))?);
+        let bytes = files.bytes(&found).map_err(|e| plugin(ANSIBLE_ERROR, e))?;
+        let mut text = decode(bytes, &opt_text(&opts, "encoding", "utf-8"))
+            .map_err(|e| plugin(ANSIBLE_ERROR, e))?;
         if properties {
             text = format!("[java_properties]\n{text}");
         }
@@ -1308,6 +1431,26 @@ pub fn ini(
         } else {
             key.to_lowercase()
         };
+        // configparser's BasicInterpolation (`%(name)s`, `%%`) unless turned off.
+        let entries: Vec<(String, Option<String>)> = if opt_bool(&opts, "interpolation", true) {
+            let case_sensitive = opt_bool(&opts, "case_sensitive", false);
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Some(raw) => Some(
+                            interpolate(&parsed, &section, k, raw, case_sensitive, 1)
+                                .map_err(|e| plugin(ANSIBLE_ERROR, e))?,
+                        ),
+                        None => None,
+                    };
+                    Ok((k.clone(), v))
+                })
+                .collect::<Result<_, FileLookupError>>()?
+        } else {
+            entries.clone()
+        };
+        let entries = &entries;
         if opt_bool(&opts, "re", false) {
             let re = crate::pyre::Pattern::new(&format!("^(?:{key})"))
                 .map_err(|e| plugin(ANSIBLE_ERROR, e))?;
@@ -1430,7 +1573,9 @@ pub fn csvfile(
                     "csvfile: expected str, bytes or os.PathLike object, not NoneType",
                 )
             })?;
-        let text = text_of(files.bytes(&found).map_err(|e| plugin(ANSIBLE_ERROR, e))?);
+        let bytes = files.bytes(&found).map_err(|e| plugin(ANSIBLE_ERROR, e))?;
+        let text = decode(bytes, &opt_text(&opts, "encoding", "utf-8"))
+            .map_err(|e| plugin(ANSIBLE_ERROR, e))?;
         let mut value = opts.get("default").cloned().filter(|v| !v.is_null());
         for line in text.lines() {
             let row = csv_fields(line, delim);
@@ -1621,6 +1766,52 @@ mod tests {
                 .insert(path.to_string(), Parsed::Ok(v.clone()));
         }
         s
+    }
+
+    #[test]
+    fn ini_values_interpolate_as_configparser_does() {
+        let sections = parse_ini(
+            "[DEFAULT]\nroot = /srv\n[global]\nhome_dir: /Users\nmy_dir: %(home_dir)s/lumberjack\nweb = %(ROOT)s/www 100%%\nbad = 5%\nloop = %(loop)s\n",
+            false,
+            false,
+        )
+        .unwrap();
+        let get = |k: &str| {
+            let raw = sections["global"]
+                .iter()
+                .find(|(n, _)| n == k)
+                .unwrap()
+                .1
+                .clone()
+                .unwrap();
+            interpolate(&sections, "global", k, &raw, false, 1)
+        };
+        assert_eq!(get("my_dir").unwrap(), "/Users/lumberjack");
+        assert_eq!(get("web").unwrap(), "/srv/www 100%");
+        assert!(
+            get("bad")
+                .unwrap_err()
+                .contains("'%' must be followed by '%' or '('")
+        );
+        assert!(
+            get("loop")
+                .unwrap_err()
+                .contains("Recursion limit exceeded")
+        );
+    }
+
+    #[test]
+    fn encodings_decode_as_pythons_codecs() {
+        let latin = b"\xe9t\xe9 \xa4";
+        assert_eq!(decode(latin, "iso8859-1").unwrap(), "été ¤");
+        assert_eq!(decode(latin, "ISO-8859-15").unwrap(), "été €");
+        assert_eq!(decode("été".as_bytes(), "utf-8").unwrap(), "été");
+        assert!(decode(latin, "ascii").unwrap_err().contains("position 0"));
+        assert!(
+            decode(latin, "klingon")
+                .unwrap_err()
+                .contains("unknown encoding")
+        );
     }
 
     #[test]

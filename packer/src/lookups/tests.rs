@@ -49,7 +49,7 @@ fn calls_are_found_where_templates_run_them() {
     assert!(found("{{ lookup('items', xs) }} {{ lookup(name, 'x') }}").is_empty());
     assert!(found("{{ obj.lookup('pipe', 'x') }}").is_empty());
     let mut bare = Vec::new();
-    calls_in_expression("lookup('env', 'X') == 'y'", &mut bare);
+    calls_matching("lookup('env', 'X') == 'y'", is_controller, &mut bare);
     assert_eq!(bare, ["lookup('env', 'X')"]);
 }
 
@@ -427,4 +427,43 @@ fn calls_in_templates_a_template_imports_are_answered() {
         templates_named("{% from 'a.j2' import x %}{%- import \"b.j2\" as b -%}{% include c %}"),
         ["a.j2", "b.j2"]
     );
+}
+
+#[test]
+fn literal_file_names_are_the_files_lookups_read() {
+    let task: Task = serde_json::from_value(json!({
+        "module": "copy",
+        "args": {
+            "content": "{{ lookup('file', 'keys/id.pub') }} {{ lookup('ini', 'k section=s file=app.ini') }}",
+            "dest": "{{ lookup('csvfile', 'a col=1', file='data.csv') }}",
+            "mode": "{{ lookup('ini', 'plain') }} {{ query('first_found', 'a.txt', 'b.txt') }}",
+        },
+        "when": "lookup('template', 'x.j2') and lookup('file', name_from_var) and lookup('env', 'HOME')",
+        "vars": {"t": "{{ lookup('file', '{{ dynamic }}.txt') }}"},
+    }))
+    .unwrap();
+    assert_eq!(
+        literal_file_names(&task),
+        [
+            "a.txt",
+            "ansible.ini",
+            "app.ini",
+            "b.txt",
+            "data.csv",
+            "keys/id.pub",
+            "x.j2"
+        ]
+    );
+    let looped: Task = serde_json::from_value(json!({
+        "module": "debug", "args": {"msg": "{{ item }}"},
+        "loop_with": "file", "loop": ["one.txt", "{{ two }}"],
+    }))
+    .unwrap();
+    assert_eq!(literal_file_names(&looped), ["one.txt"]);
+    let asserted: Task = serde_json::from_value(json!({
+        "module": "assert",
+        "args": {"that": ["lookup('ini', 'k', file='i.ini') == 'v'"]},
+    }))
+    .unwrap();
+    assert_eq!(literal_file_names(&asserted), ["i.ini"]);
 }

@@ -84,6 +84,9 @@ pub(crate) struct Reach {
     /// Directories named literally by `include_vars` `dir:`, by controller path, with
     /// the plays that name them.
     vars_dirs: BTreeMap<String, BTreeSet<usize>>,
+    /// Files that lookups name literally, by controller path, with the plays that
+    /// name them: carried even outside the directories a payload carries whole.
+    lookup_files: BTreeMap<String, BTreeSet<usize>>,
     /// Roles an `include_role` may name, by directory.
     roles: BTreeMap<String, RoleSpec>,
     /// Roles an `include_role` names literally that are not found, by name, with
@@ -270,6 +273,33 @@ impl Loader<'_> {
             .extend(plays);
     }
 
+    /// Records a file a lookup of the task being read (`cx`) names literally: the file
+    /// Ansible would read (the task's `files/` directories and the directories above,
+    /// as the runner searches them) travels with the plays that name it.
+    pub(crate) fn register_lookup_file(&mut self, name: &str, cx: &Cx) {
+        let dir = controller_path(&cx.dir);
+        let playbook_dir = controller_path(&cx.playbook_dir);
+        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
+        let place = rustle_runner::resolve::Place {
+            roles: role.iter().map(String::as_str).collect(),
+            task_dir: &dir,
+            playbook_dir: &playbook_dir,
+        };
+        let Some(found) = place
+            .stack_candidates("files", name)
+            .into_iter()
+            .find(|c| Path::new(c).is_file())
+        else {
+            return;
+        };
+        let plays = self.reach.plays.clone();
+        self.reach
+            .lookup_files
+            .entry(found)
+            .or_default()
+            .extend(plays);
+    }
+
     /// Records an `include_vars` `dir:` named literally from the file being read (`cx`):
     /// the files below the directory it reads, as the runner finds it, travel with their
     /// variables parsed.
@@ -338,6 +368,12 @@ impl Loader<'_> {
                     .extend(plays.iter().copied());
             }
         }
+        let looked_up = self.reach.lookup_files.clone();
+        for path in looked_up.keys() {
+            if !self.files.contains_key(path) {
+                self.carry_looked_up(path, &mut library);
+            }
+        }
         let named = self.reach.vars_files.clone();
         for path in named.keys() {
             if library.vars.contains_key(path) {
@@ -360,7 +396,7 @@ impl Loader<'_> {
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         let mut reach: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        for (key, plays) in named.iter().chain(&dirs) {
+        for (key, plays) in named.iter().chain(&dirs).chain(&looked_up) {
             for p in plays {
                 reach.entry(*p).or_default().push(key.clone());
             }
@@ -397,6 +433,43 @@ impl Loader<'_> {
                 false
             }
         }
+    }
+
+    /// Carries a file a lookup names literally. Named so, a vault-encrypted one is
+    /// opened with the vault password, as Ansible's file lookups open it; without a
+    /// password it is recorded as unreadable, saying why.
+    fn carry_looked_up(&mut self, path: &str, library: &mut Library) {
+        let mut file = match crate::plan::plan_file(Path::new(path)) {
+            Ok(f) => f,
+            Err(e) => {
+                library
+                    .unreadable
+                    .insert(path.to_string(), format!("cannot read it: {e}"));
+                return;
+            }
+        };
+        if let Some(text) = file.content.as_deref().filter(|t| yaml::is_vault(t)) {
+            let opened = match self.opts.vault.as_ref() {
+                Some(v) => v.decrypt(text, path).map_err(|e| e.to_string()),
+                None => Err("it is vault-encrypted and no vault password was given".into()),
+            };
+            match opened {
+                Ok(plain) => match String::from_utf8(plain) {
+                    Ok(s) => file.content = Some(s),
+                    Err(e) => {
+                        use base64::Engine as _;
+                        file.content = None;
+                        file.base64 =
+                            Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
+                    }
+                },
+                Err(why) => {
+                    library.unreadable.insert(path.to_string(), why);
+                    return;
+                }
+            }
+        }
+        self.files.insert(path.to_string(), file);
     }
 
     /// Embeds and parses the files of one tree.

@@ -550,6 +550,14 @@ impl Loader<'_> {
             handler: false,
             in_block: false,
         };
+        // Files the play's own variables look up by literal name travel as a task's do.
+        let play_level = Task {
+            vars: play_vars.clone(),
+            ..Task::default()
+        };
+        for name in crate::lookups::literal_file_names(&play_level) {
+            self.register_lookup_file(&name, &cx);
+        }
         let mut pre = self.task_list(get("pre_tasks"), &cx, &at, "pre_tasks")?;
         let mut main = self.roles_section(get("roles"), &cx, &at)?;
         main.extend(self.task_list(get("tasks"), &cx, &at, "tasks")?);

@@ -973,6 +973,10 @@ impl Loader<'_> {
                 self.register_static_vars(name.trim_end_matches('\n'), cx);
             }
         }
+        // Files its lookups name literally travel too (a key beside the playbook).
+        for name in crate::lookups::literal_file_names(&task) {
+            self.register_lookup_file(&name, cx);
+        }
         Ok(task)
     }
 
