@@ -514,10 +514,13 @@ fn check_machine() -> Result<()> {
     if !Path::new("/usr/bin/setfacl").exists() {
         missing.push("acl (apt-get install acl)");
     }
-    // The records were made with ufw installed, as .ci/run installs it for the ufw
-    // module's own test: the ufw target's install task is then `ok`.
+    // The records were made with ufw and at installed, as .ci/run installs them for the
+    // modules' own tests: the targets' install tasks are then `ok`.
     if !Path::new("/usr/sbin/ufw").exists() {
         missing.push("ufw (apt-get install ufw)");
+    }
+    if !Path::new("/usr/bin/at").exists() {
+        missing.push("at (apt-get install at)");
     }
     let cron = Command::new("pgrep")
         .args(["-x", "cron"])

@@ -17,6 +17,7 @@ mod argspec;
 mod assemble;
 mod asuser;
 pub mod async_job;
+mod at;
 mod authorized_key;
 mod command;
 mod control;
@@ -224,6 +225,7 @@ pub const SUPPORTED: &[&str] = &[
     "acl",
     // Handled by the executor itself: they change the run's `groups`.
     "add_host",
+    "alternatives",
     "apk",
     "apt",
     "apt_key",
@@ -231,8 +233,8 @@ pub const SUPPORTED: &[&str] = &[
     "archive",
     "assemble",
     "assert",
-    "alternatives",
     "async_status",
+    "at",
     "authorized_key",
     "blockinfile",
     "command",
@@ -313,7 +315,7 @@ pub fn is_supported(module: &str) -> bool {
 const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     (
         "ansible.posix.",
-        &["acl", "authorized_key", "mount", "patch", "sysctl"],
+        &["acl", "at", "authorized_key", "mount", "patch", "sysctl"],
     ),
     (
         "community.general.",
@@ -426,6 +428,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "service_facts" => service_facts::run(args, ctx),
         "modprobe" => modprobe::run(args, ctx),
         "acl" => acl::run(args, ctx),
+        "at" => at::run(args, ctx),
         "alternatives" => alternatives::run(args, ctx),
         "locale_gen" => locale_gen::run(args, ctx),
         "iptables" => iptables::run(args, ctx),
