@@ -71,6 +71,29 @@ mod playbook {
 
     // ---------------------------------------------------------------- fixture playbooks
 
+    /// A task file that is a sentence, not a list, is refused naming the file and
+    /// showing the sentence, as Ansible shows its line (include_when_parent_is_static).
+    #[test]
+    fn a_task_file_that_is_not_a_list_shows_its_text() {
+        let dir = project(&[
+            (
+                "play.yml",
+                "- hosts: all\n  tasks:\n    - import_tasks: broken.yml\n",
+            ),
+            ("broken.yml", "intentional syntax error here\n"),
+        ]);
+        let e = load_playbook(&dir.path().join("play.yml"), &PlaybookOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("broken.yml")
+                && e.contains(
+                    "must contain a list of tasks, found a string: intentional syntax error here"
+                ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn simple_fixture() {
         let plan = load(&fixtures().join("playbooks/simple.yml"));

@@ -703,10 +703,16 @@ impl Loader<'_> {
         }
         let doc = yaml::read(path, self.opts.vault.as_ref())?;
         if !matches!(doc, Yaml::Null | Yaml::Sequence(_)) {
+            // The offending text is shown, as Ansible shows the line of such a file (a
+            // stray sentence is a common slip).
+            let shown = match &doc {
+                Yaml::String(text) => format!(": {}", one_line(text, 120)),
+                _ => String::new(),
+            };
             return Err(here.invalid(
                 "",
                 format!(
-                    "a task file is a list of tasks, found {}",
+                    "included task files must contain a list of tasks, found {}{shown}",
                     yaml::describe(&doc)
                 ),
             ));
@@ -1564,6 +1570,16 @@ fn include_arg(
         }
         _ => Err(at.invalid(module, format!("expected a `{main}` (a file or role name)"))),
     }
+}
+
+/// `text` on one line, cut to `max` characters (with `...`), for an error message.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max).collect();
+    format!("{cut}...")
 }
 
 /// `include_role`'s arguments: `name` (or `role`, or free-form `name=...`), the
