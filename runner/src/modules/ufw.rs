@@ -233,14 +233,9 @@ impl Ufw<'_> {
         self.ufw(&words(&["status", "verbose"]), false)
     }
 
-    /// The `### tuple` lines of ufw's rule files, the rules as ufw stores them.
-    fn rules(&mut self) -> String {
-        let grep = ["grep", "-h", "'^### tuple'"].iter().map(|s| s.to_string());
-        self.commands.push(
-            grep.chain(RULE_FILES.iter().map(|f| f.to_string()))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+    /// The `### tuple` lines of ufw's rule files, the rules as ufw stores them (the
+    /// module greps them; they are read here, so `commands` lists only ufw's runs).
+    fn rules(&self) -> String {
         RULE_FILES
             .iter()
             .filter_map(|f| std::fs::read_to_string(f).ok())
