@@ -287,11 +287,7 @@ fn is_file_lookup(name: &str) -> bool {
 /// directories a payload carries whole) reaches the host. A name built by a template is
 /// the host's to find among what travels.
 pub(crate) fn literal_file_names(task: &Task) -> Vec<String> {
-    let mut own = task.clone();
-    own.block = None;
-    own.rescue.clear();
-    own.always.clear();
-    let Ok(Value::Object(fields)) = serde_json::to_value(&own) else {
+    let Some(fields) = own_fields(task) else {
         return Vec::new();
     };
     let mut calls = Vec::new();
@@ -429,13 +425,21 @@ fn literal(arg: &str) -> Option<String> {
     (!body.contains(quote) && !body.contains('\\')).then(|| body.to_string())
 }
 
-/// The probes of one task (or block), its children apart.
-fn task_probes(task: &Task, files: &BTreeMap<String, String>) -> Vec<Probe> {
+/// A task's (or block's) own fields as JSON, its children left out.
+fn own_fields(task: &Task) -> Option<serde_json::Map<String, Value>> {
     let mut own = task.clone();
     own.block = None;
     own.rescue.clear();
     own.always.clear();
-    let Ok(Value::Object(fields)) = serde_json::to_value(&own) else {
+    match serde_json::to_value(&own) {
+        Ok(Value::Object(fields)) => Some(fields),
+        _ => None,
+    }
+}
+
+/// The probes of one task (or block), its children apart.
+fn task_probes(task: &Task, files: &BTreeMap<String, String>) -> Vec<Probe> {
+    let Some(fields) = own_fields(task) else {
         return Vec::new();
     };
     let mut exprs = Vec::new();

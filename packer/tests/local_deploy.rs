@@ -416,6 +416,40 @@ fn files_lookups_name_beside_the_playbook_travel_and_nothing_else_there() {
         !holds(b"TOP-SECRET-4711"),
         "a file no lookup names travelled"
     );
+
+    // A vault-encrypted file named so is opened with the vault password, as Ansible's
+    // file lookup opens it; without the password the task says why.
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ansible_project");
+    std::fs::copy(
+        project.join("roles/app/files/secret.txt"),
+        env.path("sealed.txt"),
+    )
+    .unwrap();
+    std::fs::write(
+        &site,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+             \x20   - copy:\n        content: \"{{{{ lookup('file', 'sealed.txt') }}}}\"\n        dest: {}/sealed\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let pw = project.join("vault-password");
+    let o = env.deploy(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "--vault-password-file",
+        pw.to_str().unwrap(),
+        site.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(out.join("sealed")).unwrap(),
+        "api-key=abc123"
+    );
+    let o = env.deploy(&["-i", inv.to_str().unwrap(), site.to_str().unwrap()]);
+    assert_ne!(code(&o), 0);
+    assert_has(&o.stdout, "encrypted with Ansible Vault");
 }
 
 fn compile_only(env: &Env, work: &Path) -> (Vec<(String, String, PathBuf)>, PathBuf) {

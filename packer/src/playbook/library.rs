@@ -250,19 +250,7 @@ impl Loader<'_> {
     /// Records an `include_vars` of the literal `name` from the file being read (`cx`):
     /// the file it finds, in the runner's order, is parsed into the library.
     pub(crate) fn register_static_vars(&mut self, name: &str, cx: &Cx) {
-        let dir = controller_path(&cx.dir);
-        let playbook_dir = controller_path(&cx.playbook_dir);
-        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
-        let place = rustle_runner::resolve::Place {
-            roles: role.iter().map(String::as_str).collect(),
-            task_dir: &dir,
-            playbook_dir: &playbook_dir,
-        };
-        let Some(found) = place
-            .stack_candidates("vars", name)
-            .into_iter()
-            .find(|c| Path::new(c).is_file())
-        else {
+        let Some(found) = stack_file(cx, "vars", name) else {
             return;
         };
         let plays = self.reach.plays.clone();
@@ -277,19 +265,7 @@ impl Loader<'_> {
     /// Ansible would read (the task's `files/` directories and the directories above,
     /// as the runner searches them) travels with the plays that name it.
     pub(crate) fn register_lookup_file(&mut self, name: &str, cx: &Cx) {
-        let dir = controller_path(&cx.dir);
-        let playbook_dir = controller_path(&cx.playbook_dir);
-        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
-        let place = rustle_runner::resolve::Place {
-            roles: role.iter().map(String::as_str).collect(),
-            task_dir: &dir,
-            playbook_dir: &playbook_dir,
-        };
-        let Some(found) = place
-            .stack_candidates("files", name)
-            .into_iter()
-            .find(|c| Path::new(c).is_file())
-        else {
+        let Some(found) = stack_file(cx, "files", name) else {
             return;
         };
         let plays = self.reach.plays.clone();
@@ -448,26 +424,9 @@ impl Loader<'_> {
                 return;
             }
         };
-        if let Some(text) = file.content.as_deref().filter(|t| yaml::is_vault(t)) {
-            let opened = match self.opts.vault.as_ref() {
-                Some(v) => v.decrypt(text, path).map_err(|e| e.to_string()),
-                None => Err("it is vault-encrypted and no vault password was given".into()),
-            };
-            match opened {
-                Ok(plain) => match String::from_utf8(plain) {
-                    Ok(s) => file.content = Some(s),
-                    Err(e) => {
-                        use base64::Engine as _;
-                        file.content = None;
-                        file.base64 =
-                            Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
-                    }
-                },
-                Err(why) => {
-                    library.unreadable.insert(path.to_string(), why);
-                    return;
-                }
-            }
+        if let Err(e) = super::open_vaulted(&mut file, path, self.opts.vault.as_ref()) {
+            library.unreadable.insert(path.to_string(), e.to_string());
+            return;
         }
         self.files.insert(path.to_string(), file);
     }
@@ -578,6 +537,23 @@ fn is_yaml_name(path: &Path, root: &Path) -> bool {
 
 /// A file's plan form. A vault-encrypted file is not carried: only files a task names
 /// literally are opened with the vault password.
+/// The file `name` a task read from `cx` finds in Ansible's search stack under `sub`
+/// (`vars`, `files`), in the runner's order, if there is one.
+fn stack_file(cx: &Cx, sub: &str, name: &str) -> Option<String> {
+    let dir = controller_path(&cx.dir);
+    let playbook_dir = controller_path(&cx.playbook_dir);
+    let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
+    let place = rustle_runner::resolve::Place {
+        roles: role.iter().map(String::as_str).collect(),
+        task_dir: &dir,
+        playbook_dir: &playbook_dir,
+    };
+    place
+        .stack_candidates(sub, name)
+        .into_iter()
+        .find(|c| Path::new(c).is_file())
+}
+
 fn read_file(path: &Path) -> Result<PlanFile, String> {
     let file = crate::plan::plan_file(path).map_err(|e| format!("cannot read it: {e}"))?;
     if file.content.as_deref().is_some_and(yaml::is_vault) {

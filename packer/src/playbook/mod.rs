@@ -655,26 +655,34 @@ fn open_vaulted_files(
     base: &Path,
     vault: Option<&crate::vault::Vault>,
 ) -> Result<(), PlaybookError> {
-    use base64::Engine as _;
     for (key, file) in files.iter_mut() {
-        let Some(text) = file.content.as_deref() else {
-            continue;
-        };
-        if !yaml::is_vault(text) {
-            continue;
-        }
         let what = base.join(key).display().to_string();
-        let plain = match vault {
-            Some(v) => v.decrypt(text, &what),
-            None => crate::vault::open(None, text, &what).map(String::into_bytes),
-        }
-        .map_err(|e| PlaybookError::Vault(Box::new(e)))?;
-        match String::from_utf8(plain) {
-            Ok(s) => file.content = Some(s),
-            Err(e) => {
-                file.content = None;
-                file.base64 = Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
-            }
+        open_vaulted(file, &what, vault).map_err(|e| PlaybookError::Vault(Box::new(e)))?;
+    }
+    Ok(())
+}
+
+/// A carried file's vault-encrypted content replaced by its plaintext (binary plaintext
+/// as base64); any other file is left as it is. `what` names it in errors; without a
+/// vault password the error is Ansible's.
+pub(crate) fn open_vaulted(
+    file: &mut PlanFile,
+    what: &str,
+    vault: Option<&crate::vault::Vault>,
+) -> Result<(), crate::vault::VaultError> {
+    use base64::Engine as _;
+    let Some(text) = file.content.as_deref().filter(|t| yaml::is_vault(t)) else {
+        return Ok(());
+    };
+    let plain = match vault {
+        Some(v) => v.decrypt(text, what)?,
+        None => crate::vault::open(None, text, what)?.into_bytes(),
+    };
+    match String::from_utf8(plain) {
+        Ok(s) => file.content = Some(s),
+        Err(e) => {
+            file.content = None;
+            file.base64 = Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
         }
     }
     Ok(())

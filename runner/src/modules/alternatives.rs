@@ -144,16 +144,7 @@ fn read(raw: &Vars) -> Result<Params, ModuleError> {
             "one of the following is required: path, family".into(),
         ));
     }
-    let priority = match a.get("priority") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .ok_or_else(|| {
-                    ModuleError::BadArgs(format!("argument 'priority' must be an integer, got {v}"))
-                })?,
-        ),
-    };
+    let priority = args::opt_int(&a, "priority")?;
     let subcommands = match a.get("subcommands") {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => Some(
@@ -266,7 +257,7 @@ impl Alternatives<'_> {
     }
 
     fn apply(&mut self, p: &Params) -> Result<(), Outcome> {
-        let display = self.tool(&words(&["--display", &p.name]), false)?;
+        let display = self.tool(&tools::argv(&["--display", &p.name]), false)?;
         let g = if display.rc == 0 {
             parse(&display.stdout, p.subcommands.as_deref())
         } else {
@@ -295,7 +286,7 @@ impl Alternatives<'_> {
         if p.state == "absent" {
             if let (Some(path), Some(_)) = (&p.path, existing) {
                 self.change(
-                    words(&["--remove", &p.name, path]),
+                    tools::argv(&["--remove", &p.name, path]),
                     format!("Remove alternative '{path}' from '{}'.", p.name),
                 )?;
                 if diff {
@@ -334,7 +325,7 @@ impl Alternatives<'_> {
         if p.state == "selected" && !(same_path || same_family) {
             let arg = p.path.clone().or(p.family.clone()).unwrap_or_default();
             self.change(
-                words(&["--set", &p.name, &arg]),
+                tools::argv(&["--set", &p.name, &arg]),
                 format!("Set alternative '{arg}' for '{}'.", p.name),
             )?;
             if diff {
@@ -343,7 +334,7 @@ impl Alternatives<'_> {
         }
         if p.state == "auto" && g.mode.as_deref() == Some("manual") {
             self.change(
-                words(&["--auto", &p.name]),
+                tools::argv(&["--auto", &p.name]),
                 format!("Set alternative to auto for '{}'.", p.name),
             )?;
             if diff {
@@ -371,15 +362,15 @@ impl Alternatives<'_> {
                 .filter(|a| !a.subcommands.is_empty())
                 .map(|a| a.subcommands.clone())
         });
-        let mut argv = words(&["--install", &link, &p.name, path, &priority.to_string()]);
+        let mut argv = tools::argv(&["--install", &link, &p.name, path, &priority.to_string()]);
         if let Some(family) = &p.family {
-            argv.extend(words(&["--family", family]));
+            argv.extend(tools::argv(&["--family", family]));
         }
         // Only the task's own subcommands are passed on, as the module passes them.
         if let Some(subs) = &p.subcommands {
             for s in subs {
                 let sub_link = s.link.clone().unwrap_or_default();
-                argv.extend(words(&["--slave", &sub_link, &s.name, &s.path]));
+                argv.extend(tools::argv(&["--slave", &sub_link, &s.name, &s.path]));
             }
         }
         self.change(
@@ -401,10 +392,6 @@ impl Alternatives<'_> {
 
 fn subs_json(subs: &[Subcommand]) -> Value {
     Value::Array(subs.iter().map(Subcommand::to_json).collect())
-}
-
-fn words(w: &[&str]) -> Vec<String> {
-    w.iter().map(|s| s.to_string()).collect()
 }
 
 #[cfg(test)]

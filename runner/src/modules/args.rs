@@ -82,6 +82,20 @@ pub fn opt_u64(args: &Vars, name: &str) -> Result<Option<u64>, ModuleError> {
     }
 }
 
+/// An optional integer argument: a number, or a string of one (Ansible's `int` type).
+pub fn opt_int(args: &Vars, name: &str) -> Result<Option<i64>, ModuleError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .map(Some)
+            .ok_or_else(|| {
+                ModuleError::BadArgs(format!("argument '{name}' must be an integer, got {v}"))
+            }),
+    }
+}
+
 pub fn bool_or(args: &Vars, name: &str, default: bool) -> Result<bool, ModuleError> {
     Ok(opt_bool(args, name)?.unwrap_or(default))
 }

@@ -291,7 +291,6 @@ impl Validator {
             self.errors.push(msg);
             return value;
         };
-        let _ = wanted;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             match convert(elements, &item) {

@@ -43,16 +43,7 @@ fn queue(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         }
         _ => {}
     }
-    let count = match a.get("count") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .ok_or_else(|| {
-                    ModuleError::BadArgs(format!("argument 'count' must be an integer, got {v}"))
-                })?,
-        ),
-    };
+    let count = args::opt_int(a, "count")?;
     let units = args::opt_choice(a, "units", &["minutes", "hours", "days", "weeks"])?;
     let state =
         args::opt_choice(a, "state", &["absent", "present"])?.unwrap_or_else(|| "present".into());

@@ -47,6 +47,16 @@ pub(super) fn finish(r: Step<Outcome>) -> Result<Outcome, ModuleError> {
     }
 }
 
+/// access(2)'s W_OK, which modules ask of a `dest` before they change it: without libc,
+/// whether the file opens for appending (which changes nothing); for a directory,
+/// whether it is not read-only (the write itself tells whether a file can be made).
+pub(super) fn writable(p: &Path) -> bool {
+    if p.is_dir() {
+        return fs::metadata(p).is_ok_and(|m| !m.permissions().readonly());
+    }
+    fs::OpenOptions::new().append(true).open(p).is_ok()
+}
+
 /// Stops with a failed outcome carrying `msg`.
 pub(super) fn fail<T>(msg: impl Into<String>) -> Step<T> {
     Err(failed(Outcome::fail(msg)))

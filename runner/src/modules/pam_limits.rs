@@ -86,15 +86,6 @@ fn one_of(a: &Vars, name: &str, choices: &[&str]) -> Step<String> {
     ))
 }
 
-fn writable(p: &Path) -> bool {
-    // access(2) is what the module asks; without libc, try to open for writing
-    // (a directory: whether a file could be made there, which the write will tell).
-    if p.is_dir() {
-        return std::fs::metadata(p).is_ok_and(|m| !m.permissions().readonly());
-    }
-    std::fs::OpenOptions::new().append(true).open(p).is_ok()
-}
-
 fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     args::only(a, KNOWN)?;
     let domain = args::req_str(a, "domain")?;
@@ -110,7 +101,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 
     let exists = path.is_file();
     if exists {
-        if !writable(path) {
+        if !fsutil::writable(path) {
             return fail(format!("{dest} is not writable. Use sudo"));
         }
     } else {
@@ -118,7 +109,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        if !(dir.is_dir() && writable(dir)) {
+        if !(dir.is_dir() && fsutil::writable(dir)) {
             return fail(format!(
                 "directory {} is not writable (check presence, access rights, use sudo)",
                 dir.display()

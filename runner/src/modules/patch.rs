@@ -29,15 +29,6 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(apply(a, ctx))
 }
 
-/// access(2)'s W_OK without libc: whether the file opens for appending (which changes
-/// nothing), or for a directory, whether it is not read-only.
-fn writable(p: &Path) -> bool {
-    if p.is_dir() {
-        return std::fs::metadata(p).is_ok_and(|m| !m.permissions().readonly());
-    }
-    std::fs::OpenOptions::new().append(true).open(p).is_ok()
-}
-
 fn apply(raw: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let a = args::with_aliases(raw, SPEC)?;
     let src = args::opt_str(&a, "src")?
@@ -49,15 +40,7 @@ fn apply(raw: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             ModuleError::BadArgs("one of the following is required: dest, basedir".into()).into(),
         );
     }
-    let strip = match a.get("strip") {
-        None | Some(serde_json::Value::Null) => 0,
-        Some(v) => v
-            .as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .ok_or_else(|| {
-                ModuleError::BadArgs(format!("argument 'strip' must be an integer, got {v}"))
-            })?,
-    };
+    let strip = args::opt_int(&a, "strip")?.unwrap_or(0);
     let remote_src = args::bool_or(&a, "remote_src", false)?;
     let backup = args::bool_or(&a, "backup", false)?;
     let binary = args::bool_or(&a, "binary", false)?;
@@ -82,7 +65,7 @@ fn apply(raw: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             .map_err(|e| fsutil::io_fail("write", Path::new(&src), &e))?
     };
     if let Some(d) = &dest
-        && !writable(Path::new(d))
+        && !fsutil::writable(Path::new(d))
     {
         return fail(format!("dest {d} doesn't exist or not writable"));
     }

@@ -426,6 +426,11 @@ pub(super) fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Chil
     }
 }
 
+/// An argument vector from literal words.
+pub(super) fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
 /// The command line as one string, for messages.
 pub(super) fn shown(program: &Path, args: &[String]) -> String {
     std::iter::once(program.display().to_string())

@@ -145,18 +145,7 @@ impl Params {
                 "missing parameter(s) required by 'interface': direction".into(),
             ));
         }
-        let insert = match a.get("insert") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(
-                v.as_i64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                    .ok_or_else(|| {
-                        ModuleError::BadArgs(format!(
-                            "argument 'insert' must be an integer, got {v}"
-                        ))
-                    })?,
-            ),
-        };
+        let insert = args::opt_int(&a, "insert")?;
         let relative = ["zero", "first-ipv4", "last-ipv4", "first-ipv6", "last-ipv6"];
         let protos = [
             "ah", "any", "esp", "ipv6", "tcp", "udp", "gre", "igmp", "vrrp",
@@ -230,7 +219,7 @@ impl Ufw<'_> {
 
     /// The firewall's state as `ufw status verbose` shows it.
     fn status(&mut self) -> Ran<String> {
-        self.ufw(&words(&["status", "verbose"]), false)
+        self.ufw(&tools::argv(&["status", "verbose"]), false)
     }
 
     /// The `### tuple` lines of ufw's rule files, the rules as ufw stores them (the
@@ -249,7 +238,7 @@ impl Ufw<'_> {
         let pre_rules = self.rules();
         let mut changed = false;
         let base: Vec<String> = if check {
-            words(&["--dry-run"])
+            tools::argv(&["--dry-run"])
         } else {
             Vec::new()
         };
@@ -270,7 +259,7 @@ impl Ufw<'_> {
                     "reloaded" => "reload",
                     _ => "reset",
                 };
-                self.ufw(&[base.clone(), words(&["-f", verb])].concat(), false)?;
+                self.ufw(&[base.clone(), tools::argv(&["-f", verb])].concat(), false)?;
             }
         }
         if let Some(policy) = &p.default {
@@ -285,7 +274,7 @@ impl Ufw<'_> {
             if check {
                 changed |= default_differs(&pre_state, p.direction.as_deref(), policy);
             } else {
-                let mut argv = [base.clone(), words(&["default", policy])].concat();
+                let mut argv = [base.clone(), tools::argv(&["default", policy])].concat();
                 argv.extend(p.direction.clone());
                 self.ufw(&argv, false)?;
             }
@@ -296,7 +285,7 @@ impl Ufw<'_> {
         if let Some(level) = &p.logging {
             changed |= logging_differs(&pre_state, level);
             if !check {
-                self.ufw(&[base, words(&["logging", level])].concat(), false)?;
+                self.ufw(&[base, tools::argv(&["logging", level])].concat(), false)?;
             }
         }
         if check {
@@ -343,7 +332,7 @@ impl Ufw<'_> {
         argv.extend(p.direction.clone());
         let on = |prefix: &[&str], name: &Option<String>| {
             name.iter()
-                .flat_map(|n| words(prefix).into_iter().chain([n.clone()]))
+                .flat_map(|n| tools::argv(prefix).into_iter().chain([n.clone()]))
                 .collect::<Vec<_>>()
         };
         argv.extend(on(&["on"], &p.interface));
@@ -400,7 +389,7 @@ impl Ufw<'_> {
         }
         let mut cmd = self.ctx.command(&self.bin);
         cmd.env("LANG", "C");
-        let numbered = tools::run_command(cmd, &words(&["status", "numbered"]), None)
+        let numbered = tools::run_command(cmd, &tools::argv(&["status", "numbered"]), None)
             .map(|o| o.stdout)
             .unwrap_or_default();
         let rules = numbered_rules(&numbered);
@@ -420,7 +409,7 @@ impl Ufw<'_> {
 
     /// Whether this ufw takes `comment` (from 0.35 on), read from `ufw --version`.
     fn supports_comments(&mut self) -> Ran<bool> {
-        let out = self.ufw(&words(&["--version"]), false)?;
+        let out = self.ufw(&tools::argv(&["--version"]), false)?;
         let first = out.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         let Some(c) = VERSION.as_ref().and_then(|re| re.captures(first)) else {
             return Err(Outcome::fail("Failed to get ufw version.")
@@ -434,10 +423,6 @@ impl Ufw<'_> {
         };
         Ok(num(1) > 0 || num(2) >= 35)
     }
-}
-
-fn words(w: &[&str]) -> Vec<String> {
-    w.iter().map(|s| s.to_string()).collect()
 }
 
 /// The lines of `text` that start with `### tuple`, each with its line break.
