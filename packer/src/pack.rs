@@ -607,7 +607,14 @@ fn layout_of(
             dir = rustle_runner::resolve::dirname(dir);
         }
     }
-    layout.only(|k| holding.contains(rustle_runner::resolve::dirname(k)))
+    let mut kept = layout.only(|k| holding.contains(rustle_runner::resolve::dirname(k)));
+    // A synchronize source's top (a file, or a directory holding some) is stamped too.
+    kept.stamps.extend(
+        (layout.stamps.iter())
+            .filter(|(k, _)| files.contains_key(*k) || holding.contains(k.as_str()))
+            .map(|(k, v)| (k.clone(), *v)),
+    );
+    kept
 }
 
 /// The version of ansible-core whose semantics rustle-deploy follows, for

@@ -1122,6 +1122,134 @@ fn the_module_tour_gives_the_same_results_over_ssh_as_locally_and_changes_nothin
     }
 }
 
+/// synchronize pushes a controller directory (from the payload on an SSH host, from
+/// where it is on a local one) with its modes, times and links, and copies between two
+/// of the host's paths when delegated to the host itself; a second run changes nothing.
+#[test]
+fn synchronize_pushes_a_tree_with_its_times_and_a_second_run_changes_nothing() {
+    use std::os::unix::fs::MetadataExt as _;
+    assert!(
+        std::path::Path::new("/usr/bin/rsync").exists(),
+        "this test needs rsync: apt-get install rsync (.ci/run does)"
+    );
+    let lab = Lab::new();
+    let h = lab.start("remote", "rustle-sync");
+    lab.trust(&[&h]);
+    let inv = lab.inventory(&[&h]);
+    let d = Deployer::new();
+    let local_root = d.home.path().join("local-sync");
+    let mut text_inv = std::fs::read_to_string(&inv).unwrap().replace(
+        "remote ansible_env_home=",
+        &format!("remote root={}/sync ansible_env_home=", h.home.display()),
+    );
+    text_inv.push_str(&format!(
+        "local ansible_connection=local root={} rustle_root={}\n",
+        local_root.display(),
+        d.home.path().join("local-state").display()
+    ));
+    std::fs::write(&inv, text_inv).unwrap();
+
+    let project = d.home.path().join("project");
+    let site = project.join("files/site");
+    std::fs::create_dir_all(site.join("css")).unwrap();
+    std::fs::create_dir_all(site.join("empty")).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>hi</h1>\n").unwrap();
+    std::fs::write(site.join("css/a.css"), "a{}\n").unwrap();
+    std::os::unix::fs::symlink("index.html", site.join("home.html")).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(site.join("css"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let playbook = project.join("site.yml");
+    std::fs::write(
+        &playbook,
+        r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - name: the root
+      file: {path: "{{ root }}", state: directory}
+    - name: push the site
+      ansible.posix.synchronize: {src: site/, dest: "{{ root }}/www/", delete: true}
+      register: pushed
+    - name: copy it on the host
+      synchronize: {src: "{{ root }}/www", dest: "{{ root }}/copy"}
+      delegate_to: "{{ inventory_hostname }}"
+    - name: what rsync did
+      assert:
+        that:
+          - pushed is changed or pushed.msg == ''
+          - "'rsync' in pushed.cmd"
+"#,
+    )
+    .unwrap();
+    let (report_path, report_arg) = report(&d);
+    let args = [
+        "-i",
+        inv.to_str().unwrap(),
+        playbook.to_str().unwrap(),
+        "--report",
+        &report_arg,
+    ];
+    let out = d.run(&lab, &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let want = [
+        ("push the site", "changed"),
+        ("copy it on the host", "changed"),
+    ];
+    for host in ["remote", "local"] {
+        let got = statuses_of(&r, host);
+        for (task, status) in want {
+            assert!(
+                got.contains(&(task.to_string(), status.to_string())),
+                "{host}: {got:?}"
+            );
+        }
+    }
+    let controller = |p: &str| std::fs::symlink_metadata(site.join(p)).unwrap();
+    for root in [h.home.join("sync"), local_root.clone()] {
+        for copy in ["www", "copy/www"] {
+            let m = |p: &str| std::fs::symlink_metadata(root.join(copy).join(p)).unwrap();
+            assert_eq!(
+                std::fs::read(root.join(copy).join("css/a.css")).unwrap(),
+                b"a{}\n"
+            );
+            assert_eq!(m("css").mode() & 0o777, 0o750, "{copy}");
+            assert!(m("empty").is_dir());
+            assert!(m("home.html").file_type().is_symlink());
+            // (Files: rsync's `--delay-updates` leaves a directory's time to the
+            // removal of its temporary directory, on any source.)
+            for p in ["index.html", "css/a.css"] {
+                assert_eq!(
+                    (m(p).mtime(), m(p).mtime_nsec()),
+                    (controller(p).mtime(), controller(p).mtime_nsec()),
+                    "{} keeps the controller's time",
+                    root.join(copy).join(p).display()
+                );
+            }
+        }
+    }
+
+    let again = d.run(&lab, &args);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    for host in ["remote", "local"] {
+        assert_eq!(r["hosts"][host]["recap"]["changed"], 0, "{host}: {r}");
+    }
+
+    // What the controller no longer has goes with `delete`.
+    std::fs::remove_file(site.join("css/a.css")).unwrap();
+    let third = d.run(&lab, &args);
+    assert_eq!(third.status.code(), Some(0), "{}", text(&third.stderr));
+    for root in [h.home.join("sync"), local_root] {
+        assert!(!root.join("www/css/a.css").exists());
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // The host lifecycle: sudo hosts, one deploy at a time, timeouts, pruning, rollback,
 // and failures on the host (lost connection, full disk, permissions, damaged files).

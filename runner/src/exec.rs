@@ -3124,6 +3124,15 @@ impl<'a> Executor<'a> {
                     let scope = TaskScope { vars: &vars, extra };
                     self.invoke(task, inherited, &scope, &ctx)
                 }
+                // Ansible's synchronize runs rsync on the controller for a push anyway:
+                // delegated there, it is the same push from the payload's copy.
+                Ok(Some(to))
+                    if task.module_name() == "synchronize"
+                        && CONTROLLER_NAMES.contains(&to.as_str()) =>
+                {
+                    let scope = TaskScope { vars: &vars, extra };
+                    self.invoke(task, inherited, &scope, &ctx)
+                }
                 Ok(Some(to)) => self.delegate(task, inherited, &vars, &ctx, &to),
                 Err(msg) => failed_result(msg),
             };
@@ -3343,6 +3352,25 @@ impl<'a> Executor<'a> {
             }
             Err(e) => return failed_result(format!("{e}")),
         };
+        let mut args = args;
+        if module == "synchronize" {
+            // Delegated to the host itself, both paths are the host's (Ansible's
+            // `dest_is_local`); otherwise `src` is the controller's, carried in the payload.
+            let on_host = task.delegate_to.as_ref().is_some_and(|to| {
+                (self.engine.render_str(to, ctx)).is_ok_and(|to| to.trim() == self.plan.host)
+            });
+            args.insert(
+                crate::modules::SYNCHRONIZE_ON_HOST.into(),
+                Value::Bool(on_host),
+            );
+            // The action finds both paths as files (`path_dwim`, which drops one pair of
+            // quotes), or hands a remote one to the remote shell: quotes never reach rsync.
+            for key in ["src", "dest"] {
+                if let Some(Value::String(p)) = args.get_mut(key) {
+                    *p = crate::lookups::unquote(p).to_string();
+                }
+            }
+        }
         let (args, made_here) = match self.resolve_src(module, args, inherited, is_local(ctx)) {
             Ok(a) => a,
             Err(msg) => return failed_result(msg),
@@ -3666,6 +3694,13 @@ impl<'a> Executor<'a> {
             }
             // The action reads a controller directory unless told the host has it.
             "assemble" if flag("remote_src") == Some(false) => "files",
+            // A push's source is the controller's, found as copy's.
+            "synchronize"
+                if flag(crate::modules::SYNCHRONIZE_ON_HOST) != Some(true)
+                    && args.get("mode").and_then(Value::as_str) != Some("pull") =>
+            {
+                "files"
+            }
             _ => return Ok((args, None)),
         };
         let Some(Value::String(src)) = args.get("src") else {
@@ -3692,6 +3727,18 @@ impl<'a> Executor<'a> {
                 found.to_string()
             }
         };
+        // A local host is the controller: rsync reads the source where it is.
+        if local
+            && module == "synchronize"
+            && let Some(found) = (candidates.iter()).find(|c| std::path::Path::new(c).exists())
+        {
+            args.insert("src".into(), Value::String(as_given(found)));
+            args.insert(
+                crate::modules::SYNCHRONIZE_ON_HOST.into(),
+                Value::Bool(true),
+            );
+            return Ok((args, None));
+        }
         if let Some(found) = candidates.iter().find(|c| exists(c)) {
             // A local host is the controller: a directory is copied as it is when the
             // task runs (an earlier task may have added links or directories to it, as

@@ -148,12 +148,28 @@ pub struct Layout {
     /// Every symbolic link, with the text it holds (`readlink`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<String, String>,
+    /// Modification times and modes of a `synchronize` source's files, directories
+    /// (its top too) and links: rsync compares and keeps them, so the copy the runner
+    /// hands it must have the controller's, or every run would change something.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stamps: BTreeMap<String, Stamp>,
+}
+
+/// What a controller file, directory or link looked like besides its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stamp {
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Permission bits (not for links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 impl Layout {
     /// True when it holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty() && self.links.is_empty()
+        self.dirs.is_empty() && self.links.is_empty() && self.stamps.is_empty()
     }
 
     /// The part of it whose paths `keep` accepts.
@@ -164,6 +180,10 @@ impl Layout {
                 .filter(|(k, _)| keep(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            stamps: (self.stamps.iter())
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
         }
     }
 
@@ -171,6 +191,7 @@ impl Layout {
     pub fn extend(&mut self, other: Layout) {
         self.dirs.extend(other.dirs);
         self.links.extend(other.links);
+        self.stamps.extend(other.stamps);
     }
 }
 

@@ -514,13 +514,16 @@ fn check_machine() -> Result<()> {
     if !Path::new("/usr/bin/setfacl").exists() {
         missing.push("acl (apt-get install acl)");
     }
-    // The records were made with ufw and at installed, as .ci/run installs them for the
+    // The records were made with ufw, at and rsync installed, as .ci/run installs them for the
     // modules' own tests: the targets' install tasks are then `ok`.
     if !Path::new("/usr/sbin/ufw").exists() {
         missing.push("ufw (apt-get install ufw)");
     }
     if !Path::new("/usr/bin/at").exists() {
         missing.push("at (apt-get install at)");
+    }
+    if !Path::new("/usr/bin/rsync").exists() {
+        missing.push("rsync (apt-get install rsync)");
     }
     let cron = Command::new("pgrep")
         .args(["-x", "cron"])

@@ -9,7 +9,7 @@
 
 use super::PlanError;
 use base64::Engine as _;
-use rustle_runner::plan::{DeployPlan, PlanFile, Task};
+use rustle_runner::plan::{DeployPlan, PlanFile, Stamp, Task};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +76,13 @@ pub fn attach_files(plan: &mut DeployPlan, base: &Path) -> Result<(), PlanError>
         }
     }
     for f in &found {
+        if let Some(stamp) = f.stamp {
+            // Under the controller path too: the runner may find the source among the
+            // carried trees (`files/` beside the playbook or in a role), named so.
+            let at = super::controller_path(&f.path);
+            plan.library.layout.stamps.insert(at, stamp);
+            plan.library.layout.stamps.insert(f.src.clone(), stamp);
+        }
         match &f.shape {
             Some(None) => {
                 plan.library.layout.dirs.insert(f.src.clone());
@@ -200,6 +207,8 @@ struct Found {
     /// Not a file: a directory (`None`) or a link (its text) of a copied directory,
     /// carried in the plan's layout.
     shape: Option<Option<String>>,
+    /// What a synchronize source looked like, for the plan's layout.
+    stamp: Option<Stamp>,
 }
 
 /// What [`collect`] looks at tasks with.
@@ -265,6 +274,8 @@ fn local_src<'t>(
                 "patchfile"
             }
         }
+        // synchronize pushes a controller path unless it pulls or runs elsewhere.
+        "synchronize" if synchronize_pushes(task) => "src",
         // include_vars names its file free-form or as `file`; found in `vars/` first.
         "include_vars" => {
             let name = match (task.args.get("file"), task.args.get("_raw_params")) {
@@ -314,6 +325,18 @@ fn local_src<'t>(
     }
 }
 
+/// True when a `synchronize` task's `src` is a controller path the payload carries: a
+/// push (its default `mode`) that is not delegated, or is delegated to the controller,
+/// where Ansible's rsync runs for a push anyway. Delegated to the host itself (or,
+/// templated, to whatever the host decides), the paths are the host's; delegated to
+/// another host, its module runs there.
+pub(crate) fn synchronize_pushes(task: &Task) -> bool {
+    let pull = matches!(task.args.get("mode"), Some(Value::String(m)) if m == "pull");
+    let elsewhere = (task.delegate_to.as_deref())
+        .is_some_and(|d| !rustle_runner::exec::CONTROLLER_NAMES.contains(&d.trim()));
+    !pull && !elsewhere
+}
+
 /// The name under which a task's local file (or, for a `copy` of a directory, files
 /// under `<name>/`) is embedded, if the task reads one; what the packer puts in each
 /// host's payload.
@@ -334,9 +357,11 @@ fn resolve(
         return Ok(Vec::new());
     };
     let src = src.as_ref();
-    // The plan already carries this file (or this directory's files): nothing to find.
+    let sync = task.module_name() == "synchronize";
+    // The plan already carries this file (or this directory's files): nothing to find,
+    // unless rsync needs their stamps.
     let prefix = format!("{}/", src.trim_end_matches('/'));
-    if embedded.contains_key(src) || embedded.keys().any(|k| k.starts_with(&prefix)) {
+    if !sync && (embedded.contains_key(src) || embedded.keys().any(|k| k.starts_with(&prefix))) {
         return Ok(Vec::new());
     }
     let task_name = task.display_name();
@@ -361,7 +386,7 @@ fn resolve(
             searched,
         });
     };
-    if hit.is_dir() && matches!(task.module_name(), "copy" | "assemble") {
+    if hit.is_dir() && matches!(task.module_name(), "copy" | "assemble" | "synchronize") {
         let walked =
             rustle_runner::tree::walk(hit, MAX_TREE_DEPTH).map_err(|source| PlanError::Io {
                 path: hit.clone(),
@@ -377,15 +402,28 @@ fn resolve(
             src: name(path),
             path: path.to_path_buf(),
             shape,
+            stamp: None,
         };
         let mut out: Vec<Found> = walked.files.iter().map(|p| found(p, None)).collect();
         // The directories and links, for the copy to make them as Ansible's does.
-        if task.module_name() == "copy" {
+        if task.module_name() != "assemble" {
             out.extend((walked.layout.dirs.iter()).map(|d| found(Path::new(d), Some(None))));
             out.extend(
                 (walked.layout.links.iter())
                     .map(|(l, text)| found(Path::new(l), Some(Some(text.clone())))),
             );
+        }
+        if sync {
+            for f in &mut out {
+                f.stamp = stamp(&f.path, f.shape.as_ref().is_some_and(Option::is_some))?;
+            }
+            // The directory itself: rsync keeps its time and mode too.
+            out.push(Found {
+                src: src.trim_end_matches('/').to_string(),
+                shape: Some(None),
+                stamp: stamp(hit, false)?,
+                ..found(hit, Some(None))
+            });
         }
         return Ok(out);
     }
@@ -403,7 +441,27 @@ fn resolve(
         src: src.to_string(),
         path: hit.clone(),
         shape: None,
+        stamp: if sync { stamp(hit, false)? } else { None },
     }])
+}
+
+/// A synchronize source entry's modification time and mode (of the link itself when
+/// `link`).
+fn stamp(path: &Path, link: bool) -> Result<Option<Stamp>, PlanError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = if link {
+        std::fs::symlink_metadata(path)
+    } else {
+        std::fs::metadata(path)
+    }
+    .map_err(|source| PlanError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Some(Stamp {
+        mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+        mode: (!link).then_some(meta.mode() & 0o7777),
+    }))
 }
 
 /// How deep a copied directory is walked.

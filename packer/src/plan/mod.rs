@@ -10,12 +10,29 @@ mod rustle_plan;
 mod tests;
 
 pub use files::attach_files;
-pub(crate) use files::{embedded_name, is_truthy, plan_file};
+pub(crate) use files::{embedded_name, is_truthy, plan_file, synchronize_pushes};
 
 use rustle_runner::plan::{DeployPlan, PLAN_FORMAT, PLAN_VERSION, PlanFile, Play, Task};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// A path on the controller as Ansible shows it in magic variables (`playbook_dir`,
+/// `role_path`): absolute, `.` and `..` resolved, symbolic links kept.
+pub fn controller_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
 
 /// [`PLAN_VERSION`] as text, for errors.
 const SUPPORTED_VERSION: &str = "1";

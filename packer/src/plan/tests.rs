@@ -748,3 +748,41 @@ fn each_payload_carries_directory_copies_unarchive_sources_and_scripts() {
         vec!["app.tgz", "conf/a.conf", "conf/sub/b.conf", "run.sh"]
     );
 }
+
+#[test]
+fn a_synchronize_push_carries_its_source_with_stamps_and_other_modes_carry_nothing() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    std::fs::create_dir_all(base.join("files/site/sub")).unwrap();
+    std::fs::write(base.join("files/site/sub/a.txt"), "a").unwrap();
+    std::os::unix::fs::symlink("sub/a.txt", base.join("files/site/link")).unwrap();
+    let mut plan = plan_with(
+        json!([
+            {"name": "push", "module": "ansible.posix.synchronize", "args": {"src": "site/", "dest": "/srv"}},
+            {"name": "pull", "module": "synchronize", "args": {"src": "nothing-here", "dest": "/x", "mode": "pull"}},
+            {"name": "there", "module": "synchronize", "args": {"src": "nor-here", "dest": "/x"}, "delegate_to": "db1"},
+            {"name": "on host", "module": "synchronize", "args": {"src": "/no/such", "dest": "/x"}, "delegate_to": "{{ inventory_hostname }}"},
+            {"name": "controller", "module": "synchronize", "args": {"src": "site/sub/a.txt", "dest": "/x"}, "delegate_to": "localhost"}
+        ]),
+        json!([]),
+    );
+    attach_files(&mut plan, base).unwrap();
+    let names: Vec<&str> = plan.files.keys().map(String::as_str).collect();
+    assert_eq!(names, ["site/link", "site/sub/a.txt"]);
+    let layout = &plan.library.layout;
+    assert!(layout.dirs.contains("site/sub"));
+    assert_eq!(layout.links["site/link"], "sub/a.txt");
+    let meta = std::fs::metadata(base.join("files/site/sub")).unwrap();
+    let stamp = layout.stamps["site/sub"];
+    assert_eq!(stamp.mode, Some(meta.mode() & 0o7777));
+    assert_eq!(
+        stamp.mtime_ns,
+        meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+    );
+    assert_eq!(layout.stamps["site/link"].mode, None, "a link's own stamp");
+    // The top, by the name the task uses and by its controller path.
+    assert!(layout.stamps.contains_key("site"));
+    let top = super::controller_path(&base.join("files/site"));
+    assert_eq!(layout.stamps[&top], layout.stamps["site"]);
+}

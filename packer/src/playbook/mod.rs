@@ -784,22 +784,7 @@ struct PlayState {
     dependent_roles: BTreeSet<String>,
 }
 
-/// A path on the controller as Ansible shows it in magic variables (`playbook_dir`,
-/// `role_path`): absolute, `.` and `..` resolved, symbolic links kept.
-pub fn controller_path(path: &Path) -> String {
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out.to_string_lossy().into_owned()
-}
+pub use crate::plan::controller_path;
 
 /// Reads `file` relative to nothing: the canonical form, for cycle checks.
 fn canonical(path: &Path) -> PathBuf {

@@ -566,6 +566,8 @@ impl Loader<'_> {
         let sub = match module {
             "template" => "templates",
             "copy" | "script" => "files",
+            // synchronize pushes a controller file or directory, found as copy's.
+            "synchronize" if crate::plan::synchronize_pushes(task) => "files",
             // patch's file is a controller file unless `remote_src`.
             "patch"
                 if !task

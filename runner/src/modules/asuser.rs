@@ -648,6 +648,14 @@ mod tests {
             layout: crate::plan::Layout {
                 dirs: ["d/empty".to_string()].into(),
                 links: [("d/l".to_string(), "../x".to_string())].into(),
+                stamps: [(
+                    "d/l".to_string(),
+                    crate::plan::Stamp {
+                        mtime_ns: -1,
+                        mode: None,
+                    },
+                )]
+                .into(),
             },
             rendered: None,
             settings: Vars::new(),

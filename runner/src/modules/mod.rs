@@ -59,6 +59,7 @@ mod service;
 mod service_facts;
 mod slurp;
 mod stat;
+mod synchronize;
 mod sysctl;
 mod tempfile;
 mod template;
@@ -285,6 +286,7 @@ pub const SUPPORTED: &[&str] = &[
     "shell",
     "slurp",
     "stat",
+    "synchronize",
     "sysctl",
     "systemd",
     "systemd_service",
@@ -302,6 +304,7 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 pub use argspec::role_argument_check;
+pub use synchronize::ON_HOST as SYNCHRONIZE_ON_HOST;
 
 /// True when `module` (its [`canonical`] name) is implemented here.
 pub fn is_supported(module: &str) -> bool {
@@ -315,7 +318,15 @@ pub fn is_supported(module: &str) -> bool {
 const COLLECTION_MODULES: &[(&str, &[&str])] = &[
     (
         "ansible.posix.",
-        &["acl", "at", "authorized_key", "mount", "patch", "sysctl"],
+        &[
+            "acl",
+            "at",
+            "authorized_key",
+            "mount",
+            "patch",
+            "synchronize",
+            "sysctl",
+        ],
     ),
     (
         "community.general.",
@@ -429,6 +440,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "modprobe" => modprobe::run(args, ctx),
         "acl" => acl::run(args, ctx),
         "at" => at::run(args, ctx),
+        "synchronize" => synchronize::run(args, ctx),
         "alternatives" => alternatives::run(args, ctx),
         "locale_gen" => locale_gen::run(args, ctx),
         "iptables" => iptables::run(args, ctx),

@@ -35,6 +35,8 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
         &["src", "patchfile", "dest", "originalfile", "basedir"],
     ),
     ("authorized_key", &["path"]),
+    // A push's `src` is a controller path, looked up in the payload as written.
+    ("synchronize", &["dest"]),
     ("pam_limits", &["dest"]),
     ("wait_for", &["path"]),
     ("git", &["dest", "key_file"]),
