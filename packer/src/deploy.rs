@@ -373,7 +373,9 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
         inventory.set_limit(limit)?;
     }
     crate::playbook::apply_role_defaults(&mut the_plan, &inventory);
-    pack::check_modules(&mut the_plan)?;
+    for warning in pack::check_modules(&mut the_plan)? {
+        eprintln!("[WARNING]: {warning}");
+    }
     // env/pipe/lines/password read the controller: answered here, sealed into payloads.
     crate::lookups::answer(
         &mut the_plan,

@@ -6,6 +6,7 @@
 //! [`deploy`] carries the deployment out.
 
 pub mod adhoc;
+pub mod ansible_modules;
 pub mod ansible_yaml;
 pub mod channel;
 pub mod cli;

@@ -22,7 +22,7 @@ const ZSTD_LEVEL: i32 = 3;
 pub enum PackError {
     /// A task uses a module the runner does not have.
     #[error(
-        "play '{play}', task '{task}': module '{module}' is not supported by the runner (supported: {supported})"
+        "play '{play}', task '{task}': module '{module}' is neither the runner's nor one Ansible ships (ansible-core 2.18 and the ansible 11 collections; the runner's: {supported})"
     )]
     UnsupportedModule {
         /// The play.
@@ -153,21 +153,33 @@ pub fn participating_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> V
 /// The tasks the executor carries out itself rather than through a module.
 const EXECUTOR_TASKS: [&str; 2] = ["include_tasks", "include_role"];
 
-/// The first task below `tasks` whose module the runner lacks (neither built in nor
-/// among the plan's own `modules` or `library/` scripts): its name and module, or a task
-/// without a module (an empty module name).
-fn unsupported_module(plan: &DeployPlan, tasks: &[Task]) -> Option<(String, String)> {
+/// What the runner lacks below some tasks.
+#[derive(Default)]
+struct Lacking {
+    /// The first task whose module neither the runner (built in, the plan's own
+    /// `modules`, `library/` scripts) nor Ansible knows, and that module; or a task
+    /// without a module (an empty module name).
+    unknown: Option<(String, String)>,
+    /// Tasks whose module Ansible has and the runner lacks, with the module: they fail
+    /// where a host runs them, as a failing module does.
+    deferred: Vec<(String, String)>,
+}
+
+/// Looks at every task below `tasks` for modules the runner lacks.
+fn lacking(plan: &DeployPlan, tasks: &[Task]) -> Lacking {
     let mut all = Vec::new();
     for t in tasks {
         t.walk(&mut all);
     }
+    let mut out = Lacking::default();
     for t in all {
         if t.block.is_some() {
             continue;
         }
         let m = t.module_name();
         if m.is_empty() {
-            return Some((t.display_name(), String::new()));
+            out.unknown.get_or_insert((t.display_name(), String::new()));
+            continue;
         }
         // A templated action is known only when the task runs: the runner renders it
         // and fails the task, naming the module, if it has no such module.
@@ -177,26 +189,43 @@ fn unsupported_module(plan: &DeployPlan, tasks: &[Task]) -> Option<(String, Stri
         // A plan's own Rust modules are built into its runner (crate::custom); its
         // library/ script modules travel as files.
         let library = format!("{}{m}", modules::LIBRARY_PREFIX);
-        if !modules::is_supported(m)
-            && !EXECUTOR_TASKS.contains(&m)
-            && !plan.modules.contains_key(m)
-            && !plan.files.contains_key(&library)
+        if modules::is_supported(m)
+            || EXECUTOR_TASKS.contains(&m)
+            || plan.modules.contains_key(m)
+            || plan.files.contains_key(&library)
         {
-            return Some((t.display_name(), m.to_string()));
+            continue;
+        }
+        if crate::ansible_modules::is_ansible_module(&t.module) {
+            out.deferred.push((t.display_name(), t.module.clone()));
+        } else {
+            out.unknown.get_or_insert((t.display_name(), m.to_string()));
         }
     }
-    None
+    out
 }
 
-/// Refuses plans that use modules the runner lacks (neither built in nor among the plan's
-/// own `modules`), naming play and task, before any host is touched. In a task file only
-/// an include may reach (the plan's library), such a module makes the file a refusal
-/// that fails a host only if it includes the file, as the file's other refusals do.
-pub fn check_modules(plan: &mut DeployPlan) -> Result<(), PackError> {
+/// Refuses plans that use modules neither the runner nor Ansible knows (neither built in
+/// nor among the plan's own `modules`), naming play and task, before any host is touched,
+/// as ansible-playbook refuses a name it cannot resolve. In a task file only an include
+/// may reach (the plan's library), such a module makes the file a refusal that fails a
+/// host only if it includes the file, as the file's other refusals do.
+///
+/// A module Ansible has but the runner lacks is not refused: the task fails on a host
+/// that runs it (one whose `when` holds it back, on a platform it is not for, runs as
+/// in Ansible). The warnings returned name each such task, for the deployer to print.
+pub fn check_modules(plan: &mut DeployPlan) -> Result<Vec<String>, PackError> {
+    let mut warnings = Vec::new();
+    let warn = |warnings: &mut Vec<String>, (task, module): (String, String)| {
+        warnings.push(format!(
+            "task '{task}': module '{module}' is not supported by rustle-deploy yet: a host that runs the task fails it"
+        ));
+    };
     for play in &plan.plays {
         let lists = [&play.tasks, &play.handlers];
         for list in lists {
-            match unsupported_module(plan, list) {
+            let found = lacking(plan, list);
+            match found.unknown {
                 None => {}
                 Some((task, m)) if m.is_empty() => {
                     return Err(PackError::NoModule {
@@ -215,19 +244,31 @@ pub fn check_modules(plan: &mut DeployPlan) -> Result<(), PackError> {
                     });
                 }
             }
+            for d in found.deferred {
+                warn(&mut warnings, d);
+            }
         }
     }
     let mut refusals = Vec::new();
     for (path, parsed) in &plan.library.tasks {
-        if let rustle_runner::plan::Parsed::Ok(tasks) = parsed
-            && let Some((task, module)) = unsupported_module(plan, tasks)
-        {
-            let why = if module.is_empty() {
-                format!("{path}: task '{task}': no module and no block")
-            } else {
-                format!("{path}: task '{task}': module '{module}' is not supported by the runner")
-            };
-            refusals.push((path.clone(), why));
+        if let rustle_runner::plan::Parsed::Ok(tasks) = parsed {
+            let found = lacking(plan, tasks);
+            match found.unknown {
+                Some((task, module)) => {
+                    let why = if module.is_empty() {
+                        format!("{path}: task '{task}': no module and no block")
+                    } else {
+                        format!(
+                            "{path}: task '{task}': module '{module}' is neither the runner's nor one Ansible ships"
+                        )
+                    };
+                    refusals.push((path.clone(), why));
+                }
+                None => found
+                    .deferred
+                    .into_iter()
+                    .for_each(|d| warn(&mut warnings, d)),
+            }
         }
     }
     for (path, why) in refusals {
@@ -235,7 +276,8 @@ pub fn check_modules(plan: &mut DeployPlan) -> Result<(), PackError> {
             .tasks
             .insert(path, rustle_runner::plan::Parsed::Refused(why));
     }
-    Ok(())
+    warnings.dedup();
+    Ok(warnings)
 }
 
 /// Decodes the plan's files once, for all hosts.

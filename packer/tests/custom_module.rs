@@ -498,7 +498,7 @@ fn module_names_and_uses_are_checked_before_any_build() {
         (
             json!({"mine": {"source": ""}}),
             "theirs",
-            "module 'theirs' is not supported by the runner (supported: ",
+            "module 'theirs' is neither the runner's nor one Ansible ships (ansible-core 2.18 and the ansible 11 collections; the runner's: ",
         ),
     ] {
         let out = deploy(plan(modules, module));

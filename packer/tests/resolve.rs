@@ -895,30 +895,58 @@ mod resolve {
     }
 
     #[test]
-    fn a_module_the_runner_lacks_fails_only_where_its_file_is_included() {
+    fn a_module_the_runner_lacks_fails_where_it_runs_and_an_unknown_one_where_its_file_is_included()
+    {
+        let site = "- hosts: web1\n  gather_facts: false\n  tasks:\n    - include_tasks: \"tasks/{{ os }}.yml\"\n      loop: [Debian, Suse]\n      loop_control: {loop_var: os}\n";
+        // Ansible's module, which the runner lacks: the file is included, and the task
+        // fails when it runs, as a failing module would.
         let dir = project(&[
             ("hosts.ini", "web1 ansible_connection=local\n"),
             ("tasks/Debian.yml", "- debug: msg=debian\n"),
             (
                 "tasks/Suse.yml",
-                "- name: not here\n  community.general.zypper: name=x\n",
+                "- name: skipped\n  community.general.zypper: name=x\n  when: false\n- name: not here\n  community.general.zypper: name=x\n",
             ),
-            (
-                "site.yml",
-                "- hosts: web1\n  gather_facts: false\n  tasks:\n    - include_tasks: \"tasks/{{ os }}.yml\"\n      loop: [Debian, Suse]\n      loop_control: {loop_var: os}\n",
-            ),
+            ("site.yml", site),
         ]);
-        let run = run(dir.path(), "site.yml", "web1");
-        assert_eq!(run.msgs(), Vec::<String>::new());
-        let failed = run.result("include_tasks");
+        let ran = run(dir.path(), "site.yml", "web1");
+        assert_eq!(ran.msgs(), vec!["debian"]);
+        let failed = ran.result("not here");
+        let msg = failed["msg"].as_str().unwrap();
+        assert_eq!(
+            msg,
+            "module 'community.general.zypper' is not supported by rustle-deploy yet",
+        );
+        // ansible-playbook 2.18.19 (with `fail` for the module): each included file
+        // counts, and so does the debug.
+        assert_eq!(
+            ran.recap(),
+            "ok=3 changed=0 failed=1 skipped=1 rescued=0 ignored=0"
+        );
+
+        // A name Ansible does not know either: the file is refused where it is included.
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            ("tasks/Debian.yml", "- debug: msg=debian\n"),
+            (
+                "tasks/Suse.yml",
+                "- name: typo\n  nosuch.collection.zypper: name=x\n",
+            ),
+            ("site.yml", site),
+        ]);
+        let ran = run(dir.path(), "site.yml", "web1");
+        assert_eq!(ran.msgs(), Vec::<String>::new());
+        let failed = ran.result("include_tasks");
         let msg = failed["msg"].as_str().unwrap();
         assert!(
             msg.contains("tasks/Suse.yml cannot be included")
-                && msg.contains("module 'community.general.zypper' is not supported by the runner"),
+                && msg.contains(
+                    "module 'nosuch.collection.zypper' is neither the runner's nor one Ansible ships"
+                ),
             "{msg}"
         );
         assert_eq!(
-            run.recap(),
+            ran.recap(),
             "ok=1 changed=0 failed=1 skipped=0 rescued=0 ignored=0"
         );
     }

@@ -712,6 +712,27 @@ fn download_sdist(
     Ok(layout.work.join(file))
 }
 
+/// The pinned ansible-core and `ansible` sdists, downloaded (pip checks their digests)
+/// where they are not yet: for `cargo xtask ansible-modules`.
+pub fn sdists() -> Result<(PathBuf, PathBuf)> {
+    let layout = Layout::new();
+    let core = download_sdist(
+        &layout,
+        "requirements.txt",
+        format!("ansible-core=={CORE_VERSION} --hash=sha256:{CORE_SHA256}\n"),
+        "downloading ansible-core",
+        format!("ansible_core-{CORE_VERSION}.tar.gz"),
+    )?;
+    let collections = download_sdist(
+        &layout,
+        "requirements-collections.txt",
+        format!("ansible=={COLLECTIONS_VERSION} --hash=sha256:{COLLECTIONS_SHA256}\n"),
+        "downloading ansible's collections",
+        format!("ansible-{COLLECTIONS_VERSION}.tar.gz"),
+    )?;
+    Ok((core, collections))
+}
+
 /// Downloads the pinned ansible-core sdist and unpacks its integration tests once.
 fn fetch_targets(layout: &Layout) -> Result<()> {
     if layout.integration_src().join("targets").is_dir() {

@@ -10,6 +10,7 @@
 //! - `cargo xtask fuzz [--seconds N] [--jobs J] [TARGET]...`  build the fuzz targets
 //!   (fuzz/) with coverage instrumentation and run each for N seconds, J at a time
 
+mod ansible_modules;
 mod conformance;
 
 use serde::Deserialize;
@@ -27,9 +28,10 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("channel-bench") => channel_bench(),
         Some("conformance") => conformance::main(args.get(1..).unwrap_or_default()),
+        Some("ansible-modules") => ansible_modules::main(),
         Some("fuzz") => fuzz(args.get(1..).unwrap_or_default()),
         _ => Err(
-            "usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench | channel-bench | conformance [--reference | --check] [TARGET...] | fuzz [--seconds N] [--jobs J] [TARGET]...>"
+            "usage: cargo xtask <runners [--target TRIPLE]... | test | ci | bench | channel-bench | conformance [--reference | --check] [TARGET...] | ansible-modules | fuzz [--seconds N] [--jobs J] [TARGET]...>"
                 .into(),
         ),
     };

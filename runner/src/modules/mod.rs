@@ -217,7 +217,7 @@ pub enum ModuleError {
     #[error("{0}")]
     BadArgs(String),
     /// The module does not exist in this runner.
-    #[error("module '{0}' is not supported by this runner")]
+    #[error("module '{0}' is not supported by rustle-deploy yet")]
     Unsupported(String),
 }
 
