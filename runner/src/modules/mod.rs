@@ -70,6 +70,7 @@ mod ufw;
 mod uri;
 mod user;
 mod wait_for;
+mod yum_repository;
 
 pub use asuser::{CHILD_FLAG, child_main};
 pub use async_job::{JOB_FLAG, job_main};
@@ -301,6 +302,7 @@ pub const SUPPORTED: &[&str] = &[
     "wait_for",
     "wait_for_connection",
     "yum",
+    "yum_repository",
 ];
 
 pub use argspec::role_argument_check;
@@ -380,6 +382,7 @@ const LINUX_ONLY: &[&str] = &[
     "service_facts",
     "timezone",
     "ufw",
+    "yum_repository",
 ];
 
 /// A module that cannot work on this host's platform fails on that host, naming the
@@ -441,6 +444,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "acl" => acl::run(args, ctx),
         "at" => at::run(args, ctx),
         "synchronize" => synchronize::run(args, ctx),
+        "yum_repository" => yum_repository::run(args, ctx),
         "alternatives" => alternatives::run(args, ctx),
         "locale_gen" => locale_gen::run(args, ctx),
         "iptables" => iptables::run(args, ctx),

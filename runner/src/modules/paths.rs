@@ -35,6 +35,7 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
         &["src", "patchfile", "dest", "originalfile", "basedir"],
     ),
     ("authorized_key", &["path"]),
+    ("yum_repository", &["reposdir"]),
     // A push's `src` is a controller path, looked up in the payload as written.
     ("synchronize", &["dest"]),
     ("pam_limits", &["dest"]),
