@@ -19,6 +19,7 @@ mod asuser;
 pub mod async_job;
 mod at;
 mod authorized_key;
+mod capabilities;
 mod command;
 mod control;
 mod copy;
@@ -44,6 +45,7 @@ mod iptables;
 mod known_hosts;
 mod library;
 mod locale_gen;
+mod make;
 mod misc;
 mod modprobe;
 mod mount;
@@ -239,6 +241,7 @@ pub const SUPPORTED: &[&str] = &[
     "at",
     "authorized_key",
     "blockinfile",
+    "capabilities",
     "command",
     "copy",
     "cron",
@@ -265,6 +268,7 @@ pub const SUPPORTED: &[&str] = &[
     "known_hosts",
     "lineinfile",
     "locale_gen",
+    "make",
     // Handled by the executor itself (flush_handlers, end_play, ...), not by `run`.
     "meta",
     "modprobe",
@@ -334,8 +338,10 @@ const COLLECTION_MODULES: &[(&str, &[&str])] = &[
         "community.general.",
         &[
             "alternatives",
+            "capabilities",
             "ini_file",
             "locale_gen",
+            "make",
             "modprobe",
             "pam_limits",
             "timezone",
@@ -371,6 +377,7 @@ const LINUX_ONLY: &[&str] = &[
     "alternatives",
     "apt_key",
     "apt_repository",
+    "capabilities",
     "deb822_repository",
     "debconf",
     "dpkg_selections",
@@ -444,6 +451,8 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "acl" => acl::run(args, ctx),
         "at" => at::run(args, ctx),
         "synchronize" => synchronize::run(args, ctx),
+        "make" => make::run(args, ctx),
+        "capabilities" => capabilities::run(args, ctx),
         "yum_repository" => yum_repository::run(args, ctx),
         "alternatives" => alternatives::run(args, ctx),
         "locale_gen" => locale_gen::run(args, ctx),

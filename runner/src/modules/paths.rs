@@ -36,6 +36,7 @@ const PATH_ARGS: &[(&str, &[&str])] = &[
     ),
     ("authorized_key", &["path"]),
     ("yum_repository", &["reposdir"]),
+    ("make", &["chdir", "file", "make"]),
     // A push's `src` is a controller path, looked up in the payload as written.
     ("synchronize", &["dest"]),
     ("pam_limits", &["dest"]),

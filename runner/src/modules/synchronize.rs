@@ -140,7 +140,7 @@ fn sync(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     if let Some(p) = &rsync_path {
         push(
             format!("--rsync-path={p}"),
-            Some(format!("--rsync-path={}", shlex_quote(p))),
+            Some(format!("--rsync-path={}", tools::shlex_quote(p))),
         );
     }
     for o in &rsync_opts {
@@ -167,7 +167,7 @@ fn sync(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let format = format!("{CHANGED}%i %n%L");
     push(
         format!("--out-format={format}"),
-        Some(format!("--out-format={}", shlex_quote(&format))),
+        Some(format!("--out-format={}", tools::shlex_quote(&format))),
     );
 
     // The source: the host's own path, or the payload's copy laid out for rsync.
@@ -178,8 +178,8 @@ fn sync(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         let (dir, path) = stage(ctx, &src, flag("copy_links")?.unwrap_or(false))?;
         (Some(dir), path)
     };
-    push(source.clone(), Some(shlex_quote(&source)));
-    push(dest.clone(), Some(shlex_quote(&dest)));
+    push(source.clone(), Some(tools::shlex_quote(&source)));
+    push(dest.clone(), Some(tools::shlex_quote(&dest)));
     let cmd = std::iter::once(rsync.display().to_string())
         .chain(shown)
         .collect::<Vec<_>>()
@@ -225,16 +225,6 @@ fn absolute(path: &str) -> String {
         _ => path.to_string(),
     };
     crate::resolve::normalize(&joined)
-}
-
-/// Python's `shlex.quote`: a word left as it is when it holds only safe characters.
-fn shlex_quote(s: &str) -> String {
-    let safe = |c: char| c.is_alphanumeric() || "_@%+=:,./-".contains(c);
-    if !s.is_empty() && s.chars().all(safe) {
-        s.to_string()
-    } else {
-        super::script::quote(s)
-    }
 }
 
 /// Lays the payload's copy of the controller's `src` out in a new private directory

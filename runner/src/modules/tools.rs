@@ -431,6 +431,17 @@ pub(super) fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
+/// Python's `shlex.quote`: a word left as it is when it holds only safe characters,
+/// else single-quoted; for command lines shown as modules show them.
+pub(super) fn shlex_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        super::script::quote(s)
+    }
+}
+
 /// The command line as one string, for messages.
 pub(super) fn shown(program: &Path, args: &[String]) -> String {
     std::iter::once(program.display().to_string())
