@@ -49,10 +49,11 @@ pub(super) fn package(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     match module {
         "apt" => apt(&rest, ctx),
         "dnf" => dnf(&rest, ctx),
+        "dnf5" => dnf5(&rest, ctx),
         "yum" => yum(&rest, ctx),
         "apk" => apk(&rest, ctx),
         other => Err(ModuleError::BadArgs(format!(
-            "argument 'use' must be auto, apt, dnf, yum or apk, got '{other}'"
+            "argument 'use' must be auto, apt, dnf, dnf5, yum or apk, got '{other}'"
         ))),
     }
 }
@@ -687,7 +688,7 @@ fn rpm_argv(tool: &str, action: &str, pkgs: &[String], o: &RpmOpts) -> Vec<Strin
     if o.update_cache {
         // yum has no --refresh; expiring its metadata first is the same effect.
         v.push(
-            if tool == "dnf" {
+            if tool != "yum" {
                 "--refresh"
             } else {
                 "--setopt=metadata_expire=0"
@@ -709,6 +710,11 @@ fn rpm_argv(tool: &str, action: &str, pkgs: &[String], o: &RpmOpts) -> Vec<Strin
 /// The `dnf` module.
 pub(super) fn dnf(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     fsutil::finish(rpm_family(a, ctx, "dnf"))
+}
+
+/// The `dnf5` module: the same options through dnf5 (Fedora 41's `dnf`).
+pub(super) fn dnf5(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+    fsutil::finish(rpm_family(a, ctx, "dnf5"))
 }
 
 /// The `yum` module.
@@ -1124,8 +1130,8 @@ mod tests {
 
     #[test]
     fn absent_managers_fail_naming_the_tool() {
-        // dnf, yum and apk cannot exist as working managers on this Debian host.
-        for m in ["dnf", "yum", "apk"] {
+        // dnf, dnf5, yum and apk cannot exist as working managers on this Debian host.
+        for m in ["dnf", "dnf5", "yum", "apk"] {
             assert!(
                 proc::find(m).is_none(),
                 "{m} exists here; this test assumes Debian"
