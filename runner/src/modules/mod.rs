@@ -56,6 +56,7 @@ mod patch;
 pub mod paths;
 mod pip;
 mod proc;
+mod rpm_key;
 mod script;
 mod service;
 mod service_facts;
@@ -283,6 +284,7 @@ pub const SUPPORTED: &[&str] = &[
     "pip",
     "raw",
     "replace",
+    "rpm_key",
     "script",
     "service",
     "service_facts",
@@ -387,6 +389,7 @@ const LINUX_ONLY: &[&str] = &[
     "modprobe",
     "mount",
     "pam_limits",
+    "rpm_key",
     "service_facts",
     "timezone",
     "ufw",
@@ -453,6 +456,7 @@ pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleEr
         "at" => at::run(args, ctx),
         "synchronize" => synchronize::run(args, ctx),
         "make" => make::run(args, ctx),
+        "rpm_key" => rpm_key::run(args, ctx),
         "capabilities" => capabilities::run(args, ctx),
         "yum_repository" => yum_repository::run(args, ctx),
         "alternatives" => alternatives::run(args, ctx),
