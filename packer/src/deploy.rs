@@ -102,6 +102,7 @@ impl DeployError {
             // A plan the runner cannot run is bad input; a runner that cannot be packed is not.
             DeployError::Pack(
                 PackError::UnsupportedModule { .. }
+                | PackError::PlayConnection { .. }
                 | PackError::NoModule { .. }
                 | PackError::MissingFile { .. }
                 | PackError::BadFile { .. }
@@ -376,6 +377,7 @@ pub fn prepare(opts: &Options, create_key: bool) -> Result<Prepared, DeployError
     for warning in pack::check_modules(&mut the_plan)? {
         eprintln!("[WARNING]: {warning}");
     }
+    pack::check_play_connections(&the_plan, &inventory)?;
     // env/pipe/lines/password read the controller: answered here, sealed into payloads.
     crate::lookups::answer(
         &mut the_plan,

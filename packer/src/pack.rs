@@ -34,6 +34,18 @@ pub enum PackError {
         /// What the runner has.
         supported: String,
     },
+    /// A play says `connection: local` and runs on a host reached over SSH.
+    #[error(
+        "play '{play}': `connection: local` on a play is supported only for hosts that connect locally (ansible_connection=local, or the implicit localhost); host '{host}' connects over {connection}: run the play's tasks with `delegate_to: localhost`, or set ansible_connection=local for the host"
+    )]
+    PlayConnection {
+        /// The play.
+        play: String,
+        /// The first host reached otherwise.
+        host: String,
+        /// How it is reached.
+        connection: String,
+    },
     /// A task names neither a module nor a block.
     #[error("play '{play}', task '{task}': no module and no block")]
     NoModule {
@@ -127,6 +139,25 @@ pub fn play_hosts<'i>(plan: &DeployPlan, inventory: &'i Inventory) -> Vec<Vec<&'
         per_play.push(hosts);
     }
     per_play
+}
+
+/// Refuses a play with `connection: local` that would run on a host reached otherwise:
+/// there Ansible would run every task on the controller, which the runner on the host
+/// cannot do for a whole play.
+pub fn check_play_connections(plan: &DeployPlan, inventory: &Inventory) -> Result<(), PackError> {
+    for (play, hosts) in plan.plays.iter().zip(play_hosts(plan, inventory)) {
+        if !play.connection_local {
+            continue;
+        }
+        if let Some(h) = hosts.iter().find(|h| !h.is_local()) {
+            return Err(PackError::PlayConnection {
+                play: play.name.clone(),
+                host: h.name.clone(),
+                connection: h.connection().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every host that takes part in the plan, in inventory order, then the implicit

@@ -2649,3 +2649,41 @@ fn a_copied_tree_keeps_its_links_and_empty_directories_on_every_kind_of_host() {
     assert_eq!(code(&run), 0, "{}{}", text(&run.stdout), text(&run.stderr));
     check(&carried);
 }
+
+/// `connection: local` on a play: nothing to change for hosts that connect locally; a
+/// host reached over SSH is refused before anything runs, naming the play and host.
+#[test]
+fn a_play_with_connection_local_runs_on_local_hosts_and_is_refused_for_others() {
+    let env = Env::new();
+    let out = deploy_site(
+        &env,
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - debug: msg=ran-here\n",
+        0,
+    );
+    assert_has(&out.stdout, "ran-here");
+
+    let inventory = env.path("hosts.ini");
+    std::fs::write(
+        &inventory,
+        "web1 ansible_host=192.0.2.1\nlocal1 ansible_connection=local\n",
+    )
+    .unwrap();
+    let site = env.path("site.yml");
+    std::fs::write(
+        &site,
+        "- name: api calls\n  hosts: all\n  connection: local\n  gather_facts: false\n  tasks:\n    - debug: msg=never\n",
+    )
+    .unwrap();
+    let o = env.deploy(&["-i", inventory.to_str().unwrap(), site.to_str().unwrap()]);
+    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
+    assert_has(
+        &o.stderr,
+        "play 'api calls': `connection: local` on a play is supported only for hosts that connect locally (ansible_connection=local, or the implicit localhost); host 'web1' connects over ssh",
+    );
+    assert!(!text(&o.stdout).contains("never"));
+
+    std::fs::write(&site, "- hosts: all\n  connection: ssh\n  tasks: []\n").unwrap();
+    let o = env.deploy(&["-i", inventory.to_str().unwrap(), site.to_str().unwrap()]);
+    assert_eq!(code(&o), 4, "{}", text(&o.stderr));
+    assert_has(&o.stderr, "only `connection: local` is supported on a play");
+}

@@ -897,7 +897,25 @@ pub fn fileglob(terms: &Value, place: &LookupPlace, files: CtlFiles<'_>) -> Vec<
         };
         let dirs: Vec<String> = if !dir.is_empty() || term.starts_with('/') {
             let dir = if dir.is_empty() { "/" } else { dir };
-            place.find(files, "files", dir).into_iter().collect()
+            let carried = place.find(files, "files", dir);
+            // On the controller, a directory the payload does not carry is found
+            // where Ansible finds it.
+            let here = || {
+                let candidates = crate::resolve::stack_candidates(
+                    &place.search,
+                    "files",
+                    dir,
+                    place.in_role,
+                    &place.basedir,
+                );
+                candidates
+                    .into_iter()
+                    .find(|c| std::path::Path::new(c).is_dir())
+            };
+            carried
+                .or_else(|| place.local.then(here).flatten())
+                .into_iter()
+                .collect()
         } else {
             place
                 .search
@@ -918,6 +936,11 @@ pub fn fileglob(terms: &Value, place: &LookupPlace, files: CtlFiles<'_>) -> Vec<
                 })
                 .filter(|p| files.shared.files.contains_key(p))
                 .collect();
+            // On the controller itself the directory is read as it is now, as Ansible
+            // globs it (files a task made during the run, ones no task names).
+            if hits.is_empty() && place.local {
+                hits = local_glob(&d, pattern);
+            }
             if !hits.is_empty() {
                 hits.sort();
                 out.extend(hits.into_iter().map(Value::String));
@@ -926,6 +949,20 @@ pub fn fileglob(terms: &Value, place: &LookupPlace, files: CtlFiles<'_>) -> Vec<
         }
     }
     out
+}
+
+/// The regular files of this machine's directory `dir` whose names match `pattern`.
+fn local_glob(dir: &str, pattern: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| glob(pattern, n))
+        .map(|n| join(dir, &n))
+        .filter(|p| std::path::Path::new(p).is_file())
+        .collect()
 }
 
 /// Python's `glob` of one path component: `*`, `?` and `[...]` as `fnmatch`, and a
@@ -2093,6 +2130,40 @@ mod tests {
         assert_eq!(strs(&found), [path.display().to_string()]);
         place.local = false;
         assert!(first_found(&term, &none, "files", &place, f, &name).is_err());
+    }
+
+    #[test]
+    fn fileglob_on_the_controller_reads_directories_the_payload_does_not_carry() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().display().to_string();
+        std::fs::create_dir_all(t.path().join("files/made")).unwrap();
+        for f in ["files/made/x.conf", "files/made/y.conf", "beside.txt"] {
+            std::fs::write(t.path().join(f), "x").unwrap();
+        }
+        std::fs::create_dir(t.path().join("files/made/dir.conf")).unwrap();
+        let s = Shared::default();
+        let f = CtlFiles::new(&s);
+        let mut place = LookupPlace {
+            search: vec![base.clone()],
+            basedir: base.clone(),
+            in_role: false,
+            local: true,
+        };
+        // A directory part is found in the search path's files/; only files match.
+        assert_eq!(
+            strs(&fileglob(&json!(["made/*.conf"]), &place, f)),
+            [
+                format!("{base}/files/made/x.conf"),
+                format!("{base}/files/made/y.conf")
+            ]
+        );
+        assert_eq!(
+            strs(&fileglob(&json!(["beside.*"]), &place, f)),
+            [format!("{base}/beside.txt")]
+        );
+        // Elsewhere the host is not the controller: only carried files count.
+        place.local = false;
+        assert!(fileglob(&json!(["made/*.conf", "beside.*"]), &place, f).is_empty());
     }
 
     #[test]

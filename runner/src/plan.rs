@@ -422,6 +422,11 @@ pub struct Play {
     /// `force_handlers`: the handlers notified so far run even on a host that failed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_handlers: bool,
+    /// `connection: local` on the play: the deployer runs it only on hosts that connect
+    /// locally anyway (`ansible_connection=local`, the implicit localhost), where it
+    /// changes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connection_local: bool,
     /// A changed task notifying a name no handler answers to is warned about and the
     /// play goes on (Ansible's `ERROR_ON_MISSING_HANDLER` off,
     /// `ANSIBLE_ERROR_ON_MISSING_HANDLER=false`); by default it ends the run with an error.

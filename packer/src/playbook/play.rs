@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Play keywords read here.
-const PLAY_KEYWORDS: [&str; 29] = [
+const PLAY_KEYWORDS: [&str; 30] = [
     "name",
+    "connection",
     "timeout",
     "remote_user",
     "ignore_errors",
@@ -518,6 +519,16 @@ impl Loader<'_> {
             None => self.opts.force_handlers,
             Some(v) => tasks::boolean(v, &at, "force_handlers")?,
         };
+        let connection_local = match get("connection") {
+            None => false,
+            Some(v) if scalar_str(v).as_deref() == Some("local") => true,
+            Some(_) => {
+                return Err(at.unsupported(
+                    "connection",
+                    "only `connection: local` is supported on a play (for hosts that connect locally); other connection settings come from the inventory",
+                ));
+            }
+        };
         let any_errors_fatal = match get("any_errors_fatal") {
             None => false,
             Some(v) => tasks::boolean(v, &at, "any_errors_fatal")?,
@@ -627,6 +638,7 @@ impl Loader<'_> {
                 any_errors_fatal,
                 max_fail_percentage,
                 force_handlers,
+                connection_local,
                 strategy,
                 hosts_at_start: false,
                 missing_handler_warns: self.opts.missing_handler_warns,
