@@ -1768,8 +1768,14 @@ pub fn task_line(host: &str, ev: &Event, verbosity: u8) -> Option<String> {
             module,
             ..
         } => {
+            // What Ansible's default callback shows: a debug task's message (or
+            // variable) and a result its action marks `_ansible_verbose_always` (an
+            // assert's) always, every result from -v on; on one line, as Python's
+            // json.dumps writes it.
+            let debug = rustle_runner::modules::canonical(module) == "debug"
+                || result.get("_ansible_verbose_always") == Some(&Value::Bool(true));
             // A loop's items first, each on its line, as Ansible prints them.
-            let mut line = item_lines(host, result)
+            let mut line = item_lines(host, result, module, verbosity > 0 || debug)
                 .into_iter()
                 .map(|l| l + "\n")
                 .collect::<String>();
@@ -1785,12 +1791,6 @@ pub fn task_line(host: &str, ev: &Event, verbosity: u8) -> Option<String> {
                     line.push_str(" (ignored)");
                 }
             }
-            // What Ansible's default callback shows: a debug task's message (or
-            // variable) and a result its action marks `_ansible_verbose_always` (an
-            // assert's) always, every result from -v on; on one line, as Python's
-            // json.dumps writes it.
-            let debug = rustle_runner::modules::canonical(module) == "debug"
-                || result.get("_ansible_verbose_always") == Some(&Value::Bool(true));
             if verbosity > 0 || debug && *status != Status::Skipped {
                 let shown = crate::display::clean(result, module, verbosity);
                 line.push_str(" => ");
@@ -1806,8 +1806,9 @@ pub fn task_line(host: &str, ev: &Event, verbosity: u8) -> Option<String> {
 
 /// One line per item of a loop's result, as Ansible's default callback prints it:
 /// `ok: [web1] => (item=LABEL)`, the label being the rendered `loop_control.label`, or
-/// else the item as Python's `str()` shows it.
-fn item_lines(host: &str, result: &Value) -> Vec<String> {
+/// else the item as Python's `str()` shows it; when the task's results are shown
+/// (`verbose`: -v, a debug task), an item that ran is followed by its result.
+fn item_lines(host: &str, result: &Value, module: &str, verbose: bool) -> Vec<String> {
     let Some(items) = result.get("results").and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -1830,10 +1831,13 @@ fn item_lines(host: &str, result: &Value) -> Vec<String> {
             } else {
                 "ok"
             };
-            Some(format!(
-                "{status}: [{host}] => (item={})",
-                printable(&label)
-            ))
+            let mut line = format!("{status}: [{host}] => (item={})", printable(&label));
+            if verbose && matches!(status, "ok" | "changed") {
+                let shown = crate::display::clean(&Value::Object(r.clone()), module, 0);
+                line.push_str(" => ");
+                line.push_str(&printable(&crate::display::json_text(&shown, None)));
+            }
+            Some(line)
         })
         .collect()
 }
@@ -2246,6 +2250,21 @@ mod tests {
              skipping: [h] => (item=x\\x1b[2J)\n\
              failed: [h] => (item=3)\n\
              changed: [h] => loop"
+        );
+        // A debug task's items show their results (debug target's runme greps them).
+        let ev: Event = serde_json::from_value(json!({
+            "type": "task", "v": 1, "play": "p", "name": "show", "module": "debug",
+            "status": "ok", "duration_ms": 1.0, "result": {"msg": "All items completed", "results": [
+                {"item": 1, "ansible_loop_var": "item", "changed": false},
+                {"skipped": true, "item": 2, "ansible_loop_var": "item"},
+            ]}
+        }))
+        .unwrap();
+        let text = task_line("h", &ev, 0).unwrap();
+        assert!(
+            text.starts_with("ok: [h] => (item=1) => {\"ansible_loop_var\": \"item\", \"item\": 1")
+                && text.contains("\nskipping: [h] => (item=2)\n"),
+            "{text}"
         );
     }
 

@@ -452,7 +452,8 @@ impl Engine {
     /// Evaluates a condition (`when`, `changed_when`, ...). A condition wrapped in
     /// `{{ }}` is accepted, as Ansible accepts it with a warning.
     pub fn eval_bool(&self, expr: &str, ctx: &JValue) -> Result<bool, TemplateError> {
-        let expr = single_expression(expr).unwrap_or(expr);
+        let wrapped = single_expression(expr);
+        let expr = wrapped.unwrap_or(expr);
         // Ansible fails a condition that names something undefined (`when: nope`)
         // rather than taking it as false, in Jinja2's words for what was undefined.
         let v = match self.eval(expr, ctx) {
@@ -475,8 +476,13 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        // Ansible evaluates the strings "false"/"no" from variables as false too.
-        if let Some(s) = v.as_str() {
+        // ansible-core 2.18 renders a `{{ }}`-wrapped condition to text and evaluates
+        // that text again, so one that gives "false" or "no" is false; any other
+        // condition that gives a string is true when the string is not empty (Python's
+        // truth: `when: var` with var "false" runs the task).
+        if let Some(s) = v.as_str()
+            && wrapped.is_some()
+        {
             return Ok(crate::modules::args::truthy_str(s).unwrap_or(!s.is_empty()));
         }
         Ok(v.is_true())
@@ -1720,7 +1726,10 @@ mod tests {
         assert!(!e.eval_bool("r.rc != 0", &c).unwrap());
         assert!(e.eval_bool("r is changed", &c).unwrap());
         assert!(e.eval_bool("r is succeeded", &c).unwrap());
-        assert!(!e.eval_bool("f", &c).unwrap());
+        // ansible-core 2.18: a string is true when it is not empty, except what a
+        // `{{ }}` condition renders, which is evaluated again ("no" is false).
+        assert!(e.eval_bool("f", &c).unwrap());
+        assert!(!e.eval_bool("{{ f }}", &c).unwrap());
         assert!(!e.eval_bool("f | bool", &c).unwrap());
     }
 

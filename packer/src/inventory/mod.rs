@@ -733,7 +733,7 @@ impl Builder {
     }
 
     fn check_var_name(&self, name: &str, line: Option<usize>) -> Result<(), InventoryError> {
-        if is_identifier(name) {
+        if rustle_runner::modules::args::is_identifier(name) {
             Ok(())
         } else {
             Err(InventoryError::InvalidVarName {
@@ -1139,13 +1139,4 @@ fn check_connection_vars(source: &str, host: &mut Host) -> Result<(), InventoryE
         }
         Ok(())
     }
-}
-
-/// Whether `name` can be a variable: ASCII letters, digits and `_`, not starting with a digit.
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -195,6 +195,21 @@ pub(crate) fn unsupported_reason(key: &str) -> Option<&'static str> {
     })
 }
 
+/// A `register` name, checked as Ansible checks it when the task is loaded: a Python
+/// identifier.
+fn register_name(v: &Yaml, at: &Where) -> Result<Option<String>, PlaybookError> {
+    let name = opt_string(v, at, "register")?;
+    if let Some(n) = &name
+        && !rustle_runner::modules::args::is_identifier(n)
+    {
+        return Err(at.invalid(
+            "register",
+            format!("Invalid variable name in 'register' specified: '{n}'"),
+        ));
+    }
+    Ok(name)
+}
+
 /// The module name without `ansible.builtin.` / `ansible.legacy.`.
 pub(crate) fn short_name(module: &str) -> &str {
     module
@@ -892,7 +907,7 @@ impl Loader<'_> {
             }
             match key {
                 "loop_control" => task.loop_control = Some(loop_control(v, at)?),
-                "register" => task.register = opt_string(v, at, key)?,
+                "register" => task.register = register_name(v, at)?,
                 "changed_when" => task.changed_when = condition(v, at, key)?,
                 "failed_when" => task.failed_when = condition(v, at, key)?,
                 "until" => task.until = condition(v, at, key)?,
@@ -1190,7 +1205,7 @@ impl Loader<'_> {
                     }
                 }
                 "loop_control" => task.loop_control = Some(loop_control(v, at)?),
-                "register" => task.register = opt_string(v, at, key)?,
+                "register" => task.register = register_name(v, at)?,
                 "listen" if cx.handler => task.listen = string_list(v, at, key)?,
                 "args" => match v {
                     Yaml::Null => {}

@@ -125,6 +125,21 @@ pub fn with_aliases(args: &Vars, spec: &[(&str, &[&str])]) -> Result<Vars, Modul
     Ok(out)
 }
 
+/// A Python identifier that is not a keyword (Ansible's `isidentifier`), what a
+/// variable name must be.
+pub fn is_identifier(name: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield",
+    ];
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+        && !KEYWORDS.contains(&name)
+}
+
 /// An optional string argument that must be one of `choices`, in Ansible's words when
 /// it is not.
 pub fn opt_choice(

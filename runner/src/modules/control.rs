@@ -69,7 +69,7 @@ pub(super) fn set_fact(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> 
             "set_fact needs at least one variable".into(),
         ));
     }
-    if let Some(bad) = facts.keys().find(|k| !is_identifier(k)) {
+    if let Some(bad) = facts.keys().find(|k| !args::is_identifier(k)) {
         return Err(ModuleError::BadArgs(format!(
             "'{bad}' is not a valid variable name"
         )));
@@ -109,7 +109,7 @@ pub(super) fn set_stats(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError>
         } else {
             k
         };
-        if !is_identifier(&name) {
+        if !args::is_identifier(&name) {
             return Ok(Outcome::fail(format!(
                 "The variable name '{name}' is not valid. Variables must start with a letter or underscore character, and contain only letters, numbers and underscores."
             )));
@@ -122,12 +122,6 @@ pub(super) fn set_stats(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError>
         "aggregate": flag("aggregate", true),
     });
     Ok(Outcome::ok().with("ansible_stats", stats))
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `assert`: every expression in `that` must hold. Unless `quiet`, its result is shown

@@ -73,6 +73,13 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
             continue;
         }
         seen.push(name);
+        // Ansible reads rpm through its Python bindings, which a dpkg host does not
+        // have even where the rpm tool is installed (to manage repository keys, say):
+        // there, looking for a manager on its own, it goes on to apt.
+        if name == "rpm" && !given.iter().any(|g| g == m) && tools::find_bin("dpkg-query").is_some()
+        {
+            continue;
+        }
         let Some(listed) = list(ctx, name) else {
             if given.iter().any(|g| g == m) {
                 warnings.push(format!(
