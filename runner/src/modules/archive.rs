@@ -969,7 +969,7 @@ fn unarchive_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             let Some(dir) = parent_dir(&root, &p.rel, None)? else {
                 continue;
             };
-            let c = fsutil::apply_attrs_at(&dir, leaf(&p.rel), owners, false, ctx.check_mode)?;
+            let c = fsutil::apply_attrs_at(&dir, leaf(&p.rel), &owners, false, ctx.check_mode)?;
             if !c.is_empty() && !changed_members.contains(&p.rel.display().to_string()) {
                 changed_members.push(p.rel.display().to_string());
             }

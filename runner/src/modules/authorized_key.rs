@@ -340,7 +340,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
                     sym: None,
                     uid: account.as_ref().map(|u| u.uid),
                     gid: account.as_ref().map(|u| u.gid),
-                    flags: None,
+                    ..Attrs::default()
                 },
                 force: true,
                 backup: false,
@@ -458,9 +458,9 @@ fn keyfile_for_write(
             sym: None,
             uid: Some(account.uid),
             gid: Some(account.gid),
-            flags: None,
+            ..Attrs::default()
         };
-        fsutil::apply_attrs(&sshdir, want, true, false)?;
+        fsutil::apply_attrs(&sshdir, &want, true, false)?;
     }
     if let Some(dir) = file.parent()
         && !dir.exists()

@@ -61,7 +61,17 @@ pub(super) fn set_fact(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> 
         } else {
             k.clone()
         };
-        facts.insert(name, v.clone());
+        // Ansible's set_fact turns the strings true/false/yes/no (any case) into
+        // booleans, unsafe ones too (without jinja2_native, its default).
+        let word = match crate::template::unsafe_inner(v).unwrap_or(v) {
+            Value::String(s) => match s.to_lowercase().as_str() {
+                "true" | "yes" => Some(true),
+                "false" | "no" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        facts.insert(name, word.map_or_else(|| v.clone(), Value::Bool));
     }
     facts.shift_remove("cacheable");
     if facts.is_empty() {
@@ -70,8 +80,8 @@ pub(super) fn set_fact(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> 
         ));
     }
     if let Some(bad) = facts.keys().find(|k| !args::is_identifier(k)) {
-        return Err(ModuleError::BadArgs(format!(
-            "'{bad}' is not a valid variable name"
+        return Ok(Outcome::fail(format!(
+            "The variable name '{bad}' is not valid. Variables must start with a letter or underscore character, and contain only letters, numbers and underscores."
         )));
     }
     Ok(Outcome::ok().with("ansible_facts", Value::Object(facts)))
@@ -317,7 +327,25 @@ mod tests {
     fn set_fact_returns_facts() {
         let o = check("set_fact", json!({"a": 1, "cacheable": true}), json!({})).unwrap();
         assert_eq!(o.data["ansible_facts"], json!({"a": 1}));
-        assert!(check("set_fact", json!({"1x": 1}), json!({})).is_err());
+        let bad = check("set_fact", json!({"1x": 1}), json!({})).unwrap();
+        assert!(
+            bad.failed
+                && bad
+                    .msg
+                    .unwrap()
+                    .starts_with("The variable name '1x' is not valid.")
+        );
+        // The strings true/false/yes/no become booleans, as Ansible's set_fact does.
+        let o = check(
+            "set_fact",
+            json!({"a": "false", "b": "Yes", "c": "no way", "d": {"__ansible_unsafe": "TRUE"}}),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            o.data["ansible_facts"],
+            json!({"a": false, "b": true, "c": "no way", "d": true})
+        );
         // Names are templated, as Ansible's set_fact does.
         let o = check("set_fact", json!({"{{ 'x' + n }}": "v"}), json!({"n": "1"})).unwrap();
         assert_eq!(o.data["ansible_facts"], json!({"x1": "v"}));

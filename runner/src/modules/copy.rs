@@ -402,7 +402,7 @@ struct RemoteDir {
 /// `owner` and `group` apply to everything below, `mode` to the destination itself.
 fn copy_remote_dir(src: &str, dest: &str, how: &RemoteDir, ctx: &Ctx<'_>) -> Step<Outcome> {
     let RemoteDir {
-        attrs,
+        ref attrs,
         force,
         directory_mode,
         follow,
@@ -458,16 +458,16 @@ fn copy_remote_dir(src: &str, dest: &str, how: &RemoteDir, ctx: &Ctx<'_>) -> Ste
     let ids = Attrs {
         mode: None,
         sym: None,
-        ..attrs
+        ..attrs.clone()
     };
     if fsutil::lstat(&target)?.is_none() {
         if !check {
             make_dirs(target.parent().unwrap_or(Path::new("/")), directory_mode)?;
-            copy_tree(Path::new(src), &target, ids, follow, 0, ctx)?;
+            copy_tree(Path::new(src), &target, &ids, follow, 0, ctx)?;
         }
         changed = true;
     } else {
-        changed |= copy_tree(Path::new(src), &target, ids, follow, 0, ctx)?;
+        changed |= copy_tree(Path::new(src), &target, &ids, follow, 0, ctx)?;
     }
     let shown_path = Path::new(shown.trim_end_matches('/'));
     if fsutil::lstat(shown_path)?.is_some() {
@@ -496,7 +496,7 @@ fn make_dirs(dir: &Path, mode: Option<u32>) -> Step<()> {
 fn copy_tree(
     from: &Path,
     to: &Path,
-    ids: Attrs,
+    ids: &Attrs,
     follow: bool,
     depth: usize,
     ctx: &Ctx<'_>,
@@ -771,10 +771,10 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                         // The umask must not narrow an explicit directory_mode.
                         fsutil::apply_attrs(
                             m,
-                            Attrs {
+                            &Attrs {
                                 mode: Some(dm),
                                 sym: None,
-                                ..d.attrs
+                                ..d.attrs.clone()
                             },
                             true,
                             false,
@@ -786,10 +786,10 @@ fn copy_dir(d: &DirCopy<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
         let attrs = if d.preserve {
             Attrs {
                 mode: file.mode,
-                ..d.attrs
+                ..d.attrs.clone()
             }
         } else {
-            d.attrs
+            d.attrs.clone()
         };
         let one = if ctx.check_mode && !parent.is_dir() {
             // The directory would be created first: the file is new.

@@ -266,7 +266,7 @@ fn keyrings_dir(dir: &Path, ctx: &Ctx<'_>) -> Step<bool> {
         gid: Some(0),
         ..Attrs::default()
     };
-    Ok(!fsutil::apply_attrs(dir, want, true, ctx.check_mode)?.is_empty() || changed)
+    Ok(!fsutil::apply_attrs(dir, &want, true, ctx.check_mode)?.is_empty() || changed)
 }
 
 /// Writes `content` to `path` (or in check mode says whether it would); whether it

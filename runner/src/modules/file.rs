@@ -180,6 +180,21 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     if ctx.diff_mode && out.changed {
         out.diff.push(changes.to_diff(&req.path));
     }
+    // Ansible's file module in check mode warns of an owner or group nobody has (an
+    // earlier checked task may create it).
+    if ctx.check_mode
+        && req.state != State::Absent
+        && let Some(why) = &req.attrs.unknown
+    {
+        let (what, rest) = match why.split_once("failed to look up ") {
+            Some((_, rest)) if rest.starts_with("group ") => ("group", rest),
+            Some((_, rest)) => ("user", rest),
+            None => ("user", why.as_str()),
+        };
+        out = out.warn(format!(
+            "failed to look up {rest}. Create {what} up to this point in real play"
+        ));
+    }
     Ok(out)
 }
 
@@ -400,7 +415,7 @@ fn describe(req: &Req, out: Outcome, would_be: &str, ctx: &Ctx<'_>) -> Outcome {
 fn settle(req: &Req, ctx: &Ctx<'_>, changes: &mut Changes, would_be: &str) -> Step<Outcome> {
     changes.extend(fsutil::apply_attrs(
         &req.path,
-        req.attrs,
+        &req.attrs,
         req.follow,
         ctx.check_mode,
     )?);
@@ -471,12 +486,12 @@ fn directory(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) 
             .with("state", prev_state),
         ));
     }
-    let leaf = fsutil::apply_attrs(&req.path, req.attrs, req.follow, ctx.check_mode)?;
+    let leaf = fsutil::apply_attrs(&req.path, &req.attrs, req.follow, ctx.check_mode)?;
     if prev_state != "absent" {
         changes.extend(leaf);
     }
     let mut out = Outcome::ok();
-    if req.recurse && recurse_attrs(&req.path, req.attrs, ctx.check_mode)? {
+    if req.recurse && recurse_attrs(&req.path, &req.attrs, ctx.check_mode)? {
         out.changed = true;
     }
     Ok(describe(req, out, "directory", ctx))
@@ -484,7 +499,7 @@ fn directory(req: &Req, prev_state: &str, ctx: &Ctx<'_>, changes: &mut Changes) 
 
 /// Applies attributes to everything below `dir`, without following symlinks (a link
 /// gets owner/group only). True when anything changed or would change.
-fn recurse_attrs(dir: &Path, attrs: Attrs, check: bool) -> Step<bool> {
+fn recurse_attrs(dir: &Path, attrs: &Attrs, check: bool) -> Step<bool> {
     let mut changed = false;
     let entries = fs::read_dir(dir).map_err(|e| io_fail("list", dir, &e))?;
     for entry in entries {
@@ -594,7 +609,7 @@ fn link(
         place(&req.path, replace && prev_state != "directory", |p| {
             std::os::unix::fs::symlink(src, p)
         })?;
-        fsutil::apply_attrs(&req.path, req.attrs, req.follow, false)?;
+        fsutil::apply_attrs(&req.path, &req.attrs, req.follow, false)?;
     }
     Ok(describe(req, Outcome::changed(true), "link", ctx))
 }
@@ -637,7 +652,7 @@ fn hard(
         Some(m) if m.dev() == src_meta.dev() && m.ino() == src_meta.ino() => {
             changes.extend(fsutil::apply_attrs(
                 &req.path,
-                req.attrs,
+                &req.attrs,
                 true,
                 ctx.check_mode,
             )?);
@@ -657,7 +672,7 @@ fn hard(
     changes.push("state", prev_state.into(), "hard".into());
     if !ctx.check_mode {
         place(&req.path, replace, |p| fs::hard_link(&abs_src, p))?;
-        fsutil::apply_attrs(&req.path, req.attrs, true, false)?;
+        fsutil::apply_attrs(&req.path, &req.attrs, true, false)?;
     }
     Ok(describe(req, Outcome::changed(true), "hard", ctx))
 }
@@ -675,6 +690,69 @@ mod tests {
     /// Runs the file module with `args` (`{p}` in strings replaced by the temp dir).
     fn check(dir: &Path, args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         crate::modules::run_in_dir_for_test("file", dir, &args, check_mode)
+    }
+
+    /// An owner or group nobody has: in check mode a path a task would create is a
+    /// change (the file module warns), an existing one fails; a real run fails. What
+    /// ansible-core 2.18.19 does with the same tasks.
+    #[test]
+    fn an_unknown_owner_is_a_change_in_check_mode_where_the_path_is_new() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("exists"), "").unwrap();
+        let run = |module: &str, args: Value, check_mode: bool| {
+            crate::modules::run_in_dir_for_test(module, t.path(), &args, check_mode).unwrap()
+        };
+        let cases = [
+            (
+                "file",
+                json!({"path": "{p}/newdir", "state": "directory", "owner": "nosuchuser"}),
+            ),
+            (
+                "copy",
+                json!({"content": "x\n", "dest": "{p}/new", "owner": "nosuchuser"}),
+            ),
+            (
+                "lineinfile",
+                json!({"path": "{p}/newl", "line": "x", "create": true, "group": "nosuchgroup"}),
+            ),
+        ];
+        for (module, args) in &cases {
+            let o = run(module, args.clone(), true);
+            assert!(o.changed && !o.failed, "{module}: {o:?}");
+        }
+        let warned = run("file", cases[0].1.clone(), true);
+        assert_eq!(
+            warned.data["warnings"][0],
+            "failed to look up user nosuchuser. Create user up to this point in real play"
+        );
+        for (module, args) in [
+            ("file", json!({"path": "{p}/exists", "owner": "nosuchuser"})),
+            (
+                "copy",
+                json!({"content": "", "dest": "{p}/exists", "owner": "nosuchuser"}),
+            ),
+        ] {
+            let o = run(module, args, true);
+            assert!(o.failed, "{module}: {o:?}");
+            assert_eq!(
+                o.msg.as_deref(),
+                Some("chown failed: failed to look up user nosuchuser")
+            );
+        }
+        for (module, args) in &cases {
+            let o = run(module, args.clone(), false);
+            assert!(o.failed, "{module}: {o:?}");
+            assert!(
+                o.msg
+                    .unwrap()
+                    .ends_with("failed to look up user nosuchuser")
+                    || module == &"lineinfile"
+            );
+        }
+        assert!(
+            !t.path().join("new").exists(),
+            "a copy that cannot be owned is not written"
+        );
     }
 
     #[test]

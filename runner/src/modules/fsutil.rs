@@ -149,7 +149,7 @@ pub(super) fn group_name(gid: u32) -> String {
 // Mode, owner and group
 
 /// The mode/owner/group a task asks for; `None` leaves that attribute alone.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Attrs {
     pub mode: Option<u32>,
     /// A symbolic mode (`u+x,g-w`), resolved against the path's mode when applied.
@@ -158,6 +158,11 @@ pub(super) struct Attrs {
     pub gid: Option<u32>,
     /// File attributes (`chattr` letters), set after mode and owner.
     pub flags: Option<iflags::Request>,
+    /// Why `owner` or `group` names nobody (`chown failed: failed to look up user
+    /// x`): the task fails with it when the attributes are applied to a file that
+    /// exists, as Ansible's do; check mode reports a file it would create or rewrite
+    /// as changed without looking (an earlier checked task may create the user).
+    pub unknown: Option<String>,
 }
 
 impl Attrs {
@@ -171,16 +176,19 @@ impl Attrs {
             }
             _ => (args::opt_mode(a, "mode")?, None),
         };
+        let mut unknown = None;
         let uid = match args::opt_str(a, "owner")? {
-            Some(name) => Some(uid_of(&name).ok_or_else(|| {
-                fail_stop(format!("chown failed: failed to look up user {name}"))
-            })?),
+            Some(name) => uid_of(&name).or_else(|| {
+                unknown = Some(format!("chown failed: failed to look up user {name}"));
+                None
+            }),
             None => None,
         };
         let gid = match args::opt_str(a, "group")? {
-            Some(name) => Some(gid_of(&name).ok_or_else(|| {
-                fail_stop(format!("chgrp failed: failed to look up group {name}"))
-            })?),
+            Some(name) => gid_of(&name).or_else(|| {
+                unknown.get_or_insert(format!("chgrp failed: failed to look up group {name}"));
+                None
+            }),
             None => None,
         };
         let flags = match args::opt_str(a, "attributes")?.or(args::opt_str(a, "attr")?) {
@@ -193,6 +201,7 @@ impl Attrs {
             uid,
             gid,
             flags,
+            unknown,
         })
     }
 
@@ -275,7 +284,7 @@ impl Changes {
 /// be the very one inspected. So a user who can write in that directory cannot swap
 /// the name for a symlink between the check and the change and have root chown or
 /// chmod another file.
-pub(super) fn apply_attrs(path: &Path, want: Attrs, follow: bool, check: bool) -> Step<Changes> {
+pub(super) fn apply_attrs(path: &Path, want: &Attrs, follow: bool, check: bool) -> Step<Changes> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -296,7 +305,7 @@ struct AttrPlan {
     changes: Changes,
 }
 
-fn plan_attrs(meta: &fs::Metadata, want: Attrs, mode_applies: bool) -> AttrPlan {
+fn plan_attrs(meta: &fs::Metadata, want: &Attrs, mode_applies: bool) -> AttrPlan {
     let mut changes = Changes::default();
     let uid = want.uid.filter(|u| *u != meta.uid());
     let gid = want.gid.filter(|g| *g != meta.gid());
@@ -324,7 +333,7 @@ fn plan_attrs(meta: &fs::Metadata, want: Attrs, mode_applies: bool) -> AttrPlan 
 pub(super) fn apply_attrs_at(
     dir: &Dir,
     name: &OsStr,
-    want: Attrs,
+    want: &Attrs,
     follow: bool,
     check: bool,
 ) -> Step<Changes> {
@@ -332,6 +341,9 @@ pub(super) fn apply_attrs_at(
     let Some(lmeta) = dir.lstat(name)? else {
         return Ok(Changes::default());
     };
+    if let Some(why) = &want.unknown {
+        return fail(why.clone());
+    }
     let is_link = lmeta.file_type().is_symlink();
     let meta = if is_link && follow {
         match fs::metadata(dir.at(name)?) {
@@ -461,10 +473,13 @@ fn set_flags_fd(
 }
 
 /// [`apply_attrs`] by path, for the few paths that have no directory to hold open.
-fn apply_attrs_by_path(path: &Path, want: Attrs, follow: bool, check: bool) -> Step<Changes> {
+fn apply_attrs_by_path(path: &Path, want: &Attrs, follow: bool, check: bool) -> Step<Changes> {
     let Some(lmeta) = lstat(path)? else {
         return Ok(Changes::default());
     };
+    if let Some(why) = &want.unknown {
+        return fail(why.clone());
+    }
     let is_link = lmeta.file_type().is_symlink();
     let meta = if is_link && follow {
         match fs::metadata(path) {
@@ -701,6 +716,14 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
         None => None,
     };
     let content_changed = old.as_deref() != Some(req.content);
+    // An owner or group nobody has: check mode reports a write as a change without
+    // looking (Ansible's copy exits before it sets attributes); anything else fails,
+    // before the file is touched.
+    if let Some(why) = &req.attrs.unknown
+        && !(content_changed && ctx.check_mode)
+    {
+        return fail(why.clone());
+    }
 
     let mut out = Outcome::ok();
     let mut attr_changes = Changes::default();
@@ -751,12 +774,12 @@ pub(super) fn write_file(req: &WriteReq<'_>, ctx: &Ctx<'_>) -> Step<Outcome> {
                     flags: req.attrs.flags,
                     ..Attrs::default()
                 };
-                apply_attrs_at(&dir, &name, flags_only, false, false)?;
+                apply_attrs_at(&dir, &name, &flags_only, false, false)?;
             }
         }
     } else if let (Some(f), Some(m)) = (&old_file, &existing) {
         // Same content: the file just read is the one whose attributes are reconciled.
-        let mut plan = plan_attrs(m, req.attrs, true);
+        let mut plan = plan_attrs(m, &req.attrs, true);
         if !ctx.check_mode {
             set_attrs_fd(f, &plan, &dest)?;
         }

@@ -420,7 +420,7 @@ fn fetch_and_place(
                 .is_ok_and(|h| h.other.as_deref() == Some(want.as_str())),
         };
         if matches {
-            let changes = fsutil::apply_attrs_at(dir, name, req.attrs, true, ctx.check_mode)?;
+            let changes = fsutil::apply_attrs_at(dir, name, &req.attrs, true, ctx.check_mode)?;
             let mut o = Outcome::changed(!changes.is_empty()).msg(if changes.is_empty() {
                 "file already exists"
             } else {
@@ -488,7 +488,7 @@ fn fetch_and_place(
         o = o.with("checksum_dest", c.clone());
     }
     if same {
-        let changes = fsutil::apply_attrs_at(dir, name, req.attrs, true, ctx.check_mode)?;
+        let changes = fsutil::apply_attrs_at(dir, name, &req.attrs, true, ctx.check_mode)?;
         o.changed = !changes.is_empty();
         if ctx.diff_mode && o.changed {
             o.diff.push(changes.to_diff(dest));

@@ -177,7 +177,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     // The file's attributes are set after the edit, and only outside check mode, as the
     // module does (`set_fs_attributes_if_different` is skipped in check mode).
     if !ctx.check_mode && path.exists() {
-        let changes = fsutil::apply_attrs(&path, attrs, follow, false)?;
+        let changes = fsutil::apply_attrs(&path, &attrs, follow, false)?;
         if !changes.is_empty() {
             out.changed = true;
             if ctx.diff_mode {

@@ -93,6 +93,7 @@ pub use template::KNOWN as TEMPLATE_ARGS;
 use crate::plan::{HostFile, Vars};
 use crate::privilege::RunAs;
 use crate::template::Engine;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// What a module may use besides its arguments.
@@ -406,12 +407,62 @@ fn platform_refusal(module: &str, os: &str) -> Option<Outcome> {
     })
 }
 
+/// The modules that take Ansible's file arguments (`add_file_common_args`).
+const FILE_COMMON_MODULES: &[&str] = &[
+    "archive",
+    "assemble",
+    "blockinfile",
+    "copy",
+    "file",
+    "get_url",
+    "ini_file",
+    "lineinfile",
+    "replace",
+    "template",
+    "unarchive",
+    "uri",
+    "yum_repository",
+];
+
+/// The file arguments that set an SELinux context.
+const SELINUX_ARGS: &[&str] = &["seuser", "serole", "setype", "selevel"];
+
+/// A file module's arguments without the SELinux context ones, which change nothing
+/// on a host without SELinux, as Ansible ignores them there; on a host with SELinux
+/// enabled the task fails naming them (the runner does not set contexts yet).
+fn without_selinux<'a>(module: &str, args: &'a Vars) -> Result<Cow<'a, Vars>, Outcome> {
+    let given: Vec<&str> = SELINUX_ARGS
+        .iter()
+        .copied()
+        .filter(|k| args.contains_key(*k))
+        .collect();
+    if given.is_empty() || !FILE_COMMON_MODULES.contains(&module) {
+        return Ok(Cow::Borrowed(args));
+    }
+    if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        return Err(Outcome::fail(format!(
+            "{module}: SELinux is enabled on this host, and setting a file's SELinux context ({}) is not supported by rustle-deploy yet",
+            given.join(", ")
+        )));
+    }
+    let mut kept = args.clone();
+    for k in given {
+        kept.shift_remove(k);
+    }
+    Ok(Cow::Owned(kept))
+}
+
 /// Runs a module.
 pub fn run(module: &str, args: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     if let Some(refusal) = platform_refusal(module, std::env::consts::OS) {
         return Ok(refusal);
     }
     let args = &*paths::expand(module, args, ctx);
+    let args = match without_selinux(module, args) {
+        Ok(a) => a,
+        Err(refusal) => return Ok(refusal),
+    };
+    let args = &*args;
     match module {
         "async_status" => async_job::run(args, ctx),
         "command" => command::command(args, ctx),

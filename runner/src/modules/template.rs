@@ -289,7 +289,7 @@ fn write(t: &Args, rendered: &str, ctx: &Ctx<'_>) -> Step<Outcome> {
     let req = WriteReq {
         dest: &dest,
         content: &content,
-        attrs: t.attrs,
+        attrs: t.attrs.clone(),
         force: t.force,
         backup: t.backup,
         follow: t.follow,

@@ -216,7 +216,7 @@ fn commit(ctx: &Ctx<'_>, ch: Change<'_>, attrs: Attrs, how: &Backup) -> Step<Out
     // and owner, so what differs now is what the task changes. A new file gets the
     // requested attributes at creation.
     let attr_changes = match before {
-        Some(_) => fsutil::apply_attrs(path, attrs, true, ctx.check_mode || changed)?,
+        Some(_) => fsutil::apply_attrs(path, &attrs, true, ctx.check_mode || changed)?,
         None => fsutil::Changes::default(),
     };
     if changed && !ctx.check_mode {

@@ -236,7 +236,7 @@ fn repository(raw: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             fsutil::write_config(&dest, write(&sections).as_bytes(), attrs, ctx)?;
         }
     } else if dest.is_file() {
-        let attributes = fsutil::apply_attrs(&dest, attrs, true, ctx.check_mode)?;
+        let attributes = fsutil::apply_attrs(&dest, &attrs, true, ctx.check_mode)?;
         changed |= !attributes.is_empty();
     }
     let mut o = Outcome::changed(changed)
