@@ -526,7 +526,12 @@ impl Engine {
                 match native_expression(&s) {
                     Some(expr) => {
                         let mut v = self.eval(expr, ctx)?;
-                        if v.is_undefined() {
+                        // A list built with an undefined item (`[nope]`) is as undefined
+                        // as the item: Ansible fails when it turns the list into data.
+                        let undefined_item = v.kind() == minijinja::value::ValueKind::Seq
+                            && v.try_iter()
+                                .is_ok_and(|mut it| it.any(|x| x.is_undefined()));
+                        if v.is_undefined() || undefined_item {
                             return Err(self.named(undefined_value(raw), true, expr, false, ctx));
                         }
                         // ansible-core 2.18: a template that names one variable
@@ -1611,6 +1616,19 @@ mod tests {
         assert_eq!(
             e.render_str("{{ missing | default('x') }}", &c).unwrap(),
             "x"
+        );
+        // A list with an undefined item, and a text filter given an undefined value,
+        // fail naming it, as Ansible's do.
+        for src in [
+            "{{ [1, missing] }}",
+            "{{ missing | regex_replace('a', 'b') }}",
+        ] {
+            let err = e.render_value(&json!(src), &c).unwrap_err();
+            assert!(err.undefined, "{src}: {err:?}");
+        }
+        assert_eq!(
+            e.render_value(&json!("{{ [1, 2] }}"), &c).unwrap(),
+            json!([1, 2])
         );
     }
 

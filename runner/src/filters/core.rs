@@ -1042,6 +1042,9 @@ fn to_yaml(v: JValue, rest: Rest<JValue>, nice: bool) -> Result<String, Error> {
 // Regular expressions (Python `re` syntax, through `crate::pyre`).
 
 fn regex_replace(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
+    // Ansible's to_text of an undefined value raises, as it does for any filter that
+    // reads its input as text.
+    super::defined(&v)?;
     let o = Opts::new(rest.0)?;
     let value = py_str(&v);
     let pattern = o.arg(0, "pattern")?.map(|p| py_str(&p)).unwrap_or_default();
@@ -1092,6 +1095,7 @@ fn regex_replace(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
 }
 
 fn regex_search(v: JValue, pattern: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
+    super::defined(&v)?;
     let o = Opts::new(rest.0)?;
     let value = py_str(&v);
     let pattern = py_str(&pattern);
@@ -1143,6 +1147,7 @@ fn regex_search(v: JValue, pattern: JValue, rest: Rest<JValue>) -> Result<JValue
 }
 
 fn regex_findall(v: JValue, regex: JValue, rest: Rest<JValue>) -> Result<JValue, Error> {
+    super::defined(&v)?;
     let o = Opts::new(rest.0)?;
     let value = py_str(&v);
     let re = py_regex(
@@ -1180,6 +1185,7 @@ fn re_escape(s: &str) -> String {
 }
 
 fn regex_escape(v: JValue, rest: Rest<JValue>) -> Result<String, Error> {
+    super::defined(&v)?;
     let o = Opts::new(rest.0)?;
     let re_type = o
         .arg(0, "re_type")?

@@ -46,10 +46,9 @@ pub(crate) fn invalid(msg: impl Into<String>) -> Error {
 /// Fails on an undefined value, as Ansible's undefined does when a filter uses it.
 pub(crate) fn defined(v: &JValue) -> Result<(), Error> {
     if v.is_undefined() {
-        Err(Error::new(
-            ErrorKind::UndefinedError,
-            "the value is undefined",
-        ))
+        // Without a detail of its own, so the error names what was undefined, as the
+        // engine's own undefined errors do.
+        Err(Error::from(ErrorKind::UndefinedError))
     } else {
         Ok(())
     }

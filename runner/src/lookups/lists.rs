@@ -56,6 +56,34 @@ pub(super) fn items(terms: &Value, _: &Vars, _: &Scope) -> Ran {
     flatten(terms)
 }
 
+/// `community.general.flattened`: the terms with every list inside them spliced in,
+/// at any depth; a list of one list counts as that list, and an item "None" or "null"
+/// ends the list it is in (the collection's "undefined item").
+pub(super) fn flattened(terms: &Value, _: &Vars, _: &Scope) -> Ran {
+    let Value::Array(items) = terms else {
+        return Err(LookupError::ansible("with_flattened expects a list"));
+    };
+    Ok(flatten_all(items))
+}
+
+fn flatten_all(items: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for item in items {
+        let mut item = item;
+        while let Value::Array(one) = item
+            && let [only] = one.as_slice()
+        {
+            item = only;
+        }
+        match item {
+            Value::String(s) if s == "None" || s == "null" => break,
+            Value::Array(inner) => out.extend(flatten_all(inner)),
+            other => out.push(other.clone()),
+        }
+    }
+    out
+}
+
 /// `list`: the terms as they are.
 pub(super) fn list(terms: &Value, _: &Vars, _: &Scope) -> Ran {
     match terms {

@@ -256,10 +256,19 @@ pub fn needs_controller(call: &Call<'_>) -> LookupError {
 
 /// The name without an `ansible.builtin.` / `ansible.legacy.` prefix.
 pub fn canonical(name: &str) -> &str {
+    if let Some(short) = name.strip_prefix("community.general.")
+        && COLLECTION_LOOKUPS.contains(&short)
+    {
+        return short;
+    }
     name.strip_prefix("ansible.builtin.")
         .or_else(|| name.strip_prefix("ansible.legacy."))
         .unwrap_or(name)
 }
+
+/// community.general's lookups the runner has, known by their short names too (as
+/// ansible-core routes `with_flattened` to the collection's).
+const COLLECTION_LOOKUPS: &[&str] = &["flattened"];
 
 /// Whether `name` (short or with its collection) is a lookup ansible-core has, so
 /// `with_<name>` is a loop.
@@ -283,6 +292,7 @@ fn host_plugin(name: &str) -> Option<HostPlugin> {
         "indexed_items" => lists::indexed_items,
         "nested" => lists::nested,
         "together" => lists::together,
+        "flattened" => lists::flattened,
         "subelements" => lists::subelements,
         "random_choice" => lists::random_choice,
         "sequence" => sequence::run,
