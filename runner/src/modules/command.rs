@@ -408,9 +408,17 @@ pub(super) fn run_process(
         return Ok(not_run(shown, format!("{r} does not exist")));
     }
     if ctx.check_mode {
+        // The command module's result in check mode: its empty output fields too.
         let mut o = Outcome::ok()
             .with("rc", 0)
             .with("cmd", shown)
+            .with("stdout", "")
+            .with("stderr", "")
+            .with("stdout_lines", Value::Array(Vec::new()))
+            .with("stderr_lines", Value::Array(Vec::new()))
+            .with("start", Value::Null)
+            .with("end", Value::Null)
+            .with("delta", Value::Null)
             .msg("Command would have run if not in check mode");
         // Ansible marks it skipped only when creates/removes could not decide; when
         // they decided it would run, it is a change (geerlingguy.firewall's first flush).

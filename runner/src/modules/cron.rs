@@ -362,7 +362,9 @@ fn read(target: &Target) -> Step<String> {
                 .map_err(|e| failed(Outcome::fail(format!("could not run crontab: {e}"))))?;
             if out.rc == 0 {
                 Ok(strip_banner(&out.stdout))
-            } else if out.stderr.to_ascii_lowercase().contains("no crontab") {
+            } else if out.stderr.to_ascii_lowercase().contains("no crontab") || out.rc == 1 {
+                // The module takes exit status 1 as "no crontab", whatever the reason
+                // (a user that does not exist yet, in check mode, too).
                 Ok(String::new())
             } else {
                 Err(failed(
@@ -441,6 +443,22 @@ mod tests {
     fn run(args: Value, check_mode: bool) -> Result<Outcome, ModuleError> {
         let args = args.as_object().unwrap();
         crate::modules::run_for_test("cron", args, &BTreeMap::new(), &json!({}), check_mode)
+    }
+
+    /// crontab's exit status 1 is "no crontab" to the module, also for a user an
+    /// earlier (checked) task would create: check mode reports the job as a change.
+    #[test]
+    fn a_user_without_a_crontab_or_an_account_has_no_jobs_yet() {
+        if tools::find_bin("crontab").is_none() {
+            eprintln!("skipped: no crontab");
+            return;
+        }
+        let o = run(
+            json!({"name": "t", "job": "/bin/true", "minute": "20", "user": "rustle-nosuchuser"}),
+            true,
+        )
+        .unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
     }
 
     #[test]

@@ -57,8 +57,14 @@ fn seconds(a: &Vars, name: &str, default: f64) -> Result<Duration, ModuleError> 
     Ok(Duration::from_secs_f64(v))
 }
 
-pub(super) fn run(a: &Vars, _ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
+pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     args::only(a, KNOWN)?;
+    if ctx.check_mode {
+        // The module does not support check mode: Ansible skips it.
+        let mut o = Outcome::ok().msg("remote module (wait_for) does not support check mode");
+        o.skipped = true;
+        return Ok(o);
+    }
     let host = args::opt_str(a, "host")?.unwrap_or_else(|| "127.0.0.1".into());
     let port = match args::opt_str(a, "port")? {
         None => None,
@@ -492,6 +498,22 @@ mod tests {
             .local_addr()
             .unwrap()
             .port()
+    }
+
+    /// The module has no check mode: Ansible skips it, so a long wait never starts.
+    #[test]
+    fn check_mode_skips_the_wait() {
+        let port = closed_port();
+        let args = json!({"port": port, "timeout": 300});
+        let o = crate::modules::run_for_test(
+            "wait_for",
+            args.as_object().unwrap(),
+            &BTreeMap::new(),
+            &json!({}),
+            true,
+        )
+        .unwrap();
+        assert!(o.skipped && !o.failed, "{o:?}");
     }
 
     #[test]
