@@ -364,7 +364,8 @@ pub(super) fn validate_content(
             let (program, rest) = argv
                 .split_first()
                 .ok_or_else(|| "validate command is empty".to_string())?;
-            std::process::Command::new(program)
+            // Through the task's door: its environment and become_user.
+            ctx.command(program)
                 .args(rest)
                 .stdin(std::process::Stdio::null())
                 .output()

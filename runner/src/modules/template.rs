@@ -22,6 +22,7 @@ pub const KNOWN: &[&str] = &[
     "follow",
     "attributes",
     "attr",
+    "validate",
 ];
 
 /// The module's Jinja settings, which the runner's template takes (SSH mode does not
@@ -73,6 +74,9 @@ pub(super) struct Args {
     newline: String,
     /// The codec the output is written in (`output_encoding`).
     encoding: String,
+    /// A command that checks the new content first (`%s`: a file holding it), as the
+    /// copy the template action hands over to.
+    validate: Option<String>,
 }
 
 /// Checks the arguments, in the order (and with the messages) the module always had.
@@ -87,6 +91,15 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
     let backup = args::bool_or(a, "backup", false)?;
     let follow = args::bool_or(a, "follow", false)?;
     let attrs = Attrs::from_args(a)?;
+    let validate = args::opt_str(a, "validate")?;
+    if let Some(v) = &validate
+        && !v.contains("%s")
+    {
+        return Err(ModuleError::BadArgs(format!(
+            "argument 'validate' must contain %s (the file to check), got '{v}'"
+        ))
+        .into());
+    }
     let mut setup = crate::ctlfiles::TemplateSetup::default();
     let text = |k: &str, default: &str| -> Step<String> {
         Ok(args::opt_str(a, k)?.unwrap_or_else(|| default.to_string()))
@@ -132,6 +145,7 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
         setup,
         newline,
         encoding,
+        validate,
     })
 }
 
@@ -286,6 +300,9 @@ fn write(t: &Args, rendered: &str, ctx: &Ctx<'_>) -> Step<Outcome> {
         Ok(c) => c,
         Err(e) => return fail(format!("error writing {}: {e}", t.src)),
     };
+    if let Some(v) = &t.validate {
+        super::copy::validate_content(v, &dest, &content, t.follow, ctx)?;
+    }
     let req = WriteReq {
         dest: &dest,
         content: &content,
@@ -350,6 +367,27 @@ mod tests {
             files.insert(name.to_string(), f);
         }
         crate::modules::run_for_test("template", &args, &files, &vars, check_mode)
+    }
+
+    /// `validate` checks the rendered text before it replaces dest, as copy's does.
+    #[test]
+    fn validate_keeps_a_rendering_its_command_rejects_out() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("motd");
+        let vars = json!({"host": "web1", "users": []});
+        let args =
+            |cmd: &str| json!({"src": "templates/motd.j2", "dest": "{p}/motd", "validate": cmd});
+        let o = check(t.path(), args("grep -q web2 %s"), vars.clone(), false).unwrap();
+        assert!(
+            o.failed && o.msg.as_deref() == Some("failed to validate"),
+            "{o:?}"
+        );
+        assert!(!f.exists(), "a rejected rendering is not written");
+        let o = check(t.path(), args("grep -q web1 %s"), vars.clone(), false).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "Welcome to web1\n");
+        let e = check(t.path(), args("true"), vars, false).unwrap_err();
+        assert!(e.to_string().contains("must contain %s"), "{e}");
     }
 
     #[test]

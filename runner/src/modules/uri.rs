@@ -122,13 +122,18 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
         Ok(r) => r,
         Err(why) => {
             let msg = format!("Request failed: {why}");
-            return Ok(Outcome::fail(format!(
+            let mut failed = Outcome::fail(format!(
                 "Status code was -1 and not {}: {msg}",
                 py_list(&status_codes)
             ))
             .with("status", -1)
             .with("url", url.as_str())
-            .with("elapsed", started.elapsed().as_secs()));
+            .with("elapsed", started.elapsed().as_secs());
+            // With return_content the module returns the (empty) body it read.
+            if return_content {
+                failed = failed.with("content", "");
+            }
+            return Ok(failed);
         }
     };
     answer(a, resp, &status_codes, return_content, started, ctx)
@@ -533,6 +538,13 @@ s.serve_forever()
                 .starts_with("Status code was -1 and not [200]: Request failed:"),
             "{down:?}"
         );
+        assert!(down.data.get("content").is_none());
+        // With return_content the (empty) body is there, as the module returns it.
+        let down = uri(
+            t.path(),
+            json!({"url": format!("http://127.0.0.1:{port}/"), "return_content": true}),
+        );
+        assert!(down.failed && down.data["content"] == "", "{down:?}");
     }
 
     #[test]
