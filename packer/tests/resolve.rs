@@ -894,6 +894,29 @@ mod resolve {
         );
     }
 
+    /// `ansible_collection_name` in a role: its collection, "" for a role of its own
+    /// (what ansible-core 2.18 gives; prometheus' roles build names from it).
+    #[test]
+    fn a_roles_collection_name_is_known_in_its_tasks() {
+        let dir = project(&[
+            ("hosts.ini", "web1 ansible_connection=local\n"),
+            (
+                "roles/own/tasks/main.yml",
+                "- debug: msg=\"own:{{ ansible_collection_name }}\"\n",
+            ),
+            (
+                "collections/ansible_collections/acme/tools/roles/r/tasks/main.yml",
+                "- debug: msg=\"coll:{{ ansible_collection_name }}\"\n",
+            ),
+            (
+                "site.yml",
+                "- hosts: web1\n  gather_facts: false\n  roles:\n    - own\n    - acme.tools.r\n",
+            ),
+        ]);
+        let ran = run(dir.path(), "site.yml", "web1");
+        assert_eq!(ran.msgs(), vec!["own:", "coll:acme.tools"]);
+    }
+
     #[test]
     fn a_module_the_runner_lacks_fails_where_it_runs_and_an_unknown_one_where_its_file_is_included()
     {

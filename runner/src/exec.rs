@@ -1328,6 +1328,11 @@ impl<'a> Executor<'a> {
         vars.insert("role_name".into(), role.name.clone().into());
         vars.insert("ansible_role_name".into(), role.name.clone().into());
         vars.insert("role_path".into(), role.path.clone().into());
+        // The collection a role comes from (`ns.coll`), "" for a role of its own.
+        vars.insert(
+            "ansible_collection_name".into(),
+            collection_of(&role.path).unwrap_or_default().into(),
+        );
         let mut names = Vec::new();
         let mut paths = Vec::new();
         let mut i = inherited.roles.len();
@@ -4507,6 +4512,19 @@ fn is_local(ctx: &JValue) -> bool {
     ctx.get_attr("ansible_connection")
         .ok()
         .is_some_and(|v| v.as_str() == Some("local"))
+}
+
+/// The collection (`ns.coll`) a role directory belongs to: the two names after
+/// `ansible_collections/` when the role is in that collection's `roles/`.
+fn collection_of(role_path: &str) -> Option<String> {
+    let rest = role_path.rsplit_once("/ansible_collections/")?.1;
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(ns), Some(coll), Some("roles")) if !ns.is_empty() && !coll.is_empty() => {
+            Some(format!("{ns}.{coll}"))
+        }
+        _ => None,
+    }
 }
 
 /// A failed task's result, saying `msg` (also the deployer's, for a task it could not
