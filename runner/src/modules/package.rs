@@ -24,6 +24,56 @@ const MANAGERS: &[(&str, &str)] = &[
     ("apk", "apk"),
 ];
 
+/// Where Debian's invoke-rc.d asks whether a package may start its service.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// A policy-rc.d that exits with a given code while this lives (apt's `policy_rc_d`);
+/// one the host had is set aside beside it and put back when this is dropped.
+struct PolicyRcD {
+    path: PathBuf,
+    kept: Option<PathBuf>,
+}
+
+impl PolicyRcD {
+    fn install(path: &Path, code: i64) -> Step<PolicyRcD> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let kept = if std::fs::symlink_metadata(path).is_ok() {
+            let aside =
+                path.with_file_name(format!(".policy-rc.d.rustle-{}", crate::random::tag()));
+            std::fs::rename(path, &aside).map_err(|e| fsutil::io_fail("set aside", path, &e))?;
+            Some(aside)
+        } else {
+            None
+        };
+        let guard = PolicyRcD {
+            path: path.to_path_buf(),
+            kept,
+        };
+        // A new file (never through a link someone left), executable by all as the
+        // module makes it.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(path)
+            .map_err(|e| fsutil::io_fail("create", path, &e))?;
+        f.write_all(format!("#!/bin/sh\nexit {code}\n").as_bytes())
+            .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(0o755)))
+            .map_err(|e| fsutil::io_fail("write", path, &e))?;
+        Ok(guard)
+    }
+}
+
+impl Drop for PolicyRcD {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(aside) = &self.kept {
+            let _ = std::fs::rename(aside, &self.path);
+        }
+    }
+}
+
 /// The generic `package` module: hands its arguments to the host's manager module.
 pub(super) fn package(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
     let wanted = args::opt_str(a, "use")?.unwrap_or_else(|| "auto".into());
@@ -178,6 +228,7 @@ impl Output {
 // apt
 
 const APT_ARGS: &[&str] = &[
+    "policy_rc_d",
     "name",
     "pkg",
     "package",
@@ -480,6 +531,12 @@ fn apt_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
         (false, cache_mtime().unwrap_or(0))
     };
 
+    // `policy_rc_d`: what /usr/sbin/policy-rc.d answers while packages change (101: no
+    // service a package installs is started), the host's own put back afterwards.
+    let _policy = match args::opt_int(a, "policy_rc_d")? {
+        Some(code) if !ctx.check_mode => Some(PolicyRcD::install(Path::new(POLICY_RC_D), code)?),
+        _ => None,
+    };
     // Runs (or in check mode simulates) one apt-get action.
     let act = |action: &str, targets: &[String], out: &mut Output| -> Step<()> {
         let argv = apt_argv(action, targets, &opts, ctx.check_mode);
@@ -1126,6 +1183,45 @@ mod tests {
         assert!(status() == before, "check mode changed dpkg's database");
         let e = run("apt", json!({"upgrade": "sideways"}), true).unwrap_err();
         assert!(e.to_string().contains("'upgrade'"));
+    }
+
+    /// apt's `policy_rc_d`: the script answers the code while the guard lives; the
+    /// host's own is put back after, and none is left where there was none.
+    #[test]
+    fn policy_rc_d_answers_while_packages_change_and_the_hosts_own_comes_back() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("policy-rc.d");
+        {
+            let Ok(_g) = PolicyRcD::install(&path, 101) else {
+                panic!("policy-rc.d not installed")
+            };
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                "#!/bin/sh\nexit 101\n"
+            );
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o755);
+            let rc = std::process::Command::new(&path).status().unwrap().code();
+            assert_eq!(rc, Some(101));
+        }
+        assert!(!path.exists(), "none was there before");
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+        {
+            let Ok(_g) = PolicyRcD::install(&path, 101) else {
+                panic!("policy-rc.d not installed")
+            };
+            assert!(std::fs::read_to_string(&path).unwrap().contains("exit 101"));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "#!/bin/sh\nexit 0\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "nothing left beside it"
+        );
     }
 
     #[test]
