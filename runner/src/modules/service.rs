@@ -285,7 +285,13 @@ fn drive_systemd(
             return Err(failed(
                 Outcome::fail(format!(
                     "{NOT_BOOTED}, so systemctl cannot {} {name}; use the service module, which falls back to SysV init scripts",
-                    want.action(false).unwrap_or("start")
+                    // The verb of what was asked, not of a guess at the current state.
+                    match want {
+                        Want::Started => "start",
+                        Want::Stopped => "stop",
+                        Want::Restarted => "restart",
+                        Want::Reloaded => "reload",
+                    }
                 ))
                 .with("name", name),
             ));
@@ -831,6 +837,9 @@ mod tests {
         let o = run("systemd", json!({"name": UNIT, "state": "started"}), false).unwrap();
         assert!(o.failed, "{o:?}");
         assert!(o.msg.unwrap().contains("not running as init (PID 1)"));
+        // The message says what was asked.
+        let o = run("systemd", json!({"name": UNIT, "state": "stopped"}), false).unwrap();
+        assert!(o.msg.unwrap().contains(&format!("systemctl cannot stop {UNIT}")));
         let o = run("systemd", json!({"daemon_reload": true}), false).unwrap();
         assert!(o.failed && o.msg.unwrap().contains("daemon-reload"));
     }
