@@ -839,7 +839,11 @@ mod tests {
         assert!(o.msg.unwrap().contains("not running as init (PID 1)"));
         // The message says what was asked.
         let o = run("systemd", json!({"name": UNIT, "state": "stopped"}), false).unwrap();
-        assert!(o.msg.unwrap().contains(&format!("systemctl cannot stop {UNIT}")));
+        assert!(
+            o.msg
+                .unwrap()
+                .contains(&format!("systemctl cannot stop {UNIT}"))
+        );
         let o = run("systemd", json!({"daemon_reload": true}), false).unwrap();
         assert!(o.failed && o.msg.unwrap().contains("daemon-reload"));
     }

@@ -480,6 +480,16 @@ fn user_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
             .with("stderr", out.stderr.trim_end().to_string()));
     }
 
+    // Ansible's module ends a check-mode run for an account that is not there yet
+    // before it looks at the groups (an earlier checked task may create them).
+    let missing_group = u
+        .group
+        .iter()
+        .chain(u.groups.iter().flatten())
+        .any(|g| group(g).is_none());
+    if existing.is_none() && ctx.check_mode && missing_group {
+        return Ok(Outcome::changed(true));
+    }
     // Every named group must exist, as useradd would refuse otherwise.
     let primary = match &u.group {
         Some(g) => match group(g) {
@@ -1457,6 +1467,19 @@ mod tests {
             bad.msg.as_deref(),
             Some("Group rustletest-nogroup does not exist")
         );
+        // Check mode for an account not there yet does not look at its groups (an
+        // earlier checked task may create them); for one that exists it does.
+        let new = json!({"name": "rustletest-newuser", "group": "rustletest-nogroup"});
+        let o = run("user", new, true).unwrap();
+        assert!(o.changed && !o.failed, "{o:?}");
+        assert!(account("rustletest-newuser").is_none());
+        let o = run(
+            "user",
+            json!({"name": "rustletestu1", "group": "rustletest-nogroup"}),
+            true,
+        )
+        .unwrap();
+        assert!(o.failed, "{o:?}");
 
         let absent = json!({"name": "rustletestu1", "state": "absent", "remove": true});
         assert!(run("user", absent.clone(), true).unwrap().changed);
