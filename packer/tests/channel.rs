@@ -384,6 +384,38 @@ fn deploy_locally(dir: &Path, inv: &Path, plan: &Path, strategy: &str) -> PathBu
     report
 }
 
+/// `check_mode: false` on a block around a task delegated to the controller holds
+/// under `--check` there too (node_exporter's checksum fetch): the controller runs it.
+#[test]
+fn a_blocks_check_mode_false_reaches_a_task_delegated_to_the_controller() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = local_inventory(dir.path(), &["l1"]);
+    let marker = dir.path().join("ran");
+    let plan = write_plan(
+        dir.path(),
+        json!([
+            {"name": "outer", "delegate_to": "localhost", "block": [
+                {"name": "inner", "check_mode": false, "block": [
+                    {"name": "touch", "module": "command", "args": {"_raw_params": format!("touch {}", marker.display())}}
+                ]}
+            ]}
+        ]),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rustle-deploy"))
+        .args([
+            "-i",
+            inv.to_str().unwrap(),
+            plan.to_str().unwrap(),
+            "--check",
+        ])
+        .env("HOME", dir.path())
+        .env_remove("RUSTLE_DEPLOY_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(marker.exists(), "{}", text(&out.stdout));
+}
+
 #[test]
 fn local_hosts_use_the_channel_in_binary_and_ssh_mode() {
     for strategy in ["parallel", "ssh"] {

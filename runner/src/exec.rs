@@ -4109,7 +4109,11 @@ pub fn run_delegated_on(
         _ => String::new(),
     };
     ex.play = Some(play);
+    // The delegating host decided check mode with the blocks around the task, which
+    // this side does not see (`check_mode: false` on a block overrides `--check`).
+    let check_mode = Flag::Value(request.check_mode);
     let inherited = Inherited {
+        check_mode: Some(&check_mode),
         roles: request
             .roles
             .iter()
