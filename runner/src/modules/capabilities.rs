@@ -136,17 +136,9 @@ fn current_caps(stdout: &str, path: &str) -> Option<Vec<Cap>> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-    use std::collections::BTreeMap;
 
     fn run_caps(args: Value, check: bool) -> Outcome {
-        crate::modules::run_for_test(
-            "capabilities",
-            args.as_object().unwrap(),
-            &BTreeMap::new(),
-            &json!({}),
-            check,
-        )
-        .unwrap()
+        crate::modules::run_args_for_test("capabilities", args, check).unwrap()
     }
 
     #[test]

@@ -66,16 +66,7 @@ fn command_module(a: &Vars, ctx: &Ctx<'_>, uses_shell: bool) -> Result<Outcome, 
     let line = line.filter(|l| !l.trim().is_empty());
     let argv = argv.filter(|v| !v.is_empty());
     let early_fail = |msg: &str, warnings: &[String]| {
-        let mut o = Outcome::fail(msg)
-            .with("rc", 256)
-            .with("cmd", Value::Null)
-            .with("stdout", "")
-            .with("stderr", "")
-            .with("stdout_lines", Value::Array(Vec::new()))
-            .with("stderr_lines", Value::Array(Vec::new()))
-            .with("start", Value::Null)
-            .with("end", Value::Null)
-            .with("delta", Value::Null);
+        let mut o = without_output(Outcome::fail(msg).with("rc", 256).with("cmd", Value::Null));
         if !warnings.is_empty() {
             o = o.with("warnings", Value::from(warnings.to_vec()));
         }
@@ -376,6 +367,18 @@ pub fn would_run(shown: Value, decided: bool) -> Outcome {
     o
 }
 
+/// The command module's output fields for a command that did not run: empty output,
+/// no times.
+fn without_output(o: Outcome) -> Outcome {
+    o.with("stdout", "")
+        .with("stderr", "")
+        .with("stdout_lines", Value::Array(Vec::new()))
+        .with("stderr_lines", Value::Array(Vec::new()))
+        .with("start", Value::Null)
+        .with("end", Value::Null)
+        .with("delta", Value::Null)
+}
+
 /// Runs `cmd` as command/shell/script/raw do: `creates`/`removes` (relative to
 /// `chdir`) may decide it needs no run, check mode only reports, `stdin` is fed;
 /// registers cmd, rc, stdout(_lines), stderr(_lines), start, end and delta, and fails
@@ -409,16 +412,7 @@ pub(super) fn run_process(
     }
     if ctx.check_mode {
         // The command module's result in check mode: its empty output fields too.
-        let mut o = Outcome::ok()
-            .with("rc", 0)
-            .with("cmd", shown)
-            .with("stdout", "")
-            .with("stderr", "")
-            .with("stdout_lines", Value::Array(Vec::new()))
-            .with("stderr_lines", Value::Array(Vec::new()))
-            .with("start", Value::Null)
-            .with("end", Value::Null)
-            .with("delta", Value::Null)
+        let mut o = without_output(Outcome::ok().with("rc", 0).with("cmd", shown))
             .msg("Command would have run if not in check mode");
         // Ansible marks it skipped only when creates/removes could not decide; when
         // they decided it would run, it is a change (geerlingguy.firewall's first flush).

@@ -108,15 +108,7 @@ fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let force = args::bool_or(a, "force", true)?;
     let backup = args::bool_or(a, "backup", false)?;
     let follow = args::bool_or(a, "follow", false)?;
-    let validate = args::opt_str(a, "validate")?;
-    if let Some(v) = &validate
-        && !v.contains("%s")
-    {
-        return Err(ModuleError::BadArgs(format!(
-            "argument 'validate' must contain %s (the file to check), got '{v}'"
-        ))
-        .into());
-    }
+    let validate = validate_arg(a)?;
     let directory_mode = args::opt_mode(a, "directory_mode")?;
     // `mode: preserve` gives the destination the source's mode.
     let preserve = args::opt_str(a, "mode")?.is_some_and(|m| m == "preserve");
@@ -306,6 +298,19 @@ fn has_embedded_dir(ctx: &Ctx<'_>, src: &str) -> bool {
             .next()
             .is_some_and(under)
         || (ctx.layout.links.range(prefix.clone()..).next()).is_some_and(|(k, _)| under(k))
+}
+
+/// The `validate` argument: a command line with `%s` for the file to check.
+pub(super) fn validate_arg(a: &Vars) -> Result<Option<String>, ModuleError> {
+    let validate = args::opt_str(a, "validate")?;
+    if let Some(v) = &validate
+        && !v.contains("%s")
+    {
+        return Err(ModuleError::BadArgs(format!(
+            "argument 'validate' must contain %s (the file to check), got '{v}'"
+        )));
+    }
+    Ok(validate)
 }
 
 /// Runs `validate` on a temp file holding the new content, when the content is about

@@ -148,6 +148,19 @@ pub(super) fn group_name(gid: u32) -> String {
 // ---------------------------------------------------------------------------
 // Mode, owner and group
 
+/// Ansible's file arguments (`FILE_COMMON_ARGUMENTS`) besides a module's own.
+pub(super) const FILE_COMMON_ARGS: &[&str] = &[
+    "mode",
+    "owner",
+    "group",
+    "seuser",
+    "serole",
+    "setype",
+    "selevel",
+    "unsafe_writes",
+    "attributes",
+];
+
 /// The mode/owner/group a task asks for; `None` leaves that attribute alone.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Attrs {

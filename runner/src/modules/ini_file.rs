@@ -27,15 +27,6 @@ const KNOWN: &[&str] = &[
     "modify_inactive_option",
     "create",
     "follow",
-    "mode",
-    "owner",
-    "group",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
 ];
 
 /// The section the module puts in front of the file so that options outside any
@@ -69,7 +60,7 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
 }
 
 fn run_inner(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
-    args::only(a, KNOWN)?;
+    args::only(a, &[KNOWN, fsutil::FILE_COMMON_ARGS].concat())?;
     let path = match (args::opt_str(a, "path")?, args::opt_str(a, "dest")?) {
         (Some(p), _) | (None, Some(p)) => expand_user(&p),
         (None, None) => {

@@ -119,17 +119,9 @@ fn make(a: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn run_make(args: Value, check: bool) -> Outcome {
-        crate::modules::run_for_test(
-            "make",
-            args.as_object().unwrap(),
-            &BTreeMap::new(),
-            &json!({}),
-            check,
-        )
-        .unwrap()
+        crate::modules::run_args_for_test("make", args, check).unwrap()
     }
 
     #[test]

@@ -761,6 +761,23 @@ pub(crate) fn run_in_dir_for_test(
     )
 }
 
+/// Runs a module with JSON arguments, no files and no variables, for the module tests.
+#[cfg(test)]
+pub(crate) fn run_args_for_test(
+    module: &str,
+    args: serde_json::Value,
+    check_mode: bool,
+) -> Result<Outcome, ModuleError> {
+    let args = args.as_object().cloned().unwrap_or_default();
+    run_for_test(
+        module,
+        &args,
+        &BTreeMap::new(),
+        &serde_json::json!({}),
+        check_mode,
+    )
+}
+
 /// Runs a module as the executor would (diff mode on), for the module tests.
 #[cfg(test)]
 pub(crate) fn run_for_test(

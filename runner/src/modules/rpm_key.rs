@@ -370,17 +370,9 @@ fn packet<'p>(data: &'p [u8], at: &mut usize) -> Option<(u8, &'p [u8])> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-    use std::collections::BTreeMap;
 
     fn run_key(args: Value, check: bool) -> Outcome {
-        crate::modules::run_for_test(
-            "rpm_key",
-            args.as_object().unwrap(),
-            &BTreeMap::new(),
-            &json!({}),
-            check,
-        )
-        .unwrap()
+        crate::modules::run_args_for_test("rpm_key", args, check).unwrap()
     }
 
     /// A fresh key made with gpg: its armored export and gpg's own fingerprint of it.

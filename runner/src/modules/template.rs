@@ -91,15 +91,7 @@ pub(super) fn parse(a: &Vars) -> Step<Args> {
     let backup = args::bool_or(a, "backup", false)?;
     let follow = args::bool_or(a, "follow", false)?;
     let attrs = Attrs::from_args(a)?;
-    let validate = args::opt_str(a, "validate")?;
-    if let Some(v) = &validate
-        && !v.contains("%s")
-    {
-        return Err(ModuleError::BadArgs(format!(
-            "argument 'validate' must contain %s (the file to check), got '{v}'"
-        ))
-        .into());
-    }
+    let validate = super::copy::validate_arg(a)?;
     let mut setup = crate::ctlfiles::TemplateSetup::default();
     let text = |k: &str, default: &str| -> Step<String> {
         Ok(args::opt_str(a, k)?.unwrap_or_else(|| default.to_string()))

@@ -96,21 +96,7 @@ const ALIASES: &[(&str, &[&str])] = &[
 ];
 
 /// The arguments that are not options of the section.
-const OTHERS: &[&str] = &[
-    "name",
-    "state",
-    "file",
-    "reposdir",
-    "mode",
-    "owner",
-    "group",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-];
+const OTHERS: &[&str] = &["name", "state", "file", "reposdir"];
 
 /// Options that still work but that the module says are going away.
 const DEPRECATED: &[(&str, &str, &str)] = &[
@@ -145,6 +131,7 @@ pub(super) fn run(a: &Vars, ctx: &Ctx<'_>) -> Result<Outcome, ModuleError> {
 fn repository(raw: &Vars, ctx: &Ctx<'_>) -> Step<Outcome> {
     let spec: Vec<(&str, &[&str])> = (OPTIONS.iter().map(|(k, _)| *k))
         .chain(OTHERS.iter().copied())
+        .chain(fsutil::FILE_COMMON_ARGS.iter().copied())
         .map(|k| {
             let aliases = ALIASES
                 .iter()
@@ -357,15 +344,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn run_repo(args: Value, check: bool) -> Outcome {
-        let files = BTreeMap::new();
-        crate::modules::run_for_test(
-            "yum_repository",
-            args.as_object().unwrap(),
-            &files,
-            &json!({}),
-            check,
-        )
-        .unwrap()
+        crate::modules::run_args_for_test("yum_repository", args, check).unwrap()
     }
 
     // The files and verdicts below are what ansible-core 2.18.19's module gives for the
