@@ -1380,7 +1380,56 @@ fn encoding_arg(args: &[JValue], filter: &str) -> Result<(String, String), Error
 }
 
 /// Registers the filters of core.py.
+/// Python's `dict(...)` as Ansible's templates have it: a mapping or an iterable of
+/// key/value pairs (`dict(list | map('reverse'))`), then keyword arguments.
+fn dict_global(rest: Rest<JValue>) -> Result<JValue, Error> {
+    let o = Opts::new(rest.0)?;
+    let mut out: Vec<(JValue, JValue)> = Vec::new();
+    let mut put = |k: JValue, v: JValue| match out.iter_mut().find(|(old, _)| *old == k) {
+        Some(slot) => slot.1 = v,
+        None => out.push((k, v)),
+    };
+    match o.pos.as_slice() {
+        [] => {}
+        [from] if from.kind() == ValueKind::Map => {
+            for k in from.try_iter()? {
+                let v = from.get_item(&k)?;
+                put(k, v);
+            }
+        }
+        [from] => {
+            for (i, pair) in from.try_iter()?.enumerate() {
+                let items: Vec<JValue> = match pair.try_iter() {
+                    Ok(it) if !pair.is_undefined() => it.collect(),
+                    _ => Vec::new(),
+                };
+                match <[JValue; 2]>::try_from(items) {
+                    Ok([k, v]) => put(k, v),
+                    Err(items) => {
+                        return Err(invalid(format!(
+                            "dictionary update sequence element #{i} has length {}; 2 is required",
+                            items.len()
+                        )));
+                    }
+                }
+            }
+        }
+        more => {
+            return Err(invalid(format!(
+                "dict expected at most 1 argument, got {}",
+                more.len()
+            )));
+        }
+    }
+    for k in o.kw.args() {
+        let v: JValue = o.kw.get(k)?;
+        put(JValue::from(k), v);
+    }
+    Ok(JValue::from_iter(out))
+}
+
 pub(crate) fn register(env: &mut Environment<'static>) {
+    env.add_function("dict", dict_global);
     add_filters(
         env,
         &[
@@ -1761,6 +1810,13 @@ mod tests {
                     r#""x"|comment(prefix_count=2, postfix_count=0)"#,
                     r##""#\n#\n# x""##,
                 ),
+                (r#"dict([])"#, r#"{}"#),
+                (
+                    r#"dict([['a', 'b'], ['c', 'd']] | map('reverse'))"#,
+                    r#"{"b": "a", "d": "c"}"#,
+                ),
+                (r#"dict({'x': 1}, y=2)"#, r#"{"x": 1, "y": 2}"#),
+                (r#"dict(a=1)"#, r#"{"a": 1}"#),
                 (r#""foo"|type_debug"#, r#""str""#),
                 (r#"1|type_debug"#, r#""int""#),
                 (r#"1.5|type_debug"#, r#""float""#),

@@ -136,7 +136,7 @@ fn list(ctx: &Ctx<'_>, manager: &str) -> Option<Result<Vec<Value>, String>> {
             &[
                 "-W",
                 "-f",
-                "${db:Status-Status}\t${binary:Package}\t${Version}\t${Architecture}\t${Section}\n",
+                "${db:Status-Status}\t${Package}\t${Version}\t${Architecture}\t${Section}\n",
             ],
         ),
         "rpm" => (
@@ -219,6 +219,14 @@ mod tests {
         assert!(!o.failed, "{o:?}");
         let dpkg = &o.data["ansible_facts"]["packages"]["dpkg"][0];
         assert_eq!(dpkg["name"], "dpkg");
+        // A package built for several architectures is named without its `:arch`,
+        // as python-apt names it for Ansible (libc6 is one on every Debian).
+        let packages = o.data["ansible_facts"]["packages"].as_object().unwrap();
+        assert!(packages.contains_key("libc6"), "libc6 by its plain name");
+        assert!(
+            !packages.keys().any(|k| k.contains(':')),
+            "no :arch in names"
+        );
         assert_eq!(dpkg["source"], "apt");
         assert!(
             dpkg["version"].as_str().is_some_and(|v| !v.is_empty()),
