@@ -1395,9 +1395,10 @@ fn processes_with(needle: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Waits (up to 15 s) until no process mentions `needle`; false if some still do.
+/// Waits (up to 25 s: CI's two cores run the other tests meanwhile) until no process
+/// mentions `needle`; false if some still do.
 fn gone_soon(needle: &str) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
     while std::time::Instant::now() < deadline {
         if processes_with(needle).is_empty() {
             return true;
@@ -1631,7 +1632,9 @@ fn a_host_given_up_at_the_timeout_has_its_runner_stopped_and_the_release_failed(
     let v1 = d.plan(&versioned("v1"));
     ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
     let before = current_in(&h.root());
-    let plan = d.plan_named("slow.json", &slow(30));
+    // 57 s: long enough that it cannot end by itself while `gone_soon` waits (25 s),
+    // and a number no other test sleeps.
+    let plan = d.plan_named("slow.json", &slow(57));
     let (report_path, report_arg) = report(&d);
     let out = d.run(
         &lab,
@@ -1657,7 +1660,10 @@ fn a_host_given_up_at_the_timeout_has_its_runner_stopped_and_the_release_failed(
         "the runner still runs: {:?}",
         processes_with(&root)
     );
-    assert!(gone_soon("sleep\u{0}30"), "the task's command still runs");
+    assert!(
+        gone_soon("sleep\u{0}57\u{0}"),
+        "the task's command still runs"
+    );
     assert!(
         !h.home.join("app/after").exists(),
         "a task ran after the deployer left"
@@ -1684,7 +1690,7 @@ fn a_local_host_given_up_at_the_timeout_has_its_whole_process_group_ended() {
         ),
     )
     .unwrap();
-    let plan = d.plan(&slow(31));
+    let plan = d.plan(&slow(59));
     let (report_path, report_arg) = report(&d);
     let out = d.run(
         &lab,
@@ -1711,7 +1717,10 @@ fn a_local_host_given_up_at_the_timeout_has_its_whole_process_group_ended() {
         "the runner still runs: {:?}",
         processes_with(&root)
     );
-    assert!(gone_soon("sleep\u{0}31"), "the task's command still runs");
+    assert!(
+        gone_soon("sleep\u{0}59\u{0}"),
+        "the task's command still runs"
+    );
     assert!(out_dir.join("app/started").exists());
     assert!(
         !out_dir.join("app/after").exists(),
@@ -1753,7 +1762,7 @@ fn a_host_lost_while_its_runner_runs_is_reported_keeps_its_release_and_deploys_a
     let v1 = d.plan(&versioned("v1"));
     ok(&d.run(&lab, &["-i", inv, v1.to_str().unwrap()]));
     let before = current_in(&h.root());
-    // 31, not 30: the timeout test beside this one looks for its own `sleep 30` to end.
+    // 31: the timeout test beside this one looks for its own `sleep 57` to end.
     let plan = d.plan_named("slow.json", &slow(31));
     let (report_path, report_arg) = report(&d);
     let running = d.spawn(
