@@ -439,7 +439,7 @@ fn without_selinux<'a>(module: &str, args: &'a Vars) -> Result<Cow<'a, Vars>, Ou
     if given.is_empty() || !FILE_COMMON_MODULES.contains(&module) {
         return Ok(Cow::Borrowed(args));
     }
-    if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+    if selinux_enabled() {
         return Err(Outcome::fail(format!(
             "{module}: SELinux is enabled on this host, and setting a file's SELinux context ({}) is not supported by rustle-deploy yet",
             given.join(", ")
@@ -450,6 +450,18 @@ fn without_selinux<'a>(module: &str, args: &'a Vars) -> Result<Cow<'a, Vars>, Ou
         kept.shift_remove(k);
     }
     Ok(Cow::Owned(kept))
+}
+
+/// Whether the host enforces or logs SELinux (its file system is mounted).
+#[cfg(target_os = "linux")]
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// Whether the host enforces or logs SELinux: never off Linux.
+#[cfg(not(target_os = "linux"))]
+fn selinux_enabled() -> bool {
+    false
 }
 
 /// Runs a module.

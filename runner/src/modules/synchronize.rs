@@ -244,9 +244,11 @@ fn stage(ctx: &Ctx<'_>, src: &str, follow_links: bool) -> Step<(PrivateDir, Stri
     };
     let prefix = format!("{key}/");
     let layout = ctx.layout;
-    let files: Vec<(&String, &crate::plan::HostFile)> = (ctx.files.range(key.to_string()..))
-        .take_while(|(k, _)| k.as_str() == key || k.starts_with(&prefix))
-        .filter(|(k, _)| k.as_str() == key || k.starts_with(&prefix))
+    // The file itself, or the files below `key/` (contiguous from `key/` on; names such
+    // as `key.bak` sort between the two).
+    let files: Vec<(&String, &crate::plan::HostFile)> = (ctx.files.get_key_value(key))
+        .into_iter()
+        .chain((ctx.files.range(prefix.clone()..)).take_while(|(k, _)| k.starts_with(&prefix)))
         .collect();
     let is_dir = layout.dirs.contains(key)
         || files.iter().any(|(k, _)| k.starts_with(&prefix))
@@ -510,11 +512,21 @@ mod tests {
             return;
         }
         let t = tempfile::tempdir().unwrap();
-        let (files, layout) = site();
+        let (mut files, layout) = site();
+        // A neighbour that sorts between `/ctl/site` and `/ctl/site/` is not part of it.
+        files.insert(
+            "/ctl/site.bak".to_string(),
+            crate::plan::HostFile {
+                content: b"old".to_vec(),
+                mode: None,
+            },
+        );
         let dest = t.path().display().to_string();
         let args = json!({"src": "/ctl/site", "dest": dest, "copy_links": true});
         let o = run_with(args, &files, &layout, false);
         assert!(o.changed && !o.failed, "{o:?}");
+        assert!(t.path().join("site/index.html").exists());
+        assert!(!t.path().join("site.bak").exists());
         let link = t.path().join("site/link");
         assert!(
             !std::fs::symlink_metadata(&link)
