@@ -120,19 +120,11 @@ impl Loader<'_> {
     /// Records an `include_tasks` of the literal `name` from the file being read (`cx`):
     /// the file it finds, in the runner's order, is parsed into the library.
     pub(crate) fn register_static_include(&mut self, name: &str, cx: &Cx) {
-        let dir = controller_path(&cx.dir);
-        let playbook_dir = controller_path(&cx.playbook_dir);
-        let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
-        let place = rustle_runner::resolve::Place {
-            roles: role.iter().map(String::as_str).collect(),
-            task_dir: &dir,
-            playbook_dir: &playbook_dir,
-        };
-        let Some(found) = place
-            .include_candidates(name, cx.handler)
-            .into_iter()
-            .find(|c| Path::new(c).is_file())
-        else {
+        let found = in_place(cx, |place| {
+            (place.include_candidates(name, cx.handler).into_iter())
+                .find(|c| Path::new(c).is_file())
+        });
+        let Some(found) = found else {
             return;
         };
         let plays = self.reach.plays.clone();
@@ -535,25 +527,29 @@ fn is_yaml_name(path: &Path, root: &Path) -> bool {
     }
 }
 
-/// A file's plan form. A vault-encrypted file is not carried: only files a task names
-/// literally are opened with the vault password.
 /// The file `name` a task read from `cx` finds in Ansible's search stack under `sub`
 /// (`vars`, `files`), in the runner's order, if there is one.
 fn stack_file(cx: &Cx, sub: &str, name: &str) -> Option<String> {
+    in_place(cx, |place| {
+        (place.stack_candidates(sub, name).into_iter()).find(|c| Path::new(c).is_file())
+    })
+}
+
+/// Calls `f` with the runner's search place of a task read from `cx` (its file's
+/// directory, its role, the playbook's directory, as controller paths).
+fn in_place<T>(cx: &Cx, f: impl FnOnce(&rustle_runner::resolve::Place) -> T) -> T {
     let dir = controller_path(&cx.dir);
     let playbook_dir = controller_path(&cx.playbook_dir);
     let role = cx.role.as_ref().map(|r| controller_path(&r.dir));
-    let place = rustle_runner::resolve::Place {
+    f(&rustle_runner::resolve::Place {
         roles: role.iter().map(String::as_str).collect(),
         task_dir: &dir,
         playbook_dir: &playbook_dir,
-    };
-    place
-        .stack_candidates(sub, name)
-        .into_iter()
-        .find(|c| Path::new(c).is_file())
+    })
 }
 
+/// A file's plan form. A vault-encrypted file is not carried: only files a task names
+/// literally are opened with the vault password.
 fn read_file(path: &Path) -> Result<PlanFile, String> {
     let file = crate::plan::plan_file(path).map_err(|e| format!("cannot read it: {e}"))?;
     if file.content.as_deref().is_some_and(yaml::is_vault) {
